@@ -1,0 +1,211 @@
+//! The server core: what a runtime keeps for each native server.
+
+use std::fmt;
+use std::rc::Rc;
+
+use super::config::Config;
+use super::shared::Shared;
+use crate::admit::Refusal;
+use crate::ledger::Ledger;
+use crate::pool::{ContextPool, PoolMetrics, Recycle};
+use crate::ticket::Drain;
+use crate::wrapper::{DowngradePolicy, Engine, Live, WrapperCell};
+
+/// The native half of a server: its wrapper cell, its context pool, its ledger and its drain.
+///
+/// A runtime makes one per `serve()` call and keeps it in its native server struct. Every
+/// callback from the event loop starts with [`upgrade`](ServerCore::upgrade) (or
+/// [`upgrade_in`](ServerCore::upgrade_in) when the engine needs a scope); only the resulting
+/// [`Live`] proof can mint per-request guards. `E` is the engine holding the wrapper, `C` the
+/// per-request context type the pool recycles.
+///
+/// # Examples
+///
+/// ```
+/// use reqguard::{Config, ServerCore, engines::Heap};
+///
+/// let heap = Heap::new();
+/// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+///
+/// let live = core.upgrade().expect("a listening server's wrapper is strong");
+/// let bundle = live.admit(|_ctx| Ok("GET /")).unwrap();
+/// drop(live);
+///
+/// let drain = core.stop();
+/// assert!(!drain.is_complete()); // one request is still out
+/// drop(bundle);
+/// assert!(drain.is_complete());
+/// core.ledger().assert_quiescent();
+/// ```
+pub struct ServerCore<E: Engine, C: Recycle = ()> {
+    wrapper: Rc<WrapperCell<E>>,
+    shared: Rc<Shared>,
+    pool: Rc<ContextPool<C>>,
+    policy: DowngradePolicy,
+}
+
+impl<E: Engine, C: Recycle> ServerCore<E, C> {
+    /// A server core around the wrapper `strong` keeps alive; `scope` makes its weak handle.
+    pub fn new(scope: &mut E::Scope<'_>, strong: E::Strong, config: Config) -> Self {
+        let pool = ContextPool::new(config.get_pool_capacity(), config.get_exhaustion());
+        pool.prewarm(config.get_prewarm());
+        ServerCore {
+            wrapper: Rc::new(WrapperCell::new(scope, strong)),
+            shared: Rc::new(Shared::new(config.get_pool_capacity())),
+            pool: Rc::new(pool),
+            policy: config.get_downgrade(),
+        }
+    }
+
+    /// Upgrades the wrapper: the proof that guards may be minted, or `None` if the wrapper has
+    /// been finalized (answer 503 then, and take nothing).
+    pub fn upgrade_in(&self, scope: &mut E::Scope<'_>) -> Option<Live<'_, E, C>> {
+        Some(Live::new(self, self.wrapper.upgrade(scope)?))
+    }
+
+    /// Runs `callback` with the proof, or refuses if the wrapper has been finalized.
+    ///
+    /// The proof cannot leave the callback: `callback` must accept a `Live` of any lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::WRAPPER_FINALIZED`] if the upgrade fails; `callback` does not run.
+    pub fn with_live_in<R>(
+        &self,
+        scope: &mut E::Scope<'_>,
+        callback: impl for<'l> FnOnce(Live<'l, E, C>) -> R,
+    ) -> Result<R, Refusal> {
+        let live = self.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
+        Ok(callback(live))
+    }
+
+    /// Stops admission and returns the drain, which completes when the last ticket drops.
+    ///
+    /// With [`DowngradePolicy::OnStop`] the wrapper is downgraded now; with
+    /// [`DowngradePolicy::OnDrain`] when the drain completes. Calling it again returns
+    /// another handle to the same drain.
+    pub fn stop(&self) -> Drain {
+        if !self.shared.is_stopped() {
+            match self.policy {
+                DowngradePolicy::OnStop => self.wrapper.downgrade(),
+                DowngradePolicy::OnDrain => {
+                    let cell = Rc::downgrade(&self.wrapper);
+                    self.shared.on_drained(Box::new(move || {
+                        if let Some(cell) = cell.upgrade() {
+                            cell.downgrade();
+                        }
+                    }));
+                }
+            }
+            self.shared.stop();
+        }
+        Drain::new(Rc::clone(&self.shared))
+    }
+
+    /// Whether [`stop`](ServerCore::stop) has been called.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.is_stopped()
+    }
+
+    /// The drain, once [`stop`](ServerCore::stop) has been called.
+    pub fn drain(&self) -> Option<Drain> {
+        self.is_stopped()
+            .then(|| Drain::new(Rc::clone(&self.shared)))
+    }
+
+    /// The ledger of outstanding guards.
+    pub fn ledger(&self) -> &Ledger {
+        &self.shared.ledger
+    }
+
+    /// The context pool's figures.
+    pub fn pool_metrics(&self) -> PoolMetrics {
+        self.pool.metrics()
+    }
+
+    /// The wrapper cell.
+    pub fn wrapper(&self) -> &WrapperCell<E> {
+        &self.wrapper
+    }
+
+    /// The downgrade policy.
+    pub fn downgrade_policy(&self) -> DowngradePolicy {
+        self.policy
+    }
+
+    pub(crate) fn shared(&self) -> &Rc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn pool(&self) -> &Rc<ContextPool<C>> {
+        &self.pool
+    }
+}
+
+/// Engines that need no scope to upgrade (the embedded engine, `Rc`-based engines).
+impl<E, C> ServerCore<E, C>
+where
+    E: for<'s> Engine<Scope<'s> = ()>,
+    C: Recycle,
+{
+    /// Upgrades the wrapper: the proof that guards may be minted, or `None` if the wrapper has
+    /// been finalized (answer 503 then, and take nothing).
+    ///
+    /// # Examples
+    ///
+    /// `Some` while the server holds its wrapper, `None` once it is stopped and collected:
+    ///
+    /// ```
+    /// use reqguard::{Config, DowngradePolicy, ServerCore, engines::Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    /// let core = ServerCore::embedded(heap.alloc("server"), config);
+    /// assert!(core.upgrade().is_some());
+    /// let _drain = core.stop();
+    /// assert!(core.upgrade().is_some()); // weak, but not collected yet
+    /// heap.collect();
+    /// assert!(core.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<Live<'_, E, C>> {
+        self.upgrade_in(&mut ())
+    }
+
+    /// Runs `callback` with the proof, or refuses if the wrapper has been finalized.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::WRAPPER_FINALIZED`] if the upgrade fails; `callback` does not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::{Config, ServerCore, engines::Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    /// let status = core.with_live(|live| {
+    ///     let bundle = live.admit(|_ctx| Ok(()))?;
+    ///     drop(bundle);
+    ///     Ok::<_, reqguard::Refusal>(200)
+    /// });
+    /// assert_eq!(status, Ok(Ok(200)));
+    /// ```
+    pub fn with_live<R>(
+        &self,
+        callback: impl for<'l> FnOnce(Live<'l, E, C>) -> R,
+    ) -> Result<R, Refusal> {
+        self.with_live_in(&mut (), callback)
+    }
+}
+
+impl<E: Engine, C: Recycle> fmt::Debug for ServerCore<E, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerCore")
+            .field("wrapper", &self.wrapper)
+            .field("stopped", &self.is_stopped())
+            .field("ledger", self.ledger())
+            .field("pool", &self.pool_metrics())
+            .finish()
+    }
+}

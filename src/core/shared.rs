@@ -1,0 +1,135 @@
+//! The private core that every guard of one server points at.
+//!
+//! Guards hold an `Rc<Shared>`, so the core lives until the last guard is gone, whatever happens
+//! to the [`ServerCore`](crate::ServerCore) handle (G5: the server core outlives its drain).
+//!
+//! # Invariants
+//!
+//! 1. The number of outstanding tickets is `ledger.outstanding(GuardKind::Ticket)`; nothing else
+//!    counts pending requests.
+//! 2. `stopped` goes from `false` to `true` once and never back; no ticket is minted after it.
+//! 3. `drained_at` is set exactly once, at the first moment `stopped` holds and no ticket is out;
+//!    the drain hooks run then, once, and the drain's waker is woken.
+//! 4. Every signal in `active_signals` is held by exactly one live `ActivityRef`, whose key it is.
+//! 5. Every signal in `spare_signals` has no other handle (`Rc::strong_count == 1`) and is reset.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::ledger::{Entry, GuardKind, Ledger};
+use crate::signal::SignalState;
+
+pub(crate) type DrainHook = Box<dyn FnOnce()>;
+
+pub(crate) struct Shared {
+    pub(crate) ledger: Ledger,
+    stopped: Cell<bool>,
+    stopped_at: Cell<Option<Instant>>,
+    drained_at: Cell<Option<Instant>>,
+    pub(crate) deadline: Cell<Option<Instant>>,
+    pub(crate) escalated: Cell<bool>,
+    drain_hooks: RefCell<Vec<DrainHook>>,
+    waker: RefCell<Option<Waker>>,
+    pub(crate) active_signals: RefCell<slab::Slab<Rc<SignalState>>>,
+    spare_signals: RefCell<Vec<Rc<SignalState>>>,
+    spare_signal_limit: usize,
+}
+
+impl Shared {
+    pub(crate) fn new(spare_signal_limit: usize) -> Self {
+        Shared {
+            ledger: Ledger::new(),
+            stopped: Cell::new(false),
+            stopped_at: Cell::new(None),
+            drained_at: Cell::new(None),
+            deadline: Cell::new(None),
+            escalated: Cell::new(false),
+            drain_hooks: RefCell::new(Vec::new()),
+            waker: RefCell::new(None),
+            active_signals: RefCell::new(slab::Slab::new()),
+            spare_signals: RefCell::new(Vec::new()),
+            spare_signal_limit,
+        }
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    pub(crate) fn stopped_at(&self) -> Option<Instant> {
+        self.stopped_at.get()
+    }
+
+    pub(crate) fn drained_at(&self) -> Option<Instant> {
+        self.drained_at.get()
+    }
+
+    pub(crate) fn tickets_out(&self) -> usize {
+        self.ledger.outstanding(GuardKind::Ticket)
+    }
+
+    /// Closes admission; completes the drain at once when no ticket is out. Idempotent.
+    pub(crate) fn stop(&self) {
+        if self.stopped.replace(true) {
+            return;
+        }
+        self.stopped_at.set(Some(Instant::now()));
+        if self.tickets_out() == 0 {
+            self.complete_drain();
+        }
+    }
+
+    pub(crate) fn release_ticket(&self, entry: Entry) {
+        let left = self.ledger.release(GuardKind::Ticket, entry);
+        if left == 0 && self.stopped.get() {
+            self.complete_drain();
+        }
+    }
+
+    fn complete_drain(&self) {
+        if self.drained_at.get().is_some() {
+            return;
+        }
+        self.drained_at.set(Some(Instant::now()));
+        // Take the hooks out first: a hook may drop guards or register more hooks.
+        let hooks = std::mem::take(&mut *self.drain_hooks.borrow_mut());
+        for hook in hooks {
+            hook();
+        }
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Runs `hook` when the drain completes, or now if it already has.
+    pub(crate) fn on_drained(&self, hook: DrainHook) {
+        if self.drained_at.get().is_some() {
+            hook();
+        } else {
+            self.drain_hooks.borrow_mut().push(hook);
+        }
+    }
+
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut slot = self.waker.borrow_mut();
+        match slot.as_ref() {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    pub(crate) fn take_spare_signal(&self) -> Option<Rc<SignalState>> {
+        self.spare_signals.borrow_mut().pop()
+    }
+
+    /// Keeps a signal nobody else holds for reuse, so a warm server mints signals without allocating.
+    pub(crate) fn recycle_signal(&self, state: Rc<SignalState>) {
+        let mut spares = self.spare_signals.borrow_mut();
+        if spares.len() < self.spare_signal_limit {
+            state.reset();
+            spares.push(state);
+        }
+    }
+}

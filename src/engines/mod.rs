@@ -1,0 +1,16 @@
+//! Engines: where the server's wrapper lives.
+//!
+//! - [`Heap`] ([`Embedded`]): an embedded engine with a deterministic [`Heap::collect`], so tests
+//!   reach the finalized path for real. Always available.
+#![cfg_attr(
+    feature = "v8",
+    doc = "- [`V8`]: `v8::Global` / `v8::Weak` (feature `v8`)."
+)]
+#![cfg_attr(
+    feature = "quickjs",
+    doc = "- [`QuickJs`]: a JS `WeakRef` held in a `Persistent` (feature `quickjs`)."
+)]
+
+mod embedded;
+
+pub use embedded::{Embedded, Handle, Heap, WeakHandle};

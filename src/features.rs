@@ -1,0 +1,10 @@
+//! Cargo features, in one place.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `leak-check` | records each guard's mint site in release builds too (always on in debug builds) |
+//! | `server` | `reqguard::http`: the reference HTTP/1.1 server on a mio loop, and the `reqguard-demo` binary |
+//! | `v8` | `engines::V8`: the wrapper as `v8::Global<v8::Object>` / `v8::Weak<v8::Object>` |
+//! | `quickjs` | `engines::QuickJs`: the wrapper in QuickJS (rquickjs), upgraded through a JS `WeakRef` |
+//!
+//! No feature is on by default: an embedder who brings its own loop and engine pays for neither.

@@ -1,0 +1,10 @@
+//! The ledger: outstanding guards per kind, where each was minted, and leak reports.
+
+mod book;
+mod kind;
+mod report;
+
+pub(crate) use book::Entry;
+pub use book::{Ledger, LedgerEvent};
+pub use kind::GuardKind;
+pub use report::{LeakReport, LeakSite};

@@ -1,0 +1,167 @@
+//! Request-resource accounting that cannot be gotten wrong.
+//!
+//! A native server calls into a runtime for every request. After `server.stop()` the server's
+//! JavaScript object (its *wrapper*) is held only weakly, and the collector may finalize it
+//! while kept-alive connections still deliver requests. Every callback must therefore
+//! **upgrade** the wrapper first, answer 503 if that fails, only **then** take the per-request
+//! resources, and give each back **exactly once** on every path. Bun got this wrong twice in
+//! one pull request (a null unwrap, then a check placed after the allocation). reqguard makes
+//! the right order the only one that compiles.
+//!
+//! # The tutorial
+//!
+//! ## 1. A server core and its wrapper
+//!
+//! A runtime keeps one [`ServerCore`] per server. It holds the wrapper through an [`Engine`]
+//! (here the embedded [`Heap`](engines::Heap); the `v8` feature holds a `v8::Global`):
+//!
+//! ```
+//! use reqguard::{Config, ServerCore, engines::Heap};
+//!
+//! let heap = Heap::new();
+//! let core = ServerCore::embedded(heap.alloc("my server"), Config::default());
+//! # let _ = core;
+//! ```
+//!
+//! ## 2. Upgrade first: the proof
+//!
+//! [`ServerCore::upgrade`] returns `Option<`[`Live`]`>`. The proof is the only way to mint a
+//! guard, so "allocate, then check" does not compile:
+//!
+//! ```compile_fail
+//! # use reqguard::{Config, ServerCore, PendingTicket, engines::Heap};
+//! # let heap = Heap::new();
+//! # let core = ServerCore::embedded(heap.alloc("s"), Config::default());
+//! let ticket = PendingTicket::new(&core); // no such thing: tickets come from a `Live`
+//! ```
+//!
+//! ## 3. Take the bundle, all or nothing
+//!
+//! [`Live::admit`] takes a [`PendingTicket`], a pooled [`RequestContext`], an [`AbortSignal`]
+//! with its [`ActivityRef`], and a [`RequestObject`] in one step. If a step fails, what was taken
+//! is released in reverse order and you get a [`Refusal`] that holds nothing:
+//!
+//! ```
+//! use reqguard::{Config, Refusal, ServerCore, engines::Heap};
+//!
+//! # let heap = Heap::new();
+//! # let core = ServerCore::embedded_with_context::<Vec<u8>>(heap.alloc("s"), Config::default());
+//! fn on_request(core: &ServerCore<reqguard::engines::Embedded<&'static str>, Vec<u8>>)
+//!     -> Result<u16, Refusal>
+//! {
+//!     let live = core.upgrade().ok_or(Refusal::WRAPPER_FINALIZED)?;
+//!     let bundle = live.admit(|ctx| {
+//!         ctx.extend_from_slice(b"hello");
+//!         Ok("GET /")
+//!     })?;
+//!     // ... call the handler with live.wrapper() as `this` and the bundle ...
+//!     drop(bundle); // every guard is released here, or on `?`, or on a panic
+//!     Ok(200)
+//! }
+//! assert_eq!(on_request(&core), Ok(200));
+//! core.ledger().assert_quiescent();
+//! ```
+//!
+//! ## 4. Stop and drain
+//!
+//! [`ServerCore::stop`] closes admission and returns a [`Drain`] that completes when the last
+//! ticket drops. The [`DowngradePolicy`] says when the wrapper turns weak. After it is collected
+//! the upgrade fails, and a late request on a kept-alive connection gets a 503 instead of a
+//! crash:
+//!
+//! ```
+//! use reqguard::{Config, DowngradePolicy, ServerCore, engines::Heap};
+//!
+//! let heap = Heap::new();
+//! let core = ServerCore::embedded(
+//!     heap.alloc("server"),
+//!     Config::default().downgrade(DowngradePolicy::OnStop),
+//! );
+//! let drain = core.stop();
+//! assert!(drain.is_complete()); // nothing was out
+//! heap.collect(); // the collector finalizes the wrapper
+//! assert!(core.upgrade().is_none()); // -> answer 503, take nothing
+//! ```
+//!
+//! ## 5. The ledger catches what types cannot
+//!
+//! `mem::forget` and `Rc` cycles are safe Rust. The [`Ledger`] counts every guard and, in debug
+//! builds or with the `leak-check` feature, records where it was minted:
+//!
+//! ```
+//! use reqguard::{Config, PendingTicket, ServerCore, engines::Heap};
+//!
+//! let heap = Heap::new();
+//! let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+//! PendingTicket::forget(core.upgrade().unwrap().ticket().unwrap());
+//! let report = core.ledger().report().to_string();
+//! assert!(report.starts_with("1 pending-request ticket"));
+//! assert!(report.ends_with("was never released"));
+//! ```
+//!
+//! # Guarantees
+//!
+//! | | guarantee | how |
+//! |---|---|---|
+//! | G1 | proof first | guards are minted only by [`Live`]; it is `!Send`, unforgeable, borrow-bound |
+//! | G2 | release on drop | every guard releases in `Drop`; none is `Clone`; all are `#[must_use]` |
+//! | G3 | all or nothing | [`Live::admit`] releases in reverse order on failure |
+//! | G4 | refusal allocates nothing | [`Refusal`] is `Copy`; [`Refusal::consume`] takes guards |
+//! | G5 | drain | [`Drain`]: a `Future` and a pollable handle with a deadline |
+//! | G6 | ledger | [`Ledger`], [`LeakReport`] |
+//! | G7 | zero cost | pooled contexts, recycled signals; see `docs/benchmarks.md` |
+//!
+//! Guards are single-threaded: a server's event loop owns them, and the counters are plain
+//! cells, not atomics. See [`features`] for the cargo features.
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod admit;
+mod core;
+pub mod engines;
+pub mod features;
+mod ledger;
+mod pool;
+mod signal;
+mod ticket;
+mod wrapper;
+
+pub use crate::admit::{Admitted, Refusal, RefusalReason, RequestObject};
+pub use crate::core::{Config, ServerCore};
+pub use crate::ledger::{GuardKind, LeakReport, LeakSite, Ledger, LedgerEvent};
+pub use crate::pool::{Exhaustion, PoolMetrics, Recycle, RequestContext};
+pub use crate::signal::{AbortReason, AbortSignal, ActivityRef};
+pub use crate::ticket::{Drain, DrainReport, DrainStatus, PendingTicket};
+pub use crate::wrapper::{DowngradePolicy, Engine, Live, WrapperCell};
+
+mod assertions {
+    //! Auto-trait and size facts the guarantees rest on.
+    use super::engines::Embedded;
+    use super::*;
+    use static_assertions::{assert_impl_all, assert_not_impl_any};
+
+    type E = Embedded<()>;
+
+    // G1: the proof and the guards stay on the event loop's thread, and the proof cannot be
+    // copied into a second request.
+    assert_not_impl_any!(Live<'static, E>: Send, Sync, Clone);
+    assert_not_impl_any!(PendingTicket: Send, Sync, Clone, Default);
+    assert_not_impl_any!(RequestContext<()>: Send, Sync, Clone, Default);
+    assert_not_impl_any!(ActivityRef: Send, Sync, Clone, Default);
+    assert_not_impl_any!(RequestObject<()>: Send, Sync, Clone, Default);
+    assert_not_impl_any!(Admitted<(), ()>: Send, Sync, Clone);
+    assert_not_impl_any!(Drain: Send, Sync);
+    // G4: a refusal holds nothing.
+    assert_impl_all!(Refusal: Copy, Send, Sync, std::error::Error);
+
+    // G7: a ticket is one pointer (plus its ledger key in leak-check builds).
+    #[cfg(not(any(debug_assertions, feature = "leak-check")))]
+    static_assertions::assert_eq_size!(PendingTicket, usize);
+    static_assertions::assert_eq_size!(Refusal, [usize; 3]);
+}

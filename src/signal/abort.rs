@@ -1,0 +1,183 @@
+//! The abort signal: a shared flag with listeners that fire at most once.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+
+use super::reason::AbortReason;
+use crate::core::shared::Shared;
+
+type Listener = Box<dyn FnOnce(AbortReason)>;
+
+/// The state behind every handle to one signal.
+///
+/// # Invariants
+///
+/// 1. `reason` goes from `None` to `Some` at most once per use; listeners run at that moment only.
+/// 2. `activity` counts the live `ActivityRef`s on this signal.
+pub(crate) struct SignalState {
+    reason: Cell<Option<AbortReason>>,
+    listeners: RefCell<Vec<Listener>>,
+    activity: Cell<usize>,
+}
+
+impl SignalState {
+    pub(crate) fn new() -> Self {
+        SignalState {
+            reason: Cell::new(None),
+            listeners: RefCell::new(Vec::new()),
+            activity: Cell::new(0),
+        }
+    }
+
+    /// Forgets the last use; keeps the listener list's capacity.
+    pub(crate) fn reset(&self) {
+        self.reason.set(None);
+        self.listeners.borrow_mut().clear();
+        self.activity.set(0);
+    }
+
+    pub(crate) fn add_activity(&self) {
+        self.activity.set(self.activity.get() + 1);
+    }
+
+    pub(crate) fn remove_activity(&self) {
+        self.activity.set(self.activity.get() - 1);
+    }
+
+    pub(crate) fn abort(&self, reason: AbortReason) -> bool {
+        if self.reason.get().is_some() {
+            return false;
+        }
+        self.reason.set(Some(reason));
+        // Listeners may touch this signal again (add a listener, abort): run them unborrowed.
+        let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
+        for listener in listeners.drain(..) {
+            listener(reason);
+        }
+        let mut slot = self.listeners.borrow_mut();
+        if slot.is_empty() {
+            *slot = listeners; // give the capacity back for the next use
+        }
+        true
+    }
+}
+
+/// An `AbortSignal`: the request's cancellation flag, shared by the server and the handler.
+///
+/// Mint one with [`Live::signal`](crate::Live::signal); the request bundle from
+/// [`Live::admit`](crate::Live::admit) carries one. Listeners added with
+/// [`on_abort`](AbortSignal::on_abort) run at most once, when the signal is first aborted.
+/// Cloning makes another handle to the same signal. A signal nobody holds any more is reset and
+/// reused by its server, so a warm server mints signals without allocating.
+///
+/// # Examples
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// use reqguard::{AbortReason, Config, ServerCore, engines::Heap};
+///
+/// let heap = Heap::new();
+/// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+/// let live = core.upgrade().unwrap();
+/// let signal = live.signal();
+/// let fired = Rc::new(Cell::new(0));
+/// let f = fired.clone();
+/// signal.on_abort(move |reason| {
+///     assert_eq!(reason, AbortReason::ClientDisconnected);
+///     f.set(f.get() + 1);
+/// });
+/// assert!(signal.abort(AbortReason::ClientDisconnected));
+/// assert!(!signal.abort(AbortReason::DrainDeadline)); // already aborted: nothing runs twice
+/// assert_eq!(fired.get(), 1);
+/// assert_eq!(signal.reason(), Some(AbortReason::ClientDisconnected));
+/// ```
+#[derive(Clone)]
+pub struct AbortSignal {
+    state: Option<Rc<SignalState>>,
+    home: Rc<Shared>,
+}
+
+impl AbortSignal {
+    pub(crate) fn mint(home: &Rc<Shared>) -> Self {
+        let state = home
+            .take_spare_signal()
+            .unwrap_or_else(|| Rc::new(SignalState::new()));
+        AbortSignal {
+            state: Some(state),
+            home: Rc::clone(home),
+        }
+    }
+
+    pub(crate) fn state(&self) -> &Rc<SignalState> {
+        self.state
+            .as_ref()
+            .expect("signal state is present until drop")
+    }
+
+    pub(crate) fn home(&self) -> &Rc<Shared> {
+        &self.home
+    }
+
+    /// Aborts the signal and runs its listeners; returns `false` if it was already aborted.
+    pub fn abort(&self, reason: AbortReason) -> bool {
+        self.state().abort(reason)
+    }
+
+    /// Whether the signal has been aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    /// Why the signal was aborted, if it was.
+    pub fn reason(&self) -> Option<AbortReason> {
+        self.state().reason.get()
+    }
+
+    /// Adds a listener that runs once, when the signal is aborted.
+    ///
+    /// Returns `false`, and drops `listener` without running it, if the signal is already aborted
+    /// (as the DOM's `addEventListener("abort")` does).
+    pub fn on_abort(&self, listener: impl FnOnce(AbortReason) + 'static) -> bool {
+        if self.is_aborted() {
+            return false;
+        }
+        self.state().listeners.borrow_mut().push(Box::new(listener));
+        true
+    }
+
+    /// How many [`ActivityRef`](crate::ActivityRef)s keep this signal alive.
+    pub fn pending_activity(&self) -> usize {
+        self.state().activity.get()
+    }
+
+    /// Whether native work is pending on this signal (`hasPendingActivity` in JavaScriptCore).
+    pub fn has_pending_activity(&self) -> bool {
+        self.pending_activity() > 0
+    }
+
+    /// Whether `self` and `other` are handles to the same signal.
+    pub fn same_as(&self, other: &AbortSignal) -> bool {
+        Rc::ptr_eq(self.state(), other.state())
+    }
+}
+
+impl Drop for AbortSignal {
+    /// Dropping the last handle gives the signal back to its server for reuse.
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            if Rc::strong_count(&state) == 1 {
+                self.home.recycle_signal(state);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AbortSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortSignal")
+            .field("reason", &self.reason())
+            .field("pending_activity", &self.pending_activity())
+            .finish()
+    }
+}

@@ -1,0 +1,10 @@
+//! Abort signals whose listeners fire at most once, and activity refs that keep them alive.
+
+mod abort;
+mod activity;
+mod reason;
+
+pub use abort::AbortSignal;
+pub(crate) use abort::SignalState;
+pub use activity::ActivityRef;
+pub use reason::AbortReason;

@@ -1,0 +1,28 @@
+//! Why a signal was aborted.
+
+use std::fmt;
+
+/// Why an [`AbortSignal`](crate::AbortSignal) fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AbortReason {
+    /// The client closed its connection before the response was written.
+    ClientDisconnected,
+    /// The drain deadline passed while the request was still out.
+    DrainDeadline,
+    /// The handler failed (returned an error or panicked).
+    HandlerFailed,
+    /// The runtime aborted it for a reason of its own.
+    Other(&'static str),
+}
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AbortReason::ClientDisconnected => f.write_str("the client disconnected"),
+            AbortReason::DrainDeadline => f.write_str("the drain deadline passed"),
+            AbortReason::HandlerFailed => f.write_str("the handler failed"),
+            AbortReason::Other(why) => f.write_str(why),
+        }
+    }
+}

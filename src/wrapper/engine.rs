@@ -1,0 +1,56 @@
+//! The engine trait: what reqguard needs from a JavaScript engine (or any owner of the wrapper).
+
+/// A JavaScript engine's strong and weak handles to the server's wrapper object.
+///
+/// Implement it for your engine's handles (the `v8` feature does it for `v8::Global` and
+/// `v8::Weak`). `E` is a marker type; the trait has no state of its own.
+///
+/// # Contract
+///
+/// - [`upgrade`](Engine::upgrade) returns `Some` only if the object has not been finalized, and
+///   the returned strong handle keeps it from being finalized until dropped.
+/// - Dropping a `Strong` handle must not need a scope (v8's `Global` and rquickjs' `Persistent`
+///   hold what they need to free themselves): reqguard drops it when the wrapper is downgraded,
+///   which may happen inside a guard's `Drop`.
+/// - Handles may be `!Send`; reqguard never moves them across threads.
+///
+/// See `docs/engines.md` for a worked adapter.
+///
+/// # Examples
+///
+/// An engine whose wrapper is an `Rc` (so "finalized" means "freed"):
+///
+/// ```
+/// use std::rc::{Rc, Weak};
+/// use reqguard::Engine;
+///
+/// struct RcEngine;
+///
+/// impl Engine for RcEngine {
+///     type Strong = Rc<String>;
+///     type Weak = Weak<String>;
+///     type Scope<'s> = ();
+///
+///     fn downgrade(_: &mut (), strong: &Rc<String>) -> Weak<String> {
+///         Rc::downgrade(strong)
+///     }
+///
+///     fn upgrade(_: &mut (), weak: &Weak<String>) -> Option<Rc<String>> {
+///         weak.upgrade()
+///     }
+/// }
+/// ```
+pub trait Engine: 'static {
+    /// A handle that keeps the wrapper alive (`v8::Global<v8::Object>`).
+    type Strong: Clone;
+    /// A handle that does not (`v8::Weak<v8::Object>`).
+    type Weak;
+    /// What the engine needs to make or upgrade a weak handle (`v8::Isolate`; `()` for none).
+    type Scope<'s>: ?Sized;
+
+    /// A weak handle to the object `strong` keeps alive.
+    fn downgrade(scope: &mut Self::Scope<'_>, strong: &Self::Strong) -> Self::Weak;
+
+    /// A strong handle to the object, or `None` if it has been finalized.
+    fn upgrade(scope: &mut Self::Scope<'_>, weak: &Self::Weak) -> Option<Self::Strong>;
+}
