@@ -12,5 +12,9 @@
 )]
 
 mod embedded;
+#[cfg(feature = "quickjs")]
+pub mod quickjs;
 
 pub use embedded::{Embedded, Handle, Heap, WeakHandle};
+#[cfg(feature = "quickjs")]
+pub use quickjs::QuickJs;
