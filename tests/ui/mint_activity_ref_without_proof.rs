@@ -1,0 +1,12 @@
+// Rule (G1): an abort-signal activity ref (`pendingActivityRef()`) can only be minted from the
+// proof. Holding a signal is not enough: user code may keep an `AbortSignal` long after the
+// server's wrapper is gone, and a ref taken then would keep native work "pending" forever.
+// Right way: `let activity = live.activity_ref(&signal);` after a successful upgrade.
+use reqguard::{engines::Heap, ActivityRef, Config, ServerCore};
+
+fn main() {
+    let heap = Heap::new();
+    let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    let signal = core.upgrade().unwrap().signal(); // kept by user code
+    let _activity = ActivityRef::mint(&signal);
+}
