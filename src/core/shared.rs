@@ -126,9 +126,11 @@ impl Shared {
 
     /// Keeps a signal nobody else holds for reuse, so a warm server mints signals without allocating.
     pub(crate) fn recycle_signal(&self, state: Rc<SignalState>) {
+        // Reset before borrowing the spare list: dropping a listener may drop the last handle to
+        // another signal, which recycles that one too (`AbortSignal.any`-style links).
+        state.reset();
         let mut spares = self.spare_signals.borrow_mut();
         if spares.len() < self.spare_signal_limit {
-            state.reset();
             spares.push(state);
         }
     }
