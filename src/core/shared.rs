@@ -9,7 +9,7 @@
 //!    counts pending requests.
 //! 2. `stopped` goes from `false` to `true` once and never back; no ticket is minted after it.
 //! 3. `drained_at` is set exactly once, at the first moment `stopped` holds and no ticket is out;
-//!    the drain hooks run then, once, and the drain's waker is woken.
+//!    the drain hooks run then, once, and every waker of a task awaiting a `Drain` is woken.
 //! 4. Every signal in `active_signals` is held by exactly one live `ActivityRef`, whose key it is.
 //! 5. Every signal in `spare_signals` has no other handle (`Rc::strong_count == 1`) and is reset.
 
@@ -31,7 +31,8 @@ pub(crate) struct Shared {
     pub(crate) deadline: Cell<Option<Instant>>,
     pub(crate) escalated: Cell<bool>,
     drain_hooks: RefCell<Vec<DrainHook>>,
-    waker: RefCell<Option<Waker>>,
+    // One per task awaiting a `Drain` (the handle is `Clone`): all of them are woken.
+    wakers: RefCell<Vec<Waker>>,
     pub(crate) active_signals: RefCell<slab::Slab<Rc<SignalState>>>,
     spare_signals: RefCell<Vec<Rc<SignalState>>>,
     spare_signal_limit: usize,
@@ -47,7 +48,7 @@ impl Shared {
             deadline: Cell::new(None),
             escalated: Cell::new(false),
             drain_hooks: RefCell::new(Vec::new()),
-            waker: RefCell::new(None),
+            wakers: RefCell::new(Vec::new()),
             active_signals: RefCell::new(slab::Slab::new()),
             spare_signals: RefCell::new(Vec::new()),
             spare_signal_limit,
@@ -98,7 +99,8 @@ impl Shared {
         for hook in hooks {
             hook();
         }
-        if let Some(waker) = self.waker.borrow_mut().take() {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for waker in wakers {
             waker.wake();
         }
     }
@@ -113,10 +115,9 @@ impl Shared {
     }
 
     pub(crate) fn set_waker(&self, waker: &Waker) {
-        let mut slot = self.waker.borrow_mut();
-        match slot.as_ref() {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
+        let mut wakers = self.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
         }
     }
 
