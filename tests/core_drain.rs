@@ -76,13 +76,22 @@ fn drain_future_completes_when_the_last_request_ends() {
     }
     let drain = server.core.stop();
     let mut turns = 0;
-    let report: DrainReport = block_on(async move { drain.await }, 10, || {
-        turns += 1;
-        let id = server.in_flight.borrow().first().map(|r| r.id);
-        if let Some(id) = id {
-            server.finish(id);
-        }
-    })
+    let report: DrainReport = block_on(
+        async move {
+            // What a runtime's `server.stop()` promise does: await the drain, then resolve.
+            let report = drain.await;
+            assert!(report.complete);
+            report
+        },
+        10,
+        || {
+            turns += 1;
+            let id = server.in_flight.borrow().first().map(|r| r.id);
+            if let Some(id) = id {
+                server.finish(id);
+            }
+        },
+    )
     .expect("the drain completes within the bounded turns");
     assert_eq!(
         turns, 3,
