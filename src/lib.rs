@@ -126,6 +126,9 @@ mod admit;
 mod core;
 pub mod engines;
 pub mod features;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod http;
 mod ledger;
 mod pool;
 mod signal;

@@ -1,0 +1,340 @@
+//! Admission strategies: every request through reqguard's guards, or (benchmark baseline only)
+//! the same work with no accounting at all.
+//!
+//! The server is generic over [`Accounting`] and monomorphized, so [`Unaccounted`] costs nothing
+//! and the throughput benchmark compares the guarded path against plain serving.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::admit::{Admitted, Refusal, RefusalReason};
+use crate::core::{Config, ServerCore};
+use crate::engines::{Embedded, Handle, Heap};
+use crate::ledger::{LeakReport, Ledger};
+use crate::pool::{PoolMetrics, Recycle};
+use crate::signal::AbortSignal;
+use crate::ticket::{Drain, DrainStatus};
+use crate::wrapper::Engine;
+
+/// Where a graceful stop stands, from [`Accounting::poll_stop`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopStatus {
+    /// Every admitted request has ended.
+    Complete,
+    /// Requests are still in flight and the deadline has not passed.
+    Pending,
+    /// The deadline passed with requests in flight; `aborted` signals were aborted by this poll.
+    Expired {
+        /// Signals aborted by this poll (zero after the first expired poll).
+        aborted: usize,
+    },
+}
+
+/// What the accounting found at the end of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountingReport {
+    /// Guards still outstanding (0 unless something leaked; always 0 when unaccounted).
+    pub leaked: usize,
+    /// The leaked guards with their mint sites.
+    pub leaks: LeakReport,
+    /// From stop to the last admitted request ending.
+    pub drain_time: Option<Duration>,
+    /// The context pool's figures (guarded only).
+    pub pool: Option<PoolMetrics>,
+}
+
+/// How the server admits a request and accounts for it until its response is written.
+///
+/// [`Guarded`] is the real thing (upgrade, then the reqguard bundle); [`Unaccounted`] is a
+/// benchmark baseline. The server calls, per request: [`admit`](Accounting::admit) after the
+/// request is parsed and before the handler runs, and drops the `Held` value when the response
+/// is written, the handler panics, or the connection goes away.
+pub trait Accounting {
+    /// What an admitted request holds until its response is written.
+    type Held;
+
+    /// Admits one request: upgrade first, then take everything, or refuse holding nothing.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] to answer with (503 and `Connection: close`).
+    fn admit(&mut self) -> Result<Self::Held, Refusal>;
+
+    /// The request's abort signal, if this accounting has signals.
+    fn signal(held: &Self::Held) -> Option<&AbortSignal>;
+
+    /// Stops admission; in-flight requests may finish until `deadline`.
+    fn stop(&mut self, deadline: Instant);
+
+    /// Checks the stop at `now`; `in_flight` is the server's own count of admitted requests.
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus;
+
+    /// The ledger, if requests are accounted.
+    fn ledger(&self) -> Option<&Ledger>;
+
+    /// The end-of-run figures.
+    fn report(&self) -> AccountingReport;
+}
+
+/// Gives the engine scope an upgrade needs ([`Engine::Scope`]).
+///
+/// The embedded engine needs none ([`NoScope`]). An engine that does (v8's `HandleScope`, a
+/// QuickJS `Ctx`) implements this on something holding its runtime, entering the engine for the
+/// duration of `f`; see `docs/server.md`.
+pub trait ScopeProvider<E: Engine> {
+    /// Runs `f` inside the engine.
+    fn with_scope<R>(&mut self, f: impl FnOnce(&mut E::Scope<'_>) -> R) -> R;
+}
+
+/// The scope provider of engines whose scope is `()`, such as [`Embedded`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoScope;
+
+impl<T: 'static> ScopeProvider<Embedded<T>> for NoScope {
+    fn with_scope<R>(&mut self, f: impl FnOnce(&mut ()) -> R) -> R {
+        f(&mut ())
+    }
+}
+
+type Hook = Box<dyn FnMut()>;
+
+/// Every request through reqguard: upgrade the wrapper, then [`Live::admit`](crate::Live::admit).
+///
+/// Generic over the engine holding the wrapper (`E`), the scope provider an upgrade needs
+/// (`S`), and the pooled context type (`C`). Hooks run right after stop (collect the wrapper
+/// there for the PR's scenario) and once the drain completes.
+///
+/// # Examples
+///
+/// ```
+/// use reqguard::http::{Accounting, Guarded};
+/// use reqguard::{Config, DowngradePolicy};
+///
+/// let mut guarded = Guarded::embedded("server", Config::default().downgrade(DowngradePolicy::OnStop));
+/// let held = guarded.admit().unwrap();
+/// // a ticket, a pooled context, a signal activity ref and a request object:
+/// assert_eq!(guarded.ledger().unwrap().total_outstanding(), 4);
+/// drop(held);
+/// guarded.stop(std::time::Instant::now()); // downgrades and collects the wrapper
+/// assert_eq!(guarded.admit().unwrap_err().status(), 503);
+/// assert_eq!(guarded.report().leaked, 0);
+/// ```
+pub struct Guarded<E: Engine, S: ScopeProvider<E>, C: Recycle = ()> {
+    core: ServerCore<E, C>,
+    scope: S,
+    drain: Option<Drain>,
+    after_stop: Option<Hook>,
+    after_drain: Option<Hook>,
+}
+
+impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
+    /// Admission through `core`, upgrading inside `scope`.
+    pub fn new(core: ServerCore<E, C>, scope: S) -> Self {
+        Guarded {
+            core,
+            scope,
+            drain: None,
+            after_stop: None,
+            after_drain: None,
+        }
+    }
+
+    /// Runs `hook` right after [`ServerCore::stop`] (e.g. a garbage collection).
+    pub fn after_stop(mut self, hook: impl FnMut() + 'static) -> Self {
+        self.after_stop = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs `hook` once, when the drain has completed (e.g. a garbage collection).
+    pub fn after_drain(mut self, hook: impl FnMut() + 'static) -> Self {
+        self.after_drain = Some(Box::new(hook));
+        self
+    }
+
+    /// The server core.
+    pub fn core(&self) -> &ServerCore<E, C> {
+        &self.core
+    }
+
+    /// The scope provider.
+    pub fn scope_provider(&mut self) -> &mut S {
+        &mut self.scope
+    }
+}
+
+impl<T: 'static> Guarded<Embedded<T>, NoScope> {
+    /// The server's wrapper `wrapper` on a fresh embedded [`Heap`]. The heap is collected right
+    /// after stop when `config` downgrades on stop (the PR's scenario), and after the drain
+    /// either way, so the wrapper is really finalized.
+    pub fn embedded(wrapper: T, config: Config) -> Self {
+        Guarded::embedded_on(&Heap::new(), wrapper, config)
+    }
+
+    /// As [`embedded`](Guarded::embedded), on a given heap.
+    pub fn embedded_on(heap: &Heap, wrapper: T, config: Config) -> Self {
+        let handle: Handle<T> = heap.alloc(wrapper);
+        let guarded = Guarded::new(ServerCore::embedded(handle, config), NoScope);
+        let on_drain = heap.clone();
+        let guarded = guarded.after_drain(move || {
+            on_drain.collect();
+        });
+        if config.get_downgrade() == crate::DowngradePolicy::OnStop {
+            let on_stop = heap.clone();
+            guarded.after_stop(move || {
+                on_stop.collect();
+            })
+        } else {
+            guarded
+        }
+    }
+}
+
+impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C> {
+    type Held = Admitted<C, ()>;
+
+    #[inline]
+    fn admit(&mut self) -> Result<Self::Held, Refusal> {
+        let core = &self.core;
+        self.scope.with_scope(|scope| {
+            // Upgrade first: a finalized wrapper is a 503 that has taken nothing.
+            let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
+            live.admit(|_ctx| Ok(()))
+        })
+    }
+
+    fn signal(held: &Self::Held) -> Option<&AbortSignal> {
+        Some(held.signal())
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        if self.drain.is_some() {
+            return;
+        }
+        let drain = self.core.stop();
+        drain.set_deadline(deadline);
+        self.drain = Some(drain);
+        if let Some(hook) = self.after_stop.as_mut() {
+            hook();
+        }
+    }
+
+    fn poll_stop(&mut self, now: Instant, _in_flight: usize) -> StopStatus {
+        let Some(drain) = &self.drain else {
+            return StopStatus::Pending;
+        };
+        match drain.poll_deadline(now) {
+            DrainStatus::Complete => {
+                if let Some(mut hook) = self.after_drain.take() {
+                    hook();
+                }
+                StopStatus::Complete
+            }
+            DrainStatus::Pending { .. } => StopStatus::Pending,
+            DrainStatus::Expired(report) => StopStatus::Expired {
+                aborted: report.aborted_signals,
+            },
+        }
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        Some(self.core.ledger())
+    }
+
+    fn report(&self) -> AccountingReport {
+        let ledger = self.core.ledger();
+        AccountingReport {
+            leaked: ledger.total_outstanding(),
+            leaks: ledger.report(),
+            drain_time: self.drain.as_ref().and_then(Drain::drain_time),
+            pool: Some(self.core.pool_metrics()),
+        }
+    }
+}
+
+impl<E: Engine, S: ScopeProvider<E>, C: Recycle> fmt::Debug for Guarded<E, S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guarded")
+            .field("core", &self.core)
+            .field("drain", &self.drain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// **Benchmark baseline only**: the same server work with no upgrade, no ticket, no pooled
+/// context, no signal and no ledger. It exists so the throughput benchmark can show what the
+/// guards cost; a server built on it has every bug the guards prevent.
+///
+/// # Examples
+///
+/// ```
+/// use reqguard::http::{Accounting, Unaccounted};
+///
+/// let mut plain = Unaccounted::new();
+/// assert!(plain.admit().is_ok());
+/// plain.stop(std::time::Instant::now());
+/// assert_eq!(plain.admit().unwrap_err().status(), 503);
+/// ```
+#[derive(Debug, Default)]
+pub struct Unaccounted {
+    stopped_at: Option<Instant>,
+    deadline: Option<Instant>,
+    drained_at: Option<Instant>,
+}
+
+impl Unaccounted {
+    /// A baseline admitting everything until stopped.
+    pub fn new() -> Self {
+        Unaccounted::default()
+    }
+}
+
+impl Accounting for Unaccounted {
+    type Held = ();
+
+    #[inline]
+    fn admit(&mut self) -> Result<(), Refusal> {
+        if self.stopped_at.is_some() {
+            return Err(Refusal::new(RefusalReason::Stopped));
+        }
+        Ok(())
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        if self.stopped_at.is_none() {
+            self.stopped_at = Some(Instant::now());
+            self.deadline = Some(deadline);
+        }
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        if self.stopped_at.is_none() {
+            return StopStatus::Pending;
+        }
+        if in_flight == 0 {
+            self.drained_at.get_or_insert(now);
+            return StopStatus::Complete;
+        }
+        match self.deadline {
+            Some(deadline) if now >= deadline => StopStatus::Expired { aborted: 0 },
+            _ => StopStatus::Pending,
+        }
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        AccountingReport {
+            drain_time: self
+                .drained_at
+                .zip(self.stopped_at)
+                .map(|(d, s)| d.saturating_duration_since(s)),
+            ..AccountingReport::default()
+        }
+    }
+}

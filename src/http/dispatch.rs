@@ -1,0 +1,170 @@
+//! The dispatcher: what every connection of one server shares (routes, accounting, limits,
+//! figures, and the response scratch buffer).
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
+
+use super::accounting::Accounting;
+use super::limits::Limits;
+use super::response::Response;
+use super::router::{Handler, Reply, Request, Router};
+use crate::admit::{Refusal, RefusalReason};
+
+/// Figures of one server (or one [`Session`](crate::http::Session)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections accepted and served.
+    pub connections: u64,
+    /// Connections over the limit, answered `503` and closed.
+    pub connections_refused: u64,
+    /// Times `accept` failed for lack of file descriptors and accepting was paused.
+    pub accept_backoffs: u64,
+    /// Admitted requests answered by the server (handler answers, `404`, `405`, and the `500`
+    /// of a panicking handler).
+    pub served: u64,
+    /// Requests refused with `503` (the [`Refusal`] path), in all.
+    pub refused: u64,
+    /// ... of which because the wrapper was finalized (the upgrade failed).
+    pub refused_finalized: u64,
+    /// ... of which because the server was stopping.
+    pub refused_stopped: u64,
+    /// Bad input answered `400`, `408`, `413` or `431` (never admitted).
+    pub rejected: u64,
+    /// Handlers that panicked (answered `500`).
+    pub panics: u64,
+    /// Admitted requests whose response was never completed: the client went away or the
+    /// drain deadline passed. Their signals were aborted.
+    pub aborted: u64,
+}
+
+impl Stats {
+    fn count_refusal(&mut self, refusal: Refusal) {
+        self.refused += 1;
+        match refusal.reason() {
+            RefusalReason::WrapperFinalized => self.refused_finalized += 1,
+            RefusalReason::Stopped => self.refused_stopped += 1,
+            _ => {}
+        }
+    }
+}
+
+/// The shared half of the sans-IO server: routes, accounting, limits and figures.
+///
+/// Each [`Connection`](crate::http::Connection) borrows it for every call, so one dispatcher
+/// serves every connection of a server without `Rc`.
+pub struct Dispatcher<'r, A: Accounting> {
+    pub(crate) router: &'r Router<'r>,
+    pub(crate) accounting: A,
+    pub(crate) limits: Limits,
+    pub(crate) stats: Stats,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) in_flight: usize,
+    pub(crate) stopped_at: Option<Instant>,
+    pub(crate) stop_requested: bool,
+}
+
+impl<'r, A: Accounting> Dispatcher<'r, A> {
+    /// A dispatcher for `router`, admitting through `accounting`.
+    pub fn new(router: &'r Router<'r>, accounting: A, limits: Limits) -> Self {
+        Dispatcher {
+            router,
+            accounting,
+            limits,
+            stats: Stats::default(),
+            scratch: Vec::with_capacity(4096),
+            in_flight: 0,
+            stopped_at: None,
+            stop_requested: false,
+        }
+    }
+
+    /// The accounting.
+    pub fn accounting(&self) -> &A {
+        &self.accounting
+    }
+
+    /// The accounting, mutably.
+    pub fn accounting_mut(&mut self) -> &mut A {
+        &mut self.accounting
+    }
+
+    /// The figures so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Admitted requests whose response is not complete yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Whether a stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopped_at.is_some()
+    }
+
+    /// Begins a graceful stop at `now`: admission closes (through the accounting), responses
+    /// carry `Connection: close`, idle connections linger for [`Limits::stop_linger`].
+    pub fn begin_stop(&mut self, now: Instant) {
+        if self.stopped_at.is_none() {
+            self.stopped_at = Some(now);
+            self.accounting.stop(now + self.limits.get_drain_timeout());
+        }
+    }
+
+    /// Whether a handler asked the server to stop ([`Response::stop_server`]); clears the flag.
+    pub fn take_stop_request(&mut self) -> bool {
+        std::mem::take(&mut self.stop_requested)
+    }
+
+    pub(crate) fn count_refusal(&mut self, refusal: Refusal) {
+        self.stats.count_refusal(refusal);
+    }
+}
+
+impl<A: Accounting + fmt::Debug> fmt::Debug for Dispatcher<'_, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("accounting", &self.accounting)
+            .field("stats", &self.stats)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Calls the handler; a panic is caught and turned into a `500` (returns `Err`).
+///
+/// The scopeguard is armed for unwinding only: it is what writes the `500` into the response
+/// while the panic passes through, before `catch_unwind` stops it. The request's guards are
+/// owned by the caller, so they are released on this path too.
+pub(crate) fn call_handler(
+    handler: &dyn Handler,
+    request: &Request<'_>,
+    response: &mut Response<'_>,
+) -> Result<Reply, ()> {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut response = scopeguard::guard_on_unwind(&mut *response, |r| r.fail(500));
+        handler.handle(request, &mut response)
+    }))
+    .map_err(drop)
+}
+
+/// As [`call_handler`], for [`Handler::resume`].
+pub(crate) fn call_resume(
+    handler: &dyn Handler,
+    token: u64,
+    response: &mut Response<'_>,
+) -> Result<(), ()> {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut response = scopeguard::guard_on_unwind(&mut *response, |r| r.fail(500));
+        handler.resume(token, &mut response)
+    }))
+    .map_err(drop)
+}

@@ -1,0 +1,64 @@
+//! The reference HTTP/1.1 server on a mio event loop (feature `server`).
+//!
+//! Every request goes through the guards: the server upgrades the wrapper first, answers `503`
+//! with `Connection: close` when that fails (having taken nothing), and otherwise takes the
+//! bundle and calls the handler. See `docs/server.md` for how a runtime maps its own callbacks
+//! onto these calls.
+//!
+//! | piece | what |
+//! |---|---|
+//! | [`Session`], [`Connection`], [`Dispatcher`] | the sans-IO core: bytes in, answers out (fuzzing, tests) |
+//! | [`Server`], [`ServerBuilder`], [`Running`], [`StopHandle`] | the mio loop, on a thread or the current one |
+//! | [`Accounting`]: [`Guarded`], [`Unaccounted`] | admission through reqguard, or (benchmark baseline only) none |
+//! | [`Router`], [`Routes`], [`Handler`], [`Request`], [`Response`], [`Reply`] | routes and handlers; [`demo_routes`] |
+//! | [`Limits`], [`ServerReport`], [`Stats`] | knobs and figures |
+//!
+//! # Examples
+//!
+//! ```
+//! use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Session};
+//! use reqguard::{Config, DowngradePolicy};
+//!
+//! let routes = Routes::new();
+//! let mut router = Router::new(&routes);
+//! demo_routes(&mut router);
+//! let config = Config::default().downgrade(DowngradePolicy::OnStop);
+//! let mut session = Session::new(&router, Guarded::embedded("server", config), Limits::default());
+//!
+//! session.feed(b"GET / HTTP/1.1\r\n\r\n");
+//! assert!(session.take_output().starts_with(b"HTTP/1.1 200 OK"));
+//!
+//! session.stop(); // downgrades the wrapper, and the heap collects it
+//! session.feed(b"GET / HTTP/1.1\r\n\r\n"); // the PR's late request on a kept-alive connection
+//! assert!(session.take_output().starts_with(b"HTTP/1.1 503 Service Unavailable"));
+//! assert_eq!(session.stats().refused_finalized, 1);
+//! session.ledger().unwrap().assert_quiescent();
+//! ```
+
+mod accounting;
+mod connection;
+mod dispatch;
+mod limits;
+mod parse;
+mod report;
+mod response;
+mod router;
+mod routes;
+mod running;
+mod server;
+mod session;
+mod timer;
+
+pub use accounting::{
+    Accounting, AccountingReport, Guarded, NoScope, ScopeProvider, StopStatus, Unaccounted,
+};
+pub use connection::Connection;
+pub use dispatch::{Dispatcher, Stats};
+pub use limits::Limits;
+pub use report::ServerReport;
+pub use response::Response;
+pub use router::{Handler, Reply, Request, Route, Router, Routes};
+pub use routes::{demo_routes, MAX_DELAY_MS};
+pub use running::{Running, ServerBuilder, StopHandle};
+pub use server::Server;
+pub use session::Session;

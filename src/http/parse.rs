@@ -1,0 +1,262 @@
+//! Request parsing with httparse: the head, then a `Content-Length` or chunked body.
+//!
+//! Nothing here allocates except the decoded chunked body, which goes into a buffer the
+//! connection reuses. Parsed parts are kept as byte ranges into the connection's input.
+
+use std::ops::Range;
+
+use super::limits::Limits;
+
+/// Headers beyond this count get `431`.
+const MAX_HEADERS: usize = 64;
+
+/// Why the input cannot become a request; each maps to one status and closes the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// Malformed request line, headers, framing or chunk: `400`.
+    BadRequest,
+    /// Request line plus headers over the limit: `431`.
+    HeadTooLarge,
+    /// Body over the limit: `413`.
+    BodyTooLarge,
+    /// The client took too long to send its request: `408`.
+    Timeout,
+}
+
+impl Reject {
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Reject::BadRequest => 400,
+            Reject::HeadTooLarge => 431,
+            Reject::BodyTooLarge => 413,
+            Reject::Timeout => 408,
+        }
+    }
+}
+
+/// How the body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+/// A parsed request head, as ranges into the input it was parsed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) method: Range<usize>,
+    pub(crate) target: Range<usize>,
+    pub(crate) http10: bool,
+    pub(crate) len: usize,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+}
+
+fn range_of(buf: &[u8], part: &str) -> Range<usize> {
+    // Pointer arithmetic on two addresses, no unsafe: `part` is a subslice of `buf`.
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Parses a request head at the start of `buf`: `Ok(None)` while it is incomplete.
+pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limits.get_max_head() => {
+            return Err(Reject::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
+        Err(_) => return Err(Reject::BadRequest),
+    };
+    if len > limits.get_max_head() {
+        return Err(Reject::HeadTooLarge);
+    }
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(Reject::BadRequest);
+    };
+    let http10 = version == 0;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut expect_continue = false;
+    for header in request.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let value = header.value.trim_ascii();
+            if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || value.len() > 18 {
+                return Err(Reject::BadRequest);
+            }
+            let n = value
+                .iter()
+                .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+            // Two different lengths are a request-smuggling attempt.
+            if length.is_some_and(|l| l != n) {
+                return Err(Reject::BadRequest);
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only `chunked` alone is understood; anything else cannot be framed.
+            if !header.value.trim_ascii().eq_ignore_ascii_case(b"chunked") || chunked {
+                return Err(Reject::BadRequest);
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            close |= has_token(header.value, "close");
+            keep_alive |= has_token(header.value, "keep-alive");
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = header
+                .value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let framing = match (chunked, length) {
+        // Both framings at once are the other smuggling attempt.
+        (true, Some(_)) => return Err(Reject::BadRequest),
+        (true, None) if http10 => return Err(Reject::BadRequest),
+        (true, None) => Framing::Chunked,
+        (false, n) => Framing::Length(n.unwrap_or(0)),
+    };
+    if let Framing::Length(n) = framing {
+        if n > limits.get_max_body() {
+            return Err(Reject::BodyTooLarge);
+        }
+    }
+    Ok(Some(Head {
+        method: range_of(buf, method),
+        target: range_of(buf, target),
+        http10,
+        len,
+        framing,
+        keep_alive: if http10 { keep_alive && !close } else { !close },
+        expect_continue,
+    }))
+}
+
+/// Decodes a chunked body at the start of `buf` into `out` (cleared first).
+///
+/// Returns the bytes of `buf` the body took, or `Ok(None)` while it is incomplete.
+pub(crate) fn decode_chunked(
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    max_body: usize,
+) -> Result<Option<usize>, Reject> {
+    out.clear();
+    let mut pos = 0;
+    loop {
+        let (line, size) = match httparse::parse_chunk_size(&buf[pos..]) {
+            Ok(httparse::Status::Complete(found)) => found,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(Reject::BadRequest),
+        };
+        pos += line;
+        if size == 0 {
+            // Trailer fields, ignored, up to the empty line.
+            loop {
+                let rest = &buf[pos..];
+                let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                    return Ok(None);
+                };
+                pos += eol + 2;
+                if eol == 0 {
+                    return Ok(Some(pos));
+                }
+            }
+        }
+        let size = usize::try_from(size).map_err(|_| Reject::BodyTooLarge)?;
+        if size > max_body - out.len() {
+            return Err(Reject::BodyTooLarge);
+        }
+        if buf.len() - pos < size + 2 {
+            return Ok(None);
+        }
+        out.extend_from_slice(&buf[pos..pos + size]);
+        pos += size;
+        if &buf[pos..pos + 2] != b"\r\n" {
+            return Err(Reject::BadRequest);
+        }
+        pos += 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(input: &[u8]) -> Result<Option<Head>, Reject> {
+        parse_head(input, &Limits::default().max_head(256).max_body(16))
+    }
+
+    #[test]
+    fn keep_alive_defaults_per_version() {
+        let h = head(b"GET / HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert!(h.keep_alive && !h.http10);
+        let h = head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive && h.http10);
+        let h = head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = head(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn rejects() {
+        assert_eq!(head(b"GET / HTTP/1.1\r\n"), Ok(None));
+        assert_eq!(head(b"G\0T / HTTP/1.1\r\n\r\n"), Err(Reject::BadRequest));
+        assert_eq!(head(&[b'a'; 300]), Err(Reject::HeadTooLarge));
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.extend_from_slice(&[b'a'; 300]);
+        assert_eq!(head(&long), Err(Reject::HeadTooLarge));
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n"),
+            Err(Reject::BodyTooLarge)
+        );
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+    }
+
+    #[test]
+    fn chunked() {
+        let mut out = Vec::new();
+        let body = b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        assert_eq!(decode_chunked(body, &mut out, 16), Ok(Some(body.len() - 4)));
+        assert_eq!(out, b"helloabc");
+        assert_eq!(decode_chunked(&body[..12], &mut out, 16), Ok(None));
+        assert_eq!(decode_chunked(body, &mut out, 7), Err(Reject::BodyTooLarge));
+        assert_eq!(
+            decode_chunked(b"5\r\nhelloXX", &mut out, 16),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            decode_chunked(b"zz\r\n", &mut out, 16),
+            Err(Reject::BadRequest)
+        );
+    }
+}

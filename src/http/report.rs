@@ -1,0 +1,122 @@
+//! What a server run did, for people (`Display`) and for scripts ([`ServerReport::to_json`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use super::dispatch::Stats;
+use crate::ledger::LeakReport;
+use crate::pool::PoolMetrics;
+
+/// What a server run did, returned by [`Server::run`](crate::http::Server::run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerReport {
+    /// Requests, refusals, rejections, panics, aborts and connections.
+    pub stats: Stats,
+    /// Guards still outstanding when the loop ended: 0 unless something leaked.
+    pub leaked: usize,
+    /// The leaked guards and where they were minted.
+    pub leaks: LeakReport,
+    /// From stop to the last admitted request ending.
+    pub drain_time: Option<Duration>,
+    /// Whether the drain deadline passed with requests in flight (they were aborted).
+    pub drain_deadline_hit: bool,
+    /// Connections closed by the server at the end of the drain.
+    pub force_closed: u64,
+    /// The context pool's figures (guarded accounting only).
+    pub pool: Option<PoolMetrics>,
+    /// From bind to the end of the loop.
+    pub uptime: Duration,
+}
+
+impl ServerReport {
+    /// Served, refused, rejected, aborted and panicked requests.
+    pub fn served(&self) -> u64 {
+        self.stats.served
+    }
+
+    /// The drain time in milliseconds (0 when it never started).
+    pub fn drain_ms(&self) -> f64 {
+        self.drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
+    }
+
+    /// One JSON line: `served`, `refused`, `aborted`, `leaked`, `drain_ms` and the rest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use reqguard::http::{ServerBuilder, Unaccounted, demo_routes};
+    /// let running = ServerBuilder::new().spawn(Unaccounted::new, demo_routes).unwrap();
+    /// let report = running.stop().unwrap();
+    /// let json = report.to_json();
+    /// assert!(json.starts_with("{\"served\":0,\"refused\":0,\"aborted\":0,\"leaked\":0,"));
+    /// ```
+    pub fn to_json(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
+             \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
+             \"connections\":{},\"connections_refused\":{},\"accept_backoffs\":{},\
+             \"force_closed\":{},\"drain_deadline_hit\":{}}}",
+            s.served,
+            s.refused,
+            s.aborted,
+            self.leaked,
+            self.drain_ms(),
+            s.rejected,
+            s.panics,
+            s.refused_finalized,
+            s.refused_stopped,
+            s.connections,
+            s.connections_refused,
+            s.accept_backoffs,
+            self.force_closed,
+            self.drain_deadline_hit,
+        )
+    }
+}
+
+impl fmt::Display for ServerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        writeln!(
+            f,
+            "  served     {:>8}   requests answered by a handler",
+            s.served
+        )?;
+        writeln!(
+            f,
+            "  refused    {:>8}   503 before anything was taken ({} wrapper finalized, {} stopping)",
+            s.refused, s.refused_finalized, s.refused_stopped
+        )?;
+        writeln!(
+            f,
+            "  rejected   {:>8}   bad input (400/408/413/431)",
+            s.rejected
+        )?;
+        writeln!(
+            f,
+            "  panics     {:>8}   handler panics answered 500",
+            s.panics
+        )?;
+        writeln!(
+            f,
+            "  aborted    {:>8}   in-flight requests whose signal was aborted",
+            s.aborted
+        )?;
+        writeln!(f, "  leaked     {:>8}   guards never released", self.leaked)?;
+        match self.drain_time {
+            Some(t) => writeln!(f, "  drain time {:>8.3} ms", t.as_secs_f64() * 1e3)?,
+            None => writeln!(f, "  drain time        -")?,
+        }
+        write!(
+            f,
+            "  connections {:>7}   ({} over the limit, {} force-closed)",
+            s.connections, s.connections_refused, self.force_closed
+        )?;
+        if !self.leaks.is_empty() {
+            write!(f, "\n{}", self.leaks)?;
+        }
+        Ok(())
+    }
+}

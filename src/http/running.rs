@@ -1,0 +1,302 @@
+//! Running a server: on a thread (tests, benches, the demo) or on the current thread (serve
+//! mode), and stopping it from anywhere.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+
+use super::accounting::Accounting;
+use super::limits::Limits;
+use super::report::ServerReport;
+use super::router::{Router, Routes};
+use super::server::Server;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Running,
+    Stopping,
+    Done,
+}
+
+/// What the loop shares with its stop handles.
+pub(crate) struct Control {
+    waker: Waker,
+    stop: AtomicBool,
+    phase: Mutex<Phase>,
+    changed: Condvar,
+}
+
+impl Control {
+    pub(crate) fn new(waker: Waker) -> Self {
+        Control {
+            waker,
+            stop: AtomicBool::new(false),
+            phase: Mutex::new(Phase::Running),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        let mut current = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if phase > *current {
+            *current = phase;
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// Stops a server from any thread: `Send`, `Sync` and `Clone`.
+///
+/// It sets a flag and wakes the loop through a mio `Waker`; the loop then closes its listener
+/// and drains.
+#[derive(Clone)]
+pub struct StopHandle {
+    control: Arc<Control>,
+}
+
+impl StopHandle {
+    pub(crate) fn new(control: Arc<Control>) -> Self {
+        StopHandle { control }
+    }
+
+    /// Asks the server to stop gracefully; returns at once.
+    pub fn stop(&self) {
+        self.control.stop.store(true, Ordering::Release);
+        // If the wake fails the loop is gone already: nothing left to stop.
+        let _ = self.control.waker.wake();
+    }
+
+    /// Asks the server to stop and waits (at most `timeout`) until its loop has begun the stop:
+    /// the listener is closed, admission is closed, and stop hooks (a collection) have run.
+    /// Returns whether it had.
+    pub fn stop_and_wait(&self, timeout: Duration) -> bool {
+        self.stop();
+        let until = Instant::now() + timeout;
+        let mut phase = self.control.phase.lock().unwrap_or_else(|e| e.into_inner());
+        while *phase < Phase::Stopping {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            phase = self
+                .control
+                .changed
+                .wait_timeout(phase, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Whether the loop has begun stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.control.phase.lock().unwrap_or_else(|e| e.into_inner()) >= Phase::Stopping
+    }
+}
+
+impl fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopHandle")
+            .field("stopping", &self.is_stopping())
+            .finish()
+    }
+}
+
+/// Configures and starts a server.
+///
+/// # Examples
+///
+/// A guarded server on a thread, on `127.0.0.1` and a free port:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use reqguard::http::{demo_routes, Guarded, ServerBuilder};
+/// use reqguard::Config;
+///
+/// let running = ServerBuilder::new()
+///     .spawn(|| Guarded::embedded("server", Config::default()), demo_routes)
+///     .unwrap();
+/// let mut client = std::net::TcpStream::connect(running.addr()).unwrap();
+/// client.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+/// let mut answer = String::new();
+/// client.read_to_string(&mut answer).unwrap();
+/// assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("hello"));
+///
+/// let report = running.stop().unwrap();
+/// assert_eq!((report.stats.served, report.leaked), (1, 0));
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerBuilder {
+    addr: SocketAddr,
+    limits: Limits,
+    signals: bool,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder::new()
+    }
+}
+
+impl ServerBuilder {
+    /// Listens on `127.0.0.1:0` (a free port) with default limits, no signal handling.
+    pub fn new() -> Self {
+        ServerBuilder {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: Limits::default(),
+            signals: false,
+        }
+    }
+
+    /// The address to listen on.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// The limits and timeouts.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether SIGINT and SIGTERM stop the server (see [`Server::handle_signals`]).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
+    /// Runs the server on a new thread. `accounting` and `routes` run on that thread, so the
+    /// engine and the handlers need not be `Send`.
+    ///
+    /// # Errors
+    ///
+    /// If the server cannot bind, or the thread cannot start.
+    pub fn spawn<A, F, R>(self, accounting: F, routes: R) -> io::Result<Running>
+    where
+        A: Accounting,
+        F: FnOnce() -> A + Send + 'static,
+        R: FnOnce(&mut Router<'_>) + Send + 'static,
+    {
+        let (ready, ready_rx) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("reqguard-server".into())
+            .spawn(move || {
+                let store = Routes::new();
+                let mut router = Router::new(&store);
+                routes(&mut router);
+                self.serve(&router, accounting(), |addr, stop| {
+                    let _ = ready.send(Ok((addr, stop)));
+                })
+                .inspect_err(|err| {
+                    let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
+                })
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok((addr, stop))) => Ok(Running {
+                addr,
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(io::Error::other(
+                "the server thread ended before it was ready",
+            )),
+        }
+    }
+
+    /// Runs the server on the current thread until it stops; `ready` gets the address and a
+    /// stop handle once it listens.
+    ///
+    /// # Errors
+    ///
+    /// If the server cannot bind, register its signals, or poll.
+    pub fn serve<'r, A: Accounting>(
+        self,
+        router: &'r Router<'r>,
+        accounting: A,
+        ready: impl FnOnce(SocketAddr, StopHandle),
+    ) -> io::Result<ServerReport> {
+        let mut server = Server::bind(self.addr, router, accounting, self.limits)?;
+        if self.signals {
+            server.handle_signals()?;
+        }
+        ready(server.local_addr(), server.stop_handle());
+        server.run()
+    }
+}
+
+/// A server running on its own thread, from [`ServerBuilder::spawn`].
+///
+/// Dropping it stops the server and waits for its thread.
+pub struct Running {
+    addr: SocketAddr,
+    stop: StopHandle,
+    thread: Option<JoinHandle<io::Result<ServerReport>>>,
+}
+
+impl Running {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the server from any thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Stops the server gracefully and waits for its report.
+    ///
+    /// # Errors
+    ///
+    /// If the loop failed.
+    ///
+    /// # Panics
+    ///
+    /// If the server thread panicked.
+    pub fn stop(self) -> io::Result<ServerReport> {
+        self.stop.stop();
+        self.join()
+    }
+
+    /// Waits for the server to stop (someone else stops it) and returns its report.
+    ///
+    /// # Errors
+    ///
+    /// If the loop failed.
+    ///
+    /// # Panics
+    ///
+    /// If the server thread panicked.
+    pub fn join(mut self) -> io::Result<ServerReport> {
+        let thread = self.thread.take().expect("joined once");
+        thread.join().expect("the server thread panicked")
+    }
+}
+
+impl Drop for Running {
+    /// Stops the server and waits for its thread (bounded by the drain timeout).
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.stop();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running").field("addr", &self.addr).finish()
+    }
+}

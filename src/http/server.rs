@@ -1,0 +1,515 @@
+//! The event loop: one thread, one mio `Poll`; accept, read, parse, admit, dispatch, write.
+//!
+//! Try it:
+//!
+//! ```text
+//! cargo run --release --features server --bin reqguard-demo -- serve --addr 127.0.0.1:8080
+//! curl -i http://127.0.0.1:8080/
+//! ```
+//!
+//! The loop reads top to bottom like mio's `examples/tcp_server.rs`: [`Server::run`] polls,
+//! dispatches each event by token, and [`handle_connection_event`] does one connection's read
+//! and write. The HTTP work itself is sans-IO, in [`Connection`].
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use super::accounting::{Accounting, StopStatus};
+use super::connection::Connection;
+use super::dispatch::Dispatcher;
+use super::limits::Limits;
+use super::report::ServerReport;
+use super::router::Router;
+use super::running::{Control, Phase, StopHandle};
+use super::timer::Timers;
+use crate::signal::AbortReason;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX - 3);
+
+const ACCEPT_TIMER: usize = usize::MAX - 1;
+const STOP_TIMER: usize = usize::MAX - 2;
+
+/// How long accepting pauses after `accept` failed (out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long a connection we closed keeps reading (and discarding) so the client sees our last
+/// answer instead of a reset.
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+
+/// The answer to a connection over [`Limits::max_connections`].
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 19\r\nconnection: close\r\n\r\nService Unavailable";
+
+/// One accepted connection: its socket and its sans-IO state.
+struct Socket<'r, H> {
+    stream: TcpStream,
+    http: Connection<'r, H>,
+    /// The client closed its side.
+    eof: bool,
+    /// We closed our side at this instant plus [`CLOSE_LINGER`]; reads are discarded.
+    lingering: Option<Instant>,
+    /// The earliest timer entry for this connection not yet fired.
+    scheduled: Option<Instant>,
+}
+
+/// The signal pipe (serve mode): signal-hook writes a byte on SIGINT or SIGTERM.
+struct Signals {
+    pipe: UnixStream,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// The reference HTTP/1.1 server on a mio event loop.
+///
+/// Build one with [`Server::bind`] (or run one on a thread with
+/// [`ServerBuilder::spawn`](crate::http::ServerBuilder::spawn)), then [`run`](Server::run) it
+/// until it stops. `'r` is the lifetime of the route table, `A` the [`Accounting`].
+pub struct Server<'r, A: Accounting> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    sockets: Slab<Socket<'r, A::Held>>,
+    dispatcher: Dispatcher<'r, A>,
+    timers: Timers,
+    control: Arc<Control>,
+    signals: Option<Signals>,
+    accept_paused: bool,
+    stop_deadline: Option<Instant>,
+    deadline_hit: bool,
+    force_closed: u64,
+    started: Instant,
+}
+
+impl<'r, A: Accounting> Server<'r, A> {
+    /// Binds `addr` and prepares the loop.
+    ///
+    /// # Errors
+    ///
+    /// If the address cannot be bound or the poll cannot be created.
+    pub fn bind(
+        addr: SocketAddr,
+        router: &'r Router<'r>,
+        accounting: A,
+        limits: Limits,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(addr)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok(Server {
+            local_addr: listener.local_addr()?,
+            poll,
+            listener: Some(listener),
+            sockets: Slab::new(),
+            dispatcher: Dispatcher::new(router, accounting, limits),
+            timers: Timers::default(),
+            control: Arc::new(Control::new(waker)),
+            signals: None,
+            accept_paused: false,
+            stop_deadline: None,
+            deadline_hit: false,
+            force_closed: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A `Send` handle that stops the server from another thread (through a mio `Waker`).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle::new(Arc::clone(&self.control))
+    }
+
+    /// Stops gracefully on SIGINT and SIGTERM (through signal-hook). For a server that owns
+    /// the process (the demo's `serve` mode); the handlers are removed when the server drops.
+    ///
+    /// # Errors
+    ///
+    /// If the signal pipe cannot be made or the handlers cannot be registered.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let (read, write) = StdUnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let mut pipe = UnixStream::from_std(read);
+        self.poll
+            .registry()
+            .register(&mut pipe, SIGNALS, Interest::READABLE)?;
+        let mut ids = Vec::new();
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            ids.push(signal_hook::low_level::pipe::register(
+                signal,
+                write.try_clone()?,
+            )?);
+        }
+        self.signals = Some(Signals { pipe, ids });
+        Ok(())
+    }
+
+    /// The dispatcher: accounting, limits and figures.
+    pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
+        &mut self.dispatcher
+    }
+
+    /// Runs the loop until a graceful stop completes, and reports.
+    ///
+    /// # Errors
+    ///
+    /// If polling fails.
+    pub fn run(mut self) -> io::Result<ServerReport> {
+        let mut events = Events::with_capacity(1024);
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            // Sleep until an event or the earliest timer (a deferred response, a timeout).
+            let timeout = self.timers.timeout(Instant::now());
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
+                // A signal interrupted the wait; the signal pipe reports it as an event.
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    // New connections are waiting.
+                    LISTENER => self.accept(now),
+                    // Another thread asked us to stop.
+                    WAKER => {
+                        if self.control.stop_requested() {
+                            self.stop(now);
+                        }
+                    }
+                    // SIGINT or SIGTERM.
+                    SIGNALS => {
+                        self.drain_signal_pipe();
+                        self.stop(now);
+                    }
+                    // A client connection is readable or writable.
+                    token => self.connection_event(token, Some(event), &mut buf, now),
+                }
+            }
+            self.fire_timers(now, &mut buf);
+            // A handler asked for a stop (`Response::stop_server`): the stop from the loop.
+            if self.dispatcher.take_stop_request() {
+                self.stop(now);
+            }
+            if self.stop_deadline.is_some() && self.poll_stop(now) {
+                break;
+            }
+        }
+        Ok(self.finish())
+    }
+
+    /// Begins a graceful stop: closes the listener, stops admission, and gives in-flight
+    /// requests until [`Limits::drain_timeout`]. Callable from the loop's thread.
+    pub fn stop(&mut self, now: Instant) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        // Close the listener first: no new connection may arrive while we drain.
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.dispatcher.begin_stop(now);
+        let deadline = now + self.dispatcher.limits.get_drain_timeout();
+        self.stop_deadline = Some(deadline);
+        self.timers.schedule(deadline, STOP_TIMER);
+        self.control.set_phase(Phase::Stopping);
+        // Idle connections now linger only briefly: re-arm their timers.
+        let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.reschedule(key, now);
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        if self.accept_paused {
+            return;
+        }
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, _peer)) => {
+                    if self.sockets.len() >= self.dispatcher.limits.get_max_connections() {
+                        // Over the limit: answer at once and keep no state for it.
+                        let _ = stream.write(OVER_CAPACITY);
+                        self.dispatcher.stats.connections_refused += 1;
+                        continue;
+                    }
+                    let entry = self.sockets.vacant_entry();
+                    let key = entry.key();
+                    let interest = Interest::READABLE.add(Interest::WRITABLE);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, Token(key), interest)
+                        .is_err()
+                    {
+                        continue; // Dropping the stream closes it; nothing was admitted.
+                    }
+                    entry.insert(Socket {
+                        stream,
+                        http: Connection::new(now),
+                        eof: false,
+                        lingering: None,
+                        scheduled: None,
+                    });
+                    self.dispatcher.stats.connections += 1;
+                    self.reschedule(key, now);
+                }
+                // The backlog is empty.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                // The client gave up in the backlog, or a signal interrupted us: try the next.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                // Out of file descriptors (EMFILE, ENFILE) or memory: `accept` would fail again
+                // at once and the listener stays ready, so retrying now spins. Pause and retry
+                // from a timer.
+                Err(_) => {
+                    self.dispatcher.stats.accept_backoffs += 1;
+                    self.accept_paused = true;
+                    self.timers.schedule(now + ACCEPT_BACKOFF, ACCEPT_TIMER);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn connection_event(
+        &mut self,
+        token: Token,
+        event: Option<&Event>,
+        buf: &mut [u8],
+        now: Instant,
+    ) {
+        // A stale event for a connection closed earlier in this turn.
+        let Some(socket) = self.sockets.get_mut(token.0) else {
+            return;
+        };
+        let done = handle_connection_event(socket, event, &mut self.dispatcher, buf, now)
+            .unwrap_or_else(|_| {
+                // The socket failed (reset, broken pipe): the client is gone.
+                socket
+                    .http
+                    .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
+                true
+            });
+        if done {
+            self.close(token.0);
+        } else {
+            self.reschedule(token.0, now);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant, buf: &mut [u8]) {
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            match key {
+                ACCEPT_TIMER => {
+                    self.accept_paused = false;
+                    self.accept(now);
+                }
+                STOP_TIMER => {} // `poll_stop` checks the deadline on every turn.
+                key => {
+                    let Some(socket) = self.sockets.get_mut(key) else {
+                        continue; // The connection closed since; its entry is stale.
+                    };
+                    if socket.scheduled == Some(at) {
+                        socket.scheduled = None;
+                    }
+                    if socket.lingering.is_some_and(|until| now >= until) {
+                        self.close(key);
+                        continue;
+                    }
+                    socket.http.on_timer(&mut self.dispatcher, now);
+                    self.connection_event(Token(key), None, buf, now);
+                }
+            }
+        }
+    }
+
+    fn reschedule(&mut self, key: usize, now: Instant) {
+        let Some(socket) = self.sockets.get_mut(key) else {
+            return;
+        };
+        let next = match (
+            socket.http.next_deadline(&self.dispatcher),
+            socket.lingering,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(next) = next {
+            if socket.scheduled.map_or(true, |s| next < s || s <= now) {
+                socket.scheduled = Some(next);
+                self.timers.schedule(next, key);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut socket = self.sockets.remove(key);
+        // Whatever was still waiting on this connection is aborted and its guards released.
+        socket
+            .http
+            .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
+        let _ = self.poll.registry().deregister(&mut socket.stream);
+    }
+
+    fn drain_signal_pipe(&mut self) {
+        if let Some(signals) = &mut self.signals {
+            let mut buf = [0u8; 16];
+            while matches!(signals.pipe.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    }
+
+    /// Checks the stop; true when the loop may end.
+    fn poll_stop(&mut self, now: Instant) -> bool {
+        let in_flight = self.dispatcher.in_flight;
+        let deadline_passed = self.stop_deadline.is_some_and(|d| now >= d);
+        match self.dispatcher.accounting.poll_stop(now, in_flight) {
+            // Drained and every connection closed (answered, idle linger over, or gone).
+            StopStatus::Complete if self.sockets.is_empty() => true,
+            // Drained, but idle connections outlived the deadline: close them.
+            StopStatus::Complete if deadline_passed => {
+                self.force_close_all();
+                true
+            }
+            StopStatus::Complete | StopStatus::Pending => false,
+            // The deadline passed with requests in flight: their signals were aborted; now
+            // force-close every connection, which releases their guards.
+            StopStatus::Expired { .. } => {
+                self.deadline_hit = true;
+                self.force_close_all();
+                let in_flight = self.dispatcher.in_flight;
+                let _ = self.dispatcher.accounting.poll_stop(now, in_flight);
+                true
+            }
+        }
+    }
+
+    fn force_close_all(&mut self) {
+        let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let mut socket = self.sockets.remove(key);
+            socket
+                .http
+                .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
+            let _ = self.poll.registry().deregister(&mut socket.stream);
+            self.force_closed += 1;
+        }
+    }
+
+    fn finish(mut self) -> ServerReport {
+        self.force_close_all();
+        let accounting = self.dispatcher.accounting.report();
+        let report = ServerReport {
+            stats: self.dispatcher.stats,
+            leaked: accounting.leaked,
+            leaks: accounting.leaks,
+            drain_time: accounting.drain_time,
+            drain_deadline_hit: self.deadline_hit,
+            force_closed: self.force_closed,
+            pool: accounting.pool,
+            uptime: self.started.elapsed(),
+        };
+        self.control.set_phase(Phase::Done);
+        report
+    }
+}
+
+/// One connection's turn: read what arrived, answer it, write what we can.
+///
+/// Returns `Ok(true)` when the connection is finished and should be closed. `event` is `None`
+/// when a timer (not the socket) woke the connection.
+fn handle_connection_event<'r, A: Accounting>(
+    socket: &mut Socket<'r, A::Held>,
+    event: Option<&Event>,
+    d: &mut Dispatcher<'r, A>,
+    buf: &mut [u8],
+    now: Instant,
+) -> io::Result<bool> {
+    // Read on a readable event, and after a timer too: input we left unread (over the
+    // buffering cap, or beyond the pipeline limit) gets no new event of its own.
+    let readable = event.map_or(true, Event::is_readable);
+    if readable && !socket.eof {
+        // Edge-triggered: read until `WouldBlock`, or we would never hear of the rest.
+        while socket.lingering.is_some() || socket.http.wants_read(d) {
+            match socket.stream.read(buf) {
+                // The client closed its side: waiting requests are aborted (their signals
+                // fire), what is already answered may still be written.
+                Ok(0) => {
+                    socket.eof = true;
+                    socket.http.peer_closed(d);
+                    break;
+                }
+                // After our own close we only drain, so the client's unread bytes do not
+                // turn our last answer into a reset.
+                Ok(_) if socket.lingering.is_some() => {}
+                Ok(n) => socket.http.receive(d, &buf[..n], now),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    // Write whatever is answered; on `WouldBlock` the writable event brings us back.
+    while !socket.http.pending_output().is_empty() {
+        match socket.stream.write(socket.http.pending_output()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => socket.http.consume_output(n),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+
+    if !socket.http.is_done() {
+        return Ok(false);
+    }
+    // Done and the client already closed: nothing left to say.
+    if socket.eof {
+        return Ok(true);
+    }
+    // Done on our side: send FIN and linger until the client closes (or briefly times out).
+    if socket.lingering.is_none() {
+        let _ = socket.stream.shutdown(std::net::Shutdown::Write);
+        socket.lingering = Some(now + CLOSE_LINGER);
+    }
+    Ok(false)
+}
+
+impl<A: Accounting> std::fmt::Debug for Server<'_, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.sockets.len())
+            .field("stats", self.dispatcher.stats())
+            .finish_non_exhaustive()
+    }
+}

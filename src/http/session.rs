@@ -1,0 +1,121 @@
+//! A whole server for one connection, with no network and a virtual clock: for fuzzing, tests
+//! and docs.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::accounting::Accounting;
+use super::connection::Connection;
+use super::dispatch::{Dispatcher, Stats};
+use super::limits::Limits;
+use super::router::Router;
+use crate::ledger::Ledger;
+use crate::signal::AbortReason;
+
+/// One connection through parse, admit, dispatch and respond, with no socket.
+///
+/// Bytes go in with [`feed`](Session::feed), answers come out with
+/// [`take_output`](Session::take_output). Time moves only with [`advance`](Session::advance), so
+/// deferred responses and timeouts are deterministic. A fuzz target feeds arbitrary bytes and
+/// checks the ledger at the end.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Session};
+/// use reqguard::Config;
+///
+/// let routes = Routes::new();
+/// let mut router = Router::new(&routes);
+/// demo_routes(&mut router);
+/// let mut session = Session::new(&router, Guarded::embedded("server", Config::default()), Limits::default());
+///
+/// session.feed(b"GET /delay?ms=50 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+/// assert!(session.take_output().is_empty()); // the first answer is deferred, the second waits
+/// assert_eq!(session.ledger().unwrap().outstanding(reqguard::GuardKind::Ticket), 1);
+///
+/// session.advance(Duration::from_millis(50));
+/// let out = String::from_utf8(session.take_output()).unwrap();
+/// assert!(out.find("delayed 50 ms").unwrap() < out.find("hello").unwrap()); // in order
+///
+/// session.disconnect();
+/// session.ledger().unwrap().assert_quiescent();
+/// ```
+pub struct Session<'r, A: Accounting> {
+    dispatcher: Dispatcher<'r, A>,
+    connection: Connection<'r, A::Held>,
+    now: Instant,
+}
+
+impl<'r, A: Accounting> Session<'r, A> {
+    /// A session answering with `router`, admitting through `accounting`.
+    pub fn new(router: &'r Router<'r>, accounting: A, limits: Limits) -> Self {
+        let now = Instant::now();
+        Session {
+            dispatcher: Dispatcher::new(router, accounting, limits),
+            connection: Connection::new(now),
+            now,
+        }
+    }
+
+    /// Delivers bytes from the client.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.connection
+            .receive(&mut self.dispatcher, bytes, self.now);
+    }
+
+    /// Everything answered so far and not yet taken.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let out = self.connection.pending_output().to_vec();
+        self.connection.consume_output(out.len());
+        out
+    }
+
+    /// Moves the clock forward by `by` and runs what became due (deferred responses, `408`,
+    /// idle close).
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.connection.on_timer(&mut self.dispatcher, self.now);
+    }
+
+    /// The client disconnects: waiting requests are aborted and their guards released.
+    pub fn disconnect(&mut self) {
+        self.connection
+            .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
+    }
+
+    /// Begins a graceful stop now.
+    pub fn stop(&mut self) {
+        self.dispatcher.begin_stop(self.now);
+    }
+
+    /// Whether the server would close this connection now.
+    pub fn is_closed(&self) -> bool {
+        self.connection.is_done()
+    }
+
+    /// The figures so far.
+    pub fn stats(&self) -> &Stats {
+        self.dispatcher.stats()
+    }
+
+    /// The accounting's ledger (`None` when unaccounted).
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.dispatcher.accounting().ledger()
+    }
+
+    /// The dispatcher (accounting, limits, figures).
+    pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
+        &mut self.dispatcher
+    }
+}
+
+impl<A: Accounting> fmt::Debug for Session<'_, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("connection", &self.connection)
+            .field("stats", self.dispatcher.stats())
+            .finish_non_exhaustive()
+    }
+}
