@@ -14,7 +14,11 @@
 mod embedded;
 #[cfg(feature = "quickjs")]
 pub mod quickjs;
+#[cfg(feature = "v8")]
+pub mod v8;
 
+#[cfg(feature = "v8")]
+pub use self::v8::V8;
 pub use embedded::{Embedded, Handle, Heap, WeakHandle};
 #[cfg(feature = "quickjs")]
 pub use quickjs::QuickJs;
