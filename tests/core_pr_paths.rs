@@ -529,3 +529,31 @@ fn admitted_bundle_drops_in_reverse_order_of_acquisition() {
     drop(live);
     assert_clean_shutdown(&server);
 }
+
+/// The PR's own regression test never reached the finalized path: it kept a strong reference
+/// to the server, so the collector had nothing to finalize and the test passed either way.
+/// Here a strong handle held anywhere (a stored `this`, a live proof) visibly keeps the
+/// wrapper, and the tests above assert `is_finalized()` before they expect a 503.
+#[test]
+fn a_test_holding_a_strong_reference_never_reaches_the_finalized_path() {
+    let server = FakeServer::new(on_stop());
+    let this = server.core.upgrade().unwrap().wrapper().clone(); // the test's `server` variable
+    let drain = server.core.stop();
+    assert!(drain.is_complete());
+    assert_eq!(server.heap.collect(), 0, "still rooted by the test itself");
+    assert!(!server.core.wrapper().weak().is_finalized());
+    assert!(
+        server.core.upgrade().is_some(),
+        "the 503 path is not exercised"
+    );
+    assert_refused(&server.on_request(Req::get("/")), RefusalReason::Stopped);
+
+    drop(this);
+    assert_eq!(server.heap.collect(), 1);
+    assert!(server.core.wrapper().weak().is_finalized());
+    assert_refused(
+        &server.on_request(Req::get("/")),
+        RefusalReason::WrapperFinalized,
+    );
+    assert_clean_shutdown(&server);
+}
