@@ -1,0 +1,126 @@
+//! Shared helpers for the end-to-end tests: a tiny blocking HTTP/1.1 client over real sockets
+//! on 127.0.0.1, and bounded waits. Every read has a timeout, so a broken server fails a test
+//! instead of hanging it.
+#![allow(dead_code, unreachable_pub)] // each test file uses a different part
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long any single read waits before the test fails.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One response as read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("utf-8 body")
+    }
+}
+
+/// A client connection; answers are read in order.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("send");
+    }
+
+    /// Reads one response; `Err` if the connection closed or reset first.
+    pub fn answer(&mut self) -> io::Result<Answer> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap_or((header, ""));
+            headers.push((name.to_string(), value.trim().to_string()));
+        }
+        let mut answer = Answer {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let length: usize = answer
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap_or(0));
+        answer.body = vec![0; length];
+        self.reader.read_exact(&mut answer.body)?;
+        Ok(answer)
+    }
+
+    /// Sends `request` and reads its answer.
+    pub fn request(&mut self, request: &str) -> Answer {
+        self.send(request.as_bytes());
+        self.answer().expect("an answer")
+    }
+
+    /// Whether the server has closed the connection (EOF or reset), waiting up to the read
+    /// timeout for it.
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
+
+/// `GET path` on a fresh connection with `Connection: close`.
+pub fn get(addr: SocketAddr, path: &str) -> Answer {
+    Client::connect(addr).request(&format!(
+        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+    ))
+}
+
+/// Polls `done` every 5 ms until it holds, for at most 10 s; panics naming `what` otherwise.
+/// Waits on events, not on speed: the bound only keeps a broken test from hanging.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < until, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
