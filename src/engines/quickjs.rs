@@ -200,11 +200,9 @@ impl fmt::Debug for JsWeakRef {
     }
 }
 
-impl<C: Recycle> ServerCore<QuickJs, C> {
-    /// A server core whose wrapper is `wrapper`, a JS object in `ctx`'s runtime.
-    ///
-    /// Pools contexts of type `C` (`()` by default; name it with
-    /// `ServerCore::<QuickJs, MyContext>::quickjs`).
+impl ServerCore<QuickJs> {
+    /// A server core whose wrapper is `wrapper`, a JS object in `ctx`'s runtime, with no
+    /// per-request context.
     ///
     /// # Panics
     ///
@@ -213,18 +211,43 @@ impl<C: Recycle> ServerCore<QuickJs, C> {
     /// # Examples
     ///
     /// ```
-    /// use reqguard::{Config, ServerCore, engines::QuickJs};
+    /// use reqguard::{Config, ServerCore};
     /// use rquickjs::{Context, Object, Runtime};
     ///
     /// let rt = Runtime::new().unwrap();
     /// let context = Context::full(&rt).unwrap();
     /// context.with(|ctx| {
     ///     let server: Object = ctx.eval("({})").unwrap();
-    ///     let core = ServerCore::<QuickJs, Vec<u8>>::quickjs(&ctx, server, Config::default());
+    ///     let core = ServerCore::quickjs(&ctx, server, Config::default());
     ///     assert!(core.upgrade_in(&mut ctx.clone()).is_some());
     /// });
     /// ```
     pub fn quickjs<'js>(ctx: &Ctx<'js>, wrapper: Object<'js>, config: Config) -> Self {
+        ServerCore::quickjs_with_context(ctx, wrapper, config)
+    }
+
+    /// As [`quickjs`](ServerCore::quickjs), pooling contexts of type `C`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::{Config, ServerCore};
+    /// use rquickjs::{Context, Object, Runtime};
+    ///
+    /// let rt = Runtime::new().unwrap();
+    /// let context = Context::full(&rt).unwrap();
+    /// context.with(|ctx| {
+    ///     let server: Object = ctx.eval("({})").unwrap();
+    ///     let core = ServerCore::quickjs_with_context::<Vec<u8>>(&ctx, server, Config::default());
+    ///     let live = core.upgrade_in(&mut ctx.clone()).unwrap();
+    ///     assert!(live.context(live.ticket().unwrap()).unwrap().is_empty());
+    /// });
+    /// ```
+    pub fn quickjs_with_context<'js, C: Recycle>(
+        ctx: &Ctx<'js>,
+        wrapper: Object<'js>,
+        config: Config,
+    ) -> ServerCore<QuickJs, C> {
         let strong = Persistent::save(ctx, wrapper);
         ServerCore::new(&mut ctx.clone(), strong, config)
     }
@@ -238,6 +261,47 @@ impl<C: Recycle> Live<'_, QuickJs, C> {
     /// [`Error::UnrelatedRuntime`] if `ctx` belongs to another runtime than the wrapper.
     pub fn object<'js>(&self, ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
         self.wrapper().clone().restore(ctx)
+    }
+}
+
+/// The reference server's scope provider for a QuickJS-backed wrapper (features `quickjs` and
+/// `server`): each admission enters the context (`Context::with`) and upgrades in its `Ctx`.
+///
+/// Because it enters the context, the server must not admit from inside a `with` on the same
+/// runtime (rquickjs would panic on the nested lock); a runtime that is already inside its
+/// engine implements [`ScopeProvider`](crate::http::ScopeProvider) on its own type and hands
+/// over the `Ctx` it has.
+///
+/// A [`Guarded`](crate::http::Guarded) drops its server core before its scope provider, so the
+/// core's `Persistent`s go before this `Context`, which keeps the runtime alive.
+///
+/// # Examples
+///
+/// ```
+/// use reqguard::http::{Accounting, Guarded};
+/// use reqguard::{Config, DowngradePolicy, ServerCore};
+/// use rquickjs::{Context, Object, Runtime};
+///
+/// let rt = Runtime::new().unwrap();
+/// let context = Context::full(&rt).unwrap();
+/// let core = context.with(|ctx| {
+///     let server: Object = ctx.eval("({})").unwrap();
+///     ServerCore::quickjs(&ctx, server, Config::default().downgrade(DowngradePolicy::OnStop))
+/// });
+/// let mut guarded = Guarded::new(core, context.clone());
+/// drop(guarded.admit().unwrap());
+/// guarded.stop(std::time::Instant::now()); // drops the last reference: QuickJS frees it
+/// assert_eq!(guarded.admit().unwrap_err(), reqguard::Refusal::WRAPPER_FINALIZED);
+/// assert_eq!(guarded.report().leaked, 0);
+/// drop(guarded); // before the runtime
+/// ```
+#[cfg(feature = "server")]
+impl crate::http::ScopeProvider<QuickJs> for rquickjs::Context {
+    fn with_scope<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        self.with(|ctx| {
+            let mut ctx = ctx;
+            f(&mut ctx)
+        })
     }
 }
 
