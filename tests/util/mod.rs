@@ -51,6 +51,14 @@ impl Client {
         }
     }
 
+    /// A client over an existing stream, reads timing out after `timeout`.
+    pub fn from_stream(stream: TcpStream, timeout: Duration) -> Client {
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.reader.get_mut().write_all(bytes).expect("send");
     }

@@ -1,0 +1,157 @@
+//! Stopping over real sockets: abort on client disconnect, a drain that hits its deadline, a
+//! stop from the loop (a handler) and from another thread, and the unaccounted baseline.
+#![cfg(feature = "server")]
+
+mod util;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqguard::http::{
+    demo_routes, Guarded, Limits, Reply, Request, Response, Router, ServerBuilder, Unaccounted,
+};
+use reqguard::{AbortReason, Config};
+use util::{get, wait_until, Client};
+
+/// Demo routes plus `GET /hang`, which never answers by itself and counts its signal's aborts
+/// by reason (client gone, drain deadline).
+fn routes_with_hang(aborts: Arc<[AtomicUsize; 2]>) -> impl FnOnce(&mut Router<'_>) + Send {
+    move |router| {
+        demo_routes(router);
+        router.route(
+            "GET",
+            "/hang",
+            move |req: &Request<'_>, _: &mut Response<'_>| {
+                let aborts = Arc::clone(&aborts);
+                let signal = req.signal().expect("guarded requests have a signal");
+                assert!(signal.on_abort(move |reason| {
+                    let slot = match reason {
+                        AbortReason::ClientDisconnected => 0,
+                        _ => 1,
+                    };
+                    aborts[slot].fetch_add(1, Ordering::SeqCst);
+                }));
+                Reply::After {
+                    delay: Duration::from_secs(3600),
+                    token: 0,
+                }
+            },
+        );
+        router.route(
+            "POST",
+            "/stop",
+            |_: &Request<'_>, res: &mut Response<'_>| {
+                res.stop_server();
+                res.write(b"stopping");
+                Reply::Now
+            },
+        );
+    }
+}
+
+#[test]
+fn a_client_disconnect_aborts_its_requests_signal_and_releases_its_guards() {
+    let aborts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let running = ServerBuilder::new()
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            routes_with_hang(Arc::clone(&aborts)),
+        )
+        .unwrap();
+    let mut client = Client::connect(running.addr());
+    client.send(b"GET /hang HTTP/1.1\r\n\r\n");
+    // The request is admitted when the next one on another connection has been answered.
+    assert_eq!(get(running.addr(), "/").status, 200);
+    drop(client);
+    wait_until("the abort listener to run", || {
+        aborts[0].load(Ordering::SeqCst) == 1
+    });
+    let report = running.stop().unwrap();
+    assert_eq!(report.stats.aborted, 1);
+    assert_eq!(aborts[1].load(Ordering::SeqCst), 0);
+    assert!(!report.drain_deadline_hit);
+    assert_eq!(report.leaked, 0, "{}", report.leaks);
+}
+
+#[test]
+fn a_drain_that_hits_its_deadline_aborts_and_force_closes() {
+    let aborts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let running = ServerBuilder::new()
+        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            routes_with_hang(Arc::clone(&aborts)),
+        )
+        .unwrap();
+    let mut hanging = Client::connect(running.addr());
+    hanging.send(b"GET /hang HTTP/1.1\r\n\r\n");
+    assert_eq!(get(running.addr(), "/").status, 200);
+    let report = running.stop().unwrap();
+    assert!(report.drain_deadline_hit, "{report}");
+    assert_eq!(report.stats.aborted, 1);
+    assert_eq!(report.force_closed, 1);
+    assert_eq!(
+        aborts[1].load(Ordering::SeqCst),
+        1,
+        "aborted by the deadline"
+    );
+    assert_eq!(aborts[0].load(Ordering::SeqCst), 0);
+    assert_eq!(report.leaked, 0, "{}", report.leaks);
+    // The connection was closed without an answer.
+    assert!(hanging.answer().is_err());
+}
+
+#[test]
+fn a_handler_can_stop_the_server_from_the_loop() {
+    let aborts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let running = ServerBuilder::new()
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            routes_with_hang(aborts),
+        )
+        .unwrap();
+    let mut client = Client::connect(running.addr());
+    let answer = client.request("POST /stop HTTP/1.1\r\n\r\n");
+    assert_eq!((answer.status, answer.text()), (200, "stopping"));
+    assert!(client.is_closed_by_server());
+    // Nobody called the stop handle: the loop stopped itself.
+    let report = running.join().unwrap();
+    assert_eq!(report.stats.served, 1);
+    assert_eq!(report.leaked, 0);
+}
+
+#[test]
+fn stop_handles_are_send_and_stop_from_another_thread() {
+    let running = ServerBuilder::new()
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            demo_routes,
+        )
+        .unwrap();
+    let stop = running.stop_handle();
+    std::thread::spawn(move || stop.stop()).join().unwrap();
+    let report = running.join().unwrap();
+    assert_eq!(report.leaked, 0);
+    assert!(report.drain_time.is_some());
+}
+
+#[test]
+fn the_unaccounted_baseline_serves_the_same_answers() {
+    let running = ServerBuilder::new()
+        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .spawn(Unaccounted::new, demo_routes)
+        .unwrap();
+    let mut client = Client::connect(running.addr());
+    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").text(), "hello");
+    let echo = client.request("POST /echo HTTP/1.1\r\ncontent-length: 2\r\n\r\nhi");
+    assert_eq!(echo.text(), "hi");
+    assert_eq!(client.request("GET /panic HTTP/1.1\r\n\r\n").status, 500);
+    client.send(b"GET /delay?ms=60000 HTTP/1.1\r\n\r\n");
+    assert_eq!(get(running.addr(), "/").status, 200);
+    let report = running.stop().unwrap();
+    assert_eq!(report.stats.served, 4);
+    assert!(report.drain_deadline_hit);
+    assert_eq!(report.stats.aborted, 1);
+    assert!(report.pool.is_none(), "no pool, no ledger");
+}
