@@ -136,7 +136,7 @@ fn story() -> io::Result<bool> {
     // stop and collected right away: the PR's scenario, where the collector may finalize it
     // while kept-alive connections still deliver requests.
     let limits = Limits::default()
-        .stop_linger(Duration::from_secs(2))
+        .stop_linger(Duration::from_secs(5))
         .drain_timeout(Duration::from_secs(5));
     let config = Config::default().downgrade(DowngradePolicy::OnStop);
     let running = ServerBuilder::new().limits(limits).spawn(
@@ -177,11 +177,11 @@ fn story() -> io::Result<bool> {
         client.request("GET / HTTP/1.1\r\n\r\n")?;
         late.push(client);
     }
-    let in_flight = thread::spawn(move || -> io::Result<u16> {
-        let mut client = Client::connect(addr)?;
-        Ok(client.request("GET /delay?ms=300 HTTP/1.1\r\n\r\n")?.0)
-    });
-    thread::sleep(Duration::from_millis(50)); // let the delayed request be admitted
+    let mut in_flight = Client::connect(addr)?;
+    in_flight.send("GET /delay?ms=300 HTTP/1.1\r\n\r\n")?;
+    // Its bytes were sent before this probe connected, so once the probe is answered the loop
+    // has admitted the delayed request too.
+    Client::connect(addr)?.request("GET / HTTP/1.1\r\nconnection: close\r\n\r\n")?;
     println!(
         "4. {LATE_CONNECTIONS} kept-alive connections idle, 1 request in flight (GET /delay?ms=300)"
     );
@@ -209,9 +209,9 @@ fn story() -> io::Result<bool> {
     );
     println!("   the request is refused before anything is taken)");
 
-    let delayed = in_flight.join().expect("the in-flight thread panicked")?;
+    let delayed = in_flight.answer()?.0;
     println!("7. the in-flight request finished during the drain: {delayed}");
-    drop(late);
+    drop((late, in_flight)); // the clients hang up; the loop ends when its last connection closes
     let report = running.join()?;
     println!(
         "8. drained; server loop ended {:.0} ms after stop\n",
@@ -299,7 +299,16 @@ impl Client {
 
     /// Sends `request`, reads the answer: its status and whether it says `connection: close`.
     fn request(&mut self, request: &str) -> io::Result<(u16, bool)> {
-        self.reader.get_mut().write_all(request.as_bytes())?;
+        self.send(request)?;
+        self.answer()
+    }
+
+    fn send(&mut self, request: &str) -> io::Result<()> {
+        self.reader.get_mut().write_all(request.as_bytes())
+    }
+
+    /// Reads one answer: its status and whether it says `connection: close`.
+    fn answer(&mut self) -> io::Result<(u16, bool)> {
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         let status = line
