@@ -137,6 +137,7 @@ impl<C: Recycle> Live<'_, V8, C> {
 ///
 /// Made by [`on_finalize`]. Like every `v8::Weak`, it is `!Send`.
 #[must_use = "dropping a Finalizer cancels it"]
+#[clippy::has_significant_drop]
 pub struct Finalizer {
     weak: v8::Weak<v8::Object>,
 }
@@ -197,5 +198,19 @@ impl fmt::Debug for Finalizer {
 pub fn on_finalize(weak: &v8::Weak<v8::Object>, finalizer: impl FnOnce() + 'static) -> Finalizer {
     Finalizer {
         weak: weak.clone_with_guaranteed_finalizer(Box::new(finalizer)),
+    }
+}
+
+/// The reference server's scope provider for a v8-backed wrapper (features `v8` and `server`):
+/// a [`Guarded`](crate::http::Guarded) that owns the isolate upgrades in it directly.
+///
+/// `Guarded` drops its server core before its scope provider, so the core's `Global` and
+/// `Weak` go before the isolate. A runtime that keeps its isolate elsewhere implements
+/// [`ScopeProvider`](crate::http::ScopeProvider) on its own type instead. Type-checked only
+/// (`DOCS_RS=1 cargo check --features v8,server`): V8 cannot be linked where reqguard is built.
+#[cfg(feature = "server")]
+impl crate::http::ScopeProvider<V8> for v8::OwnedIsolate {
+    fn with_scope<R>(&mut self, f: impl FnOnce(&mut v8::Isolate) -> R) -> R {
+        f(self)
     }
 }
