@@ -25,8 +25,6 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -109,6 +107,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
     } else {
         DowngradePolicy::OnDrain
     };
+    quiet_intended_panics(true);
     let routes = Routes::new();
     let mut router = Router::new(&routes);
     demo_routes(&mut router);
@@ -129,7 +128,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
 
 /// The story: load, stop with kept-alive connections open, collect, late requests, drain.
 fn story() -> io::Result<bool> {
-    quiet_intended_panics();
+    quiet_intended_panics(false);
     println!("reqguard-demo: Bun PR 28246 on a mio loop, told on loopback\n");
 
     // The wrapper (the server's JS object) lives on the embedded heap. It is downgraded at
@@ -267,17 +266,18 @@ fn load(addr: SocketAddr, index: usize) -> io::Result<usize> {
     Ok(sent)
 }
 
-/// The intended `GET /panic` prints nothing; any other panic prints as usual.
-fn quiet_intended_panics() {
+/// The intended `GET /panic` prints one line (`serve`) or nothing (the story); any other
+/// panic prints as usual.
+fn quiet_intended_panics(one_line: bool) {
     let default = std::panic::take_hook();
-    let quiet = Arc::new(AtomicBool::new(true));
     std::panic::set_hook(Box::new(move |info| {
-        let intended = info
-            .payload()
-            .downcast_ref::<&str>()
-            .is_some_and(|m| m.contains("on purpose"));
-        if !(intended && quiet.load(Ordering::Relaxed)) {
-            default(info);
+        match info.payload().downcast_ref::<&str>() {
+            Some(message) if message.contains("on purpose") => {
+                if one_line {
+                    eprintln!("handler panicked, answered 500: {message}");
+                }
+            }
+            _ => default(info),
         }
     }));
 }
