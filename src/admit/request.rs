@@ -34,26 +34,29 @@ use crate::ledger::{Entry, GuardKind};
 pub struct RequestObject<R> {
     payload: Option<R>,
     shared: Rc<Shared>,
-    entry: Option<Entry>,
+    /// Released once: by `hand_off` (which takes the payload) or by `Drop` (payload still here).
+    entry: Entry,
 }
 
 impl<R> RequestObject<R> {
     #[track_caller]
+    #[inline]
     pub(crate) fn mint(shared: &Rc<Shared>, payload: R, site: &'static Location<'static>) -> Self {
         RequestObject {
-            entry: Some(shared.ledger.mint(GuardKind::Request, site)),
+            entry: shared.ledger.mint(GuardKind::Request, site),
             payload: Some(payload),
             shared: Rc::clone(shared),
         }
     }
 
     /// Passes ownership to the engine (`request.toJS()`): the ledger stops counting it.
+    #[inline]
     pub fn hand_off(mut this: Self) -> R {
         let payload = this
             .payload
             .take()
             .expect("payload is present until hand-off");
-        this.release();
+        this.shared.ledger.release(GuardKind::Request, &this.entry);
         payload
     }
 
@@ -71,12 +74,6 @@ impl<R> RequestObject<R> {
     /// ```
     pub fn forget(this: Self) {
         std::mem::forget(this);
-    }
-
-    fn release(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.shared.ledger.release(GuardKind::Request, entry);
-        }
     }
 }
 
@@ -100,8 +97,11 @@ impl<R> DerefMut for RequestObject<R> {
 
 impl<R> Drop for RequestObject<R> {
     /// Frees a request that never reached the engine and releases its count.
+    #[inline]
     fn drop(&mut self) {
-        self.release();
+        if self.payload.is_some() {
+            self.shared.ledger.release(GuardKind::Request, &self.entry);
+        }
     }
 }
 

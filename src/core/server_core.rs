@@ -59,6 +59,7 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
 
     /// Upgrades the wrapper: the proof that guards may be minted, or `None` if the wrapper has
     /// been finalized (answer 503 then, and take nothing).
+    #[inline]
     pub fn upgrade_in(&self, scope: &mut E::Scope<'_>) -> Option<Live<'_, E, C>> {
         Some(Live::new(self, self.wrapper.upgrade(scope)?))
     }
@@ -167,6 +168,7 @@ where
     /// heap.collect();
     /// assert!(core.upgrade().is_none());
     /// ```
+    #[inline]
     pub fn upgrade(&self) -> Option<Live<'_, E, C>> {
         self.upgrade_in(&mut ())
     }

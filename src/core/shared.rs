@@ -55,6 +55,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.get()
     }
@@ -82,7 +83,8 @@ impl Shared {
         }
     }
 
-    pub(crate) fn release_ticket(&self, entry: Entry) {
+    #[inline]
+    pub(crate) fn release_ticket(&self, entry: &Entry) {
         let left = self.ledger.release(GuardKind::Ticket, entry);
         if left == 0 && self.stopped.get() {
             self.complete_drain();
@@ -121,11 +123,13 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn take_spare_signal(&self) -> Option<Rc<SignalState>> {
         self.spare_signals.borrow_mut().pop()
     }
 
     /// Keeps a signal nobody else holds for reuse, so a warm server mints signals without allocating.
+    #[inline]
     pub(crate) fn recycle_signal(&self, state: Rc<SignalState>) {
         // Reset before borrowing the spare list: dropping a listener may drop the last handle to
         // another signal, which recycles that one too (`AbortSignal.any`-style links).

@@ -99,8 +99,11 @@ impl Ledger {
     }
 
     /// Releases `entry`; returns how many guards of `kind` are still outstanding.
+    ///
+    /// Each guard calls it once, from its `Drop` (or `hand_off`), with its own entry: the
+    /// entry is borrowed so a guard needs no `Option` around it (a ticket stays one pointer).
     #[inline]
-    pub(crate) fn release(&self, kind: GuardKind, entry: Entry) -> usize {
+    pub(crate) fn release(&self, kind: GuardKind, entry: &Entry) -> usize {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
             let (recorded, _) = self.sites.borrow_mut().remove(entry.key);
@@ -148,7 +151,7 @@ impl Ledger {
     ///
     /// Its `Display` reads "1 pending-request ticket minted at src/x.rs:42 was never released".
     pub fn report(&self) -> LeakReport {
-        let mut sites = Vec::new();
+        let mut sites: Vec<LeakSite> = Vec::new();
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         for (_, &(kind, location)) in self.sites.borrow().iter() {
             match sites

@@ -38,13 +38,14 @@ pub struct RequestContext<C: Recycle> {
     slot: Option<Box<C>>,
     origin: Origin,
     pool: Rc<ContextPool<C>>,
-    entry: Option<Entry>,
+    entry: Entry,
     // Declared last so it drops last: the request ends after its context is back in the pool.
     ticket: PendingTicket,
 }
 
 impl<C: Recycle> RequestContext<C> {
     #[track_caller]
+    #[inline]
     pub(crate) fn checkout(
         pool: &Rc<ContextPool<C>>,
         ticket: PendingTicket,
@@ -56,7 +57,7 @@ impl<C: Recycle> RequestContext<C> {
             slot: Some(slot),
             origin,
             pool: Rc::clone(pool),
-            entry: Some(ledger.mint(GuardKind::Context, site)),
+            entry: ledger.mint(GuardKind::Context, site),
             ticket,
         })
     }
@@ -108,12 +109,11 @@ impl<C: Recycle> DerefMut for RequestContext<C> {
 
 impl<C: Recycle> Drop for RequestContext<C> {
     /// Recycles the context into the pool (or frees a spilled one), then ends the request.
+    #[inline]
     fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.ticket
-                .shared_ledger()
-                .release(GuardKind::Context, entry);
-        }
+        self.ticket
+            .shared_ledger()
+            .release(GuardKind::Context, &self.entry);
         if let Some(slot) = self.slot.take() {
             self.pool.checkin(slot, self.origin);
         }

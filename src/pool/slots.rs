@@ -56,6 +56,7 @@ impl<C: Recycle> ContextPool<C> {
     }
 
     /// A context, or `None` when the pool is exhausted and refuses.
+    #[inline]
     pub(crate) fn checkout(&self) -> Option<(Box<C>, Origin)> {
         let taken = match self.free.borrow_mut().pop() {
             Some(slot) => (slot, Origin::Pooled),
@@ -80,6 +81,7 @@ impl<C: Recycle> ContextPool<C> {
         Some(taken)
     }
 
+    #[inline]
     pub(crate) fn checkin(&self, mut slot: Box<C>, origin: Origin) {
         self.in_use.set(self.in_use.get() - 1);
         if origin == Origin::Pooled {

@@ -31,16 +31,19 @@ impl SignalState {
     }
 
     /// Forgets the last use; keeps the listener list's capacity.
+    #[inline]
     pub(crate) fn reset(&self) {
         self.reason.set(None);
         self.listeners.borrow_mut().clear();
         self.activity.set(0);
     }
 
+    #[inline]
     pub(crate) fn add_activity(&self) {
         self.activity.set(self.activity.get() + 1);
     }
 
+    #[inline]
     pub(crate) fn remove_activity(&self) {
         self.activity.set(self.activity.get() - 1);
     }
@@ -99,6 +102,7 @@ pub struct AbortSignal {
 }
 
 impl AbortSignal {
+    #[inline]
     pub(crate) fn mint(home: &Rc<Shared>) -> Self {
         let state = home
             .take_spare_signal()
@@ -109,12 +113,14 @@ impl AbortSignal {
         }
     }
 
+    #[inline]
     pub(crate) fn state(&self) -> &Rc<SignalState> {
         self.state
             .as_ref()
             .expect("signal state is present until drop")
     }
 
+    #[inline]
     pub(crate) fn home(&self) -> &Rc<Shared> {
         &self.home
     }
@@ -164,6 +170,7 @@ impl AbortSignal {
 
 impl Drop for AbortSignal {
     /// Dropping the last handle gives the signal back to its server for reuse.
+    #[inline]
     fn drop(&mut self) {
         if let Some(state) = self.state.take() {
             if Rc::strong_count(&state) == 1 {

@@ -34,12 +34,20 @@ use crate::ledger::{Entry, GuardKind};
 pub struct ActivityRef {
     signal: AbortSignal,
     key: usize,
-    entry: Option<Entry>,
+    entry: Entry,
 }
 
 impl ActivityRef {
     #[track_caller]
+    #[inline]
     pub(crate) fn mint(signal: &AbortSignal) -> Self {
+        ActivityRef::mint_owned(signal.clone())
+    }
+
+    /// Like [`mint`](ActivityRef::mint), keeping the handle it is given (no clone and drop).
+    #[track_caller]
+    #[inline]
+    pub(crate) fn mint_owned(signal: AbortSignal) -> Self {
         let home = signal.home();
         let entry = home.ledger.mint(GuardKind::ActivityRef, Location::caller());
         signal.state().add_activity();
@@ -47,11 +55,7 @@ impl ActivityRef {
             .active_signals
             .borrow_mut()
             .insert(Rc::clone(signal.state()));
-        ActivityRef {
-            signal: signal.clone(),
-            key,
-            entry: Some(entry),
-        }
+        ActivityRef { signal, key, entry }
     }
 
     /// The signal this ref keeps alive.
@@ -84,13 +88,12 @@ impl ActivityRef {
 
 impl Drop for ActivityRef {
     /// Removes one pending activity from the signal and releases the ledger entry.
+    #[inline]
     fn drop(&mut self) {
         let home = self.signal.home();
         drop(home.active_signals.borrow_mut().remove(self.key));
         self.signal.state().remove_activity();
-        if let Some(entry) = self.entry.take() {
-            home.ledger.release(GuardKind::ActivityRef, entry);
-        }
+        home.ledger.release(GuardKind::ActivityRef, &self.entry);
     }
 }
 

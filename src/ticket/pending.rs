@@ -31,18 +31,20 @@ use crate::ledger::{Entry, GuardKind};
 #[clippy::has_significant_drop]
 pub struct PendingTicket {
     shared: Rc<Shared>,
-    entry: Option<Entry>,
+    entry: Entry,
 }
 
 impl PendingTicket {
     #[track_caller]
+    #[inline]
     pub(crate) fn mint(shared: &Rc<Shared>, site: &'static Location<'static>) -> Self {
         PendingTicket {
-            entry: Some(shared.ledger.mint(GuardKind::Ticket, site)),
+            entry: shared.ledger.mint(GuardKind::Ticket, site),
             shared: Rc::clone(shared),
         }
     }
 
+    #[inline]
     pub(crate) fn shared_ledger(&self) -> &crate::Ledger {
         &self.shared.ledger
     }
@@ -72,10 +74,9 @@ impl PendingTicket {
 
 impl Drop for PendingTicket {
     /// Ends the pending request; the last one out after `stop()` completes the drain.
+    #[inline]
     fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.shared.release_ticket(entry);
-        }
+        self.shared.release_ticket(&self.entry);
     }
 }
 

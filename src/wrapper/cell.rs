@@ -42,6 +42,7 @@ impl<E: Engine> WrapperCell<E> {
         &self.weak
     }
 
+    #[inline]
     pub(crate) fn upgrade(&self, scope: &mut E::Scope<'_>) -> Option<E::Strong> {
         if let Some(strong) = self.strong.borrow().as_ref() {
             return Some(strong.clone());

@@ -53,6 +53,7 @@ pub struct Live<'a, E: Engine, C: Recycle = ()> {
 }
 
 impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
+    #[inline]
     pub(crate) fn new(core: &'a ServerCore<E, C>, wrapper: E::Strong) -> Self {
         Live {
             core,
@@ -77,6 +78,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     ///
     /// [`RefusalReason::Stopped`] once [`ServerCore::stop`] has been called.
     #[track_caller]
+    #[inline]
     pub fn ticket(&self) -> Result<PendingTicket, Refusal> {
         if self.core.is_stopped() {
             return Err(Refusal::new(RefusalReason::Stopped));
@@ -91,6 +93,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// [`RefusalReason::PoolExhausted`] when every pooled context is in use and the pool's
     /// policy is [`Exhaustion::Refuse`](crate::Exhaustion::Refuse); the ticket is released.
     #[track_caller]
+    #[inline]
     pub fn context(&self, ticket: PendingTicket) -> Result<RequestContext<C>, Refusal> {
         RequestContext::checkout(
             self.core.pool(),
@@ -102,18 +105,21 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     }
 
     /// A new abort signal (reused from a finished request when one is spare).
+    #[inline]
     pub fn signal(&self) -> AbortSignal {
         AbortSignal::mint(self.core.shared())
     }
 
     /// An activity ref keeping `signal` alive while native work on it is pending.
     #[track_caller]
+    #[inline]
     pub fn activity_ref(&self, signal: &AbortSignal) -> ActivityRef {
         ActivityRef::mint(signal)
     }
 
     /// A request object for the engine, counted until [`RequestObject::hand_off`].
     #[track_caller]
+    #[inline]
     pub fn request<R>(&self, payload: R) -> RequestObject<R> {
         RequestObject::mint(self.core.shared(), payload, Location::caller())
     }
@@ -150,6 +156,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// core.ledger().assert_quiescent(); // the ticket, context and activity ref were released
     /// ```
     #[track_caller]
+    #[inline]
     pub fn admit<R>(
         &self,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
@@ -162,7 +169,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let mut context =
             RequestContext::checkout(self.core.pool(), ticket, self.core.ledger(), site)
                 .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
-        let activity = ActivityRef::mint(&self.signal());
+        let activity = ActivityRef::mint_owned(self.signal());
         let payload = build(&mut context)?;
         let request = RequestObject::mint(self.core.shared(), payload, site);
         Ok(Admitted {
