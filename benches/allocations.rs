@@ -1,0 +1,175 @@
+//! Heap allocations per request in steady state, counted by a counting global allocator
+//! (`stats_alloc`: the crate forbids `unsafe`, so the allocator wrapper comes from a crate).
+//!
+//! Prints a table and fails (exit 1) if a warm admission allocates. Not a criterion bench: the
+//! figures are counts, not times. Criterion's command-line arguments are ignored.
+//!
+//! ```text
+//! cargo bench --bench allocations
+//! cargo bench --bench allocations --features leak-check
+//! ```
+
+mod common;
+
+use std::alloc::System;
+use std::hint::black_box;
+
+use common::{App, Ctx, HandServer, Req, REQ};
+use reqguard::engines::{Embedded, Heap};
+use reqguard::{Admitted, Config, DowngradePolicy, RequestObject, ServerCore};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+type Core = ServerCore<Embedded<App>, Ctx>;
+
+const WARM: usize = 1_000;
+const MEASURED: usize = 100_000;
+const PROFILE: &str = if cfg!(feature = "leak-check") {
+    "leak-check"
+} else {
+    "release"
+};
+
+#[inline(never)]
+fn guarded_request(core: &Core, req: Req) -> u16 {
+    let Some(live) = core.upgrade() else {
+        return 503;
+    };
+    match live.admit(|ctx| {
+        ctx.fill(&req);
+        Ok(req)
+    }) {
+        Ok(Admitted {
+            request,
+            activity,
+            context,
+        }) => {
+            black_box(RequestObject::hand_off(request));
+            let status = context.status;
+            drop(activity);
+            drop(context);
+            status
+        }
+        Err(refusal) => refusal.status(),
+    }
+}
+
+#[inline(never)]
+fn hand_request(server: &HandServer, req: Req) -> u16 {
+    let Some(js) = server.try_get_js_value() else {
+        return 503;
+    };
+    let Some(mut bundle) = server.prepare(req) else {
+        return 503;
+    };
+    black_box((bundle.request.take(), &js));
+    let status = bundle.ctx.status;
+    server.finish(bundle);
+    status
+}
+
+/// Allocations (including reallocations) per call of `f` once warm.
+fn per_request(mut f: impl FnMut() -> u16, expect: u16) -> f64 {
+    for _ in 0..WARM {
+        assert_eq!(f(), expect);
+    }
+    let region = Region::new(GLOBAL);
+    for _ in 0..MEASURED {
+        black_box(f());
+    }
+    let change = region.change();
+    (change.allocations + change.reallocations) as f64 / MEASURED as f64
+}
+
+/// Heap bytes per request while `n` are outstanding at once on a fresh server core (the pool,
+/// the signal spares and the slabs grow; the core itself is counted, amortized over `n`), and
+/// what stays allocated per request after all are released (the pool and spare signals keep it
+/// for the next requests).
+fn bytes_per_context(n: usize) -> (f64, f64) {
+    let region = Region::new(GLOBAL);
+    let heap = Heap::new();
+    let core: Core =
+        ServerCore::embedded_with_context(heap.alloc("server"), Config::default().pool_capacity(n));
+    let live = core.upgrade().expect("serving");
+    let held: Vec<_> = (0..n)
+        .map(|_| {
+            live.admit(|ctx| {
+                ctx.fill(&REQ);
+                Ok(REQ)
+            })
+            .expect("admitted")
+        })
+        .collect();
+    let vec_bytes = held.capacity() * std::mem::size_of::<Admitted<Ctx, Req>>();
+    let held_change = region.change();
+    drop(held);
+    drop(live);
+    let after = region.change();
+    let cold = (held_change.bytes_allocated as f64 + held_change.bytes_reallocated as f64
+        - vec_bytes as f64)
+        / n as f64;
+    let retained = (after.bytes_allocated as f64 - after.bytes_deallocated as f64
+        + after.bytes_reallocated as f64)
+        / n as f64;
+    core.ledger().assert_quiescent();
+    (cold, retained)
+}
+
+fn main() {
+    let heap = Heap::new();
+    let core: Core = ServerCore::embedded_with_context(heap.alloc("server"), Config::default());
+    let hand = HandServer::new(&heap, 1024, true);
+    let hand_rc = HandServer::new(&heap, 1024, false);
+
+    let finalized_heap = Heap::new();
+    let finalized: Core = ServerCore::embedded_with_context(
+        finalized_heap.alloc("server"),
+        Config::default().downgrade(DowngradePolicy::OnStop),
+    );
+    let _drain = finalized.stop();
+    finalized_heap.collect();
+    let stopped: Core = ServerCore::embedded_with_context(heap.alloc("server"), Config::default());
+    let _drain2 = stopped.stop();
+
+    let rows = [
+        (
+            "guarded, served",
+            per_request(|| guarded_request(&core, REQ), 200),
+        ),
+        (
+            "hand-written, served",
+            per_request(|| hand_request(&hand, REQ), 200),
+        ),
+        (
+            "hand-written, new Rc signal per request (Bun's AbortSignal.new())",
+            per_request(|| hand_request(&hand_rc, REQ), 200),
+        ),
+        (
+            "guarded, refused (wrapper finalized)",
+            per_request(|| guarded_request(&finalized, REQ), 503),
+        ),
+        (
+            "guarded, refused (stopped)",
+            per_request(|| guarded_request(&stopped, REQ), 503),
+        ),
+    ];
+    println!("allocations per request, steady state ({PROFILE} build, {MEASURED} requests after {WARM} warm-up):");
+    for (what, n) in &rows {
+        println!("  {n:>6.3}  {what}");
+    }
+    core.ledger().assert_quiescent();
+
+    println!("heap bytes per outstanding request (pooled context, signal, ledger and slab slots):");
+    for n in [64, 1024, 10_000] {
+        let (cold, retained) = bytes_per_context(n);
+        println!("  {n:>6} outstanding: {cold:>6.1} B allocated each while held, {retained:>6.1} B kept each after release (pool and spare signals)");
+    }
+
+    let guarded_admission = [rows[0].1, rows[3].1, rows[4].1];
+    if guarded_admission.iter().any(|&n| n != 0.0) {
+        eprintln!("FAIL: a warm guarded admission allocates: {guarded_admission:?}");
+        std::process::exit(1);
+    }
+}
