@@ -557,3 +557,37 @@ fn a_test_holding_a_strong_reference_never_reaches_the_finalized_path() {
     );
     assert_clean_shutdown(&server);
 }
+
+/// A panic inside `admit`'s build step (the engine throws while making the `Request`, after the
+/// pool slot is committed): the ticket, context and activity ref unwind in reverse order.
+#[test]
+fn panic_while_admitting_unwinds_what_was_taken() {
+    let server = FakeServer::new(on_stop());
+    let ledger = server.core.ledger();
+    ledger.start_trace();
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        let live = server.core.upgrade().unwrap();
+        let _bundle = live.admit(|ctx| -> Result<(), reqguard::Refusal> {
+            ctx.url.push_str("/half-built");
+            panic!("Request.new threw a native panic");
+        });
+    }));
+    assert!(caught.is_err());
+    assert_eq!(
+        ledger.take_trace(),
+        [
+            Minted(GuardKind::Ticket),
+            Minted(GuardKind::Context),
+            Minted(GuardKind::ActivityRef),
+            Released(GuardKind::ActivityRef),
+            Released(GuardKind::Context),
+            Released(GuardKind::Ticket),
+        ]
+    );
+    // The half-built context went back to the pool recycled.
+    let live = server.core.upgrade().unwrap();
+    let context = live.context(live.ticket().unwrap()).unwrap();
+    assert!(context.url.is_empty());
+    drop((context, live));
+    assert_clean_shutdown(&server);
+}
