@@ -225,3 +225,27 @@ fn counts_per_kind_and_minted_totals() {
     assert!(core.ledger().is_quiescent());
     assert_eq!(core.ledger().minted(GuardKind::Ticket), 2);
 }
+/// Regression: a ticket of one server handed to another server's `Live::context` (a runtime
+/// with two `Bun.serve` instances). The context's ledger entry must be released in the ledger
+/// that recorded it; both ledgers end quiescent and neither count underflows.
+#[test]
+fn a_ticket_from_another_server_keeps_both_ledgers_consistent() {
+    let heap = Heap::new();
+    let (a, b) = (core(&heap), core(&heap));
+    let ticket = a.upgrade().unwrap().ticket().unwrap();
+    let live_b = b.upgrade().unwrap();
+    let context = live_b.context(ticket).unwrap();
+    // Counted with the request's ticket, in the ledger of the server that admitted it.
+    assert_eq!(a.ledger().outstanding(GuardKind::Context), 1);
+    assert_eq!(b.ledger().outstanding(GuardKind::Context), 0);
+    assert_eq!(
+        b.pool_metrics().in_use,
+        1,
+        "from the pool of the proof's server"
+    );
+    drop(context);
+    a.ledger().assert_quiescent();
+    b.ledger().assert_quiescent();
+    assert_eq!(b.pool_metrics().in_use, 0);
+    assert!(a.stop().is_complete());
+}

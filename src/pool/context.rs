@@ -49,7 +49,6 @@ impl<C: Recycle> RequestContext<C> {
     pub(crate) fn checkout(
         pool: &Rc<ContextPool<C>>,
         ticket: PendingTicket,
-        ledger: &crate::Ledger,
         site: &'static Location<'static>,
     ) -> Option<Self> {
         let (slot, origin) = pool.checkout()?;
@@ -57,7 +56,9 @@ impl<C: Recycle> RequestContext<C> {
             slot: Some(slot),
             origin,
             pool: Rc::clone(pool),
-            entry: ledger.mint(GuardKind::Context, site),
+            // Counted where it is released (`Drop` uses the ticket's ledger): the ledger of the
+            // server that admitted the request, even if the ticket came from another server.
+            entry: ticket.shared_ledger().mint(GuardKind::Context, site),
             ticket,
         })
     }

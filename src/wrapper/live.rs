@@ -88,6 +88,9 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
 
     /// A pooled context for the request `ticket` admitted; the context holds the ticket.
     ///
+    /// The context comes from this server's pool and is counted in the ledger of the server
+    /// that minted `ticket` (the request's server), where its release is recorded too.
+    ///
     /// # Errors
     ///
     /// [`RefusalReason::PoolExhausted`] when every pooled context is in use and the pool's
@@ -95,13 +98,8 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     #[track_caller]
     #[inline]
     pub fn context(&self, ticket: PendingTicket) -> Result<RequestContext<C>, Refusal> {
-        RequestContext::checkout(
-            self.core.pool(),
-            ticket,
-            self.core.ledger(),
-            Location::caller(),
-        )
-        .ok_or(Refusal::new(RefusalReason::PoolExhausted))
+        RequestContext::checkout(self.core.pool(), ticket, Location::caller())
+            .ok_or(Refusal::new(RefusalReason::PoolExhausted))
     }
 
     /// A new abort signal (reused from a finished request when one is spare).
@@ -166,9 +164,8 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
         let ticket = PendingTicket::mint(self.core.shared(), site);
-        let mut context =
-            RequestContext::checkout(self.core.pool(), ticket, self.core.ledger(), site)
-                .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
+        let mut context = RequestContext::checkout(self.core.pool(), ticket, site)
+            .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
         let activity = ActivityRef::mint_owned(self.signal());
         let payload = build(&mut context)?;
         let request = RequestObject::mint(self.core.shared(), payload, site);
