@@ -330,6 +330,34 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "WeakRef intrinsic")]
+    fn a_context_without_weak_ref_cannot_hold_a_wrapper() {
+        let rt = Runtime::new().unwrap();
+        let context = Context::base(&rt).unwrap();
+        context.with(|ctx| {
+            let server: Object<'_> = Object::new(ctx.clone()).unwrap();
+            ServerCore::quickjs(&ctx, server, Config::default())
+        });
+    }
+
+    #[test]
+    fn once_collected_the_upgrade_keeps_failing() {
+        let rt = Runtime::new().unwrap();
+        let context = Context::full(&rt).unwrap();
+        let core = context.with(|ctx| {
+            let server: Object<'_> = Object::new(ctx.clone()).unwrap();
+            ServerCore::quickjs(&ctx, server, Config::default())
+        });
+        let _drain = core.stop(); // OnDrain, nothing out: downgraded now, freed by refcount
+        context.with(|ctx| {
+            for _ in 0..3 {
+                let _garbage: Object<'_> = ctx.eval("({ a: {}, b: [1, 2, 3] })").unwrap();
+                assert!(core.upgrade_in(&mut ctx.clone()).is_none());
+            }
+        });
+    }
+
+    #[test]
     #[should_panic(expected = "another runtime")]
     fn upgrading_in_another_runtime_panics() {
         let rt = Runtime::new().unwrap();
