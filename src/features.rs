@@ -6,6 +6,6 @@
 //! | `server` | `reqguard::http`: the reference HTTP/1.1 server on a mio loop, and the `reqguard-demo` binary |
 //! | `v8` | `engines::V8`: the wrapper as `v8::Global<v8::Object>` / `v8::Weak<v8::Object>` |
 //! | `quickjs` | `engines::QuickJs`: the wrapper in QuickJS (rquickjs), upgraded through a JS `WeakRef` |
-//! | `v8-live-tests` | enables `v8` and the tests that need a live isolate (`tests/engine_v8.rs`); off in CI, where V8 cannot be linked |
+//! | `v8-live-tests` | enables `v8` and the tests that need a live isolate (`tests/engine_v8*.rs`); off in CI, where V8 cannot be linked |
 //!
 //! No feature is on by default: an embedder who brings its own loop and engine pays for neither.
