@@ -2,11 +2,11 @@
 // proof. Holding a signal is not enough: user code may keep an `AbortSignal` long after the
 // server's wrapper is gone, and a ref taken then would keep native work "pending" forever.
 // Right way: `let activity = live.activity_ref(&signal);` after a successful upgrade.
-use reqguard::{engines::Heap, ActivityRef, Config, ServerCore};
+use reqguard::{engines::Heap, Config, ServerCore};
 
 fn main() {
     let heap = Heap::new();
     let core = ServerCore::embedded(heap.alloc("server"), Config::default());
     let signal = core.upgrade().unwrap().signal(); // kept by user code
-    let _activity = ActivityRef::mint(&signal);
+    let _activity = signal.activity_ref(); // the signal cannot vouch for the server
 }
