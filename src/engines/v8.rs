@@ -119,6 +119,11 @@ impl Engine for V8 {
 
     /// `v8::Weak::to_global`: `None` once V8 has collected the wrapper; the `Global` it
     /// returns keeps the wrapper alive until dropped.
+    ///
+    /// # Panics
+    ///
+    /// If `isolate` is not the wrapper's isolate (rusty_v8 asserts it): a bug in the embedder,
+    /// as with QuickJS.
     fn upgrade(isolate: &mut v8::Isolate, weak: &Self::Weak) -> Option<Self::Strong> {
         weak.to_global(isolate)
     }
@@ -128,6 +133,10 @@ impl<C: Recycle> Live<'_, V8, C> {
     /// The wrapper as a `Local` in `scope`: the `this` to call the JS handler with.
     ///
     /// Takes any pinned scope (`&PinScope<'s, '_>` derefs to the context-free form).
+    ///
+    /// # Panics
+    ///
+    /// If `scope` belongs to another isolate than the wrapper (rusty_v8 asserts it).
     pub fn local<'s>(&self, scope: &v8::PinScope<'s, '_, ()>) -> v8::Local<'s, v8::Object> {
         v8::Local::new(scope, self.wrapper())
     }
