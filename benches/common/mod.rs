@@ -6,6 +6,9 @@
 //! Each bench binary uses a different part of this module.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "server")]
+pub mod client;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
