@@ -49,6 +49,8 @@ pub struct Connection<'r, H> {
     written: usize,
     queue: VecDeque<Slot<'r, H>>,
     body: Vec<u8>,
+    /// Emptied answer buffers, reused for answers queued behind a deferred one.
+    spare: Vec<Vec<u8>>,
     request_started: Option<Instant>,
     last_activity: Instant,
     continue_sent: bool,
@@ -56,16 +58,19 @@ pub struct Connection<'r, H> {
     closed: bool,
 }
 
+/// Appends an answer: straight into `out` when nothing is queued ahead of it, otherwise into a
+/// spare buffer queued in order (buffers are recycled, so a warm connection does not allocate).
 fn push<H>(
     out: &mut Vec<u8>,
     queue: &mut VecDeque<Slot<'_, H>>,
+    spare: &mut Vec<Vec<u8>>,
     close: bool,
     write: impl FnOnce(&mut Vec<u8>),
 ) {
     if queue.is_empty() {
         write(out);
     } else {
-        let mut bytes = Vec::new();
+        let mut bytes = spare.pop().unwrap_or_default();
         write(&mut bytes);
         queue.push_back(Slot::Ready { bytes, close });
     }
@@ -80,6 +85,7 @@ impl<'r, H> Connection<'r, H> {
             written: 0,
             queue: VecDeque::new(),
             body: Vec::new(),
+            spare: Vec::new(),
             request_started: None,
             last_activity: now,
             continue_sent: false,
@@ -237,16 +243,22 @@ impl<'r, H> Connection<'r, H> {
         http10: bool,
     ) {
         d.stats.rejected += 1;
-        push(&mut self.output, &mut self.queue, true, |out| {
-            write_status(
-                out,
-                Wire {
-                    http10,
-                    close: true,
-                },
-                reject.status(),
-            );
-        });
+        push(
+            &mut self.output,
+            &mut self.queue,
+            &mut self.spare,
+            true,
+            |out| {
+                write_status(
+                    out,
+                    Wire {
+                        http10,
+                        close: true,
+                    },
+                    reject.status(),
+                );
+            },
+        );
         self.closing = true;
         self.request_started = None;
     }
@@ -303,16 +315,22 @@ impl<'r, H> Connection<'r, H> {
                     d.count_refusal(refusal);
                     // Whatever happens while the answer is written, this connection is done.
                     let closing = scopeguard::guard(&mut self.closing, |closing| *closing = true);
-                    push(&mut self.output, &mut self.queue, true, |out| {
-                        write_status(
-                            out,
-                            Wire {
-                                http10: head.http10,
-                                close: true,
-                            },
-                            refusal.status(),
-                        );
-                    });
+                    push(
+                        &mut self.output,
+                        &mut self.queue,
+                        &mut self.spare,
+                        true,
+                        |out| {
+                            write_status(
+                                out,
+                                Wire {
+                                    http10: head.http10,
+                                    close: true,
+                                },
+                                refusal.status(),
+                            );
+                        },
+                    );
                     drop(closing);
                     consumed += total;
                     break;
@@ -369,15 +387,21 @@ impl<'r, H> Connection<'r, H> {
                         http10: head.http10,
                         close,
                     };
-                    push(&mut self.output, &mut self.queue, close, |out| {
-                        write_response(
-                            out,
-                            wire,
-                            response.status(),
-                            response.content_type(),
-                            response.body(),
-                        );
-                    });
+                    push(
+                        &mut self.output,
+                        &mut self.queue,
+                        &mut self.spare,
+                        close,
+                        |out| {
+                            write_response(
+                                out,
+                                wire,
+                                response.status(),
+                                response.content_type(),
+                                response.body(),
+                            );
+                        },
+                    );
                     d.stats.served += 1;
                     d.in_flight -= 1;
                     drop(held); // the request ends with its answer written
@@ -401,16 +425,56 @@ impl<'r, H> Connection<'r, H> {
     }
 
     fn complete_due<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
+        // Answers at the front go straight into the output buffer (no allocation) ...
+        loop {
+            let close = match self.queue.front() {
+                Some(Slot::Ready { .. }) => match self.queue.pop_front() {
+                    Some(Slot::Ready { mut bytes, close }) => {
+                        self.output.extend_from_slice(&bytes);
+                        bytes.clear();
+                        self.spare.push(bytes);
+                        close
+                    }
+                    _ => unreachable!("the front was a ready slot"),
+                },
+                Some(Slot::Waiting { due, .. }) if *due <= now => match self.queue.pop_front() {
+                    Some(Slot::Waiting {
+                        held,
+                        route,
+                        token,
+                        http10,
+                        close,
+                        ..
+                    }) => resume(
+                        d,
+                        held,
+                        route,
+                        token,
+                        Wire { http10, close },
+                        &mut self.output,
+                    ),
+                    _ => unreachable!("the front was a waiting slot"),
+                },
+                _ => break,
+            };
+            self.last_activity = now;
+            if close {
+                self.closing = true;
+                // Nothing may follow a `Connection: close` answer.
+                self.drop_waiting(d, AbortReason::Other("connection closed"));
+                return;
+            }
+        }
+        // ... answers behind a slot still waiting keep their place in the queue as bytes.
         for slot in self.queue.iter_mut() {
-            let due_now = matches!(slot, Slot::Waiting { due, .. } if *due <= now);
-            if !due_now {
+            if !matches!(slot, Slot::Waiting { due, .. } if *due <= now) {
                 continue;
             }
             let placeholder = Slot::Ready {
                 bytes: Vec::new(),
                 close: false,
             };
-            let Slot::Waiting {
+            if let Slot::Waiting {
                 held,
                 route,
                 token,
@@ -418,44 +482,44 @@ impl<'r, H> Connection<'r, H> {
                 close,
                 ..
             } = std::mem::replace(slot, placeholder)
-            else {
-                continue;
-            };
-            let mut response = Response::new(&mut d.scratch);
-            if call_resume(route.handler(), token, &mut response).is_err() {
-                d.stats.panics += 1;
-                if let Some(signal) = A::signal(&held) {
-                    signal.abort(AbortReason::HandlerFailed);
-                }
-            }
-            let close = close || d.stopped_at.is_some() || response.wants_close();
-            let mut bytes = Vec::new();
-            write_response(
-                &mut bytes,
-                Wire { http10, close },
-                response.status(),
-                response.content_type(),
-                response.body(),
-            );
-            *slot = Slot::Ready { bytes, close };
-            d.stats.served += 1;
-            d.in_flight -= 1;
-            drop(held);
-        }
-        while let Some(Slot::Ready { .. }) = self.queue.front() {
-            let Some(Slot::Ready { bytes, close }) = self.queue.pop_front() else {
-                break;
-            };
-            self.output.extend_from_slice(&bytes);
-            self.last_activity = now;
-            if close {
-                self.closing = true;
-                // Nothing may follow a `Connection: close` answer.
-                self.drop_waiting(d, AbortReason::Other("connection closed"));
-                break;
+            {
+                let mut bytes = self.spare.pop().unwrap_or_default();
+                let close = resume(d, held, route, token, Wire { http10, close }, &mut bytes);
+                *slot = Slot::Ready { bytes, close };
             }
         }
     }
+}
+
+/// Completes one deferred response into `out`, then ends its request (drops `held`). Returns
+/// whether the answer closes the connection.
+fn resume<A: Accounting>(
+    d: &mut Dispatcher<'_, A>,
+    held: A::Held,
+    route: &Route,
+    token: u64,
+    wire: Wire,
+    out: &mut Vec<u8>,
+) -> bool {
+    let mut response = Response::new(&mut d.scratch);
+    if call_resume(route.handler(), token, &mut response).is_err() {
+        d.stats.panics += 1;
+        if let Some(signal) = A::signal(&held) {
+            signal.abort(AbortReason::HandlerFailed);
+        }
+    }
+    let close = wire.close || d.stopped_at.is_some() || response.wants_close();
+    write_response(
+        out,
+        Wire { close, ..wire },
+        response.status(),
+        response.content_type(),
+        response.body(),
+    );
+    d.stats.served += 1;
+    d.in_flight -= 1;
+    drop(held); // the request ends with its answer written
+    close
 }
 
 impl<H> fmt::Debug for Connection<'_, H> {

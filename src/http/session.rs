@@ -72,6 +72,17 @@ impl<'r, A: Accounting> Session<'r, A> {
         out
     }
 
+    /// Everything answered so far and not yet taken, without copying it.
+    pub fn pending_output(&self) -> &[u8] {
+        self.connection.pending_output()
+    }
+
+    /// Discards the answers not yet taken (keeping the buffer for the next ones).
+    pub fn clear_output(&mut self) {
+        let n = self.connection.pending_output().len();
+        self.connection.consume_output(n);
+    }
+
     /// Moves the clock forward by `by` and runs what became due (deferred responses, `408`,
     /// idle close).
     pub fn advance(&mut self, by: Duration) {
