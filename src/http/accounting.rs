@@ -81,6 +81,49 @@ pub trait Accounting {
 /// The embedded engine needs none ([`NoScope`]). An engine that does (v8's `HandleScope`, a
 /// QuickJS `Ctx`) implements this on something holding its runtime, entering the engine for the
 /// duration of `f`; see `docs/server.md`.
+///
+/// # Examples
+///
+/// An engine whose "scope" is an upgrade counter, plugged into the server's accounting:
+///
+/// ```
+/// use std::rc::{Rc, Weak};
+/// use std::time::Instant;
+/// use reqguard::http::{Accounting, Guarded, ScopeProvider};
+/// use reqguard::{Config, DowngradePolicy, Engine, Refusal, ServerCore};
+///
+/// struct Counting;
+/// impl Engine for Counting {
+///     type Strong = Rc<&'static str>;
+///     type Weak = Weak<&'static str>;
+///     type Scope<'s> = u32; // what an upgrade needs: here, a counter it bumps
+///     fn downgrade(_: &mut u32, strong: &Self::Strong) -> Self::Weak {
+///         Rc::downgrade(strong)
+///     }
+///     fn upgrade(upgrades: &mut u32, weak: &Self::Weak) -> Option<Self::Strong> {
+///         *upgrades += 1;
+///         weak.upgrade()
+///     }
+/// }
+///
+/// /// Owns the "runtime" and enters it for each upgrade.
+/// struct Runtime { upgrades: u32 }
+/// impl ScopeProvider<Counting> for Runtime {
+///     fn with_scope<R>(&mut self, f: impl FnOnce(&mut u32) -> R) -> R {
+///         f(&mut self.upgrades)
+///     }
+/// }
+///
+/// let config = Config::default().downgrade(DowngradePolicy::OnStop);
+/// let core: ServerCore<Counting> = ServerCore::new(&mut 0, Rc::new("server"), config);
+/// let mut accounting = Guarded::new(core, Runtime { upgrades: 0 });
+/// drop(accounting.admit().unwrap());
+/// assert_eq!(accounting.scope_provider().upgrades, 0); // held strongly: no engine upgrade
+///
+/// accounting.stop(Instant::now()); // downgrades: the `Rc` is freed
+/// assert_eq!(accounting.admit().unwrap_err(), Refusal::WRAPPER_FINALIZED);
+/// assert_eq!(accounting.scope_provider().upgrades, 1); // upgraded inside the provider's scope
+/// ```
 pub trait ScopeProvider<E: Engine> {
     /// Runs `f` inside the engine.
     fn with_scope<R>(&mut self, f: impl FnOnce(&mut E::Scope<'_>) -> R) -> R;

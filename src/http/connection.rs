@@ -43,6 +43,31 @@ enum Slot<'r, H> {
 /// [`consume_output`](Connection::consume_output), call [`on_timer`](Connection::on_timer) at
 /// [`next_deadline`](Connection::next_deadline), and [`abort`](Connection::abort) when the
 /// socket fails. [`Session`](crate::http::Session) wraps one with its own dispatcher and clock.
+///
+/// # Examples
+///
+/// Driving one by hand, as an event loop of your own would:
+///
+/// ```
+/// use std::time::Instant;
+/// use reqguard::http::{demo_routes, Connection, Dispatcher, Guarded, Limits, Router, Routes};
+/// use reqguard::{AbortReason, Config};
+///
+/// let routes = Routes::new();
+/// let mut router = Router::new(&routes);
+/// demo_routes(&mut router);
+/// let mut dispatcher = Dispatcher::new(&router, Guarded::embedded("server", Config::default()), Limits::default());
+/// let now = Instant::now();
+/// let mut connection = Connection::new(now);
+///
+/// connection.receive(&mut dispatcher, b"GET / HTTP/1.1\r\n\r\n", now); // what the socket read
+/// let written = connection.pending_output().len(); // what the socket wrote
+/// connection.consume_output(written);
+/// assert_eq!(connection.next_deadline(&dispatcher), Some(now + Limits::default().get_idle_timeout()));
+///
+/// connection.abort(&mut dispatcher, AbortReason::ClientDisconnected); // the socket failed
+/// assert_eq!(dispatcher.stats().served, 1);
+/// ```
 pub struct Connection<'r, H> {
     input: Vec<u8>,
     output: Vec<u8>,

@@ -102,8 +102,36 @@ pub enum Reply {
 
 /// A request handler: the runtime's `fetch` callback.
 ///
-/// Closures `Fn(&Request, &mut Response) -> Reply` are handlers. A handler that panics gets a
-/// `500` and the server keeps serving (unwinding is caught around the call).
+/// Closures and functions `Fn(&Request, &mut Response) -> Reply` are handlers. A handler that
+/// panics gets a `500` and the server keeps serving (unwinding is caught around the call).
+///
+/// # Examples
+///
+/// A handler whose answer comes later, the way a JS promise resolves:
+///
+/// ```
+/// use std::time::Duration;
+/// use reqguard::http::{Handler, Limits, Reply, Request, Response, Router, Routes, Session, Unaccounted};
+///
+/// struct Later;
+/// impl Handler for Later {
+///     fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
+///         Reply::After { delay: Duration::from_secs(1), token: 7 }
+///     }
+///     fn resume(&self, token: u64, res: &mut Response<'_>) {
+///         res.write(format!("resolved {token}").as_bytes());
+///     }
+/// }
+///
+/// let routes = Routes::new();
+/// let mut router = Router::new(&routes);
+/// router.route("GET", "/later", Later);
+/// let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
+/// session.feed(b"GET /later HTTP/1.1\r\n\r\n");
+/// assert!(session.take_output().is_empty());
+/// session.advance(Duration::from_secs(1));
+/// assert!(session.take_output().ends_with(b"resolved 7"));
+/// ```
 pub trait Handler {
     /// Answers `request` now, or defers with [`Reply::After`].
     fn handle(&self, request: &Request<'_>, response: &mut Response<'_>) -> Reply;

@@ -59,6 +59,21 @@ impl Control {
 ///
 /// It sets a flag and wakes the loop through a mio `Waker`; the loop then closes its listener
 /// and drains.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reqguard::http::{demo_routes, ServerBuilder, Unaccounted};
+///
+/// let running = ServerBuilder::new().spawn(Unaccounted::new, demo_routes).unwrap();
+/// let stop = running.stop_handle();
+/// std::thread::spawn(move || assert!(stop.stop_and_wait(Duration::from_secs(10))))
+///     .join()
+///     .unwrap();
+/// assert!(std::net::TcpStream::connect(running.addr()).is_err()); // the listener is closed
+/// running.join().unwrap();
+/// ```
 #[derive(Clone)]
 pub struct StopHandle {
     control: Arc<Control>,

@@ -80,6 +80,26 @@ impl Drop for Signals {
 /// Build one with [`Server::bind`] (or run one on a thread with
 /// [`ServerBuilder::spawn`](crate::http::ServerBuilder::spawn)), then [`run`](Server::run) it
 /// until it stops. `'r` is the lifetime of the route table, `A` the [`Accounting`].
+///
+/// # Examples
+///
+/// On the current thread, stopped from another one:
+///
+/// ```
+/// use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Server};
+/// use reqguard::Config;
+///
+/// let routes = Routes::new();
+/// let mut router = Router::new(&routes);
+/// demo_routes(&mut router);
+/// let accounting = Guarded::embedded("server", Config::default());
+/// let server = Server::bind("127.0.0.1:0".parse().unwrap(), &router, accounting, Limits::default())?;
+/// let stop = server.stop_handle();
+/// std::thread::spawn(move || stop.stop());
+/// let report = server.run()?;
+/// assert_eq!(report.leaked, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Server<'r, A: Accounting> {
     poll: Poll,
     listener: Option<TcpListener>,
