@@ -208,3 +208,49 @@ fn http10_closes_unless_kept_alive_and_wrong_methods_get_405() {
     drop(client);
     finish(running);
 }
+
+#[test]
+fn partial_reads_and_large_bodies_with_partial_writes() {
+    let running = start(Limits::default().max_body(4 * 1024 * 1024));
+    let mut client = Client::connect(running.addr());
+    // A request arriving in pieces, on separate loop turns.
+    for piece in [&b"GET / HT"[..], b"TP/1.1\r\nhost: x", b"\r\n", b"\r\n"] {
+        client.send(piece);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(client.answer().unwrap().text(), "hello");
+    // An echo larger than the socket buffers: the server's writes stop at `WouldBlock` and
+    // resume on the writable event.
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut request = format!(
+        "POST /echo HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let writer = {
+        let mut stream = client.stream().try_clone().unwrap();
+        std::thread::spawn(move || std::io::Write::write_all(&mut stream, &request))
+    };
+    let answer = client.answer().unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(answer.body == body, "the echo differs");
+    // The connection is still good.
+    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").text(), "hello");
+    drop(client);
+    assert_eq!(finish(running).stats.served, 3);
+}
+
+#[test]
+fn expect_100_continue_gets_an_interim_answer() {
+    let running = start(Limits::default());
+    let mut client = Client::connect(running.addr());
+    client.send(b"POST /echo HTTP/1.1\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n");
+    let interim = client.answer().unwrap();
+    assert_eq!(interim.status, 100);
+    client.send(b"ping");
+    assert_eq!(client.answer().unwrap().text(), "ping");
+    drop(client);
+    finish(running);
+}

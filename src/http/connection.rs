@@ -83,6 +83,15 @@ pub struct Connection<'r, H> {
     closed: bool,
 }
 
+/// Buffers above this capacity are given back once empty.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_CAPACITY {
+        buf.shrink_to(KEEP_CAPACITY / 4);
+    }
+}
+
 /// Appends an answer: straight into `out` when nothing is queued ahead of it, otherwise into a
 /// spare buffer queued in order (buffers are recycled, so a warm connection does not allocate).
 fn push<H>(
@@ -150,6 +159,7 @@ impl<'r, H> Connection<'r, H> {
         if self.written >= self.output.len() {
             self.output.clear();
             self.written = 0;
+            shrink(&mut self.output);
         }
     }
 
@@ -438,6 +448,11 @@ impl<'r, H> Connection<'r, H> {
         }
         if consumed > 0 {
             self.input.drain(..consumed);
+            // A large body should not pin its buffers for the rest of a keep-alive connection.
+            if self.input.is_empty() {
+                shrink(&mut self.input);
+                shrink(&mut self.body);
+            }
         }
     }
 
