@@ -54,12 +54,7 @@ impl Serve {
 
     /// Sends `signal` and returns (the JSON line, whether the exit status was 0).
     fn signal_and_wait(mut self, signal: &str) -> (String, bool) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .expect("run kill");
-        assert!(killed.success());
+        send_signal(self.child.id(), signal);
         let mut json = String::new();
         self.stdout.read_line(&mut json).expect("the JSON line");
         let status = self.child.wait().expect("wait for serve");
@@ -73,6 +68,15 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` (`INT`, `TERM`) to our own child `pid`, with the shell's builtin `kill`.
+fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("sh")
+        .args(["-c", &format!("kill -{signal} {pid}")])
+        .status()
+        .expect("run sh");
+    assert!(sent.success(), "kill -{signal} {pid}");
 }
 
 /// The number after `"key":` in a flat JSON object.
@@ -155,12 +159,7 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
     let mut kept = Client::connect(serve.addr);
     assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
     let addr = serve.addr;
-    let pid = serve.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal(serve.child.id(), "TERM");
     // The listener closes at stop, in the same loop turn as the collection.
     wait_until("the listener to close", || {
         TcpStream::connect(addr).is_err()
