@@ -186,8 +186,7 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
     // Connections are accepted in order, so the first one left unanswered ends the count.
     let mut served = 0;
     for stream in &clients {
-        let mut client =
-            Client::from_stream(stream.try_clone().unwrap(), Duration::from_millis(500));
+        let mut client = Client::from_stream(stream.try_clone().unwrap(), Duration::from_secs(2));
         client.send(b"GET / HTTP/1.1\r\n\r\n");
         if client.answer().is_err() {
             break;
@@ -213,7 +212,7 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
         let Ok(stream) = TcpStream::connect(serve.addr) else {
             return false;
         };
-        let mut client = Client::from_stream(stream, Duration::from_millis(500));
+        let mut client = Client::from_stream(stream, Duration::from_secs(2));
         client.send(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n");
         client.answer().is_ok_and(|a| a.status == 200)
     });
