@@ -69,7 +69,11 @@ fn has_token(value: &[u8], token: &str) -> bool {
 pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    let len = match request.parse(buf) {
+    // Only the first `max_head` bytes can hold an acceptable head. Parsing no further makes the
+    // answer independent of how the bytes arrived: an error past the limit is a `431` whether
+    // the client sent it in one read or in many.
+    let window = &buf[..buf.len().min(limits.get_max_head())];
+    let len = match request.parse(window) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > limits.get_max_head() => {
             return Err(Reject::HeadTooLarge)
@@ -219,6 +223,12 @@ mod tests {
     #[test]
     fn rejects() {
         assert_eq!(head(b"GET / HTTP/1.1\r\n"), Ok(None));
+        // An error past the limit is a 431, however the bytes arrived.
+        let mut late_error = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        late_error.extend_from_slice(&[b'a'; 260]);
+        late_error.extend_from_slice(b"\0\r\n\r\n");
+        assert_eq!(head(&late_error), Err(Reject::HeadTooLarge));
+        assert_eq!(head(&late_error[..250]), Ok(None));
         assert_eq!(head(b"G\0T / HTTP/1.1\r\n\r\n"), Err(Reject::BadRequest));
         assert_eq!(head(&[b'a'; 300]), Err(Reject::HeadTooLarge));
         let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
