@@ -74,29 +74,6 @@ pub fn check_responses(mut out: &[u8]) -> Vec<Answer> {
     answers
 }
 
-/// `out` cut into its answers (raw bytes each); `out` must be well-formed.
-pub fn split_answers(mut out: &[u8]) -> Vec<&[u8]> {
-    let mut answers = Vec::new();
-    while !out.is_empty() {
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut response = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(head)) = response.parse(out) else {
-            answers.push(out);
-            break;
-        };
-        let length = response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
-        let end = (head + length).min(out.len());
-        answers.push(&out[..end]);
-        out = &out[end..];
-    }
-    answers
-}
-
 /// `out` without its interim `1xx` answers (which depend on how the request arrived).
 pub fn without_interim(out: &[u8]) -> Vec<u8> {
     const CONTINUE: &[&[u8]] = &[
