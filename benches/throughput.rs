@@ -130,9 +130,9 @@ fn bench_throughput(c: &mut Criterion) {
                 b.iter_custom(|rounds| pc.run(rounds))
             });
             group.finish();
-            // About 0.1 s per side per pair at loopback speeds.
-            let rounds = (20_000 / gc.per_round).max(2);
-            let (ratio, gcpu, pcpu) = paired((&guarded, &mut gc), (&plain, &mut pc), rounds, 6);
+            // 5,000 requests per side per pair: 0.05 to 0.3 s at loopback speeds.
+            let rounds = (5_000 / gc.per_round).max(2);
+            let (ratio, gcpu, pcpu) = paired((&guarded, &mut gc), (&plain, &mut pc), rounds, 10);
             println!(
                 "paired {conns:>4} conn depth {depth:>2}: guarded/unaccounted throughput {ratio:.3}; \
                  server CPU per request guarded {gcpu:.0} ns, unaccounted {pcpu:.0} ns ({:.3})",
