@@ -10,11 +10,14 @@
 //! 2. `stopped` goes from `false` to `true` once and never back; no ticket is minted after it.
 //! 3. `drained_at` is set exactly once, at the first moment `stopped` holds and no ticket is out;
 //!    the drain hooks run then, once, and every waker of a task awaiting a `Drain` is woken.
-//! 4. Every signal in `active_signals` is held by exactly one live `ActivityRef`, whose key it is.
+//! 4. `signal_states` holds a weak handle to every `SignalState` this core ever allocated (dead
+//!    ones are pruned when the list would grow); a signal with live `ActivityRef`s is one of its
+//!    live states with pending activity. Minting and releasing an activity ref touch only the
+//!    state's counter: the list is walked only when a drain escalates, which is rare.
 //! 5. Every signal in `spare_signals` has no other handle (`Rc::strong_count == 1`) and is reset.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::rc::{self, Rc};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -33,7 +36,7 @@ pub(crate) struct Shared {
     drain_hooks: RefCell<Vec<DrainHook>>,
     // One per task awaiting a `Drain` (the handle is `Clone`): all of them are woken.
     wakers: RefCell<Vec<Waker>>,
-    pub(crate) active_signals: RefCell<slab::Slab<Rc<SignalState>>>,
+    signal_states: RefCell<Vec<rc::Weak<SignalState>>>,
     spare_signals: RefCell<Vec<Rc<SignalState>>>,
     spare_signal_limit: usize,
 }
@@ -49,7 +52,7 @@ impl Shared {
             escalated: Cell::new(false),
             drain_hooks: RefCell::new(Vec::new()),
             wakers: RefCell::new(Vec::new()),
-            active_signals: RefCell::new(slab::Slab::new()),
+            signal_states: RefCell::new(Vec::new()),
             spare_signals: RefCell::new(Vec::new()),
             spare_signal_limit,
         }
@@ -126,6 +129,31 @@ impl Shared {
     #[inline]
     pub(crate) fn take_spare_signal(&self) -> Option<Rc<SignalState>> {
         self.spare_signals.borrow_mut().pop()
+    }
+
+    /// A new signal state, registered so that a drain escalation can find it (cold: a warm
+    /// server reuses spare states).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn new_signal_state(&self) -> Rc<SignalState> {
+        let state = Rc::new(SignalState::new());
+        let mut states = self.signal_states.borrow_mut();
+        if states.len() == states.capacity() {
+            // Drop the states that were freed (spare list full) before growing the list.
+            states.retain(|weak| weak.strong_count() > 0);
+        }
+        states.push(Rc::downgrade(&state));
+        state
+    }
+
+    /// The signals that activity refs still hold (pending activity > 0), in allocation order.
+    pub(crate) fn signals_with_activity(&self) -> Vec<Rc<SignalState>> {
+        self.signal_states
+            .borrow()
+            .iter()
+            .filter_map(rc::Weak::upgrade)
+            .filter(|state| state.has_activity())
+            .collect()
     }
 
     /// Keeps a signal nobody else holds for reuse, so a warm server mints signals without allocating.

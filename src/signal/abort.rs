@@ -44,6 +44,11 @@ impl SignalState {
     }
 
     #[inline]
+    pub(crate) fn has_activity(&self) -> bool {
+        self.activity.get() > 0
+    }
+
+    #[inline]
     pub(crate) fn remove_activity(&self) {
         self.activity.set(self.activity.get() - 1);
     }
@@ -106,7 +111,7 @@ impl AbortSignal {
     pub(crate) fn mint(home: &Rc<Shared>) -> Self {
         let state = home
             .take_spare_signal()
-            .unwrap_or_else(|| Rc::new(SignalState::new()));
+            .unwrap_or_else(|| home.new_signal_state());
         AbortSignal {
             state: Some(state),
             home: Rc::clone(home),

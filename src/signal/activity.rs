@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::panic::Location;
-use std::rc::Rc;
 
 use super::abort::AbortSignal;
 use crate::ledger::{Entry, GuardKind};
@@ -33,7 +32,6 @@ use crate::ledger::{Entry, GuardKind};
 #[clippy::has_significant_drop]
 pub struct ActivityRef {
     signal: AbortSignal,
-    key: usize,
     entry: Entry,
 }
 
@@ -50,12 +48,9 @@ impl ActivityRef {
     pub(crate) fn mint_owned(signal: AbortSignal) -> Self {
         let home = signal.home();
         let entry = home.ledger.mint(GuardKind::ActivityRef, Location::caller());
+        // A drain escalation finds the signal through its pending activity (no registration).
         signal.state().add_activity();
-        let key = home
-            .active_signals
-            .borrow_mut()
-            .insert(Rc::clone(signal.state()));
-        ActivityRef { signal, key, entry }
+        ActivityRef { signal, entry }
     }
 
     /// The signal this ref keeps alive.
@@ -91,7 +86,6 @@ impl Drop for ActivityRef {
     #[inline]
     fn drop(&mut self) {
         let home = self.signal.home();
-        drop(home.active_signals.borrow_mut().remove(self.key));
         self.signal.state().remove_activity();
         home.ledger.release(GuardKind::ActivityRef, &self.entry);
     }

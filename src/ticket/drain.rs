@@ -170,13 +170,7 @@ impl Drain {
 
     fn abort_outstanding(&self) -> usize {
         // Listeners may drop activity refs: collect first, abort unborrowed.
-        let signals: Vec<_> = self
-            .shared
-            .active_signals
-            .borrow()
-            .iter()
-            .map(|(_, s)| Rc::clone(s))
-            .collect();
+        let signals = self.shared.signals_with_activity();
         signals
             .iter()
             .filter(|s| s.abort(AbortReason::DrainDeadline))
