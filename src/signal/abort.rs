@@ -102,7 +102,7 @@ impl SignalState {
 /// ```
 #[derive(Clone)]
 pub struct AbortSignal {
-    state: Option<Rc<SignalState>>,
+    state: Rc<SignalState>,
     home: Rc<Shared>,
 }
 
@@ -113,16 +113,14 @@ impl AbortSignal {
             .take_spare_signal()
             .unwrap_or_else(|| home.new_signal_state());
         AbortSignal {
-            state: Some(state),
+            state,
             home: Rc::clone(home),
         }
     }
 
     #[inline]
     pub(crate) fn state(&self) -> &Rc<SignalState> {
-        self.state
-            .as_ref()
-            .expect("signal state is present until drop")
+        &self.state
     }
 
     #[inline]
@@ -177,10 +175,10 @@ impl Drop for AbortSignal {
     /// Dropping the last handle gives the signal back to its server for reuse.
     #[inline]
     fn drop(&mut self) {
-        if let Some(state) = self.state.take() {
-            if Rc::strong_count(&state) == 1 {
-                self.home.recycle_signal(state);
-            }
+        // The last handle: the spare list takes a second `Rc` and this one drops after `drop`
+        // returns, so the state is never freed here (no `Option` to take it out of).
+        if Rc::strong_count(&self.state) == 1 {
+            self.home.recycle_signal(Rc::clone(&self.state));
         }
     }
 }
