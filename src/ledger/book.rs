@@ -121,9 +121,16 @@ impl Ledger {
     #[inline]
     fn record(&self, event: LedgerEvent) {
         if self.tracing.get() {
-            if let Some(trace) = self.trace.borrow_mut().as_mut() {
-                trace.push(event);
-            }
+            self.record_traced(event);
+        }
+    }
+
+    // Out of line: tracing is for tests, and its push would bloat every guard's mint and drop.
+    #[cold]
+    #[inline(never)]
+    fn record_traced(&self, event: LedgerEvent) {
+        if let Some(trace) = self.trace.borrow_mut().as_mut() {
+            trace.push(event);
         }
     }
 
