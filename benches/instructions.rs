@@ -1,0 +1,262 @@
+//! Instructions per request, guarded vs unaccounted, counted by valgrind's callgrind: a figure
+//! that does not move with the load of a shared machine (criterion's times do, by 2x).
+//!
+//! Two measurements, each for the guarded server (every request upgraded and admitted through
+//! reqguard) and the unaccounted one (`Unaccounted`, no accounting), at pipeline depth 1 and 16,
+//! one keep-alive `GET /` (answered `200 hello` by the demo routes) per request:
+//!
+//! - `session`: the sans-IO path (`http::Session`): feed `depth` requests, check and discard the
+//!   answers, N requests in all. Parse, upgrade, admit, handler, respond, release; no syscall.
+//!   Instructions of the whole process.
+//! - `mio`: the real server (`ServerBuilder::serve`) on its own thread, one loopback client
+//!   connection on the main thread. Instructions of the server thread only (callgrind
+//!   `--separate-threads=yes`): the loop, parsing, admission, and the user-space side of the
+//!   syscalls (`epoll_wait`, `read`, `write`), not the kernel's.
+//!
+//! Each case runs twice under callgrind, with N and N / 10 requests, and the figure is
+//! `(I(N) - I(N / 10)) / (0.9 N)`: setup, warm-up and teardown cancel out. Callgrind serializes
+//! threads and counts instructions, not time, so the figures repeat from run to run whatever
+//! else the machine does (the `mio` ones to within the scheduling of two threads over a
+//! socket; the `session` ones exactly).
+//!
+//! Under a plain `cargo bench` this prints a hint and exits 0 (it takes a few minutes under
+//! valgrind). To run it:
+//!
+//! ```text
+//! REQGUARD_CALLGRIND=1 cargo bench --features server --bench instructions
+//! ```
+//!
+//! Knobs (environment): `REQGUARD_CALLGRIND_N` (session requests, default 100,000),
+//! `REQGUARD_CALLGRIND_MIO_N` (mio requests, default 20,000; `0` skips the mio cases),
+//! `REQGUARD_VALGRIND` (the valgrind binary, default `valgrind`). valgrind 3.19 was used.
+
+mod common;
+
+use std::env;
+use std::fs;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::{self, Command};
+
+use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
+use reqguard::http::{
+    demo_routes, Accounting, Guarded, Limits, Router, Routes, Session, Unaccounted,
+};
+use reqguard::Config;
+
+/// The environment variable that carries a child's case: `"<path> <side> <depth> <n>"`.
+const CHILD: &str = "REQGUARD_CALLGRIND_CHILD";
+
+/// Requests served before the measured ones (the same in both runs of a case, so they cancel).
+const WARM_UP: usize = 1_024;
+
+fn main() {
+    if let Ok(case) = env::var(CHILD) {
+        child(&case);
+        return;
+    }
+    if env::var_os("REQGUARD_CALLGRIND").is_none() {
+        println!(
+            "instructions: skipped (runs under valgrind, minutes); \
+             REQGUARD_CALLGRIND=1 cargo bench --features server --bench instructions"
+        );
+        return;
+    }
+    parent();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child: one case, run under callgrind.
+// ---------------------------------------------------------------------------------------------
+
+fn child(case: &str) {
+    let parts: Vec<&str> = case.split_whitespace().collect();
+    let [path, side, depth, n] = parts[..] else {
+        panic!("{CHILD}: expected \"<path> <side> <depth> <n>\", got {case:?}");
+    };
+    let depth: usize = depth.parse().expect("depth");
+    let n: usize = n.parse().expect("n");
+    match (path, side) {
+        ("session", "guarded") => session(Guarded::embedded("server", Config::default()), depth, n),
+        ("session", "unaccounted") => session(Unaccounted::new(), depth, n),
+        ("mio", "guarded") => mio(|| Guarded::embedded("server", Config::default()), depth, n),
+        ("mio", "unaccounted") => mio(Unaccounted::new, depth, n),
+        _ => panic!("{CHILD}: unknown case {case:?}"),
+    }
+}
+
+/// `n` requests (rounded down to whole rounds) through a `Session`, `depth` per feed.
+fn session<A: Accounting>(accounting: A, depth: usize, n: usize) {
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    let mut session = Session::new(&router, accounting, Limits::default());
+    let requests = GET.repeat(depth);
+    // One exchange gives the answer's length (the server's answers carry no date).
+    session.feed(GET);
+    let len = session.pending_output().len();
+    assert!(session.pending_output().starts_with(b"HTTP/1.1 200"));
+    session.clear_output();
+    session_rounds(&mut session, &requests, depth * len, WARM_UP / depth);
+    session_rounds(&mut session, &requests, depth * len, n / depth);
+    assert_eq!(
+        session.stats().served as usize,
+        1 + (WARM_UP / depth + n / depth) * depth
+    );
+    if let Some(ledger) = session.ledger() {
+        ledger.assert_quiescent();
+    }
+}
+
+#[inline(never)]
+fn session_rounds<A: Accounting>(
+    session: &mut Session<'_, A>,
+    requests: &[u8],
+    answers: usize,
+    rounds: usize,
+) {
+    for _ in 0..rounds {
+        session.feed(black_box(requests));
+        let out = session.pending_output();
+        assert!(out.len() == answers && out.starts_with(b"HTTP/1.1 200"));
+        session.clear_output();
+    }
+}
+
+/// `n` requests (whole rounds) to a server on its own thread over one loopback connection.
+fn mio<A: Accounting>(accounting: impl FnOnce() -> A + Send + 'static, depth: usize, n: usize) {
+    let srv = Srv::start(accounting, bench_limits());
+    let mut streams = connect(srv.addr, 1);
+    let len = answer_len(&mut streams[0]);
+    let mut pipeline = Pipeline::new(depth, len);
+    for _ in 0..(WARM_UP / depth + n / depth) {
+        pipeline.round(&mut streams).expect("round");
+    }
+    drop(streams);
+    let report = srv.finish();
+    assert_eq!(report.leaked, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent: runs every case twice under callgrind and prints the table.
+// ---------------------------------------------------------------------------------------------
+
+fn env_usize(name: &str, default: usize) -> usize {
+    env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: not a number: {v:?}"))
+        })
+        .unwrap_or(default)
+}
+
+fn parent() {
+    let valgrind = env::var("REQGUARD_VALGRIND").unwrap_or_else(|_| "valgrind".into());
+    let me = env::current_exe().expect("this bench's path");
+    let dir = env::temp_dir().join(format!("reqguard-callgrind-{}", process::id()));
+    fs::create_dir_all(&dir).expect("a scratch directory");
+    let session_n = env_usize("REQGUARD_CALLGRIND_N", 100_000);
+    let mio_n = env_usize("REQGUARD_CALLGRIND_MIO_N", 20_000);
+    println!("instructions per request: (Ir at N - Ir at N/10) / (the difference in requests)");
+    println!("session N = {session_n}, mio N = {mio_n}; valgrind: {valgrind}");
+    let mut rows = Vec::new();
+    for (path, n) in [("session", session_n), ("mio", mio_n)] {
+        if n == 0 {
+            continue;
+        }
+        for depth in [1usize, 16] {
+            let mut per = [0f64; 2];
+            for (i, side) in ["guarded", "unaccounted"].into_iter().enumerate() {
+                // Whole rounds, so the two runs differ by exactly `big - small` requests.
+                let big = n / depth * depth;
+                let small = n / 10 / depth * depth;
+                let ib = run(&valgrind, &me, &dir, path, side, depth, big);
+                let is = run(&valgrind, &me, &dir, path, side, depth, small);
+                per[i] = (ib as f64 - is as f64) / (big - small) as f64;
+                println!(
+                    "{path:>7} {side:>11} depth {depth:>2}: {ib} Ir at {big}, {is} Ir at {small}: {:.1} per request",
+                    per[i]
+                );
+            }
+            rows.push((path, depth, per[0], per[1]));
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    println!();
+    println!("| path | depth | guarded Ir/request | unaccounted Ir/request | guarded - unaccounted | ratio | implied throughput (CPU-bound) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (path, depth, g, u) in rows {
+        println!(
+            "| {path} | {depth} | {g:.0} | {u:.0} | {:.0} | {:.3} | {:.3} |",
+            g - u,
+            g / u,
+            u / g
+        );
+    }
+}
+
+/// Runs one case under callgrind; the instructions it counted (the server thread's for `mio`).
+fn run(
+    valgrind: &str,
+    me: &Path,
+    dir: &Path,
+    path: &str,
+    side: &str,
+    depth: usize,
+    n: usize,
+) -> u64 {
+    let out = dir.join(format!("{path}-{side}-{depth}-{n}.out"));
+    let mut cmd = Command::new(valgrind);
+    cmd.arg("--tool=callgrind")
+        .arg("-q")
+        .arg(format!("--callgrind-out-file={}", out.display()));
+    if path == "mio" {
+        cmd.arg("--separate-threads=yes");
+    }
+    let status = cmd
+        .arg(me)
+        .env(CHILD, format!("{path} {side} {depth} {n}"))
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("running {valgrind}: {e} (install valgrind, or set REQGUARD_VALGRIND)")
+        });
+    assert!(
+        status.success(),
+        "{path} {side} depth {depth} n {n}: {status}"
+    );
+    let file = if path == "mio" {
+        // One file per thread, suffixed `-01` (main: the client), `-02` (the server thread,
+        // the first one the child spawns).
+        thread_file(&out, 2)
+    } else {
+        out
+    };
+    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{}: no summary line", file.display()))
+}
+
+fn thread_file(out: &Path, thread: u32) -> PathBuf {
+    let name = out.file_name().unwrap().to_string_lossy().into_owned();
+    let want = format!("{name}-{thread:02}");
+    let dir = out.parent().unwrap();
+    let file = dir.join(&want);
+    assert!(
+        file.exists(),
+        "{}: no per-thread file (found: {:?})",
+        file.display(),
+        fs::read_dir(dir)
+            .map(|d| d
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>())
+            .unwrap_or_default()
+    );
+    file
+}
