@@ -168,3 +168,48 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engines::Heap;
+    use crate::{AbortReason, Config, ServerCore};
+
+    /// The signal-state registry drops freed states when it grows and keeps live ones: an
+    /// escalation still aborts exactly the signals that activity refs hold.
+    #[test]
+    fn escalation_finds_held_signals_after_the_registry_is_pruned() {
+        let heap = Heap::new();
+        // One spare signal at most: the others are freed when their last handle drops.
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default().pool_capacity(1));
+        let live = core.upgrade().unwrap();
+        let mut held = Vec::new();
+        for round in 0..50 {
+            let signals: Vec<_> = (0..4).map(|_| live.signal()).collect();
+            let refs: Vec<_> = signals.iter().map(|s| live.activity_ref(s)).collect();
+            if round % 10 == 0 {
+                // Keep one signal with its activity ref for the whole test.
+                held.push((signals[0].clone(), live.activity_ref(&signals[0])));
+            }
+            drop(refs);
+        }
+        // Freed states were pruned (about 150 were allocated): the list stays near the live ones.
+        let registered = core.shared().signal_states.borrow().len();
+        assert!(
+            registered <= 4 * (held.len() + 5),
+            "registry kept {registered} states"
+        );
+        // A held signal that is not pending (no activity ref) is not aborted.
+        let idle = live.signal();
+        let ticket = live.ticket().unwrap();
+        let drain = core.stop();
+        let report = drain.escalate();
+        assert_eq!(report.aborted_signals, held.len());
+        for (signal, _) in &held {
+            assert_eq!(signal.reason(), Some(AbortReason::DrainDeadline));
+        }
+        assert!(!idle.is_aborted());
+        drop((held, idle, ticket));
+        assert!(drain.is_complete());
+        core.ledger().assert_quiescent();
+    }
+}
