@@ -77,7 +77,9 @@ impl<C: Recycle> ContextPool<C> {
         };
         let in_use = self.in_use.get() + 1;
         self.in_use.set(in_use);
-        self.high_water.set(self.high_water.get().max(in_use));
+        if in_use > self.high_water.get() {
+            self.high_water.set(in_use);
+        }
         Some(taken)
     }
 
