@@ -143,6 +143,11 @@ pub use crate::signal::{AbortReason, AbortSignal, ActivityRef};
 pub use crate::ticket::{Drain, DrainReport, DrainStatus, PendingTicket};
 pub use crate::wrapper::{DowngradePolicy, Engine, Live, WrapperCell};
 
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctest;
+
 mod assertions {
     //! Auto-trait and size facts the guarantees rest on.
     use super::engines::Embedded;
