@@ -13,6 +13,12 @@
 //!   `--separate-threads=yes`): the loop, parsing, admission, and the user-space side of the
 //!   syscalls (`epoll_wait`, `read`, `write`), not the kernel's.
 //!
+//! - `admission`: the core alone, no HTTP (the figures of `docs/benchmarks.md` section 1). The
+//!   guarded side is `guarded_request` of `benches/admission.rs` (`core.upgrade()`,
+//!   `live.admit(..)`, `RequestObject::hand_off`, the drops), the `hand` side its `hand_request`
+//!   (the PR-style baseline of `benches/common/mod.rs`, signals reused), both copied verbatim,
+//!   called N times in a loop on a warm core. Instructions of the whole process.
+//!
 //! Each case runs twice under callgrind, with N and N / 10 requests, and the figure is
 //! `(I(N) - I(N / 10)) / (0.9 N)`: setup, warm-up and teardown cancel out. Callgrind serializes
 //! threads and counts instructions, not time, so the figures repeat from run to run whatever
@@ -27,6 +33,7 @@
 //! ```
 //!
 //! Knobs (environment): `REQGUARD_CALLGRIND_N` (session requests, default 100,000),
+//! `REQGUARD_CALLGRIND_ADMISSION_N` (admission requests, default 100,000; `0` skips them),
 //! `REQGUARD_CALLGRIND_MIO_N` (mio requests, default 20,000; `0` skips the mio cases),
 //! `REQGUARD_VALGRIND` (the valgrind binary, default `valgrind`). valgrind 3.19 was used.
 
@@ -39,10 +46,12 @@ use std::path::{Path, PathBuf};
 use std::process::{self, Command};
 
 use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
+use common::{App, Ctx, HandServer, Req, REQ};
+use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
     demo_routes, Accounting, Guarded, Limits, Router, Routes, Session, Unaccounted,
 };
-use reqguard::Config;
+use reqguard::{Admitted, Config, Refusal, RequestObject, ServerCore};
 
 /// The environment variable that carries a child's case: `"<path> <side> <depth> <n>"`.
 const CHILD: &str = "REQGUARD_CALLGRIND_CHILD";
@@ -81,6 +90,8 @@ fn child(case: &str) {
         ("session", "unaccounted") => session(Unaccounted::new(), depth, n),
         ("mio", "guarded") => mio(|| Guarded::embedded("server", Config::default()), depth, n),
         ("mio", "unaccounted") => mio(Unaccounted::new, depth, n),
+        ("admission", "guarded") => admission(true, n),
+        ("admission", "hand") => admission(false, n),
         _ => panic!("{CHILD}: unknown case {case:?}"),
     }
 }
@@ -137,6 +148,85 @@ fn mio<A: Accounting>(accounting: impl FnOnce() -> A + Send + 'static, depth: us
     assert_eq!(report.leaked, 0);
 }
 
+type Core = ServerCore<Embedded<App>, Ctx>;
+
+/// `n` admissions (after `WARM_UP`) on a warm core (`guarded`) or the hand-written server.
+fn admission(guarded: bool, n: usize) {
+    let heap = Heap::new();
+    if guarded {
+        let core: Core = ServerCore::embedded_with_context::<Ctx>(
+            heap.alloc("server"),
+            Config::default().prewarm(16),
+        );
+        assert_eq!(run_guarded(&core, WARM_UP), 200 * WARM_UP as u64);
+        assert_eq!(run_guarded(&core, n), 200 * n as u64);
+        core.ledger().assert_quiescent();
+        assert_eq!(core.pool_metrics().in_use, 0);
+    } else {
+        let hand = HandServer::new(&heap, 1024, true);
+        assert_eq!(run_hand(&hand, WARM_UP), 200 * WARM_UP as u64);
+        assert_eq!(run_hand(&hand, n), 200 * n as u64);
+        assert_eq!(hand.pending_requests.get(), 0);
+    }
+}
+
+#[inline(never)]
+fn run_guarded(core: &Core, n: usize) -> u64 {
+    (0..n)
+        .map(|_| u64::from(guarded_request(black_box(core), black_box(REQ))))
+        .sum()
+}
+
+#[inline(never)]
+fn run_hand(hand: &HandServer, n: usize) -> u64 {
+    (0..n)
+        .map(|_| u64::from(hand_request(black_box(hand), black_box(REQ))))
+        .sum()
+}
+
+/// The guarded path, as in `benches/admission.rs` (keep the two in step).
+#[inline(never)]
+fn guarded_request(core: &Core, req: Req) -> u16 {
+    let Some(live) = core.upgrade() else {
+        return Refusal::WRAPPER_FINALIZED.status();
+    };
+    let bundle = live.admit(|ctx| {
+        ctx.fill(&req);
+        Ok(req)
+    });
+    match bundle {
+        Ok(Admitted {
+            request,
+            activity,
+            context,
+        }) => {
+            let owned_by_engine = RequestObject::hand_off(request);
+            black_box((&owned_by_engine, live.wrapper(), activity.signal()));
+            let status = context.status;
+            drop(activity);
+            drop(context);
+            status
+        }
+        Err(refusal) => refusal.status(),
+    }
+}
+
+/// The hand-written path, as in `benches/admission.rs` (keep the two in step).
+#[inline(never)]
+fn hand_request(server: &HandServer, req: Req) -> u16 {
+    let Some(js) = server.try_get_js_value() else {
+        return 503;
+    };
+    let Some(mut bundle) = server.prepare(req) else {
+        return 503;
+    };
+    let owned_by_engine = bundle.request.take().expect("request is made in prepare");
+    black_box((&owned_by_engine, &js, &bundle.signal));
+    let status = bundle.ctx.status;
+    server.finish(bundle);
+    status
+}
+
 // ---------------------------------------------------------------------------------------------
 // The parent: runs every case twice under callgrind and prints the table.
 // ---------------------------------------------------------------------------------------------
@@ -158,8 +248,26 @@ fn parent() {
     fs::create_dir_all(&dir).expect("a scratch directory");
     let session_n = env_usize("REQGUARD_CALLGRIND_N", 100_000);
     let mio_n = env_usize("REQGUARD_CALLGRIND_MIO_N", 20_000);
+    let admission_n = env_usize("REQGUARD_CALLGRIND_ADMISSION_N", 100_000);
     println!("instructions per request: (Ir at N - Ir at N/10) / (the difference in requests)");
-    println!("session N = {session_n}, mio N = {mio_n}; valgrind: {valgrind}");
+    println!(
+        "session N = {session_n}, mio N = {mio_n}, admission N = {admission_n}; valgrind: {valgrind}"
+    );
+    let mut admission_row = None;
+    if admission_n > 0 {
+        let (big, small) = (admission_n, admission_n / 10);
+        let mut per = [0f64; 2];
+        for (i, side) in ["guarded", "hand"].into_iter().enumerate() {
+            let ib = run(&valgrind, &me, &dir, "admission", side, 1, big);
+            let is = run(&valgrind, &me, &dir, "admission", side, 1, small);
+            per[i] = (ib as f64 - is as f64) / (big - small) as f64;
+            println!(
+                "admission {side:>7}: {ib} Ir at {big}, {is} Ir at {small}: {:.1} per request",
+                per[i]
+            );
+        }
+        admission_row = Some((per[0], per[1]));
+    }
     let mut rows = Vec::new();
     for (path, n) in [("session", session_n), ("mio", mio_n)] {
         if n == 0 {
@@ -183,15 +291,27 @@ fn parent() {
         }
     }
     let _ = fs::remove_dir_all(&dir);
-    println!();
-    println!("| path | depth | guarded Ir/request | unaccounted Ir/request | guarded - unaccounted | ratio | implied throughput (CPU-bound) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (path, depth, g, u) in rows {
+    if !rows.is_empty() {
+        println!();
+        println!("| path | depth | guarded Ir/request | unaccounted Ir/request | guarded - unaccounted | ratio | implied throughput (CPU-bound) |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (path, depth, g, u) in rows {
+            println!(
+                "| {path} | {depth} | {g:.0} | {u:.0} | {:.0} | {:.3} | {:.3} |",
+                g - u,
+                g / u,
+                u / g
+            );
+        }
+    }
+    if let Some((g, h)) = admission_row {
+        println!();
+        println!("| admission (core only) | guarded Ir/request | hand-written Ir/request | guarded - hand-written | ratio |");
+        println!("|---|---:|---:|---:|---:|");
         println!(
-            "| {path} | {depth} | {g:.0} | {u:.0} | {:.0} | {:.3} | {:.3} |",
-            g - u,
-            g / u,
-            u / g
+            "| upgrade + admit + hand_off + drops | {g:.0} | {h:.0} | {:.0} | {:.3} |",
+            g - h,
+            g / h
         );
     }
 }
