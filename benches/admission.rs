@@ -21,46 +21,16 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{App, Ctx, HandServer, Req, REQ};
+use common::{guarded_request, hand_request, Core, Ctx, HandServer, Req, REQ};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use reqguard::engines::{Embedded, Heap};
-use reqguard::{Admitted, Config, DowngradePolicy, Refusal, RequestObject, ServerCore};
-
-type Core = ServerCore<Embedded<App>, Ctx>;
+use reqguard::engines::Heap;
+use reqguard::{Config, DowngradePolicy, Refusal, RequestObject, ServerCore};
 
 const PROFILE: &str = if cfg!(feature = "leak-check") {
     "leak-check"
 } else {
     "release"
 };
-
-/// The guarded path, as a runtime's `onRequest` callback writes it.
-#[inline(never)]
-fn guarded_request(core: &Core, req: Req) -> u16 {
-    let Some(live) = core.upgrade() else {
-        return Refusal::WRAPPER_FINALIZED.status();
-    };
-    let bundle = live.admit(|ctx| {
-        ctx.fill(&req);
-        Ok(req)
-    });
-    match bundle {
-        Ok(Admitted {
-            request,
-            activity,
-            context,
-        }) => {
-            // The engine takes the request; the handler runs with `live.wrapper()` as `this`.
-            let owned_by_engine = RequestObject::hand_off(request);
-            black_box((&owned_by_engine, live.wrapper(), activity.signal()));
-            let status = context.status;
-            drop(activity);
-            drop(context);
-            status
-        }
-        Err(refusal) => refusal.status(),
-    }
-}
 
 /// The guarded path taken step by step (ticket, context, signal, activity ref, request) rather
 /// than with `admit`.
@@ -87,23 +57,6 @@ fn guarded_steps_request(core: &Core, req: Req) -> u16 {
     drop(activity);
     drop(signal);
     drop(context);
-    status
-}
-
-/// The same work by hand, PR style: check the wrapper, bump counters, take from the pool,
-/// and release each thing explicitly at the end.
-#[inline(never)]
-fn hand_request(server: &HandServer, req: Req) -> u16 {
-    let Some(js) = server.try_get_js_value() else {
-        return 503;
-    };
-    let Some(mut bundle) = server.prepare(req) else {
-        return 503;
-    };
-    let owned_by_engine = bundle.request.take().expect("request is made in prepare");
-    black_box((&owned_by_engine, &js, &bundle.signal));
-    let status = bundle.ctx.status;
-    server.finish(bundle);
     status
 }
 

@@ -20,15 +20,13 @@ mod common;
 use std::alloc::System;
 use std::hint::black_box;
 
-use common::{App, Ctx, HandServer, Req, REQ};
-use reqguard::engines::{Embedded, Heap};
-use reqguard::{Admitted, Config, DowngradePolicy, RequestObject, ServerCore};
+use common::{guarded_request, hand_request, Core, Ctx, HandServer, Req, REQ};
+use reqguard::engines::Heap;
+use reqguard::{Admitted, Config, DowngradePolicy, ServerCore};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-type Core = ServerCore<Embedded<App>, Ctx>;
 
 const WARM: usize = 1_000;
 const MEASURED: usize = 100_000;
@@ -37,44 +35,6 @@ const PROFILE: &str = if cfg!(feature = "leak-check") {
 } else {
     "release"
 };
-
-#[inline(never)]
-fn guarded_request(core: &Core, req: Req) -> u16 {
-    let Some(live) = core.upgrade() else {
-        return 503;
-    };
-    match live.admit(|ctx| {
-        ctx.fill(&req);
-        Ok(req)
-    }) {
-        Ok(Admitted {
-            request,
-            activity,
-            context,
-        }) => {
-            black_box(RequestObject::hand_off(request));
-            let status = context.status;
-            drop(activity);
-            drop(context);
-            status
-        }
-        Err(refusal) => refusal.status(),
-    }
-}
-
-#[inline(never)]
-fn hand_request(server: &HandServer, req: Req) -> u16 {
-    let Some(js) = server.try_get_js_value() else {
-        return 503;
-    };
-    let Some(mut bundle) = server.prepare(req) else {
-        return 503;
-    };
-    black_box((bundle.request.take(), &js));
-    let status = bundle.ctx.status;
-    server.finish(bundle);
-    status
-}
 
 /// Allocations (including reallocations) per call of `f` once warm.
 fn per_request(mut f: impl FnMut() -> u16, expect: u16) -> f64 {

@@ -13,11 +13,11 @@
 //!   `--separate-threads=yes`): the loop, parsing, admission, and the user-space side of the
 //!   syscalls (`epoll_wait`, `read`, `write`), not the kernel's.
 //!
-//! - `admission`: the core alone, no HTTP (the figures of `docs/benchmarks.md` section 1). The
-//!   guarded side is `guarded_request` of `benches/admission.rs` (`core.upgrade()`,
-//!   `live.admit(..)`, `RequestObject::hand_off`, the drops), the `hand` side its `hand_request`
-//!   (the PR-style baseline of `benches/common/mod.rs`, signals reused), both copied verbatim,
-//!   called N times in a loop on a warm core. Instructions of the whole process.
+//! - `admission`: the core alone, no HTTP (the figures of `docs/benchmarks.md` section 1):
+//!   `guarded_request` (`core.upgrade()`, `live.admit(..)`, `RequestObject::hand_off`, the
+//!   drops) against `hand_request` (the PR-style baseline, signals reused), the same two
+//!   functions from `benches/common/mod.rs` that `benches/admission.rs` times, called N times
+//!   in a loop on a warm core. Instructions of the whole process.
 //!
 //! Each case runs twice under callgrind, with N and N / 10 requests, and the figure is
 //! `(I(N) - I(N / 10)) / (0.9 N)`: setup, warm-up and teardown cancel out. Callgrind serializes
@@ -46,12 +46,12 @@ use std::path::{Path, PathBuf};
 use std::process::{self, Command};
 
 use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
-use common::{App, Ctx, HandServer, Req, REQ};
-use reqguard::engines::{Embedded, Heap};
+use common::{guarded_request, hand_request, Core, Ctx, HandServer, REQ};
+use reqguard::engines::Heap;
 use reqguard::http::{
     demo_routes, Accounting, Guarded, Limits, Router, Routes, Session, Unaccounted,
 };
-use reqguard::{Admitted, Config, Refusal, RequestObject, ServerCore};
+use reqguard::{Config, ServerCore};
 
 /// The environment variable that carries a child's case: `"<path> <side> <depth> <n>"`.
 const CHILD: &str = "REQGUARD_CALLGRIND_CHILD";
@@ -148,8 +148,6 @@ fn mio<A: Accounting>(accounting: impl FnOnce() -> A + Send + 'static, depth: us
     assert_eq!(report.leaked, 0);
 }
 
-type Core = ServerCore<Embedded<App>, Ctx>;
-
 /// `n` admissions (after `WARM_UP`) on a warm core (`guarded`) or the hand-written server.
 fn admission(guarded: bool, n: usize) {
     let heap = Heap::new();
@@ -182,49 +180,6 @@ fn run_hand(hand: &HandServer, n: usize) -> u64 {
     (0..n)
         .map(|_| u64::from(hand_request(black_box(hand), black_box(REQ))))
         .sum()
-}
-
-/// The guarded path, as in `benches/admission.rs` (keep the two in step).
-#[inline(never)]
-fn guarded_request(core: &Core, req: Req) -> u16 {
-    let Some(live) = core.upgrade() else {
-        return Refusal::WRAPPER_FINALIZED.status();
-    };
-    let bundle = live.admit(|ctx| {
-        ctx.fill(&req);
-        Ok(req)
-    });
-    match bundle {
-        Ok(Admitted {
-            request,
-            activity,
-            context,
-        }) => {
-            let owned_by_engine = RequestObject::hand_off(request);
-            black_box((&owned_by_engine, live.wrapper(), activity.signal()));
-            let status = context.status;
-            drop(activity);
-            drop(context);
-            status
-        }
-        Err(refusal) => refusal.status(),
-    }
-}
-
-/// The hand-written path, as in `benches/admission.rs` (keep the two in step).
-#[inline(never)]
-fn hand_request(server: &HandServer, req: Req) -> u16 {
-    let Some(js) = server.try_get_js_value() else {
-        return 503;
-    };
-    let Some(mut bundle) = server.prepare(req) else {
-        return 503;
-    };
-    let owned_by_engine = bundle.request.take().expect("request is made in prepare");
-    black_box((&owned_by_engine, &js, &bundle.signal));
-    let status = bundle.ctx.status;
-    server.finish(bundle);
-    status
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
-use common::{App, Ctx, HandBundle, HandServer, Req, REQ};
+use common::{guarded_request, hand_request, App, Core, Ctx, HandBundle, HandServer, Req, REQ};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{
@@ -31,47 +31,7 @@ use reqguard::{
     ServerCore,
 };
 
-type Core = ServerCore<Embedded<App>, Ctx>;
-
 const OUTSTANDING: [usize; 5] = [1, 10, 100, 1_000, 10_000];
-
-#[inline(never)]
-fn guarded_request(core: &Core, req: Req) -> u16 {
-    let Some(live) = core.upgrade() else {
-        return 503;
-    };
-    match live.admit(|ctx| {
-        ctx.fill(&req);
-        Ok(req)
-    }) {
-        Ok(Admitted {
-            request,
-            activity,
-            context,
-        }) => {
-            black_box(RequestObject::hand_off(request));
-            let status = context.status;
-            drop(activity);
-            drop(context);
-            status
-        }
-        Err(refusal) => refusal.status(),
-    }
-}
-
-#[inline(never)]
-fn hand_request(server: &HandServer, req: Req) -> u16 {
-    let Some(js) = server.try_get_js_value() else {
-        return 503;
-    };
-    let Some(mut bundle) = server.prepare(req) else {
-        return 503;
-    };
-    black_box((bundle.request.take(), &js));
-    let status = bundle.ctx.status;
-    server.finish(bundle);
-    status
-}
 
 fn core_with(heap: &Heap, capacity: usize) -> Core {
     ServerCore::embedded_with_context(

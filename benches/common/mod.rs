@@ -223,3 +223,51 @@ impl HandServer {
         }
     }
 }
+
+/// The reqguard server core both guarded benches use.
+pub type Core = reqguard::ServerCore<reqguard::engines::Embedded<App>, Ctx>;
+
+/// The guarded path, as a runtime's `onRequest` callback writes it.
+#[inline(never)]
+pub fn guarded_request(core: &Core, req: Req) -> u16 {
+    let Some(live) = core.upgrade() else {
+        return reqguard::Refusal::WRAPPER_FINALIZED.status();
+    };
+    let bundle = live.admit(|ctx| {
+        ctx.fill(&req);
+        Ok(req)
+    });
+    match bundle {
+        Ok(reqguard::Admitted {
+            request,
+            activity,
+            context,
+        }) => {
+            // The engine takes the request; the handler runs with `live.wrapper()` as `this`.
+            let owned_by_engine = reqguard::RequestObject::hand_off(request);
+            std::hint::black_box((&owned_by_engine, live.wrapper(), activity.signal()));
+            let status = context.status;
+            drop(activity);
+            drop(context);
+            status
+        }
+        Err(refusal) => refusal.status(),
+    }
+}
+
+/// The same work by hand, PR style: check the wrapper, bump counters, take from the pool,
+/// and release each thing explicitly at the end.
+#[inline(never)]
+pub fn hand_request(server: &HandServer, req: Req) -> u16 {
+    let Some(js) = server.try_get_js_value() else {
+        return 503;
+    };
+    let Some(mut bundle) = server.prepare(req) else {
+        return 503;
+    };
+    let owned_by_engine = bundle.request.take().expect("request is made in prepare");
+    std::hint::black_box((&owned_by_engine, &js, &bundle.signal));
+    let status = bundle.ctx.status;
+    server.finish(bundle);
+    status
+}
