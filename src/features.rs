@@ -8,4 +8,6 @@
 //! | `quickjs` | `engines::QuickJs`: the wrapper in QuickJS (rquickjs), upgraded through a JS `WeakRef` |
 //! | `v8-live-tests` | enables `v8` and the tests that need a live isolate (`tests/engine_v8*.rs`); off in CI, where V8 cannot be linked |
 //!
-//! No feature is on by default: an embedder who brings its own loop and engine pays for neither.
+//! `server` is on by default, so the demo and every benchmark run with plain `cargo run` and
+//! `cargo bench`. An embedder who brings its own loop and engine depends on reqguard with
+//! `default-features = false` and pays for neither mio nor an engine.
