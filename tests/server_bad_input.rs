@@ -63,7 +63,7 @@ fn malformed_request_line_or_headers_get_400() {
 fn headers_over_the_limit_get_431() {
     let running = start(Limits::default().max_head(1024));
     let mut request = b"GET / HTTP/1.1\r\nx-big: ".to_vec();
-    request.extend(std::iter::repeat(b'a').take(2000));
+    request.extend(std::iter::repeat_n(b'a', 2000));
     request.extend_from_slice(b"\r\n\r\n");
     rejected(&running, &request, 431);
     // Too many headers is the same answer.

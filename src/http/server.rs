@@ -384,7 +384,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             (a, b) => a.or(b),
         };
         if let Some(next) = next {
-            if socket.scheduled.map_or(true, |s| next < s || s <= now) {
+            if socket.scheduled.is_none_or(|s| next < s || s <= now) {
                 socket.scheduled = Some(next);
                 self.timers.schedule(next, key);
             }
@@ -475,7 +475,7 @@ fn handle_connection_event<'r, A: Accounting>(
 ) -> io::Result<bool> {
     // Read on a readable event, and after a timer too: input we left unread (over the
     // buffering cap, or beyond the pipeline limit) gets no new event of its own.
-    let readable = event.map_or(true, Event::is_readable);
+    let readable = event.is_none_or(Event::is_readable);
     if readable && !socket.eof {
         // Edge-triggered: read until `WouldBlock`, or we would never hear of the rest.
         while socket.lingering.is_some() || socket.http.wants_read(d) {
