@@ -11,3 +11,12 @@
 //! `server` is on by default, so the demo and every benchmark run with plain `cargo run` and
 //! `cargo bench`. An embedder who brings its own loop and engine depends on reqguard with
 //! `default-features = false` and pays for neither mio nor an engine.
+//!
+//! # Platforms
+//!
+//! The core (no default features), `leak-check`, `quickjs` and `v8` are plain Rust over their
+//! engines and build wherever those do. `server` builds on Unix and on Windows (mio supports
+//! both; CI type-checks `x86_64-pc-windows-gnu`), but stopping on SIGINT/SIGTERM
+//! ([`Server::handle_signals`](crate::http::Server::handle_signals), the demo's `serve` mode) is
+//! Unix-only: elsewhere it returns `ErrorKind::Unsupported` and the server is stopped through
+//! its [`StopHandle`](crate::http::StopHandle). Tests, benchmarks and the demo are run on Linux.

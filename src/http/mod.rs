@@ -47,6 +47,7 @@ mod routes;
 mod running;
 mod server;
 mod session;
+mod signals;
 mod timer;
 
 pub use accounting::{

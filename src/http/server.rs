@@ -13,12 +13,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream, UnixStream};
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
@@ -29,6 +28,7 @@ use super::limits::Limits;
 use super::report::ServerReport;
 use super::router::Router;
 use super::running::{Control, Phase, StopHandle};
+use super::signals::Signals;
 use super::timer::Timers;
 use crate::signal::AbortReason;
 
@@ -59,20 +59,6 @@ struct Socket<'r, H> {
     lingering: Option<Instant>,
     /// The earliest timer entry for this connection not yet fired.
     scheduled: Option<Instant>,
-}
-
-/// The signal pipe (serve mode): signal-hook writes a byte on SIGINT or SIGTERM.
-struct Signals {
-    pipe: UnixStream,
-    ids: Vec<signal_hook::SigId>,
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
 }
 
 /// The reference HTTP/1.1 server on a mio event loop.
@@ -165,23 +151,10 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// # Errors
     ///
-    /// If the signal pipe cannot be made or the handlers cannot be registered.
+    /// If the signal pipe cannot be made or the handlers cannot be registered, and
+    /// [`io::ErrorKind::Unsupported`] off Unix (stop through a [`StopHandle`] there).
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let (read, write) = StdUnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        let mut pipe = UnixStream::from_std(read);
-        self.poll
-            .registry()
-            .register(&mut pipe, SIGNALS, Interest::READABLE)?;
-        let mut ids = Vec::new();
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            ids.push(signal_hook::low_level::pipe::register(
-                signal,
-                write.try_clone()?,
-            )?);
-        }
-        self.signals = Some(Signals { pipe, ids });
+        self.signals = Some(Signals::install(self.poll.registry(), SIGNALS)?);
         Ok(())
     }
 
@@ -402,8 +375,7 @@ impl<'r, A: Accounting> Server<'r, A> {
 
     fn drain_signal_pipe(&mut self) {
         if let Some(signals) = &mut self.signals {
-            let mut buf = [0u8; 16];
-            while matches!(signals.pipe.read(&mut buf), Ok(n) if n > 0) {}
+            signals.take();
         }
     }
 
