@@ -1,46 +1,89 @@
 //! The sans-IO connection: bytes in, response bytes out, no socket.
 //!
+//! A connection is a state machine over its input, one small function per state:
+//!
+//! | state | function | leaves when |
+//! |---|---|---|
+//! | [`Reading::Head`] | [`Connection::read_head`] | a whole head is parsed (or rejected) |
+//! | [`Reading::Body`] (`Content-Length`, or the chunked decoder's state) | [`Connection::read_body`] | the body is complete (or rejected) |
+//! | in the handler | [`Connection::dispatch`] | the handler answers now, or defers (`Slot::Waiting`) |
+//! | writing | [`Answers`] and [`Connection::complete_due`] | every answer is written in order |
+//!
+//! Reading and parsing pause (back-pressure) while the unsent answers exceed
+//! [`Limits::max_output`](crate::http::Limits::max_output) or the pipeline is full, and resume
+//! from [`Connection::resume`] once the client has read.
+//!
 //! # Invariants
 //!
-//! 1. Responses leave in request order: `output` only ever receives the answer of the oldest
-//!    request without one; later answers wait in `queue` as `Ready` bytes.
-//! 2. Every `Waiting` slot holds the guards of one admitted request; the dispatcher's
-//!    `in_flight` counts them over all connections. A slot leaves the queue only by being
-//!    answered (`served`) or aborted (`aborted`, its signal fired), and its guards drop then.
+//! 1. Responses leave in request order (see [`Answers`]).
+//! 2. Every admitted request is counted in the dispatcher's `in_flight` until its answer is
+//!    written to the output (`served`) or it is aborted (`aborted`, its signal fired); its
+//!    guards drop then.
 //! 3. Once `closing` is set no further request is parsed; once `closed` is set nothing more is
 //!    written.
-//! 4. Refusals and rejections write a fixed answer into buffers that already exist.
+//! 4. `input[start..]` is the input not yet answered; in [`Reading::Body`] it begins with the
+//!    head. A chunked body's framing is consumed once by its decoder and dropped from `input`.
+//! 5. Refusals and rejections write a fixed answer into buffers that already exist.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::time::Instant;
+use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use super::accounting::Accounting;
+use super::answers::{shrink, Answers, Slot};
+use super::chunked::ChunkedDecoder;
 use super::dispatch::{call_handler, call_resume, Dispatcher};
-use super::parse::{decode_chunked, parse_head, Framing, Reject};
+use super::limits::MAX_TIMEOUT;
+use super::parse::{parse_head, Framing, Head, Reject};
 use super::response::{write_response, write_status, Response, Wire};
 use super::router::{Reply, Request, Route};
+use crate::admit::Refusal;
 use crate::signal::AbortReason;
 
-enum Slot<'r, H> {
-    /// A deferred response: the request's guards wait here until `due`.
-    Waiting {
-        held: H,
-        due: Instant,
-        route: &'r Route,
-        token: u64,
-        http10: bool,
-        close: bool,
+/// What the input is being read as.
+enum Reading {
+    /// Waiting for a whole request head at `input[start..]`.
+    Head,
+    /// The head is parsed (it stays at `input[start..]`); its body is arriving.
+    Body { head: Head, body: BodyReader },
+}
+
+/// How a body is read.
+enum BodyReader {
+    /// `Content-Length`: the body follows the head in `input`.
+    Length(usize),
+    /// Chunked: decoded into `Connection::body`; `scanned` bytes after the head were consumed
+    /// by the decoder and are dropped from `input` at the end of the turn.
+    Chunked {
+        decoder: ChunkedDecoder,
+        scanned: usize,
     },
-    /// An answer behind a deferred one.
-    Ready { bytes: Vec<u8>, close: bool },
+}
+
+/// A whole request: its head, where its body is, and how many input bytes it took.
+struct Parsed {
+    head: Head,
+    /// The body in `input[start..]`, or `None` for the decoded chunked body in `body`.
+    body: Option<Range<usize>>,
+    total: usize,
+}
+
+/// What a reading state did.
+enum Step {
+    /// Nothing more can be parsed until more input arrives (or the connection is closing).
+    Wait,
+    /// Moved to another state: go on.
+    Continue,
+    /// A whole request, ready for the handler.
+    Request(Parsed),
 }
 
 /// One HTTP/1.1 connection's state machine, independent of any socket.
 ///
 /// Feed it what the socket read with [`receive`](Connection::receive), write out
 /// [`pending_output`](Connection::pending_output) and report it with
-/// [`consume_output`](Connection::consume_output), call [`on_timer`](Connection::on_timer) at
+/// [`consume_output`](Connection::consume_output), then call [`resume`](Connection::resume)
+/// (reading may have paused for back-pressure), call [`on_timer`](Connection::on_timer) at
 /// [`next_deadline`](Connection::next_deadline), and [`abort`](Connection::abort) when the
 /// socket fails. [`Session`](crate::http::Session) wraps one with its own dispatcher and clock.
 ///
@@ -63,6 +106,7 @@ enum Slot<'r, H> {
 /// connection.receive(&mut dispatcher, b"GET / HTTP/1.1\r\n\r\n", now); // what the socket read
 /// let written = connection.pending_output().len(); // what the socket wrote
 /// connection.consume_output(written);
+/// connection.resume(&mut dispatcher, now);
 /// assert_eq!(connection.next_deadline(&dispatcher), Some(now + Limits::default().get_idle_timeout()));
 ///
 /// connection.abort(&mut dispatcher, AbortReason::ClientDisconnected); // the socket failed
@@ -70,44 +114,25 @@ enum Slot<'r, H> {
 /// ```
 pub struct Connection<'r, H> {
     input: Vec<u8>,
-    output: Vec<u8>,
-    written: usize,
-    queue: VecDeque<Slot<'r, H>>,
+    start: usize,
+    reading: Reading,
+    /// The decoded chunked body of the request being read.
     body: Vec<u8>,
-    /// Emptied answer buffers, reused for answers queued behind a deferred one.
-    spare: Vec<Vec<u8>>,
+    answers: Answers<'r, H>,
     request_started: Option<Instant>,
     last_activity: Instant,
     continue_sent: bool,
+    /// Parsing stopped for back-pressure (output over the cap, or the pipeline full).
+    paused: bool,
     closing: bool,
     closed: bool,
 }
 
-/// Buffers above this capacity are given back once empty.
-const KEEP_CAPACITY: usize = 64 * 1024;
-
-fn shrink(buf: &mut Vec<u8>) {
-    if buf.capacity() > KEEP_CAPACITY {
-        buf.shrink_to(KEEP_CAPACITY / 4);
-    }
-}
-
-/// Appends an answer: straight into `out` when nothing is queued ahead of it, otherwise into a
-/// spare buffer queued in order (buffers are recycled, so a warm connection does not allocate).
-fn push<H>(
-    out: &mut Vec<u8>,
-    queue: &mut VecDeque<Slot<'_, H>>,
-    spare: &mut Vec<Vec<u8>>,
-    close: bool,
-    write: impl FnOnce(&mut Vec<u8>),
-) {
-    if queue.is_empty() {
-        write(out);
-    } else {
-        let mut bytes = spare.pop().unwrap_or_default();
-        write(&mut bytes);
-        queue.push_back(Slot::Ready { bytes, close });
-    }
+/// `at + by`, or (past what an `Instant` can hold) as late as it can be.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(MAX_TIMEOUT))
+        .unwrap_or(at)
 }
 
 impl<'r, H> Connection<'r, H> {
@@ -115,17 +140,32 @@ impl<'r, H> Connection<'r, H> {
     pub fn new(now: Instant) -> Self {
         Connection {
             input: Vec::new(),
-            output: Vec::new(),
-            written: 0,
-            queue: VecDeque::new(),
+            start: 0,
+            reading: Reading::Head,
             body: Vec::new(),
-            spare: Vec::new(),
+            answers: Answers::new(),
             request_started: None,
             last_activity: now,
             continue_sent: false,
+            paused: false,
             closing: false,
             closed: false,
         }
+    }
+
+    /// A connection over [`Limits::max_connections`](crate::http::Limits::max_connections):
+    /// its only answer, `503` and `Connection: close`, is already written.
+    pub(crate) fn over_capacity(now: Instant) -> Self {
+        let mut connection = Connection::new(now);
+        connection.answers.push(true, None, |out| {
+            let wire = Wire {
+                http10: false,
+                close: true,
+            };
+            write_status(out, wire, 503);
+        });
+        connection.closing = true;
+        connection
     }
 
     /// Takes bytes read from the client and answers every complete request in them.
@@ -140,32 +180,47 @@ impl<'r, H> Connection<'r, H> {
         }
         self.input.extend_from_slice(bytes);
         self.last_activity = now;
-        self.process(d, now);
+        self.advance(d, now);
     }
 
-    /// Whether the server should read more from the socket now.
+    /// Parses again if back-pressure had paused it and the client has since read enough.
+    /// Returns whether it did (the caller then writes the new answers and reads again).
+    pub fn resume<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        now: Instant,
+    ) -> bool {
+        if !self.paused || !self.may_parse(d) {
+            return false;
+        }
+        self.paused = false;
+        self.advance(d, now);
+        true
+    }
+
+    /// Whether the server should read more from the socket now: not while answers are piling
+    /// up unread (back-pressure), nor past the input cap. A closing connection reads (and
+    /// drops) what comes, so the client's unread bytes do not turn our last answer into a reset.
     pub fn wants_read<A: Accounting>(&self, d: &Dispatcher<'r, A>) -> bool {
-        !self.closed && (self.closing || self.input.len() < d.limits.read_cap())
+        !self.closed
+            && (self.closing
+                || (self.input.len() - self.start < d.limits.read_cap()
+                    && self.answers.unsent() <= d.limits.get_max_output()))
     }
 
     /// Bytes to write to the client.
     pub fn pending_output(&self) -> &[u8] {
-        &self.output[self.written..]
+        self.answers.pending()
     }
 
     /// Records that `n` bytes of [`pending_output`](Connection::pending_output) were written.
     pub fn consume_output(&mut self, n: usize) {
-        self.written += n;
-        if self.written >= self.output.len() {
-            self.output.clear();
-            self.written = 0;
-            shrink(&mut self.output);
-        }
+        self.answers.consume(n);
     }
 
     /// Whether the connection is finished: closed, or closing with everything written.
     pub fn is_done(&self) -> bool {
-        self.closed || (self.closing && self.queue.is_empty() && self.pending_output().is_empty())
+        self.closed || (self.closing && self.answers.is_empty())
     }
 
     /// Whether no more request will be parsed.
@@ -173,29 +228,28 @@ impl<'r, H> Connection<'r, H> {
         self.closing || self.closed
     }
 
-    /// Deferred responses still waiting (each holds one admitted request's guards).
+    /// Requests admitted on this connection and not answered yet (each holds its guards):
+    /// deferred ones, and answers waiting behind them.
     pub fn waiting(&self) -> usize {
-        self.queue
-            .iter()
-            .filter(|s| matches!(s, Slot::Waiting { .. }))
-            .count()
+        self.answers.in_flight()
+    }
+
+    /// Bytes this connection holds in its buffers (input, decoded body, answers), by capacity.
+    pub fn buffered(&self) -> usize {
+        self.input.capacity() + self.body.capacity() + self.answers.buffered()
     }
 
     fn is_idle(&self) -> bool {
-        !self.closing
-            && !self.closed
-            && self.queue.is_empty()
-            && self.input.is_empty()
-            && self.pending_output().is_empty()
+        !self.closing && !self.closed && self.answers.is_empty() && self.input.len() == self.start
     }
 
     fn idle_deadline<A: Accounting>(&self, d: &Dispatcher<'r, A>) -> Instant {
         match d.stopped_at {
             Some(stopped) => {
                 let linger = d.limits.get_stop_linger().min(d.limits.get_idle_timeout());
-                self.last_activity.max(stopped) + linger
+                later(self.last_activity.max(stopped), linger)
             }
-            None => self.last_activity + d.limits.get_idle_timeout(),
+            None => later(self.last_activity, d.limits.get_idle_timeout()),
         }
     }
 
@@ -204,27 +258,26 @@ impl<'r, H> Connection<'r, H> {
         if self.closed {
             return None;
         }
-        let due = self.queue.iter().filter_map(|s| match s {
-            Slot::Waiting { due, .. } => Some(*due),
-            Slot::Ready { .. } => None,
-        });
         let request = self
             .request_started
             .filter(|_| !self.closing)
-            .map(|t| t + d.limits.get_request_timeout());
+            .map(|t| later(t, d.limits.get_request_timeout()));
         let idle = self.is_idle().then(|| self.idle_deadline(d));
-        due.chain(request).chain(idle).min()
+        [self.answers.next_due(), request, idle]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Completes deferred responses that are due, answers `408` to a request too slow to
-    /// arrive, and closes an idle connection whose keep-alive ran out.
+    /// arrive (head and body), and closes an idle connection whose keep-alive ran out.
     pub fn on_timer<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
         if self.closed {
             return;
         }
         self.complete_due(d, now);
         if let Some(started) = self.request_started {
-            if !self.closing && now >= started + d.limits.get_request_timeout() {
+            if !self.closing && now >= later(started, d.limits.get_request_timeout()) {
                 self.reject(d, Reject::Timeout, false);
             }
         }
@@ -232,13 +285,13 @@ impl<'r, H> Connection<'r, H> {
             self.closed = true;
             return;
         }
-        self.process(d, now);
+        self.advance(d, now);
     }
 
     /// The client went away (read end closed): waiting requests are aborted with
     /// [`AbortReason::ClientDisconnected`]; what is already answered may still be written.
     pub fn peer_closed<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
-        self.drop_waiting(d, AbortReason::ClientDisconnected);
+        self.drop_held(d, AbortReason::ClientDisconnected);
         self.closing = true;
     }
 
@@ -249,28 +302,238 @@ impl<'r, H> Connection<'r, H> {
         d: &mut Dispatcher<'r, A>,
         reason: AbortReason,
     ) {
-        self.drop_waiting(d, reason);
+        self.drop_held(d, reason);
         self.closed = true;
     }
 
-    fn drop_waiting<A: Accounting<Held = H>>(
+    fn drop_held<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
         reason: AbortReason,
     ) {
         // Answers queued behind a waiting one can no longer go out in order: drop them too.
-        for slot in self.queue.drain(..) {
-            if let Slot::Waiting { held, .. } = slot {
-                if let Some(signal) = A::signal(&held) {
-                    signal.abort(reason);
-                }
-                drop(held);
-                d.in_flight -= 1;
-                d.stats.aborted += 1;
+        self.answers.drain_held(|held| {
+            if let Some(signal) = A::signal(&held) {
+                signal.abort(reason);
             }
+            drop(held); // TODO(core-v2): end(ClientGone / ForceClosed)
+            d.in_flight -= 1;
+            d.stats.aborted += 1;
+        });
+    }
+
+    /// Whether another request may be parsed now (else back-pressure holds the input).
+    fn may_parse<A: Accounting>(&self, d: &Dispatcher<'r, A>) -> bool {
+        self.answers.queue_len() < d.limits.get_max_pipeline()
+            && self.answers.unsent() <= d.limits.get_max_output()
+    }
+
+    /// Runs the reading states over the input until they need more of it.
+    fn advance<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
+        while !self.closing && !self.closed {
+            if !self.may_parse(d) {
+                self.paused = true;
+                break;
+            }
+            let step = match self.reading {
+                Reading::Head => self.read_head(d, now),
+                Reading::Body { .. } => self.read_body(d),
+            };
+            match step {
+                Step::Wait => break,
+                Step::Continue => {}
+                Step::Request(parsed) => self.dispatch(d, now, parsed),
+            }
+        }
+        self.compact();
+        let buffered = u64::try_from(self.buffered()).unwrap_or(u64::MAX);
+        d.stats.buffered_high_water = d.stats.buffered_high_water.max(buffered);
+    }
+
+    /// State [`Reading::Head`]: parse a head, then read its body.
+    fn read_head<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        now: Instant,
+    ) -> Step {
+        let buf = &self.input[self.start..];
+        if buf.is_empty() {
+            self.request_started = None;
+            return Step::Wait;
+        }
+        self.request_started.get_or_insert(now);
+        let head = match parse_head(buf, &d.limits) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Step::Wait,
+            Err(reject) => {
+                self.reject(d, reject, false);
+                return Step::Wait;
+            }
+        };
+        let body = match head.framing {
+            Framing::Length(n) => BodyReader::Length(n),
+            Framing::Chunked => {
+                self.body.clear();
+                BodyReader::Chunked {
+                    decoder: ChunkedDecoder::new(&d.limits),
+                    scanned: 0,
+                }
+            }
+        };
+        self.reading = Reading::Body { head, body };
+        Step::Continue
+    }
+
+    /// State [`Reading::Body`]: wait for a `Content-Length` body, or decode what arrived of a
+    /// chunked one (each byte once: the decoder keeps its state).
+    fn read_body<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) -> Step {
+        let Reading::Body { head, body } = &mut self.reading else {
+            return Step::Continue;
+        };
+        let after_head = self.start + head.len;
+        let (http10, expect) = (head.http10, head.expect_continue && !head.http10);
+        let (range, total) = match body {
+            BodyReader::Length(n) if self.input.len() - after_head < *n => {
+                self.send_continue(expect);
+                return Step::Wait;
+            }
+            BodyReader::Length(n) => (Some(head.len..head.len + *n), head.len + *n),
+            BodyReader::Chunked { decoder, scanned } => {
+                match decoder.decode(&self.input[after_head + *scanned..], &mut self.body) {
+                    Ok(used) => *scanned += used,
+                    Err(error) => {
+                        self.reject(d, Reject::Chunked(error), http10);
+                        return Step::Wait;
+                    }
+                }
+                if !decoder.is_done() {
+                    self.send_continue(expect);
+                    return Step::Wait;
+                }
+                (None, head.len + *scanned)
+            }
+        };
+        let Reading::Body { head, .. } = std::mem::replace(&mut self.reading, Reading::Head) else {
+            return Step::Continue;
+        };
+        Step::Request(Parsed {
+            head,
+            body: range,
+            total,
+        })
+    }
+
+    /// In the handler: admit the request (or refuse it holding nothing), call its handler,
+    /// and answer now or park it until its deferred answer is due.
+    fn dispatch<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        now: Instant,
+        parsed: Parsed,
+    ) {
+        self.continue_sent = false;
+        self.request_started = None;
+        let head = &parsed.head;
+        // Upgrade first, then take the bundle: a refusal has taken nothing.
+        let held = match d.accounting.admit() {
+            Ok(held) => held,
+            Err(refusal) => {
+                self.start += parsed.total;
+                self.refuse(d, refusal, head.http10);
+                return;
+            }
+        };
+        d.in_flight += 1;
+        let input = &self.input[self.start..self.start + parsed.total];
+        let request = Request {
+            method: std::str::from_utf8(&input[head.method.clone()]).unwrap_or(""),
+            target: std::str::from_utf8(&input[head.target.clone()]).unwrap_or(""),
+            http10: head.http10,
+            body: match &parsed.body {
+                Some(range) => &input[range.clone()],
+                None => &self.body,
+            },
+            signal: A::signal(&held),
+        };
+        let mut response = Response::new(&mut d.scratch);
+        let (reply, route) = match d.router.find(request.method(), request.path()) {
+            Err(status) => {
+                response.fail(status);
+                (Reply::Now, None)
+            }
+            Ok(route) => match call_handler(route.handler(), &request, &mut response) {
+                Ok(reply) => (reply, Some(route)),
+                Err(()) => {
+                    d.stats.panics += 1;
+                    if let Some(signal) = request.signal() {
+                        signal.abort(AbortReason::HandlerFailed);
+                    }
+                    (Reply::Now, None)
+                }
+            },
+        };
+        self.start += parsed.total;
+        if response.wants_stop() {
+            d.stop_requested = true;
+        }
+        let close = !head.keep_alive || d.stopped_at.is_some() || response.wants_close();
+        let wire = Wire {
+            http10: head.http10,
+            close,
+        };
+        match (reply, route) {
+            (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {
+                held,
+                due: later(now, delay),
+                route,
+                token,
+                http10: head.http10,
+                close,
+            }),
+            _ => {
+                let written = self.answers.push(close, Some(held), |out| {
+                    write_response(
+                        out,
+                        wire,
+                        response.status(),
+                        response.content_type(),
+                        response.body(),
+                    );
+                });
+                if let Some(held) = written {
+                    answered(d, held);
+                }
+            }
+        }
+        if close {
+            self.closing = true;
         }
     }
 
+    /// The admission refused the request: a fixed `503` and `Connection: close`.
+    fn refuse<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        refusal: Refusal,
+        http10: bool,
+    ) {
+        d.count_refusal(refusal);
+        // Whatever happens while the answer is written, this connection is done.
+        let closing = scopeguard::guard(&mut self.closing, |closing| *closing = true);
+        self.answers.push(true, None, |out| {
+            write_status(
+                out,
+                Wire {
+                    http10,
+                    close: true,
+                },
+                refusal.status(),
+            );
+        });
+        drop(closing);
+    }
+
+    /// Bad input: a fixed status and `Connection: close`; nothing was admitted.
     fn reject<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
@@ -278,264 +541,115 @@ impl<'r, H> Connection<'r, H> {
         http10: bool,
     ) {
         d.stats.rejected += 1;
-        push(
-            &mut self.output,
-            &mut self.queue,
-            &mut self.spare,
-            true,
-            |out| {
-                write_status(
-                    out,
-                    Wire {
-                        http10,
-                        close: true,
-                    },
-                    reject.status(),
-                );
-            },
-        );
+        self.answers.push(true, None, |out| {
+            write_status(
+                out,
+                Wire {
+                    http10,
+                    close: true,
+                },
+                reject.status(),
+            );
+        });
         self.closing = true;
         self.request_started = None;
     }
 
-    fn process<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
-        let mut consumed = 0;
-        while !self.closing && !self.closed && self.queue.len() < d.limits.get_max_pipeline() {
-            let buf = &self.input[consumed..];
-            if buf.is_empty() {
-                self.request_started = None;
-                break;
-            }
-            self.request_started.get_or_insert(now);
-            let head = match parse_head(buf, &d.limits) {
-                Ok(Some(head)) => head,
-                Ok(None) => break,
-                Err(reject) => {
-                    self.reject(d, reject, false);
-                    break;
-                }
-            };
-            let (body, total) = match head.framing {
-                Framing::Length(n) if buf.len() < head.len + n => {
-                    self.send_continue(head.expect_continue && !head.http10);
-                    break;
-                }
-                Framing::Length(n) => (Some(head.len..head.len + n), head.len + n),
-                Framing::Chunked => {
-                    match decode_chunked(&buf[head.len..], &mut self.body, d.limits.get_max_body())
-                    {
-                        Ok(Some(used)) => (None, head.len + used),
-                        Ok(None) if buf.len() >= d.limits.read_cap() => {
-                            self.reject(d, Reject::BodyTooLarge, head.http10);
-                            break;
-                        }
-                        Ok(None) => {
-                            self.send_continue(head.expect_continue);
-                            break;
-                        }
-                        Err(reject) => {
-                            self.reject(d, reject, head.http10);
-                            break;
-                        }
-                    }
-                }
-            };
-            self.continue_sent = false;
-            self.request_started = None;
-
-            // Upgrade first, then take the bundle: a refusal has taken nothing.
-            let held = match d.accounting.admit() {
-                Ok(held) => held,
-                Err(refusal) => {
-                    d.count_refusal(refusal);
-                    // Whatever happens while the answer is written, this connection is done.
-                    let closing = scopeguard::guard(&mut self.closing, |closing| *closing = true);
-                    push(
-                        &mut self.output,
-                        &mut self.queue,
-                        &mut self.spare,
-                        true,
-                        |out| {
-                            write_status(
-                                out,
-                                Wire {
-                                    http10: head.http10,
-                                    close: true,
-                                },
-                                refusal.status(),
-                            );
-                        },
-                    );
-                    drop(closing);
-                    consumed += total;
-                    break;
-                }
-            };
-            d.in_flight += 1;
-            consumed += total;
-
-            let input = &self.input[consumed - total..consumed];
-            let request = Request {
-                method: std::str::from_utf8(&input[head.method.clone()]).unwrap_or(""),
-                target: std::str::from_utf8(&input[head.target.clone()]).unwrap_or(""),
-                http10: head.http10,
-                body: match &body {
-                    Some(range) => &input[range.clone()],
-                    None => &self.body,
-                },
-                signal: A::signal(&held),
-            };
-            let mut response = Response::new(&mut d.scratch);
-            let (reply, route) = match d.router.find(request.method(), request.path()) {
-                Err(status) => {
-                    response.fail(status);
-                    (Reply::Now, None)
-                }
-                Ok(route) => match call_handler(route.handler(), &request, &mut response) {
-                    Ok(reply) => (reply, Some(route)),
-                    Err(()) => {
-                        d.stats.panics += 1;
-                        if let Some(signal) = request.signal() {
-                            signal.abort(AbortReason::HandlerFailed);
-                        }
-                        (Reply::Now, None)
-                    }
-                },
-            };
-            if response.wants_stop() {
-                d.stop_requested = true;
-            }
-            let close = !head.keep_alive || d.stopped_at.is_some() || response.wants_close();
-            match (reply, route) {
-                (Reply::After { delay, token }, Some(route)) => {
-                    self.queue.push_back(Slot::Waiting {
-                        held,
-                        due: now + delay,
-                        route,
-                        token,
-                        http10: head.http10,
-                        close,
-                    });
-                }
-                _ => {
-                    let wire = Wire {
-                        http10: head.http10,
-                        close,
-                    };
-                    push(
-                        &mut self.output,
-                        &mut self.queue,
-                        &mut self.spare,
-                        close,
-                        |out| {
-                            write_response(
-                                out,
-                                wire,
-                                response.status(),
-                                response.content_type(),
-                                response.body(),
-                            );
-                        },
-                    );
-                    d.stats.served += 1;
-                    d.in_flight -= 1;
-                    drop(held); // the request ends with its answer written
-                }
-            }
-            if close {
-                self.closing = true;
+    /// Drops the input already answered, and a chunked body's framing already decoded.
+    fn compact(&mut self) {
+        if let Reading::Body {
+            head,
+            body: BodyReader::Chunked { scanned, .. },
+        } = &mut self.reading
+        {
+            if *scanned > 0 {
+                let from = self.start + head.len;
+                self.input.drain(from..from + *scanned);
+                *scanned = 0;
             }
         }
-        if consumed > 0 {
-            self.input.drain(..consumed);
-            // A large body should not pin its buffers for the rest of a keep-alive connection.
-            if self.input.is_empty() {
-                shrink(&mut self.input);
-                shrink(&mut self.body);
-            }
+        if self.start > 0 {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+        // A large body should not pin its buffers for the rest of a keep-alive connection.
+        if self.input.is_empty() {
+            shrink(&mut self.input);
+            shrink(&mut self.body);
         }
     }
 
     fn send_continue(&mut self, expect: bool) {
-        if expect && !self.continue_sent && self.queue.is_empty() {
-            self.output
+        if expect && !self.continue_sent && self.answers.queue_len() == 0 {
+            self.answers
+                .output
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             self.continue_sent = true;
         }
     }
 
+    /// Writing: answers at the front of the queue go out in order once ready or due. After a
+    /// stop, the last of them carries `connection: close` (the ones before it still go out).
     fn complete_due<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
-        // Answers at the front go straight into the output buffer (no allocation) ...
-        loop {
-            let close = match self.queue.front() {
-                Some(Slot::Ready { .. }) => match self.queue.pop_front() {
-                    Some(Slot::Ready { mut bytes, close }) => {
-                        self.output.extend_from_slice(&bytes);
-                        bytes.clear();
-                        self.spare.push(bytes);
-                        close
+        while let Some(slot) = self.answers.pop_due(now) {
+            let closes_at_stop = d.stopped_at.is_some() && self.answers.queue_len() == 0;
+            let close = match slot {
+                Slot::Ready { bytes, close, held } => {
+                    self.answers.write_out(bytes, closes_at_stop && !close);
+                    if let Some(held) = held {
+                        answered(d, held);
                     }
-                    _ => unreachable!("the front was a ready slot"),
-                },
-                Some(Slot::Waiting { due, .. }) if *due <= now => match self.queue.pop_front() {
-                    Some(Slot::Waiting {
-                        held,
-                        route,
-                        token,
-                        http10,
-                        close,
-                        ..
-                    }) => resume(
+                    close || closes_at_stop
+                }
+                Slot::Waiting {
+                    held,
+                    route,
+                    token,
+                    http10,
+                    close,
+                    ..
+                } => {
+                    let close = close || closes_at_stop;
+                    let close = resume(
                         d,
-                        held,
+                        &held,
                         route,
                         token,
                         Wire { http10, close },
-                        &mut self.output,
-                    ),
-                    _ => unreachable!("the front was a waiting slot"),
-                },
-                _ => break,
+                        &mut self.answers.output,
+                    );
+                    answered(d, held);
+                    close
+                }
             };
             self.last_activity = now;
             if close {
                 self.closing = true;
                 // Nothing may follow a `Connection: close` answer.
-                self.drop_waiting(d, AbortReason::Other("connection closed"));
+                self.drop_held(d, AbortReason::Other("connection closed"));
                 return;
             }
         }
-        // ... answers behind a slot still waiting keep their place in the queue as bytes.
-        for slot in self.queue.iter_mut() {
-            if !matches!(slot, Slot::Waiting { due, .. } if *due <= now) {
-                continue;
-            }
-            let placeholder = Slot::Ready {
-                bytes: Vec::new(),
-                close: false,
-            };
-            if let Slot::Waiting {
-                held,
-                route,
-                token,
-                http10,
-                close,
-                ..
-            } = std::mem::replace(slot, placeholder)
-            {
-                let mut bytes = self.spare.pop().unwrap_or_default();
-                let close = resume(d, held, route, token, Wire { http10, close }, &mut bytes);
-                *slot = Slot::Ready { bytes, close };
-            }
-        }
+        // Answers behind a slot still waiting keep their place in the queue as bytes.
+        self.answers
+            .resume_behind(now, |held, route, token, http10, close, out| {
+                resume(d, held, route, token, Wire { http10, close }, out)
+            });
     }
 }
 
-/// Completes one deferred response into `out`, then ends its request (drops `held`). Returns
-/// whether the answer closes the connection.
+/// An admitted request's answer is in the output: it is served, and its guards drop.
+fn answered<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held) {
+    d.stats.served += 1;
+    d.in_flight -= 1;
+    drop(held); // TODO(core-v2): complete()
+}
+
+/// Completes one deferred response into `out`. Returns whether the answer closes the
+/// connection.
 fn resume<A: Accounting>(
     d: &mut Dispatcher<'_, A>,
-    held: A::Held,
+    held: &A::Held,
     route: &Route,
     token: u64,
     wire: Wire,
@@ -544,11 +658,11 @@ fn resume<A: Accounting>(
     let mut response = Response::new(&mut d.scratch);
     if call_resume(route.handler(), token, &mut response).is_err() {
         d.stats.panics += 1;
-        if let Some(signal) = A::signal(&held) {
+        if let Some(signal) = A::signal(held) {
             signal.abort(AbortReason::HandlerFailed);
         }
     }
-    let close = wire.close || d.stopped_at.is_some() || response.wants_close();
+    let close = wire.close || response.wants_close();
     write_response(
         out,
         Wire { close, ..wire },
@@ -556,18 +670,16 @@ fn resume<A: Accounting>(
         response.content_type(),
         response.body(),
     );
-    d.stats.served += 1;
-    d.in_flight -= 1;
-    drop(held); // the request ends with its answer written
     close
 }
 
 impl<H> fmt::Debug for Connection<'_, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("buffered_input", &self.input.len())
+            .field("buffered_input", &(self.input.len() - self.start))
             .field("pending_output", &self.pending_output().len())
-            .field("queued", &self.queue.len())
+            .field("queued", &self.answers.queue_len())
+            .field("paused", &self.paused)
             .field("closing", &self.closing)
             .field("closed", &self.closed)
             .finish()

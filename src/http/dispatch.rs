@@ -21,8 +21,9 @@ pub struct Stats {
     pub connections_refused: u64,
     /// Times `accept` failed for lack of file descriptors and accepting was paused.
     pub accept_backoffs: u64,
-    /// Admitted requests answered by the server (handler answers, `404`, `405`, and the `500`
-    /// of a panicking handler).
+    /// Admitted requests whose answer was written to their connection's output, in order
+    /// (handler answers, `404`, `405`, and the `500` of a panicking handler). An answer
+    /// computed but never sent (the client left first) is not counted here but in `aborted`.
     pub served: u64,
     /// Requests refused with `503` (the [`Refusal`] path), in all.
     pub refused: u64,
@@ -37,6 +38,10 @@ pub struct Stats {
     /// Admitted requests whose response was never completed: the client went away or the
     /// drain deadline passed. Their signals were aborted.
     pub aborted: u64,
+    /// The most bytes one connection held in its buffers at once (input, decoded body,
+    /// answers; by capacity). Back-pressure keeps it bounded whatever a client sends: see the
+    /// limits table in `docs/server.md`.
+    pub buffered_high_water: u64,
 }
 
 impl Stats {
@@ -115,7 +120,9 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
     pub fn begin_stop(&mut self, now: Instant) {
         if self.stopped_at.is_none() {
             self.stopped_at = Some(now);
-            self.accounting.stop(now + self.limits.get_drain_timeout());
+            let deadline = now.checked_add(self.limits.get_drain_timeout());
+            self.accounting
+                .stop(deadline.unwrap_or(now + super::limits::MAX_TIMEOUT));
         }
     }
 

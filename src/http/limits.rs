@@ -1,8 +1,14 @@
-//! What the server accepts, and how long it waits.
+//! What the server accepts, how much it buffers, and how long it waits.
 
+use std::fmt;
 use std::time::Duration;
 
 /// Limits and timeouts of the reference server.
+///
+/// Every knob is listed, with its default, in the limits table of `docs/server.md`. No value
+/// makes the server panic or overflow (sizes are compared as `u64` with checked arithmetic);
+/// [`Server::bind`](crate::http::Server::bind) refuses a value that could not serve a request
+/// ([`validate`](Limits::validate)).
 ///
 /// # Examples
 ///
@@ -16,11 +22,17 @@ use std::time::Duration;
 ///     .request_timeout(Duration::from_secs(2))
 ///     .max_connections(64);
 /// assert_eq!(limits.get_max_body(), 64 * 1024);
+/// assert!(limits.validate().is_ok());
+/// assert!(limits.max_head(10).validate().is_err()); // no request line fits in 10 bytes
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     max_head: usize,
     max_body: usize,
+    max_chunk_overhead: usize,
+    max_chunk_extensions: usize,
+    max_trailers: usize,
+    max_output: usize,
     max_connections: usize,
     max_pipeline: usize,
     request_timeout: Duration,
@@ -29,13 +41,27 @@ pub struct Limits {
     drain_timeout: Duration,
 }
 
+/// The smallest [`Limits::max_head`] that [`Limits::validate`] accepts: room for a request
+/// line and a `Host` header.
+pub const MIN_HEAD: usize = 64;
+
+/// The longest timeout [`Limits::validate`] accepts (one year): longer is a mistake, and far
+/// longer would overflow `Instant` arithmetic.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Default for Limits {
-    /// 8 KiB of headers, 1 MiB of body, 1,024 connections, 32 pipelined requests, 10 s to send a
-    /// request, 5 s idle keep-alive, 1 s of linger for idle connections after stop, 5 s of drain.
+    /// 8 KiB of headers, 1 MiB of body (2 MiB of chunk framing, 16 KiB of chunk extensions,
+    /// 8 KiB of trailers), 64 KiB of unsent answers before reading pauses, 1,024 connections, 32
+    /// pipelined requests, 10 s to send a whole request, 5 s idle keep-alive, 1 s of linger for
+    /// idle connections after stop, 5 s of drain.
     fn default() -> Self {
         Limits {
             max_head: 8 * 1024,
             max_body: 1024 * 1024,
+            max_chunk_overhead: 2 * 1024 * 1024,
+            max_chunk_extensions: 16 * 1024,
+            max_trailers: 8 * 1024,
+            max_output: 64 * 1024,
             max_connections: 1024,
             max_pipeline: 32,
             request_timeout: Duration::from_secs(10),
@@ -59,6 +85,33 @@ impl Limits {
         self
     }
 
+    /// Most framing bytes in one chunked body (size lines, extensions, CRLFs, trailers),
+    /// bounded apart from the body so framing never counts against [`max_body`](Limits::max_body);
+    /// more gets `413`.
+    pub fn max_chunk_overhead(mut self, bytes: usize) -> Self {
+        self.max_chunk_overhead = bytes;
+        self
+    }
+
+    /// Most bytes of chunk extensions (`;name=value`) in one chunked body; more gets `413`.
+    pub fn max_chunk_extensions(mut self, bytes: usize) -> Self {
+        self.max_chunk_extensions = bytes;
+        self
+    }
+
+    /// Largest trailer section of a chunked body; larger gets `431`.
+    pub fn max_trailers(mut self, bytes: usize) -> Self {
+        self.max_trailers = bytes;
+        self
+    }
+
+    /// Back-pressure: once a connection has more than this many bytes of answers not yet
+    /// written to its socket, the server stops reading and parsing it until the client reads.
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
     /// Most open connections; a connection over the limit gets `503` and is closed.
     pub fn max_connections(mut self, count: usize) -> Self {
         self.max_connections = count;
@@ -78,7 +131,8 @@ impl Limits {
         self
     }
 
-    /// How long an idle keep-alive connection stays open.
+    /// How long an idle keep-alive connection stays open, and how long a connection may go
+    /// without the client reading any of its pending answers.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
@@ -106,6 +160,26 @@ impl Limits {
     /// See [`max_body`](Limits::max_body).
     pub fn get_max_body(&self) -> usize {
         self.max_body
+    }
+
+    /// See [`max_chunk_overhead`](Limits::max_chunk_overhead).
+    pub fn get_max_chunk_overhead(&self) -> usize {
+        self.max_chunk_overhead
+    }
+
+    /// See [`max_chunk_extensions`](Limits::max_chunk_extensions).
+    pub fn get_max_chunk_extensions(&self) -> usize {
+        self.max_chunk_extensions
+    }
+
+    /// See [`max_trailers`](Limits::max_trailers).
+    pub fn get_max_trailers(&self) -> usize {
+        self.max_trailers
+    }
+
+    /// See [`max_output`](Limits::max_output).
+    pub fn get_max_output(&self) -> usize {
+        self.max_output
     }
 
     /// See [`max_connections`](Limits::max_connections).
@@ -138,8 +212,81 @@ impl Limits {
         self.drain_timeout
     }
 
-    /// Most bytes buffered from one connection before the server stops reading it.
+    /// Checks that these limits can serve a request: `max_head` of at least [`MIN_HEAD`], no
+    /// size above `isize::MAX` (no buffer can be larger), at least one connection, and request
+    /// and idle timeouts above zero and at most [`MAX_TIMEOUT`] (as every other timeout).
+    ///
+    /// # Errors
+    ///
+    /// The first knob out of range, named.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        let sizes = [
+            ("max_head", self.max_head),
+            ("max_body", self.max_body),
+            ("max_chunk_overhead", self.max_chunk_overhead),
+            ("max_chunk_extensions", self.max_chunk_extensions),
+            ("max_trailers", self.max_trailers),
+            ("max_output", self.max_output),
+        ];
+        for (knob, size) in sizes {
+            if size > isize::MAX as usize {
+                return Err(LimitsError::new(knob, "is larger than any buffer can be"));
+            }
+        }
+        if self.max_head < MIN_HEAD {
+            return Err(LimitsError::new("max_head", "is below MIN_HEAD (64 bytes)"));
+        }
+        if self.max_connections == 0 {
+            return Err(LimitsError::new("max_connections", "is zero"));
+        }
+        let timeouts = [
+            ("request_timeout", self.request_timeout, false),
+            ("idle_timeout", self.idle_timeout, false),
+            ("stop_linger", self.stop_linger, true),
+            ("drain_timeout", self.drain_timeout, true),
+        ];
+        for (knob, timeout, zero_ok) in timeouts {
+            if timeout.is_zero() && !zero_ok {
+                return Err(LimitsError::new(knob, "is zero"));
+            }
+            if timeout > MAX_TIMEOUT {
+                return Err(LimitsError::new(knob, "is over MAX_TIMEOUT (one year)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Most bytes buffered from one connection before the server stops reading it: a whole
+    /// head and `Content-Length` body, and one read more.
     pub(crate) fn read_cap(&self) -> usize {
-        self.max_head + self.max_body + 64 * 1024
+        self.max_head
+            .saturating_add(self.max_body)
+            .saturating_add(64 * 1024)
     }
 }
+
+/// A [`Limits`] value the server refuses, from [`Limits::validate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitsError {
+    knob: &'static str,
+    problem: &'static str,
+}
+
+impl LimitsError {
+    fn new(knob: &'static str, problem: &'static str) -> Self {
+        LimitsError { knob, problem }
+    }
+
+    /// The knob out of range, e.g. `"max_head"`.
+    pub fn knob(&self) -> &'static str {
+        self.knob
+    }
+}
+
+impl fmt::Display for LimitsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid Limits: {} {}", self.knob, self.problem)
+    }
+}
+
+impl std::error::Error for LimitsError {}

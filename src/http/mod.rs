@@ -12,6 +12,7 @@
 //! | [`Accounting`]: [`Guarded`], [`Unaccounted`] | admission through reqguard, or (benchmark baseline only) none |
 //! | [`Router`], [`Routes`], [`Handler`], [`Request`], [`Response`], [`Reply`] | routes and handlers; [`demo_routes`] |
 //! | [`Limits`], [`ServerReport`], [`Stats`] | knobs and figures |
+//! | [`ChunkedDecoder`] | incremental chunked body decoding, for a loop of your own |
 //!
 //! # Examples
 //!
@@ -36,6 +37,8 @@
 //! ```
 
 mod accounting;
+mod answers;
+mod chunked;
 mod connection;
 mod dispatch;
 mod limits;
@@ -53,9 +56,10 @@ mod timer;
 pub use accounting::{
     Accounting, AccountingReport, Guarded, NoScope, ScopeProvider, StopStatus, Unaccounted,
 };
+pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use connection::Connection;
 pub use dispatch::{Dispatcher, Stats};
-pub use limits::Limits;
+pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
 pub use report::ServerReport;
 pub use response::Response;
 pub use router::{Handler, Reply, Request, Route, Router, Routes};

@@ -1,10 +1,11 @@
 //! Request parsing with httparse: the head, then a `Content-Length` or chunked body.
 //!
-//! Nothing here allocates except the decoded chunked body, which goes into a buffer the
-//! connection reuses. Parsed parts are kept as byte ranges into the connection's input.
+//! Nothing here allocates. Parsed parts are kept as byte ranges into the connection's input;
+//! chunked bodies are decoded incrementally in src/http/chunked.rs.
 
 use std::ops::Range;
 
+use super::chunked::ChunkedError;
 use super::limits::Limits;
 
 /// Headers beyond this count get `431`.
@@ -19,6 +20,8 @@ pub(crate) enum Reject {
     HeadTooLarge,
     /// Body over the limit: `413`.
     BodyTooLarge,
+    /// A chunked body that breaks the syntax or a limit (`400`, `413` or `431`).
+    Chunked(ChunkedError),
     /// The client took too long to send its request: `408`.
     Timeout,
 }
@@ -30,6 +33,7 @@ impl Reject {
             Reject::HeadTooLarge => 431,
             Reject::BodyTooLarge => 413,
             Reject::Timeout => 408,
+            Reject::Chunked(error) => error.status(),
         }
     }
 }
@@ -91,7 +95,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
         return Err(Reject::BadRequest);
     };
     let http10 = version == 0;
-    let mut length: Option<usize> = None;
+    let mut length: Option<Option<u64>> = None;
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive = false;
@@ -99,13 +103,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let value = header.value.trim_ascii();
-            if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || value.len() > 18 {
-                return Err(Reject::BadRequest);
-            }
-            let n = value
-                .iter()
-                .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+            let n = parse_length(header.value)?;
             // Two different lengths are a request-smuggling attempt.
             if length.is_some_and(|l| l != n) {
                 return Err(Reject::BadRequest);
@@ -132,13 +130,17 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
         (true, Some(_)) => return Err(Reject::BadRequest),
         (true, None) if http10 => return Err(Reject::BadRequest),
         (true, None) => Framing::Chunked,
-        (false, n) => Framing::Length(n.unwrap_or(0)),
-    };
-    if let Framing::Length(n) = framing {
-        if n > limits.get_max_body() {
-            return Err(Reject::BodyTooLarge);
+        (false, n) => {
+            // At most `max_body`, which is a `usize`.
+            let max = u64::try_from(limits.get_max_body()).unwrap_or(u64::MAX);
+            match n.unwrap_or(Some(0)) {
+                Some(n) if n <= max => {
+                    Framing::Length(usize::try_from(n).map_err(|_| Reject::BodyTooLarge)?)
+                }
+                _ => return Err(Reject::BodyTooLarge),
+            }
         }
-    }
+    };
     Ok(Some(Head {
         method: range_of(buf, method),
         target: range_of(buf, target),
@@ -150,50 +152,17 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
     }))
 }
 
-/// Decodes a chunked body at the start of `buf` into `out` (cleared first).
-///
-/// Returns the bytes of `buf` the body took, or `Ok(None)` while it is incomplete.
-pub(crate) fn decode_chunked(
-    buf: &[u8],
-    out: &mut Vec<u8>,
-    max_body: usize,
-) -> Result<Option<usize>, Reject> {
-    out.clear();
-    let mut pos = 0;
-    loop {
-        let (line, size) = match httparse::parse_chunk_size(&buf[pos..]) {
-            Ok(httparse::Status::Complete(found)) => found,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(Reject::BadRequest),
-        };
-        pos += line;
-        if size == 0 {
-            // Trailer fields, ignored, up to the empty line.
-            loop {
-                let rest = &buf[pos..];
-                let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-                    return Ok(None);
-                };
-                pos += eol + 2;
-                if eol == 0 {
-                    return Ok(Some(pos));
-                }
-            }
-        }
-        let size = usize::try_from(size).map_err(|_| Reject::BodyTooLarge)?;
-        if size > max_body - out.len() {
-            return Err(Reject::BodyTooLarge);
-        }
-        if buf.len() - pos < size + 2 {
-            return Ok(None);
-        }
-        out.extend_from_slice(&buf[pos..pos + size]);
-        pos += size;
-        if &buf[pos..pos + 2] != b"\r\n" {
-            return Err(Reject::BadRequest);
-        }
-        pos += 2;
+/// A `Content-Length` value: digits only (else `400`), read as a `u64` with checked
+/// arithmetic; `None` when the numeral is past `u64` (RFC 9110 section 8.6: a recipient must
+/// anticipate large numerals). Over `max_body` is `413` once the whole head is checked.
+fn parse_length(value: &[u8]) -> Result<Option<u64>, Reject> {
+    let value = value.trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Reject::BadRequest);
     }
+    Ok(value.iter().try_fold(0u64, |n, digit| {
+        n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    }))
 }
 
 #[cfg(test)]
@@ -250,23 +219,13 @@ mod tests {
             head(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
             Err(Reject::BadRequest)
         );
-    }
-
-    #[test]
-    fn chunked() {
-        let mut out = Vec::new();
-        let body = b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\nNEXT";
-        assert_eq!(decode_chunked(body, &mut out, 16), Ok(Some(body.len() - 4)));
-        assert_eq!(out, b"helloabc");
-        assert_eq!(decode_chunked(&body[..12], &mut out, 16), Ok(None));
-        assert_eq!(decode_chunked(body, &mut out, 7), Err(Reject::BodyTooLarge));
-        assert_eq!(
-            decode_chunked(b"5\r\nhelloXX", &mut out, 16),
-            Err(Reject::BadRequest)
-        );
-        assert_eq!(
-            decode_chunked(b"zz\r\n", &mut out, 16),
-            Err(Reject::BadRequest)
-        );
+        // Any numeral is read without overflow: over `u64` is simply too large.
+        for huge in ["99999999999999999999999", "18446744073709551616", "17"] {
+            let request = format!("POST / HTTP/1.1\r\nContent-Length: {huge}\r\n\r\n");
+            assert_eq!(head(request.as_bytes()), Err(Reject::BodyTooLarge));
+        }
+        let any = Limits::default().max_body(usize::MAX);
+        let request = b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n";
+        assert_eq!(parse_head(request, &any), Err(Reject::BodyTooLarge));
     }
 }

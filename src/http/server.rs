@@ -45,9 +45,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// answer instead of a reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
-/// The answer to a connection over [`Limits::max_connections`].
-const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
-content-length: 19\r\nconnection: close\r\n\r\nService Unavailable";
+/// Connections over [`Limits::max_connections`] kept at once to deliver their `503` (written,
+/// then FIN, then a short drain). Past this many, a refused connection is simply closed.
+const MAX_REFUSING: usize = 64;
 
 /// One accepted connection: its socket and its sans-IO state.
 struct Socket<'r, H> {
@@ -59,6 +59,28 @@ struct Socket<'r, H> {
     lingering: Option<Instant>,
     /// The earliest timer entry for this connection not yet fired.
     scheduled: Option<Instant>,
+    /// The socket may have input we have not read (edge-triggered: no new event will say so).
+    read_ready: bool,
+    /// Since when answers wait for a client that reads none of them (a write hit `WouldBlock`
+    /// and none has made progress since).
+    write_stalled: Option<Instant>,
+    /// Over the connection limit: only here to deliver its `503`.
+    refused: bool,
+}
+
+impl<'r, H> Socket<'r, H> {
+    fn new(stream: TcpStream, http: Connection<'r, H>, refused: bool) -> Self {
+        Socket {
+            stream,
+            http,
+            eof: false,
+            lingering: None,
+            scheduled: None,
+            read_ready: true,
+            write_stalled: None,
+            refused,
+        }
+    }
 }
 
 /// The reference HTTP/1.1 server on a mio event loop.
@@ -97,6 +119,8 @@ pub struct Server<'r, A: Accounting> {
     signals: Option<Signals>,
     accept_paused: bool,
     stop_deadline: Option<Instant>,
+    /// Sockets in `sockets` that are refused connections delivering their `503`.
+    refusing: usize,
     deadline_hit: bool,
     force_closed: u64,
     started: Instant,
@@ -107,13 +131,17 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// # Errors
     ///
-    /// If the address cannot be bound or the poll cannot be created.
+    /// If `limits` are invalid ([`Limits::validate`]; `InvalidInput`), or the address cannot be
+    /// bound, or the poll cannot be created.
     pub fn bind(
         addr: SocketAddr,
         router: &'r Router<'r>,
         accounting: A,
         limits: Limits,
     ) -> io::Result<Self> {
+        limits
+            .validate()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(addr)?;
         poll.registry()
@@ -130,6 +158,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             signals: None,
             accept_paused: false,
             stop_deadline: None,
+            refusing: 0,
             deadline_hit: false,
             force_closed: 0,
             started: Instant::now(),
@@ -244,33 +273,16 @@ impl<'r, A: Accounting> Server<'r, A> {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, _peer)) => {
-                    if self.sockets.len() >= self.dispatcher.limits.get_max_connections() {
-                        // Over the limit: answer at once and keep no state for it.
-                        let _ = stream.write(OVER_CAPACITY);
+                Ok((stream, _peer)) => {
+                    let open = self.sockets.len() - self.refusing;
+                    if open >= self.dispatcher.limits.get_max_connections() {
                         self.dispatcher.stats.connections_refused += 1;
+                        self.refuse_connection(stream, now);
                         continue;
                     }
-                    let entry = self.sockets.vacant_entry();
-                    let key = entry.key();
-                    let interest = Interest::READABLE.add(Interest::WRITABLE);
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, Token(key), interest)
-                        .is_err()
-                    {
-                        continue; // Dropping the stream closes it; nothing was admitted.
+                    if self.register(stream, Connection::new(now), false, now) {
+                        self.dispatcher.stats.connections += 1;
                     }
-                    entry.insert(Socket {
-                        stream,
-                        http: Connection::new(now),
-                        eof: false,
-                        lingering: None,
-                        scheduled: None,
-                    });
-                    self.dispatcher.stats.connections += 1;
-                    self.reschedule(key, now);
                 }
                 // The backlog is empty.
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
@@ -290,6 +302,46 @@ impl<'r, A: Accounting> Server<'r, A> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Registers an accepted stream and adds it to the loop; false if it could not be (the
+    /// stream is then dropped, which closes it; nothing was admitted).
+    fn register(
+        &mut self,
+        mut stream: TcpStream,
+        http: Connection<'r, A::Held>,
+        refused: bool,
+        now: Instant,
+    ) -> bool {
+        let entry = self.sockets.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::READABLE.add(Interest::WRITABLE);
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), interest)
+            .is_err()
+        {
+            return false;
+        }
+        entry.insert(Socket::new(stream, http, refused));
+        self.reschedule(key, now);
+        true
+    }
+
+    /// A connection over the limit: it gets `503` and `Connection: close`, then FIN, then a
+    /// short drain of what it sent, so the client reads the answer instead of a reset.
+    fn refuse_connection(&mut self, mut stream: TcpStream, now: Instant) {
+        if self.refusing >= MAX_REFUSING {
+            // Too many at once to say goodbye properly: best effort, then close.
+            let mut answer = Connection::<A::Held>::over_capacity(now);
+            let _ = stream.write(answer.pending_output());
+            answer.consume_output(usize::MAX);
+            return;
+        }
+        if self.register(stream, Connection::over_capacity(now), true, now) {
+            self.refusing += 1;
         }
     }
 
@@ -334,7 +386,13 @@ impl<'r, A: Accounting> Server<'r, A> {
                     if socket.scheduled == Some(at) {
                         socket.scheduled = None;
                     }
-                    if socket.lingering.is_some_and(|until| now >= until) {
+                    let stall_limit = self.dispatcher.limits.get_idle_timeout();
+                    let stalled = socket
+                        .write_stalled
+                        .is_some_and(|since| now >= later(since, stall_limit));
+                    if stalled || socket.lingering.is_some_and(|until| now >= until) {
+                        // Lingering is over, or the client has read nothing for the idle
+                        // timeout while answers wait: close (what waits is aborted).
                         self.close(key);
                         continue;
                     }
@@ -349,13 +407,15 @@ impl<'r, A: Accounting> Server<'r, A> {
         let Some(socket) = self.sockets.get_mut(key) else {
             return;
         };
-        let next = match (
+        let stall_limit = self.dispatcher.limits.get_idle_timeout();
+        let next = [
             socket.http.next_deadline(&self.dispatcher),
             socket.lingering,
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+            socket.write_stalled.map(|since| later(since, stall_limit)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(next) = next {
             if socket.scheduled.is_none_or(|s| next < s || s <= now) {
                 socket.scheduled = Some(next);
@@ -366,6 +426,9 @@ impl<'r, A: Accounting> Server<'r, A> {
 
     fn close(&mut self, key: usize) {
         let mut socket = self.sockets.remove(key);
+        if socket.refused {
+            self.refusing -= 1;
+        }
         // Whatever was still waiting on this connection is aborted and its guards released.
         socket
             .http
@@ -412,7 +475,11 @@ impl<'r, A: Accounting> Server<'r, A> {
                 .http
                 .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
             let _ = self.poll.registry().deregister(&mut socket.stream);
-            self.force_closed += 1;
+            if socket.refused {
+                self.refusing -= 1;
+            } else {
+                self.force_closed += 1;
+            }
         }
     }
 
@@ -434,7 +501,8 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 }
 
-/// One connection's turn: read what arrived, answer it, write what we can.
+/// One connection's turn: read what arrived, answer it, write what we can, and again while
+/// back-pressure lets parsing resume.
 ///
 /// Returns `Ok(true)` when the connection is finished and should be closed. `event` is `None`
 /// when a timer (not the socket) woke the connection.
@@ -445,39 +513,20 @@ fn handle_connection_event<'r, A: Accounting>(
     buf: &mut [u8],
     now: Instant,
 ) -> io::Result<bool> {
-    // Read on a readable event, and after a timer too: input we left unread (over the
-    // buffering cap, or beyond the pipeline limit) gets no new event of its own.
-    let readable = event.is_none_or(Event::is_readable);
-    if readable && !socket.eof {
-        // Edge-triggered: read until `WouldBlock`, or we would never hear of the rest.
-        while socket.lingering.is_some() || socket.http.wants_read(d) {
-            match socket.stream.read(buf) {
-                // The client closed its side: waiting requests are aborted (their signals
-                // fire), what is already answered may still be written.
-                Ok(0) => {
-                    socket.eof = true;
-                    socket.http.peer_closed(d);
-                    break;
-                }
-                // After our own close we only drain, so the client's unread bytes do not
-                // turn our last answer into a reset.
-                Ok(_) if socket.lingering.is_some() => {}
-                Ok(n) => socket.http.receive(d, &buf[..n], now),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
-        }
+    // Input may be waiting after a readable event, and after a timer too: input we left unread
+    // (over the buffering cap, or under back-pressure) gets no new event of its own.
+    if event.is_none_or(|e| {
+        e.is_readable() || e.is_read_closed() || e.is_error()
+    }) {
+        socket.read_ready = true;
     }
-
-    // Write whatever is answered; on `WouldBlock` the writable event brings us back.
-    while !socket.http.pending_output().is_empty() {
-        match socket.stream.write(socket.http.pending_output()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => socket.http.consume_output(n),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+    loop {
+        read_available(socket, d, buf, now)?;
+        write_pending(socket, now)?;
+        // The client read enough for parsing to go on: answer what is buffered, then read
+        // and write again (the readable edge was consumed while we paused).
+        if !socket.http.resume(d, now) {
+            break;
         }
     }
 
@@ -488,12 +537,72 @@ fn handle_connection_event<'r, A: Accounting>(
     if socket.eof {
         return Ok(true);
     }
-    // Done on our side: send FIN and linger until the client closes (or briefly times out).
+    // Done on our side: send FIN and linger until the client closes (or briefly times out),
+    // reading and dropping what it still sends.
     if socket.lingering.is_none() {
         let _ = socket.stream.shutdown(std::net::Shutdown::Write);
         socket.lingering = Some(now + CLOSE_LINGER);
+        read_available(socket, d, buf, now)?;
     }
-    Ok(false)
+    Ok(socket.eof)
+}
+
+/// Reads until `WouldBlock` (edge-triggered: or we would never hear of the rest), unless the
+/// connection stops wanting input (buffer cap, back-pressure).
+fn read_available<'r, A: Accounting>(
+    socket: &mut Socket<'r, A::Held>,
+    d: &mut Dispatcher<'r, A>,
+    buf: &mut [u8],
+    now: Instant,
+) -> io::Result<()> {
+    while socket.read_ready
+        && !socket.eof
+        && (socket.lingering.is_some() || socket.http.wants_read(d))
+    {
+        match socket.stream.read(buf) {
+            // The client closed its side: waiting requests are aborted (their signals fire),
+            // what is already answered may still be written.
+            Ok(0) => {
+                socket.eof = true;
+                socket.http.peer_closed(d);
+            }
+            // After our own close we only drain, so the client's unread bytes do not turn our
+            // last answer into a reset.
+            Ok(_) if socket.lingering.is_some() => {}
+            Ok(n) => socket.http.receive(d, &buf[..n], now),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => socket.read_ready = false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Writes whatever is answered; on `WouldBlock` the writable event brings us back.
+fn write_pending<H>(socket: &mut Socket<'_, H>, now: Instant) -> io::Result<()> {
+    while !socket.http.pending_output().is_empty() {
+        match socket.stream.write(socket.http.pending_output()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                socket.http.consume_output(n);
+                socket.write_stalled = None;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                socket.write_stalled.get_or_insert(now);
+                return Ok(());
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    socket.write_stalled = None;
+    Ok(())
+}
+
+/// `at + by`, or as late as an `Instant` can be.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .unwrap_or(at + super::limits::MAX_TIMEOUT)
 }
 
 impl<A: Accounting> std::fmt::Debug for Server<'_, A> {

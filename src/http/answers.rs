@@ -1,0 +1,273 @@
+//! One connection's answers in request order: the bytes being written to its socket, and the
+//! queue of answers behind a deferred one.
+//!
+//! # Invariants
+//!
+//! 1. Answers leave in request order: `output` only ever receives the answer of the oldest
+//!    request without one; later answers wait in `queue` (as `Ready` bytes once computed).
+//! 2. `queued_bytes` is the total length of the `Ready` slots, so [`Answers::unsent`] is every
+//!    byte answered and not yet written: what back-pressure compares with `max_output`.
+//! 3. A slot holding guards (`Waiting`, or `Ready` with `held`) is one admitted request in
+//!    flight; it leaves the queue only through [`Answers::pop_due`] (to be written) or
+//!    [`Answers::drain_held`] (to be aborted).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::router::Route;
+
+/// An answer that could not go out yet because an earlier one is not written.
+pub(crate) enum Slot<'r, H> {
+    /// A deferred response: the request's guards wait here until `due`.
+    Waiting {
+        held: H,
+        due: Instant,
+        route: &'r Route,
+        token: u64,
+        http10: bool,
+        close: bool,
+    },
+    /// A computed answer; `held` are the guards of its request, released once it is written.
+    Ready {
+        bytes: Vec<u8>,
+        close: bool,
+        held: Option<H>,
+    },
+}
+
+/// Buffers above this capacity are given back once empty.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+pub(crate) fn shrink(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_CAPACITY {
+        buf.shrink_to(KEEP_CAPACITY / 4);
+    }
+}
+
+pub(crate) struct Answers<'r, H> {
+    pub(crate) output: Vec<u8>,
+    written: usize,
+    queue: VecDeque<Slot<'r, H>>,
+    queued_bytes: usize,
+    /// Emptied answer buffers, reused for answers queued behind a deferred one.
+    spare: Vec<Vec<u8>>,
+}
+
+impl<'r, H> Answers<'r, H> {
+    pub(crate) fn new() -> Self {
+        Answers {
+            output: Vec::new(),
+            written: 0,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Bytes to write to the socket now.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.output[self.written..]
+    }
+
+    /// `n` bytes of [`pending`](Answers::pending) were written.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.written = self.written.saturating_add(n);
+        if self.written >= self.output.len() {
+            self.output.clear();
+            self.written = 0;
+            shrink(&mut self.output);
+        }
+    }
+
+    /// Every byte answered and not yet written, queued answers included.
+    pub(crate) fn unsent(&self) -> usize {
+        self.pending().len() + self.queued_bytes
+    }
+
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Nothing queued and nothing to write.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.pending().is_empty()
+    }
+
+    /// Requests in flight here: slots holding guards.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.queue
+            .iter()
+            .filter(|s| matches!(s, Slot::Waiting { .. } | Slot::Ready { held: Some(_), .. }))
+            .count()
+    }
+
+    /// When the earliest deferred answer is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.queue
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Waiting { due, .. } => Some(*due),
+                Slot::Ready { .. } => None,
+            })
+            .min()
+    }
+
+    /// Bytes held by the buffers (capacity, not length: what the connection costs in memory).
+    pub(crate) fn buffered(&self) -> usize {
+        let queued: usize = self
+            .queue
+            .iter()
+            .map(|s| match s {
+                Slot::Ready { bytes, .. } => bytes.capacity(),
+                Slot::Waiting { .. } => 0,
+            })
+            .sum();
+        let spare: usize = self.spare.iter().map(Vec::capacity).sum();
+        self.output.capacity() + queued + spare
+    }
+
+    /// Appends an answer written by `write`: straight to the output when nothing is queued
+    /// ahead of it (then `held` is handed back: the request is answered), else queued in order.
+    pub(crate) fn push(
+        &mut self,
+        close: bool,
+        held: Option<H>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<H> {
+        if self.queue.is_empty() {
+            write(&mut self.output);
+            return held;
+        }
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        write(&mut bytes);
+        self.queued_bytes += bytes.len();
+        self.queue.push_back(Slot::Ready { bytes, close, held });
+        None
+    }
+
+    /// Queues a deferred response.
+    pub(crate) fn defer(&mut self, slot: Slot<'r, H>) {
+        self.queue.push_back(slot);
+    }
+
+    /// The front slot if it can be written now: ready, or deferred and due.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Slot<'r, H>> {
+        match self.queue.front()? {
+            Slot::Waiting { due, .. } if *due > now => None,
+            _ => {
+                let slot = self.queue.pop_front()?;
+                if let Slot::Ready { bytes, .. } = &slot {
+                    self.queued_bytes -= bytes.len();
+                }
+                Some(slot)
+            }
+        }
+    }
+
+    /// Writes a queued answer's bytes to the output and keeps its buffer for reuse; with
+    /// `add_close`, marks it `connection: close` first.
+    pub(crate) fn write_out(&mut self, mut bytes: Vec<u8>, add_close: bool) {
+        if add_close {
+            mark_close(&mut bytes);
+        }
+        self.output.extend_from_slice(&bytes);
+        bytes.clear();
+        self.spare.push(bytes);
+    }
+
+    /// Completes in place the deferred answers that are due behind one still waiting, so they
+    /// keep their place: `resume` writes an answer and says whether it closes.
+    pub(crate) fn resume_behind(
+        &mut self,
+        now: Instant,
+        mut resume: impl FnMut(&H, &'r Route, u64, bool, bool, &mut Vec<u8>) -> bool,
+    ) {
+        for slot in self.queue.iter_mut() {
+            if !matches!(slot, Slot::Waiting { due, .. } if *due <= now) {
+                continue;
+            }
+            let placeholder = Slot::Ready {
+                bytes: Vec::new(),
+                close: false,
+                held: None,
+            };
+            let Slot::Waiting {
+                held,
+                route,
+                token,
+                http10,
+                close,
+                ..
+            } = std::mem::replace(slot, placeholder)
+            else {
+                continue;
+            };
+            let mut bytes = self.spare.pop().unwrap_or_default();
+            let close = resume(&held, route, token, http10, close, &mut bytes);
+            self.queued_bytes += bytes.len();
+            *slot = Slot::Ready {
+                bytes,
+                close,
+                held: Some(held),
+            };
+        }
+    }
+
+    /// Empties the queue; the guards of every request in it are handed to `abort`.
+    pub(crate) fn drain_held(&mut self, mut abort: impl FnMut(H)) {
+        self.queued_bytes = 0;
+        for slot in self.queue.drain(..) {
+            match slot {
+                Slot::Waiting { held, .. }
+                | Slot::Ready {
+                    held: Some(held), ..
+                } => abort(held),
+                Slot::Ready { held: None, .. } => {}
+            }
+        }
+    }
+}
+
+/// Makes a written answer close its connection: its `connection` field becomes `close`, or one
+/// is added. Only for answers computed before a stop that turn out to be the last.
+fn mark_close(bytes: &mut Vec<u8>) {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return;
+    };
+    let mut line = 0;
+    while line < end {
+        let next = bytes[line..end]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(end, |p| line + p);
+        let field = &bytes[line..next];
+        if field.len() >= 11 && field[..11].eq_ignore_ascii_case(b"connection:") {
+            bytes.splice(line..next, b"connection: close".iter().copied());
+            return;
+        }
+        line = next + 2;
+    }
+    bytes.splice(end + 2..end + 2, b"connection: close\r\n".iter().copied());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mark_close;
+
+    #[test]
+    fn mark_close_replaces_or_adds_the_field() {
+        let mut keep =
+            b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nhi".to_vec();
+        mark_close(&mut keep);
+        assert_eq!(
+            keep,
+            b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
+        );
+        let mut plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi".to_vec();
+        mark_close(&mut plain);
+        assert_eq!(
+            plain,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
+        );
+    }
+}
