@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -231,4 +231,82 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split(' ').collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Issue 10, row 10, as run: `/delay` then a pipelined `POST /echo`, then SIGTERM. Both answers
+/// arrive in order (read by the strict client), the last with `connection: close`, and the JSON
+/// counts both as served.
+#[test]
+fn answers_computed_before_sigterm_are_sent_in_order_the_last_with_close() {
+    let serve = Serve::start("", "");
+    let stream = TcpStream::connect(serve.addr).unwrap();
+    stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
+    let mut reader = BufReader::new(stream);
+    reader
+        .get_mut()
+        .write_all(
+            b"GET /delay?ms=400 HTTP/1.1\r\nhost: t\r\n\r\n\
+              POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 4\r\n\r\nping",
+        )
+        .unwrap();
+    // Sent before the probe connected: once the probe is answered, the loop has read them.
+    let mut probe = Client::connect(serve.addr);
+    assert_eq!(probe.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    drop(probe);
+    send_signal(serve.child.id(), "TERM");
+    let first = util::strict::read(&mut reader).unwrap();
+    assert_eq!((first.status, first.closes()), (200, false), "{first:?}");
+    assert_eq!(first.body, b"delayed 400 ms");
+    let second = util::strict::read(&mut reader).unwrap();
+    assert_eq!((second.status, second.closes()), (200, true), "{second:?}");
+    assert_eq!(second.body, b"ping");
+    util::strict::expect_clean_eof(&mut reader).unwrap();
+    drop(reader);
+    let mut serve = serve;
+    let mut json = String::new();
+    serve.stdout.read_line(&mut json).unwrap();
+    assert!(serve.child.wait().unwrap().success(), "{json}");
+    assert_eq!(field(&json, "served"), 3.0, "{json}");
+    assert_eq!(field(&json, "aborted"), 0.0, "{json}");
+}
+
+/// The whole-request timeout is a `serve` flag, and covers the body: `408` and close.
+#[test]
+fn serve_request_timeout_flag_bounds_a_slow_body() {
+    let serve = Serve::start("", "--request-timeout-ms 200 --max-body 4096");
+    let stream = TcpStream::connect(serve.addr).unwrap();
+    stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
+    let mut reader = BufReader::new(stream);
+    let started = Instant::now();
+    reader
+        .get_mut()
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nab")
+        .unwrap();
+    let answer = util::strict::read(&mut reader).unwrap();
+    assert_eq!((answer.status, answer.closes()), (408, true), "{answer:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the default is 10 s"
+    );
+    // --max-body: declared lengths past it are refused at once.
+    let mut client = Client::connect(serve.addr);
+    client.send(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 4097\r\n\r\n");
+    assert_eq!(client.answer().unwrap().status, 413);
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "rejected"), 2.0, "{json}");
+}
+
+#[test]
+fn serve_refuses_invalid_limits_at_start() {
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--max-connections", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid Limits: max_connections"),
+        "{stderr}"
+    );
 }

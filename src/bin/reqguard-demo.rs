@@ -64,7 +64,9 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: reqguard-demo                 run the story and print a report
        reqguard-demo serve --addr 127.0.0.1:PORT [--collect-on-stop] [--drain-timeout-ms N]
-                                  [--idle-timeout-ms N] [--max-connections N]";
+                                  [--idle-timeout-ms N] [--max-connections N]
+                                  [--request-timeout-ms N] [--max-body BYTES] [--max-output BYTES]
+       (limits: docs/server.md, \"Limits\"; invalid ones are refused at start)";
 
 /// `serve`: run until SIGINT or SIGTERM, then print one JSON line. True if nothing leaked.
 fn serve(args: &[String]) -> io::Result<bool> {
@@ -81,6 +83,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
             v.parse::<u64>()
                 .map_err(|e| io::Error::other(format!("{arg}: {e}")))
         };
+        let size = |n: u64| usize::try_from(n).map_err(|e| io::Error::other(format!("{arg}: {e}")));
         match arg.as_str() {
             "--addr" => {
                 addr = value()?
@@ -94,7 +97,12 @@ fn serve(args: &[String]) -> io::Result<bool> {
             "--idle-timeout-ms" => {
                 limits = limits.idle_timeout(Duration::from_millis(number(value()?)?))
             }
-            "--max-connections" => limits = limits.max_connections(number(value()?)? as usize),
+            "--max-connections" => limits = limits.max_connections(size(number(value()?)?)?),
+            "--request-timeout-ms" => {
+                limits = limits.request_timeout(Duration::from_millis(number(value()?)?))
+            }
+            "--max-body" => limits = limits.max_body(size(number(value()?)?)?),
+            "--max-output" => limits = limits.max_output(size(number(value()?)?)?),
             other => {
                 return Err(io::Error::other(format!(
                     "unknown option {other:?}\n{USAGE}"

@@ -57,7 +57,7 @@ impl ServerReport {
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
              \"connections\":{},\"connections_refused\":{},\"accept_backoffs\":{},\
-             \"force_closed\":{},\"drain_deadline_hit\":{}}}",
+             \"force_closed\":{},\"drain_deadline_hit\":{},\"buffered_high_water\":{}}}",
             s.served,
             s.refused,
             s.aborted,
@@ -72,6 +72,7 @@ impl ServerReport {
             s.accept_backoffs,
             self.force_closed,
             self.drain_deadline_hit,
+            s.buffered_high_water,
         )
     }
 }

@@ -3,6 +3,8 @@
 //! instead of hanging it.
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
+pub mod strict;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
