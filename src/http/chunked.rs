@@ -116,8 +116,8 @@ enum State {
 ///
 /// let mut decoder = ChunkedDecoder::new(&Limits::default());
 /// let mut body = Vec::new();
-/// assert_eq!(decoder.decode(b"5\r\nhel", &mut body), Ok(7));
-/// assert_eq!(decoder.decode(b"lo\r\n0\r\n\r\nGET /", &mut body), Ok(11));
+/// assert_eq!(decoder.decode(b"5\r\nhel", &mut body), Ok(6));
+/// assert_eq!(decoder.decode(b"lo\r\n0\r\n\r\nGET /", &mut body), Ok(9)); // not `GET /`
 /// assert!(decoder.is_done());
 /// assert_eq!(body, b"hello");
 ///

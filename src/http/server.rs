@@ -515,9 +515,7 @@ fn handle_connection_event<'r, A: Accounting>(
 ) -> io::Result<bool> {
     // Input may be waiting after a readable event, and after a timer too: input we left unread
     // (over the buffering cap, or under back-pressure) gets no new event of its own.
-    if event.is_none_or(|e| {
-        e.is_readable() || e.is_read_closed() || e.is_error()
-    }) {
+    if event.is_none_or(|e| e.is_readable() || e.is_read_closed() || e.is_error()) {
         socket.read_ready = true;
     }
     loop {

@@ -33,11 +33,13 @@ use crate::signal::AbortReason;
 ///
 /// session.feed(b"GET /delay?ms=50 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n");
 /// assert!(session.take_output().is_empty()); // the first answer is deferred, the second waits
-/// assert_eq!(session.ledger().unwrap().outstanding(reqguard::GuardKind::Ticket), 1);
+/// // Both requests are in flight until their answers are written, in order.
+/// assert_eq!(session.ledger().unwrap().outstanding(reqguard::GuardKind::Ticket), 2);
 ///
 /// session.advance(Duration::from_millis(50));
 /// let out = String::from_utf8(session.take_output()).unwrap();
 /// assert!(out.find("delayed 50 ms").unwrap() < out.find("hello").unwrap()); // in order
+/// assert_eq!(session.stats().served, 2);
 ///
 /// session.disconnect();
 /// session.ledger().unwrap().assert_quiescent();
