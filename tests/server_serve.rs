@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{wait_until, Client};
+use util::{get, wait_until, Client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reqguard-demo");
 
@@ -155,14 +155,16 @@ fn serve_under_curl_then_sigint_prints_json_and_exits_0() {
 
 #[test]
 fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
-    let serve = Serve::start("", "--collect-on-stop");
+    // Idle connections may linger 2 s into the drain, long enough for the late request.
+    let serve = Serve::start("", "--collect-on-stop --idle-linger-ms 2000");
     let mut kept = Client::connect(serve.addr);
     assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
     let addr = serve.addr;
     send_signal(serve.child.id(), "TERM");
-    // The listener closes at stop, in the same loop turn as the collection.
-    wait_until("the listener to close", || {
-        TcpStream::connect(addr).is_err()
+    // Readiness turns 503 as the ladder starts; with no unready time the drain (and the
+    // collection) begins in the same loop turn. The port keeps accepting meanwhile.
+    wait_until("readiness to turn 503", || {
+        get(addr, "/healthz/ready").status == 503
     });
     let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
@@ -308,5 +310,60 @@ fn serve_refuses_invalid_limits_at_start() {
     assert!(
         stderr.contains("invalid Limits: max_connections"),
         "{stderr}"
+    );
+}
+
+/// `"key":N` for every occurrence of `key` after the first (the per-loop objects follow the
+/// totals in the JSON line).
+fn per_loop(json: &str, key: &str) -> Vec<f64> {
+    let loops = &json[json.find("\"loops\":[").expect("a loops list")..];
+    loops
+        .match_indices(&format!("{{\"{key}\":"))
+        .map(|(at, _)| field(&loops[at..], key))
+        .collect()
+}
+
+#[test]
+fn serve_with_two_loops_prints_each_loop_and_their_sum() {
+    let serve = Serve::start("", "--loops 2");
+    for _ in 0..40 {
+        assert_eq!(util::get(serve.addr, "/").status, 200);
+    }
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "exit status 0 when nothing leaked on any loop: {json}");
+    let served = per_loop(&json, "served");
+    assert_eq!(served.len(), 2, "{json}");
+    assert_eq!(served.iter().sum::<f64>(), 40.0, "{json}");
+    assert_eq!(field(&json, "served"), 40.0, "{json}");
+    assert!(served.iter().all(|&n| n > 0.0), "both loops served: {json}");
+    assert_eq!(json.matches("\"step\":\"close\"").count(), 2, "{json}");
+}
+
+#[test]
+fn a_second_sigterm_skips_the_drain_to_force() {
+    let serve = Serve::start("", "--loops 2 --drain-timeout-ms 30000");
+    let mut delayed = Client::connect(serve.addr);
+    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\n\r\n");
+    // Another process: no event tells us the request was admitted; it is read within
+    // microseconds of arriving, and this leaves far more than that.
+    std::thread::sleep(Duration::from_millis(300));
+    send_signal(serve.child.id(), "TERM");
+    wait_until("readiness to turn 503", || {
+        util::get(serve.addr, "/healthz/ready").status == 503
+    });
+    assert_eq!(util::get(serve.addr, "/healthz/live").status, 200);
+    // The drain waits for the delayed request (30 s); a second signal forces.
+    let forced = Instant::now();
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(forced.elapsed() < Duration::from_secs(10), "{json}");
+    assert!(ok, "{json}");
+    assert!(delayed.answer().is_err(), "force-closed without an answer");
+    assert_eq!(field(&json, "force_closed"), 1.0, "{json}");
+    assert_eq!(field(&json, "aborted"), 1.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    assert_eq!(json.matches("\"step\":\"force\"").count(), 2, "{json}");
+    assert!(
+        !json.contains("\"step\":\"abort\""),
+        "the deadline was never reached: {json}"
     );
 }

@@ -18,6 +18,7 @@
 //!
 //! `--collect-on-stop` downgrades the wrapper at stop and collects it at once (the PR's
 //! scenario); without it the wrapper is downgraded and collected when the drain completes.
+//! `--loops N` runs N event loops on one port; SIGTERM runs the stop ladder (`--help`).
 //!
 //! The event loop itself is `reqguard::http::Server::run` (src/http/server.rs), which reads
 //! like mio's `examples/tcp_server.rs`.
@@ -28,7 +29,10 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, ServerBuilder, ServerReport};
+use reqguard::http::{
+    demo_routes, GroupStop, Guarded, Ladder, Limits, ListenMode, LoopGroup, ServerBuilder,
+    ServerReport,
+};
 use reqguard::{Config, DowngradePolicy};
 
 /// Client threads generating load in the story.
@@ -62,17 +66,56 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: reqguard-demo                 run the story and print a report
-       reqguard-demo serve --addr 127.0.0.1:PORT [--collect-on-stop] [--drain-timeout-ms N]
-                                  [--idle-timeout-ms N] [--max-connections N]
-                                  [--request-timeout-ms N] [--max-body BYTES] [--max-output BYTES]
-       (limits: docs/server.md, \"Limits\"; invalid ones are refused at start)";
+const USAGE: &str = "\
+usage: reqguard-demo                 run the story and print a report
+       reqguard-demo serve [OPTIONS]  serve until SIGTERM/SIGINT, then print one JSON line
 
-/// `serve`: run until SIGINT or SIGTERM, then print one JSON line. True if nothing leaked.
-fn serve(args: &[String]) -> io::Result<bool> {
-    let mut addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080));
-    let mut collect_on_stop = false;
-    let mut limits = Limits::default();
+serve options:
+  --addr IP:PORT          where to listen (127.0.0.1:8080)
+  --loops N               event loops, one thread each, sharing the port (1)
+  --listen MODE           reuseport: one SO_REUSEPORT socket per loop (default);
+                          shared: one socket every loop polls
+  --collect-on-stop       collect the wrapper as the drain begins (the PR's scenario)
+  --idle-timeout-ms N     keep-alive idle timeout (5000)
+  --max-connections N     open connections per loop; more get 503 (1024)
+  --request-timeout-ms N  time to send a whole request, head and body; slower gets 408
+  --max-body BYTES        largest request body; larger gets 413
+  --max-output BYTES      unsent answers buffered per connection before reading pauses
+                          (limits: docs/server.md, \"Limits\"; invalid ones are refused at start)
+
+the stop ladder, run by the first SIGTERM or SIGINT (a second one skips to force):
+  --unready-ms N          unready: GET /healthz/ready answers 503 (200 before), /healthz/live
+                          200 until exit, every answer carries connection: close, requests are
+                          still served and the port still accepts (0)
+  --drain-timeout-ms N    drain: admission closes (late requests 503 + connection: close),
+                          in-flight requests get N ms to finish (5000)
+  --idle-linger-ms N      during the drain, idle keep-alive connections close after N ms (0)
+  --force-after-ms N      abort: at the drain deadline the abort signals of requests still out
+                          fire; force: N ms later their sockets close (1000)
+  then close: once every loop has drained, the listeners close together and connections
+  still open are answered 503 + connection: close. The exit JSON gives each loop's steps.
+
+exit status: 0 if no guard leaked on any loop, 1 if one did, 2 on a usage or I/O error";
+
+/// What `serve` was asked for.
+struct ServeOptions {
+    addr: SocketAddr,
+    loops: usize,
+    mode: ListenMode,
+    collect_on_stop: bool,
+    limits: Limits,
+    ladder: Ladder,
+}
+
+fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
+    let mut o = ServeOptions {
+        addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        loops: 1,
+        mode: ListenMode::ReusePort,
+        collect_on_stop: false,
+        limits: Limits::default(),
+        ladder: Ladder::default(),
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -81,28 +124,41 @@ fn serve(args: &[String]) -> io::Result<bool> {
         };
         let number = |v: &String| {
             v.parse::<u64>()
-                .map_err(|e| io::Error::other(format!("{arg}: {e}")))
+                .map_err(|e| io::Error::other(format!("{arg} {v:?}: {e}")))
         };
         let size = |n: u64| usize::try_from(n).map_err(|e| io::Error::other(format!("{arg}: {e}")));
+        let ms = |v: &String| number(v).map(Duration::from_millis);
         match arg.as_str() {
             "--addr" => {
-                addr = value()?
+                o.addr = value()?
                     .parse()
                     .map_err(|e| io::Error::other(format!("--addr: {e}")))?
             }
-            "--collect-on-stop" => collect_on_stop = true,
-            "--drain-timeout-ms" => {
-                limits = limits.drain_timeout(Duration::from_millis(number(value()?)?))
+            "--loops" => match number(value()?)? {
+                n @ 1..=1024 => o.loops = n as usize,
+                n => return Err(io::Error::other(format!("--loops {n}: expected 1 to 1024"))),
+            },
+            "--listen" => {
+                o.mode = match value()?.as_str() {
+                    "reuseport" => ListenMode::ReusePort,
+                    "shared" => ListenMode::Shared,
+                    other => {
+                        return Err(io::Error::other(format!(
+                            "--listen {other:?}: expected reuseport or shared"
+                        )))
+                    }
+                }
             }
-            "--idle-timeout-ms" => {
-                limits = limits.idle_timeout(Duration::from_millis(number(value()?)?))
-            }
-            "--max-connections" => limits = limits.max_connections(size(number(value()?)?)?),
-            "--request-timeout-ms" => {
-                limits = limits.request_timeout(Duration::from_millis(number(value()?)?))
-            }
-            "--max-body" => limits = limits.max_body(size(number(value()?)?)?),
-            "--max-output" => limits = limits.max_output(size(number(value()?)?)?),
+            "--collect-on-stop" => o.collect_on_stop = true,
+            "--unready-ms" => o.ladder = o.ladder.unready(ms(value()?)?),
+            "--drain-timeout-ms" => o.ladder = o.ladder.drain_timeout(ms(value()?)?),
+            "--force-after-ms" => o.ladder = o.ladder.force_after(ms(value()?)?),
+            "--idle-linger-ms" => o.ladder = o.ladder.idle_linger(ms(value()?)?),
+            "--idle-timeout-ms" => o.limits = o.limits.idle_timeout(ms(value()?)?),
+            "--max-connections" => o.limits = o.limits.max_connections(size(number(value()?)?)?),
+            "--request-timeout-ms" => o.limits = o.limits.request_timeout(ms(value()?)?),
+            "--max-body" => o.limits = o.limits.max_body(size(number(value()?)?)?),
+            "--max-output" => o.limits = o.limits.max_output(size(number(value()?)?)?),
             other => {
                 return Err(io::Error::other(format!(
                     "unknown option {other:?}\n{USAGE}"
@@ -110,28 +166,71 @@ fn serve(args: &[String]) -> io::Result<bool> {
             }
         }
     }
-    let policy = if collect_on_stop {
+    Ok(o)
+}
+
+/// `serve`: run until SIGINT or SIGTERM, then print one JSON line. True if nothing leaked.
+fn serve(args: &[String]) -> io::Result<bool> {
+    let o = parse_serve(args)?;
+    let policy = if o.collect_on_stop {
         DowngradePolicy::OnStop
     } else {
         DowngradePolicy::OnDrain
     };
     quiet_intended_panics(true);
-    let routes = Routes::new();
-    let mut router = Router::new(&routes);
-    demo_routes(&mut router);
-    let accounting = Guarded::embedded("reqguard-demo", Config::default().downgrade(policy));
-    let report = ServerBuilder::new()
-        .addr(addr)
-        .limits(limits)
-        .handle_signals(true)
-        .serve(&router, accounting, |addr, _stop| {
-            println!("listening on {addr}");
-        })?;
+    let group = LoopGroup::new()
+        .addr(o.addr)
+        .loops(o.loops)
+        .listen_mode(o.mode)
+        .limits(o.limits)
+        .ladder(o.ladder)
+        .spawn(
+            move |_loop| Guarded::embedded("reqguard-demo", Config::default().downgrade(policy)),
+            demo_routes,
+        )?;
+    let unwatch = watch_signals(group.stopper())?;
+    println!("listening on {}", group.addr());
+    let report = group.wait();
+    unwatch();
+    let report = report?;
     println!("{}", report.to_json());
-    if report.leaked > 0 {
-        eprintln!("{}", report.leaks);
+    for (index, loop_report) in report.loops.iter().enumerate() {
+        if loop_report.leaked > 0 {
+            eprintln!("loop {index}: {}", loop_report.leaks);
+        }
     }
-    Ok(report.leaked == 0)
+    Ok(report.is_clean())
+}
+
+/// The first SIGTERM or SIGINT starts the group's ladder, the second skips to force. Returns
+/// what removes the handlers.
+#[cfg(unix)]
+fn watch_signals(stopper: GroupStop) -> io::Result<impl FnOnce()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = signals.handle();
+    let watcher = thread::spawn(move || {
+        for (count, _signal) in signals.forever().enumerate() {
+            if count == 0 {
+                stopper.stop();
+            } else {
+                stopper.force();
+            }
+        }
+    });
+    Ok(move || {
+        handle.close();
+        let _ = watcher.join();
+    })
+}
+
+/// Signals are Unix-only here; elsewhere `serve` cannot be stopped gracefully.
+#[cfg(not(unix))]
+fn watch_signals(_stopper: GroupStop) -> io::Result<impl FnOnce()> {
+    Err::<fn(), _>(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "serve stops on SIGTERM/SIGINT, which this platform does not have",
+    ))
 }
 
 /// The story: load, stop with kept-alive connections open, collect, late requests, drain.

@@ -33,6 +33,7 @@ use super::accounting::Accounting;
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
 use super::dispatch::{call_handler, call_resume, Dispatcher};
+use super::ladder::ConnState;
 use super::limits::MAX_TIMEOUT;
 use super::parse::{parse_head, Framing, Head, Reject};
 use super::response::{write_response, write_status, Response, Wire};
@@ -126,6 +127,8 @@ pub struct Connection<'r, H> {
     paused: bool,
     closing: bool,
     closed: bool,
+    /// Bytes have arrived on it (a connection still silent is not an idle keep-alive one).
+    used: bool,
 }
 
 /// `at + by`, or (past what an `Instant` can hold) as late as it can be.
@@ -150,6 +153,7 @@ impl<'r, H> Connection<'r, H> {
             paused: false,
             closing: false,
             closed: false,
+            used: false,
         }
     }
 
@@ -180,6 +184,7 @@ impl<'r, H> Connection<'r, H> {
         }
         self.input.extend_from_slice(bytes);
         self.last_activity = now;
+        self.used = true;
         self.advance(d, now);
     }
 
@@ -239,17 +244,38 @@ impl<'r, H> Connection<'r, H> {
         self.input.capacity() + self.body.capacity() + self.answers.buffered()
     }
 
+    /// What the connection is doing, and for how long (since its last input or answer): for
+    /// the stop ladder's reports.
+    pub(crate) fn activity(&self, now: Instant) -> (ConnState, std::time::Duration) {
+        let state = if self.waiting() > 0 {
+            ConnState::InHandler
+        } else if !self.pending_output().is_empty() {
+            ConnState::Writing
+        } else if self.input.len() > self.start
+            || self.request_started.is_some()
+            || matches!(self.reading, Reading::Body { .. })
+        {
+            ConnState::Reading
+        } else {
+            ConnState::Idle
+        };
+        (state, now.saturating_duration_since(self.last_activity))
+    }
+
     fn is_idle(&self) -> bool {
         !self.closing && !self.closed && self.answers.is_empty() && self.input.len() == self.start
     }
 
     fn idle_deadline<A: Accounting>(&self, d: &Dispatcher<'r, A>) -> Instant {
+        // A loop group keeps accepting while it drains: a connection that has sent nothing
+        // yet has its first request on the way, so it keeps the usual idle timeout.
+        let silent = d.in_group && !self.used;
         match d.stopped_at {
-            Some(stopped) => {
+            Some(stopped) if !silent => {
                 let linger = d.limits.get_stop_linger().min(d.limits.get_idle_timeout());
                 later(self.last_activity.max(stopped), linger)
             }
-            None => later(self.last_activity, d.limits.get_idle_timeout()),
+            Some(_) | None => later(self.last_activity, d.limits.get_idle_timeout()),
         }
     }
 
@@ -434,6 +460,24 @@ impl<'r, H> Connection<'r, H> {
         self.continue_sent = false;
         self.request_started = None;
         let head = &parsed.head;
+        // Health probes (loops of a group) answer from the loop's own state, before admission:
+        // liveness must hold through the drain, when admission refuses everything.
+        let input = &self.input[self.start..];
+        if let Some((status, text)) =
+            d.health_probe(&input[head.method.clone()], &input[head.target.clone()])
+        {
+            self.start += parsed.total;
+            let close = !head.keep_alive || d.closes_connections();
+            let wire = Wire {
+                http10: head.http10,
+                close,
+            };
+            self.answers.push(close, None, |out| {
+                write_response(out, wire, status, "text/plain", text);
+            });
+            self.closing |= close;
+            return;
+        }
         // Upgrade first, then take the bundle: a refusal has taken nothing.
         let held = match d.accounting.admit() {
             Ok(held) => held,
@@ -476,7 +520,9 @@ impl<'r, H> Connection<'r, H> {
         if response.wants_stop() {
             d.stop_requested = true;
         }
-        let close = !head.keep_alive || d.stopped_at.is_some() || response.wants_close();
+        // Unready or stopping: every answer closes its connection (keep-alive off).
+        let close =
+            !head.keep_alive || d.unready || d.stopped_at.is_some() || response.wants_close();
         let wire = Wire {
             http10: head.http10,
             close,
@@ -592,7 +638,7 @@ impl<'r, H> Connection<'r, H> {
     /// stop, the last of them carries `connection: close` (the ones before it still go out).
     fn complete_due<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
         while let Some(slot) = self.answers.pop_due(now) {
-            let closes_at_stop = d.stopped_at.is_some() && self.answers.queue_len() == 0;
+            let closes_at_stop = d.closes_connections() && self.answers.queue_len() == 0;
             let close = match slot {
                 Slot::Ready { bytes, close, held } => {
                     self.answers.write_out(bytes, closes_at_stop && !close);

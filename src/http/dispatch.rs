@@ -68,6 +68,12 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) in_flight: usize,
     pub(crate) stopped_at: Option<Instant>,
     pub(crate) stop_requested: bool,
+    /// A loop of a group: answers `GET /healthz/live` and `/healthz/ready` before admission,
+    /// and keeps connections that have sent nothing yet open through the drain (the group's
+    /// listeners keep accepting, so their first request is on its way).
+    pub(crate) in_group: bool,
+    /// The stop ladder's unready step has begun: readiness 503, keep-alive off.
+    pub(crate) unready: bool,
 }
 
 impl<'r, A: Accounting> Dispatcher<'r, A> {
@@ -82,6 +88,8 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             in_flight: 0,
             stopped_at: None,
             stop_requested: false,
+            in_group: false,
+            unready: false,
         }
     }
 
@@ -129,6 +137,29 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
     /// Whether a handler asked the server to stop ([`Response::stop_server`]); clears the flag.
     pub fn take_stop_request(&mut self) -> bool {
         std::mem::take(&mut self.stop_requested)
+    }
+
+    /// Whether answers close their connection now (unready, or stopping).
+    pub(crate) fn closes_connections(&self) -> bool {
+        self.unready || self.stopped_at.is_some()
+    }
+
+    /// The answer to a health probe, or `None` when `target` is not one (or probes are off).
+    pub(crate) fn health_probe(
+        &self,
+        method: &[u8],
+        target: &[u8],
+    ) -> Option<(u16, &'static [u8])> {
+        if !self.in_group || method != b"GET" {
+            return None;
+        }
+        let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+        match path {
+            b"/healthz/live" => Some((200, b"live")),
+            b"/healthz/ready" if self.closes_connections() => Some((503, b"unready")),
+            b"/healthz/ready" => Some((200, b"ready")),
+            _ => None,
+        }
     }
 
     pub(crate) fn count_refusal(&mut self, refusal: Refusal) {

@@ -11,6 +11,7 @@
 //! | [`Server`], [`ServerBuilder`], [`Running`], [`StopHandle`] | the mio loop, on a thread or the current one |
 //! | [`Accounting`]: [`Guarded`], [`Unaccounted`] | admission through reqguard, or (benchmark baseline only) none |
 //! | [`Router`], [`Routes`], [`Handler`], [`Request`], [`Response`], [`Reply`] | routes and handlers; [`demo_routes`] |
+//! | [`LoopGroup`], [`GroupHandle`], [`GroupStop`], [`Ladder`], [`GroupReport`] | one loop per core on one port, and the stop ladder (unready, drain, abort, force) |
 //! | [`Limits`], [`ServerReport`], [`Stats`] | knobs and figures |
 //! | [`ChunkedDecoder`] | incremental chunked body decoding, for a loop of your own |
 //!
@@ -41,7 +42,11 @@ mod answers;
 mod chunked;
 mod connection;
 mod dispatch;
+mod group;
+mod group_report;
+mod ladder;
 mod limits;
+mod listener;
 mod parse;
 mod report;
 mod response;
@@ -59,7 +64,11 @@ pub use accounting::{
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use connection::Connection;
 pub use dispatch::{Dispatcher, Stats};
+pub use group::{GroupHandle, GroupStop, LoopGroup};
+pub use group_report::GroupReport;
+pub use ladder::{ConnState, Ladder, Outstanding, StateCount, Step, StepRecord};
 pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
+pub use listener::ListenMode;
 pub use report::ServerReport;
 pub use response::Response;
 pub use router::{Handler, Reply, Request, Route, Router, Routes};

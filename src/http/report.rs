@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::dispatch::Stats;
+use super::ladder::StepRecord;
 use crate::ledger::LeakReport;
 use crate::pool::PoolMetrics;
 
@@ -27,6 +28,9 @@ pub struct ServerReport {
     pub pool: Option<PoolMetrics>,
     /// From bind to the end of the loop.
     pub uptime: Duration,
+    /// The stop ladder's steps this loop reached, in order (a loop of a
+    /// [`LoopGroup`](crate::http::LoopGroup) only; empty otherwise).
+    pub steps: Vec<StepRecord>,
 }
 
 impl ServerReport {
@@ -57,7 +61,7 @@ impl ServerReport {
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
              \"connections\":{},\"connections_refused\":{},\"accept_backoffs\":{},\
-             \"force_closed\":{},\"drain_deadline_hit\":{},\"buffered_high_water\":{}}}",
+             \"force_closed\":{},\"drain_deadline_hit\":{},\"buffered_high_water\":{}",
             s.served,
             s.refused,
             s.aborted,
@@ -73,7 +77,16 @@ impl ServerReport {
             self.force_closed,
             self.drain_deadline_hit,
             s.buffered_high_water,
-        )
+        ) + &self.steps_json()
+    }
+
+    /// `,"steps":[...]}` when the loop ran a ladder, else `}`.
+    fn steps_json(&self) -> String {
+        if self.steps.is_empty() {
+            return "}".into();
+        }
+        let steps: Vec<String> = self.steps.iter().map(StepRecord::to_json).collect();
+        format!(",\"steps\":[{}]}}", steps.join(","))
     }
 }
 

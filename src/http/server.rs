@@ -32,6 +32,9 @@ use super::signals::Signals;
 use super::timer::Timers;
 use crate::signal::AbortReason;
 
+// The stop ladder as one loop of a group runs it (src/http/server/ladder_loop.rs).
+mod ladder_loop;
+
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
@@ -66,6 +69,8 @@ struct Socket<'r, H> {
     write_stalled: Option<Instant>,
     /// Over the connection limit: only here to deliver its `503`.
     refused: bool,
+    /// When the loop accepted it.
+    accepted: Instant,
 }
 
 impl<'r, H> Socket<'r, H> {
@@ -79,6 +84,7 @@ impl<'r, H> Socket<'r, H> {
             read_ready: true,
             write_stalled: None,
             refused,
+            accepted: Instant::now(),
         }
     }
 }
@@ -124,6 +130,8 @@ pub struct Server<'r, A: Accounting> {
     deadline_hit: bool,
     force_closed: u64,
     started: Instant,
+    /// The group's stop ladder, when this loop is one of a [`LoopGroup`](super::LoopGroup).
+    ladder: Option<Box<ladder_loop::LoopLadder>>,
 }
 
 impl<'r, A: Accounting> Server<'r, A> {
@@ -139,11 +147,35 @@ impl<'r, A: Accounting> Server<'r, A> {
         accounting: A,
         limits: Limits,
     ) -> io::Result<Self> {
+        Server::with_listener(TcpListener::bind(addr)?, router, accounting, limits)
+    }
+
+    /// Serves on a listener bound elsewhere (a `SO_REUSEPORT` socket of a loop group); it is
+    /// made non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// If the listener cannot be made non-blocking or the poll cannot be created.
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        router: &'r Router<'r>,
+        accounting: A,
+        limits: Limits,
+    ) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Server::with_listener(TcpListener::from_std(listener), router, accounting, limits)
+    }
+
+    fn with_listener(
+        mut listener: TcpListener,
+        router: &'r Router<'r>,
+        accounting: A,
+        limits: Limits,
+    ) -> io::Result<Self> {
         limits
             .validate()
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(addr)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -162,6 +194,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             deadline_hit: false,
             force_closed: 0,
             started: Instant::now(),
+            ladder: None,
         })
     }
 
@@ -235,7 +268,11 @@ impl<'r, A: Accounting> Server<'r, A> {
             if self.dispatcher.take_stop_request() {
                 self.stop(now);
             }
-            if self.stop_deadline.is_some() && self.poll_stop(now) {
+            if self.ladder.is_some() {
+                if self.ladder_turn(now) {
+                    break;
+                }
+            } else if self.stop_deadline.is_some() && self.poll_stop(now) {
                 break;
             }
         }
@@ -245,6 +282,9 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// Begins a graceful stop: closes the listener, stops admission, and gives in-flight
     /// requests until [`Limits::drain_timeout`]. Callable from the loop's thread.
     pub fn stop(&mut self, now: Instant) {
+        if self.ladder.is_some() {
+            return self.ladder_stop(now);
+        }
         if self.stop_deadline.is_some() {
             return;
         }
@@ -495,6 +535,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             force_closed: self.force_closed,
             pool: accounting.pool,
             uptime: self.started.elapsed(),
+            steps: self.ladder.take().map(|l| l.records).unwrap_or_default(),
         };
         self.control.set_phase(Phase::Done);
         report

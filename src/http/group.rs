@@ -1,0 +1,411 @@
+//! A loop group: N mio loops on N threads, one port, one stop ladder.
+//!
+//! # Invariants
+//!
+//! 1. Each loop owns its accounting (its `ServerCore`, pool and ledger), router and
+//!    connections; nothing on the request path is shared between loops, so no atomic and no
+//!    lock is touched per request. The loops share only [`GroupShared`], read on a stop.
+//! 2. Every loop runs the ladder from the same instant (the group's stop), so the steps line
+//!    up across loops.
+//! 3. No loop closes its listener before every loop has drained: closing a `SO_REUSEPORT`
+//!    listener resets the connections in its accept queue, so a loop that drains early keeps
+//!    accepting (and answering `503` + `connection: close`) until the last loop has drained.
+//!    Then every loop closes its listener in the same instant ([`Step::Close`](crate::http::Step::Close)).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use super::accounting::Accounting;
+use super::group_report::GroupReport;
+use super::ladder::Ladder;
+use super::limits::Limits;
+use super::listener::{self, ListenMode};
+use super::report::ServerReport;
+use super::router::{Router, Routes};
+use super::running::StopHandle;
+use super::server::Server;
+
+/// What the loops of a group share: the stop instant and the group-wide commands.
+pub(crate) struct GroupShared {
+    loops: usize,
+    stop_at: Mutex<Option<Instant>>,
+    force: AtomicBool,
+    close: AtomicBool,
+    drained: AtomicUsize,
+    wake: Mutex<Vec<StopHandle>>,
+}
+
+impl GroupShared {
+    fn new(loops: usize) -> Self {
+        GroupShared {
+            loops,
+            stop_at: Mutex::new(None),
+            force: AtomicBool::new(false),
+            close: AtomicBool::new(false),
+            drained: AtomicUsize::new(0),
+            wake: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts the ladder (once) and wakes every loop.
+    pub(crate) fn stop(&self) {
+        self.stop_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        // Each wake sets the loop's stop flag and wakes its poll; the loop then reads the
+        // group's state in its ladder turn.
+        for handle in self.wake.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            handle.stop();
+        }
+    }
+
+    /// The group's stop instant, once stopped.
+    pub(crate) fn stop_at(&self) -> Option<Instant> {
+        *self.stop_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn force_requested(&self) -> bool {
+        self.force.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn close_requested(&self) -> bool {
+        self.close.load(Ordering::Acquire)
+    }
+
+    /// A loop has drained (once per loop); the last one tells every loop to close.
+    pub(crate) fn report_drained(&self) {
+        if self.drained.fetch_add(1, Ordering::AcqRel) + 1 == self.loops {
+            self.close.store(true, Ordering::Release);
+            self.wake_all();
+        }
+    }
+}
+
+/// One loop's membership of its group, held by the loop's [`Server`].
+pub(crate) struct Member {
+    pub(crate) shared: Arc<GroupShared>,
+}
+
+/// Stops a loop group from any thread: `Send`, `Sync` and `Clone`. A second
+/// [`stop`](GroupStop::stop) does nothing; [`force`](GroupStop::force) jumps to the force step.
+#[derive(Clone)]
+pub struct GroupStop {
+    shared: Arc<GroupShared>,
+}
+
+impl GroupStop {
+    /// Starts the stop ladder on every loop (once); returns at once.
+    pub fn stop(&self) {
+        self.shared.stop();
+    }
+
+    /// Skips to the force step on every loop: sockets close now, the outcome of each request
+    /// still out is recorded (what a second SIGTERM or SIGINT does).
+    pub fn force(&self) {
+        self.shared.force.store(true, Ordering::Release);
+        self.shared.stop();
+    }
+
+    /// Whether the ladder has started.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stop_at().is_some()
+    }
+}
+
+impl fmt::Debug for GroupStop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupStop")
+            .field("loops", &self.shared.loops)
+            .field("stopping", &self.is_stopping())
+            .finish()
+    }
+}
+
+/// Configures and starts a group of event loops sharing one port.
+///
+/// Each loop runs on its own thread with its own accounting (built on that thread by the
+/// factory, so engines need not be `Send`), router and connections; the kernel spreads new
+/// connections over the loops (`SO_REUSEPORT`, or one shared listener with
+/// [`ListenMode::Shared`]). A stop runs the [`Ladder`] on every loop from the same instant.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use reqguard::http::{demo_routes, Guarded, LoopGroup};
+/// use reqguard::Config;
+///
+/// let group = LoopGroup::new()
+///     .loops(2)
+///     .spawn(|_loop| Guarded::embedded("server", Config::default()), demo_routes)
+///     .unwrap();
+/// let mut client = std::net::TcpStream::connect(group.addr()).unwrap();
+/// client.write_all(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").unwrap();
+/// let mut answer = String::new();
+/// client.read_to_string(&mut answer).unwrap();
+/// assert!(answer.ends_with("hello"));
+///
+/// let report = group.stop().unwrap();
+/// assert_eq!(report.loops.len(), 2);
+/// assert_eq!(report.totals.stats.served, 1);
+/// assert!(report.is_clean()); // nothing leaked on any loop
+/// ```
+#[derive(Clone, Debug)]
+pub struct LoopGroup {
+    addr: SocketAddr,
+    loops: usize,
+    limits: Limits,
+    ladder: Ladder,
+    mode: ListenMode,
+}
+
+impl Default for LoopGroup {
+    fn default() -> Self {
+        LoopGroup::new()
+    }
+}
+
+impl LoopGroup {
+    /// One loop on `127.0.0.1:0` (a free port), default limits and ladder, `SO_REUSEPORT`.
+    pub fn new() -> Self {
+        LoopGroup {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            loops: 1,
+            limits: Limits::default(),
+            ladder: Ladder::default(),
+            mode: ListenMode::ReusePort,
+        }
+    }
+
+    /// The address every loop listens on.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// How many loops (threads); one per core is the usual choice. Zero is an error at spawn.
+    pub fn loops(mut self, count: usize) -> Self {
+        self.loops = count;
+        self
+    }
+
+    /// The limits of every loop (the ladder's drain timeout and idle linger override theirs).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The stop ladder.
+    pub fn ladder(mut self, ladder: Ladder) -> Self {
+        self.ladder = ladder;
+        self
+    }
+
+    /// How the loops share the port.
+    pub fn listen_mode(mut self, mode: ListenMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Binds the port and starts every loop on its own thread. `accounting` is called once per
+    /// loop, on that loop's thread, with the loop's index; `routes` likewise fills each loop's
+    /// router.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be bound, `loops` is zero, or a loop cannot start (the loops already
+    /// started are stopped first).
+    pub fn spawn<A, F, R>(self, accounting: F, routes: R) -> io::Result<GroupHandle>
+    where
+        A: Accounting,
+        F: Fn(usize) -> A + Send + Sync + 'static,
+        R: Fn(&mut Router<'_>) + Send + Sync + 'static,
+    {
+        let listeners = listener::bind(self.addr, self.loops, self.mode)?;
+        let addr = listeners[0].local_addr()?;
+        let shared = Arc::new(GroupShared::new(self.loops));
+        let (accounting, routes) = (Arc::new(accounting), Arc::new(routes));
+        let limits = self
+            .limits
+            .drain_timeout(self.ladder.get_drain_timeout())
+            .stop_linger(self.ladder.get_idle_linger());
+        let (ready, ready_rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(self.loops);
+        let mut failure = None;
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let member = Member {
+                shared: Arc::clone(&shared),
+            };
+            let (accounting, routes) = (Arc::clone(&accounting), Arc::clone(&routes));
+            let (ready, ladder) = (ready.clone(), self.ladder);
+            let thread = thread::Builder::new()
+                .name(format!("reqguard-loop-{index}"))
+                .spawn(move || {
+                    let store = Routes::new();
+                    let mut router = Router::new(&store);
+                    routes(&mut router);
+                    let server =
+                        Server::from_listener(listener, &router, accounting(index), limits)
+                            .map(|server| server.join_group(member, ladder));
+                    match server {
+                        Ok(server) => {
+                            let _ = ready.send(Ok(server.stop_handle()));
+                            server.run()
+                        }
+                        Err(err) => {
+                            let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
+                            Err(err)
+                        }
+                    }
+                });
+            match thread {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    failure = Some(err);
+                    break;
+                }
+            }
+        }
+        // Each started thread sends one message, or drops its sender if it panicked first.
+        drop(ready);
+        for _ in 0..threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(handle)) => shared
+                    .wake
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(handle),
+                Ok(Err(err)) => {
+                    failure.get_or_insert(err);
+                }
+                Err(_) => {
+                    failure
+                        .get_or_insert(io::Error::other("a loop thread ended before it was ready"));
+                    break;
+                }
+            }
+        }
+        if let Some(err) = failure {
+            return Err(abandon(&shared, threads, err));
+        }
+        Ok(GroupHandle {
+            addr,
+            shared,
+            threads,
+        })
+    }
+}
+
+/// A loop failed to start: stop the loops that did (force, so it is quick) and wait for them.
+fn abandon(
+    shared: &Arc<GroupShared>,
+    threads: Vec<JoinHandle<io::Result<ServerReport>>>,
+    err: io::Error,
+) -> io::Error {
+    // Loops that never became ready do not count toward the close; let the others close.
+    let started = shared.wake.lock().unwrap_or_else(|e| e.into_inner()).len();
+    shared
+        .drained
+        .fetch_add(shared.loops - started, Ordering::AcqRel);
+    GroupStop {
+        shared: Arc::clone(shared),
+    }
+    .force();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    err
+}
+
+/// A running loop group, from [`LoopGroup::spawn`]: `Send`, so any thread can stop and wait
+/// for it. Dropping it stops the group and waits for every loop.
+pub struct GroupHandle {
+    addr: SocketAddr,
+    shared: Arc<GroupShared>,
+    threads: Vec<JoinHandle<io::Result<ServerReport>>>,
+}
+
+impl GroupHandle {
+    /// The address every loop listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many loops run.
+    pub fn loops(&self) -> usize {
+        self.shared.loops
+    }
+
+    /// A handle that stops or forces the group from any thread.
+    pub fn stopper(&self) -> GroupStop {
+        GroupStop {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Starts the stop ladder and waits for every loop's report.
+    ///
+    /// # Errors
+    ///
+    /// If a loop failed or panicked.
+    pub fn stop(self) -> io::Result<GroupReport> {
+        self.stopper().stop();
+        self.wait()
+    }
+
+    /// Waits for every loop to end (someone else stops the group) and merges their reports.
+    ///
+    /// # Errors
+    ///
+    /// If a loop failed or panicked.
+    pub fn wait(mut self) -> io::Result<GroupReport> {
+        let mut reports = Vec::with_capacity(self.threads.len());
+        let mut failure = None;
+        for (index, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
+            match thread.join() {
+                Ok(Ok(report)) => reports.push(report),
+                Ok(Err(err)) => {
+                    failure.get_or_insert(err);
+                }
+                Err(_) => {
+                    failure.get_or_insert(io::Error::other(format!("loop {index} panicked")));
+                }
+            }
+        }
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(GroupReport::merge(reports)),
+        }
+    }
+}
+
+impl Drop for GroupHandle {
+    /// Stops the group and waits for its loops (bounded by the ladder).
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stopper().stop();
+            for thread in self.threads.drain(..) {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for GroupHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupHandle")
+            .field("addr", &self.addr)
+            .field("loops", &self.shared.loops)
+            .finish()
+    }
+}

@@ -1,0 +1,167 @@
+//! The report of a loop group: every loop's [`ServerReport`] and their sum.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::dispatch::Stats;
+use super::report::ServerReport;
+use crate::ledger::{LeakReport, LeakSite};
+use crate::pool::PoolMetrics;
+
+/// What a loop group did: one [`ServerReport`] per loop, and `totals`, their sum.
+///
+/// Counts add up (`totals.stats.served` is the sum of every loop's), `drain_time` and `uptime`
+/// are the longest of the loops, `drain_deadline_hit` is true if it was on any loop, and
+/// `totals.steps` is empty (each loop records its own steps).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupReport {
+    /// The sum over every loop.
+    pub totals: ServerReport,
+    /// Each loop's own report, by loop index.
+    pub loops: Vec<ServerReport>,
+}
+
+impl GroupReport {
+    pub(crate) fn merge(loops: Vec<ServerReport>) -> Self {
+        let mut totals = ServerReport {
+            stats: Stats::default(),
+            leaked: 0,
+            leaks: LeakReport::default(),
+            drain_time: None,
+            drain_deadline_hit: false,
+            force_closed: 0,
+            pool: None,
+            uptime: Duration::ZERO,
+            steps: Vec::new(),
+        };
+        for report in &loops {
+            add(&mut totals, report);
+        }
+        GroupReport { totals, loops }
+    }
+
+    /// Whether nothing leaked on any loop (what `serve`'s exit status says).
+    pub fn is_clean(&self) -> bool {
+        self.loops.iter().all(|r| r.leaked == 0)
+    }
+
+    /// One JSON line: the totals' fields (as [`ServerReport::to_json`]), then `"loops":[...]`
+    /// with one object per loop, each with its `"steps"`.
+    pub fn to_json(&self) -> String {
+        let mut json = self.totals.to_json();
+        json.pop(); // the closing brace
+        json.push_str(",\"loops\":[");
+        for (i, report) in self.loops.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&report.to_json());
+        }
+        json.push_str("]}");
+        json
+    }
+}
+
+/// Adds one loop's report into the totals. Every field is named, so a field added to the
+/// report cannot be left out of the sum without a compile error.
+fn add(totals: &mut ServerReport, report: &ServerReport) {
+    let ServerReport {
+        stats,
+        leaked,
+        leaks,
+        drain_time,
+        drain_deadline_hit,
+        force_closed,
+        pool,
+        uptime,
+        steps: _, // per loop only
+    } = report;
+    add_stats(&mut totals.stats, stats);
+    totals.leaked += leaked;
+    totals.leaks = merge_leaks(&totals.leaks, leaks);
+    totals.drain_time = totals.drain_time.max(*drain_time);
+    totals.drain_deadline_hit |= drain_deadline_hit;
+    totals.force_closed += force_closed;
+    totals.pool = match (totals.pool, pool) {
+        (Some(a), Some(b)) => Some(add_pool(a, b)),
+        (a, b) => a.or(*b),
+    };
+    totals.uptime = totals.uptime.max(*uptime);
+}
+
+fn add_stats(total: &mut Stats, s: &Stats) {
+    let Stats {
+        connections,
+        connections_refused,
+        accept_backoffs,
+        served,
+        refused,
+        refused_finalized,
+        refused_stopped,
+        rejected,
+        panics,
+        aborted,
+        buffered_high_water,
+    } = *s;
+    total.connections += connections;
+    total.connections_refused += connections_refused;
+    total.accept_backoffs += accept_backoffs;
+    total.served += served;
+    total.refused += refused;
+    total.refused_finalized += refused_finalized;
+    total.refused_stopped += refused_stopped;
+    total.rejected += rejected;
+    total.panics += panics;
+    total.aborted += aborted;
+    // Per connection, so the group's is the largest of the loops'.
+    total.buffered_high_water = total.buffered_high_water.max(buffered_high_water);
+}
+
+fn add_pool(a: PoolMetrics, b: &PoolMetrics) -> PoolMetrics {
+    let PoolMetrics {
+        capacity,
+        in_use,
+        high_water,
+        allocated,
+        spills,
+        refusals,
+    } = *b;
+    PoolMetrics {
+        capacity: a.capacity + capacity,
+        in_use: a.in_use + in_use,
+        // Each loop's own high-water mark; their sum bounds the group's.
+        high_water: a.high_water + high_water,
+        allocated: a.allocated + allocated,
+        spills: a.spills + spills,
+        refusals: a.refusals + refusals,
+    }
+}
+
+fn merge_leaks(a: &LeakReport, b: &LeakReport) -> LeakReport {
+    let mut sites: Vec<LeakSite> = a.sites().to_vec();
+    for site in b.sites() {
+        match sites
+            .iter_mut()
+            .find(|s| s.kind == site.kind && s.location == site.location)
+        {
+            Some(same) => same.count += site.count,
+            None => sites.push(*site),
+        }
+    }
+    LeakReport::new(sites)
+}
+
+impl fmt::Display for GroupReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "all {} loops", self.loops.len())?;
+        write!(f, "{}", self.totals)?;
+        for (i, report) in self.loops.iter().enumerate() {
+            write!(f, "\nloop {i}\n{report}")?;
+            for step in &report.steps {
+                write!(f, "\n  step {step}")?;
+            }
+        }
+        Ok(())
+    }
+}

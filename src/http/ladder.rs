@@ -1,0 +1,313 @@
+//! The stop ladder of a loop group: unready, drain, abort, force, then close.
+//!
+//! ```text
+//! stop (SIGTERM)    T0
+//!  │ unready        T0 .. T0+unready       /healthz/ready 503, /healthz/live 200, every answer
+//!  │                                       `connection: close`, admission open, listeners accept
+//!  │ drain          T1 = T0+unready        admission closes: late requests 503 close; in-flight
+//!  │                                       requests finish; idle connections close after the linger
+//!  │ abort          T2 = T1+drain_timeout  (only if requests are still out) their abort signals fire
+//!  │ force          T3 = T2+force_after    (only if still out) sockets close; outcomes recorded
+//!  │ close          every loop drained     listeners close together; idle connections get 503 close
+//!  ▼ exit
+//! a second SIGTERM/SIGINT jumps to force at once
+//! ```
+//!
+//! [`Ladder`] is the configuration, set once for the whole group; each loop runs the same
+//! timeline from the group's stop instant and records each step it reaches as a [`StepRecord`]
+//! in its [`ServerReport::steps`](crate::http::ServerReport::steps).
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::ledger::LeakReport;
+
+/// The stop ladder's timings, configured once for a [`LoopGroup`](crate::http::LoopGroup).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reqguard::http::Ladder;
+///
+/// let ladder = Ladder::default()
+///     .unready(Duration::from_secs(5))       // load balancers see /healthz/ready 503 first
+///     .drain_timeout(Duration::from_secs(20))
+///     .force_after(Duration::from_secs(2))
+///     .idle_linger(Duration::ZERO);          // idle keep-alive connections close at drain
+/// assert_eq!(ladder.total(), Duration::from_secs(27));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ladder {
+    unready: Duration,
+    drain_timeout: Duration,
+    force_after: Duration,
+    idle_linger: Duration,
+}
+
+impl Default for Ladder {
+    /// No unready time, 5 s of drain, 1 s between the abort and the force, idle connections
+    /// closed as the drain begins.
+    fn default() -> Self {
+        Ladder {
+            unready: Duration::ZERO,
+            drain_timeout: Duration::from_secs(5),
+            force_after: Duration::from_secs(1),
+            idle_linger: Duration::ZERO,
+        }
+    }
+}
+
+impl Ladder {
+    /// How long the group stays unready (readiness 503, keep-alive off, still serving) before
+    /// the drain begins. Cover the time a load balancer takes to stop sending.
+    pub fn unready(mut self, time: Duration) -> Self {
+        self.unready = time;
+        self
+    }
+
+    /// How long the drain waits for in-flight requests before their abort signals fire.
+    /// Overrides [`Limits::drain_timeout`](crate::http::Limits::drain_timeout).
+    pub fn drain_timeout(mut self, time: Duration) -> Self {
+        self.drain_timeout = time;
+        self
+    }
+
+    /// How long after the abort the sockets of requests still out are closed.
+    pub fn force_after(mut self, time: Duration) -> Self {
+        self.force_after = time;
+        self
+    }
+
+    /// How long an idle keep-alive connection stays open once the drain begins (zero: closed
+    /// at once). Overrides [`Limits::stop_linger`](crate::http::Limits::stop_linger).
+    pub fn idle_linger(mut self, time: Duration) -> Self {
+        self.idle_linger = time;
+        self
+    }
+
+    /// See [`unready`](Ladder::unready).
+    pub fn get_unready(&self) -> Duration {
+        self.unready
+    }
+
+    /// See [`drain_timeout`](Ladder::drain_timeout).
+    pub fn get_drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
+    /// See [`force_after`](Ladder::force_after).
+    pub fn get_force_after(&self) -> Duration {
+        self.force_after
+    }
+
+    /// See [`idle_linger`](Ladder::idle_linger).
+    pub fn get_idle_linger(&self) -> Duration {
+        self.idle_linger
+    }
+
+    /// The longest a stop can take before the force step: unready + drain + force-after. Set
+    /// Kubernetes' `terminationGracePeriodSeconds` above it.
+    pub fn total(&self) -> Duration {
+        self.unready + self.drain_timeout + self.force_after
+    }
+}
+
+/// A step of the ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Step {
+    /// Readiness answers 503 and every answer closes its connection; requests are still served.
+    Unready,
+    /// Admission is closed; in-flight requests finish; idle connections close.
+    Drain,
+    /// The drain deadline passed with requests out: their abort signals fired.
+    Abort,
+    /// Sockets of requests still out were closed (a second signal comes straight here).
+    Force,
+    /// The whole group drained: listeners closed, connections still open answered 503 close.
+    Close,
+}
+
+impl Step {
+    /// The step's name in reports: `unready`, `drain`, `abort`, `force`, `close`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Unready => "unready",
+            Step::Drain => "drain",
+            Step::Abort => "abort",
+            Step::Force => "force",
+            Step::Close => "close",
+        }
+    }
+}
+
+/// What a connection was doing when a step began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ConnState {
+    /// Waiting for the next request (kept alive, or new and silent).
+    Idle,
+    /// Part of a request has arrived.
+    Reading,
+    /// A request is admitted and its handler has not answered (a deferred response).
+    InHandler,
+    /// An answer is being written.
+    Writing,
+}
+
+impl ConnState {
+    /// Every state, in report order.
+    pub const ALL: [ConnState; 4] = [
+        ConnState::Idle,
+        ConnState::Reading,
+        ConnState::InHandler,
+        ConnState::Writing,
+    ];
+
+    /// The state's name in reports: `idle`, `reading`, `in_handler`, `writing`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnState::Idle => "idle",
+            ConnState::Reading => "reading",
+            ConnState::InHandler => "in_handler",
+            ConnState::Writing => "writing",
+        }
+    }
+}
+
+/// Connections in one [`ConnState`] when a step began.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCount {
+    /// How many.
+    pub count: usize,
+    /// The longest any of them had been in that state (since its last input or answer).
+    pub oldest: Duration,
+}
+
+/// What was outstanding on one loop when a step began.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outstanding {
+    /// Admitted requests not yet ended.
+    pub in_flight: usize,
+    /// Guards out, by kind and mint site (sites in debug and `leak-check` builds).
+    pub guards: LeakReport,
+    /// Open connections by state, indexed like [`ConnState::ALL`].
+    pub connections: [StateCount; 4],
+}
+
+impl Outstanding {
+    /// The connections in `state`.
+    pub fn connections_in(&self, state: ConnState) -> StateCount {
+        self.connections[state as usize]
+    }
+
+    /// Open connections in all.
+    pub fn open_connections(&self) -> usize {
+        self.connections.iter().map(|c| c.count).sum()
+    }
+
+    pub(crate) fn count(&mut self, state: ConnState, age: Duration) {
+        let slot = &mut self.connections[state as usize];
+        slot.count += 1;
+        slot.oldest = slot.oldest.max(age);
+    }
+}
+
+/// One step a loop reached: when, and what was outstanding as it began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StepRecord {
+    /// Which step.
+    pub step: Step,
+    /// When it began, from the group's stop.
+    pub at: Duration,
+    /// What was outstanding as it began.
+    pub outstanding: Outstanding,
+    /// Connections answered `503` with `connection: close` by this step itself (the close
+    /// step's answer to connections still open; zero for the other steps).
+    pub answered: usize,
+}
+
+impl StepRecord {
+    /// The record as one JSON object.
+    pub fn to_json(&self) -> String {
+        let o = &self.outstanding;
+        let mut json = format!(
+            "{{\"step\":\"{}\",\"at_ms\":{:.3},\"in_flight\":{},\"answered\":{},\"guards\":[",
+            self.step.name(),
+            self.at.as_secs_f64() * 1e3,
+            o.in_flight,
+            self.answered,
+        );
+        for (i, site) in o.guards.sites().iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let at = site
+                .location
+                .map_or(String::new(), |l| format!("{}:{}", l.file(), l.line()));
+            let _ = write!(
+                json,
+                "{comma}{{\"kind\":\"{}\",\"site\":\"{}\",\"count\":{}}}",
+                site.kind.noun(1),
+                at.replace('\\', "/"),
+                site.count
+            );
+        }
+        json.push_str("],\"connections\":{");
+        for (i, state) in ConnState::ALL.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let c = o.connections_in(*state);
+            let _ = write!(
+                json,
+                "{comma}\"{}\":{{\"count\":{},\"oldest_ms\":{:.3}}}",
+                state.name(),
+                c.count,
+                c.oldest.as_secs_f64() * 1e3
+            );
+        }
+        json.push_str("}}");
+        json
+    }
+}
+
+impl fmt::Display for StepRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.outstanding;
+        write!(
+            f,
+            "{:<8} at {:>9.3} ms: {} in flight",
+            self.step.name(),
+            self.at.as_secs_f64() * 1e3,
+            o.in_flight
+        )?;
+        for state in ConnState::ALL {
+            let c = o.connections_in(state);
+            if c.count > 0 {
+                write!(
+                    f,
+                    ", {} {} (oldest {:.0} ms)",
+                    c.count,
+                    state.name(),
+                    c.oldest.as_secs_f64() * 1e3
+                )?;
+            }
+        }
+        if self.answered > 0 {
+            write!(f, ", {} answered 503 close", self.answered)?;
+        }
+        for site in o.guards.sites() {
+            write!(
+                f,
+                "\n           {} {} out",
+                site.count,
+                site.kind.noun(site.count)
+            )?;
+            if let Some(at) = site.location {
+                write!(f, ", minted at {}:{}", at.file(), at.line())?;
+            }
+        }
+        Ok(())
+    }
+}

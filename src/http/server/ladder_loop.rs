@@ -1,0 +1,309 @@
+//! The stop ladder (`src/http/ladder.rs`) as one loop of a group runs it: each step applied
+//! to this loop's listener, dispatcher and connections, and recorded.
+//!
+//! # Invariants
+//!
+//! 1. Steps are entered in order, each at most once; a forced stop skips straight to
+//!    [`Step::Force`] (its drain is begun silently so admission is closed).
+//! 2. The listener stays registered and accepting until [`Step::Close`], which the group
+//!    orders only once every loop has drained (`group.rs`, invariant 3).
+//! 3. Nothing here runs before the group's stop: until then [`Server::ladder_turn`] returns
+//!    at its first check, so the request path touches no atomic.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Server, CLOSE_LINGER, STOP_TIMER};
+use crate::http::accounting::{Accounting, StopStatus};
+use crate::http::group::Member;
+use crate::http::ladder::{ConnState, Ladder, Outstanding, Step, StepRecord};
+use crate::http::running::Phase;
+use crate::ledger::Ledger;
+use crate::signal::AbortReason;
+
+/// The answer to a connection still open when its loop closes.
+const CLOSING: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 19\r\nconnection: close\r\n\r\nService Unavailable";
+
+/// One loop's place on the ladder.
+pub(crate) struct LoopLadder {
+    member: Member,
+    plan: Ladder,
+    /// The group's stop instant (T0), once this loop has seen it.
+    started: Option<Instant>,
+    /// The last step entered.
+    reached: Option<Step>,
+    /// When this loop's drain began (admission closed).
+    drain_began: Option<Instant>,
+    /// When the abort step ran.
+    aborted_at: Option<Instant>,
+    /// Told the group this loop has drained.
+    drained: bool,
+    /// When the close step ran.
+    closed_at: Option<Instant>,
+    /// The steps reached, for the report.
+    pub(super) records: Vec<StepRecord>,
+}
+
+impl LoopLadder {
+    fn new(member: Member, plan: Ladder) -> Self {
+        LoopLadder {
+            member,
+            plan,
+            started: None,
+            reached: None,
+            drain_began: None,
+            aborted_at: None,
+            drained: false,
+            closed_at: None,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl<'r, A: Accounting> Server<'r, A> {
+    /// Makes this loop one of a group: it answers health probes and stops by `plan`.
+    pub(crate) fn join_group(mut self, member: Member, plan: Ladder) -> Self {
+        self.dispatcher.in_group = true;
+        self.ladder = Some(Box::new(LoopLadder::new(member, plan)));
+        self
+    }
+
+    /// A stop reached this loop (the group woke it, or a handler asked): start the group's
+    /// ladder if nobody has, and enter the unready step once.
+    pub(super) fn ladder_stop(&mut self, now: Instant) {
+        let Some(ladder) = self.ladder.as_deref_mut() else {
+            return;
+        };
+        if ladder.started.is_some() {
+            return;
+        }
+        ladder.member.shared.stop();
+        let t0 = ladder.member.shared.stop_at().unwrap_or(now);
+        ladder.started = Some(t0);
+        let drain_at = t0 + ladder.plan.get_unready();
+        self.dispatcher.unready = true;
+        self.record(Step::Unready, now, 0);
+        self.timers.schedule(drain_at, STOP_TIMER);
+    }
+
+    /// One turn of the ladder, after the loop's events and timers; true when the loop may end.
+    pub(super) fn ladder_turn(&mut self, now: Instant) -> bool {
+        let Some(ladder) = self.ladder.as_deref() else {
+            return false;
+        };
+        let Some(t0) = ladder.started else {
+            return false; // Not stopping: the only check on the request path.
+        };
+        let shared = Arc::clone(&ladder.member.shared);
+        let (reached, plan) = (ladder.reached, ladder.plan);
+        let force = shared.force_requested();
+        if reached < Some(Step::Drain) && (force || now >= t0 + plan.get_unready()) {
+            self.enter_drain(now, !force);
+        }
+        let status = self.poll_drain(now);
+        if force && self.reached() < Some(Step::Force) || self.force_due(now) {
+            self.enter_force(now);
+        }
+        self.report_drained_once(now, status);
+        if shared.close_requested() && self.ladder().closed_at.is_none() {
+            self.enter_close(now);
+        }
+        self.close_done(now)
+    }
+
+    fn ladder(&self) -> &LoopLadder {
+        self.ladder.as_deref().expect("a loop of a group")
+    }
+
+    fn ladder_mut(&mut self) -> &mut LoopLadder {
+        self.ladder.as_deref_mut().expect("a loop of a group")
+    }
+
+    fn reached(&self) -> Option<Step> {
+        self.ladder().reached
+    }
+
+    /// Admission closes, answers close their connections, idle connections close after the
+    /// linger; the listener keeps accepting. `record` is false when a forced stop passes
+    /// through on its way to the force step.
+    fn enter_drain(&mut self, now: Instant, record: bool) {
+        if record {
+            self.record(Step::Drain, now, 0);
+        } else {
+            self.ladder_mut().reached = Some(Step::Drain);
+        }
+        self.ladder_mut().drain_began = Some(now);
+        self.dispatcher.begin_stop(now);
+        self.control.set_phase(Phase::Stopping);
+        let abort_at = now + self.ladder().plan.get_drain_timeout();
+        self.timers.schedule(abort_at, STOP_TIMER);
+        let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.reschedule(key, now);
+        }
+    }
+
+    /// Polls the accounting's drain; at the deadline it fires the abort signals of what is
+    /// still out, which this records as the abort step (with what was out just before).
+    fn poll_drain(&mut self, now: Instant) -> StopStatus {
+        let Some(began) = self.ladder().drain_began else {
+            return StopStatus::Pending;
+        };
+        let deadline = began + self.ladder().plan.get_drain_timeout();
+        let aborting = self.reached() == Some(Step::Drain) && now >= deadline;
+        let before = aborting.then(|| self.outstanding(now));
+        let in_flight = self.dispatcher.in_flight;
+        let status = self.dispatcher.accounting.poll_stop(now, in_flight);
+        if let (Some(outstanding), StopStatus::Expired { .. }) = (before, status) {
+            self.deadline_hit = true;
+            self.push_record(Step::Abort, now, outstanding, 0);
+            self.ladder_mut().aborted_at = Some(now);
+            let force_at = now + self.ladder().plan.get_force_after();
+            self.timers.schedule(force_at, STOP_TIMER);
+        }
+        status
+    }
+
+    fn force_due(&self, now: Instant) -> bool {
+        let ladder = self.ladder();
+        ladder.reached == Some(Step::Abort)
+            && ladder
+                .aborted_at
+                .is_some_and(|at| now >= at + ladder.plan.get_force_after())
+    }
+
+    /// Every connection closes now; each request still out ends force-closed (its guards are
+    /// released and its signal fires), and the report keeps what was out.
+    fn enter_force(&mut self, now: Instant) {
+        self.record(Step::Force, now, 0);
+        if self.dispatcher.in_flight > 0 {
+            self.deadline_hit = true;
+        }
+        self.force_close_all();
+        let _ = self.dispatcher.accounting.poll_stop(now, 0);
+    }
+
+    /// Tells the group once this loop has drained: nothing admitted is out, and every
+    /// connection open when the drain began has closed (or is lingering after its last
+    /// answer). Connections opened since do not hold the group: the close step answers them.
+    fn report_drained_once(&mut self, now: Instant, status: StopStatus) {
+        let ladder = self.ladder();
+        let Some(began) = ladder.drain_began else {
+            return;
+        };
+        let forced = ladder.reached >= Some(Step::Force);
+        if ladder.drained || !(forced || status == StopStatus::Complete) {
+            return;
+        }
+        let old_open = self
+            .sockets
+            .iter()
+            .any(|(_, s)| s.lingering.is_none() && s.accepted <= began);
+        if forced || (self.dispatcher.in_flight == 0 && !old_open) {
+            self.ladder_mut().drained = true;
+            self.ladder().member.shared.report_drained();
+        } else if old_open {
+            // An idle connection's linger ends on its own timer; check again then.
+            self.timers.schedule(now + CLOSE_LINGER, STOP_TIMER);
+        }
+    }
+
+    /// The whole group has drained: take what is in the accept queue, close the listener,
+    /// answer every connection still open and silent `503` + `connection: close`.
+    fn enter_close(&mut self, now: Instant) {
+        self.accept(now);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let mut answered = 0;
+        for (_, socket) in self.sockets.iter_mut() {
+            let (state, _) = socket.http.activity(now);
+            if socket.lingering.is_some() || !matches!(state, ConnState::Idle | ConnState::Reading)
+            {
+                continue;
+            }
+            // A fresh socket's send buffer takes these few bytes whole.
+            if matches!(socket.stream.write(CLOSING), Ok(n) if n == CLOSING.len()) {
+                answered += 1;
+            }
+            socket
+                .http
+                .abort(&mut self.dispatcher, AbortReason::Other("server closing"));
+            let _ = socket.stream.shutdown(std::net::Shutdown::Write);
+            socket.lingering = Some(now + CLOSE_LINGER);
+        }
+        self.record(Step::Close, now, answered);
+        self.ladder_mut().closed_at = Some(now);
+        let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.reschedule(key, now);
+        }
+        self.timers.schedule(now + CLOSE_LINGER, STOP_TIMER);
+    }
+
+    /// After the close step, the loop ends when its last connection has closed, or when the
+    /// linger of the last answers has run out.
+    fn close_done(&mut self, now: Instant) -> bool {
+        let Some(closed_at) = self.ladder().closed_at else {
+            return false;
+        };
+        if self.sockets.is_empty() {
+            return true;
+        }
+        if now >= closed_at + CLOSE_LINGER {
+            // What is left only lingers after its last answer (its client keeps it open):
+            // close it without counting it force-closed.
+            let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                if self.sockets[key].lingering.is_some() {
+                    let mut socket = self.sockets.remove(key);
+                    let _ = self.poll.registry().deregister(&mut socket.stream);
+                    self.refusing -= usize::from(socket.refused);
+                }
+            }
+            self.force_close_all();
+            return true;
+        }
+        false
+    }
+
+    /// What is outstanding on this loop now: admitted requests, guards, connections by state.
+    fn outstanding(&self, now: Instant) -> Outstanding {
+        let mut outstanding = Outstanding {
+            in_flight: self.dispatcher.in_flight,
+            guards: self
+                .dispatcher
+                .accounting
+                .ledger()
+                .map(Ledger::report)
+                .unwrap_or_default(),
+            ..Outstanding::default()
+        };
+        for (_, socket) in self.sockets.iter() {
+            if socket.lingering.is_none() {
+                let (state, age) = socket.http.activity(now);
+                outstanding.count(state, age);
+            }
+        }
+        outstanding
+    }
+
+    fn record(&mut self, step: Step, now: Instant, answered: usize) {
+        let outstanding = self.outstanding(now);
+        self.push_record(step, now, outstanding, answered);
+    }
+
+    fn push_record(&mut self, step: Step, now: Instant, outstanding: Outstanding, answered: usize) {
+        let ladder = self.ladder_mut();
+        let t0 = ladder.started.unwrap_or(now);
+        ladder.reached = Some(step);
+        ladder.records.push(StepRecord {
+            step,
+            at: now.saturating_duration_since(t0),
+            outstanding,
+            answered,
+        });
+    }
+}

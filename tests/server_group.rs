@@ -1,0 +1,429 @@
+//! Loop groups over real sockets: two loops under load, stopped; the stop ladder as a client
+//! sees it; a storm of connects and stops; and no connection lost between loops across the
+//! stop. Every load is bounded in count and time.
+#![cfg(feature = "server")]
+
+mod util;
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reqguard::http::{
+    demo_routes, ConnState, GroupHandle, GroupReport, Guarded, Ladder, ListenMode, LoopGroup,
+    Reply, Request, Response, Router, Step,
+};
+use reqguard::{AbortReason, Config, GuardKind};
+use util::{get, wait_until, Client};
+
+static_assertions::assert_impl_all!(GroupHandle: Send);
+static_assertions::assert_impl_all!(reqguard::http::GroupStop: Send, Sync, Clone);
+
+fn group(loops: usize, ladder: Ladder, mode: ListenMode) -> GroupHandle {
+    LoopGroup::new()
+        .loops(loops)
+        .ladder(ladder)
+        .listen_mode(mode)
+        .spawn(
+            |_| Guarded::embedded("server", Config::default()),
+            demo_routes,
+        )
+        .expect("spawn the group")
+}
+
+/// The totals are the sum of the loops, field by field, and nothing leaked on any loop.
+fn assert_sum_and_clean(report: &GroupReport) {
+    let sum = |f: &dyn Fn(&reqguard::http::ServerReport) -> u64| -> u64 {
+        report.loops.iter().map(f).sum()
+    };
+    let t = &report.totals;
+    assert_eq!(t.stats.served, sum(&|r| r.stats.served));
+    assert_eq!(t.stats.refused, sum(&|r| r.stats.refused));
+    assert_eq!(t.stats.aborted, sum(&|r| r.stats.aborted));
+    assert_eq!(t.stats.rejected, sum(&|r| r.stats.rejected));
+    assert_eq!(t.stats.connections, sum(&|r| r.stats.connections));
+    assert_eq!(t.force_closed, sum(&|r| r.force_closed));
+    assert_eq!(t.leaked as u64, sum(&|r| r.leaked as u64));
+    for (i, r) in report.loops.iter().enumerate() {
+        assert_eq!(r.leaked, 0, "loop {i} leaked: {}", r.leaks);
+    }
+    assert!(report.is_clean());
+}
+
+fn step_names(report: &reqguard::http::ServerReport) -> Vec<Step> {
+    report.steps.iter().map(|s| s.step).collect()
+}
+
+/// Connects, sends `GET path` with `connection: close`, reads to the end: the status, or the
+/// error (refused, reset, or EOF before a whole status line).
+fn try_get(addr: SocketAddr, path: &str) -> io::Result<(u16, bool)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nconnection: close\r\n\r\n").as_bytes())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, format!("{text:?}")))?;
+    let complete = text.contains("\r\n\r\n");
+    Ok((status, complete && text.contains("connection: close")))
+}
+
+#[test]
+fn two_loops_under_load_stop_with_nothing_leaked_and_every_answer_delivered() {
+    let ladder = Ladder::default().drain_timeout(Duration::from_secs(5));
+    let running = group(2, ladder, ListenMode::ReusePort);
+    let addr = running.addr();
+    let stop_at = Instant::now() + Duration::from_millis(300);
+    let ok = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let ok = Arc::clone(&ok);
+            thread::spawn(move || {
+                // A fresh connection per request, so the kernel spreads them over both loops.
+                for n in 0..400 {
+                    let path = if (n + i) % 5 == 0 {
+                        "/delay?ms=15"
+                    } else {
+                        "/"
+                    };
+                    match try_get(addr, path) {
+                        Ok((200, _)) => ok.fetch_add(1, Ordering::SeqCst),
+                        // Admission closed, or the group has closed its listeners after the
+                        // drain: the rest of this client's requests would be refused too.
+                        Ok((503, true)) => break,
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+                        other => panic!("request {n} of client {i}: {other:?}"),
+                    };
+                    if Instant::now() > stop_at + Duration::from_millis(200) {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    thread::sleep(stop_at.saturating_duration_since(Instant::now()));
+    let report = running.stop().unwrap();
+    for client in clients {
+        client.join().expect("a client failed");
+    }
+    assert_sum_and_clean(&report);
+    // Every answer a handler computed reached its client.
+    assert_eq!(report.totals.stats.served, ok.load(Ordering::SeqCst) as u64);
+    for (i, r) in report.loops.iter().enumerate() {
+        assert!(r.stats.served > 0, "loop {i} served nothing: {report}");
+        assert_eq!(step_names(r), [Step::Unready, Step::Drain, Step::Close]);
+    }
+}
+
+/// Demo routes plus `GET /watch`: answers after 60 s, and records when its signal fires.
+fn watched_routes(
+    fired: Arc<Mutex<Vec<(AbortReason, Instant)>>>,
+    admitted: Arc<AtomicUsize>,
+) -> impl Fn(&mut Router<'_>) + Send + Sync + 'static {
+    move |router| {
+        demo_routes(router);
+        let (fired, admitted) = (Arc::clone(&fired), Arc::clone(&admitted));
+        router.route(
+            "GET",
+            "/watch",
+            move |req: &Request<'_>, _: &mut Response<'_>| {
+                let fired = Arc::clone(&fired);
+                let signal = req.signal().expect("guarded requests have a signal");
+                assert!(signal.on_abort(move |reason| {
+                    fired.lock().unwrap().push((reason, Instant::now()));
+                }));
+                admitted.fetch_add(1, Ordering::SeqCst);
+                Reply::After {
+                    delay: Duration::from_secs(60),
+                    token: 0,
+                }
+            },
+        );
+    }
+}
+
+#[test]
+fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
+    let ladder = Ladder::default()
+        .unready(Duration::from_millis(700))
+        .drain_timeout(Duration::from_millis(400))
+        .force_after(Duration::from_millis(300))
+        .idle_linger(Duration::from_millis(400));
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let running = LoopGroup::new()
+        .loops(2)
+        .ladder(ladder)
+        .spawn(
+            |_| Guarded::embedded("server", Config::default()),
+            watched_routes(Arc::clone(&fired), Arc::clone(&admitted)),
+        )
+        .unwrap();
+    let addr = running.addr();
+    let stopper = running.stopper();
+
+    // Before the stop: ready, and keep-alive on.
+    let ready = get(addr, "/healthz/ready");
+    assert_eq!((ready.status, ready.text()), (200, "ready"));
+    let mut kept = Client::connect(addr);
+    assert!(!kept.request("GET / HTTP/1.1\r\n\r\n").closes());
+    let mut late = Client::connect(addr);
+    assert!(!late.request("GET / HTTP/1.1\r\n\r\n").closes());
+    let mut watched = Client::connect(addr);
+    watched.send(b"GET /watch HTTP/1.1\r\n\r\n");
+    wait_until("/watch to be admitted", || {
+        admitted.load(Ordering::SeqCst) == 1
+    });
+
+    stopper.stop();
+    let t0 = Instant::now();
+    // Unready: readiness 503, liveness 200, requests still served but every answer closes,
+    // and the port still accepts.
+    let ready = get(addr, "/healthz/ready");
+    assert_eq!((ready.status, ready.closes()), (503, true));
+    assert_eq!(get(addr, "/healthz/live").status, 200);
+    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    assert_eq!((answer.status, answer.closes()), (200, true));
+    let fresh = get(addr, "/");
+    assert_eq!((fresh.status, fresh.closes()), (200, true));
+    assert!(
+        t0.elapsed() < Duration::from_millis(700),
+        "too slow to see the unready step"
+    );
+
+    // Drain: admission closes; a late request on a kept-alive connection gets 503 close;
+    // liveness holds.
+    wait_until("the drain to begin", || get(addr, "/").status == 503);
+    // Each loop enters the drain on its own timer: give the other one a moment (the idle
+    // linger is 400 ms).
+    thread::sleep(Duration::from_millis(100));
+    let answer = late.request("GET / HTTP/1.1\r\n\r\n");
+    assert_eq!((answer.status, answer.closes()), (503, true));
+    assert_eq!(get(addr, "/healthz/live").status, 200);
+
+    // Abort at the drain deadline: the handler's signal fires; force 300 ms later closes it.
+    wait_until("the deadline abort", || !fired.lock().unwrap().is_empty());
+    assert!(watched.answer().is_err(), "force-closed without an answer");
+    let report = running.wait().unwrap();
+    let fired = fired.lock().unwrap();
+    assert_eq!(fired.len(), 1, "the signal fires once");
+    assert_eq!(fired[0].0, AbortReason::DrainDeadline);
+    assert_sum_and_clean(&report);
+
+    let (held, other): (Vec<_>, Vec<_>) = report
+        .loops
+        .iter()
+        .partition(|r| r.steps.iter().any(|s| s.step == Step::Abort));
+    assert_eq!((held.len(), other.len()), (1, 1), "{report}");
+    let held = held[0];
+    assert_eq!(
+        step_names(held),
+        [
+            Step::Unready,
+            Step::Drain,
+            Step::Abort,
+            Step::Force,
+            Step::Close
+        ]
+    );
+    assert_eq!(
+        step_names(other[0]),
+        [Step::Unready, Step::Drain, Step::Close]
+    );
+    // The abort step names what was out: one request in its handler, its guards and sites.
+    let abort = &held.steps[2];
+    assert_eq!(abort.outstanding.in_flight, 1);
+    assert_eq!(
+        abort.outstanding.connections_in(ConnState::InHandler).count,
+        1
+    );
+    let ticket = abort
+        .outstanding
+        .guards
+        .sites()
+        .iter()
+        .find(|s| s.kind == GuardKind::Ticket)
+        .expect("the ticket is out at the abort");
+    assert_eq!(ticket.count, 1);
+    assert!(ticket.location.is_some(), "debug builds record mint sites");
+    let (at_drain, at_abort, at_force) = (held.steps[1].at, abort.at, held.steps[3].at);
+    assert!(at_drain >= Duration::from_millis(700), "{report}");
+    assert!(
+        at_abort >= at_drain + Duration::from_millis(400),
+        "{report}"
+    );
+    assert!(
+        at_force >= at_abort + Duration::from_millis(300),
+        "{report}"
+    );
+    assert_eq!(held.steps[3].outstanding.in_flight, 1);
+    assert!(held.drain_deadline_hit);
+    assert_eq!(held.stats.aborted, 1);
+    assert!(report.to_json().contains("\"step\":\"abort\""));
+}
+
+#[test]
+fn force_during_unready_skips_to_force_and_leaks_nothing() {
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let running = LoopGroup::new()
+        .loops(2)
+        .ladder(Ladder::default().unready(Duration::from_secs(30)))
+        .spawn(
+            |_| Guarded::embedded("server", Config::default()),
+            watched_routes(Arc::clone(&fired), Arc::clone(&admitted)),
+        )
+        .unwrap();
+    let mut watched = Client::connect(running.addr());
+    watched.send(b"GET /watch HTTP/1.1\r\n\r\n");
+    wait_until("/watch to be admitted", || {
+        admitted.load(Ordering::SeqCst) == 1
+    });
+    let stopper = running.stopper();
+    stopper.stop();
+    assert_eq!(get(running.addr(), "/healthz/ready").status, 503);
+    let forced = Instant::now();
+    stopper.force();
+    let report = running.wait().unwrap();
+    assert!(
+        forced.elapsed() < Duration::from_secs(5),
+        "force waits for nothing"
+    );
+    assert!(watched.answer().is_err());
+    assert_sum_and_clean(&report);
+    for r in &report.loops {
+        assert_eq!(
+            step_names(r),
+            [Step::Unready, Step::Force, Step::Close],
+            "{report}"
+        );
+    }
+    assert_eq!(report.totals.stats.aborted, 1);
+    assert_eq!(fired.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_storm_of_connects_and_stops_leaves_every_ledger_at_zero() {
+    let until = Instant::now() + Duration::from_secs(12);
+    let mut rounds = 0;
+    while rounds < 16 && Instant::now() < until {
+        let mode = if rounds % 2 == 0 {
+            ListenMode::ReusePort
+        } else {
+            ListenMode::Shared
+        };
+        let running = LoopGroup::new()
+            .loops(2)
+            .listen_mode(mode)
+            .ladder(
+                Ladder::default()
+                    .drain_timeout(Duration::from_millis(150))
+                    .force_after(Duration::from_millis(50)),
+            )
+            .spawn(
+                |_| Guarded::embedded("server", Config::default()),
+                demo_routes,
+            )
+            .unwrap();
+        let addr = running.addr();
+        let done = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..3)
+            .map(|i| {
+                let done = Arc::clone(&done);
+                thread::spawn(move || {
+                    for n in 0..200usize {
+                        if done.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let Ok(mut stream) = TcpStream::connect(addr) else {
+                            break; // the group has closed its listeners
+                        };
+                        let ms = (n * 7 + i * 13) % 300; // some outlive the drain
+                        let _ = stream.write_all(
+                            format!("GET /delay?ms={ms} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+                                .as_bytes(),
+                        );
+                        if n % 3 == 0 {
+                            continue; // hang up at once: the client is gone mid-request
+                        }
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                        let _ = stream.read(&mut [0; 256]);
+                    }
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis((rounds * 11 % 40) as u64));
+        let report = running.stop().unwrap();
+        done.store(true, Ordering::SeqCst);
+        for client in clients {
+            client.join().unwrap();
+        }
+        assert_sum_and_clean(&report);
+        rounds += 1;
+    }
+    assert!(rounds >= 4, "only {rounds} rounds ran");
+}
+
+#[test]
+fn no_connection_is_lost_between_loops_across_the_stop() {
+    for mode in [ListenMode::ReusePort, ListenMode::Shared] {
+        let running = group(
+            2,
+            Ladder::default().drain_timeout(Duration::from_secs(5)),
+            mode,
+        );
+        let addr = running.addr();
+        // One request holds one loop's drain open; the other loop drains at once, and must
+        // keep accepting until the group closes.
+        let mut holder = Client::connect(addr);
+        holder.send(b"GET /delay?ms=1500 HTTP/1.1\r\n\r\n");
+        let started = Instant::now();
+        let stop_at = started + Duration::from_millis(150);
+        let storm_until = started + Duration::from_millis(1100);
+        let answered = Arc::new(AtomicUsize::new(0));
+        let storm: Vec<_> = (0..4)
+            .map(|_| {
+                let answered = Arc::clone(&answered);
+                thread::spawn(move || {
+                    let mut n = 0;
+                    while Instant::now() < storm_until && n < 5_000 {
+                        match try_get(addr, "/") {
+                            Ok((200, _)) | Ok((503, true)) => {
+                                answered.fetch_add(1, Ordering::SeqCst)
+                            }
+                            other => panic!("connection {n} lost: {other:?}"),
+                        };
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        thread::sleep(stop_at.saturating_duration_since(Instant::now()));
+        let stopper = running.stopper();
+        stopper.stop();
+        for thread in storm {
+            thread.join().expect("a connection was lost");
+        }
+        assert!(holder.answer().is_ok_and(|a| a.status == 200));
+        let report = running.wait().unwrap();
+        assert_sum_and_clean(&report);
+        assert!(
+            answered.load(Ordering::SeqCst) > 100,
+            "the storm was too slow to mean anything"
+        );
+        // Both loops were still accepting after the stop, the early-drained one included.
+        for r in &report.loops {
+            assert!(
+                r.stats.refused_stopped + r.stats.refused_finalized > 0,
+                "{report}"
+            );
+        }
+    }
+}
