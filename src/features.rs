@@ -6,6 +6,7 @@
 //! | `server` | `reqguard::http`: the reference HTTP/1.1 server on a mio loop, and the `reqguard-demo` binary |
 //! | `v8` | `engines::V8`: the wrapper as `v8::Global<v8::Object>` / `v8::Weak<v8::Object>` |
 //! | `quickjs` | `engines::QuickJs`: the wrapper in QuickJS (rquickjs), upgraded through a JS `WeakRef` |
+//! | `hyper` | `reqguard::tokio_hyper`: a `!Send` hyper 1.x service and server on tokio's current-thread runtime and a `LocalSet` (Deno's model); `reqguard-demo --stack hyper`. Pulls in hyper, hyper-util, tokio, http-body-util, bytes, pin-project-lite |
 //! | `v8-live-tests` | enables `v8` and the tests that need a live isolate (`tests/engine_v8*.rs`); off in CI, where V8 cannot be linked |
 //!
 //! `server` is on by default, so the demo and every benchmark run with plain `cargo run` and

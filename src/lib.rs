@@ -133,6 +133,9 @@ mod ledger;
 mod pool;
 mod signal;
 mod ticket;
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub mod tokio_hyper;
 mod wrapper;
 
 pub use crate::admit::{Admitted, Refusal, RefusalReason, RequestObject};

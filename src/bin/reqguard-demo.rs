@@ -43,18 +43,16 @@ const LOAD_MAX_PER_CLIENT: usize = 200_000;
 /// Kept-alive connections still open when the server stops (the PR's scenario).
 const LATE_CONNECTIONS: usize = 4;
 
+/// `--stack hyper`: the same story and `serve` on hyper (src/bin/demo/hyper_stack.rs).
+#[path = "demo/stack.rs"]
+mod stack;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        None => story(),
-        Some("serve") => serve(&args[1..]),
-        Some("-h" | "--help") => {
-            println!("{}", USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => Err(io::Error::other(format!(
-            "unknown command {other:?}\n{USAGE}"
-        ))),
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match stack::take(&mut args) {
+        Ok(stack::Stack::Mio) => mio_stack(&args),
+        Ok(stack::Stack::Hyper) => stack::hyper(&args),
+        Err(err) => Err(err),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -63,6 +61,21 @@ fn main() -> ExitCode {
             eprintln!("reqguard-demo: {err}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The mio stack (the default): the story, or `serve`.
+fn mio_stack(args: &[String]) -> io::Result<bool> {
+    match args.first().map(String::as_str) {
+        None => story(),
+        Some("serve") => serve(&args[1..]),
+        Some("-h" | "--help") => {
+            println!("{}", USAGE);
+            Ok(true)
+        }
+        Some(other) => Err(io::Error::other(format!(
+            "unknown command {other:?}\n{USAGE}"
+        ))),
     }
 }
 
@@ -94,6 +107,9 @@ the stop ladder, run by the first SIGTERM or SIGINT (a second one skips to force
                           fire; force: N ms later their sockets close (1000)
   then close: once every loop has drained, the listeners close together and connections
   still open are answered 503 + connection: close. The exit JSON gives each loop's steps.
+
+--stack mio|hyper (anywhere): the server stack, mio (default) or hyper (feature hyper;
+  src/bin/demo/hyper_stack.rs lists the serve options it takes)
 
 exit status: 0 if no guard leaked on any loop, 1 if one did, 2 on a usage or I/O error";
 

@@ -1,0 +1,336 @@
+//! The demo on hyper (`--stack hyper`): the same story and the same `serve` contract as the mio
+//! stack, on `reqguard::tokio_hyper` (tokio current-thread runtime + `LocalSet`).
+//!
+//! ```text
+//! cargo run --release --features hyper --bin reqguard-demo -- --stack hyper
+//! cargo run --release --features hyper --bin reqguard-demo -- serve --stack hyper --addr 127.0.0.1:8080
+//! ```
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reqguard::engines::Heap;
+use reqguard::tokio_hyper::{demo_routes, HyperReport, HyperServer, Options};
+use reqguard::{Config, DowngradePolicy, ServerCore};
+use tokio::signal::unix::{signal, SignalKind};
+
+const CLIENTS: usize = 4;
+const LOAD_TIME: Duration = Duration::from_millis(1500);
+const LOAD_MAX_PER_CLIENT: usize = 200_000;
+const LATE_CONNECTIONS: usize = 4;
+
+pub(crate) fn main(args: &[String]) -> io::Result<bool> {
+    match args.first().map(String::as_str) {
+        None => story(),
+        Some("serve") => serve(&args[1..]),
+        Some(other) => Err(io::Error::other(format!(
+            "unknown command {other:?} (--stack hyper runs the story or `serve`)"
+        ))),
+    }
+}
+
+/// `serve --stack hyper`: the flags of the mio `serve`.
+struct ServeArgs {
+    addr: SocketAddr,
+    collect_on_stop: bool,
+    options: Options,
+}
+
+fn parse(args: &[String]) -> io::Result<ServeArgs> {
+    let mut parsed = ServeArgs {
+        addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        collect_on_stop: false,
+        options: Options::default(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| io::Error::other(format!("{arg} needs a value")))
+        };
+        let number = |v: &String| {
+            v.parse::<u64>()
+                .map_err(|e| io::Error::other(format!("{arg}: {e}")))
+        };
+        let o = parsed.options;
+        match arg.as_str() {
+            "--addr" => {
+                parsed.addr = value()?
+                    .parse()
+                    .map_err(|e| io::Error::other(format!("--addr: {e}")))?
+            }
+            "--collect-on-stop" => parsed.collect_on_stop = true,
+            "--drain-timeout-ms" => {
+                parsed.options = o.drain_timeout(Duration::from_millis(number(value()?)?))
+            }
+            "--idle-timeout-ms" => {
+                parsed.options = o.idle_timeout(Duration::from_millis(number(value()?)?))
+            }
+            "--max-connections" => parsed.options = o.max_connections(number(value()?)? as usize),
+            other => return Err(io::Error::other(format!("unknown option {other:?}"))),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Serves until SIGINT or SIGTERM, then prints one JSON line. True if nothing leaked.
+fn serve(args: &[String]) -> io::Result<bool> {
+    let args = parse(args)?;
+    super::super::quiet_intended_panics(true);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let report = local.block_on(&runtime, async {
+        // Signals first: a SIGINT right after `listening on` must stop, not kill, the server.
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let listener = tokio::net::TcpListener::bind(args.addr).await?;
+        println!("listening on {}", listener.local_addr()?);
+        let stop = async {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        let server = demo_server(args.collect_on_stop).options(args.options);
+        io::Result::Ok(server.serve(listener, stop).await)
+    })?;
+    println!("{}", report.to_json());
+    if report.leaked > 0 {
+        eprintln!("{}", report.leaks);
+    }
+    Ok(report.leaked == 0)
+}
+
+/// The demo routes on a fresh heap; the wrapper is collected at stop (`collect_on_stop`, the
+/// PR's scenario) or when the drain completes.
+fn demo_server(
+    collect_on_stop: bool,
+) -> HyperServer<
+    reqguard::engines::Embedded<&'static str>,
+    (),
+    impl reqguard::tokio_hyper::Handler<reqguard::engines::Embedded<&'static str>>,
+> {
+    let heap = Heap::new();
+    let policy = if collect_on_stop {
+        DowngradePolicy::OnStop
+    } else {
+        DowngradePolicy::OnDrain
+    };
+    let core = ServerCore::embedded(
+        heap.alloc("reqguard-demo"),
+        Config::default().downgrade(policy),
+    );
+    let (on_stop, on_drain) = (heap.clone(), heap);
+    HyperServer::new(core, demo_routes())
+        .after_stop(move || {
+            if collect_on_stop {
+                on_stop.collect();
+            }
+        })
+        .after_drain(move || {
+            on_drain.collect();
+        })
+}
+
+/// The story on hyper: load, a panic, stop with kept-alive connections open and the wrapper
+/// collected, late requests, drain.
+fn story() -> io::Result<bool> {
+    super::super::quiet_intended_panics(false);
+    println!(
+        "reqguard-demo: Bun PR 28246 on hyper (tokio current-thread + LocalSet), on loopback\n"
+    );
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = thread::spawn(move || {
+        let options = Options::default()
+            .stop_linger(Duration::from_secs(5))
+            .drain_timeout(Duration::from_secs(5));
+        reqguard::tokio_hyper::run(
+            demo_server(true).options(options),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            |addr| addr_tx.send(addr).expect("the story waits for the address"),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+    });
+    let addr = addr_rx
+        .recv()
+        .map_err(|_| io::Error::other("the server did not start"))?;
+    println!("1. server listening on {addr} (wrapper held strongly)");
+
+    let rate = load(addr)?;
+    let mut panicky = Client::connect(addr)?;
+    let status = panicky.request("GET /panic HTTP/1.1\r\n\r\n")?.0;
+    let after = panicky.request("GET / HTTP/1.1\r\n\r\n")?.0;
+    println!("3. GET /panic answered {status}; the next request on the same connection {after}");
+    drop(panicky);
+
+    let mut late = Vec::new();
+    for _ in 0..LATE_CONNECTIONS {
+        let mut client = Client::connect(addr)?;
+        client.request("GET / HTTP/1.1\r\n\r\n")?;
+        late.push(client);
+    }
+    let mut in_flight = Client::connect(addr)?;
+    in_flight.send("GET /delay?ms=300 HTTP/1.1\r\n\r\n")?;
+    Client::connect(addr)?.request("GET / HTTP/1.1\r\nconnection: close\r\n\r\n")?;
+    println!("4. {LATE_CONNECTIONS} kept-alive connections idle, 1 request in flight (GET /delay?ms=300)");
+
+    let stopping = Instant::now();
+    let _ = stop_tx.send(());
+    wait_for_listener_close(addr)?;
+    println!("5. stop: listener closed, admission closed, wrapper downgraded and collected");
+
+    let mut answers = Vec::new();
+    for client in &mut late {
+        let (status, close) = client.request("GET / HTTP/1.1\r\n\r\n")?;
+        answers.push(format!("{status}{}", if close { " close" } else { "" }));
+    }
+    println!(
+        "6. late requests on kept-alive connections: [{}]",
+        answers.join(", ")
+    );
+    println!(
+        "   (Bun unwrapped the null wrapper here: a segfault at 0x0; here the upgrade fails and"
+    );
+    println!("   the request is refused before anything is taken)");
+    let (delayed, delayed_close) = in_flight.answer()?;
+    println!(
+        "7. the in-flight request finished during the drain: {delayed}{}",
+        if delayed_close { " close" } else { "" }
+    );
+    drop((late, in_flight));
+    let report = server
+        .join()
+        .map_err(|_| io::Error::other("the server thread panicked"))??;
+    println!(
+        "8. drained (last ticket released and last connection closed); serve returned {:.0} ms after stop\n",
+        stopping.elapsed().as_secs_f64() * 1e3
+    );
+    print_report(&report, rate);
+    let ok = report.leaked == 0
+        && report.stats.refused_finalized == LATE_CONNECTIONS as u64
+        && answers.iter().all(|a| a == "503 close")
+        && (delayed, delayed_close) == (200, true)
+        && (status, after) == (500, 200)
+        && report.outcomes.total() == report.stats.served;
+    println!(
+        "\n{}",
+        if ok {
+            "ok: every late request refused with 503, one outcome per request, nothing leaked"
+        } else {
+            "FAILED: see above"
+        }
+    );
+    Ok(ok)
+}
+
+fn wait_for_listener_close(addr: SocketAddr) -> io::Result<()> {
+    let until = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).is_ok() {
+        if Instant::now() > until {
+            return Err(io::Error::other("the listener did not close"));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+fn print_report(report: &HyperReport, rate: f64) {
+    println!("report");
+    println!("{report}");
+    println!("  req/s      {rate:>8.0}   over loopback, {CLIENTS} client threads");
+}
+
+/// Client threads on kept-alive connections, bounded in time and count; returns req/s.
+fn load(addr: SocketAddr) -> io::Result<f64> {
+    let started = Instant::now();
+    let loaders: Vec<_> = (0..CLIENTS)
+        .map(|i| thread::spawn(move || load_one(addr, i)))
+        .collect();
+    let mut sent = 0;
+    for loader in loaders {
+        sent += loader
+            .join()
+            .map_err(|_| io::Error::other("a load thread panicked"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("2. load: {CLIENTS} clients sent {sent} requests in {secs:.2} s over keep-alive: {:.0} req/s", sent as f64 / secs);
+    Ok(sent as f64 / secs)
+}
+
+fn load_one(addr: SocketAddr, index: usize) -> io::Result<usize> {
+    let mut client = Client::connect(addr)?;
+    let until = Instant::now() + LOAD_TIME;
+    let mut sent = 0;
+    while sent < LOAD_MAX_PER_CLIENT && Instant::now() < until {
+        let request = match (sent + index) % 4 {
+            0 => "POST /echo HTTP/1.1\r\ncontent-length: 4\r\n\r\nping",
+            _ => "GET / HTTP/1.1\r\n\r\n",
+        };
+        let (status, _) = client.request(request)?;
+        if status != 200 {
+            return Err(io::Error::other(format!("load got {status}")));
+        }
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// A minimal blocking HTTP/1.1 client: status, `connection: close`, content-length bodies.
+struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    fn request(&mut self, request: &str) -> io::Result<(u16, bool)> {
+        self.send(request)?;
+        self.answer()
+    }
+
+    fn send(&mut self, request: &str) -> io::Result<()> {
+        self.reader.get_mut().write_all(request.as_bytes())
+    }
+
+    fn answer(&mut self) -> io::Result<(u16, bool)> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+        let (mut length, mut close) = (0, false);
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap_or((header, ""));
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.trim().eq_ignore_ascii_case("close");
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok((status, close))
+    }
+}

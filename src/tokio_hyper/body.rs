@@ -1,0 +1,141 @@
+//! The response body that holds the request's bundle until its last frame is written.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::bundle::Bundle;
+use crate::pool::Recycle;
+
+/// The error type of a [`GuardedBody`]: the handler body's own error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// The response body the adapter hands to hyper: the handler's body, or a fixed answer of
+    /// the adapter's own (`503`, `500`), holding the request's [`Bundle`] when there is one.
+    ///
+    /// The bundle ends *completed* right after the body yields its last frame (hyper may drop
+    /// a body without polling it to the end once it says [`is_end_stream`](Body::is_end_stream)),
+    /// and *client gone* (or *force closed*) when hyper drops the body before that. A body
+    /// error mid-stream ends it *dropped*.
+    pub struct GuardedBody<B: Body, C: Recycle = ()> {
+        #[pin]
+        source: Source<B>,
+        bundle: Option<Bundle<C>>,
+    }
+
+    impl<B: Body, C: Recycle> PinnedDrop for GuardedBody<B, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(bundle) = this.bundle.take() {
+                if this.source.is_end_stream() {
+                    bundle.complete();
+                } else {
+                    bundle.cut_short();
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    #[project = SourceProj]
+    enum Source<B> {
+        Handler { #[pin] body: B },
+        Fixed { data: Option<Bytes> },
+    }
+}
+
+impl<B: Body> Source<B> {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Handler { body } => body.is_end_stream(),
+            Source::Fixed { data } => data.is_none(),
+        }
+    }
+}
+
+impl<B: Body, C: Recycle> GuardedBody<B, C> {
+    #[inline]
+    pub(crate) fn holding(body: B, bundle: Bundle<C>) -> Self {
+        GuardedBody {
+            source: Source::Handler { body },
+            bundle: Some(bundle),
+        }
+    }
+
+    /// An answer of the adapter's own, holding nothing (a refusal, a `500`).
+    pub(crate) fn fixed(text: &'static [u8]) -> Self {
+        GuardedBody {
+            source: Source::Fixed {
+                data: Some(Bytes::from_static(text)),
+            },
+            bundle: None,
+        }
+    }
+}
+
+impl<B, C> Body for GuardedBody<B, C>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    C: Recycle,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let frame = match this.source.project() {
+            SourceProj::Fixed { data } => return Poll::Ready(data.take().map(Frame::data).map(Ok)),
+            SourceProj::Handler { mut body } => {
+                let frame = std::task::ready!(body.as_mut().poll_frame(cx));
+                match frame {
+                    Some(Ok(frame)) if !body.is_end_stream() => {
+                        return Poll::Ready(Some(Ok(frame)))
+                    }
+                    Some(Err(err)) => {
+                        drop(this.bundle.take()); // the handler's body failed: dropped
+                        return Poll::Ready(Some(Err(err.into())));
+                    }
+                    frame => frame,
+                }
+            }
+        };
+        // The last frame (or the end): the request is complete.
+        if let Some(bundle) = this.bundle.take() {
+            bundle.complete();
+        }
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.source.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Handler { body } => body.size_hint(),
+            Source::Fixed { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B: Body, C: Recycle> fmt::Debug for GuardedBody<B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedBody")
+            .field("holds_bundle", &self.bundle.is_some())
+            .finish_non_exhaustive()
+    }
+}

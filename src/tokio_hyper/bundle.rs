@@ -1,0 +1,221 @@
+//! The handler's bundle: the admitted request's guards, ended exactly once with its outcome.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use hyper::body::Body;
+use hyper::Response;
+
+use super::body::GuardedBody;
+use super::tally::{Ending, Tally};
+use crate::admit::Admitted;
+use crate::pool::Recycle;
+use crate::signal::{AbortReason, AbortSignal};
+
+/// The abort reason of a request whose connection the server closed at the end of a drain.
+pub(crate) const FORCE_CLOSED: AbortReason =
+    AbortReason::Other("the server force-closed the connection");
+
+/// What an admitted request holds: its ticket, pooled context and abort signal (an
+/// [`Admitted`] bundle), handed to the handler and then to the response body.
+///
+/// The handler gets it by value and gives it back with [`respond`](Bundle::respond): the
+/// response body then holds it, so **the request lives as long as its response body** and ends
+/// when the body's last frame is written. There is no other way to make a [`Reply`], so a
+/// handler cannot answer and keep (or lose) the request's guards.
+///
+/// # Drop
+///
+/// Dropping the bundle without responding ends the request at once: outcome *dropped* (the
+/// handler returned an error or panicked) and its abort signal fires, or *client gone* when
+/// hyper dropped the handler's future because the connection went away (the adapter fires the
+/// signal with [`AbortReason::ClientDisconnected`] first, so the handler's listeners see it).
+/// A signal the drain deadline aborted makes the outcome *deadline aborted* whatever comes
+/// after (the first cause wins).
+#[must_use = "dropping the bundle ends the request as dropped (its abort signal fires)"]
+#[clippy::has_significant_drop]
+pub struct Bundle<C: Recycle = ()> {
+    admitted: Option<Admitted<C, ()>>,
+    tally: Rc<Tally>,
+}
+
+/// The response a handler built with [`Bundle::respond`]: its body holds the bundle.
+#[must_use = "a reply does nothing unless returned to the adapter"]
+pub struct Reply<B: Body, C: Recycle = ()> {
+    pub(crate) response: Response<GuardedBody<B, C>>,
+}
+
+impl<C: Recycle> Bundle<C> {
+    #[inline]
+    pub(crate) fn new(admitted: Admitted<C, ()>, tally: Rc<Tally>) -> Self {
+        Bundle {
+            admitted: Some(admitted),
+            tally,
+        }
+    }
+
+    /// The admitted guards: ticket, context, signal activity ref and request object.
+    pub fn admitted(&self) -> &Admitted<C, ()> {
+        self.admitted
+            .as_ref()
+            .expect("a live bundle holds its guards")
+    }
+
+    /// The request's abort signal.
+    pub fn signal(&self) -> &AbortSignal {
+        self.admitted().signal()
+    }
+
+    /// The request's pooled context.
+    pub fn context(&mut self) -> &mut C {
+        let admitted = self
+            .admitted
+            .as_mut()
+            .expect("a live bundle holds its guards");
+        &mut admitted.context
+    }
+
+    /// A future that resolves when the request's signal is aborted (client gone, drain
+    /// deadline), with the reason. Registers one listener on first poll.
+    pub fn aborted(&self) -> Aborted {
+        Aborted {
+            signal: self.signal().clone(),
+            waker: None,
+        }
+    }
+
+    /// Gives the bundle to `response`'s body: the request ends when its last frame is written.
+    #[inline]
+    pub fn respond<B: Body>(self, response: Response<B>) -> Reply<B, C> {
+        let (parts, body) = response.into_parts();
+        Reply {
+            response: Response::from_parts(parts, GuardedBody::holding(body, self)),
+        }
+    }
+
+    /// The response body wrote its last frame.
+    #[inline]
+    pub(crate) fn complete(mut self) {
+        self.end(Ending::Completed);
+    }
+
+    /// Hyper dropped the response body before its last frame: the client went away, or the
+    /// server force-closed the connection at the end of a drain.
+    pub(crate) fn cut_short(mut self) {
+        let ending = if self.tally.is_force_closing() {
+            Ending::ForceClosed
+        } else {
+            Ending::ClientGone
+        };
+        self.end(ending);
+    }
+
+    fn end(&mut self, ending: Ending) {
+        let Some(admitted) = self.admitted.take() else {
+            return;
+        };
+        let signal = admitted.signal();
+        let ending = match (signal.reason(), ending) {
+            // The first cause wins: the deadline aborted it before it ended.
+            (Some(AbortReason::DrainDeadline), _) => Ending::DeadlineAborted,
+            // The adapter fired the signal when hyper dropped the handler's future.
+            (Some(AbortReason::ClientDisconnected), Ending::Dropped) => Ending::ClientGone,
+            (Some(FORCE_CLOSED), Ending::Dropped) => Ending::ForceClosed,
+            (_, ending) => ending,
+        };
+        self.tally.count(ending);
+        // TODO(core-v2): `admitted.complete()` / `admitted.end(Outcome::..)` fire the signal.
+        match ending {
+            Ending::Completed => {}
+            Ending::ClientGone => {
+                signal.abort(AbortReason::ClientDisconnected);
+            }
+            Ending::ForceClosed => {
+                signal.abort(FORCE_CLOSED);
+            }
+            Ending::Dropped => {
+                signal.abort(AbortReason::HandlerFailed);
+            }
+            Ending::DeadlineAborted => {}
+        }
+        drop(admitted);
+    }
+}
+
+impl<C: Recycle> Drop for Bundle<C> {
+    /// Ends the request if nothing else did: *dropped* (or *client gone*, see the type's docs).
+    fn drop(&mut self) {
+        self.end(Ending::Dropped);
+    }
+}
+
+impl<C: Recycle> fmt::Debug for Bundle<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bundle")
+            .field("live", &self.admitted.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body, C: Recycle> Reply<B, C> {
+    /// The response head, to add headers after [`Bundle::respond`].
+    pub fn headers_mut(&mut self) -> &mut hyper::HeaderMap {
+        self.response.headers_mut()
+    }
+
+    /// The status code.
+    pub fn status(&self) -> hyper::StatusCode {
+        self.response.status()
+    }
+}
+
+impl<B: Body, C: Recycle> fmt::Debug for Reply<B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.response.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves with the reason when a request's signal is aborted; from [`Bundle::aborted`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Aborted {
+    signal: AbortSignal,
+    waker: Option<Rc<Cell<Option<Waker>>>>,
+}
+
+impl Future for Aborted {
+    type Output = AbortReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<AbortReason> {
+        if let Some(reason) = self.signal.reason() {
+            return Poll::Ready(reason);
+        }
+        match &self.waker {
+            Some(slot) => slot.set(Some(cx.waker().clone())),
+            None => {
+                let slot = Rc::new(Cell::new(Some(cx.waker().clone())));
+                let listener = Rc::clone(&slot);
+                self.signal.on_abort(move |_| {
+                    if let Some(waker) = listener.take() {
+                        waker.wake();
+                    }
+                });
+                self.waker = Some(slot);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl fmt::Debug for Aborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Aborted")
+            .field("signal", &self.signal)
+            .finish()
+    }
+}

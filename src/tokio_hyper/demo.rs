@@ -1,0 +1,105 @@
+//! The demo routes on hyper: `GET /`, `GET /delay?ms=N`, `POST /echo`, `GET /panic`, as the mio
+//! server's [`demo_routes`](crate::http::demo_routes) answer them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::bundle::{Bundle, Reply};
+use super::handler::{Handler, HandlerError};
+use crate::pool::Recycle;
+use crate::wrapper::Engine;
+
+/// The longest `/delay` accepted, in milliseconds (as the mio server's).
+pub const MAX_DELAY_MS: u64 = 60_000;
+/// The largest `/echo` body accepted; larger gets `413`.
+pub const MAX_ECHO_BODY: usize = 1024 * 1024;
+
+/// The demo handler:
+///
+/// | route | answer |
+/// |---|---|
+/// | `GET /` | `200 hello` |
+/// | `GET /delay?ms=N` | `200 delayed N ms` after N ms; `500` if the request is aborted first |
+/// | `POST /echo` | `200` with the request body (`413` over 1 MiB) |
+/// | `GET /panic` | the handler panics: `500`, and the connection keeps serving |
+///
+/// Anything else is `404` (`405` for a known path with another method).
+pub fn demo_routes<E: Engine, C: Recycle>() -> impl Handler<E, C, Body = Full<Bytes>> {
+    |_this: E::Strong, request: Request<Incoming>, bundle: Bundle<C>| demo(request, bundle)
+}
+
+async fn demo<C: Recycle>(
+    request: Request<Incoming>,
+    bundle: Bundle<C>,
+) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
+    let known = matches!(request.uri().path(), "/" | "/delay" | "/echo" | "/panic");
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => Ok(text(bundle, StatusCode::OK, Bytes::from_static(b"hello"))),
+        (&Method::GET, "/delay") => delay(request, bundle).await,
+        (&Method::POST, "/echo") => echo(request, bundle).await,
+        (&Method::GET, "/panic") => panic!("GET /panic: this handler panics on purpose"),
+        _ if known => Ok(text(bundle, StatusCode::METHOD_NOT_ALLOWED, Bytes::new())),
+        _ => Ok(text(bundle, StatusCode::NOT_FOUND, Bytes::new())),
+    }
+}
+
+fn text<C: Recycle>(bundle: Bundle<C>, status: StatusCode, body: Bytes) -> Reply<Full<Bytes>, C> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    bundle.respond(response)
+}
+
+/// `GET /delay?ms=N`: answers after N ms, unless the request's signal fires first.
+async fn delay<C: Recycle>(
+    request: Request<Incoming>,
+    bundle: Bundle<C>,
+) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
+    let ms = request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ms=")))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms <= MAX_DELAY_MS);
+    let Some(ms) = ms else {
+        let why = Bytes::from_static(b"expected ?ms=N with N <= 60000");
+        return Ok(text(bundle, StatusCode::BAD_REQUEST, why));
+    };
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => {
+            Ok(text(bundle, StatusCode::OK, Bytes::from(format!("delayed {ms} ms"))))
+        }
+        reason = bundle.aborted() => Err(format!("GET /delay aborted: {reason}").into()),
+    }
+}
+
+/// `POST /echo`: the request body back, up to [`MAX_ECHO_BODY`].
+async fn echo<C: Recycle>(
+    request: Request<Incoming>,
+    bundle: Bundle<C>,
+) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
+    match Limited::new(request.into_body(), MAX_ECHO_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => {
+            let mut reply = text(bundle, StatusCode::OK, body.to_bytes());
+            let octets = hyper::header::HeaderValue::from_static("application/octet-stream");
+            reply
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, octets);
+            Ok(reply)
+        }
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            let mut reply = text(bundle, StatusCode::PAYLOAD_TOO_LARGE, Bytes::new());
+            // The rest of the body is unread: the connection cannot go on.
+            let close = hyper::header::HeaderValue::from_static("close");
+            reply.headers_mut().insert(hyper::header::CONNECTION, close);
+            Ok(reply)
+        }
+        Err(err) => Err(err.to_string().into()),
+    }
+}

@@ -1,0 +1,425 @@
+//! The accept loop and the stop: stop accepting, keep-alive off, drain both sides, escalate.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::connections::Connections;
+use super::handler::{EnterScope, Handler, NoScope};
+use super::report::HyperReport;
+use super::service::{RequestService, Shared};
+use super::tally::Tally;
+use crate::core::ServerCore;
+use crate::pool::Recycle;
+use crate::ticket::{Drain, DrainReport, DrainStatus};
+use crate::wrapper::Engine;
+
+/// The hyper server's knobs.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reqguard::tokio_hyper::Options;
+///
+/// let options = Options::default().drain_timeout(Duration::from_secs(2)).max_connections(64);
+/// assert_eq!(options.get_drain_timeout(), Duration::from_secs(2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    drain_timeout: Duration,
+    stop_linger: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+}
+
+impl Default for Options {
+    /// 5 s of drain, 1 s of linger for idle connections after stop, 5 s idle (and request head)
+    /// timeout, 1,024 connections: the mio server's defaults.
+    fn default() -> Self {
+        Options {
+            drain_timeout: Duration::from_secs(5),
+            stop_linger: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Options {
+    /// How long a stop waits for the last ticket and the last connection before it aborts what
+    /// is out and force-closes the connections.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// How long idle keep-alive connections stay open after stop before hyper-util's graceful
+    /// shutdown closes them; requests they deliver meanwhile get `503` and `connection: close`.
+    pub fn stop_linger(mut self, linger: Duration) -> Self {
+        self.stop_linger = linger;
+        self
+    }
+
+    /// How long a connection may take to send a request head, idle keep-alive included
+    /// (hyper's header read timeout); then it is closed.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Connections open at once; more are answered `503` and closed.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// The drain timeout.
+    pub fn get_drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
+    /// The stop linger.
+    pub fn get_stop_linger(&self) -> Duration {
+        self.stop_linger
+    }
+}
+
+type Hook = Box<dyn FnOnce()>;
+
+/// A reqguard-accounted HTTP/1.1 server on hyper, for tokio's current-thread runtime and a
+/// [`LocalSet`](tokio::task::LocalSet) (Deno's model: one engine per thread, `Rc` state).
+///
+/// See the [module docs](super) for the request path and the drain.
+pub struct HyperServer<E: Engine, C: Recycle, H, S = NoScope> {
+    core: ServerCore<E, C>,
+    handler: H,
+    scope: S,
+    options: Options,
+    after_stop: Option<Hook>,
+    after_drain: Option<Hook>,
+}
+
+impl<E, C, H> HyperServer<E, C, H, NoScope>
+where
+    E: for<'s> Engine<Scope<'s> = ()>,
+    C: Recycle,
+    H: Handler<E, C>,
+{
+    /// A server admitting through `core` and answering with `handler`.
+    pub fn new(core: ServerCore<E, C>, handler: H) -> Self {
+        HyperServer::with_scope(core, handler, NoScope)
+    }
+}
+
+impl<E, C, H, S> HyperServer<E, C, H, S>
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    /// A server whose engine needs a scope to upgrade (QuickJS: an `rquickjs::Context`).
+    pub fn with_scope(core: ServerCore<E, C>, handler: H, scope: S) -> Self {
+        HyperServer {
+            core,
+            handler,
+            scope,
+            options: Options::default(),
+            after_stop: None,
+            after_drain: None,
+        }
+    }
+
+    /// Sets the knobs.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Runs `hook` right after [`ServerCore::stop`] (collect the wrapper there for the PR's
+    /// scenario).
+    pub fn after_stop(mut self, hook: impl FnOnce() + 'static) -> Self {
+        self.after_stop = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs `hook` once the drain has completed.
+    pub fn after_drain(mut self, hook: impl FnOnce() + 'static) -> Self {
+        self.after_drain = Some(Box::new(hook));
+        self
+    }
+
+    /// The server core.
+    pub fn core(&self) -> &ServerCore<E, C> {
+        &self.core
+    }
+
+    /// Serves `listener` until `stop` resolves, then stops and drains; returns the report.
+    ///
+    /// Must run inside a [`LocalSet`](tokio::task::LocalSet) on a current-thread runtime: each
+    /// connection is a local task. The stop: the listener closes, admission closes (a late
+    /// request is refused `503`, `connection: close`), every answer carries `connection:
+    /// close`, idle connections linger for [`Options::stop_linger`] and then hyper-util's
+    /// graceful shutdown closes them. The drain ends when the last ticket is released **and**
+    /// the last connection is closed; past [`Options::drain_timeout`] it aborts the signals of
+    /// what is out, force-closes every connection and reports what was out.
+    pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) -> HyperReport {
+        let started = Instant::now();
+        let HyperServer {
+            core,
+            handler,
+            scope,
+            options,
+            after_stop,
+            after_drain,
+        } = self;
+        let tally = Rc::new(Tally::default());
+        let shared = Rc::new(Shared {
+            core,
+            handler,
+            scope,
+            tally,
+        });
+        let connections = Rc::new(Connections::default());
+        let graceful = GracefulShutdown::new();
+        let acceptor = Acceptor {
+            shared: &shared,
+            connections: &connections,
+            graceful: &graceful,
+            options,
+        };
+        acceptor.run(&listener, stop).await;
+        drop(listener); // stop accepting
+
+        shared.tally.set_stopping();
+        let drain = shared.core.stop();
+        if let Some(hook) = after_stop {
+            hook();
+        }
+        let stopper = Stopper {
+            shared: &shared,
+            connections: &connections,
+            drain: &drain,
+            options,
+        };
+        let stopped = stopper.run(graceful).await;
+        if let (Some(hook), true) = (after_drain, drain.is_complete()) {
+            hook();
+        }
+        report(&shared, stopped, started)
+    }
+}
+
+fn report<E: Engine, C: Recycle, H, S>(
+    shared: &Shared<E, C, H, S>,
+    stopped: Stopped,
+    started: Instant,
+) -> HyperReport {
+    let ledger = shared.core.ledger();
+    HyperReport {
+        stats: shared.tally.stats(),
+        outcomes: shared.tally.outcomes(),
+        leaked: ledger.total_outstanding(),
+        leaks: ledger.report(),
+        drain_time: stopped.drain_time,
+        deadline: stopped.deadline,
+        force_closed: stopped.force_closed,
+        pool: shared.core.pool_metrics(),
+        uptime: started.elapsed(),
+    }
+}
+
+/// The accept loop, until the stop future resolves.
+struct Acceptor<'a, E: Engine, C: Recycle, H, S> {
+    shared: &'a Rc<Shared<E, C, H, S>>,
+    connections: &'a Rc<Connections>,
+    graceful: &'a GracefulShutdown,
+    options: Options,
+}
+
+/// How long the accept loop pauses after an accept error (`EMFILE`): it must not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+impl<E, C, H, S> Acceptor<'_, E, C, H, S>
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    async fn run(&self, listener: &TcpListener, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => self.serve_connection(stream),
+                    Err(_) => {
+                        // Out of descriptors (or a transient error): pause, do not spin.
+                        self.shared.tally.bump(|s| &mut s.accept_backoffs);
+                        tokio::select! {
+                            () = &mut stop => return,
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn serve_connection(&self, stream: TcpStream) {
+        let tally = &self.shared.tally;
+        if self.connections.len() >= self.options.max_connections {
+            tally.bump(|s| &mut s.connections_refused);
+            // Best effort: a full send buffer just closes it without the answer.
+            let _ = stream.try_write(OVER_LIMIT);
+            return;
+        }
+        tally.bump(|s| &mut s.connections);
+        let _ = stream.set_nodelay(true);
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.idle_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                RequestService::new(Rc::clone(self.shared)),
+            );
+        let watched = self.graceful.watch(conn);
+        let registered = self.connections.register();
+        let key = registered.key();
+        let tally = Rc::clone(tally);
+        let task = tokio::task::spawn_local(async move {
+            let _registered = registered;
+            if let Err(err) = watched.await {
+                if err.is_parse() || err.is_parse_too_large() || err.is_timeout() {
+                    tally.bump(|s| &mut s.rejected); // hyper answered 400/431 or timed out
+                }
+            }
+        });
+        self.connections.set_abort_handle(key, task.abort_handle());
+    }
+}
+
+const OVER_LIMIT: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
+/// The stop after the listener closed: linger, graceful shutdown, drain, and the deadline.
+struct Stopper<'a, E: Engine, C: Recycle, H, S> {
+    shared: &'a Rc<Shared<E, C, H, S>>,
+    connections: &'a Connections,
+    drain: &'a Drain,
+    options: Options,
+}
+
+/// How a stop went.
+struct Stopped {
+    /// What the deadline found, if it passed.
+    deadline: Option<DrainReport>,
+    /// Connections the deadline force-closed.
+    force_closed: u64,
+    /// From stop to the last ticket released and the last connection closed, if both happened.
+    drain_time: Option<Duration>,
+}
+
+impl<E: Engine, C: Recycle, H, S> Stopper<'_, E, C, H, S> {
+    async fn run(&self, graceful: GracefulShutdown) -> Stopped {
+        let stopped_at = Instant::now();
+        let deadline = stopped_at + self.options.drain_timeout;
+        self.drain.set_deadline(deadline);
+        let linger_end = stopped_at + self.options.stop_linger.min(self.options.drain_timeout);
+        // Idle keep-alive connections linger: a late request gets 503 + connection: close.
+        tokio::select! {
+            () = self.both_done() => {}
+            () = tokio::time::sleep_until(linger_end.into()) => {}
+        }
+        // Keep-alive off for what is left (hyper-util's graceful shutdown): idle connections
+        // close now, busy ones after their answer. `shutdown` signals when first polled.
+        tokio::select! {
+            ((), ()) = async { tokio::join!(self.both_done(), graceful.shutdown()) } => Stopped {
+                deadline: None,
+                force_closed: 0,
+                drain_time: Some(stopped_at.elapsed()),
+            },
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let (found, force_closed) = self.escalate().await;
+                let done = self.drain.is_complete() && self.connections.len() == 0;
+                Stopped {
+                    deadline: Some(found),
+                    force_closed,
+                    drain_time: done.then(|| stopped_at.elapsed()),
+                }
+            }
+        }
+    }
+
+    /// The last ticket released **and** the last connection closed.
+    async fn both_done(&self) {
+        let _ = self.drain.clone().await;
+        self.connections.closed().await;
+    }
+
+    /// Deadline: abort what is out, then force-close the connections; returns what was out.
+    async fn escalate(&self) -> (DrainReport, u64) {
+        let found = match self.drain.poll_deadline(Instant::now()) {
+            DrainStatus::Expired(report) => report,
+            _ => self.drain.report(),
+        };
+        // Handlers that watch their signal may answer now; give them a turn of the loop.
+        tokio::task::yield_now().await;
+        self.shared.tally.set_force_closing();
+        let force_closed = self.connections.abort_all() as u64;
+        // Aborted tasks are dropped on their next turn; bounded, in case one never is.
+        let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
+        (found, force_closed)
+    }
+}
+
+/// How long the stop waits for force-closed connections' tasks to be dropped.
+const FORCE_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+impl<E: Engine, C: Recycle, H, S> fmt::Debug for HyperServer<E, C, H, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HyperServer")
+            .field("core", &self.core)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds `addr` on a fresh current-thread runtime and `LocalSet` on this thread, serves until
+/// `stop` resolves, drains, and returns the report. `ready` is called with the bound address.
+///
+/// # Errors
+///
+/// Building the runtime or binding the address.
+pub fn run<E, C, H, S>(
+    server: HyperServer<E, C, H, S>,
+    addr: std::net::SocketAddr,
+    ready: impl FnOnce(std::net::SocketAddr),
+    stop: impl Future<Output = ()>,
+) -> io::Result<HyperReport>
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let listener = TcpListener::bind(addr).await?;
+        ready(listener.local_addr()?);
+        Ok(server.serve(listener, stop).await)
+    })
+}

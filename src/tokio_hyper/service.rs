@@ -1,0 +1,245 @@
+//! The `!Send` hyper service: upgrade first, then admit and call the handler, or refuse.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
+use hyper::service::Service;
+use hyper::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+
+use super::body::GuardedBody;
+use super::bundle::{Bundle, FORCE_CLOSED};
+use super::handler::{EnterScope, Handler};
+use super::tally::Tally;
+use crate::admit::{Admitted, Refusal, RefusalReason};
+use crate::core::ServerCore;
+use crate::pool::Recycle;
+use crate::signal::{AbortReason, AbortSignal};
+use crate::wrapper::Engine;
+
+/// What every connection of one server shares: the core, the handler, the scope, the tally.
+pub(crate) struct Shared<E: Engine, C: Recycle, H, S> {
+    pub(crate) core: ServerCore<E, C>,
+    pub(crate) handler: H,
+    pub(crate) scope: S,
+    pub(crate) tally: Rc<Tally>,
+}
+
+/// The hyper service of one connection (cloning it is one `Rc` increment).
+///
+/// Per request, in this order (Bun PR 28246's rule): **upgrade** the wrapper; if that fails,
+/// or admission is closed, answer `503` with `connection: close` having taken nothing;
+/// otherwise **admit** the bundle and call the handler with `this`, the request and the bundle.
+pub struct RequestService<E: Engine, C: Recycle, H, S> {
+    shared: Rc<Shared<E, C, H, S>>,
+}
+
+impl<E: Engine, C: Recycle, H, S> RequestService<E, C, H, S> {
+    pub(crate) fn new(shared: Rc<Shared<E, C, H, S>>) -> Self {
+        RequestService { shared }
+    }
+}
+
+impl<E, C, H, S> RequestService<E, C, H, S>
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    /// Upgrade first; only then take the bundle. A refusal holds nothing (G4).
+    #[inline]
+    fn admit(&self) -> Result<(E::Strong, Admitted<C, ()>), Refusal> {
+        let core = &self.shared.core;
+        self.shared.scope.enter(|scope| {
+            let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
+            let admitted = live.admit(|_ctx| Ok(()))?;
+            Ok((live.wrapper().clone(), admitted))
+        })
+    }
+
+    fn count_refusal(&self, refusal: Refusal) {
+        let tally = &self.shared.tally;
+        tally.bump(|s| &mut s.refused);
+        match refusal.reason() {
+            RefusalReason::WrapperFinalized => tally.bump(|s| &mut s.refused_finalized),
+            _ => tally.bump(|s| &mut s.refused_stopped),
+        }
+    }
+}
+
+impl<E, C, H, S> Service<Request<Incoming>> for RequestService<E, C, H, S>
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    type Response = Response<GuardedBody<H::Body, C>>;
+    type Error = Infallible;
+    type Future = Dispatch<H::Future, H::Body, C>;
+
+    #[inline]
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let tally = Rc::clone(&self.shared.tally);
+        match self.admit() {
+            Ok((this, admitted)) => {
+                let signal = admitted.signal().clone();
+                let bundle = Bundle::new(admitted, Rc::clone(&tally));
+                let handler = self.shared.handler.call(this, request, bundle);
+                Dispatch::handling(handler, signal, tally)
+            }
+            Err(refusal) => {
+                drop(request); // nothing was taken; the body is not read
+                self.count_refusal(refusal);
+                Dispatch::refused(refusal, tally)
+            }
+        }
+    }
+}
+
+impl<E: Engine, C: Recycle, H, S> Clone for RequestService<E, C, H, S> {
+    fn clone(&self) -> Self {
+        RequestService {
+            shared: Rc::clone(&self.shared),
+        }
+    }
+}
+
+impl<E: Engine, C: Recycle, H, S> fmt::Debug for RequestService<E, C, H, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestService")
+            .field("core", &self.shared.core)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The future of one request: the handler's future, with its panics caught (`500`), and
+    /// the client-gone signal fired if hyper drops it before the handler answered.
+    pub struct Dispatch<F, B, C: Recycle> {
+        #[pin]
+        handler: Option<F>,
+        signal: Option<AbortSignal>,
+        refusal: Option<Refusal>,
+        tally: Rc<Tally>,
+        _body: std::marker::PhantomData<fn() -> (B, C)>,
+    }
+
+    impl<F, B, C: Recycle> PinnedDrop for Dispatch<F, B, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Hyper dropped the request before the handler answered: the connection went
+            // away (or the drain force-closed it). Fire the signal while the handler's future
+            // (and its listeners) are still alive; its bundle then ends with that outcome.
+            if this.handler.is_some() {
+                if let Some(signal) = this.signal.take() {
+                    signal.abort(if this.tally.is_force_closing() {
+                        FORCE_CLOSED
+                    } else {
+                        AbortReason::ClientDisconnected
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
+    fn handling(handler: F, signal: AbortSignal, tally: Rc<Tally>) -> Self {
+        Dispatch {
+            handler: Some(handler),
+            signal: Some(signal),
+            refusal: None,
+            tally,
+            _body: std::marker::PhantomData,
+        }
+    }
+
+    fn refused(refusal: Refusal, tally: Rc<Tally>) -> Self {
+        Dispatch {
+            handler: None,
+            signal: None,
+            refusal: Some(refusal),
+            tally,
+            _body: std::marker::PhantomData,
+        }
+    }
+}
+
+type Answer<B, C> = Result<Response<GuardedBody<B, C>>, Infallible>;
+
+impl<F, B, C> Future for Dispatch<F, B, C>
+where
+    F: Future<Output = Result<super::Reply<B, C>, super::HandlerError>>,
+    B: hyper::body::Body,
+    C: Recycle,
+{
+    type Output = Answer<B, C>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B, C>> {
+        let mut this = self.project();
+        let Some(handler) = this.handler.as_mut().as_pin_mut() else {
+            let refusal = this
+                .refusal
+                .take()
+                .expect("a dispatch is polled after it answered");
+            return Poll::Ready(Ok(refusal_response(refusal)));
+        };
+        // A panicking handler is answered 500 and its future dropped (its bundle ends
+        // *dropped*); the connection and the loop carry on.
+        let mut response = match catch_unwind(AssertUnwindSafe(|| handler.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(reply))) => reply.response,
+            Ok(Poll::Ready(Err(_))) => {
+                this.tally.bump(|s| &mut s.failed);
+                status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
+            }
+            Err(_panic) => {
+                this.tally.bump(|s| &mut s.panics);
+                status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
+            }
+        };
+        this.handler.set(None);
+        *this.signal = None;
+        this.tally.bump(|s| &mut s.served);
+        if this.tally.is_stopping() {
+            // Keep-alive is off once the server stops: every answer closes its connection.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+fn status_response<B: hyper::body::Body, C: Recycle>(
+    status: StatusCode,
+    text: &'static [u8],
+) -> Response<GuardedBody<B, C>> {
+    let mut response = Response::new(GuardedBody::fixed(text));
+    *response.status_mut() = status;
+    response
+}
+
+/// `503` (or the refusal's status) with `connection: close`: the refusal holds nothing.
+fn refusal_response<B: hyper::body::Body, C: Recycle>(
+    refusal: Refusal,
+) -> Response<GuardedBody<B, C>> {
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = status_response(status, b"service unavailable");
+    if refusal.closes_connection() {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
