@@ -1,0 +1,553 @@
+//! The hyper adapter over real sockets on 127.0.0.1: each server runs on its own thread (tokio
+//! current-thread runtime + `LocalSet`, as an embedder runs it); clients are a real hyper
+//! client and a raw blocking one (tests/util). Every wait is bounded.
+#![cfg(feature = "hyper")]
+
+mod util;
+
+use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::task::{Context, Poll};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use reqguard::engines::{Embedded, Handle, Heap};
+use reqguard::tokio_hyper::{
+    demo_routes, Bundle, Handler, HandlerError, HyperReport, HyperServer, Options, Reply,
+};
+use reqguard::{AbortReason, Config, DowngradePolicy, ServerCore};
+use util::{wait_until, Client};
+
+type E = Embedded<&'static str>;
+type This = Handle<&'static str>;
+
+/// A server on its own thread, stopped by a oneshot.
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<HyperReport>>,
+}
+
+impl TestServer {
+    /// Runs the server `make` builds (on the server's thread: its state is `!Send`).
+    fn spawn<H: Handler<E>>(make: impl FnOnce() -> HyperServer<E, (), H> + Send + 'static) -> Self {
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let server = make();
+            let stop = async {
+                let _ = stopped.await;
+            };
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
+                .expect("bind 127.0.0.1:0")
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server's address");
+        TestServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Begins the stop and waits until the listener has closed (the stop has run by then:
+    /// the listener closes in the same turn as admission).
+    fn begin_stop(&mut self) {
+        let _ = self.stop.take().expect("stopped once").send(());
+        let addr = self.addr;
+        wait_until("the listener to close", || {
+            TcpStream::connect(addr).is_err()
+        });
+    }
+
+    /// Stops (if not begun) and returns the report once `serve` returned.
+    fn join(mut self) -> HyperReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let thread = self.thread.take().unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        while !thread.is_finished() {
+            assert!(Instant::now() < until, "the server did not finish its stop");
+            thread::sleep(Duration::from_millis(5));
+        }
+        thread.join().expect("the server thread")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The demo routes on a heap; the wrapper is collected right after stop when `collect`.
+fn demo(options: Options, collect: bool) -> HyperServer<E, (), impl Handler<E>> {
+    let heap = Heap::new();
+    let policy = if collect {
+        DowngradePolicy::OnStop
+    } else {
+        DowngradePolicy::OnDrain
+    };
+    let core = ServerCore::embedded(heap.alloc("server"), Config::default().downgrade(policy));
+    HyperServer::new(core, demo_routes())
+        .options(options)
+        .after_stop(move || {
+            if collect {
+                heap.collect();
+            }
+        })
+}
+
+fn fast_stop() -> Options {
+    Options::default()
+        .stop_linger(Duration::from_millis(100))
+        .drain_timeout(Duration::from_secs(5))
+}
+
+/// A hyper client connection on its own current-thread runtime.
+struct HyperClient {
+    runtime: tokio::runtime::Runtime,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl HyperClient {
+    fn connect(addr: SocketAddr) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sender = runtime.block_on(async {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            sender
+        });
+        HyperClient { runtime, sender }
+    }
+
+    /// Sends a request; returns the status, whether it says `connection: close`, and the body.
+    fn send(&mut self, method: &str, path: &str, body: &'static str) -> (u16, bool, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "test")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        self.runtime.block_on(async {
+            let response =
+                tokio::time::timeout(Duration::from_secs(10), self.sender.send_request(request))
+                    .await
+                    .expect("an answer in time")
+                    .expect("an answer");
+            let close = response
+                .headers()
+                .get("connection")
+                .is_some_and(|v| v == "close");
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, close, String::from_utf8(body.to_vec()).unwrap())
+        })
+    }
+}
+
+#[test]
+fn answers_200_and_keeps_the_connection_alive() {
+    let server = TestServer::spawn(|| demo(fast_stop(), false));
+    let mut client = HyperClient::connect(server.addr);
+    assert_eq!(client.send("GET", "/", ""), (200, false, "hello".into()));
+    assert_eq!(
+        client.send("POST", "/echo", "ping"),
+        (200, false, "ping".into())
+    );
+    assert_eq!(client.send("GET", "/", ""), (200, false, "hello".into()));
+    drop(client);
+    let report = server.join();
+    assert_eq!(
+        report.stats.connections, 1,
+        "three requests over one kept-alive connection"
+    );
+    assert_eq!((report.stats.served, report.outcomes.completed), (3, 3));
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+#[test]
+fn after_stop_and_collect_a_kept_alive_request_gets_503_close_and_the_ledger_is_at_0() {
+    let options = fast_stop().stop_linger(Duration::from_secs(5));
+    let mut server = TestServer::spawn(move || demo(options, true));
+    let mut kept = HyperClient::connect(server.addr);
+    assert_eq!(kept.send("GET", "/", "").0, 200);
+    server.begin_stop();
+    // The PR's late request: the wrapper is finalized, the upgrade fails, nothing is taken.
+    assert_eq!(
+        kept.send("GET", "/", ""),
+        (503, true, "service unavailable".into())
+    );
+    drop(kept);
+    let report = server.join();
+    assert_eq!(
+        (report.stats.refused, report.stats.refused_finalized),
+        (1, 1),
+        "{report}"
+    );
+    assert_eq!((report.stats.served, report.outcomes.completed), (1, 1));
+    assert_eq!(report.leaked, 0, "{report}");
+    assert!(report.leaks.is_empty());
+}
+
+#[test]
+fn the_drain_completes_only_after_the_last_connection_closes() {
+    let options = fast_stop();
+    let mut server = TestServer::spawn(move || demo(options, true));
+    // A request head half sent before the stop: no ticket is out, but the connection is.
+    let mut slow = Client::connect(server.addr);
+    slow.send(b"GET / HTTP/1.1\r\nhost: test\r\n");
+    let mut idle = Client::connect(server.addr);
+    assert_eq!(idle.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    server.begin_stop();
+    let stopped = Instant::now();
+    // hyper-util's graceful shutdown closes the idle connection after the linger...
+    assert!(idle.is_closed_by_server(), "the idle connection closes");
+    // ...but the half-sent request's connection stays, and its request is refused 503.
+    thread::sleep(Duration::from_millis(400));
+    slow.send(b"\r\n");
+    let answer = slow.answer().expect("an answer");
+    let held = stopped.elapsed();
+    assert_eq!((answer.status, answer.closes()), (503, true));
+    assert!(slow.is_closed_by_server());
+    let report = server.join();
+    let drain = Duration::from_secs_f64(report.drain_ms() / 1e3);
+    assert!(
+        drain >= Duration::from_millis(400) && drain <= held + Duration::from_millis(500),
+        "the drain waited for the last connection: {drain:?} (held {held:?})"
+    );
+    assert_eq!(
+        (report.stats.refused_finalized, report.leaked),
+        (1, 0),
+        "{report}"
+    );
+}
+
+/// A response body fed by a channel: a streaming body whose end the test controls.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+/// A handler streaming `chunks` chunks, one every `every`, from a local task that stops when
+/// the request's signal fires; each abort reason goes to `aborts`.
+fn streaming(
+    chunks: usize,
+    every: Duration,
+    aborts: mpsc::Sender<AbortReason>,
+) -> impl Handler<E, Body = ChannelBody> {
+    move |_: This, _: Request<Incoming>, bundle: Bundle| {
+        let aborts = aborts.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            bundle
+                .signal()
+                .on_abort(move |reason| aborts.send(reason).unwrap());
+            let aborted = bundle.aborted();
+            tokio::task::spawn_local(async move {
+                tokio::pin!(aborted);
+                for i in 0..chunks {
+                    tokio::select! {
+                        _ = &mut aborted => return,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    if tx.send(Bytes::from(format!("chunk {i}\n"))).is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok::<_, HandlerError>(bundle.respond(Response::new(ChannelBody(rx))))
+        }
+    }
+}
+
+fn core(collect_on_stop: bool) -> (ServerCore<E>, Heap) {
+    let heap = Heap::new();
+    let policy = if collect_on_stop {
+        DowngradePolicy::OnStop
+    } else {
+        DowngradePolicy::OnDrain
+    };
+    let core = ServerCore::embedded(heap.alloc("server"), Config::default().downgrade(policy));
+    (core, heap)
+}
+
+#[test]
+fn a_client_gone_mid_body_fires_the_abort_once_and_ends_as_client_gone() {
+    let (aborts_tx, aborts) = mpsc::channel();
+    let server = TestServer::spawn(move || {
+        let handler = streaming(10_000, Duration::from_millis(5), aborts_tx);
+        HyperServer::new(core(false).0, handler).options(fast_stop())
+    });
+    let mut client = Client::connect(server.addr);
+    client.send(b"GET /stream HTTP/1.1\r\n\r\n");
+    let mut head = [0u8; 64];
+    std::io::Read::read(&mut client.stream(), &mut head).expect("the head and a first chunk");
+    drop(client); // mid-body
+    let reason = aborts
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the abort fired");
+    assert_eq!(reason, AbortReason::ClientDisconnected);
+    let report = server.join();
+    assert!(aborts.try_recv().is_err(), "the abort fired once");
+    assert_eq!(report.outcomes.client_gone, 1, "{report}");
+    assert_eq!(report.outcomes.total(), 1);
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+#[test]
+fn a_client_gone_while_the_handler_awaits_drops_its_future_and_the_handler_sees_the_abort() {
+    let (aborts_tx, aborts) = mpsc::channel();
+    let server = TestServer::spawn(move || {
+        let handler = move |_: This, _: Request<Incoming>, bundle: Bundle| {
+            let aborts = aborts_tx.clone();
+            async move {
+                bundle
+                    .signal()
+                    .on_abort(move |reason| aborts.send(reason).unwrap());
+                tokio::time::sleep(Duration::from_secs(30)).await; // never reached
+                Ok::<_, HandlerError>(bundle.respond(Response::new(Empty::<Bytes>::new())))
+            }
+        };
+        HyperServer::new(core(false).0, handler).options(fast_stop())
+    });
+    let mut client = Client::connect(server.addr);
+    client.send(b"GET /slow HTTP/1.1\r\n\r\n");
+    thread::sleep(Duration::from_millis(100)); // the handler is awaiting
+    drop(client);
+    let reason = aborts
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the abort fired");
+    assert_eq!(reason, AbortReason::ClientDisconnected);
+    let report = server.join();
+    assert!(aborts.try_recv().is_err(), "the abort fired once");
+    assert_eq!(
+        (report.outcomes.client_gone, report.outcomes.total()),
+        (1, 1),
+        "{report}"
+    );
+    assert_eq!(report.stats.served, 0, "no answer was written");
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+#[test]
+fn a_streaming_body_keeps_the_ticket_until_its_last_frame() {
+    let (aborts_tx, aborts) = mpsc::channel();
+    let mut server = TestServer::spawn(move || {
+        let handler = streaming(8, Duration::from_millis(60), aborts_tx);
+        HyperServer::new(core(false).0, handler).options(fast_stop())
+    });
+    let mut client = Client::connect(server.addr);
+    client.send(b"GET /stream HTTP/1.1\r\n\r\n");
+    let mut first = [0u8; 16];
+    std::io::Read::read(&mut client.stream(), &mut first).expect("the head");
+    // The handler has returned; its body is streaming. Stop: the drain must wait for it.
+    server.begin_stop();
+    let stopped = Instant::now();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut client.stream(), &mut rest).expect("the whole body");
+    let streamed = stopped.elapsed();
+    let body = String::from_utf8_lossy(&rest);
+    assert!(body.contains("chunk 7\n"), "{body}");
+    let report = server.join();
+    let drain = Duration::from_secs_f64(report.drain_ms() / 1e3);
+    assert!(
+        drain + Duration::from_millis(30) >= streamed,
+        "the drain ended with the last frame: drain {drain:?}, body streamed {streamed:?}"
+    );
+    assert_eq!(
+        (report.outcomes.completed, report.outcomes.total()),
+        (1, 1),
+        "{report}"
+    );
+    assert!(
+        aborts.try_recv().is_err(),
+        "a completed request's signal never fires"
+    );
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+#[test]
+fn a_handler_panic_is_a_500_and_the_next_request_on_the_connection_works() {
+    let server = TestServer::spawn(|| demo(fast_stop(), false));
+    let mut client = HyperClient::connect(server.addr);
+    assert_eq!(client.send("GET", "/panic", "").0, 500);
+    assert_eq!(client.send("GET", "/", ""), (200, false, "hello".into()));
+    drop(client);
+    let report = server.join();
+    assert_eq!(report.stats.connections, 1);
+    assert_eq!(
+        (
+            report.stats.panics,
+            report.outcomes.dropped,
+            report.outcomes.completed
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+#[test]
+fn a_handler_error_is_a_500_and_ends_dropped_with_its_signal_fired() {
+    let (aborts_tx, aborts) = mpsc::channel();
+    let server = TestServer::spawn(move || {
+        let handler = move |_: This, _: Request<Incoming>, bundle: Bundle| {
+            let aborts = aborts_tx.clone();
+            async move {
+                bundle
+                    .signal()
+                    .on_abort(move |reason| aborts.send(reason).unwrap());
+                drop(bundle);
+                Err::<Reply<Empty<Bytes>>, HandlerError>("the handler gave up".into())
+            }
+        };
+        HyperServer::new(core(false).0, handler).options(fast_stop())
+    });
+    let mut client = Client::connect(server.addr);
+    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").status, 500);
+    assert_eq!(
+        client.request("GET / HTTP/1.1\r\n\r\n").status,
+        500,
+        "the connection serves on"
+    );
+    drop(client);
+    let report = server.join();
+    assert_eq!(
+        aborts.try_iter().collect::<Vec<_>>(),
+        [AbortReason::HandlerFailed; 2]
+    );
+    assert_eq!(
+        (report.stats.failed, report.outcomes.dropped),
+        (2, 2),
+        "{report}"
+    );
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+#[test]
+fn a_bounded_stop_under_load_leaks_nothing() {
+    let mut server = TestServer::spawn(|| demo(fast_stop(), true));
+    let addr = server.addr;
+    let until = Instant::now() + Duration::from_millis(400);
+    let loaders: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                let (mut ok, mut refused) = (0u64, 0u64);
+                let mut client = Client::connect(addr);
+                for n in 0..20_000 {
+                    let request = if (n + i) % 3 == 0 {
+                        "POST /echo HTTP/1.1\r\ncontent-length: 4\r\n\r\nping"
+                    } else {
+                        "GET /delay?ms=1 HTTP/1.1\r\n\r\n"
+                    };
+                    client.send(request.as_bytes());
+                    match client.answer() {
+                        Ok(a) if a.status == 200 => ok += 1,
+                        Ok(a) if a.status == 503 => refused += 1,
+                        Ok(a) => panic!("unexpected {}", a.status),
+                        Err(_) => break, // closed by the stop
+                    }
+                    if Instant::now() > until + Duration::from_millis(300) {
+                        break;
+                    }
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    thread::sleep(until - Instant::now());
+    server.begin_stop();
+    let (mut ok, mut refused) = (0, 0);
+    for loader in loaders {
+        let (o, r) = loader.join().unwrap();
+        ok += o;
+        refused += r;
+    }
+    let report = server.join();
+    assert!(ok > 0, "the load ran");
+    assert_eq!(report.stats.refused, refused, "{report}");
+    assert_eq!(report.outcomes.completed, ok, "{report}");
+    assert_eq!(report.outcomes.total(), report.stats.served);
+    assert!(
+        report.deadline.is_none(),
+        "drained within the deadline: {report}"
+    );
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+#[test]
+fn the_deadline_aborts_then_force_closes_and_reports_what_was_out() {
+    let (aborts_tx, aborts) = mpsc::channel();
+    let mut server = TestServer::spawn(move || {
+        // A handler that ignores its signal: only the force-close ends its request.
+        let handler = move |_: This, _: Request<Incoming>, bundle: Bundle| {
+            let aborts = aborts_tx.clone();
+            async move {
+                bundle
+                    .signal()
+                    .on_abort(move |reason| aborts.send(reason).unwrap());
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, HandlerError>(bundle.respond(Response::new(Empty::<Bytes>::new())))
+            }
+        };
+        let options = fast_stop().drain_timeout(Duration::from_millis(300));
+        HyperServer::new(core(false).0, handler).options(options)
+    });
+    let mut stuck = Client::connect(server.addr);
+    stuck.send(b"GET /stuck HTTP/1.1\r\n\r\n");
+    thread::sleep(Duration::from_millis(100));
+    server.begin_stop();
+    assert!(stuck.is_closed_by_server(), "force-closed");
+    let report = server.join();
+    let found = report.deadline.as_ref().expect("the deadline passed");
+    assert_eq!(found.aborted_signals, 1, "{report}");
+    assert!(!found.complete);
+    let out = found.outstanding.to_string();
+    assert!(
+        out.contains("1 pending-request ticket"),
+        "the report names what was out: {out}"
+    );
+    assert_eq!(
+        aborts.try_iter().collect::<Vec<_>>(),
+        [AbortReason::DrainDeadline],
+        "fired once"
+    );
+    assert_eq!(report.force_closed, 1);
+    assert_eq!(
+        (report.outcomes.deadline_aborted, report.outcomes.total()),
+        (1, 1),
+        "{report}"
+    );
+    assert_eq!(
+        report.leaked, 0,
+        "force-closing released everything: {report}"
+    );
+}

@@ -1,0 +1,237 @@
+//! `reqguard-demo serve --stack hyper` as a user runs it: a separate process driven by `curl`
+//! (skipped with a message when curl is missing; `.ci/run` installs it), stopped by
+//! SIGINT/SIGTERM, printing the mio stack's JSON line. Also `EMFILE` on accept.
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::{wait_until, Client};
+
+const BIN: &str = env!("CARGO_BIN_EXE_reqguard-demo");
+
+/// A `reqguard-demo serve --stack hyper` process.
+struct Serve {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl Serve {
+    /// Starts `serve --stack hyper --addr 127.0.0.1:0 ARGS` through `sh -c` (so a `ulimit`
+    /// can go first) and waits for its `listening on ADDR` line.
+    fn start(prefix: &str, args: &str) -> Serve {
+        let script = format!("{prefix} exec '{BIN}' serve --stack hyper --addr 127.0.0.1:0 {args}");
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn reqguard-demo serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("the first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"))
+            .parse()
+            .expect("an address");
+        Serve {
+            child,
+            stdout,
+            addr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends `signal` and returns (the JSON line, whether the exit status was 0).
+    fn signal_and_wait(mut self, signal: &str) -> (String, bool) {
+        send_signal(self.child.id(), signal);
+        self.json_and_status()
+    }
+
+    fn json_and_status(&mut self) -> (String, bool) {
+        let mut json = String::new();
+        self.stdout.read_line(&mut json).expect("the JSON line");
+        let status = self.child.wait().expect("wait for serve");
+        (json.trim().to_string(), status.success())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // Only if a test failed half-way: the process is ours, by pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("sh")
+        .args(["-c", &format!("kill -{signal} {pid}")])
+        .status()
+        .expect("run sh");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// The number after `"key":` in a JSON object (the first occurrence).
+fn field(json: &str, key: &str) -> f64 {
+    let start = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + key.len()
+        + 3;
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().unwrap()
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl {args:?} failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn have_curl() -> bool {
+    let found = Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("SKIPPED: curl is not installed (.ci/run installs it)");
+    }
+    found
+}
+
+#[test]
+fn serve_stack_hyper_under_curl_then_sigint_prints_json_and_exits_0() {
+    if !have_curl() {
+        return;
+    }
+    let serve = Serve::start("", "");
+    let head = curl(&["-i", &serve.url("/")]);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\nhello"), "{head}");
+    // Keep-alive: one connection made for the first transfer, none for the second.
+    let pair = curl(&["-w", " %{num_connects}\n", &serve.url("/"), &serve.url("/")]);
+    assert_eq!(pair, "hello 1\nhello 0\n");
+    assert_eq!(
+        curl(&["--data-binary", "ping", &serve.url("/echo")]),
+        "ping"
+    );
+    assert_eq!(curl(&[&serve.url("/delay?ms=20")]), "delayed 20 ms");
+    let panic = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &serve.url("/panic"),
+    ]);
+    assert_eq!(panic, "500");
+    assert_eq!(curl(&[&serve.url("/")]), "hello");
+
+    let (json, ok) = serve.signal_and_wait("INT");
+    assert!(ok, "exit status 0 when nothing leaked: {json}");
+    assert_eq!(field(&json, "served"), 7.0, "{json}");
+    assert_eq!(
+        (field(&json, "leaked"), field(&json, "refused")),
+        (0.0, 0.0),
+        "{json}"
+    );
+    assert_eq!(
+        (field(&json, "aborted"), field(&json, "panics")),
+        (0.0, 1.0),
+        "{json}"
+    );
+    assert!(field(&json, "drain_ms") >= 0.0);
+    // One outcome per admitted request: six completed, the panic dropped.
+    assert_eq!(
+        (field(&json, "completed"), field(&json, "dropped")),
+        (6.0, 1.0),
+        "{json}"
+    );
+    assert!(json.contains("\"stack\":\"hyper\""), "{json}");
+}
+
+#[test]
+fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
+    let serve = Serve::start("", "--collect-on-stop");
+    let mut kept = Client::connect(serve.addr);
+    assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    let addr = serve.addr;
+    send_signal(serve.child.id(), "TERM");
+    wait_until("the listener to close", || {
+        TcpStream::connect(addr).is_err()
+    });
+    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    assert_eq!((answer.status, answer.closes()), (503, true));
+    drop(kept);
+    let mut serve = serve;
+    let (json, ok) = serve.json_and_status();
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "refused_finalized"), 1.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0);
+}
+
+#[test]
+fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
+    let serve = Serve::start("ulimit -n 32 &&", "--max-connections 1000");
+    let mut clients: Vec<TcpStream> = (0..48)
+        .map(|_| TcpStream::connect(serve.addr).expect("the kernel backlog accepts"))
+        .collect();
+    let mut served = 0;
+    for stream in &clients {
+        let mut client = Client::from_stream(stream.try_clone().unwrap(), Duration::from_secs(2));
+        client.send(b"GET / HTTP/1.1\r\n\r\n");
+        if client.answer().is_err() {
+            break;
+        }
+        served += 1;
+    }
+    assert!(served > 0 && served < clients.len(), "served {served}");
+
+    // While out of descriptors, the loop must not spin: sample its CPU time over a second.
+    let pid = serve.child.id();
+    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks_per_s = (cpu_ticks(pid) - cpu0) as f64 / t0.elapsed().as_secs_f64();
+    assert!(
+        ticks_per_s < 50.0,
+        "{ticks_per_s} ticks/s of CPU: the loop spins"
+    );
+
+    clients.clear();
+    wait_until("a new connection to be served", || {
+        let Ok(stream) = TcpStream::connect(serve.addr) else {
+            return false;
+        };
+        let mut client = Client::from_stream(stream, Duration::from_secs(2));
+        client.send(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n");
+        client.answer().is_ok_and(|a| a.status == 200)
+    });
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert!(field(&json, "accept_backoffs") >= 1.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0);
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
