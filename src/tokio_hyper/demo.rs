@@ -29,18 +29,28 @@ pub const MAX_ECHO_BODY: usize = 1024 * 1024;
 ///
 /// Anything else is `404` (`405` for a known path with another method).
 pub fn demo_routes<E: Engine, C: Recycle>() -> impl Handler<E, C, Body = Full<Bytes>> {
-    |_this: E::Strong, request: Request<Incoming>, bundle: Bundle<C>| demo(request, bundle)
+    demo_routes_with(MAX_ECHO_BODY)
+}
+
+/// [`demo_routes`] with `/echo` bodies limited to `max_body` bytes (`413` above).
+pub fn demo_routes_with<E: Engine, C: Recycle>(
+    max_body: usize,
+) -> impl Handler<E, C, Body = Full<Bytes>> {
+    move |_this: E::Strong, request: Request<Incoming>, bundle: Bundle<C>| {
+        demo(request, bundle, max_body)
+    }
 }
 
 async fn demo<C: Recycle>(
     request: Request<Incoming>,
     bundle: Bundle<C>,
+    max_body: usize,
 ) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
     let known = matches!(request.uri().path(), "/" | "/delay" | "/echo" | "/panic");
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => Ok(text(bundle, StatusCode::OK, Bytes::from_static(b"hello"))),
         (&Method::GET, "/delay") => delay(request, bundle).await,
-        (&Method::POST, "/echo") => echo(request, bundle).await,
+        (&Method::POST, "/echo") => echo(request, bundle, max_body).await,
         (&Method::GET, "/panic") => panic!("GET /panic: this handler panics on purpose"),
         _ if known => Ok(text(bundle, StatusCode::METHOD_NOT_ALLOWED, Bytes::new())),
         _ => Ok(text(bundle, StatusCode::NOT_FOUND, Bytes::new())),
@@ -76,15 +86,13 @@ async fn delay<C: Recycle>(
     }
 }
 
-/// `POST /echo`: the request body back, up to [`MAX_ECHO_BODY`].
+/// `POST /echo`: the request body back, up to `max_body` bytes.
 async fn echo<C: Recycle>(
     request: Request<Incoming>,
     bundle: Bundle<C>,
+    max_body: usize,
 ) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
-    match Limited::new(request.into_body(), MAX_ECHO_BODY)
-        .collect()
-        .await
-    {
+    match Limited::new(request.into_body(), max_body).collect().await {
         Ok(body) => {
             let mut reply = text(bundle, StatusCode::OK, body.to_bytes());
             let octets = hyper::header::HeaderValue::from_static("application/octet-stream");

@@ -68,9 +68,9 @@ mod tally;
 
 pub use body::{BoxError, GuardedBody};
 pub use bundle::{Aborted, Bundle, Reply};
-pub use demo::{demo_routes, MAX_DELAY_MS, MAX_ECHO_BODY};
+pub use demo::{demo_routes, demo_routes_with, MAX_DELAY_MS, MAX_ECHO_BODY};
 pub use handler::{EnterScope, Handler, HandlerError, NoScope};
 pub use report::HyperReport;
-pub use server::{run, HyperServer, Options};
+pub use server::{run, HyperServer, Options, MIN_BUFFER};
 pub use service::{Dispatch, RequestService};
 pub use tally::{HyperStats, Outcomes};

@@ -38,17 +38,23 @@ pub struct Options {
     stop_linger: Duration,
     idle_timeout: Duration,
     max_connections: usize,
+    max_buffer: usize,
 }
+
+/// The smallest read and write buffer hyper accepts (`http1::Builder::max_buf_size` panics below).
+pub const MIN_BUFFER: usize = 8 * 1024;
 
 impl Default for Options {
     /// 5 s of drain, 1 s of linger for idle connections after stop, 5 s idle (and request head)
-    /// timeout, 1,024 connections: the mio server's defaults.
+    /// timeout, 1,024 connections, 8 KiB buffers (a larger request head gets `431`): the mio
+    /// server's defaults where hyper has the knob.
     fn default() -> Self {
         Options {
             drain_timeout: Duration::from_secs(5),
             stop_linger: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            max_buffer: MIN_BUFFER,
         }
     }
 }
@@ -78,6 +84,14 @@ impl Options {
     /// Connections open at once; more are answered `503` and closed.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// hyper's read and write buffer limit (`max_buf_size`): a request head that does not fit
+    /// gets `431`, and a connection's unsent output stops its reads at this size. Raised to
+    /// [`MIN_BUFFER`] if smaller (hyper's minimum).
+    pub fn max_buffer(mut self, bytes: usize) -> Self {
+        self.max_buffer = bytes.max(MIN_BUFFER);
         self
     }
 
@@ -289,6 +303,7 @@ where
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.idle_timeout)
+            .max_buf_size(self.options.max_buffer)
             .serve_connection(
                 TokioIo::new(stream),
                 RequestService::new(Rc::clone(self.shared)),

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reqguard::engines::Heap;
-use reqguard::tokio_hyper::{demo_routes, HyperReport, HyperServer, Options};
+use reqguard::tokio_hyper::{demo_routes_with, HyperReport, HyperServer, Options, MAX_ECHO_BODY};
 use reqguard::{Config, DowngradePolicy, ServerCore};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -36,6 +36,9 @@ struct ServeArgs {
     addr: SocketAddr,
     collect_on_stop: bool,
     options: Options,
+    max_body: usize,
+    idle_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
 }
 
 fn parse(args: &[String]) -> io::Result<ServeArgs> {
@@ -43,6 +46,9 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
         addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
         collect_on_stop: false,
         options: Options::default(),
+        max_body: MAX_ECHO_BODY,
+        idle_timeout: None,
+        request_timeout: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -54,6 +60,7 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             v.parse::<u64>()
                 .map_err(|e| io::Error::other(format!("{arg}: {e}")))
         };
+        let size = |n: u64| usize::try_from(n).map_err(|e| io::Error::other(format!("{arg}: {e}")));
         let o = parsed.options;
         match arg.as_str() {
             "--addr" => {
@@ -66,11 +73,24 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
                 parsed.options = o.drain_timeout(Duration::from_millis(number(value()?)?))
             }
             "--idle-timeout-ms" => {
-                parsed.options = o.idle_timeout(Duration::from_millis(number(value()?)?))
+                parsed.idle_timeout = Some(Duration::from_millis(number(value()?)?))
             }
-            "--max-connections" => parsed.options = o.max_connections(number(value()?)? as usize),
+            "--request-timeout-ms" => {
+                parsed.request_timeout = Some(Duration::from_millis(number(value()?)?))
+            }
+            "--max-connections" => parsed.options = o.max_connections(size(number(value()?)?)?),
+            "--max-body" => parsed.max_body = size(number(value()?)?)?,
+            "--max-output" => parsed.options = o.max_buffer(size(number(value()?)?)?),
             other => return Err(io::Error::other(format!("unknown option {other:?}"))),
         }
+    }
+    // hyper has one timer for an idle connection and a slow request head: the shorter wins.
+    let timeouts = [parsed.idle_timeout, parsed.request_timeout];
+    if let Some(timeout) = timeouts.into_iter().flatten().min() {
+        if timeout.is_zero() {
+            return Err(io::Error::other("timeouts must be above 0 ms"));
+        }
+        parsed.options = parsed.options.idle_timeout(timeout);
     }
     Ok(parsed)
 }
@@ -95,7 +115,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
                 _ = terminate.recv() => {}
             }
         };
-        let server = demo_server(args.collect_on_stop).options(args.options);
+        let server = demo_server(args.collect_on_stop, args.max_body).options(args.options);
         io::Result::Ok(server.serve(listener, stop).await)
     })?;
     println!("{}", report.to_json());
@@ -109,6 +129,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
 /// PR's scenario) or when the drain completes.
 fn demo_server(
     collect_on_stop: bool,
+    max_body: usize,
 ) -> HyperServer<
     reqguard::engines::Embedded<&'static str>,
     (),
@@ -125,7 +146,7 @@ fn demo_server(
         Config::default().downgrade(policy),
     );
     let (on_stop, on_drain) = (heap.clone(), heap);
-    HyperServer::new(core, demo_routes())
+    HyperServer::new(core, demo_routes_with(max_body))
         .after_stop(move || {
             if collect_on_stop {
                 on_stop.collect();
@@ -150,7 +171,7 @@ fn story() -> io::Result<bool> {
             .stop_linger(Duration::from_secs(5))
             .drain_timeout(Duration::from_secs(5));
         reqguard::tokio_hyper::run(
-            demo_server(true).options(options),
+            demo_server(true, MAX_ECHO_BODY).options(options),
             SocketAddr::from(([127, 0, 0, 1], 0)),
             |addr| addr_tx.send(addr).expect("the story waits for the address"),
             async {
