@@ -24,7 +24,7 @@ use std::time::Duration;
 use common::{guarded_request, hand_request, Core, Ctx, HandServer, Req, REQ};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use reqguard::engines::Heap;
-use reqguard::{Config, DowngradePolicy, Refusal, RequestObject, ServerCore};
+use reqguard::{Config, DowngradePolicy, Refusal, ServerCore};
 
 const PROFILE: &str = if cfg!(feature = "leak-check") {
     "leak-check"
@@ -32,8 +32,8 @@ const PROFILE: &str = if cfg!(feature = "leak-check") {
     "release"
 };
 
-/// The guarded path taken step by step (ticket, context, signal, activity ref, request) rather
-/// than with `admit`.
+/// The guarded path in two steps, as a saved request takes it: a ticket first, then the rest of
+/// the bundle for that ticket (`Live::admit_with`).
 #[inline(never)]
 fn guarded_steps_request(core: &Core, req: Req) -> u16 {
     let Some(live) = core.upgrade() else {
@@ -43,25 +43,25 @@ fn guarded_steps_request(core: &Core, req: Req) -> u16 {
         Ok(ticket) => ticket,
         Err(refusal) => return refusal.status(),
     };
-    let mut context = match live.context(ticket) {
-        Ok(context) => context,
+    let mut bundle = match live.admit_with(ticket, |ctx| {
+        ctx.fill(&req);
+        Ok(req)
+    }) {
+        Ok(bundle) => bundle,
         Err(refusal) => return refusal.status(),
     };
-    let signal = live.signal();
-    let activity = live.activity_ref(&signal);
-    context.fill(&req);
-    let request = live.request(req);
-    let owned_by_engine = RequestObject::hand_off(request);
-    black_box((&owned_by_engine, live.wrapper(), &signal));
-    let status = context.status;
-    drop(activity);
-    drop(signal);
-    drop(context);
+    let owned_by_engine = bundle.hand_off();
+    black_box((&owned_by_engine, live.wrapper(), bundle.signal()));
+    let status = bundle.context().status;
+    bundle.complete();
     status
 }
 
 fn served_core(heap: &Heap) -> Core {
-    ServerCore::embedded_with_context::<Ctx>(heap.alloc("server"), Config::default().prewarm(16))
+    ServerCore::embedded_with_context::<Ctx>(
+        heap.alloc("server"),
+        Config::default().with_prewarm(16),
+    )
 }
 
 fn bench_admission(c: &mut Criterion) {
@@ -99,7 +99,7 @@ fn bench_admission(c: &mut Criterion) {
     let heap = Heap::new();
     let finalized = ServerCore::embedded_with_context::<Ctx>(
         heap.alloc("server"),
-        Config::default().downgrade(DowngradePolicy::OnStop),
+        Config::default().with_downgrade(DowngradePolicy::OnStop),
     );
     let hand_finalized = HandServer::new(&heap, 1024, true);
     let _drain = finalized.stop();

@@ -56,8 +56,10 @@ fn per_request(mut f: impl FnMut() -> u16, expect: u16) -> f64 {
 fn bytes_per_context(n: usize) -> (f64, f64) {
     let region = Region::new(GLOBAL);
     let heap = Heap::new();
-    let core: Core =
-        ServerCore::embedded_with_context(heap.alloc("server"), Config::default().pool_capacity(n));
+    let core: Core = ServerCore::embedded_with_context(
+        heap.alloc("server"),
+        Config::default().with_pool_capacity(n).unwrap(),
+    );
     let live = core.upgrade().expect("serving");
     let held: Vec<_> = (0..n)
         .map(|_| {
@@ -92,7 +94,7 @@ fn main() {
     let finalized_heap = Heap::new();
     let finalized: Core = ServerCore::embedded_with_context(
         finalized_heap.alloc("server"),
-        Config::default().downgrade(DowngradePolicy::OnStop),
+        Config::default().with_downgrade(DowngradePolicy::OnStop),
     );
     let _drain = finalized.stop();
     finalized_heap.collect();

@@ -154,7 +154,7 @@ fn admission(guarded: bool, n: usize) {
     if guarded {
         let core: Core = ServerCore::embedded_with_context::<Ctx>(
             heap.alloc("server"),
-            Config::default().prewarm(16),
+            Config::default().with_prewarm(16),
         );
         assert_eq!(run_guarded(&core, WARM_UP), 200 * WARM_UP as u64);
         assert_eq!(run_guarded(&core, n), 200 * n as u64);

@@ -39,7 +39,10 @@ fn bench_pool(c: &mut Criterion) {
     let heap = Heap::new();
     let core: ServerCore<Embedded<App>, Ctx> = ServerCore::embedded_with_context(
         heap.alloc("server"),
-        Config::default().pool_capacity(CAPACITY).prewarm(CAPACITY),
+        Config::default()
+            .with_pool_capacity(CAPACITY)
+            .unwrap()
+            .with_prewarm(CAPACITY),
     );
     let hand = HandPool::new(CAPACITY);
     {

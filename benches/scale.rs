@@ -36,7 +36,10 @@ const OUTSTANDING: [usize; 5] = [1, 10, 100, 1_000, 10_000];
 fn core_with(heap: &Heap, capacity: usize) -> Core {
     ServerCore::embedded_with_context(
         heap.alloc("server"),
-        Config::default().pool_capacity(capacity).prewarm(capacity),
+        Config::default()
+            .with_pool_capacity(capacity)
+            .unwrap()
+            .with_prewarm(capacity),
     )
 }
 

@@ -55,7 +55,8 @@
 //!         Ok("GET /")
 //!     })?;
 //!     // ... call the handler with live.wrapper() as `this` and the bundle ...
-//!     drop(bundle); // every guard is released here, or on `?`, or on a panic
+//!     bundle.complete(); // answered: every guard is released (a drop on `?` or a panic
+//!                        // releases them too, ends the request as `Dropped` and fires its signal)
 //!     Ok(200)
 //! }
 //! assert_eq!(on_request(&core), Ok(200));
@@ -75,7 +76,7 @@
 //! let heap = Heap::new();
 //! let core = ServerCore::embedded(
 //!     heap.alloc("server"),
-//!     Config::default().downgrade(DowngradePolicy::OnStop),
+//!     Config::default().with_downgrade(DowngradePolicy::OnStop),
 //! );
 //! let drain = core.stop();
 //! assert!(drain.is_complete()); // nothing was out
@@ -123,7 +124,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admit;
-mod core;
+mod callback;
 pub mod engines;
 pub mod features;
 #[cfg(feature = "server")]
@@ -131,6 +132,7 @@ pub mod features;
 pub mod http;
 mod ledger;
 mod pool;
+mod server;
 mod signal;
 mod ticket;
 #[cfg(feature = "hyper")]
@@ -138,10 +140,10 @@ mod ticket;
 pub mod tokio_hyper;
 mod wrapper;
 
-pub use crate::admit::{Admitted, Refusal, RefusalReason, RequestObject};
-pub use crate::core::{Config, ServerCore};
+pub use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason, RequestObject};
 pub use crate::ledger::{GuardKind, LeakReport, LeakSite, Ledger, LedgerEvent};
 pub use crate::pool::{Exhaustion, PoolMetrics, Recycle, RequestContext};
+pub use crate::server::{Config, ConfigError, ServerCore};
 pub use crate::signal::{AbortReason, AbortSignal, ActivityRef};
 pub use crate::ticket::{Drain, DrainReport, DrainStatus, PendingTicket};
 pub use crate::wrapper::{DowngradePolicy, Engine, Live, WrapperCell};

@@ -12,10 +12,7 @@ use std::alloc::System;
 use std::hint::black_box;
 
 use reqguard::engines::{Embedded, Heap};
-use reqguard::{
-    Admitted, Config, DowngradePolicy, Exhaustion, Refusal, RefusalReason, RequestObject,
-    ServerCore,
-};
+use reqguard::{Admitted, Config, DowngradePolicy, Exhaustion, Refusal, RefusalReason, ServerCore};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -41,13 +38,10 @@ fn serve_one(core: &Core) -> Result<usize, Refusal> {
         ctx.extend_from_slice(BODY);
         Ok(("GET /", ctx.len()))
     })?;
-    let Admitted {
-        request,
-        activity,
-        context,
-    } = bundle;
-    let (method, len) = RequestObject::hand_off(request); // request.toJS()
-    black_box((method, &*context, activity.signal().is_aborted()));
+    let mut bundle = bundle;
+    let (method, len) = bundle.hand_off().expect("admitted with its request"); // request.toJS()
+    black_box((method, bundle.context(), bundle.signal().is_aborted()));
+    bundle.complete();
     Ok(len)
 }
 
@@ -84,7 +78,7 @@ fn zero_allocations_per_request_once_warm() {
 
     // 1. One request at a time, 10,000 times, after a short warm-up.
     let heap = Heap::new();
-    let server = core(&heap, Config::default().pool_capacity(64));
+    let server = core(&heap, Config::default().with_pool_capacity(64).unwrap());
     let cold = allocations(|| {
         serve_one(&server).unwrap();
     });
@@ -138,8 +132,9 @@ fn zero_allocations_per_request_once_warm() {
     let refusing = core(
         &heap,
         Config::default()
-            .pool_capacity(2)
-            .exhaustion(Exhaustion::Refuse),
+            .with_pool_capacity(2)
+            .unwrap()
+            .with_exhaustion(Exhaustion::Refuse),
     );
     let live = refusing.upgrade().unwrap();
     let held = [
@@ -170,7 +165,10 @@ fn zero_allocations_per_request_once_warm() {
     assert_eq!(too_large, 0, "allocations in 1,000 413 refusals");
     //    c. Stopped, then finalized: 503 without minting anything.
     let heap2 = Heap::new();
-    let stopping = core(&heap2, Config::default().downgrade(DowngradePolicy::OnStop));
+    let stopping = core(
+        &heap2,
+        Config::default().with_downgrade(DowngradePolicy::OnStop),
+    );
     serve_one(&stopping).unwrap();
     let drain = stopping.stop();
     assert!(drain.is_complete());

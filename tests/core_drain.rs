@@ -203,10 +203,7 @@ fn deadline_escalates_aborts_signals_and_reports_what_is_out() {
         assert!(text.contains("were never released"));
     }
     for r in server.in_flight.borrow().iter() {
-        assert_eq!(
-            r.activity.signal().reason(),
-            Some(AbortReason::DrainDeadline)
-        );
+        assert_eq!(r.bundle.signal().reason(), Some(AbortReason::DrainDeadline));
     }
 
     // Escalation happens once; later polls only report.
@@ -289,7 +286,7 @@ fn on_drain_policy_keeps_the_wrapper_until_the_drain_completes() {
     let weak = wrapper.downgrade();
     let core = ServerCore::embedded(
         wrapper,
-        Config::default().downgrade(DowngradePolicy::OnDrain),
+        Config::default().with_downgrade(DowngradePolicy::OnDrain),
     );
     let ticket = core.upgrade().unwrap().ticket().unwrap();
     let drain = core.stop();
@@ -311,7 +308,7 @@ fn on_stop_policy_lets_the_wrapper_go_while_a_ticket_is_out() {
     let heap = Heap::new();
     let core = ServerCore::embedded(
         heap.alloc("server"),
-        Config::default().downgrade(DowngradePolicy::OnStop),
+        Config::default().with_downgrade(DowngradePolicy::OnStop),
     );
     let ticket = core.upgrade().unwrap().ticket().unwrap();
     let drain = core.stop();

@@ -43,7 +43,7 @@ fn on_request(core: &ServerCore<RcEngine>, scope: &mut Scope) -> Result<String, 
 fn a_scoped_engine_refuses_once_its_wrapper_is_freed() {
     let mut scope = Scope::default();
     let wrapper = Rc::new(String::from("server"));
-    let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     let core = ServerCore::<RcEngine>::new(&mut scope, Rc::clone(&wrapper), config);
     drop(wrapper); // the cell's strong handle is now the only one
 
@@ -68,7 +68,7 @@ fn a_scoped_engine_refuses_once_its_wrapper_is_freed() {
 fn a_scoped_engine_keeps_its_wrapper_while_someone_holds_it() {
     let mut scope = Scope::default();
     let wrapper = Rc::new(String::from("server"));
-    let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     let core = ServerCore::<RcEngine>::new(&mut scope, Rc::clone(&wrapper), config);
     let _drain = core.stop();
     // JS still references the server object: the weak upgrade succeeds, but the server is

@@ -10,8 +10,8 @@ use std::rc::Rc;
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{
-    ActivityRef, Config, DowngradePolicy, GuardKind, Ledger, PendingTicket, RequestContext,
-    RequestObject, ServerCore,
+    ActivityRef, Config, DowngradePolicy, GuardKind, Ledger, PendingTicket, RefusalReason,
+    RequestContext, RequestObject, ServerCore,
 };
 
 type Core = ServerCore<Embedded<&'static str>, Vec<u8>>;
@@ -19,7 +19,7 @@ type Core = ServerCore<Embedded<&'static str>, Vec<u8>>;
 fn core(heap: &Heap) -> Core {
     ServerCore::embedded_with_context::<Vec<u8>>(
         heap.alloc("server"),
-        Config::default().downgrade(DowngradePolicy::OnStop),
+        Config::default().with_downgrade(DowngradePolicy::OnStop),
     )
 }
 
@@ -111,16 +111,18 @@ fn the_named_escape_hatches_are_reported_like_mem_forget() {
     let heap = Heap::new();
     let core = core(&heap);
     let live = core.upgrade().unwrap();
-    let signal = live.signal();
+    let bundle = live.admit(|_| Ok(())).unwrap();
+    let signal = bundle.signal().clone();
     let ticket_line = line!() + 1;
     PendingTicket::forget(live.ticket().unwrap());
     let context_line = line!() + 1;
     let context = live.context(live.ticket().unwrap()).unwrap();
     RequestContext::forget(context);
     let ref_line = line!() + 1;
-    ActivityRef::forget(live.activity_ref(&signal));
+    ActivityRef::forget(bundle.activity_ref());
+    bundle.complete();
     let request_line = line!() + 1;
-    RequestObject::forget(live.request(()));
+    RequestObject::forget(live.request(()).unwrap());
     let expected = if Ledger::tracks_sites() {
         [
             words(1, GuardKind::Ticket, ticket_line),
@@ -225,27 +227,20 @@ fn counts_per_kind_and_minted_totals() {
     assert!(core.ledger().is_quiescent());
     assert_eq!(core.ledger().minted(GuardKind::Ticket), 2);
 }
-/// Regression: a ticket of one server handed to another server's `Live::context` (a runtime
-/// with two `Bun.serve` instances). The context's ledger entry must be released in the ledger
-/// that recorded it; both ledgers end quiescent and neither count underflows.
+/// A ticket of one server handed to another server's `Live::context` or `Live::admit_with` (a
+/// runtime with two `Bun.serve` instances) is refused: request-scoped guards come only from the
+/// proof's own server. The ticket goes back to its own server; neither pool lends a context.
 #[test]
-fn a_ticket_from_another_server_keeps_both_ledgers_consistent() {
+fn a_ticket_from_another_server_is_refused_and_goes_home() {
     let heap = Heap::new();
     let (a, b) = (core(&heap), core(&heap));
-    let ticket = a.upgrade().unwrap().ticket().unwrap();
     let live_b = b.upgrade().unwrap();
-    let context = live_b.context(ticket).unwrap();
-    // Counted with the request's ticket, in the ledger of the server that admitted it.
-    assert_eq!(a.ledger().outstanding(GuardKind::Context), 1);
-    assert_eq!(b.ledger().outstanding(GuardKind::Context), 0);
-    assert_eq!(
-        b.pool_metrics().in_use,
-        1,
-        "from the pool of the proof's server"
-    );
-    drop(context);
+    let refused = live_b.context(a.upgrade().unwrap().ticket().unwrap());
+    assert_eq!(refused.unwrap_err().reason(), RefusalReason::OtherServer);
+    let refused = live_b.admit_with(a.upgrade().unwrap().ticket().unwrap(), |_| Ok(()));
+    assert_eq!(refused.unwrap_err().reason(), RefusalReason::OtherServer);
+    assert_eq!((a.pool_metrics().in_use, b.pool_metrics().in_use), (0, 0));
     a.ledger().assert_quiescent();
     b.ledger().assert_quiescent();
-    assert_eq!(b.pool_metrics().in_use, 0);
     assert!(a.stop().is_complete());
 }

@@ -71,13 +71,15 @@ fn activity_refs_count_pending_work_and_release_on_drop() {
     let heap = Heap::new();
     let core = ServerCore::embedded(heap.alloc("server"), Config::default());
     let live = core.upgrade().unwrap();
-    let signal = live.signal();
-    let a = live.activity_ref(&signal);
-    let b = live.activity_ref(&signal);
-    assert_eq!(signal.pending_activity(), 2);
-    assert_eq!(core.ledger().outstanding(GuardKind::ActivityRef), 2);
+    let bundle = live.admit(|_| Ok(())).unwrap();
+    let signal = bundle.signal().clone();
+    let a = bundle.activity_ref();
+    let b = bundle.activity_ref();
+    assert_eq!(signal.pending_activity(), 3); // the bundle's own, and two more
+    assert_eq!(core.ledger().outstanding(GuardKind::ActivityRef), 3);
     assert!(a.signal().same_as(&signal));
     drop(a);
+    bundle.complete();
     assert!(signal.has_pending_activity());
     drop(b);
     assert!(!signal.has_pending_activity());
@@ -173,7 +175,7 @@ fn recycling_a_signal_whose_listener_holds_another_signal() {
     let heap = Heap::new();
     let core = ServerCore::embedded(
         heap.alloc("server"),
-        Config::default().downgrade(DowngradePolicy::OnStop),
+        Config::default().with_downgrade(DowngradePolicy::OnStop),
     );
     let live = core.upgrade().unwrap();
     let parent = live.signal();

@@ -43,7 +43,7 @@ fn core_in(context: &Context, cyclic: bool, policy: DowngradePolicy) -> ServerCo
         ServerCore::quickjs(
             &ctx,
             server_object(&ctx, cyclic),
-            Config::default().downgrade(policy),
+            Config::default().with_downgrade(policy),
         )
     })
 }
@@ -63,7 +63,10 @@ fn on_request(
     let this = live.object(ctx).expect("same runtime");
     let fetch: Function<'_> = this.get("fetch").expect("fetch");
     let body: String = fetch
-        .call((This(this), bundle.request.as_str()))
+        .call((
+            This(this),
+            bundle.request().expect("not handed off").as_str(),
+        ))
         .expect("handler");
     Ok((body, bundle))
 }
@@ -307,7 +310,7 @@ fn a_wrapper_js_still_references_survives_run_gc() {
         ServerCore::<QuickJs>::quickjs(
             &ctx,
             server,
-            Config::default().downgrade(DowngradePolicy::OnStop),
+            Config::default().with_downgrade(DowngradePolicy::OnStop),
         )
     });
     let _drain = core.stop();

@@ -63,7 +63,7 @@ fn spawn(
                     })()"#,
                 )
                 .expect("server object");
-            ServerCore::quickjs(&ctx, server, Config::default().downgrade(policy))
+            ServerCore::quickjs(&ctx, server, Config::default().with_downgrade(policy))
         });
         let guarded = Guarded::new(core, context.clone());
         if collect_on_stop {

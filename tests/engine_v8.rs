@@ -48,7 +48,7 @@ fn server(
     let zero = v8::Integer::new(scope, 0);
     server.set(scope, key.into(), zero.into()).unwrap();
     let wrapper = v8::Global::new(scope, server);
-    let core = ServerCore::<V8>::new(scope, wrapper, Config::default().downgrade(policy));
+    let core = ServerCore::<V8>::new(scope, wrapper, Config::default().with_downgrade(policy));
     (core, v8::Global::new(scope, context))
 }
 

@@ -54,7 +54,7 @@ fn kept_alive_request_after_stop_and_gc_gets_503() {
             let scope = &mut v8::ContextScope::new(handle_scope, context);
             let server = v8::Object::new(scope);
             let wrapper = v8::Global::new(scope, server);
-            let config = Config::default().downgrade(DowngradePolicy::OnStop);
+            let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
             ServerCore::<V8>::new(scope, wrapper, config)
         };
         let for_gc = Rc::clone(&isolate);

@@ -4,8 +4,8 @@
 //! Each case builds a [`ServerCore`] with a random small pool (capacity 0 to 3, `Spill` or
 //! `Refuse`, a random prewarm) and a random downgrade policy, then runs up to 64 operations:
 //! request arrival and admission (random body size against a random limit, random engine error
-//! or panic in the build step), deferred completion (dropping a held bundle, whole or one guard
-//! at a time, in any order), hand-off of the request object to the engine, client abort, handler
+//! or panic in the build step), deferred completion (the bundle completed, ended as client gone
+//! or force-closed, or dropped), hand-off of the request object to the engine, client abort, handler
 //! error, handler panic (unwinding through `catch_unwind` with the guards held), a saved request
 //! consumed by a refusal, linked signals (one signal's listener aborts another's, the
 //! `AbortSignal.any` pattern), stop, collect, a fake clock with the drain deadline, and explicit
@@ -14,7 +14,8 @@
 //!
 //! After every step the model and the core must agree on:
 //! - the ledger: outstanding and minted counts per kind (exact, so no guard is released twice or
-//!   lost), the report's total, and the mint sites (the harness's own lines, through
+//!   lost), the outcome counts (one per admitted request, the first cause winning), the report's
+//!   total, and the mint sites (the harness's own lines, through
 //!   `#[track_caller]`);
 //! - the trace of mints and releases of the step (exact order where the order is deterministic,
 //!   as a multiset for escalation, whose order follows the core's internal slab);
@@ -43,9 +44,8 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{
-    AbortReason, AbortSignal, ActivityRef, Config, DowngradePolicy, Drain, DrainStatus, Exhaustion,
-    GuardKind, LedgerEvent, PoolMetrics, Refusal, RefusalReason, RequestContext, RequestObject,
-    ServerCore,
+    AbortReason, AbortSignal, Admitted, Config, DowngradePolicy, Drain, DrainStatus, Exhaustion,
+    GuardKind, LedgerEvent, Outcome, PoolMetrics, Refusal, RefusalReason, ServerCore,
 };
 
 type Core = ServerCore<Embedded<&'static str>, Vec<u8>>;
@@ -62,12 +62,23 @@ enum Fault {
     Panic,
 }
 
-/// One guard of a held bundle.
+/// How the stack ends a held bundle other than by completing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Part {
-    Request,
-    Activity,
-    Context,
+enum Ending {
+    ClientGone,
+    ForceClosed,
+    /// Dropped without `complete`/`end`.
+    Dropped,
+}
+
+impl Ending {
+    fn outcome(self) -> Outcome {
+        match self {
+            Ending::ClientGone => Outcome::ClientGone,
+            Ending::ForceClosed => Outcome::ForceClosed,
+            Ending::Dropped => Outcome::Dropped,
+        }
+    }
 }
 
 /// Which held request an operation picks: an index into the live ones, modulo their count.
@@ -82,10 +93,10 @@ enum Op {
         fault: Fault,
         cooperative: bool,
     },
-    /// The handler finishes: the whole bundle drops.
+    /// The answer is written: `Admitted::complete`.
     Complete(Pick),
-    /// One guard of a held bundle drops (deferred completion in any order).
-    DropPart(Pick, Part),
+    /// The stack ends the bundle otherwise (`Admitted::end`, or a plain drop).
+    End(Pick, Ending),
     /// The engine takes the request object (`RequestObject::hand_off`).
     HandOff(Pick),
     /// The client disconnects: the signal is aborted; the handler keeps its bundle unless it is
@@ -115,17 +126,17 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Fault::EngineError),
         1 => Just(Fault::Panic),
     ];
-    let part = prop_oneof![
-        Just(Part::Request),
-        Just(Part::Activity),
-        Just(Part::Context)
+    let ending = prop_oneof![
+        Just(Ending::ClientGone),
+        Just(Ending::ForceClosed),
+        Just(Ending::Dropped)
     ];
     prop_oneof![
         24 => (0u8..40, 8u8..48, fault, any::<bool>()).prop_map(|(body, limit, fault, cooperative)| {
             Op::Arrive { body, limit, fault, cooperative }
         }),
         10 => any::<Pick>().prop_map(Op::Complete),
-        8 => (any::<Pick>(), part).prop_map(|(i, p)| Op::DropPart(i, p)),
+        8 => (any::<Pick>(), ending).prop_map(|(i, e)| Op::End(i, e)),
         4 => any::<Pick>().prop_map(Op::HandOff),
         4 => any::<Pick>().prop_map(Op::ClientAbort),
         2 => any::<Pick>().prop_map(Op::HandlerError),
@@ -178,10 +189,11 @@ enum Wrapper {
 
 #[derive(Clone, Debug)]
 struct MReq {
+    /// The bundle is held (not ended yet).
+    held: bool,
+    /// Its request object is in the bundle (not handed off).
     request: bool,
-    activity: bool,
-    context: bool,
-    /// The handler still holds a handle to the signal (dropped with its last guard).
+    /// The handler still holds a handle to the signal (dropped with the bundle).
     signal_held: bool,
     spilled: bool,
     aborted: Option<AbortReason>,
@@ -192,7 +204,7 @@ struct MReq {
 
 impl MReq {
     fn live(&self) -> bool {
-        self.request || self.activity || self.context
+        self.held
     }
 }
 
@@ -216,6 +228,7 @@ struct Model {
     escalated: bool,
     wrapper: Wrapper,
     minted: [u64; 4],
+    outcomes: [u64; 5],
     pool: MPool,
     reqs: Vec<MReq>,
     clock: Duration,
@@ -240,6 +253,7 @@ impl Model {
             escalated: false,
             wrapper: Wrapper::Strong,
             minted: [0; 4],
+            outcomes: [0; 5],
             pool: MPool {
                 free: allocated,
                 metrics: PoolMetrics {
@@ -260,8 +274,7 @@ impl Model {
         self.reqs
             .iter()
             .filter(|r| match kind {
-                GuardKind::Ticket | GuardKind::Context => r.context,
-                GuardKind::ActivityRef => r.activity,
+                GuardKind::Ticket | GuardKind::Context | GuardKind::ActivityRef => r.held,
                 GuardKind::Request => r.request,
             })
             .count()
@@ -370,9 +383,8 @@ impl Model {
         }
         self.mint(GuardKind::Request);
         self.reqs.push(MReq {
+            held: true,
             request: true,
-            activity: true,
-            context: true,
             signal_held: true,
             spilled,
             aborted: None,
@@ -382,42 +394,43 @@ impl Model {
         ArriveOutcome::Admitted
     }
 
-    fn drop_part(&mut self, id: usize, part: Part) {
+    /// The engine takes the request object.
+    fn hand_off(&mut self, id: usize) {
         let r = &mut self.reqs[id];
-        match part {
-            Part::Request if r.request => {
-                r.request = false;
-                self.release(GuardKind::Request);
-            }
-            Part::Activity if r.activity => {
-                r.activity = false;
-                self.release(GuardKind::ActivityRef);
-            }
-            Part::Context if r.context => {
-                r.context = false;
-                let spilled = r.spilled;
-                self.release(GuardKind::Context);
-                self.checkin(spilled);
-                self.release(GuardKind::Ticket);
-                self.ticket_released();
-            }
-            _ => {}
+        if r.held && r.request {
+            r.request = false;
+            self.release(GuardKind::Request);
         }
-        self.settle(id);
     }
 
-    /// The handler lets go of its signal handle with its last guard.
-    fn settle(&mut self, id: usize) {
-        let r = &mut self.reqs[id];
-        if !r.live() {
-            r.signal_held = false;
+    /// The bundle ends: the outcome is recorded (the deadline's abort wins), the signal fires
+    /// unless completed, then the guards release in reverse order.
+    fn end(&mut self, id: usize, outcome: Outcome) {
+        if !self.reqs[id].held {
+            return;
         }
+        self.reqs[id].held = false;
+        let outcome = match self.reqs[id].aborted {
+            None => outcome,
+            Some(reason) => Outcome::after_abort(reason),
+        };
+        self.outcomes[Outcome::ALL.iter().position(|&o| o == outcome).unwrap()] += 1;
+        if let Some(reason) = outcome.abort_reason() {
+            self.abort(id, reason);
+        }
+        if std::mem::take(&mut self.reqs[id].request) {
+            self.release(GuardKind::Request);
+        }
+        self.release(GuardKind::ActivityRef);
+        self.release(GuardKind::Context);
+        self.checkin(self.reqs[id].spilled);
+        self.release(GuardKind::Ticket);
+        self.ticket_released();
+        self.reqs[id].signal_held = false;
     }
 
     fn drop_all(&mut self, id: usize) {
-        for part in [Part::Request, Part::Activity, Part::Context] {
-            self.drop_part(id, part);
-        }
+        self.end(id, Outcome::Dropped);
     }
 
     fn abort(&mut self, id: usize, reason: AbortReason) -> bool {
@@ -439,7 +452,7 @@ impl Model {
     /// Aborts every signal an activity ref holds; returns the bounds on the count reported.
     fn abort_outstanding(&mut self) -> (usize, usize) {
         let snapshot: Vec<usize> = (0..self.reqs.len())
-            .filter(|&i| self.reqs[i].activity && self.reqs[i].aborted.is_none())
+            .filter(|&i| self.reqs[i].held && self.reqs[i].aborted.is_none())
             .collect();
         // The count depends on the core's order when one snapshot signal's links reach another.
         let reached_from_other = snapshot
@@ -504,19 +517,11 @@ impl Model {
 // The harness: the real core, driven like an event loop would
 // ---------------------------------------------------------------------------------------------
 
-/// A held request's guards, as a handler keeps them. Fields drop in declaration order.
+/// A held request, as a handler keeps it. Fields drop in declaration order.
 #[derive(Default)]
 struct Parts {
-    request: Option<RequestObject<usize>>,
-    activity: Option<ActivityRef>,
-    context: Option<RequestContext<Vec<u8>>>,
+    bundle: Option<Admitted<Vec<u8>, usize>>,
     signal: Option<AbortSignal>,
-}
-
-impl Parts {
-    fn live(&self) -> bool {
-        self.request.is_some() || self.activity.is_some() || self.context.is_some()
-    }
 }
 
 type Slot = Rc<RefCell<Parts>>;
@@ -541,6 +546,8 @@ struct Harness {
     slots: Vec<Slot>,
     fired: Rc<RefCell<Vec<(usize, AbortReason)>>>,
     drain: Option<Drain>,
+    /// The handle that awaited the drain (kept, so its waker stays registered).
+    drain_wait: Option<Drain>,
     drain_hook_runs: Rc<RefCell<u32>>,
     waker: Arc<CountingWaker>,
     /// Whether the drain future was pending when first polled (so its waker must be woken).
@@ -574,10 +581,11 @@ impl Harness {
         quiet_deliberate_panics();
         let heap = Heap::new();
         let config = Config::default()
-            .pool_capacity(setup.capacity)
-            .exhaustion(setup.exhaustion)
-            .downgrade(setup.downgrade)
-            .prewarm(setup.prewarm);
+            .with_pool_capacity(setup.capacity)
+            .unwrap()
+            .with_exhaustion(setup.exhaustion)
+            .with_downgrade(setup.downgrade)
+            .with_prewarm(setup.prewarm);
         let core = ServerCore::embedded_with_context::<Vec<u8>>(heap.alloc("server"), config);
         core.ledger().start_trace();
         Harness {
@@ -586,6 +594,7 @@ impl Harness {
             slots: Vec::new(),
             fired: Rc::default(),
             drain: None,
+            drain_wait: None,
             drain_hook_runs: Rc::default(),
             waker: Arc::default(),
             waker_registered: false,
@@ -638,8 +647,8 @@ impl Harness {
             }
             Ok(Ok(bundle)) => bundle,
         };
-        assert_eq!(*bundle.request, id);
-        assert_eq!(bundle.context.len(), body as usize);
+        assert_eq!(bundle.request(), Some(&id));
+        assert_eq!(bundle.context().len(), body as usize);
         let slot: Slot = Rc::default();
         let signal = bundle.signal().clone();
         let (fired, listener_slot) = (Rc::clone(&self.fired), Rc::clone(&slot));
@@ -653,9 +662,7 @@ impl Harness {
             "a fresh or recycled signal must not be aborted"
         );
         *slot.borrow_mut() = Parts {
-            request: Some(bundle.request),
-            activity: Some(bundle.activity),
-            context: Some(bundle.context),
+            bundle: Some(bundle),
             signal: Some(signal),
         };
         assert_eq!(self.slots.len(), id);
@@ -671,36 +678,18 @@ impl Harness {
             .expect("a live request's handler holds its signal")
     }
 
-    fn drop_part(&mut self, id: usize, part: Part) {
-        let taken = {
-            let mut parts = self.slots[id].borrow_mut();
-            match part {
-                Part::Request => parts.request.take().map(drop),
-                Part::Activity => parts.activity.take().map(drop),
-                Part::Context => parts.context.take().map(drop),
+    /// Ends the bundle `id` with `outcome` (`Dropped`: a plain drop), outside the slot's borrow.
+    fn end(&mut self, id: usize, outcome: Outcome) {
+        let parts = take_parts(&self.slots[id]);
+        if let Some(bundle) = parts.bundle {
+            match outcome {
+                Outcome::Completed => bundle.complete(),
+                Outcome::Dropped => drop(bundle),
+                other => bundle.end(other),
             }
-        };
-        let _ = taken;
-        self.settle(id);
-    }
-
-    /// The handler drops its signal handle once it holds no guard.
-    fn settle(&mut self, id: usize) {
-        let signal = {
-            let mut parts = self.slots[id].borrow_mut();
-            if parts.live() {
-                None
-            } else {
-                parts.signal.take()
-            }
-        };
-        drop(signal);
+        }
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Checks
-// ---------------------------------------------------------------------------------------------
 
 fn sorted(mut v: Vec<LedgerEvent>) -> Vec<String> {
     let mut s: Vec<String> = v.drain(..).map(|e| format!("{e:?}")).collect();
@@ -727,6 +716,9 @@ fn check_step(h: &mut Harness, m: &mut Model, step: usize, op: &dyn fmt::Debug, 
             ctx()
         );
     }
+    let outcomes = ledger.outcomes();
+    let counted = Outcome::ALL.map(|o| outcomes.count(o));
+    assert_eq!(counted, m.outcomes, "outcomes, {}", ctx());
     let report = ledger.report();
     assert_eq!(report.total(), m.total_outstanding(), "report, {}", ctx());
     if reqguard::Ledger::tracks_sites() {
@@ -765,22 +757,11 @@ fn check_step(h: &mut Harness, m: &mut Model, step: usize, op: &dyn fmt::Debug, 
     // Each held request.
     for (id, r) in m.reqs.iter().enumerate() {
         let parts = h.slots[id].borrow();
+        assert_eq!(parts.bundle.is_some(), r.held, "req {id} held, {}", ctx());
         assert_eq!(
-            parts.request.is_some(),
+            parts.bundle.as_ref().is_some_and(|b| b.request().is_some()),
             r.request,
             "req {id} request, {}",
-            ctx()
-        );
-        assert_eq!(
-            parts.activity.is_some(),
-            r.activity,
-            "req {id} activity, {}",
-            ctx()
-        );
-        assert_eq!(
-            parts.context.is_some(),
-            r.context,
-            "req {id} context, {}",
             ctx()
         );
         assert_eq!(
@@ -789,14 +770,15 @@ fn check_step(h: &mut Harness, m: &mut Model, step: usize, op: &dyn fmt::Debug, 
             "req {id} signal, {}",
             ctx()
         );
-        if let Some(c) = &parts.context {
-            assert_eq!(c.is_spilled(), r.spilled, "req {id} spilled, {}", ctx());
+        if let Some(b) = &parts.bundle {
+            let spilled = b.context_guard().is_spilled();
+            assert_eq!(spilled, r.spilled, "req {id} spilled, {}", ctx());
         }
         if let Some(s) = &parts.signal {
             assert_eq!(s.reason(), r.aborted, "req {id} signal reason, {}", ctx());
             assert_eq!(
                 s.pending_activity(),
-                usize::from(r.activity),
+                usize::from(r.held),
                 "req {id} pending activity, {}",
                 ctx()
             );
@@ -901,24 +883,22 @@ fn apply(h: &mut Harness, m: &mut Model, op: &Op) -> bool {
         }
         Op::Complete(i) => {
             if let Some(id) = pick(&live, i) {
-                m.drop_all(id);
-                drop(take_parts(&h.slots[id]));
+                m.end(id, Outcome::Completed);
+                h.end(id, Outcome::Completed);
             }
         }
-        Op::DropPart(i, part) => {
+        Op::End(i, ending) => {
             if let Some(id) = pick(&live, i) {
-                m.drop_part(id, *part);
-                h.drop_part(id, *part);
+                m.end(id, ending.outcome());
+                h.end(id, ending.outcome());
             }
         }
         Op::HandOff(i) => {
             if let Some(id) = pick(&live, i) {
-                let request = h.slots[id].borrow_mut().request.take();
-                if let Some(request) = request {
-                    assert_eq!(RequestObject::hand_off(request), id);
-                }
-                m.drop_part(id, Part::Request);
-                h.settle(id);
+                let expected = m.reqs[id].request.then_some(id);
+                let got = h.slots[id].borrow_mut().bundle.as_mut().unwrap().hand_off();
+                assert_eq!(got, expected, "hand-off");
+                m.hand_off(id);
             }
         }
         Op::ClientAbort(i) => {
@@ -988,7 +968,9 @@ fn apply(h: &mut Harness, m: &mut Model, op: &Op) -> bool {
                 let polled = std::pin::Pin::new(&mut fut).poll(&mut Context::from_waker(&waker));
                 assert_eq!(polled.is_ready(), m.drained);
                 h.waker_registered = polled.is_pending();
+                assert_eq!(drain.waiters(), usize::from(polled.is_pending()));
                 h.drain = Some(drain);
+                h.drain_wait = Some(fut);
             }
             assert!(h.core.drain().is_some());
         }
@@ -1088,8 +1070,8 @@ fn run(setup: &Setup, ops: &[Op]) {
         check_step(&mut h, &mut m, ops.len(), op, ordered);
     }
     for id in m.live_ids() {
-        m.drop_all(id);
-        drop(take_parts(&h.slots[id]));
+        m.end(id, Outcome::Completed);
+        h.end(id, Outcome::Completed);
         check_step(
             &mut h,
             &mut m,

@@ -22,7 +22,7 @@ fn limits() -> Limits {
 
 #[test]
 fn request_on_kept_alive_connection_after_stop_and_collect_is_503() {
-    let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     let running = ServerBuilder::new()
         .limits(limits())
         .spawn(move || Guarded::embedded("server", config), demo_routes)
@@ -77,7 +77,7 @@ fn with_downgrade_on_drain_the_late_request_is_refused_as_stopping() {
 
 #[test]
 fn in_flight_request_finishes_after_the_wrapper_is_collected() {
-    let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     let running = ServerBuilder::new()
         .limits(limits())
         .spawn(move || Guarded::embedded("server", config), demo_routes)

@@ -151,6 +151,10 @@ fn serve_under_curl_then_sigint_prints_json_and_exits_0() {
     assert_eq!(field(&json, "aborted"), 0.0);
     assert_eq!(field(&json, "panics"), 1.0);
     assert!(field(&json, "drain_ms") >= 0.0);
+    // One outcome per request (G8): the panicking handler's request ended as dropped.
+    assert!(json.contains("\"outcomes\":{\"completed\":6,"), "{json}");
+    assert_eq!(field(&json, "client_gone"), 0.0, "{json}");
+    assert_eq!(field(&json, "dropped"), 1.0, "{json}");
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn a_slow_request_gets_408_and_an_idle_one_is_closed() {
 
 #[test]
 fn after_stop_and_collect_every_request_is_a_503_that_takes_nothing() {
-    let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     with_session(Limits::default(), config, |s| {
         s.feed(b"GET / HTTP/1.1\r\n\r\n");
         s.take_output();
@@ -138,7 +138,7 @@ proptest! {
         stop_at in 0usize..14,
     ) {
         let limits = Limits::default().max_head(256).max_body(64);
-        with_session(limits, Config::default().downgrade(DowngradePolicy::OnStop), |s| {
+        with_session(limits, Config::default().with_downgrade(DowngradePolicy::OnStop), |s| {
             for (i, chunk) in chunks.iter().enumerate() {
                 if i == stop_at {
                     s.stop();

@@ -71,6 +71,16 @@ fn a_client_disconnect_aborts_its_requests_signal_and_releases_its_guards() {
     assert_eq!(report.stats.aborted, 1);
     assert_eq!(aborts[1].load(Ordering::SeqCst), 0);
     assert!(!report.drain_deadline_hit);
+    // G8: the hanging request ended as client gone, the answered one as completed.
+    assert_eq!(
+        (report.outcomes.client_gone, report.outcomes.completed),
+        (1, 1)
+    );
+    assert!(
+        report.to_json().contains("\"client_gone\":1"),
+        "{}",
+        report.to_json()
+    );
     assert_eq!(report.leaked, 0, "{}", report.leaks);
 }
 
@@ -96,6 +106,9 @@ fn a_drain_that_hits_its_deadline_aborts_and_force_closes() {
         1,
         "aborted by the deadline"
     );
+    // The deadline aborted it before the force close: the first cause wins.
+    assert_eq!(report.outcomes.deadline_aborted, 1, "{report}");
+    assert_eq!(report.outcomes.force_closed, 0, "{report}");
     assert_eq!(aborts[0].load(Ordering::SeqCst), 0);
     assert_eq!(report.leaked, 0, "{}", report.leaks);
     // The connection was closed without an answer.

@@ -157,9 +157,10 @@ fn accounting(config: RoundConfig) -> Guarded<reqguard::engines::Embedded<&'stat
     let heap = Heap::new();
     HEAP.with(|h| *h.borrow_mut() = Some(heap.clone()));
     let core_config = Config::default()
-        .downgrade(config.downgrade)
-        .exhaustion(config.exhaustion)
-        .pool_capacity(config.capacity);
+        .with_downgrade(config.downgrade)
+        .with_exhaustion(config.exhaustion)
+        .with_pool_capacity(config.capacity)
+        .unwrap();
     match config.collect {
         Collect::AtStop => Guarded::embedded_on(&heap, "stress", core_config),
         Collect::Late => {

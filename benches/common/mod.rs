@@ -238,17 +238,12 @@ pub fn guarded_request(core: &Core, req: Req) -> u16 {
         Ok(req)
     });
     match bundle {
-        Ok(reqguard::Admitted {
-            request,
-            activity,
-            context,
-        }) => {
+        Ok(mut bundle) => {
             // The engine takes the request; the handler runs with `live.wrapper()` as `this`.
-            let owned_by_engine = reqguard::RequestObject::hand_off(request);
-            std::hint::black_box((&owned_by_engine, live.wrapper(), activity.signal()));
-            let status = context.status;
-            drop(activity);
-            drop(context);
+            let owned_by_engine = bundle.hand_off();
+            std::hint::black_box((&owned_by_engine, live.wrapper(), bundle.signal()));
+            let status = bundle.context().status;
+            bundle.complete(); // the answer is written
             status
         }
         Err(refusal) => refusal.status(),

@@ -1,9 +1,11 @@
 //! Admission: the request object, the all-or-nothing bundle, and the refusal.
 
 mod bundle;
+mod outcome;
 mod refusal;
 mod request;
 
 pub use bundle::Admitted;
+pub use outcome::{Outcome, OutcomeCounts};
 pub use refusal::{Refusal, RefusalReason};
 pub use request::RequestObject;

@@ -19,6 +19,9 @@ pub enum RefusalReason {
     },
     /// The engine failed to build the request (out of memory, a thrown exception, ...).
     Engine(&'static str),
+    /// A guard of another server was handed to this server's proof (a ticket minted by server
+    /// `b` given to `a`'s `Live::context` or `Live::admit_with`): the embedder mixed servers up.
+    OtherServer,
 }
 
 /// A request turned away: the status to answer with, and nothing else.
@@ -68,7 +71,7 @@ impl Refusal {
             | RefusalReason::Stopped
             | RefusalReason::PoolExhausted => 503,
             RefusalReason::PayloadTooLarge { .. } => 413,
-            RefusalReason::Engine(_) => 500,
+            RefusalReason::Engine(_) | RefusalReason::OtherServer => 500,
         }
     }
 
@@ -122,6 +125,7 @@ impl fmt::Display for Refusal {
                 write!(f, "the request body is larger than {limit} bytes")
             }
             RefusalReason::Engine(why) => write!(f, "the engine failed: {why}"),
+            RefusalReason::OtherServer => f.write_str("the guard belongs to another server"),
         }
     }
 }

@@ -5,14 +5,14 @@ use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::rc::Rc;
 
-use crate::core::shared::Shared;
 use crate::ledger::{Entry, GuardKind};
+use crate::server::shared::Shared;
 
 /// The request a runtime is about to give its engine (`Request.new()` in Bun), counted until the
 /// engine takes ownership with [`hand_off`](RequestObject::hand_off).
 ///
-/// Minted only from the proof, with [`Live::request`](crate::Live::request), so it cannot exist
-/// before the liveness check: the `fetch()` path of the PR allocated it first and leaked it on
+/// Minted only from the proof, with [`Live::request`](crate::Live::request) (and only while the
+/// server admits requests), or inside a bundle, so it cannot exist before the liveness check: the `fetch()` path of the PR allocated it first and leaked it on
 /// the 503 path. Dropping it without handing it off frees the payload and releases the count.
 ///
 /// # Examples
@@ -23,7 +23,7 @@ use crate::ledger::{Entry, GuardKind};
 /// let heap = Heap::new();
 /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
 /// let live = core.upgrade().unwrap();
-/// let request = live.request(String::from("GET /"));
+/// let request = live.request(String::from("GET /")).unwrap();
 /// assert_eq!(core.ledger().outstanding(GuardKind::Request), 1);
 /// let owned_by_engine: String = RequestObject::hand_off(request);
 /// assert_eq!(owned_by_engine, "GET /");
@@ -52,12 +52,26 @@ impl<R> RequestObject<R> {
     /// Passes ownership to the engine (`request.toJS()`): the ledger stops counting it.
     #[inline]
     pub fn hand_off(mut this: Self) -> R {
-        let payload = this
-            .payload
-            .take()
-            .expect("payload is present until hand-off");
-        this.shared.ledger.release(GuardKind::Request, &this.entry);
-        payload
+        this.take()
+            .expect("a request object holds its payload until hand-off")
+    }
+
+    /// Takes the payload out (once) and releases the count.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Option<R> {
+        let payload = self.payload.take()?;
+        self.shared.ledger.release(GuardKind::Request, &self.entry);
+        Some(payload)
+    }
+
+    #[inline]
+    pub(crate) fn payload(&self) -> Option<&R> {
+        self.payload.as_ref()
+    }
+
+    #[inline]
+    pub(crate) fn payload_mut(&mut self) -> Option<&mut R> {
+        self.payload.as_mut()
     }
 
     /// Leaks the request object; the ledger keeps counting it.
@@ -69,7 +83,7 @@ impl<R> RequestObject<R> {
     ///
     /// let heap = Heap::new();
     /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-    /// RequestObject::forget(core.upgrade().unwrap().request(()));
+    /// RequestObject::forget(core.upgrade().unwrap().request(()).unwrap());
     /// assert_eq!(core.ledger().outstanding(GuardKind::Request), 1);
     /// ```
     pub fn forget(this: Self) {

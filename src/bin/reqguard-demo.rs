@@ -201,7 +201,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
         .limits(o.limits)
         .ladder(o.ladder)
         .spawn(
-            move |_loop| Guarded::embedded("reqguard-demo", Config::default().downgrade(policy)),
+            move |_loop| Guarded::embedded("reqguard-demo", Config::default().with_downgrade(policy)),
             demo_routes,
         )?;
     let unwatch = watch_signals(group.stopper())?;
@@ -260,7 +260,7 @@ fn story() -> io::Result<bool> {
     let limits = Limits::default()
         .stop_linger(Duration::from_secs(5))
         .drain_timeout(Duration::from_secs(5));
-    let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     let running = ServerBuilder::new().limits(limits).spawn(
         move || Guarded::embedded("reqguard-demo", config),
         demo_routes,

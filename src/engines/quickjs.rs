@@ -37,7 +37,7 @@
 //!
 //! let rt = Runtime::new().unwrap(); // declared first, so it drops last
 //! let context = Context::full(&rt).unwrap();
-//! let config = Config::default().downgrade(DowngradePolicy::OnStop);
+//! let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 //! let core = context.with(|ctx| {
 //!     let server: Object = ctx.eval("({ port: 8080 })").unwrap();
 //!     ServerCore::quickjs(&ctx, server, config)
@@ -49,7 +49,7 @@
 //!         let live = core.upgrade_in(&mut ctx.clone()).ok_or(Refusal::WRAPPER_FINALIZED)?;
 //!         let bundle = live.admit(|_| Ok(()))?;
 //!         let port: i32 = live.object(&ctx).unwrap().get("port").unwrap();
-//!         drop(bundle);
+//!         bundle.complete();
 //!         Ok(port)
 //!     })
 //! };
@@ -286,7 +286,7 @@ impl<C: Recycle> Live<'_, QuickJs, C> {
 /// let context = Context::full(&rt).unwrap();
 /// let core = context.with(|ctx| {
 ///     let server: Object = ctx.eval("({})").unwrap();
-///     ServerCore::quickjs(&ctx, server, Config::default().downgrade(DowngradePolicy::OnStop))
+///     ServerCore::quickjs(&ctx, server, Config::default().with_downgrade(DowngradePolicy::OnStop))
 /// });
 /// let mut guarded = Guarded::new(core, context.clone());
 /// drop(guarded.admit().unwrap());

@@ -51,7 +51,7 @@
 //!         let handler = v8::Local::<v8::Function>::try_from(handler).unwrap();
 //!         handler.call(scope, this.into(), &[]);
 //!     }
-//!     drop(bundle);
+//!     bundle.complete();
 //!     Ok(200)
 //! }
 //!
@@ -67,7 +67,7 @@
 //!     // The runtime's server object, as `serve()` returns it to JS.
 //!     let server = v8::Object::new(scope);
 //!     let wrapper = v8::Global::new(scope, server);
-//!     let config = Config::default().downgrade(DowngradePolicy::OnStop);
+//!     let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 //!     // Name the engine: the scope coerces to `&mut v8::Isolate` only once `E` is known.
 //!     let core = ServerCore::<V8>::new(scope, wrapper, config);
 //!     (core, v8::Global::new(scope, context))
@@ -189,7 +189,7 @@ impl fmt::Debug for Finalizer {
 ///     let scope = &mut v8::ContextScope::new(handle_scope, context);
 ///     let server = v8::Object::new(scope);
 ///     let wrapper = v8::Global::new(scope, server);
-///     let config = Config::default().downgrade(DowngradePolicy::OnStop);
+///     let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 ///     ServerCore::<V8>::new(scope, wrapper, config)
 /// };
 /// let freed = Rc::new(Cell::new(false));

@@ -7,12 +7,12 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::admit::{Admitted, Refusal, RefusalReason};
-use crate::core::{Config, ServerCore};
+use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason};
 use crate::engines::{Embedded, Handle, Heap};
 use crate::ledger::{LeakReport, Ledger};
 use crate::pool::{PoolMetrics, Recycle};
-use crate::signal::AbortSignal;
+use crate::server::{Config, ServerCore};
+use crate::signal::{AbortReason, AbortSignal};
 use crate::ticket::{Drain, DrainStatus};
 use crate::wrapper::Engine;
 
@@ -41,14 +41,17 @@ pub struct AccountingReport {
     pub drain_time: Option<Duration>,
     /// The context pool's figures (guarded only).
     pub pool: Option<PoolMetrics>,
+    /// How the admitted requests ended, per outcome (all zero when unaccounted).
+    pub outcomes: OutcomeCounts,
 }
 
 /// How the server admits a request and accounts for it until its response is written.
 ///
 /// [`Guarded`] is the real thing (upgrade, then the reqguard bundle); [`Unaccounted`] is a
 /// benchmark baseline. The server calls, per request: [`admit`](Accounting::admit) after the
-/// request is parsed and before the handler runs, and drops the `Held` value when the response
-/// is written, the handler panics, or the connection goes away.
+/// request is parsed and before the handler runs, and [`end`](Accounting::end) with the
+/// request's [`Outcome`]: `Completed` when the response is written, `Dropped` when the handler
+/// panicked, `ClientGone` when the connection went away, `ForceClosed` when the server closed it.
 pub trait Accounting {
     /// What an admitted request holds until its response is written.
     type Held;
@@ -63,6 +66,12 @@ pub trait Accounting {
     /// The request's abort signal, if this accounting has signals.
     fn signal(held: &Self::Held) -> Option<&AbortSignal>;
 
+    /// Ends an admitted request with `outcome` (see [`Admitted::end`]); the default drops it.
+    fn end(held: Self::Held, outcome: Outcome) {
+        let _ = outcome;
+        drop(held);
+    }
+
     /// Stops admission; in-flight requests may finish until `deadline`.
     fn stop(&mut self, deadline: Instant);
 
@@ -74,6 +83,17 @@ pub trait Accounting {
 
     /// The end-of-run figures.
     fn report(&self) -> AccountingReport;
+}
+
+/// The outcome of a request whose connection the server gives up on with `reason`: the client
+/// went away ([`Outcome::ClientGone`]) or the server closed it ([`Outcome::ForceClosed`]: at the
+/// stop deadline, or behind a `Connection: close` answer). A request the drain deadline already
+/// aborted stays [`Outcome::DeadlineAborted`] (the first cause wins).
+pub(crate) fn ended_by(reason: AbortReason) -> Outcome {
+    match reason {
+        AbortReason::ClientDisconnected => Outcome::ClientGone,
+        _ => Outcome::ForceClosed,
+    }
 }
 
 /// Gives the engine scope an upgrade needs ([`Engine::Scope`]).
@@ -114,7 +134,7 @@ pub trait Accounting {
 ///     }
 /// }
 ///
-/// let config = Config::default().downgrade(DowngradePolicy::OnStop);
+/// let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 /// let core: ServerCore<Counting> = ServerCore::new(&mut 0, Rc::new("server"), config);
 /// let mut accounting = Guarded::new(core, Runtime { upgrades: 0 });
 /// drop(accounting.admit().unwrap());
@@ -153,7 +173,7 @@ type Hook = Box<dyn FnMut()>;
 /// use reqguard::http::{Accounting, Guarded};
 /// use reqguard::{Config, DowngradePolicy};
 ///
-/// let mut guarded = Guarded::embedded("server", Config::default().downgrade(DowngradePolicy::OnStop));
+/// let mut guarded = Guarded::embedded("server", Config::default().with_downgrade(DowngradePolicy::OnStop));
 /// let held = guarded.admit().unwrap();
 /// // a ticket, a pooled context, a signal activity ref and a request object:
 /// assert_eq!(guarded.ledger().unwrap().total_outstanding(), 4);
@@ -221,7 +241,7 @@ impl<T: 'static> Guarded<Embedded<T>, NoScope> {
         let guarded = guarded.after_drain(move || {
             on_drain.collect();
         });
-        if config.get_downgrade() == crate::DowngradePolicy::OnStop {
+        if config.downgrade() == crate::DowngradePolicy::OnStop {
             let on_stop = heap.clone();
             guarded.after_stop(move || {
                 on_stop.collect();
@@ -247,6 +267,11 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
 
     fn signal(held: &Self::Held) -> Option<&AbortSignal> {
         Some(held.signal())
+    }
+
+    #[inline]
+    fn end(held: Self::Held, outcome: Outcome) {
+        held.end(outcome);
     }
 
     fn stop(&mut self, deadline: Instant) {
@@ -290,6 +315,7 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
             leaks: ledger.report(),
             drain_time: self.drain.as_ref().and_then(Drain::drain_time),
             pool: Some(self.core.pool_metrics()),
+            outcomes: ledger.outcomes(),
         }
     }
 }

@@ -29,7 +29,7 @@ use std::fmt;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use super::accounting::Accounting;
+use super::accounting::{ended_by, Accounting};
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
 use super::dispatch::{call_handler, call_resume, Dispatcher};
@@ -38,7 +38,7 @@ use super::limits::MAX_TIMEOUT;
 use super::parse::{parse_head, Framing, Head, Reject};
 use super::response::{write_response, write_status, Response, Wire};
 use super::router::{Reply, Request, Route};
-use crate::admit::Refusal;
+use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortReason;
 
 /// What the input is being read as.
@@ -339,10 +339,7 @@ impl<'r, H> Connection<'r, H> {
     ) {
         // Answers queued behind a waiting one can no longer go out in order: drop them too.
         self.answers.drain_held(|held| {
-            if let Some(signal) = A::signal(&held) {
-                signal.abort(reason);
-            }
-            drop(held); // TODO(core-v2): end(ClientGone / ForceClosed)
+            A::end(held, ended_by(reason)); // fires its signal, named after the outcome
             d.in_flight -= 1;
             d.stats.aborted += 1;
         });
@@ -510,7 +507,7 @@ impl<'r, H> Connection<'r, H> {
                 Err(()) => {
                     d.stats.panics += 1;
                     if let Some(signal) = request.signal() {
-                        signal.abort(AbortReason::HandlerFailed);
+                        signal.abort(AbortReason::Dropped);
                     }
                     (Reply::Now, None)
                 }
@@ -688,7 +685,8 @@ impl<'r, H> Connection<'r, H> {
 fn answered<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held) {
     d.stats.served += 1;
     d.in_flight -= 1;
-    drop(held); // TODO(core-v2): complete()
+    // `Completed`, unless its signal already fired (a handler panic: `Dropped`).
+    A::end(held, Outcome::Completed);
 }
 
 /// Completes one deferred response into `out`. Returns whether the answer closes the
@@ -705,7 +703,7 @@ fn resume<A: Accounting>(
     if call_resume(route.handler(), token, &mut response).is_err() {
         d.stats.panics += 1;
         if let Some(signal) = A::signal(held) {
-            signal.abort(AbortReason::HandlerFailed);
+            signal.abort(AbortReason::Dropped);
         }
     }
     let close = wire.close || response.wants_close();

@@ -24,7 +24,7 @@
 //! let routes = Routes::new();
 //! let mut router = Router::new(&routes);
 //! demo_routes(&mut router);
-//! let config = Config::default().downgrade(DowngradePolicy::OnStop);
+//! let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 //! let mut session = Session::new(&router, Guarded::embedded("server", config), Limits::default());
 //!
 //! session.feed(b"GET / HTTP/1.1\r\n\r\n");

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::dispatch::Stats;
 use super::ladder::StepRecord;
+use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 use crate::pool::PoolMetrics;
 
@@ -31,6 +32,8 @@ pub struct ServerReport {
     /// The stop ladder's steps this loop reached, in order (a loop of a
     /// [`LoopGroup`](crate::http::LoopGroup) only; empty otherwise).
     pub steps: Vec<StepRecord>,
+    /// How the admitted requests ended, per outcome (guarded accounting only; zero otherwise).
+    pub outcomes: OutcomeCounts,
 }
 
 impl ServerReport {
@@ -44,7 +47,8 @@ impl ServerReport {
         self.drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
     }
 
-    /// One JSON line: `served`, `refused`, `aborted`, `leaked`, `drain_ms` and the rest.
+    /// One JSON line: `served`, `refused`, `aborted`, `leaked`, `drain_ms`, the rest, and last
+    /// `"outcomes":{"completed":N,"client_gone":N,"deadline_aborted":N,"force_closed":N,"dropped":N}`.
     ///
     /// # Examples
     ///
@@ -61,7 +65,7 @@ impl ServerReport {
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
              \"connections\":{},\"connections_refused\":{},\"accept_backoffs\":{},\
-             \"force_closed\":{},\"drain_deadline_hit\":{},\"buffered_high_water\":{}",
+             \"force_closed\":{},\"drain_deadline_hit\":{},\"buffered_high_water\":{},\"outcomes\":{}",
             s.served,
             s.refused,
             s.aborted,
@@ -77,6 +81,7 @@ impl ServerReport {
             self.force_closed,
             self.drain_deadline_hit,
             s.buffered_high_water,
+            self.outcomes.to_json(),
         ) + &self.steps_json()
     }
 
@@ -119,6 +124,7 @@ impl fmt::Display for ServerReport {
             s.aborted
         )?;
         writeln!(f, "  leaked     {:>8}   guards never released", self.leaked)?;
+        writeln!(f, "  outcomes   {}", self.outcomes)?;
         match self.drain_time {
             Some(t) => writeln!(f, "  drain time {:>8.3} ms", t.as_secs_f64() * 1e3)?,
             None => writeln!(f, "  drain time        -")?,

@@ -536,6 +536,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             pool: accounting.pool,
             uptime: self.started.elapsed(),
             steps: self.ladder.take().map(|l| l.records).unwrap_or_default(),
+            outcomes: accounting.outcomes,
         };
         self.control.set_phase(Phase::Done);
         report

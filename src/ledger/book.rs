@@ -15,6 +15,7 @@ use std::panic::Location;
 
 use super::kind::GuardKind;
 use super::report::{LeakReport, LeakSite};
+use crate::admit::{Outcome, OutcomeCounts};
 
 /// One guard's place in the ledger, held by the guard and handed back on release.
 ///
@@ -56,6 +57,7 @@ pub enum LedgerEvent {
 pub struct Ledger {
     outstanding: [Cell<usize>; 4],
     minted: [Cell<u64>; 4],
+    outcomes: [Cell<u64>; 5],
     #[cfg(any(debug_assertions, feature = "leak-check"))]
     sites: RefCell<slab::Slab<(GuardKind, &'static Location<'static>)>>,
     trace: RefCell<Option<Vec<LedgerEvent>>>,
@@ -67,6 +69,7 @@ impl Ledger {
         Ledger {
             outstanding: Default::default(),
             minted: Default::default(),
+            outcomes: Default::default(),
             #[cfg(any(debug_assertions, feature = "leak-check"))]
             sites: RefCell::new(slab::Slab::new()),
             trace: RefCell::new(None),
@@ -137,6 +140,39 @@ impl Ledger {
     /// Guards of `kind` minted and not yet released.
     pub fn outstanding(&self, kind: GuardKind) -> usize {
         self.outstanding[kind.index()].get()
+    }
+
+    #[inline]
+    pub(crate) fn record_outcome(&self, outcome: Outcome) {
+        let cell = &self.outcomes[outcome.index()];
+        cell.set(cell.get() + 1);
+    }
+
+    /// How the admitted requests ([`Admitted`](crate::Admitted) bundles) ended so far, one
+    /// outcome each (G8).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::{Config, ServerCore, engines::Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    /// let live = core.upgrade().unwrap();
+    /// live.admit(|_| Ok(())).unwrap().complete();
+    /// drop(live.admit(|_| Ok(())).unwrap()); // dropped without completing
+    /// let outcomes = core.ledger().outcomes();
+    /// assert_eq!((outcomes.completed, outcomes.dropped), (1, 1));
+    /// ```
+    pub fn outcomes(&self) -> OutcomeCounts {
+        let get = |o: Outcome| self.outcomes[o.index()].get();
+        OutcomeCounts {
+            completed: get(Outcome::Completed),
+            client_gone: get(Outcome::ClientGone),
+            deadline_aborted: get(Outcome::DeadlineAborted),
+            force_closed: get(Outcome::ForceClosed),
+            dropped: get(Outcome::Dropped),
+        }
     }
 
     /// Guards of every kind minted and not yet released.

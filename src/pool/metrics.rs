@@ -25,4 +25,7 @@ pub struct PoolMetrics {
     pub spills: u64,
     /// Checkouts refused because the pool was exhausted.
     pub refusals: u64,
+    /// Contexts whose [`Recycle::recycle`](crate::Recycle::recycle) panicked: each was freed
+    /// and its slot given back, so the pool kept its capacity.
+    pub recycle_panics: u64,
 }

@@ -6,13 +6,20 @@
 //! # Invariants
 //!
 //! 1. `free.len() + pooled_in_use == allocated <= capacity`.
-//! 2. `free` never reallocates: it is created with `capacity` room and holds pooled boxes only.
+//! 2. `free` holds pooled boxes only. It grows as contexts are first allocated (nothing is
+//!    reserved up front, so an absurd capacity costs nothing) and never past `allocated`, so a
+//!    warm pool never reallocates it.
 //! 3. Every box in `free` has been recycled.
+//! 4. User code (`C::default`, `Recycle::recycle`) never runs while `free` is borrowed, and a
+//!    panic in it costs no capacity: a slot is counted in `allocated` only once its context
+//!    exists, and a context whose `recycle` panicked is freed and uncounted (the pool makes a
+//!    fresh one when it needs it).
 
 use std::cell::{Cell, RefCell};
 
 use super::metrics::{Exhaustion, PoolMetrics};
 use super::recycle::Recycle;
+use crate::callback::call_caught;
 
 /// Where a checked-out context came from, and so where it goes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,12 +37,13 @@ pub(crate) struct ContextPool<C> {
     high_water: Cell<usize>,
     spills: Cell<u64>,
     refusals: Cell<u64>,
+    recycle_panics: Cell<u64>,
 }
 
 impl<C: Recycle> ContextPool<C> {
     pub(crate) fn new(capacity: usize, exhaustion: Exhaustion) -> Self {
         ContextPool {
-            free: RefCell::new(Vec::with_capacity(capacity)),
+            free: RefCell::new(Vec::new()),
             capacity,
             exhaustion,
             allocated: Cell::new(0),
@@ -43,31 +51,41 @@ impl<C: Recycle> ContextPool<C> {
             high_water: Cell::new(0),
             spills: Cell::new(0),
             refusals: Cell::new(0),
+            recycle_panics: Cell::new(0),
         }
     }
 
     /// Allocates up to `count` pooled contexts now, so the first requests do not.
     pub(crate) fn prewarm(&self, count: usize) {
-        let mut free = self.free.borrow_mut();
         while self.allocated.get() < count.min(self.capacity) {
-            free.push(Box::default());
-            self.allocated.set(self.allocated.get() + 1);
+            let fresh = self.allocate();
+            self.free.borrow_mut().push(fresh);
         }
+    }
+
+    /// A new pooled context, counted once it exists (`C::default` runs unborrowed and may
+    /// panic or re-enter the pool).
+    #[cold]
+    #[inline(never)]
+    fn allocate(&self) -> Box<C> {
+        let fresh = Box::default();
+        self.allocated.set(self.allocated.get() + 1);
+        fresh
     }
 
     /// A context, or `None` when the pool is exhausted and refuses.
     #[inline]
     pub(crate) fn checkout(&self) -> Option<(Box<C>, Origin)> {
-        let taken = match self.free.borrow_mut().pop() {
+        // The borrow ends here, before any user code runs.
+        let popped = self.free.borrow_mut().pop();
+        let taken = match popped {
             Some(slot) => (slot, Origin::Pooled),
-            None if self.allocated.get() < self.capacity => {
-                self.allocated.set(self.allocated.get() + 1);
-                (Box::default(), Origin::Pooled)
-            }
+            None if self.allocated.get() < self.capacity => (self.allocate(), Origin::Pooled),
             None => match self.exhaustion {
                 Exhaustion::Spill => {
+                    let spilled = Box::default();
                     self.spills.set(self.spills.get() + 1);
-                    (Box::default(), Origin::Spilled)
+                    (spilled, Origin::Spilled)
                 }
                 Exhaustion::Refuse => {
                     self.refusals.set(self.refusals.get() + 1);
@@ -83,13 +101,27 @@ impl<C: Recycle> ContextPool<C> {
         Some(taken)
     }
 
+    /// Takes a context back. `recycle` runs on its own: if it panics, the context is freed and
+    /// its slot uncounted, so the pool keeps its capacity.
     #[inline]
     pub(crate) fn checkin(&self, mut slot: Box<C>, origin: Origin) {
         self.in_use.set(self.in_use.get() - 1);
         if origin == Origin::Pooled {
-            slot.recycle();
+            if call_caught(|| slot.recycle()) {
+                self.lose(slot);
+                return;
+            }
             self.free.borrow_mut().push(slot);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lose(&self, slot: Box<C>) {
+        self.allocated.set(self.allocated.get() - 1);
+        self.recycle_panics.set(self.recycle_panics.get() + 1);
+        // Its `Drop` runs on its own too: a context that panics once may panic again.
+        call_caught(move || drop(slot));
     }
 
     pub(crate) fn metrics(&self) -> PoolMetrics {
@@ -100,6 +132,7 @@ impl<C: Recycle> ContextPool<C> {
             allocated: self.allocated.get(),
             spills: self.spills.get(),
             refusals: self.refusals.get(),
+            recycle_panics: self.recycle_panics.get(),
         }
     }
 }

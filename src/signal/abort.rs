@@ -5,7 +5,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use super::reason::AbortReason;
-use crate::core::shared::Shared;
+use crate::callback::call_caught;
+use crate::server::shared::Shared;
 
 type Listener = Box<dyn FnOnce(AbortReason)>;
 
@@ -53,21 +54,26 @@ impl SignalState {
         self.activity.set(self.activity.get() - 1);
     }
 
-    pub(crate) fn abort(&self, reason: AbortReason) -> bool {
+    /// Aborts with `reason` and runs every listener, each on its own; `None` if the signal was
+    /// already aborted, else how many listeners panicked (their panics are caught).
+    pub(crate) fn abort(&self, reason: AbortReason) -> Option<usize> {
         if self.reason.get().is_some() {
-            return false;
+            return None;
         }
         self.reason.set(Some(reason));
         // Listeners may touch this signal again (add a listener, abort): run them unborrowed.
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
+        let mut panicked = 0;
         for listener in listeners.drain(..) {
-            listener(reason);
+            if call_caught(|| listener(reason)) {
+                panicked += 1;
+            }
         }
         let mut slot = self.listeners.borrow_mut();
         if slot.is_empty() {
             *slot = listeners; // give the capacity back for the next use
         }
-        true
+        Some(panicked)
     }
 }
 
@@ -110,8 +116,9 @@ impl AbortSignal {
     #[inline]
     pub(crate) fn mint(home: &Rc<Shared>) -> Self {
         let state = home
-            .take_spare_signal()
-            .unwrap_or_else(|| home.new_signal_state());
+            .signals
+            .take_spare()
+            .unwrap_or_else(|| home.signals.allocate());
         AbortSignal {
             state,
             home: Rc::clone(home),
@@ -129,8 +136,20 @@ impl AbortSignal {
     }
 
     /// Aborts the signal and runs its listeners; returns `false` if it was already aborted.
+    ///
+    /// Each listener runs on its own: one that panics is counted (see
+    /// [`DrainReport::panicked_listeners`](crate::DrainReport::panicked_listeners)) and the
+    /// others still run; the panic does not reach the caller.
     pub fn abort(&self, reason: AbortReason) -> bool {
-        self.state().abort(reason)
+        match self.state.abort(reason) {
+            None => false,
+            Some(panicked) => {
+                if panicked > 0 {
+                    self.home.signals.count_listener_panics(panicked);
+                }
+                true
+            }
+        }
     }
 
     /// Whether the signal has been aborted.
@@ -178,7 +197,7 @@ impl Drop for AbortSignal {
         // The last handle: the spare list takes a second `Rc` and this one drops after `drop`
         // returns, so the state is never freed here (no `Option` to take it out of).
         if Rc::strong_count(&self.state) == 1 {
-            self.home.recycle_signal(Rc::clone(&self.state));
+            self.home.signals.recycle(Rc::clone(&self.state));
         }
     }
 }

@@ -8,10 +8,15 @@ use crate::ledger::{Entry, GuardKind};
 
 /// Keeps an [`AbortSignal`] alive while native work on it is pending.
 ///
-/// This is `AbortSignal.pendingActivityRef()` made a guard: minted only from the proof with
-/// [`Live::activity_ref`](crate::Live::activity_ref), counted in the ledger, released on drop.
-/// While it is out, the signal reports [`has_pending_activity`](AbortSignal::has_pending_activity)
-/// and a drain deadline aborts it.
+/// This is `AbortSignal.pendingActivityRef()` made a guard. Every admitted bundle holds one on
+/// its request's signal; native work that must keep the signal alive past a callback takes
+/// another from the bundle with [`Admitted::activity_ref`](crate::Admitted::activity_ref), so an
+/// activity ref exists only for a request that was admitted, on its own server. It is counted
+/// in the ledger and released on drop. While it is out, the signal reports
+/// [`has_pending_activity`](AbortSignal::has_pending_activity) and a drain deadline aborts it.
+///
+/// An activity ref kept after its request ended does not hold the drain up; the ledger reports
+/// it as outstanding.
 ///
 /// # Examples
 ///
@@ -21,11 +26,12 @@ use crate::ledger::{Entry, GuardKind};
 /// let heap = Heap::new();
 /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
 /// let live = core.upgrade().unwrap();
-/// let signal = live.signal();
-/// let activity = live.activity_ref(&signal);
-/// assert!(signal.has_pending_activity());
+/// let bundle = live.admit(|_| Ok(())).unwrap();
+/// let activity = bundle.activity_ref(); // e.g. a body read still pending
+/// assert_eq!(bundle.signal().pending_activity(), 2);
 /// drop(activity);
-/// assert!(!signal.has_pending_activity());
+/// assert_eq!(bundle.signal().pending_activity(), 1);
+/// bundle.complete();
 /// core.ledger().assert_quiescent();
 /// ```
 #[must_use = "dropping an activity ref releases the signal at once"]
@@ -36,18 +42,11 @@ pub struct ActivityRef {
 }
 
 impl ActivityRef {
-    #[track_caller]
+    /// An activity ref on `signal`, keeping the handle it is given (no clone and drop).
     #[inline]
-    pub(crate) fn mint(signal: &AbortSignal) -> Self {
-        ActivityRef::mint_owned(signal.clone())
-    }
-
-    /// Like [`mint`](ActivityRef::mint), keeping the handle it is given (no clone and drop).
-    #[track_caller]
-    #[inline]
-    pub(crate) fn mint_owned(signal: AbortSignal) -> Self {
+    pub(crate) fn mint_owned(signal: AbortSignal, site: &'static Location<'static>) -> Self {
         let home = signal.home();
-        let entry = home.ledger.mint(GuardKind::ActivityRef, Location::caller());
+        let entry = home.ledger.mint(GuardKind::ActivityRef, site);
         // A drain escalation finds the signal through its pending activity (no registration).
         signal.state().add_activity();
         ActivityRef { signal, entry }
@@ -71,10 +70,10 @@ impl ActivityRef {
     /// let heap = Heap::new();
     /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
     /// let live = core.upgrade().unwrap();
-    /// let signal = live.signal();
-    /// ActivityRef::forget(live.activity_ref(&signal));
+    /// let bundle = live.admit(|_| Ok(())).unwrap();
+    /// ActivityRef::forget(bundle.activity_ref());
+    /// bundle.complete();
     /// assert_eq!(core.ledger().outstanding(GuardKind::ActivityRef), 1);
-    /// assert!(signal.has_pending_activity());
     /// ```
     pub fn forget(this: Self) {
         std::mem::forget(this);

@@ -12,6 +12,12 @@ pub enum AbortReason {
     DrainDeadline,
     /// The handler failed (returned an error or panicked).
     HandlerFailed,
+    /// The server closed the request's connection before answering it
+    /// ([`Outcome::ForceClosed`](crate::Outcome::ForceClosed)).
+    ForceClosed,
+    /// The request's bundle was dropped without completing: the handler returned early or
+    /// panicked ([`Outcome::Dropped`](crate::Outcome::Dropped)).
+    Dropped,
     /// The runtime aborted it for a reason of its own.
     Other(&'static str),
 }
@@ -22,6 +28,8 @@ impl fmt::Display for AbortReason {
             AbortReason::ClientDisconnected => f.write_str("the client disconnected"),
             AbortReason::DrainDeadline => f.write_str("the drain deadline passed"),
             AbortReason::HandlerFailed => f.write_str("the handler failed"),
+            AbortReason::ForceClosed => f.write_str("the server closed the connection"),
+            AbortReason::Dropped => f.write_str("the request was dropped without completing"),
             AbortReason::Other(why) => f.write_str(why),
         }
     }

@@ -1,5 +1,6 @@
 //! The drain: completes when the last ticket drops after `stop()`.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -7,8 +8,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::core::shared::Shared;
+use crate::admit::OutcomeCounts;
 use crate::ledger::{LeakReport, Ledger};
+use crate::server::shared::Shared;
 use crate::signal::AbortReason;
 
 /// Waits for a stopped server's last pending request, returned by
@@ -22,6 +24,10 @@ use crate::signal::AbortReason;
 ///
 /// The drain holds the server's shared state alive, as do all guards: the server core lives
 /// until the drain completes.
+///
+/// Awaiting it registers the task's waker once per handle; dropping the handle (or the drain
+/// completing) deregisters it, so abandoned waits leave nothing behind. Cloning gives a handle
+/// that has not waited yet.
 ///
 /// # Examples
 ///
@@ -49,10 +55,11 @@ use crate::signal::AbortReason;
 /// drop(bundle); // the handler lets go
 /// assert!(drain.is_complete());
 /// ```
-#[derive(Clone)]
 #[must_use = "a drain does nothing unless polled or awaited"]
 pub struct Drain {
     shared: Rc<Shared>,
+    /// This handle's slot in the drain's waiter list, once it has been polled while pending.
+    waiter: Cell<Option<usize>>,
 }
 
 /// Where a [`Drain`] stands, from [`Drain::poll_deadline`].
@@ -72,6 +79,7 @@ pub enum DrainStatus {
 
 /// What a drain found: whether it completed, how long it took, and what is still out.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DrainReport {
     /// Whether the last ticket has dropped.
     pub complete: bool,
@@ -79,6 +87,13 @@ pub struct DrainReport {
     pub drain_time: Option<Duration>,
     /// Signals aborted by escalation (zero unless the deadline passed).
     pub aborted_signals: usize,
+    /// How the server's admitted requests ended so far, per outcome.
+    pub outcomes: OutcomeCounts,
+    /// Abort listeners of this server's signals that panicked so far (caught; the other
+    /// listeners and every other signal were still aborted).
+    pub panicked_listeners: u64,
+    /// Drain hooks ([`Drain::on_complete`]) that panicked (caught; the others still ran).
+    pub panicked_hooks: u64,
     /// Guards still outstanding, with their mint sites in leak-check mode.
     pub outstanding: LeakReport,
 }
@@ -92,6 +107,16 @@ impl fmt::Display for DrainReport {
         if self.aborted_signals > 0 {
             write!(f, "; deadline aborted {} signal(s)", self.aborted_signals)?;
         }
+        if self.outcomes.total() > 0 {
+            write!(f, "; outcomes: {}", self.outcomes)?;
+        }
+        if self.panicked_listeners + self.panicked_hooks > 0 {
+            write!(
+                f,
+                "; {} abort listener(s) and {} drain hook(s) panicked",
+                self.panicked_listeners, self.panicked_hooks
+            )?;
+        }
         if !self.outstanding.is_empty() {
             write!(f, ":\n{}", self.outstanding)?;
         }
@@ -101,12 +126,15 @@ impl fmt::Display for DrainReport {
 
 impl Drain {
     pub(crate) fn new(shared: Rc<Shared>) -> Self {
-        Drain { shared }
+        Drain {
+            shared,
+            waiter: Cell::new(None),
+        }
     }
 
     /// Whether the last pending request has ended.
     pub fn is_complete(&self) -> bool {
-        self.shared.drained_at().is_some()
+        self.shared.drain.is_drained()
     }
 
     /// Pending-request tickets still out.
@@ -116,7 +144,8 @@ impl Drain {
 
     /// Time from `stop()` to completion, once complete.
     pub fn drain_time(&self) -> Option<Duration> {
-        Some(self.shared.drained_at()? - self.shared.stopped_at()?)
+        let drain = &self.shared.drain;
+        Some(drain.drained_at()? - drain.stopped_at()?)
     }
 
     /// The server's ledger, to see what is still out.
@@ -126,27 +155,29 @@ impl Drain {
 
     /// Sets the instant after which [`poll_deadline`](Drain::poll_deadline) escalates.
     pub fn set_deadline(&self, deadline: Instant) {
-        self.shared.deadline.set(Some(deadline));
+        self.shared.drain.set_deadline(deadline);
     }
 
     /// The deadline, if one is set.
     pub fn deadline(&self) -> Option<Instant> {
-        self.shared.deadline.get()
+        self.shared.drain.deadline()
     }
 
     /// Checks the drain against its deadline at `now`, escalating the first time it has passed.
     ///
-    /// An event loop calls this on each turn (or from its timer) after `stop()`.
+    /// An event loop calls this on each turn (or from its timer) after `stop()`. The deadline
+    /// aborts every held signal even when some of their listeners panic (see
+    /// [`DrainReport::panicked_listeners`]).
     pub fn poll_deadline(&self, now: Instant) -> DrainStatus {
         if self.is_complete() {
             return DrainStatus::Complete;
         }
         match self.deadline() {
             Some(deadline) if now >= deadline => {
-                let aborted = if self.shared.escalated.replace(true) {
-                    0
-                } else {
+                let aborted = if self.shared.drain.start_escalation() {
                     self.abort_outstanding()
+                } else {
+                    0
                 };
                 if self.is_complete() {
                     // Aborting let the last handlers go.
@@ -163,18 +194,23 @@ impl Drain {
     /// Aborts, with [`AbortReason::DrainDeadline`], every signal that an activity ref still holds,
     /// and reports what is out after the listeners ran. Does not wait for the deadline.
     pub fn escalate(&self) -> DrainReport {
-        self.shared.escalated.set(true);
+        self.shared.drain.start_escalation();
         let aborted = self.abort_outstanding();
         self.report_with(aborted)
     }
 
     fn abort_outstanding(&self) -> usize {
-        // Listeners may drop activity refs: collect first, abort unborrowed.
-        let signals = self.shared.signals_with_activity();
-        signals
-            .iter()
-            .filter(|s| s.abort(AbortReason::DrainDeadline))
-            .count()
+        // Listeners may drop activity refs: collect first, abort unborrowed. Each listener runs
+        // on its own, so a panicking one stops neither its signal's others nor later signals.
+        let signals = self.shared.signals.with_activity();
+        let mut aborted = 0;
+        for signal in &signals {
+            if let Some(panicked) = signal.abort(AbortReason::DrainDeadline) {
+                aborted += 1;
+                self.shared.signals.count_listener_panics(panicked);
+            }
+        }
+        aborted
     }
 
     /// What the drain has found so far.
@@ -187,13 +223,40 @@ impl Drain {
             complete: self.is_complete(),
             drain_time: self.drain_time(),
             aborted_signals,
+            outcomes: self.shared.ledger.outcomes(),
+            panicked_listeners: self.shared.signals.listener_panics(),
+            panicked_hooks: self.shared.drain.hook_panics(),
             outstanding: self.shared.ledger.report(),
         }
     }
 
     /// Runs `hook` when the drain completes (now, if it has): resolve `server.stop()`'s promise here.
+    ///
+    /// Hooks run after every waiting task has been woken, each on its own: one that panics is
+    /// counted in [`DrainReport::panicked_hooks`] and the others still run.
     pub fn on_complete(&self, hook: impl FnOnce() + 'static) {
-        self.shared.on_drained(Box::new(hook));
+        self.shared.drain.on_drained(Box::new(hook));
+    }
+
+    /// Tasks whose wakers the drain holds now (one per polled, pending, undropped handle).
+    pub fn waiters(&self) -> usize {
+        self.shared.drain.waiter_count()
+    }
+}
+
+impl Clone for Drain {
+    /// Another handle to the same drain; it has not waited yet.
+    fn clone(&self) -> Self {
+        Drain::new(Rc::clone(&self.shared))
+    }
+}
+
+impl Drop for Drain {
+    /// Deregisters this handle's waker, if it was waiting.
+    fn drop(&mut self) {
+        if let Some(slot) = self.waiter.take() {
+            self.shared.drain.deregister(slot);
+        }
     }
 }
 
@@ -202,9 +265,12 @@ impl Future for Drain {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DrainReport> {
         if self.is_complete() {
+            // Completion emptied the waiter list: this handle's slot is gone.
+            self.waiter.set(None);
             return Poll::Ready(self.report());
         }
-        self.shared.set_waker(cx.waker());
+        let slot = self.shared.drain.register(self.waiter.get(), cx.waker());
+        self.waiter.set(Some(slot));
         Poll::Pending
     }
 }

@@ -4,8 +4,8 @@ use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
 
-use crate::core::shared::Shared;
 use crate::ledger::{Entry, GuardKind};
+use crate::server::shared::Shared;
 
 /// One admitted request: `pending_requests += 1` that cannot be forgotten.
 ///
@@ -42,6 +42,12 @@ impl PendingTicket {
             entry: shared.ledger.mint(GuardKind::Ticket, site),
             shared: Rc::clone(shared),
         }
+    }
+
+    /// Whether this ticket was minted by the server whose state is `shared`.
+    #[inline]
+    pub(crate) fn is_of(&self, shared: &Rc<Shared>) -> bool {
+        Rc::ptr_eq(&self.shared, shared)
     }
 
     #[inline]

@@ -6,8 +6,8 @@ use std::panic::Location;
 
 use super::engine::Engine;
 use crate::admit::{Admitted, Refusal, RefusalReason, RequestObject};
-use crate::core::ServerCore;
 use crate::pool::{Recycle, RequestContext};
+use crate::server::ServerCore;
 use crate::signal::{AbortSignal, ActivityRef};
 use crate::ticket::PendingTicket;
 
@@ -30,13 +30,15 @@ use crate::ticket::PendingTicket;
 /// let heap = Heap::new();
 /// let core = ServerCore::embedded(
 ///     heap.alloc("server"),
-///     Config::default().downgrade(DowngradePolicy::OnStop),
+///     Config::default().with_downgrade(DowngradePolicy::OnStop),
 /// );
 ///
 /// let on_request = |core: &ServerCore<_>| -> Result<&'static str, Refusal> {
 ///     let live = core.upgrade().ok_or(Refusal::WRAPPER_FINALIZED)?;
 ///     let bundle = live.admit(|_ctx| Ok("GET /"))?;
-///     Ok(*bundle.request)
+///     let line = *bundle.request().unwrap();
+///     bundle.complete();
+///     Ok(line)
 /// };
 ///
 /// assert_eq!(on_request(&core), Ok("GET /"));
@@ -88,38 +90,51 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
 
     /// A pooled context for the request `ticket` admitted; the context holds the ticket.
     ///
-    /// The context comes from this server's pool and is counted in the ledger of the server
-    /// that minted `ticket` (the request's server), where its release is recorded too.
-    ///
     /// # Errors
     ///
-    /// [`RefusalReason::PoolExhausted`] when every pooled context is in use and the pool's
-    /// policy is [`Exhaustion::Refuse`](crate::Exhaustion::Refuse); the ticket is released.
+    /// [`RefusalReason::OtherServer`] when `ticket` was minted by another server (the ticket is
+    /// given back to its own server); [`RefusalReason::PoolExhausted`] when every pooled
+    /// context is in use and the pool's policy is [`Exhaustion::Refuse`](crate::Exhaustion::Refuse)
+    /// (the ticket is released).
     #[track_caller]
     #[inline]
     pub fn context(&self, ticket: PendingTicket) -> Result<RequestContext<C>, Refusal> {
+        if !ticket.is_of(self.core.shared()) {
+            return Err(Refusal::new(RefusalReason::OtherServer));
+        }
         RequestContext::checkout(self.core.pool(), ticket, Location::caller())
             .ok_or(Refusal::new(RefusalReason::PoolExhausted))
     }
 
     /// A new abort signal (reused from a finished request when one is spare).
+    ///
+    /// A signal is not a guard: nothing counts it. Native work pending on an admitted request's
+    /// signal takes an [`ActivityRef`](crate::ActivityRef) from the bundle,
+    /// [`Admitted::activity_ref`].
     #[inline]
     pub fn signal(&self) -> AbortSignal {
         AbortSignal::mint(self.core.shared())
     }
 
-    /// An activity ref keeping `signal` alive while native work on it is pending.
+    /// A request object for the engine, counted until [`RequestObject::hand_off`]
+    /// (`Request.new(existing)` in `server.fetch()`).
+    ///
+    /// # Errors
+    ///
+    /// [`RefusalReason::Stopped`] once [`ServerCore::stop`] has been called: a proof kept past
+    /// its callback mints nothing new after stop. A request of an admitted bundle comes with
+    /// the bundle ([`Live::admit`]).
     #[track_caller]
     #[inline]
-    pub fn activity_ref(&self, signal: &AbortSignal) -> ActivityRef {
-        ActivityRef::mint(signal)
-    }
-
-    /// A request object for the engine, counted until [`RequestObject::hand_off`].
-    #[track_caller]
-    #[inline]
-    pub fn request<R>(&self, payload: R) -> RequestObject<R> {
-        RequestObject::mint(self.core.shared(), payload, Location::caller())
+    pub fn request<R>(&self, payload: R) -> Result<RequestObject<R>, Refusal> {
+        if self.core.is_stopped() {
+            return Err(Refusal::new(RefusalReason::Stopped));
+        }
+        Ok(RequestObject::mint(
+            self.core.shared(),
+            payload,
+            Location::caller(),
+        ))
     }
 
     /// Takes the whole bundle for one request, all or nothing (G3).
@@ -127,7 +142,8 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// In order: a ticket, a pooled context holding it, a signal with an activity ref, then
     /// `build` fills the context and makes the request payload. If any step fails (the server
     /// is stopped, the pool refuses, `build` refuses: body too large, engine error), what was
-    /// taken is released in reverse order and the refusal holds nothing.
+    /// taken is released in reverse order and the refusal holds nothing. The bundle then ends
+    /// with one [`Outcome`](crate::Outcome): see [`Admitted`].
     ///
     /// # Errors
     ///
@@ -152,6 +168,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// });
     /// assert_eq!(refused.unwrap_err().status(), 413);
     /// core.ledger().assert_quiescent(); // the ticket, context and activity ref were released
+    /// assert_eq!(core.ledger().outcomes().total(), 0); // a refusal is not an admitted request
     /// ```
     #[track_caller]
     #[inline]
@@ -164,16 +181,59 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
         let ticket = PendingTicket::mint(self.core.shared(), site);
+        self.assemble(ticket, build, site)
+    }
+
+    /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
+    /// back, Bun's `onSavedRequest`): context, signal, activity ref and request object, all or
+    /// nothing, as [`admit`](Live::admit) does after its ticket. It works after
+    /// [`ServerCore::stop`] too: the request was admitted before.
+    ///
+    /// # Errors
+    ///
+    /// [`RefusalReason::OtherServer`] when `ticket` belongs to another server (it goes back to
+    /// its own server); otherwise as [`admit`](Live::admit), with the ticket released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::{Config, ServerCore, engines::Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    /// let saved = core.upgrade().unwrap().ticket().unwrap(); // the request is saved for later
+    /// let drain = core.stop();
+    /// let bundle = core.upgrade().unwrap().admit_with(saved, |_| Ok("GET /")).unwrap();
+    /// bundle.complete();
+    /// assert!(drain.is_complete());
+    /// assert_eq!(core.ledger().outcomes().completed, 1);
+    /// ```
+    #[track_caller]
+    #[inline]
+    pub fn admit_with<R>(
+        &self,
+        ticket: PendingTicket,
+        build: impl FnOnce(&mut C) -> Result<R, Refusal>,
+    ) -> Result<Admitted<C, R>, Refusal> {
+        if !ticket.is_of(self.core.shared()) {
+            return Err(Refusal::new(RefusalReason::OtherServer));
+        }
+        self.assemble(ticket, build, Location::caller())
+    }
+
+    #[inline]
+    fn assemble<R>(
+        &self,
+        ticket: PendingTicket,
+        build: impl FnOnce(&mut C) -> Result<R, Refusal>,
+        site: &'static Location<'static>,
+    ) -> Result<Admitted<C, R>, Refusal> {
         let mut context = RequestContext::checkout(self.core.pool(), ticket, site)
             .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
-        let activity = ActivityRef::mint_owned(self.signal());
+        let activity = ActivityRef::mint_owned(self.signal(), site);
         let payload = build(&mut context)?;
         let request = RequestObject::mint(self.core.shared(), payload, site);
-        Ok(Admitted {
-            request,
-            activity,
-            context,
-        })
+        Ok(Admitted::new(request, activity, context))
     }
 }
 

@@ -1,7 +1,7 @@
 // Rule (G1): an abort-signal activity ref (`pendingActivityRef()`) can only be minted from the
 // proof. Holding a signal is not enough: user code may keep an `AbortSignal` long after the
 // server's wrapper is gone, and a ref taken then would keep native work "pending" forever.
-// Right way: `let activity = live.activity_ref(&signal);` after a successful upgrade.
+// Right way: `let activity = bundle.activity_ref();` on a request admitted through the proof.
 use reqguard::{engines::Heap, Config, ServerCore};
 
 fn main() {

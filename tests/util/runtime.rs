@@ -17,8 +17,8 @@ use std::rc::Rc;
 
 use reqguard::engines::{Embedded, Handle, Heap};
 use reqguard::{
-    AbortReason, AbortSignal, ActivityRef, Admitted, Config, PendingTicket, Recycle, Refusal,
-    RefusalReason, RequestContext, RequestObject, ServerCore,
+    AbortReason, AbortSignal, Admitted, Config, Outcome, PendingTicket, Recycle, Refusal,
+    RefusalReason, RequestObject, ServerCore,
 };
 
 /// The server's JS object (its wrapper).
@@ -129,8 +129,8 @@ pub(crate) enum Behavior {
 pub(crate) struct InFlight {
     pub(crate) id: usize,
     pub(crate) js_request: Handle<JsRequest>,
-    pub(crate) activity: ActivityRef,
-    pub(crate) context: RequestContext<HttpContext>,
+    /// Its request object already handed off to the engine (`js_request`).
+    pub(crate) bundle: Admitted<HttpContext, JsRequest>,
 }
 
 /// A request saved for later (Bun's bake DevServer defers requests until a bundle is ready).
@@ -209,27 +209,23 @@ impl FakeServer {
     fn dispatch(
         &self,
         this: &Handle<JsServer>,
-        bundle: Admitted<HttpContext, JsRequest>,
+        mut bundle: Admitted<HttpContext, JsRequest>,
         behavior: Behavior,
     ) -> Response {
         self.handler_runs.set(self.handler_runs.get() + 1);
         *self.last_signal.borrow_mut() = Some(bundle.signal().clone());
-        // Not one of our guards: abort the signal if the handler unwinds (scopeguard).
-        let on_unwind = scopeguard::guard_on_unwind(bundle.signal().clone(), |signal| {
-            signal.abort(AbortReason::HandlerFailed);
-        });
-        let Admitted {
-            request,
-            activity,
-            context,
-        } = bundle;
         // request.toJS(): the engine owns the request from here on.
-        let js_request = self.heap.alloc(RequestObject::hand_off(request));
-        let response = match behavior {
-            Behavior::Respond(status) => Response::ok(status, this.name),
+        let request = bundle.hand_off().expect("admitted with its request");
+        let js_request = self.heap.alloc(request);
+        match behavior {
+            Behavior::Respond(status) => {
+                bundle.complete(); // answered: the signal never fires
+                Response::ok(status, this.name)
+            }
+            // Unwinding drops the bundle: outcome `Dropped`, its signal fires.
             Behavior::Panic => panic!("handler panicked on {}", js_request.url),
             Behavior::Throw => {
-                activity.signal().abort(AbortReason::HandlerFailed);
+                drop(bundle); // the handler failed: `Dropped`, its signal fires
                 Response {
                     status: 500,
                     close: false,
@@ -240,25 +236,20 @@ impl FakeServer {
             }
             Behavior::Defer => {
                 let runs = Rc::clone(&self.abort_listener_runs);
-                let registered = activity
-                    .signal()
-                    .on_abort(move |_| runs.set(runs.get() + 1));
+                let registered = bundle.signal().on_abort(move |_| runs.set(runs.get() + 1));
                 assert!(registered);
                 let id = self.next_id.get();
                 self.next_id.set(id + 1);
                 self.in_flight.borrow_mut().push(InFlight {
                     id,
                     js_request,
-                    activity,
-                    context,
+                    bundle,
                 });
                 let mut response = Response::ok(0, this.name);
                 response.deferred = Some(id);
-                return response;
+                response
             }
-        };
-        drop(on_unwind); // a normal return: the signal is not aborted
-        response
+        }
     }
 
     fn answer(result: Result<Response, Refusal>) -> Response {
@@ -306,20 +297,14 @@ impl FakeServer {
                 });
                 return Err(refusal.consume(saved));
             }
-            // prepareJsRequestContext, piece by piece, with the ticket the request owns.
-            let mut context = live.context(saved.ticket)?;
-            context.url.push_str(saved.req.url);
-            let signal = live.signal();
-            let activity = live.activity_ref(&signal);
-            let request = live.request(JsRequest {
-                method: saved.req.method,
-                url: saved.req.url.to_string(),
-            });
-            let bundle = Admitted {
-                request,
-                activity,
-                context,
-            };
+            // prepareJsRequestContext with the ticket the request owns.
+            let bundle = live.admit_with(saved.ticket, |ctx| {
+                ctx.url.push_str(saved.req.url);
+                Ok(JsRequest {
+                    method: saved.req.method,
+                    url: saved.req.url.to_string(),
+                })
+            })?;
             Ok(self.dispatch(live.wrapper(), bundle, self.behavior.get()))
         })())
     }
@@ -328,7 +313,7 @@ impl FakeServer {
     /// `Err` is the rejected promise.
     pub(crate) fn fetch(&self, existing: &JsRequest) -> Result<Handle<JsRequest>, Refusal> {
         let live = self.core.upgrade().ok_or(Refusal::WRAPPER_FINALIZED)?;
-        let request = live.request(existing.clone());
+        let request = live.request(existing.clone())?;
         if self.behavior.get() == Behavior::Throw {
             // The handler threw before taking the request: it is freed, never handed off.
             drop(request);
@@ -343,7 +328,7 @@ impl FakeServer {
         Self::answer((|| {
             let live = self.core.upgrade().ok_or(Refusal::WRAPPER_FINALIZED)?;
             let mut bundle = self.admit(&live, &req)?;
-            bundle.context.websocket = true;
+            bundle.context_mut().websocket = true;
             let behavior = match self.behavior.get() {
                 Behavior::Respond(200) => Behavior::Respond(101),
                 other => other,
@@ -361,43 +346,50 @@ impl FakeServer {
     ) -> Response {
         let result = self.core.with_live(|live| {
             let mut bundle = self.admit(&live, &req)?;
-            bundle.context.websocket = upgrade;
+            bundle.context_mut().websocket = upgrade;
             Ok(self.dispatch(live.wrapper(), bundle, self.behavior.get()))
         });
         Self::answer(result.and_then(|r| r))
     }
 
-    /// The handler's promise resolves: the deferred request ends.
+    /// The handler's promise resolves: the deferred request completes.
     pub(crate) fn finish(&self, id: usize) -> bool {
+        self.end(id, Outcome::Completed)
+    }
+
+    /// Ends the deferred request `id` with `outcome`; false if it is not in flight.
+    pub(crate) fn end(&self, id: usize, outcome: Outcome) -> bool {
         let mut in_flight = self.in_flight.borrow_mut();
         let Some(i) = in_flight.iter().position(|r| r.id == id) else {
             return false;
         };
         let done = in_flight.swap_remove(i);
         drop(in_flight);
-        drop(done);
+        done.bundle.end(outcome);
         true
     }
 
-    /// Finishes every deferred request.
+    /// Completes every deferred request.
     pub(crate) fn finish_all(&self) {
         let all = std::mem::take(&mut *self.in_flight.borrow_mut());
-        drop(all);
+        for done in all {
+            done.bundle.complete();
+        }
     }
 
-    /// The client closed its connection: abort the request's signal, then end it.
+    /// The client closed its connection: the request ends as `ClientGone` (its signal fires).
     pub(crate) fn on_client_abort(&self, id: usize) -> bool {
         let signal = {
             let in_flight = self.in_flight.borrow();
             match in_flight.iter().find(|r| r.id == id) {
-                Some(r) => r.activity.signal().clone(),
+                Some(r) => r.bundle.signal().clone(),
                 None => return false,
             }
         };
-        signal.abort(AbortReason::ClientDisconnected);
+        let ended = self.end(id, Outcome::ClientGone);
         // A second close event (the socket's error and close callbacks both fire).
-        signal.abort(AbortReason::ClientDisconnected);
-        self.finish(id)
+        assert!(!signal.abort(AbortReason::ClientDisconnected));
+        ended
     }
 
     pub(crate) fn in_flight(&self) -> usize {

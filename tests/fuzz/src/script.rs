@@ -125,17 +125,18 @@ pub fn run(data: &[u8]) {
         return;
     };
     let config = Config::default()
-        .downgrade(if setup & 1 == 0 {
+        .with_downgrade(if setup & 1 == 0 {
             DowngradePolicy::OnStop
         } else {
             DowngradePolicy::OnDrain
         })
-        .exhaustion(if setup & 2 == 0 {
+        .with_exhaustion(if setup & 2 == 0 {
             Exhaustion::Spill
         } else {
             Exhaustion::Refuse
         })
-        .pool_capacity(usize::from(setup >> 2 & 3));
+        .with_pool_capacity(usize::from(setup >> 2 & 3))
+        .unwrap();
     let limits = match setup >> 4 & 3 {
         0 => Limits::default().max_head(256).max_body(64).max_pipeline(2),
         1 => Limits::default()

@@ -21,9 +21,10 @@ fn answer(data: &[u8], pieces: &[usize], stop_first: bool) -> Vec<u8> {
     let mut router = Router::new(&routes);
     demo_routes(&mut router);
     let config = Config::default()
-        .pool_capacity(2)
-        .exhaustion(Exhaustion::Refuse)
-        .downgrade(DowngradePolicy::OnStop);
+        .with_pool_capacity(2)
+        .unwrap()
+        .with_exhaustion(Exhaustion::Refuse)
+        .with_downgrade(DowngradePolicy::OnStop);
     let mut session = Session::new(&router, Guarded::embedded("fuzz", config), limits());
     if stop_first {
         // The PR's scenario: the server is stopped and its wrapper collected, and a kept-alive

@@ -4,5 +4,5 @@ mod config;
 mod server_core;
 pub(crate) mod shared;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use server_core::ServerCore;

@@ -33,7 +33,7 @@ use crate::wrapper::{DowngradePolicy, Engine, Live, WrapperCell};
 ///
 /// let drain = core.stop();
 /// assert!(!drain.is_complete()); // one request is still out
-/// drop(bundle);
+/// bundle.complete();
 /// assert!(drain.is_complete());
 /// core.ledger().assert_quiescent();
 /// ```
@@ -47,13 +47,13 @@ pub struct ServerCore<E: Engine, C: Recycle = ()> {
 impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// A server core around the wrapper `strong` keeps alive; `scope` makes its weak handle.
     pub fn new(scope: &mut E::Scope<'_>, strong: E::Strong, config: Config) -> Self {
-        let pool = ContextPool::new(config.get_pool_capacity(), config.get_exhaustion());
-        pool.prewarm(config.get_prewarm());
+        let pool = ContextPool::new(config.pool_capacity(), config.exhaustion());
+        pool.prewarm(config.prewarm());
         ServerCore {
             wrapper: Rc::new(WrapperCell::new(scope, strong)),
-            shared: Rc::new(Shared::new(config.get_pool_capacity())),
+            shared: Rc::new(Shared::new(config.pool_capacity())),
             pool: Rc::new(pool),
-            policy: config.get_downgrade(),
+            policy: config.downgrade(),
         }
     }
 
@@ -83,19 +83,20 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// Stops admission and returns the drain, which completes when the last ticket drops.
     ///
     /// With [`DowngradePolicy::OnStop`] the wrapper is downgraded now; with
-    /// [`DowngradePolicy::OnDrain`] when the drain completes. Calling it again returns
-    /// another handle to the same drain.
+    /// [`DowngradePolicy::OnDrain`] when the drain completes, and the drain itself keeps the
+    /// strong handle until then: dropping this `ServerCore` while requests are out does not
+    /// let the wrapper go. Calling it again returns another handle to the same drain.
     pub fn stop(&self) -> Drain {
         if !self.shared.is_stopped() {
             match self.policy {
                 DowngradePolicy::OnStop => self.wrapper.downgrade(),
                 DowngradePolicy::OnDrain => {
-                    let cell = Rc::downgrade(&self.wrapper);
-                    self.shared.on_drained(Box::new(move || {
-                        if let Some(cell) = cell.upgrade() {
-                            cell.downgrade();
-                        }
-                    }));
+                    // Strong: the cell (and its strong handle) lives until the drain completes,
+                    // whoever drops what first.
+                    let cell = Rc::clone(&self.wrapper);
+                    self.shared
+                        .drain
+                        .on_drained(Box::new(move || cell.downgrade()));
                 }
             }
             self.shared.stop();
@@ -160,7 +161,7 @@ where
     /// use reqguard::{Config, DowngradePolicy, ServerCore, engines::Heap};
     ///
     /// let heap = Heap::new();
-    /// let config = Config::default().downgrade(DowngradePolicy::OnStop);
+    /// let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     /// let core = ServerCore::embedded(heap.alloc("server"), config);
     /// assert!(core.upgrade().is_some());
     /// let _drain = core.stop();
@@ -188,7 +189,7 @@ where
     /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
     /// let status = core.with_live(|live| {
     ///     let bundle = live.admit(|_ctx| Ok(()))?;
-    ///     drop(bundle);
+    ///     bundle.complete();
     ///     Ok::<_, reqguard::Refusal>(200)
     /// });
     /// assert_eq!(status, Ok(Ok(200)));
@@ -198,6 +199,17 @@ where
         callback: impl for<'l> FnOnce(Live<'l, E, C>) -> R,
     ) -> Result<R, Refusal> {
         self.with_live_in(&mut (), callback)
+    }
+}
+
+impl<E: Engine, C: Recycle> Drop for ServerCore<E, C> {
+    /// Stops the server if it was not stopped: nothing can be admitted through a dropped core,
+    /// and with [`DowngradePolicy::OnDrain`] the wrapper stays strong until the requests still
+    /// out have ended (their guards keep the server's shared state alive).
+    fn drop(&mut self) {
+        if !self.shared.is_stopped() {
+            drop(self.stop());
+        }
     }
 }
 

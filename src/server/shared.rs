@@ -1,0 +1,106 @@
+//! The private state that every guard of one server points at, one field per concern.
+//!
+//! Guards hold an `Rc<Shared>`, so it lives until the last guard is gone, whatever happens to
+//! the [`ServerCore`](crate::ServerCore) handle (G5: the server core outlives its drain).
+//!
+//! | concern | field | home of |
+//! |---|---|---|
+//! | counting guards and outcomes (G6, G8) | `ledger` | `src/ledger/book.rs` |
+//! | stop, drain, deadline, hooks, waiters (G5) | `drain` | `src/ticket/drain_state.rs` |
+//! | signal reuse and escalation's search | `signals` | `src/signal/registry.rs` |
+//!
+//! # Invariants
+//!
+//! 1. The number of outstanding tickets is `ledger.outstanding(GuardKind::Ticket)`; nothing else
+//!    counts pending requests.
+//! 2. The drain completes when the server is stopped and that number is zero (checked on stop
+//!    and on every ticket release), and at no other moment.
+
+use crate::ledger::{Entry, GuardKind, Ledger};
+use crate::signal::SignalRegistry;
+use crate::ticket::DrainState;
+
+pub(crate) struct Shared {
+    pub(crate) ledger: Ledger,
+    pub(crate) drain: DrainState,
+    pub(crate) signals: SignalRegistry,
+}
+
+impl Shared {
+    pub(crate) fn new(spare_signal_limit: usize) -> Self {
+        Shared {
+            ledger: Ledger::new(),
+            drain: DrainState::default(),
+            signals: SignalRegistry::new(spare_signal_limit),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.drain.is_stopped()
+    }
+
+    pub(crate) fn tickets_out(&self) -> usize {
+        self.ledger.outstanding(GuardKind::Ticket)
+    }
+
+    /// Closes admission; completes the drain at once when no ticket is out. Idempotent.
+    pub(crate) fn stop(&self) {
+        if self.drain.mark_stopped() && self.tickets_out() == 0 {
+            self.drain.complete();
+        }
+    }
+
+    #[inline]
+    pub(crate) fn release_ticket(&self, entry: &Entry) {
+        let left = self.ledger.release(GuardKind::Ticket, entry);
+        if left == 0 && self.drain.is_stopped() {
+            self.drain.complete();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engines::Heap;
+    use crate::{AbortReason, Config, ServerCore};
+
+    /// The signal-state registry drops freed states when it grows and keeps live ones: an
+    /// escalation still aborts exactly the signals that activity refs hold.
+    #[test]
+    fn escalation_finds_held_signals_after_the_registry_is_pruned() {
+        let heap = Heap::new();
+        // One spare signal at most: the others are freed when their last handle drops.
+        let config = Config::default().with_pool_capacity(1).unwrap();
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let mut held = Vec::new();
+        for round in 0..50 {
+            let mut bundles: Vec<_> = (0..4).map(|_| live.admit(|_| Ok(())).unwrap()).collect();
+            if round % 10 == 0 {
+                // Keep one request (its signal has pending activity) for the whole test.
+                held.push(bundles.swap_remove(0));
+            }
+            drop(bundles);
+        }
+        // Freed states were pruned (about 150 were allocated): the list stays near the live ones.
+        let registered = core.shared().signals.registered();
+        assert!(
+            registered <= 4 * (held.len() + 5),
+            "registry kept {registered} states"
+        );
+        // A held signal that is not pending (no activity ref) is not aborted.
+        let idle = live.signal();
+        let ticket = live.ticket().unwrap();
+        let drain = core.stop();
+        let report = drain.escalate();
+        assert_eq!(report.aborted_signals, held.len());
+        for bundle in &held {
+            assert_eq!(bundle.signal().reason(), Some(AbortReason::DrainDeadline));
+        }
+        assert!(!idle.is_aborted());
+        drop((held, idle, ticket));
+        assert!(drain.is_complete());
+        core.ledger().assert_quiescent();
+    }
+}
