@@ -37,6 +37,8 @@ impl Responses {
         if let Some(bundle) = self.open.remove(&id) {
             if buggy {
                 std::mem::forget(bundle); // the ledger still counts it
+            } else {
+                bundle.end(reqguard::Outcome::ClientGone); // the connection is gone
             }
         }
     }

@@ -87,7 +87,7 @@ fn on_request(core: &Core, id: u32, url: &str, deferred: &mut Vec<Deferred>) -> 
 fn on_resolve(id: u32, deferred: &mut Vec<Deferred>) {
     if let Some(at) = deferred.iter().position(|(held, _)| *held == id) {
         let (_, bundle) = deferred.swap_remove(at);
-        drop(bundle); // response written: every guard of the request is released here
+        bundle.complete(); // response written: one outcome, every guard released here
         println!("  request {id}: completed");
     }
 }
@@ -95,9 +95,10 @@ fn on_resolve(id: u32, deferred: &mut Vec<Deferred>) {
 fn main() {
     let wrapper = Rc::new(String::from("Server { port: 3000 }"));
     let config = Config::default()
-        .pool_capacity(64)
-        .exhaustion(Exhaustion::Refuse)
-        .downgrade(DowngradePolicy::OnStop);
+        .with_pool_capacity(64)
+        .expect("64 is a sane capacity")
+        .with_exhaustion(Exhaustion::Refuse)
+        .with_downgrade(DowngradePolicy::OnStop);
     let core = Core::new(&mut (), Rc::clone(&wrapper), config);
     let mut deferred = Vec::new();
 
@@ -141,6 +142,7 @@ fn main() {
                 println!("  deadline: aborted {} signal(s)", report.aborted_signals);
                 for (id, bundle) in deferred.drain(..) {
                     assert!(bundle.signal().is_aborted()); // the handler saw the abort
+                    bundle.end(reqguard::Outcome::ForceClosed); // counted as deadline-aborted
                     println!("  request {id}: aborted, its connection force-closed");
                 }
             }

@@ -39,7 +39,10 @@ fn on_request(
     let this = live.object(ctx).expect("the wrapper lives in this runtime");
     let fetch: Function<'_> = this.get("fetch").expect("fetch");
     let body = fetch
-        .call((This(this), bundle.request.as_str()))
+        .call((
+            This(this),
+            bundle.request().expect("not handed off").as_str(),
+        ))
         .expect("the handler threw");
     Ok((body, bundle))
 }
@@ -53,14 +56,14 @@ fn main() {
         ServerCore::quickjs(
             &ctx,
             server,
-            Config::default().downgrade(DowngradePolicy::OnStop),
+            Config::default().with_downgrade(DowngradePolicy::OnStop),
         )
     });
 
     let in_flight = context.with(|ctx| {
         let (body, done) = on_request(&core, &ctx, "/fast").expect("served");
         println!("GET /fast -> 200 {body:?}");
-        drop(done); // answered: every guard released
+        done.complete(); // answered: every guard released
         let (body, slow) = on_request(&core, &ctx, "/slow").expect("served");
         println!("GET /slow -> handler returned {body:?}, response still streaming");
         slow
@@ -86,7 +89,7 @@ fn main() {
     assert_eq!(refusal.status(), 503);
     assert_eq!(core.ledger().minted(GuardKind::Ticket), minted_before); // took nothing
 
-    drop(in_flight); // the slow response's last byte is written
+    in_flight.complete(); // the slow response's last byte is written
     assert!(drain.is_complete());
     core.ledger().assert_quiescent();
     println!("drain complete, ledger: nothing outstanding");

@@ -181,6 +181,24 @@ impl OutcomeCounts {
     }
 }
 
+impl std::ops::AddAssign for OutcomeCounts {
+    /// Adds another server's (or loop's) counts, outcome by outcome.
+    fn add_assign(&mut self, other: OutcomeCounts) {
+        let OutcomeCounts {
+            completed,
+            client_gone,
+            deadline_aborted,
+            force_closed,
+            dropped,
+        } = other;
+        self.completed += completed;
+        self.client_gone += client_gone;
+        self.deadline_aborted += deadline_aborted;
+        self.force_closed += force_closed;
+        self.dropped += dropped;
+    }
+}
+
 impl fmt::Display for OutcomeCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, outcome) in Outcome::ALL.iter().enumerate() {

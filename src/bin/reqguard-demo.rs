@@ -201,7 +201,9 @@ fn serve(args: &[String]) -> io::Result<bool> {
         .limits(o.limits)
         .ladder(o.ladder)
         .spawn(
-            move |_loop| Guarded::embedded("reqguard-demo", Config::default().with_downgrade(policy)),
+            move |_loop| {
+                Guarded::embedded("reqguard-demo", Config::default().with_downgrade(policy))
+            },
             demo_routes,
         )?;
     let unwatch = watch_signals(group.stopper())?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::dispatch::Stats;
 use super::report::ServerReport;
+use crate::admit::OutcomeCounts;
 use crate::ledger::{LeakReport, LeakSite};
 use crate::pool::PoolMetrics;
 
@@ -34,6 +35,7 @@ impl GroupReport {
             pool: None,
             uptime: Duration::ZERO,
             steps: Vec::new(),
+            outcomes: OutcomeCounts::default(),
         };
         for report in &loops {
             add(&mut totals, report);
@@ -76,6 +78,7 @@ fn add(totals: &mut ServerReport, report: &ServerReport) {
         pool,
         uptime,
         steps: _, // per loop only
+        outcomes,
     } = report;
     add_stats(&mut totals.stats, stats);
     totals.leaked += leaked;
@@ -88,6 +91,7 @@ fn add(totals: &mut ServerReport, report: &ServerReport) {
         (a, b) => a.or(*b),
     };
     totals.uptime = totals.uptime.max(*uptime);
+    totals.outcomes += *outcomes;
 }
 
 fn add_stats(total: &mut Stats, s: &Stats) {
@@ -126,6 +130,7 @@ fn add_pool(a: PoolMetrics, b: &PoolMetrics) -> PoolMetrics {
         allocated,
         spills,
         refusals,
+        recycle_panics,
     } = *b;
     PoolMetrics {
         capacity: a.capacity + capacity,
@@ -135,6 +140,7 @@ fn add_pool(a: PoolMetrics, b: &PoolMetrics) -> PoolMetrics {
         allocated: a.allocated + allocated,
         spills: a.spills + spills,
         refusals: a.refusals + refusals,
+        recycle_panics: a.recycle_panics + recycle_panics,
     }
 }
 
