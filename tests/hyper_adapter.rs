@@ -99,7 +99,10 @@ fn demo(options: Options, collect: bool) -> HyperServer<E, (), impl Handler<E>> 
     } else {
         DowngradePolicy::OnDrain
     };
-    let core = ServerCore::embedded(heap.alloc("server"), Config::default().downgrade(policy));
+    let core = ServerCore::embedded(
+        heap.alloc("server"),
+        Config::default().with_downgrade(policy),
+    );
     HyperServer::new(core, demo_routes())
         .options(options)
         .after_stop(move || {
@@ -296,7 +299,10 @@ fn core(collect_on_stop: bool) -> (ServerCore<E>, Heap) {
     } else {
         DowngradePolicy::OnDrain
     };
-    let core = ServerCore::embedded(heap.alloc("server"), Config::default().downgrade(policy));
+    let core = ServerCore::embedded(
+        heap.alloc("server"),
+        Config::default().with_downgrade(policy),
+    );
     (core, heap)
 }
 
@@ -442,7 +448,7 @@ fn a_handler_error_is_a_500_and_ends_dropped_with_its_signal_fired() {
     let report = server.join();
     assert_eq!(
         aborts.try_iter().collect::<Vec<_>>(),
-        [AbortReason::HandlerFailed; 2]
+        [AbortReason::Dropped; 2] // the reason names the outcome (issue 9)
     );
     assert_eq!(
         (report.stats.failed, report.outcomes.dropped),

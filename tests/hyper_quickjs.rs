@@ -54,7 +54,7 @@ fn spawn(
             .expect("report");
             ctx.globals().set("report", report).expect("global");
             let server: Object<'_> = ctx.eval(SERVER_JS).expect("server object");
-            let config = Config::default().downgrade(DowngradePolicy::OnStop);
+            let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
             ServerCore::quickjs(&ctx, server, config)
         });
         let js = context.clone();

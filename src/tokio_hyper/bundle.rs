@@ -12,13 +12,12 @@ use hyper::Response;
 
 use super::body::GuardedBody;
 use super::tally::{Ending, Tally};
-use crate::admit::Admitted;
+use crate::admit::{Admitted, Outcome};
 use crate::pool::Recycle;
 use crate::signal::{AbortReason, AbortSignal};
 
 /// The abort reason of a request whose connection the server closed at the end of a drain.
-pub(crate) const FORCE_CLOSED: AbortReason =
-    AbortReason::Other("the server force-closed the connection");
+pub(crate) const FORCE_CLOSED: AbortReason = AbortReason::ForceClosed;
 
 /// What an admitted request holds: its ticket, pooled context and abort signal (an
 /// [`Admitted`] bundle), handed to the handler and then to the response body.
@@ -76,7 +75,7 @@ impl<C: Recycle> Bundle<C> {
             .admitted
             .as_mut()
             .expect("a live bundle holds its guards");
-        &mut admitted.context
+        admitted.context_mut()
     }
 
     /// A future that resolves when the request's signal is aborted (client gone, drain
@@ -128,21 +127,14 @@ impl<C: Recycle> Bundle<C> {
             (_, ending) => ending,
         };
         self.tally.count(ending);
-        // TODO(core-v2): `admitted.complete()` / `admitted.end(Outcome::..)` fire the signal.
-        match ending {
-            Ending::Completed => {}
-            Ending::ClientGone => {
-                signal.abort(AbortReason::ClientDisconnected);
-            }
-            Ending::ForceClosed => {
-                signal.abort(FORCE_CLOSED);
-            }
-            Ending::Dropped => {
-                signal.abort(AbortReason::HandlerFailed);
-            }
-            Ending::DeadlineAborted => {}
-        }
-        drop(admitted);
+        // The core fires the signal (once, named after the outcome) and counts the outcome.
+        admitted.end(match ending {
+            Ending::Completed => Outcome::Completed,
+            Ending::ClientGone => Outcome::ClientGone,
+            Ending::ForceClosed => Outcome::ForceClosed,
+            Ending::Dropped => Outcome::Dropped,
+            Ending::DeadlineAborted => Outcome::DeadlineAborted,
+        });
     }
 }
 

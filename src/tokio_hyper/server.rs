@@ -16,10 +16,10 @@ use super::handler::{EnterScope, Handler, NoScope};
 use super::report::HyperReport;
 use super::service::{RequestService, Shared};
 use super::tally::Tally;
-use crate::core::ServerCore;
 use crate::pool::Recycle;
 use crate::ticket::{Drain, DrainReport, DrainStatus};
 use crate::wrapper::Engine;
+use crate::ServerCore;
 
 /// The hyper server's knobs.
 ///

@@ -19,10 +19,10 @@ use super::bundle::{Bundle, FORCE_CLOSED};
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
 use crate::admit::{Admitted, Refusal, RefusalReason};
-use crate::core::ServerCore;
 use crate::pool::Recycle;
 use crate::signal::{AbortReason, AbortSignal};
 use crate::wrapper::Engine;
+use crate::ServerCore;
 
 /// What every connection of one server shares: the core, the handler, the scope, the tally.
 pub(crate) struct Shared<E: Engine, C: Recycle, H, S> {

@@ -143,7 +143,7 @@ fn demo_server(
     };
     let core = ServerCore::embedded(
         heap.alloc("reqguard-demo"),
-        Config::default().downgrade(policy),
+        Config::default().with_downgrade(policy),
     );
     let (on_stop, on_drain) = (heap.clone(), heap);
     HyperServer::new(core, demo_routes_with(max_body))
