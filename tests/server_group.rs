@@ -427,3 +427,20 @@ fn no_connection_is_lost_between_loops_across_the_stop() {
         }
     }
 }
+
+#[test]
+fn a_loop_that_panics_before_ready_fails_the_spawn_without_hanging() {
+    let started = Instant::now();
+    let spawned = LoopGroup::new().loops(2).spawn(
+        |_| Guarded::embedded("server", Config::default()),
+        |router: &mut Router<'_>| {
+            if std::thread::current().name() == Some("reqguard-loop-1") {
+                panic!("routes of loop 1 fail on purpose");
+            }
+            demo_routes(router);
+        },
+    );
+    let err = spawned.expect_err("a loop died before it was ready");
+    assert!(err.to_string().contains("before it was ready"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -36,6 +36,8 @@ pub(crate) struct GroupShared {
     stop_at: Mutex<Option<Instant>>,
     force: AtomicBool,
     close: AtomicBool,
+    /// Which loops have drained (or ended), and how many.
+    drained_loops: Vec<AtomicBool>,
     drained: AtomicUsize,
     wake: Mutex<Vec<StopHandle>>,
 }
@@ -47,6 +49,7 @@ impl GroupShared {
             stop_at: Mutex::new(None),
             force: AtomicBool::new(false),
             close: AtomicBool::new(false),
+            drained_loops: (0..loops).map(|_| AtomicBool::new(false)).collect(),
             drained: AtomicUsize::new(0),
             wake: Mutex::new(Vec::new()),
         }
@@ -82,8 +85,12 @@ impl GroupShared {
         self.close.load(Ordering::Acquire)
     }
 
-    /// A loop has drained (once per loop); the last one tells every loop to close.
-    pub(crate) fn report_drained(&self) {
+    /// Loop `index` has drained, or ended (a failed or panicking loop must not hold the
+    /// others open); the last one tells every loop to close. Counts each loop once.
+    pub(crate) fn report_drained(&self, index: usize) {
+        if self.drained_loops[index].swap(true, Ordering::AcqRel) {
+            return;
+        }
         if self.drained.fetch_add(1, Ordering::AcqRel) + 1 == self.loops {
             self.close.store(true, Ordering::Release);
             self.wake_all();
@@ -94,6 +101,7 @@ impl GroupShared {
 /// One loop's membership of its group, held by the loop's [`Server`].
 pub(crate) struct Member {
     pub(crate) shared: Arc<GroupShared>,
+    pub(crate) index: usize,
 }
 
 /// Stops a loop group from any thread: `Send`, `Sync` and `Clone`. A second
@@ -245,12 +253,18 @@ impl LoopGroup {
         for (index, listener) in listeners.into_iter().enumerate() {
             let member = Member {
                 shared: Arc::clone(&shared),
+                index,
             };
+            // However this loop ends (done, failed, panicked), it no longer holds the group.
+            let ended = scopeguard::guard(Arc::clone(&shared), move |shared| {
+                shared.report_drained(index);
+            });
             let (accounting, routes) = (Arc::clone(&accounting), Arc::clone(&routes));
             let (ready, ladder) = (ready.clone(), self.ladder);
             let thread = thread::Builder::new()
                 .name(format!("reqguard-loop-{index}"))
                 .spawn(move || {
+                    let _ended = ended;
                     let store = Routes::new();
                     let mut router = Router::new(&store);
                     routes(&mut router);
@@ -260,6 +274,8 @@ impl LoopGroup {
                     match server {
                         Ok(server) => {
                             let _ = ready.send(Ok(server.stop_handle()));
+                            // Senders all gone tells `spawn` that a loop died before ready.
+                            drop(ready);
                             server.run()
                         }
                         Err(err) => {
@@ -312,11 +328,10 @@ fn abandon(
     threads: Vec<JoinHandle<io::Result<ServerReport>>>,
     err: io::Error,
 ) -> io::Error {
-    // Loops that never became ready do not count toward the close; let the others close.
-    let started = shared.wake.lock().unwrap_or_else(|e| e.into_inner()).len();
-    shared
-        .drained
-        .fetch_add(shared.loops - started, Ordering::AcqRel);
+    // Loops that never started count as ended (a started one reports as its thread ends).
+    for index in threads.len()..shared.loops {
+        shared.report_drained(index);
+    }
     GroupStop {
         shared: Arc::clone(shared),
     }

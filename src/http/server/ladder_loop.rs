@@ -203,7 +203,8 @@ impl<'r, A: Accounting> Server<'r, A> {
             .any(|(_, s)| s.lingering.is_none() && s.accepted <= began);
         if forced || (self.dispatcher.in_flight == 0 && !old_open) {
             self.ladder_mut().drained = true;
-            self.ladder().member.shared.report_drained();
+            let member = &self.ladder().member;
+            member.shared.report_drained(member.index);
         } else if old_open {
             // An idle connection's linger ends on its own timer; check again then.
             self.timers.schedule(now + CLOSE_LINGER, STOP_TIMER);
