@@ -13,6 +13,10 @@
 //!   `--separate-threads=yes`): the loop, parsing, admission, and the user-space side of the
 //!   syscalls (`epoll_wait`, `read`, `write`), not the kernel's.
 //!
+//! - `group`: the `mio` case with the server run as a `LoopGroup` of two loops (guarded): the
+//!   instructions of both loop threads (the client's connection lands on one of them), against
+//!   the guarded `mio` figure: what the group adds per request (nothing is shared per request).
+//!
 //! - `admission`: the core alone, no HTTP (the figures of `docs/benchmarks.md` section 1):
 //!   `guarded_request` (`core.upgrade()`, `live.admit(..)`, `RequestObject::hand_off`, the
 //!   drops) against `hand_request` (the PR-style baseline, signals reused), the same two
@@ -35,6 +39,7 @@
 //! Knobs (environment): `REQGUARD_CALLGRIND_N` (session requests, default 100,000),
 //! `REQGUARD_CALLGRIND_ADMISSION_N` (admission requests, default 100,000; `0` skips them),
 //! `REQGUARD_CALLGRIND_MIO_N` (mio requests, default 20,000; `0` skips the mio cases),
+//! `REQGUARD_CALLGRIND_GROUP_N` (group requests, default as mio; `0` skips the group cases),
 //! `REQGUARD_VALGRIND` (the valgrind binary, default `valgrind`). valgrind 3.19 was used.
 
 mod common;
@@ -49,7 +54,7 @@ use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
 use common::{guarded_request, hand_request, Core, Ctx, HandServer, REQ};
 use reqguard::engines::Heap;
 use reqguard::http::{
-    demo_routes, Accounting, Guarded, Limits, Router, Routes, Session, Unaccounted,
+    demo_routes, Accounting, Guarded, Limits, LoopGroup, Router, Routes, Session, Unaccounted,
 };
 use reqguard::{Config, ServerCore};
 
@@ -90,6 +95,7 @@ fn child(case: &str) {
         ("session", "unaccounted") => session(Unaccounted::new(), depth, n),
         ("mio", "guarded") => mio(|| Guarded::embedded("server", Config::default()), depth, n),
         ("mio", "unaccounted") => mio(Unaccounted::new, depth, n),
+        ("group", "guarded") => group(depth, n),
         ("admission", "guarded") => admission(true, n),
         ("admission", "hand") => admission(false, n),
         _ => panic!("{CHILD}: unknown case {case:?}"),
@@ -148,6 +154,27 @@ fn mio<A: Accounting>(accounting: impl FnOnce() -> A + Send + 'static, depth: us
     assert_eq!(report.leaked, 0);
 }
 
+/// As [`mio`], guarded, with the server a `LoopGroup` of two loops on their own threads.
+fn group(depth: usize, n: usize) {
+    let group = LoopGroup::new()
+        .loops(2)
+        .limits(bench_limits())
+        .spawn(
+            |_| Guarded::embedded("server", Config::default()),
+            demo_routes,
+        )
+        .expect("spawn the group");
+    let mut streams = connect(group.addr(), 1);
+    let len = answer_len(&mut streams[0]);
+    let mut pipeline = Pipeline::new(depth, len);
+    for _ in 0..(WARM_UP / depth + n / depth) {
+        pipeline.round(&mut streams).expect("round");
+    }
+    drop(streams);
+    let report = group.stop().expect("the group stops");
+    assert!(report.is_clean());
+}
+
 /// `n` admissions (after `WARM_UP`) on a warm core (`guarded`) or the hand-written server.
 fn admission(guarded: bool, n: usize) {
     let heap = Heap::new();
@@ -204,6 +231,7 @@ fn parent() {
     let session_n = env_usize("REQGUARD_CALLGRIND_N", 100_000);
     let mio_n = env_usize("REQGUARD_CALLGRIND_MIO_N", 20_000);
     let admission_n = env_usize("REQGUARD_CALLGRIND_ADMISSION_N", 100_000);
+    let group_n = env_usize("REQGUARD_CALLGRIND_GROUP_N", mio_n);
     println!("instructions per request: (Ir at N - Ir at N/10) / (the difference in requests)");
     println!(
         "session N = {session_n}, mio N = {mio_n}, admission N = {admission_n}; valgrind: {valgrind}"
@@ -245,7 +273,37 @@ fn parent() {
             rows.push((path, depth, per[0], per[1]));
         }
     }
+    let mut group_rows = Vec::new();
+    for depth in [1usize, 16] {
+        if group_n == 0 {
+            break;
+        }
+        let mut per = [0f64; 2];
+        for (i, path) in ["mio", "group"].into_iter().enumerate() {
+            let big = group_n / depth * depth;
+            let small = group_n / 10 / depth * depth;
+            let ib = run(&valgrind, &me, &dir, path, "guarded", depth, big);
+            let is = run(&valgrind, &me, &dir, path, "guarded", depth, small);
+            per[i] = (ib as f64 - is as f64) / (big - small) as f64;
+            println!(
+                "{path:>7} guarded depth {depth:>2}: {ib} Ir at {big}, {is} Ir at {small}: {:.1} per request",
+                per[i]
+            );
+        }
+        group_rows.push((depth, per[0], per[1]));
+    }
     let _ = fs::remove_dir_all(&dir);
+    if !group_rows.is_empty() {
+        println!();
+        println!("| guarded server | depth | one server Ir/request | group of 2 loops Ir/request | ratio |");
+        println!("|---|---:|---:|---:|---:|");
+        for (depth, one, group) in group_rows {
+            println!(
+                "| mio loop | {depth} | {one:.0} | {group:.0} | {:.3} |",
+                group / one
+            );
+        }
+    }
     if !rows.is_empty() {
         println!();
         println!("| path | depth | guarded Ir/request | unaccounted Ir/request | guarded - unaccounted | ratio | implied throughput (CPU-bound) |");
@@ -286,7 +344,7 @@ fn run(
     cmd.arg("--tool=callgrind")
         .arg("-q")
         .arg(format!("--callgrind-out-file={}", out.display()));
-    if path == "mio" {
+    if path == "mio" || path == "group" {
         cmd.arg("--separate-threads=yes");
     }
     let status = cmd
@@ -300,14 +358,19 @@ fn run(
         status.success(),
         "{path} {side} depth {depth} n {n}: {status}"
     );
-    let file = if path == "mio" {
+    match path {
         // One file per thread, suffixed `-01` (main: the client), `-02` (the server thread,
         // the first one the child spawns).
-        thread_file(&out, 2)
-    } else {
-        out
-    };
-    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        "mio" => summary(&thread_file(&out, 2)),
+        // The group's two loop threads, spawned first and second.
+        "group" => summary(&thread_file(&out, 2)) + summary(&thread_file(&out, 3)),
+        _ => summary(&out),
+    }
+}
+
+/// The instructions a callgrind output file counted.
+fn summary(file: &Path) -> u64 {
+    let text = fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     text.lines()
         .find_map(|l| {
             l.strip_prefix("summary:")
