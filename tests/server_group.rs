@@ -47,6 +47,14 @@ fn assert_sum_and_clean(report: &GroupReport) {
     assert_eq!(t.stats.connections, sum(&|r| r.stats.connections));
     assert_eq!(t.force_closed, sum(&|r| r.force_closed));
     assert_eq!(t.leaked as u64, sum(&|r| r.leaked as u64));
+    assert_eq!(t.outcomes.completed, sum(&|r| r.outcomes.completed));
+    assert_eq!(t.outcomes.client_gone, sum(&|r| r.outcomes.client_gone));
+    assert_eq!(
+        t.outcomes.deadline_aborted,
+        sum(&|r| r.outcomes.deadline_aborted)
+    );
+    assert_eq!(t.outcomes.force_closed, sum(&|r| r.outcomes.force_closed));
+    assert_eq!(t.outcomes.dropped, sum(&|r| r.outcomes.dropped));
     for (i, r) in report.loops.iter().enumerate() {
         assert_eq!(r.leaked, 0, "loop {i} leaked: {}", r.leaks);
     }
@@ -114,8 +122,9 @@ fn two_loops_under_load_stop_with_nothing_leaked_and_every_answer_delivered() {
         client.join().expect("a client failed");
     }
     assert_sum_and_clean(&report);
-    // Every answer a handler computed reached its client.
+    // Every answer a handler computed reached its client, and each such request completed.
     assert_eq!(report.totals.stats.served, ok.load(Ordering::SeqCst) as u64);
+    assert_eq!(report.totals.outcomes.completed, report.totals.stats.served);
     for (i, r) in report.loops.iter().enumerate() {
         assert!(r.stats.served > 0, "loop {i} served nothing: {report}");
         assert_eq!(step_names(r), [Step::Unready, Step::Drain, Step::Close]);
@@ -264,6 +273,10 @@ fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
         "{report}"
     );
     assert_eq!(held.steps[3].outstanding.in_flight, 1);
+    // The force step ends it; the deadline reached it first, so that is its outcome.
+    assert_eq!(held.steps[3].ended.deadline_aborted, 1, "{report}");
+    assert_eq!(held.steps[3].ended.force_closed, 0, "{report}");
+    assert_eq!(held.outcomes.deadline_aborted, 1);
     assert!(held.drain_deadline_hit);
     assert_eq!(held.stats.aborted, 1);
     assert!(report.to_json().contains("\"step\":\"abort\""));
@@ -306,6 +319,16 @@ fn force_during_unready_skips_to_force_and_leaks_nothing() {
         );
     }
     assert_eq!(report.totals.stats.aborted, 1);
+    assert_eq!(report.totals.outcomes.force_closed, 1, "{report}");
+    let ended: u64 = report
+        .loops
+        .iter()
+        .map(|r| r.steps[1].ended.force_closed)
+        .sum();
+    assert_eq!(
+        ended, 1,
+        "the force step names the request it closed: {report}"
+    );
     assert_eq!(fired.lock().unwrap().len(), 1);
 }
 

@@ -366,6 +366,10 @@ fn a_second_sigterm_skips_the_drain_to_force() {
     assert_eq!(field(&json, "aborted"), 1.0, "{json}");
     assert_eq!(field(&json, "leaked"), 0.0, "{json}");
     assert_eq!(json.matches("\"step\":\"force\"").count(), 2, "{json}");
+    // One force step ended the delayed request, force-closed (no deadline came first).
+    let force_closed_one =
+        "\"ended\":{\"completed\":0,\"client_gone\":0,\"deadline_aborted\":0,\"force_closed\":1";
+    assert_eq!(json.matches(force_closed_one).count(), 1, "{json}");
     assert!(
         !json.contains("\"step\":\"abort\""),
         "the deadline was never reached: {json}"

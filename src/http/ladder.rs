@@ -21,6 +21,7 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 
 /// The stop ladder's timings, configured once for a [`LoopGroup`](crate::http::LoopGroup).
@@ -229,6 +230,10 @@ pub struct StepRecord {
     /// Connections answered `503` with `connection: close` by this step itself (the close
     /// step's answer to connections still open; zero for the other steps).
     pub answered: usize,
+    /// How the requests this step ended ended (the force step: each request still out, as
+    /// `force_closed`, or `deadline_aborted` when the abort step reached it first; zero for
+    /// the other steps).
+    pub ended: OutcomeCounts,
 }
 
 impl StepRecord {
@@ -267,7 +272,7 @@ impl StepRecord {
                 c.oldest.as_secs_f64() * 1e3
             );
         }
-        json.push_str("}}");
+        let _ = write!(json, "}},\"ended\":{}}}", self.ended.to_json());
         json
     }
 }
@@ -296,6 +301,9 @@ impl fmt::Display for StepRecord {
         }
         if self.answered > 0 {
             write!(f, ", {} answered 503 close", self.answered)?;
+        }
+        if self.ended != OutcomeCounts::default() {
+            write!(f, "; ended: {}", self.ended)?;
         }
         for site in o.guards.sites() {
             write!(

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Server, CLOSE_LINGER, STOP_TIMER};
+use crate::admit::OutcomeCounts;
 use crate::http::accounting::{Accounting, StopStatus};
 use crate::http::group::Member;
 use crate::http::ladder::{ConnState, Ladder, Outstanding, Step, StepRecord};
@@ -181,8 +182,22 @@ impl<'r, A: Accounting> Server<'r, A> {
         if self.dispatcher.in_flight > 0 {
             self.deadline_hit = true;
         }
+        let before = self.outcomes();
         self.force_close_all();
         let _ = self.dispatcher.accounting.poll_stop(now, 0);
+        let ended = since(self.outcomes(), before);
+        if let Some(record) = self.ladder_mut().records.last_mut() {
+            record.ended = ended;
+        }
+    }
+
+    /// The outcomes counted so far on this loop (none when unaccounted).
+    fn outcomes(&self) -> OutcomeCounts {
+        self.dispatcher
+            .accounting
+            .ledger()
+            .map(Ledger::outcomes)
+            .unwrap_or_default()
     }
 
     /// Tells the group once this loop has drained: nothing admitted is out, and every
@@ -305,6 +320,18 @@ impl<'r, A: Accounting> Server<'r, A> {
             at: now.saturating_duration_since(t0),
             outstanding,
             answered,
+            ended: OutcomeCounts::default(),
         });
+    }
+}
+
+/// The outcomes counted between `before` and `after`.
+fn since(after: OutcomeCounts, before: OutcomeCounts) -> OutcomeCounts {
+    OutcomeCounts {
+        completed: after.completed - before.completed,
+        client_gone: after.client_gone - before.client_gone,
+        deadline_aborted: after.deadline_aborted - before.deadline_aborted,
+        force_closed: after.force_closed - before.force_closed,
+        dropped: after.dropped - before.dropped,
     }
 }
