@@ -100,6 +100,17 @@
 //! assert!(report.ends_with("was never released"));
 //! ```
 //!
+//! ## 6. One outcome per request
+//!
+//! Call [`Admitted::complete`] when the answer is written, [`Admitted::end`] with an
+//! [`Outcome`] when the stack gives up on the request (client gone, force-closed); a bundle
+//! that is only dropped ends as [`Outcome::Dropped`] and fires its abort signal. Counts are in
+//! [`Ledger::outcomes`] and [`DrainReport`].
+//!
+//! Recommended in a runtime built on reqguard: `#![deny(let_underscore_drop)]`. `let _ = guard;`
+//! drops a guard at once and `#[must_use]` does not see it; that lint does
+//! (`tests/ui/let_underscore_activity_ref.rs`).
+//!
 //! # Guarantees
 //!
 //! | | guarantee | how |
@@ -111,6 +122,7 @@
 //! | G5 | drain | [`Drain`]: a `Future` and a pollable handle with a deadline |
 //! | G6 | ledger | [`Ledger`], [`LeakReport`] |
 //! | G7 | zero cost | pooled contexts, recycled signals; see `docs/benchmarks.md` |
+//! | G8 | one outcome | [`Admitted::complete`] / [`Admitted::end`] / drop; [`Ledger::outcomes`] |
 //!
 //! Guards are single-threaded: a server's event loop owns them, and the counters are plain
 //! cells, not atomics. See [`features`] for the cargo features.

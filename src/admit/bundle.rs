@@ -20,10 +20,10 @@ use crate::signal::{AbortSignal, ActivityRef};
 /// - [`end`](Admitted::end)`(outcome)`: the stack ends it otherwise
 ///   ([`ClientGone`](Outcome::ClientGone) when the connection went away,
 ///   [`ForceClosed`](Outcome::ForceClosed) when the server closed it at stop). The abort signal
-///   fires once, with the outcome's [`AbortReason`].
+///   fires once, with the outcome's [`AbortReason`](crate::AbortReason).
 /// - Dropping it without either (an early return, `?`, a panic unwinding): outcome
 ///   [`Dropped`](Outcome::Dropped), and the abort signal fires once with
-///   [`AbortReason::Dropped`].
+///   [`AbortReason::Dropped`](crate::AbortReason::Dropped).
 /// - The first cause wins: once the request's signal has fired (the drain deadline, the stack
 ///   or user code aborted it), the request ends with the outcome that abort names,
 ///   [`Outcome::after_abort`], whatever is called afterwards; the deadline's abort makes it
