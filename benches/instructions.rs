@@ -109,7 +109,7 @@ fn session<A: Accounting>(accounting: A, depth: usize, n: usize) {
     demo_routes(&mut router);
     let mut session = Session::new(&router, accounting, Limits::default());
     let requests = GET.repeat(depth);
-    // One exchange gives the answer's length (the server's answers carry no date).
+    // One exchange gives the answer's length (the date is always 29 bytes).
     session.feed(GET);
     let len = session.pending_output().len();
     assert!(session.pending_output().starts_with(b"HTTP/1.1 200"));

@@ -98,7 +98,7 @@ fn spawn(
 
 fn hold(running: &Running, admitted: &Receiver<()>) -> Client {
     let mut client = Client::connect(running.addr());
-    client.send(b"GET /hold HTTP/1.1\r\n\r\n");
+    client.send(b"GET /hold HTTP/1.1\r\nhost: x\r\n\r\n");
     admitted
         .recv_timeout(WAIT)
         .expect("the held request was admitted");
@@ -110,7 +110,7 @@ fn kept_alive_request_after_stop_and_run_gc_gets_503_and_the_drain_completes() {
     let (running, finalized, admitted) = spawn(DowngradePolicy::OnStop, true);
 
     let mut kept = Client::connect(running.addr());
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.text()), (200, "hello"));
     assert!(!answer.closes(), "kept alive");
     let held = hold(&running, &admitted);
@@ -125,7 +125,7 @@ fn kept_alive_request_after_stop_and_run_gc_gets_503_and_the_drain_completes() {
     );
 
     // The PR's late request on the kept-alive connection: 503, and the connection closes.
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(answer.status, 503);
     assert!(answer.closes());
     assert!(kept.is_closed_by_server());
@@ -151,11 +151,14 @@ fn kept_alive_request_after_stop_and_run_gc_gets_503_and_the_drain_completes() {
 fn without_run_gc_the_cyclic_wrapper_still_upgrades_and_the_refusal_is_stopping() {
     let (running, finalized, admitted) = spawn(DowngradePolicy::OnStop, false);
     let mut kept = Client::connect(running.addr());
-    assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     let held = hold(&running, &admitted);
     assert!(running.stop_handle().stop_and_wait(WAIT));
 
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     drop(kept);
     drop(held);
@@ -176,14 +179,17 @@ fn without_run_gc_the_cyclic_wrapper_still_upgrades_and_the_refusal_is_stopping(
 fn on_drain_the_wrapper_survives_the_stop_collection() {
     let (running, finalized, admitted) = spawn(DowngradePolicy::OnDrain, true);
     let mut kept = Client::connect(running.addr());
-    assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     let held = hold(&running, &admitted);
     assert!(running.stop_handle().stop_and_wait(WAIT));
     assert!(
         finalized.try_recv().is_err(),
         "run_gc ran at stop, but the wrapper is still strong"
     );
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     drop(kept);
     drop(held);

@@ -73,11 +73,11 @@ fn kept_alive_request_after_stop_and_gc_gets_503() {
         .unwrap();
 
     let mut kept = Client::connect(running.addr());
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.text()), (200, "hello"));
     assert!(running.stop_handle().stop_and_wait(Duration::from_secs(10)));
 
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     drop(kept);
     let report = running.join().unwrap();

@@ -18,10 +18,10 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// chunked, 404, a deferred answer with a pipelined one behind it.
 const MIX: &[&[u8]] = &[
     b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello",
-    b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-    b"GET /missing HTTP/1.1\r\n\r\n",
-    b"GET /delay?ms=1 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello",
+    b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"GET /missing HTTP/1.1\r\nhost: x\r\n\r\n",
+    b"GET /delay?ms=1 HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n",
 ];
 
 fn round<A: reqguard::http::Accounting>(session: &mut Session<'_, A>) -> usize {

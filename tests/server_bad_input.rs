@@ -41,17 +41,21 @@ fn rejected(running: &Running, request: &[u8], status: u16) {
 #[test]
 fn malformed_request_line_or_headers_get_400() {
     let running = start(Limits::default());
-    rejected(&running, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400);
-    rejected(&running, b"G@T / HTTP/1.1\r\n\r\n", 400);
+    rejected(
+        &running,
+        b"GET / HTTP/1.1\r\nhost: x\r\nBad Header\r\n\r\n",
+        400,
+    );
+    rejected(&running, b"G@T / HTTP/1.1\r\nhost: x\r\n\r\n", 400);
     rejected(&running, b"GET / HTTP/9.1\r\n\r\n", 400);
     rejected(
         &running,
-        b"POST /echo HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
         400,
     );
     rejected(
         &running,
-        b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
         400,
     );
     let report = finish(running);
@@ -62,12 +66,15 @@ fn malformed_request_line_or_headers_get_400() {
 #[test]
 fn headers_over_the_limit_get_431() {
     let running = start(Limits::default().max_head(1024));
-    let mut request = b"GET / HTTP/1.1\r\nx-big: ".to_vec();
+    let mut request = b"GET / HTTP/1.1
+host: x
+x-big: "
+        .to_vec();
     request.extend(std::iter::repeat_n(b'a', 2000));
     request.extend_from_slice(b"\r\n\r\n");
     rejected(&running, &request, 431);
     // Too many headers is the same answer.
-    let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+    let mut many = b"GET / HTTP/1.1\r\nhost: x\r\n".to_vec();
     for i in 0..100 {
         many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
     }
@@ -81,18 +88,18 @@ fn body_over_the_limit_gets_413() {
     let running = start(Limits::default().max_body(16));
     rejected(
         &running,
-        b"POST /echo HTTP/1.1\r\ncontent-length: 17\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 17\r\n\r\n",
         413,
     );
     rejected(
         &running,
-        b"POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n11\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n11\r\n",
         413,
     );
     // At the limit is fine.
     let mut client = Client::connect(running.addr());
-    let answer =
-        client.request("POST /echo HTTP/1.1\r\ncontent-length: 16\r\n\r\n0123456789abcdef");
+    let answer = client
+        .request("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 16\r\n\r\n0123456789abcdef");
     assert_eq!((answer.status, answer.text()), (200, "0123456789abcdef"));
     let report = finish(running);
     assert_eq!(report.stats.rejected, 2);
@@ -113,7 +120,10 @@ fn a_client_too_slow_to_send_its_headers_gets_408_and_close() {
 fn idle_keep_alive_connections_are_closed_after_the_timeout() {
     let running = start(Limits::default().idle_timeout(Duration::from_millis(100)));
     let mut client = Client::connect(running.addr());
-    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     // No answer, no request: the server closes it silently.
     assert!(client.is_closed_by_server());
     let report = finish(running);
@@ -125,8 +135,14 @@ fn connections_over_the_limit_get_503_and_close() {
     let running = start(Limits::default().max_connections(2));
     let mut first = Client::connect(running.addr());
     let mut second = Client::connect(running.addr());
-    assert_eq!(first.request("GET / HTTP/1.1\r\n\r\n").status, 200);
-    assert_eq!(second.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        first.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
+    assert_eq!(
+        second.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     let mut third = Client::connect(running.addr());
     let answer = third.answer().unwrap();
     assert_eq!((answer.status, answer.closes()), (503, true));
@@ -135,7 +151,7 @@ fn connections_over_the_limit_get_503_and_close() {
     drop(first);
     util::wait_until("a new connection to be served", || {
         let mut client = Client::connect(running.addr());
-        client.send(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n");
+        client.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
         client.answer().is_ok_and(|a| a.status == 200)
     });
     drop(second);
@@ -147,13 +163,16 @@ fn connections_over_the_limit_get_503_and_close() {
 fn a_panicking_handler_gets_500_and_the_loop_keeps_serving() {
     let running = start(Limits::default());
     let mut client = Client::connect(running.addr());
-    let answer = client.request("GET /panic HTTP/1.1\r\n\r\n");
+    let answer = client.request("GET /panic HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(answer.status, 500);
     assert!(
         !answer.closes(),
         "the connection survives its handler's panic"
     );
-    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").text(), "hello");
+    assert_eq!(
+        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").text(),
+        "hello"
+    );
     assert_eq!(get(running.addr(), "/").status, 200);
     drop(client);
     let report = finish(running);
@@ -166,11 +185,11 @@ fn pipelined_requests_are_answered_in_order() {
     let mut client = Client::connect(running.addr());
     // A deferred answer first: the ones behind it must wait for it.
     client.send(
-        b"GET /delay?ms=50 HTTP/1.1\r\n\r\n\
-          POST /echo HTTP/1.1\r\ncontent-length: 3\r\n\r\none\
-          GET /nope HTTP/1.1\r\n\r\n\
-          POST /echo HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n\
-          GET / HTTP/1.1\r\n\r\n",
+        b"GET /delay?ms=50 HTTP/1.1\r\nhost: x\r\n\r\n\
+          POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\none\
+          GET /nope HTTP/1.1\r\nhost: x\r\n\r\n\
+          POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n\
+          GET / HTTP/1.1\r\nhost: x\r\n\r\n",
     );
     let answers: Vec<_> = (0..5).map(|_| client.answer().unwrap()).collect();
     let got: Vec<_> = answers.iter().map(|a| (a.status, a.text())).collect();
@@ -223,7 +242,7 @@ fn partial_reads_and_large_bodies_with_partial_writes() {
     // resume on the writable event.
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut request = format!(
-        "POST /echo HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -237,7 +256,10 @@ fn partial_reads_and_large_bodies_with_partial_writes() {
     assert_eq!(answer.status, 200);
     assert!(answer.body == body, "the echo differs");
     // The connection is still good.
-    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").text(), "hello");
+    assert_eq!(
+        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").text(),
+        "hello"
+    );
     drop(client);
     assert_eq!(finish(running).stats.served, 3);
 }
@@ -246,7 +268,9 @@ fn partial_reads_and_large_bodies_with_partial_writes() {
 fn expect_100_continue_gets_an_interim_answer() {
     let running = start(Limits::default());
     let mut client = Client::connect(running.addr());
-    client.send(b"POST /echo HTTP/1.1\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n");
+    client.send(
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n",
+    );
     let interim = client.answer().unwrap();
     assert_eq!(interim.status, 100);
     client.send(b"ping");

@@ -412,7 +412,7 @@ fn huge_limits_and_sizes_past_u64_get_413_without_panic() {
     session.feed(ECHO_CHUNKED);
     session.feed(b"FFFFFFFFFFFFFFFF\r\nabc");
     session.advance(Duration::from_secs(3600));
-    session.feed(b"GET /delay?ms=5 HTTP/1.1\r\n\r\n");
+    session.feed(b"GET /delay?ms=5 HTTP/1.1\r\nhost: x\r\n\r\n");
     session.stop();
     session.advance(Duration::from_secs(1));
     assert!(

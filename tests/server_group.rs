@@ -70,7 +70,9 @@ fn step_names(report: &reqguard::http::ServerReport) -> Vec<Step> {
 fn try_get(addr: SocketAddr, path: &str) -> io::Result<(u16, bool)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nconnection: close\r\n\r\n").as_bytes())?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     let text = String::from_utf8_lossy(&answer);
@@ -182,11 +184,11 @@ fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     let ready = get(addr, "/healthz/ready");
     assert_eq!((ready.status, ready.text()), (200, "ready"));
     let mut kept = Client::connect(addr);
-    assert!(!kept.request("GET / HTTP/1.1\r\n\r\n").closes());
+    assert!(!kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").closes());
     let mut late = Client::connect(addr);
-    assert!(!late.request("GET / HTTP/1.1\r\n\r\n").closes());
+    assert!(!late.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").closes());
     let mut watched = Client::connect(addr);
-    watched.send(b"GET /watch HTTP/1.1\r\n\r\n");
+    watched.send(b"GET /watch HTTP/1.1\r\nhost: x\r\n\r\n");
     wait_until("/watch to be admitted", || {
         admitted.load(Ordering::SeqCst) == 1
     });
@@ -198,7 +200,7 @@ fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     let ready = get(addr, "/healthz/ready");
     assert_eq!((ready.status, ready.closes()), (503, true));
     assert_eq!(get(addr, "/healthz/live").status, 200);
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (200, true));
     let fresh = get(addr, "/");
     assert_eq!((fresh.status, fresh.closes()), (200, true));
@@ -213,7 +215,7 @@ fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     // Each loop enters the drain on its own timer: give the other one a moment (the idle
     // linger is 400 ms).
     thread::sleep(Duration::from_millis(100));
-    let answer = late.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = late.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     assert_eq!(get(addr, "/healthz/live").status, 200);
 
@@ -295,7 +297,7 @@ fn force_during_unready_skips_to_force_and_leaks_nothing() {
         )
         .unwrap();
     let mut watched = Client::connect(running.addr());
-    watched.send(b"GET /watch HTTP/1.1\r\n\r\n");
+    watched.send(b"GET /watch HTTP/1.1\r\nhost: x\r\n\r\n");
     wait_until("/watch to be admitted", || {
         admitted.load(Ordering::SeqCst) == 1
     });
@@ -370,7 +372,7 @@ fn a_storm_of_connects_and_stops_leaves_every_ledger_at_zero() {
                         };
                         let ms = (n * 7 + i * 13) % 300; // some outlive the drain
                         let _ = stream.write_all(
-                            format!("GET /delay?ms={ms} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+                            format!("GET /delay?ms={ms} HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n")
                                 .as_bytes(),
                         );
                         if n % 3 == 0 {
@@ -406,7 +408,7 @@ fn no_connection_is_lost_between_loops_across_the_stop() {
         // One request holds one loop's drain open; the other loop drains at once, and must
         // keep accepting until the group closes.
         let mut holder = Client::connect(addr);
-        holder.send(b"GET /delay?ms=1500 HTTP/1.1\r\n\r\n");
+        holder.send(b"GET /delay?ms=1500 HTTP/1.1\r\nhost: x\r\n\r\n");
         let started = Instant::now();
         let stop_at = started + Duration::from_millis(150);
         let storm_until = started + Duration::from_millis(1100);

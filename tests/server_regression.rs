@@ -30,7 +30,7 @@ fn request_on_kept_alive_connection_after_stop_and_collect_is_503() {
     let mut kept = Vec::new();
     for _ in 0..3 {
         let mut client = Client::connect(running.addr());
-        let answer = client.request("GET / HTTP/1.1\r\n\r\n");
+        let answer = client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         assert_eq!((answer.status, answer.text()), (200, "hello"));
         assert!(!answer.closes());
         kept.push(client);
@@ -40,7 +40,7 @@ fn request_on_kept_alive_connection_after_stop_and_collect_is_503() {
     assert!(running.stop_handle().stop_and_wait(Duration::from_secs(10)));
 
     for client in &mut kept {
-        let answer = client.request("GET / HTTP/1.1\r\n\r\n");
+        let answer = client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         assert_eq!(answer.status, 503);
         assert!(answer.closes(), "a refusal closes the connection");
         assert!(client.is_closed_by_server());
@@ -63,9 +63,12 @@ fn with_downgrade_on_drain_the_late_request_is_refused_as_stopping() {
         )
         .unwrap();
     let mut client = Client::connect(running.addr());
-    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     assert!(running.stop_handle().stop_and_wait(Duration::from_secs(10)));
-    let answer = client.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     drop(client);
     let report = running.join().unwrap();
@@ -83,10 +86,13 @@ fn in_flight_request_finishes_after_the_wrapper_is_collected() {
         .spawn(move || Guarded::embedded("server", config), demo_routes)
         .unwrap();
     let mut slow = Client::connect(running.addr());
-    slow.send(b"GET /delay?ms=200 HTTP/1.1\r\n\r\n");
+    slow.send(b"GET /delay?ms=200 HTTP/1.1\r\nhost: x\r\n\r\n");
     // Make sure the delayed request is admitted before the stop.
     let mut probe = Client::connect(running.addr());
-    assert_eq!(probe.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        probe.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     drop(probe);
     assert!(running.stop_handle().stop_and_wait(Duration::from_secs(10)));
     let answer = slow.answer().unwrap();

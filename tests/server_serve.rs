@@ -162,7 +162,10 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
     // Idle connections may linger 2 s into the drain, long enough for the late request.
     let serve = Serve::start("", "--collect-on-stop --idle-linger-ms 2000");
     let mut kept = Client::connect(serve.addr);
-    assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     let addr = serve.addr;
     send_signal(serve.child.id(), "TERM");
     // Readiness turns 503 as the ladder starts; with no unready time the drain (and the
@@ -170,7 +173,7 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
     wait_until("readiness to turn 503", || {
         get(addr, "/healthz/ready").status == 503
     });
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     drop(kept);
     let mut serve = serve;
@@ -193,7 +196,7 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
     let mut served = 0;
     for stream in &clients {
         let mut client = Client::from_stream(stream.try_clone().unwrap(), Duration::from_secs(2));
-        client.send(b"GET / HTTP/1.1\r\n\r\n");
+        client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         if client.answer().is_err() {
             break;
         }
@@ -219,7 +222,7 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
             return false;
         };
         let mut client = Client::from_stream(stream, Duration::from_secs(2));
-        client.send(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n");
+        client.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
         client.answer().is_ok_and(|a| a.status == 200)
     });
     let (json, ok) = serve.signal_and_wait("TERM");
@@ -257,7 +260,10 @@ fn answers_computed_before_sigterm_are_sent_in_order_the_last_with_close() {
         .unwrap();
     // Sent before the probe connected: once the probe is answered, the loop has read them.
     let mut probe = Client::connect(serve.addr);
-    assert_eq!(probe.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        probe.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     drop(probe);
     send_signal(serve.child.id(), "TERM");
     let first = util::strict::read(&mut reader).unwrap();
@@ -347,7 +353,7 @@ fn serve_with_two_loops_prints_each_loop_and_their_sum() {
 fn a_second_sigterm_skips_the_drain_to_force() {
     let serve = Serve::start("", "--loops 2 --drain-timeout-ms 30000");
     let mut delayed = Client::connect(serve.addr);
-    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\n\r\n");
+    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
     // Another process: no event tells us the request was admitted; it is read within
     // microseconds of arriving, and this leaves far more than that.
     std::thread::sleep(Duration::from_millis(300));

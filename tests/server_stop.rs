@@ -60,7 +60,7 @@ fn a_client_disconnect_aborts_its_requests_signal_and_releases_its_guards() {
         )
         .unwrap();
     let mut client = Client::connect(running.addr());
-    client.send(b"GET /hang HTTP/1.1\r\n\r\n");
+    client.send(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
     // The request is admitted when the next one on another connection has been answered.
     assert_eq!(get(running.addr(), "/").status, 200);
     drop(client);
@@ -95,7 +95,7 @@ fn a_drain_that_hits_its_deadline_aborts_and_force_closes() {
         )
         .unwrap();
     let mut hanging = Client::connect(running.addr());
-    hanging.send(b"GET /hang HTTP/1.1\r\n\r\n");
+    hanging.send(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(get(running.addr(), "/").status, 200);
     let report = running.stop().unwrap();
     assert!(report.drain_deadline_hit, "{report}");
@@ -125,7 +125,7 @@ fn a_handler_can_stop_the_server_from_the_loop() {
         )
         .unwrap();
     let mut client = Client::connect(running.addr());
-    let answer = client.request("POST /stop HTTP/1.1\r\n\r\n");
+    let answer = client.request("POST /stop HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.text()), (200, "stopping"));
     assert!(client.is_closed_by_server());
     // Nobody called the stop handle: the loop stopped itself.
@@ -156,11 +156,19 @@ fn the_unaccounted_baseline_serves_the_same_answers() {
         .spawn(Unaccounted::new, demo_routes)
         .unwrap();
     let mut client = Client::connect(running.addr());
-    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").text(), "hello");
-    let echo = client.request("POST /echo HTTP/1.1\r\ncontent-length: 2\r\n\r\nhi");
+    assert_eq!(
+        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").text(),
+        "hello"
+    );
+    let echo = client.request("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi");
     assert_eq!(echo.text(), "hi");
-    assert_eq!(client.request("GET /panic HTTP/1.1\r\n\r\n").status, 500);
-    client.send(b"GET /delay?ms=60000 HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        client
+            .request("GET /panic HTTP/1.1\r\nhost: x\r\n\r\n")
+            .status,
+        500
+    );
+    client.send(b"GET /delay?ms=60000 HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(get(running.addr(), "/").status, 200);
     let report = running.stop().unwrap();
     assert_eq!(report.stats.served, 4);

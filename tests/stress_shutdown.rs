@@ -211,14 +211,14 @@ fn pick_request(rng: &mut Rng, max_delay_ms: u64) -> Vec<(Vec<u8>, Expect)> {
             40..=64 => {
                 let ms = rng.below(max_delay_ms + 1);
                 (
-                    format!("GET /delay?ms={ms} HTTP/1.1\r\n\r\n").into_bytes(),
+                    format!("GET /delay?ms={ms} HTTP/1.1\r\nhost: x\r\n\r\n").into_bytes(),
                     Expect::Body(format!("delayed {ms} ms").into_bytes()),
                 )
             }
             65..=84 => {
                 let body: Vec<u8> = (0..rng.below(300)).map(|i| b'a' + (i % 26) as u8).collect();
                 let mut req = format!(
-                    "POST /echo HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+                    "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
                     body.len()
                 )
                 .into_bytes();
@@ -228,11 +228,14 @@ fn pick_request(rng: &mut Rng, max_delay_ms: u64) -> Vec<(Vec<u8>, Expect)> {
             85..=94 => {
                 let ms = rng.below(max_delay_ms + 1);
                 (
-                    format!("GET /gc-later?ms={ms} HTTP/1.1\r\n\r\n").into_bytes(),
+                    format!("GET /gc-later?ms={ms} HTTP/1.1\r\nhost: x\r\n\r\n").into_bytes(),
                     Expect::Prefix(b"collected "),
                 )
             }
-            _ => (b"GET /panic HTTP/1.1\r\n\r\n".to_vec(), Expect::Panic),
+            _ => (
+                b"GET /panic HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+                Expect::Panic,
+            ),
         }
     };
     let mut batch = vec![one(rng)];
@@ -439,7 +442,9 @@ fn stop_from_handler(addr: SocketAddr) -> bool {
         return false;
     };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    if s.write_all(b"GET /stop HTTP/1.1\r\n\r\n").is_err() {
+    if s.write_all(b"GET /stop HTTP/1.1\r\nhost: x\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     matches!(

@@ -20,11 +20,53 @@ pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 /// Every client read and write gives up after this long.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The CPU clock of one thread, read from `/proc` (std only): total on-CPU time from
+/// `schedstat` (nanoseconds), user time from `stat` (clock ticks of 10 ms, `USER_HZ` = 100).
+#[derive(Clone, Debug)]
+pub struct ThreadClock {
+    /// `/proc/PID/task/TID`, when `/proc` can say.
+    dir: Option<String>,
+}
+
+impl ThreadClock {
+    /// The calling thread's clock (readable from any thread).
+    pub fn current() -> ThreadClock {
+        ThreadClock {
+            dir: std::fs::read_link("/proc/thread-self")
+                .ok()
+                .map(|p| format!("/proc/{}", p.display())),
+        }
+    }
+
+    /// On-CPU time so far, user and system, in nanoseconds (0 if `/proc` cannot say).
+    pub fn cpu_ns(&self) -> u64 {
+        self.read("schedstat")
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// User-mode CPU time so far, in nanoseconds, at 10 ms resolution (0 if unknown).
+    pub fn user_ns(&self) -> u64 {
+        // Field 14 of `stat` is utime; the command name (field 2) may hold spaces, so count
+        // from the closing parenthesis.
+        self.read("stat")
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 2..];
+                rest.split_whitespace().nth(11)?.parse::<u64>().ok()
+            })
+            .map_or(0, |ticks| ticks * 10_000_000)
+    }
+
+    fn read(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(format!("{}/{file}", self.dir.as_deref()?)).ok()
+    }
+}
+
 /// A server on its own thread, with its CPU clock.
 pub struct Srv {
     pub addr: SocketAddr,
     pub stop: StopHandle,
-    schedstat: Option<String>,
+    pub clock: ThreadClock,
     thread: Option<JoinHandle<io::Result<ServerReport>>>,
 }
 
@@ -38,38 +80,31 @@ impl Srv {
         let thread = thread::Builder::new()
             .name("bench-server".into())
             .spawn(move || {
-                // "PID/task/TID": this thread's own /proc directory, readable from any thread.
-                let me = std::fs::read_link("/proc/thread-self")
-                    .ok()
-                    .map(|p| format!("/proc/{}/schedstat", p.display()));
+                let clock = ThreadClock::current();
                 let store = Routes::new();
                 let mut router = Router::new(&store);
                 demo_routes(&mut router);
                 ServerBuilder::new()
                     .limits(limits)
                     .serve(&router, accounting(), |addr, stop| {
-                        let _ = tx.send((addr, stop, me));
+                        let _ = tx.send((addr, stop, clock));
                     })
             })
             .expect("spawn the server thread");
-        let (addr, stop, schedstat) = rx
+        let (addr, stop, clock) = rx
             .recv_timeout(IO_TIMEOUT)
             .expect("the server listens within the timeout");
         Srv {
             addr,
             stop,
-            schedstat,
+            clock,
             thread: Some(thread),
         }
     }
 
     /// The server thread's CPU time so far, in nanoseconds (0 if `/proc` cannot say).
     pub fn cpu_ns(&self) -> u64 {
-        self.schedstat
-            .as_deref()
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        self.clock.cpu_ns()
     }
 
     /// Stops the server gracefully and returns its report.
@@ -125,7 +160,8 @@ pub fn connect(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 }
 
 /// The length of the answer to [`GET`], read off one real exchange (headers end, then
-/// `Content-Length`); the server's answer carries no date, so every one has this length.
+/// `Content-Length`); the date is an IMF-fixdate, always 29 bytes, so every answer has this
+/// length.
 pub fn answer_len(stream: &mut TcpStream) -> usize {
     stream.write_all(GET).expect("write");
     let mut buf = Vec::with_capacity(512);

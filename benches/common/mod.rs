@@ -8,6 +8,8 @@
 
 #[cfg(feature = "server")]
 pub mod client;
+#[cfg(feature = "server")]
+pub mod floor;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

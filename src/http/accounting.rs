@@ -4,6 +4,7 @@
 //! The server is generic over [`Accounting`] and monomorphized, so [`Unaccounted`] costs nothing
 //! and the throughput benchmark compares the guarded path against plain serving.
 
+use std::any::Any;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,17 @@ pub trait Accounting {
         let _ = outcome;
         drop(held);
     }
+
+    /// The wrapper the last admitted request's handler is called with, its `this`
+    /// ([`Request::this`](crate::http::Request::this)), until [`handled`](Accounting::handled).
+    /// `None` unless the accounting has one.
+    fn this(&self) -> Option<&dyn Any> {
+        None
+    }
+
+    /// The handler of the last admitted request has returned: `this` is let go, so a deferred
+    /// request does not keep the wrapper alive (a runtime's promise holds what it captured).
+    fn handled(&mut self) {}
 
     /// Stops admission; in-flight requests may finish until `deadline`.
     fn stop(&mut self, deadline: Instant);
@@ -185,6 +197,8 @@ type Hook = Box<dyn FnMut()>;
 pub struct Guarded<E: Engine, S: ScopeProvider<E>, C: Recycle = ()> {
     core: ServerCore<E, C>,
     scope: S,
+    /// The wrapper while a handler runs: its `this`.
+    this: Option<E::Strong>,
     drain: Option<Drain>,
     after_stop: Option<Hook>,
     after_drain: Option<Hook>,
@@ -196,6 +210,7 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
         Guarded {
             core,
             scope,
+            this: None,
             drain: None,
             after_stop: None,
             after_drain: None,
@@ -252,16 +267,24 @@ impl<T: 'static> Guarded<Embedded<T>, NoScope> {
     }
 }
 
-impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C> {
+/// The handler's `this` is the strong handle the proof holds
+/// ([`Live::wrapper`](crate::Live::wrapper)), kept from the upgrade until the handler returns.
+impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
+where
+    E::Strong: 'static,
+{
     type Held = Admitted<C, ()>;
 
     #[inline]
     fn admit(&mut self) -> Result<Self::Held, Refusal> {
         let core = &self.core;
+        let this = &mut self.this;
         self.scope.with_scope(|scope| {
             // Upgrade first: a finalized wrapper is a 503 that has taken nothing.
             let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
-            live.admit(|_ctx| Ok(()))
+            let held = live.admit(|_ctx| Ok(()))?;
+            *this = Some(live.wrapper().clone());
+            Ok(held)
         })
     }
 
@@ -274,7 +297,19 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
         held.end(outcome);
     }
 
+    fn this(&self) -> Option<&dyn Any> {
+        self.this.as_ref().map(|this| this as &dyn Any)
+    }
+
+    #[inline]
+    fn handled(&mut self) {
+        self.this = None;
+    }
+
     fn stop(&mut self, deadline: Instant) {
+        // No handler runs now: a `this` left by an `admit` without `handled` must not keep
+        // the wrapper alive past the downgrade.
+        self.this = None;
         if self.drain.is_some() {
             return;
         }

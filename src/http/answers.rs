@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::response::Wire;
 use super::router::Route;
 
 /// An answer that could not go out yet because an earlier one is not written.
@@ -24,8 +25,8 @@ pub(crate) enum Slot<'r, H> {
         due: Instant,
         route: &'r Route,
         token: u64,
-        http10: bool,
-        close: bool,
+        /// How its answer is framed (version, close, and whether the request was `HEAD`).
+        wire: Wire,
     },
     /// A computed answer; `held` are the guards of its request, released once it is written.
     Ready {
@@ -180,7 +181,7 @@ impl<'r, H> Answers<'r, H> {
     pub(crate) fn resume_behind(
         &mut self,
         now: Instant,
-        mut resume: impl FnMut(&H, &'r Route, u64, bool, bool, &mut Vec<u8>) -> bool,
+        mut resume: impl FnMut(&H, &'r Route, u64, Wire, &mut Vec<u8>) -> bool,
     ) {
         for slot in self.queue.iter_mut() {
             if !matches!(slot, Slot::Waiting { due, .. } if *due <= now) {
@@ -195,15 +196,14 @@ impl<'r, H> Answers<'r, H> {
                 held,
                 route,
                 token,
-                http10,
-                close,
+                wire,
                 ..
             } = std::mem::replace(slot, placeholder)
             else {
                 continue;
             };
             let mut bytes = self.spare.pop().unwrap_or_default();
-            let close = resume(&held, route, token, http10, close, &mut bytes);
+            let close = resume(&held, route, token, wire, &mut bytes);
             self.queued_bytes += bytes.len();
             *slot = Slot::Ready {
                 bytes,

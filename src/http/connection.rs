@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use super::accounting::{ended_by, Accounting};
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
-use super::dispatch::{call_handler, call_resume, Dispatcher};
+use super::dispatch::{call_resume, route_and_call, Dispatcher};
 use super::ladder::ConnState;
 use super::limits::MAX_TIMEOUT;
-use super::parse::{parse_head, Framing, Head, Reject};
-use super::response::{write_response, write_status, Response, Wire};
+use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
+use super::response::{write_response, write_status, Answer, Response, Wire};
 use super::router::{Reply, Request, Route};
 use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortReason;
@@ -104,7 +104,7 @@ enum Step {
 /// let now = Instant::now();
 /// let mut connection = Connection::new(now);
 ///
-/// connection.receive(&mut dispatcher, b"GET / HTTP/1.1\r\n\r\n", now); // what the socket read
+/// connection.receive(&mut dispatcher, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", now); // what the socket read
 /// let written = connection.pending_output().len(); // what the socket wrote
 /// connection.consume_output(written);
 /// connection.resume(&mut dispatcher, now);
@@ -119,6 +119,8 @@ pub struct Connection<'r, H> {
     reading: Reading,
     /// The decoded chunked body of the request being read.
     body: Vec<u8>,
+    /// The header fields of the request being read, as ranges into its head.
+    headers: Vec<HeaderSpan>,
     answers: Answers<'r, H>,
     request_started: Option<Instant>,
     last_activity: Instant,
@@ -146,6 +148,7 @@ impl<'r, H> Connection<'r, H> {
             start: 0,
             reading: Reading::Head,
             body: Vec::new(),
+            headers: Vec::new(),
             answers: Answers::new(),
             request_started: None,
             last_activity: now,
@@ -158,15 +161,11 @@ impl<'r, H> Connection<'r, H> {
     }
 
     /// A connection over [`Limits::max_connections`](crate::http::Limits::max_connections):
-    /// its only answer, `503` and `Connection: close`, is already written.
-    pub(crate) fn over_capacity(now: Instant) -> Self {
+    /// its only answer, `503` and `Connection: close` (dated `date`), is already written.
+    pub(crate) fn over_capacity(now: Instant, date: &[u8]) -> Self {
         let mut connection = Connection::new(now);
         connection.answers.push(true, None, |out| {
-            let wire = Wire {
-                http10: false,
-                close: true,
-            };
-            write_status(out, wire, 503);
+            write_status(out, Wire::CLOSE, date, 503);
         });
         connection.closing = true;
         connection
@@ -301,10 +300,19 @@ impl<'r, H> Connection<'r, H> {
         if self.closed {
             return;
         }
+        d.date.refresh(now);
         self.complete_due(d, now);
         if let Some(started) = self.request_started {
             if !self.closing && now >= later(started, d.limits.get_request_timeout()) {
-                self.reject(d, Reject::Timeout, false);
+                let head = starts_head(&self.input[self.start..]);
+                self.reject(
+                    d,
+                    Reject::Timeout,
+                    Wire {
+                        head,
+                        ..Wire::CLOSE
+                    },
+                );
             }
         }
         if self.is_idle() && now >= self.idle_deadline(d) {
@@ -353,6 +361,7 @@ impl<'r, H> Connection<'r, H> {
 
     /// Runs the reading states over the input until they need more of it.
     fn advance<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
+        d.date.refresh(now);
         while !self.closing && !self.closed {
             if !self.may_parse(d) {
                 self.paused = true;
@@ -385,11 +394,19 @@ impl<'r, H> Connection<'r, H> {
             return Step::Wait;
         }
         self.request_started.get_or_insert(now);
-        let head = match parse_head(buf, &d.limits) {
+        let head = match parse_head(buf, &d.limits, &mut self.headers) {
             Ok(Some(head)) => head,
             Ok(None) => return Step::Wait,
             Err(reject) => {
-                self.reject(d, reject, false);
+                let head = starts_head(buf);
+                self.reject(
+                    d,
+                    reject,
+                    Wire {
+                        head,
+                        ..Wire::CLOSE
+                    },
+                );
                 return Step::Wait;
             }
         };
@@ -414,7 +431,8 @@ impl<'r, H> Connection<'r, H> {
             return Step::Continue;
         };
         let after_head = self.start + head.len;
-        let (http10, expect) = (head.http10, head.expect_continue && !head.http10);
+        let wire = head.wire(true);
+        let expect = head.expect_continue && !head.http10;
         let (range, total) = match body {
             BodyReader::Length(n) if self.input.len() - after_head < *n => {
                 self.send_continue(expect);
@@ -425,7 +443,7 @@ impl<'r, H> Connection<'r, H> {
                 match decoder.decode(&self.input[after_head + *scanned..], &mut self.body) {
                     Ok(used) => *scanned += used,
                     Err(error) => {
-                        self.reject(d, Reject::Chunked(error), http10);
+                        self.reject(d, Reject::Chunked(error), wire);
                         return Step::Wait;
                     }
                 }
@@ -461,16 +479,17 @@ impl<'r, H> Connection<'r, H> {
         // liveness must hold through the drain, when admission refuses everything.
         let input = &self.input[self.start..];
         if let Some((status, text)) =
-            d.health_probe(&input[head.method.clone()], &input[head.target.clone()])
+            d.health_probe(&input[head.method.clone()], &input[head.origin.clone()])
         {
             self.start += parsed.total;
             let close = !head.keep_alive || d.closes_connections();
-            let wire = Wire {
-                http10: head.http10,
-                close,
-            };
+            let (wire, date) = (head.wire(close), d.date.text());
             self.answers.push(close, None, |out| {
-                write_response(out, wire, status, "text/plain", text);
+                let answer = Answer {
+                    body: text,
+                    ..Answer::plain(status)
+                };
+                write_response(out, wire, date, answer);
             });
             self.closing |= close;
             return;
@@ -480,39 +499,21 @@ impl<'r, H> Connection<'r, H> {
             Ok(held) => held,
             Err(refusal) => {
                 self.start += parsed.total;
-                self.refuse(d, refusal, head.http10);
+                self.refuse(d, refusal, head.wire(true));
                 return;
             }
         };
         d.in_flight += 1;
         let input = &self.input[self.start..self.start + parsed.total];
-        let request = Request {
-            method: std::str::from_utf8(&input[head.method.clone()]).unwrap_or(""),
-            target: std::str::from_utf8(&input[head.target.clone()]).unwrap_or(""),
-            http10: head.http10,
-            body: match &parsed.body {
-                Some(range) => &input[range.clone()],
-                None => &self.body,
-            },
-            signal: A::signal(&held),
+        let body = match &parsed.body {
+            Some(range) => &input[range.clone()],
+            None => &self.body,
         };
+        let (signal, this) = (A::signal(&held), d.accounting.this());
+        let request = Request::new(input, head, &self.headers, body, signal, this);
         let mut response = Response::new(&mut d.scratch);
-        let (reply, route) = match d.router.find(request.method(), request.path()) {
-            Err(status) => {
-                response.fail(status);
-                (Reply::Now, None)
-            }
-            Ok(route) => match call_handler(route.handler(), &request, &mut response) {
-                Ok(reply) => (reply, Some(route)),
-                Err(()) => {
-                    d.stats.panics += 1;
-                    if let Some(signal) = request.signal() {
-                        signal.abort(AbortReason::Dropped);
-                    }
-                    (Reply::Now, None)
-                }
-            },
-        };
+        let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response);
+        d.accounting.handled();
         self.start += parsed.total;
         if response.wants_stop() {
             d.stop_requested = true;
@@ -520,28 +521,19 @@ impl<'r, H> Connection<'r, H> {
         // Unready or stopping: every answer closes its connection (keep-alive off).
         let close =
             !head.keep_alive || d.unready || d.stopped_at.is_some() || response.wants_close();
-        let wire = Wire {
-            http10: head.http10,
-            close,
-        };
+        let wire = head.wire(close);
         match (reply, route) {
             (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {
                 held,
                 due: later(now, delay),
                 route,
                 token,
-                http10: head.http10,
-                close,
+                wire,
             }),
             _ => {
+                let date = d.date.text();
                 let written = self.answers.push(close, Some(held), |out| {
-                    write_response(
-                        out,
-                        wire,
-                        response.status(),
-                        response.content_type(),
-                        response.body(),
-                    );
+                    write_response(out, wire, date, response.answer());
                 });
                 if let Some(held) = written {
                     answered(d, held);
@@ -558,41 +550,29 @@ impl<'r, H> Connection<'r, H> {
         &mut self,
         d: &mut Dispatcher<'r, A>,
         refusal: Refusal,
-        http10: bool,
+        wire: Wire,
     ) {
         d.count_refusal(refusal);
         // Whatever happens while the answer is written, this connection is done.
         let closing = scopeguard::guard(&mut self.closing, |closing| *closing = true);
+        let date = d.date.text();
         self.answers.push(true, None, |out| {
-            write_status(
-                out,
-                Wire {
-                    http10,
-                    close: true,
-                },
-                refusal.status(),
-            );
+            write_status(out, wire, date, refusal.status());
         });
         drop(closing);
     }
 
-    /// Bad input: a fixed status and `Connection: close`; nothing was admitted.
+    /// Bad input: a fixed status and `Connection: close` (`wire`); nothing was admitted.
     fn reject<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
         reject: Reject,
-        http10: bool,
+        wire: Wire,
     ) {
         d.stats.rejected += 1;
+        let date = d.date.text();
         self.answers.push(true, None, |out| {
-            write_status(
-                out,
-                Wire {
-                    http10,
-                    close: true,
-                },
-                reject.status(),
-            );
+            write_status(out, wire, date, reject.status());
         });
         self.closing = true;
         self.request_started = None;
@@ -648,19 +628,12 @@ impl<'r, H> Connection<'r, H> {
                     held,
                     route,
                     token,
-                    http10,
-                    close,
+                    wire,
                     ..
                 } => {
-                    let close = close || closes_at_stop;
-                    let close = resume(
-                        d,
-                        &held,
-                        route,
-                        token,
-                        Wire { http10, close },
-                        &mut self.answers.output,
-                    );
+                    let close = wire.close || closes_at_stop;
+                    let wire = Wire { close, ..wire };
+                    let close = resume(d, &held, route, token, wire, &mut self.answers.output);
                     answered(d, held);
                     close
                 }
@@ -675,8 +648,8 @@ impl<'r, H> Connection<'r, H> {
         }
         // Answers behind a slot still waiting keep their place in the queue as bytes.
         self.answers
-            .resume_behind(now, |held, route, token, http10, close, out| {
-                resume(d, held, route, token, Wire { http10, close }, out)
+            .resume_behind(now, |held, route, token, wire, out| {
+                resume(d, held, route, token, wire, out)
             });
     }
 }
@@ -710,9 +683,8 @@ fn resume<A: Accounting>(
     write_response(
         out,
         Wire { close, ..wire },
-        response.status(),
-        response.content_type(),
-        response.body(),
+        d.date.text(),
+        response.answer(),
     );
     close
 }

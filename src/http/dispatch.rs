@@ -6,10 +6,12 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
 use super::accounting::Accounting;
+use super::date::DateCache;
 use super::limits::Limits;
 use super::response::Response;
-use super::router::{Handler, Reply, Request, Router};
+use super::router::{Handler, Reply, Request, Route, Router};
 use crate::admit::{Refusal, RefusalReason};
+use crate::signal::AbortReason;
 
 /// Figures of one server (or one [`Session`](crate::http::Session)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +67,8 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) limits: Limits,
     pub(crate) stats: Stats,
     pub(crate) scratch: Vec<u8>,
+    /// The `date` of every answer, formatted once a second.
+    pub(crate) date: DateCache,
     pub(crate) in_flight: usize,
     pub(crate) stopped_at: Option<Instant>,
     pub(crate) stop_requested: bool,
@@ -85,6 +89,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             limits,
             stats: Stats::default(),
             scratch: Vec::with_capacity(4096),
+            date: DateCache::new(),
             in_flight: 0,
             stopped_at: None,
             stop_requested: false,
@@ -150,7 +155,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         method: &[u8],
         target: &[u8],
     ) -> Option<(u16, &'static [u8])> {
-        if !self.in_group || method != b"GET" {
+        if !self.in_group || (method != b"GET" && method != b"HEAD") {
             return None;
         }
         let path = target.split(|&b| b == b'?').next().unwrap_or(target);
@@ -177,6 +182,38 @@ impl<A: Accounting + fmt::Debug> fmt::Debug for Dispatcher<'_, A> {
     }
 }
 
+/// Finds the route for `request` and calls its handler, filling `response`: the handler's
+/// answer, or `404`, `405` (with `allow`), `501`, or the `500` of a panic (counted in `stats`,
+/// the request's signal aborted). Returns the reply and, for a handler that ran, its route.
+pub(crate) fn route_and_call<'r: 'a, 'a>(
+    router: &'r Router<'r>,
+    stats: &mut Stats,
+    request: &Request<'_>,
+    response: &mut Response<'a>,
+) -> (Reply, Option<&'r Route>) {
+    let route = match router.find(request.method(), request.path()) {
+        Ok(route) => route,
+        Err(405) => {
+            response.method_not_allowed(router.allow(request.path()).unwrap_or(""));
+            return (Reply::Now, None);
+        }
+        Err(status) => {
+            response.fail(status);
+            return (Reply::Now, None);
+        }
+    };
+    match call_handler(route.handler(), request, response) {
+        Ok(reply) => (reply, Some(route)),
+        Err(()) => {
+            stats.panics += 1;
+            if let Some(signal) = request.signal() {
+                signal.abort(AbortReason::Dropped);
+            }
+            (Reply::Now, None)
+        }
+    }
+}
+
 /// Calls the handler; a panic is caught and turned into a `500` (returns `Err`).
 ///
 /// The scopeguard is armed for unwinding only: it is what writes the `500` into the response
@@ -187,11 +224,13 @@ pub(crate) fn call_handler(
     request: &Request<'_>,
     response: &mut Response<'_>,
 ) -> Result<Reply, ()> {
-    panic::catch_unwind(AssertUnwindSafe(|| {
+    let reply = panic::catch_unwind(AssertUnwindSafe(|| {
         let mut response = scopeguard::guard_on_unwind(&mut *response, |r| r.fail(500));
         handler.handle(request, &mut response)
     }))
-    .map_err(drop)
+    .map_err(drop)?;
+    response.settle();
+    Ok(reply)
 }
 
 /// As [`call_handler`], for [`Handler::resume`].
@@ -204,5 +243,7 @@ pub(crate) fn call_resume(
         let mut response = scopeguard::guard_on_unwind(&mut *response, |r| r.fail(500));
         handler.resume(token, &mut response)
     }))
-    .map_err(drop)
+    .map_err(drop)?;
+    response.settle();
+    Ok(())
 }

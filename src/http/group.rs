@@ -158,7 +158,7 @@ impl fmt::Debug for GroupStop {
 ///     .spawn(|_loop| Guarded::embedded("server", Config::default()), demo_routes)
 ///     .unwrap();
 /// let mut client = std::net::TcpStream::connect(group.addr()).unwrap();
-/// client.write_all(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").unwrap();
+/// client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
 /// let mut answer = String::new();
 /// client.read_to_string(&mut answer).unwrap();
 /// assert!(answer.ends_with("hello"));

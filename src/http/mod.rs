@@ -27,11 +27,11 @@
 //! let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 //! let mut session = Session::new(&router, Guarded::embedded("server", config), Limits::default());
 //!
-//! session.feed(b"GET / HTTP/1.1\r\n\r\n");
+//! session.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
 //! assert!(session.take_output().starts_with(b"HTTP/1.1 200 OK"));
 //!
 //! session.stop(); // downgrades the wrapper, and the heap collects it
-//! session.feed(b"GET / HTTP/1.1\r\n\r\n"); // the PR's late request on a kept-alive connection
+//! session.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"); // the PR's late request on a kept-alive connection
 //! assert!(session.take_output().starts_with(b"HTTP/1.1 503 Service Unavailable"));
 //! assert_eq!(session.stats().refused_finalized, 1);
 //! session.ledger().unwrap().assert_quiescent();
@@ -41,6 +41,7 @@ mod accounting;
 mod answers;
 mod chunked;
 mod connection;
+mod date;
 mod dispatch;
 mod group;
 mod group_report;
@@ -57,6 +58,7 @@ mod server;
 mod session;
 mod signals;
 mod timer;
+mod uri;
 
 pub use accounting::{
     Accounting, AccountingReport, Guarded, NoScope, ScopeProvider, StopStatus, Unaccounted,

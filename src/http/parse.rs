@@ -3,10 +3,13 @@
 //! Nothing here allocates. Parsed parts are kept as byte ranges into the connection's input;
 //! chunked bodies are decoded incrementally in src/http/chunked.rs.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::chunked::ChunkedError;
 use super::limits::Limits;
+use super::response::Wire;
+use super::uri;
 
 /// Headers beyond this count get `431`.
 const MAX_HEADERS: usize = 64;
@@ -14,8 +17,13 @@ const MAX_HEADERS: usize = 64;
 /// Why the input cannot become a request; each maps to one status and closes the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reject {
-    /// Malformed request line, headers, framing or chunk: `400`.
+    /// Malformed request line, headers, framing or chunk; a missing, repeated or invalid
+    /// `Host`; a request target in no form the method allows: `400`.
     BadRequest,
+    /// The request line does not end within the head limit, its method has: `501`.
+    MethodTooLong,
+    /// The request line does not end within the head limit, its target has: `414`.
+    TargetTooLong,
     /// Request line plus headers over the limit: `431`.
     HeadTooLarge,
     /// Body over the limit: `413`.
@@ -30,6 +38,8 @@ impl Reject {
     pub(crate) fn status(self) -> u16 {
         match self {
             Reject::BadRequest => 400,
+            Reject::MethodTooLong => 501,
+            Reject::TargetTooLong => 414,
             Reject::HeadTooLarge => 431,
             Reject::BodyTooLarge => 413,
             Reject::Timeout => 408,
@@ -45,19 +55,45 @@ pub(crate) enum Framing {
     Chunked,
 }
 
+/// One header field line, as ranges into the head it was parsed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HeaderSpan {
+    pub(crate) name: Range<usize>,
+    pub(crate) value: Range<usize>,
+}
+
 /// A parsed request head, as ranges into the input it was parsed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
     pub(crate) method: Range<usize>,
+    /// The request target as sent.
     pub(crate) target: Range<usize>,
+    /// The path and query the router sees: the whole origin-form target, or the part of an
+    /// absolute-form one after its authority (empty means the path `/`).
+    pub(crate) origin: Range<usize>,
+    /// The authority of an absolute-form target, else the `Host` value (absent in HTTP/1.0).
+    pub(crate) host: Option<Range<usize>>,
     pub(crate) http10: bool,
+    /// The method is `HEAD`: the answer carries no body.
+    pub(crate) is_head: bool,
     pub(crate) len: usize,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
 }
 
-fn range_of(buf: &[u8], part: &str) -> Range<usize> {
+impl Head {
+    /// How this request's answer is framed.
+    pub(crate) fn wire(&self, close: bool) -> Wire {
+        Wire {
+            http10: self.http10,
+            close,
+            head: self.is_head,
+        }
+    }
+}
+
+fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
     // Pointer arithmetic on two addresses, no unsafe: `part` is a subslice of `buf`.
     let start = part.as_ptr() as usize - buf.as_ptr() as usize;
     start..start + part.len()
@@ -69,63 +105,130 @@ fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// What the header fields say about framing and the connection, gathered in one pass.
+#[derive(Default)]
+struct Fields {
+    /// `Some(None)`: a numeral past `u64`.
+    length: Option<Option<u64>>,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    host: Option<Range<usize>>,
+}
+
+impl Fields {
+    /// Takes in one header field; `Err` for a field that makes the request invalid.
+    fn add(&mut self, buf: &[u8], name: &str, value: &[u8]) -> Result<(), Reject> {
+        // Dispatch on the length first: most fields are none of these, and cost one compare.
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            4 if is("host") => {
+                // Exactly one Host with a valid value (RFC 9112 §3.2).
+                let value = value.trim_ascii();
+                if self.host.is_some() || !uri::valid_authority(value) {
+                    return Err(Reject::BadRequest);
+                }
+                self.host = Some(range_of(buf, value));
+            }
+            6 if is("expect") => {
+                self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            10 if is("connection") => {
+                self.close |= has_token(value, "close");
+                self.keep_alive |= has_token(value, "keep-alive");
+            }
+            14 if is("content-length") => {
+                let n = parse_length(value)?;
+                // Two different lengths are a request-smuggling attempt.
+                if self.length.is_some_and(|l| l != n) {
+                    return Err(Reject::BadRequest);
+                }
+                self.length = Some(n);
+            }
+            17 if is("transfer-encoding") => {
+                // Only `chunked` alone is understood; anything else cannot be framed.
+                if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") || self.chunked {
+                    return Err(Reject::BadRequest);
+                }
+                self.chunked = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Why a head that does not fit in `max_head` is refused: a request line that never ended is
+/// a method (`501`) or target (`414`) too long, anything else too many header bytes (`431`).
+fn too_large(request: &httparse::Request<'_, '_>) -> Reject {
+    match (request.method, request.path) {
+        (None, _) => Reject::MethodTooLong,
+        (Some(_), None) => Reject::TargetTooLong,
+        _ => Reject::HeadTooLarge,
+    }
+}
+
+/// Whether the request starting `buf` is a `HEAD` (its answer has no body, even a rejection).
+pub(crate) fn starts_head(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    start.is_some_and(|i| buf[i..].starts_with(b"HEAD "))
+}
+
 /// Parses a request head at the start of `buf`: `Ok(None)` while it is incomplete.
-pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
+///
+/// The head is scanned once, by httparse; its header fields are kept in `headers` as ranges
+/// (cleared first) for the handler, and read once here for framing, `Host` and `Connection`.
+pub(crate) fn parse_head(
+    buf: &[u8],
+    limits: &Limits,
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<Option<Head>, Reject> {
+    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
     // Only the first `max_head` bytes can hold an acceptable head. Parsing no further makes the
     // answer independent of how the bytes arrived: an error past the limit is a `431` whether
     // the client sent it in one read or in many.
     let window = &buf[..buf.len().min(limits.get_max_head())];
-    let len = match request.parse(window) {
+    let len = match request.parse_with_uninit_headers(window, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > limits.get_max_head() => {
-            return Err(Reject::HeadTooLarge)
+            return Err(too_large(&request))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
         Err(_) => return Err(Reject::BadRequest),
     };
-    if len > limits.get_max_head() {
-        return Err(Reject::HeadTooLarge);
-    }
     let (Some(method), Some(target), Some(version)) =
         (request.method, request.path, request.version)
     else {
         return Err(Reject::BadRequest);
     };
     let http10 = version == 0;
-    let mut length: Option<Option<u64>> = None;
-    let mut chunked = false;
-    let mut close = false;
-    let mut keep_alive = false;
-    let mut expect_continue = false;
+    let mut found = Fields::default();
+    headers.clear();
     for header in request.headers.iter() {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_length(header.value)?;
-            // Two different lengths are a request-smuggling attempt.
-            if length.is_some_and(|l| l != n) {
-                return Err(Reject::BadRequest);
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only `chunked` alone is understood; anything else cannot be framed.
-            if !header.value.trim_ascii().eq_ignore_ascii_case(b"chunked") || chunked {
-                return Err(Reject::BadRequest);
-            }
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            close |= has_token(header.value, "close");
-            keep_alive |= has_token(header.value, "keep-alive");
-        } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue = header
-                .value
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"100-continue");
-        }
+        found.add(buf, header.name, header.value)?;
+        headers.push(HeaderSpan {
+            name: range_of(buf, header.name.as_bytes()),
+            value: range_of(buf, header.value),
+        });
     }
-    let framing = match (chunked, length) {
+    // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
+    if found.host.is_none() && !http10 {
+        return Err(Reject::BadRequest);
+    }
+    let target_range = range_of(buf, target.as_bytes());
+    let (origin, host) = match uri::parse_target(method.as_bytes(), target.as_bytes()) {
+        Some(uri::Target::Origin { origin, authority }) => {
+            let at = |r: Range<usize>| target_range.start + r.start..target_range.start + r.end;
+            // The authority of an absolute-form target replaces Host (RFC 9112 §3.2.2).
+            (at(origin), authority.map(at).or(found.host))
+        }
+        Some(uri::Target::Asterisk | uri::Target::Authority) => (target_range.clone(), found.host),
+        None => return Err(Reject::BadRequest),
+    };
+    let framing = match (found.chunked, found.length) {
         // Both framings at once are the other smuggling attempt.
         (true, Some(_)) => return Err(Reject::BadRequest),
         (true, None) if http10 => return Err(Reject::BadRequest),
@@ -142,13 +245,20 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Re
         }
     };
     Ok(Some(Head {
-        method: range_of(buf, method),
-        target: range_of(buf, target),
+        method: range_of(buf, method.as_bytes()),
+        target: target_range,
+        origin,
+        host,
         http10,
+        is_head: method == "HEAD",
         len,
         framing,
-        keep_alive: if http10 { keep_alive && !close } else { !close },
-        expect_continue,
+        keep_alive: if http10 {
+            found.keep_alive && !found.close
+        } else {
+            !found.close
+        },
+        expect_continue: found.expect_continue,
     }))
 }
 
@@ -170,12 +280,17 @@ mod tests {
     use super::*;
 
     fn head(input: &[u8]) -> Result<Option<Head>, Reject> {
-        parse_head(input, &Limits::default().max_head(256).max_body(16))
+        let mut spans = Vec::new();
+        parse_head(
+            input,
+            &Limits::default().max_head(256).max_body(16),
+            &mut spans,
+        )
     }
 
     #[test]
     fn keep_alive_defaults_per_version() {
-        let h = head(b"GET / HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        let h = head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
         assert!(h.keep_alive && !h.http10);
         let h = head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive && h.http10);
@@ -183,7 +298,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(h.keep_alive);
-        let h = head(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
+        let h = head(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!h.keep_alive);
@@ -191,41 +306,98 @@ mod tests {
 
     #[test]
     fn rejects() {
-        assert_eq!(head(b"GET / HTTP/1.1\r\n"), Ok(None));
+        assert_eq!(head(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
         // An error past the limit is a 431, however the bytes arrived.
-        let mut late_error = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        let mut late_error = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
         late_error.extend_from_slice(&[b'a'; 260]);
         late_error.extend_from_slice(b"\0\r\n\r\n");
         assert_eq!(head(&late_error), Err(Reject::HeadTooLarge));
         assert_eq!(head(&late_error[..250]), Ok(None));
-        assert_eq!(head(b"G\0T / HTTP/1.1\r\n\r\n"), Err(Reject::BadRequest));
-        assert_eq!(head(&[b'a'; 300]), Err(Reject::HeadTooLarge));
-        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        assert_eq!(
+            head(b"G\0T / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        // A request line that never ends: its method or its target is too long.
+        assert_eq!(head(&[b'a'; 300]), Err(Reject::MethodTooLong));
+        let mut target = b"GET /".to_vec();
+        target.extend_from_slice(&[b'a'; 300]);
+        assert_eq!(head(&target), Err(Reject::TargetTooLong));
+        let mut long = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
         long.extend_from_slice(&[b'a'; 300]);
         assert_eq!(head(&long), Err(Reject::HeadTooLarge));
         assert_eq!(
-            head(b"POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n"),
+            head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n"),
             Err(Reject::BodyTooLarge)
         );
         assert_eq!(
-            head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Err(Reject::BadRequest)
         );
         assert_eq!(
-            head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(Reject::BadRequest)
         );
         assert_eq!(
-            head(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
             Err(Reject::BadRequest)
         );
         // Any numeral is read without overflow: over `u64` is simply too large.
         for huge in ["99999999999999999999999", "18446744073709551616", "17"] {
-            let request = format!("POST / HTTP/1.1\r\nContent-Length: {huge}\r\n\r\n");
+            let request = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {huge}\r\n\r\n");
             assert_eq!(head(request.as_bytes()), Err(Reject::BodyTooLarge));
         }
         let any = Limits::default().max_body(usize::MAX);
-        let request = b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n";
-        assert_eq!(parse_head(request, &any), Err(Reject::BodyTooLarge));
+        let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n";
+        assert_eq!(
+            parse_head(request, &any, &mut Vec::new()),
+            Err(Reject::BodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn host_is_required_once_and_valid_in_http11() {
+        assert_eq!(head(b"GET / HTTP/1.1\r\n\r\n"), Err(Reject::BadRequest));
+        assert_eq!(
+            head(b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            head(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            head(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        assert!(head(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+        assert!(head(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn absolute_form_is_routed_by_its_path_and_names_the_host() {
+        let input = b"GET http://example.com:80/a?b HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = head(input).unwrap().unwrap();
+        assert_eq!(&input[h.origin.clone()], b"/a?b");
+        assert_eq!(&input[h.host.clone().unwrap()], b"example.com:80");
+        assert_eq!(&input[h.target.clone()], b"http://example.com:80/a?b");
+        assert_eq!(
+            head(b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+    }
+
+    #[test]
+    fn header_spans_are_kept_for_the_handler() {
+        let input = b"GET / HTTP/1.1\r\nHost: x\r\nX-One:  1 \r\n\r\n";
+        let mut spans = Vec::new();
+        let h = parse_head(input, &Limits::default(), &mut spans)
+            .unwrap()
+            .unwrap();
+        assert!(!h.is_head);
+        let named: Vec<(&[u8], &[u8])> = spans
+            .iter()
+            .map(|s| (&input[s.name.clone()], &input[s.value.clone()]))
+            .collect();
+        assert_eq!(named, [(&b"Host"[..], &b"x"[..]), (b"X-One", b"1")]);
     }
 }

@@ -1,24 +1,56 @@
 //! Responses: what a handler fills in, and how it is written on the wire.
+//!
+//! The writer uses no `core::fmt`: status lines are precomputed, the date comes formatted from
+//! [`DateCache`](super::date::DateCache), and the length is written by `itoa`.
 
-use std::io::Write as _;
+/// The status line of each status this server knows, for HTTP/1.1 (`HTTP/1.0` swaps the
+/// first 8 bytes). Other statuses are written digit by digit with an empty reason phrase.
+fn status_line(status: u16) -> Option<&'static [u8]> {
+    Some(match status {
+        100 => b"HTTP/1.1 100 Continue\r\n",
+        200 => b"HTTP/1.1 200 OK\r\n",
+        201 => b"HTTP/1.1 201 Created\r\n",
+        202 => b"HTTP/1.1 202 Accepted\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
+        206 => b"HTTP/1.1 206 Partial Content\r\n",
+        301 => b"HTTP/1.1 301 Moved Permanently\r\n",
+        302 => b"HTTP/1.1 302 Found\r\n",
+        303 => b"HTTP/1.1 303 See Other\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
+        307 => b"HTTP/1.1 307 Temporary Redirect\r\n",
+        308 => b"HTTP/1.1 308 Permanent Redirect\r\n",
+        400 => b"HTTP/1.1 400 Bad Request\r\n",
+        401 => b"HTTP/1.1 401 Unauthorized\r\n",
+        403 => b"HTTP/1.1 403 Forbidden\r\n",
+        404 => b"HTTP/1.1 404 Not Found\r\n",
+        405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
+        408 => b"HTTP/1.1 408 Request Timeout\r\n",
+        409 => b"HTTP/1.1 409 Conflict\r\n",
+        410 => b"HTTP/1.1 410 Gone\r\n",
+        411 => b"HTTP/1.1 411 Length Required\r\n",
+        413 => b"HTTP/1.1 413 Content Too Large\r\n",
+        414 => b"HTTP/1.1 414 URI Too Long\r\n",
+        415 => b"HTTP/1.1 415 Unsupported Media Type\r\n",
+        418 => b"HTTP/1.1 418 I'm a teapot\r\n",
+        422 => b"HTTP/1.1 422 Unprocessable Content\r\n",
+        429 => b"HTTP/1.1 429 Too Many Requests\r\n",
+        431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        500 => b"HTTP/1.1 500 Internal Server Error\r\n",
+        501 => b"HTTP/1.1 501 Not Implemented\r\n",
+        502 => b"HTTP/1.1 502 Bad Gateway\r\n",
+        503 => b"HTTP/1.1 503 Service Unavailable\r\n",
+        504 => b"HTTP/1.1 504 Gateway Timeout\r\n",
+        505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
+        _ => return None,
+    })
+}
 
-/// The reason phrase for the statuses this server sends.
+/// The reason phrase for `status` (empty for a status this server does not name).
 pub(crate) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
+    status_line(status).map_or("", |line| {
+        // "HTTP/1.1 NNN " is 13 bytes; the line ends with CRLF. The table is ASCII.
+        std::str::from_utf8(&line[13..line.len() - 2]).unwrap_or("")
+    })
 }
 
 /// A response being built by a [`Handler`](crate::http::Handler).
@@ -43,6 +75,7 @@ pub struct Response<'a> {
     status: u16,
     content_type: &'static str,
     body: &'a mut Vec<u8>,
+    allow: Option<&'a str>,
     close: bool,
     stop_server: bool,
 }
@@ -54,12 +87,14 @@ impl<'a> Response<'a> {
             status: 200,
             content_type: "text/plain",
             body,
+            allow: None,
             close: false,
             stop_server: false,
         }
     }
 
-    /// Sets the status code (200 unless set).
+    /// Sets the status code (200 unless set). A status outside `200..=599` is answered `500`:
+    /// informational answers are the server's to send, and only three digits fit the wire.
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
     }
@@ -103,6 +138,29 @@ impl<'a> Response<'a> {
         self.body.extend_from_slice(reason(status).as_bytes());
     }
 
+    /// The `405` answer for a resource that answers the methods in `allow`.
+    pub(crate) fn method_not_allowed(&mut self, allow: &'a str) {
+        self.fail(405);
+        self.allow = Some(allow);
+    }
+
+    /// Makes the answer one the wire can carry: a status outside `200..=599` becomes `500`.
+    pub(crate) fn settle(&mut self) {
+        if !(200..=599).contains(&self.status) {
+            self.fail(500);
+        }
+    }
+
+    /// What goes on the wire.
+    pub(crate) fn answer(&self) -> Answer<'_> {
+        Answer {
+            status: self.status,
+            content_type: self.content_type,
+            body: self.body,
+            allow: self.allow,
+        }
+    }
+
     pub(crate) fn wants_close(&self) -> bool {
         self.close
     }
@@ -110,13 +168,27 @@ impl<'a> Response<'a> {
     pub(crate) fn wants_stop(&self) -> bool {
         self.stop_server
     }
+}
 
-    pub(crate) fn content_type(&self) -> &'static str {
-        self.content_type
-    }
+/// One answer as the writer sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Answer<'a> {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'a str,
+    pub(crate) body: &'a [u8],
+    /// The `allow` field of a `405`.
+    pub(crate) allow: Option<&'a str>,
+}
 
-    pub(crate) fn body(&self) -> &[u8] {
-        self.body
+impl Answer<'static> {
+    /// A plain-text answer whose body is its reason phrase.
+    pub(crate) fn plain(status: u16) -> Self {
+        Answer {
+            status,
+            content_type: "text/plain",
+            body: reason(status).as_bytes(),
+            allow: None,
+        }
     }
 }
 
@@ -125,34 +197,139 @@ impl<'a> Response<'a> {
 pub(crate) struct Wire {
     pub(crate) http10: bool,
     pub(crate) close: bool,
+    /// The request was `HEAD`: the answer is its head alone, `content-length` included
+    /// (RFC 9110 §9.3.2), so the next answer on the connection parses.
+    pub(crate) head: bool,
 }
 
-/// Appends one whole response to `out`.
-pub(crate) fn write_response(
-    out: &mut Vec<u8>,
-    wire: Wire,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-) {
-    let version = if wire.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "{version} {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
-        reason(status),
-        body.len()
-    );
-    if wire.close {
-        out.extend_from_slice(b"connection: close\r\n");
-    } else if wire.http10 {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
+impl Wire {
+    /// HTTP/1.1, `connection: close`, not `HEAD`: how a rejection or refusal is framed when
+    /// nothing else is known of its request.
+    pub(crate) const CLOSE: Wire = Wire {
+        http10: false,
+        close: true,
+        head: false,
+    };
+}
+
+/// Appends one whole response to `out`, dated `date` (an IMF-fixdate).
+pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &[u8], answer: Answer<'_>) {
+    write_status_line(out, wire.http10, answer.status);
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(date);
+    // 1xx, 204 and 304 answers have no content, and 1xx and 204 no content-length either
+    // (RFC 9110 §8.6, §15.3.5; RFC 9112 §6.3); 304 may omit it.
+    let has_content = !matches!(answer.status, 100..=199 | 204 | 304);
+    if has_content {
+        out.extend_from_slice(b"\r\ncontent-type: ");
+        out.extend_from_slice(answer.content_type.as_bytes());
+        out.extend_from_slice(b"\r\ncontent-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(answer.body.len()).as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if let Some(allow) = answer.allow {
+        out.extend_from_slice(b"\r\nallow: ");
+        out.extend_from_slice(allow.as_bytes());
+    }
+    if wire.close {
+        out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    } else if wire.http10 {
+        out.extend_from_slice(b"\r\nconnection: keep-alive\r\n\r\n");
+    } else {
+        out.extend_from_slice(b"\r\n\r\n");
+    }
+    if has_content && !wire.head {
+        out.extend_from_slice(answer.body);
+    }
+}
+
+fn write_status_line(out: &mut Vec<u8>, http10: bool, status: u16) {
+    let version: &[u8] = if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" };
+    match status_line(status) {
+        Some(line) => {
+            out.extend_from_slice(version);
+            out.extend_from_slice(&line[8..]);
+        }
+        None => {
+            // Three digits and an empty reason phrase (RFC 9112 §4); `settle` keeps the status
+            // in 200..=599, and anything else still writes three digits.
+            let status = status.clamp(100, 999);
+            let digits = [
+                b' ',
+                b'0' + (status / 100) as u8,
+                b'0' + (status / 10 % 10) as u8,
+                b'0' + (status % 10) as u8,
+                b' ',
+            ];
+            out.extend_from_slice(version);
+            out.extend_from_slice(&digits);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 /// Appends a plain-text answer whose body is its reason phrase.
-pub(crate) fn write_status(out: &mut Vec<u8>, wire: Wire, status: u16) {
-    write_response(out, wire, status, "text/plain", reason(status).as_bytes());
+pub(crate) fn write_status(out: &mut Vec<u8>, wire: Wire, date: &[u8], status: u16) {
+    write_response(out, wire, date, Answer::plain(status));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn written(wire: Wire, answer: Answer<'_>) -> String {
+        let mut out = Vec::new();
+        write_response(&mut out, wire, DATE, answer);
+        String::from_utf8(out).unwrap()
+    }
+
+    const KEEP: Wire = Wire {
+        http10: false,
+        close: false,
+        head: false,
+    };
+
+    #[test]
+    fn writes_the_head_and_body() {
+        let answer = Answer::plain(404);
+        assert_eq!(
+            written(KEEP, answer),
+            "HTTP/1.1 404 Not Found\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             content-type: text/plain\r\ncontent-length: 9\r\n\r\nNot Found"
+        );
+        let head = Wire { head: true, ..KEEP };
+        assert!(written(head, answer).ends_with("content-length: 9\r\n\r\n"));
+        let http10 = Wire {
+            http10: true,
+            ..KEEP
+        };
+        assert!(written(http10, answer).starts_with("HTTP/1.0 404 Not Found\r\n"));
+        assert!(written(http10, answer).contains("\r\nconnection: keep-alive\r\n\r\n"));
+        let close = Wire {
+            close: true,
+            ..KEEP
+        };
+        assert!(written(close, answer).contains("\r\nconnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn allow_and_bodyless_statuses() {
+        let allow = Answer {
+            allow: Some("GET, HEAD"),
+            ..Answer::plain(405)
+        };
+        assert!(written(KEEP, allow).contains("\r\nallow: GET, HEAD\r\n"));
+        let no_content = Answer {
+            body: b"dropped",
+            ..Answer::plain(204)
+        };
+        assert_eq!(
+            written(KEEP, no_content),
+            "HTTP/1.1 204 No Content\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
+        );
+        let unnamed = Answer::plain(299);
+        assert!(written(KEEP, unnamed).starts_with("HTTP/1.1 299 \r\n"));
+        assert_eq!(reason(503), "Service Unavailable");
+    }
 }

@@ -4,43 +4,142 @@
 //! the server: every [`Route`] has a stable address, so the router and every deferred request
 //! hold a plain `&'r Route` (no `Rc`, no index that could go stale).
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
 use typed_arena::Arena;
 
+use super::parse::{Head, HeaderSpan};
 use super::response::Response;
 use crate::signal::AbortSignal;
 
 /// A parsed request as a handler sees it. Everything borrows the connection's buffers.
+///
+/// # Examples
+///
+/// ```
+/// use reqguard::http::{Limits, Reply, Request, Response, Router, Routes, Session, Unaccounted};
+///
+/// fn show(req: &Request<'_>, res: &mut Response<'_>) -> Reply {
+///     res.write(req.path().as_bytes());
+///     res.write(b" ");
+///     res.write(req.header("x-name").unwrap_or(b"-")); // any case
+///     res.write(b" ");
+///     res.write(req.host().unwrap_or("-").as_bytes());
+///     Reply::Now
+/// }
+///
+/// let routes = Routes::new();
+/// let mut router = Router::new(&routes);
+/// router.route("GET", "/who", show);
+/// let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
+/// session.feed(b"GET /who?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Name: ada\r\n\r\n");
+/// assert!(session.take_output().ends_with(b"\r\n\r\n/who ada example.com"));
+/// // An absolute-form target (what a proxy client sends) is served like its path:
+/// session.feed(b"GET http://a.example/who HTTP/1.1\r\nHost: a.example\r\n\r\n");
+/// assert!(session.take_output().ends_with(b"\r\n\r\n/who - a.example"));
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     pub(crate) method: &'a str,
     pub(crate) target: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
     pub(crate) http10: bool,
+    /// The bytes the head was parsed from; `headers` are ranges into them.
+    pub(crate) head: &'a [u8],
+    pub(crate) headers: &'a [HeaderSpan],
     pub(crate) body: &'a [u8],
     pub(crate) signal: Option<&'a AbortSignal>,
+    pub(crate) this: Option<&'a dyn Any>,
+}
+
+fn text(bytes: &[u8]) -> &str {
+    // Method and target are ASCII once httparse accepted them; anything else reads as empty.
+    std::str::from_utf8(bytes).unwrap_or("")
 }
 
 impl<'a> Request<'a> {
-    /// The method, e.g. `"GET"`.
+    /// The request parsed into `head` (the input from the head's first byte), with `body`.
+    pub(crate) fn new(
+        input: &'a [u8],
+        head: &Head,
+        headers: &'a [HeaderSpan],
+        body: &'a [u8],
+        signal: Option<&'a AbortSignal>,
+        this: Option<&'a dyn Any>,
+    ) -> Self {
+        let origin = text(&input[head.origin.clone()]);
+        let (path, query) = match origin.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (origin, None),
+        };
+        Request {
+            method: text(&input[head.method.clone()]),
+            target: text(&input[head.target.clone()]),
+            // `http://host` and `http://host?q` have the path `/` (RFC 9110 §4.2.3).
+            path: if path.is_empty() { "/" } else { path },
+            query,
+            host: head.host.clone().map(|h| text(&input[h])),
+            http10: head.http10,
+            head: &input[..head.len],
+            headers,
+            body,
+            signal,
+            this,
+        }
+    }
+
+    /// The method, e.g. `"GET"` (`"HEAD"` when a `GET` route answers a `HEAD`).
     pub fn method(&self) -> &'a str {
         self.method
     }
 
-    /// The request target as sent, e.g. `"/delay?ms=5"`.
+    /// The request target as sent, e.g. `"/delay?ms=5"` or `"http://host/delay?ms=5"`.
     pub fn target(&self) -> &'a str {
         self.target
     }
 
-    /// The path: the target up to `?`.
+    /// The path, e.g. `"/delay"`: the target up to `?`, from an absolute-form target its path.
     pub fn path(&self) -> &'a str {
-        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+        self.path
     }
 
     /// The query string after `?`, if any.
     pub fn query(&self) -> Option<&'a str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.query
+    }
+
+    /// The host the request is for: the authority of an absolute-form target, else the `Host`
+    /// field (absent only in an HTTP/1.0 request without one).
+    pub fn host(&self) -> Option<&'a str> {
+        self.host
+    }
+
+    /// The value of the first header field called `name` (compared case-insensitively), as
+    /// sent, without surrounding whitespace.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers()
+            .find_map(|(n, v)| n.eq_ignore_ascii_case(name).then_some(v))
+    }
+
+    /// Every header field in the order sent, repeated names included: `(name, value)`.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let head = self.head;
+        self.headers
+            .iter()
+            .map(move |h| (text(&head[h.name.clone()]), &head[h.value.clone()]))
+    }
+
+    /// The wrapper the request was admitted with, the `this` a runtime calls its handler with
+    /// (the strong handle [`Live::wrapper`](crate::Live::wrapper) gave), if it is a `T`.
+    /// Under [`Guarded`](crate::http::Guarded) `T` is the engine's strong handle (for the
+    /// embedded engine, [`Handle`](crate::engines::Handle)`<W>`); under
+    /// [`Unaccounted`](crate::http::Unaccounted) there is none.
+    pub fn this<T: Any>(&self) -> Option<&'a T> {
+        self.this?.downcast_ref()
     }
 
     /// The value of query parameter `name` (no percent-decoding).
@@ -56,7 +155,7 @@ impl<'a> Request<'a> {
     ///     Reply::Now
     /// });
     /// let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
-    /// session.feed(b"GET /q?a=1&ms=25 HTTP/1.1\r\n\r\n");
+    /// session.feed(b"GET /q?a=1&ms=25 HTTP/1.1\r\nhost: x\r\n\r\n");
     /// assert!(session.take_output().ends_with(b"\r\n\r\n25"));
     /// ```
     pub fn query_param(&self, name: &str) -> Option<&'a str> {
@@ -127,7 +226,7 @@ pub enum Reply {
 /// let mut router = Router::new(&routes);
 /// router.route("GET", "/later", Later);
 /// let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
-/// session.feed(b"GET /later HTTP/1.1\r\n\r\n");
+/// session.feed(b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n");
 /// assert!(session.take_output().is_empty());
 /// session.advance(Duration::from_secs(1));
 /// assert!(session.take_output().ends_with(b"resolved 7"));
@@ -198,8 +297,11 @@ impl fmt::Debug for Route {
 /// let hello = router.route("GET", "/", hello);
 /// assert_eq!(hello.path(), "/");
 /// assert!(std::ptr::eq(router.find("GET", "/").unwrap(), hello)); // a stable reference
+/// assert!(std::ptr::eq(router.find("HEAD", "/").unwrap(), hello)); // GET answers HEAD
 /// assert_eq!(router.find("POST", "/").unwrap_err(), 405);
+/// assert_eq!(router.allow("/"), Some("GET, HEAD"));
 /// assert_eq!(router.find("GET", "/nope").unwrap_err(), 404);
+/// assert_eq!(router.find("BREW", "/").unwrap_err(), 501);
 /// ```
 #[derive(Default)]
 pub struct Routes {
@@ -219,10 +321,23 @@ impl fmt::Debug for Routes {
     }
 }
 
+/// The methods every HTTP server knows (RFC 9110 §9, RFC 5789), with or without a route for
+/// them; any other method is known only if a route answers it. `CONNECT` is left out: this
+/// server tunnels nothing, so it is not implemented (`501`).
+const STANDARD_METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH",
+];
+
 /// The route table: method and exact path to a handler.
+///
+/// A `GET` route also answers `HEAD` (the server sends the head of its answer only). A path with
+/// no route for the method is `405` with an `allow` field naming the path's methods; a method
+/// the server does not know at all is `501`.
 pub struct Router<'r> {
     routes: &'r Routes,
     table: Vec<&'r Route>,
+    /// Each path's `allow` value (`GET, HEAD, POST`), kept up to date as routes are added.
+    allow: Vec<(Box<str>, String)>,
 }
 
 impl<'r> Router<'r> {
@@ -231,6 +346,7 @@ impl<'r> Router<'r> {
         Router {
             routes,
             table: Vec::new(),
+            allow: Vec::new(),
         }
     }
 
@@ -247,22 +363,69 @@ impl<'r> Router<'r> {
             handler: Box::new(handler),
         });
         self.table.push(route);
+        self.update_allow(path);
         route
     }
 
+    fn update_allow(&mut self, path: &str) {
+        let mut methods: Vec<&str> = Vec::new();
+        for route in self.table.iter().filter(|r| &*r.path == path) {
+            let implied: &[&'static str] = if route.method == "GET" {
+                &["GET", "HEAD"]
+            } else {
+                std::slice::from_ref(&route.method)
+            };
+            for method in implied {
+                if !methods.contains(method) {
+                    methods.push(method);
+                }
+            }
+        }
+        let value = methods.join(", ");
+        match self.allow.iter_mut().find(|(p, _)| &**p == path) {
+            Some((_, allow)) => *allow = value,
+            None => self.allow.push((path.into(), value)),
+        }
+    }
+
     /// The route for `method` and `path`, or the status to answer with: `404` for an unknown
-    /// path, `405` for a known path with another method.
+    /// path, `405` for a known path with another method (see [`allow`](Router::allow)), `501`
+    /// for a method the server does not know. `HEAD` finds the `GET` route unless the path has
+    /// a `HEAD` route of its own.
     pub fn find(&self, method: &str, path: &str) -> Result<&'r Route, u16> {
         let mut status = 404;
+        let mut get = None;
         for route in &self.table {
             if &*route.path == path {
                 if route.method == method {
                     return Ok(route);
                 }
+                if route.method == "GET" && method == "HEAD" {
+                    get = Some(*route);
+                }
                 status = 405;
             }
         }
+        if let Some(get) = get {
+            return Ok(get);
+        }
+        if !self.knows(method) {
+            return Err(501);
+        }
         Err(status)
+    }
+
+    /// The methods `path` answers, as the value of an `allow` field (`None` for no route).
+    pub fn allow(&self, path: &str) -> Option<&str> {
+        self.allow
+            .iter()
+            .find(|(p, _)| &**p == path)
+            .map(|(_, allow)| allow.as_str())
+    }
+
+    /// Whether the server knows `method`: a standard one, or one some route answers.
+    pub fn knows(&self, method: &str) -> bool {
+        STANDARD_METHODS.contains(&method) || self.table.iter().any(|r| r.method == method)
     }
 }
 

@@ -27,7 +27,7 @@ pub const MAX_DELAY_MS: u64 = 60_000;
 /// let mut router = Router::new(&routes);
 /// demo_routes(&mut router);
 /// let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
-/// session.feed(b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nping");
+/// session.feed(b"POST /echo HTTP/1.1\r\nhost: x\r\nContent-Length: 4\r\n\r\nping");
 /// assert!(session.take_output().ends_with(b"\r\n\r\nping"));
 /// ```
 pub fn demo_routes(router: &mut Router<'_>) {

@@ -142,7 +142,7 @@ impl fmt::Debug for StopHandle {
 ///     .spawn(|| Guarded::embedded("server", Config::default()), demo_routes)
 ///     .unwrap();
 /// let mut client = std::net::TcpStream::connect(running.addr()).unwrap();
-/// client.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+/// client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nConnection: close\r\n\r\n").unwrap();
 /// let mut answer = String::new();
 /// client.read_to_string(&mut answer).unwrap();
 /// assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("hello"));

@@ -375,12 +375,16 @@ impl<'r, A: Accounting> Server<'r, A> {
     fn refuse_connection(&mut self, mut stream: TcpStream, now: Instant) {
         if self.refusing >= MAX_REFUSING {
             // Too many at once to say goodbye properly: best effort, then close.
-            let mut answer = Connection::<A::Held>::over_capacity(now);
+            self.dispatcher.date.refresh(now);
+            let date = self.dispatcher.date.text();
+            let mut answer = Connection::<A::Held>::over_capacity(now, date);
             let _ = stream.write(answer.pending_output());
             answer.consume_output(usize::MAX);
             return;
         }
-        if self.register(stream, Connection::over_capacity(now), true, now) {
+        self.dispatcher.date.refresh(now);
+        let answer = Connection::over_capacity(now, self.dispatcher.date.text());
+        if self.register(stream, answer, true, now) {
             self.refusing += 1;
         }
     }

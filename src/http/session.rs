@@ -31,7 +31,7 @@ use crate::signal::AbortReason;
 /// demo_routes(&mut router);
 /// let mut session = Session::new(&router, Guarded::embedded("server", Config::default()), Limits::default());
 ///
-/// session.feed(b"GET /delay?ms=50 HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+/// session.feed(b"GET /delay?ms=50 HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
 /// assert!(session.take_output().is_empty()); // the first answer is deferred, the second waits
 /// // Both requests are in flight until their answers are written, in order.
 /// assert_eq!(session.ledger().unwrap().outstanding(reqguard::GuardKind::Ticket), 2);

@@ -5,11 +5,17 @@
 //! Checked: the status line (`HTTP/1.x SP 3DIGIT SP reason CRLF`), every field line
 //! (`token ":" OWS value OWS CRLF`, no bare LF or CR, no whitespace before the colon, no
 //! obs-fold, no control bytes), exactly one `content-length` on a final answer (none on a
-//! `1xx`), no `transfer-encoding`, and a body of exactly that length. After a `connection:
-//! close` answer the server must send nothing more, then FIN (not a reset).
+//! `1xx` or `204`), no `transfer-encoding`, exactly one `date` in IMF-fixdate on a final answer
+//! (RFC 9110 6.6.1), and a body of exactly that length, or none at all for an answer to `HEAD`
+//! and for `1xx`, `204` and `304` ([`read_for`]), so the next answer parses from the very next
+//! byte. After a `connection: close` answer the server must send nothing more, then FIN (not a
+//! reset).
 
-use std::io::{self, BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::READ_TIMEOUT;
 
 /// One response, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +34,10 @@ impl Strict {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("utf-8 body")
     }
 
     pub fn closes(&self) -> bool {
@@ -106,8 +116,13 @@ fn field_line(raw: &[u8]) -> io::Result<(String, String)> {
     Ok((String::from_utf8_lossy(name).to_ascii_lowercase(), value))
 }
 
-/// Reads one response from `reader`, strictly.
+/// Reads one response from `reader`, strictly: the answer to a request that was not `HEAD`.
 pub fn read(reader: &mut BufReader<TcpStream>) -> io::Result<Strict> {
+    read_for(reader, "GET")
+}
+
+/// Reads one response to a request with `method` from `reader`, strictly.
+pub fn read_for(reader: &mut BufReader<TcpStream>, method: &str) -> io::Result<Strict> {
     let (version, status, reason) = status_line(&line(reader)?)?;
     let mut fields = Vec::new();
     loop {
@@ -128,9 +143,12 @@ pub fn read(reader: &mut BufReader<TcpStream>) -> io::Result<Strict> {
     if fields.iter().any(|(n, _)| n == "transfer-encoding") {
         return Err(bad("transfer-encoding in an answer"));
     }
+    if status >= 200 {
+        check_date(&fields)?;
+    }
     let length = match (status, lengths.as_slice()) {
-        (100..=199, []) => 0,
-        (100..=199, _) => return Err(bad("content-length on a 1xx")),
+        (100..=199 | 204, []) => 0,
+        (100..=199 | 204, _) => return Err(bad("content-length on a 1xx or 204")),
         (_, [one]) if !one.is_empty() && one.bytes().all(|b| b.is_ascii_digit()) => one
             .parse::<usize>()
             .map_err(|_| bad("content-length too large"))?,
@@ -140,7 +158,8 @@ pub fn read(reader: &mut BufReader<TcpStream>) -> io::Result<Strict> {
             )))
         }
     };
-    let mut body = vec![0; length];
+    let bodyless = method == "HEAD" || matches!(status, 100..=199 | 204 | 304);
+    let mut body = vec![0; if bodyless { 0 } else { length }];
     reader.read_exact(&mut body)?;
     Ok(Strict {
         version,
@@ -163,5 +182,127 @@ pub fn expect_clean_eof(reader: &mut BufReader<TcpStream>) -> io::Result<()> {
             rest.len(),
             String::from_utf8_lossy(&rest[..rest.len().min(100)])
         )))
+    }
+}
+
+/// Exactly one `date`, an IMF-fixdate within a minute of this machine's clock.
+fn check_date(fields: &[(String, String)]) -> io::Result<()> {
+    let dates: Vec<&str> = fields
+        .iter()
+        .filter(|(n, _)| n == "date")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let [date] = dates[..] else {
+        return Err(bad(format!("need exactly one date: {dates:?}")));
+    };
+    let secs =
+        parse_imf_fixdate(date).ok_or_else(|| bad(format!("not an IMF-fixdate: {date:?}")))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs.abs_diff(now) > 60 {
+        return Err(bad(format!(
+            "date {date:?} is {secs}, the clock says {now}"
+        )));
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch of `Sun, 06 Nov 1994 08:49:37 GMT`, exactly that shape (the day
+/// name must match the date).
+pub fn parse_imf_fixdate(date: &str) -> Option<u64> {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = date.as_bytes();
+    if b.len() != 29 || !date.is_ascii() || &date[3..5] != ", " || &date[25..] != " GMT" {
+        return None;
+    }
+    if b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let digits = &date[r];
+        digits.bytes().all(|c| c.is_ascii_digit()).then_some(())?;
+        digits.parse().ok()
+    };
+    let (day, year) = (num(5..7)?, num(12..16)?);
+    let month = MONTHS.iter().position(|m| *m == &date[8..11])? as u64 + 1;
+    let (h, m, s) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    if h > 23 || m > 59 || s > 60 || day == 0 || day > 31 || year < 1970 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    if DAYS[(days % 7) as usize] != &date[..3] {
+        return None;
+    }
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// A client connection whose answers are read strictly, in order, knowing each request's method.
+pub struct StrictClient {
+    reader: BufReader<TcpStream>,
+}
+
+impl StrictClient {
+    pub fn connect(addr: SocketAddr) -> StrictClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        StrictClient {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("send");
+    }
+
+    /// Reads the answer to a request with `method`; panics on anything not strictly valid.
+    pub fn answer(&mut self, method: &str) -> Strict {
+        read_for(&mut self.reader, method).unwrap_or_else(|e| panic!("answer to {method}: {e}"))
+    }
+
+    /// Asserts that no byte follows what was read: within `wait` nothing arrives on a kept-alive
+    /// connection, or (`closed`) the server closes it cleanly.
+    pub fn expect_nothing_more(&mut self, closed: bool, wait: Duration) {
+        let unread = self.reader.buffer();
+        assert!(
+            unread.is_empty(),
+            "unexpected bytes after the last answer: {:?}",
+            String::from_utf8_lossy(unread)
+        );
+        if closed {
+            expect_clean_eof(&mut self.reader).expect("a clean close");
+            return;
+        }
+        self.reader.get_ref().set_read_timeout(Some(wait)).unwrap();
+        let mut byte = [0u8; 64];
+        match self.reader.read(&mut byte) {
+            Ok(0) => panic!("the server closed a kept-alive connection"),
+            Ok(n) => panic!(
+                "unexpected bytes after the last answer: {:?}",
+                String::from_utf8_lossy(&byte[..n])
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .unwrap();
     }
 }

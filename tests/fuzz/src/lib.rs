@@ -3,7 +3,7 @@
 use std::sync::Once;
 
 /// The statuses the reference server may answer with.
-const ALLOWED: &[u16] = &[100, 200, 400, 404, 405, 408, 413, 431, 500, 503];
+const ALLOWED: &[u16] = &[100, 200, 400, 404, 405, 408, 413, 414, 431, 500, 501, 503];
 
 /// One parsed response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +74,8 @@ pub fn check_responses(mut out: &[u8]) -> Vec<Answer> {
     answers
 }
 
-/// `out` without its interim `1xx` answers (which depend on how the request arrived).
+/// `out` without its interim `1xx` answers (which depend on how the request arrived), and with
+/// every `date` value blanked (it depends on when).
 pub fn without_interim(out: &[u8]) -> Vec<u8> {
     const CONTINUE: &[&[u8]] = &[
         b"HTTP/1.1 100 Continue\r\n\r\n",
@@ -103,7 +104,15 @@ pub fn without_interim(out: &[u8]) -> Vec<u8> {
             .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
             .unwrap_or(0);
         let end = (head + length).min(rest.len());
+        let start = kept.len();
         kept.extend_from_slice(&rest[..end]);
+        if let Some(at) = kept[start..start + head]
+            .windows(8)
+            .position(|w| w == b"\r\ndate: ")
+        {
+            let value = start + at + 8;
+            kept[value..value + 29].fill(b'-');
+        }
         rest = &rest[end..];
     }
     kept

@@ -1,0 +1,200 @@
+//! The request target and the `Host` field (RFC 9112 §3.2, RFC 9110 §7.2, RFC 3986 §3.2.2).
+//!
+//! Pure functions over byte slices: no allocation, no state.
+
+use std::ops::Range;
+
+/// The form of a request target, with the parts the server uses, as ranges into the target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `/path?query` (origin-form), or the path and query of an absolute-form target
+    /// (`http://host/path?query`, sent to proxies and accepted by every origin server). The range
+    /// is empty for `http://host` or `http://host?query` minus the query: the path is then `/`.
+    Origin {
+        /// The path and query.
+        origin: Range<usize>,
+        /// The authority of an absolute-form target, which takes the place of `Host`.
+        authority: Option<Range<usize>>,
+    },
+    /// `*`, for a server-wide `OPTIONS`.
+    Asterisk,
+    /// `host:port`, for `CONNECT`.
+    Authority,
+}
+
+/// Classifies `target` (of a request with `method`); `None` if it is no valid form for it.
+pub(crate) fn parse_target(method: &[u8], target: &[u8]) -> Option<Target> {
+    if method == b"CONNECT" {
+        // Authority-form only (RFC 9112 §3.2.3).
+        let named = !host_part(target).is_empty();
+        return (named && valid_authority(target)).then_some(Target::Authority);
+    }
+    match target.first()? {
+        b'/' => Some(Target::Origin {
+            origin: 0..target.len(),
+            authority: None,
+        }),
+        b'*' if target.len() == 1 && method == b"OPTIONS" => Some(Target::Asterisk),
+        _ => absolute_form(target),
+    }
+}
+
+/// `http://authority[/path][?query]` or `https://...`: the authority must name a host.
+fn absolute_form(target: &[u8]) -> Option<Target> {
+    let scheme_end = target.windows(3).position(|w| w == b"://")?;
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+        return None;
+    }
+    let start = scheme_end + 3;
+    let end = target[start..]
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .map_or(target.len(), |i| start + i);
+    let authority = &target[start..end];
+    // An `http` URI with an empty host is invalid (RFC 9110 §4.2.1); userinfo is not allowed
+    // here (RFC 9110 §4.2.4), and `valid_authority` rejects the `@`.
+    let host_len = host_part(authority).len();
+    if host_len == 0 || !valid_authority(authority) {
+        return None;
+    }
+    Some(Target::Origin {
+        origin: end..target.len(),
+        authority: Some(start..end),
+    })
+}
+
+/// The host of `host[:port]` (the whole bracketed literal for IPv6).
+fn host_part(authority: &[u8]) -> &[u8] {
+    if authority.first() == Some(&b'[') {
+        return match authority.iter().position(|&b| b == b']') {
+            Some(close) => &authority[..=close],
+            None => authority,
+        };
+    }
+    match authority.iter().position(|&b| b == b':') {
+        Some(colon) => &authority[..colon],
+        None => authority,
+    }
+}
+
+/// Whether `value` is `uri-host [ ":" port ]` (RFC 3986): a valid `Host` field value. An empty
+/// value is valid (a request whose target has no authority sends an empty `Host`).
+pub(crate) fn valid_authority(value: &[u8]) -> bool {
+    let host = host_part(value);
+    let rest = &value[host.len()..];
+    let port_ok = match rest.split_first() {
+        None => true,
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok && valid_host(host)
+}
+
+fn valid_host(host: &[u8]) -> bool {
+    match host {
+        [b'[', inner @ .., b']'] => {
+            // IPv6address or IPvFuture: hex digits, colons and dots, or `v` + unreserved,
+            // sub-delims and colons.
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
+        }
+        _ => valid_reg_name(host),
+    }
+}
+
+/// reg-name = *( unreserved / pct-encoded / sub-delims ); IPv4 addresses are reg-names too.
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        let b = name[i];
+        if b == b'%' {
+            let hex = name.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !is_unreserved(b) && !is_sub_delim(b) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            &b""[..],
+            b"example.com",
+            b"example.com:8080",
+            b"example.com:",
+            b"127.0.0.1:80",
+            b"[::1]:8080",
+            b"xn--bcher-kva.example",
+            b"a%20b",
+        ] {
+            assert!(valid_authority(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"a b"[..],
+            b"user@host",
+            b"host:80x",
+            b"host:80:90",
+            b"[::1",
+            b"[]",
+            b"a%2",
+            b"a%zz",
+            b"host/path",
+            b"\xff",
+        ] {
+            assert!(!valid_authority(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn target_forms() {
+        fn origin(t: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+            match parse_target(b"GET", t) {
+                Some(Target::Origin { origin, authority }) => {
+                    Some((&t[origin], authority.map(|a| &t[a])))
+                }
+                _ => None,
+            }
+        }
+        assert_eq!(origin(b"/a?b"), Some((&b"/a?b"[..], None)));
+        assert_eq!(
+            origin(b"http://h:1/a?b"),
+            Some((&b"/a?b"[..], Some(&b"h:1"[..])))
+        );
+        assert_eq!(origin(b"HTTPS://h"), Some((&b""[..], Some(&b"h"[..]))));
+        assert_eq!(origin(b"http://h?q"), Some((&b"?q"[..], Some(&b"h"[..]))));
+        assert_eq!(origin(b"http:///a"), None); // no host
+        assert_eq!(origin(b"http://u@h/"), None); // userinfo
+        assert_eq!(origin(b"ftp://h/"), None);
+        assert_eq!(origin(b"a/b"), None);
+        assert_eq!(origin(b"*"), None);
+        assert_eq!(parse_target(b"OPTIONS", b"*"), Some(Target::Asterisk));
+        assert_eq!(parse_target(b"CONNECT", b"h:443"), Some(Target::Authority));
+        assert_eq!(parse_target(b"CONNECT", b"/"), None);
+    }
+}
