@@ -73,7 +73,8 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Largest request line plus headers, in bytes; larger gets `431`.
+    /// Largest request line plus headers, in bytes; larger gets `431`, or `414` when the
+    /// request line does not end within it (`501` if its method does not).
     pub fn max_head(mut self, bytes: usize) -> Self {
         self.max_head = bytes;
         self
