@@ -557,3 +557,47 @@ fn the_deadline_aborts_then_force_closes_and_reports_what_was_out() {
         "force-closing released everything: {report}"
     );
 }
+
+#[test]
+fn unready_then_drain_with_the_port_open_and_health_routes_taking_nothing() {
+    let options = Options::default()
+        .health_checks(true)
+        .keep_listening(true)
+        .unready(Duration::from_millis(400))
+        .stop_linger(Duration::ZERO);
+    let mut server = TestServer::spawn(move || demo(options, true));
+    let addr = server.addr;
+    assert_eq!(util::get(addr, "/healthz/ready").status, 200);
+    // A request in flight keeps the drain (and so the port) open for a while.
+    let mut delayed = Client::connect(addr);
+    delayed.send(b"GET /delay?ms=1500 HTTP/1.1\r\n\r\n");
+    assert_eq!(util::get(addr, "/").status, 200); // (answered after the delay was admitted)
+    let _ = server.stop.take().unwrap().send(());
+    wait_until("readiness to turn 503", || {
+        util::get(addr, "/healthz/ready").status == 503
+    });
+    // Unready: still admitted and answered, but every answer closes its connection.
+    let unready = util::get(addr, "/");
+    assert_eq!(
+        (unready.status, unready.text(), unready.closes()),
+        (200, "hello", true)
+    );
+    // Then the drain: the port still accepts, admission is closed, the probe stays live.
+    wait_until("admission to close", || util::get(addr, "/").status == 503);
+    assert_eq!(util::get(addr, "/healthz/live").status, 200);
+    let report = server.join();
+    assert!(
+        report.stats.served >= 1 && report.stats.refused >= 1,
+        "{report}"
+    );
+    assert_eq!(
+        report.outcomes.total(),
+        report.stats.served,
+        "probes take nothing"
+    );
+    assert_eq!(report.leaked, 0, "{report}");
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the listener closed when the drain ended"
+    );
+}

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{wait_until, Client};
+use util::{get, wait_until, Client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reqguard-demo");
 
@@ -168,22 +168,83 @@ fn serve_stack_hyper_under_curl_then_sigint_prints_json_and_exits_0() {
 
 #[test]
 fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
-    let serve = Serve::start("", "--collect-on-stop");
+    // Idle connections may linger 2 s into the drain, long enough for the late request.
+    let serve = Serve::start("", "--collect-on-stop --idle-linger-ms 2000");
     let mut kept = Client::connect(serve.addr);
     assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
     let addr = serve.addr;
+    assert_eq!(get(addr, "/healthz/ready").status, 200);
     send_signal(serve.child.id(), "TERM");
-    wait_until("the listener to close", || {
-        TcpStream::connect(addr).is_err()
+    // As on mio: readiness turns 503 and the port keeps accepting during the drain.
+    wait_until("readiness to turn 503", || {
+        get(addr, "/healthz/ready").status == 503
     });
+    assert_eq!(get(addr, "/healthz/live").status, 200);
+    let fresh = get(addr, "/");
+    assert_eq!(
+        (fresh.status, fresh.closes()),
+        (503, true),
+        "a new connection is refused"
+    );
     let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     drop(kept);
     let mut serve = serve;
     let (json, ok) = serve.json_and_status();
     assert!(ok, "{json}");
-    assert_eq!(field(&json, "refused_finalized"), 1.0, "{json}");
+    assert_eq!(field(&json, "refused_finalized"), 2.0, "{json}");
     assert_eq!(field(&json, "leaked"), 0.0);
+}
+
+#[test]
+fn a_second_sigterm_skips_the_drain_to_force() {
+    let serve = Serve::start("", "--drain-timeout-ms 30000");
+    let mut delayed = Client::connect(serve.addr);
+    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
+    send_signal(serve.child.id(), "TERM");
+    wait_until("readiness to turn 503", || {
+        get(serve.addr, "/healthz/ready").status == 503
+    });
+    // The drain waits for the delayed request (30 s); a second signal forces.
+    let forced = Instant::now();
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(forced.elapsed() < Duration::from_secs(10), "{json}");
+    assert!(ok, "{json}");
+    assert!(delayed.answer().is_err(), "force-closed without an answer");
+    assert_eq!(field(&json, "force_closed"), 1.0, "{json}");
+    assert_eq!(field(&json, "aborted"), 1.0, "{json}");
+    assert_eq!(field(&json, "deadline_aborted"), 1.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    assert!(
+        json.contains("\"drain_deadline_hit\":false"),
+        "forced, not expired: {json}"
+    );
+}
+
+#[test]
+fn request_timeout_and_max_body_flags_bound_the_echo_body() {
+    let serve = Serve::start("", "--request-timeout-ms 200 --max-body 4096");
+    let mut slow = Client::connect(serve.addr);
+    let started = Instant::now();
+    slow.send(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nab");
+    let answer = slow.answer().unwrap();
+    assert_eq!((answer.status, answer.closes()), (408, true));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the default is 10 s"
+    );
+    let mut big = Client::connect(serve.addr);
+    big.send(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 4097\r\n\r\n");
+    assert_eq!(
+        big.answer().unwrap().status,
+        413,
+        "refused before the body is read"
+    );
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "rejected"), 2.0, "{json}");
+    assert_eq!(field(&json, "served"), 0.0, "{json}");
 }
 
 #[test]

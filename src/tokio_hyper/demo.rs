@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::bundle::{Bundle, Reply};
@@ -29,28 +30,46 @@ pub const MAX_ECHO_BODY: usize = 1024 * 1024;
 ///
 /// Anything else is `404` (`405` for a known path with another method).
 pub fn demo_routes<E: Engine, C: Recycle>() -> impl Handler<E, C, Body = Full<Bytes>> {
-    demo_routes_with(MAX_ECHO_BODY)
+    demo_routes_with(MAX_ECHO_BODY, ECHO_BODY_TIMEOUT)
 }
 
-/// [`demo_routes`] with `/echo` bodies limited to `max_body` bytes (`413` above).
+/// How long `/echo` waits for its whole body by default; slower gets `408`.
+pub const ECHO_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`demo_routes`] with `/echo` bodies limited to `max_body` bytes (`413` above) and to
+/// `body_timeout` to arrive (`408` after).
 pub fn demo_routes_with<E: Engine, C: Recycle>(
     max_body: usize,
+    body_timeout: Duration,
 ) -> impl Handler<E, C, Body = Full<Bytes>> {
     move |_this: E::Strong, request: Request<Incoming>, bundle: Bundle<C>| {
-        demo(request, bundle, max_body)
+        demo(
+            request,
+            bundle,
+            EchoLimits {
+                max_body,
+                body_timeout,
+            },
+        )
     }
+}
+
+#[derive(Clone, Copy)]
+struct EchoLimits {
+    max_body: usize,
+    body_timeout: Duration,
 }
 
 async fn demo<C: Recycle>(
     request: Request<Incoming>,
     bundle: Bundle<C>,
-    max_body: usize,
+    limits: EchoLimits,
 ) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
     let known = matches!(request.uri().path(), "/" | "/delay" | "/echo" | "/panic");
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => Ok(text(bundle, StatusCode::OK, Bytes::from_static(b"hello"))),
         (&Method::GET, "/delay") => delay(request, bundle).await,
-        (&Method::POST, "/echo") => echo(request, bundle, max_body).await,
+        (&Method::POST, "/echo") => echo(request, bundle, limits).await,
         (&Method::GET, "/panic") => panic!("GET /panic: this handler panics on purpose"),
         _ if known => Ok(text(bundle, StatusCode::METHOD_NOT_ALLOWED, Bytes::new())),
         _ => Ok(text(bundle, StatusCode::NOT_FOUND, Bytes::new())),
@@ -86,28 +105,49 @@ async fn delay<C: Recycle>(
     }
 }
 
-/// `POST /echo`: the request body back, up to `max_body` bytes.
+/// `POST /echo`: the request body back, up to `max_body` bytes within `body_timeout`.
 async fn echo<C: Recycle>(
     request: Request<Incoming>,
     bundle: Bundle<C>,
-    max_body: usize,
+    limits: EchoLimits,
 ) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
-    match Limited::new(request.into_body(), max_body).collect().await {
+    use hyper::body::Body as _;
+    // A declared length past the limit is refused before any of the body is read.
+    if request.body().size_hint().lower() > limits.max_body as u64 {
+        return Ok(closing(text(
+            bundle,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Bytes::new(),
+        )));
+    }
+    let body = Limited::new(request.into_body(), limits.max_body).collect();
+    let Ok(collected) = tokio::time::timeout(limits.body_timeout, body).await else {
+        return Ok(closing(text(
+            bundle,
+            StatusCode::REQUEST_TIMEOUT,
+            Bytes::new(),
+        )));
+    };
+    match collected {
         Ok(body) => {
             let mut reply = text(bundle, StatusCode::OK, body.to_bytes());
-            let octets = hyper::header::HeaderValue::from_static("application/octet-stream");
-            reply
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, octets);
+            let octets = HeaderValue::from_static("application/octet-stream");
+            reply.headers_mut().insert(CONTENT_TYPE, octets);
             Ok(reply)
         }
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            let mut reply = text(bundle, StatusCode::PAYLOAD_TOO_LARGE, Bytes::new());
-            // The rest of the body is unread: the connection cannot go on.
-            let close = hyper::header::HeaderValue::from_static("close");
-            reply.headers_mut().insert(hyper::header::CONNECTION, close);
-            Ok(reply)
-        }
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Ok(closing(text(
+            bundle,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Bytes::new(),
+        ))),
         Err(err) => Err(err.to_string().into()),
     }
+}
+
+/// The rest of the request body is unread: the connection cannot go on.
+fn closing<C: Recycle>(mut reply: Reply<Full<Bytes>, C>) -> Reply<Full<Bytes>, C> {
+    reply
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    reply
 }

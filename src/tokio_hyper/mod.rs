@@ -68,7 +68,7 @@ mod tally;
 
 pub use body::{BoxError, GuardedBody};
 pub use bundle::{Aborted, Bundle, Reply};
-pub use demo::{demo_routes, demo_routes_with, MAX_DELAY_MS, MAX_ECHO_BODY};
+pub use demo::{demo_routes, demo_routes_with, ECHO_BODY_TIMEOUT, MAX_DELAY_MS, MAX_ECHO_BODY};
 pub use handler::{EnterScope, Handler, HandlerError, NoScope};
 pub use report::HyperReport;
 pub use server::{run, HyperServer, Options, MIN_BUFFER};

@@ -23,9 +23,12 @@ pub struct HyperReport {
     pub leaks: LeakReport,
     /// From stop until the last ticket was released **and** the last connection closed.
     pub drain_time: Option<Duration>,
-    /// What was still out when the drain deadline passed (its signals were aborted, then the
-    /// connections force-closed); `None` when the drain completed in time.
+    /// What was still out when the drain deadline passed (or the force signal came): its
+    /// signals were aborted, then the connections force-closed; `None` when the drain completed
+    /// in time.
     pub deadline: Option<DrainReport>,
+    /// Whether the force signal (a second SIGTERM), not the deadline, ended the drain early.
+    pub forced: bool,
     /// Connections the server closed at the end of the drain.
     pub force_closed: u64,
     /// The context pool's figures.
@@ -69,7 +72,7 @@ impl HyperReport {
             s.connections_refused,
             s.accept_backoffs,
             self.force_closed,
-            self.deadline.is_some(),
+            self.deadline.is_some() && !self.forced,
             self.outcomes.to_json(),
         )
     }

@@ -1,9 +1,12 @@
 //! The accept loop and the stop: stop accepting, keep-alive off, drain both sides, escalate.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -39,6 +42,10 @@ pub struct Options {
     idle_timeout: Duration,
     max_connections: usize,
     max_buffer: usize,
+    unready: Duration,
+    force_after: Duration,
+    keep_listening: bool,
+    health_checks: bool,
 }
 
 /// The smallest read and write buffer hyper accepts (`http1::Builder::max_buf_size` panics below).
@@ -46,8 +53,9 @@ pub const MIN_BUFFER: usize = 8 * 1024;
 
 impl Default for Options {
     /// 5 s of drain, 1 s of linger for idle connections after stop, 5 s idle (and request head)
-    /// timeout, 1,024 connections, 8 KiB buffers (a larger request head gets `431`): the mio
-    /// server's defaults where hyper has the knob.
+    /// timeout, 1,024 connections, 8 KiB buffers (a larger request head gets `431`), no unready
+    /// phase, 1 s from the deadline's aborts to the force-close: the mio server's defaults where
+    /// hyper has the knob. The listener closes at stop, and there are no health routes.
     fn default() -> Self {
         Options {
             drain_timeout: Duration::from_secs(5),
@@ -55,6 +63,10 @@ impl Default for Options {
             idle_timeout: Duration::from_secs(5),
             max_connections: 1024,
             max_buffer: MIN_BUFFER,
+            unready: Duration::ZERO,
+            force_after: Duration::from_secs(1),
+            keep_listening: false,
+            health_checks: false,
         }
     }
 }
@@ -92,6 +104,37 @@ impl Options {
     /// [`MIN_BUFFER`] if smaller (hyper's minimum).
     pub fn max_buffer(mut self, bytes: usize) -> Self {
         self.max_buffer = bytes.max(MIN_BUFFER);
+        self
+    }
+
+    /// Before the stop proper, stay up this long *unready*: `GET /healthz/ready` answers `503`
+    /// and every answer carries `connection: close`, but requests are still admitted (load
+    /// balancers take the server out of rotation first).
+    pub fn unready(mut self, unready: Duration) -> Self {
+        self.unready = unready;
+        self
+    }
+
+    /// From the deadline's aborts to the force-close: handlers that watch their signal may
+    /// still answer meanwhile.
+    pub fn force_after(mut self, after: Duration) -> Self {
+        self.force_after = after;
+        self
+    }
+
+    /// Keep the listener open during the drain (as the mio loop group does, so the kernel's
+    /// accept queue is not dropped): requests on new connections are refused `503` with
+    /// `connection: close`. The listener closes when the drain ends. Off by default: the stop
+    /// closes the listener at once, as Deno's `op_http_close` does.
+    pub fn keep_listening(mut self, keep: bool) -> Self {
+        self.keep_listening = keep;
+        self
+    }
+
+    /// Answer `GET /healthz/live` (`200` until the server is gone) and `GET /healthz/ready`
+    /// (`200`, then `503` from the unready phase on) without admission: they take nothing.
+    pub fn health_checks(mut self, on: bool) -> Self {
+        self.health_checks = on;
         self
     }
 
@@ -179,13 +222,27 @@ where
     /// Serves `listener` until `stop` resolves, then stops and drains; returns the report.
     ///
     /// Must run inside a [`LocalSet`](tokio::task::LocalSet) on a current-thread runtime: each
-    /// connection is a local task. The stop: the listener closes, admission closes (a late
-    /// request is refused `503`, `connection: close`), every answer carries `connection:
-    /// close`, idle connections linger for [`Options::stop_linger`] and then hyper-util's
+    /// connection is a local task. The stop: after the [unready](Options::unready) phase (if
+    /// any), admission closes (a late request is refused `503`, `connection: close`) and the
+    /// listener closes (unless [`Options::keep_listening`]); every answer carries `connection:
+    /// close`; idle connections linger for [`Options::stop_linger`] and then hyper-util's
     /// graceful shutdown closes them. The drain ends when the last ticket is released **and**
     /// the last connection is closed; past [`Options::drain_timeout`] it aborts the signals of
-    /// what is out, force-closes every connection and reports what was out.
+    /// what is out, force-closes every connection [`Options::force_after`] later, and reports
+    /// what was out.
     pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) -> HyperReport {
+        self.serve_with_force(listener, stop, std::future::pending())
+            .await
+    }
+
+    /// As [`serve`](HyperServer::serve); when `force` resolves (a second SIGTERM), the stop
+    /// skips to the end at once: it aborts what is out and force-closes every connection.
+    pub async fn serve_with_force(
+        self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
+        force: impl Future<Output = ()>,
+    ) -> HyperReport {
         let started = Instant::now();
         let HyperServer {
             core,
@@ -196,22 +253,33 @@ where
             after_drain,
         } = self;
         let tally = Rc::new(Tally::default());
+        let health_checks = options.health_checks;
         let shared = Rc::new(Shared {
             core,
             handler,
             scope,
             tally,
+            health_checks,
         });
         let connections = Rc::new(Connections::default());
-        let graceful = GracefulShutdown::new();
+        let forced = Trigger::new(force);
         let acceptor = Acceptor {
             shared: &shared,
             connections: &connections,
-            graceful: &graceful,
+            graceful: RefCell::new(Some(GracefulShutdown::new())),
             options,
         };
         acceptor.run(&listener, stop).await;
-        drop(listener); // stop accepting
+        if !options.unready.is_zero() {
+            shared.tally.set_unready();
+            let unready = async {
+                tokio::select! {
+                    () = tokio::time::sleep(options.unready) => {}
+                    () = forced.fired() => {}
+                }
+            };
+            acceptor.run(&listener, unready).await;
+        }
 
         shared.tally.set_stopping();
         let drain = shared.core.stop();
@@ -222,9 +290,19 @@ where
             shared: &shared,
             connections: &connections,
             drain: &drain,
+            graceful: &acceptor.graceful,
+            forced: &forced,
             options,
         };
-        let stopped = stopper.run(graceful).await;
+        let stopped = if options.keep_listening {
+            tokio::select! {
+                stopped = stopper.run() => stopped,
+                () = acceptor.run(&listener, std::future::pending()) => unreachable!(),
+            }
+        } else {
+            drop(listener); // stop accepting
+            stopper.run().await
+        };
         if let (Some(hook), true) = (after_drain, drain.is_complete()) {
             hook();
         }
@@ -245,17 +323,49 @@ fn report<E: Engine, C: Recycle, H, S>(
         leaks: ledger.report(),
         drain_time: stopped.drain_time,
         deadline: stopped.deadline,
+        forced: stopped.forced,
         force_closed: stopped.force_closed,
         pool: shared.core.pool_metrics(),
         uptime: started.elapsed(),
     }
 }
 
-/// The accept loop, until the stop future resolves.
+/// The force signal: the caller's future, polled wherever the stop waits; once it has
+/// resolved, it stays fired.
+struct Trigger<'f> {
+    fired: Cell<bool>,
+    future: RefCell<Pin<Box<dyn Future<Output = ()> + 'f>>>,
+}
+
+impl<'f> Trigger<'f> {
+    fn new(future: impl Future<Output = ()> + 'f) -> Self {
+        Trigger {
+            fired: Cell::new(false),
+            future: RefCell::new(Box::pin(future)),
+        }
+    }
+
+    async fn fired(&self) {
+        poll_fn(|cx| {
+            if !self.fired.get() && self.future.borrow_mut().as_mut().poll(cx).is_ready() {
+                self.fired.set(true);
+            }
+            if self.fired.get() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// The accept loop: until the stop future resolves, then (with `keep_listening`) in the drain.
 struct Acceptor<'a, E: Engine, C: Recycle, H, S> {
     shared: &'a Rc<Shared<E, C, H, S>>,
     connections: &'a Rc<Connections>,
-    graceful: &'a GracefulShutdown,
+    /// Watches connections until the stop signals them (then it is taken).
+    graceful: RefCell<Option<GracefulShutdown>>,
     options: Options,
 }
 
@@ -304,19 +414,28 @@ where
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.idle_timeout)
             .max_buf_size(self.options.max_buffer)
+            // A connection accepted during the drain answers once (503) and closes.
+            .keep_alive(!tally.is_stopping())
             .serve_connection(
                 TokioIo::new(stream),
                 RequestService::new(Rc::clone(self.shared)),
             );
-        let watched = self.graceful.watch(conn);
+        match self.graceful.borrow().as_ref() {
+            Some(graceful) => self.spawn(graceful.watch(conn)),
+            None => self.spawn(conn),
+        }
+    }
+
+    /// Runs a connection as a local task, registered for the drain and a force-close.
+    fn spawn(&self, conn: impl Future<Output = hyper::Result<()>> + 'static) {
         let registered = self.connections.register();
         let key = registered.key();
-        let tally = Rc::clone(tally);
+        let tally = Rc::clone(&self.shared.tally);
         let task = tokio::task::spawn_local(async move {
             let _registered = registered;
-            if let Err(err) = watched.await {
-                if err.is_parse() || err.is_parse_too_large() || err.is_timeout() {
-                    tally.bump(|s| &mut s.rejected); // hyper answered 400/431 or timed out
+            if let Err(err) = conn.await {
+                if err.is_parse() || err.is_parse_too_large() {
+                    tally.bump(|s| &mut s.rejected); // hyper answered 400 or 431
                 }
             }
         });
@@ -327,26 +446,30 @@ where
 const OVER_LIMIT: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
-/// The stop after the listener closed: linger, graceful shutdown, drain, and the deadline.
-struct Stopper<'a, E: Engine, C: Recycle, H, S> {
+/// The stop after admission closed: linger, graceful shutdown, drain, and the deadline.
+struct Stopper<'a, 'f, E: Engine, C: Recycle, H, S> {
     shared: &'a Rc<Shared<E, C, H, S>>,
     connections: &'a Connections,
     drain: &'a Drain,
+    graceful: &'a RefCell<Option<GracefulShutdown>>,
+    forced: &'a Trigger<'f>,
     options: Options,
 }
 
 /// How a stop went.
 struct Stopped {
-    /// What the deadline found, if it passed.
+    /// What the deadline (or the force signal) found.
     deadline: Option<DrainReport>,
-    /// Connections the deadline force-closed.
+    /// Whether the force signal ended the drain.
+    forced: bool,
+    /// Connections closed by the server at the end.
     force_closed: u64,
     /// From stop to the last ticket released and the last connection closed, if both happened.
     drain_time: Option<Duration>,
 }
 
-impl<E: Engine, C: Recycle, H, S> Stopper<'_, E, C, H, S> {
-    async fn run(&self, graceful: GracefulShutdown) -> Stopped {
+impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
+    async fn run(&self) -> Stopped {
         let stopped_at = Instant::now();
         let deadline = stopped_at + self.options.drain_timeout;
         self.drain.set_deadline(deadline);
@@ -355,24 +478,25 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, E, C, H, S> {
         tokio::select! {
             () = self.both_done() => {}
             () = tokio::time::sleep_until(linger_end.into()) => {}
+            () = self.forced.fired() => return self.escalate(stopped_at, true).await,
         }
         // Keep-alive off for what is left (hyper-util's graceful shutdown): idle connections
         // close now, busy ones after their answer. `shutdown` signals when first polled.
+        let graceful = self.graceful.borrow_mut().take();
+        let shutdown = async {
+            if let Some(graceful) = graceful {
+                graceful.shutdown().await;
+            }
+        };
         tokio::select! {
-            ((), ()) = async { tokio::join!(self.both_done(), graceful.shutdown()) } => Stopped {
+            ((), ()) = async { tokio::join!(self.both_done(), shutdown) } => Stopped {
                 deadline: None,
+                forced: false,
                 force_closed: 0,
                 drain_time: Some(stopped_at.elapsed()),
             },
-            () = tokio::time::sleep_until(deadline.into()) => {
-                let (found, force_closed) = self.escalate().await;
-                let done = self.drain.is_complete() && self.connections.len() == 0;
-                Stopped {
-                    deadline: Some(found),
-                    force_closed,
-                    drain_time: done.then(|| stopped_at.elapsed()),
-                }
-            }
+            () = tokio::time::sleep_until(deadline.into()) => self.escalate(stopped_at, false).await,
+            () = self.forced.fired() => self.escalate(stopped_at, true).await,
         }
     }
 
@@ -382,19 +506,39 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, E, C, H, S> {
         self.connections.closed().await;
     }
 
-    /// Deadline: abort what is out, then force-close the connections; returns what was out.
-    async fn escalate(&self) -> (DrainReport, u64) {
-        let found = match self.drain.poll_deadline(Instant::now()) {
-            DrainStatus::Expired(report) => report,
-            _ => self.drain.report(),
+    /// Abort what is out, then (at once when forced, else `force_after` later unless all
+    /// ended meanwhile) force-close the connections; reports what was out.
+    async fn escalate(&self, stopped_at: Instant, forced: bool) -> Stopped {
+        let found = if forced {
+            self.drain.escalate()
+        } else {
+            match self.drain.poll_deadline(Instant::now()) {
+                DrainStatus::Expired(report) => report,
+                _ => self.drain.report(),
+            }
         };
-        // Handlers that watch their signal may answer now; give them a turn of the loop.
-        tokio::task::yield_now().await;
-        self.shared.tally.set_force_closing();
-        let force_closed = self.connections.abort_all() as u64;
-        // Aborted tasks are dropped on their next turn; bounded, in case one never is.
-        let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
-        (found, force_closed)
+        let mut force_closed = 0;
+        if !forced {
+            // Handlers that watch their signal may still answer.
+            tokio::select! {
+                () = self.both_done() => {}
+                () = tokio::time::sleep(self.options.force_after) => {}
+                () = self.forced.fired() => {}
+            }
+        }
+        if self.connections.len() > 0 {
+            self.shared.tally.set_force_closing();
+            force_closed = self.connections.abort_all() as u64;
+            // Aborted tasks are dropped on their next turn; bounded, in case one never is.
+            let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
+        }
+        let done = self.drain.is_complete() && self.connections.len() == 0;
+        Stopped {
+            deadline: Some(found),
+            forced,
+            force_closed,
+            drain_time: done.then(|| stopped_at.elapsed()),
+        }
     }
 }
 

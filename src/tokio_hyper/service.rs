@@ -30,6 +30,8 @@ pub(crate) struct Shared<E: Engine, C: Recycle, H, S> {
     pub(crate) handler: H,
     pub(crate) scope: S,
     pub(crate) tally: Rc<Tally>,
+    /// Answer `GET /healthz/live` and `GET /healthz/ready` without admission.
+    pub(crate) health_checks: bool,
 }
 
 /// The hyper service of one connection (cloning it is one `Rc` increment).
@@ -89,6 +91,11 @@ where
     #[inline]
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let tally = Rc::clone(&self.shared.tally);
+        if self.shared.health_checks {
+            if let Some(probe) = probe(&request, &tally) {
+                return Dispatch::fixed(probe, tally);
+            }
+        }
         match self.admit() {
             Ok((this, admitted)) => {
                 let signal = admitted.signal().clone();
@@ -99,7 +106,7 @@ where
             Err(refusal) => {
                 drop(request); // nothing was taken; the body is not read
                 self.count_refusal(refusal);
-                Dispatch::refused(refusal, tally)
+                Dispatch::fixed(Fixed::refusal(refusal), tally)
             }
         }
     }
@@ -128,7 +135,7 @@ pin_project! {
         #[pin]
         handler: Option<F>,
         signal: Option<AbortSignal>,
-        refusal: Option<Refusal>,
+        fixed: Option<Fixed>,
         tally: Rc<Tally>,
         _body: std::marker::PhantomData<fn() -> (B, C)>,
     }
@@ -157,17 +164,17 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
         Dispatch {
             handler: Some(handler),
             signal: Some(signal),
-            refusal: None,
+            fixed: None,
             tally,
             _body: std::marker::PhantomData,
         }
     }
 
-    fn refused(refusal: Refusal, tally: Rc<Tally>) -> Self {
+    fn fixed(answer: Fixed, tally: Rc<Tally>) -> Self {
         Dispatch {
             handler: None,
             signal: None,
-            refusal: Some(refusal),
+            fixed: Some(answer),
             tally,
             _body: std::marker::PhantomData,
         }
@@ -188,11 +195,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B, C>> {
         let mut this = self.project();
         let Some(handler) = this.handler.as_mut().as_pin_mut() else {
-            let refusal = this
-                .refusal
+            let answer = this
+                .fixed
                 .take()
                 .expect("a dispatch is polled after it answered");
-            return Poll::Ready(Ok(refusal_response(refusal)));
+            return Poll::Ready(Ok(answer.response(this.tally.is_closing())));
         };
         // A panicking handler is answered 500 and its future dropped (its bundle ends
         // *dropped*); the connection and the loop carry on.
@@ -210,15 +217,24 @@ where
         };
         this.handler.set(None);
         *this.signal = None;
-        this.tally.bump(|s| &mut s.served);
-        if this.tally.is_stopping() {
-            // Keep-alive is off once the server stops: every answer closes its connection.
+        if is_bad_input(response.status()) {
+            this.tally.bump(|s| &mut s.rejected); // as the mio server counts them
+        } else {
+            this.tally.bump(|s| &mut s.served);
+        }
+        if this.tally.is_closing() {
+            // Keep-alive is off once the server is unready or stopped: every answer closes.
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         Poll::Ready(Ok(response))
     }
+}
+
+/// `400`, `408`, `413`, `431`: the client's input was refused.
+fn is_bad_input(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 408 | 413 | 431)
 }
 
 fn status_response<B: hyper::body::Body, C: Recycle>(
@@ -230,16 +246,53 @@ fn status_response<B: hyper::body::Body, C: Recycle>(
     response
 }
 
-/// `503` (or the refusal's status) with `connection: close`: the refusal holds nothing.
-fn refusal_response<B: hyper::body::Body, C: Recycle>(
-    refusal: Refusal,
-) -> Response<GuardedBody<B, C>> {
-    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = status_response(status, b"service unavailable");
-    if refusal.closes_connection() {
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+/// An answer of the adapter's own, taking nothing: a refusal or a health probe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fixed {
+    status: StatusCode,
+    text: &'static [u8],
+    close: bool,
+}
+
+impl Fixed {
+    /// `503` (or the refusal's status), with `connection: close`: the refusal holds nothing.
+    fn refusal(refusal: Refusal) -> Self {
+        Fixed {
+            status: StatusCode::from_u16(refusal.status())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            text: b"service unavailable",
+            close: refusal.closes_connection(),
+        }
     }
-    response
+
+    fn response<B: hyper::body::Body, C: Recycle>(
+        self,
+        closing: bool,
+    ) -> Response<GuardedBody<B, C>> {
+        let mut response = status_response(self.status, self.text);
+        if self.close || closing {
+            let close = HeaderValue::from_static("close");
+            response.headers_mut().insert(CONNECTION, close);
+        }
+        response
+    }
+}
+
+/// `GET /healthz/live`: 200 until the process exits. `GET /healthz/ready`: 200 while the
+/// server admits requests and is not going down, 503 from the unready phase on.
+fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
+    if request.method() != hyper::Method::GET {
+        return None;
+    }
+    let (status, text): (_, &'static [u8]) = match request.uri().path() {
+        "/healthz/live" => (StatusCode::OK, b"live"),
+        "/healthz/ready" if tally.is_closing() => (StatusCode::SERVICE_UNAVAILABLE, b"not ready"),
+        "/healthz/ready" => (StatusCode::OK, b"ready"),
+        _ => return None,
+    };
+    Some(Fixed {
+        status,
+        text,
+        close: false,
+    })
 }

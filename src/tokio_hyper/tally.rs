@@ -60,7 +60,7 @@ impl Outcomes {
 /// Requests, refusals and connections, as counted by the adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HyperStats {
-    /// Admitted requests that got an answer (the handler's, or a `500`).
+    /// Admitted requests that got an answer (the handler's, or a `500`), but bad input.
     pub served: u64,
     /// Requests refused with `503` before anything was taken.
     pub refused: u64,
@@ -72,7 +72,9 @@ pub struct HyperStats {
     pub panics: u64,
     /// Handlers that returned an error (answered `500`).
     pub failed: u64,
-    /// Connections hyper closed on bad input (it answers `400`/`431` itself).
+    /// Bad input: connections hyper closed on a bad or too large head (it answers `400`/`431`
+    /// itself), and admitted requests the handler answered `400`, `408`,
+    /// `413` or `431`.
     pub rejected: u64,
     /// Connections accepted.
     pub connections: u64,
@@ -86,6 +88,7 @@ pub struct HyperStats {
 pub(crate) struct Tally {
     stats: Cell<HyperStats>,
     outcomes: Cell<Outcomes>,
+    unready: Cell<bool>,
     stopping: Cell<bool>,
     force_closing: Cell<bool>,
 }
@@ -119,12 +122,24 @@ impl Tally {
         self.outcomes.get()
     }
 
+    /// Whether answers must close their connection: from the unready phase on.
+    #[inline]
+    pub(crate) fn is_closing(&self) -> bool {
+        self.unready.get()
+    }
+
+    /// Readiness turns 503 and every answer closes its connection; admission stays open.
+    pub(crate) fn set_unready(&self) {
+        self.unready.set(true);
+    }
+
     #[inline]
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.get()
     }
 
     pub(crate) fn set_stopping(&self) {
+        self.unready.set(true);
         self.stopping.set(true);
     }
 

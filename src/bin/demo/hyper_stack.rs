@@ -5,14 +5,26 @@
 //! cargo run --release --features hyper --bin reqguard-demo -- --stack hyper
 //! cargo run --release --features hyper --bin reqguard-demo -- serve --stack hyper --addr 127.0.0.1:8080
 //! ```
+//!
+//! `serve --stack hyper` takes the mio `serve` options: `--addr`, `--collect-on-stop`,
+//! `--drain-timeout-ms`, `--idle-timeout-ms` and `--request-timeout-ms` (hyper has one timer for
+//! both: the shorter wins), `--max-connections`, `--max-body` (the `/echo` limit), `--max-output`
+//! (hyper's buffer limit, at least 8 KiB), `--unready-ms`, `--idle-linger-ms`,
+//! `--force-after-ms`, and `--loops 1` / `--listen MODE` (one loop only). As on mio: the port
+//! stays open in the drain, `/healthz/ready` turns 503 at the first signal, `/healthz/live`
+//! answers 200, and a second signal skips the drain to force.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use reqguard::engines::Embedded;
 use reqguard::engines::Heap;
-use reqguard::tokio_hyper::{demo_routes_with, HyperReport, HyperServer, Options, MAX_ECHO_BODY};
+use reqguard::tokio_hyper::{
+    demo_routes, demo_routes_with, Handler, HyperReport, HyperServer, Options, ECHO_BODY_TIMEOUT,
+    MAX_ECHO_BODY,
+};
 use reqguard::{Config, DowngradePolicy, ServerCore};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -45,7 +57,12 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
     let mut parsed = ServeArgs {
         addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
         collect_on_stop: false,
-        options: Options::default(),
+        // The mio `serve` ladder's defaults: the port stays open in the drain, idle connections
+        // close as it begins, health routes answer without admission.
+        options: Options::default()
+            .keep_listening(true)
+            .health_checks(true)
+            .stop_linger(Duration::ZERO),
         max_body: MAX_ECHO_BODY,
         idle_timeout: None,
         request_timeout: None,
@@ -62,6 +79,7 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
         };
         let size = |n: u64| usize::try_from(n).map_err(|e| io::Error::other(format!("{arg}: {e}")));
         let o = parsed.options;
+        let ms = |v: &String| number(v).map(Duration::from_millis);
         match arg.as_str() {
             "--addr" => {
                 parsed.addr = value()?
@@ -81,6 +99,27 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             "--max-connections" => parsed.options = o.max_connections(size(number(value()?)?)?),
             "--max-body" => parsed.max_body = size(number(value()?)?)?,
             "--max-output" => parsed.options = o.max_buffer(size(number(value()?)?)?),
+            "--unready-ms" => parsed.options = o.unready(ms(value()?)?),
+            "--idle-linger-ms" => parsed.options = o.stop_linger(ms(value()?)?),
+            "--force-after-ms" => parsed.options = o.force_after(ms(value()?)?),
+            // One loop: a thread with its own runtime, LocalSet and server core.
+            "--loops" => match number(value()?)? {
+                1 => {}
+                n => {
+                    return Err(io::Error::other(format!(
+                    "--loops {n}: the hyper stack runs one loop (use --stack mio for a loop group)"
+                )))
+                }
+            },
+            // One loop, one listener: both modes are the same socket.
+            "--listen" => match value()?.as_str() {
+                "reuseport" | "shared" => {}
+                other => {
+                    return Err(io::Error::other(format!(
+                        "--listen {other:?}: expected reuseport or shared"
+                    )))
+                }
+            },
             other => return Err(io::Error::other(format!("unknown option {other:?}"))),
         }
     }
@@ -109,14 +148,32 @@ fn serve(args: &[String]) -> io::Result<bool> {
         let mut terminate = signal(SignalKind::terminate())?;
         let listener = tokio::net::TcpListener::bind(args.addr).await?;
         println!("listening on {}", listener.local_addr()?);
+        // The first SIGINT/SIGTERM stops gracefully; a second one skips the drain to force.
+        let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+        let (force_tx, force) = tokio::sync::oneshot::channel::<()>();
+        tokio::task::spawn_local(async move {
+            for tx in [stop_tx, force_tx] {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                let _ = tx.send(());
+            }
+        });
+        let routes = demo_routes_with(
+            args.max_body,
+            args.request_timeout.unwrap_or(ECHO_BODY_TIMEOUT),
+        );
+        let server = demo_server(args.collect_on_stop, routes).options(args.options);
         let stop = async {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
+            let _ = stop.await;
+        };
+        let force = async {
+            if force.await.is_err() {
+                std::future::pending::<()>().await; // no second signal: never force
             }
         };
-        let server = demo_server(args.collect_on_stop, args.max_body).options(args.options);
-        io::Result::Ok(server.serve(listener, stop).await)
+        io::Result::Ok(server.serve_with_force(listener, stop, force).await)
     })?;
     println!("{}", report.to_json());
     if report.leaked > 0 {
@@ -127,14 +184,10 @@ fn serve(args: &[String]) -> io::Result<bool> {
 
 /// The demo routes on a fresh heap; the wrapper is collected at stop (`collect_on_stop`, the
 /// PR's scenario) or when the drain completes.
-fn demo_server(
+fn demo_server<H: Handler<Embedded<&'static str>>>(
     collect_on_stop: bool,
-    max_body: usize,
-) -> HyperServer<
-    reqguard::engines::Embedded<&'static str>,
-    (),
-    impl reqguard::tokio_hyper::Handler<reqguard::engines::Embedded<&'static str>>,
-> {
+    routes: H,
+) -> HyperServer<Embedded<&'static str>, (), H> {
     let heap = Heap::new();
     let policy = if collect_on_stop {
         DowngradePolicy::OnStop
@@ -146,7 +199,7 @@ fn demo_server(
         Config::default().with_downgrade(policy),
     );
     let (on_stop, on_drain) = (heap.clone(), heap);
-    HyperServer::new(core, demo_routes_with(max_body))
+    HyperServer::new(core, routes)
         .after_stop(move || {
             if collect_on_stop {
                 on_stop.collect();
@@ -171,7 +224,7 @@ fn story() -> io::Result<bool> {
             .stop_linger(Duration::from_secs(5))
             .drain_timeout(Duration::from_secs(5));
         reqguard::tokio_hyper::run(
-            demo_server(true, MAX_ECHO_BODY).options(options),
+            demo_server(true, demo_routes()).options(options),
             SocketAddr::from(([127, 0, 0, 1], 0)),
             |addr| addr_tx.send(addr).expect("the story waits for the address"),
             async {
