@@ -11,13 +11,10 @@ use hyper::body::Body;
 use hyper::Response;
 
 use super::body::GuardedBody;
-use super::tally::{Ending, Tally};
+use super::tally::Tally;
 use crate::admit::{Admitted, Outcome};
 use crate::pool::Recycle;
 use crate::signal::{AbortReason, AbortSignal};
-
-/// The abort reason of a request whose connection the server closed at the end of a drain.
-pub(crate) const FORCE_CLOSED: AbortReason = AbortReason::ForceClosed;
 
 /// What an admitted request holds: its ticket, pooled context and abort signal (an
 /// [`Admitted`] bundle), handed to the handler and then to the response body.
@@ -99,49 +96,31 @@ impl<C: Recycle> Bundle<C> {
     /// The response body wrote its last frame.
     #[inline]
     pub(crate) fn complete(mut self) {
-        self.end(Ending::Completed);
+        if let Some(admitted) = self.admitted.take() {
+            admitted.complete(); // unless an earlier abort named another outcome
+        }
     }
 
     /// Hyper dropped the response body before its last frame: the client went away, or the
-    /// server force-closed the connection at the end of a drain.
+    /// server force-closed the connection at the end of a drain. The core fires the signal
+    /// once and counts the outcome (the first cause wins: a deadline abort stays one).
     pub(crate) fn cut_short(mut self) {
-        let ending = if self.tally.is_force_closing() {
-            Ending::ForceClosed
-        } else {
-            Ending::ClientGone
-        };
-        self.end(ending);
-    }
-
-    fn end(&mut self, ending: Ending) {
-        let Some(admitted) = self.admitted.take() else {
-            return;
-        };
-        let signal = admitted.signal();
-        let ending = match (signal.reason(), ending) {
-            // The first cause wins: the deadline aborted it before it ended.
-            (Some(AbortReason::DrainDeadline), _) => Ending::DeadlineAborted,
-            // The adapter fired the signal when hyper dropped the handler's future.
-            (Some(AbortReason::ClientDisconnected), Ending::Dropped) => Ending::ClientGone,
-            (Some(FORCE_CLOSED), Ending::Dropped) => Ending::ForceClosed,
-            (_, ending) => ending,
-        };
-        self.tally.count(ending);
-        // The core fires the signal (once, named after the outcome) and counts the outcome.
-        admitted.end(match ending {
-            Ending::Completed => Outcome::Completed,
-            Ending::ClientGone => Outcome::ClientGone,
-            Ending::ForceClosed => Outcome::ForceClosed,
-            Ending::Dropped => Outcome::Dropped,
-            Ending::DeadlineAborted => Outcome::DeadlineAborted,
-        });
+        if let Some(admitted) = self.admitted.take() {
+            admitted.end(if self.tally.is_force_closing() {
+                Outcome::ForceClosed
+            } else {
+                Outcome::ClientGone
+            });
+        }
     }
 }
 
 impl<C: Recycle> Drop for Bundle<C> {
-    /// Ends the request if nothing else did: *dropped* (or *client gone*, see the type's docs).
+    /// Ends the request if nothing else did: the admitted guards drop, which the core counts
+    /// *dropped* (or after the signal's earlier abort: *client gone* when hyper dropped the
+    /// handler's future, *deadline aborted*), firing the signal once.
     fn drop(&mut self) {
-        self.end(Ending::Dropped);
+        drop(self.admitted.take());
     }
 }
 

@@ -73,4 +73,4 @@ pub use handler::{EnterScope, Handler, HandlerError, NoScope};
 pub use report::HyperReport;
 pub use server::{run, HyperServer, Options, MIN_BUFFER};
 pub use service::{Dispatch, RequestService};
-pub use tally::{HyperStats, Outcomes};
+pub use tally::HyperStats;

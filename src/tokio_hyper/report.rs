@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::tally::{HyperStats, Outcomes};
+use super::tally::HyperStats;
+use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 use crate::pool::PoolMetrics;
 use crate::ticket::DrainReport;
@@ -15,8 +16,8 @@ use crate::ticket::DrainReport;
 pub struct HyperReport {
     /// Requests, refusals and connections.
     pub stats: HyperStats,
-    /// How each admitted request ended: one outcome per request.
-    pub outcomes: Outcomes,
+    /// How each admitted request ended, from the core's ledger: one outcome per request.
+    pub outcomes: OutcomeCounts,
     /// Guards still outstanding when the run ended: 0 unless something leaked.
     pub leaked: usize,
     /// The leaked guards and where they were minted.

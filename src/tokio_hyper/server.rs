@@ -318,7 +318,7 @@ fn report<E: Engine, C: Recycle, H, S>(
     let ledger = shared.core.ledger();
     HyperReport {
         stats: shared.tally.stats(),
-        outcomes: shared.tally.outcomes(),
+        outcomes: ledger.outcomes(),
         leaked: ledger.total_outstanding(),
         leaks: ledger.report(),
         drain_time: stopped.drain_time,
@@ -420,9 +420,11 @@ where
                 TokioIo::new(stream),
                 RequestService::new(Rc::clone(self.shared)),
             );
+        // Accepted once stopping: it answers once and closes by itself; hyper-util's graceful
+        // shutdown would close it before its request is read.
         match self.graceful.borrow().as_ref() {
-            Some(graceful) => self.spawn(graceful.watch(conn)),
-            None => self.spawn(conn),
+            Some(graceful) if !tally.is_stopping() => self.spawn(graceful.watch(conn)),
+            _ => self.spawn(conn),
         }
     }
 
@@ -482,6 +484,9 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         }
         // Keep-alive off for what is left (hyper-util's graceful shutdown): idle connections
         // close now, busy ones after their answer. `shutdown` signals when first polled.
+        // Every connection task gets a first turn to read what its client already sent: hyper's
+        // graceful shutdown closes a connection that has read nothing yet.
+        tokio::task::yield_now().await;
         let graceful = self.graceful.borrow_mut().take();
         let shutdown = async {
             if let Some(graceful) = graceful {

@@ -15,7 +15,7 @@ use hyper::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::body::GuardedBody;
-use super::bundle::{Bundle, FORCE_CLOSED};
+use super::bundle::Bundle;
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
 use crate::admit::{Admitted, Refusal, RefusalReason};
@@ -149,7 +149,7 @@ pin_project! {
             if this.handler.is_some() {
                 if let Some(signal) = this.signal.take() {
                     signal.abort(if this.tally.is_force_closing() {
-                        FORCE_CLOSED
+                        AbortReason::ForceClosed
                     } else {
                         AbortReason::ClientDisconnected
                     });

@@ -2,60 +2,14 @@
 //!
 //! # Invariants
 //!
-//! 1. Every admitted request adds exactly one to one outcome counter, when its [`Bundle`]
-//!    ends (G8); `served` counts the admitted requests that got an answer head.
+//! 1. `served` counts the admitted requests that got an answer head (the core's ledger counts
+//!    their outcomes, one each, when their [`Bundle`] ends: G8).
 //! 2. `stopping` and `force_closing` go from `false` to `true` once and never back.
 //!
 //! [`Bundle`]: super::Bundle
 
 use std::cell::Cell;
 use std::fmt;
-
-/// How an admitted request ended, as the adapter counts it (one per admitted request).
-// TODO(core-v2): the core's `Outcome` / `OutcomeCounts` replace these once on main.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
-    Completed,
-    ClientGone,
-    DeadlineAborted,
-    ForceClosed,
-    Dropped,
-}
-
-/// Counts per outcome: exactly one per admitted request (G8).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Outcomes {
-    /// The response body's last frame was written.
-    pub completed: u64,
-    /// The client went away first (hyper dropped the handler's future or the response body).
-    pub client_gone: u64,
-    /// The drain deadline aborted the request's signal first.
-    pub deadline_aborted: u64,
-    /// The server closed the connection at the end of the drain.
-    pub force_closed: u64,
-    /// The handler returned an error, panicked, or dropped its bundle without responding.
-    pub dropped: u64,
-}
-
-impl Outcomes {
-    /// All outcomes: the number of requests that ended.
-    pub fn total(&self) -> u64 {
-        self.completed + self.client_gone + self.deadline_aborted + self.force_closed + self.dropped
-    }
-
-    /// `{"completed":N,"client_gone":N,"deadline_aborted":N,"force_closed":N,"dropped":N}`.
-    pub fn to_json(&self) -> String {
-        format!(
-            "{{\"completed\":{},\"client_gone\":{},\"deadline_aborted\":{},\"force_closed\":{},\
-             \"dropped\":{}}}",
-            self.completed,
-            self.client_gone,
-            self.deadline_aborted,
-            self.force_closed,
-            self.dropped
-        )
-    }
-}
 
 /// Requests, refusals and connections, as counted by the adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,7 +41,6 @@ pub struct HyperStats {
 #[derive(Default)]
 pub(crate) struct Tally {
     stats: Cell<HyperStats>,
-    outcomes: Cell<Outcomes>,
     unready: Cell<bool>,
     stopping: Cell<bool>,
     force_closing: Cell<bool>,
@@ -101,25 +54,8 @@ impl Tally {
         self.stats.set(stats);
     }
 
-    #[inline]
-    pub(crate) fn count(&self, ending: Ending) {
-        let mut o = self.outcomes.get();
-        match ending {
-            Ending::Completed => o.completed += 1,
-            Ending::ClientGone => o.client_gone += 1,
-            Ending::DeadlineAborted => o.deadline_aborted += 1,
-            Ending::ForceClosed => o.force_closed += 1,
-            Ending::Dropped => o.dropped += 1,
-        }
-        self.outcomes.set(o);
-    }
-
     pub(crate) fn stats(&self) -> HyperStats {
         self.stats.get()
-    }
-
-    pub(crate) fn outcomes(&self) -> Outcomes {
-        self.outcomes.get()
     }
 
     /// Whether answers must close their connection: from the unready phase on.
@@ -157,7 +93,6 @@ impl fmt::Debug for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tally")
             .field("stats", &self.stats())
-            .field("outcomes", &self.outcomes())
             .field("stopping", &self.is_stopping())
             .finish()
     }
