@@ -366,7 +366,7 @@ fn pool_exhaustion_spills_to_the_heap() {
         .in_flight
         .borrow()
         .iter()
-        .map(|r| r.bundle.context_guard().is_spilled())
+        .map(|r| r.bundle.is_spilled())
         .collect();
     assert_eq!(spilled, [false, false, true]);
     let m = server.core.pool_metrics();
@@ -396,13 +396,13 @@ fn pool_exhaustion_refuses_with_503_and_holds_nothing() {
     let ledger = server.core.ledger();
     assert_eq!(
         ledger.minted(GuardKind::Ticket),
-        3,
-        "the third ticket was taken..."
+        2,
+        "the pool is asked first: the third request took nothing..."
     );
     assert_eq!(
         ledger.outstanding(GuardKind::Ticket),
         2,
-        "...and given back"
+        "...and holds nothing"
     );
     assert_eq!(server.core.pool_metrics().refusals, 1);
 
@@ -482,7 +482,7 @@ fn failed_admit_releases_in_reverse_order() {
 }
 
 #[test]
-fn refused_pool_checkout_releases_the_ticket_only() {
+fn refused_pool_checkout_mints_nothing() {
     let server = FakeServer::new(
         on_stop()
             .with_pool_capacity(1)
@@ -494,10 +494,8 @@ fn refused_pool_checkout_releases_the_ticket_only() {
     let ledger = server.core.ledger();
     ledger.start_trace();
     server.on_request(Req::get("/refused"));
-    assert_eq!(
-        ledger.take_trace(),
-        [Minted(GuardKind::Ticket), Released(GuardKind::Ticket)]
-    );
+    // Core v2 asks the pool before minting the bundle's ticket: nothing to give back.
+    assert_eq!(ledger.take_trace(), []);
     server.finish_all();
     assert_clean_shutdown(&server);
 }

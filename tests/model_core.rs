@@ -356,11 +356,11 @@ impl Model {
         if self.stopped {
             return ArriveOutcome::Refused(RefusalReason::Stopped);
         }
-        self.mint(GuardKind::Ticket);
+        // The context first: a refusing pool takes nothing, not even a ticket.
         let Some(spilled) = self.checkout() else {
-            self.release(GuardKind::Ticket);
             return ArriveOutcome::Refused(RefusalReason::PoolExhausted);
         };
+        self.mint(GuardKind::Ticket);
         self.mint(GuardKind::Context);
         self.mint(GuardKind::ActivityRef);
         let failed = match fault {
@@ -771,7 +771,7 @@ fn check_step(h: &mut Harness, m: &mut Model, step: usize, op: &dyn fmt::Debug, 
             ctx()
         );
         if let Some(b) = &parts.bundle {
-            let spilled = b.context_guard().is_spilled();
+            let spilled = b.is_spilled();
             assert_eq!(spilled, r.spilled, "req {id} spilled, {}", ctx());
         }
         if let Some(s) = &parts.signal {

@@ -4,13 +4,17 @@
 use std::fmt;
 use std::panic::Location;
 
+use std::rc::Rc;
+
 use super::outcome::Outcome;
-use super::request::RequestObject;
-use crate::pool::{Recycle, RequestContext};
+use crate::ledger::Entry;
+use crate::pool::{ContextPool, Origin, Recycle};
+use crate::server::shared::Shared;
 use crate::signal::{AbortSignal, ActivityRef};
 
-/// One admitted request: its request object, its signal's activity ref, and its pooled
-/// context (which holds its ticket). Made only by [`Live::admit`](crate::Live::admit) and
+/// One admitted request: its ticket, its pooled context, its abort signal with an activity ref,
+/// and its request object until the engine takes it. One accounting record: a single ledger
+/// entry and a single pointer to the server's shared state (its signal's home). Made only by [`Live::admit`](crate::Live::admit) and
 /// [`Live::admit_with`](crate::Live::admit_with), which take all of it or none.
 ///
 /// # Ending it: one outcome (G8)
@@ -31,8 +35,8 @@ use crate::signal::{AbortSignal, ActivityRef};
 ///
 /// The outcome is counted in the server's [`Ledger::outcomes`](crate::Ledger::outcomes). Abort
 /// listeners run before anything is released, each on its own (a panicking listener is caught
-/// and counted). Then the guards release in reverse order of acquisition: request object (if
-/// not handed off), activity ref, context, ticket.
+/// and counted). Then everything is given back in reverse order of acquisition: request object
+/// (if not handed off), activity ref, context (recycled into the pool), ticket.
 ///
 /// # Examples
 ///
@@ -64,26 +68,62 @@ use crate::signal::{AbortSignal, ActivityRef};
 #[must_use = "dropping the bundle ends the request at once, as Outcome::Dropped"]
 #[clippy::has_significant_drop]
 pub struct Admitted<C: Recycle, R> {
-    // Dropped in declaration order after `Drop::drop` records the outcome.
-    request: RequestObject<R>,
-    activity: ActivityRef,
-    context: RequestContext<C>,
+    /// The request's signal; its home is the request's server (ledger, drain).
+    signal: AbortSignal,
+    pool: Rc<ContextPool<C>>,
+    /// `None` only inside `Drop`, after the context went back to the pool.
+    slot: Option<Box<C>>,
+    /// `None` once handed off (or while `build` runs).
+    payload: Option<R>,
+    entry: Entry,
+    origin: Origin,
     outcome: Outcome,
+    /// `build` refused: released without an outcome (it was never admitted).
+    refused: bool,
 }
 
 impl<C: Recycle, R> Admitted<C, R> {
+    /// The bundle around a checked-out context, before `build` runs; `entry` is its ledger
+    /// entry in `shared`'s ledger.
     #[inline]
-    pub(crate) fn new(
-        request: RequestObject<R>,
-        activity: ActivityRef,
-        context: RequestContext<C>,
+    pub(crate) fn start(
+        shared: &Rc<Shared>,
+        pool: &Rc<ContextPool<C>>,
+        (slot, origin): (Box<C>, Origin),
+        entry: Entry,
     ) -> Self {
+        let signal = AbortSignal::mint(shared);
+        signal.state().add_activity();
         Admitted {
-            request,
-            activity,
-            context,
+            signal,
+            pool: Rc::clone(pool),
+            slot: Some(slot),
+            payload: None,
+            entry,
+            origin,
             outcome: Outcome::Dropped,
+            refused: true,
         }
+    }
+
+    /// Runs `build` on the context: the bundle with its request payload, or a refusal (the
+    /// bundle drops and gives everything back without an outcome).
+    #[inline]
+    pub(crate) fn build(
+        mut self,
+        build: impl FnOnce(&mut C) -> Result<R, crate::Refusal>,
+    ) -> Result<Self, crate::Refusal> {
+        // Refused until `build` returns a payload: a panic in it unwinds as a refusal too.
+        let payload = build(self.context_mut())?;
+        self.refused = false;
+        self.payload = Some(payload);
+        self.shared().ledger.bundle_request(&self.entry, true);
+        Ok(self)
+    }
+
+    #[inline]
+    fn shared(&self) -> &Rc<Shared> {
+        self.signal.home()
     }
 
     /// The request finished normally (its answer is written): outcome
@@ -118,7 +158,7 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// The request's abort signal.
     #[inline]
     pub fn signal(&self) -> &AbortSignal {
-        self.activity.signal()
+        &self.signal
     }
 
     /// Another activity ref on this request's signal, for native work that must keep the
@@ -127,19 +167,19 @@ impl<C: Recycle, R> Admitted<C, R> {
     #[track_caller]
     #[inline]
     pub fn activity_ref(&self) -> ActivityRef {
-        ActivityRef::mint_owned(self.signal().clone(), Location::caller())
+        ActivityRef::mint_owned(self.signal.clone(), Location::caller())
     }
 
     /// The request payload, until it is handed off.
     #[inline]
     pub fn request(&self) -> Option<&R> {
-        self.request.payload()
+        self.payload.as_ref()
     }
 
     /// The request payload, mutably, until it is handed off.
     #[inline]
     pub fn request_mut(&mut self) -> Option<&mut R> {
-        self.request.payload_mut()
+        self.payload.as_mut()
     }
 
     /// Passes the request payload to the engine (`request.toJS()`): the ledger stops counting
@@ -160,49 +200,74 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// ```
     #[inline]
     pub fn hand_off(&mut self) -> Option<R> {
-        self.request.take()
+        let payload = self.payload.take()?;
+        self.shared().ledger.bundle_request(&self.entry, false);
+        Some(payload)
     }
 
     /// The pooled context.
     #[inline]
     pub fn context(&self) -> &C {
-        &self.context
+        self.slot.as_deref().expect("a bundle holds its context")
     }
 
     /// The pooled context, mutably.
     #[inline]
     pub fn context_mut(&mut self) -> &mut C {
-        &mut self.context
+        self.slot
+            .as_deref_mut()
+            .expect("a bundle holds its context")
     }
 
-    /// The context guard (its ticket, whether it spilled to the heap).
+    /// Whether the pool was exhausted and this request's context lives on the heap.
     #[inline]
-    pub fn context_guard(&self) -> &RequestContext<C> {
-        &self.context
+    pub fn is_spilled(&self) -> bool {
+        self.origin == Origin::Spilled
     }
 
     /// Leaks the whole bundle: no outcome is recorded, nothing fires, and the ledger keeps
-    /// counting each of its guards at the admit site.
+    /// counting its ticket, context, activity ref (and request object) at the admit site.
     pub fn forget(this: Self) {
         std::mem::forget(this);
     }
 }
 
 impl<C: Recycle, R> Drop for Admitted<C, R> {
-    /// Records the outcome and fires the abort signal unless it is `Completed`; the guards then
-    /// release in reverse order of acquisition.
+    /// Records the outcome and fires the abort signal unless it is `Completed`; then gives
+    /// back the request object, the activity, the context and the ticket, in that order.
     #[inline]
     fn drop(&mut self) {
-        let signal = self.activity.signal();
-        // The first cause wins: a signal that already fired decided the outcome (a completed
-        // request's signal never fires).
-        let outcome = match signal.reason() {
-            None => self.outcome,
-            Some(reason) => Outcome::after_abort(reason),
+        let outcome = if self.refused {
+            self.shared().ledger.bundle_refused();
+            None
+        } else {
+            Some(self.decide())
         };
-        signal.home().ledger.record_outcome(outcome);
-        if let Some(reason) = outcome.abort_reason() {
-            signal.abort(reason);
+        // Dropped with the fields, after everything is given back (no move out of it here).
+        let had_request = self.payload.is_some();
+        self.signal.state().remove_activity();
+        if let Some(slot) = self.slot.take() {
+            self.pool.checkin(slot, self.origin);
+        }
+        self.signal
+            .home()
+            .release_bundle(&self.entry, had_request, outcome);
+    }
+}
+
+impl<C: Recycle, R> Admitted<C, R> {
+    /// The outcome (the first cause wins: a signal that already fired decided it, so a
+    /// completed request's signal never fired), and the abort it fires.
+    #[inline]
+    fn decide(&self) -> Outcome {
+        match self.signal.reason() {
+            Some(reason) => Outcome::after_abort(reason),
+            None => {
+                if let Some(reason) = self.outcome.abort_reason() {
+                    self.signal.abort(reason);
+                }
+                self.outcome
+            }
         }
     }
 }
@@ -210,9 +275,9 @@ impl<C: Recycle, R> Drop for Admitted<C, R> {
 impl<C: Recycle, R: fmt::Debug> fmt::Debug for Admitted<C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admitted")
-            .field("request", &self.request)
-            .field("activity", &self.activity)
-            .field("context", &self.context)
+            .field("request", &self.payload)
+            .field("signal", &self.signal)
+            .field("spilled", &self.is_spilled())
             .finish()
     }
 }

@@ -64,16 +64,6 @@ impl<R> RequestObject<R> {
         Some(payload)
     }
 
-    #[inline]
-    pub(crate) fn payload(&self) -> Option<&R> {
-        self.payload.as_ref()
-    }
-
-    #[inline]
-    pub(crate) fn payload_mut(&mut self) -> Option<&mut R> {
-        self.payload.as_mut()
-    }
-
     /// Leaks the request object; the ledger keeps counting it.
     ///
     /// # Examples

@@ -8,6 +8,10 @@
 //!    [`Entry`] is the key of its own record; no key is released twice.
 //! 3. Minting and releasing never allocate once `sites` has grown to the high-water mark of
 //!    outstanding guards (slab slots are reused).
+//! 4. An admitted bundle is one entry (one record, one count), not four: it holds a ticket, a
+//!    context and an activity ref for its whole life, and a request object until hand-off, so
+//!    `outstanding(kind)` adds `bundles` (or `bundles_with_request`) to the standalone count.
+//! 5. `outcomes` sums to the bundles ended (released other than by a refusal inside `admit`).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -55,11 +59,19 @@ pub enum LedgerEvent {
 /// core.ledger().assert_quiescent();
 /// ```
 pub struct Ledger {
+    /// Standalone guards (not in a bundle), per kind.
     outstanding: [Cell<usize>; 4],
     minted: [Cell<u64>; 4],
+    /// Admitted bundles out, and those still holding their request object.
+    bundles: Cell<usize>,
+    bundles_with_request: Cell<usize>,
+    /// Bundles minted; of those, made from a standalone ticket; and refused while built.
+    bundles_minted: Cell<u64>,
+    bundles_from_tickets: Cell<u64>,
+    bundles_refused: Cell<u64>,
     outcomes: [Cell<u64>; 5],
     #[cfg(any(debug_assertions, feature = "leak-check"))]
-    sites: RefCell<slab::Slab<(GuardKind, &'static Location<'static>)>>,
+    sites: RefCell<slab::Slab<(Record, &'static Location<'static>)>>,
     trace: RefCell<Option<Vec<LedgerEvent>>>,
     tracing: Cell<bool>,
 }
@@ -69,6 +81,11 @@ impl Ledger {
         Ledger {
             outstanding: Default::default(),
             minted: Default::default(),
+            bundles: Cell::new(0),
+            bundles_with_request: Cell::new(0),
+            bundles_minted: Cell::new(0),
+            bundles_from_tickets: Cell::new(0),
+            bundles_refused: Cell::new(0),
             outcomes: Default::default(),
             #[cfg(any(debug_assertions, feature = "leak-check"))]
             sites: RefCell::new(slab::Slab::new()),
@@ -91,7 +108,7 @@ impl Ledger {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
             Entry {
-                key: self.sites.borrow_mut().insert((kind, site)),
+                key: self.sites.borrow_mut().insert((Record::Guard(kind), site)),
             }
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
@@ -110,7 +127,11 @@ impl Ledger {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
             let (recorded, _) = self.sites.borrow_mut().remove(entry.key);
-            debug_assert_eq!(recorded, kind, "ledger entry released as the wrong kind");
+            debug_assert_eq!(
+                recorded,
+                Record::Guard(kind),
+                "ledger entry released as the wrong kind"
+            );
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
@@ -119,6 +140,143 @@ impl Ledger {
         let left = cell.get() - 1;
         cell.set(left);
         left
+    }
+
+    /// Mints one admitted bundle: a ticket, a context and an activity ref in one entry (its
+    /// request object is counted by [`bundle_request`](Ledger::bundle_request)).
+    #[inline]
+    pub(crate) fn mint_bundle(&self, site: &'static Location<'static>) -> Entry {
+        self.bundles.set(self.bundles.get() + 1);
+        self.bundles_minted.set(self.bundles_minted.get() + 1);
+        if self.tracing.get() {
+            self.record_all(&[
+                LedgerEvent::Minted(GuardKind::Ticket),
+                LedgerEvent::Minted(GuardKind::Context),
+                LedgerEvent::Minted(GuardKind::ActivityRef),
+            ]);
+        }
+        self.bundle_entry(site)
+    }
+
+    /// Mints a bundle for a request that already owns the standalone ticket `ticket`: the
+    /// ticket becomes the bundle's (the pending-request count does not change, no outcome is
+    /// recorded for it, and it is not minted twice).
+    pub(crate) fn mint_bundle_from_ticket(
+        &self,
+        ticket: &Entry,
+        site: &'static Location<'static>,
+    ) -> Entry {
+        #[cfg(any(debug_assertions, feature = "leak-check"))]
+        self.sites.borrow_mut().remove(ticket.key);
+        #[cfg(not(any(debug_assertions, feature = "leak-check")))]
+        let _ = ticket;
+        let cell = &self.outstanding[GuardKind::Ticket.index()];
+        cell.set(cell.get() - 1);
+        self.bundles.set(self.bundles.get() + 1);
+        self.bundles_minted.set(self.bundles_minted.get() + 1);
+        self.bundles_from_tickets
+            .set(self.bundles_from_tickets.get() + 1);
+        if self.tracing.get() {
+            self.record_all(&[
+                LedgerEvent::Minted(GuardKind::Context),
+                LedgerEvent::Minted(GuardKind::ActivityRef),
+            ]);
+        }
+        self.bundle_entry(site)
+    }
+
+    #[inline]
+    fn bundle_entry(&self, site: &'static Location<'static>) -> Entry {
+        #[cfg(any(debug_assertions, feature = "leak-check"))]
+        {
+            let record = Record::Bundle { request: false };
+            Entry {
+                key: self.sites.borrow_mut().insert((record, site)),
+            }
+        }
+        #[cfg(not(any(debug_assertions, feature = "leak-check")))]
+        {
+            let _ = site;
+            Entry {}
+        }
+    }
+
+    /// The bundle's request object comes (`present`: built) or goes (handed off).
+    #[inline]
+    pub(crate) fn bundle_request(&self, entry: &Entry, present: bool) {
+        let n = self.bundles_with_request.get();
+        self.bundles_with_request
+            .set(if present { n + 1 } else { n - 1 });
+        #[cfg(any(debug_assertions, feature = "leak-check"))]
+        if let Some((Record::Bundle { request }, _)) = self.sites.borrow_mut().get_mut(entry.key) {
+            *request = present;
+        }
+        #[cfg(not(any(debug_assertions, feature = "leak-check")))]
+        let _ = entry;
+        if self.tracing.get() {
+            let event = if present {
+                LedgerEvent::Minted(GuardKind::Request)
+            } else {
+                LedgerEvent::Released(GuardKind::Request)
+            };
+            self.record_all(&[event]);
+        }
+    }
+
+    /// A bundle refused while it was built (`build` failed): counted so `minted(Request)` stays
+    /// true; it ends without an outcome.
+    #[cold]
+    pub(crate) fn bundle_refused(&self) {
+        self.bundles_refused.set(self.bundles_refused.get() + 1);
+    }
+
+    /// Releases a bundle (its request object first, if still held) and records its outcome;
+    /// returns the pending requests still out (standalone tickets and bundles).
+    #[inline]
+    pub(crate) fn release_bundle(
+        &self,
+        entry: &Entry,
+        had_request: bool,
+        outcome: Option<Outcome>,
+    ) -> usize {
+        #[cfg(any(debug_assertions, feature = "leak-check"))]
+        self.sites.borrow_mut().remove(entry.key);
+        #[cfg(not(any(debug_assertions, feature = "leak-check")))]
+        let _ = entry;
+        if let Some(outcome) = outcome {
+            self.record_outcome(outcome);
+        }
+        if had_request {
+            self.bundles_with_request
+                .set(self.bundles_with_request.get() - 1);
+        }
+        if self.tracing.get() {
+            self.trace_bundle_release(had_request);
+        }
+        let left = self.bundles.get() - 1;
+        self.bundles.set(left);
+        left + self.outstanding[GuardKind::Ticket.index()].get()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_bundle_release(&self, had_request: bool) {
+        if had_request {
+            self.record_all(&[LedgerEvent::Released(GuardKind::Request)]);
+        }
+        self.record_all(&[
+            LedgerEvent::Released(GuardKind::ActivityRef),
+            LedgerEvent::Released(GuardKind::Context),
+            LedgerEvent::Released(GuardKind::Ticket),
+        ]);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_all(&self, events: &[LedgerEvent]) {
+        if let Some(trace) = self.trace.borrow_mut().as_mut() {
+            trace.extend_from_slice(events);
+        }
     }
 
     #[inline]
@@ -137,9 +295,14 @@ impl Ledger {
         }
     }
 
-    /// Guards of `kind` minted and not yet released.
+    /// Guards of `kind` minted and not yet released (an admitted bundle counts as the ticket,
+    /// context and activity ref it holds, and as a request object until it is handed off).
     pub fn outstanding(&self, kind: GuardKind) -> usize {
-        self.outstanding[kind.index()].get()
+        let in_bundles = match kind {
+            GuardKind::Request => self.bundles_with_request.get(),
+            _ => self.bundles.get(),
+        };
+        self.outstanding[kind.index()].get() + in_bundles
     }
 
     #[inline]
@@ -182,7 +345,15 @@ impl Ledger {
 
     /// Guards of `kind` minted since the server core was created.
     pub fn minted(&self, kind: GuardKind) -> u64 {
-        self.minted[kind.index()].get()
+        let bundles = self.bundles_minted.get();
+        let in_bundles = match kind {
+            // A bundle made from a saved request's ticket did not mint another ticket.
+            GuardKind::Ticket => bundles - self.bundles_from_tickets.get(),
+            // A bundle refused while it was built never got its request object.
+            GuardKind::Request => bundles - self.bundles_refused.get(),
+            _ => bundles,
+        };
+        self.minted[kind.index()].get() + in_bundles
     }
 
     /// Whether no guard of any kind is outstanding.
@@ -196,17 +367,19 @@ impl Ledger {
     pub fn report(&self) -> LeakReport {
         let mut sites: Vec<LeakSite> = Vec::new();
         #[cfg(any(debug_assertions, feature = "leak-check"))]
-        for (_, &(kind, location)) in self.sites.borrow().iter() {
-            match sites
-                .iter_mut()
-                .find(|s: &&mut LeakSite| s.kind == kind && s.location == Some(location))
-            {
-                Some(site) => site.count += 1,
-                None => sites.push(LeakSite {
-                    kind,
-                    location: Some(location),
-                    count: 1,
-                }),
+        for (_, &(record, location)) in self.sites.borrow().iter() {
+            for kind in record.kinds() {
+                match sites
+                    .iter_mut()
+                    .find(|s: &&mut LeakSite| s.kind == kind && s.location == Some(location))
+                {
+                    Some(site) => site.count += 1,
+                    None => sites.push(LeakSite {
+                        kind,
+                        location: Some(location),
+                        count: 1,
+                    }),
+                }
             }
         }
         for kind in GuardKind::ALL {
@@ -251,6 +424,28 @@ impl Ledger {
     pub fn take_trace(&self) -> Vec<LedgerEvent> {
         self.tracing.set(false);
         self.trace.borrow_mut().take().unwrap_or_default()
+    }
+}
+
+/// What one mint-site record stands for.
+#[cfg(any(debug_assertions, feature = "leak-check"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Record {
+    /// One standalone guard.
+    Guard(GuardKind),
+    /// One admitted bundle: a ticket, a context, an activity ref, and its request object while
+    /// `request` holds.
+    Bundle { request: bool },
+}
+
+#[cfg(any(debug_assertions, feature = "leak-check"))]
+impl Record {
+    fn kinds(self) -> impl Iterator<Item = GuardKind> {
+        let (first, count) = match self {
+            Record::Guard(kind) => (kind.index(), 1),
+            Record::Bundle { request } => (0, 3 + usize::from(request)),
+        };
+        GuardKind::ALL[first..first + count].iter().copied()
     }
 }
 

@@ -16,6 +16,7 @@
 //! 2. The drain completes when the server is stopped and that number is zero (checked on stop
 //!    and on every ticket release), and at no other moment.
 
+use crate::admit::Outcome;
 use crate::ledger::{Entry, GuardKind, Ledger};
 use crate::signal::SignalRegistry;
 use crate::ticket::DrainState;
@@ -51,10 +52,26 @@ impl Shared {
         }
     }
 
+    /// Releases a bundle with its outcome (`None`: refused while built); the last request
+    /// out after stop completes the drain.
+    #[inline]
+    pub(crate) fn release_bundle(
+        &self,
+        entry: &Entry,
+        had_request: bool,
+        outcome: Option<Outcome>,
+    ) {
+        let left = self.ledger.release_bundle(entry, had_request, outcome);
+        if left == 0 && self.drain.is_stopped() {
+            self.drain.complete();
+        }
+    }
+
     #[inline]
     pub(crate) fn release_ticket(&self, entry: &Entry) {
-        let left = self.ledger.release(GuardKind::Ticket, entry);
-        if left == 0 && self.drain.is_stopped() {
+        self.ledger.release(GuardKind::Ticket, entry);
+        // Bundles hold tickets too: the drain waits for both.
+        if self.drain.is_stopped() && self.tickets_out() == 0 {
             self.drain.complete();
         }
     }

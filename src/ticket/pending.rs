@@ -30,7 +30,8 @@ use crate::server::shared::Shared;
 #[must_use = "dropping a ticket ends the pending request at once"]
 #[clippy::has_significant_drop]
 pub struct PendingTicket {
-    shared: Rc<Shared>,
+    /// `None` only once the ticket became part of a bundle (it then releases nothing).
+    shared: Option<Rc<Shared>>,
     entry: Entry,
 }
 
@@ -40,19 +41,33 @@ impl PendingTicket {
     pub(crate) fn mint(shared: &Rc<Shared>, site: &'static Location<'static>) -> Self {
         PendingTicket {
             entry: shared.ledger.mint(GuardKind::Ticket, site),
-            shared: Rc::clone(shared),
+            shared: Some(Rc::clone(shared)),
         }
+    }
+
+    #[inline]
+    fn shared(&self) -> &Rc<Shared> {
+        self.shared
+            .as_ref()
+            .expect("a ticket holds its server until it joins a bundle")
     }
 
     /// Whether this ticket was minted by the server whose state is `shared`.
     #[inline]
     pub(crate) fn is_of(&self, shared: &Rc<Shared>) -> bool {
-        Rc::ptr_eq(&self.shared, shared)
+        Rc::ptr_eq(self.shared(), shared)
     }
 
     #[inline]
     pub(crate) fn shared_ledger(&self) -> &crate::Ledger {
-        &self.shared.ledger
+        &self.shared().ledger
+    }
+
+    /// The ticket joins a bundle minted now at `site`: returns the bundle's ledger entry. The
+    /// pending-request count does not change.
+    pub(crate) fn into_bundle(mut self, site: &'static Location<'static>) -> Entry {
+        let shared = self.shared.take().expect("a ticket joins one bundle");
+        shared.ledger.mint_bundle_from_ticket(&self.entry, site)
     }
 
     /// Leaks the ticket: the request stays pending forever and the drain never completes.
@@ -82,14 +97,16 @@ impl Drop for PendingTicket {
     /// Ends the pending request; the last one out after `stop()` completes the drain.
     #[inline]
     fn drop(&mut self) {
-        self.shared.release_ticket(&self.entry);
+        if let Some(shared) = &self.shared {
+            shared.release_ticket(&self.entry);
+        }
     }
 }
 
 impl fmt::Debug for PendingTicket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingTicket")
-            .field("pending", &self.shared.tickets_out())
+            .field("pending", &self.shared.as_ref().map(|s| s.tickets_out()))
             .finish()
     }
 }

@@ -6,9 +6,9 @@ use std::panic::Location;
 
 use super::engine::Engine;
 use crate::admit::{Admitted, Refusal, RefusalReason, RequestObject};
-use crate::pool::{Recycle, RequestContext};
+use crate::pool::{Origin, Recycle, RequestContext};
 use crate::server::ServerCore;
-use crate::signal::{AbortSignal, ActivityRef};
+use crate::signal::AbortSignal;
 use crate::ticket::PendingTicket;
 
 /// Proof that the server's wrapper was upgraded from weak to strong: the only way to mint a
@@ -176,12 +176,14 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         &self,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
-        let site = Location::caller();
         if self.core.is_stopped() {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
-        let ticket = PendingTicket::mint(self.core.shared(), site);
-        self.assemble(ticket, build, site)
+        // The context first: a refusing pool takes nothing (no ticket is minted for it).
+        let taken = self.checkout()?;
+        let shared = self.core.shared();
+        let entry = shared.ledger.mint_bundle(Location::caller());
+        Admitted::start(shared, self.core.pool(), taken, entry).build(build)
     }
 
     /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
@@ -209,7 +211,6 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// assert_eq!(core.ledger().outcomes().completed, 1);
     /// ```
     #[track_caller]
-    #[inline]
     pub fn admit_with<R>(
         &self,
         ticket: PendingTicket,
@@ -218,22 +219,17 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         if !ticket.is_of(self.core.shared()) {
             return Err(Refusal::new(RefusalReason::OtherServer));
         }
-        self.assemble(ticket, build, Location::caller())
+        let taken = self.checkout()?; // refused: the ticket drops, the request ends
+        let entry = ticket.into_bundle(Location::caller());
+        Admitted::start(self.core.shared(), self.core.pool(), taken, entry).build(build)
     }
 
     #[inline]
-    fn assemble<R>(
-        &self,
-        ticket: PendingTicket,
-        build: impl FnOnce(&mut C) -> Result<R, Refusal>,
-        site: &'static Location<'static>,
-    ) -> Result<Admitted<C, R>, Refusal> {
-        let mut context = RequestContext::checkout(self.core.pool(), ticket, site)
-            .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
-        let activity = ActivityRef::mint_owned(self.signal(), site);
-        let payload = build(&mut context)?;
-        let request = RequestObject::mint(self.core.shared(), payload, site);
-        Ok(Admitted::new(request, activity, context))
+    fn checkout(&self) -> Result<(Box<C>, Origin), Refusal> {
+        self.core
+            .pool()
+            .checkout()
+            .ok_or(Refusal::new(RefusalReason::PoolExhausted))
     }
 }
 
