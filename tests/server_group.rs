@@ -469,3 +469,41 @@ fn a_loop_that_panics_before_ready_fails_the_spawn_without_hanging() {
     assert!(err.to_string().contains("before it was ready"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn absurd_ladder_times_are_refused_at_spawn_not_panicked_on_at_stop() {
+    for ladder in [
+        Ladder::default().unready(Duration::MAX),
+        Ladder::default().drain_timeout(Duration::MAX),
+        Ladder::default().force_after(Duration::from_secs(u64::MAX / 2)),
+        Ladder::default().idle_linger(Duration::MAX),
+    ] {
+        let err = LoopGroup::new()
+            .ladder(ladder)
+            .spawn(
+                |_| Guarded::embedded("server", Config::default()),
+                demo_routes,
+            )
+            .expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    }
+    // A year is accepted; with nothing out, the stop ends at once.
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let ladder = Ladder::default().drain_timeout(year).force_after(year);
+    let running = group(2, ladder, ListenMode::ReusePort);
+    assert!(running.stop().unwrap().is_clean());
+    // An idle linger longer than the drain does not hold the group past the drain deadline:
+    // the kept-alive connection gets 503 close at the close step.
+    let ladder = Ladder::default()
+        .drain_timeout(Duration::from_millis(300))
+        .idle_linger(year);
+    let running = group(2, ladder, ListenMode::ReusePort);
+    let mut kept = Client::connect(running.addr());
+    assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    let stopped = Instant::now();
+    let report = running.stop().unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(5), "{report}");
+    let closing = kept.answer().expect("the close step's answer");
+    assert_eq!((closing.status, closing.closes()), (503, true));
+    assert_sum_and_clean(&report);
+}

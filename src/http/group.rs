@@ -231,14 +231,18 @@ impl LoopGroup {
     ///
     /// # Errors
     ///
-    /// If the port cannot be bound, `loops` is zero, or a loop cannot start (the loops already
-    /// started are stopped first).
+    /// If the ladder is invalid ([`Ladder::validate`]), the port cannot be bound, `loops` is
+    /// zero, the limits are invalid, or a loop cannot start (the loops already started are
+    /// stopped first).
     pub fn spawn<A, F, R>(self, accounting: F, routes: R) -> io::Result<GroupHandle>
     where
         A: Accounting,
         F: Fn(usize) -> A + Send + Sync + 'static,
         R: Fn(&mut Router<'_>) + Send + Sync + 'static,
     {
+        self.ladder
+            .validate()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let listeners = listener::bind(self.addr, self.loops, self.mode)?;
         let addr = listeners[0].local_addr()?;
         let shared = Arc::new(GroupShared::new(self.loops));

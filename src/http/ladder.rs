@@ -21,6 +21,7 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::limits::MAX_TIMEOUT;
 use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 
@@ -111,7 +112,41 @@ impl Ladder {
     /// The longest a stop can take before the force step: unready + drain + force-after. Set
     /// Kubernetes' `terminationGracePeriodSeconds` above it.
     pub fn total(&self) -> Duration {
-        self.unready + self.drain_timeout + self.force_after
+        self.unready
+            .saturating_add(self.drain_timeout)
+            .saturating_add(self.force_after)
+    }
+
+    /// Checks that every step's time is at most [`MAX_TIMEOUT`] (one year): longer is a
+    /// mistake, and far longer would overflow the loop's clock arithmetic.
+    /// [`LoopGroup::spawn`](crate::http::LoopGroup::spawn) refuses a ladder that fails it.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first step over the limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqguard::http::Ladder;
+    ///
+    /// assert!(Ladder::default().validate().is_ok());
+    /// let err = Ladder::default().unready(Duration::MAX).validate().unwrap_err();
+    /// assert!(err.contains("unready"));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, time) in [
+            ("unready", self.unready),
+            ("drain_timeout", self.drain_timeout),
+            ("force_after", self.force_after),
+            ("idle_linger", self.idle_linger),
+        ] {
+            if time > MAX_TIMEOUT {
+                return Err(format!("invalid Ladder: {name} is over one year"));
+            }
+        }
+        Ok(())
     }
 }
 

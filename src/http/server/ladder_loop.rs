@@ -202,7 +202,9 @@ impl<'r, A: Accounting> Server<'r, A> {
 
     /// Tells the group once this loop has drained: nothing admitted is out, and every
     /// connection open when the drain began has closed (or is lingering after its last
-    /// answer). Connections opened since do not hold the group: the close step answers them.
+    /// answer), or the drain deadline has passed (an idle linger longer than the drain does not
+    /// hold the group). Connections opened since do not hold it either: the close step answers
+    /// them.
     fn report_drained_once(&mut self, now: Instant, status: StopStatus) {
         let ladder = self.ladder();
         let Some(began) = ladder.drain_began else {
@@ -212,10 +214,12 @@ impl<'r, A: Accounting> Server<'r, A> {
         if ladder.drained || !(forced || status == StopStatus::Complete) {
             return;
         }
-        let old_open = self
-            .sockets
-            .iter()
-            .any(|(_, s)| s.lingering.is_none() && s.accepted <= began);
+        let deadline_passed = now >= began + ladder.plan.get_drain_timeout();
+        let old_open = !deadline_passed
+            && self
+                .sockets
+                .iter()
+                .any(|(_, s)| s.lingering.is_none() && s.accepted <= began);
         if forced || (self.dispatcher.in_flight == 0 && !old_open) {
             self.ladder_mut().drained = true;
             let member = &self.ladder().member;
