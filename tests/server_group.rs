@@ -507,3 +507,37 @@ fn absurd_ladder_times_are_refused_at_spawn_not_panicked_on_at_stop() {
     assert_eq!((closing.status, closing.closes()), (503, true));
     assert_sum_and_clean(&report);
 }
+
+#[test]
+fn health_probes_answer_get_and_head_before_admission_and_count_as_no_request() {
+    let running = group(1, Ladder::default(), ListenMode::ReusePort);
+    let mut stream = TcpStream::connect(running.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(
+            b"HEAD /healthz/ready HTTP/1.1\r\n\r\n\
+              GET /healthz/ready?from=lb HTTP/1.1\r\n\r\n\
+              GET /healthz/live HTTP/1.1\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut all = String::new();
+    stream.read_to_string(&mut all).unwrap();
+    let answers: Vec<&str> = all.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{all:?}");
+    // HEAD: the GET answer's head (content-length kept), no body, so the next answer follows.
+    assert!(answers[0].starts_with("200 OK\r\n"), "{all:?}");
+    assert!(answers[0].contains("content-length: 5\r\n"), "{all:?}");
+    assert!(answers[0].ends_with("\r\n\r\n"), "{all:?}");
+    assert!(answers[1].starts_with("200 OK\r\n") && answers[1].ends_with("ready"));
+    assert!(answers[2].starts_with("200 OK\r\n") && answers[2].ends_with("live"));
+    // Any other path goes to the routes (none here: 404).
+    assert_eq!(get(running.addr(), "/healthz/nothing").status, 404);
+    let report = running.stop().unwrap();
+    assert_eq!(
+        report.totals.stats.served, 1,
+        "only the 404 was admitted: {report}"
+    );
+    assert_eq!(report.totals.outcomes.completed, 1);
+}

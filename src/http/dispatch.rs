@@ -149,7 +149,8 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         self.unready || self.stopped_at.is_some()
     }
 
-    /// The answer to a health probe, or `None` when `target` is not one (or probes are off).
+    /// The answer to a health probe (`GET` or `HEAD`), or `None` when `target` is not one (or
+    /// probes are off).
     pub(crate) fn health_probe(
         &self,
         method: &[u8],
