@@ -499,7 +499,10 @@ fn absurd_ladder_times_are_refused_at_spawn_not_panicked_on_at_stop() {
         .idle_linger(year);
     let running = group(2, ladder, ListenMode::ReusePort);
     let mut kept = Client::connect(running.addr());
-    assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        kept.request("GET / HTTP/1.1\r\nhost: t\r\n\r\n").status,
+        200
+    );
     let stopped = Instant::now();
     let report = running.stop().unwrap();
     assert!(stopped.elapsed() < Duration::from_secs(5), "{report}");
@@ -517,9 +520,9 @@ fn health_probes_answer_get_and_head_before_admission_and_count_as_no_request() 
         .unwrap();
     stream
         .write_all(
-            b"HEAD /healthz/ready HTTP/1.1\r\n\r\n\
-              GET /healthz/ready?from=lb HTTP/1.1\r\n\r\n\
-              GET /healthz/live HTTP/1.1\r\nconnection: close\r\n\r\n",
+            b"HEAD /healthz/ready HTTP/1.1\r\nhost: t\r\n\r\n\
+              GET /healthz/ready?from=lb HTTP/1.1\r\nhost: t\r\n\r\n\
+              GET /healthz/live HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
         )
         .unwrap();
     let mut all = String::new();
