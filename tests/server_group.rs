@@ -251,6 +251,13 @@ fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     // The abort step names what was out: one request in its handler, its guards and sites.
     let abort = &held.steps[2];
     assert_eq!(abort.outstanding.in_flight, 1);
+    let named: Vec<&str> = abort
+        .outstanding
+        .in_handler
+        .iter()
+        .map(|r| r.route.as_str())
+        .collect();
+    assert_eq!(named, ["GET /watch"], "the abort step names the request");
     assert_eq!(
         abort.outstanding.connections_in(ConnState::InHandler).count,
         1

@@ -381,3 +381,30 @@ fn a_second_sigterm_skips_the_drain_to_force() {
         "the deadline was never reached: {json}"
     );
 }
+
+#[test]
+fn the_drain_deadline_aborts_a_delay_request_and_the_report_names_it() {
+    let serve = Serve::start("", "--loops 2 --drain-timeout-ms 300 --force-after-ms 200");
+    let mut delayed = Client::connect(serve.addr);
+    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: t\r\n\r\n");
+    // Another process: no event tells us the request was admitted (see above).
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = Instant::now();
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    // Drain 300 ms, abort, force 200 ms later: well under the request's 30 s.
+    assert!(stopped.elapsed() < Duration::from_secs(10), "{json}");
+    assert!(delayed.answer().is_err(), "force-closed without an answer");
+    let abort = &json[json.find("\"step\":\"abort\"").expect("an abort step")..];
+    let abort = &abort[..abort.find("\"step\":\"force\"").expect("then a force step")];
+    assert!(abort.contains("\"in_flight\":1"), "{abort}");
+    assert!(abort.contains("\"route\":\"GET /delay\""), "{abort}");
+    assert!(
+        abort.contains("\"kind\":\"pending-request ticket\""),
+        "{abort}"
+    );
+    assert!(abort.contains("\"in_handler\":{\"count\":1"), "{abort}");
+    // The deadline reached it first: that is its outcome, and nothing leaked.
+    assert!(json.contains("\"deadline_aborted\":1"), "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}

@@ -102,6 +102,14 @@ impl<'r, H> Answers<'r, H> {
             .count()
     }
 
+    /// The routes of the deferred answers still waiting (in their handler), for stop reports.
+    pub(crate) fn waiting_routes(&self) -> impl Iterator<Item = &'r Route> + '_ {
+        self.queue.iter().filter_map(|s| match s {
+            Slot::Waiting { route, .. } => Some(*route),
+            Slot::Ready { .. } => None,
+        })
+    }
+
     /// When the earliest deferred answer is due.
     pub(crate) fn next_due(&self) -> Option<Instant> {
         self.queue

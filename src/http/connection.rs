@@ -261,6 +261,11 @@ impl<'r, H> Connection<'r, H> {
         (state, now.saturating_duration_since(self.last_activity))
     }
 
+    /// The routes of the requests still in their handler (deferred), for stop reports.
+    pub(crate) fn routes_in_handler(&self) -> impl Iterator<Item = &'r Route> + '_ {
+        self.answers.waiting_routes()
+    }
+
     fn is_idle(&self) -> bool {
         !self.closing && !self.closed && self.answers.is_empty() && self.input.len() == self.start
     }

@@ -232,6 +232,18 @@ pub struct Outstanding {
     pub guards: LeakReport,
     /// Open connections by state, indexed like [`ConnState::ALL`].
     pub connections: [StateCount; 4],
+    /// The requests still in their handler (deferred answers), by route.
+    pub in_handler: Vec<HandlerRequest>,
+}
+
+/// A request still in its handler when a step began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerRequest {
+    /// Its route, as `METHOD /path` (`GET /delay`).
+    pub route: String,
+    /// How long its connection had waited for it (since the connection's last input).
+    pub age: Duration,
 }
 
 impl Outstanding {
@@ -295,6 +307,16 @@ impl StepRecord {
                 site.count
             );
         }
+        json.push_str("],\"in_handler\":[");
+        for (i, request) in o.in_handler.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let _ = write!(
+                json,
+                "{comma}{{\"route\":\"{}\",\"age_ms\":{:.3}}}",
+                request.route.replace(['\\', '"'], "_"),
+                request.age.as_secs_f64() * 1e3
+            );
+        }
         json.push_str("],\"connections\":{");
         for (i, state) in ConnState::ALL.iter().enumerate() {
             let comma = if i > 0 { "," } else { "" };
@@ -339,6 +361,14 @@ impl fmt::Display for StepRecord {
         }
         if self.ended != OutcomeCounts::default() {
             write!(f, "; ended: {}", self.ended)?;
+        }
+        for request in &o.in_handler {
+            write!(
+                f,
+                "\n           {} in its handler for {:.0} ms",
+                request.route,
+                request.age.as_secs_f64() * 1e3
+            )?;
         }
         for site in o.guards.sites() {
             write!(

@@ -68,7 +68,7 @@ pub use connection::Connection;
 pub use dispatch::{Dispatcher, Stats};
 pub use group::{GroupHandle, GroupStop, LoopGroup};
 pub use group_report::GroupReport;
-pub use ladder::{ConnState, Ladder, Outstanding, StateCount, Step, StepRecord};
+pub use ladder::{ConnState, HandlerRequest, Ladder, Outstanding, StateCount, Step, StepRecord};
 pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
 pub use listener::ListenMode;
 pub use report::ServerReport;

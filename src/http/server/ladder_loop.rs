@@ -18,7 +18,7 @@ use super::{Server, CLOSE_LINGER, STOP_TIMER};
 use crate::admit::OutcomeCounts;
 use crate::http::accounting::{Accounting, StopStatus};
 use crate::http::group::Member;
-use crate::http::ladder::{ConnState, Ladder, Outstanding, Step, StepRecord};
+use crate::http::ladder::{ConnState, HandlerRequest, Ladder, Outstanding, Step, StepRecord};
 use crate::http::running::Phase;
 use crate::ledger::Ledger;
 use crate::signal::AbortReason;
@@ -305,6 +305,12 @@ impl<'r, A: Accounting> Server<'r, A> {
             if socket.lingering.is_none() {
                 let (state, age) = socket.http.activity(now);
                 outstanding.count(state, age);
+                for route in socket.http.routes_in_handler() {
+                    outstanding.in_handler.push(HandlerRequest {
+                        route: format!("{} {}", route.method(), route.path()),
+                        age,
+                    });
+                }
             }
         }
         outstanding
