@@ -93,3 +93,8 @@ fn http_session_seeds() {
 fn http_script_seeds() {
     replay("http_script", harness::script::run);
 }
+
+#[test]
+fn http_split_seeds() {
+    replay("http_split", harness::split::run);
+}

@@ -67,11 +67,19 @@ impl<'r, A: Accounting> Session<'r, A> {
             .receive(&mut self.dispatcher, bytes, self.now);
     }
 
-    /// Everything answered so far and not yet taken.
+    /// Everything answered so far and not yet taken, as a client that reads it all: input held
+    /// back by back-pressure ([`Limits::max_output`]) is answered too.
     pub fn take_output(&mut self) -> Vec<u8> {
-        let out = self.connection.pending_output().to_vec();
-        self.connection.consume_output(out.len());
-        out
+        let mut out = Vec::new();
+        loop {
+            let pending = self.connection.pending_output();
+            let n = pending.len();
+            out.extend_from_slice(pending);
+            self.connection.consume_output(n);
+            if !self.connection.resume(&mut self.dispatcher, self.now) {
+                return out;
+            }
+        }
     }
 
     /// Everything answered so far and not yet taken, without copying it.
@@ -79,10 +87,16 @@ impl<'r, A: Accounting> Session<'r, A> {
         self.connection.pending_output()
     }
 
-    /// Discards the answers not yet taken (keeping the buffer for the next ones).
+    /// Discards the answers not yet taken (keeping the buffer for the next ones), and answers
+    /// input that back-pressure held back.
     pub fn clear_output(&mut self) {
-        let n = self.connection.pending_output().len();
-        self.connection.consume_output(n);
+        loop {
+            let n = self.connection.pending_output().len();
+            self.connection.consume_output(n);
+            if !self.connection.resume(&mut self.dispatcher, self.now) {
+                return;
+            }
+        }
     }
 
     /// Moves the clock forward by `by` and runs what became due (deferred responses, `408`,

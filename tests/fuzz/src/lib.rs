@@ -140,3 +140,4 @@ pub fn quiet_deliberate_panics() {
 
 pub mod script;
 pub mod session;
+pub mod split;
