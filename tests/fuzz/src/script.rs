@@ -138,7 +138,11 @@ pub fn run(data: &[u8]) {
         .with_pool_capacity(usize::from(setup >> 2 & 3))
         .unwrap();
     let limits = match setup >> 4 & 3 {
-        0 => Limits::default().max_head(256).max_body(64).max_pipeline(2),
+        0 => Limits::default()
+            .max_head(256)
+            .max_body(64)
+            .max_pipeline(2)
+            .max_output(128),
         1 => Limits::default()
             .max_head(1024)
             .max_body(1024)
@@ -214,10 +218,12 @@ pub fn run(data: &[u8]) {
                     }
                 }
             }
-            // A partial write to the socket.
+            // A partial write to the socket; then, as the loop does, parsing resumes if
+            // back-pressure had paused it.
             _ => {
                 let n = usize::from(r.byte().unwrap_or(0));
                 clients[c].write(n);
+                clients[c].conn.resume(&mut d, now);
             }
         }
         // A finished connection is closed by the loop, and a new client connects.
