@@ -19,6 +19,13 @@ use reqguard::{
 
 type Core = ServerCore<Embedded<&'static str>>;
 type Fired = Rc<RefCell<Vec<AbortReason>>>;
+/// A name, a way to end a bundle, the abort it must fire, and the outcome it must count.
+type Ending = (
+    &'static str,
+    fn(Admitted<(), ()>),
+    Option<AbortReason>,
+    Outcome,
+);
 
 fn core(heap: &Heap) -> Core {
     ServerCore::embedded(heap.alloc("server"), Config::default())
@@ -45,9 +52,14 @@ fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
 fn each_ending_fires_its_abort_exactly_once_and_completed_never() {
     let heap = Heap::new();
     let core = core(&heap);
-    let endings: [(&str, fn(Admitted<(), ()>), Option<AbortReason>, Outcome); 7] = [
+    let endings: [Ending; 7] = [
         ("complete", |b| b.complete(), None, Outcome::Completed),
-        ("end(Completed)", |b| b.end(Outcome::Completed), None, Outcome::Completed),
+        (
+            "end(Completed)",
+            |b| b.end(Outcome::Completed),
+            None,
+            Outcome::Completed,
+        ),
         (
             "end(ClientGone)",
             |b| b.end(Outcome::ClientGone),
@@ -79,7 +91,11 @@ fn each_ending_fires_its_abort_exactly_once_and_completed_never() {
         let (bundle, fired) = admit_watched(&core);
         let signal = bundle.signal().clone();
         end(bundle);
-        assert_eq!(*fired.borrow(), abort.into_iter().collect::<Vec<_>>(), "{name}");
+        assert_eq!(
+            *fired.borrow(),
+            abort.into_iter().collect::<Vec<_>>(),
+            "{name}"
+        );
         assert_eq!(signal.reason(), abort, "{name}");
         let after = core.ledger().outcomes();
         assert_eq!(after.total(), before.total() + 1, "{name}: one outcome");
@@ -203,7 +219,9 @@ fn an_escalation_that_completes_the_drain_is_still_counted() {
         let own = Rc::clone(&slot);
         // The handler lets go when aborted: the listener drops its own bundle (a cycle through
         // the signal that only the abort breaks).
-        bundle.signal().on_abort(move |_| drop(own.borrow_mut().take()));
+        bundle
+            .signal()
+            .on_abort(move |_| drop(own.borrow_mut().take()));
         *slot.borrow_mut() = Some(bundle);
     }
     let drain = core.stop();
@@ -255,7 +273,10 @@ fn a_forgotten_bundle_has_no_outcome_and_the_ledger_names_it() {
     assert!(!report.complete);
     assert_eq!(report.aborted_signals, 1);
     assert_eq!(*fired.borrow(), vec![AbortReason::DrainDeadline]);
-    assert!(report.to_string().contains("was never released"), "{report}");
+    assert!(
+        report.to_string().contains("was never released"),
+        "{report}"
+    );
 }
 
 /// Over a long mixed run, outcomes sum to the bundles admitted, per kind, and the ledger,

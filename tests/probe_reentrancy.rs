@@ -1,0 +1,278 @@
+//! Hostile-embedder probes: user code re-entering the core from its own callbacks. A bundle
+//! dropped or completed inside its own abort listener, `stop()` or admission inside a listener
+//! or a drain hook, the core dropped inside a hook or a listener. Each must keep one outcome per
+//! request, complete the drain exactly once, and leave the ledger clean.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+use reqguard::engines::{Embedded, Heap};
+use reqguard::{
+    AbortReason, Admitted, Config, DowngradePolicy, DrainStatus, Outcome, RefusalReason, ServerCore,
+};
+
+type Core = ServerCore<Embedded<&'static str>>;
+type Slot = Rc<RefCell<Option<Admitted<(), ()>>>>;
+
+fn core(heap: &Heap) -> Core {
+    ServerCore::embedded(heap.alloc("server"), Config::default())
+}
+
+/// A bundle parked in a slot whose abort listener takes it out and ends it with `end`: the
+/// handler reacting to its own request's abort.
+fn park(bundle: Admitted<(), ()>, end: fn(Admitted<(), ()>)) -> Slot {
+    let slot: Slot = Rc::default();
+    let own = Rc::clone(&slot);
+    bundle.signal().on_abort(move |_| {
+        let taken = own.borrow_mut().take();
+        if let Some(bundle) = taken {
+            end(bundle);
+        }
+    });
+    *slot.borrow_mut() = Some(bundle);
+    slot
+}
+
+/// User code aborts a parked request; its listener ends the bundle every way. The abort's
+/// reason decides the outcome, the listener ran once, nothing is left.
+#[test]
+fn a_bundle_ended_inside_its_own_abort_listener() {
+    let heap = Heap::new();
+    let core = core(&heap);
+    let endings: [fn(Admitted<(), ()>); 4] = [
+        |b| b.complete(),
+        |b| b.end(Outcome::ForceClosed),
+        |b| b.end(Outcome::Completed),
+        drop,
+    ];
+    for end in endings {
+        let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+        let signal = bundle.signal().clone();
+        let slot = park(bundle, end);
+        assert!(signal.abort(AbortReason::ClientDisconnected));
+        assert!(slot.borrow().is_none());
+    }
+    let outcomes = core.ledger().outcomes();
+    assert_eq!((outcomes.client_gone, outcomes.total()), (4, 4));
+    core.ledger().assert_quiescent();
+}
+
+/// The drain deadline aborts parked requests whose listeners end them: the drain completes
+/// from inside the escalation, the outcomes are all `DeadlineAborted`, and the hooks ran once.
+#[test]
+fn the_deadline_ends_parked_requests_from_their_listeners() {
+    let heap = Heap::new();
+    let core = core(&heap);
+    let slots: Vec<Slot> = (0..5)
+        .map(|i| {
+            let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+            park(bundle, if i % 2 == 0 { |b| b.complete() } else { drop })
+        })
+        .collect();
+    let drain = core.stop();
+    let hooks = Rc::new(Cell::new(0));
+    let h = Rc::clone(&hooks);
+    drain.on_complete(move || h.set(h.get() + 1));
+    let now = Instant::now();
+    drain.set_deadline(now);
+    assert_eq!(drain.poll_deadline(now), DrainStatus::Complete);
+    assert_eq!(drain.poll_deadline(now), DrainStatus::Complete);
+    assert!(slots.iter().all(|s| s.borrow().is_none()));
+    assert_eq!(hooks.get(), 1);
+    assert_eq!(core.ledger().outcomes().deadline_aborted, 5);
+    core.ledger().assert_quiescent();
+}
+
+/// `stop()` called from the abort listener of the last request, while its bundle is being
+/// dropped: the drain completes once that bundle is released, not before, and its hooks run.
+#[test]
+fn stop_inside_the_listener_of_the_last_request() {
+    let heap = Heap::new();
+    let core = Rc::new(core(&heap));
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    let seen = Rc::new(RefCell::new(None));
+    let (c, s) = (Rc::clone(&core), Rc::clone(&seen));
+    bundle.signal().on_abort(move |_| {
+        let drain = c.stop();
+        *s.borrow_mut() = Some((drain.is_complete(), drain.outstanding()));
+        drain.on_complete(|| {});
+    });
+    drop(bundle);
+    assert_eq!(
+        *seen.borrow(),
+        Some((false, 1)),
+        "inside the listener the request is still out"
+    );
+    let drain = core.drain().expect("stopped");
+    assert!(drain.is_complete());
+    assert_eq!(core.ledger().outcomes().dropped, 1);
+    core.ledger().assert_quiescent();
+}
+
+/// Admitting from an abort listener: while the server runs it is a new request with its own
+/// outcome; from a listener the deadline runs, the server is stopped and it is refused.
+#[test]
+fn admitting_inside_a_listener() {
+    let heap = Heap::new();
+    let core = Rc::new(core(&heap));
+    let inner: Slot = Rc::default();
+    let refused = Rc::new(Cell::new(None));
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    let (c, slot) = (Rc::clone(&core), Rc::clone(&inner));
+    bundle.signal().on_abort(move |_| {
+        *slot.borrow_mut() = Some(c.upgrade().unwrap().admit(|_| Ok(())).unwrap());
+    });
+    drop(bundle); // fires Dropped, and the listener admits a second request
+    let second = inner
+        .borrow_mut()
+        .take()
+        .expect("admitted inside the listener");
+    let (c, r) = (Rc::clone(&core), Rc::clone(&refused));
+    second.signal().on_abort(move |_| {
+        r.set(
+            c.upgrade()
+                .unwrap()
+                .admit(|_| Ok(()))
+                .err()
+                .map(|e| e.reason()),
+        );
+    });
+    let drain = core.stop();
+    drain.escalate();
+    assert_eq!(refused.get(), Some(RefusalReason::Stopped));
+    drop(second);
+    assert!(drain.is_complete());
+    let outcomes = core.ledger().outcomes();
+    assert_eq!((outcomes.dropped, outcomes.deadline_aborted), (1, 1));
+    core.ledger().assert_quiescent();
+}
+
+/// A drain hook that calls `stop()` again, admits, registers another hook and reads the
+/// report: nothing is admitted, the late hook runs at once, the drain completed once.
+#[test]
+fn a_drain_hook_that_stops_admits_and_hooks_again() {
+    let heap = Heap::new();
+    let core = Rc::new(core(&heap));
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    let saved = core.upgrade().unwrap().ticket().unwrap();
+    let drain = core.stop();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (c, l) = (Rc::clone(&core), Rc::clone(&log));
+    drain.on_complete(move || {
+        let again = c.stop();
+        l.borrow_mut()
+            .push(format!("complete={}", again.is_complete()));
+        let refused = c
+            .upgrade()
+            .map(|live| live.admit(|_| Ok(())).err().map(|e| e.reason()));
+        l.borrow_mut().push(format!("{refused:?}"));
+        let l2 = Rc::clone(&l);
+        again.on_complete(move || l2.borrow_mut().push("late hook".into()));
+        l.borrow_mut()
+            .push(format!("outcomes={}", again.report().outcomes.total()));
+    });
+    bundle.complete();
+    assert!(log.borrow().is_empty(), "a saved ticket is still out");
+    drop(saved);
+    assert_eq!(
+        *log.borrow(),
+        vec![
+            "complete=true".to_string(),
+            "Some(Some(Stopped))".into(),
+            "late hook".into(),
+            "outcomes=1".into()
+        ]
+    );
+    core.ledger().assert_quiescent();
+}
+
+/// The core moved into its own drain hook (its last owner) and dropped there, with the
+/// `OnDrain` wrapper: the wrapper goes once the drain completed, and nothing is left.
+#[test]
+fn the_core_dropped_inside_its_own_drain_hook() {
+    for policy in [DowngradePolicy::OnDrain, DowngradePolicy::OnStop] {
+        let heap = Heap::new();
+        let wrapper = heap.alloc("server");
+        let weak = wrapper.downgrade();
+        let core: Core = ServerCore::embedded(wrapper, Config::default().with_downgrade(policy));
+        let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+        let drain = core.stop();
+        let dropped = Rc::new(Cell::new(false));
+        let d = Rc::clone(&dropped);
+        drain.on_complete(move || {
+            drop(core);
+            d.set(true);
+        });
+        if policy == DowngradePolicy::OnDrain {
+            assert_eq!(heap.collect(), 0, "finalized mid-request");
+        }
+        bundle.complete();
+        assert!(dropped.get());
+        assert!(drain.is_complete());
+        assert_eq!(heap.collect(), 1, "{policy:?}");
+        assert!(weak.is_finalized());
+        assert_eq!(drain.report().outcomes.completed, 1);
+        assert!(drain.ledger().is_quiescent());
+    }
+}
+
+/// The last owner of the core is an abort listener that drops it while the bundle is being
+/// dropped (the core was never stopped): dropping it stops the server, the wrapper stays until
+/// the request is released, and the drain still completes.
+#[test]
+fn the_core_dropped_inside_an_abort_listener() {
+    let heap = Heap::new();
+    let wrapper = heap.alloc("server");
+    let weak = wrapper.downgrade();
+    let core: Core = ServerCore::embedded(wrapper, Config::default());
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    let probe = bundle.signal().clone();
+    let held = Rc::new(RefCell::new(Some(core)));
+    let h = Rc::clone(&held);
+    let collected_inside = Rc::new(Cell::new(usize::MAX));
+    let (ci, hp) = (Rc::clone(&collected_inside), heap.clone());
+    bundle.signal().on_abort(move |_| {
+        drop(h.borrow_mut().take());
+        ci.set(hp.collect());
+    });
+    drop(bundle);
+    assert_eq!(
+        collected_inside.get(),
+        0,
+        "finalized while its request was still being released"
+    );
+    assert!(held.borrow().is_none());
+    assert_eq!(heap.collect(), 1);
+    assert!(weak.is_finalized());
+    assert_eq!(probe.reason(), Some(AbortReason::Dropped));
+}
+
+/// A listener that drops a *different* request's bundle: that request still gets exactly one
+/// outcome and one abort, and both are counted.
+#[test]
+fn a_listener_ending_another_request() {
+    let heap = Heap::new();
+    let core = core(&heap);
+    let live = core.upgrade().unwrap();
+    let other = live.admit(|_| Ok(())).unwrap();
+    let other_fired = Rc::new(Cell::new(0));
+    let f = Rc::clone(&other_fired);
+    other.signal().on_abort(move |_| f.set(f.get() + 1));
+    let other_slot = Rc::new(RefCell::new(Some(other)));
+    let first = live.admit(|_| Ok(())).unwrap();
+    let o = Rc::clone(&other_slot);
+    first.signal().on_abort(move |_| {
+        let taken = o.borrow_mut().take();
+        if let Some(bundle) = taken {
+            bundle.end(Outcome::ClientGone);
+        }
+    });
+    first.end(Outcome::ForceClosed);
+    assert_eq!(other_fired.get(), 1);
+    let outcomes = core.ledger().outcomes();
+    assert_eq!((outcomes.force_closed, outcomes.client_gone), (1, 1));
+    drop(live);
+    assert!(core.stop().is_complete());
+    core.ledger().assert_quiescent();
+}
