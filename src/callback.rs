@@ -1,9 +1,10 @@
-//! Callbacks that user code supplies (abort listeners, drain hooks, `Recycle::recycle`) may
-//! panic. The mechanism around them finishes its own work first (wake, count, return the slot),
-//! then runs each callback on its own through [`call_caught`], counts the panics, and goes on:
-//! one panicking callback never skips the others, and a panic inside a `Drop` that runs while
-//! another panic unwinds never aborts the process.
+//! Callbacks that user code supplies (abort listeners, drain hooks, `Recycle::recycle`, the
+//! drain's wakers) may panic. The mechanism around them finishes its own work first (wake,
+//! count, return the slot), then runs each callback on its own through [`call_caught`], counts
+//! the panics, and goes on: one panicking callback never skips the others, and a panic inside a
+//! `Drop` that runs while another panic unwinds never aborts the process.
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `callback`; true if it panicked (the panic is caught, its message already printed by
@@ -12,5 +13,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub(crate) fn call_caught(callback: impl FnOnce()) -> bool {
     // Unwind safety: a panicking callback leaves only its own captured state half-done; the
     // mechanism's state is updated before or after the call, never during it.
-    catch_unwind(AssertUnwindSafe(callback)).is_err()
+    match catch_unwind(AssertUnwindSafe(callback)) {
+        Ok(()) => false,
+        Err(payload) => {
+            drop_payload(payload);
+            true
+        }
+    }
+}
+
+/// Drops a caught panic's payload, whose own `Drop` may panic too (std's `catch_unwind` docs):
+/// that second panic is caught as well and its payload leaked, so nothing escapes.
+#[cold]
+#[inline(never)]
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
 }

@@ -90,7 +90,6 @@ fn panicking_listeners_are_counted_and_skip_nothing_for_every_ending() {
 /// A listener whose panic payload panics again when dropped: still caught, the other
 /// listeners still run, the bundle still releases everything.
 #[test]
-#[ignore = "bug: call_caught drops the panic payload outside catch_unwind, so a payload whose Drop panics escapes Admitted::drop before the bundle is released: the context never goes back (in_use stays 1), the request never ends (drain incomplete), later listeners never run"]
 fn a_listener_panic_whose_payload_panics_on_drop_is_still_contained() {
     quiet_panics();
     let heap = Heap::new();
@@ -116,7 +115,6 @@ fn a_listener_panic_whose_payload_panics_on_drop_is_still_contained() {
 /// The same payload from a drain hook: the other hooks still run and the OnDrain downgrade
 /// still happens.
 #[test]
-#[ignore = "bug: a drain hook panicking with a payload whose Drop panics escapes DrainState::complete (from the last ticket's drop): later hooks never run"]
 fn a_hook_panic_whose_payload_panics_on_drop_is_still_contained() {
     quiet_panics();
     let heap = Heap::new();
@@ -138,7 +136,6 @@ fn a_hook_panic_whose_payload_panics_on_drop_is_still_contained() {
 
 /// The same payload from `Recycle::recycle`: the slot is not lost.
 #[test]
-#[ignore = "bug: a Recycle::recycle panicking with a payload whose Drop panics escapes Admitted::drop before release_bundle: the request never ends (outcomes.completed 0, ledger not quiescent, drain stuck)"]
 fn a_recycle_panic_whose_payload_panics_on_drop_is_still_contained() {
     quiet_panics();
     #[derive(Default)]
@@ -225,7 +222,6 @@ impl Wake for PanickyWaker {
 /// not cost the drain hooks (the OnDrain downgrade, `server.stop()`'s promise) nor the other
 /// waiting tasks.
 #[test]
-#[ignore = "bug: a panicking Waker::wake escapes DrainState::complete (from the last ticket's drop): the other waiters are not woken and no drain hook runs, so the OnDrain wrapper is never downgraded"]
 fn a_panicking_waker_costs_no_hook_and_no_other_wake_up() {
     quiet_panics();
     let heap = Heap::new();

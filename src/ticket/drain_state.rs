@@ -6,8 +6,9 @@
 //! 1. `stopped_at` goes from `None` to `Some` once and never back; no ticket is minted after it.
 //! 2. `drained_at` is set exactly once, at the first moment the server is stopped and no ticket
 //!    is out. At that moment, in this order: every registered waiter is woken (and the waiter
-//!    list is emptied for good), then every hook runs once, each on its own; a hook that panics
-//!    is counted in `hook_panics` and the others still run.
+//!    list is emptied for good), each waker on its own (one that panics is caught), then every
+//!    hook runs once, each on its own; a hook that panics is counted in `hook_panics` and the
+//!    others still run.
 //! 3. `waiters` holds one waker per [`Drain`](crate::Drain) handle that was polled while the
 //!    drain was pending and has not been dropped since: a handle deregisters its slot on drop,
 //!    so the list never grows past the number of live handles.
@@ -87,7 +88,8 @@ impl DrainState {
         // Our own work first: nothing a hook does can keep a waiting task asleep.
         let waiters: Vec<Waker> = self.waiters.borrow_mut().drain().collect();
         for waker in waiters {
-            waker.wake();
+            // An executor's waker is user code too: one that panics wakes the others anyway.
+            call_caught(|| waker.wake());
         }
         // Take the hooks out first: a hook may drop guards or register more hooks.
         let hooks = std::mem::take(&mut *self.hooks.borrow_mut());
