@@ -163,7 +163,7 @@ fn watched_routes(
 #[test]
 fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     let ladder = Ladder::default()
-        .unready(Duration::from_millis(700))
+        .unready(Duration::from_millis(1200))
         .drain_timeout(Duration::from_millis(400))
         .force_after(Duration::from_millis(300))
         .idle_linger(Duration::from_millis(400));
@@ -205,7 +205,7 @@ fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     let fresh = get(addr, "/");
     assert_eq!((fresh.status, fresh.closes()), (200, true));
     assert!(
-        t0.elapsed() < Duration::from_millis(700),
+        t0.elapsed() < Duration::from_millis(1200),
         "too slow to see the unready step"
     );
 
@@ -272,7 +272,7 @@ fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     assert_eq!(ticket.count, 1);
     assert!(ticket.location.is_some(), "debug builds record mint sites");
     let (at_drain, at_abort, at_force) = (held.steps[1].at, abort.at, held.steps[3].at);
-    assert!(at_drain >= Duration::from_millis(700), "{report}");
+    assert!(at_drain >= Duration::from_millis(1200), "{report}");
     assert!(
         at_abort >= at_drain + Duration::from_millis(400),
         "{report}"
