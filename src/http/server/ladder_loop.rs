@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Server, CLOSE_LINGER, STOP_TIMER};
+use super::{Connection, Server, CLOSE_LINGER, STOP_TIMER};
 use crate::admit::OutcomeCounts;
 use crate::http::accounting::{Accounting, StopStatus};
 use crate::http::group::Member;
@@ -22,10 +22,6 @@ use crate::http::ladder::{ConnState, HandlerRequest, Ladder, Outstanding, Step, 
 use crate::http::running::Phase;
 use crate::ledger::Ledger;
 use crate::signal::AbortReason;
-
-/// The answer to a connection still open when its loop closes.
-const CLOSING: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
-content-length: 19\r\nconnection: close\r\n\r\nService Unavailable";
 
 /// One loop's place on the ladder.
 pub(crate) struct LoopLadder {
@@ -238,21 +234,29 @@ impl<'r, A: Accounting> Server<'r, A> {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         let mut answered = 0;
+        self.dispatcher.date.refresh(now);
         for (_, socket) in self.sockets.iter_mut() {
             let (state, _) = socket.http.activity(now);
             if socket.lingering.is_some() || !matches!(state, ConnState::Idle | ConnState::Reading)
             {
                 continue;
             }
-            // A fresh socket's send buffer takes these few bytes whole.
-            if matches!(socket.stream.write(CLOSING), Ok(n) if n == CLOSING.len()) {
-                answered += 1;
-            }
+            // Nothing of it was admitted (idle, or a request not yet whole): it gets the same
+            // dated 503 + close as a connection over the limit, then FIN and a short drain.
             socket
                 .http
                 .abort(&mut self.dispatcher, AbortReason::Other("server closing"));
-            let _ = socket.stream.shutdown(std::net::Shutdown::Write);
-            socket.lingering = Some(now + CLOSE_LINGER);
+            socket.http = Connection::over_capacity(now, self.dispatcher.date.text());
+            answered += 1;
+            // Writable since it was accepted: no new edge will come, so write now. Whatever
+            // does not fit goes out on the writable event once the client reads.
+            if let Ok(n) = socket.stream.write(socket.http.pending_output()) {
+                socket.http.consume_output(n);
+            }
+            if socket.http.pending_output().is_empty() {
+                let _ = socket.stream.shutdown(std::net::Shutdown::Write);
+                socket.lingering = Some(now + CLOSE_LINGER);
+            }
         }
         self.record(Step::Close, now, answered);
         self.ladder_mut().closed_at = Some(now);
