@@ -85,7 +85,10 @@ pub struct DrainReport {
     pub complete: bool,
     /// From `stop()` to the last ticket dropping, once complete.
     pub drain_time: Option<Duration>,
-    /// Signals aborted by escalation (zero unless the deadline passed).
+    /// Signals that *this* escalation aborted: the first expired
+    /// [`poll_deadline`](Drain::poll_deadline) or an [`escalate`](Drain::escalate) call. Zero in
+    /// later polls, in [`report`](Drain::report) and in the awaited report, even after a
+    /// deadline; the total is in `outcomes.deadline_aborted`.
     pub aborted_signals: usize,
     /// How the server's admitted requests ended so far, per outcome.
     pub outcomes: OutcomeCounts,
