@@ -470,3 +470,46 @@ fn the_strict_reader_rejects_malformed_answers() {
     }
     server.join().unwrap();
 }
+
+/// Row 1, the other half: a client that reads none of its answers for `idle_timeout` is
+/// disconnected, so it cannot hold a connection (and its bounded buffers) forever.
+#[test]
+fn a_client_that_reads_nothing_is_disconnected_after_the_idle_timeout() {
+    let srv = Srv::start(Limits::default().idle_timeout(Duration::from_millis(300)));
+    let stream = TcpStream::connect(srv.addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // Far more answers than the socket buffers hold: the server's writes block.
+    let batch = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n".repeat(1024);
+    let started = Instant::now();
+    writer
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let flood = thread::spawn(move || {
+        // Ends when the server closes the connection (a reset or a broken pipe); a write that
+        // times out only means the server is not reading (back-pressure).
+        while started.elapsed() < Duration::from_secs(20) {
+            match writer.write(&batch) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    });
+    assert!(flood.join().unwrap(), "the connection stayed open");
+    let closed_after = started.elapsed();
+    assert!(closed_after < Duration::from_secs(10), "{closed_after:?}");
+    // What was buffered for it is gone, and the server still serves.
+    let mut other = srv.connect();
+    send(
+        &mut other,
+        b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+    );
+    closed_with(&mut other, 200);
+    drop(stream);
+    srv.finish();
+}
