@@ -513,3 +513,54 @@ fn a_client_that_reads_nothing_is_disconnected_after_the_idle_timeout() {
     drop(stream);
     srv.finish();
 }
+
+/// Framing that two parsers could read two ways (request smuggling) is refused: `400` and the
+/// connection closed (RFC 9112 6.1, 6.3, 7.1). Leading zeros and repeated equal lengths are
+/// one reading only, and are served.
+#[test]
+fn ambiguous_framing_is_400_and_close() {
+    let srv = Srv::start(Limits::default());
+    let head = |fields: &str| format!("POST /echo HTTP/1.1\r\nhost: t\r\n{fields}\r\n");
+    let ambiguous = [
+        head("content-length: 3\r\ntransfer-encoding: chunked\r\n") + "3\r\nabc\r\n0\r\n\r\n",
+        head("transfer-encoding: chunked\r\ncontent-length: 3\r\n") + "abc",
+        head("transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n") + "0\r\n\r\n",
+        head("transfer-encoding: gzip, chunked\r\n") + "0\r\n\r\n",
+        head("transfer-encoding: chunked, identity\r\n") + "0\r\n\r\n",
+        head("transfer-encoding: identity\r\n"),
+        head("content-length: 3\r\ncontent-length: 4\r\n") + "abcd",
+        head("content-length: +3\r\n") + "abc",
+        head("content-length: 3, 3\r\n") + "abc",
+        head("content-length: 0x3\r\n") + "abc",
+        head("transfer-encoding: chunked\r\n") + " 3\r\nabc\r\n0\r\n\r\n",
+        head("transfer-encoding: chunked\r\n") + "0x3\r\nabc\r\n0\r\n\r\n",
+        head("transfer-encoding: chunked\r\n") + "3\nabc\n0\n\n",
+        head("transfer-encoding: chunked\r\n") + "3\r\nabc0\r\n\r\n",
+        "POST /echo HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+    ];
+    for request in &ambiguous {
+        let mut client = srv.connect();
+        send(&mut client, request.as_bytes());
+        let a = answer(&mut client);
+        assert_eq!(a.status, 400, "{request:?}: {a:?}");
+        assert!(a.closes(), "{request:?}");
+        strict::expect_clean_eof(&mut client).unwrap();
+    }
+    let mut client = srv.connect();
+    send(
+        &mut client,
+        head("content-length: 003\r\ncontent-length: 3\r\n").as_bytes(),
+    );
+    send(&mut client, b"abc");
+    send(
+        &mut client,
+        head("transfer-encoding: Chunked\r\n").as_bytes(),
+    );
+    send(&mut client, b"3\r\nabc\r\n0\r\n\r\n");
+    for _ in 0..2 {
+        let a = answer(&mut client);
+        assert_eq!((a.status, a.body.as_slice()), (200, &b"abc"[..]), "{a:?}");
+    }
+    let report = srv.finish();
+    assert_eq!(report.stats.rejected, ambiguous.len() as u64);
+}
