@@ -405,6 +405,7 @@ fn a_storm_of_connects_and_stops_leaves_every_ledger_at_zero() {
         assert_sum_and_clean(&report);
         rounds += 1;
     }
+    println!("stop storm: {rounds} rounds, every loop's ledger at zero");
     assert!(rounds >= 4, "only {rounds} rounds ran");
 }
 

@@ -255,40 +255,17 @@ impl LoopGroup {
         let mut threads = Vec::with_capacity(self.loops);
         let mut failure = None;
         for (index, listener) in listeners.into_iter().enumerate() {
-            let member = Member {
-                shared: Arc::clone(&shared),
-                index,
+            let start = LoopStart {
+                member: Member {
+                    shared: Arc::clone(&shared),
+                    index,
+                },
+                listener,
+                limits,
+                ladder: self.ladder,
+                ready: ready.clone(),
             };
-            // However this loop ends (done, failed, panicked), it no longer holds the group.
-            let ended = scopeguard::guard(Arc::clone(&shared), move |shared| {
-                shared.report_drained(index);
-            });
-            let (accounting, routes) = (Arc::clone(&accounting), Arc::clone(&routes));
-            let (ready, ladder) = (ready.clone(), self.ladder);
-            let thread = thread::Builder::new()
-                .name(format!("reqguard-loop-{index}"))
-                .spawn(move || {
-                    let _ended = ended;
-                    let store = Routes::new();
-                    let mut router = Router::new(&store);
-                    routes(&mut router);
-                    let server =
-                        Server::from_listener(listener, &router, accounting(index), limits)
-                            .map(|server| server.join_group(member, ladder));
-                    match server {
-                        Ok(server) => {
-                            let _ = ready.send(Ok(server.stop_handle()));
-                            // Senders all gone tells `spawn` that a loop died before ready.
-                            drop(ready);
-                            server.run()
-                        }
-                        Err(err) => {
-                            let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
-                            Err(err)
-                        }
-                    }
-                });
-            match thread {
+            match start.spawn(Arc::clone(&accounting), Arc::clone(&routes)) {
                 Ok(thread) => threads.push(thread),
                 Err(err) => {
                     failure = Some(err);
@@ -326,12 +303,66 @@ impl LoopGroup {
     }
 }
 
+type LoopThread = JoinHandle<io::Result<ServerReport>>;
+
+/// What one loop's thread starts from.
+struct LoopStart {
+    member: Member,
+    listener: std::net::TcpListener,
+    limits: Limits,
+    ladder: Ladder,
+    /// Gets the loop's stop handle once it listens, or why it could not.
+    ready: mpsc::Sender<io::Result<StopHandle>>,
+}
+
+impl LoopStart {
+    /// Starts the loop's thread: routes and accounting are built there (they need not be
+    /// `Send`), then the loop runs until the group closes.
+    fn spawn<A, F, R>(self, accounting: Arc<F>, routes: Arc<R>) -> io::Result<LoopThread>
+    where
+        A: Accounting,
+        F: Fn(usize) -> A + Send + Sync + 'static,
+        R: Fn(&mut Router<'_>) + Send + Sync + 'static,
+    {
+        let index = self.member.index;
+        // However this loop ends (done, failed, panicked), it no longer holds the group.
+        let ended = scopeguard::guard(Arc::clone(&self.member.shared), move |shared| {
+            shared.report_drained(index);
+        });
+        thread::Builder::new()
+            .name(format!("reqguard-loop-{index}"))
+            .spawn(move || {
+                let _ended = ended;
+                let LoopStart {
+                    member,
+                    listener,
+                    limits,
+                    ladder,
+                    ready,
+                } = self;
+                let store = Routes::new();
+                let mut router = Router::new(&store);
+                routes(&mut router);
+                let server = Server::from_listener(listener, &router, accounting(index), limits)
+                    .map(|server| server.join_group(member, ladder));
+                match server {
+                    Ok(server) => {
+                        let _ = ready.send(Ok(server.stop_handle()));
+                        // Senders all gone tells `spawn` that a loop died before ready.
+                        drop(ready);
+                        server.run()
+                    }
+                    Err(err) => {
+                        let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
+                        Err(err)
+                    }
+                }
+            })
+    }
+}
+
 /// A loop failed to start: stop the loops that did (force, so it is quick) and wait for them.
-fn abandon(
-    shared: &Arc<GroupShared>,
-    threads: Vec<JoinHandle<io::Result<ServerReport>>>,
-    err: io::Error,
-) -> io::Error {
+fn abandon(shared: &Arc<GroupShared>, threads: Vec<LoopThread>, err: io::Error) -> io::Error {
     // Loops that never started count as ended (a started one reports as its thread ends).
     for index in threads.len()..shared.loops {
         shared.report_drained(index);
@@ -351,7 +382,7 @@ fn abandon(
 pub struct GroupHandle {
     addr: SocketAddr,
     shared: Arc<GroupShared>,
-    threads: Vec<JoinHandle<io::Result<ServerReport>>>,
+    threads: Vec<LoopThread>,
 }
 
 impl GroupHandle {
