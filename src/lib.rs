@@ -111,6 +111,79 @@
 //! drops a guard at once and `#[must_use]` does not see it; that lint does
 //! (`tests/ui/let_underscore_activity_ref.rs`).
 //!
+//! ## 7. Completing a deferred request
+//!
+//! A handler that returns a pending promise keeps its bundle: store it with the connection and
+//! end it when the answer is written, or when the connection goes away. Its signal fires only
+//! for the second:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use reqguard::{Admitted, Config, Outcome, ServerCore, engines::Heap};
+//!
+//! let heap = Heap::new();
+//! let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+//! let mut pending: HashMap<u32, Admitted<(), &str>> = HashMap::new();
+//!
+//! // onRequest: admitted, then the handler's promise is still pending.
+//! let live = core.upgrade().unwrap();
+//! pending.insert(1, live.admit(|_| Ok("GET /slow"))?);
+//! pending.insert(2, live.admit(|_| Ok("GET /slow"))?);
+//! drop(live);
+//!
+//! // Promise 1 resolves: the answer is written.
+//! pending.remove(&1).unwrap().complete();
+//! // The client of request 2 closes its socket: its signal fires with ClientDisconnected.
+//! let gone = pending.remove(&2).unwrap();
+//! let signal = gone.signal().clone();
+//! gone.end(Outcome::ClientGone);
+//! assert!(signal.is_aborted());
+//!
+//! let outcomes = core.ledger().outcomes();
+//! assert_eq!((outcomes.completed, outcomes.client_gone), (1, 1));
+//! assert!(core.stop().is_complete());
+//! # Ok::<(), reqguard::Refusal>(())
+//! ```
+//!
+//! ## 8. Implementing an `Engine`
+//!
+//! An [`Engine`] names your runtime's strong and weak handles to the wrapper and how to turn
+//! one into the other. `upgrade` must return `None` once the object is finalized; that `None`
+//! is what becomes a 503. Here the "runtime" is `Rc`, so finalized means freed:
+//!
+//! ```
+//! use std::rc::{Rc, Weak};
+//! use reqguard::{Config, DowngradePolicy, Engine, Refusal, ServerCore};
+//!
+//! struct RcEngine;
+//!
+//! impl Engine for RcEngine {
+//!     type Strong = Rc<String>;
+//!     type Weak = Weak<String>;
+//!     type Scope<'s> = (); // v8 needs its isolate here; QuickJS a `Ctx`
+//!
+//!     fn downgrade(_: &mut (), strong: &Rc<String>) -> Weak<String> {
+//!         Rc::downgrade(strong)
+//!     }
+//!
+//!     fn upgrade(_: &mut (), weak: &Weak<String>) -> Option<Rc<String>> {
+//!         weak.upgrade()
+//!     }
+//! }
+//!
+//! let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+//! let core: ServerCore<RcEngine> = ServerCore::new(&mut (), Rc::new("server".into()), config);
+//! let live = core.upgrade().unwrap();
+//! assert_eq!(live.wrapper().as_str(), "server"); // the handler's `this`
+//! live.admit(|_| Ok(()))?.complete();
+//! drop(live);
+//! let _drain = core.stop(); // downgrades: the last `Rc` is gone, the wrapper is "finalized"
+//! assert!(core.upgrade().is_none()); // -> 503, nothing taken
+//! # Ok::<(), Refusal>(())
+//! ```
+//!
+//! `docs/engines.md` walks through the v8 and QuickJS adapters.
+//!
 //! # Guarantees
 //!
 //! | | guarantee | how |

@@ -235,7 +235,7 @@ impl<C: Recycle, R> Admitted<C, R> {
 impl<C: Recycle, R> Drop for Admitted<C, R> {
     /// Records the outcome and fires the abort signal unless it is `Completed`; then gives
     /// back the request object, the activity, the context and the ticket, in that order.
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         let outcome = if self.refused {
             self.shared().ledger.bundle_refused();
@@ -260,7 +260,17 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// completed request's signal never fired), and the abort it fires.
     #[inline]
     fn decide(&self) -> Outcome {
-        match self.signal.reason() {
+        let fired = self.signal.reason();
+        if fired.is_none() && self.outcome == Outcome::Completed {
+            return Outcome::Completed; // the common case: nothing fires
+        }
+        self.decide_slow(fired)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decide_slow(&self, fired: Option<crate::AbortReason>) -> Outcome {
+        match fired {
             Some(reason) => Outcome::after_abort(reason),
             None => {
                 if let Some(reason) = self.outcome.abort_reason() {

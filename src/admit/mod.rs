@@ -4,6 +4,7 @@ mod bundle;
 mod outcome;
 mod refusal;
 mod request;
+pub(crate) mod status;
 
 pub use bundle::Admitted;
 pub use outcome::{Outcome, OutcomeCounts};

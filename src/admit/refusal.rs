@@ -43,6 +43,9 @@ pub enum RefusalReason {
 /// assert_eq!(refusal.reason(), RefusalReason::Stopped);
 /// assert_eq!((refusal.status(), refusal.closes_connection()), (503, true));
 /// assert_eq!(refusal.status_line(), "503 Service Unavailable");
+/// // One table of reason phrases for the whole crate (RFC 9110 names):
+/// let too_large = Refusal::new(RefusalReason::PayloadTooLarge { limit: 1024 });
+/// assert_eq!(too_large.status_line(), "413 Content Too Large");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a refusal must be answered"]
@@ -77,11 +80,10 @@ impl Refusal {
 
     /// The HTTP/1.1 status line, without the version, e.g. `"503 Service Unavailable"`.
     pub fn status_line(&self) -> &'static str {
-        match self.status() {
-            503 => "503 Service Unavailable",
-            413 => "413 Payload Too Large",
-            _ => "500 Internal Server Error",
-        }
+        // From the crate's one table of status lines: "HTTP/1.1 " (9 bytes) ... "\r\n".
+        super::status::status_line(self.status())
+            .and_then(|line| std::str::from_utf8(&line[9..line.len() - 2]).ok())
+            .unwrap_or("500 Internal Server Error")
     }
 
     /// Whether the connection should close after the answer (`Connection: close` on HTTP/1).

@@ -192,7 +192,7 @@ impl AbortSignal {
 
 impl Drop for AbortSignal {
     /// Dropping the last handle gives the signal back to its server for reuse.
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // The last handle: the spare list takes a second `Rc` and this one drops after `drop`
         // returns, so the state is never freed here (no `Option` to take it out of).
