@@ -153,7 +153,6 @@ fn an_earlier_abort_decides_the_outcome_whatever_ends_the_bundle() {
 /// body read, a timer") must not have its signal fired later by the drain deadline, which is
 /// there for the requests still out.
 #[test]
-#[ignore = "bug: the drain deadline aborts the signal of a request that already completed (a kept activity ref), and counts it in aborted_signals"]
 fn the_deadline_never_fires_a_completed_requests_signal() {
     let heap = Heap::new();
     let core = core(&heap);

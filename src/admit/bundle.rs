@@ -94,6 +94,7 @@ impl<C: Recycle, R> Admitted<C, R> {
     ) -> Self {
         let signal = AbortSignal::mint(shared);
         signal.state().add_activity();
+        signal.state().set_request_out(true);
         Admitted {
             signal,
             pool: Rc::clone(pool),
@@ -245,7 +246,9 @@ impl<C: Recycle, R> Drop for Admitted<C, R> {
         };
         // Dropped with the fields, after everything is given back (no move out of it here).
         let had_request = self.payload.is_some();
-        self.signal.state().remove_activity();
+        let state = self.signal.state();
+        state.remove_activity();
+        state.set_request_out(false); // a kept activity ref no longer makes it abortable
         if let Some(slot) = self.slot.take() {
             self.pool.checkin(slot, self.origin);
         }

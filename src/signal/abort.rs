@@ -16,10 +16,14 @@ type Listener = Box<dyn FnOnce(AbortReason)>;
 ///
 /// 1. `reason` goes from `None` to `Some` at most once per use; listeners run at that moment only.
 /// 2. `activity` counts the live `ActivityRef`s on this signal.
+/// 3. `request_out` holds while the admitted request this signal belongs to has not ended: only
+///    then may a drain deadline abort it (an activity ref kept past the request's end keeps the
+///    signal alive, not the request).
 pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
     listeners: RefCell<Vec<Listener>>,
     activity: Cell<usize>,
+    request_out: Cell<bool>,
 }
 
 impl SignalState {
@@ -28,6 +32,7 @@ impl SignalState {
             reason: Cell::new(None),
             listeners: RefCell::new(Vec::new()),
             activity: Cell::new(0),
+            request_out: Cell::new(false),
         }
     }
 
@@ -37,6 +42,19 @@ impl SignalState {
         self.reason.set(None);
         self.listeners.borrow_mut().clear();
         self.activity.set(0);
+        self.request_out.set(false);
+    }
+
+    /// The admitted request this signal belongs to is out (`true`) or has ended.
+    #[inline]
+    pub(crate) fn set_request_out(&self, out: bool) {
+        self.request_out.set(out);
+    }
+
+    /// Whether a drain deadline may abort this signal: its request is still out.
+    #[inline]
+    pub(crate) fn is_request_out(&self) -> bool {
+        self.request_out.get()
     }
 
     #[inline]

@@ -52,13 +52,14 @@ impl SignalRegistry {
         state
     }
 
-    /// The signals that activity refs still hold (pending activity > 0), in allocation order.
+    /// The signals of requests still out (an activity ref holds each), in allocation order. A
+    /// signal kept alive by an activity ref after its request ended is not one of them.
     pub(crate) fn with_activity(&self) -> Vec<Rc<SignalState>> {
         self.states
             .borrow()
             .iter()
             .filter_map(rc::Weak::upgrade)
-            .filter(|state| state.has_activity())
+            .filter(|state| state.has_activity() && state.is_request_out())
             .collect()
     }
 
