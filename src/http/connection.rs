@@ -36,7 +36,7 @@ use super::dispatch::{call_resume, route_and_call, Dispatcher};
 use super::ladder::ConnState;
 use super::limits::MAX_TIMEOUT;
 use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
-use super::response::{write_response, write_status, Answer, Response, Wire};
+use super::response::{write_response, write_status, Answer, DateLine, Response, Wire};
 use super::router::{Reply, Request, Route};
 use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortReason;
@@ -162,7 +162,7 @@ impl<'r, H> Connection<'r, H> {
 
     /// A connection over [`Limits::max_connections`](crate::http::Limits::max_connections):
     /// its only answer, `503` and `Connection: close` (dated `date`), is already written.
-    pub(crate) fn over_capacity(now: Instant, date: &[u8]) -> Self {
+    pub(crate) fn over_capacity(now: Instant, date: &DateLine) -> Self {
         let mut connection = Connection::new(now);
         connection.answers.push(true, None, |out| {
             write_status(out, Wire::CLOSE, date, 503);
@@ -416,6 +416,14 @@ impl<'r, H> Connection<'r, H> {
             }
         };
         let body = match head.framing {
+            // The whole body is already here (always, for a request without one): no need to
+            // wait in `Reading::Body`.
+            Framing::Length(n) if buf.len() - head.len >= n => {
+                let total = head.len + n;
+                let body = Some(head.len..total);
+                self.dispatch(d, now, Parsed { head, body, total });
+                return Step::Continue;
+            }
             Framing::Length(n) => BodyReader::Length(n),
             Framing::Chunked => {
                 self.body.clear();
@@ -482,13 +490,10 @@ impl<'r, H> Connection<'r, H> {
         let head = &parsed.head;
         // Health probes (loops of a group) answer from the loop's own state, before admission:
         // liveness must hold through the drain, when admission refuses everything.
-        let input = &self.input[self.start..];
-        if let Some((status, text)) =
-            d.health_probe(&input[head.method.clone()], &input[head.origin.clone()])
-        {
+        if let Some((status, text)) = d.health_probe(&self.input[self.start..], head) {
             self.start += parsed.total;
             let close = !head.keep_alive || d.closes_connections();
-            let (wire, date) = (head.wire(close), d.date.text());
+            let (wire, date) = (head.wire(close), d.date.line());
             self.answers.push(close, None, |out| {
                 let answer = Answer {
                     body: text,
@@ -536,7 +541,7 @@ impl<'r, H> Connection<'r, H> {
                 wire,
             }),
             _ => {
-                let date = d.date.text();
+                let date = d.date.line();
                 let written = self.answers.push(close, Some(held), |out| {
                     write_response(out, wire, date, response.answer());
                 });
@@ -560,7 +565,7 @@ impl<'r, H> Connection<'r, H> {
         d.count_refusal(refusal);
         // Whatever happens while the answer is written, this connection is done.
         let closing = scopeguard::guard(&mut self.closing, |closing| *closing = true);
-        let date = d.date.text();
+        let date = d.date.line();
         self.answers.push(true, None, |out| {
             write_status(out, wire, date, refusal.status());
         });
@@ -575,7 +580,7 @@ impl<'r, H> Connection<'r, H> {
         wire: Wire,
     ) {
         d.stats.rejected += 1;
-        let date = d.date.text();
+        let date = d.date.line();
         self.answers.push(true, None, |out| {
             write_status(out, wire, date, reject.status());
         });
@@ -688,7 +693,7 @@ fn resume<A: Accounting>(
     write_response(
         out,
         Wire { close, ..wire },
-        d.date.text(),
+        d.date.line(),
         response.answer(),
     );
     close

@@ -5,10 +5,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) const DATE_LEN: usize = 29;
 
+/// The field line `date: <IMF-fixdate>\r\n`, as the writer copies it.
+pub(crate) const LINE_LEN: usize = 6 + DATE_LEN + 2;
+
 /// The current date as an IMF-fixdate, reformatted only when a new second has begun.
 #[derive(Clone, Debug)]
 pub(crate) struct DateCache {
-    text: [u8; DATE_LEN],
+    /// `date: Thu, 01 Jan 1970 00:00:00 GMT\r\n`.
+    line: [u8; LINE_LEN],
     /// When the text goes stale: the next whole second of the wall clock, on the server's clock.
     stale_at: Option<Instant>,
     /// How many times the text was formatted (for the test that it is once a second).
@@ -18,7 +22,7 @@ pub(crate) struct DateCache {
 impl DateCache {
     pub(crate) fn new() -> Self {
         DateCache {
-            text: *b"Thu, 01 Jan 1970 00:00:00 GMT",
+            line: *b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
             stale_at: None,
             formatted: 0,
         }
@@ -38,15 +42,15 @@ impl DateCache {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
-        self.text = imf_fixdate(since_epoch.as_secs());
+        self.line[6..6 + DATE_LEN].copy_from_slice(&imf_fixdate(since_epoch.as_secs()));
         let left = Duration::from_secs(1) - Duration::from_nanos(since_epoch.subsec_nanos().into());
         self.stale_at = Some(now + left);
         self.formatted += 1;
     }
 
-    /// The date, as of the last [`refresh`](DateCache::refresh).
-    pub(crate) fn text(&self) -> &[u8; DATE_LEN] {
-        &self.text
+    /// The `date` field line (with its CRLF), as of the last [`refresh`](DateCache::refresh).
+    pub(crate) fn line(&self) -> &[u8; LINE_LEN] {
+        &self.line
     }
 
     #[cfg(test)]
@@ -126,15 +130,15 @@ mod tests {
         cache.refresh(start);
         let stale_at = cache.stale_at.unwrap();
         assert!(stale_at > start && stale_at <= start + Duration::from_secs(1));
-        let first = *cache.text();
+        let first = cache.line().to_vec();
         let step = (stale_at - start) / 1000;
         for i in 0..1000 {
             cache.refresh(start + step * i);
         }
         assert_eq!(cache.formatted(), 1, "once for the whole second");
-        assert_eq!(cache.text(), &first);
+        assert_eq!(&cache.line()[..], first);
         cache.refresh(stale_at);
         assert_eq!(cache.formatted(), 2, "again once the second is over");
-        assert!(cache.text().ends_with(b" GMT"));
+        assert!(cache.line().starts_with(b"date: ") && cache.line().ends_with(b" GMT\r\n"));
     }
 }

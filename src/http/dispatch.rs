@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::accounting::Accounting;
 use super::date::DateCache;
 use super::limits::Limits;
+use super::parse::Head;
 use super::response::Response;
 use super::router::{Handler, Reply, Request, Route, Router};
 use crate::admit::{Refusal, RefusalReason};
@@ -149,16 +150,22 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         self.unready || self.stopped_at.is_some()
     }
 
-    /// The answer to a health probe (`GET` or `HEAD`), or `None` when `target` is not one (or
-    /// probes are off).
-    pub(crate) fn health_probe(
-        &self,
-        method: &[u8],
-        target: &[u8],
-    ) -> Option<(u16, &'static [u8])> {
-        if !self.in_group || (method != b"GET" && method != b"HEAD") {
+    /// The answer to a health probe (`GET` or `HEAD`), or `None` when the request whose head is
+    /// in `input` is not one (or probes are off).
+    #[inline]
+    pub(crate) fn health_probe(&self, input: &[u8], head: &Head) -> Option<(u16, &'static [u8])> {
+        if !self.in_group {
             return None;
         }
+        self.probe_answer(input, head)
+    }
+
+    fn probe_answer(&self, input: &[u8], head: &Head) -> Option<(u16, &'static [u8])> {
+        let method = &input[head.method.range()];
+        if method != b"GET" && method != b"HEAD" {
+            return None;
+        }
+        let target = &input[head.origin.range()];
         let path = target.split(|&b| b == b'?').next().unwrap_or(target);
         match path {
             b"/healthz/live" => Some((200, b"live")),
@@ -186,16 +193,18 @@ impl<A: Accounting + fmt::Debug> fmt::Debug for Dispatcher<'_, A> {
 /// Finds the route for `request` and calls its handler, filling `response`: the handler's
 /// answer, or `404`, `405` (with `allow`), `501`, or the `500` of a panic (counted in `stats`,
 /// the request's signal aborted). Returns the reply and, for a handler that ran, its route.
+#[inline]
 pub(crate) fn route_and_call<'r: 'a, 'a>(
     router: &'r Router<'r>,
     stats: &mut Stats,
     request: &Request<'_>,
     response: &mut Response<'a>,
 ) -> (Reply, Option<&'r Route>) {
-    let route = match router.find(request.method(), request.path()) {
+    let path = request.path_and_query().0;
+    let route = match router.find_bytes(request.method_bytes(), path) {
         Ok(route) => route,
         Err(405) => {
-            response.method_not_allowed(router.allow(request.path()).unwrap_or(""));
+            response.method_not_allowed(router.allow_bytes(path).unwrap_or(""));
             return (Reply::Now, None);
         }
         Err(status) => {

@@ -62,17 +62,44 @@ pub(crate) struct HeaderSpan {
     pub(crate) value: Range<usize>,
 }
 
+/// Where a part of the head is: a byte range into the input the head was parsed from. Kept as
+/// two `u32`s (heads are parsed within the first 4 GiB at most) so a `Head` stays small: it is
+/// moved a few times per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    pub(crate) fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    /// `range`, which lies within a head: parsed within [`MAX_PARSED`] bytes, so the casts
+    /// are exact.
+    fn of(range: Range<usize>) -> Span {
+        Span {
+            start: range.start as u32,
+            end: range.end as u32,
+        }
+    }
+}
+
+/// The longest head parsed: offsets into it fit a [`Span`].
+const MAX_PARSED: usize = u32::MAX as usize;
+
 /// A parsed request head, as ranges into the input it was parsed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
-    pub(crate) method: Range<usize>,
+    pub(crate) method: Span,
     /// The request target as sent.
-    pub(crate) target: Range<usize>,
+    pub(crate) target: Span,
     /// The path and query the router sees: the whole origin-form target, or the part of an
     /// absolute-form one after its authority (empty means the path `/`).
-    pub(crate) origin: Range<usize>,
+    pub(crate) origin: Span,
     /// The authority of an absolute-form target, else the `Host` value (absent in HTTP/1.0).
-    pub(crate) host: Option<Range<usize>>,
+    pub(crate) host: Option<Span>,
     pub(crate) http10: bool,
     /// The method is `HEAD`: the answer carries no body.
     pub(crate) is_head: bool,
@@ -105,6 +132,13 @@ fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Whether the field name `name` (a token, as httparse checked) is `lower`, a lowercase name of
+/// letters and `-`, in any case. Setting bit 5 lowercases a letter and leaves `-` alone; the
+/// only other bytes it maps onto a letter or `-` are controls and `@[\]^`, which no token has.
+fn name_is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
+}
+
 /// What the header fields say about framing and the connection, gathered in one pass.
 #[derive(Default)]
 struct Fields {
@@ -121,7 +155,7 @@ impl Fields {
     /// Takes in one header field; `Err` for a field that makes the request invalid.
     fn add(&mut self, buf: &[u8], name: &str, value: &[u8]) -> Result<(), Reject> {
         // Dispatch on the length first: most fields are none of these, and cost one compare.
-        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        let is = |known: &str| name_is(name.as_bytes(), known.as_bytes());
         match name.len() {
             4 if is("host") => {
                 // Exactly one Host with a valid value (RFC 9112 §3.2).
@@ -189,10 +223,10 @@ pub(crate) fn parse_head(
     // Only the first `max_head` bytes can hold an acceptable head. Parsing no further makes the
     // answer independent of how the bytes arrived: an error past the limit is a `431` whether
     // the client sent it in one read or in many.
-    let window = &buf[..buf.len().min(limits.get_max_head())];
+    let window = &buf[..buf.len().min(limits.get_max_head()).min(MAX_PARSED)];
     let len = match request.parse_with_uninit_headers(window, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > limits.get_max_head() => {
+        Ok(httparse::Status::Partial) if buf.len() > window.len() => {
             return Err(too_large(&request))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -219,7 +253,16 @@ pub(crate) fn parse_head(
         return Err(Reject::BadRequest);
     }
     let target_range = range_of(buf, target.as_bytes());
-    let (origin, host) = match uri::parse_target(method.as_bytes(), target.as_bytes()) {
+    let target_form = if target.starts_with('/') && method != "CONNECT" {
+        // The origin-form, nearly every request: nothing more to look at.
+        Some(uri::Target::Origin {
+            origin: 0..target.len(),
+            authority: None,
+        })
+    } else {
+        uri::parse_target(method.as_bytes(), target.as_bytes())
+    };
+    let (origin, host) = match target_form {
         Some(uri::Target::Origin { origin, authority }) => {
             let at = |r: Range<usize>| target_range.start + r.start..target_range.start + r.end;
             // The authority of an absolute-form target replaces Host (RFC 9112 §3.2.2).
@@ -245,10 +288,10 @@ pub(crate) fn parse_head(
         }
     };
     Ok(Some(Head {
-        method: range_of(buf, method.as_bytes()),
-        target: target_range,
-        origin,
-        host,
+        method: Span::of(range_of(buf, method.as_bytes())),
+        target: Span::of(target_range),
+        origin: Span::of(origin),
+        host: host.map(Span::of),
         http10,
         is_head: method == "HEAD",
         len,
@@ -377,9 +420,9 @@ mod tests {
     fn absolute_form_is_routed_by_its_path_and_names_the_host() {
         let input = b"GET http://example.com:80/a?b HTTP/1.1\r\nHost: other\r\n\r\n";
         let h = head(input).unwrap().unwrap();
-        assert_eq!(&input[h.origin.clone()], b"/a?b");
-        assert_eq!(&input[h.host.clone().unwrap()], b"example.com:80");
-        assert_eq!(&input[h.target.clone()], b"http://example.com:80/a?b");
+        assert_eq!(&input[h.origin.range()], b"/a?b");
+        assert_eq!(&input[h.host.unwrap().range()], b"example.com:80");
+        assert_eq!(&input[h.target.range()], b"http://example.com:80/a?b");
         assert_eq!(
             head(b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n"),
             Err(Reject::BadRequest)

@@ -131,6 +131,9 @@ impl<'a> Response<'a> {
     }
 }
 
+/// The `date` field line with its CRLF, from [`DateCache::line`](super::date::DateCache::line).
+pub(crate) type DateLine = [u8; super::date::LINE_LEN];
+
 /// One answer as the writer sees it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Answer<'a> {
@@ -173,30 +176,49 @@ impl Wire {
     };
 }
 
-/// Appends one whole response to `out`, dated `date` (an IMF-fixdate).
-pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &[u8], answer: Answer<'_>) {
-    write_status_line(out, wire.http10, answer.status);
-    out.extend_from_slice(b"date: ");
+/// Appends one whole response to `out`; `date` is the `date` field line (with its CRLF).
+///
+/// Six copies for a common answer (status line, date, content-type and length prefix, digits,
+/// end of head, body), no formatting machinery. `allow` comes before the content fields so the
+/// length's CRLF and the end of the head are one copy.
+#[inline]
+pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, answer: Answer<'_>) {
+    // The common line, and every other fixed piece, has a constant length: copied inline.
+    if answer.status == 200 && !wire.http10 {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        write_status_line(out, wire.http10, answer.status);
+    }
     out.extend_from_slice(date);
+    if let Some(allow) = answer.allow {
+        out.extend_from_slice(b"allow: ");
+        out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     // 1xx, 204 and 304 answers have no content, and 1xx and 204 no content-length either
     // (RFC 9110 §8.6, §15.3.5; RFC 9112 §6.3); 304 may omit it.
     let has_content = !matches!(answer.status, 100..=199 | 204 | 304);
     if has_content {
-        out.extend_from_slice(b"\r\ncontent-type: ");
-        out.extend_from_slice(answer.content_type.as_bytes());
-        out.extend_from_slice(b"\r\ncontent-length: ");
+        if answer.content_type == "text/plain" {
+            out.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
+        } else {
+            out.extend_from_slice(b"content-type: ");
+            out.extend_from_slice(answer.content_type.as_bytes());
+            out.extend_from_slice(b"\r\ncontent-length: ");
+        }
         out.extend_from_slice(itoa::Buffer::new().format(answer.body.len()).as_bytes());
-    }
-    if let Some(allow) = answer.allow {
-        out.extend_from_slice(b"\r\nallow: ");
-        out.extend_from_slice(allow.as_bytes());
-    }
-    if wire.close {
-        out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
-    } else if wire.http10 {
-        out.extend_from_slice(b"\r\nconnection: keep-alive\r\n\r\n");
+        // The length's CRLF goes out with the end of the head.
+        match (wire.close, wire.http10) {
+            (true, _) => out.extend_from_slice(b"\r\nconnection: close\r\n\r\n"),
+            (false, true) => out.extend_from_slice(b"\r\nconnection: keep-alive\r\n\r\n"),
+            (false, false) => out.extend_from_slice(b"\r\n\r\n"),
+        }
     } else {
-        out.extend_from_slice(b"\r\n\r\n");
+        match (wire.close, wire.http10) {
+            (true, _) => out.extend_from_slice(b"connection: close\r\n\r\n"),
+            (false, true) => out.extend_from_slice(b"connection: keep-alive\r\n\r\n"),
+            (false, false) => out.extend_from_slice(b"\r\n"),
+        }
     }
     if has_content && !wire.head {
         out.extend_from_slice(answer.body);
@@ -204,32 +226,34 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &[u8], answer:
 }
 
 fn write_status_line(out: &mut Vec<u8>, http10: bool, status: u16) {
-    let version: &[u8] = if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" };
     match status_line(status) {
+        Some(line) if !http10 => out.extend_from_slice(line),
         Some(line) => {
-            out.extend_from_slice(version);
+            out.extend_from_slice(b"HTTP/1.0");
             out.extend_from_slice(&line[8..]);
         }
         None => {
             // Three digits and an empty reason phrase (RFC 9112 §4); `settle` keeps the status
             // in 200..=599, and anything else still writes three digits.
             let status = status.clamp(100, 999);
+            let version: &[u8] = if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" };
             let digits = [
                 b' ',
                 b'0' + (status / 100) as u8,
                 b'0' + (status / 10 % 10) as u8,
                 b'0' + (status % 10) as u8,
                 b' ',
+                b'\r',
+                b'\n',
             ];
             out.extend_from_slice(version);
             out.extend_from_slice(&digits);
-            out.extend_from_slice(b"\r\n");
         }
     }
 }
 
 /// Appends a plain-text answer whose body is its reason phrase.
-pub(crate) fn write_status(out: &mut Vec<u8>, wire: Wire, date: &[u8], status: u16) {
+pub(crate) fn write_status(out: &mut Vec<u8>, wire: Wire, date: &DateLine, status: u16) {
     write_response(out, wire, date, Answer::plain(status));
 }
 
@@ -237,7 +261,7 @@ pub(crate) fn write_status(out: &mut Vec<u8>, wire: Wire, date: &[u8], status: u
 mod tests {
     use super::*;
 
-    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    const DATE: &DateLine = b"date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
 
     fn written(wire: Wire, answer: Answer<'_>) -> String {
         let mut out = Vec::new();

@@ -40,16 +40,15 @@ use crate::signal::AbortSignal;
 /// session.feed(b"GET http://a.example/who HTTP/1.1\r\nHost: a.example\r\n\r\n");
 /// assert!(session.take_output().ends_with(b"\r\n\r\n/who - a.example"));
 /// ```
+///
+/// Nothing is copied or converted up front: the accessors slice the head and read text when
+/// asked (the router matches bytes), so a handler pays only for what it looks at.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
-    pub(crate) method: &'a str,
-    pub(crate) target: &'a str,
-    pub(crate) path: &'a str,
-    pub(crate) query: Option<&'a str>,
-    pub(crate) host: Option<&'a str>,
-    pub(crate) http10: bool,
-    /// The bytes the head was parsed from; `headers` are ranges into them.
-    pub(crate) head: &'a [u8],
+    /// The input from the head's first byte (head and body).
+    pub(crate) input: &'a [u8],
+    /// Where the parts are in `input`.
+    pub(crate) parsed: &'a Head,
     pub(crate) headers: &'a [HeaderSpan],
     pub(crate) body: &'a [u8],
     pub(crate) signal: Option<&'a AbortSignal>,
@@ -62,29 +61,18 @@ fn text(bytes: &[u8]) -> &str {
 }
 
 impl<'a> Request<'a> {
-    /// The request parsed into `head` (the input from the head's first byte), with `body`.
+    /// The request parsed into `head` (`input` starts at the head's first byte), with `body`.
     pub(crate) fn new(
         input: &'a [u8],
-        head: &Head,
+        head: &'a Head,
         headers: &'a [HeaderSpan],
         body: &'a [u8],
         signal: Option<&'a AbortSignal>,
         this: Option<&'a dyn Any>,
     ) -> Self {
-        let origin = text(&input[head.origin.clone()]);
-        let (path, query) = match origin.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (origin, None),
-        };
         Request {
-            method: text(&input[head.method.clone()]),
-            target: text(&input[head.target.clone()]),
-            // `http://host` and `http://host?q` have the path `/` (RFC 9110 §4.2.3).
-            path: if path.is_empty() { "/" } else { path },
-            query,
-            host: head.host.clone().map(|h| text(&input[h])),
-            http10: head.http10,
-            head: &input[..head.len],
+            input,
+            parsed: head,
             headers,
             body,
             signal,
@@ -92,30 +80,48 @@ impl<'a> Request<'a> {
         }
     }
 
+    pub(crate) fn method_bytes(&self) -> &'a [u8] {
+        &self.input[self.parsed.method.range()]
+    }
+
+    /// The path and the query (after `?`) as bytes. `http://host` and `http://host?q` have the
+    /// path `/` (RFC 9110 §4.2.3).
+    #[inline]
+    pub(crate) fn path_and_query(&self) -> (&'a [u8], Option<&'a [u8]>) {
+        let origin = &self.input[self.parsed.origin.range()];
+        let (path, query) = match origin.iter().position(|&b| b == b'?') {
+            Some(q) => (&origin[..q], Some(&origin[q + 1..])),
+            None => (origin, None),
+        };
+        (if path.is_empty() { b"/" } else { path }, query)
+    }
+
     /// The method, e.g. `"GET"` (`"HEAD"` when a `GET` route answers a `HEAD`).
     pub fn method(&self) -> &'a str {
-        self.method
+        text(self.method_bytes())
     }
 
     /// The request target as sent, e.g. `"/delay?ms=5"` or `"http://host/delay?ms=5"`.
     pub fn target(&self) -> &'a str {
-        self.target
+        text(&self.input[self.parsed.target.range()])
     }
 
     /// The path, e.g. `"/delay"`: the target up to `?`, from an absolute-form target its path.
     pub fn path(&self) -> &'a str {
-        self.path
+        text(self.path_and_query().0)
     }
 
     /// The query string after `?`, if any.
     pub fn query(&self) -> Option<&'a str> {
-        self.query
+        self.path_and_query().1.map(text)
     }
 
     /// The host the request is for: the authority of an absolute-form target, else the `Host`
     /// field (absent only in an HTTP/1.0 request without one).
     pub fn host(&self) -> Option<&'a str> {
-        self.host
+        // Checked by the parser to be `host[:port]`, so ASCII.
+        let host = self.parsed.host?;
+        Some(text(&self.input[host.range()]))
     }
 
     /// The value of the first header field called `name` (compared case-insensitively), as
@@ -127,7 +133,7 @@ impl<'a> Request<'a> {
 
     /// Every header field in the order sent, repeated names included: `(name, value)`.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        let head = self.head;
+        let head = self.input;
         self.headers
             .iter()
             .map(move |h| (text(&head[h.name.clone()]), &head[h.value.clone()]))
@@ -167,7 +173,7 @@ impl<'a> Request<'a> {
 
     /// Whether the request was HTTP/1.0.
     pub fn is_http10(&self) -> bool {
-        self.http10
+        self.parsed.http10
     }
 
     /// The body (chunked bodies arrive decoded).
@@ -321,6 +327,23 @@ impl fmt::Debug for Routes {
     }
 }
 
+/// `a == b`, written as a loop: paths and methods are short, and a `memcmp` call costs more
+/// than comparing them here.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The methods every HTTP server knows (RFC 9110 §9, RFC 5789), with or without a route for
 /// them; any other method is known only if a route answers it. `CONNECT` is left out: this
 /// server tunnels nothing, so it is not implemented (`501`).
@@ -393,14 +416,21 @@ impl<'r> Router<'r> {
     /// for a method the server does not know. `HEAD` finds the `GET` route unless the path has
     /// a `HEAD` route of its own.
     pub fn find(&self, method: &str, path: &str) -> Result<&'r Route, u16> {
+        self.find_bytes(method.as_bytes(), path.as_bytes())
+    }
+
+    /// [`find`](Router::find) on the bytes of a request line.
+    #[inline]
+    pub(crate) fn find_bytes(&self, method: &[u8], path: &[u8]) -> Result<&'r Route, u16> {
         let mut status = 404;
         let mut get = None;
         for route in &self.table {
-            if &*route.path == path {
-                if route.method == method {
+            // Lengths first: most routes differ in length from the path asked for.
+            if same(route.path.as_bytes(), path) {
+                if same(route.method.as_bytes(), method) {
                     return Ok(route);
                 }
-                if route.method == "GET" && method == "HEAD" {
+                if route.method == "GET" && method == b"HEAD" {
                     get = Some(*route);
                 }
                 status = 405;
@@ -409,7 +439,7 @@ impl<'r> Router<'r> {
         if let Some(get) = get {
             return Ok(get);
         }
-        if !self.knows(method) {
+        if !self.knows_bytes(method) {
             return Err(501);
         }
         Err(status)
@@ -417,15 +447,24 @@ impl<'r> Router<'r> {
 
     /// The methods `path` answers, as the value of an `allow` field (`None` for no route).
     pub fn allow(&self, path: &str) -> Option<&str> {
+        self.allow_bytes(path.as_bytes())
+    }
+
+    pub(crate) fn allow_bytes(&self, path: &[u8]) -> Option<&str> {
         self.allow
             .iter()
-            .find(|(p, _)| &**p == path)
+            .find(|(p, _)| p.as_bytes() == path)
             .map(|(_, allow)| allow.as_str())
     }
 
     /// Whether the server knows `method`: a standard one, or one some route answers.
     pub fn knows(&self, method: &str) -> bool {
-        STANDARD_METHODS.contains(&method) || self.table.iter().any(|r| r.method == method)
+        self.knows_bytes(method.as_bytes())
+    }
+
+    fn knows_bytes(&self, method: &[u8]) -> bool {
+        STANDARD_METHODS.iter().any(|m| m.as_bytes() == method)
+            || self.table.iter().any(|r| r.method.as_bytes() == method)
     }
 }
 

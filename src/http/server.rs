@@ -376,14 +376,14 @@ impl<'r, A: Accounting> Server<'r, A> {
         if self.refusing >= MAX_REFUSING {
             // Too many at once to say goodbye properly: best effort, then close.
             self.dispatcher.date.refresh(now);
-            let date = self.dispatcher.date.text();
+            let date = self.dispatcher.date.line();
             let mut answer = Connection::<A::Held>::over_capacity(now, date);
             let _ = stream.write(answer.pending_output());
             answer.consume_output(usize::MAX);
             return;
         }
         self.dispatcher.date.refresh(now);
-        let answer = Connection::over_capacity(now, self.dispatcher.date.text());
+        let answer = Connection::over_capacity(now, self.dispatcher.date.line());
         if self.register(stream, answer, true, now) {
             self.refusing += 1;
         }

@@ -81,56 +81,72 @@ fn host_part(authority: &[u8]) -> &[u8] {
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 3986): a valid `Host` field value. An empty
 /// value is valid (a request whose target has no authority sends an empty `Host`).
 pub(crate) fn valid_authority(value: &[u8]) -> bool {
-    let host = host_part(value);
-    let rest = &value[host.len()..];
-    let port_ok = match rest.split_first() {
+    if value.first() == Some(&b'[') {
+        let host = host_part(value);
+        return valid_ip_literal(host) && valid_port(&value[host.len()..]);
+    }
+    // A reg-name (IPv4 addresses are reg-names too), then an optional port: one pass, one
+    // table lookup per byte; a plain name is one tight loop.
+    if value.iter().all(|&b| REG_NAME[usize::from(b)]) {
+        return true;
+    }
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        if REG_NAME[usize::from(b)] {
+            i += 1;
+        } else if b == b'%' {
+            let hex = value.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            return valid_port(&value[i..]);
+        }
+    }
+    true
+}
+
+/// `":" *DIGIT`, or nothing.
+fn valid_port(rest: &[u8]) -> bool {
+    match rest.split_first() {
         None => true,
         Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
         Some(_) => false,
-    };
-    port_ok && valid_host(host)
+    }
 }
 
-fn valid_host(host: &[u8]) -> bool {
+/// `[` IPv6address or IPvFuture `]`: hex digits, colons and dots, or `v` + unreserved,
+/// sub-delims and colons.
+fn valid_ip_literal(host: &[u8]) -> bool {
     match host {
         [b'[', inner @ .., b']'] => {
-            // IPv6address or IPvFuture: hex digits, colons and dots, or `v` + unreserved,
-            // sub-delims and colons.
             !inner.is_empty()
                 && inner
                     .iter()
                     .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
         }
-        _ => valid_reg_name(host),
+        _ => false,
     }
 }
 
-/// reg-name = *( unreserved / pct-encoded / sub-delims ); IPv4 addresses are reg-names too.
-fn valid_reg_name(name: &[u8]) -> bool {
-    let mut i = 0;
-    while i < name.len() {
-        let b = name[i];
-        if b == b'%' {
-            let hex = name.get(i + 1..i + 3);
-            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
-            }
-            i += 3;
-            continue;
-        }
-        if !is_unreserved(b) && !is_sub_delim(b) {
-            return false;
-        }
-        i += 1;
+/// The bytes a reg-name holds besides `%XX`: unreserved and sub-delims.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
     }
-    true
-}
+    table
+};
 
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='

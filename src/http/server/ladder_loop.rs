@@ -246,7 +246,8 @@ impl<'r, A: Accounting> Server<'r, A> {
             socket
                 .http
                 .abort(&mut self.dispatcher, AbortReason::Other("server closing"));
-            socket.http = Connection::over_capacity(now, self.dispatcher.date.text());
+            self.dispatcher.date.refresh(now);
+            socket.http = Connection::over_capacity(now, self.dispatcher.date.line());
             answered += 1;
             // Writable since it was accepted: no new edge will come, so write now. Whatever
             // does not fit goes out on the writable event once the client reads.
