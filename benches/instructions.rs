@@ -13,6 +13,10 @@
 //!   `--separate-threads=yes`): the loop, parsing, admission, and the user-space side of the
 //!   syscalls (`epoll_wait`, `read`, `write`), not the kernel's.
 //!
+//! - `floor`: the `mio` case against the floor (`benches/common/floor.rs`), a raw mio server
+//!   that reads, counts the requests and writes a fixed answer of the same length: the least
+//!   a mio server does per request. Instructions of its thread.
+//!
 //! - `group`: the `mio` case with the server run as a `LoopGroup` of two loops (guarded): the
 //!   instructions of both loop threads (the client's connection lands on one of them), against
 //!   the guarded `mio` figure: what the group adds per request (nothing is shared per request).
@@ -51,6 +55,7 @@ use std::path::{Path, PathBuf};
 use std::process::{self, Command};
 
 use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
+use common::floor::Floor;
 use common::{guarded_request, hand_request, Core, Ctx, HandServer, REQ};
 use reqguard::engines::Heap;
 use reqguard::http::{
@@ -95,6 +100,7 @@ fn child(case: &str) {
         ("session", "unaccounted") => session(Unaccounted::new(), depth, n),
         ("mio", "guarded") => mio(|| Guarded::embedded("server", Config::default()), depth, n),
         ("mio", "unaccounted") => mio(Unaccounted::new, depth, n),
+        ("mio", "floor") => floor(depth, n),
         ("group", "guarded") => group(depth, n),
         ("admission", "guarded") => admission(true, n),
         ("admission", "hand") => admission(false, n),
@@ -173,6 +179,22 @@ fn group(depth: usize, n: usize) {
     drop(streams);
     let report = group.stop().expect("the group stops");
     assert!(report.is_clean());
+}
+
+/// `n` requests (whole rounds) to the floor (`common/floor.rs`) on its own thread.
+fn floor(depth: usize, n: usize) {
+    let floor = Floor::start();
+    let mut streams = connect(floor.addr, 1);
+    let len = answer_len(&mut streams[0]);
+    let mut pipeline = Pipeline::new(depth, len);
+    for _ in 0..(WARM_UP / depth + n / depth) {
+        pipeline.round(&mut streams).expect("round");
+    }
+    drop(streams);
+    assert_eq!(
+        floor.finish() as usize,
+        1 + (WARM_UP / depth + n / depth) * depth
+    );
 }
 
 /// `n` admissions (after `WARM_UP`) on a warm core (`guarded`) or the hand-written server.
@@ -273,6 +295,20 @@ fn parent() {
             rows.push((path, depth, per[0], per[1]));
         }
     }
+    // The floor (benches/common/floor.rs): the least a mio server does per request.
+    let mut floor_rows = Vec::new();
+    for depth in [1usize, 16] {
+        if mio_n == 0 {
+            break;
+        }
+        let big = mio_n / depth * depth;
+        let small = mio_n / 10 / depth * depth;
+        let ib = run(&valgrind, &me, &dir, "mio", "floor", depth, big);
+        let is = run(&valgrind, &me, &dir, "mio", "floor", depth, small);
+        let per = (ib as f64 - is as f64) / (big - small) as f64;
+        println!("    mio       floor depth {depth:>2}: {ib} Ir at {big}, {is} Ir at {small}: {per:.1} per request");
+        floor_rows.push((depth, per));
+    }
     let mut group_rows = Vec::new();
     for depth in [1usize, 16] {
         if group_n == 0 {
@@ -308,13 +344,28 @@ fn parent() {
         println!();
         println!("| path | depth | guarded Ir/request | unaccounted Ir/request | guarded - unaccounted | ratio | implied throughput (CPU-bound) |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
-        for (path, depth, g, u) in rows {
+        for &(path, depth, g, u) in &rows {
             println!(
                 "| {path} | {depth} | {g:.0} | {u:.0} | {:.0} | {:.3} | {:.3} |",
                 g - u,
                 g / u,
                 u / g
             );
+        }
+    }
+    if !floor_rows.is_empty() {
+        println!();
+        println!("| server thread, mio | depth | floor Ir/request | unaccounted | guarded | unaccounted / floor | guarded / floor |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (depth, f) in floor_rows {
+            let row = rows.iter().find(|r| r.0 == "mio" && r.1 == depth);
+            if let Some(&(_, _, g, u)) = row {
+                println!(
+                    "| mio | {depth} | {f:.0} | {u:.0} | {g:.0} | {:.2} | {:.2} |",
+                    u / f,
+                    g / f
+                );
+            }
         }
     }
     if let Some((g, h)) = admission_row {
