@@ -2,8 +2,9 @@
 //! server can do (`common/floor.rs`: read, count requests, write a fixed answer), the reference
 //! server without accounting (`Unaccounted`) and with it (`Guarded`), in one paired run.
 //!
-//! Each side has its own server thread and one keep-alive connection sending D pipelined
-//! `GET /` per round (D = 16, and 1). The run alternates the three sides, `ROUNDS` rounds each,
+//! Each side has its own server thread and C keep-alive connections sending D pipelined
+//! `GET /` per round: C = 1 and D = 16 (the server and its client take turns), C = 64 and
+//! D = 16 on two client threads (the server works while the clients do), and C = 1, D = 1. The run alternates the three sides, `ROUNDS` rounds each,
 //! `PAIRS` times, rotating which goes first, and sums per side the wall time and the server
 //! thread's CPU time: user time (`/proc/.../stat` utime, 10 ms ticks, what the target is about)
 //! and on-CPU time (`schedstat`, nanoseconds, user and system). Only the ratios mean something
@@ -21,6 +22,7 @@ mod common;
 
 use std::env;
 use std::net::{SocketAddr, TcpStream};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, ThreadClock};
@@ -36,21 +38,32 @@ struct Side {
     name: &'static str,
     clock: ThreadClock,
     streams: Vec<TcpStream>,
-    pipeline: Pipeline,
+    /// One per client thread: one thread for one connection, two for more.
+    pipelines: Vec<Pipeline>,
     wall: Duration,
     user_ns: u64,
     cpu_ns: u64,
 }
 
 impl Side {
-    fn new(name: &'static str, addr: SocketAddr, clock: ThreadClock, depth: usize) -> Side {
-        let mut streams = connect(addr, 1);
+    fn new(
+        name: &'static str,
+        addr: SocketAddr,
+        clock: ThreadClock,
+        conns: usize,
+        depth: usize,
+    ) -> Side {
+        let mut streams = connect(addr, conns);
         let len = answer_len(&mut streams[0]);
+        for stream in &mut streams[1..] {
+            answer_len(stream);
+        }
+        let threads = if conns > 1 { 2 } else { 1 };
         Side {
             name,
             clock,
             streams,
-            pipeline: Pipeline::new(depth, len),
+            pipelines: (0..threads).map(|_| Pipeline::new(depth, len)).collect(),
             wall: Duration::ZERO,
             user_ns: 0,
             cpu_ns: 0,
@@ -60,8 +73,24 @@ impl Side {
     fn run(&mut self, rounds: u64) {
         let (user, cpu) = (self.clock.user_ns(), self.clock.cpu_ns());
         let start = Instant::now();
-        for _ in 0..rounds {
-            self.pipeline.round(&mut self.streams).expect("round");
+        if let [pipeline] = &mut self.pipelines[..] {
+            for _ in 0..rounds {
+                pipeline.round(&mut self.streams).expect("round");
+            }
+        } else {
+            let half = self.streams.len() / 2;
+            let (a, b) = self.streams.split_at_mut(half);
+            let (pa, pb) = self.pipelines.split_at_mut(1);
+            thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..rounds {
+                        pa[0].round(a).expect("round");
+                    }
+                });
+                for _ in 0..rounds {
+                    pb[0].round(b).expect("round");
+                }
+            });
         }
         self.wall += start.elapsed();
         self.user_ns += self.clock.user_ns() - user;
@@ -85,17 +114,17 @@ fn main() {
         bench_limits(),
     );
     println!("floor: server CPU per request, floor vs reference server, {PAIRS} alternations");
-    println!("| depth | side | requests | user CPU ns/request | on-CPU ns/request | requests/s | user CPU / floor | on-CPU / floor | throughput / floor |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-    for depth in [16usize, 1] {
+    println!("| connections | depth | side | requests | user CPU ns/request | on-CPU ns/request | requests/s | user CPU / floor | on-CPU / floor | throughput / floor |");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (conns, depth) in [(1usize, 16usize), (64, 16), (1, 1)] {
         let mut sides = [
-            Side::new("floor", floor.addr, floor.clock.clone(), depth),
-            Side::new("unaccounted", plain.addr, plain.clock.clone(), depth),
-            Side::new("guarded", guarded.addr, guarded.clock.clone(), depth),
+            Side::new("floor", floor.addr, floor.clock.clone(), conns, depth),
+            Side::new("unaccounted", plain.addr, plain.clock.clone(), conns, depth),
+            Side::new("guarded", guarded.addr, guarded.clock.clone(), conns, depth),
         ];
         // Fewer requests without pipelining: each costs a round trip.
         let requests = if depth == 1 { per_side / 10 } else { per_side };
-        let rounds = (requests / PAIRS / depth as u64).max(1);
+        let rounds = (requests / PAIRS / (conns * depth) as u64).max(1);
         for side in &mut sides {
             side.run(rounds / 10 + 1); // warm-up, not counted below
             side.wall = Duration::ZERO;
@@ -107,7 +136,7 @@ fn main() {
                 sides[(pair + k) % 3].run(rounds);
             }
         }
-        let n = (rounds * PAIRS * depth as u64) as f64;
+        let n = (rounds * PAIRS * (conns * depth) as u64) as f64;
         let per = |s: &Side| {
             (
                 s.user_ns as f64 / n,
@@ -119,7 +148,7 @@ fn main() {
         for side in &sides {
             let (u, c, t) = per(side);
             println!(
-                "| {depth} | {} | {n:.0} | {u:.0} | {c:.0} | {t:.0} | {:.2} | {:.2} | {:.3} |",
+                "| {conns} | {depth} | {} | {n:.0} | {u:.0} | {c:.0} | {t:.0} | {:.2} | {:.2} | {:.3} |",
                 side.name,
                 u / fu,
                 c / fc,
