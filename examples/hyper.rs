@@ -47,7 +47,7 @@ fn main() -> std::io::Result<()> {
         tokio::task::spawn_local(async move {
             let mut client = tokio::net::TcpStream::connect(addr).await?;
             client
-                .write_all(b"GET /example HTTP/1.1\r\nconnection: close\r\n\r\n")
+                .write_all(b"GET /example HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
                 .await?;
             let mut answer = String::new();
             client.read_to_string(&mut answer).await?;

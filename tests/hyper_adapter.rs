@@ -218,7 +218,10 @@ fn the_drain_completes_only_after_the_last_connection_closes() {
     let mut slow = Client::connect(server.addr);
     slow.send(b"GET / HTTP/1.1\r\nhost: test\r\n");
     let mut idle = Client::connect(server.addr);
-    assert_eq!(idle.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        idle.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     server.begin_stop();
     let stopped = Instant::now();
     // hyper-util's graceful shutdown closes the idle connection after the linger...
@@ -314,7 +317,7 @@ fn a_client_gone_mid_body_fires_the_abort_once_and_ends_as_client_gone() {
         HyperServer::new(core(false).0, handler).options(fast_stop())
     });
     let mut client = Client::connect(server.addr);
-    client.send(b"GET /stream HTTP/1.1\r\n\r\n");
+    client.send(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n");
     let mut head = [0u8; 64];
     std::io::Read::read(&mut client.stream(), &mut head).expect("the head and a first chunk");
     drop(client); // mid-body
@@ -346,7 +349,7 @@ fn a_client_gone_while_the_handler_awaits_drops_its_future_and_the_handler_sees_
         HyperServer::new(core(false).0, handler).options(fast_stop())
     });
     let mut client = Client::connect(server.addr);
-    client.send(b"GET /slow HTTP/1.1\r\n\r\n");
+    client.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n");
     thread::sleep(Duration::from_millis(100)); // the handler is awaiting
     drop(client);
     let reason = aborts
@@ -372,7 +375,7 @@ fn a_streaming_body_keeps_the_ticket_until_its_last_frame() {
         HyperServer::new(core(false).0, handler).options(fast_stop())
     });
     let mut client = Client::connect(server.addr);
-    client.send(b"GET /stream HTTP/1.1\r\n\r\n");
+    client.send(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n");
     let mut first = [0u8; 16];
     std::io::Read::read(&mut client.stream(), &mut first).expect("the head");
     // The handler has returned; its body is streaming. Stop: the drain must wait for it.
@@ -438,9 +441,12 @@ fn a_handler_error_is_a_500_and_ends_dropped_with_its_signal_fired() {
         HyperServer::new(core(false).0, handler).options(fast_stop())
     });
     let mut client = Client::connect(server.addr);
-    assert_eq!(client.request("GET / HTTP/1.1\r\n\r\n").status, 500);
     assert_eq!(
-        client.request("GET / HTTP/1.1\r\n\r\n").status,
+        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        500
+    );
+    assert_eq!(
+        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
         500,
         "the connection serves on"
     );
@@ -470,9 +476,9 @@ fn a_bounded_stop_under_load_leaks_nothing() {
                 let mut client = Client::connect(addr);
                 for n in 0..20_000 {
                     let request = if (n + i) % 3 == 0 {
-                        "POST /echo HTTP/1.1\r\ncontent-length: 4\r\n\r\nping"
+                        "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nping"
                     } else {
-                        "GET /delay?ms=1 HTTP/1.1\r\n\r\n"
+                        "GET /delay?ms=1 HTTP/1.1\r\nhost: x\r\n\r\n"
                     };
                     client.send(request.as_bytes());
                     match client.answer() {
@@ -528,7 +534,7 @@ fn the_deadline_aborts_then_force_closes_and_reports_what_was_out() {
         HyperServer::new(core(false).0, handler).options(options)
     });
     let mut stuck = Client::connect(server.addr);
-    stuck.send(b"GET /stuck HTTP/1.1\r\n\r\n");
+    stuck.send(b"GET /stuck HTTP/1.1\r\nhost: x\r\n\r\n");
     thread::sleep(Duration::from_millis(100));
     server.begin_stop();
     assert!(stuck.is_closed_by_server(), "force-closed");
@@ -570,7 +576,7 @@ fn unready_then_drain_with_the_port_open_and_health_routes_taking_nothing() {
     assert_eq!(util::get(addr, "/healthz/ready").status, 200);
     // A request in flight keeps the drain (and so the port) open for a while.
     let mut delayed = Client::connect(addr);
-    delayed.send(b"GET /delay?ms=1500 HTTP/1.1\r\n\r\n");
+    delayed.send(b"GET /delay?ms=1500 HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(util::get(addr, "/").status, 200); // (answered after the delay was admitted)
     let _ = server.stop.take().unwrap().send(());
     wait_until("readiness to turn 503", || {

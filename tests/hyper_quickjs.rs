@@ -98,7 +98,7 @@ fn a_js_handler_serves_then_after_stop_and_run_gc_the_kept_alive_request_gets_50
     let addr = addr_rx.recv_timeout(WAIT).expect("listening");
 
     let mut kept = Client::connect(addr);
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.text()), (200, "hello from quickjs"));
 
     stop_tx.send(()).unwrap();
@@ -111,7 +111,7 @@ fn a_js_handler_serves_then_after_stop_and_run_gc_the_kept_alive_request_gets_50
         Ok("server wrapper")
     );
     // ...so the late request on the kept-alive connection fails its upgrade: 503, nothing taken.
-    let late = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let late = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((late.status, late.closes()), (503, true));
     assert!(kept.is_closed_by_server());
 

@@ -171,7 +171,10 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
     // Idle connections may linger 2 s into the drain, long enough for the late request.
     let serve = Serve::start("", "--collect-on-stop --idle-linger-ms 2000");
     let mut kept = Client::connect(serve.addr);
-    assert_eq!(kept.request("GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(
+        kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
     let addr = serve.addr;
     assert_eq!(get(addr, "/healthz/ready").status, 200);
     send_signal(serve.child.id(), "TERM");
@@ -186,7 +189,7 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
         (503, true),
         "a new connection is refused"
     );
-    let answer = kept.request("GET / HTTP/1.1\r\n\r\n");
+    let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.closes()), (503, true));
     drop(kept);
     let mut serve = serve;
@@ -200,7 +203,7 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
 fn a_second_sigterm_skips_the_drain_to_force() {
     let serve = Serve::start("", "--drain-timeout-ms 30000");
     let mut delayed = Client::connect(serve.addr);
-    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\n\r\n");
+    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
     std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
     send_signal(serve.child.id(), "TERM");
     wait_until("readiness to turn 503", || {
@@ -256,7 +259,7 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
     let mut served = 0;
     for stream in &clients {
         let mut client = Client::from_stream(stream.try_clone().unwrap(), Duration::from_secs(2));
-        client.send(b"GET / HTTP/1.1\r\n\r\n");
+        client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         if client.answer().is_err() {
             break;
         }
@@ -280,7 +283,7 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
             return false;
         };
         let mut client = Client::from_stream(stream, Duration::from_secs(2));
-        client.send(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n");
+        client.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
         client.answer().is_ok_and(|a| a.status == 200)
     });
     let (json, ok) = serve.signal_and_wait("TERM");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::bundle::{Bundle, Reply};
@@ -28,7 +28,8 @@ pub const MAX_ECHO_BODY: usize = 1024 * 1024;
 /// | `POST /echo` | `200` with the request body (`413` over 1 MiB) |
 /// | `GET /panic` | the handler panics: `500`, and the connection keeps serving |
 ///
-/// Anything else is `404` (`405` for a known path with another method).
+/// `HEAD` is answered by the `GET` route. Anything else is `404`, `405` with `allow` for a known
+/// path with another method, `501` for a method the server does not know.
 pub fn demo_routes<E: Engine, C: Recycle>() -> impl Handler<E, C, Body = Full<Bytes>> {
     demo_routes_with(MAX_ECHO_BODY, ECHO_BODY_TIMEOUT)
 }
@@ -65,15 +66,47 @@ async fn demo<C: Recycle>(
     bundle: Bundle<C>,
     limits: EchoLimits,
 ) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
-    let known = matches!(request.uri().path(), "/" | "/delay" | "/echo" | "/panic");
-    match (request.method(), request.uri().path()) {
+    // A `GET` route answers `HEAD` too; hyper sends the head of its answer only.
+    let method = match request.method() {
+        &Method::HEAD => &Method::GET,
+        method => method,
+    };
+    match (method, request.uri().path()) {
         (&Method::GET, "/") => Ok(text(bundle, StatusCode::OK, Bytes::from_static(b"hello"))),
         (&Method::GET, "/delay") => delay(request, bundle).await,
         (&Method::POST, "/echo") => echo(request, bundle, limits).await,
         (&Method::GET, "/panic") => panic!("GET /panic: this handler panics on purpose"),
-        _ if known => Ok(text(bundle, StatusCode::METHOD_NOT_ALLOWED, Bytes::new())),
-        _ => Ok(text(bundle, StatusCode::NOT_FOUND, Bytes::new())),
+        (method, path) => Ok(unrouted(bundle, method, path)),
     }
+}
+
+/// As the mio router: `501` for a method the server does not know, `405` with `allow` for a
+/// known path, else `404`.
+fn unrouted<C: Recycle>(bundle: Bundle<C>, method: &Method, path: &str) -> Reply<Full<Bytes>, C> {
+    const STANDARD: [Method; 8] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    let allow = match path {
+        "/" | "/delay" | "/panic" => "GET, HEAD",
+        "/echo" => "POST",
+        _ if STANDARD.contains(method) => return text(bundle, StatusCode::NOT_FOUND, Bytes::new()),
+        _ => return text(bundle, StatusCode::NOT_IMPLEMENTED, Bytes::new()),
+    };
+    if !STANDARD.contains(method) {
+        return text(bundle, StatusCode::NOT_IMPLEMENTED, Bytes::new());
+    }
+    let mut reply = text(bundle, StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
+    reply
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    reply
 }
 
 fn text<C: Recycle>(bundle: Bundle<C>, status: StatusCode, body: Bytes) -> Reply<Full<Bytes>, C> {
@@ -140,7 +173,9 @@ async fn echo<C: Recycle>(
             StatusCode::PAYLOAD_TOO_LARGE,
             Bytes::new(),
         ))),
-        Err(err) => Err(err.to_string().into()),
+        // The body broke its framing (a bad chunk size, a trailer without a colon): the
+        // client's fault, and hyper cannot read on past it.
+        Err(_) => Ok(closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new()))),
     }
 }
 

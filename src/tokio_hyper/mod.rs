@@ -45,7 +45,7 @@
 //!     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //!     tokio::task::spawn_local(async move {
 //!         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-//!         client.write_all(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").await.unwrap();
+//!         client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
 //!         let mut answer = String::new();
 //!         client.read_to_string(&mut answer).await.unwrap();
 //!         assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("hello"));
@@ -58,6 +58,7 @@
 
 mod body;
 mod bundle;
+mod checks;
 mod connections;
 mod demo;
 mod handler;

@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 
 use super::body::GuardedBody;
 use super::bundle::Bundle;
+use super::checks;
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
 use crate::admit::{Admitted, Refusal, RefusalReason};
@@ -91,6 +92,12 @@ where
     #[inline]
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let tally = Rc::clone(&self.shared.tally);
+        if let Some(why) = checks::bad_request(&request) {
+            // Framing hyper would trust and the mio server refuses: 400, close, nothing taken.
+            drop(request);
+            tally.bump(|s| &mut s.rejected);
+            return Dispatch::fixed(Fixed::bad_request(why), tally);
+        }
         if self.shared.health_checks {
             if let Some(probe) = probe(&request, &tally) {
                 return Dispatch::fixed(probe, tally);
@@ -255,6 +262,15 @@ pub(crate) struct Fixed {
 }
 
 impl Fixed {
+    /// `400` with `connection: close`: input the adapter will not frame or route (`checks`).
+    fn bad_request(why: &'static str) -> Self {
+        Fixed {
+            status: StatusCode::BAD_REQUEST,
+            text: why.as_bytes(),
+            close: true,
+        }
+    }
+
     /// `503` (or the refusal's status), with `connection: close`: the refusal holds nothing.
     fn refusal(refusal: Refusal) -> Self {
         Fixed {

@@ -1,0 +1,123 @@
+//! The hyper stack against the hostile-client battery (notes/qa.md): what hyper 1.x lets through
+//! and the mio server refuses is refused before admission (`src/tokio_hyper/checks.rs`), and the
+//! demo routes answer `HEAD`, `405` and unknown methods as the mio router does. Every answer is
+//! read by the strict client of tests/util/strict.rs.
+#![cfg(feature = "hyper")]
+
+mod util;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use reqguard::engines::{Embedded, Heap};
+use reqguard::tokio_hyper::{demo_routes, HyperReport, HyperServer};
+use reqguard::{Config, ServerCore};
+use util::strict::StrictClient;
+
+const QUIET: Duration = Duration::from_millis(150);
+
+/// The demo routes on hyper, on their own thread, until `stop` is sent.
+fn spawn_demo() -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    JoinHandle<HyperReport>,
+) {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = thread::spawn(move || {
+        let heap = Heap::new();
+        let core: ServerCore<Embedded<&'static str>> =
+            ServerCore::embedded(heap.alloc("server"), Config::default());
+        let server = HyperServer::new(core, demo_routes());
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let stop = async {
+            let _ = stopped.await;
+        };
+        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
+            .expect("bind 127.0.0.1:0")
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    (addr, stop, thread)
+}
+
+fn stop(stop: tokio::sync::oneshot::Sender<()>, thread: JoinHandle<HyperReport>) -> HyperReport {
+    let _ = stop.send(());
+    thread.join().expect("the server thread")
+}
+
+/// Sends `request` followed by a pipelined `GET /smuggled`; expects one `400` that closes.
+fn expect_400_close(addr: SocketAddr, request: &str) {
+    let mut client = StrictClient::connect(addr);
+    client.send(request.as_bytes());
+    client.send(b"GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n");
+    let answer = client.answer("POST");
+    assert_eq!(answer.status, 400, "{request:?}: {answer:?}");
+    assert!(answer.closes(), "{request:?}: {answer:?}");
+    client.expect_nothing_more(true, QUIET);
+}
+
+#[test]
+fn framing_hyper_would_trust_is_a_400_that_closes() {
+    let (addr, tx, thread) = spawn_demo();
+    let post = "POST /echo HTTP/1.1\r\nhost: x\r\n";
+    // Transfer-Encoding twice, and a coding the server cannot decode before chunked.
+    expect_400_close(
+        addr,
+        &format!("{post}transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"),
+    );
+    expect_400_close(
+        addr,
+        &format!("{post}transfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+    );
+    // A broken chunked body is the client's fault: 400 + close, not a handler's 500.
+    expect_400_close(
+        addr,
+        &format!("{post}transfer-encoding: chunked\r\n\r\n-1\r\n\r\n"),
+    );
+    expect_400_close(
+        addr,
+        &format!("{post}transfer-encoding: chunked\r\n\r\n0\r\nno colon\r\n\r\n"),
+    );
+    let report = stop(tx, thread);
+    assert_eq!(report.leaked, 0);
+}
+
+#[test]
+fn http11_host_is_required_once_and_valid() {
+    let (addr, tx, thread) = spawn_demo();
+    expect_400_close(addr, "GET / HTTP/1.1\r\n\r\n");
+    expect_400_close(addr, "GET / HTTP/1.1\r\nhost: x\r\nhost: y\r\n\r\n");
+    expect_400_close(addr, "GET / HTTP/1.1\r\nhost: a b\r\n\r\n");
+    let mut client = StrictClient::connect(addr);
+    client.send(b"GET / HTTP/1.1\r\nhost: [::1]:8080\r\n\r\n");
+    assert_eq!(client.answer("GET").status, 200);
+    let mut old = StrictClient::connect(addr);
+    old.send(b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(old.answer("GET").status, 200);
+    assert_eq!(stop(tx, thread).leaked, 0);
+}
+
+#[test]
+fn head_405_and_unknown_methods_answer_as_the_mio_router() {
+    let (addr, tx, thread) = spawn_demo();
+    let mut client = StrictClient::connect(addr);
+    client.send(b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    let head = client.answer("HEAD");
+    assert_eq!(
+        (head.status, head.field("content-length")),
+        (200, Some("5"))
+    );
+    assert_eq!(client.answer("GET").text(), "hello");
+    client.send(b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n");
+    let not_allowed = client.answer("GET");
+    assert_eq!(not_allowed.status, 405);
+    assert_eq!(not_allowed.field("allow"), Some("POST"));
+    client.send(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(client.answer("POST").field("allow"), Some("GET, HEAD"));
+    client.send(b"BREW / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(client.answer("BREW").status, 501);
+    client.expect_nothing_more(false, QUIET);
+    assert_eq!(stop(tx, thread).leaked, 0);
+}
