@@ -276,3 +276,60 @@ fn a_listener_ending_another_request() {
     assert!(core.stop().is_complete());
     core.ledger().assert_quiescent();
 }
+
+thread_local! {
+    /// What the pool's user code (`Default`, `Recycle::recycle`) does when it next runs.
+    static ON_POOL_CALL: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+#[derive(Default)]
+struct Reentrant;
+
+impl reqguard::Recycle for Reentrant {
+    fn recycle(&mut self) {
+        if let Some(call) = ON_POOL_CALL.with(|c| c.borrow_mut().take()) {
+            call();
+        }
+    }
+}
+
+type PoolCore = ServerCore<Embedded<&'static str>, Reentrant>;
+
+/// `Recycle::recycle` re-enters the server while the last request is being released: it admits
+/// another request (the pool must not be borrowed), then stops the server. Both requests end
+/// with one outcome, the drain completes exactly when the second is released, no slot is lost.
+#[test]
+fn a_recycle_that_admits_and_stops() {
+    let heap = Heap::new();
+    let core: Rc<PoolCore> = Rc::new(ServerCore::embedded_with_context(
+        heap.alloc("server"),
+        Config::default().with_pool_capacity(1).unwrap(),
+    ));
+    let second: Rc<RefCell<Option<Admitted<Reentrant, ()>>>> = Rc::default();
+    let (c, s) = (Rc::clone(&core), Rc::clone(&second));
+    ON_POOL_CALL.with(|call| {
+        *call.borrow_mut() = Some(Box::new(move || {
+            let bundle = c.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+            *s.borrow_mut() = Some(bundle);
+            let drain = c.stop();
+            assert!(!drain.is_complete(), "two requests are out inside recycle");
+        }))
+    });
+    core.upgrade()
+        .unwrap()
+        .admit(|_| Ok(()))
+        .unwrap()
+        .complete();
+    let drain = core.drain().expect("recycle stopped it");
+    assert!(!drain.is_complete(), "the second request is out");
+    second.borrow_mut().take().unwrap().complete();
+    assert!(drain.is_complete());
+    assert_eq!(core.ledger().outcomes().completed, 2);
+    let metrics = core.pool_metrics();
+    assert_eq!((metrics.in_use, metrics.recycle_panics), (0, 0));
+    assert!(
+        metrics.allocated <= 1 + metrics.spills as usize,
+        "{metrics:?}"
+    );
+    core.ledger().assert_quiescent();
+}
