@@ -558,3 +558,51 @@ fn health_probes_answer_get_and_head_before_admission_and_count_as_no_request() 
     );
     assert_eq!(report.totals.outcomes.completed, 1);
 }
+
+/// The baseline accounting, except that admitting panics: a loop that dies mid-run.
+struct PanicsOnAdmit(reqguard::http::Unaccounted);
+
+impl reqguard::http::Accounting for PanicsOnAdmit {
+    type Held = ();
+    fn admit(&mut self) -> Result<(), reqguard::Refusal> {
+        panic!("admission fails on purpose");
+    }
+    fn signal(_: &()) -> Option<&reqguard::AbortSignal> {
+        None
+    }
+    fn stop(&mut self, deadline: Instant) {
+        self.0.stop(deadline);
+    }
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> reqguard::http::StopStatus {
+        self.0.poll_stop(now, in_flight)
+    }
+    fn ledger(&self) -> Option<&reqguard::Ledger> {
+        None
+    }
+    fn report(&self) -> reqguard::http::AccountingReport {
+        self.0.report()
+    }
+}
+
+#[test]
+fn a_loop_that_dies_mid_run_stops_the_group_and_wait_reports_it() {
+    let running = LoopGroup::new()
+        .loops(2)
+        .spawn(
+            |_| PanicsOnAdmit(reqguard::http::Unaccounted::new()),
+            demo_routes,
+        )
+        .unwrap();
+    let addr = running.addr();
+    // One request kills the loop that admits it; the other loop must not keep the group up.
+    let _ = try_get(addr, "/");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(running.wait().map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the group ends by itself when a loop dies");
+    let err = result.expect_err("wait reports the dead loop");
+    assert!(err.contains("panicked"), "{err}");
+}

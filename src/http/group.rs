@@ -325,8 +325,12 @@ impl LoopStart {
         R: Fn(&mut Router<'_>) + Send + Sync + 'static,
     {
         let index = self.member.index;
-        // However this loop ends (done, failed, panicked), it no longer holds the group.
+        // However this loop ends (done, failed, panicked), it no longer holds the group; and
+        // one that ends before any stop died: the others stop too, so `wait` returns its error.
         let ended = scopeguard::guard(Arc::clone(&self.member.shared), move |shared| {
+            if shared.stop_at().is_none() {
+                shared.stop();
+            }
             shared.report_drained(index);
         });
         thread::Builder::new()
