@@ -333,3 +333,81 @@ fn a_recycle_that_admits_and_stops() {
     );
     core.ledger().assert_quiescent();
 }
+
+/// A waker (an executor's code) that re-enters the drain while it completes: it polls the
+/// drain it was registered for (ready at once), drops another waiting handle, and registers a
+/// hook. Every waiter is woken once, every hook runs once, no waker is kept.
+#[test]
+fn wakers_that_reenter_the_completing_drain() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Reenter {
+        drain: RefCell<Option<reqguard::Drain>>,
+        other: RefCell<Option<reqguard::Drain>>,
+        woken: Cell<u32>,
+        hooked: Rc<Cell<u32>>,
+        ready: Cell<bool>,
+    }
+    // The drain is `!Send`: this waker lives and is woken on this thread only, through a
+    // thread-local, which is how a single-threaded executor's waker reaches its task.
+    thread_local!(static TASK: RefCell<Option<Rc<Reenter>>> = const { RefCell::new(None) });
+    struct LocalWaker;
+    impl Wake for LocalWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            let task = TASK.with(|t| t.borrow().clone()).expect("task");
+            task.woken.set(task.woken.get() + 1);
+            drop(task.other.borrow_mut().take()); // another waiting handle goes away
+                                                  // Both handles share this waker: the first wake re-polls and hooks, the second
+                                                  // finds nothing left to do.
+            let Some(mut drain) = task.drain.borrow_mut().take() else {
+                return;
+            };
+            let waker = Waker::noop();
+            task.ready.set(matches!(
+                Pin::new(&mut drain).poll(&mut Context::from_waker(waker)),
+                Poll::Ready(_)
+            ));
+            let hooked = Rc::clone(&task.hooked);
+            drain.on_complete(move || hooked.set(hooked.get() + 1));
+        }
+    }
+
+    let heap = Heap::new();
+    let core = core(&heap);
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    let drain = core.stop();
+    let task = Rc::new(Reenter {
+        drain: RefCell::new(Some(drain.clone())),
+        other: RefCell::new(Some(drain.clone())),
+        woken: Cell::new(0),
+        hooked: Rc::new(Cell::new(0)),
+        ready: Cell::new(false),
+    });
+    TASK.with(|t| *t.borrow_mut() = Some(Rc::clone(&task)));
+    let waker = Waker::from(std::sync::Arc::new(LocalWaker));
+    for slot in [&task.drain, &task.other] {
+        let mut guard = slot.borrow_mut();
+        let handle = guard.as_mut().unwrap();
+        assert!(Pin::new(handle)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+    }
+    assert_eq!(drain.waiters(), 2);
+    bundle.complete();
+    assert!(drain.is_complete());
+    assert_eq!(
+        task.woken.get(),
+        2,
+        "both registered handles were woken once"
+    );
+    assert!(task.ready.get(), "polled from inside wake: ready");
+    assert_eq!(
+        task.hooked.get(),
+        1,
+        "a hook registered inside wake ran once"
+    );
+    assert_eq!(drain.waiters(), 0);
+    TASK.with(|t| t.borrow_mut().take());
+}
