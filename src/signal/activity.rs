@@ -13,10 +13,12 @@ use crate::ledger::{Entry, GuardKind};
 /// another from the bundle with [`Admitted::activity_ref`](crate::Admitted::activity_ref), so an
 /// activity ref exists only for a request that was admitted, on its own server. It is counted
 /// in the ledger and released on drop. While it is out, the signal reports
-/// [`has_pending_activity`](AbortSignal::has_pending_activity) and a drain deadline aborts it.
+/// [`has_pending_activity`](AbortSignal::has_pending_activity), and while its request is also
+/// still out a drain deadline aborts it.
 ///
-/// An activity ref kept after its request ended does not hold the drain up; the ledger reports
-/// it as outstanding.
+/// An activity ref kept after its request ended does not hold the drain up, and the deadline
+/// does not fire the signal of a request that already ended (a completed request's never
+/// fires); the ledger reports the ref as outstanding.
 ///
 /// # Examples
 ///
