@@ -313,3 +313,36 @@ fn a_handler_panic_with_every_callback_panicking_on_the_way_out() {
     assert_eq!(core.pool_metrics().recycle_panics, 1);
     core.ledger().assert_quiescent();
 }
+
+/// A context whose `Drop` panics, spilled to the heap (the pool was exhausted): freeing it is
+/// user code run inside the bundle's release. The request must still end (outcome counted,
+/// drain complete, ledger clean), as it does when `recycle` panics.
+#[test]
+fn a_spilled_context_whose_drop_panics_still_ends_its_request() {
+    quiet_panics();
+    #[derive(Default)]
+    struct Brittle;
+    impl Drop for Brittle {
+        fn drop(&mut self) {
+            panic!("the context's drop panics");
+        }
+    }
+    impl Recycle for Brittle {
+        fn recycle(&mut self) {}
+    }
+    let heap = Heap::new();
+    let config = Config::default()
+        .with_pool_capacity(0)
+        .unwrap()
+        .with_exhaustion(Exhaustion::Spill);
+    let core = ServerCore::embedded_with_context::<Brittle>(heap.alloc("server"), config);
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    assert!(bundle.is_spilled());
+    let drain = core.stop();
+    let escaped = catch_unwind(AssertUnwindSafe(move || bundle.complete()));
+    assert_eq!(core.ledger().outcomes().completed, 1, "the request ended");
+    assert!(drain.is_complete(), "the drain completed");
+    core.ledger().assert_quiescent();
+    assert_eq!(core.pool_metrics().in_use, 0);
+    assert!(escaped.is_ok(), "the context's panic escaped the bundle");
+}

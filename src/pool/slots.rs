@@ -13,7 +13,7 @@
 //! 4. User code (`C::default`, `Recycle::recycle`) never runs while `free` is borrowed, and a
 //!    panic in it costs no capacity: a slot is counted in `allocated` only once its context
 //!    exists, and a context whose `recycle` panicked is freed and uncounted (the pool makes a
-//!    fresh one when it needs it).
+//!    fresh one when it needs it). A spilled context's `Drop` runs caught too.
 
 use std::cell::{Cell, RefCell};
 
@@ -106,13 +106,17 @@ impl<C: Recycle> ContextPool<C> {
     #[inline]
     pub(crate) fn checkin(&self, mut slot: Box<C>, origin: Origin) {
         self.in_use.set(self.in_use.get() - 1);
-        if origin == Origin::Pooled {
-            if call_caught(|| slot.recycle()) {
-                self.lose(slot);
-                return;
-            }
-            self.free.borrow_mut().push(slot);
+        if origin == Origin::Spilled {
+            // Freeing runs the context's `Drop` (user code) inside the request's release: a
+            // panic there must not skip the rest of the release.
+            call_caught(move || drop(slot));
+            return;
         }
+        if call_caught(|| slot.recycle()) {
+            self.lose(slot);
+            return;
+        }
+        self.free.borrow_mut().push(slot);
     }
 
     #[cold]
