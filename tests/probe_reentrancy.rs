@@ -411,3 +411,42 @@ fn wakers_that_reenter_the_completing_drain() {
     assert_eq!(drain.waiters(), 0);
     TASK.with(|t| t.borrow_mut().take());
 }
+
+/// `stop()` and the deadline's escalation called from inside `build`, while the request is half
+/// admitted: the request is already counted (the drain waits for it), its signal is the
+/// deadline's to abort, and it ends once, as `DeadlineAborted`, whatever the handler calls.
+#[test]
+fn stop_and_escalate_from_inside_build() {
+    let heap = Heap::new();
+    let core = core(&heap);
+    let live = core.upgrade().unwrap();
+    let mut seen = None;
+    let bundle = live
+        .admit(|_| {
+            let drain = core.stop();
+            let report = drain.escalate();
+            seen = Some((
+                drain.is_complete(),
+                drain.outstanding(),
+                report.aborted_signals,
+            ));
+            Ok(())
+        })
+        .expect("the request was in admission before stop");
+    assert_eq!(
+        seen,
+        Some((false, 1, 1)),
+        "(complete, outstanding, aborted)"
+    );
+    assert_eq!(bundle.signal().reason(), Some(AbortReason::DrainDeadline));
+    bundle.complete();
+    let drain = core.drain().unwrap();
+    assert!(drain.is_complete());
+    let outcomes = core.ledger().outcomes();
+    assert_eq!((outcomes.deadline_aborted, outcomes.total()), (1, 1));
+    assert_eq!(
+        live.admit(|_| Ok(())).unwrap_err().reason(),
+        RefusalReason::Stopped
+    );
+    core.ledger().assert_quiescent();
+}
