@@ -240,3 +240,99 @@ fn a_stop_whose_deadline_passes() {
     );
     check_one_outcome_each(ledger, &fires, stats.served, stats.aborted);
 }
+
+/// Over real sockets: a completed request, a panicking handler, a client gone with its request
+/// hanging, and one hanging until the drain deadline. The server's report and its exit JSON
+/// count one outcome per admitted request, with nothing leaked.
+#[test]
+fn the_server_report_and_its_json_count_one_outcome_per_request() {
+    use reqguard::http::{demo_routes, ServerBuilder};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn boom(_: &Request<'_>, _: &mut Response<'_>) -> Reply {
+        panic!("the handler panics");
+    }
+    fn answer(stream: &mut TcpStream) -> String {
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    }
+    quiet_deliberate_panics();
+    let gone_seen = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&gone_seen);
+    let running = ServerBuilder::new()
+        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            |router: &mut Router<'_>| {
+                demo_routes(router);
+                router.route(
+                    "GET",
+                    "/hang",
+                    move |req: &Request<'_>, _: &mut Response<'_>| {
+                        let seen = Arc::clone(&seen);
+                        req.signal().unwrap().on_abort(move |reason| {
+                            if reason == AbortReason::ClientDisconnected {
+                                seen.fetch_add(1, Ordering::SeqCst);
+                            }
+                        });
+                        later(3_600_000)
+                    },
+                );
+                router.route("GET", "/boom", boom);
+            },
+        )
+        .unwrap();
+    let addr = running.addr();
+    let send = |path: &str| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let close = if path == "/hang" {
+            ""
+        } else {
+            "connection: close\r\n"
+        };
+        write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\n{close}\r\n").unwrap();
+        stream
+    };
+    assert!(answer(&mut send("/")).starts_with("HTTP/1.1 200"));
+    assert!(answer(&mut send("/boom")).starts_with("HTTP/1.1 500"));
+    let gone = send("/hang");
+    let stays = send("/hang");
+    // Both hanging requests are admitted once a later request on another connection is answered.
+    assert!(answer(&mut send("/")).starts_with("HTTP/1.1 200"));
+    drop(gone);
+    // Wait (bounded) until the server saw the client go, so the stop cannot decide it first.
+    let until = Instant::now() + Duration::from_secs(10);
+    while gone_seen.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < until, "the server never saw the client go");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let report = running.stop().unwrap();
+    drop(stays);
+    let o = report.outcomes;
+    assert_eq!(
+        (
+            o.completed,
+            o.dropped,
+            o.client_gone,
+            o.deadline_aborted,
+            o.force_closed
+        ),
+        (2, 1, 1, 1, 0),
+        "{report}"
+    );
+    assert_eq!(
+        o.total(),
+        report.stats.served + report.stats.aborted,
+        "{report}"
+    );
+    assert_eq!(report.leaked, 0, "{}", report.leaks);
+    let json = report.to_json();
+    assert!(
+        json.contains(&format!("\"outcomes\":{}", o.to_json())),
+        "{json}"
+    );
+}
