@@ -23,11 +23,16 @@ pub(crate) fn call_caught(callback: impl FnOnce()) -> bool {
 }
 
 /// Drops a caught panic's payload, whose own `Drop` may panic too (std's `catch_unwind` docs):
-/// that second panic is caught as well and its payload leaked, so nothing escapes.
+/// that panic is caught as well and its payload dropped the same way; a payload that keeps
+/// panicking past a few rounds is leaked, so nothing escapes and nothing loops forever.
 #[cold]
 #[inline(never)]
-fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
+fn drop_payload(mut payload: Box<dyn Any + Send>) {
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(again) => payload = again,
+        }
     }
+    std::mem::forget(payload);
 }

@@ -17,8 +17,8 @@ use reqguard::{AbortReason, Config, Exhaustion, GuardKind, Outcome, Recycle, Ser
 
 type Core = ServerCore<Embedded<&'static str>>;
 
-/// Silences the deliberate panics (their messages end in "panics" or "panics too") and keeps
-/// every other message, so a failing assertion still says why.
+/// Silences the deliberate panics (their messages end in "panics" or "panics too", or their
+/// payload is not a string) and keeps every other message, so a failing assertion says why.
 fn quiet_panics() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info.payload();
@@ -28,7 +28,7 @@ fn quiet_panics() {
             .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
         match message {
             Some(m) if m.ends_with("panics") || m.ends_with("panics too") => {}
-            None if payload.is::<PanicsOnDrop>() => {}
+            None => {} // the deliberate non-string payloads (PanicsOnDrop, Forever)
             _ => eprintln!("{info}"),
         }
     }));
@@ -110,6 +110,28 @@ fn a_listener_panic_whose_payload_panics_on_drop_is_still_contained() {
         escaped.is_ok(),
         "the listener's panic escaped the bundle's drop"
     );
+}
+
+/// A payload whose drop panics with another such payload, forever: containing it must end
+/// (the payload is leaked after a few rounds) and the bundle still releases everything.
+#[test]
+fn a_payload_that_panics_on_every_drop_is_contained_and_does_not_loop() {
+    quiet_panics();
+    struct Forever;
+    impl Drop for Forever {
+        fn drop(&mut self) {
+            std::panic::panic_any(Forever);
+        }
+    }
+    let heap = Heap::new();
+    let core: Core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    bundle.signal().on_abort(|_| std::panic::panic_any(Forever));
+    let escaped = catch_unwind(AssertUnwindSafe(move || drop(bundle)));
+    assert!(escaped.is_ok());
+    assert_eq!(core.ledger().outcomes().dropped, 1);
+    assert_eq!(core.stop().report().panicked_listeners, 1);
+    core.ledger().assert_quiescent();
 }
 
 /// The same payload from a drain hook: the other hooks still run and the OnDrain downgrade
