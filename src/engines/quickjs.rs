@@ -16,7 +16,10 @@
 //! [`ServerCore`] and all its guards first, then the `Context`, then the `Runtime`: a
 //! `Persistent` alive at `JS_FreeRuntime` aborts the process (an assertion in QuickJS), and one
 //! dropped after it is a use after free. Declaring the runtime first in a scope does this
-//! (locals drop in reverse order).
+//! (locals drop in reverse order). With [`DowngradePolicy::OnDrain`](crate::DowngradePolicy)
+//! a request that never ends (a forgotten guard) keeps the drain, and so the strong handle,
+//! alive: check `drain.is_complete()` before dropping the runtime, and leak the runtime when it
+//! is not (`docs/engines.md`).
 //!
 //! # Threads
 //!
