@@ -607,3 +607,49 @@ fn unready_then_drain_with_the_port_open_and_health_routes_taking_nothing() {
         "the listener closed when the drain ended"
     );
 }
+
+#[test]
+fn the_demo_routes_answer_head_405_with_allow_501_and_404_as_the_mio_routes_do() {
+    let server = TestServer::spawn(|| demo(fast_stop(), false));
+    // HEAD: the GET route's head, its length, and no body.
+    let mut head = TcpStream::connect(server.addr).unwrap();
+    std::io::Write::write_all(
+        &mut head,
+        b"HEAD / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut head, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains("content-length: 5\r\n") && answer.ends_with("\r\n\r\n"),
+        "{answer}"
+    );
+    let mut client = Client::connect(server.addr);
+    let mut got = Vec::new();
+    for request in [
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi",
+        "GET /echo HTTP/1.1\r\nhost: x\r\n\r\n",
+        "BREW / HTTP/1.1\r\nhost: x\r\n\r\n",
+        "get / HTTP/1.1\r\nhost: x\r\n\r\n",
+        "PUT /missing HTTP/1.1\r\nhost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+    ] {
+        let answer = client.request(request);
+        got.push((answer.status, answer.header("allow").map(str::to_owned)));
+    }
+    assert_eq!(
+        got,
+        [
+            (405, Some("GET, HEAD".into())),
+            (405, Some("POST".into())),
+            (501, None),
+            (501, None),
+            (404, None),
+            (200, None),
+        ]
+    );
+    drop(client);
+    let report = server.join();
+    assert_eq!(report.leaked, 0, "{report}");
+}
