@@ -17,7 +17,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use reqguard::{
-    Admitted, Config, DowngradePolicy, DrainStatus, Engine, Exhaustion, Recycle, Refusal,
+    Admitted, Config, DowngradePolicy, DrainStatus, Engine, Exhaustion, Outcome, Recycle, Refusal,
     ServerCore,
 };
 
@@ -98,6 +98,9 @@ fn main() {
         .with_pool_capacity(64)
         .expect("64 is a sane capacity")
         .with_exhaustion(Exhaustion::Refuse)
+        // OnStop, as in the PR, so the story reaches the finalized wrapper while a request is
+        // out. The default, OnDrain, keeps the wrapper strong until the drain completes; a
+        // runtime whose handlers may still touch `this` after stop() should keep it.
         .with_downgrade(DowngradePolicy::OnStop);
     let core = Core::new(&mut (), Rc::clone(&wrapper), config);
     let mut deferred = Vec::new();
@@ -142,7 +145,9 @@ fn main() {
                 println!("  deadline: aborted {} signal(s)", report.aborted_signals);
                 for (id, bundle) in deferred.drain(..) {
                     assert!(bundle.signal().is_aborted()); // the handler saw the abort
-                    bundle.end(reqguard::Outcome::ForceClosed); // counted as deadline-aborted
+                                                           // The loop closes the connection; the first cause wins, so the request is
+                                                           // counted as aborted at the deadline, not as force-closed.
+                    bundle.end(Outcome::ForceClosed);
                     println!("  request {id}: aborted, its connection force-closed");
                 }
             }
@@ -152,6 +157,9 @@ fn main() {
         "drained in {:?}",
         drain.report().drain_time.unwrap_or_default()
     );
+    let outcomes = core.ledger().outcomes();
+    println!("outcomes: {outcomes:?}");
+    assert_eq!((outcomes.completed, outcomes.deadline_aborted), (1, 1));
     core.ledger().assert_quiescent();
     println!("ledger: nothing outstanding");
 }
