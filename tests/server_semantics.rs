@@ -183,6 +183,35 @@ fn every_405_carries_allow_and_an_unknown_method_gets_501() {
 }
 
 #[test]
+fn options_without_a_route_lists_the_methods() {
+    let running = server();
+    let mut client = StrictClient::connect(running.addr());
+    let answers = pipelined(
+        &mut client,
+        "OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\nOPTIONS /echo HTTP/1.1\r\nhost: x\r\n\r\n\
+         OPTIONS /missing HTTP/1.1\r\nhost: x\r\n\r\nGET * HTTP/1.1\r\nhost: x\r\n\r\n",
+        &["OPTIONS", "OPTIONS", "OPTIONS", "GET"],
+    );
+    let got: Vec<(u16, Option<&str>)> = answers
+        .iter()
+        .map(|a| (a.status, a.field("allow")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (204, Some("GET, HEAD, POST")), // every route's methods
+            (204, Some("POST")),
+            (404, None),
+            (400, None), // the asterisk-form is for OPTIONS only
+        ],
+        "{answers:?}"
+    );
+    // The 204s have no content-length and no body (the strict client checks both).
+    client.expect_nothing_more(true, Duration::from_secs(5));
+    finish(running);
+}
+
+#[test]
 fn every_answer_is_dated_with_an_imf_fixdate() {
     let running = server();
     let mut client = StrictClient::connect(running.addr());

@@ -191,7 +191,8 @@ impl<A: Accounting + fmt::Debug> fmt::Debug for Dispatcher<'_, A> {
 }
 
 /// Finds the route for `request` and calls its handler, filling `response`: the handler's
-/// answer, or `404`, `405` (with `allow`), `501`, or the `500` of a panic (counted in `stats`,
+/// answer, or `404`, `405` (with `allow`), `501`, `204` with `allow` for an `OPTIONS` no route
+/// answers, or the `500` of a panic (counted in `stats`,
 /// the request's signal aborted). Returns the reply and, for a handler that ran, its route.
 #[inline]
 pub(crate) fn route_and_call<'r: 'a, 'a>(
@@ -203,6 +204,15 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     let path = request.path_and_query().0;
     let route = match router.find_bytes(request.method_bytes(), path) {
         Ok(route) => route,
+        // `OPTIONS` with no route of its own: `204` and the resource's methods (`*`: every
+        // route's), RFC 9110 §9.3.7.
+        Err(404 | 405) if request.method_bytes() == b"OPTIONS" => {
+            match router.allow_bytes(path) {
+                Some(allow) => response.options(allow),
+                None => response.fail(404),
+            }
+            return (Reply::Now, None);
+        }
         Err(405) => {
             response.method_not_allowed(router.allow_bytes(path).unwrap_or(""));
             return (Reply::Now, None);

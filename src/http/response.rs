@@ -105,6 +105,13 @@ impl<'a> Response<'a> {
         self.allow = Some(allow);
     }
 
+    /// The `204` answer to an `OPTIONS` for a resource that answers the methods in `allow`.
+    pub(crate) fn options(&mut self, allow: &'a str) {
+        self.status = 204;
+        self.body.clear();
+        self.allow = Some(allow);
+    }
+
     /// Makes the answer one the wire can carry: a status outside `200..=599` becomes `500`.
     pub(crate) fn settle(&mut self) {
         if !(200..=599).contains(&self.status) {

@@ -306,6 +306,7 @@ impl fmt::Debug for Route {
 /// assert!(std::ptr::eq(router.find("HEAD", "/").unwrap(), hello)); // GET answers HEAD
 /// assert_eq!(router.find("POST", "/").unwrap_err(), 405);
 /// assert_eq!(router.allow("/"), Some("GET, HEAD"));
+/// assert_eq!(router.allow("*"), Some("GET, HEAD"));
 /// assert_eq!(router.find("GET", "/nope").unwrap_err(), 404);
 /// assert_eq!(router.find("BREW", "/").unwrap_err(), 501);
 /// ```
@@ -344,6 +345,24 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
+/// The `allow` value for `routes`: their methods in the order added, `HEAD` after `GET`.
+fn allow_value<'a>(routes: impl Iterator<Item = &'a &'a Route>) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for route in routes {
+        let implied: &[&'static str] = if route.method == "GET" {
+            &["GET", "HEAD"]
+        } else {
+            std::slice::from_ref(&route.method)
+        };
+        for method in implied {
+            if !methods.contains(method) {
+                methods.push(method);
+            }
+        }
+    }
+    methods.join(", ")
+}
+
 /// The methods every HTTP server knows (RFC 9110 §9, RFC 5789), with or without a route for
 /// them; any other method is known only if a route answers it. `CONNECT` is left out: this
 /// server tunnels nothing, so it is not implemented (`501`).
@@ -361,6 +380,8 @@ pub struct Router<'r> {
     table: Vec<&'r Route>,
     /// Each path's `allow` value (`GET, HEAD, POST`), kept up to date as routes are added.
     allow: Vec<(Box<str>, String)>,
+    /// Every route's methods: the `allow` of `OPTIONS *`.
+    allow_all: String,
 }
 
 impl<'r> Router<'r> {
@@ -370,6 +391,7 @@ impl<'r> Router<'r> {
             routes,
             table: Vec::new(),
             allow: Vec::new(),
+            allow_all: String::new(),
         }
     }
 
@@ -391,24 +413,12 @@ impl<'r> Router<'r> {
     }
 
     fn update_allow(&mut self, path: &str) {
-        let mut methods: Vec<&str> = Vec::new();
-        for route in self.table.iter().filter(|r| &*r.path == path) {
-            let implied: &[&'static str] = if route.method == "GET" {
-                &["GET", "HEAD"]
-            } else {
-                std::slice::from_ref(&route.method)
-            };
-            for method in implied {
-                if !methods.contains(method) {
-                    methods.push(method);
-                }
-            }
-        }
-        let value = methods.join(", ");
+        let value = allow_value(self.table.iter().filter(|r| &*r.path == path));
         match self.allow.iter_mut().find(|(p, _)| &**p == path) {
             Some((_, allow)) => *allow = value,
             None => self.allow.push((path.into(), value)),
         }
+        self.allow_all = allow_value(self.table.iter());
     }
 
     /// The route for `method` and `path`, or the status to answer with: `404` for an unknown
@@ -445,12 +455,16 @@ impl<'r> Router<'r> {
         Err(status)
     }
 
-    /// The methods `path` answers, as the value of an `allow` field (`None` for no route).
+    /// The methods `path` answers, as the value of an `allow` field (`None` for no route); for
+    /// `*`, the methods of every route (the answer to `OPTIONS *`).
     pub fn allow(&self, path: &str) -> Option<&str> {
         self.allow_bytes(path.as_bytes())
     }
 
     pub(crate) fn allow_bytes(&self, path: &[u8]) -> Option<&str> {
+        if path == b"*" {
+            return (!self.allow_all.is_empty()).then_some(self.allow_all.as_str());
+        }
         self.allow
             .iter()
             .find(|(p, _)| p.as_bytes() == path)
