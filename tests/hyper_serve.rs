@@ -299,3 +299,26 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = rest.split(' ').collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+#[test]
+fn the_drain_deadline_aborts_a_delay_request_then_force_closes_it_without_an_answer() {
+    let serve = Serve::start("", "--drain-timeout-ms 300 --force-after-ms 200");
+    let mut delayed = Client::connect(serve.addr);
+    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
+    let stopped = Instant::now();
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    // Drain 300 ms, abort, force 200 ms later: well under the request's 30 s.
+    assert!(stopped.elapsed() < Duration::from_secs(10), "{json}");
+    assert!(delayed.answer().is_err(), "force-closed without an answer");
+    assert_eq!(field(&json, "aborted"), 1.0, "{json}");
+    assert_eq!(field(&json, "force_closed"), 1.0, "{json}");
+    assert!(json.contains("\"drain_deadline_hit\":true"), "{json}");
+    assert_eq!(
+        field(&json, "deadline_aborted"),
+        1.0,
+        "the first cause: {json}"
+    );
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}

@@ -176,6 +176,10 @@ fn serve(args: &[String]) -> io::Result<bool> {
         io::Result::Ok(server.serve_with_force(listener, stop, force).await)
     })?;
     println!("{}", report.to_json());
+    if let Some(found) = &report.deadline {
+        // What was still out when the deadline (or the second signal) ended the drain.
+        eprintln!("drain ended early: {found}");
+    }
     if report.leaked > 0 {
         eprintln!("{}", report.leaks);
     }
