@@ -322,3 +322,24 @@ fn the_drain_deadline_aborts_a_delay_request_then_force_closes_it_without_an_ans
     );
     assert_eq!(field(&json, "leaked"), 0.0, "{json}");
 }
+
+#[test]
+fn serve_stack_hyper_refuses_invalid_limits_at_start() {
+    for (flag, value) in [("--max-connections", "0"), ("--idle-timeout-ms", "0")] {
+        let out = Command::new(BIN)
+            .args([
+                "serve",
+                "--stack",
+                "hyper",
+                "--addr",
+                "127.0.0.1:0",
+                flag,
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("invalid Limits: "), "{stderr}");
+    }
+}

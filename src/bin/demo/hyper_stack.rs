@@ -96,7 +96,11 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             "--request-timeout-ms" => {
                 parsed.request_timeout = Some(Duration::from_millis(number(value()?)?))
             }
-            "--max-connections" => parsed.options = o.max_connections(size(number(value()?)?)?),
+            "--max-connections" => match size(number(value()?)?)? {
+                // As the mio stack refuses it (exit 2): a server that can serve no one.
+                0 => return Err(io::Error::other("invalid Limits: max_connections is zero")),
+                n => parsed.options = o.max_connections(n),
+            },
             "--max-body" => parsed.max_body = size(number(value()?)?)?,
             "--max-output" => parsed.options = o.max_buffer(size(number(value()?)?)?),
             "--unready-ms" => parsed.options = o.unready(ms(value()?)?),
@@ -127,7 +131,9 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
     let timeouts = [parsed.idle_timeout, parsed.request_timeout];
     if let Some(timeout) = timeouts.into_iter().flatten().min() {
         if timeout.is_zero() {
-            return Err(io::Error::other("timeouts must be above 0 ms"));
+            return Err(io::Error::other(
+                "invalid Limits: idle_timeout/request_timeout is zero",
+            ));
         }
         parsed.options = parsed.options.idle_timeout(timeout);
     }
