@@ -12,8 +12,8 @@
 //! request is refused with 503 taking nothing, the in-flight request finishes, and the ledger is
 //! at zero.
 //!
-//! Drop order matters with QuickJS: the `Runtime` is declared first so it drops last, after the
-//! server core and every guard (a handle alive at `JS_FreeRuntime` aborts the process).
+//! Drop order does not matter: the server core keeps the `Runtime` alive until it is dropped
+//! itself (a handle alive at `JS_FreeRuntime` would abort the process; a leaked guard leaks it).
 
 use reqguard::engines::QuickJs;
 use reqguard::{Admitted, Config, DowngradePolicy, GuardKind, Refusal, ServerCore};
@@ -54,7 +54,7 @@ fn main() {
     let core = context.with(|ctx| {
         let server: Object<'_> = ctx.eval(SERVER_JS).expect("server object");
         ServerCore::quickjs(
-            &ctx,
+            &context,
             server,
             Config::default().with_downgrade(DowngradePolicy::OnStop),
         )

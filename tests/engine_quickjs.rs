@@ -1,12 +1,13 @@
 //! The PR's scenario against QuickJS's real collector (feature `quickjs`).
 //!
 //! The server's wrapper is a JS object in an rquickjs runtime; the core holds it through
-//! `engines::QuickJs` (a `Persistent` strong handle and a JS `WeakRef`). Nothing here is
-//! simulated: QuickJS frees acyclic objects by reference count and cycles in `run_gc`.
+//! `engines::QuickJs` (a `Persistent` strong handle and a JS `WeakRef`, each keeping the runtime
+//! alive). Nothing here is simulated: QuickJS frees acyclic objects by reference count and
+//! cycles in `run_gc`.
 //!
-//! Drop order: in every test the `Runtime` is the first local, so it drops last, after the
-//! server core, the guards and every `Persistent` (a `Persistent` alive at `JS_FreeRuntime`
-//! aborts the process). Automatic cycle collection is turned off (`set_gc_threshold(usize::MAX)`)
+//! Drop order: the core's handles keep the runtime alive, so they may drop in any order; the
+//! test's own bare `Persistent`s (a `FinalizationRegistry`) do not, so the `Runtime` is the first
+//! local and drops last (a `Persistent` alive at `JS_FreeRuntime` aborts the process). Automatic cycle collection is turned off (`set_gc_threshold(usize::MAX)`)
 //! so a cycle dies exactly at the `run_gc` the test names.
 #![cfg(feature = "quickjs")]
 
@@ -41,7 +42,7 @@ fn server_object<'js>(ctx: &Ctx<'js>, cyclic: bool) -> Object<'js> {
 fn core_in(context: &Context, cyclic: bool, policy: DowngradePolicy) -> ServerCore<QuickJs> {
     context.with(|ctx| {
         ServerCore::quickjs(
-            &ctx,
+            context,
             server_object(&ctx, cyclic),
             Config::default().with_downgrade(policy),
         )
@@ -308,7 +309,7 @@ fn a_wrapper_js_still_references_survives_run_gc() {
         let server = server_object(&ctx, true);
         ctx.globals().set("server", server.clone()).unwrap();
         ServerCore::<QuickJs>::quickjs(
-            &ctx,
+            &context,
             server,
             Config::default().with_downgrade(DowngradePolicy::OnStop),
         )

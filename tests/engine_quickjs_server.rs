@@ -3,9 +3,8 @@
 //! collector, and the late request on the kept-alive connection answered 503.
 //!
 //! The engine runs on the server thread (rquickjs' `Runtime` is `!Send`): the accounting factory
-//! builds the runtime, the wrapper and the core there. [`Guarded`] drops its core before its
-//! scope provider (the `Context`, which keeps the runtime alive), so every `Persistent` goes
-//! before the runtime. The finalization of the wrapper is reported to the test thread by a
+//! builds the runtime, the wrapper and the core there. The core's handles keep the runtime
+//! alive, so the drop order does not matter. The finalization of the wrapper is reported to the test thread by a
 //! JS `FinalizationRegistry` whose callback sends on a channel.
 #![cfg(all(feature = "quickjs", feature = "server"))]
 
@@ -63,7 +62,7 @@ fn spawn(
                     })()"#,
                 )
                 .expect("server object");
-            ServerCore::quickjs(&ctx, server, Config::default().with_downgrade(policy))
+            ServerCore::quickjs(&context, server, Config::default().with_downgrade(policy))
         });
         let guarded = Guarded::new(core, context.clone());
         if collect_on_stop {

@@ -2,9 +2,8 @@
 //! JS handler (`this.fetch()`), a kept-alive connection, stop, QuickJS's cycle collector, and the
 //! late request on the kept-alive connection answered 503 with nothing taken.
 //!
-//! The engine lives on the server thread (rquickjs' `Runtime` is `!Send`). The server's shared
-//! state drops its core before its scope (the `Context`), so every `Persistent` goes before the
-//! runtime.
+//! The engine lives on the server thread (rquickjs' `Runtime` is `!Send`). The core's handles
+//! keep the runtime alive (`engines::quickjs::JsStrong`), so the drop order does not matter.
 #![cfg(all(feature = "hyper", feature = "quickjs"))]
 
 mod util;
@@ -18,11 +17,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
+use reqguard::engines::quickjs::JsStrong;
 use reqguard::engines::QuickJs;
 use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Options};
 use reqguard::{Config, DowngradePolicy, ServerCore};
 use rquickjs::function::This;
-use rquickjs::{Context, Function, Object, Persistent, Runtime};
+use rquickjs::{Context, Function, Object, Runtime};
 use util::{wait_until, Client};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -55,22 +55,21 @@ fn spawn(
             ctx.globals().set("report", report).expect("global");
             let server: Object<'_> = ctx.eval(SERVER_JS).expect("server object");
             let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
-            ServerCore::quickjs(&ctx, server, config)
+            ServerCore::quickjs(&context, server, config)
         });
         let js = context.clone();
         // The embedder's handler: calls the JS `fetch` with the wrapper as `this`.
-        let handler =
-            move |this: Persistent<Object<'static>>, _: Request<Incoming>, bundle: Bundle| {
-                let text: Result<String, rquickjs::Error> = js.with(|ctx| {
-                    let server = this.restore(&ctx)?;
-                    let fetch: Function<'_> = server.get("fetch")?;
-                    fetch.call((This(server),))
-                });
-                async move {
-                    let text = text.map_err(|e| -> HandlerError { e.to_string().into() })?;
-                    Ok(bundle.respond(Response::new(Full::new(Bytes::from(text)))))
-                }
-            };
+        let handler = move |this: JsStrong, _: Request<Incoming>, bundle: Bundle| {
+            let text: Result<String, rquickjs::Error> = js.with(|ctx| {
+                let server = this.restore(&ctx)?;
+                let fetch: Function<'_> = server.get("fetch")?;
+                fetch.call((This(server),))
+            });
+            async move {
+                let text = text.map_err(|e| -> HandlerError { e.to_string().into() })?;
+                Ok(bundle.respond(Response::new(Full::new(Bytes::from(text)))))
+            }
+        };
         let options = Options::default()
             .stop_linger(Duration::from_secs(10))
             .drain_timeout(Duration::from_secs(10));

@@ -2,6 +2,10 @@
 //! runtime (QuickJS: a `Persistent` alive at `JS_FreeRuntime` aborts the process). Issue 9:
 //! "make the safe order the only one, or refuse clearly, never finalize mid-request".
 //!
+//! The rule that answers it: every handle the core holds keeps the runtime alive
+//! (`engines::quickjs::JsStrong`, `JsWeakRef`), so every drop order is safe and a leaked guard
+//! leaks the runtime (the ledger reports the guard) instead of aborting.
+//!
 //! Each scenario runs in a child process (this test binary, re-run with one scenario named in
 //! `PROBE_QJS_CHILD`), because the failure mode is a process abort.
 #![cfg(feature = "quickjs")]
@@ -9,7 +13,7 @@
 use std::process::Command;
 
 use reqguard::engines::QuickJs;
-use reqguard::{Admitted, Config, ServerCore};
+use reqguard::{Admitted, Config, GuardKind, ServerCore};
 use rquickjs::{Context, Object, Runtime};
 
 const CHILD: &str = "PROBE_QJS_CHILD";
@@ -23,7 +27,7 @@ fn runtime() -> (Runtime, Context) {
 fn core_and_bundle(context: &Context) -> (ServerCore<QuickJs>, Admitted<(), ()>) {
     context.with(|ctx| {
         let server: Object<'_> = ctx.eval("({ served: 0 })").expect("object");
-        let core = ServerCore::quickjs(&ctx, server, Config::default());
+        let core = ServerCore::quickjs(context, server, Config::default());
         let bundle = core
             .upgrade_in(&mut ctx.clone())
             .expect("strong")
@@ -33,12 +37,15 @@ fn core_and_bundle(context: &Context) -> (ServerCore<QuickJs>, Admitted<(), ()>)
     })
 }
 
-/// The scenarios, each ending with the runtime dropped; the child prints "done" if it lives.
+/// The scenarios, each ending with the embedder's runtime dropped; the child prints "done" if
+/// it lives.
 fn run_child(name: &str) {
     match name {
-        // The documented order: the core and every guard, then the context, then the runtime.
-        "documented order" => {
+        // The order the docs used to require: the core and every guard, then the context, then
+        // the runtime. The runtime is freed at its drop.
+        "core first" => {
             let (rt, context) = runtime();
+            let freed = rt.weak();
             let (core, bundle) = core_and_bundle(&context);
             let drain = core.stop();
             drop(core);
@@ -47,37 +54,52 @@ fn run_child(name: &str) {
             drop(drain);
             drop(context);
             drop(rt);
+            assert!(freed.try_ref().is_none(), "the runtime was freed");
+        }
+        // The reverse: the embedder's runtime and context go while a request is still out
+        // (OnDrain keeps the wrapper strong); the core keeps the runtime until it is dropped.
+        "runtime first" => {
+            let (rt, context) = runtime();
+            let freed = rt.weak();
+            let (core, bundle) = core_and_bundle(&context);
+            let drain = core.stop();
+            drop(rt);
+            drop(context);
+            assert!(freed.try_ref().is_some(), "the core keeps the runtime");
+            bundle.complete(); // the drain completes: the wrapper is downgraded here
+            assert!(drain.is_complete());
+            core.ledger().assert_quiescent();
+            drop(core);
+            assert!(
+                freed.try_ref().is_none(),
+                "freed with the core, the last handle"
+            );
+            drop(drain);
         }
         // A leak the ledger is documented to catch (mem::forget of a bundle), then the
-        // documented teardown of everything the embedder still owns.
+        // teardown of everything the embedder still owns, in the usual order.
         "forgotten bundle" => {
             let (rt, context) = runtime();
+            let freed = rt.weak();
             let (core, bundle) = core_and_bundle(&context);
             Admitted::forget(bundle);
             let drain = core.stop();
             assert!(!drain.is_complete());
             assert_eq!(core.ledger().outcomes().total(), 0);
+            assert_eq!(
+                core.ledger().outstanding(GuardKind::Ticket),
+                1,
+                "the leak is reported"
+            );
+            assert!(!core.ledger().is_quiescent());
             drop(drain);
             drop(core);
             drop(context);
             drop(rt);
-        }
-        // The workaround docs/engines.md gives until E is fixed: check the drain before tearing
-        // the runtime down, and leak the runtime (no JS_FreeRuntime) when a request never ended.
-        "forgotten bundle, runtime leaked" => {
-            let (rt, context) = runtime();
-            let (core, bundle) = core_and_bundle(&context);
-            Admitted::forget(bundle);
-            let drain = core.stop();
-            let drained = drain.is_complete();
-            drop(drain);
-            drop(core);
-            drop(context);
-            if drained {
-                drop(rt);
-            } else {
-                std::mem::forget(rt);
-            }
+            assert!(
+                freed.try_ref().is_some(),
+                "the leaked guard leaks the runtime"
+            );
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -105,24 +127,25 @@ fn child() {
 }
 
 #[test]
-fn the_documented_teardown_order_is_clean() {
-    let (code, out) = in_child("documented order");
+fn the_core_first_teardown_is_clean_and_frees_the_runtime() {
+    let (code, out) = in_child("core first");
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("done"), "{out}");
 }
 
+/// Before the fix this dropped the core's `Persistent`s after `JS_FreeRuntime` (a use after
+/// free, or an abort when the drain still held the strong wrapper).
 #[test]
-fn the_documented_workaround_for_a_request_that_never_ends() {
-    let (code, out) = in_child("forgotten bundle, runtime leaked");
-    assert_eq!(code, Some(0), "{out}");
+fn the_runtime_may_be_dropped_before_the_core_and_its_requests() {
+    let (code, out) = in_child("runtime first");
+    assert_eq!(code, Some(0), "the child died: {out}");
     assert!(out.contains("done"), "{out}");
 }
 
 /// A forgotten guard is documented as a leak the ledger reports. With `OnDrain` (the default)
-/// the never-completing drain keeps the wrapper's strong `Persistent`, so tearing the runtime
-/// down afterwards aborts the process instead of leaking quietly.
+/// the never-completing drain keeps the wrapper's strong handle, and so the runtime: tearing
+/// down afterwards leaks the runtime (reported by the ledger) instead of aborting the process.
 #[test]
-#[ignore = "bug: with QuickJs and OnDrain, a forgotten bundle (mem::forget, documented as a leak the ledger reports) keeps the drain's strong Persistent alive, so dropping the Runtime afterwards aborts the process (JS_FreeRuntime assertion)"]
 fn a_forgotten_bundle_does_not_abort_the_runtime_teardown() {
     let (code, out) = in_child("forgotten bundle");
     assert_eq!(code, Some(0), "the child died: {out}");

@@ -8,7 +8,7 @@
 )]
 #![cfg_attr(
     feature = "quickjs",
-    doc = "- [`QuickJs`]: a JS `WeakRef` held in a `Persistent` (feature `quickjs`)."
+    doc = "- [`QuickJs`]: a JS `WeakRef` held in a `Persistent`; every handle keeps its `Runtime` alive (feature `quickjs`)."
 )]
 
 mod embedded;

@@ -10,16 +10,23 @@
 //! allocation passes the GC threshold). Either way, a `WeakRef` to it answers `undefined` from
 //! then on, and [`QuickJs::upgrade`](crate::Engine::upgrade) returns `None`.
 //!
-//! **Every `Persistent` must be dropped before its [`Runtime`](rquickjs::Runtime).** A server
-//! core holds two (the strong wrapper until it is downgraded, and the weak handle always), and
-//! every [`Live`] proof and request guard that holds the core does too. Drop the
-//! [`ServerCore`] and all its guards first, then the `Context`, then the `Runtime`: a
-//! `Persistent` alive at `JS_FreeRuntime` aborts the process (an assertion in QuickJS), and one
-//! dropped after it is a use after free. Declaring the runtime first in a scope does this
-//! (locals drop in reverse order). With [`DowngradePolicy::OnDrain`](crate::DowngradePolicy)
-//! a request that never ends (a forgotten guard) keeps the drain, and so the strong handle,
-//! alive: check `drain.is_complete()` before dropping the runtime, and leak the runtime when it
-//! is not (`docs/engines.md`).
+//! **Every handle keeps its runtime alive.** A `Persistent` alive at `JS_FreeRuntime` aborts
+//! the process (an assertion in QuickJS), and one dropped after it is a use after free. So the
+//! adapter never holds a bare `Persistent`: [`JsStrong`] and [`JsWeakRef`] each hold a clone of
+//! the [`Runtime`] (a reference-counted handle) next to their `Persistent`s, and drop the
+//! `Persistent`s first. The runtime is freed when the embedder's `Runtime`, every `Context` and
+//! every server core, proof and guard are gone, in whatever order they are dropped. That is why
+//! [`ServerCore::quickjs`] takes the [`Context`] (its runtime is the one kept alive).
+//!
+//! Two consequences:
+//!
+//! - **A leaked guard leaks the runtime.** With [`DowngradePolicy::OnDrain`](crate::DowngradePolicy)
+//!   (the default) a request that never ends (a forgotten guard, an `Rc` cycle of guards) keeps
+//!   the drain incomplete and the wrapper strong, so the runtime is never freed: a leak that the
+//!   ledger reports, never an abort at teardown.
+//! - **Do not store a server core inside its own runtime** (in a closure of a JS function or in
+//!   a class instance of that runtime): the core keeps the runtime alive and the runtime keeps
+//!   the core, a cycle that leaks both. Own the core from Rust.
 //!
 //! # Threads
 //!
@@ -38,12 +45,12 @@
 //! use reqguard::{Config, DowngradePolicy, Refusal, ServerCore, engines::QuickJs};
 //! use rquickjs::{Context, Object, Runtime};
 //!
-//! let rt = Runtime::new().unwrap(); // declared first, so it drops last
+//! let rt = Runtime::new().unwrap();
 //! let context = Context::full(&rt).unwrap();
 //! let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 //! let core = context.with(|ctx| {
 //!     let server: Object = ctx.eval("({ port: 8080 })").unwrap();
-//!     ServerCore::quickjs(&ctx, server, config)
+//!     ServerCore::quickjs(&context, server, config)
 //! });
 //!
 //! // A request callback: upgrade in a scope, answer 503 if the wrapper is gone.
@@ -63,13 +70,13 @@
 //! // Acyclic, so QuickJS freed it by reference count already; no GC needed.
 //! assert_eq!(on_request(&core).unwrap_err().status(), 503);
 //! core.ledger().assert_quiescent();
-//! drop(core); // before the runtime
+//! drop(rt); // any order: the core keeps the runtime alive until it is dropped itself
 //! ```
 
 use std::fmt;
 
 use rquickjs::function::{Constructor, This};
-use rquickjs::{Ctx, Error, Function, Object, Persistent, Value};
+use rquickjs::{Context, Ctx, Error, Function, Object, Persistent, Runtime, Value};
 
 use crate::pool::Recycle;
 use crate::wrapper::{Engine, Live};
@@ -77,9 +84,9 @@ use crate::{Config, ServerCore};
 
 /// The QuickJS engine (marker type): the wrapper is a JS object in an rquickjs runtime.
 ///
-/// - `Strong` = `Persistent<Object<'static>>`: restore it in a `Ctx` of the same runtime
-///   ([`Live::object`] does) to call the handler with it as `this`.
-/// - `Weak` = [`JsWeakRef`]: a JS `WeakRef` held in a `Persistent`.
+/// - `Strong` = [`JsStrong`]: a `Persistent` and its runtime; restore it in a `Ctx` of the same
+///   runtime ([`Live::object`] does) to call the handler with it as `this`.
+/// - `Weak` = [`JsWeakRef`]: a JS `WeakRef` held in a `Persistent`, and its runtime.
 /// - `Scope<'s>` = [`Ctx<'s>`](rquickjs::Ctx): any context of the wrapper's runtime, so
 ///   upgrades happen inside `context.with(|ctx| ..)`.
 ///
@@ -93,22 +100,22 @@ impl fmt::Debug for QuickJs {
 }
 
 impl Engine for QuickJs {
-    type Strong = Persistent<Object<'static>>;
+    type Strong = JsStrong;
     type Weak = JsWeakRef;
     type Scope<'s> = Ctx<'s>;
 
-    /// Makes a JS `WeakRef` to the wrapper.
+    /// Makes a JS `WeakRef` to the wrapper; it keeps the wrapper's runtime alive too.
     ///
     /// # Panics
     ///
     /// If the context has no `WeakRef` intrinsic (`Context::full` has it; a `Context::custom`
     /// needs `intrinsic::WeakRef`), or if `strong` belongs to another runtime.
-    fn downgrade(ctx: &mut Ctx<'_>, strong: &Self::Strong) -> JsWeakRef {
+    fn downgrade(ctx: &mut Ctx<'_>, strong: &JsStrong) -> JsWeakRef {
         let target = strong
-            .clone()
             .restore(ctx)
             .expect("the wrapper belongs to the runtime of the scope it is downgraded in");
-        JsWeakRef::new(ctx, &target).expect("the context has the WeakRef intrinsic")
+        JsWeakRef::in_runtime(strong.runtime.clone(), ctx, &target)
+            .expect("the context has the WeakRef intrinsic")
     }
 
     /// `weakRef.deref()`: a new strong reference, or `None` once QuickJS has freed the wrapper.
@@ -119,9 +126,12 @@ impl Engine for QuickJs {
     /// # Panics
     ///
     /// If `ctx` belongs to another runtime than the wrapper (a bug in the embedder).
-    fn upgrade(ctx: &mut Ctx<'_>, weak: &JsWeakRef) -> Option<Self::Strong> {
+    fn upgrade(ctx: &mut Ctx<'_>, weak: &JsWeakRef) -> Option<JsStrong> {
         match weak.upgrade(ctx) {
-            Ok(object) => object.map(|object| Persistent::save(ctx, object)),
+            Ok(object) => object.map(|object| JsStrong {
+                object: Persistent::save(ctx, object),
+                runtime: weak.runtime.clone(),
+            }),
             Err(Error::UnrelatedRuntime) => {
                 panic!("upgraded a QuickJS wrapper in a context of another runtime")
             }
@@ -133,27 +143,109 @@ impl Engine for QuickJs {
     }
 }
 
-/// A weak handle to a QuickJS object: a JS `WeakRef` held in a [`Persistent`].
+/// Whether `object` is a value of `context` (same QuickJS context, so the same runtime).
+///
+/// rquickjs 0.14 has no safe way to read a `Ctx`'s runtime, so the check is on the context.
+fn belongs_to(context: &Context, object: &Object<'_>) -> bool {
+    object.ctx().as_raw() == context.as_raw()
+}
+
+/// A strong handle to a QuickJS object: a [`Persistent`] and a clone of its [`Runtime`].
+///
+/// The `Persistent` is dropped first, then the runtime clone, so the object is always released
+/// while its runtime is alive, whatever the embedder drops first: the runtime is freed by the
+/// last of the embedder's `Runtime`, its contexts, and these handles. Cloning it roots the
+/// object once more and keeps the runtime once more.
+#[derive(Clone)]
+pub struct JsStrong {
+    // Field order is drop order: the `Persistent` before the runtime that frees it.
+    object: Persistent<Object<'static>>,
+    runtime: Runtime,
+}
+
+impl JsStrong {
+    /// A strong handle to `object`, a value of `context`; it keeps `context`'s runtime alive.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnrelatedRuntime`] if `object` is not a value of `context` (obtained inside
+    /// `context.with`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::engines::quickjs::JsStrong;
+    /// use rquickjs::{Context, Object, Runtime};
+    ///
+    /// let rt = Runtime::new().unwrap();
+    /// let context = Context::full(&rt).unwrap();
+    /// let strong = context.with(|ctx| {
+    ///     let object: Object = ctx.eval("({ answer: 42 })").unwrap();
+    ///     JsStrong::new(&context, object).unwrap()
+    /// });
+    /// drop((context, rt)); // the handle keeps the runtime alive
+    /// let context = Context::full(strong.runtime()).unwrap();
+    /// let answer: i32 = context.with(|ctx| strong.restore(&ctx).unwrap().get("answer").unwrap());
+    /// assert_eq!(answer, 42);
+    /// ```
+    pub fn new(context: &Context, object: Object<'_>) -> rquickjs::Result<JsStrong> {
+        if !belongs_to(context, &object) {
+            return Err(Error::UnrelatedRuntime);
+        }
+        let ctx = object.ctx().clone();
+        Ok(JsStrong {
+            object: Persistent::save(&ctx, object),
+            runtime: context.runtime().clone(),
+        })
+    }
+
+    /// The object as a value of `ctx`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnrelatedRuntime`] if `ctx` belongs to another runtime.
+    pub fn restore<'js>(&self, ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
+        self.object.clone().restore(ctx)
+    }
+
+    /// The runtime this handle keeps alive.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+impl fmt::Debug for JsStrong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsStrong").finish_non_exhaustive()
+    }
+}
+
+/// A weak handle to a QuickJS object: a JS `WeakRef` held in a [`Persistent`], and a clone of
+/// its [`Runtime`].
 ///
 /// The `WeakRef` itself is held strongly (it is small); the object it points at is not. The
 /// `deref` method is captured when the handle is made, so a script that later replaces
 /// `WeakRef.prototype.deref` cannot make upgrades lie. (A script that replaced the global
 /// `WeakRef` before the handle was made could; make the server core before running user code.)
 ///
-/// Like every `Persistent`, drop it before the runtime. Cloning it clones the handle, not the
-/// `WeakRef`.
+/// Like [`JsStrong`], it keeps its runtime alive and drops its `Persistent`s first, so any drop
+/// order is safe. Cloning it clones the handle, not the `WeakRef`.
 #[derive(Clone)]
 pub struct JsWeakRef {
+    // Field order is drop order: the `Persistent`s before the runtime that frees them.
     weak_ref: Persistent<Object<'static>>,
     deref: Persistent<Function<'static>>,
+    runtime: Runtime,
 }
 
 impl JsWeakRef {
-    /// `new WeakRef(target)`, using the context's `WeakRef` constructor.
+    /// `new WeakRef(target)`, using the context's `WeakRef` constructor; `target` is a value of
+    /// `context`, whose runtime the handle keeps alive.
     ///
     /// # Errors
     ///
-    /// If the context has no `WeakRef` global, or it is not a constructor.
+    /// [`Error::UnrelatedRuntime`] if `target` is not a value of `context`; an error if the
+    /// context has no `WeakRef` global, or it is not a constructor.
     ///
     /// # Examples
     ///
@@ -165,19 +257,32 @@ impl JsWeakRef {
     /// let context = Context::full(&rt).unwrap();
     /// context.with(|ctx| {
     ///     let target: Object = ctx.eval("({})").unwrap();
-    ///     let weak = JsWeakRef::new(&ctx, &target).unwrap();
+    ///     let weak = JsWeakRef::new(&context, &target).unwrap();
     ///     assert!(weak.upgrade(&ctx).unwrap().is_some());
     ///     drop(target); // the last reference: QuickJS frees it now
     ///     assert!(weak.upgrade(&ctx).unwrap().is_none());
     /// });
     /// ```
-    pub fn new<'js>(ctx: &Ctx<'js>, target: &Object<'js>) -> rquickjs::Result<JsWeakRef> {
+    pub fn new(context: &Context, target: &Object<'_>) -> rquickjs::Result<JsWeakRef> {
+        if !belongs_to(context, target) {
+            return Err(Error::UnrelatedRuntime);
+        }
+        JsWeakRef::in_runtime(context.runtime().clone(), target.ctx(), target)
+    }
+
+    /// As [`new`](JsWeakRef::new), with `runtime` already known to be `ctx`'s.
+    fn in_runtime<'js>(
+        runtime: Runtime,
+        ctx: &Ctx<'js>,
+        target: &Object<'js>,
+    ) -> rquickjs::Result<JsWeakRef> {
         let ctor: Constructor<'js> = ctx.globals().get("WeakRef")?;
         let weak_ref: Object<'js> = ctor.construct((target.clone(),))?;
         let deref: Function<'js> = weak_ref.get("deref")?;
         Ok(JsWeakRef {
             weak_ref: Persistent::save(ctx, weak_ref),
             deref: Persistent::save(ctx, deref),
+            runtime,
         })
     }
 
@@ -195,6 +300,11 @@ impl JsWeakRef {
         let target: Value<'js> = deref.call((This(weak_ref),))?;
         Ok(target.into_object())
     }
+
+    /// The runtime this handle keeps alive.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
 }
 
 impl fmt::Debug for JsWeakRef {
@@ -204,12 +314,16 @@ impl fmt::Debug for JsWeakRef {
 }
 
 impl ServerCore<QuickJs> {
-    /// A server core whose wrapper is `wrapper`, a JS object in `ctx`'s runtime, with no
-    /// per-request context.
+    /// A server core whose wrapper is `wrapper`, a JS object of `context` (obtained inside
+    /// `context.with`), with no per-request context.
+    ///
+    /// The core and everything minted from it keep `context`'s runtime alive (see the
+    /// [module docs](crate::engines::quickjs)), so the embedder may drop its `Runtime` and
+    /// `Context` in any order relative to the core.
     ///
     /// # Panics
     ///
-    /// If the context has no `WeakRef` intrinsic.
+    /// If `wrapper` is not a value of `context`, or the context has no `WeakRef` intrinsic.
     ///
     /// # Examples
     ///
@@ -221,12 +335,12 @@ impl ServerCore<QuickJs> {
     /// let context = Context::full(&rt).unwrap();
     /// context.with(|ctx| {
     ///     let server: Object = ctx.eval("({})").unwrap();
-    ///     let core = ServerCore::quickjs(&ctx, server, Config::default());
+    ///     let core = ServerCore::quickjs(&context, server, Config::default());
     ///     assert!(core.upgrade_in(&mut ctx.clone()).is_some());
     /// });
     /// ```
-    pub fn quickjs<'js>(ctx: &Ctx<'js>, wrapper: Object<'js>, config: Config) -> Self {
-        ServerCore::quickjs_with_context(ctx, wrapper, config)
+    pub fn quickjs(context: &Context, wrapper: Object<'_>, config: Config) -> Self {
+        ServerCore::quickjs_with_context(context, wrapper, config)
     }
 
     /// As [`quickjs`](ServerCore::quickjs), pooling contexts of type `C`.
@@ -241,18 +355,20 @@ impl ServerCore<QuickJs> {
     /// let context = Context::full(&rt).unwrap();
     /// context.with(|ctx| {
     ///     let server: Object = ctx.eval("({})").unwrap();
-    ///     let core = ServerCore::quickjs_with_context::<Vec<u8>>(&ctx, server, Config::default());
+    ///     let core = ServerCore::quickjs_with_context::<Vec<u8>>(&context, server, Config::default());
     ///     let live = core.upgrade_in(&mut ctx.clone()).unwrap();
     ///     assert!(live.context(live.ticket().unwrap()).unwrap().is_empty());
     /// });
     /// ```
-    pub fn quickjs_with_context<'js, C: Recycle>(
-        ctx: &Ctx<'js>,
-        wrapper: Object<'js>,
+    pub fn quickjs_with_context<C: Recycle>(
+        context: &Context,
+        wrapper: Object<'_>,
         config: Config,
     ) -> ServerCore<QuickJs, C> {
-        let strong = Persistent::save(ctx, wrapper);
-        ServerCore::new(&mut ctx.clone(), strong, config)
+        let mut ctx = wrapper.ctx().clone();
+        let strong = JsStrong::new(context, wrapper)
+            .expect("the wrapper is a value of the context given with it (made in its `with`)");
+        ServerCore::new(&mut ctx, strong, config)
     }
 }
 
@@ -263,7 +379,7 @@ impl<C: Recycle> Live<'_, QuickJs, C> {
     ///
     /// [`Error::UnrelatedRuntime`] if `ctx` belongs to another runtime than the wrapper.
     pub fn object<'js>(&self, ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
-        self.wrapper().clone().restore(ctx)
+        self.wrapper().restore(ctx)
     }
 }
 
@@ -274,9 +390,6 @@ impl<C: Recycle> Live<'_, QuickJs, C> {
 /// runtime (rquickjs would panic on the nested lock); a runtime that is already inside its
 /// engine implements [`ScopeProvider`](crate::http::ScopeProvider) on its own type and hands
 /// over the `Ctx` it has.
-///
-/// A [`Guarded`](crate::http::Guarded) drops its server core before its scope provider, so the
-/// core's `Persistent`s go before this `Context`, which keeps the runtime alive.
 ///
 /// # Examples
 ///
@@ -289,14 +402,14 @@ impl<C: Recycle> Live<'_, QuickJs, C> {
 /// let context = Context::full(&rt).unwrap();
 /// let core = context.with(|ctx| {
 ///     let server: Object = ctx.eval("({})").unwrap();
-///     ServerCore::quickjs(&ctx, server, Config::default().with_downgrade(DowngradePolicy::OnStop))
+///     let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+///     ServerCore::quickjs(&context, server, config)
 /// });
 /// let mut guarded = Guarded::new(core, context.clone());
 /// drop(guarded.admit().unwrap());
 /// guarded.stop(std::time::Instant::now()); // drops the last reference: QuickJS frees it
 /// assert_eq!(guarded.admit().unwrap_err(), reqguard::Refusal::WRAPPER_FINALIZED);
 /// assert_eq!(guarded.report().leaked, 0);
-/// drop(guarded); // before the runtime
 /// ```
 #[cfg(feature = "server")]
 impl crate::http::ScopeProvider<QuickJs> for rquickjs::Context {
@@ -321,7 +434,7 @@ mod tests {
         let context = Context::full(&rt).unwrap();
         context.with(|ctx| {
             let target: Object<'_> = ctx.eval("({})").unwrap();
-            let weak = JsWeakRef::new(&ctx, &target).unwrap();
+            let weak = JsWeakRef::new(&context, &target).unwrap();
             let _: () = ctx
                 .eval("WeakRef.prototype.deref = function () { return {}; }")
                 .unwrap();
@@ -339,7 +452,7 @@ mod tests {
         let context = Context::base(&rt).unwrap();
         context.with(|ctx| {
             let server: Object<'_> = Object::new(ctx.clone()).unwrap();
-            ServerCore::quickjs(&ctx, server, Config::default())
+            ServerCore::quickjs(&context, server, Config::default())
         });
     }
 
@@ -349,7 +462,7 @@ mod tests {
         let context = Context::full(&rt).unwrap();
         let core = context.with(|ctx| {
             let server: Object<'_> = Object::new(ctx.clone()).unwrap();
-            ServerCore::quickjs(&ctx, server, Config::default())
+            ServerCore::quickjs(&context, server, Config::default())
         });
         let _drain = core.stop(); // OnDrain, nothing out: downgraded now, freed by refcount
         context.with(|ctx| {
@@ -369,8 +482,64 @@ mod tests {
         let other = Context::full(&other_rt).unwrap();
         let weak = context.with(|ctx| {
             let target: Object<'_> = ctx.eval("globalThis.kept = {}").unwrap();
-            JsWeakRef::new(&ctx, &target).unwrap()
+            JsWeakRef::new(&context, &target).unwrap()
         });
         other.with(|ctx| QuickJs::upgrade(&mut ctx.clone(), &weak));
+    }
+
+    #[test]
+    fn a_wrapper_of_another_context_is_refused() {
+        let rt = Runtime::new().unwrap();
+        let context = Context::full(&rt).unwrap();
+        let other = Context::full(&rt).unwrap();
+        other.with(|ctx| {
+            let object: Object<'_> = ctx.eval("({})").unwrap();
+            assert!(matches!(
+                JsStrong::new(&context, object.clone()),
+                Err(Error::UnrelatedRuntime)
+            ));
+            assert!(matches!(
+                JsWeakRef::new(&context, &object),
+                Err(Error::UnrelatedRuntime)
+            ));
+            assert!(JsStrong::new(&other, object).is_ok());
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "a value of the context given with it")]
+    fn a_core_of_a_wrapper_of_another_context_panics() {
+        let rt = Runtime::new().unwrap();
+        let context = Context::full(&rt).unwrap();
+        let other_rt = Runtime::new().unwrap();
+        let other = Context::full(&other_rt).unwrap();
+        other.with(|ctx| {
+            let server: Object<'_> = ctx.eval("({})").unwrap();
+            ServerCore::quickjs(&context, server, Config::default())
+        });
+    }
+
+    /// The handles keep the runtime: it is freed with the last of them, not before.
+    #[test]
+    fn the_runtime_lives_until_the_last_handle_and_no_longer() {
+        let rt = Runtime::new().unwrap();
+        let freed = rt.weak();
+        let context = Context::full(&rt).unwrap();
+        let core = context.with(|ctx| {
+            let server: Object<'_> = ctx.eval("({ port: 1 })").unwrap();
+            ServerCore::quickjs(&context, server, Config::default())
+        });
+        drop((rt, context)); // the embedder's handles first: the core keeps the runtime
+        let runtime = freed.try_ref().expect("the core keeps the runtime alive");
+        let context = Context::full(&runtime).unwrap();
+        let port: i32 = context.with(|ctx| {
+            let live = core.upgrade_in(&mut ctx.clone()).unwrap();
+            live.object(&ctx).unwrap().get("port").unwrap()
+        });
+        assert_eq!(port, 1);
+        drop((runtime, context));
+        assert!(freed.try_ref().is_some());
+        drop(core); // OnDrain with nothing out: downgraded, then the weak handle goes
+        assert!(freed.try_ref().is_none(), "freed with the last handle");
     }
 }
