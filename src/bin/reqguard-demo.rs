@@ -30,8 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reqguard::http::{
-    demo_routes, GroupStop, Guarded, Ladder, Limits, ListenMode, LoopGroup, ServerBuilder,
-    ServerReport,
+    demo_routes, Guarded, Ladder, Limits, ListenMode, LoopGroup, ServerBuilder, ServerReport,
 };
 use reqguard::{Config, DowngradePolicy};
 
@@ -150,21 +149,8 @@ fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
                     .parse()
                     .map_err(|e| io::Error::other(format!("--addr: {e}")))?
             }
-            "--loops" => match number(value()?)? {
-                n @ 1..=1024 => o.loops = n as usize,
-                n => return Err(io::Error::other(format!("--loops {n}: expected 1 to 1024"))),
-            },
-            "--listen" => {
-                o.mode = match value()?.as_str() {
-                    "reuseport" => ListenMode::ReusePort,
-                    "shared" => ListenMode::Shared,
-                    other => {
-                        return Err(io::Error::other(format!(
-                            "--listen {other:?}: expected reuseport or shared"
-                        )))
-                    }
-                }
-            }
+            "--loops" => o.loops = parse_loops(number(value()?)?)?,
+            "--listen" => o.mode = parse_listen(value()?)?,
             "--collect-on-stop" => o.collect_on_stop = true,
             "--unready-ms" => o.ladder = o.ladder.unready(ms(value()?)?),
             "--drain-timeout-ms" => o.ladder = o.ladder.drain_timeout(ms(value()?)?),
@@ -183,6 +169,25 @@ fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
         }
     }
     Ok(o)
+}
+
+/// `--loops N` (both stacks).
+fn parse_loops(n: u64) -> io::Result<usize> {
+    match n {
+        1..=1024 => Ok(n as usize),
+        _ => Err(io::Error::other(format!("--loops {n}: expected 1 to 1024"))),
+    }
+}
+
+/// `--listen MODE` (both stacks).
+fn parse_listen(mode: &str) -> io::Result<ListenMode> {
+    match mode {
+        "reuseport" => Ok(ListenMode::ReusePort),
+        "shared" => Ok(ListenMode::Shared),
+        other => Err(io::Error::other(format!(
+            "--listen {other:?}: expected reuseport or shared"
+        ))),
+    }
 }
 
 /// `serve`: run until SIGINT or SIGTERM, then print one JSON line. True if nothing leaked.
@@ -206,7 +211,14 @@ fn serve(args: &[String]) -> io::Result<bool> {
             },
             demo_routes,
         )?;
-    let unwatch = watch_signals(group.stopper())?;
+    let stopper = group.stopper();
+    let unwatch = watch_signals(move |first| {
+        if first {
+            stopper.stop();
+        } else {
+            stopper.force();
+        }
+    })?;
     println!("listening on {}", group.addr());
     let report = group.wait();
     unwatch();
@@ -220,20 +232,17 @@ fn serve(args: &[String]) -> io::Result<bool> {
     Ok(report.is_clean())
 }
 
-/// The first SIGTERM or SIGINT starts the group's ladder, the second skips to force. Returns
-/// what removes the handlers.
+/// Calls `on_signal(true)` at the first SIGTERM or SIGINT (start the group's ladder) and
+/// `on_signal(false)` at each later one (skip to force). Returns what removes the handlers.
+/// Both stacks' `serve` use it.
 #[cfg(unix)]
-fn watch_signals(stopper: GroupStop) -> io::Result<impl FnOnce()> {
+fn watch_signals(mut on_signal: impl FnMut(bool) + Send + 'static) -> io::Result<impl FnOnce()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let handle = signals.handle();
     let watcher = thread::spawn(move || {
         for (count, _signal) in signals.forever().enumerate() {
-            if count == 0 {
-                stopper.stop();
-            } else {
-                stopper.force();
-            }
+            on_signal(count == 0);
         }
     });
     Ok(move || {
@@ -244,7 +253,7 @@ fn watch_signals(stopper: GroupStop) -> io::Result<impl FnOnce()> {
 
 /// Signals are Unix-only here; elsewhere `serve` cannot be stopped gracefully.
 #[cfg(not(unix))]
-fn watch_signals(_stopper: GroupStop) -> io::Result<impl FnOnce()> {
+fn watch_signals(_on_signal: impl FnMut(bool) + Send + 'static) -> io::Result<impl FnOnce()> {
     Err::<fn(), _>(io::Error::new(
         io::ErrorKind::Unsupported,
         "serve stops on SIGTERM/SIGINT, which this platform does not have",

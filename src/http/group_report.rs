@@ -51,18 +51,27 @@ impl GroupReport {
     /// One JSON line: the totals' fields (as [`ServerReport::to_json`]), then `"loops":[...]`
     /// with one object per loop, each with its `"steps"`.
     pub fn to_json(&self) -> String {
-        let mut json = self.totals.to_json();
-        json.pop(); // the closing brace
-        json.push_str(",\"loops\":[");
-        for (i, report) in self.loops.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            json.push_str(&report.to_json());
-        }
-        json.push_str("]}");
-        json
+        json_with_loops(
+            self.totals.to_json(),
+            self.loops.iter().map(|r| r.to_json()),
+        )
     }
+}
+
+/// The group JSON shape (the hyper group prints it too): the totals' object, then
+/// `"loops":[...]` with one object per loop.
+pub(crate) fn json_with_loops(totals: String, loops: impl Iterator<Item = String>) -> String {
+    let mut json = totals;
+    json.pop(); // the closing brace
+    json.push_str(",\"loops\":[");
+    for (i, report) in loops.enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&report);
+    }
+    json.push_str("]}");
+    json
 }
 
 /// Adds one loop's report into the totals. Every field is named, so a field added to the
@@ -122,7 +131,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     total.buffered_high_water = total.buffered_high_water.max(buffered_high_water);
 }
 
-fn add_pool(a: PoolMetrics, b: &PoolMetrics) -> PoolMetrics {
+pub(crate) fn add_pool(a: PoolMetrics, b: &PoolMetrics) -> PoolMetrics {
     let PoolMetrics {
         capacity,
         in_use,
@@ -144,7 +153,7 @@ fn add_pool(a: PoolMetrics, b: &PoolMetrics) -> PoolMetrics {
     }
 }
 
-fn merge_leaks(a: &LeakReport, b: &LeakReport) -> LeakReport {
+pub(crate) fn merge_leaks(a: &LeakReport, b: &LeakReport) -> LeakReport {
     let mut sites: Vec<LeakSite> = a.sites().to_vec();
     for site in b.sites() {
         match sites

@@ -68,8 +68,11 @@ pub use connection::Connection;
 pub use dispatch::{Dispatcher, Stats};
 pub use group::{GroupHandle, GroupStop, LoopGroup};
 pub use group_report::GroupReport;
+#[cfg(feature = "hyper")]
+pub(crate) use group_report::{add_pool, json_with_loops, merge_leaks};
 pub use ladder::{ConnState, HandlerRequest, Ladder, Outstanding, StateCount, Step, StepRecord};
 pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
+pub(crate) use listener::bind as bind_listeners;
 pub use listener::ListenMode;
 pub use report::ServerReport;
 pub use response::Response;

@@ -61,6 +61,8 @@ mod bundle;
 mod checks;
 mod connections;
 mod demo;
+#[cfg(feature = "server")]
+mod group;
 mod handler;
 mod report;
 mod server;
@@ -70,7 +72,11 @@ mod tally;
 pub use body::{BoxError, GuardedBody};
 pub use bundle::{Aborted, Bundle, Reply};
 pub use demo::{demo_routes, demo_routes_with, ECHO_BODY_TIMEOUT, MAX_DELAY_MS, MAX_ECHO_BODY};
+#[cfg(feature = "server")]
+pub use group::{HyperGroup, HyperGroupHandle, HyperGroupStop};
 pub use handler::{EnterScope, Handler, HandlerError, NoScope};
+#[cfg(feature = "server")]
+pub use report::HyperGroupReport;
 pub use report::HyperReport;
 pub use server::{run, HyperServer, Options, MIN_BUFFER};
 pub use service::{Dispatch, RequestService};

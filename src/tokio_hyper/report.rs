@@ -130,3 +130,145 @@ impl fmt::Display for HyperReport {
         Ok(())
     }
 }
+
+/// What a [`HyperGroup`](super::HyperGroup) did: one [`HyperReport`] per loop and `totals`,
+/// their sum, in the mio [`GroupReport`](crate::http::GroupReport)'s shape.
+///
+/// Counts add up, `drain_time` and `uptime` are the longest of the loops, `forced` is true if
+/// it was on any loop, and `totals.deadline` sums what every loop's deadline found.
+#[cfg(feature = "server")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HyperGroupReport {
+    /// The sum over every loop.
+    pub totals: HyperReport,
+    /// Each loop's own report, by loop index.
+    pub loops: Vec<HyperReport>,
+}
+
+#[cfg(feature = "server")]
+impl HyperGroupReport {
+    pub(crate) fn merge(loops: Vec<HyperReport>) -> Self {
+        let mut totals = HyperReport {
+            stats: HyperStats::default(),
+            outcomes: OutcomeCounts::default(),
+            leaked: 0,
+            leaks: LeakReport::default(),
+            drain_time: None,
+            deadline: None,
+            forced: false,
+            force_closed: 0,
+            pool: PoolMetrics::default(),
+            uptime: Duration::ZERO,
+        };
+        for report in &loops {
+            add(&mut totals, report);
+        }
+        HyperGroupReport { totals, loops }
+    }
+
+    /// Whether nothing leaked on any loop (what `serve`'s exit status says).
+    pub fn is_clean(&self) -> bool {
+        self.loops.iter().all(|r| r.leaked == 0)
+    }
+
+    /// One JSON line: the totals' fields (as [`HyperReport::to_json`]), then `"loops":[...]`
+    /// with one object per loop, as the mio group prints it.
+    pub fn to_json(&self) -> String {
+        crate::http::json_with_loops(
+            self.totals.to_json(),
+            self.loops.iter().map(HyperReport::to_json),
+        )
+    }
+}
+
+/// Adds one loop's report into the totals; every field is named, so a new one cannot be left
+/// out of the sum without a compile error.
+#[cfg(feature = "server")]
+fn add(totals: &mut HyperReport, report: &HyperReport) {
+    let HyperReport {
+        stats,
+        outcomes,
+        leaked,
+        leaks,
+        drain_time,
+        deadline,
+        forced,
+        force_closed,
+        pool,
+        uptime,
+    } = report;
+    add_stats(&mut totals.stats, stats);
+    totals.outcomes += *outcomes;
+    totals.leaked += leaked;
+    totals.leaks = crate::http::merge_leaks(&totals.leaks, leaks);
+    totals.drain_time = totals.drain_time.max(*drain_time);
+    totals.deadline = match (totals.deadline.take(), deadline) {
+        (Some(a), Some(b)) => Some(add_deadline(a, b)),
+        (a, b) => a.or_else(|| b.clone()),
+    };
+    totals.forced |= forced;
+    totals.force_closed += force_closed;
+    totals.pool = crate::http::add_pool(totals.pool, pool);
+    totals.uptime = totals.uptime.max(*uptime);
+}
+
+#[cfg(feature = "server")]
+fn add_stats(total: &mut HyperStats, s: &HyperStats) {
+    let HyperStats {
+        served,
+        refused,
+        refused_finalized,
+        refused_stopped,
+        panics,
+        failed,
+        rejected,
+        connections,
+        connections_refused,
+        accept_backoffs,
+    } = *s;
+    total.served += served;
+    total.refused += refused;
+    total.refused_finalized += refused_finalized;
+    total.refused_stopped += refused_stopped;
+    total.panics += panics;
+    total.failed += failed;
+    total.rejected += rejected;
+    total.connections += connections;
+    total.connections_refused += connections_refused;
+    total.accept_backoffs += accept_backoffs;
+}
+
+#[cfg(feature = "server")]
+fn add_deadline(a: DrainReport, b: &DrainReport) -> DrainReport {
+    let DrainReport {
+        complete,
+        drain_time,
+        aborted_signals,
+        outcomes,
+        panicked_listeners,
+        panicked_hooks,
+        outstanding,
+    } = b;
+    let mut sum = a;
+    sum.complete &= complete;
+    sum.drain_time = sum.drain_time.max(*drain_time);
+    sum.aborted_signals += aborted_signals;
+    sum.outcomes += *outcomes;
+    sum.panicked_listeners += panicked_listeners;
+    sum.panicked_hooks += panicked_hooks;
+    sum.outstanding = crate::http::merge_leaks(&sum.outstanding, outstanding);
+    sum
+}
+
+#[cfg(feature = "server")]
+impl fmt::Display for HyperGroupReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "all {} loops", self.loops.len())?;
+        write!(f, "{}", self.totals)?;
+        for (i, report) in self.loops.iter().enumerate() {
+            write!(f, "\nloop {i}\n{report}")?;
+        }
+        Ok(())
+    }
+}

@@ -243,6 +243,36 @@ where
         stop: impl Future<Output = ()>,
         force: impl Future<Output = ()>,
     ) -> HyperReport {
+        let alone = GroupLinger {
+            drained: || {},
+            all_drained: std::future::ready(()),
+        };
+        self.serve_in(listener, stop, force, alone).await
+    }
+
+    /// One loop of a [`HyperGroup`](super::HyperGroup): as [`serve_with_force`], keeping the
+    /// listener open (answering `503` + `connection: close`) after this loop has drained, until
+    /// `all_drained` resolves, so that closing it drops no accept queue (pingora#427).
+    ///
+    /// [`serve_with_force`]: HyperServer::serve_with_force
+    pub(crate) async fn serve_in_group(
+        mut self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
+        force: impl Future<Output = ()>,
+        linger: GroupLinger<impl FnOnce(), impl Future<Output = ()>>,
+    ) -> HyperReport {
+        self.options.keep_listening = true;
+        self.serve_in(listener, stop, force, linger).await
+    }
+
+    async fn serve_in(
+        self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
+        force: impl Future<Output = ()>,
+        linger: GroupLinger<impl FnOnce(), impl Future<Output = ()>>,
+    ) -> HyperReport {
         let started = Instant::now();
         let HyperServer {
             core,
@@ -295,13 +325,20 @@ where
             options,
         };
         let stopped = if options.keep_listening {
-            tokio::select! {
+            let stopped = tokio::select! {
                 stopped = stopper.run() => stopped,
                 () = acceptor.run(&listener, std::future::pending()) => unreachable!(),
-            }
+            };
+            (linger.drained)();
+            acceptor.run(&listener, linger.all_drained).await;
+            drop(listener);
+            stopper.close_late_connections().await;
+            stopped
         } else {
             drop(listener); // stop accepting
-            stopper.run().await
+            let stopped = stopper.run().await;
+            (linger.drained)();
+            stopped
         };
         if let (Some(hook), true) = (after_drain, drain.is_complete()) {
             hook();
@@ -543,6 +580,29 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             forced,
             force_closed,
             drain_time: done.then(|| stopped_at.elapsed()),
+        }
+    }
+}
+
+/// How a loop of a group tells the others it has drained, and waits for them all.
+pub(crate) struct GroupLinger<D, A> {
+    /// Called once this loop's drain has ended (completed or escalated).
+    pub(crate) drained: D,
+    /// Resolves once every loop of the group has drained.
+    pub(crate) all_drained: A,
+}
+
+impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
+    /// Connections accepted while the listener lingered after the drain answer `503` and close
+    /// by themselves; a silent one is closed after a bounded wait.
+    async fn close_late_connections(&self) {
+        let closed = self.connections.closed();
+        if tokio::time::timeout(FORCE_CLOSE_WAIT, closed)
+            .await
+            .is_err()
+        {
+            self.connections.abort_all();
+            let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
         }
     }
 }

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use reqguard::engines::Embedded;
 use reqguard::engines::Heap;
+use reqguard::http::ListenMode;
 use reqguard::tokio_hyper::{
-    demo_routes, demo_routes_with, Handler, HyperReport, HyperServer, Options, ECHO_BODY_TIMEOUT,
-    MAX_ECHO_BODY,
+    demo_routes, demo_routes_with, Handler, HyperGroup, HyperReport, HyperServer, Options,
+    ECHO_BODY_TIMEOUT, MAX_ECHO_BODY,
 };
 use reqguard::{Config, DowngradePolicy, ServerCore};
-use tokio::signal::unix::{signal, SignalKind};
 
 const CLIENTS: usize = 4;
 const LOAD_TIME: Duration = Duration::from_millis(1500);
@@ -51,6 +51,8 @@ struct ServeArgs {
     max_body: usize,
     idle_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
+    loops: usize,
+    mode: ListenMode,
 }
 
 fn parse(args: &[String]) -> io::Result<ServeArgs> {
@@ -66,6 +68,8 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
         max_body: MAX_ECHO_BODY,
         idle_timeout: None,
         request_timeout: None,
+        loops: 1,
+        mode: ListenMode::ReusePort,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -106,24 +110,9 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             "--unready-ms" => parsed.options = o.unready(ms(value()?)?),
             "--idle-linger-ms" => parsed.options = o.stop_linger(ms(value()?)?),
             "--force-after-ms" => parsed.options = o.force_after(ms(value()?)?),
-            // One loop: a thread with its own runtime, LocalSet and server core.
-            "--loops" => match number(value()?)? {
-                1 => {}
-                n => {
-                    return Err(io::Error::other(format!(
-                    "--loops {n}: the hyper stack runs one loop (use --stack mio for a loop group)"
-                )))
-                }
-            },
-            // One loop, one listener: both modes are the same socket.
-            "--listen" => match value()?.as_str() {
-                "reuseport" | "shared" => {}
-                other => {
-                    return Err(io::Error::other(format!(
-                        "--listen {other:?}: expected reuseport or shared"
-                    )))
-                }
-            },
+            // Each loop: a thread with its own runtime, LocalSet and server core.
+            "--loops" => parsed.loops = super::super::parse_loops(number(value()?)?)?,
+            "--listen" => parsed.mode = super::super::parse_listen(value()?)?,
             other => return Err(io::Error::other(format!("unknown option {other:?}"))),
         }
     }
@@ -140,56 +129,48 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
     Ok(parsed)
 }
 
-/// Serves until SIGINT or SIGTERM, then prints one JSON line. True if nothing leaked.
+/// Serves until SIGINT or SIGTERM (a second one forces), then prints one JSON line: the
+/// totals and `"loops":[...]`, as the mio stack prints them. True if nothing leaked on any loop.
 fn serve(args: &[String]) -> io::Result<bool> {
     let args = parse(args)?;
     super::super::quiet_intended_panics(true);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let local = tokio::task::LocalSet::new();
-    let report = local.block_on(&runtime, async {
-        // Signals first: a SIGINT right after `listening on` must stop, not kill, the server.
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let listener = tokio::net::TcpListener::bind(args.addr).await?;
-        println!("listening on {}", listener.local_addr()?);
-        // The first SIGINT/SIGTERM stops gracefully; a second one skips the drain to force.
-        let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
-        let (force_tx, force) = tokio::sync::oneshot::channel::<()>();
-        tokio::task::spawn_local(async move {
-            for tx in [stop_tx, force_tx] {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
-                let _ = tx.send(());
-            }
-        });
-        let routes = demo_routes_with(
-            args.max_body,
-            args.request_timeout.unwrap_or(ECHO_BODY_TIMEOUT),
-        );
-        let server = demo_server(args.collect_on_stop, routes).options(args.options);
-        let stop = async {
-            let _ = stop.await;
-        };
-        let force = async {
-            if force.await.is_err() {
-                std::future::pending::<()>().await; // no second signal: never force
-            }
-        };
-        io::Result::Ok(server.serve_with_force(listener, stop, force).await)
+    let (collect_on_stop, options) = (args.collect_on_stop, args.options);
+    let (max_body, request_timeout) = (
+        args.max_body,
+        args.request_timeout.unwrap_or(ECHO_BODY_TIMEOUT),
+    );
+    let group = HyperGroup::new()
+        .addr(args.addr)
+        .loops(args.loops)
+        .listen_mode(args.mode)
+        .spawn(move |_loop| {
+            let routes = demo_routes_with(max_body, request_timeout);
+            demo_server(collect_on_stop, routes).options(options)
+        })?;
+    // Signals before `listening on`: a SIGINT right after it must stop, not kill, the server.
+    let stopper = group.stopper();
+    let unwatch = super::super::watch_signals(move |first| {
+        if first {
+            stopper.stop();
+        } else {
+            stopper.force();
+        }
     })?;
+    println!("listening on {}", group.addr());
+    let report = group.wait();
+    unwatch();
+    let report = report?;
     println!("{}", report.to_json());
-    if let Some(found) = &report.deadline {
-        // What was still out when the deadline (or the second signal) ended the drain.
-        eprintln!("drain ended early: {found}");
+    for (index, report) in report.loops.iter().enumerate() {
+        if let Some(found) = &report.deadline {
+            // What was still out when the deadline (or the second signal) ended the drain.
+            eprintln!("loop {index}: drain ended early: {found}");
+        }
+        if report.leaked > 0 {
+            eprintln!("loop {index}: {}", report.leaks);
+        }
     }
-    if report.leaked > 0 {
-        eprintln!("{}", report.leaks);
-    }
-    Ok(report.leaked == 0)
+    Ok(report.is_clean())
 }
 
 /// The demo routes on a fresh heap; the wrapper is collected at stop (`collect_on_stop`, the

@@ -1,0 +1,335 @@
+//! A group of hyper loops on one port (features `hyper` and `server`): N threads, each with its
+//! own current-thread runtime, `LocalSet` and [`HyperServer`] (server core, pool, ledger), so
+//! nothing is shared per request. The port is shared as the mio
+//! [`LoopGroup`](crate::http::LoopGroup) shares it (the same listener code: one `SO_REUSEPORT`
+//! socket per loop, or one shared socket), and every listener stays open until every loop has
+//! drained, so closing one drops no accept queue (pingora#427).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+
+use tokio::sync::watch;
+
+use super::handler::{EnterScope, Handler};
+use super::report::HyperReport;
+use super::server::{GroupLinger, HyperServer};
+use crate::http::ListenMode;
+use crate::pool::Recycle;
+use crate::wrapper::Engine;
+
+/// Builds a [`HyperGroupHandle`]: where to listen, how many loops, how they share the port.
+///
+/// # Examples
+///
+/// ```
+/// use reqguard::engines::Heap;
+/// use reqguard::tokio_hyper::{demo_routes, HyperGroup, HyperServer};
+/// use reqguard::{Config, ServerCore};
+///
+/// let group = HyperGroup::new()
+///     .loops(2)
+///     .spawn(|_loop| {
+///         let heap = Heap::new();
+///         HyperServer::new(ServerCore::embedded(heap.alloc("server"), Config::default()), demo_routes())
+///     })
+///     .unwrap();
+/// let addr = group.addr();
+/// drop(std::net::TcpStream::connect(addr).unwrap());
+/// group.stopper().stop();
+/// let report = group.wait().unwrap();
+/// assert_eq!((report.loops.len(), report.is_clean()), (2, true));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct HyperGroup {
+    addr: SocketAddr,
+    loops: usize,
+    mode: ListenMode,
+}
+
+impl Default for HyperGroup {
+    /// One loop on `127.0.0.1:0` (a free port), `SO_REUSEPORT` mode.
+    fn default() -> Self {
+        HyperGroup {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            loops: 1,
+            mode: ListenMode::ReusePort,
+        }
+    }
+}
+
+/// What the loops of a group share: the stop phase and how many have drained. Touched only
+/// by a stop, never per request.
+struct Shared {
+    phase: watch::Sender<Phase>,
+    drained: watch::Sender<usize>,
+    loops: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Running,
+    Stopping,
+    Forcing,
+}
+
+impl Shared {
+    fn advance(&self, to: Phase) {
+        self.phase.send_if_modified(|phase| {
+            let later = to > *phase;
+            if later {
+                *phase = to;
+            }
+            later
+        });
+    }
+}
+
+impl HyperGroup {
+    /// One loop on a free port of `127.0.0.1`.
+    pub fn new() -> Self {
+        HyperGroup::default()
+    }
+
+    /// Where to listen.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// How many loops (threads); at least 1.
+    pub fn loops(mut self, loops: usize) -> Self {
+        self.loops = loops;
+        self
+    }
+
+    /// How the loops share the port.
+    pub fn listen_mode(mut self, mode: ListenMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Binds the port and starts every loop: loop `i` runs the server `make(i)` builds on its
+    /// own thread. Returns once every loop is serving.
+    ///
+    /// # Errors
+    ///
+    /// Binding the port, building a runtime, or a loop that failed (or panicked) before it
+    /// served; the loops already started are stopped and joined first.
+    pub fn spawn<F, E, C, H, S>(self, make: F) -> io::Result<HyperGroupHandle>
+    where
+        F: Fn(usize) -> HyperServer<E, C, H, S> + Send + Sync + 'static,
+        E: Engine,
+        C: Recycle,
+        H: Handler<E, C>,
+        S: EnterScope<E>,
+    {
+        let listeners = crate::http::bind_listeners(self.addr, self.loops, self.mode)?;
+        let addr = listeners[0].local_addr()?;
+        let shared = Arc::new(Shared {
+            phase: watch::Sender::new(Phase::Running),
+            drained: watch::Sender::new(0),
+            loops: self.loops,
+        });
+        let make = Arc::new(make);
+        let (ready_tx, ready) = mpsc::channel();
+        let mut handle = HyperGroupHandle {
+            addr,
+            stop: HyperGroupStop(Arc::clone(&shared)),
+            threads: Vec::with_capacity(self.loops),
+        };
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let (shared, make, ready) = (Arc::clone(&shared), Arc::clone(&make), ready_tx.clone());
+            let thread = thread::Builder::new()
+                .name(format!("reqguard-hyper-{index}"))
+                .spawn(move || run_loop(index, listener, &shared, || make(index), ready))?;
+            handle.threads.push(thread);
+        }
+        drop(ready_tx);
+        for _ in 0..self.loops {
+            // A loop that ends before it is ready drops its sender without sending.
+            if let Err(err) = ready.recv().unwrap_or_else(|_| Err(loop_died())) {
+                handle.stop.stop();
+                let _ = handle.join();
+                return Err(err);
+            }
+        }
+        Ok(handle)
+    }
+}
+
+fn loop_died() -> io::Error {
+    io::Error::other("a hyper loop ended (or panicked) before it served")
+}
+
+/// Counts this loop as drained exactly once: when its drain ends, or when its thread ends in
+/// any other way (an error, a panic), so the other loops never wait for it forever. A loop
+/// that ends while the group runs starts the group's stop.
+struct DrainedOnce {
+    shared: Arc<Shared>,
+    counted: Rc<Cell<bool>>,
+}
+
+impl DrainedOnce {
+    fn mark(shared: &Shared, counted: &Cell<bool>) {
+        if !counted.replace(true) {
+            shared.advance(Phase::Stopping);
+            shared.drained.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+impl Drop for DrainedOnce {
+    fn drop(&mut self) {
+        DrainedOnce::mark(&self.shared, &self.counted);
+    }
+}
+
+fn run_loop<E, C, H, S>(
+    index: usize,
+    listener: std::net::TcpListener,
+    shared: &Arc<Shared>,
+    make: impl FnOnce() -> HyperServer<E, C, H, S>,
+    ready: mpsc::Sender<io::Result<()>>,
+) -> io::Result<HyperReport>
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    let guard = DrainedOnce {
+        shared: Arc::clone(shared),
+        counted: Rc::new(Cell::new(false)),
+    };
+    let started = (|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        io::Result::Ok((runtime, listener))
+    })();
+    let (runtime, listener) = match started {
+        Ok(started) => started,
+        Err(err) => {
+            let _ = ready.send(Err(io::Error::new(
+                err.kind(),
+                format!("loop {index}: {err}"),
+            )));
+            return Err(err);
+        }
+    };
+    let server = make();
+    let _ = ready.send(Ok(()));
+    let (phase, drained) = (shared.phase.subscribe(), shared.drained.subscribe());
+    let counted = Rc::clone(&guard.counted);
+    let linger = GroupLinger {
+        drained: move || DrainedOnce::mark(shared, &counted),
+        all_drained: reached(drained, move |&n| n >= shared.loops),
+    };
+    let stop = reached(phase.clone(), |&p| p >= Phase::Stopping);
+    let force = reached(phase, |&p| p >= Phase::Forcing);
+    let local = tokio::task::LocalSet::new();
+    Ok(local.block_on(
+        &runtime,
+        server.serve_in_group(listener, stop, force, linger),
+    ))
+}
+
+/// Resolves once the watched value satisfies `done`. If every sender is gone the value can no
+/// longer change: that counts as reached (the group is gone, nothing can wait on it).
+fn reached<T>(mut rx: watch::Receiver<T>, done: impl Fn(&T) -> bool) -> impl Future<Output = ()> {
+    async move {
+        let _ = rx.wait_for(|value| done(value)).await;
+    }
+}
+
+/// A running group: its address, its stop, and [`wait`](HyperGroupHandle::wait) for the
+/// report. `Send`; dropping it stops the group and joins its threads.
+#[derive(Debug)]
+pub struct HyperGroupHandle {
+    addr: SocketAddr,
+    stop: HyperGroupStop,
+    threads: Vec<JoinHandle<io::Result<HyperReport>>>,
+}
+
+impl HyperGroupHandle {
+    /// The bound address (the port picked when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A `Send + Sync + Clone` stop for the group (give it to a signal thread).
+    pub fn stopper(&self) -> HyperGroupStop {
+        self.stop.clone()
+    }
+
+    /// Waits until every loop has stopped and drained; returns their merged report.
+    ///
+    /// # Errors
+    ///
+    /// A loop that failed or panicked (the others were stopped and drained first).
+    pub fn wait(mut self) -> io::Result<super::HyperGroupReport> {
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<super::HyperGroupReport> {
+        let mut loops = Vec::with_capacity(self.threads.len());
+        let mut failed = None;
+        for (index, thread) in self.threads.drain(..).enumerate() {
+            match thread.join() {
+                Ok(Ok(report)) => loops.push(report),
+                Ok(Err(err)) => failed = failed.or(Some(err)),
+                Err(_) => {
+                    failed = failed.or(Some(io::Error::other(format!("loop {index} panicked"))))
+                }
+            }
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(super::HyperGroupReport::merge(loops)),
+        }
+    }
+}
+
+impl Drop for HyperGroupHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop.stop();
+            let _ = self.join();
+        }
+    }
+}
+
+/// Stops a [`HyperGroupHandle`]'s loops from any thread.
+#[derive(Clone)]
+pub struct HyperGroupStop(Arc<Shared>);
+
+impl HyperGroupStop {
+    /// Starts every loop's stop (the first SIGTERM): unready (if set), drain, deadline.
+    pub fn stop(&self) {
+        self.0.advance(Phase::Stopping);
+    }
+
+    /// Skips every loop's drain to force (the second SIGTERM): aborts what is out and closes
+    /// the connections.
+    pub fn force(&self) {
+        self.0.advance(Phase::Forcing);
+    }
+}
+
+impl std::fmt::Debug for HyperGroupStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HyperGroupStop")
+            .field("phase", &*self.0.phase.borrow())
+            .field("drained", &*self.0.drained.borrow())
+            .finish()
+    }
+}
