@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{get, wait_until, Client};
+use util::{get, try_get, wait_until, Client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reqguard-demo");
 
@@ -341,5 +341,168 @@ fn serve_stack_hyper_refuses_invalid_limits_at_start() {
         assert_eq!(out.status.code(), Some(2), "{flag} {value}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("invalid Limits: "), "{stderr}");
+    }
+}
+
+/// `"key":N` for every loop's object (they follow the totals, inside `"loops":[...]`).
+fn per_loop(json: &str, key: &str) -> Vec<f64> {
+    let loops = &json[json.find("\"loops\":[").expect("a loops list")..];
+    loops
+        .match_indices(&format!("{{\"{key}\":"))
+        .map(|(at, _)| field(&loops[at..], key))
+        .collect()
+}
+
+/// Each loop's object in the JSON line, as text: from one `{"served":` to the next.
+fn loop_objects(json: &str) -> Vec<&str> {
+    let loops = &json[json.find("\"loops\":[").expect("a loops list")..];
+    let starts: Vec<usize> = loops
+        .match_indices("{\"served\":")
+        .map(|(at, _)| at)
+        .collect();
+    let ends = starts.iter().skip(1).copied().chain([loops.len()]);
+    starts
+        .iter()
+        .zip(ends)
+        .map(|(&a, b)| &loops[a..b])
+        .collect()
+}
+
+#[test]
+fn two_loops_under_load_stop_with_nothing_leaked_and_totals_the_sum_of_loops() {
+    let serve = Serve::start("", "--loops 2");
+    let addr = serve.addr;
+    // Bounded load: 4 threads, 40 fresh connections each (the kernel spreads them over the
+    // two SO_REUSEPORT listeners) and 40 requests on one kept-alive connection each.
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..40 {
+                    assert_eq!(get(addr, "/").status, 200);
+                }
+                let mut kept = Client::connect(addr);
+                for _ in 0..40 {
+                    let answer = kept
+                        .request("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi");
+                    assert_eq!((answer.status, answer.text()), (200, "hi"));
+                }
+            })
+        })
+        .collect();
+    for thread in load {
+        thread.join().expect("every request answered 200");
+    }
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "exit 0: nothing leaked on any loop: {json}");
+    let served = per_loop(&json, "served");
+    assert_eq!(served.len(), 2, "one object per loop: {json}");
+    assert!(served.iter().all(|&n| n > 0.0), "both loops served: {json}");
+    assert_eq!(field(&json, "served"), 320.0, "{json}");
+    for key in ["served", "connections", "completed", "refused", "leaked"] {
+        let sum: f64 = loop_objects(&json).iter().map(|o| field(o, key)).sum();
+        assert_eq!(
+            field(&json, key),
+            sum,
+            "totals.{key} is the sum of the loops: {json}"
+        );
+    }
+    for one in loop_objects(&json) {
+        assert_eq!(field(one, "leaked"), 0.0, "{json}");
+        assert_eq!(
+            field(one, "served"),
+            field(one, "completed"),
+            "one outcome each: {json}"
+        );
+    }
+}
+
+#[test]
+fn no_connection_is_lost_between_loops_across_sigterm() {
+    for mode in ["reuseport", "shared"] {
+        let serve = Serve::start("", &format!("--loops 2 --listen {mode}"));
+        let addr = serve.addr;
+        // One request holds one loop's drain open for 1.5 s; the other loop drains at once and
+        // must keep accepting (503 + close) until the whole group closes (pingora#427).
+        let mut holder = Client::connect(addr);
+        holder.send(b"GET /delay?ms=1500 HTTP/1.1\r\nhost: x\r\n\r\n");
+        let started = Instant::now();
+        let storm_until = started + Duration::from_millis(1100);
+        let storm: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut answered = 0;
+                    while Instant::now() < storm_until && answered < 5_000 {
+                        match try_get(addr, "/") {
+                            Ok((200, _)) | Ok((503, true)) => answered += 1,
+                            other => panic!("connection {answered} lost: {other:?}"),
+                        }
+                    }
+                    answered
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        send_signal(serve.child.id(), "TERM");
+        let answered: usize = storm
+            .into_iter()
+            .map(|t| t.join().expect("a connection was lost"))
+            .sum();
+        let held = holder.answer().expect("the held request is answered");
+        assert_eq!(held.status, 200, "{mode}");
+        let mut serve = serve;
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{mode}: {json}");
+        assert!(
+            answered > 100,
+            "{mode}: the storm was too slow to mean anything"
+        );
+        for one in loop_objects(&json) {
+            assert_eq!(field(one, "leaked"), 0.0, "{mode}: {json}");
+            // Both loops were still accepting after the stop, the early-drained one included.
+            assert!(field(one, "refused_stopped") > 0.0, "{mode}: {json}");
+        }
+    }
+}
+
+#[test]
+fn a_second_sigterm_forces_every_loop() {
+    let serve = Serve::start("", "--loops 2 --drain-timeout-ms 30000");
+    let mut delayed = Client::connect(serve.addr);
+    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
+    send_signal(serve.child.id(), "TERM");
+    wait_until("readiness to turn 503", || {
+        get(serve.addr, "/healthz/ready").status == 503
+    });
+    assert_eq!(get(serve.addr, "/healthz/live").status, 200);
+    let forced = Instant::now();
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(forced.elapsed() < Duration::from_secs(10), "{json}");
+    assert!(ok, "{json}");
+    assert!(delayed.answer().is_err(), "force-closed without an answer");
+    assert_eq!(field(&json, "force_closed"), 1.0, "{json}");
+    assert_eq!(field(&json, "aborted"), 1.0, "{json}");
+    assert_eq!(per_loop(&json, "served").len(), 2, "{json}");
+    let leaked: Vec<f64> = loop_objects(&json)
+        .iter()
+        .map(|o| field(o, "leaked"))
+        .collect();
+    assert_eq!(leaked, vec![0.0, 0.0], "{json}");
+}
+
+#[test]
+fn serve_stack_hyper_refuses_bad_loops_and_listen_values() {
+    for args in ["--loops 0", "--loops 1025", "--listen sideways"] {
+        let out = Command::new(BIN)
+            .args(["serve", "--stack", "hyper", "--addr", "127.0.0.1:0"])
+            .args(args.split(' '))
+            .output()
+            .expect("run reqguard-demo");
+        assert_eq!(out.status.code(), Some(2), "{args}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(args.split(' ').next().unwrap()),
+            "{args}: {err}"
+        );
     }
 }

@@ -6,7 +6,7 @@
 mod util;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -17,7 +17,7 @@ use reqguard::http::{
     Reply, Request, Response, Router, Step,
 };
 use reqguard::{AbortReason, Config, GuardKind};
-use util::{get, wait_until, Client};
+use util::{get, try_get, wait_until, Client};
 
 static_assertions::assert_impl_all!(GroupHandle: Send);
 static_assertions::assert_impl_all!(reqguard::http::GroupStop: Send, Sync, Clone);
@@ -63,26 +63,6 @@ fn assert_sum_and_clean(report: &GroupReport) {
 
 fn step_names(report: &reqguard::http::ServerReport) -> Vec<Step> {
     report.steps.iter().map(|s| s.step).collect()
-}
-
-/// Connects, sends `GET path` with `connection: close`, reads to the end: the status, or the
-/// error (refused, reset, or EOF before a whole status line).
-fn try_get(addr: SocketAddr, path: &str) -> io::Result<(u16, bool)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
-    )?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let text = String::from_utf8_lossy(&answer);
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, format!("{text:?}")))?;
-    let complete = text.contains("\r\n\r\n");
-    Ok((status, complete && text.contains("connection: close")))
 }
 
 #[test]

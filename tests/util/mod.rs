@@ -125,6 +125,27 @@ pub fn get(addr: SocketAddr, path: &str) -> Answer {
     ))
 }
 
+/// `GET path` on a fresh connection with `Connection: close`, errors as values: (status,
+/// whether the answer was complete and carried `connection: close`). A reset or an early close
+/// is an `Err`: the connection was lost.
+pub fn try_get(addr: SocketAddr, path: &str) -> io::Result<(u16, bool)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, format!("{text:?}")))?;
+    let complete = text.contains("\r\n\r\n");
+    Ok((status, complete && text.contains("connection: close")))
+}
+
 /// Polls `done` every 5 ms until it holds, for at most 10 s; panics naming `what` otherwise.
 /// Waits on events, not on speed: the bound only keeps a broken test from hanging.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
