@@ -6,7 +6,6 @@
 //! drained, so closing one drops no accept queue (pingora#427).
 
 use std::cell::Cell;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -245,10 +244,8 @@ where
 
 /// Resolves once the watched value satisfies `done`. If every sender is gone the value can no
 /// longer change: that counts as reached (the group is gone, nothing can wait on it).
-fn reached<T>(mut rx: watch::Receiver<T>, done: impl Fn(&T) -> bool) -> impl Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|value| done(value)).await;
-    }
+async fn reached<T>(mut rx: watch::Receiver<T>, done: impl Fn(&T) -> bool) {
+    let _ = rx.wait_for(|value| done(value)).await;
 }
 
 /// A running group: its address, its stop, and [`wait`](HyperGroupHandle::wait) for the

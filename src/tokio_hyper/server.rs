@@ -255,6 +255,7 @@ where
     /// `all_drained` resolves, so that closing it drops no accept queue (pingora#427).
     ///
     /// [`serve_with_force`]: HyperServer::serve_with_force
+    #[cfg(feature = "server")]
     pub(crate) async fn serve_in_group(
         mut self,
         listener: TcpListener,
