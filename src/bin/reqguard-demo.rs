@@ -67,8 +67,8 @@ fn main() -> ExitCode {
 fn mio_stack(args: &[String]) -> io::Result<bool> {
     match args.first().map(String::as_str) {
         None => story(),
-        Some("serve") => serve(&args[1..]),
-        Some("-h" | "--help") => {
+        Some("serve") if !wants_help(args) => serve(&args[1..]),
+        Some("serve" | "-h" | "--help") => {
             println!("{}", USAGE);
             Ok(true)
         }
@@ -76,6 +76,11 @@ fn mio_stack(args: &[String]) -> io::Result<bool> {
             "unknown command {other:?}\n{USAGE}"
         ))),
     }
+}
+
+/// `-h` or `--help` anywhere: print [`USAGE`] (both stacks).
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "-h" || a == "--help")
 }
 
 const USAGE: &str = "\
@@ -108,7 +113,9 @@ the stop ladder, run by the first SIGTERM or SIGINT (a second one skips to force
   still open are answered 503 + connection: close. The exit JSON gives each loop's steps.
 
 --stack mio|hyper (anywhere): the server stack, mio (default) or hyper (feature hyper;
-  src/bin/demo/hyper_stack.rs lists the serve options it takes)
+  src/bin/demo/hyper_stack.rs lists the serve options it takes). hyper runs --loops N too,
+  one tokio current-thread runtime each, and prints the same totals + \"loops\" JSON; its
+  loops' objects have no \"steps\" (docs/hyper.md)
 
 exit status: 0 if no guard leaked on any loop, 1 if one did, 2 on a usage or I/O error";
 

@@ -10,9 +10,11 @@
 //! `--drain-timeout-ms`, `--idle-timeout-ms` and `--request-timeout-ms` (hyper has one timer for
 //! both: the shorter wins), `--max-connections`, `--max-body` (the `/echo` limit), `--max-output`
 //! (hyper's buffer limit, at least 8 KiB), `--unready-ms`, `--idle-linger-ms`,
-//! `--force-after-ms`, and `--loops 1` / `--listen MODE` (one loop only). As on mio: the port
-//! stays open in the drain, `/healthz/ready` turns 503 at the first signal, `/healthz/live`
-//! answers 200, and a second signal skips the drain to force.
+//! `--force-after-ms`, `--loops N` and `--listen reuseport|shared` (a
+//! [`HyperGroup`]: one thread, runtime, `LocalSet` and server core per loop, on the mio group's
+//! listeners). As on mio: the port stays open in the drain until every loop has drained,
+//! `/healthz/ready` turns 503 at the first signal, `/healthz/live` answers 200, a second signal
+//! skips the drain to force, and the exit JSON has the totals and `"loops":[...]`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,6 +38,10 @@ const LATE_CONNECTIONS: usize = 4;
 pub(crate) fn main(args: &[String]) -> io::Result<bool> {
     match args.first().map(String::as_str) {
         None => story(),
+        Some("serve") if super::super::wants_help(args) => {
+            println!("{}", super::super::USAGE);
+            Ok(true)
+        }
         Some("serve") => serve(&args[1..]),
         Some(other) => Err(io::Error::other(format!(
             "unknown command {other:?} (--stack hyper runs the story or `serve`)"
