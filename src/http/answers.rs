@@ -38,6 +38,8 @@ pub(crate) enum Slot<'r, H> {
 
 /// Buffers above this capacity are given back once empty.
 const KEEP_CAPACITY: usize = 64 * 1024;
+/// Emptied answer buffers kept for reuse: so at most `MAX_SPARE * KEEP_CAPACITY` bytes.
+const MAX_SPARE: usize = 4;
 
 pub(crate) fn shrink(buf: &mut Vec<u8>) {
     if buf.capacity() > KEEP_CAPACITY {
@@ -180,8 +182,12 @@ impl<'r, H> Answers<'r, H> {
             mark_close(&mut bytes);
         }
         self.output.extend_from_slice(&bytes);
-        bytes.clear();
-        self.spare.push(bytes);
+        // Kept for the next queued answer, within bounds: a few buffers, none large.
+        if self.spare.len() < MAX_SPARE {
+            bytes.clear();
+            shrink(&mut bytes);
+            self.spare.push(bytes);
+        }
     }
 
     /// Completes in place the deferred answers that are due behind one still waiting, so they
