@@ -200,29 +200,36 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
 }
 
 #[test]
-fn a_second_sigterm_skips_the_drain_to_force() {
-    let serve = Serve::start("", "--drain-timeout-ms 30000");
-    let mut delayed = Client::connect(serve.addr);
-    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
-    send_signal(serve.child.id(), "TERM");
-    wait_until("readiness to turn 503", || {
-        get(serve.addr, "/healthz/ready").status == 503
-    });
-    // The drain waits for the delayed request (30 s); a second signal forces.
-    let forced = Instant::now();
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(forced.elapsed() < Duration::from_secs(10), "{json}");
-    assert!(ok, "{json}");
-    assert!(delayed.answer().is_err(), "force-closed without an answer");
-    assert_eq!(field(&json, "force_closed"), 1.0, "{json}");
-    assert_eq!(field(&json, "aborted"), 1.0, "{json}");
-    assert_eq!(field(&json, "deadline_aborted"), 1.0, "{json}");
-    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
-    assert!(
-        json.contains("\"drain_deadline_hit\":false"),
-        "forced, not expired: {json}"
-    );
+fn a_second_sigterm_skips_the_drain_to_force_on_every_loop() {
+    for loops in [1, 2] {
+        let serve = Serve::start("", &format!("--loops {loops} --drain-timeout-ms 30000"));
+        let mut delayed = Client::connect(serve.addr);
+        delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
+        send_signal(serve.child.id(), "TERM");
+        wait_until("readiness to turn 503", || {
+            get(serve.addr, "/healthz/ready").status == 503
+        });
+        assert_eq!(get(serve.addr, "/healthz/live").status, 200);
+        // The drain waits for the delayed request (30 s); a second signal forces every loop.
+        let forced = Instant::now();
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(forced.elapsed() < Duration::from_secs(10), "{json}");
+        assert!(ok, "{json}");
+        assert!(delayed.answer().is_err(), "force-closed without an answer");
+        assert_eq!(field(&json, "force_closed"), 1.0, "{json}");
+        assert_eq!(field(&json, "aborted"), 1.0, "{json}");
+        assert_eq!(field(&json, "deadline_aborted"), 1.0, "{json}");
+        assert!(
+            json.contains("\"drain_deadline_hit\":false"),
+            "forced, not expired: {json}"
+        );
+        let leaked: Vec<f64> = loop_objects(&json)
+            .iter()
+            .map(|o| field(o, "leaked"))
+            .collect();
+        assert_eq!(leaked, vec![0.0; loops], "{json}");
+    }
 }
 
 #[test]
@@ -462,32 +469,6 @@ fn no_connection_is_lost_between_loops_across_sigterm() {
             assert!(field(one, "refused_stopped") > 0.0, "{mode}: {json}");
         }
     }
-}
-
-#[test]
-fn a_second_sigterm_forces_every_loop() {
-    let serve = Serve::start("", "--loops 2 --drain-timeout-ms 30000");
-    let mut delayed = Client::connect(serve.addr);
-    delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
-    send_signal(serve.child.id(), "TERM");
-    wait_until("readiness to turn 503", || {
-        get(serve.addr, "/healthz/ready").status == 503
-    });
-    assert_eq!(get(serve.addr, "/healthz/live").status, 200);
-    let forced = Instant::now();
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(forced.elapsed() < Duration::from_secs(10), "{json}");
-    assert!(ok, "{json}");
-    assert!(delayed.answer().is_err(), "force-closed without an answer");
-    assert_eq!(field(&json, "force_closed"), 1.0, "{json}");
-    assert_eq!(field(&json, "aborted"), 1.0, "{json}");
-    assert_eq!(per_loop(&json, "served").len(), 2, "{json}");
-    let leaked: Vec<f64> = loop_objects(&json)
-        .iter()
-        .map(|o| field(o, "leaked"))
-        .collect();
-    assert_eq!(leaked, vec![0.0, 0.0], "{json}");
 }
 
 #[test]

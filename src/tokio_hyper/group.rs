@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::handler::{EnterScope, Handler};
 use super::report::HyperReport;
-use super::server::{GroupLinger, HyperServer};
+use super::server::{current_thread_runtime, GroupLinger, HyperServer};
 use crate::http::ListenMode;
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
@@ -206,9 +206,7 @@ where
         counted: Rc::new(Cell::new(false)),
     };
     let started = (|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = current_thread_runtime()?;
         let listener = {
             let _entered = runtime.enter();
             tokio::net::TcpListener::from_std(listener)?

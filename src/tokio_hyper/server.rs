@@ -638,13 +638,18 @@ where
     H: Handler<E, C>,
     S: EnterScope<E>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = current_thread_runtime()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let listener = TcpListener::bind(addr).await?;
         ready(listener.local_addr()?);
         Ok(server.serve(listener, stop).await)
     })
+}
+
+/// A current-thread runtime with I/O and timers: what a server (or a loop of a group) runs on.
+pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
