@@ -5,115 +5,16 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use util::serve::{curl, field, have_curl, loop_objects, per_loop, send_signal, Serve, BIN};
 use util::{get, try_get, wait_until, Client};
 
-const BIN: &str = env!("CARGO_BIN_EXE_reqguard-demo");
-
-/// A `reqguard-demo serve --stack hyper` process.
-struct Serve {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    /// Starts `serve --stack hyper --addr 127.0.0.1:0 ARGS` through `sh -c` (so a `ulimit`
-    /// can go first) and waits for its `listening on ADDR` line.
-    fn start(prefix: &str, args: &str) -> Serve {
-        let script = format!("{prefix} exec '{BIN}' serve --stack hyper --addr 127.0.0.1:0 {args}");
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn reqguard-demo serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("the first line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"))
-            .parse()
-            .expect("an address");
-        Serve {
-            child,
-            stdout,
-            addr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Sends `signal` and returns (the JSON line, whether the exit status was 0).
-    fn signal_and_wait(mut self, signal: &str) -> (String, bool) {
-        send_signal(self.child.id(), signal);
-        self.json_and_status()
-    }
-
-    fn json_and_status(&mut self) -> (String, bool) {
-        let mut json = String::new();
-        self.stdout.read_line(&mut json).expect("the JSON line");
-        let status = self.child.wait().expect("wait for serve");
-        (json.trim().to_string(), status.success())
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // Only if a test failed half-way: the process is ours, by pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn send_signal(pid: u32, signal: &str) {
-    let sent = Command::new("sh")
-        .args(["-c", &format!("kill -{signal} {pid}")])
-        .status()
-        .expect("run sh");
-    assert!(sent.success(), "kill -{signal} {pid}");
-}
-
-/// The number after `"key":` in a JSON object (the first occurrence).
-fn field(json: &str, key: &str) -> f64 {
-    let start = json
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + key.len()
-        + 3;
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].parse().unwrap()
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "curl {args:?} failed: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn have_curl() -> bool {
-    let found = Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("SKIPPED: curl is not installed (.ci/run installs it)");
-    }
-    found
+/// `reqguard-demo serve --stack hyper ARGS` after `prefix` in the shell.
+fn start_hyper(prefix: &str, args: &str) -> Serve {
+    Serve::start(prefix, &format!("--stack hyper {args}"))
 }
 
 #[test]
@@ -121,7 +22,7 @@ fn serve_stack_hyper_under_curl_then_sigint_prints_json_and_exits_0() {
     if !have_curl() {
         return;
     }
-    let serve = Serve::start("", "");
+    let serve = start_hyper("", "");
     let head = curl(&["-i", &serve.url("/")]);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\nhello"), "{head}");
@@ -169,7 +70,7 @@ fn serve_stack_hyper_under_curl_then_sigint_prints_json_and_exits_0() {
 #[test]
 fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
     // Idle connections may linger 2 s into the drain, long enough for the late request.
-    let serve = Serve::start("", "--collect-on-stop --idle-linger-ms 2000");
+    let serve = start_hyper("", "--collect-on-stop --idle-linger-ms 2000");
     let mut kept = Client::connect(serve.addr);
     assert_eq!(
         kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
@@ -202,7 +103,7 @@ fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
 #[test]
 fn a_second_sigterm_skips_the_drain_to_force_on_every_loop() {
     for loops in [1, 2] {
-        let serve = Serve::start("", &format!("--loops {loops} --drain-timeout-ms 30000"));
+        let serve = start_hyper("", &format!("--loops {loops} --drain-timeout-ms 30000"));
         let mut delayed = Client::connect(serve.addr);
         delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
         std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
@@ -234,7 +135,7 @@ fn a_second_sigterm_skips_the_drain_to_force_on_every_loop() {
 
 #[test]
 fn request_timeout_and_max_body_flags_bound_the_echo_body() {
-    let serve = Serve::start("", "--request-timeout-ms 200 --max-body 4096");
+    let serve = start_hyper("", "--request-timeout-ms 200 --max-body 4096");
     let mut slow = Client::connect(serve.addr);
     let started = Instant::now();
     slow.send(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nab");
@@ -259,7 +160,7 @@ fn request_timeout_and_max_body_flags_bound_the_echo_body() {
 
 #[test]
 fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
-    let serve = Serve::start("ulimit -n 32 &&", "--max-connections 1000");
+    let serve = start_hyper("ulimit -n 32 &&", "--max-connections 1000");
     let mut clients: Vec<TcpStream> = (0..48)
         .map(|_| TcpStream::connect(serve.addr).expect("the kernel backlog accepts"))
         .collect();
@@ -309,7 +210,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn the_drain_deadline_aborts_a_delay_request_then_force_closes_it_without_an_answer() {
-    let serve = Serve::start("", "--drain-timeout-ms 300 --force-after-ms 200");
+    let serve = start_hyper("", "--drain-timeout-ms 300 --force-after-ms 200");
     let mut delayed = Client::connect(serve.addr);
     delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: t\r\n\r\n");
     std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
@@ -351,33 +252,9 @@ fn serve_stack_hyper_refuses_invalid_limits_at_start() {
     }
 }
 
-/// `"key":N` for every loop's object (they follow the totals, inside `"loops":[...]`).
-fn per_loop(json: &str, key: &str) -> Vec<f64> {
-    let loops = &json[json.find("\"loops\":[").expect("a loops list")..];
-    loops
-        .match_indices(&format!("{{\"{key}\":"))
-        .map(|(at, _)| field(&loops[at..], key))
-        .collect()
-}
-
-/// Each loop's object in the JSON line, as text: from one `{"served":` to the next.
-fn loop_objects(json: &str) -> Vec<&str> {
-    let loops = &json[json.find("\"loops\":[").expect("a loops list")..];
-    let starts: Vec<usize> = loops
-        .match_indices("{\"served\":")
-        .map(|(at, _)| at)
-        .collect();
-    let ends = starts.iter().skip(1).copied().chain([loops.len()]);
-    starts
-        .iter()
-        .zip(ends)
-        .map(|(&a, b)| &loops[a..b])
-        .collect()
-}
-
 #[test]
 fn two_loops_under_load_stop_with_nothing_leaked_and_totals_the_sum_of_loops() {
-    let serve = Serve::start("", "--loops 2");
+    let serve = start_hyper("", "--loops 2");
     let addr = serve.addr;
     // Bounded load: 4 threads, 40 fresh connections each (the kernel spreads them over the
     // two SO_REUSEPORT listeners) and 40 requests on one kept-alive connection each.
@@ -426,7 +303,7 @@ fn two_loops_under_load_stop_with_nothing_leaked_and_totals_the_sum_of_loops() {
 #[test]
 fn no_connection_is_lost_between_loops_across_sigterm() {
     for mode in ["reuseport", "shared"] {
-        let serve = Serve::start("", &format!("--loops 2 --listen {mode}"));
+        let serve = start_hyper("", &format!("--loops 2 --listen {mode}"));
         let addr = serve.addr;
         // One request holds one loop's drain open for 1.5 s; the other loop drains at once and
         // must keep accepting (503 + close) until the whole group closes (pingora#427).

@@ -6,112 +6,11 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use util::serve::{curl, field, have_curl, per_loop, send_signal, Serve, BIN};
 use util::{get, wait_until, Client};
-
-const BIN: &str = env!("CARGO_BIN_EXE_reqguard-demo");
-
-/// A `reqguard-demo serve` process.
-struct Serve {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    /// Starts `serve --addr 127.0.0.1:0 ARGS` through `sh -c` (so a `ulimit` can go first) and
-    /// waits for its `listening on ADDR` line.
-    fn start(prefix: &str, args: &str) -> Serve {
-        let script = format!("{prefix} exec '{BIN}' serve --addr 127.0.0.1:0 {args}");
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn reqguard-demo serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("the first line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"))
-            .parse()
-            .expect("an address");
-        Serve {
-            child,
-            stdout,
-            addr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Sends `signal` and returns (the JSON line, whether the exit status was 0).
-    fn signal_and_wait(mut self, signal: &str) -> (String, bool) {
-        send_signal(self.child.id(), signal);
-        let mut json = String::new();
-        self.stdout.read_line(&mut json).expect("the JSON line");
-        let status = self.child.wait().expect("wait for serve");
-        (json.trim().to_string(), status.success())
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // Only if a test failed half-way: the process is ours, by pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends `signal` (`INT`, `TERM`) to our own child `pid`, with the shell's builtin `kill`.
-fn send_signal(pid: u32, signal: &str) {
-    let sent = Command::new("sh")
-        .args(["-c", &format!("kill -{signal} {pid}")])
-        .status()
-        .expect("run sh");
-    assert!(sent.success(), "kill -{signal} {pid}");
-}
-
-/// The number after `"key":` in a flat JSON object.
-fn field(json: &str, key: &str) -> f64 {
-    let start = json
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + key.len()
-        + 3;
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap();
-    rest[..end].parse().unwrap()
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "curl {args:?} failed: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn have_curl() -> bool {
-    let found = Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("SKIPPED: curl is not installed (.ci/run installs it)");
-    }
-    found
-}
 
 #[test]
 fn serve_under_curl_then_sigint_prints_json_and_exits_0() {
@@ -321,16 +220,6 @@ fn serve_refuses_invalid_limits_at_start() {
         stderr.contains("invalid Limits: max_connections"),
         "{stderr}"
     );
-}
-
-/// `"key":N` for every occurrence of `key` after the first (the per-loop objects follow the
-/// totals in the JSON line).
-fn per_loop(json: &str, key: &str) -> Vec<f64> {
-    let loops = &json[json.find("\"loops\":[").expect("a loops list")..];
-    loops
-        .match_indices(&format!("{{\"{key}\":"))
-        .map(|(at, _)| field(&loops[at..], key))
-        .collect()
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! instead of hanging it.
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
+#[cfg(feature = "server")]
+pub mod serve;
 pub mod strict;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
