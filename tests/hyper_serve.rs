@@ -130,6 +130,10 @@ fn a_second_sigterm_skips_the_drain_to_force_on_every_loop() {
             .map(|o| field(o, "leaked"))
             .collect();
         assert_eq!(leaked, vec![0.0; loops], "{json}");
+        // Every loop records the force step, the one that had drained already too; the
+        // deadline was never reached.
+        assert_eq!(json.matches("\"step\":\"force\"").count(), loops, "{json}");
+        assert!(!json.contains("\"step\":\"abort\""), "{json}");
     }
 }
 
@@ -210,7 +214,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn the_drain_deadline_aborts_a_delay_request_then_force_closes_it_without_an_answer() {
-    let serve = start_hyper("", "--drain-timeout-ms 300 --force-after-ms 200");
+    let serve = start_hyper("", "--loops 2 --drain-timeout-ms 300 --force-after-ms 200");
     let mut delayed = Client::connect(serve.addr);
     delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: t\r\n\r\n");
     std::thread::sleep(Duration::from_millis(300)); // another process: let it be admitted
@@ -229,6 +233,22 @@ fn the_drain_deadline_aborts_a_delay_request_then_force_closes_it_without_an_ans
         "the first cause: {json}"
     );
     assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    // The loop that held it recorded drain, abort, force, close, as a mio loop does; the abort
+    // step names what was out.
+    let abort = &json[json.find("\"step\":\"abort\"").expect("an abort step")..];
+    let abort = &abort[..abort.find("\"step\":\"force\"").expect("then a force step")];
+    assert!(abort.contains("\"in_flight\":1"), "{abort}");
+    assert!(
+        abort.contains("\"kind\":\"pending-request ticket\""),
+        "{abort}"
+    );
+    assert!(abort.contains("\"in_handler\":{\"count\":1"), "{abort}");
+    let ended_by_force = "\"ended\":{\"completed\":0,\"client_gone\":0,\"deadline_aborted\":1";
+    assert_eq!(json.matches(ended_by_force).count(), 1, "{json}");
+    for step in ["drain", "close"] {
+        let count = json.matches(&format!("\"step\":\"{step}\"")).count();
+        assert_eq!(count, 2, "a {step} step on each loop: {json}");
+    }
 }
 
 #[test]
@@ -297,6 +317,10 @@ fn two_loops_under_load_stop_with_nothing_leaked_and_totals_the_sum_of_loops() {
             field(one, "completed"),
             "one outcome each: {json}"
         );
+    }
+    for step in ["drain", "close"] {
+        let count = json.matches(&format!("\"step\":\"{step}\"")).count();
+        assert_eq!(count, 2, "a {step} step on each loop: {json}");
     }
 }
 

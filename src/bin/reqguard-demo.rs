@@ -114,8 +114,8 @@ the stop ladder, run by the first SIGTERM or SIGINT (a second one skips to force
 
 --stack mio|hyper (anywhere): the server stack, mio (default) or hyper (feature hyper;
   src/bin/demo/hyper_stack.rs lists the serve options it takes). hyper runs --loops N too,
-  one tokio current-thread runtime each, and prints the same totals + \"loops\" JSON; its
-  loops' objects have no \"steps\" (docs/hyper.md)
+  one tokio current-thread runtime each, and prints the same totals + \"loops\" JSON, each
+  loop with its \"steps\" (no routes or reading/writing split there: docs/hyper.md)
 
 exit status: 0 if no guard leaked on any loop, 1 if one did, 2 on a usage or I/O error";
 

@@ -74,6 +74,8 @@ pub use ladder::{ConnState, HandlerRequest, Ladder, Outstanding, StateCount, Ste
 pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
 pub(crate) use listener::bind as bind_listeners;
 pub use listener::ListenMode;
+#[cfg(feature = "hyper")]
+pub(crate) use report::steps_json;
 pub use report::ServerReport;
 pub use response::Response;
 pub use router::{Handler, Reply, Request, Route, Router, Routes};

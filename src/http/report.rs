@@ -85,14 +85,18 @@ impl ServerReport {
         ) + &self.steps_json()
     }
 
-    /// `,"steps":[...]}` when the loop ran a ladder, else `}`.
     fn steps_json(&self) -> String {
-        if self.steps.is_empty() {
-            return "}".into();
-        }
-        let steps: Vec<String> = self.steps.iter().map(StepRecord::to_json).collect();
-        format!(",\"steps\":[{}]}}", steps.join(","))
+        steps_json(&self.steps)
     }
+}
+
+/// `,"steps":[...]}` when a loop ran a ladder, else `}` (the hyper loops print it too).
+pub(crate) fn steps_json(steps: &[StepRecord]) -> String {
+    if steps.is_empty() {
+        return "}".into();
+    }
+    let steps: Vec<String> = steps.iter().map(StepRecord::to_json).collect();
+    format!(",\"steps\":[{}]}}", steps.join(","))
 }
 
 impl fmt::Display for ServerReport {

@@ -67,6 +67,7 @@ mod handler;
 mod report;
 mod server;
 mod service;
+mod steps;
 mod tally;
 
 pub use body::{BoxError, GuardedBody};

@@ -36,6 +36,10 @@ pub struct HyperReport {
     pub pool: PoolMetrics,
     /// From the start of `serve` to its end.
     pub uptime: Duration,
+    /// The stop's steps this server reached, in order, as the mio loops record them (feature
+    /// `server`; see docs/hyper.md for what hyper cannot tell).
+    #[cfg(feature = "server")]
+    pub steps: Vec<crate::http::StepRecord>,
 }
 
 impl HyperReport {
@@ -55,7 +59,8 @@ impl HyperReport {
     /// `drain_ms`, ...) and the outcome counts.
     pub fn to_json(&self) -> String {
         let s = &self.stats;
-        format!(
+        #[allow(unused_mut)] // without `server`: no steps to add
+        let mut json = format!(
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
              \"connections\":{},\"connections_refused\":{},\"accept_backoffs\":{},\
@@ -75,7 +80,13 @@ impl HyperReport {
             self.force_closed,
             self.deadline.is_some() && !self.forced,
             self.outcomes.to_json(),
-        )
+        );
+        #[cfg(feature = "server")]
+        {
+            json.pop(); // the closing brace
+            json.push_str(&crate::http::steps_json(&self.steps));
+        }
+        json
     }
 }
 
@@ -160,6 +171,7 @@ impl HyperGroupReport {
             force_closed: 0,
             pool: PoolMetrics::default(),
             uptime: Duration::ZERO,
+            steps: Vec::new(),
         };
         for report in &loops {
             add(&mut totals, report);
@@ -197,6 +209,7 @@ fn add(totals: &mut HyperReport, report: &HyperReport) {
         force_closed,
         pool,
         uptime,
+        steps: _, // per loop only
     } = report;
     add_stats(&mut totals.stats, stats);
     totals.outcomes += *outcomes;

@@ -18,6 +18,7 @@ use super::connections::Connections;
 use super::handler::{EnterScope, Handler, NoScope};
 use super::report::HyperReport;
 use super::service::{RequestService, Shared};
+use super::steps::{StepKind, Steps};
 use super::tally::Tally;
 use crate::pool::Recycle;
 use crate::ticket::{Drain, DrainReport, DrainStatus};
@@ -301,7 +302,10 @@ where
             options,
         };
         acceptor.run(&listener, stop).await;
+        let steps = Steps::default();
+        steps.start();
         if !options.unready.is_zero() {
+            steps.record(StepKind::Unready, shared.core.ledger(), &connections);
             shared.tally.set_unready();
             let unready = async {
                 tokio::select! {
@@ -312,6 +316,7 @@ where
             acceptor.run(&listener, unready).await;
         }
 
+        steps.record(StepKind::Drain, shared.core.ledger(), &connections);
         shared.tally.set_stopping();
         let drain = shared.core.stop();
         if let Some(hook) = after_stop {
@@ -323,6 +328,7 @@ where
             drain: &drain,
             graceful: &acceptor.graceful,
             forced: &forced,
+            steps: &steps,
             options,
         };
         let stopped = if options.keep_listening {
@@ -331,7 +337,9 @@ where
                 () = acceptor.run(&listener, std::future::pending()) => unreachable!(),
             };
             (linger.drained)();
-            acceptor.run(&listener, linger.all_drained).await;
+            acceptor
+                .run(&listener, stopper.hold(linger.all_drained))
+                .await;
             drop(listener);
             stopper.close_late_connections().await;
             stopped
@@ -344,7 +352,7 @@ where
         if let (Some(hook), true) = (after_drain, drain.is_complete()) {
             hook();
         }
-        report(&shared, stopped, started)
+        report(&shared, stopped, started, steps)
     }
 }
 
@@ -352,8 +360,11 @@ fn report<E: Engine, C: Recycle, H, S>(
     shared: &Shared<E, C, H, S>,
     stopped: Stopped,
     started: Instant,
+    steps: Steps,
 ) -> HyperReport {
     let ledger = shared.core.ledger();
+    #[cfg(not(feature = "server"))]
+    let _ = steps; // recorded only with `server` (StepRecord is the mio loops' type)
     HyperReport {
         stats: shared.tally.stats(),
         outcomes: ledger.outcomes(),
@@ -365,6 +376,8 @@ fn report<E: Engine, C: Recycle, H, S>(
         force_closed: stopped.force_closed,
         pool: shared.core.pool_metrics(),
         uptime: started.elapsed(),
+        #[cfg(feature = "server")]
+        steps: steps.take(),
     }
 }
 
@@ -493,6 +506,7 @@ struct Stopper<'a, 'f, E: Engine, C: Recycle, H, S> {
     drain: &'a Drain,
     graceful: &'a RefCell<Option<GracefulShutdown>>,
     forced: &'a Trigger<'f>,
+    steps: &'a Steps,
     options: Options,
 }
 
@@ -552,6 +566,14 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
     /// Abort what is out, then (at once when forced, else `force_after` later unless all
     /// ended meanwhile) force-close the connections; reports what was out.
     async fn escalate(&self, stopped_at: Instant, forced: bool) -> Stopped {
+        let ledger = self.shared.core.ledger();
+        let mut before_force = ledger.outcomes();
+        let step = if forced {
+            StepKind::Force
+        } else {
+            StepKind::Abort
+        };
+        self.steps.record(step, ledger, self.connections);
         let found = if forced {
             self.drain.escalate()
         } else {
@@ -568,6 +590,8 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
                 () = tokio::time::sleep(self.options.force_after) => {}
                 () = self.forced.fired() => {}
             }
+            before_force = ledger.outcomes();
+            self.steps.record(StepKind::Force, ledger, self.connections);
         }
         if self.connections.len() > 0 {
             self.shared.tally.set_force_closing();
@@ -575,6 +599,7 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             // Aborted tasks are dropped on their next turn; bounded, in case one never is.
             let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
         }
+        self.steps.set_ended(before_force, ledger.outcomes());
         let done = self.drain.is_complete() && self.connections.len() == 0;
         Stopped {
             deadline: Some(found),
@@ -594,6 +619,23 @@ pub(crate) struct GroupLinger<D, A> {
 }
 
 impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
+    /// After this loop's drain: until `all_drained`; a force signal meanwhile is recorded (this
+    /// loop had nothing left to force). Then the close step.
+    async fn hold(&self, all_drained: impl Future<Output = ()>) {
+        let ledger = self.shared.core.ledger();
+        tokio::select! {
+            () = all_drained => {}
+            () = async {
+                self.forced.fired().await;
+                if !self.steps.has(StepKind::Force) {
+                    self.steps.record(StepKind::Force, ledger, self.connections);
+                }
+                std::future::pending::<()>().await;
+            } => {}
+        }
+        self.steps.record(StepKind::Close, ledger, self.connections);
+    }
+
     /// Connections accepted while the listener lingered after the drain answer `503` and close
     /// by themselves; a silent one is closed after a bounded wait.
     async fn close_late_connections(&self) {

@@ -1,0 +1,121 @@
+//! The stop's steps on a hyper server, recorded (with the `server` feature) as the mio loops
+//! record them: [`StepRecord`](crate::http::StepRecord)s, so a [`HyperGroup`](super::HyperGroup)'s
+//! JSON gives each loop's `"steps"` in the mio shape.
+//!
+//! What hyper cannot tell is not invented: a connection's state is `in_handler` if it holds one
+//! of the requests in flight (one per HTTP/1.1 connection) and `idle` otherwise (hyper does not
+//! expose reading or writing), ages are not measured (0), and `in_handler` lists no routes.
+
+use std::cell::Cell;
+#[cfg(feature = "server")]
+use std::cell::RefCell;
+use std::time::Instant;
+
+use super::connections::Connections;
+use crate::admit::OutcomeCounts;
+use crate::Ledger;
+
+/// A step of the stop (the mio ladder's [`Step`](crate::http::Step)s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StepKind {
+    Unready,
+    Drain,
+    Abort,
+    Force,
+    Close,
+}
+
+/// The steps one server reached, from its stop on.
+#[derive(Default)]
+pub(crate) struct Steps {
+    stop_at: Cell<Option<Instant>>,
+    /// Which steps were recorded, one bit per `StepKind`.
+    seen: Cell<u8>,
+    #[cfg(feature = "server")]
+    records: RefCell<Vec<crate::http::StepRecord>>,
+}
+
+impl Steps {
+    /// The stop began: step times count from here.
+    pub(crate) fn start(&self) {
+        self.stop_at.set(Some(Instant::now()));
+    }
+
+    pub(crate) fn has(&self, kind: StepKind) -> bool {
+        self.seen.get() & (1 << kind as u8) != 0
+    }
+
+    /// Records `kind` with what is outstanding now.
+    pub(crate) fn record(&self, kind: StepKind, ledger: &Ledger, connections: &Connections) {
+        self.seen.set(self.seen.get() | (1 << kind as u8));
+        #[cfg(feature = "server")]
+        self.records
+            .borrow_mut()
+            .push(self.step_record(kind, ledger, connections));
+        #[cfg(not(feature = "server"))]
+        let _ = (ledger, connections);
+    }
+
+    /// The requests the last step ended: the outcomes counted since `before`.
+    pub(crate) fn set_ended(&self, before: OutcomeCounts, now: OutcomeCounts) {
+        #[cfg(feature = "server")]
+        if let Some(last) = self.records.borrow_mut().last_mut() {
+            last.ended = OutcomeCounts {
+                completed: now.completed - before.completed,
+                client_gone: now.client_gone - before.client_gone,
+                deadline_aborted: now.deadline_aborted - before.deadline_aborted,
+                force_closed: now.force_closed - before.force_closed,
+                dropped: now.dropped - before.dropped,
+            };
+        }
+        #[cfg(not(feature = "server"))]
+        let _ = (before, now);
+    }
+
+    #[cfg(feature = "server")]
+    pub(crate) fn take(&self) -> Vec<crate::http::StepRecord> {
+        self.records.take()
+    }
+
+    #[cfg(feature = "server")]
+    fn step_record(
+        &self,
+        kind: StepKind,
+        ledger: &Ledger,
+        connections: &Connections,
+    ) -> crate::http::StepRecord {
+        use crate::http::{ConnState, Outstanding, Step, StepRecord};
+        let step = match kind {
+            StepKind::Unready => Step::Unready,
+            StepKind::Drain => Step::Drain,
+            StepKind::Abort => Step::Abort,
+            StepKind::Force => Step::Force,
+            StepKind::Close => Step::Close,
+        };
+        let in_flight = ledger.outstanding(crate::GuardKind::Ticket);
+        let mut outstanding = Outstanding {
+            in_flight,
+            guards: ledger.report(),
+            ..Outstanding::default()
+        };
+        let open = connections.len();
+        for at in 0..open {
+            let state = if at < in_flight {
+                ConnState::InHandler
+            } else {
+                ConnState::Idle
+            };
+            outstanding.count(state, std::time::Duration::ZERO);
+        }
+        StepRecord {
+            step,
+            at: self
+                .stop_at
+                .get()
+                .map_or_else(Default::default, |t| t.elapsed()),
+            outstanding,
+            answered: 0,
+            ended: OutcomeCounts::default(),
+        }
+    }
+}
