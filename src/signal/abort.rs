@@ -40,9 +40,24 @@ impl SignalState {
     #[inline]
     pub(crate) fn reset(&self) {
         self.reason.set(None);
-        self.listeners.borrow_mut().clear();
+        // Most requests add no listener: the loop that drops them stays out of line.
+        if !self.listeners.borrow().is_empty() {
+            self.drop_listeners();
+        }
         self.activity.set(0);
         self.request_out.set(false);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_listeners(&self) {
+        // Taken out first: a listener's `Drop` may reach this signal again.
+        let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
+        listeners.clear();
+        let mut slot = self.listeners.borrow_mut();
+        if slot.is_empty() {
+            *slot = listeners; // keep the capacity for the next use
+        }
     }
 
     /// The admitted request this signal belongs to is out (`true`) or has ended.
