@@ -263,17 +263,17 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// completed request's signal never fired), and the abort it fires.
     #[inline]
     fn decide(&self) -> Outcome {
-        let fired = self.signal.reason();
-        if fired.is_none() && self.outcome == Outcome::Completed {
+        // Only whether it fired: the reason (24 bytes) is read on the slow path alone.
+        if self.outcome == Outcome::Completed && !self.signal.state().is_aborted() {
             return Outcome::Completed; // the common case: nothing fires
         }
-        self.decide_slow(fired)
+        self.decide_slow()
     }
 
     #[cold]
     #[inline(never)]
-    fn decide_slow(&self, fired: Option<crate::AbortReason>) -> Outcome {
-        match fired {
+    fn decide_slow(&self) -> Outcome {
+        match self.signal.reason() {
             Some(reason) => Outcome::after_abort(reason),
             None => {
                 if let Some(reason) = self.outcome.abort_reason() {

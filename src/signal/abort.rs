@@ -72,6 +72,12 @@ impl SignalState {
         self.request_out.get()
     }
 
+    /// Whether the signal fired (`AbortSignal::is_aborted` without copying the reason out).
+    #[inline]
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
     #[inline]
     pub(crate) fn add_activity(&self) {
         self.activity.set(self.activity.get() + 1);
