@@ -633,6 +633,18 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
                 std::future::pending::<()>().await;
             } => {}
         }
+        // A force that reached the group as it closed (it is what ended the other loops'
+        // drains) is this loop's too, as on mio.
+        let forced_now = async {
+            tokio::select! {
+                biased;
+                () = self.forced.fired() => true,
+                () = std::future::ready(()) => false,
+            }
+        };
+        if !self.steps.has(StepKind::Force) && forced_now.await {
+            self.steps.record(StepKind::Force, ledger, self.connections);
+        }
         self.steps.record(StepKind::Close, ledger, self.connections);
     }
 
