@@ -348,9 +348,13 @@ fn answers_computed_before_stop_are_all_sent_the_last_with_close() {
 #[test]
 fn a_connection_over_the_limit_reads_its_503_not_a_reset() {
     let srv = Srv::start(Limits::default().max_connections(1));
+    // A request in its handler holds the only slot (an idle one would be evicted).
     let mut holder = srv.connect();
-    send(&mut holder, b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
-    assert_eq!(answer(&mut holder).status, 200);
+    send(
+        &mut holder,
+        b"GET /delay?ms=60000 HTTP/1.1\r\nhost: t\r\n\r\n",
+    );
+    thread::sleep(Duration::from_millis(20));
     let mut request = b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 65536\r\n\r\n".to_vec();
     request.extend(body_of(65536));
     for _ in 0..10 {

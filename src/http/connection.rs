@@ -261,6 +261,35 @@ impl<'r, H> Connection<'r, H> {
         (state, now.saturating_duration_since(self.last_activity))
     }
 
+    /// Since when this connection has held its slot with nothing admitted and nothing to write:
+    /// idle (kept alive, or new and silent) since its last activity, or reading a head since
+    /// that began. `None` when it must not be evicted: a request in its handler, a body being
+    /// read, an answer being written, or closing.
+    pub(crate) fn evictable_since(&self) -> Option<Instant> {
+        let evictable = !self.closing
+            && !self.closed
+            && self.answers.is_empty()
+            && matches!(self.reading, Reading::Head);
+        evictable.then(|| self.request_started.unwrap_or(self.last_activity))
+    }
+
+    /// Evicts the connection (see [`evictable_since`](Connection::evictable_since)) to free its
+    /// slot: one mid-head gets `408` and `Connection: close`, true; an idle one is closed with
+    /// no answer, false.
+    pub(crate) fn evict<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) -> bool {
+        if self.input.len() == self.start {
+            self.closed = true;
+            return false;
+        }
+        let head = starts_head(&self.input[self.start..]);
+        let wire = Wire {
+            head,
+            ..Wire::CLOSE
+        };
+        self.reject(d, Reject::Timeout, wire);
+        true
+    }
+
     /// The routes of the requests still in their handler (deferred), for stop reports.
     pub(crate) fn routes_in_handler(&self) -> impl Iterator<Item = &'r Route> + '_ {
         self.answers.waiting_routes()

@@ -22,6 +22,9 @@ pub struct Stats {
     pub connections: u64,
     /// Connections over the limit, answered `503` and closed.
     pub connections_refused: u64,
+    /// Connections closed at capacity to admit a new one: the one idle or reading its head
+    /// the longest (`408` if mid-head), never one with a request admitted.
+    pub connections_evicted: u64,
     /// Times `accept` failed for lack of file descriptors and accepting was paused.
     pub accept_backoffs: u64,
     /// Admitted requests whose answer was written to their connection's output, in order

@@ -107,6 +107,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     let Stats {
         connections,
         connections_refused,
+        connections_evicted,
         accept_backoffs,
         served,
         refused,
@@ -119,6 +120,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     } = *s;
     total.connections += connections;
     total.connections_refused += connections_refused;
+    total.connections_evicted += connections_evicted;
     total.accept_backoffs += accept_backoffs;
     total.served += served;
     total.refused += refused;

@@ -64,7 +64,7 @@ impl ServerReport {
         format!(
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
-             \"connections\":{},\"connections_refused\":{},\"accept_backoffs\":{},\
+             \"connections\":{},\"connections_refused\":{},\"connections_evicted\":{},\"accept_backoffs\":{},\
              \"force_closed\":{},\"drain_deadline_hit\":{},\"buffered_high_water\":{},\"outcomes\":{}",
             s.served,
             s.refused,
@@ -77,6 +77,7 @@ impl ServerReport {
             s.refused_stopped,
             s.connections,
             s.connections_refused,
+            s.connections_evicted,
             s.accept_backoffs,
             self.force_closed,
             self.drain_deadline_hit,
@@ -135,8 +136,8 @@ impl fmt::Display for ServerReport {
         }
         write!(
             f,
-            "  connections {:>7}   ({} over the limit, {} force-closed)",
-            s.connections, s.connections_refused, self.force_closed
+            "  connections {:>7}   ({} over the limit, {} evicted, {} force-closed)",
+            s.connections, s.connections_refused, s.connections_evicted, self.force_closed
         )?;
         if !self.leaks.is_empty() {
             write!(f, "\n{}", self.leaks)?;

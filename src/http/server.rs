@@ -315,7 +315,9 @@ impl<'r, A: Accounting> Server<'r, A> {
             match listener.accept() {
                 Ok((stream, _peer)) => {
                     let open = self.sockets.len() - self.refusing;
-                    if open >= self.dispatcher.limits.get_max_connections() {
+                    if open >= self.dispatcher.limits.get_max_connections()
+                        && !self.evict_oldest(now)
+                    {
                         self.dispatcher.stats.connections_refused += 1;
                         self.refuse_connection(stream, now);
                         continue;
@@ -367,6 +369,35 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
         entry.insert(Socket::new(stream, http, refused));
         self.reschedule(key, now);
+        true
+    }
+
+    /// At capacity, frees a slot for a new connection: closes the one that has been idle or
+    /// reading its head the longest (slowloris holds slots that way), never one with a request
+    /// admitted or an answer being written. One mid-head gets `408` and `Connection: close`,
+    /// delivered like a refused connection's `503`, outside the limit. False if none qualifies.
+    fn evict_oldest(&mut self, now: Instant) -> bool {
+        let oldest = self
+            .sockets
+            .iter()
+            .filter(|(_, socket)| !socket.refused && socket.lingering.is_none())
+            .filter_map(|(key, socket)| socket.http.evictable_since().map(|since| (since, key)))
+            .min();
+        let Some((_, key)) = oldest else {
+            return false;
+        };
+        self.dispatcher.stats.connections_evicted += 1;
+        self.dispatcher.date.refresh(now);
+        let socket = &mut self.sockets[key];
+        if socket.http.evict(&mut self.dispatcher) && self.refusing < MAX_REFUSING {
+            socket.refused = true;
+            self.refusing += 1;
+            // Write the 408 and start the linger now: its writable edge has long passed.
+            let mut scratch = [0; 4096];
+            self.connection_event(Token(key), None, &mut scratch, now);
+        } else {
+            self.close(key);
+        }
         true
     }
 

@@ -1,0 +1,124 @@
+//! At `max_connections` over real sockets (issue 10, slowloris): a new client evicts the
+//! connection idle or reading its head the longest, never one with a request admitted or a
+//! body arriving; with none to evict it reads the `503`. Answers read by the strict client.
+#![cfg(feature = "server")]
+
+mod util;
+
+use std::thread;
+use std::time::Duration;
+
+use reqguard::http::{demo_routes, Guarded, Limits, Running, ServerBuilder, ServerReport};
+use reqguard::Config;
+use util::strict::StrictClient;
+
+fn start(max_connections: usize) -> Running {
+    ServerBuilder::new()
+        .limits(Limits::default().max_connections(max_connections))
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            demo_routes,
+        )
+        .unwrap()
+}
+
+fn finish(running: Running) -> ServerReport {
+    let report = running.stop().unwrap();
+    assert_eq!(report.leaked, 0, "{}", report.leaks);
+    report
+}
+
+/// Lets the server loop read what was just sent (its order is what eviction goes by).
+fn settle() {
+    thread::sleep(Duration::from_millis(30));
+}
+
+/// A new client's full request, answered strictly: its status and whether it closes. A
+/// kept-alive client is returned, so it keeps its slot.
+fn newcomer(running: &Running, close: bool) -> (u16, bool, StrictClient) {
+    let mut client = StrictClient::connect(running.addr());
+    let connection = if close { "connection: close\r\n" } else { "" };
+    client.send(format!("GET / HTTP/1.1\r\nhost: t\r\n{connection}\r\n").as_bytes());
+    let answer = client.answer("GET");
+    if answer.closes() {
+        client.expect_nothing_more(true, Duration::ZERO);
+    }
+    (answer.status, answer.closes(), client)
+}
+
+const PARTIAL_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: t\r\nx-slow: 1\r\n";
+
+#[test]
+fn at_capacity_the_oldest_idle_or_slow_head_connection_makes_room() {
+    let running = start(8);
+    // Slot 0: kept alive and idle after one answer; slots 1..8: slow heads, oldest first.
+    let mut idle = StrictClient::connect(running.addr());
+    idle.send(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert_eq!(idle.answer("GET").status, 200);
+    settle();
+    let mut slow: Vec<StrictClient> = (0..7)
+        .map(|_| {
+            let mut client = StrictClient::connect(running.addr());
+            client.send(PARTIAL_HEAD);
+            settle();
+            client
+        })
+        .collect();
+
+    // Every slot is held: the first newcomer evicts the idle one (closed without an answer)...
+    let (status, closes, _first) = newcomer(&running, false);
+    assert_eq!((status, closes), (200, false));
+    idle.expect_nothing_more(true, Duration::ZERO);
+    // ... the second the oldest slow head (older than the first newcomer, now idle), which
+    // reads `408` + close, then a clean FIN.
+    let (status, closes, _second) = newcomer(&running, false);
+    assert_eq!((status, closes), (200, false));
+    let mut oldest = slow.remove(0);
+    let answer = oldest.answer("GET");
+    assert_eq!((answer.status, answer.closes()), (408, true), "{answer:?}");
+    oldest.expect_nothing_more(true, Duration::ZERO);
+
+    // The younger slow heads were left alone: they finish their requests and are served.
+    for client in &mut slow {
+        client.send(b"\r\n");
+        assert_eq!(client.answer("GET").status, 200);
+    }
+    drop(slow);
+    let report = finish(running);
+    assert_eq!(report.stats.connections_evicted, 2);
+    assert_eq!(report.stats.connections_refused, 0);
+    assert_eq!((report.stats.rejected, report.stats.aborted), (1, 0));
+    assert_eq!(report.stats.served, 1 + 2 + 6);
+}
+
+#[test]
+fn a_request_in_its_handler_or_a_body_arriving_is_never_evicted() {
+    let running = start(4);
+    let mut delayed: Vec<StrictClient> = (0..3)
+        .map(|_| {
+            let mut client = StrictClient::connect(running.addr());
+            client.send(b"GET /delay?ms=1500 HTTP/1.1\r\nhost: t\r\n\r\n");
+            client
+        })
+        .collect();
+    let mut body = StrictClient::connect(running.addr());
+    body.send(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 6\r\n\r\nabc");
+    settle();
+
+    // Nothing to evict: the newcomer reads today's `503` + close, then a clean FIN.
+    for _ in 0..3 {
+        let (status, closes, _) = newcomer(&running, true);
+        assert_eq!((status, closes), (503, true));
+    }
+    body.send(b"def");
+    let echoed = body.answer("POST");
+    assert_eq!((echoed.status, echoed.text()), (200, "abcdef"));
+    for client in &mut delayed {
+        let answer = client.answer("GET");
+        assert_eq!((answer.status, answer.text()), (200, "delayed 1500 ms"));
+    }
+    let report = finish(running);
+    assert_eq!(report.stats.connections_evicted, 0);
+    assert_eq!(report.stats.connections_refused, 3);
+    assert_eq!((report.stats.served, report.stats.aborted), (4, 0));
+}
