@@ -72,6 +72,7 @@ pub use group_report::GroupReport;
 pub(crate) use group_report::{add_pool, json_with_loops, merge_leaks};
 pub use ladder::{ConnState, HandlerRequest, Ladder, Outstanding, StateCount, Step, StepRecord};
 pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
+#[cfg(feature = "hyper")]
 pub(crate) use listener::bind as bind_listeners;
 pub use listener::ListenMode;
 #[cfg(feature = "hyper")]
