@@ -230,6 +230,7 @@ where
     let linger = GroupLinger {
         drained: move || DrainedOnce::mark(shared, &counted),
         all_drained: reached(drained, move |&n| n >= shared.loops),
+        forced: || *shared.phase.borrow() >= Phase::Forcing,
     };
     let stop = reached(phase.clone(), |&p| p >= Phase::Stopping);
     let force = reached(phase, |&p| p >= Phase::Forcing);

@@ -24,9 +24,10 @@ pub struct HyperReport {
     pub leaks: LeakReport,
     /// From stop until the last ticket was released **and** the last connection closed.
     pub drain_time: Option<Duration>,
-    /// What was still out when the drain deadline passed (or the force signal came): its
-    /// signals were aborted, then the connections force-closed; `None` when the drain completed
-    /// in time.
+    /// What was still out when the drain deadline passed (its signals were aborted, then the
+    /// connections force-closed), or after the force signal's force-close (its
+    /// `aborted_signals` counts the requests that force-close ended); `None` when the drain
+    /// completed in time.
     pub deadline: Option<DrainReport>,
     /// Whether the force signal (a second SIGTERM), not the deadline, ended the drain early.
     pub forced: bool,

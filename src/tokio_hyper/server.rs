@@ -237,7 +237,8 @@ where
     }
 
     /// As [`serve`](HyperServer::serve); when `force` resolves (a second SIGTERM), the stop
-    /// skips to the end at once: it aborts what is out and force-closes every connection.
+    /// skips to the end at once: it force-closes every connection, so each request still out
+    /// ends *force closed* (its signal fires as its connection closes), as on mio.
     pub async fn serve_with_force(
         self,
         listener: TcpListener,
@@ -247,6 +248,7 @@ where
         let alone = GroupLinger {
             drained: || {},
             all_drained: std::future::ready(()),
+            forced: || false,
         };
         self.serve_in(listener, stop, force, alone).await
     }
@@ -262,7 +264,7 @@ where
         listener: TcpListener,
         stop: impl Future<Output = ()>,
         force: impl Future<Output = ()>,
-        linger: GroupLinger<impl FnOnce(), impl Future<Output = ()>>,
+        linger: GroupLinger<impl FnOnce(), impl Future<Output = ()>, impl Fn() -> bool>,
     ) -> HyperReport {
         self.options.keep_listening = true;
         self.serve_in(listener, stop, force, linger).await
@@ -273,7 +275,7 @@ where
         listener: TcpListener,
         stop: impl Future<Output = ()>,
         force: impl Future<Output = ()>,
-        linger: GroupLinger<impl FnOnce(), impl Future<Output = ()>>,
+        linger: GroupLinger<impl FnOnce(), impl Future<Output = ()>, impl Fn() -> bool>,
     ) -> HyperReport {
         let started = Instant::now();
         let HyperServer {
@@ -338,7 +340,7 @@ where
             };
             (linger.drained)();
             acceptor
-                .run(&listener, stopper.hold(linger.all_drained))
+                .run(&listener, stopper.hold(linger.all_drained, linger.forced))
                 .await;
             drop(listener);
             stopper.close_late_connections().await;
@@ -563,43 +565,59 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         self.connections.closed().await;
     }
 
-    /// Abort what is out, then (at once when forced, else `force_after` later unless all
-    /// ended meanwhile) force-close the connections; reports what was out.
+    /// Past the deadline: abort what is out, then `force_after` later (unless all ended
+    /// meanwhile) force-close the connections; reports what was out. Forced (a second signal):
+    /// as on mio, the connections close at once and each request still out ends *force
+    /// closed* (its signal fires as its connection closes).
     async fn escalate(&self, stopped_at: Instant, forced: bool) -> Stopped {
         let ledger = self.shared.core.ledger();
-        let mut before_force = ledger.outcomes();
-        let step = if forced {
-            StepKind::Force
-        } else {
-            StepKind::Abort
-        };
-        self.steps.record(step, ledger, self.connections);
-        let found = if forced {
-            self.drain.escalate()
-        } else {
-            match self.drain.poll_deadline(Instant::now()) {
-                DrainStatus::Expired(report) => report,
-                _ => self.drain.report(),
-            }
-        };
-        let mut force_closed = 0;
-        if !forced {
-            // Handlers that watch their signal may still answer.
-            tokio::select! {
-                () = self.both_done() => {}
-                () = tokio::time::sleep(self.options.force_after) => {}
-                () = self.forced.fired() => {}
-            }
-            before_force = ledger.outcomes();
+        if forced {
             self.steps.record(StepKind::Force, ledger, self.connections);
+            let before = ledger.outcomes();
+            let force_closed = self.force_close().await;
+            let ended = self.steps.set_ended(before, ledger.outcomes());
+            // Whatever the force-close did not end (nothing, normally) is aborted now.
+            let mut found = self.drain.escalate();
+            found.aborted_signals += ended.force_closed as usize;
+            return self.stopped(stopped_at, found, true, force_closed);
         }
-        if self.connections.len() > 0 {
-            self.shared.tally.set_force_closing();
-            force_closed = self.connections.abort_all() as u64;
-            // Aborted tasks are dropped on their next turn; bounded, in case one never is.
-            let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
+        self.steps.record(StepKind::Abort, ledger, self.connections);
+        let found = match self.drain.poll_deadline(Instant::now()) {
+            DrainStatus::Expired(report) => report,
+            _ => self.drain.report(),
+        };
+        // Handlers that watch their signal may still answer.
+        tokio::select! {
+            () = self.both_done() => {}
+            () = tokio::time::sleep(self.options.force_after) => {}
+            () = self.forced.fired() => {}
         }
-        self.steps.set_ended(before_force, ledger.outcomes());
+        let before = ledger.outcomes();
+        self.steps.record(StepKind::Force, ledger, self.connections);
+        let force_closed = self.force_close().await;
+        self.steps.set_ended(before, ledger.outcomes());
+        self.stopped(stopped_at, found, false, force_closed)
+    }
+
+    /// Closes every connection still open (their tasks are aborted); returns how many.
+    async fn force_close(&self) -> u64 {
+        if self.connections.len() == 0 {
+            return 0;
+        }
+        self.shared.tally.set_force_closing();
+        let force_closed = self.connections.abort_all() as u64;
+        // Aborted tasks are dropped on their next turn; bounded, in case one never is.
+        let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
+        force_closed
+    }
+
+    fn stopped(
+        &self,
+        stopped_at: Instant,
+        found: DrainReport,
+        forced: bool,
+        force_closed: u64,
+    ) -> Stopped {
         let done = self.drain.is_complete() && self.connections.len() == 0;
         Stopped {
             deadline: Some(found),
@@ -611,17 +629,19 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
 }
 
 /// How a loop of a group tells the others it has drained, and waits for them all.
-pub(crate) struct GroupLinger<D, A> {
+pub(crate) struct GroupLinger<D, A, F> {
     /// Called once this loop's drain has ended (completed or escalated).
     pub(crate) drained: D,
     /// Resolves once every loop of the group has drained.
     pub(crate) all_drained: A,
+    /// Whether the group was forced (read when it closes).
+    pub(crate) forced: F,
 }
 
 impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
     /// After this loop's drain: until `all_drained`; a force signal meanwhile is recorded (this
     /// loop had nothing left to force). Then the close step.
-    async fn hold(&self, all_drained: impl Future<Output = ()>) {
+    async fn hold(&self, all_drained: impl Future<Output = ()>, group_forced: impl Fn() -> bool) {
         let ledger = self.shared.core.ledger();
         tokio::select! {
             () = all_drained => {}
@@ -634,15 +654,8 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             } => {}
         }
         // A force that reached the group as it closed (it is what ended the other loops'
-        // drains) is this loop's too, as on mio.
-        let forced_now = async {
-            tokio::select! {
-                biased;
-                () = self.forced.fired() => true,
-                () = std::future::ready(()) => false,
-            }
-        };
-        if !self.steps.has(StepKind::Force) && forced_now.await {
+        // drains) is this loop's too, as on mio. Read, not polled: polling may be deferred.
+        if !self.steps.has(StepKind::Force) && group_forced() {
             self.steps.record(StepKind::Force, ledger, self.connections);
         }
         self.steps.record(StepKind::Close, ledger, self.connections);

@@ -56,20 +56,20 @@ impl Steps {
         let _ = (ledger, connections);
     }
 
-    /// The requests the last step ended: the outcomes counted since `before`.
-    pub(crate) fn set_ended(&self, before: OutcomeCounts, now: OutcomeCounts) {
+    /// The requests the last step ended: the outcomes counted since `before` (returned).
+    pub(crate) fn set_ended(&self, before: OutcomeCounts, now: OutcomeCounts) -> OutcomeCounts {
+        let ended = OutcomeCounts {
+            completed: now.completed - before.completed,
+            client_gone: now.client_gone - before.client_gone,
+            deadline_aborted: now.deadline_aborted - before.deadline_aborted,
+            force_closed: now.force_closed - before.force_closed,
+            dropped: now.dropped - before.dropped,
+        };
         #[cfg(feature = "server")]
         if let Some(last) = self.records.borrow_mut().last_mut() {
-            last.ended = OutcomeCounts {
-                completed: now.completed - before.completed,
-                client_gone: now.client_gone - before.client_gone,
-                deadline_aborted: now.deadline_aborted - before.deadline_aborted,
-                force_closed: now.force_closed - before.force_closed,
-                dropped: now.dropped - before.dropped,
-            };
+            last.ended = ended;
         }
-        #[cfg(not(feature = "server"))]
-        let _ = (before, now);
+        ended
     }
 
     #[cfg(feature = "server")]

@@ -236,20 +236,22 @@ fn story() -> io::Result<bool> {
 
     let rate = load(addr)?;
     let mut panicky = Client::connect(addr)?;
-    let status = panicky.request("GET /panic HTTP/1.1\r\n\r\n")?.0;
-    let after = panicky.request("GET / HTTP/1.1\r\n\r\n")?.0;
+    let status = panicky
+        .request("GET /panic HTTP/1.1\r\nhost: demo\r\n\r\n")?
+        .0;
+    let after = panicky.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?.0;
     println!("3. GET /panic answered {status}; the next request on the same connection {after}");
     drop(panicky);
 
     let mut late = Vec::new();
     for _ in 0..LATE_CONNECTIONS {
         let mut client = Client::connect(addr)?;
-        client.request("GET / HTTP/1.1\r\n\r\n")?;
+        client.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?;
         late.push(client);
     }
     let mut in_flight = Client::connect(addr)?;
-    in_flight.send("GET /delay?ms=300 HTTP/1.1\r\n\r\n")?;
-    Client::connect(addr)?.request("GET / HTTP/1.1\r\nconnection: close\r\n\r\n")?;
+    in_flight.send("GET /delay?ms=300 HTTP/1.1\r\nhost: demo\r\n\r\n")?;
+    Client::connect(addr)?.request("GET / HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n")?;
     println!("4. {LATE_CONNECTIONS} kept-alive connections idle, 1 request in flight (GET /delay?ms=300)");
 
     let stopping = Instant::now();
@@ -259,7 +261,7 @@ fn story() -> io::Result<bool> {
 
     let mut answers = Vec::new();
     for client in &mut late {
-        let (status, close) = client.request("GET / HTTP/1.1\r\n\r\n")?;
+        let (status, close) = client.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?;
         answers.push(format!("{status}{}", if close { " close" } else { "" }));
     }
     println!(
@@ -341,8 +343,8 @@ fn load_one(addr: SocketAddr, index: usize) -> io::Result<usize> {
     let mut sent = 0;
     while sent < LOAD_MAX_PER_CLIENT && Instant::now() < until {
         let request = match (sent + index) % 4 {
-            0 => "POST /echo HTTP/1.1\r\ncontent-length: 4\r\n\r\nping",
-            _ => "GET / HTTP/1.1\r\n\r\n",
+            0 => "POST /echo HTTP/1.1\r\nhost: demo\r\ncontent-length: 4\r\n\r\nping",
+            _ => "GET / HTTP/1.1\r\nhost: demo\r\n\r\n",
         };
         let (status, _) = client.request(request)?;
         if status != 200 {
