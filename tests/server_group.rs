@@ -89,6 +89,15 @@ fn two_loops_under_load_stop_with_nothing_leaked_and_every_answer_delivered() {
                         // drain: the rest of this client's requests would be refused too.
                         Ok((503, true)) => break,
                         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+                        // The race docs/server.md documents ("No connection lost between loops"):
+                        // a connection the kernel queued after a loop's final accept is reset.
+                        // It carried no answer, so `served == ok` below still holds.
+                        Err(e)
+                            if e.kind() == io::ErrorKind::ConnectionReset
+                                && Instant::now() > stop_at =>
+                        {
+                            break
+                        }
                         other => panic!("request {n} of client {i}: {other:?}"),
                     };
                     if Instant::now() > stop_at + Duration::from_millis(200) {
