@@ -84,6 +84,38 @@ fn framing_hyper_would_trust_is_a_400_that_closes() {
     assert_eq!(report.leaked, 0);
 }
 
+/// RFC 9112 §3: a target longer than the server parses is `414`, not the `431` hyper gives when
+/// its buffer overflows; a head over the limit is `431`. Both close, and a pipelined request
+/// behind them is not served.
+#[test]
+fn a_long_target_is_414_and_a_long_head_431_as_on_mio() {
+    let (addr, tx, thread) = spawn_demo();
+    let cases = [
+        (
+            format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(9 * 1024)),
+            414,
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+                "b".repeat(9 * 1024)
+            ),
+            431,
+        ),
+    ];
+    for (request, status) in cases {
+        let mut client = StrictClient::connect(addr);
+        client.send(request.as_bytes());
+        client.send(b"GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n");
+        let answer = client.answer("GET");
+        assert_eq!(answer.status, status, "{answer:?}");
+        assert!(answer.closes(), "{answer:?}");
+        client.expect_nothing_more(true, QUIET);
+    }
+    let report = stop(tx, thread);
+    assert_eq!((report.leaked, report.stats.served), (0, 0));
+}
+
 #[test]
 fn http11_host_is_required_once_and_valid() {
     let (addr, tx, thread) = spawn_demo();

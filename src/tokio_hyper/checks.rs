@@ -11,7 +11,28 @@
 
 use hyper::header::{HOST, TRANSFER_ENCODING};
 use hyper::http::uri::Authority;
-use hyper::{Request, Version};
+use hyper::{Request, StatusCode, Version};
+
+/// `414` when the request target alone is longer than `max_head` (RFC 9112 §3: a server MUST
+/// answer a target longer than it will parse with `414`), `431` when the whole head is, as the
+/// mio server does; `None` within the limit. Counts without allocating.
+pub(crate) fn head_over_limit<B>(request: &Request<B>, max_head: usize) -> Option<StatusCode> {
+    let uri = request.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target > max_head {
+        return Some(StatusCode::URI_TOO_LONG);
+    }
+    // Request line (method, target, version, three separators) and `name: value\r\n` lines.
+    let line = request.method().as_str().len() + target + "  HTTP/1.1\r\n".len();
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (line + fields + 2 > max_head).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+}
 
 /// Why a request is refused with `400` and `connection: close` before admission, or `None`.
 pub(crate) fn bad_request<B>(request: &Request<B>) -> Option<&'static str> {
@@ -68,6 +89,27 @@ mod tests {
             &[host, ("transfer-encoding", "gzip, chunked")]
         ))
         .is_some());
+    }
+
+    #[test]
+    fn a_long_target_is_414_and_a_long_head_431() {
+        let long = format!("/{}", "a".repeat(9000));
+        let target = Request::builder().uri(long.as_str()).body(()).unwrap();
+        assert_eq!(
+            head_over_limit(&target, 8192),
+            Some(StatusCode::URI_TOO_LONG)
+        );
+        let field = Request::builder()
+            .uri("/")
+            .header("x-big", "b".repeat(9000))
+            .body(())
+            .unwrap();
+        assert_eq!(
+            head_over_limit(&field, 8192),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        let fine = request(Version::HTTP_11, &[("host", "x")]);
+        assert_eq!(head_over_limit(&fine, 8192), None);
     }
 
     #[test]

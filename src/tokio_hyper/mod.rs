@@ -79,6 +79,6 @@ pub use handler::{EnterScope, Handler, HandlerError, NoScope};
 #[cfg(feature = "server")]
 pub use report::HyperGroupReport;
 pub use report::HyperReport;
-pub use server::{run, HyperServer, Options, MIN_BUFFER};
+pub use server::{run, HyperServer, Options, DEFAULT_BUFFER, MIN_BUFFER};
 pub use service::{Dispatch, RequestService};
 pub use tally::HyperStats;

@@ -43,6 +43,7 @@ pub struct Options {
     idle_timeout: Duration,
     max_connections: usize,
     max_buffer: usize,
+    max_head: usize,
     unready: Duration,
     force_after: Duration,
     keep_listening: bool,
@@ -52,9 +53,14 @@ pub struct Options {
 /// The smallest read and write buffer hyper accepts (`http1::Builder::max_buf_size` panics below).
 pub const MIN_BUFFER: usize = 8 * 1024;
 
+/// The default buffer: the mio server's `max_output`, and room for a head past [`Options::max_head`]
+/// so the adapter, not hyper, decides between `414` and `431`.
+pub const DEFAULT_BUFFER: usize = 64 * 1024;
+
 impl Default for Options {
     /// 5 s of drain, 1 s of linger for idle connections after stop, 5 s idle (and request head)
-    /// timeout, 1,024 connections, 8 KiB buffers (a larger request head gets `431`), no unready
+    /// timeout, 1,024 connections, 8 KiB request heads (a longer target gets `414`, a longer head
+    /// `431`), 64 KiB buffers, no unready
     /// phase, 1 s from the deadline's aborts to the force-close: the mio server's defaults where
     /// hyper has the knob. The listener closes at stop, and there are no health routes.
     fn default() -> Self {
@@ -63,7 +69,8 @@ impl Default for Options {
             stop_linger: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             max_connections: 1024,
-            max_buffer: MIN_BUFFER,
+            max_buffer: DEFAULT_BUFFER,
+            max_head: 8 * 1024,
             unready: Duration::ZERO,
             force_after: Duration::from_secs(1),
             keep_listening: false,
@@ -101,10 +108,19 @@ impl Options {
     }
 
     /// hyper's read and write buffer limit (`max_buf_size`): a request head that does not fit
-    /// gets `431`, and a connection's unsent output stops its reads at this size. Raised to
-    /// [`MIN_BUFFER`] if smaller (hyper's minimum).
+    /// gets hyper's own `431`, and a connection's unsent output stops its reads at this size.
+    /// Raised to [`MIN_BUFFER`] if smaller (hyper's minimum).
     pub fn max_buffer(mut self, bytes: usize) -> Self {
         self.max_buffer = bytes.max(MIN_BUFFER);
+        self
+    }
+
+    /// The longest request head served, as the mio server's `Limits::max_head`: a request whose
+    /// target alone is longer gets `414`, one whose head is longer `431`, both with
+    /// `connection: close` and before admission (RFC 9112 §3, RFC 6585 §5). Checked by the
+    /// adapter when the head fits [`max_buffer`](Options::max_buffer), by hyper (`431`) past it.
+    pub fn max_head(mut self, bytes: usize) -> Self {
+        self.max_head = bytes;
         self
     }
 
@@ -294,6 +310,7 @@ where
             scope,
             tally,
             health_checks,
+            max_head: options.max_head,
         });
         let connections = Rc::new(Connections::default());
         let forced = Trigger::new(force);

@@ -33,6 +33,8 @@ pub(crate) struct Shared<E: Engine, C: Recycle, H, S> {
     pub(crate) tally: Rc<Tally>,
     /// Answer `GET /healthz/live` and `GET /healthz/ready` without admission.
     pub(crate) health_checks: bool,
+    /// The longest request head served (`Options::max_head`).
+    pub(crate) max_head: usize,
 }
 
 /// The hyper service of one connection (cloning it is one `Rc` increment).
@@ -92,6 +94,12 @@ where
     #[inline]
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let tally = Rc::clone(&self.shared.tally);
+        if let Some(status) = checks::head_over_limit(&request, self.shared.max_head) {
+            // The mio server's head limits: 414 or 431, close, nothing taken.
+            drop(request);
+            tally.bump(|s| &mut s.rejected);
+            return Dispatch::fixed(Fixed::too_large(status), tally);
+        }
         if let Some(why) = checks::bad_request(&request) {
             // Framing hyper would trust and the mio server refuses: 400, close, nothing taken.
             drop(request);
@@ -267,6 +275,15 @@ impl Fixed {
         Fixed {
             status: StatusCode::BAD_REQUEST,
             text: why.as_bytes(),
+            close: true,
+        }
+    }
+
+    /// `414` or `431` with `connection: close`: a head over `max_head` (`checks`).
+    fn too_large(status: StatusCode) -> Self {
+        Fixed {
+            status,
+            text: status.canonical_reason().unwrap_or("too large").as_bytes(),
             close: true,
         }
     }
