@@ -133,7 +133,7 @@ async fn serve_reqguard(
     {
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("bench"), Config::default());
-        let server = HyperServer::new(core, hello).options(Options::default());
+        let server = HyperServer::new(core, hello).options(Options::default().max_buffer(8 * 1024)) // as the baseline;
         let report = server
             .serve(listener, async {
                 let _ = stop.await;
