@@ -133,7 +133,9 @@ async fn serve_reqguard(
     {
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("bench"), Config::default());
-        let server = HyperServer::new(core, hello).options(Options::default().max_buffer(8 * 1024)) // as the baseline;
+        // 8 KiB buffers, as the baseline's `http1::Builder`.
+        let options = Options::default().max_buffer(8 * 1024);
+        let server = HyperServer::new(core, hello).options(options);
         let report = server
             .serve(listener, async {
                 let _ = stop.await;
