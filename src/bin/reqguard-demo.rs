@@ -23,8 +23,8 @@
 //! The event loop itself is `reqguard::http::Server::run` (src/http/server.rs), which reads
 //! like mio's `examples/tcp_server.rs`.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,8 +43,12 @@ const LOAD_MAX_PER_CLIENT: usize = 200_000;
 const LATE_CONNECTIONS: usize = 4;
 
 /// `--stack hyper`: the same story and `serve` on hyper (src/bin/demo/hyper_stack.rs).
+#[path = "demo/client.rs"]
+mod client;
 #[path = "demo/stack.rs"]
 mod stack;
+
+use client::Client;
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -421,59 +425,4 @@ fn quiet_intended_panics(one_line: bool) {
             _ => default(info),
         }
     }));
-}
-
-/// A minimal blocking HTTP/1.1 client for the story.
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.set_nodelay(true)?;
-        Ok(Client {
-            reader: BufReader::new(stream),
-        })
-    }
-
-    /// Sends `request`, reads the answer: its status and whether it says `connection: close`.
-    fn request(&mut self, request: &str) -> io::Result<(u16, bool)> {
-        self.send(request)?;
-        self.answer()
-    }
-
-    fn send(&mut self, request: &str) -> io::Result<()> {
-        self.reader.get_mut().write_all(request.as_bytes())
-    }
-
-    /// Reads one answer: its status and whether it says `connection: close`.
-    fn answer(&mut self) -> io::Result<(u16, bool)> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-        let (mut length, mut close) = (0, false);
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header.split_once(':').unwrap_or((header, ""));
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            } else if name.eq_ignore_ascii_case("connection") {
-                close = value.trim().eq_ignore_ascii_case("close");
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        Ok((status, close))
-    }
 }

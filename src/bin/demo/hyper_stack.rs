@@ -16,7 +16,7 @@
 //! `/healthz/ready` turns 503 at the first signal, `/healthz/live` answers 200, a second signal
 //! skips the drain to force, and the exit JSON has the totals and `"loops":[...]`.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,6 +29,8 @@ use reqguard::tokio_hyper::{
     ECHO_BODY_TIMEOUT, MAX_ECHO_BODY,
 };
 use reqguard::{Config, DowngradePolicy, ServerCore};
+
+use crate::client::Client;
 
 const CLIENTS: usize = 4;
 const LOAD_TIME: Duration = Duration::from_millis(1500);
@@ -353,57 +355,4 @@ fn load_one(addr: SocketAddr, index: usize) -> io::Result<usize> {
         sent += 1;
     }
     Ok(sent)
-}
-
-/// A minimal blocking HTTP/1.1 client: status, `connection: close`, content-length bodies.
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.set_nodelay(true)?;
-        Ok(Client {
-            reader: BufReader::new(stream),
-        })
-    }
-
-    fn request(&mut self, request: &str) -> io::Result<(u16, bool)> {
-        self.send(request)?;
-        self.answer()
-    }
-
-    fn send(&mut self, request: &str) -> io::Result<()> {
-        self.reader.get_mut().write_all(request.as_bytes())
-    }
-
-    fn answer(&mut self) -> io::Result<(u16, bool)> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-        let (mut length, mut close) = (0, false);
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header.split_once(':').unwrap_or((header, ""));
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            } else if name.eq_ignore_ascii_case("connection") {
-                close = value.trim().eq_ignore_ascii_case("close");
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body)?;
-        Ok((status, close))
-    }
 }
