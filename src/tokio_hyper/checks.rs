@@ -1,5 +1,5 @@
-//! What hyper lets through and the mio server refuses: request framing and `Host` checks made
-//! before anything is admitted, so both stacks answer a hostile client alike.
+//! What hyper lets through and the mio server refuses: the head limit, request framing and
+//! `Host` checks made before anything is admitted, so both stacks answer a hostile client alike.
 //!
 //! hyper 1.x serves a request with `Transfer-Encoding` sent twice or `gzip, chunked` (it frames
 //! by the last coding, which it cannot decode for `gzip`) and an HTTP/1.1 request without a
@@ -8,61 +8,173 @@
 //! `Transfer-Encoding` is present and closes the connection after the answer (RFC 9112 §6.1
 //! allows that), so the service never sees that request as malformed; the mio server answers
 //! it `400`. Neither desynchronizes.
+//!
+//! Every request pays for these checks, so they cost one walk over the fields: no hashing, no
+//! allocation (a `Host` is validated in place, by the mio server's rules).
 
-use hyper::header::{HOST, TRANSFER_ENCODING};
-use hyper::http::uri::Authority;
+use hyper::header::{HeaderMap, HeaderValue, HOST, TRANSFER_ENCODING};
 use hyper::{Request, StatusCode, Version};
 
-/// `414` when the request target alone is longer than `max_head` (RFC 9112 §3: a server MUST
-/// answer a target longer than it will parse with `414`), `431` when the whole head is, as the
-/// mio server does; `None` within the limit. Counts without allocating.
-pub(crate) fn head_over_limit<B>(request: &Request<B>, max_head: usize) -> Option<StatusCode> {
+/// Why a request is refused before admission (with `connection: close`, taking nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `414` (the target alone is longer than `max_head`) or `431` (the whole head is).
+    TooLarge(StatusCode),
+    /// `400`: framing or a `Host` the mio server refuses; the reason is the answer's body.
+    BadRequest(&'static str),
+}
+
+/// The checks in the mio server's order: `414` when the request target alone is longer than
+/// `max_head` (RFC 9112 §3: a server MUST answer a target longer than it will parse with
+/// `414`), `431` when the whole head is, then the `400`s; `None` for a request to serve.
+#[inline]
+pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refused> {
     let uri = request.uri();
     let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
         + uri.authority().map_or(0, |a| a.as_str().len())
         + uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target > max_head {
-        return Some(StatusCode::URI_TOO_LONG);
+        return Some(Refused::TooLarge(StatusCode::URI_TOO_LONG));
     }
+    let fields = Fields::scan(request.headers());
     // Request line (method, target, version, three separators) and `name: value\r\n` lines.
     let line = request.method().as_str().len() + target + "  HTTP/1.1\r\n".len();
-    let fields: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    (line + fields + 2 > max_head).then_some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    if line + fields.bytes + 2 > max_head {
+        return Some(Refused::TooLarge(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ));
+    }
+    fields
+        .bad_request(request.version())
+        .map(Refused::BadRequest)
 }
 
-/// Why a request is refused with `400` and `connection: close` before admission, or `None`.
-pub(crate) fn bad_request<B>(request: &Request<B>) -> Option<&'static str> {
-    let headers = request.headers();
-    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
-    if let Some(coding) = codings.next() {
-        // Only `chunked` alone frames a body this server can read (RFC 9112 §6.1).
-        let chunked_alone = coding
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"chunked");
-        if !chunked_alone || codings.next().is_some() {
-            return Some("transfer-encoding other than chunked alone");
+/// What the checks need from the fields, gathered in one pass.
+struct Fields<'h> {
+    /// The fields' length as `name: value\r\n` lines.
+    bytes: usize,
+    /// `Transfer-Encoding` values, and the first.
+    codings: usize,
+    coding: Option<&'h HeaderValue>,
+    /// `Host` values, and the first.
+    hosts: usize,
+    host: Option<&'h HeaderValue>,
+}
+
+impl<'h> Fields<'h> {
+    fn scan(headers: &'h HeaderMap) -> Self {
+        let mut fields = Fields {
+            bytes: 0,
+            codings: 0,
+            coding: None,
+            hosts: 0,
+            host: None,
+        };
+        for (name, value) in headers {
+            fields.bytes += name.as_str().len() + value.len() + 4;
+            if name == HOST {
+                fields.hosts += 1;
+                fields.host.get_or_insert(value);
+            } else if name == TRANSFER_ENCODING {
+                fields.codings += 1;
+                fields.coding.get_or_insert(value);
+            }
+        }
+        fields
+    }
+
+    /// Why the request is refused with `400`, or `None`.
+    fn bad_request(&self, version: Version) -> Option<&'static str> {
+        if let Some(coding) = self.coding {
+            // Only `chunked` alone frames a body this server can read (RFC 9112 §6.1).
+            let chunked_alone = coding
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked");
+            if !chunked_alone || self.codings > 1 {
+                return Some("transfer-encoding other than chunked alone");
+            }
+        }
+        if version != Version::HTTP_11 {
+            return None; // `Host` is required from HTTP/1.1 on
+        }
+        match (self.host, self.hosts) {
+            (Some(host), 1) if valid_host(host.as_bytes()) => None,
+            (Some(_), 1) => Some("invalid host"),
+            _ => Some("host missing or sent twice"),
         }
     }
-    if request.version() != Version::HTTP_11 {
-        return None; // `Host` is required from HTTP/1.1 on
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2), or empty (RFC 9112 §3.2: a target without an
+/// authority): the mio server's rule (`src/http/uri.rs`, `valid_authority`), in place.
+fn valid_host(value: &[u8]) -> bool {
+    if value.first() == Some(&b'[') {
+        // An IP literal: `[` IPv6address or IPvFuture `]`, then an optional port.
+        let Some(close) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &value[1..close];
+        return !inner.is_empty()
+            && inner.iter().all(|&b| REG_NAME[usize::from(b)] || b == b':')
+            && valid_port(&value[close + 1..]);
     }
-    let mut hosts = headers.get_all(HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(host), None) if valid_host(host.as_bytes()) => None,
-        (Some(_), None) => Some("invalid host"),
-        _ => Some("host missing or sent twice"),
+    // A reg-name (IPv4 addresses are reg-names too) with `%XX` escapes, then an optional port.
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        if REG_NAME[usize::from(b)] {
+            i += 1;
+        } else if b == b'%' {
+            let hex = value.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            return valid_port(&value[i..]);
+        }
+    }
+    true
+}
+
+/// `":" *DIGIT`, or nothing.
+fn valid_port(rest: &[u8]) -> bool {
+    match rest.split_first() {
+        None => true,
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
     }
 }
 
-/// `uri-host [ ":" port ]`, or empty (RFC 9112 §3.2: a target without an authority).
-fn valid_host(value: &[u8]) -> bool {
-    value.is_empty() || (!value.contains(&b'@') && Authority::try_from(value).is_ok())
-}
+/// The bytes of a reg-name besides `%XX`: unreserved and sub-delims (RFC 3986 §2.2, §2.3).
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -74,6 +186,13 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         builder.body(()).unwrap()
+    }
+
+    fn bad_request(request: &Request<()>) -> Option<&'static str> {
+        match refusal(request, 8192) {
+            Some(Refused::BadRequest(why)) => Some(why),
+            _ => None,
+        }
     }
 
     #[test]
@@ -89,27 +208,39 @@ mod tests {
             &[host, ("transfer-encoding", "gzip, chunked")]
         ))
         .is_some());
+        assert!(bad_request(&request(h11, &[host, ("transfer-encoding", "gzip"), te])).is_some());
     }
 
     #[test]
     fn a_long_target_is_414_and_a_long_head_431() {
+        let too_large = |request: &Request<()>| match refusal(request, 8192) {
+            Some(Refused::TooLarge(status)) => Some(status),
+            _ => None,
+        };
         let long = format!("/{}", "a".repeat(9000));
         let target = Request::builder().uri(long.as_str()).body(()).unwrap();
-        assert_eq!(
-            head_over_limit(&target, 8192),
-            Some(StatusCode::URI_TOO_LONG)
-        );
+        assert_eq!(too_large(&target), Some(StatusCode::URI_TOO_LONG));
         let field = Request::builder()
             .uri("/")
             .header("x-big", "b".repeat(9000))
             .body(())
             .unwrap();
         assert_eq!(
-            head_over_limit(&field, 8192),
+            too_large(&field),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        // Many small fields add up; the limit counts `name: value\r\n` per field.
+        let mut many = Request::builder().uri("/").header("host", "x");
+        for i in 0..500 {
+            many = many.header(format!("x-{i:03}"), "0123456789");
+        }
+        let many = many.body(()).unwrap();
+        assert_eq!(
+            too_large(&many),
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
         let fine = request(Version::HTTP_11, &[("host", "x")]);
-        assert_eq!(head_over_limit(&fine, 8192), None);
+        assert_eq!(refusal(&fine, 8192), None);
     }
 
     #[test]
@@ -123,5 +254,37 @@ mod tests {
         assert!(bad_request(&request(h11, &[("host", "a b")])).is_some());
         assert!(bad_request(&request(h11, &[("host", "u@x")])).is_some());
         assert!(bad_request(&request(Version::HTTP_10, &[])).is_none());
+    }
+
+    /// The mio server's `Host` values (src/http/uri.rs), valid and not, judged alike.
+    #[test]
+    fn host_values_are_judged_as_on_mio() {
+        for ok in [
+            &b""[..],
+            b"example.com",
+            b"example.com:8080",
+            b"example.com:",
+            b"127.0.0.1:80",
+            b"[::1]:8080",
+            b"xn--bcher-kva.example",
+            b"a%20b",
+        ] {
+            assert!(valid_host(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"a b"[..],
+            b"user@host",
+            b"host:80x",
+            b"host:80:90",
+            b"[::1",
+            b"[]",
+            b"[::1]x",
+            b"a%2",
+            b"a%zz",
+            b"host/path",
+            b"\xff",
+        ] {
+            assert!(!valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

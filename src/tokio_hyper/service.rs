@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 
 use super::body::GuardedBody;
 use super::bundle::Bundle;
-use super::checks;
+use super::checks::{self, Refused};
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
 use crate::admit::{Admitted, Refusal, RefusalReason};
@@ -94,17 +94,16 @@ where
     #[inline]
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let tally = Rc::clone(&self.shared.tally);
-        if let Some(status) = checks::head_over_limit(&request, self.shared.max_head) {
-            // The mio server's head limits: 414 or 431, close, nothing taken.
+        if let Some(refused) = checks::refusal(&request, self.shared.max_head) {
+            // The mio server's head limits (414, 431) and the framing and `Host` hyper would
+            // trust and the mio server refuses (400): close, nothing taken.
             drop(request);
             tally.bump(|s| &mut s.rejected);
-            return Dispatch::fixed(Fixed::too_large(status), tally);
-        }
-        if let Some(why) = checks::bad_request(&request) {
-            // Framing hyper would trust and the mio server refuses: 400, close, nothing taken.
-            drop(request);
-            tally.bump(|s| &mut s.rejected);
-            return Dispatch::fixed(Fixed::bad_request(why), tally);
+            let answer = match refused {
+                Refused::TooLarge(status) => Fixed::too_large(status),
+                Refused::BadRequest(why) => Fixed::bad_request(why),
+            };
+            return Dispatch::fixed(answer, tally);
         }
         if self.shared.health_checks {
             if let Some(probe) = probe(&request, &tally) {
