@@ -54,6 +54,7 @@ mod response;
 mod router;
 mod routes;
 mod running;
+mod scan;
 mod server;
 mod session;
 mod signals;

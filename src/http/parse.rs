@@ -9,6 +9,7 @@ use std::ops::Range;
 use super::chunked::ChunkedError;
 use super::limits::Limits;
 use super::response::Wire;
+use super::scan::{scan, RequestLine};
 use super::uri;
 
 /// Headers beyond this count get `431`.
@@ -153,9 +154,9 @@ struct Fields {
 
 impl Fields {
     /// Takes in one header field; `Err` for a field that makes the request invalid.
-    fn add(&mut self, buf: &[u8], name: &str, value: &[u8]) -> Result<(), Reject> {
+    fn add(&mut self, buf: &[u8], name: &[u8], value: &[u8]) -> Result<(), Reject> {
         // Dispatch on the length first: most fields are none of these, and cost one compare.
-        let is = |known: &str| name_is(name.as_bytes(), known.as_bytes());
+        let is = |known: &str| name_is(name, known.as_bytes());
         match name.len() {
             4 if is("host") => {
                 // Exactly one Host with a valid value (RFC 9112 §3.2).
@@ -218,19 +219,41 @@ pub(crate) fn starts_head(buf: &[u8]) -> bool {
 
 /// Parses a request head at the start of `buf`: `Ok(None)` while it is incomplete.
 ///
-/// The head is scanned once, by httparse; its header fields are kept in `headers` as ranges
-/// (cleared first) for the handler, and read once here for framing, `Host` and `Connection`.
+/// The head is scanned once: by [`scan`] when it has the common shape, else by httparse. Its
+/// header fields are kept in `headers` as ranges (cleared first) for the handler, and read
+/// once here for framing, `Host` and `Connection`.
 pub(crate) fn parse_head(
     buf: &[u8],
     limits: &Limits,
     headers: &mut Vec<HeaderSpan>,
 ) -> Result<Option<Head>, Reject> {
-    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut []);
     // Only the first `max_head` bytes can hold an acceptable head. Parsing no further makes the
     // answer independent of how the bytes arrived: an error past the limit is a `431` whether
     // the client sent it in one read or in many.
     let window = &buf[..buf.len().min(limits.get_max_head()).min(MAX_PARSED)];
+    let line = match scan(window, headers, MAX_HEADERS) {
+        Some(line) => {
+            #[cfg(debug_assertions)]
+            same_as_httparse(window, &line, headers);
+            line
+        }
+        None => match parse_with_httparse(buf, window, headers)? {
+            Some(line) => line,
+            None => return Ok(None),
+        },
+    };
+    finish_head(buf, limits, line, headers).map(Some)
+}
+
+/// Parses the head at the start of `window` (the first bytes of `buf`) with httparse, its
+/// fields into `headers`: for every head [`scan`] declines.
+fn parse_with_httparse(
+    buf: &[u8],
+    window: &[u8],
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<Option<RequestLine>, Reject> {
+    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
     let len = match request.parse_with_uninit_headers(window, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > window.len() => {
@@ -245,29 +268,79 @@ pub(crate) fn parse_head(
     else {
         return Err(Reject::BadRequest);
     };
-    let http10 = version == 0;
-    let mut found = Fields::default();
     headers.clear();
-    for header in request.headers.iter() {
-        found.add(buf, header.name, header.value)?;
-        headers.push(HeaderSpan {
-            name: range_of(buf, header.name.as_bytes()),
-            value: range_of(buf, header.value),
-        });
+    headers.extend(request.headers.iter().map(|header| HeaderSpan {
+        name: range_of(buf, header.name.as_bytes()),
+        value: range_of(buf, header.value),
+    }));
+    Ok(Some(RequestLine {
+        method: range_of(buf, method.as_bytes()),
+        target: range_of(buf, target.as_bytes()),
+        http10: version == 0,
+        len,
+    }))
+}
+
+/// Checks that httparse parses `window` into the same parts as [`scan`] did (`line`,
+/// `headers`). Allocates nothing: it runs inside the allocation-counting tests.
+#[cfg(debug_assertions)]
+fn same_as_httparse(window: &[u8], line: &RequestLine, headers: &[HeaderSpan]) {
+    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = request.parse_with_uninit_headers(window, &mut fields);
+    assert_eq!(
+        parsed,
+        Ok(httparse::Status::Complete(line.len)),
+        "scan: length"
+    );
+    assert_eq!(
+        request.method.map(str::as_bytes),
+        Some(&window[line.method.clone()])
+    );
+    assert_eq!(
+        request.path.map(str::as_bytes),
+        Some(&window[line.target.clone()])
+    );
+    assert_eq!(request.version, Some(u8::from(!line.http10)));
+    assert_eq!(request.headers.len(), headers.len(), "scan: field count");
+    for (theirs, ours) in request.headers.iter().zip(headers) {
+        assert_eq!(range_of(window, theirs.name.as_bytes()), ours.name);
+        assert_eq!(range_of(window, theirs.value), ours.value);
+    }
+}
+
+/// The [`Head`] of the request whose request line and fields (`headers`) were parsed from the
+/// start of `buf`: `Host`, target form, framing and connection, checked.
+fn finish_head(
+    buf: &[u8],
+    limits: &Limits,
+    line: RequestLine,
+    headers: &[HeaderSpan],
+) -> Result<Head, Reject> {
+    let RequestLine {
+        method,
+        target: target_range,
+        http10,
+        len,
+    } = line;
+    let (method_range, method) = (method.clone(), &buf[method]);
+    let target = &buf[target_range.clone()];
+    let mut found = Fields::default();
+    for header in headers {
+        found.add(buf, &buf[header.name.clone()], &buf[header.value.clone()])?;
     }
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
     if found.host.is_none() && !http10 {
         return Err(Reject::BadRequest);
     }
-    let target_range = range_of(buf, target.as_bytes());
-    let target_form = if target.starts_with('/') && method != "CONNECT" {
+    let target_form = if target.first() == Some(&b'/') && method != b"CONNECT" {
         // The origin-form, nearly every request: nothing more to look at.
         Some(uri::Target::Origin {
             origin: 0..target.len(),
             authority: None,
         })
     } else {
-        uri::parse_target(method.as_bytes(), target.as_bytes())
+        uri::parse_target(method, target)
     };
     let (origin, host) = match target_form {
         Some(uri::Target::Origin { origin, authority }) => {
@@ -294,13 +367,13 @@ pub(crate) fn parse_head(
             }
         }
     };
-    Ok(Some(Head {
-        method: Span::of(range_of(buf, method.as_bytes())),
+    Ok(Head {
+        method: Span::of(method_range),
         target: Span::of(target_range),
         origin: Span::of(origin),
         host: host.map(Span::of),
         http10,
-        is_head: method == "HEAD",
+        is_head: method == b"HEAD",
         len,
         framing,
         keep_alive: if http10 {
@@ -309,7 +382,7 @@ pub(crate) fn parse_head(
             !found.close
         },
         expect_continue: found.expect_continue,
-    }))
+    })
 }
 
 /// A `Content-Length` value: digits only (else `400`), read as a `u64` with checked
@@ -445,6 +518,58 @@ mod tests {
             head(b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n"),
             Err(Reject::BadRequest)
         );
+    }
+
+    /// A request head built from `parts` (method, target, version, fields, line end), then
+    /// bytes overwritten by `flips`: mostly the common shape, often just outside it.
+    fn mutated_head(parts: &HeadParts, flips: &[(usize, u8)]) -> Vec<u8> {
+        const METHODS: [&str; 5] = ["GET", "POST", "HEAD", "OPTIONS", "X-Y"];
+        const TARGETS: [&str; 5] = ["/", "/a?b=c", "*", "http://h:1/p", "/%7e~!"];
+        const VERSIONS: [&str; 4] = ["HTTP/1.1", "HTTP/1.0", "HTTP/1.2", "HTTP/1.1 "];
+        const NAMES: [&str; 5] = ["Host", "content-length", "X-A", "Connection", "t:e"];
+        const VALUES: [&str; 6] = ["x", "", " 5 ", "\tclose\t", "a b", "chunked"];
+        let (method, target, version, fields, eol) = parts;
+        let eol = if *eol { "\r\n" } else { "\n" };
+        let mut head = format!(
+            "{} {} {}\r\n",
+            METHODS[*method % 5],
+            TARGETS[*target % 5],
+            VERSIONS[*version % 4]
+        );
+        for &(name, value) in fields {
+            head += &format!("{}:{}{eol}", NAMES[name % 5], VALUES[value % 6]);
+        }
+        head += "\r\n";
+        let mut head = head.into_bytes();
+        for &(at, byte) in flips {
+            let at = at % head.len();
+            head[at] = byte;
+        }
+        head
+    }
+
+    type HeadParts = (usize, usize, usize, Vec<(usize, usize)>, bool);
+
+    proptest::proptest! {
+        /// Whatever the hand-written scan accepts, httparse parses into the same parts
+        /// (`same_as_httparse` panics otherwise); and what it declines is parsed as before.
+        #[test]
+        fn the_scan_agrees_with_httparse(
+            parts in (0usize..5, 0usize..5, 0usize..4,
+                proptest::collection::vec((0usize..5, 0usize..6), 0..5),
+                proptest::bool::weighted(0.9)),
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..3),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let head = mutated_head(&parts, &flips);
+            let head = &head[..head.len() - cut % 3];
+            let mut spans = Vec::new();
+            if let Some(line) = scan(head, &mut spans, 4) {
+                same_as_httparse(head, &line, &spans);
+            }
+            let _ = parse_head(head, &Limits::default(), &mut spans);
+        }
     }
 
     #[test]
