@@ -14,8 +14,9 @@ use crate::signal::{AbortSignal, ActivityRef};
 
 /// One admitted request: its ticket, its pooled context, its abort signal with an activity ref,
 /// and its request object until the engine takes it. One accounting record: a single ledger
-/// entry and a single pointer to the server's shared state (its signal's home). Made only by [`Live::admit`](crate::Live::admit) and
-/// [`Live::admit_with`](crate::Live::admit_with), which take all of it or none.
+/// entry and a single `Rc` (the server's pool, which holds the server's shared state). Made
+/// only by [`Live::admit`](crate::Live::admit) and [`Live::admit_with`](crate::Live::admit_with),
+/// which take all of it or none: it exists only whole.
 ///
 /// # Ending it: one outcome (G8)
 ///
@@ -68,63 +69,93 @@ use crate::signal::{AbortSignal, ActivityRef};
 #[must_use = "dropping the bundle ends the request at once, as Outcome::Dropped"]
 #[clippy::has_significant_drop]
 pub struct Admitted<C: Recycle, R> {
-    /// The request's signal; its home is the request's server (ledger, drain).
+    /// The request's signal (this bundle's activity on it is counted in its state).
     signal: AbortSignal,
+    /// The server's pool, and through it the server (ledger, drain, spare signals).
     pool: Rc<ContextPool<C>>,
     /// `None` only inside `Drop`, after the context went back to the pool.
     slot: Option<Box<C>>,
-    /// `None` once handed off (or while `build` runs).
+    /// `None` once handed off.
     payload: Option<R>,
     entry: Entry,
     origin: Origin,
     outcome: Outcome,
-    /// `build` refused: released without an outcome (it was never admitted).
-    refused: bool,
 }
 
-impl<C: Recycle, R> Admitted<C, R> {
-    /// The bundle around a checked-out context, before `build` runs; `entry` is its ledger
-    /// entry in `shared`'s ledger.
+/// A bundle while `build` runs: minted (ticket, context, signal with its activity), not yet
+/// admitted. [`Live::admit`](crate::Live::admit) holds it in a scope guard that
+/// [`refuse`](Parts::refuse)s it unless `build` succeeds and it becomes an [`Admitted`].
+pub(crate) struct Parts<C> {
+    slot: Box<C>,
+    origin: Origin,
+    signal: AbortSignal,
+    entry: Entry,
+}
+
+impl<C: Recycle> Parts<C> {
+    /// The parts around a checked-out context; `entry` is the bundle's ledger entry.
     #[inline]
-    pub(crate) fn start(
-        shared: &Rc<Shared>,
+    pub(crate) fn mint(
         pool: &Rc<ContextPool<C>>,
         (slot, origin): (Box<C>, Origin),
         entry: Entry,
     ) -> Self {
-        let signal = AbortSignal::mint(shared);
-        signal.state().add_activity();
-        signal.state().set_request_out(true);
-        Admitted {
-            signal,
-            pool: Rc::clone(pool),
-            slot: Some(slot),
-            payload: None,
-            entry,
+        let signal = AbortSignal::mint(pool.home());
+        let state = signal.state();
+        state.add_activity();
+        state.set_request_out(true);
+        Parts {
+            slot,
             origin,
-            outcome: Outcome::Dropped,
-            refused: true,
+            signal,
+            entry,
         }
     }
 
-    /// Runs `build` on the context: the bundle with its request payload, or a refusal (the
-    /// bundle drops and gives everything back without an outcome).
+    /// The context for `build` to fill.
     #[inline]
-    pub(crate) fn build(
-        mut self,
-        build: impl FnOnce(&mut C) -> Result<R, crate::Refusal>,
-    ) -> Result<Self, crate::Refusal> {
-        // Refused until `build` returns a payload: a panic in it unwinds as a refusal too.
-        let payload = build(self.context_mut())?;
-        self.refused = false;
-        self.payload = Some(payload);
-        self.shared().ledger.bundle_request(&self.entry, true);
-        Ok(self)
+    pub(crate) fn context_mut(&mut self) -> &mut C {
+        &mut self.slot
     }
 
+    /// `build` made the request payload: the admitted bundle, built where it is returned.
+    #[inline]
+    pub(crate) fn admit<R>(self, pool: &Rc<ContextPool<C>>, payload: R) -> Admitted<C, R> {
+        pool.home().ledger.bundle_built(&self.entry);
+        Admitted {
+            signal: self.signal,
+            pool: Rc::clone(pool),
+            slot: Some(self.slot),
+            payload: Some(payload),
+            entry: self.entry,
+            origin: self.origin,
+            outcome: Outcome::Dropped,
+        }
+    }
+
+    /// `build` refused or panicked: everything goes back in reverse order (activity, context,
+    /// ticket), without an outcome: the request was never admitted.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse(self, pool: &ContextPool<C>) {
+        let Parts {
+            slot,
+            origin,
+            signal,
+            entry,
+        } = self;
+        let state = signal.state();
+        state.remove_activity();
+        state.set_request_out(false);
+        pool.checkin(slot, origin);
+        pool.home().release_refused_bundle(&entry);
+    }
+}
+
+impl<C: Recycle, R> Admitted<C, R> {
     #[inline]
     fn shared(&self) -> &Rc<Shared> {
-        self.signal.home()
+        self.pool.home()
     }
 
     /// The request finished normally (its answer is written): outcome
@@ -168,7 +199,7 @@ impl<C: Recycle, R> Admitted<C, R> {
     #[track_caller]
     #[inline]
     pub fn activity_ref(&self) -> ActivityRef {
-        ActivityRef::mint_owned(self.signal.clone(), Location::caller())
+        ActivityRef::mint_owned(self.signal.clone(), self.shared(), Location::caller())
     }
 
     /// The request payload, until it is handed off.
@@ -202,7 +233,7 @@ impl<C: Recycle, R> Admitted<C, R> {
     #[inline]
     pub fn hand_off(&mut self) -> Option<R> {
         let payload = self.payload.take()?;
-        self.shared().ledger.bundle_request(&self.entry, false);
+        self.shared().ledger.bundle_hand_off(&self.entry);
         Some(payload)
     }
 
@@ -238,12 +269,7 @@ impl<C: Recycle, R> Drop for Admitted<C, R> {
     /// back the request object, the activity, the context and the ticket, in that order.
     #[inline(always)]
     fn drop(&mut self) {
-        let outcome = if self.refused {
-            self.shared().ledger.bundle_refused();
-            None
-        } else {
-            Some(self.decide())
-        };
+        let outcome = self.decide();
         // Dropped with the fields, after everything is given back (no move out of it here).
         let had_request = self.payload.is_some();
         let state = self.signal.state();
@@ -252,9 +278,10 @@ impl<C: Recycle, R> Drop for Admitted<C, R> {
         if let Some(slot) = self.slot.take() {
             self.pool.checkin(slot, self.origin);
         }
-        self.signal
-            .home()
-            .release_bundle(&self.entry, had_request, outcome);
+        let home = self.pool.home();
+        home.release_bundle(&self.entry, had_request, outcome);
+        // Last, as when its handle dropped: back to the spare list if nothing else holds it.
+        home.signals.recycle_if_last(self.signal.state());
     }
 }
 

@@ -7,6 +7,7 @@ mod request;
 pub(crate) mod status;
 
 pub use bundle::Admitted;
+pub(crate) use bundle::Parts;
 pub use outcome::{Outcome, OutcomeCounts};
 pub use refusal::{Refusal, RefusalReason};
 pub use request::RequestObject;

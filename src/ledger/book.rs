@@ -10,8 +10,14 @@
 //!    outstanding guards (slab slots are reused).
 //! 4. An admitted bundle is one entry (one record, one count), not four: it holds a ticket, a
 //!    context and an activity ref for its whole life, and a request object until hand-off, so
-//!    `outstanding(kind)` adds `bundles` (or `bundles_with_request`) to the standalone count.
-//! 5. `outcomes` sums to the bundles ended (released other than by a refusal inside `admit`).
+//!    `outstanding(kind)` adds the bundles out (or those still holding their request) to the
+//!    standalone count.
+//! 5. Every bundle minted ends once: refused while built (`bundles_refused`), or released with
+//!    exactly one outcome. So the bundles out are `bundles_minted - bundles_refused -
+//!    sum(outcomes)`. A bundle gets its request object when `build` succeeds, and the object
+//!    goes once (handed off, or released with its bundle), so those still held are
+//!    `bundles_minted - bundles_refused - bundle_requests_gone`. Minting a bundle is one count;
+//!    releasing it one (two if it still held its request).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -62,13 +68,13 @@ pub struct Ledger {
     /// Standalone guards (not in a bundle), per kind.
     outstanding: [Cell<usize>; 4],
     minted: [Cell<u64>; 4],
-    /// Admitted bundles out, and those still holding their request object.
-    bundles: Cell<usize>,
-    bundles_with_request: Cell<usize>,
-    /// Bundles minted; of those, made from a standalone ticket; and refused while built.
+    /// Bundles minted; of those, made from a standalone ticket, and refused while built.
     bundles_minted: Cell<u64>,
     bundles_from_tickets: Cell<u64>,
     bundles_refused: Cell<u64>,
+    /// Bundles' request objects handed off, or released with their bundle.
+    bundle_requests_gone: Cell<u64>,
+    /// Bundles ended, per outcome.
     outcomes: [Cell<u64>; 5],
     #[cfg(any(debug_assertions, feature = "leak-check"))]
     sites: RefCell<slab::Slab<(Record, &'static Location<'static>)>>,
@@ -81,11 +87,10 @@ impl Ledger {
         Ledger {
             outstanding: Default::default(),
             minted: Default::default(),
-            bundles: Cell::new(0),
-            bundles_with_request: Cell::new(0),
             bundles_minted: Cell::new(0),
             bundles_from_tickets: Cell::new(0),
             bundles_refused: Cell::new(0),
+            bundle_requests_gone: Cell::new(0),
             outcomes: Default::default(),
             #[cfg(any(debug_assertions, feature = "leak-check"))]
             sites: RefCell::new(slab::Slab::new()),
@@ -142,11 +147,10 @@ impl Ledger {
         left
     }
 
-    /// Mints one admitted bundle: a ticket, a context and an activity ref in one entry (its
-    /// request object is counted by [`bundle_request`](Ledger::bundle_request)).
+    /// Mints one bundle: a ticket, a context and an activity ref in one entry, before `build`
+    /// runs (its request object comes with [`bundle_built`](Ledger::bundle_built)).
     #[inline]
     pub(crate) fn mint_bundle(&self, site: &'static Location<'static>) -> Entry {
-        self.bundles.set(self.bundles.get() + 1);
         self.bundles_minted.set(self.bundles_minted.get() + 1);
         if self.tracing.get() {
             self.record_all(&[
@@ -172,7 +176,6 @@ impl Ledger {
         let _ = ticket;
         let cell = &self.outstanding[GuardKind::Ticket.index()];
         cell.set(cell.get() - 1);
-        self.bundles.set(self.bundles.get() + 1);
         self.bundles_minted.set(self.bundles_minted.get() + 1);
         self.bundles_from_tickets
             .set(self.bundles_from_tickets.get() + 1);
@@ -201,61 +204,75 @@ impl Ledger {
         }
     }
 
-    /// The bundle's request object comes (`present`: built) or goes (handed off).
+    /// `build` succeeded: the bundle holds its request object (nothing to count: a bundle not
+    /// refused has one until it goes).
     #[inline]
-    pub(crate) fn bundle_request(&self, entry: &Entry, present: bool) {
-        let n = self.bundles_with_request.get();
-        self.bundles_with_request
-            .set(if present { n + 1 } else { n - 1 });
+    pub(crate) fn bundle_built(&self, entry: &Entry) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         if let Some((Record::Bundle { request }, _)) = self.sites.borrow_mut().get_mut(entry.key) {
-            *request = present;
+            *request = true;
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
         if self.tracing.get() {
-            let event = if present {
-                LedgerEvent::Minted(GuardKind::Request)
-            } else {
-                LedgerEvent::Released(GuardKind::Request)
-            };
-            self.record_all(&[event]);
+            self.record_all(&[LedgerEvent::Minted(GuardKind::Request)]);
         }
     }
 
-    /// A bundle refused while it was built (`build` failed): counted so `minted(Request)` stays
-    /// true; it ends without an outcome.
+    /// A bundle refused while it was built (`build` failed or panicked): its ticket, context
+    /// and activity ref are released, without an outcome (it was never admitted).
     #[cold]
-    pub(crate) fn bundle_refused(&self) {
-        self.bundles_refused.set(self.bundles_refused.get() + 1);
-    }
-
-    /// Releases a bundle (its request object first, if still held) and records its outcome;
-    /// returns the pending requests still out (standalone tickets and bundles).
-    #[inline]
-    pub(crate) fn release_bundle(
-        &self,
-        entry: &Entry,
-        had_request: bool,
-        outcome: Option<Outcome>,
-    ) -> usize {
+    pub(crate) fn release_refused_bundle(&self, entry: &Entry) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         self.sites.borrow_mut().remove(entry.key);
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
-        if let Some(outcome) = outcome {
-            self.record_outcome(outcome);
+        self.bundles_refused.set(self.bundles_refused.get() + 1);
+        if self.tracing.get() {
+            self.trace_bundle_release(false);
         }
+    }
+
+    /// The bundle's request object was handed off to the engine.
+    #[inline]
+    pub(crate) fn bundle_hand_off(&self, entry: &Entry) {
+        self.bundle_requests_gone
+            .set(self.bundle_requests_gone.get() + 1);
+        #[cfg(any(debug_assertions, feature = "leak-check"))]
+        if let Some((Record::Bundle { request }, _)) = self.sites.borrow_mut().get_mut(entry.key) {
+            *request = false;
+        }
+        #[cfg(not(any(debug_assertions, feature = "leak-check")))]
+        let _ = entry;
+        if self.tracing.get() {
+            self.record_all(&[LedgerEvent::Released(GuardKind::Request)]);
+        }
+    }
+
+    /// Releases a bundle (its request object first, if still held) with its outcome.
+    #[inline]
+    pub(crate) fn release_bundle(&self, entry: &Entry, had_request: bool, outcome: Outcome) {
+        #[cfg(any(debug_assertions, feature = "leak-check"))]
+        self.sites.borrow_mut().remove(entry.key);
+        #[cfg(not(any(debug_assertions, feature = "leak-check")))]
+        let _ = entry;
+        self.record_outcome(outcome);
         if had_request {
-            self.bundles_with_request
-                .set(self.bundles_with_request.get() - 1);
+            self.bundle_requests_gone
+                .set(self.bundle_requests_gone.get() + 1);
         }
         if self.tracing.get() {
             self.trace_bundle_release(had_request);
         }
-        let left = self.bundles.get() - 1;
-        self.bundles.set(left);
-        left + self.outstanding[GuardKind::Ticket.index()].get()
+    }
+
+    /// Admitted bundles out (invariant 5), and those still holding their request object.
+    fn bundles_out(&self) -> (usize, usize) {
+        let minted = self.bundles_minted.get() - self.bundles_refused.get();
+        let ended: u64 = self.outcomes.iter().map(Cell::get).sum();
+        let with_request = minted - self.bundle_requests_gone.get();
+        // Both fit: they count bundles alive at once, each holding a pooled or boxed context.
+        ((minted - ended) as usize, with_request as usize)
     }
 
     #[cold]
@@ -298,9 +315,10 @@ impl Ledger {
     /// Guards of `kind` minted and not yet released (an admitted bundle counts as the ticket,
     /// context and activity ref it holds, and as a request object until it is handed off).
     pub fn outstanding(&self, kind: GuardKind) -> usize {
+        let (out, with_request) = self.bundles_out();
         let in_bundles = match kind {
-            GuardKind::Request => self.bundles_with_request.get(),
-            _ => self.bundles.get(),
+            GuardKind::Request => with_request,
+            _ => out,
         };
         self.outstanding[kind.index()].get() + in_bundles
     }

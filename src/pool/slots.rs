@@ -16,10 +16,12 @@
 //!    fresh one when it needs it). A spilled context's `Drop` runs caught too.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use super::metrics::{Exhaustion, PoolMetrics};
 use super::recycle::Recycle;
 use crate::callback::call_caught;
+use crate::server::shared::Shared;
 
 /// Where a checked-out context came from, and so where it goes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub(crate) enum Origin {
 }
 
 pub(crate) struct ContextPool<C> {
+    /// The server the pool belongs to: an admitted bundle holds the pool, and through it the
+    /// server (one `Rc` per bundle, not two).
+    home: Rc<Shared>,
     free: RefCell<Vec<Box<C>>>,
     capacity: usize,
     exhaustion: Exhaustion,
@@ -41,8 +46,9 @@ pub(crate) struct ContextPool<C> {
 }
 
 impl<C: Recycle> ContextPool<C> {
-    pub(crate) fn new(capacity: usize, exhaustion: Exhaustion) -> Self {
+    pub(crate) fn new(home: Rc<Shared>, capacity: usize, exhaustion: Exhaustion) -> Self {
         ContextPool {
+            home,
             free: RefCell::new(Vec::new()),
             capacity,
             exhaustion,
@@ -53,6 +59,12 @@ impl<C: Recycle> ContextPool<C> {
             refusals: Cell::new(0),
             recycle_panics: Cell::new(0),
         }
+    }
+
+    /// The server this pool belongs to.
+    #[inline]
+    pub(crate) fn home(&self) -> &Rc<Shared> {
+        &self.home
     }
 
     /// Allocates up to `count` pooled contexts now, so the first requests do not.

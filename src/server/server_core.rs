@@ -47,11 +47,16 @@ pub struct ServerCore<E: Engine, C: Recycle = ()> {
 impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// A server core around the wrapper `strong` keeps alive; `scope` makes its weak handle.
     pub fn new(scope: &mut E::Scope<'_>, strong: E::Strong, config: Config) -> Self {
-        let pool = ContextPool::new(config.pool_capacity(), config.exhaustion());
+        let shared = Rc::new(Shared::new(config.pool_capacity()));
+        let pool = ContextPool::new(
+            Rc::clone(&shared),
+            config.pool_capacity(),
+            config.exhaustion(),
+        );
         pool.prewarm(config.prewarm());
         ServerCore {
             wrapper: Rc::new(WrapperCell::new(scope, strong)),
-            shared: Rc::new(Shared::new(config.pool_capacity())),
+            shared,
             pool: Rc::new(pool),
             policy: config.downgrade(),
         }

@@ -52,17 +52,31 @@ impl Shared {
         }
     }
 
-    /// Releases a bundle with its outcome (`None`: refused while built); the last request
-    /// out after stop completes the drain.
+    /// Releases a bundle with its outcome; the last request out after stop completes the
+    /// drain.
     #[inline]
-    pub(crate) fn release_bundle(
-        &self,
-        entry: &Entry,
-        had_request: bool,
-        outcome: Option<Outcome>,
-    ) {
-        let left = self.ledger.release_bundle(entry, had_request, outcome);
-        if left == 0 && self.drain.is_stopped() {
+    pub(crate) fn release_bundle(&self, entry: &Entry, had_request: bool, outcome: Outcome) {
+        self.ledger.release_bundle(entry, had_request, outcome);
+        if self.drain.is_stopped() {
+            self.complete_if_idle();
+        }
+    }
+
+    /// Releases a bundle refused while it was built; the last request out after stop completes
+    /// the drain.
+    #[cold]
+    pub(crate) fn release_refused_bundle(&self, entry: &Entry) {
+        self.ledger.release_refused_bundle(entry);
+        if self.drain.is_stopped() {
+            self.complete_if_idle();
+        }
+    }
+
+    /// Completes the drain if no pending request is out (the server is stopped).
+    #[cold]
+    #[inline(never)]
+    fn complete_if_idle(&self) {
+        if self.tickets_out() == 0 {
             self.drain.complete();
         }
     }

@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::rc::Rc;
+use std::rc::{self, Rc};
 
 use super::reason::AbortReason;
 use crate::callback::call_caught;
@@ -19,21 +19,31 @@ type Listener = Box<dyn FnOnce(AbortReason)>;
 /// 3. `request_out` holds while the admitted request this signal belongs to has not ended: only
 ///    then may a drain deadline abort it (an activity ref kept past the request's end keeps the
 ///    signal alive, not the request).
+/// 4. `home` is the server that allocated the state, for its whole life (reuse keeps it): weak,
+///    because that server's spare list owns states, and a signal is not a guard (it does not
+///    keep the server alive). Hot paths reach the server through the guard that holds it.
 pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
     listeners: RefCell<Vec<Listener>>,
     activity: Cell<usize>,
     request_out: Cell<bool>,
+    home: rc::Weak<Shared>,
 }
 
 impl SignalState {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(home: rc::Weak<Shared>) -> Self {
         SignalState {
             reason: Cell::new(None),
             listeners: RefCell::new(Vec::new()),
             activity: Cell::new(0),
             request_out: Cell::new(false),
+            home,
         }
+    }
+
+    /// The server that allocated this signal, while it is alive.
+    pub(crate) fn home(&self) -> Option<Rc<Shared>> {
+        self.home.upgrade()
     }
 
     /// Forgets the last use; keeps the listener list's capacity.
@@ -148,30 +158,22 @@ impl SignalState {
 #[derive(Clone)]
 pub struct AbortSignal {
     state: Rc<SignalState>,
-    home: Rc<Shared>,
 }
 
 impl AbortSignal {
+    /// A spare signal of `home`'s, or a new one.
     #[inline]
     pub(crate) fn mint(home: &Rc<Shared>) -> Self {
         let state = home
             .signals
             .take_spare()
-            .unwrap_or_else(|| home.signals.allocate());
-        AbortSignal {
-            state,
-            home: Rc::clone(home),
-        }
+            .unwrap_or_else(|| home.signals.allocate(Rc::downgrade(home)));
+        AbortSignal { state }
     }
 
     #[inline]
     pub(crate) fn state(&self) -> &Rc<SignalState> {
         &self.state
-    }
-
-    #[inline]
-    pub(crate) fn home(&self) -> &Rc<Shared> {
-        &self.home
     }
 
     /// Aborts the signal and runs its listeners; returns `false` if it was already aborted.
@@ -184,7 +186,9 @@ impl AbortSignal {
             None => false,
             Some(panicked) => {
                 if panicked > 0 {
-                    self.home.signals.count_listener_panics(panicked);
+                    if let Some(home) = self.state.home() {
+                        home.signals.count_listener_panics(panicked);
+                    }
                 }
                 true
             }
@@ -230,14 +234,24 @@ impl AbortSignal {
 }
 
 impl Drop for AbortSignal {
-    /// Dropping the last handle gives the signal back to its server for reuse.
+    /// Dropping the last handle gives the signal back to its server for reuse (an admitted
+    /// bundle gives its own back itself, without this upgrade: see `Admitted`'s `Drop`).
     #[inline(always)]
     fn drop(&mut self) {
-        // The last handle: the spare list takes a second `Rc` and this one drops after `drop`
-        // returns, so the state is never freed here (no `Option` to take it out of).
         if Rc::strong_count(&self.state) == 1 {
-            self.home.signals.recycle(Rc::clone(&self.state));
+            recycle_orphan(&self.state);
         }
+    }
+}
+
+/// The last handle outside a bundle dropped: back to the server's spare list, if the server
+/// is still alive. The spare list takes a second `Rc` and the handle's own drops after `drop`
+/// returns, so the state is never freed here.
+#[cold]
+#[inline(never)]
+fn recycle_orphan(state: &Rc<SignalState>) {
+    if let Some(home) = state.home() {
+        home.signals.recycle(Rc::clone(state));
     }
 }
 

@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::panic::Location;
+use std::rc::Rc;
 
 use super::abort::AbortSignal;
 use crate::ledger::{Entry, GuardKind};
+use crate::server::shared::Shared;
 
 /// Keeps an [`AbortSignal`] alive while native work on it is pending.
 ///
@@ -40,18 +42,27 @@ use crate::ledger::{Entry, GuardKind};
 #[clippy::has_significant_drop]
 pub struct ActivityRef {
     signal: AbortSignal,
+    /// The request's server: its ledger counts this ref.
+    home: Rc<Shared>,
     entry: Entry,
 }
 
 impl ActivityRef {
-    /// An activity ref on `signal`, keeping the handle it is given (no clone and drop).
+    /// An activity ref on `signal`, a request of `home`'s, keeping the handle it is given.
     #[inline]
-    pub(crate) fn mint_owned(signal: AbortSignal, site: &'static Location<'static>) -> Self {
-        let home = signal.home();
+    pub(crate) fn mint_owned(
+        signal: AbortSignal,
+        home: &Rc<Shared>,
+        site: &'static Location<'static>,
+    ) -> Self {
         let entry = home.ledger.mint(GuardKind::ActivityRef, site);
         // A drain escalation finds the signal through its pending activity (no registration).
         signal.state().add_activity();
-        ActivityRef { signal, entry }
+        ActivityRef {
+            signal,
+            home: Rc::clone(home),
+            entry,
+        }
     }
 
     /// The signal this ref keeps alive.
@@ -86,9 +97,10 @@ impl Drop for ActivityRef {
     /// Removes one pending activity from the signal and releases the ledger entry.
     #[inline]
     fn drop(&mut self) {
-        let home = self.signal.home();
         self.signal.state().remove_activity();
-        home.ledger.release(GuardKind::ActivityRef, &self.entry);
+        self.home
+            .ledger
+            .release(GuardKind::ActivityRef, &self.entry);
     }
 }
 

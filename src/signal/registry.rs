@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{self, Rc};
 
 use super::abort::SignalState;
+use crate::server::shared::Shared;
 
 pub(crate) struct SignalRegistry {
     states: RefCell<Vec<rc::Weak<SignalState>>>,
@@ -41,8 +42,8 @@ impl SignalRegistry {
     /// server reuses spare states).
     #[cold]
     #[inline(never)]
-    pub(crate) fn allocate(&self) -> Rc<SignalState> {
-        let state = Rc::new(SignalState::new());
+    pub(crate) fn allocate(&self, home: rc::Weak<Shared>) -> Rc<SignalState> {
+        let state = Rc::new(SignalState::new(home));
         let mut states = self.states.borrow_mut();
         if states.len() == states.capacity() {
             // Drop the states that were freed (spare list full) before growing the list.
@@ -66,6 +67,15 @@ impl SignalRegistry {
     #[cfg(test)]
     pub(crate) fn registered(&self) -> usize {
         self.states.borrow().len()
+    }
+
+    /// Gives back the signal a bundle held, if the bundle's handle is the last one: the spare
+    /// list takes a second `Rc`, and the bundle's own drops after it.
+    #[inline]
+    pub(crate) fn recycle_if_last(&self, state: &Rc<SignalState>) {
+        if Rc::strong_count(state) == 1 {
+            self.recycle(Rc::clone(state));
+        }
     }
 
     /// Keeps a signal nobody else holds for reuse, so a warm server mints signals without allocating.

@@ -4,8 +4,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::panic::Location;
 
+use scopeguard::ScopeGuard;
+
 use super::engine::Engine;
-use crate::admit::{Admitted, Refusal, RefusalReason, RequestObject};
+use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
+use crate::ledger::Entry;
 use crate::pool::{Origin, Recycle, RequestContext};
 use crate::server::ServerCore;
 use crate::signal::AbortSignal;
@@ -139,11 +142,14 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
 
     /// Takes the whole bundle for one request, all or nothing (G3).
     ///
-    /// In order: a ticket, a pooled context holding it, a signal with an activity ref, then
-    /// `build` fills the context and makes the request payload. If any step fails (the server
-    /// is stopped, the pool refuses, `build` refuses: body too large, engine error), what was
-    /// taken is released in reverse order and the refusal holds nothing. The bundle then ends
-    /// with one [`Outcome`](crate::Outcome): see [`Admitted`].
+    /// In order: a pooled context, which `build` fills while it makes the request payload;
+    /// then, once `build` succeeded, the bundle is minted whole: its ticket, the context, a
+    /// signal with an activity ref and the request object, as one ledger entry. If any step
+    /// fails (the server is stopped, the pool refuses, `build` refuses or panics: body too
+    /// large, engine error), the context goes back to the pool, nothing was minted, and the
+    /// refusal holds nothing. A `build` that stops the server is refused too
+    /// ([`RefusalReason::Stopped`]). The bundle then ends with one
+    /// [`Outcome`](crate::Outcome): see [`Admitted`].
     ///
     /// # Errors
     ///
@@ -181,9 +187,8 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         }
         // The context first: a refusing pool takes nothing (no ticket is minted for it).
         let taken = self.checkout()?;
-        let shared = self.core.shared();
-        let entry = shared.ledger.mint_bundle(Location::caller());
-        Admitted::start(shared, self.core.pool(), taken, entry).build(build)
+        let entry = self.core.shared().ledger.mint_bundle(Location::caller());
+        self.build(taken, entry, build)
     }
 
     /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
@@ -221,7 +226,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         }
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
-        Admitted::start(self.core.shared(), self.core.pool(), taken, entry).build(build)
+        self.build(taken, entry, build)
     }
 
     #[inline]
@@ -230,6 +235,23 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             .pool()
             .checkout()
             .ok_or(Refusal::new(RefusalReason::PoolExhausted))
+    }
+
+    /// Mints the bundle's parts around `taken`, runs `build` on its context, and admits it;
+    /// a refusal or a panic in `build` gives the parts back (the scope guard's `refuse`).
+    #[inline]
+    fn build<R>(
+        &self,
+        taken: (Box<C>, Origin),
+        entry: Entry,
+        build: impl FnOnce(&mut C) -> Result<R, Refusal>,
+    ) -> Result<Admitted<C, R>, Refusal> {
+        let pool = self.core.pool();
+        let mut parts = scopeguard::guard(Parts::mint(pool, taken, entry), |parts| {
+            parts.refuse(pool);
+        });
+        let payload = build(parts.context_mut())?;
+        Ok(ScopeGuard::into_inner(parts).admit(pool, payload))
     }
 }
 
