@@ -115,7 +115,7 @@ impl<C: Recycle> ContextPool<C> {
 
     /// Takes a context back. `recycle` runs on its own: if it panics, the context is freed and
     /// its slot uncounted, so the pool keeps its capacity.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn checkin(&self, mut slot: Box<C>, origin: Origin) {
         self.in_use.set(self.in_use.get() - 1);
         if origin == Origin::Spilled {
