@@ -119,7 +119,11 @@ fn valid_host(value: &[u8]) -> bool {
             && inner.iter().all(|&b| REG_NAME[usize::from(b)] || b == b':')
             && valid_port(&value[close + 1..]);
     }
-    // A reg-name (IPv4 addresses are reg-names too) with `%XX` escapes, then an optional port.
+    // A reg-name (IPv4 addresses are reg-names too) with `%XX` escapes, then an optional port;
+    // a plain name is one tight loop.
+    if value.iter().all(|&b| REG_NAME[usize::from(b)]) {
+        return true;
+    }
     let mut i = 0;
     while i < value.len() {
         let b = value[i];

@@ -61,6 +61,7 @@ mod bundle;
 mod checks;
 mod connections;
 mod demo;
+mod gate;
 #[cfg(feature = "server")]
 mod group;
 mod handler;
