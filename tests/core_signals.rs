@@ -196,3 +196,30 @@ fn recycling_a_signal_whose_listener_holds_another_signal() {
     assert!(!a.same_as(&b));
     core.ledger().assert_quiescent();
 }
+
+/// A signal is not a guard: a handle kept after its request ended and after its server is
+/// gone still works (abort, listeners, a panicking listener caught), and dropping it frees it.
+#[test]
+fn a_signal_outlives_its_server() {
+    let heap = Heap::new();
+    let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    let held = bundle.signal().clone();
+    bundle.complete();
+    assert!(
+        !held.is_aborted(),
+        "a completed request's signal never fires"
+    );
+
+    // The server goes away with every guard; the handle stays usable.
+    core.ledger().assert_quiescent();
+    drop(core);
+    heap.collect();
+    let (fired, listener) = counter();
+    assert!(held.on_abort(listener));
+    assert!(held.on_abort(|_| panic!("a listener panics after its server is gone")));
+    assert!(held.abort(AbortReason::ClientDisconnected));
+    assert_eq!(fired.get(), 1);
+    assert_eq!(held.reason(), Some(AbortReason::ClientDisconnected));
+    drop(held);
+}
