@@ -244,3 +244,48 @@ fn a_ticket_from_another_server_is_refused_and_goes_home() {
     b.ledger().assert_quiescent();
     assert!(a.stop().is_complete());
 }
+
+/// While `build` runs, the bundle is one entry holding all four guards: the counts and the
+/// report agree (every outstanding guard at the admit site), and a refusal gives all four back.
+#[test]
+fn counts_and_report_agree_while_build_runs() {
+    let heap = Heap::new();
+    let core = core(&heap);
+    let live = core.upgrade().unwrap();
+    let agree = |ledger: &Ledger| {
+        let report = ledger.report();
+        for kind in GuardKind::ALL {
+            let reported: usize = report
+                .sites()
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| s.count)
+                .sum();
+            assert_eq!(reported, ledger.outstanding(kind), "{kind}: {report}");
+            assert_eq!(reported, 1, "{kind}: {report}");
+        }
+        if Ledger::tracks_sites() {
+            assert!(
+                report.sites().iter().all(|s| s.location.is_some()),
+                "{report}"
+            );
+        }
+    };
+    let refused = live.admit(|_| -> Result<(), _> {
+        agree(core.ledger());
+        Err(reqguard::Refusal::new(RefusalReason::PayloadTooLarge {
+            limit: 1,
+        }))
+    });
+    assert!(refused.is_err());
+    core.ledger().assert_quiescent();
+    let bundle = live
+        .admit(|_| {
+            agree(core.ledger());
+            Ok(())
+        })
+        .unwrap();
+    agree(core.ledger());
+    bundle.complete();
+    core.ledger().assert_quiescent();
+}

@@ -121,7 +121,7 @@ impl<C: Recycle> Parts<C> {
     /// `build` made the request payload: the admitted bundle, built where it is returned.
     #[inline]
     pub(crate) fn admit<R>(self, pool: &Rc<ContextPool<C>>, payload: R) -> Admitted<C, R> {
-        pool.home().ledger.bundle_built(&self.entry);
+        pool.home().ledger.bundle_built();
         Admitted {
             signal: self.signal,
             pool: Rc::clone(pool),

@@ -147,8 +147,9 @@ impl Ledger {
         left
     }
 
-    /// Mints one bundle: a ticket, a context and an activity ref in one entry, before `build`
-    /// runs (its request object comes with [`bundle_built`](Ledger::bundle_built)).
+    /// Mints one bundle, before `build` runs: a ticket, a context, an activity ref and the slot
+    /// of its request object in one entry (the trace says the request is minted when `build`
+    /// succeeds, [`bundle_built`](Ledger::bundle_built)).
     #[inline]
     pub(crate) fn mint_bundle(&self, site: &'static Location<'static>) -> Entry {
         self.bundles_minted.set(self.bundles_minted.get() + 1);
@@ -192,7 +193,7 @@ impl Ledger {
     fn bundle_entry(&self, site: &'static Location<'static>) -> Entry {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
-            let record = Record::Bundle { request: false };
+            let record = Record::Bundle { request: true };
             Entry {
                 key: self.sites.borrow_mut().insert((record, site)),
             }
@@ -204,16 +205,11 @@ impl Ledger {
         }
     }
 
-    /// `build` succeeded: the bundle holds its request object (nothing to count: a bundle not
-    /// refused has one until it goes).
+    /// `build` succeeded: the bundle holds its request object. Nothing to count or record: a
+    /// bundle is counted (and its record made) with its request slot from the start, so the
+    /// counts and the report agree while `build` runs; a refused bundle gives it all back.
     #[inline]
-    pub(crate) fn bundle_built(&self, entry: &Entry) {
-        #[cfg(any(debug_assertions, feature = "leak-check"))]
-        if let Some((Record::Bundle { request }, _)) = self.sites.borrow_mut().get_mut(entry.key) {
-            *request = true;
-        }
-        #[cfg(not(any(debug_assertions, feature = "leak-check")))]
-        let _ = entry;
+    pub(crate) fn bundle_built(&self) {
         if self.tracing.get() {
             self.record_all(&[LedgerEvent::Minted(GuardKind::Request)]);
         }
