@@ -35,7 +35,7 @@ use crate::signal::{AbortReason, AbortSignal};
 #[must_use = "dropping the bundle ends the request as dropped (its abort signal fires)"]
 #[clippy::has_significant_drop]
 pub struct Bundle<C: Recycle = ()> {
-    admitted: Option<Admitted<C, ()>>,
+    admitted: Admitted<C, ()>,
     tally: Rc<Tally>,
 }
 
@@ -48,17 +48,12 @@ pub struct Reply<B: Body, C: Recycle = ()> {
 impl<C: Recycle> Bundle<C> {
     #[inline]
     pub(crate) fn new(admitted: Admitted<C, ()>, tally: Rc<Tally>) -> Self {
-        Bundle {
-            admitted: Some(admitted),
-            tally,
-        }
+        Bundle { admitted, tally }
     }
 
     /// The admitted guards: ticket, context, signal activity ref and request object.
     pub fn admitted(&self) -> &Admitted<C, ()> {
-        self.admitted
-            .as_ref()
-            .expect("a live bundle holds its guards")
+        &self.admitted
     }
 
     /// The request's abort signal.
@@ -68,11 +63,7 @@ impl<C: Recycle> Bundle<C> {
 
     /// The request's pooled context.
     pub fn context(&mut self) -> &mut C {
-        let admitted = self
-            .admitted
-            .as_mut()
-            .expect("a live bundle holds its guards");
-        admitted.context_mut()
+        self.admitted.context_mut()
     }
 
     /// A future that resolves when the request's signal is aborted (client gone, drain
@@ -95,39 +86,26 @@ impl<C: Recycle> Bundle<C> {
 
     /// The response body wrote its last frame.
     #[inline]
-    pub(crate) fn complete(mut self) {
-        if let Some(admitted) = self.admitted.take() {
-            admitted.complete(); // unless an earlier abort named another outcome
-        }
+    pub(crate) fn complete(self) {
+        self.admitted.complete(); // unless an earlier abort named another outcome
     }
 
     /// Hyper dropped the response body before its last frame: the client went away, or the
     /// server force-closed the connection at the end of a drain. The core fires the signal
     /// once and counts the outcome (the first cause wins: a deadline abort stays one).
-    pub(crate) fn cut_short(mut self) {
-        if let Some(admitted) = self.admitted.take() {
-            admitted.end(if self.tally.is_force_closing() {
-                Outcome::ForceClosed
-            } else {
-                Outcome::ClientGone
-            });
-        }
-    }
-}
-
-impl<C: Recycle> Drop for Bundle<C> {
-    /// Ends the request if nothing else did: the admitted guards drop, which the core counts
-    /// *dropped* (or after the signal's earlier abort: *client gone* when hyper dropped the
-    /// handler's future, *deadline aborted*), firing the signal once.
-    fn drop(&mut self) {
-        drop(self.admitted.take());
+    pub(crate) fn cut_short(self) {
+        self.admitted.end(if self.tally.is_force_closing() {
+            Outcome::ForceClosed
+        } else {
+            Outcome::ClientGone
+        });
     }
 }
 
 impl<C: Recycle> fmt::Debug for Bundle<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bundle")
-            .field("live", &self.admitted.is_some())
+            .field("admitted", &self.admitted)
             .finish_non_exhaustive()
     }
 }

@@ -62,6 +62,7 @@ struct Fields<'h> {
 }
 
 impl<'h> Fields<'h> {
+    #[inline(always)]
     fn scan(headers: &'h HeaderMap) -> Self {
         let mut fields = Fields {
             bytes: 0,
@@ -84,6 +85,7 @@ impl<'h> Fields<'h> {
     }
 
     /// Why the request is refused with `400`, or `None`.
+    #[inline(always)]
     fn bad_request(&self, version: Version) -> Option<&'static str> {
         if let Some(coding) = self.coding {
             // Only `chunked` alone frames a body this server can read (RFC 9112 §6.1).

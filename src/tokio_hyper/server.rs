@@ -248,26 +248,32 @@ where
     /// the last connection is closed; past [`Options::drain_timeout`] it aborts the signals of
     /// what is out, force-closes every connection [`Options::force_after`] later, and reports
     /// what was out.
-    pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) -> HyperReport {
+    // Plain `fn`s returning the loop's future, not `async fn`s awaiting it: the `LocalSet`
+    // polls this future on every wake of any connection, and each `async` layer is a state
+    // machine to step through on each of those polls.
+    pub fn serve(
+        self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()>,
+    ) -> impl Future<Output = HyperReport> {
         self.serve_with_force(listener, stop, std::future::pending())
-            .await
     }
 
     /// As [`serve`](HyperServer::serve); when `force` resolves (a second SIGTERM), the stop
     /// skips to the end at once: it force-closes every connection, so each request still out
     /// ends *force closed* (its signal fires as its connection closes), as on mio.
-    pub async fn serve_with_force(
+    pub fn serve_with_force(
         self,
         listener: TcpListener,
         stop: impl Future<Output = ()>,
         force: impl Future<Output = ()>,
-    ) -> HyperReport {
+    ) -> impl Future<Output = HyperReport> {
         let alone = GroupLinger {
             drained: || {},
             all_drained: std::future::ready(()),
             forced: || false,
         };
-        self.serve_in(listener, stop, force, alone).await
+        self.serve_in(listener, stop, force, alone)
     }
 
     /// One loop of a [`HyperGroup`](super::HyperGroup): as [`serve_with_force`], keeping the

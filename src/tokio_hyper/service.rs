@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
@@ -147,9 +147,7 @@ pin_project! {
     /// the client-gone signal fired if hyper drops it before the handler answered.
     pub struct Dispatch<F, B, C: Recycle> {
         #[pin]
-        handler: Option<F>,
-        signal: Option<AbortSignal>,
-        fixed: Option<Fixed>,
+        state: State<F>,
         tally: Rc<Tally>,
         _body: std::marker::PhantomData<fn() -> (B, C)>,
     }
@@ -160,25 +158,34 @@ pin_project! {
             // Hyper dropped the request before the handler answered: the connection went
             // away (or the drain force-closed it). Fire the signal while the handler's future
             // (and its listeners) are still alive; its bundle then ends with that outcome.
-            if this.handler.is_some() {
-                if let Some(signal) = this.signal.take() {
-                    signal.abort(if this.tally.is_force_closing() {
-                        AbortReason::ForceClosed
-                    } else {
-                        AbortReason::ClientDisconnected
-                    });
-                }
+            if let StateProj::Handling { signal, .. } = this.state.project() {
+                signal.abort(if this.tally.is_force_closing() {
+                    AbortReason::ForceClosed
+                } else {
+                    AbortReason::ClientDisconnected
+                });
             }
         }
     }
 }
 
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        /// The handler runs; `signal` is its request's, to fire if hyper drops it first.
+        Handling { #[pin] handler: F, signal: AbortSignal },
+        /// An answer of the adapter's own, taking nothing.
+        Fixed { answer: Fixed },
+        /// Answered.
+        Done,
+    }
+}
+
 impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
+    #[inline]
     fn handling(handler: F, signal: AbortSignal, tally: Rc<Tally>) -> Self {
         Dispatch {
-            handler: Some(handler),
-            signal: Some(signal),
-            fixed: None,
+            state: State::Handling { handler, signal },
             tally,
             _body: std::marker::PhantomData,
         }
@@ -186,9 +193,7 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
 
     fn fixed(answer: Fixed, tally: Rc<Tally>) -> Self {
         Dispatch {
-            handler: None,
-            signal: None,
-            fixed: Some(answer),
+            state: State::Fixed { answer },
             tally,
             _body: std::marker::PhantomData,
         }
@@ -196,6 +201,12 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
 }
 
 type Answer<B, C> = Result<Response<GuardedBody<B, C>>, Infallible>;
+
+/// How a handler's poll ended, when it did.
+enum Failure {
+    Error,
+    Panic,
+}
 
 impl<F, B, C> Future for Dispatch<F, B, C>
 where
@@ -208,29 +219,34 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B, C>> {
         let mut this = self.project();
-        let Some(handler) = this.handler.as_mut().as_pin_mut() else {
-            let answer = this
-                .fixed
-                .take()
-                .expect("a dispatch is polled after it answered");
-            return Poll::Ready(Ok(answer.response(this.tally.is_closing())));
+        let handler = match this.state.as_mut().project() {
+            StateProj::Handling { handler, .. } => handler,
+            StateProj::Fixed { answer } => {
+                let answer = *answer;
+                this.state.set(State::Done);
+                return Poll::Ready(Ok(answer.response(this.tally.is_closing())));
+            }
+            StateProj::Done => panic!("a dispatch is polled after it answered"),
         };
         // A panicking handler is answered 500 and its future dropped (its bundle ends
         // *dropped*); the connection and the loop carry on.
-        let mut response = match catch_unwind(AssertUnwindSafe(|| handler.poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Ok(reply))) => reply.response,
-            Ok(Poll::Ready(Err(_))) => {
-                this.tally.bump(|s| &mut s.failed);
-                status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
-            }
-            Err(_panic) => {
-                this.tally.bump(|s| &mut s.panics);
+        let polled = catch_unwind(AssertUnwindSafe(|| match handler.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(reply)) => Poll::Ready(Ok(reply.response)),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(Failure::Error)),
+        }))
+        .unwrap_or(Poll::Ready(Err(Failure::Panic)));
+        let mut response = match ready!(polled) {
+            Ok(response) => response,
+            Err(failure) => {
+                match failure {
+                    Failure::Error => this.tally.bump(|s| &mut s.failed),
+                    Failure::Panic => this.tally.bump(|s| &mut s.panics),
+                }
                 status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
             }
         };
-        this.handler.set(None);
-        *this.signal = None;
+        this.state.set(State::Done);
         if is_bad_input(response.status()) {
             this.tally.bump(|s| &mut s.rejected); // as the mio server counts them
         } else {
