@@ -8,11 +8,63 @@ pub(crate) const DATE_LEN: usize = 29;
 /// The field line `date: <IMF-fixdate>\r\n`, as the writer copies it.
 pub(crate) const LINE_LEN: usize = 6 + DATE_LEN + 2;
 
+/// The status line of the common answer, before its `date` line.
+const OK: &[u8; 17] = b"HTTP/1.1 200 OK\r\n";
+/// The fields of the common answer after its `date` line, up to the length's digits.
+const PLAIN: &[u8; 42] = b"content-type: text/plain\r\ncontent-length: ";
+/// Length of [`DateLine::ok_plain`].
+pub(crate) const OK_PLAIN_LEN: usize = OK.len() + LINE_LEN + PLAIN.len();
+
+/// The `date` field line (`date: <IMF-fixdate>\r\n`), kept inside the head of the most common
+/// answer (`200`, HTTP/1.1, `text/plain`) up to its length, so that head is one copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DateLine {
+    ok_plain: [u8; OK_PLAIN_LEN],
+}
+
+impl DateLine {
+    /// The line for the IMF-fixdate `date`.
+    pub(crate) const fn new(date: &[u8; DATE_LEN]) -> Self {
+        let mut ok_plain = [0; OK_PLAIN_LEN];
+        let mut i = 0;
+        while i < OK_PLAIN_LEN {
+            ok_plain[i] = if i < OK.len() {
+                OK[i]
+            } else if i < OK.len() + 6 {
+                b"date: "[i - OK.len()]
+            } else if i < OK.len() + 6 + DATE_LEN {
+                date[i - OK.len() - 6]
+            } else if i < OK.len() + LINE_LEN {
+                b"\r\n"[i - OK.len() - 6 - DATE_LEN]
+            } else {
+                PLAIN[i - OK.len() - LINE_LEN]
+            };
+            i += 1;
+        }
+        DateLine { ok_plain }
+    }
+
+    /// The field line, with its CRLF.
+    pub(crate) fn line(&self) -> &[u8] {
+        &self.ok_plain[OK.len()..OK.len() + LINE_LEN]
+    }
+
+    /// `HTTP/1.1 200 OK`, the date line, `content-type: text/plain` and `content-length: `.
+    pub(crate) fn ok_plain(&self) -> &[u8; OK_PLAIN_LEN] {
+        &self.ok_plain
+    }
+
+    fn set_date(&mut self, date: &[u8; DATE_LEN]) {
+        let at = OK.len() + 6;
+        self.ok_plain[at..at + DATE_LEN].copy_from_slice(date);
+    }
+}
+
 /// The current date as an IMF-fixdate, reformatted only when a new second has begun.
 #[derive(Clone, Debug)]
 pub(crate) struct DateCache {
-    /// `date: Thu, 01 Jan 1970 00:00:00 GMT\r\n`.
-    line: [u8; LINE_LEN],
+    /// `date: Thu, 01 Jan 1970 00:00:00 GMT\r\n`, inside the common answer's head.
+    line: DateLine,
     /// When the text goes stale: the next whole second of the wall clock, on the server's clock.
     stale_at: Option<Instant>,
     /// How many times the text was formatted (for the test that it is once a second).
@@ -22,7 +74,7 @@ pub(crate) struct DateCache {
 impl DateCache {
     pub(crate) fn new() -> Self {
         DateCache {
-            line: *b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
+            line: DateLine::new(b"Thu, 01 Jan 1970 00:00:00 GMT"),
             stale_at: None,
             formatted: 0,
         }
@@ -42,14 +94,14 @@ impl DateCache {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
-        self.line[6..6 + DATE_LEN].copy_from_slice(&imf_fixdate(since_epoch.as_secs()));
+        self.line.set_date(&imf_fixdate(since_epoch.as_secs()));
         let left = Duration::from_secs(1) - Duration::from_nanos(since_epoch.subsec_nanos().into());
         self.stale_at = Some(now + left);
         self.formatted += 1;
     }
 
     /// The `date` field line (with its CRLF), as of the last [`refresh`](DateCache::refresh).
-    pub(crate) fn line(&self) -> &[u8; LINE_LEN] {
+    pub(crate) fn line(&self) -> &DateLine {
         &self.line
     }
 
@@ -130,15 +182,19 @@ mod tests {
         cache.refresh(start);
         let stale_at = cache.stale_at.unwrap();
         assert!(stale_at > start && stale_at <= start + Duration::from_secs(1));
-        let first = cache.line().to_vec();
+        let first = cache.line().line().to_vec();
         let step = (stale_at - start) / 1000;
         for i in 0..1000 {
             cache.refresh(start + step * i);
         }
         assert_eq!(cache.formatted(), 1, "once for the whole second");
-        assert_eq!(&cache.line()[..], first);
+        assert_eq!(cache.line().line(), first);
         cache.refresh(stale_at);
         assert_eq!(cache.formatted(), 2, "again once the second is over");
-        assert!(cache.line().starts_with(b"date: ") && cache.line().ends_with(b" GMT\r\n"));
+        let line = cache.line().line();
+        assert!(line.starts_with(b"date: ") && line.ends_with(b" GMT\r\n"));
+        let head = cache.line().ok_plain();
+        assert!(head.starts_with(b"HTTP/1.1 200 OK\r\ndate: ") && head[17..].starts_with(line));
+        assert!(head.ends_with(b" GMT\r\ncontent-type: text/plain\r\ncontent-length: "));
     }
 }

@@ -138,8 +138,7 @@ impl<'a> Response<'a> {
     }
 }
 
-/// The `date` field line with its CRLF, from [`DateCache::line`](super::date::DateCache::line).
-pub(crate) type DateLine = [u8; super::date::LINE_LEN];
+pub(crate) use super::date::DateLine;
 
 /// One answer as the writer sees it.
 #[derive(Clone, Copy, Debug)]
@@ -185,18 +184,24 @@ impl Wire {
 
 /// Appends one whole response to `out`; `date` is the `date` field line (with its CRLF).
 ///
-/// Six copies for a common answer (status line, date, content-type and length prefix, digits,
-/// end of head, body), no formatting machinery. `allow` comes before the content fields so the
-/// length's CRLF and the end of the head are one copy.
+/// Four copies for the common answer (`200`, HTTP/1.1, `text/plain`: its head up to the length
+/// comes whole from `date`; the digits, the end of the head, the body), six for others; no
+/// formatting machinery. `allow` comes before the content fields so the length's CRLF and the
+/// end of the head are one copy.
 #[inline]
 pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, answer: Answer<'_>) {
+    let common = answer.status == 200 && !wire.http10 && answer.allow.is_none();
+    if common && answer.content_type == "text/plain" {
+        out.extend_from_slice(date.ok_plain());
+        return write_length_and_body(out, wire, answer.body);
+    }
     // The common line, and every other fixed piece, has a constant length: copied inline.
-    if answer.status == 200 && !wire.http10 {
+    if common {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     } else {
         write_status_line(out, wire.http10, answer.status);
     }
-    out.extend_from_slice(date);
+    out.extend_from_slice(date.line());
     if let Some(allow) = answer.allow {
         out.extend_from_slice(b"allow: ");
         out.extend_from_slice(allow.as_bytes());
@@ -213,13 +218,7 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
             out.extend_from_slice(answer.content_type.as_bytes());
             out.extend_from_slice(b"\r\ncontent-length: ");
         }
-        out.extend_from_slice(itoa::Buffer::new().format(answer.body.len()).as_bytes());
-        // The length's CRLF goes out with the end of the head.
-        match (wire.close, wire.http10) {
-            (true, _) => out.extend_from_slice(b"\r\nconnection: close\r\n\r\n"),
-            (false, true) => out.extend_from_slice(b"\r\nconnection: keep-alive\r\n\r\n"),
-            (false, false) => out.extend_from_slice(b"\r\n\r\n"),
-        }
+        write_length_and_body(out, wire, answer.body);
     } else {
         match (wire.close, wire.http10) {
             (true, _) => out.extend_from_slice(b"connection: close\r\n\r\n"),
@@ -227,8 +226,21 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
             (false, false) => out.extend_from_slice(b"\r\n"),
         }
     }
-    if has_content && !wire.head {
-        out.extend_from_slice(answer.body);
+}
+
+/// The digits of `content-length`, the end of the head, and the body unless the request was
+/// `HEAD`.
+#[inline]
+fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8]) {
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    // The length's CRLF goes out with the end of the head.
+    match (wire.close, wire.http10) {
+        (true, _) => out.extend_from_slice(b"\r\nconnection: close\r\n\r\n"),
+        (false, true) => out.extend_from_slice(b"\r\nconnection: keep-alive\r\n\r\n"),
+        (false, false) => out.extend_from_slice(b"\r\n\r\n"),
+    }
+    if !wire.head {
+        out.extend_from_slice(body);
     }
 }
 
@@ -268,7 +280,7 @@ pub(crate) fn write_status(out: &mut Vec<u8>, wire: Wire, date: &DateLine, statu
 mod tests {
     use super::*;
 
-    const DATE: &DateLine = b"date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+    const DATE: &DateLine = &DateLine::new(b"Sun, 06 Nov 1994 08:49:37 GMT");
 
     fn written(wire: Wire, answer: Answer<'_>) -> String {
         let mut out = Vec::new();

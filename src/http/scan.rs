@@ -87,9 +87,10 @@ pub(crate) fn scan(
     max_headers: usize,
 ) -> Option<RequestLine> {
     headers.clear();
-    let method = 0..run(buf, 0, &TOKEN)?;
-    let target = method.end + 1..run(buf, method.end + 1, &TARGET)?;
-    if method.is_empty() || target.is_empty() {
+    let method = 0..run(buf, 0, upper, &TOKEN)?;
+    let target = method.end + 1..run(buf, method.end + 1, visible, &TARGET)?;
+    if method.is_empty() || target.is_empty() || buf[method.end] != b' ' || buf[target.end] != b' '
+    {
         return None;
     }
     let http10 = match buf.get(target.end + 1..target.end + 11)? {
@@ -116,17 +117,73 @@ pub(crate) fn scan(
     }
 }
 
-/// The end of the run of `allowed` bytes from `from`, which must be followed by a space.
+/// Where the run of `allowed` bytes from `from` ends (the first byte not allowed), `None` if
+/// it reaches the end of `buf`. Eight bytes at a time while `fast` finds nothing in them; the
+/// table decides the byte it flags, and the rest.
+///
+/// `fast` is a SWAR test: it sets the high bit of every byte of the word outside a subset of
+/// `allowed` (it may set it for a byte inside too, which only costs a table look-up). So every
+/// byte before the first one flagged is allowed. `below` and `above` never miss a byte: a
+/// borrow or carry from a lower byte only ever adds flags.
 #[inline]
-fn run(buf: &[u8], from: usize, allowed: &[bool; 256]) -> Option<usize> {
+fn run(buf: &[u8], from: usize, fast: fn(u64) -> u64, allowed: &[bool; 256]) -> Option<usize> {
     let mut at = from;
     loop {
-        let b = *buf.get(at)?;
-        if !allowed[usize::from(b)] {
-            return (b == b' ').then_some(at);
+        while let Some(word) = buf.get(at..at + 8) {
+            let flagged = fast(u64::from_le_bytes(word.try_into().ok()?));
+            if flagged != 0 {
+                at += (flagged.trailing_zeros() / 8) as usize;
+                break;
+            }
+            at += 8;
+        }
+        if !allowed[usize::from(*buf.get(at)?)] {
+            return Some(at);
         }
         at += 1;
     }
+}
+
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// Flags the bytes under `n` (at most `0x7F`): exactly, up to the first one.
+#[inline(always)]
+fn below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS
+}
+
+/// Flags the bytes over `n` (under `0x80`): exactly, up to the first one.
+#[inline(always)]
+fn above(word: u64, n: u8) -> u64 {
+    (word.wrapping_add(ONES * u64::from(0x7F - n)) | word) & HIGHS
+}
+
+/// Flags the bytes that are not `A` to `Z` (the usual methods).
+fn upper(word: u64) -> u64 {
+    below(word, b'A') | above(word, b'Z')
+}
+
+/// Flags the bytes that are not visible ASCII (a target).
+fn visible(word: u64) -> u64 {
+    below(word, 0x21) | above(word, 0x7E)
+}
+
+/// Flags the bytes that are not SP or visible ASCII (a field value; HTAB goes to the table).
+fn text(word: u64) -> u64 {
+    below(word, 0x20) | above(word, 0x7E)
+}
+
+/// Flags the bytes that are not letters, digits or `-` (the usual field names).
+fn name(word: u64) -> u64 {
+    let lower = word | (ONES * 0x20);
+    let not_letter = below(lower, b'a') | above(lower, b'z');
+    let not_digit = below(word, b'0') | above(word, b'9');
+    // A byte is `-` when it is zero after the XOR; the zero test is exact in every byte (no
+    // carry crosses a byte), so no byte is taken for a `-` that is not one.
+    let x = word ^ (ONES * u64::from(b'-'));
+    let not_dash = ((x & !HIGHS).wrapping_add(!HIGHS) | x) & HIGHS;
+    not_letter & not_digit & not_dash
 }
 
 /// One `name: value` CRLF line at `at`; the field and where the next line starts. The value
@@ -134,22 +191,15 @@ fn run(buf: &[u8], from: usize, allowed: &[bool; 256]) -> Option<usize> {
 /// the empty range at its CR).
 #[inline]
 fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize)> {
-    let mut end = at;
-    while TOKEN[usize::from(*buf.get(end)?)] {
-        end += 1;
-    }
+    let end = run(buf, at, name, &TOKEN)?;
     if end == at || buf[end] != b':' {
         return None;
     }
-    let name = at..end;
     let mut start = end + 1;
     while matches!(*buf.get(start)?, b' ' | b'\t') {
         start += 1;
     }
-    let mut cr = start;
-    while VALUE[usize::from(*buf.get(cr)?)] {
-        cr += 1;
-    }
+    let cr = run(buf, start, text, &VALUE)?;
     if buf[cr] != b'\r' || *buf.get(cr + 1)? != b'\n' {
         return None;
     }
@@ -158,7 +208,7 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize)> {
         value_end -= 1;
     }
     let field = HeaderSpan {
-        name,
+        name: at..end,
         value: start..value_end,
     };
     Some((field, cr + 2))
@@ -194,6 +244,40 @@ mod tests {
             [(&b"Host"[..], &b"x"[..]), (b"X-Y", b"1 2"), (b"E", b"")]
         );
         assert!(scanned(b"GET / HTTP/1.0\r\n\r\n").unwrap().0.http10);
+    }
+
+    /// Each SWAR test flags the first byte outside its subset, and no byte before it but (for
+    /// `name`, which combines three ranges) bytes inside the subset (all pairs of bytes, at
+    /// every position, between bytes inside it).
+    #[test]
+    fn the_word_tests_find_the_first_byte_outside() {
+        type Class = (fn(u64) -> u64, fn(u8) -> bool, u8, bool);
+        let classes: [Class; 4] = [
+            (upper, |b| b.is_ascii_uppercase(), b'G', true),
+            (visible, |b| (0x21..=0x7E).contains(&b), b'/', true),
+            (text, |b| (0x20..=0x7E).contains(&b), b' ', true),
+            (
+                name,
+                |b| b.is_ascii_alphanumeric() || b == b'-',
+                b'-',
+                false,
+            ),
+        ];
+        for (test, inside, filler, exact) in classes {
+            for at in 0..7 {
+                for pair in 0..=u16::MAX {
+                    let mut word = [filler; 8];
+                    word[at..at + 2].copy_from_slice(&pair.to_le_bytes());
+                    let first = word.iter().position(|&b| !inside(b)).unwrap_or(8);
+                    let flagged = test(u64::from_le_bytes(word));
+                    if first < 8 {
+                        assert!(flagged & (0x80 << (8 * first)) != 0, "{word:?}");
+                    }
+                    let lowest = (flagged.trailing_zeros() / 8) as usize;
+                    assert!(lowest <= first && (!exact || lowest == first), "{word:?}");
+                }
+            }
+        }
     }
 
     #[test]
