@@ -139,6 +139,7 @@ impl<'r, H> Answers<'r, H> {
 
     /// Appends an answer written by `write`: straight to the output when nothing is queued
     /// ahead of it (then `held` is handed back: the request is answered), else queued in order.
+    #[inline]
     pub(crate) fn push(
         &mut self,
         close: bool,

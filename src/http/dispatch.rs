@@ -242,6 +242,7 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
 /// The scopeguard is armed for unwinding only: it is what writes the `500` into the response
 /// while the panic passes through, before `catch_unwind` stops it. The request's guards are
 /// owned by the caller, so they are released on this path too.
+#[inline]
 pub(crate) fn call_handler(
     handler: &dyn Handler,
     request: &Request<'_>,

@@ -232,7 +232,12 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
 /// `HEAD`.
 #[inline]
 fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8]) {
-    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    match body.len() {
+        // One or two digits, most answers: no call, no copy of a digit buffer.
+        len @ 0..=9 => out.push(b'0' + len as u8),
+        len @ 10..=99 => out.extend_from_slice(&[b'0' + (len / 10) as u8, b'0' + (len % 10) as u8]),
+        len => out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes()),
+    }
     // The length's CRLF goes out with the end of the head.
     match (wire.close, wire.http10) {
         (true, _) => out.extend_from_slice(b"\r\nconnection: close\r\n\r\n"),
@@ -315,6 +320,24 @@ mod tests {
             ..KEEP
         };
         assert!(written(close, answer).contains("\r\nconnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_length_is_written_in_decimal_whatever_its_digits() {
+        for len in [0, 1, 9, 10, 42, 99, 100, 1_000, 65_536] {
+            let body = vec![b'x'; len];
+            for (status, content_type) in [(200, "text/plain"), (404, "text/html")] {
+                let answer = Answer {
+                    body: &body,
+                    content_type,
+                    ..Answer::plain(status)
+                };
+                let text = written(KEEP, answer);
+                let field = format!("\r\ncontent-length: {len}\r\n\r\n");
+                assert!(text.contains(&field), "{len}");
+                assert!(text.ends_with(&format!("{field}{}", "x".repeat(len))));
+            }
+        }
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl<'a> Request<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn method_bytes(&self) -> &'a [u8] {
         &self.input[self.parsed.method.range()]
     }
