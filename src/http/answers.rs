@@ -137,6 +137,12 @@ impl<'r, H> Answers<'r, H> {
         self.output.capacity() + queued + spare
     }
 
+    /// The output, when the next answer goes straight to it (nothing queued ahead).
+    #[inline]
+    pub(crate) fn next_out(&mut self) -> Option<&mut Vec<u8>> {
+        self.queue.is_empty().then_some(&mut self.output)
+    }
+
     /// Appends an answer written by `write`: straight to the output when nothing is queued
     /// ahead of it (then `held` is handed back: the request is answered), else queued in order.
     #[inline]

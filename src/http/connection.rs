@@ -571,11 +571,14 @@ impl<'r, H> Connection<'r, H> {
             }),
             _ => {
                 let date = d.date.line();
-                let written = self.answers.push(close, Some(held), |out| {
+                // Nothing queued ahead (nearly always): straight out, and answered.
+                if let Some(out) = self.answers.next_out() {
                     write_response(out, wire, date, response.answer());
-                });
-                if let Some(held) = written {
                     answered(d, held);
+                } else {
+                    self.answers.push(close, Some(held), |out| {
+                        write_response(out, wire, date, response.answer());
+                    });
                 }
             }
         }

@@ -140,6 +140,15 @@ fn name_is(name: &[u8], lower: &[u8]) -> bool {
     name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
 }
 
+/// [`name_is`]`(name, b"host")` for a 4-byte name, in one compare: every request has one.
+#[inline]
+fn is_host(name: &[u8]) -> bool {
+    let Ok(word) = <[u8; 4]>::try_from(name) else {
+        return false;
+    };
+    u32::from_le_bytes(word) | 0x2020_2020 == u32::from_le_bytes(*b"host")
+}
+
 /// What the header fields say about framing and the connection, gathered in one pass.
 #[derive(Default)]
 struct Fields {
@@ -153,21 +162,22 @@ struct Fields {
 }
 
 impl Fields {
-    /// Takes in one header field; `Err` for a field that makes the request invalid.
+    /// Takes in one header field; `Err` for a field that makes the request invalid. `value`
+    /// comes without leading or trailing whitespace (httparse and the scan both trim SP and
+    /// HTAB, and no other whitespace is valid in a field value).
     fn add(&mut self, buf: &[u8], name: &[u8], value: &[u8]) -> Result<(), Reject> {
         // Dispatch on the length first: most fields are none of these, and cost one compare.
         let is = |known: &str| name_is(name, known.as_bytes());
         match name.len() {
-            4 if is("host") => {
+            4 if is_host(name) => {
                 // Exactly one Host with a valid value (RFC 9112 §3.2).
-                let value = value.trim_ascii();
                 if self.host.is_some() || !uri::valid_authority(value) {
                     return Err(Reject::BadRequest);
                 }
                 self.host = Some(range_of(buf, value));
             }
             6 if is("expect") => {
-                self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+                self.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
             }
             10 if is("connection") => {
                 self.close |= has_token(value, "close");
@@ -183,7 +193,7 @@ impl Fields {
             }
             17 if is("transfer-encoding") => {
                 // Only `chunked` alone is understood; anything else cannot be framed.
-                if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") || self.chunked {
+                if !value.eq_ignore_ascii_case(b"chunked") || self.chunked {
                     return Err(Reject::BadRequest);
                 }
                 self.chunked = true;

@@ -80,6 +80,7 @@ fn host_part(authority: &[u8]) -> &[u8] {
 
 /// Whether `value` is `uri-host [ ":" port ]` (RFC 3986): a valid `Host` field value. An empty
 /// value is valid (a request whose target has no authority sends an empty `Host`).
+#[inline]
 pub(crate) fn valid_authority(value: &[u8]) -> bool {
     if value.first() == Some(&b'[') {
         let host = host_part(value);
