@@ -122,6 +122,11 @@ pub struct Connection<'r, H> {
     /// The header fields of the request being read, as ranges into its head.
     headers: Vec<HeaderSpan>,
     answers: Answers<'r, H>,
+    /// The head being read was parsed at least once (on its first bytes) and found incomplete:
+    /// it is parsed again only once its end may have arrived (see `head_end_arrived`).
+    head_tried: bool,
+    /// Bytes of the head being read, from `start`, already searched for its end.
+    head_searched: usize,
     request_started: Option<Instant>,
     last_activity: Instant,
     continue_sent: bool,
@@ -150,6 +155,8 @@ impl<'r, H> Connection<'r, H> {
             body: Vec::new(),
             headers: Vec::new(),
             answers: Answers::new(),
+            head_tried: false,
+            head_searched: 0,
             request_started: None,
             last_activity: now,
             continue_sent: false,
@@ -286,8 +293,27 @@ impl<'r, H> Connection<'r, H> {
             head,
             ..Wire::CLOSE
         };
-        self.reject(d, Reject::Timeout, wire);
+        let reject = self.partial_head_refusal(d);
+        self.reject(d, reject, wire);
         true
+    }
+
+    /// Why a request that ran out of time is refused: `408`, unless its head, parsed now, is
+    /// one a parse on every read would already have refused (a head is parsed only when its
+    /// end may have arrived: see `read_head`), so the answer does not depend on the split.
+    fn partial_head_refusal<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+    ) -> Reject {
+        if !matches!(self.reading, Reading::Head) || !self.head_tried {
+            return Reject::Timeout;
+        }
+        let buf = &self.input[self.start..];
+        d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
+        match parse_head(buf, &d.limits, &mut self.headers) {
+            Err(reject) => reject,
+            Ok(_) => Reject::Timeout,
+        }
     }
 
     /// The routes of the requests still in their handler (deferred), for stop reports.
@@ -339,9 +365,10 @@ impl<'r, H> Connection<'r, H> {
         if let Some(started) = self.request_started {
             if !self.closing && now >= later(started, d.limits.get_request_timeout()) {
                 let head = starts_head(&self.input[self.start..]);
+                let reject = self.partial_head_refusal(d);
                 self.reject(
                     d,
-                    Reject::Timeout,
+                    reject,
                     Wire {
                         head,
                         ..Wire::CLOSE
@@ -422,14 +449,36 @@ impl<'r, H> Connection<'r, H> {
         d: &mut Dispatcher<'r, A>,
         now: Instant,
     ) -> Step {
+        // Empty lines before a request line end nothing (httparse skips them too): dropped as
+        // they arrive, so they are not searched or parsed again.
+        let skipped = leading_empty_lines(&self.input[self.start..]);
+        self.start += skipped;
+        self.head_searched = self.head_searched.saturating_sub(skipped);
         let buf = &self.input[self.start..];
         if buf.is_empty() {
             self.request_started = None;
             return Step::Wait;
         }
         self.request_started.get_or_insert(now);
+        // A head that trickles in is searched once per byte and parsed again only when its
+        // end may have arrived or it outgrew the limit, not on every read: linear work however
+        // the client splits it (G9). Its first bytes are parsed at once, so garbage is refused
+        // at once; anything else an earlier parse would have refused is refused then, or at
+        // the timeout (`partial_head_refusal`), with the same answer.
+        if self.head_tried
+            && buf.len() <= d.limits.get_max_head()
+            && !head_end_arrived(buf, &mut self.head_searched)
+        {
+            return Step::Wait;
+        }
+        self.head_tried = true;
+        d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
         let head = match parse_head(buf, &d.limits, &mut self.headers) {
-            Ok(Some(head)) => head,
+            Ok(Some(head)) => {
+                self.head_tried = false;
+                self.head_searched = 0;
+                head
+            }
             Ok(None) => return Step::Wait,
             Err(reject) => {
                 let head = starts_head(buf);
@@ -742,4 +791,43 @@ impl<H> fmt::Debug for Connection<'_, H> {
             .field("closed", &self.closed)
             .finish()
     }
+}
+
+/// Whether the end of a head (an empty line: `LF LF` or `LF CR LF`, as httparse ends it) may
+/// have arrived in `buf`, searching from `*searched` and moving it past what it searched, so
+/// each byte is searched once while the head trickles in. A match is only a candidate (the
+/// empty lines before a request line end nothing): the search goes on after it next time.
+fn head_end_arrived(buf: &[u8], searched: &mut usize) -> bool {
+    let mut at = *searched;
+    while let Some(i) = memchr::memchr(b'\n', &buf[at..]) {
+        let lf = at + i;
+        match (buf.get(lf + 1), buf.get(lf + 2)) {
+            (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => {
+                *searched = lf + 1;
+                return true;
+            }
+            // The bytes that decide are still to come: search this line feed again.
+            (None, _) | (Some(b'\r'), None) => {
+                *searched = lf;
+                return false;
+            }
+            _ => at = lf + 1,
+        }
+    }
+    *searched = buf.len();
+    false
+}
+
+/// The length of the complete empty lines (`CR LF` or `LF`) at the start of `buf`.
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut rest = buf;
+    while let [b'\r', b'\n', tail @ ..] | [b'\n', tail @ ..] = rest {
+        rest = tail;
+    }
+    buf.len() - rest.len()
+}
+
+/// The bytes of `buf` a parse of its head reads: at most the head limit.
+fn parsed_len(buf: &[u8], limits: &super::Limits) -> u64 {
+    u64::try_from(buf.len().min(limits.get_max_head())).unwrap_or(u64::MAX)
 }

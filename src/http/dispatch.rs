@@ -48,6 +48,11 @@ pub struct Stats {
     /// answers; by capacity). Back-pressure keeps it bounded whatever a client sends: see the
     /// limits table in `docs/server.md`.
     pub buffered_high_water: u64,
+    /// Bytes of request heads handed to the parser. A head is parsed on its first bytes and
+    /// again only when its end may have arrived, so this stays linear in the bytes received
+    /// however a client splits its heads (a head sent a byte at a time is not parsed again
+    /// on every read).
+    pub head_bytes_parsed: u64,
 }
 
 impl Stats {

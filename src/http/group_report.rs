@@ -117,6 +117,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
         panics,
         aborted,
         buffered_high_water,
+        head_bytes_parsed,
     } = *s;
     total.connections += connections;
     total.connections_refused += connections_refused;
@@ -129,6 +130,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     total.rejected += rejected;
     total.panics += panics;
     total.aborted += aborted;
+    total.head_bytes_parsed += head_bytes_parsed;
     // Per connection, so the group's is the largest of the loops'.
     total.buffered_high_water = total.buffered_high_water.max(buffered_high_water);
 }
