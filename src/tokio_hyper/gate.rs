@@ -1,28 +1,32 @@
-//! Polls a branch of the accept loop only when its own waker fired.
+//! Polls the server's own future only when one of its own wakers fired.
 //!
 //! A `LocalSet` polls the future it runs (the one awaiting [`HyperServer::serve`]) every time
 //! any of its tasks is woken: once per request at least, as each connection's task wakes on
-//! its socket. A `select!` over the stop future and `accept` would then poll both on every
-//! request, for nothing (about 400 instructions per request on this machine, in a loop that
-//! accepts a connection once per thousands of requests). A [`Gate`] gives its branch a waker of
-//! its own that records the wake before passing it on, and skips the branch until that waker
-//! (or the first poll, or [`Gate::rearm`]) says it may be ready.
+//! its socket. The server's future would then step through its accept loop's `select!` (the
+//! stop future, `accept`) on every request, for nothing: about 400 instructions per request on
+//! this machine, in a loop that accepts a connection once per thousands of requests. [`Gated`]
+//! gives the future a waker of its own that records the wake before passing it on, and skips
+//! the poll until that waker says something inside may be ready.
 //!
 //! # Invariants
 //!
-//! 1. A branch whose last poll returned `Pending` is polled again once its waker was woken:
+//! 1. A future whose last poll returned `Pending` is polled again once its waker was woken:
 //!    the wake sets `woken` before it wakes the task, and the gate clears `woken` before it
-//!    polls the branch, so a wake during the poll is not lost.
-//! 2. If the task's waker changes, the gate builds a new waker and polls the branch at once, so
-//!    the branch registers a waker that wakes the current task.
+//!    polls the future, so a wake during the poll is not lost.
+//! 2. If the task's waker changes, the gate builds a new waker and polls the future at once, so
+//!    everything inside registers a waker that wakes the current task.
 //!
 //! [`HyperServer::serve`]: super::HyperServer::serve
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-/// The waker a gated branch registers: records the wake, then wakes the task.
+use pin_project_lite::pin_project;
+
+/// The waker a gated future registers: records the wake, then wakes the task.
 struct Flag {
     woken: AtomicBool,
     task: Waker,
@@ -46,47 +50,48 @@ fn same_waker(a: &Waker, b: &Waker) -> bool {
     a.data() == b.data() && a.vtable() == b.vtable()
 }
 
-/// One branch's gate: built on the first poll (one allocation per accept loop, none per
-/// request).
-#[derive(Default)]
-pub(crate) struct Gate {
-    armed: Option<(Arc<Flag>, Waker)>,
+pin_project! {
+    /// `future`, polled only after a waker it registered fired (or on its first poll, or when
+    /// the task's waker changed). One allocation per gated future, none per poll.
+    pub(crate) struct Gated<F> {
+        #[pin]
+        future: F,
+        armed: Option<(Arc<Flag>, Waker)>,
+    }
 }
 
-impl Gate {
-    /// Polls the branch with `poll` if its waker fired since its last `Pending` (or it was
-    /// never polled, or [rearmed](Gate::rearm)); `Pending` without polling it otherwise.
+impl<F> Gated<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Gated {
+            future,
+            armed: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Gated<F> {
+    type Output = F::Output;
+
     #[inline]
-    pub(crate) fn poll<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
-    ) -> Poll<T> {
-        let waker = match &self.armed {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let waker = match this.armed {
             Some((flag, waker)) if same_waker(&flag.task, cx.waker()) => {
                 if !flag.woken.swap(false, Ordering::AcqRel) {
                     return Poll::Pending;
                 }
                 waker
             }
-            _ => {
+            armed => {
                 let flag = Arc::new(Flag {
                     woken: AtomicBool::new(false),
                     task: cx.waker().clone(),
                 });
                 let waker = Waker::from(Arc::clone(&flag));
-                &self.armed.insert((flag, waker)).1
+                &armed.insert((flag, waker)).1
             }
         };
-        poll(&mut Context::from_waker(waker))
-    }
-
-    /// The branch is polled at its next turn: it completed and its next round has not
-    /// registered a waker yet, or it was polled outside the gate.
-    pub(crate) fn rearm(&self) {
-        if let Some((flag, _)) = &self.armed {
-            flag.woken.store(true, Ordering::Release);
-        }
+        this.future.poll(&mut Context::from_waker(waker))
     }
 }
 
@@ -105,21 +110,27 @@ mod tests {
         }
     }
 
+    /// A future that counts its polls and keeps the last waker it was given.
+    fn pending<'a>(
+        polls: &'a Cell<usize>,
+        registered: &'a Cell<Option<Waker>>,
+    ) -> impl Future<Output = ()> + 'a {
+        std::future::poll_fn(move |cx| {
+            polls.set(polls.get() + 1);
+            registered.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+    }
+
     #[test]
-    fn a_branch_is_polled_first_then_only_after_its_waker_fired() {
+    fn a_future_is_polled_first_then_only_after_its_waker_fired() {
         let task = Arc::new(Count(AtomicUsize::new(0)));
         let task_waker = Waker::from(Arc::clone(&task));
         let mut cx = Context::from_waker(&task_waker);
-        let mut gate = Gate::default();
-        let polls = Cell::new(0);
-        let registered: Cell<Option<Waker>> = Cell::new(None);
-        let branch = |cx: &mut Context<'_>| {
-            polls.set(polls.get() + 1);
-            registered.set(Some(cx.waker().clone()));
-            Poll::<()>::Pending
-        };
-        assert!(gate.poll(&mut cx, branch).is_pending());
-        assert!(gate.poll(&mut cx, branch).is_pending());
+        let (polls, registered) = (Cell::new(0), Cell::new(None));
+        let mut gated = std::pin::pin!(Gated::new(pending(&polls, &registered)));
+        assert!(gated.as_mut().poll(&mut cx).is_pending());
+        assert!(gated.as_mut().poll(&mut cx).is_pending());
         assert_eq!(polls.get(), 1, "not woken: not polled again");
         registered.take().unwrap().wake();
         assert_eq!(
@@ -127,25 +138,38 @@ mod tests {
             1,
             "the wake reaches the task"
         );
-        assert!(gate.poll(&mut cx, branch).is_pending());
+        assert!(gated.as_mut().poll(&mut cx).is_pending());
         assert_eq!(polls.get(), 2, "woken: polled");
-        gate.rearm();
-        assert!(gate.poll(&mut cx, branch).is_pending());
-        assert_eq!(polls.get(), 3, "rearmed: polled");
+        assert!(gated.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.get(), 2);
     }
 
     #[test]
-    fn a_new_task_waker_polls_the_branch_at_once() {
+    fn a_new_task_waker_polls_the_future_at_once() {
         let first = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
         let second = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
-        let mut gate = Gate::default();
-        let polls = Cell::new(0);
-        let branch = |_: &mut Context<'_>| {
-            polls.set(polls.get() + 1);
-            Poll::<()>::Pending
-        };
-        let _ = gate.poll(&mut Context::from_waker(&first), branch);
-        let _ = gate.poll(&mut Context::from_waker(&second), branch);
+        let (polls, registered) = (Cell::new(0), Cell::new(None));
+        let mut gated = std::pin::pin!(Gated::new(pending(&polls, &registered)));
+        let _ = gated.as_mut().poll(&mut Context::from_waker(&first));
+        let _ = gated.as_mut().poll(&mut Context::from_waker(&second));
         assert_eq!(polls.get(), 2);
+        let _ = gated
+            .as_mut()
+            .poll(&mut Context::from_waker(&second.clone()));
+        assert_eq!(
+            polls.get(),
+            2,
+            "a clone of the same task's waker is the same task"
+        );
+    }
+
+    #[test]
+    fn the_output_passes_through() {
+        let task = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut gated = std::pin::pin!(Gated::new(std::future::ready(7)));
+        assert_eq!(
+            gated.as_mut().poll(&mut Context::from_waker(&task)),
+            Poll::Ready(7)
+        );
     }
 }

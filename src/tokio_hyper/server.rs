@@ -4,9 +4,9 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connections::Connections;
-use super::gate::Gate;
+use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
 use super::report::HyperReport;
 use super::service::{RequestService, Shared};
@@ -273,7 +273,7 @@ where
             all_drained: std::future::ready(()),
             forced: || false,
         };
-        self.serve_in(listener, stop, force, alone)
+        Gated::new(self.serve_in(listener, stop, force, alone))
     }
 
     /// One loop of a [`HyperGroup`](super::HyperGroup): as [`serve_with_force`], keeping the
@@ -290,7 +290,7 @@ where
         linger: GroupLinger<impl FnOnce(), impl Future<Output = ()>, impl Fn() -> bool>,
     ) -> HyperReport {
         self.options.keep_listening = true;
-        self.serve_in(listener, stop, force, linger).await
+        Gated::new(self.serve_in(listener, stop, force, linger)).await
     }
 
     async fn serve_in(
@@ -456,34 +456,23 @@ where
     H: Handler<E, C>,
     S: EnterScope<E>,
 {
-    /// Accepts until `stop` resolves. Each branch is polled only when its own waker fired
-    /// ([`Gate`]): the `LocalSet` polls this loop on every wake of any connection's task.
     async fn run(&self, listener: &TcpListener, stop: impl Future<Output = ()>) {
-        let mut stop = pin!(stop);
-        let (mut stop_gate, mut accept_gate) = (Gate::default(), Gate::default());
+        tokio::pin!(stop);
         loop {
-            let accepted = poll_fn(|cx| {
-                if stop_gate.poll(cx, |cx| stop.as_mut().poll(cx)).is_ready() {
-                    return Poll::Ready(None);
-                }
-                let accepted = ready!(accept_gate.poll(cx, |cx| listener.poll_accept(cx)));
-                accept_gate.rearm(); // the next connection may be queued already
-                Poll::Ready(Some(accepted))
-            })
-            .await;
-            match accepted {
-                None => return,
-                Some(Ok((stream, _))) => self.serve_connection(stream),
-                Some(Err(_)) => {
-                    // Out of descriptors (or a transient error): pause, do not spin.
-                    self.shared.tally.bump(|s| &mut s.accept_backoffs);
-                    tokio::select! {
-                        biased;
-                        () = &mut stop => return,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+            tokio::select! {
+                biased;
+                () = &mut stop => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => self.serve_connection(stream),
+                    Err(_) => {
+                        // Out of descriptors (or a transient error): pause, do not spin.
+                        self.shared.tally.bump(|s| &mut s.accept_backoffs);
+                        tokio::select! {
+                            () = &mut stop => return,
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        }
                     }
-                    stop_gate.rearm(); // polled outside its gate: its waker is the task's
-                }
+                },
             }
         }
     }
