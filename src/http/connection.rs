@@ -61,9 +61,15 @@ enum BodyReader {
     },
 }
 
-/// A whole request: its head, where its body is, and how many input bytes it took.
+/// A whole request: its head, and where it is in the input.
 struct Parsed {
     head: Head,
+    at: At,
+}
+
+/// Where a whole request is in `input[start..]`: its body, and how many bytes it took. (The
+/// dispatch borrows the head beside it: a `Head` is not moved again once parsed.)
+struct At {
     /// The body in `input[start..]`, or `None` for the decoded chunked body in `body`.
     body: Option<Range<usize>>,
     total: usize,
@@ -435,7 +441,7 @@ impl<'r, H> Connection<'r, H> {
             match step {
                 Step::Wait => break,
                 Step::Continue => {}
-                Step::Request(parsed) => self.dispatch(d, now, parsed),
+                Step::Request(parsed) => self.dispatch(d, now, &parsed.head, &parsed.at),
             }
         }
         self.compact();
@@ -499,7 +505,7 @@ impl<'r, H> Connection<'r, H> {
             Framing::Length(n) if buf.len() - head.len >= n => {
                 let total = head.len + n;
                 let body = Some(head.len..total);
-                self.dispatch(d, now, Parsed { head, body, total });
+                self.dispatch(d, now, &head, &At { body, total });
                 return Step::Continue;
             }
             Framing::Length(n) => BodyReader::Length(n),
@@ -550,8 +556,7 @@ impl<'r, H> Connection<'r, H> {
         };
         Step::Request(Parsed {
             head,
-            body: range,
-            total,
+            at: At { body: range, total },
         })
     }
 
@@ -561,15 +566,15 @@ impl<'r, H> Connection<'r, H> {
         &mut self,
         d: &mut Dispatcher<'r, A>,
         now: Instant,
-        parsed: Parsed,
+        head: &Head,
+        at: &At,
     ) {
         self.continue_sent = false;
         self.request_started = None;
-        let head = &parsed.head;
         // Health probes (loops of a group) answer from the loop's own state, before admission:
         // liveness must hold through the drain, when admission refuses everything.
         if let Some((status, text)) = d.health_probe(&self.input[self.start..], head) {
-            self.start += parsed.total;
+            self.start += at.total;
             let close = !head.keep_alive || d.closes_connections();
             let (wire, date) = (head.wire(close), d.date.line());
             self.answers.push(close, None, |out| {
@@ -586,14 +591,14 @@ impl<'r, H> Connection<'r, H> {
         let held = match d.accounting.admit() {
             Ok(held) => held,
             Err(refusal) => {
-                self.start += parsed.total;
+                self.start += at.total;
                 self.refuse(d, refusal, head.wire(true));
                 return;
             }
         };
         d.in_flight += 1;
-        let input = &self.input[self.start..self.start + parsed.total];
-        let body = match &parsed.body {
+        let input = &self.input[self.start..self.start + at.total];
+        let body = match &at.body {
             Some(range) => &input[range.clone()],
             None => &self.body,
         };
@@ -602,7 +607,7 @@ impl<'r, H> Connection<'r, H> {
         let mut response = Response::new(&mut d.scratch);
         let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response);
         d.accounting.handled();
-        self.start += parsed.total;
+        self.start += at.total;
         if response.wants_stop() {
             d.stop_requested = true;
         }
