@@ -6,7 +6,7 @@ mod util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqguard::http::{
     demo_routes, Guarded, Limits, Reply, Request, Response, Router, ServerBuilder, Unaccounted,
@@ -81,6 +81,37 @@ fn a_client_disconnect_aborts_its_requests_signal_and_releases_its_guards() {
         "{}",
         report.to_json()
     );
+    assert_eq!(report.leaked, 0, "{}", report.leaks);
+}
+
+/// A request and the client's FIN close behind it, often read in one wake-up: the server must
+/// still see the end of input (a short read does not end the reading then), so the request is
+/// aborted as client gone, not left hanging until a timeout.
+#[test]
+fn a_request_sent_with_the_clients_fin_is_aborted_when_the_fin_is_read() {
+    let aborts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let running = ServerBuilder::new()
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            routes_with_hang(Arc::clone(&aborts)),
+        )
+        .unwrap();
+    for round in 1..=20 {
+        let mut client = Client::connect(running.addr());
+        client.send(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n");
+        client.stream().shutdown(std::net::Shutdown::Write).unwrap();
+        // Promptly: well before the idle timeout (5 s), which would close it anyway.
+        let until = Instant::now() + Duration::from_secs(2);
+        while aborts[0].load(Ordering::SeqCst) < round {
+            assert!(
+                Instant::now() < until,
+                "round {round}: the FIN was not read"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let report = running.stop().unwrap();
+    assert_eq!(report.outcomes.client_gone, 20, "{report}");
     assert_eq!(report.leaked, 0, "{}", report.leaks);
 }
 

@@ -48,6 +48,21 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// answer instead of a reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
+/// Whether a read shorter than its buffer shows the socket drained: so on the edge-triggered
+/// selectors mio uses on these systems (epoll, kqueue), as in tokio's `poll_evented.rs`.
+const SHORT_READ_DRAINS: bool = cfg!(any(
+    target_os = "android",
+    target_os = "illumos",
+    target_os = "linux",
+    target_os = "redox",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "ios",
+    target_os = "macos",
+    target_os = "netbsd",
+    target_os = "openbsd",
+));
+
 /// Connections over [`Limits::max_connections`] kept at once to deliver their `503` (written,
 /// then FIN, then a short drain). Past this many, a refused connection is simply closed.
 const MAX_REFUSING: usize = 64;
@@ -64,6 +79,9 @@ struct Socket<'r, H> {
     scheduled: Option<Instant>,
     /// The socket may have input we have not read (edge-triggered: no new event will say so).
     read_ready: bool,
+    /// An event said the client closed its side (or the socket failed): read until the end,
+    /// whatever a short read suggests (the FIN comes with no further event).
+    read_closed: bool,
     /// Since when answers wait for a client that reads none of them (a write hit `WouldBlock`
     /// and none has made progress since).
     write_stalled: Option<Instant>,
@@ -82,6 +100,7 @@ impl<'r, H> Socket<'r, H> {
             lingering: None,
             scheduled: None,
             read_ready: true,
+            read_closed: false,
             write_stalled: None,
             refused,
             accepted: Instant::now(),
@@ -595,6 +614,9 @@ fn handle_connection_event<'r, A: Accounting>(
     if event.is_none_or(|e| e.is_readable() || e.is_read_closed() || e.is_error()) {
         socket.read_ready = true;
     }
+    if event.is_some_and(|e| e.is_read_closed() || e.is_error()) {
+        socket.read_closed = true;
+    }
     loop {
         read_available(socket, d, buf, now)?;
         write_pending(socket, now)?;
@@ -643,8 +665,18 @@ fn read_available<'r, A: Accounting>(
             }
             // After our own close we only drain, so the client's unread bytes do not turn our
             // last answer into a reset.
-            Ok(_) if socket.lingering.is_some() => {}
-            Ok(n) => socket.http.receive(d, &buf[..n], now),
+            Ok(n) => {
+                if socket.lingering.is_none() {
+                    socket.http.receive(d, &buf[..n], now);
+                }
+                // A short read emptied the socket's buffer: on epoll and kqueue, more input
+                // brings a new event, so the read that would only say `WouldBlock` is saved
+                // (tokio does the same: tokio/src/io/poll_evented.rs, tokio#5866). Not when the
+                // client closed its side: its end of input brings no further event.
+                if n < buf.len() && !socket.read_closed && SHORT_READ_DRAINS {
+                    socket.read_ready = false;
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => socket.read_ready = false,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
