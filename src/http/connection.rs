@@ -144,6 +144,16 @@ pub struct Connection<'r, H> {
     used: bool,
 }
 
+/// The earlier of two optional instants (`None` is never).
+#[inline]
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// `at + by`, or (past what an `Instant` can hold) as late as it can be.
 fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by)
@@ -354,10 +364,7 @@ impl<'r, H> Connection<'r, H> {
             .filter(|_| !self.closing)
             .map(|t| later(t, d.limits.get_request_timeout()));
         let idle = self.is_idle().then(|| self.idle_deadline(d));
-        [self.answers.next_due(), request, idle]
-            .into_iter()
-            .flatten()
-            .min()
+        earliest(earliest(self.answers.next_due(), request), idle)
     }
 
     /// Completes deferred responses that are due, answers `408` to a request too slow to

@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::accounting::{Accounting, StopStatus};
-use super::connection::Connection;
+use super::connection::{earliest, Connection};
 use super::dispatch::Dispatcher;
 use super::limits::Limits;
 use super::report::ServerReport;
@@ -502,14 +502,13 @@ impl<'r, A: Accounting> Server<'r, A> {
             return;
         };
         let stall_limit = self.dispatcher.limits.get_idle_timeout();
-        let next = [
-            socket.http.next_deadline(&self.dispatcher),
-            socket.lingering,
+        let next = earliest(
+            earliest(
+                socket.http.next_deadline(&self.dispatcher),
+                socket.lingering,
+            ),
             socket.write_stalled.map(|since| later(since, stall_limit)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        );
         if let Some(next) = next {
             if socket.scheduled.is_none_or(|s| next < s || s <= now) {
                 socket.scheduled = Some(next);
