@@ -293,7 +293,7 @@ fn parse_with_httparse(
 
 /// Checks that httparse parses `window` into the same parts as [`scan`] did (`line`,
 /// `headers`). Allocates nothing: it runs inside the allocation-counting tests.
-#[cfg(debug_assertions)]
+#[cfg(any(debug_assertions, test))]
 fn same_as_httparse(window: &[u8], line: &RequestLine, headers: &[HeaderSpan]) {
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
