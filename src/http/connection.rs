@@ -486,7 +486,9 @@ impl<'r, H> Connection<'r, H> {
         }
         self.head_tried = true;
         d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
-        let head = match parse_head(buf, &d.limits, &mut self.headers) {
+        // The head is borrowed from the result, not moved out of it: it is not copied again.
+        let parsed = parse_head(buf, &d.limits, &mut self.headers);
+        let head = match &parsed {
             Ok(Some(head)) => {
                 self.head_tried = false;
                 self.head_searched = 0;
@@ -497,7 +499,7 @@ impl<'r, H> Connection<'r, H> {
                 let head = starts_head(buf);
                 self.reject(
                     d,
-                    reject,
+                    *reject,
                     Wire {
                         head,
                         ..Wire::CLOSE
@@ -512,7 +514,7 @@ impl<'r, H> Connection<'r, H> {
             Framing::Length(n) if buf.len() - head.len >= n => {
                 let total = head.len + n;
                 let body = Some(head.len..total);
-                self.dispatch(d, now, &head, &At { body, total });
+                self.dispatch(d, now, head, &At { body, total });
                 return Step::Continue;
             }
             Framing::Length(n) => BodyReader::Length(n),
@@ -524,7 +526,10 @@ impl<'r, H> Connection<'r, H> {
                 }
             }
         };
-        self.reading = Reading::Body { head, body };
+        self.reading = Reading::Body {
+            head: head.clone(),
+            body,
+        };
         Step::Continue
     }
 

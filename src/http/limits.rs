@@ -154,61 +154,73 @@ impl Limits {
     }
 
     /// See [`max_head`](Limits::max_head).
+    #[inline]
     pub fn get_max_head(&self) -> usize {
         self.max_head
     }
 
     /// See [`max_body`](Limits::max_body).
+    #[inline]
     pub fn get_max_body(&self) -> usize {
         self.max_body
     }
 
     /// See [`max_chunk_overhead`](Limits::max_chunk_overhead).
+    #[inline]
     pub fn get_max_chunk_overhead(&self) -> usize {
         self.max_chunk_overhead
     }
 
     /// See [`max_chunk_extensions`](Limits::max_chunk_extensions).
+    #[inline]
     pub fn get_max_chunk_extensions(&self) -> usize {
         self.max_chunk_extensions
     }
 
     /// See [`max_trailers`](Limits::max_trailers).
+    #[inline]
     pub fn get_max_trailers(&self) -> usize {
         self.max_trailers
     }
 
     /// See [`max_output`](Limits::max_output).
+    #[inline]
     pub fn get_max_output(&self) -> usize {
         self.max_output
     }
 
     /// See [`max_connections`](Limits::max_connections).
+    #[inline]
     pub fn get_max_connections(&self) -> usize {
         self.max_connections
     }
 
     /// See [`max_pipeline`](Limits::max_pipeline).
+    #[inline]
     pub fn get_max_pipeline(&self) -> usize {
         self.max_pipeline
     }
 
     /// See [`request_timeout`](Limits::request_timeout).
+    #[inline]
     pub fn get_request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
     /// See [`idle_timeout`](Limits::idle_timeout).
+    #[inline]
     pub fn get_idle_timeout(&self) -> Duration {
         self.idle_timeout
     }
 
     /// See [`stop_linger`](Limits::stop_linger).
+    #[inline]
     pub fn get_stop_linger(&self) -> Duration {
         self.stop_linger
     }
 
     /// See [`drain_timeout`](Limits::drain_timeout).
+    #[inline]
     pub fn get_drain_timeout(&self) -> Duration {
         self.drain_timeout
     }
@@ -259,6 +271,7 @@ impl Limits {
 
     /// Most bytes buffered from one connection before the server stops reading it: a whole
     /// head and `Content-Length` body, and one read more.
+    #[inline]
     pub(crate) fn read_cap(&self) -> usize {
         self.max_head
             .saturating_add(self.max_body)
