@@ -845,6 +845,7 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
 }
 
 /// The bytes of `buf` a parse of its head reads: at most the head limit.
+#[inline]
 fn parsed_len(buf: &[u8], limits: &super::Limits) -> u64 {
     u64::try_from(buf.len().min(limits.get_max_head())).unwrap_or(u64::MAX)
 }

@@ -113,6 +113,7 @@ impl<'a> Response<'a> {
     }
 
     /// Makes the answer one the wire can carry: a status outside `200..=599` becomes `500`.
+    #[inline]
     pub(crate) fn settle(&mut self) {
         if !(200..=599).contains(&self.status) {
             self.fail(500);
