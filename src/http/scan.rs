@@ -78,6 +78,9 @@ static VALUE: [bool; 256] = {
     table
 };
 
+/// `HTTP/1.` as the low 7 bytes of a little-endian word.
+const HTTP_1: u64 = u64::from_le_bytes(*b"HTTP/1.\0");
+
 /// Scans the head at the start of `buf` if it has the common shape, its fields into `headers`
 /// (cleared first; at most `max_headers`). `None`: not that shape, or not complete in `buf`;
 /// `headers` is then meaningless and httparse must parse the head.
@@ -93,12 +96,18 @@ pub(crate) fn scan(
     {
         return None;
     }
-    let http10 = match buf.get(target.end + 1..target.end + 11)? {
-        b"HTTP/1.1\r\n" => false,
-        b"HTTP/1.0\r\n" => true,
+    // `HTTP/1.x` and CRLF: one 8-byte and one 2-byte compare.
+    let at = target.end + 1;
+    let version = u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?);
+    if version & !(0xFF << 56) != HTTP_1 || buf.get(at + 8..at + 10)? != b"\r\n" {
+        return None;
+    }
+    let http10 = match version >> 56 {
+        0x31 => false,
+        0x30 => true,
         _ => return None,
     };
-    let mut at = target.end + 11;
+    let mut at = at + 10;
     loop {
         if *buf.get(at)? == b'\r' {
             return (*buf.get(at + 1)? == b'\n').then_some(RequestLine {
