@@ -231,7 +231,7 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
 
 /// The digits of `content-length`, the end of the head, and the body unless the request was
 /// `HEAD`.
-#[inline]
+#[inline(always)]
 fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8]) {
     match body.len() {
         // One or two digits, most answers: no call, no copy of a digit buffer.
