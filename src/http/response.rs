@@ -189,7 +189,7 @@ impl Wire {
 /// comes whole from `date`; the digits, the end of the head, the body), six for others; no
 /// formatting machinery. `allow` comes before the content fields so the length's CRLF and the
 /// end of the head are one copy.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, answer: Answer<'_>) {
     let common = answer.status == 200 && !wire.http10 && answer.allow.is_none();
     if common && answer.content_type == "text/plain" {
