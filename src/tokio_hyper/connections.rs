@@ -1,24 +1,102 @@
-//! The server's open connections: counted, awaitable until none is left, force-closable.
+//! The server's open connections: counted, awaitable until none is left, force-closable, and
+//! (with [`Options::record_activity`](super::Options::record_activity)) what each is doing,
+//! for the stop's step records.
 //!
 //! # Invariants
 //!
 //! 1. A connection is in `open` from before its task is spawned until its task's future is
 //!    dropped (it ended, or was aborted): the [`Registered`] guard inside the task removes it.
 //! 2. `empty_waker` is woken whenever `open` becomes empty.
+//! 3. An [`Activity`] is in a handler only between its request's admission and the handler's
+//!    answer (or the request's end without one).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+#[cfg(feature = "server")]
+use std::time::Duration;
+use std::time::Instant;
 
 use slab::Slab;
 use tokio::task::AbortHandle;
 
+use super::tally::Tally;
+
 #[derive(Default)]
 pub(crate) struct Connections {
-    open: RefCell<Slab<Option<AbortHandle>>>,
+    open: RefCell<Slab<Slot>>,
     empty_waker: Cell<Option<Waker>>,
+}
+
+/// One open connection: its task's abort handle (once spawned), and what its requests share.
+struct Slot {
+    abort: Option<AbortHandle>,
+    #[cfg_attr(not(feature = "server"), allow(dead_code))] // read by the step records
+    conn: Rc<Conn>,
+}
+
+/// What the requests of one connection share: the server's tally and, with
+/// [`Options::record_activity`](super::Options::record_activity), the connection's activity.
+/// (One `Rc` for both: a request's dispatch holds this one handle.)
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) tally: Rc<Tally>,
+    pub(crate) activity: Option<Activity>,
+}
+
+/// What a connection is doing, as the mio loops know it of theirs: since when (its last
+/// request's admission, or its last answer), and the route of the request in its handler.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    since: Cell<Instant>,
+    /// `METHOD /path` of the connection's last request (the buffer is kept: no allocation per
+    /// request once it has grown to the connection's longest route).
+    route: RefCell<String>,
+    /// Whether that request is in its handler.
+    in_handler: Cell<bool>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            since: Cell::new(Instant::now()),
+            route: RefCell::new(String::new()),
+            in_handler: Cell::new(false),
+        }
+    }
+
+    /// A request arrived: since when, and its route should it be admitted. Inlined: a call
+    /// taking pointers into the request costs a copy of the request when it moves on.
+    #[inline(always)]
+    pub(crate) fn note(&self, method: &hyper::Method, path: &str) {
+        self.since.set(Instant::now());
+        let mut route = self.route.borrow_mut();
+        route.clear();
+        route.push_str(method.as_str());
+        route.push(' ');
+        route.push_str(path);
+    }
+
+    /// The request noted last was admitted and handed to the handler.
+    #[inline]
+    pub(crate) fn begin(&self) {
+        self.in_handler.set(true);
+    }
+
+    /// The handler answered (or its request ended without an answer).
+    pub(crate) fn end(&self) {
+        self.since.set(Instant::now());
+        self.in_handler.set(false);
+    }
+
+    /// The route in the handler, if any, and how long since the connection's last event.
+    #[cfg(feature = "server")]
+    pub(crate) fn now(&self, now: Instant) -> (Option<String>, Duration) {
+        let route = self.in_handler.get().then(|| self.route.borrow().clone());
+        (route, now.saturating_duration_since(self.since.get()))
+    }
 }
 
 /// Held by a connection's task: dropping it (task ended or aborted) unregisters the connection.
@@ -32,19 +110,32 @@ impl Connections {
         self.open.borrow().len()
     }
 
-    /// Registers a connection whose task is about to be spawned.
-    pub(crate) fn register(self: &Rc<Self>) -> Registered {
-        let key = self.open.borrow_mut().insert(None);
-        Registered {
+    /// Registers a connection whose task is about to be spawned, with an activity record if
+    /// `activity`; returns what its requests share, for the connection's service.
+    pub(crate) fn register(
+        self: &Rc<Self>,
+        tally: &Rc<Tally>,
+        activity: bool,
+    ) -> (Registered, Rc<Conn>) {
+        let conn = Rc::new(Conn {
+            tally: Rc::clone(tally),
+            activity: activity.then(Activity::new),
+        });
+        let key = self.open.borrow_mut().insert(Slot {
+            abort: None,
+            conn: Rc::clone(&conn),
+        });
+        let registered = Registered {
             connections: Rc::clone(self),
             key,
-        }
+        };
+        (registered, conn)
     }
 
     /// Records the spawned task's abort handle, for a force-close.
     pub(crate) fn set_abort_handle(&self, key: usize, handle: AbortHandle) {
         if let Some(slot) = self.open.borrow_mut().get_mut(key) {
-            *slot = Some(handle);
+            slot.abort = Some(handle);
         }
     }
 
@@ -52,12 +143,22 @@ impl Connections {
     /// and its response bodies); returns how many.
     pub(crate) fn abort_all(&self) -> usize {
         let open = self.open.borrow();
-        for (_, handle) in open.iter() {
-            if let Some(handle) = handle {
+        for (_, slot) in open.iter() {
+            if let Some(handle) = &slot.abort {
                 handle.abort();
             }
         }
         open.len()
+    }
+
+    /// Each open connection's route in its handler (if any) and age, from its activity
+    /// record; `None` where none is kept.
+    #[cfg(feature = "server")]
+    pub(crate) fn activities(&self, now: Instant) -> Vec<Option<(Option<String>, Duration)>> {
+        let open = self.open.borrow();
+        open.iter()
+            .map(|(_, slot)| slot.conn.activity.as_ref().map(|a| a.now(now)))
+            .collect()
     }
 
     /// Resolves once no connection is open.

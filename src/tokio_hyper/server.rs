@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::connections::Connections;
+use super::connections::{Connections, Registered};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
 use super::report::HyperReport;
@@ -49,6 +49,7 @@ pub struct Options {
     force_after: Duration,
     keep_listening: bool,
     health_checks: bool,
+    record_activity: bool,
 }
 
 /// The smallest read and write buffer hyper accepts (`http1::Builder::max_buf_size` panics below).
@@ -76,6 +77,7 @@ impl Default for Options {
             force_after: Duration::from_secs(1),
             keep_listening: false,
             health_checks: false,
+            record_activity: false,
         }
     }
 }
@@ -153,6 +155,18 @@ impl Options {
     /// (`200`, then `503` from the unready phase on) without admission: they take nothing.
     pub fn health_checks(mut self, on: bool) -> Self {
         self.health_checks = on;
+        self
+    }
+
+    /// Record what each connection is doing, for the stop's step records
+    /// ([`HyperReport::steps`](super::HyperReport), feature `server`) as the mio loops give
+    /// them: the route of each request in its handler (`GET /delay`) and how long each
+    /// connection has been in its state. Costs two clock reads and a copy of the route per
+    /// request (no allocation once a connection's longest route fits): off by default; without
+    /// it, the records count connections in a handler from the tickets out, without routes or
+    /// ages.
+    pub fn record_activity(mut self, on: bool) -> Self {
+        self.record_activity = on;
         self
     }
 
@@ -487,6 +501,9 @@ where
         }
         tally.bump(|s| &mut s.connections);
         let _ = stream.set_nodelay(true);
+        let (registered, conn) = self
+            .connections
+            .register(tally, self.options.record_activity);
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.idle_timeout)
@@ -495,19 +512,24 @@ where
             .keep_alive(!tally.is_stopping())
             .serve_connection(
                 TokioIo::new(stream),
-                RequestService::new(Rc::clone(self.shared)),
+                RequestService::new(Rc::clone(self.shared), conn),
             );
         // Accepted once stopping: it answers once and closes by itself; hyper-util's graceful
         // shutdown would close it before its request is read.
         match self.graceful.borrow().as_ref() {
-            Some(graceful) if !tally.is_stopping() => self.spawn(graceful.watch(conn)),
-            _ => self.spawn(conn),
+            Some(graceful) if !tally.is_stopping() => {
+                self.spawn(registered, graceful.watch(conn));
+            }
+            _ => self.spawn(registered, conn),
         }
     }
 
     /// Runs a connection as a local task, registered for the drain and a force-close.
-    fn spawn(&self, conn: impl Future<Output = hyper::Result<()>> + 'static) {
-        let registered = self.connections.register();
+    fn spawn(
+        &self,
+        registered: Registered,
+        conn: impl Future<Output = hyper::Result<()>> + 'static,
+    ) {
         let key = registered.key();
         let tally = Rc::clone(&self.shared.tally);
         let task = tokio::task::spawn_local(async move {

@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 use super::body::GuardedBody;
 use super::bundle::Bundle;
 use super::checks::{self, Refused};
+use super::connections::Conn;
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
 use crate::admit::{Admitted, Refusal, RefusalReason};
@@ -44,11 +45,13 @@ pub(crate) struct Shared<E: Engine, C: Recycle, H, S> {
 /// otherwise **admit** the bundle and call the handler with `this`, the request and the bundle.
 pub struct RequestService<E: Engine, C: Recycle, H, S> {
     shared: Rc<Shared<E, C, H, S>>,
+    /// What the connection's requests share: the tally, the activity record.
+    conn: Rc<Conn>,
 }
 
 impl<E: Engine, C: Recycle, H, S> RequestService<E, C, H, S> {
-    pub(crate) fn new(shared: Rc<Shared<E, C, H, S>>) -> Self {
-        RequestService { shared }
+    pub(crate) fn new(shared: Rc<Shared<E, C, H, S>>, conn: Rc<Conn>) -> Self {
+        RequestService { shared, conn }
     }
 }
 
@@ -93,7 +96,8 @@ where
 
     #[inline]
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let tally = Rc::clone(&self.shared.tally);
+        let conn = Rc::clone(&self.conn);
+        let tally = &conn.tally;
         if let Some(refused) = checks::refusal(&request, self.shared.max_head) {
             // The mio server's head limits (414, 431) and the framing and `Host` hyper would
             // trust and the mio server refuses (400): close, nothing taken.
@@ -103,24 +107,32 @@ where
                 Refused::TooLarge(status) => Fixed::too_large(status),
                 Refused::BadRequest(why) => Fixed::bad_request(why),
             };
-            return Dispatch::fixed(answer, tally);
+            return Dispatch::fixed(answer, conn);
+        }
+        if let Some(activity) = &conn.activity {
+            // Noted here, where the checks borrowed the request anyway (a borrow next to the
+            // move into the handler would cost a copy of the request on every request).
+            activity.note(request.method(), request.uri().path());
         }
         if self.shared.health_checks {
-            if let Some(probe) = probe(&request, &tally) {
-                return Dispatch::fixed(probe, tally);
+            if let Some(probe) = probe(&request, tally) {
+                return Dispatch::fixed(probe, conn);
             }
         }
         match self.admit() {
             Ok((this, admitted)) => {
                 let signal = admitted.signal().clone();
-                let bundle = Bundle::new(admitted, Rc::clone(&tally));
+                let bundle = Bundle::new(admitted, Rc::clone(tally));
+                if let Some(activity) = &conn.activity {
+                    activity.begin();
+                }
                 let handler = self.shared.handler.call(this, request, bundle);
-                Dispatch::handling(handler, signal, tally)
+                Dispatch::handling(handler, signal, conn)
             }
             Err(refusal) => {
                 drop(request); // nothing was taken; the body is not read
                 self.count_refusal(refusal);
-                Dispatch::fixed(Fixed::refusal(refusal), tally)
+                Dispatch::fixed(Fixed::refusal(refusal), conn)
             }
         }
     }
@@ -130,6 +142,7 @@ impl<E: Engine, C: Recycle, H, S> Clone for RequestService<E, C, H, S> {
     fn clone(&self) -> Self {
         RequestService {
             shared: Rc::clone(&self.shared),
+            conn: Rc::clone(&self.conn),
         }
     }
 }
@@ -148,7 +161,7 @@ pin_project! {
     pub struct Dispatch<F, B, C: Recycle> {
         #[pin]
         state: State<F>,
-        tally: Rc<Tally>,
+        conn: Rc<Conn>,
         _body: std::marker::PhantomData<fn() -> (B, C)>,
     }
 
@@ -159,11 +172,14 @@ pin_project! {
             // away (or the drain force-closed it). Fire the signal while the handler's future
             // (and its listeners) are still alive; its bundle then ends with that outcome.
             if let StateProj::Handling { signal, .. } = this.state.project() {
-                signal.abort(if this.tally.is_force_closing() {
+                signal.abort(if this.conn.tally.is_force_closing() {
                     AbortReason::ForceClosed
                 } else {
                     AbortReason::ClientDisconnected
                 });
+                if let Some(activity) = &this.conn.activity {
+                    activity.end();
+                }
             }
         }
     }
@@ -183,18 +199,18 @@ pin_project! {
 
 impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
     #[inline]
-    fn handling(handler: F, signal: AbortSignal, tally: Rc<Tally>) -> Self {
+    fn handling(handler: F, signal: AbortSignal, conn: Rc<Conn>) -> Self {
         Dispatch {
             state: State::Handling { handler, signal },
-            tally,
+            conn,
             _body: std::marker::PhantomData,
         }
     }
 
-    fn fixed(answer: Fixed, tally: Rc<Tally>) -> Self {
+    fn fixed(answer: Fixed, conn: Rc<Conn>) -> Self {
         Dispatch {
             state: State::Fixed { answer },
-            tally,
+            conn,
             _body: std::marker::PhantomData,
         }
     }
@@ -219,12 +235,13 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B, C>> {
         let mut this = self.project();
+        let tally = &this.conn.tally;
         let handler = match this.state.as_mut().project() {
             StateProj::Handling { handler, .. } => handler,
             StateProj::Fixed { answer } => {
                 let answer = *answer;
                 this.state.set(State::Done);
-                return Poll::Ready(Ok(answer.response(this.tally.is_closing())));
+                return Poll::Ready(Ok(answer.response(tally.is_closing())));
             }
             StateProj::Done => panic!("a dispatch is polled after it answered"),
         };
@@ -240,19 +257,22 @@ where
             Ok(response) => response,
             Err(failure) => {
                 match failure {
-                    Failure::Error => this.tally.bump(|s| &mut s.failed),
-                    Failure::Panic => this.tally.bump(|s| &mut s.panics),
+                    Failure::Error => tally.bump(|s| &mut s.failed),
+                    Failure::Panic => tally.bump(|s| &mut s.panics),
                 }
                 status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
             }
         };
         this.state.set(State::Done);
-        if is_bad_input(response.status()) {
-            this.tally.bump(|s| &mut s.rejected); // as the mio server counts them
-        } else {
-            this.tally.bump(|s| &mut s.served);
+        if let Some(activity) = &this.conn.activity {
+            activity.end();
         }
-        if this.tally.is_closing() {
+        if is_bad_input(response.status()) {
+            tally.bump(|s| &mut s.rejected); // as the mio server counts them
+        } else {
+            tally.bump(|s| &mut s.served);
+        }
+        if tally.is_closing() {
             // Keep-alive is off once the server is unready or stopped: every answer closes.
             response
                 .headers_mut()

@@ -2,9 +2,14 @@
 //! record them: [`StepRecord`](crate::http::StepRecord)s, so a [`HyperGroup`](super::HyperGroup)'s
 //! JSON gives each loop's `"steps"` in the mio shape.
 //!
-//! What hyper cannot tell is not invented: a connection's state is `in_handler` if it holds one
-//! of the requests in flight (one per HTTP/1.1 connection) and `idle` otherwise (hyper does not
-//! expose reading or writing), ages are not measured (0), and `in_handler` lists no routes.
+//! With [`Options::record_activity`](super::Options::record_activity) (the demo's `serve
+//! --stack hyper` turns it on), each connection's record gives its state and age and the route
+//! of the request in its handler (`GET /delay`), as on mio. What hyper cannot tell is not
+//! invented: a connection is `in_handler` from its request's admission to the handler's answer
+//! and `idle` otherwise (hyper does not expose reading or writing: a connection writing a long
+//! body counts as idle, since the handler's answer). Without the records, a connection is
+//! `in_handler` if it holds one of the requests in flight, ages are 0 and no routes are
+//! listed.
 
 use std::cell::Cell;
 #[cfg(feature = "server")]
@@ -98,14 +103,27 @@ impl Steps {
             guards: ledger.report(),
             ..Outstanding::default()
         };
-        let open = connections.len();
-        for at in 0..open {
-            let state = if at < in_flight {
-                ConnState::InHandler
-            } else {
-                ConnState::Idle
+        let now = Instant::now();
+        for (at, activity) in connections.activities(now).into_iter().enumerate() {
+            let Some((route, age)) = activity else {
+                // No record kept: one of the requests in flight, or idle; no age.
+                let state = if at < in_flight {
+                    ConnState::InHandler
+                } else {
+                    ConnState::Idle
+                };
+                outstanding.count(state, std::time::Duration::ZERO);
+                continue;
             };
-            outstanding.count(state, std::time::Duration::ZERO);
+            match route {
+                Some(route) => {
+                    outstanding.count(ConnState::InHandler, age);
+                    outstanding
+                        .in_handler
+                        .push(crate::http::HandlerRequest { route, age });
+                }
+                None => outstanding.count(ConnState::Idle, age),
+            }
         }
         StepRecord {
             step,
