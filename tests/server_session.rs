@@ -228,13 +228,16 @@ proptest! {
 
 /// A head sent a byte at a time is searched once per byte and parsed again only when its end
 /// may have arrived (G9: linear work): parsing its 60 KiB on every read would hand the parser
-/// about 1.8 GB; here it is a few times the head. Empty lines before the
-/// request line are dropped as they arrive. The answer is the one the head gets in one piece.
+/// about 1.8 GB; here it is a few times the head. The answer is the one the head gets in one
+/// piece.
 #[test]
 fn a_head_that_trickles_in_is_parsed_a_bounded_number_of_times() {
     let limits = Limits::default().max_head(64 * 1024);
-    let mut head = b"\r\n\n\r\nGET / HTTP/1.1\r\nhost: x\r\n".to_vec();
-    for _ in 0..50 {
+    // Empty lines first (a client may send them; httparse skips them): none is taken for the
+    // end of the head, however they are split.
+    let mut head = b"\r\n\n".repeat(2000);
+    head.extend_from_slice(b"GET / HTTP/1.1\r\nhost: x\r\n");
+    for _ in 0..45 {
         head.extend_from_slice(b"x-padding: ");
         head.extend_from_slice(&[b'a'; 1200]);
         head.extend_from_slice(b"\r\n");
