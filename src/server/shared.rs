@@ -1,7 +1,10 @@
 //! The private state that every guard of one server points at, one field per concern.
 //!
-//! Guards hold an `Rc<Shared>`, so it lives until the last guard is gone, whatever happens to
-//! the [`ServerCore`](crate::ServerCore) handle (G5: the server core outlives its drain).
+//! Guards hold an `Rc<Shared>` (a ticket, an activity ref and the drain directly; an admitted
+//! bundle through the server's context pool, which holds it, so a bundle is one `Rc`), so it
+//! lives until the last guard is gone, whatever happens to the [`ServerCore`](crate::ServerCore)
+//! handle (G5: the server core outlives its drain). An abort signal is not a guard: its state
+//! holds a weak handle, for the rare paths that need the server (see `SignalState`).
 //!
 //! | concern | field | home of |
 //! |---|---|---|
