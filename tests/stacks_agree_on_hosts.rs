@@ -1,0 +1,184 @@
+//! The mio server and the hyper adapter judge a request's host alike (the adapter validates
+//! `Host` in place by the mio server's rules: src/tokio_hyper/checks.rs, src/http/uri.rs). Each
+//! raw request goes to both stacks, serving the demo routes; the statuses must be equal.
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use reqguard::engines::{Embedded, Heap};
+use reqguard::http::{demo_routes, Guarded, Running, ServerBuilder};
+use reqguard::tokio_hyper::{self, HyperReport, HyperServer};
+use reqguard::{Config, ServerCore};
+
+/// Host values: valid ones, and each way `uri-host [":" port]` can be broken.
+const HOSTS: &[&[u8]] = &[
+    b"x",
+    b"H",
+    b"",
+    b" ",
+    b"a b",
+    b"a%20b",
+    b"%41",
+    b"%4",
+    b"%zz",
+    b"h%",
+    b"[]",
+    b"[::1]",
+    b"[::1]:80",
+    b"[::1",
+    b"::1",
+    b"h:",
+    b"h:80",
+    b"h:80:90",
+    b"h:-1",
+    b"h:99999",
+    b"h:0x50",
+    b"h@x",
+    b"u@h",
+    b"h/x",
+    b"h?x",
+    b"h#x",
+    b"h\\x",
+    b"h\"x",
+    b"h<x",
+    b"h{x",
+    b"h|x",
+    b"h^x",
+    b"h`x",
+    b"h~x",
+    b"h!$&'()*+,;=x",
+    b"h_x",
+    b"-h",
+    b"h.",
+    b".",
+    b"1.2.3.4:5",
+    b"[v1.x]",
+    b"[v1.x]:1",
+    b"[fe80::1%25eth0]",
+    b"h:80 ",
+    b"\th",
+    b"h,h",
+    b"h h:80",
+    b"\x80",
+    b"h\xc3\xa9",
+    b"xn--h",
+];
+
+/// The mio server and the hyper adapter on the demo routes; dropped, both stop.
+struct Stacks {
+    mio: Option<Running>,
+    hyper: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<HyperReport>)>,
+    addrs: [SocketAddr; 2],
+}
+
+impl Stacks {
+    fn start() -> Stacks {
+        let mio = ServerBuilder::new()
+            .spawn(
+                || Guarded::embedded("server", Config::default()),
+                demo_routes,
+            )
+            .unwrap();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let heap = Heap::new();
+            let core: ServerCore<Embedded<&'static str>> =
+                ServerCore::embedded(heap.alloc("server"), Config::default());
+            let server = HyperServer::new(core, tokio_hyper::demo_routes());
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let stop = async {
+                let _ = stopped.await;
+            };
+            tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
+                .expect("bind 127.0.0.1:0")
+        });
+        let hyper_addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Stacks {
+            addrs: [mio.addr(), hyper_addr],
+            mio: Some(mio),
+            hyper: Some((stop, thread)),
+        }
+    }
+
+    /// The statuses of the first answer to `request` on each stack.
+    fn statuses(&self, request: &[u8]) -> [u16; 2] {
+        self.addrs.map(|addr| status(addr, request))
+    }
+}
+
+impl Drop for Stacks {
+    fn drop(&mut self) {
+        if let Some(mio) = self.mio.take() {
+            let report = mio.stop().unwrap();
+            assert_eq!(report.leaked, 0);
+        }
+        if let Some((stop, thread)) = self.hyper.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The status of the first answer to `request` on a fresh connection (0: none).
+fn status(addr: SocketAddr, request: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    std::str::from_utf8(head.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every request built by `form` from `HOSTS` gets the same status on both stacks.
+fn agree(form: fn(&[u8]) -> Vec<u8>) {
+    let stacks = Stacks::start();
+    let differ: Vec<String> = HOSTS
+        .iter()
+        .map(|host| form(host))
+        .filter_map(|request| {
+            let [mio, hyper] = stacks.statuses(&request);
+            (mio != hyper).then(|| format!("{}: mio {mio}, hyper {hyper}", request.escape_ascii()))
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "the stacks differ on:\n{}",
+        differ.join("\n")
+    );
+}
+
+#[test]
+fn an_http11_host_is_judged_alike() {
+    agree(|host| [&b"GET / HTTP/1.1\r\nHost: "[..], host, b"\r\n\r\n"].concat());
+    agree(|host| {
+        [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nhost: "[..],
+            host,
+            b"\r\n\r\n",
+        ]
+        .concat()
+    });
+}
+
+/// Open (notes/qa2.md): the adapter checks `Host` in HTTP/1.1 only (the mio server refuses an
+/// invalid one in any version), and not the authority of an absolute-form target (the mio
+/// server refuses userinfo, a bad port, `[]`; hyper's URI parser refuses `%` there).
+#[test]
+#[ignore = "open: the hyper adapter checks Host in HTTP/1.1 only and not an absolute-form authority (notes/qa2.md)"]
+fn an_http10_host_and_an_absolute_form_authority_are_judged_alike() {
+    agree(|host| [&b"GET / HTTP/1.0\r\nHost: "[..], host, b"\r\n\r\n"].concat());
+    agree(|host| [&b"GET http://"[..], host, b"/ HTTP/1.1\r\nHost: x\r\n\r\n"].concat());
+}
