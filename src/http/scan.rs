@@ -84,6 +84,7 @@ const HTTP_1: u64 = u64::from_le_bytes(*b"HTTP/1.\0");
 /// Scans the head at the start of `buf` if it has the common shape, its fields into `headers`
 /// (cleared first; at most `max_headers`). `None`: not that shape, or not complete in `buf`;
 /// `headers` is then meaningless and httparse must parse the head.
+#[inline]
 pub(crate) fn scan(
     buf: &[u8],
     headers: &mut Vec<HeaderSpan>,
