@@ -88,7 +88,7 @@ pub(crate) fn valid_authority(value: &[u8]) -> bool {
     }
     // A reg-name (IPv4 addresses are reg-names too), then an optional port: one pass, one
     // table lookup per byte; a plain name is one tight loop.
-    if value.iter().all(|&b| REG_NAME[usize::from(b)]) {
+    if is_reg_name(value) {
         return true;
     }
     let mut i = 0;
@@ -107,6 +107,13 @@ pub(crate) fn valid_authority(value: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// Whether every byte of `value` is a reg-name byte (no `%XX`): the common `Host`. Out of line
+/// on purpose: inlined into the header pass, its loop kept a store per byte.
+#[inline(never)]
+fn is_reg_name(value: &[u8]) -> bool {
+    value.iter().all(|&b| REG_NAME[usize::from(b)])
 }
 
 /// `":" *DIGIT`, or nothing.
