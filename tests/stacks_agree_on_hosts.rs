@@ -144,8 +144,13 @@ fn status(addr: SocketAddr, request: &[u8]) -> u16 {
 
 /// Every request built by `form` from `HOSTS` gets the same status on both stacks.
 fn agree(form: fn(&[u8]) -> Vec<u8>) {
+    agree_on(HOSTS, form);
+}
+
+/// Every request built by `form` from `hosts` gets the same status on both stacks.
+fn agree_on(hosts: &[&[u8]], form: fn(&[u8]) -> Vec<u8>) {
     let stacks = Stacks::start();
-    let differ: Vec<String> = HOSTS
+    let differ: Vec<String> = hosts
         .iter()
         .map(|host| form(host))
         .filter_map(|request| {
@@ -173,12 +178,39 @@ fn an_http11_host_is_judged_alike() {
     });
 }
 
-/// Open (notes/qa2.md): the adapter checks `Host` in HTTP/1.1 only (the mio server refuses an
-/// invalid one in any version), and not the authority of an absolute-form target (the mio
-/// server refuses userinfo, a bad port, `[]`; hyper's URI parser refuses `%` there).
+/// An HTTP/1.0 request may omit `Host`; one it sends is judged as in HTTP/1.1.
 #[test]
-#[ignore = "open: the hyper adapter checks Host in HTTP/1.1 only and not an absolute-form authority (notes/qa2.md)"]
-fn an_http10_host_and_an_absolute_form_authority_are_judged_alike() {
+fn an_http10_host_is_judged_alike() {
     agree(|host| [&b"GET / HTTP/1.0\r\nHost: "[..], host, b"\r\n\r\n"].concat());
-    agree(|host| [&b"GET http://"[..], host, b"/ HTTP/1.1\r\nHost: x\r\n\r\n"].concat());
+}
+
+/// The authority of an absolute-form target must name a valid host on both stacks (userinfo,
+/// a bad port, `[]` are refused), but for what hyper's URI parser settles before the adapter
+/// sees the target (below).
+#[test]
+fn an_absolute_form_authority_is_judged_alike() {
+    let hosts: Vec<&[u8]> = HOSTS
+        .iter()
+        .copied()
+        .filter(|host| !host.contains(&b'%') && !host.contains(&b'#'))
+        .collect();
+    agree_on(&hosts, absolute_form);
+}
+
+/// Open: hyper's URI parser refuses a `%` in an absolute-form host (`400` before the service;
+/// the mio server serves `a%20b`) and drops a `#` and what follows (the mio server refuses
+/// `h#x`; the adapter sees only `h`).
+#[test]
+#[ignore = "open: hyper's URI parser decides these before the adapter sees the target"]
+fn an_absolute_form_authority_with_a_percent_or_a_fragment_is_judged_alike() {
+    let hosts: Vec<&[u8]> = HOSTS
+        .iter()
+        .copied()
+        .filter(|host| host.contains(&b'%') || host.contains(&b'#'))
+        .collect();
+    agree_on(&hosts, absolute_form);
+}
+
+fn absolute_form(host: &[u8]) -> Vec<u8> {
+    [&b"GET http://"[..], host, b"/ HTTP/1.1\r\nHost: x\r\n\r\n"].concat()
 }

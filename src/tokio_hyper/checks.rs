@@ -44,9 +44,17 @@ pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refuse
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ));
     }
-    fields
-        .bad_request(request.version())
-        .map(Refused::BadRequest)
+    if let Some(why) = fields.bad_request(request.version()) {
+        return Some(Refused::BadRequest(why));
+    }
+    match uri.authority() {
+        // An absolute-form (or CONNECT's authority-form) target names its host as the mio
+        // server requires: a valid `host[:port]` with a host (RFC 9110 §4.2.1, §4.2.4).
+        Some(authority) if !names_a_host(authority.as_str().as_bytes()) => {
+            Some(Refused::BadRequest("invalid authority in the target"))
+        }
+        _ => None,
+    }
 }
 
 /// What the checks need from the fields, gathered in one pass.
@@ -97,12 +105,11 @@ impl<'h> Fields<'h> {
                 return Some("transfer-encoding other than chunked alone");
             }
         }
-        if version != Version::HTTP_11 {
-            return None; // `Host` is required from HTTP/1.1 on
-        }
         match (self.host, self.hosts) {
             (Some(host), 1) if valid_host(host.as_bytes()) => None,
             (Some(_), 1) => Some("invalid host"),
+            // `Host` is required from HTTP/1.1 on; when sent, it is judged in any version.
+            (None, _) if version != Version::HTTP_11 => None,
             _ => Some("host missing or sent twice"),
         }
     }
@@ -142,6 +149,16 @@ fn valid_host(value: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// A target's authority: a valid `host[:port]` whose host is not empty (the mio server's
+/// `absolute_form` in src/http/uri.rs).
+fn names_a_host(authority: &[u8]) -> bool {
+    let host = match authority.first() {
+        Some(b'[') => authority,
+        _ => authority.split(|&b| b == b':').next().unwrap_or_default(),
+    };
+    !host.is_empty() && valid_host(authority)
 }
 
 /// `":" *DIGIT`, or nothing.
@@ -260,6 +277,27 @@ mod tests {
         assert!(bad_request(&request(h11, &[("host", "a b")])).is_some());
         assert!(bad_request(&request(h11, &[("host", "u@x")])).is_some());
         assert!(bad_request(&request(Version::HTTP_10, &[])).is_none());
+        // Sent in HTTP/1.0, it is judged as in HTTP/1.1 (as on mio).
+        let h10 = Version::HTTP_10;
+        assert!(bad_request(&request(h10, &[("host", "x")])).is_none());
+        assert!(bad_request(&request(h10, &[("host", "a b")])).is_some());
+        assert!(bad_request(&request(h10, &[("host", "x"), ("host", "x")])).is_some());
+    }
+
+    #[test]
+    fn an_absolute_form_target_names_a_valid_host() {
+        let target = |uri: &str| {
+            let request = Request::builder()
+                .uri(uri)
+                .header("host", "x")
+                .body(())
+                .unwrap();
+            bad_request(&request)
+        };
+        assert!(target("http://example.com:80/a").is_none());
+        assert!(target("http://[::1]:8080/").is_none());
+        assert!(target("http://u@example.com/").is_some());
+        assert!(target("http://:80/").is_some());
     }
 
     /// The mio server's `Host` values (src/http/uri.rs), valid and not, judged alike.
