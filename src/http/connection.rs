@@ -699,7 +699,11 @@ impl<'r, H> Connection<'r, H> {
                 *scanned = 0;
             }
         }
-        if self.start > 0 {
+        if self.start == self.input.len() {
+            // Everything read was answered (nearly every turn): nothing to move.
+            self.input.clear();
+            self.start = 0;
+        } else if self.start > 0 {
             self.input.drain(..self.start);
             self.start = 0;
         }
