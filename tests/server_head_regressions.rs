@@ -11,7 +11,6 @@ use reqguard::http::{demo_routes, Limits, Router, Routes, Session, Unaccounted};
 /// it did before empty lines were dropped as they arrive. Without it such a client holds a
 /// connection forever (the idle timeout never fires either: it keeps sending).
 #[test]
-#[ignore = "open: since e90bd8b read_head drops leading empty lines and resets request_started, so no timeout runs (notes/qa2.md, problem 1, with the fix)"]
 fn empty_lines_alone_do_not_hold_a_connection_past_the_request_timeout() {
     let routes = Routes::new();
     let mut router = Router::new(&routes);

@@ -229,8 +229,12 @@ fn check(
         }
     }
     // Empty lines before the request line end nothing (and are not part of the head): the
-    // same answers.
-    for empty in [&b"\r\n"[..], b"\n"] {
+    // same answers. (Empty lines alone start a request that never comes: its timeout is
+    // tests/server_head_regressions.rs's concern.)
+    for empty in [&b"\r\n"[..], b"\n"]
+        .into_iter()
+        .filter(|_| !input.is_empty())
+    {
         let behind = server.run(router, max_head, &[empty, input]);
         if behind != direct {
             return Err(format!(

@@ -467,9 +467,14 @@ impl<'r, H> Connection<'r, H> {
         let skipped = leading_empty_lines(&self.input[self.start..]);
         self.start += skipped;
         self.head_searched = self.head_searched.saturating_sub(skipped);
+        if skipped > 0 {
+            // Empty lines are a request's first bytes: its timeout runs from them (a client
+            // sending nothing else must not hold the connection forever).
+            self.request_started.get_or_insert(now);
+        }
         let buf = &self.input[self.start..];
         if buf.is_empty() {
-            self.request_started = None;
+            // `request_started` stays as it is: a dispatched or refused request reset it.
             return Step::Wait;
         }
         self.request_started.get_or_insert(now);
