@@ -16,7 +16,6 @@ use reqguard::tokio_hyper::{self, HyperServer, Options};
 use reqguard::{Config, ServerCore};
 
 #[test]
-#[ignore = "open: the adapter drops an over-limit connection right after writing its 503, so unread input turns the close into a reset (notes/qa2.md, problem 4)"]
 fn a_connection_over_the_limit_reads_its_503_then_a_clean_end() {
     let (addr_tx, addr_rx) = mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

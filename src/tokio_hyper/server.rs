@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connections::{Connections, Registered};
@@ -340,6 +341,7 @@ where
             connections: &connections,
             graceful: RefCell::new(Some(GracefulShutdown::new())),
             options,
+            refusing: Rc::default(),
         };
         acceptor.run(&listener, stop).await;
         let steps = Steps::default();
@@ -458,7 +460,14 @@ struct Acceptor<'a, E: Engine, C: Recycle, H, S> {
     /// Watches connections until the stop signals them (then it is taken).
     graceful: RefCell<Option<GracefulShutdown>>,
     options: Options,
+    /// Connections refused over the limit still lingering (see `refuse_over_limit`).
+    refusing: Rc<Cell<usize>>,
 }
+
+/// How long a connection refused over the limit lingers after its `503`, reading and dropping
+/// what the client sent, and how many may linger at once (as on the mio server).
+const REFUSED_LINGER: Duration = Duration::from_millis(500);
+const MAX_REFUSING: usize = 64;
 
 /// How long the accept loop pauses after an accept error (`EMFILE`): it must not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -495,8 +504,7 @@ where
         let tally = &self.shared.tally;
         if self.connections.len() >= self.options.max_connections {
             tally.bump(|s| &mut s.connections_refused);
-            // Best effort: a full send buffer just closes it without the answer.
-            let _ = stream.try_write(OVER_LIMIT);
+            self.refuse_over_limit(stream);
             return;
         }
         tally.bump(|s| &mut s.connections);
@@ -522,6 +530,30 @@ where
             }
             _ => self.spawn(registered, conn),
         }
+    }
+
+    /// Answers `503` to a connection over the limit and closes it as the mio server does: its
+    /// write side first, then what the client sent is read and dropped for a moment, so the
+    /// close is a clean end and not a reset that could discard the `503` before the client
+    /// reads it (RFC 9112 §9.6). At most [`MAX_REFUSING`] linger at once; past that, or when
+    /// the send buffer is full, the connection just closes.
+    fn refuse_over_limit(&self, mut stream: TcpStream) {
+        // Best effort: a full send buffer just closes it without the answer.
+        let _ = stream.try_write(OVER_LIMIT);
+        if self.refusing.get() >= MAX_REFUSING {
+            return;
+        }
+        let refusing = Rc::clone(&self.refusing);
+        refusing.set(refusing.get() + 1);
+        tokio::task::spawn_local(async move {
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(REFUSED_LINGER, async {
+                while let Ok(1..) = stream.read(&mut sink).await {}
+            })
+            .await;
+            refusing.set(refusing.get() - 1);
+        });
     }
 
     /// Runs a connection as a local task, registered for the drain and a force-close.
