@@ -12,7 +12,7 @@ use std::rc::Rc;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{
     AbortReason, AbortSignal, ActivityRef, Admitted, Config, DowngradePolicy, Exhaustion,
-    GuardKind, Ledger, Outcome, Recycle, Refusal, RefusalReason, ServerCore,
+    GuardKind, Ledger, Outcome, PendingTicket, Recycle, Refusal, RefusalReason, ServerCore,
 };
 
 type Core = ServerCore<Embedded<&'static str>>;
@@ -1022,6 +1022,11 @@ struct Held {
 struct Expect {
     outcomes: [u64; 5],
     refused_builds: u64,
+    /// Bundles that reached `build` through `admit_with` (their ticket was minted before).
+    from_tickets: u64,
+    /// Standalone tickets minted (some later joined a bundle).
+    tickets: u64,
+    activity_refs: u64,
 }
 
 struct World {
@@ -1029,6 +1034,7 @@ struct World {
     held: Vec<Held>,
     refs: Vec<ActivityRef>,
     kept: Vec<AbortSignal>,
+    saved: Vec<PendingTicket>,
     /// Listener counters of every request ever admitted, with whether it must have fired.
     listeners: Vec<(Rc<Cell<u32>>, Option<bool>)>,
     expect: Expect,
@@ -1045,6 +1051,7 @@ impl World {
             held: Vec::new(),
             refs: Vec::new(),
             kept: Vec::new(),
+            saved: Vec::new(),
             listeners: Vec::new(),
             expect: Expect::default(),
         }
@@ -1053,18 +1060,33 @@ impl World {
     fn admit(&mut self, rng: &mut Rng) {
         let live = self.core.upgrade().unwrap();
         let how = rng.below(8);
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            live.admit(|ctx| {
-                assert!(ctx.is_empty(), "a recycled context is clear");
-                ctx.push(1);
-                match how {
-                    0 => Err(Refusal::new(RefusalReason::PayloadTooLarge { limit: 0 })),
-                    1 => panic!("build panics"),
-                    _ => Ok(how as u32),
-                }
-            })
-        }));
+        let stopped = self.core.is_stopped();
+        let saved = (!self.saved.is_empty() && (stopped || rng.below(3) == 0))
+            .then(|| self.saved.swap_remove(rng.below(self.saved.len())));
+        let with_ticket = saved.is_some();
         let full = self.core.pool_metrics().in_use == self.core.pool_metrics().capacity;
+        let build = |ctx: &mut Vec<u8>| {
+            assert!(ctx.is_empty(), "a recycled context is clear");
+            ctx.push(1);
+            match how {
+                0 => Err(Refusal::new(RefusalReason::PayloadTooLarge { limit: 0 })),
+                1 => panic!("build panics"),
+                _ => Ok(how as u32),
+            }
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| match saved {
+            Some(ticket) => live.admit_with(ticket, build),
+            None => live.admit(build),
+        }));
+        let refused_by_pool =
+            matches!(&result, Ok(Err(r)) if r.reason() == RefusalReason::PoolExhausted);
+        assert!(
+            !stopped || with_ticket,
+            "after stop only saved requests come back"
+        );
+        if with_ticket && !refused_by_pool {
+            self.expect.from_tickets += 1;
+        }
         match result {
             Err(_) => self.expect.refused_builds += 1,
             Ok(Err(refusal)) if refusal.reason() == RefusalReason::PoolExhausted => {
@@ -1119,7 +1141,7 @@ impl World {
     }
 
     fn step(&mut self, rng: &mut Rng) {
-        match rng.below(12) {
+        match rng.below(14) {
             0..=3 => self.admit(rng),
             4..=6 => self.end(rng),
             7 if !self.held.is_empty() => {
@@ -1129,6 +1151,7 @@ impl World {
             8 if !self.held.is_empty() => {
                 let i = rng.below(self.held.len());
                 self.refs.push(self.held[i].bundle.activity_ref());
+                self.expect.activity_refs += 1;
             }
             9 if !self.refs.is_empty() => drop(self.refs.swap_remove(rng.below(self.refs.len()))),
             10 if !self.held.is_empty() => {
@@ -1143,6 +1166,14 @@ impl World {
                 }
             }
             11 if !self.kept.is_empty() => drop(self.kept.swap_remove(rng.below(self.kept.len()))),
+            12 => {
+                self.saved
+                    .push(self.core.upgrade().unwrap().ticket().unwrap());
+                self.expect.tickets += 1;
+            }
+            13 if !self.saved.is_empty() => {
+                drop(self.saved.swap_remove(rng.below(self.saved.len())));
+            }
             _ => {}
         }
         self.check();
@@ -1157,7 +1188,10 @@ impl World {
             .iter()
             .filter(|h| h.bundle.request().is_some())
             .count();
-        assert_eq!(ledger.outstanding(GuardKind::Ticket), out);
+        assert_eq!(
+            ledger.outstanding(GuardKind::Ticket),
+            out + self.saved.len()
+        );
         assert_eq!(ledger.outstanding(GuardKind::Context), out);
         assert_eq!(
             ledger.outstanding(GuardKind::ActivityRef),
@@ -1169,11 +1203,21 @@ impl World {
             assert_eq!(counts.count(o), self.expect.outcomes[i], "{o:?}");
         }
         let ended: u64 = self.expect.outcomes.iter().sum();
-        let minted = ledger.minted(GuardKind::Ticket);
-        assert_eq!(minted, ended + out as u64 + self.expect.refused_builds);
+        // Every bundle that reached `build` ended, is out, or was refused there.
+        let bundles = ended + out as u64 + self.expect.refused_builds;
+        let e = &self.expect;
+        assert_eq!(
+            ledger.minted(GuardKind::Ticket),
+            bundles - e.from_tickets + e.tickets
+        );
+        assert_eq!(ledger.minted(GuardKind::Context), bundles);
+        assert_eq!(
+            ledger.minted(GuardKind::ActivityRef),
+            bundles + e.activity_refs
+        );
         assert_eq!(
             ledger.minted(GuardKind::Request),
-            minted - self.expect.refused_builds
+            bundles - e.refused_builds
         );
         let m = self.core.pool_metrics();
         assert_eq!(m.in_use, out);
@@ -1200,6 +1244,15 @@ impl World {
         }
         while !self.held.is_empty() {
             self.end(rng);
+            self.check();
+        }
+        // Saved requests come back after stop (admit_with works then), or are let go.
+        while !self.saved.is_empty() {
+            self.admit(rng);
+            self.check();
+            while !self.held.is_empty() {
+                self.end(rng);
+            }
             self.check();
         }
         assert!(drain.is_complete(), "every request ended");
@@ -1238,5 +1291,72 @@ fn random_interleavings_keep_the_books_straight() {
         assert!(spilling.core.pool_metrics().spills > 0, "the pool spilled");
         refusing.finish(&mut rng);
         spilling.finish(&mut rng);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listener panics with hostile payloads; a listener that holds its own request's activity.
+
+/// Abort listeners that panic with a payload whose `Drop` panics too, fired by a bundle's drop,
+/// by `end`, by a user abort and by the deadline: each is caught and counted once, the other
+/// listeners run, every request ends once.
+#[test]
+fn listeners_panic_with_payloads_that_panic_on_drop() {
+    quiet_panics();
+    let heap = Heap::new();
+    let core = core(&heap);
+    let ran = Rc::new(Cell::new(0));
+    let mut bundles: Vec<Bundle> = (0..4).map(|_| admit(&core)).collect();
+    for bundle in &bundles {
+        bundle
+            .signal()
+            .on_abort(|_| std::panic::panic_any(PanicsOnDrop));
+        let r = Rc::clone(&ran);
+        bundle.signal().on_abort(move |_| r.set(r.get() + 1));
+    }
+    drop(bundles.pop()); // Dropped
+    bundles.pop().unwrap().end(Outcome::ClientGone);
+    assert!(bundles[0].signal().abort(AbortReason::ClientDisconnected));
+    let drain = core.stop();
+    let report = drain.escalate(); // the last one
+    assert_eq!(report.aborted_signals, 1);
+    assert_eq!(report.panicked_listeners, 4);
+    assert_eq!(ran.get(), 4);
+    drop(bundles);
+    assert!(drain.is_complete());
+    let o = core.ledger().outcomes();
+    assert_eq!(
+        (o.dropped, o.client_gone, o.deadline_aborted, o.total()),
+        (1, 2, 1, 4)
+    );
+    core.ledger().assert_quiescent();
+}
+
+/// A listener that holds an activity ref of its own request (an `Rc` cycle through a guard,
+/// which no type prevents): the request completes, the drain completes (the ref is not a
+/// ticket), the deadline does not fire it, and the ledger names the ref at its mint site (G6).
+#[test]
+fn a_listener_holding_its_own_activity_ref_is_reported() {
+    let heap = Heap::new();
+    let core = core(&heap);
+    let bundle = admit(&core);
+    let activity = bundle.activity_ref();
+    let fired = Rc::new(Cell::new(false));
+    let f = Rc::clone(&fired);
+    bundle.signal().on_abort(move |_| {
+        drop(activity);
+        f.set(true);
+    });
+    bundle.complete();
+    let drain = core.stop();
+    assert!(drain.is_complete());
+    assert_eq!(drain.escalate().aborted_signals, 0);
+    assert!(!fired.get());
+    assert_eq!(core.ledger().outstanding(GuardKind::ActivityRef), 1);
+    check_ledger(core.ledger());
+    let report = core.ledger().report().to_string();
+    assert!(report.contains("activity ref"), "{report}");
+    if Ledger::tracks_sites() {
+        assert!(report.contains("probe_core_v3.rs"), "{report}");
     }
 }
