@@ -418,7 +418,7 @@ fn a_kept_signal_whose_listener_drop_panics_leaves_the_spare_list_sound() {
 /// end, each request ends once, B's signal fires at most once, and both ledgers are clean.
 #[test]
 fn a_listener_forwards_its_abort_to_another_servers_signal() {
-    for order in 0..4 {
+    for order in 0..5 {
         let heap = Heap::new();
         let a = core(&heap);
         let b = core(&heap);
@@ -460,6 +460,24 @@ fn a_listener_forwards_its_abort_to_another_servers_signal() {
                 assert_eq!(*b_fired.borrow(), [AbortReason::ClientDisconnected]);
                 assert_eq!(b.ledger().outcomes().client_gone, 1);
                 assert_eq!(a.ledger().outcomes().client_gone, 1);
+                b.ledger().assert_quiescent();
+            }
+            3 => {
+                // B ends first, then A completes: A's unfired listener holds the last handle
+                // of B's signal, which goes back to B's spare list while A's signal is being
+                // recycled; B's next requests get it reset.
+                b_bundle.complete();
+                a_bundle.complete();
+                assert!(b_fired.borrow().is_empty());
+                for _ in 0..3 {
+                    let again = admit(&b);
+                    assert_eq!(again.signal().reason(), None);
+                    assert_eq!(again.signal().pending_activity(), 1);
+                    drop(again);
+                }
+                assert!(b_fired.borrow().is_empty(), "an old listener ran on reuse");
+                let o = b.ledger().outcomes();
+                assert_eq!((o.completed, o.dropped), (1, 3));
                 b.ledger().assert_quiescent();
             }
             _ => {
