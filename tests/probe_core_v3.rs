@@ -1438,3 +1438,56 @@ fn default_reentering_the_pool_does_not_exceed_its_capacity() {
     );
     assert_eq!(nested, Some(Err(RefusalReason::PoolExhausted)));
 }
+
+/// A panicking listener on a user-called abort reaches its server through the signal's weak
+/// home: counted in the drain's report when the server is alive, for a signal kept past its
+/// bundle and for a standalone one.
+#[test]
+fn a_user_abort_counts_listener_panics_through_the_weak_home() {
+    quiet_panics();
+    let heap = Heap::new();
+    let core = core(&heap);
+    let bundle = admit(&core);
+    let kept = bundle.signal().clone();
+    bundle.complete();
+    let standalone = core.upgrade().unwrap().signal();
+    for signal in [&kept, &standalone] {
+        signal.on_abort(|_| panic!("listener panics"));
+        assert!(signal.abort(AbortReason::ClientDisconnected));
+    }
+    let drain = core.stop();
+    assert!(drain.is_complete());
+    assert_eq!(drain.report().panicked_listeners, 2);
+    assert_eq!(
+        core.ledger().outcomes().completed,
+        1,
+        "a user abort after the end"
+    );
+    core.ledger().assert_quiescent();
+}
+
+/// An activity ref kept past its request, its core dropped and its heap collected: it keeps
+/// the server's state (the drain and the ledger still answer), its signal is not the
+/// deadline's, and dropping it last releases it and recycles its signal into that state.
+#[test]
+fn an_activity_ref_outlives_its_request_and_its_core() {
+    let heap = Heap::new();
+    let core = core(&heap);
+    let bundle = admit(&core);
+    let activity = bundle.activity_ref();
+    let drain = core.stop();
+    bundle.complete();
+    assert!(
+        drain.is_complete(),
+        "an activity ref is not a pending request"
+    );
+    drop(core);
+    heap.collect();
+    assert_eq!(drain.escalate().aborted_signals, 0);
+    assert!(!activity.signal().is_aborted());
+    assert_eq!(drain.ledger().outstanding(GuardKind::ActivityRef), 1);
+    check_ledger(drain.ledger());
+    drop(activity);
+    drain.ledger().assert_quiescent();
+    assert_eq!(drain.report().outcomes.completed, 1);
+}
