@@ -245,7 +245,6 @@ fn a_listener_panic_after_the_core_dropped_is_counted() {
 /// request ended `Completed`, so its signal must never fire (G8) and the escalation must not
 /// count it.
 #[test]
-#[ignore = "bug: Drain::abort_outstanding aborts signals collected before any listener ran; a request completed by an earlier listener still gets its signal fired (src/ticket/drain.rs)"]
 fn escalation_skips_a_request_completed_by_an_earlier_listener() {
     let heap = Heap::new();
     let core = core(&heap);
@@ -368,7 +367,6 @@ fn an_unfired_listener_drop_admits_stops_and_ends_the_last_request() {
 /// another panic unwinds never aborts the process"), so the panic must not escape `complete()`,
 /// and the accounting must be whole.
 #[test]
-#[ignore = "bug: an unfired listener is dropped uncaught in SignalState::reset (src/signal/abort.rs drop_listeners); its panic escapes Admitted::drop / complete() and AbortSignal::drop"]
 fn an_unfired_listener_whose_drop_panics_does_not_escape_complete() {
     quiet_panics();
     let heap = Heap::new();
@@ -1413,7 +1411,6 @@ type DefaultCore = ServerCore<Embedded<&'static str>, ReentrantDefault>;
 /// least the pool must not end up holding more contexts than its capacity: `allocated <=
 /// capacity`, src/pool/slots.rs invariant 1).
 #[test]
-#[ignore = "bug: ContextPool::allocate counts the slot after C::default returns, so a Default that re-enters the pool allocates past the capacity (src/pool/slots.rs)"]
 fn default_reentering_the_pool_does_not_exceed_its_capacity() {
     let heap = Heap::new();
     let config = Config::default()

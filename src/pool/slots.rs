@@ -10,10 +10,12 @@
 //!    reserved up front, so an absurd capacity costs nothing) and never past `allocated`, so a
 //!    warm pool never reallocates it.
 //! 3. Every box in `free` has been recycled.
-//! 4. User code (`C::default`, `Recycle::recycle`) never runs while `free` is borrowed, and a
-//!    panic in it costs no capacity: a slot is counted in `allocated` only once its context
-//!    exists, and a context whose `recycle` panicked is freed and uncounted (the pool makes a
-//!    fresh one when it needs it). A spilled context's `Drop` runs caught too.
+//! 4. User code (`C::default`, `Recycle::recycle`, a context's `Drop`) never runs while `free`
+//!    is borrowed, and a panic in it costs no capacity and does not escape: a slot is counted
+//!    in `allocated` from the moment its context is being made (a `Default` that re-enters the
+//!    pool sees it taken) and given back if `C::default` panics; a context whose `recycle`
+//!    panicked is freed and uncounted (the pool makes a fresh one when it needs it). A
+//!    spilled context's `Drop`, and the pooled ones' when the pool is freed, run caught.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -75,14 +77,17 @@ impl<C: Recycle> ContextPool<C> {
         }
     }
 
-    /// A new pooled context, counted once it exists (`C::default` runs unborrowed and may
-    /// panic or re-enter the pool).
+    /// A new pooled context. Its slot is counted before `C::default` runs (unborrowed: it may
+    /// panic or re-enter the pool): a `Default` that admits a request of this server finds the
+    /// slot taken, so the pool never grows past its capacity; a panic gives the slot back.
     #[cold]
     #[inline(never)]
     fn allocate(&self) -> Box<C> {
-        let fresh = Box::default();
         self.allocated.set(self.allocated.get() + 1);
-        fresh
+        scopeguard::defer_on_unwind! {
+            self.allocated.set(self.allocated.get() - 1);
+        }
+        Box::default()
     }
 
     /// A context, or `None` when the pool is exhausted and refuses.
@@ -149,6 +154,15 @@ impl<C: Recycle> ContextPool<C> {
             spills: self.spills.get(),
             refusals: self.refusals.get(),
             recycle_panics: self.recycle_panics.get(),
+        }
+    }
+}
+
+impl<C> Drop for ContextPool<C> {
+    /// Frees the pooled contexts, each on its own: a context's `Drop` is user code.
+    fn drop(&mut self) {
+        for slot in self.free.get_mut().drain(..) {
+            call_caught(move || drop(slot));
         }
     }
 }

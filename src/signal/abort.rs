@@ -61,9 +61,13 @@ impl SignalState {
     #[cold]
     #[inline(never)]
     fn drop_listeners(&self) {
-        // Taken out first: a listener's `Drop` may reach this signal again.
+        // Taken out first: a listener's `Drop` may reach this signal again. Each is dropped on
+        // its own: its `Drop` is user code, and a panic there must not escape the request's
+        // release (nor skip the other listeners).
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
-        listeners.clear();
+        for listener in listeners.drain(..) {
+            call_caught(move || drop(listener));
+        }
         let mut slot = self.listeners.borrow_mut();
         if slot.is_empty() {
             *slot = listeners; // keep the capacity for the next use
@@ -123,6 +127,15 @@ impl SignalState {
             *slot = listeners; // give the capacity back for the next use
         }
         Some(panicked)
+    }
+}
+
+impl Drop for SignalState {
+    /// Drops the listeners that never ran, each on its own: a listener's `Drop` is user code.
+    fn drop(&mut self) {
+        for listener in self.listeners.get_mut().drain(..) {
+            call_caught(move || drop(listener));
+        }
     }
 }
 

@@ -88,7 +88,9 @@ pub struct DrainReport {
     /// Signals that *this* escalation aborted: the first expired
     /// [`poll_deadline`](Drain::poll_deadline) or an [`escalate`](Drain::escalate) call. Zero in
     /// later polls, in [`report`](Drain::report) and in the awaited report, even after a
-    /// deadline; the total is in `outcomes.deadline_aborted`.
+    /// deadline; the requests they ended are counted in `outcomes.deadline_aborted` (all but
+    /// one whose own `build` refused after the abort: it was never admitted, so it has no
+    /// outcome). A request an earlier signal's listener ended is not aborted.
     pub aborted_signals: usize,
     /// How the server's admitted requests ended so far, per outcome.
     pub outcomes: OutcomeCounts,
@@ -208,6 +210,11 @@ impl Drain {
         let signals = self.shared.signals.with_activity();
         let mut aborted = 0;
         for signal in &signals {
+            // An earlier signal's listener may have ended this request since (completed it,
+            // dropped its last activity ref): its signal is no longer the deadline's to fire.
+            if !(signal.is_request_out() && signal.has_activity()) {
+                continue;
+            }
             if let Some(panicked) = signal.abort(AbortReason::DrainDeadline) {
                 aborted += 1;
                 self.shared.signals.count_listener_panics(panicked);

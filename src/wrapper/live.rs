@@ -142,14 +142,13 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
 
     /// Takes the whole bundle for one request, all or nothing (G3).
     ///
-    /// In order: a pooled context, which `build` fills while it makes the request payload;
-    /// then, once `build` succeeded, the bundle is minted whole: its ticket, the context, a
-    /// signal with an activity ref and the request object, as one ledger entry. If any step
-    /// fails (the server is stopped, the pool refuses, `build` refuses or panics: body too
-    /// large, engine error), the context goes back to the pool, nothing was minted, and the
-    /// refusal holds nothing. A `build` that stops the server is refused too
-    /// ([`RefusalReason::Stopped`]). The bundle then ends with one
-    /// [`Outcome`](crate::Outcome): see [`Admitted`].
+    /// In order: a ticket, a pooled context holding it, a signal with an activity ref (one
+    /// ledger entry for all three), then `build` fills the context and makes the request
+    /// payload. While `build` runs the request is pending (a `stop()` from inside it waits
+    /// for it, and the deadline may abort its signal). If any step fails (the server is
+    /// stopped, the pool refuses, `build` refuses or panics: body too large, engine error),
+    /// what was taken is released in reverse order and the refusal holds nothing. The bundle
+    /// then ends with one [`Outcome`](crate::Outcome): see [`Admitted`].
     ///
     /// # Errors
     ///
