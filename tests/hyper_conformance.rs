@@ -153,3 +153,29 @@ fn head_405_and_unknown_methods_answer_as_the_mio_router() {
     client.expect_nothing_more(false, QUIET);
     assert_eq!(stop(tx, thread).leaked, 0);
 }
+
+/// `OPTIONS` as on the mio router (RFC 9110 §9.3.7): `204` with the resource's methods in
+/// `allow`, every route's for `*`, `404` for no resource; the answer has no body.
+#[test]
+fn options_answer_as_the_mio_router() {
+    let (addr, tx, thread) = spawn_demo();
+    let mut client = StrictClient::connect(addr);
+    for (target, allow) in [
+        ("*", "GET, HEAD, POST"),
+        ("/", "GET, HEAD"),
+        ("/echo", "POST"),
+    ] {
+        client.send(format!("OPTIONS {target} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes());
+        let answer = client.answer("OPTIONS");
+        assert_eq!(
+            (answer.status, answer.field("allow")),
+            (204, Some(allow)),
+            "{target}: {answer:?}"
+        );
+        assert_eq!(answer.text(), "", "{target}");
+    }
+    client.send(b"OPTIONS /nowhere HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(client.answer("OPTIONS").status, 404);
+    client.expect_nothing_more(false, QUIET);
+    assert_eq!(stop(tx, thread).leaked, 0);
+}

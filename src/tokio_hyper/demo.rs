@@ -80,9 +80,23 @@ async fn demo<C: Recycle>(
     }
 }
 
-/// As the mio router: `501` for a method the server does not know, `405` with `allow` for a
-/// known path, else `404`.
+/// As the mio router: `501` for a method the server does not know, `204` with `allow` for an
+/// `OPTIONS` of a known path or of `*` (every route's methods, RFC 9110 §9.3.7), `405` with
+/// `allow` for another method on a known path, else `404`.
 fn unrouted<C: Recycle>(bundle: Bundle<C>, method: &Method, path: &str) -> Reply<Full<Bytes>, C> {
+    if method == Method::OPTIONS {
+        let allow = match path {
+            "*" => "GET, HEAD, POST",
+            "/" | "/delay" | "/panic" => "GET, HEAD",
+            "/echo" => "POST",
+            _ => return text(bundle, StatusCode::NOT_FOUND, Bytes::new()),
+        };
+        let mut reply = text(bundle, StatusCode::NO_CONTENT, Bytes::new());
+        reply
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+        return reply;
+    }
     const STANDARD: [Method; 8] = [
         Method::GET,
         Method::HEAD,
