@@ -363,9 +363,16 @@ fn a_connection_over_the_limit_reads_its_503_not_a_reset() {
         thread::sleep(Duration::from_millis(20)); // the server has closed its side by now
         closed_with(&mut client, 503);
     }
+    // Its `503` is written before the request is read: it has no body, so a `HEAD` (whose
+    // answer carries none) reads it cleanly too.
+    let mut client = srv.connect();
+    send(&mut client, b"HEAD / HTTP/1.1\r\nhost: t\r\n\r\n");
+    let head = strict::read_for(&mut client, "HEAD").expect("a 503 a strict client reads");
+    assert_eq!((head.status, head.closes()), (503, true), "{head:?}");
+    strict::expect_clean_eof(&mut client).expect("nothing after the 503 but the FIN");
     drop(holder);
     let report = srv.finish();
-    assert_eq!(report.stats.connections_refused, 10);
+    assert_eq!(report.stats.connections_refused, 11);
     assert_eq!(report.stats.connections, 1);
 }
 

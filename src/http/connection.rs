@@ -187,8 +187,14 @@ impl<'r, H> Connection<'r, H> {
     /// its only answer, `503` and `Connection: close` (dated `date`), is already written.
     pub(crate) fn over_capacity(now: Instant, date: &DateLine) -> Self {
         let mut connection = Connection::new(now);
+        // Written before the request is read, so its method is unknown: no body, which is right
+        // for a `HEAD` too (a body there would be read as the start of another answer).
         connection.answers.push(true, None, |out| {
-            write_status(out, Wire::CLOSE, date, 503);
+            let answer = Answer {
+                body: b"",
+                ..Answer::plain(503)
+            };
+            write_response(out, Wire::CLOSE, date, answer);
         });
         connection.closing = true;
         connection
