@@ -209,6 +209,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admit;
+#[cfg(any(feature = "server", feature = "hyper"))]
+mod authority;
 mod callback;
 pub mod engines;
 pub mod features;

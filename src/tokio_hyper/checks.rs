@@ -10,10 +10,12 @@
 //! it `400`. Neither desynchronizes.
 //!
 //! Every request pays for these checks, so they cost one walk over the fields: no hashing, no
-//! allocation (a `Host` is validated in place, by the mio server's rules).
+//! allocation (a `Host` is validated in place, by the rule both stacks share: src/authority.rs).
 
 use hyper::header::{HeaderMap, HeaderValue, HOST, TRANSFER_ENCODING};
 use hyper::{Request, StatusCode, Version};
+
+use crate::authority::{names_a_host, valid_authority};
 
 /// Why a request is refused before admission (with `connection: close`, taking nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +108,7 @@ impl<'h> Fields<'h> {
             }
         }
         match (self.host, self.hosts) {
-            (Some(host), 1) if valid_host(host.as_bytes()) => None,
+            (Some(host), 1) if valid_authority(host.as_bytes()) => None,
             (Some(_), 1) => Some("invalid host"),
             // `Host` is required from HTTP/1.1 on; when sent, it is judged in any version.
             (None, _) if version != Version::HTTP_11 => None,
@@ -114,90 +116,6 @@ impl<'h> Fields<'h> {
         }
     }
 }
-
-/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2), or empty (RFC 9112 §3.2: a target without an
-/// authority): the mio server's rule (`src/http/uri.rs`, `valid_authority`), in place.
-fn valid_host(value: &[u8]) -> bool {
-    if value.first() == Some(&b'[') {
-        // An IP literal: `[` IPv6address or IPvFuture `]`, then an optional port.
-        let Some(close) = value.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let inner = &value[1..close];
-        return !inner.is_empty()
-            && inner.iter().all(|&b| REG_NAME[usize::from(b)] || b == b':')
-            && valid_port(&value[close + 1..]);
-    }
-    // A reg-name (IPv4 addresses are reg-names too) with `%XX` escapes, then an optional port;
-    // a plain name is one tight loop.
-    if value.iter().all(|&b| REG_NAME[usize::from(b)]) {
-        return true;
-    }
-    let mut i = 0;
-    while i < value.len() {
-        let b = value[i];
-        if REG_NAME[usize::from(b)] {
-            i += 1;
-        } else if b == b'%' {
-            let hex = value.get(i + 1..i + 3);
-            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
-            }
-            i += 3;
-        } else {
-            return valid_port(&value[i..]);
-        }
-    }
-    true
-}
-
-/// A target's authority: a valid `host[:port]` whose host is not empty (the mio server's
-/// `absolute_form` in src/http/uri.rs).
-fn names_a_host(authority: &[u8]) -> bool {
-    let host = match authority.first() {
-        Some(b'[') => authority,
-        _ => authority.split(|&b| b == b':').next().unwrap_or_default(),
-    };
-    !host.is_empty() && valid_host(authority)
-}
-
-/// `":" *DIGIT`, or nothing.
-fn valid_port(rest: &[u8]) -> bool {
-    match rest.split_first() {
-        None => true,
-        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
-        Some(_) => false,
-    }
-}
-
-/// The bytes of a reg-name besides `%XX`: unreserved and sub-delims (RFC 3986 §2.2, §2.3).
-static REG_NAME: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
-        b += 1;
-    }
-    table
-};
 
 #[cfg(test)]
 mod tests {
@@ -313,7 +231,7 @@ mod tests {
             b"xn--bcher-kva.example",
             b"a%20b",
         ] {
-            assert!(valid_host(ok), "{:?}", String::from_utf8_lossy(ok));
+            assert!(valid_authority(ok), "{:?}", String::from_utf8_lossy(ok));
         }
         for bad in [
             &b"a b"[..],
@@ -328,7 +246,7 @@ mod tests {
             b"host/path",
             b"\xff",
         ] {
-            assert!(!valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+            assert!(!valid_authority(bad), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 }

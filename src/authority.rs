@@ -1,0 +1,107 @@
+//! `uri-host [ ":" port ]` (RFC 3986 §3.2.2): the rule both HTTP stacks judge a `Host` field
+//! and a target's authority by, so the mio server and the hyper adapter cannot drift apart.
+//!
+//! Pure functions over byte slices: no allocation, no state.
+
+/// Whether `authority` is a valid `host[:port]` that names a host (an absolute-form target's
+/// authority, RFC 9110 §4.2.1: an `http` URI with an empty host is invalid).
+pub(crate) fn names_a_host(authority: &[u8]) -> bool {
+    !host_part(authority).is_empty() && valid_authority(authority)
+}
+
+/// The host of `host[:port]` (the whole bracketed literal for IPv6).
+pub(crate) fn host_part(authority: &[u8]) -> &[u8] {
+    if authority.first() == Some(&b'[') {
+        return match authority.iter().position(|&b| b == b']') {
+            Some(close) => &authority[..=close],
+            None => authority,
+        };
+    }
+    match authority.iter().position(|&b| b == b':') {
+        Some(colon) => &authority[..colon],
+        None => authority,
+    }
+}
+
+/// Whether `value` is `uri-host [ ":" port ]` (RFC 3986): a valid `Host` field value. An empty
+/// value is valid (a request whose target has no authority sends an empty `Host`).
+#[inline]
+pub(crate) fn valid_authority(value: &[u8]) -> bool {
+    if value.first() == Some(&b'[') {
+        let host = host_part(value);
+        return valid_ip_literal(host) && valid_port(&value[host.len()..]);
+    }
+    // A reg-name (IPv4 addresses are reg-names too), then an optional port: one pass, one
+    // table lookup per byte; a plain name is one tight loop.
+    if is_reg_name(value) {
+        return true;
+    }
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        if REG_NAME[usize::from(b)] {
+            i += 1;
+        } else if b == b'%' {
+            let hex = value.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            return valid_port(&value[i..]);
+        }
+    }
+    true
+}
+
+/// Whether every byte of `value` is a reg-name byte (no `%XX`): the common `Host`. Out of line
+/// on purpose: inlined into the header pass, its loop kept a store per byte.
+#[inline(never)]
+fn is_reg_name(value: &[u8]) -> bool {
+    value.iter().all(|&b| REG_NAME[usize::from(b)])
+}
+
+/// `":" *DIGIT`, or nothing.
+fn valid_port(rest: &[u8]) -> bool {
+    match rest.split_first() {
+        None => true,
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    }
+}
+
+/// `[` IPv6address or IPvFuture `]`: hex digits, colons and dots, or `v` + unreserved,
+/// sub-delims and colons.
+fn valid_ip_literal(host: &[u8]) -> bool {
+    match host {
+        [b'[', inner @ .., b']'] => {
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
+        }
+        _ => false,
+    }
+}
+
+/// The bytes a reg-name holds besides `%XX`: unreserved and sub-delims.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
+    }
+    table
+};
+
+const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+const fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
