@@ -13,7 +13,10 @@ use std::hint::black_box;
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{Admitted, Config, DowngradePolicy, Exhaustion, Refusal, RefusalReason, ServerCore};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[path = "util/single_test.rs"]
+mod single_test;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -24,10 +27,7 @@ const BODY: &[u8] = b"{\"hello\":\"world\"}";
 
 /// Heap allocations (and reallocations) made while `f` runs.
 fn allocations(f: impl FnOnce()) -> usize {
-    let region = Region::new(GLOBAL);
-    f();
-    let stats = region.change();
-    stats.allocations + stats.reallocations
+    single_test::allocations(GLOBAL, f)
 }
 
 /// One request the way a runtime serves it: upgrade, admit, hand the request to the engine,
@@ -52,20 +52,7 @@ fn core(heap: &Heap, config: Config) -> Core {
 const NAME: &str = "zero_allocations_per_request_once_warm";
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("{NAME}: test");
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())) {
-        println!("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out");
-        return;
-    }
-    println!("\nrunning 1 test");
-    zero_allocations_per_request_once_warm();
-    println!("test {NAME} ... ok\n");
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    single_test::main_for(NAME, zero_allocations_per_request_once_warm);
 }
 
 fn zero_allocations_per_request_once_warm() {

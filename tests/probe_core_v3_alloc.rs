@@ -11,7 +11,10 @@ use std::hint::black_box;
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{AbortReason, Config, Refusal, RefusalReason, ServerCore};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[path = "util/single_test.rs"]
+mod single_test;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -22,10 +25,7 @@ const NAME: &str = "signal_recycling_paths_allocate_nothing_once_warm";
 
 /// Heap allocations (and reallocations) made while `f` runs.
 fn allocations(f: impl FnOnce()) -> usize {
-    let region = Region::new(GLOBAL);
-    f();
-    let stats = region.change();
-    stats.allocations + stats.reallocations
+    single_test::allocations(GLOBAL, f)
 }
 
 /// `round` run 1,000 times after 10 warm-up runs: the allocations of the measured runs.
@@ -41,20 +41,7 @@ fn warm_allocations(mut round: impl FnMut()) -> usize {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("{NAME}: test");
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())) {
-        println!("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out");
-        return;
-    }
-    println!("\nrunning 1 test");
-    signal_recycling_paths_allocate_nothing_once_warm();
-    println!("test {NAME} ... ok\n");
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    single_test::main_for(NAME, signal_recycling_paths_allocate_nothing_once_warm);
 }
 
 fn signal_recycling_paths_allocate_nothing_once_warm() {
