@@ -8,7 +8,7 @@ use std::alloc::System;
 use stats_alloc::{Region, StatsAlloc};
 
 /// Runs `test`, named `name`, as libtest would: `--list`, a name filter, and the result lines.
-pub fn main_for(name: &str, test: fn()) {
+pub(crate) fn main_for(name: &str, test: fn()) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         println!("{name}: test");
@@ -26,7 +26,7 @@ pub fn main_for(name: &str, test: fn()) {
 }
 
 /// Heap allocations (and reallocations) `global` saw while `f` ran.
-pub fn allocations(global: &'static StatsAlloc<System>, f: impl FnOnce()) -> usize {
+pub(crate) fn allocations(global: &'static StatsAlloc<System>, f: impl FnOnce()) -> usize {
     let region = Region::new(global);
     f();
     let stats = region.change();
