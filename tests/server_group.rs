@@ -330,6 +330,46 @@ fn force_during_unready_skips_to_force_and_leaks_nothing() {
     assert_eq!(fired.lock().unwrap().len(), 1);
 }
 
+/// The flake of `server_serve::a_second_sigterm_skips_the_drain_to_force` made certain: a
+/// connection answered with `connection: close` lingers (our FIN sent, its client's not yet
+/// read) when the force comes. It was closed already, so the force closes only the idle one.
+#[test]
+fn a_connection_lingering_after_its_last_answer_is_not_counted_force_closed() {
+    let running = group(
+        1,
+        Ladder::default().unready(Duration::from_secs(30)),
+        ListenMode::ReusePort,
+    );
+    let mut idle = Client::connect(running.addr());
+    assert_eq!(
+        idle.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
+    let mut lingering = Client::connect(running.addr());
+    let answer = lingering.request("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    assert_eq!((answer.status, answer.closes()), (200, true));
+    // The server's FIN: it lingers now, for 500 ms, while this side stays open.
+    assert!(lingering.is_closed_by_server());
+    let stopper = running.stopper();
+    stopper.stop();
+    stopper.force();
+    let report = running.wait().unwrap();
+    assert_sum_and_clean(&report);
+    assert_eq!(
+        step_names(&report.loops[0]),
+        [Step::Unready, Step::Force, Step::Close]
+    );
+    assert_eq!(
+        report.totals.force_closed, 1,
+        "only the idle connection: {report}"
+    );
+    assert_eq!(
+        report.totals.outcomes.force_closed, 0,
+        "no request was out: {report}"
+    );
+    assert!(idle.is_closed_by_server());
+}
+
 #[test]
 fn a_storm_of_connects_and_stops_leaves_every_ledger_at_zero() {
     // Bounded for `cargo test`; `GROUP_STORM_SECONDS=600` is the long run (no round cap).

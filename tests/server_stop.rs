@@ -147,6 +147,26 @@ fn a_drain_that_hits_its_deadline_aborts_and_force_closes() {
 }
 
 #[test]
+fn a_connection_lingering_after_its_last_answer_is_not_counted_force_closed() {
+    let running = ServerBuilder::new()
+        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            demo_routes,
+        )
+        .unwrap();
+    let mut lingering = Client::connect(running.addr());
+    let answer = lingering.request("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    assert_eq!((answer.status, answer.closes()), (200, true));
+    // The server's FIN: it lingers now (500 ms, past the drain's 100) while this side is open.
+    assert!(lingering.is_closed_by_server());
+    let report = running.stop().unwrap();
+    assert_eq!(report.force_closed, 0, "it was closed already: {report}");
+    assert_eq!(report.outcomes.completed, 1, "{report}");
+    assert_eq!(report.leaked, 0, "{}", report.leaks);
+}
+
+#[test]
 fn a_handler_can_stop_the_server_from_the_loop() {
     let aborts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let running = ServerBuilder::new()

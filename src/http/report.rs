@@ -23,7 +23,9 @@ pub struct ServerReport {
     pub drain_time: Option<Duration>,
     /// Whether the drain deadline passed with requests in flight (they were aborted).
     pub drain_deadline_hit: bool,
-    /// Connections closed by the server at the end of the drain.
+    /// Connections closed by the server at the end of the drain (its deadline, or the ladder's
+    /// force step) while still open: idle, reading, or with a request out. Not those it had
+    /// closed already (answered with `connection: close`, waiting for the client's FIN).
     pub force_closed: u64,
     /// The context pool's figures (guarded accounting only).
     pub pool: Option<PoolMetrics>,

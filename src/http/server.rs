@@ -560,6 +560,9 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
     }
 
+    /// Closes every connection; counts as force-closed those the server had not closed
+    /// already. A lingering one had its last answer and our FIN (it waits only for its
+    /// client's FIN, maybe already in the socket, unread), a refused one its `503`.
     fn force_close_all(&mut self) {
         let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -570,7 +573,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             let _ = self.poll.registry().deregister(&mut socket.stream);
             if socket.refused {
                 self.refusing -= 1;
-            } else {
+            } else if socket.lingering.is_none() {
                 self.force_closed += 1;
             }
         }

@@ -278,16 +278,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             return true;
         }
         if now >= closed_at + CLOSE_LINGER {
-            // What is left only lingers after its last answer (its client keeps it open):
-            // close it without counting it force-closed.
-            let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
-            for key in keys {
-                if self.sockets[key].lingering.is_some() {
-                    let mut socket = self.sockets.remove(key);
-                    let _ = self.poll.registry().deregister(&mut socket.stream);
-                    self.refusing -= usize::from(socket.refused);
-                }
-            }
+            // What lingers after its last answer (its client keeps it open) closes uncounted.
             self.force_close_all();
             return true;
         }
