@@ -9,8 +9,9 @@ use std::ops::Range;
 use super::chunked::ChunkedError;
 use super::limits::Limits;
 use super::response::Wire;
-use super::scan::{scan, RequestLine};
+use super::scan::{scan, RequestLine, TakeField};
 use super::uri;
+use crate::authority::is_plain_reg_name;
 
 /// Headers beyond this count get `431`.
 const MAX_HEADERS: usize = 64;
@@ -149,54 +150,122 @@ fn is_host(name: &[u8]) -> bool {
     u32::from_le_bytes(word) | 0x2020_2020 == u32::from_le_bytes(*b"host")
 }
 
-/// What the header fields say about framing and the connection, gathered in one pass.
+/// What the header fields say about framing and the connection, gathered in one pass. Small
+/// and flat (flags in one byte), as it lives through the scan's loop on every request.
 #[derive(Default)]
 struct Fields {
-    /// `Some(None)`: a numeral past `u64`.
-    length: Option<Option<u64>>,
-    chunked: bool,
-    close: bool,
-    keep_alive: bool,
-    expect_continue: bool,
-    host: Option<Range<usize>>,
+    /// The `Content-Length`, if [`Fields::LENGTH`] (and not [`Fields::HUGE`]).
+    length: u64,
+    host: Option<Span>,
+    flags: u8,
+}
+
+impl TakeField for Fields {
+    /// Takes in the field `span` of the head at the start of `buf`: a field that makes the
+    /// request invalid is remembered, and refused once the head is whole.
+    #[inline(always)]
+    fn take(&mut self, buf: &[u8], span: &HeaderSpan) {
+        let (name, value) = (&buf[span.name.clone()], &buf[span.value.clone()]);
+        if self.add(name, value, span.value.clone()).is_err() {
+            self.flags |= Fields::INVALID;
+        }
+    }
 }
 
 impl Fields {
-    /// Takes in one header field; `Err` for a field that makes the request invalid. `value`
-    /// comes without leading or trailing whitespace (httparse and the scan both trim SP and
-    /// HTAB, and no other whitespace is valid in a field value).
-    fn add(&mut self, buf: &[u8], name: &[u8], value: &[u8]) -> Result<(), Reject> {
+    /// A `Content-Length` was read.
+    const LENGTH: u8 = 1;
+    /// ... and its numeral is past `u64`.
+    const HUGE: u8 = 2;
+    const CHUNKED: u8 = 4;
+    /// `Connection: close`.
+    const CLOSE: u8 = 8;
+    /// `Connection: keep-alive`.
+    const KEEP_ALIVE: u8 = 16;
+    /// `Expect: 100-continue` (the last `Expect` field decides).
+    const CONTINUE: u8 = 32;
+    /// A field made the request invalid (`400`).
+    const INVALID: u8 = 64;
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Sets `flag` if `on` (a flag once set stays).
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        }
+    }
+
+    /// The `Content-Length`: `Some(None)` for a numeral past `u64`.
+    fn length(&self) -> Option<Option<u64>> {
+        match (self.has(Fields::LENGTH), self.has(Fields::HUGE)) {
+            (false, _) => None,
+            (true, true) => Some(None),
+            (true, false) => Some(Some(self.length)),
+        }
+    }
+
+    /// Takes in one header field (`value` at `at` in the head); `Err` for a field that makes
+    /// the request invalid. `value` comes without leading or trailing whitespace (httparse and
+    /// the scan both trim SP and HTAB, and no other whitespace is valid in a field value).
+    #[inline(always)]
+    fn add(&mut self, name: &[u8], value: &[u8], at: Range<usize>) -> Result<(), Reject> {
         // Dispatch on the length first: most fields are none of these, and cost one compare.
         let is = |known: &str| name_is(name, known.as_bytes());
         match name.len() {
             4 if is_host(name) => {
                 // Exactly one Host with a valid value (RFC 9112 §3.2).
-                if self.host.is_some() || !uri::valid_authority(value) {
+                let valid = is_plain_reg_name(value) || uri::valid_authority(value);
+                if self.host.is_some() || !valid {
                     return Err(Reject::BadRequest);
                 }
-                self.host = Some(range_of(buf, value));
+                self.host = Some(Span::of(at));
             }
+            _ => self.add_other(name.len(), is, value)?,
+        }
+        Ok(())
+    }
+
+    /// [`add`](Fields::add) for every field but `Host`.
+    #[inline]
+    fn add_other(
+        &mut self,
+        len: usize,
+        is: impl Fn(&str) -> bool,
+        value: &[u8],
+    ) -> Result<(), Reject> {
+        match len {
             6 if is("expect") => {
-                self.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+                self.flags &= !Fields::CONTINUE;
+                self.set(
+                    Fields::CONTINUE,
+                    value.eq_ignore_ascii_case(b"100-continue"),
+                );
             }
             10 if is("connection") => {
-                self.close |= has_token(value, "close");
-                self.keep_alive |= has_token(value, "keep-alive");
+                self.set(Fields::CLOSE, has_token(value, "close"));
+                self.set(Fields::KEEP_ALIVE, has_token(value, "keep-alive"));
             }
             14 if is("content-length") => {
                 let n = parse_length(value)?;
                 // Two different lengths are a request-smuggling attempt.
-                if self.length.is_some_and(|l| l != n) {
+                if self.length().is_some_and(|l| l != n) {
                     return Err(Reject::BadRequest);
                 }
-                self.length = Some(n);
+                self.flags |= Fields::LENGTH;
+                match n {
+                    Some(n) => self.length = n,
+                    None => self.flags |= Fields::HUGE,
+                }
             }
             17 if is("transfer-encoding") => {
                 // Only `chunked` alone is understood; anything else cannot be framed.
-                if !value.eq_ignore_ascii_case(b"chunked") || self.chunked {
+                if !value.eq_ignore_ascii_case(b"chunked") || self.has(Fields::CHUNKED) {
                     return Err(Reject::BadRequest);
                 }
-                self.chunked = true;
+                self.flags |= Fields::CHUNKED;
             }
             _ => {}
         }
@@ -241,27 +310,33 @@ pub(crate) fn parse_head(
     // answer independent of how the bytes arrived: an error past the limit is a `431` whether
     // the client sent it in one read or in many.
     let window = &buf[..buf.len().min(limits.get_max_head()).min(MAX_PARSED)];
-    let line = match scan(window, headers, MAX_HEADERS) {
+    let mut found = Fields::default();
+    let line = match scan(window, headers, MAX_HEADERS, &mut found) {
         Some(line) => {
             #[cfg(debug_assertions)]
             same_as_httparse(window, &line, headers);
             line
         }
         None => match parse_with_httparse(buf, window, headers)? {
-            Some(line) => line,
+            Some((line, fields)) => {
+                found = fields;
+                line
+            }
             None => return Ok(None),
         },
     };
-    finish_head(buf, limits, line, headers).map(Some)
+    finish_head(buf, limits, line, found).map(Some)
 }
 
 /// Parses the head at the start of `window` (the first bytes of `buf`) with httparse, its
-/// fields into `headers`: for every head [`scan`] declines.
+/// fields into `headers` and read into [`Fields`]: for every head [`scan`] declines. Out of
+/// line, so its 64 field slots and httparse's code stay out of the common path.
+#[inline(never)]
 fn parse_with_httparse(
     buf: &[u8],
     window: &[u8],
     headers: &mut Vec<HeaderSpan>,
-) -> Result<Option<RequestLine>, Reject> {
+) -> Result<Option<(RequestLine, Fields)>, Reject> {
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let len = match request.parse_with_uninit_headers(window, &mut fields) {
@@ -283,12 +358,17 @@ fn parse_with_httparse(
         name: range_of(buf, header.name.as_bytes()),
         value: range_of(buf, header.value),
     }));
-    Ok(Some(RequestLine {
+    let mut found = Fields::default();
+    for field in headers.iter() {
+        found.take(window, field);
+    }
+    let line = RequestLine {
         method: range_of(buf, method.as_bytes()),
         target: range_of(buf, target.as_bytes()),
         http10: version == 0,
         len,
-    }))
+    };
+    Ok(Some((line, found)))
 }
 
 /// Checks that httparse parses `window` into the same parts as [`scan`] did (`line`,
@@ -321,11 +401,12 @@ fn same_as_httparse(window: &[u8], line: &RequestLine, headers: &[HeaderSpan]) {
 
 /// The [`Head`] of the request whose request line and fields (`headers`) were parsed from the
 /// start of `buf`: `Host`, target form, framing and connection, checked.
+#[inline]
 fn finish_head(
     buf: &[u8],
     limits: &Limits,
     line: RequestLine,
-    headers: &[HeaderSpan],
+    found: Fields,
 ) -> Result<Head, Reject> {
     let RequestLine {
         method,
@@ -335,12 +416,8 @@ fn finish_head(
     } = line;
     let (method_range, method) = (method.clone(), &buf[method]);
     let target = &buf[target_range.clone()];
-    let mut found = Fields::default();
-    for header in headers {
-        found.add(buf, &buf[header.name.clone()], &buf[header.value.clone()])?;
-    }
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
-    if found.host.is_none() && !http10 {
+    if found.has(Fields::INVALID) || (found.host.is_none() && !http10) {
         return Err(Reject::BadRequest);
     }
     let target_form = if target.first() == Some(&b'/') && method != b"CONNECT" {
@@ -356,12 +433,13 @@ fn finish_head(
         Some(uri::Target::Origin { origin, authority }) => {
             let at = |r: Range<usize>| target_range.start + r.start..target_range.start + r.end;
             // The authority of an absolute-form target replaces Host (RFC 9112 §3.2.2).
-            (at(origin), authority.map(at).or(found.host))
+            let authority = authority.map(|a| Span::of(at(a)));
+            (at(origin), authority.or(found.host))
         }
         Some(uri::Target::Asterisk | uri::Target::Authority) => (target_range.clone(), found.host),
         None => return Err(Reject::BadRequest),
     };
-    let framing = match (found.chunked, found.length) {
+    let framing = match (found.has(Fields::CHUNKED), found.length()) {
         // Both framings at once are the other smuggling attempt.
         (true, Some(_)) => return Err(Reject::BadRequest),
         (true, None) if http10 => return Err(Reject::BadRequest),
@@ -381,17 +459,13 @@ fn finish_head(
         method: Span::of(method_range),
         target: Span::of(target_range),
         origin: Span::of(origin),
-        host: host.map(Span::of),
+        host,
         http10,
         is_head: method == b"HEAD",
         len,
         framing,
-        keep_alive: if http10 {
-            found.keep_alive && !found.close
-        } else {
-            !found.close
-        },
-        expect_continue: found.expect_continue,
+        keep_alive: !found.has(Fields::CLOSE) && (!http10 || found.has(Fields::KEEP_ALIVE)),
+        expect_continue: found.has(Fields::CONTINUE),
     })
 }
 
@@ -517,6 +591,53 @@ mod tests {
         assert!(head(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").unwrap().is_some());
     }
 
+    /// The fields are read as the scan finds them, or after httparse for a head the scan
+    /// declines (here: the request line ended by a bare LF): the same head either way.
+    #[test]
+    fn fields_are_read_alike_after_the_scan_and_after_httparse() {
+        let big = Limits::default().max_head(256).max_body(usize::MAX);
+        for fields in [
+            "Host: x\r\nExpect: 100-continue\r\n",
+            "Host: x\r\nExpect: 100-continue\r\nExpect: other\r\n",
+            "Host: x\r\nExpect: other\r\nExpect: 100-Continue\r\n",
+            "Host: x\r\nConnection: keep-alive, close\r\n",
+            "Host: x\r\nContent-Length: 7\r\nContent-Length: 7\r\n",
+            "Host: x\r\nContent-Length: 7\r\nContent-Length: 8\r\n",
+            "Host: x\r\nContent-Length: 99999999999999999999\r\nContent-Length: 99999999999999999999\r\n",
+            "Host: x\r\nContent-Length: 99999999999999999999\r\nContent-Length: 7\r\n",
+            "Host: x\r\nTransfer-Encoding: chunked\r\n",
+            "Host: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Host: x\r\nTransfer-Encoding: gzip\r\n",
+            "Host: a:80\r\n",
+            "Host: [::1]:80\r\n",
+            "Host: a%41\r\n",
+            "Host: a@b\r\n",
+            "Host: x\r\nHost: x\r\n",
+            "Host: x\r\nContent-Length: 1\r\nHost: a b\r\n",
+            "X: 1\r\n",
+        ] {
+            let heads = [
+                format!("POST / HTTP/1.1\r\n{fields}\r\n"),
+                format!("POST / HTTP/1.1\n{fields}\r\n"),
+            ];
+            let [scanned, parsed] = heads.map(|h| parse_head(h.as_bytes(), &big, &mut Vec::new()));
+            let scanned = scanned.map(|h| h.map(|h| (h.keep_alive, h.expect_continue, h.framing)));
+            let parsed = parsed.map(|h| h.map(|h| (h.keep_alive, h.expect_continue, h.framing)));
+            assert_eq!(scanned, parsed, "{fields:?}");
+        }
+        let expect = |fields: &str| {
+            let h = format!("GET / HTTP/1.1\r\n{fields}\r\n");
+            parse_head(h.as_bytes(), &big, &mut Vec::new())
+                .unwrap()
+                .unwrap()
+                .expect_continue
+        };
+        assert!(expect("Host: x\r\nExpect: 100-continue\r\n"));
+        assert!(!expect(
+            "Host: x\r\nExpect: 100-continue\r\nExpect: other\r\n"
+        ));
+    }
+
     #[test]
     fn absolute_form_is_routed_by_its_path_and_names_the_host() {
         let input = b"GET http://example.com:80/a?b HTTP/1.1\r\nHost: other\r\n\r\n";
@@ -575,7 +696,7 @@ mod tests {
             let head = mutated_head(&parts, &flips);
             let head = &head[..head.len() - cut % 3];
             let mut spans = Vec::new();
-            if let Some(line) = scan(head, &mut spans, 4) {
+            if let Some(line) = scan(head, &mut spans, 4, &mut ()) {
                 same_as_httparse(head, &line, &spans);
             }
             let _ = parse_head(head, &Limits::default(), &mut spans);

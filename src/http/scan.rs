@@ -17,6 +17,17 @@ use std::ops::Range;
 
 use super::parse::HeaderSpan;
 
+/// What reads each field as the scan finds it.
+pub(crate) trait TakeField {
+    /// Takes in the field `field` of the head at the start of `buf`.
+    fn take(&mut self, buf: &[u8], field: &HeaderSpan);
+}
+
+/// Reads nothing.
+impl TakeField for () {
+    fn take(&mut self, _: &[u8], _: &HeaderSpan) {}
+}
+
 /// The request line of a scanned head, as ranges into the input, and the head's length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RequestLine {
@@ -82,16 +93,19 @@ static VALUE: [bool; 256] = {
 const HTTP_1: u64 = u64::from_le_bytes(*b"HTTP/1.\0");
 
 /// Scans the head at the start of `buf` if it has the common shape, its fields into `headers`
-/// (cleared first; at most `max_headers`). `None`: not that shape, or not complete in `buf`;
-/// `headers` is then meaningless and httparse must parse the head.
+/// (cleared first; at most `max_headers`), each also handed to `take` as it is scanned (so the
+/// caller reads them while they are at hand, not in a second pass). `None`: not that shape, or
+/// not complete in `buf`; `headers` and what `take` saw are then meaningless and httparse must
+/// parse the head.
 #[inline]
 pub(crate) fn scan(
     buf: &[u8],
     headers: &mut Vec<HeaderSpan>,
     max_headers: usize,
+    take: &mut impl TakeField,
 ) -> Option<RequestLine> {
     headers.clear();
-    let method = 0..run(buf, 0, upper, &TOKEN)?;
+    let method = 0..method_end(buf)?;
     let target = method.end + 1..run(buf, method.end + 1, visible, &TARGET)?;
     if method.is_empty() || target.is_empty() || buf[method.end] != b' ' || buf[target.end] != b' '
     {
@@ -122,9 +136,19 @@ pub(crate) fn scan(
         if headers.len() == max_headers {
             return None;
         }
+        take.take(buf, &field);
         headers.push(field);
         at = next;
     }
+}
+
+/// Where the method at the start of `buf` ends: `GET` in one compare, any other by [`run`].
+#[inline(always)]
+fn method_end(buf: &[u8]) -> Option<usize> {
+    if buf.get(..4) == Some(b"GET ") {
+        return Some(3);
+    }
+    run(buf, 0, upper, &TOKEN)
 }
 
 /// Where the run of `allowed` bytes from `from` ends (the first byte not allowed), `None` if
@@ -135,7 +159,7 @@ pub(crate) fn scan(
 /// `allowed` (it may set it for a byte inside too, which only costs a table look-up). So every
 /// byte before the first one flagged is allowed. `below` and `above` never miss a byte: a
 /// borrow or carry from a lower byte only ever adds flags.
-#[inline]
+#[inline(always)]
 fn run(buf: &[u8], from: usize, fast: fn(u64) -> u64, allowed: &[bool; 256]) -> Option<usize> {
     let mut at = from;
     loop {
@@ -196,12 +220,28 @@ fn name(word: u64) -> u64 {
     not_letter & not_digit & not_dash
 }
 
+/// Where the field name at `at` ends (the first byte not in it). `Host`, which every request
+/// has (most clients send it first), in one compare: its four letters in any case (setting
+/// bit 5 maps only `H`/`h`, `O`/`o`, `S`/`s`, `T`/`t` onto them), then the colon as it is.
+#[inline(always)]
+fn name_end(buf: &[u8], at: usize) -> Option<usize> {
+    const HOST: u64 = u64::from_le_bytes(*b"host:\0\0\0");
+    const FIVE: u64 = 0xFF_FFFF_FFFF;
+    if let Some(word) = buf.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        if (word & FIVE) | 0x2020_2020 == HOST {
+            return Some(at + 4);
+        }
+    }
+    run(buf, at, name, &TOKEN)
+}
+
 /// One `name: value` CRLF line at `at`; the field and where the next line starts. The value
 /// is without its leading and trailing SP and HTAB, as httparse gives it (an empty value is
 /// the empty range at its CR).
-#[inline]
+#[inline(always)]
 fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize)> {
-    let end = run(buf, at, name, &TOKEN)?;
+    let end = name_end(buf, at)?;
     if end == at || buf[end] != b':' {
         return None;
     }
@@ -233,7 +273,7 @@ mod tests {
 
     fn scanned(input: &[u8]) -> Option<(RequestLine, Fields<'_>)> {
         let mut spans = Vec::new();
-        let line = scan(input, &mut spans, 4)?;
+        let line = scan(input, &mut spans, 4, &mut ())?;
         let fields = spans
             .iter()
             .map(|s| (&input[s.name.clone()], &input[s.value.clone()]))
