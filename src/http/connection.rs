@@ -471,9 +471,9 @@ impl<'r, H> Connection<'r, H> {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
         let skipped = leading_empty_lines(&self.input[self.start..]);
-        self.start += skipped;
-        self.head_searched = self.head_searched.saturating_sub(skipped);
         if skipped > 0 {
+            self.start += skipped;
+            self.head_searched = self.head_searched.saturating_sub(skipped);
             // Empty lines are a request's first bytes: its timeout runs from them (a client
             // sending nothing else must not hold the connection forever).
             self.request_started.get_or_insert(now);
@@ -483,7 +483,9 @@ impl<'r, H> Connection<'r, H> {
             // `request_started` stays as it is: a dispatched or refused request reset it.
             return Step::Wait;
         }
-        self.request_started.get_or_insert(now);
+        // The request's timeout runs from its first bytes: `request_started` is set (to `now`,
+        // unless an earlier read had begun it) wherever the request waits for more input. A
+        // request whole in the input is answered in this call, and never needs it.
         // A head that trickles in is searched once per byte and parsed again only when its
         // end may have arrived or it outgrew the limit, not on every read: linear work however
         // the client splits it (G9). Its first bytes are parsed at once, so garbage is refused
@@ -493,6 +495,7 @@ impl<'r, H> Connection<'r, H> {
             && buf.len() <= d.limits.get_max_head()
             && !head_end_arrived(buf, &mut self.head_searched)
         {
+            self.request_started.get_or_insert(now);
             return Step::Wait;
         }
         self.head_tried = true;
@@ -505,7 +508,10 @@ impl<'r, H> Connection<'r, H> {
                 self.head_searched = 0;
                 head
             }
-            Ok(None) => return Step::Wait,
+            Ok(None) => {
+                self.request_started.get_or_insert(now);
+                return Step::Wait;
+            }
             Err(reject) => {
                 let head = starts_head(buf);
                 self.reject(
@@ -541,6 +547,7 @@ impl<'r, H> Connection<'r, H> {
             head: head.clone(),
             body,
         };
+        self.request_started.get_or_insert(now);
         Step::Continue
     }
 

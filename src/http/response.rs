@@ -233,17 +233,30 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
 /// `HEAD`.
 #[inline(always)]
 fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8]) {
-    match body.len() {
-        // One or two digits, most answers: no call, no copy of a digit buffer.
-        len @ 0..=9 => out.push(b'0' + len as u8),
-        len @ 10..=99 => out.extend_from_slice(&[b'0' + (len / 10) as u8, b'0' + (len % 10) as u8]),
-        len => out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes()),
-    }
     // The length's CRLF goes out with the end of the head.
-    match (wire.close, wire.http10) {
-        (true, _) => out.extend_from_slice(b"\r\nconnection: close\r\n\r\n"),
-        (false, true) => out.extend_from_slice(b"\r\nconnection: keep-alive\r\n\r\n"),
-        (false, false) => out.extend_from_slice(b"\r\n\r\n"),
+    let end: &[u8] = match (wire.close, wire.http10) {
+        (true, _) => b"\r\nconnection: close\r\n\r\n",
+        (false, true) => b"\r\nconnection: keep-alive\r\n\r\n",
+        (false, false) => b"\r\n\r\n",
+    };
+    let digit = |n: usize| b'0' + (n % 10) as u8;
+    match body.len() {
+        // One or two digits, most answers: no call, no digit buffer; a kept-alive HTTP/1.1
+        // answer's with the end of its head, in one copy.
+        n @ 0..=9 if end.len() == 4 => {
+            out.extend_from_slice(&[digit(n), b'\r', b'\n', b'\r', b'\n'])
+        }
+        n @ 10..=99 if end.len() == 4 => {
+            out.extend_from_slice(&[digit(n / 10), digit(n), b'\r', b'\n', b'\r', b'\n'])
+        }
+        n => {
+            match n {
+                0..=9 => out.push(digit(n)),
+                10..=99 => out.extend_from_slice(&[digit(n / 10), digit(n)]),
+                _ => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+            }
+            out.extend_from_slice(end);
+        }
     }
     if !wire.head {
         out.extend_from_slice(body);

@@ -113,8 +113,9 @@ pub(crate) fn scan(
     }
     // `HTTP/1.x` and CRLF: one 8-byte and one 2-byte compare.
     let at = target.end + 1;
-    let version = u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?);
-    if version & !(0xFF << 56) != HTTP_1 || buf.get(at + 8..at + 10)? != b"\r\n" {
+    let line_end = buf.get(at..)?.first_chunk::<10>()?;
+    let version = u64::from_le_bytes(*line_end.first_chunk::<8>()?);
+    if version & !(0xFF << 56) != HTTP_1 || line_end[8..] != *b"\r\n" {
         return None;
     }
     let http10 = match version >> 56 {
@@ -163,8 +164,8 @@ fn method_end(buf: &[u8]) -> Option<usize> {
 fn run(buf: &[u8], from: usize, fast: fn(u64) -> u64, allowed: &[bool; 256]) -> Option<usize> {
     let mut at = from;
     loop {
-        while let Some(word) = buf.get(at..at + 8) {
-            let flagged = fast(u64::from_le_bytes(word.try_into().ok()?));
+        while let Some(word) = word_at(buf, at) {
+            let flagged = fast(word);
             if flagged != 0 {
                 at += (flagged.trailing_zeros() / 8) as usize;
                 break;
@@ -176,6 +177,12 @@ fn run(buf: &[u8], from: usize, fast: fn(u64) -> u64, allowed: &[bool; 256]) -> 
         }
         at += 1;
     }
+}
+
+/// The 8 bytes of `buf` from `at` as a little-endian word, if there are 8.
+#[inline(always)]
+fn word_at(buf: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(*buf.get(at..)?.first_chunk::<8>()?))
 }
 
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -227,8 +234,7 @@ fn name(word: u64) -> u64 {
 fn name_end(buf: &[u8], at: usize) -> Option<usize> {
     const HOST: u64 = u64::from_le_bytes(*b"host:\0\0\0");
     const FIVE: u64 = 0xFF_FFFF_FFFF;
-    if let Some(word) = buf.get(at..at + 8) {
-        let word = u64::from_le_bytes(word.try_into().ok()?);
+    if let Some(word) = word_at(buf, at) {
         if (word & FIVE) | 0x2020_2020 == HOST {
             return Some(at + 4);
         }
