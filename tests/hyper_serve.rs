@@ -407,3 +407,56 @@ fn serve_stack_hyper_refuses_bad_loops_and_listen_values() {
         );
     }
 }
+
+/// A connection the kernel completed but the loop had not accepted yet when the listener
+/// closes is reset by the close (its request lost). The loop takes its accept queue first, as
+/// the mio loops do at their close step: each such connection gets its `503` + close. Found by
+/// a load run: a client reconnecting through a SIGTERM saw 23 to 31 resets on 2 runs in 3.
+#[test]
+fn connections_queued_when_the_listener_closes_are_answered_not_reset() {
+    for round in 0..3 {
+        let mut serve = start_hyper("", "--loops 1");
+        let addr = serve.addr;
+        let until = Instant::now() + Duration::from_secs(5);
+        let storm: Vec<_> = (0..6)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let (mut answered, mut lost) = (0, Vec::new());
+                    while Instant::now() < until && answered < 20_000 {
+                        match try_get(addr, "/") {
+                            Ok((200, _)) | Ok((503, true)) => answered += 1,
+                            // The listener has closed: the stop is over.
+                            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                                break
+                            }
+                            other => lost.push(format!("{other:?}")),
+                        }
+                    }
+                    (answered, lost)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        send_signal(serve.child.id(), "TERM");
+        let (mut answered, mut lost) = (0, Vec::new());
+        for thread in storm {
+            let (answered_here, lost_here) = thread.join().expect("a storm thread");
+            answered += answered_here;
+            lost.extend(lost_here);
+        }
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{json}");
+        assert!(
+            answered > 100,
+            "round {round}: the storm was too slow to mean anything"
+        );
+        // What stays is the kernel's window between the loop's last `accept` and its `close`
+        // (docs/server.md): at most one of the storm's connections, rarely (1 round in 135
+        // with the queue taken; every round lost all six without it).
+        assert!(
+            lost.len() <= 1,
+            "round {round}: {} lost: {lost:?}",
+            lost.len()
+        );
+    }
+}

@@ -382,11 +382,11 @@ where
             acceptor
                 .run(&listener, stopper.hold(linger.all_drained, linger.forced))
                 .await;
-            drop(listener);
+            acceptor.close_listener(listener);
             stopper.close_late_connections().await;
             stopped
         } else {
-            drop(listener); // stop accepting
+            acceptor.close_listener(listener); // stop accepting
             let stopped = stopper.run().await;
             (linger.drained)();
             stopped
@@ -529,6 +529,24 @@ where
                 self.spawn(registered, graceful.watch(conn));
             }
             _ => self.spawn(registered, conn),
+        }
+    }
+
+    /// Closes the listener after taking the connections already in its accept queue, which
+    /// closing it would reset (each is served: `503` + `connection: close` once admission is
+    /// closed), as the mio loops do at their close step. Through a real `accept` call: tokio's
+    /// `poll_accept` trusts the readiness its reactor last saw, which may predate them.
+    fn close_listener(&self, listener: TcpListener) {
+        let Ok(listener) = listener.into_std() else {
+            return;
+        };
+        while let Ok((stream, _)) = listener.accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream));
+            if let Ok(stream) = stream {
+                self.serve_connection(stream);
+            }
         }
     }
 
