@@ -501,6 +501,15 @@ impl<'r, A: Accounting> Server<'r, A> {
         let Some(socket) = self.sockets.get_mut(key) else {
             return;
         };
+        // Kept alive after its answer (nearly every turn): its only deadline is the idle
+        // timeout, which never moves earlier; a timer already set at or before it stands.
+        if let Some(s) = socket.scheduled.filter(|&s| s > now) {
+            let idle = socket.http.idle_deadline_alone(&self.dispatcher);
+            let alone = socket.lingering.is_none() && socket.write_stalled.is_none();
+            if alone && idle.is_some_and(|idle| idle >= s) {
+                return;
+            }
+        }
         let stall_limit = self.dispatcher.limits.get_idle_timeout();
         let next = earliest(
             earliest(
