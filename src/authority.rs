@@ -61,13 +61,6 @@ fn is_reg_name(value: &[u8]) -> bool {
     value.iter().all(|&b| REG_NAME[usize::from(b)])
 }
 
-/// Whether every byte of `value` is a reg-name byte: then it is a valid authority, with no
-/// port. For a caller's hot path (the mio server's `Host`), inlined there.
-#[inline(always)]
-pub(crate) fn is_plain_reg_name(value: &[u8]) -> bool {
-    value.iter().all(|&b| REG_NAME[usize::from(b)])
-}
-
 /// `":" *DIGIT`, or nothing.
 fn valid_port(rest: &[u8]) -> bool {
     match rest.split_first() {
@@ -91,8 +84,9 @@ fn valid_ip_literal(host: &[u8]) -> bool {
     }
 }
 
-/// The bytes a reg-name holds besides `%XX`: unreserved and sub-delims.
-static REG_NAME: [bool; 256] = {
+/// The bytes a reg-name holds besides `%XX`: unreserved and sub-delims. A value of these bytes
+/// alone is a valid authority (the mio server's scan reads a `Host` value with it).
+pub(crate) static REG_NAME: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {

@@ -11,7 +11,6 @@ use super::limits::Limits;
 use super::response::Wire;
 use super::scan::{scan, RequestLine, TakeField};
 use super::uri;
-use crate::authority::is_plain_reg_name;
 
 /// Headers beyond this count get `431`.
 const MAX_HEADERS: usize = 64;
@@ -164,9 +163,12 @@ impl TakeField for Fields {
     /// Takes in the field `span` of the head at the start of `buf`: a field that makes the
     /// request invalid is remembered, and refused once the head is whole.
     #[inline(always)]
-    fn take(&mut self, buf: &[u8], span: &HeaderSpan) {
+    fn take(&mut self, buf: &[u8], span: &HeaderSpan, plain_host: bool) {
         let (name, value) = (&buf[span.name.clone()], &buf[span.value.clone()]);
-        if self.add(name, value, span.value.clone()).is_err() {
+        if self
+            .add(name, value, span.value.clone(), plain_host)
+            .is_err()
+        {
             self.flags |= Fields::INVALID;
         }
     }
@@ -210,14 +212,21 @@ impl Fields {
     /// Takes in one header field (`value` at `at` in the head); `Err` for a field that makes
     /// the request invalid. `value` comes without leading or trailing whitespace (httparse and
     /// the scan both trim SP and HTAB, and no other whitespace is valid in a field value).
+    /// `plain_host`: the scan found it a `Host` of reg-name bytes alone, a valid authority.
     #[inline(always)]
-    fn add(&mut self, name: &[u8], value: &[u8], at: Range<usize>) -> Result<(), Reject> {
+    fn add(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        at: Range<usize>,
+        plain_host: bool,
+    ) -> Result<(), Reject> {
         // Dispatch on the length first: most fields are none of these, and cost one compare.
         let is = |known: &str| name_is(name, known.as_bytes());
         match name.len() {
             4 if is_host(name) => {
                 // Exactly one Host with a valid value (RFC 9112 §3.2).
-                let valid = is_plain_reg_name(value) || uri::valid_authority(value);
+                let valid = plain_host || uri::valid_authority(value);
                 if self.host.is_some() || !valid {
                     return Err(Reject::BadRequest);
                 }
@@ -360,7 +369,7 @@ fn parse_with_httparse(
     }));
     let mut found = Fields::default();
     for field in headers.iter() {
-        found.take(window, field);
+        found.take(window, field, false);
     }
     let line = RequestLine {
         method: range_of(buf, method.as_bytes()),

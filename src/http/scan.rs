@@ -16,16 +16,18 @@
 use std::ops::Range;
 
 use super::parse::HeaderSpan;
+use crate::authority::REG_NAME;
 
 /// What reads each field as the scan finds it.
 pub(crate) trait TakeField {
-    /// Takes in the field `field` of the head at the start of `buf`.
-    fn take(&mut self, buf: &[u8], field: &HeaderSpan);
+    /// Takes in the field `field` of the head at the start of `buf`. `plain_host`: it is a
+    /// `Host` whose value is reg-name bytes alone (so a valid authority: the scan checked it).
+    fn take(&mut self, buf: &[u8], field: &HeaderSpan, plain_host: bool);
 }
 
 /// Reads nothing.
 impl TakeField for () {
-    fn take(&mut self, _: &[u8], _: &HeaderSpan) {}
+    fn take(&mut self, _: &[u8], _: &HeaderSpan, _: bool) {}
 }
 
 /// The request line of a scanned head, as ranges into the input, and the head's length.
@@ -133,11 +135,11 @@ pub(crate) fn scan(
                 len: at + 2,
             });
         }
-        let (field, next) = field(buf, at)?;
+        let (field, next, plain_host) = field(buf, at)?;
         if headers.len() == max_headers {
             return None;
         }
-        take.take(buf, &field);
+        take.take(buf, &field, plain_host);
         headers.push(field);
         at = next;
     }
@@ -231,23 +233,31 @@ fn name(word: u64) -> u64 {
 /// has (most clients send it first), in one compare: its four letters in any case (setting
 /// bit 5 maps only `H`/`h`, `O`/`o`, `S`/`s`, `T`/`t` onto them), then the colon as it is.
 #[inline(always)]
-fn name_end(buf: &[u8], at: usize) -> Option<usize> {
+fn name_end(buf: &[u8], at: usize) -> Option<(usize, bool)> {
     const HOST: u64 = u64::from_le_bytes(*b"host:\0\0\0");
     const FIVE: u64 = 0xFF_FFFF_FFFF;
     if let Some(word) = word_at(buf, at) {
         if (word & FIVE) | 0x2020_2020 == HOST {
-            return Some(at + 4);
+            return Some((at + 4, true));
         }
     }
-    run(buf, at, name, &TOKEN)
+    Some((run(buf, at, name, &TOKEN)?, false))
+}
+
+/// Flags the bytes that are not lowercase letters or digits (the usual host names; every other
+/// reg-name byte goes to the table).
+fn lower_or_digit(word: u64) -> u64 {
+    let not_lower = below(word, b'a') | above(word, b'z');
+    let not_digit = below(word, b'0') | above(word, b'9');
+    not_lower & not_digit
 }
 
 /// One `name: value` CRLF line at `at`; the field and where the next line starts. The value
 /// is without its leading and trailing SP and HTAB, as httparse gives it (an empty value is
 /// the empty range at its CR).
 #[inline(always)]
-fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize)> {
-    let end = name_end(buf, at)?;
+fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, bool)> {
+    let (end, is_host) = name_end(buf, at)?;
     if end == at || buf[end] != b':' {
         return None;
     }
@@ -255,7 +265,20 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize)> {
     while matches!(*buf.get(start)?, b' ' | b'\t') {
         start += 1;
     }
-    let cr = run(buf, start, text, &VALUE)?;
+    // A `Host` value is read as reg-name bytes first (a subset of the value's): one pass both
+    // scans it and, when it ends right at its CR, finds it a valid authority.
+    let mut plain_host = false;
+    let cr = if is_host {
+        let reg_end = run(buf, start, lower_or_digit, &REG_NAME)?;
+        plain_host = buf[reg_end] == b'\r';
+        if plain_host {
+            reg_end
+        } else {
+            run(buf, reg_end, text, &VALUE)?
+        }
+    } else {
+        run(buf, start, text, &VALUE)?
+    };
     if buf[cr] != b'\r' || *buf.get(cr + 1)? != b'\n' {
         return None;
     }
@@ -267,7 +290,7 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize)> {
         name: at..end,
         value: start..value_end,
     };
-    Some((field, cr + 2))
+    Some((field, cr + 2, plain_host))
 }
 
 #[cfg(test)]
@@ -308,7 +331,7 @@ mod tests {
     #[test]
     fn the_word_tests_find_the_first_byte_outside() {
         type Class = (fn(u64) -> u64, fn(u8) -> bool, u8, bool);
-        let classes: [Class; 4] = [
+        let classes: [Class; 5] = [
             (upper, |b| b.is_ascii_uppercase(), b'G', true),
             (visible, |b| (0x21..=0x7E).contains(&b), b'/', true),
             (text, |b| (0x20..=0x7E).contains(&b), b' ', true),
@@ -316,6 +339,12 @@ mod tests {
                 name,
                 |b| b.is_ascii_alphanumeric() || b == b'-',
                 b'-',
+                false,
+            ),
+            (
+                lower_or_digit,
+                |b| b.is_ascii_lowercase() || b.is_ascii_digit(),
+                b'a',
                 false,
             ),
         ];
@@ -333,6 +362,37 @@ mod tests {
                     assert!(lowest <= first && (!exact || lowest == first), "{word:?}");
                 }
             }
+        }
+    }
+
+    /// A `Host` value is found plain (a valid authority, no further check) exactly when it is
+    /// reg-name bytes alone: a visible byte outside them (`/`, found by the differential test
+    /// when the word test let it through) leaves it to the full rule.
+    #[test]
+    fn a_host_is_plain_when_its_value_is_reg_name_bytes_alone() {
+        struct Plain(Vec<bool>);
+        impl TakeField for Plain {
+            fn take(&mut self, _: &[u8], _: &HeaderSpan, plain_host: bool) {
+                self.0.push(plain_host);
+            }
+        }
+        for (value, plain) in [
+            ("bench", true),
+            ("", true),
+            ("Ex-a.mple_9~!$&'()*+,;=", true),
+            ("a.very-long.host-name.example", true),
+            ("h/x", false),
+            ("a:80", false),
+            ("[::1]", false),
+            ("a%41", false),
+            ("a b", false),
+            ("a\t", false), // the full rule then reads the value without its whitespace
+            ("a@b", false),
+        ] {
+            let input = format!("GET / HTTP/1.1\r\nhOsT: {value}\r\nX: {value}\r\n\r\n");
+            let mut seen = Plain(Vec::new());
+            scan(input.as_bytes(), &mut Vec::new(), 4, &mut seen).unwrap();
+            assert_eq!(seen.0, [plain, false], "{value:?}");
         }
     }
 
