@@ -73,13 +73,12 @@ pub struct Admitted<C: Recycle, R> {
     signal: AbortSignal,
     /// The server's pool, and through it the server (ledger, drain, spare signals).
     pool: Rc<ContextPool<C>>,
-    /// `None` only inside `Drop`, after the context went back to the pool.
+    /// `None` once released (the context went back to the pool).
     slot: Option<Box<C>>,
     /// `None` once handed off.
     payload: Option<R>,
     entry: Entry,
     origin: Origin,
-    outcome: Outcome,
 }
 
 /// A bundle while `build` runs: minted (ticket, context, signal with its activity), not yet
@@ -129,7 +128,6 @@ impl<C: Recycle> Parts<C> {
             payload: Some(payload),
             entry: self.entry,
             origin: self.origin,
-            outcome: Outcome::Dropped,
         }
     }
 
@@ -160,9 +158,9 @@ impl<C: Recycle, R> Admitted<C, R> {
 
     /// The request finished normally (its answer is written): outcome
     /// [`Completed`](Outcome::Completed); its abort signal never fires.
-    #[inline]
+    #[inline(always)]
     pub fn complete(mut self) {
-        self.outcome = Outcome::Completed;
+        self.release(Outcome::Completed);
     }
 
     /// The request ends with `outcome`, chosen by the stack: the abort signal fires exactly
@@ -182,9 +180,9 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// assert_eq!(signal.reason(), Some(AbortReason::ForceClosed));
     /// assert_eq!(core.ledger().outcomes().force_closed, 1);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn end(mut self, outcome: Outcome) {
-        self.outcome = outcome;
+        self.release(outcome);
     }
 
     /// The request's abort signal.
@@ -265,48 +263,67 @@ impl<C: Recycle, R> Admitted<C, R> {
 }
 
 impl<C: Recycle, R> Drop for Admitted<C, R> {
-    /// Records the outcome and fires the abort signal unless it is `Completed`; then gives
-    /// back the request object, the activity, the context and the ticket, in that order.
+    /// A bundle dropped without [`complete`](Admitted::complete) or [`end`](Admitted::end)
+    /// ends as [`Outcome::Dropped`] (out of line: those two release it where they are called,
+    /// so the drop glue left for them is a few instructions the compiler inlines, and the
+    /// bundle is not kept in memory for it).
     #[inline(always)]
     fn drop(&mut self) {
-        let outcome = self.decide();
-        // Dropped with the fields, after everything is given back (no move out of it here).
+        if self.slot.is_some() {
+            self.release_dropped();
+        }
+    }
+}
+
+impl<C: Recycle, R> Admitted<C, R> {
+    #[cold]
+    #[inline(never)]
+    fn release_dropped(&mut self) {
+        self.release(Outcome::Dropped);
+    }
+
+    /// Records the outcome (`outcome`, unless the signal fired first) and fires the abort
+    /// signal unless it is `Completed`; then gives back the request object's count, the
+    /// activity, the context and the ticket, in that order. Once: the context is taken.
+    #[inline(always)]
+    fn release(&mut self, outcome: Outcome) {
+        let Some(slot) = self.slot.take() else {
+            return; // released already
+        };
+        let outcome = self.decide(outcome);
+        // The payload itself drops with the fields, after everything is given back.
         let had_request = self.payload.is_some();
         let state = self.signal.state();
         state.remove_activity();
         state.set_request_out(false); // a kept activity ref no longer makes it abortable
-        if let Some(slot) = self.slot.take() {
-            self.pool.checkin(slot, self.origin);
-        }
+        self.pool.checkin(slot, self.origin);
         let home = self.pool.home();
         home.release_bundle(&self.entry, had_request, outcome);
         // Last, as when its handle dropped: back to the spare list if nothing else holds it.
         home.signals.recycle_if_last(self.signal.state());
     }
-}
 
-impl<C: Recycle, R> Admitted<C, R> {
     /// The outcome (the first cause wins: a signal that already fired decided it, so a
     /// completed request's signal never fired), and the abort it fires.
     #[inline]
-    fn decide(&self) -> Outcome {
+    fn decide(&self, outcome: Outcome) -> Outcome {
         // Only whether it fired: the reason (24 bytes) is read on the slow path alone.
-        if self.outcome == Outcome::Completed && !self.signal.state().is_aborted() {
+        if outcome == Outcome::Completed && !self.signal.state().is_aborted() {
             return Outcome::Completed; // the common case: nothing fires
         }
-        self.decide_slow()
+        self.decide_slow(outcome)
     }
 
     #[cold]
     #[inline(never)]
-    fn decide_slow(&self) -> Outcome {
+    fn decide_slow(&self, outcome: Outcome) -> Outcome {
         match self.signal.reason() {
             Some(reason) => Outcome::after_abort(reason),
             None => {
-                if let Some(reason) = self.outcome.abort_reason() {
+                if let Some(reason) = outcome.abort_reason() {
                     self.signal.abort(reason);
                 }
-                self.outcome
+                outcome
             }
         }
     }

@@ -166,6 +166,7 @@ pub trait ScopeProvider<E: Engine> {
 pub struct NoScope;
 
 impl<T: 'static> ScopeProvider<Embedded<T>> for NoScope {
+    #[inline(always)]
     fn with_scope<R>(&mut self, f: impl FnOnce(&mut ()) -> R) -> R {
         f(&mut ())
     }
@@ -275,7 +276,7 @@ where
 {
     type Held = Admitted<C, ()>;
 
-    #[inline]
+    #[inline(always)]
     fn admit(&mut self) -> Result<Self::Held, Refusal> {
         let core = &self.core;
         let this = &mut self.this;
@@ -292,7 +293,7 @@ where
         Some(held.signal())
     }
 
-    #[inline]
+    #[inline(always)]
     fn end(held: Self::Held, outcome: Outcome) {
         held.end(outcome);
     }

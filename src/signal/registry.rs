@@ -71,7 +71,7 @@ impl SignalRegistry {
 
     /// Gives back the signal a bundle held, if the bundle's handle is the last one: the spare
     /// list takes a second `Rc`, and the bundle's own drops after it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn recycle_if_last(&self, state: &Rc<SignalState>) {
         if Rc::strong_count(state) == 1 {
             self.recycle(Rc::clone(state));
