@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::outcome::Outcome;
 use crate::ledger::Entry;
-use crate::pool::{ContextPool, Origin, Recycle};
+use crate::pool::{ContextPool, Origin, Recycle, Taken};
 use crate::server::shared::Shared;
 use crate::signal::{AbortSignal, ActivityRef};
 
@@ -94,12 +94,13 @@ pub(crate) struct Parts<C> {
 impl<C: Recycle> Parts<C> {
     /// The parts around a checked-out context; `entry` is the bundle's ledger entry.
     #[inline]
-    pub(crate) fn mint(
-        pool: &Rc<ContextPool<C>>,
-        (slot, origin): (Box<C>, Origin),
-        entry: Entry,
-    ) -> Self {
-        let signal = AbortSignal::mint(pool.home());
+    pub(crate) fn mint(pool: &Rc<ContextPool<C>>, taken: Taken<C>, entry: Entry) -> Self {
+        let Taken {
+            slot,
+            origin,
+            signal,
+        } = taken;
+        let signal = AbortSignal::mint_with(pool.home(), signal);
         let state = signal.state();
         state.add_activity();
         state.set_request_out(true);
@@ -145,7 +146,7 @@ impl<C: Recycle> Parts<C> {
         let state = signal.state();
         state.remove_activity();
         state.set_request_out(false);
-        pool.checkin(slot, origin);
+        pool.checkin(slot, origin, None);
         pool.home().release_refused_bundle(&entry);
     }
 }
@@ -296,11 +297,17 @@ impl<C: Recycle, R> Admitted<C, R> {
         let state = self.signal.state();
         state.remove_activity();
         state.set_request_out(false); // a kept activity ref no longer makes it abortable
-        self.pool.checkin(slot, self.origin);
+                                      // Nobody else holds the signal and it is as good as new (it never fired, no listener
+                                      // waits): it stays beside the context for the next request. Else it goes back to the
+                                      // spare list last, as when its handle dropped (resetting it drops its listeners).
+        let keep = Rc::strong_count(state) == 1 && state.is_fresh();
+        self.pool
+            .checkin(slot, self.origin, keep.then(|| Rc::clone(state)));
         let home = self.pool.home();
         home.release_bundle(&self.entry, had_request, outcome);
-        // Last, as when its handle dropped: back to the spare list if nothing else holds it.
-        home.signals.recycle_if_last(self.signal.state());
+        if !keep {
+            home.signals.recycle_if_last(state);
+        }
     }
 
     /// The outcome (the first cause wins: a signal that already fired decided it, so a

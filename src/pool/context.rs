@@ -6,7 +6,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::recycle::Recycle;
-use super::slots::{ContextPool, Origin};
+use super::slots::{ContextPool, Origin, Taken};
 use crate::ledger::{Entry, GuardKind};
 use crate::ticket::PendingTicket;
 
@@ -51,7 +51,15 @@ impl<C: Recycle> RequestContext<C> {
         ticket: PendingTicket,
         site: &'static Location<'static>,
     ) -> Option<Self> {
-        let (slot, origin) = pool.checkout()?;
+        let Taken {
+            slot,
+            origin,
+            signal,
+        } = pool.checkout()?;
+        if let Some(state) = signal {
+            // A standalone context has no signal: the one kept beside it is a spare again.
+            pool.home().signals.recycle(state);
+        }
         Some(RequestContext {
             slot: Some(slot),
             origin,
@@ -116,7 +124,7 @@ impl<C: Recycle> Drop for RequestContext<C> {
             .shared_ledger()
             .release(GuardKind::Context, &self.entry);
         if let Some(slot) = self.slot.take() {
-            self.pool.checkin(slot, self.origin);
+            self.pool.checkin(slot, self.origin, None);
         }
     }
 }

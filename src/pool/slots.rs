@@ -1,7 +1,10 @@
 //! The context pool: a `!Sync` free list of boxed contexts.
 //!
 //! A checkout moves a `Box<C>` out of the free list into the guard; a release moves it back.
-//! There are no slot ids, so a stale id cannot name a reused slot (no ABA).
+//! There are no slot ids, so a stale id cannot name a reused slot (no ABA). A context given
+//! back by an admitted bundle keeps that bundle's abort signal beside it when nobody else holds
+//! the signal, so the next bundle takes both in one pop (a spare signal of the registry's
+//! otherwise).
 //!
 //! # Invariants
 //!
@@ -9,7 +12,8 @@
 //! 2. `free` holds pooled boxes only. It grows as contexts are first allocated (nothing is
 //!    reserved up front, so an absurd capacity costs nothing) and never past `allocated`, so a
 //!    warm pool never reallocates it.
-//! 3. Every box in `free` has been recycled.
+//! 3. Every box in `free` has been recycled, and every signal beside one is reset and has
+//!    no other handle (as the registry's spares: `SignalRegistry` invariant 2).
 //! 4. User code (`C::default`, `Recycle::recycle`, a context's `Drop`) never runs while `free`
 //!    is borrowed, and a panic in it costs no capacity and does not escape: a slot is counted
 //!    in `allocated` from the moment its context is being made (a `Default` that re-enters the
@@ -24,6 +28,7 @@ use super::metrics::{Exhaustion, PoolMetrics};
 use super::recycle::Recycle;
 use crate::callback::call_caught;
 use crate::server::shared::Shared;
+use crate::signal::SignalState;
 
 /// Where a checked-out context came from, and so where it goes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,11 +37,24 @@ pub(crate) enum Origin {
     Spilled,
 }
 
+/// A pooled context in the free list, and the spare signal kept beside it, if any.
+struct Free<C> {
+    slot: Box<C>,
+    signal: Option<Rc<SignalState>>,
+}
+
+/// A checked-out context: where it came from, and the spare signal that was kept beside it.
+pub(crate) struct Taken<C> {
+    pub(crate) slot: Box<C>,
+    pub(crate) origin: Origin,
+    pub(crate) signal: Option<Rc<SignalState>>,
+}
+
 pub(crate) struct ContextPool<C> {
     /// The server the pool belongs to: an admitted bundle holds the pool, and through it the
     /// server (one `Rc` per bundle, not two).
     home: Rc<Shared>,
-    free: RefCell<Vec<Box<C>>>,
+    free: RefCell<Vec<Free<C>>>,
     capacity: usize,
     exhaustion: Exhaustion,
     allocated: Cell<usize>,
@@ -72,8 +90,8 @@ impl<C: Recycle> ContextPool<C> {
     /// Allocates up to `count` pooled contexts now, so the first requests do not.
     pub(crate) fn prewarm(&self, count: usize) {
         while self.allocated.get() < count.min(self.capacity) {
-            let fresh = self.allocate();
-            self.free.borrow_mut().push(fresh);
+            let slot = self.allocate();
+            self.free.borrow_mut().push(Free { slot, signal: None });
         }
     }
 
@@ -92,23 +110,16 @@ impl<C: Recycle> ContextPool<C> {
 
     /// A context, or `None` when the pool is exhausted and refuses.
     #[inline]
-    pub(crate) fn checkout(&self) -> Option<(Box<C>, Origin)> {
+    pub(crate) fn checkout(&self) -> Option<Taken<C>> {
         // The borrow ends here, before any user code runs.
         let popped = self.free.borrow_mut().pop();
         let taken = match popped {
-            Some(slot) => (slot, Origin::Pooled),
-            None if self.allocated.get() < self.capacity => (self.allocate(), Origin::Pooled),
-            None => match self.exhaustion {
-                Exhaustion::Spill => {
-                    let spilled = Box::default();
-                    self.spills.set(self.spills.get() + 1);
-                    (spilled, Origin::Spilled)
-                }
-                Exhaustion::Refuse => {
-                    self.refusals.set(self.refusals.get() + 1);
-                    return None;
-                }
+            Some(Free { slot, signal }) => Taken {
+                slot,
+                origin: Origin::Pooled,
+                signal,
             },
+            None => self.checkout_new()?,
         };
         let in_use = self.in_use.get() + 1;
         self.in_use.set(in_use);
@@ -118,22 +129,65 @@ impl<C: Recycle> ContextPool<C> {
         Some(taken)
     }
 
-    /// Takes a context back. `recycle` runs on its own: if it panics, the context is freed and
-    /// its slot uncounted, so the pool keeps its capacity.
+    /// The free list is empty: a new pooled context below capacity, else the exhaustion
+    /// policy's answer.
+    #[cold]
+    fn checkout_new(&self) -> Option<Taken<C>> {
+        let (slot, origin) = if self.allocated.get() < self.capacity {
+            (self.allocate(), Origin::Pooled)
+        } else {
+            match self.exhaustion {
+                Exhaustion::Spill => {
+                    let spilled = Box::default();
+                    self.spills.set(self.spills.get() + 1);
+                    (spilled, Origin::Spilled)
+                }
+                Exhaustion::Refuse => {
+                    self.refusals.set(self.refusals.get() + 1);
+                    return None;
+                }
+            }
+        };
+        Some(Taken {
+            slot,
+            origin,
+            signal: None,
+        })
+    }
+
+    /// Takes a context back, with `signal` to keep beside it (reset, no other handle; a
+    /// spilled or lost context's goes to the registry's spares). `recycle` runs on its own:
+    /// if it panics, the context is freed and its slot uncounted, so the pool keeps its
+    /// capacity.
     #[inline(always)]
-    pub(crate) fn checkin(&self, mut slot: Box<C>, origin: Origin) {
+    pub(crate) fn checkin(
+        &self,
+        mut slot: Box<C>,
+        origin: Origin,
+        signal: Option<Rc<SignalState>>,
+    ) {
         self.in_use.set(self.in_use.get() - 1);
         if origin == Origin::Spilled {
             // Freeing runs the context's `Drop` (user code) inside the request's release: a
             // panic there must not skip the rest of the release.
             call_caught(move || drop(slot));
+            self.spare(signal);
             return;
         }
         if call_caught(|| slot.recycle()) {
             self.lose(slot);
+            self.spare(signal);
             return;
         }
-        self.free.borrow_mut().push(slot);
+        self.free.borrow_mut().push(Free { slot, signal });
+    }
+
+    /// A reset signal that cannot stay beside its context goes to the registry's spares.
+    #[inline]
+    fn spare(&self, signal: Option<Rc<SignalState>>) {
+        if let Some(state) = signal {
+            self.home.signals.recycle(state);
+        }
     }
 
     #[cold]
@@ -161,8 +215,9 @@ impl<C: Recycle> ContextPool<C> {
 impl<C> Drop for ContextPool<C> {
     /// Frees the pooled contexts, each on its own: a context's `Drop` is user code.
     fn drop(&mut self) {
-        for slot in self.free.get_mut().drain(..) {
+        for Free { slot, signal } in self.free.get_mut().drain(..) {
             call_caught(move || drop(slot));
+            drop(signal); // reset: no listener, nothing to run
         }
     }
 }

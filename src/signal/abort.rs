@@ -74,6 +74,13 @@ impl SignalState {
         }
     }
 
+    /// As a reset signal is (its activity and request aside): it never fired, and no listener
+    /// waits on it.
+    #[inline]
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.reason.get().is_none() && self.listeners.borrow().is_empty()
+    }
+
     /// The admitted request this signal belongs to is out (`true`) or has ended.
     #[inline]
     pub(crate) fn set_request_out(&self, out: bool) {
@@ -177,6 +184,16 @@ impl AbortSignal {
     /// A spare signal of `home`'s, or a new one.
     #[inline]
     pub(crate) fn mint(home: &Rc<Shared>) -> Self {
+        Self::mint_with(home, None)
+    }
+
+    /// `kept` (a reset signal with no other handle, kept beside a pooled context), or as
+    /// [`mint`](AbortSignal::mint).
+    #[inline]
+    pub(crate) fn mint_with(home: &Rc<Shared>, kept: Option<Rc<SignalState>>) -> Self {
+        if let Some(state) = kept {
+            return AbortSignal { state };
+        }
         let state = home
             .signals
             .take_spare()

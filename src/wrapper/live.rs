@@ -9,7 +9,7 @@ use scopeguard::ScopeGuard;
 use super::engine::Engine;
 use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
 use crate::ledger::Entry;
-use crate::pool::{Origin, Recycle, RequestContext};
+use crate::pool::{Recycle, RequestContext, Taken};
 use crate::server::ServerCore;
 use crate::signal::AbortSignal;
 use crate::ticket::PendingTicket;
@@ -229,7 +229,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     }
 
     #[inline]
-    fn checkout(&self) -> Result<(Box<C>, Origin), Refusal> {
+    fn checkout(&self) -> Result<Taken<C>, Refusal> {
         self.core
             .pool()
             .checkout()
@@ -241,7 +241,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     #[inline]
     fn build<R>(
         &self,
-        taken: (Box<C>, Origin),
+        taken: Taken<C>,
         entry: Entry,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
