@@ -1,7 +1,8 @@
 //! Timers without an async runtime: a min-heap of deadlines that sets the `Poll` timeout.
 //!
-//! Entries are never removed early. A connection may have stale entries (its deadline moved);
-//! firing one early is harmless because the connection re-checks its own deadlines.
+//! Entries are not removed one by one. A connection may have stale entries (its deadline
+//! moved, or it closed); firing one is harmless because the connection re-checks its own
+//! deadlines, and the loop drops them in bulk (`retain`) once they outnumber the live ones.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,6 +23,16 @@ impl Timers {
         self.heap
             .peek()
             .map(|Reverse((at, _))| at.saturating_duration_since(now))
+    }
+
+    /// Entries held, live and stale.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Keeps the entries `(at, key)` for which `keep` holds.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(Instant, usize) -> bool) {
+        self.heap.retain(|Reverse((at, key))| keep(*at, *key));
     }
 
     /// The next entry due at `now`, if any.
