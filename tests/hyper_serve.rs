@@ -460,3 +460,35 @@ fn connections_queued_when_the_listener_closes_are_answered_not_reset() {
         );
     }
 }
+
+/// A `413` answered before the body is read (its `content-length` is over `--max-body`), then
+/// the body: the server reads and drops it for a while after its answer (RFC 9112 §9.6, as the
+/// mio server does), so a client still uploading gets no reset. Closing on unread input reset
+/// the connection: the upload failed with a broken pipe, and curl, which reads the answer after
+/// sending, never read the status ("Send failure: Broken pipe", code 100). Found by load runs.
+#[test]
+fn an_upload_refused_413_before_its_body_is_read_ends_cleanly_not_reset() {
+    use std::io::{Read, Write};
+    let serve = start_hyper("", "--max-body 4096");
+    let mut stream = TcpStream::connect(serve.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body_len = 512 * 1024;
+    let head = format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {body_len}\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // The answer comes before the body (the length alone is too large), then the server's FIN.
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+    assert!(answer.contains("connection: close"), "{answer:?}");
+    // A client that sends its body anyway (curl reads the answer only after sending).
+    std::thread::sleep(Duration::from_millis(20));
+    let chunk = vec![b'x'; 64 * 1024];
+    for sent in (0..body_len).step_by(chunk.len()) {
+        if let Err(err) = stream.write_all(&chunk) {
+            panic!("the upload was reset after {sent} bytes: {err}");
+        }
+    }
+}

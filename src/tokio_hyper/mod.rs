@@ -65,6 +65,7 @@ mod gate;
 #[cfg(feature = "server")]
 mod group;
 mod handler;
+mod linger;
 mod report;
 mod server;
 mod service;

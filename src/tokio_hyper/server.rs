@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::connections::{Connections, Registered};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
+use super::linger::{linger, Handoff, LingeringIo};
 use super::report::HyperReport;
 use super::service::{RequestService, Shared};
 use super::steps::{StepKind, Steps};
@@ -512,6 +513,8 @@ where
         let (registered, conn) = self
             .connections
             .register(tally, self.options.record_activity);
+        let handoff = Handoff::default();
+        let stream = LingeringIo::new(stream, &handoff);
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.idle_timeout)
@@ -526,9 +529,9 @@ where
         // shutdown would close it before its request is read.
         match self.graceful.borrow().as_ref() {
             Some(graceful) if !tally.is_stopping() => {
-                self.spawn(registered, graceful.watch(conn));
+                self.spawn(registered, graceful.watch(conn), handoff);
             }
-            _ => self.spawn(registered, conn),
+            _ => self.spawn(registered, conn, handoff),
         }
     }
 
@@ -574,19 +577,28 @@ where
         });
     }
 
-    /// Runs a connection as a local task, registered for the drain and a force-close.
+    /// Runs a connection as a local task, registered for the drain and a force-close. If hyper
+    /// closes it while its client is still sending, it lingers (`linger.rs`), no longer counted
+    /// open, and at most [`MAX_REFUSING`] at once with the refused ones; past that it closes.
     fn spawn(
         &self,
         registered: Registered,
         conn: impl Future<Output = hyper::Result<()>> + 'static,
+        handoff: Handoff,
     ) {
         let key = registered.key();
         let tally = Rc::clone(&self.shared.tally);
+        let lingering = Rc::clone(&self.refusing);
         let task = tokio::task::spawn_local(async move {
-            let _registered = registered;
             if let Err(err) = conn.await {
                 if err.is_parse() || err.is_parse_too_large() {
                     tally.bump(|s| &mut s.rejected); // hyper answered 400 or 431
+                }
+            }
+            drop(registered);
+            if let Some(stream) = handoff.take() {
+                if lingering.get() < MAX_REFUSING {
+                    linger(stream, &lingering).await;
                 }
             }
         });

@@ -1,0 +1,128 @@
+//! The socket as hyper sees it, and a clean end when hyper closes it with input still coming.
+//!
+//! hyper ends a connection whose answer says `connection: close` by shutting its write side and
+//! dropping the socket. If the client is still sending (a `413` answered before the body was
+//! read, a `503` to an upload during the drain), closing a socket with unread input resets the
+//! connection, and the reset can discard the answer before the client reads it (curl: "Send
+//! failure: Broken pipe", the status never read). RFC 9112 §9.6: close the write side, then
+//! keep reading until the client closes. So, as on the mio server: when hyper has shut the
+//! write side, the socket goes back to its connection's task, which reads and drops what comes
+//! until the client closes or for at most [`LINGER`], then closes it.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// How long a socket closed by the server keeps reading (and dropping) what its client sends.
+pub(crate) const LINGER: Duration = Duration::from_millis(500);
+
+/// Where a socket hyper has closed is handed back to its connection's task.
+pub(crate) type Handoff = Rc<Cell<Option<TcpStream>>>;
+
+/// A `TcpStream` that, dropped after hyper shut its write side, is put in its [`Handoff`]
+/// instead of being closed.
+pub(crate) struct LingeringIo {
+    /// `None` only once dropped.
+    stream: Option<TcpStream>,
+    /// hyper shut the write side: the connection ends by the server's choice.
+    shut: bool,
+    handoff: Handoff,
+}
+
+impl LingeringIo {
+    pub(crate) fn new(stream: TcpStream, handoff: &Handoff) -> Self {
+        LingeringIo {
+            stream: Some(stream),
+            shut: false,
+            handoff: Rc::clone(handoff),
+        }
+    }
+}
+
+impl Drop for LingeringIo {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        // Closed by the server: what the client sent or still sends (maybe on the way, so
+        // not yet readable) must not reset the connection. Otherwise (aborted): close now.
+        if self.shut {
+            self.handoff.set(Some(stream));
+        }
+    }
+}
+
+/// Reads and drops what the client still sends, until it closes or [`LINGER`] has passed;
+/// the caller's `lingering` counts the sockets doing this at once (the caller bounds it).
+pub(crate) async fn linger(mut stream: TcpStream, lingering: &Cell<usize>) {
+    lingering.set(lingering.get() + 1);
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(1..) = stream.read(&mut sink).await {}
+    })
+    .await;
+    lingering.set(lingering.get() - 1);
+}
+
+impl AsyncRead for LingeringIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Some(stream) => Pin::new(stream).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for LingeringIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().stream {
+            Some(stream) => Pin::new(stream).poll_write(cx, buf),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().stream {
+            Some(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Some(stream) => Pin::new(stream).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.shut = true;
+        match &mut this.stream {
+            Some(stream) => Pin::new(stream).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
