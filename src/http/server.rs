@@ -63,6 +63,11 @@ const SHORT_READ_DRAINS: bool = cfg!(any(
     target_os = "openbsd",
 ));
 
+/// How long a connection must have been idle or reading its head before a newcomer at
+/// [`Limits::max_connections`] may evict it: far below what a slow client holds a slot for
+/// (seconds, up to the request timeout), far above a busy client's gap between requests.
+const EVICT_MIN_IDLE: Duration = Duration::from_millis(100);
+
 /// Timer entries allowed beyond twice the open connections before the stale ones are pruned.
 const PRUNE_SLACK: usize = 64;
 
@@ -406,7 +411,12 @@ impl<'r, A: Accounting> Server<'r, A> {
             .filter(|(_, socket)| !socket.refused && socket.lingering.is_none())
             .filter_map(|(key, socket)| socket.http.evictable_since().map(|since| (since, key)))
             .min();
-        let Some((_, key)) = oldest else {
+        // Only a slot held without a request for a while: a connection idle or silent for less
+        // is between two requests, or its request is not read yet (accepted in the same burst).
+        // Evicting those closed busy clients' connections under them, and with more clients
+        // than slots the loop evicted its own newcomers round and round.
+        let Some((_, key)) = oldest.filter(|(since, _)| later(*since, EVICT_MIN_IDLE) <= now)
+        else {
             return false;
         };
         self.dispatcher.stats.connections_evicted += 1;
