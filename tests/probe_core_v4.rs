@@ -68,7 +68,11 @@ fn check_ledger(ledger: &Ledger) {
             .filter(|s| s.kind == kind)
             .map(|s| s.count)
             .sum();
-        assert_eq!(reported, ledger.outstanding(kind), "{kind:?}: report != count");
+        assert_eq!(
+            reported,
+            ledger.outstanding(kind),
+            "{kind:?}: report != count"
+        );
         assert!(ledger.outstanding(kind) as u64 <= ledger.minted(kind));
         assert!(ledger.outstanding(kind) < 1 << 32, "{kind:?} underflowed");
     }
@@ -89,7 +93,11 @@ fn add(ran: &Rc<Cell<u32>>, by: u32) -> impl FnOnce(AbortReason) + 'static {
 /// bundle's own activity, and an abort runs the listeners added now and nothing older.
 fn assert_fresh(bundle: &Bundle) {
     let signal = bundle.signal();
-    assert_eq!(signal.reason(), None, "an old reason leaked into a new request");
+    assert_eq!(
+        signal.reason(),
+        None,
+        "an old reason leaked into a new request"
+    );
     assert_eq!(signal.pending_activity(), 1, "old activity leaked");
 }
 
@@ -223,7 +231,8 @@ fn end_while_held(core: &Core, old: Bundle, holder: Holder) -> Kept {
         Holder::OwnListenerAfterAbort => {
             let stash: Rc<RefCell<Option<AbortSignal>>> = Rc::default();
             let (into, own) = (Rc::clone(&stash), old.signal().clone());
-            old.signal().on_abort(move |_| *into.borrow_mut() = Some(own));
+            old.signal()
+                .on_abort(move |_| *into.borrow_mut() = Some(own));
             old.end(Outcome::ClientGone);
             let s = stash.borrow_mut().take().expect("the listener ran");
             assert_eq!(s.reason(), Some(AbortReason::ClientDisconnected));
@@ -268,9 +277,16 @@ fn a_signal_held_past_its_request_is_never_handed_to_the_next() {
         for _ in 0..3 {
             let next = admit(&core);
             assert_fresh(&next);
-            assert!(!next.signal().same_as(&held), "{holder:?}: handed to the next request");
+            assert!(
+                !next.signal().same_as(&held),
+                "{holder:?}: handed to the next request"
+            );
             next.end(Outcome::ClientGone);
-            assert_eq!(held.reason(), held_reason, "{holder:?}: the next abort reached it");
+            assert_eq!(
+                held.reason(),
+                held_reason,
+                "{holder:?}: the next abort reached it"
+            );
             assert_eq!(ran.get(), 0, "{holder:?}");
         }
         // The held signal's own abort reaches no request.
@@ -279,7 +295,11 @@ fn a_signal_held_past_its_request_is_never_handed_to_the_next() {
             assert!(held.abort(AbortReason::DrainDeadline));
             assert_eq!(ran.get(), 1);
         }
-        assert_eq!(next.signal().reason(), None, "{holder:?}: the held abort reached it");
+        assert_eq!(
+            next.signal().reason(),
+            None,
+            "{holder:?}: the held abort reached it"
+        );
         next.complete();
         drop(keep);
         drop(held);
@@ -314,7 +334,11 @@ fn unfired_listeners_are_dropped_not_carried_to_the_next_request() {
     }
     assert!(bundle.signal().on_abort(add(&ran, 1)));
     bundle.complete();
-    assert_eq!(Rc::strong_count(&token), 1, "the listeners were dropped with the request");
+    assert_eq!(
+        Rc::strong_count(&token),
+        1,
+        "the listeners were dropped with the request"
+    );
     for outcome in [Outcome::ClientGone, Outcome::Dropped, Outcome::ForceClosed] {
         end_checking_listeners(admit(&core), outcome);
     }
@@ -363,7 +387,10 @@ fn the_deadline_aborts_exactly_the_live_requests_never_a_pooled_signal() {
             drain.set_deadline(now);
             match drain.poll_deadline(now + Duration::from_millis(1)) {
                 DrainStatus::Expired(report) => {
-                    assert_eq!(report.outstanding.total(), drain.ledger().total_outstanding());
+                    assert_eq!(
+                        report.outstanding.total(),
+                        drain.ledger().total_outstanding()
+                    );
                     report.aborted_signals
                 }
                 other => panic!("expected expiry, got {other:?}"),
@@ -566,7 +593,12 @@ fn recycle_and_drop_panic_while_a_signal_would_be_kept() {
         let heap = Heap::new();
         let core = hostile(&heap, 1);
         let live = core.upgrade().unwrap();
-        let bundle = live.admit(|ctx| Ok(ctx.0 = 9)).unwrap();
+        let bundle = live
+            .admit(|ctx| {
+                ctx.0 = 9;
+                Ok(())
+            })
+            .unwrap();
         set(&RECYCLE_PANICS, true);
         set(&DROP_PANICS, also_drop);
         bundle.complete();
@@ -619,7 +651,11 @@ fn spilled_and_pooled_context_drops_panic_with_signals_kept() {
         assert_eq!(m.spills, if capacity == 0 { 6 } else { 3 });
         assert_eq!((m.in_use, m.allocated), (0, capacity));
         let spilled_drops = DROPS.with(Cell::get);
-        assert_eq!(u64::from(spilled_drops), m.spills, "each spilled context freed once");
+        assert_eq!(
+            u64::from(spilled_drops),
+            m.spills,
+            "each spilled context freed once"
+        );
         assert_eq!(core.ledger().outcomes().completed, 6);
         core.ledger().assert_quiescent();
         drop(live);
@@ -629,7 +665,11 @@ fn spilled_and_pooled_context_drops_panic_with_signals_kept() {
         heap.collect();
         assert_eq!(heap.live_objects(), 0);
         let pooled = u32::try_from(capacity).unwrap();
-        assert_eq!(DROPS.with(Cell::get), spilled_drops + pooled, "the pooled one at the end");
+        assert_eq!(
+            DROPS.with(Cell::get),
+            spilled_drops + pooled,
+            "the pooled one at the end"
+        );
     }
 }
 
@@ -683,7 +723,11 @@ fn refuse_capacity_and_refused_builds_on_a_kept_signal() {
     let err = live.admit(|_| Ok(())).unwrap_err();
     assert_eq!(err.reason(), RefusalReason::PoolExhausted);
     assert_eq!(err.status(), 503);
-    assert_eq!(core.ledger().minted(GuardKind::Ticket), tickets, "a refusal mints nothing");
+    assert_eq!(
+        core.ledger().minted(GuardKind::Ticket),
+        tickets,
+        "a refusal mints nothing"
+    );
     assert_eq!(
         live.context(live.ticket().unwrap()).unwrap_err().reason(),
         RefusalReason::PoolExhausted
@@ -889,5 +933,9 @@ fn a_forgotten_bundle_on_a_reused_slot_is_reported_and_aborted() {
     assert_eq!(report.aborted_signals, 1);
     assert_eq!(signal.reason(), Some(AbortReason::DrainDeadline));
     assert!(!report.complete);
-    assert_eq!(report.outcomes.total(), 1, "no outcome invented for the forgotten one");
+    assert_eq!(
+        report.outcomes.total(),
+        1,
+        "no outcome invented for the forgotten one"
+    );
 }

@@ -95,7 +95,11 @@ fn kept_signals_move_without_allocating_once_warm() {
     let mut i = 0;
     let every_way = warm_allocations(|| {
         i += 1;
-        end_the(i, live.admit(|ctx| Ok(ctx.0 = 1)).unwrap());
+        let bundle = live.admit(|ctx| {
+            ctx.0 += 1;
+            Ok(())
+        });
+        end_the(i, bundle.unwrap());
     });
     assert_eq!(every_way, 0, "one at a time, every outcome");
 
@@ -126,7 +130,10 @@ fn kept_signals_move_without_allocating_once_warm() {
         let again = live.admit(|_| Ok(())).unwrap();
         again.end(Outcome::ClientGone);
     });
-    assert_eq!(standalone, 0, "standalone contexts on slots with kept signals");
+    assert_eq!(
+        standalone, 0,
+        "standalone contexts on slots with kept signals"
+    );
 
     // 4. A clone and an activity ref held past the request, then let go; a refused build and a
     //    saved ticket popping slots with kept signals.
@@ -172,7 +179,10 @@ fn kept_signals_move_without_allocating_once_warm() {
         let per_round = 3 - capacity;
         let spills = spilling.pool_metrics().spills - spills_before;
         assert_eq!(spills as usize, (ROUNDS + 20) * per_round);
-        assert!(spilled >= ROUNDS * per_round, "each spill allocates its box");
+        assert!(
+            spilled >= ROUNDS * per_round,
+            "each spill allocates its box"
+        );
         assert!(
             spilled <= ROUNDS * bound,
             "capacity {capacity}: {spilled} allocations in {ROUNDS} rounds"
