@@ -25,6 +25,7 @@ use reqguard::{
 
 type Core = ServerCore<Embedded<&'static str>>;
 type Bundle = Admitted<(), ()>;
+type Live<'a> = reqguard::Live<'a, Embedded<&'static str>>;
 
 fn core_with(heap: &Heap, capacity: usize, exhaustion: Exhaustion) -> Core {
     let config = Config::default()
@@ -938,4 +939,265 @@ fn a_forgotten_bundle_on_a_reused_slot_is_reported_and_aborted() {
         1,
         "no outcome invented for the forgotten one"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random interleavings against a model of every signal handed out.
+
+/// A small xorshift generator: the seeds are fixed, so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// What the model knows of one admitted request's signal: the reason it must have, and the
+/// listener counters that must have run once (fired) or never (not fired).
+#[derive(Default)]
+struct SignalModel {
+    reason: Option<AbortReason>,
+    listeners: Vec<Rc<Cell<u32>>>,
+}
+
+/// The model: requests by id, what user code holds, and the outcomes it expects.
+#[derive(Default)]
+struct Model {
+    signals: Vec<SignalModel>,
+    live: Vec<(usize, Bundle)>,
+    held: Vec<(usize, AbortSignal)>,
+    activity: Vec<ActivityRef>,
+    contexts: Vec<reqguard::RequestContext<()>>,
+    saved: Vec<PendingTicket>,
+    stopped: bool,
+    outcomes: [u64; 5],
+}
+
+const REASONS: [AbortReason; 4] = [
+    AbortReason::ClientDisconnected,
+    AbortReason::DrainDeadline,
+    AbortReason::ForceClosed,
+    AbortReason::Other("user"),
+];
+
+impl Model {
+    /// `id`'s signal fires with `reason` (unless it already fired): from now on each of its
+    /// listeners must have run once.
+    fn fire(&mut self, id: usize, reason: AbortReason) {
+        let signal = &mut self.signals[id];
+        if signal.reason.is_none() {
+            signal.reason = Some(reason);
+        }
+    }
+
+    /// The request `at` in `live` ends with `outcome` (`None`: dropped).
+    fn end(&mut self, at: usize, outcome: Option<Outcome>) {
+        let (id, bundle) = self.live.swap_remove(at);
+        let outcome = outcome.unwrap_or(Outcome::Dropped);
+        let decided = match self.signals[id].reason {
+            Some(reason) => Outcome::after_abort(reason),
+            None => outcome,
+        };
+        if let Some(reason) = decided.abort_reason() {
+            self.fire(id, reason);
+        }
+        self.outcomes[Outcome::ALL.iter().position(|o| *o == decided).unwrap()] += 1;
+        match outcome {
+            Outcome::Dropped => drop(bundle),
+            Outcome::Completed => bundle.complete(),
+            other => bundle.end(other),
+        }
+    }
+
+    /// Every handle user code holds agrees with the model, and so do the listeners and books.
+    fn check(&self, core: &Core, seed: u64, step: usize) {
+        for (id, held) in &self.held {
+            assert_eq!(
+                held.reason(),
+                self.signals[*id].reason,
+                "seed {seed} step {step}: request {id}'s held signal"
+            );
+        }
+        for (id, bundle) in &self.live {
+            assert_eq!(
+                bundle.signal().reason(),
+                self.signals[*id].reason,
+                "seed {seed}"
+            );
+        }
+        for (id, signal) in self.signals.iter().enumerate() {
+            let expected = u32::from(signal.reason.is_some());
+            for listener in &signal.listeners {
+                assert_eq!(
+                    listener.get(),
+                    expected,
+                    "seed {seed} step {step}: {id}'s listener"
+                );
+            }
+        }
+        let counts = core.ledger().outcomes();
+        let got: Vec<u64> = Outcome::ALL.iter().map(|o| counts.count(*o)).collect();
+        assert_eq!(got, self.outcomes, "seed {seed} step {step}: outcomes");
+        check_ledger(core.ledger());
+    }
+}
+
+/// Random sequences of admissions (on small pools that spill or refuse), every way to end a
+/// request, clones held and dropped, user aborts through held clones, listeners on live and
+/// held signals, activity refs and standalone contexts: each admitted request's signal is new
+/// to it (no held handle is the same signal, no reason, one activity), every held handle keeps
+/// exactly its own request's reason, every listener runs once if and only if its own signal
+/// fired, and the outcomes and the books match the model after every step.
+#[test]
+fn random_interleavings_never_hand_out_a_signal_someone_holds() {
+    for seed in 1..=300u64 {
+        let heap = Heap::new();
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let exhaustion = [Exhaustion::Spill, Exhaustion::Refuse][rng.below(2)];
+        let core = core_with(&heap, rng.below(4), exhaustion);
+        let live = core.upgrade().unwrap();
+        let mut m = Model::default();
+        for step in 0..120 {
+            random_step(&mut rng, &mut m, &live, seed);
+            m.check(&core, seed, step);
+        }
+        while !m.live.is_empty() {
+            m.end(0, Some(Outcome::Completed));
+        }
+        m.held.clear();
+        m.activity.clear();
+        m.contexts.clear();
+        m.saved.clear();
+        m.check(&core, seed, usize::MAX);
+        if m.stopped {
+            assert!(core.drain().unwrap().is_complete(), "seed {seed}");
+        }
+        core.ledger().assert_quiescent();
+    }
+}
+
+fn random_step(rng: &mut Rng, m: &mut Model, live: &Live<'_>, seed: u64) {
+    match rng.below(16) {
+        0 | 1 | 2 | 12 => admit_step(rng, m, live, seed),
+        3 | 4 if !m.live.is_empty() => {
+            let at = rng.below(m.live.len());
+            let outcome = [
+                Some(Outcome::Completed),
+                Some(Outcome::Completed),
+                Some(Outcome::ClientGone),
+                Some(Outcome::ForceClosed),
+                None,
+            ][rng.below(5)];
+            m.end(at, outcome);
+        }
+        5 if !m.live.is_empty() => {
+            let (id, bundle) = &m.live[rng.below(m.live.len())];
+            m.held.push((*id, bundle.signal().clone()));
+        }
+        6 if !m.held.is_empty() => {
+            let at = rng.below(m.held.len());
+            m.held.swap_remove(at);
+        }
+        7 if !m.held.is_empty() => {
+            let (id, held) = &m.held[rng.below(m.held.len())];
+            let id = *id;
+            let reason = REASONS[rng.below(REASONS.len())];
+            let fired = held.abort(reason);
+            assert_eq!(fired, m.signals[id].reason.is_none(), "seed {seed}");
+            m.fire(id, reason);
+        }
+        8 => listen_step(rng, m, seed),
+        9 if !m.live.is_empty() => {
+            let (_, bundle) = &m.live[rng.below(m.live.len())];
+            m.activity.push(bundle.activity_ref());
+        }
+        10 if !m.activity.is_empty() => {
+            let at = rng.below(m.activity.len());
+            drop(m.activity.swap_remove(at));
+        }
+        13 if !m.stopped => m.saved.push(live.ticket().unwrap()),
+        14 if !m.stopped && rng.below(8) == 0 => deadline_step(m, live, seed),
+        11 if !m.stopped => {
+            if m.contexts.is_empty() || rng.below(2) == 0 {
+                if let Ok(ctx) = live.context(live.ticket().unwrap()) {
+                    m.contexts.push(ctx);
+                }
+            } else {
+                m.contexts.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Admits a request (a saved ticket's, after stop always): its signal must be new to it.
+fn admit_step(rng: &mut Rng, m: &mut Model, live: &Live<'_>, seed: u64) {
+    if m.live.len() >= 6 {
+        return;
+    }
+    let admitted = match m.saved.pop() {
+        Some(ticket) if m.stopped || rng.below(2) == 0 => live.admit_with(ticket, |_| Ok(())),
+        Some(ticket) => {
+            m.saved.push(ticket);
+            live.admit(|_| Ok(()))
+        }
+        None => live.admit(|_| Ok(())),
+    };
+    let Ok(bundle) = admitted else {
+        return; // refused (pool, or stopped): nothing taken
+    };
+    for (id, held) in &m.held {
+        assert!(
+            !bundle.signal().same_as(held),
+            "seed {seed}: a new request got request {id}'s signal, still held"
+        );
+    }
+    assert_eq!(bundle.signal().reason(), None, "seed {seed}: a used reason");
+    assert_eq!(bundle.signal().pending_activity(), 1, "seed {seed}");
+    m.signals.push(SignalModel::default());
+    m.live.push((m.signals.len() - 1, bundle));
+}
+
+/// A listener on a live request's signal, or on a held one (of a request that may have ended).
+fn listen_step(rng: &mut Rng, m: &mut Model, seed: u64) {
+    let target = if !m.live.is_empty() && rng.below(2) == 0 {
+        let (id, bundle) = &m.live[rng.below(m.live.len())];
+        Some((*id, bundle.signal().clone()))
+    } else if !m.held.is_empty() {
+        let (id, held) = &m.held[rng.below(m.held.len())];
+        Some((*id, held.clone()))
+    } else {
+        None
+    };
+    if let Some((id, signal)) = target {
+        let ran = counter();
+        let added = signal.on_abort(add(&ran, 1));
+        assert_eq!(added, m.signals[id].reason.is_none(), "seed {seed}");
+        if added {
+            m.signals[id].listeners.push(ran);
+        }
+    }
+}
+
+/// Stop and the deadline: exactly the requests still out whose signal has not fired.
+fn deadline_step(m: &mut Model, live: &Live<'_>, seed: u64) {
+    let expected = m
+        .live
+        .iter()
+        .filter(|(id, _)| m.signals[*id].reason.is_none())
+        .count();
+    let report = live.core().stop().escalate();
+    m.stopped = true;
+    assert_eq!(
+        report.aborted_signals, expected,
+        "seed {seed}: the deadline"
+    );
+    let ids: Vec<usize> = m.live.iter().map(|(id, _)| *id).collect();
+    for id in ids {
+        m.fire(id, AbortReason::DrainDeadline);
+    }
 }
