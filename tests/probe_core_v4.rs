@@ -1201,3 +1201,75 @@ fn deadline_step(m: &mut Model, live: &Live<'_>, seed: u64) {
         m.fire(id, AbortReason::DrainDeadline);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The payload drops after the release.
+
+/// What a request payload holds: the server (its `Drop` admits and ends a request there), its
+/// own request's activity ref, or a clone of its own request's signal.
+enum Payload {
+    Reenters(Rc<Core>, Rc<Cell<bool>>),
+    // Held only to be dropped with the payload.
+    Activity(#[allow(dead_code)] Option<ActivityRef>),
+    OwnSignal(#[allow(dead_code)] Option<AbortSignal>),
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        if let Payload::Reenters(core, fresh) = self {
+            // Dropped after its bundle released everything: pops the slot (and the signal
+            // kept beside it) that bundle just gave back.
+            let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+            let signal = bundle.signal();
+            fresh.set(signal.reason().is_none() && signal.pending_activity() == 1);
+            bundle.end(Outcome::ClientGone);
+        }
+    }
+}
+
+/// A payload whose `Drop` (after its bundle's release) admits and ends a request on the same
+/// one-slot server, holds its own request's activity ref, or a clone of its own signal: every
+/// way a request ends, the nested request gets a fresh signal, nothing is counted twice, and
+/// the next requests still get fresh signals.
+#[test]
+fn a_payload_dropped_after_the_release_reenters_or_holds_its_signal() {
+    for (kind, outcome) in (0..3).flat_map(|k| {
+        [Outcome::Completed, Outcome::ClientGone, Outcome::Dropped].map(move |o| (k, o))
+    }) {
+        let heap = Heap::new();
+        let core = Rc::new(solo(&heap));
+        let fresh = Rc::new(Cell::new(false));
+        let live = core.upgrade().unwrap();
+        let mut bundle = live.admit(|_| Ok(Payload::Activity(None))).unwrap();
+        let payload = match kind {
+            0 => Payload::Reenters(Rc::clone(&core), Rc::clone(&fresh)),
+            1 => Payload::Activity(Some(bundle.activity_ref())),
+            _ => Payload::OwnSignal(Some(bundle.signal().clone())),
+        };
+        *bundle.request_mut().unwrap() = payload;
+        match outcome {
+            Outcome::Dropped => drop(bundle),
+            other => bundle.end(other),
+        }
+        if kind == 0 {
+            assert!(
+                fresh.get(),
+                "{outcome:?}: the nested request's signal was used"
+            );
+        }
+        let o = core.ledger().outcomes();
+        assert_eq!(
+            o.total(),
+            1 + u64::from(kind == 0),
+            "kind {kind} {outcome:?}"
+        );
+        check_ledger(core.ledger());
+        core.ledger().assert_quiescent();
+        for _ in 0..2 {
+            end_checking_listeners(admit(&core), Outcome::ClientGone);
+        }
+        assert_eq!(core.pool_metrics().in_use, 0);
+        drop(live);
+        core.ledger().assert_quiescent();
+    }
+}
