@@ -6,7 +6,8 @@
 //!
 //! 1. A connection is in `open` from before its task is spawned until its task's future is
 //!    dropped (it ended, or was aborted): the [`Registered`] guard inside the task removes it.
-//! 2. `empty_waker` is woken whenever `open` becomes empty.
+//! 2. `empty_waker` is woken whenever no connection but late ones is left in `open`
+//!    (`late` counts those in `open` registered late).
 //! 3. An [`Activity`] is in a handler only between its request's admission and the handler's
 //!    answer (or the request's end without one).
 
@@ -27,11 +28,16 @@ use super::tally::Tally;
 #[derive(Default)]
 pub(crate) struct Connections {
     open: RefCell<Slab<Slot>>,
+    /// Open connections accepted late: during a drain that keeps the listener open. They
+    /// answer `503` and close by themselves, and do not hold the drain (as on the mio loops).
+    late: Cell<usize>,
+    /// Woken whenever no connection but late ones is left open.
     empty_waker: Cell<Option<Waker>>,
 }
 
 /// One open connection: its task's abort handle (once spawned), and what its requests share.
 struct Slot {
+    late: bool,
     abort: Option<AbortHandle>,
     #[cfg_attr(not(feature = "server"), allow(dead_code))] // read by the step records
     conn: Rc<Conn>,
@@ -111,20 +117,24 @@ impl Connections {
     }
 
     /// Registers a connection whose task is about to be spawned, with an activity record if
-    /// `activity`; returns what its requests share, for the connection's service.
+    /// `activity`, [`late`](Connections::late) if `late`; returns what its requests share, for
+    /// the connection's service.
     pub(crate) fn register(
         self: &Rc<Self>,
         tally: &Rc<Tally>,
         activity: bool,
+        late: bool,
     ) -> (Registered, Rc<Conn>) {
         let conn = Rc::new(Conn {
             tally: Rc::clone(tally),
             activity: activity.then(Activity::new),
         });
         let key = self.open.borrow_mut().insert(Slot {
+            late,
             abort: None,
             conn: Rc::clone(&conn),
         });
+        self.late.set(self.late.get() + usize::from(late));
         let registered = Registered {
             connections: Rc::clone(self),
             key,
@@ -163,8 +173,17 @@ impl Connections {
 
     /// Resolves once no connection is open.
     pub(crate) async fn closed(&self) {
+        self.wait_until(|open| open == 0).await;
+    }
+
+    /// Resolves once no connection is open but late ones: what a drain waits for.
+    pub(crate) async fn drained(&self) {
+        self.wait_until(|open| open == self.late.get()).await;
+    }
+
+    async fn wait_until(&self, done: impl Fn(usize) -> bool) {
         poll_fn(|cx| {
-            if self.open.borrow().is_empty() {
+            if done(self.len()) {
                 Poll::Ready(())
             } else {
                 self.empty_waker.set(Some(cx.waker().clone()));
@@ -183,11 +202,14 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let mut open = self.connections.open.borrow_mut();
-        open.try_remove(self.key);
-        let now_empty = open.is_empty();
+        let connections = &self.connections;
+        let mut open = connections.open.borrow_mut();
+        if open.try_remove(self.key).is_some_and(|slot| slot.late) {
+            connections.late.set(connections.late.get() - 1);
+        }
+        let only_late_left = open.len() == connections.late.get();
         drop(open);
-        if now_empty {
+        if only_late_left {
             if let Some(waker) = self.connections.empty_waker.take() {
                 waker.wake();
             }

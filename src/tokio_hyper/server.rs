@@ -510,9 +510,12 @@ where
         }
         tally.bump(|s| &mut s.connections);
         let _ = stream.set_nodelay(true);
-        let (registered, conn) = self
-            .connections
-            .register(tally, self.options.record_activity);
+        // Accepted during a drain that keeps the listener open: it answers 503 and closes by
+        // itself, and must not hold the drain (clients reconnecting would hold it forever).
+        let late = self.options.keep_listening && tally.is_stopping();
+        let (registered, conn) =
+            self.connections
+                .register(tally, self.options.record_activity, late);
         let handoff = Handoff::default();
         let stream = LingeringIo::new(stream, &handoff);
         let conn = http1::Builder::new()
@@ -667,10 +670,11 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         }
     }
 
-    /// The last ticket released **and** the last connection closed.
+    /// The last ticket released **and** the last connection closed (but late ones: accepted
+    /// during the drain, they answer `503` and close by themselves).
     async fn both_done(&self) {
         let _ = self.drain.clone().await;
-        self.connections.closed().await;
+        self.connections.drained().await;
     }
 
     /// Past the deadline: abort what is out, then `force_after` later (unless all ended
