@@ -1273,3 +1273,82 @@ fn a_payload_dropped_after_the_release_reenters_or_holds_its_signal() {
         core.ledger().assert_quiescent();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A storm of re-entry inside one release.
+
+/// Inside request A's release (`end(ClientGone)` fires its listener), the listener stops the
+/// server and escalates; the deadline fires B, whose listener completes C (still on the
+/// deadline's list) and admits and completes D with a saved ticket (D pops a slot with a kept
+/// signal, and keeps it beside the slot again). The deadline counts B alone; C's and D's
+/// signals never fire (completed); a later saved request gets a fresh signal; each request
+/// has its one outcome and the drain completes with the last.
+#[test]
+fn a_release_that_escalates_while_listeners_complete_and_admit() {
+    let heap = Heap::new();
+    let core = Rc::new(core_with(&heap, 4, Exhaustion::Refuse));
+    let live = core.upgrade().unwrap();
+    for _ in 0..2 {
+        admit(&core).complete(); // slots with kept signals
+    }
+    let (a, b) = (admit(&core), admit(&core));
+    let c: Rc<RefCell<Option<Bundle>>> = Rc::new(RefCell::new(Some(admit(&core))));
+    let c_signal = c.borrow().as_ref().unwrap().signal().clone();
+    let saved = Rc::new(RefCell::new(vec![
+        live.ticket().unwrap(),
+        live.ticket().unwrap(),
+    ]));
+    let d_signal: Rc<RefCell<Option<AbortSignal>>> = Rc::default();
+    let (core_b, saved_b, c_b, d_b) = (
+        Rc::clone(&core),
+        Rc::clone(&saved),
+        Rc::clone(&c),
+        Rc::clone(&d_signal),
+    );
+    b.signal().on_abort(move |reason| {
+        assert_eq!(reason, AbortReason::DrainDeadline);
+        c_b.borrow_mut().take().unwrap().complete();
+        let ticket = saved_b.borrow_mut().pop().unwrap();
+        let d = core_b
+            .upgrade()
+            .unwrap()
+            .admit_with(ticket, |_| Ok(()))
+            .unwrap();
+        assert_eq!(d.signal().reason(), None, "D got a used signal");
+        *d_b.borrow_mut() = Some(d.signal().clone());
+        d.complete();
+    });
+    let report = Rc::new(RefCell::new(None));
+    let (core_a, report_a) = (Rc::clone(&core), Rc::clone(&report));
+    a.signal().on_abort(move |_| {
+        *report_a.borrow_mut() = Some(core_a.stop().escalate());
+    });
+    a.end(Outcome::ClientGone);
+    let report = report.borrow_mut().take().unwrap();
+    assert_eq!(
+        report.aborted_signals, 1,
+        "B alone: C was completed, A had fired"
+    );
+    assert_eq!(
+        c_signal.reason(),
+        None,
+        "a completed request's signal fired"
+    );
+    assert_eq!(d_signal.borrow().as_ref().unwrap().reason(), None);
+    assert_eq!(b.signal().reason(), Some(AbortReason::DrainDeadline));
+    b.complete();
+    let last = saved.borrow_mut().pop().unwrap();
+    let e = live.admit_with(last, |_| Ok(())).unwrap();
+    assert_fresh(&e);
+    let drain = core.drain().unwrap();
+    assert!(!drain.is_complete());
+    e.complete();
+    assert!(drain.is_complete());
+    let o = core.ledger().outcomes();
+    assert_eq!(
+        (o.completed, o.client_gone, o.deadline_aborted, o.total()),
+        (2 + 3, 1, 1, 7)
+    );
+    check_ledger(core.ledger());
+    core.ledger().assert_quiescent();
+}
