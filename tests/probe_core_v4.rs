@@ -1352,3 +1352,55 @@ fn a_release_that_escalates_while_listeners_complete_and_admit() {
     check_ledger(core.ledger());
     core.ledger().assert_quiescent();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The order of the release, as `Admitted`'s docs give it.
+
+/// A payload that records, when it is dropped, whether its request's ticket was still out.
+struct RecordsTicket(Rc<Core>, Rc<Cell<Option<usize>>>);
+
+impl Drop for RecordsTicket {
+    fn drop(&mut self) {
+        self.1
+            .set(Some(self.0.ledger().outstanding(GuardKind::Ticket)));
+    }
+}
+
+/// `Admitted`'s docs: "everything is given back in reverse order of acquisition: request
+/// object (if not handed off), activity ref, context (recycled into the pool), ticket". So a
+/// request object still held by the bundle is gone before the ticket, hence before the drain
+/// completes and its hooks run (where a runtime resolves `server.stop()` and may tear its
+/// engine down). Every way the last request ends, after stop.
+#[test]
+#[ignore = "bug (docs or order): the request payload drops after the ticket, after the drain completed and its hooks ran (notes/qa-core3.md)"]
+fn the_request_object_is_given_back_before_the_ticket() {
+    for outcome in [Outcome::Completed, Outcome::ClientGone, Outcome::Dropped] {
+        let heap = Heap::new();
+        let core = Rc::new(solo(&heap));
+        let seen = Rc::new(Cell::new(None));
+        let bundle = core
+            .upgrade()
+            .unwrap()
+            .admit(|_| Ok(RecordsTicket(Rc::clone(&core), Rc::clone(&seen))))
+            .unwrap();
+        let drain = core.stop();
+        let dropped_before_hook = Rc::new(Cell::new(None));
+        let (s, d) = (Rc::clone(&seen), Rc::clone(&dropped_before_hook));
+        drain.on_complete(move || d.set(Some(s.get().is_some())));
+        match outcome {
+            Outcome::Dropped => drop(bundle),
+            other => bundle.end(other),
+        }
+        assert!(drain.is_complete());
+        assert_eq!(
+            dropped_before_hook.get(),
+            Some(true),
+            "{outcome:?}: the drain hook ran while the request object was still alive"
+        );
+        assert_eq!(
+            seen.get(),
+            Some(1),
+            "{outcome:?}: the ticket was gone first"
+        );
+    }
+}
