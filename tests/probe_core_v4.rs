@@ -1372,7 +1372,6 @@ impl Drop for RecordsTicket {
 /// completes and its hooks run (where a runtime resolves `server.stop()` and may tear its
 /// engine down). Every way the last request ends, after stop.
 #[test]
-#[ignore = "bug (docs or order): the request payload drops after the ticket, after the drain completed and its hooks ran (notes/qa-core3.md)"]
 fn the_request_object_is_given_back_before_the_ticket() {
     for outcome in [Outcome::Completed, Outcome::ClientGone, Outcome::Dropped] {
         let heap = Heap::new();

@@ -7,6 +7,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::outcome::Outcome;
+use crate::callback::call_caught;
 use crate::ledger::Entry;
 use crate::pool::{ContextPool, Origin, Recycle, Taken};
 use crate::server::shared::Shared;
@@ -37,7 +38,8 @@ use crate::signal::{AbortSignal, ActivityRef};
 /// The outcome is counted in the server's [`Ledger::outcomes`](crate::Ledger::outcomes). Abort
 /// listeners run before anything is released, each on its own (a panicking listener is caught
 /// and counted). Then everything is given back in reverse order of acquisition: request object
-/// (if not handed off), activity ref, context (recycled into the pool), ticket.
+/// (if not handed off; its `Drop` runs on its own, a panic there is caught), activity ref,
+/// context (recycled into the pool), ticket (which may complete the drain and run its hooks).
 ///
 /// # Examples
 ///
@@ -284,22 +286,32 @@ impl<C: Recycle, R> Admitted<C, R> {
     }
 
     /// Records the outcome (`outcome`, unless the signal fired first) and fires the abort
-    /// signal unless it is `Completed`; then gives back the request object's count, the
-    /// activity, the context and the ticket, in that order. Once: the context is taken.
+    /// signal unless it is `Completed`; then gives back the request object (if not handed
+    /// off), the activity, the context and the ticket, in that order. Once: the context is
+    /// taken.
     #[inline(always)]
     fn release(&mut self, outcome: Outcome) {
         let Some(slot) = self.slot.take() else {
             return; // released already
         };
         let outcome = self.decide(outcome);
-        // The payload itself drops with the fields, after everything is given back.
-        let had_request = self.payload.is_some();
+        // Everything goes back in reverse order of acquisition, the request object first: its
+        // `Drop` is user code (an engine object), run on its own so that a panic there cannot
+        // skip the rest, and before the ticket, whose release may complete the drain.
+        let had_request = match self.payload.take() {
+            Some(payload) => {
+                call_caught(move || drop(payload));
+                true
+            }
+            None => false,
+        };
         let state = self.signal.state();
         state.remove_activity();
-        state.set_request_out(false); // a kept activity ref no longer makes it abortable
-                                      // Nobody else holds the signal and it is as good as new (it never fired, no listener
-                                      // waits): it stays beside the context for the next request. Else it goes back to the
-                                      // spare list last, as when its handle dropped (resetting it drops its listeners).
+        // A kept activity ref no longer makes it abortable.
+        state.set_request_out(false);
+        // Nobody else holds the signal and it is as good as new (it never fired, no listener
+        // waits): it stays beside the context for the next request. Else it goes back to the
+        // spare list last, as when its handle dropped (resetting it drops its listeners).
         let keep = Rc::strong_count(state) == 1 && state.is_fresh();
         self.pool
             .checkin(slot, self.origin, keep.then(|| Rc::clone(state)));
