@@ -55,6 +55,50 @@ fn allocations_per_round<A: reqguard::http::Accounting>(accounting: A) -> usize 
     stats.allocations + stats.reallocations
 }
 
+/// Large bodies one after another on one connection: a 64 KiB echo with a length, then a
+/// 100 KiB chunked one. Once warm, the buffers they need are kept, not given back and grown
+/// again for each request.
+fn allocations_per_large_round() -> usize {
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    let accounting = Guarded::embedded("server", Config::default());
+    let mut session = Session::new(&router, accounting, Limits::default());
+    let body = vec![b'x'; 64 * 1024];
+    let mut length = format!(
+        "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    length.extend_from_slice(&body);
+    let mut chunked =
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..100 {
+        chunked.extend_from_slice(b"400\r\n");
+        chunked.extend_from_slice(&body[..1024]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut large_round = |session: &mut Session<'_, _>| {
+        for request in [&length, &chunked] {
+            session.feed(request);
+            session.advance(Duration::from_millis(1));
+            assert!(session.pending_output().len() > 64 * 1024);
+            session.clear_output();
+        }
+    };
+    for _ in 0..4 {
+        large_round(&mut session);
+    }
+    let region = Region::new(GLOBAL);
+    for _ in 0..100 {
+        large_round(&mut session);
+    }
+    let stats = region.change();
+    assert_eq!(session.stats().served, 104 * 2);
+    stats.allocations + stats.reallocations
+}
+
 fn main() {
     let guarded = allocations_per_round(Guarded::embedded("server", Config::default()));
     assert_eq!(guarded, 0, "guarded: heap allocations in 1,000 warm rounds");
@@ -64,4 +108,10 @@ fn main() {
         "unaccounted: heap allocations in 1,000 warm rounds"
     );
     println!("test server_zero_allocations_per_request_once_warm ... ok");
+    let large = allocations_per_large_round();
+    assert_eq!(
+        large, 0,
+        "heap allocations in 100 warm rounds of large bodies"
+    );
+    println!("test large_bodies_one_after_another_reuse_their_buffers ... ok");
 }

@@ -41,11 +41,16 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// Emptied answer buffers kept for reuse: so at most `MAX_SPARE * KEEP_CAPACITY` bytes.
 const MAX_SPARE: usize = 4;
 
-/// Gives back most of `buf`'s capacity if it is over [`KEEP_CAPACITY`]. Inlined: it runs on
-/// every emptied buffer, and nearly always finds nothing to do.
+/// Gives back most of `buf`'s capacity if it is over [`KEEP_CAPACITY`] and its last use
+/// (`used` bytes, just emptied; 0: it was not used since, no decision) was small. A connection
+/// that sends large bodies one after another keeps its buffers (shrinking after each made the
+/// next one reallocate: three `mremap`s per 64 KiB echo); one that goes back to small requests
+/// gives them back at its next small one. Either way a buffer holds at most what one request of
+/// the limits needs (docs/server.md, "Memory per connection"). Inlined: it runs on every
+/// emptied buffer, and nearly always finds nothing to do.
 #[inline]
-pub(crate) fn shrink(buf: &mut Vec<u8>) {
-    if buf.capacity() > KEEP_CAPACITY {
+pub(crate) fn shrink(buf: &mut Vec<u8>, used: usize) {
+    if buf.capacity() > KEEP_CAPACITY && (1..=KEEP_CAPACITY / 4).contains(&used) {
         shrink_now(buf);
     }
 }
@@ -84,9 +89,10 @@ impl<'r, H> Answers<'r, H> {
     pub(crate) fn consume(&mut self, n: usize) {
         self.written = self.written.saturating_add(n);
         if self.written >= self.output.len() {
+            let used = self.output.len();
             self.output.clear();
             self.written = 0;
-            shrink(&mut self.output);
+            shrink(&mut self.output, used);
         }
     }
 
@@ -200,7 +206,9 @@ impl<'r, H> Answers<'r, H> {
         // Kept for the next queued answer, within bounds: a few buffers, none large.
         if self.spare.len() < MAX_SPARE {
             bytes.clear();
-            shrink(&mut bytes);
+            if bytes.capacity() > KEEP_CAPACITY {
+                shrink_now(&mut bytes); // spares stay small, whatever they held
+            }
             self.spare.push(bytes);
         }
     }

@@ -729,6 +729,7 @@ impl<'r, H> Connection<'r, H> {
                 *scanned = 0;
             }
         }
+        let used = self.input.len();
         if self.start == self.input.len() {
             // Everything read was answered (nearly every turn): nothing to move.
             self.input.clear();
@@ -739,8 +740,9 @@ impl<'r, H> Connection<'r, H> {
         }
         // A large body should not pin its buffers for the rest of a keep-alive connection.
         if self.input.is_empty() {
-            shrink(&mut self.input);
-            shrink(&mut self.body);
+            shrink(&mut self.input, used);
+            let body = self.body.len();
+            shrink(&mut self.body, body);
         }
     }
 
