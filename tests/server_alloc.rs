@@ -79,7 +79,7 @@ fn allocations_per_large_round() -> usize {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let mut large_round = |session: &mut Session<'_, _>| {
+    let large_round = |session: &mut Session<'_, _>| {
         for request in [&length, &chunked] {
             session.feed(request);
             session.advance(Duration::from_millis(1));
