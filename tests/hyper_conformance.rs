@@ -131,6 +131,30 @@ fn http11_host_is_required_once_and_valid() {
     assert_eq!(stop(tx, thread).leaked, 0);
 }
 
+/// RFC 9110 §8.3: content comes with its `Content-Type`; the demo's text answers carry
+/// `text/plain` as the mio router's do, its echo `application/octet-stream`.
+#[test]
+fn text_answers_say_their_content_type_as_the_mio_router() {
+    let (addr, tx, thread) = spawn_demo();
+    let mut client = StrictClient::connect(addr);
+    client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    let hello = client.answer("GET");
+    assert_eq!(
+        (hello.status, hello.field("content-type")),
+        (200, Some("text/plain"))
+    );
+    client.send(b"GET /delay HTTP/1.1\r\nhost: x\r\n\r\n");
+    let bad = client.answer("GET");
+    assert_eq!(
+        (bad.status, bad.field("content-type")),
+        (400, Some("text/plain"))
+    );
+    client.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nxyz");
+    let echo = client.answer("POST");
+    assert_eq!(echo.field("content-type"), Some("application/octet-stream"));
+    assert_eq!(stop(tx, thread).leaked, 0);
+}
+
 #[test]
 fn head_405_and_unknown_methods_answer_as_the_mio_router() {
     let (addr, tx, thread) = spawn_demo();

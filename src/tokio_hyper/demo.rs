@@ -123,9 +123,16 @@ fn unrouted<C: Recycle>(bundle: Bundle<C>, method: &Method, path: &str) -> Reply
     reply
 }
 
+/// An answer with a plain-text `body` (`content-type: text/plain` unless it is empty: RFC 9110
+/// §8.3, and what the mio router sends).
 fn text<C: Recycle>(bundle: Bundle<C>, status: StatusCode, body: Bytes) -> Reply<Full<Bytes>, C> {
+    let typed = !body.is_empty();
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
+    if typed {
+        let plain = HeaderValue::from_static("text/plain");
+        response.headers_mut().insert(CONTENT_TYPE, plain);
+    }
     bundle.respond(response)
 }
 
