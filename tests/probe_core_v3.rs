@@ -15,6 +15,10 @@ use reqguard::{
     GuardKind, Ledger, Outcome, PendingTicket, Recycle, Refusal, RefusalReason, ServerCore,
 };
 
+#[path = "util/quiet.rs"]
+mod quiet;
+use quiet::quiet_panics;
+
 type Core = ServerCore<Embedded<&'static str>>;
 type Bundle = Admitted<(), ()>;
 type Slot = Rc<RefCell<Option<Bundle>>>;
@@ -25,23 +29,6 @@ fn core(heap: &Heap) -> Core {
 
 fn admit(core: &Core) -> Bundle {
     core.upgrade().unwrap().admit(|_| Ok(())).unwrap()
-}
-
-/// Silences the deliberate panics (messages ending in "panics", or non-string payloads) and
-/// keeps every other message, so a failing assertion still says why.
-fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-        match message {
-            Some(m) if m.ends_with("panics") => {}
-            None => {}
-            _ => eprintln!("{info}"),
-        }
-    }));
 }
 
 /// A value whose `Drop` panics (a listener's capture, or a panic payload).

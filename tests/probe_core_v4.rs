@@ -23,6 +23,10 @@ use reqguard::{
     ServerCore,
 };
 
+#[path = "util/quiet.rs"]
+mod quiet;
+use quiet::quiet_panics;
+
 type Core = ServerCore<Embedded<&'static str>>;
 type Bundle = Admitted<(), ()>;
 type Live<'a> = reqguard::Live<'a, Embedded<&'static str>>;
@@ -42,21 +46,6 @@ fn solo(heap: &Heap) -> Core {
 
 fn admit(core: &Core) -> Bundle {
     core.upgrade().unwrap().admit(|_| Ok(())).unwrap()
-}
-
-/// Silences the deliberate panics (messages ending in "panics") and keeps every other message.
-fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-        match message {
-            Some(m) if m.ends_with("panics") => {}
-            _ => eprintln!("{info}"),
-        }
-    }));
 }
 
 /// The ledger's figures agree with each other and with its report; nothing went negative.

@@ -15,24 +15,11 @@ use std::task::{Context, Wake, Waker};
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{AbortReason, Config, Exhaustion, GuardKind, Outcome, Recycle, ServerCore};
 
-type Core = ServerCore<Embedded<&'static str>>;
+#[path = "util/quiet.rs"]
+mod quiet;
+use quiet::quiet_panics;
 
-/// Silences the deliberate panics (their messages end in "panics" or "panics too", or their
-/// payload is not a string) and keeps every other message, so a failing assertion says why.
-fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-        match message {
-            Some(m) if m.ends_with("panics") || m.ends_with("panics too") => {}
-            None => {} // the deliberate non-string payloads (PanicsOnDrop, Forever)
-            _ => eprintln!("{info}"),
-        }
-    }));
-}
+type Core = ServerCore<Embedded<&'static str>>;
 
 /// A panic payload whose own `Drop` panics: what `catch_unwind`'s caller gets back and must
 /// not drop carelessly (std documents that dropping a payload may panic again).

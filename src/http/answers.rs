@@ -289,7 +289,21 @@ fn mark_close(bytes: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use super::mark_close;
+    use super::{mark_close, shrink, KEEP_CAPACITY};
+
+    /// A buffer grown past `KEEP_CAPACITY` is kept while its uses stay large, not decided on
+    /// when it was not used (an empty turn), and given back at the first small use: it never
+    /// holds more than one request needed for longer than the next request.
+    #[test]
+    fn a_large_buffer_is_kept_while_large_uses_follow_and_given_back_at_a_small_one() {
+        let mut buf: Vec<u8> = Vec::with_capacity(4 * KEEP_CAPACITY);
+        shrink(&mut buf, 2 * KEEP_CAPACITY);
+        assert!(buf.capacity() >= 4 * KEEP_CAPACITY, "a large use keeps it");
+        shrink(&mut buf, 0);
+        assert!(buf.capacity() >= 4 * KEEP_CAPACITY, "an empty turn decides nothing");
+        shrink(&mut buf, 100);
+        assert!(buf.capacity() <= KEEP_CAPACITY, "a small use gives it back");
+    }
 
     #[test]
     fn mark_close_replaces_or_adds_the_field() {
