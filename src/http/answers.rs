@@ -300,7 +300,10 @@ mod tests {
         shrink(&mut buf, 2 * KEEP_CAPACITY);
         assert!(buf.capacity() >= 4 * KEEP_CAPACITY, "a large use keeps it");
         shrink(&mut buf, 0);
-        assert!(buf.capacity() >= 4 * KEEP_CAPACITY, "an empty turn decides nothing");
+        assert!(
+            buf.capacity() >= 4 * KEEP_CAPACITY,
+            "an empty turn decides nothing"
+        );
         shrink(&mut buf, 100);
         assert!(buf.capacity() <= KEEP_CAPACITY, "a small use gives it back");
     }
