@@ -87,6 +87,7 @@ pub struct Admitted<C: Recycle, R> {
 /// admitted. [`Live::admit`](crate::Live::admit) holds it in a scope guard that
 /// [`refuse`](Parts::refuse)s it unless `build` succeeds and it becomes an [`Admitted`].
 pub(crate) struct Parts<C> {
+    pool: Rc<ContextPool<C>>,
     slot: Box<C>,
     origin: Origin,
     signal: AbortSignal,
@@ -107,6 +108,7 @@ impl<C: Recycle> Parts<C> {
         state.add_activity();
         state.set_request_out(true);
         Parts {
+            pool: Rc::clone(pool),
             slot,
             origin,
             signal,
@@ -122,11 +124,11 @@ impl<C: Recycle> Parts<C> {
 
     /// `build` made the request payload: the admitted bundle, built where it is returned.
     #[inline]
-    pub(crate) fn admit<R>(self, pool: &Rc<ContextPool<C>>, payload: R) -> Admitted<C, R> {
-        pool.home().ledger.bundle_built();
+    pub(crate) fn admit<R>(self, payload: R) -> Admitted<C, R> {
+        self.pool.home().ledger.bundle_built();
         Admitted {
             signal: self.signal,
-            pool: Rc::clone(pool),
+            pool: self.pool,
             slot: Some(self.slot),
             payload: Some(payload),
             entry: self.entry,
@@ -138,8 +140,9 @@ impl<C: Recycle> Parts<C> {
     /// ticket), without an outcome: the request was never admitted.
     #[cold]
     #[inline(never)]
-    pub(crate) fn refuse(self, pool: &ContextPool<C>) {
+    pub(crate) fn refuse(self) {
         let Parts {
+            pool,
             slot,
             origin,
             signal,

@@ -284,7 +284,7 @@ where
             // Upgrade first: a finalized wrapper is a 503 that has taken nothing.
             let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
             let held = live.admit(|_ctx| Ok(()))?;
-            *this = Some(live.wrapper().clone());
+            *this = Some(live.into_wrapper());
             Ok(held)
         })
     }

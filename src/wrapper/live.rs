@@ -72,6 +72,26 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         &self.wrapper
     }
 
+    /// The strong handle to the wrapper, ending the proof (no clone of the handle): the
+    /// handler's `this` once the request is admitted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::{Config, ServerCore, engines::Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    /// let live = core.upgrade().unwrap();
+    /// let bundle = live.admit(|_| Ok(())).unwrap();
+    /// let this = live.into_wrapper(); // the bundle needs no proof once admitted
+    /// assert_eq!(*this, "server");
+    /// bundle.complete();
+    /// ```
+    pub fn into_wrapper(self) -> E::Strong {
+        self.wrapper
+    }
+
     /// The server core this proof came from.
     pub fn core(&self) -> &'a ServerCore<E, C> {
         self.core
@@ -245,12 +265,10 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         entry: Entry,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
-        let pool = self.core.pool();
-        let mut parts = scopeguard::guard(Parts::mint(pool, taken, entry), |parts| {
-            parts.refuse(pool);
-        });
+        let parts = Parts::mint(self.core.pool(), taken, entry);
+        let mut parts = scopeguard::guard(parts, Parts::refuse);
         let payload = build(parts.context_mut())?;
-        Ok(ScopeGuard::into_inner(parts).admit(pool, payload))
+        Ok(ScopeGuard::into_inner(parts).admit(payload))
     }
 }
 
