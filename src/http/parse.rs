@@ -9,7 +9,7 @@ use std::ops::Range;
 use super::chunked::ChunkedError;
 use super::limits::Limits;
 use super::response::Wire;
-use super::scan::{scan, RequestLine, TakeField};
+use super::scan::{scan, Name, RequestLine, TakeField};
 use super::uri;
 
 /// Headers beyond this count get `431`.
@@ -161,14 +161,22 @@ struct Fields {
 
 impl TakeField for Fields {
     /// Takes in the field `span` of the head at the start of `buf`: a field that makes the
-    /// request invalid is remembered, and refused once the head is whole.
+    /// request invalid is remembered, and refused once the head is whole. A `Host` the scan
+    /// named is taken without looking at its name again.
     #[inline(always)]
-    fn take(&mut self, buf: &[u8], span: &HeaderSpan, plain_host: bool) {
-        let (name, value) = (&buf[span.name.clone()], &buf[span.value.clone()]);
-        if self
-            .add(name, value, span.value.clone(), plain_host)
-            .is_err()
-        {
+    fn take(&mut self, buf: &[u8], span: &HeaderSpan, name: Name) {
+        let taken = match name {
+            Name::PlainHost => self.add_host(true, span.value.clone()),
+            Name::Host => {
+                let valid = uri::valid_authority(&buf[span.value.clone()]);
+                self.add_host(valid, span.value.clone())
+            }
+            Name::Unknown => {
+                let (name, value) = (&buf[span.name.clone()], &buf[span.value.clone()]);
+                self.add(name, value, span.value.clone())
+            }
+        };
+        if taken.is_err() {
             self.flags |= Fields::INVALID;
         }
     }
@@ -212,28 +220,24 @@ impl Fields {
     /// Takes in one header field (`value` at `at` in the head); `Err` for a field that makes
     /// the request invalid. `value` comes without leading or trailing whitespace (httparse and
     /// the scan both trim SP and HTAB, and no other whitespace is valid in a field value).
-    /// `plain_host`: the scan found it a `Host` of reg-name bytes alone, a valid authority.
     #[inline(always)]
-    fn add(
-        &mut self,
-        name: &[u8],
-        value: &[u8],
-        at: Range<usize>,
-        plain_host: bool,
-    ) -> Result<(), Reject> {
+    fn add(&mut self, name: &[u8], value: &[u8], at: Range<usize>) -> Result<(), Reject> {
         // Dispatch on the length first: most fields are none of these, and cost one compare.
         let is = |known: &str| name_is(name, known.as_bytes());
         match name.len() {
-            4 if is_host(name) => {
-                // Exactly one Host with a valid value (RFC 9112 §3.2).
-                let valid = plain_host || uri::valid_authority(value);
-                if self.host.is_some() || !valid {
-                    return Err(Reject::BadRequest);
-                }
-                self.host = Some(Span::of(at));
-            }
-            _ => self.add_other(name.len(), is, value)?,
+            4 if is_host(name) => self.add_host(uri::valid_authority(value), at),
+            _ => self.add_other(name.len(), is, value),
         }
+    }
+
+    /// Takes in a `Host` field whose value (at `at`) is `valid` or not: exactly one `Host`
+    /// with a valid value (RFC 9112 §3.2).
+    #[inline(always)]
+    fn add_host(&mut self, valid: bool, at: Range<usize>) -> Result<(), Reject> {
+        if self.host.is_some() || !valid {
+            return Err(Reject::BadRequest);
+        }
+        self.host = Some(Span::of(at));
         Ok(())
     }
 
@@ -369,7 +373,7 @@ fn parse_with_httparse(
     }));
     let mut found = Fields::default();
     for field in headers.iter() {
-        found.take(window, field, false);
+        found.take(window, field, Name::Unknown);
     }
     let line = RequestLine {
         method: range_of(buf, method.as_bytes()),
@@ -425,12 +429,28 @@ fn finish_head(
     } = line;
     let (method_range, method) = (method.clone(), &buf[method]);
     let target = &buf[target_range.clone()];
+    let origin_form = target.first() == Some(&b'/') && method != b"CONNECT";
+    // The common head: HTTP/1.1, an origin-form target (nothing more to look at), a valid
+    // `Host` (found once), and no field about framing, the connection or `Expect`.
+    if let (0, false, true, Some(host)) = (found.flags, http10, origin_form, found.host) {
+        return Ok(Head {
+            method: Span::of(method_range),
+            target: Span::of(target_range.clone()),
+            origin: Span::of(target_range),
+            host: Some(host),
+            http10,
+            is_head: method == b"HEAD",
+            len,
+            framing: Framing::Length(0),
+            keep_alive: true,
+            expect_continue: false,
+        });
+    }
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
     if found.has(Fields::INVALID) || (found.host.is_none() && !http10) {
         return Err(Reject::BadRequest);
     }
-    let target_form = if target.first() == Some(&b'/') && method != b"CONNECT" {
-        // The origin-form, nearly every request: nothing more to look at.
+    let target_form = if origin_form {
         Some(uri::Target::Origin {
             origin: 0..target.len(),
             authority: None,

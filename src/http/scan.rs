@@ -18,16 +18,26 @@ use std::ops::Range;
 use super::parse::HeaderSpan;
 use crate::authority::REG_NAME;
 
+/// What the scan knows of a field's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Name {
+    /// `Host`, whose value is reg-name bytes alone (so a valid authority: the scan checked it).
+    PlainHost,
+    /// `Host`, with a value the full authority rule must check.
+    Host,
+    /// Any name, `Host` included: the reader looks at it.
+    Unknown,
+}
+
 /// What reads each field as the scan finds it.
 pub(crate) trait TakeField {
-    /// Takes in the field `field` of the head at the start of `buf`. `plain_host`: it is a
-    /// `Host` whose value is reg-name bytes alone (so a valid authority: the scan checked it).
-    fn take(&mut self, buf: &[u8], field: &HeaderSpan, plain_host: bool);
+    /// Takes in the field `field` of the head at the start of `buf`, named as `name` says.
+    fn take(&mut self, buf: &[u8], field: &HeaderSpan, name: Name);
 }
 
 /// Reads nothing.
 impl TakeField for () {
-    fn take(&mut self, _: &[u8], _: &HeaderSpan, _: bool) {}
+    fn take(&mut self, _: &[u8], _: &HeaderSpan, _: Name) {}
 }
 
 /// The request line of a scanned head, as ranges into the input, and the head's length.
@@ -135,11 +145,11 @@ pub(crate) fn scan(
                 len: at + 2,
             });
         }
-        let (field, next, plain_host) = field(buf, at)?;
+        let (field, next, name) = field(buf, at)?;
         if headers.len() == max_headers {
             return None;
         }
-        take.take(buf, &field, plain_host);
+        take.take(buf, &field, name);
         headers.push(field);
         at = next;
     }
@@ -252,11 +262,11 @@ fn lower_or_digit(word: u64) -> u64 {
     not_lower & not_digit
 }
 
-/// One `name: value` CRLF line at `at`; the field and where the next line starts. The value
-/// is without its leading and trailing SP and HTAB, as httparse gives it (an empty value is
-/// the empty range at its CR).
+/// One `name: value` CRLF line at `at`; the field, where the next line starts, and what is
+/// known of its name. The value is without its leading and trailing SP and HTAB, as httparse
+/// gives it (an empty value is the empty range at its CR).
 #[inline(always)]
-fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, bool)> {
+fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
     let (end, is_host) = name_end(buf, at)?;
     if end == at || buf[end] != b':' {
         return None;
@@ -266,22 +276,22 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, bool)> {
         start += 1;
     }
     // A `Host` value is read as reg-name bytes first (a subset of the value's): one pass both
-    // scans it and, when it ends right at its CR, finds it a valid authority.
-    let mut plain_host = false;
-    let cr = if is_host {
+    // scans it and, when it ends right at its CR, finds it a valid authority with nothing to
+    // trim.
+    let (cr, name) = if is_host {
         let reg_end = run(buf, start, lower_or_digit, &REG_NAME)?;
-        plain_host = buf[reg_end] == b'\r';
-        if plain_host {
-            reg_end
-        } else {
-            run(buf, reg_end, text, &VALUE)?
+        if buf[reg_end] == b'\r' {
+            let value = HeaderSpan {
+                name: at..end,
+                value: start..reg_end,
+            };
+            return Some((value, line_end(buf, reg_end)?, Name::PlainHost));
         }
+        (run(buf, reg_end, text, &VALUE)?, Name::Host)
     } else {
-        run(buf, start, text, &VALUE)?
+        (run(buf, start, text, &VALUE)?, Name::Unknown)
     };
-    if buf[cr] != b'\r' || *buf.get(cr + 1)? != b'\n' {
-        return None;
-    }
+    let next = line_end(buf, cr)?;
     let mut value_end = cr;
     while value_end > start && matches!(buf[value_end - 1], b' ' | b'\t') {
         value_end -= 1;
@@ -290,7 +300,13 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, bool)> {
         name: at..end,
         value: start..value_end,
     };
-    Some((field, cr + 2, plain_host))
+    Some((field, next, name))
+}
+
+/// Where the next line starts when the byte at `cr` ends this one with CRLF.
+#[inline(always)]
+fn line_end(buf: &[u8], cr: usize) -> Option<usize> {
+    (buf[cr] == b'\r' && *buf.get(cr + 1)? == b'\n').then_some(cr + 2)
 }
 
 #[cfg(test)]
@@ -372,8 +388,8 @@ mod tests {
     fn a_host_is_plain_when_its_value_is_reg_name_bytes_alone() {
         struct Plain(Vec<bool>);
         impl TakeField for Plain {
-            fn take(&mut self, _: &[u8], _: &HeaderSpan, plain_host: bool) {
-                self.0.push(plain_host);
+            fn take(&mut self, _: &[u8], _: &HeaderSpan, name: Name) {
+                self.0.push(name == Name::PlainHost);
             }
         }
         for (value, plain) in [
