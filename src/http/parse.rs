@@ -56,11 +56,23 @@ pub(crate) enum Framing {
     Chunked,
 }
 
-/// One header field line, as ranges into the head it was parsed from.
+/// One header field line, as spans into the head it was parsed from (small: every field is
+/// pushed into the connection's list as it is parsed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HeaderSpan {
-    pub(crate) name: Range<usize>,
-    pub(crate) value: Range<usize>,
+    pub(crate) name: Span,
+    pub(crate) value: Span,
+}
+
+impl HeaderSpan {
+    /// The field whose name and value are at `name` and `value` in a head (see [`Span::of`]).
+    #[inline]
+    pub(crate) fn new(name: Range<usize>, value: Range<usize>) -> Self {
+        HeaderSpan {
+            name: Span::of(name),
+            value: Span::of(value),
+        }
+    }
 }
 
 /// Where a part of the head is: a byte range into the input the head was parsed from. Kept as
@@ -79,7 +91,8 @@ impl Span {
 
     /// `range`, which lies within a head: parsed within [`MAX_PARSED`] bytes, so the casts
     /// are exact.
-    fn of(range: Range<usize>) -> Span {
+    #[inline]
+    pub(crate) fn of(range: Range<usize>) -> Span {
         Span {
             start: range.start as u32,
             end: range.end as u32,
@@ -166,14 +179,14 @@ impl TakeField for Fields {
     #[inline(always)]
     fn take(&mut self, buf: &[u8], span: &HeaderSpan, name: Name) {
         let taken = match name {
-            Name::PlainHost => self.add_host(true, span.value.clone()),
+            Name::PlainHost => self.add_host(true, span.value),
             Name::Host => {
-                let valid = uri::valid_authority(&buf[span.value.clone()]);
-                self.add_host(valid, span.value.clone())
+                let valid = uri::valid_authority(&buf[span.value.range()]);
+                self.add_host(valid, span.value)
             }
             Name::Unknown => {
-                let (name, value) = (&buf[span.name.clone()], &buf[span.value.clone()]);
-                self.add(name, value, span.value.clone())
+                let (name, value) = (&buf[span.name.range()], &buf[span.value.range()]);
+                self.add(name, value, span.value)
             }
         };
         if taken.is_err() {
@@ -221,7 +234,7 @@ impl Fields {
     /// the request invalid. `value` comes without leading or trailing whitespace (httparse and
     /// the scan both trim SP and HTAB, and no other whitespace is valid in a field value).
     #[inline(always)]
-    fn add(&mut self, name: &[u8], value: &[u8], at: Range<usize>) -> Result<(), Reject> {
+    fn add(&mut self, name: &[u8], value: &[u8], at: Span) -> Result<(), Reject> {
         // Dispatch on the length first: most fields are none of these, and cost one compare.
         let is = |known: &str| name_is(name, known.as_bytes());
         match name.len() {
@@ -233,11 +246,11 @@ impl Fields {
     /// Takes in a `Host` field whose value (at `at`) is `valid` or not: exactly one `Host`
     /// with a valid value (RFC 9112 §3.2).
     #[inline(always)]
-    fn add_host(&mut self, valid: bool, at: Range<usize>) -> Result<(), Reject> {
+    fn add_host(&mut self, valid: bool, at: Span) -> Result<(), Reject> {
         if self.host.is_some() || !valid {
             return Err(Reject::BadRequest);
         }
-        self.host = Some(Span::of(at));
+        self.host = Some(at);
         Ok(())
     }
 
@@ -367,9 +380,11 @@ fn parse_with_httparse(
         return Err(Reject::BadRequest);
     };
     headers.clear();
-    headers.extend(request.headers.iter().map(|header| HeaderSpan {
-        name: range_of(buf, header.name.as_bytes()),
-        value: range_of(buf, header.value),
+    headers.extend(request.headers.iter().map(|header| {
+        HeaderSpan::new(
+            range_of(buf, header.name.as_bytes()),
+            range_of(buf, header.value),
+        )
     }));
     let mut found = Fields::default();
     for field in headers.iter() {
@@ -407,8 +422,8 @@ fn same_as_httparse(window: &[u8], line: &RequestLine, headers: &[HeaderSpan]) {
     assert_eq!(request.version, Some(u8::from(!line.http10)));
     assert_eq!(request.headers.len(), headers.len(), "scan: field count");
     for (theirs, ours) in request.headers.iter().zip(headers) {
-        assert_eq!(range_of(window, theirs.name.as_bytes()), ours.name);
-        assert_eq!(range_of(window, theirs.value), ours.value);
+        assert_eq!(range_of(window, theirs.name.as_bytes()), ours.name.range());
+        assert_eq!(range_of(window, theirs.value), ours.value.range());
     }
 }
 
@@ -742,7 +757,7 @@ mod tests {
         assert!(!h.is_head);
         let named: Vec<(&[u8], &[u8])> = spans
             .iter()
-            .map(|s| (&input[s.name.clone()], &input[s.value.clone()]))
+            .map(|s| (&input[s.name.range()], &input[s.value.range()]))
             .collect();
         assert_eq!(named, [(&b"Host"[..], &b"x"[..]), (b"X-One", b"1")]);
     }

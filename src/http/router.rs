@@ -137,7 +137,7 @@ impl<'a> Request<'a> {
         let head = self.input;
         self.headers
             .iter()
-            .map(move |h| (text(&head[h.name.clone()]), &head[h.value.clone()]))
+            .map(move |h| (text(&head[h.name.range()]), &head[h.value.range()]))
     }
 
     /// The wrapper the request was admitted with, the `this` a runtime calls its handler with

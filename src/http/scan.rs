@@ -281,10 +281,7 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
     let (cr, name) = if is_host {
         let reg_end = run(buf, start, lower_or_digit, &REG_NAME)?;
         if buf[reg_end] == b'\r' {
-            let value = HeaderSpan {
-                name: at..end,
-                value: start..reg_end,
-            };
+            let value = HeaderSpan::new(at..end, start..reg_end);
             return Some((value, line_end(buf, reg_end)?, Name::PlainHost));
         }
         (run(buf, reg_end, text, &VALUE)?, Name::Host)
@@ -296,10 +293,7 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
     while value_end > start && matches!(buf[value_end - 1], b' ' | b'\t') {
         value_end -= 1;
     }
-    let field = HeaderSpan {
-        name: at..end,
-        value: start..value_end,
-    };
+    let field = HeaderSpan::new(at..end, start..value_end);
     Some((field, next, name))
 }
 
@@ -321,7 +315,7 @@ mod tests {
         let line = scan(input, &mut spans, 4, &mut ())?;
         let fields = spans
             .iter()
-            .map(|s| (&input[s.name.clone()], &input[s.value.clone()]))
+            .map(|s| (&input[s.name.range()], &input[s.value.range()]))
             .collect();
         Some((line, fields))
     }
