@@ -210,7 +210,8 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     response: &mut Response<'a>,
 ) -> (Reply, Option<&'r Route>) {
     let path = request.path_and_query().0;
-    let route = match router.find_bytes(request.method_bytes(), path) {
+    let method = request.method_bytes();
+    let route = match router.find_bytes(method, request.method_key(), path) {
         Ok(route) => route,
         // `OPTIONS` with no route of its own: `204` and the resource's methods (`*`: every
         // route's), RFC 9110 §9.3.7.

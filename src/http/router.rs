@@ -85,6 +85,25 @@ impl<'a> Request<'a> {
         &self.input[self.parsed.method.range()]
     }
 
+    /// The method's [`method_key`], from one 8-byte load where the head has 8 bytes from
+    /// the method on (it always has: the request line goes on after the method).
+    #[inline]
+    pub(crate) fn method_key(&self) -> u64 {
+        let method = self.parsed.method.range();
+        let len = method.len();
+        let word = self
+            .input
+            .get(method.start..)
+            .and_then(|m| m.first_chunk::<8>());
+        match word {
+            // A method is a token (checked by the parser): no zero byte.
+            Some(word) if (1..=8).contains(&len) => {
+                u64::from_le_bytes(*word) & (u64::MAX >> (64 - 8 * len))
+            }
+            _ => method_key(self.method_bytes()),
+        }
+    }
+
     /// The path and the query (after `?`) as bytes. `http://host` and `http://host?q` have the
     /// path `/` (RFC 9110 §4.2.3).
     #[inline]
@@ -261,6 +280,8 @@ where
 /// One entry of the route table.
 pub struct Route {
     method: &'static str,
+    /// `method` as a [`method_key`].
+    method_key: u64,
     path: Box<str>,
     handler: Box<dyn Handler>,
 }
@@ -327,6 +348,18 @@ impl fmt::Debug for Routes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Routes({})", self.arena.len())
     }
+}
+
+/// A method of 1 to 8 bytes as one word: its bytes, little-endian, zero-padded; 0 for any
+/// other (longer, or with a zero byte, which no token has). Two methods with the same key
+/// other than 0 are the same method: the padding cannot be mistaken for a byte.
+pub(crate) fn method_key(method: &[u8]) -> u64 {
+    if method.is_empty() || method.len() > 8 || method.contains(&0) {
+        return 0;
+    }
+    let mut word = [0; 8];
+    word[..method.len()].copy_from_slice(method);
+    u64::from_le_bytes(word)
 }
 
 /// `a == b`, written as a loop: paths and methods are short, and a `memcmp` call costs more
@@ -405,6 +438,7 @@ impl<'r> Router<'r> {
     ) -> &'r Route {
         let route = self.routes.arena.alloc(Route {
             method,
+            method_key: method_key(method.as_bytes()),
             path: path.into(),
             handler: Box::new(handler),
         });
@@ -427,18 +461,30 @@ impl<'r> Router<'r> {
     /// for a method the server does not know. `HEAD` finds the `GET` route unless the path has
     /// a `HEAD` route of its own.
     pub fn find(&self, method: &str, path: &str) -> Result<&'r Route, u16> {
-        self.find_bytes(method.as_bytes(), path.as_bytes())
+        let method = method.as_bytes();
+        self.find_bytes(method, method_key(method), path.as_bytes())
     }
 
-    /// [`find`](Router::find) on the bytes of a request line.
+    /// [`find`](Router::find) on the bytes of a request line; `key` is the method's
+    /// [`method_key`].
     #[inline]
-    pub(crate) fn find_bytes(&self, method: &[u8], path: &[u8]) -> Result<&'r Route, u16> {
+    pub(crate) fn find_bytes(
+        &self,
+        method: &[u8],
+        key: u64,
+        path: &[u8],
+    ) -> Result<&'r Route, u16> {
         let mut status = 404;
         let mut get = None;
         for route in &self.table {
             // Lengths first: most routes differ in length from the path asked for.
             if same(route.path.as_bytes(), path) {
-                if same(route.method.as_bytes(), method) {
+                let same_method = match key {
+                    0 => same(route.method.as_bytes(), method),
+                    // A short method: one compare (a route's long method has key 0).
+                    key => route.method_key == key,
+                };
+                if same_method {
                     return Ok(route);
                 }
                 if route.method == "GET" && method == b"HEAD" {
@@ -486,5 +532,41 @@ impl<'r> Router<'r> {
 impl fmt::Debug for Router<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(&self.table).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Limits, Session, Unaccounted};
+
+    fn named(request: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        response.write(request.method().as_bytes());
+        Reply::Now
+    }
+
+    /// A short method is matched by its one-word key, a long one by its bytes: each finds its
+    /// own route at every length, from the request line as from `find`, and a route method
+    /// with a zero byte is not taken for the shorter method before it.
+    #[test]
+    fn methods_match_exactly_whatever_their_length() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        let methods = ["G", "GET", "PROPFIND", "PROPFINDX", "A-LONGER-METHOD"];
+        for method in methods.into_iter().chain(["GE\0"]) {
+            router.route(method, "/", named);
+        }
+        let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
+        for method in methods {
+            assert_eq!(router.find(method, "/").unwrap().method(), method);
+            session.feed(format!("{method} / HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            let output = session.take_output();
+            assert!(output.starts_with(b"HTTP/1.1 200 OK\r\n"), "{method}");
+            assert!(output.ends_with(method.as_bytes()), "{method}");
+        }
+        assert_eq!(router.find("GE", "/").unwrap_err(), 501);
+        assert_eq!(router.find("PROPFINDY", "/").unwrap_err(), 501);
+        session.feed(b"GE / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(session.take_output().starts_with(b"HTTP/1.1 501 "));
     }
 }
