@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::outcome::Outcome;
 use crate::callback::call_caught;
 use crate::ledger::Entry;
-use crate::pool::{ContextPool, Origin, Recycle, Taken};
+use crate::pool::{ContextPool, Lease, Origin, Recycle, Slot};
 use crate::server::shared::Shared;
 use crate::signal::{AbortSignal, ActivityRef};
 
@@ -71,68 +71,58 @@ use crate::signal::{AbortSignal, ActivityRef};
 #[must_use = "dropping the bundle ends the request at once, as Outcome::Dropped"]
 #[clippy::has_significant_drop]
 pub struct Admitted<C: Recycle, R> {
-    /// The request's signal (this bundle's activity on it is counted in its state).
-    signal: AbortSignal,
-    /// The server's pool, and through it the server (ledger, drain, spare signals).
-    pool: Rc<ContextPool<C>>,
-    /// `None` once released (the context went back to the pool).
-    slot: Option<Box<C>>,
+    /// The pooled slot: the context, and the slot's lease (the signal, the server's pool and
+    /// the ledger entry), so the bundle is one pointer beside its payload. `None` once
+    /// released (the slot went back to the pool).
+    slot: Option<Box<Slot<C>>>,
     /// `None` once handed off.
     payload: Option<R>,
-    entry: Entry,
-    origin: Origin,
 }
 
 /// A bundle while `build` runs: minted (ticket, context, signal with its activity), not yet
 /// admitted. [`Live::admit`](crate::Live::admit) holds it in a scope guard that
 /// [`refuse`](Parts::refuse)s it unless `build` succeeds and it becomes an [`Admitted`].
 pub(crate) struct Parts<C> {
-    pool: Rc<ContextPool<C>>,
-    slot: Box<C>,
-    origin: Origin,
-    signal: AbortSignal,
-    entry: Entry,
+    /// A checked-out slot whose lease is set.
+    slot: Box<Slot<C>>,
 }
 
 impl<C: Recycle> Parts<C> {
-    /// The parts around a checked-out context; `entry` is the bundle's ledger entry.
+    /// The parts around a checked-out slot; `entry` is the bundle's ledger entry.
     #[inline]
-    pub(crate) fn mint(pool: &Rc<ContextPool<C>>, taken: Taken<C>, entry: Entry) -> Self {
-        let Taken {
-            slot,
-            origin,
-            signal,
-        } = taken;
-        let signal = AbortSignal::mint_with(pool.home(), signal);
+    pub(crate) fn mint(pool: &Rc<ContextPool<C>>, mut slot: Box<Slot<C>>, entry: Entry) -> Self {
+        let signal = AbortSignal::mint_with(pool.home(), slot.kept.take());
         let state = signal.state();
         state.add_activity();
         state.set_request_out(true);
-        Parts {
-            pool: Rc::clone(pool),
-            slot,
-            origin,
+        let lease = Lease {
             signal,
+            pool: Rc::clone(pool),
             entry,
+        };
+        // A checked-out slot has no lease (the release takes it): the old one's drop stays
+        // out of the way, on a path never taken.
+        if let Some(stale) = slot.lease.replace(lease) {
+            drop_cold(stale);
         }
+        Parts { slot }
     }
 
     /// The context for `build` to fill.
     #[inline]
     pub(crate) fn context_mut(&mut self) -> &mut C {
-        &mut self.slot
+        &mut self.slot.context
     }
 
     /// `build` made the request payload: the admitted bundle, built where it is returned.
     #[inline]
     pub(crate) fn admit<R>(self, payload: R) -> Admitted<C, R> {
-        self.pool.home().ledger.bundle_built();
+        if let Some(lease) = &self.slot.lease {
+            lease.pool.home().ledger.bundle_built();
+        }
         Admitted {
-            signal: self.signal,
-            pool: self.pool,
             slot: Some(self.slot),
             payload: Some(payload),
-            entry: self.entry,
-            origin: self.origin,
         }
     }
 
@@ -141,25 +131,43 @@ impl<C: Recycle> Parts<C> {
     #[cold]
     #[inline(never)]
     pub(crate) fn refuse(self) {
-        let Parts {
-            pool,
-            slot,
-            origin,
+        let mut slot = self.slot;
+        let Some(Lease {
             signal,
+            pool,
             entry,
-        } = self;
+        }) = slot.lease.take()
+        else {
+            return; // never: a part's slot holds its lease
+        };
         let state = signal.state();
         state.remove_activity();
         state.set_request_out(false);
-        pool.checkin(slot, origin, None);
+        pool.checkin(slot, None);
         pool.home().release_refused_bundle(&entry);
+        drop(signal);
     }
 }
 
 impl<C: Recycle, R> Admitted<C, R> {
+    /// The slot; `None` only inside `release`, which consumes the bundle.
+    #[inline]
+    fn slot(&self) -> &Slot<C> {
+        self.slot.as_deref().expect("a bundle holds its slot")
+    }
+
+    /// The slot's lease, set from the mint to the release.
+    #[inline]
+    fn lease(&self) -> &Lease<C> {
+        self.slot()
+            .lease
+            .as_ref()
+            .expect("a bundle's slot holds its lease")
+    }
+
     #[inline]
     fn shared(&self) -> &Rc<Shared> {
-        self.pool.home()
+        self.lease().pool.home()
     }
 
     /// The request finished normally (its answer is written): outcome
@@ -194,7 +202,7 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// The request's abort signal.
     #[inline]
     pub fn signal(&self) -> &AbortSignal {
-        &self.signal
+        &self.lease().signal
     }
 
     /// Another activity ref on this request's signal, for native work that must keep the
@@ -203,7 +211,7 @@ impl<C: Recycle, R> Admitted<C, R> {
     #[track_caller]
     #[inline]
     pub fn activity_ref(&self) -> ActivityRef {
-        ActivityRef::mint_owned(self.signal.clone(), self.shared(), Location::caller())
+        ActivityRef::mint_owned(self.signal().clone(), self.shared(), Location::caller())
     }
 
     /// The request payload, until it is handed off.
@@ -237,28 +245,30 @@ impl<C: Recycle, R> Admitted<C, R> {
     #[inline]
     pub fn hand_off(&mut self) -> Option<R> {
         let payload = self.payload.take()?;
-        self.shared().ledger.bundle_hand_off(&self.entry);
+        self.shared().ledger.bundle_hand_off(&self.lease().entry);
         Some(payload)
     }
 
     /// The pooled context.
     #[inline]
     pub fn context(&self) -> &C {
-        self.slot.as_deref().expect("a bundle holds its context")
+        &self.slot().context
     }
 
     /// The pooled context, mutably.
     #[inline]
     pub fn context_mut(&mut self) -> &mut C {
-        self.slot
+        &mut self
+            .slot
             .as_deref_mut()
-            .expect("a bundle holds its context")
+            .expect("a bundle holds its slot")
+            .context
     }
 
     /// Whether the pool was exhausted and this request's context lives on the heap.
     #[inline]
     pub fn is_spilled(&self) -> bool {
-        self.origin == Origin::Spilled
+        self.slot().origin == Origin::Spilled
     }
 
     /// Leaks the whole bundle: no outcome is recorded, nothing fires, and the ledger keeps
@@ -290,14 +300,22 @@ impl<C: Recycle, R> Admitted<C, R> {
 
     /// Records the outcome (`outcome`, unless the signal fired first) and fires the abort
     /// signal unless it is `Completed`; then gives back the request object (if not handed
-    /// off), the activity, the context and the ticket, in that order. Once: the context is
+    /// off), the activity, the context and the ticket, in that order. Once: the slot is
     /// taken.
     #[inline(always)]
     fn release(&mut self, outcome: Outcome) {
-        let Some(slot) = self.slot.take() else {
+        let Some(mut slot) = self.slot.take() else {
             return; // released already
         };
-        let outcome = self.decide(outcome);
+        let Some(Lease {
+            signal,
+            pool,
+            entry,
+        }) = slot.lease.take()
+        else {
+            return; // never: an admitted slot holds its lease
+        };
+        let outcome = decide(&signal, outcome);
         // Everything goes back in reverse order of acquisition, the request object first: its
         // `Drop` is user code (an engine object), run on its own so that a panic there cannot
         // skip the rest, and before the ticket, whose release may complete the drain.
@@ -308,7 +326,7 @@ impl<C: Recycle, R> Admitted<C, R> {
             }
             None => false,
         };
-        let state = self.signal.state();
+        let state = signal.state();
         state.remove_activity();
         // A kept activity ref no longer makes it abortable.
         state.set_request_out(false);
@@ -316,37 +334,45 @@ impl<C: Recycle, R> Admitted<C, R> {
         // waits): it stays beside the context for the next request. Else it goes back to the
         // spare list last, as when its handle dropped (resetting it drops its listeners).
         let keep = Rc::strong_count(state) == 1 && state.is_fresh();
-        self.pool
-            .checkin(slot, self.origin, keep.then(|| Rc::clone(state)));
-        let home = self.pool.home();
-        home.release_bundle(&self.entry, had_request, outcome);
+        pool.checkin(slot, keep.then(|| Rc::clone(state)));
+        let home = pool.home();
+        home.release_bundle(&entry, had_request, outcome);
         if !keep {
             home.signals.recycle_if_last(state);
         }
+        // The signal's handle first, then the server's: as a bundle's fields dropped.
+        drop(signal);
+        drop(pool);
     }
+}
 
-    /// The outcome (the first cause wins: a signal that already fired decided it, so a
-    /// completed request's signal never fired), and the abort it fires.
-    #[inline]
-    fn decide(&self, outcome: Outcome) -> Outcome {
-        // Only whether it fired: the reason (24 bytes) is read on the slow path alone.
-        if outcome == Outcome::Completed && !self.signal.state().is_aborted() {
-            return Outcome::Completed; // the common case: nothing fires
-        }
-        self.decide_slow(outcome)
+#[cold]
+#[inline(never)]
+fn drop_cold<T>(value: T) {
+    drop(value);
+}
+
+/// The outcome (the first cause wins: a signal that already fired decided it, so a completed
+/// request's signal never fired), and the abort it fires.
+#[inline]
+fn decide(signal: &AbortSignal, outcome: Outcome) -> Outcome {
+    // Only whether it fired: the reason (24 bytes) is read on the slow path alone.
+    if outcome == Outcome::Completed && !signal.state().is_aborted() {
+        return Outcome::Completed; // the common case: nothing fires
     }
+    decide_slow(signal, outcome)
+}
 
-    #[cold]
-    #[inline(never)]
-    fn decide_slow(&self, outcome: Outcome) -> Outcome {
-        match self.signal.reason() {
-            Some(reason) => Outcome::after_abort(reason),
-            None => {
-                if let Some(reason) = outcome.abort_reason() {
-                    self.signal.abort(reason);
-                }
-                outcome
+#[cold]
+#[inline(never)]
+fn decide_slow(signal: &AbortSignal, outcome: Outcome) -> Outcome {
+    match signal.reason() {
+        Some(reason) => Outcome::after_abort(reason),
+        None => {
+            if let Some(reason) = outcome.abort_reason() {
+                signal.abort(reason);
             }
+            outcome
         }
     }
 }
@@ -355,8 +381,21 @@ impl<C: Recycle, R: fmt::Debug> fmt::Debug for Admitted<C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admitted")
             .field("request", &self.payload)
-            .field("signal", &self.signal)
-            .field("spilled", &self.is_spilled())
+            .field(
+                "signal",
+                &self
+                    .slot
+                    .as_ref()
+                    .and_then(|slot| slot.lease.as_ref())
+                    .map(|lease| &lease.signal),
+            )
+            .field(
+                "spilled",
+                &self
+                    .slot
+                    .as_ref()
+                    .map(|slot| slot.origin == Origin::Spilled),
+            )
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::recycle::Recycle;
-use super::slots::{ContextPool, Origin, Taken};
+use super::slots::{ContextPool, Origin, Slot};
 use crate::ledger::{Entry, GuardKind};
 use crate::ticket::PendingTicket;
 
@@ -35,8 +35,7 @@ use crate::ticket::PendingTicket;
 #[must_use = "dropping a request context returns it to the pool and ends its request"]
 #[clippy::has_significant_drop]
 pub struct RequestContext<C: Recycle> {
-    slot: Option<Box<C>>,
-    origin: Origin,
+    slot: Option<Box<Slot<C>>>,
     pool: Rc<ContextPool<C>>,
     entry: Entry,
     // Declared last so it drops last: the request ends after its context is back in the pool.
@@ -51,18 +50,13 @@ impl<C: Recycle> RequestContext<C> {
         ticket: PendingTicket,
         site: &'static Location<'static>,
     ) -> Option<Self> {
-        let Taken {
-            slot,
-            origin,
-            signal,
-        } = pool.checkout()?;
-        if let Some(state) = signal {
+        let mut slot = pool.checkout()?;
+        if let Some(state) = slot.kept.take() {
             // A standalone context has no signal: the one kept beside it is a spare again.
             pool.home().signals.recycle(state);
         }
         Some(RequestContext {
             slot: Some(slot),
-            origin,
             pool: Rc::clone(pool),
             // Counted where it is released (`Drop` uses the ticket's ledger): the ledger of the
             // server that admitted the request, even if the ticket came from another server.
@@ -78,7 +72,7 @@ impl<C: Recycle> RequestContext<C> {
 
     /// Whether the pool was exhausted and this context lives on the heap.
     pub fn is_spilled(&self) -> bool {
-        self.origin == Origin::Spilled
+        self.slot().origin == Origin::Spilled
     }
 
     /// Leaks the context and its ticket; the ledger keeps counting both.
@@ -100,19 +94,27 @@ impl<C: Recycle> RequestContext<C> {
     }
 }
 
+impl<C: Recycle> RequestContext<C> {
+    fn slot(&self) -> &Slot<C> {
+        self.slot.as_deref().expect("context is present until drop")
+    }
+}
+
 impl<C: Recycle> Deref for RequestContext<C> {
     type Target = C;
 
     fn deref(&self) -> &C {
-        self.slot.as_deref().expect("context is present until drop")
+        &self.slot().context
     }
 }
 
 impl<C: Recycle> DerefMut for RequestContext<C> {
     fn deref_mut(&mut self) -> &mut C {
-        self.slot
+        &mut self
+            .slot
             .as_deref_mut()
             .expect("context is present until drop")
+            .context
     }
 }
 
@@ -124,7 +126,7 @@ impl<C: Recycle> Drop for RequestContext<C> {
             .shared_ledger()
             .release(GuardKind::Context, &self.entry);
         if let Some(slot) = self.slot.take() {
-            self.pool.checkin(slot, self.origin, None);
+            self.pool.checkin(slot, None);
         }
     }
 }

@@ -1,6 +1,9 @@
-//! The context pool: a `!Sync` free list of boxed contexts.
+//! The context pool: a `!Sync` free list of boxed slots, each a context and what travels with
+//! it (the signal kept beside it; an admitted bundle's lease while one holds it).
 //!
-//! A checkout moves a `Box<C>` out of the free list into the guard; a release moves it back.
+//! A checkout moves a `Box<Slot<C>>` out of the free list into the guard; a release moves it
+//! back. An admitted bundle keeps its signal, server and ledger entry in the slot, so the
+//! bundle itself is one pointer (and its payload) and is not copied between stack slots.
 //! There are no slot ids, so a stale id cannot name a reused slot (no ABA). A context given
 //! back by an admitted bundle keeps that bundle's abort signal beside it when nobody else holds
 //! the signal, so the next bundle takes both in one pop (a spare signal of the registry's
@@ -27,34 +30,56 @@ use std::rc::Rc;
 use super::metrics::{Exhaustion, PoolMetrics};
 use super::recycle::Recycle;
 use crate::callback::call_caught;
+use crate::ledger::Entry;
 use crate::server::shared::Shared;
-use crate::signal::SignalState;
+use crate::signal::{AbortSignal, SignalState};
 
-/// Where a checked-out context came from, and so where it goes back.
+/// Where a context came from: the pool, or the heap because the pool was exhausted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
     Pooled,
     Spilled,
 }
 
-/// A pooled context in the free list, and the spare signal kept beside it, if any.
-struct Free<C> {
-    slot: Box<C>,
-    signal: Option<Rc<SignalState>>,
+/// The pool's unit of storage: a context and what travels with it, in one allocation, so that
+/// an admitted bundle is one pointer (kept in a register, not copied between stack slots).
+pub(crate) struct Slot<C> {
+    pub(crate) context: C,
+    /// Fixed when the slot is made.
+    pub(crate) origin: Origin,
+    /// In the free list: a reset signal nobody else holds, kept for the next bundle.
+    pub(crate) kept: Option<Rc<SignalState>>,
+    /// Out with an admitted bundle: the bundle's signal, server and ledger entry.
+    pub(crate) lease: Option<Lease<C>>,
 }
 
-/// A checked-out context: where it came from, and the spare signal that was kept beside it.
-pub(crate) struct Taken<C> {
-    pub(crate) slot: Box<C>,
-    pub(crate) origin: Origin,
-    pub(crate) signal: Option<Rc<SignalState>>,
+/// What a slot carries while an admitted bundle holds it.
+pub(crate) struct Lease<C> {
+    /// The request's signal (the bundle's activity on it is counted in its state).
+    pub(crate) signal: AbortSignal,
+    /// The server's pool, and through it the server (ledger, drain, spare signals). Held
+    /// only while the slot is out: a free slot would make a cycle with its pool.
+    pub(crate) pool: Rc<ContextPool<C>>,
+    pub(crate) entry: Entry,
+}
+
+impl<C: Recycle> Slot<C> {
+    /// A slot with a new context (`C::default`, user code: it may panic).
+    fn new(origin: Origin) -> Box<Self> {
+        Box::new(Slot {
+            context: C::default(),
+            origin,
+            kept: None,
+            lease: None,
+        })
+    }
 }
 
 pub(crate) struct ContextPool<C> {
     /// The server the pool belongs to: an admitted bundle holds the pool, and through it the
     /// server (one `Rc` per bundle, not two).
     home: Rc<Shared>,
-    free: RefCell<Vec<Free<C>>>,
+    free: RefCell<Vec<Box<Slot<C>>>>,
     capacity: usize,
     exhaustion: Exhaustion,
     allocated: Cell<usize>,
@@ -91,34 +116,30 @@ impl<C: Recycle> ContextPool<C> {
     pub(crate) fn prewarm(&self, count: usize) {
         while self.allocated.get() < count.min(self.capacity) {
             let slot = self.allocate();
-            self.free.borrow_mut().push(Free { slot, signal: None });
+            self.free.borrow_mut().push(slot);
         }
     }
 
-    /// A new pooled context. Its slot is counted before `C::default` runs (unborrowed: it may
-    /// panic or re-enter the pool): a `Default` that admits a request of this server finds the
-    /// slot taken, so the pool never grows past its capacity; a panic gives the slot back.
+    /// A new pooled slot. It is counted before `C::default` runs (unborrowed: it may panic or
+    /// re-enter the pool): a `Default` that admits a request of this server finds the slot
+    /// taken, so the pool never grows past its capacity; a panic gives the slot back.
     #[cold]
     #[inline(never)]
-    fn allocate(&self) -> Box<C> {
+    fn allocate(&self) -> Box<Slot<C>> {
         self.allocated.set(self.allocated.get() + 1);
         scopeguard::defer_on_unwind! {
             self.allocated.set(self.allocated.get() - 1);
         }
-        Box::default()
+        Slot::new(Origin::Pooled)
     }
 
-    /// A context, or `None` when the pool is exhausted and refuses.
+    /// A slot, or `None` when the pool is exhausted and refuses.
     #[inline]
-    pub(crate) fn checkout(&self) -> Option<Taken<C>> {
+    pub(crate) fn checkout(&self) -> Option<Box<Slot<C>>> {
         // The borrow ends here, before any user code runs.
         let popped = self.free.borrow_mut().pop();
         let taken = match popped {
-            Some(Free { slot, signal }) => Taken {
-                slot,
-                origin: Origin::Pooled,
-                signal,
-            },
+            Some(slot) => slot,
             None => self.checkout_new()?,
         };
         let in_use = self.in_use.get() + 1;
@@ -129,57 +150,47 @@ impl<C: Recycle> ContextPool<C> {
         Some(taken)
     }
 
-    /// The free list is empty: a new pooled context below capacity, else the exhaustion
+    /// The free list is empty: a new pooled slot below capacity, else the exhaustion
     /// policy's answer.
     #[cold]
-    fn checkout_new(&self) -> Option<Taken<C>> {
-        let (slot, origin) = if self.allocated.get() < self.capacity {
-            (self.allocate(), Origin::Pooled)
-        } else {
-            match self.exhaustion {
-                Exhaustion::Spill => {
-                    let spilled = Box::default();
-                    self.spills.set(self.spills.get() + 1);
-                    (spilled, Origin::Spilled)
-                }
-                Exhaustion::Refuse => {
-                    self.refusals.set(self.refusals.get() + 1);
-                    return None;
-                }
+    fn checkout_new(&self) -> Option<Box<Slot<C>>> {
+        if self.allocated.get() < self.capacity {
+            return Some(self.allocate());
+        }
+        match self.exhaustion {
+            Exhaustion::Spill => {
+                let spilled = Slot::new(Origin::Spilled);
+                self.spills.set(self.spills.get() + 1);
+                Some(spilled)
             }
-        };
-        Some(Taken {
-            slot,
-            origin,
-            signal: None,
-        })
+            Exhaustion::Refuse => {
+                self.refusals.set(self.refusals.get() + 1);
+                None
+            }
+        }
     }
 
-    /// Takes a context back, with `signal` to keep beside it (reset, no other handle; a
-    /// spilled or lost context's goes to the registry's spares). `recycle` runs on its own:
-    /// if it panics, the context is freed and its slot uncounted, so the pool keeps its
+    /// Takes a slot back (its lease ended), with `kept` to keep beside it (a reset signal with
+    /// no other handle; a spilled or lost slot's goes to the registry's spares). `recycle`
+    /// runs on its own: if it panics, the slot is freed and uncounted, so the pool keeps its
     /// capacity.
     #[inline(always)]
-    pub(crate) fn checkin(
-        &self,
-        mut slot: Box<C>,
-        origin: Origin,
-        signal: Option<Rc<SignalState>>,
-    ) {
+    pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>, kept: Option<Rc<SignalState>>) {
         self.in_use.set(self.in_use.get() - 1);
-        if origin == Origin::Spilled {
+        if slot.origin == Origin::Spilled {
             // Freeing runs the context's `Drop` (user code) inside the request's release: a
             // panic there must not skip the rest of the release.
             call_caught(move || drop(slot));
-            self.spare(signal);
+            self.spare(kept);
             return;
         }
-        if call_caught(|| slot.recycle()) {
+        if call_caught(|| slot.context.recycle()) {
             self.lose(slot);
-            self.spare(signal);
+            self.spare(kept);
             return;
         }
-        self.free.borrow_mut().push(Free { slot, signal });
+        slot.kept = kept;
+        self.free.borrow_mut().push(slot);
     }
 
     /// A reset signal that cannot stay beside its context goes to the registry's spares.
@@ -192,7 +203,7 @@ impl<C: Recycle> ContextPool<C> {
 
     #[cold]
     #[inline(never)]
-    fn lose(&self, slot: Box<C>) {
+    fn lose(&self, slot: Box<Slot<C>>) {
         self.allocated.set(self.allocated.get() - 1);
         self.recycle_panics.set(self.recycle_panics.get() + 1);
         // Its `Drop` runs on its own too: a context that panics once may panic again.
@@ -215,9 +226,9 @@ impl<C: Recycle> ContextPool<C> {
 impl<C> Drop for ContextPool<C> {
     /// Frees the pooled contexts, each on its own: a context's `Drop` is user code.
     fn drop(&mut self) {
-        for Free { slot, signal } in self.free.get_mut().drain(..) {
+        for mut slot in self.free.get_mut().drain(..) {
+            drop(slot.kept.take()); // reset: no listener, nothing to run
             call_caught(move || drop(slot));
-            drop(signal); // reset: no listener, nothing to run
         }
     }
 }

@@ -9,7 +9,7 @@ use scopeguard::ScopeGuard;
 use super::engine::Engine;
 use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
 use crate::ledger::Entry;
-use crate::pool::{Recycle, RequestContext, Taken};
+use crate::pool::{Recycle, RequestContext, Slot};
 use crate::server::ServerCore;
 use crate::signal::AbortSignal;
 use crate::ticket::PendingTicket;
@@ -249,7 +249,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     }
 
     #[inline]
-    fn checkout(&self) -> Result<Taken<C>, Refusal> {
+    fn checkout(&self) -> Result<Box<Slot<C>>, Refusal> {
         self.core
             .pool()
             .checkout()
@@ -261,7 +261,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     #[inline]
     fn build<R>(
         &self,
-        taken: Taken<C>,
+        taken: Box<Slot<C>>,
         entry: Entry,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
