@@ -239,19 +239,25 @@ fn name(word: u64) -> u64 {
     not_letter & not_digit & not_dash
 }
 
-/// Where the field name at `at` ends (the first byte not in it). `Host`, which every request
-/// has (most clients send it first), in one compare: its four letters in any case (setting
-/// bit 5 maps only `H`/`h`, `O`/`o`, `S`/`s`, `T`/`t` onto them), then the colon as it is.
+/// Where the field name at `at` ends (the first byte not in it, a colon), where its value's
+/// leading whitespace may begin, and whether it is `Host`. `Host`, which every request has
+/// (most clients send it first), in one compare: its four letters in any case (setting bit 5
+/// maps only `H`/`h`, `O`/`o`, `S`/`s`, `T`/`t` onto them), then the colon as it is, and the
+/// usual single space after it in the same compare. `None`: no name, or no colon after it.
 #[inline(always)]
-fn name_end(buf: &[u8], at: usize) -> Option<(usize, bool)> {
+fn name_end(buf: &[u8], at: usize) -> Option<(usize, usize, bool)> {
     const HOST: u64 = u64::from_le_bytes(*b"host:\0\0\0");
+    const HOST_SP: u64 = u64::from_le_bytes(*b"host: \0\0");
     const FIVE: u64 = 0xFF_FFFF_FFFF;
-    if let Some(word) = word_at(buf, at) {
-        if (word & FIVE) | 0x2020_2020 == HOST {
-            return Some((at + 4, true));
+    const SIX: u64 = 0xFFFF_FFFF_FFFF;
+    match word_at(buf, at) {
+        Some(word) if (word & SIX) | 0x2020_2020 == HOST_SP => Some((at + 4, at + 6, true)),
+        Some(word) if (word & FIVE) | 0x2020_2020 == HOST => Some((at + 4, at + 5, true)),
+        _ => {
+            let end = run(buf, at, name, &TOKEN)?;
+            (end > at && buf[end] == b':').then_some((end, end + 1, false))
         }
     }
-    Some((run(buf, at, name, &TOKEN)?, false))
 }
 
 /// Flags the bytes that are not lowercase letters or digits (the usual host names; every other
@@ -267,11 +273,7 @@ fn lower_or_digit(word: u64) -> u64 {
 /// gives it (an empty value is the empty range at its CR).
 #[inline(always)]
 fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
-    let (end, is_host) = name_end(buf, at)?;
-    if end == at || buf[end] != b':' {
-        return None;
-    }
-    let mut start = end + 1;
+    let (end, mut start, is_host) = name_end(buf, at)?;
     while matches!(*buf.get(start)?, b' ' | b'\t') {
         start += 1;
     }
@@ -404,6 +406,18 @@ mod tests {
             scan(input.as_bytes(), &mut Vec::new(), 4, &mut seen).unwrap();
             assert_eq!(seen.0, [plain, false], "{value:?}");
         }
+    }
+
+    /// `Host` is read with any whitespace after its colon (the usual single space is matched
+    /// with the name), and its value is the same.
+    #[test]
+    fn a_host_is_read_whatever_the_space_after_its_colon() {
+        for line in ["Host:x", "Host: x", "host:  x", "HOST:\tx", "hoSt: \t x \t"] {
+            let input = format!("GET / HTTP/1.1\r\n{line}\r\n\r\n");
+            let (_, fields) = scanned(input.as_bytes()).unwrap();
+            assert_eq!(fields, [(&line.as_bytes()[..4], &b"x"[..])], "{line:?}");
+        }
+        assert_eq!(scanned(b"GET / HTTP/1.1\r\nHost :x\r\n\r\n"), None);
     }
 
     #[test]
