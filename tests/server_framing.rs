@@ -525,6 +525,35 @@ fn a_client_that_reads_nothing_is_disconnected_after_the_idle_timeout() {
     srv.finish();
 }
 
+/// A head that arrives in two reads, slower than the idle timeout, leaves the connection's
+/// timer on its request timeout (here the later one); once answered, the connection waits
+/// for its idle timeout alone, on the turns after too: the loop's kept-alive shortcut (which
+/// skips recomputing the idle deadline once it has found the timer set no later) never leaves
+/// it on the request timeout's timer.
+#[test]
+fn after_a_split_head_the_idle_timeout_still_closes_the_connection() {
+    let limits = Limits::default()
+        .idle_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_secs(30));
+    let srv = Srv::start(limits);
+    let mut c = srv.connect();
+    send(&mut c, b"GET / HTTP/1.1\r\nho");
+    // The first timer (the new connection's idle timeout) fires meanwhile: the next one set
+    // is the request's timeout.
+    thread::sleep(Duration::from_millis(600));
+    send(&mut c, b"st: t\r\n\r\n");
+    assert_eq!(answer(&mut c).status, 200);
+    for _ in 0..3 {
+        send(&mut c, b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
+        assert_eq!(answer(&mut c).status, 200);
+    }
+    let idle_since = Instant::now();
+    strict::expect_clean_eof(&mut c).expect("closed after the idle timeout, with nothing sent");
+    let closed_after = idle_since.elapsed();
+    assert!(closed_after < Duration::from_secs(5), "{closed_after:?}");
+    srv.finish();
+}
+
 /// Framing that two parsers could read two ways (request smuggling) is refused: `400` and the
 /// connection closed (RFC 9112 6.1, 6.3, 7.1). Leading zeros and repeated equal lengths are
 /// one reading only, and are served.

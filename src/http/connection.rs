@@ -368,8 +368,15 @@ impl<'r, H> Connection<'r, H> {
         &self,
         d: &Dispatcher<'r, A>,
     ) -> Option<Instant> {
-        let alone = self.is_idle() && self.request_started.is_none() && d.stopped_at.is_none();
-        alone.then(|| later(self.last_activity, d.limits.get_idle_timeout()))
+        self.is_alone(d)
+            .then(|| later(self.last_activity, d.limits.get_idle_timeout()))
+    }
+
+    /// Whether [`idle_deadline_alone`](Connection::idle_deadline_alone) gives a deadline: its
+    /// idle timeout (from its last activity, which only moves on) is all it waits for.
+    #[inline]
+    pub(crate) fn is_alone<A: Accounting>(&self, d: &Dispatcher<'r, A>) -> bool {
+        self.is_idle() && self.request_started.is_none() && d.stopped_at.is_none()
     }
 
     /// When [`on_timer`](Connection::on_timer) has something to do next.

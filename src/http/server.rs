@@ -85,6 +85,10 @@ struct Socket<'r, H> {
     lingering: Option<Instant>,
     /// The earliest timer entry for this connection not yet fired.
     scheduled: Option<Instant>,
+    /// The connection's idle timeout alone was found at or after `scheduled`. It never moves
+    /// earlier (its last activity only moves on), so while the connection stays alone after
+    /// its answers this need not be computed again on every turn.
+    idle_covers_scheduled: bool,
     /// The socket may have input we have not read (edge-triggered: no new event will say so).
     read_ready: bool,
     /// An event said the client closed its side (or the socket failed): read until the end,
@@ -107,6 +111,7 @@ impl<'r, H> Socket<'r, H> {
             eof: false,
             lingering: None,
             scheduled: None,
+            idle_covers_scheduled: false,
             read_ready: true,
             read_closed: false,
             write_stalled: None,
@@ -493,6 +498,7 @@ impl<'r, A: Accounting> Server<'r, A> {
                     };
                     if socket.scheduled == Some(at) {
                         socket.scheduled = None;
+                        socket.idle_covers_scheduled = false;
                     }
                     let stall_limit = self.dispatcher.limits.get_idle_timeout();
                     let stalled = socket
@@ -516,11 +522,21 @@ impl<'r, A: Accounting> Server<'r, A> {
             return;
         };
         // Kept alive after its answer (nearly every turn): its only deadline is the idle
-        // timeout, which never moves earlier; a timer already set at or before it stands.
+        // timeout, which never moves earlier; a timer already set at or before it stands (and
+        // once found so, stays so: no need to add the timeout again on the next turn).
         if let Some(s) = socket.scheduled.filter(|&s| s > now) {
-            let idle = socket.http.idle_deadline_alone(&self.dispatcher);
-            let alone = socket.lingering.is_none() && socket.write_stalled.is_none();
-            if alone && idle.is_some_and(|idle| idle >= s) {
+            let d = &self.dispatcher;
+            let alone = socket.lingering.is_none()
+                && socket.write_stalled.is_none()
+                && socket.http.is_alone(d);
+            if alone
+                && (socket.idle_covers_scheduled
+                    || socket
+                        .http
+                        .idle_deadline_alone(d)
+                        .is_some_and(|idle| idle >= s))
+            {
+                socket.idle_covers_scheduled = true;
                 return;
             }
         }
@@ -535,6 +551,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         if let Some(next) = next {
             if socket.scheduled.is_none_or(|s| next < s || s <= now) {
                 socket.scheduled = Some(next);
+                socket.idle_covers_scheduled = false;
                 self.timers.schedule(next, key);
                 if self.timers.len() > 2 * self.sockets.len() + PRUNE_SLACK {
                     self.prune_timers();
