@@ -333,15 +333,16 @@ impl<C: Recycle, R> Admitted<C, R> {
         // Nobody else holds the signal and it is as good as new (it never fired, no listener
         // waits): it stays beside the context for the next request. Else it goes back to the
         // spare list last, as when its handle dropped (resetting it drops its listeners).
-        let keep = Rc::strong_count(state) == 1 && state.is_fresh();
-        pool.checkin(slot, keep.then(|| Rc::clone(state)));
-        let home = pool.home();
-        home.release_bundle(&entry, had_request, outcome);
-        if !keep {
-            home.signals.recycle_if_last(state);
+        if Rc::strong_count(state) == 1 && state.is_fresh() {
+            pool.checkin(slot, Some(signal));
+            pool.home().release_bundle(&entry, had_request, outcome);
+        } else {
+            pool.checkin(slot, None);
+            let home = pool.home();
+            home.release_bundle(&entry, had_request, outcome);
+            home.signals.recycle_if_last(signal.state());
+            drop(signal);
         }
-        // The signal's handle first, then the server's: as a bundle's fields dropped.
-        drop(signal);
         drop(pool);
     }
 }

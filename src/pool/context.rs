@@ -51,9 +51,9 @@ impl<C: Recycle> RequestContext<C> {
         site: &'static Location<'static>,
     ) -> Option<Self> {
         let mut slot = pool.checkout()?;
-        if let Some(state) = slot.kept.take() {
+        if let Some(signal) = slot.kept.take() {
             // A standalone context has no signal: the one kept beside it is a spare again.
-            pool.home().signals.recycle(state);
+            pool.home().signals.recycle(Rc::clone(signal.state()));
         }
         Some(RequestContext {
             slot: Some(slot),

@@ -11,7 +11,9 @@
 //!
 //! # Invariants
 //!
-//! 1. `free.len() + pooled_in_use == allocated <= capacity`.
+//! 1. `free.len() + pooled_in_use == allocated <= capacity`: the pooled contexts in use are
+//!    counted by that difference, the spilled ones by `spilled_out`, so a checkout or a
+//!    check-in from the free list counts nothing.
 //! 2. `free` holds pooled boxes only. It grows as contexts are first allocated (nothing is
 //!    reserved up front, so an absurd capacity costs nothing) and never past `allocated`, so a
 //!    warm pool never reallocates it.
@@ -32,12 +34,15 @@ use super::recycle::Recycle;
 use crate::callback::call_caught;
 use crate::ledger::Entry;
 use crate::server::shared::Shared;
-use crate::signal::{AbortSignal, SignalState};
+use crate::signal::AbortSignal;
 
 /// Where a context came from: the pool, or the heap because the pool was exhausted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
     Pooled,
+    /// Pooled by `prewarm` and not checked out yet: its first checkout may raise the high
+    /// water (the only checkout from the free list that can).
+    Prewarmed,
     Spilled,
 }
 
@@ -48,7 +53,7 @@ pub(crate) struct Slot<C> {
     /// Fixed when the slot is made.
     pub(crate) origin: Origin,
     /// In the free list: a reset signal nobody else holds, kept for the next bundle.
-    pub(crate) kept: Option<Rc<SignalState>>,
+    pub(crate) kept: Option<AbortSignal>,
     /// Out with an admitted bundle: the bundle's signal, server and ledger entry.
     pub(crate) lease: Option<Lease<C>>,
 }
@@ -83,7 +88,12 @@ pub(crate) struct ContextPool<C> {
     capacity: usize,
     exhaustion: Exhaustion,
     allocated: Cell<usize>,
-    in_use: Cell<usize>,
+    /// Spilled contexts not given back yet.
+    spilled_out: Cell<usize>,
+    /// Most contexts in use at once. It can only rise when a context is made (the free list is
+    /// empty: every pooled context is in use, invariant 1) or a prewarmed one is checked out
+    /// the first time (the free list's positions below its lowest point so far still hold
+    /// prewarmed slots), so it is updated on those cold paths alone.
     high_water: Cell<usize>,
     spills: Cell<u64>,
     refusals: Cell<u64>,
@@ -98,7 +108,7 @@ impl<C: Recycle> ContextPool<C> {
             capacity,
             exhaustion,
             allocated: Cell::new(0),
-            in_use: Cell::new(0),
+            spilled_out: Cell::new(0),
             high_water: Cell::new(0),
             spills: Cell::new(0),
             refusals: Cell::new(0),
@@ -115,7 +125,8 @@ impl<C: Recycle> ContextPool<C> {
     /// Allocates up to `count` pooled contexts now, so the first requests do not.
     pub(crate) fn prewarm(&self, count: usize) {
         while self.allocated.get() < count.min(self.capacity) {
-            let slot = self.allocate();
+            let mut slot = self.allocate();
+            slot.origin = Origin::Prewarmed;
             self.free.borrow_mut().push(slot);
         }
     }
@@ -138,16 +149,20 @@ impl<C: Recycle> ContextPool<C> {
     pub(crate) fn checkout(&self) -> Option<Box<Slot<C>>> {
         // The borrow ends here, before any user code runs.
         let popped = self.free.borrow_mut().pop();
-        let taken = match popped {
-            Some(slot) => slot,
-            None => self.checkout_new()?,
-        };
-        let in_use = self.in_use.get() + 1;
-        self.in_use.set(in_use);
-        if in_use > self.high_water.get() {
-            self.high_water.set(in_use);
+        match popped {
+            Some(slot) if slot.origin == Origin::Prewarmed => Some(self.first_checkout(slot)),
+            Some(slot) => Some(slot),
+            None => self.checkout_new(),
         }
-        Some(taken)
+    }
+
+    /// A prewarmed slot's first checkout: from now on an ordinary pooled one.
+    #[cold]
+    #[inline(never)]
+    fn first_checkout(&self, mut slot: Box<Slot<C>>) -> Box<Slot<C>> {
+        slot.origin = Origin::Pooled;
+        self.note_high_water();
+        slot
     }
 
     /// The free list is empty: a new pooled slot below capacity, else the exhaustion
@@ -155,12 +170,16 @@ impl<C: Recycle> ContextPool<C> {
     #[cold]
     fn checkout_new(&self) -> Option<Box<Slot<C>>> {
         if self.allocated.get() < self.capacity {
-            return Some(self.allocate());
+            let slot = self.allocate();
+            self.note_high_water();
+            return Some(slot);
         }
         match self.exhaustion {
             Exhaustion::Spill => {
                 let spilled = Slot::new(Origin::Spilled);
                 self.spills.set(self.spills.get() + 1);
+                self.spilled_out.set(self.spilled_out.get() + 1);
+                self.note_high_water();
                 Some(spilled)
             }
             Exhaustion::Refuse => {
@@ -175,9 +194,9 @@ impl<C: Recycle> ContextPool<C> {
     /// runs on its own: if it panics, the slot is freed and uncounted, so the pool keeps its
     /// capacity.
     #[inline(always)]
-    pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>, kept: Option<Rc<SignalState>>) {
-        self.in_use.set(self.in_use.get() - 1);
+    pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>, kept: Option<AbortSignal>) {
         if slot.origin == Origin::Spilled {
+            self.spilled_out.set(self.spilled_out.get() - 1);
             // Freeing runs the context's `Drop` (user code) inside the request's release: a
             // panic there must not skip the rest of the release.
             call_caught(move || drop(slot));
@@ -189,15 +208,19 @@ impl<C: Recycle> ContextPool<C> {
             self.spare(kept);
             return;
         }
-        slot.kept = kept;
+        // A checked-out slot keeps no signal (the checkout took it): no drop of an old one here.
+        if let Some(stale) = std::mem::replace(&mut slot.kept, kept) {
+            drop_cold(stale);
+        }
         self.free.borrow_mut().push(slot);
     }
 
     /// A reset signal that cannot stay beside its context goes to the registry's spares.
     #[inline]
-    fn spare(&self, signal: Option<Rc<SignalState>>) {
-        if let Some(state) = signal {
-            self.home.signals.recycle(state);
+    fn spare(&self, signal: Option<AbortSignal>) {
+        if let Some(signal) = signal {
+            // The spare list's handle is taken first: this one's drop is then not the last.
+            self.home.signals.recycle(Rc::clone(signal.state()));
         }
     }
 
@@ -210,10 +233,24 @@ impl<C: Recycle> ContextPool<C> {
         call_caught(move || drop(slot));
     }
 
+    /// Contexts in use now: pooled ones out of the free list, and spilled ones.
+    fn in_use(&self) -> usize {
+        self.allocated.get() - self.free.borrow().len() + self.spilled_out.get()
+    }
+
+    /// A context was just made for a checkout (the free list is empty): the in-use count may
+    /// be at a new high.
+    fn note_high_water(&self) {
+        let in_use = self.in_use();
+        if in_use > self.high_water.get() {
+            self.high_water.set(in_use);
+        }
+    }
+
     pub(crate) fn metrics(&self) -> PoolMetrics {
         PoolMetrics {
             capacity: self.capacity,
-            in_use: self.in_use.get(),
+            in_use: self.in_use(),
             high_water: self.high_water.get(),
             allocated: self.allocated.get(),
             spills: self.spills.get(),
@@ -223,12 +260,65 @@ impl<C: Recycle> ContextPool<C> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn drop_cold<T>(value: T) {
+    drop(value);
+}
+
 impl<C> Drop for ContextPool<C> {
     /// Frees the pooled contexts, each on its own: a context's `Drop` is user code.
     fn drop(&mut self) {
         for mut slot in self.free.get_mut().drain(..) {
-            drop(slot.kept.take()); // reset: no listener, nothing to run
+            if let Some(signal) = slot.kept.take() {
+                // Freed with the pool, not handed to the spare list as a last handle would be.
+                let state = Rc::clone(signal.state());
+                drop(signal);
+                drop(state); // reset: no listener, nothing to run
+            }
             call_caught(move || drop(slot));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engines::Heap;
+    use crate::{Config, Exhaustion, ServerCore};
+
+    /// In-use and high-water figures are derived (counted on the cold paths alone): they must
+    /// still be exact through prewarmed slots, reuse, spills and releases.
+    #[test]
+    fn in_use_and_high_water_stay_exact_without_hot_path_counts() {
+        let heap = Heap::new();
+        let config = Config::default()
+            .with_pool_capacity(3)
+            .unwrap()
+            .with_prewarm(2)
+            .with_exhaustion(Exhaustion::Spill);
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let figures = || {
+            let m = core.pool_metrics();
+            (m.in_use, m.high_water, m.allocated)
+        };
+        assert_eq!(figures(), (0, 0, 2)); // prewarmed: allocated, not in use
+        let a = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(figures(), (1, 1, 2)); // a prewarmed slot's first checkout
+        a.complete();
+        let a = live.admit(|_| Ok(())).unwrap(); // the same slot again: no new high
+        assert_eq!(figures(), (1, 1, 2));
+        let b = live.admit(|_| Ok(())).unwrap(); // the second prewarmed slot
+        assert_eq!(figures(), (2, 2, 2));
+        let c = live.admit(|_| Ok(())).unwrap(); // made: the free list was empty
+        let d = live.admit(|_| Ok(())).unwrap(); // spilled: the pool is exhausted
+        assert!(d.is_spilled());
+        assert_eq!(figures(), (4, 4, 3));
+        drop((a, b, c, d));
+        assert_eq!(figures(), (0, 4, 3));
+        let again: Vec<_> = (0..3).map(|_| live.admit(|_| Ok(())).unwrap()).collect();
+        assert_eq!(figures(), (3, 4, 3));
+        drop(again);
+        core.ledger().assert_quiescent();
     }
 }

@@ -190,9 +190,9 @@ impl AbortSignal {
     /// `kept` (a reset signal with no other handle, kept beside a pooled context), or as
     /// [`mint`](AbortSignal::mint).
     #[inline]
-    pub(crate) fn mint_with(home: &Rc<Shared>, kept: Option<Rc<SignalState>>) -> Self {
-        if let Some(state) = kept {
-            return AbortSignal { state };
+    pub(crate) fn mint_with(home: &Rc<Shared>, kept: Option<AbortSignal>) -> Self {
+        if let Some(signal) = kept {
+            return signal;
         }
         let state = home
             .signals

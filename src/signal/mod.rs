@@ -6,7 +6,6 @@ mod reason;
 mod registry;
 
 pub use abort::AbortSignal;
-pub(crate) use abort::SignalState;
 pub use activity::ActivityRef;
 pub use reason::AbortReason;
 pub(crate) use registry::SignalRegistry;
