@@ -11,22 +11,23 @@
 //!
 //! # Invariants
 //!
-//! 1. `free.len() + pooled_in_use == allocated <= capacity`: the pooled contexts in use are
+//! 1. `free_len + pooled_in_use == allocated <= capacity`: the pooled contexts in use are
 //!    counted by that difference, the spilled ones by `spilled_out`, so a checkout or a
-//!    check-in from the free list counts nothing.
-//! 2. `free` holds pooled boxes only. It grows as contexts are first allocated (nothing is
-//!    reserved up front, so an absurd capacity costs nothing) and never past `allocated`, so a
-//!    warm pool never reallocates it.
-//! 3. Every box in `free` has been recycled, and every signal beside one is reset and has
-//!    no other handle (as the registry's spares: `SignalRegistry` invariant 2).
-//! 4. User code (`C::default`, `Recycle::recycle`, a context's `Drop`) never runs while `free`
-//!    is borrowed, and a panic in it costs no capacity and does not escape: a slot is counted
-//!    in `allocated` from the moment its context is being made (a `Default` that re-enters the
-//!    pool sees it taken) and given back if `C::default` panics; a context whose `recycle`
-//!    panicked is freed and uncounted (the pool makes a fresh one when it needs it). A
-//!    spilled context's `Drop`, and the pooled ones' when the pool is freed, run caught.
+//!    check-in from the free list counts only the list's length.
+//! 2. The free list (a stack threaded through the slots' `next`) holds pooled slots only,
+//!    `free_len` of them. Nothing is reserved up front (an absurd capacity costs nothing) and
+//!    nothing grows: a check-in is two pointer moves. A slot out of the list has no `next`.
+//! 3. Every slot in the free list has been recycled, and every signal beside one is reset and
+//!    has no other handle (as the registry's spares: `SignalRegistry` invariant 2).
+//! 4. User code (`C::default`, `Recycle::recycle`, a context's `Drop`) never runs between a
+//!    take of the list's top and its replacement, and a panic in it costs no capacity and does
+//!    not escape: a slot is counted in `allocated` from the moment its context is being made
+//!    (a `Default` that re-enters the pool sees it taken) and given back if `C::default`
+//!    panics; a context whose `recycle` panicked is freed and uncounted (the pool makes a
+//!    fresh one when it needs it). A spilled context's `Drop`, and the pooled ones' when the
+//!    pool is freed (one by one, not recursively), run caught.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use super::metrics::{Exhaustion, PoolMetrics};
@@ -56,6 +57,8 @@ pub(crate) struct Slot<C> {
     pub(crate) kept: Option<AbortSignal>,
     /// Out with an admitted bundle: the bundle's signal, server and ledger entry.
     pub(crate) lease: Option<Lease<C>>,
+    /// In the free list: the slot under it (the list is threaded through the slots).
+    next: Option<Box<Slot<C>>>,
 }
 
 /// What a slot carries while an admitted bundle holds it.
@@ -76,6 +79,7 @@ impl<C: Recycle> Slot<C> {
             origin,
             kept: None,
             lease: None,
+            next: None,
         })
     }
 }
@@ -84,7 +88,10 @@ pub(crate) struct ContextPool<C> {
     /// The server the pool belongs to: an admitted bundle holds the pool, and through it the
     /// server (one `Rc` per bundle, not two).
     home: Rc<Shared>,
-    free: RefCell<Vec<Box<Slot<C>>>>,
+    /// The free list's top: a stack threaded through the slots, so a checkout or a check-in
+    /// is two pointer moves (no borrow flag, no length or capacity to check, no growth).
+    free: Cell<Option<Box<Slot<C>>>>,
+    free_len: Cell<usize>,
     capacity: usize,
     exhaustion: Exhaustion,
     allocated: Cell<usize>,
@@ -104,7 +111,8 @@ impl<C: Recycle> ContextPool<C> {
     pub(crate) fn new(home: Rc<Shared>, capacity: usize, exhaustion: Exhaustion) -> Self {
         ContextPool {
             home,
-            free: RefCell::new(Vec::new()),
+            free: Cell::new(None),
+            free_len: Cell::new(0),
             capacity,
             exhaustion,
             allocated: Cell::new(0),
@@ -127,8 +135,33 @@ impl<C: Recycle> ContextPool<C> {
         while self.allocated.get() < count.min(self.capacity) {
             let mut slot = self.allocate();
             slot.origin = Origin::Prewarmed;
-            self.free.borrow_mut().push(slot);
+            self.push_free(slot);
         }
+    }
+
+    /// Puts `slot` on top of the free list.
+    #[inline(always)]
+    fn push_free(&self, mut slot: Box<Slot<C>>) {
+        // A slot out of the free list has no `next`, and the list's top is taken before it is
+        // set: the old values are `None`, dropped out of the way.
+        if let Some(stale) = std::mem::replace(&mut slot.next, self.free.take()) {
+            drop_cold(stale);
+        }
+        if let Some(stale) = self.free.replace(Some(slot)) {
+            drop_cold(stale);
+        }
+        self.free_len.set(self.free_len.get() + 1);
+    }
+
+    /// Takes the slot on top of the free list.
+    #[inline(always)]
+    fn pop_free(&self) -> Option<Box<Slot<C>>> {
+        let mut slot = self.free.take()?;
+        if let Some(stale) = self.free.replace(slot.next.take()) {
+            drop_cold(stale);
+        }
+        self.free_len.set(self.free_len.get() - 1);
+        Some(slot)
     }
 
     /// A new pooled slot. It is counted before `C::default` runs (unborrowed: it may panic or
@@ -148,7 +181,7 @@ impl<C: Recycle> ContextPool<C> {
     #[inline]
     pub(crate) fn checkout(&self) -> Option<Box<Slot<C>>> {
         // The borrow ends here, before any user code runs.
-        let popped = self.free.borrow_mut().pop();
+        let popped = self.pop_free();
         match popped {
             Some(slot) if slot.origin == Origin::Prewarmed => Some(self.first_checkout(slot)),
             Some(slot) => Some(slot),
@@ -212,7 +245,7 @@ impl<C: Recycle> ContextPool<C> {
         if let Some(stale) = std::mem::replace(&mut slot.kept, kept) {
             drop_cold(stale);
         }
-        self.free.borrow_mut().push(slot);
+        self.push_free(slot);
     }
 
     /// A reset signal that cannot stay beside its context goes to the registry's spares.
@@ -235,7 +268,7 @@ impl<C: Recycle> ContextPool<C> {
 
     /// Contexts in use now: pooled ones out of the free list, and spilled ones.
     fn in_use(&self) -> usize {
-        self.allocated.get() - self.free.borrow().len() + self.spilled_out.get()
+        self.allocated.get() - self.free_len.get() + self.spilled_out.get()
     }
 
     /// A context was just made for a checkout (the free list is empty): the in-use count may
@@ -269,7 +302,10 @@ fn drop_cold<T>(value: T) {
 impl<C> Drop for ContextPool<C> {
     /// Frees the pooled contexts, each on its own: a context's `Drop` is user code.
     fn drop(&mut self) {
-        for mut slot in self.free.get_mut().drain(..) {
+        // One by one: dropping the top would drop the list under it recursively.
+        let mut top = self.free.take();
+        while let Some(mut slot) = top {
+            top = slot.next.take();
             if let Some(signal) = slot.kept.take() {
                 // Freed with the pool, not handed to the spare list as a last handle would be.
                 let state = Rc::clone(signal.state());
@@ -320,5 +356,19 @@ mod tests {
         assert_eq!(figures(), (3, 4, 3));
         drop(again);
         core.ledger().assert_quiescent();
+    }
+
+    /// The free list is threaded through its slots: freeing a long one must not recurse (a
+    /// recursive drop of 200,000 slots overflows a test thread's stack).
+    #[test]
+    fn a_long_free_list_is_freed_one_slot_at_a_time() {
+        let heap = Heap::new();
+        let config = Config::default()
+            .with_pool_capacity(200_000)
+            .unwrap()
+            .with_prewarm(200_000);
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        assert_eq!(core.pool_metrics().allocated, 200_000);
+        drop(core);
     }
 }
