@@ -264,6 +264,11 @@ where
     /// the last connection is closed; past [`Options::drain_timeout`] it aborts the signals of
     /// what is out, force-closes every connection [`Options::force_after`] later, and reports
     /// what was out.
+    ///
+    /// The report is large (392 bytes): run under `block_on`, box it (`async {
+    /// Box::new(server.serve(listener, stop).await) }`), as [`run`] does. `block_on` copies its
+    /// future's whole `Poll<Output>` up a few layers on every turn of the loop, once per request
+    /// at least: about 200 instructions per request for the bare report.
     // Plain `fn`s returning the loop's future, not `async fn`s awaiting it: the `LocalSet`
     // polls this future on every wake of any connection, and each `async` layer is a state
     // machine to step through on each of those polls.
@@ -819,11 +824,14 @@ where
 {
     let runtime = current_thread_runtime()?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
+    // The report boxed: `block_on` copies the future's whole `Poll<Output>` up a few layers on
+    // every turn of the loop (see `group.rs`).
+    let report = local.block_on(&runtime, async move {
         let listener = TcpListener::bind(addr).await?;
         ready(listener.local_addr()?);
-        Ok(server.serve(listener, stop).await)
-    })
+        io::Result::Ok(Box::new(server.serve(listener, stop).await))
+    })?;
+    Ok(*report)
 }
 
 /// A current-thread runtime with I/O and timers: what a server (or a loop of a group) runs on.
