@@ -46,7 +46,7 @@ impl Wake for Flag {
 /// Whether `a` and `b` wake the same task: the same data and the same functions.
 /// (`Waker::will_wake` also compares the vtable's address, which differs between a tokio
 /// task's waker and its clone: the gate would build a new waker, an allocation, per poll.)
-fn same_waker(a: &Waker, b: &Waker) -> bool {
+pub(crate) fn same_waker(a: &Waker, b: &Waker) -> bool {
     a.data() == b.data() && a.vtable() == b.vtable()
 }
 

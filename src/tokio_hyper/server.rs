@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::connections::{Connections, Registered};
+use super::connections::{Connections, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
 use super::linger::{linger, Handoff, LingeringIo};
@@ -345,7 +344,6 @@ where
         let acceptor = Acceptor {
             shared: &shared,
             connections: &connections,
-            graceful: RefCell::new(Some(GracefulShutdown::new())),
             options,
             refusing: Rc::default(),
         };
@@ -374,7 +372,6 @@ where
             shared: &shared,
             connections: &connections,
             drain: &drain,
-            graceful: &acceptor.graceful,
             forced: &forced,
             steps: &steps,
             options,
@@ -464,7 +461,6 @@ struct Acceptor<'a, E: Engine, C: Recycle, H, S> {
     shared: &'a Rc<Shared<E, C, H, S>>,
     connections: &'a Rc<Connections>,
     /// Watches connections until the stop signals them (then it is taken).
-    graceful: RefCell<Option<GracefulShutdown>>,
     options: Options,
     /// Connections refused over the limit still lingering (see `refuse_over_limit`).
     refusing: Rc<Cell<usize>>,
@@ -521,6 +517,7 @@ where
         let (registered, conn) =
             self.connections
                 .register(tally, self.options.record_activity, late);
+        let watched = Rc::clone(&conn);
         let handoff = Handoff::default();
         let stream = LingeringIo::new(stream, &handoff);
         let conn = http1::Builder::new()
@@ -533,14 +530,10 @@ where
                 TokioIo::new(stream),
                 RequestService::new(Rc::clone(self.shared), conn),
             );
-        // Accepted once stopping: it answers once and closes by itself; hyper-util's graceful
-        // shutdown would close it before its request is read.
-        match self.graceful.borrow().as_ref() {
-            Some(graceful) if !tally.is_stopping() => {
-                self.spawn(registered, graceful.watch(conn), handoff);
-            }
-            _ => self.spawn(registered, conn, handoff),
-        }
+        // Watched by the stop's graceful shutdown, unless accepted once stopping: then it
+        // answers once and closes by itself (the shutdown would close it before its request is
+        // read).
+        self.spawn(registered, Watched::new(conn, watched), handoff);
     }
 
     /// Closes the listener after taking the connections already in its accept queue, which
@@ -622,7 +615,6 @@ struct Stopper<'a, 'f, E: Engine, C: Recycle, H, S> {
     shared: &'a Rc<Shared<E, C, H, S>>,
     connections: &'a Connections,
     drain: &'a Drain,
-    graceful: &'a RefCell<Option<GracefulShutdown>>,
     forced: &'a Trigger<'f>,
     steps: &'a Steps,
     options: Options,
@@ -652,19 +644,14 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             () = tokio::time::sleep_until(linger_end.into()) => {}
             () = self.forced.fired() => return self.escalate(stopped_at, true).await,
         }
-        // Keep-alive off for what is left (hyper-util's graceful shutdown): idle connections
-        // close now, busy ones after their answer. `shutdown` signals when first polled.
+        // Keep-alive off for what is left (hyper's graceful shutdown): idle connections close
+        // now, busy ones after their answer.
         // Every connection task gets a first turn to read what its client already sent: hyper's
         // graceful shutdown closes a connection that has read nothing yet.
         tokio::task::yield_now().await;
-        let graceful = self.graceful.borrow_mut().take();
-        let shutdown = async {
-            if let Some(graceful) = graceful {
-                graceful.shutdown().await;
-            }
-        };
+        self.connections.shut_down_gracefully();
         tokio::select! {
-            ((), ()) = async { tokio::join!(self.both_done(), shutdown) } => Stopped {
+            () = self.both_done() => Stopped {
                 deadline: None,
                 forced: false,
                 force_closed: 0,
