@@ -21,7 +21,7 @@
 //!
 //! The stop ([`HyperServer::serve`]'s `stop` future) closes the listener and admission, puts
 //! `connection: close` on every answer, lets idle connections linger briefly (a late request
-//! gets the `503`), then closes them with hyper-util's graceful shutdown. The drain completes
+//! gets the `503`), then closes them with hyper's graceful shutdown. The drain completes
 //! when the last ticket is released **and** the last connection is closed; past the deadline
 //! it aborts what is out, force-closes the connections and reports what was out.
 //!

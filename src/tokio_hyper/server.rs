@@ -91,7 +91,7 @@ impl Options {
         self
     }
 
-    /// How long idle keep-alive connections stay open after stop before hyper-util's graceful
+    /// How long idle keep-alive connections stay open after stop before hyper's graceful
     /// shutdown closes them; requests they deliver meanwhile get `503` and `connection: close`.
     pub fn stop_linger(mut self, linger: Duration) -> Self {
         self.stop_linger = linger;
@@ -258,7 +258,7 @@ where
     /// connection is a local task. The stop: after the [unready](Options::unready) phase (if
     /// any), admission closes (a late request is refused `503`, `connection: close`) and the
     /// listener closes (unless [`Options::keep_listening`]); every answer carries `connection:
-    /// close`; idle connections linger for [`Options::stop_linger`] and then hyper-util's
+    /// close`; idle connections linger for [`Options::stop_linger`] and then hyper's
     /// graceful shutdown closes them. The drain ends when the last ticket is released **and**
     /// the last connection is closed; past [`Options::drain_timeout`] it aborts the signals of
     /// what is out, force-closes every connection [`Options::force_after`] later, and reports
