@@ -246,7 +246,7 @@ impl Ledger {
     }
 
     /// Releases a bundle (its request object first, if still held) with its outcome.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release_bundle(&self, entry: &Entry, had_request: bool, outcome: Outcome) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         self.sites.borrow_mut().remove(entry.key);
