@@ -305,7 +305,7 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
 /// Where the next line starts when the byte at `cr` ends this one with CRLF.
 #[inline(always)]
 fn line_end(buf: &[u8], cr: usize) -> Option<usize> {
-    (buf[cr] == b'\r' && *buf.get(cr + 1)? == b'\n').then_some(cr + 2)
+    (buf.get(cr..cr.wrapping_add(2))? == b"\r\n").then_some(cr + 2)
 }
 
 #[cfg(test)]
