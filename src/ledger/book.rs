@@ -4,10 +4,14 @@
 //!
 //! 1. `outstanding[k]` equals the number of guards of kind `k` minted and not yet released
 //!    (a guard passed to `mem::forget` or caught in an `Rc` cycle stays counted: that is the point).
-//! 2. In leak-check mode, `sites` holds exactly one record per outstanding guard, and each guard's
-//!    [`Entry`] is the key of its own record; no key is released twice.
+//! 2. In leak-check mode, `sites` holds exactly one record per outstanding standalone guard,
+//!    and each such guard's [`Entry`] is the key of its own record; no key is released twice.
+//!    Bundles are counted per mint site instead (`bundle_sites`: bundles out, and those still
+//!    holding their request object), and a bundle's `Entry` is its site's index: a bundle's
+//!    mint and release are two counts, not a slab insert and remove.
 //! 3. Minting and releasing never allocate once `sites` has grown to the high-water mark of
-//!    outstanding guards (slab slots are reused).
+//!    outstanding guards (slab slots are reused) and `bundle_sites` has a row for every
+//!    place in the program that admits (one per call site, never removed).
 //! 4. An admitted bundle is one entry (one record, one count), not four: it holds a ticket, a
 //!    context and an activity ref for its whole life, and a request object until hand-off, so
 //!    `outstanding(kind)` adds the bundles out (or those still holding their request) to the
@@ -77,7 +81,12 @@ pub struct Ledger {
     /// Bundles ended, per outcome.
     outcomes: [Cell<u64>; 5],
     #[cfg(any(debug_assertions, feature = "leak-check"))]
-    sites: RefCell<slab::Slab<(Record, &'static Location<'static>)>>,
+    sites: RefCell<slab::Slab<(GuardKind, &'static Location<'static>)>>,
+    #[cfg(any(debug_assertions, feature = "leak-check"))]
+    bundle_sites: RefCell<Vec<BundleSite>>,
+    /// The row of the last bundle minted: the next one is most often minted at the same place.
+    #[cfg(any(debug_assertions, feature = "leak-check"))]
+    last_bundle_site: Cell<usize>,
     trace: RefCell<Option<Vec<LedgerEvent>>>,
     tracing: Cell<bool>,
 }
@@ -94,6 +103,10 @@ impl Ledger {
             outcomes: Default::default(),
             #[cfg(any(debug_assertions, feature = "leak-check"))]
             sites: RefCell::new(slab::Slab::new()),
+            #[cfg(any(debug_assertions, feature = "leak-check"))]
+            bundle_sites: RefCell::new(Vec::new()),
+            #[cfg(any(debug_assertions, feature = "leak-check"))]
+            last_bundle_site: Cell::new(0),
             trace: RefCell::new(None),
             tracing: Cell::new(false),
         }
@@ -113,7 +126,7 @@ impl Ledger {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
             Entry {
-                key: self.sites.borrow_mut().insert((Record::Guard(kind), site)),
+                key: self.sites.borrow_mut().insert((kind, site)),
             }
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
@@ -132,11 +145,7 @@ impl Ledger {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
             let (recorded, _) = self.sites.borrow_mut().remove(entry.key);
-            debug_assert_eq!(
-                recorded,
-                Record::Guard(kind),
-                "ledger entry released as the wrong kind"
-            );
+            debug_assert_eq!(recorded, kind, "ledger entry released as the wrong kind");
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
@@ -193,10 +202,19 @@ impl Ledger {
     fn bundle_entry(&self, site: &'static Location<'static>) -> Entry {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
-            let record = Record::Bundle { request: true };
-            Entry {
-                key: self.sites.borrow_mut().insert((record, site)),
+            // Most often minted where the last one was: that row, with one borrow.
+            let last = self.last_bundle_site.get();
+            if let Some(row) = self.bundle_sites.borrow().get(last) {
+                if std::ptr::eq(row.location, site) {
+                    row.count_minted();
+                    return Entry { key: last };
+                }
             }
+            let key = self.find_bundle_site(site);
+            if let Some(row) = self.bundle_sites.borrow().get(key) {
+                row.count_minted();
+            }
+            Entry { key }
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         {
@@ -220,7 +238,7 @@ impl Ledger {
     #[cold]
     pub(crate) fn release_refused_bundle(&self, entry: &Entry) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
-        self.sites.borrow_mut().remove(entry.key);
+        self.unsite_bundle(entry, true);
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
         self.bundles_refused.set(self.bundles_refused.get() + 1);
@@ -235,8 +253,8 @@ impl Ledger {
         self.bundle_requests_gone
             .set(self.bundle_requests_gone.get() + 1);
         #[cfg(any(debug_assertions, feature = "leak-check"))]
-        if let Some((Record::Bundle { request }, _)) = self.sites.borrow_mut().get_mut(entry.key) {
-            *request = false;
+        if let Some(row) = self.bundle_sites.borrow().get(entry.key) {
+            row.with_request.set(row.with_request.get() - 1);
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
@@ -249,7 +267,7 @@ impl Ledger {
     #[inline(always)]
     pub(crate) fn release_bundle(&self, entry: &Entry, had_request: bool, outcome: Outcome) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
-        self.sites.borrow_mut().remove(entry.key);
+        self.unsite_bundle(entry, had_request);
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
         self.record_outcome(outcome);
@@ -259,6 +277,39 @@ impl Ledger {
         }
         if self.tracing.get() {
             self.trace_bundle_release(had_request);
+        }
+    }
+
+    /// The row of `site` in `bundle_sites`, made if it has none (invariant 2).
+    #[cfg(any(debug_assertions, feature = "leak-check"))]
+    #[cold]
+    #[inline(never)]
+    fn find_bundle_site(&self, site: &'static Location<'static>) -> usize {
+        let mut rows = self.bundle_sites.borrow_mut();
+        let key = match rows.iter().position(|row| *row.location == *site) {
+            Some(key) => key,
+            None => {
+                rows.push(BundleSite {
+                    location: site,
+                    out: Cell::new(0),
+                    with_request: Cell::new(0),
+                });
+                rows.len() - 1
+            }
+        };
+        self.last_bundle_site.set(key);
+        key
+    }
+
+    /// A bundle of `entry`'s site is released (with its request object, if `with_request`).
+    #[cfg(any(debug_assertions, feature = "leak-check"))]
+    #[inline(always)]
+    fn unsite_bundle(&self, entry: &Entry, with_request: bool) {
+        if let Some(row) = self.bundle_sites.borrow().get(entry.key) {
+            row.out.set(row.out.get() - 1);
+            if with_request {
+                row.with_request.set(row.with_request.get() - 1);
+            }
         }
     }
 
@@ -381,19 +432,25 @@ impl Ledger {
     pub fn report(&self) -> LeakReport {
         let mut sites: Vec<LeakSite> = Vec::new();
         #[cfg(any(debug_assertions, feature = "leak-check"))]
-        for (_, &(record, location)) in self.sites.borrow().iter() {
-            for kind in record.kinds() {
-                match sites
-                    .iter_mut()
-                    .find(|s: &&mut LeakSite| s.kind == kind && s.location == Some(location))
-                {
-                    Some(site) => site.count += 1,
-                    None => sites.push(LeakSite {
-                        kind,
-                        location: Some(location),
-                        count: 1,
-                    }),
+        {
+            for (_, &(kind, location)) in self.sites.borrow().iter() {
+                add_leak(&mut sites, kind, location, 1);
+            }
+            for row in self.bundle_sites.borrow().iter() {
+                let out = row.out.get();
+                for kind in [
+                    GuardKind::Ticket,
+                    GuardKind::Context,
+                    GuardKind::ActivityRef,
+                ] {
+                    add_leak(&mut sites, kind, row.location, out);
                 }
+                add_leak(
+                    &mut sites,
+                    GuardKind::Request,
+                    row.location,
+                    row.with_request.get(),
+                );
             }
         }
         for kind in GuardKind::ALL {
@@ -441,25 +498,47 @@ impl Ledger {
     }
 }
 
-/// What one mint-site record stands for.
+/// Bundles minted at one place in the program (invariant 2).
 #[cfg(any(debug_assertions, feature = "leak-check"))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Record {
-    /// One standalone guard.
-    Guard(GuardKind),
-    /// One admitted bundle: a ticket, a context, an activity ref, and its request object while
-    /// `request` holds.
-    Bundle { request: bool },
+struct BundleSite {
+    location: &'static Location<'static>,
+    /// Bundles minted here and not released yet.
+    out: Cell<usize>,
+    /// Of those, the ones still holding their request object.
+    with_request: Cell<usize>,
 }
 
 #[cfg(any(debug_assertions, feature = "leak-check"))]
-impl Record {
-    fn kinds(self) -> impl Iterator<Item = GuardKind> {
-        let (first, count) = match self {
-            Record::Guard(kind) => (kind.index(), 1),
-            Record::Bundle { request } => (0, 3 + usize::from(request)),
-        };
-        GuardKind::ALL[first..first + count].iter().copied()
+impl BundleSite {
+    /// A bundle minted here: out, with its request slot (see `bundle_built`).
+    #[inline(always)]
+    fn count_minted(&self) {
+        self.out.set(self.out.get() + 1);
+        self.with_request.set(self.with_request.get() + 1);
+    }
+}
+
+/// Adds `count` outstanding guards of `kind` minted at `location` to a report's rows.
+#[cfg(any(debug_assertions, feature = "leak-check"))]
+fn add_leak(
+    sites: &mut Vec<LeakSite>,
+    kind: GuardKind,
+    location: &'static Location<'static>,
+    count: usize,
+) {
+    if count == 0 {
+        return;
+    }
+    match sites
+        .iter_mut()
+        .find(|s| s.kind == kind && s.location == Some(location))
+    {
+        Some(site) => site.count += count,
+        None => sites.push(LeakSite {
+            kind,
+            location: Some(location),
+            count,
+        }),
     }
 }
 
