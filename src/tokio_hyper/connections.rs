@@ -99,6 +99,9 @@ impl<F: GracefulConnection> Future for Watched<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
+        if let Some(activity) = &this.conn.activity {
+            activity.new_turn();
+        }
         match this.conn.graceful.get() {
             Graceful::Watched => {
                 let mut waker = this.conn.waker.borrow_mut();
@@ -119,9 +122,16 @@ impl<F: GracefulConnection> Future for Watched<F> {
 
 /// What a connection is doing, as the mio loops know it of theirs: since when (its last
 /// request's admission, or its last answer), and the route of the request in its handler.
+///
+/// The clock is read once per poll of the connection's task, as a mio loop reads it once per
+/// turn: a request answered in the poll that read it (most are) costs one clock read, not two.
+/// The times are those of the poll's start, late by what the poll did before (the handler's
+/// synchronous work), as the mio loops' are by their turn's.
 #[derive(Debug)]
 pub(crate) struct Activity {
     since: Cell<Instant>,
+    /// The time read in this poll of the connection's task, if read yet.
+    turn: Cell<Option<Instant>>,
     /// `METHOD /path` of the connection's last request (the buffer is kept: no allocation per
     /// request once it has grown to the connection's longest route).
     route: RefCell<String>,
@@ -133,8 +143,28 @@ impl Activity {
     fn new() -> Self {
         Activity {
             since: Cell::new(Instant::now()),
+            turn: Cell::new(None),
             route: RefCell::new(String::new()),
             in_handler: Cell::new(false),
+        }
+    }
+
+    /// A poll of the connection's task begins: the clock is read again when next needed.
+    #[inline]
+    pub(crate) fn new_turn(&self) {
+        self.turn.set(None);
+    }
+
+    /// The time of this poll of the connection's task (read at its first use).
+    #[inline]
+    fn clock(&self) -> Instant {
+        match self.turn.get() {
+            Some(now) => now,
+            None => {
+                let now = Instant::now();
+                self.turn.set(Some(now));
+                now
+            }
         }
     }
 
@@ -142,7 +172,7 @@ impl Activity {
     /// taking pointers into the request costs a copy of the request when it moves on.
     #[inline(always)]
     pub(crate) fn note(&self, method: &hyper::Method, path: &str) {
-        self.since.set(Instant::now());
+        self.since.set(self.clock());
         let mut route = self.route.borrow_mut();
         route.clear();
         route.push_str(method.as_str());
@@ -158,7 +188,7 @@ impl Activity {
 
     /// The handler answered (or its request ended without an answer).
     pub(crate) fn end(&self) {
-        self.since.set(Instant::now());
+        self.since.set(self.clock());
         self.in_handler.set(false);
     }
 
