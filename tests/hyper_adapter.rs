@@ -210,6 +210,32 @@ fn after_stop_and_collect_a_kept_alive_request_gets_503_close_and_the_ledger_is_
     assert!(report.leaks.is_empty());
 }
 
+/// The graceful shutdown reaches every kept-alive connection, idle ones woken for it: they
+/// close at the end of the linger, and the drain completes then, not at its deadline.
+#[test]
+fn idle_kept_alive_connections_close_at_the_end_of_the_linger() {
+    let options = fast_stop().drain_timeout(Duration::from_secs(10));
+    let mut server = TestServer::spawn(move || demo(options, false));
+    let mut idle: Vec<Client> = (0..3).map(|_| Client::connect(server.addr)).collect();
+    for client in &mut idle {
+        let answer = client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!((answer.status, answer.closes()), (200, false));
+    }
+    let stopped = Instant::now();
+    server.begin_stop();
+    for client in &mut idle {
+        assert!(client.is_closed_by_server(), "an idle connection closes");
+    }
+    let closed = stopped.elapsed();
+    let report = server.join();
+    assert!(
+        closed < Duration::from_secs(2),
+        "closed {closed:?} after the stop: the linger is 100 ms, the deadline 10 s"
+    );
+    assert!(report.deadline.is_none(), "the drain completed: {report}");
+    assert_eq!((report.force_closed, report.leaked), (0, 0), "{report}");
+}
+
 #[test]
 fn the_drain_completes_only_after_the_last_connection_closes() {
     let options = fast_stop();
@@ -224,7 +250,7 @@ fn the_drain_completes_only_after_the_last_connection_closes() {
     );
     server.begin_stop();
     let stopped = Instant::now();
-    // hyper-util's graceful shutdown closes the idle connection after the linger...
+    // The graceful shutdown closes the idle connection after the linger...
     assert!(idle.is_closed_by_server(), "the idle connection closes");
     // ...but the half-sent request's connection stays, and its request is refused 503.
     thread::sleep(Duration::from_millis(400));
