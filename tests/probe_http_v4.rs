@@ -13,13 +13,15 @@
 //! - Answers with bodies of 0 to 40 bytes, pipelined on one connection, kept-alive HTTP/1.1 and
 //!   HTTP/1.0, `HEAD`, and a last `connection: close`, each read by the strict client.
 //! - Methods of every length up to 10 bytes find their own route, `405` or `501`.
+//! - A kept-alive connection's timer (the idle timeout, found to cover the timer once and then
+//!   not computed again) moves to the request timeout when a head begins, earlier or later.
 #![cfg(feature = "server")]
 
 mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqguard::http::{
     demo_routes, Guarded, Limits, Reply, Request, Response, Router, Running, ServerBuilder,
@@ -76,8 +78,12 @@ fn method(req: &Request<'_>, res: &mut Response<'_>) -> Reply {
 const ROUTE_METHODS: [&str; 6] = ["G", "GET", "OPTIONS", "PROPFIND", "PROPFINDX", "ABCDEFGH"];
 
 fn server() -> Running {
+    server_with(Limits::default())
+}
+
+fn server_with(limits: Limits) -> Running {
     ServerBuilder::new()
-        .limits(Limits::default())
+        .limits(limits)
         .spawn(
             || Guarded::embedded("probe_http_v4", Config::default()),
             |router: &mut Router<'_>| {
@@ -478,5 +484,55 @@ fn methods_of_every_length_find_their_own_route() {
         "methods routed wrongly:\n  {}",
         wrong.join("\n  ")
     );
+    finish(running);
+}
+
+/// Three requests answered on one connection (between them it waits with its idle timeout
+/// alone), then the start of a head, left unfinished; when it was sent.
+fn kept_alive_then_a_head_begun(client: &mut StrictClient) -> Instant {
+    for _ in 0..3 {
+        client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(client.answer("GET").status, 200);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    client.send(b"GET / HT");
+    Instant::now()
+}
+
+/// The request timeout shorter than the idle timeout: a head begun after answers gets its
+/// `408` at the request timeout, not when the idle timer set after the last answer fires.
+#[test]
+fn a_head_begun_after_answers_gets_its_408_at_the_request_timeout() {
+    let limits = Limits::default()
+        .idle_timeout(Duration::from_secs(6))
+        .request_timeout(Duration::from_millis(300));
+    let running = server_with(limits);
+    let mut client = StrictClient::connect(running.addr());
+    let begun = kept_alive_then_a_head_begun(&mut client);
+    let answer = client.answer("GET");
+    let waited = begun.elapsed();
+    assert_eq!((answer.status, answer.closes()), (408, true));
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "408 after {waited:?}: the request timeout is 300 ms, the idle timeout 6 s"
+    );
+    client.expect_nothing_more(true, Duration::ZERO);
+    finish(running);
+}
+
+/// The idle timeout shorter than the request timeout: a head begun after answers is not cut
+/// at the idle timeout; finished later, it is answered on the same connection.
+#[test]
+fn a_head_begun_after_answers_outlives_the_idle_timeout() {
+    let limits = Limits::default()
+        .idle_timeout(Duration::from_millis(200))
+        .request_timeout(Duration::from_secs(6));
+    let running = server_with(limits);
+    let mut client = StrictClient::connect(running.addr());
+    kept_alive_then_a_head_begun(&mut client);
+    // Three idle timeouts pass while the head is incomplete: nothing is answered or closed.
+    client.expect_nothing_more(false, Duration::from_millis(600));
+    client.send(b"TP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.answer("GET").text(), "hello");
     finish(running);
 }
