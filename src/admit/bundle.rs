@@ -15,7 +15,8 @@ use crate::signal::{AbortSignal, ActivityRef};
 
 /// One admitted request: its ticket, its pooled context, its abort signal with an activity ref,
 /// and its request object until the engine takes it. One accounting record: a single ledger
-/// entry and a single `Rc` (the server's pool, which holds the server's shared state). Made
+/// entry and a single `Rc` (the server's pool, which holds the server's shared state), kept in
+/// the pooled slot with the context, so the bundle is one pointer beside its payload. Made
 /// only by [`Live::admit`](crate::Live::admit) and [`Live::admit_with`](crate::Live::admit_with),
 /// which take all of it or none: it exists only whole.
 ///
@@ -272,7 +273,8 @@ impl<C: Recycle, R> Admitted<C, R> {
     }
 
     /// Leaks the whole bundle: no outcome is recorded, nothing fires, and the ledger keeps
-    /// counting its ticket, context, activity ref (and request object) at the admit site.
+    /// counting its ticket, context, activity ref (and request object) at the admit site. Its
+    /// pooled slot (and the server it holds) stays allocated.
     pub fn forget(this: Self) {
         std::mem::forget(this);
     }
@@ -281,8 +283,7 @@ impl<C: Recycle, R> Admitted<C, R> {
 impl<C: Recycle, R> Drop for Admitted<C, R> {
     /// A bundle dropped without [`complete`](Admitted::complete) or [`end`](Admitted::end)
     /// ends as [`Outcome::Dropped`] (out of line: those two release it where they are called,
-    /// so the drop glue left for them is a few instructions the compiler inlines, and the
-    /// bundle is not kept in memory for it).
+    /// and leave nothing to drop: the slot went back to the pool, the payload was taken).
     #[inline(always)]
     fn drop(&mut self) {
         if self.slot.is_some() {

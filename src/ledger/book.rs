@@ -33,7 +33,8 @@ use crate::admit::{Outcome, OutcomeCounts};
 
 /// One guard's place in the ledger, held by the guard and handed back on release.
 ///
-/// In leak-check mode it is the key of the guard's mint-site record; otherwise it is empty.
+/// In leak-check mode it is the key of the guard's mint-site record (a bundle's: its mint
+/// site's row); otherwise it is empty.
 #[derive(Debug)]
 pub(crate) struct Entry {
     #[cfg(any(debug_assertions, feature = "leak-check"))]
