@@ -203,3 +203,34 @@ fn options_answer_as_the_mio_router() {
     client.expect_nothing_more(false, QUIET);
     assert_eq!(stop(tx, thread).leaked, 0);
 }
+
+/// A chunked body no route reads (`404`, `405`, a `GET` route, a panicking handler) is read
+/// past, as a `Content-Length` one is: the connection is kept and the request pipelined behind
+/// it answered, as on the mio stack (tests/probe_http_v4.rs has the mio twin). The demo drops
+/// the head of a request it answers at once, but keeps its body until the answer is taken:
+/// dropped before hyper read it, a chunked body made hyper close after the answer.
+#[test]
+fn an_unread_chunked_body_keeps_the_connection_and_the_request_behind_it() {
+    let (addr, tx, thread) = spawn_demo();
+    for (line, status) in [
+        ("POST /nope", 404),
+        ("POST /", 405),
+        ("GET /", 200),
+        ("PUT /echo", 405),
+        ("GET /panic", 500),
+    ] {
+        let mut client = StrictClient::connect(addr);
+        client.send(
+            format!(
+                "{line} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+                 3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let first = client.answer("POST");
+        assert_eq!((first.status, first.closes()), (status, false), "{line}");
+        let next = client.answer("GET");
+        assert_eq!((next.status, next.text()), (200, "hello"), "{line}");
+    }
+    assert_eq!(stop(tx, thread).leaked, 0);
+}
