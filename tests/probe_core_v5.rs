@@ -1618,3 +1618,170 @@ fn random_interleavings_match_the_pool_and_ledger_model() {
 fn random_interleavings_with_forgotten_bundles_match_the_model() {
     run_seeds(1_000..1_100, 150, true);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Random interleavings with user code re-entering the server from `Default`, `recycle` and a
+// context's `Drop`.
+
+/// What the embedder holds in the re-entrant runs (hooks reach it too).
+#[derive(Default)]
+struct Shelf {
+    bundles: Vec<Bundle>,
+    contexts: Vec<RequestContext<Ctx>>,
+    /// Bundles ended so far (by the test or by a hook).
+    ended: u64,
+}
+
+type SharedShelf = Rc<RefCell<Shelf>>;
+
+/// One re-entrant action, run from inside `Default`, `recycle` or `Drop`. No borrow of the
+/// shelf is held while the server runs (it may run another hook's user code).
+fn reenter(core: &Core, shelf: &SharedShelf, action: usize, pick: usize) {
+    match action {
+        0 => {
+            if let Ok(bundle) = admit(core) {
+                shelf.borrow_mut().bundles.push(bundle);
+            }
+        }
+        1 => {
+            let taken = {
+                let mut s = shelf.borrow_mut();
+                let n = s.bundles.len();
+                (n > 0).then(|| s.bundles.swap_remove(pick % n))
+            };
+            if let Some(bundle) = taken {
+                bundle.complete();
+                shelf.borrow_mut().ended += 1;
+            }
+        }
+        2 => {
+            let taken = {
+                let mut s = shelf.borrow_mut();
+                let n = s.contexts.len();
+                (n > 0).then(|| s.contexts.swap_remove(pick % n))
+            };
+            drop(taken);
+        }
+        3 => {
+            let live = core.upgrade().unwrap();
+            if let Ok(ticket) = live.ticket() {
+                if let Ok(ctx) = live.context(ticket) {
+                    shelf.borrow_mut().contexts.push(ctx);
+                }
+            }
+        }
+        _ => drop(core.stop()),
+    }
+}
+
+/// Arms `slot` with a re-entrant action (`stop` only outside `Default`: bug 2).
+fn arm_reentry(
+    slot: &'static std::thread::LocalKey<RefCell<Option<Hook>>>,
+    rng: &mut Rng,
+    core: &Rc<Core>,
+    shelf: &SharedShelf,
+    with_stop: bool,
+) {
+    let action = rng.below(if with_stop { 5 } else { 4 });
+    let pick = rng.below(1 << 16);
+    let (core, shelf) = (Rc::clone(core), Rc::clone(shelf));
+    set_hook(slot, move || reenter(&core, &shelf, action, pick));
+}
+
+/// The invariants that hold whatever user code did: the contexts in use are those the
+/// embedder holds; the pool never passes its capacity; every context alive is pooled or held
+/// spilled; the counts, outcomes and report agree with what is held; the drain is complete
+/// exactly when nothing is out. (`high_water` is left out: bug 1.)
+fn check_shelf(core: &Core, shelf: &SharedShelf, base: i64) {
+    let s = shelf.borrow();
+    let held = s.bundles.len() + s.contexts.len();
+    let spilled = s.bundles.iter().filter(|b| b.is_spilled()).count()
+        + s.contexts.iter().filter(|c| c.is_spilled()).count();
+    let m = core.pool_metrics();
+    assert_eq!(m.in_use, held, "in use");
+    assert!(
+        m.allocated <= m.capacity,
+        "allocated {} > capacity",
+        m.allocated
+    );
+    assert_eq!(
+        live_contexts() - base,
+        (m.allocated + spilled) as i64,
+        "contexts alive"
+    );
+    let ledger = core.ledger();
+    assert_eq!(ledger.outstanding(GuardKind::Ticket), held);
+    assert_eq!(ledger.outstanding(GuardKind::Context), held);
+    assert_eq!(ledger.outstanding(GuardKind::ActivityRef), s.bundles.len());
+    assert_eq!(ledger.outstanding(GuardKind::Request), s.bundles.len());
+    assert_eq!(ledger.outcomes().total(), s.ended);
+    check_ledger(ledger);
+    if let Some(drain) = core.drain() {
+        assert_eq!(drain.is_complete(), held == 0, "drain");
+    }
+}
+
+/// 200 seeds x 120 steps on pools of capacity 0-3 (Spill or Refuse, prewarm 0-3): the test
+/// admits, ends, takes and drops standalone contexts, poisons a recycle now and then, while
+/// `Default`, `recycle` and `Drop` are armed at random to admit and keep, complete a held
+/// request, drop a held context, take a standalone context, or stop the server.
+#[test]
+fn random_reentry_from_default_recycle_and_drop_keeps_the_books() {
+    quiet_panics();
+    let mut fired = 0;
+    for seed in 0..200u64 {
+        let mut rng = Rng::new(seed + 7_000);
+        let base = live_contexts();
+        let heap = Heap::new();
+        let exhaustion = if rng.below(2) == 0 {
+            Exhaustion::Spill
+        } else {
+            Exhaustion::Refuse
+        };
+        let core = server(&heap, rng.below(4), exhaustion, rng.below(4));
+        let shelf: SharedShelf = Rc::default();
+        for n in 0..120 {
+            let _where = Where(seed, n);
+            for (slot, with_stop) in [(&ON_DEFAULT, false), (&ON_RECYCLE, true), (&ON_DROP, true)] {
+                if rng.below(4) == 0 && slot.with(|h| h.borrow().is_none()) {
+                    let stop = with_stop && rng.below(8) == 0;
+                    arm_reentry(slot, &mut rng, &core, &shelf, stop);
+                    fired += 1;
+                }
+            }
+            let pick = rng.below(1 << 16);
+            match rng.below(10) {
+                0..=3 => reenter(&core, &shelf, 0, pick),
+                4..=5 => reenter(&core, &shelf, 1, pick),
+                6 => {
+                    let taken = {
+                        let mut s = shelf.borrow_mut();
+                        let n = s.bundles.len();
+                        (n > 0).then(|| s.bundles.swap_remove(pick % n))
+                    };
+                    if let Some(mut bundle) = taken {
+                        bundle.context_mut().panic_recycle = true;
+                        drop(bundle); // Dropped; its recycle panics (if pooled)
+                        shelf.borrow_mut().ended += 1;
+                    }
+                }
+                7 => reenter(&core, &shelf, 3, pick),
+                _ => reenter(&core, &shelf, 2, pick),
+            }
+            check_shelf(&core, &shelf, base);
+        }
+        for slot in [&ON_DEFAULT, &ON_RECYCLE, &ON_DROP] {
+            slot.with(|h| h.borrow_mut().take());
+        }
+        let Shelf {
+            bundles, contexts, ..
+        } = std::mem::take(&mut *shelf.borrow_mut());
+        drop((bundles, contexts));
+        let drain = core.stop();
+        assert!(drain.is_complete(), "seed {seed}");
+        core.ledger().assert_quiescent();
+        drop(core);
+        assert_eq!(live_contexts(), base, "seed {seed}: contexts leaked");
+    }
+    assert!(fired > 1_000, "hooks armed {fired} times");
+}
