@@ -183,7 +183,6 @@ fn check_ledger(ledger: &Ledger) {
 /// same server: that bundle's slot goes on the free list while the new one is made. The next
 /// checkout pops it: two contexts are in use at once, and the high water must say so.
 #[test]
-#[ignore = "bug (fc45227): high_water stays 1 with in_use 2 when C::default gives a slot back while another is made"]
 fn high_water_counts_a_slot_given_back_while_another_is_made() {
     let mut wrong = Vec::new();
     for exhaustion in [Exhaustion::Refuse, Exhaustion::Spill] {
@@ -217,7 +216,6 @@ fn high_water_counts_a_slot_given_back_while_another_is_made() {
 
 /// The same through a standalone context dropped inside `Default`.
 #[test]
-#[ignore = "bug (fc45227): high_water stays 1 with in_use 2 when C::default drops a standalone context while another is made"]
 fn high_water_counts_a_standalone_context_dropped_while_another_is_made() {
     let heap = Heap::new();
     let core = server(&heap, 2, Exhaustion::Refuse, 0);
@@ -506,7 +504,6 @@ fn a_default_that_admits_while_a_context_is_made() {
 /// before the bundle was minted, so either the admission is refused, or the drain waits for it.
 /// A drained server must hold nothing (hole 6).
 #[test]
-#[ignore = "bug (874f8f3, the pool asked before the mint): a Default that stops the server mid-admission completes the drain, then the bundle is minted"]
 fn a_default_that_stops_the_server_mid_admission() {
     let heap = Heap::new();
     let core = server(&heap, 2, Exhaustion::Spill, 0);

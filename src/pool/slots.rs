@@ -41,9 +41,10 @@ use crate::signal::AbortSignal;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
     Pooled,
-    /// Pooled by `prewarm` and not checked out yet: its first checkout may raise the high
-    /// water (the only checkout from the free list that can).
-    Prewarmed,
+    /// Pooled, in the free list since before the high water last counted it (prewarmed, or
+    /// given back while a context was being made): its next checkout may raise the high water
+    /// (the only checkouts from the free list that can).
+    Unnoted,
     Spilled,
 }
 
@@ -134,7 +135,7 @@ impl<C: Recycle> ContextPool<C> {
     pub(crate) fn prewarm(&self, count: usize) {
         while self.allocated.get() < count.min(self.capacity) {
             let mut slot = self.allocate();
-            slot.origin = Origin::Prewarmed;
+            slot.origin = Origin::Unnoted;
             self.push_free(slot);
         }
     }
@@ -180,16 +181,23 @@ impl<C: Recycle> ContextPool<C> {
     /// A slot, or `None` when the pool is exhausted and refuses.
     #[inline]
     pub(crate) fn checkout(&self) -> Option<Box<Slot<C>>> {
-        // The borrow ends here, before any user code runs.
-        let popped = self.pop_free();
-        match popped {
-            Some(slot) if slot.origin == Origin::Prewarmed => Some(self.first_checkout(slot)),
+        match self.pop() {
             Some(slot) => Some(slot),
             None => self.checkout_new(),
         }
     }
 
-    /// A prewarmed slot's first checkout: from now on an ordinary pooled one.
+    /// A slot from the free list, or `None` if it is empty. Runs no user code.
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<Box<Slot<C>>> {
+        match self.pop_free() {
+            Some(slot) if slot.origin == Origin::Unnoted => Some(self.first_checkout(slot)),
+            popped => popped,
+        }
+    }
+
+    /// An unnoted slot's checkout: the in-use count may be at a new high; from now on an
+    /// ordinary pooled slot.
     #[cold]
     #[inline(never)]
     fn first_checkout(&self, mut slot: Box<Slot<C>>) -> Box<Slot<C>> {
@@ -201,18 +209,24 @@ impl<C: Recycle> ContextPool<C> {
     /// The free list is empty: a new pooled slot below capacity, else the exhaustion
     /// policy's answer.
     #[cold]
-    fn checkout_new(&self) -> Option<Box<Slot<C>>> {
+    pub(crate) fn checkout_new(&self) -> Option<Box<Slot<C>>> {
         if self.allocated.get() < self.capacity {
             let slot = self.allocate();
-            self.note_high_water();
+            self.made();
             return Some(slot);
         }
         match self.exhaustion {
             Exhaustion::Spill => {
-                let spilled = Slot::new(Origin::Spilled);
-                self.spills.set(self.spills.get() + 1);
                 self.spilled_out.set(self.spilled_out.get() + 1);
-                self.note_high_water();
+                // Counted as out before `C::default` runs, given back if it panics.
+                let spilled = {
+                    scopeguard::defer_on_unwind! {
+                        self.spilled_out.set(self.spilled_out.get() - 1);
+                    }
+                    Slot::new(Origin::Spilled)
+                };
+                self.spills.set(self.spills.get() + 1);
+                self.made();
                 Some(spilled)
             }
             Exhaustion::Refuse => {
@@ -271,8 +285,31 @@ impl<C: Recycle> ContextPool<C> {
         self.allocated.get() - self.free_len.get() + self.spilled_out.get()
     }
 
-    /// A context was just made for a checkout (the free list is empty): the in-use count may
-    /// be at a new high.
+    /// A context was just made for a checkout: the in-use count may be at a new high. The
+    /// free list was empty when it was asked for; slots in it now were given back by user code
+    /// while the context was made (`C::default`), so each is marked for its next checkout to
+    /// count the high water again (invariant 1 no longer bounds them).
+    fn made(&self) {
+        self.note_high_water();
+        if self.free_len.get() > 0 {
+            self.mark_free_unnoted();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mark_free_unnoted(&self) {
+        let mut top = self.free.take();
+        let mut next = top.as_deref_mut();
+        while let Some(slot) = next {
+            slot.origin = Origin::Unnoted;
+            next = slot.next.as_deref_mut();
+        }
+        if let Some(stale) = self.free.replace(top) {
+            drop_cold(stale); // never: nothing runs between the take and this
+        }
+    }
+
     fn note_high_water(&self) {
         let in_use = self.in_use();
         if in_use > self.high_water.get() {

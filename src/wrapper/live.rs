@@ -205,7 +205,10 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
         // The context first: a refusing pool takes nothing (no ticket is minted for it).
-        let taken = self.checkout()?;
+        let taken = match self.core.pool().pop() {
+            Some(slot) => slot,
+            None => self.checkout_made()?,
+        };
         let entry = self.core.shared().ledger.mint_bundle(Location::caller());
         self.build(taken, entry, build)
     }
@@ -246,6 +249,23 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
         self.build(taken, entry, build)
+    }
+
+    /// The free list was empty: a context is made (or spilled, or refused). Making it runs
+    /// user code (`C::default`), which may stop the server: then the drain may have completed
+    /// and nothing may be minted, so the context goes back and the request is refused.
+    #[cold]
+    #[inline(never)]
+    fn checkout_made(&self) -> Result<Box<Slot<C>>, Refusal> {
+        let pool = self.core.pool();
+        let slot = pool
+            .checkout_new()
+            .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
+        if self.core.is_stopped() {
+            pool.checkin(slot, None);
+            return Err(Refusal::new(RefusalReason::Stopped));
+        }
+        Ok(slot)
     }
 
     #[inline]
