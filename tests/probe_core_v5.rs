@@ -520,6 +520,8 @@ fn a_default_that_stops_the_server_mid_admission() {
                 "the drain completed with a request admitted: {}",
                 core.ledger().report()
             );
+            // OnDrain (the default): the wrapper stays strong while the request is out.
+            assert_eq!(heap.collect(), 0, "the wrapper was finalized mid-request");
             bundle.complete();
         }
         Err(refusal) => assert_eq!(refusal.reason(), RefusalReason::Stopped),
@@ -856,6 +858,54 @@ fn alternating_mint_sites_keep_their_own_rows() {
     }
     drop((one, two));
     core.ledger().assert_quiescent();
+}
+
+/// Two servers minting at the same places in turn: each ledger keeps its own rows (and its own
+/// last-site cache), so neither reports the other's bundles, and a bundle released on one
+/// never touches the other's rows.
+#[test]
+fn two_servers_minting_at_the_same_sites_keep_their_own_rows() {
+    use GuardKind::{ActivityRef as A, Context as X, Request as R, Ticket as T};
+    let heap = Heap::new();
+    let (one, two) = (
+        server(&heap, 2, Exhaustion::Spill, 0),
+        server(&heap, 2, Exhaustion::Spill, 1),
+    );
+    let (live_one, live_two) = (one.upgrade().unwrap(), two.upgrade().unwrap());
+    let (mut held_one, mut held_two) = (Vec::new(), Vec::new());
+    let mut line = 0;
+    for round in 0..30usize {
+        for (live, held) in [(&live_one, &mut held_one), (&live_two, &mut held_two)] {
+            let (site, bundle) = admit_here(live, |_| Ok(0));
+            line = site.line();
+            held.push(bundle.unwrap());
+        }
+        // Release on one server only, in turn.
+        let held = if round % 2 == 0 {
+            &mut held_one
+        } else {
+            &mut held_two
+        };
+        if round % 3 == 0 {
+            drop(held.remove(0));
+        } else if let Some(bundle) = held.last_mut() {
+            bundle.hand_off();
+        }
+        for (core, held) in [(&one, &held_one), (&two, &held_two)] {
+            let with_request = held.iter().filter(|b| b.request().is_some()).count();
+            let n = held.len();
+            let want = expect(vec![
+                (T, line, n),
+                (X, line, n),
+                (A, line, n),
+                (R, line, with_request),
+            ]);
+            assert_eq!(rows(core.ledger()), want, "round {round}");
+        }
+    }
+    drop((held_one, held_two));
+    one.ledger().assert_quiescent();
+    two.ledger().assert_quiescent();
 }
 
 // ---------------------------------------------------------------------------------------------
