@@ -525,13 +525,13 @@ fn a_head_begun_after_answers_gets_its_408_at_the_request_timeout() {
 #[test]
 fn a_head_begun_after_answers_outlives_the_idle_timeout() {
     let limits = Limits::default()
-        .idle_timeout(Duration::from_millis(200))
+        .idle_timeout(Duration::from_millis(500))
         .request_timeout(Duration::from_secs(6));
     let running = server_with(limits);
     let mut client = StrictClient::connect(running.addr());
     kept_alive_then_a_head_begun(&mut client);
     // Three idle timeouts pass while the head is incomplete: nothing is answered or closed.
-    client.expect_nothing_more(false, Duration::from_millis(600));
+    client.expect_nothing_more(false, Duration::from_millis(1500));
     client.send(b"TP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(client.answer("GET").text(), "hello");
     finish(running);
