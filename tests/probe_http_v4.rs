@@ -670,8 +670,6 @@ fn mio_never_ends_an_unread_large_body_in_a_silent_close() {
 
 #[cfg(feature = "hyper")]
 #[test]
-#[ignore = "bug: the hyper stack answers a request whose large body no route reads without \
-            `connection: close`, then closes: the pipelined request is lost (notes/qa-http4.md O2)"]
 fn hyper_never_ends_an_unread_large_body_in_a_silent_close() {
     with_hyper_demo(|addr| an_unread_large_body_never_ends_in_a_silent_close(addr, "hyper"));
 }

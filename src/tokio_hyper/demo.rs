@@ -78,6 +78,7 @@ type Answer<C> = Result<Reply<Full<Bytes>, C>, HandlerError>;
 /// connection after the answer (the request pipelined behind it is lost).
 enum Routed<C: Recycle> {
     Answered(Option<Reply<Full<Bytes>, C>>, #[allow(dead_code)] Incoming),
+    Draining(Drain<C>),
     Echo(Echo<C>),
     Waiting(Pin<Box<dyn Future<Output = Answer<C>>>>),
     /// `GET /panic`: panics when polled, where the adapter catches it (and drops the bundle).
@@ -97,6 +98,7 @@ impl<C: Recycle> Future for Routed<C> {
                 Some(reply) => Poll::Ready(Ok(reply)),
                 None => panic!("a demo route is polled after it answered"),
             },
+            Routed::Draining(drain) => drain.poll(cx).map(Ok),
             Routed::Echo(echo) => echo.poll(cx).map(Ok),
             Routed::Waiting(future) => future.as_mut().poll(cx),
             Routed::Panics(_) => panic!("GET /panic: this handler panics on purpose"),
@@ -121,7 +123,71 @@ fn route<C: Recycle>(
         (&Method::GET, "/panic") => return Routed::Panics((bundle, request.into_body())),
         (method, path) => unrouted(bundle, method, path),
     };
-    Routed::Answered(Some(answer), request.into_body())
+    answered(answer, request.into_body(), limits)
+}
+
+/// A route's answer, given once the request's body is all read. A body still coming is read
+/// and dropped first, as the mio server does: hyper keeps a connection open only if the body
+/// was read to its end, and it would close it after an answer that said nothing of it (the
+/// request pipelined behind lost without a word).
+fn answered<C: Recycle>(
+    answer: Reply<Full<Bytes>, C>,
+    body: Incoming,
+    limits: EchoLimits,
+) -> Routed<C> {
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return Routed::Answered(Some(answer), body);
+    }
+    Routed::Draining(Drain {
+        answer: Some(answer),
+        left: limits.max_body,
+        body,
+        timeout: limits.body_timeout,
+        deadline: None,
+    })
+}
+
+/// Reads and drops what is left of a request's body, then gives its route's answer. Past
+/// `max_body` bytes, the body timeout or a framing error, the answer closes the connection and
+/// says so (`connection: close`).
+struct Drain<C: Recycle> {
+    answer: Option<Reply<Full<Bytes>, C>>,
+    left: usize,
+    body: Incoming,
+    timeout: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<C: Recycle> Drain<C> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Reply<Full<Bytes>, C>> {
+        use hyper::body::Body as _;
+        loop {
+            let len = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(None) => return Poll::Ready(self.answer()),
+                Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, Bytes::len),
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(closing(self.answer())),
+                Poll::Pending => {
+                    let timeout = self.timeout;
+                    let deadline = self
+                        .deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    ready!(deadline.as_mut().poll(cx));
+                    return Poll::Ready(closing(self.answer()));
+                }
+            };
+            match self.left.checked_sub(len) {
+                Some(left) => self.left = left,
+                None => return Poll::Ready(closing(self.answer())),
+            }
+        }
+    }
+
+    fn answer(&mut self) -> Reply<Full<Bytes>, C> {
+        self.answer
+            .take()
+            .expect("a drained route is polled after it answered")
+    }
 }
 
 /// As the mio router: `501` for a method the server does not know, `204` with `allow` for an
