@@ -36,3 +36,11 @@ fn drop_payload(mut payload: Box<dyn Any + Send>) {
     }
     std::mem::forget(payload);
 }
+
+/// Drops `value` out of the way of a hot path, for a value that is never there in practice
+/// (the `None` an assignment would drop, checked for instead).
+#[cold]
+#[inline(never)]
+pub(crate) fn drop_cold<T>(value: T) {
+    drop(value);
+}

@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::outcome::Outcome;
-use crate::callback::call_caught;
+use crate::callback::{call_caught, drop_cold};
 use crate::ledger::Entry;
 use crate::pool::{ContextPool, Lease, Origin, Recycle, Slot};
 use crate::server::shared::Shared;
@@ -346,12 +346,6 @@ impl<C: Recycle, R> Admitted<C, R> {
         }
         drop(pool);
     }
-}
-
-#[cold]
-#[inline(never)]
-fn drop_cold<T>(value: T) {
-    drop(value);
 }
 
 /// The outcome (the first cause wins: a signal that already fired decided it, so a completed

@@ -32,7 +32,7 @@ use std::rc::Rc;
 
 use super::metrics::{Exhaustion, PoolMetrics};
 use super::recycle::Recycle;
-use crate::callback::call_caught;
+use crate::callback::{call_caught, drop_cold};
 use crate::ledger::Entry;
 use crate::server::shared::Shared;
 use crate::signal::AbortSignal;
@@ -328,12 +328,6 @@ impl<C: Recycle> ContextPool<C> {
             recycle_panics: self.recycle_panics.get(),
         }
     }
-}
-
-#[cold]
-#[inline(never)]
-fn drop_cold<T>(value: T) {
-    drop(value);
 }
 
 impl<C> Drop for ContextPool<C> {

@@ -168,11 +168,7 @@ impl<C: Recycle> Drain<C> {
                 Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, Bytes::len),
                 Poll::Ready(Some(Err(_))) => return Poll::Ready(closing(self.answer())),
                 Poll::Pending => {
-                    let timeout = self.timeout;
-                    let deadline = self
-                        .deadline
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    ready!(deadline.as_mut().poll(cx));
+                    ready!(body_timer(&mut self.deadline, self.timeout, cx));
                     return Poll::Ready(closing(self.answer()));
                 }
             };
@@ -320,11 +316,7 @@ impl<C: Recycle> Echo<C> {
         let collected = match Pin::new(&mut self.body).poll(cx) {
             Poll::Ready(collected) => collected,
             Poll::Pending => {
-                let timeout = self.timeout;
-                let deadline = self
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                ready!(deadline.as_mut().poll(cx));
+                ready!(body_timer(&mut self.deadline, self.timeout, cx));
                 let late = text(self.bundle(), StatusCode::REQUEST_TIMEOUT, Bytes::new());
                 return Poll::Ready(closing(late));
             }
@@ -349,6 +341,19 @@ impl<C: Recycle> Echo<C> {
 }
 
 /// The rest of the request body is unread: the connection cannot go on.
+/// A body's timer, armed the first time the body makes its reader wait (a body already here
+/// costs no timer): `Ready` once it took longer than `timeout`.
+fn body_timer(
+    deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    deadline
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
+        .as_mut()
+        .poll(cx)
+}
+
 fn closing<C: Recycle>(mut reply: Reply<Full<Bytes>, C>) -> Reply<Full<Bytes>, C> {
     reply
         .headers_mut()
