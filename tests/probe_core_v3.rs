@@ -5,6 +5,9 @@
 //! counts, the report and the outcomes at every step: one outcome per admitted request, the
 //! signal fired for every outcome but completed, nothing negative, report == counts.
 
+#[path = "util/ledger_check.rs"]
+mod ledger_check;
+use ledger_check::check_ledger;
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -58,34 +61,6 @@ impl Drop for OnDrop {
             f();
         }
     }
-}
-
-/// The ledger's figures agree with each other: every kind's outstanding count equals the
-/// report's count for it, a bundle counts the same as a ticket, a context and an activity ref
-/// when no standalone guard is out, and nothing is more than was minted.
-fn check_ledger(ledger: &Ledger) {
-    let report = ledger.report();
-    for kind in GuardKind::ALL {
-        let reported: usize = report
-            .sites()
-            .iter()
-            .filter(|s| s.kind == kind)
-            .map(|s| s.count)
-            .sum();
-        assert_eq!(
-            reported,
-            ledger.outstanding(kind),
-            "{kind:?}: report != count"
-        );
-        assert!(
-            ledger.outstanding(kind) as u64 <= ledger.minted(kind),
-            "{kind:?}: more out than minted"
-        );
-        // A wrapped-around count is astronomically large.
-        assert!(ledger.outstanding(kind) < 1 << 32, "{kind:?} underflowed");
-    }
-    assert_eq!(report.total(), ledger.total_outstanding());
-    assert_eq!(ledger.is_quiescent(), report.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

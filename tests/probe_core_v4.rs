@@ -12,6 +12,9 @@
 //! that. Most pools here hold one context, so the next request pops the very slot (and signal)
 //! the last one gave back.
 
+#[path = "util/ledger_check.rs"]
+mod ledger_check;
+use ledger_check::check_ledger;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -46,27 +49,6 @@ fn solo(heap: &Heap) -> Core {
 
 fn admit(core: &Core) -> Bundle {
     core.upgrade().unwrap().admit(|_| Ok(())).unwrap()
-}
-
-/// The ledger's figures agree with each other and with its report; nothing went negative.
-fn check_ledger(ledger: &Ledger) {
-    let report = ledger.report();
-    for kind in GuardKind::ALL {
-        let reported: usize = report
-            .sites()
-            .iter()
-            .filter(|s| s.kind == kind)
-            .map(|s| s.count)
-            .sum();
-        assert_eq!(
-            reported,
-            ledger.outstanding(kind),
-            "{kind:?}: report != count"
-        );
-        assert!(ledger.outstanding(kind) as u64 <= ledger.minted(kind));
-        assert!(ledger.outstanding(kind) < 1 << 32, "{kind:?} underflowed");
-    }
-    assert_eq!(report.total(), ledger.total_outstanding());
 }
 
 /// A counter of listener runs, and a listener that adds `by` to it.

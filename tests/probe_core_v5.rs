@@ -11,6 +11,9 @@
 //! and its report agree, row by row, with what is out and where it was minted; the wrapper
 //! handle taken out of a proof mints nothing. Public API only.
 
+#[path = "util/ledger_check.rs"]
+mod ledger_check;
+use ledger_check::check_ledger;
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
@@ -147,32 +150,6 @@ fn figures(core: &Core) -> (usize, usize, usize, u64, u64, u64) {
         refusals,
         recycle_panics,
     )
-}
-
-/// The ledger's figures agree with each other and with its report; nothing went negative.
-fn check_ledger(ledger: &Ledger) {
-    let report = ledger.report();
-    for kind in GuardKind::ALL {
-        let reported: usize = report
-            .sites()
-            .iter()
-            .filter(|s| s.kind == kind)
-            .map(|s| s.count)
-            .sum();
-        assert_eq!(
-            reported,
-            ledger.outstanding(kind),
-            "{kind:?}: report != count"
-        );
-        assert!(ledger.outstanding(kind) < 1 << 32, "{kind:?} underflowed");
-        if Ledger::tracks_sites() {
-            assert!(
-                report.sites().iter().all(|s| s.location.is_some()),
-                "an unlocated row in leak-check mode:\n{report}"
-            );
-        }
-    }
-    assert_eq!(report.total(), ledger.total_outstanding());
 }
 
 // ---------------------------------------------------------------------------------------------
