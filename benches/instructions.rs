@@ -56,6 +56,7 @@ use std::process::{self, Command};
 
 use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
 use common::floor::Floor;
+use common::hand_accounting::HandAccounting;
 use common::{guarded_request, hand_request, Core, Ctx, HandServer, REQ};
 use reqguard::engines::Heap;
 use reqguard::http::{
@@ -100,6 +101,7 @@ fn child(case: &str) {
         ("session", "unaccounted") => session(Unaccounted::new(), depth, n),
         ("mio", "guarded") => mio(|| Guarded::embedded("server", Config::default()), depth, n),
         ("mio", "unaccounted") => mio(Unaccounted::new, depth, n),
+        ("mio", "hand") => mio(HandAccounting::new, depth, n),
         ("mio", "floor") => floor(depth, n),
         ("group", "guarded") => group(depth, n),
         ("admission", "guarded") => admission(true, n),
@@ -279,8 +281,13 @@ fn parent() {
             continue;
         }
         for depth in [1usize, 16] {
-            let mut per = [0f64; 2];
-            for (i, side) in ["guarded", "unaccounted"].into_iter().enumerate() {
+            // The hand-written accounting (`common/hand_accounting.rs`) runs in the server only.
+            let sides: &[&str] = match path {
+                "mio" => &["guarded", "unaccounted", "hand"],
+                _ => &["guarded", "unaccounted"],
+            };
+            let mut per = [f64::NAN; 3];
+            for (i, &side) in sides.iter().enumerate() {
                 // Whole rounds, so the two runs differ by exactly `big - small` requests.
                 let big = n / depth * depth;
                 let small = n / 10 / depth * depth;
@@ -292,7 +299,7 @@ fn parent() {
                     per[i]
                 );
             }
-            rows.push((path, depth, per[0], per[1]));
+            rows.push((path, depth, per[0], per[1], per[2]));
         }
     }
     // The floor (benches/common/floor.rs): the least a mio server does per request.
@@ -344,7 +351,7 @@ fn parent() {
         println!();
         println!("| path | depth | guarded Ir/request | unaccounted Ir/request | guarded - unaccounted | ratio | implied throughput (CPU-bound) |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
-        for &(path, depth, g, u) in &rows {
+        for &(path, depth, g, u, _) in &rows {
             println!(
                 "| {path} | {depth} | {g:.0} | {u:.0} | {:.0} | {:.3} | {:.3} |",
                 g - u,
@@ -359,13 +366,28 @@ fn parent() {
         println!("|---|---:|---:|---:|---:|---:|---:|");
         for (depth, f) in floor_rows {
             let row = rows.iter().find(|r| r.0 == "mio" && r.1 == depth);
-            if let Some(&(_, _, g, u)) = row {
+            if let Some(&(_, _, g, u, _)) = row {
                 println!(
                     "| mio | {depth} | {f:.0} | {u:.0} | {g:.0} | {:.2} | {:.2} |",
                     u / f,
                     g / f
                 );
             }
+        }
+    }
+    let hand_rows: Vec<_> = rows.iter().filter(|r| !r.4.is_nan()).collect();
+    if !hand_rows.is_empty() {
+        println!();
+        println!("| server thread, mio | depth | unaccounted Ir/request | hand-written counters | guarded | hand - unaccounted | guarded - unaccounted | guarded / hand-written | guarded / unaccounted |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for &&(path, depth, g, u, h) in &hand_rows {
+            println!(
+                "| {path} | {depth} | {u:.0} | {h:.0} | {g:.0} | {:.0} | {:.0} | {:.3} | {:.3} |",
+                h - u,
+                g - u,
+                g / h,
+                g / u
+            );
         }
     }
     if let Some((g, h)) = admission_row {

@@ -44,7 +44,7 @@ fn bench_pool(c: &mut Criterion) {
             .unwrap()
             .with_prewarm(CAPACITY),
     );
-    let hand = HandPool::new(CAPACITY);
+    let hand: HandPool = HandPool::new(CAPACITY);
     {
         let warm: Vec<_> = (0..CAPACITY).map(|_| hand.get()).collect();
         for (ctx, pooled) in warm {

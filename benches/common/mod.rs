@@ -10,6 +10,8 @@
 pub mod client;
 #[cfg(feature = "server")]
 pub mod floor;
+#[cfg(feature = "server")]
+pub mod hand_accounting;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -75,15 +77,15 @@ pub struct HandSignal {
 
 /// A free list of boxed contexts with a capacity; spills to the heap past it (Bun's `HiveArray`
 /// fallback).
-pub struct HandPool {
+pub struct HandPool<T = Ctx> {
     // Boxed like reqguard's pool: a checkout moves a pointer, and a context never moves.
     #[allow(clippy::vec_box)]
-    free: RefCell<Vec<Box<Ctx>>>,
+    free: RefCell<Vec<Box<T>>>,
     capacity: usize,
     allocated: Cell<usize>,
 }
 
-impl HandPool {
+impl<T: Default + Recycle> HandPool<T> {
     pub fn new(capacity: usize) -> Self {
         HandPool {
             free: RefCell::new(Vec::with_capacity(capacity)),
@@ -94,7 +96,7 @@ impl HandPool {
 
     /// A context and whether it is pooled (false: spilled to the heap).
     #[inline]
-    pub fn get(&self) -> (Box<Ctx>, bool) {
+    pub fn get(&self) -> (Box<T>, bool) {
         if let Some(ctx) = self.free.borrow_mut().pop() {
             return (ctx, true);
         }
@@ -106,7 +108,7 @@ impl HandPool {
     }
 
     #[inline]
-    pub fn put(&self, mut ctx: Box<Ctx>, pooled: bool) {
+    pub fn put(&self, mut ctx: Box<T>, pooled: bool) {
         if pooled {
             ctx.recycle();
             self.free.borrow_mut().push(ctx);
@@ -116,27 +118,42 @@ impl HandPool {
 
 /// The native server of the PR: `js_value` strong until `stop()`, `pending_requests` a plain
 /// counter, contexts from a pool, and a spare list so signals are reused like reqguard's.
-pub struct HandServer {
+pub struct HandServer<T = Ctx> {
     pub js_strong: RefCell<Option<Handle<App>>>,
     pub js_weak: WeakHandle<App>,
     pub pending_requests: Cell<usize>,
     pub stopped: Cell<bool>,
     pub drained: Cell<bool>,
-    pub pool: HandPool,
+    pub pool: HandPool<T>,
     pub spare_signals: RefCell<Vec<Rc<HandSignal>>>,
     /// `false`: a new `Rc` per request, as Bun does (`AbortSignal.new()`).
     pub recycle_signals: bool,
 }
 
 /// The hand-written bundle: what `prepareJsRequestContext` hands the handler.
-pub struct HandBundle {
-    pub ctx: Box<Ctx>,
+pub struct HandBundle<T = Ctx, P = Req> {
+    pub ctx: Box<T>,
     pub pooled: bool,
     pub signal: Rc<HandSignal>,
-    pub request: Option<Req>,
+    pub request: Option<P>,
 }
 
-impl HandServer {
+impl HandServer<Ctx> {
+    /// `prepareJsRequestContext`, in the right order: the caller checked the wrapper first.
+    #[inline]
+    pub fn prepare(&self, req: Req) -> Option<HandBundle> {
+        let (mut ctx, pooled, signal) = self.take_parts()?;
+        ctx.fill(&req);
+        Some(HandBundle {
+            ctx,
+            pooled,
+            signal,
+            request: Some(req), // Request.new()
+        })
+    }
+}
+
+impl<T: Default + Recycle> HandServer<T> {
     pub fn new(heap: &Heap, capacity: usize, recycle_signals: bool) -> Self {
         let strong = heap.alloc("server");
         HandServer {
@@ -170,14 +187,27 @@ impl HandServer {
         }
     }
 
-    /// `prepareJsRequestContext`, in the right order: the caller checked the wrapper first.
+    /// `prepareJsRequestContext` with `build` filling the context and making the request.
     #[inline]
-    pub fn prepare(&self, req: Req) -> Option<HandBundle> {
+    pub fn prepare_with<P>(&self, build: impl FnOnce(&mut T) -> P) -> Option<HandBundle<T, P>> {
+        let (mut ctx, pooled, signal) = self.take_parts()?;
+        let request = build(&mut ctx);
+        Some(HandBundle {
+            ctx,
+            pooled,
+            signal,
+            request: Some(request),
+        })
+    }
+
+    /// The counts, the pooled context and the signal of `prepareJsRequestContext`.
+    #[inline(always)]
+    fn take_parts(&self) -> Option<(Box<T>, bool, Rc<HandSignal>)> {
         if self.stopped.get() {
             return None;
         }
         self.pending_requests.set(self.pending_requests.get() + 1); // onPendingRequest()
-        let (mut ctx, pooled) = self.pool.get();
+        let (ctx, pooled) = self.pool.get();
         let signal = if self.recycle_signals {
             self.spare_signals
                 .borrow_mut()
@@ -189,18 +219,12 @@ impl HandServer {
         signal
             .pending_activity
             .set(signal.pending_activity.get() + 1); // pendingActivityRef()
-        ctx.fill(&req);
-        Some(HandBundle {
-            ctx,
-            pooled,
-            signal,
-            request: Some(req), // Request.new()
-        })
+        Some((ctx, pooled, signal))
     }
 
     /// The explicit releases at the end of the request (`ctx.deinit()`, `onResponse()`, ...).
     #[inline]
-    pub fn finish(&self, bundle: HandBundle) {
+    pub fn finish<P>(&self, bundle: HandBundle<T, P>) {
         let HandBundle {
             ctx,
             pooled,
