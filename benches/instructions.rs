@@ -11,7 +11,9 @@
 //! - `mio`: the real server (`ServerBuilder::serve`) on its own thread, one loopback client
 //!   connection on the main thread. Instructions of the server thread only (callgrind
 //!   `--separate-threads=yes`): the loop, parsing, admission, and the user-space side of the
-//!   syscalls (`epoll_wait`, `read`, `write`), not the kernel's.
+//!   syscalls (`epoll_wait`, `read`, `write`), not the kernel's. A third side, `hand`, runs
+//!   the server with the PR's hand-written counters (`benches/common/hand_accounting.rs`):
+//!   what the guard costs against the code it replaces, not against no accounting.
 //!
 //! - `floor`: the `mio` case against the floor (`benches/common/floor.rs`), a raw mio server
 //!   that reads, counts the requests and writes a fixed answer of the same length: the least
