@@ -4,15 +4,23 @@
 //!
 //! Each side has its own server thread and C keep-alive connections sending D pipelined
 //! `GET /` per round: C = 1 and D = 16 (the server and its client take turns), C = 64 and
-//! D = 16 on two client threads (the server works while the clients do), and C = 1, D = 1. The run alternates the three sides, `ROUNDS` rounds each,
-//! `PAIRS` times, rotating which goes first, and sums per side the wall time and the server
-//! thread's CPU time: user time (`/proc/.../stat` utime, 10 ms ticks, what the target is about)
-//! and on-CPU time (`schedstat`, nanoseconds, user and system). Only the ratios mean something
-//! on a shared machine; the absolute figures move with its load.
+//! D = 16 on two client threads (the server works while the clients do), and C = 1, D = 1.
+//! The run alternates the three sides `PAIRS` times (`REQGUARD_FLOOR_PAIRS`, 40 by default),
+//! rotating which goes first, each side serving the same number of requests per alternation.
+//! Per side it sums the wall time and the server thread's CPU time: user time
+//! (`/proc/.../stat` utime, 10 ms ticks, what the target is about) and on-CPU time
+//! (`schedstat`, nanoseconds, user and system).
+//!
+//! On a shared machine the load moves between one alternation and the next, so besides the
+//! ratio of the sums the table gives, per side, the ratio to the floor **within each
+//! alternation** (the two ran seconds apart at most) and of those ratios the median, the
+//! quartiles and the share of alternations at or above the throughput target. Only the ratios
+//! mean something; the absolute figures move with the load.
 //!
 //! ```text
 //! cargo bench --features server --bench floor
-//! REQGUARD_FLOOR_REQUESTS=2000000 cargo bench --features server --bench floor   # per side and depth
+//! REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor   # per side and depth
+//! REQGUARD_FLOOR_PAIRS=80 REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor
 //! ```
 //!
 //! Targets (issue 10): guarded user CPU per request at most 1.5x the floor's at depth 16;
@@ -30,19 +38,29 @@ use common::floor::Floor;
 use reqguard::http::{Guarded, Unaccounted};
 use reqguard::Config;
 
-/// How many times the three sides take turns.
-const PAIRS: u64 = 10;
+/// How many times the three sides take turns, unless `REQGUARD_FLOOR_PAIRS` says.
+const PAIRS: usize = 40;
 
-/// One side: its server's address and clock, a connection and its buffers, and the sums.
+/// The throughput target against the floor (issue 10).
+const TARGET: f64 = 0.95;
+
+/// One alternation's run of one side.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu_ns: u64,
+}
+
+/// One side: its server's address and clock, a connection and its buffers, and its runs.
 struct Side {
     name: &'static str,
     clock: ThreadClock,
     streams: Vec<TcpStream>,
     /// One per client thread: one thread for one connection, two for more.
     pipelines: Vec<Pipeline>,
-    wall: Duration,
+    /// One per counted alternation, in order.
+    samples: Vec<Sample>,
     user_ns: u64,
-    cpu_ns: u64,
 }
 
 impl Side {
@@ -64,12 +82,12 @@ impl Side {
             clock,
             streams,
             pipelines: (0..threads).map(|_| Pipeline::new(depth, len)).collect(),
-            wall: Duration::ZERO,
+            samples: Vec::new(),
             user_ns: 0,
-            cpu_ns: 0,
         }
     }
 
+    /// Runs `rounds` rounds and records them as one sample.
     fn run(&mut self, rounds: u64) {
         let (user, cpu) = (self.clock.user_ns(), self.clock.cpu_ns());
         let start = Instant::now();
@@ -92,10 +110,53 @@ impl Side {
                 }
             });
         }
-        self.wall += start.elapsed();
+        let wall = start.elapsed();
         self.user_ns += self.clock.user_ns() - user;
-        self.cpu_ns += self.clock.cpu_ns() - cpu;
+        let cpu_ns = self.clock.cpu_ns() - cpu;
+        self.samples.push(Sample { wall, cpu_ns });
     }
+
+    /// Forgets the runs so far (the warm-up).
+    fn reset(&mut self) {
+        self.samples.clear();
+        self.user_ns = 0;
+    }
+
+    fn wall(&self) -> Duration {
+        self.samples.iter().map(|s| s.wall).sum()
+    }
+
+    fn cpu_ns(&self) -> u64 {
+        self.samples.iter().map(|s| s.cpu_ns).sum()
+    }
+}
+
+/// The median and quartiles of `values` (sorted here), nearest rank.
+fn quartiles(values: &mut [f64]) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    [at(0.25), at(0.5), at(0.75)]
+}
+
+/// Per alternation, `side`'s throughput and on-CPU time against the floor's in the same one.
+fn paired_ratios(side: &Side, floor: &Side) -> (Vec<f64>, Vec<f64>) {
+    let pairs = side.samples.iter().zip(&floor.samples);
+    // The same requests on both sides: throughput / floor is the floor's wall time / the side's.
+    let throughput = pairs
+        .clone()
+        .map(|(s, f)| f.wall.as_secs_f64() / s.wall.as_secs_f64())
+        .collect();
+    let cpu = pairs
+        .map(|(s, f)| s.cpu_ns as f64 / f.cpu_ns.max(1) as f64)
+        .collect();
+    (throughput, cpu)
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -103,19 +164,17 @@ fn main() {
     if env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let per_side: u64 = env::var("REQGUARD_FLOOR_REQUESTS")
-        .ok()
-        .map(|v| v.parse().expect("REQGUARD_FLOOR_REQUESTS: a number"))
-        .unwrap_or(1_000_000);
+    let per_side = env_number("REQGUARD_FLOOR_REQUESTS", 1_000_000);
+    let pairs = env_number("REQGUARD_FLOOR_PAIRS", PAIRS as u64).max(1) as usize;
     let floor = Floor::start();
     let plain = Srv::start(Unaccounted::new, bench_limits());
     let guarded = Srv::start(
         || Guarded::embedded("server", Config::default()),
         bench_limits(),
     );
-    println!("floor: server CPU per request, floor vs reference server, {PAIRS} alternations");
-    println!("| connections | depth | side | requests | user CPU ns/request | on-CPU ns/request | requests/s | user CPU / floor | on-CPU / floor | throughput / floor |");
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("floor: server CPU per request, floor vs reference server, {pairs} alternations");
+    println!("| connections | depth | side | requests | user CPU ns/request | on-CPU ns/request | requests/s | user CPU / floor | on-CPU / floor | throughput / floor | paired throughput / floor: median [quartiles] | alternations >= {TARGET} | paired on-CPU / floor: median [quartiles] |");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|");
     for (conns, depth) in [(1usize, 16usize), (64, 16), (1, 1)] {
         let mut sides = [
             Side::new("floor", floor.addr, floor.clock.clone(), conns, depth),
@@ -124,37 +183,18 @@ fn main() {
         ];
         // Fewer requests without pipelining: each costs a round trip.
         let requests = if depth == 1 { per_side / 10 } else { per_side };
-        let rounds = (requests / PAIRS / (conns * depth) as u64).max(1);
+        let rounds = (requests / pairs as u64 / (conns * depth) as u64).max(1);
         for side in &mut sides {
-            side.run(rounds / 10 + 1); // warm-up, not counted below
-            side.wall = Duration::ZERO;
-            side.user_ns = 0;
-            side.cpu_ns = 0;
+            side.run(rounds / 4 + 1); // warm-up, not counted below
+            side.reset();
         }
-        for pair in 0..PAIRS as usize {
+        for pair in 0..pairs {
             for k in 0..sides.len() {
                 sides[(pair + k) % 3].run(rounds);
             }
         }
-        let n = (rounds * PAIRS * (conns * depth) as u64) as f64;
-        let per = |s: &Side| {
-            (
-                s.user_ns as f64 / n,
-                s.cpu_ns as f64 / n,
-                n / s.wall.as_secs_f64(),
-            )
-        };
-        let (fu, fc, ft) = per(&sides[0]);
-        for side in &sides {
-            let (u, c, t) = per(side);
-            println!(
-                "| {conns} | {depth} | {} | {n:.0} | {u:.0} | {c:.0} | {t:.0} | {:.2} | {:.2} | {:.3} |",
-                side.name,
-                u / fu,
-                c / fc,
-                t / ft
-            );
-        }
+        let n = (rounds * pairs as u64 * (conns * depth) as u64) as f64;
+        report(conns, depth, n, &sides);
     }
     let answered = floor.finish();
     let g = guarded.finish();
@@ -166,4 +206,31 @@ fn main() {
         g.leaked
     );
     assert_eq!(g.leaked, 0);
+}
+
+/// One row per side: the sums' figures and ratios, then the paired ratios' spread.
+fn report(conns: usize, depth: usize, n: f64, sides: &[Side; 3]) {
+    let per = |s: &Side| {
+        (
+            s.user_ns as f64 / n,
+            s.cpu_ns() as f64 / n,
+            n / s.wall().as_secs_f64(),
+        )
+    };
+    let (fu, fc, ft) = per(&sides[0]);
+    for side in sides {
+        let (u, c, t) = per(side);
+        let (mut throughput, mut cpu) = paired_ratios(side, &sides[0]);
+        let met = throughput.iter().filter(|&&r| r >= TARGET).count();
+        let alternations = throughput.len();
+        let [t1, tm, t3] = quartiles(&mut throughput);
+        let [c1, cm, c3] = quartiles(&mut cpu);
+        println!(
+            "| {conns} | {depth} | {} | {n:.0} | {u:.0} | {c:.0} | {t:.0} | {:.2} | {:.2} | {:.3} | {tm:.3} [{t1:.3}, {t3:.3}] | {met}/{alternations} | {cm:.3} [{c1:.3}, {c3:.3}] |",
+            side.name,
+            u / fu,
+            c / fc,
+            t / ft
+        );
+    }
 }
