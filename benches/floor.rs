@@ -17,8 +17,16 @@
 //! quartiles and the share of alternations at or above the throughput target. Only the ratios
 //! mean something; the absolute figures move with the load.
 //!
+//! Where the threads run decides what one connection measures, so the run pins them (with
+//! `taskset`; `REQGUARD_FLOOR_PIN`): `split` (default) puts the servers on CPU 1 and the
+//! clients on CPU 0, so each exchange of a round costs a wake-up across CPUs; `one` puts
+//! every thread on CPU 0, so a round costs the client's and the server's CPU time one after
+//! the other; `none` leaves it to the scheduler, which moves between the two from one
+//! alternation to the next (the ratios then spread from 0.3 to 1.1).
+//!
 //! ```text
 //! cargo bench --features server --bench floor
+//! REQGUARD_FLOOR_PIN=one REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor
 //! REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor   # per side and depth
 //! REQGUARD_FLOOR_PAIRS=80 REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor
 //! ```
@@ -30,6 +38,7 @@ mod common;
 
 use std::env;
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -152,6 +161,25 @@ fn paired_ratios(side: &Side, floor: &Side) -> (Vec<f64>, Vec<f64>) {
     (throughput, cpu)
 }
 
+/// Pins the calling thread to `cpu` with `taskset` (the crate forbids `unsafe`, so no
+/// `sched_setaffinity` here); threads it spawns afterwards inherit the mask. False if the
+/// machine has fewer CPUs or `taskset` failed.
+fn pin_current_thread(cpu: usize) -> bool {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(tid) = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str().map(str::to_owned))
+    else {
+        return false;
+    };
+    cpu < cpus
+        && Command::new("taskset")
+            .args(["-pc", &cpu.to_string(), &tid])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     env::var(name)
         .ok()
@@ -166,13 +194,27 @@ fn main() {
     }
     let per_side = env_number("REQGUARD_FLOOR_REQUESTS", 1_000_000);
     let pairs = env_number("REQGUARD_FLOOR_PAIRS", PAIRS as u64).max(1) as usize;
+    let placement = env::var("REQGUARD_FLOOR_PIN").unwrap_or_else(|_| "split".into());
+    // Threads inherit the CPUs of the thread that spawns them: pin before the servers start,
+    // then (split) move this thread, which runs or spawns the clients.
+    let server_cpu = match placement.as_str() {
+        "split" => pin_current_thread(1),
+        "one" => pin_current_thread(0),
+        "none" => false,
+        other => panic!("REQGUARD_FLOOR_PIN: split, one or none, not {other:?}"),
+    };
     let floor = Floor::start();
     let plain = Srv::start(Unaccounted::new, bench_limits());
     let guarded = Srv::start(
         || Guarded::embedded("server", Config::default()),
         bench_limits(),
     );
-    println!("floor: server CPU per request, floor vs reference server, {pairs} alternations");
+    let placement = match placement.as_str() {
+        "split" if server_cpu && pin_current_thread(0) => "servers on CPU 1, clients on CPU 0",
+        "one" if server_cpu => "servers and clients on CPU 0",
+        _ => "not pinned",
+    };
+    println!("floor: server CPU per request, floor vs reference server, {pairs} alternations, {placement}");
     println!("| connections | depth | side | requests | user CPU ns/request | on-CPU ns/request | requests/s | user CPU / floor | on-CPU / floor | throughput / floor | paired throughput / floor: median [quartiles] | alternations >= {TARGET} | paired on-CPU / floor: median [quartiles] |");
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|");
     for (conns, depth) in [(1usize, 16usize), (64, 16), (1, 1)] {
