@@ -59,7 +59,10 @@ use std::process::{self, Command};
 use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
 use common::floor::Floor;
 use common::hand_accounting::HandAccounting;
-use common::{guarded_request, hand_request, Core, Ctx, HandServer, REQ};
+use common::{
+    guarded_request, guarded_request_by_ref, hand_request, hand_request_by_ref, Core, Ctx,
+    HandServer, Req, REQ,
+};
 use reqguard::engines::Heap;
 use reqguard::http::{
     demo_routes, Accounting, Guarded, Limits, LoopGroup, Router, Routes, Session, Unaccounted,
@@ -106,8 +109,10 @@ fn child(case: &str) {
         ("mio", "hand") => mio(HandAccounting::new, depth, n),
         ("mio", "floor") => floor(depth, n),
         ("group", "guarded") => group(depth, n),
-        ("admission", "guarded") => admission(true, n),
-        ("admission", "hand") => admission(false, n),
+        ("admission", "guarded") => admission(true, false, n),
+        ("admission", "hand") => admission(false, false, n),
+        ("admission", "guarded-ref") => admission(true, true, n),
+        ("admission", "hand-ref") => admission(false, true, n),
         _ => panic!("{CHILD}: unknown case {case:?}"),
     }
 }
@@ -201,37 +206,77 @@ fn floor(depth: usize, n: usize) {
     );
 }
 
-/// `n` admissions (after `WARM_UP`) on a warm core (`guarded`) or the hand-written server.
-fn admission(guarded: bool, n: usize) {
+/// `n` admissions (after `WARM_UP`) on a warm core (`guarded`) or the hand-written server,
+/// with the bench's 48-byte request object or (`by_ref`) a pointer to it.
+fn admission(guarded: bool, by_ref: bool, n: usize) {
     let heap = Heap::new();
     if guarded {
         let core: Core = ServerCore::embedded_with_context::<Ctx>(
             heap.alloc("server"),
             Config::default().with_prewarm(16),
         );
-        assert_eq!(run_guarded(&core, WARM_UP), 200 * WARM_UP as u64);
-        assert_eq!(run_guarded(&core, n), 200 * n as u64);
+        assert_eq!(run_guarded(&core, by_ref, WARM_UP), 200 * WARM_UP as u64);
+        assert_eq!(run_guarded(&core, by_ref, n), 200 * n as u64);
         core.ledger().assert_quiescent();
         assert_eq!(core.pool_metrics().in_use, 0);
     } else {
         let hand = HandServer::new(&heap, 1024, true);
-        assert_eq!(run_hand(&hand, WARM_UP), 200 * WARM_UP as u64);
-        assert_eq!(run_hand(&hand, n), 200 * n as u64);
+        assert_eq!(run_hand(&hand, by_ref, WARM_UP), 200 * WARM_UP as u64);
+        assert_eq!(run_hand(&hand, by_ref, n), 200 * n as u64);
         assert_eq!(hand.pending_requests.get(), 0);
     }
 }
 
+static REQ_STATIC: Req = REQ;
+
 #[inline(never)]
-fn run_guarded(core: &Core, n: usize) -> u64 {
+fn run_guarded(core: &Core, by_ref: bool, n: usize) -> u64 {
+    if by_ref {
+        run_guarded_by_ref(core, n)
+    } else {
+        run_guarded_by_value(core, n)
+    }
+}
+
+#[inline(never)]
+fn run_guarded_by_value(core: &Core, n: usize) -> u64 {
     (0..n)
         .map(|_| u64::from(guarded_request(black_box(core), black_box(REQ))))
         .sum()
 }
 
 #[inline(never)]
-fn run_hand(hand: &HandServer, n: usize) -> u64 {
+fn run_guarded_by_ref(core: &Core, n: usize) -> u64 {
+    (0..n)
+        .map(|_| {
+            u64::from(guarded_request_by_ref(
+                black_box(core),
+                black_box(&REQ_STATIC),
+            ))
+        })
+        .sum()
+}
+
+#[inline(never)]
+fn run_hand(hand: &HandServer, by_ref: bool, n: usize) -> u64 {
+    if by_ref {
+        run_hand_by_ref(hand, n)
+    } else {
+        run_hand_by_value(hand, n)
+    }
+}
+
+#[inline(never)]
+fn run_hand_by_value(hand: &HandServer, n: usize) -> u64 {
     (0..n)
         .map(|_| u64::from(hand_request(black_box(hand), black_box(REQ))))
+        .sum()
+}
+
+#[inline(never)]
+fn run_hand_by_ref(hand: &HandServer, n: usize) -> u64 {
+    (0..n)
+        .map(|_| u64::from(hand_request_by_ref(black_box(hand), black_box(&REQ_STATIC))))
         .sum()
 }
 
@@ -262,20 +307,26 @@ fn parent() {
     println!(
         "session N = {session_n}, mio N = {mio_n}, admission N = {admission_n}; valgrind: {valgrind}"
     );
-    let mut admission_row = None;
-    if admission_n > 0 {
+    let mut admission_rows = Vec::new();
+    for (payload, sides) in [
+        ("`Req`, 48 bytes", ["guarded", "hand"]),
+        ("`&Req`, a pointer", ["guarded-ref", "hand-ref"]),
+    ] {
+        if admission_n == 0 {
+            break;
+        }
         let (big, small) = (admission_n, admission_n / 10);
         let mut per = [0f64; 2];
-        for (i, side) in ["guarded", "hand"].into_iter().enumerate() {
+        for (i, side) in sides.into_iter().enumerate() {
             let ib = run(&valgrind, &me, &dir, "admission", side, 1, big);
             let is = run(&valgrind, &me, &dir, "admission", side, 1, small);
             per[i] = (ib as f64 - is as f64) / (big - small) as f64;
             println!(
-                "admission {side:>7}: {ib} Ir at {big}, {is} Ir at {small}: {:.1} per request",
+                "admission {side:>11}: {ib} Ir at {big}, {is} Ir at {small}: {:.1} per request",
                 per[i]
             );
         }
-        admission_row = Some((per[0], per[1]));
+        admission_rows.push((payload, per[0], per[1]));
     }
     let mut rows = Vec::new();
     for (path, n) in [("session", session_n), ("mio", mio_n)] {
@@ -392,15 +443,17 @@ fn parent() {
             );
         }
     }
-    if let Some((g, h)) = admission_row {
+    if !admission_rows.is_empty() {
         println!();
-        println!("| admission (core only) | guarded Ir/request | hand-written Ir/request | guarded - hand-written | ratio |");
+        println!("| admission (core only): upgrade + admit + hand_off + drops | guarded Ir/request | hand-written Ir/request | guarded - hand-written | ratio |");
         println!("|---|---:|---:|---:|---:|");
-        println!(
-            "| upgrade + admit + hand_off + drops | {g:.0} | {h:.0} | {:.0} | {:.3} |",
-            g - h,
-            g / h
-        );
+        for (payload, g, h) in admission_rows {
+            println!(
+                "| request object {payload} | {g:.0} | {h:.0} | {:.0} | {:.3} |",
+                g - h,
+                g / h
+            );
+        }
     }
 }
 

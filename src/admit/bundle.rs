@@ -90,7 +90,7 @@ pub(crate) struct Parts<C> {
 
 impl<C: Recycle> Parts<C> {
     /// The parts around a checked-out slot; `entry` is the bundle's ledger entry.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn mint(pool: &Rc<ContextPool<C>>, mut slot: Box<Slot<C>>, entry: Entry) -> Self {
         let signal = AbortSignal::mint_with(pool.home(), slot.kept.take());
         let state = signal.state();
