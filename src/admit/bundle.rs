@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::outcome::Outcome;
 use crate::callback::{call_caught, drop_cold};
-use crate::ledger::Entry;
+use crate::ledger::BundleEntry;
 use crate::pool::{ContextPool, Lease, Origin, Recycle, Slot};
 use crate::server::shared::Shared;
 use crate::signal::{AbortSignal, ActivityRef};
@@ -91,7 +91,11 @@ pub(crate) struct Parts<C> {
 impl<C: Recycle> Parts<C> {
     /// The parts around a checked-out slot; `entry` is the bundle's ledger entry.
     #[inline(always)]
-    pub(crate) fn mint(pool: &Rc<ContextPool<C>>, mut slot: Box<Slot<C>>, entry: Entry) -> Self {
+    pub(crate) fn mint(
+        pool: &Rc<ContextPool<C>>,
+        mut slot: Box<Slot<C>>,
+        entry: BundleEntry,
+    ) -> Self {
         let signal = AbortSignal::mint_with(pool.home(), slot.kept.take());
         let state = signal.state();
         state.add_activity();
@@ -115,12 +119,10 @@ impl<C: Recycle> Parts<C> {
         &mut self.slot.context
     }
 
-    /// `build` made the request payload: the admitted bundle, built where it is returned.
+    /// `build` made the request payload: the admitted bundle, built where it is returned (the
+    /// caller records it in the ledger, [`Ledger::bundle_built`](crate::Ledger)).
     #[inline]
     pub(crate) fn admit<R>(self, payload: R) -> Admitted<C, R> {
-        if let Some(lease) = &self.slot.lease {
-            lease.pool.home().ledger.bundle_built();
-        }
         Admitted {
             slot: Some(self.slot),
             payload: Some(payload),
@@ -245,9 +247,12 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// ```
     #[inline]
     pub fn hand_off(&mut self) -> Option<R> {
-        let payload = self.payload.take()?;
-        self.shared().ledger.bundle_hand_off(&self.lease().entry);
-        Some(payload)
+        // Returned as taken (not unwrapped and wrapped again: a copy of the payload fewer).
+        let payload = self.payload.take();
+        if payload.is_some() {
+            self.shared().ledger.bundle_hand_off(&self.lease().entry);
+        }
+        payload
     }
 
     /// The pooled context.

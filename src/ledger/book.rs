@@ -7,8 +7,8 @@
 //! 2. In leak-check mode, `sites` holds exactly one record per outstanding standalone guard,
 //!    and each such guard's [`Entry`] is the key of its own record; no key is released twice.
 //!    Bundles are counted per mint site instead (`bundle_sites`: bundles out, and those still
-//!    holding their request object), and a bundle's `Entry` is its site's index: a bundle's
-//!    mint and release are two counts, not a slab insert and remove.
+//!    holding their request object), and a bundle's [`BundleEntry`] is its site's row, shared:
+//!    a bundle's mint and release are two counts, not a slab insert and remove.
 //! 3. Minting and releasing never allocate once `sites` has grown to the high-water mark of
 //!    outstanding guards (slab slots are reused) and `bundle_sites` has a row for every
 //!    place in the program that admits (one per call site, never removed).
@@ -26,6 +26,8 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::Location;
+#[cfg(any(debug_assertions, feature = "leak-check"))]
+use std::rc::Rc;
 
 use super::kind::GuardKind;
 use super::report::{LeakReport, LeakSite};
@@ -39,6 +41,17 @@ use crate::admit::{Outcome, OutcomeCounts};
 pub(crate) struct Entry {
     #[cfg(any(debug_assertions, feature = "leak-check"))]
     key: usize,
+}
+
+/// An admitted bundle's place in the ledger, held in its lease and handed back on release.
+///
+/// In leak-check mode it is its mint site's row, shared: counting the bundle's hand-off and
+/// release touches the row directly (no borrow of the ledger's rows, no index); otherwise it
+/// is empty.
+#[derive(Debug)]
+pub(crate) struct BundleEntry {
+    #[cfg(any(debug_assertions, feature = "leak-check"))]
+    row: Rc<BundleSite>,
 }
 
 /// A mint or a release, recorded while [`Ledger::start_trace`] is on.
@@ -84,10 +97,10 @@ pub struct Ledger {
     #[cfg(any(debug_assertions, feature = "leak-check"))]
     sites: RefCell<slab::Slab<(GuardKind, &'static Location<'static>)>>,
     #[cfg(any(debug_assertions, feature = "leak-check"))]
-    bundle_sites: RefCell<Vec<BundleSite>>,
+    bundle_sites: RefCell<Vec<Rc<BundleSite>>>,
     /// The row of the last bundle minted: the next one is most often minted at the same place.
     #[cfg(any(debug_assertions, feature = "leak-check"))]
-    last_bundle_site: Cell<usize>,
+    last_bundle_site: Cell<Option<Rc<BundleSite>>>,
     trace: RefCell<Option<Vec<LedgerEvent>>>,
     tracing: Cell<bool>,
 }
@@ -107,7 +120,7 @@ impl Ledger {
             #[cfg(any(debug_assertions, feature = "leak-check"))]
             bundle_sites: RefCell::new(Vec::new()),
             #[cfg(any(debug_assertions, feature = "leak-check"))]
-            last_bundle_site: Cell::new(0),
+            last_bundle_site: Cell::new(None),
             trace: RefCell::new(None),
             tracing: Cell::new(false),
         }
@@ -160,8 +173,8 @@ impl Ledger {
     /// Mints one bundle, before `build` runs: a ticket, a context, an activity ref and the slot
     /// of its request object in one entry (the trace says the request is minted when `build`
     /// succeeds, [`bundle_built`](Ledger::bundle_built)).
-    #[inline]
-    pub(crate) fn mint_bundle(&self, site: &'static Location<'static>) -> Entry {
+    #[inline(always)]
+    pub(crate) fn mint_bundle(&self, site: &'static Location<'static>) -> BundleEntry {
         self.bundles_minted.set(self.bundles_minted.get() + 1);
         if self.tracing.get() {
             self.record_all(&[
@@ -180,7 +193,7 @@ impl Ledger {
         &self,
         ticket: &Entry,
         site: &'static Location<'static>,
-    ) -> Entry {
+    ) -> BundleEntry {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         self.sites.borrow_mut().remove(ticket.key);
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
@@ -200,27 +213,28 @@ impl Ledger {
     }
 
     #[inline]
-    fn bundle_entry(&self, site: &'static Location<'static>) -> Entry {
+    fn bundle_entry(&self, site: &'static Location<'static>) -> BundleEntry {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         {
-            // Most often minted where the last one was: that row, with one borrow.
-            let last = self.last_bundle_site.get();
-            if let Some(row) = self.bundle_sites.borrow().get(last) {
-                if std::ptr::eq(row.location, site) {
-                    row.count_minted();
-                    return Entry { key: last };
-                }
+            // Most often minted where the last one was: that row, without a search.
+            let row = match self.last_bundle_site.take() {
+                Some(row) if std::ptr::eq(row.location, site) => row,
+                other => self.find_bundle_site(other, site),
+            };
+            row.count_minted();
+            let entry = BundleEntry {
+                row: Rc::clone(&row),
+            };
+            // Taken above: nothing is left to drop (no user code runs in between).
+            if let Some(stale) = self.last_bundle_site.replace(Some(row)) {
+                crate::callback::drop_cold(stale);
             }
-            let key = self.find_bundle_site(site);
-            if let Some(row) = self.bundle_sites.borrow().get(key) {
-                row.count_minted();
-            }
-            Entry { key }
+            entry
         }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         {
             let _ = site;
-            Entry {}
+            BundleEntry {}
         }
     }
 
@@ -237,7 +251,7 @@ impl Ledger {
     /// A bundle refused while it was built (`build` failed or panicked): its ticket, context
     /// and activity ref are released, without an outcome (it was never admitted).
     #[cold]
-    pub(crate) fn release_refused_bundle(&self, entry: &Entry) {
+    pub(crate) fn release_refused_bundle(&self, entry: &BundleEntry) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         self.unsite_bundle(entry, true);
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
@@ -250,13 +264,11 @@ impl Ledger {
 
     /// The bundle's request object was handed off to the engine.
     #[inline]
-    pub(crate) fn bundle_hand_off(&self, entry: &Entry) {
+    pub(crate) fn bundle_hand_off(&self, entry: &BundleEntry) {
         self.bundle_requests_gone
             .set(self.bundle_requests_gone.get() + 1);
         #[cfg(any(debug_assertions, feature = "leak-check"))]
-        if let Some(row) = self.bundle_sites.borrow().get(entry.key) {
-            row.with_request.set(row.with_request.get() - 1);
-        }
+        entry.row.with_request.set(entry.row.with_request.get() - 1);
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
         if self.tracing.get() {
@@ -266,7 +278,7 @@ impl Ledger {
 
     /// Releases a bundle (its request object first, if still held) with its outcome.
     #[inline(always)]
-    pub(crate) fn release_bundle(&self, entry: &Entry, had_request: bool, outcome: Outcome) {
+    pub(crate) fn release_bundle(&self, entry: &BundleEntry, had_request: bool, outcome: Outcome) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
         self.unsite_bundle(entry, had_request);
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
@@ -285,32 +297,33 @@ impl Ledger {
     #[cfg(any(debug_assertions, feature = "leak-check"))]
     #[cold]
     #[inline(never)]
-    fn find_bundle_site(&self, site: &'static Location<'static>) -> usize {
+    fn find_bundle_site(
+        &self,
+        last: Option<Rc<BundleSite>>,
+        site: &'static Location<'static>,
+    ) -> Rc<BundleSite> {
+        drop(last);
         let mut rows = self.bundle_sites.borrow_mut();
-        let key = match rows.iter().position(|row| *row.location == *site) {
-            Some(key) => key,
-            None => {
-                rows.push(BundleSite {
-                    location: site,
-                    out: Cell::new(0),
-                    with_request: Cell::new(0),
-                });
-                rows.len() - 1
-            }
-        };
-        self.last_bundle_site.set(key);
-        key
+        if let Some(row) = rows.iter().find(|row| *row.location == *site) {
+            return Rc::clone(row);
+        }
+        let row = Rc::new(BundleSite {
+            location: site,
+            out: Cell::new(0),
+            with_request: Cell::new(0),
+        });
+        rows.push(Rc::clone(&row));
+        row
     }
 
     /// A bundle of `entry`'s site is released (with its request object, if `with_request`).
     #[cfg(any(debug_assertions, feature = "leak-check"))]
     #[inline(always)]
-    fn unsite_bundle(&self, entry: &Entry, with_request: bool) {
-        if let Some(row) = self.bundle_sites.borrow().get(entry.key) {
-            row.out.set(row.out.get() - 1);
-            if with_request {
-                row.with_request.set(row.with_request.get() - 1);
-            }
+    fn unsite_bundle(&self, entry: &BundleEntry, with_request: bool) {
+        let row = &entry.row;
+        row.out.set(row.out.get() - 1);
+        if with_request {
+            row.with_request.set(row.with_request.get() - 1);
         }
     }
 
@@ -501,6 +514,7 @@ impl Ledger {
 
 /// Bundles minted at one place in the program (invariant 2).
 #[cfg(any(debug_assertions, feature = "leak-check"))]
+#[derive(Debug)]
 struct BundleSite {
     location: &'static Location<'static>,
     /// Bundles minted here and not released yet.

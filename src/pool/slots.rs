@@ -33,7 +33,7 @@ use std::rc::Rc;
 use super::metrics::{Exhaustion, PoolMetrics};
 use super::recycle::Recycle;
 use crate::callback::{call_caught, drop_cold};
-use crate::ledger::Entry;
+use crate::ledger::BundleEntry;
 use crate::server::shared::Shared;
 use crate::signal::AbortSignal;
 
@@ -69,7 +69,7 @@ pub(crate) struct Lease<C> {
     /// The server's pool, and through it the server (ledger, drain, spare signals). Held
     /// only while the slot is out: a free slot would make a cycle with its pool.
     pub(crate) pool: Rc<ContextPool<C>>,
-    pub(crate) entry: Entry,
+    pub(crate) entry: BundleEntry,
 }
 
 impl<C: Recycle> Slot<C> {

@@ -20,7 +20,7 @@
 //!    and on every ticket release), and at no other moment.
 
 use crate::admit::Outcome;
-use crate::ledger::{Entry, GuardKind, Ledger};
+use crate::ledger::{BundleEntry, Entry, GuardKind, Ledger};
 use crate::signal::SignalRegistry;
 use crate::ticket::DrainState;
 
@@ -58,7 +58,7 @@ impl Shared {
     /// Releases a bundle with its outcome; the last request out after stop completes the
     /// drain.
     #[inline]
-    pub(crate) fn release_bundle(&self, entry: &Entry, had_request: bool, outcome: Outcome) {
+    pub(crate) fn release_bundle(&self, entry: &BundleEntry, had_request: bool, outcome: Outcome) {
         self.ledger.release_bundle(entry, had_request, outcome);
         if self.drain.is_stopped() {
             self.complete_if_idle();
@@ -68,7 +68,7 @@ impl Shared {
     /// Releases a bundle refused while it was built; the last request out after stop completes
     /// the drain.
     #[cold]
-    pub(crate) fn release_refused_bundle(&self, entry: &Entry) {
+    pub(crate) fn release_refused_bundle(&self, entry: &BundleEntry) {
         self.ledger.release_refused_bundle(entry);
         if self.drain.is_stopped() {
             self.complete_if_idle();

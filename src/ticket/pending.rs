@@ -4,7 +4,7 @@ use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
 
-use crate::ledger::{Entry, GuardKind};
+use crate::ledger::{BundleEntry, Entry, GuardKind};
 use crate::server::shared::Shared;
 
 /// One admitted request: `pending_requests += 1` that cannot be forgotten.
@@ -65,7 +65,7 @@ impl PendingTicket {
 
     /// The ticket joins a bundle minted now at `site`: returns the bundle's ledger entry. The
     /// pending-request count does not change.
-    pub(crate) fn into_bundle(mut self, site: &'static Location<'static>) -> Entry {
+    pub(crate) fn into_bundle(mut self, site: &'static Location<'static>) -> BundleEntry {
         let shared = self.shared.take().expect("a ticket joins one bundle");
         shared.ledger.mint_bundle_from_ticket(&self.entry, site)
     }

@@ -8,7 +8,7 @@ use scopeguard::ScopeGuard;
 
 use super::engine::Engine;
 use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
-use crate::ledger::Entry;
+use crate::ledger::BundleEntry;
 use crate::pool::{Recycle, RequestContext, Slot};
 use crate::server::ServerCore;
 use crate::signal::AbortSignal;
@@ -282,12 +282,14 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     fn build<R>(
         &self,
         taken: Box<Slot<C>>,
-        entry: Entry,
+        entry: BundleEntry,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
         let parts = Parts::mint(self.core.pool(), taken, entry);
         let mut parts = scopeguard::guard(parts, Parts::refuse);
         let payload = build(parts.context_mut())?;
+        // Through the core, not the bundle's lease: no pointer chase on the hot path.
+        self.core.shared().ledger.bundle_built();
         Ok(ScopeGuard::into_inner(parts).admit(payload))
     }
 }
