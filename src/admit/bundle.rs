@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::outcome::Outcome;
-use crate::callback::{call_caught, drop_cold};
+use crate::callback::{call_caught, forget_none};
 use crate::ledger::BundleEntry;
 use crate::pool::{ContextPool, Lease, Origin, Recycle, Slot};
 use crate::server::shared::Shared;
@@ -105,11 +105,8 @@ impl<C: Recycle> Parts<C> {
             pool: Rc::clone(pool),
             entry,
         };
-        // A checked-out slot has no lease (the release takes it): the old one's drop stays
-        // out of the way, on a path never taken.
-        if let Some(stale) = slot.lease.replace(lease) {
-            drop_cold(stale);
-        }
+        // A checked-out slot has no lease (the release takes it).
+        forget_none(slot.lease.replace(lease));
         Parts { slot }
     }
 

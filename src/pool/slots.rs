@@ -32,7 +32,7 @@ use std::rc::Rc;
 
 use super::metrics::{Exhaustion, PoolMetrics};
 use super::recycle::Recycle;
-use crate::callback::{call_caught, drop_cold};
+use crate::callback::{call_caught, drop_cold, forget_none};
 use crate::ledger::BundleEntry;
 use crate::server::shared::Shared;
 use crate::signal::AbortSignal;
@@ -144,13 +144,9 @@ impl<C: Recycle> ContextPool<C> {
     #[inline(always)]
     fn push_free(&self, mut slot: Box<Slot<C>>) {
         // A slot out of the free list has no `next`, and the list's top is taken before it is
-        // set: the old values are `None`, dropped out of the way.
-        if let Some(stale) = std::mem::replace(&mut slot.next, self.free.take()) {
-            drop_cold(stale);
-        }
-        if let Some(stale) = self.free.replace(Some(slot)) {
-            drop_cold(stale);
-        }
+        // set: the old values are `None`.
+        forget_none(std::mem::replace(&mut slot.next, self.free.take()));
+        forget_none(self.free.replace(Some(slot)));
         self.free_len.set(self.free_len.get() + 1);
     }
 
@@ -158,9 +154,7 @@ impl<C: Recycle> ContextPool<C> {
     #[inline(always)]
     fn pop_free(&self) -> Option<Box<Slot<C>>> {
         let mut slot = self.free.take()?;
-        if let Some(stale) = self.free.replace(slot.next.take()) {
-            drop_cold(stale);
-        }
+        forget_none(self.free.replace(slot.next.take())); // taken just above
         self.free_len.set(self.free_len.get() - 1);
         Some(slot)
     }
@@ -255,10 +249,8 @@ impl<C: Recycle> ContextPool<C> {
             self.spare(kept);
             return;
         }
-        // A checked-out slot keeps no signal (the checkout took it): no drop of an old one here.
-        if let Some(stale) = std::mem::replace(&mut slot.kept, kept) {
-            drop_cold(stale);
-        }
+        // A checked-out slot keeps no signal (the checkout took it).
+        forget_none(std::mem::replace(&mut slot.kept, kept));
         self.push_free(slot);
     }
 
