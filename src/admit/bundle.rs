@@ -172,7 +172,7 @@ impl<C: Recycle, R> Admitted<C, R> {
 
     /// The request finished normally (its answer is written): outcome
     /// [`Completed`](Outcome::Completed); its abort signal never fires.
-    #[inline(always)]
+    #[inline]
     pub fn complete(mut self) {
         self.release(Outcome::Completed);
     }
