@@ -635,6 +635,39 @@ mod tests {
         assert!(head(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").unwrap().is_some());
     }
 
+    /// A `Host` value is accepted or refused by what it is, whatever whitespace comes before
+    /// it: the scan reads a plain one before skipping any, and one that begins otherwise (more
+    /// whitespace, an IP literal) is checked whole as an authority.
+    #[test]
+    fn a_host_is_judged_by_its_value_whatever_whitespace_comes_before_it() {
+        let values = [
+            ("x", true),
+            ("x:80", true),
+            ("[::1]:80", true),
+            ("", true),
+            ("a b", false),
+            ("x:y", false),
+            ("x@y", false),
+        ];
+        for before in ["", " ", "  ", "\t", " \t ", "\t\t"] {
+            for (value, valid) in values {
+                let input = format!("GET / HTTP/1.1\r\nHost:{before}{value}\r\n\r\n");
+                let what = format!("{input:?}");
+                match head(input.as_bytes()) {
+                    Ok(Some(h)) if valid => {
+                        assert_eq!(
+                            &input.as_bytes()[h.host.unwrap().range()],
+                            value.as_bytes(),
+                            "{what}"
+                        )
+                    }
+                    Err(Reject::BadRequest) if !valid => {}
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+        }
+    }
+
     /// The fields are read as the scan finds them, or after httparse for a head the scan
     /// declines (here: the request line ended by a bare LF): the same head either way.
     #[test]

@@ -276,22 +276,32 @@ fn lower_or_digit(word: u64) -> u64 {
 /// gives it (an empty value is the empty range at its CR).
 #[inline(always)]
 fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
-    let (end, mut start, is_host) = name_end(buf, at)?;
-    while matches!(*buf.get(start)?, b' ' | b'\t') {
-        start += 1;
-    }
+    let (end, start, is_host) = name_end(buf, at)?;
     // A `Host` value is read as reg-name bytes first (a subset of the value's): one pass both
     // scans it and, when it ends right at its CR, finds it a valid authority with nothing to
-    // trim.
-    let (cr, name) = if is_host {
+    // trim. Before any leading whitespace is skipped: the usual single space is behind `start`
+    // already, and SP and HTAB are not reg-name bytes, so a run that goes anywhere had none.
+    let (start, cr, name) = if is_host {
         let reg_end = run(buf, start, lower_or_digit, &REG_NAME)?;
         if buf[reg_end] == b'\r' {
             let value = HeaderSpan::new(at..end, start..reg_end);
             return Some((value, line_end(buf, reg_end)?, Name::PlainHost));
         }
-        (run(buf, reg_end, text, &VALUE)?, Name::Host)
+        // Stopped at its first byte: maybe whitespace, skipped; the value is then checked
+        // whole as an authority (`Name::Host`), as one with a port or an IP literal is.
+        let start = if reg_end == start {
+            skip_whitespace(buf, start)?
+        } else {
+            start
+        };
+        (
+            start,
+            run(buf, reg_end.max(start), text, &VALUE)?,
+            Name::Host,
+        )
     } else {
-        (run(buf, start, text, &VALUE)?, Name::Unknown)
+        let start = skip_whitespace(buf, start)?;
+        (start, run(buf, start, text, &VALUE)?, Name::Unknown)
     };
     let next = line_end(buf, cr)?;
     let mut value_end = cr;
@@ -300,6 +310,15 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
     }
     let field = HeaderSpan::new(at..end, start..value_end);
     Some((field, next, name))
+}
+
+/// Where the SP and HTAB from `at` end.
+#[inline(always)]
+fn skip_whitespace(buf: &[u8], mut at: usize) -> Option<usize> {
+    while matches!(*buf.get(at)?, b' ' | b'\t') {
+        at += 1;
+    }
+    Some(at)
 }
 
 /// Where the next line starts when the byte at `cr` ends this one with CRLF.
