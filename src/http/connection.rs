@@ -622,7 +622,7 @@ impl<'r, H> Connection<'r, H> {
         self.request_started = None;
         // Health probes (loops of a group) answer from the loop's own state, before admission:
         // liveness must hold through the drain, when admission refuses everything.
-        if let Some((status, text)) = d.health_probe(&self.input[self.start..], head) {
+        if let Some((status, text)) = d.health_probe(&self.input, self.start, head) {
             self.start += at.total;
             let close = !head.keep_alive || d.closes_connections();
             let (wire, date) = (head.wire(close), d.date.line());

@@ -159,13 +159,18 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
     }
 
     /// The answer to a health probe (`GET` or `HEAD`), or `None` when the request whose head is
-    /// in `input` is not one (or probes are off).
+    /// at `input[start..]` is not one (or probes are off: then `input` is not even sliced).
     #[inline]
-    pub(crate) fn health_probe(&self, input: &[u8], head: &Head) -> Option<(u16, &'static [u8])> {
+    pub(crate) fn health_probe(
+        &self,
+        input: &[u8],
+        start: usize,
+        head: &Head,
+    ) -> Option<(u16, &'static [u8])> {
         if !self.in_group {
             return None;
         }
-        self.probe_answer(input, head)
+        self.probe_answer(&input[start..], head)
     }
 
     fn probe_answer(&self, input: &[u8], head: &Head) -> Option<(u16, &'static [u8])> {
