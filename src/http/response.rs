@@ -34,7 +34,8 @@ pub(crate) fn reason(status: u16) -> &'static str {
 #[derive(Debug)]
 pub struct Response<'a> {
     status: u16,
-    content_type: &'static str,
+    /// `None` for `text/plain`: the common answer is known as such without comparing names.
+    content_type: Option<&'static str>,
     body: &'a mut Vec<u8>,
     allow: Option<&'a str>,
     close: bool,
@@ -46,7 +47,7 @@ impl<'a> Response<'a> {
         body.clear();
         Response {
             status: 200,
-            content_type: "text/plain",
+            content_type: None,
             body,
             allow: None,
             close: false,
@@ -67,7 +68,7 @@ impl<'a> Response<'a> {
 
     /// Sets the `content-type` (`text/plain` unless set).
     pub fn set_content_type(&mut self, content_type: &'static str) {
-        self.content_type = content_type;
+        self.content_type = (content_type != TEXT_PLAIN).then_some(content_type);
     }
 
     /// Appends to the body.
@@ -94,7 +95,7 @@ impl<'a> Response<'a> {
     /// Replaces whatever was written with a `status` answer (the panic path).
     pub(crate) fn fail(&mut self, status: u16) {
         self.status = status;
-        self.content_type = "text/plain";
+        self.content_type = None;
         self.body.clear();
         self.body.extend_from_slice(reason(status).as_bytes());
     }
@@ -141,11 +142,15 @@ impl<'a> Response<'a> {
 
 pub(crate) use super::date::DateLine;
 
+/// The content type of an answer unless its handler sets another.
+const TEXT_PLAIN: &str = "text/plain";
+
 /// One answer as the writer sees it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Answer<'a> {
     pub(crate) status: u16,
-    pub(crate) content_type: &'a str,
+    /// `None` for `text/plain`.
+    pub(crate) content_type: Option<&'a str>,
     pub(crate) body: &'a [u8],
     /// The `allow` field of a `405`.
     pub(crate) allow: Option<&'a str>,
@@ -156,7 +161,7 @@ impl Answer<'static> {
     pub(crate) fn plain(status: u16) -> Self {
         Answer {
             status,
-            content_type: "text/plain",
+            content_type: None,
             body: reason(status).as_bytes(),
             allow: None,
         }
@@ -192,7 +197,7 @@ impl Wire {
 #[inline(always)]
 pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, answer: Answer<'_>) {
     let common = answer.status == 200 && !wire.http10 && answer.allow.is_none();
-    if common && answer.content_type == "text/plain" {
+    if common && answer.content_type.is_none() {
         out.extend_from_slice(date.ok_plain());
         return write_length_and_body(out, wire, answer.body);
     }
@@ -212,12 +217,12 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
     // (RFC 9110 §8.6, §15.3.5; RFC 9112 §6.3); 304 may omit it.
     let has_content = !matches!(answer.status, 100..=199 | 204 | 304);
     if has_content {
-        if answer.content_type == "text/plain" {
-            out.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
-        } else {
+        if let Some(content_type) = answer.content_type {
             out.extend_from_slice(b"content-type: ");
-            out.extend_from_slice(answer.content_type.as_bytes());
+            out.extend_from_slice(content_type.as_bytes());
             out.extend_from_slice(b"\r\ncontent-length: ");
+        } else {
+            out.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
         }
         write_length_and_body(out, wire, answer.body);
     } else {
@@ -366,6 +371,40 @@ mod tests {
         head: false,
     };
 
+    /// The content type a handler sets is the one written, `text/plain` set by name included
+    /// (kept as the default, so its answer takes the common way and reads the same).
+    #[test]
+    fn a_handler_s_content_type_is_written_as_set() {
+        let mut scratch = Vec::new();
+        let mut default = Response::new(&mut scratch);
+        default.write(b"hi");
+        let expected = written(KEEP, default.answer());
+        assert!(expected.contains("\r\ncontent-type: text/plain\r\n"));
+        for (set, shown) in [
+            ("text/plain", "text/plain"),
+            ("text/html", "text/html"),
+            ("text/plain; charset=utf-8", "text/plain; charset=utf-8"),
+            ("application/octet-stream", "application/octet-stream"),
+        ] {
+            for status in [200, 404] {
+                let mut scratch = Vec::new();
+                let mut response = Response::new(&mut scratch);
+                response.set_status(status);
+                response.set_content_type(set);
+                response.write(b"hi");
+                let text = written(KEEP, response.answer());
+                assert!(
+                    text.contains(&format!("\r\ncontent-type: {shown}\r\n")),
+                    "{text}"
+                );
+                assert_eq!(text.matches("content-type").count(), 1, "{text}");
+                if status == 200 && set == "text/plain" {
+                    assert_eq!(text, expected);
+                }
+            }
+        }
+    }
+
     #[test]
     fn writes_the_head_and_body() {
         let answer = Answer::plain(404);
@@ -393,7 +432,7 @@ mod tests {
     fn the_length_is_written_in_decimal_whatever_its_digits() {
         for len in [0, 1, 9, 10, 42, 99, 100, 1_000, 65_536] {
             let body = vec![b'x'; len];
-            for (status, content_type) in [(200, "text/plain"), (404, "text/html")] {
+            for (status, content_type) in [(200, None), (404, Some("text/html"))] {
                 let answer = Answer {
                     body: &body,
                     content_type,
