@@ -250,20 +250,21 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
 
 /// Calls the handler; a panic is caught and turned into a `500` (returns `Err`).
 ///
-/// The scopeguard is armed for unwinding only: it is what writes the `500` into the response
-/// while the panic passes through, before `catch_unwind` stops it. The request's guards are
-/// owned by the caller, so they are released on this path too.
+/// The `500` replaces whatever the handler wrote once `catch_unwind` has stopped the panic
+/// (no guard on the happy path: one that runs on unwinding only still asks, when dropped,
+/// whether the thread is panicking). The request's guards are owned by the caller, so they are
+/// released on this path too.
 #[inline]
 pub(crate) fn call_handler(
     handler: &dyn Handler,
     request: &Request<'_>,
     response: &mut Response<'_>,
 ) -> Result<Reply, ()> {
-    let reply = panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut response = scopeguard::guard_on_unwind(&mut *response, |r| r.fail(500));
-        handler.handle(request, &mut response)
-    }))
-    .map_err(drop)?;
+    let reply = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request, response)))
+        .map_err(|payload| {
+            drop(payload);
+            response.fail(500);
+        })?;
     response.settle();
     Ok(reply)
 }
@@ -274,11 +275,67 @@ pub(crate) fn call_resume(
     token: u64,
     response: &mut Response<'_>,
 ) -> Result<(), ()> {
-    panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut response = scopeguard::guard_on_unwind(&mut *response, |r| r.fail(500));
-        handler.resume(token, &mut response)
-    }))
-    .map_err(drop)?;
+    panic::catch_unwind(AssertUnwindSafe(|| handler.resume(token, response))).map_err(
+        |payload| {
+            drop(payload);
+            response.fail(500);
+        },
+    )?;
     response.settle();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::parse_head;
+    use crate::http::response::Answer;
+    use crate::http::Limits;
+
+    /// Writes an answer of its own, then panics.
+    struct WritesThenPanics;
+
+    impl Handler for WritesThenPanics {
+        fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
+            response.set_status(201);
+            response.set_content_type("application/json");
+            response.write(b"{\"partial\":");
+            panic!("a handler panics on purpose");
+        }
+
+        fn resume(&self, _: u64, response: &mut Response<'_>) {
+            response.set_status(202);
+            response.set_content_type("application/json");
+            response.write(b"{\"partial\":");
+            panic!("a resume panics on purpose");
+        }
+    }
+
+    /// A handler's panic leaves the plain `500` and nothing of what it wrote, from `handle` and
+    /// from `resume` alike.
+    #[test]
+    fn a_panicking_handler_leaves_a_500_and_nothing_it_wrote() {
+        let input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut headers = Vec::new();
+        let head = parse_head(input, &Limits::default(), &mut headers)
+            .unwrap()
+            .unwrap();
+        let request = Request::new(input, &head, &headers, b"", None, None);
+        let expected = Answer::plain(500);
+        let mut scratch = Vec::new();
+        let mut response = Response::new(&mut scratch);
+        assert!(call_handler(&WritesThenPanics, &request, &mut response).is_err());
+        let answer = response.answer();
+        assert_eq!(
+            (answer.status, answer.content_type, answer.body),
+            (500, None, expected.body)
+        );
+        let mut response = Response::new(&mut scratch);
+        assert!(call_resume(&WritesThenPanics, 7, &mut response).is_err());
+        let answer = response.answer();
+        assert_eq!(
+            (answer.status, answer.content_type, answer.body),
+            (500, None, expected.body)
+        );
+    }
 }
