@@ -174,6 +174,31 @@ fn method_end(buf: &[u8]) -> Option<usize> {
 /// borrow or carry from a lower byte only ever adds flags.
 #[inline(always)]
 fn run(buf: &[u8], from: usize, fast: fn(u64) -> u64, allowed: &[bool; 256]) -> Option<usize> {
+    run_until(buf, from, fast, allowed, None)
+}
+
+/// [`run`] for a run that usually ends at its line's CR (a `Host` value): the byte the word
+/// test flags is compared with CR before the table is looked at. `allowed` must not hold CR.
+#[inline(always)]
+fn run_to_cr(
+    buf: &[u8],
+    from: usize,
+    fast: fn(u64) -> u64,
+    allowed: &[bool; 256],
+) -> Option<usize> {
+    debug_assert!(!allowed[usize::from(b'\r')]);
+    run_until(buf, from, fast, allowed, Some(b'\r'))
+}
+
+/// [`run`], ending also at `end` (a byte `allowed` does not hold), which is tested first.
+#[inline(always)]
+fn run_until(
+    buf: &[u8],
+    from: usize,
+    fast: fn(u64) -> u64,
+    allowed: &[bool; 256],
+    end: Option<u8>,
+) -> Option<usize> {
     let mut at = from;
     loop {
         while let Some(word) = word_at(buf, at) {
@@ -184,7 +209,8 @@ fn run(buf: &[u8], from: usize, fast: fn(u64) -> u64, allowed: &[bool; 256]) -> 
             }
             at += 8;
         }
-        if !allowed[usize::from(*buf.get(at)?)] {
+        let byte = *buf.get(at)?;
+        if end == Some(byte) || !allowed[usize::from(byte)] {
             return Some(at);
         }
         at += 1;
@@ -282,7 +308,7 @@ fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
     // trim. Before any leading whitespace is skipped: the usual single space is behind `start`
     // already, and SP and HTAB are not reg-name bytes, so a run that goes anywhere had none.
     let (start, cr, name) = if is_host {
-        let reg_end = run(buf, start, lower_or_digit, &REG_NAME)?;
+        let reg_end = run_to_cr(buf, start, lower_or_digit, &REG_NAME)?;
         if buf[reg_end] == b'\r' {
             let value = HeaderSpan::new(at..end, start..reg_end);
             return Some((value, line_end(buf, reg_end)?, Name::PlainHost));
