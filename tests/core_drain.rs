@@ -338,3 +338,39 @@ fn drain_outlives_the_server_core_handle() {
     assert!(drain.is_complete());
     assert!(drain.ledger().is_quiescent());
 }
+
+/// The stop and the ledger's trace share one flag on the bundles' hot paths: a trace started
+/// and taken after the stop must not hide it (the last request out still completes the drain,
+/// and a new request is still refused), and a trace over the drain records the release.
+#[test]
+fn a_trace_taken_after_stop_does_not_hide_the_stop() {
+    let heap = Heap::new();
+    let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    let live = core.upgrade().unwrap();
+    let first = live.admit(|_| Ok(())).unwrap();
+    let second = live.admit(|_| Ok(())).unwrap();
+    drop(live);
+    let drain = core.stop();
+    core.ledger().start_trace();
+    core.ledger().take_trace();
+    first.complete();
+    assert!(!drain.is_complete(), "one request is still out");
+    let refused = core.upgrade().map(|live| live.admit(|_| Ok(())).map(drop));
+    assert_eq!(
+        refused.map(|r| r.unwrap_err().reason()),
+        Some(reqguard::RefusalReason::Stopped)
+    );
+    core.ledger().start_trace();
+    second.complete();
+    assert!(
+        drain.is_complete(),
+        "the last request out completes the drain"
+    );
+    let trace = core.ledger().take_trace();
+    assert_eq!(
+        trace.len(),
+        4,
+        "the release of the request object, activity, context and ticket: {trace:?}"
+    );
+    core.ledger().assert_quiescent();
+}

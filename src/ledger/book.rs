@@ -22,6 +22,10 @@
 //!    goes once (handed off, or released with its bundle), so those still held are
 //!    `bundles_minted - bundles_refused - bundle_requests_gone`. Minting a bundle is one count;
 //!    releasing it one (two if it still held its request).
+//! 6. `plain` is true exactly while the ledger is not tracing and the server has not stopped
+//!    (`note_stopped`, called by the stop before anything else). The bundles' hot paths
+//!    (admission, release) check it alone; when it is false they take the path that checks the
+//!    stop (refusal, drain completion) and records the trace.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -103,6 +107,11 @@ pub struct Ledger {
     last_bundle_site: Cell<Option<Rc<BundleSite>>>,
     trace: RefCell<Option<Vec<LedgerEvent>>>,
     tracing: Cell<bool>,
+    /// The server was stopped (`note_stopped`).
+    stopped: Cell<bool>,
+    /// Neither tracing nor stopped: the bundles' hot paths check this one flag, and take a
+    /// slower path for either case (invariant 6).
+    plain: Cell<bool>,
 }
 
 impl Ledger {
@@ -123,6 +132,8 @@ impl Ledger {
             last_bundle_site: Cell::new(None),
             trace: RefCell::new(None),
             tracing: Cell::new(false),
+            stopped: Cell::new(false),
+            plain: Cell::new(true),
         }
     }
 
@@ -168,6 +179,31 @@ impl Ledger {
         let left = cell.get() - 1;
         cell.set(left);
         left
+    }
+
+    /// Neither tracing nor stopped (invariant 6).
+    #[inline(always)]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain.get()
+    }
+
+    /// The server stopped: from now on the bundles' hot paths take the path that checks.
+    pub(crate) fn note_stopped(&self) {
+        self.stopped.set(true);
+        self.plain.set(false);
+    }
+
+    fn set_tracing(&self, on: bool) {
+        self.tracing.set(on);
+        self.plain.set(!on && !self.stopped.get());
+    }
+
+    /// [`mint_bundle`](Ledger::mint_bundle) while [plain](Ledger::is_plain): nothing to trace.
+    #[inline(always)]
+    pub(crate) fn mint_bundle_plain(&self, site: &'static Location<'static>) -> BundleEntry {
+        debug_assert!(self.is_plain());
+        self.bundles_minted.set(self.bundles_minted.get() + 1);
+        self.bundle_entry(site)
     }
 
     /// Mints one bundle, before `build` runs: a ticket, a context, an activity ref and the slot
@@ -276,7 +312,9 @@ impl Ledger {
         }
     }
 
-    /// Releases a bundle (its request object first, if still held) with its outcome.
+    /// Releases a bundle (its request object first, if still held) with its outcome. The
+    /// trace is the caller's: [`trace_released_bundle`](Ledger::trace_released_bundle) unless
+    /// the ledger [is plain](Ledger::is_plain).
     #[inline(always)]
     pub(crate) fn release_bundle(&self, entry: &BundleEntry, had_request: bool, outcome: Outcome) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
@@ -288,6 +326,10 @@ impl Ledger {
             self.bundle_requests_gone
                 .set(self.bundle_requests_gone.get() + 1);
         }
+    }
+
+    /// Traces a bundle's release, if tracing.
+    pub(crate) fn trace_released_bundle(&self, had_request: bool) {
         if self.tracing.get() {
             self.trace_bundle_release(had_request);
         }
@@ -502,12 +544,12 @@ impl Ledger {
     /// Recording allocates; leave it off outside tests.
     pub fn start_trace(&self) {
         *self.trace.borrow_mut() = Some(Vec::new());
-        self.tracing.set(true);
+        self.set_tracing(true);
     }
 
     /// Stops recording and returns what was recorded since [`start_trace`](Ledger::start_trace).
     pub fn take_trace(&self) -> Vec<LedgerEvent> {
-        self.tracing.set(false);
+        self.set_tracing(false);
         self.trace.borrow_mut().take().unwrap_or_default()
     }
 }
@@ -564,5 +606,32 @@ impl fmt::Debug for Ledger {
             d.field(kind.noun(2), &self.outstanding(kind));
         }
         d.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ledger;
+
+    /// Invariant 6 through every order of stop and trace.
+    #[test]
+    fn plain_means_neither_tracing_nor_stopped() {
+        let ledger = Ledger::new();
+        assert!(ledger.is_plain());
+        ledger.start_trace();
+        assert!(!ledger.is_plain());
+        ledger.take_trace();
+        assert!(ledger.is_plain());
+        ledger.start_trace();
+        ledger.note_stopped();
+        assert!(!ledger.is_plain());
+        ledger.take_trace();
+        assert!(
+            !ledger.is_plain(),
+            "a stopped server stays noted when the trace ends"
+        );
+        ledger.start_trace();
+        ledger.take_trace();
+        assert!(!ledger.is_plain());
     }
 }

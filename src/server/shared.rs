@@ -50,6 +50,8 @@ impl Shared {
 
     /// Closes admission; completes the drain at once when no ticket is out. Idempotent.
     pub(crate) fn stop(&self) {
+        // Before anything else: from here the bundles' hot paths check for the stop.
+        self.ledger.note_stopped();
         if self.drain.mark_stopped() && self.tickets_out() == 0 {
             self.drain.complete();
         }
@@ -60,6 +62,16 @@ impl Shared {
     #[inline]
     pub(crate) fn release_bundle(&self, entry: &BundleEntry, had_request: bool, outcome: Outcome) {
         self.ledger.release_bundle(entry, had_request, outcome);
+        // One check for the two rare cases: a trace recording, the server stopped.
+        if !self.ledger.is_plain() {
+            self.after_noted_release(had_request);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn after_noted_release(&self, had_request: bool) {
+        self.ledger.trace_released_bundle(had_request);
         if self.drain.is_stopped() {
             self.complete_if_idle();
         }

@@ -201,16 +201,37 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         &self,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
+        let ledger = &self.core.shared().ledger;
+        // One check for the two rare cases: the server stopped, a trace recording.
+        let (taken, entry, traced) = if ledger.is_plain() {
+            // The context first: a refusing pool takes nothing (no ticket is minted for it).
+            let taken = match self.core.pool().pop() {
+                Some(slot) => slot,
+                None => self.checkout_made()?,
+            };
+            (taken, ledger.mint_bundle_plain(Location::caller()), false)
+        } else {
+            self.take_noted(Location::caller())?
+        };
+        self.build(taken, entry, traced, build)
+    }
+
+    /// [`admit`](Live::admit)'s first steps when the server is stopped or the ledger is
+    /// tracing: the stop's refusal, else the context and the traced mint.
+    #[cold]
+    #[inline(never)]
+    fn take_noted(
+        &self,
+        site: &'static Location<'static>,
+    ) -> Result<(Box<Slot<C>>, BundleEntry, bool), Refusal> {
         if self.core.is_stopped() {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
-        // The context first: a refusing pool takes nothing (no ticket is minted for it).
         let taken = match self.core.pool().pop() {
             Some(slot) => slot,
             None => self.checkout_made()?,
         };
-        let entry = self.core.shared().ledger.mint_bundle(Location::caller());
-        self.build(taken, entry, build)
+        Ok((taken, self.core.shared().ledger.mint_bundle(site), true))
     }
 
     /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
@@ -248,7 +269,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         }
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
-        self.build(taken, entry, build)
+        self.build(taken, entry, true, build)
     }
 
     /// The free list was empty: a context is made (or spilled, or refused). Making it runs
@@ -278,18 +299,21 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
 
     /// Mints the bundle's parts around `taken`, runs `build` on its context, and admits it;
     /// a refusal or a panic in `build` gives the parts back (the scope guard's `refuse`).
+    /// `traced`: the mint was traced (or may have been), so the request object's is too.
     #[inline]
     fn build<R>(
         &self,
         taken: Box<Slot<C>>,
         entry: BundleEntry,
+        traced: bool,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
         let parts = Parts::mint(self.core.pool(), taken, entry);
         let mut parts = scopeguard::guard(parts, Parts::refuse);
         let payload = build(parts.context_mut())?;
-        // Through the core, not the bundle's lease: no pointer chase on the hot path.
-        self.core.shared().ledger.bundle_built();
+        if traced {
+            self.core.shared().ledger.bundle_built();
+        }
         Ok(ScopeGuard::into_inner(parts).admit(payload))
     }
 }
