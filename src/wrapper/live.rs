@@ -203,17 +203,18 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     ) -> Result<Admitted<C, R>, Refusal> {
         let ledger = &self.core.shared().ledger;
         // One check for the two rare cases: the server stopped, a trace recording.
-        let (taken, entry, traced) = if ledger.is_plain() {
+        if ledger.is_plain() {
             // The context first: a refusing pool takes nothing (no ticket is minted for it).
             let taken = match self.core.pool().pop() {
                 Some(slot) => slot,
                 None => self.checkout_made()?,
             };
-            (taken, ledger.mint_bundle_plain(Location::caller()), false)
+            let entry = ledger.mint_bundle_plain(Location::caller());
+            self.build(taken, entry, false, build)
         } else {
-            self.take_noted(Location::caller())?
-        };
-        self.build(taken, entry, traced, build)
+            let (taken, entry) = self.take_noted(Location::caller())?;
+            self.build(taken, entry, true, build)
+        }
     }
 
     /// [`admit`](Live::admit)'s first steps when the server is stopped or the ledger is
@@ -223,7 +224,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     fn take_noted(
         &self,
         site: &'static Location<'static>,
-    ) -> Result<(Box<Slot<C>>, BundleEntry, bool), Refusal> {
+    ) -> Result<(Box<Slot<C>>, BundleEntry), Refusal> {
         if self.core.is_stopped() {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
@@ -231,7 +232,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             Some(slot) => slot,
             None => self.checkout_made()?,
         };
-        Ok((taken, self.core.shared().ledger.mint_bundle(site), true))
+        Ok((taken, self.core.shared().ledger.mint_bundle(site)))
     }
 
     /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
@@ -300,7 +301,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// Mints the bundle's parts around `taken`, runs `build` on its context, and admits it;
     /// a refusal or a panic in `build` gives the parts back (the scope guard's `refuse`).
     /// `traced`: the mint was traced (or may have been), so the request object's is too.
-    #[inline]
+    #[inline(always)]
     fn build<R>(
         &self,
         taken: Box<Slot<C>>,
