@@ -541,7 +541,9 @@ impl Ledger {
 
     /// Starts recording every mint and release (for tests of release order).
     ///
-    /// Recording allocates; leave it off outside tests.
+    /// Recording allocates; leave it off outside tests. A guard minted before the trace starts
+    /// records its release only (a bundle whose `build` is running counts as minted: its
+    /// request object's mint is not recorded either).
     pub fn start_trace(&self) {
         *self.trace.borrow_mut() = Some(Vec::new());
         self.set_tracing(true);
