@@ -211,6 +211,7 @@ fn main() {
     );
     let placement = match placement.as_str() {
         "split" if server_cpu && pin_current_thread(0) => "servers on CPU 1, clients on CPU 0",
+        "split" if server_cpu => "servers and clients on CPU 1 (the clients could not be moved)",
         "one" if server_cpu => "servers and clients on CPU 0",
         _ => "not pinned",
     };
