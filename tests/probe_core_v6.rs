@@ -341,6 +341,67 @@ fn a_stop_from_inside_the_last_release_completes_the_drain_there() {
     }
 }
 
+/// `build` stops the server (`Live::admit`: "a `stop()` from inside it waits for it"), on the
+/// plain path and on the noted one (a trace on): a nested admission is refused, the request
+/// being built is admitted (or refused by `build`, or `build` panics), and the drain completes
+/// when it goes, not before.
+#[test]
+fn a_stop_from_inside_build_waits_for_the_request_being_built() {
+    quiet_panics();
+    for (traced, ending) in [false, true]
+        .into_iter()
+        .flat_map(|t| [(t, 0), (t, 1), (t, 2)])
+    {
+        let heap = Heap::new();
+        let core = server(&heap, 2, Exhaustion::Refuse, 1);
+        let live = core.upgrade().unwrap();
+        if traced {
+            core.ledger().start_trace();
+        }
+        let drain = RefCell::new(None);
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            live.admit(|_| {
+                *drain.borrow_mut() = Some(core.stop());
+                let nested = live.admit(|_| Ok(Payload::default())).map(drop);
+                assert_eq!(nested.unwrap_err().reason(), RefusalReason::Stopped);
+                assert!(!drain.borrow().as_ref().unwrap().is_complete());
+                match ending {
+                    0 => Ok(Payload::default()),
+                    1 => Err(Refusal::new(RefusalReason::Engine("refused in build"))),
+                    _ => panic!("build panics"),
+                }
+            })
+        }));
+        let drain = drain.into_inner().expect("build ran");
+        let case = format!("traced {traced}, ending {ending}");
+        match built {
+            Ok(Ok(bundle)) => {
+                assert!(!drain.is_complete(), "{case}: the admitted request is out");
+                bundle.complete();
+            }
+            Ok(Err(refusal)) => assert_eq!(refusal.status(), 500, "{case}"),
+            Err(_) => assert_eq!(ending, 2, "{case}"),
+        }
+        assert!(drain.is_complete(), "{case}: the request went");
+        let trace = core.ledger().take_trace();
+        let expected: &[LedgerEvent] = match (traced, ending) {
+            (false, _) => &[],
+            (true, 0) => &WHOLE_BUNDLE,
+            (true, _) => &[
+                Minted(T),
+                Minted(C),
+                Minted(A),
+                Released(A),
+                Released(C),
+                Released(T),
+            ],
+        };
+        assert_eq!(trace, expected, "{case}");
+        assert_eq!(core.pool_metrics().in_use, 0, "{case}");
+        core.ledger().assert_quiescent();
+    }
+}
+
 /// A drain hook of one server re-enters another: it releases that server's last request (whose
 /// own drain completes there, once) and admits into a third, still plain, server.
 #[test]
@@ -408,12 +469,16 @@ struct Side {
     /// The trace expected while one is on.
     trace: Option<Vec<LedgerEvent>>,
     outcomes: [u64; 5],
+    /// The pool's capacity when it refuses once exhausted (`None`: it spills).
+    refuse_at: Option<usize>,
+    /// Requests the exhausted pool refused.
+    refusals: u64,
 }
 
 impl Side {
-    fn new(heap: &Heap) -> Self {
+    fn new(heap: &Heap, exhaustion: Exhaustion) -> Self {
         Side {
-            core: server(heap, 2, Exhaustion::Spill, 0),
+            core: server(heap, 2, exhaustion, 0),
             drain: None,
             hook_runs: Rc::default(),
             hook_saw_tickets: Rc::default(),
@@ -421,11 +486,20 @@ impl Side {
             saved: Vec::new(),
             trace: None,
             outcomes: [0; 5],
+            refuse_at: (exhaustion == Exhaustion::Refuse).then_some(2),
+            refusals: 0,
         }
     }
 
     fn stopped(&self) -> bool {
         self.drain.is_some()
+    }
+
+    /// The pool is exhausted and refuses: the next checkout is refused (and counted).
+    fn refuses(&mut self) -> bool {
+        let full = self.refuse_at.is_some_and(|cap| self.out.len() >= cap);
+        self.refusals += u64::from(full);
+        full
     }
 
     fn note(&mut self, events: &[LedgerEvent]) {
@@ -474,6 +548,7 @@ impl Side {
         assert_eq!(ledger.outstanding(A), self.out.len(), "{step}: activity");
         assert_eq!(ledger.outstanding(R), with_request, "{step}: requests");
         assert_eq!(self.core.pool_metrics().in_use, self.out.len(), "{step}");
+        assert_eq!(self.core.pool_metrics().refusals, self.refusals, "{step}");
         assert_eq!(self.core.is_stopped(), self.stopped(), "{step}");
         let complete = self.stopped() && tickets == 0;
         if let Some(drain) = &self.drain {
@@ -542,9 +617,13 @@ impl World {
 
     fn admit(&mut self, s: usize) {
         let side = &mut self.sides[s];
+        let refused = match side.stopped() {
+            true => Some(RefusalReason::Stopped),
+            false => side.refuses().then_some(RefusalReason::PoolExhausted),
+        };
         match admit(&side.core) {
             Ok(bundle) => {
-                assert!(!side.stopped(), "admitted after stop");
+                assert_eq!(refused, None, "admitted");
                 side.note(&[Minted(T), Minted(C), Minted(A), Minted(R)]);
                 side.out.push(Out {
                     bundle,
@@ -552,10 +631,7 @@ impl World {
                     aborted: false,
                 });
             }
-            Err(refusal) => {
-                assert!(side.stopped(), "refused before stop: {refusal:?}");
-                assert_eq!(refusal.reason(), RefusalReason::Stopped);
-            }
+            Err(refusal) => assert_eq!(Some(refusal.reason()), refused),
         }
     }
 
@@ -576,12 +652,18 @@ impl World {
         let Some(ticket) = side.saved.pop() else {
             return;
         };
-        let bundle = side
+        let admitted = side
             .core
             .upgrade()
             .unwrap()
-            .admit_with(ticket, |_| Ok(Payload::default()))
-            .expect("a saved ticket is admitted, stopped or not");
+            .admit_with(ticket, |_| Ok(Payload::default()));
+        if side.refuses() {
+            let refusal = admitted.map(drop).unwrap_err();
+            assert_eq!(refusal.reason(), RefusalReason::PoolExhausted);
+            side.note(&[Released(T)]); // the ticket goes: the request ends
+            return;
+        }
+        let bundle = admitted.expect("a saved ticket is admitted, stopped or not");
         side.note(&[Minted(C), Minted(A), Minted(R)]);
         side.out.push(Out {
             bundle,
@@ -600,12 +682,20 @@ impl World {
         };
         if let Some(ticket) = saved {
             let refused = live.admit_with(ticket, |_| Err::<Payload, _>(engine));
+            if side.refuses() {
+                let refusal = refused.map(drop).unwrap_err();
+                assert_eq!(refusal.reason(), RefusalReason::PoolExhausted);
+                side.note(&[Released(T)]);
+                return;
+            }
             assert_eq!(refused.map(drop), Err(engine));
             side.note(&[Minted(C), Minted(A), Released(A), Released(C), Released(T)]);
         } else {
             let refused = live.admit(|_| Err::<Payload, _>(engine)).map(drop);
             if side.stopped() {
                 assert_eq!(refused.unwrap_err().reason(), RefusalReason::Stopped);
+            } else if side.refuses() {
+                assert_eq!(refused.unwrap_err().reason(), RefusalReason::PoolExhausted);
             } else {
                 assert_eq!(refused, Err(engine));
                 side.note(&WHOLE_BUNDLE[..3]);
@@ -753,7 +843,10 @@ fn every_order_of_stop_trace_admission_and_release_on_two_servers_matches_the_mo
     for seed in 1..=600u64 {
         let heap = Heap::new();
         let mut world = World {
-            sides: [Side::new(&heap), Side::new(&heap)],
+            sides: [
+                Side::new(&heap, Exhaustion::Spill),
+                Side::new(&heap, Exhaustion::Refuse),
+            ],
             rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             log: Vec::new(),
         };

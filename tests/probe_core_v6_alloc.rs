@@ -54,6 +54,7 @@ thread_local! {
     static LIVE: Cell<i64> = const { Cell::new(0) };
     static PANIC_DEFAULT: Cell<bool> = const { Cell::new(false) };
     static PANIC_RECYCLE: Cell<bool> = const { Cell::new(false) };
+    static PANIC_DROP: Cell<bool> = const { Cell::new(false) };
     static ON_DEFAULT: RefCell<Option<Hook>> = const { RefCell::new(None) };
     static ON_RECYCLE: RefCell<Option<Hook>> = const { RefCell::new(None) };
     static ON_DROP: RefCell<Option<Hook>> = const { RefCell::new(None) };
@@ -106,6 +107,9 @@ impl Drop for Ctx {
     fn drop(&mut self) {
         LIVE.with(|l| l.set(l.get() - 1));
         run_hook(&ON_DROP);
+        if PANIC_DROP.with(|p| p.replace(false)) {
+            panic!("drop panics");
+        }
     }
 }
 
@@ -247,11 +251,40 @@ fn stops_and_drains(heap: &Heap) {
     drop(drain);
 }
 
+/// Panics in a spilled context's `Drop`, a payload's `Drop`, an abort listener and a drain hook,
+/// and in a pooled context's `Drop` when the pool is freed; after stop, with a trace on.
+fn panics_everywhere(heap: &Heap) {
+    let core = server(heap, 1, Exhaustion::Spill, 0);
+    let live = core.upgrade().unwrap();
+    let pooled = admit(&core).unwrap();
+    let spilled = live
+        .admit(|_| Ok(Payload(Some(Box::new(|| panic!("payload drop panics"))))))
+        .unwrap();
+    assert!(spilled.is_spilled());
+    spilled.signal().on_abort(|_| panic!("listener panics"));
+    let drain = core.stop();
+    drain.on_complete(|| panic!("hook panics"));
+    core.ledger().start_trace();
+    PANIC_DROP.with(|p| p.set(true));
+    drop(spilled); // listener, payload and the spilled context's Drop all panic
+    assert!(!PANIC_DROP.with(Cell::get), "the spilled context was freed");
+    pooled.end(Outcome::ForceClosed);
+    assert!(drain.is_complete());
+    assert_eq!(drain.report().panicked_hooks, 1);
+    assert_eq!(core.ledger().take_trace().len(), 8);
+    drop(live);
+    PANIC_DROP.with(|p| p.set(true));
+    drop(core); // the pooled context's Drop panics as the pool is freed
+    assert!(!PANIC_DROP.with(Cell::get), "the pool was freed");
+    drop(drain);
+}
+
 fn hostile_round() {
     let heap = Heap::new();
     reentrant_pool(&heap);
     signals_and_refusals(&heap);
     stops_and_drains(&heap);
+    panics_everywhere(&heap);
     clear_hooks();
     assert_eq!(LIVE.with(Cell::get), 0, "every context made is freed");
 }
