@@ -21,13 +21,14 @@ mod quiet;
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
+use std::time::Instant;
 
 use ledger_check::check_ledger;
 use quiet::quiet_panics;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{
-    AbortReason, Admitted, Config, Drain, Exhaustion, GuardKind, Ledger, LedgerEvent, Outcome,
-    PendingTicket, Recycle, Refusal, RefusalReason, ServerCore,
+    AbortReason, Admitted, Config, Drain, DrainStatus, Exhaustion, GuardKind, Ledger, LedgerEvent,
+    Outcome, PendingTicket, Recycle, Refusal, RefusalReason, ServerCore,
 };
 
 use GuardKind::{ActivityRef as A, Context as C, Request as R, Ticket as T};
@@ -473,6 +474,8 @@ struct Side {
     refuse_at: Option<usize>,
     /// Requests the exhausted pool refused.
     refusals: u64,
+    /// The drain escalated (by `escalate` or the deadline).
+    escalated: bool,
 }
 
 impl Side {
@@ -488,6 +491,7 @@ impl Side {
             outcomes: [0; 5],
             refuse_at: (exhaustion == Exhaustion::Refuse).then_some(2),
             refusals: 0,
+            escalated: false,
         }
     }
 
@@ -740,19 +744,40 @@ impl World {
         );
     }
 
+    /// `escalate`, or `poll_deadline` past a deadline (which escalates the first time only).
     fn escalate(&mut self, s: usize) {
+        let by_deadline = self.rng.below(2) == 0;
         let side = &mut self.sides[s];
         let Some(drain) = &side.drain else {
             return;
         };
-        let report = drain.escalate();
         let fresh = side.out.iter().filter(|o| !o.aborted).count();
-        assert_eq!(
-            report.aborted_signals, fresh,
-            "escalation aborts each held signal once"
-        );
-        for out in &mut side.out {
-            out.aborted = true;
+        let tickets = side.out.len() + side.saved.len();
+        let aborts = !by_deadline || !side.escalated;
+        if by_deadline {
+            let now = Instant::now();
+            drain.set_deadline(now);
+            match drain.poll_deadline(now) {
+                DrainStatus::Complete => assert_eq!(tickets, 0, "complete with tickets out"),
+                DrainStatus::Expired(report) => {
+                    assert!(tickets > 0, "expired with no ticket out");
+                    let expected = if aborts { fresh } else { 0 };
+                    assert_eq!(report.aborted_signals, expected, "deadline's aborts");
+                }
+                pending => panic!("a past deadline is pending: {pending:?}"),
+            }
+        } else {
+            let report = drain.escalate();
+            assert_eq!(
+                report.aborted_signals, fresh,
+                "escalation aborts each held signal once"
+            );
+        }
+        if aborts && tickets > 0 {
+            side.escalated = true;
+            for out in &mut side.out {
+                out.aborted = true;
+            }
         }
     }
 
