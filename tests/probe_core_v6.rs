@@ -652,10 +652,23 @@ impl World {
     }
 
     fn admit_with(&mut self, s: usize) {
+        let foreign = self.rng.below(5) == 0;
+        let other = Rc::clone(&self.sides[1 - s].core);
         let side = &mut self.sides[s];
         let Some(ticket) = side.saved.pop() else {
             return;
         };
+        if foreign {
+            // Another server's proof: refused, the ticket goes home and its request ends.
+            let refused = other
+                .upgrade()
+                .unwrap()
+                .admit_with(ticket, |_| Ok::<_, Refusal>(Payload::default()));
+            let refusal = refused.map(drop).unwrap_err();
+            assert_eq!(refusal.reason(), RefusalReason::OtherServer);
+            side.note(&[Released(T)]);
+            return;
+        }
         let admitted = side
             .core
             .upgrade()
