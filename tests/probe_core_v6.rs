@@ -476,6 +476,8 @@ struct Side {
     refusals: u64,
     /// The drain escalated (by `escalate` or the deadline).
     escalated: bool,
+    /// Every guard minted (standalone or in a bundle), by kind.
+    minted: Vec<GuardKind>,
 }
 
 impl Side {
@@ -492,6 +494,7 @@ impl Side {
             refuse_at: (exhaustion == Exhaustion::Refuse).then_some(2),
             refusals: 0,
             escalated: false,
+            minted: Vec::new(),
         }
     }
 
@@ -506,7 +509,14 @@ impl Side {
         full
     }
 
+    /// `events` happened (each step notes exactly its mints and releases): counted, and traced
+    /// if a trace is on.
     fn note(&mut self, events: &[LedgerEvent]) {
+        for event in events {
+            if let Minted(kind) = event {
+                self.minted.push(*kind);
+            }
+        }
         if let Some(trace) = &mut self.trace {
             trace.extend_from_slice(events);
         }
@@ -567,6 +577,10 @@ impl Side {
             !self.hook_saw_tickets.get(),
             "{step}: the hook ran with tickets out"
         );
+        for kind in GuardKind::ALL {
+            let minted = self.minted.iter().filter(|&&k| k == kind).count() as u64;
+            assert_eq!(ledger.minted(kind), minted, "{step}: {kind:?} minted");
+        }
         let real = ledger.outcomes();
         let real: Vec<u64> = Outcome::ALL.iter().map(|&o| real.count(o)).collect();
         assert_eq!(real, self.outcomes, "{step}: outcomes");
