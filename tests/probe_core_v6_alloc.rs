@@ -41,6 +41,7 @@ fn main() {
         quiet::quiet_panics();
         hostile_rounds_free_everything();
         the_noted_path_allocates_nothing_once_warm();
+        eight_places_on_two_servers_allocate_nothing_once_warm();
     });
 }
 
@@ -389,4 +390,72 @@ fn the_noted_path_allocates_nothing_once_warm() {
     assert!(saved.is_empty());
     assert!(drain.is_complete());
     core.ledger().assert_quiescent();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Eight places in turn on two servers (the plain path): every mint misses its ledger's
+//    last-site cache, and the rows of one server are not the other's.
+
+type LiveCtx<'a> = reqguard::Live<'a, Embedded<&'static str>, Ctx>;
+
+fn admit_at(live: &LiveCtx<'_>, place: usize) -> Bundle {
+    let build = |_: &mut Ctx| Ok(Payload::default());
+    match place {
+        0 => live.admit(build),
+        1 => live.admit(build),
+        2 => live.admit(build),
+        3 => live.admit(build),
+        4 => live.admit(build),
+        5 => live.admit(build),
+        6 => live.admit(build),
+        _ => live.admit(build),
+    }
+    .unwrap()
+}
+
+fn eight_places_on_two_servers_allocate_nothing_once_warm() {
+    let heap = Heap::new();
+    let cores = [
+        server(&heap, 8, Exhaustion::Refuse, 0),
+        server(&heap, 8, Exhaustion::Spill, 8),
+    ];
+    let lives = [cores[0].upgrade().unwrap(), cores[1].upgrade().unwrap()];
+    let mut held: Vec<Bundle> = Vec::with_capacity(16);
+    let mut round = |i: usize| {
+        for place in 0..8 {
+            // Places in a different order each round, servers in turn.
+            let place = (place * 3 + i) % 8;
+            held.push(admit_at(&lives[place % 2], place));
+            held.push(admit_at(&lives[1 - place % 2], place));
+        }
+        held.rotate_left(i % 16);
+        for (k, mut bundle) in held.drain(..).enumerate() {
+            if k % 3 == 0 {
+                assert!(bundle.hand_off().is_some());
+            }
+            match k % 4 {
+                0 => bundle.complete(),
+                1 => bundle.end(Outcome::ClientGone),
+                _ => drop(bundle),
+            }
+        }
+    };
+    for i in 0..WARM {
+        round(i);
+    }
+    let allocations = single_test::allocations(GLOBAL, || {
+        for i in 0..ROUNDS {
+            round(i);
+        }
+    });
+    assert_eq!(
+        allocations,
+        0,
+        "eight places, two servers (sites tracked: {})",
+        Ledger::tracks_sites()
+    );
+    for core in &cores {
+        core.ledger().assert_quiescent();
+        assert_eq!(core.pool_metrics().allocated, 8);
+    }
 }
