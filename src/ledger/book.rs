@@ -58,6 +58,10 @@ pub(crate) struct BundleEntry {
     row: Rc<BundleSite>,
 }
 
+/// Which trace recorded a mint: the ledger's count of traces started then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TraceMark(u64);
+
 /// A mint or a release, recorded while [`Ledger::start_trace`] is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LedgerEvent {
@@ -107,6 +111,8 @@ pub struct Ledger {
     last_bundle_site: Cell<Option<Rc<BundleSite>>>,
     trace: RefCell<Option<Vec<LedgerEvent>>>,
     tracing: Cell<bool>,
+    /// Traces started so far: tells a trace from the one before it (`TraceMark`).
+    trace_epoch: Cell<u64>,
     /// The server was stopped (`note_stopped`).
     stopped: Cell<bool>,
     /// Neither tracing nor stopped: the bundles' hot paths check this one flag, and take a
@@ -132,6 +138,7 @@ impl Ledger {
             last_bundle_site: Cell::new(None),
             trace: RefCell::new(None),
             tracing: Cell::new(false),
+            trace_epoch: Cell::new(0),
             stopped: Cell::new(false),
             plain: Cell::new(true),
         }
@@ -277,11 +284,22 @@ impl Ledger {
     /// `build` succeeded: the bundle holds its request object. Nothing to count or record: a
     /// bundle is counted (and its record made) with its request slot from the start, so the
     /// counts and the report agree while `build` runs; a refused bundle gives it all back.
-    #[inline]
-    pub(crate) fn bundle_built(&self) {
-        if self.tracing.get() {
+    /// `mark`: the trace that recorded the bundle's mint ([`trace_mark`](Ledger::trace_mark)):
+    /// the request object's mint goes to that trace only (not to one started while `build`
+    /// ran, which did not see the rest of the bundle minted).
+    #[cold]
+    pub(crate) fn bundle_built(&self, mark: TraceMark) {
+        if self.tracing.get() && self.trace_epoch.get() == mark.0 {
             self.record_all(&[LedgerEvent::Minted(GuardKind::Request)]);
         }
+    }
+
+    /// The trace recording now, if one is.
+    #[inline]
+    pub(crate) fn trace_mark(&self) -> Option<TraceMark> {
+        self.tracing
+            .get()
+            .then(|| TraceMark(self.trace_epoch.get()))
     }
 
     /// A bundle refused while it was built (`build` failed or panicked): its ticket, context
@@ -546,6 +564,7 @@ impl Ledger {
     /// request object's mint is not recorded either).
     pub fn start_trace(&self) {
         *self.trace.borrow_mut() = Some(Vec::new());
+        self.trace_epoch.set(self.trace_epoch.get() + 1);
         self.set_tracing(true);
     }
 

@@ -4,7 +4,7 @@ mod book;
 mod kind;
 mod report;
 
-pub(crate) use book::{BundleEntry, Entry};
+pub(crate) use book::{BundleEntry, Entry, TraceMark};
 pub use book::{Ledger, LedgerEvent};
 pub use kind::GuardKind;
 pub use report::{LeakReport, LeakSite};

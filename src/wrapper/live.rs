@@ -8,7 +8,7 @@ use scopeguard::ScopeGuard;
 
 use super::engine::Engine;
 use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
-use crate::ledger::BundleEntry;
+use crate::ledger::{BundleEntry, TraceMark};
 use crate::pool::{Recycle, RequestContext, Slot};
 use crate::server::ServerCore;
 use crate::signal::AbortSignal;
@@ -202,29 +202,28 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
         let ledger = &self.core.shared().ledger;
-        // One check for the two rare cases: the server stopped, a trace recording.
+        // One check for the rare cases: the server stopped, a trace recording. And a context
+        // to make: `C::default` is user code, which may stop the server or start a trace.
         if ledger.is_plain() {
             // The context first: a refusing pool takes nothing (no ticket is minted for it).
-            let taken = match self.core.pool().pop() {
-                Some(slot) => slot,
-                None => self.checkout_made()?,
-            };
-            let entry = ledger.mint_bundle_plain(Location::caller());
-            self.build(taken, entry, false, build)
-        } else {
-            let (taken, entry) = self.take_noted(Location::caller())?;
-            self.build(taken, entry, true, build)
+            if let Some(taken) = self.core.pool().pop() {
+                let entry = ledger.mint_bundle_plain(Location::caller());
+                return self.build(taken, entry, None, build);
+            }
         }
+        let noted = self.take_noted(Location::caller())?;
+        self.build(noted.slot, noted.entry, noted.mark, build)
     }
 
-    /// [`admit`](Live::admit)'s first steps when the server is stopped or the ledger is
-    /// tracing: the stop's refusal, else the context and the traced mint.
+    /// [`admit`](Live::admit)'s first steps when the server is stopped, the ledger is
+    /// tracing or the free list is empty: the stop's refusal, else the context (made if need
+    /// be) and the mint, traced if a trace is on (and the trace's mark, for the request object).
     #[cold]
     #[inline(never)]
     fn take_noted(
         &self,
         site: &'static Location<'static>,
-    ) -> Result<(Box<Slot<C>>, BundleEntry), Refusal> {
+    ) -> Result<Noted<C>, Refusal> {
         if self.core.is_stopped() {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
@@ -232,7 +231,13 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             Some(slot) => slot,
             None => self.checkout_made()?,
         };
-        Ok((taken, self.core.shared().ledger.mint_bundle(site)))
+        let ledger = &self.core.shared().ledger;
+        let entry = ledger.mint_bundle(site);
+        Ok(Noted {
+            slot: taken,
+            entry,
+            mark: ledger.trace_mark(),
+        })
     }
 
     /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
@@ -270,7 +275,8 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         }
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
-        self.build(taken, entry, true, build)
+        let mark = self.core.shared().ledger.trace_mark();
+        self.build(taken, entry, mark, build)
     }
 
     /// The free list was empty: a context is made (or spilled, or refused). Making it runs
@@ -300,23 +306,32 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
 
     /// Mints the bundle's parts around `taken`, runs `build` on its context, and admits it;
     /// a refusal or a panic in `build` gives the parts back (the scope guard's `refuse`).
-    /// `traced`: the mint was traced (or may have been), so the request object's is too.
+    /// `mark`: the trace that recorded the mint, if one did: the request object's mint is
+    /// recorded in that trace only.
     #[inline(always)]
     fn build<R>(
         &self,
         taken: Box<Slot<C>>,
         entry: BundleEntry,
-        traced: bool,
+        mark: Option<TraceMark>,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
         let parts = Parts::mint(self.core.pool(), taken, entry);
         let mut parts = scopeguard::guard(parts, Parts::refuse);
         let payload = build(parts.context_mut())?;
-        if traced {
-            self.core.shared().ledger.bundle_built();
+        if let Some(mark) = mark {
+            self.core.shared().ledger.bundle_built(mark);
         }
         Ok(ScopeGuard::into_inner(parts).admit(payload))
     }
+}
+
+/// What the noted path of [`Live::admit`] took before `build` runs: the context's slot, the
+/// bundle's ledger entry, and the trace that recorded the mint, if one did.
+struct Noted<C> {
+    slot: Box<Slot<C>>,
+    entry: BundleEntry,
+    mark: Option<TraceMark>,
 }
 
 impl<E: Engine, C: Recycle> fmt::Debug for Live<'_, E, C> {
