@@ -155,7 +155,6 @@ const RELEASE_ONLY: [LedgerEvent; 4] = [Released(R), Released(A), Released(C), R
 /// whole (`start_trace`: "every mint and release"); `admit` must not panic, and the pool must
 /// keep its figures.
 #[test]
-#[ignore = "bug: admit's plain path reads is_plain before C::default runs (debug: mint_bundle_plain's debug_assert panics and the pool loses the slot; release: the trace misses the mint)"]
 fn a_default_that_starts_a_trace_mid_admission_is_traced_whole() {
     quiet_panics();
     for exhaustion in [Exhaustion::Refuse, Exhaustion::Spill] {
@@ -213,7 +212,6 @@ fn a_default_that_stops_the_server_on_the_plain_path() {
 /// `build`), and by `admit_with` (a saved ticket). The bundle was minted before the trace
 /// started, so the trace records its release only, whichever way it came in.
 #[test]
-#[ignore = "bug: admit_with and a traced admit record the request object's mint in a trace started inside build; start_trace's doc and a plain admit do not"]
 fn a_trace_started_inside_build_records_the_release_only_for_every_admission() {
     let heap = Heap::new();
     let core = server(&heap, 4, Exhaustion::Refuse, 4);
