@@ -489,7 +489,11 @@ impl<'r, H> Connection<'r, H> {
     ) -> Step {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
-        let skipped = leading_empty_lines(&self.input[self.start..]);
+        let buf = &self.input[self.start..];
+        let skipped = match buf.first() {
+            Some(b'\r' | b'\n') => leading_empty_lines(buf),
+            _ => 0,
+        };
         if skipped > 0 {
             self.start += skipped;
             self.head_searched = self.head_searched.saturating_sub(skipped);
