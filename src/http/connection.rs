@@ -26,7 +26,6 @@
 //! 5. Refusals and rejections write a fixed answer into buffers that already exist.
 
 use std::fmt;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::accounting::{ended_by, Accounting};
@@ -70,8 +69,9 @@ struct Parsed {
 /// Where a whole request is in `input[start..]`: its body, and how many bytes it took. (The
 /// dispatch borrows the head beside it: a `Head` is not moved again once parsed.)
 struct At {
-    /// The body in `input[start..]`, or `None` for the decoded chunked body in `body`.
-    body: Option<Range<usize>>,
+    /// Where the body begins in `input[start..]` (it runs to `total`: a `Content-Length` body
+    /// follows its head), or `None` for the decoded chunked body in `body`.
+    body: Option<usize>,
     total: usize,
 }
 
@@ -553,7 +553,7 @@ impl<'r, H> Connection<'r, H> {
             // wait in `Reading::Body`.
             Framing::Length(n) if buf.len() - head.len >= n => {
                 let total = head.len + n;
-                let body = Some(head.len..total);
+                let body = Some(head.len);
                 self.dispatch(d, now, head, &At { body, total });
                 return Step::Continue;
             }
@@ -588,7 +588,7 @@ impl<'r, H> Connection<'r, H> {
                 self.send_continue(expect);
                 return Step::Wait;
             }
-            BodyReader::Length(n) => (Some(head.len..head.len + *n), head.len + *n),
+            BodyReader::Length(n) => (Some(head.len), head.len + *n),
             BodyReader::Chunked { decoder, scanned } => {
                 match decoder.decode(&self.input[after_head + *scanned..], &mut self.body) {
                     Ok(used) => *scanned += used,
@@ -651,8 +651,8 @@ impl<'r, H> Connection<'r, H> {
         };
         d.in_flight += 1;
         let input = &self.input[self.start..self.start + at.total];
-        let body = match &at.body {
-            Some(range) => &input[range.clone()],
+        let body = match at.body {
+            Some(from) => &input[from..],
             None => &self.body,
         };
         let (signal, this) = (A::signal(&held), d.accounting.this());
