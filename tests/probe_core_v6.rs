@@ -183,6 +183,60 @@ fn a_default_that_starts_a_trace_mid_admission_is_traced_whole() {
     }
 }
 
+/// `C::default` starts, takes, or takes and restarts the trace while a context is made, for
+/// `admit` and `admit_with`: whatever is minted after a trace started is in it, whole (the
+/// request object's mint in the trace that has the rest of the bundle's), and nothing minted
+/// while no trace is on is recorded later.
+#[test]
+fn a_default_that_starts_or_takes_a_trace_on_either_admission() {
+    // (with a saved ticket, a trace on at admission, what Default does, the trace expected)
+    let saved_bundle: &[LedgerEvent] = &[
+        Minted(C),
+        Minted(A),
+        Minted(R),
+        Released(R),
+        Released(A),
+        Released(C),
+        Released(T),
+    ];
+    let cases: [(bool, bool, &str, &[LedgerEvent]); 6] = [
+        (false, false, "start", &WHOLE_BUNDLE),
+        (true, false, "start", saved_bundle),
+        (false, true, "take", &[]),
+        (true, true, "take", &[]),
+        (false, true, "restart", &WHOLE_BUNDLE),
+        (true, true, "restart", saved_bundle),
+    ];
+    for (with_ticket, traced, what, expected) in cases {
+        let heap = Heap::new();
+        let core = server(&heap, 2, Exhaustion::Refuse, 0);
+        let live = core.upgrade().unwrap();
+        let saved = with_ticket.then(|| live.ticket().unwrap());
+        if traced {
+            core.ledger().start_trace();
+        }
+        let hooked = Rc::clone(&core);
+        set_hook(&ON_DEFAULT, move || {
+            if what != "start" {
+                hooked.ledger().take_trace();
+            }
+            if what != "take" {
+                hooked.ledger().start_trace();
+            }
+        });
+        let build = |_: &mut Ctx| Ok(Payload::default());
+        let bundle = match saved {
+            Some(ticket) => live.admit_with(ticket, build),
+            None => live.admit(build),
+        };
+        bundle.unwrap().complete();
+        let case = format!("ticket {with_ticket}, traced {traced}, Default does {what}");
+        assert_eq!(core.ledger().take_trace(), expected, "{case}");
+        assert_eq!(core.pool_metrics().allocated, 1, "{case}");
+        core.ledger().assert_quiescent();
+    }
+}
+
 /// `C::default` stops the server while `admit` (plain path) makes the context: refused as
 /// stopped, the context kept, nothing minted, the drain complete at once.
 #[test]
