@@ -455,6 +455,56 @@ fn a_stop_from_inside_build_waits_for_the_request_being_built() {
     }
 }
 
+/// A bundle moved into its own signal's abort listener (a cycle through the signal) is ended by
+/// the escalation that fires it, from inside that abort: outcome `DeadlineAborted`, the drain
+/// completes there (its hook once), the trace holds the release, and the context is back in the
+/// pool. The same bundle never fired stays out, reported at its place.
+#[test]
+fn a_bundle_ended_inside_its_own_signals_abort() {
+    let heap = Heap::new();
+    let core = server(&heap, 2, Exhaustion::Refuse, 2);
+    let contexts = live_contexts();
+    let live = core.upgrade().unwrap();
+    for _ in 0..2 {
+        let bundle = admit(&core).unwrap();
+        let signal = bundle.signal().clone();
+        let cell = RefCell::new(Some(bundle));
+        assert!(signal.on_abort(move |reason| {
+            assert_eq!(reason, AbortReason::DrainDeadline);
+            drop(cell.borrow_mut().take()); // ends its own request
+        }));
+    }
+    drop(live);
+    assert_eq!(
+        core.ledger().outstanding(T),
+        2,
+        "held by their own listeners"
+    );
+    let drain = core.stop();
+    let runs = Rc::new(Cell::new(0));
+    let seen = Rc::clone(&runs);
+    drain.on_complete(move || seen.set(seen.get() + 1));
+    core.ledger().start_trace();
+    let report = drain.escalate();
+    assert_eq!(report.aborted_signals, 2);
+    assert!(report.complete && drain.is_complete());
+    assert_eq!(runs.get(), 1);
+    assert_eq!(
+        core.ledger().take_trace(),
+        [RELEASE_ONLY, RELEASE_ONLY].concat()
+    );
+    assert_eq!(core.ledger().outcomes().deadline_aborted, 2);
+    assert_eq!(core.pool_metrics().in_use, 0);
+    core.ledger().assert_quiescent();
+    drop(core);
+    drop(drain);
+    assert_eq!(
+        live_contexts(),
+        contexts - 2,
+        "both contexts freed with the pool"
+    );
+}
+
 /// A drain hook of one server re-enters another: it releases that server's last request (whose
 /// own drain completes there, once) and admits into a third, still plain, server.
 #[test]
