@@ -34,7 +34,7 @@ mod single_test;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-const NAME: &str = "hostile_rounds_free_everything_and_the_noted_path_allocates_nothing";
+const NAME: &str = "hostile_rounds_free_everything_and_warm_paths_allocate_nothing";
 
 fn main() {
     single_test::main_for(NAME, || {
