@@ -59,7 +59,7 @@ impl Shared {
 
     /// Releases a bundle with its outcome; the last request out after stop completes the
     /// drain.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release_bundle(&self, entry: &BundleEntry, had_request: bool, outcome: Outcome) {
         self.ledger.release_bundle(entry, had_request, outcome);
         // One check for the two rare cases: a trace recording, the server stopped.
