@@ -505,6 +505,46 @@ fn a_bundle_ended_inside_its_own_signals_abort() {
     );
 }
 
+/// While `build` runs, the bundle is counted whole (its request object's slot included) and the
+/// ledger's counts and report agree (`Ledger::bundle_built`), whichever path minted it: plain
+/// (a free slot), noted (a context to make, a trace on), or a saved ticket after stop.
+#[test]
+fn the_books_agree_while_build_runs_on_every_path() {
+    for path in ["plain", "made", "traced", "saved after stop"] {
+        let heap = Heap::new();
+        // Two prewarmed contexts: one for the holding request, one free for this one.
+        let prewarm = if path == "made" { 0 } else { 2 };
+        let core = server(&heap, 2, Exhaustion::Refuse, prewarm);
+        let live = core.upgrade().unwrap();
+        let saved = live.ticket().unwrap();
+        let holding = admit(&core).unwrap(); // one request out already
+        match path {
+            "traced" => core.ledger().start_trace(),
+            "saved after stop" => drop(core.stop()),
+            _ => {}
+        }
+        let ledger = core.ledger();
+        let inside = |_: &mut Ctx| {
+            // Out: the saved ticket, the holding bundle and this one (whose ticket is the saved
+            // one when it came with it).
+            let tickets = if path == "saved after stop" { 2 } else { 3 };
+            assert_eq!(ledger.outstanding(T), tickets, "{path}");
+            assert_eq!(ledger.outstanding(C), 2, "{path}");
+            assert_eq!(ledger.outstanding(R), 2, "{path}: the request slot counts");
+            check_ledger(ledger);
+            Ok(Payload::default())
+        };
+        let (bundle, saved) = match path {
+            "saved after stop" => (live.admit_with(saved, inside).unwrap(), None),
+            _ => (live.admit(inside).unwrap(), Some(saved)),
+        };
+        drop((bundle, holding, saved));
+        ledger.take_trace();
+        check_ledger(ledger);
+        ledger.assert_quiescent();
+    }
+}
+
 /// A drain hook of one server re-enters another: it releases that server's last request (whose
 /// own drain completes there, once) and admits into a third, still plain, server.
 #[test]
