@@ -173,6 +173,9 @@ fn reentrant_pool(heap: &Heap) {
     assert!(spilled.is_spilled());
     set_hook(&ON_DROP, in_out(&core));
     drop(spilled); // the spilled context's Drop re-enters
+    let spilled = admit(&core).unwrap();
+    assert!(spilled.is_spilled());
+    spilled.complete(); // its fresh signal goes to the spares, the context is freed
     PANIC_RECYCLE.with(|p| p.set(true));
     b.end(Outcome::ClientGone); // lost: its signal goes to the spares
     PANIC_DEFAULT.with(|p| p.set(true));
