@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use reqguard::engines::{Handle, Heap};
-use reqguard::http::{Accounting, AccountingReport, StopStatus};
+use reqguard::http::{Accounting, AccountingReport, StopStatus, Unaccounted};
 use reqguard::{AbortSignal, Ledger, Outcome, Refusal, RefusalReason};
 
 use super::{App, HandBundle, HandServer};
@@ -23,8 +23,8 @@ pub struct HandAccounting {
     /// The wrapper while a handler runs: its `this`.
     this: Option<Handle<App>>,
     heap: Heap,
-    stopped_at: Option<Instant>,
-    deadline: Option<Instant>,
+    /// The stop's bookkeeping (deadline, drain time), as the baseline without accounting keeps it.
+    stop: Unaccounted,
 }
 
 /// An admitted request: the bundle and the server to release it to (the PR's
@@ -41,8 +41,7 @@ impl HandAccounting {
             server: Rc::new(HandServer::new(&heap, CAPACITY, true)),
             this: None,
             heap,
-            stopped_at: None,
-            deadline: None,
+            stop: Unaccounted::new(),
         }
     }
 }
@@ -82,25 +81,13 @@ impl Accounting for HandAccounting {
 
     fn stop(&mut self, deadline: Instant) {
         self.this = None;
-        if self.stopped_at.is_none() {
-            self.stopped_at = Some(Instant::now());
-            self.deadline = Some(deadline);
-            self.server.stop();
-            self.heap.collect();
-        }
+        self.server.stop();
+        self.heap.collect();
+        self.stop.stop(deadline);
     }
 
-    fn poll_stop(&mut self, now: Instant, _in_flight: usize) -> StopStatus {
-        if self.stopped_at.is_none() {
-            return StopStatus::Pending;
-        }
-        if self.server.drained.get() {
-            return StopStatus::Complete;
-        }
-        match self.deadline {
-            Some(deadline) if now >= deadline => StopStatus::Expired { aborted: 0 },
-            _ => StopStatus::Pending,
-        }
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.stop.poll_stop(now, in_flight)
     }
 
     fn ledger(&self) -> Option<&Ledger> {
@@ -110,7 +97,7 @@ impl Accounting for HandAccounting {
     fn report(&self) -> AccountingReport {
         AccountingReport {
             leaked: self.server.pending_requests.get(),
-            ..AccountingReport::default()
+            ..self.stop.report()
         }
     }
 }
