@@ -14,8 +14,19 @@ pub(crate) fn main_for(name: &str, test: fn()) {
         println!("{name}: test");
         return;
     }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+    // `--skip NAME` takes the argument after it (as libtest does: `.ci/sanitizers` passes its
+    // skip list to every binary); other flags are ignored; a plain argument is a name filter.
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--skip" => skips.extend(words.next()),
+            flag if flag.starts_with('-') => {}
+            filter => filters.push(filter),
+        }
+    }
+    let skipped = skips.iter().any(|s| name.contains(s.as_str()));
+    if skipped || (!filters.is_empty() && !filters.iter().any(|f| name.contains(f))) {
         println!("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out");
         return;
     }
