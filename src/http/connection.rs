@@ -489,19 +489,19 @@ impl<'r, H> Connection<'r, H> {
     ) -> Step {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
-        let buf = &self.input[self.start..];
+        let mut buf = &self.input[self.start..];
         let skipped = match buf.first() {
             Some(b'\r' | b'\n') => leading_empty_lines(buf),
             _ => 0,
         };
         if skipped > 0 {
+            buf = &buf[skipped..];
             self.start += skipped;
             self.head_searched = self.head_searched.saturating_sub(skipped);
             // Empty lines are a request's first bytes: its timeout runs from them (a client
             // sending nothing else must not hold the connection forever).
             self.request_started.get_or_insert(now);
         }
-        let buf = &self.input[self.start..];
         if buf.is_empty() {
             // `request_started` stays as it is: a dispatched or refused request reset it.
             return Step::Wait;

@@ -220,10 +220,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// be) and the mint, traced if a trace is on (and the trace's mark, for the request object).
     #[cold]
     #[inline(never)]
-    fn take_noted(
-        &self,
-        site: &'static Location<'static>,
-    ) -> Result<Noted<C>, Refusal> {
+    fn take_noted(&self, site: &'static Location<'static>) -> Result<Noted<C>, Refusal> {
         if self.core.is_stopped() {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
