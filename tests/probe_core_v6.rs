@@ -28,7 +28,7 @@ use quiet::quiet_panics;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{
     AbortReason, Admitted, Config, Drain, DrainStatus, Exhaustion, GuardKind, Ledger, LedgerEvent,
-    Outcome, PendingTicket, Recycle, Refusal, RefusalReason, ServerCore,
+    Outcome, PendingTicket, Recycle, Refusal, RefusalReason, RequestContext, ServerCore,
 };
 
 use GuardKind::{ActivityRef as A, Context as C, Request as R, Ticket as T};
@@ -610,6 +610,8 @@ struct Side {
     hook_saw_tickets: Rc<Cell<bool>>,
     out: Vec<Out>,
     saved: Vec<PendingTicket>,
+    /// Standalone contexts, each holding a saved ticket.
+    contexts: Vec<RequestContext<Ctx>>,
     /// The trace expected while one is on.
     trace: Option<Vec<LedgerEvent>>,
     outcomes: [u64; 5],
@@ -632,6 +634,7 @@ impl Side {
             hook_saw_tickets: Rc::default(),
             out: Vec::new(),
             saved: Vec::new(),
+            contexts: Vec::new(),
             trace: None,
             outcomes: [0; 5],
             refuse_at: (exhaustion == Exhaustion::Refuse).then_some(2),
@@ -647,7 +650,8 @@ impl Side {
 
     /// The pool is exhausted and refuses: the next checkout is refused (and counted).
     fn refuses(&mut self) -> bool {
-        let full = self.refuse_at.is_some_and(|cap| self.out.len() >= cap);
+        let in_use = self.out.len() + self.contexts.len();
+        let full = self.refuse_at.is_some_and(|cap| in_use >= cap);
         self.refusals += u64::from(full);
         full
     }
@@ -699,12 +703,13 @@ impl Side {
     fn check(&self, step: &str) {
         let ledger = self.core.ledger();
         let with_request = self.out.iter().filter(|o| o.with_request).count();
-        let tickets = self.out.len() + self.saved.len();
+        let tickets = self.out.len() + self.saved.len() + self.contexts.len();
+        let contexts = self.out.len() + self.contexts.len();
         assert_eq!(ledger.outstanding(T), tickets, "{step}: tickets");
-        assert_eq!(ledger.outstanding(C), self.out.len(), "{step}: contexts");
+        assert_eq!(ledger.outstanding(C), contexts, "{step}: contexts");
         assert_eq!(ledger.outstanding(A), self.out.len(), "{step}: activity");
         assert_eq!(ledger.outstanding(R), with_request, "{step}: requests");
-        assert_eq!(self.core.pool_metrics().in_use, self.out.len(), "{step}");
+        assert_eq!(self.core.pool_metrics().in_use, contexts, "{step}");
         assert_eq!(self.core.pool_metrics().refusals, self.refusals, "{step}");
         assert_eq!(self.core.is_stopped(), self.stopped(), "{step}");
         let complete = self.stopped() && tickets == 0;
@@ -748,7 +753,7 @@ struct World {
 impl World {
     fn step(&mut self) {
         let s = self.rng.below(2);
-        let op = self.rng.below(14);
+        let op = self.rng.below(16);
         self.log.push(format!("{s}:{op}"));
         match op {
             0 | 1 => self.admit(s),
@@ -769,7 +774,16 @@ impl World {
             }
             11 => self.take_trace(s),
             12 => self.escalate(s),
-            _ => self.release_with_listener(s),
+            13 => self.release_with_listener(s),
+            14 => self.standalone_context(s),
+            _ => {
+                let side = &mut self.sides[s];
+                if !side.contexts.is_empty() {
+                    let i = self.rng.below(side.contexts.len());
+                    side.note(&[Released(C), Released(T)]);
+                    drop(side.contexts.swap_remove(i));
+                }
+            }
         }
         let step = format!("after {:?}", self.log);
         self.sides[0].check(&step);
@@ -844,6 +858,24 @@ impl World {
             with_request: true,
             aborted: false,
         });
+    }
+
+    /// A saved ticket's standalone context (`Live::context`), stopped or not.
+    fn standalone_context(&mut self, s: usize) {
+        let side = &mut self.sides[s];
+        let Some(ticket) = side.saved.pop() else {
+            return;
+        };
+        let context = side.core.upgrade().unwrap().context(ticket);
+        if side.refuses() {
+            let refusal = context.map(drop).unwrap_err();
+            assert_eq!(refusal.reason(), RefusalReason::PoolExhausted);
+            side.note(&[Released(T)]);
+            return;
+        }
+        side.note(&[Minted(C)]);
+        side.contexts
+            .push(context.expect("a saved ticket's context"));
     }
 
     fn refused_build(&mut self, s: usize) {
@@ -922,7 +954,7 @@ impl World {
             return;
         };
         let fresh = side.out.iter().filter(|o| !o.aborted).count();
-        let tickets = side.out.len() + side.saved.len();
+        let tickets = side.out.len() + side.saved.len() + side.contexts.len();
         let aborts = !by_deadline || !side.escalated;
         if by_deadline {
             let now = Instant::now();
@@ -1024,6 +1056,7 @@ impl World {
                 self.release(s);
             }
             self.sides[s].saved.clear();
+            self.sides[s].contexts.clear();
             let step = format!("at the end of {:?}", self.log);
             self.sides[s].check(&step);
             assert!(self.sides[s].drain.as_ref().unwrap().is_complete());
