@@ -59,10 +59,7 @@ use std::process::{self, Command};
 use common::client::{answer_len, bench_limits, connect, Pipeline, Srv, GET};
 use common::floor::Floor;
 use common::hand_accounting::HandAccounting;
-use common::{
-    guarded_request, guarded_request_by_ref, hand_request, hand_request_by_ref, Core, Ctx,
-    HandServer, Req, REQ,
-};
+use common::{guarded_request, hand_request, Core, Ctx, HandServer, Req, REQ};
 use reqguard::engines::Heap;
 use reqguard::http::{
     demo_routes, Accounting, Guarded, Limits, LoopGroup, Router, Routes, Session, Unaccounted,
@@ -248,12 +245,7 @@ fn run_guarded_by_value(core: &Core, n: usize) -> u64 {
 #[inline(never)]
 fn run_guarded_by_ref(core: &Core, n: usize) -> u64 {
     (0..n)
-        .map(|_| {
-            u64::from(guarded_request_by_ref(
-                black_box(core),
-                black_box(&REQ_STATIC),
-            ))
-        })
+        .map(|_| u64::from(guarded_request(black_box(core), black_box(&REQ_STATIC))))
         .sum()
 }
 
@@ -276,7 +268,7 @@ fn run_hand_by_value(hand: &HandServer, n: usize) -> u64 {
 #[inline(never)]
 fn run_hand_by_ref(hand: &HandServer, n: usize) -> u64 {
     (0..n)
-        .map(|_| u64::from(hand_request_by_ref(black_box(hand), black_box(&REQ_STATIC))))
+        .map(|_| u64::from(hand_request(black_box(hand), black_box(&REQ_STATIC))))
         .sum()
 }
 

@@ -13,6 +13,7 @@ pub mod floor;
 #[cfg(feature = "server")]
 pub mod hand_accounting;
 
+use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -141,9 +142,9 @@ pub struct HandBundle<T = Ctx, P = Req> {
 impl HandServer<Ctx> {
     /// `prepareJsRequestContext`, in the right order: the caller checked the wrapper first.
     #[inline(always)]
-    pub fn prepare(&self, req: Req) -> Option<HandBundle> {
+    pub fn prepare<R: Borrow<Req>>(&self, req: R) -> Option<HandBundle<Ctx, R>> {
         let (mut ctx, pooled, signal) = self.take_parts()?;
-        ctx.fill(&req);
+        ctx.fill(req.borrow());
         Some(HandBundle {
             ctx,
             pooled,
@@ -259,14 +260,16 @@ impl<T: Default + Recycle> HandServer<T> {
 /// The reqguard server core both guarded benches use.
 pub type Core = reqguard::ServerCore<reqguard::engines::Embedded<App>, Ctx>;
 
-/// The guarded path, as a runtime's `onRequest` callback writes it.
+/// The guarded path, as a runtime's `onRequest` callback writes it. `req` is the request
+/// object: the bench's 48-byte `Req`, or a pointer to one (`&Req`, the size of an engine
+/// handle); each type is its own function under callgrind.
 #[inline(never)]
-pub fn guarded_request(core: &Core, req: Req) -> u16 {
+pub fn guarded_request<R: Borrow<Req> + Copy>(core: &Core, req: R) -> u16 {
     let Some(live) = core.upgrade() else {
         return reqguard::Refusal::WRAPPER_FINALIZED.status();
     };
     let bundle = live.admit(|ctx| {
-        ctx.fill(&req);
+        ctx.fill(req.borrow());
         Ok(req)
     });
     match bundle {
@@ -285,53 +288,11 @@ pub fn guarded_request(core: &Core, req: Req) -> u16 {
 /// The same work by hand, PR style: check the wrapper, bump counters, take from the pool,
 /// and release each thing explicitly at the end.
 #[inline(never)]
-pub fn hand_request(server: &HandServer, req: Req) -> u16 {
+pub fn hand_request<R: Borrow<Req> + Copy>(server: &HandServer, req: R) -> u16 {
     let Some(js) = server.try_get_js_value() else {
         return 503;
     };
     let Some(mut bundle) = server.prepare(req) else {
-        return 503;
-    };
-    let owned_by_engine = bundle.request.take().expect("request is made in prepare");
-    std::hint::black_box((&owned_by_engine, &js, &bundle.signal));
-    let status = bundle.ctx.status;
-    server.finish(bundle);
-    status
-}
-
-/// [`guarded_request`] with a request object the size of an engine handle: a pointer (a JS
-/// `Request` is a handle to the engine's heap, not a 48-byte value moved through the bundle).
-#[inline(never)]
-pub fn guarded_request_by_ref(core: &Core, req: &'static Req) -> u16 {
-    let Some(live) = core.upgrade() else {
-        return reqguard::Refusal::WRAPPER_FINALIZED.status();
-    };
-    let bundle = live.admit(|ctx| {
-        ctx.fill(req);
-        Ok(req)
-    });
-    match bundle {
-        Ok(mut bundle) => {
-            let owned_by_engine = bundle.hand_off();
-            std::hint::black_box((&owned_by_engine, live.wrapper(), bundle.signal()));
-            let status = bundle.context().status;
-            bundle.complete();
-            status
-        }
-        Err(refusal) => refusal.status(),
-    }
-}
-
-/// [`hand_request`] with the request object of [`guarded_request_by_ref`].
-#[inline(never)]
-pub fn hand_request_by_ref(server: &HandServer, req: &'static Req) -> u16 {
-    let Some(js) = server.try_get_js_value() else {
-        return 503;
-    };
-    let Some(mut bundle) = server.prepare_with(|ctx| {
-        ctx.fill(req);
-        req // Request.new()
-    }) else {
         return 503;
     };
     let owned_by_engine = bundle.request.take().expect("request is made in prepare");
