@@ -528,3 +528,60 @@ fn a_panicking_handler_gets_the_plain_500_and_the_connection_serves_on() {
         );
     });
 }
+
+/// A `Host` value is read whole at every length and with its odd byte anywhere: the run over
+/// reg-name bytes goes a word at a time and ends at the CR, so a value of 1 to 24 bytes with an
+/// upper-case letter, a digit, a `-`, `.`, `_`, `~`, `%41` or a port anywhere is served with
+/// `host()` the value, and one with `@`, `/`, a space or obs-text anywhere (also right after an
+/// allowed odd byte) is a `400`, with
+/// any whitespace before and after it.
+#[test]
+fn host_values_of_every_length_are_read_whole() {
+    let odd: [(&[u8], bool); 13] = [
+        (b"Q", true),
+        (b"7", true),
+        (b"-", true),
+        (b".", true),
+        (b"_~", true),
+        (b"%41", true),
+        (b"@", false),
+        (b"/", false),
+        (b"a b", false),
+        (&[0x80], false),
+        (b"\"", false),
+        // A byte the table allows, then one it does not: each is looked at.
+        (b"-@", false),
+        (b"Q\x80", false),
+    ];
+    with_group(|addr| {
+        for len in 1..=24 {
+            for (byte, valid) in odd {
+                for at in 0..=len {
+                    let mut value = vec![b'h'; len];
+                    value.splice(at..at, byte.iter().copied());
+                    for (before, after) in [(" ", ""), ("", ""), ("  ", " "), ("\t", "\t")] {
+                        let mut raw =
+                            format!("GET /inspect HTTP/1.1\r\nHost:{before}").into_bytes();
+                        raw.extend_from_slice(&value);
+                        raw.extend_from_slice(format!("{after}\r\n\r\n").as_bytes());
+                        raw.extend_from_slice(HELLO);
+                        let answer = whole(addr, &raw);
+                        let what = String::from_utf8_lossy(&raw).into_owned();
+                        if valid {
+                            let host =
+                                format!(" host={:?}\n", Some(String::from_utf8_lossy(&value)));
+                            assert!(
+                                answer.starts_with("HTTP/1.1 200 OK\r\n"),
+                                "{what}: {answer}"
+                            );
+                            assert!(answer.contains(&host), "{what}: {answer}");
+                            assert!(answer.ends_with(&ok_plain("hello")), "{what}: {answer}");
+                        } else {
+                            assert_eq!(answer, BAD_REQUEST, "{what}");
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
