@@ -24,38 +24,22 @@ use reqguard::{
     PendingTicket, PoolMetrics, Recycle, Refusal, RefusalReason, RequestContext, ServerCore,
 };
 
+#[path = "util/hooks.rs"]
+mod hooks;
 #[path = "util/quiet.rs"]
 mod quiet;
+use hooks::{run_hook, set_hook, Hook, ON_DEFAULT, ON_DROP, ON_RECYCLE};
 use quiet::quiet_panics;
 
 // ---------------------------------------------------------------------------------------------
 // A hostile context: counted, numbered, and able to run a hook of the test's (re-entering the
 // server) inside `Default`, `recycle` and `Drop`, or to panic there.
 
-type Hook = Box<dyn FnOnce()>;
-
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
     /// Contexts made and not dropped yet.
     static LIVE: Cell<i64> = const { Cell::new(0) };
     static PANIC_DEFAULT: Cell<bool> = const { Cell::new(false) };
-    static ON_DEFAULT: RefCell<Option<Hook>> = const { RefCell::new(None) };
-    static ON_RECYCLE: RefCell<Option<Hook>> = const { RefCell::new(None) };
-    static ON_DROP: RefCell<Option<Hook>> = const { RefCell::new(None) };
-}
-
-/// Runs (once) the hook set in `slot`, if any.
-fn run_hook(slot: &'static std::thread::LocalKey<RefCell<Option<Hook>>>) {
-    if let Some(hook) = slot.with(|h| h.borrow_mut().take()) {
-        hook();
-    }
-}
-
-fn set_hook(
-    slot: &'static std::thread::LocalKey<RefCell<Option<Hook>>>,
-    hook: impl FnOnce() + 'static,
-) {
-    slot.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
 }
 
 fn live_contexts() -> i64 {

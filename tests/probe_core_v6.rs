@@ -13,10 +13,13 @@
 //! The allocation side (G7, and the net allocation of hostile sequences in release builds) is
 //! in tests/probe_core_v6_alloc.rs.
 
+#[path = "util/hooks.rs"]
+mod hooks;
 #[path = "util/ledger_check.rs"]
 mod ledger_check;
 #[path = "util/quiet.rs"]
 mod quiet;
+use hooks::{run_hook, set_hook, Hook, ON_DEFAULT, ON_RECYCLE};
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -38,26 +41,9 @@ use LedgerEvent::{Minted, Released};
 // A hostile context and payload: counted, and able to run a hook of the test's (re-entering the
 // server) inside `Default`, `recycle` and `Drop`.
 
-type Hook = Box<dyn FnOnce()>;
-
 thread_local! {
     /// Contexts made and not dropped yet.
     static LIVE: Cell<i64> = const { Cell::new(0) };
-    static ON_DEFAULT: RefCell<Option<Hook>> = const { RefCell::new(None) };
-    static ON_RECYCLE: RefCell<Option<Hook>> = const { RefCell::new(None) };
-}
-
-fn run_hook(slot: &'static std::thread::LocalKey<RefCell<Option<Hook>>>) {
-    if let Some(hook) = slot.with(|h| h.borrow_mut().take()) {
-        hook();
-    }
-}
-
-fn set_hook(
-    slot: &'static std::thread::LocalKey<RefCell<Option<Hook>>>,
-    hook: impl FnOnce() + 'static,
-) {
-    slot.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
 }
 
 fn live_contexts() -> i64 {

@@ -16,7 +16,7 @@
 //!    a new place's first admission makes its row (leak-check mode), the next ones nothing.
 
 use std::alloc::System;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use reqguard::engines::{Embedded, Heap};
@@ -26,8 +26,11 @@ use reqguard::{
 };
 use stats_alloc::{Region, Stats, StatsAlloc, INSTRUMENTED_SYSTEM};
 
+#[path = "util/hooks.rs"]
+mod hooks;
 #[path = "util/quiet.rs"]
 mod quiet;
+use hooks::{clear_hooks, run_hook, set_hook, Hook, ON_DEFAULT, ON_DROP, ON_RECYCLE};
 #[path = "util/single_test.rs"]
 mod single_test;
 
@@ -49,35 +52,11 @@ fn main() {
 // A hostile context: counted, able to run a hook of the test's in `Default`, `recycle` and
 // `Drop`, or to panic in `Default` and `recycle`.
 
-type Hook = Box<dyn FnOnce()>;
-
 thread_local! {
     static LIVE: Cell<i64> = const { Cell::new(0) };
     static PANIC_DEFAULT: Cell<bool> = const { Cell::new(false) };
     static PANIC_RECYCLE: Cell<bool> = const { Cell::new(false) };
     static PANIC_DROP: Cell<bool> = const { Cell::new(false) };
-    static ON_DEFAULT: RefCell<Option<Hook>> = const { RefCell::new(None) };
-    static ON_RECYCLE: RefCell<Option<Hook>> = const { RefCell::new(None) };
-    static ON_DROP: RefCell<Option<Hook>> = const { RefCell::new(None) };
-}
-
-fn run_hook(slot: &'static std::thread::LocalKey<RefCell<Option<Hook>>>) {
-    if let Some(hook) = slot.with(|h| h.borrow_mut().take()) {
-        hook();
-    }
-}
-
-fn set_hook(
-    slot: &'static std::thread::LocalKey<RefCell<Option<Hook>>>,
-    hook: impl FnOnce() + 'static,
-) {
-    slot.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
-}
-
-fn clear_hooks() {
-    for slot in [&ON_DEFAULT, &ON_RECYCLE, &ON_DROP] {
-        slot.with(|h| h.borrow_mut().take());
-    }
 }
 
 /// A context with a buffer, so a context leaked with its slot is seen in bytes too.
