@@ -303,7 +303,8 @@ impl Ledger {
     }
 
     /// A bundle refused while it was built (`build` failed or panicked): its ticket, context
-    /// and activity ref are released, without an outcome (it was never admitted).
+    /// and activity ref are released, without an outcome (it was never admitted). The trace is
+    /// the caller's, as for [`release_bundle`](Ledger::release_bundle).
     #[cold]
     pub(crate) fn release_refused_bundle(&self, entry: &BundleEntry) {
         #[cfg(any(debug_assertions, feature = "leak-check"))]
@@ -311,9 +312,6 @@ impl Ledger {
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
         self.bundles_refused.set(self.bundles_refused.get() + 1);
-        if self.tracing.get() {
-            self.trace_bundle_release(false);
-        }
     }
 
     /// The bundle's request object was handed off to the engine.

@@ -68,6 +68,8 @@ impl Shared {
         }
     }
 
+    /// A bundle's release when the ledger is not plain (invariant 6 of `src/ledger/book.rs`):
+    /// its trace, and the drain's completion if the server stopped.
     #[cold]
     #[inline(never)]
     fn after_noted_release(&self, had_request: bool) {
@@ -82,8 +84,8 @@ impl Shared {
     #[cold]
     pub(crate) fn release_refused_bundle(&self, entry: &BundleEntry) {
         self.ledger.release_refused_bundle(entry);
-        if self.drain.is_stopped() {
-            self.complete_if_idle();
+        if !self.ledger.is_plain() {
+            self.after_noted_release(false); // no request object was made
         }
     }
 
