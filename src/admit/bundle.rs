@@ -319,6 +319,11 @@ impl<C: Recycle, R> Admitted<C, R> {
             return; // never: an admitted slot holds its lease
         };
         let outcome = decide(&signal, outcome);
+        let state = signal.state();
+        // The request has ended: no escalation may fire its signal from here (the payload's
+        // `Drop` below is user code, which may escalate the drain; a completed request's signal
+        // never fires), and a kept activity ref no longer makes it abortable.
+        state.set_request_out(false);
         // Everything goes back in reverse order of acquisition, the request object first: its
         // `Drop` is user code (an engine object), run on its own so that a panic there cannot
         // skip the rest, and before the ticket, whose release may complete the drain.
@@ -329,10 +334,7 @@ impl<C: Recycle, R> Admitted<C, R> {
             }
             None => false,
         };
-        let state = signal.state();
         state.remove_activity();
-        // A kept activity ref no longer makes it abortable.
-        state.set_request_out(false);
         // Nobody else holds the signal and it is as good as new (it never fired, no listener
         // waits): it stays beside the context for the next request. Else it goes back to the
         // spare list last, as when its handle dropped (resetting it drops its listeners).

@@ -29,6 +29,9 @@ use crate::ServerCore;
 
 /// The hyper server's knobs.
 ///
+/// Every timeout is capped at one year (effectively never; the mio server's `MAX_TIMEOUT`), so
+/// `Duration::MAX` means "no timeout" rather than an `Instant` overflow.
+///
 /// # Examples
 ///
 /// ```
@@ -37,6 +40,8 @@ use crate::ServerCore;
 ///
 /// let options = Options::default().drain_timeout(Duration::from_secs(2)).max_connections(64);
 /// assert_eq!(options.get_drain_timeout(), Duration::from_secs(2));
+/// let never = Options::default().drain_timeout(Duration::MAX);
+/// assert_eq!(never.get_drain_timeout(), Duration::from_secs(365 * 24 * 3600));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -52,6 +57,11 @@ pub struct Options {
     health_checks: bool,
     record_activity: bool,
 }
+
+/// The longest timeout the knobs keep: one year, as the mio server's `MAX_TIMEOUT` (effectively
+/// never). A longer one (`Duration::MAX` for "no timeout") is capped to it: hyper and the stop
+/// add the timeout to an `Instant`, which panics past what an `Instant` can hold.
+const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The smallest read and write buffer hyper accepts (`http1::Builder::max_buf_size` panics below).
 pub const MIN_BUFFER: usize = 8 * 1024;
@@ -87,21 +97,21 @@ impl Options {
     /// How long a stop waits for the last ticket and the last connection before it aborts what
     /// is out and force-closes the connections.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
+        self.drain_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
     /// How long idle keep-alive connections stay open after stop before hyper's graceful
     /// shutdown closes them; requests they deliver meanwhile get `503` and `connection: close`.
     pub fn stop_linger(mut self, linger: Duration) -> Self {
-        self.stop_linger = linger;
+        self.stop_linger = linger.min(MAX_TIMEOUT);
         self
     }
 
     /// How long a connection may take to send a request head, idle keep-alive included
     /// (hyper's header read timeout); then it is closed.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.idle_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -132,14 +142,14 @@ impl Options {
     /// and every answer carries `connection: close`, but requests are still admitted (load
     /// balancers take the server out of rotation first).
     pub fn unready(mut self, unready: Duration) -> Self {
-        self.unready = unready;
+        self.unready = unready.min(MAX_TIMEOUT);
         self
     }
 
     /// From the deadline's aborts to the force-close: handlers that watch their signal may
     /// still answer meanwhile.
     pub fn force_after(mut self, after: Duration) -> Self {
-        self.force_after = after;
+        self.force_after = after.min(MAX_TIMEOUT);
         self
     }
 
