@@ -12,16 +12,14 @@
 mod hooks;
 #[path = "util/ledger_check.rs"]
 mod ledger_check;
-#[path = "util/quiet.rs"]
-mod quiet;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use hooks::{run_hook, set_hook, ON_DROP};
 use ledger_check::check_ledger;
 use reqguard::engines::{Embedded, Heap};
-use reqguard::{AbortReason, Config, Drain, Outcome, ServerCore};
+use reqguard::{AbortReason, Config, Drain, ServerCore};
 
 type Core = ServerCore<Embedded<&'static str>>;
 
