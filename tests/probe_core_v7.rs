@@ -180,3 +180,113 @@ mod hyper_options {
         assert_eq!((report.stats.served, report.leaked), (1, 0));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// G5: a drain's wakers are user code too (an executor's). Dropping one may drop the task it
+// wakes, and with it what the task held (a ticket, another drain handle): the drain must not
+// hold its waiter list borrowed while it drops a waker.
+
+mod wakers {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::*;
+    use reqguard::PendingTicket;
+
+    thread_local! {
+        /// What the task a waker stands for owns: dropped with the waker's last handle.
+        static TASK: RefCell<Vec<Box<dyn std::any::Any>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A waker whose last handle's drop drops its task's state (an executor where a pending
+    /// task is owned by its wakers, as `async-task`'s are).
+    struct OwnsTask;
+
+    impl Wake for OwnsTask {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    impl Drop for OwnsTask {
+        fn drop(&mut self) {
+            let owned = TASK.with(|t| std::mem::take(&mut *t.borrow_mut()));
+            drop(owned);
+        }
+    }
+
+    fn task_owns(value: impl std::any::Any) {
+        TASK.with(|t| t.borrow_mut().push(Box::new(value)));
+    }
+
+    /// Polls `drain` once with a fresh waker of its own task, keeping no other handle to it.
+    fn poll_with_task_waker(drain: &mut Drain) {
+        let waker = Waker::from(Arc::new(OwnsTask));
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(drain).poll(&mut cx).is_pending());
+    }
+
+    fn stopped_with_a_ticket_out(heap: &Heap) -> (Core, PendingTicket, Drain) {
+        let core = server(heap);
+        let ticket = core.upgrade().unwrap().ticket().unwrap();
+        let drain = core.stop();
+        (core, ticket, drain)
+    }
+
+    /// The task's waker is dropped when its drain handle is (deregistered): the task owned the
+    /// last ticket, whose release completes the drain.
+    #[test]
+    fn a_waker_dropped_on_deregistration_may_end_the_last_request() {
+        let heap = Heap::new();
+        let (core, ticket, drain) = stopped_with_a_ticket_out(&heap);
+        let mut waiting = drain.clone();
+        poll_with_task_waker(&mut waiting);
+        assert_eq!(drain.waiters(), 1);
+        task_owns(ticket);
+        drop(waiting); // deregisters: the waker's last handle goes
+        assert!(drain.is_complete());
+        assert_eq!(drain.waiters(), 0);
+        core.ledger().assert_quiescent();
+    }
+
+    /// Polled again from another task, the handle's old waker is replaced (and dropped): its
+    /// task owned the last ticket.
+    #[test]
+    fn a_waker_replaced_on_a_later_poll_may_end_the_last_request() {
+        let heap = Heap::new();
+        let (core, ticket, drain) = stopped_with_a_ticket_out(&heap);
+        let mut waiting = drain.clone();
+        poll_with_task_waker(&mut waiting);
+        task_owns(ticket);
+        let other = Waker::noop();
+        let polled = Pin::new(&mut waiting).poll(&mut Context::from_waker(other));
+        assert!(drain.is_complete());
+        // Polled while the old waker's task ended the request: either answer is fair, but the
+        // handle answers `Ready` from now on.
+        let _ = polled;
+        assert!(Pin::new(&mut waiting)
+            .poll(&mut Context::from_waker(other))
+            .is_ready());
+        core.ledger().assert_quiescent();
+    }
+
+    /// The task owned another handle of the same drain, waiting too.
+    #[test]
+    fn a_waker_dropped_on_deregistration_may_drop_another_waiting_handle() {
+        let heap = Heap::new();
+        let (core, ticket, drain) = stopped_with_a_ticket_out(&heap);
+        let mut first = drain.clone();
+        let mut second = drain.clone();
+        poll_with_task_waker(&mut first);
+        poll_with_task_waker(&mut second);
+        assert_eq!(drain.waiters(), 2);
+        task_owns(second); // the first waker's task: a waiting handle
+        drop(first); // its waker's drop drops the second handle: both deregistered
+        assert_eq!(drain.waiters(), 0);
+        drop(ticket);
+        assert!(drain.is_complete());
+        core.ledger().assert_quiescent();
+        TASK.with(|t| t.borrow_mut().clear());
+    }
+}

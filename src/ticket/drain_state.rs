@@ -119,7 +119,11 @@ impl DrainState {
         match slot.and_then(|key| waiters.get_mut(key)) {
             Some(current) => {
                 if !current.will_wake(waker) {
-                    current.clone_from(waker);
+                    let replaced = std::mem::replace(current, waker.clone());
+                    drop(waiters);
+                    // Unborrowed: a waker is an executor's, and dropping its last handle may
+                    // drop its task (a ticket, a drain handle: they reach this list).
+                    drop(replaced);
                 }
                 slot.unwrap_or_default()
             }
@@ -130,7 +134,8 @@ impl DrainState {
     /// Forgets a handle's waker (the handle was dropped before the drain completed).
     pub(crate) fn deregister(&self, slot: usize) {
         // After completion the list was emptied and never refills, so the slot is ours or gone.
-        self.waiters.borrow_mut().try_remove(slot);
+        let removed = self.waiters.borrow_mut().try_remove(slot);
+        drop(removed); // unborrowed, as in `register`
     }
 
     pub(crate) fn waiter_count(&self) -> usize {
