@@ -11,7 +11,9 @@
 //!    others still run.
 //! 3. `waiters` holds one waker per [`Drain`](crate::Drain) handle that was polled while the
 //!    drain was pending and has not been dropped since: a handle deregisters its slot on drop,
-//!    so the list never grows past the number of live handles.
+//!    so the list never grows past the number of live handles. A waker is dropped (or woken)
+//!    only with the list unborrowed: it is an executor's, and its drop may drop its task, with
+//!    a ticket or a drain handle that reaches this list.
 //! 4. `escalated` goes from `false` to `true` once: the deadline's abort runs once.
 
 use std::cell::{Cell, RefCell};
