@@ -12,6 +12,9 @@
 mod hooks;
 #[path = "util/ledger_check.rs"]
 mod ledger_check;
+#[path = "util/quiet.rs"]
+#[allow(dead_code)] // used by the hyper probes only
+mod quiet;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -105,14 +108,22 @@ fn a_request_completed_while_its_payload_escalates_the_drain_never_fires() {
 mod hyper_options {
     use std::time::Duration;
 
-    use reqguard::engines::Heap;
-    use reqguard::tokio_hyper::{demo_routes, HyperReport, HyperServer, Options};
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::tokio_hyper::{demo_routes, Handler, HyperReport, HyperServer, Options};
     use reqguard::{Config, ServerCore};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Serves one `GET /` with `options` (in process: a current-thread runtime and a
     /// `LocalSet`, as an embedder runs it), stops, and returns the answer and the report.
     fn serve_one(options: Options) -> (String, HyperReport) {
+        serve_one_with(options, demo_routes())
+    }
+
+    /// As [`serve_one`], answered by `handler`.
+    pub(super) fn serve_one_with(
+        options: Options,
+        handler: impl Handler<Embedded<&'static str>>,
+    ) -> (String, HyperReport) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -121,7 +132,7 @@ mod hyper_options {
         local.block_on(&runtime, async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-            let server = HyperServer::new(core, demo_routes()).options(options);
+            let server = HyperServer::new(core, handler).options(options);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let (stop, stopped) = tokio::sync::oneshot::channel::<String>();
@@ -288,5 +299,62 @@ mod wakers {
         assert!(drain.is_complete());
         core.ledger().assert_quiescent();
         TASK.with(|t| t.borrow_mut().clear());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// G8 for the hyper adapter: a request whose response body panics (the handler's code, run by
+// hyper) ends `Dropped`, as a panicking handler's does, not `ClientGone`: the client did not go.
+
+#[cfg(feature = "hyper")]
+mod hyper_body {
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use hyper::body::{Body, Frame, Incoming};
+    use hyper::{Request, Response};
+    use reqguard::engines::Handle;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, Options, Reply};
+
+    use super::hyper_options::serve_one_with;
+
+    /// A response body that panics when hyper polls it.
+    struct PanickingBody;
+
+    impl Body for PanickingBody {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            panic!("this response body panics");
+        }
+    }
+
+    async fn answer_with_a_panicking_body(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<PanickingBody>, HandlerError> {
+        Ok(bundle.respond(Response::new(PanickingBody)))
+    }
+
+    #[test]
+    fn a_response_body_that_panics_ends_its_request_dropped() {
+        super::quiet::quiet_panics();
+        let (answer, report) = serve_one_with(Options::default(), answer_with_a_panicking_body);
+        let _ = answer; // the head may or may not have gone out before the body was polled
+        let outcomes = report.outcomes;
+        assert_eq!(outcomes.total(), 1, "{outcomes:?}");
+        assert_eq!(
+            (outcomes.dropped, outcomes.client_gone),
+            (1, 0),
+            "a body's panic is the handler's, not the client's going: {outcomes:?}"
+        );
+        assert_eq!(report.leaked, 0);
     }
 }

@@ -21,7 +21,7 @@ pin_project! {
     /// The bundle ends *completed* right after the body yields its last frame (hyper may drop
     /// a body without polling it to the end once it says [`is_end_stream`](Body::is_end_stream)),
     /// and *client gone* (or *force closed*) when hyper drops the body before that. A body
-    /// error mid-stream ends it *dropped*.
+    /// error mid-stream, or a panic in the body's code, ends it *dropped*.
     pub struct GuardedBody<B: Body, C: Recycle = ()> {
         #[pin]
         source: Source<B>,
@@ -32,7 +32,12 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(bundle) = this.bundle.take() {
-                if this.source.is_end_stream() {
+                if std::thread::panicking() {
+                    // The handler's body panicked under hyper's poll (nothing else of the
+                    // request's runs there): the request ends *dropped*, as a handler's panic
+                    // ends it, and the body's code is not called again while unwinding.
+                    drop(bundle);
+                } else if this.source.is_end_stream() {
                     bundle.complete();
                 } else {
                     bundle.cut_short();
