@@ -202,7 +202,7 @@ mod wakers {
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
+    use std::task::{Context, Wake, Waker};
 
     use super::*;
     use reqguard::PendingTicket;
