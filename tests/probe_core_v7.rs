@@ -300,6 +300,51 @@ mod wakers {
         core.ledger().assert_quiescent();
         TASK.with(|t| t.borrow_mut().clear());
     }
+
+    /// A waker whose drop panics (an executor's bug) is user code as its `wake` is, which the
+    /// drain calls caught: dropping a waiting handle, or polling it from another task, must not
+    /// let the panic out (a drain handle dropped while a handler's panic unwinds would abort).
+    #[test]
+    fn a_waker_whose_drop_panics_does_not_escape_the_drain() {
+        super::quiet::quiet_panics();
+        struct PanicsOnDrop;
+        impl Wake for PanicsOnDrop {
+            fn wake(self: Arc<Self>) {}
+        }
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("this waker's drop panics");
+            }
+        }
+        let heap = Heap::new();
+        let (core, ticket, drain) = stopped_with_a_ticket_out(&heap);
+        for repoll in [false, true] {
+            let mut waiting = drain.clone();
+            let waker = Waker::from(Arc::new(PanicsOnDrop));
+            assert!(Pin::new(&mut waiting)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || drop(waker),
+            )));
+            let let_go = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if repoll {
+                    let polled =
+                        Pin::new(&mut waiting).poll(&mut Context::from_waker(Waker::noop()));
+                    assert!(polled.is_pending());
+                }
+                drop(waiting);
+            }));
+            assert!(
+                let_go.is_ok(),
+                "the waker's panic escaped (repoll {repoll})"
+            );
+            assert_eq!(drain.waiters(), 0);
+        }
+        drop(ticket);
+        assert!(drain.is_complete());
+        core.ledger().assert_quiescent();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,5 +401,105 @@ mod hyper_body {
             "a body's panic is the handler's, not the client's going: {outcomes:?}"
         );
         assert_eq!(report.leaked, 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// User code the core runs must not escape it, nor abort the process when it runs during
+// unwinding: an engine's finalizer (the wrapper's last strong handle dropped by the downgrade)
+// and an executor's waker dropped by a drain handle.
+
+mod engine_finalizer {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::rc::{Rc, Weak};
+
+    use reqguard::{Config, DowngradePolicy, Engine, ServerCore};
+
+    /// The wrapper: its finalizer (its `Drop`, run when the last strong handle goes, as with
+    /// the `Rc` engine of the `Engine` docs) panics.
+    struct Wrapper;
+
+    impl Drop for Wrapper {
+        fn drop(&mut self) {
+            panic!("this wrapper's finalizer panics");
+        }
+    }
+
+    struct RcEngine;
+
+    impl Engine for RcEngine {
+        type Strong = Rc<Wrapper>;
+        type Weak = Weak<Wrapper>;
+        type Scope<'s> = ();
+
+        fn downgrade(_: &mut (), strong: &Rc<Wrapper>) -> Weak<Wrapper> {
+            Rc::downgrade(strong)
+        }
+
+        fn upgrade(_: &mut (), weak: &Weak<Wrapper>) -> Option<Rc<Wrapper>> {
+            weak.upgrade()
+        }
+    }
+
+    fn core(policy: DowngradePolicy) -> ServerCore<RcEngine> {
+        let config = Config::default().with_downgrade(policy);
+        ServerCore::new(&mut (), Rc::new(Wrapper), config)
+    }
+
+    /// Under `OnDrain` the downgrade is a drain hook: its panic is caught and counted. Under
+    /// `OnStop` it must be too: `stop()` must stop the server (admission closed, drain
+    /// complete) whatever the finalizer does, and say so in the report.
+    #[test]
+    fn a_panicking_finalizer_at_the_downgrade_neither_escapes_stop_nor_leaves_it_half_done() {
+        super::quiet::quiet_panics();
+        for policy in [DowngradePolicy::OnDrain, DowngradePolicy::OnStop] {
+            let core = core(policy);
+            let stopped = catch_unwind(AssertUnwindSafe(|| core.stop()));
+            let drain = stopped.expect("stop() let the finalizer's panic out");
+            assert!(core.is_stopped(), "{policy:?}");
+            assert!(drain.is_complete(), "{policy:?}");
+            assert_eq!(drain.report().panicked_hooks, 1, "{policy:?}");
+            assert!(
+                core.upgrade().is_none(),
+                "{policy:?}: the wrapper was finalized"
+            );
+            drop(core);
+        }
+    }
+
+    /// A handler that panics with its server core in its frame: the core's `Drop` stops the
+    /// server while the panic unwinds. Its downgrade's finalizer panicking must not turn the
+    /// handler's panic into an abort of the process (a panic in a `Drop` during unwinding). Run
+    /// in a child process: on failure the child aborts.
+    #[test]
+    fn a_panicking_finalizer_while_a_handler_unwinds_does_not_abort_the_process() {
+        const CHILD: &str = "REQGUARD_PROBE_V7_FINALIZER_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            super::quiet::quiet_panics();
+            let unwound = catch_unwind(|| {
+                let core = core(DowngradePolicy::OnStop);
+                let live = core.upgrade().unwrap();
+                drop(live.ticket().unwrap()); // it served a request
+                drop(live);
+                panic!("the handler panics");
+            });
+            assert!(unwound.is_err());
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "engine_finalizer::a_panicking_finalizer_while_a_handler_unwinds_does_not_abort_the_process",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("the child test runs");
+        assert!(
+            status.status.success(),
+            "the child died: {:?}\n{}",
+            status.status,
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
 }

@@ -91,10 +91,20 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// [`DowngradePolicy::OnDrain`] when the drain completes, and the drain itself keeps the
     /// strong handle until then: dropping this `ServerCore` while requests are out does not
     /// let the wrapper go. Calling it again returns another handle to the same drain.
+    ///
+    /// The downgrade may finalize the wrapper (the engine's finalizer runs): if that panics,
+    /// the panic is caught and counted in [`DrainReport::panicked_hooks`](crate::DrainReport),
+    /// and the stop goes on.
     pub fn stop(&self) -> Drain {
         if !self.shared.is_stopped() {
             match self.policy {
-                DowngradePolicy::OnStop => self.wrapper.downgrade(),
+                // Dropping the last strong handle may finalize the wrapper (an engine's
+                // finalizer, user code): caught and counted, as the `OnDrain` hook's is, so
+                // the stop always happens (and never aborts the process while unwinding).
+                DowngradePolicy::OnStop => {
+                    let cell = &self.wrapper;
+                    self.shared.drain.run_caught(|| cell.downgrade());
+                }
                 DowngradePolicy::OnDrain => {
                     // Strong: the cell (and its strong handle) lives until the drain completes,
                     // whoever drops what first.

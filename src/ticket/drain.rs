@@ -97,7 +97,9 @@ pub struct DrainReport {
     /// Abort listeners of this server's signals that panicked so far (caught; the other
     /// listeners and every other signal were still aborted).
     pub panicked_listeners: u64,
-    /// Drain hooks ([`Drain::on_complete`]) that panicked (caught; the others still ran).
+    /// Drain hooks ([`Drain::on_complete`]) that panicked (caught; the others still ran), and
+    /// the wrapper's downgrade if it panicked (an engine's finalizer, at stop or at the drain's
+    /// end as the [`DowngradePolicy`](crate::DowngradePolicy) says; caught, the stop went on).
     pub panicked_hooks: u64,
     /// Guards still outstanding, with their mint sites in leak-check mode.
     pub outstanding: LeakReport,

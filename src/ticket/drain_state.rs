@@ -12,8 +12,8 @@
 //! 3. `waiters` holds one waker per [`Drain`](crate::Drain) handle that was polled while the
 //!    drain was pending and has not been dropped since: a handle deregisters its slot on drop,
 //!    so the list never grows past the number of live handles. A waker is dropped (or woken)
-//!    only with the list unborrowed: it is an executor's, and its drop may drop its task, with
-//!    a ticket or a drain handle that reaches this list.
+//!    only with the list unborrowed, each on its own (a panic is caught): it is an executor's,
+//!    and its drop may drop its task, with a ticket or a drain handle that reaches this list.
 //! 4. `escalated` goes from `false` to `true` once: the deadline's abort runs once.
 
 use std::cell::{Cell, RefCell};
@@ -101,7 +101,13 @@ impl DrainState {
     }
 
     fn run_hook(&self, hook: DrainHook) {
-        if call_caught(hook) {
+        self.run_caught(hook);
+    }
+
+    /// Runs `callback` (user code: a hook, the wrapper's downgrade and with it the engine's
+    /// finalizer) on its own; a panic is caught and counted in `hook_panics`.
+    pub(crate) fn run_caught(&self, callback: impl FnOnce()) {
+        if call_caught(callback) {
             self.hook_panics.set(self.hook_panics.get() + 1);
         }
     }
@@ -123,9 +129,7 @@ impl DrainState {
                 if !current.will_wake(waker) {
                     let replaced = std::mem::replace(current, waker.clone());
                     drop(waiters);
-                    // Unborrowed: a waker is an executor's, and dropping its last handle may
-                    // drop its task (a ticket, a drain handle: they reach this list).
-                    drop(replaced);
+                    drop_waker(replaced);
                 }
                 slot.unwrap_or_default()
             }
@@ -137,10 +141,20 @@ impl DrainState {
     pub(crate) fn deregister(&self, slot: usize) {
         // After completion the list was emptied and never refills, so the slot is ours or gone.
         let removed = self.waiters.borrow_mut().try_remove(slot);
-        drop(removed); // unborrowed, as in `register`
+        if let Some(waker) = removed {
+            drop_waker(waker);
+        }
     }
 
     pub(crate) fn waiter_count(&self) -> usize {
         self.waiters.borrow().len()
     }
+}
+
+/// Drops a waker the drain held, unborrowed and on its own: a waker is an executor's (user
+/// code, as its `wake` is), and dropping its last handle may drop its task, with a ticket or a
+/// drain handle that reaches the drain again, or panic (caught: a drain handle is often
+/// dropped while a panic unwinds).
+fn drop_waker(waker: Waker) {
+    call_caught(move || drop(waker));
 }
