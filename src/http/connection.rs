@@ -555,7 +555,7 @@ impl<'r, H> Connection<'r, H> {
                 let total = head.len + n;
                 let body = Some(head.len);
                 self.dispatch(d, now, head, &At { body, total });
-                return Step::Continue;
+                return self.after_dispatch(d);
             }
             Framing::Length(n) => BodyReader::Length(n),
             Framing::Chunked => {
@@ -572,6 +572,21 @@ impl<'r, H> Connection<'r, H> {
         };
         self.request_started.get_or_insert(now);
         Step::Continue
+    }
+
+    /// What follows a request answered from the head's state: the next one, or (when the input
+    /// is all answered: at the end of nearly every read) the wait, without a turn of the
+    /// reading loop over nothing. A pause for back-pressure is noted all the same (`resume`
+    /// reads again once the client has read).
+    #[inline]
+    fn after_dispatch<A: Accounting>(&mut self, d: &Dispatcher<'r, A>) -> Step {
+        if self.start < self.input.len() {
+            return Step::Continue;
+        }
+        if !self.closing && !self.closed && !self.may_parse(d) {
+            self.paused = true;
+        }
+        Step::Wait
     }
 
     /// State [`Reading::Body`]: wait for a `Content-Length` body, or decode what arrived of a

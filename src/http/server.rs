@@ -104,7 +104,7 @@ struct Socket<'r, H> {
 }
 
 impl<'r, H> Socket<'r, H> {
-    fn new(stream: TcpStream, http: Connection<'r, H>, refused: bool) -> Self {
+    fn new(stream: TcpStream, http: Connection<'r, H>, refused: bool, now: Instant) -> Self {
         Socket {
             stream,
             http,
@@ -116,7 +116,7 @@ impl<'r, H> Socket<'r, H> {
             read_closed: false,
             write_stalled: None,
             refused,
-            accepted: Instant::now(),
+            accepted: now,
         }
     }
 }
@@ -162,6 +162,9 @@ pub struct Server<'r, A: Accounting> {
     deadline_hit: bool,
     force_closed: u64,
     started: Instant,
+    /// The clock as read once per turn, when the poll returned: every `now` of that turn, and
+    /// the next poll's timeout (see [`Server::turn`]).
+    clock: Instant,
     /// The group's stop ladder, when this loop is one of a [`LoopGroup`](super::LoopGroup).
     ladder: Option<Box<ladder_loop::LoopLadder>>,
 }
@@ -226,6 +229,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             deadline_hit: false,
             force_closed: 0,
             started: Instant::now(),
+            clock: Instant::now(),
             ladder: None,
         })
     }
@@ -265,6 +269,7 @@ impl<'r, A: Accounting> Server<'r, A> {
     pub fn run(mut self) -> io::Result<ServerReport> {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0; 64 * 1024];
+        self.clock = Instant::now();
         while !self.turn(&mut events, &mut buf)? {}
         Ok(self.finish())
     }
@@ -272,16 +277,21 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// One turn of the loop: wait for events or the earliest timer, handle them; true when the
     /// loop may end.
     fn turn(&mut self, events: &mut Events, buf: &mut [u8]) -> io::Result<bool> {
-        // Sleep until an event or the earliest timer (a deferred response, a timeout).
-        let timeout = self.timers.timeout(Instant::now());
-        if let Err(err) = self.poll.poll(events, timeout) {
+        // Sleep until an event or the earliest timer (a deferred response, a timeout). One clock
+        // read per turn, after the poll, as libuv's loop time: the timeout is measured from the
+        // last one, so a timer may fire late by as long as the turn before it took to run
+        // (microseconds; a turn that long had events, and the next poll returns at once).
+        let timeout = self.timers.timeout(self.clock);
+        let polled = self.poll.poll(events, timeout);
+        let now = Instant::now();
+        self.clock = now;
+        if let Err(err) = polled {
             // A signal interrupted the wait; the signal pipe reports it as an event.
             if err.kind() == io::ErrorKind::Interrupted {
                 return Ok(false);
             }
             return Err(err);
         }
-        let now = Instant::now();
         for event in events.iter() {
             match event.token() {
                 // New connections are waiting.
@@ -406,7 +416,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         {
             return false;
         }
-        entry.insert(Socket::new(stream, http, refused));
+        entry.insert(Socket::new(stream, http, refused, now));
         self.reschedule(key, now);
         true
     }
