@@ -58,7 +58,9 @@ impl Timers {
         self.kept = None;
         if exact >= KEEP_FROM {
             let sleep = exact / 2;
-            self.kept = now.checked_add(sleep).map(|until| KeptSleep { wake, until, sleep });
+            self.kept = now
+                .checked_add(sleep)
+                .map(|until| KeptSleep { wake, until, sleep });
         }
         exact
     }
@@ -97,13 +99,20 @@ mod tests {
         assert_eq!(timers.timeout(t0), None, "no timer: sleep until an event");
         let wake = t0 + Duration::from_secs(10);
         timers.schedule(wake, 1);
-        assert_eq!(timers.timeout(t0), Some(Duration::from_secs(10)), "exact at first");
+        assert_eq!(
+            timers.timeout(t0),
+            Some(Duration::from_secs(10)),
+            "exact at first"
+        );
         let mut kept_turns = 0;
         for ms in (0..=12_000).step_by(7) {
             let now = t0 + Duration::from_millis(ms);
             let sleep = timers.timeout(now).unwrap();
             let exact = wake.saturating_duration_since(now);
-            assert!(sleep <= exact, "at {ms} ms: {sleep:?} sleeps past the deadline");
+            assert!(
+                sleep <= exact,
+                "at {ms} ms: {sleep:?} sleeps past the deadline"
+            );
             if sleep != exact {
                 kept_turns += 1;
                 assert!(sleep >= exact / 2, "at {ms} ms: {sleep:?} wakes too early");
