@@ -162,6 +162,50 @@ mod hyper_options {
         })
     }
 
+    /// As [`serve_one_with`], but the stop comes 100 ms after the request was sent, answered or
+    /// not (the handler may never answer).
+    pub(super) fn serve_one_with_early_stop(
+        options: Options,
+        handler: impl Handler<Embedded<&'static str>>,
+    ) -> (String, HyperReport) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let server = HyperServer::new(core, handler).options(options);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let client = tokio::task::spawn_local(async move {
+                let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+                client
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = stop.send(());
+                let mut answer = Vec::new();
+                let read =
+                    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer));
+                let _ = read.await;
+                String::from_utf8_lossy(&answer).into_owned()
+            });
+            let stop = async move {
+                let _ = stopped.await;
+            };
+            let report =
+                tokio::time::timeout(Duration::from_secs(20), server.serve(listener, stop))
+                    .await
+                    .expect("the server stopped");
+            let answer = client.await.unwrap_or_default();
+            (answer, report)
+        })
+    }
+
     #[test]
     fn a_drain_timeout_of_duration_max_means_no_deadline_not_a_panic() {
         let options = Options::default().drain_timeout(Duration::MAX);
@@ -363,7 +407,7 @@ mod hyper_body {
     use reqguard::engines::Handle;
     use reqguard::tokio_hyper::{Bundle, HandlerError, Options, Reply};
 
-    use super::hyper_options::serve_one_with;
+    use super::hyper_options::{serve_one_with, serve_one_with_early_stop};
 
     /// A response body that panics when hyper polls it.
     struct PanickingBody;
@@ -386,6 +430,72 @@ mod hyper_body {
         bundle: Bundle,
     ) -> Result<Reply<PanickingBody>, HandlerError> {
         Ok(bundle.respond(Response::new(PanickingBody)))
+    }
+
+    /// A handler that builds its reply and then lets it go (drops it instead of returning it)
+    /// and fails: the client gets the adapter's `500`, not the reply. The request was not
+    /// completed (no answer of its own was written): it ends *dropped*, as any handler's `Err`.
+    async fn respond_then_drop_the_reply_and_fail(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<http_body_util::Empty<Bytes>>, HandlerError> {
+        let reply = bundle.respond(Response::new(http_body_util::Empty::<Bytes>::new()));
+        drop(reply);
+        Err("the handler fails after all".into())
+    }
+
+    #[test]
+    fn a_reply_dropped_by_its_handler_does_not_complete_the_request() {
+        let (answer, report) =
+            serve_one_with(Options::default(), respond_then_drop_the_reply_and_fail);
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+        let outcomes = report.outcomes;
+        assert_eq!(
+            (outcomes.completed, outcomes.dropped, outcomes.total()),
+            (0, 1, 1),
+            "answered 500, yet counted completed: {outcomes:?}"
+        );
+        assert_eq!(report.leaked, 0);
+    }
+
+    thread_local! {
+        static SEEN: std::cell::RefCell<Vec<reqguard::AbortReason>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// The same handler keeps running after dropping its reply (it never answers); the stop
+    /// force-closes its connection. Its request's signal fires once, and not on a request that
+    /// was counted completed.
+    async fn respond_then_drop_the_reply_and_hang(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<http_body_util::Empty<Bytes>>, HandlerError> {
+        bundle
+            .signal()
+            .on_abort(|reason| SEEN.with(|s| s.borrow_mut().push(reason)));
+        let reply = bundle.respond(Response::new(http_body_util::Empty::<Bytes>::new()));
+        drop(reply);
+        std::future::pending::<()>().await;
+        unreachable!()
+    }
+
+    #[test]
+    fn a_reply_dropped_by_a_handler_that_hangs_fires_its_signal_once_not_after_completion() {
+        let options = Options::default()
+            .drain_timeout(std::time::Duration::from_millis(50))
+            .stop_linger(std::time::Duration::from_millis(10))
+            .force_after(std::time::Duration::from_millis(10));
+        let (_, report) = serve_one_with_early_stop(options, respond_then_drop_the_reply_and_hang);
+        let outcomes = report.outcomes;
+        let seen = SEEN.with(|s| s.borrow().clone());
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(outcomes.total(), 1, "{outcomes:?}");
+        assert_eq!(
+            outcomes.completed, 0,
+            "the signal fired ({seen:?}) on a request counted completed"
+        );
     }
 
     #[test]

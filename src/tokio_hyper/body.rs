@@ -21,21 +21,26 @@ pin_project! {
     /// The bundle ends *completed* right after the body yields its last frame (hyper may drop
     /// a body without polling it to the end once it says [`is_end_stream`](Body::is_end_stream)),
     /// and *client gone* (or *force closed*) when hyper drops the body before that. A body
-    /// error mid-stream, or a panic in the body's code, ends it *dropped*.
+    /// error mid-stream, a panic in the body's code, or a reply the handler dropped instead of
+    /// returning it ends it *dropped*.
     pub struct GuardedBody<B: Body, C: Recycle = ()> {
         #[pin]
         source: Source<B>,
         bundle: Option<Bundle<C>>,
+        // Whether the adapter handed it to hyper: until then it is the handler's, in its
+        // `Reply` (pin-project-lite takes no doc comment on a field).
+        handed: bool,
     }
 
     impl<B: Body, C: Recycle> PinnedDrop for GuardedBody<B, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(bundle) = this.bundle.take() {
-                if std::thread::panicking() {
-                    // The handler's body panicked under hyper's poll (nothing else of the
-                    // request's runs there): the request ends *dropped*, as a handler's panic
-                    // ends it, and the body's code is not called again while unwinding.
+                if !*this.handed || std::thread::panicking() {
+                    // The handler dropped its reply instead of returning it (nothing of it
+                    // was written), or its body panicked under hyper's poll (nothing else of
+                    // the request's runs there): the request ends *dropped*, as a handler's
+                    // error or panic ends it, and the body's code is not called again.
                     drop(bundle);
                 } else if this.source.is_end_stream() {
                     bundle.complete();
@@ -70,7 +75,15 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         GuardedBody {
             source: Source::Handler { body },
             bundle: Some(bundle),
+            handed: false,
         }
+    }
+
+    /// The adapter hands the body to hyper: from now on the request ends with what hyper does
+    /// with it (the last frame written: completed; dropped before: client gone).
+    #[inline]
+    pub(crate) fn hand_to_hyper(&mut self) {
+        self.handed = true;
     }
 
     /// An answer of the adapter's own, holding nothing (a refusal, a `500`).
@@ -80,6 +93,7 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
                 data: Some(Bytes::from_static(text)),
             },
             bundle: None,
+            handed: false,
         }
     }
 }

@@ -26,8 +26,8 @@ use crate::signal::{AbortReason, AbortSignal};
 ///
 /// # Drop
 ///
-/// Dropping the bundle without responding ends the request at once: outcome *dropped* (the
-/// handler returned an error or panicked) and its abort signal fires, or *client gone* when
+/// Dropping the bundle without responding (or dropping the [`Reply`] instead of returning it)
+/// ends the request at once: outcome *dropped* (the handler returned an error or panicked) and its abort signal fires, or *client gone* when
 /// hyper dropped the handler's future because the connection went away (the adapter fires the
 /// signal with [`AbortReason::ClientDisconnected`] first, so the handler's listeners see it).
 /// A signal the drain deadline aborted makes the outcome *deadline aborted* whatever comes

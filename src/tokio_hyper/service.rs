@@ -249,7 +249,10 @@ where
         // *dropped*); the connection and the loop carry on.
         let polled = catch_unwind(AssertUnwindSafe(|| match handler.poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(reply)) => Poll::Ready(Ok(reply.response)),
+            Poll::Ready(Ok(mut reply)) => {
+                reply.response.body_mut().hand_to_hyper();
+                Poll::Ready(Ok(reply.response))
+            }
             Poll::Ready(Err(_)) => Poll::Ready(Err(Failure::Error)),
         }))
         .unwrap_or(Poll::Ready(Err(Failure::Panic)));
