@@ -378,10 +378,12 @@ impl<'r, A: Accounting> Server<'r, A> {
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
                 // Out of file descriptors (EMFILE, ENFILE) or memory: `accept` would fail again
-                // at once and the listener stays ready, so retrying now spins. Pause and retry
-                // from a timer.
+                // at once and the listener stays ready, so retrying now spins. Make room as at
+                // `max_connections` (slow heads must not hold every descriptor until their
+                // timeout), one connection per pause, and retry from a timer.
                 Err(_) => {
                     self.dispatcher.stats.accept_backoffs += 1;
+                    self.evict_oldest(now);
                     self.accept_paused = true;
                     self.timers.schedule(now + ACCEPT_BACKOFF, ACCEPT_TIMER);
                     return;
