@@ -498,6 +498,24 @@ mod hyper_body {
         );
     }
 
+    /// A handler that is a plain closure returning a future, and panics before it returns one
+    /// (an `unwrap` on the request while building it): the docs promise every handler panic a
+    /// `500` and a connection that keeps serving, as for a panic inside the future.
+    #[test]
+    fn a_handler_that_panics_before_returning_its_future_is_answered_500() {
+        super::quiet::quiet_panics();
+        type Answer = std::future::Ready<Result<Reply<http_body_util::Full<Bytes>>, HandlerError>>;
+        let handler =
+            |_this: Handle<&'static str>, _request: Request<Incoming>, _bundle: Bundle| -> Answer {
+                panic!("this handler panics");
+            };
+        let (answer, report) = serve_one_with(Options::default(), handler);
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+        assert_eq!(report.stats.panics, 1);
+        assert_eq!((report.outcomes.dropped, report.outcomes.total()), (1, 1));
+        assert_eq!(report.leaked, 0);
+    }
+
     #[test]
     fn a_response_body_that_panics_ends_its_request_dropped() {
         super::quiet::quiet_panics();

@@ -126,8 +126,22 @@ where
                 if let Some(activity) = &conn.activity {
                     activity.begin();
                 }
-                let handler = self.shared.handler.call(this, request, bundle);
-                Dispatch::handling(handler, signal, conn)
+                // A handler may panic before it returns its future (a closure that panics
+                // building it): answered `500` as a panic inside the future is, its bundle
+                // (dropped while unwinding) ending *dropped*.
+                let handler = &self.shared.handler;
+                match catch_unwind(AssertUnwindSafe(|| handler.call(this, request, bundle))) {
+                    Ok(handler) => Dispatch::handling(handler, signal, conn),
+                    Err(_) => {
+                        drop(signal);
+                        if let Some(activity) = &conn.activity {
+                            activity.end();
+                        }
+                        tally.bump(|s| &mut s.panics);
+                        tally.bump(|s| &mut s.served);
+                        Dispatch::fixed(Fixed::internal_error(), conn)
+                    }
+                }
             }
             Err(refusal) => {
                 drop(request); // nothing was taken; the body is not read
@@ -249,10 +263,7 @@ where
         // *dropped*); the connection and the loop carry on.
         let polled = catch_unwind(AssertUnwindSafe(|| match handler.poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(mut reply)) => {
-                reply.response.body_mut().hand_to_hyper();
-                Poll::Ready(Ok(reply.response))
-            }
+            Poll::Ready(Ok(reply)) => Poll::Ready(Ok(reply.response)),
             Poll::Ready(Err(_)) => Poll::Ready(Err(Failure::Error)),
         }))
         .unwrap_or(Poll::Ready(Err(Failure::Panic)));
@@ -266,6 +277,9 @@ where
                 status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
             }
         };
+        // Hyper's from here: a body the handler dropped instead of returning ends its request
+        // dropped, one hyper drops before its end, client gone.
+        response.body_mut().hand_to_hyper();
         this.state.set(State::Done);
         if let Some(activity) = &this.conn.activity {
             activity.end();
@@ -308,6 +322,15 @@ pub(crate) struct Fixed {
 }
 
 impl Fixed {
+    /// `500`, the connection kept: the handler panicked before it returned its future.
+    fn internal_error() -> Self {
+        Fixed {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            text: b"internal server error",
+            close: false,
+        }
+    }
+
     /// `400` with `connection: close`: input the adapter will not frame or route (`checks`).
     fn bad_request(why: &'static str) -> Self {
         Fixed {
