@@ -81,6 +81,7 @@ impl<'r, H> Answers<'r, H> {
     }
 
     /// Bytes to write to the socket now.
+    #[inline]
     pub(crate) fn pending(&self) -> &[u8] {
         &self.output[self.written..]
     }

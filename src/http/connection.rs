@@ -343,6 +343,7 @@ impl<'r, H> Connection<'r, H> {
         self.answers.waiting_routes()
     }
 
+    #[inline]
     fn is_idle(&self) -> bool {
         !self.closing && !self.closed && self.answers.is_empty() && self.input.len() == self.start
     }
@@ -374,7 +375,7 @@ impl<'r, H> Connection<'r, H> {
 
     /// Whether [`idle_deadline_alone`](Connection::idle_deadline_alone) gives a deadline: its
     /// idle timeout (from its last activity, which only moves on) is all it waits for.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_alone<A: Accounting>(&self, d: &Dispatcher<'r, A>) -> bool {
         self.is_idle() && self.request_started.is_none() && d.stopped_at.is_none()
     }

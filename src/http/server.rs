@@ -535,7 +535,26 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
     }
 
+    /// Sets the connection's timer for its next deadline, unless the one set stands.
+    #[inline]
     fn reschedule(&mut self, key: usize, now: Instant) {
+        let Some(socket) = self.sockets.get(key) else {
+            return;
+        };
+        // Kept alive after its answer and its idle timeout already found no earlier than its
+        // timer (nearly every turn): the timer stands, checked here in a few instructions.
+        let stands = socket.idle_covers_scheduled
+            && socket.scheduled.is_some_and(|s| s > now)
+            && socket.lingering.is_none()
+            && socket.write_stalled.is_none()
+            && socket.http.is_alone(&self.dispatcher);
+        if !stands {
+            self.reschedule_anew(key, now);
+        }
+    }
+
+    #[inline(never)]
+    fn reschedule_anew(&mut self, key: usize, now: Instant) {
         let Some(socket) = self.sockets.get_mut(key) else {
             return;
         };
