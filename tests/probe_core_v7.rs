@@ -631,3 +631,306 @@ mod engine_finalizer {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// G8 and the drain's report under random re-entry: every piece of user code the core runs (a
+// context's `Default` and `recycle`, a payload's `Drop`, abort listeners, drain hooks, `build`)
+// may escalate the drain, poll its deadline, stop the server, end or drop another request, or
+// admit one. After every step: a request counted completed never saw its signal fire (then or
+// later), every other fired exactly once, the outcome counts are what the signals say, the
+// escalations' `aborted_signals` add up to the requests the deadline ended, and the drain is
+// complete exactly when the server is stopped and no ticket is out.
+
+mod random_reentry {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::{
+        AbortReason, Admitted, Config, Drain, DrainStatus, Exhaustion, Outcome, PendingTicket,
+        Recycle, ServerCore,
+    };
+
+    use super::check_ledger;
+
+    type Core = ServerCore<Embedded<&'static str>, Ctx>;
+    type Log = Rc<RefCell<Vec<AbortReason>>>;
+
+    struct World {
+        core: Rc<Core>,
+        start: Instant,
+        drain: RefCell<Option<Drain>>,
+        held: RefCell<Vec<(usize, Admitted<Ctx, Payload>)>>,
+        saved: RefCell<Vec<PendingTicket>>,
+        /// Per request: what its listener saw.
+        logs: RefCell<Vec<Log>>,
+        /// Per request, once ended: whether its signal had not fired when it ended.
+        quiet_at_end: RefCell<Vec<Option<bool>>>,
+        /// `aborted_signals` of every escalation, added up.
+        aborted: Cell<usize>,
+        rng: Cell<u64>,
+        depth: Cell<u32>,
+    }
+
+    thread_local! {
+        static WORLD: RefCell<Option<Rc<World>>> = const { RefCell::new(None) };
+    }
+
+    fn world() -> Option<Rc<World>> {
+        WORLD.with(|w| w.borrow().clone())
+    }
+
+    impl World {
+        fn next(&self, n: u64) -> u64 {
+            // xorshift64*
+            let mut x = self.rng.get();
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.rng.set(x);
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        }
+    }
+
+    #[derive(Default)]
+    struct Ctx;
+
+    impl Recycle for Ctx {
+        fn recycle(&mut self) {
+            maybe_nested();
+        }
+    }
+
+    struct Payload;
+
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            maybe_nested();
+        }
+    }
+
+    /// User code's turn: one nested action in three, two levels deep at most.
+    fn maybe_nested() {
+        let Some(w) = world() else { return };
+        if w.depth.get() >= 2 || w.next(3) != 0 {
+            return;
+        }
+        w.depth.set(w.depth.get() + 1);
+        act(&w, w.next(9));
+        w.depth.set(w.depth.get() - 1);
+    }
+
+    fn admit(w: &Rc<World>) {
+        let Some(live) = w.core.upgrade() else { return };
+        let saved = w.saved.borrow_mut().pop();
+        let bundle = match saved {
+            Some(ticket) if w.next(2) == 0 => live.admit_with(ticket, |_| {
+                maybe_nested();
+                Ok(Payload)
+            }),
+            Some(ticket) => {
+                w.saved.borrow_mut().push(ticket);
+                live.admit(|_| {
+                    maybe_nested();
+                    Ok(Payload)
+                })
+            }
+            None => live.admit(|_| {
+                maybe_nested();
+                Ok(Payload)
+            }),
+        };
+        let Ok(bundle) = bundle else { return };
+        let id = w.logs.borrow().len();
+        let log: Log = Rc::default();
+        let seen = Rc::clone(&log);
+        if !bundle.signal().on_abort(move |reason| {
+            seen.borrow_mut().push(reason);
+            maybe_nested();
+        }) {
+            // Aborted while `build` ran (an escalation there): it fired before we listened.
+            log.borrow_mut().push(bundle.signal().reason().unwrap());
+        }
+        w.logs.borrow_mut().push(log);
+        w.quiet_at_end.borrow_mut().push(None);
+        w.held.borrow_mut().push((id, bundle));
+    }
+
+    fn take_held(w: &World) -> Option<(usize, Admitted<Ctx, Payload>)> {
+        let len = w.held.borrow().len();
+        if len == 0 {
+            return None;
+        }
+        let i = w.next(len as u64) as usize;
+        Some(w.held.borrow_mut().swap_remove(i))
+    }
+
+    fn end(w: &World, how: u64) {
+        let Some((id, bundle)) = take_held(w) else {
+            return;
+        };
+        match how {
+            0 | 1 => bundle.complete(),
+            2 => bundle.end(Outcome::ClientGone),
+            3 => bundle.end(Outcome::ForceClosed),
+            _ => drop(bundle),
+        }
+        let quiet = w.logs.borrow()[id].borrow().is_empty();
+        w.quiet_at_end.borrow_mut()[id] = Some(quiet);
+    }
+
+    fn act(w: &Rc<World>, what: u64) {
+        match what {
+            0 => admit(w),
+            1 => {
+                if let Some(live) = w.core.upgrade() {
+                    if let Ok(ticket) = live.ticket() {
+                        w.saved.borrow_mut().push(ticket);
+                    }
+                }
+            }
+            2 => {
+                let drain = w.core.stop();
+                if w.drain.borrow().is_none() {
+                    drain.set_deadline(w.start + Duration::from_secs(1));
+                    drain.on_complete(maybe_nested);
+                    *w.drain.borrow_mut() = Some(drain);
+                }
+            }
+            3 => {
+                let drain = w.drain.borrow().clone();
+                if let Some(drain) = drain {
+                    let report = drain.escalate();
+                    w.aborted.set(w.aborted.get() + report.aborted_signals);
+                }
+            }
+            4 => {
+                let drain = w.drain.borrow().clone();
+                if let Some(drain) = drain {
+                    let later = w.start + Duration::from_secs(2);
+                    let (was_complete, fired, aborted) =
+                        (drain.is_complete(), deadline_fired(w), w.aborted.get());
+                    match drain.poll_deadline(later) {
+                        DrainStatus::Expired(report) => {
+                            w.aborted.set(w.aborted.get() + report.aborted_signals);
+                        }
+                        DrainStatus::Complete if !was_complete => {
+                            // The escalation's listeners ended the last requests: `Complete`,
+                            // no report (by design: core_drain's
+                            // `escalation_completes_the_drain_when_listeners_let_go`). What it
+                            // aborted is what fired meanwhile but nested escalations' aborts.
+                            let nested = w.aborted.get() - aborted;
+                            w.aborted
+                                .set(w.aborted.get() + deadline_fired(w) - fired - nested);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            5 => drop(w.saved.borrow_mut().pop()),
+            _ => end(w, w.next(5)),
+        }
+    }
+
+    /// Requests whose signal the drain deadline fired.
+    fn deadline_fired(w: &World) -> usize {
+        let logs = w.logs.borrow();
+        logs.iter()
+            .filter(|log| log.borrow().first() == Some(&AbortReason::DrainDeadline))
+            .count()
+    }
+
+    fn check(w: &World, seed: u64, step: usize) {
+        let at = format!("seed {seed} step {step}");
+        let logs = w.logs.borrow();
+        let quiet = w.quiet_at_end.borrow();
+        let mut by_outcome = [0u64; 5];
+        let mut deadline_fired = 0;
+        for (id, log) in logs.iter().enumerate() {
+            let log = log.borrow();
+            assert!(log.len() <= 1, "{at}: request {id}'s signal fired {log:?}");
+            if log.first() == Some(&AbortReason::DrainDeadline) {
+                deadline_fired += 1;
+            }
+            match quiet[id] {
+                Some(true) => {
+                    assert!(log.is_empty(), "{at}: completed request {id} fired {log:?}");
+                    by_outcome[Outcome::Completed as usize] += 1;
+                }
+                Some(false) => by_outcome[Outcome::after_abort(log[0]) as usize] += 1,
+                None => {}
+            }
+        }
+        let outcomes = w.core.ledger().outcomes();
+        let counted = Outcome::ALL.map(|o| outcomes.count(o));
+        assert_eq!(counted, by_outcome, "{at}: outcomes");
+        assert_eq!(w.aborted.get(), deadline_fired, "{at}: aborted_signals");
+        if let Some(drain) = w.drain.borrow().as_ref() {
+            let out = w.core.ledger().outstanding(reqguard::GuardKind::Ticket);
+            assert_eq!(drain.is_complete(), out == 0, "{at}: drain");
+        }
+        check_ledger(w.core.ledger());
+    }
+
+    fn run(seed: u64, steps: usize, exhaustion: Exhaustion) {
+        let heap = Heap::new();
+        let config = Config::default()
+            .with_pool_capacity(2)
+            .unwrap()
+            .with_exhaustion(exhaustion);
+        let w = Rc::new(World {
+            core: Rc::new(ServerCore::embedded_with_context(
+                heap.alloc("server"),
+                config,
+            )),
+            start: Instant::now(),
+            drain: RefCell::new(None),
+            held: RefCell::default(),
+            saved: RefCell::default(),
+            logs: RefCell::default(),
+            quiet_at_end: RefCell::default(),
+            aborted: Cell::new(0),
+            rng: Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            depth: Cell::new(0),
+        });
+        WORLD.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&w)));
+        for step in 0..steps {
+            let what = match w.next(10) {
+                0..=3 => 0,
+                4 => 1,
+                5 if step > steps / 3 => 2,
+                6 => 3 + w.next(2),
+                7 => 5,
+                _ => 6,
+            };
+            act(&w, what);
+            check(&w, seed, step);
+        }
+        while !w.held.borrow().is_empty() {
+            end(&w, w.next(5));
+            check(&w, seed, steps);
+        }
+        w.saved.borrow_mut().clear();
+        check(&w, seed, steps + 1);
+        WORLD.with(|slot| slot.borrow_mut().take());
+        w.core.ledger().assert_quiescent();
+    }
+
+    #[test]
+    fn random_reentry_keeps_one_outcome_and_the_drains_report_true() {
+        // Deeper local runs: REQGUARD_PROBE_V7_SEEDS=20000.
+        let seeds = std::env::var("REQGUARD_PROBE_V7_SEEDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(300);
+        for seed in 0..seeds {
+            let exhaustion = if seed % 2 == 0 {
+                Exhaustion::Spill
+            } else {
+                Exhaustion::Refuse
+            };
+            run(seed, 60, exhaustion);
+        }
+    }
+}
