@@ -359,7 +359,7 @@ impl<'r, A: Accounting> Server<'r, A> {
                 Ok((stream, _peer)) => {
                     let open = self.sockets.len() - self.refusing;
                     if open >= self.dispatcher.limits.get_max_connections()
-                        && !self.evict_oldest(now)
+                        && !self.evict_oldest(now, true)
                     {
                         self.dispatcher.stats.connections_refused += 1;
                         self.refuse_connection(stream, now);
@@ -377,13 +377,17 @@ impl<'r, A: Accounting> Server<'r, A> {
                         err.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                // Out of file descriptors (EMFILE, ENFILE) or memory: `accept` would fail again
-                // at once and the listener stays ready, so retrying now spins. Make room as at
-                // `max_connections` (slow heads must not hold every descriptor until their
-                // timeout), one connection per pause, and retry from a timer.
+                // Out of file descriptors (EMFILE, ENFILE) or memory: make room as at
+                // `max_connections`, with no linger (its descriptor is what is short), and take
+                // the next one from the backlog: slow heads must not hold every descriptor until
+                // their timeout while newcomers wait. With none to evict, `accept` would fail
+                // again at once and the listener stays ready, so retrying now spins: pause, and
+                // retry from a timer.
                 Err(_) => {
+                    if self.evict_oldest(now, false) {
+                        continue;
+                    }
                     self.dispatcher.stats.accept_backoffs += 1;
-                    self.evict_oldest(now);
                     self.accept_paused = true;
                     self.timers.schedule(now + ACCEPT_BACKOFF, ACCEPT_TIMER);
                     return;
@@ -426,8 +430,10 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// At capacity, frees a slot for a new connection: closes the one that has been idle or
     /// reading its head the longest (slowloris holds slots that way), never one with a request
     /// admitted or an answer being written. One mid-head gets `408` and `Connection: close`,
-    /// delivered like a refused connection's `503`, outside the limit. False if none qualifies.
-    fn evict_oldest(&mut self, now: Instant) -> bool {
+    /// delivered like a refused connection's `503`, outside the limit (without `linger`, or past
+    /// [`MAX_REFUSING`], written if the socket takes it at once, then closed). False if none
+    /// qualifies.
+    fn evict_oldest(&mut self, now: Instant, linger: bool) -> bool {
         let oldest = self
             .sockets
             .iter()
@@ -445,13 +451,17 @@ impl<'r, A: Accounting> Server<'r, A> {
         self.dispatcher.stats.connections_evicted += 1;
         self.dispatcher.date.refresh(now);
         let socket = &mut self.sockets[key];
-        if socket.http.evict(&mut self.dispatcher) && self.refusing < MAX_REFUSING {
+        let answered = socket.http.evict(&mut self.dispatcher);
+        if answered && linger && self.refusing < MAX_REFUSING {
             socket.refused = true;
             self.refusing += 1;
             // Write the 408 and start the linger now: its writable edge has long passed.
             let mut scratch = [0; 4096];
             self.connection_event(Token(key), None, &mut scratch, now);
         } else {
+            if answered {
+                let _ = socket.stream.write(socket.http.pending_output()); // best effort
+            }
             self.close(key);
         }
         true
