@@ -679,3 +679,45 @@ fn the_demo_routes_answer_head_405_with_allow_501_and_404_as_the_mio_routes_do()
     let report = server.join();
     assert_eq!(report.leaked, 0, "{report}");
 }
+
+/// Answers with no body on the wire (RFC 9110 section 6.4.1: to `HEAD`, `204`, `304`) are
+/// complete once their head is written, even when the handler gave them a body: hyper drops
+/// such a body unpolled, and before, the adapter took that drop for a client gone (the signal
+/// fired `ClientDisconnected` on an answered request).
+#[test]
+fn answers_without_a_body_on_the_wire_end_completed_and_fire_nothing() {
+    let (aborts_tx, aborts) = mpsc::channel();
+    let server = TestServer::spawn(move || {
+        let handler = move |_: This, request: Request<Incoming>, bundle: Bundle| {
+            let aborts = aborts_tx.clone();
+            async move {
+                bundle
+                    .signal()
+                    .on_abort(move |reason| aborts.send(reason).unwrap());
+                let status = match request.uri().path() {
+                    "/204" => 204,
+                    "/304" => 304,
+                    _ => 200,
+                };
+                let mut response = Response::new(Full::new(Bytes::from_static(b"a body")));
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                Ok::<_, HandlerError>(bundle.respond(response))
+            }
+        };
+        HyperServer::new(core(false).0, handler).options(fast_stop())
+    });
+    let mut client = HyperClient::connect(server.addr);
+    assert_eq!(client.send("HEAD", "/", "").0, 200);
+    assert_eq!(client.send("GET", "/204", ""), (204, false, String::new()));
+    assert_eq!(client.send("GET", "/304", ""), (304, false, String::new()));
+    assert_eq!(client.send("GET", "/", ""), (200, false, "a body".into()));
+    drop(client);
+    let report = server.join();
+    assert_eq!(
+        (report.outcomes.completed, report.outcomes.total()),
+        (4, 4),
+        "{report}"
+    );
+    assert!(aborts.try_recv().is_err(), "no answered request fires");
+    assert_eq!(report.leaked, 0, "{report}");
+}

@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use hyper::{Method, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::bundle::Bundle;
@@ -19,34 +20,85 @@ pin_project! {
     /// the adapter's own (`503`, `500`), holding the request's [`Bundle`] when there is one.
     ///
     /// The bundle ends *completed* right after the body yields its last frame (hyper may drop
-    /// a body without polling it to the end once it says [`is_end_stream`](Body::is_end_stream)),
-    /// and *client gone* (or *force closed*) when hyper drops the body before that. A body
-    /// error mid-stream, a panic in the body's code, or a reply the handler dropped instead of
-    /// returning it ends it *dropped*.
+    /// a body without polling it to the end once it says [`is_end_stream`](Body::is_end_stream),
+    /// and drops the body of an answer that has none unpolled, right after writing its head:
+    /// to `HEAD`, `1xx`, `204`, `304`, `2xx` to `CONNECT`), and *client gone* (or *force
+    /// closed*) when hyper drops the body before that. A body error mid-stream, a panic in the
+    /// body's code, or a reply the handler dropped instead of returning it ends it *dropped*.
     pub struct GuardedBody<B: Body, C: Recycle = ()> {
         #[pin]
         source: Source<B>,
         bundle: Option<Bundle<C>>,
-        // Whether the adapter handed it to hyper: until then it is the handler's, in its
-        // `Reply` (pin-project-lite takes no doc comment on a field).
-        handed: bool,
+        // Whether the adapter handed it to hyper (until then it is the handler's, in its
+        // `Reply`), and whether hyper writes it (pin-project-lite takes no doc comment on a
+        // field).
+        handed: Handed,
     }
 
     impl<B: Body, C: Recycle> PinnedDrop for GuardedBody<B, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(bundle) = this.bundle.take() {
-                if !*this.handed || std::thread::panicking() {
+                match *this.handed {
                     // The handler dropped its reply instead of returning it (nothing of it
                     // was written), or its body panicked under hyper's poll (nothing else of
                     // the request's runs there): the request ends *dropped*, as a handler's
                     // error or panic ends it, and the body's code is not called again.
-                    drop(bundle);
-                } else if this.source.is_end_stream() {
-                    bundle.complete();
-                } else {
-                    bundle.cut_short();
+                    Handed::No => drop(bundle),
+                    _ if std::thread::panicking() => drop(bundle),
+                    // Hyper wrote the head of an answer without a body and let the body go.
+                    Handed::Bodiless => bundle.complete(),
+                    Handed::WithBody if this.source.is_end_stream() => bundle.complete(),
+                    Handed::WithBody => bundle.cut_short(),
                 }
+            }
+        }
+    }
+}
+
+/// Where a [`GuardedBody`] is: still the handler's, or hyper's and written, or hyper's with
+/// no body to write (RFC 9110 section 6.4.1; hyper's `can_have_body`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handed {
+    No,
+    WithBody,
+    Bodiless,
+}
+
+/// What of a request decides whether its answer has a body on the wire (RFC 9110 section
+/// 6.4.1): its method, kept in one byte until the answer's status is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyRule {
+    /// `HEAD`: never a body.
+    Head,
+    /// `CONNECT`: no body with a `2xx`.
+    Connect,
+    /// Any other method: a body unless `1xx`, `204` or `304`.
+    Other,
+}
+
+impl BodyRule {
+    #[inline]
+    pub(crate) fn of(method: &Method) -> Self {
+        if method == Method::HEAD {
+            BodyRule::Head
+        } else if method == Method::CONNECT {
+            BodyRule::Connect
+        } else {
+            BodyRule::Other
+        }
+    }
+
+    /// Whether the answer with `status` has a body (hyper's `can_have_body`).
+    #[inline]
+    pub(crate) fn has_body(self, status: StatusCode) -> bool {
+        match self {
+            BodyRule::Head => false,
+            BodyRule::Connect if status.is_success() => false,
+            _ => {
+                !(status.is_informational()
+                    || status == StatusCode::NO_CONTENT
+                    || status == StatusCode::NOT_MODIFIED)
             }
         }
     }
@@ -75,15 +127,20 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         GuardedBody {
             source: Source::Handler { body },
             bundle: Some(bundle),
-            handed: false,
+            handed: Handed::No,
         }
     }
 
     /// The adapter hands the body to hyper: from now on the request ends with what hyper does
-    /// with it (the last frame written: completed; dropped before: client gone).
+    /// with it (the last frame written, or no body to write: completed; dropped before the
+    /// last frame: client gone). `has_body` from [`BodyRule::has_body`].
     #[inline]
-    pub(crate) fn hand_to_hyper(&mut self) {
-        self.handed = true;
+    pub(crate) fn hand_to_hyper(&mut self, has_body: bool) {
+        self.handed = if has_body {
+            Handed::WithBody
+        } else {
+            Handed::Bodiless
+        };
     }
 
     /// An answer of the adapter's own, holding nothing (a refusal, a `500`).
@@ -93,7 +150,7 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
                 data: Some(Bytes::from_static(text)),
             },
             bundle: None,
-            handed: false,
+            handed: Handed::No,
         }
     }
 }

@@ -14,7 +14,7 @@ use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::body::GuardedBody;
+use super::body::{BodyRule, GuardedBody};
 use super::bundle::Bundle;
 use super::checks::{self, Refused};
 use super::connections::Conn;
@@ -122,6 +122,7 @@ where
         match self.admit() {
             Ok((this, admitted)) => {
                 let signal = admitted.signal().clone();
+                let body_rule = BodyRule::of(request.method());
                 let bundle = Bundle::new(admitted, Rc::clone(tally));
                 if let Some(activity) = &conn.activity {
                     activity.begin();
@@ -131,7 +132,7 @@ where
                 // (dropped while unwinding) ending *dropped*.
                 let handler = &self.shared.handler;
                 match catch_unwind(AssertUnwindSafe(|| handler.call(this, request, bundle))) {
-                    Ok(handler) => Dispatch::handling(handler, signal, conn),
+                    Ok(handler) => Dispatch::handling(handler, signal, conn, body_rule),
                     Err(_) => {
                         drop(signal);
                         if let Some(activity) = &conn.activity {
@@ -176,6 +177,8 @@ pin_project! {
         #[pin]
         state: State<F>,
         conn: Rc<Conn>,
+        // Whether the answer will have a body, by the request's method.
+        body_rule: BodyRule,
         _body: std::marker::PhantomData<fn() -> (B, C)>,
     }
 
@@ -213,10 +216,11 @@ pin_project! {
 
 impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
     #[inline]
-    fn handling(handler: F, signal: AbortSignal, conn: Rc<Conn>) -> Self {
+    fn handling(handler: F, signal: AbortSignal, conn: Rc<Conn>, body_rule: BodyRule) -> Self {
         Dispatch {
             state: State::Handling { handler, signal },
             conn,
+            body_rule,
             _body: std::marker::PhantomData,
         }
     }
@@ -225,6 +229,7 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
         Dispatch {
             state: State::Fixed { answer },
             conn,
+            body_rule: BodyRule::Other,
             _body: std::marker::PhantomData,
         }
     }
@@ -278,8 +283,9 @@ where
             }
         };
         // Hyper's from here: a body the handler dropped instead of returning ends its request
-        // dropped, one hyper drops before its end, client gone.
-        response.body_mut().hand_to_hyper();
+        // dropped, one hyper drops before its end, client gone (unless it has none to write).
+        let has_body = this.body_rule.has_body(response.status());
+        response.body_mut().hand_to_hyper(has_body);
         this.state.set(State::Done);
         if let Some(activity) = &this.conn.activity {
             activity.end();
