@@ -74,7 +74,7 @@ impl Default for Limits {
 
 impl Limits {
     /// Largest request line plus headers, in bytes; larger gets `431`, or `414` when the
-    /// request line does not end within it (`501` if its method does not).
+    /// request target does not end within it (`501` if the method does not).
     pub fn max_head(mut self, bytes: usize) -> Self {
         self.max_head = bytes;
         self

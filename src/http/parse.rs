@@ -21,9 +21,9 @@ pub(crate) enum Reject {
     /// Malformed request line, headers, framing or chunk; a missing, repeated or invalid
     /// `Host`; a request target in no form the method allows: `400`.
     BadRequest,
-    /// The request line does not end within the head limit, its method has: `501`.
+    /// The method does not end within the head limit: `501`.
     MethodTooLong,
-    /// The request line does not end within the head limit, its target has: `414`.
+    /// The method ends within the head limit, the target does not: `414`.
     TargetTooLong,
     /// Request line plus headers over the limit: `431`.
     HeadTooLarge,
