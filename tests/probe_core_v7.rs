@@ -663,6 +663,7 @@ mod random_reentry {
         drain: RefCell<Option<Drain>>,
         held: RefCell<Vec<(usize, Admitted<Ctx, Payload>)>>,
         saved: RefCell<Vec<PendingTicket>>,
+        activity: RefCell<Vec<reqguard::ActivityRef>>,
         /// Per request: what its listener saw.
         logs: RefCell<Vec<Log>>,
         /// Per request, once ended: whether its signal had not fired when it ended.
@@ -717,7 +718,7 @@ mod random_reentry {
             return;
         }
         w.depth.set(w.depth.get() + 1);
-        act(&w, w.next(9));
+        act(&w, w.next(12));
         w.depth.set(w.depth.get() - 1);
     }
 
@@ -829,6 +830,35 @@ mod random_reentry {
                 }
             }
             5 => drop(w.saved.borrow_mut().pop()),
+            6 => {
+                // Native work on a request: an activity ref, kept past the request's end
+                // (it does not hold the drain, and the deadline does not fire an ended one).
+                let len = w.held.borrow().len();
+                if len > 0 {
+                    let i = w.next(len as u64) as usize;
+                    let mut held = w.held.borrow_mut();
+                    let activity = held[i].1.activity_ref();
+                    let handed = if w.next(2) == 0 {
+                        held[i].1.hand_off()
+                    } else {
+                        None
+                    };
+                    drop(held);
+                    w.activity.borrow_mut().push(activity);
+                    drop(handed); // the engine's now: its drop is user code, run unborrowed
+                }
+            }
+            7 => {
+                let popped = w.activity.borrow_mut().pop();
+                drop(popped);
+            }
+            8 => {
+                // A saved request served with a standalone context, dropped at once.
+                let saved = w.saved.borrow_mut().pop();
+                if let (Some(ticket), Some(live)) = (saved, w.core.upgrade()) {
+                    drop(live.context(ticket));
+                }
+            }
             _ => end(w, w.next(5)),
         }
     }
@@ -888,6 +918,7 @@ mod random_reentry {
             drain: RefCell::new(None),
             held: RefCell::default(),
             saved: RefCell::default(),
+            activity: RefCell::default(),
             logs: RefCell::default(),
             quiet_at_end: RefCell::default(),
             aborted: Cell::new(0),
@@ -896,13 +927,13 @@ mod random_reentry {
         });
         WORLD.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&w)));
         for step in 0..steps {
-            let what = match w.next(10) {
+            let what = match w.next(12) {
                 0..=3 => 0,
                 4 => 1,
                 5 if step > steps / 3 => 2,
                 6 => 3 + w.next(2),
-                7 => 5,
-                _ => 6,
+                7 => 5 + w.next(4),
+                _ => 9,
             };
             act(&w, what);
             check(&w, seed, step);
@@ -912,6 +943,7 @@ mod random_reentry {
             check(&w, seed, steps);
         }
         w.saved.borrow_mut().clear();
+        w.activity.borrow_mut().clear();
         check(&w, seed, steps + 1);
         WORLD.with(|slot| slot.borrow_mut().take());
         w.core.ledger().assert_quiescent();
