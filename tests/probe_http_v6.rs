@@ -7,8 +7,10 @@
 //!   their timeouts while newcomers wait in the kernel's backlog.
 //! - The head limit's answers at the byte: `414` for a target that does not end within it,
 //!   `501` for a method, `431` otherwise (the docs said `414` for any request line).
-//! - Open on the hyper stack (src/tokio_hyper; ignored tests, each with a mio twin that passes):
-//!   an answered `HEAD` ends *client gone*; no eviction at `max_connections`.
+//! - On both stacks, an answered `HEAD` ends *completed* (hyper's ended *client gone* until
+//!   14fec42, src/tokio_hyper).
+//! - Open on the hyper stack (src/tokio_hyper; an ignored test with a mio twin that passes): no
+//!   eviction at `max_connections`.
 #![cfg(feature = "server")]
 
 mod util;
