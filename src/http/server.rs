@@ -351,12 +351,15 @@ impl<'r, A: Accounting> Server<'r, A> {
         if self.accept_paused {
             return;
         }
+        // An eviction made room and no `accept` has taken it yet: one per accepted connection.
+        let mut made_room = false;
         loop {
             let Some(listener) = &self.listener else {
                 return;
             };
             match listener.accept() {
                 Ok((stream, _peer)) => {
+                    made_room = false;
                     let open = self.sockets.len() - self.refusing;
                     if open >= self.dispatcher.limits.get_max_connections()
                         && !self.evict_oldest(now, true)
@@ -380,11 +383,12 @@ impl<'r, A: Accounting> Server<'r, A> {
                 // Out of file descriptors (EMFILE, ENFILE) or memory: make room as at
                 // `max_connections`, with no linger (its descriptor is what is short), and take
                 // the next one from the backlog: slow heads must not hold every descriptor until
-                // their timeout while newcomers wait. With none to evict, `accept` would fail
-                // again at once and the listener stays ready, so retrying now spins: pause, and
-                // retry from a timer.
+                // their timeout while newcomers wait. With none to evict (or the room made not
+                // enough: ENFILE, memory), `accept` would fail again at once and the listener
+                // stays ready, so retrying now spins: pause, and retry from a timer.
                 Err(_) => {
-                    if self.evict_oldest(now, false) {
+                    if !made_room && self.evict_oldest(now, false) {
+                        made_room = true;
                         continue;
                     }
                     self.dispatcher.stats.accept_backoffs += 1;
