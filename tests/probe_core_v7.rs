@@ -124,6 +124,19 @@ mod hyper_options {
         options: Options,
         handler: impl Handler<Embedded<&'static str>>,
     ) -> (String, HyperReport) {
+        serve_raw(
+            options,
+            handler,
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+    }
+
+    /// Serves what the client sends (`request`, then it reads to the end), then stops.
+    pub(super) fn serve_raw(
+        options: Options,
+        handler: impl Handler<Embedded<&'static str>>,
+        request: &'static [u8],
+    ) -> (String, HyperReport) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -138,10 +151,7 @@ mod hyper_options {
             let (stop, stopped) = tokio::sync::oneshot::channel::<String>();
             tokio::task::spawn_local(async move {
                 let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-                client
-                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                    .await
-                    .unwrap();
+                client.write_all(request).await.unwrap();
                 let mut answer = Vec::new();
                 let read =
                     tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer));
@@ -204,6 +214,45 @@ mod hyper_options {
             let answer = client.await.unwrap_or_default();
             (answer, report)
         })
+    }
+
+    /// A `HEAD` request answered by a `GET` route (the demo's, and most handlers': hyper sends
+    /// the head of the answer only, RFC 9110 §9.3.2), and `204` / `304` answers, whose bodies
+    /// hyper never sends: the answer was written whole, so the request completed (its signal
+    /// never fires). Hyper drops such a body unpolled.
+    #[test]
+    fn an_answer_whose_body_hyper_does_not_send_completes_its_request() {
+        let requests: [&'static [u8]; 2] = [
+            b"HEAD / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        ];
+        let (answer, report) = serve_raw(Options::default(), demo_routes(), requests[0]);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+        assert!(!answer.ends_with("hello"), "a HEAD answer has no body: {answer:?}");
+        let outcomes = report.outcomes;
+        assert_eq!(
+            (outcomes.completed, outcomes.total()),
+            (1, 1),
+            "HEAD answered whole: {outcomes:?}"
+        );
+        for status in [204u16, 304] {
+            let handler = move |_this: reqguard::engines::Handle<&'static str>,
+                                _request: hyper::Request<hyper::body::Incoming>,
+                                bundle: reqguard::tokio_hyper::Bundle| async move {
+                let mut response =
+                    hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("body")));
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response))
+            };
+            let (answer, report) = serve_raw(Options::default(), handler, requests[1]);
+            assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer:?}");
+            let outcomes = report.outcomes;
+            assert_eq!(
+                (outcomes.completed, outcomes.total()),
+                (1, 1),
+                "{status} answered whole: {outcomes:?}"
+            );
+        }
     }
 
     #[test]
