@@ -228,7 +228,10 @@ mod hyper_options {
         ];
         let (answer, report) = serve_raw(Options::default(), demo_routes(), requests[0]);
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
-        assert!(!answer.ends_with("hello"), "a HEAD answer has no body: {answer:?}");
+        assert!(
+            !answer.ends_with("hello"),
+            "a HEAD answer has no body: {answer:?}"
+        );
         let outcomes = report.outcomes;
         assert_eq!(
             (outcomes.completed, outcomes.total()),
@@ -245,7 +248,10 @@ mod hyper_options {
                 Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response))
             };
             let (answer, report) = serve_raw(Options::default(), handler, requests[1]);
-            assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer:?}");
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{answer:?}"
+            );
             let outcomes = report.outcomes;
             assert_eq!(
                 (outcomes.completed, outcomes.total()),
@@ -1013,5 +1019,89 @@ mod random_reentry {
             };
             run(seed, 60, exhaustion);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// G5 for the hyper adapter: an embedder that drops `serve`'s future (a `select!` with Ctrl-C, a
+// timeout, the task aborted) has no server any more: its connections must not go on admitting
+// requests through a core nobody can stop.
+
+#[cfg(feature = "hyper")]
+mod hyper_dropped_serve {
+    use std::time::Duration;
+
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::{demo_routes, HyperServer};
+    use reqguard::{Config, ServerCore};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one answer head and its `content-length` body (the demo's answers have one).
+    async fn read_answer(client: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), client.read(&mut byte)).await {
+                Ok(Ok(1)) => got.push(byte[0]),
+                _ => return None, // closed, reset or silent
+            }
+            if got.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let head = String::from_utf8_lossy(&got).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        client.read_exact(&mut body).await.ok()?;
+        Some(head)
+    }
+
+    #[test]
+    fn a_dropped_serve_future_admits_nothing_more() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let server = HyperServer::new(core, demo_routes());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            // The embedder serves until Ctrl-C, then drops the server's future.
+            let (ctrl_c, pressed) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::task::spawn_local(async move {
+                tokio::select! {
+                    _ = server.serve(listener, std::future::pending()) => {}
+                    _ = pressed => {}
+                }
+            });
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            client
+                .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let first = read_answer(&mut client).await.expect("the first answer");
+            assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+            ctrl_c.send(()).unwrap();
+            serving.await.unwrap(); // the serve future is gone
+                                    // The kept-alive connection sends another request.
+            let _ = client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+            let second = read_answer(&mut client).await;
+            assert!(
+                second
+                    .as_deref()
+                    .is_none_or(|head| head.starts_with("HTTP/1.1 503")),
+                "a request admitted after the server's future was dropped: {second:?}"
+            );
+        });
     }
 }

@@ -275,6 +275,10 @@ where
     /// what is out, force-closes every connection [`Options::force_after`] later, and reports
     /// what was out.
     ///
+    /// Dropping the future before it returns (a `select!` on Ctrl-C, a timeout, an aborted
+    /// task) leaves no server to drain the connections: admission closes (a late request is
+    /// refused `503`) and every connection is force-closed, its request ending *force closed*.
+    ///
     /// The report is large (392 bytes): run under `block_on`, box it (`async {
     /// Box::new(server.serve(listener, stop).await) }`), as [`run`] does. `block_on` copies its
     /// future's whole `Poll<Output>` up a few layers on every turn of the loop, once per request
@@ -351,6 +355,11 @@ where
             max_head: options.max_head,
         });
         let connections = Rc::new(Connections::default());
+        let abandoned = Abandoned {
+            shared: &shared,
+            connections: &connections,
+            armed: Cell::new(true),
+        };
         let forced = Trigger::new(force);
         let acceptor = Acceptor {
             shared: &shared,
@@ -405,10 +414,34 @@ where
             (linger.drained)();
             stopped
         };
+        abandoned.armed.set(false);
         if let (Some(hook), true) = (after_drain, drain.is_complete()) {
             hook();
         }
         report(&shared, stopped, started, steps)
+    }
+}
+
+/// Held by `serve`'s future until its stop has run: dropped before that (the embedder dropped
+/// the future: a `select!` on Ctrl-C, a timeout, an aborted task; or a hook panicked), no
+/// server is left to stop the connections' tasks, which hold the core and would go on
+/// admitting. So it stops the core (a late request is refused `503`) and force-closes every
+/// connection (each request still out ends *force closed*).
+struct Abandoned<'a, E: Engine, C: Recycle, H, S> {
+    shared: &'a Rc<Shared<E, C, H, S>>,
+    connections: &'a Rc<Connections>,
+    armed: Cell<bool>,
+}
+
+impl<E: Engine, C: Recycle, H, S> Drop for Abandoned<'_, E, C, H, S> {
+    fn drop(&mut self) {
+        if self.armed.get() {
+            let tally = &self.shared.tally;
+            tally.set_stopping();
+            tally.set_force_closing();
+            drop(self.shared.core.stop());
+            self.connections.abort_all();
+        }
     }
 }
 
