@@ -726,15 +726,19 @@ mod random_reentry {
         /// `aborted_signals` of every escalation, added up.
         aborted: Cell<usize>,
         rng: Cell<u64>,
-        depth: Cell<u32>,
     }
 
     thread_local! {
-        static WORLD: RefCell<Option<Rc<World>>> = const { RefCell::new(None) };
+        /// Two servers: user code of either may act on either.
+        static WORLDS: RefCell<Vec<Rc<World>>> = const { RefCell::new(Vec::new()) };
+        static DEPTH: Cell<u32> = const { Cell::new(0) };
     }
 
-    fn world() -> Option<Rc<World>> {
-        WORLD.with(|w| w.borrow().clone())
+    fn worlds() -> Vec<Rc<World>> {
+        // `try_with`: a failed run leaves its worlds to the thread's teardown.
+        WORLDS
+            .try_with(|w| w.try_borrow().map(|w| w.clone()).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     impl World {
@@ -766,15 +770,21 @@ mod random_reentry {
         }
     }
 
-    /// User code's turn: one nested action in three, two levels deep at most.
+    /// User code's turn: one nested action in three, on either server, two levels deep at
+    /// most.
     fn maybe_nested() {
-        let Some(w) = world() else { return };
-        if w.depth.get() >= 2 || w.next(3) != 0 {
+        let worlds = worlds();
+        let Some(first) = worlds.first() else { return };
+        let Ok(depth) = DEPTH.try_with(Cell::get) else {
+            return;
+        };
+        if depth >= 2 || first.next(3) != 0 {
             return;
         }
-        w.depth.set(w.depth.get() + 1);
-        act(&w, w.next(12));
-        w.depth.set(w.depth.get() - 1);
+        let w = &worlds[first.next(worlds.len() as u64) as usize];
+        DEPTH.with(|d| d.set(depth + 1));
+        act(w, w.next(12));
+        DEPTH.with(|d| d.set(depth));
     }
 
     fn admit(w: &Rc<World>) {
@@ -958,13 +968,12 @@ mod random_reentry {
         check_ledger(w.core.ledger());
     }
 
-    fn run(seed: u64, steps: usize, exhaustion: Exhaustion) {
-        let heap = Heap::new();
+    fn world(seed: u64, exhaustion: Exhaustion, heap: &Heap) -> Rc<World> {
         let config = Config::default()
             .with_pool_capacity(2)
             .unwrap()
             .with_exhaustion(exhaustion);
-        let w = Rc::new(World {
+        Rc::new(World {
             core: Rc::new(ServerCore::embedded_with_context(
                 heap.alloc("server"),
                 config,
@@ -978,10 +987,19 @@ mod random_reentry {
             quiet_at_end: RefCell::default(),
             aborted: Cell::new(0),
             rng: Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-            depth: Cell::new(0),
-        });
-        WORLD.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&w)));
+        })
+    }
+
+    fn run(seed: u64, steps: usize) {
+        let heap = Heap::new();
+        let both = [
+            world(seed, Exhaustion::Spill, &heap),
+            world(seed ^ 0xABCD, Exhaustion::Refuse, &heap),
+        ];
+        WORLDS.with(|slot| *slot.borrow_mut() = both.to_vec());
+        let first = &both[0];
         for step in 0..steps {
+            let w = &both[first.next(2) as usize];
             let what = match w.next(12) {
                 0..=3 => 0,
                 4 => 1,
@@ -990,18 +1008,26 @@ mod random_reentry {
                 7 => 5 + w.next(4),
                 _ => 9,
             };
-            act(&w, what);
-            check(&w, seed, step);
+            act(w, what);
+            for w in &both {
+                check(w, seed, step);
+            }
         }
-        while !w.held.borrow().is_empty() {
-            end(&w, w.next(5));
-            check(&w, seed, steps);
+        for w in &both {
+            while !w.held.borrow().is_empty() {
+                end(w, w.next(5));
+                check(w, seed, steps);
+            }
+            w.saved.borrow_mut().clear();
+            w.activity.borrow_mut().clear();
         }
-        w.saved.borrow_mut().clear();
-        w.activity.borrow_mut().clear();
-        check(&w, seed, steps + 1);
-        WORLD.with(|slot| slot.borrow_mut().take());
-        w.core.ledger().assert_quiescent();
+        for w in &both {
+            check(w, seed, steps + 1);
+        }
+        WORLDS.with(|slot| slot.borrow_mut().clear());
+        for w in &both {
+            w.core.ledger().assert_quiescent();
+        }
     }
 
     #[test]
@@ -1012,12 +1038,7 @@ mod random_reentry {
             .and_then(|n| n.parse().ok())
             .unwrap_or(300);
         for seed in 0..seeds {
-            let exhaustion = if seed % 2 == 0 {
-                Exhaustion::Spill
-            } else {
-                Exhaustion::Refuse
-            };
-            run(seed, 60, exhaustion);
+            run(seed, 80);
         }
     }
 }
