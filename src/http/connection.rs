@@ -60,18 +60,12 @@ enum BodyReader {
     },
 }
 
-/// A whole request: its head, and where it is in the input.
+/// A whole request: its head, and how many bytes of `input[start..]` it took. Its body is
+/// where its head's framing says: a `Content-Length` body follows the head (to `total`), a
+/// chunked one is decoded in `Connection::body`. (The dispatch borrows the head beside it: a
+/// `Head` is not moved again once parsed.)
 struct Parsed {
     head: Head,
-    at: At,
-}
-
-/// Where a whole request is in `input[start..]`: its body, and how many bytes it took. (The
-/// dispatch borrows the head beside it: a `Head` is not moved again once parsed.)
-struct At {
-    /// Where the body begins in `input[start..]` (it runs to `total`: a `Content-Length` body
-    /// follows its head), or `None` for the decoded chunked body in `body`.
-    body: Option<usize>,
     total: usize,
 }
 
@@ -474,7 +468,7 @@ impl<'r, H> Connection<'r, H> {
             match step {
                 Step::Wait => break,
                 Step::Continue => {}
-                Step::Request(parsed) => self.dispatch(d, now, &parsed.head, &parsed.at),
+                Step::Request(parsed) => self.dispatch(d, now, &parsed.head, parsed.total),
             }
         }
         self.compact();
@@ -553,9 +547,7 @@ impl<'r, H> Connection<'r, H> {
             // The whole body is already here (always, for a request without one): no need to
             // wait in `Reading::Body`.
             Framing::Length(n) if buf.len() - head.len >= n => {
-                let total = head.len + n;
-                let body = Some(head.len);
-                self.dispatch(d, now, head, &At { body, total });
+                self.dispatch(d, now, head, head.len + n);
                 return self.after_dispatch(d);
             }
             Framing::Length(n) => BodyReader::Length(n),
@@ -599,12 +591,12 @@ impl<'r, H> Connection<'r, H> {
         let after_head = self.start + head.len;
         let wire = head.wire(true);
         let expect = head.expect_continue && !head.http10;
-        let (range, total) = match body {
+        let total = match body {
             BodyReader::Length(n) if self.input.len() - after_head < *n => {
                 self.send_continue(expect);
                 return Step::Wait;
             }
-            BodyReader::Length(n) => (Some(head.len), head.len + *n),
+            BodyReader::Length(n) => head.len + *n,
             BodyReader::Chunked { decoder, scanned } => {
                 match decoder.decode(&self.input[after_head + *scanned..], &mut self.body) {
                     Ok(used) => *scanned += used,
@@ -617,16 +609,13 @@ impl<'r, H> Connection<'r, H> {
                     self.send_continue(expect);
                     return Step::Wait;
                 }
-                (None, head.len + *scanned)
+                head.len + *scanned
             }
         };
         let Reading::Body { head, .. } = std::mem::replace(&mut self.reading, Reading::Head) else {
             return Step::Continue;
         };
-        Step::Request(Parsed {
-            head,
-            at: At { body: range, total },
-        })
+        Step::Request(Parsed { head, total })
     }
 
     /// In the handler: admit the request (or refuse it holding nothing), call its handler,
@@ -636,14 +625,14 @@ impl<'r, H> Connection<'r, H> {
         d: &mut Dispatcher<'r, A>,
         now: Instant,
         head: &Head,
-        at: &At,
+        total: usize,
     ) {
         self.continue_sent = false;
         self.request_started = None;
         // Health probes (loops of a group) answer from the loop's own state, before admission:
         // liveness must hold through the drain, when admission refuses everything.
         if let Some((status, text)) = d.health_probe(&self.input, self.start, head) {
-            self.start += at.total;
+            self.start += total;
             let close = !head.keep_alive || d.closes_connections();
             let (wire, date) = (head.wire(close), d.date.line());
             self.answers.push(close, None, |out| {
@@ -660,23 +649,23 @@ impl<'r, H> Connection<'r, H> {
         let held = match d.accounting.admit() {
             Ok(held) => held,
             Err(refusal) => {
-                self.start += at.total;
+                self.start += total;
                 self.refuse(d, refusal, head.wire(true));
                 return;
             }
         };
         d.in_flight += 1;
-        let input = &self.input[self.start..self.start + at.total];
-        let body = match at.body {
-            Some(from) => &input[from..],
-            None => &self.body,
+        let input = &self.input[self.start..self.start + total];
+        let body = match head.framing {
+            Framing::Length(_) => &input[head.len..],
+            Framing::Chunked => &self.body,
         };
         let (signal, this) = (A::signal(&held), d.accounting.this());
         let request = Request::new(input, head, &self.headers, body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response);
         d.accounting.handled();
-        self.start += at.total;
+        self.start += total;
         if response.wants_stop() {
             d.stop_requested = true;
         }
