@@ -1126,3 +1126,49 @@ mod hyper_dropped_serve {
         });
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The embedded engine's collector runs finalizers (`Handle::on_finalize`, user code, as
+// `FinalizationRegistry` callbacks are): one that panics must not skip the others, nor leave
+// the heap's count wrong (invariant 3 of `src/engines/embedded.rs`: each object's finalizers
+// run once, when it is collected).
+
+mod heap_finalizers {
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::rc::Rc;
+
+    use reqguard::engines::Heap;
+
+    #[test]
+    fn a_panicking_finalizer_skips_no_other_and_the_counts_stay_true() {
+        super::quiet::quiet_panics();
+        let heap = Heap::new();
+        let ran = Rc::new(Cell::new(0));
+        let mut weaks = Vec::new();
+        for i in 0..3 {
+            let object = heap.alloc(i);
+            for _ in 0..2 {
+                let ran = Rc::clone(&ran);
+                object.on_finalize(move || {
+                    ran.set(ran.get() + 1);
+                    if i == 0 {
+                        panic!("this finalizer panics");
+                    }
+                });
+            }
+            weaks.push(object.downgrade());
+        }
+        let collected = catch_unwind(AssertUnwindSafe(|| heap.collect()));
+        assert_eq!(
+            ran.get(),
+            6,
+            "every finalizer of every collected object runs once"
+        );
+        assert_eq!(heap.live_objects(), 0);
+        assert_eq!(heap.finalized(), 3, "the heap's count of finalized objects");
+        assert!(weaks.iter().all(|w| w.is_finalized()));
+        assert_eq!(collected.ok(), Some(3), "the panic is caught, counted");
+        assert_eq!(heap.finalizer_panics(), 2);
+    }
+}

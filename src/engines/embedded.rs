@@ -5,7 +5,10 @@
 //! 1. An object's `roots` equals the number of live [`Handle`]s to it.
 //! 2. The heap's object list holds every object not yet finalized; it is the only owner of an
 //!    object with no root, so when [`Heap::collect`] removes it, its weak handles fail.
-//! 3. Each object's finalizers run once, when it is collected.
+//! 3. Each object's finalizers run once, when it is collected, each on its own: one that panics
+//!    (user code) is caught and counted, and skips neither the others nor the collection's
+//!    bookkeeping; freeing a collected object (its value's `Drop`, user code too) is caught the
+//!    same way.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -13,6 +16,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::rc::{self, Rc};
 
+use crate::callback::call_caught;
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
 use crate::{Config, ServerCore};
@@ -27,7 +31,8 @@ struct Object<T> {
 
 trait Collectable {
     fn is_rooted(&self) -> bool;
-    fn finalize(&self);
+    /// Runs the finalizers, each on its own; returns how many panicked.
+    fn finalize(&self) -> u64;
 }
 
 impl<T> Collectable for Object<T> {
@@ -35,11 +40,13 @@ impl<T> Collectable for Object<T> {
         self.roots.get() > 0
     }
 
-    fn finalize(&self) {
+    fn finalize(&self) -> u64 {
         let finalizers = std::mem::take(&mut *self.finalizers.borrow_mut());
+        let mut panicked = 0;
         for finalizer in finalizers {
-            finalizer();
+            panicked += u64::from(call_caught(finalizer));
         }
+        panicked
     }
 }
 
@@ -68,6 +75,7 @@ impl<T> Collectable for Object<T> {
 pub struct Heap {
     objects: Rc<RefCell<Vec<Rc<dyn Collectable>>>>,
     finalized: Rc<Cell<u64>>,
+    finalizer_panics: Rc<Cell<u64>>,
 }
 
 impl Heap {
@@ -92,7 +100,9 @@ impl Heap {
     /// Finalizes every object no handle roots, runs their finalizers, and returns how many.
     ///
     /// Repeats until nothing more is unrooted, so objects kept alive only by finalized objects
-    /// go in the same call.
+    /// go in the same call. Finalizers are user code: each runs on its own, and one that panics
+    /// is caught and counted ([`finalizer_panics`](Heap::finalizer_panics)) without skipping the
+    /// others (as is a collected value's `Drop` that panics).
     pub fn collect(&self) -> usize {
         let mut total = 0;
         loop {
@@ -106,13 +116,38 @@ impl Heap {
                 break;
             }
             total += dead.len();
+            self.finalized.set(self.finalized.get() + dead.len() as u64);
+            let mut panicked = 0;
             for object in &dead {
-                object.finalize();
+                panicked += object.finalize();
             }
-            drop(dead); // may unroot more objects: loop again
+            // Freed one by one (may unroot more objects: loop again).
+            for object in dead {
+                panicked += u64::from(call_caught(move || drop(object)));
+            }
+            self.finalizer_panics
+                .set(self.finalizer_panics.get() + panicked);
         }
-        self.finalized.set(self.finalized.get() + total as u64);
         total
+    }
+
+    /// Finalizers (and collected values' `Drop`s) that panicked in [`collect`](Heap::collect),
+    /// caught.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::engines::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let object = heap.alloc(());
+    /// object.on_finalize(|| panic!("a finalizer panics"));
+    /// drop(object);
+    /// assert_eq!(heap.collect(), 1);
+    /// assert_eq!(heap.finalizer_panics(), 1);
+    /// ```
+    pub fn finalizer_panics(&self) -> u64 {
+        self.finalizer_panics.get()
     }
 
     /// Objects not yet finalized.
