@@ -1172,3 +1172,68 @@ mod heap_finalizers {
         assert_eq!(heap.finalizer_panics(), 2);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// G1 / the PR's null unwrap, on the embedded engine: while a collection finalizes the wrapper,
+// code that runs in it (a finalizer of the wrapper or of any object collected with it, as a
+// `FinalizationRegistry` callback resuming a saved request would) must not upgrade the
+// finalized wrapper. A JS engine clears weak references before it runs finalizers.
+
+mod finalized_wrapper {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::{Config, DowngradePolicy, Refusal, ServerCore};
+
+    #[test]
+    fn a_finalizer_cannot_upgrade_a_wrapper_collected_with_it() {
+        for finalizer_on_wrapper in [true, false] {
+            let heap = Heap::new();
+            let wrapper = heap.alloc("server");
+            let other = heap.alloc("a request object of the same collection");
+            let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+            let core: Rc<ServerCore<Embedded<&'static str>>> =
+                Rc::new(ServerCore::embedded(wrapper.clone(), config));
+            // A request saved before the stop, resumed from the finalizer (Bun's
+            // `onSavedRequest`): it may be admitted after stop, if the upgrade succeeds.
+            let saved = core.upgrade().unwrap().ticket().unwrap();
+            let saved = Rc::new(RefCell::new(Some(saved)));
+            let seen: Rc<RefCell<Vec<bool>>> = Rc::default();
+            let (in_finalizer, log, resumed) =
+                (Rc::clone(&core), Rc::clone(&seen), Rc::clone(&saved));
+            let finalizer = move || {
+                let ticket = resumed.borrow_mut().take().unwrap();
+                let Some(live) = in_finalizer.upgrade() else {
+                    log.borrow_mut().push(false);
+                    let _ = Refusal::WRAPPER_FINALIZED.consume(ticket);
+                    return;
+                };
+                log.borrow_mut().push(true);
+                // `this` is the finalized wrapper: the PR's use after finalization.
+                let _this: &str = live.wrapper();
+                if let Ok(bundle) = live.admit_with(ticket, |_| Ok(())) {
+                    bundle.complete();
+                }
+            };
+            if finalizer_on_wrapper {
+                wrapper.on_finalize(finalizer);
+            } else {
+                other.on_finalize(finalizer);
+            }
+            drop((wrapper, other));
+            let drain = core.stop(); // OnStop: the core lets its strong handle go
+            assert_eq!(heap.collect(), 2);
+            assert_eq!(
+                *seen.borrow(),
+                vec![false],
+                "a finalizer upgraded the wrapper being finalized (on the wrapper: {finalizer_on_wrapper})"
+            );
+            assert!(core.wrapper().weak().is_finalized());
+            assert!(core.upgrade().is_none());
+            assert_eq!(core.ledger().outcomes().total(), 0, "nothing was admitted");
+            assert!(drain.is_complete(), "the saved request was given back");
+            core.ledger().assert_quiescent();
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! 1. An object's `roots` equals the number of live [`Handle`]s to it.
 //! 2. The heap's object list holds every object not yet finalized; it is the only owner of an
-//!    object with no root, so when [`Heap::collect`] removes it, its weak handles fail.
+//!    object with no root, so when [`Heap::collect`] removes it, its weak handles fail (marked
+//!    collected before any finalizer runs, so no finalizer can upgrade one).
 //! 3. Each object's finalizers run once, when it is collected, each on its own: one that panics
 //!    (user code) is caught and counted, and skips neither the others nor the collection's
 //!    bookkeeping; freeing a collected object (its value's `Drop`, user code too) is caught the
@@ -25,12 +26,16 @@ type Finalizer = Box<dyn FnOnce()>;
 
 struct Object<T> {
     roots: Cell<usize>,
+    /// Collected: its weak handles fail from now on, even while its finalizers run (as a JS
+    /// engine clears weak references before it runs finalizers).
+    collected: Cell<bool>,
     finalizers: RefCell<Vec<Finalizer>>,
     value: T,
 }
 
 trait Collectable {
     fn is_rooted(&self) -> bool;
+    fn mark_collected(&self);
     /// Runs the finalizers, each on its own; returns how many panicked.
     fn finalize(&self) -> u64;
 }
@@ -38,6 +43,10 @@ trait Collectable {
 impl<T> Collectable for Object<T> {
     fn is_rooted(&self) -> bool {
         self.roots.get() > 0
+    }
+
+    fn mark_collected(&self) {
+        self.collected.set(true);
     }
 
     fn finalize(&self) -> u64 {
@@ -88,6 +97,7 @@ impl Heap {
     pub fn alloc<T: 'static>(&self, value: T) -> Handle<T> {
         let object = Rc::new(Object {
             roots: Cell::new(1),
+            collected: Cell::new(false),
             finalizers: RefCell::new(Vec::new()),
             value,
         });
@@ -117,6 +127,11 @@ impl Heap {
             }
             total += dead.len();
             self.finalized.set(self.finalized.get() + dead.len() as u64);
+            // Every weak handle to them fails before any finalizer runs: a finalizer (user
+            // code) must not bring back an object collected with it.
+            for object in &dead {
+                object.mark_collected();
+            }
             let mut panicked = 0;
             for object in &dead {
                 panicked += object.finalize();
@@ -236,16 +251,22 @@ pub struct WeakHandle<T> {
 }
 
 impl<T> WeakHandle<T> {
-    /// A rooting handle, or `None` if the object has been collected.
+    /// A rooting handle, or `None` if the object has been collected (from the moment a
+    /// collection takes it, its finalizers' run included).
     pub fn upgrade(&self) -> Option<Handle<T>> {
         let object = self.object.upgrade()?;
+        if object.collected.get() {
+            return None;
+        }
         object.roots.set(object.roots.get() + 1);
         Some(Handle { object })
     }
 
     /// Whether the object has been collected.
     pub fn is_finalized(&self) -> bool {
-        self.object.strong_count() == 0
+        self.object
+            .upgrade()
+            .is_none_or(|object| object.collected.get())
     }
 }
 
