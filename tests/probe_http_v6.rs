@@ -19,7 +19,9 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use reqguard::http::{demo_routes, Guarded, Limits, ServerBuilder};
+use reqguard::http::{
+    demo_routes, Guarded, Limits, LoopGroup, Reply, Request, Response, Router, ServerBuilder,
+};
 use reqguard::Config;
 use util::serve::{field, Serve};
 use util::strict::StrictClient;
@@ -204,4 +206,59 @@ fn mio_at_capacity_slow_heads_make_room_for_a_newcomer() {
 #[ignore = "bug (src/tokio_hyper, not fixed here): no eviction at max_connections"]
 fn hyper_at_capacity_slow_heads_make_room_for_a_newcomer() {
     at_capacity_slow_heads_make_room_for_a_newcomer("--stack hyper");
+}
+
+/// A loop group's health probes are resources like any routed path (`serve` runs a group, so
+/// they are on by default): `OPTIONS` gets `204` with `allow: GET, HEAD`, another method the
+/// server knows `405` with that `allow`, an unknown one `501`; all on the kept-alive
+/// connection. Before, every method but `GET` and `HEAD` got `404` there, though `GET` is
+/// answered (docs/server.md: `OPTIONS` no route answers gets `204` with the resource's
+/// methods). A path the embedder routes itself keeps its own answers.
+#[test]
+fn health_probe_paths_answer_options_and_other_methods_like_routed_ones() {
+    let group = LoopGroup::new()
+        .loops(1)
+        .spawn(
+            |_| Guarded::embedded("probe_http_v6", Config::default()),
+            |router: &mut Router<'_>| {
+                demo_routes(router);
+                router.route(
+                    "PUT",
+                    "/healthz/ready",
+                    |_: &Request<'_>, res: &mut Response<'_>| {
+                        res.write(b"put");
+                        Reply::Now
+                    },
+                );
+            },
+        )
+        .expect("spawn the group");
+    let mut client = StrictClient::connect(group.addr());
+    let cases: [(&str, &str, u16, Option<&str>); 9] = [
+        ("POST", "/healthz/live", 405, Some("GET, HEAD")),
+        ("OPTIONS", "/healthz/live", 204, Some("GET, HEAD")),
+        ("DELETE", "/healthz/live?x=1", 405, Some("GET, HEAD")),
+        ("PATCH", "/healthz/live", 405, Some("GET, HEAD")),
+        ("FOO", "/healthz/live", 501, None),
+        ("HEAD", "/healthz/live", 200, None),
+        // The embedder routes `PUT /healthz/ready`: the router answers that path's other methods.
+        ("PUT", "/healthz/ready", 200, None),
+        ("POST", "/healthz/ready", 405, Some("PUT")),
+        ("GET", "/healthz/ready", 200, None),
+    ];
+    for (method, target, status, allow) in cases {
+        client.send(
+            format!("{method} {target} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+                .as_bytes(),
+        );
+        let answer = client.answer(method);
+        let what = format!("{method} {target}: {answer:?}");
+        assert_eq!(answer.status, status, "{what}");
+        assert_eq!(answer.field("allow"), allow, "{what}");
+        assert!(!answer.closes(), "{what}");
+    }
+    client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(client.answer("GET").body, b"hello");
+    let report = group.stop().unwrap();
+    assert_eq!(report.totals.leaked, 0);
 }

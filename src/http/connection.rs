@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use super::accounting::{ended_by, Accounting};
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
-use super::dispatch::{call_resume, route_and_call, Dispatcher};
+use super::dispatch::{call_resume, probe_response, route_and_call, Dispatcher};
 use super::ladder::ConnState;
 use super::limits::MAX_TIMEOUT;
 use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
@@ -636,11 +636,7 @@ impl<'r, H> Connection<'r, H> {
             let close = !head.keep_alive || d.closes_connections();
             let (wire, date) = (head.wire(close), d.date.line());
             self.answers.push(close, None, |out| {
-                let answer = Answer {
-                    body: text,
-                    ..Answer::plain(status)
-                };
-                write_response(out, wire, date, answer);
+                write_response(out, wire, date, probe_response(status, text));
             });
             self.closing |= close;
             return;

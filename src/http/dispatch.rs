@@ -9,7 +9,7 @@ use super::accounting::Accounting;
 use super::date::DateCache;
 use super::limits::Limits;
 use super::parse::Head;
-use super::response::Response;
+use super::response::{reason, Answer, Response};
 use super::router::{Handler, Reply, Request, Route, Router};
 use crate::admit::{Refusal, RefusalReason};
 use crate::signal::AbortReason;
@@ -158,8 +158,9 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         self.unready || self.stopped_at.is_some()
     }
 
-    /// The answer to a health probe (`GET` or `HEAD`), or `None` when the request whose head is
-    /// at `input[start..]` is not one (or probes are off: then `input` is not even sliced).
+    /// The answer to a health probe (its status and body: [`probe_response`] writes it), or
+    /// `None` when the request whose head is at `input[start..]` is not one (or probes are off:
+    /// then `input` is not even sliced).
     #[inline]
     pub(crate) fn health_probe(
         &self,
@@ -176,16 +177,36 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
     fn probe_answer(&self, input: &[u8], head: &Head) -> Option<(u16, &'static [u8])> {
         let method = &input[head.method.range()];
         if method != b"GET" && method != b"HEAD" {
-            return None;
+            return self.probe_other_method(method, input, head);
         }
-        let target = &input[head.origin.range()];
-        let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-        match path {
+        match probe_path(input, head) {
             b"/healthz/live" => Some((200, b"live")),
             b"/healthz/ready" if self.closes_connections() => Some((503, b"unready")),
             b"/healthz/ready" => Some((200, b"ready")),
             _ => None,
         }
+    }
+
+    /// A probe's path with another method, when no route of the embedder's has that path:
+    /// `OPTIONS` is `204` and a method the server knows `405`, both with `allow: GET, HEAD`
+    /// (RFC 9110 9.3.7, 15.5.6), as for any routed path. `None` otherwise: an unknown method is
+    /// the router's `501`.
+    #[cold]
+    fn probe_other_method(
+        &self,
+        method: &[u8],
+        input: &[u8],
+        head: &Head,
+    ) -> Option<(u16, &'static [u8])> {
+        let path = probe_path(input, head);
+        let probe = path == b"/healthz/live" || path == b"/healthz/ready";
+        if !probe || self.router.allow_bytes(path).is_some() || !self.router.knows_bytes(method) {
+            return None;
+        }
+        Some(match method {
+            b"OPTIONS" => (204, b""),
+            _ => (405, reason(405).as_bytes()),
+        })
     }
 
     pub(crate) fn count_refusal(&mut self, refusal: Refusal) {
@@ -201,6 +222,24 @@ impl<A: Accounting + fmt::Debug> fmt::Debug for Dispatcher<'_, A> {
             .field("in_flight", &self.in_flight)
             .finish_non_exhaustive()
     }
+}
+
+/// The answer to a health probe with `status` and `body` ([`Dispatcher::health_probe`]): a
+/// `204` or `405` names the methods a probe's path answers.
+pub(crate) fn probe_response(status: u16, body: &'static [u8]) -> Answer<'static> {
+    let allow = matches!(status, 204 | 405).then_some("GET, HEAD");
+    Answer {
+        body,
+        allow,
+        ..Answer::plain(status)
+    }
+}
+
+/// The path of the request whose head is `head` in `input`, without its query.
+#[inline(always)]
+fn probe_path<'i>(input: &'i [u8], head: &Head) -> &'i [u8] {
+    let target = &input[head.origin.range()];
+    target.split(|&b| b == b'?').next().unwrap_or(target)
 }
 
 /// Finds the route for `request` and calls its handler, filling `response`: the handler's

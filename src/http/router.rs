@@ -523,7 +523,7 @@ impl<'r> Router<'r> {
         self.knows_bytes(method.as_bytes())
     }
 
-    fn knows_bytes(&self, method: &[u8]) -> bool {
+    pub(crate) fn knows_bytes(&self, method: &[u8]) -> bool {
         STANDARD_METHODS.iter().any(|m| m.as_bytes() == method)
             || self.table.iter().any(|r| r.method.as_bytes() == method)
     }
