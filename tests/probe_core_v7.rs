@@ -1,12 +1,16 @@
 //! Hostile-embedder probes, seventh round: user code that the core runs in the middle of its
-//! own work (a request payload's `Drop`, `recycle`, a context's `Drop`, abort listeners, drain
-//! hooks, wakers) calling back into the core, checked against what the docs promise.
+//! own work (a request payload's `Drop`, `Default`, `recycle`, abort listeners, drain hooks, an
+//! executor's wakers, an engine's finalizers) calling back into the core, and the hyper adapter
+//! and the embedded engine used as a hostile embedder would (extreme options, a panicking body,
+//! a reply dropped, a handler that panics before its future, `serve`'s future dropped).
 //!
-//! What must hold (G5, G8; the docs of `Admitted`, `Outcome`, `Drain`, `DrainReport`): every
-//! admitted request ends with one outcome; the abort signal fires once for every outcome but
-//! completed and never for completed; `DrainReport::aborted_signals` counts signals whose
-//! requests end `DeadlineAborted`; the drain completes exactly when the last ticket goes.
-//! Public API only.
+//! What must hold (G1, G5, G8, G9; the docs of `Admitted`, `Outcome`, `Drain`, `DrainReport`,
+//! `Heap`, the hyper adapter's): every admitted request ends with one outcome; the abort signal
+//! fires once for every outcome but completed and never for completed;
+//! `DrainReport::aborted_signals` counts signals whose requests end `DeadlineAborted`; the drain
+//! completes exactly when the last ticket goes; no user callback panics or aborts the process
+//! through the core; no configuration value panics; a finalized wrapper is never upgraded.
+//! Each probe failed on main before its fix (notes/qa-core7.md). Public API only.
 
 #[path = "util/hooks.rs"]
 mod hooks;
