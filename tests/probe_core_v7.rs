@@ -10,7 +10,8 @@
 //! `DrainReport::aborted_signals` counts signals whose requests end `DeadlineAborted`; the drain
 //! completes exactly when the last ticket goes; no user callback panics or aborts the process
 //! through the core; no configuration value panics; a finalized wrapper is never upgraded.
-//! Each probe failed on main before its fix (notes/qa-core7.md). Public API only.
+//! Each probe of a hole failed on main before its fix; the others pin documented behaviour
+//! (notes/qa-core7.md). Public API only.
 
 #[path = "util/hooks.rs"]
 mod hooks;
