@@ -1242,3 +1242,80 @@ mod finalized_wrapper {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The same dropped `serve` future with the wrapper in QuickJS, a request still in its handler
+// (holding `this`), and the embedder's runtime and context dropped first: every drop order must
+// be safe (a `Persistent` alive at `JS_FreeRuntime` aborts the process, one freed after it is a
+// use after free). Ends in this process: an abort fails the whole test binary.
+
+#[cfg(all(feature = "hyper", feature = "quickjs"))]
+mod hyper_quickjs_dropped_serve {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use reqguard::engines::quickjs::JsStrong;
+    use reqguard::engines::QuickJs;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
+    use reqguard::{Config, DowngradePolicy, ServerCore};
+    use rquickjs::{Context, Object, Runtime};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn hang(
+        this: JsStrong,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        let _this = this; // held across the await, as a handler calling into JS would
+        std::future::pending::<()>().await;
+        Ok(bundle.respond(Response::new(Full::new(Bytes::new()))))
+    }
+
+    #[test]
+    fn a_dropped_serve_future_with_a_quickjs_wrapper_tears_down_in_any_order() {
+        for policy in [DowngradePolicy::OnDrain, DowngradePolicy::OnStop] {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, async {
+                let rt = Runtime::new().unwrap();
+                let context = Context::full(&rt).unwrap();
+                let core = context.with(|ctx| {
+                    let server: Object<'_> = ctx.eval("({ name: 'server' })").unwrap();
+                    ServerCore::quickjs(&context, server, Config::default().with_downgrade(policy))
+                });
+                let server =
+                    HyperServer::<QuickJs, (), _, _>::with_scope(core, hang, context.clone());
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let (ctrl_c, pressed) = tokio::sync::oneshot::channel::<()>();
+                let serving = tokio::task::spawn_local(async move {
+                    tokio::select! {
+                        _ = server.serve(listener, std::future::pending()) => {}
+                        _ = pressed => {}
+                    }
+                });
+                let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+                client
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await; // in its handler now
+                ctrl_c.send(()).unwrap();
+                serving.await.unwrap();
+                drop((rt, context)); // the embedder's handles first
+                let mut rest = Vec::new();
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest));
+                assert!(read.await.is_ok(), "the connection was closed ({policy:?})");
+            });
+            drop(local); // the connection tasks, and with them the last handles
+            drop(runtime);
+        }
+    }
+}
