@@ -177,11 +177,12 @@ mod hyper_options {
         })
     }
 
-    /// As [`serve_one_with`], but the stop comes 100 ms after the request was sent, answered or
-    /// not (the handler may never answer).
+    /// As [`serve_one_with`], but the stop comes as soon as `reached` says the handler got the
+    /// request, answered or not (the handler may never answer); 5 s at most.
     pub(super) fn serve_one_with_early_stop(
         options: Options,
         handler: impl Handler<Embedded<&'static str>>,
+        reached: impl Fn() -> bool + 'static,
     ) -> (String, HyperReport) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -201,7 +202,12 @@ mod hyper_options {
                     .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
                     .await
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                for _ in 0..1000 {
+                    if reached() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 let _ = stop.send(());
                 let mut answer = Vec::new();
                 let read =
@@ -522,6 +528,7 @@ mod hyper_body {
     thread_local! {
         static SEEN: std::cell::RefCell<Vec<reqguard::AbortReason>> =
             const { std::cell::RefCell::new(Vec::new()) };
+        static IN_HANDLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     /// The same handler keeps running after dropping its reply (it never answers); the stop
@@ -532,6 +539,7 @@ mod hyper_body {
         _request: Request<Incoming>,
         bundle: Bundle,
     ) -> Result<Reply<http_body_util::Empty<Bytes>>, HandlerError> {
+        IN_HANDLER.with(|h| h.set(true));
         bundle
             .signal()
             .on_abort(|reason| SEEN.with(|s| s.borrow_mut().push(reason)));
@@ -547,7 +555,10 @@ mod hyper_body {
             .drain_timeout(std::time::Duration::from_millis(50))
             .stop_linger(std::time::Duration::from_millis(10))
             .force_after(std::time::Duration::from_millis(10));
-        let (_, report) = serve_one_with_early_stop(options, respond_then_drop_the_reply_and_hang);
+        let (_, report) =
+            serve_one_with_early_stop(options, respond_then_drop_the_reply_and_hang, || {
+                IN_HANDLER.with(std::cell::Cell::get)
+            });
         let outcomes = report.outcomes;
         let seen = SEEN.with(|s| s.borrow().clone());
         assert_eq!(seen.len(), 1, "{seen:?}");
