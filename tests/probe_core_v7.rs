@@ -1275,11 +1275,16 @@ mod hyper_quickjs_dropped_serve {
     use rquickjs::{Context, Object, Runtime};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    thread_local! {
+        static IN_HANDLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     async fn hang(
         this: JsStrong,
         _request: Request<Incoming>,
         bundle: Bundle,
     ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        IN_HANDLER.with(|h| h.set(true));
         let _this = this; // held across the await, as a handler calling into JS would
         std::future::pending::<()>().await;
         Ok(bundle.respond(Response::new(Full::new(Bytes::new()))))
@@ -1311,12 +1316,18 @@ mod hyper_quickjs_dropped_serve {
                         _ = pressed => {}
                     }
                 });
+                IN_HANDLER.with(|h| h.set(false));
                 let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
                 client
                     .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
                     .await
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(50)).await; // in its handler now
+                for _ in 0..1000 {
+                    if IN_HANDLER.with(std::cell::Cell::get) {
+                        break; // in its handler now
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 ctrl_c.send(()).unwrap();
                 serving.await.unwrap();
                 drop((rt, context)); // the embedder's handles first
