@@ -721,3 +721,113 @@ fn answers_without_a_body_on_the_wire_end_completed_and_fire_nothing() {
     assert!(aborts.try_recv().is_err(), "no answered request fires");
     assert_eq!(report.leaked, 0, "{report}");
 }
+
+/// At the connection limit, the connection reading its head the longest makes room for a
+/// newcomer (as on the mio loops): it gets `408` and a clean close, the newcomer is served,
+/// and the report counts the eviction. Before, every newcomer got `503` until the slow
+/// heads' header timeout.
+#[test]
+fn at_the_limit_a_slow_head_is_evicted_with_408_for_a_newcomer() {
+    let server = TestServer::spawn(|| demo(fast_stop().max_connections(2), false));
+    let mut slow: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut client = Client::connect(server.addr);
+            client.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
+            client
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(250)); // past the 100 ms a connection must be silent
+    let mut newcomer = Client::connect(server.addr);
+    let answer = newcomer.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!((answer.status, answer.text()), (200, "hello"));
+    // The evicted one's `408` was written before the newcomer was served.
+    let evicted: Vec<u16> = slow
+        .iter_mut()
+        .filter_map(|client| {
+            let wait = Some(Duration::from_millis(300));
+            client.stream().set_read_timeout(wait).unwrap();
+            client.answer().ok().map(|a| a.status)
+        })
+        .collect();
+    assert_eq!(evicted, [408], "one slow head evicted with 408");
+    drop((slow, newcomer));
+    let report = server.join();
+    assert_eq!(report.stats.connections_evicted, 1, "{report}");
+    assert_eq!(report.stats.connections_refused, 0, "{report}");
+    assert_eq!(report.leaked, 0, "{report}");
+}
+
+/// Never evicted: a connection whose request is in its handler, nor one whose answer is
+/// still being written (its body ended, the socket full: a client not reading yet). The
+/// newcomer gets `503`, and the slow reader then gets its whole answer.
+#[test]
+fn at_the_limit_requests_in_progress_and_answers_on_their_way_are_never_evicted() {
+    const BIG: usize = 8 << 20;
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let server = TestServer::spawn(move || {
+        let handler = move |_: This, request: Request<Incoming>, bundle: Bundle| {
+            let mut release = release.clone();
+            async move {
+                if request.uri().path() == "/wait" {
+                    let _ = release.wait_for(|go| *go).await;
+                    return Ok::<_, HandlerError>(
+                        bundle.respond(Response::new(Full::new(Bytes::from_static(b"released")))),
+                    );
+                }
+                let big = Bytes::from(vec![b'x'; BIG]);
+                Ok(bundle.respond(Response::new(Full::new(big))))
+            }
+        };
+        HyperServer::new(core(false).0, handler).options(fast_stop().max_connections(2))
+    });
+    let mut waiting = Client::connect(server.addr);
+    waiting.send(b"GET /wait HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut reader = Client::connect(server.addr);
+    reader.send(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n"); // not read yet
+    thread::sleep(Duration::from_millis(300));
+    let mut newcomer = Client::connect(server.addr);
+    newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(newcomer.answer().expect("an answer").status, 503);
+    let big = reader.answer().expect("the whole answer");
+    assert_eq!((big.status, big.body.len()), (200, BIG));
+    release_tx.send(true).unwrap();
+    assert_eq!(waiting.answer().expect("its answer").text(), "released");
+    drop((waiting, reader, newcomer));
+    let report = server.join();
+    assert_eq!(report.stats.connections_evicted, 0, "{report}");
+    assert_eq!(report.stats.connections_refused, 1, "{report}");
+    assert_eq!(report.outcomes.completed, 2, "{report}");
+}
+
+/// An idle kept-alive connection makes room too, once the eviction has seen it silent for
+/// 100 ms: its answer is its last sign of life, which the scan notes (no clock read per
+/// request), so the first newcomer after that answer gets `503`, a later one evicts it (a
+/// plain close: it was not mid-head).
+#[test]
+fn at_the_limit_an_idle_kept_alive_connection_makes_room_once_seen_silent() {
+    let server = TestServer::spawn(|| demo(fast_stop().max_connections(1), false));
+    let mut idle = Client::connect(server.addr);
+    assert_eq!(
+        idle.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
+        200
+    );
+    let first = Client::connect(server.addr).request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(first.status, 503, "its answer was news to the scan");
+    thread::sleep(Duration::from_millis(250));
+    let second = Client::connect(server.addr).request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!((second.status, second.text()), (200, "hello"));
+    assert!(
+        idle.is_closed_by_server(),
+        "evicted: closed without an answer"
+    );
+    drop(idle);
+    let report = server.join();
+    assert_eq!(
+        (
+            report.stats.connections_evicted,
+            report.stats.connections_refused
+        ),
+        (1, 1),
+        "{report}"
+    );
+}

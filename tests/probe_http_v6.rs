@@ -224,7 +224,6 @@ fn mio_at_capacity_slow_heads_make_room_for_a_newcomer() {
 /// The hyper stack answers every newcomer `503` until the slow heads' header timeout (5 s).
 #[cfg(feature = "hyper")]
 #[test]
-#[ignore = "bug (src/tokio_hyper, not fixed here): no eviction at max_connections"]
 fn hyper_at_capacity_slow_heads_make_room_for_a_newcomer() {
     at_capacity_slow_heads_make_room_for_a_newcomer("--stack hyper");
 }

@@ -11,7 +11,7 @@ use hyper::body::Body;
 use hyper::Response;
 
 use super::body::GuardedBody;
-use super::tally::Tally;
+use super::connections::Conn;
 use crate::admit::{Admitted, Outcome};
 use crate::pool::Recycle;
 use crate::signal::{AbortReason, AbortSignal};
@@ -36,7 +36,19 @@ use crate::signal::{AbortReason, AbortSignal};
 #[clippy::has_significant_drop]
 pub struct Bundle<C: Recycle = ()> {
     admitted: Admitted<C, ()>,
-    tally: Rc<Tally>,
+    /// Dropped after `admitted` (field order): the request's end is done when the
+    /// connection hears of it.
+    busy: Busy,
+}
+
+/// Keeps the request's connection busy (never evicted) until the request ends.
+struct Busy(Rc<Conn>);
+
+impl Drop for Busy {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
 }
 
 /// The response a handler built with [`Bundle::respond`]: its body holds the bundle.
@@ -47,8 +59,12 @@ pub struct Reply<B: Body, C: Recycle = ()> {
 
 impl<C: Recycle> Bundle<C> {
     #[inline]
-    pub(crate) fn new(admitted: Admitted<C, ()>, tally: Rc<Tally>) -> Self {
-        Bundle { admitted, tally }
+    pub(crate) fn new(admitted: Admitted<C, ()>, conn: Rc<Conn>) -> Self {
+        conn.request_began();
+        Bundle {
+            admitted,
+            busy: Busy(conn),
+        }
     }
 
     /// The admitted guards: ticket, context, signal activity ref and request object.
@@ -94,7 +110,7 @@ impl<C: Recycle> Bundle<C> {
     /// server force-closed the connection at the end of a drain. The core fires the signal
     /// once and counts the outcome (the first cause wins: a deadline abort stays one).
     pub(crate) fn cut_short(self) {
-        self.admitted.end(if self.tally.is_force_closing() {
+        self.admitted.end(if self.busy.0.tally.is_force_closing() {
             Outcome::ForceClosed
         } else {
             Outcome::ClientGone

@@ -14,6 +14,9 @@
 //!    [`Connections::shut_down_gracefully`] asked for it, the next poll of its task (which the
 //!    request wakes) turns its keep-alive off, exactly once. One accepted during the stop is not
 //!    watched: it answers once and closes by itself.
+//! 5. `busy` counts the connection's admitted requests whose bundle is alive: one is never
+//!    evicted while it has any, nor while its last write found the socket full. `evicting`
+//!    counts the slots chosen for eviction whose task has not ended yet.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -21,13 +24,12 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-#[cfg(feature = "server")]
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use slab::Slab;
+use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
 use super::gate::same_waker;
@@ -41,19 +43,29 @@ pub(crate) struct Connections {
     late: Cell<usize>,
     /// Woken whenever no connection but late ones is left open.
     empty_waker: Cell<Option<Waker>>,
+    /// Open connections chosen for eviction whose task has not ended yet.
+    evicting: Cell<usize>,
 }
+
+/// How long a connection must have shown no sign of life to be evicted (as on the mio loops):
+/// a client that just connected, or was just answered, is about to send.
+const EVICTABLE_AFTER: Duration = Duration::from_millis(100);
 
 /// One open connection: its task's abort handle (once spawned), and what its requests share.
 struct Slot {
     late: bool,
     abort: Option<AbortHandle>,
     conn: Rc<Conn>,
+    /// The connection's `ended` count when the eviction scan last saw it change (or at
+    /// accept), and when: it has shown no sign of life since.
+    seen: (u64, Instant),
+    /// Chosen for eviction.
+    evicted: bool,
 }
 
 /// What the requests of one connection share: the server's tally and, with
 /// [`Options::record_activity`](super::Options::record_activity), the connection's activity.
 /// (One `Rc` for both: a request's dispatch holds this one handle.)
-#[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) tally: Rc<Tally>,
     pub(crate) activity: Option<Activity>,
@@ -62,6 +74,17 @@ pub(crate) struct Conn {
     /// The connection task's waker, for the shutdown to wake it (an idle connection sleeps on
     /// its socket).
     waker: RefCell<Option<Waker>>,
+    /// Its admitted requests whose bundle is alive (in the handler, or the body being written).
+    busy: Cell<u32>,
+    /// Its requests ended so far: the eviction scan's sign of life.
+    ended: Cell<u64>,
+    /// Its last write found the socket full: an answer is on its way.
+    write_pending: Cell<bool>,
+    /// Chosen for eviction: its socket ends it at the next read (`LingeringIo`).
+    evicted: Cell<bool>,
+    /// The socket, once hyper has closed it with input maybe still coming: the connection's
+    /// task lingers on it (`linger.rs`).
+    handoff: Cell<Option<TcpStream>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +107,48 @@ pin_project! {
         #[pin]
         connection: F,
         conn: Rc<Conn>,
+    }
+}
+
+impl Conn {
+    /// A request was admitted on the connection (its bundle is made).
+    #[inline]
+    pub(crate) fn request_began(&self) {
+        self.busy.set(self.busy.get() + 1);
+    }
+
+    /// An admitted request ended (its bundle is gone): a sign of life.
+    #[inline]
+    pub(crate) fn request_ended(&self) {
+        self.busy.set(self.busy.get() - 1);
+        self.ended.set(self.ended.get() + 1);
+    }
+
+    /// A write to the socket returned; `pending` if it found the socket full.
+    #[inline]
+    pub(crate) fn wrote(&self, pending: bool) {
+        self.write_pending.set(pending);
+    }
+
+    /// Hands the socket hyper closed back to the connection's task.
+    pub(crate) fn hand_off(&self, stream: TcpStream) {
+        self.handoff.set(Some(stream));
+    }
+
+    /// The socket hyper closed, if it did with input maybe still coming.
+    pub(crate) fn take_handoff(&self) -> Option<TcpStream> {
+        self.handoff.take()
+    }
+
+    /// Whether the eviction chose it.
+    #[inline]
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.evicted.get()
+    }
+
+    /// Whether no request has ended on it (no answer written: evicted, it gets `408`).
+    pub(crate) fn never_answered(&self) -> bool {
+        self.ended.get() == 0
     }
 }
 
@@ -211,6 +276,56 @@ impl Connections {
         self.open.borrow().len()
     }
 
+    /// Open connections not chosen for eviction: what the connection limit counts.
+    pub(crate) fn staying(&self) -> usize {
+        self.len() - self.evicting.get()
+    }
+
+    /// At the connection limit: chooses the connection that has shown no sign of life the
+    /// longest (at least [`EVICTABLE_AFTER`]) among those idle or reading a head (no request
+    /// admitted, no answer waiting for the socket), and wakes its task, whose socket then ends
+    /// it (`408` if it never finished a request, as a slow head on the mio loops gets).
+    /// Returns whether one was chosen.
+    ///
+    /// A connection's sign of life is a request ended on it: the scan notes each one's count
+    /// of ended requests and when it last saw that change (at the latest at accept), so no
+    /// clock is read per request. A connection idle since it was answered is evictable from
+    /// the second scan at least [`EVICTABLE_AFTER`] after its answer; one that never finished
+    /// a request (a slow head), from its accept.
+    pub(crate) fn evict_oldest(&self, now: Instant) -> bool {
+        let mut open = self.open.borrow_mut();
+        let mut oldest: Option<(usize, Instant)> = None;
+        for (key, slot) in open.iter_mut() {
+            let conn = &slot.conn;
+            let ended = conn.ended.get();
+            if ended != slot.seen.0 {
+                slot.seen = (ended, now);
+                continue;
+            }
+            let evictable = !slot.late
+                && !slot.evicted
+                && conn.busy.get() == 0
+                && !conn.write_pending.get()
+                && conn.graceful.get() == Graceful::Watched
+                && conn.waker.borrow().is_some()
+                && now.saturating_duration_since(slot.seen.1) >= EVICTABLE_AFTER;
+            if evictable && oldest.is_none_or(|(_, at)| slot.seen.1 < at) {
+                oldest = Some((key, slot.seen.1));
+            }
+        }
+        let Some((key, _)) = oldest else {
+            return false;
+        };
+        let slot = &mut open[key];
+        slot.evicted = true;
+        slot.conn.evicted.set(true);
+        self.evicting.set(self.evicting.get() + 1);
+        if let Some(waker) = slot.conn.waker.take() {
+            waker.wake();
+        }
+        true
+    }
+
     /// Registers a connection whose task is about to be spawned, with an activity record if
     /// `activity`, [`late`](Connections::late) if `late`; returns what its requests share, for
     /// the connection's service. Accepted before the stop, the graceful shutdown watches it.
@@ -230,11 +345,18 @@ impl Connections {
             activity: activity.then(Activity::new),
             graceful: Cell::new(graceful),
             waker: RefCell::new(None),
+            busy: Cell::new(0),
+            ended: Cell::new(0),
+            write_pending: Cell::new(false),
+            evicted: Cell::new(false),
+            handoff: Cell::new(None),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,
             abort: None,
             conn: Rc::clone(&conn),
+            seen: (0, Instant::now()),
+            evicted: false,
         });
         self.late.set(self.late.get() + usize::from(late));
         let registered = Registered {
@@ -321,8 +443,13 @@ impl Drop for Registered {
     fn drop(&mut self) {
         let connections = &self.connections;
         let mut open = connections.open.borrow_mut();
-        if open.try_remove(self.key).is_some_and(|slot| slot.late) {
-            connections.late.set(connections.late.get() - 1);
+        if let Some(slot) = open.try_remove(self.key) {
+            if slot.late {
+                connections.late.set(connections.late.get() - 1);
+            }
+            if slot.evicted {
+                connections.evicting.set(connections.evicting.get() - 1);
+            }
         }
         let only_late_left = open.len() == connections.late.get();
         drop(open);
@@ -331,6 +458,18 @@ impl Drop for Registered {
                 waker.wake();
             }
         }
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("activity", &self.activity)
+            .field("graceful", &self.graceful.get())
+            .field("busy", &self.busy.get())
+            .field("ended", &self.ended.get())
+            .field("evicted", &self.evicted.get())
+            .finish_non_exhaustive()
     }
 }
 

@@ -8,6 +8,10 @@
 //! keep reading until the client closes. So, as on the mio server: when hyper has shut the
 //! write side, the socket goes back to its connection's task, which reads and drops what comes
 //! until the client closes or for at most [`LINGER`], then closes it.
+//!
+//! It is also where an evicted connection ends (`Connections::evict_oldest`): its next read
+//! answers a head in progress `408`, shuts the write side and reads as end of input, so hyper
+//! ends the connection and the socket lingers as above.
 
 use std::cell::Cell;
 use std::io;
@@ -19,29 +23,59 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::connections::Conn;
+
 /// How long a socket closed by the server keeps reading (and dropping) what its client sends.
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
-/// Where a socket hyper has closed is handed back to its connection's task.
-pub(crate) type Handoff = Rc<Cell<Option<TcpStream>>>;
-
-/// A `TcpStream` that, dropped after hyper shut its write side, is put in its [`Handoff`]
-/// instead of being closed.
+/// A `TcpStream` that, dropped after hyper shut its write side, is handed back to its
+/// connection's task ([`Conn::take_handoff`]) instead of being closed.
 pub(crate) struct LingeringIo {
     /// `None` only once dropped.
     stream: Option<TcpStream>,
     /// hyper shut the write side: the connection ends by the server's choice.
     shut: bool,
-    handoff: Handoff,
+    /// The connection was evicted and this socket ended it.
+    evicted: bool,
+    /// What the connection's requests share: told of full writes, asked whether the
+    /// connection was evicted, and where the socket goes back to the task.
+    conn: Rc<Conn>,
 }
 
+/// What an evicted connection mid-head is answered, as on the mio loops.
+const EVICTED_MID_HEAD: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
 impl LingeringIo {
-    pub(crate) fn new(stream: TcpStream, handoff: &Handoff) -> Self {
+    pub(crate) fn new(stream: TcpStream, conn: Rc<Conn>) -> Self {
         LingeringIo {
             stream: Some(stream),
             shut: false,
-            handoff: Rc::clone(handoff),
+            evicted: false,
+            conn,
         }
+    }
+
+    /// A read of an evicted connection: the first answers `408` if it never finished a request
+    /// (a head in progress, or nothing sent since accepted; best effort: the socket's buffer is
+    /// empty when nothing is being written) and shuts the write side; every one says end of
+    /// input (hyper ends the connection), and writes fail. One idle after an answer just closes
+    /// (a client racing a request into it retries, as after any keep-alive close).
+    #[cold]
+    #[inline(never)]
+    fn read_evicted(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.evicted {
+            self.evicted = true;
+            if let Some(stream) = &mut self.stream {
+                if self.conn.never_answered() {
+                    let _ = stream.try_write(EVICTED_MID_HEAD);
+                }
+                // Immediate on a TCP socket (`shutdown(2)`); the socket then lingers on drop.
+                let _ = Pin::new(stream).poll_shutdown(cx);
+                self.shut = true;
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -53,7 +87,7 @@ impl Drop for LingeringIo {
         // Closed by the server: what the client sent or still sends (maybe on the way, so
         // not yet readable) must not reset the connection. Otherwise (aborted): close now.
         if self.shut {
-            self.handoff.set(Some(stream));
+            self.conn.hand_off(stream);
         }
     }
 }
@@ -76,7 +110,11 @@ impl AsyncRead for LingeringIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        if this.conn.is_evicted() {
+            return this.read_evicted(cx);
+        }
+        match &mut this.stream {
             Some(stream) => Pin::new(stream).poll_read(cx, buf),
             None => Poll::Ready(Ok(())),
         }
@@ -89,9 +127,14 @@ impl AsyncWrite for LingeringIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().stream {
-            Some(stream) => Pin::new(stream).poll_write(cx, buf),
-            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        let this = self.get_mut();
+        match &mut this.stream {
+            Some(stream) if !this.evicted => {
+                let polled = Pin::new(stream).poll_write(cx, buf);
+                this.conn.wrote(polled.is_pending());
+                polled
+            }
+            _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
 
@@ -100,9 +143,14 @@ impl AsyncWrite for LingeringIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().stream {
-            Some(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        let this = self.get_mut();
+        match &mut this.stream {
+            Some(stream) if !this.evicted => {
+                let polled = Pin::new(stream).poll_write_vectored(cx, bufs);
+                this.conn.wrote(polled.is_pending());
+                polled
+            }
+            _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
 

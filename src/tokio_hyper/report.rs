@@ -64,7 +64,8 @@ impl HyperReport {
         let mut json = format!(
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
-             \"connections\":{},\"connections_refused\":{},\"accept_backoffs\":{},\
+             \"connections\":{},\"connections_refused\":{},\"connections_evicted\":{},\
+             \"accept_backoffs\":{},\
              \"force_closed\":{},\"drain_deadline_hit\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
             s.served,
             s.refused,
@@ -77,6 +78,7 @@ impl HyperReport {
             s.refused_stopped,
             s.connections,
             s.connections_refused,
+            s.connections_evicted,
             s.accept_backoffs,
             self.force_closed,
             self.deadline.is_some() && !self.forced,
@@ -130,8 +132,8 @@ impl fmt::Display for HyperReport {
         }
         write!(
             f,
-            "  connections {:>7}   ({} over the limit, {} force-closed)",
-            s.connections, s.connections_refused, self.force_closed
+            "  connections {:>7}   ({} over the limit, {} evicted, {} force-closed)",
+            s.connections, s.connections_refused, s.connections_evicted, self.force_closed
         )?;
         if let Some(deadline) = &self.deadline {
             write!(f, "\n  deadline: {deadline}")?;
@@ -239,6 +241,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
         rejected,
         connections,
         connections_refused,
+        connections_evicted,
         accept_backoffs,
     } = *s;
     total.served += served;
@@ -250,6 +253,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
     total.rejected += rejected;
     total.connections += connections;
     total.connections_refused += connections_refused;
+    total.connections_evicted += connections_evicted;
     total.accept_backoffs += accept_backoffs;
 }
 

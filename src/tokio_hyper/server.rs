@@ -14,10 +14,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::connections::{Connections, Registered, Watched};
+use super::connections::{Conn, Connections, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
-use super::linger::{linger, Handoff, LingeringIo};
+use super::linger::{linger, LingeringIo};
 use super::report::HyperReport;
 use super::service::{RequestService, Shared};
 use super::steps::{StepKind, Steps};
@@ -548,7 +548,8 @@ where
 
     fn serve_connection(&self, stream: TcpStream) {
         let tally = &self.shared.tally;
-        if self.connections.len() >= self.options.max_connections {
+        if self.connections.staying() >= self.options.max_connections && !self.evict_for_newcomer()
+        {
             tally.bump(|s| &mut s.connections_refused);
             self.refuse_over_limit(stream);
             return;
@@ -562,8 +563,8 @@ where
             self.connections
                 .register(tally, self.options.record_activity, late);
         let watched = Rc::clone(&conn);
-        let handoff = Handoff::default();
-        let stream = LingeringIo::new(stream, &handoff);
+        let handoff = Rc::clone(&conn);
+        let stream = LingeringIo::new(stream, Rc::clone(&conn));
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.idle_timeout)
@@ -578,6 +579,16 @@ where
         // answers once and closes by itself (the shutdown would close it before its request is
         // read).
         self.spawn(registered, Watched::new(conn, watched), handoff);
+    }
+
+    /// At the connection limit: the connection idle or reading its head the longest makes
+    /// room (as on the mio loops: slow heads must not lock newcomers out); counted.
+    fn evict_for_newcomer(&self) -> bool {
+        let evicted = self.connections.evict_oldest(Instant::now());
+        if evicted {
+            self.shared.tally.bump(|s| &mut s.connections_evicted);
+        }
+        evicted
     }
 
     /// Closes the listener after taking the connections already in its accept queue, which
@@ -629,7 +640,7 @@ where
         &self,
         registered: Registered,
         conn: impl Future<Output = hyper::Result<()>> + 'static,
-        handoff: Handoff,
+        handoff: Rc<Conn>,
     ) {
         let key = registered.key();
         let tally = Rc::clone(&self.shared.tally);
@@ -641,7 +652,7 @@ where
                 }
             }
             drop(registered);
-            if let Some(stream) = handoff.take() {
+            if let Some(stream) = handoff.take_handoff() {
                 if lingering.get() < MAX_REFUSING {
                     linger(stream, &lingering).await;
                 }

@@ -123,7 +123,7 @@ where
             Ok((this, admitted)) => {
                 let signal = admitted.signal().clone();
                 let body_rule = BodyRule::of(request.method());
-                let bundle = Bundle::new(admitted, Rc::clone(tally));
+                let bundle = Bundle::new(admitted, Rc::clone(&conn));
                 if let Some(activity) = &conn.activity {
                     activity.begin();
                 }

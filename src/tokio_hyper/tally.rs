@@ -34,6 +34,9 @@ pub struct HyperStats {
     pub connections: u64,
     /// Connections over the limit, closed at once.
     pub connections_refused: u64,
+    /// Connections idle or reading a head the longest, closed at the limit to make room for a
+    /// newcomer (mid-head: `408` first).
+    pub connections_evicted: u64,
     /// Accept errors (such as `EMFILE`) that paused the accept loop.
     pub accept_backoffs: u64,
 }
