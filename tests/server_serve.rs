@@ -299,3 +299,38 @@ fn the_drain_deadline_aborts_a_delay_request_and_the_report_names_it() {
     assert!(json.contains("\"deadline_aborted\":1"), "{json}");
     assert_eq!(field(&json, "leaked"), 0.0, "{json}");
 }
+
+/// `Max open files` of process `pid`: (soft, hard), from `/proc/PID/limits`.
+fn open_file_limits(pid: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_string(), fields[4].to_string())
+}
+
+/// `serve` raises its open-file soft limit to the hard one, as Go's runtime does: many systems
+/// start processes at a soft 1,024, below one loop's default `max_connections`, and a flood
+/// must meet the connection limit (eviction, `503`), not `EMFILE`. Started here at a soft
+/// 256 under this test's own hard limit.
+#[test]
+fn serve_raises_its_open_file_soft_limit_to_the_hard_one() {
+    let (_, hard) = open_file_limits("self");
+    if hard == "unlimited" || hard.parse::<u64>().is_ok_and(|h| h <= 256) {
+        return; // nothing to raise to under this hard limit
+    }
+    let stacks: &[&str] = if cfg!(feature = "hyper") {
+        &["", "--stack hyper"]
+    } else {
+        &[""]
+    };
+    for stack in stacks {
+        let serve = Serve::start("ulimit -S -n 256 &&", stack);
+        let limits = open_file_limits(&serve.child.id().to_string());
+        assert_eq!(limits, (hard.clone(), hard.clone()), "{stack}");
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+    }
+}

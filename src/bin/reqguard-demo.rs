@@ -103,6 +103,8 @@ serve options:
   --max-body BYTES        largest request body; larger gets 413
   --max-output BYTES      unsent answers buffered per connection before reading pauses
                           (limits: docs/server.md, \"Limits\"; invalid ones are refused at start)
+  at start, the open-file soft limit is raised to the hard one (as Go does): a connection
+  flood meets --max-connections, not the end of the process's descriptors
 
 the stop ladder, run by the first SIGTERM or SIGINT (a second one skips to force):
   --unready-ms N          unready: GET /healthz/ready answers 503 (200 before), /healthz/live
@@ -201,9 +203,40 @@ fn parse_listen(mode: &str) -> io::Result<ListenMode> {
     }
 }
 
+/// Raises the process's open-file soft limit to its hard limit, as Go's runtime does for every
+/// program: many systems start processes at a soft 1,024, below one loop's default
+/// `max_connections`, so a connection flood would run the server out of descriptors (`EMFILE`)
+/// before its connection limit, where eviction and `503` keep the server serving. Best effort:
+/// a limit that cannot be raised stays as it was. Returns the soft limit before and after.
+#[cfg(unix)]
+pub(crate) fn raise_open_file_limit() -> Option<(u64, u64)> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current?, limit.maximum?);
+    if soft >= hard {
+        return Some((soft, soft));
+    }
+    let raised = Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    let after = if setrlimit(Resource::Nofile, raised).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    Some((soft, after))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn raise_open_file_limit() -> Option<(u64, u64)> {
+    None
+}
+
 /// `serve`: run until SIGINT or SIGTERM, then print one JSON line. True if nothing leaked.
 fn serve(args: &[String]) -> io::Result<bool> {
     let o = parse_serve(args)?;
+    raise_open_file_limit();
     let policy = if o.collect_on_stop {
         DowngradePolicy::OnStop
     } else {

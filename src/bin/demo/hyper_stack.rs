@@ -143,6 +143,7 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
 /// totals and `"loops":[...]`, as the mio stack prints them. True if nothing leaked on any loop.
 fn serve(args: &[String]) -> io::Result<bool> {
     let args = parse(args)?;
+    super::super::raise_open_file_limit();
     super::super::quiet_intended_panics(true);
     let (collect_on_stop, options) = (args.collect_on_stop, args.options);
     let (max_body, request_timeout) = (
