@@ -80,8 +80,11 @@ pub(crate) struct Conn {
     ended: Cell<u64>,
     /// Its last write found the socket full: an answer is on its way.
     write_pending: Cell<bool>,
-    /// Chosen for eviction: its socket ends it at the next read (`LingeringIo`).
+    /// Chosen for eviction: its socket ends it at the next read (`LingeringIo`), unless a
+    /// request began on it since (its head was on its way: it is served, then it closes).
     evicted: Cell<bool>,
+    /// Its `ended` count when chosen for eviction (it had no request in progress then).
+    evicted_at: Cell<u64>,
     /// The socket, once hyper has closed it with input maybe still coming: the connection's
     /// task lingers on it (`linger.rs`).
     handoff: Cell<Option<TcpStream>>,
@@ -124,6 +127,12 @@ impl Conn {
         self.ended.set(self.ended.get() + 1);
     }
 
+    /// A request answered without admission (a health probe, a refusal): a sign of life, and
+    /// an answer (evicted, the connection just closes: no `408` after it).
+    pub(crate) fn answered_unadmitted(&self) {
+        self.ended.set(self.ended.get() + 1);
+    }
+
     /// A write to the socket returned; `pending` if it found the socket full.
     #[inline]
     pub(crate) fn wrote(&self, pending: bool) {
@@ -149,6 +158,22 @@ impl Conn {
     /// Whether no request has ended on it (no answer written: evicted, it gets `408`).
     pub(crate) fn never_answered(&self) -> bool {
         self.ended.get() == 0
+    }
+
+    /// Chosen for eviction, whether a request began on it since: its head had arrived by the
+    /// time its task read the socket. If so the eviction is called off for this request,
+    /// which is answered with keep-alive off (the connection then closes; it no longer counts
+    /// towards the limit). Returns whether it was.
+    #[cold]
+    pub(crate) fn reprieve_if_a_request_began(&self) -> bool {
+        if self.ended.get() + u64::from(self.busy.get()) == self.evicted_at.get() {
+            return false;
+        }
+        self.evicted.set(false);
+        if self.graceful.get() == Graceful::Watched {
+            self.graceful.set(Graceful::Asked);
+        }
+        true
     }
 }
 
@@ -319,6 +344,7 @@ impl Connections {
         let slot = &mut open[key];
         slot.evicted = true;
         slot.conn.evicted.set(true);
+        slot.conn.evicted_at.set(slot.conn.ended.get());
         self.evicting.set(self.evicting.get() + 1);
         if let Some(waker) = slot.conn.waker.take() {
             waker.wake();
@@ -349,6 +375,7 @@ impl Connections {
             ended: Cell::new(0),
             write_pending: Cell::new(false),
             evicted: Cell::new(false),
+            evicted_at: Cell::new(0),
             handoff: Cell::new(None),
         });
         let key = self.open.borrow_mut().insert(Slot {

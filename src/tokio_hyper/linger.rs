@@ -42,9 +42,15 @@ pub(crate) struct LingeringIo {
     conn: Rc<Conn>,
 }
 
-/// What an evicted connection mid-head is answered, as on the mio loops.
-const EVICTED_MID_HEAD: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+/// An answer of the socket's own, with `connection: close` and no body: `408` to an evicted
+/// connection mid-head, `503` to one over the limit. With a `date`, as every other answer:
+/// RFC 9110 §6.6.1 requires one on a `4xx` from a server with a clock.
+#[cold]
+pub(crate) fn closing_answer(status: &str) -> Vec<u8> {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    format!("HTTP/1.1 {status}\r\ndate: {date}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+        .into_bytes()
+}
 
 impl LingeringIo {
     pub(crate) fn new(stream: TcpStream, conn: Rc<Conn>) -> Self {
@@ -56,26 +62,43 @@ impl LingeringIo {
         }
     }
 
-    /// A read of an evicted connection: the first answers `408` if it never finished a request
-    /// (a head in progress, or nothing sent since accepted; best effort: the socket's buffer is
-    /// empty when nothing is being written) and shuts the write side; every one says end of
-    /// input (hyper ends the connection), and writes fail. One idle after an answer just closes
-    /// (a client racing a request into it retries, as after any keep-alive close).
+    /// A read of a connection chosen for eviction: `None` to read as usual. A request that
+    /// began on it since it was chosen (its head had arrived) is served, keep-alive off. Else
+    /// what has arrived is hyper's first (it may complete a head, then served as said); once
+    /// nothing more has, the connection ends: `408` if it never finished a request (a head in
+    /// progress, or nothing sent since accepted; best effort: the socket's buffer is empty
+    /// when nothing is being written), its write side shut, end of input for hyper, and
+    /// writes fail. One idle after an answer just closes (a client racing a request into it
+    /// retries, as after any keep-alive close).
     #[cold]
     #[inline(never)]
-    fn read_evicted(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.evicted {
-            self.evicted = true;
-            if let Some(stream) = &mut self.stream {
-                if self.conn.never_answered() {
-                    let _ = stream.try_write(EVICTED_MID_HEAD);
-                }
-                // Immediate on a TCP socket (`shutdown(2)`); the socket then lingers on drop.
-                let _ = Pin::new(stream).poll_shutdown(cx);
-                self.shut = true;
+    fn read_evicted(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Option<Poll<io::Result<()>>> {
+        if self.evicted {
+            return Some(Poll::Ready(Ok(())));
+        }
+        if self.conn.reprieve_if_a_request_began() {
+            cx.waker().wake_by_ref(); // the task's next poll turns keep-alive off
+            return None;
+        }
+        let stream = self.stream.as_mut()?;
+        let filled = buf.filled().len();
+        if let Poll::Ready(Ok(())) = Pin::new(&mut *stream).poll_read(cx, buf) {
+            if buf.filled().len() > filled {
+                return Some(Poll::Ready(Ok(())));
             }
         }
-        Poll::Ready(Ok(()))
+        self.evicted = true;
+        if self.conn.never_answered() {
+            let _ = stream.try_write(&closing_answer("408 Request Timeout"));
+        }
+        // Immediate on a TCP socket (`shutdown(2)`); the socket then lingers on drop.
+        let _ = Pin::new(stream).poll_shutdown(cx);
+        self.shut = true;
+        Some(Poll::Ready(Ok(())))
     }
 }
 
@@ -112,7 +135,9 @@ impl AsyncRead for LingeringIo {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.conn.is_evicted() {
-            return this.read_evicted(cx);
+            if let Some(end) = this.read_evicted(cx, buf) {
+                return end;
+            }
         }
         match &mut this.stream {
             Some(stream) => Pin::new(stream).poll_read(cx, buf),

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::connections::{Conn, Connections, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
-use super::linger::{linger, LingeringIo};
+use super::linger::{closing_answer, linger, LingeringIo};
 use super::report::HyperReport;
 use super::service::{RequestService, Shared};
 use super::steps::{StepKind, Steps};
@@ -616,7 +616,7 @@ where
     /// the send buffer is full, the connection just closes.
     fn refuse_over_limit(&self, mut stream: TcpStream) {
         // Best effort: a full send buffer just closes it without the answer.
-        let _ = stream.try_write(OVER_LIMIT);
+        let _ = stream.try_write(&closing_answer("503 Service Unavailable"));
         if self.refusing.get() >= MAX_REFUSING {
             return;
         }
@@ -661,9 +661,6 @@ where
         self.connections.set_abort_handle(key, task.abort_handle());
     }
 }
-
-const OVER_LIMIT: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
 /// The stop after admission closed: linger, graceful shutdown, drain, and the deadline.
 struct Stopper<'a, 'f, E: Engine, C: Recycle, H, S> {

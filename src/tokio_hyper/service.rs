@@ -226,6 +226,7 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
     }
 
     fn fixed(answer: Fixed, conn: Rc<Conn>) -> Self {
+        conn.answered_unadmitted();
         Dispatch {
             state: State::Fixed { answer },
             conn,
