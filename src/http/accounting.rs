@@ -53,6 +53,14 @@ pub struct AccountingReport {
 /// request is parsed and before the handler runs, and [`end`](Accounting::end) with the
 /// request's [`Outcome`]: `Completed` when the response is written, `Dropped` when the handler
 /// panicked, `ClientGone` when the connection went away, `ForceClosed` when the server closed it.
+///
+/// # Panics
+///
+/// These methods run on the loop's thread outside the handler's `catch_unwind`: a panic in
+/// one unwinds out of the loop ([`Server::run`](crate::http::Server::run) panics, with every
+/// connection closed and every held request dropped; `Running::join` and `Running::stop`
+/// panic, a loop group's `wait` returns an error). An implementation that can fail answers
+/// with a [`Refusal`] instead.
 pub trait Accounting {
     /// What an admitted request holds until its response is written.
     type Held;
@@ -88,6 +96,8 @@ pub trait Accounting {
     fn stop(&mut self, deadline: Instant);
 
     /// Checks the stop at `now`; `in_flight` is the server's own count of admitted requests.
+    /// Past the deadline given to [`stop`](Accounting::stop), the server takes `Pending` as
+    /// `Expired`: its own deadline rules, and the loop ends all the same.
     fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus;
 
     /// The ledger, if requests are accounted.

@@ -835,6 +835,10 @@ fn resume<A: Accounting>(
             signal.abort(AbortReason::Dropped);
         }
     }
+    // A promise that resolves into `server.stop()`, as a handler's `stop_server` is.
+    if response.wants_stop() {
+        d.stop_requested = true;
+    }
     let close = wire.close || response.wants_close();
     write_response(
         out,

@@ -96,7 +96,8 @@ impl DateCache {
             .unwrap_or(Duration::ZERO);
         self.line.set_date(&imf_fixdate(since_epoch.as_secs()));
         let left = Duration::from_secs(1) - Duration::from_nanos(since_epoch.subsec_nanos().into());
-        self.stale_at = Some(now + left);
+        // At the end of what the clock can count (a session's virtual clock), stale at once.
+        self.stale_at = now.checked_add(left);
         self.formatted += 1;
     }
 

@@ -30,6 +30,9 @@ use super::router::{Router, Routes};
 use super::running::StopHandle;
 use super::server::Server;
 
+/// The most loops a group runs ([`LoopGroup::loops`]).
+const MAX_LOOPS: usize = 1024;
+
 /// What the loops of a group share: the stop instant and the group-wide commands.
 pub(crate) struct GroupShared {
     loops: usize,
@@ -201,7 +204,8 @@ impl LoopGroup {
         self
     }
 
-    /// How many loops (threads); one per core is the usual choice. Zero is an error at spawn.
+    /// How many loops (threads); one per core is the usual choice. Zero, or more than 1,024
+    /// (more threads than any machine has cores: a mistake), is an error at spawn.
     pub fn loops(mut self, count: usize) -> Self {
         self.loops = count;
         self
@@ -231,9 +235,9 @@ impl LoopGroup {
     ///
     /// # Errors
     ///
-    /// If the ladder is invalid ([`Ladder::validate`]), the port cannot be bound, `loops` is
-    /// zero, the limits are invalid, or a loop cannot start (the loops already started are
-    /// stopped first).
+    /// If the ladder is invalid ([`Ladder::validate`]), `loops` is zero or over 1,024 (both
+    /// `InvalidInput`), the port cannot be bound, the limits are invalid, or a loop cannot start
+    /// (the loops already started are stopped first).
     pub fn spawn<A, F, R>(self, accounting: F, routes: R) -> io::Result<GroupHandle>
     where
         A: Accounting,
@@ -243,6 +247,14 @@ impl LoopGroup {
         self.ladder
             .validate()
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        if self.loops > MAX_LOOPS {
+            // Checked before anything is sized by it: a huge count would overflow (or exhaust)
+            // the allocation of one listener and one thread per loop.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a loop group has at most 1,024 loops",
+            ));
+        }
         let listeners = listener::bind(self.addr, self.loops, self.mode)?;
         let addr = listeners[0].local_addr()?;
         let shared = Arc::new(GroupShared::new(self.loops));

@@ -40,6 +40,8 @@ pub struct Response<'a> {
     allow: Option<&'a str>,
     close: bool,
     stop_server: bool,
+    /// A `content-type` that is not a field value was set: the answer is a `500`.
+    bad_content_type: bool,
 }
 
 impl<'a> Response<'a> {
@@ -52,22 +54,38 @@ impl<'a> Response<'a> {
             allow: None,
             close: false,
             stop_server: false,
+            bad_content_type: false,
         }
     }
 
     /// Sets the status code (200 unless set). A status outside `200..=599` is answered `500`:
     /// informational answers are the server's to send, and only three digits fit the wire.
     pub fn set_status(&mut self, status: u16) {
-        self.status = status;
+        if !self.bad_content_type {
+            self.status = status;
+        }
     }
 
-    /// The status code.
+    /// The status code (`500` once an invalid `content-type` was set).
     pub fn status(&self) -> u16 {
+        if self.bad_content_type {
+            return 500;
+        }
         self.status
     }
 
-    /// Sets the `content-type` (`text/plain` unless set).
+    /// Sets the `content-type` (`text/plain` unless set). A value that is not a field value
+    /// (with a control byte: CR, LF, NUL...; HTAB is allowed) makes the answer a plain `500`,
+    /// whatever the handler sets or writes after it: written as set, it would end the field
+    /// and inject others.
     pub fn set_content_type(&mut self, content_type: &'static str) {
+        if self.bad_content_type || !is_field_value(content_type) {
+            // A status out of range, kept: `settle` answers `500`.
+            self.bad_content_type = true;
+            self.status = 0;
+            self.content_type = None;
+            return;
+        }
         self.content_type = (content_type != TEXT_PLAIN).then_some(content_type);
     }
 
@@ -87,7 +105,11 @@ impl<'a> Response<'a> {
     }
 
     /// Asks the server to stop gracefully once this turn of its loop ends: the "stop from the
-    /// loop" path, the way a JS handler calls `server.stop()`.
+    /// loop" path, the way a JS handler calls `server.stop()`, from
+    /// [`Handler::handle`](crate::http::Handler::handle) or a deferred
+    /// [`Handler::resume`](crate::http::Handler::resume) alike (a promise that resolves into
+    /// `server.stop()`). A [`Session`](crate::http::Session) begins the stop when the call
+    /// that ran the handler returns.
     pub fn stop_server(&mut self) {
         self.stop_server = true;
     }
@@ -138,6 +160,14 @@ impl<'a> Response<'a> {
     pub(crate) fn wants_stop(&self) -> bool {
         self.stop_server
     }
+}
+
+/// Whether `value` can be written as a field value (RFC 9110 §5.5): visible ASCII, SP,
+/// HTAB and obs-text; no other control byte (CR and LF above all).
+fn is_field_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 pub(crate) use super::date::DateLine;

@@ -379,10 +379,20 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
-/// The `allow` value for `routes`: their methods in the order added, `HEAD` after `GET`.
+/// Whether `method` is a token (RFC 9110 §5.6.2): what a request's method always is.
+fn is_token(method: &str) -> bool {
+    !method.is_empty()
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The `allow` value for `routes`: their methods in the order added, `HEAD` after `GET`. A
+/// route whose method is not a token answers no request and is left out: written into the
+/// field, a CR or LF in it would inject others.
 fn allow_value<'a>(routes: impl Iterator<Item = &'a &'a Route>) -> String {
     let mut methods: Vec<&str> = Vec::new();
-    for route in routes {
+    for route in routes.filter(|r| is_token(r.method)) {
         let implied: &[&'static str] = if route.method == "GET" {
             &["GET", "HEAD"]
         } else {
@@ -430,6 +440,10 @@ impl<'r> Router<'r> {
     }
 
     /// Adds a route and returns it (a reference that stays valid as long as `routes`).
+    ///
+    /// A `method` that is not a token (RFC 9110 §5.6.2: empty, or with a space, CR, LF...)
+    /// answers no request, since a request's method always is one, and is left out of every
+    /// `allow` value.
     pub fn route(
         &mut self,
         method: &'static str,

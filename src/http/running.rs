@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 
 use super::accounting::Accounting;
-use super::limits::Limits;
+use super::limits::{Limits, MAX_TIMEOUT};
 use super::report::ServerReport;
 use super::router::{Router, Routes};
 use super::server::Server;
@@ -93,13 +93,22 @@ impl StopHandle {
 
     /// Asks the server to stop and waits (at most `timeout`) until its loop has begun the stop:
     /// the listener is closed, admission is closed, and stop hooks (a collection) have run.
-    /// Returns whether it had.
+    /// Returns whether it had. A `timeout` past what the clock can count (`Duration::MAX`)
+    /// waits as long as it takes.
+    ///
+    /// Called from a handler (on the loop's own thread) it cannot see the stop begin: the loop
+    /// begins it once the handler returns. It waits the whole `timeout` and returns `false`;
+    /// a handler stops the server with [`Response::stop_server`](crate::http::Response::stop_server)
+    /// or [`stop`](StopHandle::stop).
     pub fn stop_and_wait(&self, timeout: Duration) -> bool {
         self.stop();
-        let until = Instant::now() + timeout;
+        let until = Instant::now().checked_add(timeout);
         let mut phase = self.control.phase.lock().unwrap_or_else(|e| e.into_inner());
         while *phase < Phase::Stopping {
-            let left = until.saturating_duration_since(Instant::now());
+            // No instant that far: wait in the longest steps the clock can count.
+            let left = until.map_or(MAX_TIMEOUT, |until| {
+                until.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return false;
             }

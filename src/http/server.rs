@@ -656,10 +656,12 @@ impl<'r, A: Accounting> Server<'r, A> {
                 self.force_close_all();
                 true
             }
-            StopStatus::Complete | StopStatus::Pending => false,
+            StopStatus::Complete => false,
+            StopStatus::Pending if !deadline_passed => false,
             // The deadline passed with requests in flight: their signals were aborted; now
-            // force-close every connection, which releases their guards.
-            StopStatus::Expired { .. } => {
+            // force-close every connection, which releases their guards. The server's own
+            // deadline rules: an accounting still pending past it is escalated all the same.
+            StopStatus::Pending | StopStatus::Expired { .. } => {
                 self.deadline_hit = true;
                 self.force_close_all();
                 let in_flight = self.dispatcher.in_flight;

@@ -65,6 +65,15 @@ impl<'r, A: Accounting> Session<'r, A> {
     pub fn feed(&mut self, bytes: &[u8]) {
         self.connection
             .receive(&mut self.dispatcher, bytes, self.now);
+        self.stop_if_asked();
+    }
+
+    /// A handler asked for a stop ([`Response::stop_server`](crate::http::Response::stop_server)):
+    /// it begins once the call that ran the handler ends, as the server's at the end of a turn.
+    fn stop_if_asked(&mut self) {
+        if self.dispatcher.take_stop_request() {
+            self.dispatcher.begin_stop(self.now);
+        }
     }
 
     /// Everything answered so far and not yet taken, as a client that reads it all: input held
@@ -76,7 +85,9 @@ impl<'r, A: Accounting> Session<'r, A> {
             let n = pending.len();
             out.extend_from_slice(pending);
             self.connection.consume_output(n);
-            if !self.connection.resume(&mut self.dispatcher, self.now) {
+            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
+            self.stop_if_asked();
+            if !resumed {
                 return out;
             }
         }
@@ -93,17 +104,21 @@ impl<'r, A: Accounting> Session<'r, A> {
         loop {
             let n = self.connection.pending_output().len();
             self.connection.consume_output(n);
-            if !self.connection.resume(&mut self.dispatcher, self.now) {
+            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
+            self.stop_if_asked();
+            if !resumed {
                 return;
             }
         }
     }
 
     /// Moves the clock forward by `by` and runs what became due (deferred responses, `408`,
-    /// idle close).
+    /// idle close). A step past what the clock can count (`Duration::MAX`) moves it as far as
+    /// it goes.
     pub fn advance(&mut self, by: Duration) {
-        self.now += by;
+        self.now = saturating_add(self.now, by);
         self.connection.on_timer(&mut self.dispatcher, self.now);
+        self.stop_if_asked();
     }
 
     /// The client disconnects: waiting requests are aborted and their guards released.
@@ -112,7 +127,9 @@ impl<'r, A: Accounting> Session<'r, A> {
             .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
     }
 
-    /// Begins a graceful stop now.
+    /// Begins a graceful stop now: later requests are refused `503` and close. A session has no
+    /// drain deadline (that is the server loop's): deferred answers still complete when due, or
+    /// end at [`disconnect`](Session::disconnect).
     pub fn stop(&mut self) {
         self.dispatcher.begin_stop(self.now);
     }
@@ -136,6 +153,23 @@ impl<'r, A: Accounting> Session<'r, A> {
     pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
         &mut self.dispatcher
     }
+}
+
+/// `at + by`, or the latest instant the clock can count on the way there.
+fn saturating_add(at: Instant, by: Duration) -> Instant {
+    if let Some(later) = at.checked_add(by) {
+        return later;
+    }
+    // Past the clock's end: close in on it, halving the step each time it does not fit (less
+    // than twice what is left fits at most once), a few hundred turns at most.
+    let (mut at, mut step) = (at, by / 2);
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step /= 2,
+        }
+    }
+    at
 }
 
 impl<A: Accounting> fmt::Debug for Session<'_, A> {

@@ -3,6 +3,7 @@
 //! instead of hanging it.
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
+pub mod bounded;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod strict;

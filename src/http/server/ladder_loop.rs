@@ -152,7 +152,12 @@ impl<'r, A: Accounting> Server<'r, A> {
         let aborting = self.reached() == Some(Step::Drain) && now >= deadline;
         let before = aborting.then(|| self.outstanding(now));
         let in_flight = self.dispatcher.in_flight;
-        let status = self.dispatcher.accounting.poll_stop(now, in_flight);
+        let status = match self.dispatcher.accounting.poll_stop(now, in_flight) {
+            // The ladder's own deadline rules: an accounting still pending past it (one of
+            // the embedder's) is escalated all the same.
+            StopStatus::Pending if now >= deadline => StopStatus::Expired { aborted: 0 },
+            status => status,
+        };
         if let (Some(outstanding), StopStatus::Expired { .. }) = (before, status) {
             self.deadline_hit = true;
             self.push_record(Step::Abort, now, outstanding, 0);
