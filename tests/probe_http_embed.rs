@@ -12,18 +12,26 @@
 //! - A handler's `content-type` with CR/LF, and a route method that is not a token, were
 //!   written into the head as they were: header injection. The first is answered `500` (as an
 //!   invalid status is), the second left out of `allow`.
+//! - `Response::stop_server` from a deferred `resume` (and in a `Session`) was ignored.
+//! - A `Guarded` stop or drain hook that panicked unwound out of the loop, and a hook added to
+//!   `Guarded::embedded` replaced its collection: hooks now add up, each caught.
 #![cfg(feature = "server")]
 
 mod util;
 
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, Guarded, Handler, Ladder, Limits, LoopGroup, Reply,
     Request, Response, Router, Routes, ServerBuilder, Session, StopStatus, Unaccounted,
 };
-use reqguard::{AbortSignal, Config, Ledger, Refusal};
+use std::cell::Cell;
+use std::rc::Rc;
+
+use reqguard::engines::Heap;
+use reqguard::{AbortSignal, Config, DowngradePolicy, Ledger, Refusal};
 use util::bounded::within;
 
 /// How long a probe waits for a call that hangs on a broken build.
@@ -366,4 +374,51 @@ fn nothing_after_an_invalid_content_type_revives_the_answer() {
     assert!(out.starts_with("HTTP/1.1 500 "), "{out:?}");
     assert!(out.contains("content-type: text/plain\r\n"), "{out:?}");
     assert!(out.ends_with("\r\n\r\nInternal Server Error"), "{out:?}");
+}
+
+/// Hooks of the embedder's: one that panics (at stop, or when the drain completes) is caught,
+/// the stop goes on and the report comes back; a hook added to `Guarded::embedded` runs after
+/// its collection instead of replacing it. Before, the panic unwound out of the loop
+/// (`Running::stop` panicked, the report was lost), and `after_drain` replaced the collection
+/// (the wrapper was never finalized).
+#[test]
+fn a_panicking_stop_or_drain_hook_is_caught_and_hooks_add_up() {
+    let running = ServerBuilder::new()
+        .spawn(
+            || {
+                Guarded::embedded(
+                    "server",
+                    Config::default().with_downgrade(DowngradePolicy::OnStop),
+                )
+                .after_stop(|| panic!("a stop hook panics"))
+                .after_drain(|| panic!("a drain hook panics"))
+            },
+            demo_routes,
+        )
+        .unwrap();
+    assert_eq!(util::get(running.addr(), "/").status, 200);
+    let report = within(HANG, move || {
+        std::panic::catch_unwind(AssertUnwindSafe(move || running.stop())).ok()
+    })
+    .expect("the stop hung")
+    .expect("a hook's panic escaped into Running::stop")
+    .unwrap();
+    assert_eq!((report.stats.served, report.leaked), (1, 0));
+
+    let heap = Heap::new();
+    let ran = Rc::new(Cell::new(0));
+    let counted = Rc::clone(&ran);
+    let mut accounting = Guarded::embedded_on(&heap, "server", Config::default())
+        .after_drain(|| panic!("a drain hook panics"))
+        .after_drain(move || counted.set(counted.get() + 1));
+    let now = Instant::now();
+    accounting.stop(now);
+    assert_eq!(accounting.poll_stop(now, 0), StopStatus::Complete);
+    assert_eq!(ran.get(), 1, "the hook after a panicking one did not run");
+    assert_eq!(
+        heap.live_objects(),
+        0,
+        "the embedded collection did not run"
+    );
+    assert_eq!(heap.finalized(), 1);
 }

@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason};
@@ -184,6 +185,18 @@ impl<T: 'static> ScopeProvider<Embedded<T>> for NoScope {
 
 type Hook = Box<dyn FnMut()>;
 
+/// `first` (if any), then `then`, each on its own: a panic in one is caught (the panic hook
+/// has reported it) and does not keep the other from running nor unwind into the loop.
+fn chain(first: Option<Hook>, mut then: impl FnMut() + 'static) -> Hook {
+    let mut first = first;
+    Box::new(move || {
+        if let Some(first) = first.as_mut() {
+            let _ = panic::catch_unwind(AssertUnwindSafe(first));
+        }
+        let _ = panic::catch_unwind(AssertUnwindSafe(&mut then));
+    })
+}
+
 /// Every request through reqguard: upgrade the wrapper, then [`Live::admit`](crate::Live::admit).
 ///
 /// Generic over the engine holding the wrapper (`E`), the scope provider an upgrade needs
@@ -228,15 +241,19 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
         }
     }
 
-    /// Runs `hook` right after [`ServerCore::stop`] (e.g. a garbage collection).
+    /// Runs `hook` right after [`ServerCore::stop`] (e.g. a garbage collection), after any
+    /// hook set before (such as [`embedded`](Guarded::embedded)'s collection). A hook that
+    /// panics is caught: the others run and the stop goes on.
     pub fn after_stop(mut self, hook: impl FnMut() + 'static) -> Self {
-        self.after_stop = Some(Box::new(hook));
+        self.after_stop = Some(chain(self.after_stop.take(), hook));
         self
     }
 
-    /// Runs `hook` once, when the drain has completed (e.g. a garbage collection).
+    /// Runs `hook` once, when the drain has completed (e.g. a garbage collection), after any
+    /// hook set before (such as [`embedded`](Guarded::embedded)'s collection). A hook that
+    /// panics is caught: the others run and the loop ends as it would have.
     pub fn after_drain(mut self, hook: impl FnMut() + 'static) -> Self {
-        self.after_drain = Some(Box::new(hook));
+        self.after_drain = Some(chain(self.after_drain.take(), hook));
         self
     }
 
