@@ -8,7 +8,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use util::serve::{field, Serve};
 use util::strict::StrictClient;
@@ -138,6 +138,75 @@ fn a_request_on_an_idle_connection_chosen_for_eviction_is_answered() {
         evicting_rounds += usize::from(newcomer == 200);
     }
     assert!(evicting_rounds > 0, "no round evicted in {rounds}");
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}
+
+/// A connection whose client reads nothing: a 4 KiB receive buffer, eight 1 MiB echoes
+/// pipelined (sent until the server stops reading, at most 1.5 s).
+fn never_reading_client(addr: std::net::SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    let body = vec![b'x'; 1 << 20];
+    let mut requests = Vec::new();
+    for _ in 0..8 {
+        requests.extend_from_slice(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n",
+        );
+        requests.extend_from_slice(&body);
+    }
+    stream.set_nonblocking(true).unwrap();
+    let (start, mut sent, mut blocked_since) = (Instant::now(), 0, None);
+    while sent < requests.len() && start.elapsed() < Duration::from_millis(1500) {
+        match stream.write(&requests[sent..]) {
+            Ok(n) => (sent, blocked_since) = (sent + n, None),
+            Err(_)
+                if blocked_since
+                    .is_some_and(|t: Instant| t.elapsed() > Duration::from_millis(200)) =>
+            {
+                break
+            }
+            Err(_) => {
+                blocked_since.get_or_insert_with(Instant::now);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    stream
+}
+
+/// A client that reads none of its answer holds its connection no longer than the idle
+/// timeout, as on the mio stack (docs/server.md: "also a client that reads none of its pending
+/// answers this long"): at the connection limit a newcomer then gets the slot. Before, the hyper stack waited on the full socket forever (an answer on its
+/// way is never evicted), so a few such clients locked every newcomer out with `503`.
+#[test]
+fn a_client_that_reads_none_of_its_answer_is_disconnected_after_the_idle_timeout() {
+    let serve = Serve::start(
+        "",
+        "--stack hyper --max-connections 1 --idle-timeout-ms 300 --request-timeout-ms 300",
+    );
+    let stuck = never_reading_client(serve.addr);
+    assert_eq!(
+        newcomer_status(&serve),
+        503,
+        "the stuck client holds the only slot"
+    );
+    let start = Instant::now();
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&200) && start.elapsed() < Duration::from_secs(3) {
+        statuses.push(newcomer_status(&serve));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&200),
+        "after {:?}: {statuses:?}",
+        start.elapsed()
+    );
+    drop(stuck);
     let (json, ok) = serve.signal_and_wait("TERM");
     assert!(ok, "{json}");
     assert_eq!(field(&json, "leaked"), 0.0, "{json}");

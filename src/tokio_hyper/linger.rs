@@ -14,6 +14,7 @@
 //! ends the connection and the socket lingers as above.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::connections::Conn;
 
@@ -40,6 +42,11 @@ pub(crate) struct LingeringIo {
     /// What the connection's requests share: told of full writes, asked whether the
     /// connection was evicted, and where the socket goes back to the task.
     conn: Rc<Conn>,
+    /// How long writes may find the socket full with no progress (a client reading none of
+    /// its answer) before the connection ends: the idle timeout, as on the mio loops.
+    stall_timeout: Duration,
+    /// Running since a write found the socket full, until one makes progress.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 /// An answer of the socket's own, with `connection: close` and no body: `408` to an evicted
@@ -53,12 +60,47 @@ pub(crate) fn closing_answer(status: &str) -> Vec<u8> {
 }
 
 impl LingeringIo {
-    pub(crate) fn new(stream: TcpStream, conn: Rc<Conn>) -> Self {
+    pub(crate) fn new(stream: TcpStream, conn: Rc<Conn>, stall_timeout: Duration) -> Self {
         LingeringIo {
             stream: Some(stream),
             shut: false,
             evicted: false,
             conn,
+            stall_timeout,
+            stalled: None,
+        }
+    }
+
+    /// A write returned: the connection is told whether it found the socket full; if it did,
+    /// the stall timer runs (past it, the write fails: hyper ends the connection, and a request
+    /// whose answer was still being written ends *client gone*); one that did not stops it.
+    #[inline]
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let pending = polled.is_pending();
+        self.conn.wrote(pending);
+        if pending {
+            return self.poll_stall(cx);
+        }
+        if self.stalled.is_some() {
+            self.stalled = None;
+        }
+        polled
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let timeout = self.stall_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -156,8 +198,7 @@ impl AsyncWrite for LingeringIo {
         match &mut this.stream {
             Some(stream) if !this.evicted => {
                 let polled = Pin::new(stream).poll_write(cx, buf);
-                this.conn.wrote(polled.is_pending());
-                polled
+                this.wrote(cx, polled)
             }
             _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
@@ -172,8 +213,7 @@ impl AsyncWrite for LingeringIo {
         match &mut this.stream {
             Some(stream) if !this.evicted => {
                 let polled = Pin::new(stream).poll_write_vectored(cx, bufs);
-                this.conn.wrote(polled.is_pending());
-                polled
+                this.wrote(cx, polled)
             }
             _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }

@@ -109,7 +109,8 @@ impl Options {
     }
 
     /// How long a connection may take to send a request head, idle keep-alive included
-    /// (hyper's header read timeout); then it is closed.
+    /// (hyper's header read timeout), and how long its writes may find the socket full with
+    /// no progress (a client reading none of its answer); then it is closed.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.min(MAX_TIMEOUT);
         self
@@ -564,7 +565,7 @@ where
                 .register(tally, self.options.record_activity, late);
         let watched = Rc::clone(&conn);
         let handoff = Rc::clone(&conn);
-        let stream = LingeringIo::new(stream, Rc::clone(&conn));
+        let stream = LingeringIo::new(stream, Rc::clone(&conn), self.options.idle_timeout);
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.idle_timeout)
