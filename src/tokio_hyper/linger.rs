@@ -47,6 +47,8 @@ pub(crate) struct LingeringIo {
     stall_timeout: Duration,
     /// Running since a write found the socket full, until one makes progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// The client's end of input (FIN) was read and held back one poll (`end_of_input`).
+    eof_seen: bool,
 }
 
 /// An answer of the socket's own, with `connection: close` and no body: `408` to an evicted
@@ -68,7 +70,27 @@ impl LingeringIo {
             conn,
             stall_timeout,
             stalled: None,
+            eof_seen: false,
         }
+    }
+
+    /// The client shut its write side (FIN), maybe right after a complete request (`nc -N`,
+    /// a client that half-closes and waits: RFC 9112 §9.6 lets it). hyper, reading the end of
+    /// input before it polled the request it has just read, drops that request unanswered
+    /// (its `half_close` is off, so that a client gone mid-request aborts it). So the first
+    /// end of input reaches hyper one poll late: `Pending`, the task woken, and hyper writes
+    /// what its requests have answered by now (as the mio loop answers a request it read
+    /// with the end of input); the next read tells it. A request still in its handler then
+    /// ends *client gone*, as before.
+    #[cold]
+    #[inline(never)]
+    fn end_of_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.eof_seen {
+            return Poll::Ready(Ok(()));
+        }
+        self.eof_seen = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// A write returned: the connection is told whether it found the socket full; if it did,
@@ -181,10 +203,15 @@ impl AsyncRead for LingeringIo {
                 return end;
             }
         }
-        match &mut this.stream {
-            Some(stream) => Pin::new(stream).poll_read(cx, buf),
-            None => Poll::Ready(Ok(())),
+        let Some(stream) = &mut this.stream else {
+            return Poll::Ready(Ok(()));
+        };
+        let filled = buf.filled().len();
+        let polled = Pin::new(stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == filled {
+            return this.end_of_input(cx);
         }
+        polled
     }
 }
 
