@@ -15,6 +15,7 @@
 //! - `Response::stop_server` from a deferred `resume` (and in a `Session`) was ignored.
 //! - A `Guarded` stop or drain hook that panicked unwound out of the loop, and a hook added to
 //!   `Guarded::embedded` replaced its collection: hooks now add up, each caught.
+//! - A handler's panic payload whose `Drop` panics unwound out of the loop: dropped caught.
 #![cfg(feature = "server")]
 
 mod util;
@@ -421,4 +422,57 @@ fn a_panicking_stop_or_drain_hook_is_caught_and_hooks_add_up() {
         "the embedded collection did not run"
     );
     assert_eq!(heap.finalized(), 1);
+}
+
+/// A panic payload whose own `Drop` panics (the handler's code, through
+/// `std::panic::panic_any`).
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a panic payload's drop panics");
+    }
+}
+
+/// Panics with a payload that panics again when dropped, from `handle` or from `resume`.
+struct PanicsTwice;
+
+impl Handler for PanicsTwice {
+    fn handle(&self, request: &Request<'_>, _: &mut Response<'_>) -> Reply {
+        if request.query() == Some("later") {
+            return Reply::After {
+                delay: Duration::from_millis(1),
+                token: 0,
+            };
+        }
+        std::panic::panic_any(PanicsOnDrop)
+    }
+
+    fn resume(&self, _: u64, _: &mut Response<'_>) {
+        std::panic::panic_any(PanicsOnDrop)
+    }
+}
+
+/// A handler's panic is a `500` and the server goes on (the docs), whatever its payload: one
+/// whose `Drop` panics too is dropped caught. Before, dropping it unwound out of the loop (a
+/// server's thread died with every connection; here, `feed` and `advance` panicked).
+#[test]
+fn a_handler_panic_whose_payload_panics_on_drop_is_still_a_500() {
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    router.route("GET", "/twice", PanicsTwice);
+    let accounting = Guarded::embedded("server", Config::default());
+    let mut session = Session::new(&router, accounting, Limits::default());
+    let fed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        session.feed(b"GET /twice HTTP/1.1\r\nHost: x\r\n\r\n");
+        session.feed(b"GET /twice?later HTTP/1.1\r\nHost: x\r\n\r\n");
+        session.advance(Duration::from_millis(1));
+    }));
+    assert!(fed.is_ok(), "the payload's panic escaped the server");
+    let out = text(&session.take_output());
+    assert_eq!(out.matches("HTTP/1.1 500 ").count(), 2, "{out:?}");
+    assert_eq!(session.stats().panics, 2);
+    assert_eq!(session.ledger().unwrap().outcomes().dropped, 2);
+    session.disconnect();
+    session.ledger().unwrap().assert_quiescent();
 }

@@ -1,6 +1,7 @@
 //! The dispatcher: what every connection of one server shares (routes, accounting, limits,
 //! figures, and the response scratch buffer).
 
+use std::any::Any;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
@@ -301,11 +302,21 @@ pub(crate) fn call_handler(
 ) -> Result<Reply, ()> {
     let reply = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request, response)))
         .map_err(|payload| {
-            drop(payload);
+            drop_payload(payload);
             response.fail(500);
         })?;
     response.settle();
     Ok(reply)
+}
+
+/// Drops a handler's panic payload. Its `Drop` is the handler's code too
+/// (`std::panic::panic_any(value)`): a panic there is caught, and that second payload is
+/// forgotten, so nothing unwinds into the loop.
+#[cold]
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
 }
 
 /// As [`call_handler`], for [`Handler::resume`].
@@ -316,7 +327,7 @@ pub(crate) fn call_resume(
 ) -> Result<(), ()> {
     panic::catch_unwind(AssertUnwindSafe(|| handler.resume(token, response))).map_err(
         |payload| {
-            drop(payload);
+            drop_payload(payload);
             response.fail(500);
         },
     )?;
