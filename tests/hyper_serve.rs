@@ -189,6 +189,8 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
             break;
         }
         served += 1;
+        // A body on its way: a connection the loop may not evict to make room.
+        client.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 9\r\n\r\nbody");
     }
     assert!(served > 0 && served < clients.len(), "served {served}");
 

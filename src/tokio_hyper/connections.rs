@@ -85,6 +85,8 @@ pub(crate) struct Conn {
     evicted: Cell<bool>,
     /// Its `ended` count when chosen for eviction (it had no request in progress then).
     evicted_at: Cell<u64>,
+    /// Evicted for its descriptor (the process is out of them): closed at once, no linger.
+    close_at_once: Cell<bool>,
     /// The socket, once hyper has closed it with input maybe still coming: the connection's
     /// task lingers on it (`linger.rs`).
     handoff: Cell<Option<TcpStream>>,
@@ -144,9 +146,14 @@ impl Conn {
         self.handoff.set(Some(stream));
     }
 
-    /// The socket hyper closed, if it did with input maybe still coming.
+    /// The socket hyper closed, if it did with input maybe still coming and it may linger
+    /// (not if evicted for its descriptor: it closes at once).
     pub(crate) fn take_handoff(&self) -> Option<TcpStream> {
-        self.handoff.take()
+        let stream = self.handoff.take();
+        if self.close_at_once.get() {
+            return None;
+        }
+        stream
     }
 
     /// Whether the eviction chose it.
@@ -301,6 +308,11 @@ impl Connections {
         self.open.borrow().len()
     }
 
+    /// Open connections chosen for eviction whose task has not ended yet.
+    pub(crate) fn evicting(&self) -> usize {
+        self.evicting.get()
+    }
+
     /// Open connections not chosen for eviction: what the connection limit counts.
     pub(crate) fn staying(&self) -> usize {
         self.len() - self.evicting.get()
@@ -317,7 +329,11 @@ impl Connections {
     /// clock is read per request. A connection idle since it was answered is evictable from
     /// the second scan at least [`EVICTABLE_AFTER`] after its answer; one that never finished
     /// a request (a slow head), from its accept.
-    pub(crate) fn evict_oldest(&self, now: Instant) -> bool {
+    ///
+    /// `at_once` when the process is out of descriptors: the evicted socket then closes as
+    /// soon as its task has ended it (its `408` written if the socket takes it), without the
+    /// linger, as on the mio loops.
+    pub(crate) fn evict_oldest(&self, now: Instant, at_once: bool) -> bool {
         let mut open = self.open.borrow_mut();
         let mut oldest: Option<(usize, Instant)> = None;
         for (key, slot) in open.iter_mut() {
@@ -345,6 +361,7 @@ impl Connections {
         slot.evicted = true;
         slot.conn.evicted.set(true);
         slot.conn.evicted_at.set(slot.conn.ended.get());
+        slot.conn.close_at_once.set(at_once);
         self.evicting.set(self.evicting.get() + 1);
         if let Some(waker) = slot.conn.waker.take() {
             waker.wake();
@@ -376,6 +393,7 @@ impl Connections {
             write_pending: Cell::new(false),
             evicted: Cell::new(false),
             evicted_at: Cell::new(0),
+            close_at_once: Cell::new(false),
             handoff: Cell::new(None),
         });
         let key = self.open.borrow_mut().insert(Slot {

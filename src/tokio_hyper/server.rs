@@ -516,6 +516,12 @@ struct Acceptor<'a, E: Engine, C: Recycle, H, S> {
 const REFUSED_LINGER: Duration = Duration::from_millis(500);
 const MAX_REFUSING: usize = 64;
 
+/// Whether an accept error says the process (`EMFILE`) or the system (`ENFILE`) is out of
+/// descriptors (24 and 23 on Linux, macOS and the BSDs).
+fn out_of_descriptors(error: &std::io::Error) -> bool {
+    cfg!(unix) && matches!(error.raw_os_error(), Some(23 | 24))
+}
+
 /// How long the accept loop pauses after an accept error (`EMFILE`): it must not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -534,8 +540,19 @@ where
                 () = &mut stop => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => self.serve_connection(stream),
-                    Err(_) => {
-                        // Out of descriptors (or a transient error): pause, do not spin.
+                    Err(error) => {
+                        // Out of descriptors: the connection idle or reading its head the
+                        // longest gives its descriptor up, as at max_connections (slow heads
+                        // must not lock newcomers out), one at a time; its task closes it
+                        // before the next accept. Else (or a transient error) pause, do not
+                        // spin.
+                        if out_of_descriptors(&error)
+                            && self.connections.evicting() == 0
+                            && self.evict_oldest(true)
+                        {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
                         self.shared.tally.bump(|s| &mut s.accept_backoffs);
                         tokio::select! {
                             () = &mut stop => return,
@@ -549,8 +566,7 @@ where
 
     fn serve_connection(&self, stream: TcpStream) {
         let tally = &self.shared.tally;
-        if self.connections.staying() >= self.options.max_connections && !self.evict_for_newcomer()
-        {
+        if self.connections.staying() >= self.options.max_connections && !self.evict_oldest(false) {
             tally.bump(|s| &mut s.connections_refused);
             self.refuse_over_limit(stream);
             return;
@@ -582,10 +598,11 @@ where
         self.spawn(registered, Watched::new(conn, watched), handoff);
     }
 
-    /// At the connection limit: the connection idle or reading its head the longest makes
-    /// room (as on the mio loops: slow heads must not lock newcomers out); counted.
-    fn evict_for_newcomer(&self) -> bool {
-        let evicted = self.connections.evict_oldest(Instant::now());
+    /// At the connection limit, or out of descriptors (`at_once`): the connection idle or
+    /// reading its head the longest makes room (as on the mio loops: slow heads must not lock
+    /// newcomers out); counted.
+    fn evict_oldest(&self, at_once: bool) -> bool {
+        let evicted = self.connections.evict_oldest(Instant::now(), at_once);
         if evicted {
             self.shared.tally.bump(|s| &mut s.connections_evicted);
         }
