@@ -38,7 +38,8 @@ fn newcomer_status(serve: &Serve) -> u16 {
 
 /// The `408` an evicted slow head gets is a `4xx` from a server with a clock: RFC 9110 6.6.1
 /// says it MUST carry `date`, as every other answer of both stacks does (the mio stack's 408
-/// has one). Before, the hyper stack wrote a fixed `408` without `date`.
+/// has one). Before, the hyper stack wrote a fixed `408` without `date`, and did not count it
+/// in `rejected` (the mio stack does).
 #[test]
 fn an_evicted_slow_head_gets_a_408_with_a_date() {
     let serve = Serve::start("", "--stack hyper --max-connections 1");
@@ -53,6 +54,8 @@ fn an_evicted_slow_head_gets_a_408_with_a_date() {
     let (json, ok) = serve.signal_and_wait("TERM");
     assert!(ok, "{json}");
     assert_eq!(field(&json, "connections_evicted"), 1.0, "{json}");
+    // Counted as the mio stack counts its 408s (`rejected`: 400/408/413/431).
+    assert_eq!(field(&json, "rejected"), 1.0, "{json}");
 }
 
 /// A connection answered a health probe (`GET /healthz/live`, answered without admission) and

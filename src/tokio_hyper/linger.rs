@@ -158,6 +158,7 @@ impl LingeringIo {
         self.evicted = true;
         if self.conn.never_answered() {
             let _ = stream.try_write(&closing_answer("408 Request Timeout"));
+            self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
         }
         // Immediate on a TCP socket (`shutdown(2)`); the socket then lingers on drop.
         let _ = Pin::new(stream).poll_shutdown(cx);
