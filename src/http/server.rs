@@ -190,7 +190,8 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// # Errors
     ///
-    /// If the listener cannot be made non-blocking or the poll cannot be created.
+    /// If `limits` are invalid ([`Limits::validate`]; `InvalidInput`), or the listener cannot
+    /// be made non-blocking, or the poll cannot be created.
     pub fn from_listener(
         listener: std::net::TcpListener,
         router: &'r Router<'r>,
