@@ -831,3 +831,29 @@ fn at_the_limit_an_idle_kept_alive_connection_makes_room_once_seen_silent() {
         "{report}"
     );
 }
+
+/// `after_stop` and `after_drain` hooks add up (each runs, in the order set), and one that
+/// panics is caught: the others run, the stop goes on and `serve` returns its report. Before,
+/// a hook replaced the one set before it, and a panic unwound out of `serve` (the report lost,
+/// every connection force-closed).
+#[test]
+fn stop_and_drain_hooks_add_up_and_a_panicking_one_is_caught() {
+    let (ran_tx, ran) = mpsc::channel();
+    let server = TestServer::spawn(move || {
+        let [a, b, c, d] = [0; 4].map(|_| ran_tx.clone());
+        demo(fast_stop(), false)
+            .after_stop(move || a.send("stop 1").unwrap())
+            .after_stop(|| panic!("a stop hook panics on purpose"))
+            .after_stop(move || b.send("stop 2").unwrap())
+            .after_drain(move || c.send("drain 1").unwrap())
+            .after_drain(|| panic!("a drain hook panics on purpose"))
+            .after_drain(move || d.send("drain 2").unwrap())
+    });
+    let mut client = HyperClient::connect(server.addr);
+    assert_eq!(client.send("GET", "/", "").0, 200);
+    drop(client);
+    let report = server.join();
+    assert_eq!(report.outcomes.completed, 1, "{report}");
+    let order: Vec<&str> = ran.try_iter().collect();
+    assert_eq!(order, ["stop 1", "stop 2", "drain 1", "drain 2"]);
+}

@@ -196,6 +196,18 @@ impl Options {
 
 type Hook = Box<dyn FnOnce()>;
 
+/// `first` (if any), then `then`, each on its own: a panic in one is caught (the panic hook has
+/// reported it) and keeps neither the other from running nor the stop from going on (as the
+/// mio stack's `Guarded` hooks).
+fn chain(first: Option<Hook>, then: impl FnOnce() + 'static) -> Hook {
+    Box::new(move || {
+        if let Some(first) = first {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(first));
+        }
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(then));
+    })
+}
+
 /// A reqguard-accounted HTTP/1.1 server on hyper, for tokio's current-thread runtime and a
 /// [`LocalSet`](tokio::task::LocalSet) (Deno's model: one engine per thread, `Rc` state).
 ///
@@ -247,15 +259,17 @@ where
     }
 
     /// Runs `hook` right after [`ServerCore::stop`] (collect the wrapper there for the PR's
-    /// scenario).
+    /// scenario), after any hook set before. A hook that panics is caught: the others run and
+    /// the stop goes on.
     pub fn after_stop(mut self, hook: impl FnOnce() + 'static) -> Self {
-        self.after_stop = Some(Box::new(hook));
+        self.after_stop = Some(chain(self.after_stop.take(), hook));
         self
     }
 
-    /// Runs `hook` once the drain has completed.
+    /// Runs `hook` once the drain has completed, after any hook set before. A hook that panics
+    /// is caught: the others run and `serve` returns its report.
     pub fn after_drain(mut self, hook: impl FnOnce() + 'static) -> Self {
-        self.after_drain = Some(Box::new(hook));
+        self.after_drain = Some(chain(self.after_drain.take(), hook));
         self
     }
 
