@@ -45,8 +45,11 @@ pub(crate) struct LingeringIo {
     /// How long writes may find the socket full with no progress (a client reading none of
     /// its answer) before the connection ends: the idle timeout, as on the mio loops.
     stall_timeout: Duration,
-    /// Running since a write found the socket full, until one makes progress.
+    /// The stall timer: set when a write finds the socket full, kept (not re-allocated) for
+    /// the next stall once one makes progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Whether the stall timer runs: writes have found the socket full since the last progress.
+    stalling: bool,
     /// The client's end of input (FIN) was read and held back one poll (`end_of_input`).
     eof_seen: bool,
 }
@@ -70,6 +73,7 @@ impl LingeringIo {
             conn,
             stall_timeout,
             stalled: None,
+            stalling: false,
             eof_seen: false,
         }
     }
@@ -107,22 +111,24 @@ impl LingeringIo {
         if pending {
             return self.poll_stall(cx);
         }
-        if self.stalled.is_some() {
-            self.stalled = None;
-        }
+        self.stalling = false;
         polled
     }
 
     #[cold]
     #[inline(never)]
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let timeout = self.stall_timeout;
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-            Poll::Pending => Poll::Pending,
+        if !self.stalling {
+            self.stalling = true;
+            let deadline = tokio::time::Instant::now() + self.stall_timeout;
+            match &mut self.stalled {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.stalled = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match self.stalled.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            _ => Poll::Pending,
         }
     }
 
