@@ -167,3 +167,53 @@ fn busy_keep_alive_connections_are_not_evicted_by_newcomers() {
     assert_eq!(report.stats.connections_evicted, 0);
     assert_eq!(report.stats.connections_refused, 30);
 }
+
+/// A request that arrives on an idle kept-alive connection just as a newcomer would evict it
+/// is served, not cut by a bare close: the eviction reads what has arrived on its choice first
+/// (a request begun there is a sign of life) and looks further. The loop is held by a handler that blocks it, so the newcomer's accept and the
+/// idle connection's request are found in the same turn, the accept first.
+#[test]
+fn a_request_arriving_on_the_idle_connection_chosen_for_eviction_is_served() {
+    use reqguard::http::{Reply, Request, Response, Router};
+    let running = ServerBuilder::new()
+        .limits(Limits::default().max_connections(2))
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            |router: &mut Router<'_>| {
+                demo_routes(router);
+                router.route(
+                    "GET",
+                    "/block",
+                    |_: &Request<'_>, res: &mut Response<'_>| {
+                        thread::sleep(Duration::from_millis(300)); // holds the loop
+                        res.write(b"unblocked");
+                        Reply::Now
+                    },
+                );
+            },
+        )
+        .unwrap();
+    let mut idle = StrictClient::connect(running.addr());
+    idle.send(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert_eq!(idle.answer("GET").status, 200);
+    thread::sleep(Duration::from_millis(150)); // idle long enough to be evicted
+    let mut blocker = StrictClient::connect(running.addr());
+    blocker.send(b"GET /block HTTP/1.1\r\nhost: t\r\n\r\n");
+    thread::sleep(Duration::from_millis(100)); // the loop is in the blocking handler
+    let mut newcomer = StrictClient::connect(running.addr());
+    settle();
+    idle.send(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert_eq!(blocker.answer("GET").body, b"unblocked");
+    let answer = idle.answer("GET");
+    assert_eq!(
+        (answer.status, answer.body.as_slice()),
+        (200, &b"hello"[..])
+    );
+    // The newcomer may evict the blocker instead: answered whole before the loop's turn
+    // ended, it is idle by the loop's clock (read once per turn, before the handler blocked).
+    newcomer.send(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
+    let status = newcomer.answer("GET").status;
+    assert!(status == 200 || status == 503, "{status}");
+    let report = finish(running);
+    assert_eq!(report.stats.connections_evicted, u64::from(status == 200));
+}

@@ -67,6 +67,9 @@ const SHORT_READ_DRAINS: bool = cfg!(any(
 /// [`Limits::max_connections`] may evict it: far below what a slow client holds a slot for
 /// (seconds, up to the request timeout), far above a busy client's gap between requests.
 const EVICT_MIN_IDLE: Duration = Duration::from_millis(100);
+/// How many candidates one eviction reads before it gives up (each one it reads had a request
+/// coming, so is no longer a candidate): a bound on the work one newcomer can cause.
+const EVICT_TRIES: usize = 4;
 
 /// Timer entries allowed beyond twice the open connections before the stale ones are pruned.
 const PRUNE_SLACK: usize = 64;
@@ -439,6 +442,30 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// [`MAX_REFUSING`], written if the socket takes it at once, then closed). False if none
     /// qualifies.
     fn evict_oldest(&mut self, now: Instant, linger: bool) -> bool {
+        for _ in 0..EVICT_TRIES {
+            let Some((since, key)) = self.oldest_evictable(now) else {
+                return false;
+            };
+            // Read what has arrived on it first: a request that came in the same turn as the
+            // newcomer (its event not handled yet) is a sign of life, and a bare close would
+            // lose it. A slow head's trickle is not: its head began long ago.
+            let mut scratch = [0; 4096];
+            self.connection_event(Token(key), None, &mut scratch, now);
+            match self.sockets.get(key) {
+                None => return true, // it ended (the client had closed): its slot is free
+                Some(socket) if socket.http.evictable_since() == Some(since) => {
+                    self.evict(key, linger, now);
+                    return true;
+                }
+                Some(_) => {} // it had a request coming: the next oldest
+            }
+        }
+        false
+    }
+
+    /// The connection idle or reading its head the longest, if held so for at least
+    /// [`EVICT_MIN_IDLE`]: since when, and its key.
+    fn oldest_evictable(&self, now: Instant) -> Option<(Instant, usize)> {
         let oldest = self
             .sockets
             .iter()
@@ -449,10 +476,12 @@ impl<'r, A: Accounting> Server<'r, A> {
         // is between two requests, or its request is not read yet (accepted in the same burst).
         // Evicting those closed busy clients' connections under them, and with more clients
         // than slots the loop evicted its own newcomers round and round.
-        let Some((_, key)) = oldest.filter(|(since, _)| later(*since, EVICT_MIN_IDLE) <= now)
-        else {
-            return false;
-        };
+        oldest.filter(|(since, _)| later(*since, EVICT_MIN_IDLE) <= now)
+    }
+
+    /// Evicts connection `key`: `408` and `Connection: close` if it is mid-head (lingering
+    /// after it when `linger` and there is room), a plain close if idle.
+    fn evict(&mut self, key: usize, linger: bool, now: Instant) {
         self.dispatcher.stats.connections_evicted += 1;
         self.dispatcher.date.refresh(now);
         let socket = &mut self.sockets[key];
@@ -469,7 +498,6 @@ impl<'r, A: Accounting> Server<'r, A> {
             }
             self.close(key);
         }
-        true
     }
 
     /// A connection over the limit: it gets `503` and `Connection: close`, then FIN, then a
