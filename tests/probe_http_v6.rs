@@ -17,7 +17,7 @@ mod util;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqguard::http::{
     demo_routes, Guarded, Limits, LoopGroup, Reply, Request, Response, Router, ServerBuilder,
@@ -41,56 +41,8 @@ fn out_of_descriptors_the_slowest_head_makes_room_for_a_newcomer() {
         "ulimit -n 32 &&",
         "--max-connections 1000 --request-timeout-ms 30000",
     );
-    let slow: Vec<TcpStream> = (0..60)
-        .map(|_| {
-            let mut stream = TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
-            stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
-            stream
-        })
-        .collect();
-    // Older than the 100 ms a connection must have held its slot to be evicted.
-    std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
-    let stream = TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
-    let mut newcomer = Client::from_stream(stream, Duration::from_secs(8));
-    newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-    let answer = newcomer.answer();
-    let waited = started.elapsed();
-    assert!(
-        answer.as_ref().is_ok_and(|a| a.status == 200),
-        "after {waited:?}: {answer:?}"
-    );
-    assert!(
-        waited < Duration::from_millis(1500),
-        "served after {waited:?}"
-    );
-    // Each evicted slow head reads its `408` (written before the close), none a bare close; the
-    // others are still waiting.
-    let (mut timed_out, mut answered) = (0, 0);
-    for stream in slow {
-        let mut client = Client::from_stream(stream, Duration::from_millis(20));
-        match client.answer() {
-            Ok(answer) => {
-                assert_eq!((answer.status, answer.closes()), (408, true), "{answer:?}");
-                answered += 1;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => timed_out += 1,
-            Err(e) => panic!("an evicted slow head got no 408: {e}"),
-        }
-    }
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(ok, "{json}");
-    assert_eq!(
-        field(&json, "connections_evicted"),
-        f64::from(answered),
-        "{json}"
-    );
-    assert!(
-        answered >= 1 && timed_out >= 1,
-        "{answered} answered, {timed_out} waiting"
-    );
+    let json = util::serve::slow_heads_out_of_descriptors(serve);
     assert!(field(&json, "accept_backoffs") >= 1.0, "{json}");
-    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
 }
 
 /// `HEAD /` then `GET /` on one kept-alive connection, both read strictly, then a clean close

@@ -283,50 +283,5 @@ fn out_of_descriptors_the_slowest_head_makes_room_for_a_newcomer() {
         "ulimit -n 32 &&",
         "--stack hyper --max-connections 1000 --idle-timeout-ms 30000 --request-timeout-ms 30000",
     );
-    let slow: Vec<TcpStream> = (0..60)
-        .map(|_| {
-            let mut stream = TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
-            stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
-            stream
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300)); // past the 100 ms of silence
-    let started = Instant::now();
-    let stream = TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
-    let mut newcomer = Client::from_stream(stream, Duration::from_secs(8));
-    newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-    let answer = newcomer.answer();
-    let waited = started.elapsed();
-    assert!(
-        answer.as_ref().is_ok_and(|a| a.status == 200),
-        "after {waited:?}: {answer:?}"
-    );
-    assert!(
-        waited < Duration::from_millis(1500),
-        "served after {waited:?}"
-    );
-    let (mut timed_out, mut answered) = (0, 0);
-    for stream in slow {
-        let mut client = Client::from_stream(stream, Duration::from_millis(20));
-        match client.answer() {
-            Ok(answer) => {
-                assert_eq!((answer.status, answer.closes()), (408, true), "{answer:?}");
-                answered += 1;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => timed_out += 1,
-            Err(e) => panic!("an evicted slow head got no 408: {e}"),
-        }
-    }
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(ok, "{json}");
-    assert_eq!(
-        field(&json, "connections_evicted"),
-        f64::from(answered),
-        "{json}"
-    );
-    assert!(
-        answered >= 1 && timed_out >= 1,
-        "{answered} answered, {timed_out} waiting"
-    );
-    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    util::serve::slow_heads_out_of_descriptors(serve);
 }

@@ -2,9 +2,12 @@
 //! separate process started through `sh -c` (so a `ulimit` can go first), stopped by a signal,
 //! read back as its JSON line; `curl`; fields of that JSON line.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Client;
 
 /// The demo binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_reqguard-demo");
@@ -133,4 +136,62 @@ pub fn have_curl() -> bool {
         eprintln!("SKIPPED: curl is not installed (.ci/run installs it)");
     }
     found
+}
+
+/// Out of descriptors (the caller's `ulimit -n 32`), 60 slow heads hold every descriptor and
+/// queue in the backlog ahead of a newcomer: `serve` (started by the caller) must evict the
+/// slowest (`408`, closed at once: its descriptor is what is short) and serve the newcomer
+/// within 1.5 s. Checks the evicted ones read their `408` and the count in the exit JSON;
+/// returns that JSON. For both stacks: tests/probe_http_v6.rs, tests/probe_hyper_v7.rs.
+pub fn slow_heads_out_of_descriptors(serve: Serve) -> String {
+    let slow: Vec<TcpStream> = (0..60)
+        .map(|_| {
+            let mut stream = TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
+            stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
+            stream
+        })
+        .collect();
+    // Older than the 100 ms a connection must have held its slot to be evicted.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let stream = TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
+    let mut newcomer = Client::from_stream(stream, Duration::from_secs(8));
+    newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let answer = newcomer.answer();
+    let waited = started.elapsed();
+    assert!(
+        answer.as_ref().is_ok_and(|a| a.status == 200),
+        "after {waited:?}: {answer:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(1500),
+        "served after {waited:?}"
+    );
+    // Each evicted slow head reads its `408` (written before the close), none a bare close; the
+    // others are still waiting.
+    let (mut timed_out, mut answered) = (0, 0);
+    for stream in slow {
+        let mut client = Client::from_stream(stream, Duration::from_millis(20));
+        match client.answer() {
+            Ok(answer) => {
+                assert_eq!((answer.status, answer.closes()), (408, true), "{answer:?}");
+                answered += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => timed_out += 1,
+            Err(e) => panic!("an evicted slow head got no 408: {e}"),
+        }
+    }
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(
+        field(&json, "connections_evicted"),
+        f64::from(answered),
+        "{json}"
+    );
+    assert!(
+        answered >= 1 && timed_out >= 1,
+        "{answered} answered, {timed_out} waiting"
+    );
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    json
 }
