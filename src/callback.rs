@@ -11,13 +11,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// the panic hook).
 #[inline]
 pub(crate) fn call_caught(callback: impl FnOnce()) -> bool {
+    caught(callback).is_none()
+}
+
+/// Runs `f`: its value, or `None` if it panicked (caught, its payload dropped safely: a
+/// payload's own `Drop` is user code too, `std::panic::panic_any`). For user code the servers
+/// call (handlers, hooks) where a panic has an answer of its own (a `500`, a count).
+#[inline]
+pub(crate) fn caught<R>(f: impl FnOnce() -> R) -> Option<R> {
     // Unwind safety: a panicking callback leaves only its own captured state half-done; the
     // mechanism's state is updated before or after the call, never during it.
-    match catch_unwind(AssertUnwindSafe(callback)) {
-        Ok(()) => false,
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
         Err(payload) => {
             drop_payload(payload);
-            true
+            None
         }
     }
 }

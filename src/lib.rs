@@ -215,6 +215,12 @@ mod admit;
 #[cfg(any(feature = "server", feature = "hyper"))]
 mod authority;
 mod callback;
+
+/// The longest timeout either server keeps: one year, effectively never. A longer one
+/// (`Duration::MAX` for "no timeout") would overflow the `Instant` it is added to.
+#[cfg(any(feature = "server", feature = "hyper"))]
+pub(crate) const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 pub mod engines;
 pub mod features;
 #[cfg(feature = "server")]

@@ -857,3 +857,49 @@ fn stop_and_drain_hooks_add_up_and_a_panicking_one_is_caught() {
     let order: Vec<&str> = ran.try_iter().collect();
     assert_eq!(order, ["stop 1", "stop 2", "drain 1", "drain 2"]);
 }
+
+/// A panic payload whose own `Drop` panics (`std::panic::panic_any`: user code too).
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a panic payload panics on drop, on purpose");
+    }
+}
+
+/// Whatever a handler's or a hook's panic payload does when dropped, the panic is still a
+/// `500` (the connection keeps serving) or a caught hook: the payload is dropped caught.
+/// Before, dropping it unwound into hyper (the connection died unanswered) or out of `serve`.
+#[test]
+fn panics_whose_payload_panics_on_drop_are_still_caught() {
+    let server = TestServer::spawn(move || {
+        let handler = move |_: This, request: Request<Incoming>, bundle: Bundle| {
+            if request.uri().path() == "/sync" {
+                std::panic::panic_any(PanicsOnDrop); // before the future exists
+            }
+            async move {
+                if request.uri().path() == "/async" {
+                    std::panic::panic_any(PanicsOnDrop);
+                }
+                let body = Full::new(Bytes::from_static(b"ok"));
+                Ok::<_, HandlerError>(bundle.respond(Response::new(body)))
+            }
+        };
+        HyperServer::new(core(false).0, handler)
+            .options(fast_stop())
+            .after_stop(|| std::panic::panic_any(PanicsOnDrop))
+    });
+    let mut client = HyperClient::connect(server.addr);
+    assert_eq!(client.send("GET", "/sync", "").0, 500);
+    assert_eq!(client.send("GET", "/async", "").0, 500);
+    assert_eq!(client.send("GET", "/", ""), (200, false, "ok".into()));
+    drop(client);
+    let report = server.join();
+    assert_eq!(report.stats.panics, 2, "{report}");
+    assert_eq!(
+        (report.outcomes.dropped, report.outcomes.completed),
+        (2, 1),
+        "{report}"
+    );
+    assert_eq!(report.leaked, 0, "{report}");
+}

@@ -476,3 +476,28 @@ fn a_handler_panic_whose_payload_panics_on_drop_is_still_a_500() {
     session.disconnect();
     session.ledger().unwrap().assert_quiescent();
 }
+
+/// A hook's panic whose payload panics when dropped is caught as any hook panic: the hooks
+/// before it ran and the drain completes. Before, dropping that payload unwound out of
+/// `poll_stop` when it was the last hook set (the hooks dropped the payload uncaught).
+#[test]
+fn a_hook_panic_whose_payload_panics_on_drop_is_caught() {
+    let ran = Rc::new(Cell::new(0));
+    let counted = Rc::clone(&ran);
+    let mut accounting = Guarded::embedded("server", Config::default())
+        .after_drain(move || counted.set(counted.get() + 1))
+        .after_drain(|| std::panic::panic_any(PanicsOnDrop));
+    let now = Instant::now();
+    accounting.stop(now);
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| accounting.poll_stop(now, 0))).ok();
+    assert_eq!(
+        polled,
+        Some(StopStatus::Complete),
+        "the payload's panic escaped"
+    );
+    assert_eq!(
+        ran.get(),
+        1,
+        "the hook before the panicking one did not run"
+    );
+}

@@ -6,10 +6,10 @@
 
 use std::any::Any;
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason};
+use crate::callback::call_caught;
 use crate::engines::{Embedded, Handle, Heap};
 use crate::ledger::{LeakReport, Ledger};
 use crate::pool::{PoolMetrics, Recycle};
@@ -191,9 +191,9 @@ fn chain(first: Option<Hook>, mut then: impl FnMut() + 'static) -> Hook {
     let mut first = first;
     Box::new(move || {
         if let Some(first) = first.as_mut() {
-            let _ = panic::catch_unwind(AssertUnwindSafe(first));
+            call_caught(first);
         }
-        let _ = panic::catch_unwind(AssertUnwindSafe(&mut then));
+        call_caught(&mut then);
     })
 }
 

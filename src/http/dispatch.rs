@@ -1,9 +1,8 @@
 //! The dispatcher: what every connection of one server shares (routes, accounting, limits,
 //! figures, and the response scratch buffer).
 
-use std::any::Any;
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
+
 use std::time::Instant;
 
 use super::accounting::Accounting;
@@ -13,6 +12,7 @@ use super::parse::Head;
 use super::response::{reason, Answer, Response};
 use super::router::{Handler, Reply, Request, Route, Router};
 use crate::admit::{Refusal, RefusalReason};
+use crate::callback::caught;
 use crate::signal::AbortReason;
 
 /// Figures of one server (or one [`Session`](crate::http::Session)).
@@ -300,23 +300,12 @@ pub(crate) fn call_handler(
     request: &Request<'_>,
     response: &mut Response<'_>,
 ) -> Result<Reply, ()> {
-    let reply = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request, response)))
-        .map_err(|payload| {
-            drop_payload(payload);
-            response.fail(500);
-        })?;
+    let Some(reply) = caught(|| handler.handle(request, response)) else {
+        response.fail(500);
+        return Err(());
+    };
     response.settle();
     Ok(reply)
-}
-
-/// Drops a handler's panic payload. Its `Drop` is the handler's code too
-/// (`std::panic::panic_any(value)`): a panic there is caught, and that second payload is
-/// forgotten, so nothing unwinds into the loop.
-#[cold]
-fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
-    }
 }
 
 /// As [`call_handler`], for [`Handler::resume`].
@@ -325,12 +314,10 @@ pub(crate) fn call_resume(
     token: u64,
     response: &mut Response<'_>,
 ) -> Result<(), ()> {
-    panic::catch_unwind(AssertUnwindSafe(|| handler.resume(token, response))).map_err(
-        |payload| {
-            drop_payload(payload);
-            response.fail(500);
-        },
-    )?;
+    if caught(|| handler.resume(token, response)).is_none() {
+        response.fail(500);
+        return Err(());
+    }
     response.settle();
     Ok(())
 }

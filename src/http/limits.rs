@@ -47,7 +47,7 @@ pub const MIN_HEAD: usize = 64;
 
 /// The longest timeout [`Limits::validate`] accepts (one year): longer is a mistake, and far
 /// longer would overflow `Instant` arithmetic.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const MAX_TIMEOUT: Duration = crate::MAX_TIMEOUT;
 
 impl Default for Limits {
     /// 8 KiB of headers, 1 MiB of body (2 MiB of chunk framing, 16 KiB of chunk extensions,

@@ -22,6 +22,7 @@ use super::report::HyperReport;
 use super::service::{RequestService, Shared};
 use super::steps::{StepKind, Steps};
 use super::tally::Tally;
+use crate::callback::call_caught;
 use crate::pool::Recycle;
 use crate::ticket::{Drain, DrainReport, DrainStatus};
 use crate::wrapper::Engine;
@@ -58,10 +59,9 @@ pub struct Options {
     record_activity: bool,
 }
 
-/// The longest timeout the knobs keep: one year, as the mio server's `MAX_TIMEOUT` (effectively
-/// never). A longer one (`Duration::MAX` for "no timeout") is capped to it: hyper and the stop
-/// add the timeout to an `Instant`, which panics past what an `Instant` can hold.
-const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The longest timeout the knobs keep (the mio server's too): a longer one (`Duration::MAX`
+/// for "no timeout") is capped to it, as hyper and the stop add it to an `Instant`.
+use crate::MAX_TIMEOUT;
 
 /// The smallest read and write buffer hyper accepts (`http1::Builder::max_buf_size` panics below).
 pub const MIN_BUFFER: usize = 8 * 1024;
@@ -202,9 +202,9 @@ type Hook = Box<dyn FnOnce()>;
 fn chain(first: Option<Hook>, then: impl FnOnce() + 'static) -> Hook {
     Box::new(move || {
         if let Some(first) = first {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(first));
+            call_caught(first);
         }
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(then));
+        call_caught(then);
     })
 }
 

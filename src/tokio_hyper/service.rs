@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
@@ -21,6 +20,7 @@ use super::connections::Conn;
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
 use crate::admit::{Admitted, Refusal, RefusalReason};
+use crate::callback::caught;
 use crate::pool::Recycle;
 use crate::signal::{AbortReason, AbortSignal};
 use crate::wrapper::Engine;
@@ -131,9 +131,9 @@ where
                 // building it): answered `500` as a panic inside the future is, its bundle
                 // (dropped while unwinding) ending *dropped*.
                 let handler = &self.shared.handler;
-                match catch_unwind(AssertUnwindSafe(|| handler.call(this, request, bundle))) {
-                    Ok(handler) => Dispatch::handling(handler, signal, conn, body_rule),
-                    Err(_) => {
+                match caught(|| handler.call(this, request, bundle)) {
+                    Some(handler) => Dispatch::handling(handler, signal, conn, body_rule),
+                    None => {
                         drop(signal);
                         if let Some(activity) = &conn.activity {
                             activity.end();
@@ -267,11 +267,11 @@ where
         };
         // A panicking handler is answered 500 and its future dropped (its bundle ends
         // *dropped*); the connection and the loop carry on.
-        let polled = catch_unwind(AssertUnwindSafe(|| match handler.poll(cx) {
+        let polled = caught(|| match handler.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(reply)) => Poll::Ready(Ok(reply.response)),
             Poll::Ready(Err(_)) => Poll::Ready(Err(Failure::Error)),
-        }))
+        })
         .unwrap_or(Poll::Ready(Err(Failure::Panic)));
         let mut response = match ready!(polled) {
             Ok(response) => response,
