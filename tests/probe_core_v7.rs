@@ -111,12 +111,14 @@ fn a_request_completed_while_its_payload_escalates_the_drain_never_fires() {
 
 #[cfg(feature = "hyper")]
 mod hyper_options {
+    use std::net::SocketAddr;
     use std::time::Duration;
 
     use reqguard::engines::{Embedded, Heap};
     use reqguard::tokio_hyper::{demo_routes, Handler, HyperReport, HyperServer, Options};
     use reqguard::{Config, ServerCore};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
     /// Serves one `GET /` with `options` (in process: a current-thread runtime and a
     /// `LocalSet`, as an embedder runs it), stops, and returns the answer and the report.
@@ -136,12 +138,18 @@ mod hyper_options {
         )
     }
 
-    /// Serves what the client sends (`request`, then it reads to the end), then stops.
-    pub(super) fn serve_raw(
+    /// A server answering with `handler` under `options`, on a fresh current-thread runtime
+    /// and `LocalSet` as an embedder runs it, listening on 127.0.0.1: `run` drives it (given
+    /// the listener and its address) to its result.
+    fn on_local_server<H, F>(
         options: Options,
-        handler: impl Handler<Embedded<&'static str>>,
-        request: &'static [u8],
-    ) -> (String, HyperReport) {
+        handler: H,
+        run: impl FnOnce(HyperServer<Embedded<&'static str>, (), H>, TcpListener, SocketAddr) -> F,
+    ) -> F::Output
+    where
+        H: Handler<Embedded<&'static str>>,
+        F: std::future::Future,
+    {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -151,8 +159,19 @@ mod hyper_options {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let server = HyperServer::new(core, handler).options(options);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
+            run(server, listener, addr).await
+        })
+    }
+
+    /// Serves what the client sends (`request`, then it reads to the end), then stops.
+    pub(super) fn serve_raw(
+        options: Options,
+        handler: impl Handler<Embedded<&'static str>>,
+        request: &'static [u8],
+    ) -> (String, HyperReport) {
+        on_local_server(options, handler, move |server, listener, addr| async move {
             let (stop, stopped) = tokio::sync::oneshot::channel::<String>();
             tokio::task::spawn_local(async move {
                 let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -184,17 +203,7 @@ mod hyper_options {
         handler: impl Handler<Embedded<&'static str>>,
         reached: impl Fn() -> bool + 'static,
     ) -> (String, HyperReport) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
-            let heap = Heap::new();
-            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-            let server = HyperServer::new(core, handler).options(options);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
+        on_local_server(options, handler, move |server, listener, addr| async move {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let client = tokio::task::spawn_local(async move {
                 let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
