@@ -592,13 +592,18 @@ fn health_probes_answer_get_and_head_before_admission_and_count_as_no_request() 
     assert_eq!(report.totals.outcomes.completed, 1);
 }
 
-/// The baseline accounting, except that admitting panics: a loop that dies mid-run.
-struct PanicsOnAdmit(reqguard::http::Unaccounted);
+/// The baseline accounting, except that `handled` panics: a loop that dies mid-run (a panic
+/// in `admit` is caught and answered `500`; `handled` is one of the per-request calls the
+/// server leaves uncaught, documented on `Accounting`).
+struct PanicsOnHandled(reqguard::http::Unaccounted);
 
-impl reqguard::http::Accounting for PanicsOnAdmit {
+impl reqguard::http::Accounting for PanicsOnHandled {
     type Held = ();
     fn admit(&mut self) -> Result<(), reqguard::Refusal> {
-        panic!("admission fails on purpose");
+        self.0.admit()
+    }
+    fn handled(&mut self) {
+        panic!("handled fails on purpose");
     }
     fn signal(_: &()) -> Option<&reqguard::AbortSignal> {
         None
@@ -622,7 +627,7 @@ fn a_loop_that_dies_mid_run_stops_the_group_and_wait_reports_it() {
     let running = LoopGroup::new()
         .loops(2)
         .spawn(
-            |_| PanicsOnAdmit(reqguard::http::Unaccounted::new()),
+            |_| PanicsOnHandled(reqguard::http::Unaccounted::new()),
             demo_routes,
         )
         .unwrap();

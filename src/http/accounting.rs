@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason};
-use crate::callback::call_caught;
+use crate::callback::{call_caught, caught};
 use crate::engines::{Embedded, Handle, Heap};
 use crate::ledger::{LeakReport, Ledger};
 use crate::pool::{PoolMetrics, Recycle};
@@ -57,11 +57,22 @@ pub struct AccountingReport {
 ///
 /// # Panics
 ///
-/// These methods run on the loop's thread outside the handler's `catch_unwind`: a panic in
-/// one unwinds out of the loop ([`Server::run`](crate::http::Server::run) panics, with every
-/// connection closed and every held request dropped; `Running::join` and `Running::stop`
-/// panic, a loop group's `wait` returns an error). An implementation that can fail answers
-/// with a [`Refusal`] instead.
+/// A panic in [`admit`](Accounting::admit) (a [`Guarded`]'s [`ScopeProvider`] included),
+/// [`stop`](Accounting::stop), [`poll_stop`](Accounting::poll_stop) or
+/// [`report`](Accounting::report) is caught and counted in
+/// [`Stats::panics`](crate::http::Stats::panics), and the server goes on: a panicking
+/// `admit` is the request's `500` and `Connection: close` (counted refused; whatever it had
+/// taken was dropped by the unwinding: a `Guarded` bundle ends [`Outcome::Dropped`]); after a
+/// panicking `stop` the server's drain deadline rules; a panicking `poll_stop` reads as
+/// `Complete` when nothing is in flight, else `Pending`; a panicking `report`, as empty figures.
+/// An implementation that can fail answers with a [`Refusal`] instead.
+///
+/// The other methods run on every request's path uncaught (`signal`, `this`, `handled` and
+/// `end` are plain bookkeeping in [`Guarded`], whose user code, abort listeners and
+/// [`Recycle`], the core runs caught): a panic in one of yours unwinds out of the loop
+/// ([`Server::run`](crate::http::Server::run) panics, with every connection closed and every
+/// held request dropped; `Running::join` and `Running::stop` panic, a loop group's `wait`
+/// returns an error).
 pub trait Accounting {
     /// What an admitted request holds until its response is written.
     type Held;
@@ -108,6 +119,20 @@ pub trait Accounting {
     fn report(&self) -> AccountingReport;
 }
 
+/// What a request whose admission panicked is answered: an internal error (`500`, counted
+/// refused and in [`Stats::panics`](crate::http::Stats::panics)). Whatever the admission had
+/// taken was dropped by the unwinding (a `Guarded` bundle ends [`Outcome::Dropped`]).
+pub(crate) const ADMISSION_PANICKED: Refusal =
+    Refusal::new(RefusalReason::Engine("the admission panicked"));
+
+/// `accounting.admit()`, with a panic caught (user code: an embedder's accounting, or the
+/// [`ScopeProvider`] inside [`Guarded`]'s) and answered as [`ADMISSION_PANICKED`], so it
+/// never unwinds into the loop.
+#[inline(always)]
+pub(crate) fn admit_caught<A: Accounting>(accounting: &mut A) -> Result<A::Held, Refusal> {
+    caught(|| accounting.admit()).unwrap_or(Err(ADMISSION_PANICKED))
+}
+
 /// The outcome of a request whose connection the server gives up on with `reason`: the client
 /// went away ([`Outcome::ClientGone`]) or the server closed it ([`Outcome::ForceClosed`]: at the
 /// stop deadline, or behind a `Connection: close` answer). A request the drain deadline already
@@ -123,7 +148,9 @@ pub(crate) fn ended_by(reason: AbortReason) -> Outcome {
 ///
 /// The embedded engine needs none ([`NoScope`]). An engine that does (v8's `HandleScope`, a
 /// QuickJS `Ctx`) implements this on something holding its runtime, entering the engine for the
-/// duration of `f`; see `docs/server.md`.
+/// duration of `f`; see `docs/server.md`. A panic in `with_scope` is a panic of
+/// [`Guarded`]'s `admit`: the request is answered `500` and the server goes on (see
+/// [`Accounting`]'s `# Panics`).
 ///
 /// # Examples
 ///

@@ -28,7 +28,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::accounting::{ended_by, Accounting};
+use super::accounting::{admit_caught, ended_by, Accounting};
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
 use super::dispatch::{call_resume, probe_response, route_and_call, Dispatcher};
@@ -642,7 +642,7 @@ impl<'r, H> Connection<'r, H> {
             return;
         }
         // Upgrade first, then take the bundle: a refusal has taken nothing.
-        let held = match d.accounting.admit() {
+        let held = match admit_caught(&mut d.accounting) {
             Ok(held) => held,
             Err(refusal) => {
                 self.start += total;

@@ -5,7 +5,7 @@ use std::fmt;
 
 use std::time::Instant;
 
-use super::accounting::Accounting;
+use super::accounting::{Accounting, AccountingReport, StopStatus, ADMISSION_PANICKED};
 use super::date::DateCache;
 use super::limits::Limits;
 use super::parse::Head;
@@ -40,7 +40,8 @@ pub struct Stats {
     pub refused_stopped: u64,
     /// Bad input answered `400`, `408`, `413` or `431` (never admitted).
     pub rejected: u64,
-    /// Handlers that panicked (answered `500`).
+    /// Panics caught in the embedder's code: handlers (answered `500`), and the accounting's
+    /// `admit` (answered `500`, counted in `refused` too), `stop`, `poll_stop` and `report`.
     pub panics: u64,
     /// Admitted requests whose response was never completed: the client went away or the
     /// drain deadline passed. Their signals were aborted.
@@ -62,6 +63,7 @@ impl Stats {
         match refusal.reason() {
             RefusalReason::WrapperFinalized => self.refused_finalized += 1,
             RefusalReason::Stopped => self.refused_stopped += 1,
+            _ if refusal == ADMISSION_PANICKED => self.panics += 1,
             _ => {}
         }
     }
@@ -144,9 +146,35 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         if self.stopped_at.is_none() {
             self.stopped_at = Some(now);
             let deadline = now.checked_add(self.limits.get_drain_timeout());
-            self.accounting
-                .stop(deadline.unwrap_or(now + super::limits::MAX_TIMEOUT));
+            let deadline = deadline.unwrap_or(now + super::limits::MAX_TIMEOUT);
+            // The embedder's code: a panic is counted, and the server's own deadline rules.
+            if caught(|| self.accounting.stop(deadline)).is_none() {
+                self.stats.panics += 1;
+            }
         }
+    }
+
+    /// The accounting's [`poll_stop`](Accounting::poll_stop), `in_flight` requests out. A
+    /// panic in it is counted and read from the server's own count: `Complete` when nothing
+    /// is in flight, else `Pending` (the server's deadline ends the wait).
+    pub(crate) fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        if let Some(status) = caught(|| self.accounting.poll_stop(now, in_flight)) {
+            return status;
+        }
+        self.stats.panics += 1;
+        match in_flight {
+            0 => StopStatus::Complete,
+            _ => StopStatus::Pending,
+        }
+    }
+
+    /// The accounting's end-of-run figures; a panic in its `report` (the embedder's code) is
+    /// counted, and the figures are empty rather than the run's report lost.
+    pub(crate) fn accounting_report(&mut self) -> AccountingReport {
+        caught(|| self.accounting.report()).unwrap_or_else(|| {
+            self.stats.panics += 1;
+            AccountingReport::default()
+        })
     }
 
     /// Whether a handler asked the server to stop ([`Response::stop_server`]); clears the flag.

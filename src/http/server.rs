@@ -677,7 +677,7 @@ impl<'r, A: Accounting> Server<'r, A> {
     fn poll_stop(&mut self, now: Instant) -> bool {
         let in_flight = self.dispatcher.in_flight;
         let deadline_passed = self.stop_deadline.is_some_and(|d| now >= d);
-        match self.dispatcher.accounting.poll_stop(now, in_flight) {
+        match self.dispatcher.poll_stop(now, in_flight) {
             // Drained and every connection closed (answered, idle linger over, or gone).
             StopStatus::Complete if self.sockets.is_empty() => true,
             // Drained, but idle connections outlived the deadline: close them.
@@ -694,7 +694,7 @@ impl<'r, A: Accounting> Server<'r, A> {
                 self.deadline_hit = true;
                 self.force_close_all();
                 let in_flight = self.dispatcher.in_flight;
-                let _ = self.dispatcher.accounting.poll_stop(now, in_flight);
+                let _ = self.dispatcher.poll_stop(now, in_flight);
                 true
             }
         }
@@ -721,7 +721,7 @@ impl<'r, A: Accounting> Server<'r, A> {
 
     fn finish(mut self) -> ServerReport {
         self.force_close_all();
-        let accounting = self.dispatcher.accounting.report();
+        let accounting = self.dispatcher.accounting_report();
         let report = ServerReport {
             stats: self.dispatcher.stats,
             leaked: accounting.leaked,

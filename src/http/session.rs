@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::accounting::Accounting;
+use super::accounting::{Accounting, StopStatus};
 use super::connection::Connection;
 use super::dispatch::{Dispatcher, Stats};
 use super::limits::Limits;
@@ -48,6 +48,8 @@ pub struct Session<'r, A: Accounting> {
     dispatcher: Dispatcher<'r, A>,
     connection: Connection<'r, A::Held>,
     now: Instant,
+    /// The stop has run its course: drained, or ended at its deadline.
+    drained: bool,
 }
 
 impl<'r, A: Accounting> Session<'r, A> {
@@ -58,6 +60,7 @@ impl<'r, A: Accounting> Session<'r, A> {
             dispatcher: Dispatcher::new(router, accounting, limits),
             connection: Connection::new(now),
             now,
+            drained: false,
         }
     }
 
@@ -65,14 +68,43 @@ impl<'r, A: Accounting> Session<'r, A> {
     pub fn feed(&mut self, bytes: &[u8]) {
         self.connection
             .receive(&mut self.dispatcher, bytes, self.now);
-        self.stop_if_asked();
+        self.after_call();
     }
 
-    /// A handler asked for a stop ([`Response::stop_server`](crate::http::Response::stop_server)):
-    /// it begins once the call that ran the handler ends, as the server's at the end of a turn.
-    fn stop_if_asked(&mut self) {
+    /// What the server loop does at the end of a turn: a stop a handler asked for
+    /// ([`Response::stop_server`](crate::http::Response::stop_server)) begins, and a stop under
+    /// way is checked against its drain deadline.
+    fn after_call(&mut self) {
         if self.dispatcher.take_stop_request() {
             self.dispatcher.begin_stop(self.now);
+        }
+        self.poll_drain();
+    }
+
+    /// Once stopping, the accounting's drain at the session's clock, as the server loop polls
+    /// it: complete (the drain hooks run), or past [`Limits::drain_timeout`] with a request
+    /// still out, which then ends as at the server's deadline (its signal aborted, the
+    /// connection closed).
+    fn poll_drain(&mut self) {
+        let Some(stopped_at) = self.dispatcher.stopped_at else {
+            return;
+        };
+        if self.drained {
+            return;
+        }
+        let (now, in_flight) = (self.now, self.dispatcher.in_flight);
+        let timeout = self.dispatcher.limits().get_drain_timeout();
+        let passed = stopped_at.checked_add(timeout).is_some_and(|at| now >= at);
+        match self.dispatcher.poll_stop(now, in_flight) {
+            StopStatus::Complete => self.drained = true,
+            StopStatus::Pending if !passed => {}
+            StopStatus::Pending | StopStatus::Expired { .. } => {
+                self.connection
+                    .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
+                // Every request has ended now: the drain completes (its hooks run).
+                let _ = self.dispatcher.poll_stop(now, self.dispatcher.in_flight);
+                self.drained = true;
+            }
         }
     }
 
@@ -86,7 +118,7 @@ impl<'r, A: Accounting> Session<'r, A> {
             out.extend_from_slice(pending);
             self.connection.consume_output(n);
             let resumed = self.connection.resume(&mut self.dispatcher, self.now);
-            self.stop_if_asked();
+            self.after_call();
             if !resumed {
                 return out;
             }
@@ -105,7 +137,7 @@ impl<'r, A: Accounting> Session<'r, A> {
             let n = self.connection.pending_output().len();
             self.connection.consume_output(n);
             let resumed = self.connection.resume(&mut self.dispatcher, self.now);
-            self.stop_if_asked();
+            self.after_call();
             if !resumed {
                 return;
             }
@@ -118,20 +150,27 @@ impl<'r, A: Accounting> Session<'r, A> {
     pub fn advance(&mut self, by: Duration) {
         self.now = saturating_add(self.now, by);
         self.connection.on_timer(&mut self.dispatcher, self.now);
-        self.stop_if_asked();
+        self.after_call();
     }
 
     /// The client disconnects: waiting requests are aborted and their guards released.
     pub fn disconnect(&mut self) {
         self.connection
             .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
+        self.poll_drain();
     }
 
-    /// Begins a graceful stop now: later requests are refused `503` and close. A session has no
-    /// drain deadline (that is the server loop's): deferred answers still complete when due, or
-    /// end at [`disconnect`](Session::disconnect).
+    /// Begins a graceful stop now, as a server's: later requests are refused `503` and close,
+    /// deferred answers still complete when due, and once nothing is out the drain completes
+    /// (the accounting's drain hooks run, e.g. [`Guarded::embedded`]'s collection). What is
+    /// still out at [`Limits::drain_timeout`] on the session's clock (checked by every call,
+    /// [`advance`](Session::advance) moves it) ends as at a server's drain deadline: its
+    /// signal is aborted ([`AbortReason::DrainDeadline`]) and the connection closes.
+    ///
+    /// [`Guarded::embedded`]: crate::http::Guarded::embedded
     pub fn stop(&mut self) {
         self.dispatcher.begin_stop(self.now);
+        self.poll_drain();
     }
 
     /// Whether the server would close this connection now.

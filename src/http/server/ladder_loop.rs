@@ -152,7 +152,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         let aborting = self.reached() == Some(Step::Drain) && now >= deadline;
         let before = aborting.then(|| self.outstanding(now));
         let in_flight = self.dispatcher.in_flight;
-        let status = match self.dispatcher.accounting.poll_stop(now, in_flight) {
+        let status = match self.dispatcher.poll_stop(now, in_flight) {
             // The ladder's own deadline rules: an accounting still pending past it (one of
             // the embedder's) is escalated all the same.
             StopStatus::Pending if now >= deadline => StopStatus::Expired { aborted: 0 },
@@ -185,7 +185,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
         let before = self.outcomes();
         self.force_close_all();
-        let _ = self.dispatcher.accounting.poll_stop(now, 0);
+        let _ = self.dispatcher.poll_stop(now, 0);
         let ended = since(self.outcomes(), before);
         if let Some(record) = self.ladder_mut().records.last_mut() {
             record.ended = ended;

@@ -1,0 +1,291 @@
+//! QA probes, eighth round, of the embedding API as a hostile embedder uses it: the core and
+//! `reqguard::http` (custom accountings and scope providers, sessions, running servers) with
+//! callbacks that panic or call back in, and values at their extremes. Each test failed on
+//! `main` before its fix.
+//!
+//! - A panicking `Accounting::admit` (or the `ScopeProvider::with_scope` inside `Guarded`'s)
+//!   unwound out of the loop: the server thread died with every connection. Now the request is
+//!   answered `500`, counted refused and in `panics`, and the server serves on.
+//! - A panicking `Accounting::stop` or `poll_stop` did the same at the stop.
+#![cfg(feature = "server")]
+
+#[path = "util/quiet.rs"]
+mod quiet;
+mod util;
+
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use reqguard::engines::{Embedded, Heap};
+use reqguard::http::{
+    demo_routes, Accounting, AccountingReport, Guarded, Handler, Limits, Reply, Request, Response,
+    Router, Routes, ScopeProvider, ServerBuilder, ServerReport, Session, StopStatus, Unaccounted,
+};
+use reqguard::{AbortSignal, Config, GuardKind, Ledger, Refusal, ServerCore};
+use util::bounded::within;
+
+/// How long a probe waits for a call that hangs on a broken build.
+const HANG: Duration = Duration::from_secs(10);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Stops `running` and returns its report, or `None` if the stop panicked (the server thread
+/// died) or hung.
+fn stop_caught(running: reqguard::http::Running) -> Option<ServerReport> {
+    within(HANG, move || {
+        std::panic::catch_unwind(AssertUnwindSafe(move || running.stop())).ok()
+    })
+    .flatten()
+    .map(|report| report.expect("the loop failed"))
+}
+
+/// A scope provider that panics on chosen upgrades: before running the upgrade (nothing
+/// taken), or after it (the admitted bundle in hand, dropped by the unwinding).
+struct PanickyScope {
+    calls: u32,
+    before: u32,
+    after: u32,
+}
+
+impl ScopeProvider<Embedded<&'static str>> for PanickyScope {
+    fn with_scope<R>(&mut self, f: impl FnOnce(&mut ()) -> R) -> R {
+        self.calls += 1;
+        if self.calls == self.before {
+            panic!("a scope provider panics");
+        }
+        let value = f(&mut ());
+        if self.calls == self.after {
+            panic!("a scope provider panics");
+        }
+        value
+    }
+}
+
+/// A guarded accounting whose scope provider panics on its 2nd upgrade before the upgrade
+/// and on its 3rd after it. `Config` without `OnStop`: every admission upgrades (a weak
+/// wrapper) only after stop, so the default `OnDrain` with a strong wrapper would never call
+/// the scope; `Guarded` calls `with_scope` on every admission all the same.
+fn panicky_guarded() -> Guarded<Embedded<&'static str>, PanickyScope> {
+    let heap = Heap::new();
+    let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    let scope = PanickyScope {
+        calls: 0,
+        before: 2,
+        after: 3,
+    };
+    Guarded::new(core, scope)
+}
+
+/// A panicking admission is the request's `500` (an internal error, counted refused and in
+/// `panics`), and the server serves on: before, the panic unwound out of the loop (the server
+/// thread died, the client got a reset, `Running::stop` panicked). A bundle the admission had
+/// taken before it panicked was dropped by the unwinding: the ledger says `dropped`, once.
+#[test]
+fn a_panicking_admission_is_a_500_and_the_server_serves_on() {
+    quiet::quiet_panics();
+    let running = ServerBuilder::new()
+        .spawn(panicky_guarded, demo_routes)
+        .unwrap();
+    let addr = running.addr();
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            util::try_get(addr, "/")
+                .map(|(status, _)| status)
+                .unwrap_or(0)
+        })
+        .collect();
+    let report = stop_caught(running).expect("the admission's panic ended the server");
+    assert_eq!(statuses, [200, 500, 500, 200]);
+    let stats = &report.stats;
+    assert_eq!(
+        (stats.served, stats.refused, stats.panics),
+        (2, 2, 2),
+        "{stats:?}"
+    );
+    assert_eq!(report.leaked, 0);
+    assert_eq!(
+        (report.outcomes.completed, report.outcomes.dropped),
+        (2, 1),
+        "{:?}",
+        report.outcomes
+    );
+}
+
+/// An accounting of the embedder's that panics where it is told to.
+#[derive(Default)]
+struct Panicky {
+    inner: Unaccounted,
+    admit_panics: bool,
+    stop_panics: bool,
+    /// `poll_stop` panics this many times, then answers as `inner` does.
+    poll_panics: Cell<u32>,
+}
+
+impl Accounting for Panicky {
+    type Held = ();
+
+    fn admit(&mut self) -> Result<(), Refusal> {
+        if self.admit_panics {
+            panic!("an accounting's admit panics");
+        }
+        self.inner.admit()
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.inner.stop(deadline);
+        if self.stop_panics {
+            panic!("an accounting's stop panics");
+        }
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        let left = self.poll_panics.get();
+        if left > 0 {
+            self.poll_panics.set(left - 1);
+            panic!("an accounting's poll_stop panics");
+        }
+        self.inner.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.inner.report()
+    }
+}
+
+/// An accounting whose `stop` panics, or whose `poll_stop` panics a few times, does not end
+/// the server: it drains and reports as it would have. Before, the panic unwound out of the
+/// loop and `Running::stop` panicked with the report lost.
+#[test]
+fn a_panicking_accounting_stop_or_poll_stop_does_not_end_the_server() {
+    quiet::quiet_panics();
+    let cases: [fn() -> Panicky; 2] = [
+        || Panicky {
+            stop_panics: true,
+            ..Panicky::default()
+        },
+        || Panicky {
+            poll_panics: Cell::new(3),
+            ..Panicky::default()
+        },
+    ];
+    for (case, accounting) in cases.into_iter().enumerate() {
+        let running = ServerBuilder::new().spawn(accounting, demo_routes).unwrap();
+        assert_eq!(util::get(running.addr(), "/").status, 200);
+        let report = stop_caught(running);
+        let report = report.unwrap_or_else(|| panic!("case {case}: the panic ended the server"));
+        assert_eq!(report.stats.served, 1, "case {case}");
+        // One panic: nothing is in flight, so a panicking poll reads as complete.
+        assert_eq!(report.stats.panics, 1, "case {case}: {:?}", report.stats);
+    }
+}
+
+/// In a session too: a panicking `admit` is a `500` and the session goes on, rather than
+/// `feed` panicking.
+#[test]
+fn a_panicking_admit_in_a_session_is_a_500() {
+    quiet::quiet_panics();
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    let accounting = Panicky {
+        admit_panics: true,
+        ..Panicky::default()
+    };
+    let mut session = Session::new(&router, accounting, Limits::default());
+    let fed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }));
+    assert!(fed.is_ok(), "the admission's panic escaped the session");
+    let out = text(&session.take_output());
+    assert!(out.starts_with("HTTP/1.1 500 "), "{out:?}");
+    assert_eq!((session.stats().refused, session.stats().panics), (1, 1));
+}
+
+/// Defers its answer by its duration and answers `late` on resume.
+struct Later(Duration);
+
+impl Handler for Later {
+    fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
+        Reply::After {
+            delay: self.0,
+            token: 1,
+        }
+    }
+
+    fn resume(&self, _: u64, response: &mut Response<'_>) {
+        response.write(b"late");
+    }
+}
+
+/// A router with `/later`, deferred by `delay`.
+fn later_routes(routes: &Routes, delay: Duration) -> Router<'_> {
+    let mut router = Router::new(routes);
+    router.route("GET", "/later", Later(delay));
+    router
+}
+
+/// A session's stop has a server's drain deadline: a request still out at
+/// `Limits::drain_timeout` on the session's clock is aborted there (`deadline_aborted`), the
+/// connection closes and the drain completes (the wrapper is collected). Before, a session
+/// never polled its drain: the request stayed out for as long as its handler deferred it.
+#[test]
+fn a_session_stop_ends_what_is_still_out_at_the_drain_deadline() {
+    let routes = Routes::new();
+    let router = later_routes(&routes, Duration::from_secs(5));
+    let heap = Heap::new();
+    let accounting = Guarded::embedded_on(&heap, "server", Config::default());
+    let limits = Limits::default().drain_timeout(Duration::from_millis(100));
+    let mut session = Session::new(&router, accounting, limits);
+    session.feed(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+    session.stop();
+    session.advance(Duration::from_millis(99));
+    let tickets = |s: &Session<'_, _>| s.ledger().unwrap().outstanding(GuardKind::Ticket);
+    assert_eq!(tickets(&session), 1, "ended before the deadline");
+    session.advance(Duration::from_millis(1));
+    assert_eq!(tickets(&session), 0, "still out past the drain deadline");
+    let ledger = session.ledger().unwrap();
+    assert_eq!(
+        ledger.outcomes().deadline_aborted,
+        1,
+        "{:?}",
+        ledger.outcomes()
+    );
+    ledger.assert_quiescent();
+    assert!(session.is_closed());
+    assert!(session.take_output().is_empty(), "answered after the abort");
+    assert_eq!(heap.live_objects(), 0, "the drain did not complete");
+}
+
+/// A session drains when its last request ends, as a server does: its drain hooks run
+/// (`Guarded::embedded`'s collection finalizes the wrapper). Before, a session never polled
+/// its drain, so under the default `OnDrain` the wrapper was never collected.
+#[test]
+fn a_session_drain_runs_its_hooks_once_the_last_request_ends() {
+    let routes = Routes::new();
+    let router = later_routes(&routes, Duration::from_millis(10));
+    let heap = Heap::new();
+    let accounting = Guarded::embedded_on(&heap, "server", Config::default());
+    let mut session = Session::new(&router, accounting, Limits::default());
+    session.feed(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+    session.stop();
+    assert_eq!(heap.live_objects(), 1, "collected with a request out");
+    session.advance(Duration::from_millis(10));
+    assert!(text(&session.take_output()).ends_with("late"));
+    assert_eq!(
+        (heap.live_objects(), heap.finalized()),
+        (0, 1),
+        "the drain hook did not run"
+    );
+    session.ledger().unwrap().assert_quiescent();
+}
