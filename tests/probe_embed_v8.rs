@@ -7,6 +7,9 @@
 //!   unwound out of the loop: the server thread died with every connection. Now the request is
 //!   answered `500`, counted refused and in `panics`, and the server serves on.
 //! - A panicking `Accounting::stop` or `poll_stop` did the same at the stop.
+//! - A `Session` had no drain deadline and never ran its drain hooks.
+//! - A handler dropping (or stopping, joining) its own `Running` joined its own thread (a panic,
+//!   the answer a `500`); a handler or accounting whose `Drop` panics lost the report.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]
@@ -15,12 +18,14 @@ mod util;
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, Guarded, Handler, Limits, Reply, Request, Response,
-    Router, Routes, ScopeProvider, ServerBuilder, ServerReport, Session, StopStatus, Unaccounted,
+    Router, Routes, Running, ScopeProvider, ServerBuilder, ServerReport, Session, StopStatus,
+    Unaccounted,
 };
 use reqguard::{AbortSignal, Config, GuardKind, Ledger, Refusal, ServerCore};
 use util::bounded::within;
@@ -34,7 +39,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Stops `running` and returns its report, or `None` if the stop panicked (the server thread
 /// died) or hung.
-fn stop_caught(running: reqguard::http::Running) -> Option<ServerReport> {
+fn stop_caught(running: Running) -> Option<ServerReport> {
     within(HANG, move || {
         std::panic::catch_unwind(AssertUnwindSafe(move || running.stop())).ok()
     })
@@ -288,4 +293,150 @@ fn a_session_drain_runs_its_hooks_once_the_last_request_ends() {
         "the drain hook did not run"
     );
     session.ledger().unwrap().assert_quiescent();
+}
+
+/// What a handler does with the `Running` of its own server (given to it after `spawn`).
+#[derive(Clone, Copy)]
+enum WithOwn {
+    Drop,
+    Stop,
+    Join,
+}
+
+/// Takes the server's own `Running` out of `slot` and drops, stops or joins it from inside
+/// the handler (on the server's own thread): a runtime whose JS `server.close()` drops the
+/// native server object.
+struct OwnRunning {
+    slot: Arc<Mutex<Option<Running>>>,
+    with: WithOwn,
+}
+
+impl Handler for OwnRunning {
+    fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        let running = self
+            .slot
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the running server");
+        match self.with {
+            WithOwn::Drop => drop(running),
+            WithOwn::Stop => assert!(running.stop().is_err(), "stop waited for itself"),
+            WithOwn::Join => assert!(running.join().is_err(), "join waited for itself"),
+        }
+        response.write(b"let go");
+        Reply::Now
+    }
+
+    fn resume(&self, _: u64, _: &mut Response<'_>) {}
+}
+
+/// A handler that drops, stops or joins its own server's `Running` cannot wait for its own
+/// thread: the server stops once the handler returns, and the handler's answer is delivered.
+/// Before, `Running`'s `Drop`, `stop` and `join` joined the current thread: the join panicked
+/// ("deadlock avoided"), the handler's answer became a `500`, and `stop`/`join` panicked
+/// instead of returning an error.
+#[test]
+fn a_handler_that_drops_or_stops_its_own_running_server_answers_and_stops_it() {
+    quiet::quiet_panics();
+    for with in [WithOwn::Drop, WithOwn::Stop, WithOwn::Join] {
+        let slot: Arc<Mutex<Option<Running>>> = Arc::default();
+        let handler = OwnRunning {
+            slot: Arc::clone(&slot),
+            with,
+        };
+        let running = ServerBuilder::new()
+            .spawn(Unaccounted::new, move |router| {
+                router.route("GET", "/own", handler);
+            })
+            .unwrap();
+        let (addr, stop) = (running.addr(), running.stop_handle());
+        *slot.lock().unwrap() = Some(running);
+        let answer = util::get(addr, "/own");
+        assert_eq!(
+            (answer.status, answer.text()),
+            (200, "let go"),
+            "{:?}",
+            with as u8
+        );
+        if matches!(with, WithOwn::Join) {
+            stop.stop(); // `join` waits for a stop someone else asks for
+        }
+        util::wait_until("the server stops", || {
+            std::net::TcpStream::connect(addr).is_err()
+        });
+        assert!(stop.is_stopping());
+    }
+}
+
+/// A value whose `Drop` panics, held by a handler or captured by an accounting's hook.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a value's drop panics");
+    }
+}
+
+/// Answers `ok`, holding a value whose `Drop` panics.
+struct HoldsABomb(#[allow(dead_code)] PanicsOnDrop);
+
+impl Handler for HoldsABomb {
+    fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        response.write(b"ok");
+        Reply::Now
+    }
+
+    fn resume(&self, _: u64, _: &mut Response<'_>) {}
+}
+
+/// A scope provider holding a value whose `Drop` panics.
+struct BombScope(#[allow(dead_code)] PanicsOnDrop);
+
+impl ScopeProvider<Embedded<&'static str>> for BombScope {
+    fn with_scope<R>(&mut self, f: impl FnOnce(&mut ()) -> R) -> R {
+        f(&mut ())
+    }
+}
+
+/// The server's user values are dropped on its thread when it ends: a handler (with the
+/// routes) or an accounting (a hook's captures, its scope provider) whose `Drop` panics does
+/// not lose the run's report. Before, the panic came after the report was made and unwound out of the thread:
+/// `Running::stop` panicked ("the server thread panicked").
+#[test]
+fn a_handler_or_accounting_whose_drop_panics_does_not_lose_the_report() {
+    quiet::quiet_panics();
+    let in_handler = ServerBuilder::new()
+        .spawn(Unaccounted::new, |router| {
+            router.route("GET", "/", HoldsABomb(PanicsOnDrop));
+        })
+        .unwrap();
+    let in_hook = ServerBuilder::new()
+        .spawn(
+            || {
+                let bomb = PanicsOnDrop;
+                Guarded::embedded("server", Config::default()).after_drain(move || {
+                    let _ = &bomb;
+                })
+            },
+            demo_routes,
+        )
+        .unwrap();
+    let in_scope = ServerBuilder::new()
+        .spawn(
+            || {
+                let heap = Heap::new();
+                let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+                Guarded::new(core, BombScope(PanicsOnDrop))
+            },
+            demo_routes,
+        )
+        .unwrap();
+    let cases = [in_handler, in_hook, in_scope];
+    for (case, running) in cases.into_iter().enumerate() {
+        assert_eq!(util::get(running.addr(), "/").status, 200, "case {case}");
+        let report = stop_caught(running);
+        let report = report.unwrap_or_else(|| panic!("case {case}: the report was lost"));
+        assert_eq!((report.stats.served, report.leaked), (1, 0), "case {case}");
+    }
 }

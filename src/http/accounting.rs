@@ -383,7 +383,12 @@ where
         match drain.poll_deadline(now) {
             DrainStatus::Complete => {
                 if let Some(mut hook) = self.after_drain.take() {
-                    hook();
+                    // Run (each hook caught), then dropped: what the hooks captured is the
+                    // embedder's, and a `Drop` of it may panic too.
+                    call_caught(move || {
+                        hook();
+                        drop(hook);
+                    });
                 }
                 StopStatus::Complete
             }

@@ -16,6 +16,7 @@ use super::limits::{Limits, MAX_TIMEOUT};
 use super::report::ServerReport;
 use super::router::{Router, Routes};
 use super::server::Server;
+use crate::callback::call_caught;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
@@ -219,12 +220,18 @@ impl ServerBuilder {
                 let store = Routes::new();
                 let mut router = Router::new(&store);
                 routes(&mut router);
-                self.serve(&router, accounting(), |addr, stop| {
-                    let _ = ready.send(Ok((addr, stop)));
-                })
-                .inspect_err(|err| {
-                    let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
-                })
+                let served = self
+                    .serve(&router, accounting(), |addr, stop| {
+                        let _ = ready.send(Ok((addr, stop)));
+                    })
+                    .inspect_err(|err| {
+                        let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
+                    });
+                // The handlers are the embedder's: one whose `Drop` panics must not lose the
+                // report the loop has made.
+                drop(router);
+                call_caught(move || drop(store));
+                served
             })?;
         match ready_rx.recv() {
             Ok(Ok((addr, stop))) => Ok(Running {
@@ -284,7 +291,9 @@ impl Running {
     ///
     /// # Errors
     ///
-    /// If the loop failed.
+    /// If the loop failed, or if called on the server's own thread (from a handler): a thread
+    /// cannot wait for itself, so the stop is asked for, begins once the handler returns, and
+    /// its report is not waited for.
     ///
     /// # Panics
     ///
@@ -298,23 +307,39 @@ impl Running {
     ///
     /// # Errors
     ///
-    /// If the loop failed.
+    /// If the loop failed, or if called on the server's own thread (from a handler: a thread
+    /// cannot wait for itself; the server runs on, detached from this handle).
     ///
     /// # Panics
     ///
     /// If the server thread panicked.
     pub fn join(mut self) -> io::Result<ServerReport> {
         let thread = self.thread.take().expect("joined once");
+        if is_current(&thread) {
+            return Err(io::Error::other(
+                "Running::join on the server's own thread: it cannot wait for itself",
+            ));
+        }
         thread.join().expect("the server thread panicked")
     }
 }
 
+/// Whether `thread` is the one running this code: a handler holding its own server's
+/// `Running` (joining it there would wait for itself: `pthread_join` refuses, std panics).
+fn is_current<T>(thread: &JoinHandle<T>) -> bool {
+    thread.thread().id() == thread::current().id()
+}
+
 impl Drop for Running {
-    /// Stops the server and waits for its thread (bounded by the drain timeout).
+    /// Stops the server and waits for its thread (bounded by the drain timeout). Dropped on
+    /// the server's own thread (by a handler), it asks for the stop and does not wait: the
+    /// loop stops once the handler returns.
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.stop.stop();
-            let _ = thread.join();
+            if !is_current(&thread) {
+                let _ = thread.join();
+            }
         }
     }
 }

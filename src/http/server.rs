@@ -30,6 +30,7 @@ use super::router::Router;
 use super::running::{Control, Phase, StopHandle};
 use super::signals::Signals;
 use super::timer::Timers;
+use crate::callback::call_caught;
 use crate::signal::AbortReason;
 
 // The stop ladder as one loop of a group runs it (src/http/server/ladder_loop.rs).
@@ -735,6 +736,9 @@ impl<'r, A: Accounting> Server<'r, A> {
             outcomes: accounting.outcomes,
         };
         self.control.set_phase(Phase::Done);
+        // The accounting (its engine, scope, hooks) is the embedder's: a `Drop` of it that
+        // panics must not lose the report.
+        call_caught(move || drop(self));
         report
     }
 }
