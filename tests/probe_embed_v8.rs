@@ -9,7 +9,8 @@
 //! - A panicking `Accounting::stop` or `poll_stop` did the same at the stop.
 //! - A `Session` had no drain deadline and never ran its drain hooks.
 //! - A handler dropping (or stopping, joining) its own `Running` joined its own thread (a panic,
-//!   the answer a `500`); a handler or accounting whose `Drop` panics lost the report.
+//!   the answer a `500`); a handler or accounting whose `Drop` panics lost the report. The
+//!   same for a loop group's `GroupHandle` and loops.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]
@@ -23,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
-    demo_routes, Accounting, AccountingReport, Guarded, Handler, Limits, Reply, Request, Response,
-    Router, Routes, Running, ScopeProvider, ServerBuilder, ServerReport, Session, StopStatus,
-    Unaccounted,
+    demo_routes, Accounting, AccountingReport, GroupHandle, Guarded, Handler, Ladder, Limits,
+    LoopGroup, Reply, Request, Response, Router, Routes, Running, ScopeProvider, ServerBuilder,
+    ServerReport, Session, StopStatus, Unaccounted,
 };
 use reqguard::{AbortSignal, Config, GuardKind, Ledger, Refusal, ServerCore};
 use util::bounded::within;
@@ -439,4 +440,96 @@ fn a_handler_or_accounting_whose_drop_panics_does_not_lose_the_report() {
         let report = report.unwrap_or_else(|| panic!("case {case}: the report was lost"));
         assert_eq!((report.stats.served, report.leaked), (1, 0), "case {case}");
     }
+}
+
+/// Takes its own loop group's handle out of `slot` and drops it, or stops it, from inside the
+/// handler (on a loop's own thread).
+struct OwnGroup {
+    slot: Arc<Mutex<Option<GroupHandle>>>,
+    stop: bool,
+}
+
+impl Handler for OwnGroup {
+    fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        let Some(group) = self.slot.lock().unwrap().take() else {
+            response.write(b"gone");
+            return Reply::Now;
+        };
+        match self.stop {
+            true => assert!(group.stop().is_err(), "stop waited for its own loop"),
+            false => drop(group),
+        }
+        response.write(b"let go");
+        Reply::Now
+    }
+
+    fn resume(&self, _: u64, _: &mut Response<'_>) {}
+}
+
+/// A handler that drops or stops its own loop group's handle cannot wait for its own loop:
+/// the group stops (the ladder runs) and the handler's answer is delivered. Before, the
+/// handle joined the loop's own thread: the join panicked and the answer was a `500` (with
+/// two loops, only after waiting on the other loop's whole ladder).
+#[test]
+fn a_handler_that_drops_or_stops_its_own_group_answers_and_stops_it() {
+    quiet::quiet_panics();
+    for stop in [false, true] {
+        let slot: Arc<Mutex<Option<GroupHandle>>> = Arc::default();
+        let in_routes = Arc::clone(&slot);
+        let ladder = Ladder::default()
+            .unready(Duration::ZERO)
+            .drain_timeout(Duration::from_millis(200));
+        let group = LoopGroup::new()
+            .loops(1)
+            .ladder(ladder)
+            .spawn(
+                |_| Unaccounted::new(),
+                move |router| {
+                    let handler = OwnGroup {
+                        slot: Arc::clone(&in_routes),
+                        stop,
+                    };
+                    router.route("GET", "/own", handler);
+                },
+            )
+            .unwrap();
+        let addr = group.addr();
+        let stopper = group.stopper();
+        *slot.lock().unwrap() = Some(group);
+        let answer = within(HANG, move || util::get(addr, "/own")).expect("no answer");
+        assert_eq!(
+            (answer.status, answer.text()),
+            (200, "let go"),
+            "stop: {stop}"
+        );
+        util::wait_until("the group stops", || {
+            std::net::TcpStream::connect(addr).is_err()
+        });
+        drop(stopper);
+    }
+}
+
+/// A loop group's loops drop their routes caught too: a handler whose `Drop` panics does not
+/// turn the group's report into "loop 0 panicked" (before, it did).
+#[test]
+fn a_group_handler_whose_drop_panics_does_not_lose_the_report() {
+    quiet::quiet_panics();
+    let ladder = Ladder::default()
+        .unready(Duration::ZERO)
+        .drain_timeout(Duration::from_millis(200));
+    let group = LoopGroup::new()
+        .loops(1)
+        .ladder(ladder)
+        .spawn(
+            |_| Unaccounted::new(),
+            |router| {
+                router.route("GET", "/", HoldsABomb(PanicsOnDrop));
+            },
+        )
+        .unwrap();
+    assert_eq!(util::get(group.addr(), "/").status, 200);
+    let report = within(HANG, move || group.stop().map_err(|e| e.to_string()))
+        .expect("the stop hung")
+        .expect("the report was lost");
+    assert_eq!(report.totals.stats.served, 1);
 }

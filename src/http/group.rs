@@ -27,8 +27,9 @@ use super::limits::Limits;
 use super::listener::{self, ListenMode};
 use super::report::ServerReport;
 use super::router::{Router, Routes};
-use super::running::StopHandle;
+use super::running::{is_current, StopHandle};
 use super::server::Server;
+use crate::callback::call_caught;
 
 /// The most loops a group runs ([`LoopGroup::loops`]).
 const MAX_LOOPS: usize = 1024;
@@ -361,7 +362,7 @@ impl LoopStart {
                 routes(&mut router);
                 let server = Server::from_listener(listener, &router, accounting(index), limits)
                     .map(|server| server.join_group(member, ladder));
-                match server {
+                let ran = match server {
                     Ok(server) => {
                         let _ = ready.send(Ok(server.stop_handle()));
                         // Senders all gone tells `spawn` that a loop died before ready.
@@ -372,7 +373,12 @@ impl LoopStart {
                         let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
                         Err(err)
                     }
-                }
+                };
+                // The handlers are the embedder's: a `Drop` that panics must not lose the
+                // loop's report.
+                drop(router);
+                call_caught(move || drop(store));
+                ran
             })
     }
 }
@@ -423,7 +429,8 @@ impl GroupHandle {
     ///
     /// # Errors
     ///
-    /// If a loop failed or panicked.
+    /// If a loop failed or panicked, or if called on one of the group's loops (from a
+    /// handler: the stop starts, the reports are not waited for).
     pub fn stop(self) -> io::Result<GroupReport> {
         self.stopper().stop();
         self.wait()
@@ -433,8 +440,16 @@ impl GroupHandle {
     ///
     /// # Errors
     ///
-    /// If a loop failed or panicked.
+    /// If a loop failed or panicked, or if called on one of the group's loops (from a
+    /// handler: a loop cannot wait for itself; the group runs on, detached from this handle).
     pub fn wait(mut self) -> io::Result<GroupReport> {
+        if self.threads.iter().any(is_current) {
+            // A handler of one of the loops: the group runs on, detached from this handle.
+            self.threads.clear();
+            return Err(io::Error::other(
+                "GroupHandle::wait on one of the group's own loops: it cannot wait for itself",
+            ));
+        }
         let mut reports = Vec::with_capacity(self.threads.len());
         let mut failure = None;
         for (index, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
@@ -456,10 +471,14 @@ impl GroupHandle {
 }
 
 impl Drop for GroupHandle {
-    /// Stops the group and waits for its loops (bounded by the ladder).
+    /// Stops the group and waits for its loops (bounded by the ladder). Dropped on one of its
+    /// loops (by a handler), it starts the stop and does not wait for the loops.
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.stopper().stop();
+            if self.threads.iter().any(is_current) {
+                return;
+            }
             for thread in self.threads.drain(..) {
                 let _ = thread.join();
             }

@@ -325,8 +325,9 @@ impl Running {
 }
 
 /// Whether `thread` is the one running this code: a handler holding its own server's
-/// `Running` (joining it there would wait for itself: `pthread_join` refuses, std panics).
-fn is_current<T>(thread: &JoinHandle<T>) -> bool {
+/// `Running` or group's handle (joining it there would wait for itself: `pthread_join`
+/// refuses, std panics).
+pub(crate) fn is_current<T>(thread: &JoinHandle<T>) -> bool {
     thread.thread().id() == thread::current().id()
 }
 
