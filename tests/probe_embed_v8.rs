@@ -11,6 +11,7 @@
 //! - A handler dropping (or stopping, joining) its own `Running` joined its own thread (a panic,
 //!   the answer a `500`); a handler or accounting whose `Drop` panics lost the report. The
 //!   same for a loop group's `GroupHandle` and loops.
+//! - hyper adapter: a panicking `EnterScope::enter` killed its connection's task unanswered.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]
@@ -532,4 +533,117 @@ fn a_group_handler_whose_drop_panics_does_not_lose_the_report() {
         .expect("the stop hung")
         .expect("the report was lost");
     assert_eq!(report.totals.stats.served, 1);
+}
+
+/// The hyper adapter, as an embedder runs it: a current-thread runtime and a `LocalSet`.
+#[cfg(feature = "hyper")]
+mod hyper_embed {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use reqguard::engines::{Embedded, Handle, Heap};
+    use reqguard::tokio_hyper::{Bundle, EnterScope, HandlerError, HyperServer, Reply};
+    use reqguard::{Config, ServerCore};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Enters the "engine", panicking on its 2nd entry before the upgrade and on its 3rd
+    /// after it (the bundle taken, dropped by the unwinding).
+    struct PanickyEnter {
+        calls: Cell<u32>,
+    }
+
+    impl EnterScope<Embedded<&'static str>> for PanickyEnter {
+        fn enter<R>(&self, f: impl FnOnce(&mut ()) -> R) -> R {
+            self.calls.set(self.calls.get() + 1);
+            if self.calls.get() == 2 {
+                panic!("an engine scope panics");
+            }
+            let value = f(&mut ());
+            if self.calls.get() == 3 {
+                panic!("an engine scope panics");
+            }
+            value
+        }
+    }
+
+    async fn hello(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        Ok(bundle.respond(Response::new(Full::new(Bytes::from_static(b"hello")))))
+    }
+
+    /// One request on its own connection; the status, 0 if none came.
+    async fn status_of(addr: std::net::SocketAddr) -> u16 {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        client.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        let read = client.read_to_end(&mut answer);
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        let answer = String::from_utf8_lossy(&answer);
+        answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    /// A panicking admission (the embedder's `EnterScope::enter`) is answered `500` and
+    /// counted (`refused`, `panics`); the bundle it had taken ends *dropped*, once. Before,
+    /// the panic unwound from the service's `call` through hyper: the connection's task died
+    /// with no answer and nothing counted.
+    #[test]
+    fn a_panicking_engine_scope_is_a_500_and_counted() {
+        super::quiet::quiet_panics();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let (statuses, report) = local.block_on(&runtime, async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let scope = PanickyEnter {
+                calls: Cell::new(0),
+            };
+            let server = HyperServer::with_scope(core, hello, scope);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<Vec<u16>>();
+            tokio::task::spawn_local(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..4 {
+                    statuses.push(status_of(addr).await);
+                }
+                let _ = stop.send(statuses);
+            });
+            let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let kept = std::rc::Rc::clone(&seen);
+            let stop = async move { *kept.borrow_mut() = stopped.await.unwrap_or_default() };
+            let serve = server.serve(listener, stop);
+            let report = tokio::time::timeout(Duration::from_secs(20), serve)
+                .await
+                .expect("the server stopped");
+            let statuses = seen.borrow().clone();
+            (statuses, report)
+        });
+        assert_eq!(statuses, [200, 500, 500, 200]);
+        let stats = &report.stats;
+        assert_eq!(
+            (stats.served, stats.refused, stats.panics),
+            (2, 2, 2),
+            "{stats:?}"
+        );
+        assert_eq!(stats.refused_stopped, 0, "a panic is not a stop: {stats:?}");
+        let outcomes = &report.outcomes;
+        assert_eq!(
+            (outcomes.completed, outcomes.dropped),
+            (2, 1),
+            "{outcomes:?}"
+        );
+        assert_eq!(report.leaked, 0);
+    }
 }

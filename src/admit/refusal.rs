@@ -57,6 +57,12 @@ impl Refusal {
     /// The upgrade failed: the wrapper was finalized.
     pub const WRAPPER_FINALIZED: Refusal = Refusal::new(RefusalReason::WrapperFinalized);
 
+    /// What a request whose admission panicked (the embedder's code: an `Accounting`, an
+    /// engine scope) is answered in both servers: an internal error (`500`), counted refused
+    /// and as a panic. What the admission had taken was dropped by the unwinding.
+    pub(crate) const PANICKED: Refusal =
+        Refusal::new(RefusalReason::Engine("the admission panicked"));
+
     /// A refusal for `reason`.
     pub const fn new(reason: RefusalReason) -> Self {
         Refusal { reason }

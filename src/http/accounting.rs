@@ -119,18 +119,13 @@ pub trait Accounting {
     fn report(&self) -> AccountingReport;
 }
 
-/// What a request whose admission panicked is answered: an internal error (`500`, counted
-/// refused and in [`Stats::panics`](crate::http::Stats::panics)). Whatever the admission had
-/// taken was dropped by the unwinding (a `Guarded` bundle ends [`Outcome::Dropped`]).
-pub(crate) const ADMISSION_PANICKED: Refusal =
-    Refusal::new(RefusalReason::Engine("the admission panicked"));
-
 /// `accounting.admit()`, with a panic caught (user code: an embedder's accounting, or the
-/// [`ScopeProvider`] inside [`Guarded`]'s) and answered as [`ADMISSION_PANICKED`], so it
-/// never unwinds into the loop.
+/// [`ScopeProvider`] inside [`Guarded`]'s) and answered as [`Refusal::PANICKED`] (`500`,
+/// counted refused and in [`Stats::panics`](crate::http::Stats::panics); a `Guarded` bundle
+/// taken before the panic ends [`Outcome::Dropped`]), so it never unwinds into the loop.
 #[inline(always)]
 pub(crate) fn admit_caught<A: Accounting>(accounting: &mut A) -> Result<A::Held, Refusal> {
-    caught(|| accounting.admit()).unwrap_or(Err(ADMISSION_PANICKED))
+    caught(|| accounting.admit()).unwrap_or(Err(Refusal::PANICKED))
 }
 
 /// The outcome of a request whose connection the server gives up on with `reason`: the client

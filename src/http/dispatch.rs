@@ -5,7 +5,7 @@ use std::fmt;
 
 use std::time::Instant;
 
-use super::accounting::{Accounting, AccountingReport, StopStatus, ADMISSION_PANICKED};
+use super::accounting::{Accounting, AccountingReport, StopStatus};
 use super::date::DateCache;
 use super::limits::Limits;
 use super::parse::Head;
@@ -63,7 +63,7 @@ impl Stats {
         match refusal.reason() {
             RefusalReason::WrapperFinalized => self.refused_finalized += 1,
             RefusalReason::Stopped => self.refused_stopped += 1,
-            _ if refusal == ADMISSION_PANICKED => self.panics += 1,
+            _ if refusal == Refusal::PANICKED => self.panics += 1,
             _ => {}
         }
     }

@@ -78,6 +78,7 @@ where
         tally.bump(|s| &mut s.refused);
         match refusal.reason() {
             RefusalReason::WrapperFinalized => tally.bump(|s| &mut s.refused_finalized),
+            _ if refusal == Refusal::PANICKED => tally.bump(|s| &mut s.panics),
             _ => tally.bump(|s| &mut s.refused_stopped),
         }
     }
@@ -119,7 +120,9 @@ where
                 return Dispatch::fixed(probe, conn);
             }
         }
-        match self.admit() {
+        // The scope is the embedder's code: a panic in it is this request's `500`, never an
+        // unwinding through hyper (the connection's task would die unanswered).
+        match caught(|| self.admit()).unwrap_or(Err(Refusal::PANICKED)) {
             Ok((this, admitted)) => {
                 let signal = admitted.signal().clone();
                 let body_rule = BodyRule::of(request.method());
@@ -358,6 +361,12 @@ impl Fixed {
 
     /// `503` (or the refusal's status), with `connection: close`: the refusal holds nothing.
     fn refusal(refusal: Refusal) -> Self {
+        if refusal == Refusal::PANICKED {
+            return Fixed {
+                close: true,
+                ..Fixed::internal_error()
+            };
+        }
         Fixed {
             status: StatusCode::from_u16(refusal.status())
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
