@@ -215,6 +215,8 @@ mod admit;
 #[cfg(any(feature = "server", feature = "hyper"))]
 mod authority;
 mod callback;
+#[cfg(any(feature = "server", feature = "hyper"))]
+mod codings;
 
 /// The longest timeout either server keeps: one year, effectively never. A longer one
 /// (`Duration::MAX` for "no timeout") would overflow the `Instant` it is added to.

@@ -62,14 +62,14 @@ fn expect_400_close(addr: SocketAddr, request: &str) {
 fn framing_hyper_would_trust_is_a_400_that_closes() {
     let (addr, tx, thread) = spawn_demo();
     let post = "POST /echo HTTP/1.1\r\nhost: x\r\n";
-    // Transfer-Encoding twice, and a coding the server cannot decode before chunked.
+    // Transfer-Encoding twice, and chunked twice (`gzip, chunked` is 501: probe_client_v8).
     expect_400_close(
         addr,
         &format!("{post}transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"),
     );
     expect_400_close(
         addr,
-        &format!("{post}transfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+        &format!("{post}transfer-encoding: chunked, chunked\r\n\r\n0\r\n\r\n"),
     );
     // A broken chunked body is the client's fault: 400 + close, not a handler's 500.
     expect_400_close(

@@ -568,7 +568,7 @@ fn ambiguous_framing_is_400_and_close() {
         head("content-length: 3\r\ntransfer-encoding: chunked\r\n") + "3\r\nabc\r\n0\r\n\r\n",
         head("transfer-encoding: chunked\r\ncontent-length: 3\r\n") + "abc",
         head("transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n") + "0\r\n\r\n",
-        head("transfer-encoding: gzip, chunked\r\n") + "0\r\n\r\n",
+        head("transfer-encoding: chunked, gzip\r\n") + "0\r\n\r\n",
         head("transfer-encoding: chunked, identity\r\n") + "0\r\n\r\n",
         head("transfer-encoding: identity\r\n"),
         head("content-length: 3\r\ncontent-length: 4\r\n") + "abcd",

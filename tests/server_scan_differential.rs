@@ -183,8 +183,34 @@ fn oracle(input: &[u8], max_head: usize) -> Oracle {
                 .collect(),
         ),
         Ok(httparse::Status::Partial) => Oracle::Partial(input.len() > window.len()),
+        // `HTTP/1.2` and later minor versions are read as HTTP/1.1 (RFC 9110 §2.5; another
+        // major version is `505`, tests/probe_client_v8.rs).
+        Err(httparse::Error::Version) => match later_minor_version(window) {
+            Some(at) => {
+                let mut as_http11 = input.to_vec();
+                as_http11[at] = b'1';
+                oracle(&as_http11, max_head)
+            }
+            None => Oracle::Error(httparse::Error::Version),
+        },
         Err(error) => Oracle::Error(error),
     }
+}
+
+/// Where the minor digit of an `HTTP/1.x` version (x past 1) is in the request line at the
+/// start of `window`, after the empty lines httparse skips and the line's two spaces.
+fn later_minor_version(window: &[u8]) -> Option<usize> {
+    let line = window.trim_ascii_start();
+    let skipped = window.len() - line.len();
+    let second_space = line
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b' ')
+        .nth(1)?
+        .0;
+    let at = skipped + second_space + 1;
+    let version = window.get(at..at + 8)?;
+    (version.starts_with(b"HTTP/1.") && version[7].is_ascii_digit()).then_some(at + 7)
 }
 
 /// The status of the first answer, and its body if it is a reflection.
@@ -292,6 +318,7 @@ fn check_oracle(direct: &Outcome, oracle: Oracle) -> Result<bool, String> {
     };
     match &oracle {
         Oracle::Error(httparse::Error::TooManyHeaders) => refused(&[431]),
+        Oracle::Error(httparse::Error::Version) => refused(&[400, 505]),
         Oracle::Error(_) => refused(&[400]),
         Oracle::Partial(true) => refused(&[414, 431, 501]),
         // Incomplete until the request timeout.

@@ -15,6 +15,7 @@
 use std::fmt;
 
 use super::limits::Limits;
+use crate::codings::is_tchar;
 
 /// Why a chunked body cannot be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,11 +138,6 @@ pub struct ChunkedDecoder {
     max_overhead: u64,
     max_extensions: u64,
     max_trailers: u64,
-}
-
-/// `tchar` of RFC 9110 section 5.6.2.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn is_ws(b: u8) -> bool {

@@ -11,6 +11,7 @@ use super::limits::Limits;
 use super::response::Wire;
 use super::scan::{scan, Name, RequestLine, TakeField};
 use super::uri;
+use crate::codings::{codings, Codings};
 
 /// Headers beyond this count get `431`.
 const MAX_HEADERS: usize = 64;
@@ -23,6 +24,11 @@ pub(crate) enum Reject {
     BadRequest,
     /// The method does not end within the head limit: `501`.
     MethodTooLong,
+    /// A transfer coding the server does not decode before the final `chunked`
+    /// (`gzip, chunked`): `501` (RFC 9112 §6.1).
+    UnknownCoding,
+    /// An HTTP major version other than 1 (`HTTP/2.0` in an HTTP/1 request line): `505`.
+    VersionNotSupported,
     /// The method ends within the head limit, the target does not: `414`.
     TargetTooLong,
     /// Request line plus headers over the limit: `431`.
@@ -39,7 +45,8 @@ impl Reject {
     pub(crate) fn status(self) -> u16 {
         match self {
             Reject::BadRequest => 400,
-            Reject::MethodTooLong => 501,
+            Reject::MethodTooLong | Reject::UnknownCoding => 501,
+            Reject::VersionNotSupported => 505,
             Reject::TargetTooLong => 414,
             Reject::HeadTooLarge => 431,
             Reject::BodyTooLarge => 413,
@@ -209,6 +216,8 @@ impl Fields {
     const CONTINUE: u8 = 32;
     /// A field made the request invalid (`400`).
     const INVALID: u8 = 64;
+    /// `Transfer-Encoding` names a coding before `chunked` that is not decoded here (`501`).
+    const UNKNOWN_CODING: u8 = 128;
 
     fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
@@ -287,9 +296,15 @@ impl Fields {
                 }
             }
             17 if is("transfer-encoding") => {
-                // Only `chunked` alone is understood; anything else cannot be framed.
-                if !value.eq_ignore_ascii_case(b"chunked") || self.has(Fields::CHUNKED) {
+                // One field, whose codings end in `chunked`; a second is refused rather than
+                // joined (an intermediary may read two fields differently).
+                if self.has(Fields::CHUNKED) {
                     return Err(Reject::BadRequest);
+                }
+                match codings(value) {
+                    Codings::Chunked => {}
+                    Codings::UnknownBeforeChunked => self.flags |= Fields::UNKNOWN_CODING,
+                    Codings::Invalid => return Err(Reject::BadRequest),
                 }
                 self.flags |= Fields::CHUNKED;
             }
@@ -343,7 +358,7 @@ pub(crate) fn parse_head(
             same_as_httparse(window, &line, headers);
             line
         }
-        None => match parse_with_httparse(buf, window, headers)? {
+        None => match parse_with_httparse(window, buf.len() > window.len(), headers)? {
             Some((line, fields)) => {
                 found = fields;
                 line
@@ -354,24 +369,24 @@ pub(crate) fn parse_head(
     finish_head(buf, limits, line, found).map(Some)
 }
 
-/// Parses the head at the start of `window` (the first bytes of `buf`) with httparse, its
-/// fields into `headers` and read into [`Fields`]: for every head [`scan`] declines. Out of
-/// line, so its 64 field slots and httparse's code stay out of the common path.
+/// Parses the head at the start of `window` (the first bytes of the input, `more` of which
+/// lies past it) with httparse, its fields into `headers` and read into [`Fields`]: for every
+/// head [`scan`] declines. Out of line, so its 64 field slots and httparse's code stay out of
+/// the common path.
 #[inline(never)]
 fn parse_with_httparse(
-    buf: &[u8],
     window: &[u8],
+    more: bool,
     headers: &mut Vec<HeaderSpan>,
 ) -> Result<Option<(RequestLine, Fields)>, Reject> {
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let len = match request.parse_with_uninit_headers(window, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > window.len() => {
-            return Err(too_large(&request))
-        }
+        Ok(httparse::Status::Partial) if more => return Err(too_large(&request)),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
+        Err(httparse::Error::Version) => return parse_other_version(window, more, headers),
         Err(_) => return Err(Reject::BadRequest),
     };
     let (Some(method), Some(target), Some(version)) =
@@ -382,8 +397,8 @@ fn parse_with_httparse(
     headers.clear();
     headers.extend(request.headers.iter().map(|header| {
         HeaderSpan::new(
-            range_of(buf, header.name.as_bytes()),
-            range_of(buf, header.value),
+            range_of(window, header.name.as_bytes()),
+            range_of(window, header.value),
         )
     }));
     let mut found = Fields::default();
@@ -391,12 +406,87 @@ fn parse_with_httparse(
         found.take(window, field, Name::Unknown);
     }
     let line = RequestLine {
-        method: range_of(buf, method.as_bytes()),
-        target: range_of(buf, target.as_bytes()),
+        method: range_of(window, method.as_bytes()),
+        target: range_of(window, target.as_bytes()),
         http10: version == 0,
         len,
     };
     Ok(Some((line, found)))
+}
+
+/// A head whose HTTP version httparse refused (it knows `HTTP/1.0` and `HTTP/1.1` only):
+/// `HTTP/1.2` and any later minor version is parsed as HTTP/1.1 (RFC 9110 §2.5: a recipient
+/// SHOULD process it as the highest minor version it conforms to), another major version is
+/// `505` (§15.6.6), a version outside `HTTP/DIGIT.DIGIT` `400`. Decided on the request line
+/// alone, so the answer does not depend on how the head arrived.
+#[cold]
+fn parse_other_version(
+    window: &[u8],
+    more: bool,
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<Option<(RequestLine, Fields)>, Reject> {
+    match other_version(window) {
+        OtherVersion::LaterMinor(at) => {
+            // Parsed as HTTP/1.1 from a copy whose minor digit says so: the parts keep their
+            // offsets, which are all a head is made of.
+            let mut as_http11 = window.to_vec();
+            as_http11[at] = b'1';
+            parse_with_httparse(&as_http11, more, headers)
+        }
+        OtherVersion::OtherMajor => Err(Reject::VersionNotSupported),
+        OtherVersion::Incomplete if more => Err(Reject::HeadTooLarge),
+        OtherVersion::Incomplete => Ok(None),
+        OtherVersion::Invalid => Err(Reject::BadRequest),
+    }
+}
+
+/// What the version of a request line httparse refused says.
+#[derive(Debug, PartialEq, Eq)]
+enum OtherVersion {
+    /// `HTTP/1.x`, x past 1; the offset of x.
+    LaterMinor(usize),
+    /// `HTTP/y.x` with y other than 1, and the line ends after it.
+    OtherMajor,
+    /// Too few bytes yet to tell.
+    Incomplete,
+    /// Not `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3).
+    Invalid,
+}
+
+/// The version of the request line at the start of `window` (after the empty lines httparse
+/// skips), which httparse refused: after its method and target, each ended by one SP as
+/// httparse requires before it reads a version.
+fn other_version(window: &[u8]) -> OtherVersion {
+    let mut line = window;
+    while let [b'\r', b'\n', tail @ ..] | [b'\n', tail @ ..] = line {
+        line = tail;
+    }
+    let start = window.len() - line.len();
+    let mut spaces = line
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b' ')
+        .map(|(at, _)| at);
+    let (Some(_), Some(second)) = (spaces.next(), spaces.next()) else {
+        return OtherVersion::Invalid;
+    };
+    let at = start + second + 1;
+    let version = &window[at..];
+    let shape = version
+        .iter()
+        .zip(b"HTTP/D.D")
+        .all(|(&b, &want)| match want {
+            b'D' => b.is_ascii_digit(),
+            _ => b == want,
+        });
+    match (shape, version.get(5), version.get(8)) {
+        (false, _, _) => OtherVersion::Invalid,
+        _ if version.len() < 8 => OtherVersion::Incomplete,
+        (true, Some(b'1'), _) => OtherVersion::LaterMinor(at + 7),
+        (true, _, None) => OtherVersion::Incomplete,
+        (true, _, Some(b'\r' | b'\n')) => OtherVersion::OtherMajor,
+        (true, _, Some(_)) => OtherVersion::Invalid,
+    }
 }
 
 /// Checks that httparse parses `window` into the same parts as [`scan`] did (`line`,
@@ -487,6 +577,8 @@ fn finish_head(
         // Both framings at once are the other smuggling attempt.
         (true, Some(_)) => return Err(Reject::BadRequest),
         (true, None) if http10 => return Err(Reject::BadRequest),
+        // Framed, but coded in a way this server cannot decode (RFC 9112 §6.1: SHOULD 501).
+        (true, None) if found.has(Fields::UNKNOWN_CODING) => return Err(Reject::UnknownCoding),
         (true, None) => Framing::Chunked,
         (false, n) => {
             // At most `max_body`, which is a `usize`.
@@ -564,6 +656,77 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!h.keep_alive);
+    }
+
+    /// RFC 9112 §6.1: `chunked` last frames the body; a coding before it the server does not
+    /// decode is `501`; empty list elements are ignored; anything else is `400`.
+    #[test]
+    fn transfer_codings_before_chunked_are_501_and_empty_elements_ignored() {
+        let te = |value: &str| {
+            let request =
+                format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {value}\r\n\r\n");
+            head(request.as_bytes()).map(|h| h.map(|h| h.framing))
+        };
+        assert_eq!(te("chunked,"), Ok(Some(Framing::Chunked)));
+        assert_eq!(te("gzip, chunked"), Err(Reject::UnknownCoding));
+        assert_eq!(te("chunked, chunked"), Err(Reject::BadRequest));
+        // Framing conflicts stay `400`: with a length, in HTTP/1.0, or in two fields.
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            head(b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(Reject::BadRequest)
+        );
+    }
+
+    /// RFC 9110 §2.5, §6.2: a later HTTP/1 minor version is served as HTTP/1.1; another major
+    /// version is `505`; a version outside the grammar `400`; and however the line arrives.
+    #[test]
+    fn later_minor_versions_are_http11_and_other_majors_505() {
+        let h = head(b"GET /a HTTP/1.2\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.http10 && !h.keep_alive);
+        assert_eq!(h.origin.range(), 4..6);
+        assert!(
+            head(b"\r\nPOST / HTTP/1.9\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+                .unwrap()
+                .is_some_and(|h| h.framing == Framing::Length(2))
+        );
+        assert_eq!(head(b"GET / HTTP/1.2\r\nHost: x\r\n"), Ok(None));
+        assert_eq!(head(b"GET / HTTP/1.2\r\n\r\n"), Err(Reject::BadRequest));
+        for major in [
+            "GET / HTTP/2.0\r\n",
+            "GET / HTTP/3.0\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/0.9\n",
+        ] {
+            assert_eq!(
+                head(major.as_bytes()),
+                Err(Reject::VersionNotSupported),
+                "{major:?}"
+            );
+        }
+        for partial in ["GET / HTTP/2", "GET / HTTP/2.0", "GET / HTTP/2."] {
+            assert_eq!(head(partial.as_bytes()), Ok(None), "{partial:?}");
+        }
+        for bad in [
+            "GET / HTTP/2.0x\r\n",
+            "GET / HTTP/12.0\r\n",
+            "GET / HTTP/1.x\r\n",
+            "GET / http/1.1\r\n",
+            "GET / HTTP/1.10\r\n\r\n",
+        ] {
+            assert_eq!(head(bad.as_bytes()), Err(Reject::BadRequest), "{bad:?}");
+        }
+        assert_eq!(Reject::VersionNotSupported.status(), 505);
+        assert_eq!(Reject::UnknownCoding.status(), 501);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! `Host` checks made before anything is admitted, so both stacks answer a hostile client alike.
 //!
 //! hyper 1.x serves a request with `Transfer-Encoding` sent twice or `gzip, chunked` (it frames
-//! by the last coding, which it cannot decode for `gzip`) and an HTTP/1.1 request without a
-//! `Host` or with two; RFC 9112 §6.3 makes a request whose framing cannot be trusted, and §3.2
-//! the `Host` cases, a `400`. One difference stays: hyper drops `Content-Length` when
+//! by the last coding, which it cannot decode for `gzip`), an HTTP/1.1 request without a
+//! `Host` or with two, and a `GET *` or `GET host:80`; RFC 9112 §6.3 makes a request whose
+//! framing cannot be trusted, §3.2 the `Host` and target-form cases, a `400`, and §6.1 a
+//! coding the server does not decode a `501` (as the mio server answers them all). One difference stays: hyper drops `Content-Length` when
 //! `Transfer-Encoding` is present and closes the connection after the answer (RFC 9112 §6.1
 //! allows that), so the service never sees that request as malformed; the mio server answers
 //! it `400`. Neither desynchronizes.
@@ -13,17 +14,21 @@
 //! allocation (a `Host` is validated in place, by the rule both stacks share: src/authority.rs).
 
 use hyper::header::{HeaderMap, HeaderValue, HOST, TRANSFER_ENCODING};
-use hyper::{Request, StatusCode, Version};
+use hyper::{Method, Request, StatusCode, Version};
 
 use crate::authority::{names_a_host, valid_authority};
+use crate::codings::{codings, Codings};
 
 /// Why a request is refused before admission (with `connection: close`, taking nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// `414` (the target alone is longer than `max_head`) or `431` (the whole head is).
     TooLarge(StatusCode),
-    /// `400`: framing or a `Host` the mio server refuses; the reason is the answer's body.
+    /// `400`: framing, a target form or a `Host` the mio server refuses; the reason is the
+    /// answer's body.
     BadRequest(&'static str),
+    /// `501`: a transfer coding before `chunked` that is not decoded here (`gzip, chunked`).
+    UnknownCoding,
 }
 
 /// The checks in the mio server's order: `414` when the request target alone is longer than
@@ -46,15 +51,24 @@ pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refuse
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ));
     }
-    if let Some(why) = fields.bad_request(request.version()) {
-        return Some(Refused::BadRequest(why));
+    if let Some(refused) = fields.refusal(request.version()) {
+        return Some(refused);
     }
-    match uri.authority() {
+    match (uri.authority(), uri.path()) {
         // An absolute-form (or CONNECT's authority-form) target names its host as the mio
         // server requires: a valid `host[:port]` with a host (RFC 9110 §4.2.1, §4.2.4).
-        Some(authority) if !names_a_host(authority.as_str().as_bytes()) => {
+        (Some(authority), _) if !names_a_host(authority.as_str().as_bytes()) => {
             Some(Refused::BadRequest("invalid authority in the target"))
         }
+        // The authority-form is CONNECT's (RFC 9112 §3.2.3), the asterisk-form OPTIONS's
+        // (§3.2.4); any other target without an authority is an origin-form, a path.
+        (Some(_), _) if uri.scheme().is_none() && request.method() != Method::CONNECT => {
+            Some(Refused::BadRequest("authority-form target without CONNECT"))
+        }
+        (None, "*") if request.method() == Method::OPTIONS => None,
+        (None, path) if !path.starts_with('/') => Some(Refused::BadRequest(
+            "request target in no form its method takes",
+        )),
         _ => None,
     }
 }
@@ -94,26 +108,29 @@ impl<'h> Fields<'h> {
         fields
     }
 
-    /// Why the request is refused with `400`, or `None`.
+    /// Why the request is refused (`400`, or `501` for a coding), or `None`.
     #[inline(always)]
-    fn bad_request(&self, version: Version) -> Option<&'static str> {
+    fn refusal(&self, version: Version) -> Option<Refused> {
         if let Some(coding) = self.coding {
-            // Only `chunked` alone frames a body this server can read (RFC 9112 §6.1).
-            let chunked_alone = coding
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"chunked");
-            if !chunked_alone || self.codings > 1 {
-                return Some("transfer-encoding other than chunked alone");
+            // One field whose codings end in `chunked`, as on mio (src/codings.rs); hyper
+            // frames by the last coding and would serve `gzip, chunked` undecoded.
+            match (codings(coding.as_bytes()), self.codings) {
+                (Codings::Chunked, 1) => {}
+                (Codings::UnknownBeforeChunked, 1) => return Some(Refused::UnknownCoding),
+                _ => {
+                    let why = "transfer-encoding other than one list ending in chunked";
+                    return Some(Refused::BadRequest(why));
+                }
             }
         }
-        match (self.host, self.hosts) {
-            (Some(host), 1) if valid_authority(host.as_bytes()) => None,
-            (Some(_), 1) => Some("invalid host"),
+        let why = match (self.host, self.hosts) {
+            (Some(host), 1) if valid_authority(host.as_bytes()) => return None,
+            (Some(_), 1) => "invalid host",
             // `Host` is required from HTTP/1.1 on; when sent, it is judged in any version.
-            (None, _) if version != Version::HTTP_11 => None,
-            _ => Some("host missing or sent twice"),
-        }
+            (None, _) if version != Version::HTTP_11 => return None,
+            _ => "host missing or sent twice",
+        };
+        Some(Refused::BadRequest(why))
     }
 }
 
@@ -144,12 +161,38 @@ mod tests {
         assert!(bad_request(&request(h11, &[host, te])).is_none());
         assert!(bad_request(&request(h11, &[host, ("transfer-encoding", " Chunked ")])).is_none());
         assert!(bad_request(&request(h11, &[host, te, te])).is_some());
-        assert!(bad_request(&request(
-            h11,
-            &[host, ("transfer-encoding", "gzip, chunked")]
-        ))
-        .is_some());
+        let gzip_chunked = request(h11, &[host, ("transfer-encoding", "gzip, chunked")]);
+        assert_eq!(refusal(&gzip_chunked, 8192), Some(Refused::UnknownCoding));
+        assert!(bad_request(&request(h11, &[host, ("transfer-encoding", ", chunked")])).is_none());
+        let twice = ("transfer-encoding", "chunked, chunked");
+        assert!(bad_request(&request(h11, &[host, twice])).is_some());
         assert!(bad_request(&request(h11, &[host, ("transfer-encoding", "gzip"), te])).is_some());
+    }
+
+    /// RFC 9112 §3.2.3, §3.2.4: the authority-form is CONNECT's, the asterisk-form OPTIONS's.
+    #[test]
+    fn a_target_form_its_method_does_not_take_is_refused() {
+        let target = |method: &str, uri: &str| {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("host", "x")
+                .body(())
+                .unwrap();
+            bad_request(&request)
+        };
+        assert!(target("OPTIONS", "*").is_none());
+        assert!(target("CONNECT", "x:80").is_none());
+        assert!(target("GET", "http://x/").is_none());
+        for (method, uri) in [
+            ("GET", "*"),
+            ("HEAD", "*"),
+            ("POST", "*"),
+            ("GET", "x:80"),
+            ("OPTIONS", "x:80"),
+        ] {
+            assert!(target(method, uri).is_some(), "{method} {uri}");
+        }
     }
 
     #[test]

@@ -106,7 +106,11 @@ where
             tally.bump(|s| &mut s.rejected);
             let answer = match refused {
                 Refused::TooLarge(status) => Fixed::too_large(status),
-                Refused::BadRequest(why) => Fixed::bad_request(why),
+                Refused::BadRequest(why) => Fixed::closing(StatusCode::BAD_REQUEST, why),
+                Refused::UnknownCoding => {
+                    let why = "transfer coding not implemented";
+                    Fixed::closing(StatusCode::NOT_IMPLEMENTED, why)
+                }
             };
             return Dispatch::fixed(answer, conn);
         }
@@ -341,10 +345,11 @@ impl Fixed {
         }
     }
 
-    /// `400` with `connection: close`: input the adapter will not frame or route (`checks`).
-    fn bad_request(why: &'static str) -> Self {
+    /// `400` (or `501`) with `connection: close`: input the adapter will not frame or route
+    /// (`checks`).
+    fn closing(status: StatusCode, why: &'static str) -> Self {
         Fixed {
-            status: StatusCode::BAD_REQUEST,
+            status,
             text: why.as_bytes(),
             close: true,
         }
