@@ -11,7 +11,8 @@
 //! - A handler dropping (or stopping, joining) its own `Running` joined its own thread (a panic,
 //!   the answer a `500`); a handler or accounting whose `Drop` panics lost the report. The
 //!   same for a loop group's `GroupHandle` and loops.
-//! - hyper adapter: a panicking `EnterScope::enter` killed its connection's task unanswered.
+//! - hyper adapter: a panicking `EnterScope::enter` killed its connection's task unanswered;
+//!   `HyperGroup::loops(usize::MAX)` panicked; the group handle and a handler's `Drop` as on mio.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]
@@ -546,8 +547,11 @@ mod hyper_embed {
     use hyper::body::Incoming;
     use hyper::{Request, Response};
     use reqguard::engines::{Embedded, Handle, Heap};
-    use reqguard::tokio_hyper::{Bundle, EnterScope, HandlerError, HyperServer, Reply};
+    use reqguard::tokio_hyper::{
+        Bundle, EnterScope, HandlerError, HyperGroup, HyperGroupHandle, HyperServer, Reply,
+    };
     use reqguard::{Config, ServerCore};
+    use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -589,6 +593,100 @@ mod hyper_embed {
         let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
         let answer = String::from_utf8_lossy(&answer);
         answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    /// A hyper loop group with more loops than the mio group takes (1,024) is an
+    /// `InvalidInput` error before anything is sized by the count. Before, `usize::MAX`
+    /// panicked in the caller (capacity overflow), and `1 << 40` would abort the process on
+    /// the allocation.
+    #[test]
+    fn absurd_hyper_loop_counts_are_an_invalid_input_error() {
+        for loops in [usize::MAX, 1025] {
+            let spawned = std::panic::catch_unwind(|| {
+                HyperGroup::new().loops(loops).spawn(|_| {
+                    let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+                    HyperServer::new(core, hello)
+                })
+            });
+            let err = spawned
+                .unwrap_or_else(|_| panic!("loops({loops}) panicked"))
+                .expect_err("spawned");
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{loops}: {err}"
+            );
+        }
+    }
+
+    /// A hyper loop group's handle dropped (or waited for) by a handler of its own loop:
+    /// the group stops and the answer is delivered. Before, the handle joined the loop's own
+    /// thread: the join panicked and the handler's answer was a `500`.
+    #[test]
+    fn a_handler_that_drops_or_waits_for_its_own_hyper_group_answers_and_stops_it() {
+        super::quiet::quiet_panics();
+        for wait in [false, true] {
+            let slot: Arc<Mutex<Option<HyperGroupHandle>>> = Arc::default();
+            let in_make = Arc::clone(&slot);
+            let group = HyperGroup::new()
+                .loops(1)
+                .spawn(move |_| {
+                    let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+                    let slot = Arc::clone(&in_make);
+                    HyperServer::new(core, move |_this, _request, bundle: Bundle| {
+                        let group = slot.lock().unwrap().take();
+                        async move {
+                            match (group, wait) {
+                                (Some(group), true) => assert!(group.wait().is_err()),
+                                (group, _) => drop(group),
+                            }
+                            let body = Full::new(Bytes::from_static(b"let go"));
+                            Ok::<_, HandlerError>(bundle.respond(Response::new(body)))
+                        }
+                    })
+                })
+                .unwrap();
+            let (addr, stop) = (group.addr(), group.stopper());
+            *slot.lock().unwrap() = Some(group);
+            let answer =
+                super::within(super::HANG, move || super::util::get(addr, "/")).expect("no answer");
+            assert_eq!(
+                (answer.status, answer.text()),
+                (200, "let go"),
+                "wait: {wait}"
+            );
+            if wait {
+                stop.stop(); // `wait` leaves the stop to someone else
+            }
+            super::util::wait_until("the group stops", || {
+                std::net::TcpStream::connect(addr).is_err()
+            });
+        }
+    }
+
+    /// A hyper loop's handler (and engine scope) are the embedder's, dropped when its serve
+    /// future ends: a `Drop` that panics does not lose the report. Before, the panic unwound
+    /// out of the serve future and the loop's thread: `wait` said "loop 0 panicked".
+    #[test]
+    fn a_hyper_handler_whose_drop_panics_does_not_lose_the_report() {
+        super::quiet::quiet_panics();
+        let group = HyperGroup::new()
+            .loops(1)
+            .spawn(|_| {
+                let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+                let bomb = super::PanicsOnDrop;
+                HyperServer::new(core, move |this, request, bundle| {
+                    let _ = &bomb;
+                    hello(this, request, bundle)
+                })
+            })
+            .unwrap();
+        assert_eq!(super::util::get(group.addr(), "/").status, 200);
+        group.stopper().stop();
+        let report = super::within(super::HANG, move || group.wait().map_err(|e| e.to_string()))
+            .expect("the stop hung")
+            .expect("the report was lost");
+        assert_eq!((report.totals.stats.served, report.totals.leaked), (1, 0));
     }
 
     /// A panicking admission (the embedder's `EnterScope::enter`) is answered `500` and

@@ -32,7 +32,8 @@ pub struct Stats {
     /// (handler answers, `404`, `405`, and the `500` of a panicking handler). An answer
     /// computed but never sent (the client left first) is not counted here but in `aborted`.
     pub served: u64,
-    /// Requests refused with `503` (the [`Refusal`] path), in all.
+    /// Requests refused with `503` (the [`Refusal`] path), in all; `500` for an admission that
+    /// panicked (also counted in `panics`).
     pub refused: u64,
     /// ... of which because the wrapper was finalized (the upgrade failed).
     pub refused_finalized: u64,

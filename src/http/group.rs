@@ -24,15 +24,12 @@ use super::accounting::Accounting;
 use super::group_report::GroupReport;
 use super::ladder::Ladder;
 use super::limits::Limits;
-use super::listener::{self, ListenMode};
+use super::listener::{self, ListenMode, MAX_LOOPS};
 use super::report::ServerReport;
 use super::router::{Router, Routes};
 use super::running::{is_current, StopHandle};
 use super::server::Server;
 use crate::callback::call_caught;
-
-/// The most loops a group runs ([`LoopGroup::loops`]).
-const MAX_LOOPS: usize = 1024;
 
 /// What the loops of a group share: the stop instant and the group-wide commands.
 pub(crate) struct GroupShared {

@@ -28,6 +28,9 @@ pub enum ListenMode {
 /// The accept backlog of each listening socket.
 const BACKLOG: i32 = 1024;
 
+/// The most loops a group (of either stack) runs: far more than any machine has cores.
+pub(crate) const MAX_LOOPS: usize = 1024;
+
 /// Binds `count` non-blocking listeners on `addr` for `mode`. With port 0 the first listener
 /// picks the port and the others join it.
 pub(crate) fn bind(
@@ -39,6 +42,14 @@ pub(crate) fn bind(
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a loop group needs at least one loop",
+        ));
+    }
+    if count > MAX_LOOPS {
+        // Checked before anything is sized by it (both stacks' groups bind here): a huge
+        // count would overflow (or exhaust) the allocation of one listener per loop.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a loop group has at most 1,024 loops",
         ));
     }
     // One loop needs no port sharing (and then another process cannot join the port).

@@ -112,7 +112,7 @@ impl fmt::Display for ServerReport {
         )?;
         writeln!(
             f,
-            "  refused    {:>8}   503 before anything was taken ({} wrapper finalized, {} stopping)",
+            "  refused    {:>8}   refused by admission, 503 ({} wrapper finalized, {} stopping; 500 if it panicked)",
             s.refused, s.refused_finalized, s.refused_stopped
         )?;
         writeln!(
@@ -122,7 +122,7 @@ impl fmt::Display for ServerReport {
         )?;
         writeln!(
             f,
-            "  panics     {:>8}   handler panics answered 500",
+            "  panics     {:>8}   panics caught: handlers and admissions (answered 500), accounting calls",
             s.panics
         )?;
         writeln!(

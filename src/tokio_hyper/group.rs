@@ -100,7 +100,8 @@ impl HyperGroup {
         self
     }
 
-    /// How many loops (threads); at least 1.
+    /// How many loops (threads): 1 to 1,024 (any other count is `InvalidInput` at
+    /// [`spawn`](HyperGroup::spawn)).
     pub fn loops(mut self, loops: usize) -> Self {
         self.loops = loops;
         self
@@ -274,9 +275,23 @@ impl HyperGroupHandle {
     ///
     /// # Errors
     ///
-    /// A loop that failed or panicked (the others were stopped and drained first).
+    /// A loop that failed or panicked (the others were stopped and drained first); or called
+    /// on one of the group's loops (from a handler: a loop cannot wait for itself; the group
+    /// runs on, detached from this handle).
     pub fn wait(mut self) -> io::Result<super::HyperGroupReport> {
+        if self.on_own_loop() {
+            self.threads.clear();
+            return Err(io::Error::other(
+                "HyperGroupHandle::wait on one of the group's own loops: it cannot wait for itself",
+            ));
+        }
         self.join()
+    }
+
+    /// Whether this code runs on one of the group's loops (a handler holding the handle).
+    fn on_own_loop(&self) -> bool {
+        let me = thread::current().id();
+        self.threads.iter().any(|t| t.thread().id() == me)
     }
 
     fn join(&mut self) -> io::Result<super::HyperGroupReport> {
@@ -299,10 +314,14 @@ impl HyperGroupHandle {
 }
 
 impl Drop for HyperGroupHandle {
+    /// Stops the group and joins its loops; on one of its own loops (dropped by a handler),
+    /// starts the stop without waiting.
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.stop.stop();
-            let _ = self.join();
+            if !self.on_own_loop() {
+                let _ = self.join();
+            }
         }
     }
 }

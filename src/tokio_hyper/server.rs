@@ -433,7 +433,12 @@ where
         if let (Some(hook), true) = (after_drain, drain.is_complete()) {
             hook();
         }
-        report(&shared, stopped, started, steps)
+        let report = report(&shared, stopped, started, steps);
+        drop(abandoned);
+        // The handler and the scope are the embedder's: a `Drop` of theirs that panics must
+        // not lose the report.
+        call_caught(move || drop(shared));
+        report
     }
 }
 

@@ -16,13 +16,14 @@ use std::fmt;
 pub struct HyperStats {
     /// Admitted requests that got an answer (the handler's, or a `500`), but bad input.
     pub served: u64,
-    /// Requests refused with `503` before anything was taken.
+    /// Requests refused with `503` before anything was taken (or `500`: the admission, the
+    /// embedder's `EnterScope::enter`, panicked; also counted in `panics`).
     pub refused: u64,
     /// ... of which because the wrapper was finalized (the upgrade failed).
     pub refused_finalized: u64,
     /// ... of which because admission was closed (stopped) or the pool refused.
     pub refused_stopped: u64,
-    /// Handlers that panicked (answered `500`).
+    /// Handlers, and admissions, that panicked (answered `500`).
     pub panics: u64,
     /// Handlers that returned an error (answered `500`).
     pub failed: u64,
