@@ -417,8 +417,8 @@ fn parse_with_httparse(
 /// A head whose HTTP version httparse refused (it knows `HTTP/1.0` and `HTTP/1.1` only):
 /// `HTTP/1.2` and any later minor version is parsed as HTTP/1.1 (RFC 9110 §2.5: a recipient
 /// SHOULD process it as the highest minor version it conforms to), another major version is
-/// `505` (§15.6.6), a version outside `HTTP/DIGIT.DIGIT` `400`. Decided on the request line
-/// alone, so the answer does not depend on how the head arrived.
+/// `505` (§15.6.6), a version outside `HTTP/DIGIT.DIGIT` `400`. Decided on the version's first
+/// bytes, so the answer does not depend on how the head arrived.
 #[cold]
 fn parse_other_version(
     window: &[u8],
@@ -443,9 +443,9 @@ fn parse_other_version(
 /// What the version of a request line httparse refused says.
 #[derive(Debug, PartialEq, Eq)]
 enum OtherVersion {
-    /// `HTTP/1.x`, x past 1; the offset of x.
+    /// `HTTP/1.x`, x a digit past 1; the offset of x.
     LaterMinor(usize),
-    /// `HTTP/y.x` with y other than 1, and the line ends after it.
+    /// `HTTP/` and a digit other than 1: whatever follows, a major version not served.
     OtherMajor,
     /// Too few bytes yet to tell.
     Incomplete,
@@ -455,7 +455,8 @@ enum OtherVersion {
 
 /// The version of the request line at the start of `window` (after the empty lines httparse
 /// skips), which httparse refused: after its method and target, each ended by one SP as
-/// httparse requires before it reads a version.
+/// httparse requires before it reads a version. A major version other than 1 is known from
+/// its first digit, so the answer is the same however many bytes of the line have arrived.
 fn other_version(window: &[u8]) -> OtherVersion {
     let mut line = window;
     while let [b'\r', b'\n', tail @ ..] | [b'\n', tail @ ..] = line {
@@ -472,20 +473,18 @@ fn other_version(window: &[u8]) -> OtherVersion {
     };
     let at = start + second + 1;
     let version = &window[at..];
-    let shape = version
-        .iter()
-        .zip(b"HTTP/D.D")
-        .all(|(&b, &want)| match want {
-            b'D' => b.is_ascii_digit(),
-            _ => b == want,
-        });
-    match (shape, version.get(5), version.get(8)) {
-        (false, _, _) => OtherVersion::Invalid,
-        _ if version.len() < 8 => OtherVersion::Incomplete,
-        (true, Some(b'1'), _) => OtherVersion::LaterMinor(at + 7),
-        (true, _, None) => OtherVersion::Incomplete,
-        (true, _, Some(b'\r' | b'\n')) => OtherVersion::OtherMajor,
-        (true, _, Some(_)) => OtherVersion::Invalid,
+    if !version.iter().zip(b"HTTP/").all(|(b, want)| b == want) {
+        return OtherVersion::Invalid;
+    }
+    match version.get(5) {
+        None => OtherVersion::Incomplete,
+        Some(b'1') => match version.get(6..8) {
+            Some([b'.', minor]) if minor.is_ascii_digit() => OtherVersion::LaterMinor(at + 7),
+            None if version.get(6).is_none_or(|&b| b == b'.') => OtherVersion::Incomplete,
+            _ => OtherVersion::Invalid,
+        },
+        Some(major) if major.is_ascii_digit() => OtherVersion::OtherMajor,
+        Some(_) => OtherVersion::Invalid,
     }
 }
 
@@ -706,6 +705,8 @@ mod tests {
             "GET / HTTP/3.0\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "GET / HTTP/0.9\n",
+            "GET / HTTP/2",
+            "GET / HTTP/2.0x\r\n",
         ] {
             assert_eq!(
                 head(major.as_bytes()),
@@ -713,12 +714,13 @@ mod tests {
                 "{major:?}"
             );
         }
-        for partial in ["GET / HTTP/2", "GET / HTTP/2.0", "GET / HTTP/2."] {
+        for partial in ["GET / HTTP/", "GET / HTTP/1."] {
             assert_eq!(head(partial.as_bytes()), Ok(None), "{partial:?}");
         }
         for bad in [
-            "GET / HTTP/2.0x\r\n",
+            "GET / HTTPS/2.0\r\n",
             "GET / HTTP/12.0\r\n",
+            "GET / HTTP/12",
             "GET / HTTP/1.x\r\n",
             "GET / http/1.1\r\n",
             "GET / HTTP/1.10\r\n\r\n",
