@@ -13,6 +13,7 @@
 //!   same for a loop group's `GroupHandle` and loops.
 //! - hyper adapter: a panicking `EnterScope::enter` killed its connection's task unanswered;
 //!   `HyperGroup::loops(usize::MAX)` panicked; the group handle and a handler's `Drop` as on mio.
+//! - An embedder's per-request `signal`, `this`, `handled` or `end` that panicked killed the loop.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]
@@ -534,6 +535,116 @@ fn a_group_handler_whose_drop_panics_does_not_lose_the_report() {
         .expect("the stop hung")
         .expect("the report was lost");
     assert_eq!(report.totals.stats.served, 1);
+}
+
+/// Which per-request call of [`PanicsPerRequest`] panics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PerRequest {
+    Signal,
+    This,
+    Handled,
+    End,
+}
+
+/// An accounting of the embedder's whose per-request bookkeeping panics in one call, on the
+/// first request only.
+struct PanicsPerRequest {
+    inner: Unaccounted,
+    call: PerRequest,
+    armed: std::rc::Rc<Cell<bool>>,
+}
+
+/// Panics once if `call` is the one armed to.
+fn maybe_panic(armed: &Cell<bool>, call: PerRequest, which: PerRequest) {
+    if call == which && armed.replace(false) {
+        panic!("an accounting's per-request call panics");
+    }
+}
+
+impl Accounting for PanicsPerRequest {
+    type Held = std::rc::Rc<Cell<bool>>;
+
+    fn admit(&mut self) -> Result<Self::Held, Refusal> {
+        self.inner.admit()?;
+        Ok(std::rc::Rc::clone(&self.armed))
+    }
+
+    fn signal(held: &Self::Held) -> Option<&AbortSignal> {
+        maybe_panic(held, PerRequest::Signal, SIGNAL_OR_END.with(Cell::get));
+        None
+    }
+
+    fn end(held: Self::Held, _outcome: reqguard::Outcome) {
+        maybe_panic(&held, PerRequest::End, SIGNAL_OR_END.with(Cell::get));
+    }
+
+    fn this(&self) -> Option<&dyn std::any::Any> {
+        maybe_panic(&self.armed, self.call, PerRequest::This);
+        None
+    }
+
+    fn handled(&mut self) {
+        maybe_panic(&self.armed, self.call, PerRequest::Handled);
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.inner.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.inner.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.inner.report()
+    }
+}
+
+thread_local! {
+    /// The static calls (`signal`, `end`) of the session's thread: which one panics.
+    static SIGNAL_OR_END: Cell<PerRequest> = const { Cell::new(PerRequest::This) };
+}
+
+/// Every per-request call of an embedder's accounting (`signal`, `this`, `handled`, `end`)
+/// that panics is caught and counted: the request is answered and the server goes on.
+/// Before, each unwound out of the loop (the server thread died; here `feed` panicked).
+#[test]
+fn a_panicking_per_request_accounting_call_is_caught_and_counted() {
+    quiet::quiet_panics();
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    for call in [
+        PerRequest::Signal,
+        PerRequest::This,
+        PerRequest::Handled,
+        PerRequest::End,
+    ] {
+        SIGNAL_OR_END.with(|c| c.set(call));
+        let accounting = PanicsPerRequest {
+            inner: Unaccounted::new(),
+            call,
+            armed: std::rc::Rc::new(Cell::new(true)),
+        };
+        let mut session = Session::new(&router, accounting, Limits::default());
+        let fed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            session.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        }));
+        assert!(fed.is_ok(), "{call:?}: the panic escaped the session");
+        let out = text(&session.take_output());
+        assert_eq!(
+            out.matches("HTTP/1.1 200 OK").count(),
+            2,
+            "{call:?}: {out:?}"
+        );
+        let stats = session.stats();
+        assert_eq!((stats.served, stats.panics), (2, 1), "{call:?}: {stats:?}");
+        assert_eq!(session.dispatcher().in_flight(), 0, "{call:?}");
+    }
 }
 
 /// The hyper adapter, as an embedder runs it: a current-thread runtime and a `LocalSet`.

@@ -592,13 +592,14 @@ fn health_probes_answer_get_and_head_before_admission_and_count_as_no_request() 
     assert_eq!(report.totals.outcomes.completed, 1);
 }
 
-/// The baseline accounting, except that `handled` panics: a loop that dies mid-run (a panic
-/// in `admit` is caught and answered `500`; `handled` is one of the per-request calls the
-/// server leaves uncaught, documented on `Accounting`).
+/// The baseline accounting, except that `handled` panics while `MAY_PANIC` says it cannot: a
+/// loop that dies mid-run (the server catches every accounting call's panic it is told to
+/// expect; this one it is told not to, documented on `Accounting`).
 struct PanicsOnHandled(reqguard::http::Unaccounted);
 
 impl reqguard::http::Accounting for PanicsOnHandled {
     type Held = ();
+    const MAY_PANIC: bool = false;
     fn admit(&mut self) -> Result<(), reqguard::Refusal> {
         self.0.admit()
     }

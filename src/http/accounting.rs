@@ -67,15 +67,25 @@ pub struct AccountingReport {
 /// `Complete` when nothing is in flight, else `Pending`; a panicking `report`, as empty figures.
 /// An implementation that can fail answers with a [`Refusal`] instead.
 ///
-/// The other methods run on every request's path uncaught (`signal`, `this`, `handled` and
-/// `end` are plain bookkeeping in [`Guarded`], whose user code, abort listeners and
-/// [`Recycle`], the core runs caught): a panic in one of yours unwinds out of the loop
+/// The per-request calls (`signal`, `this`, `handled`, `end`) are caught too, and counted,
+/// unless the implementation says they cannot panic ([`MAY_PANIC`](Accounting::MAY_PANIC)
+/// `false`, as [`Guarded`] and [`Unaccounted`] do: the catch costs instructions on every
+/// request): a panicking `signal` or `this` reads as `None`, `handled` as done, and `end` as
+/// ended (the request was answered, its `Held` dropped by the unwinding). Set it `false` only
+/// if they cannot panic: then a panic unwinds out of the loop
 /// ([`Server::run`](crate::http::Server::run) panics, with every connection closed and every
 /// held request dropped; `Running::join` and `Running::stop` panic, a loop group's `wait`
 /// returns an error).
 pub trait Accounting {
     /// What an admitted request holds until its response is written.
     type Held;
+
+    /// Whether the per-request calls ([`signal`](Accounting::signal),
+    /// [`this`](Accounting::this), [`handled`](Accounting::handled), [`end`](Accounting::end))
+    /// may panic, so that the server must catch them (some instructions per request). True
+    /// by default; [`Guarded`] and [`Unaccounted`] say `false`: theirs run no user code
+    /// uncaught. An implementation that says `false` and panics there unwinds out of the loop.
+    const MAY_PANIC: bool = true;
 
     /// Admits one request: upgrade first, then take everything, or refuse holding nothing.
     ///
@@ -126,6 +136,36 @@ pub trait Accounting {
 #[inline(always)]
 pub(crate) fn admit_caught<A: Accounting>(accounting: &mut A) -> Result<A::Held, Refusal> {
     caught(|| accounting.admit()).unwrap_or(Err(Refusal::PANICKED))
+}
+
+/// Runs `call`, one of `A`'s per-request calls: caught when [`Accounting::MAY_PANIC`] (its
+/// value, or `default` with `panics` counted), straight otherwise (no cost).
+#[inline(always)]
+pub(crate) fn per_request<A: Accounting, R>(
+    panics: &mut u64,
+    default: R,
+    call: impl FnOnce() -> R,
+) -> R {
+    if !A::MAY_PANIC {
+        return call();
+    }
+    caught(call).unwrap_or_else(|| {
+        *panics += 1;
+        default
+    })
+}
+
+/// Ends `held` with `outcome` ([`Accounting::end`]), caught when [`Accounting::MAY_PANIC`]
+/// (a panic counted in `panics`: the request has ended, its `Held` dropped by the unwinding).
+#[inline(always)]
+pub(crate) fn end_request<A: Accounting>(held: A::Held, outcome: Outcome, panics: &mut u64) {
+    if A::MAY_PANIC {
+        if caught(|| A::end(held, outcome)).is_none() {
+            *panics += 1;
+        }
+    } else {
+        A::end(held, outcome);
+    }
 }
 
 /// The outcome of a request whose connection the server gives up on with `reason`: the client
@@ -324,6 +364,8 @@ where
     E::Strong: 'static,
 {
     type Held = Admitted<C, ()>;
+    // `end` runs the embedder's code (listeners, `Recycle`, hooks) caught in the core.
+    const MAY_PANIC: bool = false;
 
     #[inline(always)]
     fn admit(&mut self) -> Result<Self::Held, Refusal> {
@@ -449,6 +491,7 @@ impl Unaccounted {
 
 impl Accounting for Unaccounted {
     type Held = ();
+    const MAY_PANIC: bool = false;
 
     #[inline]
     fn admit(&mut self) -> Result<(), Refusal> {
