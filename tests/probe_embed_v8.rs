@@ -659,7 +659,7 @@ mod hyper_embed {
     use hyper::{Request, Response};
     use reqguard::engines::{Embedded, Handle, Heap};
     use reqguard::tokio_hyper::{
-        Bundle, EnterScope, HandlerError, HyperGroup, HyperGroupHandle, HyperServer, Reply,
+        Bundle, EnterScope, HandlerError, HyperGroup, HyperGroupHandle, HyperServer, Options, Reply,
     };
     use reqguard::{Config, ServerCore};
     use std::sync::{Arc, Mutex};
@@ -798,6 +798,55 @@ mod hyper_embed {
             .expect("the stop hung")
             .expect("the report was lost");
         assert_eq!((report.totals.stats.served, report.totals.leaked), (1, 0));
+    }
+
+    /// Forgets its bundle (a leak the ledger reports), then answers `500` by failing.
+    async fn forgets(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        std::mem::forget(bundle);
+        Err("forgot its bundle".into())
+    }
+
+    /// An `after_drain` hook that never runs (a bundle leaked: the drain never completes) is
+    /// dropped with the server; a `Drop` of what it captured that panics does not lose the
+    /// report. Before, it was dropped uncaught: the panic unwound out of `serve`.
+    #[test]
+    fn an_after_drain_hook_left_unrun_is_dropped_caught() {
+        super::quiet::quiet_panics();
+        let served = std::panic::catch_unwind(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, async {
+                let heap = Heap::new();
+                let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+                let bomb = super::PanicsOnDrop;
+                let options = Options::default()
+                    .drain_timeout(Duration::from_millis(20))
+                    .force_after(Duration::from_millis(20));
+                let server = HyperServer::new(core, forgets)
+                    .options(options)
+                    .after_drain(move || {
+                        let _ = &bomb;
+                    });
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let stop = async move {
+                    assert_eq!(status_of(addr).await, 500);
+                };
+                let serve = server.serve(listener, stop);
+                tokio::time::timeout(Duration::from_secs(20), serve)
+                    .await
+                    .expect("the server stopped")
+            })
+        });
+        let report = served.expect("the hook's drop escaped serve: the report was lost");
+        assert_eq!(report.leaked, 4, "the forgotten bundle: {}", report.leaks);
     }
 
     /// A panicking admission (the embedder's `EnterScope::enter`) is answered `500` and

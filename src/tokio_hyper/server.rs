@@ -430,8 +430,13 @@ where
             stopped
         };
         abandoned.armed.set(false);
-        if let (Some(hook), true) = (after_drain, drain.is_complete()) {
-            hook();
+        match after_drain {
+            Some(hook) if drain.is_complete() => hook(),
+            // Not run (something leaked): what it captured is the embedder's, and a `Drop` of
+            // it may panic.
+            hook => {
+                call_caught(move || drop(hook));
+            }
         }
         let report = report(&shared, stopped, started, steps);
         drop(abandoned);
