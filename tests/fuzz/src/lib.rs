@@ -4,7 +4,7 @@ use std::sync::Once;
 
 /// The statuses the reference server may answer with.
 const ALLOWED: &[u16] = &[
-    100, 200, 204, 400, 404, 405, 408, 413, 414, 431, 500, 501, 503,
+    100, 200, 204, 400, 404, 405, 408, 413, 414, 431, 500, 501, 503, 505,
 ];
 
 /// How many body bytes follow a final answer's head: none for `204` and `304`, none for an
