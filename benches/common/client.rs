@@ -17,6 +17,20 @@ use reqguard::http::{
 /// One keep-alive `GET /` (answered `200 hello`).
 pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
+/// The same `GET /` with the fields a browser or a client library adds (5 fields, 143 bytes):
+/// what the clients send instead when `REQGUARD_BENCH_FIELDS=1`, to measure the cost per
+/// field that the bare `GET` leaves out.
+pub const GET_FIELDS: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench/1.0\r\n\
+    Accept: */*\r\nAccept-Language: en-US,en;q=0.5\r\nX-Request-Id: 0123456789abcdef\r\n\r\n";
+
+/// The request the clients send: [`GET`], or [`GET_FIELDS`] with `REQGUARD_BENCH_FIELDS=1`.
+pub fn request() -> &'static [u8] {
+    match std::env::var("REQGUARD_BENCH_FIELDS").as_deref() {
+        Ok("1") => GET_FIELDS,
+        _ => GET,
+    }
+}
+
 /// Every client read and write gives up after this long.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -159,11 +173,11 @@ pub fn connect(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
         .collect()
 }
 
-/// The length of the answer to [`GET`], read off one real exchange (headers end, then
+/// The length of the answer to [`request`], read off one real exchange (headers end, then
 /// `Content-Length`); the date is an IMF-fixdate, always 29 bytes, so every answer has this
 /// length.
 pub fn answer_len(stream: &mut TcpStream) -> usize {
-    stream.write_all(GET).expect("write");
+    stream.write_all(request()).expect("write");
     let mut buf = Vec::with_capacity(512);
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -194,7 +208,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(depth: usize, answer_len: usize) -> Self {
         Pipeline {
-            requests: GET.repeat(depth),
+            requests: request().repeat(depth),
             answers: vec![0u8; answer_len * depth],
         }
     }

@@ -119,7 +119,8 @@ pub struct Connection<'r, H> {
     reading: Reading,
     /// The decoded chunked body of the request being read.
     body: Vec<u8>,
-    /// The header fields of the request being read, as ranges into its head.
+    /// The header fields of a request waiting for its body, as ranges into its head (a request
+    /// dispatched where its head was parsed has them in the dispatcher's slots).
     headers: Vec<HeaderSpan>,
     answers: Answers<'r, H>,
     /// The head being read was parsed at least once (on its first bytes) and found incomplete:
@@ -326,7 +327,7 @@ impl<'r, H> Connection<'r, H> {
         }
         let buf = &self.input[self.start..];
         d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
-        match parse_head(buf, &d.limits, &mut self.headers) {
+        match parse_head(buf, &d.limits, &mut d.fields) {
             Err(reject) => reject,
             Ok(_) => Reject::Timeout,
         }
@@ -469,7 +470,11 @@ impl<'r, H> Connection<'r, H> {
             match step {
                 Step::Wait => break,
                 Step::Continue => {}
-                Step::Request(parsed) => self.dispatch(d, now, &parsed.head, parsed.total),
+                Step::Request(parsed) => {
+                    // Its fields back into the slots, where the dispatch reads them.
+                    d.fields[..self.headers.len()].copy_from_slice(&self.headers);
+                    self.dispatch(d, now, &parsed.head, parsed.total);
+                }
             }
         }
         self.compact();
@@ -520,7 +525,7 @@ impl<'r, H> Connection<'r, H> {
         self.head_tried = true;
         d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
         // The head is borrowed from the result, not moved out of it: it is not copied again.
-        let parsed = parse_head(buf, &d.limits, &mut self.headers);
+        let parsed = parse_head(buf, &d.limits, &mut d.fields);
         let head = match &parsed {
             Ok(Some(head)) => {
                 self.head_tried = false;
@@ -560,6 +565,10 @@ impl<'r, H> Connection<'r, H> {
                 }
             }
         };
+        // Other connections' heads are parsed into the slots while this body arrives.
+        self.headers.clear();
+        self.headers
+            .extend_from_slice(&d.fields[..usize::from(head.fields)]);
         self.reading = Reading::Body {
             head: head.clone(),
             body,
@@ -620,7 +629,8 @@ impl<'r, H> Connection<'r, H> {
     }
 
     /// In the handler: admit the request (or refuse it holding nothing), call its handler,
-    /// and answer now or park it until its deferred answer is due.
+    /// and answer now or park it until its deferred answer is due. Its fields are in the
+    /// dispatcher's slots.
     fn dispatch<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
@@ -660,7 +670,8 @@ impl<'r, H> Connection<'r, H> {
         let panics = &mut d.stats.panics;
         let signal = per_request::<A, _>(panics, None, || A::signal(&held));
         let this = per_request::<A, _>(panics, None, || d.accounting.this());
-        let request = Request::new(input, head, &self.headers, body, signal, this);
+        let headers = &d.fields[..usize::from(head.fields)];
+        let request = Request::new(input, head, headers, body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response);
         let accounting = &mut d.accounting;
@@ -971,5 +982,46 @@ mod tests {
             None,
             "a stop makes idle connections linger instead"
         );
+    }
+
+    /// A request that waits for its body keeps its own fields while other connections parse
+    /// heads into the loop's shared slots, and its handler sees them all, in order.
+    #[test]
+    fn a_request_waiting_for_its_body_keeps_its_fields() {
+        fn fields(request: &Request<'_>, response: &mut Response<'_>) -> Reply {
+            for (name, value) in request.headers() {
+                response.write(name.as_bytes());
+                response.write(b"=");
+                response.write(value);
+                response.write(b";");
+            }
+            response.write(request.body());
+            Reply::Now
+        }
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        router.route("POST", "/f", fields);
+        router.route("GET", "/f", fields);
+        let mut d = Dispatcher::new(&router, Unaccounted::new(), Limits::default());
+        let now = Instant::now();
+        let (mut waiting, mut other) = (Connection::new(now), Connection::new(now));
+        waiting.receive(
+            &mut d,
+            b"POST /f HTTP/1.1\r\nHost: a\r\nX-Mine: 1\r\nContent-Length: 4\r\n\r\nab",
+            now,
+        );
+        other.receive(
+            &mut d,
+            b"GET /f HTTP/1.1\r\nHost: b\r\nX-Other: 2\r\nX-More: 3\r\nX-Most: 4\r\n\r\n",
+            now,
+        );
+        assert!(other
+            .pending_output()
+            .ends_with(b"Host=b;X-Other=2;X-More=3;X-Most=4;"));
+        assert!(waiting.pending_output().is_empty());
+        waiting.receive(&mut d, b"cd", now);
+        assert!(waiting
+            .pending_output()
+            .ends_with(b"Host=a;X-Mine=1;Content-Length=4;abcd"));
     }
 }

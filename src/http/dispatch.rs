@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::accounting::{Accounting, AccountingReport, StopStatus};
 use super::date::DateCache;
 use super::limits::Limits;
-use super::parse::Head;
+use super::parse::{FieldSlots, Head, NO_FIELDS};
 use super::response::{reason, Answer, Response};
 use super::router::{Handler, Reply, Request, Route, Router};
 use crate::admit::{Refusal, RefusalReason};
@@ -80,6 +80,8 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) limits: Limits,
     pub(crate) stats: Stats,
     pub(crate) scratch: Vec<u8>,
+    /// The header fields of the head being parsed (see [`Head::fields`]).
+    pub(crate) fields: FieldSlots,
     /// The `date` of every answer, formatted once a second.
     pub(crate) date: DateCache,
     pub(crate) in_flight: usize,
@@ -102,6 +104,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             limits,
             stats: Stats::default(),
             scratch: Vec::with_capacity(4096),
+            fields: NO_FIELDS,
             date: DateCache::new(),
             in_flight: 0,
             stopped_at: None,
@@ -354,7 +357,7 @@ pub(crate) fn call_resume(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse::parse_head;
+    use crate::http::parse::{parse_head, NO_FIELDS};
     use crate::http::response::Answer;
     use crate::http::Limits;
 
@@ -382,11 +385,12 @@ mod tests {
     #[test]
     fn a_panicking_handler_leaves_a_500_and_nothing_it_wrote() {
         let input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let mut headers = Vec::new();
-        let head = parse_head(input, &Limits::default(), &mut headers)
+        let mut slots = NO_FIELDS;
+        let head = parse_head(input, &Limits::default(), &mut slots)
             .unwrap()
             .unwrap();
-        let request = Request::new(input, &head, &headers, b"", None, None);
+        let headers = &slots[..usize::from(head.fields)];
+        let request = Request::new(input, &head, headers, b"", None, None);
         let expected = Answer::plain(500);
         let mut scratch = Vec::new();
         let mut response = Response::new(&mut scratch);

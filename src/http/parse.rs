@@ -14,7 +14,15 @@ use super::uri;
 use crate::codings::{codings, Codings};
 
 /// Headers beyond this count get `431`.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
+
+/// Room for the header fields of one head, filled from the start as it is parsed (see
+/// [`Head::fields`]). One per loop, not per connection: a request is dispatched in the call
+/// that parsed it, and one that waits for its body keeps a copy of its fields.
+pub(crate) type FieldSlots = [HeaderSpan; MAX_HEADERS];
+
+/// [`FieldSlots`] with nothing in them.
+pub(crate) const NO_FIELDS: FieldSlots = [HeaderSpan::EMPTY; MAX_HEADERS];
 
 /// Why the input cannot become a request; each maps to one status and closes the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,14 +72,20 @@ pub(crate) enum Framing {
 }
 
 /// One header field line, as spans into the head it was parsed from (small: every field is
-/// pushed into the connection's list as it is parsed).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// written into the loop's [`FieldSlots`] as it is parsed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HeaderSpan {
     pub(crate) name: Span,
     pub(crate) value: Span,
 }
 
 impl HeaderSpan {
+    /// No field: what empty slots hold.
+    pub(crate) const EMPTY: HeaderSpan = HeaderSpan {
+        name: Span { start: 0, end: 0 },
+        value: Span { start: 0, end: 0 },
+    };
+
     /// The field whose name and value are at `name` and `value` in a head (see [`Span::of`]).
     #[inline]
     pub(crate) fn new(name: Range<usize>, value: Range<usize>) -> Self {
@@ -94,6 +108,12 @@ pub(crate) struct Span {
 impl Span {
     pub(crate) fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
+    }
+
+    /// How many bytes it spans.
+    #[inline]
+    pub(crate) fn len(self) -> usize {
+        self.end.wrapping_sub(self.start) as usize
     }
 
     /// `range`, which lies within a head: parsed within [`MAX_PARSED`] bytes, so the casts
@@ -128,6 +148,9 @@ pub(crate) struct Head {
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
+    /// How many header fields the head has: the first slots of the [`FieldSlots`] it was
+    /// parsed with.
+    pub(crate) fields: u8,
 }
 
 impl Head {
@@ -191,10 +214,15 @@ impl TakeField for Fields {
                 let valid = uri::valid_authority(&buf[span.value.range()]);
                 self.add_host(valid, span.value)
             }
-            Name::Unknown => {
-                let (name, value) = (&buf[span.name.range()], &buf[span.value.range()]);
-                self.add(name, value, span.value)
-            }
+            // Most fields are none that matter here, told by the length of their name alone
+            // (`Host`, `Expect`, `Connection`, `Content-Length`, `Transfer-Encoding`).
+            Name::Unknown => match span.name.len() {
+                4 | 6 | 10 | 14 | 17 => {
+                    let (name, value) = (&buf[span.name.range()], &buf[span.value.range()]);
+                    self.add(name, value, span.value)
+                }
+                _ => Ok(()),
+            },
         };
         if taken.is_err() {
             self.flags |= Fields::INVALID;
@@ -340,25 +368,25 @@ pub(crate) fn starts_head(buf: &[u8]) -> bool {
 /// Parses a request head at the start of `buf`: `Ok(None)` while it is incomplete.
 ///
 /// The head is scanned once: by [`scan`] when it has the common shape, else by httparse. Its
-/// header fields are kept in `headers` as ranges (cleared first) for the handler, and read
-/// once here for framing, `Host` and `Connection`.
+/// header fields are kept in the first [`Head::fields`] of `slots` as ranges for the handler,
+/// and read once here for framing, `Host` and `Connection`.
 pub(crate) fn parse_head(
     buf: &[u8],
     limits: &Limits,
-    headers: &mut Vec<HeaderSpan>,
+    slots: &mut FieldSlots,
 ) -> Result<Option<Head>, Reject> {
     // Only the first `max_head` bytes can hold an acceptable head. Parsing no further makes the
     // answer independent of how the bytes arrived: an error past the limit is a `431` whether
     // the client sent it in one read or in many.
     let window = &buf[..buf.len().min(limits.get_max_head()).min(MAX_PARSED)];
     let mut found = Fields::default();
-    let line = match scan(window, headers, MAX_HEADERS, &mut found) {
+    let line = match scan(window, slots, &mut found) {
         Some(line) => {
             #[cfg(debug_assertions)]
-            same_as_httparse(window, &line, headers);
+            same_as_httparse(window, &line, &slots[..line.fields]);
             line
         }
-        None => match parse_with_httparse(window, buf.len() > window.len(), headers)? {
+        None => match parse_with_httparse(window, buf.len() > window.len(), slots)? {
             Some((line, fields)) => {
                 found = fields;
                 line
@@ -370,14 +398,14 @@ pub(crate) fn parse_head(
 }
 
 /// Parses the head at the start of `window` (the first bytes of the input, `more` of which
-/// lies past it) with httparse, its fields into `headers` and read into [`Fields`]: for every
+/// lies past it) with httparse, its fields into `slots` and read into [`Fields`]: for every
 /// head [`scan`] declines. Out of line, so its 64 field slots and httparse's code stay out of
 /// the common path.
 #[inline(never)]
 fn parse_with_httparse(
     window: &[u8],
     more: bool,
-    headers: &mut Vec<HeaderSpan>,
+    slots: &mut FieldSlots,
 ) -> Result<Option<(RequestLine, Fields)>, Reject> {
     let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
@@ -386,7 +414,7 @@ fn parse_with_httparse(
         Ok(httparse::Status::Partial) if more => return Err(too_large(&request)),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
-        Err(httparse::Error::Version) => return parse_other_version(window, more, headers),
+        Err(httparse::Error::Version) => return parse_other_version(window, more, slots),
         Err(_) => return Err(Reject::BadRequest),
     };
     let (Some(method), Some(target), Some(version)) =
@@ -394,18 +422,20 @@ fn parse_with_httparse(
     else {
         return Err(Reject::BadRequest);
     };
-    headers.clear();
-    headers.extend(request.headers.iter().map(|header| {
-        HeaderSpan::new(
+    // httparse fills at most `MAX_HEADERS` fields: as many as there are slots.
+    for (slot, header) in slots.iter_mut().zip(request.headers.iter()) {
+        *slot = HeaderSpan::new(
             range_of(window, header.name.as_bytes()),
             range_of(window, header.value),
-        )
-    }));
+        );
+    }
+    let count = request.headers.len().min(MAX_HEADERS);
     let mut found = Fields::default();
-    for field in headers.iter() {
+    for field in &slots[..count] {
         found.take(window, field, Name::Unknown);
     }
     let line = RequestLine {
+        fields: count,
         method: range_of(window, method.as_bytes()),
         target: range_of(window, target.as_bytes()),
         http10: version == 0,
@@ -423,7 +453,7 @@ fn parse_with_httparse(
 fn parse_other_version(
     window: &[u8],
     more: bool,
-    headers: &mut Vec<HeaderSpan>,
+    slots: &mut FieldSlots,
 ) -> Result<Option<(RequestLine, Fields)>, Reject> {
     match other_version(window) {
         OtherVersion::LaterMinor(at) => {
@@ -431,7 +461,7 @@ fn parse_other_version(
             // offsets, which are all a head is made of.
             let mut as_http11 = window.to_vec();
             as_http11[at] = b'1';
-            parse_with_httparse(&as_http11, more, headers)
+            parse_with_httparse(&as_http11, more, slots)
         }
         OtherVersion::OtherMajor => Err(Reject::VersionNotSupported),
         OtherVersion::Incomplete if more => Err(Reject::HeadTooLarge),
@@ -530,7 +560,10 @@ fn finish_head(
         target: target_range,
         http10,
         len,
+        fields,
     } = line;
+    // At most `MAX_HEADERS`, the slots there are.
+    let fields = fields as u8;
     let (method_range, method) = (method.clone(), &buf[method]);
     let target = &buf[target_range.clone()];
     let origin_form = target.first() == Some(&b'/') && method != b"CONNECT";
@@ -548,6 +581,7 @@ fn finish_head(
             framing: Framing::Length(0),
             keep_alive: true,
             expect_continue: false,
+            fields,
         });
     }
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
@@ -601,6 +635,7 @@ fn finish_head(
         framing,
         keep_alive: !found.has(Fields::CLOSE) && (!http10 || found.has(Fields::KEEP_ALIVE)),
         expect_continue: found.has(Fields::CONTINUE),
+        fields,
     })
 }
 
@@ -633,11 +668,10 @@ mod tests {
     }
 
     fn head(input: &[u8]) -> Result<Option<Head>, Reject> {
-        let mut spans = Vec::new();
         parse_head(
             input,
             &Limits::default().max_head(256).max_body(16),
-            &mut spans,
+            &mut NO_FIELDS.clone(),
         )
     }
 
@@ -776,7 +810,7 @@ mod tests {
         let any = Limits::default().max_body(usize::MAX);
         let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n";
         assert_eq!(
-            parse_head(request, &any, &mut Vec::new()),
+            parse_head(request, &any, &mut NO_FIELDS.clone()),
             Err(Reject::BodyTooLarge)
         );
     }
@@ -862,14 +896,14 @@ mod tests {
                 format!("POST / HTTP/1.1\r\n{fields}\r\n"),
                 format!("POST / HTTP/1.1\n{fields}\r\n"),
             ];
-            let [scanned, parsed] = heads.map(|h| parse_head(h.as_bytes(), &big, &mut Vec::new()));
+            let [scanned, parsed] = heads.map(|h| parse_head(h.as_bytes(), &big, &mut NO_FIELDS.clone()));
             let scanned = scanned.map(|h| h.map(|h| (h.keep_alive, h.expect_continue, h.framing)));
             let parsed = parsed.map(|h| h.map(|h| (h.keep_alive, h.expect_continue, h.framing)));
             assert_eq!(scanned, parsed, "{fields:?}");
         }
         let expect = |fields: &str| {
             let h = format!("GET / HTTP/1.1\r\n{fields}\r\n");
-            parse_head(h.as_bytes(), &big, &mut Vec::new())
+            parse_head(h.as_bytes(), &big, &mut NO_FIELDS.clone())
                 .unwrap()
                 .unwrap()
                 .expect_continue
@@ -937,23 +971,23 @@ mod tests {
         ) {
             let head = mutated_head(&parts, &flips);
             let head = &head[..head.len() - cut % 3];
-            let mut spans = Vec::new();
-            if let Some(line) = scan(head, &mut spans, 4, &mut ()) {
-                same_as_httparse(head, &line, &spans);
+            let mut slots = NO_FIELDS;
+            if let Some(line) = scan(head, &mut slots[..4], &mut ()) {
+                same_as_httparse(head, &line, &slots[..line.fields]);
             }
-            let _ = parse_head(head, &Limits::default(), &mut spans);
+            let _ = parse_head(head, &Limits::default(), &mut slots);
         }
     }
 
     #[test]
     fn header_spans_are_kept_for_the_handler() {
         let input = b"GET / HTTP/1.1\r\nHost: x\r\nX-One:  1 \r\n\r\n";
-        let mut spans = Vec::new();
-        let h = parse_head(input, &Limits::default(), &mut spans)
+        let mut slots = NO_FIELDS;
+        let h = parse_head(input, &Limits::default(), &mut slots)
             .unwrap()
             .unwrap();
         assert!(!h.is_head);
-        let named: Vec<(&[u8], &[u8])> = spans
+        let named: Vec<(&[u8], &[u8])> = slots[..usize::from(h.fields)]
             .iter()
             .map(|s| (&input[s.name.range()], &input[s.value.range()]))
             .collect();

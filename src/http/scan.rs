@@ -48,6 +48,8 @@ pub(crate) struct RequestLine {
     pub(crate) http10: bool,
     /// The head's length, its final CRLF included.
     pub(crate) len: usize,
+    /// How many header fields it has (in the first slots).
+    pub(crate) fields: usize,
 }
 
 /// `tchar` (RFC 9110 §5.6.2): what a method and a field name are made of (httparse's
@@ -104,19 +106,17 @@ static VALUE: [bool; 256] = {
 /// `HTTP/1.` as the low 7 bytes of a little-endian word.
 const HTTP_1: u64 = u64::from_le_bytes(*b"HTTP/1.\0");
 
-/// Scans the head at the start of `buf` if it has the common shape, its fields into `headers`
-/// (cleared first; at most `max_headers`), each also handed to `take` as it is scanned (so the
-/// caller reads them while they are at hand, not in a second pass). `None`: not that shape, or
-/// not complete in `buf`; `headers` and what `take` saw are then meaningless and httparse must
-/// parse the head.
+/// Scans the head at the start of `buf` if it has the common shape, its fields into the first
+/// `slots` (as many as there are slots at most), each also handed to `take` as it is scanned
+/// (so the caller reads them while they are at hand, not in a second pass). `None`: not that
+/// shape, or not complete in `buf`; the slots and what `take` saw are then meaningless and
+/// httparse must parse the head.
 #[inline]
 pub(crate) fn scan(
     buf: &[u8],
-    headers: &mut Vec<HeaderSpan>,
-    max_headers: usize,
+    slots: &mut [HeaderSpan],
     take: &mut impl TakeField,
 ) -> Option<RequestLine> {
-    headers.clear();
     let method = 0..method_end(buf)?;
     let target = method.end + 1..run(buf, method.end + 1, visible, &TARGET)?;
     if method.is_empty() || target.is_empty() || buf[method.end] != b' ' || buf[target.end] != b' '
@@ -136,6 +136,7 @@ pub(crate) fn scan(
         _ => return None,
     };
     let mut at = at + 10;
+    let mut fields = 0;
     loop {
         if *buf.get(at)? == b'\r' {
             return (*buf.get(at + 1)? == b'\n').then_some(RequestLine {
@@ -143,14 +144,15 @@ pub(crate) fn scan(
                 target,
                 http10,
                 len: at + 2,
+                fields,
             });
         }
         let (field, next, name) = field(buf, at)?;
-        if headers.len() == max_headers {
-            return None;
-        }
+        // No slot left: httparse decides (`431` past the most fields a head may have).
+        let slot = slots.get_mut(fields)?;
         take.take(buf, &field, name);
-        headers.push(field);
+        *slot = field;
+        fields += 1;
         at = next;
     }
 }
@@ -361,9 +363,9 @@ mod tests {
     type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
 
     fn scanned(input: &[u8]) -> Option<(RequestLine, Fields<'_>)> {
-        let mut spans = Vec::new();
-        let line = scan(input, &mut spans, 4, &mut ())?;
-        let fields = spans
+        let mut slots = [HeaderSpan::EMPTY; 4];
+        let line = scan(input, &mut slots, &mut ())?;
+        let fields = slots[..line.fields]
             .iter()
             .map(|s| (&input[s.name.range()], &input[s.value.range()]))
             .collect();
@@ -451,7 +453,7 @@ mod tests {
         ] {
             let input = format!("GET / HTTP/1.1\r\nhOsT: {value}\r\nX: {value}\r\n\r\n");
             let mut seen = Plain(Vec::new());
-            scan(input.as_bytes(), &mut Vec::new(), 4, &mut seen).unwrap();
+            scan(input.as_bytes(), &mut [HeaderSpan::EMPTY; 4], &mut seen).unwrap();
             assert_eq!(seen.0, [plain, false], "{value:?}");
         }
     }
