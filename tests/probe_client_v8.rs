@@ -164,3 +164,37 @@ fn target_forms_their_method_does_not_take_are_400_on_both_stacks() {
         stop_clean(serve);
     }
 }
+
+/// RFC 9110 §6.2: "A server SHOULD send a response version equal to the highest version to
+/// which the server is conformant that has a major version less than or equal to the one
+/// received in the request": `HTTP/1.1` to an HTTP/1.0 request, its persistence said in
+/// `connection` (`keep-alive` when asked, else `close` and FIN). Before, the mio stack
+/// answered `HTTP/1.0`. (hyper answers an HTTP/1.0 request `HTTP/1.0` itself: docs/hyper.md.)
+#[test]
+fn answers_to_http_1_0_requests_say_http_1_1() {
+    let serve = Serve::start("", "--stack mio");
+    let mut client = StrictClient::connect(serve.addr);
+    client.send(
+        b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n\
+          HEAD /nope HTTP/1.0\r\nconnection: keep-alive\r\n\r\n\
+          POST /echo HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi",
+    );
+    for (method, status, connection) in [
+        ("GET", 200, "keep-alive"),
+        ("HEAD", 404, "keep-alive"),
+        ("POST", 200, "close"),
+    ] {
+        let answer = client.answer(method);
+        assert_eq!(
+            (
+                answer.version.as_str(),
+                answer.status,
+                answer.field("connection")
+            ),
+            ("HTTP/1.1", status, Some(connection)),
+            "{answer:?}"
+        );
+    }
+    client.expect_nothing_more(true, Duration::ZERO);
+    stop_clean(serve);
+}

@@ -394,7 +394,7 @@ fn short_answers_of_every_length_are_whole_and_strict_when_pipelined() {
         requests.extend_from_slice(
             format!("GET /bytes?n={n} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
         );
-        expected.push(("GET", n, "HTTP/1.0"));
+        expected.push(("GET", n, "HTTP/1.1")); // an HTTP/1.0 request: RFC 9110 §6.2
         requests
             .extend_from_slice(format!("HEAD /bytes?n={n} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         expected.push(("HEAD", n, "HTTP/1.1"));

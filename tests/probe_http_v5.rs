@@ -395,7 +395,7 @@ fn health_probes_answer_in_a_loop_group_only_and_wherever_they_come() {
     let expected = format!(
         "{}{}HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\n\
          HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\nNot Found\
-         HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n\
+         HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n\
          connection: close\r\n\r\nlive",
         ok_plain("live"),
         echoed(b"abc"),
@@ -432,7 +432,8 @@ fn content_type_head(version: &str, status: u16, set: Option<&str>, body: &str) 
         304 => "Not Modified",
         _ => "Not Found",
     };
-    let mut head = format!("HTTP/{version} {status} {reason}\r\n");
+    // `HTTP/1.1` to an HTTP/1.0 request too (RFC 9110 §6.2), which closes.
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
     if matches!(status, 204 | 304) {
         if version == "1.0" {
             head += "connection: close\r\n";

@@ -98,7 +98,7 @@ fn head_is_answered_by_the_get_route_with_its_length_and_no_body() {
     );
     assert_eq!(answers[0].status, 200);
     assert_eq!(answers[0].field("content-length"), Some("12")); // "delayed 5 ms"
-    assert_eq!(answers[1].version, "HTTP/1.0");
+    assert_eq!(answers[1].version, "HTTP/1.1"); // to HTTP/1.0 too: RFC 9110 §6.2
     assert_eq!(answers[1].field("content-length"), Some("5"));
     assert_eq!(answers[2].text(), "hello");
     client.expect_nothing_more(false, QUIET);

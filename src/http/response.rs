@@ -226,7 +226,7 @@ impl Wire {
 /// end of the head are one copy.
 #[inline(always)]
 pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, answer: Answer<'_>) {
-    let common = answer.status == 200 && !wire.http10 && answer.allow.is_none();
+    let common = answer.status == 200 && answer.allow.is_none();
     if common && answer.content_type.is_none() {
         out.extend_from_slice(date.ok_plain());
         return write_length_and_body(out, wire, answer.body);
@@ -235,7 +235,7 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
     if common {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     } else {
-        write_status_line(out, wire.http10, answer.status);
+        write_status_line(out, answer.status);
     }
     out.extend_from_slice(date.line());
     if let Some(allow) = answer.allow {
@@ -351,18 +351,17 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-fn write_status_line(out: &mut Vec<u8>, http10: bool, status: u16) {
+/// The status line: `HTTP/1.1` whatever the request's version (RFC 9110 §6.2: a server SHOULD
+/// send the highest version it conforms to, within the request's major version; an HTTP/1.0
+/// client reads it as it reads HTTP/1.0, and nothing in the answer needs HTTP/1.1: no chunked
+/// content, no `100` to HTTP/1.0).
+fn write_status_line(out: &mut Vec<u8>, status: u16) {
     match status_line(status) {
-        Some(line) if !http10 => out.extend_from_slice(line),
-        Some(line) => {
-            out.extend_from_slice(b"HTTP/1.0");
-            out.extend_from_slice(&line[8..]);
-        }
+        Some(line) => out.extend_from_slice(line),
         None => {
             // Three digits and an empty reason phrase (RFC 9112 §4); `settle` keeps the status
             // in 200..=599, and anything else still writes three digits.
             let status = status.clamp(100, 999);
-            let version: &[u8] = if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" };
             let digits = [
                 b' ',
                 b'0' + (status / 100) as u8,
@@ -372,7 +371,7 @@ fn write_status_line(out: &mut Vec<u8>, http10: bool, status: u16) {
                 b'\r',
                 b'\n',
             ];
-            out.extend_from_slice(version);
+            out.extend_from_slice(b"HTTP/1.1");
             out.extend_from_slice(&digits);
         }
     }
@@ -449,7 +448,8 @@ mod tests {
             http10: true,
             ..KEEP
         };
-        assert!(written(http10, answer).starts_with("HTTP/1.0 404 Not Found\r\n"));
+        // HTTP/1.1 to an HTTP/1.0 request too (RFC 9110 §6.2), its keep-alive said.
+        assert!(written(http10, answer).starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(written(http10, answer).contains("\r\nconnection: keep-alive\r\n\r\n"));
         let close = Wire {
             close: true,
