@@ -537,6 +537,55 @@ fn a_group_handler_whose_drop_panics_does_not_lose_the_report() {
     assert_eq!(report.totals.stats.served, 1);
 }
 
+/// An accounting of the embedder's that says its drain is complete however many requests
+/// are out.
+struct SaysComplete(Unaccounted);
+
+impl Accounting for SaysComplete {
+    type Held = ();
+
+    fn admit(&mut self) -> Result<(), Refusal> {
+        self.0.admit()
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.0.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, _now: Instant, _in_flight: usize) -> StopStatus {
+        StopStatus::Complete
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.0.report()
+    }
+}
+
+/// A session's deadline holds whatever its accounting says, as a server's does (its own count
+/// of requests out rules): a request still out at the drain deadline is aborted although the
+/// accounting said complete at the stop.
+#[test]
+fn a_session_deadline_holds_when_the_accounting_says_complete_early() {
+    let routes = Routes::new();
+    let router = later_routes(&routes, Duration::from_secs(5));
+    let limits = Limits::default().drain_timeout(Duration::from_millis(100));
+    let mut session = Session::new(&router, SaysComplete(Unaccounted::new()), limits);
+    session.feed(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+    session.stop();
+    session.advance(Duration::from_millis(100));
+    assert_eq!(session.dispatcher().in_flight(), 0, "out past the deadline");
+    assert_eq!(session.stats().aborted, 1);
+    assert!(session.is_closed());
+}
+
 /// Which per-request call of [`PanicsPerRequest`] panics.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum PerRequest {

@@ -96,9 +96,11 @@ impl<'r, A: Accounting> Session<'r, A> {
         let timeout = self.dispatcher.limits().get_drain_timeout();
         let passed = stopped_at.checked_add(timeout).is_some_and(|at| now >= at);
         match self.dispatcher.poll_stop(now, in_flight) {
-            StopStatus::Complete => self.drained = true,
-            StopStatus::Pending if !passed => {}
-            StopStatus::Pending | StopStatus::Expired { .. } => {
+            StopStatus::Complete if in_flight == 0 => self.drained = true,
+            // The session's own count rules, as the server's sockets do: an accounting that
+            // says complete with a request out waits for it, or for the deadline.
+            StopStatus::Complete | StopStatus::Pending if !passed => {}
+            StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } => {
                 self.connection
                     .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
                 // Every request has ended now: the drain completes (its hooks run).
