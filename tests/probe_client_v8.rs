@@ -198,3 +198,58 @@ fn answers_to_http_1_0_requests_say_http_1_1() {
     client.expect_nothing_more(true, Duration::ZERO);
     stop_clean(serve);
 }
+
+/// A slow-body client (R-U-Dead-Yet, `slowhttptest -B`: a `content-length` announced, the body
+/// sent a byte at a time) holding every slot must not lock newcomers out until the request
+/// timeout: at the limit the body arriving the slowest under 1 KiB/s (after its first second)
+/// is evicted as a slow head is, `408` + close, and the newcomer is served. Before, a body
+/// arriving was never evicted: `serve --max-connections 200` under `slowhttptest -c 600 -B`
+/// answered every newcomer `503` until the slow bodies' 10 s timeout, round after round.
+/// (The hyper stack does not see a body's progress: docs/hyper.md.)
+#[test]
+fn slow_bodies_cannot_lock_newcomers_out_at_capacity() {
+    let serve = Serve::start("", "--stack mio --max-connections 3");
+    let mut slow: Vec<StrictClient> = (0..3)
+        .map(|_| {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab");
+            std::thread::sleep(Duration::from_millis(50)); // the first is the oldest
+            client
+        })
+        .collect();
+    // A byte each every 200 ms: about 5 bytes per second, for 1.4 s.
+    for _ in 0..7 {
+        std::thread::sleep(Duration::from_millis(200));
+        for client in &mut slow {
+            client.send(b"x");
+        }
+    }
+    let mut newcomer = StrictClient::connect(serve.addr);
+    newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let answer = newcomer.answer("GET");
+    assert_eq!((answer.status, answer.text()), (200, "hello"), "{answer:?}");
+    let evicted = slow[0].answer("POST");
+    assert_eq!(
+        (evicted.status, evicted.closes()),
+        (408, true),
+        "{evicted:?}"
+    );
+    slow[0].expect_nothing_more(true, Duration::ZERO);
+    // The others were not harmed: their bodies end, and are echoed.
+    for client in &mut slow[1..] {
+        client.send(b"y");
+        let echoed = client.answer("POST");
+        assert_eq!(
+            (echoed.status, echoed.text()),
+            (200, "abxxxxxxxy"),
+            "{echoed:?}"
+        );
+    }
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(
+        util::serve::field(&json, "connections_evicted"),
+        1.0,
+        "{json}"
+    );
+}

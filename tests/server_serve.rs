@@ -100,8 +100,9 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
             break;
         }
         served += 1;
-        // A body on its way: a connection the loop may not evict to make room.
-        client.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 9\r\n\r\nbody");
+        // A request in its handler: a connection the loop may not evict to make room (a body
+        // on its way is evicted once it arrives slower than 1 KiB/s: probe_client_v8).
+        client.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
     }
     assert!(served > 0 && served < clients.len(), "served {served}");
 

@@ -33,7 +33,7 @@ use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
 use super::dispatch::{call_resume, probe_response, route_and_call, Dispatcher};
 use super::ladder::ConnState;
-use super::limits::MAX_TIMEOUT;
+use super::limits::{MAX_TIMEOUT, MIN_BODY_RATE, SLOW_BODY_GRACE};
 use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
 use super::response::{write_response, write_status, Answer, DateLine, Response, Wire};
 use super::router::{Reply, Request, Route};
@@ -286,15 +286,30 @@ impl<'r, H> Connection<'r, H> {
     }
 
     /// Since when this connection has held its slot with nothing admitted and nothing to write:
-    /// idle (kept alive, or new and silent) since its last activity, or reading a head since
-    /// that began. `None` when it must not be evicted: a request in its handler, a body being
-    /// read, an answer being written, or closing.
+    /// idle (kept alive, or new and silent) since its last activity, reading a head since that
+    /// began, or reading a body too slowly (see [`slow_body_since`](Connection::slow_body_since)).
+    /// `None` when it must not be evicted: a request in its handler, a body arriving at pace,
+    /// an answer being written, or closing.
     pub(crate) fn evictable_since(&self) -> Option<Instant> {
-        let evictable = !self.closing
-            && !self.closed
-            && self.answers.is_empty()
-            && matches!(self.reading, Reading::Head);
-        evictable.then(|| self.request_started.unwrap_or(self.last_activity))
+        if self.closing || self.closed || !self.answers.is_empty() {
+            return None;
+        }
+        match self.reading {
+            Reading::Head => Some(self.request_started.unwrap_or(self.last_activity)),
+            Reading::Body { .. } => self.slow_body_since(),
+        }
+    }
+
+    /// When a body being read falls below [`MIN_BODY_RATE`]: its request's first byte plus the
+    /// time its bytes so far earn at that rate (at least [`SLOW_BODY_GRACE`]). A body keeping
+    /// the pace stays ahead of the clock and is never chosen; the bytes a newcomer's eviction
+    /// reads first move it on (a sign of life, as a request arriving on an idle connection).
+    #[cold]
+    fn slow_body_since(&self) -> Option<Instant> {
+        let received = (self.input.len() - self.start + self.body.len()) as u64;
+        let earned = Duration::from_millis(received.saturating_mul(1000) / MIN_BODY_RATE);
+        let started = self.request_started?;
+        Some(later(started, earned.max(SLOW_BODY_GRACE)))
     }
 
     /// Evicts the connection (see [`evictable_since`](Connection::evictable_since)) to free its

@@ -49,6 +49,16 @@ pub const MIN_HEAD: usize = 64;
 /// longer would overflow `Instant` arithmetic.
 pub const MAX_TIMEOUT: Duration = crate::MAX_TIMEOUT;
 
+/// At the connection limit (or out of descriptors) a request body arriving slower than this
+/// on average, bytes per second from the request's first byte, is evicted as a slow head is
+/// (`408` + close): a slow-body client (R-U-Dead-Yet, `slowhttptest -B`) must not lock
+/// newcomers out until `request_timeout`. Fixed, not a knob; with [`SLOW_BODY_GRACE`].
+pub(crate) const MIN_BODY_RATE: u64 = 1024;
+
+/// ... counted only once the request has taken this long: a body is not judged on its first
+/// bytes.
+pub(crate) const SLOW_BODY_GRACE: Duration = Duration::from_secs(1);
+
 impl Default for Limits {
     /// 8 KiB of headers, 1 MiB of body (2 MiB of chunk framing, 16 KiB of chunk extensions,
     /// 8 KiB of trailers), 64 KiB of unsent answers before reading pauses, 1,024 connections, 32
