@@ -586,6 +586,66 @@ fn a_session_deadline_holds_when_the_accounting_says_complete_early() {
     assert!(session.is_closed());
 }
 
+/// An accounting that tells the server its per-request calls cannot panic (`MAY_PANIC`
+/// false), and whose `handled` panics all the same: a loop that dies (documented).
+struct DiesOnHandled(Unaccounted);
+
+impl Accounting for DiesOnHandled {
+    type Held = ();
+    const MAY_PANIC: bool = false;
+
+    fn admit(&mut self) -> Result<(), Refusal> {
+        self.0.admit()
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn handled(&mut self) {
+        panic!("an accounting's handled panics");
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.0.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.0.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.0.report()
+    }
+}
+
+/// A stop handle of a server whose loop died (a panic it was told not to expect) does not
+/// wait for a stop that can never begin: the loop is gone, so it has stopped. Before, the
+/// loop's phase stayed "running": `stop_and_wait(Duration::MAX)` waited forever and
+/// `is_stopping` said false.
+#[test]
+fn a_stop_handle_of_a_loop_that_died_does_not_wait_forever() {
+    quiet::quiet_panics();
+    let running = ServerBuilder::new()
+        .spawn(|| DiesOnHandled(Unaccounted::new()), demo_routes)
+        .unwrap();
+    let stop = running.stop_handle();
+    let _ = util::try_get(running.addr(), "/"); // the loop dies handling it
+    let waiting = stop.clone();
+    let waited = within(HANG, move || waiting.stop_and_wait(Duration::MAX));
+    assert_eq!(waited, Some(true), "stop_and_wait waited for a dead loop");
+    assert!(stop.is_stopping());
+    let joined = std::panic::catch_unwind(AssertUnwindSafe(move || running.join()));
+    assert!(
+        joined.is_err(),
+        "join reports the dead thread (documented: it panics)"
+    );
+}
+
 /// Which per-request call of [`PanicsPerRequest`] panics.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum PerRequest {

@@ -359,24 +359,33 @@ impl LoopStart {
                 routes(&mut router);
                 let server = Server::from_listener(listener, &router, accounting(index), limits)
                     .map(|server| server.join_group(member, ladder));
-                let ran = match server {
-                    Ok(server) => {
-                        let _ = ready.send(Ok(server.stop_handle()));
-                        // Senders all gone tells `spawn` that a loop died before ready.
-                        drop(ready);
-                        server.run()
-                    }
-                    Err(err) => {
-                        let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
-                        Err(err)
-                    }
-                };
+                let ran = run_when_ready(server, ready);
                 // The handlers are the embedder's: a `Drop` that panics must not lose the
                 // loop's report.
                 drop(router);
                 call_caught(move || drop(store));
                 ran
             })
+    }
+}
+
+/// Runs a loop's server once it is ready (its stop handle sent), or sends why it could not
+/// start. The server (it borrows the routes) is gone when this returns.
+fn run_when_ready<A: Accounting>(
+    server: io::Result<Server<'_, A>>,
+    ready: mpsc::Sender<io::Result<StopHandle>>,
+) -> io::Result<ServerReport> {
+    match server {
+        Ok(server) => {
+            let _ = ready.send(Ok(server.stop_handle()));
+            // Senders all gone tells `spawn` that a loop died before ready.
+            drop(ready);
+            server.run()
+        }
+        Err(err) => {
+            let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
+            Err(err)
+        }
     }
 }
 

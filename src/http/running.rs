@@ -95,7 +95,8 @@ impl StopHandle {
     /// Asks the server to stop and waits (at most `timeout`) until its loop has begun the stop:
     /// the listener is closed, admission is closed, and stop hooks (a collection) have run.
     /// Returns whether it had. A `timeout` past what the clock can count (`Duration::MAX`)
-    /// waits as long as it takes.
+    /// waits as long as it takes. A loop that has ended, however (its thread panicked, or
+    /// polling failed), counts as stopped: this returns `true` at once.
     ///
     /// Called from a handler (on the loop's own thread) it cannot see the stop begin: the loop
     /// begins it once the handler returns. It waits the whole `timeout` and returns `false`;

@@ -858,6 +858,15 @@ fn later(at: Instant, by: Duration) -> Instant {
         .unwrap_or(at + super::limits::MAX_TIMEOUT)
 }
 
+/// A server that is gone has stopped, however it ended (its report made, an error, or a
+/// panic unwinding its thread): its stop handles stop waiting for a stop that can no longer
+/// begin.
+impl<A: Accounting> Drop for Server<'_, A> {
+    fn drop(&mut self) {
+        self.control.set_phase(Phase::Done);
+    }
+}
+
 impl<A: Accounting> std::fmt::Debug for Server<'_, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
