@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::bundle::{Bundle, Reply};
@@ -165,8 +165,10 @@ impl<C: Recycle> Drain<C> {
         loop {
             let len = match Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Ready(None) => return Poll::Ready(self.answer()),
-                Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, Bytes::len),
-                Poll::Ready(Some(Err(_))) => return Poll::Ready(closing(self.answer())),
+                Poll::Ready(Some(Ok(frame))) if !swallowed(&frame) => {
+                    frame.data_ref().map_or(0, Bytes::len)
+                }
+                Poll::Ready(Some(_)) => return Poll::Ready(closing(self.answer())),
                 Poll::Pending => {
                     ready!(body_timer(&mut self.deadline, self.timeout, cx));
                     return Poll::Ready(closing(self.answer()));
@@ -323,6 +325,9 @@ impl<C: Recycle> Echo<C> {
         };
         let bundle = self.bundle();
         Poll::Ready(match collected {
+            Ok(body) if body.trailers().is_some_and(HeaderMap::is_empty) => {
+                closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new()))
+            }
             Ok(body) => typed(bundle, StatusCode::OK, body.to_bytes(), Some(OCTETS)),
             Err(err) if err.is::<http_body_util::LengthLimitError>() => {
                 closing(text(bundle, StatusCode::PAYLOAD_TOO_LARGE, Bytes::new()))
@@ -352,6 +357,15 @@ fn body_timer(
         .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
         .as_mut()
         .poll(cx)
+}
+
+/// Whether `frame` is the empty trailers hyper 1.x reports for a trailer section that begins
+/// with a bare LF (`0\r\n\n`): its decoder reads such a section up to the next CRLF CRLF, and
+/// httparse takes the LF for the section's end, so whatever came before that CRLF CRLF, a
+/// pipelined request included, was swallowed. No well-formed body makes an empty trailers
+/// frame (no trailer field: no frame), so it is a framing error: `400` + close, as on mio.
+fn swallowed(frame: &Frame<Bytes>) -> bool {
+    frame.trailers_ref().is_some_and(HeaderMap::is_empty)
 }
 
 fn closing<C: Recycle>(mut reply: Reply<Full<Bytes>, C>) -> Reply<Full<Bytes>, C> {
