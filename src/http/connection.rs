@@ -685,8 +685,7 @@ impl<'r, H> Connection<'r, H> {
         let panics = &mut d.stats.panics;
         let signal = per_request::<A, _>(panics, None, || A::signal(&held));
         let this = per_request::<A, _>(panics, None, || d.accounting.this());
-        let headers = &d.fields[..usize::from(head.fields)];
-        let request = Request::new(input, head, headers, body, signal, this);
+        let request = Request::new(input, head, &d.fields, body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response);
         let accounting = &mut d.accounting;

@@ -389,8 +389,7 @@ mod tests {
         let head = parse_head(input, &Limits::default(), &mut slots)
             .unwrap()
             .unwrap();
-        let headers = &slots[..usize::from(head.fields)];
-        let request = Request::new(input, &head, headers, b"", None, None);
+        let request = Request::new(input, &head, &slots, b"", None, None);
         let expected = Answer::plain(500);
         let mut scratch = Vec::new();
         let mut response = Response::new(&mut scratch);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use typed_arena::Arena;
 
-use super::parse::{Head, HeaderSpan};
+use super::parse::{FieldSlots, Head};
 use super::response::Response;
 use crate::signal::AbortSignal;
 
@@ -49,7 +49,8 @@ pub struct Request<'a> {
     pub(crate) input: &'a [u8],
     /// Where the parts are in `input`.
     pub(crate) parsed: &'a Head,
-    pub(crate) headers: &'a [HeaderSpan],
+    /// The slots the head's fields were parsed into: the first [`Head::fields`] are its own.
+    pub(crate) fields: &'a FieldSlots,
     pub(crate) body: &'a [u8],
     pub(crate) signal: Option<&'a AbortSignal>,
     pub(crate) this: Option<&'a dyn Any>,
@@ -61,11 +62,12 @@ fn text(bytes: &[u8]) -> &str {
 }
 
 impl<'a> Request<'a> {
-    /// The request parsed into `head` (`input` starts at the head's first byte), with `body`.
+    /// The request parsed into `head` (`input` starts at the head's first byte) and `fields`,
+    /// with `body`.
     pub(crate) fn new(
         input: &'a [u8],
         head: &'a Head,
-        headers: &'a [HeaderSpan],
+        fields: &'a FieldSlots,
         body: &'a [u8],
         signal: Option<&'a AbortSignal>,
         this: Option<&'a dyn Any>,
@@ -73,7 +75,7 @@ impl<'a> Request<'a> {
         Request {
             input,
             parsed: head,
-            headers,
+            fields,
             body,
             signal,
             this,
@@ -153,8 +155,8 @@ impl<'a> Request<'a> {
 
     /// Every header field in the order sent, repeated names included: `(name, value)`.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        let head = self.input;
-        self.headers
+        let (head, fields) = (self.input, self.fields);
+        fields[..usize::from(self.parsed.fields)]
             .iter()
             .map(move |h| (text(&head[h.name.range()]), &head[h.value.range()]))
     }
