@@ -394,7 +394,7 @@ pub(crate) fn parse_head(
             None => return Ok(None),
         },
     };
-    finish_head(buf, limits, line, found).map(Some)
+    finish_head(window, limits, line, found).map(Some)
 }
 
 /// Parses the head at the start of `window` (the first bytes of the input, `more` of which
