@@ -286,21 +286,27 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     request: &Request<'_>,
     response: &mut Response<'a>,
 ) -> (Reply, Option<&'r Route>) {
-    let path = request.path_and_query().0;
     let method = request.method_bytes();
-    let route = match router.find_bytes(method, request.method_key(), path) {
+    let origin = request.origin_bytes();
+    let found = match origin.first() {
+        // Origin-form (nearly always): matched with its query on, if any.
+        Some(b'/') => router.find_origin(method, request.method_key(), origin),
+        _ => router.find_bytes(method, request.method_key(), request.path_and_query().0),
+    };
+    let path = || request.path_and_query().0;
+    let route = match found {
         Ok(route) => route,
         // `OPTIONS` with no route of its own: `204` and the resource's methods (`*`: every
         // route's), RFC 9110 §9.3.7.
         Err(404 | 405) if request.method_bytes() == b"OPTIONS" => {
-            match router.allow_bytes(path) {
+            match router.allow_bytes(path()) {
                 Some(allow) => response.options(allow),
                 None => response.fail(404),
             }
             return (Reply::Now, None);
         }
         Err(405) => {
-            response.method_not_allowed(router.allow_bytes(path).unwrap_or(""));
+            response.method_not_allowed(router.allow_bytes(path()).unwrap_or(""));
             return (Reply::Now, None);
         }
         Err(status) => {

@@ -106,6 +106,13 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The origin (path and query) as bytes: the target, or the part of an absolute-form one
+    /// after its authority.
+    #[inline]
+    pub(crate) fn origin_bytes(&self) -> &'a [u8] {
+        &self.input[self.parsed.origin.range()]
+    }
+
     /// The path and the query (after `?`) as bytes. `http://host` and `http://host?q` have the
     /// path `/` (RFC 9110 §4.2.3).
     #[inline]
@@ -285,6 +292,8 @@ pub struct Route {
     /// `method` as a [`method_key`].
     method_key: u64,
     path: Box<str>,
+    /// `path` has a `?`: no request's path is it.
+    path_has_query: bool,
     handler: Box<dyn Handler>,
 }
 
@@ -456,6 +465,7 @@ impl<'r> Router<'r> {
             method,
             method_key: method_key(method.as_bytes()),
             path: path.into(),
+            path_has_query: path.contains('?'),
             handler: Box::new(handler),
         });
         self.table.push(route);
@@ -490,11 +500,44 @@ impl<'r> Router<'r> {
         key: u64,
         path: &[u8],
     ) -> Result<&'r Route, u16> {
+        // Lengths first: most routes differ in length from the path asked for.
+        self.find_where(method, key, |route| same(route.path.as_bytes(), path))
+    }
+
+    /// [`find_bytes`](Router::find_bytes) for the request whose origin-form target (path and
+    /// query) is `origin`: a route's path matches when the origin is that path, or that path
+    /// and a query. The path is never looked for (no search for its `?`).
+    #[inline]
+    pub(crate) fn find_origin(
+        &self,
+        method: &[u8],
+        key: u64,
+        origin: &[u8],
+    ) -> Result<&'r Route, u16> {
+        // A route whose path has a `?` answers no request: a request's path never has one.
+        self.find_where(method, key, |route| {
+            let path = route.path.as_bytes();
+            let found = match origin.get(path.len()) {
+                None => same(path, origin),
+                Some(&next) => next == b'?' && same(path, &origin[..path.len()]),
+            };
+            found && !route.path_has_query
+        })
+    }
+
+    /// The route for `method` whose path `is_path` says is the request's (see
+    /// [`find`](Router::find)).
+    #[inline(always)]
+    fn find_where(
+        &self,
+        method: &[u8],
+        key: u64,
+        is_path: impl Fn(&Route) -> bool,
+    ) -> Result<&'r Route, u16> {
         let mut status = 404;
         let mut get = None;
         for route in &self.table {
-            // Lengths first: most routes differ in length from the path asked for.
-            if same(route.path.as_bytes(), path) {
+            if is_path(route) {
                 let same_method = match key {
                     0 => same(route.method.as_bytes(), method),
                     // A short method: one compare (a route's long method has key 0).
@@ -584,5 +627,44 @@ mod tests {
         assert_eq!(router.find("PROPFINDY", "/").unwrap_err(), 501);
         session.feed(b"GE / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(session.take_output().starts_with(b"HTTP/1.1 501 "));
+    }
+
+    /// A request's route is found by its path, whatever query follows it, without the path
+    /// being looked for first; a route whose path has a `?` answers no request (a request's
+    /// path never has one), even one whose target is that text.
+    #[test]
+    fn a_route_is_found_by_the_path_before_the_query() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        // Before `/a`: it would answer `GET /a?b` if its path matched.
+        router.route(
+            "GET",
+            "/a?b",
+            |_: &Request<'_>, response: &mut Response<'_>| {
+                response.set_status(418);
+                Reply::Now
+            },
+        );
+        router.route("GET", "/a", named);
+        router.route("GET", "/", named);
+        let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
+        for (target, status) in [
+            ("/a", "200"),
+            ("/a?", "200"),
+            ("/a?b", "200"),
+            ("/a?b?c", "200"),
+            ("/?a", "200"),
+            ("/ab", "404"),
+            ("/a/", "404"),
+            ("/a/?b", "404"),
+            ("http://x/a?b", "200"),
+            ("http://x?a", "200"),
+        ] {
+            session.feed(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            let output = session.take_output();
+            let expected = format!("HTTP/1.1 {status} ");
+            assert!(output.starts_with(expected.as_bytes()), "{target}");
+        }
+        assert_eq!(router.find("GET", "/a?b").unwrap().path(), "/a?b");
     }
 }
