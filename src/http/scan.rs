@@ -222,9 +222,12 @@ fn run_until(
 /// The 8 bytes of `buf` from `at` as a little-endian word, if there are 8.
 #[inline(always)]
 fn word_at(buf: &[u8], at: usize) -> Option<u64> {
-    // The range's end, not the slice after `at`: fewer checks (the compiler merges them).
-    // `at + 8` wraps only for an `at` past any slice, and a wrapped range is `None` too.
-    let word: &[u8; 8] = buf.get(at..at.wrapping_add(8))?.try_into().ok()?;
+    // Against the last place a word starts: one compare per word (`len - 8` is the same for
+    // every word of a run), and the slice's own checks follow from it.
+    if at > buf.len().checked_sub(8)? {
+        return None;
+    }
+    let word: &[u8; 8] = buf[at..at + 8].try_into().ok()?;
     Some(u64::from_le_bytes(*word))
 }
 
