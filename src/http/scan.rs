@@ -150,8 +150,8 @@ pub(crate) fn scan(
         let (field, next, name) = field(buf, at)?;
         // No slot left: httparse decides (`431` past the most fields a head may have).
         let slot = slots.get_mut(fields)?;
-        take.take(buf, &field, name);
         *slot = field;
+        take.take(buf, slot, name);
         fields += 1;
         at = next;
     }
