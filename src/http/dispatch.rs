@@ -286,12 +286,13 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     request: &Request<'_>,
     response: &mut Response<'a>,
 ) -> (Reply, Option<&'r Route>) {
-    let method = request.method_bytes();
+    // The method's bytes only where its key cannot tell (not sliced on the common path).
+    let (method, key) = (|| request.method_bytes(), request.method_key());
     let origin = request.origin_bytes();
     let found = match origin.first() {
         // Origin-form (nearly always): matched with its query on, if any.
-        Some(b'/') => router.find_origin(method, request.method_key(), origin),
-        _ => router.find_bytes(method, request.method_key(), request.path_and_query().0),
+        Some(b'/') => router.find_origin(method, key, origin),
+        _ => router.find_bytes(method(), key, request.path_and_query().0),
     };
     let path = || request.path_and_query().0;
     let route = match found {

@@ -501,16 +501,16 @@ impl<'r> Router<'r> {
         path: &[u8],
     ) -> Result<&'r Route, u16> {
         // Lengths first: most routes differ in length from the path asked for.
-        self.find_where(method, key, |route| same(route.path.as_bytes(), path))
+        self.find_where(|| method, key, |route| same(route.path.as_bytes(), path))
     }
 
     /// [`find_bytes`](Router::find_bytes) for the request whose origin-form target (path and
     /// query) is `origin`: a route's path matches when the origin is that path, or that path
     /// and a query. The path is never looked for (no search for its `?`).
     #[inline]
-    pub(crate) fn find_origin(
+    pub(crate) fn find_origin<'m>(
         &self,
-        method: &[u8],
+        method: impl Fn() -> &'m [u8],
         key: u64,
         origin: &[u8],
     ) -> Result<&'r Route, u16> {
@@ -525,12 +525,13 @@ impl<'r> Router<'r> {
         })
     }
 
-    /// The route for `method` whose path `is_path` says is the request's (see
-    /// [`find`](Router::find)).
+    /// The route for the method `method()` gives (with its `key`) whose path `is_path` says is
+    /// the request's (see [`find`](Router::find)). The method's bytes are looked at only when
+    /// its key cannot say: it is not sliced on the way to a route.
     #[inline(always)]
-    fn find_where(
+    fn find_where<'m>(
         &self,
-        method: &[u8],
+        method: impl Fn() -> &'m [u8],
         key: u64,
         is_path: impl Fn(&Route) -> bool,
     ) -> Result<&'r Route, u16> {
@@ -539,14 +540,14 @@ impl<'r> Router<'r> {
         for route in &self.table {
             if is_path(route) {
                 let same_method = match key {
-                    0 => same(route.method.as_bytes(), method),
+                    0 => same(route.method.as_bytes(), method()),
                     // A short method: one compare (a route's long method has key 0).
                     key => route.method_key == key,
                 };
                 if same_method {
                     return Ok(route);
                 }
-                if route.method == "GET" && method == b"HEAD" {
+                if route.method == "GET" && method() == b"HEAD" {
                     get = Some(*route);
                 }
                 status = 405;
@@ -555,7 +556,7 @@ impl<'r> Router<'r> {
         if let Some(get) = get {
             return Ok(get);
         }
-        if !self.knows_bytes(method) {
+        if !self.knows_bytes(method()) {
             return Err(501);
         }
         Err(status)
