@@ -678,14 +678,10 @@ impl<'r, H> Connection<'r, H> {
         };
         d.in_flight += 1;
         let input = &self.input[self.start..self.start + total];
-        let body = match head.framing {
-            Framing::Length(_) => &input[head.len..],
-            Framing::Chunked => &self.body,
-        };
         let panics = &mut d.stats.panics;
         let signal = per_request::<A, _>(panics, None, || A::signal(&held));
         let this = per_request::<A, _>(panics, None, || d.accounting.this());
-        let request = Request::new(input, head, &d.fields, body, signal, this);
+        let request = Request::new(input, head, &d.fields, &self.body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response);
         let accounting = &mut d.accounting;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use typed_arena::Arena;
 
-use super::parse::{FieldSlots, Head};
+use super::parse::{FieldSlots, Framing, Head};
 use super::response::Response;
 use crate::signal::AbortSignal;
 
@@ -51,7 +51,8 @@ pub struct Request<'a> {
     pub(crate) parsed: &'a Head,
     /// The slots the head's fields were parsed into: the first [`Head::fields`] are its own.
     pub(crate) fields: &'a FieldSlots,
-    pub(crate) body: &'a [u8],
+    /// A chunked body, decoded (a `Content-Length` body is the input after the head).
+    pub(crate) decoded: &'a [u8],
     pub(crate) signal: Option<&'a AbortSignal>,
     pub(crate) this: Option<&'a dyn Any>,
 }
@@ -63,12 +64,12 @@ fn text(bytes: &[u8]) -> &str {
 
 impl<'a> Request<'a> {
     /// The request parsed into `head` (`input` starts at the head's first byte) and `fields`,
-    /// with `body`.
+    /// with its chunked body `decoded` (any bytes for another framing: unread).
     pub(crate) fn new(
         input: &'a [u8],
         head: &'a Head,
         fields: &'a FieldSlots,
-        body: &'a [u8],
+        decoded: &'a [u8],
         signal: Option<&'a AbortSignal>,
         this: Option<&'a dyn Any>,
     ) -> Self {
@@ -76,7 +77,7 @@ impl<'a> Request<'a> {
             input,
             parsed: head,
             fields,
-            body,
+            decoded,
             signal,
             this,
         }
@@ -207,7 +208,10 @@ impl<'a> Request<'a> {
 
     /// The body (chunked bodies arrive decoded).
     pub fn body(&self) -> &'a [u8] {
-        self.body
+        match self.parsed.framing {
+            Framing::Length(_) => self.input.get(self.parsed.len..).unwrap_or_default(),
+            Framing::Chunked => self.decoded,
+        }
     }
 
     /// The request's abort signal: aborted when the client disconnects or the drain deadline
