@@ -677,7 +677,8 @@ impl<'r, H> Connection<'r, H> {
             }
         };
         d.in_flight += 1;
-        let input = &self.input[self.start..self.start + total];
+        // The head's spans, and its body's length, say where everything is in it.
+        let input = &self.input[self.start..];
         let panics = &mut d.stats.panics;
         let signal = per_request::<A, _>(panics, None, || A::signal(&held));
         let this = per_request::<A, _>(panics, None, || d.accounting.this());

@@ -45,7 +45,8 @@ use crate::signal::AbortSignal;
 /// asked (the router matches bytes), so a handler pays only for what it looks at.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
-    /// The input from the head's first byte (head and body).
+    /// The input from the head's first byte: head, body, and whatever follows them (the next
+    /// requests of a pipeline).
     pub(crate) input: &'a [u8],
     /// Where the parts are in `input`.
     pub(crate) parsed: &'a Head,
@@ -209,7 +210,11 @@ impl<'a> Request<'a> {
     /// The body (chunked bodies arrive decoded).
     pub fn body(&self) -> &'a [u8] {
         match self.parsed.framing {
-            Framing::Length(_) => self.input.get(self.parsed.len..).unwrap_or_default(),
+            Framing::Length(n) => self
+                .input
+                .get(self.parsed.len..)
+                .and_then(|body| body.get(..n))
+                .unwrap_or_default(),
             Framing::Chunked => self.decoded,
         }
     }
