@@ -37,9 +37,10 @@ pub(crate) enum Refused {
 #[inline]
 pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refused> {
     let uri = request.uri();
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
     let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
         + uri.authority().map_or(0, |a| a.as_str().len())
-        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+        + path.len();
     if target > max_head {
         return Some(Refused::TooLarge(StatusCode::URI_TOO_LONG));
     }
@@ -54,22 +55,33 @@ pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refuse
     if let Some(refused) = fields.refusal(request.version()) {
         return Some(refused);
     }
-    match (uri.authority(), uri.path()) {
+    match uri.authority() {
         // An absolute-form (or CONNECT's authority-form) target names its host as the mio
         // server requires: a valid `host[:port]` with a host (RFC 9110 §4.2.1, §4.2.4).
-        (Some(authority), _) if !names_a_host(authority.as_str().as_bytes()) => {
+        Some(authority) if !names_a_host(authority.as_str().as_bytes()) => {
             Some(Refused::BadRequest("invalid authority in the target"))
         }
-        // The authority-form is CONNECT's (RFC 9112 §3.2.3), the asterisk-form OPTIONS's
-        // (§3.2.4); any other target without an authority is an origin-form, a path.
-        (Some(_), _) if uri.scheme().is_none() && request.method() != Method::CONNECT => {
+        // The authority-form is CONNECT's (RFC 9112 §3.2.3).
+        Some(_) if uri.scheme().is_none() && request.method() != Method::CONNECT => {
             Some(Refused::BadRequest("authority-form target without CONNECT"))
         }
-        (None, "*") if request.method() == Method::OPTIONS => None,
-        (None, path) if !path.starts_with('/') => Some(Refused::BadRequest(
+        Some(_) => None,
+        // An origin-form target is a path (nearly every request: one byte looked at).
+        None if path.starts_with('/') => None,
+        None => asterisk_form_refusal(request),
+    }
+}
+
+/// A target with neither an authority nor a path: the asterisk-form, OPTIONS's alone (RFC 9112
+/// §3.2.4); anything else is in no form its method takes.
+#[cold]
+fn asterisk_form_refusal<B>(request: &Request<B>) -> Option<Refused> {
+    match request.uri().path() {
+        "*" if request.method() == Method::OPTIONS => None,
+        "*" => Some(Refused::BadRequest("asterisk-form target without OPTIONS")),
+        _ => Some(Refused::BadRequest(
             "request target in no form its method takes",
         )),
-        _ => None,
     }
 }
 
