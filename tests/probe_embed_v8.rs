@@ -14,6 +14,9 @@
 //! - hyper adapter: a panicking `EnterScope::enter` killed its connection's task unanswered;
 //!   `HyperGroup::loops(usize::MAX)` panicked; the group handle and a handler's `Drop` as on mio.
 //! - An embedder's per-request `signal`, `this`, `handled` or `end` that panicked killed the loop.
+//! - Stop handles of a dead loop waited forever; `stop_and_wait(Duration::MAX)` from a handler
+//!   hung the loop; a session whose accounting said complete early kept its request past the
+//!   deadline.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]
@@ -371,6 +374,45 @@ fn a_handler_that_drops_or_stops_its_own_running_server_answers_and_stops_it() {
         });
         assert!(stop.is_stopping());
     }
+}
+
+/// Calls its own server's `StopHandle::stop_and_wait(Duration::MAX)` from the handler (the
+/// loop's own thread), then answers.
+struct WaitsForOwnStop(Arc<Mutex<Option<reqguard::http::StopHandle>>>);
+
+impl Handler for WaitsForOwnStop {
+    fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        let stop = self.0.lock().unwrap().clone().expect("the stop handle");
+        let began = stop.stop_and_wait(Duration::MAX);
+        response.write(if began { b"began" } else { b"asked" });
+        Reply::Now
+    }
+
+    fn resume(&self, _: u64, _: &mut Response<'_>) {}
+}
+
+/// `stop_and_wait` from a handler cannot see the stop begin (the loop begins it once the
+/// handler returns): it asks for the stop and returns `false` at once, whatever its timeout.
+/// Before, it waited its whole timeout on the loop's own thread: with `Duration::MAX` the
+/// server hung forever (no answer, no stop).
+#[test]
+fn stop_and_wait_from_a_handler_returns_at_once_instead_of_hanging_the_loop() {
+    let slot: Arc<Mutex<Option<reqguard::http::StopHandle>>> = Arc::default();
+    let handler = WaitsForOwnStop(Arc::clone(&slot));
+    let running = ServerBuilder::new()
+        .spawn(Unaccounted::new, move |router| {
+            router.route("GET", "/wait", handler);
+        })
+        .unwrap();
+    *slot.lock().unwrap() = Some(running.stop_handle());
+    let addr = running.addr();
+    let Some(answer) = within(HANG, move || util::get(addr, "/wait")) else {
+        std::mem::forget(running); // its drop would join the hung loop
+        panic!("the loop hung in stop_and_wait");
+    };
+    assert_eq!((answer.status, answer.text()), (200, "asked"));
+    let report = stop_caught(running).expect("the server did not stop");
+    assert_eq!(report.stats.served, 1);
 }
 
 /// A value whose `Drop` panics, held by a handler or captured by an accounting's hook.

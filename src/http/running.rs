@@ -5,8 +5,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use mio::Waker;
@@ -31,6 +31,9 @@ pub(crate) struct Control {
     stop: AtomicBool,
     phase: Mutex<Phase>,
     changed: Condvar,
+    /// The thread running the loop, once it runs: a handle called there (from a handler)
+    /// cannot wait for the loop.
+    loop_thread: OnceLock<ThreadId>,
 }
 
 impl Control {
@@ -40,7 +43,17 @@ impl Control {
             stop: AtomicBool::new(false),
             phase: Mutex::new(Phase::Running),
             changed: Condvar::new(),
+            loop_thread: OnceLock::new(),
         }
+    }
+
+    /// The loop runs on this thread from now on.
+    pub(crate) fn running_here(&self) {
+        let _ = self.loop_thread.set(thread::current().id());
+    }
+
+    fn on_loop_thread(&self) -> bool {
+        self.loop_thread.get() == Some(&thread::current().id())
     }
 
     pub(crate) fn stop_requested(&self) -> bool {
@@ -99,11 +112,16 @@ impl StopHandle {
     /// polling failed), counts as stopped: this returns `true` at once.
     ///
     /// Called from a handler (on the loop's own thread) it cannot see the stop begin: the loop
-    /// begins it once the handler returns. It waits the whole `timeout` and returns `false`;
-    /// a handler stops the server with [`Response::stop_server`](crate::http::Response::stop_server)
-    /// or [`stop`](StopHandle::stop).
+    /// begins it once the handler returns. It asks for the stop and returns at once, whatever
+    /// the `timeout` (waiting would hold the loop): `false`, unless the stop had begun before
+    /// the handler ran. A handler stops the server with
+    /// [`Response::stop_server`](crate::http::Response::stop_server) or
+    /// [`stop`](StopHandle::stop).
     pub fn stop_and_wait(&self, timeout: Duration) -> bool {
         self.stop();
+        if self.control.on_loop_thread() {
+            return self.is_stopping();
+        }
         let until = Instant::now().checked_add(timeout);
         let mut phase = self.control.phase.lock().unwrap_or_else(|e| e.into_inner());
         while *phase < Phase::Stopping {

@@ -272,6 +272,7 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// If polling fails.
     pub fn run(mut self) -> io::Result<ServerReport> {
+        self.control.running_here();
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0; 64 * 1024];
         self.clock = Instant::now();
