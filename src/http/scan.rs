@@ -103,6 +103,11 @@ static VALUE: [bool; 256] = {
     table
 };
 
+/// `host: ` (the name lowercased, its colon and the usual single space) as the low 6 bytes of a
+/// little-endian word, and the mask of those bytes.
+const HOST_SP: u64 = u64::from_le_bytes(*b"host: \0\0");
+const SIX: u64 = 0xFFFF_FFFF_FFFF;
+
 /// `HTTP/1.` as the low 7 bytes of a little-endian word.
 const HTTP_1: u64 = u64::from_le_bytes(*b"HTTP/1.\0");
 
@@ -137,6 +142,25 @@ pub(crate) fn scan(
     };
     let mut at = at + 10;
     let mut fields = 0;
+    // The first field outside the loop when it is `Host` and its usual single space (most
+    // clients send it first, many alone): after a plain value the head may end, found without
+    // the loop's turn.
+    if word_at(buf, at).is_some_and(|word| (word & SIX) | 0x2020_2020 == HOST_SP) {
+        let (host, next, name) = host_field(buf, at, at + 4, at + 6)?;
+        let slot = slots.first_mut()?;
+        *slot = host;
+        take.take(buf, slot, name);
+        (fields, at) = (1, next);
+        if name == Name::PlainHost && buf.get(at..at.wrapping_add(2)) == Some(b"\r\n") {
+            return Some(RequestLine {
+                method,
+                target,
+                http10,
+                len: at + 2,
+                fields,
+            });
+        }
+    }
     loop {
         if *buf.get(at)? == b'\r' {
             return (*buf.get(at + 1)? == b'\n').then_some(RequestLine {
@@ -281,9 +305,7 @@ fn name(word: u64) -> u64 {
 #[inline(always)]
 fn name_end(buf: &[u8], at: usize) -> Option<(usize, usize, bool)> {
     const HOST: u64 = u64::from_le_bytes(*b"host:\0\0\0");
-    const HOST_SP: u64 = u64::from_le_bytes(*b"host: \0\0");
     const FIVE: u64 = 0xFF_FFFF_FFFF;
-    const SIX: u64 = 0xFFFF_FFFF_FFFF;
     match word_at(buf, at) {
         Some(word) if (word & SIX) | 0x2020_2020 == HOST_SP => Some((at + 4, at + 6, true)),
         Some(word) if (word & FIVE) | 0x2020_2020 == HOST => Some((at + 4, at + 5, true)),
@@ -308,39 +330,58 @@ fn lower_or_digit(word: u64) -> u64 {
 #[inline(always)]
 fn field(buf: &[u8], at: usize) -> Option<(HeaderSpan, usize, Name)> {
     let (end, start, is_host) = name_end(buf, at)?;
-    // A `Host` value is read as reg-name bytes first (a subset of the value's): one pass both
-    // scans it and, when it ends right at its CR, finds it a valid authority with nothing to
-    // trim. Before any leading whitespace is skipped: the usual single space is behind `start`
-    // already, and SP and HTAB are not reg-name bytes, so a run that goes anywhere had none.
-    let (start, cr, name) = if is_host {
-        let reg_end = run_to_cr(buf, start, lower_or_digit, &REG_NAME)?;
-        if buf[reg_end] == b'\r' {
-            let value = HeaderSpan::new(at..end, start..reg_end);
-            return Some((value, line_end(buf, reg_end)?, Name::PlainHost));
-        }
-        // Stopped at its first byte: maybe whitespace, skipped; the value is then checked
-        // whole as an authority (`Name::Host`), as one with a port or an IP literal is.
-        let start = if reg_end == start {
-            skip_whitespace(buf, start)?
-        } else {
-            start
-        };
-        (
-            start,
-            run(buf, reg_end.max(start), text, &VALUE)?,
-            Name::Host,
-        )
+    if is_host {
+        return host_field(buf, at, end, start);
+    }
+    let start = skip_whitespace(buf, start)?;
+    let cr = run_to_cr(buf, start, text, &VALUE)?;
+    trimmed_field(buf, at..end, start, cr, Name::Unknown)
+}
+
+/// [`field`] for a `Host` whose name ends at `end`, its value's leading whitespace from
+/// `start`. Its value is read as reg-name bytes first (a subset of the value's): one pass both
+/// scans it and, when it ends right at its CR, finds it a valid authority with nothing to trim.
+/// Before any leading whitespace is skipped: the usual single space is behind `start` already,
+/// and SP and HTAB are not reg-name bytes, so a run that goes anywhere had none.
+#[inline(always)]
+fn host_field(
+    buf: &[u8],
+    at: usize,
+    end: usize,
+    start: usize,
+) -> Option<(HeaderSpan, usize, Name)> {
+    let reg_end = run_to_cr(buf, start, lower_or_digit, &REG_NAME)?;
+    if buf[reg_end] == b'\r' {
+        let value = HeaderSpan::new(at..end, start..reg_end);
+        return Some((value, line_end(buf, reg_end)?, Name::PlainHost));
+    }
+    // Stopped at its first byte: maybe whitespace, skipped; the value is then checked whole as
+    // an authority (`Name::Host`), as one with a port or an IP literal is.
+    let start = if reg_end == start {
+        skip_whitespace(buf, start)?
     } else {
-        let start = skip_whitespace(buf, start)?;
-        (start, run_to_cr(buf, start, text, &VALUE)?, Name::Unknown)
+        start
     };
+    let cr = run(buf, reg_end.max(start), text, &VALUE)?;
+    trimmed_field(buf, at..end, start, cr, Name::Host)
+}
+
+/// The field named at `name` whose value runs from `start` to its line's CR at `cr`, without
+/// its trailing SP and HTAB; where the next line starts; `kind`.
+#[inline(always)]
+fn trimmed_field(
+    buf: &[u8],
+    name: Range<usize>,
+    start: usize,
+    cr: usize,
+    kind: Name,
+) -> Option<(HeaderSpan, usize, Name)> {
     let next = line_end(buf, cr)?;
     let mut value_end = cr;
     while value_end > start && matches!(buf[value_end - 1], b' ' | b'\t') {
         value_end -= 1;
     }
-    let field = HeaderSpan::new(at..end, start..value_end);
-    Some((field, next, name))
+    Some((HeaderSpan::new(name, start..value_end), next, kind))
 }
 
 /// Where the SP and HTAB from `at` end: the usual single SP before a value in one compare.
