@@ -110,6 +110,12 @@ impl Span {
         self.start as usize..self.end as usize
     }
 
+    /// Where it starts.
+    #[inline]
+    pub(crate) fn start(self) -> usize {
+        self.start as usize
+    }
+
     /// How many bytes it spans.
     #[inline]
     pub(crate) fn len(self) -> usize {

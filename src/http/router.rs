@@ -90,22 +90,29 @@ impl<'a> Request<'a> {
     }
 
     /// The method's [`method_key`], from one 8-byte load where the head has 8 bytes from
-    /// the method on (it always has: the request line goes on after the method).
+    /// the method on (it always has: the request line goes on after the method), masked to
+    /// its length by a table.
     #[inline]
     pub(crate) fn method_key(&self) -> u64 {
-        let method = self.parsed.method.range();
-        let len = method.len();
-        let word = self
-            .input
-            .get(method.start..)
-            .and_then(|m| m.first_chunk::<8>());
-        match word {
-            // A method is a token (checked by the parser): no zero byte.
-            Some(word) if (1..=8).contains(&len) => {
-                u64::from_le_bytes(*word) & (u64::MAX >> (64 - 8 * len))
+        /// The low `n` bytes of a word, for `n` up to 8 (0 bytes: key 0, the bytes decide).
+        const MASKS: [u64; 9] = {
+            let mut masks = [0; 9];
+            let mut n = 1;
+            while n < 9 {
+                masks[n] = u64::MAX >> (64 - 8 * n);
+                n += 1;
             }
-            _ => method_key(self.method_bytes()),
+            masks
+        };
+        let (start, len) = (self.parsed.method.start(), self.parsed.method.len());
+        if let (Some(&mask), Some(last)) = (MASKS.get(len), self.input.len().checked_sub(8)) {
+            if start <= last {
+                let word: [u8; 8] = self.input[start..start + 8].try_into().unwrap_or_default();
+                // A method is a token (checked by the parser): no zero byte.
+                return u64::from_le_bytes(word) & mask;
+            }
         }
+        method_key(self.method_bytes())
     }
 
     /// The origin (path and query) as bytes: the target, or the part of an absolute-form one
