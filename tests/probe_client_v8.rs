@@ -129,6 +129,8 @@ fn http_1_2_is_served_as_http_1_1_and_another_major_version_gets_505() {
     ] {
         let answer = closing_answer(&serve, "GET", request);
         assert_eq!(answer.status, 505, "{answer:?}");
+        // RFC 9110 §15.6.6: it SHOULD say why, and which versions the server supports.
+        assert!(answer.text().contains("HTTP/1.1"), "{answer:?}");
     }
     for request in [
         &b"GET / HTTP/1.x\r\nhost: x\r\n\r\n"[..],

@@ -187,12 +187,17 @@ pub(crate) struct Answer<'a> {
 }
 
 impl Answer<'static> {
-    /// A plain-text answer whose body is its reason phrase.
+    /// A plain-text answer whose body is its reason phrase (for `505`, also the versions the
+    /// server speaks: RFC 9110 §15.6.6 asks the representation to say which are supported).
     pub(crate) fn plain(status: u16) -> Self {
+        let body: &[u8] = match status {
+            505 => b"HTTP Version Not Supported: this server speaks HTTP/1.1 and HTTP/1.0",
+            _ => reason(status).as_bytes(),
+        };
         Answer {
             status,
             content_type: None,
-            body: reason(status).as_bytes(),
+            body,
             allow: None,
         }
     }
