@@ -191,7 +191,7 @@ impl Answer<'static> {
     /// server speaks: RFC 9110 §15.6.6 asks the representation to say which are supported).
     pub(crate) fn plain(status: u16) -> Self {
         let body: &[u8] = match status {
-            505 => b"HTTP Version Not Supported: this server speaks HTTP/1.1 and HTTP/1.0",
+            505 => b"HTTP Version Not Supported (this server speaks HTTP/1.0 and HTTP/1.1)",
             _ => reason(status).as_bytes(),
         };
         Answer {
