@@ -16,7 +16,7 @@
 //! - An embedder's per-request `signal`, `this`, `handled` or `end` that panicked killed the loop.
 //! - Stop handles of a dead loop waited forever; `stop_and_wait(Duration::MAX)` from a handler
 //!   hung the loop; a session whose accounting said complete early kept its request past the
-//!   deadline.
+//!   deadline; two handlers whose `Drop` panics aborted the process.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]
@@ -552,6 +552,44 @@ fn a_handler_that_drops_or_stops_its_own_group_answers_and_stops_it() {
         });
         drop(stopper);
     }
+}
+
+/// Set in the child process of [`two_handlers_whose_drop_panics_do_not_abort_the_process`].
+const CHILD: &str = "REQGUARD_PROBE_EMBED_V8_CHILD";
+
+/// Two handlers whose `Drop` panics, dropped with their routes when the server ends: each is
+/// dropped on its own, caught, and the process goes on. Before, the routes were dropped in one
+/// go: the second panic came while the first unwound, and the process aborted (SIGABRT). Run
+/// in a child process (the test binary again), whose exit status says whether it aborted.
+#[test]
+fn two_handlers_whose_drop_panics_do_not_abort_the_process() {
+    if std::env::var_os(CHILD).is_some() {
+        quiet::quiet_panics();
+        let running = ServerBuilder::new()
+            .spawn(Unaccounted::new, |router| {
+                router.route("GET", "/a", HoldsABomb(PanicsOnDrop));
+                router.route("GET", "/b", HoldsABomb(PanicsOnDrop));
+            })
+            .unwrap();
+        let report = stop_caught(running).expect("the report was lost");
+        assert_eq!(report.leaked, 0);
+        return;
+    }
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "two_handlers_whose_drop_panics_do_not_abort_the_process",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .expect("the child test runs");
+    assert!(
+        child.status.success(),
+        "the child died: {:?}\n{}",
+        child.status,
+        String::from_utf8_lossy(&child.stderr)
+    );
 }
 
 /// A loop group's loops drop their routes caught too: a handler whose `Drop` panics does not

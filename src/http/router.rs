@@ -12,6 +12,7 @@ use typed_arena::Arena;
 
 use super::parse::{FieldSlots, Framing, Head};
 use super::response::Response;
+use crate::callback::call_caught;
 use crate::signal::AbortSignal;
 
 /// A parsed request as a handler sees it. Everything borrows the connection's buffers.
@@ -311,6 +312,26 @@ pub struct Route {
     /// `path` has a `?`: no request's path is it.
     path_has_query: bool,
     handler: Box<dyn Handler>,
+}
+
+/// The embedder's handler is dropped on its own, caught: the routes drop together (one arena),
+/// and a second handler's `Drop` panicking while the first's unwinds would abort the process.
+impl Drop for Route {
+    fn drop(&mut self) {
+        // A zero-sized stand-in: boxing it allocates nothing.
+        let handler = std::mem::replace(&mut self.handler, Box::new(Gone));
+        call_caught(move || drop(handler));
+    }
+}
+
+/// What a dropped route holds instead of its handler (nothing calls it).
+struct Gone;
+
+impl Handler for Gone {
+    fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        response.fail(500);
+        Reply::Now
+    }
 }
 
 impl Route {
