@@ -60,6 +60,7 @@ impl Refusal {
     /// What a request whose admission panicked (the embedder's code: an `Accounting`, an
     /// engine scope) is answered in both servers: an internal error (`500`), counted refused
     /// and as a panic. What the admission had taken was dropped by the unwinding.
+    #[cfg(any(feature = "server", feature = "hyper"))]
     pub(crate) const PANICKED: Refusal =
         Refusal::new(RefusalReason::Engine("the admission panicked"));
 
