@@ -383,10 +383,9 @@ fn trimmed_field(
     kind: Name,
 ) -> Option<(HeaderSpan, usize, Name)> {
     let next = line_end(buf, cr)?;
-    let mut value_end = cr;
-    while value_end > start && matches!(buf[value_end - 1], b' ' | b'\t') {
-        value_end -= 1;
-    }
+    // A value's run stops at every control byte but HTAB, so the only ASCII whitespace it
+    // holds is SP and HTAB: the whitespace `trim_ascii_end` trims.
+    let value_end = start + buf.get(start..cr)?.trim_ascii_end().len();
     Some((HeaderSpan::new(name, start..value_end), next, kind))
 }
 
