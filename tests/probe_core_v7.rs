@@ -13,6 +13,8 @@
 //! Each probe of a hole failed on main before its fix; the others pin documented behaviour
 //! (notes/qa-core7.md). Public API only.
 
+#[path = "util/child.rs"]
+mod child;
 #[path = "util/hooks.rs"]
 mod hooks;
 #[path = "util/ledger_check.rs"]
@@ -682,7 +684,7 @@ mod engine_finalizer {
     #[test]
     fn a_panicking_finalizer_while_a_handler_unwinds_does_not_abort_the_process() {
         const CHILD: &str = "REQGUARD_PROBE_V7_FINALIZER_CHILD";
-        if std::env::var_os(CHILD).is_some() {
+        if super::child::is_child(CHILD) {
             super::quiet::quiet_panics();
             let unwound = catch_unwind(|| {
                 let core = core(DowngradePolicy::OnStop);
@@ -694,20 +696,9 @@ mod engine_finalizer {
             assert!(unwound.is_err());
             return;
         }
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "engine_finalizer::a_panicking_finalizer_while_a_handler_unwinds_does_not_abort_the_process",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .output()
-            .expect("the child test runs");
-        assert!(
-            status.status.success(),
-            "the child died: {:?}\n{}",
-            status.status,
-            String::from_utf8_lossy(&status.stderr)
+        super::child::assert_passes_in_child(
+            CHILD,
+            "engine_finalizer::a_panicking_finalizer_while_a_handler_unwinds_does_not_abort_the_process",
         );
     }
 }

@@ -19,6 +19,8 @@
 //!   deadline; two handlers whose `Drop` panics aborted the process.
 #![cfg(feature = "server")]
 
+#[path = "util/child.rs"]
+mod child;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -563,7 +565,7 @@ const CHILD: &str = "REQGUARD_PROBE_EMBED_V8_CHILD";
 /// in a child process (the test binary again), whose exit status says whether it aborted.
 #[test]
 fn two_handlers_whose_drop_panics_do_not_abort_the_process() {
-    if std::env::var_os(CHILD).is_some() {
+    if child::is_child(CHILD) {
         quiet::quiet_panics();
         let running = ServerBuilder::new()
             .spawn(Unaccounted::new, |router| {
@@ -575,20 +577,9 @@ fn two_handlers_whose_drop_panics_do_not_abort_the_process() {
         assert_eq!(report.leaked, 0);
         return;
     }
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "two_handlers_whose_drop_panics_do_not_abort_the_process",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .expect("the child test runs");
-    assert!(
-        child.status.success(),
-        "the child died: {:?}\n{}",
-        child.status,
-        String::from_utf8_lossy(&child.stderr)
+    child::assert_passes_in_child(
+        CHILD,
+        "two_handlers_whose_drop_panics_do_not_abort_the_process",
     );
 }
 

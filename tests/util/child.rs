@@ -1,0 +1,32 @@
+//! One test run again alone in a child process (the test binary itself), for a failure that
+//! ends the process (an abort) instead of failing a test.
+#![allow(dead_code)]
+
+use std::process::Command;
+
+/// Whether this process is the child [`assert_passes_in_child`] started with `var` set.
+pub(crate) fn is_child(var: &str) -> bool {
+    std::env::var_os(var).is_some()
+}
+
+/// Runs the test `path` (its full path in the binary) alone in a child process with `var`
+/// set, and fails with the child's exit status and output unless it ran that one test and
+/// it passed (a misspelt path would run no test and exit 0).
+pub(crate) fn assert_passes_in_child(var: &str, path: &str) {
+    let child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", path, "--test-threads=1"])
+        .env(var, "1")
+        .output()
+        .expect("the child test runs");
+    assert!(
+        child.status.success(),
+        "the child died: {:?}\n{}",
+        child.status,
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let out = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        out.contains("test result: ok. 1 passed"),
+        "the child ran no test {path}:\n{out}"
+    );
+}
