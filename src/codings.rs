@@ -19,13 +19,15 @@ pub(crate) enum Codings {
 
 /// Judges one `Transfer-Encoding` field value. Empty list elements are ignored (`chunked,`:
 /// RFC 9110 §5.6.1 asks recipients to); a coding's parameters (`gzip;q=1`) are not accepted.
+/// Elements are trimmed as `Connection`'s tokens are (`trim_ascii`: a parsed field value holds
+/// no whitespace but SP and HTAB).
 pub(crate) fn codings(value: &[u8]) -> Codings {
     if value.eq_ignore_ascii_case(b"chunked") {
         return Codings::Chunked;
     }
     let mut elements = value
         .split(|&b| b == b',')
-        .map(trim_ows)
+        .map(<[u8]>::trim_ascii)
         .filter(|element| !element.is_empty());
     let Some(mut last) = elements.next() else {
         return Codings::Invalid;
@@ -47,17 +49,6 @@ pub(crate) fn codings(value: &[u8]) -> Codings {
 /// `tchar` of RFC 9110 §5.6.2.
 pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// `bytes` without leading or trailing SP and HTAB (OWS, RFC 9110 §5.6.3).
-fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !is_ows(b))
-        .map_or(start, |end| end + 1);
-    &bytes[start..end]
 }
 
 #[cfg(test)]

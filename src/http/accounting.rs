@@ -157,6 +157,8 @@ pub(crate) fn per_request<A: Accounting, R>(
 
 /// Ends `held` with `outcome` ([`Accounting::end`]), caught when [`Accounting::MAY_PANIC`]
 /// (a panic counted in `panics`: the request has ended, its `Held` dropped by the unwinding).
+/// Not [`per_request`] with `held` moved into its closure: that costs the guarded server 22
+/// instructions per request (callgrind, depth 16: 794.6 -> 816.6).
 #[inline(always)]
 pub(crate) fn end_request<A: Accounting>(held: A::Held, outcome: Outcome, panics: &mut u64) {
     if A::MAY_PANIC {

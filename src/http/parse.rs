@@ -220,15 +220,11 @@ impl TakeField for Fields {
                 let valid = uri::valid_authority(&buf[span.value.range()]);
                 self.add_host(valid, span.value)
             }
-            // Most fields are none that matter here, told by the length of their name alone
-            // (`Host`, `Expect`, `Connection`, `Content-Length`, `Transfer-Encoding`).
-            Name::Unknown => match span.name.len() {
-                4 | 6 | 10 | 14 | 17 => {
-                    let (name, value) = (&buf[span.name.range()], &buf[span.value.range()]);
-                    self.add(name, value, span.value)
-                }
-                _ => Ok(()),
-            },
+            Name::Unknown if Fields::may_matter(span.name.len()) => {
+                let (name, value) = (&buf[span.name.range()], &buf[span.value.range()]);
+                self.add(name, value, span.value)
+            }
+            Name::Unknown => Ok(()),
         };
         if taken.is_err() {
             self.flags |= Fields::INVALID;
@@ -295,6 +291,14 @@ impl Fields {
         }
         self.host = Some(at);
         Ok(())
+    }
+
+    /// Whether a field whose name is `len` bytes long may be one [`add`](Fields::add) reads
+    /// (`Host` 4, `Expect` 6, `Connection` 10, `Content-Length` 14, `Transfer-Encoding` 17):
+    /// most fields are none, told by their name's length before any slice is made.
+    #[inline(always)]
+    const fn may_matter(len: usize) -> bool {
+        matches!(len, 4 | 6 | 10 | 14 | 17)
     }
 
     /// [`add`](Fields::add) for every field but `Host`.
@@ -699,6 +703,19 @@ mod tests {
 
     /// RFC 9112 §6.1: `chunked` last frames the body; a coding before it the server does not
     /// decode is `501`; empty list elements are ignored; anything else is `400`.
+    #[test]
+    fn every_field_name_the_framing_reads_passes_the_length_filter() {
+        for name in [
+            "Host",
+            "Expect",
+            "Connection",
+            "Content-Length",
+            "Transfer-Encoding",
+        ] {
+            assert!(Fields::may_matter(name.len()), "{name} would be skipped");
+        }
+    }
+
     #[test]
     fn transfer_codings_before_chunked_are_501_and_empty_elements_ignored() {
         let te = |value: &str| {

@@ -429,10 +429,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether `method` is a token (RFC 9110 §5.6.2): what a request's method always is.
 fn is_token(method: &str) -> bool {
-    !method.is_empty()
-        && method
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !method.is_empty() && method.bytes().all(crate::codings::is_tchar)
 }
 
 /// The `allow` value for `routes`: their methods in the order added, `HEAD` after `GET`. A
