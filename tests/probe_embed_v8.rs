@@ -21,6 +21,8 @@
 
 #[path = "util/child.rs"]
 mod child;
+#[path = "util/handlers.rs"]
+mod handlers;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -30,6 +32,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use handlers::Later;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, GroupHandle, Guarded, Handler, Ladder, Limits,
@@ -226,22 +229,6 @@ fn a_panicking_admit_in_a_session_is_a_500() {
     assert_eq!((session.stats().refused, session.stats().panics), (1, 1));
 }
 
-/// Defers its answer by its duration and answers `late` on resume.
-struct Later(Duration);
-
-impl Handler for Later {
-    fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
-        Reply::After {
-            delay: self.0,
-            token: 1,
-        }
-    }
-
-    fn resume(&self, _: u64, response: &mut Response<'_>) {
-        response.write(b"late");
-    }
-}
-
 /// A router with `/later`, deferred by `delay`.
 fn later_routes(routes: &Routes, delay: Duration) -> Router<'_> {
     let mut router = Router::new(routes);
@@ -304,35 +291,24 @@ fn a_session_drain_runs_its_hooks_once_the_last_request_ends() {
     session.ledger().unwrap().assert_quiescent();
 }
 
-/// What a handler does with the `Running` of its own server (given to it after `spawn`).
-#[derive(Clone, Copy)]
-enum WithOwn {
-    Drop,
-    Stop,
-    Join,
+/// A case's name and what it does.
+type Named<T> = (&'static str, T);
+
+/// Takes its own server's handle (a `Running`, a `GroupHandle`) out of `slot` and lets `with`
+/// drop, stop or join it from inside the handler (on the server's own thread): a runtime whose
+/// JS `server.close()` drops the native server object.
+struct OwnHandle<T> {
+    slot: Arc<Mutex<Option<T>>>,
+    with: fn(T),
 }
 
-/// Takes the server's own `Running` out of `slot` and drops, stops or joins it from inside
-/// the handler (on the server's own thread): a runtime whose JS `server.close()` drops the
-/// native server object.
-struct OwnRunning {
-    slot: Arc<Mutex<Option<Running>>>,
-    with: WithOwn,
-}
-
-impl Handler for OwnRunning {
+impl<T: Send + 'static> Handler for OwnHandle<T> {
     fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
-        let running = self
-            .slot
-            .lock()
-            .unwrap()
-            .take()
-            .expect("the running server");
-        match self.with {
-            WithOwn::Drop => drop(running),
-            WithOwn::Stop => assert!(running.stop().is_err(), "stop waited for itself"),
-            WithOwn::Join => assert!(running.join().is_err(), "join waited for itself"),
-        }
+        let Some(handle) = self.slot.lock().unwrap().take() else {
+            response.write(b"gone");
+            return Reply::Now;
+        };
+        (self.with)(handle);
         response.write(b"let go");
         Reply::Now
     }
@@ -348,11 +324,20 @@ impl Handler for OwnRunning {
 #[test]
 fn a_handler_that_drops_or_stops_its_own_running_server_answers_and_stops_it() {
     quiet::quiet_panics();
-    for with in [WithOwn::Drop, WithOwn::Stop, WithOwn::Join] {
+    let withs: [Named<fn(Running)>; 3] = [
+        ("drop", drop),
+        ("stop", |running| {
+            assert!(running.stop().is_err(), "stop waited for itself")
+        }),
+        ("join", |running| {
+            assert!(running.join().is_err(), "join waited for itself")
+        }),
+    ];
+    for (with, call) in withs {
         let slot: Arc<Mutex<Option<Running>>> = Arc::default();
-        let handler = OwnRunning {
+        let handler = OwnHandle {
             slot: Arc::clone(&slot),
-            with,
+            with: call,
         };
         let running = ServerBuilder::new()
             .spawn(Unaccounted::new, move |router| {
@@ -362,13 +347,8 @@ fn a_handler_that_drops_or_stops_its_own_running_server_answers_and_stops_it() {
         let (addr, stop) = (running.addr(), running.stop_handle());
         *slot.lock().unwrap() = Some(running);
         let answer = util::get(addr, "/own");
-        assert_eq!(
-            (answer.status, answer.text()),
-            (200, "let go"),
-            "{:?}",
-            with as u8
-        );
-        if matches!(with, WithOwn::Join) {
+        assert_eq!((answer.status, answer.text()), (200, "let go"), "{with}");
+        if with == "join" {
             stop.stop(); // `join` waits for a stop someone else asks for
         }
         util::wait_until("the server stops", || {
@@ -489,30 +469,6 @@ fn a_handler_or_accounting_whose_drop_panics_does_not_lose_the_report() {
     }
 }
 
-/// Takes its own loop group's handle out of `slot` and drops it, or stops it, from inside the
-/// handler (on a loop's own thread).
-struct OwnGroup {
-    slot: Arc<Mutex<Option<GroupHandle>>>,
-    stop: bool,
-}
-
-impl Handler for OwnGroup {
-    fn handle(&self, _: &Request<'_>, response: &mut Response<'_>) -> Reply {
-        let Some(group) = self.slot.lock().unwrap().take() else {
-            response.write(b"gone");
-            return Reply::Now;
-        };
-        match self.stop {
-            true => assert!(group.stop().is_err(), "stop waited for its own loop"),
-            false => drop(group),
-        }
-        response.write(b"let go");
-        Reply::Now
-    }
-
-    fn resume(&self, _: u64, _: &mut Response<'_>) {}
-}
-
 /// A handler that drops or stops its own loop group's handle cannot wait for its own loop:
 /// the group stops (the ladder runs) and the handler's answer is delivered. Before, the
 /// handle joined the loop's own thread: the join panicked and the answer was a `500` (with
@@ -532,9 +488,14 @@ fn a_handler_that_drops_or_stops_its_own_group_answers_and_stops_it() {
             .spawn(
                 |_| Unaccounted::new(),
                 move |router| {
-                    let handler = OwnGroup {
+                    let handler = OwnHandle {
                         slot: Arc::clone(&in_routes),
-                        stop,
+                        with: match stop {
+                            true => |group: GroupHandle| {
+                                assert!(group.stop().is_err(), "stop waited for its own loop")
+                            },
+                            false => drop,
+                        },
                     };
                     router.route("GET", "/own", handler);
                 },

@@ -18,6 +18,8 @@
 //! - A handler's panic payload whose `Drop` panics unwound out of the loop: dropped caught.
 #![cfg(feature = "server")]
 
+#[path = "util/handlers.rs"]
+mod handlers;
 mod util;
 
 use std::io;
@@ -31,28 +33,13 @@ use reqguard::http::{
 use std::cell::Cell;
 use std::rc::Rc;
 
+use handlers::Later;
 use reqguard::engines::Heap;
 use reqguard::{AbortSignal, Config, DowngradePolicy, Ledger, Refusal};
 use util::bounded::within;
 
 /// How long a probe waits for a call that hangs on a broken build.
 const HANG: Duration = Duration::from_secs(5);
-
-/// Defers its answer by `0` and answers `late` on resume.
-struct Later(Duration);
-
-impl Handler for Later {
-    fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
-        Reply::After {
-            delay: self.0,
-            token: 1,
-        }
-    }
-
-    fn resume(&self, _: u64, response: &mut Response<'_>) {
-        response.write(b"late");
-    }
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
