@@ -3,6 +3,9 @@
 //! stop. Every load is bounded in count and time.
 #![cfg(feature = "server")]
 
+#[cfg(unix)]
+#[path = "util/child.rs"]
+mod child;
 mod util;
 
 use std::io::{self, Read, Write};
@@ -644,4 +647,140 @@ fn a_loop_that_dies_mid_run_stops_the_group_and_wait_reports_it() {
         .expect("the group ends by itself when a loop dies");
     let err = result.expect_err("wait reports the dead loop");
     assert!(err.contains("panicked"), "{err}");
+}
+
+/// Out of file descriptors, a loop with no connection of its own to evict gets room from the
+/// others: descriptors are the process's, and with `SO_REUSEPORT` the kernel chose the loop a
+/// newcomer waits on. Here loop 1 holds only admitted requests (not evictable) and loop 0 only
+/// idle connections; past the descriptor budget, a newcomer on loop 1 is served once loop 0
+/// evicts an idle one. Before, loop 1 only paused and retried, and the newcomer waited until
+/// the held requests ended (a minute here). Runs in a child process: it lowers the process's
+/// open-file limit.
+#[cfg(unix)]
+#[test]
+fn out_of_descriptors_a_loop_with_none_to_evict_gets_room_from_another() {
+    const CHILD: &str = "REQGUARD_GROUP_DESCRIPTORS_CHILD";
+    if !child::is_child(CHILD) {
+        return child::assert_passes_in_child(
+            CHILD,
+            "out_of_descriptors_a_loop_with_none_to_evict_gets_room_from_another",
+        );
+    }
+    descriptors::run();
+}
+
+#[cfg(unix)]
+mod descriptors {
+    use super::*;
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    use socket2::{Domain, Socket, Type};
+    use std::net::SocketAddr;
+
+    /// Connections the server may hold before it runs out of descriptors.
+    const BUDGET: usize = 12;
+    /// Client sockets, made before the limit is lowered, with descriptors above it.
+    const CLIENTS: usize = 3 * BUDGET;
+
+    pub(super) fn run() {
+        let group = LoopGroup::new()
+            .loops(2)
+            .ladder(Ladder::default().drain_timeout(Duration::from_millis(200)))
+            .listen_mode(ListenMode::ReusePort)
+            .spawn(
+                |_| Guarded::embedded("server", Config::default()),
+                |router| {
+                    router.route(
+                        "GET",
+                        "/which",
+                        |_: &Request<'_>, res: &mut Response<'_>| {
+                            let name = thread::current().name().unwrap_or("").to_owned();
+                            res.write(name.as_bytes());
+                            Reply::Now
+                        },
+                    );
+                    router.route("GET", "/hold", |_: &Request<'_>, _: &mut Response<'_>| {
+                        Reply::After {
+                            delay: Duration::from_secs(60),
+                            token: 0,
+                        }
+                    });
+                },
+            )
+            .expect("spawn the group");
+        let mut clients = high_sockets();
+        lower_limit_to_budget();
+        let (mut idle, mut held) = (Vec::new(), Vec::new());
+        let mut served_past_budget_on_loop_1 = 0;
+        for n in 0..CLIENTS {
+            let mut client = connect(clients.pop().unwrap(), group.addr());
+            let which = client.request("GET /which HTTP/1.1\r\nhost: x\r\n\r\n");
+            let loop_1 = which.text() == "reqguard-loop-1";
+            if loop_1 {
+                client.send(b"GET /hold HTTP/1.1\r\nhost: x\r\n\r\n");
+                held.push(client);
+                served_past_budget_on_loop_1 += usize::from(n >= BUDGET);
+            } else {
+                idle.push(client);
+            }
+            if served_past_budget_on_loop_1 == 2 {
+                break;
+            }
+            // Older than the 100 ms a connection must have held its slot to be evicted.
+            thread::sleep(Duration::from_millis(120));
+        }
+        assert_eq!(
+            served_past_budget_on_loop_1, 2,
+            "too few newcomers on loop 1"
+        );
+        let report = group.stop().expect("the group's report");
+        let evicted_by_loop_0 = report.loops[0].stats.connections_evicted;
+        assert!(evicted_by_loop_0 >= 2, "{evicted_by_loop_0} evicted");
+        assert!(report.loops[1].stats.accept_backoffs >= 2, "{report:?}");
+        assert_eq!(report.totals.leaked, 0);
+        drop((idle, held));
+    }
+
+    /// Client sockets whose descriptors are above the limit this test sets, so that making and
+    /// connecting them takes none of the server's budget.
+    fn high_sockets() -> Vec<Socket> {
+        let min = getrlimit(Resource::Nofile).current.expect("a finite limit") as i32 - 64;
+        assert!(min > 256, "the open-file limit is too low for this test");
+        (0..CLIENTS)
+            .map(|_| {
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                Socket::from(rustix::io::fcntl_dupfd_cloexec(&socket, min).unwrap())
+            })
+            .collect()
+    }
+
+    /// Lowers the open-file limit so that exactly [`BUDGET`] descriptors are free below it.
+    fn lower_limit_to_budget() {
+        let mut open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        // The listing's own descriptor was the lowest free one, and is free again.
+        let listing = std::fs::File::open("/dev/null").unwrap();
+        open.retain(|&fd| fd != std::os::fd::AsRawFd::as_raw_fd(&listing));
+        drop(listing);
+        let (mut free, mut limit) = (0, 0);
+        while free < BUDGET {
+            free += usize::from(!open.contains(&limit));
+            limit += 1;
+        }
+        let hard = getrlimit(Resource::Nofile).maximum;
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(limit as u64),
+                maximum: hard,
+            },
+        )
+        .unwrap();
+    }
+
+    fn connect(socket: Socket, addr: SocketAddr) -> Client {
+        socket.connect(&addr.into()).expect("the backlog takes it");
+        Client::from_stream(socket.into(), Duration::from_secs(3))
+    }
 }

@@ -73,6 +73,17 @@ impl GroupShared {
         }
     }
 
+    /// A loop is out of file descriptors and has no connection of its own to evict: every
+    /// loop evicts one of its oldest idle or slow connections, if it has one. With
+    /// `SO_REUSEPORT` the kernel chose the loop a newcomer waits on, so without this a
+    /// slowloris held by one loop locks out the newcomers queued on another until the slow
+    /// heads' timeout.
+    pub(crate) fn want_room(&self) {
+        for handle in self.wake.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            handle.want_room();
+        }
+    }
+
     /// The group's stop instant, once stopped.
     pub(crate) fn stop_at(&self) -> Option<Instant> {
         *self.stop_at.lock().unwrap_or_else(|e| e.into_inner())

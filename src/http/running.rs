@@ -29,6 +29,8 @@ pub(crate) enum Phase {
 pub(crate) struct Control {
     waker: Waker,
     stop: AtomicBool,
+    /// Another loop of the group is out of file descriptors with none of its own to free.
+    room_wanted: AtomicBool,
     phase: Mutex<Phase>,
     changed: Condvar,
     /// The thread running the loop, once it runs: a handle called there (from a handler)
@@ -41,6 +43,7 @@ impl Control {
         Control {
             waker,
             stop: AtomicBool::new(false),
+            room_wanted: AtomicBool::new(false),
             phase: Mutex::new(Phase::Running),
             changed: Condvar::new(),
             loop_thread: OnceLock::new(),
@@ -58,6 +61,18 @@ impl Control {
 
     pub(crate) fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// Asks the loop to free a file descriptor (evict its oldest idle or slow connection):
+    /// descriptors are the process's, so a loop out of them may have none of its own to free.
+    pub(crate) fn want_room(&self) {
+        self.room_wanted.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+
+    /// Whether a loop asked for room since the last call.
+    pub(crate) fn take_room_request(&self) -> bool {
+        self.room_wanted.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
@@ -96,6 +111,11 @@ pub struct StopHandle {
 impl StopHandle {
     pub(crate) fn new(control: Arc<Control>) -> Self {
         StopHandle { control }
+    }
+
+    /// Asks the loop to free a file descriptor (see [`Control::want_room`]).
+    pub(crate) fn want_room(&self) {
+        self.control.want_room();
     }
 
     /// Asks the server to stop gracefully; returns at once.

@@ -304,6 +304,9 @@ impl<'r, A: Accounting> Server<'r, A> {
                 LISTENER => self.accept(now),
                 // Another thread asked us to stop.
                 WAKER => {
+                    if self.control.take_room_request() {
+                        self.evict_oldest(now, false);
+                    }
                     if self.control.stop_requested() {
                         self.stop(now);
                     }
@@ -390,13 +393,15 @@ impl<'r, A: Accounting> Server<'r, A> {
                 // `max_connections`, with no linger (its descriptor is what is short), and take
                 // the next one from the backlog: slow heads must not hold every descriptor until
                 // their timeout while newcomers wait. With none to evict (or the room made not
-                // enough: ENFILE, memory), `accept` would fail again at once and the listener
-                // stays ready, so retrying now spins: pause, and retry from a timer.
+                // enough: ENFILE, memory), the other loops of a group evict theirs (descriptors
+                // are the process's); `accept` would fail again at once and the listener stays
+                // ready, so retrying now spins: pause, and retry from a timer.
                 Err(_) => {
                     if !made_room && self.evict_oldest(now, false) {
                         made_room = true;
                         continue;
                     }
+                    self.ask_group_for_room();
                     self.dispatcher.stats.accept_backoffs += 1;
                     self.accept_paused = true;
                     self.timers.schedule(now + ACCEPT_BACKOFF, ACCEPT_TIMER);

@@ -67,6 +67,14 @@ impl<'r, A: Accounting> Server<'r, A> {
         self
     }
 
+    /// Out of file descriptors with none of this loop's own to free: the group's other loops
+    /// free one each (`GroupShared::want_room`). Nothing for a loop alone.
+    pub(super) fn ask_group_for_room(&self) {
+        if let Some(ladder) = self.ladder.as_deref() {
+            ladder.member.shared.want_room();
+        }
+    }
+
     /// A stop reached this loop (the group woke it, or a handler asked): start the group's
     /// ladder if nobody has, and enter the unready step once.
     pub(super) fn ladder_stop(&mut self, now: Instant) {
