@@ -666,9 +666,87 @@ fn out_of_descriptors_a_loop_with_none_to_evict_gets_room_from_another() {
             "out_of_descriptors_a_loop_with_none_to_evict_gets_room_from_another",
         );
     }
-    descriptors::run();
+    let group = LoopGroup::new()
+        .loops(2)
+        .ladder(Ladder::default().drain_timeout(Duration::from_millis(200)))
+        .listen_mode(ListenMode::ReusePort)
+        .spawn(
+            |_| Guarded::embedded("server", Config::default()),
+            |router| {
+                router.route(
+                    "GET",
+                    "/which",
+                    |_: &Request<'_>, res: &mut Response<'_>| {
+                        res.write(thread::current().name().unwrap_or("").as_bytes());
+                        Reply::Now
+                    },
+                );
+                router.route("GET", "/hold", |_: &Request<'_>, _: &mut Response<'_>| {
+                    Reply::After {
+                        delay: Duration::from_secs(60),
+                        token: 0,
+                    }
+                });
+            },
+        )
+        .expect("spawn the group");
+    let clients = descriptors::newcomers_on_a_full_loop_are_served(group.addr(), "reqguard-loop-1");
+    let report = group.stop().expect("the group's report");
+    let (loop_0, loop_1) = (&report.loops[0].stats, &report.loops[1].stats);
+    assert!(loop_0.connections_evicted >= 2, "{report:?}");
+    assert!(loop_1.accept_backoffs >= 2, "{report:?}");
+    assert_eq!(report.totals.leaked, 0);
+    drop(clients);
 }
 
+/// The same on the hyper stack's loop group (`reqguard::tokio_hyper::HyperGroup`).
+#[cfg(all(unix, feature = "hyper"))]
+#[test]
+fn out_of_descriptors_a_hyper_loop_with_none_to_evict_gets_room_from_another() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperGroup, HyperServer};
+    use reqguard::ServerCore;
+
+    const CHILD: &str = "REQGUARD_HYPER_GROUP_DESCRIPTORS_CHILD";
+    if !child::is_child(CHILD) {
+        return child::assert_passes_in_child(
+            CHILD,
+            "out_of_descriptors_a_hyper_loop_with_none_to_evict_gets_room_from_another",
+        );
+    }
+    let group = HyperGroup::new()
+        .loops(2)
+        .listen_mode(ListenMode::ReusePort)
+        .spawn(|_| {
+            let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+            HyperServer::new(core, |_this, request: hyper::Request<_>, bundle: Bundle| {
+                let hold = request.uri().path() == "/hold";
+                async move {
+                    if hold {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    let name = thread::current().name().unwrap_or("").to_owned();
+                    let body = Full::new(Bytes::from(name));
+                    Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+                }
+            })
+        })
+        .expect("spawn the group");
+    let clients =
+        descriptors::newcomers_on_a_full_loop_are_served(group.addr(), "reqguard-hyper-1");
+    group.stopper().force();
+    let report = group.wait().expect("the group's report");
+    let (loop_0, loop_1) = (&report.loops[0].stats, &report.loops[1].stats);
+    assert!(loop_0.connections_evicted >= 2, "{report:?}");
+    assert!(loop_1.accept_backoffs >= 2, "{report:?}");
+    assert_eq!(report.totals.leaked, 0);
+    drop(clients);
+}
+
+/// A process out of file descriptors, as the tests above need it: client sockets made first,
+/// with descriptors above the limit, then the limit lowered so that the server has a budget.
 #[cfg(unix)]
 mod descriptors {
     use super::*;
@@ -681,63 +759,30 @@ mod descriptors {
     /// Client sockets, made before the limit is lowered, with descriptors above it.
     const CLIENTS: usize = 3 * BUDGET;
 
-    pub(super) fn run() {
-        let group = LoopGroup::new()
-            .loops(2)
-            .ladder(Ladder::default().drain_timeout(Duration::from_millis(200)))
-            .listen_mode(ListenMode::ReusePort)
-            .spawn(
-                |_| Guarded::embedded("server", Config::default()),
-                |router| {
-                    router.route(
-                        "GET",
-                        "/which",
-                        |_: &Request<'_>, res: &mut Response<'_>| {
-                            let name = thread::current().name().unwrap_or("").to_owned();
-                            res.write(name.as_bytes());
-                            Reply::Now
-                        },
-                    );
-                    router.route("GET", "/hold", |_: &Request<'_>, _: &mut Response<'_>| {
-                        Reply::After {
-                            delay: Duration::from_secs(60),
-                            token: 0,
-                        }
-                    });
-                },
-            )
-            .expect("spawn the group");
-        let mut clients = high_sockets();
+    /// Connects clients one at a time to `addr` and asks each which loop serves it: those on
+    /// the loop named `full` are given a request that stays in its handler (not evictable),
+    /// the others stay idle (evictable). Past the budget, every newcomer must be served, until
+    /// two on `full` were. Returns the clients (the caller stops the server first).
+    pub(super) fn newcomers_on_a_full_loop_are_served(addr: SocketAddr, full: &str) -> Vec<Client> {
+        let mut sockets = high_sockets();
         lower_limit_to_budget();
-        let (mut idle, mut held) = (Vec::new(), Vec::new());
-        let mut served_past_budget_on_loop_1 = 0;
+        let mut clients = Vec::new();
+        let mut served_past_budget_on_full = 0;
         for n in 0..CLIENTS {
-            let mut client = connect(clients.pop().unwrap(), group.addr());
+            let mut client = connect(sockets.pop().unwrap(), addr);
             let which = client.request("GET /which HTTP/1.1\r\nhost: x\r\n\r\n");
-            let loop_1 = which.text() == "reqguard-loop-1";
-            if loop_1 {
+            if which.text() == full {
                 client.send(b"GET /hold HTTP/1.1\r\nhost: x\r\n\r\n");
-                held.push(client);
-                served_past_budget_on_loop_1 += usize::from(n >= BUDGET);
-            } else {
-                idle.push(client);
+                served_past_budget_on_full += usize::from(n >= BUDGET);
             }
-            if served_past_budget_on_loop_1 == 2 {
-                break;
+            clients.push(client);
+            if served_past_budget_on_full == 2 {
+                return clients;
             }
             // Older than the 100 ms a connection must have held its slot to be evicted.
             thread::sleep(Duration::from_millis(120));
         }
-        assert_eq!(
-            served_past_budget_on_loop_1, 2,
-            "too few newcomers on loop 1"
-        );
-        let report = group.stop().expect("the group's report");
-        let evicted_by_loop_0 = report.loops[0].stats.connections_evicted;
-        assert!(evicted_by_loop_0 >= 2, "{evicted_by_loop_0} evicted");
-        assert!(report.loops[1].stats.accept_backoffs >= 2, "{report:?}");
-        assert_eq!(report.totals.leaked, 0);
-        drop((idle, held));
+        panic!("too few newcomers on {full}");
     }
 
     /// Client sockets whose descriptors are above the limit this test sets, so that making and

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::handler::{EnterScope, Handler};
 use super::report::HyperReport;
+use super::room::Room;
 use super::server::{current_thread_runtime, GroupLinger, HyperServer};
 use crate::http::ListenMode;
 use crate::pool::Recycle;
@@ -142,11 +143,18 @@ impl HyperGroup {
             stop: HyperGroupStop(Arc::clone(&shared)),
             threads: Vec::with_capacity(self.loops),
         };
-        for (index, listener) in listeners.into_iter().enumerate() {
+        let rooms = Room::for_group(self.loops);
+        for ((index, listener), room) in listeners.into_iter().enumerate().zip(rooms) {
             let (shared, make, ready) = (Arc::clone(&shared), Arc::clone(&make), ready_tx.clone());
+            let start = LoopStart {
+                index,
+                listener,
+                room,
+                ready,
+            };
             let thread = thread::Builder::new()
                 .name(format!("reqguard-hyper-{index}"))
-                .spawn(move || run_loop(index, listener, &shared, || make(index), ready))?;
+                .spawn(move || run_loop(start, &shared, || make(index)))?;
             handle.threads.push(thread);
         }
         drop(ready_tx);
@@ -189,12 +197,19 @@ impl Drop for DrainedOnce {
     }
 }
 
-fn run_loop<E, C, H, S>(
+/// What one loop's thread starts from.
+struct LoopStart {
     index: usize,
     listener: std::net::TcpListener,
+    room: Room,
+    /// Gets `Ok` once the loop serves, or why it could not.
+    ready: mpsc::Sender<io::Result<()>>,
+}
+
+fn run_loop<E, C, H, S>(
+    start: LoopStart,
     shared: &Arc<Shared>,
     make: impl FnOnce() -> HyperServer<E, C, H, S>,
-    ready: mpsc::Sender<io::Result<()>>,
 ) -> io::Result<HyperReport>
 where
     E: Engine,
@@ -202,6 +217,12 @@ where
     H: Handler<E, C>,
     S: EnterScope<E>,
 {
+    let LoopStart {
+        index,
+        listener,
+        room,
+        ready,
+    } = start;
     let guard = DrainedOnce {
         shared: Arc::clone(shared),
         counted: Rc::new(Cell::new(false)),
@@ -232,6 +253,7 @@ where
         drained: move || DrainedOnce::mark(shared, &counted),
         all_drained: reached(drained, move |&n| n >= shared.loops),
         forced: || *shared.phase.borrow() >= Phase::Forcing,
+        room: Some(room),
     };
     let stop = reached(phase.clone(), |&p| p >= Phase::Stopping);
     let force = reached(phase, |&p| p >= Phase::Forcing);

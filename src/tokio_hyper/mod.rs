@@ -67,6 +67,7 @@ mod group;
 mod handler;
 mod linger;
 mod report;
+mod room;
 mod server;
 mod service;
 mod steps;

@@ -19,6 +19,7 @@ use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
 use super::linger::{closing_answer, linger, LingeringIo};
 use super::report::HyperReport;
+use super::room::Room;
 use super::service::{RequestService, Shared};
 use super::steps::{StepKind, Steps};
 use super::tally::Tally;
@@ -322,6 +323,7 @@ where
             drained: || {},
             all_drained: std::future::ready(()),
             forced: || false,
+            room: None,
         };
         Gated::new(self.serve_in(listener, stop, force, alone))
     }
@@ -381,6 +383,7 @@ where
             connections: &connections,
             options,
             refusing: Rc::default(),
+            room: linger.room.as_ref(),
         };
         acceptor.run(&listener, stop).await;
         let steps = Steps::default();
@@ -533,6 +536,8 @@ struct Acceptor<'a, E: Engine, C: Recycle, H, S> {
     options: Options,
     /// Connections refused over the limit still lingering (see `refuse_over_limit`).
     refusing: Rc<Cell<usize>>,
+    /// This loop's group, if any: out of descriptors the loops free them for each other.
+    room: Option<&'a Room>,
 }
 
 /// How long a connection refused over the limit lingers after its `503`, reading and dropping
@@ -570,12 +575,15 @@ where
                         // must not lock newcomers out), one at a time; its task closes it
                         // before the next accept. Else (or a transient error) pause, do not
                         // spin.
-                        if out_of_descriptors(&error)
-                            && self.connections.evicting() == 0
-                            && self.evict_oldest(true)
-                        {
-                            tokio::task::yield_now().await;
-                            continue;
+                        if out_of_descriptors(&error) {
+                            if self.connections.evicting() == 0 && self.evict_oldest(true) {
+                                tokio::task::yield_now().await;
+                                continue;
+                            }
+                            // None of this loop's own: the other loops of its group free one.
+                            if let Some(room) = self.room {
+                                room.ask_others();
+                            }
                         }
                         self.shared.tally.bump(|s| &mut s.accept_backoffs);
                         tokio::select! {
@@ -584,6 +592,12 @@ where
                         }
                     }
                 },
+                // Another loop of the group is out of descriptors with none of its own to free.
+                () = Room::asked(self.room) => {
+                    if self.connections.evicting() == 0 {
+                        self.evict_oldest(true);
+                    }
+                }
             }
         }
     }
@@ -834,6 +848,8 @@ pub(crate) struct GroupLinger<D, A, F> {
     pub(crate) all_drained: A,
     /// Whether the group was forced (read when it closes).
     pub(crate) forced: F,
+    /// Out of descriptors, how this loop and the others free them for each other.
+    pub(crate) room: Option<Room>,
 }
 
 impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
