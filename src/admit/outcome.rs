@@ -151,9 +151,12 @@ impl OutcomeCounts {
         }
     }
 
-    /// Requests ended, all outcomes together.
+    /// Requests ended, all outcomes together (at most `u64::MAX`: the fields are public, and
+    /// a sum of figures that large saturates rather than overflows).
     pub fn total(&self) -> u64 {
-        Outcome::ALL.iter().map(|&o| self.count(o)).sum()
+        Outcome::ALL
+            .iter()
+            .fold(0, |sum: u64, &o| sum.saturating_add(self.count(o)))
     }
 
     /// `{"completed":N,"client_gone":N,"deadline_aborted":N,"force_closed":N,"dropped":N}`.
@@ -182,7 +185,8 @@ impl OutcomeCounts {
 }
 
 impl std::ops::AddAssign for OutcomeCounts {
-    /// Adds another server's (or loop's) counts, outcome by outcome.
+    /// Adds another server's (or loop's) counts, outcome by outcome, saturating at
+    /// `u64::MAX` (figures an embedder's accounting reports may be anything).
     fn add_assign(&mut self, other: OutcomeCounts) {
         let OutcomeCounts {
             completed,
@@ -191,11 +195,11 @@ impl std::ops::AddAssign for OutcomeCounts {
             force_closed,
             dropped,
         } = other;
-        self.completed += completed;
-        self.client_gone += client_gone;
-        self.deadline_aborted += deadline_aborted;
-        self.force_closed += force_closed;
-        self.dropped += dropped;
+        self.completed = self.completed.saturating_add(completed);
+        self.client_gone = self.client_gone.saturating_add(client_gone);
+        self.deadline_aborted = self.deadline_aborted.saturating_add(deadline_aborted);
+        self.force_closed = self.force_closed.saturating_add(force_closed);
+        self.dropped = self.dropped.saturating_add(dropped);
     }
 }
 

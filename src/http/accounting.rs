@@ -58,13 +58,17 @@ pub struct AccountingReport {
 /// # Panics
 ///
 /// A panic in [`admit`](Accounting::admit) (a [`Guarded`]'s [`ScopeProvider`] included),
-/// [`stop`](Accounting::stop), [`poll_stop`](Accounting::poll_stop) or
-/// [`report`](Accounting::report) is caught and counted in
+/// [`stop`](Accounting::stop), [`poll_stop`](Accounting::poll_stop),
+/// [`report`](Accounting::report) or [`ledger`](Accounting::ledger) (a loop group's stop ladder
+/// reads it at each step) is caught and counted in
 /// [`Stats::panics`](crate::http::Stats::panics), and the server goes on: a panicking
 /// `admit` is the request's `500` and `Connection: close` (counted refused; whatever it had
 /// taken was dropped by the unwinding: a `Guarded` bundle ends [`Outcome::Dropped`]); after a
 /// panicking `stop` the server's drain deadline rules; a panicking `poll_stop` reads as
-/// `Complete` when nothing is in flight, else `Pending`; a panicking `report`, as empty figures.
+/// `Complete` when nothing is in flight, else `Pending`; a panicking `report`, as empty figures;
+/// a panicking `ledger`, as none. The figures are the implementation's to get right: a group
+/// sums its loops' reports saturating, and a ledger that goes backwards between two reads
+/// (another core's each time) makes a step's `ended` count zero, not a wrapped-around count.
 /// An implementation that can fail answers with a [`Refusal`] instead.
 ///
 /// The per-request calls (`signal`, `this`, `handled`, `end`) are caught too, and counted,

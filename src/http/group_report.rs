@@ -90,7 +90,8 @@ fn add(totals: &mut ServerReport, report: &ServerReport) {
         outcomes,
     } = report;
     add_stats(&mut totals.stats, stats);
-    totals.leaked += leaked;
+    // An embedder's accounting reports these: absurd figures saturate, never overflow.
+    totals.leaked = totals.leaked.saturating_add(*leaked);
     totals.leaks = merge_leaks(&totals.leaks, leaks);
     totals.drain_time = totals.drain_time.max(*drain_time);
     totals.drain_deadline_hit |= drain_deadline_hit;
@@ -146,14 +147,14 @@ pub(crate) fn add_pool(a: PoolMetrics, b: &PoolMetrics) -> PoolMetrics {
         recycle_panics,
     } = *b;
     PoolMetrics {
-        capacity: a.capacity + capacity,
-        in_use: a.in_use + in_use,
+        capacity: a.capacity.saturating_add(capacity),
+        in_use: a.in_use.saturating_add(in_use),
         // Each loop's own high-water mark; their sum bounds the group's.
-        high_water: a.high_water + high_water,
-        allocated: a.allocated + allocated,
-        spills: a.spills + spills,
-        refusals: a.refusals + refusals,
-        recycle_panics: a.recycle_panics + recycle_panics,
+        high_water: a.high_water.saturating_add(high_water),
+        allocated: a.allocated.saturating_add(allocated),
+        spills: a.spills.saturating_add(spills),
+        refusals: a.refusals.saturating_add(refusals),
+        recycle_panics: a.recycle_panics.saturating_add(recycle_panics),
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use super::{Connection, Server, CLOSE_LINGER, STOP_TIMER};
 use crate::admit::OutcomeCounts;
+use crate::callback::caught;
 use crate::http::accounting::{Accounting, StopStatus};
 use crate::http::group::Member;
 use crate::http::ladder::{ConnState, HandlerRequest, Ladder, Outstanding, Step, StepRecord};
@@ -201,12 +202,22 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// The outcomes counted so far on this loop (none when unaccounted).
-    fn outcomes(&self) -> OutcomeCounts {
-        self.dispatcher
-            .accounting
-            .ledger()
-            .map(Ledger::outcomes)
-            .unwrap_or_default()
+    fn outcomes(&mut self) -> OutcomeCounts {
+        self.from_ledger(Ledger::outcomes)
+    }
+
+    /// `read` of the accounting's ledger, or the default when it has none. `ledger` is the
+    /// embedder's code, as the accounting's other calls: one that panics is counted in
+    /// `panics` and read as no ledger, so the ladder and the report go on.
+    fn from_ledger<R: Default>(&mut self, read: impl FnOnce(&Ledger) -> R) -> R {
+        let accounting = &self.dispatcher.accounting;
+        match caught(|| accounting.ledger().map(read)) {
+            Some(figures) => figures.unwrap_or_default(),
+            None => {
+                self.dispatcher.stats.panics += 1;
+                R::default()
+            }
+        }
     }
 
     /// Tells the group once this loop has drained: nothing admitted is out, and every
@@ -299,15 +310,10 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// What is outstanding on this loop now: admitted requests, guards, connections by state.
-    fn outstanding(&self, now: Instant) -> Outstanding {
+    fn outstanding(&mut self, now: Instant) -> Outstanding {
         let mut outstanding = Outstanding {
             in_flight: self.dispatcher.in_flight,
-            guards: self
-                .dispatcher
-                .accounting
-                .ledger()
-                .map(Ledger::report)
-                .unwrap_or_default(),
+            guards: self.from_ledger(Ledger::report),
             ..Outstanding::default()
         };
         for (_, socket) in self.sockets.iter() {
@@ -344,13 +350,16 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 }
 
-/// The outcomes counted between `before` and `after`.
+/// The outcomes counted between `before` and `after`; none where `after` is lower (an
+/// embedder's accounting may answer with another ledger each time).
 fn since(after: OutcomeCounts, before: OutcomeCounts) -> OutcomeCounts {
     OutcomeCounts {
-        completed: after.completed - before.completed,
-        client_gone: after.client_gone - before.client_gone,
-        deadline_aborted: after.deadline_aborted - before.deadline_aborted,
-        force_closed: after.force_closed - before.force_closed,
-        dropped: after.dropped - before.dropped,
+        completed: after.completed.saturating_sub(before.completed),
+        client_gone: after.client_gone.saturating_sub(before.client_gone),
+        deadline_aborted: after
+            .deadline_aborted
+            .saturating_sub(before.deadline_aborted),
+        force_closed: after.force_closed.saturating_sub(before.force_closed),
+        dropped: after.dropped.saturating_sub(before.dropped),
     }
 }

@@ -1,0 +1,249 @@
+//! QA probes, ninth round, of the embedding API as a hostile embedder uses it: accountings
+//! whose figures lie, futures dropped and made again in a handler's loop, reports read and
+//! summed at their extremes. Public API only. Each test failed on `main` before its fix.
+#![cfg(feature = "server")]
+
+#[path = "util/handlers.rs"]
+mod handlers;
+#[path = "util/quiet.rs"]
+mod quiet;
+mod util;
+
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use handlers::Later;
+use reqguard::http::{Accounting, AccountingReport, Ladder, LoopGroup, StopStatus, Unaccounted};
+use reqguard::{AbortSignal, Config, Ledger, OutcomeCounts, Refusal, ServerCore};
+use util::bounded::within;
+
+/// How long a probe waits for a call that hangs on a broken build.
+const HANG: Duration = Duration::from_secs(20);
+
+/// A ladder that reaches its force step quickly when a request is held past the drain.
+fn quick_ladder() -> Ladder {
+    Ladder::default()
+        .unready(Duration::ZERO)
+        .drain_timeout(Duration::from_millis(100))
+        .force_after(Duration::from_millis(50))
+}
+
+/// Two cores of the embedder's, one with requests ended on it and one without.
+struct TwoLedgers {
+    rich: ServerCore<reqguard::engines::Embedded<&'static str>>,
+    poor: ServerCore<reqguard::engines::Embedded<&'static str>>,
+}
+
+impl TwoLedgers {
+    fn new() -> Self {
+        let heap = reqguard::engines::Heap::new();
+        let rich = ServerCore::embedded(heap.alloc("rich"), Config::default());
+        let live = rich.upgrade().unwrap();
+        for _ in 0..3 {
+            live.admit(|_| Ok(())).unwrap().complete();
+        }
+        drop(live);
+        let poor = ServerCore::embedded(heap.alloc("poor"), Config::default());
+        TwoLedgers { rich, poor }
+    }
+}
+
+/// An accounting of the embedder's that admits everything, and whose `ledger` is not one
+/// ledger over time: it answers with one core's and another's in turn (or panics, when
+/// `panics` says so). Its reports are whatever `figures` says.
+struct Lying {
+    plain: Unaccounted,
+    ledgers: TwoLedgers,
+    calls: Cell<u64>,
+    /// Which call of `ledger` answers the rich ledger first: 0 or 1.
+    phase: u64,
+    panics: bool,
+    figures: AccountingReport,
+    admitted: Arc<AtomicBool>,
+}
+
+impl Lying {
+    fn new(phase: u64, panics: bool, admitted: Arc<AtomicBool>) -> Self {
+        Lying {
+            admitted,
+            plain: Unaccounted::new(),
+            ledgers: TwoLedgers::new(),
+            calls: Cell::new(0),
+            phase,
+            panics,
+            figures: AccountingReport::default(),
+        }
+    }
+}
+
+// The cores are `!Send`: a group makes each loop's accounting on that loop's thread.
+impl Accounting for Lying {
+    type Held = ();
+
+    fn admit(&mut self) -> Result<(), Refusal> {
+        self.admitted.store(true, Ordering::SeqCst);
+        self.plain.admit()
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.plain.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.plain.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        let call = self.calls.get();
+        self.calls.set(call + 1);
+        if self.panics {
+            panic!("an accounting's ledger panics");
+        }
+        Some(if (call + self.phase) % 2 == 0 {
+            self.ledgers.rich.ledger()
+        } else {
+            self.ledgers.poor.ledger()
+        })
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.figures.clone()
+    }
+}
+
+/// Runs a one-loop group whose accounting `make` builds, holds one request past the drain
+/// (so the ladder goes through abort and force), stops it, and returns `wait`'s result, or
+/// `Err` with what went wrong (a panic in the caller, a hang).
+fn group_through_force<A: Accounting>(
+    make: impl Fn(Arc<AtomicBool>) -> A + Send + Sync + 'static,
+) -> Result<reqguard::http::GroupReport, String> {
+    let admitted = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&admitted);
+    let group = LoopGroup::new()
+        .loops(1)
+        .ladder(quick_ladder())
+        .spawn(
+            move |_| make(Arc::clone(&seen)),
+            |router| {
+                router.route("GET", "/later", Later(Duration::from_secs(30)));
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let addr = group.addr();
+    let held = std::thread::spawn(move || {
+        // Held past the drain: the force step closes it.
+        let _ = within(HANG, move || util::get(addr, "/later"));
+    });
+    util::wait_until("the request is admitted", || {
+        admitted.load(Ordering::SeqCst)
+    });
+    let waited = within(HANG, move || {
+        std::panic::catch_unwind(AssertUnwindSafe(move || group.stop()))
+    });
+    let _ = held.join();
+    match waited {
+        None => Err("the group's stop hung".into()),
+        Some(Err(_)) => Err("the group's stop panicked in the caller".into()),
+        Some(Ok(Err(err))) => Err(format!("the group's report was lost: {err}")),
+        Some(Ok(Ok(report))) => Ok(report),
+    }
+}
+
+/// An accounting's `ledger` is the embedder's code, called by a loop group's ladder at every
+/// step (the guards out, the outcomes each step ended): one that panics is caught like the
+/// accounting's other calls (counted in `panics`), and the group's report comes back. Before,
+/// the panic unwound out of the loop: "loop 0 panicked", the report lost.
+#[test]
+fn a_panicking_accounting_ledger_does_not_lose_the_group_report() {
+    quiet::quiet_panics();
+    let report = group_through_force(|seen| Lying::new(0, true, seen)).unwrap();
+    let totals = &report.totals;
+    assert!(totals.stats.panics > 0, "the ledger's panics are counted");
+    assert_eq!(totals.stats.aborted + totals.stats.served, 1, "{totals:?}");
+}
+
+/// An accounting whose `ledger` answers with one ledger, then another with fewer outcomes
+/// (two cores of the embedder's): the force step's "ended" figures are a difference of the
+/// two. It must not panic (debug: subtract with overflow) nor wrap to absurd figures
+/// (release); before, the loop died in debug builds and the report was lost.
+#[test]
+fn a_ledger_that_goes_backwards_does_not_lose_the_group_report() {
+    quiet::quiet_panics();
+    for phase in [0, 1] {
+        let report = group_through_force(move |seen| Lying::new(phase, false, seen))
+            .unwrap_or_else(|err| panic!("phase {phase}: {err}"));
+        for step in &report.loops[0].steps {
+            assert!(
+                step.ended.total() <= 3,
+                "phase {phase}: a step ended {} requests: {:?}",
+                step.ended.total(),
+                step.ended
+            );
+        }
+    }
+}
+
+/// Figures an accounting reports are the embedder's, summed over a group's loops: absurd ones
+/// (every count at its largest) saturate rather than overflow. Before, `wait` panicked in the
+/// caller's thread in debug builds (add with overflow) and wrapped in release.
+#[test]
+fn absurd_accounting_figures_summed_over_loops_saturate() {
+    quiet::quiet_panics();
+    let absurd = OutcomeCounts {
+        completed: u64::MAX,
+        client_gone: u64::MAX,
+        deadline_aborted: u64::MAX,
+        force_closed: u64::MAX,
+        dropped: u64::MAX,
+    };
+    let group = LoopGroup::new()
+        .loops(2)
+        .ladder(quick_ladder())
+        .spawn(
+            move |_| {
+                let mut lying = Lying::new(0, false, Arc::default());
+                lying.figures = AccountingReport {
+                    leaked: usize::MAX,
+                    outcomes: absurd,
+                    ..AccountingReport::default()
+                };
+                lying
+            },
+            |_| {},
+        )
+        .unwrap();
+    let waited = within(HANG, move || {
+        std::panic::catch_unwind(AssertUnwindSafe(move || group.stop()))
+    })
+    .expect("the stop hung")
+    .expect("summing the loops' reports panicked")
+    .expect("the report was lost");
+    assert_eq!(waited.totals.leaked, usize::MAX);
+    assert_eq!(waited.totals.outcomes, absurd);
+    assert_eq!(waited.totals.outcomes.total(), u64::MAX);
+    assert!(!waited.is_clean());
+}
+
+/// `OutcomeCounts` is a plain public struct: its sum and `+=` saturate at `u64::MAX` instead
+/// of panicking (debug) or wrapping (release).
+#[test]
+fn outcome_counts_saturate() {
+    let mut counts = OutcomeCounts {
+        completed: u64::MAX,
+        dropped: 1,
+        ..OutcomeCounts::default()
+    };
+    assert_eq!(counts.total(), u64::MAX);
+    counts += OutcomeCounts {
+        completed: 1,
+        ..OutcomeCounts::default()
+    };
+    assert_eq!(counts.completed, u64::MAX);
+}
