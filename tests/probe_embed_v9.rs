@@ -247,3 +247,112 @@ fn outcome_counts_saturate() {
     };
     assert_eq!(counts.completed, u64::MAX);
 }
+
+#[cfg(feature = "hyper")]
+mod hyper_embed {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use reqguard::engines::{Embedded, Handle, Heap};
+    use reqguard::tokio_hyper::{Bundle, Handler, HandlerError, HyperReport, HyperServer, Reply};
+    use reqguard::{AbortReason, Config, ServerCore};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A waker of the test's own: counts its wakes; its `Arc`'s strong count says how many
+    /// clones of it are held anywhere.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Serves one `GET /` with `handler` on a fresh current-thread runtime and `LocalSet`,
+    /// then stops: the answer as text, and the report.
+    fn serve_one<H: Handler<Embedded<&'static str>>>(handler: H) -> (String, HyperReport) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let server = HyperServer::new(core, handler);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let client = async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+                stream.write_all(request).await.unwrap();
+                let mut answer = Vec::new();
+                let read = stream.read_to_end(&mut answer);
+                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                let _ = tx.send(String::from_utf8_lossy(&answer).into_owned());
+            };
+            tokio::task::spawn_local(client);
+            let mut answer = String::new();
+            let stop = async {
+                answer = rx.await.unwrap_or_default();
+            };
+            let serve = server.serve(listener, stop);
+            let report = tokio::time::timeout(Duration::from_secs(20), serve)
+                .await
+                .expect("the server stopped");
+            (answer, report)
+        })
+    }
+
+    /// How many listeners `Bundle::aborted` futures that were polled once and dropped leave
+    /// behind: a handler watching its signal in a loop (`select!` on `bundle.aborted()` and its
+    /// next chunk, a new future each turn) makes one per turn. Measured by the test's own
+    /// waker: each listener left holds a clone of it (and would hold the connection's task).
+    async fn aborted_in_a_loop(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        let counting = Arc::new(Counting::default());
+        let waker = Waker::from(Arc::clone(&counting));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..1_000 {
+            let mut aborted = std::pin::pin!(bundle.aborted());
+            assert!(aborted.as_mut().poll(&mut cx).is_pending());
+        }
+        let left = Arc::strong_count(&counting) - 2; // this test's two handles
+                                                     // The one kept still hears the abort, once.
+        let mut kept = Box::pin(bundle.aborted());
+        assert!(kept.as_mut().poll(&mut cx).is_pending());
+        bundle.signal().abort(AbortReason::HandlerFailed);
+        let woken = counting.0.load(Ordering::SeqCst);
+        let ready = kept.as_mut().poll(&mut cx);
+        let body = format!("left {left} woken {woken} ready {ready:?}");
+        Ok(bundle.respond(Response::new(Full::new(Bytes::from(body)))))
+    }
+
+    /// A `Bundle::aborted` future dropped before the abort takes its listener (and the waker
+    /// it holds) with it, as tokio-util's `cancelled()` does: a handler that makes one per turn
+    /// of a loop holds nothing more after a thousand turns. Before, each one polled left a
+    /// listener on the signal until the request ended: memory (and a clone of the task's
+    /// waker) growing with the turns of a long request's loop (G9).
+    #[test]
+    fn aborted_futures_dropped_in_a_loop_leave_no_listener_behind() {
+        let (answer, report) = serve_one(aborted_in_a_loop);
+        assert!(
+            answer.ends_with("left 0 woken 1 ready Ready(HandlerFailed)"),
+            "{answer}"
+        );
+        assert_eq!(report.leaked, 0);
+    }
+}

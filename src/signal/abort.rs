@@ -10,6 +10,11 @@ use crate::server::shared::Shared;
 
 type Listener = Box<dyn FnOnce(AbortReason)>;
 
+/// A listener's place in its signal's list, from [`AbortSignal::on_abort_keyed`]: valid until
+/// the signal fires, or until [`AbortSignal::remove_listener`] takes it.
+#[cfg(feature = "hyper")]
+pub(crate) type ListenerKey = usize;
+
 /// The state behind every handle to one signal.
 ///
 /// # Invariants
@@ -22,9 +27,12 @@ type Listener = Box<dyn FnOnce(AbortReason)>;
 /// 4. `home` is the server that allocated the state, for its whole life (reuse keeps it): weak,
 ///    because that server's spare list owns states, and a signal is not a guard (it does not
 ///    keep the server alive). Hot paths reach the server through the guard that holds it.
+/// 5. A listener's index in `listeners` is its key: listeners are only pushed, a removed one
+///    leaves `None` (popped when it is last), and the list is emptied only by the abort or a
+///    reset (which needs the signal's last handle: a keyed listener's owner holds one).
 pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
-    listeners: RefCell<Vec<Listener>>,
+    listeners: RefCell<Vec<Option<Listener>>>,
     activity: Cell<usize>,
     request_out: Cell<bool>,
     home: rc::Weak<Shared>,
@@ -65,7 +73,7 @@ impl SignalState {
         // its own: its `Drop` is user code, and a panic there must not escape the request's
         // release (nor skip the other listeners).
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
-        for listener in listeners.drain(..) {
+        for listener in listeners.drain(..).flatten() {
             call_caught(move || drop(listener));
         }
         let mut slot = self.listeners.borrow_mut();
@@ -124,7 +132,7 @@ impl SignalState {
         // Listeners may touch this signal again (add a listener, abort): run them unborrowed.
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
         let mut panicked = 0;
-        for listener in listeners.drain(..) {
+        for listener in listeners.drain(..).flatten() {
             if call_caught(|| listener(reason)) {
                 panicked += 1;
             }
@@ -140,7 +148,7 @@ impl SignalState {
 impl Drop for SignalState {
     /// Drops the listeners that never ran, each on its own: a listener's `Drop` is user code.
     fn drop(&mut self) {
-        for listener in self.listeners.get_mut().drain(..) {
+        for listener in self.listeners.get_mut().drain(..).flatten() {
             call_caught(move || drop(listener));
         }
     }
@@ -243,8 +251,46 @@ impl AbortSignal {
         if self.is_aborted() {
             return false;
         }
-        self.state().listeners.borrow_mut().push(Box::new(listener));
+        self.state()
+            .listeners
+            .borrow_mut()
+            .push(Some(Box::new(listener)));
         true
+    }
+
+    /// As [`on_abort`](AbortSignal::on_abort), with the listener's key for
+    /// [`remove_listener`](AbortSignal::remove_listener); `None` if the signal already fired.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn on_abort_keyed(
+        &self,
+        listener: impl FnOnce(AbortReason) + 'static,
+    ) -> Option<ListenerKey> {
+        if self.is_aborted() {
+            return None;
+        }
+        let mut listeners = self.state().listeners.borrow_mut();
+        listeners.push(Some(Box::new(listener)));
+        Some(listeners.len() - 1)
+    }
+
+    /// Takes back the listener `key` names before the signal fires (its owner no longer
+    /// waits): the list does not grow with listeners nobody waits on. Call it once per key,
+    /// holding this handle since `on_abort_keyed` (so the signal was not reset and reused).
+    #[cfg(feature = "hyper")]
+    pub(crate) fn remove_listener(&self, key: ListenerKey) {
+        if self.is_aborted() {
+            return; // the abort ran it, or a listener of it is dropping this one now
+        }
+        let removed = {
+            let mut listeners = self.state().listeners.borrow_mut();
+            let removed = listeners.get_mut(key).and_then(Option::take);
+            while matches!(listeners.last(), Some(None)) {
+                listeners.pop();
+            }
+            removed
+        };
+        // Its `Drop` is user code (a waker's): unborrowed, caught.
+        call_caught(move || drop(removed));
     }
 
     /// How many [`ActivityRef`](crate::ActivityRef)s keep this signal alive.

@@ -6,6 +6,8 @@ mod reason;
 mod registry;
 
 pub use abort::AbortSignal;
+#[cfg(feature = "hyper")]
+pub(crate) use abort::ListenerKey;
 pub use activity::ActivityRef;
 pub use reason::AbortReason;
 pub(crate) use registry::SignalRegistry;

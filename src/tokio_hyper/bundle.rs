@@ -14,7 +14,7 @@ use super::body::GuardedBody;
 use super::connections::Conn;
 use crate::admit::{Admitted, Outcome};
 use crate::pool::Recycle;
-use crate::signal::{AbortReason, AbortSignal};
+use crate::signal::{AbortReason, AbortSignal, ListenerKey};
 
 /// What an admitted request holds: its ticket, pooled context and abort signal (an
 /// [`Admitted`] bundle), handed to the handler and then to the response body.
@@ -147,10 +147,14 @@ impl<B: Body, C: Recycle> fmt::Debug for Reply<B, C> {
 }
 
 /// Resolves with the reason when a request's signal is aborted; from [`Bundle::aborted`].
+///
+/// It registers one listener on the signal when first polled, and takes it back when dropped
+/// before the abort: a handler may make one per turn of a loop (a `select!` on
+/// `bundle.aborted()` and its next chunk) without the listeners piling up.
 #[must_use = "futures do nothing unless polled"]
 pub struct Aborted {
     signal: AbortSignal,
-    waker: Option<Rc<Cell<Option<Waker>>>>,
+    waker: Option<(Rc<Cell<Option<Waker>>>, ListenerKey)>,
 }
 
 impl Future for Aborted {
@@ -161,19 +165,29 @@ impl Future for Aborted {
             return Poll::Ready(reason);
         }
         match &self.waker {
-            Some(slot) => slot.set(Some(cx.waker().clone())),
+            Some((slot, _)) => slot.set(Some(cx.waker().clone())),
             None => {
                 let slot = Rc::new(Cell::new(Some(cx.waker().clone())));
                 let listener = Rc::clone(&slot);
-                self.signal.on_abort(move |_| {
+                let key = self.signal.on_abort_keyed(move |_| {
                     if let Some(waker) = listener.take() {
                         waker.wake();
                     }
                 });
-                self.waker = Some(slot);
+                // Not aborted a moment ago, so the listener is in.
+                self.waker = key.map(|key| (slot, key));
             }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Aborted {
+    /// Takes its listener back if the signal has not fired (a dropped `select!` branch).
+    fn drop(&mut self) {
+        if let Some((_, key)) = self.waker.take() {
+            self.signal.remove_listener(key);
+        }
     }
 }
 
