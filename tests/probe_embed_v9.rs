@@ -106,7 +106,7 @@ impl Accounting for Lying {
         if self.panics {
             panic!("an accounting's ledger panics");
         }
-        Some(if (call + self.phase) % 2 == 0 {
+        Some(if (call + self.phase).is_multiple_of(2) {
             self.ledgers.rich.ledger()
         } else {
             self.ledgers.poor.ledger()

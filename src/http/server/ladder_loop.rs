@@ -203,13 +203,13 @@ impl<'r, A: Accounting> Server<'r, A> {
 
     /// The outcomes counted so far on this loop (none when unaccounted).
     fn outcomes(&mut self) -> OutcomeCounts {
-        self.from_ledger(Ledger::outcomes)
+        self.read_ledger(Ledger::outcomes)
     }
 
     /// `read` of the accounting's ledger, or the default when it has none. `ledger` is the
     /// embedder's code, as the accounting's other calls: one that panics is counted in
     /// `panics` and read as no ledger, so the ladder and the report go on.
-    fn from_ledger<R: Default>(&mut self, read: impl FnOnce(&Ledger) -> R) -> R {
+    fn read_ledger<R: Default>(&mut self, read: impl FnOnce(&Ledger) -> R) -> R {
         let accounting = &self.dispatcher.accounting;
         match caught(|| accounting.ledger().map(read)) {
             Some(figures) => figures.unwrap_or_default(),
@@ -313,7 +313,7 @@ impl<'r, A: Accounting> Server<'r, A> {
     fn outstanding(&mut self, now: Instant) -> Outstanding {
         let mut outstanding = Outstanding {
             in_flight: self.dispatcher.in_flight,
-            guards: self.from_ledger(Ledger::report),
+            guards: self.read_ledger(Ledger::report),
             ..Outstanding::default()
         };
         for (_, socket) in self.sockets.iter() {
