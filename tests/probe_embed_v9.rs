@@ -341,6 +341,52 @@ mod hyper_embed {
         Ok(bundle.respond(Response::new(Full::new(Bytes::from(body)))))
     }
 
+    /// A handler future of the embedder's own type (not an `async` block) that answers, and
+    /// whose `Drop` panics (what it still holds: the engine's state for the request).
+    struct AnswersThenPanicsOnDrop {
+        bundle: Option<Bundle>,
+    }
+
+    impl Future for AnswersThenPanicsOnDrop {
+        type Output = Result<Reply<Full<Bytes>>, HandlerError>;
+
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            let bundle = self.bundle.take().expect("polled once");
+            let body = Full::new(Bytes::from_static(b"computed"));
+            std::task::Poll::Ready(Ok(bundle.respond(Response::new(body))))
+        }
+    }
+
+    impl Drop for AnswersThenPanicsOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("a handler future's drop panics");
+            }
+        }
+    }
+
+    /// A handler's future that answered and then panics when the adapter drops it: the
+    /// answer it computed is still sent (G9) and the panic counted; the request completes.
+    /// Before, the future was dropped uncaught as the answer was handed to hyper: the panic
+    /// unwound through hyper, the connection's task died with the answer unsent, and nothing
+    /// counted it.
+    #[test]
+    fn a_handler_future_whose_drop_panics_after_answering_still_answers() {
+        super::quiet::quiet_panics();
+        let (answer, report) = serve_one(|_this, _request, bundle| AnswersThenPanicsOnDrop {
+            bundle: Some(bundle),
+        });
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("computed"),
+            "{answer:?}"
+        );
+        assert_eq!(report.stats.panics, 1);
+        assert_eq!((report.outcomes.completed, report.leaked), (1, 0));
+    }
+
     /// A `Bundle::aborted` future dropped before the abort takes its listener (and the waker
     /// it holds) with it, as tokio-util's `cancelled()` does: a handler that makes one per turn
     /// of a loop holds nothing more after a thousand turns. Before, each one polled left a

@@ -294,7 +294,13 @@ where
         // dropped, one hyper drops before its end, client gone (unless it has none to write).
         let has_body = this.body_rule.has_body(response.status());
         response.body_mut().hand_to_hyper(has_body);
-        this.state.set(State::Done);
+        // The handler's future is the embedder's: a future type of its own whose `Drop`
+        // panics must not lose the answer it made (the panic would unwind through hyper, and
+        // the connection's task die unanswered). Counted; the state is `Done` all the same.
+        let state = &mut this.state;
+        if caught(|| state.set(State::Done)).is_none() {
+            tally.bump(|s| &mut s.panics);
+        }
         if let Some(activity) = &this.conn.activity {
             activity.end();
         }
