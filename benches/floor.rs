@@ -29,6 +29,7 @@
 //! REQGUARD_FLOOR_PIN=one REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor
 //! REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor   # per side and depth
 //! REQGUARD_FLOOR_PAIRS=80 REQGUARD_FLOOR_REQUESTS=3000000 cargo bench --features server --bench floor
+//! REQGUARD_FLOOR_CASES=64x16 REQGUARD_FLOOR_PIN=one cargo bench --features server --bench floor   # one case
 //! ```
 //!
 //! Targets (issue 10): guarded user CPU per request at most 1.5x the floor's at depth 16;
@@ -180,6 +181,25 @@ fn pin_current_thread(cpu: usize) -> bool {
             .is_ok_and(|s| s.success())
 }
 
+/// The cases to run, as `connections x depth`: `REQGUARD_FLOOR_CASES` (`64x16`, or several
+/// separated by commas) or, by default, 1 x 16, 64 x 16 and 1 x 1.
+fn cases() -> Vec<(usize, usize)> {
+    let Ok(list) = env::var("REQGUARD_FLOOR_CASES") else {
+        return vec![(1, 16), (64, 16), (1, 1)];
+    };
+    list.split(',')
+        .map(|case| {
+            case.trim()
+                .split_once('x')
+                .and_then(|(c, d)| Some((c.parse().ok()?, d.parse().ok()?)))
+                .filter(|&(c, d): &(usize, usize)| c > 0 && d > 0)
+                .unwrap_or_else(|| {
+                    panic!("REQGUARD_FLOOR_CASES: `64x16` and the like, not {case:?}")
+                })
+        })
+        .collect()
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     env::var(name)
         .ok()
@@ -218,7 +238,7 @@ fn main() {
     println!("floor: server CPU per request, floor vs reference server, {pairs} alternations, {placement}");
     println!("| connections | depth | side | requests | user CPU ns/request | on-CPU ns/request | requests/s | user CPU / floor | on-CPU / floor | throughput / floor | paired throughput / floor: median [quartiles] | alternations >= {TARGET} | paired on-CPU / floor: median [quartiles] |");
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|");
-    for (conns, depth) in [(1usize, 16usize), (64, 16), (1, 1)] {
+    for (conns, depth) in cases() {
         let mut sides = [
             Side::new("floor", floor.addr, floor.clock.clone(), conns, depth),
             Side::new("unaccounted", plain.addr, plain.clock.clone(), conns, depth),

@@ -155,13 +155,7 @@ fn session_rounds<A: Accounting>(
 /// `n` requests (whole rounds) to a server on its own thread over one loopback connection.
 fn mio<A: Accounting>(accounting: impl FnOnce() -> A + Send + 'static, depth: usize, n: usize) {
     let srv = Srv::start(accounting, bench_limits());
-    let mut streams = connect(srv.addr, 1);
-    let len = answer_len(&mut streams[0]);
-    let mut pipeline = Pipeline::new(depth, len);
-    for _ in 0..(WARM_UP / depth + n / depth) {
-        pipeline.round(&mut streams).expect("round");
-    }
-    drop(streams);
+    client_rounds(srv.addr, depth, n);
     let report = srv.finish();
     assert_eq!(report.leaked, 0);
 }
@@ -190,17 +184,28 @@ fn group(depth: usize, n: usize) {
 /// `n` requests (whole rounds) to the floor (`common/floor.rs`) on its own thread.
 fn floor(depth: usize, n: usize) {
     let floor = Floor::start();
-    let mut streams = connect(floor.addr, 1);
+    let sent = client_rounds(floor.addr, depth, n);
+    assert_eq!(floor.finish() as usize, sent);
+}
+
+/// The client of a `mio` or `floor` case: `REQGUARD_CALLGRIND_CONNS` keep-alive connections
+/// (1 by default) from this thread, each sent `depth` pipelined requests per round, `WARM_UP`
+/// then `n` requests in all (whole rounds; with C connections a round is C times `depth`
+/// requests, so `n` and `WARM_UP` are divided among them). Returns the requests sent, each
+/// connection's first exchange (which gives the answer's length) included.
+fn client_rounds(addr: std::net::SocketAddr, depth: usize, n: usize) -> usize {
+    let conns = env_usize("REQGUARD_CALLGRIND_CONNS", 1).max(1);
+    let mut streams = connect(addr, conns);
     let len = answer_len(&mut streams[0]);
+    for stream in &mut streams[1..] {
+        answer_len(stream);
+    }
     let mut pipeline = Pipeline::new(depth, len);
-    for _ in 0..(WARM_UP / depth + n / depth) {
+    let rounds = (WARM_UP / depth + n / depth) / conns;
+    for _ in 0..rounds {
         pipeline.round(&mut streams).expect("round");
     }
-    drop(streams);
-    assert_eq!(
-        floor.finish() as usize,
-        1 + (WARM_UP / depth + n / depth) * depth
-    );
+    conns + rounds * conns * depth
 }
 
 /// `n` admissions (after `WARM_UP`) on a warm core (`guarded`) or the hand-written server,

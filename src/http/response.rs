@@ -314,12 +314,18 @@ fn digit(n: usize) -> u8 {
 }
 
 /// A kept-alive HTTP/1.1 answer's length digits, the end of its head and its body of at most
-/// [`SHORT_BODY`] bytes, gathered in a buffer of fixed size and appended in one fixed-size
-/// copy: a few bytes of body need no call to `memcpy`.
+/// [`SHORT_BODY`] bytes, written in place in a fixed-size room at the end of `out`, then cut to
+/// length: a few bytes of body need no call to `memcpy`. In place, not gathered on the stack and
+/// copied: the copy's 16-byte loads of bytes just stored one, four and eight at a time cannot be
+/// forwarded from the stores, and waited for them to reach the cache, behind the answer's head
+/// stored just before (with 64 connections, their output buffers out of the L1 cache: a quarter
+/// of the dispatch's time).
 #[inline(always)]
 fn write_short_tail(out: &mut Vec<u8>, body: &[u8]) {
     let n = body.len();
-    let mut tail = [0u8; 32];
+    let len = out.len();
+    out.extend_from_slice(&[0; 32]);
+    let tail = &mut out[len..len + 32];
     let from = if n < 10 {
         tail[..5].copy_from_slice(&[digit(n), b'\r', b'\n', b'\r', b'\n']);
         5
@@ -328,8 +334,6 @@ fn write_short_tail(out: &mut Vec<u8>, body: &[u8]) {
         6
     };
     copy_short(&mut tail[from..from + SHORT_BODY], body);
-    let len = out.len();
-    out.extend_from_slice(&tail);
     out.truncate(len + from + n);
 }
 
