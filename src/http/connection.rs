@@ -21,8 +21,10 @@
 //!    guards drop then.
 //! 3. Once `closing` is set no further request is parsed; once `closed` is set nothing more is
 //!    written.
-//! 4. `input[start..]` is the input not yet answered; in [`Reading::Body`] it begins with the
-//!    head. A chunked body's framing is consumed once by its decoder and dropped from `input`.
+//! 4. Between calls, `input[start..]` is the input not yet answered; in [`Reading::Body`] it
+//!    begins with the head. A chunked body's framing is consumed once by its decoder and dropped
+//!    from `input`. A read that finds `input` empty is parsed where it is, and only what it leaves
+//!    unanswered goes into `input` (see `advance`).
 //! 5. Refusals and rejections write a fixed answer into buffers that already exist.
 
 use std::fmt;
@@ -205,10 +207,9 @@ impl<'r, H> Connection<'r, H> {
         if self.closing || self.closed {
             return; // Nothing more will be answered: drop the input.
         }
-        self.input.extend_from_slice(bytes);
         self.last_activity = now;
         self.used = true;
-        self.advance(d, now);
+        self.advance(d, bytes, now);
     }
 
     /// Parses again if back-pressure had paused it and the client has since read enough.
@@ -222,7 +223,7 @@ impl<'r, H> Connection<'r, H> {
             return false;
         }
         self.paused = false;
-        self.advance(d, now);
+        self.advance(d, &[], now);
         true
     }
 
@@ -429,7 +430,7 @@ impl<'r, H> Connection<'r, H> {
             self.closed = true;
             return;
         }
-        self.advance(d, now);
+        self.advance(d, &[], now);
     }
 
     /// The client went away (read end closed): waiting requests are aborted with
@@ -470,17 +471,69 @@ impl<'r, H> Connection<'r, H> {
             && self.answers.unsent() <= d.limits.get_max_output()
     }
 
-    /// Runs the reading states over the input until they need more of it.
-    fn advance<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
+    /// Runs the reading states over the input kept and then `read` (what the socket just
+    /// read, if anything) until they need more of it.
+    fn advance<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        read: &[u8],
+        now: Instant,
+    ) {
+        // Nothing kept from earlier reads (nearly every read): the requests are parsed and
+        // answered where the socket read them, and only what is left unanswered (a part of a
+        // request, or input held back by back-pressure) is kept, from its start. The floor
+        // copies nothing either; a copy of every read into the connection's buffer, parsed at
+        // once, made the parse's first loads wait for the copy's stores (with 64 connections,
+        // their buffers out of the L1 cache). Else the kept input, out of `self` while the
+        // states borrow it.
+        let in_place = self.input.is_empty();
+        let kept = if in_place {
+            self.start = 0;
+            Vec::new()
+        } else {
+            self.input.extend_from_slice(read);
+            std::mem::take(&mut self.input)
+        };
+        let input = if in_place { read } else { &kept[..] };
+        self.run(d, input, now);
+        if !in_place {
+            self.input = kept;
+            self.compact();
+        } else if let Some(rest) = read.get(self.start..).filter(|rest| !rest.is_empty()) {
+            self.input.extend_from_slice(rest);
+            self.start = 0;
+            self.compact();
+        } else {
+            // All answered (nearly always): nothing to keep. The buffers a large body grew
+            // are given back at a small read, as `compact` does.
+            self.start = 0;
+            shrink(&mut self.input, read.len());
+            let body = self.body.len();
+            shrink(&mut self.body, body);
+        }
+        let buffered = u64::try_from(self.buffered()).unwrap_or(u64::MAX);
+        d.stats.buffered_high_water = d.stats.buffered_high_water.max(buffered);
+    }
+
+    /// Runs the reading states over `input` (the kept input, or a read parsed where it is),
+    /// from `start`, until they need more of it; `start` is then where what is left begins.
+    #[inline(always)]
+    fn run<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        input: &[u8],
+        now: Instant,
+    ) {
         d.date.refresh(now);
+        d.now = now;
         while !self.closing && !self.closed {
             if !self.may_parse(d) {
                 self.paused = true;
                 break;
             }
             let step = match self.reading {
-                Reading::Head => self.read_head(d, now),
-                Reading::Body { .. } => self.read_body(d),
+                Reading::Head => self.read_head(d, input, now),
+                Reading::Body { .. } => self.read_body(d, input),
             };
             match step {
                 Step::Wait => break,
@@ -488,24 +541,23 @@ impl<'r, H> Connection<'r, H> {
                 Step::Request(parsed) => {
                     // Its fields back into the slots, where the dispatch reads them.
                     d.fields[..self.headers.len()].copy_from_slice(&self.headers);
-                    self.dispatch(d, now, &parsed.head, parsed.total);
+                    self.dispatch(d, input, &parsed.head, parsed.total);
                 }
             }
         }
-        self.compact();
-        let buffered = u64::try_from(self.buffered()).unwrap_or(u64::MAX);
-        d.stats.buffered_high_water = d.stats.buffered_high_water.max(buffered);
     }
 
     /// State [`Reading::Head`]: parse a head, then read its body.
+    #[inline(always)]
     fn read_head<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
+        input: &[u8],
         now: Instant,
     ) -> Step {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
-        let mut buf = &self.input[self.start..];
+        let mut buf = &input[self.start..];
         let skipped = match buf.first() {
             Some(b'\r' | b'\n') => leading_empty_lines(buf),
             _ => 0,
@@ -568,8 +620,8 @@ impl<'r, H> Connection<'r, H> {
             // The whole body is already here (always, for a request without one): no need to
             // wait in `Reading::Body`.
             Framing::Length(n) if buf.len() - head.len >= n => {
-                self.dispatch(d, now, head, head.len + n);
-                return self.after_dispatch(d);
+                self.dispatch(d, input, head, head.len + n);
+                return self.after_dispatch(d, input);
             }
             Framing::Length(n) => BodyReader::Length(n),
             Framing::Chunked => {
@@ -597,8 +649,8 @@ impl<'r, H> Connection<'r, H> {
     /// reading loop over nothing. A pause for back-pressure is noted all the same (`resume`
     /// reads again once the client has read).
     #[inline]
-    fn after_dispatch<A: Accounting>(&mut self, d: &Dispatcher<'r, A>) -> Step {
-        if self.start < self.input.len() {
+    fn after_dispatch<A: Accounting>(&mut self, d: &Dispatcher<'r, A>, input: &[u8]) -> Step {
+        if self.start < input.len() {
             return Step::Continue;
         }
         if !self.closing && !self.closed && !self.may_parse(d) {
@@ -609,7 +661,11 @@ impl<'r, H> Connection<'r, H> {
 
     /// State [`Reading::Body`]: wait for a `Content-Length` body, or decode what arrived of a
     /// chunked one (each byte once: the decoder keeps its state).
-    fn read_body<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) -> Step {
+    fn read_body<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        input: &[u8],
+    ) -> Step {
         let Reading::Body { head, body } = &mut self.reading else {
             return Step::Continue;
         };
@@ -617,13 +673,13 @@ impl<'r, H> Connection<'r, H> {
         let wire = head.wire(true);
         let expect = head.expect_continue && !head.http10;
         let total = match body {
-            BodyReader::Length(n) if self.input.len() - after_head < *n => {
+            BodyReader::Length(n) if input.len() - after_head < *n => {
                 self.send_continue(expect);
                 return Step::Wait;
             }
             BodyReader::Length(n) => head.len + *n,
             BodyReader::Chunked { decoder, scanned } => {
-                match decoder.decode(&self.input[after_head + *scanned..], &mut self.body) {
+                match decoder.decode(&input[after_head + *scanned..], &mut self.body) {
                     Ok(used) => *scanned += used,
                     Err(error) => {
                         self.reject(d, Reject::Chunked(error), wire);
@@ -649,7 +705,7 @@ impl<'r, H> Connection<'r, H> {
     fn dispatch<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
-        now: Instant,
+        input: &[u8],
         head: &Head,
         total: usize,
     ) {
@@ -657,7 +713,7 @@ impl<'r, H> Connection<'r, H> {
         self.request_started = None;
         // Health probes (loops of a group) answer from the loop's own state, before admission:
         // liveness must hold through the drain, when admission refuses everything.
-        if let Some((status, text)) = d.health_probe(&self.input, self.start, head) {
+        if let Some((status, text)) = d.health_probe(input, self.start, head) {
             self.start += total;
             let close = !head.keep_alive || d.closes_connections();
             let (wire, date) = (head.wire(close), d.date.line());
@@ -678,7 +734,7 @@ impl<'r, H> Connection<'r, H> {
         };
         d.in_flight += 1;
         // The head's spans, and its body's length, say where everything is in it.
-        let input = &self.input[self.start..];
+        let input = &input[self.start..];
         let panics = &mut d.stats.panics;
         let signal = per_request::<A, _>(panics, None, || A::signal(&held));
         let this = per_request::<A, _>(panics, None, || d.accounting.this());
@@ -698,7 +754,7 @@ impl<'r, H> Connection<'r, H> {
         match (reply, route) {
             (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {
                 held,
-                due: later(now, delay),
+                due: later(d.now, delay),
                 route,
                 token,
                 wire,
@@ -935,6 +991,59 @@ fn parsed_len(buf: &[u8], limits: &super::Limits) -> u64 {
 mod tests {
     use super::*;
     use crate::http::{demo_routes, Limits, Router, Routes, Unaccounted};
+
+    /// A read with nothing kept before it is parsed where it is: what it leaves unanswered
+    /// (the start of the next request, a body still arriving) is kept and read on with the
+    /// next read, whatever the split; and the input buffer a large body grew is given back at
+    /// the next small read, as when every read went through it.
+    #[test]
+    fn what_a_read_leaves_unanswered_is_kept_and_a_grown_input_given_back() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let mut d = Dispatcher::new(&router, Unaccounted::new(), Limits::default());
+        let now = Instant::now();
+        let mut c = Connection::new(now);
+        let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let whole = [
+            &get[..],
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        ]
+        .concat();
+        for split in 0..=whole.len() {
+            let (a, b) = whole.split_at(split);
+            c.receive(&mut d, a, now);
+            c.receive(&mut d, b, now);
+            let out = String::from_utf8(c.pending_output().to_vec()).unwrap();
+            assert_eq!(
+                out.matches("HTTP/1.1 200 OK").count(),
+                2,
+                "split at {split}"
+            );
+            assert!(out.ends_with("\r\n\r\nhello"), "split at {split}: {out:?}");
+            c.consume_output(out.len());
+            assert!(c.is_idle(), "split at {split}: nothing kept");
+        }
+        // A body of 1 MiB grows the input past what is kept; the next small request gives it back.
+        let body = vec![b'a'; 1 << 20];
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.receive(&mut d, head.as_bytes(), now);
+        for chunk in body.chunks(64 * 1024) {
+            c.receive(&mut d, chunk, now);
+        }
+        assert!(c.input.capacity() > 64 * 1024, "the body grew the input");
+        let written = c.pending_output().len();
+        c.consume_output(written);
+        c.receive(&mut d, get, now);
+        assert!(
+            c.input.capacity() <= 64 * 1024,
+            "given back: {}",
+            c.input.capacity()
+        );
+    }
 
     /// The loop's shortcut (`idle_deadline_alone`) gives what `next_deadline` gives whenever
     /// it gives anything, in every state a connection passes through; and it does give the

@@ -84,6 +84,10 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) fields: FieldSlots,
     /// The `date` of every answer, formatted once a second.
     pub(crate) date: DateCache,
+    /// The instant the reading states run at (set where they begin): a deferred answer's
+    /// delay counts from it. Here rather than an argument of the dispatch, which has no
+    /// register left for it.
+    pub(crate) now: Instant,
     pub(crate) in_flight: usize,
     pub(crate) stopped_at: Option<Instant>,
     pub(crate) stop_requested: bool,
@@ -106,6 +110,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             scratch: Vec::with_capacity(4096),
             fields: NO_FIELDS,
             date: DateCache::new(),
+            now: Instant::now(),
             in_flight: 0,
             stopped_at: None,
             stop_requested: false,
