@@ -387,6 +387,62 @@ mod hyper_embed {
         assert_eq!((report.outcomes.completed, report.leaked), (1, 0));
     }
 
+    /// A response body of the embedder's own type (a stream from the engine) whose `Drop`
+    /// panics: hyper drops it once its last frame is polled.
+    struct PanicsOnDropBody(Full<Bytes>);
+
+    impl hyper::body::Body for PanicsOnDropBody {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            std::pin::Pin::new(&mut self.0).poll_frame(cx)
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_end_stream()
+        }
+
+        fn size_hint(&self) -> hyper::body::SizeHint {
+            self.0.size_hint()
+        }
+    }
+
+    impl Drop for PanicsOnDropBody {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("a response body's drop panics");
+            }
+        }
+    }
+
+    async fn answers_with_a_body_that_panics_on_drop(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<PanicsOnDropBody>, HandlerError> {
+        let body = PanicsOnDropBody(Full::new(Bytes::from_static(b"computed")));
+        Ok(bundle.respond(Response::new(body)))
+    }
+
+    /// A response body whose `Drop` panics when hyper lets it go after its last frame: the
+    /// answer is written all the same and the request completes. Before, the panic unwound
+    /// through hyper before it had flushed the frame: the connection's task died and the
+    /// client got nothing.
+    #[test]
+    fn a_response_body_whose_drop_panics_still_delivers_the_answer() {
+        super::quiet::quiet_panics();
+        let (answer, report) = serve_one(answers_with_a_body_that_panics_on_drop);
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("computed"),
+            "{answer:?}"
+        );
+        assert_eq!((report.outcomes.completed, report.leaked), (1, 0));
+    }
+
     /// A `Bundle::aborted` future dropped before the abort takes its listener (and the waker
     /// it holds) with it, as tokio-util's `cancelled()` does: a handler that makes one per turn
     /// of a loop holds nothing more after a thousand turns. Before, each one polled left a

@@ -10,6 +10,7 @@ use hyper::{Method, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::bundle::Bundle;
+use crate::callback::call_caught;
 use crate::pool::Recycle;
 
 /// The error type of a [`GuardedBody`]: the handler body's own error, boxed.
@@ -37,7 +38,7 @@ pin_project! {
 
     impl<B: Body, C: Recycle> PinnedDrop for GuardedBody<B, C> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
             if let Some(bundle) = this.bundle.take() {
                 match *this.handed {
                     // The handler dropped its reply instead of returning it (nothing of it
@@ -52,6 +53,11 @@ pin_project! {
                     Handed::WithBody => bundle.cut_short(),
                 }
             }
+            // The handler's body is the embedder's (an engine's stream): a `Drop` of it that
+            // panics must not unwind through hyper, which drops a body before it has flushed
+            // its last frame (the answer would be lost with the connection's task).
+            let source = &mut this.source;
+            call_caught(|| source.set(Source::Fixed { data: None }));
         }
     }
 }
