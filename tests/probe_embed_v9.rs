@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handlers::Later;
-use reqguard::http::{Accounting, AccountingReport, Ladder, LoopGroup, StopStatus, Unaccounted};
+use reqguard::http::{
+    demo_routes, Accounting, AccountingReport, Ladder, LoopGroup, ServerBuilder, StopStatus,
+    Unaccounted,
+};
 use reqguard::{AbortSignal, Config, Ledger, OutcomeCounts, Refusal, ServerCore};
 use util::bounded::within;
 
@@ -246,6 +249,76 @@ fn outcome_counts_saturate() {
         ..OutcomeCounts::default()
     };
     assert_eq!(counts.completed, u64::MAX);
+}
+
+/// An accounting that tells the server its per-request calls cannot panic (`MAY_PANIC`
+/// false), and whose `handled` panics all the same: its loop dies (documented).
+struct DiesOnHandled(Unaccounted);
+
+impl Accounting for DiesOnHandled {
+    type Held = ();
+    const MAY_PANIC: bool = false;
+
+    fn admit(&mut self) -> Result<(), Refusal> {
+        self.0.admit()
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn handled(&mut self) {
+        panic!("an accounting's handled panics");
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.0.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.0.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.0.report()
+    }
+}
+
+/// A server whose loop died (an accounting that said it cannot panic, and did) is reported
+/// by `Running::stop` and `join` as an error, not by a panic in the embedder's thread. Before,
+/// both panicked ("the server thread panicked"), documented.
+#[test]
+fn running_stop_and_join_of_a_loop_that_died_return_an_error() {
+    quiet::quiet_panics();
+    for join in [false, true] {
+        let running = ServerBuilder::new()
+            .spawn(|| DiesOnHandled(Unaccounted::new()), demo_routes)
+            .unwrap();
+        let _ = util::try_get(running.addr(), "/"); // the loop dies handling it
+        let ended = within(HANG, move || {
+            std::panic::catch_unwind(AssertUnwindSafe(move || {
+                if join {
+                    running.stop_handle().stop();
+                    running.join()
+                } else {
+                    running.stop()
+                }
+            }))
+        })
+        .expect("the stop hung");
+        let err = ended
+            .unwrap_or_else(|_| panic!("join: {join}: the dead loop's panic reached the caller"))
+            .expect_err("a dead loop has no report");
+        let text = err.to_string();
+        assert!(
+            text.contains("panicked") && text.contains("handled panics"),
+            "{text}"
+        );
+    }
 }
 
 #[cfg(feature = "hyper")]

@@ -78,8 +78,8 @@ pub struct AccountingReport {
 /// ended (the request was answered, its `Held` dropped by the unwinding). Set it `false` only
 /// if they cannot panic: then a panic unwinds out of the loop
 /// ([`Server::run`](crate::http::Server::run) panics, with every connection closed and every
-/// held request dropped; `Running::join` and `Running::stop` panic, a loop group's `wait`
-/// returns an error).
+/// held request dropped; `Running::join` and `Running::stop` return an error carrying the
+/// panic's message, as a loop group's `wait` does; the report is lost).
 pub trait Accounting {
     /// What an admitted request holds until its response is written.
     type Held;

@@ -330,13 +330,11 @@ impl Running {
     ///
     /// # Errors
     ///
-    /// If the loop failed, or if called on the server's own thread (from a handler): a thread
+    /// If the loop failed, or its thread panicked (an [`Accounting`] that says it cannot
+    /// panic, [`Accounting::MAY_PANIC`], and does: the error carries the panic's message; the
+    /// report is lost), or if called on the server's own thread (from a handler): a thread
     /// cannot wait for itself, so the stop is asked for, begins once the handler returns, and
     /// its report is not waited for.
-    ///
-    /// # Panics
-    ///
-    /// If the server thread panicked.
     pub fn stop(self) -> io::Result<ServerReport> {
         self.stop.stop();
         self.join()
@@ -346,12 +344,9 @@ impl Running {
     ///
     /// # Errors
     ///
-    /// If the loop failed, or if called on the server's own thread (from a handler: a thread
-    /// cannot wait for itself; the server runs on, detached from this handle).
-    ///
-    /// # Panics
-    ///
-    /// If the server thread panicked.
+    /// If the loop failed, or its thread panicked (as [`stop`](Running::stop) says), or if
+    /// called on the server's own thread (from a handler: a thread cannot wait for itself; the
+    /// server runs on, detached from this handle).
     pub fn join(mut self) -> io::Result<ServerReport> {
         let thread = self.thread.take().expect("joined once");
         if is_current(&thread) {
@@ -359,8 +354,22 @@ impl Running {
                 "Running::join on the server's own thread: it cannot wait for itself",
             ));
         }
-        thread.join().expect("the server thread panicked")
+        thread
+            .join()
+            .unwrap_or_else(|payload| Err(thread_panicked(payload)))
     }
+}
+
+/// The error for a server thread that panicked, with the panic's message. The payload is the
+/// embedder's (`panic_any`): dropped caught, as its `Drop` may panic too.
+fn thread_panicked(payload: Box<dyn std::any::Any + Send>) -> io::Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic payload that is not a string".to_owned());
+    call_caught(move || drop(payload));
+    io::Error::other(format!("the server thread panicked: {message}"))
 }
 
 /// Whether `thread` is the one running this code: a handler holding its own server's
