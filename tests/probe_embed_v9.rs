@@ -321,6 +321,85 @@ fn running_stop_and_join_of_a_loop_that_died_return_an_error() {
     }
 }
 
+/// An accounting of the embedder's that says its drain is complete however many requests
+/// are out.
+struct SaysComplete(Unaccounted, Arc<AtomicBool>);
+
+impl Accounting for SaysComplete {
+    type Held = ();
+
+    fn admit(&mut self) -> Result<(), Refusal> {
+        self.1.store(true, Ordering::SeqCst);
+        self.0.admit()
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.0.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, _now: Instant, _in_flight: usize) -> StopStatus {
+        StopStatus::Complete
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.0.report()
+    }
+}
+
+/// A server's report says the drain deadline was hit when a request was still in flight at
+/// it, whatever the accounting says: one that says its drain is complete early does not
+/// hide it. Before, `drain_deadline_hit` was false although the deadline force-closed the
+/// request still out.
+#[test]
+fn the_deadline_is_reported_hit_when_an_accounting_says_complete_with_a_request_out() {
+    let limits = reqguard::http::Limits::default().drain_timeout(Duration::from_millis(100));
+    let admitted = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&admitted);
+    let running = ServerBuilder::new()
+        .limits(limits)
+        .spawn(
+            move || SaysComplete(Unaccounted::new(), seen),
+            |router| {
+                router.route("GET", "/later", Later(Duration::from_secs(30)));
+            },
+        )
+        .unwrap();
+    let addr = running.addr();
+    let held = std::thread::spawn(move || {
+        let _ = within(HANG, move || util::try_get(addr, "/later"));
+    });
+    util::wait_until("the request is admitted", || {
+        admitted.load(Ordering::SeqCst)
+    });
+    let report = within(HANG, move || running.stop())
+        .expect("the stop hung")
+        .expect("the report");
+    let _ = held.join();
+    assert_eq!(report.stats.aborted, 1, "{report}");
+    assert!(report.drain_deadline_hit, "{report}");
+}
+
+/// A loop group's ladder holds the drain for a request still in flight however early the
+/// accounting says complete, as a single server and a session do (the loop's own count
+/// rules): the request is aborted at the drain deadline, recorded as the abort step.
+#[test]
+fn a_group_drain_holds_when_the_accounting_says_complete_with_a_request_out() {
+    let report = group_through_force(|seen| SaysComplete(Unaccounted::new(), seen)).unwrap();
+    let lp = &report.loops[0];
+    let steps: Vec<String> = lp.steps.iter().map(|s| format!("{:?}", s.step)).collect();
+    assert!(steps.contains(&"Abort".to_string()), "{steps:?}\n{report}");
+    assert!(lp.drain_deadline_hit, "{report}");
+    assert_eq!(lp.stats.aborted, 1, "{report}");
+}
+
 #[cfg(feature = "hyper")]
 mod hyper_embed {
     use std::future::Future;

@@ -689,6 +689,9 @@ impl<'r, A: Accounting> Server<'r, A> {
             StopStatus::Complete if self.sockets.is_empty() => true,
             // Drained, but idle connections outlived the deadline: close them.
             StopStatus::Complete if deadline_passed => {
+                // An embedder's accounting may say complete with requests still in flight:
+                // the server's own count says whether the deadline ended some.
+                self.deadline_hit |= in_flight > 0;
                 self.force_close_all();
                 true
             }

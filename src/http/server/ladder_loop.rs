@@ -162,6 +162,12 @@ impl<'r, A: Accounting> Server<'r, A> {
         let before = aborting.then(|| self.outstanding(now));
         let in_flight = self.dispatcher.in_flight;
         let status = match self.dispatcher.poll_stop(now, in_flight) {
+            // The loop's own count rules, as a single server's and a session's: an accounting
+            // (the embedder's) that says complete with requests in flight waits for them.
+            StopStatus::Complete if in_flight > 0 => StopStatus::Pending,
+            status => status,
+        };
+        let status = match status {
             // The ladder's own deadline rules: an accounting still pending past it (one of
             // the embedder's) is escalated all the same.
             StopStatus::Pending if now >= deadline => StopStatus::Expired { aborted: 0 },
