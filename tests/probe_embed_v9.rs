@@ -595,6 +595,71 @@ mod hyper_embed {
         assert_eq!((report.outcomes.completed, report.leaked), (1, 0));
     }
 
+    /// A handler future of the embedder's own type that never answers, and whose `Drop`
+    /// panics: dropped by hyper when the client goes away.
+    struct HangsThenPanicsOnDrop {
+        _bundle: Bundle,
+    }
+
+    impl Future for HangsThenPanicsOnDrop {
+        type Output = Result<Reply<Full<Bytes>>, HandlerError>;
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            std::task::Poll::Pending
+        }
+    }
+
+    impl Drop for HangsThenPanicsOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("a handler future's drop panics");
+            }
+        }
+    }
+
+    /// The client of a request whose handler never answers goes away; the handler's future
+    /// (the embedder's type) panics when hyper drops it: the panic is caught and counted like
+    /// every other panic of the embedder's code, and the request ends *client gone*, once.
+    /// Before, it unwound through hyper and killed the connection's task, uncounted.
+    #[test]
+    fn a_handler_future_whose_drop_panics_when_the_client_goes_is_caught_and_counted() {
+        super::quiet::quiet_panics();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let report = local.block_on(&runtime, async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let server = HyperServer::new(core, |_this, _request, bundle| HangsThenPanicsOnDrop {
+                _bundle: bundle,
+            });
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(stream); // the client goes away
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let serve = server.serve(listener, stop);
+            tokio::time::timeout(Duration::from_secs(20), serve)
+                .await
+                .expect("the server stopped")
+        });
+        assert_eq!(report.outcomes.client_gone, 1, "{report}");
+        assert_eq!(report.stats.panics, 1, "{report}");
+        assert_eq!(report.leaked, 0);
+    }
+
     /// A `Bundle::aborted` future dropped before the abort takes its listener (and the waker
     /// it holds) with it, as tokio-util's `cancelled()` does: a handler that makes one per turn
     /// of a loop holds nothing more after a thousand turns. Before, each one polled left a

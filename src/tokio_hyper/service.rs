@@ -191,11 +191,11 @@ pin_project! {
 
     impl<F, B, C: Recycle> PinnedDrop for Dispatch<F, B, C> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
             // Hyper dropped the request before the handler answered: the connection went
             // away (or the drain force-closed it). Fire the signal while the handler's future
             // (and its listeners) are still alive; its bundle then ends with that outcome.
-            if let StateProj::Handling { signal, .. } = this.state.project() {
+            if let StateProj::Handling { signal, .. } = this.state.as_mut().project() {
                 signal.abort(if this.conn.tally.is_force_closing() {
                     AbortReason::ForceClosed
                 } else {
@@ -203,6 +203,12 @@ pin_project! {
                 });
                 if let Some(activity) = &this.conn.activity {
                     activity.end();
+                }
+                // The handler's future is the embedder's: a `Drop` of it that panics is
+                // counted, as its other panics are, and does not unwind through hyper.
+                let state = &mut this.state;
+                if caught(|| state.set(State::Done)).is_none() {
+                    this.conn.tally.bump(|s| &mut s.panics);
                 }
             }
         }

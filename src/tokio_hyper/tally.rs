@@ -23,7 +23,8 @@ pub struct HyperStats {
     pub refused_finalized: u64,
     /// ... of which because admission was closed (stopped) or the pool refused.
     pub refused_stopped: u64,
-    /// Handlers, and admissions, that panicked (answered `500`).
+    /// Handlers, and admissions, that panicked (answered `500`); also a handler's future whose
+    /// `Drop` panicked (its answer, if it made one, still sent).
     pub panics: u64,
     /// Handlers that returned an error (answered `500`).
     pub failed: u64,
