@@ -29,6 +29,12 @@ use crate::signal::AbortReason;
 /// completing) deregisters it, so abandoned waits leave nothing behind. Cloning gives a handle
 /// that has not waited yet.
 ///
+/// Awaiting it does not escalate: the future has no timer (it needs no particular runtime),
+/// so a deadline set with [`set_deadline`](Drain::set_deadline) is acted on only by
+/// [`poll_deadline`](Drain::poll_deadline) or [`escalate`](Drain::escalate). A request that
+/// never ends (a forgotten ticket) keeps a bare `.await` waiting forever: race it against
+/// your runtime's timer and escalate when that fires (the hyper adapter does).
+///
 /// # Examples
 ///
 /// ```

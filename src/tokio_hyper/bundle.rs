@@ -151,6 +151,9 @@ impl<B: Body, C: Recycle> fmt::Debug for Reply<B, C> {
 /// It registers one listener on the signal when first polled, and takes it back when dropped
 /// before the abort: a handler may make one per turn of a loop (a `select!` on
 /// `bundle.aborted()` and its next chunk) without the listeners piling up.
+///
+/// A request that completes never fires its signal (G8): an `Aborted` kept past the request's
+/// end (moved into a spawned task) then waits forever. Select it against the work it guards.
 #[must_use = "futures do nothing unless polled"]
 pub struct Aborted {
     signal: AbortSignal,
