@@ -192,26 +192,34 @@ pin_project! {
     impl<F, B, C: Recycle> PinnedDrop for Dispatch<F, B, C> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            // Hyper dropped the request before the handler answered: the connection went
-            // away (or the drain force-closed it). Fire the signal while the handler's future
-            // (and its listeners) are still alive; its bundle then ends with that outcome.
-            if let StateProj::Handling { signal, .. } = this.state.as_mut().project() {
-                signal.abort(if this.conn.tally.is_force_closing() {
-                    AbortReason::ForceClosed
-                } else {
-                    AbortReason::ClientDisconnected
-                });
-                if let Some(activity) = &this.conn.activity {
-                    activity.end();
-                }
-                // The handler's future is the embedder's: a `Drop` of it that panics is
-                // counted, as its other panics are, and does not unwind through hyper.
-                let state = &mut this.state;
-                if caught(|| state.set(State::Done)).is_none() {
-                    this.conn.tally.bump(|s| &mut s.panics);
-                }
+            if let StateProj::Handling { .. } = this.state.as_mut().project() {
+                dropped_unanswered(this.state, this.conn);
             }
         }
+    }
+}
+
+/// Hyper dropped the request before the handler answered: the connection went away (or the
+/// drain force-closed it). Fires the signal while the handler's future (and its listeners) are
+/// still alive, then drops that future; its bundle ends with that outcome. Out of line: the
+/// answered path's drop stays small.
+#[cold]
+#[inline(never)]
+fn dropped_unanswered<F>(mut state: Pin<&mut State<F>>, conn: &Conn) {
+    if let StateProj::Handling { signal, .. } = state.as_mut().project() {
+        signal.abort(if conn.tally.is_force_closing() {
+            AbortReason::ForceClosed
+        } else {
+            AbortReason::ClientDisconnected
+        });
+        if let Some(activity) = &conn.activity {
+            activity.end();
+        }
+    }
+    // The handler's future is the embedder's: a `Drop` of it that panics is counted, as its
+    // other panics are, and does not unwind through hyper.
+    if caught(|| state.set(State::Done)).is_none() {
+        conn.tally.bump(|s| &mut s.panics);
     }
 }
 
