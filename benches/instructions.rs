@@ -46,6 +46,8 @@
 //! `REQGUARD_CALLGRIND_ADMISSION_N` (admission requests, default 100,000; `0` skips them),
 //! `REQGUARD_CALLGRIND_MIO_N` (mio requests, default 20,000; `0` skips the mio cases),
 //! `REQGUARD_CALLGRIND_GROUP_N` (group requests, default as mio; `0` skips the group cases),
+//! `REQGUARD_CALLGRIND_CONNS` (connections of the `mio` and `floor` clients, from one thread,
+//! default 1; a child run alone with 64 shows the turn's cost spread over many connections),
 //! `REQGUARD_VALGRIND` (the valgrind binary, default `valgrind`). valgrind 3.19 was used.
 
 mod common;
