@@ -660,6 +660,204 @@ mod hyper_embed {
         assert_eq!(report.leaked, 0);
     }
 
+    /// A body of `chunks` frames, each after one `Pending` (a stream from the engine); it
+    /// fails after its first frame if `fails`.
+    struct Chunks {
+        left: u32,
+        pending: bool,
+        fails: bool,
+    }
+
+    impl hyper::body::Body for Chunks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            if !std::mem::replace(&mut self.pending, true) {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            self.pending = false;
+            if self.fails && self.left < 3 {
+                return std::task::Poll::Ready(Some(Err(std::io::Error::other(
+                    "the stream fails",
+                ))));
+            }
+            self.left -= 1;
+            let frame = hyper::body::Frame::data(Bytes::from_static(b"chunk "));
+            std::task::Poll::Ready(Some(Ok(frame)))
+        }
+    }
+
+    type Fired = std::rc::Rc<std::cell::RefCell<Vec<(u32, AbortReason)>>>;
+
+    /// Answers by its path: `/ok`, `/stream`, `/bodyerr` (a stream that fails), `/err`
+    /// (handler error), `/panic`, `/slow` (30 ms, or until aborted), `/hold` (until the drain
+    /// deadline aborts it); records its request id
+    /// (`x-id`) when called and each abort of its signal.
+    fn by_path(
+        admitted: std::rc::Rc<std::cell::RefCell<Vec<u32>>>,
+        fired: Fired,
+    ) -> impl Handler<Embedded<&'static str>, Body = http_body_util::Either<Full<Bytes>, Chunks>>
+    {
+        use http_body_util::Either;
+        move |_this, request: Request<Incoming>, bundle: Bundle| {
+            let id: u32 = request.headers()["x-id"].to_str().unwrap().parse().unwrap();
+            admitted.borrow_mut().push(id);
+            let log = std::rc::Rc::clone(&fired);
+            bundle
+                .signal()
+                .on_abort(move |reason| log.borrow_mut().push((id, reason)));
+            let path = request.uri().path().to_owned();
+            async move {
+                let body = match path.as_str() {
+                    "/ok" => Either::Left(Full::new(Bytes::from_static(b"ok"))),
+                    "/stream" | "/bodyerr" => Either::Right(Chunks {
+                        left: 3,
+                        pending: false,
+                        fails: path == "/bodyerr",
+                    }),
+                    "/err" => return Err("the handler fails".into()),
+                    "/panic" => panic!("the handler panics"),
+                    "/hold" => {
+                        // Until the stop's deadline aborts it; then it answers (too late).
+                        bundle.aborted().await;
+                        Either::Left(Full::new(Bytes::from_static(b"late")))
+                    }
+                    _ => {
+                        let sleep = tokio::time::sleep(Duration::from_millis(30));
+                        tokio::select! {
+                            _ = bundle.aborted() => {}
+                            () = sleep => {}
+                        }
+                        Either::Left(Full::new(Bytes::from_static(b"slow")))
+                    }
+                };
+                Ok(bundle.respond(Response::new(body)))
+            }
+        }
+    }
+
+    /// Requests of every kind above, each on its own connection, whose client reads its whole
+    /// answer, closes at once, or closes after the first bytes: every admitted request has one
+    /// outcome; its signal fires once unless it completed, and never if it did; whatever the
+    /// client read whole completed; nothing leaks.
+    #[test]
+    fn every_ending_path_has_one_outcome_and_its_signal_fires_once_unless_completed() {
+        super::quiet::quiet_panics();
+        const KINDS: [&str; 6] = ["/ok", "/stream", "/bodyerr", "/err", "/panic", "/slow"];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let admitted = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let fired: Fired = Fired::default();
+        let whole = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let report = local.block_on(&runtime, async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let handler = by_path(std::rc::Rc::clone(&admitted), std::rc::Rc::clone(&fired));
+            let options = reqguard::tokio_hyper::Options::default()
+                .drain_timeout(Duration::from_millis(50))
+                .force_after(Duration::from_millis(50));
+            let server = HyperServer::new(core, handler).options(options);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let counted = std::rc::Rc::clone(&whole);
+            let stop = async move {
+                let mut seed = 0x9e37_79b9_u32;
+                for id in 0..180u32 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    let path = KINDS[(seed % 6) as usize];
+                    let action = (seed >> 8) % 3;
+                    if id % 12 == 5 {
+                        // Held past the stop: a client of its own, reading what comes.
+                        tokio::task::spawn_local(async move {
+                            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                            let request =
+                                format!("GET /hold HTTP/1.1\r\nhost: x\r\nx-id: {id}\r\n\r\n");
+                            stream.write_all(request.as_bytes()).await.unwrap();
+                            let mut answer = Vec::new();
+                            let read = stream.read_to_end(&mut answer);
+                            let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                        });
+                        continue;
+                    }
+                    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let request = format!(
+                        "GET {path} HTTP/1.1\r\nhost: x\r\nx-id: {id}\r\nconnection: close\r\n\r\n"
+                    );
+                    stream.write_all(request.as_bytes()).await.unwrap();
+                    match action {
+                        0 => {
+                            let mut answer = Vec::new();
+                            let read = stream.read_to_end(&mut answer);
+                            let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                            let text = String::from_utf8_lossy(&answer);
+                            let complete = text.starts_with("HTTP/1.1 200")
+                                && (text.ends_with("ok")
+                                    || text.ends_with("slow")
+                                    || text.ends_with("chunk chunk chunk \r\n0\r\n\r\n"));
+                            if complete {
+                                counted.set(counted.get() + 1);
+                            }
+                        }
+                        1 => drop(stream),
+                        _ => {
+                            let mut first = [0u8; 1];
+                            let _ = stream.read(&mut first).await;
+                            drop(stream);
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let serve = server.serve(listener, stop);
+            tokio::time::timeout(Duration::from_secs(60), serve)
+                .await
+                .expect("the server stopped")
+        });
+        let admitted = admitted.borrow();
+        let fired = fired.borrow();
+        let o = report.outcomes;
+        assert_eq!(o.total(), admitted.len() as u64, "{report}");
+        let mut fires = std::collections::HashMap::<u32, usize>::new();
+        for (id, _) in fired.iter() {
+            *fires.entry(*id).or_default() += 1;
+        }
+        assert!(
+            fires.values().all(|&n| n == 1),
+            "a signal fired twice: {fired:?}"
+        );
+        assert_eq!(
+            fires.len() as u64,
+            o.total() - o.completed,
+            "every request but the completed fires once: {report}"
+        );
+        assert!(
+            o.completed >= whole.get(),
+            "read whole {}: {report}",
+            whole.get()
+        );
+        // The paths were all taken.
+        assert!(
+            o.completed > 0 && o.client_gone > 0 && o.dropped > 0,
+            "{report}"
+        );
+        assert!(o.deadline_aborted > 0, "{report}");
+        assert_eq!(report.leaked, 0, "{report}");
+    }
+
     /// A `Bundle::aborted` future dropped before the abort takes its listener (and the waker
     /// it holds) with it, as tokio-util's `cancelled()` does: a handler that makes one per turn
     /// of a loop holds nothing more after a thousand turns. Before, each one polled left a
