@@ -400,6 +400,64 @@ fn a_group_drain_holds_when_the_accounting_says_complete_with_a_request_out() {
     assert_eq!(lp.stats.aborted, 1, "{report}");
 }
 
+/// Many servers in one thread, on one heap: sessions of three servers whose wrappers share an
+/// embedded heap, each stopped in turn under `OnStop` (its stop collects the heap). One
+/// server's stop finalizes its own wrapper only: the others go on serving `200`, each
+/// ledger counts its own requests, and every late request of a stopped one gets `503`.
+#[test]
+fn sessions_of_servers_on_one_heap_stop_one_at_a_time() {
+    use reqguard::engines::Heap;
+    use reqguard::http::{Guarded, Limits, Router, Routes, Session};
+    use reqguard::DowngradePolicy;
+
+    let heap = Heap::new();
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+    let mut sessions: Vec<_> = (0..3)
+        .map(|i| {
+            let accounting = Guarded::embedded_on(&heap, i, config);
+            Session::new(&router, accounting, Limits::default())
+        })
+        .collect();
+    let get = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    for stopped in 0..3 {
+        sessions[stopped].stop();
+        for (i, session) in sessions.iter_mut().enumerate() {
+            if session.is_closed() {
+                continue; // its 503 closed it
+            }
+            session.feed(get);
+            let answer = String::from_utf8(session.take_output()).unwrap();
+            let expect = if i <= stopped {
+                "HTTP/1.1 503"
+            } else {
+                "HTTP/1.1 200"
+            };
+            assert!(
+                answer.starts_with(expect),
+                "server {i} after stop {stopped}: {answer}"
+            );
+            let finalized = session
+                .dispatcher()
+                .accounting()
+                .core()
+                .wrapper()
+                .weak()
+                .is_finalized();
+            assert_eq!(finalized, i <= stopped, "server {i} after stop {stopped}");
+        }
+    }
+    for (i, session) in sessions.iter_mut().enumerate() {
+        // Served until its own stop: server i answered `200` in the i rounds before it.
+        let outcomes = session.ledger().unwrap().outcomes();
+        assert_eq!(outcomes.completed, i as u64, "server {i}");
+        session.ledger().unwrap().assert_quiescent();
+    }
+    assert_eq!(heap.live_objects(), 0);
+}
+
 #[cfg(feature = "hyper")]
 mod hyper_embed {
     use std::future::Future;
@@ -856,6 +914,79 @@ mod hyper_embed {
         );
         assert!(o.deadline_aborted > 0, "{report}");
         assert_eq!(report.leaked, 0, "{report}");
+    }
+
+    async fn hello(
+        _this: Handle<&'static str>,
+        _request: Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        Ok(bundle.respond(Response::new(Full::new(Bytes::from_static(b"hello")))))
+    }
+
+    /// Two hyper servers on one `LocalSet` (one thread), their wrappers on one heap, each
+    /// collecting it at its stop (`OnStop`): the first one's stop finalizes its own wrapper
+    /// only; the second serves on (`200`) until its own stop, and each report counts its own.
+    #[test]
+    fn two_hyper_servers_on_one_thread_and_one_heap_stop_apart() {
+        async fn get(addr: std::net::SocketAddr) -> String {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+            stream.write_all(request).await.unwrap();
+            let mut answer = Vec::new();
+            let read = stream.read_to_end(&mut answer);
+            let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let heap = Heap::new();
+        let (a, b) = local.block_on(&runtime, async {
+            let config = Config::default().with_downgrade(reqguard::DowngradePolicy::OnStop);
+            let server = |name: &'static str| {
+                let core = ServerCore::embedded(heap.alloc(name), config);
+                let weak = core.wrapper().weak().clone();
+                let collect = heap.clone();
+                let server = HyperServer::new(core, hello).after_stop(move || {
+                    collect.collect();
+                });
+                (server, weak)
+            };
+            let ((server_a, weak_a), (server_b, weak_b)) = (server("a"), server("b"));
+            let listener_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let (addr_a, addr_b) = (
+                listener_a.local_addr().unwrap(),
+                listener_b.local_addr().unwrap(),
+            );
+            let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+            let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+            tokio::task::spawn_local(async move {
+                assert!(get(addr_a).await.starts_with("HTTP/1.1 200"));
+                assert!(get(addr_b).await.starts_with("HTTP/1.1 200"));
+                stop_a.send(()).unwrap();
+                // a's stop collected the heap: a's wrapper only.
+                while !weak_a.is_finalized() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                assert!(!weak_b.is_finalized(), "a's stop finalized b's wrapper");
+                assert!(get(addr_b).await.starts_with("HTTP/1.1 200"));
+                stop_b.send(()).unwrap();
+            });
+            let serve_a = server_a.serve(listener_a, async { stopped_a.await.unwrap() });
+            let serve_b = server_b.serve(listener_b, async { stopped_b.await.unwrap() });
+            tokio::time::timeout(Duration::from_secs(20), async {
+                tokio::join!(serve_a, serve_b)
+            })
+            .await
+            .expect("both servers stopped")
+        });
+        assert_eq!((a.outcomes.completed, a.leaked), (1, 0), "{a}");
+        assert_eq!((b.outcomes.completed, b.leaked), (2, 0), "{b}");
+        assert_eq!(heap.live_objects(), 0);
     }
 
     /// A `Bundle::aborted` future dropped before the abort takes its listener (and the waker
