@@ -458,6 +458,140 @@ fn sessions_of_servers_on_one_heap_stop_one_at_a_time() {
     assert_eq!(heap.live_objects(), 0);
 }
 
+/// A `Guarded` accounting whose every call panics now and then (it says `MAY_PANIC`, so the
+/// server catches its per-request calls too): which call panics is drawn from `seed`.
+struct Flaky {
+    inner:
+        reqguard::http::Guarded<reqguard::engines::Embedded<&'static str>, reqguard::http::NoScope>,
+    seed: Cell<u32>,
+}
+
+impl Flaky {
+    /// Panics about one call in `1 / odds`.
+    fn maybe_panic(&self, odds: u32) {
+        let mut x = self.seed.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.seed.set(x);
+        if x % odds == 0 {
+            panic!("a flaky accounting panics");
+        }
+    }
+}
+
+impl Accounting for Flaky {
+    type Held = (reqguard::Admitted<(), ()>, std::rc::Rc<Cell<u32>>);
+
+    fn admit(&mut self) -> Result<Self::Held, Refusal> {
+        self.maybe_panic(7);
+        let held = self.inner.admit()?;
+        self.maybe_panic(7);
+        Ok((held, std::rc::Rc::new(Cell::new(self.seed.get()))))
+    }
+
+    fn signal(held: &Self::Held) -> Option<&AbortSignal> {
+        Some(held.0.signal())
+    }
+
+    fn end(held: Self::Held, outcome: reqguard::Outcome) {
+        let seed = held.1.get();
+        if seed % 5 == 0 {
+            panic!("a flaky accounting's end panics");
+        }
+        held.0.end(outcome);
+    }
+
+    fn this(&self) -> Option<&dyn std::any::Any> {
+        self.maybe_panic(9);
+        self.inner.this()
+    }
+
+    fn handled(&mut self) {
+        self.maybe_panic(9);
+        self.inner.handled();
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.inner.stop(deadline);
+        self.maybe_panic(3);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.maybe_panic(4);
+        self.inner.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        self.inner.ledger()
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.maybe_panic(2);
+        self.inner.report()
+    }
+}
+
+/// A session whose accounting panics at random in any of its calls: no panic reaches the
+/// caller, every request admitted is counted in flight until it ends, the stop runs its
+/// course, and after the client goes nothing is in flight and no guard is out (what a
+/// panicking call had taken was dropped by the unwinding). 300 seeds of 40 steps.
+#[test]
+fn a_session_whose_accounting_panics_anywhere_keeps_its_books() {
+    use reqguard::http::{Guarded, Limits, Router, Routes, Session};
+
+    quiet::quiet_panics();
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    let inputs: [&[u8]; 5] = [
+        b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /delay?ms=20 HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /delay?ms=70 HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc",
+        b"GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n",
+    ];
+    let (mut panics, mut admitted) = (0, 0);
+    for seed in 1..=300u32 {
+        let accounting = Flaky {
+            inner: Guarded::embedded("server", Config::default()),
+            seed: Cell::new(seed.wrapping_mul(0x9e37_79b9)),
+        };
+        let limits = Limits::default().drain_timeout(Duration::from_millis(50));
+        let mut session = Session::new(&router, accounting, limits);
+        let mut step = seed;
+        for _ in 0..40 {
+            step = step.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match (step >> 16) % 8 {
+                0..=3 => session.feed(inputs[(step >> 8) as usize % inputs.len()]),
+                4 => session.advance(Duration::from_millis(10)),
+                5 => session.clear_output(),
+                6 if (step >> 20) % 4 == 0 => session.stop(),
+                _ => session.advance(Duration::from_millis(30)),
+            }));
+            assert!(ran.is_ok(), "seed {seed}: a panic reached the caller");
+        }
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| session.disconnect()));
+        assert!(ran.is_ok(), "seed {seed}: disconnect panicked");
+        assert_eq!(session.dispatcher().in_flight(), 0, "seed {seed}");
+        let ledger = session.dispatcher().accounting().inner.core().ledger();
+        assert!(ledger.is_quiescent(), "seed {seed}: {}", ledger.report());
+        let outcomes = ledger.outcomes();
+        assert_eq!(
+            outcomes.total(),
+            ledger.minted(reqguard::GuardKind::Ticket),
+            "seed {seed}: one outcome per admitted request"
+        );
+        panics += session.stats().panics;
+        admitted += outcomes.total();
+    }
+    // The panics and the requests were there to catch.
+    assert!(
+        panics > 300 && admitted > 500,
+        "{panics} panics, {admitted} admitted"
+    );
+}
+
 #[cfg(feature = "hyper")]
 mod hyper_embed {
     use std::future::Future;
