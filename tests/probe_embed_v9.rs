@@ -474,7 +474,7 @@ impl Flaky {
         x ^= x >> 17;
         x ^= x << 5;
         self.seed.set(x);
-        if x % odds == 0 {
+        if x.is_multiple_of(odds) {
             panic!("a flaky accounting panics");
         }
     }
@@ -496,7 +496,7 @@ impl Accounting for Flaky {
 
     fn end(held: Self::Held, outcome: reqguard::Outcome) {
         let seed = held.1.get();
-        if seed % 5 == 0 {
+        if seed.is_multiple_of(5) {
             panic!("a flaky accounting's end panics");
         }
         held.0.end(outcome);
