@@ -97,7 +97,9 @@ serve options:
   --listen MODE           reuseport: one SO_REUSEPORT socket per loop (default);
                           shared: one socket every loop polls
   --collect-on-stop       collect the wrapper as the drain begins (the PR's scenario)
-  --idle-timeout-ms N     keep-alive idle timeout (5000)
+  --idle-timeout-ms N     keep-alive idle timeout (5000); also the window of --min-send-rate
+  --min-send-rate BYTES   slowest a client may read its answers, bytes/s over each window;
+                          slower is disconnected (1024)
   --max-connections N     open connections per loop; more get 503 (1024)
   --request-timeout-ms N  time to send a whole request, head and body; slower gets 408
   --max-body BYTES        largest request body; larger gets 413
@@ -170,6 +172,7 @@ fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
             "--force-after-ms" => o.ladder = o.ladder.force_after(ms(value()?)?),
             "--idle-linger-ms" => o.ladder = o.ladder.idle_linger(ms(value()?)?),
             "--idle-timeout-ms" => o.limits = o.limits.idle_timeout(ms(value()?)?),
+            "--min-send-rate" => o.limits = o.limits.min_send_rate(number(value()?)?),
             "--max-connections" => o.limits = o.limits.max_connections(size(number(value()?)?)?),
             "--request-timeout-ms" => o.limits = o.limits.request_timeout(ms(value()?)?),
             "--max-body" => o.limits = o.limits.max_body(size(number(value()?)?)?),

@@ -277,7 +277,11 @@ pub(crate) fn probe_response(status: u16, body: &'static [u8]) -> Answer<'static
 #[inline(always)]
 fn probe_path<'i>(input: &'i [u8], head: &Head) -> &'i [u8] {
     let target = &input[head.origin.range()];
-    target.split(|&b| b == b'?').next().unwrap_or(target)
+    // A fragment is dropped as the router drops it (`Request::path_and_query`).
+    target
+        .split(|&b| b == b'?' || b == b'#')
+        .next()
+        .unwrap_or(target)
 }
 
 /// Finds the route for `request` and calls its handler, filling `response`: the handler's

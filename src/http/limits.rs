@@ -37,6 +37,7 @@ pub struct Limits {
     max_pipeline: usize,
     request_timeout: Duration,
     idle_timeout: Duration,
+    min_send_rate: u64,
     stop_linger: Duration,
     drain_timeout: Duration,
 }
@@ -62,8 +63,8 @@ pub(crate) const SLOW_BODY_GRACE: Duration = Duration::from_secs(1);
 impl Default for Limits {
     /// 8 KiB of headers, 1 MiB of body (2 MiB of chunk framing, 16 KiB of chunk extensions,
     /// 8 KiB of trailers), 64 KiB of unsent answers before reading pauses, 1,024 connections, 32
-    /// pipelined requests, 10 s to send a whole request, 5 s idle keep-alive, 1 s of linger for
-    /// idle connections after stop, 5 s of drain.
+    /// pipelined requests, 10 s to send a whole request, 5 s idle keep-alive, answers read at
+    /// 1 KiB/s at least, 1 s of linger for idle connections after stop, 5 s of drain.
     fn default() -> Self {
         Limits {
             max_head: 8 * 1024,
@@ -76,6 +77,7 @@ impl Default for Limits {
             max_pipeline: 32,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
+            min_send_rate: 1024,
             stop_linger: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(5),
         }
@@ -142,10 +144,24 @@ impl Limits {
         self
     }
 
-    /// How long an idle keep-alive connection stays open, and how long a connection may go
-    /// without the client reading any of its pending answers.
+    /// How long an idle keep-alive connection stays open, and the window over which a client's
+    /// reading of its pending answers is judged (see [`min_send_rate`](Limits::min_send_rate)).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// The slowest a client may read its answers, in bytes per second. While answers wait for
+    /// a socket that was found full, the bytes the socket takes are counted over windows of
+    /// [`idle_timeout`](Limits::idle_timeout) from the first full write; a window in which it
+    /// took fewer than this rate earns (at least one byte) disconnects the client, and what
+    /// waits is aborted. A client that keeps reading at this rate or faster is kept however
+    /// long its answers take (a slow but steady reader of a large answer); one that reads
+    /// nothing, or a few bytes now and then (a slow-read attack, `slowhttptest -X`), is
+    /// disconnected within two windows of its last real read. `0`: only a client that reads
+    /// nothing for a whole window is disconnected.
+    pub fn min_send_rate(mut self, bytes_per_second: u64) -> Self {
+        self.min_send_rate = bytes_per_second;
         self
     }
 
@@ -223,6 +239,18 @@ impl Limits {
         self.idle_timeout
     }
 
+    /// See [`min_send_rate`](Limits::min_send_rate).
+    #[inline]
+    pub fn get_min_send_rate(&self) -> u64 {
+        self.min_send_rate
+    }
+
+    /// The fewest bytes a client must read in one window of the idle timeout while answers
+    /// wait for it (see [`min_send_rate`](Limits::min_send_rate)): at least one.
+    pub(crate) fn min_sent_per_window(&self) -> u64 {
+        min_sent_in(self.min_send_rate, self.idle_timeout)
+    }
+
     /// See [`stop_linger`](Limits::stop_linger).
     #[inline]
     pub fn get_stop_linger(&self) -> Duration {
@@ -287,6 +315,12 @@ impl Limits {
             .saturating_add(self.max_body)
             .saturating_add(64 * 1024)
     }
+}
+
+/// The bytes `rate` (per second) earns over `window`: at least one, saturating.
+pub(crate) fn min_sent_in(rate: u64, window: Duration) -> u64 {
+    let earned = u128::from(rate) * window.as_millis() / 1000;
+    u64::try_from(earned).unwrap_or(u64::MAX).max(1)
 }
 
 /// A [`Limits`] value the server refuses, from [`Limits::validate`].

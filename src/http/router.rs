@@ -59,6 +59,20 @@ pub struct Request<'a> {
     pub(crate) this: Option<&'a dyn Any>,
 }
 
+/// An origin's path and query (after `?`), without its fragment if it has one (a `#` and what
+/// follows: not part of a request target).
+#[inline]
+fn split_origin(origin: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let origin = match memchr::memchr(b'#', origin) {
+        Some(hash) => &origin[..hash],
+        None => origin,
+    };
+    match origin.iter().position(|&b| b == b'?') {
+        Some(q) => (&origin[..q], Some(&origin[q + 1..])),
+        None => (origin, None),
+    }
+}
+
 fn text(bytes: &[u8]) -> &str {
     // Method and target are ASCII once httparse accepted them; anything else reads as empty.
     std::str::from_utf8(bytes).unwrap_or("")
@@ -124,14 +138,12 @@ impl<'a> Request<'a> {
     }
 
     /// The path and the query (after `?`) as bytes. `http://host` and `http://host?q` have the
-    /// path `/` (RFC 9110 §4.2.3).
+    /// path `/` (RFC 9110 §4.2.3). A fragment (`#` and what follows) is no part of either: a
+    /// request target has none (RFC 9112 §3.2), and it is dropped as hyper's URI parser drops
+    /// it, so both stacks route `/#x` as `/`.
     #[inline]
     pub(crate) fn path_and_query(&self) -> (&'a [u8], Option<&'a [u8]>) {
-        let origin = &self.input[self.parsed.origin.range()];
-        let (path, query) = match origin.iter().position(|&b| b == b'?') {
-            Some(q) => (&origin[..q], Some(&origin[q + 1..])),
-            None => (origin, None),
-        };
+        let (path, query) = split_origin(&self.input[self.parsed.origin.range()]);
         (if path.is_empty() { b"/" } else { path }, query)
     }
 
@@ -309,7 +321,7 @@ pub struct Route {
     /// `method` as a [`method_key`].
     method_key: u64,
     path: Box<str>,
-    /// `path` has a `?`: no request's path is it.
+    /// `path` has a `?` or a `#`: no request's path is it.
     path_has_query: bool,
     handler: Box<dyn Handler>,
 }
@@ -499,7 +511,7 @@ impl<'r> Router<'r> {
             method,
             method_key: method_key(method.as_bytes()),
             path: path.into(),
-            path_has_query: path.contains('?'),
+            path_has_query: path.contains(['?', '#']),
             handler: Box::new(handler),
         });
         self.table.push(route);
@@ -553,7 +565,8 @@ impl<'r> Router<'r> {
             let path = route.path.as_bytes();
             let found = match origin.get(path.len()) {
                 None => same(path, origin),
-                Some(&next) => next == b'?' && same(path, &origin[..path.len()]),
+                // A query, or a fragment (dropped: see `Request::path_and_query`).
+                Some(&next) => matches!(next, b'?' | b'#') && same(path, &origin[..path.len()]),
             };
             found && !route.path_has_query
         })

@@ -149,6 +149,11 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         };
     }
 
+    /// The request's bundle, while the body holds it.
+    pub(crate) fn bundle(&self) -> Option<&Bundle<C>> {
+        self.bundle.as_ref()
+    }
+
     /// An answer of the adapter's own, holding nothing (a refusal, a `500`).
     pub(crate) fn fixed(text: &'static [u8]) -> Self {
         GuardedBody {

@@ -100,6 +100,12 @@ impl<C: Recycle> Bundle<C> {
         }
     }
 
+    /// What the requests of its connection share.
+    #[inline]
+    pub(crate) fn conn(&self) -> &Rc<Conn> {
+        &self.busy.0
+    }
+
     /// The response body wrote its last frame.
     #[inline]
     pub(crate) fn complete(self) {

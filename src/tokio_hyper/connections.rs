@@ -15,8 +15,10 @@
 //!    request wakes) turns its keep-alive off, exactly once. One accepted during the stop is not
 //!    watched: it answers once and closes by itself.
 //! 5. `busy` counts the connection's admitted requests whose bundle is alive: one is never
-//!    evicted while it has any, nor while its last write found the socket full. `evicting`
-//!    counts the slots chosen for eviction whose task has not ended yet.
+//!    evicted while it has any (unless its route waits for a body arriving slower than
+//!    [`MIN_BODY_RATE`]: the route then answers `408` + close), nor while its last write found
+//!    the socket full. `evicting` counts the slots chosen for eviction whose task has not
+//!    ended yet.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -90,7 +92,21 @@ pub(crate) struct Conn {
     /// The socket, once hyper has closed it with input maybe still coming: the connection's
     /// task lingers on it (`linger.rs`).
     handoff: Cell<Option<TcpStream>>,
+    /// A request body its route waits for: since when, and its bytes so far (noted by the
+    /// route, [`Conn::body_awaited`]); at the limit one slower than [`MIN_BODY_RATE`] is evicted.
+    body: Cell<Option<(Instant, u64)>>,
+    /// Chosen for eviction while its body arrived too slowly: its route answers `408` + close.
+    body_cut: Cell<bool>,
 }
+
+/// At the connection limit (or out of descriptors) a request body arriving slower than this,
+/// in bytes per second on average from when its route began to wait for it, is evicted (its
+/// route answers `408` + close), as on the mio loops (`Limits`' fixed `MIN_BODY_RATE`):
+/// slow-body clients (`slowhttptest -B`) must not lock newcomers out until the body timeout.
+const MIN_BODY_RATE: u64 = 1024;
+
+/// ... counted only once the body has been awaited this long: it is not judged on its first bytes.
+const SLOW_BODY_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Graceful {
@@ -160,6 +176,40 @@ impl Conn {
     #[inline]
     pub(crate) fn is_evicted(&self) -> bool {
         self.evicted.get()
+    }
+
+    /// Its request's route waits for the body (noted from `now` on the first wait). Returns
+    /// whether the eviction chose the connection for a body arriving too slowly: the route
+    /// then answers as at its body timeout (`408` + close for `/echo`).
+    #[cold]
+    pub(crate) fn body_awaited(&self, now: Instant) -> bool {
+        if self.body.get().is_none() {
+            self.body.set(Some((now, 0)));
+        }
+        self.body_cut.get()
+    }
+
+    /// `bytes` more of the body its route waits for arrived (counted once the wait began).
+    #[inline]
+    pub(crate) fn body_arrived(&self, bytes: usize) {
+        if let Some((since, received)) = self.body.get() {
+            self.body
+                .set(Some((since, received.saturating_add(bytes as u64))));
+        }
+    }
+
+    /// The body its route waited for is all read (or its answer given without it).
+    #[cold]
+    pub(crate) fn body_read(&self) {
+        self.body.set(None);
+    }
+
+    /// When the body awaited falls below [`MIN_BODY_RATE`]: when its wait began plus the time
+    /// its bytes so far earn at that rate (at least [`SLOW_BODY_GRACE`]), as on the mio loops.
+    fn slow_body_since(&self) -> Option<Instant> {
+        let (since, received) = self.body.get()?;
+        let earned = Duration::from_millis(received.saturating_mul(1000) / MIN_BODY_RATE);
+        since.checked_add(earned.max(SLOW_BODY_GRACE))
     }
 
     /// Whether no request has ended on it (no answer written: evicted, it gets `408`).
@@ -343,15 +393,22 @@ impl Connections {
                 slot.seen = (ended, now);
                 continue;
             }
+            // Idle or reading a head since its last sign of life, or reading a body too slowly.
+            let since = match conn.busy.get() {
+                0 => Some(slot.seen.1),
+                _ => conn.slow_body_since(),
+            };
             let evictable = !slot.late
                 && !slot.evicted
-                && conn.busy.get() == 0
                 && !conn.write_pending.get()
                 && conn.graceful.get() == Graceful::Watched
                 && conn.waker.borrow().is_some()
-                && now.saturating_duration_since(slot.seen.1) >= EVICTABLE_AFTER;
-            if evictable && oldest.is_none_or(|(_, at)| slot.seen.1 < at) {
-                oldest = Some((key, slot.seen.1));
+                && since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= EVICTABLE_AFTER);
+            if let Some(since) = since.filter(|_| evictable) {
+                if oldest.is_none_or(|(_, at)| since < at) {
+                    oldest = Some((key, since));
+                }
             }
         }
         let Some((key, _)) = oldest else {
@@ -359,6 +416,17 @@ impl Connections {
         };
         let slot = &mut open[key];
         slot.evicted = true;
+        if slot.conn.busy.get() > 0 {
+            // Its route answers `408` + close when woken (its connection then ends as any
+            // that answered `connection: close`).
+            slot.conn.body_cut.set(true);
+            slot.conn.close_at_once.set(at_once);
+            self.evicting.set(self.evicting.get() + 1);
+            if let Some(waker) = slot.conn.waker.take() {
+                waker.wake();
+            }
+            return true;
+        }
         slot.conn.evicted.set(true);
         slot.conn.evicted_at.set(slot.conn.ended.get());
         slot.conn.close_at_once.set(at_once);
@@ -395,6 +463,8 @@ impl Connections {
             evicted_at: Cell::new(0),
             close_at_once: Cell::new(false),
             handoff: Cell::new(None),
+            body: Cell::new(None),
+            body_cut: Cell::new(false),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,

@@ -3,8 +3,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::Collect;
@@ -14,6 +15,7 @@ use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::bundle::{Bundle, Reply};
+use super::connections::Conn;
 use super::handler::{Handler, HandlerError};
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
@@ -170,10 +172,21 @@ impl<C: Recycle> Drain<C> {
                 }
                 Poll::Ready(Some(_)) => return Poll::Ready(closing(self.answer())),
                 Poll::Pending => {
-                    ready!(body_timer(&mut self.deadline, self.timeout, cx));
+                    // Evicted at the limit for a body too slow: as at the body timeout.
+                    if !self
+                        .conn()
+                        .is_some_and(|conn| conn.body_awaited(Instant::now()))
+                    {
+                        ready!(body_timer(&mut self.deadline, self.timeout, cx));
+                    }
                     return Poll::Ready(closing(self.answer()));
                 }
             };
+            if self.deadline.is_some() {
+                if let Some(conn) = self.conn() {
+                    conn.body_arrived(len);
+                }
+            }
             match self.left.checked_sub(len) {
                 Some(left) => self.left = left,
                 None => return Poll::Ready(closing(self.answer())),
@@ -181,7 +194,18 @@ impl<C: Recycle> Drain<C> {
         }
     }
 
+    /// What the requests of the connection share (the slow-body eviction's notes).
+    fn conn(&self) -> Option<&Conn> {
+        let reply = self.answer.as_ref()?;
+        Some(reply.response.body().bundle()?.conn())
+    }
+
     fn answer(&mut self) -> Reply<Full<Bytes>, C> {
+        if self.deadline.is_some() {
+            if let Some(conn) = self.conn() {
+                conn.body_read();
+            }
+        }
         self.answer
             .take()
             .expect("a drained route is polled after it answered")
@@ -295,19 +319,56 @@ fn echo<C: Recycle>(
         let refused = closing(text(bundle, StatusCode::PAYLOAD_TOO_LARGE, Bytes::new()));
         return Routed::Answered(Some(refused), request.into_body());
     }
+    let body = Counted {
+        body: request.into_body(),
+        conn: Rc::clone(bundle.conn()),
+    };
     Routed::Echo(Echo {
-        body: Limited::new(request.into_body(), limits.max_body).collect(),
+        body: Limited::new(body, limits.max_body).collect(),
         timeout: limits.body_timeout,
         deadline: None,
         bundle: Some(bundle),
     })
 }
 
+/// A request body whose data, once its route began to wait for it, is counted for the
+/// slow-body eviction ([`Conn::body_arrived`]).
+struct Counted {
+    body: Incoming,
+    conn: Rc<Conn>,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.conn.body_arrived(data.len());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// `/echo` collecting its body. The timer is armed only when the body is not all there at the
 /// first poll (a small body comes with its head): the `408` deadline runs from that poll, as a
 /// `tokio::time::timeout` made there would, without a timer for the body that needs none.
 struct Echo<C: Recycle> {
-    body: Collect<Limited<Incoming>>,
+    body: Collect<Limited<Counted>>,
     timeout: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     bundle: Option<Bundle<C>>,
@@ -318,7 +379,11 @@ impl<C: Recycle> Echo<C> {
         let collected = match Pin::new(&mut self.body).poll(cx) {
             Poll::Ready(collected) => collected,
             Poll::Pending => {
-                ready!(body_timer(&mut self.deadline, self.timeout, cx));
+                // Evicted at the limit for a body too slow: as at the body timeout.
+                let conn = self.bundle.as_ref().map(|bundle| bundle.conn());
+                if !conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
+                    ready!(body_timer(&mut self.deadline, self.timeout, cx));
+                }
                 let late = text(self.bundle(), StatusCode::REQUEST_TIMEOUT, Bytes::new());
                 return Poll::Ready(closing(late));
             }
@@ -339,9 +404,14 @@ impl<C: Recycle> Echo<C> {
     }
 
     fn bundle(&mut self) -> Bundle<C> {
-        self.bundle
+        let bundle = self
+            .bundle
             .take()
-            .expect("the echo is polled after it answered")
+            .expect("the echo is polled after it answered");
+        if self.deadline.is_some() {
+            bundle.conn().body_read();
+        }
+        bundle
     }
 }
 

@@ -21,6 +21,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -42,16 +43,36 @@ pub(crate) struct LingeringIo {
     /// What the connection's requests share: told of full writes, asked whether the
     /// connection was evicted, and where the socket goes back to the task.
     conn: Rc<Conn>,
-    /// How long writes may find the socket full with no progress (a client reading none of
-    /// its answer) before the connection ends: the idle timeout, as on the mio loops.
-    stall_timeout: Duration,
-    /// The stall timer: set when a write finds the socket full, kept (not re-allocated) for
-    /// the next stall once one makes progress.
+    /// How fast the client must read its answers once a write found the socket full.
+    stall: Stall,
+    /// The stall timer, the end of the current window: set when a write finds the socket full,
+    /// kept (not re-allocated) for the next stall.
     stalled: Option<Pin<Box<Sleep>>>,
-    /// Whether the stall timer runs: writes have found the socket full since the last progress.
+    /// Whether a window runs: a write found the socket full and none has been taken whole since.
     stalling: bool,
+    /// Bytes the socket took in the current window.
+    sent_in_window: u64,
     /// The client's end of input (FIN) was read and held back one poll (`end_of_input`).
     eof_seen: bool,
+}
+
+/// The send rate rule (`Options::min_send_rate`, as the mio server's `Limits::min_send_rate`):
+/// once a write finds the socket full, the client must have taken `min_sent` bytes in each
+/// `window` until a write is taken whole.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stall {
+    window: Duration,
+    min_sent: u64,
+}
+
+impl Stall {
+    /// Windows of `window` (the idle timeout), at `rate` bytes per second (at least one byte
+    /// per window).
+    pub(crate) fn new(window: Duration, rate: u64) -> Self {
+        let earned = u128::from(rate) * window.as_millis() / 1000;
+        let min_sent = u64::try_from(earned).unwrap_or(u64::MAX).max(1);
+        Stall { window, min_sent }
+    }
 }
 
 /// An answer of the socket's own, with `connection: close` and no body: `408` to an evicted
@@ -65,15 +86,16 @@ pub(crate) fn closing_answer(status: &str) -> Vec<u8> {
 }
 
 impl LingeringIo {
-    pub(crate) fn new(stream: TcpStream, conn: Rc<Conn>, stall_timeout: Duration) -> Self {
+    pub(crate) fn new(stream: TcpStream, conn: Rc<Conn>, stall: Stall) -> Self {
         LingeringIo {
             stream: Some(stream),
             shut: false,
             evicted: false,
             conn,
-            stall_timeout,
+            stall,
             stalled: None,
             stalling: false,
+            sent_in_window: 0,
             eof_seen: false,
         }
     }
@@ -97,38 +119,89 @@ impl LingeringIo {
         Poll::Pending
     }
 
-    /// A write returned: the connection is told whether it found the socket full; if it did,
-    /// the stall timer runs (past it, the write fails: hyper ends the connection, and a request
-    /// whose answer was still being written ends *client gone*); one that did not stops it.
+    /// A write of `offered` bytes returned: the connection is told whether it found the
+    /// socket full; if it did, a window of the send rate rule runs (see [`Stall`]; past a
+    /// window in which the client read too little, the write fails: hyper ends the
+    /// connection, and a request whose answer was still being written ends *client gone*).
+    /// A write taken whole ends the window; one taken in part counts towards it.
     #[inline]
     fn wrote(
         &mut self,
         cx: &mut Context<'_>,
+        offered: impl FnOnce() -> usize,
         polled: Poll<io::Result<usize>>,
+        probe: impl FnOnce(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let pending = polled.is_pending();
         self.conn.wrote(pending);
         if pending {
-            return self.poll_stall(cx);
+            return self.poll_stall(cx, probe);
         }
-        self.stalling = false;
+        if self.stalling {
+            self.count_sent(offered(), &polled);
+        }
         polled
     }
 
     #[cold]
     #[inline(never)]
-    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if !self.stalling {
-            self.stalling = true;
-            let deadline = tokio::time::Instant::now() + self.stall_timeout;
-            match &mut self.stalled {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.stalled = Some(Box::pin(tokio::time::sleep_until(deadline))),
+    fn count_sent(&mut self, offered: usize, polled: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = *polled {
+            self.sent_in_window = self.sent_in_window.saturating_add(n as u64);
+            if n < offered {
+                return; // Still behind: the window goes on.
             }
         }
+        self.stalling = false;
+    }
+
+    /// A write found the socket full: a window begins if none runs. At a window's end the
+    /// socket is written to directly (`probe`): tokio tries a write only after a writable
+    /// event, and Linux signals one only once a third of a full send buffer has drained,
+    /// which a slow but steady reader of a large answer can take many windows to do.
+    #[cold]
+    #[inline(never)]
+    fn poll_stall(
+        &mut self,
+        cx: &mut Context<'_>,
+        probe: impl FnOnce(SockRef<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        if !self.stalling {
+            self.stalling = true;
+            self.new_window();
+        }
+        let Some(timer) = self.stalled.as_mut() else {
+            return Poll::Pending;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let taken = match &self.stream {
+            Some(stream) => probe(SockRef::from(stream)).unwrap_or(0),
+            None => 0,
+        };
+        self.sent_in_window = self.sent_in_window.saturating_add(taken as u64);
+        if self.sent_in_window < self.stall.min_sent {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        self.new_window();
+        if taken > 0 {
+            return Poll::Ready(Ok(taken));
+        }
+        // Registers the new window's timer with this task.
         match self.stalled.as_mut().map(|timer| timer.as_mut().poll(cx)) {
             Some(Poll::Ready(())) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
             _ => Poll::Pending,
+        }
+    }
+
+    /// A window of the send rate rule begins now.
+    fn new_window(&mut self) {
+        self.sent_in_window = 0;
+        let deadline = tokio::time::Instant::now() + self.stall.window;
+        match &mut self.stalled {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.stalled = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
 
@@ -232,7 +305,7 @@ impl AsyncWrite for LingeringIo {
         match &mut this.stream {
             Some(stream) if !this.evicted => {
                 let polled = Pin::new(stream).poll_write(cx, buf);
-                this.wrote(cx, polled)
+                this.wrote(cx, || buf.len(), polled, |socket| socket.send(buf))
             }
             _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
@@ -247,7 +320,8 @@ impl AsyncWrite for LingeringIo {
         match &mut this.stream {
             Some(stream) if !this.evicted => {
                 let polled = Pin::new(stream).poll_write_vectored(cx, bufs);
-                this.wrote(cx, polled)
+                let offered = || bufs.iter().map(|b| b.len()).sum();
+                this.wrote(cx, offered, polled, |socket| socket.send_vectored(bufs))
             }
             _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }

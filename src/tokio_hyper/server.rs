@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::connections::{Conn, Connections, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
-use super::linger::{closing_answer, linger, LingeringIo};
+use super::linger::{closing_answer, linger, LingeringIo, Stall};
 use super::report::HyperReport;
 use super::room::Room;
 use super::service::{RequestService, Shared};
@@ -50,6 +50,7 @@ pub struct Options {
     drain_timeout: Duration,
     stop_linger: Duration,
     idle_timeout: Duration,
+    min_send_rate: u64,
     max_connections: usize,
     max_buffer: usize,
     max_head: usize,
@@ -82,6 +83,7 @@ impl Default for Options {
             drain_timeout: Duration::from_secs(5),
             stop_linger: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
+            min_send_rate: 1024,
             max_connections: 1024,
             max_buffer: DEFAULT_BUFFER,
             max_head: 8 * 1024,
@@ -110,10 +112,22 @@ impl Options {
     }
 
     /// How long a connection may take to send a request head, idle keep-alive included
-    /// (hyper's header read timeout), and how long its writes may find the socket full with
-    /// no progress (a client reading none of its answer); then it is closed.
+    /// (hyper's header read timeout), and the window over which a client's reading of its
+    /// answers is judged (see [`min_send_rate`](Options::min_send_rate)).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.min(MAX_TIMEOUT);
+        self
+    }
+
+    /// The slowest a client may read its answers, in bytes per second (1 KiB/s by default), as
+    /// the mio server's `Limits::min_send_rate`: once a write finds the socket full, the bytes
+    /// the socket takes are counted over windows of the [`idle_timeout`](Options::idle_timeout)
+    /// until a write is taken whole; a window in which it took fewer than the rate earns (at
+    /// least one byte) ends the connection (its request still being answered ends *client
+    /// gone*). A slow but steady reader of a large answer is kept; a slow-read attacker
+    /// (`slowhttptest -X`) is not.
+    pub fn min_send_rate(mut self, bytes_per_second: u64) -> Self {
+        self.min_send_rate = bytes_per_second;
         self
     }
 
@@ -619,7 +633,8 @@ where
                 .register(tally, self.options.record_activity, late);
         let watched = Rc::clone(&conn);
         let handoff = Rc::clone(&conn);
-        let stream = LingeringIo::new(stream, Rc::clone(&conn), self.options.idle_timeout);
+        let stall = Stall::new(self.options.idle_timeout, self.options.min_send_rate);
+        let stream = LingeringIo::new(stream, Rc::clone(&conn), stall);
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.idle_timeout)

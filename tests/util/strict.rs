@@ -122,7 +122,7 @@ pub fn read(reader: &mut BufReader<TcpStream>) -> io::Result<Strict> {
 }
 
 /// Reads one response to a request with `method` from `reader`, strictly.
-pub fn read_for(reader: &mut BufReader<TcpStream>, method: &str) -> io::Result<Strict> {
+pub fn read_for<R: Read>(reader: &mut BufReader<R>, method: &str) -> io::Result<Strict> {
     let (version, status, reason) = status_line(&line(reader)?)?;
     let mut fields = Vec::new();
     loop {

@@ -117,6 +117,7 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             },
             "--max-body" => parsed.max_body = size(number(value()?)?)?,
             "--max-output" => parsed.options = o.max_buffer(size(number(value()?)?)?),
+            "--min-send-rate" => parsed.options = o.min_send_rate(number(value()?)?),
             "--unready-ms" => parsed.options = o.unready(ms(value()?)?),
             "--idle-linger-ms" => parsed.options = o.stop_linger(ms(value()?)?),
             "--force-after-ms" => parsed.options = o.force_after(ms(value()?)?),
