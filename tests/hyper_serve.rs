@@ -189,8 +189,10 @@ fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
             break;
         }
         served += 1;
-        // A body on its way: a connection the loop may not evict to make room.
-        client.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 9\r\n\r\nbody");
+        // A request in its handler: a connection the loop may not evict to make room (a body
+        // on its way is evicted once it arrives slower than 1 KiB/s: probe_client_v9). 3 s:
+        // past the CPU sample below, and over before the wait for a newcomer gives up.
+        client.send(b"GET /delay?ms=3000 HTTP/1.1\r\nhost: x\r\n\r\n");
     }
     assert!(served > 0 && served < clients.len(), "served {served}");
 
