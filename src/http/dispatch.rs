@@ -42,7 +42,8 @@ pub struct Stats {
     /// Bad input answered `400`, `408`, `413` or `431` (never admitted).
     pub rejected: u64,
     /// Panics caught in the embedder's code: handlers (answered `500`), and the accounting's
-    /// `admit` (answered `500`, counted in `refused` too), `stop`, `poll_stop` and `report`.
+    /// `admit` (answered `500`, counted in `refused` too), `stop`, `poll_stop`, `report` and
+    /// `ledger` (read by a loop group's stop ladder).
     pub panics: u64,
     /// Admitted requests whose response was never completed: the client went away or the
     /// drain deadline passed. Their signals were aborted.
