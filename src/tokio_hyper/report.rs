@@ -108,7 +108,7 @@ impl fmt::Display for HyperReport {
         )?;
         writeln!(
             f,
-            "  panics     {:>8}   panics caught: handlers and admissions, answered 500",
+            "  panics     {:>8}   panics caught: handlers and admissions (answered 500), handler drops",
             s.panics
         )?;
         writeln!(
