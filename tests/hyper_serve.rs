@@ -526,3 +526,25 @@ fn a_connection_accepted_during_the_drain_does_not_hold_it() {
     assert!(json.contains("\"drain_deadline_hit\":false"), "{json}");
     assert!(stopped.elapsed() < Duration::from_secs(3), "{json}");
 }
+
+/// The exit JSON's `aborted` means the same on both stacks: admitted requests that ended
+/// without their answer (client gone, deadline aborted, force closed). Before, hyper's counted
+/// only what the drain deadline aborted, so a client gone mid-request was `aborted: 1` on mio
+/// and `aborted: 0` on hyper (qa-embed9).
+#[test]
+fn aborted_counts_a_client_gone_mid_request_on_both_stacks() {
+    for stack in ["--stack mio", "--stack hyper"] {
+        let serve = Serve::start("", stack);
+        let mut gone = Client::connect(serve.addr);
+        gone.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        // Another process: no event says the request was admitted; it is read within
+        // microseconds, and this leaves far more than that.
+        std::thread::sleep(Duration::from_millis(300));
+        drop(gone);
+        assert_eq!(get(serve.addr, "/").status, 200);
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "client_gone"), 1.0, "{stack}: {json}");
+        assert_eq!(field(&json, "aborted"), 1.0, "{stack}: {json}");
+    }
+}

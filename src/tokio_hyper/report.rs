@@ -49,11 +49,16 @@ impl HyperReport {
         self.drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
     }
 
-    /// Signals the drain deadline aborted.
+    /// Admitted requests that ended without their answer: the client went away, the drain
+    /// deadline aborted them, or the stop force-closed their connection (the outcomes *client
+    /// gone*, *deadline aborted* and *force closed*), as the mio server's
+    /// `Stats::aborted` counts them. What the deadline alone
+    /// aborted is in [`deadline`](HyperReport::deadline).
     pub fn aborted(&self) -> u64 {
-        self.deadline
-            .as_ref()
-            .map_or(0, |d| d.aborted_signals as u64)
+        let o = &self.outcomes;
+        o.client_gone
+            .saturating_add(o.deadline_aborted)
+            .saturating_add(o.force_closed)
     }
 
     /// One JSON line with the mio server's keys (`served`, `refused`, `aborted`, `leaked`,
