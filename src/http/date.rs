@@ -14,18 +14,22 @@ const OK: &[u8; 17] = b"HTTP/1.1 200 OK\r\n";
 const PLAIN: &[u8; 42] = b"content-type: text/plain\r\ncontent-length: ";
 /// Length of [`DateLine::ok_plain`].
 pub(crate) const OK_PLAIN_LEN: usize = OK.len() + LINE_LEN + PLAIN.len();
+/// Bytes after [`DateLine::ok_plain`] copied with it by [`DateLine::ok_plain_and_room`]: room
+/// for a short answer's tail, written over in place.
+pub(crate) const TAIL_ROOM: usize = 32;
 
 /// The `date` field line (`date: <IMF-fixdate>\r\n`), kept inside the head of the most common
 /// answer (`200`, HTTP/1.1, `text/plain`) up to its length, so that head is one copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DateLine {
-    ok_plain: [u8; OK_PLAIN_LEN],
+    /// The head up to the length, then [`TAIL_ROOM`] zeros.
+    ok_plain: [u8; OK_PLAIN_LEN + TAIL_ROOM],
 }
 
 impl DateLine {
     /// The line for the IMF-fixdate `date`.
     pub(crate) const fn new(date: &[u8; DATE_LEN]) -> Self {
-        let mut ok_plain = [0; OK_PLAIN_LEN];
+        let mut ok_plain = [0; OK_PLAIN_LEN + TAIL_ROOM];
         let mut i = 0;
         while i < OK_PLAIN_LEN {
             ok_plain[i] = if i < OK.len() {
@@ -50,7 +54,12 @@ impl DateLine {
     }
 
     /// `HTTP/1.1 200 OK`, the date line, `content-type: text/plain` and `content-length: `.
-    pub(crate) fn ok_plain(&self) -> &[u8; OK_PLAIN_LEN] {
+    pub(crate) fn ok_plain(&self) -> &[u8] {
+        &self.ok_plain[..OK_PLAIN_LEN]
+    }
+
+    /// [`ok_plain`](DateLine::ok_plain) and [`TAIL_ROOM`] bytes of room after it, in one copy.
+    pub(crate) fn ok_plain_and_room(&self) -> &[u8; OK_PLAIN_LEN + TAIL_ROOM] {
         &self.ok_plain
     }
 
