@@ -130,17 +130,42 @@ impl LingeringIo {
         cx: &mut Context<'_>,
         offered: impl FnOnce() -> usize,
         polled: Poll<io::Result<usize>>,
-        probe: impl FnOnce(SockRef<'_>) -> io::Result<usize>,
+        probe: impl Fn(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let pending = polled.is_pending();
         self.conn.wrote(pending);
         if pending {
-            return self.poll_stall(cx, probe);
+            return self.socket_full(cx, offered, probe);
         }
         if self.stalling {
             self.count_sent(offered(), &polled);
         }
         polled
+    }
+
+    /// tokio found the socket full, or did not try it: while a window runs the socket is
+    /// written to directly (`probe`) on every poll, as the mio loop writes on every event of
+    /// the connection. tokio tries a write only after a writable event, and Linux signals one
+    /// only once a third of a full send buffer has drained, which a slow but steady reader of
+    /// a large answer can take many windows to do: what it reads meanwhile would go uncounted.
+    #[cold]
+    #[inline(never)]
+    fn socket_full(
+        &mut self,
+        cx: &mut Context<'_>,
+        offered: impl FnOnce() -> usize,
+        probe: impl Fn(SockRef<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        if self.stalling {
+            if let Some(stream) = &self.stream {
+                if let Ok(taken @ 1..) = probe(SockRef::from(stream)) {
+                    let written = Poll::Ready(Ok(taken));
+                    self.count_sent(offered(), &written);
+                    return written;
+                }
+            }
+        }
+        self.poll_stall(cx, probe)
     }
 
     #[cold]
@@ -156,15 +181,11 @@ impl LingeringIo {
     }
 
     /// A write found the socket full: a window begins if none runs. At a window's end the
-    /// socket is written to directly (`probe`): tokio tries a write only after a writable
-    /// event, and Linux signals one only once a third of a full send buffer has drained,
-    /// which a slow but steady reader of a large answer can take many windows to do.
-    #[cold]
-    #[inline(never)]
+    /// socket is written to directly once more (`probe`), and the window judged.
     fn poll_stall(
         &mut self,
         cx: &mut Context<'_>,
-        probe: impl FnOnce(SockRef<'_>) -> io::Result<usize>,
+        probe: impl Fn(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         if !self.stalling {
             self.stalling = true;
