@@ -176,8 +176,8 @@ fn a_slow_read_attacker_is_disconnected_in_bounded_time() {
 /// RFC 9112 §3.2: a request target has no fragment (origin-form is `absolute-path [ "?" query
 /// ]`); hyper's URI parser drops a `#` and what follows, so the mio stack now does too (the
 /// route, the path and the query a handler sees), and both stacks answer alike. Before, mio
-/// routed `/#x` as a path of its own (`404`) and gave `/delay?ms=5#x` the query `ms=5#x`
-/// (`400`).
+/// routed `/#x` as a path of its own (`404`), gave `/delay?ms=5#x` the query `ms=5#x`
+/// (`400`), and took `x#y` for the authority of `http://x#y` (`400`).
 #[test]
 fn a_fragment_in_the_target_is_dropped_alike_on_both_stacks() {
     for stack in STACKS {
@@ -196,6 +196,8 @@ fn a_fragment_in_the_target_is_dropped_alike_on_both_stacks() {
             ("/echo#frag", "GET", 405, ""),
             ("/nope#/", "GET", 404, ""),
             ("http://x/#y", "GET", 200, "hello"),
+            ("http://x#y", "GET", 200, "hello"),
+            ("http://x?#y", "GET", 200, "hello"),
         ] {
             client.send(format!("{method} {target} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes());
             let answer = client.answer(method);

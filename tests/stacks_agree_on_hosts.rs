@@ -192,21 +192,20 @@ fn an_absolute_form_authority_is_judged_alike() {
     let hosts: Vec<&[u8]> = HOSTS
         .iter()
         .copied()
-        .filter(|host| !host.contains(&b'%') && !host.contains(&b'#'))
+        .filter(|host| !host.contains(&b'%'))
         .collect();
     agree_on(&hosts, absolute_form);
 }
 
 /// Open: hyper's URI parser refuses a `%` in an absolute-form host (`400` before the service;
-/// the mio server serves `a%20b`) and drops a `#` and what follows (the mio server refuses
-/// `h#x`; the adapter sees only `h`).
+/// the mio server serves `a%20b`). (A `#` ends the authority on both stacks: `h#x` is `h`.)
 #[test]
 #[ignore = "open: hyper's URI parser decides these before the adapter sees the target"]
-fn an_absolute_form_authority_with_a_percent_or_a_fragment_is_judged_alike() {
+fn an_absolute_form_authority_with_a_percent_is_judged_alike() {
     let hosts: Vec<&[u8]> = HOSTS
         .iter()
         .copied()
-        .filter(|host| host.contains(&b'%') || host.contains(&b'#'))
+        .filter(|host| host.contains(&b'%'))
         .collect();
     agree_on(&hosts, absolute_form);
 }

@@ -50,9 +50,11 @@ fn absolute_form(target: &[u8]) -> Option<Target> {
         return None;
     }
     let start = scheme_end + 3;
+    // The authority ends at the path, the query or the fragment (RFC 3986 §3.2); a fragment
+    // is dropped with what follows it (`Request::path_and_query`), as hyper drops it.
     let end = target[start..]
         .iter()
-        .position(|&b| b == b'/' || b == b'?')
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
         .map_or(target.len(), |i| start + i);
     let authority = &target[start..end];
     // An `http` URI with an empty host is invalid (RFC 9110 §4.2.1); userinfo is not allowed
