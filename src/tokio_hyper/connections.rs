@@ -198,10 +198,13 @@ impl Conn {
         }
     }
 
-    /// The body its route waited for is all read (or its answer given without it).
+    /// The body its route waited for is all read (or its answer given without it). Returns
+    /// whether the eviction chose the connection meanwhile: its answer then closes it (it no
+    /// longer counts towards the limit, and a later request must not find it chosen).
     #[cold]
-    pub(crate) fn body_read(&self) {
+    pub(crate) fn body_read(&self) -> bool {
         self.body.set(None);
+        self.body_cut.get()
     }
 
     /// When the body awaited falls below [`MIN_BODY_RATE`]: when its wait began plus the time

@@ -201,14 +201,15 @@ impl<C: Recycle> Drain<C> {
     }
 
     fn answer(&mut self) -> Reply<Full<Bytes>, C> {
-        if self.deadline.is_some() {
-            if let Some(conn) = self.conn() {
-                conn.body_read();
-            }
-        }
-        self.answer
+        let chosen = self.deadline.is_some() && self.conn().is_some_and(Conn::body_read);
+        let answer = self
+            .answer
             .take()
-            .expect("a drained route is polled after it answered")
+            .expect("a drained route is polled after it answered");
+        if chosen {
+            return closing(answer);
+        }
+        answer
     }
 }
 
@@ -388,8 +389,13 @@ impl<C: Recycle> Echo<C> {
                 return Poll::Ready(closing(late));
             }
         };
+        let chosen = self.deadline.is_some()
+            && self
+                .bundle
+                .as_ref()
+                .is_some_and(|bundle| bundle.conn().body_read());
         let bundle = self.bundle();
-        Poll::Ready(match collected {
+        let reply = match collected {
             Ok(body) if body.trailers().is_some_and(HeaderMap::is_empty) => {
                 closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new()))
             }
@@ -400,18 +406,15 @@ impl<C: Recycle> Echo<C> {
             // The body broke its framing (a bad chunk size, a trailer without a colon): the
             // client's fault, and hyper cannot read on past it.
             Err(_) => closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new())),
-        })
+        };
+        // Chosen for eviction as its body ended: answered, then the connection closes.
+        Poll::Ready(if chosen { closing(reply) } else { reply })
     }
 
     fn bundle(&mut self) -> Bundle<C> {
-        let bundle = self
-            .bundle
+        self.bundle
             .take()
-            .expect("the echo is polled after it answered");
-        if self.deadline.is_some() {
-            bundle.conn().body_read();
-        }
-        bundle
+            .expect("the echo is polled after it answered")
     }
 }
 
