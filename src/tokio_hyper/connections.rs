@@ -598,3 +598,46 @@ impl fmt::Debug for Connections {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slow-body rule of the eviction at the limit: a body awaited by its route is not
+    /// judged in its first second, nor while its bytes keep ahead of 1 KiB/s; past that (and
+    /// 100 ms) its connection is chosen, no longer counts towards the limit, and its route is
+    /// told, whether the body is still awaited (`408`) or ended meanwhile (its answer closes
+    /// the connection: it must not stay chosen for the requests after it).
+    #[test]
+    fn a_body_arriving_too_slowly_is_chosen_and_its_route_told() {
+        let connections = Rc::new(Connections::default());
+        let tally = Rc::new(Tally::default());
+        let (_registered, conn) = connections.register(&tally, false, false);
+        *conn.waker.borrow_mut() = Some(Waker::noop().clone());
+        conn.request_began();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert!(
+            !connections.evict_oldest(at(5000), false),
+            "a request in its handler, no body awaited: never evicted"
+        );
+        assert!(!conn.body_awaited(t0));
+        conn.body_arrived(100);
+        assert!(
+            !connections.evict_oldest(at(900), false),
+            "its first second"
+        );
+        conn.body_arrived(2000); // 2,100 bytes: 2.05 s at 1 KiB/s
+        assert!(!connections.evict_oldest(at(2000), false), "at pace so far");
+        assert!(
+            connections.evict_oldest(at(2200), false),
+            "too slow: chosen"
+        );
+        assert_eq!((connections.staying(), connections.evicting()), (0, 1));
+        assert!(
+            conn.body_awaited(at(2200)),
+            "still awaited: the route answers 408"
+        );
+        assert!(conn.body_read(), "or it ended meanwhile: the answer closes");
+    }
+}
