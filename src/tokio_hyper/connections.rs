@@ -493,10 +493,23 @@ impl Connections {
 
     /// Turns keep-alive off on every watched connection (hyper's graceful shutdown: an idle
     /// one closes, a busy one after its answer), on its task's next poll: each is woken.
-    pub(crate) fn shut_down_gracefully(&self) {
-        let open = self.open.borrow();
-        for (_, slot) in open.iter() {
+    ///
+    /// With `spare_silent` (a listener kept open through the drain), a connection that has had
+    /// no request yet is left open and counted late instead, as if accepted during the drain:
+    /// hyper's shutdown closes a connection that has read nothing, and a client that had just
+    /// connected lost the request it was sending (SIGTERM under connection-per-request load:
+    /// EOF, no answer). Its request is answered `503` + close; the close step ends it if silent.
+    pub(crate) fn shut_down_gracefully(&self, spare_silent: bool) {
+        let mut open = self.open.borrow_mut();
+        for (_, slot) in open.iter_mut() {
             let conn = &slot.conn;
+            if spare_silent && conn.ended.get() == 0 && conn.busy.get() == 0 {
+                if !slot.late {
+                    slot.late = true;
+                    self.late.set(self.late.get() + 1);
+                }
+                continue;
+            }
             if conn.graceful.get() == Graceful::Watched {
                 conn.graceful.set(Graceful::Asked);
                 if let Some(waker) = conn.waker.take() {

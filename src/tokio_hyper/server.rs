@@ -772,7 +772,8 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         // Every connection task gets a first turn to read what its client already sent: hyper's
         // graceful shutdown closes a connection that has read nothing yet.
         tokio::task::yield_now().await;
-        self.connections.shut_down_gracefully();
+        self.connections
+            .shut_down_gracefully(self.options.keep_listening);
         tokio::select! {
             () = self.both_done() => Stopped {
                 deadline: None,
