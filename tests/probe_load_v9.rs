@@ -62,7 +62,7 @@ fn connections_answered_and_closed_do_not_hold_slots_newcomers_need() {
 /// with `connection: close`, reading, reconnecting): the hyper stack closed 18 to 27
 /// connections per run without an answer, each just accepted with its request on the way
 /// (the client read EOF 1 to 9 ms after the signal); the mio stack answered every one (`503`
-/// + close, or `200`). hyper's graceful shutdown closes a connection that has read nothing
+/// and close, or `200`). hyper's graceful shutdown closes a connection that has read nothing
 /// yet; on mio a connection silent since accepted keeps its idle timeout through the drain
 /// (and is answered `503` at the close). Now on hyper too: it does not hold the drain, its
 /// request is answered `503` + close, and the close step ends it if it stays silent.
