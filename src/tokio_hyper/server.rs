@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::connections::{Conn, Connections, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
-use super::linger::{closing_answer, linger, LingeringIo, Stall};
+use super::linger::{closing_answer, linger, LingeringIo, Stall, LINGER};
 use super::report::HyperReport;
 use super::room::Room;
 use super::service::{RequestService, Shared};
@@ -446,6 +446,9 @@ where
             (linger.drained)();
             stopped
         };
+        if !stopped.forced {
+            acceptor.let_lingering_finish(&forced).await;
+        }
         abandoned.armed.set(false);
         match after_drain {
             Some(hook) if drain.is_complete() => hook(),
@@ -702,6 +705,20 @@ where
             .await;
             refusing.set(refusing.get() - 1);
         });
+    }
+
+    /// Lets the connections still lingering after their last answer (a `503` or `413` whose
+    /// request body was still arriving) finish, up to their linger, unless forced: the runtime
+    /// (often the process) ends after `serve`, and closing them under a client still sending
+    /// resets the connection (a client that stops at the failed write never reads the answer).
+    async fn let_lingering_finish(&self, forced: &Trigger<'_>) {
+        let end = tokio::time::Instant::now() + LINGER.max(REFUSED_LINGER);
+        while self.refusing.get() > 0 && tokio::time::Instant::now() < end {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                () = forced.fired() => return,
+            }
+        }
     }
 
     /// Runs a connection as a local task, registered for the drain and a force-close. If hyper
