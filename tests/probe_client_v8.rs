@@ -201,65 +201,6 @@ fn answers_to_http_1_0_requests_say_http_1_1() {
     stop_clean(serve);
 }
 
-/// A slow-body client (R-U-Dead-Yet, `slowhttptest -B`: a `content-length` announced, the body
-/// sent a byte at a time) holding every slot must not lock newcomers out until the request
-/// timeout: at the limit the body arriving the slowest under 1 KiB/s (after its first second)
-/// is evicted as a slow head is, `408` + close, and the newcomer is served. Before, a body
-/// arriving was never evicted: `serve --max-connections 200` under `slowhttptest -c 600 -B`
-/// answered every newcomer `503` until the slow bodies' 10 s timeout, round after round.
-/// (The hyper stack does not see a body's progress: docs/hyper.md.)
-#[test]
-fn slow_bodies_cannot_lock_newcomers_out_at_capacity() {
-    let serve = Serve::start("", "--stack mio --max-connections 3");
-    let mut slow: Vec<StrictClient> = (0..3)
-        .map(|_| {
-            let mut client = StrictClient::connect(serve.addr);
-            client.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab");
-            std::thread::sleep(Duration::from_millis(50));
-            client
-        })
-        .collect();
-    // A byte each every 200 ms: about 5 bytes per second, for 1.4 s.
-    for _ in 0..7 {
-        std::thread::sleep(Duration::from_millis(200));
-        for client in &mut slow {
-            client.send(b"x");
-        }
-    }
-    let mut newcomer = StrictClient::connect(serve.addr);
-    newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-    let answer = newcomer.answer("GET");
-    assert_eq!((answer.status, answer.text()), (200, "hello"), "{answer:?}");
-    // One slow body (the oldest, unless the loop read them out of order) was evicted with
-    // its `408`; the others were not harmed: their bodies end, and are echoed.
-    let mut statuses = Vec::new();
-    for client in &mut slow {
-        client.send(b"y");
-        let answer = client.answer("POST");
-        match answer.status {
-            408 => {
-                assert!(answer.closes(), "{answer:?}");
-                client.expect_nothing_more(true, Duration::ZERO);
-            }
-            _ => assert_eq!(
-                (answer.status, answer.text()),
-                (200, "abxxxxxxxy"),
-                "{answer:?}"
-            ),
-        }
-        statuses.push(answer.status);
-    }
-    statuses.sort_unstable();
-    assert_eq!(statuses, [200, 200, 408]);
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(ok, "{json}");
-    assert_eq!(
-        util::serve::field(&json, "connections_evicted"),
-        1.0,
-        "{json}"
-    );
-}
-
 /// A chunked body whose trailer section begins with a bare LF (`0\r\n\n`, RFC 9112 §7.1 allows
 /// CRLF only) is a framing error: `400` + close. Before, the hyper stack read the section up
 /// to the next CRLF CRLF and took the LF for its end (hyper's decoder, then httparse), so the

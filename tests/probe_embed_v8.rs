@@ -19,6 +19,8 @@
 //!   deadline; two handlers whose `Drop` panics aborted the process.
 #![cfg(feature = "server")]
 
+#[path = "util/accountings.rs"]
+mod accountings;
 #[path = "util/child.rs"]
 mod child;
 #[path = "util/handlers.rs"]
@@ -32,6 +34,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use accountings::DiesOnHandled;
 use handlers::Later;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
@@ -616,43 +619,6 @@ fn a_session_deadline_holds_when_the_accounting_says_complete_early() {
     assert_eq!(session.dispatcher().in_flight(), 0, "out past the deadline");
     assert_eq!(session.stats().aborted, 1);
     assert!(session.is_closed());
-}
-
-/// An accounting that tells the server its per-request calls cannot panic (`MAY_PANIC`
-/// false), and whose `handled` panics all the same: a loop that dies (documented).
-struct DiesOnHandled(Unaccounted);
-
-impl Accounting for DiesOnHandled {
-    type Held = ();
-    const MAY_PANIC: bool = false;
-
-    fn admit(&mut self) -> Result<(), Refusal> {
-        self.0.admit()
-    }
-
-    fn signal(_: &()) -> Option<&AbortSignal> {
-        None
-    }
-
-    fn handled(&mut self) {
-        panic!("an accounting's handled panics");
-    }
-
-    fn stop(&mut self, deadline: Instant) {
-        self.0.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.0.poll_stop(now, in_flight)
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        None
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.0.report()
-    }
 }
 
 /// A stop handle of a server whose loop died (a panic it was told not to expect) does not

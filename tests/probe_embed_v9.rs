@@ -3,6 +3,8 @@
 //! summed at their extremes. Public API only. Each test failed on `main` before its fix.
 #![cfg(feature = "server")]
 
+#[path = "util/accountings.rs"]
+mod accountings;
 #[path = "util/handlers.rs"]
 mod handlers;
 #[path = "util/quiet.rs"]
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use accountings::DiesOnHandled;
 use handlers::Later;
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, Ladder, LoopGroup, ServerBuilder, StopStatus,
@@ -249,43 +252,6 @@ fn outcome_counts_saturate() {
         ..OutcomeCounts::default()
     };
     assert_eq!(counts.completed, u64::MAX);
-}
-
-/// An accounting that tells the server its per-request calls cannot panic (`MAY_PANIC`
-/// false), and whose `handled` panics all the same: its loop dies (documented).
-struct DiesOnHandled(Unaccounted);
-
-impl Accounting for DiesOnHandled {
-    type Held = ();
-    const MAY_PANIC: bool = false;
-
-    fn admit(&mut self) -> Result<(), Refusal> {
-        self.0.admit()
-    }
-
-    fn signal(_: &()) -> Option<&AbortSignal> {
-        None
-    }
-
-    fn handled(&mut self) {
-        panic!("an accounting's handled panics");
-    }
-
-    fn stop(&mut self, deadline: Instant) {
-        self.0.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.0.poll_stop(now, in_flight)
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        None
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.0.report()
-    }
 }
 
 /// A server whose loop died (an accounting that said it cannot panic, and did) is reported
