@@ -651,26 +651,31 @@ mod hyper_embed {
         Ok(bundle.respond(Response::new(Full::new(Bytes::from(body)))))
     }
 
-    /// A handler future of the embedder's own type (not an `async` block) that answers, and
-    /// whose `Drop` panics (what it still holds: the engine's state for the request).
-    struct AnswersThenPanicsOnDrop {
+    /// A handler future of the embedder's own type (not an `async` block) whose `Drop` panics
+    /// (what it still holds: the engine's state for the request). It answers when first polled
+    /// if `answers`, else never (it keeps the bundle until it is dropped).
+    struct PanicsOnDropFuture {
         bundle: Option<Bundle>,
+        answers: bool,
     }
 
-    impl Future for AnswersThenPanicsOnDrop {
+    impl Future for PanicsOnDropFuture {
         type Output = Result<Reply<Full<Bytes>>, HandlerError>;
 
         fn poll(
             mut self: std::pin::Pin<&mut Self>,
             _: &mut Context<'_>,
         ) -> std::task::Poll<Self::Output> {
+            if !self.answers {
+                return std::task::Poll::Pending;
+            }
             let bundle = self.bundle.take().expect("polled once");
             let body = Full::new(Bytes::from_static(b"computed"));
             std::task::Poll::Ready(Ok(bundle.respond(Response::new(body))))
         }
     }
 
-    impl Drop for AnswersThenPanicsOnDrop {
+    impl Drop for PanicsOnDropFuture {
         fn drop(&mut self) {
             if !std::thread::panicking() {
                 panic!("a handler future's drop panics");
@@ -686,8 +691,9 @@ mod hyper_embed {
     #[test]
     fn a_handler_future_whose_drop_panics_after_answering_still_answers() {
         super::quiet::quiet_panics();
-        let (answer, report) = serve_one(|_this, _request, bundle| AnswersThenPanicsOnDrop {
+        let (answer, report) = serve_one(|_this, _request, bundle| PanicsOnDropFuture {
             bundle: Some(bundle),
+            answers: true,
         });
         assert!(
             answer.starts_with("HTTP/1.1 200") && answer.ends_with("computed"),
@@ -753,31 +759,6 @@ mod hyper_embed {
         assert_eq!((report.outcomes.completed, report.leaked), (1, 0));
     }
 
-    /// A handler future of the embedder's own type that never answers, and whose `Drop`
-    /// panics: dropped by hyper when the client goes away.
-    struct HangsThenPanicsOnDrop {
-        _bundle: Bundle,
-    }
-
-    impl Future for HangsThenPanicsOnDrop {
-        type Output = Result<Reply<Full<Bytes>>, HandlerError>;
-
-        fn poll(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> std::task::Poll<Self::Output> {
-            std::task::Poll::Pending
-        }
-    }
-
-    impl Drop for HangsThenPanicsOnDrop {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                panic!("a handler future's drop panics");
-            }
-        }
-    }
-
     /// The client of a request whose handler never answers goes away; the handler's future
     /// (the embedder's type) panics when hyper drops it: the panic is caught and counted like
     /// every other panic of the embedder's code, and the request ends *client gone*, once.
@@ -793,8 +774,9 @@ mod hyper_embed {
         let report = local.block_on(&runtime, async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-            let server = HyperServer::new(core, |_this, _request, bundle| HangsThenPanicsOnDrop {
-                _bundle: bundle,
+            let server = HyperServer::new(core, |_this, _request, bundle| PanicsOnDropFuture {
+                bundle: Some(bundle),
+                answers: false,
             });
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

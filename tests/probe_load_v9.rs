@@ -6,18 +6,11 @@ mod util;
 
 use std::time::Duration;
 
-use reqguard::http::{demo_routes, Guarded, Limits, Running, ServerBuilder};
-use reqguard::Config;
+use reqguard::http::{Limits, Running};
 use util::strict::StrictClient;
 
 fn start(max_connections: usize) -> Running {
-    ServerBuilder::new()
-        .limits(Limits::default().max_connections(max_connections))
-        .spawn(
-            || Guarded::embedded("server", Config::default()),
-            demo_routes,
-        )
-        .unwrap()
+    util::demo_server(Limits::default().max_connections(max_connections))
 }
 
 /// `ab -c 1000` (connection per request) against the default 1,024 slots: 2,425 of 30,000

@@ -6,18 +6,11 @@ mod util;
 
 use std::time::Duration;
 
-use reqguard::http::{demo_routes, Guarded, Limits, Running, ServerBuilder, ServerReport};
-use reqguard::Config;
+use reqguard::http::{Limits, Running, ServerReport};
 use util::{get, Client};
 
 fn start(limits: Limits) -> Running {
-    ServerBuilder::new()
-        .limits(limits)
-        .spawn(
-            || Guarded::embedded("server", Config::default()),
-            demo_routes,
-        )
-        .unwrap()
+    util::demo_server(limits)
 }
 
 fn finish(running: Running) -> ServerReport {

@@ -15,13 +15,7 @@ use reqguard::Config;
 use util::strict::StrictClient;
 
 fn start(max_connections: usize) -> Running {
-    ServerBuilder::new()
-        .limits(Limits::default().max_connections(max_connections))
-        .spawn(
-            || Guarded::embedded("server", Config::default()),
-            demo_routes,
-        )
-        .unwrap()
+    util::demo_server(Limits::default().max_connections(max_connections))
 }
 
 fn finish(running: Running) -> ServerReport {

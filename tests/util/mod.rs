@@ -158,3 +158,15 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A guarded server with the demo routes and `limits`, on its own thread at 127.0.0.1:0.
+#[cfg(feature = "server")]
+pub fn demo_server(limits: reqguard::http::Limits) -> reqguard::http::Running {
+    reqguard::http::ServerBuilder::new()
+        .limits(limits)
+        .spawn(
+            || reqguard::http::Guarded::embedded("server", reqguard::Config::default()),
+            reqguard::http::demo_routes,
+        )
+        .expect("spawn the server")
+}
