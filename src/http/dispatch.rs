@@ -45,8 +45,9 @@ pub struct Stats {
     /// `admit` (answered `500`, counted in `refused` too), `stop`, `poll_stop`, `report` and
     /// `ledger` (read by a loop group's stop ladder).
     pub panics: u64,
-    /// Admitted requests whose response was never completed: the client went away or the
-    /// drain deadline passed. Their signals were aborted.
+    /// Admitted requests whose response was never completed: the client went away, the drain
+    /// deadline passed, or the stop force-closed their connection (the outcomes *client gone*,
+    /// *deadline aborted* and *force closed*). Their signals were aborted.
     pub aborted: u64,
     /// The most bytes one connection held in its buffers at once (input, decoded body,
     /// answers; by capacity). Back-pressure keeps it bounded whatever a client sends: see the
