@@ -16,6 +16,9 @@
 //! - A `Guarded` stop or drain hook that panicked unwound out of the loop, and a hook added to
 //!   `Guarded::embedded` replaced its collection: hooks now add up, each caught.
 //! - A handler's panic payload whose `Drop` panics unwound out of the loop: dropped caught.
+//! - A sans-IO `Connection` whose deferred request was ended through another `Dispatcher`
+//!   took that dispatcher's `in_flight` below zero (a wrap in release: its drain never ends):
+//!   a connection is bound to its first dispatcher, and another is a clear panic.
 #![cfg(feature = "server")]
 
 #[path = "util/handlers.rs"]
@@ -27,8 +30,9 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use reqguard::http::{
-    demo_routes, Accounting, AccountingReport, Guarded, Handler, Ladder, Limits, LoopGroup, Reply,
-    Request, Response, Router, Routes, ServerBuilder, Session, StopStatus, Unaccounted,
+    demo_routes, Accounting, AccountingReport, Connection, Dispatcher, Guarded, Handler, Ladder,
+    Limits, LoopGroup, Reply, Request, Response, Router, Routes, ServerBuilder, Session,
+    StopStatus, Unaccounted,
 };
 use std::cell::Cell;
 use std::rc::Rc;
@@ -489,4 +493,40 @@ fn a_hook_panic_whose_payload_panics_on_drop_is_caught() {
         1,
         "the hook before the panicking one did not run"
     );
+}
+
+/// A deferred request admitted through one dispatcher cannot be ended through another: before,
+/// `abort` with a second dispatcher took its `in_flight` from 0 to `usize::MAX` in release (a
+/// drain that never completes; a subtraction overflow in debug) and left the first one's at 1.
+#[test]
+fn a_connection_used_with_a_second_dispatcher_is_a_clear_panic() {
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    let mut first = Dispatcher::new(&router, Unaccounted::new(), Limits::default());
+    let mut second = Dispatcher::new(&router, Unaccounted::new(), Limits::default());
+    let now = Instant::now();
+    let mut connection = Connection::new(now);
+    connection.receive(
+        &mut first,
+        b"GET /delay?ms=1000 HTTP/1.1\r\nhost: x\r\n\r\n",
+        now,
+    );
+    assert_eq!(first.in_flight(), 1);
+
+    let misuse = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        connection.abort(&mut second, reqguard::AbortReason::ClientDisconnected);
+    }));
+    let message = misuse.expect_err("ending a request through another dispatcher must panic");
+    let message = message
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| message.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(message.contains("another Dispatcher"), "{message}");
+    assert_eq!(second.in_flight(), 0, "the other dispatcher's count moved");
+
+    // Its own dispatcher still ends it.
+    connection.abort(&mut first, reqguard::AbortReason::ClientDisconnected);
+    assert_eq!((first.in_flight(), first.stats().aborted), (0, 1));
 }

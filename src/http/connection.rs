@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use super::accounting::{admit_caught, end_request, ended_by, per_request, Accounting};
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
-use super::dispatch::{call_resume, probe_response, route_and_call, Dispatcher};
+use super::dispatch::{call_resume, probe_response, route_and_call, Dispatcher, DispatcherId};
 use super::ladder::ConnState;
 use super::limits::{MAX_TIMEOUT, MIN_BODY_RATE, SLOW_BODY_GRACE};
 use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
@@ -139,6 +139,9 @@ pub struct Connection<'r, H> {
     closed: bool,
     /// Bytes have arrived on it (a connection still silent is not an idle keep-alive one).
     used: bool,
+    /// The dispatcher it was first used with: its requests are counted there (`in_flight`,
+    /// `served`), so no other may end them.
+    dispatcher: Option<DispatcherId>,
 }
 
 /// The earlier of two optional instants (`None` is never).
@@ -177,6 +180,7 @@ impl<'r, H> Connection<'r, H> {
             closing: false,
             closed: false,
             used: false,
+            dispatcher: None,
         }
     }
 
@@ -198,7 +202,25 @@ impl<'r, H> Connection<'r, H> {
     }
 
     /// Takes bytes read from the client and answers every complete request in them.
+    ///
+    /// # Panics
+    ///
+    /// If `d` is not the dispatcher this connection was first used with (its requests are
+    /// counted there): so do [`resume`](Connection::resume), [`on_timer`](Connection::on_timer),
+    /// [`peer_closed`](Connection::peer_closed) and [`abort`](Connection::abort).
     pub fn receive<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        bytes: &[u8],
+        now: Instant,
+    ) {
+        self.bind(d);
+        self.receive_unchecked(d, bytes, now);
+    }
+
+    /// [`receive`](Connection::receive) for the crate's own loops, whose connections never
+    /// meet another dispatcher than their loop's (no check on the hot path).
+    pub(crate) fn receive_unchecked<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
         bytes: &[u8],
@@ -215,6 +237,16 @@ impl<'r, H> Connection<'r, H> {
     /// Parses again if back-pressure had paused it and the client has since read enough.
     /// Returns whether it did (the caller then writes the new answers and reads again).
     pub fn resume<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        now: Instant,
+    ) -> bool {
+        self.bind(d);
+        self.resume_unchecked(d, now)
+    }
+
+    /// [`resume`](Connection::resume) for the crate's own loops (see `receive_unchecked`).
+    pub(crate) fn resume_unchecked<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
         now: Instant,
@@ -407,6 +439,16 @@ impl<'r, H> Connection<'r, H> {
     /// Completes deferred responses that are due, answers `408` to a request too slow to
     /// arrive (head and body), and closes an idle connection whose keep-alive ran out.
     pub fn on_timer<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
+        self.bind(d);
+        self.on_timer_unchecked(d, now);
+    }
+
+    /// [`on_timer`](Connection::on_timer) for the crate's own loops (see `receive_unchecked`).
+    pub(crate) fn on_timer_unchecked<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        now: Instant,
+    ) {
         if self.closed {
             return;
         }
@@ -436,6 +478,16 @@ impl<'r, H> Connection<'r, H> {
     /// The client went away (read end closed): waiting requests are aborted with
     /// [`AbortReason::ClientDisconnected`]; what is already answered may still be written.
     pub fn peer_closed<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
+        self.bind(d);
+        self.peer_closed_unchecked(d);
+    }
+
+    /// [`peer_closed`](Connection::peer_closed) for the crate's own loops (see
+    /// `receive_unchecked`).
+    pub(crate) fn peer_closed_unchecked<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+    ) {
         self.drop_held(d, AbortReason::ClientDisconnected);
         self.closing = true;
     }
@@ -447,8 +499,30 @@ impl<'r, H> Connection<'r, H> {
         d: &mut Dispatcher<'r, A>,
         reason: AbortReason,
     ) {
+        self.bind(d); // checked for the crate's loops too: once per connection, off the hot path
         self.drop_held(d, reason);
         self.closed = true;
+    }
+
+    /// Binds the connection to `d` on first use; any other dispatcher later is a bug of the
+    /// caller's (its counts would go wrong: `in_flight` below zero, a drain that never ends).
+    #[inline(always)]
+    fn bind<A: Accounting>(&mut self, d: &Dispatcher<'r, A>) {
+        if self.dispatcher != Some(d.id) {
+            self.bind_first(d.id);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bind_first(&mut self, id: DispatcherId) {
+        match self.dispatcher {
+            None => self.dispatcher = Some(id),
+            Some(_) => panic!(
+                "a Connection was used with another Dispatcher than the one it was first used \
+                 with (its requests are counted there)"
+            ),
+        }
     }
 
     fn drop_held<A: Accounting<Held = H>>(

@@ -2,7 +2,8 @@
 //! figures, and the response scratch buffer).
 
 use std::fmt;
-
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::accounting::{Accounting, AccountingReport, StopStatus};
@@ -99,6 +100,24 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) in_group: bool,
     /// The stop ladder's unready step has begun: readiness 503, keep-alive off.
     pub(crate) unready: bool,
+    /// Tells this dispatcher from every other in the process: a [`Connection`] is bound to
+    /// the first one it is used with, whose counts its requests are in.
+    ///
+    /// [`Connection`]: crate::http::Connection
+    pub(crate) id: DispatcherId,
+}
+
+/// A dispatcher's identity ([`Dispatcher::id`]), unique in the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DispatcherId(NonZeroU64);
+
+impl DispatcherId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // Wrapping past 2^64 dispatchers would take centuries at any rate.
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        DispatcherId(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
+    }
 }
 
 impl<'r, A: Accounting> Dispatcher<'r, A> {
@@ -118,6 +137,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             stop_requested: false,
             in_group: false,
             unready: false,
+            id: DispatcherId::next(),
         }
     }
 

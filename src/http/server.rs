@@ -609,7 +609,7 @@ impl<'r, A: Accounting> Server<'r, A> {
                         self.close(key);
                         continue;
                     }
-                    socket.http.on_timer(&mut self.dispatcher, now);
+                    socket.http.on_timer_unchecked(&mut self.dispatcher, now);
                     self.connection_event(Token(key), None, buf, now);
                 }
             }
@@ -808,7 +808,7 @@ fn handle_connection_event<'r, A: Accounting>(
         write_pending(socket, now)?;
         // The client read enough for parsing to go on: answer what is buffered, then read
         // and write again (the readable edge was consumed while we paused).
-        if !socket.http.resume(d, now) {
+        if !socket.http.resume_unchecked(d, now) {
             break;
         }
     }
@@ -847,13 +847,13 @@ fn read_available<'r, A: Accounting>(
             // what is already answered may still be written.
             Ok(0) => {
                 socket.eof = true;
-                socket.http.peer_closed(d);
+                socket.http.peer_closed_unchecked(d);
             }
             // After our own close we only drain, so the client's unread bytes do not turn our
             // last answer into a reset.
             Ok(n) => {
                 if socket.lingering.is_none() {
-                    socket.http.receive(d, &buf[..n], now);
+                    socket.http.receive_unchecked(d, &buf[..n], now);
                 }
                 // A short read emptied the socket's buffer: on epoll and kqueue, more input
                 // brings a new event, so the read that would only say `WouldBlock` is saved

@@ -67,7 +67,7 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// Delivers bytes from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.connection
-            .receive(&mut self.dispatcher, bytes, self.now);
+            .receive_unchecked(&mut self.dispatcher, bytes, self.now);
         self.after_call();
     }
 
@@ -119,7 +119,9 @@ impl<'r, A: Accounting> Session<'r, A> {
             let n = pending.len();
             out.extend_from_slice(pending);
             self.connection.consume_output(n);
-            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
+            let resumed = self
+                .connection
+                .resume_unchecked(&mut self.dispatcher, self.now);
             self.after_call();
             if !resumed {
                 return out;
@@ -138,7 +140,9 @@ impl<'r, A: Accounting> Session<'r, A> {
         loop {
             let n = self.connection.pending_output().len();
             self.connection.consume_output(n);
-            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
+            let resumed = self
+                .connection
+                .resume_unchecked(&mut self.dispatcher, self.now);
             self.after_call();
             if !resumed {
                 return;
@@ -151,7 +155,8 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// it goes.
     pub fn advance(&mut self, by: Duration) {
         self.now = saturating_add(self.now, by);
-        self.connection.on_timer(&mut self.dispatcher, self.now);
+        self.connection
+            .on_timer_unchecked(&mut self.dispatcher, self.now);
         self.after_call();
     }
 
