@@ -23,7 +23,7 @@ pin_project! {
     /// The bundle ends *completed* right after the body yields its last frame (hyper may drop
     /// a body without polling it to the end once it says [`is_end_stream`](Body::is_end_stream),
     /// and drops the body of an answer that has none unpolled, right after writing its head:
-    /// to `HEAD`, `1xx`, `204`, `304`, `2xx` to `CONNECT`), and *client gone* (or *force
+    /// to `HEAD`, `204`, `304`; a handler's `1xx` is a `500`: `service::unsendable`), and *client gone* (or *force
     /// closed*) when hyper drops the body before that. A body error mid-stream, a panic in the
     /// body's code, or a reply the handler dropped instead of returning it ends it *dropped*.
     pub struct GuardedBody<B: Body, C: Recycle = ()> {
@@ -147,6 +147,16 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         } else {
             Handed::Bodiless
         };
+    }
+
+    /// Replaces the handler's body with `text`, keeping the bundle: the handler's answer could
+    /// not go on the wire as it was made (a `1xx`: `service::unsendable`), and its request
+    /// ends with the adapter's answer as it would have with the handler's. Returns whether the
+    /// handler body's `Drop` panicked (the embedder's code: counted by the caller).
+    pub(crate) fn replace_with(&mut self, text: &'static [u8]) -> bool {
+        let source = &mut self.source;
+        let data = Some(Bytes::from_static(text));
+        call_caught(|| *source = Source::Fixed { data })
     }
 
     /// The request's bundle, while the body holds it.

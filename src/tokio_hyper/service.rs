@@ -304,6 +304,9 @@ where
                 status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
             }
         };
+        if unsendable(*this.body_rule, response.status()) {
+            internal_error_keeping_bundle(&mut response, tally);
+        }
         // Hyper's from here: a body the handler dropped instead of returning ends its request
         // dropped, one hyper drops before its end, client gone (unless it has none to write).
         let has_body = this.body_rule.has_body(response.status());
@@ -330,6 +333,31 @@ where
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// Whether a handler's answer with `status` cannot be sent as made: a `1xx` is interim, never
+/// a request's answer (RFC 9110 §15.2), and a `101` (or a `2xx` to `CONNECT`, §9.3.6) would
+/// switch the connection to another protocol, which the adapter cannot hand a handler (hyper's
+/// upgrades are not enabled: hyper would write the `101` and close). As on the mio server,
+/// where a status outside `200..=599` is a `500`.
+#[inline]
+fn unsendable(body_rule: BodyRule, status: StatusCode) -> bool {
+    status.is_informational() || (body_rule == BodyRule::Connect && status.is_success())
+}
+
+/// Makes `response` a plain `500` (none of the handler's fields: no `upgrade`), its bundle kept
+/// until the `500` is written, as the mio server answers a status it cannot send.
+#[cold]
+#[inline(never)]
+fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
+    response: &mut Response<GuardedBody<B, C>>,
+    tally: &Tally,
+) {
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().clear();
+    if response.body_mut().replace_with(b"internal server error") {
+        tally.bump(|s| &mut s.panics);
     }
 }
 

@@ -1,0 +1,135 @@
+//! qa-client10, round 10: both stacks as a hostile client sees them: statuses a handler may
+//! not send, `Expect: 100-continue` on requests no handler will take. Each test fails on the
+//! main it was written against and passes after its fix; every answer is read by the strict
+//! client (tests/util/strict.rs: status line, field syntax, one `content-length`, one
+//! IMF-fixdate `date`, exact body, nothing after `connection: close` but a clean FIN).
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, UPGRADE};
+use reqguard::engines::{Embedded, Heap};
+use reqguard::http::{Guarded, Reply, Request, Response, Router, ServerBuilder};
+use reqguard::tokio_hyper::{HyperReport, HyperServer};
+use reqguard::{Config, ServerCore};
+use util::strict::StrictClient;
+
+/// A mio server whose `GET /status?code=N` answers status N (body `x`).
+fn mio_status_server() -> reqguard::http::Running {
+    fn status(request: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        let code = request.query_param("code").and_then(|c| c.parse().ok());
+        response.set_status(code.unwrap_or(400));
+        response.write(b"x");
+        Reply::Now
+    }
+    ServerBuilder::new()
+        .spawn(
+            || Guarded::embedded("server", Config::default()),
+            |router: &mut Router<'_>| {
+                router.route("GET", "/status", status);
+            },
+        )
+        .expect("spawn the server")
+}
+
+/// A hyper server whose handler answers every request with the status in its `code` query
+/// (`200` without one), `upgrade: websocket` and body `x`, until `stop` is sent.
+fn hyper_status_server() -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    thread::JoinHandle<HyperReport>,
+) {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = thread::spawn(move || {
+        let heap = Heap::new();
+        let core: ServerCore<Embedded<&'static str>> =
+            ServerCore::embedded(heap.alloc("server"), Config::default());
+        let handler = |_this,
+                       request: hyper::Request<hyper::body::Incoming>,
+                       bundle: reqguard::tokio_hyper::Bundle| async move {
+            let code = request
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("code="))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(200);
+            let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"x")));
+            *response.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+            response
+                .headers_mut()
+                .insert(UPGRADE, HeaderValue::from_static("websocket"));
+            Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response))
+        };
+        let server = HyperServer::new(core, handler);
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let stop = async {
+            let _ = stopped.await;
+        };
+        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
+            .expect("bind 127.0.0.1:0")
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    (addr, stop, thread)
+}
+
+/// RFC 9110 §15.2: a `1xx` is interim, never a request's answer, and a `101` switches to the
+/// protocol of the request's `Upgrade` (§7.8: a server MUST NOT switch to one the client did not
+/// ask for), which neither stack can do for a handler (no socket is handed over; the hyper
+/// adapter does not enable hyper's upgrades). So a handler's `1xx` is a plain `500` on both
+/// stacks (without the handler's fields: no `upgrade`), and the connection goes on; on hyper a
+/// `2xx` to `CONNECT` (a tunnel, §9.3.6) is a `500` too. Before, the hyper stack wrote a `101`
+/// as the handler made it (`upgrade: websocket`, no body) and closed the connection (hyper
+/// takes a `101` for an upgrade), and answered `100`, `103`, `199` with a bodiless `500`
+/// before closing; the mio stack answered `500` already.
+#[test]
+fn a_handlers_1xx_is_a_500_and_the_connection_goes_on_on_both_stacks() {
+    let mio = mio_status_server();
+    let (hyper_addr, stop, thread) = hyper_status_server();
+    for (stack, addr) in [("mio", mio.addr()), ("hyper", hyper_addr)] {
+        let mut client = StrictClient::connect(addr);
+        for code in [101, 100, 103, 199] {
+            client.send(
+                format!(
+                    "GET /status?code={code} HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            let answer = client.answer("GET");
+            assert_eq!(answer.status, 500, "{stack} {code}: {answer:?}");
+            assert!(
+                answer.field("upgrade").is_none() && !answer.closes(),
+                "{stack} {code}: {answer:?}"
+            );
+            client.send(b"GET /status?code=200 HTTP/1.1\r\nhost: x\r\n\r\n");
+            let next = client.answer("GET");
+            assert_eq!((next.status, next.text()), (200, "x"), "{stack} {code}");
+        }
+        client.expect_nothing_more(false, Duration::from_millis(50));
+    }
+    // CONNECT reaches a hyper handler (the mio router answers it `501` itself).
+    let mut client = StrictClient::connect(hyper_addr);
+    client.send(b"CONNECT x:80 HTTP/1.1\r\nhost: x:80\r\n\r\n");
+    let answer = client.answer("CONNECT");
+    assert_eq!(answer.status, 500, "{answer:?}");
+    client.send(b"GET /status?code=204 HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(client.answer("GET").status, 204);
+    client.expect_nothing_more(false, Duration::from_millis(50));
+    let _ = stop.send(());
+    let report = thread.join().unwrap();
+    assert_eq!(report.leaked, 0, "{report}");
+    assert_eq!(
+        (report.outcomes.completed, report.outcomes.total()),
+        (10, 10),
+        "{report}"
+    );
+    let report = mio.stop().unwrap();
+    assert_eq!((report.leaked, report.stats.served), (0, 8), "{report:?}");
+}
