@@ -133,3 +133,92 @@ fn a_handlers_1xx_is_a_500_and_the_connection_goes_on_on_both_stacks() {
     let report = mio.stop().unwrap();
     assert_eq!((report.leaked, report.stats.served), (0, 8), "{report:?}");
 }
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// RFC 9110 §10.1.1: a server receiving `Expect: 100-continue` with content to follow MUST
+/// "either immediately send a final status code, if that status can be determined by examining
+/// just the method, target URI, and header fields, or immediately send a 100 (Continue)". A
+/// request no route takes (`404`, `405`, `501`; `413` for a declared length over the limit)
+/// is answered at once, with `connection: close` (the client may send its body or not: the
+/// server cannot tell which, so it does not read on), and a body the client sends anyway is
+/// read and dropped during the close's linger: a clean FIN, not a reset. A routed request
+/// still gets its `100` and keeps its connection. Before, both stacks sent `100 Continue` to
+/// the `404`, `405` and `501` too (inviting an upload that nothing would read), and answered
+/// only after the body arrived.
+#[test]
+fn expect_100_continue_on_a_request_no_route_takes_gets_its_final_answer_at_once() {
+    for stack in STACKS {
+        let serve = util::serve::Serve::start("", stack);
+        for (method, target, length, status) in [
+            ("POST", "/nope", 5, 404),
+            ("PUT", "/echo", 5, 405),
+            ("FOO", "/echo", 5, 501),
+            ("POST", "/echo", 4 * 1024 * 1024, 413),
+        ] {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(
+                format!(
+                    "{method} {target} HTTP/1.1\r\nhost: x\r\ncontent-length: {length}\r\nexpect: 100-continue\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            let answer = client.answer(method);
+            assert_eq!(
+                answer.status, status,
+                "{stack} {method} {target}: {answer:?}"
+            );
+            assert!(answer.closes(), "{stack} {method} {target}: {answer:?}");
+            // A client that sends its body all the same (it did not wait for the answer).
+            client.send(b"hello");
+            client.expect_nothing_more(true, Duration::ZERO);
+        }
+        let mut client = StrictClient::connect(serve.addr);
+        client.send(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+        );
+        assert_eq!(client.answer("POST").status, 100, "{stack}");
+        client.send(b"hello");
+        let answer = client.answer("POST");
+        assert_eq!((answer.status, answer.text()), (200, "hello"), "{stack}");
+        client.expect_nothing_more(false, Duration::from_millis(50));
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{json}");
+    }
+}
+
+/// The same rule during the drain: a late request on a kept-alive connection is refused `503`
+/// from its head alone (admission is closed), so a client waiting for `100 Continue` gets the
+/// `503` at once, with close, and its body (sent anyway) is dropped in the linger. Before, the
+/// mio stack sent `100 Continue`, waited for the body, then refused it; the hyper stack
+/// refused it at once already (the adapter's refusal reads no body, so hyper sends no `100`).
+#[test]
+fn expect_100_continue_during_the_drain_gets_the_503_at_once() {
+    for stack in STACKS {
+        let serve = util::serve::Serve::start(
+            "",
+            &format!("{stack} --drain-timeout-ms 5000 --idle-linger-ms 3000"),
+        );
+        let mut holder = StrictClient::connect(serve.addr);
+        holder.send(b"GET /delay?ms=1000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        let mut late = StrictClient::connect(serve.addr);
+        late.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(late.answer("GET").status, 200, "{stack}");
+        util::serve::send_signal(serve.child.id(), "TERM");
+        thread::sleep(Duration::from_millis(200));
+        late.send(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+        );
+        let answer = late.answer("POST");
+        assert_eq!(answer.status, 503, "{stack}: {answer:?}");
+        assert!(answer.closes(), "{stack}: {answer:?}");
+        late.send(b"hello");
+        late.expect_nothing_more(true, Duration::ZERO);
+        let held = holder.answer("GET");
+        assert_eq!(held.status, 200, "{stack}");
+        let mut serve = serve;
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{json}");
+        assert_eq!(util::serve::field(&json, "refused"), 1.0, "{stack}: {json}");
+    }
+}

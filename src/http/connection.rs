@@ -756,8 +756,7 @@ impl<'r, H> Connection<'r, H> {
         let expect = head.expect_continue && !head.http10;
         let total = match body {
             BodyReader::Length(n) if input.len() - after_head < *n => {
-                self.send_continue(expect);
-                return Step::Wait;
+                return self.await_body(d, input, expect);
             }
             BodyReader::Length(n) => head.len + *n,
             BodyReader::Chunked { decoder, scanned } => {
@@ -769,8 +768,7 @@ impl<'r, H> Connection<'r, H> {
                     }
                 }
                 if !decoder.is_done() {
-                    self.send_continue(expect);
-                    return Step::Wait;
+                    return self.await_body(d, input, expect);
                 }
                 head.len + *scanned
             }
@@ -778,6 +776,43 @@ impl<'r, H> Connection<'r, H> {
         let Reading::Body { head, .. } = std::mem::replace(&mut self.reading, Reading::Head) else {
             return Step::Continue;
         };
+        Step::Request(Parsed { head, total })
+    }
+
+    /// The body of the request in [`Reading::Body`] is not all here. A client that asked for
+    /// `100 Continue` (`expect`) waits for it before sending its body; if no handler will take
+    /// the request (no route, a health probe, admission closed: decided from its head alone),
+    /// its final answer goes now instead, with `connection: close` (RFC 9110 §10.1.1): the
+    /// client may send its body or not, and either way nothing after it could be read as the
+    /// next request. What it sends is read and dropped during the close's linger. Otherwise
+    /// the `100`, and the wait.
+    fn await_body<A: Accounting<Held = H>>(
+        &mut self,
+        d: &Dispatcher<'r, A>,
+        input: &[u8],
+        expect: bool,
+    ) -> Step {
+        if expect && !self.continue_sent {
+            if let Reading::Body { head, .. } = &self.reading {
+                if d.takes_no_handler(&input[self.start..], head) {
+                    return self.answer_without_body(input);
+                }
+            }
+        }
+        self.send_continue(expect);
+        Step::Wait
+    }
+
+    /// The request in [`Reading::Body`], to be answered now without its body (not read, nor
+    /// given to anything) and the connection closed after: see `await_body`.
+    #[cold]
+    fn answer_without_body(&mut self, input: &[u8]) -> Step {
+        let Reading::Body { mut head, .. } = std::mem::replace(&mut self.reading, Reading::Head)
+        else {
+            return Step::Continue;
+        };
+        head.keep_alive = false;
+        let total = input.len() - self.start;
         Step::Request(Parsed { head, total })
     }
 

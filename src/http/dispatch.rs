@@ -269,6 +269,19 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         })
     }
 
+    /// Whether the request whose head is `head` (at the start of `input`) will be answered
+    /// without a handler, as its head alone says: admission is closed (the `503`), it is a
+    /// health probe, or no route takes it (`404`, `405`, `501`, an `OPTIONS` the router
+    /// answers). For `Expect: 100-continue` (`Connection::await_body`).
+    #[cold]
+    pub(crate) fn takes_no_handler(&self, input: &[u8], head: &Head) -> bool {
+        if self.stopped_at.is_some() || self.health_probe(input, 0, head).is_some() {
+            return true;
+        }
+        let request = Request::new(input, head, &self.fields, &[], None, None);
+        find_route(self.router, &request).is_err()
+    }
+
     pub(crate) fn count_refusal(&mut self, refusal: Refusal) {
         self.stats.count_refusal(refusal);
     }
@@ -306,6 +319,19 @@ fn probe_path<'i>(input: &'i [u8], head: &Head) -> &'i [u8] {
         .unwrap_or(target)
 }
 
+/// The route for `request`, or the status the router answers it with (`404`, `405`, `501`).
+#[inline(always)]
+fn find_route<'r>(router: &'r Router<'r>, request: &Request<'_>) -> Result<&'r Route, u16> {
+    // The method's bytes only where its key cannot tell (not sliced on the common path).
+    let (method, key) = (|| request.method_bytes(), request.method_key());
+    let origin = request.origin_bytes();
+    match origin.first() {
+        // Origin-form (nearly always): matched with its query on, if any.
+        Some(b'/') => router.find_origin(method, key, origin),
+        _ => router.find_bytes(method(), key, request.path_and_query().0),
+    }
+}
+
 /// Finds the route for `request` and calls its handler, filling `response`: the handler's
 /// answer, or `404`, `405` (with `allow`), `501`, `204` with `allow` for an `OPTIONS` no route
 /// answers, or the `500` of a panic (counted in `stats`,
@@ -317,16 +343,8 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     request: &Request<'_>,
     response: &mut Response<'a>,
 ) -> (Reply, Option<&'r Route>) {
-    // The method's bytes only where its key cannot tell (not sliced on the common path).
-    let (method, key) = (|| request.method_bytes(), request.method_key());
-    let origin = request.origin_bytes();
-    let found = match origin.first() {
-        // Origin-form (nearly always): matched with its query on, if any.
-        Some(b'/') => router.find_origin(method, key, origin),
-        _ => router.find_bytes(method(), key, request.path_and_query().0),
-    };
     let path = || request.path_and_query().0;
-    let route = match found {
+    let route = match find_route(router, request) {
         Ok(route) => route,
         // `OPTIONS` with no route of its own: `204` and the resource's methods (`*`: every
         // route's), RFC 9110 §9.3.7.

@@ -123,9 +123,38 @@ fn route<C: Recycle>(
         (&Method::GET, "/delay") => return Routed::Waiting(Box::pin(delay(request, bundle))),
         (&Method::POST, "/echo") => return echo(request, bundle, limits),
         (&Method::GET, "/panic") => return Routed::Panics((bundle, request.into_body())),
-        (method, path) => unrouted(bundle, method, path),
+        (method, path) => {
+            let answer = unrouted(bundle, method, path);
+            if awaits_continue(&request) {
+                return answered_before_body(answer, request.into_body());
+            }
+            answer
+        }
     };
     answered(answer, request.into_body(), limits)
+}
+
+/// Whether the client waits for `100 Continue` before sending the body still to come
+/// (hyper's rule: the last `Expect` says `100-continue`, HTTP/1.1, a body not known empty).
+fn awaits_continue(request: &Request<Incoming>) -> bool {
+    use hyper::body::Body as _;
+    request.version() >= hyper::Version::HTTP_11
+        && !request.body().is_end_stream()
+        && request
+            .headers()
+            .get_all(hyper::header::EXPECT)
+            .iter()
+            .next_back()
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// An answer decided from the head alone, to a client waiting for `100 Continue`: given now,
+/// with `connection: close`, and the body not read (RFC 9110 §10.1.1: the final status
+/// instead of the `100`), as the mio server answers. hyper sends its `100` only when a body
+/// is first read, so it sends none, and closes the connection after the answer; what the
+/// client sends meanwhile is read and dropped by the adapter's linger (`linger.rs`).
+fn answered_before_body<C: Recycle>(answer: Reply<Full<Bytes>, C>, body: Incoming) -> Routed<C> {
+    Routed::Answered(Some(closing(answer)), body)
 }
 
 /// A route's answer, given once the request's body is all read. A body still coming is read
