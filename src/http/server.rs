@@ -333,7 +333,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             self.stop(now);
         }
         if self.ladder.is_some() {
-            return Ok(self.ladder_turn(now));
+            return Ok(self.ladder_turn(now, buf));
         }
         Ok(self.stop_deadline.is_some() && self.poll_stop(now))
     }

@@ -95,7 +95,8 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// One turn of the ladder, after the loop's events and timers; true when the loop may end.
-    pub(super) fn ladder_turn(&mut self, now: Instant) -> bool {
+    /// `buf` is the loop's read buffer (the close step reads what has arrived).
+    pub(super) fn ladder_turn(&mut self, now: Instant, buf: &mut [u8]) -> bool {
         let Some(ladder) = self.ladder.as_deref() else {
             return false;
         };
@@ -114,7 +115,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
         self.report_drained_once(now, status);
         if shared.close_requested() && self.ladder().closed_at.is_none() {
-            self.enter_close(now);
+            self.enter_close(now, buf);
         }
         self.close_done(now)
     }
@@ -257,11 +258,25 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// The whole group has drained: take what is in the accept queue, close the listener,
-    /// answer every connection still open and silent `503` + `connection: close`.
-    fn enter_close(&mut self, now: Instant) {
+    /// read what has arrived, answer every connection still open and silent `503` +
+    /// `connection: close`.
+    fn enter_close(&mut self, now: Instant, buf: &mut [u8]) {
         self.accept(now);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
+        }
+        // A request may be in its socket unread (a connection accepted in this very turn, its
+        // readable event not handled yet): read first, so that a whole request is refused
+        // as a late one is, and counted in `refused`. Only what has sent nothing whole is
+        // answered below, uncounted but for this step's `answered`.
+        let open: Vec<usize> = self
+            .sockets
+            .iter()
+            .filter(|(_, socket)| socket.lingering.is_none())
+            .map(|(key, _)| key)
+            .collect();
+        for key in open {
+            self.connection_event(mio::Token(key), None, buf, now);
         }
         let mut answered = 0;
         self.dispatcher.date.refresh(now);
