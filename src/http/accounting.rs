@@ -122,8 +122,10 @@ pub trait Accounting {
     fn stop(&mut self, deadline: Instant);
 
     /// Checks the stop at `now`; `in_flight` is the server's own count of admitted requests.
-    /// Past the deadline given to [`stop`](Accounting::stop), the server takes `Pending` as
-    /// `Expired`: its own deadline rules, and the loop ends all the same.
+    /// The server's own deadline and count rule: past the deadline given to
+    /// [`stop`](Accounting::stop), it takes `Pending` as `Expired` (the loop ends all the
+    /// same); before it, `Expired` as `Pending` (requests in flight have until the deadline);
+    /// and `Complete` with requests in flight as `Pending`.
     fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus;
 
     /// The ledger, if requests are accounted.

@@ -715,7 +715,14 @@ impl<'r, A: Accounting> Server<'r, A> {
     fn poll_stop(&mut self, now: Instant) -> bool {
         let in_flight = self.dispatcher.in_flight;
         let deadline_passed = self.stop_deadline.is_some_and(|d| now >= d);
-        match self.dispatcher.poll_stop(now, in_flight) {
+        let status = match self.dispatcher.poll_stop(now, in_flight) {
+            // The server's own deadline rules both ways, as a loop group's ladder's does: an
+            // accounting (the embedder's) that says the deadline passed before it did waits
+            // for it; its requests in flight have until then.
+            StopStatus::Expired { .. } if !deadline_passed => StopStatus::Pending,
+            status => status,
+        };
+        match status {
             // Drained and every connection closed (answered, idle linger over, or gone).
             StopStatus::Complete if self.sockets.is_empty() => true,
             // Drained, but idle connections outlived the deadline: close them.

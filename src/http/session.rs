@@ -99,7 +99,9 @@ impl<'r, A: Accounting> Session<'r, A> {
             StopStatus::Complete if in_flight == 0 => self.drained = true,
             // The session's own count rules, as the server's sockets do: an accounting that
             // says complete with a request out waits for it, or for the deadline.
-            StopStatus::Complete | StopStatus::Pending if !passed => {}
+            // Nor does one that says the deadline passed before it did (its own deadline
+            // rules both ways).
+            StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } if !passed => {}
             StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } => {
                 self.connection
                     .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
