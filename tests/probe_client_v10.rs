@@ -260,3 +260,46 @@ fn a_request_waiting_in_the_accept_queue_at_the_close_step_is_counted_refused() 
     let totals = &report.totals;
     assert_eq!((totals.stats.refused, totals.leaked), (1, 0), "{report:?}");
 }
+
+/// What the mio server refuses from the head and the hyper stack served (the adapter now
+/// refuses it too, before admission, as docs/hyper.md's checks): an absolute-form target whose
+/// scheme is neither `http` nor `https` (RFC 9110 §4.2: the target names no resource of this
+/// server's; mio `400`, hyper routed `GET ftp://a/` by its path, `200`), and more than 64
+/// header fields (mio's parser's limit, `431`; hyper's own is 100). Both close. The schemes'
+/// case is not significant (RFC 3986 §3.1), and 64 fields are served.
+#[test]
+fn a_foreign_scheme_and_a_65th_field_are_refused_on_both_stacks() {
+    let fields = |n: usize| -> String { (0..n).map(|i| format!("x-{i}: a\r\n")).collect() };
+    for stack in STACKS {
+        let serve = util::serve::Serve::start("", stack);
+        for (request, status) in [
+            ("GET ftp://a/ HTTP/1.1\r\nhost: a\r\n\r\n".to_string(), 400),
+            ("GET wss://a/ HTTP/1.1\r\nhost: a\r\n\r\n".to_string(), 400),
+            (
+                format!("GET / HTTP/1.1\r\nhost: x\r\n{}\r\n", fields(64)),
+                431,
+            ),
+        ] {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(request.as_bytes());
+            client.send(b"GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n");
+            let answer = client.answer("GET");
+            assert_eq!(answer.status, status, "{stack} {request:.40?}: {answer:?}");
+            assert!(answer.closes(), "{stack}: {answer:?}");
+            client.expect_nothing_more(true, Duration::ZERO);
+        }
+        let mut client = StrictClient::connect(serve.addr);
+        for request in [
+            "GET HTTP://a/ HTTP/1.1\r\nhost: a\r\n\r\n".to_string(),
+            "GET Https://a/ HTTP/1.1\r\nhost: a\r\n\r\n".to_string(),
+            format!("GET / HTTP/1.1\r\nhost: x\r\n{}\r\n", fields(63)),
+        ] {
+            client.send(request.as_bytes());
+            let answer = client.answer("GET");
+            assert_eq!((answer.status, answer.text()), (200, "hello"), "{stack}");
+        }
+        client.expect_nothing_more(false, Duration::from_millis(50));
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{json}");
+    }
+}

@@ -47,7 +47,9 @@ pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refuse
     let fields = Fields::scan(request.headers());
     // Request line (method, target, version, three separators) and `name: value\r\n` lines.
     let line = request.method().as_str().len() + target + "  HTTP/1.1\r\n".len();
-    if line + fields.bytes + 2 > max_head {
+    // More field lines than the mio server parses (hyper's own limit is 100, and raising
+    // hyper's to match would allocate its header buffer on every request).
+    if line + fields.bytes + 2 > max_head || fields.lines > MAX_FIELDS {
         return Some(Refused::TooLarge(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ));
@@ -65,11 +67,24 @@ pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refuse
         Some(_) if uri.scheme().is_none() && request.method() != Method::CONNECT => {
             Some(Refused::BadRequest("authority-form target without CONNECT"))
         }
+        // An absolute-form target names an `http` or `https` resource (RFC 9110 §4.2), as the
+        // mio server requires (src/http/uri.rs); hyper routed `ftp://a/` by its path.
+        Some(_) if !uri.scheme_str().is_none_or(is_http_scheme) => Some(Refused::BadRequest(
+            "absolute-form target with a scheme other than http or https",
+        )),
         Some(_) => None,
         // An origin-form target is a path (nearly every request: one byte looked at).
         None if path.starts_with('/') => None,
         None => asterisk_form_refusal(request),
     }
+}
+
+/// The header fields a request may have: the mio server's parser's `MAX_HEADERS`
+/// (src/http/parse.rs; more is `431` there too).
+const MAX_FIELDS: usize = 64;
+
+fn is_http_scheme(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
 }
 
 /// A target with neither an authority nor a path: the asterisk-form, OPTIONS's alone (RFC 9112
@@ -87,8 +102,9 @@ fn asterisk_form_refusal<B>(request: &Request<B>) -> Option<Refused> {
 
 /// What the checks need from the fields, gathered in one pass.
 struct Fields<'h> {
-    /// The fields' length as `name: value\r\n` lines.
+    /// The fields' length as `name: value\r\n` lines, and how many lines.
     bytes: usize,
+    lines: usize,
     /// `Transfer-Encoding` values, and the first.
     codings: usize,
     coding: Option<&'h HeaderValue>,
@@ -102,6 +118,7 @@ impl<'h> Fields<'h> {
     fn scan(headers: &'h HeaderMap) -> Self {
         let mut fields = Fields {
             bytes: 0,
+            lines: 0,
             codings: 0,
             coding: None,
             hosts: 0,
@@ -109,6 +126,7 @@ impl<'h> Fields<'h> {
         };
         for (name, value) in headers {
             fields.bytes += name.as_str().len() + value.len() + 4;
+            fields.lines += 1;
             if name == HOST {
                 fields.hosts += 1;
                 fields.host.get_or_insert(value);
