@@ -303,3 +303,51 @@ fn a_foreign_scheme_and_a_65th_field_are_refused_on_both_stacks() {
         assert!(ok, "{json}");
     }
 }
+
+/// At the connection limit, a connection idle since its answer for at least 100 ms is evicted
+/// for a newcomer (docs/server.md, "Accept"). On the hyper stack the scan, reading no clock per
+/// request, dated a request's end by the first scan that saw it: after a burst that filled
+/// every slot with kept-alive connections, the first newcomer (300 ms after the last answer)
+/// was refused `503`, every slot "just active" (mio served it). `serve --stack hyper` keeps
+/// each connection's activity record (`Options::record_activity`, when its last request was
+/// answered): the scan now takes that time, so the newcomer is served as on mio.
+#[test]
+fn after_a_burst_fills_every_slot_the_next_newcomer_is_served_on_both_stacks() {
+    for stack in STACKS {
+        let serve = util::serve::Serve::start("", &format!("{stack} --max-connections 4"));
+        let mut burst: Vec<StrictClient> = (0..4)
+            .map(|_| {
+                let mut client = StrictClient::connect(serve.addr);
+                client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+                assert_eq!(client.answer("GET").status, 200, "{stack}");
+                client
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        let mut newcomer = StrictClient::connect(serve.addr);
+        newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        let answer = newcomer.answer("GET");
+        assert_eq!(
+            (answer.status, answer.text()),
+            (200, "hello"),
+            "{stack}: {answer:?}"
+        );
+        // One of the burst was closed for it (no answer: it was idle), the others kept.
+        let mut closed = 0;
+        for client in &mut burst {
+            client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+            match util::strict::read_for(client.reader_mut(), "GET") {
+                Ok(answer) => assert_eq!(answer.status, 200, "{stack}"),
+                Err(_) => closed += 1,
+            }
+        }
+        assert_eq!(closed, 1, "{stack}");
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{json}");
+        assert_eq!(
+            util::serve::field(&json, "connections_evicted"),
+            1.0,
+            "{stack}: {json}"
+        );
+    }
+}

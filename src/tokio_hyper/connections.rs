@@ -145,6 +145,12 @@ impl Conn {
         self.ended.set(self.ended.get() + 1);
     }
 
+    /// When its last request was answered (or arrived, if still unanswered), from the
+    /// activity record (`Options::record_activity`); `None` without one.
+    fn last_answer(&self) -> Option<Instant> {
+        self.activity.as_ref().map(|activity| activity.since.get())
+    }
+
     /// A request answered without admission (a health probe, a refusal): a sign of life, and
     /// an answer (evicted, the connection just closes: no `408` after it).
     pub(crate) fn answered_unadmitted(&self) {
@@ -379,9 +385,12 @@ impl Connections {
     ///
     /// A connection's sign of life is a request ended on it: the scan notes each one's count
     /// of ended requests and when it last saw that change (at the latest at accept), so no
-    /// clock is read per request. A connection idle since it was answered is evictable from
-    /// the second scan at least [`EVICTABLE_AFTER`] after its answer; one that never finished
-    /// a request (a slow head), from its accept.
+    /// clock is read per request. With the activity record (`Options::record_activity`, as
+    /// `serve` runs), the change is dated by the record's time of the last answer, and a
+    /// connection idle since its answer is evictable [`EVICTABLE_AFTER`] after it, as on the
+    /// mio loops; without it, from the second scan at least that long after its answer (after
+    /// a burst that filled every slot, the first newcomer found every slot "just active" and
+    /// was refused). One that never finished a request (a slow head), from its accept.
     ///
     /// `at_once` when the process is out of descriptors: the evicted socket then closes as
     /// soon as its task has ended it (its `408` written if the socket takes it), without the
@@ -393,8 +402,7 @@ impl Connections {
             let conn = &slot.conn;
             let ended = conn.ended.get();
             if ended != slot.seen.0 {
-                slot.seen = (ended, now);
-                continue;
+                slot.seen = (ended, conn.last_answer().unwrap_or(now));
             }
             // Idle or reading a head since its last sign of life, or reading a body too slowly.
             let since = match conn.busy.get() {

@@ -267,6 +267,11 @@ impl StrictClient {
         self.reader.get_mut().write_all(bytes).expect("send");
     }
 
+    /// The reader, for a test that reads an answer that may not come (`read_for`).
+    pub fn reader_mut(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+
     /// Reads the answer to a request with `method`; panics on anything not strictly valid.
     pub fn answer(&mut self, method: &str) -> Strict {
         read_for(&mut self.reader, method).unwrap_or_else(|e| panic!("answer to {method}: {e}"))
