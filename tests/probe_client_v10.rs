@@ -351,3 +351,52 @@ fn after_a_burst_fills_every_slot_the_next_newcomer_is_served_on_both_stacks() {
         );
     }
 }
+
+/// `serve`'s health probe paths are resources on both stacks (docs/server.md: RFC 9110 §9.3.2,
+/// §9.3.7, §15.5.6): `HEAD` is answered as `GET` is (its fields, no body), `OPTIONS` is `204`
+/// with `allow: GET, HEAD`, another method the server knows is `405` with that `allow`, an
+/// unknown one `501`; a text answer says `content-type: text/plain`. Before, the hyper stack
+/// answered only `GET` there: `HEAD`, `OPTIONS` and `POST` were `404` (a `GET` `200` with a
+/// `HEAD` `404` on the same resource), and its probe answers had no `content-type`.
+#[test]
+fn health_probe_paths_answer_head_options_and_other_methods_alike_on_both_stacks() {
+    for stack in STACKS {
+        let serve = util::serve::Serve::start("", stack);
+        let mut client = StrictClient::connect(serve.addr);
+        for (method, path, status, allow, text) in [
+            ("GET", "/healthz/live", 200, None, "live"),
+            ("HEAD", "/healthz/live", 200, None, ""),
+            ("HEAD", "/healthz/ready", 200, None, ""),
+            ("OPTIONS", "/healthz/ready", 204, Some("GET, HEAD"), ""),
+            ("POST", "/healthz/live", 405, Some("GET, HEAD"), ""),
+            ("DELETE", "/healthz/ready", 405, Some("GET, HEAD"), ""),
+            ("BREW", "/healthz/live", 501, None, ""),
+        ] {
+            client.send(
+                format!("{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+                    .as_bytes(),
+            );
+            let answer = client.answer(method);
+            assert_eq!(answer.status, status, "{stack} {method} {path}: {answer:?}");
+            assert_eq!(answer.field("allow"), allow, "{stack} {method} {path}");
+            if status == 200 {
+                assert_eq!(answer.text(), text, "{stack} {method} {path}");
+                let length = path.len() - "/healthz/".len(); // `live`, `ready`
+                let length = length.to_string();
+                assert_eq!(
+                    answer.field("content-length"),
+                    Some(&*length),
+                    "{stack} {method}"
+                );
+                assert_eq!(
+                    answer.field("content-type"),
+                    Some("text/plain"),
+                    "{stack} {method} {path}"
+                );
+            }
+        }
+        client.expect_nothing_more(false, Duration::from_millis(50));
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{json}");
+    }
+}

@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::service::Service;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::body::{BodyRule, GuardedBody};
@@ -381,6 +381,8 @@ pub(crate) struct Fixed {
     status: StatusCode,
     text: &'static [u8],
     close: bool,
+    /// The `allow` of a `405` or an `OPTIONS` answer.
+    allow: Option<&'static str>,
 }
 
 impl Fixed {
@@ -390,6 +392,7 @@ impl Fixed {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             text: b"internal server error",
             close: false,
+            allow: None,
         }
     }
 
@@ -400,6 +403,7 @@ impl Fixed {
             status,
             text: why.as_bytes(),
             close: true,
+            allow: None,
         }
     }
 
@@ -409,6 +413,7 @@ impl Fixed {
             status,
             text: status.canonical_reason().unwrap_or("too large").as_bytes(),
             close: true,
+            allow: None,
         }
     }
 
@@ -425,6 +430,7 @@ impl Fixed {
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             text: b"service unavailable",
             close: refusal.closes_connection(),
+            allow: None,
         }
     }
 
@@ -433,6 +439,14 @@ impl Fixed {
         closing: bool,
     ) -> Response<GuardedBody<B, C>> {
         let mut response = status_response(self.status, self.text);
+        let headers = response.headers_mut();
+        if !self.text.is_empty() {
+            // As the mio server's answers, and the demo routes' (RFC 9110 §8.3).
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
         if self.close || closing {
             let close = HeaderValue::from_static("close");
             response.headers_mut().insert(CONNECTION, close);
@@ -442,12 +456,21 @@ impl Fixed {
 }
 
 /// `GET /healthz/live`: 200 until the process exits. `GET /healthz/ready`: 200 while the
-/// server admits requests and is not going down, 503 from the unready phase on.
+/// server admits requests and is not going down, 503 from the unready phase on. The probe
+/// paths are resources, as on the mio loops (`Dispatcher::probe_other_method`): `HEAD` is
+/// answered as `GET` (hyper writes no body), `OPTIONS` is `204` and another method the
+/// server knows `405`, both with `allow: GET, HEAD` (RFC 9110 §9.3.2, §9.3.7, §15.5.6); an
+/// unknown method goes to the handler (its `501`).
 fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
-    if request.method() != hyper::Method::GET {
-        return None;
+    let path = request.uri().path();
+    if path.len() < "/healthz/live".len() || !path.starts_with("/healthz/") {
+        return None; // nearly every request: a length compare
     }
-    let (status, text): (_, &'static [u8]) = match request.uri().path() {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        return probe_other_method(method, path);
+    }
+    let (status, text): (_, &'static [u8]) = match path {
         "/healthz/live" => (StatusCode::OK, b"live"),
         "/healthz/ready" if tally.is_closing() => (StatusCode::SERVICE_UNAVAILABLE, b"not ready"),
         "/healthz/ready" => (StatusCode::OK, b"ready"),
@@ -457,5 +480,32 @@ fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
         status,
         text,
         close: false,
+        allow: None,
+    })
+}
+
+/// A probe path with a method other than `GET` or `HEAD`: see [`probe`].
+#[cold]
+fn probe_other_method(method: &Method, path: &str) -> Option<Fixed> {
+    const KNOWN: [Method; 6] = [
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    if !matches!(path, "/healthz/live" | "/healthz/ready") || !KNOWN.contains(method) {
+        return None;
+    }
+    let (status, text): (_, &'static [u8]) = match *method {
+        Method::OPTIONS => (StatusCode::NO_CONTENT, b""),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, b"method not allowed"),
+    };
+    Some(Fixed {
+        status,
+        text,
+        close: false,
+        allow: Some("GET, HEAD"),
     })
 }
