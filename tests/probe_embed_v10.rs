@@ -5,18 +5,21 @@
 
 #[path = "util/handlers.rs"]
 mod handlers;
+#[path = "util/quiet.rs"]
+mod quiet;
 mod util;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use handlers::Later;
+use reqguard::engines::Embedded;
 use reqguard::http::{
-    Accounting, AccountingReport, Limits, Router, Routes, ServerBuilder, Session, StopStatus,
-    Unaccounted,
+    demo_routes, Accounting, AccountingReport, Guarded, Limits, NoScope, Router, Routes,
+    ServerBuilder, Session, StopStatus, Unaccounted,
 };
-use reqguard::{AbortSignal, Ledger, Refusal};
+use reqguard::{AbortSignal, Admitted, Config, Ledger, Outcome, Refusal};
 use util::bounded::within;
 
 /// How long a probe waits for a call that hangs on a broken build.
@@ -115,4 +118,105 @@ fn an_accounting_that_says_expired_early_does_not_cut_a_session_request_short() 
         "{answer:?}"
     );
     assert_eq!(session.stats().aborted, 0);
+}
+
+/// A `Guarded` accounting that tells the server its per-request calls cannot panic
+/// (`MAY_PANIC` false, as `Guarded` does) and whose `handled` panics all the same, at the
+/// `nth` request handled only.
+struct PanicsAtHandled {
+    inner: Guarded<Embedded<&'static str>, NoScope>,
+    /// Requests handled so far, seen from the test's thread too.
+    handled: Arc<AtomicU32>,
+    nth: u32,
+}
+
+impl Accounting for PanicsAtHandled {
+    type Held = Admitted<(), ()>;
+    const MAY_PANIC: bool = false;
+
+    fn admit(&mut self) -> Result<Self::Held, Refusal> {
+        self.inner.admit()
+    }
+
+    fn signal(held: &Self::Held) -> Option<&AbortSignal> {
+        Some(held.signal())
+    }
+
+    fn end(held: Self::Held, outcome: Outcome) {
+        held.end(outcome);
+    }
+
+    fn handled(&mut self) {
+        self.inner.handled();
+        if self.handled.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
+            panic!("an accounting's handled panics");
+        }
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.inner.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.inner.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        self.inner.ledger()
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.inner.report()
+    }
+}
+
+/// A panic out of an accounting's per-request call that said it cannot panic no longer ends
+/// the loop: the server counts it, closes every connection open at that moment (which one
+/// the panic left half-done it cannot tell; each request on them ends, once) and serves on.
+/// Before, the loop died: the request behind it was refused a connection, every request in
+/// flight was dropped with the thread, and `Running::stop` returned an error, the report
+/// lost.
+#[test]
+fn a_loop_survives_a_panic_of_an_accounting_that_said_it_cannot_panic() {
+    quiet::quiet_panics();
+    let handled = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&handled);
+    let running = ServerBuilder::new()
+        .spawn(
+            move || PanicsAtHandled {
+                inner: Guarded::embedded("server", Config::default()),
+                handled: counted,
+                nth: 2,
+            },
+            |router| {
+                demo_routes(router);
+                router.route("GET", "/later", Later(Duration::from_secs(30)));
+            },
+        )
+        .unwrap();
+    let addr = running.addr();
+    // The first request is deferred: in flight on its own connection when the panic comes.
+    let deferred = std::thread::spawn(move || within(HANG, move || util::try_get(addr, "/later")));
+    util::wait_until("the deferred request is handled", || {
+        handled.load(Ordering::SeqCst) == 1
+    });
+    // The second request's `handled` panics.
+    let _ = within(HANG, move || util::try_get(addr, "/"));
+    let deferred = deferred.join().unwrap().expect("the deferred request hung");
+    assert!(
+        deferred.is_err(),
+        "closed by the panic's recovery: {deferred:?}"
+    );
+    let after = within(HANG, move || util::try_get(addr, "/")).expect("hung");
+    assert!(
+        matches!(after, Ok((200, true))),
+        "served after the panic: {after:?}"
+    );
+    let report = within(HANG, move || running.stop())
+        .expect("the stop hung")
+        .expect("the loop survived: its report");
+    assert_eq!(report.stats.panics, 1, "{report}");
+    assert_eq!(report.leaked, 0, "{report}");
+    assert_eq!(report.outcomes.total(), 3, "{report}");
+    assert_eq!(report.outcomes.completed, 1, "{report}");
 }

@@ -76,10 +76,13 @@ pub struct AccountingReport {
 /// `false`, as [`Guarded`] and [`Unaccounted`] do: the catch costs instructions on every
 /// request): a panicking `signal` or `this` reads as `None`, `handled` as done, and `end` as
 /// ended (the request was answered, its `Held` dropped by the unwinding). Set it `false` only
-/// if they cannot panic: then a panic unwinds out of the loop
-/// ([`Server::run`](crate::http::Server::run) panics, with every connection closed and every
-/// held request dropped; `Running::join` and `Running::stop` return an error carrying the
-/// panic's message, as a loop group's `wait` does; the report is lost).
+/// if they cannot panic: a panic there then unwinds out of the loop's turn, which
+/// [`Server::run`](crate::http::Server::run) catches once around all its turns (no cost per
+/// request): it counts the panic in [`Stats::panics`](crate::http::Stats::panics), closes
+/// every connection open at that moment (it cannot tell which one the panic left half-done:
+/// each request on them ends once, *force closed* unless its signal fired first) and serves
+/// on. In a [`Session`](crate::http::Session) the panic reaches the caller of the session's
+/// method.
 pub trait Accounting {
     /// What an admitted request holds until its response is written.
     type Held;
@@ -88,7 +91,8 @@ pub trait Accounting {
     /// [`this`](Accounting::this), [`handled`](Accounting::handled), [`end`](Accounting::end))
     /// may panic, so that the server must catch them (some instructions per request). True
     /// by default; [`Guarded`] and [`Unaccounted`] say `false`: theirs run no user code
-    /// uncaught. An implementation that says `false` and panics there unwinds out of the loop.
+    /// uncaught. An implementation that says `false` and panics there costs the loop every
+    /// connection open at that moment (see [`Accounting`]'s `# Panics`).
     const MAY_PANIC: bool = true;
 
     /// Admits one request: upgrade first, then take everything, or refuse holding nothing.

@@ -330,10 +330,10 @@ impl Running {
     ///
     /// # Errors
     ///
-    /// If the loop failed, or its thread panicked (an [`Accounting`] that says it cannot
-    /// panic, [`Accounting::MAY_PANIC`], and does: the error carries the panic's message; the
-    /// report is lost), or if called on the server's own thread (from a handler): a thread
-    /// cannot wait for itself, so the stop is asked for, begins once the handler returns, and
+    /// If the loop failed, or its thread panicked (the error carries the panic's message; the
+    /// report is lost; the loop itself survives a panic of an [`Accounting`] that says it
+    /// cannot panic, [`Accounting::MAY_PANIC`]), or if called on the server's own thread (from
+    /// a handler): a thread cannot wait for itself, so the stop is asked for, begins once the handler returns, and
     /// its report is not waited for.
     pub fn stop(self) -> io::Result<ServerReport> {
         self.stop.stop();

@@ -30,7 +30,7 @@ use super::router::Router;
 use super::running::{Control, Phase, StopHandle};
 use super::signals::Signals;
 use super::timer::Timers;
-use crate::callback::call_caught;
+use crate::callback::{call_caught, caught};
 use crate::signal::AbortReason;
 
 // The stop ladder as one loop of a group runs it (src/http/server/ladder_loop.rs).
@@ -283,8 +283,49 @@ impl<'r, A: Accounting> Server<'r, A> {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0; 64 * 1024];
         self.clock = Instant::now();
-        while !self.turn(&mut events, &mut buf)? {}
+        // One catch around the turns, entered again only after a panic: none per turn or per
+        // request, so the guarded path costs what it did.
+        let ended = loop {
+            match caught(|| self.turns(&mut events, &mut buf)) {
+                Some(ended) => break ended,
+                None => self.survive_panic(),
+            }
+        };
+        ended?;
         Ok(self.finish())
+    }
+
+    /// Turns until a graceful stop completes.
+    fn turns(&mut self, events: &mut Events, buf: &mut [u8]) -> io::Result<()> {
+        while !self.turn(events, buf)? {}
+        Ok(())
+    }
+
+    /// A panic unwound out of a turn: an embedder's accounting whose per-request calls said
+    /// they cannot panic ([`Accounting::MAY_PANIC`] `false`) did. Which connection it left
+    /// half-done the loop cannot tell, so it closes every connection open (each request on
+    /// them ends once, *force closed* unless its signal fired first; each close caught, as it
+    /// calls the accounting again), counts the panic, and goes on serving.
+    #[cold]
+    #[inline(never)]
+    fn survive_panic(&mut self) {
+        self.dispatcher.stats.panics += 1;
+        let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let mut socket = self.sockets.remove(key);
+            let _ = self.poll.registry().deregister(&mut socket.stream);
+            if socket.refused {
+                self.refusing -= 1;
+            } else if socket.lingering.is_none() {
+                self.force_closed += 1;
+            }
+            let dispatcher = &mut self.dispatcher;
+            if call_caught(move || socket.http.abort(dispatcher, AbortReason::ForceClosed)) {
+                self.dispatcher.stats.panics += 1;
+            }
+        }
+        // Every request in flight was on one of them, whatever count the panic cut short.
+        self.dispatcher.in_flight = 0;
     }
 
     /// One turn of the loop: wait for events or the earliest timer, handle them; true when the
@@ -768,7 +809,10 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     fn finish(mut self) -> ServerReport {
-        self.force_close_all();
+        // Calls the accounting's `end` (one that says it cannot panic may): as a turn's.
+        if caught(|| self.force_close_all()).is_none() {
+            self.survive_panic();
+        }
         let accounting = self.dispatcher.accounting_report();
         let report = ServerReport {
             stats: self.dispatcher.stats,

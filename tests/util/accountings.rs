@@ -6,7 +6,8 @@ use reqguard::http::{Accounting, AccountingReport, StopStatus, Unaccounted};
 use reqguard::{AbortSignal, Ledger, Refusal};
 
 /// An accounting that tells the server its per-request calls cannot panic (`MAY_PANIC`
-/// false), and whose `handled` panics all the same: its loop dies (documented).
+/// false), and whose `handled` panics all the same, on every request: its loop died of it
+/// until probe_embed_v10's round; it now survives it, closing the connections open then.
 pub(crate) struct DiesOnHandled(pub(crate) Unaccounted);
 
 impl Accounting for DiesOnHandled {
