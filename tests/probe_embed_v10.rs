@@ -220,3 +220,122 @@ fn a_loop_survives_a_panic_of_an_accounting_that_said_it_cannot_panic() {
     assert_eq!(report.outcomes.total(), 3, "{report}");
     assert_eq!(report.outcomes.completed, 1, "{report}");
 }
+
+#[cfg(feature = "hyper")]
+mod hyper_embed {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use hyper::body::{Body, Frame, SizeHint};
+    use hyper::Response;
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::tokio_hyper::{Handler, HyperReport, HyperServer};
+    use reqguard::{Config, ServerCore};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Serves one `GET /` with `handler` on a fresh current-thread runtime and `LocalSet`,
+    /// then stops: the answer as text, and the report.
+    pub(super) fn serve_one<H: Handler<Embedded<&'static str>>>(
+        handler: H,
+    ) -> (String, HyperReport) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let server = HyperServer::new(core, handler);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let client = async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+                stream.write_all(request).await.unwrap();
+                let mut answer = Vec::new();
+                let read = stream.read_to_end(&mut answer);
+                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                let _ = tx.send(String::from_utf8_lossy(&answer).into_owned());
+            };
+            tokio::task::spawn_local(client);
+            let mut answer = String::new();
+            let stop = async {
+                answer = rx.await.unwrap_or_default();
+            };
+            let serve = server.serve(listener, stop);
+            let report = tokio::time::timeout(Duration::from_secs(20), serve)
+                .await
+                .expect("the server stopped");
+            (answer, report)
+        })
+    }
+
+    /// A response body of the embedder's own type whose `size_hint` (or `is_end_stream`)
+    /// panics: hyper asks it before it writes the head.
+    pub(super) struct PanicsOnHint {
+        pub(super) data: Option<Bytes>,
+        pub(super) in_is_end_stream: bool,
+    }
+
+    impl Body for PanicsOnHint {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            if self.in_is_end_stream {
+                panic!("a body's is_end_stream panics");
+            }
+            self.data.is_none()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            if !self.in_is_end_stream {
+                panic!("a body's size_hint panics");
+            }
+            SizeHint::default()
+        }
+    }
+
+    /// A response body whose `size_hint` or `is_end_stream` panics when hyper asks it, before
+    /// the head is written: the panic is the handler's, answered `500` and counted, and the
+    /// request ends *dropped* once.
+    #[test]
+    fn a_response_body_whose_size_hint_panics_is_a_500_and_counted() {
+        super::quiet::quiet_panics();
+        for in_is_end_stream in [false, true] {
+            let (answer, report) = serve_one(
+                move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| async move {
+                    let body = PanicsOnHint {
+                        data: Some(Bytes::from_static(b"computed")),
+                        in_is_end_stream,
+                    };
+                    Ok(bundle.respond(Response::new(body)))
+                },
+            );
+            let case = if in_is_end_stream {
+                "is_end_stream"
+            } else {
+                "size_hint"
+            };
+            assert!(
+                answer.starts_with("HTTP/1.1 500"),
+                "{case}: {answer:?}\n{report}"
+            );
+            assert_eq!(report.outcomes.total(), 1, "{case}: {report}");
+            assert_eq!(report.outcomes.dropped, 1, "{case}: {report}");
+            assert_eq!(report.stats.panics, 1, "{case}: {report}");
+        }
+    }
+}

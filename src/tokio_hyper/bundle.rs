@@ -92,9 +92,20 @@ impl<C: Recycle> Bundle<C> {
     }
 
     /// Gives the bundle to `response`'s body: the request ends when its last frame is written.
+    ///
+    /// # Panics
+    ///
+    /// If the body's `is_end_stream` or `size_hint` panics: they are asked here first, as
+    /// hyper asks them before it writes the head, so that such a panic is the handler's
+    /// (answered `500`, counted, the request *dropped*), not one that unwinds through hyper
+    /// (the connection's task dying with no answer). Free for a body whose answers cannot
+    /// panic (`Full`): unused, they are not computed.
     #[inline]
     pub fn respond<B: Body>(self, response: Response<B>) -> Reply<B, C> {
         let (parts, body) = response.into_parts();
+        if !body.is_end_stream() {
+            let _ = body.size_hint();
+        }
         Reply {
             response: Response::from_parts(parts, GuardedBody::holding(body, self)),
         }
