@@ -400,3 +400,43 @@ fn health_probe_paths_answer_head_options_and_other_methods_alike_on_both_stacks
         assert!(ok, "{json}");
     }
 }
+
+/// A client that resets its connection (RST) in the middle of a request body: it reads
+/// nothing, so no answer may be counted for it. On mio the request was never admitted (its body
+/// not whole): no count. On hyper it was admitted at its head, and the demo's routes answered
+/// the body's error `400`: counted `rejected`, its outcome *completed* (the answer written to a
+/// dead socket). Now a body that fails because the connection did ends the request *client
+/// gone* (its signal fired, counted in `aborted`), with no answer counted.
+#[test]
+fn a_reset_mid_body_is_counted_as_a_client_gone_not_an_answer() {
+    for stack in STACKS {
+        let serve = util::serve::Serve::start("", stack);
+        for target in ["/echo", "/nope"] {
+            let stream = std::net::TcpStream::connect(serve.addr).unwrap();
+            let mut writer = &stream;
+            std::io::Write::write_all(
+                &mut writer,
+                format!("POST {target} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+            std::io::Write::write_all(&mut writer, &[b'x'; 50]).unwrap();
+            thread::sleep(Duration::from_millis(100)); // the route waits for the rest
+            socket2::SockRef::from(&stream)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(stream); // RST
+        }
+        thread::sleep(Duration::from_millis(100));
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{json}");
+        let field = |key| util::serve::field(&json, key);
+        assert_eq!(
+            (field("served"), field("rejected")),
+            (0.0, 0.0),
+            "{stack}: {json}"
+        );
+        let aborted = if stack.contains("hyper") { 2.0 } else { 0.0 };
+        assert_eq!(field("aborted"), aborted, "{stack}: {json}");
+    }
+}

@@ -199,6 +199,13 @@ impl<C: Recycle> Drain<C> {
                 Poll::Ready(Some(Ok(frame))) if !swallowed(&frame) => {
                     frame.data_ref().map_or(0, Bytes::len)
                 }
+                Poll::Ready(Some(Err(err))) => {
+                    let answer = self.answer();
+                    if let Some(bundle) = answer.response.body().bundle() {
+                        note_client_reset(&err, bundle);
+                    }
+                    return Poll::Ready(closing(answer));
+                }
                 Poll::Ready(Some(_)) => return Poll::Ready(closing(self.answer())),
                 Poll::Pending => {
                     // Evicted at the limit for a body too slow: as at the body timeout.
@@ -433,8 +440,14 @@ impl<C: Recycle> Echo<C> {
                 closing(text(bundle, StatusCode::PAYLOAD_TOO_LARGE, Bytes::new()))
             }
             // The body broke its framing (a bad chunk size, a trailer without a colon): the
-            // client's fault, and hyper cannot read on past it.
-            Err(_) => closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new())),
+            // client's fault, and hyper cannot read on past it. (Or the connection failed:
+            // then no answer reaches the client, `note_client_reset`.)
+            Err(err) => {
+                if let Some(err) = err.downcast_ref::<hyper::Error>() {
+                    note_client_reset(err, &bundle);
+                }
+                closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new()))
+            }
         };
         // Chosen for eviction as its body ended: answered, then the connection closes.
         Poll::Ready(if chosen { closing(reply) } else { reply })
@@ -444,6 +457,28 @@ impl<C: Recycle> Echo<C> {
         self.bundle
             .take()
             .expect("the echo is polled after it answered")
+    }
+}
+
+/// A request body that failed because its connection did (the client reset it): no answer
+/// can reach the client, so the request ends *client gone*, as one whose client left while
+/// its handler ran (its signal fires; the adapter counts no answer for it), not with the
+/// `400` a broken framing gets. On the mio server such a request was never admitted.
+fn note_client_reset<C: Recycle>(err: &hyper::Error, bundle: &Bundle<C>) {
+    use std::error::Error as _;
+    let mut cause = err.source();
+    let mut reset = false;
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+            reset |= matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe);
+        }
+        cause = error.source();
+    }
+    if reset {
+        bundle
+            .signal()
+            .abort(crate::signal::AbortReason::ClientDisconnected);
     }
 }
 

@@ -277,8 +277,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B, C>> {
         let mut this = self.project();
         let tally = &this.conn.tally;
-        let handler = match this.state.as_mut().project() {
-            StateProj::Handling { handler, .. } => handler,
+        let (handler, signal) = match this.state.as_mut().project() {
+            StateProj::Handling { handler, signal } => (handler, signal),
             StateProj::Fixed { answer } => {
                 let answer = *answer;
                 this.state.set(State::Done);
@@ -307,6 +307,7 @@ where
         if unsendable(*this.body_rule, response.status()) {
             internal_error_keeping_bundle(&mut response, tally);
         }
+        let signal_reason = signal.reason();
         // Hyper's from here: a body the handler dropped instead of returning ends its request
         // dropped, one hyper drops before its end, client gone (unless it has none to write).
         let has_body = this.body_rule.has_body(response.status());
@@ -321,7 +322,10 @@ where
         if let Some(activity) = &this.conn.activity {
             activity.end();
         }
-        if is_bad_input(response.status()) {
+        if client_left(signal_reason) {
+            // The client went away first (its body failed with the connection): nothing
+            // will reach it, and its request ends *client gone* (counted in `aborted`).
+        } else if is_bad_input(response.status()) {
             tally.bump(|s| &mut s.rejected); // as the mio server counts them
         } else {
             tally.bump(|s| &mut s.served);
@@ -359,6 +363,12 @@ fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
     if response.body_mut().replace_with(b"internal server error") {
         tally.bump(|s| &mut s.panics);
     }
+}
+
+/// Whether the request's signal says its client went away before its answer.
+#[inline]
+fn client_left(reason: Option<AbortReason>) -> bool {
+    reason == Some(AbortReason::ClientDisconnected)
 }
 
 /// `400`, `408`, `413`, `431`: the client's input was refused.
