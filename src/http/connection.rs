@@ -532,10 +532,11 @@ impl<'r, H> Connection<'r, H> {
     ) {
         // Answers queued behind a waiting one can no longer go out in order: drop them too.
         self.answers.drain_held(|held| {
-            // Fires its signal, named after the outcome.
-            end_request::<A>(held, ended_by(reason), &mut d.stats.panics);
+            // Counted first: an accounting that says it cannot panic may, in `end`.
             d.in_flight -= 1;
             d.stats.aborted += 1;
+            // Fires its signal, named after the outcome.
+            end_request::<A>(held, ended_by(reason), &mut d.stats.panics);
         });
     }
 

@@ -326,6 +326,9 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
         // Every request in flight was on one of them, whatever count the panic cut short.
         self.dispatcher.in_flight = 0;
+        // The turn the panic cut short did not finish its checks (a stop that may now end):
+        // the next one comes at once, not at the next event or timer (an idle timeout away).
+        self.timers.schedule(self.clock, STOP_TIMER);
     }
 
     /// One turn of the loop: wait for events or the earliest timer, handle them; true when the
@@ -796,15 +799,16 @@ impl<'r, A: Accounting> Server<'r, A> {
         let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
         for key in keys {
             let mut socket = self.sockets.remove(key);
-            socket
-                .http
-                .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
             let _ = self.poll.registry().deregister(&mut socket.stream);
+            // Counted before the abort, which calls the accounting (that may panic).
             if socket.refused {
                 self.refusing -= 1;
             } else if socket.lingering.is_none() {
                 self.force_closed += 1;
             }
+            socket
+                .http
+                .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
         }
     }
 
