@@ -241,6 +241,14 @@ mod hyper_embed {
     pub(super) fn serve_one<H: Handler<Embedded<&'static str>>>(
         handler: H,
     ) -> (String, HyperReport) {
+        serve_one_with(reqguard::tokio_hyper::Options::default(), handler)
+    }
+
+    /// As [`serve_one`], with `options`.
+    pub(super) fn serve_one_with<H: Handler<Embedded<&'static str>>>(
+        options: reqguard::tokio_hyper::Options,
+        handler: H,
+    ) -> (String, HyperReport) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -249,17 +257,18 @@ mod hyper_embed {
         local.block_on(&runtime, async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-            let server = HyperServer::new(core, handler);
+            let server = HyperServer::new(core, handler).options(options);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let (tx, rx) = tokio::sync::oneshot::channel();
             let client = async move {
-                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
-                stream.write_all(request).await.unwrap();
                 let mut answer = Vec::new();
-                let read = stream.read_to_end(&mut answer);
-                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+                    let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+                    let _ = stream.write_all(request).await;
+                    let read = stream.read_to_end(&mut answer);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                }
                 let _ = tx.send(String::from_utf8_lossy(&answer).into_owned());
             };
             tokio::task::spawn_local(client);
@@ -339,48 +348,6 @@ mod hyper_embed {
         }
     }
 
-    /// Serves one `GET /` with the demo-like hello handler and `options`, then stops: the
-    /// answer as text (empty if the connection closed without one), and the report.
-    fn serve_with(options: reqguard::tokio_hyper::Options) -> (String, HyperReport) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
-            let heap = Heap::new();
-            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-            let handler = |_this, _request, bundle: reqguard::tokio_hyper::Bundle| async move {
-                let body = http_body_util::Full::new(Bytes::from_static(b"hello"));
-                Ok(bundle.respond(Response::new(body)))
-            };
-            let server = HyperServer::new(core, handler).options(options);
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let client = async move {
-                let mut answer = Vec::new();
-                if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
-                    let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
-                    let _ = stream.write_all(request).await;
-                    let read = stream.read_to_end(&mut answer);
-                    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
-                }
-                let _ = tx.send(String::from_utf8_lossy(&answer).into_owned());
-            };
-            tokio::task::spawn_local(client);
-            let mut answer = String::new();
-            let stop = async {
-                answer = rx.await.unwrap_or_default();
-            };
-            let serve = server.serve(listener, stop);
-            let report = tokio::time::timeout(Duration::from_secs(20), serve)
-                .await
-                .expect("the server stopped");
-            (answer, report)
-        })
-    }
-
     /// Absurd options, each alone: the server neither panics nor hangs nor leaks, and every
     /// admitted request has one outcome. (No bug found.)
     #[test]
@@ -427,7 +394,11 @@ mod hyper_embed {
             ),
         ];
         for (case, options) in cases {
-            let (answer, report) = serve_with(options);
+            let hello = |_this, _request, bundle: reqguard::tokio_hyper::Bundle| async move {
+                let body = http_body_util::Full::new(Bytes::from_static(b"hello"));
+                Ok(bundle.respond(Response::new(body)))
+            };
+            let (answer, report) = serve_one_with(options, hello);
             assert!(
                 answer.is_empty() || answer.starts_with("HTTP/1.1 "),
                 "{case}: {answer:?}"
@@ -439,6 +410,37 @@ mod hyper_embed {
                 "{case}: {report}"
             );
         }
+    }
+    /// A handler that forgets its bundle (`mem::forget`, or an `Rc` cycle: no type rules
+    /// either out) and fails: the stop's deadline aborts the forgotten request's signal, the
+    /// force-close ends the connections, and `serve` returns, its report naming what leaked at
+    /// its mint site; no outcome is counted for it (it never ended). (No bug found.)
+    #[test]
+    fn a_forgotten_bundle_is_reported_and_does_not_hold_the_stop() {
+        use reqguard::tokio_hyper::{Bundle, HandlerError, Options, Reply};
+        let options = Options::default()
+            .drain_timeout(Duration::from_millis(100))
+            .force_after(Duration::from_millis(50));
+        let fired = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = std::rc::Rc::clone(&fired);
+        let handler = move |_this, _request, bundle: Bundle| {
+            let seen = std::rc::Rc::clone(&seen);
+            async move {
+                bundle
+                    .signal()
+                    .on_abort(move |reason| seen.set(Some(reason)));
+                std::mem::forget(bundle);
+                Err::<Reply<http_body_util::Full<Bytes>>, HandlerError>("forgot it".into())
+            }
+        };
+        let (answer, report) = serve_one_with(options, handler);
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+        assert!(report.leaked > 0, "{report}");
+        assert!(report.leaks.to_string().contains("ticket"), "{report}");
+        assert_eq!(report.outcomes.total(), 0, "{report}");
+        let deadline = report.deadline.as_ref().expect("the deadline passed");
+        assert_eq!(deadline.aborted_signals, 1, "{report}");
+        assert_eq!(fired.get(), Some(reqguard::AbortReason::DrainDeadline));
     }
 }
 
