@@ -557,3 +557,50 @@ fn a_panic_in_end_at_the_drain_deadline_still_ends_the_stop_with_a_report() {
     assert_eq!(report.force_closed, 1, "{report}");
     assert_eq!(report.stats.panics, 1, "{report}");
 }
+
+/// The same in a loop group: the ladder's force step closes the request held past the drain,
+/// its `end` panics, the loop survives it and the group's stop ends with every report, the
+/// request ended once. (No bug found.)
+#[test]
+fn a_panic_in_end_at_a_group_force_step_still_ends_the_group_stop() {
+    use reqguard::http::{Ladder, LoopGroup};
+    quiet::quiet_panics();
+    let admitted = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&admitted);
+    let ladder = Ladder::default()
+        .unready(Duration::ZERO)
+        .drain_timeout(Duration::from_millis(100))
+        .force_after(Duration::from_millis(50));
+    let limits = Limits::default()
+        .idle_timeout(Duration::from_secs(600))
+        .request_timeout(Duration::from_secs(600));
+    let group = LoopGroup::new()
+        .loops(1)
+        .limits(limits)
+        .ladder(ladder)
+        .spawn(
+            move |_| {
+                PanicsAtEnd(
+                    Guarded::embedded("server", Config::default()),
+                    Arc::clone(&seen),
+                )
+            },
+            |router| {
+                router.route("GET", "/later", Later(Duration::from_secs(30)));
+            },
+        )
+        .unwrap();
+    let addr = group.addr();
+    let held = std::thread::spawn(move || within(HANG, move || util::try_get(addr, "/later")));
+    util::wait_until("the request is admitted", || {
+        admitted.load(Ordering::SeqCst)
+    });
+    let report = within(HANG, move || group.stop())
+        .expect("the group's stop hung")
+        .expect("the group's report");
+    let _ = held.join();
+    let totals = &report.totals;
+    assert_eq!(totals.leaked, 0, "{report}");
+    assert_eq!(totals.outcomes.total(), 1, "{report}");
+    assert_eq!(totals.stats.panics, 1, "{report}");
+}
