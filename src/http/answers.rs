@@ -5,11 +5,17 @@
 //!
 //! 1. Answers leave in request order: `output` only ever receives the answer of the oldest
 //!    request without one; later answers wait in `queue` (as `Ready` bytes once computed).
-//! 2. `queued_bytes` is the total length of the `Ready` slots, so [`Answers::unsent`] is every
-//!    byte answered and not yet written: what back-pressure compares with `max_output`.
+//! 2. `queued_bytes` is the total length of the `Ready` slots and of the lent body, so
+//!    [`Answers::unsent`] is every byte answered and not yet written: what back-pressure
+//!    compares with `max_output`.
 //! 3. A slot holding guards (`Waiting`, or `Ready` with `held`) is one admitted request in
 //!    flight; it leaves the queue only through [`Answers::pop_due`] (to be written) or
 //!    [`Answers::drain_held`] (to be aborted).
+//! 4. `lent` is empty, or it is the body of the answer whose head ends `output`, lent by its
+//!    response instead of copied ([`Answers::lend`]): it goes out right after `output` and takes
+//!    its place once `output` is written. It is lent only with nothing queued, and only when
+//!    longer than `max_output`: back-pressure then pauses the parsing until it is written, so
+//!    nothing is appended to `output` (nor another body lent) meanwhile.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -63,6 +69,8 @@ fn shrink_now(buf: &mut Vec<u8>) {
 pub(crate) struct Answers<'r, H> {
     pub(crate) output: Vec<u8>,
     written: usize,
+    /// A large answer's body, lent by its response (see invariant 4); empty otherwise.
+    lent: Vec<u8>,
     queue: VecDeque<Slot<'r, H>>,
     queued_bytes: usize,
     /// Emptied answer buffers, reused for answers queued behind a deferred one.
@@ -74,6 +82,7 @@ impl<'r, H> Answers<'r, H> {
         Answers {
             output: Vec::new(),
             written: 0,
+            lent: Vec::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             spare: Vec::new(),
@@ -86,15 +95,58 @@ impl<'r, H> Answers<'r, H> {
         &self.output[self.written..]
     }
 
-    /// `n` bytes of [`pending`](Answers::pending) were written.
+    /// The lent body, which goes out after [`pending`](Answers::pending) (empty: none).
+    #[inline]
+    pub(crate) fn lent(&self) -> &[u8] {
+        &self.lent
+    }
+
+    /// `n` bytes of [`pending`](Answers::pending), then of the [`lent`](Answers::lent) body,
+    /// were written.
     pub(crate) fn consume(&mut self, n: usize) {
         self.written = self.written.saturating_add(n);
         if self.written >= self.output.len() {
+            if !self.lent.is_empty() {
+                return self.take_lent();
+            }
             let used = self.output.len();
             self.output.clear();
             self.written = 0;
             shrink(&mut self.output, used);
         }
+    }
+
+    /// `output` is written: the lent body takes its place (what was written of it already
+    /// counted), and its buffer, emptied, waits for the next head.
+    #[cold]
+    fn take_lent(&mut self) {
+        let into_lent = self.written - self.output.len();
+        self.queued_bytes -= self.lent.len();
+        std::mem::swap(&mut self.output, &mut self.lent);
+        self.lent.clear();
+        self.written = 0;
+        self.consume(into_lent);
+    }
+
+    /// Lends `scratch` (the response's buffer, its body) as the body of the answer whose head
+    /// was just written at the end of the output, instead of copying it after the head: the
+    /// output goes out first, then the body (the mio loop: one vectored write). The scratch
+    /// gets the output's buffer (once the last lent body is written, its buffer: so a
+    /// handler's next large body grows no buffer anew); what is unwritten of the output (the
+    /// head, and at most `max_output` of earlier answers) moves to the emptied lent buffer.
+    /// Returns false, lending nothing, while an earlier body is lent (never: see invariant 4).
+    #[cold]
+    pub(crate) fn lend(&mut self, scratch: &mut Vec<u8>) -> bool {
+        if !self.lent.is_empty() || !self.queue.is_empty() {
+            return false;
+        }
+        self.lent.extend_from_slice(&self.output[self.written..]);
+        self.output.clear();
+        self.written = 0;
+        std::mem::swap(scratch, &mut self.output);
+        std::mem::swap(&mut self.output, &mut self.lent);
+        self.queued_bytes += self.lent.len();
+        true
     }
 
     /// Every byte answered and not yet written, queued answers included.
@@ -149,12 +201,14 @@ impl<'r, H> Answers<'r, H> {
             })
             .sum();
         let spare: usize = self.spare.iter().map(Vec::capacity).sum();
-        self.output.capacity() + queued + spare
+        self.output.capacity() + self.lent.capacity() + queued + spare
     }
 
     /// The output, when the next answer goes straight to it (nothing queued ahead).
     #[inline]
     pub(crate) fn next_out(&mut self) -> Option<&mut Vec<u8>> {
+        // Nothing is answered while a lent body is unsent: see invariant 4.
+        debug_assert!(self.lent.is_empty());
         self.queue.is_empty().then_some(&mut self.output)
     }
 
@@ -253,7 +307,8 @@ impl<'r, H> Answers<'r, H> {
 
     /// Empties the queue; the guards of every request in it are handed to `abort`.
     pub(crate) fn drain_held(&mut self, mut abort: impl FnMut(H)) {
-        self.queued_bytes = 0;
+        // A lent body stays: it is the answer being written.
+        self.queued_bytes = self.lent.len();
         for slot in self.queue.drain(..) {
             match slot {
                 Slot::Waiting { held, .. }

@@ -24,7 +24,9 @@
 //! 4. Between calls, `input[start..]` is the input not yet answered; in [`Reading::Body`] it
 //!    begins with the head. A chunked body's framing is consumed once by its decoder and dropped
 //!    from `input`. A read that finds `input` empty is parsed where it is, and only what it leaves
-//!    unanswered goes into `input` (see `advance`).
+//!    unanswered goes into `input` (see `advance`); the rest of a body is read straight into
+//!    `input` (see `receive_body_with`), growing it with what arrives, never with what a
+//!    `Content-Length` declares.
 //! 5. Refusals and rejections write a fixed answer into buffers that already exist.
 
 use std::fmt;
@@ -37,10 +39,19 @@ use super::dispatch::{call_resume, probe_response, route_and_call, Dispatcher, D
 use super::ladder::ConnState;
 use super::limits::{MAX_TIMEOUT, MIN_BODY_RATE, SLOW_BODY_GRACE};
 use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
-use super::response::{write_response, write_status, Answer, DateLine, Response, Wire};
+use super::response::{
+    write_response, write_response_lending, write_status, Answer, DateLine, Response, Wire,
+};
 use super::router::{Reply, Request, Route};
 use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortReason;
+
+/// The most room [`Connection::receive_body_with`] makes in the input for one read of a body:
+/// what one read into the loop's buffer takes.
+pub(crate) const BODY_ROOM: usize = 64 * 1024;
+
+/// ... and the least, however little of the body arrived so far.
+const MIN_BODY_ROOM: usize = 4 * 1024;
 
 /// What the input is being read as.
 enum Reading {
@@ -234,6 +245,71 @@ impl<'r, H> Connection<'r, H> {
         self.advance(d, bytes, now);
     }
 
+    /// Reads more of the request body being read straight into the input, where its request
+    /// is answered from, instead of into the loop's read buffer and copied from there: `read`
+    /// appends to the input what the socket has, within the input's spare capacity (it may
+    /// go past the body: the input takes what a read buffer would). The room made first is at
+    /// most [`BODY_ROOM`], the rest of a `Content-Length` body, and what arrived so far (at
+    /// least [`MIN_BODY_ROOM`]), so a client's `Content-Length` reserves nothing it has not
+    /// sent: the input grows with what arrives (doubling it at most, and never past the
+    /// rest of a `Content-Length` body). Then answers as
+    /// [`receive`](Connection::receive) does. Returns what `read` gave (`Ok(0)`: the client
+    /// closed its side), or `None` when no body is being read (or nothing more is answered):
+    /// read into a buffer and `receive` it.
+    pub(crate) fn receive_body_with<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        now: Instant,
+        read: impl FnOnce(&mut Vec<u8>) -> std::io::Result<usize>,
+    ) -> Option<std::io::Result<usize>> {
+        let (room, missing) = self.body_room()?;
+        if self.input.capacity() - self.input.len() < room {
+            // Doubling what arrived (amortized, as `reserve` grows), but never past the rest
+            // of a `Content-Length` body: a body's input ends the size it needs, not twice it.
+            let len = self.input.len();
+            self.input.reserve_exact(room.max(missing.min(len)));
+        }
+        let read = read(&mut self.input);
+        if let Ok(n @ 1..) = read {
+            d.stats.body_bytes_read_in_place += n as u64;
+            self.last_activity = now;
+            self.used = true;
+            self.advance(d, &[], now);
+        }
+        Some(read)
+    }
+
+    /// Whether a request body is being read (the loop then reads it with
+    /// [`receive_body_with`](Connection::receive_body_with)). Asked before every read.
+    #[inline(always)]
+    pub(crate) fn reads_body(&self) -> bool {
+        !matches!(self.reading, Reading::Head)
+    }
+
+    /// The room to make in the input for a read of the body being read (see
+    /// [`receive_body_with`](Connection::receive_body_with)), if one is being read, and the
+    /// bytes still missing of it (`usize::MAX` for a chunked one).
+    fn body_room(&self) -> Option<(usize, usize)> {
+        let Reading::Body { head, body } = &self.reading else {
+            return None;
+        };
+        if self.closing || self.closed {
+            return None;
+        }
+        let missing = match body {
+            BodyReader::Length(n) => (self.start + head.len + n).saturating_sub(self.input.len()),
+            BodyReader::Chunked { .. } => usize::MAX,
+        };
+        if missing == 0 {
+            return None; // Whole, held by back-pressure: what comes next is another request.
+        }
+        let arrived = self.input.len() - self.start + self.body.len();
+        Some((
+            missing.min(BODY_ROOM).min(arrived.max(MIN_BODY_ROOM)),
+            missing,
+        ))
+    }
+
     /// Parses again if back-pressure had paused it and the client has since read enough.
     /// Returns whether it did (the caller then writes the new answers and reads again).
     pub fn resume<A: Accounting<Held = H>>(
@@ -272,6 +348,15 @@ impl<'r, H> Connection<'r, H> {
     /// Bytes to write to the client.
     pub fn pending_output(&self) -> &[u8] {
         self.answers.pending()
+    }
+
+    /// A large answer's body, lent by its response, to write after
+    /// [`pending_output`](Connection::pending_output) (empty unless the dispatcher lends bodies:
+    /// the mio loop's does, with a vectored write; [`consume_output`](Connection::consume_output)
+    /// counts what is written of it after the pending output).
+    #[inline(always)]
+    pub(crate) fn lent_output(&self) -> &[u8] {
+        self.answers.lent()
     }
 
     /// Records that `n` bytes of [`pending_output`](Connection::pending_output) were written.
@@ -881,7 +966,10 @@ impl<'r, H> Connection<'r, H> {
                 let date = d.date.line();
                 // Nothing queued ahead (nearly always): straight out, and answered.
                 if let Some(out) = self.answers.next_out() {
-                    write_response(out, wire, date, response.answer());
+                    if write_response_lending(out, wire, date, response.answer(), d.lend_over) {
+                        // `response` (which borrows the scratch) is not used again.
+                        self.lend(d);
+                    }
                     answered(d, held);
                 } else {
                     self.answers.push(close, Some(held), |out| {
@@ -892,6 +980,25 @@ impl<'r, H> Connection<'r, H> {
         }
         if close {
             self.closing = true;
+        }
+    }
+
+    /// A large body was left out of the answer whose head was just written at the end of the
+    /// output: lent to the output (see [`Answers::lend`]). Larger than `max_output`, it makes
+    /// back-pressure pause the parsing until it is written.
+    #[cold]
+    #[inline(never)]
+    fn lend<A: Accounting>(&mut self, d: &mut Dispatcher<'r, A>) {
+        let len = d.scratch.len();
+        let lent = self.answers.lend(&mut d.scratch);
+        debug_assert!(
+            lent,
+            "a body lent while another is unsent (invariant 4 of answers.rs)"
+        );
+        if lent {
+            d.stats.body_bytes_lent += len as u64;
+        } else {
+            self.answers.output.extend_from_slice(&d.scratch);
         }
     }
 
@@ -1161,6 +1268,185 @@ mod tests {
             "given back: {}",
             c.input.capacity()
         );
+    }
+
+    /// A small deterministic generator for the split tests (xorshift64*).
+    struct Splits(u64);
+
+    impl Splits {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
+        }
+    }
+
+    /// The output with every `date` value blanked (two runs may straddle a second).
+    fn undated(out: &[u8]) -> Vec<u8> {
+        let mut rest = out;
+        let mut plain = Vec::with_capacity(out.len());
+        while let Some(at) = memchr::memmem::find(rest, b"\r\ndate: ") {
+            plain.extend_from_slice(&rest[..at + 8]);
+            plain.extend_from_slice(&[b'-'; 29]);
+            rest = &rest[at + 8 + 29..];
+        }
+        plain.extend_from_slice(rest);
+        plain
+    }
+
+    /// Large and small echoes, `Content-Length` and chunked, pipelined behind one another.
+    fn mixed_requests(splits: &mut Splits) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for _ in 0..6 {
+            let len = [0, 5, 900, 70_000, 200_000, 1 << 20][splits.below(6)];
+            let body: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            if splits.below(3) == 0 {
+                wire.extend_from_slice(
+                    b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                );
+                for chunk in body.chunks(1 + splits.below(100_000)) {
+                    wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    wire.extend_from_slice(chunk);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                wire.extend_from_slice(b"0\r\n\r\n");
+            } else {
+                let head =
+                    format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+                wire.extend_from_slice(head.as_bytes());
+                wire.extend_from_slice(&body);
+            }
+            if splits.below(2) == 0 {
+                wire.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            }
+        }
+        wire
+    }
+
+    /// Every answer to `wire`, fed whole and copied into the output (what a `Session` does).
+    fn answered_whole(router: &Router<'_>, limits: Limits, wire: &[u8]) -> Vec<u8> {
+        let mut d = Dispatcher::new(router, Unaccounted::new(), limits);
+        let now = Instant::now();
+        let mut c = Connection::new(now);
+        c.receive(&mut d, wire, now);
+        let mut out = Vec::new();
+        loop {
+            out.extend_from_slice(c.pending_output());
+            let n = c.pending_output().len();
+            c.consume_output(n);
+            if !c.resume(&mut d, now) {
+                return out;
+            }
+        }
+    }
+
+    /// As the mio loop does it, in arbitrary pieces: reads while the connection wants them,
+    /// the rest of a body read into the input in place, large answer bodies lent and written
+    /// after their head in writes of arbitrary lengths. The answers are the same bytes as
+    /// when everything is copied, whatever the splits; bodies were read in place and lent.
+    #[test]
+    fn bodies_read_in_place_and_lent_give_the_same_answers_whatever_the_splits() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let limits = Limits::default().max_output(16 * 1024);
+        let (mut in_place, mut lent) = (0, 0);
+        for seed in 1..=24 {
+            let mut splits = Splits(seed);
+            let wire = mixed_requests(&mut splits);
+            let expected = answered_whole(&router, limits, &wire);
+            let mut d = Dispatcher::lending(&router, Unaccounted::new(), limits);
+            let now = Instant::now();
+            let mut c = Connection::new(now);
+            let (mut fed, mut out) = (0, Vec::new());
+            let mut idle_turns = 0;
+            while idle_turns < 3 {
+                let before = (fed, out.len());
+                if fed < wire.len() && c.wants_read(&d) {
+                    let piece = &wire[fed..(fed + 1 + splits.below(150_000)).min(wire.len())];
+                    let read = c.receive_body_with(&mut d, now, |input| {
+                        let n = piece.len().min(input.capacity() - input.len());
+                        input.extend_from_slice(&piece[..n]);
+                        Ok(n)
+                    });
+                    fed += match read {
+                        Some(read) => read.unwrap(),
+                        None => {
+                            c.receive(&mut d, piece, now);
+                            piece.len()
+                        }
+                    };
+                }
+                // One write: what is pending, then the lent body, cut anywhere.
+                let (pending, body) = (c.pending_output(), c.lent_output());
+                let n = (1 + splits.below(300_000)).min(pending.len() + body.len());
+                let taken = n.min(pending.len());
+                out.extend_from_slice(&pending[..taken]);
+                out.extend_from_slice(&body[..n - taken]);
+                c.consume_output(n);
+                c.resume(&mut d, now);
+                idle_turns = if (fed, out.len()) == before {
+                    idle_turns + 1
+                } else {
+                    0
+                };
+            }
+            assert_eq!(fed, wire.len(), "seed {seed}: everything was read");
+            assert!(c.pending_output().is_empty() && c.lent_output().is_empty());
+            assert!(
+                undated(&out) == undated(&expected),
+                "seed {seed}: the answers differ"
+            );
+            in_place += d.stats().body_bytes_read_in_place;
+            lent += d.stats().body_bytes_lent;
+        }
+        assert!(
+            in_place > 1 << 20 && lent > 1 << 20,
+            "{in_place} read in place, {lent} lent"
+        );
+    }
+
+    /// A client's `Content-Length` reserves nothing it did not send: a head that declares 1 MB
+    /// and one byte of it make the connection hold a few KiB, not the length declared; as the
+    /// body arrives the input grows with it, at most doubling what arrived.
+    #[test]
+    fn a_declared_length_reserves_only_what_arrived() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let mut d = Dispatcher::lending(&router, Unaccounted::new(), Limits::default());
+        let now = Instant::now();
+        let mut c = Connection::new(now);
+        let head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx";
+        c.receive(&mut d, head, now);
+        let one_byte = |input: &mut Vec<u8>| {
+            input.push(b'y');
+            Ok(1)
+        };
+        assert_eq!(
+            c.receive_body_with(&mut d, now, one_byte).unwrap().unwrap(),
+            1
+        );
+        assert!(
+            c.buffered() <= head.len() + MIN_BODY_ROOM + 64,
+            "{}",
+            c.buffered()
+        );
+        let mut arrived = head.len() + 1;
+        while arrived < 500_000 {
+            let read = c.receive_body_with(&mut d, now, |input| {
+                let n = input.capacity() - input.len();
+                input.resize(input.len() + n, b'z');
+                Ok(n)
+            });
+            arrived += read.unwrap().unwrap();
+            assert!(
+                c.buffered() <= 2 * arrived + MIN_BODY_ROOM,
+                "{} for {arrived}",
+                c.buffered()
+            );
+        }
     }
 
     /// The loop's shortcut (`idle_deadline_alone`) gives what `next_deadline` gives whenever

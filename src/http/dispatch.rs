@@ -59,6 +59,14 @@ pub struct Stats {
     /// however a client splits its heads (a head sent a byte at a time is not parsed again
     /// on every read).
     pub head_bytes_parsed: u64,
+    /// Bytes of request bodies the loop read from the socket straight into their request's
+    /// input, rather than into its read buffer and copied from there: the rest of a body that
+    /// did not come whole with its head (see "Large bodies" in `docs/server.md`).
+    pub body_bytes_read_in_place: u64,
+    /// Bytes of answer bodies lent to their connection's output by the response the handler
+    /// filled, and written from there after their head (one vectored write), rather than
+    /// copied after the head: bodies longer than [`Limits::max_output`].
+    pub body_bytes_lent: u64,
 }
 
 impl Stats {
@@ -83,6 +91,15 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) limits: Limits,
     pub(crate) stats: Stats,
     pub(crate) scratch: Vec<u8>,
+    /// A response body longer than this is lent to its connection's output rather than copied
+    /// there (the body and the head go out in one vectored write). The mio loop lends bodies
+    /// longer than [`Limits::max_output`] (whose back-pressure then holds the connection's
+    /// parsing until the body is written); `usize::MAX`, never, for a [`Session`] and a
+    /// [`Connection`] driven by hand, whose `pending_output` is all the output.
+    ///
+    /// [`Session`]: crate::http::Session
+    /// [`Connection`]: crate::http::Connection
+    pub(crate) lend_over: usize,
     /// The header fields of the head being parsed (see [`Head::fields`]).
     pub(crate) fields: FieldSlots,
     /// The `date` of every answer, formatted once a second.
@@ -129,6 +146,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             limits,
             stats: Stats::default(),
             scratch: Vec::with_capacity(4096),
+            lend_over: usize::MAX,
             fields: NO_FIELDS,
             date: DateCache::new(),
             now: Instant::now(),
@@ -138,6 +156,16 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             in_group: false,
             unready: false,
             id: DispatcherId::next(),
+        }
+    }
+
+    /// A dispatcher for the mio loop, which writes a lent body after its head with one
+    /// vectored write: response bodies longer than `limits`' `max_output` are lent to their
+    /// connection's output rather than copied there (see `lend_over`).
+    pub(crate) fn lending(router: &'r Router<'r>, accounting: A, limits: Limits) -> Self {
+        Dispatcher {
+            lend_over: limits.get_max_output(),
+            ..Dispatcher::new(router, accounting, limits)
         }
     }
 

@@ -119,6 +119,8 @@ fn add_stats(total: &mut Stats, s: &Stats) {
         aborted,
         buffered_high_water,
         head_bytes_parsed,
+        body_bytes_read_in_place,
+        body_bytes_lent,
     } = *s;
     total.connections += connections;
     total.connections_refused += connections_refused;
@@ -132,6 +134,8 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     total.panics += panics;
     total.aborted += aborted;
     total.head_bytes_parsed += head_bytes_parsed;
+    total.body_bytes_read_in_place += body_bytes_read_in_place;
+    total.body_bytes_lent += body_bytes_lent;
     // Per connection, so the group's is the largest of the loops'.
     total.buffered_high_water = total.buffered_high_water.max(buffered_high_water);
 }

@@ -232,16 +232,31 @@ impl Wire {
 /// end of the head are one copy.
 #[inline(always)]
 pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, answer: Answer<'_>) {
+    write_response_lending(out, wire, date, answer, usize::MAX);
+}
+
+/// As [`write_response`], but a body on the wire longer than `lend_over` is left out (the head
+/// says its length): returns true, and the caller lends the body to the connection's output
+/// instead of copying it ([`Answers::lend`](super::answers::Answers::lend)).
+#[inline(always)]
+pub(crate) fn write_response_lending(
+    out: &mut Vec<u8>,
+    wire: Wire,
+    date: &DateLine,
+    answer: Answer<'_>,
+    lend_over: usize,
+) -> bool {
     let common = answer.status == 200 && answer.allow.is_none();
     if common && answer.content_type.is_none() {
         if is_short(wire, answer.body) {
             // The head and the room for its tail in one copy.
             let len = out.len();
             out.extend_from_slice(date.ok_plain_and_room());
-            return write_short_tail(out, len + OK_PLAIN_LEN, answer.body);
+            write_short_tail(out, len + OK_PLAIN_LEN, answer.body);
+            return false;
         }
         out.extend_from_slice(date.ok_plain());
-        return write_length_and_body(out, wire, answer.body);
+        return write_length_and_body(out, wire, answer.body, lend_over);
     }
     // The common line, and every other fixed piece, has a constant length: copied inline.
     if common {
@@ -266,20 +281,21 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
         } else {
             out.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
         }
-        write_length_and_body(out, wire, answer.body);
+        write_length_and_body(out, wire, answer.body, lend_over)
     } else {
         match (wire.close, wire.http10) {
             (true, _) => out.extend_from_slice(b"connection: close\r\n\r\n"),
             (false, true) => out.extend_from_slice(b"connection: keep-alive\r\n\r\n"),
             (false, false) => out.extend_from_slice(b"\r\n"),
         }
+        false
     }
 }
 
 /// The digits of `content-length`, the end of the head, and the body unless the request was
-/// `HEAD`.
+/// `HEAD` or the body is longer than `lend_over` (then returns true: the body is to be lent).
 #[inline(always)]
-fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8]) {
+fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8], lend_over: usize) -> bool {
     // The length's CRLF goes out with the end of the head.
     let end: &[u8] = match (wire.close, wire.http10) {
         (true, _) => b"\r\nconnection: close\r\n\r\n",
@@ -289,7 +305,8 @@ fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8]) {
     if is_short(wire, body) {
         let len = out.len();
         out.extend_from_slice(&[0; TAIL_ROOM]);
-        return write_short_tail(out, len, body);
+        write_short_tail(out, len, body);
+        return false;
     }
     match body.len() {
         // One or two digits, most answers: no call, no digit buffer; a kept-alive HTTP/1.1
@@ -309,9 +326,14 @@ fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8]) {
             out.extend_from_slice(end);
         }
     }
-    if !wire.head {
-        out.extend_from_slice(body);
+    if wire.head {
+        return false;
     }
+    if body.len() > lend_over {
+        return true;
+    }
+    out.extend_from_slice(body);
+    false
 }
 
 /// The longest body [`write_short_tail`] writes.
