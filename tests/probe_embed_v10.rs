@@ -604,3 +604,170 @@ fn a_panic_in_end_at_a_group_force_step_still_ends_the_group_stop() {
     assert_eq!(totals.outcomes.total(), 1, "{report}");
     assert_eq!(totals.stats.panics, 1, "{report}");
 }
+
+/// A `Guarded` accounting that says its per-request calls cannot panic and panics in one of
+/// them now and then, drawn from `seed`: which call, and how often. Counts its admissions and
+/// its panics, seen from the test's thread.
+struct PanicsNowAndThen {
+    inner: Guarded<Embedded<&'static str>, NoScope>,
+    seed: u64,
+    admitted: Arc<AtomicU32>,
+    panicked: Arc<AtomicU32>,
+}
+
+thread_local! {
+    /// The per-request calls without `self` (`signal`, `end`) draw from here.
+    static DRAW: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
+impl PanicsNowAndThen {
+    /// About one call in `odds` panics.
+    fn maybe_panic(counter: &AtomicU32, odds: u64, what: &str) {
+        let hit = DRAW.with(|draw| {
+            let mut x = draw.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            draw.set(x);
+            x % odds == 0
+        });
+        if hit {
+            counter.fetch_add(1, Ordering::SeqCst);
+            panic!("an accounting's {what} panics");
+        }
+    }
+}
+
+/// Where `signal` and `end`, which have no `self`, count their panics.
+static STATIC_PANICS: AtomicU32 = AtomicU32::new(0);
+
+impl Accounting for PanicsNowAndThen {
+    type Held = Admitted<(), ()>;
+    const MAY_PANIC: bool = false;
+
+    fn admit(&mut self) -> Result<Self::Held, Refusal> {
+        if self.seed != 0 {
+            DRAW.with(|draw| draw.set(self.seed));
+            self.seed = 0;
+        }
+        let held = self.inner.admit();
+        if held.is_ok() {
+            self.admitted.fetch_add(1, Ordering::SeqCst);
+        }
+        held
+    }
+
+    fn signal(held: &Self::Held) -> Option<&AbortSignal> {
+        Self::maybe_panic(&STATIC_PANICS, 23, "signal");
+        Some(held.signal())
+    }
+
+    fn end(held: Self::Held, outcome: Outcome) {
+        Self::maybe_panic(&STATIC_PANICS, 11, "end");
+        held.end(outcome);
+    }
+
+    fn this(&self) -> Option<&dyn std::any::Any> {
+        Self::maybe_panic(&self.panicked, 29, "this");
+        self.inner.this()
+    }
+
+    fn handled(&mut self) {
+        self.inner.handled();
+        Self::maybe_panic(&self.panicked, 13, "handled");
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.inner.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.inner.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        self.inner.ledger()
+    }
+
+    fn report(&self) -> AccountingReport {
+        self.inner.report()
+    }
+}
+
+/// A loop whose accounting (`MAY_PANIC = false`) panics now and then in every per-request
+/// call, under requests answered at once, deferred, pipelined, and held through the stop:
+/// the loop keeps serving, every panic is counted once, every admitted request has exactly
+/// one outcome, and nothing leaks. 20 seeds.
+#[test]
+fn a_loop_survives_an_accounting_that_panics_now_and_then_and_keeps_its_books() {
+    quiet::quiet_panics();
+    for seed in 1..=20u64 {
+        STATIC_PANICS.store(0, Ordering::SeqCst);
+        let admitted = Arc::new(AtomicU32::new(0));
+        let panicked = Arc::new(AtomicU32::new(0));
+        let (a, p) = (Arc::clone(&admitted), Arc::clone(&panicked));
+        let limits = Limits::default().drain_timeout(Duration::from_millis(200));
+        let running = ServerBuilder::new()
+            .limits(limits)
+            .spawn(
+                move || PanicsNowAndThen {
+                    inner: Guarded::embedded("server", Config::default()),
+                    seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+                    admitted: a,
+                    panicked: p,
+                },
+                |router| {
+                    demo_routes(router);
+                    router.route("GET", "/later", Later(Duration::from_millis(20)));
+                    router.route("GET", "/held", Later(Duration::from_secs(30)));
+                },
+            )
+            .unwrap();
+        let addr = running.addr();
+        let clients: Vec<_> = (0..3)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    for i in 0..15 {
+                        let path = ["/", "/later", "/"][(i + c) % 3];
+                        let _ = within(HANG, move || util::try_get(addr, path));
+                    }
+                    // Pipelined, on one connection.
+                    let _ = within(HANG, move || {
+                        use std::io::{Read, Write};
+                        let mut stream = std::net::TcpStream::connect(addr)?;
+                        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                        let get = "GET / HTTP/1.1\r\nhost: x\r\n\r\n".repeat(8);
+                        stream.write_all(get.as_bytes())?;
+                        stream
+                            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+                        let mut answer = Vec::new();
+                        stream.read_to_end(&mut answer).map(|_| ())
+                    });
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().unwrap();
+        }
+        // One held through the stop: the deadline aborts it, the force-close ends it.
+        let held = std::thread::spawn(move || within(HANG, move || util::try_get(addr, "/held")));
+        std::thread::sleep(Duration::from_millis(50));
+        let report = within(HANG, move || running.stop())
+            .unwrap_or_else(|| panic!("seed {seed}: the stop hung"))
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let _ = held.join();
+        let panics = panicked.load(Ordering::SeqCst) + STATIC_PANICS.load(Ordering::SeqCst);
+        assert!(panics > 0, "seed {seed}: the probe panicked nowhere");
+        assert_eq!(report.leaked, 0, "seed {seed}: {report}");
+        assert_eq!(
+            report.outcomes.total(),
+            u64::from(admitted.load(Ordering::SeqCst)),
+            "seed {seed}: one outcome per admitted request\n{report}"
+        );
+        assert_eq!(
+            report.stats.panics,
+            u64::from(panics),
+            "seed {seed}: each panic counted once\n{report}"
+        );
+    }
+}
