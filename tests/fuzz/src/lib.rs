@@ -90,6 +90,25 @@ pub fn check_responses(mut out: &[u8]) -> Vec<Answer> {
     answers
 }
 
+/// Whether `split` (the answers to an input in small reads) is `whole` (the same input in one
+/// read), or `whole` cut after an answer `split` gives with `connection: close` added: a
+/// request with `Expect: 100-continue` that no handler takes is answered at once, and the
+/// connection closed, when its head arrives before its body (RFC 9110 §10.1.1), as the `100`
+/// is sent only then. Both without their `100`s ([`without_interim`]).
+pub fn same_or_closed_early(whole: &[u8], split: &[u8]) -> bool {
+    const CLOSE: &[u8] = b"connection: close\r\n";
+    if whole == split {
+        return true;
+    }
+    let same = whole.iter().zip(split).take_while(|(a, b)| a == b).count();
+    let (whole, split) = (&whole[same..], &split[same..]);
+    // `split` says close where `whole`'s head ends; the rest of `split` (the head's end and
+    // that answer's body) is what `whole` has there, and nothing follows it.
+    split.starts_with(CLOSE)
+        && whole.starts_with(b"\r\n")
+        && whole.starts_with(&split[CLOSE.len()..])
+}
+
 /// `out` without its interim `1xx` answers (which depend on how the request arrived), and with
 /// every `date` value blanked (it depends on when).
 pub fn without_interim(out: &[u8]) -> Vec<u8> {

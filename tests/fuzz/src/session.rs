@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Session};
 use reqguard::{Config, DowngradePolicy, Exhaustion};
 
-use super::{check_responses, without_interim};
+use super::{check_responses, same_or_closed_early, without_interim};
 
 fn limits() -> Limits {
     Limits::default()
@@ -85,12 +85,13 @@ pub fn run(data: &[u8]) {
         .fold(7usize, |h, &b| h.wrapping_mul(31) ^ usize::from(b));
     let pieces = [1 + seed % 7, 1 + seed / 7 % 7, 1 + seed / 49 % 7];
     let split = answer(data, &pieces, false);
-    // Only `100 Continue` may differ: it is sent when a head arrives before its body.
+    // Only `100 Continue` may differ: it is sent when a head arrives before its body (and then
+    // a request no handler takes is answered at once, with close: `same_or_closed_early`).
     // (The first run found 400 whole vs 431 split for a long head with a late bad byte; the
     // server now parses only the first `max_head` bytes, so that input is a seed.)
     let (whole, split) = (without_interim(&whole), without_interim(&split));
     assert!(
-        whole == split,
+        same_or_closed_early(&whole, &split),
         "answers depend on how the bytes are split:\n{:?}\n{:?}",
         String::from_utf8_lossy(&whole),
         String::from_utf8_lossy(&split)
