@@ -442,6 +442,99 @@ mod hyper_embed {
         assert_eq!(deadline.aborted_signals, 1, "{report}");
         assert_eq!(fired.get(), Some(reqguard::AbortReason::DrainDeadline));
     }
+
+    /// A bundle smuggled from one server to another on the same thread: server a's handler
+    /// keeps its bundle and fails (`500`), a is stopped (its drain waits for that request),
+    /// and server b's handler answers with a's bundle (dropping its own). a's request ends
+    /// *completed* when b has written the answer, which completes a's drain; b's own request
+    /// ends *dropped*; each ledger counts its own, one outcome each, nothing leaks. (No bug
+    /// found.)
+    #[test]
+    fn a_bundle_smuggled_to_another_server_ends_in_its_own_ledger() {
+        use reqguard::tokio_hyper::{Bundle, HandlerError, Reply};
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        type Body = http_body_util::Full<Bytes>;
+
+        async fn get(addr: std::net::SocketAddr) -> String {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+            stream.write_all(request).await.unwrap();
+            let mut answer = Vec::new();
+            let read = stream.read_to_end(&mut answer);
+            let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let heap = Heap::new();
+        let stash: Rc<RefCell<Option<Bundle>>> = Rc::default();
+        let (a, b) = local.block_on(&runtime, async {
+            let keep = Rc::clone(&stash);
+            let handler_a = move |_this, _request, bundle: Bundle| {
+                let keep = Rc::clone(&keep);
+                async move {
+                    *keep.borrow_mut() = Some(bundle);
+                    Err::<Reply<Body>, HandlerError>("kept my bundle".into())
+                }
+            };
+            let take = Rc::clone(&stash);
+            let handler_b = move |_this, _request, own: Bundle| {
+                let smuggled = take.borrow_mut().take();
+                async move {
+                    let body = Body::new(Bytes::from_static(b"from a"));
+                    let bundle = smuggled.unwrap_or(own);
+                    Ok::<_, HandlerError>(bundle.respond(Response::new(body)))
+                }
+            };
+            let server_a = HyperServer::new(
+                ServerCore::embedded(heap.alloc("a"), Config::default()),
+                handler_a,
+            );
+            let server_b = HyperServer::new(
+                ServerCore::embedded(heap.alloc("b"), Config::default()),
+                handler_b,
+            );
+            let listener_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let (addr_a, addr_b) = (
+                listener_a.local_addr().unwrap(),
+                listener_b.local_addr().unwrap(),
+            );
+            let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+            let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+            tokio::task::spawn_local(async move {
+                let answer = get(addr_a).await;
+                assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+                stop_a.send(()).unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let answer = get(addr_b).await;
+                assert!(answer.ends_with("from a"), "{answer:?}");
+                stop_b.send(()).unwrap();
+            });
+            let serve_a = server_a.serve(listener_a, async { stopped_a.await.unwrap() });
+            let serve_b = server_b.serve(listener_b, async { stopped_b.await.unwrap() });
+            tokio::time::timeout(Duration::from_secs(20), async {
+                tokio::join!(serve_a, serve_b)
+            })
+            .await
+            .expect("both servers stopped")
+        });
+        assert_eq!(
+            (a.outcomes.completed, a.outcomes.total(), a.leaked),
+            (1, 1, 0),
+            "{a}"
+        );
+        assert!(a.deadline.is_none(), "a's drain completed in time: {a}");
+        assert_eq!(
+            (b.outcomes.dropped, b.outcomes.total(), b.leaked),
+            (1, 1, 0),
+            "{b}"
+        );
+    }
 }
 
 /// A session whose accounting says it cannot panic and panics in `handled`: the panic reaches
@@ -769,5 +862,100 @@ fn a_loop_survives_an_accounting_that_panics_now_and_then_and_keeps_its_books() 
             u64::from(panics),
             "seed {seed}: each panic counted once\n{report}"
         );
+    }
+}
+
+/// Limits a `Server` refuses (`Limits::validate`), given to the sans-IO `Session`, which has
+/// no error to return: it serves, answers and stops without a panic, and keeps its books.
+#[test]
+fn a_session_with_limits_a_server_refuses_does_not_panic() {
+    quiet::quiet_panics();
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    router.route("GET", "/later", Later(Duration::from_millis(10)));
+    let cases: Vec<(&str, Limits)> = vec![
+        ("max_head 0", Limits::default().max_head(0)),
+        ("max_head 10", Limits::default().max_head(10)),
+        ("max_head MAX", Limits::default().max_head(usize::MAX)),
+        ("max_body MAX", Limits::default().max_body(usize::MAX)),
+        (
+            "max_chunk_overhead 0",
+            Limits::default().max_chunk_overhead(0),
+        ),
+        (
+            "max_chunk_overhead MAX",
+            Limits::default().max_chunk_overhead(usize::MAX),
+        ),
+        (
+            "max_chunk_extensions MAX",
+            Limits::default().max_chunk_extensions(usize::MAX),
+        ),
+        ("max_trailers 0", Limits::default().max_trailers(0)),
+        (
+            "max_trailers MAX",
+            Limits::default().max_trailers(usize::MAX),
+        ),
+        ("max_output 0", Limits::default().max_output(0)),
+        ("max_output MAX", Limits::default().max_output(usize::MAX)),
+        ("max_connections 0", Limits::default().max_connections(0)),
+        ("max_pipeline 0", Limits::default().max_pipeline(0)),
+        (
+            "max_pipeline MAX",
+            Limits::default().max_pipeline(usize::MAX),
+        ),
+        (
+            "request_timeout 0",
+            Limits::default().request_timeout(Duration::ZERO),
+        ),
+        (
+            "request_timeout MAX",
+            Limits::default().request_timeout(Duration::MAX),
+        ),
+        (
+            "idle_timeout 0",
+            Limits::default().idle_timeout(Duration::ZERO),
+        ),
+        (
+            "idle_timeout MAX",
+            Limits::default().idle_timeout(Duration::MAX),
+        ),
+        (
+            "stop_linger MAX",
+            Limits::default().stop_linger(Duration::MAX),
+        ),
+        (
+            "drain_timeout MAX",
+            Limits::default().drain_timeout(Duration::MAX),
+        ),
+        (
+            "min_send_rate MAX",
+            Limits::default().min_send_rate(u64::MAX),
+        ),
+    ];
+    let wire: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nt: v\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n",
+    ];
+    for (case, limits) in cases {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let accounting = Guarded::embedded("server", Config::default());
+            let mut session = Session::new(&router, accounting, limits);
+            for bytes in wire {
+                session.feed(bytes);
+                let _ = session.take_output();
+                session.advance(Duration::from_millis(20));
+                let _ = session.take_output();
+            }
+            session.stop();
+            session.advance(Duration::from_secs(10));
+            let _ = session.take_output();
+            session.disconnect();
+            session.ledger().unwrap().assert_quiescent();
+        }));
+        assert!(ran.is_ok(), "{case}: the session panicked");
     }
 }
