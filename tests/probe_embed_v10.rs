@@ -249,14 +249,23 @@ mod hyper_embed {
         options: reqguard::tokio_hyper::Options,
         handler: H,
     ) -> (String, HyperReport) {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        serve_one_on(core, options, handler)
+    }
+
+    /// As [`serve_one_with`], on `core`.
+    pub(super) fn serve_one_on<H: Handler<Embedded<&'static str>>>(
+        core: ServerCore<Embedded<&'static str>>,
+        options: reqguard::tokio_hyper::Options,
+        handler: H,
+    ) -> (String, HyperReport) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async {
-            let heap = Heap::new();
-            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let server = HyperServer::new(core, handler).options(options);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -534,6 +543,32 @@ mod hyper_embed {
             (1, 1, 0),
             "{b}"
         );
+    }
+
+    /// A core stopped, and its wrapper collected, before the server serves with it (stop and
+    /// collect in the other order than `serve`'s): every request is refused `503` holding
+    /// nothing, and `serve` returns at its stop with a clean report. (No bug found.)
+    #[test]
+    fn a_core_stopped_and_collected_before_serve_refuses_and_ends_clean() {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(
+            heap.alloc("server"),
+            Config::default().with_downgrade(reqguard::DowngradePolicy::OnStop),
+        );
+        let drain = core.stop();
+        assert_eq!(heap.collect(), 1);
+        assert!(drain.is_complete());
+        let hello = |_this, _request, bundle: reqguard::tokio_hyper::Bundle| async move {
+            let body = http_body_util::Full::new(Bytes::from_static(b"hello"));
+            Ok(bundle.respond(Response::new(body)))
+        };
+        let (answer, report) = serve_one_on(core, reqguard::tokio_hyper::Options::default(), hello);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+        assert!(answer.contains("connection: close"), "{answer:?}");
+        assert_eq!((report.outcomes.total(), report.leaked), (0, 0), "{report}");
+        assert!(report.deadline.is_none(), "{report}");
+        drop(drain);
+        assert_eq!(heap.live_objects(), 0);
     }
 }
 
@@ -958,4 +993,40 @@ fn a_session_with_limits_a_server_refuses_does_not_panic() {
         }));
         assert!(ran.is_ok(), "{case}: the session panicked");
     }
+}
+
+/// The same on the mio server: an accounting whose core was stopped before the loop ran (the
+/// factory stops it): every request is refused `503` + close holding nothing, and the
+/// server's own stop later ends clean, its hooks run. (No bug found.)
+#[test]
+fn a_guarded_core_stopped_before_the_loop_runs_refuses_and_ends_clean() {
+    let collected = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&collected);
+    let running = ServerBuilder::new()
+        .spawn(
+            move || {
+                let config = Config::default().with_downgrade(reqguard::DowngradePolicy::OnStop);
+                let guarded = Guarded::embedded("server", config).after_drain(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                });
+                drop(guarded.core().stop());
+                guarded
+            },
+            demo_routes,
+        )
+        .unwrap();
+    let addr = running.addr();
+    let answer = within(HANG, move || util::try_get(addr, "/")).expect("hung");
+    let report = within(HANG, move || running.stop())
+        .expect("the stop hung")
+        .expect("the report");
+    assert!(matches!(answer, Ok((503, true))), "{answer:?}\n{report}");
+    assert_eq!(report.stats.refused, 1, "{report}");
+    assert_eq!((report.outcomes.total(), report.leaked), (0, 0), "{report}");
+    assert!(!report.drain_deadline_hit, "{report}");
+    assert_eq!(
+        collected.load(Ordering::SeqCst),
+        1,
+        "the drain hook ran once"
+    );
 }
