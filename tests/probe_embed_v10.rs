@@ -570,6 +570,40 @@ mod hyper_embed {
         drop(drain);
         assert_eq!(heap.live_objects(), 0);
     }
+
+    /// A response body whose `poll_frame` panics (hyper polls it after writing the head):
+    /// by design the panic unwinds through hyper and ends the connection's task (tokio catches
+    /// it), the request ends *dropped* once, nothing leaks; not counted in `panics` (a catch
+    /// per frame would cost every answer). Pins the documented behaviour.
+    #[test]
+    fn a_response_body_whose_poll_panics_ends_its_request_dropped_once() {
+        struct PanicsOnPoll;
+        impl Body for PanicsOnPoll {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+                panic!("a body's poll_frame panics");
+            }
+        }
+        super::quiet::quiet_panics();
+        let handler = |_this, _request, bundle: reqguard::tokio_hyper::Bundle| async move {
+            Ok(bundle.respond(Response::new(PanicsOnPoll)))
+        };
+        let (answer, report) = serve_one(handler);
+        assert!(
+            !answer.contains("\r\n\r\n") || answer.starts_with("HTTP/1.1 200"),
+            "{answer:?}"
+        );
+        assert_eq!(
+            (report.outcomes.dropped, report.outcomes.total()),
+            (1, 1),
+            "{report}"
+        );
+        assert_eq!(report.leaked, 0, "{report}");
+    }
 }
 
 /// A session whose accounting says it cannot panic and panics in `handled`: the panic reaches
