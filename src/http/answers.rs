@@ -104,11 +104,21 @@ impl<'r, H> Answers<'r, H> {
     /// `n` bytes of [`pending`](Answers::pending), then of the [`lent`](Answers::lent) body,
     /// were written.
     pub(crate) fn consume(&mut self, n: usize) {
+        if self.lent.is_empty() {
+            return self.consume_unlent(n);
+        }
         self.written = self.written.saturating_add(n);
         if self.written >= self.output.len() {
-            if !self.lent.is_empty() {
-                return self.take_lent();
-            }
+            self.take_lent();
+        }
+    }
+
+    /// [`consume`](Answers::consume) when no body is lent.
+    #[inline]
+    pub(crate) fn consume_unlent(&mut self, n: usize) {
+        debug_assert!(self.lent.is_empty());
+        self.written = self.written.saturating_add(n);
+        if self.written >= self.output.len() {
             let used = self.output.len();
             self.output.clear();
             self.written = 0;

@@ -364,6 +364,13 @@ impl<'r, H> Connection<'r, H> {
         self.answers.consume(n);
     }
 
+    /// [`consume_output`](Connection::consume_output) when no body is lent (the loop's plain
+    /// write: it asked [`lent_output`](Connection::lent_output) first).
+    #[inline(always)]
+    pub(crate) fn consume_unlent(&mut self, n: usize) {
+        self.answers.consume_unlent(n);
+    }
+
     /// Whether the connection is finished: closed, or closing with everything written.
     pub fn is_done(&self) -> bool {
         self.closed || (self.closing && self.answers.is_empty())
@@ -966,7 +973,7 @@ impl<'r, H> Connection<'r, H> {
                 let date = d.date.line();
                 // Nothing queued ahead (nearly always): straight out, and answered.
                 if let Some(out) = self.answers.next_out() {
-                    if write_response_lending(out, wire, date, response.answer(), d.lend_over) {
+                    if write_response_lending(out, wire, date, response.answer()) {
                         // `response` (which borrows the scratch) is not used again.
                         self.lend(d);
                     }
@@ -984,20 +991,17 @@ impl<'r, H> Connection<'r, H> {
     }
 
     /// A large body was left out of the answer whose head was just written at the end of the
-    /// output: lent to the output (see [`Answers::lend`]). Larger than `max_output`, it makes
-    /// back-pressure pause the parsing until it is written.
+    /// output: lent to the output when longer than the dispatcher's `lend_over` (see
+    /// [`Answers::lend`]; longer than `max_output`, it makes back-pressure pause the parsing
+    /// until it is written), else copied after the head.
     #[cold]
     #[inline(never)]
     fn lend<A: Accounting>(&mut self, d: &mut Dispatcher<'r, A>) {
         let len = d.scratch.len();
-        let lent = self.answers.lend(&mut d.scratch);
-        debug_assert!(
-            lent,
-            "a body lent while another is unsent (invariant 4 of answers.rs)"
-        );
-        if lent {
+        if len > d.lend_over && self.answers.lend(&mut d.scratch) {
             d.stats.body_bytes_lent += len as u64;
         } else {
+            debug_assert!(self.answers.lent().is_empty(), "invariant 4 of answers.rs");
             self.answers.output.extend_from_slice(&d.scratch);
         }
     }

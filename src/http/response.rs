@@ -232,19 +232,33 @@ impl Wire {
 /// end of the head are one copy.
 #[inline(always)]
 pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, answer: Answer<'_>) {
-    write_response_lending(out, wire, date, answer, usize::MAX);
+    write_answer::<false>(out, wire, date, answer);
 }
 
-/// As [`write_response`], but a body on the wire longer than `lend_over` is left out (the head
-/// says its length): returns true, and the caller lends the body to the connection's output
-/// instead of copying it ([`Answers::lend`](super::answers::Answers::lend)).
+/// As [`write_response`], but a body on the wire longer than [`LEND_FROM`] is left out (the
+/// head says its length): returns true, and the caller lends the body to the connection's
+/// output ([`Answers::lend`](super::answers::Answers::lend)) or copies it after the head.
 #[inline(always)]
 pub(crate) fn write_response_lending(
     out: &mut Vec<u8>,
     wire: Wire,
     date: &DateLine,
     answer: Answer<'_>,
-    lend_over: usize,
+) -> bool {
+    write_answer::<true>(out, wire, date, answer)
+}
+
+/// The shortest body [`write_response_lending`] leaves out: a constant, so the common answer
+/// pays one compare with no load for it (whether the body is lent is then decided out of line,
+/// against the dispatcher's `lend_over`).
+pub(crate) const LEND_FROM: usize = 16 * 1024;
+
+#[inline(always)]
+fn write_answer<const LEND: bool>(
+    out: &mut Vec<u8>,
+    wire: Wire,
+    date: &DateLine,
+    answer: Answer<'_>,
 ) -> bool {
     let common = answer.status == 200 && answer.allow.is_none();
     if common && answer.content_type.is_none() {
@@ -256,7 +270,7 @@ pub(crate) fn write_response_lending(
             return false;
         }
         out.extend_from_slice(date.ok_plain());
-        return write_length_and_body(out, wire, answer.body, lend_over);
+        return write_length_and_body::<LEND>(out, wire, answer.body);
     }
     // The common line, and every other fixed piece, has a constant length: copied inline.
     if common {
@@ -281,7 +295,7 @@ pub(crate) fn write_response_lending(
         } else {
             out.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
         }
-        write_length_and_body(out, wire, answer.body, lend_over)
+        write_length_and_body::<LEND>(out, wire, answer.body)
     } else {
         match (wire.close, wire.http10) {
             (true, _) => out.extend_from_slice(b"connection: close\r\n\r\n"),
@@ -293,9 +307,10 @@ pub(crate) fn write_response_lending(
 }
 
 /// The digits of `content-length`, the end of the head, and the body unless the request was
-/// `HEAD` or the body is longer than `lend_over` (then returns true: the body is to be lent).
+/// `HEAD` or (`LEND`) the body is longer than [`LEND_FROM`]: then returns true, the body is
+/// the caller's to lend or copy.
 #[inline(always)]
-fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8], lend_over: usize) -> bool {
+fn write_length_and_body<const LEND: bool>(out: &mut Vec<u8>, wire: Wire, body: &[u8]) -> bool {
     // The length's CRLF goes out with the end of the head.
     let end: &[u8] = match (wire.close, wire.http10) {
         (true, _) => b"\r\nconnection: close\r\n\r\n",
@@ -329,7 +344,7 @@ fn write_length_and_body(out: &mut Vec<u8>, wire: Wire, body: &[u8], lend_over: 
     if wire.head {
         return false;
     }
-    if body.len() > lend_over {
+    if LEND && body.len() > LEND_FROM {
         return true;
     }
     out.extend_from_slice(body);

@@ -991,10 +991,16 @@ fn read_spare(mut stream: &TcpStream, input: &mut Vec<u8>) -> io::Result<usize> 
 #[inline(always)]
 fn write_pending<H>(socket: &mut Socket<'_, H>, now: Instant) -> io::Result<()> {
     while !socket.http.pending_output().is_empty() {
-        match write_out(socket) {
+        if !socket.http.lent_output().is_empty() {
+            if write_lent(socket, now)? {
+                continue;
+            }
+            return Ok(());
+        }
+        match socket.stream.write(socket.http.pending_output()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                socket.http.consume_output(n);
+                socket.http.consume_unlent(n);
                 // Counted, not a reset of the stall: a client reading a few bytes now and
                 // then is judged by how many (`reads_too_slowly`).
                 socket.sent += n as u64;
@@ -1013,17 +1019,30 @@ fn write_pending<H>(socket: &mut Socket<'_, H>, now: Instant) -> io::Result<()> 
     Ok(())
 }
 
-/// One write of the connection's pending output; a large body lent by its response goes out
-/// with it (after it), in one vectored write, instead of having been copied after it.
-#[inline(always)]
-fn write_out<H>(socket: &mut Socket<'_, H>) -> io::Result<usize> {
+/// One write of the connection's pending output and, after it, the large body its last answer
+/// lent (instead of having it copied after its head), in one vectored write; as
+/// `write_pending` does a plain one. Returns whether to write on (false: the socket is full).
+#[cold]
+#[inline(never)]
+fn write_lent<H>(socket: &mut Socket<'_, H>, now: Instant) -> io::Result<bool> {
     let (out, lent) = (socket.http.pending_output(), socket.http.lent_output());
-    if lent.is_empty() {
-        return socket.stream.write(out);
+    let parts = [io::IoSlice::new(out), io::IoSlice::new(lent)];
+    match socket.stream.write_vectored(&parts) {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            socket.http.consume_output(n);
+            socket.sent += n as u64;
+            Ok(true)
+        }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            if socket.write_stalled.is_none() {
+                stall_begins(socket, now);
+            }
+            Ok(false)
+        }
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(true),
+        Err(err) => Err(err),
     }
-    socket
-        .stream
-        .write_vectored(&[io::IoSlice::new(out), io::IoSlice::new(lent)])
 }
 
 /// A write found the socket full: a window of the send rate's judgement begins.
