@@ -604,6 +604,37 @@ mod hyper_embed {
         );
         assert_eq!(report.leaked, 0, "{report}");
     }
+
+    /// A response body whose `size_hint` says an exact length it does not yield (shorter,
+    /// longer): hyper frames the answer by the hint, so the answer is cut at it or the
+    /// connection closed, but the request still ends once, with one outcome, nothing leaked.
+    /// Which outcome is documented in hyper.md (the hint is the embedder's to get right).
+    #[test]
+    fn a_body_whose_size_hint_lies_still_ends_its_request_once() {
+        struct Lies(Option<Bytes>, u64);
+        impl Body for Lies {
+            type Data = Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+                Poll::Ready(self.0.take().map(|d| Ok(Frame::data(d))))
+            }
+            fn size_hint(&self) -> SizeHint {
+                SizeHint::with_exact(self.1)
+            }
+        }
+        for exact in [0u64, 1, 100] {
+            let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| async move {
+                let body = Lies(Some(Bytes::from_static(b"hello")), exact);
+                Ok(bundle.respond(Response::new(body)))
+            };
+            let (_answer, report) = serve_one(handler);
+            assert_eq!(report.outcomes.total(), 1, "exact {exact}: {report}");
+            assert_eq!(report.leaked, 0, "exact {exact}: {report}");
+        }
+    }
 }
 
 /// A session whose accounting says it cannot panic and panics in `handled`: the panic reaches
