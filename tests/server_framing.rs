@@ -192,9 +192,11 @@ fn a_never_reading_pipelining_client_cannot_grow_the_servers_buffers() {
 /// Large bodies over a real socket, sent in pieces split at arbitrary points: each echo is
 /// byte-exact, every body after what came with its head was read from the socket straight into
 /// its request's input (no copy from the loop's read buffer), and every answer body longer than
-/// `max_output` was lent to the output and written after its head, not copied there; a small
-/// request between them is served as ever. The connection held the largest request and its
-/// answer by capacity, and little more (the input grows no further than a body needs).
+/// `max_output` after the first was lent to the output and written after its head, not copied
+/// there (the first is copied: the output's buffer grows to its size, and that buffer becomes
+/// the handler's for the next); a small request after them is served as ever. The connection
+/// held the largest request and its answer by capacity, and little more (the input grows no
+/// further than a body needs).
 #[test]
 fn large_bodies_are_read_in_place_and_their_echo_lent_whatever_the_splits() {
     let srv = Srv::start(Limits::default());
@@ -210,8 +212,8 @@ fn large_bodies_are_read_in_place_and_their_echo_lent_whatever_the_splits() {
         );
         wire.extend_from_slice(head.as_bytes());
         wire.extend_from_slice(body);
-        wire.extend_from_slice(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
     }
+    wire.extend_from_slice(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
     let sender = thread::spawn(move || {
         // Pieces of 1 byte to 160 KiB, with a pause now and then so reads end anywhere.
         let (mut at, mut seed) = (0, 7u64);
@@ -230,8 +232,8 @@ fn large_bodies_are_read_in_place_and_their_echo_lent_whatever_the_splits() {
         let a = answer(&mut reader);
         assert_eq!(a.status, 200, "{a:?}");
         assert!(a.body == *body, "the echo of {} bytes differs", body.len());
-        assert_eq!(answer(&mut reader).body, b"hello");
     }
+    assert_eq!(answer(&mut reader).body, b"hello");
     sender.join().unwrap();
     let report = srv.finish();
     let total: u64 = sizes.iter().map(|&n| n as u64).sum();
@@ -243,7 +245,11 @@ fn large_bodies_are_read_in_place_and_their_echo_lent_whatever_the_splits() {
         "{} of {total} body bytes read in place",
         stats.body_bytes_read_in_place
     );
-    assert_eq!(stats.body_bytes_lent, total, "every echo lent");
+    assert_eq!(
+        stats.body_bytes_lent,
+        total - sizes[0] as u64,
+        "every echo after the first lent"
+    );
     let held = stats.buffered_high_water;
     eprintln!("1 MiB echoes: the server held at most {held} bytes");
     assert!(held <= (2 << 20) + (256 << 10), "buffered {held} bytes");

@@ -144,10 +144,16 @@ impl<'r, H> Answers<'r, H> {
     /// gets the output's buffer (once the last lent body is written, its buffer: so a
     /// handler's next large body grows no buffer anew); what is unwritten of the output (the
     /// head, and at most `max_output` of earlier answers) moves to the emptied lent buffer.
-    /// Returns false, lending nothing, while an earlier body is lent (never: see invariant 4).
+    /// Returns false, lending nothing, while an earlier body is lent (never: see invariant 4),
+    /// and when the output's buffer is smaller than the body: the scratch would get a buffer
+    /// the handler's next large body has to regrow (a copy's worth, and allocations: with a
+    /// connection per request, or a small answer between large ones, which gives the large
+    /// buffer back, on every one), so the body is copied instead, as the first large answer on
+    /// a connection is, which leaves the output a buffer that size for the next.
     #[cold]
     pub(crate) fn lend(&mut self, scratch: &mut Vec<u8>) -> bool {
-        if !self.lent.is_empty() || !self.queue.is_empty() {
+        if !self.lent.is_empty() || !self.queue.is_empty() || self.output.capacity() < scratch.len()
+        {
             return false;
         }
         self.lent.extend_from_slice(&self.output[self.written..]);
