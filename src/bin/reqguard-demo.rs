@@ -114,7 +114,8 @@ the stop ladder, run by the first SIGTERM or SIGINT (a second one skips to force
                           still served and the port still accepts (0)
   --drain-timeout-ms N    drain: admission closes (late requests 503 + connection: close),
                           in-flight requests get N ms to finish (5000)
-  --idle-linger-ms N      during the drain, idle keep-alive connections close after N ms (0)
+  --idle-linger-ms N      during the drain, idle keep-alive connections close after N ms (1000);
+                          a request they send meanwhile is refused 503 + connection: close
   --force-after-ms N      abort: at the drain deadline the abort signals of requests still out
                           fire; force: N ms later their sockets close (1000)
   then close: once every loop has drained, the listeners close together and connections
@@ -144,7 +145,7 @@ fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
         mode: ListenMode::ReusePort,
         collect_on_stop: false,
         limits: Limits::default(),
-        ladder: Ladder::default(),
+        ladder: Ladder::default().idle_linger(stack::IDLE_LINGER),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {

@@ -68,13 +68,13 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
         addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
         collect_on_stop: false,
         // The mio `serve` ladder's defaults: the port stays open in the drain, idle connections
-        // close as it begins, health routes answer without admission, and the steps name the
+        // linger 1 s into it, health routes answer without admission, and the steps name the
         // routes in their handlers and the connections' ages.
         options: Options::default()
             .keep_listening(true)
             .health_checks(true)
             .record_activity(true)
-            .stop_linger(Duration::ZERO),
+            .stop_linger(super::IDLE_LINGER),
         max_body: MAX_ECHO_BODY,
         idle_timeout: None,
         request_timeout: None,

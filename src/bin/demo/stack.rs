@@ -2,10 +2,19 @@
 //! feature (`cargo run --release --features hyper --bin reqguard-demo -- --stack hyper`).
 
 use std::io;
+use std::time::Duration;
 
 #[cfg(feature = "hyper")]
 #[path = "hyper_stack.rs"]
 mod hyper_stack;
+
+/// How long `serve` keeps an idle kept-alive connection open once the drain begins, on both
+/// stacks (`--idle-linger-ms`). A client whose answer was just written sends its next request
+/// right then: in the linger that request is refused `503` + `connection: close` and counted;
+/// a connection closed at once (0, the default before) met it with EOF, the request lost and
+/// counted nowhere (every busy connection under load; tests/probe_load_v10.rs). The same 1 s as
+/// `Limits::stop_linger` and the hyper adapter's `Options::stop_linger`.
+pub(crate) const IDLE_LINGER: Duration = Duration::from_secs(1);
 
 /// The server stack the demo runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
