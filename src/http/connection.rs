@@ -844,12 +844,15 @@ impl<'r, H> Connection<'r, H> {
         let Reading::Body { head, body } = &mut self.reading else {
             return Step::Continue;
         };
+        let expect = head.expect_continue && !head.http10;
+        if expect && !self.continue_sent && d.takes_no_handler(&input[self.start..], head) {
+            return self.answer_without_body(input);
+        }
         let after_head = self.start + head.len;
         let wire = head.wire(true);
-        let expect = head.expect_continue && !head.http10;
         let total = match body {
             BodyReader::Length(n) if input.len() - after_head < *n => {
-                return self.await_body(d, input, expect);
+                return self.await_body(expect);
             }
             BodyReader::Length(n) => head.len + *n,
             BodyReader::Chunked { decoder, scanned } => {
@@ -861,7 +864,7 @@ impl<'r, H> Connection<'r, H> {
                     }
                 }
                 if !decoder.is_done() {
-                    return self.await_body(d, input, expect);
+                    return self.await_body(expect);
                 }
                 head.len + *scanned
             }
@@ -872,32 +875,22 @@ impl<'r, H> Connection<'r, H> {
         Step::Request(Parsed { head, total })
     }
 
-    /// The body of the request in [`Reading::Body`] is not all here. A client that asked for
-    /// `100 Continue` (`expect`) waits for it before sending its body; if no handler will take
-    /// the request (no route, a health probe, admission closed: decided from its head alone),
-    /// its final answer goes now instead, with `connection: close` (RFC 9110 §10.1.1): the
-    /// client may send its body or not, and either way nothing after it could be read as the
-    /// next request. What it sends is read and dropped during the close's linger. Otherwise
-    /// the `100`, and the wait.
-    fn await_body<A: Accounting<Held = H>>(
-        &mut self,
-        d: &Dispatcher<'r, A>,
-        input: &[u8],
-        expect: bool,
-    ) -> Step {
-        if expect && !self.continue_sent {
-            if let Reading::Body { head, .. } = &self.reading {
-                if d.takes_no_handler(&input[self.start..], head) {
-                    return self.answer_without_body(input);
-                }
-            }
-        }
+    /// The body of the request in [`Reading::Body`] is not all here: a client that asked for
+    /// `100 Continue` (`expect`) gets it now (`read_body` answered first a request no handler
+    /// takes), and the wait.
+    fn await_body(&mut self, expect: bool) -> Step {
         self.send_continue(expect);
         Step::Wait
     }
 
     /// The request in [`Reading::Body`], to be answered now without its body (not read, nor
-    /// given to anything) and the connection closed after: see `await_body`.
+    /// given to anything) and the connection closed after. A client that asked for `100
+    /// Continue` waits for it before sending its body; if no handler will take the request (no
+    /// route, a health probe, admission closed: decided from its head alone), its final answer
+    /// goes at once instead, with `connection: close` (RFC 9110 §10.1.1): the client may send
+    /// its body or not, and either way nothing after it could be read as the next request.
+    /// What it sends is read and dropped during the close's linger. The same when its body
+    /// came with its head: the answer does not depend on how the bytes were split into reads.
     #[cold]
     fn answer_without_body(&mut self, input: &[u8]) -> Step {
         let Reading::Body { mut head, .. } = std::mem::replace(&mut self.reading, Reading::Head)
@@ -925,7 +918,10 @@ impl<'r, H> Connection<'r, H> {
         // liveness must hold through the drain, when admission refuses everything.
         if let Some((status, text)) = d.health_probe(input, self.start, head) {
             self.start += total;
-            let close = !head.keep_alive || d.closes_connections();
+            // Asked for `100 Continue`: closes, as `answer_without_body` does.
+            let close = !head.keep_alive
+                || d.closes_connections()
+                || (head.expect_continue && !head.http10);
             let (wire, date) = (head.wire(close), d.date.line());
             self.answers.push(close, None, |out| {
                 write_response(out, wire, date, probe_response(status, text));

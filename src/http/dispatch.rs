@@ -371,24 +371,10 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     request: &Request<'_>,
     response: &mut Response<'a>,
 ) -> (Reply, Option<&'r Route>) {
-    let path = || request.path_and_query().0;
     let route = match find_route(router, request) {
         Ok(route) => route,
-        // `OPTIONS` with no route of its own: `204` and the resource's methods (`*`: every
-        // route's), RFC 9110 §9.3.7.
-        Err(404 | 405) if request.method_bytes() == b"OPTIONS" => {
-            match router.allow_bytes(path()) {
-                Some(allow) => response.options(allow),
-                None => response.fail(404),
-            }
-            return (Reply::Now, None);
-        }
-        Err(405) => {
-            response.method_not_allowed(router.allow_bytes(path()).unwrap_or(""));
-            return (Reply::Now, None);
-        }
         Err(status) => {
-            response.fail(status);
+            no_route(router, request, response, status);
             return (Reply::Now, None);
         }
     };
@@ -401,6 +387,32 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
             }
             (Reply::Now, None)
         }
+    }
+}
+
+/// The answer to a request no route takes: `404`, `405` (with `allow`), `501`, or `204` with
+/// `allow` for an `OPTIONS` no route answers (RFC 9110 §9.3.7; `*`: every route's methods).
+/// A request that asked for `100 Continue` closes its connection: the same answer as when its
+/// body had not arrived yet (`Connection::answer_without_body`), however the bytes were split.
+#[cold]
+#[inline(never)]
+fn no_route<'r: 'a, 'a>(
+    router: &'r Router<'r>,
+    request: &Request<'_>,
+    response: &mut Response<'a>,
+    status: u16,
+) {
+    let path = request.path_and_query().0;
+    match status {
+        404 | 405 if request.method_bytes() == b"OPTIONS" => match router.allow_bytes(path) {
+            Some(allow) => response.options(allow),
+            None => response.fail(404),
+        },
+        405 => response.method_not_allowed(router.allow_bytes(path).unwrap_or("")),
+        status => response.fail(status),
+    }
+    if request.parsed.expect_continue && !request.parsed.http10 {
+        response.close_connection();
     }
 }
 
