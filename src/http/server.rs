@@ -72,6 +72,15 @@ const EVICT_MIN_IDLE: Duration = Duration::from_millis(100);
 /// coming, so is no longer a candidate): a bound on the work one newcomer can cause.
 const EVICT_TRIES: usize = 4;
 
+/// Bytes one connection may read in one turn (one read more at most: one read of the loop's
+/// buffer, or of a body read in place) before the other connections get their turn: the
+/// connection is then revisited on the next turn, after the events that came meanwhile
+/// (`Server::revisits`). Reading every ready connection until `WouldBlock` made one turn as
+/// long as all of them took: 200 clients pipelining 4 x 256 KiB echoes held a fast client's
+/// `GET /` for ~0.5 s under load (docs/benchmarks.md 9e, 9f). One 64 KiB read buffer's worth:
+/// a socket with less than that is drained in one read (no budget is counted for it).
+const READ_BUDGET: usize = 64 * 1024;
+
 /// Timer entries allowed beyond twice the open connections before the stale ones are pruned.
 const PRUNE_SLACK: usize = 64;
 
@@ -98,6 +107,14 @@ struct Socket<'r, H> {
     /// An event said the client closed its side (or the socket failed): read until the end,
     /// whatever a short read suggests (the FIN comes with no further event).
     read_closed: bool,
+    /// Its reading stopped at [`READ_BUDGET`] with input maybe left in the socket (`read_ready`
+    /// turned off meanwhile): the loop must come back to it itself (edge-triggered: no new
+    /// event will say so).
+    read_cut: bool,
+    /// It is in `Server::revisits`, queued in a turn of this parity (`Server::parity`): to be
+    /// read again on the turn after that one, unless cut short again meanwhile (then queued
+    /// anew, for the turn after).
+    revisit: Option<bool>,
     /// Since when answers wait for a client reading them slowly: a write hit `WouldBlock` and
     /// the answers have not all gone out since. The client's reading is judged over windows of
     /// the idle timeout from then ([`Limits::min_send_rate`](super::Limits::min_send_rate)).
@@ -123,6 +140,8 @@ impl<'r, H> Socket<'r, H> {
             idle_covers_scheduled: false,
             read_ready: true,
             read_closed: false,
+            read_cut: false,
+            revisit: None,
             write_stalled: None,
             sent: 0,
             sent_at_stall: 0,
@@ -178,6 +197,14 @@ pub struct Server<'r, A: Accounting> {
     clock: Instant,
     /// The group's stop ladder, when this loop is one of a [`LoopGroup`](super::LoopGroup).
     ladder: Option<Box<ladder_loop::LoopLadder>>,
+    /// Connections whose reading stopped at [`READ_BUDGET`] (`Socket::read_cut`), read again
+    /// on the next turn, after its events; while there are any, the next poll does not wait.
+    /// (A key may be stale: its connection closed, its slot maybe taken by another, or it was
+    /// cut short again and queued anew; `Socket::revisit` tells.)
+    revisits: Vec<usize>,
+    /// Flips on every turn that begins with connections to revisit: those queued in the last
+    /// turn are told from those queued in this one.
+    parity: bool,
 }
 
 impl<'r, A: Accounting> Server<'r, A> {
@@ -243,6 +270,8 @@ impl<'r, A: Accounting> Server<'r, A> {
             started: Instant::now(),
             clock: Instant::now(),
             ladder: None,
+            revisits: Vec::new(),
+            parity: false,
         })
     }
 
@@ -338,7 +367,16 @@ impl<'r, A: Accounting> Server<'r, A> {
         // read per turn, after the poll, as libuv's loop time: the timeout is measured from the
         // last one, so a timer may fire late by as long as the turn before it took to run
         // (microseconds; a turn that long had events, and the next poll returns at once).
-        let timeout = self.timers.timeout(self.clock);
+        // Connections cut short by the read budget last turn: poll without waiting, serve what
+        // came meanwhile first, then read them on (those cut short in this turn wait for the
+        // next: each connection reads its budget once a turn).
+        let due = self.revisits.len();
+        let timeout = if due == 0 {
+            self.timers.timeout(self.clock)
+        } else {
+            self.parity = !self.parity;
+            Some(Duration::ZERO)
+        };
         let polled = self.poll.poll(events, timeout);
         let now = Instant::now();
         self.clock = now;
@@ -370,6 +408,9 @@ impl<'r, A: Accounting> Server<'r, A> {
                 // A client connection is readable or writable.
                 token => self.connection_event(token, Some(event), buf, now),
             }
+        }
+        if due > 0 {
+            self.revisit(due, buf, now);
         }
         self.fire_timers(now, buf);
         // A handler asked for a stop (`Response::stop_server`): the stop from the loop.
@@ -619,9 +660,36 @@ impl<'r, A: Accounting> Server<'r, A> {
             });
         if done {
             self.close(token.0);
-        } else {
-            self.reschedule(token.0, now);
+            return;
         }
+        if socket.read_cut {
+            // Queued for the next turn (an entry of this turn's revisits, if it had one, is
+            // now void: this handling was its read).
+            socket.read_cut = false;
+            socket.revisit = Some(self.parity);
+            self.revisits.push(token.0);
+        }
+        self.reschedule(token.0, now);
+    }
+
+    /// Reads on the `due` connections first in `revisits`: those the read budget cut short
+    /// last turn (each gets its budget again, as a readable event would give it; one cut
+    /// short again is queued behind, for the next turn).
+    #[cold]
+    #[inline(never)]
+    fn revisit(&mut self, due: usize, buf: &mut [u8], now: Instant) {
+        let last_turn = Some(!self.parity);
+        for i in 0..due {
+            let key = self.revisits[i];
+            match self.sockets.get_mut(key) {
+                Some(socket) if socket.revisit == last_turn => socket.revisit = None,
+                // Closed since (its slot maybe another's), or cut short again in this turn's
+                // events (queued anew), or a duplicate entry revisited already.
+                _ => continue,
+            }
+            self.connection_event(Token(key), None, buf, now);
+        }
+        self.revisits.drain(..due);
     }
 
     fn fire_timers(&mut self, now: Instant, buf: &mut [u8]) {
@@ -858,8 +926,9 @@ fn handle_connection_event<'r, A: Accounting>(
     if event.is_some_and(|e| e.is_read_closed() || e.is_error()) {
         socket.read_closed = true;
     }
+    let mut budget = READ_BUDGET;
     loop {
-        read_available(socket, d, buf, now)?;
+        read_available(socket, d, buf, &mut budget, now)?;
         write_pending(socket, now)?;
         // The client read enough for parsing to go on: answer what is buffered, then read
         // and write again (the readable edge was consumed while we paused).
@@ -880,17 +949,19 @@ fn handle_connection_event<'r, A: Accounting>(
     if socket.lingering.is_none() {
         let _ = socket.stream.shutdown(std::net::Shutdown::Write);
         socket.lingering = Some(now + CLOSE_LINGER);
-        read_available(socket, d, buf, now)?;
+        read_available(socket, d, buf, &mut budget, now)?;
     }
     Ok(socket.eof)
 }
 
 /// Reads until `WouldBlock` (edge-triggered: or we would never hear of the rest), unless the
-/// connection stops wanting input (buffer cap, back-pressure).
+/// connection stops wanting input (buffer cap, back-pressure) or has read its `budget` for
+/// this turn (it is then `read_cut`, and the loop comes back to it).
 fn read_available<'r, A: Accounting>(
     socket: &mut Socket<'r, A::Held>,
     d: &mut Dispatcher<'r, A>,
     buf: &mut [u8],
+    budget: &mut usize,
     now: Instant,
 ) -> io::Result<()> {
     while socket.read_ready
@@ -900,7 +971,7 @@ fn read_available<'r, A: Accounting>(
         // The rest of a body goes straight into its request's input, not through `buf` and a
         // copy (unless the connection says otherwise: closing, or the body already whole).
         if socket.http.reads_body() && socket.lingering.is_none() {
-            if let Some(read) = read_body_in_place(socket, d, now) {
+            if let Some(read) = read_body_in_place(socket, d, budget, now) {
                 read?;
                 continue;
             }
@@ -924,6 +995,8 @@ fn read_available<'r, A: Accounting>(
                 // client closed its side: its end of input brings no further event.
                 if n < buf.len() && !socket.read_closed && SHORT_READ_DRAINS {
                     socket.read_ready = false;
+                } else {
+                    spend(socket, budget, n);
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => socket.read_ready = false,
@@ -942,6 +1015,7 @@ fn read_available<'r, A: Accounting>(
 fn read_body_in_place<'r, A: Accounting>(
     socket: &mut Socket<'r, A::Held>,
     d: &mut Dispatcher<'r, A>,
+    budget: &mut usize,
     now: Instant,
 ) -> Option<io::Result<()>> {
     let stream = &socket.stream;
@@ -958,6 +1032,8 @@ fn read_body_in_place<'r, A: Accounting>(
         Ok(n) => {
             if n < room && !socket.read_closed && SHORT_READ_DRAINS {
                 socket.read_ready = false;
+            } else {
+                spend(socket, budget, n);
             }
         }
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => socket.read_ready = false,
@@ -965,6 +1041,20 @@ fn read_body_in_place<'r, A: Accounting>(
         Err(err) => return Some(Err(err)),
     }
     Some(Ok(()))
+}
+
+/// A read of `n` bytes that left input in the socket (or may have) takes them from the
+/// event's `budget`. Once it is spent the connection stops reading (`read_ready` off, so
+/// nothing reads it again in this turn, however often parsing resumes) and is `read_cut`: the
+/// loop reads it on next turn (`Server::revisit`), as a readable event would. A read that
+/// emptied the socket takes nothing: small requests never get here.
+#[inline]
+fn spend<H>(socket: &mut Socket<'_, H>, budget: &mut usize, n: usize) {
+    *budget = budget.saturating_sub(n);
+    if *budget == 0 {
+        socket.read_ready = false;
+        socket.read_cut = true;
+    }
 }
 
 /// One read into `input`'s spare capacity (no zeroed room to fill first: rustix's
@@ -1107,7 +1197,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::http::{demo_routes, Guarded, Routes};
+    use crate::http::{demo_routes, Guarded, Reply, Routes};
     use crate::Config;
 
     /// Tells the loop the client is done, even if it panicked, and wakes it for a last turn.
@@ -1139,6 +1229,136 @@ mod tests {
         }
         let (_, socket) = server.sockets.iter().next().unwrap();
         assert!(socket.stream.nodelay().unwrap());
+    }
+
+    /// Answers small whatever the body (no back-pressure however many are pipelined).
+    fn sink(_: &crate::http::Request<'_>, response: &mut crate::http::Response<'_>) -> Reply {
+        response.write(b"ok");
+        Reply::Now
+    }
+
+    /// Answers read so far on a non-blocking client: how many status lines it has in all.
+    fn count_answers(client: &mut StdStream, seen: &mut Vec<u8>) -> usize {
+        let mut chunk = [0; 64 * 1024];
+        loop {
+            match client.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        memchr::memmem::find_iter(seen, b"HTTP/1.1 200 OK\r\n").count()
+    }
+
+    /// Turns `server` once; then how many answers each of `clients` has read in all.
+    fn turn_and_count<A: Accounting>(
+        server: &mut Server<'_, A>,
+        clients: &mut [StdStream],
+        seen: &mut [Vec<u8>],
+    ) -> Vec<usize> {
+        let (mut events, mut buf) = (Events::with_capacity(64), vec![0; 64 * 1024]);
+        assert!(!server.turn(&mut events, &mut buf).unwrap());
+        clients
+            .iter_mut()
+            .zip(seen)
+            .map(|(client, seen)| count_answers(client, seen))
+            .collect()
+    }
+
+    /// Turns `server` until each of `clients` has read `answers` in all (bounded: a broken loop
+    /// fails the test rather than hangs it).
+    fn turn_until<A: Accounting>(
+        server: &mut Server<'_, A>,
+        clients: &mut [StdStream],
+        seen: &mut [Vec<u8>],
+        answers: usize,
+    ) {
+        for _ in 0..10_000 {
+            let counts = turn_and_count(server, clients, seen);
+            if counts.iter().all(|&n| n == answers) {
+                return;
+            }
+        }
+        panic!("the clients did not all read {answers} answers");
+    }
+
+    /// Fairness between connections (load round 10, finding 4; docs/benchmarks.md 9e and 9f):
+    /// a turn read every ready connection until `WouldBlock`, so a fast client's `GET /` waited
+    /// until every other ready connection's backlog was read and answered (200 clients
+    /// pipelining 4 x 256 KiB echoes: ~0.5 s per turn under load). Now one handling of a
+    /// connection reads less than `READ_BUDGET` and one read more, and the loop comes back to
+    /// the ones it cut short on the next turn, after the events that came meanwhile. Four
+    /// connections each send 128 pipelined requests of 8 KiB (four rounds first, answered, so
+    /// the kernel grows their receive windows to hold a whole backlog, as a busy connection's
+    /// is), then a `GET /` comes last: it is answered in the first turn, when each backlog has
+    /// at most what one handling reads answered (before: all 128 of each, in the same turn).
+    /// Counted, not timed: the test turns the loop itself.
+    #[test]
+    fn a_get_is_answered_before_large_pipelined_backlogs_on_other_connections() {
+        const BACKLOGS: usize = 4;
+        const PIPELINED: usize = 128;
+        const ROUNDS: usize = 4;
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        router.route("POST", "/sink", sink);
+        let accounting = Guarded::embedded("server", Config::default());
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let mut server = Server::bind(addr, &router, accounting, Limits::default()).unwrap();
+        let connect = || {
+            let client = StdStream::connect(server.local_addr()).unwrap();
+            // The kernel holds a backlog (about 1 MB) unread; a timeout, not a hang, if not.
+            client
+                .set_write_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            client
+        };
+        let mut clients: Vec<StdStream> = (0..=BACKLOGS).map(|_| connect()).collect();
+        let body = vec![b'a'; 8 * 1024];
+        let head = format!(
+            "POST /sink HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let request = [head.as_bytes(), &body].concat();
+        let backlog = request.repeat(PIPELINED);
+        let mut seen = vec![Vec::new(); BACKLOGS + 1];
+        let (backlogs, fast) = clients.split_at_mut(BACKLOGS);
+        // Each backlog whole in the kernel's buffers before the loop reads any of it (it runs
+        // only when this thread turns it); the last round's, then the `GET`, read together.
+        for round in 1..=ROUNDS + 1 {
+            for client in backlogs.iter_mut() {
+                client.set_nonblocking(false).unwrap();
+                client
+                    .write_all(&backlog)
+                    .expect("the kernel buffers a backlog");
+                client.set_nonblocking(true).unwrap();
+            }
+            if round > ROUNDS {
+                break;
+            }
+            turn_until(&mut server, backlogs, &mut seen, round * PIPELINED);
+        }
+        fast[0]
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        fast[0].set_nonblocking(true).unwrap();
+        let counts = turn_and_count(&mut server, &mut clients, &mut seen);
+        // One handling reads less than the budget and one read more (of the loop's 64 KiB
+        // buffer, or of a body in place: at most the body, here); a request begun in the
+        // handling before may end in it too.
+        let per_handling = (READ_BUDGET + 64 * 1024) / request.len() + 1;
+        let before = ROUNDS * PIPELINED;
+        let backlogs_then: Vec<usize> = counts[..BACKLOGS].iter().map(|n| n - before).collect();
+        assert_eq!(counts[BACKLOGS], 1, "the GET is answered in the first turn");
+        assert!(
+            backlogs_then.iter().all(|&n| n <= per_handling),
+            "answers each backlog had when the GET was answered: {backlogs_then:?} of \
+             {PIPELINED}, at most {per_handling} expected"
+        );
+        // And every backlog is answered in the end.
+        let (backlogs, seen) = (&mut clients[..BACKLOGS], &mut seen[..BACKLOGS]);
+        turn_until(&mut server, backlogs, seen, before + PIPELINED);
     }
 
     /// A connection per request (`ab` without `-k`): each closed connection left its
