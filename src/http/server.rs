@@ -42,6 +42,9 @@ const SIGNALS: Token = Token(usize::MAX - 3);
 
 const ACCEPT_TIMER: usize = usize::MAX - 1;
 const STOP_TIMER: usize = usize::MAX - 2;
+/// Due at the turn that queued connections in `Server::revisits`: the next turn's poll does
+/// not wait, and its timers read them on (`Server::revisit`).
+const REVISIT_TIMER: usize = usize::MAX;
 
 /// How long accepting pauses after `accept` failed (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -72,13 +75,14 @@ const EVICT_MIN_IDLE: Duration = Duration::from_millis(100);
 /// coming, so is no longer a candidate): a bound on the work one newcomer can cause.
 const EVICT_TRIES: usize = 4;
 
-/// Bytes one connection may read in one turn (one read more at most: one read of the loop's
-/// buffer, or of a body read in place) before the other connections get their turn: the
-/// connection is then revisited on the next turn, after the events that came meanwhile
-/// (`Server::revisits`). Reading every ready connection until `WouldBlock` made one turn as
-/// long as all of them took: 200 clients pipelining 4 x 256 KiB echoes held a fast client's
-/// `GET /` for ~0.5 s under load (docs/benchmarks.md 9e, 9f). One 64 KiB read buffer's worth:
-/// a socket with less than that is drained in one read (no budget is counted for it).
+/// Bytes a connection may read, in reads that did not empty its socket, before the other
+/// connections get their turn (one read more at most: one read of the loop's buffer, or of a
+/// body read in place): its reading then stops, and the loop comes back to it on the next
+/// turn, after the events that came meanwhile (`Server::revisits`, [`REVISIT_TIMER`]). Reading every ready
+/// connection until `WouldBlock` made one turn as long as all of them took: 200 clients
+/// pipelining 4 x 256 KiB echoes held a fast client's `GET /` ~0.5 s under load
+/// (docs/benchmarks.md 9e, 9f). One 64 KiB read buffer's worth: a socket with less than that
+/// is drained in one read, which takes nothing from the budget (small requests never count).
 const READ_BUDGET: usize = 64 * 1024;
 
 /// Timer entries allowed beyond twice the open connections before the stale ones are pruned.
@@ -107,14 +111,18 @@ struct Socket<'r, H> {
     /// An event said the client closed its side (or the socket failed): read until the end,
     /// whatever a short read suggests (the FIN comes with no further event).
     read_closed: bool,
-    /// Its reading stopped at [`READ_BUDGET`] with input maybe left in the socket (`read_ready`
+    /// What is left of its [`READ_BUDGET`]: reads that did not empty the socket take from it;
+    /// spent, it is filled again and the connection `read_cut`. Kept from one handling to the
+    /// next (no store per event): a connection may be cut short sooner than one budget into a
+    /// handling, never later.
+    budget: usize,
+    /// Its reading stopped at its budget with input maybe left in the socket (`read_ready`
     /// turned off meanwhile): the loop must come back to it itself (edge-triggered: no new
     /// event will say so).
     read_cut: bool,
-    /// It is in `Server::revisits`, queued in a turn of this parity (`Server::parity`): to be
-    /// read again on the turn after that one, unless cut short again meanwhile (then queued
-    /// anew, for the turn after).
-    revisit: Option<bool>,
+    /// It is in `Server::revisits`, queued in the turn of this clock: to be read again on a
+    /// later turn, unless it was read again meanwhile (then `None`, or queued anew).
+    revisit: Option<Instant>,
     /// Since when answers wait for a client reading them slowly: a write hit `WouldBlock` and
     /// the answers have not all gone out since. The client's reading is judged over windows of
     /// the idle timeout from then ([`Limits::min_send_rate`](super::Limits::min_send_rate)).
@@ -140,6 +148,7 @@ impl<'r, H> Socket<'r, H> {
             idle_covers_scheduled: false,
             read_ready: true,
             read_closed: false,
+            budget: READ_BUDGET,
             read_cut: false,
             revisit: None,
             write_stalled: None,
@@ -197,14 +206,12 @@ pub struct Server<'r, A: Accounting> {
     clock: Instant,
     /// The group's stop ladder, when this loop is one of a [`LoopGroup`](super::LoopGroup).
     ladder: Option<Box<ladder_loop::LoopLadder>>,
-    /// Connections whose reading stopped at [`READ_BUDGET`] (`Socket::read_cut`), read again
-    /// on the next turn, after its events; while there are any, the next poll does not wait.
-    /// (A key may be stale: its connection closed, its slot maybe taken by another, or it was
-    /// cut short again and queued anew; `Socket::revisit` tells.)
+    /// Connections whose reading stopped at their budget (`Socket::read_cut`), read again on
+    /// the next turn, after its events. While there are any, a [`REVISIT_TIMER`] entry is due
+    /// (set when the first is queued: the poll does not wait). A key may be stale: its
+    /// connection closed (its slot maybe another's), or was read again and maybe queued anew;
+    /// `Socket::revisit` tells.
     revisits: Vec<usize>,
-    /// Flips on every turn that begins with connections to revisit: those queued in the last
-    /// turn are told from those queued in this one.
-    parity: bool,
 }
 
 impl<'r, A: Accounting> Server<'r, A> {
@@ -271,7 +278,6 @@ impl<'r, A: Accounting> Server<'r, A> {
             clock: Instant::now(),
             ladder: None,
             revisits: Vec::new(),
-            parity: false,
         })
     }
 
@@ -367,16 +373,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         // read per turn, after the poll, as libuv's loop time: the timeout is measured from the
         // last one, so a timer may fire late by as long as the turn before it took to run
         // (microseconds; a turn that long had events, and the next poll returns at once).
-        // Connections cut short by the read budget last turn: poll without waiting, serve what
-        // came meanwhile first, then read them on (those cut short in this turn wait for the
-        // next: each connection reads its budget once a turn).
-        let due = self.revisits.len();
-        let timeout = if due == 0 {
-            self.timers.timeout(self.clock)
-        } else {
-            self.parity = !self.parity;
-            Some(Duration::ZERO)
-        };
+        let timeout = self.timers.timeout(self.clock);
         let polled = self.poll.poll(events, timeout);
         let now = Instant::now();
         self.clock = now;
@@ -408,9 +405,6 @@ impl<'r, A: Accounting> Server<'r, A> {
                 // A client connection is readable or writable.
                 token => self.connection_event(token, Some(event), buf, now),
             }
-        }
-        if due > 0 {
-            self.revisit(due, buf, now);
         }
         self.fire_timers(now, buf);
         // A handler asked for a stop (`Response::stop_server`): the stop from the loop.
@@ -660,36 +654,62 @@ impl<'r, A: Accounting> Server<'r, A> {
             });
         if done {
             self.close(token.0);
-            return;
+        } else {
+            self.reschedule(token.0, now);
         }
-        if socket.read_cut {
-            // Queued for the next turn (an entry of this turn's revisits, if it had one, is
-            // now void: this handling was its read).
-            socket.read_cut = false;
-            socket.revisit = Some(self.parity);
-            self.revisits.push(token.0);
-        }
-        self.reschedule(token.0, now);
     }
 
-    /// Reads on the `due` connections first in `revisits`: those the read budget cut short
-    /// last turn (each gets its budget again, as a readable event would give it; one cut
-    /// short again is queued behind, for the next turn).
+    /// Queues connection `key`, whose reading its budget cut short in this turn, to be read on
+    /// in the next (`reschedule` comes here: a cut clears `idle_covers_scheduled`, so no
+    /// instruction is added to a handling that was not cut). A queue entry it had is void:
+    /// this handling was its read.
     #[cold]
     #[inline(never)]
-    fn revisit(&mut self, due: usize, buf: &mut [u8], now: Instant) {
-        let last_turn = Some(!self.parity);
-        for i in 0..due {
-            let key = self.revisits[i];
+    fn queue_revisit(&mut self, key: usize, now: Instant) {
+        let socket = &mut self.sockets[key];
+        socket.read_cut = false;
+        socket.revisit = Some(now);
+        if self.revisits.is_empty() {
+            self.timers.schedule(now, REVISIT_TIMER);
+        }
+        self.revisits.push(key);
+    }
+
+    /// The [`REVISIT_TIMER`] set at `at`: reads on the connections queued in an earlier turn
+    /// (each gets its budget again, as a readable event would give it; one cut short again is
+    /// queued anew), after this turn's events. Those queued in this turn wait for the next:
+    /// the timer is set again for them (due: the next poll does not wait). Returns false when
+    /// the timer was set in this turn: it is set again and the turn's timers stop there
+    /// (its key is the largest: nothing else due at `now` comes after it).
+    #[cold]
+    #[inline(never)]
+    fn revisit(&mut self, at: Instant, buf: &mut [u8], now: Instant) -> bool {
+        if at >= now {
+            self.timers.schedule(at, REVISIT_TIMER);
+            return false;
+        }
+        let mut queued = std::mem::take(&mut self.revisits);
+        for &key in &queued {
             match self.sockets.get_mut(key) {
-                Some(socket) if socket.revisit == last_turn => socket.revisit = None,
-                // Closed since (its slot maybe another's), or cut short again in this turn's
-                // events (queued anew), or a duplicate entry revisited already.
+                Some(socket) if socket.revisit.is_some_and(|t| t < now) => socket.revisit = None,
+                // Closed since (its slot maybe another's), read again and maybe queued anew
+                // in this turn, or a duplicate entry read already.
                 _ => continue,
             }
             self.connection_event(Token(key), None, buf, now);
         }
-        self.revisits.drain(..due);
+        // Those queued in this turn, behind the ones queued while reading these (which set the
+        // timer again if they were the first).
+        let sockets = &self.sockets;
+        queued.retain(|&key| sockets.get(key).is_some_and(|s| s.revisit == Some(now)));
+        if !queued.is_empty() {
+            if self.revisits.is_empty() {
+                self.timers.schedule(now, REVISIT_TIMER);
+            }
+            queued.append(&mut self.revisits);
+            self.revisits = queued;
+        }
+        true
     }
 
     fn fire_timers(&mut self, now: Instant, buf: &mut [u8]) {
@@ -700,6 +720,11 @@ impl<'r, A: Accounting> Server<'r, A> {
                     self.accept(now);
                 }
                 STOP_TIMER => {} // `poll_stop` checks the deadline on every turn.
+                REVISIT_TIMER => {
+                    if !self.revisit(at, buf, now) {
+                        break;
+                    }
+                }
                 key => {
                     let Some(socket) = self.sockets.get_mut(key) else {
                         continue; // The connection closed since; its entry is stale.
@@ -751,6 +776,10 @@ impl<'r, A: Accounting> Server<'r, A> {
         let Some(socket) = self.sockets.get_mut(key) else {
             return;
         };
+        if socket.read_cut {
+            self.queue_revisit(key, now);
+        }
+        let socket = &mut self.sockets[key];
         // Kept alive after its answer (nearly every turn): its only deadline is the idle
         // timeout, which never moves earlier; a timer already set at or before it stands (and
         // once found so, stays so: no need to add the timeout again on the next turn).
@@ -800,7 +829,7 @@ impl<'r, A: Accounting> Server<'r, A> {
     fn prune_timers(&mut self) {
         let sockets = &self.sockets;
         self.timers.retain(|at, key| match key {
-            ACCEPT_TIMER | STOP_TIMER => true,
+            ACCEPT_TIMER | STOP_TIMER | REVISIT_TIMER => true,
             key => sockets.get(key).is_some_and(|s| s.scheduled == Some(at)),
         });
     }
@@ -926,9 +955,8 @@ fn handle_connection_event<'r, A: Accounting>(
     if event.is_some_and(|e| e.is_read_closed() || e.is_error()) {
         socket.read_closed = true;
     }
-    let mut budget = READ_BUDGET;
     loop {
-        read_available(socket, d, buf, &mut budget, now)?;
+        read_available(socket, d, buf, now)?;
         write_pending(socket, now)?;
         // The client read enough for parsing to go on: answer what is buffered, then read
         // and write again (the readable edge was consumed while we paused).
@@ -949,19 +977,18 @@ fn handle_connection_event<'r, A: Accounting>(
     if socket.lingering.is_none() {
         let _ = socket.stream.shutdown(std::net::Shutdown::Write);
         socket.lingering = Some(now + CLOSE_LINGER);
-        read_available(socket, d, buf, &mut budget, now)?;
+        read_available(socket, d, buf, now)?;
     }
     Ok(socket.eof)
 }
 
 /// Reads until `WouldBlock` (edge-triggered: or we would never hear of the rest), unless the
-/// connection stops wanting input (buffer cap, back-pressure) or has read its `budget` for
-/// this turn (it is then `read_cut`, and the loop comes back to it).
+/// connection stops wanting input (buffer cap, back-pressure) or has spent its read budget (it
+/// is then `read_cut`, and the loop comes back to it on the next turn).
 fn read_available<'r, A: Accounting>(
     socket: &mut Socket<'r, A::Held>,
     d: &mut Dispatcher<'r, A>,
     buf: &mut [u8],
-    budget: &mut usize,
     now: Instant,
 ) -> io::Result<()> {
     while socket.read_ready
@@ -971,7 +998,7 @@ fn read_available<'r, A: Accounting>(
         // The rest of a body goes straight into its request's input, not through `buf` and a
         // copy (unless the connection says otherwise: closing, or the body already whole).
         if socket.http.reads_body() && socket.lingering.is_none() {
-            if let Some(read) = read_body_in_place(socket, d, budget, now) {
+            if let Some(read) = read_body_in_place(socket, d, now) {
                 read?;
                 continue;
             }
@@ -996,7 +1023,7 @@ fn read_available<'r, A: Accounting>(
                 if n < buf.len() && !socket.read_closed && SHORT_READ_DRAINS {
                     socket.read_ready = false;
                 } else {
-                    spend(socket, budget, n);
+                    spend(socket, n);
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => socket.read_ready = false,
@@ -1015,7 +1042,6 @@ fn read_available<'r, A: Accounting>(
 fn read_body_in_place<'r, A: Accounting>(
     socket: &mut Socket<'r, A::Held>,
     d: &mut Dispatcher<'r, A>,
-    budget: &mut usize,
     now: Instant,
 ) -> Option<io::Result<()>> {
     let stream = &socket.stream;
@@ -1033,7 +1059,7 @@ fn read_body_in_place<'r, A: Accounting>(
             if n < room && !socket.read_closed && SHORT_READ_DRAINS {
                 socket.read_ready = false;
             } else {
-                spend(socket, budget, n);
+                spend(socket, n);
             }
         }
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => socket.read_ready = false,
@@ -1044,16 +1070,19 @@ fn read_body_in_place<'r, A: Accounting>(
 }
 
 /// A read of `n` bytes that left input in the socket (or may have) takes them from the
-/// event's `budget`. Once it is spent the connection stops reading (`read_ready` off, so
+/// connection's budget. Once it is spent the connection stops reading (`read_ready` off, so
 /// nothing reads it again in this turn, however often parsing resumes) and is `read_cut`: the
-/// loop reads it on next turn (`Server::revisit`), as a readable event would. A read that
-/// emptied the socket takes nothing: small requests never get here.
+/// loop reads it on next turn (`Server::revisit`), as a readable event would, with its budget
+/// filled again. A read that emptied the socket takes nothing: small requests never get here.
 #[inline]
-fn spend<H>(socket: &mut Socket<'_, H>, budget: &mut usize, n: usize) {
-    *budget = budget.saturating_sub(n);
-    if *budget == 0 {
+fn spend<H>(socket: &mut Socket<'_, H>, n: usize) {
+    socket.budget = socket.budget.saturating_sub(n);
+    if socket.budget == 0 {
+        socket.budget = READ_BUDGET;
         socket.read_ready = false;
         socket.read_cut = true;
+        // Sends the handling's end through `Server::reschedule_anew`, which queues it.
+        socket.idle_covers_scheduled = false;
     }
 }
 
