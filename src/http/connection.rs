@@ -584,8 +584,13 @@ impl<'r, H> Connection<'r, H> {
         self.closing = true;
     }
 
-    /// The connection is lost or force-closed: every waiting request is aborted with `reason`
-    /// and its guards released; nothing more is written.
+    /// The connection is lost or force-closed: every waiting request is aborted and its guards
+    /// released; nothing more is written. `reason` names the outcome each ends with
+    /// ([`Accounting::end`]): *client gone* for [`AbortReason::ClientDisconnected`], *force
+    /// closed* for any other reason (`DrainDeadline` and `Other` included). Its signal fires
+    /// with that outcome's reason ([`Outcome::abort_reason`]: `ClientDisconnected` or
+    /// `ForceClosed`), unless it fired before (the first cause wins: a signal the drain
+    /// deadline aborted stays `DrainDeadline`).
     pub fn abort<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,

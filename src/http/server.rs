@@ -303,7 +303,9 @@ impl<'r, A: Accounting> Server<'r, A> {
         Ok(())
     }
 
-    /// The dispatcher: accounting, limits and figures.
+    /// The dispatcher: accounting, limits and figures. A stop begun through it before
+    /// [`run`](Server::run) ([`Dispatcher::begin_stop`]) is the server's, as
+    /// [`stop`](Server::stop) is: `run` drains and returns its report.
     pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
         &mut self.dispatcher
     }
@@ -318,6 +320,15 @@ impl<'r, A: Accounting> Server<'r, A> {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0; 64 * 1024];
         self.clock = Instant::now();
+        // A stop the embedder began through `dispatcher()` before the loop ran (nothing else
+        // reaches the dispatcher once it runs) is the server's stop: its deadline, the
+        // listener closed, the loop ending once drained. Left to the dispatcher alone, it
+        // closed admission and the loop ran on forever.
+        if let Some(at) = self.dispatcher.stopped_at {
+            if self.ladder.is_none() && self.stop_deadline.is_none() {
+                self.stop(at);
+            }
+        }
         // One catch around the turns, entered again only after a panic: none per turn or per
         // request, so the guarded path costs what it did.
         let ended = loop {
@@ -431,7 +442,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.dispatcher.begin_stop(now);
-        let deadline = now + self.dispatcher.limits.get_drain_timeout();
+        let deadline = later(now, self.dispatcher.limits.get_drain_timeout());
         self.stop_deadline = Some(deadline);
         self.timers.schedule(deadline, STOP_TIMER);
         self.control.set_phase(Phase::Stopping);
