@@ -109,7 +109,12 @@ fn a_connection_aborted_by_hand_fires_each_waiting_signal_once() {
         connection.abort(&mut dispatcher, reason);
         assert_eq!(connection.waiting(), 0);
         assert_eq!(dispatcher.in_flight(), 0);
-        assert_eq!(fired.borrow().len(), 1, "{reason:?}: fired {:?}", fired.borrow());
+        assert_eq!(
+            fired.borrow().len(),
+            1,
+            "{reason:?}: fired {:?}",
+            fired.borrow()
+        );
         let seen = fired.borrow()[0];
         let outcomes = dispatcher.accounting().core().ledger().outcomes();
         match reason {
@@ -147,7 +152,70 @@ fn a_session_stopped_through_its_dispatcher_drains() {
     session.dispatcher().begin_stop(Instant::now());
     session.advance(Duration::from_millis(50));
     let out = session.take_output();
-    assert!(out.starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert!(fired.borrow().is_empty());
     session.ledger().unwrap().assert_quiescent();
 }
+
+/// `StopHandle::stop_and_wait` called on the server's own thread before its loop runs (in
+/// `ServerBuilder::serve`'s `ready` callback, which runs there once the server listens) asks
+/// for the stop and returns at once, as it does from a handler: waiting there waits for a loop
+/// that cannot begin. Before, with `Duration::MAX`, it hung forever (the loop's thread was
+/// recorded only when `run` began).
+#[test]
+fn stop_and_wait_in_the_ready_callback_returns_at_once_and_the_server_stops() {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let guarded = Guarded::embedded("server", Config::default());
+        let served = reqguard::http::ServerBuilder::new().serve(&router, guarded, |_, stop| {
+            let began = stop.stop_and_wait(Duration::MAX);
+            let _ = tx.send(began);
+        });
+        served.map(|r| r.leaked)
+    });
+    let began = rx.recv_timeout(HANG);
+    assert_eq!(
+        began,
+        Ok(false),
+        "stop_and_wait in `ready` hung or saw a stop"
+    );
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(thread.join().map_err(|_| ()));
+    });
+    let served = done_rx.recv_timeout(HANG);
+    assert!(
+        matches!(served, Ok(Ok(Ok(0)))),
+        "the server did not stop: {served:?}"
+    );
+}
+
+/// The same before `run` when the embedder runs the loop itself: `Server::bind`, a stop
+/// handle's `stop_and_wait` on this thread, then `run` (which stops at once).
+#[test]
+fn stop_and_wait_between_bind_and_run_returns_at_once() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let guarded = Guarded::embedded("server", Config::default());
+        let server = Server::bind(addr, &router, guarded, Limits::default()).unwrap();
+        let began = server.stop_handle().stop_and_wait(Duration::MAX);
+        let leaked = server.run().map(|r| r.leaked);
+        let _ = tx.send((began, leaked.ok()));
+    });
+    assert_eq!(rx.recv_timeout(HANG), Ok((false, Some(0))));
+}
+
+// What the two probes above rest on: a `Server` stays on the thread that made it, so that
+// thread is its loop's.
+static_assertions::assert_not_impl_any!(Server<'static, reqguard::http::Unaccounted>: Send);

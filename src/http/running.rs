@@ -33,8 +33,9 @@ pub(crate) struct Control {
     room_wanted: AtomicBool,
     phase: Mutex<Phase>,
     changed: Condvar,
-    /// The thread running the loop, once it runs: a handle called there (from a handler)
-    /// cannot wait for the loop.
+    /// The thread running the loop, the one its `Server` was made on (a `Server` is not
+    /// `Send`): a handle called there (from a handler, or before `run`) cannot wait for the
+    /// loop.
     loop_thread: OnceLock<ThreadId>,
 }
 
@@ -50,7 +51,7 @@ impl Control {
         }
     }
 
-    /// The loop runs on this thread from now on.
+    /// The loop runs on this thread (its `Server` was made here).
     pub(crate) fn running_here(&self) {
         let _ = self.loop_thread.set(thread::current().id());
     }
@@ -131,10 +132,11 @@ impl StopHandle {
     /// waits as long as it takes. A loop that has ended, however (its thread panicked, or
     /// polling failed), counts as stopped: this returns `true` at once.
     ///
-    /// Called from a handler (on the loop's own thread) it cannot see the stop begin: the loop
-    /// begins it once the handler returns. It asks for the stop and returns at once, whatever
-    /// the `timeout` (waiting would hold the loop): `false`, unless the stop had begun before
-    /// the handler ran. A handler stops the server with
+    /// Called on the loop's own thread (from a handler; or before [`Server::run`], on the
+    /// thread that made the server, as in [`ServerBuilder::serve`]'s `ready`) it cannot see
+    /// the stop begin: the loop begins it once the handler returns (or at its first turn). It
+    /// asks for the stop and returns at once, whatever the `timeout` (waiting would hold the
+    /// loop): `false`, unless the stop had begun before the handler ran. A handler stops the server with
     /// [`Response::stop_server`](crate::http::Response::stop_server) or
     /// [`stop`](StopHandle::stop).
     pub fn stop_and_wait(&self, timeout: Duration) -> bool {

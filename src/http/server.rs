@@ -260,6 +260,11 @@ impl<'r, A: Accounting> Server<'r, A> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Waker::new(poll.registry(), WAKER)?;
+        // A `Server` is not `Send`: its loop runs on this thread. A stop handle called here
+        // before `run` (`ServerBuilder::serve`'s `ready`) must not wait for a loop that cannot
+        // begin until it returns.
+        let control = Arc::new(Control::new(waker));
+        control.running_here();
         Ok(Server {
             local_addr: listener.local_addr()?,
             poll,
@@ -267,7 +272,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             sockets: Slab::new(),
             dispatcher: Dispatcher::lending(router, accounting, limits),
             timers: Timers::default(),
-            control: Arc::new(Control::new(waker)),
+            control,
             signals: None,
             accept_paused: false,
             stop_deadline: None,
@@ -316,7 +321,6 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// If polling fails.
     pub fn run(mut self) -> io::Result<ServerReport> {
-        self.control.running_here();
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0; 64 * 1024];
         self.clock = Instant::now();
