@@ -4,8 +4,6 @@
 //! `main` before its fix (the test's doc says so); the others pin what was found to hold.
 #![cfg(feature = "server")]
 
-#[path = "util/quiet.rs"]
-mod quiet;
 mod util;
 
 use std::cell::RefCell;
