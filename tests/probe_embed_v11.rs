@@ -4,6 +4,8 @@
 //! `main` before its fix (the test's doc says so); the others pin what was found to hold.
 #![cfg(feature = "server")]
 
+#[path = "util/quiet.rs"]
+mod quiet;
 mod util;
 
 use std::cell::RefCell;
@@ -217,3 +219,103 @@ fn stop_and_wait_between_bind_and_run_returns_at_once() {
 // What the two probes above rest on: a `Server` stays on the thread that made it, so that
 // thread is its loop's.
 static_assertions::assert_not_impl_any!(Server<'static, reqguard::http::Unaccounted>: Send);
+
+/// A `Connection` driven by hand and dropped with a deferred request waiting (the embedder's
+/// loop let the socket go without calling `abort`): the request ends *dropped* once, and the
+/// dispatcher still counts it in flight, as `Connection`'s docs say (it cannot reach its
+/// dispatcher when dropped).
+#[test]
+fn a_connection_dropped_by_hand_ends_its_waiting_request_dropped_once() {
+    let fired = Rc::new(RefCell::new(Vec::new()));
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    router.route(
+        "GET",
+        "/later",
+        Later {
+            delay: Duration::from_secs(60),
+            fired: Rc::clone(&fired),
+        },
+    );
+    let guarded = Guarded::embedded("server", Config::default());
+    let mut dispatcher = Dispatcher::new(&router, guarded, Limits::default());
+    let now = Instant::now();
+    let mut connection = Connection::new(now);
+    connection.receive(
+        &mut dispatcher,
+        b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n",
+        now,
+    );
+    drop(connection);
+    let ledger = dispatcher.accounting().core().ledger();
+    assert_eq!(ledger.outcomes().dropped, 1);
+    assert_eq!(ledger.outcomes().total(), 1);
+    assert_eq!(*fired.borrow(), [AbortReason::Dropped]);
+    ledger.assert_quiescent();
+    assert_eq!((dispatcher.in_flight(), dispatcher.stats().aborted), (1, 0));
+}
+
+#[cfg(feature = "hyper")]
+mod hyper_embed {
+    use std::time::Duration;
+
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::{demo_routes, HyperServer};
+    use reqguard::{Config, ServerCore};
+
+    /// `tokio_hyper::run` builds a runtime of its own: called from inside one (an `async`
+    /// embedder) it cannot, and says so with an error (its `# Errors`). Before, it panicked in
+    /// `block_on` ("Cannot start a runtime from within a runtime").
+    #[test]
+    fn run_inside_a_runtime_is_an_error_not_a_panic() {
+        let outer = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ran = outer.block_on(async {
+            std::panic::catch_unwind(|| {
+                let heap = Heap::new();
+                let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+                let server = HyperServer::new(core, demo_routes());
+                let addr = "127.0.0.1:0".parse().unwrap();
+                reqguard::tokio_hyper::run(server, addr, |_| {}, async {}).map(|r| r.leaked)
+            })
+        });
+        let err = ran
+            .expect("tokio_hyper::run panicked inside a runtime")
+            .expect_err("tokio_hyper::run served inside a runtime");
+        assert!(err.to_string().contains("inside a tokio runtime"), "{err}");
+    }
+
+    /// `HyperServer::serve` outside a `LocalSet` panics at its first connection, as its
+    /// `# Panics` says (tokio's `spawn_local`); the client sees its connection end.
+    #[test]
+    fn serve_outside_a_local_set_panics_at_the_first_connection() {
+        super::quiet::quiet_panics();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                let heap = Heap::new();
+                let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+                let server = HyperServer::new(core, demo_routes());
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                std::thread::spawn(move || {
+                    let _ = tx.send(super::util::try_get(addr, "/").is_err());
+                });
+                let stop = tokio::time::sleep(Duration::from_secs(10));
+                tokio::time::timeout(Duration::from_secs(15), server.serve(listener, stop)).await
+            })
+        }));
+        assert!(ran.is_err(), "serve outside a LocalSet did not panic");
+        assert_eq!(
+            rx.recv_timeout(super::HANG),
+            Ok(true),
+            "the client got an answer"
+        );
+    }
+}

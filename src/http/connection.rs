@@ -101,6 +101,14 @@ enum Step {
 /// [`next_deadline`](Connection::next_deadline), and [`abort`](Connection::abort) when the
 /// socket fails. [`Session`](crate::http::Session) wraps one with its own dispatcher and clock.
 ///
+/// Dropping a connection with requests still [`waiting`](Connection::waiting) (a deferred
+/// answer, or answers queued behind one) ends each of them *dropped*, once (its guards drop
+/// with it: [`Outcome::Dropped`], its signal fired with [`AbortReason::Dropped`]), but a
+/// connection cannot reach its dispatcher when dropped: the dispatcher still counts them in
+/// [`in_flight`](Dispatcher::in_flight) (which a stop's drain waits on until its deadline) and
+/// not in [`Stats::aborted`](crate::http::Stats::aborted). A loop of your own calls
+/// [`abort`](Connection::abort) before it lets a connection go, as the crate's loops do.
+///
 /// # Examples
 ///
 /// Driving one by hand, as an event loop of your own would:

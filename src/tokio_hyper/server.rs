@@ -296,7 +296,13 @@ where
     /// Serves `listener` until `stop` resolves, then stops and drains; returns the report.
     ///
     /// Must run inside a [`LocalSet`](tokio::task::LocalSet) on a current-thread runtime: each
-    /// connection is a local task. The stop: after the [unready](Options::unready) phase (if
+    /// connection is a local task.
+    ///
+    /// # Panics
+    ///
+    /// Outside a `LocalSet`, at the first connection accepted (tokio's
+    /// [`spawn_local`](tokio::task::spawn_local) panics): the future unwinds into the caller's
+    /// `block_on`, as if dropped (see below; nothing was admitted on that connection). The stop: after the [unready](Options::unready) phase (if
     /// any), admission closes (a late request is refused `503`, `connection: close`) and the
     /// listener closes (unless [`Options::keep_listening`]); every answer carries `connection:
     /// close`; idle connections linger for [`Options::stop_linger`] and then hyper's
@@ -939,7 +945,10 @@ impl<E: Engine, C: Recycle, H, S> fmt::Debug for HyperServer<E, C, H, S> {
 ///
 /// # Errors
 ///
-/// Building the runtime or binding the address.
+/// Building the runtime or binding the address; and [`io::ErrorKind::Other`] when called
+/// inside a tokio runtime (an `async` context, or a thread that entered one), where no runtime
+/// can be started: serve there with [`HyperServer::serve`] inside a
+/// [`LocalSet`](tokio::task::LocalSet) instead.
 pub fn run<E, C, H, S>(
     server: HyperServer<E, C, H, S>,
     addr: std::net::SocketAddr,
@@ -952,6 +961,13 @@ where
     H: Handler<E, C>,
     S: EnterScope<E>,
 {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // `block_on` would panic ("Cannot start a runtime from within a runtime").
+        return Err(io::Error::other(
+            "tokio_hyper::run called inside a tokio runtime, which cannot start one of its \
+             own: serve the HyperServer there with HyperServer::serve in a LocalSet",
+        ));
+    }
     let runtime = current_thread_runtime()?;
     let local = tokio::task::LocalSet::new();
     // The report boxed: `block_on` copies the future's whole `Poll<Output>` up a few layers on
