@@ -2,15 +2,16 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::bundle::Bundle;
-use crate::callback::call_caught;
+use super::connections::Owing;
+use crate::callback::{call_caught, caught};
 use crate::pool::Recycle;
 
 /// The error type of a [`GuardedBody`]: the handler body's own error, boxed.
@@ -25,7 +26,9 @@ pin_project! {
     /// and drops the body of an answer that has none unpolled, right after writing its head:
     /// to `HEAD`, `204`, `304`; a handler's `1xx` is a `500`: `service::unsendable`), and *client gone* (or *force
     /// closed*) when hyper drops the body before that. A body error mid-stream, a panic in the
-    /// body's code, or a reply the handler dropped instead of returning it ends it *dropped*.
+    /// body's code, a reply the handler dropped instead of returning it, or a body that yields
+    /// another length than the exact [`size_hint`](Body::size_hint) hyper framed the answer by
+    /// (the answer on the wire is not the one made) ends it *dropped*.
     pub struct GuardedBody<B: Body, C: Recycle = ()> {
         #[pin]
         source: Source<B>,
@@ -50,7 +53,14 @@ pin_project! {
                     // Hyper wrote the head of an answer without a body and let the body go.
                     Handed::Bodiless => bundle.complete(),
                     Handed::WithBody if this.source.is_end_stream() => bundle.complete(),
-                    Handed::WithBody => bundle.cut_short(),
+                    Handed::WithBody => match bundle.conn().owing() {
+                        // hyper wrote the whole length it was told and stops there, whether
+                        // the body says it has ended or not: complete, unless it had more.
+                        Owing::Nothing if !yields_more(this.source.as_mut()) => bundle.complete(),
+                        // More than it said: hyper cut the answer at the length. Dropped.
+                        Owing::Nothing | Owing::Overpaid => drop(bundle),
+                        Owing::More | Owing::Unframed => bundle.cut_short(),
+                    },
                 }
             }
             // The handler's body is the embedder's (an engine's stream): a `Drop` of it that
@@ -60,6 +70,24 @@ pin_project! {
             call_caught(|| source.set(Source::Fixed { data: None }));
         }
     }
+}
+
+/// A handler body that hyper let go once it had written the exact length the body gave, and
+/// that did not say it had ended: polled once more (outside hyper, no waker: nothing will
+/// poll it again), it is honest if it ends or has nothing yet, and had more than it said if it
+/// yields data. A panic there (the embedder's code, caught) counts as more.
+#[cold]
+#[inline(never)]
+fn yields_more<B: Body>(source: Pin<&mut Source<B>>) -> bool {
+    let SourceProj::Handler { body } = source.project() else {
+        return false;
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    caught(|| match body.poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.data_ref().is_some_and(|data| data.has_remaining()),
+        _ => false,
+    })
+    .unwrap_or(true)
 }
 
 /// Where a [`GuardedBody`] is: still the handler's, or hyper's and written, or hyper's with
@@ -197,21 +225,32 @@ where
                 let frame = std::task::ready!(body.as_mut().poll_frame(cx));
                 match frame {
                     Some(Ok(frame)) if !body.is_end_stream() => {
-                        return Poll::Ready(Some(Ok(frame)))
+                        pay(&frame, this.bundle);
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                     Some(Err(err)) => {
                         drop(this.bundle.take()); // the handler's body failed: dropped
                         return Poll::Ready(Some(Err(err.into())));
                     }
-                    frame => frame,
+                    Some(Ok(frame)) => Some(frame),
+                    None => None,
                 }
             }
         };
-        // The last frame (or the end): the request is complete.
+        // The last frame (or the end): the request is complete, unless the answer on the wire
+        // is not the one made: the body gave less than the length hyper framed it by (hyper
+        // then closes the connection), or more (hyper cut the frame at the length). Dropped.
         if let Some(bundle) = this.bundle.take() {
-            bundle.complete();
+            let len = frame
+                .as_ref()
+                .and_then(Frame::data_ref)
+                .map_or(0, Bytes::len);
+            match bundle.conn().settle(len) {
+                Owing::More | Owing::Overpaid => drop(bundle),
+                Owing::Nothing | Owing::Unframed => bundle.complete(),
+            }
         }
-        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+        Poll::Ready(frame.map(Ok))
     }
 
     #[inline]
@@ -219,13 +258,29 @@ where
         self.source.is_end_stream()
     }
 
+    /// Asked by hyper once, before the head: an exact hint is the length hyper frames the
+    /// answer by (`content-length`), which the body then owes (checked as it is paid). Also
+    /// for a fixed answer holding a bundle (a handler's `1xx` made a `500`), so that what is
+    /// owed is always this body's, never the connection's previous one.
     fn size_hint(&self) -> SizeHint {
-        match &self.source {
+        let hint = match &self.source {
             Source::Handler { body } => body.size_hint(),
             Source::Fixed { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+        };
+        if let Some(bundle) = &self.bundle {
+            bundle.conn().owe(hint.exact());
         }
+        hint
+    }
+}
+
+/// A data frame of the handler body pays what the body owes (judged at its end).
+#[inline]
+fn pay<C: Recycle>(frame: &Frame<Bytes>, bundle: &Option<Bundle<C>>) {
+    if let (Some(data), Some(bundle)) = (frame.data_ref(), bundle) {
+        bundle.conn().pay(data.len());
     }
 }
 

@@ -19,6 +19,12 @@
 //!    [`MIN_BODY_RATE`]: the route then answers `408` + close), nor while its last write found
 //!    the socket full. `evicting` counts the slots chosen for eviction whose task has not
 //!    ended yet.
+//! 6. `refusal` holds the connection's one refusal that closes it, from its decision until
+//!    hyper, having flushed its answer, shuts the socket's write side (then it is counted,
+//!    once: [`Conn::refusal_written`]); a connection lost before that never counts it.
+//! 7. `owed` is the response body's being written (HTTP/1: one at a time per connection): set
+//!    when hyper asks its `size_hint` before the head, lowered by each data frame it yields,
+//!    judged at its end or when hyper lets it go.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -36,6 +42,7 @@ use tokio::task::AbortHandle;
 
 use super::gate::same_waker;
 use super::tally::Tally;
+use crate::admit::Refusal;
 
 #[derive(Default)]
 pub(crate) struct Connections {
@@ -97,6 +104,45 @@ pub(crate) struct Conn {
     body: Cell<Option<(Instant, u64)>>,
     /// Chosen for eviction while its body arrived too slowly: its route answers `408` + close.
     body_cut: Cell<bool>,
+    /// A refusal answered on it, not counted until hyper has written its answer (`refused`).
+    refusal: Cell<Option<Refusal>>,
+    /// What the response body being written on it still owes the exact length hyper frames
+    /// it by (its `size_hint` when hyper asked, before the head), less what it yielded (below
+    /// 0: more than it said); from [`FRAMED_BELOW`] up, a length hyper does not know (chunked).
+    /// Here rather than in the body: hyper writes one answer at a time on a connection, and a
+    /// larger body is a larger copy each time the response moves.
+    owed: Cell<i64>,
+}
+
+/// [`Conn::owed`] of a body whose length hyper does not know: counted down as it is paid, it
+/// stays at least [`FRAMED_BELOW`] (no answer comes near 2^61 bytes).
+const NOT_OWED: i64 = 1 << 62;
+
+/// The exact lengths tracked are below this; what is owed from here up is no length.
+const FRAMED_BELOW: i64 = 1 << 61;
+
+/// Where a response body stands against the exact length it gave hyper ([`Conn::owing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owing {
+    /// It yielded that length, so far.
+    Nothing,
+    /// It yielded less so far.
+    More,
+    /// It yielded more: hyper wrote the length and dropped the rest.
+    Overpaid,
+    /// hyper knows no length (chunked).
+    Unframed,
+}
+
+/// What is owed, judged.
+#[inline]
+fn owing(owed: i64) -> Owing {
+    match owed {
+        0 => Owing::Nothing,
+        ..0 => Owing::Overpaid,
+        FRAMED_BELOW.. => Owing::Unframed,
+        _ => Owing::More,
+    }
 }
 
 /// At the connection limit (or out of descriptors) a request body arriving slower than this,
@@ -163,6 +209,59 @@ impl Conn {
         self.write_pending.set(pending);
     }
 
+    /// A request on it was refused (`503`, or `500` if the admission panicked). Its answer
+    /// closes the connection: it is counted (`refused`) when hyper, having flushed it, shuts
+    /// the socket's write side ([`Conn::refusal_written`]), so a refusal the connection loses
+    /// first (the force-close of a second signal aborting its task, the client gone) is not
+    /// counted: every refusal counted is one whose `503` reached the socket. (Counted when
+    /// decided, 1 or 2 per forced run of the SIGTERM battery were counted and never sent.) One
+    /// that keeps the connection (none the adapter makes) is counted at once.
+    #[cold]
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        if refusal.closes_connection() {
+            self.refusal.set(Some(refusal));
+        } else {
+            self.tally.count_refusal(refusal);
+        }
+    }
+
+    /// hyper has written all it had for the socket and shuts its write side: a refusal
+    /// answered on it went out (see [`Conn::refused`]).
+    pub(crate) fn refusal_written(&self) {
+        if let Some(refusal) = self.refusal.take() {
+            self.tally.count_refusal(refusal);
+        }
+    }
+
+    /// hyper asked the response body being written for its length: `exact` is what hyper
+    /// frames it by, and what the body owes.
+    #[inline]
+    pub(crate) fn owe(&self, exact: Option<u64>) {
+        self.owed.set(match exact {
+            Some(n) if n < FRAMED_BELOW as u64 => n as i64,
+            _ => NOT_OWED,
+        });
+    }
+
+    /// The response body yielded `len` bytes, more to come. (Only counted: judged at its end.)
+    #[inline]
+    pub(crate) fn pay(&self, len: usize) {
+        self.owed.set(self.owed.get().wrapping_sub(len as i64));
+    }
+
+    /// The response body yielded its last `len` bytes (`0`: its end): where it stands against
+    /// the length it gave.
+    #[inline]
+    pub(crate) fn settle(&self, len: usize) -> Owing {
+        owing(self.owed.get().wrapping_sub(len as i64))
+    }
+
+    /// Where the response body being written stands so far against the length it gave.
+    #[inline]
+    pub(crate) fn owing(&self) -> Owing {
+        owing(self.owed.get())
+    }
+
     /// Hands the socket hyper closed back to the connection's task.
     pub(crate) fn hand_off(&self, stream: TcpStream) {
         self.handoff.set(Some(stream));
@@ -176,6 +275,12 @@ impl Conn {
             return None;
         }
         stream
+    }
+
+    /// Whether a request of it is out (admitted, its bundle alive).
+    #[inline]
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.get() != 0
     }
 
     /// Whether the eviction chose it.
@@ -476,6 +581,8 @@ impl Connections {
             handoff: Cell::new(None),
             body: Cell::new(None),
             body_cut: Cell::new(false),
+            refusal: Cell::new(None),
+            owed: Cell::new(NOT_OWED),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,

@@ -54,6 +54,11 @@ pub(crate) struct LingeringIo {
     sent_in_window: u64,
     /// The client's end of input (FIN) was read and held back one poll (`end_of_input`).
     eof_seen: bool,
+    /// A reset of the client's is seen without a peek (`watch_peer`): hyper's last read
+    /// of the socket waited (tokio wakes the task at its next change, and hyper reads it),
+    /// or bytes or the end of input wait in the socket, hyper's to read (a read that filled
+    /// hyper's buffer, a peek that found either): what comes behind, hyper sees when it reads.
+    covered: bool,
 }
 
 /// The send rate rule (`Options::min_send_rate`, as the mio server's `Limits::min_send_rate`):
@@ -97,6 +102,7 @@ impl LingeringIo {
             stalling: false,
             sent_in_window: 0,
             eof_seen: false,
+            covered: false,
         }
     }
 
@@ -267,6 +273,41 @@ impl LingeringIo {
     }
 }
 
+impl LingeringIo {
+    /// Whether the client reset the connection while a request of it is out and hyper does
+    /// not read the socket: hyper reads it mid-request only when its buffer is empty (its
+    /// `mid_message_detect_eof`), so behind pipelined requests already read a reset went
+    /// unseen, and the request in its handler ran to its end, answered to a dead socket. The
+    /// mio loops read on and end it *client gone*; so does this, as hyper does when a read
+    /// fails: the error ends the connection, hyper drops the request's future (`Dispatch`:
+    /// `ClientDisconnected`). An end of input (FIN) is not a reset: a client may half-close
+    /// and wait for its answers (RFC 9112 §9.6), and behind requests in hyper's buffer it is
+    /// hyper's to read once it has answered them, as before (`probe_hyper_v7`).
+    ///
+    /// Called only when nothing else would see a reset (`covered` unset). The socket is
+    /// peeked only if tokio saw it readable since a read last found it empty (no system call
+    /// otherwise: hyper's own partial read left it so), and the peek registers the task for
+    /// its next change when it finds nothing: one wake per change, never a loop. When it finds
+    /// bytes (more pipelined requests, a body hyper reads later: hyper's) or the end of input,
+    /// the socket stays readable: a reset already recorded (`SO_ERROR`) is seen then, and the
+    /// socket is not peeked again until hyper reads (what comes behind, hyper sees when it
+    /// reads it).
+    #[cold]
+    #[inline(never)]
+    fn watch_peer(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let stream = self.stream.as_ref()?;
+        let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+        match stream.poll_peek(cx, &mut ReadBuf::uninit(&mut byte)) {
+            Poll::Pending => None,
+            Poll::Ready(Err(gone)) => Some(gone),
+            Poll::Ready(Ok(_)) => {
+                self.covered = true;
+                stream.take_error().ok().flatten()
+            }
+        }
+    }
+}
+
 impl Drop for LingeringIo {
     fn drop(&mut self) {
         let Some(stream) = self.stream.take() else {
@@ -308,10 +349,21 @@ impl AsyncRead for LingeringIo {
             return Poll::Ready(Ok(()));
         };
         let filled = buf.filled().len();
+        let room = buf.remaining();
         let polled = Pin::new(stream).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == filled {
-            return this.end_of_input(cx);
-        }
+        // Hyper waits on the socket, or read all the room it gave (tokio then keeps the
+        // socket readable: bytes may wait): the client need not be watched (`covered`).
+        this.covered = match polled {
+            Poll::Ready(Ok(())) => match buf.filled().len() - filled {
+                0 => {
+                    this.covered = true; // held back one poll: hyper's next read gets it
+                    return this.end_of_input(cx);
+                }
+                read => read == room,
+            },
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+        };
         polled
     }
 }
@@ -352,16 +404,29 @@ impl AsyncWrite for LingeringIo {
         self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
+    /// hyper flushes on every turn of its connection's loop, after reading: while a request
+    /// of the connection is out and nothing else would see a reset (`covered`), the socket is
+    /// watched (`watch_peer`), and a reset ends the connection here.
+    #[inline]
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        if !this.covered && this.conn.is_busy() {
+            if let Some(gone) = this.watch_peer(cx) {
+                return Poll::Ready(Err(gone));
+            }
+        }
+        match &mut this.stream {
             Some(stream) => Pin::new(stream).poll_flush(cx),
             None => Poll::Ready(Ok(())),
         }
     }
 
+    /// hyper shuts the write side once it has flushed its last answer (its `poll_shutdown`
+    /// flushes first): a refusal among them is written, and counted now.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.shut = true;
+        this.conn.refusal_written();
         match &mut this.stream {
             Some(stream) => Pin::new(stream).poll_shutdown(cx),
             None => Poll::Ready(Ok(())),

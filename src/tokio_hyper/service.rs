@@ -19,7 +19,7 @@ use super::checks::{self, Refused};
 use super::connections::Conn;
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
-use crate::admit::{Admitted, Refusal, RefusalReason};
+use crate::admit::{Admitted, Refusal};
 use crate::callback::caught;
 use crate::pool::Recycle;
 use crate::signal::{AbortReason, AbortSignal};
@@ -73,14 +73,13 @@ where
         })
     }
 
+    /// A panic is counted at once; the refusal itself once its answer is written (see
+    /// [`Conn::refused`]).
     fn count_refusal(&self, refusal: Refusal) {
-        let tally = &self.shared.tally;
-        tally.bump(|s| &mut s.refused);
-        match refusal.reason() {
-            RefusalReason::WrapperFinalized => tally.bump(|s| &mut s.refused_finalized),
-            _ if refusal == Refusal::PANICKED => tally.bump(|s| &mut s.panics),
-            _ => tally.bump(|s| &mut s.refused_stopped),
+        if refusal == Refusal::PANICKED {
+            self.shared.tally.bump(|s| &mut s.panics);
         }
+        self.conn.refused(refusal);
     }
 }
 

@@ -11,13 +11,17 @@
 use std::cell::Cell;
 use std::fmt;
 
+use crate::admit::{Refusal, RefusalReason};
+
 /// Requests, refusals and connections, as counted by the adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HyperStats {
     /// Admitted requests that got an answer (the handler's, or a `500`), but bad input.
     pub served: u64,
     /// Requests refused with `503` before anything was taken (or `500`: the admission, the
-    /// embedder's `EnterScope::enter`, panicked; also counted in `panics`).
+    /// embedder's `EnterScope::enter`, panicked; also counted in `panics`), counted once the
+    /// refusal's answer is written to the socket: one the connection lost first (the client
+    /// went away, the force-close of a second signal) is not counted, as no client saw it.
     pub refused: u64,
     /// ... of which because the wrapper was finalized (the upgrade failed).
     pub refused_finalized: u64,
@@ -57,6 +61,16 @@ impl Tally {
         let mut stats = self.stats.get();
         *field(&mut stats) += 1;
         self.stats.set(stats);
+    }
+
+    /// A refusal's answer was written: `refused`, and why.
+    pub(crate) fn count_refusal(&self, refusal: Refusal) {
+        self.bump(|s| &mut s.refused);
+        match refusal.reason() {
+            RefusalReason::WrapperFinalized => self.bump(|s| &mut s.refused_finalized),
+            _ if refusal == Refusal::PANICKED => {}
+            _ => self.bump(|s| &mut s.refused_stopped),
+        }
     }
 
     pub(crate) fn stats(&self) -> HyperStats {
