@@ -114,10 +114,20 @@ impl LingeringIo {
     /// what its requests have answered by now (as the mio loop answers a request it read
     /// with the end of input); the next read tells it. A request still in its handler then
     /// ends *client gone*, as before.
+    ///
+    /// While the socket has not taken what hyper wrote (`stalling`), the end of input is held
+    /// back (`Pending`: the write's wake-up, the writable event or the window's timer, brings
+    /// hyper back): hyper reads while it writes its last answer and takes an end of input then
+    /// for a client gone mid-answer (`mid_message_detect_eof`), dropping the rest of an answer
+    /// already made (and counted). Once written, the end of input ends the connection as
+    /// before; a client that reads nothing is still cut by the send rate rule.
     #[cold]
     #[inline(never)]
     fn end_of_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.eof_seen {
+            if self.stalling {
+                return Poll::Pending;
+            }
             return Poll::Ready(Ok(()));
         }
         self.eof_seen = true;
