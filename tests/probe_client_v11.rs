@@ -70,3 +70,31 @@ fn a_client_that_half_closes_after_pipelined_uploads_reads_every_answer_whole_on
         assert_eq!(util::serve::field(&json, "leaked"), 0.0, "{stack}: {json}");
     }
 }
+
+/// An HTTP/2 connection preface (`PRI * HTTP/2.0`, what a prior-knowledge h2c client such as
+/// `h2load` or `curl --http2-prior-knowledge` sends first) sent to an HTTP/1.1 server: the mio
+/// stack answers `505` + close and counts it `rejected`; hyper closes without a word, and the
+/// adapter counted that close `rejected` too (it counts hyper's parse errors as the `400`/`431`
+/// hyper writes), a rejection no client saw. The exit JSON now counts only what was answered.
+#[test]
+fn an_http2_preface_is_counted_rejected_only_where_it_is_answered() {
+    for stack in STACKS {
+        let serve = util::serve::Serve::start("", stack);
+        let mut client = StrictClient::connect(serve.addr);
+        client.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let mut seen = Vec::new();
+        let _ = client.reader_mut().read_to_end(&mut seen);
+        let answered = !seen.is_empty();
+        if answered {
+            assert!(
+                seen.starts_with(b"HTTP/1.1 505 "),
+                "{stack}: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        let rejected = util::serve::field(&json, "rejected");
+        assert_eq!(rejected, f64::from(u8::from(answered)), "{stack}: {json}");
+    }
+}

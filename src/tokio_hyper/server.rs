@@ -741,8 +741,10 @@ where
         let lingering = Rc::clone(&self.refusing);
         let task = tokio::task::spawn_local(async move {
             if let Err(err) = conn.await {
-                if err.is_parse() || err.is_parse_too_large() {
-                    tally.bump(|s| &mut s.rejected); // hyper answered 400 or 431
+                // hyper answered 400 or 431; not to an HTTP/2 preface, which it closes on
+                // without a word (counted, the exit JSON had a rejection no client saw).
+                if (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2() {
+                    tally.bump(|s| &mut s.rejected);
                 }
             }
             drop(registered);
