@@ -27,6 +27,7 @@ for stack in mio hyper; do
   echo "== $stack loops=$LOOPS C=$C DEPTH=$DEPTH SIZE=$SIZE sig=$SIG twice=${TWICE:-} exit=$rc after $(echo "$t1 - $t0" | bc) s"
   grep -E 'requests in|Socket errors|Non-2xx' "$out.big" | sed 's/^/big: /'
   grep -E 'requests in|Socket errors|Non-2xx' "$out.fast" | sed 's/^/fast: /'
-  tail -1 "$out" | python3 -c "import json,sys; r=json.load(sys.stdin); ks=('served','refused','aborted','leaked','rejected','connections_refused','force_closed','drain_deadline_hit','drain_ms'); print({k:r.get(k) for k in ks}, r['outcomes'], 'close_answered', sum(s.get('answered',0) for l in r['loops'] for s in l['steps'] if s['step']=='close'))"
+  grep "^{" "$out" | tail -1 | python3 -c "import json,sys; r=json.load(sys.stdin); ks=('served','refused','aborted','leaked','rejected','connections_refused','force_closed','drain_deadline_hit','drain_ms'); print({k:r.get(k) for k in ks}, r['outcomes'], 'close_answered', sum(s.get('answered',0) for l in r['loops'] for s in l['steps'] if s['step']=='close'))"
+  grep -v "^{\|^listening" "$out" | head -3 | cut -c1-300
   rm -f "$out" "$out.big" "$out.fast"
 done
