@@ -255,6 +255,117 @@ fn a_connection_dropped_by_hand_ends_its_waiting_request_dropped_once() {
     assert_eq!((dispatcher.in_flight(), dispatcher.stats().aborted), (1, 0));
 }
 
+/// Builders' closures that panic on their loop's thread before it serves: `ServerBuilder::spawn`
+/// (routes, accounting) and `LoopGroup::spawn` (one loop's accounting) return an error, and the
+/// loops that did start are stopped; nothing hangs.
+#[test]
+fn builder_closures_that_panic_before_serving_are_errors() {
+    quiet::quiet_panics();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let routes_panic = reqguard::http::ServerBuilder::new()
+            .spawn(
+                || Guarded::embedded("server", Config::default()),
+                |_: &mut Router<'_>| panic!("routes panic"),
+            )
+            .map(|_| ());
+        let accounting_panic = reqguard::http::ServerBuilder::new()
+            .spawn(
+                || -> Guarded<reqguard::engines::Embedded<&'static str>, reqguard::http::NoScope> {
+                    panic!("accounting panics")
+                },
+                demo_routes,
+            )
+            .map(|_| ());
+        let group = reqguard::http::LoopGroup::new().loops(3).spawn(
+            |index| {
+                assert!(index != 1, "loop 1's accounting panics");
+                Guarded::embedded("server", Config::default())
+            },
+            demo_routes,
+        );
+        let _ = tx.send((
+            routes_panic.map_err(|e| e.to_string()),
+            accounting_panic.map_err(|e| e.to_string()),
+            group.map(|_| ()).map_err(|e| e.to_string()),
+        ));
+    });
+    let (routes, accounting, group) = rx.recv_timeout(HANG).expect("a spawn hung");
+    assert!(
+        routes.is_err() && accounting.is_err() && group.is_err(),
+        "{routes:?} {accounting:?} {group:?}"
+    );
+}
+
+/// An engine whose strong handle's `Drop` panics once armed (an engine's free that fails).
+#[derive(Clone)]
+struct Touchy(Rc<&'static str>, Rc<std::cell::Cell<bool>>);
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        if self.1.get() {
+            panic!("a strong handle's drop panics");
+        }
+    }
+}
+
+struct TouchyEngine;
+
+impl reqguard::Engine for TouchyEngine {
+    type Strong = Touchy;
+    type Weak = (std::rc::Weak<&'static str>, Rc<std::cell::Cell<bool>>);
+    type Scope<'s> = ();
+
+    fn downgrade(_: &mut (), strong: &Touchy) -> Self::Weak {
+        (Rc::downgrade(&strong.0), Rc::clone(&strong.1))
+    }
+
+    fn upgrade(_: &mut (), weak: &Self::Weak) -> Option<Touchy> {
+        Some(Touchy(weak.0.upgrade()?, Rc::clone(&weak.1)))
+    }
+}
+
+struct NoScopeFor;
+
+impl reqguard::http::ScopeProvider<TouchyEngine> for NoScopeFor {
+    fn with_scope<R>(&mut self, f: impl FnOnce(&mut ()) -> R) -> R {
+        f(&mut ())
+    }
+}
+
+/// `Guarded` says its per-request calls cannot panic (`MAY_PANIC = false`), and its `handled`
+/// drops the handler's `this`, a strong handle of the embedder's engine: `Engine`'s contract
+/// now says such a drop must not panic (it is not caught, so the guarded path pays for no
+/// catch). One that does reaches a `Session`'s caller, as the docs say, and its request still
+/// ends once (*dropped*), nothing leaked.
+#[test]
+fn a_strong_handle_whose_drop_panics_reaches_the_sessions_caller_and_leaks_nothing() {
+    quiet::quiet_panics();
+    let armed = Rc::new(std::cell::Cell::new(false));
+    let strong = Touchy(Rc::new("server"), Rc::clone(&armed));
+    let core = reqguard::ServerCore::<TouchyEngine>::new(&mut (), strong, Config::default());
+    let guarded = Guarded::new(core, NoScopeFor);
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    let mut session = Session::new(&router, guarded, Limits::default());
+    armed.set(true);
+    let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        session.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    }));
+    armed.set(false);
+    assert!(
+        fed.is_err(),
+        "the strong handle's drop did not panic in handled"
+    );
+    let ledger = session.ledger().unwrap();
+    assert_eq!(
+        (ledger.outcomes().dropped, ledger.outcomes().total()),
+        (1, 1)
+    );
+    ledger.assert_quiescent();
+}
+
 #[cfg(feature = "hyper")]
 mod hyper_embed {
     use std::time::Duration;
@@ -317,5 +428,26 @@ mod hyper_embed {
             Ok(true),
             "the client got an answer"
         );
+    }
+
+    /// `HyperGroup::spawn` whose `make` panics for one loop: an error, the other loops
+    /// stopped, nothing hangs.
+    #[test]
+    fn a_hyper_group_whose_make_panics_for_one_loop_is_an_error() {
+        super::quiet::quiet_panics();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let spawned = reqguard::tokio_hyper::HyperGroup::new()
+                .loops(3)
+                .spawn(|index| {
+                    assert!(index != 1, "loop 1's make panics");
+                    let heap = Heap::new();
+                    let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+                    HyperServer::new(core, demo_routes())
+                });
+            let _ = tx.send(spawned.map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let spawned = rx.recv_timeout(super::HANG).expect("spawn hung");
+        assert!(spawned.is_err(), "{spawned:?}");
     }
 }

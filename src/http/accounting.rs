@@ -91,8 +91,10 @@ pub trait Accounting {
     /// [`this`](Accounting::this), [`handled`](Accounting::handled), [`end`](Accounting::end))
     /// may panic, so that the server must catch them (some instructions per request). True
     /// by default; [`Guarded`] and [`Unaccounted`] say `false`: theirs run no user code
-    /// uncaught. An implementation that says `false` and panics there costs the loop every
-    /// connection open at that moment (see [`Accounting`]'s `# Panics`).
+    /// uncaught, but for the drop of the engine's strong handle (the handler's `this`, let go
+    /// in `handled`), which [`Engine`]'s contract says must not panic. An implementation that
+    /// says `false` and panics there costs the loop every connection open at that moment (see
+    /// [`Accounting`]'s `# Panics`).
     const MAY_PANIC: bool = true;
 
     /// Admits one request: upgrade first, then take everything, or refuse holding nothing.
@@ -376,7 +378,8 @@ where
     E::Strong: 'static,
 {
     type Held = Admitted<C, ()>;
-    // `end` runs the embedder's code (listeners, `Recycle`, hooks) caught in the core.
+    // `end` runs the embedder's code (listeners, `Recycle`, hooks) caught in the core;
+    // `handled` drops `E::Strong`, which the `Engine` contract says must not panic.
     const MAY_PANIC: bool = false;
 
     #[inline(always)]

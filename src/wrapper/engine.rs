@@ -12,6 +12,12 @@
 /// - Dropping a `Strong` handle must not need a scope (v8's `Global` and rquickjs' `Persistent`
 ///   hold what they need to free themselves): reqguard drops it when the wrapper is downgraded,
 ///   which may happen inside a guard's `Drop`.
+/// - Dropping a `Strong` handle must not panic. The reference server's `http::Guarded`
+///   accounting (feature `server`) drops the handler's `this` (a clone) on every request once
+///   the handler returns (`Accounting::handled`), uncaught: it says its per-request calls
+///   cannot panic (`Accounting::MAY_PANIC` is `false`), so the guarded path pays for no catch.
+///   A panic there unwinds as such an accounting's does: a mio loop survives it by closing
+///   every connection open, a `Session`'s caller gets it.
 /// - Handles may be `!Send`; reqguard never moves them across threads.
 ///
 /// See `docs/engines.md` for a worked adapter.
