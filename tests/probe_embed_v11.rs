@@ -366,6 +366,108 @@ fn a_strong_handle_whose_drop_panics_reaches_the_sessions_caller_and_leaks_nothi
     ledger.assert_quiescent();
 }
 
+/// Large pipelined echoes byte-exact at the edges of the lending rule: `max_output` 0 (every
+/// body over 16 KiB lent once the output's buffer is large enough) and 1 byte, with a chunked
+/// one and a `GET` between them, then a deferred answer; `leaked` 0 and every request served.
+#[test]
+fn echoes_at_tiny_max_output_are_byte_exact() {
+    use std::io::{Read, Write};
+    for max_output in [0, 1, 16 * 1024] {
+        let running = util::demo_server(Limits::default().max_output(max_output));
+        let mut stream = std::net::TcpStream::connect(running.addr()).unwrap();
+        stream.set_read_timeout(Some(HANG)).unwrap();
+        let bodies: Vec<Vec<u8>> = [100_000usize, 16 * 1024 + 1, 300_000, 17]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (0..*n).map(|k| (k * 7 + i) as u8).collect())
+            .collect();
+        let mut wire = Vec::new();
+        for body in &bodies {
+            wire.extend_from_slice(
+                format!(
+                    "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            wire.extend_from_slice(body);
+            wire.extend_from_slice(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        }
+        // A chunked echo of the first body in two chunks, then a deferred answer, then close.
+        let (a, b) = bodies[0].split_at(40_000);
+        wire.extend_from_slice(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+        for part in [a, b] {
+            wire.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            wire.extend_from_slice(part);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        wire.extend_from_slice(
+            b"GET /delay?ms=20 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        );
+        let writer = {
+            let mut stream = stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                for piece in wire.chunks(7_001) {
+                    stream.write_all(piece).unwrap();
+                }
+            })
+        };
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).unwrap();
+        writer.join().unwrap();
+        let mut expected = Vec::new();
+        for body in &bodies {
+            expected.push(body.clone());
+            expected.push(b"hello".to_vec());
+        }
+        expected.push(bodies[0].clone());
+        // Parse the answers off `got`.
+        let mut rest = &got[..];
+        let mut seen = Vec::new();
+        while !rest.is_empty() {
+            let end = rest
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("a head")
+                + 4;
+            let head = std::str::from_utf8(&rest[..end])
+                .unwrap()
+                .to_ascii_lowercase();
+            assert!(
+                head.starts_with("http/1.1 200"),
+                "max_output {max_output}: {head}"
+            );
+            let len: usize = head
+                .split("content-length: ")
+                .nth(1)
+                .and_then(|v| v.split("\r\n").next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            seen.push(rest[end..end + len].to_vec());
+            rest = &rest[end + len..];
+        }
+        assert_eq!(seen.len(), expected.len() + 1, "max_output {max_output}");
+        for (i, (s, e)) in seen.iter().zip(&expected).enumerate() {
+            assert!(
+                s == e,
+                "max_output {max_output}: answer {i} differs ({} vs {} bytes)",
+                s.len(),
+                e.len()
+            );
+        }
+        let report = running.stop().unwrap();
+        assert_eq!(
+            (report.leaked, report.stats.served),
+            (0, 10),
+            "max_output {max_output}"
+        );
+    }
+}
+
 #[cfg(feature = "hyper")]
 mod hyper_embed {
     use std::time::Duration;
