@@ -299,7 +299,7 @@ fn builder_closures_that_panic_before_serving_are_errors() {
 
 /// An engine whose strong handle's `Drop` panics once armed (an engine's free that fails).
 #[derive(Clone)]
-struct Touchy(Rc<&'static str>, Rc<std::cell::Cell<bool>>);
+struct Touchy(Rc<String>, Rc<std::cell::Cell<bool>>);
 
 impl Drop for Touchy {
     fn drop(&mut self) {
@@ -313,7 +313,7 @@ struct TouchyEngine;
 
 impl reqguard::Engine for TouchyEngine {
     type Strong = Touchy;
-    type Weak = (std::rc::Weak<&'static str>, Rc<std::cell::Cell<bool>>);
+    type Weak = (std::rc::Weak<String>, Rc<std::cell::Cell<bool>>);
     type Scope<'s> = ();
 
     fn downgrade(_: &mut (), strong: &Touchy) -> Self::Weak {
@@ -342,7 +342,7 @@ impl reqguard::http::ScopeProvider<TouchyEngine> for NoScopeFor {
 fn a_strong_handle_whose_drop_panics_reaches_the_sessions_caller_and_leaks_nothing() {
     quiet::quiet_panics();
     let armed = Rc::new(std::cell::Cell::new(false));
-    let strong = Touchy(Rc::new("server"), Rc::clone(&armed));
+    let strong = Touchy(Rc::new("server".to_owned()), Rc::clone(&armed));
     let core = reqguard::ServerCore::<TouchyEngine>::new(&mut (), strong, Config::default());
     let guarded = Guarded::new(core, NoScopeFor);
     let routes = Routes::new();
