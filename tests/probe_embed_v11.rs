@@ -552,4 +552,92 @@ mod hyper_embed {
         let spawned = rx.recv_timeout(super::HANG).expect("spawn hung");
         assert!(spawned.is_err(), "{spawned:?}");
     }
+
+    /// A response body of the embedder's own type: `data` as frames, an exact `size_hint` of
+    /// `hint`, `is_end_stream` once empty.
+    struct Hinted {
+        data: std::collections::VecDeque<bytes::Bytes>,
+        hint: u64,
+    }
+
+    impl hyper::body::Body for Hinted {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
+        {
+            std::task::Poll::Ready(
+                self.data
+                    .pop_front()
+                    .map(|d| Ok(hyper::body::Frame::data(d))),
+            )
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.data.is_empty()
+        }
+
+        fn size_hint(&self) -> hyper::body::SizeHint {
+            hyper::body::SizeHint::with_exact(self.hint)
+        }
+    }
+
+    /// Serves one `GET /` (connection: close) answered with `body`: the client's bytes and
+    /// the report.
+    fn serve_one(
+        body: impl Fn() -> Hinted + Send + 'static,
+    ) -> (Vec<u8>, reqguard::tokio_hyper::HyperReport) {
+        use std::io::Write;
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let heap = Heap::new();
+            let core: ServerCore<reqguard::engines::Embedded<&'static str>> =
+                ServerCore::embedded(heap.alloc("server"), Config::default());
+            let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| {
+                let response = hyper::Response::new(body());
+                async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response)) }
+            };
+            let server = HyperServer::new(core, handler);
+            let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let stop = async {
+                let _ = stopped.await;
+            };
+            reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
+                .expect("bind 127.0.0.1:0")
+        });
+        let addr = addr_rx.recv_timeout(super::HANG).unwrap();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(super::HANG)).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+        stop.send(()).unwrap();
+        (answer, server.join().unwrap())
+    }
+
+    /// docs/hyper.md: a body that yields another length than its exact `size_hint` ends
+    /// *dropped*, whatever the hint: also one past 2^61 (`u64::MAX`, which hyper writes as
+    /// the `content-length`).
+    #[test]
+    fn a_body_whose_huge_exact_size_hint_lies_ends_dropped() {
+        for hint in [1u64 << 61, 1 << 62, u64::MAX - 1, u64::MAX] {
+            let (answer, report) = serve_one(move || Hinted {
+                data: std::collections::VecDeque::from([bytes::Bytes::from_static(b"hello")]),
+                hint,
+            });
+            let outcomes = report.outcomes;
+            assert_eq!(
+                (outcomes.dropped, outcomes.total(), report.leaked),
+                (1, 1, 0),
+                "hint {hint}: {report} {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
 }

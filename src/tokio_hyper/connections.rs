@@ -234,12 +234,15 @@ impl Conn {
     }
 
     /// hyper asked the response body being written for its length: `exact` is what hyper
-    /// frames it by, and what the body owes.
+    /// frames it by, and what the body owes. An exact length past what is tracked (from
+    /// 2^61: no body yields that much, so it is a lie) owes the most that is: hyper frames
+    /// the answer by it all the same, and the body's end short of it is judged (it was taken
+    /// for no length, and the lie ended *completed*).
     #[inline]
     pub(crate) fn owe(&self, exact: Option<u64>) {
         self.owed.set(match exact {
-            Some(n) if n < FRAMED_BELOW as u64 => n as i64,
-            _ => NOT_OWED,
+            Some(n) => n.min(FRAMED_BELOW as u64 - 1) as i64,
+            None => NOT_OWED,
         });
     }
 
