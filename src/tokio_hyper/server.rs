@@ -749,7 +749,10 @@ where
             }
             drop(registered);
             if let Some(stream) = handoff.take_handoff() {
-                if lingering.get() < MAX_REFUSING {
+                // Past the cap during the stop too: its graceful shutdown closes every busy
+                // connection at once, and one closed with input unread is reset, its last
+                // answer (counted) lost in the client's socket. No newcomer takes the slot then.
+                if lingering.get() < MAX_REFUSING || tally.is_stopping() {
                     linger(stream, &lingering).await;
                 }
             }
