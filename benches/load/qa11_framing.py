@@ -3,6 +3,7 @@
 side) and prints the answers' statuses, `connection: close`, and how the connection ended,
 flagging the cases where the stacks differ. usage: qa11_framing.py [FILTER]"""
 import os
+import re
 import socket
 import sys
 import time
@@ -130,10 +131,12 @@ def probe(addr, data, wait=0.6, half=False):
         s.shutdown(socket.SHUT_WR)
     r = Reader(s)
     out = []
-    heads = data.count(b"HEAD ")
+    # The method of each request, in order (a request line starts the data or follows CRLF).
+    methods = [m for m in re.findall(rb"(?:^|\r?\n)([A-Za-z]+) [^ \r\n]+ HTTP/", data)]
     while True:
         try:
-            a = r.answer(head_request=len(out) < heads and data.startswith(b"HEAD"))
+            k = len([o for o in out if not o.startswith("1")])
+            a = r.answer(head_request=k < len(methods) and methods[k] == b"HEAD")
         except AssertionError as e:
             out.append(f"BAD({e})"[:120])
             break
