@@ -187,6 +187,16 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         call_caught(|| *source = Source::Fixed { data })
     }
 
+    /// The exact length the body gives (its `size_hint`, the embedder's code: the caller
+    /// catches), without counting it owed as hyper's asking does.
+    #[cold]
+    pub(crate) fn exact_len(&self) -> Option<u64> {
+        match &self.source {
+            Source::Handler { body } => body.size_hint().exact(),
+            Source::Fixed { data } => Some(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+
     /// The request's bundle, while the body holds it.
     pub(crate) fn bundle(&self) -> Option<&Bundle<C>> {
         self.bundle.as_ref()

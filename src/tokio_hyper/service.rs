@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -310,6 +310,9 @@ where
         // Hyper's from here: a body the handler dropped instead of returning ends its request
         // dropped, one hyper drops before its end, client gone (unless it has none to write).
         let has_body = this.body_rule.has_body(response.status());
+        if !response.headers().is_empty() {
+            own_length(&mut response, has_body, tally);
+        }
         response.body_mut().hand_to_hyper(has_body);
         // The handler's future is the embedder's: a future type of its own whose `Drop`
         // panics must not lose the answer it made (the panic would unwind through hyper, and
@@ -361,6 +364,45 @@ fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
     response.headers_mut().clear();
     if response.body_mut().replace_with(b"internal server error") {
         tally.bump(|s| &mut s.panics);
+    }
+}
+
+/// A `content-length` field of the handler's own (`Reply::headers_mut`): hyper frames the
+/// answer by the body's exact length and writes the field as set, so one that is not that
+/// length framed the answer wrongly on the wire (a client reading the next answer from inside
+/// this one), and a debug build of hyper asserts they match (a panic in the connection's task:
+/// no answer, nothing counted). The answer's length is its body's, as the mio server writes
+/// it: such a field (or more than one, or one that is not a length) is removed, and hyper
+/// writes the body's. Kept: the field of an answer without a body on the wire (to `HEAD`,
+/// `304`) whose body is empty (the length of the representation it stands for: RFC 9110
+/// §8.6), and a single one framing a body of no exact length (a stream: the handler's to
+/// match, as without the adapter). A panic in the body's `size_hint` here is the handler's: a
+/// `500`, counted.
+#[cold]
+#[inline(never)]
+fn own_length<B: hyper::body::Body, C: Recycle>(
+    response: &mut Response<GuardedBody<B, C>>,
+    has_body: bool,
+    tally: &Tally,
+) {
+    let headers = response.headers();
+    let Some(field) = headers.get(CONTENT_LENGTH) else {
+        return;
+    };
+    let said = field
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let single = headers.get_all(CONTENT_LENGTH).iter().nth(1).is_none();
+    let body = response.body();
+    let Some(exact) = caught(|| body.exact_len()) else {
+        tally.bump(|s| &mut s.panics);
+        internal_error_keeping_bundle(response, tally);
+        return;
+    };
+    let stands_for = !has_body && exact == Some(0);
+    if said.is_none() || !single || exact.is_some_and(|e| said != Some(e) && !stands_for) {
+        response.headers_mut().remove(CONTENT_LENGTH);
     }
 }
 
