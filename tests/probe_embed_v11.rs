@@ -792,4 +792,45 @@ mod hyper_embed {
             );
         }
     }
+
+    /// Framing fields of the handler's own on bodiless answers (`204`, `304`) and a
+    /// `transfer-encoding` of its own: an answer, one outcome (*completed*), no panic. With
+    /// both a `transfer-encoding` and a `content-length`, hyper refused to write the head
+    /// before (the connection closed, no answer): the `content-length` is removed now.
+    #[test]
+    fn a_handlers_own_framing_fields_on_bodiless_or_chunked_answers_are_answered_once() {
+        type Case = (u16, &'static [u8], &'static [(&'static str, &'static str)]);
+        let cases: [Case; 6] = [
+            (204, b"hi", &[("content-length", "1000")]),
+            (304, b"hi", &[("content-length", "1000")]),
+            (304, b"", &[("content-length", "1000")]),
+            (200, b"hi", &[("transfer-encoding", "chunked")]),
+            (200, b"hi", &[("transfer-encoding", "gzip")]),
+            (
+                200,
+                b"hi",
+                &[("transfer-encoding", "chunked"), ("content-length", "2")],
+            ),
+        ];
+        for (status, body, fields) in cases {
+            let (answer, report) = serve_fields(GET, status, body, fields);
+            let case = format!("{status} {body:?} {fields:?}");
+            eprintln!("{case}: {answer:?}");
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{case}: {answer:?}"
+            );
+            let outcomes = report.outcomes;
+            assert_eq!(
+                (
+                    outcomes.completed,
+                    outcomes.total(),
+                    report.stats.served,
+                    report.leaked
+                ),
+                (1, 1, 1, 0),
+                "{case}: {report}"
+            );
+        }
+    }
 }

@@ -8,7 +8,9 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
+};
 use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -373,7 +375,9 @@ fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
 /// this one), and a debug build of hyper asserts they match (a panic in the connection's task:
 /// no answer, nothing counted). The answer's length is its body's, as the mio server writes
 /// it: such a field (or more than one, or one that is not a length) is removed, and hyper
-/// writes the body's. Kept: the field of an answer without a body on the wire (to `HEAD`,
+/// writes the body's; beside a `transfer-encoding` of the handler's (which hyper refused to
+/// write: no answer), it is removed too (RFC 9112 §6.2). Kept: the field of an answer without
+/// a body on the wire (to `HEAD`,
 /// `304`) whose body is empty (the length of the representation it stands for: RFC 9110
 /// §8.6), and a single one framing a body of no exact length (a stream: the handler's to
 /// match, as without the adapter). A panic in the body's `size_hint` here is the handler's: a
@@ -389,6 +393,12 @@ fn own_length<B: hyper::body::Body, C: Recycle>(
     let Some(field) = headers.get(CONTENT_LENGTH) else {
         return;
     };
+    if headers.contains_key(TRANSFER_ENCODING) {
+        // Both: hyper refuses to write the head (the connection closed, no answer). The
+        // transfer coding frames it (RFC 9112 §6.2: no `content-length` beside it).
+        response.headers_mut().remove(CONTENT_LENGTH);
+        return;
+    }
     let said = field
         .to_str()
         .ok()
