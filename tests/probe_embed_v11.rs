@@ -833,4 +833,68 @@ mod hyper_embed {
             );
         }
     }
+
+    /// A handler whose response says a version hyper cannot write (`HTTP/0.9`, `HTTP/3`:
+    /// hyper's HTTP/1 writer panics on them, in release builds too) is answered as made, in
+    /// HTTP/1.1 (as the mio server answers every request), and ends *completed*. Before, the
+    /// panic unwound through hyper: the connection's task died, no answer, `served` counted
+    /// it, the panic not. `HTTP/1.0` and `HTTP/2` (which hyper writes as `HTTP/1.1`) are
+    /// written as hyper writes them.
+    #[test]
+    fn a_response_version_hyper_cannot_write_is_answered_in_http_1_1() {
+        use std::io::Write;
+        for (version, line) in [
+            (hyper::Version::HTTP_09, "HTTP/1.1 200 OK\r\n"),
+            (hyper::Version::HTTP_3, "HTTP/1.1 200 OK\r\n"),
+            (hyper::Version::HTTP_2, "HTTP/1.1 200 OK\r\n"),
+            (hyper::Version::HTTP_10, "HTTP/1.0 200 OK\r\n"),
+        ] {
+            let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = std::thread::spawn(move || {
+                let heap = Heap::new();
+                let core: ServerCore<reqguard::engines::Embedded<&'static str>> =
+                    ServerCore::embedded(heap.alloc("server"), Config::default());
+                let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| {
+                    let mut response = hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"hi"),
+                    ));
+                    *response.version_mut() = version;
+                    let reply = bundle.respond(response);
+                    async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(reply) }
+                };
+                let server = HyperServer::new(core, handler);
+                let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                let stop = async {
+                    let _ = stopped.await;
+                };
+                reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
+                    .expect("bind")
+            });
+            let addr = addr_rx.recv_timeout(super::HANG).unwrap();
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(super::HANG)).unwrap();
+            stream.write_all(GET.as_bytes()).unwrap();
+            let mut answer = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+            stop.send(()).unwrap();
+            let report = server.join().unwrap();
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with(line) && answer.ends_with("\r\n\r\nhi"),
+                "{version:?}: {answer:?}"
+            );
+            let outcomes = report.outcomes;
+            assert_eq!(
+                (
+                    outcomes.completed,
+                    outcomes.total(),
+                    report.stats.served,
+                    report.leaked
+                ),
+                (1, 1, 1, 0),
+                "{version:?}: {report}"
+            );
+        }
+    }
 }

@@ -12,7 +12,7 @@ use hyper::header::{
     HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
 };
 use hyper::service::Service;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 
 use super::body::{BodyRule, GuardedBody};
@@ -312,8 +312,10 @@ where
         // Hyper's from here: a body the handler dropped instead of returning ends its request
         // dropped, one hyper drops before its end, client gone (unless it has none to write).
         let has_body = this.body_rule.has_body(response.status());
-        if !response.headers().is_empty() {
-            own_length(&mut response, has_body, tally);
+        // The handler's own head: fields or a version hyper would write wrongly, or panic
+        // on. Answers without either (most) pay these compares alone.
+        if !response.headers().is_empty() || response.version() != Version::HTTP_11 {
+            own_head(&mut response, has_body, tally);
         }
         response.body_mut().hand_to_hyper(has_body);
         // The handler's future is the embedder's: a future type of its own whose `Drop`
@@ -369,6 +371,30 @@ fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
     }
 }
 
+/// The head of a handler's answer, as made: see [`own_version`] and [`own_length`].
+#[cold]
+#[inline(never)]
+fn own_head<B: hyper::body::Body, C: Recycle>(
+    response: &mut Response<GuardedBody<B, C>>,
+    has_body: bool,
+    tally: &Tally,
+) {
+    own_version(response);
+    own_length(response, has_body, tally);
+}
+
+/// A response version hyper's HTTP/1 writer cannot write (`HTTP/0.9`, `HTTP/3`): it panics,
+/// in release builds too, and the panic unwound through hyper (the connection's task dead, no
+/// answer, `served` counted, the panic not). The answer is written in HTTP/1.1, as the mio
+/// server writes every answer. `HTTP/1.0`, and `HTTP/2` (which hyper writes as `HTTP/1.1`),
+/// are hyper's to write.
+fn own_version<B: hyper::body::Body, C: Recycle>(response: &mut Response<GuardedBody<B, C>>) {
+    let version = response.version();
+    if version != Version::HTTP_10 && version != Version::HTTP_2 {
+        *response.version_mut() = Version::HTTP_11;
+    }
+}
+
 /// A `content-length` field of the handler's own (`Reply::headers_mut`): hyper frames the
 /// answer by the body's exact length and writes the field as set, so one that is not that
 /// length framed the answer wrongly on the wire (a client reading the next answer from inside
@@ -382,8 +408,6 @@ fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
 /// §8.6), and a single one framing a body of no exact length (a stream: the handler's to
 /// match, as without the adapter). A panic in the body's `size_hint` here is the handler's: a
 /// `500`, counted.
-#[cold]
-#[inline(never)]
 fn own_length<B: hyper::body::Body, C: Recycle>(
     response: &mut Response<GuardedBody<B, C>>,
     has_body: bool,
