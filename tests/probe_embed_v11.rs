@@ -897,4 +897,21 @@ mod hyper_embed {
             );
         }
     }
+
+    /// A handler's status past `599` (`600`, `999`: three digits, which the `http` crate takes,
+    /// but no HTTP status, RFC 9110 §15) is answered `500`, as the mio server answers any
+    /// status outside `200..=599`, and its request ends *completed* with that answer.
+    #[test]
+    fn a_handlers_status_past_599_is_a_500_as_on_mio() {
+        for status in [600, 999] {
+            let (answer, report) = serve_fields(GET, status, b"hi", &[]);
+            assert!(answer.starts_with("HTTP/1.1 500 "), "{status}: {answer:?}");
+            let outcomes = report.outcomes;
+            assert_eq!(
+                (outcomes.completed, outcomes.total(), report.leaked),
+                (1, 1, 0),
+                "{status}: {report}"
+            );
+        }
+    }
 }

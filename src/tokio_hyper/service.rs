@@ -349,11 +349,13 @@ where
 /// Whether a handler's answer with `status` cannot be sent as made: a `1xx` is interim, never
 /// a request's answer (RFC 9110 §15.2), and a `101` (or a `2xx` to `CONNECT`, §9.3.6) would
 /// switch the connection to another protocol, which the adapter cannot hand a handler (hyper's
-/// upgrades are not enabled: hyper would write the `101` and close). As on the mio server,
-/// where a status outside `200..=599` is a `500`.
+/// upgrades are not enabled: hyper would write the `101` and close). Nor is a status past
+/// `599` an HTTP status (RFC 9110 §15: the `http` crate takes any three digits, and hyper
+/// wrote `600 <none>`). As on the mio server, where a status outside `200..=599` is a `500`.
 #[inline]
 fn unsendable(body_rule: BodyRule, status: StatusCode) -> bool {
-    status.is_informational() || (body_rule == BodyRule::Connect && status.is_success())
+    !(200..600).contains(&status.as_u16())
+        || (body_rule == BodyRule::Connect && status.is_success())
 }
 
 /// Makes `response` a plain `500` (none of the handler's fields: no `upgrade`), its bundle kept
