@@ -144,7 +144,10 @@ impl<C: Recycle> fmt::Debug for Bundle<C> {
 }
 
 impl<B: Body, C: Recycle> Reply<B, C> {
-    /// The response head, to add headers after [`Bundle::respond`].
+    /// The response head, to add headers after [`Bundle::respond`]. The answer is framed by
+    /// its body, as on the mio server: a `content-length` that is not the body's exact length
+    /// (or several, or one that is not a length, or one beside a `transfer-encoding`) is
+    /// removed and hyper writes the body's (docs/hyper.md, "Limits and differences").
     pub fn headers_mut(&mut self) -> &mut hyper::HeaderMap {
         self.response.headers_mut()
     }
