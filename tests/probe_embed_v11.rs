@@ -585,11 +585,19 @@ mod hyper_embed {
         }
     }
 
-    /// Serves one `GET /` (connection: close) answered with `body`: the client's bytes and
-    /// the report.
-    fn serve_one(
-        body: impl Fn() -> Hinted + Send + 'static,
-    ) -> (Vec<u8>, reqguard::tokio_hyper::HyperReport) {
+    /// Serves `request` (with `connection: close`) on a hyper server whose handler answers
+    /// with `reply(bundle)`: the client's bytes and the report. The one harness of this
+    /// module's probes.
+    fn serve_reply<B>(
+        request: &'static str,
+        reply: impl Fn(reqguard::tokio_hyper::Bundle) -> reqguard::tokio_hyper::Reply<B>
+            + Send
+            + 'static,
+    ) -> (Vec<u8>, reqguard::tokio_hyper::HyperReport)
+    where
+        B: hyper::body::Body<Data = bytes::Bytes, Error: Into<reqguard::tokio_hyper::BoxError>>
+            + 'static,
+    {
         use std::io::Write;
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -598,8 +606,8 @@ mod hyper_embed {
             let core: ServerCore<reqguard::engines::Embedded<&'static str>> =
                 ServerCore::embedded(heap.alloc("server"), Config::default());
             let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| {
-                let response = hyper::Response::new(body());
-                async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response)) }
+                let reply = reply(bundle);
+                async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(reply) }
             };
             let server = HyperServer::new(core, handler);
             let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -612,13 +620,37 @@ mod hyper_embed {
         let addr = addr_rx.recv_timeout(super::HANG).unwrap();
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(super::HANG)).unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
         let mut answer = Vec::new();
         let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
         stop.send(()).unwrap();
         (answer, server.join().unwrap())
+    }
+
+    /// The request ended *completed*, its one outcome, and was counted served once; nothing
+    /// leaked.
+    fn assert_completed_once(report: &reqguard::tokio_hyper::HyperReport, case: &str) {
+        let outcomes = report.outcomes;
+        assert_eq!(
+            (
+                outcomes.completed,
+                outcomes.total(),
+                report.stats.served,
+                report.leaked
+            ),
+            (1, 1, 1, 0),
+            "{case}: {report}"
+        );
+    }
+
+    /// Serves one `GET /` (connection: close) answered with `body`: the client's bytes and
+    /// the report.
+    fn serve_one(
+        body: impl Fn() -> Hinted + Send + 'static,
+    ) -> (Vec<u8>, reqguard::tokio_hyper::HyperReport) {
+        serve_reply(GET, move |bundle| {
+            bundle.respond(hyper::Response::new(body()))
+        })
     }
 
     /// docs/hyper.md: a body that yields another length than its exact `size_hint` ends
@@ -649,43 +681,19 @@ mod hyper_embed {
         body: &'static [u8],
         fields: &'static [(&'static str, &'static str)],
     ) -> (String, reqguard::tokio_hyper::HyperReport) {
-        use std::io::Write;
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            let heap = Heap::new();
-            let core: ServerCore<reqguard::engines::Embedded<&'static str>> =
-                ServerCore::embedded(heap.alloc("server"), Config::default());
-            let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| {
-                let mut response = hyper::Response::new(http_body_util::Full::new(
-                    bytes::Bytes::from_static(body),
-                ));
-                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                let mut reply = bundle.respond(response);
-                for (name, value) in fields {
-                    reply.headers_mut().append(
-                        hyper::header::HeaderName::from_static(name),
-                        hyper::header::HeaderValue::from_static(value),
-                    );
-                }
-                async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(reply) }
-            };
-            let server = HyperServer::new(core, handler);
-            let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let stop = async {
-                let _ = stopped.await;
-            };
-            reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-                .expect("bind")
+        let (answer, report) = serve_reply(request, move |bundle| {
+            let mut response =
+                hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(body)));
+            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            let mut reply = bundle.respond(response);
+            for (name, value) in fields {
+                reply.headers_mut().append(
+                    hyper::header::HeaderName::from_static(name),
+                    hyper::header::HeaderValue::from_static(value),
+                );
+            }
+            reply
         });
-        let addr = addr_rx.recv_timeout(super::HANG).unwrap();
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(super::HANG)).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut answer = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
-        stop.send(()).unwrap();
-        let report = server.join().unwrap();
         (String::from_utf8_lossy(&answer).into_owned(), report)
     }
 
@@ -779,17 +787,7 @@ mod hyper_embed {
                     .ends_with(&[b"\r\n\r\n", on_wire].concat()),
                 "{case}: {answer:?}"
             );
-            let outcomes = report.outcomes;
-            assert_eq!(
-                (
-                    outcomes.completed,
-                    outcomes.total(),
-                    report.stats.served,
-                    report.leaked
-                ),
-                (1, 1, 1, 0),
-                "{case}: {report}"
-            );
+            assert_completed_once(&report, &case);
         }
     }
 
@@ -820,17 +818,7 @@ mod hyper_embed {
                 answer.starts_with(&format!("HTTP/1.1 {status} ")),
                 "{case}: {answer:?}"
             );
-            let outcomes = report.outcomes;
-            assert_eq!(
-                (
-                    outcomes.completed,
-                    outcomes.total(),
-                    report.stats.served,
-                    report.leaked
-                ),
-                (1, 1, 1, 0),
-                "{case}: {report}"
-            );
+            assert_completed_once(&report, &case);
         }
     }
 
@@ -842,59 +830,25 @@ mod hyper_embed {
     /// written as hyper writes them.
     #[test]
     fn a_response_version_hyper_cannot_write_is_answered_in_http_1_1() {
-        use std::io::Write;
         for (version, line) in [
             (hyper::Version::HTTP_09, "HTTP/1.1 200 OK\r\n"),
             (hyper::Version::HTTP_3, "HTTP/1.1 200 OK\r\n"),
             (hyper::Version::HTTP_2, "HTTP/1.1 200 OK\r\n"),
             (hyper::Version::HTTP_10, "HTTP/1.0 200 OK\r\n"),
         ] {
-            let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = std::thread::spawn(move || {
-                let heap = Heap::new();
-                let core: ServerCore<reqguard::engines::Embedded<&'static str>> =
-                    ServerCore::embedded(heap.alloc("server"), Config::default());
-                let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| {
-                    let mut response = hyper::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from_static(b"hi"),
-                    ));
-                    *response.version_mut() = version;
-                    let reply = bundle.respond(response);
-                    async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(reply) }
-                };
-                let server = HyperServer::new(core, handler);
-                let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-                let stop = async {
-                    let _ = stopped.await;
-                };
-                reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-                    .expect("bind")
+            let (answer, report) = serve_reply(GET, move |bundle| {
+                let mut response = hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"hi"),
+                ));
+                *response.version_mut() = version;
+                bundle.respond(response)
             });
-            let addr = addr_rx.recv_timeout(super::HANG).unwrap();
-            let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            stream.set_read_timeout(Some(super::HANG)).unwrap();
-            stream.write_all(GET.as_bytes()).unwrap();
-            let mut answer = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
-            stop.send(()).unwrap();
-            let report = server.join().unwrap();
             let answer = String::from_utf8_lossy(&answer);
             assert!(
                 answer.starts_with(line) && answer.ends_with("\r\n\r\nhi"),
                 "{version:?}: {answer:?}"
             );
-            let outcomes = report.outcomes;
-            assert_eq!(
-                (
-                    outcomes.completed,
-                    outcomes.total(),
-                    report.stats.served,
-                    report.leaked
-                ),
-                (1, 1, 1, 0),
-                "{version:?}: {report}"
-            );
+            assert_completed_once(&report, &format!("{version:?}"));
         }
     }
 
