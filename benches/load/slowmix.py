@@ -2,20 +2,15 @@
 """slowmix: N connections each pipeline K POST /echo of SIZE bytes and never read; meanwhile
 F keep-alive clients send GET / one at a time for DUR seconds. Prints fast-client latency
 percentiles. usage: slowmix.py BINARY STACK [N K SIZE F DUR]"""
-import socket, subprocess, sys, threading, time, re, signal, os
+import os, re, socket, sys, threading, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qa11lib  # start/stop `serve`, its JSON report
 
 binary, stack = sys.argv[1], sys.argv[2]
 N, K, SIZE, F, DUR = (int(x) for x in (sys.argv[3:8] + ["200", "4", "262144", "4", "2"][len(sys.argv[3:8]):]))
-proc = subprocess.Popen([binary, "serve", "--addr", "127.0.0.1:0", "--stack", stack],
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-addr = None
-deadline = time.time() + 20
-while time.time() < deadline and addr is None:
-    line = proc.stdout.readline()
-    m = re.search(r"127\.0\.0\.1:(\d+)", line or "")
-    if m:
-        addr = ("127.0.0.1", int(m.group(1)))
-assert addr, "no address"
+qa11lib.BIN = binary
+proc, addr = qa11lib.start(stack)
 
 body = b"a" * SIZE
 req = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % SIZE + body
@@ -64,15 +59,10 @@ for g in groups:
     g.start()
 for t in fast:
     t.join()
-proc.send_signal(signal.SIGTERM)
-try:
-    out, err = proc.communicate(timeout=20)
-except subprocess.TimeoutExpired:
-    proc.kill(); out, err = proc.communicate()
+report = qa11lib.stop(proc, timeout=20)
 for g in groups:
     g.terminate()
 lat.sort()
 q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3
 print(f"{stack}: {len(lat)} GETs in {DUR}s, p50 {q(.5):.2f} ms p90 {q(.9):.2f} ms p99 {q(.99):.2f} ms max {lat[-1]*1e3:.1f} ms")
-m = re.search(r'"leaked":\s*(\d+)', out + err)
-print("leaked", m.group(1) if m else "?")
+print("leaked", report.get("leaked", "?"))
