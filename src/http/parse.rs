@@ -153,6 +153,9 @@ pub(crate) struct Head {
     pub(crate) len: usize,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
+    /// The client waits for `100 Continue` before its body: `Expect: 100-continue` in an
+    /// HTTP/1.1 request (ignored in HTTP/1.0). Decided here once: the read of the body, a
+    /// health probe's answer and a request no route takes all go by it.
     pub(crate) expect_continue: bool,
     /// How many header fields the head has: the first slots of the [`FieldSlots`] it was
     /// parsed with.
@@ -644,7 +647,8 @@ fn finish_head(
         len,
         framing,
         keep_alive: !found.has(Fields::CLOSE) && (!http10 || found.has(Fields::KEEP_ALIVE)),
-        expect_continue: found.has(Fields::CONTINUE),
+        // RFC 9110 §10.1.1: a server MUST ignore a 100-continue expectation in HTTP/1.0.
+        expect_continue: found.has(Fields::CONTINUE) && !http10,
         fields,
     })
 }
@@ -935,6 +939,14 @@ mod tests {
         assert!(!expect(
             "Host: x\r\nExpect: 100-continue\r\nExpect: other\r\n"
         ));
+        // RFC 9110 §10.1.1: ignored in HTTP/1.0, by the scan and after httparse alike.
+        for head in [
+            "GET / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.0\nExpect: 100-continue\r\n\r\n",
+        ] {
+            let parsed = parse_head(head.as_bytes(), &big, &mut NO_FIELDS.clone());
+            assert!(!parsed.unwrap().unwrap().expect_continue, "{head:?}");
+        }
     }
 
     #[test]
