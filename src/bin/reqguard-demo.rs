@@ -34,11 +34,6 @@ use reqguard::http::{
 };
 use reqguard::{Config, DowngradePolicy};
 
-/// Client threads generating load in the story.
-const CLIENTS: usize = 4;
-/// How long the load runs, and the most requests each client sends.
-const LOAD_TIME: Duration = Duration::from_millis(1500);
-const LOAD_MAX_PER_CLIENT: usize = 200_000;
 /// Kept-alive connections still open when the server stops (the PR's scenario).
 const LATE_CONNECTIONS: usize = 4;
 
@@ -48,7 +43,7 @@ mod client;
 #[path = "demo/stack.rs"]
 mod stack;
 
-use client::Client;
+use client::{Client, CLIENTS};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -328,21 +323,7 @@ fn story() -> io::Result<bool> {
     println!("1. server listening on {addr} (wrapper held strongly)");
 
     // Load: client threads on kept-alive connections, for a bounded time and count.
-    let started = Instant::now();
-    let loaders: Vec<_> = (0..CLIENTS)
-        .map(|i| thread::spawn(move || load(addr, i)))
-        .collect();
-    let mut sent = 0;
-    for loader in loaders {
-        sent += loader.join().expect("a load thread panicked")?;
-    }
-    let load_time = started.elapsed();
-    let rate = sent as f64 / load_time.as_secs_f64();
-    println!(
-        "2. load: {CLIENTS} clients sent {sent} requests in {:.2} s over keep-alive: {:.0} req/s",
-        load_time.as_secs_f64(),
-        rate
-    );
+    let rate = client::load(addr)?;
 
     // A handler panics: 500, and the loop keeps serving.
     let mut panicky = Client::connect(addr)?;
@@ -427,25 +408,6 @@ fn print_report(report: &ServerReport, rate: f64) {
             pool.high_water, pool.spills
         );
     }
-}
-
-/// One client thread: keep-alive requests for [`LOAD_TIME`] or at most [`LOAD_MAX_PER_CLIENT`].
-fn load(addr: SocketAddr, index: usize) -> io::Result<usize> {
-    let mut client = Client::connect(addr)?;
-    let until = Instant::now() + LOAD_TIME;
-    let mut sent = 0;
-    while sent < LOAD_MAX_PER_CLIENT && Instant::now() < until {
-        let request = match (sent + index) % 4 {
-            0 => "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nping",
-            _ => "GET / HTTP/1.1\r\nhost: x\r\n\r\n",
-        };
-        let (status, _) = client.request(request)?;
-        if status != 200 {
-            return Err(io::Error::other(format!("load got {status}")));
-        }
-        sent += 1;
-    }
-    Ok(sent)
 }
 
 /// The intended `GET /panic` prints one line (`serve`) or nothing (the story); any other

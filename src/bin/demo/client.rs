@@ -3,7 +3,52 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The story's load: this many client threads, each for [`LOAD_TIME`] or at most
+/// [`LOAD_MAX_PER_CLIENT`] requests.
+pub(crate) const CLIENTS: usize = 4;
+const LOAD_TIME: Duration = Duration::from_millis(1500);
+const LOAD_MAX_PER_CLIENT: usize = 200_000;
+
+/// The story's step 2 on either stack: [`CLIENTS`] threads of keep-alive requests (every
+/// fourth a `POST /echo`), bounded in time and count; prints the step, returns requests/s.
+pub(crate) fn load(addr: SocketAddr) -> io::Result<f64> {
+    let started = Instant::now();
+    let loaders: Vec<_> = (0..CLIENTS)
+        .map(|i| thread::spawn(move || load_one(addr, i)))
+        .collect();
+    let mut sent = 0;
+    for loader in loaders {
+        sent += loader
+            .join()
+            .map_err(|_| io::Error::other("a load thread panicked"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rate = sent as f64 / secs;
+    println!("2. load: {CLIENTS} clients sent {sent} requests in {secs:.2} s over keep-alive: {rate:.0} req/s");
+    Ok(rate)
+}
+
+/// One client thread of [`load`]: its request count, or the first answer that is not `200`.
+fn load_one(addr: SocketAddr, index: usize) -> io::Result<usize> {
+    let mut client = Client::connect(addr)?;
+    let until = Instant::now() + LOAD_TIME;
+    let mut sent = 0;
+    while sent < LOAD_MAX_PER_CLIENT && Instant::now() < until {
+        let request = match (sent + index) % 4 {
+            0 => "POST /echo HTTP/1.1\r\nhost: demo\r\ncontent-length: 4\r\n\r\nping",
+            _ => "GET / HTTP/1.1\r\nhost: demo\r\n\r\n",
+        };
+        let (status, _) = client.request(request)?;
+        if status != 200 {
+            return Err(io::Error::other(format!("load got {status}")));
+        }
+        sent += 1;
+    }
+    Ok(sent)
+}
 
 /// A blocking client connection; answers are read in order.
 pub(crate) struct Client {

@@ -30,11 +30,8 @@ use reqguard::tokio_hyper::{
 };
 use reqguard::{Config, DowngradePolicy, ServerCore};
 
-use crate::client::Client;
+use crate::client::{load, Client, CLIENTS};
 
-const CLIENTS: usize = 4;
-const LOAD_TIME: Duration = Duration::from_millis(1500);
-const LOAD_MAX_PER_CLIENT: usize = 200_000;
 const LATE_CONNECTIONS: usize = 4;
 
 pub(crate) fn main(args: &[String]) -> io::Result<bool> {
@@ -324,39 +321,4 @@ fn print_report(report: &HyperReport, rate: f64) {
     println!("report");
     println!("{report}");
     println!("  req/s      {rate:>8.0}   over loopback, {CLIENTS} client threads");
-}
-
-/// Client threads on kept-alive connections, bounded in time and count; returns req/s.
-fn load(addr: SocketAddr) -> io::Result<f64> {
-    let started = Instant::now();
-    let loaders: Vec<_> = (0..CLIENTS)
-        .map(|i| thread::spawn(move || load_one(addr, i)))
-        .collect();
-    let mut sent = 0;
-    for loader in loaders {
-        sent += loader
-            .join()
-            .map_err(|_| io::Error::other("a load thread panicked"))??;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    println!("2. load: {CLIENTS} clients sent {sent} requests in {secs:.2} s over keep-alive: {:.0} req/s", sent as f64 / secs);
-    Ok(sent as f64 / secs)
-}
-
-fn load_one(addr: SocketAddr, index: usize) -> io::Result<usize> {
-    let mut client = Client::connect(addr)?;
-    let until = Instant::now() + LOAD_TIME;
-    let mut sent = 0;
-    while sent < LOAD_MAX_PER_CLIENT && Instant::now() < until {
-        let request = match (sent + index) % 4 {
-            0 => "POST /echo HTTP/1.1\r\nhost: demo\r\ncontent-length: 4\r\n\r\nping",
-            _ => "GET / HTTP/1.1\r\nhost: demo\r\n\r\n",
-        };
-        let (status, _) = client.request(request)?;
-        if status != 200 {
-            return Err(io::Error::other(format!("load got {status}")));
-        }
-        sent += 1;
-    }
-    Ok(sent)
 }
