@@ -29,6 +29,7 @@ use super::report::ServerReport;
 use super::router::{Router, Routes};
 use super::running::{is_current, StopHandle};
 use super::server::Server;
+use super::waits;
 use crate::callback::call_caught;
 
 /// What the loops of a group share: the stop instant and the group-wide commands.
@@ -447,7 +448,8 @@ impl GroupHandle {
     /// # Errors
     ///
     /// If a loop failed or panicked, or if called on one of the group's loops (from a
-    /// handler: the stop starts, the reports are not waited for).
+    /// handler: the stop starts, the reports are not waited for), or on a thread one of them
+    /// waits for, directly or through other servers' handles (the same).
     pub fn stop(self) -> io::Result<GroupReport> {
         self.stopper().stop();
         self.wait()
@@ -458,7 +460,9 @@ impl GroupHandle {
     /// # Errors
     ///
     /// If a loop failed or panicked, or if called on one of the group's loops (from a
-    /// handler: a loop cannot wait for itself; the group runs on, detached from this handle).
+    /// handler: a loop cannot wait for itself; the group runs on, detached from this handle),
+    /// or on a thread one of them waits for, directly or through other servers' handles (two
+    /// groups whose handlers stop each other: the same).
     pub fn wait(mut self) -> io::Result<GroupReport> {
         if self.threads.iter().any(is_current) {
             // A handler of one of the loops: the group runs on, detached from this handle.
@@ -467,6 +471,13 @@ impl GroupHandle {
                 "GroupHandle::wait on one of the group's own loops: it cannot wait for itself",
             ));
         }
+        let Some(_waiting) = waits::begin(self.threads.iter().map(|t| t.thread().id())) else {
+            // A handler of a loop that waits for this thread: neither could end.
+            self.threads.clear();
+            return Err(io::Error::other(
+                "GroupHandle::wait on a thread one of the group's loops waits for: neither could end",
+            ));
+        };
         let mut reports = Vec::with_capacity(self.threads.len());
         let mut failure = None;
         for (index, thread) in std::mem::take(&mut self.threads).into_iter().enumerate() {
@@ -489,13 +500,17 @@ impl GroupHandle {
 
 impl Drop for GroupHandle {
     /// Stops the group and waits for its loops (bounded by the ladder). Dropped on one of its
-    /// loops (by a handler), it starts the stop and does not wait for the loops.
+    /// loops (by a handler), or on a thread one of them waits for (directly or through other
+    /// servers' handles), it starts the stop and does not wait for the loops.
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.stopper().stop();
             if self.threads.iter().any(is_current) {
                 return;
             }
+            let Some(_waiting) = waits::begin(self.threads.iter().map(|t| t.thread().id())) else {
+                return;
+            };
             for thread in self.threads.drain(..) {
                 let _ = thread.join();
             }

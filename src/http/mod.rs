@@ -60,6 +60,7 @@ mod session;
 mod signals;
 mod timer;
 mod uri;
+mod waits;
 
 pub use accounting::{
     Accounting, AccountingReport, Guarded, NoScope, ScopeProvider, StopStatus, Unaccounted,
@@ -85,3 +86,5 @@ pub use routes::{demo_routes, MAX_DELAY_MS};
 pub use running::{Running, ServerBuilder, StopHandle};
 pub use server::Server;
 pub use session::Session;
+#[cfg(feature = "hyper")]
+pub(crate) use waits::begin as begin_wait;

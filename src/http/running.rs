@@ -16,6 +16,7 @@ use super::limits::{Limits, MAX_TIMEOUT};
 use super::report::ServerReport;
 use super::router::{Router, Routes};
 use super::server::Server;
+use super::waits;
 use crate::callback::call_caught;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -138,12 +139,21 @@ impl StopHandle {
     /// asks for the stop and returns at once, whatever the `timeout` (waiting would hold the
     /// loop): `false`, unless the stop had begun before the handler ran. A handler stops the server with
     /// [`Response::stop_server`](crate::http::Response::stop_server) or
-    /// [`stop`](StopHandle::stop).
+    /// [`stop`](StopHandle::stop). So it does on a thread the loop waits for, directly or
+    /// through other servers' handles (a handler of a second server, while a handler of this
+    /// one waits for that server with this very call, or drops its [`Running`]): neither
+    /// could go on.
     pub fn stop_and_wait(&self, timeout: Duration) -> bool {
         self.stop();
         if self.control.on_loop_thread() {
             return self.is_stopping();
         }
+        // A loop that waits for this thread (its handler waits for ours) cannot begin its
+        // stop until this one returns.
+        let loop_thread = self.control.loop_thread.get().copied();
+        let Some(_waiting) = waits::begin(loop_thread) else {
+            return self.is_stopping();
+        };
         let until = Instant::now().checked_add(timeout);
         let mut phase = self.control.phase.lock().unwrap_or_else(|e| e.into_inner());
         while *phase < Phase::Stopping {
@@ -336,7 +346,8 @@ impl Running {
     /// report is lost; the loop itself survives a panic of an [`Accounting`] that says it
     /// cannot panic, [`Accounting::MAY_PANIC`]), or if called on the server's own thread (from
     /// a handler): a thread cannot wait for itself, so the stop is asked for, begins once the handler returns, and
-    /// its report is not waited for.
+    /// its report is not waited for. So too on a thread the server's loop waits for, directly
+    /// or through other servers' handles (two servers whose handlers stop each other).
     pub fn stop(self) -> io::Result<ServerReport> {
         self.stop.stop();
         self.join()
@@ -348,7 +359,8 @@ impl Running {
     ///
     /// If the loop failed, or its thread panicked (as [`stop`](Running::stop) says), or if
     /// called on the server's own thread (from a handler: a thread cannot wait for itself; the
-    /// server runs on, detached from this handle).
+    /// server runs on, detached from this handle), or on a thread the server's loop waits for,
+    /// directly or through other servers' handles (the same).
     pub fn join(mut self) -> io::Result<ServerReport> {
         let thread = self.thread.take().expect("joined once");
         if is_current(&thread) {
@@ -356,6 +368,11 @@ impl Running {
                 "Running::join on the server's own thread: it cannot wait for itself",
             ));
         }
+        let Some(_waiting) = waits::begin([thread.thread().id()]) else {
+            return Err(io::Error::other(
+                "Running::join on a thread the server's loop waits for: neither could end",
+            ));
+        };
         thread
             .join()
             .unwrap_or_else(|payload| Err(thread_panicked(payload)))
@@ -384,12 +401,16 @@ pub(crate) fn is_current<T>(thread: &JoinHandle<T>) -> bool {
 impl Drop for Running {
     /// Stops the server and waits for its thread (bounded by the drain timeout). Dropped on
     /// the server's own thread (by a handler), it asks for the stop and does not wait: the
-    /// loop stops once the handler returns.
+    /// loop stops once the handler returns. So too on a thread the server's loop waits for,
+    /// directly or through other servers' handles (two servers whose handlers drop each
+    /// other's `Running`: each would wait for the other's handler forever).
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.stop.stop();
             if !is_current(&thread) {
-                let _ = thread.join();
+                if let Some(_waiting) = waits::begin([thread.thread().id()]) {
+                    let _ = thread.join();
+                }
             }
         }
     }

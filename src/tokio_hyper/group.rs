@@ -18,7 +18,7 @@ use super::handler::{EnterScope, Handler};
 use super::report::HyperReport;
 use super::room::Room;
 use super::server::{current_thread_runtime, GroupLinger, HyperServer};
-use crate::http::ListenMode;
+use crate::http::{begin_wait, ListenMode};
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
 
@@ -299,7 +299,8 @@ impl HyperGroupHandle {
     ///
     /// A loop that failed or panicked (the others were stopped and drained first); or called
     /// on one of the group's loops (from a handler: a loop cannot wait for itself; the group
-    /// runs on, detached from this handle).
+    /// runs on, detached from this handle), or on a thread one of them waits for, directly or
+    /// through other servers' handles (two groups whose handlers stop each other: the same).
     pub fn wait(mut self) -> io::Result<super::HyperGroupReport> {
         if self.on_own_loop() {
             self.threads.clear();
@@ -317,6 +318,13 @@ impl HyperGroupHandle {
     }
 
     fn join(&mut self) -> io::Result<super::HyperGroupReport> {
+        let Some(_waiting) = begin_wait(self.threads.iter().map(|t| t.thread().id())) else {
+            // A handler of a loop that waits for this thread: neither could end.
+            self.threads.clear();
+            return Err(io::Error::other(
+                "HyperGroupHandle::wait on a thread one of the group's loops waits for: neither could end",
+            ));
+        };
         let mut loops = Vec::with_capacity(self.threads.len());
         let mut failed = None;
         for (index, thread) in self.threads.drain(..).enumerate() {
@@ -336,8 +344,9 @@ impl HyperGroupHandle {
 }
 
 impl Drop for HyperGroupHandle {
-    /// Stops the group and joins its loops; on one of its own loops (dropped by a handler),
-    /// starts the stop without waiting.
+    /// Stops the group and joins its loops; on one of its own loops (dropped by a handler), or
+    /// on a thread one of them waits for (directly or through other servers' handles), starts
+    /// the stop without waiting.
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.stop.stop();
