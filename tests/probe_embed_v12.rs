@@ -127,7 +127,7 @@ fn spawn(kind: Kind, meet: &Arc<Barrier>, slot: &Slot, how: How) -> (SocketAddr,
 #[test]
 fn two_servers_whose_handlers_close_each_other_both_answer_and_stop() {
     quiet::quiet_panics();
-    let mut pairs = vec![
+    let pairs = [
         (Kind::Running, Kind::Running, How::Drop),
         (Kind::Running, Kind::Running, How::StopAndWait),
         (Kind::Running, Kind::Running, How::StopHandleWait),
@@ -136,7 +136,7 @@ fn two_servers_whose_handlers_close_each_other_both_answer_and_stop() {
         (Kind::Running, Kind::Group, How::Drop),
     ];
     #[cfg(feature = "hyper")]
-    pairs.extend([
+    let pairs = pairs.into_iter().chain([
         (Kind::Hyper, Kind::Hyper, How::Drop),
         (Kind::Hyper, Kind::Hyper, How::StopAndWait),
         (Kind::Running, Kind::Hyper, How::StopAndWait),
