@@ -167,6 +167,30 @@ fn target_forms_their_method_does_not_take_are_400_on_both_stacks() {
     }
 }
 
+/// RFC 9112 §3.2.3: CONNECT takes the authority-form alone (`host:port`), and RFC 9110 §9.3.6
+/// requires its port (there is no default). A CONNECT with another target (`/`, `*`, an
+/// absolute-form one) or no port is a malformed request: `400` + close, as a form another
+/// method does not take is (above), checked before the method is found unimplemented (`501`,
+/// RFC 9110 §9.1, for a well-formed CONNECT: this server tunnels nothing). Before, `CONNECT /`
+/// and `CONNECT http://x/` were `501` on hyper, `CONNECT *` and `CONNECT x` `501` on mio.
+#[test]
+fn connect_takes_the_authority_form_with_a_port_alone_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        for target in ["/", "/x?y", "*", "http://x/", "x", "x:", "x:99999", "[::1]"] {
+            let request = format!("CONNECT {target} HTTP/1.1\r\nhost: x\r\n\r\n");
+            let answer = closing_answer(&serve, "CONNECT", request.as_bytes());
+            assert_eq!(answer.status, 400, "{stack} CONNECT {target}: {answer:?}");
+        }
+        for target in ["x:443", "[::1]:443"] {
+            let request = format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n");
+            let answer = answered_then_get(&serve, "CONNECT", request.as_bytes());
+            assert_eq!(answer.status, 501, "{stack} CONNECT {target}: {answer:?}");
+        }
+        stop_clean(serve);
+    }
+}
+
 /// RFC 9110 §6.2: "A server SHOULD send a response version equal to the highest version to
 /// which the server is conformant that has a major version less than or equal to the one
 /// received in the request": `HTTP/1.1` to an HTTP/1.0 request, its persistence said in

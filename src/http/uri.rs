@@ -28,8 +28,12 @@ pub(crate) enum Target {
 /// Classifies `target` (of a request with `method`); `None` if it is no valid form for it.
 pub(crate) fn parse_target(method: &[u8], target: &[u8]) -> Option<Target> {
     if method == b"CONNECT" {
-        // Authority-form only (RFC 9112 §3.2.3).
-        let named = !host_part(target).is_empty();
+        // Authority-form only (RFC 9112 §3.2.3), with a port: there is no default one (RFC
+        // 9110 §9.3.6), and a TCP port fits 16 bits.
+        let host = host_part(target);
+        let port = target[host.len()..].strip_prefix(b":").unwrap_or_default();
+        let port_ok = std::str::from_utf8(port).is_ok_and(|p| p.parse::<u16>().is_ok());
+        let named = !host.is_empty() && port_ok;
         return (named && valid_authority(target)).then_some(Target::Authority);
     }
     match target.first()? {
@@ -127,5 +131,12 @@ mod tests {
         assert_eq!(parse_target(b"OPTIONS", b"*"), Some(Target::Asterisk));
         assert_eq!(parse_target(b"CONNECT", b"h:443"), Some(Target::Authority));
         assert_eq!(parse_target(b"CONNECT", b"/"), None);
+        assert_eq!(
+            parse_target(b"CONNECT", b"[::1]:443"),
+            Some(Target::Authority)
+        );
+        for portless in [&b"h"[..], b"h:", b"*", b"h:99999", b"h:+1", b"[::1]"] {
+            assert_eq!(parse_target(b"CONNECT", portless), None, "{portless:?}");
+        }
     }
 }

@@ -63,9 +63,19 @@ pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refuse
         Some(authority) if !names_a_host(authority.as_str().as_bytes()) => {
             Some(Refused::BadRequest("invalid authority in the target"))
         }
-        // The authority-form is CONNECT's (RFC 9112 §3.2.3).
-        Some(_) if uri.scheme().is_none() && request.method() != Method::CONNECT => {
-            Some(Refused::BadRequest("authority-form target without CONNECT"))
+        // The authority-form is CONNECT's (RFC 9112 §3.2.3), with a port (RFC 9110 §9.3.6:
+        // there is no default one).
+        Some(authority) if uri.scheme().is_none() => match request.method() == Method::CONNECT {
+            false => Some(Refused::BadRequest("authority-form target without CONNECT")),
+            true if authority.port_u16().is_none() => {
+                Some(Refused::BadRequest("CONNECT target without a port"))
+            }
+            true => None,
+        },
+        // CONNECT takes the authority-form alone (RFC 9112 §3.2.3): any other form is a
+        // malformed request (`400`) before it is a method the server does not implement.
+        _ if request.method() == Method::CONNECT => {
+            Some(Refused::BadRequest("CONNECT target not in authority-form"))
         }
         // An absolute-form target names an `http` or `https` resource (RFC 9110 §4.2), as the
         // mio server requires (src/http/uri.rs); hyper routed `ftp://a/` by its path.
@@ -220,6 +230,11 @@ mod tests {
             ("POST", "*"),
             ("GET", "x:80"),
             ("OPTIONS", "x:80"),
+            // CONNECT takes the authority-form alone, with a port (RFC 9110 §9.3.6).
+            ("CONNECT", "/"),
+            ("CONNECT", "http://x/"),
+            ("CONNECT", "x"),
+            ("CONNECT", "x:99999"),
         ] {
             assert!(target(method, uri).is_some(), "{method} {uri}");
         }
