@@ -143,6 +143,12 @@ pin_project! {
     enum Source<B> {
         Handler { #[pin] body: B },
         Fixed { data: Option<Bytes> },
+        // The handler's body broke the length hyper frames the answer by (its exact
+        // `size_hint`, or the handler's own `content-length` over a stream): its request ended
+        // *dropped*; hyper gets one turn to flush what it holds (`flushed`), then the body
+        // fails and hyper closes the connection, the answer short of its length (incomplete,
+        // RFC 9112 §8), never cut to a length that looks whole.
+        Broken { flushed: bool },
     }
 }
 
@@ -151,6 +157,7 @@ impl<B: Body> Source<B> {
         match self {
             Source::Handler { body } => body.is_end_stream(),
             Source::Fixed { data } => data.is_none(),
+            Source::Broken { .. } => false,
         }
     }
 }
@@ -194,7 +201,15 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         match &self.source {
             Source::Handler { body } => body.size_hint().exact(),
             Source::Fixed { data } => Some(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Source::Broken { .. } => None,
         }
+    }
+
+    /// Whether the body says it has ended (its `is_end_stream`: the embedder's code, the
+    /// caller catches).
+    #[cold]
+    pub(crate) fn says_ended(&self) -> bool {
+        self.source.is_end_stream()
     }
 
     /// The request's bundle, while the body holds it.
@@ -228,35 +243,60 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let frame = match this.source.project() {
+        let mut this = self.project();
+        let frame = match this.source.as_mut().project() {
             SourceProj::Fixed { data } => return Poll::Ready(data.take().map(Frame::data).map(Ok)),
+            SourceProj::Broken { flushed } => return broken(flushed, cx),
             SourceProj::Handler { mut body } => {
                 let frame = std::task::ready!(body.as_mut().poll_frame(cx));
                 match frame {
                     Some(Ok(frame)) if !body.is_end_stream() => {
-                        pay(&frame, this.bundle);
-                        return Poll::Ready(Some(Ok(frame)));
+                        match pay(&frame, this.bundle) {
+                            Owing::More | Owing::Unframed => return Poll::Ready(Some(Ok(frame))),
+                            // Paid in full and not said ended: hyper stops here. Does it end?
+                            Owing::Nothing => match ends_after(body, cx) {
+                                Ends::Now => {
+                                    if let Some(bundle) = this.bundle.take() {
+                                        bundle.complete(); // paid in full, and ended
+                                    }
+                                    return Poll::Ready(Some(Ok(frame)));
+                                }
+                                Ends::Unknown => return Poll::Ready(Some(Ok(frame))),
+                                Ends::Later => None,
+                            },
+                            Owing::Overpaid => None,
+                        }
+                        .map(Some)
                     }
                     Some(Err(err)) => {
                         drop(this.bundle.take()); // the handler's body failed: dropped
                         return Poll::Ready(Some(Err(err.into())));
                     }
-                    Some(Ok(frame)) => Some(frame),
-                    None => None,
+                    Some(Ok(frame)) => Some(Some(frame)),
+                    None => Some(None),
                 }
             }
         };
         // The last frame (or the end): the request is complete, unless the answer on the wire
-        // is not the one made: the body gave less than the length hyper framed it by (hyper
-        // then closes the connection), or more (hyper cut the frame at the length). Dropped.
+        // would not be the one made: the body gave less than the length hyper frames it by
+        // (with its last frame: hyper writes it and closes the connection; at its end: hyper
+        // would fail with what it holds unflushed), or more (hyper would cut the frame at the
+        // length, an answer that looks whole). Dropped, and the connection closes.
+        let frame = match frame {
+            Some(frame) => frame,
+            None => return break_off(this.source, this.bundle, cx), // more than owed
+        };
         if let Some(bundle) = this.bundle.take() {
             let len = frame
                 .as_ref()
                 .and_then(Frame::data_ref)
                 .map_or(0, Bytes::len);
             match bundle.conn().settle(len) {
-                Owing::More | Owing::Overpaid => drop(bundle),
+                Owing::More if frame.is_some() => drop(bundle),
+                Owing::More | Owing::Overpaid => {
+                    *this.bundle = Some(bundle);
+                    return break_off(this.source, this.bundle, cx);
+                }
                 Owing::Nothing | Owing::Unframed => bundle.complete(),
             }
         }
@@ -278,6 +318,7 @@ where
             Source::Fixed { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Source::Broken { .. } => SizeHint::default(),
         };
         if let Some(bundle) = &self.bundle {
             bundle.conn().owe(hint.exact());
@@ -286,13 +327,91 @@ where
     }
 }
 
-/// A data frame of the handler body pays what the body owes (judged at its end).
+/// A data frame of the handler body, not its last, pays what the body owes: where it stands
+/// then.
 #[inline]
-fn pay<C: Recycle>(frame: &Frame<Bytes>, bundle: &Option<Bundle<C>>) {
-    if let (Some(data), Some(bundle)) = (frame.data_ref(), bundle) {
-        bundle.conn().pay(data.len());
+fn pay<C: Recycle>(frame: &Frame<Bytes>, bundle: &Option<Bundle<C>>) -> Owing {
+    match (frame.data_ref(), bundle) {
+        (Some(data), Some(bundle)) => bundle.conn().pay(data.len()),
+        _ => Owing::Unframed,
     }
 }
+
+/// Whether a body that has paid the whole length hyper frames its answer by, without saying it
+/// has ended, ends there.
+enum Ends {
+    /// It ended (or yields nothing more but trailers).
+    Now,
+    /// It has more data, failed, or panicked: the length was a lie.
+    Later,
+    /// Not known yet (`Pending`): judged when hyper lets it go (`yields_more`).
+    Unknown,
+}
+
+/// Polls a body that has just paid the whole length hyper frames its answer by, without saying
+/// it has ended, once more before hyper gets its last bytes: hyper stops polling at the length,
+/// and a body with more than that must break the answer off short of it (not let hyper cut it
+/// at the length, where it looks whole). The embedder's code: a panic is a lie too.
+#[cold]
+#[inline(never)]
+fn ends_after<B: Body>(body: Pin<&mut B>, cx: &mut Context<'_>) -> Ends {
+    match caught(|| body.poll_frame(cx)) {
+        Some(Poll::Ready(None)) => Ends::Now,
+        Some(Poll::Ready(Some(Ok(frame)))) => match frame.data_ref() {
+            Some(data) if data.has_remaining() => Ends::Later,
+            Some(_) => Ends::Unknown,
+            None => Ends::Now, // trailers: no room for them in a length-framed answer
+        },
+        Some(Poll::Pending) => Ends::Unknown,
+        Some(Poll::Ready(Some(Err(_)))) | None => Ends::Later,
+    }
+}
+
+/// The handler's body broke the length hyper frames its answer by: its request ends
+/// *dropped* (the bundle, if still held, is dropped), the body is let go (its `Drop` is the
+/// embedder's code: caught), and hyper gets a turn to flush what it holds before the body
+/// fails (`Source::Broken`).
+#[cold]
+#[inline(never)]
+fn break_off<B: Body, C: Recycle>(
+    mut source: Pin<&mut Source<B>>,
+    bundle: &mut Option<Bundle<C>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    drop(bundle.take());
+    call_caught(|| source.set(Source::Broken { flushed: false }));
+    match source.project() {
+        SourceProj::Broken { flushed } => broken(flushed, cx),
+        _ => Poll::Ready(Some(Err(BrokenLength.into()))),
+    }
+}
+
+/// A broken body: `Pending` once (its task woken: hyper flushes what it holds meanwhile), then
+/// an error, on which hyper closes the connection.
+#[cold]
+fn broken(
+    flushed: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    if *flushed {
+        return Poll::Ready(Some(Err(BrokenLength.into())));
+    }
+    *flushed = true;
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
+/// The error a broken body ends with (see `Source::Broken`).
+#[derive(Debug)]
+struct BrokenLength;
+
+impl fmt::Display for BrokenLength {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the response body does not match the length its answer is framed by")
+    }
+}
+
+impl std::error::Error for BrokenLength {}
 
 impl<B: Body, C: Recycle> fmt::Debug for GuardedBody<B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

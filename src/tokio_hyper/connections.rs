@@ -112,6 +112,10 @@ pub(crate) struct Conn {
     /// Here rather than in the body: hyper writes one answer at a time on a connection, and a
     /// larger body is a larger copy each time the response moves.
     owed: Cell<i64>,
+    /// A `content-length` of the handler's own framing a body of no exact length (a stream):
+    /// what that body owes once hyper asks its `size_hint`, if asked for the same request
+    /// (the connection's `ended` count when declared, then the length).
+    declared: Cell<Option<(u64, u64)>>,
 }
 
 /// [`Conn::owed`] of a body whose length hyper does not know: counted down as it is paid, it
@@ -238,18 +242,37 @@ impl Conn {
     /// 2^61: no body yields that much, so it is a lie) owes the most that is: hyper frames
     /// the answer by it all the same, and the body's end short of it is judged (it was taken
     /// for no length, and the lie ended *completed*).
+    /// A body of no exact length owes the `content-length` its handler set (hyper frames the
+    /// answer by that field), if one was declared for this request ([`Conn::declare`]).
     #[inline]
     pub(crate) fn owe(&self, exact: Option<u64>) {
-        self.owed.set(match exact {
-            Some(n) => n.min(FRAMED_BELOW as u64 - 1) as i64,
-            None => NOT_OWED,
-        });
+        let owed = match exact {
+            Some(n) => n,
+            None => match self.declared.take() {
+                Some((at, n)) if at == self.ended.get() => n,
+                _ => {
+                    self.owed.set(NOT_OWED);
+                    return;
+                }
+            },
+        };
+        self.owed.set(owed.min(FRAMED_BELOW as u64 - 1) as i64);
     }
 
-    /// The response body yielded `len` bytes, more to come. (Only counted: judged at its end.)
+    /// The handler set `content-length: len` on an answer whose body gives no exact length (a
+    /// stream): hyper frames the answer by it, and the body owes it once hyper asks its
+    /// `size_hint` for this request.
+    #[cold]
+    pub(crate) fn declare(&self, len: u64) {
+        self.declared.set(Some((self.ended.get(), len)));
+    }
+
+    /// The response body yielded `len` bytes, more to come: where it stands then.
     #[inline]
-    pub(crate) fn pay(&self, len: usize) {
-        self.owed.set(self.owed.get().wrapping_sub(len as i64));
+    pub(crate) fn pay(&self, len: usize) -> Owing {
+        let owed = self.owed.get().wrapping_sub(len as i64);
+        self.owed.set(owed);
+        owing(owed)
     }
 
     /// The response body yielded its last `len` bytes (`0`: its end): where it stands against
@@ -586,6 +609,7 @@ impl Connections {
             body_cut: Cell::new(false),
             refusal: Cell::new(None),
             owed: Cell::new(NOT_OWED),
+            declared: Cell::new(None),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,

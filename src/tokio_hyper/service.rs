@@ -407,9 +407,11 @@ fn own_version<B: hyper::body::Body, C: Recycle>(response: &mut Response<Guarded
 /// write: no answer), it is removed too (RFC 9112 §6.2). Kept: the field of an answer without
 /// a body on the wire (to `HEAD`,
 /// `304`) whose body is empty (the length of the representation it stands for: RFC 9110
-/// §8.6), and a single one framing a body of no exact length (a stream: the handler's to
-/// match, as without the adapter). A panic in the body's `size_hint` here is the handler's: a
-/// `500`, counted.
+/// §8.6), and a single one framing a body of no exact length (a stream), which the body then
+/// owes as it would owe an exact `size_hint` ([`Conn::declare`]: short of it or past it, the
+/// request ends *dropped* and the connection closes). A value hyper cannot read as a length
+/// (a sign, whitespace: hyper wrote no answer over a stream) is not one. A panic in the body's
+/// `size_hint` or `is_end_stream` here is the handler's: a `500`, counted.
 fn own_length<B: hyper::body::Body, C: Recycle>(
     response: &mut Response<GuardedBody<B, C>>,
     has_body: bool,
@@ -425,13 +427,10 @@ fn own_length<B: hyper::body::Body, C: Recycle>(
         response.headers_mut().remove(CONTENT_LENGTH);
         return;
     }
-    let said = field
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let said = digits(field.as_bytes());
     let single = headers.get_all(CONTENT_LENGTH).iter().nth(1).is_none();
     let body = response.body();
-    let Some(exact) = caught(|| body.exact_len()) else {
+    let Some((exact, ended)) = caught(|| (body.exact_len(), body.says_ended())) else {
         tally.bump(|s| &mut s.panics);
         internal_error_keeping_bundle(response, tally);
         return;
@@ -439,7 +438,26 @@ fn own_length<B: hyper::body::Body, C: Recycle>(
     let stands_for = !has_body && exact == Some(0);
     if said.is_none() || !single || exact.is_some_and(|e| said != Some(e) && !stands_for) {
         response.headers_mut().remove(CONTENT_LENGTH);
+        return;
     }
+    // A stream under the handler's length: hyper frames the answer by the field, and the
+    // body owes it as it would owe an exact `size_hint` (judged as it is paid: short of it or
+    // past it, the request ends *dropped* and the connection closes).
+    if let (None, true, false, Some(len)) = (exact, has_body, ended, said) {
+        if let Some(bundle) = response.body().bundle() {
+            bundle.conn().declare(len);
+        }
+    }
+}
+
+/// A `content-length` value as hyper reads it: one or more ASCII digits, nothing else (no
+/// sign, no whitespace: hyper refuses to write an answer whose field it cannot read), within
+/// `u64`.
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Whether the request's signal says its client went away before its answer.
