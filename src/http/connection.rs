@@ -857,7 +857,7 @@ impl<'r, H> Connection<'r, H> {
         let Reading::Body { head, body } = &mut self.reading else {
             return Step::Continue;
         };
-        let expect = head.expect_continue;
+        let expect = head.awaits_continue();
         if expect && !self.continue_sent && d.takes_no_handler(&input[self.start..], head) {
             return self.answer_without_body(input);
         }
@@ -932,7 +932,7 @@ impl<'r, H> Connection<'r, H> {
         if let Some((status, text)) = d.health_probe(input, self.start, head) {
             self.start += total;
             // Asked for `100 Continue`: closes, as `answer_without_body` does.
-            let close = !head.keep_alive || d.closes_connections() || head.expect_continue;
+            let close = !head.keep_alive || d.closes_connections() || head.awaits_continue();
             let (wire, date) = (head.wire(close), d.date.line());
             self.answers.push(close, None, |out| {
                 write_response(out, wire, date, probe_response(status, text));

@@ -411,7 +411,7 @@ fn no_route<'r: 'a, 'a>(
         405 => response.method_not_allowed(router.allow_bytes(path).unwrap_or("")),
         status => response.fail(status),
     }
-    if request.parsed.expect_continue {
+    if request.parsed.awaits_continue() {
         response.close_connection();
     }
 }

@@ -153,9 +153,8 @@ pub(crate) struct Head {
     pub(crate) len: usize,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
-    /// The client waits for `100 Continue` before its body: `Expect: 100-continue` in an
-    /// HTTP/1.1 request (ignored in HTTP/1.0). Decided here once: the read of the body, a
-    /// health probe's answer and a request no route takes all go by it.
+    /// `Expect: 100-continue` (the last `Expect` field decides); whether the client waits for
+    /// `100 Continue` is [`Head::awaits_continue`].
     pub(crate) expect_continue: bool,
     /// How many header fields the head has: the first slots of the [`FieldSlots`] it was
     /// parsed with.
@@ -163,6 +162,15 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// The client waits for `100 Continue` before sending its body: `Expect: 100-continue` in
+    /// an HTTP/1.1 request (RFC 9110 §10.1.1: a server MUST ignore it in HTTP/1.0). The one
+    /// rule the body's read, a health probe's answer and a request no route takes go by.
+    /// (Not folded into `expect_continue` at the parse: that costs the common head 4 to 8
+    /// instructions, callgrind, by the code LLVM makes of the whole function.)
+    pub(crate) fn awaits_continue(&self) -> bool {
+        self.expect_continue && !self.http10
+    }
+
     /// How this request's answer is framed.
     pub(crate) fn wire(&self, close: bool) -> Wire {
         Wire {
@@ -647,8 +655,7 @@ fn finish_head(
         len,
         framing,
         keep_alive: !found.has(Fields::CLOSE) && (!http10 || found.has(Fields::KEEP_ALIVE)),
-        // RFC 9110 §10.1.1: a server MUST ignore a 100-continue expectation in HTTP/1.0.
-        expect_continue: found.has(Fields::CONTINUE) && !http10,
+        expect_continue: found.has(Fields::CONTINUE),
         fields,
     })
 }
@@ -945,7 +952,7 @@ mod tests {
             "GET / HTTP/1.0\nExpect: 100-continue\r\n\r\n",
         ] {
             let parsed = parse_head(head.as_bytes(), &big, &mut NO_FIELDS.clone());
-            assert!(!parsed.unwrap().unwrap().expect_continue, "{head:?}");
+            assert!(!parsed.unwrap().unwrap().awaits_continue(), "{head:?}");
         }
     }
 
