@@ -53,12 +53,17 @@ impl HyperReport {
     /// deadline aborted them, or the stop force-closed their connection (the outcomes *client
     /// gone*, *deadline aborted* and *force closed*), as the mio server's
     /// `Stats::aborted` counts them. What the deadline alone
-    /// aborted is in [`deadline`](HyperReport::deadline).
+    /// aborted is in [`deadline`](HyperReport::deadline). A request the deadline aborted
+    /// whose handler still answered (before the force-close) got its answer: it is counted
+    /// in `served` (or `rejected`) and [`HyperStats::answered_after_abort`], not here.
+    ///
+    /// [`HyperStats::answered_after_abort`]: super::HyperStats::answered_after_abort
     pub fn aborted(&self) -> u64 {
         let o = &self.outcomes;
         o.client_gone
             .saturating_add(o.deadline_aborted)
             .saturating_add(o.force_closed)
+            .saturating_sub(self.stats.answered_after_abort)
     }
 
     /// One JSON line with the mio server's keys (`served`, `refused`, `aborted`, `leaked`,
@@ -242,6 +247,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
         refused_finalized,
         refused_stopped,
         panics,
+        answered_after_abort,
         failed,
         rejected,
         connections,
@@ -254,6 +260,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
     total.refused_finalized += refused_finalized;
     total.refused_stopped += refused_stopped;
     total.panics += panics;
+    total.answered_after_abort += answered_after_abort;
     total.failed += failed;
     total.rejected += rejected;
     total.connections += connections;

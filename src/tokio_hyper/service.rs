@@ -331,10 +331,20 @@ where
         if client_left(signal_reason) {
             // The client went away first (its body failed with the connection): nothing
             // will reach it, and its request ends *client gone* (counted in `aborted`).
-        } else if is_bad_input(response.status()) {
-            tally.bump(|s| &mut s.rejected); // as the mio server counts them
         } else {
-            tally.bump(|s| &mut s.served);
+            if is_bad_input(response.status()) {
+                tally.bump(|s| &mut s.rejected); // as the mio server counts them
+            } else {
+                tally.bump(|s| &mut s.served);
+            }
+            if matches!(
+                signal_reason,
+                Some(AbortReason::DrainDeadline | AbortReason::ForceClosed)
+            ) {
+                // Answered past the deadline's abort: its outcome is the abort's, but it is
+                // not one of the requests that got no answer (`HyperReport::aborted`).
+                tally.bump(|s| &mut s.answered_after_abort);
+            }
         }
         if tally.is_closing() {
             // Keep-alive is off once the server is unready or stopped: every answer closes.

@@ -30,6 +30,13 @@ pub struct HyperStats {
     /// Handlers, and admissions, that panicked (answered `500`); also a handler's future whose
     /// `Drop` panicked (its answer, if it made one, still sent).
     pub panics: u64,
+    /// Of `served` and `rejected`: answers a handler made after its request's signal was
+    /// aborted by the drain deadline (a handler that watches its signal may still answer
+    /// before the force-close) or force-closed. Their outcome is the abort's (*deadline
+    /// aborted*: the first cause wins), and [`HyperReport::aborted`](super::HyperReport::aborted)
+    /// does not count them: they got their answer, as the mio server's `Stats::aborted` does
+    /// not count one made between a group's abort and force steps.
+    pub answered_after_abort: u64,
     /// Handlers that returned an error (answered `500`).
     pub failed: u64,
     /// Bad input: connections hyper closed on a bad or too large head (it answers `400`/`431`
