@@ -6,6 +6,7 @@
 mod util;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
@@ -211,4 +212,172 @@ fn a_streaming_body_that_does_not_match_its_handlers_content_length_ends_dropped
             "{declared:?}: {answer:?}"
         );
     }
+}
+
+/// A response body paced by a timer: its first frame at once, the rest after `pause`; exact
+/// length.
+struct Paced {
+    frames: VecDeque<Bytes>,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    len: u64,
+}
+
+impl Paced {
+    fn new(frames: &[&'static str], pause: Duration) -> Self {
+        Paced {
+            frames: frames
+                .iter()
+                .map(|f| Bytes::from_static(f.as_bytes()))
+                .collect(),
+            pause: Some(Box::pin(tokio::time::sleep(pause))),
+            len: frames.iter().map(|f| f.len() as u64).sum(),
+        }
+    }
+}
+
+impl Body for Paced {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let first = self.len == self.frames.iter().map(|f| f.len() as u64).sum::<u64>();
+        if !first {
+            if let Some(pause) = &mut self.pause {
+                std::task::ready!(pause.as_mut().poll(cx));
+                self.pause = None;
+            }
+        }
+        Poll::Ready(self.frames.pop_front().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+/// Serves `GET /slow` (its answer's head and first frame at once, the rest `pause` later, after
+/// its handler waited `think`) and `GET /ok`, with no linger at the stop (its graceful shutdown
+/// at once); the client sends `requests` in one write, the stop comes `stop_after` later, and
+/// the client reads every answer strictly until the end. Returns the answers and the report.
+fn across_a_stop(
+    requests: &'static [u8],
+    think: Duration,
+    pause: Duration,
+    stop_after: Duration,
+) -> (Vec<util::strict::Strict>, HyperReport) {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = thread::spawn(move || {
+        let heap = Heap::new();
+        let core: ServerCore<Embedded<&'static str>> =
+            ServerCore::embedded(heap.alloc("server"), Config::default());
+        let handler =
+            move |_this, request: hyper::Request<_>, bundle: reqguard::tokio_hyper::Bundle| {
+                let slow = request.uri().path() == "/slow";
+                async move {
+                    let body = if slow {
+                        tokio::time::sleep(think).await;
+                        Paced::new(&["a", "b"], pause)
+                    } else {
+                        Paced::new(&["ok"], Duration::ZERO)
+                    };
+                    Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+                }
+            };
+        let options = reqguard::tokio_hyper::Options::default().stop_linger(Duration::ZERO);
+        let server = HyperServer::new(core, handler).options(options);
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let stop = async {
+            let _ = stopped.await;
+        };
+        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
+            .expect("bind 127.0.0.1:0")
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut client = util::strict::StrictClient::connect(addr);
+    client.send(requests);
+    thread::sleep(stop_after);
+    stop.send(()).unwrap();
+    let mut answers = Vec::new();
+    loop {
+        let answer = util::strict::read_for(client.reader_mut(), "GET");
+        match answer {
+            Ok(answer) => {
+                let closes = answer.closes();
+                answers.push(answer);
+                if closes {
+                    break;
+                }
+            }
+            Err(_) => break, // the end (or a broken answer: the caller sees what it got)
+        }
+    }
+    client.expect_nothing_more(true, Duration::ZERO);
+    (answers, server.join().unwrap())
+}
+
+/// RFC 9112 §9.6 and the mio server (docs/server.md, "answers computed before stop are all
+/// sent, the last with close"): a stop that finds an answer already on its way (its head
+/// written without `connection: close`) with a request pipelined behind it. hyper's graceful
+/// shutdown turned keep-alive off at once, so hyper closed the connection after that answer
+/// without reading the request behind: the client met the end of input with a request sent,
+/// unanswered and counted nowhere, after an answer that had not said `close` (qa-client11: 16
+/// pipelined uploads, SIGTERM, 10 answered, 6 not). Now keep-alive goes off only once the
+/// answer on its way has gone (its body ended and the socket took it): the request behind is
+/// read and refused `503` + close, as on mio, and counted `refused`. An answer made after the
+/// stop says `close` itself, and the request behind it is not started (not counted, as the
+/// `close` tells the client).
+#[test]
+fn pipelining_across_a_stop_answers_every_request_started_and_refuses_the_next() {
+    let pipelined: &[u8] =
+        b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\nGET /ok HTTP/1.1\r\nhost: x\r\n\r\n";
+    // The answer's head and first frame are out when the stop comes.
+    let (answers, report) = across_a_stop(
+        pipelined,
+        Duration::ZERO,
+        Duration::from_millis(400),
+        Duration::from_millis(150),
+    );
+    let seen: Vec<_> = answers.iter().map(|a| (a.status, a.closes())).collect();
+    assert_eq!(seen, [(200, false), (503, true)], "{answers:?} {report}");
+    assert_eq!(answers[0].text(), "ab");
+    let stats = report.stats;
+    assert_eq!(
+        (
+            stats.served,
+            stats.refused,
+            report.outcomes.completed,
+            report.outcomes.total(),
+            report.leaked
+        ),
+        (1, 1, 1, 1, 0),
+        "{report}"
+    );
+    // The answer is made after the stop: it says close, and the request behind is not started.
+    let (answers, report) = across_a_stop(
+        pipelined,
+        Duration::from_millis(400),
+        Duration::ZERO,
+        Duration::from_millis(150),
+    );
+    let seen: Vec<_> = answers.iter().map(|a| (a.status, a.closes())).collect();
+    assert_eq!(seen, [(200, true)], "{answers:?} {report}");
+    let stats = report.stats;
+    assert_eq!(
+        (
+            stats.served,
+            stats.refused,
+            report.outcomes.completed,
+            report.leaked
+        ),
+        (1, 0, 1, 0),
+        "{report}"
+    );
 }

@@ -166,6 +166,13 @@ enum Graceful {
     Watched,
     /// The shutdown asked: its next poll turns keep-alive off.
     Asked,
+    /// The stop's shutdown asked: keep-alive goes off once no answer is on its way (no request
+    /// admitted out, nothing waiting for the socket). hyper's shutdown turns it off at once,
+    /// and an answer whose head went out before the stop, without `connection: close`, was
+    /// then the last: the requests pipelined behind it met the end of input, unanswered. Once
+    /// it has gone, hyper reads the next request, refused `503` + close (admission is closed),
+    /// as on the mio server; an answer made after the stop says `close` itself.
+    Draining,
     /// Keep-alive is off.
     Done,
 }
@@ -303,6 +310,13 @@ impl Conn {
         stream
     }
 
+    /// Whether an answer is on its way: a request admitted out (in its handler, or its body
+    /// being written), or written bytes waiting for the socket. With neither, hyper has
+    /// flushed its last answer and is past it (reading the next request, or idle).
+    fn answer_on_its_way(&self) -> bool {
+        self.busy.get() != 0 || self.write_pending.get()
+    }
+
     /// Whether a request of it is out (admitted, its bundle alive).
     #[inline]
     pub(crate) fn is_busy(&self) -> bool {
@@ -401,10 +415,35 @@ impl<F: GracefulConnection> Future for Watched<F> {
                 this.conn.waker.take();
                 this.connection.as_mut().graceful_shutdown();
             }
+            Graceful::Draining => return drain(this.connection, this.conn, cx),
             Graceful::Unwatched | Graceful::Done => {}
         }
         this.connection.poll(cx)
     }
+}
+
+/// A poll of a connection the stop is shutting down ([`Graceful::Draining`]): keep-alive goes
+/// off (hyper's graceful shutdown) once no answer is on its way, before or after hyper's turn
+/// (an answer ends within it: hyper then reads the next request, or waits idle).
+#[cold]
+#[inline(never)]
+fn drain<F: GracefulConnection>(
+    mut connection: Pin<&mut F>,
+    conn: &Conn,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    if !conn.answer_on_its_way() {
+        conn.graceful.set(Graceful::Done);
+        connection.as_mut().graceful_shutdown();
+        return connection.poll(cx);
+    }
+    let polled = connection.as_mut().poll(cx);
+    if polled.is_ready() || conn.answer_on_its_way() {
+        return polled;
+    }
+    conn.graceful.set(Graceful::Done);
+    connection.as_mut().graceful_shutdown();
+    connection.poll(cx)
 }
 
 /// What a connection is doing, as the mio loops know it of theirs: since when (its last
@@ -653,7 +692,7 @@ impl Connections {
                 continue;
             }
             if conn.graceful.get() == Graceful::Watched {
-                conn.graceful.set(Graceful::Asked);
+                conn.graceful.set(Graceful::Draining);
                 if let Some(waker) = conn.waker.take() {
                     waker.wake();
                 }
