@@ -7,44 +7,17 @@
 mod util;
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use reqguard::engines::{Embedded, Heap};
-use reqguard::tokio_hyper::{demo_routes, HyperReport, HyperServer};
-use reqguard::{Config, ServerCore};
+use reqguard::tokio_hyper::{demo_routes, HyperServer};
+use util::hyper_thread::HyperThread;
 use util::strict::StrictClient;
 
 const QUIET: Duration = Duration::from_millis(150);
 
-/// The demo routes on hyper, on their own thread, until `stop` is sent.
-fn spawn_demo() -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    JoinHandle<HyperReport>,
-) {
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = thread::spawn(move || {
-        let heap = Heap::new();
-        let core: ServerCore<Embedded<&'static str>> =
-            ServerCore::embedded(heap.alloc("server"), Config::default());
-        let server = HyperServer::new(core, demo_routes());
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    (addr, stop, thread)
-}
-
-fn stop(stop: tokio::sync::oneshot::Sender<()>, thread: JoinHandle<HyperReport>) -> HyperReport {
-    let _ = stop.send(());
-    thread.join().expect("the server thread")
+/// The demo routes on hyper, on their own thread, until stopped.
+fn spawn_demo() -> HyperThread {
+    HyperThread::spawn(|core| HyperServer::new(core, demo_routes()))
 }
 
 /// Sends `request` followed by a pipelined `GET /smuggled`; expects one `400` that closes.
@@ -60,7 +33,8 @@ fn expect_400_close(addr: SocketAddr, request: &str) {
 
 #[test]
 fn framing_hyper_would_trust_is_a_400_that_closes() {
-    let (addr, tx, thread) = spawn_demo();
+    let server = spawn_demo();
+    let addr = server.addr;
     let post = "POST /echo HTTP/1.1\r\nhost: x\r\n";
     // Transfer-Encoding twice, and chunked twice (`gzip, chunked` is 501: probe_client_v8).
     expect_400_close(
@@ -80,7 +54,7 @@ fn framing_hyper_would_trust_is_a_400_that_closes() {
         addr,
         &format!("{post}transfer-encoding: chunked\r\n\r\n0\r\nno colon\r\n\r\n"),
     );
-    let report = stop(tx, thread);
+    let report = server.stop();
     assert_eq!(report.leaked, 0);
 }
 
@@ -89,7 +63,8 @@ fn framing_hyper_would_trust_is_a_400_that_closes() {
 /// behind them is not served.
 #[test]
 fn a_long_target_is_414_and_a_long_head_431_as_on_mio() {
-    let (addr, tx, thread) = spawn_demo();
+    let server = spawn_demo();
+    let addr = server.addr;
     let cases = [
         (
             format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(9 * 1024)),
@@ -112,13 +87,14 @@ fn a_long_target_is_414_and_a_long_head_431_as_on_mio() {
         assert!(answer.closes(), "{answer:?}");
         client.expect_nothing_more(true, QUIET);
     }
-    let report = stop(tx, thread);
+    let report = server.stop();
     assert_eq!((report.leaked, report.stats.served), (0, 0));
 }
 
 #[test]
 fn http11_host_is_required_once_and_valid() {
-    let (addr, tx, thread) = spawn_demo();
+    let server = spawn_demo();
+    let addr = server.addr;
     expect_400_close(addr, "GET / HTTP/1.1\r\n\r\n");
     expect_400_close(addr, "GET / HTTP/1.1\r\nhost: x\r\nhost: y\r\n\r\n");
     expect_400_close(addr, "GET / HTTP/1.1\r\nhost: a b\r\n\r\n");
@@ -128,14 +104,15 @@ fn http11_host_is_required_once_and_valid() {
     let mut old = StrictClient::connect(addr);
     old.send(b"GET / HTTP/1.0\r\n\r\n");
     assert_eq!(old.answer("GET").status, 200);
-    assert_eq!(stop(tx, thread).leaked, 0);
+    assert_eq!(server.stop().leaked, 0);
 }
 
 /// RFC 9110 §8.3: content comes with its `Content-Type`; the demo's text answers carry
 /// `text/plain` as the mio router's do, its echo `application/octet-stream`.
 #[test]
 fn text_answers_say_their_content_type_as_the_mio_router() {
-    let (addr, tx, thread) = spawn_demo();
+    let server = spawn_demo();
+    let addr = server.addr;
     let mut client = StrictClient::connect(addr);
     client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     let hello = client.answer("GET");
@@ -152,12 +129,13 @@ fn text_answers_say_their_content_type_as_the_mio_router() {
     client.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nxyz");
     let echo = client.answer("POST");
     assert_eq!(echo.field("content-type"), Some("application/octet-stream"));
-    assert_eq!(stop(tx, thread).leaked, 0);
+    assert_eq!(server.stop().leaked, 0);
 }
 
 #[test]
 fn head_405_and_unknown_methods_answer_as_the_mio_router() {
-    let (addr, tx, thread) = spawn_demo();
+    let server = spawn_demo();
+    let addr = server.addr;
     let mut client = StrictClient::connect(addr);
     client.send(b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
     let head = client.answer("HEAD");
@@ -175,14 +153,15 @@ fn head_405_and_unknown_methods_answer_as_the_mio_router() {
     client.send(b"BREW / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(client.answer("BREW").status, 501);
     client.expect_nothing_more(false, QUIET);
-    assert_eq!(stop(tx, thread).leaked, 0);
+    assert_eq!(server.stop().leaked, 0);
 }
 
 /// `OPTIONS` as on the mio router (RFC 9110 §9.3.7): `204` with the resource's methods in
 /// `allow`, every route's for `*`, `404` for no resource; the answer has no body.
 #[test]
 fn options_answer_as_the_mio_router() {
-    let (addr, tx, thread) = spawn_demo();
+    let server = spawn_demo();
+    let addr = server.addr;
     let mut client = StrictClient::connect(addr);
     for (target, allow) in [
         ("*", "GET, HEAD, POST"),
@@ -201,7 +180,7 @@ fn options_answer_as_the_mio_router() {
     client.send(b"OPTIONS /nowhere HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(client.answer("OPTIONS").status, 404);
     client.expect_nothing_more(false, QUIET);
-    assert_eq!(stop(tx, thread).leaked, 0);
+    assert_eq!(server.stop().leaked, 0);
 }
 
 /// A chunked body no route reads (`404`, `405`, a `GET` route, a panicking handler) is read
@@ -211,7 +190,8 @@ fn options_answer_as_the_mio_router() {
 /// dropped before hyper read it, a chunked body made hyper close after the answer.
 #[test]
 fn an_unread_chunked_body_keeps_the_connection_and_the_request_behind_it() {
-    let (addr, tx, thread) = spawn_demo();
+    let server = spawn_demo();
+    let addr = server.addr;
     for (line, status) in [
         ("POST /nope", 404),
         ("POST /", 405),
@@ -232,5 +212,5 @@ fn an_unread_chunked_body_keeps_the_connection_and_the_request_behind_it() {
         let next = client.answer("GET");
         assert_eq!((next.status, next.text()), (200, "hello"), "{line}");
     }
-    assert_eq!(stop(tx, thread).leaked, 0);
+    assert_eq!(server.stop().leaked, 0);
 }

@@ -6,33 +6,22 @@
 #![cfg(feature = "hyper")]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
+use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use reqguard::engines::{Embedded, Heap};
 use reqguard::tokio_hyper::{self, HyperServer, Options};
-use reqguard::{Config, ServerCore};
+use util::hyper_thread::HyperThread;
+
+mod util;
 
 #[test]
 fn a_connection_over_the_limit_reads_its_503_then_a_clean_end() {
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = thread::spawn(move || {
-        let heap = Heap::new();
-        let core: ServerCore<Embedded<&'static str>> =
-            ServerCore::embedded(heap.alloc("server"), Config::default());
-        let server = HyperServer::new(core, tokio_hyper::demo_routes())
-            .options(Options::default().max_connections(2));
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
+    let server = HyperThread::spawn(|core| {
+        HyperServer::new(core, tokio_hyper::demo_routes())
+            .options(Options::default().max_connections(2))
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = server.addr;
     // Two requests in their handler hold both slots.
     let holders: Vec<TcpStream> = (0..2)
         .map(|_| {
@@ -60,8 +49,7 @@ fn a_connection_over_the_limit_reads_its_503_then_a_clean_end() {
         ));
     }
     drop(holders);
-    let _ = stop.send(());
-    let _ = server.join();
+    let _ = server.stop();
     for (answer, end) in &outcomes {
         assert!(answer.starts_with("HTTP/1.1 503 "), "{outcomes:?}");
         assert!(

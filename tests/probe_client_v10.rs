@@ -7,18 +7,16 @@
 
 mod util;
 
-use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, UPGRADE};
-use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{Guarded, Reply, Request, Response, Router, ServerBuilder};
-use reqguard::tokio_hyper::{HyperReport, HyperServer};
-use reqguard::{Config, ServerCore};
+use reqguard::tokio_hyper::HyperServer;
+use reqguard::Config;
+use util::hyper_thread::HyperThread;
 use util::strict::StrictClient;
 
 /// A mio server whose `GET /status?code=N` answers status N (body `x`).
@@ -40,18 +38,9 @@ fn mio_status_server() -> reqguard::http::Running {
 }
 
 /// A hyper server whose handler answers every request with the status in its `code` query
-/// (`200` without one), `upgrade: websocket` and body `x`, until `stop` is sent.
-fn hyper_status_server() -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    thread::JoinHandle<HyperReport>,
-) {
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = thread::spawn(move || {
-        let heap = Heap::new();
-        let core: ServerCore<Embedded<&'static str>> =
-            ServerCore::embedded(heap.alloc("server"), Config::default());
+/// (`200` without one), `upgrade: websocket` and body `x`, until stopped.
+fn hyper_status_server() -> HyperThread {
+    HyperThread::spawn(|core| {
         let handler = |_this,
                        request: hyper::Request<hyper::body::Incoming>,
                        bundle: reqguard::tokio_hyper::Bundle| async move {
@@ -68,16 +57,8 @@ fn hyper_status_server() -> (
                 .insert(UPGRADE, HeaderValue::from_static("websocket"));
             Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response))
         };
-        let server = HyperServer::new(core, handler);
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    (addr, stop, thread)
+        HyperServer::new(core, handler)
+    })
 }
 
 /// RFC 9110 §15.2: a `1xx` is interim, never a request's answer, and a `101` switches to the
@@ -92,7 +73,8 @@ fn hyper_status_server() -> (
 #[test]
 fn a_handlers_1xx_is_a_500_and_the_connection_goes_on_on_both_stacks() {
     let mio = mio_status_server();
-    let (hyper_addr, stop, thread) = hyper_status_server();
+    let hyper = hyper_status_server();
+    let hyper_addr = hyper.addr;
     for (stack, addr) in [("mio", mio.addr()), ("hyper", hyper_addr)] {
         let mut client = StrictClient::connect(addr);
         for code in [101, 100, 103, 199] {
@@ -122,8 +104,7 @@ fn a_handlers_1xx_is_a_500_and_the_connection_goes_on_on_both_stacks() {
     client.send(b"GET /status?code=204 HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(client.answer("GET").status, 204);
     client.expect_nothing_more(false, Duration::from_millis(50));
-    let _ = stop.send(());
-    let report = thread.join().unwrap();
+    let report = hyper.stop();
     assert_eq!(report.leaked, 0, "{report}");
     assert_eq!(
         (report.outcomes.completed, report.outcomes.total()),

@@ -599,32 +599,20 @@ mod hyper_embed {
             + 'static,
     {
         use std::io::Write;
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            let heap = Heap::new();
-            let core: ServerCore<reqguard::engines::Embedded<&'static str>> =
-                ServerCore::embedded(heap.alloc("server"), Config::default());
+        let server = super::util::hyper_thread::HyperThread::spawn(move |core| {
             let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| {
                 let reply = reply(bundle);
                 async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(reply) }
             };
-            let server = HyperServer::new(core, handler);
-            let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let stop = async {
-                let _ = stopped.await;
-            };
-            reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-                .expect("bind 127.0.0.1:0")
+            HyperServer::new(core, handler)
         });
-        let addr = addr_rx.recv_timeout(super::HANG).unwrap();
+        let addr = server.addr;
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(super::HANG)).unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         let mut answer = Vec::new();
         let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
-        stop.send(()).unwrap();
-        (answer, server.join().unwrap())
+        (answer, server.stop())
     }
 
     /// The request ended *completed*, its one outcome, and was counted served once; nothing

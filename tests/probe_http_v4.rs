@@ -591,27 +591,12 @@ fn mio_keeps_the_connection_after_a_chunked_body_no_route_reads() {
 /// tests/hyper_conformance.rs starts it; nothing may leak.
 #[cfg(feature = "hyper")]
 fn with_hyper_demo(check: impl FnOnce(SocketAddr) + std::panic::UnwindSafe) {
-    use reqguard::engines::{Embedded, Heap};
     use reqguard::tokio_hyper::{demo_routes, HyperServer};
-    use reqguard::ServerCore;
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let heap = Heap::new();
-        let core: ServerCore<Embedded<&'static str>> =
-            ServerCore::embedded(heap.alloc("server"), Config::default());
-        let server = HyperServer::new(core, demo_routes());
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let server =
+        util::hyper_thread::HyperThread::spawn(|core| HyperServer::new(core, demo_routes()));
+    let addr = server.addr;
     let checked = std::panic::catch_unwind(|| check(addr));
-    let _ = stop.send(());
-    let report = thread.join().expect("the server thread");
+    let report = server.stop();
     assert_eq!(report.leaked, 0);
     if let Err(panic) = checked {
         std::panic::resume_unwind(panic);

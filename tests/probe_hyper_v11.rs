@@ -9,10 +9,10 @@ mod util;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
@@ -20,9 +20,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use reqguard::engines::{Embedded, Heap};
+use reqguard::engines::Embedded;
 use reqguard::tokio_hyper::{demo_routes, EnterScope, HyperServer, Options};
-use reqguard::{Config, ServerCore};
+use util::hyper_thread::HyperThread;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 
@@ -107,29 +107,19 @@ impl EnterScope<Embedded<&'static str>> for SlowAfterFirst {
 #[test]
 fn a_refusal_whose_503_is_never_written_is_not_counted() {
     let entries = Arc::new(AtomicU32::new(0));
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let scope = SlowAfterFirst {
         entries: Arc::clone(&entries),
         hold: Duration::from_millis(600),
     };
-    let server = thread::spawn(move || {
-        let heap = Heap::new();
-        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    let mut server = HyperThread::spawn(move |core| {
         let options = Options::default().stop_linger(Duration::from_secs(5));
-        let server = HyperServer::with_scope(core, demo_routes(), scope).options(options);
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
+        HyperServer::with_scope(core, demo_routes(), scope).options(options)
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = server.addr;
     let mut kept = util::Client::connect(addr);
     let answer = kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!(answer.status, 200);
-    stop.send(()).unwrap();
+    server.begin_stop();
     // The stop closes the listener: then admission is closed.
     util::wait_until("the listener closed", || TcpStream::connect(addr).is_err());
     kept.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
@@ -141,7 +131,7 @@ fn a_refusal_whose_503_is_never_written_is_not_counted() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(kept); // RST
-    let report = server.join().unwrap();
+    let report = server.stop();
     assert_eq!(
         entries.load(Ordering::SeqCst),
         2,
@@ -187,25 +177,14 @@ impl Body for Hinted {
 fn serve_one(
     body: impl Fn() -> Hinted + Send + 'static,
 ) -> (Vec<u8>, reqguard::tokio_hyper::HyperReport) {
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = thread::spawn(move || {
-        let heap = Heap::new();
-        let core: ServerCore<Embedded<&'static str>> =
-            ServerCore::embedded(heap.alloc("server"), Config::default());
+    let server = HyperThread::spawn(move |core| {
         let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| {
             let response = hyper::Response::new(body());
             async move { Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response)) }
         };
-        let server = HyperServer::new(core, handler);
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
+        HyperServer::new(core, handler)
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = server.addr;
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
     stream
@@ -213,8 +192,7 @@ fn serve_one(
         .unwrap();
     let mut answer = Vec::new();
     let _ = std::io::Read::read_to_end(&mut stream, &mut answer); // a reset ends it too
-    stop.send(()).unwrap();
-    (answer, server.join().unwrap())
+    (answer, server.stop())
 }
 
 /// A response body whose exact `size_hint` is not the length it yields: hyper frames the
@@ -305,15 +283,10 @@ fn a_request_out_with_bytes_waiting_behind_it_does_not_spin_its_connection() {
     for (case, sent) in [("a body not asked for", body), ("pipelined", pipelined)] {
         let polls = Arc::new(AtomicU32::new(0));
         let first = Arc::new(AtomicU32::new(0));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let counted = Arc::clone(&polls);
         let slept = Arc::new(AtomicBool::new(false));
         let woke = Arc::clone(&slept);
-        let server = thread::spawn(move || {
-            let heap = Heap::new();
-            let core: ServerCore<Embedded<&'static str>> =
-                ServerCore::embedded(heap.alloc("server"), Config::default());
+        let server = HyperThread::spawn(move |core| {
             let handler = move |_this, request, bundle: reqguard::tokio_hyper::Bundle| {
                 let slow = first.fetch_add(1, Ordering::SeqCst) == 0;
                 let polls = Arc::clone(&counted);
@@ -338,22 +311,15 @@ fn a_request_out_with_bytes_waiting_behind_it_does_not_spin_its_connection() {
                     Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response))
                 }
             };
-            let server = HyperServer::new(core, handler);
-            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-            let stop = async {
-                let _ = stopped.await;
-            };
-            reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-                .expect("bind 127.0.0.1:0")
+            HyperServer::new(core, handler)
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let addr = server.addr;
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.write_all(&sent).unwrap();
         util::wait_until("the slow handler's sleep", || slept.load(Ordering::SeqCst));
         let polled = polls.load(Ordering::SeqCst);
         drop(stream);
-        stop.send(()).unwrap();
-        let report = server.join().unwrap();
+        let report = server.stop();
         assert!((2..20).contains(&polled), "{case}: polled {polled} times");
         assert_eq!(report.leaked, 0, "{case}: {report}");
     }

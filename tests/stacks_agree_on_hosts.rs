@@ -5,14 +5,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
-use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{demo_routes, Guarded, Running, ServerBuilder};
-use reqguard::tokio_hyper::{self, HyperReport, HyperServer};
-use reqguard::{Config, ServerCore};
+use reqguard::tokio_hyper::{self, HyperServer};
+use reqguard::Config;
+use util::hyper_thread::HyperThread;
+
+mod util;
 
 /// Host values: valid ones, and each way `uri-host [":" port]` can be broken.
 const HOSTS: &[&[u8]] = &[
@@ -71,7 +72,7 @@ const HOSTS: &[&[u8]] = &[
 /// The mio server and the hyper adapter on the demo routes; dropped, both stop.
 struct Stacks {
     mio: Option<Running>,
-    hyper: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<HyperReport>)>,
+    hyper: Option<HyperThread>,
     addrs: [SocketAddr; 2],
 }
 
@@ -83,25 +84,11 @@ impl Stacks {
                 demo_routes,
             )
             .unwrap();
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = thread::spawn(move || {
-            let heap = Heap::new();
-            let core: ServerCore<Embedded<&'static str>> =
-                ServerCore::embedded(heap.alloc("server"), Config::default());
-            let server = HyperServer::new(core, tokio_hyper::demo_routes());
-            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-            let stop = async {
-                let _ = stopped.await;
-            };
-            tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-                .expect("bind 127.0.0.1:0")
-        });
-        let hyper_addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let hyper = HyperThread::spawn(|core| HyperServer::new(core, tokio_hyper::demo_routes()));
         Stacks {
-            addrs: [mio.addr(), hyper_addr],
+            addrs: [mio.addr(), hyper.addr],
             mio: Some(mio),
-            hyper: Some((stop, thread)),
+            hyper: Some(hyper),
         }
     }
 
@@ -117,9 +104,9 @@ impl Drop for Stacks {
             let report = mio.stop().unwrap();
             assert_eq!(report.leaked, 0);
         }
-        if let Some((stop, thread)) = self.hyper.take() {
-            let _ = stop.send(());
-            let _ = thread.join();
+        // Stopped by its own `Drop` if a check already failed (no second panic).
+        if let Some(hyper) = self.hyper.take().filter(|_| !thread::panicking()) {
+            assert_eq!(hyper.stop().leaked, 0);
         }
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
 pub mod bounded;
+#[cfg(feature = "hyper")]
+pub mod hyper_thread;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod strict;
