@@ -11,10 +11,11 @@ mod util;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqguard::http::{
-    Guarded, Handler, Ladder, LoopGroup, Reply, Request, Response, ServerBuilder, Unaccounted,
+    Dispatcher, Guarded, Handler, Ladder, Limits, LoopGroup, Reply, Request, Response, Router,
+    Routes, ServerBuilder, Session, Unaccounted,
 };
 use reqguard::Config;
 use util::bounded::within;
@@ -546,4 +547,66 @@ fn a_late_answer_between_a_groups_abort_and_force_steps_counts_served_not_aborte
         (1, 0, 1, 1, 0),
         "{report}"
     );
+}
+
+/// The latest `Instant` this clock can hold (as a session's clock saturates).
+fn end_of_clock() -> Instant {
+    let mut at = Instant::now();
+    let mut step = Duration::MAX;
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(later) => at = later,
+            None => step /= 2,
+        }
+    }
+    at
+}
+
+/// A session whose clock was moved to its end (`Session::advance(Duration::MAX)`, documented
+/// to move it "as far as it goes") and then stopped, and a dispatcher stopped by hand at an
+/// embedder's instant that late: the drain's deadline is as late as the clock goes, the
+/// request out is answered, nothing panics or leaks. Before, the stop panicked ("overflow
+/// when adding duration to instant" in `Dispatcher::begin_stop`; found on `main` at
+/// bbdd8cf).
+#[test]
+fn a_stop_at_the_end_of_the_clock_drains_without_a_panic() {
+    quiet::quiet_panics();
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    router.route("GET", "/late", LateAnswer(Duration::from_secs(5)));
+    let mut session = Session::new(
+        &router,
+        Guarded::embedded("server", Config::default()),
+        Limits::default(),
+    );
+    let request = b"GET /late HTTP/1.1\r\nhost: x\r\n\r\n";
+    session.feed(request);
+    session.advance(Duration::MAX); // the first answer is due
+    assert!(String::from_utf8(session.take_output())
+        .unwrap()
+        .ends_with("late"));
+    session.feed(request); // a second, fed at the end of the clock
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.stop()));
+    assert!(
+        stopped.is_ok(),
+        "Session::stop at the end of its clock panicked"
+    );
+    session.advance(Duration::MAX);
+    let output = String::from_utf8(session.take_output()).unwrap();
+    assert!(output.ends_with("late"), "{output:?}");
+    assert!(session.is_closed());
+    session.ledger().unwrap().assert_quiescent();
+
+    let guarded = Guarded::embedded("server", Config::default());
+    let mut dispatcher = Dispatcher::new(&router, guarded, Limits::default());
+    let late = end_of_clock();
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatcher.begin_stop(late);
+    }));
+    assert!(
+        stopped.is_ok(),
+        "Dispatcher::begin_stop at the end of the clock panicked"
+    );
+    assert!(dispatcher.is_stopping());
+    dispatcher.accounting().core().ledger().assert_quiescent();
 }

@@ -200,12 +200,19 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
     }
 
     /// Begins a graceful stop at `now`: admission closes (through the accounting), responses
-    /// carry `Connection: close`, idle connections linger for [`Limits::stop_linger`].
+    /// carry `Connection: close`, idle connections linger for [`Limits::stop_linger`]. The
+    /// drain's deadline is `now` plus [`Limits::drain_timeout`], or as late as an `Instant`
+    /// goes when `now` is near the end of what the clock can count (a session's clock moved
+    /// by `Duration::MAX`).
     pub fn begin_stop(&mut self, now: Instant) {
         if self.stopped_at.is_none() {
             self.stopped_at = Some(now);
-            let deadline = now.checked_add(self.limits.get_drain_timeout());
-            let deadline = deadline.unwrap_or(now + super::limits::MAX_TIMEOUT);
+            // At the end of what the clock can count (a session's clock moved by
+            // `Duration::MAX`, an embedder's own instants) as late as it can be: at worst `now`.
+            let deadline = now
+                .checked_add(self.limits.get_drain_timeout())
+                .or_else(|| now.checked_add(super::limits::MAX_TIMEOUT))
+                .unwrap_or(now);
             // The embedder's code: a panic is counted, and the server's own deadline rules.
             if caught(|| self.accounting.stop(deadline)).is_none() {
                 self.stats.panics += 1;
