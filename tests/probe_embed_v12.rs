@@ -257,7 +257,7 @@ mod hyper_teardown {
     /// A server on a runtime and `LocalSet` of the test's, a client whose request is held at
     /// `at`; then the runtime and the `LocalSet` dropped (in the order `first`) without a
     /// stop. The request's signal fires once, nothing panics, and the core is gone with the
-    /// server (its wrapper collectable).
+    /// server (its wrapper collectable). (No bug found.)
     fn tear_down(at: At, first: First) {
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("server"), Config::default());
@@ -609,4 +609,49 @@ fn a_stop_at_the_end_of_the_clock_drains_without_a_panic() {
     );
     assert!(dispatcher.is_stopping());
     dispatcher.accounting().core().ledger().assert_quiescent();
+}
+
+/// Auto traits of the embedding types the crate's own `mod assertions` and
+/// `probe_auto_traits` do not pin: what holds a loop's cells or a request's guards stays on
+/// its thread; the handles documented as usable from any thread are. (No bug found: each
+/// public type's `Send`/`Sync` was listed and matched its docs.)
+mod auto_traits {
+    use reqguard::engines::Embedded;
+    use reqguard::http::{
+        Connection, Dispatcher, GroupHandle, GroupStop, Guarded, NoScope, Request, Router, Routes,
+        Running, Server, Session, StopHandle, Unaccounted,
+    };
+    use static_assertions::{assert_impl_all, assert_not_impl_any};
+
+    assert_not_impl_any!(Session<'static, Unaccounted>: Send, Sync);
+    assert_not_impl_any!(Dispatcher<'static, Unaccounted>: Send, Sync);
+    assert_not_impl_any!(Connection<'static, ()>: Send, Sync);
+    assert_not_impl_any!(Server<'static, Unaccounted>: Send, Sync);
+    assert_not_impl_any!(Guarded<Embedded<()>, NoScope>: Send, Sync);
+    assert_not_impl_any!(Request<'static>: Send, Sync);
+    assert_not_impl_any!(Router<'static>: Send, Sync);
+    assert_not_impl_any!(Routes: Send, Sync);
+    assert_impl_all!(StopHandle: Send, Sync, Clone);
+    assert_impl_all!(GroupStop: Send, Sync, Clone);
+    assert_impl_all!(Running: Send);
+    assert_impl_all!(GroupHandle: Send);
+
+    #[cfg(feature = "hyper")]
+    mod hyper {
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use reqguard::engines::Embedded;
+        use reqguard::tokio_hyper::{
+            Aborted, Bundle, GuardedBody, HyperGroupHandle, HyperGroupStop, HyperServer, Reply,
+        };
+        use static_assertions::{assert_impl_all, assert_not_impl_any};
+
+        assert_not_impl_any!(Bundle: Send, Sync);
+        assert_not_impl_any!(Aborted: Send, Sync);
+        assert_not_impl_any!(Reply<Full<Bytes>>: Send, Sync);
+        assert_not_impl_any!(GuardedBody<Full<Bytes>>: Send, Sync);
+        assert_not_impl_any!(HyperServer<Embedded<()>, (), fn()>: Send, Sync);
+        assert_impl_all!(HyperGroupStop: Send, Sync, Clone);
+        assert_impl_all!(HyperGroupHandle: Send);
+    }
 }
