@@ -236,6 +236,8 @@ mod ticket;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod tokio_hyper;
+#[cfg(any(feature = "server", feature = "hyper"))]
+mod unsent;
 mod wrapper;
 
 pub use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason, RequestObject};

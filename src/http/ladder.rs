@@ -8,7 +8,9 @@
 //!  │                                       requests finish; idle connections close after the linger
 //!  │ abort          T2 = T1+drain_timeout  (only if requests are still out) their abort signals fire
 //!  │ force          T3 = T2+force_after    (only if still out) sockets close; outcomes recorded
-//!  │ close          every loop drained     listeners close together; idle connections get 503 close
+//!  │ close          every loop drained     listeners close together; idle connections get 503 close;
+//!  │                                       each connection lingers until its socket has sent its
+//!  │                                       answers (at most 5 s: docs/server.md, step 8)
 //!  ▼ exit
 //! a second SIGTERM/SIGINT jumps to force at once
 //! ```

@@ -48,9 +48,18 @@ const REVISIT_TIMER: usize = usize::MAX;
 
 /// How long accepting pauses after `accept` failed (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// How long a connection we closed keeps reading (and discarding) so the client sees our last
-/// answer instead of a reset.
+/// How long a connection we closed keeps reading (and discarding) after its last byte left the
+/// socket and our FIN followed (or, where that is not seen, `src/unsent.rs`, after our FIN), so
+/// the client sees our last answer instead of a reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
+/// The longest a connection we closed lingers in all, however slowly its client reads what the
+/// socket still holds: closing a socket whose client still sends resets the connection, and the
+/// reset drops what the socket had not sent yet (answers already counted `served`), so the
+/// linger waits for the socket to send it all (RFC 9112 §9.6), but not for ever.
+const LINGER_LIMIT: Duration = Duration::from_secs(5);
+/// The most a lingering connection reads and drops: past it, it reads no more (the client's
+/// sending stalls on TCP flow control) and waits out its linger.
+const LINGER_DISCARD: u64 = 16 << 20;
 
 /// Whether a read shorter than its buffer shows the socket drained: so on the edge-triggered
 /// selectors mio uses on these systems (epoll, kqueue), as in tokio's `poll_evented.rs`.
@@ -98,8 +107,13 @@ struct Socket<'r, H> {
     http: Connection<'r, H>,
     /// The client closed its side.
     eof: bool,
-    /// We closed our side at this instant plus [`CLOSE_LINGER`]; reads are discarded.
+    /// We are done with it (every answer written to the socket) and close it at this instant
+    /// at the latest; reads are discarded ([`begin_linger`]).
     lingering: Option<Instant>,
+    /// Lingering while the socket has not sent everything written to it (our FIN waits).
+    unsent: bool,
+    /// Bytes read and dropped while lingering (at most [`LINGER_DISCARD`], then no more reads).
+    discarded: u64,
     /// The earliest timer entry for this connection not yet fired.
     scheduled: Option<Instant>,
     /// The connection's idle timeout alone was found at or after `scheduled`. It never moves
@@ -144,6 +158,8 @@ impl<'r, H> Socket<'r, H> {
             http,
             eof: false,
             lingering: None,
+            unsent: false,
+            discarded: 0,
             scheduled: None,
             idle_covers_scheduled: false,
             read_ready: true,
@@ -573,7 +589,8 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// At capacity, closes the connection lingering longest after its last answer and our FIN
-    /// (waiting only for the client's FIN): it is done, and its slot is the first to take back.
+    /// (waiting only for the client's FIN; not one whose socket still sends its answers): it is
+    /// done, and its slot is the first to take back.
     /// Under connection-per-request load the loop accepts before it reads those FINs, and
     /// newcomers were refused `503` while such slots held the limit (`ab -c 1000`: 8 % of
     /// connections refused at 1,024 slots). Refused connections keep their linger (outside
@@ -582,7 +599,8 @@ impl<'r, A: Accounting> Server<'r, A> {
         let oldest = self
             .sockets
             .iter()
-            .filter(|(_, socket)| !socket.refused)
+            // Not one whose socket has not sent its answers yet: closing it would lose them.
+            .filter(|(_, socket)| !socket.refused && !socket.unsent)
             .filter_map(|(key, socket)| socket.lingering.map(|until| (until, key)))
             .min();
         let Some((_, key)) = oldest else {
@@ -987,14 +1005,52 @@ fn handle_connection_event<'r, A: Accounting>(
     if socket.eof {
         return Ok(true);
     }
-    // Done on our side: send FIN and linger until the client closes (or briefly times out),
-    // reading and dropping what it still sends.
+    // Done on our side: linger until the client closes, reading and dropping what it still
+    // sends, while the socket sends what it holds, then our FIN, then briefly.
     if socket.lingering.is_none() {
-        let _ = socket.stream.shutdown(std::net::Shutdown::Write);
-        socket.lingering = Some(now + CLOSE_LINGER);
+        begin_linger(socket, now);
         read_available(socket, d, buf, now)?;
+    } else if socket.unsent {
+        linger_sent_yet(socket, now);
     }
     Ok(socket.eof)
+}
+
+/// Every answer of the connection is written to its socket, and it is to close (a
+/// `connection: close` answer, an error or a refusal answered, the stop's close step): its
+/// linger begins (RFC 9112 §9.6). Closing it while its client still sends would reset the
+/// connection, and the reset drops what the socket has not sent yet (answers counted `served`
+/// that a client reading slowly had not received). So it reads and drops what comes (at most
+/// [`LINGER_DISCARD`]) while the socket sends what it holds (`src/unsent.rs`: its writable event
+/// says when the last byte left), then sends our FIN and lingers [`CLOSE_LINGER`] more for the
+/// client's acknowledgement or close; in all at most [`LINGER_LIMIT`]. Where the socket cannot
+/// tell, the FIN goes at once and the linger is [`CLOSE_LINGER`], as before.
+#[cold]
+#[inline(never)]
+fn begin_linger<H>(socket: &mut Socket<'_, H>, now: Instant) {
+    socket.lingering = Some(later(now, LINGER_LIMIT));
+    socket.unsent = crate::unsent::watch(&socket.stream);
+    if socket.unsent {
+        linger_sent_yet(socket, now);
+    } else {
+        let _ = socket.stream.shutdown(std::net::Shutdown::Write);
+        socket.lingering = Some(later(now, CLOSE_LINGER));
+    }
+}
+
+/// A lingering connection whose socket had bytes unsent: if it has sent them all now, our FIN
+/// follows and the linger ends [`CLOSE_LINGER`] from now (or sooner, at its limit).
+#[cold]
+#[inline(never)]
+fn linger_sent_yet<H>(socket: &mut Socket<'_, H>, now: Instant) {
+    if !crate::unsent::all_sent(&socket.stream) {
+        return; // Its writable event comes once the last byte has left.
+    }
+    socket.unsent = false;
+    let _ = socket.stream.shutdown(std::net::Shutdown::Write);
+    socket.lingering = socket
+        .lingering
+        .map(|end| end.min(later(now, CLOSE_LINGER)));
 }
 
 /// Reads until `WouldBlock` (edge-triggered: or we would never hear of the rest), unless the
@@ -1008,7 +1064,11 @@ fn read_available<'r, A: Accounting>(
 ) -> io::Result<()> {
     while socket.read_ready
         && !socket.eof
-        && (socket.lingering.is_some() || socket.http.wants_read(d))
+        && (if socket.lingering.is_some() {
+            socket.discarded < LINGER_DISCARD
+        } else {
+            socket.http.wants_read(d)
+        })
     {
         // The rest of a body goes straight into its request's input, not through `buf` and a
         // copy (unless the connection says otherwise: closing, or the body already whole).
@@ -1030,6 +1090,8 @@ fn read_available<'r, A: Accounting>(
             Ok(n) => {
                 if socket.lingering.is_none() {
                     socket.http.receive_unchecked(d, &buf[..n], now);
+                } else {
+                    socket.discarded += n as u64;
                 }
                 // A short read emptied the socket's buffer: on epoll and kqueue, more input
                 // brings a new event, so the read that would only say `WouldBlock` is saved

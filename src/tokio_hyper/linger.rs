@@ -22,14 +22,20 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::connections::Conn;
 
-/// How long a socket closed by the server keeps reading (and dropping) what its client sends.
+/// How long a socket closed by the server keeps reading (and dropping) what its client sends
+/// once it has sent everything (`src/unsent.rs`) and its FIN.
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
+/// The longest a socket closed by the server lingers in all, however slowly its client reads
+/// what the socket still holds (as on the mio loops).
+pub(crate) const LINGER_LIMIT: Duration = Duration::from_secs(5);
+/// The most a lingering socket reads and drops (as on the mio loops).
+const LINGER_DISCARD: u64 = 16 << 20;
 
 /// A `TcpStream` that, dropped after hyper shut its write side, is handed back to its
 /// connection's task ([`Conn::take_handoff`]) instead of being closed.
@@ -276,8 +282,10 @@ impl LingeringIo {
             let _ = stream.try_write(&closing_answer("408 Request Timeout"));
             self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
         }
-        // Immediate on a TCP socket (`shutdown(2)`); the socket then lingers on drop.
-        let _ = Pin::new(stream).poll_shutdown(cx);
+        // The socket then lingers on drop (`linger`), which shuts its write side.
+        if !crate::unsent::WATCHABLE {
+            let _ = Pin::new(stream).poll_shutdown(cx); // immediate on a TCP socket
+        }
         self.shut = true;
         Some(Poll::Ready(Ok(())))
     }
@@ -331,16 +339,71 @@ impl Drop for LingeringIo {
     }
 }
 
-/// Reads and drops what the client still sends, until it closes or [`LINGER`] has passed;
-/// the caller's `lingering` counts the sockets doing this at once (the caller bounds it).
-pub(crate) async fn linger(mut stream: TcpStream, lingering: &Cell<usize>) {
+/// The server closes the socket (a `connection: close` answer, an error or a refusal answered,
+/// an eviction's `408`, the stop): its linger (RFC 9112 §9.6), as on the mio loops. Closing a
+/// socket whose client still sends resets the connection, and the reset drops what the socket
+/// has not sent yet: answers counted `served` that a client reading slowly had not received
+/// (`benches/load/qa11_trunc.py`). So what the client sends is read and dropped (at most
+/// [`LINGER_DISCARD`], then no more is read: its sending stalls on TCP flow control) while the
+/// socket sends what it holds (`src/unsent.rs`: its writable event says when the last byte
+/// left); then the write side is shut (FIN), and the reading goes on for [`LINGER`] more, for
+/// the client's acknowledgement or close; in all at most [`LINGER_LIMIT`]. It ends at once when
+/// the client closes. Where the socket cannot tell what it has sent, the write side was shut
+/// when hyper shut it, and the linger is [`LINGER`], as before. The caller's `lingering`
+/// counts the sockets doing this at once (the caller bounds it).
+pub(crate) fn linger(stream: TcpStream, lingering: &Rc<Cell<usize>>) -> impl Future<Output = ()> {
+    // Counted now, not at the task's first turn: a burst of refusals is bounded as it comes.
     lingering.set(lingering.get() + 1);
+    let lingering = Rc::clone(lingering);
+    async move {
+        let mut discarded = 0;
+        let _ = tokio::time::timeout(LINGER_LIMIT, async {
+            if crate::unsent::watch(&stream) {
+                tokio::select! {
+                    () = all_sent(&stream) => {}
+                    () = drop_input(&stream, &mut discarded) => return, // the client closed
+                }
+            }
+            let _ = SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+            let _ = tokio::time::timeout(LINGER, drop_input(&stream, &mut discarded)).await;
+        })
+        .await;
+        drop(stream); // The client closed, or the time is up.
+        lingering.set(lingering.get() - 1);
+    }
+}
+
+/// Resolves once the socket (armed by `unsent::watch`) has sent everything written to it, or
+/// failed. The readiness tokio last saw may be stale: a probe that finds bytes unsent clears
+/// it, and the next writable event comes once they have left.
+async fn all_sent(stream: &TcpStream) {
+    let probe = || match crate::unsent::all_sent(stream) {
+        true => Ok(()),
+        false => Err(io::ErrorKind::WouldBlock.into()),
+    };
+    while stream.writable().await.is_ok() {
+        if stream.try_io(Interest::WRITABLE, probe).is_ok() {
+            return;
+        }
+    }
+}
+
+/// Reads and drops what the client sends until it closes or the socket fails; past
+/// [`LINGER_DISCARD`] bytes, reads no more and never resolves.
+async fn drop_input(stream: &TcpStream, discarded: &mut u64) {
     let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(1..) = stream.read(&mut sink).await {}
-    })
-    .await;
-    lingering.set(lingering.get() - 1);
+    while *discarded < LINGER_DISCARD {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => *discarded += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+    std::future::pending().await
 }
 
 impl AsyncRead for LingeringIo {
@@ -432,14 +495,16 @@ impl AsyncWrite for LingeringIo {
     }
 
     /// hyper shuts the write side once it has flushed its last answer (its `poll_shutdown`
-    /// flushes first): a refusal among them is written, and counted now.
+    /// flushes first): a refusal among them is written, and counted now. Where the socket
+    /// tells what it has not sent yet (`src/unsent.rs`), the write side is shut by the linger
+    /// once it has sent it all (a shut socket no longer tells), else now.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.shut = true;
         this.conn.refusal_written();
         match &mut this.stream {
-            Some(stream) => Pin::new(stream).poll_shutdown(cx),
-            None => Poll::Ready(Ok(())),
+            Some(stream) if !crate::unsent::WATCHABLE => Pin::new(stream).poll_shutdown(cx),
+            _ => Poll::Ready(Ok(())),
         }
     }
 }

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connections::{Conn, Connections, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
-use super::linger::{closing_answer, linger, LingeringIo, Stall, LINGER};
+use super::linger::{closing_answer, linger, LingeringIo, Stall, LINGER_LIMIT};
 use super::report::HyperReport;
 use super::room::Room;
 use super::service::{RequestService, Shared};
@@ -563,9 +562,8 @@ struct Acceptor<'a, E: Engine, C: Recycle, H, S> {
     room: Option<&'a Room>,
 }
 
-/// How long a connection refused over the limit lingers after its `503`, reading and dropping
-/// what the client sent, and how many may linger at once (as on the mio server).
-const REFUSED_LINGER: Duration = Duration::from_millis(500);
+/// How many connections may linger at once (refused over the limit, or closed by hyper with
+/// input maybe still coming: `linger.rs`) outside the stop (as on the mio server).
 const MAX_REFUSING: usize = 64;
 
 /// Whether an accept error says the process (`EMFILE`) or the system (`ENFILE`) is out of
@@ -694,31 +692,23 @@ where
     /// close is a clean end and not a reset that could discard the `503` before the client
     /// reads it (RFC 9112 §9.6). At most [`MAX_REFUSING`] linger at once; past that, or when
     /// the send buffer is full, the connection just closes.
-    fn refuse_over_limit(&self, mut stream: TcpStream) {
+    fn refuse_over_limit(&self, stream: TcpStream) {
         // Best effort: a full send buffer just closes it without the answer.
         let _ = stream.try_write(&closing_answer("503 Service Unavailable"));
         if self.refusing.get() >= MAX_REFUSING {
             return;
         }
-        let refusing = Rc::clone(&self.refusing);
-        refusing.set(refusing.get() + 1);
-        tokio::task::spawn_local(async move {
-            let _ = stream.shutdown().await;
-            let mut sink = [0u8; 4096];
-            let _ = tokio::time::timeout(REFUSED_LINGER, async {
-                while let Ok(1..) = stream.read(&mut sink).await {}
-            })
-            .await;
-            refusing.set(refusing.get() - 1);
-        });
+        tokio::task::spawn_local(linger(stream, &self.refusing));
     }
 
     /// Lets the connections still lingering after their last answer (a `503` or `413` whose
-    /// request body was still arriving) finish, up to their linger, unless forced: the runtime
-    /// (often the process) ends after `serve`, and closing them under a client still sending
-    /// resets the connection (a client that stops at the failed write never reads the answer).
+    /// request body was still arriving, answers a slow reader has not taken yet) finish, up
+    /// to their linger, unless forced: the runtime (often the process) ends after `serve`, and
+    /// closing them under a client still sending resets the connection, and the reset drops
+    /// what the socket had not sent yet (a client that stops at the failed write never reads
+    /// the answer).
     async fn let_lingering_finish(&self, forced: &Trigger<'_>) {
-        let end = tokio::time::Instant::now() + LINGER.max(REFUSED_LINGER);
+        let end = tokio::time::Instant::now() + LINGER_LIMIT;
         while self.refusing.get() > 0 && tokio::time::Instant::now() < end {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(5)) => {}
