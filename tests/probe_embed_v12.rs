@@ -655,3 +655,61 @@ mod auto_traits {
         assert_impl_all!(HyperGroupHandle: Send);
     }
 }
+
+#[cfg(feature = "hyper")]
+mod hyper_leaks {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperGroup, HyperServer, Options, Reply};
+    use reqguard::{Config, ServerCore};
+
+    /// A hyper group whose handler forgets every bundle (`mem::forget`: no type rules it out)
+    /// and fails: the report names what was out at the deadline and what was still out at
+    /// the end, each under its own heading, so a reader counts each leaked guard once (the
+    /// figures agree with `leaked`). Before, the second list followed the first with no
+    /// heading: every leak line was printed twice, as if twice as many guards had leaked
+    /// (found on `main` at dcb496a).
+    #[test]
+    fn a_leak_report_names_each_leaked_guard_once_per_heading() {
+        let group = HyperGroup::new()
+            .loops(2)
+            .spawn(|_| {
+                let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+                let forgets = |_this, _request, bundle: Bundle| {
+                    std::mem::forget(bundle);
+                    async { Err::<Reply<Full<Bytes>>, HandlerError>("forgot".into()) }
+                };
+                let quick = Options::default()
+                    .drain_timeout(Duration::from_millis(50))
+                    .force_after(Duration::from_millis(50));
+                HyperServer::new(core, forgets).options(quick)
+            })
+            .unwrap();
+        let addr = group.addr();
+        for _ in 0..4 {
+            let _ = super::util::try_get(addr, "/");
+        }
+        group.stopper().stop();
+        let report = group.wait().unwrap();
+        for loop_report in report.loops.iter().chain([&report.totals]) {
+            let text = loop_report.to_string();
+            let (at_deadline, at_end) = text
+                .split_once("still out at the end:")
+                .unwrap_or_else(|| panic!("no heading for the end's leaks:\n{text}"));
+            for part in [at_deadline, at_end] {
+                let counted: usize = part
+                    .lines()
+                    .filter(|line| {
+                        line.ends_with("was never released")
+                            || line.ends_with("were never released")
+                    })
+                    .map(|line| line.split(' ').next().unwrap().parse::<usize>().unwrap())
+                    .sum();
+                assert_eq!(counted, loop_report.leaked, "{text}");
+            }
+        }
+    }
+}

@@ -149,7 +149,9 @@ impl fmt::Display for HyperReport {
             write!(f, "\n  deadline: {deadline}")?;
         }
         if !self.leaks.is_empty() {
-            write!(f, "\n{}", self.leaks)?;
+            // Under its own heading: after the deadline's list (often the same guards) it
+            // would read as more of them.
+            write!(f, "\n  still out at the end:\n{}", self.leaks)?;
         }
         Ok(())
     }
