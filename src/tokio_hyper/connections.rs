@@ -116,6 +116,10 @@ pub(crate) struct Conn {
     /// what that body owes once hyper asks its `size_hint`, if asked for the same request
     /// (the connection's `ended` count when declared, then the length).
     declared: Cell<Option<(u64, u64)>>,
+    /// The request being answered said HTTP/1.0 (set at each request: a client may change
+    /// versions between requests): `service::http10_closing`. Here rather than in the
+    /// request's future, whose every field hyper's dispatcher pays for as it polls it.
+    http10: Cell<bool>,
 }
 
 /// [`Conn::owed`] of a body whose length hyper does not know: counted down as it is paid, it
@@ -238,6 +242,18 @@ impl Conn {
 
     /// hyper has written all it had for the socket and shuts its write side: a refusal
     /// answered on it went out (see [`Conn::refused`]).
+    /// Notes the version of the request hyper hands the service (`call`).
+    #[inline]
+    pub(crate) fn set_http10(&self, http10: bool) {
+        self.http10.set(http10);
+    }
+
+    /// Whether the request being answered said HTTP/1.0.
+    #[inline]
+    pub(crate) fn is_http10(&self) -> bool {
+        self.http10.get()
+    }
+
     pub(crate) fn refusal_written(&self) {
         if let Some(refusal) = self.refusal.take() {
             self.tally.count_refusal(refusal);
@@ -649,6 +665,7 @@ impl Connections {
             refusal: Cell::new(None),
             owed: Cell::new(NOT_OWED),
             declared: Cell::new(None),
+            http10: Cell::new(false),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,

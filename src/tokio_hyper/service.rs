@@ -100,6 +100,7 @@ where
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let conn = Rc::clone(&self.conn);
         let tally = &conn.tally;
+        conn.set_http10(request.version() == Version::HTTP_10);
         if let Some(refused) = checks::refusal(&request, self.shared.max_head) {
             // The mio server's head limits (414, 431) and the framing and `Host` hyper would
             // trust and the mio server refuses (400): close, nothing taken.
@@ -283,7 +284,7 @@ where
             StateProj::Fixed { answer } => {
                 let answer = *answer;
                 this.state.set(State::Done);
-                return Poll::Ready(Ok(answer.response(tally.is_closing())));
+                return Poll::Ready(Ok(fixed_response(answer, this.conn)));
             }
             StateProj::Done => panic!("a dispatch is polled after it answered"),
         };
@@ -315,7 +316,7 @@ where
         // The handler's own head: fields or a version hyper would write wrongly, or panic
         // on. Answers without either (most) pay these compares alone.
         if !response.headers().is_empty() || response.version() != Version::HTTP_11 {
-            own_head(&mut response, has_body, tally);
+            own_head(&mut response, has_body, this.conn);
         }
         response.body_mut().hand_to_hyper(has_body);
         // The handler's future is the embedder's: a future type of its own whose `Drop`
@@ -348,11 +349,58 @@ where
         }
         if tally.is_closing() {
             // Keep-alive is off once the server is unready or stopped: every answer closes.
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
+            closing_answer(&mut response, this.conn);
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// The answer of the adapter's own (`Fixed`), closing while the server is unready or stopped.
+#[cold]
+#[inline(never)]
+fn fixed_response<B: hyper::body::Body, C: Recycle>(
+    answer: Fixed,
+    conn: &Conn,
+) -> Response<GuardedBody<B, C>> {
+    let mut response = answer.response(conn.tally.is_closing());
+    if conn.is_http10() {
+        http10_closing(&mut response);
+    }
+    response
+}
+
+/// Keep-alive is off once the server is unready or stopped: every answer closes.
+#[cold]
+#[inline(never)]
+fn closing_answer<B>(response: &mut Response<B>, conn: &Conn) {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    if conn.is_http10() {
+        *response.version_mut() = Version::HTTP_10; // `http10_closing`
+    }
+}
+
+/// An answer to an HTTP/1.0 request that closes its connection (`connection: close`, the
+/// adapter's or the handler's: a handler's fields are looked at in `own_head`, off the path
+/// of an answer without any) is handed to hyper as HTTP/1.0, which hyper writes for an
+/// HTTP/1.0 peer anyway. As HTTP/1.1, hyper appended `keep-alive` to its `connection` field
+/// when the client had asked for keep-alive (its `fix_keep_alive` looks for `keep-alive`
+/// only): `connection: close, keep-alive`, then the close; clients that look for
+/// `keep-alive` (`ab -k`) reused the closed connection (RFC 9112 §9.3: the answer that closes
+/// says `close`). As HTTP/1.0 without `keep-alive`, hyper turns its keep-alive off instead.
+#[cold]
+#[inline(never)]
+fn http10_closing<B>(response: &mut Response<B>) {
+    let closes = response.headers().get_all(CONNECTION).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        })
+    });
+    if closes {
+        *response.version_mut() = Version::HTTP_10;
     }
 }
 
@@ -383,16 +431,20 @@ fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
     }
 }
 
-/// The head of a handler's answer, as made: see [`own_version`] and [`own_length`].
+/// The head of a handler's answer, as made: see [`own_version`] and [`own_length`], and
+/// [`http10_closing`] for an answer to an HTTP/1.0 request.
 #[cold]
 #[inline(never)]
 fn own_head<B: hyper::body::Body, C: Recycle>(
     response: &mut Response<GuardedBody<B, C>>,
     has_body: bool,
-    tally: &Tally,
+    conn: &Conn,
 ) {
     own_version(response);
-    own_length(response, has_body, tally);
+    own_length(response, has_body, &conn.tally);
+    if conn.is_http10() {
+        http10_closing(response);
+    }
 }
 
 /// A response version hyper's HTTP/1 writer cannot write (`HTTP/0.9`, `HTTP/3`): it panics,
