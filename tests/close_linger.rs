@@ -4,6 +4,10 @@
 //! Closing such a socket resets the connection, and the reset drops what the socket had not
 //! sent yet (`benches/load/qa11_trunc.py`: 128 of 150 connections cut on mio, 146 on hyper).
 //! Bounded: 16 clients, about 6 s each test.
+//!
+//! And a refusal the server answers as it closes (the over-limit `503`, an evicted head's
+//! `408`) is counted only if its socket took it: one written to a client already gone was no
+//! answer. The server is paused (`SIGSTOP`) while the clients reset, so the order is sure.
 #![cfg(feature = "server")]
 
 mod util;
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use util::serve::{field, Serve};
+use util::serve::{field, send_signal, Serve};
 use util::wait_until;
 
 /// One upload: `POST /echo` of 256 KiB, its body a byte pattern of its own.
@@ -172,4 +176,98 @@ fn hyper_slow_readers_of_pipelined_uploads_get_every_counted_answer_at_a_stop() 
     // keep-alive if its head was written before the stop (docs/hyper.md): an end after a whole
     // answer, nothing counted lost.
     slow_readers_of_pipelined_uploads_get_every_counted_answer("--stack hyper", true);
+}
+
+/// Closes `stream` with a reset (`SO_LINGER` zero).
+fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+/// `serve --max-connections 1`: one connection holds the slot with a request in its handler,
+/// the server is paused, 70 clients connect (the kernel completes them) and reset, the server
+/// goes on: each is over the limit, and its `503` cannot be written (70: past the 64 refused
+/// connections that may linger at once, the rest take the best-effort path). None is counted
+/// in `connections_refused`; all 70 were before.
+fn an_over_limit_503_to_a_client_gone_is_not_counted(args: &str) {
+    let serve = Serve::start("", &format!("--max-connections 1 {args}"));
+    let pid = serve.child.id();
+    let mut holder = TcpStream::connect(serve.addr).unwrap();
+    holder
+        .write_all(b"GET /delay?ms=1000 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    send_signal(pid, "STOP");
+    let gone: Vec<_> = (0..70)
+        .map(|_| TcpStream::connect(serve.addr).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    gone.into_iter().for_each(reset);
+    thread::sleep(Duration::from_millis(50));
+    send_signal(pid, "CONT");
+    holder
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = [0; 15];
+    holder.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 OK");
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "connections_refused"), 0.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}
+
+#[test]
+fn mio_an_over_limit_503_to_a_client_gone_is_not_counted() {
+    an_over_limit_503_to_a_client_gone_is_not_counted("");
+}
+
+#[cfg(feature = "hyper")]
+#[test]
+fn hyper_an_over_limit_503_to_a_client_gone_is_not_counted() {
+    an_over_limit_503_to_a_client_gone_is_not_counted("--stack hyper");
+}
+
+/// `serve --max-connections 1`: a slow head holds the slot past the 100 ms that make it
+/// evictable; the server is paused, a newcomer connects, the slow head resets; the server goes
+/// on and serves the newcomer. A `408` to the slow head cannot be written: `rejected` stays 0
+/// (hyper evicted it and counted the `408` before; mio reads it first, finds it gone, and
+/// evicts nothing).
+fn an_evicted_head_reset_before_its_408_is_not_counted(args: &str) {
+    let serve = Serve::start("", &format!("--max-connections 1 {args}"));
+    let pid = serve.child.id();
+    let mut slow = TcpStream::connect(serve.addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
+    thread::sleep(Duration::from_millis(400));
+    send_signal(pid, "STOP");
+    let mut newcomer = TcpStream::connect(serve.addr).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    reset(slow);
+    thread::sleep(Duration::from_millis(50));
+    send_signal(pid, "CONT");
+    newcomer
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    newcomer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = [0; 15];
+    newcomer.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 OK");
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "rejected"), 0.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}
+
+#[test]
+fn mio_an_evicted_head_reset_before_its_408_is_not_counted() {
+    an_evicted_head_reset_before_its_408_is_not_counted("");
+}
+
+#[cfg(feature = "hyper")]
+#[test]
+fn hyper_an_evicted_head_reset_before_its_408_is_not_counted() {
+    an_evicted_head_reset_before_its_408_is_not_counted("--stack hyper");
 }

@@ -447,7 +447,8 @@ impl<'r, H> Connection<'r, H> {
 
     /// Evicts the connection (see [`evictable_since`](Connection::evictable_since)) to free its
     /// slot: one mid-head gets `408` and `Connection: close`, true; an idle one is closed with
-    /// no answer, false.
+    /// no answer, false. The `408` is not counted here: the loop counts it in `rejected` once
+    /// its socket has taken it whole (one that did not go out was no answer).
     pub(crate) fn evict<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) -> bool {
         if self.input.len() == self.start {
             self.closed = true;
@@ -459,7 +460,7 @@ impl<'r, H> Connection<'r, H> {
             ..Wire::CLOSE
         };
         let reject = self.partial_head_refusal(d);
-        self.reject(d, reject, wire);
+        self.reject_uncounted(d, reject, wire);
         true
     }
 
@@ -1038,6 +1039,16 @@ impl<'r, H> Connection<'r, H> {
         wire: Wire,
     ) {
         d.stats.rejected += 1;
+        self.reject_uncounted(d, reject, wire);
+    }
+
+    /// [`reject`](Connection::reject), not counted (the caller counts it).
+    fn reject_uncounted<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        reject: Reject,
+        wire: Wire,
+    ) {
         let date = d.date.line();
         self.answers.push(true, None, |out| {
             write_status(out, wire, date, reject.status());

@@ -22,7 +22,8 @@ use crate::signal::AbortReason;
 pub struct Stats {
     /// Connections accepted and served.
     pub connections: u64,
-    /// Connections over the limit, answered `503` and closed.
+    /// Connections over the limit, answered `503` and closed: counted once the socket has
+    /// taken the `503` whole (one to a client already gone is not).
     pub connections_refused: u64,
     /// Connections closed at capacity to admit a new one: the one idle or reading its head
     /// the longest (`408` if mid-head), never one with a request admitted.
@@ -40,7 +41,8 @@ pub struct Stats {
     pub refused_finalized: u64,
     /// ... of which because the server was stopping.
     pub refused_stopped: u64,
-    /// Bad input answered `400`, `408`, `413` or `431` (never admitted).
+    /// Bad input answered `400`, `408`, `413` or `431` (never admitted); an evicted head's
+    /// `408` once the socket has taken it whole (one to a client already gone is not).
     pub rejected: u64,
     /// Panics caught in the embedder's code: handlers (answered `500`), and the accounting's
     /// `admit` (answered `500`, counted in `refused` too), `stop`, `poll_stop`, `report` and

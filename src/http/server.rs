@@ -101,6 +101,24 @@ const PRUNE_SLACK: usize = 64;
 /// then FIN, then a short drain). Past this many, a refused connection is simply closed.
 const MAX_REFUSING: usize = 64;
 
+/// What a refusal of the loop's own counts once its answer is written.
+#[derive(Clone, Copy)]
+enum Owed {
+    /// The over-limit `503`: `connections_refused`.
+    Refused,
+    /// An evicted head's `408`: `rejected`.
+    Rejected,
+}
+
+impl Owed {
+    fn count(self, stats: &mut super::Stats) {
+        match self {
+            Owed::Refused => stats.connections_refused += 1,
+            Owed::Rejected => stats.rejected += 1,
+        }
+    }
+}
+
 /// One accepted connection: its socket and its sans-IO state.
 struct Socket<'r, H> {
     stream: TcpStream,
@@ -145,8 +163,11 @@ struct Socket<'r, H> {
     sent: u64,
     /// `sent` when the current window of `write_stalled` began.
     sent_at_stall: u64,
-    /// Over the connection limit: only here to deliver its `503`.
+    /// Over the connection limit: only here to deliver its `503` (or an evicted head's `408`).
     refused: bool,
+    /// That answer's count, taken once the socket has taken it whole (`begin_linger`): an
+    /// answer that did not go out (the client reset first) was no answer.
+    owed: Option<Owed>,
     /// When the loop accepted it.
     accepted: Instant,
 }
@@ -171,6 +192,7 @@ impl<'r, H> Socket<'r, H> {
             sent: 0,
             sent_at_stall: 0,
             refused,
+            owed: refused.then_some(Owed::Refused),
             accepted: now,
         }
     }
@@ -491,7 +513,6 @@ impl<'r, A: Accounting> Server<'r, A> {
                         && !self.close_oldest_lingering()
                         && !self.evict_oldest(now, true)
                     {
-                        self.dispatcher.stats.connections_refused += 1;
                         self.refuse_connection(stream, now);
                         continue;
                     }
@@ -635,13 +656,15 @@ impl<'r, A: Accounting> Server<'r, A> {
         let answered = socket.http.evict(&mut self.dispatcher);
         if answered && linger && self.refusing < MAX_REFUSING {
             socket.refused = true;
+            socket.owed = Some(Owed::Rejected);
             self.refusing += 1;
             // Write the 408 and start the linger now: its writable edge has long passed.
             let mut scratch = [0; 4096];
             self.connection_event(Token(key), None, &mut scratch, now);
         } else {
-            if answered {
-                let _ = socket.stream.write(socket.http.pending_output()); // best effort
+            // Best effort, counted only if the socket took it whole.
+            if answered && written_whole(&mut socket.stream, socket.http.pending_output()) {
+                self.dispatcher.stats.rejected += 1;
             }
             self.close(key);
         }
@@ -655,14 +678,16 @@ impl<'r, A: Accounting> Server<'r, A> {
             self.dispatcher.date.refresh(now);
             let date = self.dispatcher.date.line();
             let mut answer = Connection::<A::Held>::over_capacity(now, date);
-            let _ = stream.write(answer.pending_output());
+            if written_whole(&mut stream, answer.pending_output()) {
+                self.dispatcher.stats.connections_refused += 1;
+            }
             answer.consume_output(usize::MAX);
             return;
         }
         self.dispatcher.date.refresh(now);
         let answer = Connection::over_capacity(now, self.dispatcher.date.line());
         if self.register(stream, answer, true, now) {
-            self.refusing += 1;
+            self.refusing += 1; // counted once written whole (`Socket::owed`)
         }
     }
 
@@ -1001,6 +1026,9 @@ fn handle_connection_event<'r, A: Accounting>(
     if !socket.http.is_done() {
         return Ok(false);
     }
+    if let Some(owed) = socket.owed.take() {
+        owed.count(&mut d.stats); // its answer is written whole
+    }
     // Done and the client already closed: nothing left to say.
     if socket.eof {
         return Ok(true);
@@ -1161,6 +1189,12 @@ fn spend<H>(socket: &mut Socket<'_, H>, n: usize) {
         // Sends the handling's end through `Server::reschedule_anew`, which queues it.
         socket.idle_covers_scheduled = false;
     }
+}
+
+/// One write of `answer` (a refusal's, written outside the loop's turn): whether the socket
+/// took it whole.
+fn written_whole(stream: &mut TcpStream, answer: &[u8]) -> bool {
+    stream.write(answer).is_ok_and(|n| n == answer.len())
 }
 
 /// One read into `input`'s spare capacity (no zeroed room to fill first: rustix's

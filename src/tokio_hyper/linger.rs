@@ -279,8 +279,12 @@ impl LingeringIo {
         }
         self.evicted = true;
         if self.conn.never_answered() {
-            let _ = stream.try_write(&closing_answer("408 Request Timeout"));
-            self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
+            // Counted only if the socket took it whole: a 408 that did not go out (the client
+            // reset first) was no answer.
+            let answer = closing_answer("408 Request Timeout");
+            if stream.try_write(&answer).is_ok_and(|n| n == answer.len()) {
+                self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
+            }
         }
         // The socket then lingers on drop (`linger`), which shuts its write side.
         if !crate::unsent::WATCHABLE {

@@ -626,7 +626,6 @@ where
     fn serve_connection(&self, stream: TcpStream) {
         let tally = &self.shared.tally;
         if self.connections.staying() >= self.options.max_connections && !self.evict_oldest(false) {
-            tally.bump(|s| &mut s.connections_refused);
             self.refuse_over_limit(stream);
             return;
         }
@@ -693,8 +692,13 @@ where
     /// reads it (RFC 9112 §9.6). At most [`MAX_REFUSING`] linger at once; past that, or when
     /// the send buffer is full, the connection just closes.
     fn refuse_over_limit(&self, stream: TcpStream) {
-        // Best effort: a full send buffer just closes it without the answer.
-        let _ = stream.try_write(&closing_answer("503 Service Unavailable"));
+        // Best effort: a full send buffer just closes it without the answer. Counted only if
+        // the socket took it whole: one that did not go out (the client reset first) was none.
+        let answer = closing_answer("503 Service Unavailable");
+        if !stream.try_write(&answer).is_ok_and(|n| n == answer.len()) {
+            return;
+        }
+        self.shared.tally.bump(|s| &mut s.connections_refused);
         if self.refusing.get() >= MAX_REFUSING {
             return;
         }

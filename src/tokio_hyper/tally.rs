@@ -41,11 +41,12 @@ pub struct HyperStats {
     pub failed: u64,
     /// Bad input: connections hyper closed on a bad or too large head (it answers `400`/`431`
     /// itself), and admitted requests the handler answered `400`, `408`,
-    /// `413` or `431`.
+    /// `413` or `431`; an evicted head's `408` once the socket has taken it whole.
     pub rejected: u64,
     /// Connections accepted.
     pub connections: u64,
-    /// Connections over the limit, closed at once.
+    /// Connections over the limit, answered `503` and closed: counted once the socket has
+    /// taken the `503` whole (one to a client already gone is not).
     pub connections_refused: u64,
     /// Connections idle or reading a head the longest, closed at the limit to make room for a
     /// newcomer (mid-head: `408` first).
