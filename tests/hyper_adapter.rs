@@ -196,7 +196,7 @@ fn after_stop_and_collect_a_kept_alive_request_gets_503_close_and_the_ledger_is_
     // The PR's late request: the wrapper is finalized, the upgrade fails, nothing is taken.
     assert_eq!(
         kept.send("GET", "/", ""),
-        (503, true, "service unavailable".into())
+        (503, true, "Service Unavailable".into())
     );
     drop(kept);
     let report = server.join();

@@ -381,3 +381,69 @@ fn pipelining_across_a_stop_answers_every_request_started_and_refuses_the_next()
         "{report}"
     );
 }
+
+/// RFC 9110 §15.5, §15.6: a server SHOULD send an explanation with a `4xx` or `5xx` (except to
+/// `HEAD`), and §8.3 its `content-type`. The demo routes on hyper answered `400`, `404`, `405`,
+/// `413` and `501` with an empty body, the adapter's `500` had no `content-type`, `413` said
+/// hyper's `Payload Too Large` (RFC 9110: `Content Too Large`), and the adapter's own texts
+/// (`service unavailable`, `not ready`) were not the mio server's. The two stacks now give the
+/// same answer, field for field but `date`, to each request below.
+#[test]
+fn error_answers_are_the_same_on_both_stacks() {
+    use util::serve::Serve;
+    use util::strict::{Strict, StrictClient};
+    let requests: [(&str, &[u8]); 13] = [
+        ("GET", b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("HEAD", b"HEAD /nope HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("DELETE", b"DELETE / HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("HEAD", b"HEAD /echo HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("GET", b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("FOO", b"FOO / HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("OPTIONS", b"OPTIONS /nope HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("GET", b"GET /panic HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ("HEAD", b"HEAD /panic HTTP/1.1\r\nhost: x\r\n\r\n"),
+        (
+            "POST",
+            b"POST /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+        ),
+        (
+            "POST",
+            b"POST /nope HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n",
+        ),
+        (
+            "POST",
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999\r\n\r\n",
+        ),
+        (
+            "POST",
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        ),
+    ];
+    let answers = |stack: &str| -> Vec<Strict> {
+        let serve = Serve::start("", stack);
+        let answers = requests
+            .iter()
+            .map(|(method, request)| {
+                let mut client = StrictClient::connect(serve.addr);
+                client.send(request);
+                let mut answer = client.answer(method);
+                answer.fields.retain(|(name, _)| name != "date");
+                answer.fields.sort();
+                answer
+            })
+            .collect();
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        answers
+    };
+    let mio = answers("--stack mio");
+    let hyper = answers("--stack hyper");
+    for ((mio, hyper), (_, request)) in mio.iter().zip(&hyper).zip(&requests) {
+        let request = String::from_utf8_lossy(request);
+        assert_eq!(mio, hyper, "{request:?}");
+        if mio.status >= 400 && !request.starts_with("HEAD") {
+            assert_eq!(mio.field("content-type"), Some("text/plain"), "{request:?}");
+            assert!(!mio.body.is_empty(), "{request:?}");
+        }
+    }
+}

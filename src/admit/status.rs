@@ -1,6 +1,14 @@
 //! The one table of HTTP status lines and reason phrases, shared by refusals ([`Refusal::status_line`](crate::Refusal::status_line))
 //! and the reference server's writer.
 
+/// The RFC 9110 reason phrase of `status` from the table below (empty for a status it does
+/// not name).
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+pub(crate) fn reason_phrase(status: u16) -> &'static [u8] {
+    // "HTTP/1.1 NNN " is 13 bytes; the line ends with CRLF.
+    status_line(status).map_or(&[], |line| &line[13..line.len() - 2])
+}
+
 /// The HTTP/1.1 status line of each status reqguard names (`HTTP/1.0` swaps the first 8 bytes),
 /// with its RFC 9110 reason phrase; `None` for the others.
 pub(crate) fn status_line(status: u16) -> Option<&'static [u8]> {

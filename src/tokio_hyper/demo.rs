@@ -259,7 +259,7 @@ fn unrouted<C: Recycle>(bundle: Bundle<C>, method: &Method, path: &str) -> Reply
             "*" => "GET, HEAD, POST",
             "/" | "/delay" | "/panic" => "GET, HEAD",
             "/echo" => "POST",
-            _ => return text(bundle, StatusCode::NOT_FOUND, Bytes::new()),
+            _ => return error(bundle, StatusCode::NOT_FOUND),
         };
         let mut reply = text(bundle, StatusCode::NO_CONTENT, Bytes::new());
         reply
@@ -280,13 +280,13 @@ fn unrouted<C: Recycle>(bundle: Bundle<C>, method: &Method, path: &str) -> Reply
     let allow = match path {
         "/" | "/delay" | "/panic" => "GET, HEAD",
         "/echo" => "POST",
-        _ if STANDARD.contains(method) => return text(bundle, StatusCode::NOT_FOUND, Bytes::new()),
-        _ => return text(bundle, StatusCode::NOT_IMPLEMENTED, Bytes::new()),
+        _ if STANDARD.contains(method) => return error(bundle, StatusCode::NOT_FOUND),
+        _ => return error(bundle, StatusCode::NOT_IMPLEMENTED),
     };
     if !STANDARD.contains(method) {
-        return text(bundle, StatusCode::NOT_IMPLEMENTED, Bytes::new());
+        return error(bundle, StatusCode::NOT_IMPLEMENTED);
     }
-    let mut reply = text(bundle, StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
+    let mut reply = error(bundle, StatusCode::METHOD_NOT_ALLOWED);
     reply
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allow));
@@ -298,6 +298,23 @@ fn unrouted<C: Recycle>(bundle: Bundle<C>, method: &Method, path: &str) -> Reply
 fn text<C: Recycle>(bundle: Bundle<C>, status: StatusCode, body: Bytes) -> Reply<Full<Bytes>, C> {
     let content_type = (!body.is_empty()).then_some(TEXT);
     typed(bundle, status, body, content_type)
+}
+
+/// An error answer as the mio router makes it: its reason phrase as a plain-text explanation
+/// (RFC 9110 §15.5, §15.6: a server SHOULD send one, except to `HEAD`, where hyper writes the
+/// length alone), and the phrase RFC 9110 names (`413 Content Too Large`, where the `http` crate
+/// still says `Payload Too Large`): the one table of reason phrases, `admit::status`. Before,
+/// the routes' `400`, `404`, `405`, `408`, `413` and `501` had an empty body.
+#[cold]
+#[inline(never)]
+fn error<C: Recycle>(bundle: Bundle<C>, status: StatusCode) -> Reply<Full<Bytes>, C> {
+    let phrase = crate::admit::status::reason_phrase(status.as_u16());
+    let mut reply = text(bundle, status, Bytes::from_static(phrase));
+    if status.canonical_reason().map(str::as_bytes) != Some(phrase) {
+        let phrase = hyper::ext::ReasonPhrase::from_static(phrase);
+        reply.response.extensions_mut().insert(phrase);
+    }
+    reply
 }
 
 /// Made once (a value checked byte by byte per answer cost 100 instructions).
@@ -354,7 +371,7 @@ fn echo<C: Recycle>(
     use hyper::body::Body as _;
     // A declared length past the limit is refused before any of the body is read.
     if request.body().size_hint().lower() > limits.max_body as u64 {
-        let refused = closing(text(bundle, StatusCode::PAYLOAD_TOO_LARGE, Bytes::new()));
+        let refused = closing(error(bundle, StatusCode::PAYLOAD_TOO_LARGE));
         return Routed::Answered(Some(refused), request.into_body());
     }
     let body = Counted {
@@ -422,7 +439,7 @@ impl<C: Recycle> Echo<C> {
                 if !conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
                     ready!(body_timer(&mut self.deadline, self.timeout, cx));
                 }
-                let late = text(self.bundle(), StatusCode::REQUEST_TIMEOUT, Bytes::new());
+                let late = error(self.bundle(), StatusCode::REQUEST_TIMEOUT);
                 return Poll::Ready(closing(late));
             }
         };
@@ -434,14 +451,14 @@ impl<C: Recycle> Echo<C> {
         let bundle = self.bundle();
         let reply = match collected {
             Ok(body) if body.trailers().is_some_and(HeaderMap::is_empty) => {
-                closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new()))
+                closing(error(bundle, StatusCode::BAD_REQUEST))
             }
             Ok(body) if body.trailers().is_some() => {
                 closing(typed(bundle, StatusCode::OK, body.to_bytes(), Some(OCTETS)))
             }
             Ok(body) => typed(bundle, StatusCode::OK, body.to_bytes(), Some(OCTETS)),
             Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                closing(text(bundle, StatusCode::PAYLOAD_TOO_LARGE, Bytes::new()))
+                closing(error(bundle, StatusCode::PAYLOAD_TOO_LARGE))
             }
             // The body broke its framing (a bad chunk size, a trailer without a colon): the
             // client's fault, and hyper cannot read on past it. (Or the connection failed:
@@ -450,7 +467,7 @@ impl<C: Recycle> Echo<C> {
                 if let Some(err) = err.downcast_ref::<hyper::Error>() {
                     note_client_reset(err, &bundle);
                 }
-                closing(text(bundle, StatusCode::BAD_REQUEST, Bytes::new()))
+                closing(error(bundle, StatusCode::BAD_REQUEST))
             }
         };
         // Chosen for eviction as its body ended: answered, then the connection closes.

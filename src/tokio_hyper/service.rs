@@ -303,7 +303,7 @@ where
                     Failure::Error => tally.bump(|s| &mut s.failed),
                     Failure::Panic => tally.bump(|s| &mut s.panics),
                 }
-                status_response(StatusCode::INTERNAL_SERVER_ERROR, b"internal server error")
+                status_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
             }
         };
         if unsendable(*this.body_rule, response.status()) {
@@ -425,8 +425,10 @@ fn internal_error_keeping_bundle<B: hyper::body::Body, C: Recycle>(
     tally: &Tally,
 ) {
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().clear();
-    if response.body_mut().replace_with(b"internal server error") {
+    let headers = response.headers_mut();
+    headers.clear();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if response.body_mut().replace_with(INTERNAL_SERVER_ERROR) {
         tally.bump(|s| &mut s.panics);
     }
 }
@@ -533,12 +535,24 @@ fn is_bad_input(status: StatusCode) -> bool {
     matches!(status.as_u16(), 400 | 408 | 413 | 431)
 }
 
+/// The explanations of the adapter's own answers: the reason phrases, as the mio server's
+/// (RFC 9110 §15.5, §15.6).
+const INTERNAL_SERVER_ERROR: &[u8] = b"Internal Server Error";
+const SERVICE_UNAVAILABLE: &[u8] = b"Service Unavailable";
+const METHOD_NOT_ALLOWED: &[u8] = b"Method Not Allowed";
+
+/// An answer of the adapter's own with a plain-text `text` (`content-type: text/plain` unless
+/// empty: RFC 9110 §8.3, as the mio server's).
 fn status_response<B: hyper::body::Body, C: Recycle>(
     status: StatusCode,
     text: &'static [u8],
 ) -> Response<GuardedBody<B, C>> {
     let mut response = Response::new(GuardedBody::fixed(text));
     *response.status_mut() = status;
+    if !text.is_empty() {
+        let plain = HeaderValue::from_static("text/plain");
+        response.headers_mut().insert(CONTENT_TYPE, plain);
+    }
     response
 }
 
@@ -557,7 +571,7 @@ impl Fixed {
     fn internal_error() -> Self {
         Fixed {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            text: b"internal server error",
+            text: INTERNAL_SERVER_ERROR,
             close: false,
             allow: None,
         }
@@ -595,7 +609,7 @@ impl Fixed {
         Fixed {
             status: StatusCode::from_u16(refusal.status())
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            text: b"service unavailable",
+            text: SERVICE_UNAVAILABLE,
             close: refusal.closes_connection(),
             allow: None,
         }
@@ -607,10 +621,6 @@ impl Fixed {
     ) -> Response<GuardedBody<B, C>> {
         let mut response = status_response(self.status, self.text);
         let headers = response.headers_mut();
-        if !self.text.is_empty() {
-            // As the mio server's answers, and the demo routes' (RFC 9110 §8.3).
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        }
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
@@ -639,7 +649,7 @@ fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
     }
     let (status, text): (_, &'static [u8]) = match path {
         "/healthz/live" => (StatusCode::OK, b"live"),
-        "/healthz/ready" if tally.is_closing() => (StatusCode::SERVICE_UNAVAILABLE, b"not ready"),
+        "/healthz/ready" if tally.is_closing() => (StatusCode::SERVICE_UNAVAILABLE, b"unready"),
         "/healthz/ready" => (StatusCode::OK, b"ready"),
         _ => return None,
     };
@@ -667,7 +677,7 @@ fn probe_other_method(method: &Method, path: &str) -> Option<Fixed> {
     }
     let (status, text): (_, &'static [u8]) = match *method {
         Method::OPTIONS => (StatusCode::NO_CONTENT, b""),
-        _ => (StatusCode::METHOD_NOT_ALLOWED, b"method not allowed"),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED),
     };
     Some(Fixed {
         status,
