@@ -259,11 +259,9 @@ mod assertions {
     use super::*;
     use static_assertions::{assert_impl_all, assert_not_impl_any};
 
-    type E = Embedded<()>;
-
     // G1: the proof and the guards stay on the event loop's thread, and the proof cannot be
     // copied into a second request.
-    assert_not_impl_any!(Live<'static, E>: Send, Sync, Clone);
+    assert_not_impl_any!(Live<'static, Embedded<()>>: Send, Sync, Clone);
     assert_not_impl_any!(PendingTicket: Send, Sync, Clone, Default);
     assert_not_impl_any!(RequestContext<()>: Send, Sync, Clone, Default);
     assert_not_impl_any!(ActivityRef: Send, Sync, Clone, Default);

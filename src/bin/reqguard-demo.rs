@@ -26,7 +26,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use reqguard::http::{
@@ -283,7 +282,7 @@ fn watch_signals(mut on_signal: impl FnMut(bool) + Send + 'static) -> io::Result
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let handle = signals.handle();
-    let watcher = thread::spawn(move || {
+    let watcher = std::thread::spawn(move || {
         for (count, _signal) in signals.forever().enumerate() {
             on_signal(count == 0);
         }
