@@ -236,6 +236,8 @@ mod hyper_embed {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    use super::util::bodies::Hinted;
+
     /// Serves one `GET /` with `handler` on a fresh current-thread runtime and `LocalSet`,
     /// then stops: the answer as text, and the report.
     pub(super) fn serve_one<H: Handler<Embedded<&'static str>>>(
@@ -611,23 +613,9 @@ mod hyper_embed {
     /// Which outcome is documented in hyper.md (the hint is the embedder's to get right).
     #[test]
     fn a_body_whose_size_hint_lies_still_ends_its_request_once() {
-        struct Lies(Option<Bytes>, u64);
-        impl Body for Lies {
-            type Data = Bytes;
-            type Error = std::convert::Infallible;
-            fn poll_frame(
-                mut self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-                Poll::Ready(self.0.take().map(|d| Ok(Frame::data(d))))
-            }
-            fn size_hint(&self) -> SizeHint {
-                SizeHint::with_exact(self.1)
-            }
-        }
         for exact in [0u64, 1, 100] {
             let handler = move |_this, _request, bundle: reqguard::tokio_hyper::Bundle| async move {
-                let body = Lies(Some(Bytes::from_static(b"hello")), exact);
+                let body = Hinted::of(&["hello"], Some(exact), false);
                 Ok(bundle.respond(Response::new(body)))
             };
             let (_answer, report) = serve_one(handler);

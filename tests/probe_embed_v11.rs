@@ -476,6 +476,8 @@ mod hyper_embed {
     use reqguard::tokio_hyper::{demo_routes, HyperServer};
     use reqguard::{Config, ServerCore};
 
+    use super::util::bodies::Hinted;
+
     /// `tokio_hyper::run` builds a runtime of its own: called from inside one (an `async`
     /// embedder) it cannot, and says so with an error (its `# Errors`). Before, it panicked in
     /// `block_on` ("Cannot start a runtime from within a runtime").
@@ -553,38 +555,6 @@ mod hyper_embed {
         assert!(spawned.is_err(), "{spawned:?}");
     }
 
-    /// A response body of the embedder's own type: `data` as frames, an exact `size_hint` of
-    /// `hint`, `is_end_stream` once empty.
-    struct Hinted {
-        data: std::collections::VecDeque<bytes::Bytes>,
-        hint: u64,
-    }
-
-    impl hyper::body::Body for Hinted {
-        type Data = bytes::Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
-        {
-            std::task::Poll::Ready(
-                self.data
-                    .pop_front()
-                    .map(|d| Ok(hyper::body::Frame::data(d))),
-            )
-        }
-
-        fn is_end_stream(&self) -> bool {
-            self.data.is_empty()
-        }
-
-        fn size_hint(&self) -> hyper::body::SizeHint {
-            hyper::body::SizeHint::with_exact(self.hint)
-        }
-    }
-
     /// Serves `request` (with `connection: close`) on a hyper server whose handler answers
     /// with `reply(bundle)`: the client's bytes and the report. The one harness of this
     /// module's probes.
@@ -647,10 +617,7 @@ mod hyper_embed {
     #[test]
     fn a_body_whose_huge_exact_size_hint_lies_ends_dropped() {
         for hint in [1u64 << 61, 1 << 62, u64::MAX - 1, u64::MAX] {
-            let (answer, report) = serve_one(move || Hinted {
-                data: std::collections::VecDeque::from([bytes::Bytes::from_static(b"hello")]),
-                hint,
-            });
+            let (answer, report) = serve_one(move || Hinted::of(&["hello"], Some(hint), true));
             let outcomes = report.outcomes;
             assert_eq!(
                 (outcomes.dropped, outcomes.total(), report.leaked),

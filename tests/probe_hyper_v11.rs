@@ -6,22 +6,17 @@
 
 mod util;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::Write;
 use std::net::TcpStream;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
-
 use reqguard::engines::Embedded;
 use reqguard::tokio_hyper::{demo_routes, EnterScope, HyperServer, Options};
+use util::bodies::Hinted;
 use util::hyper_thread::HyperThread;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
@@ -141,37 +136,6 @@ fn a_refusal_whose_503_is_never_written_is_not_counted() {
     assert_eq!(report.leaked, 0, "{report}");
 }
 
-/// A response body of the embedder's own type: `data` as frames, an exact `size_hint` of
-/// `hint` (the length hyper frames the answer by; none: chunked), and `is_end_stream` true
-/// only once polled to its end if `says_end` is false (a stream that learns its end by
-/// polling).
-struct Hinted {
-    data: VecDeque<Bytes>,
-    hint: Option<u64>,
-    says_end: bool,
-}
-
-impl Body for Hinted {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(self.data.pop_front().map(|d| Ok(Frame::data(d))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.says_end && self.data.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.hint
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
-}
-
 /// Serves one `GET /` (connection: close) answered with `body`; the client's bytes and the
 /// report.
 fn serve_one(
@@ -207,7 +171,6 @@ fn serve_one(
 /// stopping at the length: now *completed*.
 #[test]
 fn a_body_whose_exact_size_hint_lies_ends_dropped_and_an_honest_one_completed() {
-    let hello = || VecDeque::from([Bytes::from_static(b"hello")]);
     for (hint, says_end) in [
         (0, true),
         (1, true),
@@ -216,11 +179,7 @@ fn a_body_whose_exact_size_hint_lies_ends_dropped_and_an_honest_one_completed() 
         (1, false),
         (100, false),
     ] {
-        let (answer, report) = serve_one(move || Hinted {
-            data: hello(),
-            hint: Some(hint),
-            says_end,
-        });
+        let (answer, report) = serve_one(move || Hinted::of(&["hello"], Some(hint), says_end));
         let case = format!("hint {hint}, says its end {says_end}");
         let text = String::from_utf8_lossy(&answer);
         // A longer hint: hyper closes the connection when the body ends short of it, maybe
@@ -244,11 +203,7 @@ fn a_body_whose_exact_size_hint_lies_ends_dropped_and_an_honest_one_completed() 
         (None, true),
         (None, false),
     ] {
-        let (answer, report) = serve_one(move || Hinted {
-            data: VecDeque::from([Bytes::from_static(b"hel"), Bytes::from_static(b"lo")]),
-            hint,
-            says_end,
-        });
+        let (answer, report) = serve_one(move || Hinted::of(&["hel", "lo"], hint, says_end));
         let text = String::from_utf8_lossy(&answer);
         let body = match hint {
             Some(_) => "\r\n\r\nhello",
@@ -302,11 +257,7 @@ fn a_request_out_with_bytes_waiting_behind_it_does_not_spin_its_connection() {
                         woke.store(true, Ordering::SeqCst);
                     }
                     drop(request);
-                    let body = Hinted {
-                        data: VecDeque::from([Bytes::from_static(b"ok")]),
-                        hint: Some(2),
-                        says_end: true,
-                    };
+                    let body = Hinted::of(&["ok"], Some(2), true);
                     let response = hyper::Response::new(body);
                     Ok::<_, reqguard::tokio_hyper::HandlerError>(bundle.respond(response))
                 }

@@ -22,52 +22,14 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH};
 use reqguard::engines::{Embedded, Heap};
 use reqguard::tokio_hyper::{HandlerError, HyperReport, HyperServer};
 use reqguard::{Config, ServerCore};
-
-/// A streaming response body: `data` as frames, no exact `size_hint` (hyper knows no length),
-/// and `is_end_stream` true once empty only if `says_end` (else it learns its end by polling).
-struct Stream {
-    data: VecDeque<Bytes>,
-    says_end: bool,
-}
-
-impl Stream {
-    fn of(frames: &[&'static str], says_end: bool) -> Self {
-        Stream {
-            data: frames
-                .iter()
-                .map(|f| Bytes::from_static(f.as_bytes()))
-                .collect(),
-            says_end,
-        }
-    }
-}
-
-impl Body for Stream {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(self.data.pop_front().map(|d| Ok(Frame::data(d))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.says_end && self.data.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
+use util::bodies::Hinted;
 
 /// Serves `GET /bad`, answered with `bad()` under the handler's own `content-length: declared`,
 /// and `GET /ok` (a plain streamed `ok`), both sent at once on one connection; returns what the
 /// client read until the server closed (or the read timed out) and the report.
 fn serve_declared(
     declared: &'static str,
-    bad: impl Fn() -> Stream + Send + 'static,
+    bad: impl Fn() -> Hinted + Send + 'static,
 ) -> (String, HyperReport) {
     let (addr_tx, addr_rx) = mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -81,7 +43,7 @@ fn serve_declared(
                 let body = if bad_one {
                     bad()
                 } else {
-                    Stream::of(&["ok"], true)
+                    Hinted::of(&["ok"], None, true)
                 };
                 let mut reply = bundle.respond(hyper::Response::new(body));
                 if bad_one {
@@ -157,7 +119,7 @@ fn a_streaming_body_that_does_not_match_its_handlers_content_length_ends_dropped
         ),
     ];
     for (case, declared, frames, says_end) in cases {
-        let (answer, report) = serve_declared(declared, move || Stream::of(frames, says_end));
+        let (answer, report) = serve_declared(declared, move || Hinted::of(frames, None, says_end));
         let outcomes = report.outcomes;
         assert_eq!(
             (outcomes.dropped, outcomes.total(), report.leaked),
@@ -178,7 +140,8 @@ fn a_streaming_body_that_does_not_match_its_handlers_content_length_ends_dropped
         );
     }
     for says_end in [true, false] {
-        let (answer, report) = serve_declared("5", move || Stream::of(&["hel", "lo"], says_end));
+        let (answer, report) =
+            serve_declared("5", move || Hinted::of(&["hel", "lo"], None, says_end));
         let outcomes = report.outcomes;
         assert_eq!(
             (outcomes.completed, outcomes.total(), report.leaked),
@@ -196,7 +159,8 @@ fn a_streaming_body_that_does_not_match_its_handlers_content_length_ends_dropped
     // stream (its encoder needs the length), and wrote `+5` as set beside an exact one. Removed
     // as one that is not a length: the stream goes chunked.
     for declared in ["+5", " 5"] {
-        let (answer, report) = serve_declared(declared, move || Stream::of(&["hel", "lo"], true));
+        let (answer, report) =
+            serve_declared(declared, move || Hinted::of(&["hel", "lo"], None, true));
         assert_eq!(
             (
                 report.outcomes.completed,

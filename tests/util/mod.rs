@@ -3,6 +3,8 @@
 //! instead of hanging it.
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
+#[cfg(feature = "hyper")]
+pub mod bodies;
 pub mod bounded;
 #[cfg(feature = "hyper")]
 pub mod hyper_thread;
