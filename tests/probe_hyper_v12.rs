@@ -8,9 +8,8 @@ mod util;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::pin::Pin;
-use std::sync::mpsc;
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
@@ -19,10 +18,9 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_LENGTH};
 
-use reqguard::engines::{Embedded, Heap};
 use reqguard::tokio_hyper::{HandlerError, HyperReport, HyperServer};
-use reqguard::{Config, ServerCore};
 use util::bodies::Hinted;
+use util::hyper_thread::HyperThread;
 
 /// Serves `GET /bad`, answered with `bad()` under the handler's own `content-length: declared`,
 /// and `GET /ok` (a plain streamed `ok`), both sent at once on one connection; returns what the
@@ -31,12 +29,7 @@ fn serve_declared(
     declared: &'static str,
     bad: impl Fn() -> Hinted + Send + 'static,
 ) -> (String, HyperReport) {
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = thread::spawn(move || {
-        let heap = Heap::new();
-        let core: ServerCore<Embedded<&'static str>> =
-            ServerCore::embedded(heap.alloc("server"), Config::default());
+    let server = HyperThread::spawn(move |core| {
         let handler =
             move |_this, request: hyper::Request<_>, bundle: reqguard::tokio_hyper::Bundle| {
                 let bad_one = request.uri().path() == "/bad";
@@ -53,15 +46,9 @@ fn serve_declared(
                 }
                 async move { Ok::<_, HandlerError>(reply) }
             };
-        let server = HyperServer::new(core, handler);
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
+        HyperServer::new(core, handler)
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = server.addr;
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(1500)))
@@ -72,8 +59,7 @@ fn serve_declared(
     let mut answer = Vec::new();
     let closed = stream.read_to_end(&mut answer).is_ok() || answer.is_empty();
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    stop.send(()).unwrap();
-    let report = server.join().unwrap();
+    let report = server.stop();
     (
         format!("{answer}{}", if closed { "<closed>" } else { "<open>" }),
         report,
@@ -236,12 +222,7 @@ fn across_a_stop(
     pause: Duration,
     stop_after: Duration,
 ) -> (Vec<util::strict::Strict>, HyperReport) {
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = thread::spawn(move || {
-        let heap = Heap::new();
-        let core: ServerCore<Embedded<&'static str>> =
-            ServerCore::embedded(heap.alloc("server"), Config::default());
+    let mut server = HyperThread::spawn(move |core| {
         let handler =
             move |_this, request: hyper::Request<_>, bundle: reqguard::tokio_hyper::Bundle| {
                 let slow = request.uri().path() == "/slow";
@@ -256,19 +237,13 @@ fn across_a_stop(
                 }
             };
         let options = reqguard::tokio_hyper::Options::default().stop_linger(Duration::ZERO);
-        let server = HyperServer::new(core, handler).options(options);
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let stop = async {
-            let _ = stopped.await;
-        };
-        reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stop)
-            .expect("bind 127.0.0.1:0")
+        HyperServer::new(core, handler).options(options)
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = server.addr;
     let mut client = util::strict::StrictClient::connect(addr);
     client.send(requests);
     thread::sleep(stop_after);
-    stop.send(()).unwrap();
+    server.begin_stop();
     let mut answers = Vec::new();
     loop {
         let answer = util::strict::read_for(client.reader_mut(), "GET");
@@ -284,7 +259,7 @@ fn across_a_stop(
         }
     }
     client.expect_nothing_more(true, Duration::ZERO);
-    (answers, server.join().unwrap())
+    (answers, server.stop())
 }
 
 /// RFC 9112 §9.6 and the mio server (docs/server.md, "answers computed before stop are all

@@ -20,6 +20,8 @@ pub type Engine = Embedded<&'static str>;
 pub struct HyperThread {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Whether the server had already ended when it was asked to stop (its stop unheard).
+    ended_unasked: bool,
     thread: Option<JoinHandle<HyperReport>>,
 }
 
@@ -61,6 +63,7 @@ impl HyperThread {
         HyperThread {
             addr,
             stop: Some(stop),
+            ended_unasked: false,
             thread: Some(thread),
         }
     }
@@ -68,15 +71,24 @@ impl HyperThread {
     /// Asks the server to stop and returns at once (its report is [`stop`](Self::stop)'s).
     pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            self.ended_unasked = stop.send(()).is_err();
         }
     }
 
     /// Stops the server (if not begun) and waits for its report.
+    ///
+    /// # Panics
+    ///
+    /// If the server thread panicked, or the server had ended before it was asked to stop.
     pub fn stop(mut self) -> HyperReport {
         self.begin_stop();
         let thread = self.thread.take().expect("stopped once");
-        thread.join().expect("the server thread")
+        let report = thread.join().expect("the server thread");
+        assert!(
+            !self.ended_unasked,
+            "the server ended before its stop: {report}"
+        );
+        report
     }
 }
 
