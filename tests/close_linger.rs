@@ -185,6 +185,39 @@ fn reset(stream: TcpStream) {
         .unwrap();
 }
 
+/// Pauses `serve` (`SIGSTOP`), runs `connect` (the kernel completes its connections while the
+/// server sleeps), resets the connections `connect` gives up and lets the server go on (`SIGCONT`),
+/// 50 ms between the steps: the server meets the resets only once it goes on. Returns what
+/// `connect` keeps.
+fn reset_while_paused<T>(serve: &Serve, connect: impl FnOnce() -> (T, Vec<TcpStream>)) -> T {
+    let pid = serve.child.id();
+    send_signal(pid, "STOP");
+    let (kept, gone) = connect();
+    thread::sleep(Duration::from_millis(50));
+    gone.into_iter().for_each(reset);
+    thread::sleep(Duration::from_millis(50));
+    send_signal(pid, "CONT");
+    kept
+}
+
+/// The answer `stream` reads next (within 5 s) is a `200`.
+fn assert_answered_200(stream: &mut TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = [0; 15];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 OK");
+}
+
+/// Stops `serve` (`SIGTERM`): it exits cleanly with `counter` 0 and nothing leaked.
+fn assert_none_counted(serve: Serve, counter: &str) {
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, counter), 0.0, "{counter}: {json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}
+
 /// `serve --max-connections 1`: one connection holds the slot with a request in its handler,
 /// the server is paused, 70 clients connect (the kernel completes them) and reset, the server
 /// goes on: each is over the limit, and its `503` cannot be written (70: past the 64 refused
@@ -192,30 +225,17 @@ fn reset(stream: TcpStream) {
 /// in `connections_refused`; all 70 were before.
 fn an_over_limit_503_to_a_client_gone_is_not_counted(args: &str) {
     let serve = Serve::start("", &format!("--max-connections 1 {args}"));
-    let pid = serve.child.id();
     let mut holder = TcpStream::connect(serve.addr).unwrap();
     holder
         .write_all(b"GET /delay?ms=1000 HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
     thread::sleep(Duration::from_millis(300));
-    send_signal(pid, "STOP");
-    let gone: Vec<_> = (0..70)
-        .map(|_| TcpStream::connect(serve.addr).unwrap())
-        .collect();
-    thread::sleep(Duration::from_millis(50));
-    gone.into_iter().for_each(reset);
-    thread::sleep(Duration::from_millis(50));
-    send_signal(pid, "CONT");
-    holder
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut answer = [0; 15];
-    holder.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer, b"HTTP/1.1 200 OK");
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(ok, "{json}");
-    assert_eq!(field(&json, "connections_refused"), 0.0, "{json}");
-    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    reset_while_paused(&serve, || {
+        let gone = (0..70).map(|_| TcpStream::connect(serve.addr).unwrap());
+        ((), gone.collect())
+    });
+    assert_answered_200(&mut holder);
+    assert_none_counted(serve, "connections_refused");
 }
 
 #[test]
@@ -236,29 +256,17 @@ fn hyper_an_over_limit_503_to_a_client_gone_is_not_counted() {
 /// evicts nothing).
 fn an_evicted_head_reset_before_its_408_is_not_counted(args: &str) {
     let serve = Serve::start("", &format!("--max-connections 1 {args}"));
-    let pid = serve.child.id();
     let mut slow = TcpStream::connect(serve.addr).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
     thread::sleep(Duration::from_millis(400));
-    send_signal(pid, "STOP");
-    let mut newcomer = TcpStream::connect(serve.addr).unwrap();
-    thread::sleep(Duration::from_millis(50));
-    reset(slow);
-    thread::sleep(Duration::from_millis(50));
-    send_signal(pid, "CONT");
+    let mut newcomer = reset_while_paused(&serve, || {
+        (TcpStream::connect(serve.addr).unwrap(), vec![slow])
+    });
     newcomer
         .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .unwrap();
-    newcomer
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut answer = [0; 15];
-    newcomer.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer, b"HTTP/1.1 200 OK");
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(ok, "{json}");
-    assert_eq!(field(&json, "rejected"), 0.0, "{json}");
-    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    assert_answered_200(&mut newcomer);
+    assert_none_counted(serve, "rejected");
 }
 
 #[test]
