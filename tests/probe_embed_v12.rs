@@ -5,6 +5,8 @@
 //! to hold.
 #![cfg(feature = "server")]
 
+#[path = "util/handlers.rs"]
+mod handlers;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -13,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use handlers::Later;
 use reqguard::http::{
     Dispatcher, Guarded, Handler, Ladder, Limits, LoopGroup, Reply, Request, Response, Router,
     Routes, ServerBuilder, Session, Unaccounted,
@@ -494,22 +497,6 @@ mod hyper_late {
     }
 }
 
-/// Answers `delay` later (a deferred response), whatever its signal says.
-struct LateAnswer(Duration);
-
-impl Handler for LateAnswer {
-    fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
-        Reply::After {
-            delay: self.0,
-            token: 0,
-        }
-    }
-
-    fn resume(&self, _: u64, response: &mut Response<'_>) {
-        response.write(b"late");
-    }
-}
-
 /// A deferred answer made between a loop group's abort step (its signal fired
 /// `DrainDeadline`) and its force step is delivered and counted `served`, not `aborted`; its
 /// outcome is *deadline aborted* (the first cause wins). The hyper adapter counts the same:
@@ -526,7 +513,7 @@ fn a_late_answer_between_a_groups_abort_and_force_steps_counts_served_not_aborte
         .spawn(
             |_| Guarded::embedded("server", Config::default()),
             |router| {
-                router.route("GET", "/", LateAnswer(Duration::from_millis(150)));
+                router.route("GET", "/", Later(Duration::from_millis(150)));
             },
         )
         .unwrap();
@@ -573,7 +560,7 @@ fn a_stop_at_the_end_of_the_clock_drains_without_a_panic() {
     quiet::quiet_panics();
     let routes = Routes::new();
     let mut router = Router::new(&routes);
-    router.route("GET", "/late", LateAnswer(Duration::from_secs(5)));
+    router.route("GET", "/late", Later(Duration::from_secs(5)));
     let mut session = Session::new(
         &router,
         Guarded::embedded("server", Config::default()),
