@@ -3,13 +3,10 @@
 side) and prints the answers' statuses, `connection: close`, and how the connection ended,
 flagging the cases where the stacks differ. usage: qa11_framing.py [FILTER]"""
 import os
-import re
-import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop, Reader  # noqa: E402
+from qa11lib import start, stop, probe  # noqa: E402
 
 H = b"host: x\r\n"
 CASES = [
@@ -121,37 +118,6 @@ CASES = [
     ("post-no-length", b"POST /echo HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n"),
     ("post-http10-no-length", b"POST /echo HTTP/1.0\r\n\r\nabc"),
 ]
-
-
-def probe(addr, data, wait=0.6, half=False):
-    s = socket.create_connection(addr)
-    s.settimeout(wait)
-    s.sendall(data)
-    if half:
-        s.shutdown(socket.SHUT_WR)
-    r = Reader(s)
-    out = []
-    # The method of each request, in order (a request line starts the data or follows CRLF).
-    methods = [m for m in re.findall(rb"(?:^|\r?\n)([A-Za-z]+) [^ \r\n]+ HTTP/", data)]
-    while True:
-        try:
-            k = len([o for o in out if not o.startswith("1")])
-            a = r.answer(head_request=k < len(methods) and methods[k] == b"HEAD")
-        except AssertionError as e:
-            out.append(f"BAD({e})"[:120])
-            break
-        if a is None:
-            break
-        st, f, body = a
-        tag = str(st)
-        if f.get("connection") == "close":
-            tag += "c"
-        if st == 200 and body not in (b"hello", b"abc", b"") and not body.startswith(b"delayed"):
-            tag += f"[{body[:20]!r}]"
-        out.append(tag)
-    s.close()
-    end = {"TIMEOUT": "open", "EOF": "EOF", "RST": "RST"}.get(r.end, r.end)
-    return " ".join(out) + " | " + str(end)
 
 
 def main():

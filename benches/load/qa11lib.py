@@ -1,6 +1,8 @@
-"""Helpers of the hostile-client round 11 scripts (benches/load/qa11_*.py): start `serve`, stop
-it with signals and read its JSON report, and a small strict HTTP/1.1 answer reader for raw
-sockets (content-length framing only, as the demo routes answer; HEAD answers have no body)."""
+"""Helpers of the hostile-client scripts (benches/load/qa11_*.py, qa12_*.py): start `serve`, stop
+it with signals and read its JSON report, a small strict HTTP/1.1 answer reader for raw sockets
+(content-length framing only, as the demo routes answer; HEAD answers have no body), a probe
+that sends raw bytes and sums up the answers it reads so, the raw bytes a server sends back, and
+those bytes read by h11 (pip install h11) as a second, independent parser."""
 import json
 import os
 import re
@@ -111,6 +113,96 @@ class Reader:
         whole = b"".join(parts)
         body, self.buf = whole[:n], whole[n:]
         return status, fields, body
+
+
+# A request line, its method captured: at the start of the data or after a line end.
+REQUEST_LINE = rb"(?:^|\r?\n)([A-Za-z]+) [^ \r\n]+ HTTP/"
+
+
+def probe(addr, data, wait=0.6, half=False):
+    """Sends `data` on a fresh connection (then half-closes if `half`) and reads its answers
+    strictly (Reader; a HEAD's by its method) until the end or `wait` s of quiet. Returns the
+    statuses, `c` after one saying `connection: close`, a 200's body if not one of the demo
+    routes' plain ones, then ` | ` and how the connection ended (`open`: still, at the wait)."""
+    s = socket.create_connection(addr)
+    s.settimeout(wait)
+    s.sendall(data)
+    if half:
+        s.shutdown(socket.SHUT_WR)
+    r = Reader(s)
+    out = []
+    methods = re.findall(REQUEST_LINE, data)
+    while True:
+        try:
+            k = len([o for o in out if not o.startswith("1")])
+            a = r.answer(head_request=k < len(methods) and methods[k] == b"HEAD")
+        except AssertionError as e:
+            out.append(f"BAD({e})"[:120])
+            break
+        if a is None:
+            break
+        st, f, body = a
+        tag = str(st)
+        if f.get("connection") == "close":
+            tag += "c"
+        if st == 200 and body not in (b"hello", b"abc", b"") and not body.startswith(b"delayed"):
+            tag += f"[{body[:20]!r}]"
+        out.append(tag)
+    s.close()
+    end = {"TIMEOUT": "open", "EOF": "EOF", "RST": "RST"}.get(r.end, r.end)
+    return " ".join(out) + " | " + str(end)
+
+
+def read_all(addr, data, wait):
+    """Sends `data` on a fresh connection and returns every byte the server sent until it
+    closed, reset, or was quiet for `wait` s."""
+    s = socket.create_connection(addr)
+    s.settimeout(wait)
+    s.sendall(data)
+    got = b""
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            got += c
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return got
+
+
+def h11_statuses(raw, methods):
+    """Feeds `raw`, the bytes a server sent, to an h11 client that sent a bodiless request of
+    each method in `methods` in order (h11 frames a HEAD's answer as such); returns the statuses
+    read, until the bytes, the methods or the connection end. Raises h11.ProtocolError where the
+    bytes are not HTTP/1.1 answers to those requests. Needs h11 (pip install h11)."""
+    import h11
+
+    conn = h11.Connection(h11.CLIENT)
+    statuses = []
+    for m in methods:
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        if conn.our_state is not h11.IDLE:
+            break
+        conn.send(h11.Request(method=m, target="/", headers=[("host", "x")]))
+        conn.send(h11.EndOfMessage())
+        while True:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA:
+                if not raw:
+                    return statuses
+                conn.receive_data(raw)
+                raw = b""
+                continue
+            if isinstance(ev, h11.Response):
+                statuses.append(ev.status_code)
+            if isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+        if isinstance(ev, h11.ConnectionClosed):
+            break
+    return statuses
 
 
 def post(path, body, extra=b""):

@@ -8,11 +8,10 @@ usage: qa12_fuzz.py [COUNT] [SEED]"""
 import os
 import random
 import re
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop  # noqa: E402
+from qa11lib import GET, start, stop, read_all, h11_statuses  # noqa: E402
 
 import h11  # pip install h11
 
@@ -56,50 +55,10 @@ def mutate(rng, data):
     return bytes(data)
 
 
-def exchange(addr, data):
-    s = socket.create_connection(addr)
-    s.settimeout(0.3)
-    s.sendall(data + b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-    got = b""
-    try:
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            got += c
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return got
-
-
 def check(got, data):
     """Parses `got` with h11, each answer for the next request method found in `data`."""
     methods = [m.decode() for m in re.findall(rb"(?:^|\n)([A-Z]+) \S+ HTTP/", data)] + ["GET"]
-    conn = h11.Connection(h11.CLIENT)
-    statuses = []
-    for m in methods:
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-        if conn.our_state is not h11.IDLE:
-            break
-        conn.send(h11.Request(method=m, target="/", headers=[("host", "x")]))
-        conn.send(h11.EndOfMessage())
-        while True:
-            ev = conn.next_event()
-            if ev is h11.NEED_DATA:
-                if not got:
-                    return statuses, None
-                conn.receive_data(got)
-                got = b""
-                continue
-            if isinstance(ev, h11.Response):
-                statuses.append(ev.status_code)
-            if isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
-                break
-        if isinstance(ev, h11.ConnectionClosed):
-            break
-    return statuses, None
+    return h11_statuses(got, methods)
 
 
 def main():
@@ -110,7 +69,7 @@ def main():
     for n in range(count):
         data = mutate(rng, rng.choice(SEEDS))
         for st, (_, addr) in servers.items():
-            got = exchange(addr, data)
+            got = read_all(addr, data + GET, wait=0.3)
             try:
                 check(got, data)
             except h11.ProtocolError as e:

@@ -13,11 +13,10 @@ plain_hyper_echo), the reference; it routes `GET /` and `POST /echo` only.
 usage: qa12_smuggle.py [FILTER]"""
 import os
 import re
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop, Reader  # noqa: E402
+from qa11lib import start, stop, probe, read_all, h11_statuses  # noqa: E402
 
 try:
     import h11
@@ -151,77 +150,11 @@ def h11_check(raw, methods):
     """Feeds the server's bytes to an h11 client that sent `methods`; '' or the complaint."""
     if h11 is None:
         return ""
-    conn = h11.Connection(h11.CLIENT)
-    pending = list(methods)
     try:
-        while pending:
-            m = pending.pop(0)
-            if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                conn.start_next_cycle()
-            if conn.our_state is not h11.IDLE:
-                return ""
-            conn.send(h11.Request(method=m, target="/", headers=[("host", "x")]))
-            conn.send(h11.EndOfMessage())
-            while True:
-                ev = conn.next_event()
-                if ev is h11.NEED_DATA:
-                    if not raw:
-                        return ""
-                    conn.receive_data(raw)
-                    raw = b""
-                    continue
-                if isinstance(ev, h11.ConnectionClosed):
-                    return ""
-                if isinstance(ev, h11.EndOfMessage):
-                    break
+        h11_statuses(raw, methods)
         return ""
     except h11.ProtocolError as e:
         return f"h11: {e}"
-
-
-def probe(addr, data, wait=0.6):
-    s = socket.create_connection(addr)
-    s.settimeout(wait)
-    s.sendall(data)
-    r = Reader(s)
-    out = []
-    methods = [m for m in re.findall(rb"(?:^|\n)([A-Z]+) [^ \r\n]+ HTTP/", data)]
-    while True:
-        try:
-            k = len([o for o in out if not o.startswith("1")])
-            a = r.answer(head_request=k < len(methods) and methods[k] == b"HEAD")
-        except AssertionError as e:
-            out.append(f"BAD({e})"[:120])
-            break
-        if a is None:
-            break
-        st, f, body = a
-        tag = str(st)
-        if f.get("connection") == "close":
-            tag += "c"
-        if st == 200 and body not in (b"hello", b"abc", b"") and not body.startswith(b"delayed"):
-            tag += f"[{body[:20]!r}]"
-        out.append(tag)
-    s.close()
-    end = {"TIMEOUT": "open", "EOF": "EOF", "RST": "RST"}.get(r.end, r.end)
-    return " ".join(out) + " | " + str(end)
-
-
-def raw_answers(addr, data, wait=0.6):
-    s = socket.create_connection(addr)
-    s.settimeout(wait)
-    s.sendall(data)
-    got = b""
-    try:
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            got += c
-    except (socket.timeout, ConnectionResetError):
-        pass
-    s.close()
-    return got
 
 
 def main():
@@ -237,7 +170,7 @@ def main():
         for st, (_, addr) in servers.items():
             got[st] = probe(addr, data)
             methods = [m.decode() for m in re.findall(rb"(?:^|\n)([A-Z]+) [^ \r\n]+ HTTP/", data)]
-            complaint = h11_check(raw_answers(addr, data), methods)
+            complaint = h11_check(read_all(addr, data, wait=0.6), methods)
             if complaint:
                 got[st] += " " + complaint[:80]
         mark = "  " if got["mio"] == got["hyper"] else "!="
