@@ -14,7 +14,11 @@ use std::fmt;
 use crate::admit::{Refusal, RefusalReason};
 
 /// Requests, refusals and connections, as counted by the adapter.
+///
+/// Non-exhaustive, as the mio server's `http::Stats`: a count added later is
+/// not a breaking change. Read the fields; patterns take `..`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HyperStats {
     /// Admitted requests that got an answer (the handler's, or a `500`), but bad input.
     pub served: u64,
