@@ -487,6 +487,15 @@ fn a_handler_error_is_a_500_and_ends_dropped_with_its_signal_fired() {
         (2, 2),
         "{report}"
     );
+    // The report says so too: the exit JSON and the printed report (they left it out).
+    assert!(report.to_json().contains("\"failed\":2,"), "{}", report.to_json());
+    assert!(
+        report
+            .to_string()
+            .lines()
+            .any(|line| line.split_whitespace().take(2).eq(["failed", "2"])),
+        "{report}"
+    );
     assert_eq!(report.leaked, 0, "{report}");
 }
 

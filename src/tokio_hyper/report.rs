@@ -73,7 +73,8 @@ impl HyperReport {
         #[allow(unused_mut)] // without `server`: no steps to add
         let mut json = format!(
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
-             \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
+             \"rejected\":{},\"panics\":{},\"failed\":{},\"answered_after_abort\":{},\
+             \"refused_finalized\":{},\"refused_stopped\":{},\
              \"connections\":{},\"connections_refused\":{},\"connections_evicted\":{},\
              \"accept_backoffs\":{},\
              \"force_closed\":{},\"drain_deadline_hit\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
@@ -84,6 +85,8 @@ impl HyperReport {
             self.drain_ms(),
             s.rejected,
             s.panics,
+            s.failed,
+            s.answered_after_abort,
             s.refused_finalized,
             s.refused_stopped,
             s.connections,
@@ -120,6 +123,16 @@ impl fmt::Display for HyperReport {
             f,
             "  panics     {:>8}   panics caught: handlers and admissions (answered 500), handler drops",
             s.panics
+        )?;
+        writeln!(
+            f,
+            "  failed     {:>8}   handlers that returned an error (answered 500)",
+            s.failed
+        )?;
+        writeln!(
+            f,
+            "  late       {:>8}   answers made after the drain deadline aborted their signal (in served)",
+            s.answered_after_abort
         )?;
         writeln!(
             f,
