@@ -305,36 +305,4 @@ mod tests {
         assert!(target("http://u@example.com/").is_some());
         assert!(target("http://:80/").is_some());
     }
-
-    /// The mio server's `Host` values (src/http/uri.rs), valid and not, judged alike.
-    #[test]
-    fn host_values_are_judged_as_on_mio() {
-        for ok in [
-            &b""[..],
-            b"example.com",
-            b"example.com:8080",
-            b"example.com:",
-            b"127.0.0.1:80",
-            b"[::1]:8080",
-            b"xn--bcher-kva.example",
-            b"a%20b",
-        ] {
-            assert!(valid_authority(ok), "{:?}", String::from_utf8_lossy(ok));
-        }
-        for bad in [
-            &b"a b"[..],
-            b"user@host",
-            b"host:80x",
-            b"host:80:90",
-            b"[::1",
-            b"[]",
-            b"[::1]x",
-            b"a%2",
-            b"a%zz",
-            b"host/path",
-            b"\xff",
-        ] {
-            assert!(!valid_authority(bad), "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
 }
