@@ -398,22 +398,7 @@ impl<'r, A: Accounting> Server<'r, A> {
     #[inline(never)]
     fn survive_panic(&mut self) {
         self.dispatcher.stats.panics += 1;
-        let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            let mut socket = self.sockets.remove(key);
-            let _ = self.poll.registry().deregister(&mut socket.stream);
-            if socket.refused {
-                self.refusing -= 1;
-            } else if socket.lingering.is_none() {
-                self.force_closed += 1;
-            }
-            let dispatcher = &mut self.dispatcher;
-            if call_caught(move || socket.http.abort(dispatcher, AbortReason::ForceClosed)) {
-                self.dispatcher.stats.panics += 1;
-            }
-        }
-        // Every request in flight was on one of them, whatever count the panic cut short.
-        self.dispatcher.in_flight = 0;
+        self.close_every_connection(AbortReason::ForceClosed);
         // The turn the panic cut short did not finish its checks (a stop that may now end):
         // the next one comes at once, not at the next event or timer (an idle timeout away).
         self.timers.schedule(self.clock, STOP_TIMER);
@@ -947,31 +932,37 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
     }
 
-    /// Closes every connection; counts as force-closed those the server had not closed
-    /// already. A lingering one had its last answer and our FIN (it waits only for its
-    /// client's FIN, maybe already in the socket, unread), a refused one its `503`.
+    /// Closes every connection at the drain deadline.
     fn force_close_all(&mut self) {
+        self.close_every_connection(AbortReason::DrainDeadline);
+    }
+
+    /// Closes every connection, ending what is on it with `reason`; counts as force-closed
+    /// those the server had not closed already (a lingering one had its last answer and our
+    /// FIN and waits only for its client's FIN, a refused one its `503`). Each close calls the
+    /// accounting, which may panic (one that says it cannot may): caught one by one and
+    /// counted, so the rest still close.
+    fn close_every_connection(&mut self, reason: AbortReason) {
         let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
         for key in keys {
             let mut socket = self.sockets.remove(key);
             let _ = self.poll.registry().deregister(&mut socket.stream);
-            // Counted before the abort, which calls the accounting (that may panic).
             if socket.refused {
                 self.refusing -= 1;
             } else if socket.lingering.is_none() {
                 self.force_closed += 1;
             }
-            socket
-                .http
-                .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
+            let dispatcher = &mut self.dispatcher;
+            if call_caught(move || socket.http.abort(dispatcher, reason)) {
+                self.dispatcher.stats.panics += 1;
+            }
         }
+        // Every request in flight was on one of them, whatever count a panic cut short.
+        self.dispatcher.in_flight = 0;
     }
 
     fn finish(mut self) -> ServerReport {
-        // Calls the accounting's `end` (one that says it cannot panic may): as a turn's.
-        if caught(|| self.force_close_all()).is_none() {
-            self.survive_panic();
-        }
+        self.force_close_all();
         let accounting = self.dispatcher.accounting_report();
         let report = ServerReport {
             stats: self.dispatcher.stats,
