@@ -42,7 +42,7 @@ mod client;
 #[path = "demo/stack.rs"]
 mod stack;
 
-use client::{Client, CLIENTS};
+use client::{late_requests, Client, CLIENTS};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -356,19 +356,7 @@ fn story() -> io::Result<bool> {
     println!("5. server.stop(): listener closed, wrapper downgraded and collected (finalized)");
 
     // The PR's crash: requests on the kept-alive connections after the wrapper is gone.
-    let mut answers = Vec::new();
-    for client in &mut late {
-        let (status, close) = client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n")?;
-        answers.push(format!("{status}{}", if close { " close" } else { "" }));
-    }
-    println!(
-        "6. late requests on kept-alive connections: [{}]",
-        answers.join(", ")
-    );
-    println!(
-        "   (Bun unwrapped the null wrapper here: a segfault at 0x0; here the upgrade fails and"
-    );
-    println!("   the request is refused before anything is taken)");
+    let answers = late_requests(&mut late)?;
 
     let delayed = in_flight.answer()?.0;
     println!("7. the in-flight request finished during the drain: {delayed}");

@@ -50,6 +50,25 @@ fn load_one(addr: SocketAddr, index: usize) -> io::Result<usize> {
     Ok(sent)
 }
 
+/// The story's step 6 on either stack: one request on each kept-alive connection after the
+/// stop (the PR's crash); prints the step, returns each answer as `"503 close"` and the like.
+pub(crate) fn late_requests(late: &mut [Client]) -> io::Result<Vec<String>> {
+    let mut answers = Vec::new();
+    for client in late {
+        let (status, close) = client.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?;
+        answers.push(format!("{status}{}", if close { " close" } else { "" }));
+    }
+    println!(
+        "6. late requests on kept-alive connections: [{}]",
+        answers.join(", ")
+    );
+    println!(
+        "   (Bun unwrapped the null wrapper here: a segfault at 0x0; here the upgrade fails and"
+    );
+    println!("   the request is refused before anything is taken)");
+    Ok(answers)
+}
+
 /// A blocking client connection; answers are read in order.
 pub(crate) struct Client {
     reader: BufReader<TcpStream>,

@@ -30,7 +30,7 @@ use reqguard::tokio_hyper::{
 };
 use reqguard::{Config, DowngradePolicy, ServerCore};
 
-use crate::client::{load, Client, CLIENTS};
+use crate::client::{late_requests, load, Client, CLIENTS};
 
 const LATE_CONNECTIONS: usize = 4;
 
@@ -262,19 +262,7 @@ fn story() -> io::Result<bool> {
     wait_for_listener_close(addr)?;
     println!("5. stop: listener closed, admission closed, wrapper downgraded and collected");
 
-    let mut answers = Vec::new();
-    for client in &mut late {
-        let (status, close) = client.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?;
-        answers.push(format!("{status}{}", if close { " close" } else { "" }));
-    }
-    println!(
-        "6. late requests on kept-alive connections: [{}]",
-        answers.join(", ")
-    );
-    println!(
-        "   (Bun unwrapped the null wrapper here: a segfault at 0x0; here the upgrade fails and"
-    );
-    println!("   the request is refused before anything is taken)");
+    let answers = late_requests(&mut late)?;
     let (delayed, delayed_close) = in_flight.answer()?;
     println!(
         "7. the in-flight request finished during the drain: {delayed}{}",
