@@ -230,6 +230,8 @@ pub mod features;
 pub mod http;
 mod ledger;
 mod pool;
+#[cfg(any(feature = "server", feature = "hyper"))]
+mod report_json;
 mod server;
 mod signal;
 mod ticket;

@@ -488,7 +488,11 @@ fn a_handler_error_is_a_500_and_ends_dropped_with_its_signal_fired() {
         "{report}"
     );
     // The report says so too: the exit JSON and the printed report (they left it out).
-    assert!(report.to_json().contains("\"failed\":2,"), "{}", report.to_json());
+    assert!(
+        report.to_json().contains("\"failed\":2,"),
+        "{}",
+        report.to_json()
+    );
     assert!(
         report
             .to_string()

@@ -8,6 +8,7 @@ use super::ladder::StepRecord;
 use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 use crate::pool::PoolMetrics;
+use crate::report_json::CommonCounts;
 
 /// What a server run did, returned by [`Server::run`](crate::http::Server::run).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,29 +64,30 @@ impl ServerReport {
     /// ```
     pub fn to_json(&self) -> String {
         let s = &self.stats;
+        let common = CommonCounts {
+            served: s.served,
+            refused: s.refused,
+            aborted: s.aborted,
+            leaked: self.leaked,
+            drain_ms: self.drain_ms(),
+            rejected: s.rejected,
+            panics: s.panics,
+            refused_finalized: s.refused_finalized,
+            refused_stopped: s.refused_stopped,
+            connections: s.connections,
+            connections_refused: s.connections_refused,
+            connections_evicted: s.connections_evicted,
+            accept_backoffs: s.accept_backoffs,
+            force_closed: self.force_closed,
+            drain_deadline_hit: self.drain_deadline_hit,
+        };
         format!(
-            "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
-             \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
-             \"connections\":{},\"connections_refused\":{},\"connections_evicted\":{},\"accept_backoffs\":{},\
-             \"force_closed\":{},\"drain_deadline_hit\":{},\"buffered_high_water\":{},\"outcomes\":{}",
-            s.served,
-            s.refused,
-            s.aborted,
-            self.leaked,
-            self.drain_ms(),
-            s.rejected,
-            s.panics,
-            s.refused_finalized,
-            s.refused_stopped,
-            s.connections,
-            s.connections_refused,
-            s.connections_evicted,
-            s.accept_backoffs,
-            self.force_closed,
-            self.drain_deadline_hit,
+            "{},\"buffered_high_water\":{},\"outcomes\":{}{}",
+            common.open_json(),
             s.buffered_high_water,
             self.outcomes.to_json(),
-        ) + &self.steps_json()
+            self.steps_json()
+        )
     }
 
     fn steps_json(&self) -> String {

@@ -7,6 +7,7 @@ use super::tally::HyperStats;
 use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 use crate::pool::PoolMetrics;
+use crate::report_json::CommonCounts;
 use crate::ticket::DrainReport;
 
 /// What a [`HyperServer`](super::HyperServer) run did, from
@@ -70,31 +71,29 @@ impl HyperReport {
     /// `drain_ms`, ...) and the outcome counts.
     pub fn to_json(&self) -> String {
         let s = &self.stats;
+        let common = CommonCounts {
+            served: s.served,
+            refused: s.refused,
+            aborted: self.aborted(),
+            leaked: self.leaked,
+            drain_ms: self.drain_ms(),
+            rejected: s.rejected,
+            panics: s.panics,
+            refused_finalized: s.refused_finalized,
+            refused_stopped: s.refused_stopped,
+            connections: s.connections,
+            connections_refused: s.connections_refused,
+            connections_evicted: s.connections_evicted,
+            accept_backoffs: s.accept_backoffs,
+            force_closed: self.force_closed,
+            drain_deadline_hit: self.deadline.is_some() && !self.forced,
+        };
         #[allow(unused_mut)] // without `server`: no steps to add
         let mut json = format!(
-            "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
-             \"rejected\":{},\"panics\":{},\"failed\":{},\"answered_after_abort\":{},\
-             \"refused_finalized\":{},\"refused_stopped\":{},\
-             \"connections\":{},\"connections_refused\":{},\"connections_evicted\":{},\
-             \"accept_backoffs\":{},\
-             \"force_closed\":{},\"drain_deadline_hit\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
-            s.served,
-            s.refused,
-            self.aborted(),
-            self.leaked,
-            self.drain_ms(),
-            s.rejected,
-            s.panics,
+            "{},\"failed\":{},\"answered_after_abort\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
+            common.open_json(),
             s.failed,
             s.answered_after_abort,
-            s.refused_finalized,
-            s.refused_stopped,
-            s.connections,
-            s.connections_refused,
-            s.connections_evicted,
-            s.accept_backoffs,
-            self.force_closed,
-            self.deadline.is_some() && !self.forced,
             self.outcomes.to_json(),
         );
         #[cfg(feature = "server")]
