@@ -194,7 +194,9 @@ fn reset_while_paused<T>(serve: &Serve, connect: impl FnOnce() -> (T, Vec<TcpStr
     send_signal(pid, "STOP");
     // `kill` returns before the stop takes hold: on a loaded machine the loop could still
     // accept the newcomer (and answer the evicted head) before the resets below.
-    wait_until("every thread of the server stopped", || all_threads_stopped(pid));
+    wait_until("every thread of the server stopped", || {
+        all_threads_stopped(pid)
+    });
     let (kept, gone) = connect();
     thread::sleep(Duration::from_millis(50));
     gone.into_iter().for_each(reset);
@@ -206,12 +208,14 @@ fn reset_while_paused<T>(serve: &Serve, connect: impl FnOnce() -> (T, Vec<TcpStr
 /// Whether every thread of process `pid` is in the stopped state (`T` in /proc's stat).
 fn all_threads_stopped(pid: u32) -> bool {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks.map(|task| task.unwrap().path().join("stat")).all(|stat| {
-        let stat = std::fs::read_to_string(stat).unwrap_or_default();
-        // `pid (comm) S ...`: the state is the first field after the last `)`.
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-        state.starts_with('T') || state.starts_with('t')
-    })
+    tasks
+        .map(|task| task.unwrap().path().join("stat"))
+        .all(|stat| {
+            let stat = std::fs::read_to_string(stat).unwrap_or_default();
+            // `pid (comm) S ...`: the state is the first field after the last `)`.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('T') || state.starts_with('t')
+        })
 }
 
 /// The answer `stream` reads next (within 5 s) is a `200`.
