@@ -223,6 +223,8 @@ mod codings;
 #[cfg(any(feature = "server", feature = "hyper"))]
 pub(crate) const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
+#[cfg(any(feature = "server", feature = "hyper"))]
+mod delivery;
 pub mod engines;
 pub mod features;
 #[cfg(feature = "server")]

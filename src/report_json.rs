@@ -20,10 +20,12 @@ pub(crate) struct CommonCounts {
     pub(crate) accept_backoffs: u64,
     pub(crate) force_closed: u64,
     pub(crate) drain_deadline_hit: bool,
+    /// Answers a close dropped undelivered (`Stats::undelivered`, `HyperStats::undelivered`).
+    pub(crate) undelivered: u64,
 }
 
 impl CommonCounts {
-    /// `{"served":N,...,"drain_deadline_hit":B` with no closing brace: the stack appends its
+    /// `{"served":N,...,"drain_deadline_hit":B,"undelivered":N` with no closing brace: the stack appends its
     /// own keys, the outcomes and the steps, then closes it.
     pub(crate) fn open_json(&self) -> String {
         let mut json = String::with_capacity(400);
@@ -32,7 +34,7 @@ impl CommonCounts {
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
              \"connections\":{},\"connections_refused\":{},\"connections_evicted\":{},\
-             \"accept_backoffs\":{},\"force_closed\":{},\"drain_deadline_hit\":{}",
+             \"accept_backoffs\":{},\"force_closed\":{},\"drain_deadline_hit\":{},\"undelivered\":{}",
             self.served,
             self.refused,
             self.aborted,
@@ -48,6 +50,7 @@ impl CommonCounts {
             self.accept_backoffs,
             self.force_closed,
             self.drain_deadline_hit,
+            self.undelivered,
         );
         json
     }

@@ -161,6 +161,9 @@ pub struct Connection<'r, H> {
     /// The dispatcher it was first used with: its requests are counted there (`in_flight`,
     /// `served`), so no other may end them.
     dispatcher: Option<DispatcherId>,
+    /// Its answers counted `served` so far (whole in the output, in order): what a close that
+    /// drops output undelivered takes back (`src/delivery.rs`).
+    served: u64,
 }
 
 /// The earlier of two optional instants (`None` is never).
@@ -200,6 +203,7 @@ impl<'r, H> Connection<'r, H> {
             closed: false,
             used: false,
             dispatcher: None,
+            served: 0,
         }
     }
 
@@ -377,6 +381,12 @@ impl<'r, H> Connection<'r, H> {
     #[inline(always)]
     pub(crate) fn consume_unlent(&mut self, n: usize) {
         self.answers.consume_unlent(n);
+    }
+
+    /// Its answers counted `served` so far, whole in its output in order (`src/delivery.rs`).
+    #[inline(always)]
+    pub(crate) fn served(&self) -> u64 {
+        self.served
     }
 
     /// Whether the connection is finished: closed, or closing with everything written.
@@ -986,6 +996,7 @@ impl<'r, H> Connection<'r, H> {
                         self.lend(d);
                     }
                     answered(d, held);
+                    self.served += 1;
                 } else {
                     self.answers.push(close, Some(held), |out| {
                         write_response(out, wire, date, response.answer());
@@ -1106,6 +1117,7 @@ impl<'r, H> Connection<'r, H> {
                     self.answers.write_out(bytes, closes_at_stop && !close);
                     if let Some(held) = held {
                         answered(d, held);
+                        self.served += 1;
                     }
                     close || closes_at_stop
                 }
@@ -1120,6 +1132,7 @@ impl<'r, H> Connection<'r, H> {
                     let wire = Wire { close, ..wire };
                     let close = resume(d, &held, route, token, wire, &mut self.answers.output);
                     answered(d, held);
+                    self.served += 1;
                     close
                 }
             };

@@ -32,8 +32,16 @@ pub struct Stats {
     pub accept_backoffs: u64,
     /// Admitted requests whose answer was written to their connection's output, in order
     /// (handler answers, `404`, `405`, and the `500` of a panicking handler). An answer
-    /// computed but never sent (the client left first) is not counted here but in `aborted`.
+    /// computed but never sent (the client left first) is not counted here but in `aborted`;
+    /// one whose bytes a close then dropped undelivered, not here but in `undelivered`.
     pub served: u64,
+    /// Answers counted in `served` when written to their connection's output, then taken
+    /// back out of it: the connection was closed with them not delivered (the slow-reader
+    /// cut, a close linger that ran out with bytes unsent, a socket that failed, a
+    /// force-close), and its client's TCP had not acknowledged all their bytes (see
+    /// "Undelivered answers" in `docs/server.md`: conservative). Their requests ended
+    /// *completed* when their answers were written (their signals did not fire).
+    pub undelivered: u64,
     /// Requests refused with `503` (the [`Refusal`] path), in all; `500` for an admission that
     /// panicked (also counted in `panics`).
     pub refused: u64,

@@ -111,6 +111,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
         connections_evicted,
         accept_backoffs,
         served,
+        undelivered,
         refused,
         refused_finalized,
         refused_stopped,
@@ -127,6 +128,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     total.connections_evicted += connections_evicted;
     total.accept_backoffs += accept_backoffs;
     total.served += served;
+    total.undelivered += undelivered;
     total.refused += refused;
     total.refused_finalized += refused_finalized;
     total.refused_stopped += refused_stopped;

@@ -50,7 +50,8 @@ impl ServerReport {
         self.drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
     }
 
-    /// One JSON line: `served`, `refused`, `aborted`, `leaked`, `drain_ms`, the rest, and last
+    /// One JSON line: `served`, `refused`, `aborted`, `leaked`, `drain_ms`, the rest (`undelivered`
+    /// among them: [`Stats::undelivered`](super::Stats::undelivered)), and last
     /// `"outcomes":{"completed":N,"client_gone":N,"deadline_aborted":N,"force_closed":N,"dropped":N}`.
     ///
     /// # Examples
@@ -80,6 +81,7 @@ impl ServerReport {
             accept_backoffs: s.accept_backoffs,
             force_closed: self.force_closed,
             drain_deadline_hit: self.drain_deadline_hit,
+            undelivered: s.undelivered,
         };
         format!(
             "{},\"buffered_high_water\":{},\"outcomes\":{}{}",
@@ -131,6 +133,11 @@ impl fmt::Display for ServerReport {
             f,
             "  aborted    {:>8}   in-flight requests whose signal was aborted",
             s.aborted
+        )?;
+        writeln!(
+            f,
+            "  undelivered {:>7}   answers a close dropped unread (not in served)",
+            s.undelivered
         )?;
         writeln!(f, "  leaked     {:>8}   guards never released", self.leaked)?;
         writeln!(f, "  outcomes   {}", self.outcomes)?;

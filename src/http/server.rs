@@ -31,6 +31,7 @@ use super::running::{Control, Phase, StopHandle};
 use super::signals::Signals;
 use super::timer::Timers;
 use crate::callback::{call_caught, caught};
+use crate::delivery::Delivery;
 use crate::signal::AbortReason;
 
 // The stop ladder as one loop of a group runs it (src/http/server/ladder_loop.rs).
@@ -161,6 +162,9 @@ struct Socket<'r, H> {
     write_stalled: Option<Instant>,
     /// Bytes written to the socket since it was accepted.
     sent: u64,
+    /// Where its answers end in what it wrote, for a close that drops output undelivered
+    /// ([`count_undelivered`]).
+    delivery: Delivery,
     /// `sent` when the current window of `write_stalled` began.
     sent_at_stall: u64,
     /// Over the connection limit: only here to deliver its `503` (or an evicted head's `408`).
@@ -190,6 +194,7 @@ impl<'r, H> Socket<'r, H> {
             revisit: None,
             write_stalled: None,
             sent: 0,
+            delivery: Delivery::default(),
             sent_at_stall: 0,
             refused,
             owed: refused.then_some(Owed::Refused),
@@ -689,7 +694,9 @@ impl<'r, A: Accounting> Server<'r, A> {
         };
         let done = handle_connection_event(socket, event, &mut self.dispatcher, buf, now)
             .unwrap_or_else(|_| {
-                // The socket failed (reset, broken pipe): the client is gone.
+                // The socket failed (reset, broken pipe): the client is gone, and what the
+                // socket had not delivered with it.
+                count_undelivered(socket, &mut self.dispatcher.stats);
                 socket
                     .http
                     .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
@@ -785,7 +792,11 @@ impl<'r, A: Accounting> Server<'r, A> {
                     if too_slow || socket.lingering.is_some_and(|until| now >= until) {
                         // Lingering is over, or the client has read less than the minimum
                         // send rate over a window while answers wait: close (what waits is
-                        // aborted).
+                        // aborted). Closed with its client still sending (unread input), the
+                        // socket resets the connection, and what it had not sent is dropped.
+                        if too_slow || socket.unsent {
+                            count_undelivered(socket, &mut self.dispatcher.stats);
+                        }
                         self.close(key);
                         continue;
                     }
@@ -952,6 +963,9 @@ impl<'r, A: Accounting> Server<'r, A> {
             } else if socket.lingering.is_none() {
                 self.force_closed += 1;
             }
+            if socket.lingering.is_none() || socket.unsent {
+                count_undelivered(&socket, &mut self.dispatcher.stats);
+            }
             let dispatcher = &mut self.dispatcher;
             if call_caught(move || socket.http.abort(dispatcher, reason)) {
                 self.dispatcher.stats.panics += 1;
@@ -1070,6 +1084,25 @@ fn linger_sent_yet<H>(socket: &mut Socket<'_, H>, now: Instant) {
     socket.lingering = socket
         .lingering
         .map(|end| end.min(later(now, CLOSE_LINGER)));
+}
+
+/// The connection is closed before its answers are delivered (the slow-reader cut, a linger
+/// that ran out with bytes unsent, a failed socket, a force-close): its answers counted
+/// `served` whose bytes do not all reach the client (those in its buffers; at a reset, those
+/// the client's TCP had not acknowledged) are taken back out of `served` and counted
+/// `undelivered` (`src/delivery.rs`: conservative). One look-up of the socket's queues
+/// (`src/unsent.rs`), for a connection that answered anything.
+#[cold]
+#[inline(never)]
+fn count_undelivered<H>(socket: &Socket<'_, H>, stats: &mut super::Stats) {
+    let served = socket.http.served();
+    if served == 0 {
+        return;
+    }
+    let deliverable = crate::unsent::deliverable(&socket.stream, socket.sent);
+    let lost = socket.delivery.lost(served, deliverable);
+    stats.served -= lost;
+    stats.undelivered += lost;
 }
 
 /// Reads until `WouldBlock` (edge-triggered: or we would never hear of the rest), unless the
@@ -1237,6 +1270,8 @@ fn write_pending<H>(socket: &mut Socket<'_, H>, now: Instant) -> io::Result<()> 
         }
     }
     socket.write_stalled = None;
+    // The socket has taken every answer written so far.
+    socket.delivery.mark(socket.sent, socket.http.served());
     Ok(())
 }
 

@@ -120,6 +120,7 @@ impl<C: Recycle> Bundle<C> {
     /// The response body wrote its last frame.
     #[inline]
     pub(crate) fn complete(self) {
+        self.busy.0.all_whole(); // hyper has its last frame (`src/delivery.rs`)
         self.admitted.complete(); // unless an earlier abort named another outcome
     }
 

@@ -25,6 +25,9 @@
 //! 7. `owed` is the response body's being written (HTTP/1: one at a time per connection): set
 //!    when hyper asks its `size_hint` before the head, lowered by each data frame it yields,
 //!    judged at its end or when hyper lets it go.
+//! 8. `whole <= served`: of the connection's answers counted `served`, `whole` are whole in
+//!    hyper's output (their last frame given to it); hyper writes one answer at a time, so
+//!    every answer before the one being written is.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -41,6 +44,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
 use super::gate::same_waker;
+use super::linger::Written;
 use super::tally::Tally;
 use crate::admit::Refusal;
 
@@ -97,8 +101,13 @@ pub(crate) struct Conn {
     /// Evicted for its descriptor (the process is out of them): closed at once, no linger.
     close_at_once: Cell<bool>,
     /// The socket, once hyper has closed it with input maybe still coming: the connection's
-    /// task lingers on it (`linger.rs`).
-    handoff: Cell<Option<TcpStream>>,
+    /// task lingers on it (`linger.rs`), with what was written to it.
+    handoff: Cell<Option<(TcpStream, Written)>>,
+    /// Its answers counted `served` (see invariant 8): what a close that drops output
+    /// undelivered takes back (`src/delivery.rs`).
+    served: Cell<u64>,
+    /// Of those, the ones whole in hyper's output.
+    whole: Cell<u64>,
     /// A request body its route waits for: since when, and its bytes so far (noted by the
     /// route, [`Conn::body_awaited`]); at the limit one slower than [`MIN_BODY_RATE`] is evicted.
     body: Cell<Option<(Instant, u64)>>,
@@ -312,18 +321,61 @@ impl Conn {
     }
 
     /// Hands the socket hyper closed back to the connection's task.
-    pub(crate) fn hand_off(&self, stream: TcpStream) {
-        self.handoff.set(Some(stream));
+    pub(crate) fn hand_off(&self, stream: TcpStream, written: Written) {
+        self.handoff.set(Some((stream, written)));
     }
 
     /// The socket hyper closed, if it did with input maybe still coming and it may linger
     /// (not if evicted for its descriptor: it closes at once).
-    pub(crate) fn take_handoff(&self) -> Option<TcpStream> {
-        let stream = self.handoff.take();
+    pub(crate) fn take_handoff(&self) -> Option<(TcpStream, Written)> {
+        let handoff = self.handoff.take();
         if self.close_at_once.get() {
             return None;
         }
-        stream
+        handoff
+    }
+
+    /// An answer on it was counted `served`.
+    #[inline]
+    pub(crate) fn served_one(&self) {
+        self.served.set(self.served.get() + 1);
+    }
+
+    /// Every answer counted `served` on it so far is whole in hyper's output: its last frame
+    /// was given to hyper, or hyper reads the next request.
+    #[inline]
+    pub(crate) fn all_whole(&self) {
+        self.whole.set(self.served.get());
+    }
+
+    /// Its answers counted `served` whole in hyper's output (invariant 8).
+    #[inline]
+    pub(crate) fn whole(&self) -> u64 {
+        self.whole.get()
+    }
+
+    /// Its socket, `stream`, is closed before its answers are delivered (the slow-reader cut, a
+    /// failed socket, a linger that ran out with bytes unsent, a force-close): its answers
+    /// counted `served` and whole in hyper's output (their request ended *completed*) whose
+    /// bytes do not all reach the client (those hyper still held; at a reset, those the
+    /// client's TCP had not acknowledged) are taken back out of `served` and counted
+    /// `undelivered`, as the mio loops count them (`src/delivery.rs`: conservative). One cut
+    /// short in its body keeps its counts (`served` at its head, its outcome *client gone*,
+    /// *force closed* or *dropped*). One look-up of the socket's queues (`src/unsent.rs`), for
+    /// a connection that answered anything.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn count_undelivered(&self, stream: &TcpStream, written: &Written) {
+        let whole = self.whole.get();
+        if whole == 0 {
+            return;
+        }
+        let deliverable = crate::unsent::deliverable(stream, written.bytes);
+        let lost = written.delivery.lost(whole, deliverable);
+        // Taken back once: the socket is closed.
+        self.served.set(self.served.get() - lost);
+        self.whole.set(whole - lost);
+        self.tally.take_back(lost);
     }
 
     /// Whether an answer is on its way: a request admitted out (in its handler, or its body
@@ -660,6 +712,8 @@ impl Connections {
             evicted_at: Cell::new(0),
             close_at_once: Cell::new(false),
             handoff: Cell::new(None),
+            served: Cell::new(0),
+            whole: Cell::new(0),
             body: Cell::new(None),
             body_cut: Cell::new(false),
             refusal: Cell::new(None),

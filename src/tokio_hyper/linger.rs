@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::connections::Conn;
+use crate::delivery::Delivery;
 
 /// How long a socket closed by the server keeps reading (and dropping) what its client sends
 /// once it has sent everything (`src/unsent.rs`) and its FIN.
@@ -60,11 +61,32 @@ pub(crate) struct LingeringIo {
     sent_in_window: u64,
     /// The client's end of input (FIN) was read and held back one poll (`end_of_input`).
     eof_seen: bool,
+    /// What the socket took, and where its answers end in it (`src/delivery.rs`).
+    written: Written,
     /// A reset of the client's is seen without a peek (`watch_peer`): hyper's last read
     /// of the socket waited (tokio wakes the task at its next change, and hyper reads it),
     /// or bytes or the end of input wait in the socket, hyper's to read (a read that filled
     /// hyper's buffer, a peek that found either): what comes behind, hyper sees when it reads.
     covered: bool,
+}
+
+/// What a socket took from hyper, and where the connection's answers end in it: for the answers
+/// a close that drops what it had not delivered loses ([`Conn::count_undelivered`]).
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// Bytes the socket took.
+    pub(crate) bytes: u64,
+    pub(crate) delivery: Delivery,
+}
+
+impl Written {
+    /// A write returned: what the socket took counts.
+    #[inline]
+    fn count(&mut self, polled: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = polled {
+            self.bytes += *n as u64;
+        }
+    }
 }
 
 /// The send rate rule (`Options::min_send_rate`, as the mio server's `Limits::min_send_rate`):
@@ -109,6 +131,7 @@ impl LingeringIo {
             sent_in_window: 0,
             eof_seen: false,
             covered: false,
+            written: Written::default(),
         }
     }
 
@@ -282,8 +305,11 @@ impl LingeringIo {
             // Counted only if the socket took it whole: a 408 that did not go out (the client
             // reset first) was no answer.
             let answer = closing_answer("408 Request Timeout");
-            if stream.try_write(&answer).is_ok_and(|n| n == answer.len()) {
-                self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
+            if let Ok(n) = stream.try_write(&answer) {
+                self.written.bytes += n as u64;
+                if n == answer.len() {
+                    self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
+                }
             }
         }
         // The socket then lingers on drop (`linger`), which shuts its write side.
@@ -335,10 +361,15 @@ impl Drop for LingeringIo {
         let Some(stream) = self.stream.take() else {
             return;
         };
+        let written = std::mem::take(&mut self.written);
         // Closed by the server: what the client sent or still sends (maybe on the way, so
-        // not yet readable) must not reset the connection. Otherwise (aborted): close now.
+        // not yet readable) must not reset the connection. Otherwise (aborted: the socket
+        // failed, the slow-reader cut, a force-close): close now, and what the socket had
+        // not delivered is dropped with it.
         if self.shut {
-            self.conn.hand_off(stream);
+            self.conn.hand_off(stream, written);
+        } else {
+            self.conn.count_undelivered(&stream, &written);
         }
     }
 }
@@ -355,23 +386,41 @@ impl Drop for LingeringIo {
 /// the client closes. Where the socket cannot tell what it has sent, the write side was shut
 /// when hyper shut it, and the linger is [`LINGER`], as before. The caller's `lingering`
 /// counts the sockets doing this at once (the caller bounds it).
-pub(crate) fn linger(stream: TcpStream, lingering: &Rc<Cell<usize>>) -> impl Future<Output = ()> {
+///
+/// `answers`: the connection whose answers the socket carried, and what it wrote. If the
+/// linger ends before the socket has sent everything (its time is up, or the client reset),
+/// the close drops the rest, and the answers it held are taken back out of `served`
+/// ([`Conn::count_undelivered`]), as on the mio loops.
+pub(crate) fn linger(
+    stream: TcpStream,
+    lingering: &Rc<Cell<usize>>,
+    answers: Option<(Rc<Conn>, Written)>,
+) -> impl Future<Output = ()> {
     // Counted now, not at the task's first turn: a burst of refusals is bounded as it comes.
     lingering.set(lingering.get() + 1);
     let lingering = Rc::clone(lingering);
     async move {
         let mut discarded = 0;
+        // The socket sent everything (or cannot tell), or the client closed its side.
+        let mut delivered = false;
         let _ = tokio::time::timeout(LINGER_LIMIT, async {
             if crate::unsent::watch(&stream) {
                 tokio::select! {
                     () = all_sent(&stream) => {}
-                    () = drop_input(&stream, &mut discarded) => return, // the client closed
+                    closed = drop_input(&stream, &mut discarded) => {
+                        delivered = closed; // false: it reset
+                        return;
+                    }
                 }
             }
+            delivered = true;
             let _ = SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
             let _ = tokio::time::timeout(LINGER, drop_input(&stream, &mut discarded)).await;
         })
         .await;
+        if let Some((conn, written)) = answers.filter(|_| !delivered) {
+            conn.count_undelivered(&stream, &written);
+        }
         drop(stream); // The client closed, or the time is up.
         lingering.set(lingering.get() - 1);
     }
@@ -392,19 +441,19 @@ async fn all_sent(stream: &TcpStream) {
     }
 }
 
-/// Reads and drops what the client sends until it closes or the socket fails; past
-/// [`LINGER_DISCARD`] bytes, reads no more and never resolves.
-async fn drop_input(stream: &TcpStream, discarded: &mut u64) {
+/// Reads and drops what the client sends until it closes (true) or the socket fails (false);
+/// past [`LINGER_DISCARD`] bytes, reads no more and never resolves.
+async fn drop_input(stream: &TcpStream, discarded: &mut u64) -> bool {
     let mut sink = [0u8; 4096];
     while *discarded < LINGER_DISCARD {
         if stream.readable().await.is_err() {
-            return;
+            return false;
         }
         match stream.try_read(&mut sink) {
-            Ok(0) => return,
+            Ok(0) => return true,
             Ok(n) => *discarded += n as u64,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+            Err(_) => return false,
         }
     }
     std::future::pending().await
@@ -455,7 +504,9 @@ impl AsyncWrite for LingeringIo {
         match &mut this.stream {
             Some(stream) if !this.evicted => {
                 let polled = Pin::new(stream).poll_write(cx, buf);
-                this.wrote(cx, || buf.len(), polled, |socket| socket.send(buf))
+                let polled = this.wrote(cx, || buf.len(), polled, |socket| socket.send(buf));
+                this.written.count(&polled);
+                polled
             }
             _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
@@ -471,7 +522,9 @@ impl AsyncWrite for LingeringIo {
             Some(stream) if !this.evicted => {
                 let polled = Pin::new(stream).poll_write_vectored(cx, bufs);
                 let offered = || bufs.iter().map(|b| b.len()).sum();
-                this.wrote(cx, offered, polled, |socket| socket.send_vectored(bufs))
+                let polled = this.wrote(cx, offered, polled, |socket| socket.send_vectored(bufs));
+                this.written.count(&polled);
+                polled
             }
             _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
@@ -492,6 +545,11 @@ impl AsyncWrite for LingeringIo {
                 return Poll::Ready(Err(gone));
             }
         }
+        // hyper flushes the socket once its own buffer is written: every answer whole in
+        // hyper's output is in the socket.
+        this.written
+            .delivery
+            .mark(this.written.bytes, this.conn.whole());
         match &mut this.stream {
             Some(stream) => Pin::new(stream).poll_flush(cx),
             None => Poll::Ready(Ok(())),

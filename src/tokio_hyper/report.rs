@@ -87,6 +87,7 @@ impl HyperReport {
             accept_backoffs: s.accept_backoffs,
             force_closed: self.force_closed,
             drain_deadline_hit: self.deadline.is_some() && !self.forced,
+            undelivered: s.undelivered,
         };
         #[allow(unused_mut)] // without `server`: no steps to add
         let mut json = format!(
@@ -142,6 +143,11 @@ impl fmt::Display for HyperReport {
             o.deadline_aborted,
             o.force_closed,
             o.dropped
+        )?;
+        writeln!(
+            f,
+            "  undelivered {:>7}   answers a close dropped unread (not in served)",
+            s.undelivered
         )?;
         writeln!(f, "  leaked     {:>8}   guards never released", self.leaked)?;
         match self.drain_time {
@@ -257,6 +263,7 @@ fn add(totals: &mut HyperReport, report: &HyperReport) {
 fn add_stats(total: &mut HyperStats, s: &HyperStats) {
     let HyperStats {
         served,
+        undelivered,
         refused,
         refused_finalized,
         refused_stopped,
@@ -270,6 +277,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
         accept_backoffs,
     } = *s;
     total.served += served;
+    total.undelivered += undelivered;
     total.refused += refused;
     total.refused_finalized += refused_finalized;
     total.refused_stopped += refused_stopped;

@@ -702,7 +702,7 @@ where
         if self.refusing.get() >= MAX_REFUSING {
             return;
         }
-        tokio::task::spawn_local(linger(stream, &self.refusing));
+        tokio::task::spawn_local(linger(stream, &self.refusing, None));
     }
 
     /// Lets the connections still lingering after their last answer (a `503` or `413` whose
@@ -742,12 +742,16 @@ where
                 }
             }
             drop(registered);
-            if let Some(stream) = handoff.take_handoff() {
+            if let Some((stream, written)) = handoff.take_handoff() {
                 // Past the cap during the stop too: its graceful shutdown closes every busy
                 // connection at once, and one closed with input unread is reset, its last
                 // answer (counted) lost in the client's socket. No newcomer takes the slot then.
                 if lingering.get() < MAX_REFUSING || tally.is_stopping() {
-                    linger(stream, &lingering).await;
+                    let answers = Some((Rc::clone(&handoff), written));
+                    linger(stream, &lingering, answers).await;
+                } else {
+                    // Closed at once: what the socket had not sent may go with it.
+                    handoff.count_undelivered(&stream, &written);
                 }
             }
         });

@@ -100,6 +100,8 @@ where
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let conn = Rc::clone(&self.conn);
         let tally = &conn.tally;
+        // hyper reads a request once it has the last answer whole (`src/delivery.rs`).
+        conn.all_whole();
         conn.set_http10(request.version() == Version::HTTP_10);
         if let Some(refused) = checks::refusal(&request, self.shared.max_head) {
             // The mio server's head limits (414, 431) and the framing and `Host` hyper would
@@ -149,6 +151,7 @@ where
                         }
                         tally.bump(|s| &mut s.panics);
                         tally.bump(|s| &mut s.served);
+                        conn.served_one();
                         Dispatch::fixed(Fixed::internal_error(), conn)
                     }
                 }
@@ -337,6 +340,7 @@ where
                 tally.bump(|s| &mut s.rejected); // as the mio server counts them
             } else {
                 tally.bump(|s| &mut s.served);
+                this.conn.served_one();
             }
             if matches!(
                 signal_reason,

@@ -20,8 +20,18 @@ use crate::admit::{Refusal, RefusalReason};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HyperStats {
-    /// Admitted requests that got an answer (the handler's, or a `500`), but bad input.
+    /// Admitted requests that got an answer (the handler's, or a `500`), but bad input; less
+    /// those whose bytes a close then dropped undelivered (see `undelivered`).
     pub served: u64,
+    /// Answers counted in `served`, then taken back out of it: the connection was closed with
+    /// them not delivered (the slow-reader cut, a socket that failed, a close linger that ran
+    /// out with bytes unsent, a force-close), and its client's TCP had not acknowledged all
+    /// their bytes (see "Undelivered answers" in `docs/hyper.md`: conservative). Their
+    /// requests ended *completed* when hyper had their last frame (their signals did not
+    /// fire). An answer cut short in its body keeps its counts (`served` at its head, its
+    /// outcome *client gone*, *force closed* or *dropped*). As the mio server's
+    /// `Stats::undelivered`.
+    pub undelivered: u64,
     /// Requests refused with `503` before anything was taken (or `500`: the admission, the
     /// embedder's `EnterScope::enter`, panicked; also counted in `panics`), counted once the
     /// refusal's answer is written to the socket: one the connection lost first (the client
@@ -83,6 +93,15 @@ impl Tally {
             _ if refusal == Refusal::PANICKED => {}
             _ => self.bump(|s| &mut s.refused_stopped),
         }
+    }
+
+    /// A close dropped `lost` answers counted `served`, whole, their requests completed
+    /// ([`Conn::count_undelivered`](super::connections::Conn::count_undelivered)).
+    pub(crate) fn take_back(&self, lost: u64) {
+        let mut stats = self.stats.get();
+        stats.served -= lost;
+        stats.undelivered += lost;
+        self.stats.set(stats);
     }
 
     pub(crate) fn stats(&self) -> HyperStats {
