@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -129,9 +129,10 @@ fn busy_keep_alive_connections_are_not_evicted_by_newcomers() {
     let running = start(2);
     let addr = running.addr();
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
     let busy: Vec<_> = (0..2)
         .map(|_| {
-            let stop = Arc::clone(&stop);
+            let (stop, started) = (Arc::clone(&stop), Arc::clone(&started));
             thread::spawn(move || {
                 let mut client = StrictClient::connect(addr);
                 let mut answered = 0;
@@ -139,12 +140,19 @@ fn busy_keep_alive_connections_are_not_evicted_by_newcomers() {
                     client.send(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
                     let answer = client.answer("GET");
                     assert_eq!((answer.status, answer.closes()), (200, false));
+                    if answered == 0 {
+                        started.fetch_add(1, Ordering::SeqCst);
+                    }
                     answered += 1;
                 }
             })
         })
         .collect();
-    settle();
+    // Both slots busy before the first newcomer: a fixed pause was too short on a loaded CI
+    // machine (a busy client not yet accepted, the newcomer took its slot and was served).
+    util::wait_until("both busy clients answered once", || {
+        started.load(Ordering::SeqCst) == 2
+    });
     for _ in 0..30 {
         let (status, closes, _) = newcomer(&running, true);
         assert_eq!(
