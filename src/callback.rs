@@ -45,6 +45,38 @@ fn drop_payload(mut payload: Box<dyn Any + Send>) {
     std::mem::forget(payload);
 }
 
+/// Runs the body of a thread the servers start (a loop, a group's loop), which runs the
+/// embedder's code (routes, accounting, `make`): a panic that escapes it becomes the thread's
+/// error, naming the panic, its payload dropped here, caught. A thread must never end with a
+/// panic payload: std drops the payload of a thread nobody joins itself (a `spawn` that gave
+/// up on a loop that died before it was ready) and aborts the process when that drop panics
+/// ("thread result panicked on drop"); one joined would drop it in the joiner, uncaught.
+#[cfg(feature = "server")]
+pub(crate) fn thread_caught<T>(body: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| Err(panic_error(payload)))
+}
+
+/// The error for a server thread that panicked, with the panic's message. The payload is the
+/// embedder's (`panic_any`): dropped caught, as its `Drop` may panic too.
+#[cfg(feature = "server")]
+#[cold]
+pub(crate) fn panic_error(payload: Box<dyn Any + Send>) -> std::io::Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic payload that is not a string".to_owned());
+    drop_payload(payload);
+    std::io::Error::other(format!("the server thread panicked: {message}"))
+}
+
+/// Drops `value`, the embedder's (a factory closure and its captures), whose `Drop` may
+/// panic: caught, so a report made before it is not lost.
+#[cfg(feature = "server")]
+pub(crate) fn drop_caught<T>(value: T) {
+    call_caught(move || drop(value));
+}
+
 /// Lets go of `old`, the value an assignment replaced where the code's state says there is
 /// none (taken a moment before with nothing run in between, or a slot's checkout took it):
 /// checked in debug builds. Forgetting it spares a hot path the load, test and branch of a drop

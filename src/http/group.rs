@@ -30,7 +30,7 @@ use super::router::{Router, Routes};
 use super::running::{is_current, StopHandle};
 use super::server::Server;
 use super::waits;
-use crate::callback::call_caught;
+use crate::callback::{drop_caught, thread_caught};
 
 /// What the loops of a group share: the stop instant and the group-wide commands.
 pub(crate) struct GroupShared {
@@ -247,7 +247,8 @@ impl LoopGroup {
     ///
     /// If the ladder is invalid ([`Ladder::validate`]), `loops` is zero or over 1,024 (both
     /// `InvalidInput`), the port cannot be bound, the limits are invalid, or a loop cannot start
-    /// (the loops already started are stopped first).
+    /// (`accounting` or `routes` panics there, whatever its payload) (the loops already started
+    /// are stopped first).
     pub fn spawn<A, F, R>(self, accounting: F, routes: R) -> io::Result<GroupHandle>
     where
         A: Accounting,
@@ -295,6 +296,10 @@ impl LoopGroup {
                 }
             }
         }
+        // The embedder's factories: the last loop to end drops them (a `Drop` that panics is
+        // caught there, or here should every loop have ended already).
+        drop_caught(accounting);
+        drop_caught(routes);
         // Each started thread sends one message, or drops its sender if it panicked first.
         drop(ready);
         for _ in 0..threads.len() {
@@ -358,25 +363,30 @@ impl LoopStart {
         thread::Builder::new()
             .name(format!("reqguard-loop-{index}"))
             .spawn(move || {
-                let _ended = ended;
-                let LoopStart {
-                    member,
-                    listener,
-                    limits,
-                    ladder,
-                    ready,
-                } = self;
-                let store = Routes::new();
-                let mut router = Router::new(&store);
-                routes(&mut router);
-                let server = Server::from_listener(listener, &router, accounting(index), limits)
-                    .map(|server| server.join_group(member, ladder));
-                let ran = run_when_ready(server, ready);
-                // The handlers are the embedder's: a `Drop` that panics must not lose the
-                // loop's report.
-                drop(router);
-                call_caught(move || drop(store));
-                ran
+                thread_caught(move || {
+                    let _ended = ended;
+                    let LoopStart {
+                        member,
+                        listener,
+                        limits,
+                        ladder,
+                        ready,
+                    } = self;
+                    let store = Routes::new();
+                    let mut router = Router::new(&store);
+                    routes(&mut router);
+                    let server =
+                        Server::from_listener(listener, &router, accounting(index), limits)
+                            .map(|server| server.join_group(member, ladder));
+                    let ran = run_when_ready(server, ready);
+                    // The handlers, and the factories the last loop to end drops, are the
+                    // embedder's: a `Drop` that panics must not lose the loop's report.
+                    drop(router);
+                    drop_caught(store);
+                    drop_caught(routes);
+                    drop_caught(accounting);
+                    ran
+                })
             })
     }
 }

@@ -17,7 +17,7 @@ use super::report::ServerReport;
 use super::router::{Router, Routes};
 use super::server::Server;
 use super::waits;
-use crate::callback::call_caught;
+use crate::callback::{call_caught, panic_error, thread_caught};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
@@ -257,7 +257,8 @@ impl ServerBuilder {
     ///
     /// # Errors
     ///
-    /// If the server cannot bind, or the thread cannot start.
+    /// If the server cannot bind, the thread cannot start, or `accounting` or `routes` panics
+    /// (the error names the panic, whatever its payload: none reaches the caller).
     pub fn spawn<A, F, R>(self, accounting: F, routes: R) -> io::Result<Running>
     where
         A: Accounting,
@@ -268,21 +269,23 @@ impl ServerBuilder {
         let thread = thread::Builder::new()
             .name("reqguard-server".into())
             .spawn(move || {
-                let store = Routes::new();
-                let mut router = Router::new(&store);
-                routes(&mut router);
-                let served = self
-                    .serve(&router, accounting(), |addr, stop| {
-                        let _ = ready.send(Ok((addr, stop)));
-                    })
-                    .inspect_err(|err| {
-                        let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
-                    });
-                // The handlers are the embedder's: one whose `Drop` panics must not lose the
-                // report the loop has made.
-                drop(router);
-                call_caught(move || drop(store));
-                served
+                thread_caught(move || {
+                    let store = Routes::new();
+                    let mut router = Router::new(&store);
+                    routes(&mut router);
+                    let served = self
+                        .serve(&router, accounting(), |addr, stop| {
+                            let _ = ready.send(Ok((addr, stop)));
+                        })
+                        .inspect_err(|err| {
+                            let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
+                        });
+                    // The handlers are the embedder's: one whose `Drop` panics must not lose
+                    // the report the loop has made.
+                    drop(router);
+                    call_caught(move || drop(store));
+                    served
+                })
             })?;
         match ready_rx.recv() {
             Ok(Ok((addr, stop))) => Ok(Running {
@@ -291,9 +294,13 @@ impl ServerBuilder {
                 thread: Some(thread),
             }),
             Ok(Err(err)) => Err(err),
-            Err(_) => Err(io::Error::other(
-                "the server thread ended before it was ready",
-            )),
+            // The thread ended (it dropped its sender): its error names why (a panic of the
+            // routes or the accounting).
+            Err(_) => Err(thread.join().map_or_else(panic_error, |ended| {
+                ended.err().unwrap_or_else(|| {
+                    io::Error::other("the server thread ended before it was ready")
+                })
+            })),
         }
     }
 
@@ -375,20 +382,8 @@ impl Running {
         };
         thread
             .join()
-            .unwrap_or_else(|payload| Err(thread_panicked(payload)))
+            .unwrap_or_else(|payload| Err(panic_error(payload)))
     }
-}
-
-/// The error for a server thread that panicked, with the panic's message. The payload is the
-/// embedder's (`panic_any`): dropped caught, as its `Drop` may panic too.
-fn thread_panicked(payload: Box<dyn std::any::Any + Send>) -> io::Error {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|m| (*m).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic payload that is not a string".to_owned());
-    call_caught(move || drop(payload));
-    io::Error::other(format!("the server thread panicked: {message}"))
 }
 
 /// Whether `thread` is the one running this code: a handler holding its own server's

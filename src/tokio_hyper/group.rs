@@ -18,6 +18,7 @@ use super::handler::{EnterScope, Handler};
 use super::report::HyperReport;
 use super::room::Room;
 use super::server::{current_thread_runtime, GroupLinger, HyperServer};
+use crate::callback::{drop_caught, thread_caught};
 use crate::http::{begin_wait, ListenMode};
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
@@ -154,10 +155,20 @@ impl HyperGroup {
             };
             let thread = thread::Builder::new()
                 .name(format!("reqguard-hyper-{index}"))
-                .spawn(move || run_loop(start, &shared, || make(index)))?;
+                .spawn(move || {
+                    thread_caught(move || {
+                        let ran = run_loop(start, &shared, || make(index));
+                        // The embedder's factory, which the last loop to end drops: a `Drop`
+                        // that panics must not lose the loop's report.
+                        drop_caught(make);
+                        ran
+                    })
+                })?;
             handle.threads.push(thread);
         }
         drop(ready_tx);
+        // Should every loop have ended already, the last `Drop` of the factory is here.
+        drop_caught(make);
         for _ in 0..self.loops {
             // A loop that ends before it is ready drops its sender without sending.
             if let Err(err) = ready.recv().unwrap_or_else(|_| Err(loop_died())) {

@@ -1,0 +1,235 @@
+//! QA probes, thirteenth round, of the embedding API as a hostile or careless embedder uses it:
+//! the embedder's closures that run on a server's own threads (routes, accounting, a hyper
+//! loop's `make`) panicking with payloads whose `Drop` panics, or holding captures whose
+//! `Drop` panics. Public API only. Each test that found a bug failed on `main` before its fix
+//! (the test's doc says so); the others pin what was found to hold.
+#![cfg(feature = "server")]
+
+#[path = "util/child.rs"]
+mod child;
+#[path = "util/quiet.rs"]
+mod quiet;
+mod util;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqguard::http::{demo_routes, Guarded, LoopGroup, Router, ServerBuilder};
+use reqguard::Config;
+
+/// How long a probe waits for a call that hangs on a broken build.
+const HANG: Duration = Duration::from_secs(20);
+
+/// A panic payload whose own `Drop` panics (`std::panic::panic_any`: the embedder's code).
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a panic payload's drop panics");
+    }
+}
+
+/// Runs `spawn` on a thread of its own and returns what it returned, or `Err` naming the
+/// panic that escaped it; fails if it hangs.
+fn outside<T: Send + 'static>(
+    spawn: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<std::io::Result<T>, String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(spawn));
+        let _ = tx.send(ran.map_err(|payload| {
+            // The escaped payload may be the probe's own: forget it rather than drop it here.
+            std::mem::forget(payload);
+            "a panic escaped".to_owned()
+        }));
+    });
+    rx.recv_timeout(HANG).expect("the spawn hung")
+}
+
+const CHILD: &str = "REQGUARD_PROBE_V13_CHILD";
+
+/// QA embed13-1. `ServerBuilder::spawn` whose routes or accounting closure panics with a
+/// payload whose `Drop` panics (on the server's thread, before it serves) is an error, as
+/// with any other panic there (`probe_embed_v11::builder_closures_that_panic_before_serving_are_errors`),
+/// and the process lives on. Before the fix, `spawn` dropped the thread's handle unjoined:
+/// std drops a detached thread's payload itself and aborts the process when that drop
+/// panics ("thread result panicked on drop"): the child died of SIGABRT.
+#[test]
+fn a_server_builder_closure_whose_panic_payload_panics_on_drop_is_an_error() {
+    if !child::is_child(CHILD) {
+        child::assert_passes_in_child(
+            CHILD,
+            "a_server_builder_closure_whose_panic_payload_panics_on_drop_is_an_error",
+        );
+        return;
+    }
+    quiet::quiet_panics();
+    let routes = outside(|| {
+        ServerBuilder::new()
+            .spawn(
+                || Guarded::embedded("server", Config::default()),
+                |_: &mut Router<'_>| std::panic::panic_any(PanicsOnDrop),
+            )
+            .map(drop)
+    });
+    // The error names the panic (the payload is not a string).
+    let routes = routes.map(|r| r.map_err(|e| e.to_string()));
+    assert!(
+        matches!(&routes, Ok(Err(e)) if e.contains("panicked")),
+        "routes: {routes:?}"
+    );
+    let accounting = outside(|| {
+        ServerBuilder::new()
+            .spawn(
+                || -> Guarded<reqguard::engines::Embedded<&'static str>, reqguard::http::NoScope> {
+                    std::panic::panic_any(PanicsOnDrop)
+                },
+                demo_routes,
+            )
+            .map(drop)
+    });
+    let accounting = accounting.map(|r| r.map_err(|e| e.to_string()));
+    assert!(
+        matches!(&accounting, Ok(Err(e)) if e.contains("panicked")),
+        "accounting: {accounting:?}"
+    );
+    // Give a detached thread the time to end and drop what it holds.
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// QA embed13-1. `LoopGroup::spawn` whose accounting factory panics for one loop with a
+/// payload whose `Drop` panics returns an error; before the fix the panic escaped `spawn`
+/// (the loops' join dropped the payload uncaught).
+#[test]
+fn a_loop_group_factory_whose_panic_payload_panics_on_drop_is_an_error() {
+    quiet::quiet_panics();
+    let group = outside(|| {
+        LoopGroup::new()
+            .loops(2)
+            .spawn(
+                |index| {
+                    if index == 1 {
+                        std::panic::panic_any(PanicsOnDrop);
+                    }
+                    Guarded::embedded("server", Config::default())
+                },
+                demo_routes,
+            )
+            .map(drop)
+    });
+    assert!(matches!(group, Ok(Err(_))), "group: {group:?}");
+}
+
+/// A capture whose `Drop` panics (the embedder's state inside a factory closure).
+struct DropPanics;
+
+impl Drop for DropPanics {
+    fn drop(&mut self) {
+        panic!("a factory's capture panics");
+    }
+}
+
+/// QA embed13-2. A loop group whose factories (accounting, routes) hold a capture whose
+/// `Drop` panics: the last loop to end drops them. The group's report is not lost to that
+/// panic ("loop N panicked" before the fix), as it is not to a handler's or an accounting's
+/// `Drop` (QA embed8-3).
+#[test]
+fn a_loop_group_whose_factory_captures_panic_on_drop_keeps_its_report() {
+    quiet::quiet_panics();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (a, r) = (DropPanics, DropPanics);
+        let group = LoopGroup::new()
+            .loops(2)
+            .spawn(
+                move |_| {
+                    let _ = &a;
+                    Guarded::embedded("server", Config::default())
+                },
+                move |router| {
+                    let _ = &r;
+                    demo_routes(router);
+                },
+            )
+            .unwrap();
+        let addr = group.addr();
+        assert_eq!(util::get(addr, "/").status, 200);
+        let report = group.stop().map(|report| report.totals.stats.served);
+        let _ = tx.send(report.map_err(|e| e.to_string()));
+    });
+    let served = rx.recv_timeout(HANG).expect("the group hung");
+    assert_eq!(served, Ok(1));
+}
+
+#[cfg(feature = "hyper")]
+mod hyper_embed {
+    use super::*;
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::tokio_hyper::{demo_routes, HyperGroup, HyperServer};
+    use reqguard::ServerCore;
+
+    fn server() -> HyperServer<
+        Embedded<&'static str>,
+        (),
+        impl reqguard::tokio_hyper::Handler<Embedded<&'static str>, ()>,
+    > {
+        let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+        HyperServer::new(core, demo_routes())
+    }
+
+    /// QA embed13-1. `HyperGroup::spawn` whose `make` panics for one loop with a payload whose
+    /// `Drop` panics returns an error ("a loop that failed (or panicked) before it served");
+    /// before the fix the panic escaped `spawn`.
+    #[test]
+    fn a_hyper_group_make_whose_panic_payload_panics_on_drop_is_an_error() {
+        quiet::quiet_panics();
+        let group = outside(|| {
+            HyperGroup::new()
+                .loops(2)
+                .spawn(|index| {
+                    if index == 1 {
+                        std::panic::panic_any(PanicsOnDrop);
+                    }
+                    server()
+                })
+                .map(drop)
+        });
+        assert!(matches!(group, Ok(Err(_))), "group: {group:?}");
+    }
+
+    /// QA embed13-2. A hyper group whose `make` holds a capture whose `Drop` panics keeps its
+    /// report (the last loop to end drops `make`).
+    #[test]
+    fn a_hyper_group_whose_make_captures_panic_on_drop_keeps_its_report() {
+        quiet::quiet_panics();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let captured = DropPanics;
+            let group = HyperGroup::new()
+                .loops(2)
+                .spawn(move |_| {
+                    let _ = &captured;
+                    server()
+                })
+                .unwrap();
+            assert_eq!(util::get(group.addr(), "/").status, 200);
+            let report = group.wait_after_stop();
+            let _ = tx.send(report);
+        });
+        let served = rx.recv_timeout(HANG).expect("the group hung");
+        assert_eq!(served, Ok(1));
+    }
+
+    trait WaitAfterStop {
+        fn wait_after_stop(self) -> Result<u64, String>;
+    }
+
+    impl WaitAfterStop for reqguard::tokio_hyper::HyperGroupHandle {
+        fn wait_after_stop(self) -> Result<u64, String> {
+            self.stopper().stop();
+            self.wait()
+                .map(|report| report.totals.stats.served)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
