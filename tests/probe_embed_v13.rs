@@ -14,7 +14,9 @@ mod util;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use reqguard::http::{demo_routes, Guarded, LoopGroup, Router, ServerBuilder};
+use reqguard::http::{
+    demo_routes, Guarded, Limits, LoopGroup, Router, Routes, ServerBuilder, Session,
+};
 use reqguard::Config;
 
 /// How long a probe waits for a call that hangs on a broken build.
@@ -159,6 +161,56 @@ fn a_loop_group_whose_factory_captures_panic_on_drop_keeps_its_report() {
     });
     let served = rx.recv_timeout(HANG).expect("the group hung");
     assert_eq!(served, Ok(1));
+}
+
+/// QA embed13-3 (docs). `Stats::aborted` said it counted the outcomes *client gone*, *deadline
+/// aborted* and *force closed*; it also counts a panicking handler's `500` never sent (queued
+/// behind a deferred answer when the client left), whose request ended *dropped*: the exit
+/// JSON read `aborted: 2` beside `client_gone: 1, dropped: 1`. The count is the one `served`'s
+/// docs describe (an answer computed but never sent is counted in `aborted`); the docs now
+/// say so, and this pins it: every admitted request once, in `served`, `undelivered` or
+/// `aborted`.
+#[test]
+fn a_panicking_handlers_unsent_500_is_counted_aborted_and_its_outcome_is_dropped() {
+    quiet::quiet_panics();
+    let routes = Routes::new();
+    let mut router = Router::new(&routes);
+    demo_routes(&mut router);
+    for leave in [true, false] {
+        let accounting = Guarded::embedded("server", Config::default());
+        let mut session = Session::new(&router, accounting, Limits::default());
+        session.feed(b"GET /delay?ms=50 HTTP/1.1\r\nhost: x\r\n\r\n");
+        session.feed(b"GET /panic HTTP/1.1\r\nhost: x\r\n\r\n");
+        if leave {
+            session.disconnect();
+        } else {
+            session.advance(Duration::from_millis(50));
+            let out = String::from_utf8(session.take_output()).unwrap();
+            assert!(out.contains("HTTP/1.1 500"), "{out}");
+        }
+        let stats = *session.stats();
+        let ledger = session.ledger().unwrap();
+        let outcomes = ledger.outcomes();
+        ledger.assert_quiescent();
+        assert_eq!((stats.panics, outcomes.dropped), (1, 1), "leave {leave}");
+        assert_eq!(
+            stats.served + stats.undelivered + stats.aborted,
+            outcomes.total(),
+            "leave {leave}"
+        );
+        assert_eq!(
+            stats.undelivered, 0,
+            "leave {leave}: a session delivers what it writes"
+        );
+        if leave {
+            assert_eq!(
+                (stats.served, stats.aborted, outcomes.client_gone),
+                (0, 2, 1)
+            );
+        } else {
+            assert_eq!((stats.served, stats.aborted, outcomes.completed), (2, 0, 1));
+        }
+    }
 }
 
 #[cfg(feature = "hyper")]

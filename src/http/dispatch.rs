@@ -58,7 +58,10 @@ pub struct Stats {
     pub panics: u64,
     /// Admitted requests whose response was never completed: the client went away, the drain
     /// deadline passed, or the stop force-closed their connection (the outcomes *client gone*,
-    /// *deadline aborted* and *force closed*). Their signals were aborted.
+    /// *deadline aborted* and *force closed*). Their signals were aborted. Also the `500` of a
+    /// panicking handler that was never sent (queued behind a deferred answer when the client
+    /// left): its request ended *dropped* at the panic. Every admitted request is counted once,
+    /// in `served`, `undelivered` or here: the three add up to the outcomes' total.
     pub aborted: u64,
     /// The most bytes one connection held in its buffers at once (input, decoded body,
     /// answers; by capacity). Back-pressure keeps it bounded whatever a client sends: see the
