@@ -285,3 +285,121 @@ mod hyper_embed {
         }
     }
 }
+
+/// What a second server's setup does with the first server (whose handler is starting it).
+#[derive(Clone, Copy, Debug)]
+enum Setup {
+    /// `ServerBuilder::spawn`'s accounting closure stops the first and waits.
+    Running,
+    /// `LoopGroup::spawn`'s accounting factory does.
+    Group,
+    /// `HyperGroup::spawn`'s `make` does.
+    #[cfg(feature = "hyper")]
+    Hyper,
+}
+
+/// Starts a second server as `setup` says, whose setup (on its own new thread) stops `first`
+/// and waits for its stop to begin; returns whether that wait saw it begin.
+fn start_second(setup: Setup, first: reqguard::http::StopHandle) -> bool {
+    let (saw, seen) = mpsc::channel();
+    let stop_first = move || {
+        let _ = saw.send(first.stop_and_wait(Duration::MAX));
+    };
+    match setup {
+        Setup::Running => {
+            let second = ServerBuilder::new().spawn(
+                move || {
+                    stop_first();
+                    Guarded::embedded("second", Config::default())
+                },
+                demo_routes,
+            );
+            drop(second);
+        }
+        Setup::Group => {
+            let stop_first = std::sync::Mutex::new(Some(stop_first));
+            let second = LoopGroup::new().loops(1).spawn(
+                move |_| {
+                    if let Some(stop_first) = stop_first.lock().unwrap().take() {
+                        stop_first();
+                    }
+                    Guarded::embedded("second", Config::default())
+                },
+                demo_routes,
+            );
+            drop(second);
+        }
+        #[cfg(feature = "hyper")]
+        Setup::Hyper => {
+            use reqguard::engines::Heap;
+            use reqguard::tokio_hyper::{HyperGroup, HyperServer};
+            let stop_first = std::sync::Mutex::new(Some(stop_first));
+            let second = HyperGroup::new().loops(1).spawn(move |_| {
+                if let Some(stop_first) = stop_first.lock().unwrap().take() {
+                    stop_first();
+                }
+                let core =
+                    reqguard::ServerCore::embedded(Heap::new().alloc("second"), Config::default());
+                HyperServer::new(core, reqguard::tokio_hyper::demo_routes())
+            });
+            drop(second);
+        }
+    }
+    seen.try_recv().unwrap_or(false)
+}
+
+/// QA embed13-4. A handler of one server that starts a second server (a runtime whose
+/// `fetch` handler calls `Bun.serve` again), whose setup on the new thread (the accounting
+/// closure, a group's factory, a hyper loop's `make`) stops the first server and waits
+/// (`StopHandle::stop_and_wait`): the handler waited in `spawn` for the second to be ready,
+/// the second's setup for the first's loop, which was running that handler. Before the fix
+/// both hung forever (the wait `spawn` makes was not one the cycle check knew of); now the
+/// setup's wait is refused as one that would close a cycle (it asks for the stop and returns),
+/// the handler answers, and the first server stops.
+#[test]
+fn a_second_server_whose_setup_stops_the_first_from_its_handler_does_not_hang() {
+    quiet::quiet_panics();
+    let setups = [
+        Setup::Running,
+        Setup::Group,
+        #[cfg(feature = "hyper")]
+        Setup::Hyper,
+    ];
+    for setup in setups {
+        let slot: std::sync::Arc<std::sync::Mutex<Option<reqguard::http::StopHandle>>> =
+            Default::default();
+        let handler_slot = std::sync::Arc::clone(&slot);
+        let first = ServerBuilder::new()
+            .spawn(
+                || Guarded::embedded("first", Config::default()),
+                move |router| {
+                    router.route(
+                        "GET",
+                        "/second",
+                        move |_: &reqguard::http::Request<'_>,
+                              response: &mut reqguard::http::Response<'_>| {
+                            let first = handler_slot.lock().unwrap().clone().expect("the handle");
+                            let saw = start_second(setup, first);
+                            response.write(if saw { b"saw" } else { b"asked" });
+                            reqguard::http::Reply::Now
+                        },
+                    );
+                },
+            )
+            .unwrap();
+        *slot.lock().unwrap() = Some(first.stop_handle());
+        let addr = first.addr();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(util::try_get(addr, "/second").map(|(status, _)| status));
+        });
+        let answer = rx.recv_timeout(HANG);
+        if !matches!(answer, Ok(Ok(200))) {
+            // Hung: dropping `first` would wait for its loop forever.
+            std::mem::forget(first);
+            panic!("{setup:?}: the handler did not answer: {answer:?}");
+        }
+        let stopped = outside(move || first.join());
+        assert!(matches!(stopped, Ok(Ok(_))), "{setup:?}: {stopped:?}");
+    }
+}

@@ -352,6 +352,7 @@ impl LoopStart {
         R: Fn(&mut Router<'_>) + Send + Sync + 'static,
     {
         let index = self.member.index;
+        let spawner = thread::current().id();
         // However this loop ends (done, failed, panicked), it no longer holds the group; and
         // one that ends before any stop died: the others stop too, so `wait` returns its error.
         let ended = scopeguard::guard(Arc::clone(&self.member.shared), move |shared| {
@@ -365,6 +366,8 @@ impl LoopStart {
             .spawn(move || {
                 thread_caught(move || {
                     let _ended = ended;
+                    // `spawn` waits until this loop is ready (see `waits::Awaited`).
+                    let awaited = waits::awaited_by(spawner);
                     let LoopStart {
                         member,
                         listener,
@@ -378,7 +381,7 @@ impl LoopStart {
                     let server =
                         Server::from_listener(listener, &router, accounting(index), limits)
                             .map(|server| server.join_group(member, ladder));
-                    let ran = run_when_ready(server, ready);
+                    let ran = run_when_ready(server, ready, awaited);
                     // The handlers, and the factories the last loop to end drops, are the
                     // embedder's: a `Drop` that panics must not lose the loop's report.
                     drop(router);
@@ -396,9 +399,12 @@ impl LoopStart {
 fn run_when_ready<A: Accounting>(
     server: io::Result<Server<'_, A>>,
     ready: mpsc::Sender<io::Result<StopHandle>>,
+    awaited: waits::Awaited,
 ) -> io::Result<ServerReport> {
     match server {
         Ok(server) => {
+            // Before the send: once it is sent, the spawner waits no more for this loop.
+            drop(awaited);
             let _ = ready.send(Ok(server.stop_handle()));
             // Senders all gone tells `spawn` that a loop died before ready.
             drop(ready);

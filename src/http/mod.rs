@@ -88,3 +88,5 @@ pub use server::Server;
 pub use session::Session;
 #[cfg(feature = "hyper")]
 pub(crate) use waits::begin as begin_wait;
+#[cfg(feature = "hyper")]
+pub(crate) use waits::{awaited_by, Awaited};

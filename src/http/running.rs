@@ -141,8 +141,9 @@ impl StopHandle {
     /// [`Response::stop_server`](crate::http::Response::stop_server) or
     /// [`stop`](StopHandle::stop). So it does on a thread the loop waits for, directly or
     /// through other servers' handles (a handler of a second server, while a handler of this
-    /// one waits for that server with this very call, or drops its [`Running`]): neither
-    /// could go on.
+    /// one waits for that server with this very call, or drops its [`Running`]; or the setup
+    /// of a second server, its accounting or routes, while a handler of this one waits in
+    /// [`ServerBuilder::spawn`] for it to be ready): neither could go on.
     pub fn stop_and_wait(&self, timeout: Duration) -> bool {
         self.stop();
         if self.control.on_loop_thread() {
@@ -266,15 +267,20 @@ impl ServerBuilder {
         R: FnOnce(&mut Router<'_>) + Send + 'static,
     {
         let (ready, ready_rx) = mpsc::channel();
+        let spawner = thread::current().id();
         let thread = thread::Builder::new()
             .name("reqguard-server".into())
             .spawn(move || {
                 thread_caught(move || {
+                    // The spawner waits below until `ready` (see `waits::Awaited`).
+                    let mut awaited = Some(waits::awaited_by(spawner));
                     let store = Routes::new();
                     let mut router = Router::new(&store);
                     routes(&mut router);
                     let served = self
                         .serve(&router, accounting(), |addr, stop| {
+                            // Before the send: once it is sent, the spawner waits no more.
+                            drop(awaited.take());
                             let _ = ready.send(Ok((addr, stop)));
                         })
                         .inspect_err(|err| {

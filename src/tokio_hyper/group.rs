@@ -19,7 +19,7 @@ use super::report::HyperReport;
 use super::room::Room;
 use super::server::{current_thread_runtime, GroupLinger, HyperServer};
 use crate::callback::{drop_caught, thread_caught};
-use crate::http::{begin_wait, ListenMode};
+use crate::http::{awaited_by, begin_wait, Awaited, ListenMode};
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
 
@@ -145,6 +145,7 @@ impl HyperGroup {
             threads: Vec::with_capacity(self.loops),
         };
         let rooms = Room::for_group(self.loops);
+        let spawner = thread::current().id();
         for ((index, listener), room) in listeners.into_iter().enumerate().zip(rooms) {
             let (shared, make, ready) = (Arc::clone(&shared), Arc::clone(&make), ready_tx.clone());
             let start = LoopStart {
@@ -157,7 +158,9 @@ impl HyperGroup {
                 .name(format!("reqguard-hyper-{index}"))
                 .spawn(move || {
                     thread_caught(move || {
-                        let ran = run_loop(start, &shared, || make(index));
+                        // `spawn` waits until this loop is ready (see `waits::Awaited`).
+                        let awaited = awaited_by(spawner);
+                        let ran = run_loop(start, &shared, || make(index), awaited);
                         // The embedder's factory, which the last loop to end drops: a `Drop`
                         // that panics must not lose the loop's report.
                         drop_caught(make);
@@ -221,6 +224,7 @@ fn run_loop<E, C, H, S>(
     start: LoopStart,
     shared: &Arc<Shared>,
     make: impl FnOnce() -> HyperServer<E, C, H, S>,
+    awaited: Awaited,
 ) -> io::Result<HyperReport>
 where
     E: Engine,
@@ -257,6 +261,8 @@ where
         }
     };
     let server = make();
+    // Before the send: once it is sent, the spawner waits no more for this loop.
+    drop(awaited);
     let _ = ready.send(Ok(()));
     let (phase, drained) = (shared.phase.subscribe(), shared.drained.subscribe());
     let counted = Rc::clone(&guard.counted);
