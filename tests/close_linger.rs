@@ -52,29 +52,25 @@ fn parse(data: &[u8]) -> ClientRead {
     let mut read = ClientRead::default();
     let mut at = 0;
     while at < data.len() {
-        let Some(end) = data[at..].windows(4).position(|w| w == b"\r\n\r\n") else {
+        let Some((head, body)) = util::answer_at(data, at) else {
             read.problem = Some(format!(
                 "a head cut after {} answers",
                 read.ok + read.refused
             ));
             return read;
         };
-        let head = String::from_utf8_lossy(&data[at..at + end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        let body_at = at + end + 4;
-        if body_at + length > data.len() {
+        if body.end > data.len() {
             read.problem = Some(format!(
-                "{} cut at {} of {length} body bytes after {} answers",
+                "{} cut at {} of {} body bytes after {} answers",
                 head.lines().next().unwrap_or(""),
-                data.len() - body_at,
+                data.len() - body.start,
+                body.len(),
                 read.ok + read.refused
             ));
             return read;
         }
-        let body = &data[body_at..body_at + length];
+        let next = body.end;
+        let body = &data[body];
         if head.starts_with("http/1.1 200") {
             let (_, sent) = upload(read.ok);
             if body != &sent[..] {
@@ -89,7 +85,7 @@ fn parse(data: &[u8]) -> ClientRead {
             return read;
         }
         read.last_closes = head.contains("\r\nconnection: close");
-        at = body_at + length;
+        at = next;
     }
     read
 }

@@ -84,19 +84,13 @@ fn slow_reader(addr: SocketAddr, uploads: usize, len: usize) -> usize {
 /// How many whole `200` answers `data` begins with.
 fn whole_answers(data: &[u8]) -> usize {
     let (mut at, mut whole) = (0, 0);
-    while let Some(end) = data[at..].windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&data[at..at + end]).to_ascii_lowercase();
+    while let Some((head, body)) = util::answer_at(data, at) {
         assert!(head.starts_with("http/1.1 200"), "{head}");
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        let body_at = at + end + 4;
-        if body_at + length > data.len() {
+        if body.end > data.len() {
             break;
         }
         whole += 1;
-        at = body_at + length;
+        at = body.end;
     }
     whole
 }

@@ -153,6 +153,20 @@ pub fn try_get(addr: SocketAddr, path: &str) -> io::Result<(u16, bool)> {
     Ok((status, complete && text.contains("connection: close")))
 }
 
+/// The answer that starts at `at` in `data` (what a client read: answers back to back): its
+/// head, lowercased, and where its body lies by its `content-length` (0 without one). `None`
+/// if the head is not whole; the body may end past `data` (an answer cut short).
+pub fn answer_at(data: &[u8], at: usize) -> Option<(String, std::ops::Range<usize>)> {
+    let end = data[at..].windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&data[at..at + end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let body_at = at + end + 4;
+    Some((head, body_at..body_at + length))
+}
+
 /// Polls `done` every 5 ms until it holds, for at most 10 s; panics naming `what` otherwise.
 /// Waits on events, not on speed: the bound only keeps a broken test from hanging.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
