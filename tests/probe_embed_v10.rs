@@ -739,6 +739,52 @@ fn a_panic_in_end_at_the_drain_deadline_still_ends_the_stop_with_a_report() {
     assert_eq!(report.stats.panics, 1, "{report}");
 }
 
+/// The same with two requests held past the drain on two connections: the deadline's
+/// force-close calls `end` for each, both panic, and each panic is caught on its own close
+/// (the other connection still closed, its request ended): two panics counted, both requests
+/// ended once, nothing leaked.
+#[test]
+fn each_panicking_end_at_the_drain_deadline_is_counted_and_every_connection_closed() {
+    quiet::quiet_panics();
+    let admitted = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&admitted);
+    let limits = Limits::default()
+        .drain_timeout(Duration::from_millis(100))
+        .idle_timeout(Duration::from_secs(600))
+        .request_timeout(Duration::from_secs(600));
+    let running = ServerBuilder::new()
+        .limits(limits)
+        .spawn(
+            move || PanicsAtEnd(Guarded::embedded("server", Config::default()), seen),
+            |router| {
+                router.route("GET", "/later", Later(Duration::from_secs(30)));
+            },
+        )
+        .unwrap();
+    let addr = running.addr();
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            admitted.store(false, Ordering::SeqCst);
+            let held =
+                std::thread::spawn(move || within(HANG, move || util::try_get(addr, "/later")));
+            util::wait_until("the request is admitted", || {
+                admitted.load(Ordering::SeqCst)
+            });
+            held
+        })
+        .collect();
+    let report = within(HANG, move || running.stop())
+        .expect("the stop hung")
+        .expect("the report");
+    held.into_iter().for_each(|held| drop(held.join()));
+    assert_eq!(report.leaked, 0, "{report}");
+    assert_eq!(report.outcomes.deadline_aborted, 2, "{report}");
+    assert_eq!(report.outcomes.total(), 2, "{report}");
+    assert_eq!(report.stats.aborted, 2, "{report}");
+    assert_eq!(report.force_closed, 2, "{report}");
+    assert_eq!(report.stats.panics, 2, "{report}");
+}
+
 /// The same in a loop group: the ladder's force step closes the request held past the drain,
 /// its `end` panics, the loop survives it and the group's stop ends with every report, the
 /// request ended once. (No bug found.)
