@@ -95,6 +95,16 @@ where
     }
 }
 
+/// Bytes written to a socket and not yet acknowledged by its peer, where `sock_diag` tells:
+/// tests wait for it to reach 0 (on loopback, the peer's kernel has them) instead of sleeping.
+#[cfg(test)]
+pub(crate) fn unacknowledged<'s, S>(socket: &'s S) -> Option<u64>
+where
+    socket2::SockRef<'s>: From<&'s S>,
+{
+    diag::queues(&socket2::SockRef::from(socket)).map(|queues| queues.unacknowledged)
+}
+
 /// A TCP socket's queues, as `ss` shows them (`Recv-Q`, `Send-Q`).
 #[derive(Clone, Copy, Debug)]
 struct Queues {

@@ -1417,6 +1417,30 @@ mod tests {
         memchr::memmem::find_iter(seen, b"HTTP/1.1 200 OK\r\n").count()
     }
 
+    /// Waits until every byte written to each of `sockets` is in its peer's kernel. Loopback
+    /// hands bytes over in the writer's system call only when the kernel has the time: under
+    /// valgrind or load it may leave them to a kernel thread, so a test that reads the other
+    /// end at once counts by timing. Bounded: fails rather than hangs.
+    fn wait_delivered<'s, S: 's>(sockets: impl IntoIterator<Item = &'s S> + Clone)
+    where
+        socket2::SockRef<'s>: From<&'s S>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let pending = || {
+            sockets
+                .clone()
+                .into_iter()
+                .any(|socket| crate::unsent::unacknowledged(socket) != Some(0))
+        };
+        while pending() {
+            assert!(
+                Instant::now() < deadline,
+                "bytes still unacknowledged after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Turns `server` once; then how many answers each of `clients` has read in all.
     fn turn_and_count<A: Accounting>(
         server: &mut Server<'_, A>,
@@ -1509,7 +1533,17 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             .unwrap();
         fast[0].set_nonblocking(true).unwrap();
-        let counts = turn_and_count(&mut server, &mut clients, &mut seen);
+        // The `GET` in the server's kernel before the turn, and the turn's answers in the
+        // clients' before they are counted: what one turn answers, whatever the timing.
+        wait_delivered(fast.iter());
+        let (mut events, mut buf) = (Events::with_capacity(64), vec![0; 64 * 1024]);
+        assert!(!server.turn(&mut events, &mut buf).unwrap());
+        wait_delivered(server.sockets.iter().map(|(_, socket)| &socket.stream));
+        let counts: Vec<usize> = clients
+            .iter_mut()
+            .zip(&mut seen)
+            .map(|(client, seen)| count_answers(client, seen))
+            .collect();
         // One handling reads less than the budget and one read more (of the loop's 64 KiB
         // buffer, or of a body in place: at most the body, here); a request begun in the
         // handling before may end in it too.
