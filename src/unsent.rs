@@ -97,7 +97,7 @@ where
 
 /// Bytes written to a socket and not yet acknowledged by its peer, where `sock_diag` tells:
 /// tests wait for it to reach 0 (on loopback, the peer's kernel has them) instead of sleeping.
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 pub(crate) fn unacknowledged<'s, S>(socket: &'s S) -> Option<u64>
 where
     socket2::SockRef<'s>: From<&'s S>,
