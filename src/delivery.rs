@@ -60,6 +60,12 @@ impl Delivery {
     /// stores).
     #[inline(always)]
     pub(crate) fn mark(&mut self, offset: u64, answers: u64) {
+        debug_assert!(
+            offset >= self.head.offset && answers >= self.head.answers,
+            "marks go forward (invariant 1): {:?} after {:?}",
+            (offset, answers),
+            self.head
+        );
         if self.head.answers != answers {
             self.head = Mark { offset, answers };
             if offset >= self.settle_at {

@@ -835,3 +835,100 @@ mod descriptors {
         Client::from_stream(socket.into(), Duration::from_secs(3))
     }
 }
+
+/// `(state, send queue, receive queue)` of the IPv4 TCP socket from `local` to `remote` (ports),
+/// as `/proc/net/tcp` tells them (`tx_queue`: written and not acknowledged; `rx_queue`:
+/// received and not read; state `0A` is a listener, whose remote port is 0).
+#[cfg(target_os = "linux")]
+fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if port(f[1]) != local || port(f[2]) != remote {
+            return None;
+        }
+        let (tx, rx) = f[4].split_once(':').unwrap();
+        let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
+        Some((u8::from_str_radix(f[3], 16).unwrap(), hex(tx), hex(rx)))
+    })
+}
+
+/// A connection idle at the ladder's close step gets its `503` and a fresh reading state; it
+/// kept no count of the answers it had already made, which may still be in its socket. When
+/// the client then reset the connection, the kernel dropped them, yet they stayed `served`
+/// (the close counted nothing undelivered: the new state had served none). Here a client
+/// with a 4 KiB receive buffer reads one 256 KiB echo, then pipelines four more and reads
+/// nothing: their answers wait in the sockets (the state is read from `/proc/net/tcp`, not
+/// timed), the connection idle. Stop; once the close step has closed the listener, the client
+/// resets. The four answers it never read are not `served`.
+#[cfg(target_os = "linux")]
+#[test]
+fn answers_a_reset_drops_after_the_close_step_are_undelivered_not_served() {
+    const BODY: usize = 256 * 1024;
+    let running = group(
+        1,
+        Ladder::default()
+            .idle_linger(Duration::from_secs(30))
+            .drain_timeout(Duration::from_millis(300)),
+        ListenMode::ReusePort,
+    );
+    let addr = running.addr();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut client: TcpStream = socket.into();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = [
+        format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {BODY}\r\n\r\n").into_bytes(),
+        vec![b'e'; BODY],
+    ]
+    .concat();
+    // The first answer read whole: its length is each answer's.
+    client.write_all(&request).unwrap();
+    let mut first = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    let answer_len = loop {
+        if let Some((head, body)) = util::answer_at(&first, 0) {
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            if first.len() >= body.end {
+                assert_eq!(first.len(), body.end);
+                break body.end as u64;
+            }
+        }
+        let n = client.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {} bytes", first.len());
+        first.extend_from_slice(&chunk[..n]);
+    };
+    let mut sending = client.try_clone().unwrap();
+    let pipelined = request.repeat(4);
+    let sender = thread::spawn(move || sending.write_all(&pipelined).unwrap());
+    let (server_port, client_port) = (addr.port(), client.local_addr().unwrap().port());
+    // Every upload read and every answer in the sockets: the connection is idle.
+    util::wait_until("four answers in the sockets", || {
+        let server = tcp_socket(server_port, client_port);
+        let client = tcp_socket(client_port, server_port);
+        matches!((server, client), (Some((_, sent, 0)), Some((_, _, got))) if sent + got == 4 * answer_len)
+    });
+    sender.join().unwrap();
+    running.stopper().stop();
+    util::wait_until("the close step (the listener closed)", || {
+        tcp_socket(server_port, 0).is_none()
+    });
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    let report = running.wait().unwrap();
+    assert_sum_and_clean(&report);
+    let stats = &report.totals.stats;
+    assert!(
+        stats.served <= 1 && stats.undelivered >= 4,
+        "the four answers never read are undelivered (the first one may be counted so too: \
+         conservative after a reset): {report}"
+    );
+    assert_eq!(stats.served + stats.undelivered, 5, "{report}");
+    assert_eq!(report.totals.outcomes.completed, 5, "{report}");
+}

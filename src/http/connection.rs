@@ -224,6 +224,17 @@ impl<'r, H> Connection<'r, H> {
         connection
     }
 
+    /// `earlier`, silent and idle, now answered as [`over_capacity`](Self::over_capacity) is
+    /// (the stop ladder's close step). It keeps `earlier`'s count of answers `served`: they
+    /// may still be in the socket, and a close that drops them must take them back
+    /// (`src/delivery.rs`; the count only goes up).
+    pub(crate) fn closing_after(earlier: &Self, now: Instant, date: &DateLine) -> Self {
+        Connection {
+            served: earlier.served,
+            ..Connection::over_capacity(now, date)
+        }
+    }
+
     /// Takes bytes read from the client and answers every complete request in them.
     ///
     /// # Panics

@@ -292,13 +292,14 @@ impl<'r, A: Accounting> Server<'r, A> {
                 .http
                 .abort(&mut self.dispatcher, AbortReason::Other("server closing"));
             self.dispatcher.date.refresh(now);
-            socket.http = Connection::over_capacity(now, self.dispatcher.date.line());
+            socket.http = Connection::closing_after(&socket.http, now, self.dispatcher.date.line());
             // Writable since it was accepted: no new edge will come, so write now. Whatever
             // does not fit goes out on the writable event once the client reads. Counted only
             // if the socket took it whole at once (a client gone has no answer).
             if let Ok(n) = socket.stream.write(socket.http.pending_output()) {
                 answered += usize::from(n == socket.http.pending_output().len());
                 socket.http.consume_output(n);
+                socket.sent += n as u64;
             }
             if socket.http.pending_output().is_empty() {
                 begin_linger(socket, now);
