@@ -68,6 +68,30 @@ fn disconnect_aborts_deferred_requests() {
     });
 }
 
+/// Answers the client never took when it disconnects are `undelivered`, not `served`, as a
+/// socket's server counts those a close drops; their requests stay *completed* (their answers
+/// were made), and a second `disconnect` moves nothing. Before, all three stayed `served`.
+#[test]
+fn answers_not_taken_at_disconnect_are_undelivered() {
+    with_session(Limits::default(), Config::default(), |s| {
+        s.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert!(text(s.take_output()).ends_with("hello"));
+        s.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        s.clear_output(); // read and thrown away: delivered
+        s.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\nGET /delay?ms=5 HTTP/1.1\r\nhost: x\r\n\r\n");
+        s.advance(Duration::from_millis(5));
+        assert!(!s.pending_output().is_empty());
+        assert_eq!((s.stats().served, s.stats().undelivered), (5, 0));
+        s.disconnect();
+        let stats = s.stats();
+        assert_eq!((stats.served, stats.undelivered, stats.aborted), (3, 2, 0));
+        s.disconnect();
+        assert_eq!((s.stats().served, s.stats().undelivered), (3, 2));
+        let outcomes = s.ledger().unwrap().outcomes();
+        assert_eq!((outcomes.completed, outcomes.total()), (5, 5));
+    });
+}
+
 #[test]
 fn a_slow_request_gets_408_and_an_idle_one_is_closed() {
     let limits = Limits::default()

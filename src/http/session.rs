@@ -50,6 +50,10 @@ pub struct Session<'r, A: Accounting> {
     now: Instant,
     /// The stop has run its course: drained, or ended at its deadline.
     drained: bool,
+    /// Answers counted `served` that the client has taken ([`take_output`](Session::take_output)
+    /// or [`clear_output`](Session::clear_output) empty the output): those it disconnects
+    /// with are the rest, `undelivered`.
+    served_taken: u64,
 }
 
 impl<'r, A: Accounting> Session<'r, A> {
@@ -61,6 +65,7 @@ impl<'r, A: Accounting> Session<'r, A> {
             connection: Connection::new(now),
             now,
             drained: false,
+            served_taken: 0,
         }
     }
 
@@ -126,6 +131,7 @@ impl<'r, A: Accounting> Session<'r, A> {
                 .resume_unchecked(&mut self.dispatcher, self.now);
             self.after_call();
             if !resumed {
+                self.served_taken = self.connection.served();
                 return out;
             }
         }
@@ -147,6 +153,7 @@ impl<'r, A: Accounting> Session<'r, A> {
                 .resume_unchecked(&mut self.dispatcher, self.now);
             self.after_call();
             if !resumed {
+                self.served_taken = self.connection.served();
                 return;
             }
         }
@@ -162,8 +169,15 @@ impl<'r, A: Accounting> Session<'r, A> {
         self.after_call();
     }
 
-    /// The client disconnects: waiting requests are aborted and their guards released.
+    /// The client disconnects: waiting requests are aborted and their guards released, and
+    /// the answers it had not taken are counted [`undelivered`](Stats::undelivered), no longer
+    /// `served`, as a socket's server counts those a close drops.
     pub fn disconnect(&mut self) {
+        let untaken = self.connection.served().saturating_sub(self.served_taken);
+        self.served_taken = self.connection.served();
+        let stats = &mut self.dispatcher.stats;
+        stats.served -= untaken;
+        stats.undelivered += untaken;
         self.connection
             .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
         self.poll_drain();
