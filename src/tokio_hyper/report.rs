@@ -32,6 +32,11 @@ pub struct HyperReport {
     pub deadline: Option<DrainReport>,
     /// Whether the force signal (a second SIGTERM), not the deadline, ended the drain early.
     pub forced: bool,
+    /// Whether the drain deadline passed with requests out (`deadline` is its report and
+    /// `forced` is false): the exit JSON's `drain_deadline_hit`. A group's totals say whether
+    /// it was on any loop, as the mio `GroupReport`'s do (a loop whose deadline passed before
+    /// another loop was forced).
+    pub drain_deadline_hit: bool,
     /// Connections the server closed at the end of the drain.
     pub force_closed: u64,
     /// The context pool's figures.
@@ -86,7 +91,7 @@ impl HyperReport {
             connections_evicted: s.connections_evicted,
             accept_backoffs: s.accept_backoffs,
             force_closed: self.force_closed,
-            drain_deadline_hit: self.deadline.is_some() && !self.forced,
+            drain_deadline_hit: self.drain_deadline_hit,
             undelivered: s.undelivered,
         };
         #[allow(unused_mut)] // without `server`: no steps to add
@@ -178,8 +183,9 @@ impl fmt::Display for HyperReport {
 /// What a [`HyperGroup`](super::HyperGroup) did: one [`HyperReport`] per loop and `totals`,
 /// their sum, in the mio [`GroupReport`](crate::http::GroupReport)'s shape.
 ///
-/// Counts add up, `drain_time` and `uptime` are the longest of the loops, `forced` is true if
-/// it was on any loop, and `totals.deadline` sums what every loop's deadline found.
+/// Counts add up, `drain_time` and `uptime` are the longest of the loops, `forced` and
+/// `drain_deadline_hit` are true if they were on any loop, and `totals.deadline` sums what
+/// every loop's deadline found.
 #[cfg(feature = "server")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -201,6 +207,7 @@ impl HyperGroupReport {
             drain_time: None,
             deadline: None,
             forced: false,
+            drain_deadline_hit: false,
             force_closed: 0,
             pool: PoolMetrics::default(),
             uptime: Duration::ZERO,
@@ -239,6 +246,7 @@ fn add(totals: &mut HyperReport, report: &HyperReport) {
         drain_time,
         deadline,
         forced,
+        drain_deadline_hit,
         force_closed,
         pool,
         uptime,
@@ -254,6 +262,9 @@ fn add(totals: &mut HyperReport, report: &HyperReport) {
         (a, b) => a.or_else(|| b.clone()),
     };
     totals.forced |= forced;
+    // Not `deadline.is_some() && !forced` of the sums: a loop forced after another's
+    // deadline passed made `forced` true and hid that deadline.
+    totals.drain_deadline_hit |= drain_deadline_hit;
     totals.force_closed += force_closed;
     totals.pool = crate::http::add_pool(totals.pool, pool);
     totals.uptime = totals.uptime.max(*uptime);

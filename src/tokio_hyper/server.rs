@@ -510,6 +510,7 @@ fn report<E: Engine, C: Recycle, H, S>(
         leaked: ledger.total_outstanding(),
         leaks: ledger.report(),
         drain_time: stopped.drain_time,
+        drain_deadline_hit: stopped.deadline.is_some() && !stopped.forced,
         deadline: stopped.deadline,
         forced: stopped.forced,
         force_closed: stopped.force_closed,

@@ -1,0 +1,145 @@
+//! QA probes, fourteenth round, of the embedding API as a hostile or careless embedder uses it:
+//! the newest figures first (hyper groups' merged reports, the undelivered count, the exit
+//! JSON), then the sans-IO `Session` and the hyper adapter's public options. Public API only.
+//! Each test that found a bug failed on `main` before its fix (the test's doc says so); the
+//! others pin a documented behaviour no other test pinned.
+#![cfg(feature = "server")]
+
+mod util;
+
+use std::time::Duration;
+
+/// How long a probe waits for a call that hangs on a broken build.
+const HANG: Duration = Duration::from_secs(20);
+
+/// The value of `"key":` in a JSON line (the first one: the totals' in a group's line).
+fn json_field<'j>(json: &'j str, key: &str) -> &'j str {
+    let at = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {json}"));
+    let rest = &json[at + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[cfg(feature = "hyper")]
+mod hyper_group {
+    use std::future::pending;
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperGroup, HyperServer, Options, Reply};
+    use reqguard::{Config, ServerCore};
+
+    use super::util::{bounded, wait_until};
+
+    /// Per loop: requests whose handler began, and requests whose handler saw its abort.
+    #[derive(Default)]
+    struct Seen {
+        entered: [AtomicUsize; 2],
+        aborted: [AtomicUsize; 2],
+    }
+
+    /// QA embed14-1. A hyper group of two loops, each holding a request its handler never
+    /// answers: loop 0 (a drain timeout of 50 ms) hits its deadline, aborts it and
+    /// force-closes it; loop 1 (a drain timeout of an hour) is then forced by the group's
+    /// `force` (the second SIGTERM). Loop 0's JSON says `drain_deadline_hit: true`, loop 1's
+    /// `false` (forced); the totals' line must say `true`, as a mio group's
+    /// (`GroupReport`: "`drain_deadline_hit` is true if it was on any loop"), since
+    /// `HyperGroupReport::to_json` prints "the totals' fields ... as the mio group prints
+    /// it". Before the fix the totals said `false`: `totals.forced` (true if on any loop)
+    /// hid loop 0's deadline.
+    #[test]
+    fn a_group_where_one_loop_hit_its_deadline_and_another_was_forced_says_deadline_hit() {
+        let seen = Arc::new(Seen::default());
+        let counts = Arc::clone(&seen);
+        let group = HyperGroup::new()
+            .loops(2)
+            .spawn(move |index| {
+                let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+                let seen = Arc::clone(&counts);
+                let holds = move |_this, _request, bundle: Bundle| {
+                    seen.entered[index].fetch_add(1, Ordering::SeqCst);
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        bundle.aborted().await;
+                        seen.aborted[index].fetch_add(1, Ordering::SeqCst);
+                        pending::<Result<Reply<Full<Bytes>>, HandlerError>>().await
+                    }
+                };
+                let drain = if index == 0 {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_secs(3600)
+                };
+                let options = Options::default()
+                    .drain_timeout(drain)
+                    .force_after(Duration::from_millis(50));
+                HyperServer::new(core, holds).options(options)
+            })
+            .unwrap();
+        let addr = group.addr();
+        let mut clients = Vec::new();
+        let each_loop_holds_one = || (0..2).all(|i| seen.entered[i].load(Ordering::SeqCst) >= 1);
+        for _ in 0..200 {
+            if each_loop_holds_one() {
+                break;
+            }
+            let before: usize = (0..2).map(|i| seen.entered[i].load(Ordering::SeqCst)).sum();
+            let mut client = TcpStream::connect(addr).unwrap();
+            std::io::Write::write_all(&mut client, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+            clients.push(client);
+            wait_until("the handler to take the request", || {
+                (0..2)
+                    .map(|i| seen.entered[i].load(Ordering::SeqCst))
+                    .sum::<usize>()
+                    > before
+            });
+        }
+        assert!(each_loop_holds_one(), "requests reached one loop only");
+        let stopper = group.stopper();
+        stopper.stop();
+        wait_until("loop 0's deadline to abort its request", || {
+            seen.aborted[0].load(Ordering::SeqCst) >= 1
+        });
+        stopper.force();
+        let report = bounded::within(super::HANG, move || group.wait())
+            .expect("the group's wait hung")
+            .unwrap();
+        let (zero, one) = (&report.loops[0], &report.loops[1]);
+        assert_eq!(
+            (zero.forced, one.forced),
+            (false, true),
+            "loop 0 hit its deadline, loop 1 was forced\n{report}"
+        );
+        let hit = |json: &str| super::json_field(json, "drain_deadline_hit").to_owned();
+        assert_eq!(
+            (hit(&zero.to_json()), hit(&one.to_json())),
+            ("true".to_owned(), "false".to_owned()),
+            "{report}"
+        );
+        assert_eq!(
+            hit(&report.to_json()),
+            "true",
+            "the totals hide loop 0's deadline: {}",
+            report.to_json()
+        );
+        assert_eq!(
+            hit(&report.totals.to_json()),
+            "true",
+            "the totals' own line: {}",
+            report.totals.to_json()
+        );
+        let outcomes = report.totals.outcomes;
+        assert_eq!(
+            (outcomes.total(), outcomes.completed, report.totals.leaked),
+            (clients.len() as u64, 0, 0),
+            "{report}"
+        );
+    }
+}
