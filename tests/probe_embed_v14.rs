@@ -7,7 +7,12 @@
 
 mod util;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use reqguard::http::{
+    demo_routes, Accounting, AccountingReport, LoopGroup, StopStatus, Unaccounted,
+};
+use reqguard::{AbortSignal, Ledger, Refusal};
 
 /// How long a probe waits for a call that hangs on a broken build.
 const HANG: Duration = Duration::from_secs(20);
@@ -20,6 +25,69 @@ fn json_field<'j>(json: &'j str, key: &str) -> &'j str {
     let rest = &json[at + key.len() + 3..];
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     &rest[..end]
+}
+
+/// An accounting of the embedder's that admits everything (as [`Unaccounted`]) and reports
+/// `drain_time` as given: none for a drain that never completed.
+struct DrainedIn {
+    plain: Unaccounted,
+    drain_time: Option<Duration>,
+}
+
+impl Accounting for DrainedIn {
+    type Held = ();
+
+    fn admit(&mut self) -> Result<(), Refusal> {
+        self.plain.admit()
+    }
+
+    fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        self.plain.stop(deadline);
+    }
+
+    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+        self.plain.poll_stop(now, in_flight)
+    }
+
+    fn ledger(&self) -> Option<&Ledger> {
+        None
+    }
+
+    fn report(&self) -> AccountingReport {
+        AccountingReport {
+            drain_time: self.drain_time,
+            ..AccountingReport::default()
+        }
+    }
+}
+
+/// QA embed14-2, on a mio loop group: loop 0's accounting reports that its drain never
+/// completed (`drain_time` none), loop 1's that it took 5 ms; the totals must say none (the
+/// group's drain never completed), not 5 ms. Before the fix the totals took the longest of
+/// the loops that had one.
+#[test]
+fn a_loop_group_whose_loop_never_drained_has_no_drain_time() {
+    let group = LoopGroup::new()
+        .loops(2)
+        .spawn(
+            |index| DrainedIn {
+                plain: Unaccounted::new(),
+                drain_time: (index == 1).then(|| Duration::from_millis(5)),
+            },
+            demo_routes,
+        )
+        .unwrap();
+    let report = util::bounded::within(HANG, move || group.stop())
+        .expect("the group's stop hung")
+        .unwrap();
+    let loops: Vec<_> = report.loops.iter().map(|r| r.drain_time).collect();
+    assert_eq!(loops, [None, Some(Duration::from_millis(5))]);
+    assert_eq!(report.totals.drain_time, None, "{report}");
+    assert_eq!(json_field(&report.to_json(), "drain_ms"), "0.000");
 }
 
 #[cfg(feature = "hyper")]
@@ -141,5 +209,64 @@ mod hyper_group {
             (clients.len() as u64, 0, 0),
             "{report}"
         );
+    }
+
+    /// QA embed14-2. A hyper group whose loop 0 forgets a bundle (`mem::forget`: its drain
+    /// never completes, `drain_time` none) and whose loop 1 drains at once: the totals' drain
+    /// time must be none too (the group's last ticket was never released; `drain_time` is "from
+    /// stop until the last ticket was released **and** the last connection closed"), not loop
+    /// 1's. Before the fix the totals took the longest of the loops that had one: the group's
+    /// report printed "drain time 0.030 ms" above "deadline: drain incomplete", and its exit
+    /// JSON a `drain_ms` for a drain that never ended.
+    #[test]
+    fn a_group_whose_loop_never_drained_has_no_drain_time() {
+        let seen: Arc<[AtomicUsize; 2]> = Arc::default();
+        let counts = Arc::clone(&seen);
+        let group = HyperGroup::new()
+            .loops(2)
+            .spawn(move |index| {
+                let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+                let counts = Arc::clone(&counts);
+                let forgets_on_loop_0 = move |_this, _request, bundle: Bundle| {
+                    counts[index].fetch_add(1, Ordering::SeqCst);
+                    let answer = if index == 0 {
+                        std::mem::forget(bundle);
+                        Err("forgot".into())
+                    } else {
+                        Ok(
+                            bundle.respond(hyper::Response::new(Full::new(Bytes::from_static(
+                                b"hello",
+                            )))),
+                        )
+                    };
+                    async move { answer as Result<Reply<Full<Bytes>>, HandlerError> }
+                };
+                let quick = Options::default()
+                    .drain_timeout(Duration::from_millis(50))
+                    .force_after(Duration::from_millis(50));
+                HyperServer::new(core, forgets_on_loop_0).options(quick)
+            })
+            .unwrap();
+        let addr = group.addr();
+        let each_loop_has_one = || seen.iter().all(|count| count.load(Ordering::SeqCst) >= 1);
+        for _ in 0..200 {
+            if each_loop_has_one() {
+                break;
+            }
+            let _ = super::util::try_get(addr, "/");
+        }
+        assert!(
+            each_loop_has_one(),
+            "requests reached one loop only: {seen:?}"
+        );
+        group.stopper().stop();
+        let report = bounded::within(super::HANG, move || group.wait())
+            .expect("the group's wait hung")
+            .unwrap();
+        let (zero, one) = (&report.loops[0], &report.loops[1]);
+        assert!(zero.leaked > 0 && zero.drain_time.is_none(), "{report}");
+        assert!(one.leaked == 0 && one.drain_time.is_some(), "{report}");
+        assert_eq!(report.totals.drain_time, None, "{report}");
+        assert_eq!(super::json_field(&report.to_json(), "drain_ms"), "0.000");
     }
 }

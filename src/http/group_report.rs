@@ -12,7 +12,8 @@ use crate::pool::PoolMetrics;
 /// What a loop group did: one [`ServerReport`] per loop, and `totals`, their sum.
 ///
 /// Counts add up (`totals.stats.served` is the sum of every loop's), `drain_time` and `uptime`
-/// are the longest of the loops, `drain_deadline_hit` is true if it was on any loop, and
+/// are the longest of the loops (no `drain_time` if a loop's drain never completed),
+/// `drain_deadline_hit` is true if it was on any loop, and
 /// `totals.steps` is empty (each loop records its own steps).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,6 +41,7 @@ impl GroupReport {
         for report in &loops {
             add(&mut totals, report);
         }
+        totals.drain_time = longest_drain(&totals.drain_time, loops.iter().map(|r| r.drain_time));
         GroupReport { totals, loops }
     }
 
@@ -56,6 +58,18 @@ impl GroupReport {
             self.loops.iter().map(|r| r.to_json()),
         )
     }
+}
+
+/// A group's drain time: the longest of its loops' (`longest`), or none if a loop's drain
+/// never completed (a guard leaked there): the group's last ticket was never released.
+pub(crate) fn longest_drain(
+    longest: &Option<Duration>,
+    mut loops: impl Iterator<Item = Option<Duration>>,
+) -> Option<Duration> {
+    if loops.any(|drain| drain.is_none()) {
+        return None;
+    }
+    *longest
 }
 
 /// The group JSON shape (the hyper group prints it too): the totals' object, then

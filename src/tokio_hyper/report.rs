@@ -183,7 +183,8 @@ impl fmt::Display for HyperReport {
 /// What a [`HyperGroup`](super::HyperGroup) did: one [`HyperReport`] per loop and `totals`,
 /// their sum, in the mio [`GroupReport`](crate::http::GroupReport)'s shape.
 ///
-/// Counts add up, `drain_time` and `uptime` are the longest of the loops, `forced` and
+/// Counts add up, `drain_time` and `uptime` are the longest of the loops (no `drain_time` if
+/// a loop's drain never completed: a guard leaked there), `forced` and
 /// `drain_deadline_hit` are true if they were on any loop, and `totals.deadline` sums what
 /// every loop's deadline found.
 #[cfg(feature = "server")]
@@ -216,6 +217,8 @@ impl HyperGroupReport {
         for report in &loops {
             add(&mut totals, report);
         }
+        totals.drain_time =
+            crate::http::longest_drain(&totals.drain_time, loops.iter().map(|r| r.drain_time));
         HyperGroupReport { totals, loops }
     }
 
