@@ -61,7 +61,11 @@ pub struct Stats {
     /// *deadline aborted* and *force closed*). Their signals were aborted. Also the `500` of a
     /// panicking handler that was never sent (queued behind a deferred answer when the client
     /// left): its request ended *dropped* at the panic. Every admitted request is counted once,
-    /// in `served`, `undelivered` or here: the three add up to the outcomes' total.
+    /// in `served`, `undelivered` or here: the three add up to the outcomes' total, less the
+    /// admissions that panicked after taking their bundle (an embedder's
+    /// [`ScopeProvider`](crate::http::ScopeProvider) or `admit`): those are answered `500` and
+    /// counted in `refused` and `panics`, their outcome *dropped* (the server cannot tell
+    /// whether a panicking admission had taken one).
     pub aborted: u64,
     /// The most bytes one connection held in its buffers at once (input, decoded body,
     /// answers; by capacity). Back-pressure keeps it bounded whatever a client sends: see the
