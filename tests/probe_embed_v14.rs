@@ -9,12 +9,14 @@
 mod quiet;
 mod util;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
-    demo_routes, Accounting, AccountingReport, Guarded, Limits, LoopGroup, Router, Routes,
-    ScopeProvider, Session, StopStatus, Unaccounted,
+    demo_routes, Accounting, AccountingReport, Guarded, Handler, Ladder, Limits, LoopGroup, Reply,
+    Request, Response, Router, Routes, ScopeProvider, Session, StopStatus, Unaccounted,
 };
 use reqguard::{AbortSignal, Config, Ledger, Refusal, ServerCore};
 
@@ -145,6 +147,70 @@ fn an_admission_that_panics_after_taking_its_bundle_is_refused_and_its_outcome_d
         outcomes.total(),
         "{stats:?}"
     );
+}
+
+/// `GET /later`: answered 30 s later (a promise that resolves late), counting admissions.
+struct Later(Arc<AtomicUsize>);
+
+impl Handler for Later {
+    fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Reply::After {
+            delay: Duration::from_secs(30),
+            token: 0,
+        }
+    }
+
+    fn resume(&self, _: u64, res: &mut Response<'_>) {
+        res.write(b"late");
+    }
+}
+
+/// QA embed14-4. A mio loop group forced (`GroupStop::force`, the second SIGTERM) right after
+/// its stop, a request in flight and its drain deadline a minute away: the request ends
+/// *force closed* and the report must say `drain_deadline_hit: false` ("whether the drain
+/// deadline passed with requests in flight"; it had not), as a hyper group's loop forced so
+/// says. Before the fix the force step set it whenever a request was in flight: `true`, and
+/// the two stacks' exit JSON disagreed about the same stop.
+#[test]
+fn a_loop_group_forced_before_its_deadline_does_not_say_the_deadline_was_hit() {
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&admitted);
+    let group = LoopGroup::new()
+        .loops(1)
+        .ladder(Ladder::default().drain_timeout(Duration::from_secs(60)))
+        .spawn(
+            |_| Guarded::embedded("server", Config::default()),
+            move |router| {
+                router.route("GET", "/later", Later(Arc::clone(&seen)));
+            },
+        )
+        .unwrap();
+    let mut client = util::Client::connect(group.addr());
+    client.send(b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n");
+    util::wait_until("the request to be admitted", || {
+        admitted.load(Ordering::SeqCst) == 1
+    });
+    let stopper = group.stopper();
+    stopper.stop();
+    stopper.force();
+    let report = util::bounded::within(HANG, move || group.wait())
+        .expect("the group's wait hung")
+        .unwrap();
+    assert!(client.answer().is_err(), "force-closed without an answer");
+    let totals = &report.totals;
+    assert_eq!(
+        (
+            totals.outcomes.force_closed,
+            totals.stats.aborted,
+            totals.leaked
+        ),
+        (1, 1, 0),
+        "{report}"
+    );
+    assert!(!report.loops[0].drain_deadline_hit, "{report}");
+    assert!(!totals.drain_deadline_hit, "{report}");
+    assert_eq!(json_field(&report.to_json(), "drain_deadline_hit"), "false");
 }
 
 #[cfg(feature = "hyper")]

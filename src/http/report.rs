@@ -22,7 +22,8 @@ pub struct ServerReport {
     pub leaks: LeakReport,
     /// From stop to the last admitted request ending.
     pub drain_time: Option<Duration>,
-    /// Whether the drain deadline passed with requests in flight (they were aborted).
+    /// Whether the drain deadline passed with requests in flight (they were aborted); not
+    /// when a loop group's force step (a second signal) ended them before it.
     pub drain_deadline_hit: bool,
     /// Connections closed by the server at the end of the drain (its deadline, or the ladder's
     /// force step) while still open: idle, reading, or with a request out. Not those it had

@@ -196,9 +196,9 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// released and its signal fires), and the report keeps what was out.
     fn enter_force(&mut self, now: Instant) {
         self.record(Step::Force, now, 0);
-        if self.dispatcher.in_flight > 0 {
-            self.deadline_hit = true;
-        }
+        // The deadline was hit if the abort step came first (`poll_drain` says so); forced
+        // before it (a second signal), it was not, whatever is in flight: hyper's loops say
+        // the same (`HyperReport::drain_deadline_hit`).
         let before = self.outcomes();
         self.force_close_all();
         let _ = self.dispatcher.poll_stop(now, 0);
