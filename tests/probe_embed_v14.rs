@@ -393,3 +393,60 @@ mod hyper_group {
         assert_eq!(super::json_field(&report.to_json(), "drain_ms"), "0.000");
     }
 }
+
+#[cfg(feature = "hyper")]
+mod hyper_embed {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::tokio_hyper::{Bundle, EnterScope, HandlerError, HyperServer};
+
+    use super::util::hyper_thread::{Engine, HyperThread};
+
+    /// An engine scope that panics as it is left, the admission's bundle in hand.
+    struct PanicsAfterAdmitting;
+
+    impl EnterScope<Engine> for PanicsAfterAdmitting {
+        fn enter<R>(&self, f: impl FnOnce(&mut ()) -> R) -> R {
+            let admitted = f(&mut ());
+            drop(admitted);
+            panic!("an engine scope panics after the admission");
+        }
+    }
+
+    /// QA embed14-3 (docs), on hyper: a request whose admission panicked after taking its
+    /// bundle is answered `500`, counted in `refused` and `panics` (`HyperStats::refused`),
+    /// and has an outcome, *dropped*: docs/hyper.md said `outcomes.total()` is `served`, the
+    /// handler's own `rejected` and the requests that got no answer head; it now names this
+    /// exception too. This pins it.
+    #[test]
+    fn an_admission_that_panics_after_taking_its_bundle_is_refused_and_its_outcome_dropped() {
+        super::quiet::quiet_panics();
+        let server = HyperThread::spawn(|core| {
+            let hello = |_this, _request, bundle: Bundle| async move {
+                let body = Full::new(Bytes::from_static(b"hello"));
+                Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+            };
+            HyperServer::with_scope(core, hello, PanicsAfterAdmitting)
+        });
+        let answer = super::util::get(server.addr, "/");
+        assert_eq!(answer.status, 500);
+        let report = server.stop();
+        let (stats, outcomes) = (report.stats, report.outcomes);
+        assert_eq!(
+            (
+                stats.refused,
+                stats.panics,
+                outcomes.dropped,
+                outcomes.total()
+            ),
+            (1, 1, 1, 1),
+            "{report}"
+        );
+        assert_eq!(
+            stats.served + stats.undelivered + stats.rejected + report.aborted() + 1,
+            outcomes.total(),
+            "{report}"
+        );
+        assert_eq!(report.leaked, 0, "{report}");
+    }
+}
