@@ -219,6 +219,9 @@ fn a_loop_survives_a_panic_of_an_accounting_that_said_it_cannot_panic() {
     assert_eq!(report.leaked, 0, "{report}");
     assert_eq!(report.outcomes.total(), 3, "{report}");
     assert_eq!(report.outcomes.completed, 1, "{report}");
+    // The two connections the recovery closed (the deferred request's, the panic's) are
+    // counted force-closed, as `ServerReport::force_closed` says (QA embed14-5, docs).
+    assert_eq!(report.force_closed, 2, "{report}");
 }
 
 #[cfg(feature = "hyper")]

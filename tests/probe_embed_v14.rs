@@ -208,6 +208,8 @@ fn a_loop_group_forced_before_its_deadline_does_not_say_the_deadline_was_hit() {
         (1, 1, 0),
         "{report}"
     );
+    // `served()` is `stats.served` (its docs listed refusals, rejections and aborts too).
+    assert_eq!(totals.served(), totals.stats.served, "{report}");
     assert!(!report.loops[0].drain_deadline_hit, "{report}");
     assert!(!totals.drain_deadline_hit, "{report}");
     assert_eq!(json_field(&report.to_json(), "drain_deadline_hit"), "false");

@@ -27,7 +27,10 @@ pub struct ServerReport {
     pub drain_deadline_hit: bool,
     /// Connections closed by the server at the end of the drain (its deadline, or the ladder's
     /// force step) while still open: idle, reading, or with a request out. Not those it had
-    /// closed already (answered with `connection: close`, waiting for the client's FIN).
+    /// closed already (answered with `connection: close`, waiting for the client's FIN). Also
+    /// every connection open when a panic unwound out of a turn of the loop (an accounting
+    /// whose [`MAY_PANIC`](crate::http::Accounting::MAY_PANIC) is `false` that panicked: the
+    /// loop closes them all and serves on).
     pub force_closed: u64,
     /// The context pool's figures (guarded accounting only).
     pub pool: Option<PoolMetrics>,
@@ -41,7 +44,8 @@ pub struct ServerReport {
 }
 
 impl ServerReport {
-    /// Served, refused, rejected, aborted and panicked requests.
+    /// Requests served: [`Stats::served`](super::Stats::served), answers written (refused,
+    /// rejected, aborted and panicked requests are the other fields of `stats`).
     pub fn served(&self) -> u64 {
         self.stats.served
     }
