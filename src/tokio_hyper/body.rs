@@ -13,6 +13,7 @@ use super::bundle::Bundle;
 use super::connections::Owing;
 use crate::callback::{call_caught, caught};
 use crate::pool::Recycle;
+use crate::signal::AbortReason;
 
 /// The error type of a [`GuardedBody`]: the handler body's own error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,29 +38,41 @@ pin_project! {
         // `Reply`), and whether hyper writes it (pin-project-lite takes no doc comment on a
         // field).
         handed: Handed,
+        // Whether its request's signal had fired when its answer was counted at its head
+        // (`aborted_at_head`): that count was the abort's, and `ending` adds none.
+        fired_at_head: bool,
     }
 
     impl<B: Body, C: Recycle> PinnedDrop for GuardedBody<B, C> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if let Some(bundle) = this.bundle.take() {
+                let fired_at_head = *this.fired_at_head;
                 match *this.handed {
                     // The handler dropped its reply instead of returning it (nothing of it
-                    // was written), or its body panicked under hyper's poll (nothing else of
-                    // the request's runs there): the request ends *dropped*, as a handler's
-                    // error or panic ends it, and the body's code is not called again.
+                    // was written, nor counted), or its body panicked under hyper's poll
+                    // (nothing else of the request's runs there): the request ends *dropped*,
+                    // as a handler's error or panic ends it, and the body's code is not called
+                    // again.
                     Handed::No | Handed::Broken | Handed::Flushed => drop(bundle),
-                    _ if std::thread::panicking() => drop(bundle),
+                    _ if std::thread::panicking() => ending(bundle, fired_at_head, false),
                     // Hyper wrote the head of an answer without a body and let the body go.
-                    Handed::Bodiless => bundle.complete(),
-                    Handed::WithBody if this.source.is_end_stream() => bundle.complete(),
+                    Handed::Bodiless => completed(bundle, fired_at_head),
+                    Handed::WithBody if this.source.is_end_stream() => {
+                        completed(bundle, fired_at_head);
+                    }
                     Handed::WithBody => match bundle.conn().owing() {
                         // hyper wrote the whole length it was told and stops there, whether
                         // the body says it has ended or not: complete, unless it had more.
-                        Owing::Nothing if !yields_more(this.source.as_mut()) => bundle.complete(),
+                        Owing::Nothing if !yields_more(this.source.as_mut()) => {
+                            completed(bundle, fired_at_head);
+                        }
                         // More than it said: hyper cut the answer at the length. Dropped.
-                        Owing::Nothing | Owing::Overpaid => drop(bundle),
-                        Owing::More | Owing::Unframed => bundle.cut_short(),
+                        Owing::Nothing | Owing::Overpaid => ending(bundle, fired_at_head, false),
+                        Owing::More | Owing::Unframed => {
+                            count_aborted_after_head(&bundle, fired_at_head, true);
+                            bundle.cut_short();
+                        }
                     },
                 }
             }
@@ -70,6 +83,40 @@ pin_project! {
             call_caught(|| source.set(Source::Fixed { data: None }));
         }
     }
+}
+
+/// Its answer was counted at its head (`served`, or `rejected`) with its signal unfired
+/// (`fired_at_head` false): if the request ends *client gone*, *deadline aborted* or *force
+/// closed* (its signal fired since with that reason, or `cut`: the body is cut short now), it
+/// is counted in `HyperStats::aborted_after_head`, which `HyperReport::aborted` leaves out,
+/// so the request is counted once. Before the bundle ends (its end runs user code).
+#[inline]
+fn count_aborted_after_head<C: Recycle>(bundle: &Bundle<C>, fired_at_head: bool, cut: bool) {
+    let ends_aborted = match bundle.signal().reason() {
+        None => cut,
+        Some(reason) => matches!(
+            reason,
+            AbortReason::ClientDisconnected | AbortReason::DrainDeadline | AbortReason::ForceClosed
+        ),
+    };
+    if ends_aborted && !fired_at_head {
+        bundle.conn().tally.bump(|s| &mut s.aborted_after_head);
+    }
+}
+
+/// The bundle of an answer counted at its head ends *completed* (or as an abort since named).
+#[inline]
+fn completed<C: Recycle>(bundle: Bundle<C>, fired_at_head: bool) {
+    count_aborted_after_head(&bundle, fired_at_head, false);
+    bundle.complete();
+}
+
+/// The bundle of an answer counted at its head ends *dropped* (or as an abort since named).
+#[cold]
+#[inline(never)]
+fn ending<C: Recycle>(bundle: Bundle<C>, fired_at_head: bool, cut: bool) {
+    count_aborted_after_head(&bundle, fired_at_head, cut);
+    drop(bundle);
 }
 
 /// A handler body that hyper let go once it had written the exact length the body gave, and
@@ -167,6 +214,7 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
             source: Source::Handler { body },
             bundle: Some(bundle),
             handed: Handed::No,
+            fired_at_head: false,
         }
     }
 
@@ -180,6 +228,14 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         } else {
             Handed::Bodiless
         };
+    }
+
+    /// Its request's signal had fired when its answer was counted (at its head): that count
+    /// was the abort's (`answered_after_abort`; or none: the client had gone), so its end adds
+    /// none (`count_aborted_after_head`).
+    #[cold]
+    pub(crate) fn aborted_at_head(&mut self) {
+        self.fired_at_head = true;
     }
 
     /// Replaces the handler's body with `text`, keeping the bundle: the handler's answer could
@@ -222,6 +278,7 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
             },
             bundle: None,
             handed: Handed::No,
+            fired_at_head: false,
         }
     }
 }
@@ -257,16 +314,23 @@ where
                     Some(Ok(frame)) if !body.is_end_stream() => {
                         let whole = match pay(&frame, this.bundle) {
                             Owing::More | Owing::Unframed => true,
-                            owing => paid_in_full(owing, body, this.bundle, cx),
+                            owing => {
+                                paid_in_full(owing, body, this.bundle, *this.fired_at_head, cx)
+                            }
                         };
                         if whole {
                             return Poll::Ready(Some(Ok(frame)));
                         }
-                        drop(this.bundle.take());
+                        if let Some(bundle) = this.bundle.take() {
+                            ending(bundle, *this.fired_at_head, false);
+                        }
                         return break_off(this.handed, cx);
                     }
                     Some(Err(err)) => {
-                        drop(this.bundle.take()); // the handler's body failed: dropped
+                        // The handler's body failed: dropped.
+                        if let Some(bundle) = this.bundle.take() {
+                            ending(bundle, *this.fired_at_head, false);
+                        }
                         return Poll::Ready(Some(Err(err.into())));
                     }
                     Some(Ok(frame)) => Some(frame),
@@ -285,17 +349,18 @@ where
                 .as_ref()
                 .and_then(Frame::data_ref)
                 .map_or(0, Bytes::len);
+            let fired_at_head = *this.fired_at_head;
             match bundle.conn().settle(len) {
-                Owing::More if frame.is_some() => drop(bundle),
+                Owing::More if frame.is_some() => ending(bundle, fired_at_head, false),
                 Owing::More | Owing::Overpaid => {
                     // An empty frame in its place, and not ended: hyper polls again, and the
                     // body breaks off then (`Handed::Broken`). (A `return` here made every answer's
                     // last frame about 45 instructions dearer in hyper's write loop.)
-                    drop(bundle);
+                    ending(bundle, fired_at_head, false);
                     *this.handed = Handed::Broken;
                     frame = Some(Frame::data(Bytes::new()));
                 }
-                Owing::Nothing | Owing::Unframed => bundle.complete(),
+                Owing::Nothing | Owing::Unframed => completed(bundle, fired_at_head),
             }
         }
         Poll::Ready(frame.map(Ok))
@@ -360,6 +425,7 @@ fn paid_in_full<B: Body, C: Recycle>(
     owing: Owing,
     body: Pin<&mut B>,
     bundle: &mut Option<Bundle<C>>,
+    fired_at_head: bool,
     cx: &mut Context<'_>,
 ) -> bool {
     if owing != Owing::Nothing {
@@ -368,7 +434,7 @@ fn paid_in_full<B: Body, C: Recycle>(
     match ends_after(body, cx) {
         Ends::Now => {
             if let Some(bundle) = bundle.take() {
-                bundle.complete(); // paid in full, and ended
+                completed(bundle, fired_at_head); // paid in full, and ended
             }
             true
         }

@@ -61,15 +61,20 @@ impl HyperReport {
     /// `Stats::aborted` counts them. What the deadline alone
     /// aborted is in [`deadline`](HyperReport::deadline). A request the deadline aborted
     /// whose handler still answered (before the force-close) got its answer: it is counted
-    /// in `served` (or `rejected`) and [`HyperStats::answered_after_abort`], not here.
+    /// in `served` (or `rejected`) and [`HyperStats::answered_after_abort`], not here; so is
+    /// an answer counted at its head whose request then ended so (its body cut short, or
+    /// aborted by the deadline while it was written), in
+    /// [`HyperStats::aborted_after_head`]. Each admitted request is counted once.
     ///
     /// [`HyperStats::answered_after_abort`]: super::HyperStats::answered_after_abort
+    /// [`HyperStats::aborted_after_head`]: super::HyperStats::aborted_after_head
     pub fn aborted(&self) -> u64 {
         let o = &self.outcomes;
         o.client_gone
             .saturating_add(o.deadline_aborted)
             .saturating_add(o.force_closed)
             .saturating_sub(self.stats.answered_after_abort)
+            .saturating_sub(self.stats.aborted_after_head)
     }
 
     /// One JSON line with the mio server's keys (`served`, `refused`, `aborted`, `leaked`,
@@ -96,10 +101,11 @@ impl HyperReport {
         };
         #[allow(unused_mut)] // without `server`: no steps to add
         let mut json = format!(
-            "{},\"failed\":{},\"answered_after_abort\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
+            "{},\"failed\":{},\"answered_after_abort\":{},\"aborted_after_head\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
             common.open_json(),
             s.failed,
             s.answered_after_abort,
+            s.aborted_after_head,
             self.outcomes.to_json(),
         );
         #[cfg(feature = "server")]
@@ -138,6 +144,11 @@ impl fmt::Display for HyperReport {
             f,
             "  late       {:>8}   answers made after the drain deadline aborted their signal (in served)",
             s.answered_after_abort
+        )?;
+        writeln!(
+            f,
+            "  cut        {:>8}   answers aborted after their head (in served; client gone, deadline, force)",
+            s.aborted_after_head
         )?;
         writeln!(
             f,
@@ -283,6 +294,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
         refused_stopped,
         panics,
         answered_after_abort,
+        aborted_after_head,
         failed,
         rejected,
         connections,
@@ -297,6 +309,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
     total.refused_stopped += refused_stopped;
     total.panics += panics;
     total.answered_after_abort += answered_after_abort;
+    total.aborted_after_head += aborted_after_head;
     total.failed += failed;
     total.rejected += rejected;
     total.connections += connections;

@@ -322,6 +322,10 @@ where
             own_head(&mut response, has_body, this.conn);
         }
         response.body_mut().hand_to_hyper(has_body);
+        if signal_reason.is_some() {
+            // Counted below by that abort (or not at all): not again when its request ends.
+            response.body_mut().aborted_at_head();
+        }
         // The handler's future is the embedder's: a future type of its own whose `Drop`
         // panics must not lose the answer it made (the panic would unwind through hyper, and
         // the connection's task die unanswered). Counted; the state is `Done` all the same.

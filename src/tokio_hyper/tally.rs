@@ -29,7 +29,8 @@ pub struct HyperStats {
     /// their bytes (see "Undelivered answers" in `docs/hyper.md`: conservative). Their
     /// requests ended *completed* when hyper had their last frame (their signals did not
     /// fire). An answer cut short in its body keeps its counts (`served` at its head, its
-    /// outcome *client gone*, *force closed* or *dropped*). As the mio server's
+    /// outcome *client gone*, *force closed* or *dropped*; the first two also in
+    /// `aborted_after_head`). As the mio server's
     /// `Stats::undelivered`.
     pub undelivered: u64,
     /// Requests refused with `503` before anything was taken (or `500`: the admission, the
@@ -51,6 +52,13 @@ pub struct HyperStats {
     /// does not count them: they got their answer, as the mio server's `Stats::aborted` does
     /// not count one made between a group's abort and force steps.
     pub answered_after_abort: u64,
+    /// Of `served` and `rejected` (and `undelivered`): answers counted at their head whose
+    /// request then ended *client gone*, *deadline aborted* or *force closed* (its body cut
+    /// short by the client's going or the stop's force-close, or the drain deadline aborted
+    /// it while its body was written). Their outcome is the abort's, and
+    /// [`HyperReport::aborted`](super::HyperReport::aborted) does not count them: they were
+    /// counted at their head, and each request is counted once.
+    pub aborted_after_head: u64,
     /// Handlers that returned an error (answered `500`).
     pub failed: u64,
     /// Bad input: connections hyper closed on a bad or too large head (it answers `400`/`431`
