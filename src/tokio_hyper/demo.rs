@@ -120,7 +120,9 @@ fn route<C: Recycle>(
     };
     let answer = match (method, request.uri().path()) {
         (&Method::GET, "/") => text(bundle, StatusCode::OK, Bytes::from_static(b"hello")),
-        (&Method::GET, "/delay") => return Routed::Waiting(Box::pin(delay(request, bundle))),
+        (&Method::GET, "/delay") => {
+            return Routed::Waiting(Box::pin(delay(request, bundle, limits)))
+        }
         (&Method::POST, "/echo") => return echo(request, bundle, limits),
         (&Method::GET, "/panic") => return Routed::Panics((bundle, request.into_body())),
         (method, path) => {
@@ -170,84 +172,162 @@ fn answered<C: Recycle>(
     if body.is_end_stream() {
         return Routed::Answered(Some(answer), body);
     }
+    // A declared length past the limit is refused before any of the body is read (`/echo`).
+    if body.size_hint().lower() > limits.max_body as u64 {
+        let refused = body_failed(answer, StatusCode::PAYLOAD_TOO_LARGE);
+        return Routed::Answered(Some(refused), body);
+    }
     Routed::Draining(Drain {
         answer: Some(answer),
-        left: limits.max_body,
-        body,
-        timeout: limits.body_timeout,
-        deadline: None,
+        body: BodyLeft::new(body, limits),
     })
 }
 
-/// Reads and drops what is left of a request's body, then gives its route's answer. Past
-/// `max_body` bytes, the body timeout or a framing error, the answer closes the connection and
-/// says so (`connection: close`).
+/// Reads and drops what is left of a request's body, then gives its route's answer; a body
+/// that fails gets the error it earned instead (`BodyLeft`), with `connection: close`.
 struct Drain<C: Recycle> {
     answer: Option<Reply<Full<Bytes>, C>>,
+    body: BodyLeft,
+}
+
+impl<C: Recycle> Drain<C> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Reply<Full<Bytes>, C>> {
+        let bundle = self
+            .answer
+            .as_ref()
+            .and_then(|r| r.response.body().bundle());
+        let end = ready!(self.body.poll(bundle, cx));
+        let answer = self
+            .answer
+            .take()
+            .expect("a drained route is polled after it answered");
+        Poll::Ready(match end {
+            Ok(false) => answer,
+            Ok(true) => closing(answer),
+            Err(status) => body_failed(answer, status),
+        })
+    }
+}
+
+/// How a request body that its route does not read ended.
+enum BodyEnd {
+    /// Read to its end, no trailer section.
+    Whole,
+    /// Read to its end, a trailer section with fields after it.
+    Trailers,
+    /// `400` (an empty trailer section: `0\r\n\n`, no well-formed body makes one), `408`
+    /// (slower than the body timeout, or evicted at the limit as too slow), `413` (past
+    /// `max_body`): what the mio server answers such a request, which it reads whole before
+    /// any route sees it.
+    Failed(StatusCode),
+    /// The body broke its framing, or its connection failed (`note_client_reset` tells).
+    Broken(hyper::Error),
+}
+
+/// What is left of a request body a route answers without reading (`GET /`, `/delay`, the
+/// `404`, `405`, `501` and `OPTIONS` answers), read and dropped within the `/echo` limits, so
+/// that the route's answer is given only to a request that arrived whole, as on mio. Before,
+/// such a body was read and dropped too, but a body that broke its framing, went past
+/// `max_body` or took longer than the body timeout still got the route's answer (`200 hello`
+/// to a `GET /` whose chunked body was malformed, or whose 2 MB body stopped at 1 MiB),
+/// counted `served`, where mio answers `400`, `413`, `408`, counted `rejected`.
+struct BodyLeft {
     left: usize,
     body: Incoming,
     timeout: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl<C: Recycle> Drain<C> {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Reply<Full<Bytes>, C>> {
+impl BodyLeft {
+    fn new(body: Incoming, limits: EchoLimits) -> Self {
+        BodyLeft {
+            left: limits.max_body,
+            body,
+            timeout: limits.body_timeout,
+            deadline: None,
+        }
+    }
+
+    /// Whether the body made its reader wait (the timer and the slow-body notes began).
+    fn waited(&self) -> bool {
+        self.deadline.is_some()
+    }
+
+    /// Reads on, to the end: `Ok` with whether the answer must close the connection (a
+    /// trailer section, or chosen for eviction as the body ended), or the error status the body
+    /// earned. The request's `bundle` takes the slow-body eviction's notes.
+    fn poll<C: Recycle>(
+        &mut self,
+        bundle: Option<&Bundle<C>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<bool, StatusCode>> {
+        let conn = bundle.map(|bundle| &**bundle.conn());
+        Poll::Ready(match ready!(self.read(conn, cx)) {
+            BodyEnd::Whole => Ok(self.waited() && conn.is_some_and(Conn::body_read)),
+            BodyEnd::Trailers => Ok(true),
+            BodyEnd::Failed(status) => Err(status),
+            BodyEnd::Broken(err) => {
+                if let Some(bundle) = bundle {
+                    note_client_reset(&err, bundle);
+                }
+                Err(StatusCode::BAD_REQUEST)
+            }
+        })
+    }
+
+    fn read(&mut self, conn: Option<&Conn>, cx: &mut Context<'_>) -> Poll<BodyEnd> {
         use hyper::body::Body as _;
         loop {
             let len = match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Ready(None) => return Poll::Ready(self.answer()),
-                // A trailer section ends the connection (the note before `closing`).
-                Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
-                    frame.data_ref().map_or(0, Bytes::len)
-                }
-                Poll::Ready(Some(Err(err))) => {
-                    let answer = self.answer();
-                    if let Some(bundle) = answer.response.body().bundle() {
-                        note_client_reset(&err, bundle);
+                Poll::Ready(None) => return Poll::Ready(BodyEnd::Whole),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => data.len(),
+                    Err(frame) if frame.trailers_ref().is_some_and(HeaderMap::is_empty) => {
+                        return Poll::Ready(BodyEnd::Failed(StatusCode::BAD_REQUEST))
                     }
-                    return Poll::Ready(closing(answer));
-                }
-                Poll::Ready(Some(_)) => return Poll::Ready(closing(self.answer())),
+                    Err(_) => return Poll::Ready(BodyEnd::Trailers),
+                },
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(BodyEnd::Broken(err)),
                 Poll::Pending => {
                     // Evicted at the limit for a body too slow: as at the body timeout.
-                    if !self
-                        .conn()
-                        .is_some_and(|conn| conn.body_awaited(Instant::now()))
-                    {
+                    if !conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
                         ready!(body_timer(&mut self.deadline, self.timeout, cx));
                     }
-                    return Poll::Ready(closing(self.answer()));
+                    return Poll::Ready(BodyEnd::Failed(StatusCode::REQUEST_TIMEOUT));
                 }
             };
-            if self.deadline.is_some() {
-                if let Some(conn) = self.conn() {
-                    conn.body_arrived(len);
-                }
+            if let Some(conn) = conn.filter(|_| self.waited()) {
+                conn.body_arrived(len);
             }
             match self.left.checked_sub(len) {
                 Some(left) => self.left = left,
-                None => return Poll::Ready(closing(self.answer())),
+                None => return Poll::Ready(BodyEnd::Failed(StatusCode::PAYLOAD_TOO_LARGE)),
             }
         }
     }
+}
 
-    /// What the requests of the connection share (the slow-body eviction's notes).
-    fn conn(&self) -> Option<&Conn> {
-        let reply = self.answer.as_ref()?;
-        Some(reply.response.body().bundle()?.conn())
+/// A route's `answer`, made before its request's body was read, turned into the error answer
+/// the body earned (`error`'s, field for field), with `connection: close`. Its bundle stays:
+/// the request ends with this answer, as it would have with the route's.
+#[cold]
+fn body_failed<C: Recycle>(
+    mut answer: Reply<Full<Bytes>, C>,
+    status: StatusCode,
+) -> Reply<Full<Bytes>, C> {
+    let phrase = crate::admit::status::reason_phrase(status.as_u16());
+    let response = &mut answer.response;
+    *response.status_mut() = status;
+    response.headers_mut().clear(); // the route's `allow`, its `content-type`
+    response.headers_mut().insert(CONTENT_TYPE, TEXT);
+    response.extensions_mut().clear();
+    if status.canonical_reason().map(str::as_bytes) != Some(phrase) {
+        let phrase = hyper::ext::ReasonPhrase::from_static(phrase);
+        response.extensions_mut().insert(phrase);
     }
-
-    fn answer(&mut self) -> Reply<Full<Bytes>, C> {
-        let chosen = self.deadline.is_some() && self.conn().is_some_and(Conn::body_read);
-        let answer = self
-            .answer
-            .take()
-            .expect("a drained route is polled after it answered");
-        if chosen {
-            return closing(answer);
-        }
-        answer
-    }
+    // The route's body is a `Full`, whose drop cannot panic.
+    let _ = response.body_mut().replace_with(phrase);
+    closing(answer)
 }
 
 /// As the mio router: `501` for a method the server does not know, `204` with `allow` for an
@@ -341,25 +421,43 @@ fn typed<C: Recycle>(
 async fn delay<C: Recycle>(
     request: Request<Incoming>,
     bundle: Bundle<C>,
+    limits: EchoLimits,
 ) -> Result<Reply<Full<Bytes>, C>, HandlerError> {
+    use hyper::body::Body as _;
     let ms = request
         .uri()
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ms=")))
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|ms| *ms <= MAX_DELAY_MS);
-    let Some(ms) = ms else {
-        let why = Bytes::from_static(b"expected ?ms=N with N <= 60000");
-        return Ok(text(bundle, StatusCode::BAD_REQUEST, why));
+    // The body first (`BodyLeft`): the route answers a request once it is whole, as on mio.
+    let body = request.into_body();
+    if body.size_hint().lower() > limits.max_body as u64 {
+        return Ok(closing(error(bundle, StatusCode::PAYLOAD_TOO_LARGE)));
+    }
+    let mut close = false;
+    if !body.is_end_stream() {
+        let mut left = BodyLeft::new(body, limits);
+        match std::future::poll_fn(|cx| left.poll(Some(&bundle), cx)).await {
+            Ok(closes) => close = closes,
+            Err(status) => return Ok(closing(error(bundle, status))),
+        }
+    }
+    let reply = match ms {
+        // As the mio route: an abort (the drain deadline) does not cut the wait short; the
+        // stop's force-close ends the request (its outcome stays *deadline aborted*: the first
+        // cause).
+        Some(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let done = Bytes::from(format!("delayed {ms} ms"));
+            text(bundle, StatusCode::OK, done)
+        }
+        None => {
+            let why = Bytes::from_static(b"expected ?ms=N with N <= 60000");
+            text(bundle, StatusCode::BAD_REQUEST, why)
+        }
     };
-    // As the mio route: an abort (the drain deadline) does not cut the wait short; the stop's
-    // force-close ends the request (its outcome stays *deadline aborted*: the first cause).
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    Ok(text(
-        bundle,
-        StatusCode::OK,
-        Bytes::from(format!("delayed {ms} ms")),
-    ))
+    Ok(if close { closing(reply) } else { reply })
 }
 
 /// `POST /echo`: the request body back, up to `max_body` bytes within `body_timeout`.

@@ -1,0 +1,104 @@
+//! qa-client14, round 14: both stacks as a hostile client sees them, through `reqguard-demo
+//! serve` (the process a user runs). Each test fails on the main it was written against and
+//! passes after its fix; answers are read by the strict client (tests/util/strict.rs: status
+//! line, field syntax, one `content-length`, one IMF-fixdate `date`, exact body, nothing after
+//! `connection: close` but a clean FIN). The battery the tests came from is in
+//! benches/load/qa14_*.py.
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use util::serve::{field, Serve};
+use util::strict::StrictClient;
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// The request pipelined behind each failing one: it must never be answered (the failing
+/// request's answer closes the connection, RFC 9112 §9.6).
+const NEXT: &str = "GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+/// RFC 9112 §6.3, §7.1, RFC 9110 §15.5.9, §15.5.14: a request whose body breaks its chunked
+/// framing, goes past the body limit, or stops arriving is not a request the server received;
+/// mio reads every body whole before any route sees it and answers `400`, `413`, `408` with
+/// `connection: close`, counted `rejected`. On hyper, only `POST /echo` did: every route that
+/// answers without reading the body (`GET /`, `/delay`, `HEAD`, the `404`, `405`, `501` and
+/// `OPTIONS` answers) read and dropped it, but gave its own answer whatever became of the
+/// body: `200 hello` to a `GET /` whose chunk size was `zz`, whose 2 MB body stopped at the
+/// 1 MiB limit, or whose body never came (after the body timeout), counted `served`
+/// (`slowhttptest -B -t GET` against `serve --stack hyper`: 1,500 of 1,500 slow bodies
+/// `served`; mio: 1,500 `rejected`). Now those routes answer such a body as mio does.
+#[test]
+fn a_body_that_fails_gets_its_error_on_every_route_of_both_stacks() {
+    let routes = [
+        ("GET", "/"),
+        ("HEAD", "/"),
+        ("GET", "/nope"),
+        ("DELETE", "/"),
+        ("OPTIONS", "/"),
+        ("FOO", "/"),
+        ("GET", "/delay?ms=1"),
+        ("POST", "/echo"),
+    ];
+    let over = format!("3e9\r\n{}\r\n0\r\n\r\n", "a".repeat(1001));
+    let bodies: [(&str, &str, u16); 6] = [
+        ("transfer-encoding: chunked", "zz\r\nabc\r\n0\r\n\r\n", 400),
+        ("transfer-encoding: chunked", "3\r\nabcX\r\n0\r\n\r\n", 400),
+        ("transfer-encoding: chunked", "3\r\nabc\r\n0\r\n\n", 400),
+        ("transfer-encoding: chunked", &over, 413),
+        ("content-length: 1001", "", 413),
+        // Three bytes of ten, then nothing: the request (body) timeout.
+        ("content-length: 10", "abc", 408),
+    ];
+    for stack in STACKS {
+        let serve = Serve::start(
+            "",
+            &format!("{stack} --max-body 1000 --request-timeout-ms 300"),
+        );
+        // Every case on its own connection, all sent before any is read: the timeouts run
+        // together.
+        let mut clients = Vec::new();
+        for (method, target) in routes {
+            for (framing, body, status) in bodies {
+                let mut client = StrictClient::connect(serve.addr);
+                let request =
+                    format!("{method} {target} HTTP/1.1\r\nhost: x\r\n{framing}\r\n\r\n{body}");
+                // The timeout case sends nothing behind its partial body.
+                let next = if status == 408 { "" } else { NEXT };
+                client.send(format!("{request}{next}").as_bytes());
+                clients.push((client, method, target, body, status));
+            }
+        }
+        let cases = clients.len();
+        for (mut client, method, target, body, status) in clients {
+            let answer = client.answer(method);
+            let case = format!("{stack} {method} {target} {body:.20?}: {answer:?}");
+            assert_eq!(answer.status, status, "{case}");
+            assert!(answer.closes(), "{case}: the connection must close");
+            if method != "HEAD" {
+                let reason = [
+                    (400, "Bad Request"),
+                    (408, "Request Timeout"),
+                    (413, "Content Too Large"),
+                ];
+                let text = reason.iter().find(|(s, _)| *s == status).unwrap().1;
+                assert_eq!(answer.text(), text, "{case}: the body");
+                assert_eq!(answer.field("content-type"), Some("text/plain"), "{case}");
+                assert_eq!(
+                    answer.field("allow"),
+                    None,
+                    "{case}: a route's field is left"
+                );
+            }
+            client.expect_nothing_more(true, std::time::Duration::ZERO);
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(
+            field(&json, "served"),
+            0.0,
+            "{stack}: no request was whole: {json}"
+        );
+        assert_eq!(field(&json, "rejected"), cases as f64, "{stack}: {json}");
+    }
+}
