@@ -102,3 +102,62 @@ fn a_body_that_fails_gets_its_error_on_every_route_of_both_stacks() {
         assert_eq!(field(&json, "rejected"), cases as f64, "{stack}: {json}");
     }
 }
+
+/// RFC 9112 §3: a server answers a request target longer than it will parse `414`, and SHOULD
+/// answer a method longer than any it implements `501`; the head past that, `431`. The mio
+/// server reads a head of at most `max_head` (8 KiB) bytes, and decides by where the request
+/// line stops within them: a method that does not end within them is `501`, a target that
+/// does not `414`, anything else `431`. The hyper adapter compared the target alone with
+/// `max_head` and never the method: a target of 8,188 to 8,192 bytes after `GET ` (its end
+/// past the 8,192nd byte, not its length) was `414` on mio and `431` on hyper, and so was a
+/// method of 8,190 or 8,191 bytes (the target `/` behind it past the limit); a method of 8,192
+/// bytes or more was `501` on mio, `431` on hyper. Now the adapter decides as mio does, at
+/// the byte.
+#[test]
+fn a_request_line_at_the_head_limit_is_answered_alike_on_both_stacks() {
+    let target = |len: usize| format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(len - 1));
+    let method = |len: usize| format!("{} / HTTP/1.1\r\nhost: x\r\n\r\n", "M".repeat(len));
+    let cases = [
+        (target(8187), 431),
+        (target(8188), 414),
+        (target(8192), 414),
+        (target(8193), 414),
+        (method(8189), 431),
+        (method(8190), 414),
+        (method(8191), 414),
+        (method(8192), 501),
+        (method(9000), 501),
+    ];
+    let mut texts = Vec::new();
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        for (request, status) in &cases {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(format!("{request}{NEXT}").as_bytes());
+            let answer = client.answer("GET");
+            let case = format!(
+                "{stack} {:.12}... ({} bytes): {answer:?}",
+                request,
+                request.len()
+            );
+            assert_eq!(answer.status, *status, "{case}");
+            assert!(answer.closes(), "{case}: the connection must close");
+            client.expect_nothing_more(true, std::time::Duration::ZERO);
+            texts.push((stack, *status, answer.text().to_string()));
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 0.0, "{stack}: {json}");
+        assert_eq!(
+            field(&json, "rejected"),
+            cases.len() as f64,
+            "{stack}: {json}"
+        );
+    }
+    // The same explanation on both stacks.
+    let (mio, hyper) = texts.split_at(cases.len());
+    for (m, h) in mio.iter().zip(hyper) {
+        assert_eq!((m.1, &m.2), (h.1, &h.2), "mio vs hyper");
+    }
+}
