@@ -32,6 +32,21 @@ pub(crate) enum Refused {
     UnknownCoding,
 }
 
+/// Whether the client waits for `100 Continue` before sending the body still to come
+/// (hyper's rule: the last `Expect` says `100-continue`, HTTP/1.1, a body not known empty):
+/// the demo routes and the health probes answer such a request at once with
+/// `connection: close` when they do not read its body, as the mio server does.
+pub(crate) fn awaits_continue<B: hyper::body::Body>(request: &Request<B>) -> bool {
+    request.version() >= hyper::Version::HTTP_11
+        && !request.body().is_end_stream()
+        && request
+            .headers()
+            .get_all(hyper::header::EXPECT)
+            .iter()
+            .next_back()
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// The checks in the mio server's order: `501` when the method does not end within `max_head`
 /// bytes (RFC 9112 §3: longer than any method implemented), `414` when the request target does
 /// not (§3: a server MUST answer a target longer than it will parse with `414`), `431` when the

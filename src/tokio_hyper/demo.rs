@@ -15,6 +15,7 @@ use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::bundle::{Bundle, Reply};
+use super::checks;
 use super::connections::Conn;
 use super::handler::{Handler, HandlerError};
 use crate::pool::Recycle;
@@ -127,27 +128,13 @@ fn route<C: Recycle>(
         (&Method::GET, "/panic") => return Routed::Panics((bundle, request.into_body())),
         (method, path) => {
             let answer = unrouted(bundle, method, path);
-            if awaits_continue(&request) {
+            if checks::awaits_continue(&request) {
                 return answered_before_body(answer, request.into_body());
             }
             answer
         }
     };
     answered(answer, request.into_body(), limits)
-}
-
-/// Whether the client waits for `100 Continue` before sending the body still to come
-/// (hyper's rule: the last `Expect` says `100-continue`, HTTP/1.1, a body not known empty).
-fn awaits_continue(request: &Request<Incoming>) -> bool {
-    use hyper::body::Body as _;
-    request.version() >= hyper::Version::HTTP_11
-        && !request.body().is_end_stream()
-        && request
-            .headers()
-            .get_all(hyper::header::EXPECT)
-            .iter()
-            .next_back()
-            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// An answer decided from the head alone, to a client waiting for `100 Continue`: given now,

@@ -645,7 +645,10 @@ impl Fixed {
 /// paths are resources, as on the mio loops (`Dispatcher::probe_other_method`): `HEAD` is
 /// answered as `GET` (hyper writes no body), `OPTIONS` is `204` and another method the
 /// server knows `405`, both with `allow: GET, HEAD` (RFC 9110 §9.3.2, §9.3.7, §15.5.6); an
-/// unknown method goes to the handler (its `501`).
+/// unknown method goes to the handler (its `501`). A client waiting for `100 Continue` with a
+/// body to come gets its answer at once, with `connection: close` (the body is not read: RFC
+/// 9110 §10.1.1), as on the mio loops; before, the answer said nothing of the body, and the
+/// connection stayed open for it.
 fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
     let path = request.uri().path();
     if path.len() < "/healthz/live".len() || !path.starts_with("/healthz/") {
@@ -653,7 +656,7 @@ fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
     }
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
-        return probe_other_method(method, path);
+        return probe_other_method(request, method, path);
     }
     let (status, text): (_, &'static [u8]) = match path {
         "/healthz/live" => (StatusCode::OK, b"live"),
@@ -664,14 +667,14 @@ fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
     Some(Fixed {
         status,
         text,
-        close: false,
+        close: checks::awaits_continue(request),
         allow: None,
     })
 }
 
 /// A probe path with a method other than `GET` or `HEAD`: see [`probe`].
 #[cold]
-fn probe_other_method(method: &Method, path: &str) -> Option<Fixed> {
+fn probe_other_method(request: &Request<Incoming>, method: &Method, path: &str) -> Option<Fixed> {
     const KNOWN: [Method; 6] = [
         Method::POST,
         Method::PUT,
@@ -690,7 +693,7 @@ fn probe_other_method(method: &Method, path: &str) -> Option<Fixed> {
     Some(Fixed {
         status,
         text,
-        close: false,
+        close: checks::awaits_continue(request),
         allow: Some("GET, HEAD"),
     })
 }
