@@ -69,6 +69,33 @@ pub(crate) fn all_sent<S>(_socket: &S) -> bool {
     true
 }
 
+/// Whether a socket whose [`all_sent`] said yes did so because its connection is gone (the
+/// peer reset it, or it failed: `POLLHUP` or `POLLERR`, before our own shutdown) rather than
+/// because it sent everything: what it held is then lost, not sent. One system call (`poll`
+/// without waiting), made once per linger.
+#[cfg(all(feature = "hyper", any(target_os = "linux", target_os = "android")))]
+pub(crate) fn hung_up(socket: &impl AsFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&now)) {
+        Ok(_) => !(fds[0].revents() & (PollFlags::ERR | PollFlags::HUP)).is_empty(),
+        Err(_) => true,
+    }
+}
+
+/// See the Linux version: never called where [`watch`] is false.
+#[cfg(all(
+    feature = "hyper",
+    not(any(target_os = "linux", target_os = "android"))
+))]
+pub(crate) fn hung_up<S>(_socket: &S) -> bool {
+    false
+}
+
 /// How many of the `written` bytes written to a socket reach its peer if the socket is closed
 /// now (`src/delivery.rs` counts the answers they hold delivered). A close with input unread
 /// resets the connection, and the kernel drops its send queue: only what the peer's TCP has

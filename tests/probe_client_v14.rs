@@ -245,3 +245,91 @@ fn expect_100_continue_closes_only_for_a_body_to_come_on_both_stacks() {
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
     }
 }
+
+/// G8 (docs/server.md, "Undelivered answers"): an answer counted `served` reached its client;
+/// one a close dropped is `undelivered`, by the same rule on both stacks (src/delivery.rs). A
+/// client that pipelined four 30,000-byte uploads through a 4 KiB receive buffer, read 100
+/// bytes of the answers and reset the connection: mio counted the four answers `undelivered`;
+/// hyper counted them `served`, though the client had none whole and the kernel dropped what
+/// the server's socket held. hyper had written them all and waited for the next request: it
+/// read the reset as an idle connection's graceful end and shut the socket, and the close
+/// linger then found an end of input (the reset already read) and a socket that said it had
+/// sent everything (a socket that failed says so too), and took both for a client that had
+/// everything and closed. The linger now asks the socket whether it hung up (`POLLHUP`: our
+/// side not shut yet, so a reset, not the client's FIN) and counts what it held lost, as mio
+/// does. (`benches/load/qa14_resets.py`; conservative on both stacks: a client that read all
+/// its answers and then reset has them counted `undelivered`, docs/server.md.)
+#[test]
+fn answers_a_client_reset_left_unread_are_undelivered_on_both_stacks() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    const SIZE: usize = 30_000;
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&serve.addr.into()).unwrap();
+        let mut stream: std::net::TcpStream = socket.into();
+        stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
+        let request = format!(
+            "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {SIZE}\r\n\r\n{}",
+            "a".repeat(SIZE)
+        );
+        let mut writer = stream.try_clone().unwrap();
+        let upload = std::thread::spawn(move || writer.write_all(request.repeat(4).as_bytes()));
+        // The first bytes of the first answer, then the four uploads all in (the server
+        // answers each as it comes; they fit in the sockets' buffers), bounded.
+        let mut first = [0u8; 100];
+        stream.read_exact(&mut first).unwrap();
+        assert!(first.starts_with(b"HTTP/1.1 200 "), "{stack}: {first:?}");
+        let sent_by = std::time::Instant::now() + util::READ_TIMEOUT;
+        while !upload.is_finished() {
+            assert!(
+                std::time::Instant::now() < sent_by,
+                "{stack}: the uploads did not go out"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        upload.join().unwrap().expect("upload");
+        // A moment for the server to write the last answer and wait for the next request
+        // (idle: the state the bug was in). Only the test's power to catch the bug depends on
+        // it: however late or early the reset comes, no answer reached the client whole, and
+        // the server must not count one `served`.
+        std::thread::sleep(Duration::from_millis(100));
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stream); // RST: what the server's socket held is dropped
+                      // The server meets the reset in its next turn, long before the stop's close step (the
+                      // idle linger, 1 s), whatever order it sees the two in.
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(
+            field(&json, "served"),
+            0.0,
+            "{stack}: no answer reached the client whole: {json}"
+        );
+        let outcomes: f64 = [
+            "completed",
+            "client_gone",
+            "deadline_aborted",
+            "force_closed",
+            "dropped",
+        ]
+        .iter()
+        .map(|key| field(&json, key))
+        .sum();
+        let (undelivered, aborted) = (field(&json, "undelivered"), field(&json, "aborted"));
+        assert_eq!(
+            undelivered + aborted,
+            outcomes,
+            "{stack}: every request counted once: {json}"
+        );
+        assert!(
+            undelivered >= 1.0,
+            "{stack}: the answers made were taken back: {json}"
+        );
+    }
+}

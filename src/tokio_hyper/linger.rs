@@ -408,9 +408,18 @@ pub(crate) fn linger(
                 tokio::select! {
                     () = all_sent(&stream) => {}
                     closed = drop_input(&stream, &mut discarded) => {
-                        delivered = closed; // false: it reset
+                        // false: it reset. A reset hyper read first (an idle connection's read
+                        // error is its graceful end) leaves an end of input behind it: the
+                        // socket's hang-up tells it from the client's FIN (our side is not
+                        // shut yet), and what the socket held is lost, as on the mio loops.
+                        delivered = closed && !crate::unsent::hung_up(&stream);
                         return;
                     }
+                }
+                // A socket the client reset says it has sent everything too (its hang-up
+                // makes it writable): what it held is lost, not sent.
+                if crate::unsent::hung_up(&stream) {
+                    return;
                 }
             }
             delivered = true;
