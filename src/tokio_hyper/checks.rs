@@ -32,6 +32,18 @@ pub(crate) enum Refused {
     UnknownCoding,
 }
 
+/// A request line that does not end within `max_head` bytes: `501` if its method does not
+/// (RFC 9112 §3: longer than any implemented), else `414` for its target. Apart, so that the
+/// path every request takes has one compare for both (callgrind: a compare of its own for the
+/// method cost the hyper adapter 13 instructions per request: 10,559.3 against 10,546.1).
+#[cold]
+fn request_line_too_long(method: usize, max_head: usize) -> Refused {
+    Refused::TooLarge(match method >= max_head {
+        true => StatusCode::NOT_IMPLEMENTED,
+        false => StatusCode::URI_TOO_LONG,
+    })
+}
+
 /// Whether the client waits for `100 Continue` before sending the body still to come
 /// (hyper's rule: the last `Expect` says `100-continue`, HTTP/1.1, a body not known empty):
 /// the demo routes and the health probes answer such a request at once with
@@ -63,11 +75,8 @@ pub(crate) fn refusal<B>(request: &Request<B>, max_head: usize) -> Option<Refuse
         + uri.authority().map_or(0, |a| a.as_str().len())
         + path.len();
     let method = request.method().as_str().len();
-    if method >= max_head {
-        return Some(Refused::TooLarge(StatusCode::NOT_IMPLEMENTED));
-    }
     if method + 1 + target >= max_head {
-        return Some(Refused::TooLarge(StatusCode::URI_TOO_LONG));
+        return Some(request_line_too_long(method, max_head));
     }
     let fields = Fields::scan(request.headers());
     // Request line (method, target, version, three separators) and `name: value\r\n` lines.
