@@ -208,18 +208,51 @@ impl Options {
     }
 }
 
-type Hook = Box<dyn FnOnce()>;
+/// The embedder's hooks of one kind, in the order set. Each runs on its own: a panic in one is
+/// caught (the panic hook has reported it) and keeps neither the others from running nor the
+/// stop from going on (as the mio stack's `Guarded` hooks). Hooks never run (the drain did not
+/// complete, or `serve`'s future or the server was dropped first) are dropped the same way,
+/// each caught: what they captured is the embedder's, and its `Drop` may panic.
+#[derive(Default)]
+struct Hooks(Vec<Box<dyn FnOnce()>>);
 
-/// `first` (if any), then `then`, each on its own: a panic in one is caught (the panic hook has
-/// reported it) and keeps neither the other from running nor the stop from going on (as the
-/// mio stack's `Guarded` hooks).
-fn chain(first: Option<Hook>, then: impl FnOnce() + 'static) -> Hook {
-    Box::new(move || {
-        if let Some(first) = first {
-            call_caught(first);
+impl Hooks {
+    fn push(&mut self, hook: impl FnOnce() + 'static) {
+        self.0.push(Box::new(hook));
+    }
+
+    fn run(mut self) {
+        for hook in std::mem::take(&mut self.0) {
+            call_caught(hook);
         }
-        call_caught(then);
-    })
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        for hook in std::mem::take(&mut self.0) {
+            call_caught(move || drop(hook));
+        }
+    }
+}
+
+/// Holds a value of the embedder's (`serve`'s handler and scope) whose `Drop` may panic: it is
+/// dropped caught, whether `serve` returns or its future is dropped mid-way.
+struct DropCaught<T>(Option<T>);
+
+impl<T> std::ops::Deref for DropCaught<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("dropped only once")
+    }
+}
+
+impl<T> Drop for DropCaught<T> {
+    fn drop(&mut self) {
+        let value = self.0.take();
+        call_caught(move || drop(value));
+    }
 }
 
 /// A reqguard-accounted HTTP/1.1 server on hyper, for tokio's current-thread runtime and a
@@ -231,8 +264,8 @@ pub struct HyperServer<E: Engine, C: Recycle, H, S = NoScope> {
     handler: H,
     scope: S,
     options: Options,
-    after_stop: Option<Hook>,
-    after_drain: Option<Hook>,
+    after_stop: Hooks,
+    after_drain: Hooks,
 }
 
 impl<E, C, H> HyperServer<E, C, H, NoScope>
@@ -261,8 +294,8 @@ where
             handler,
             scope,
             options: Options::default(),
-            after_stop: None,
-            after_drain: None,
+            after_stop: Hooks::default(),
+            after_drain: Hooks::default(),
         }
     }
 
@@ -276,14 +309,14 @@ where
     /// scenario), after any hook set before. A hook that panics is caught: the others run and
     /// the stop goes on.
     pub fn after_stop(mut self, hook: impl FnOnce() + 'static) -> Self {
-        self.after_stop = Some(chain(self.after_stop.take(), hook));
+        self.after_stop.push(hook);
         self
     }
 
     /// Runs `hook` once the drain has completed, after any hook set before. A hook that panics
     /// is caught: the others run and `serve` returns its report.
     pub fn after_drain(mut self, hook: impl FnOnce() + 'static) -> Self {
-        self.after_drain = Some(chain(self.after_drain.take(), hook));
+        self.after_drain.push(hook);
         self
     }
 
@@ -331,7 +364,12 @@ where
 
     /// As [`serve`](HyperServer::serve); when `force` resolves (a second SIGTERM), the stop
     /// skips to the end at once: it force-closes every connection, so each request still out
-    /// ends *force closed* (its signal fires as its connection closes), as on mio.
+    /// ends *force closed* (its signal fires as its connection closes), as on mio. A `force`
+    /// that resolves before `stop` (or with a `stop` that never does) stops the server too,
+    /// straight to the force-close (admission closes, the [`after_stop`] hooks run), as
+    /// `HyperGroupStop::force` does.
+    ///
+    /// [`after_stop`]: HyperServer::after_stop
     pub fn serve_with_force(
         self,
         listener: TcpListener,
@@ -382,14 +420,16 @@ where
         } = self;
         let tally = Rc::new(Tally::default());
         let health_checks = options.health_checks;
-        let shared = Rc::new(Shared {
+        // The handler and the scope are the embedder's: a `Drop` of theirs that panics must
+        // not lose the report, nor escape a drop of this future.
+        let shared = DropCaught(Some(Rc::new(Shared {
             core,
             handler,
             scope,
             tally,
             health_checks,
             max_head: options.max_head,
-        });
+        })));
         let connections = Rc::new(Connections::default());
         let abandoned = Abandoned {
             shared: &shared,
@@ -404,7 +444,16 @@ where
             refusing: Rc::default(),
             room: linger.room.as_ref(),
         };
-        acceptor.run(&listener, stop).await;
+        // A force alone (before the stop, or with none) stops too, straight to the force-close,
+        // as a group's `force` does: a second signal is never ignored for want of a first.
+        let stop_or_forced = async {
+            tokio::select! {
+                biased;
+                () = stop => {}
+                () = forced.fired() => {}
+            }
+        };
+        acceptor.run(&listener, stop_or_forced).await;
         let steps = Steps::default();
         steps.start();
         if !options.unready.is_zero() {
@@ -422,9 +471,7 @@ where
         steps.record(StepKind::Drain, shared.core.ledger(), &connections);
         shared.tally.set_stopping();
         let drain = shared.core.stop();
-        if let Some(hook) = after_stop {
-            hook();
-        }
+        after_stop.run();
         let stopper = Stopper {
             shared: &shared,
             connections: &connections,
@@ -455,19 +502,15 @@ where
             acceptor.let_lingering_finish(&forced).await;
         }
         abandoned.armed.set(false);
-        match after_drain {
-            Some(hook) if drain.is_complete() => hook(),
-            // Not run (something leaked): what it captured is the embedder's, and a `Drop` of
-            // it may panic.
-            hook => {
-                call_caught(move || drop(hook));
-            }
+        if drain.is_complete() {
+            after_drain.run();
+        } else {
+            // Not run (something leaked): dropped, each caught.
+            drop(after_drain);
         }
         let report = report(&shared, stopped, started, steps);
         drop(abandoned);
-        // The handler and the scope are the embedder's: a `Drop` of theirs that panics must
-        // not lose the report.
-        call_caught(move || drop(shared));
+        drop(shared);
         report
     }
 }
@@ -789,10 +832,13 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         self.drain.set_deadline(deadline);
         let linger_end = stopped_at + self.options.stop_linger.min(self.options.drain_timeout);
         // Idle keep-alive connections linger: a late request gets 503 + connection: close.
+        // Forced first: a force that came before (or with) the stop is not lost to a drain
+        // that happens to be complete.
         tokio::select! {
+            biased;
+            () = self.forced.fired() => return self.escalate(stopped_at, true).await,
             () = self.both_done() => {}
             () = tokio::time::sleep_until(linger_end.into()) => {}
-            () = self.forced.fired() => return self.escalate(stopped_at, true).await,
         }
         // Keep-alive off for what is left (hyper's graceful shutdown): idle connections close
         // now, busy ones after their answer.

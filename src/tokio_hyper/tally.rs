@@ -40,7 +40,9 @@ pub struct HyperStats {
     pub refused: u64,
     /// ... of which because the wrapper was finalized (the upgrade failed).
     pub refused_finalized: u64,
-    /// ... of which because admission was closed (stopped) or the pool refused.
+    /// ... of which because admission was closed (the server was stopping), as the mio
+    /// server's `Stats::refused_stopped`: a refusal for another reason (the pool exhausted,
+    /// an engine error, a panicking admission) is counted in `refused` only.
     pub refused_stopped: u64,
     /// Handlers, and admissions, that panicked (answered `500`); also a handler's future whose
     /// `Drop` panicked (its answer, if it made one, still sent).
@@ -98,8 +100,8 @@ impl Tally {
         self.bump(|s| &mut s.refused);
         match refusal.reason() {
             RefusalReason::WrapperFinalized => self.bump(|s| &mut s.refused_finalized),
-            _ if refusal == Refusal::PANICKED => {}
-            _ => self.bump(|s| &mut s.refused_stopped),
+            RefusalReason::Stopped => self.bump(|s| &mut s.refused_stopped),
+            _ => {}
         }
     }
 
