@@ -40,12 +40,33 @@ fn json_field<'j>(json: &'j str, key: &str) -> &'j str {
     &rest[..end]
 }
 
+/// The stop and force signals of a [`Serving`], for the test and for its handlers alike.
+#[derive(Clone)]
+struct Remote {
+    stop: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    force: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+}
+
+impl Remote {
+    fn stop(&self) {
+        let _ = self.stop.lock().unwrap().take().map(|stop| stop.send(()));
+    }
+
+    fn force(&self) {
+        let _ = self
+            .force
+            .lock()
+            .unwrap()
+            .take()
+            .map(|force| force.send(()));
+    }
+}
+
 /// A single `HyperServer` on a thread of its own (its runtime and `LocalSet`), served with
 /// `serve_with_force`: the test holds both signals.
 struct Serving {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    force: Option<tokio::sync::oneshot::Sender<()>>,
+    remote: Remote,
     report: mpsc::Receiver<HyperReport>,
 }
 
@@ -54,14 +75,27 @@ impl Serving {
         config: Config,
         build: impl FnOnce(ServerCore<Engine>) -> HyperServer<Engine, (), H> + Send + 'static,
     ) -> Serving {
+        Serving::spawn_remote(config, move |core, _| build(core))
+    }
+
+    /// As [`spawn`](Serving::spawn); `build` gets the signals too.
+    fn spawn_remote<H: reqguard::tokio_hyper::Handler<Engine, ()>>(
+        config: Config,
+        build: impl FnOnce(ServerCore<Engine>, Remote) -> HyperServer<Engine, (), H> + Send + 'static,
+    ) -> Serving {
         let (addr_tx, addr_rx) = mpsc::channel();
         let (report_tx, report) = mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (force, force_rx) = tokio::sync::oneshot::channel::<()>();
+        let remote = Remote {
+            stop: Arc::new(std::sync::Mutex::new(Some(stop))),
+            force: Arc::new(std::sync::Mutex::new(Some(force))),
+        };
+        let theirs = remote.clone();
         std::thread::spawn(move || {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), config);
-            let server = build(core);
+            let server = build(core, theirs);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -88,18 +122,17 @@ impl Serving {
         let addr = addr_rx.recv_timeout(HANG).expect("the server's address");
         Serving {
             addr,
-            stop: Some(stop),
-            force: Some(force),
+            remote,
             report,
         }
     }
 
     fn stop(&mut self) {
-        let _ = self.stop.take().map(|stop| stop.send(()));
+        self.remote.stop();
     }
 
     fn force(&mut self) {
-        let _ = self.force.take().map(|force| force.send(()));
+        self.remote.force();
     }
 
     /// The report, once `serve` returned; `None` if it did not within [`HANG`].
@@ -475,4 +508,342 @@ fn a_serve_future_dropped_before_its_stop_drops_handler_and_hooks_caught() {
         "a panic escaped the drop of serve's future: {ran:?}"
     );
     assert_eq!(dropped.load(Ordering::SeqCst), 3, "each dropped once");
+}
+
+/// A handler that answers `ok` at once.
+fn answers() -> impl reqguard::tokio_hyper::Handler<Engine, ()> {
+    move |_this, _request, bundle: Bundle| async move {
+        let body = Full::new(Bytes::from_static(b"ok"));
+        Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+    }
+}
+
+/// Each admitted request counted once (docs/hyper.md, "the sum of the outcomes"), with no
+/// rejection or panicking admission in play: `served + undelivered + aborted()` is the
+/// outcomes' total.
+fn assert_counted_once(report: &HyperReport) {
+    let stats = &report.stats;
+    assert_eq!(
+        stats.served + stats.undelivered + report.aborted(),
+        report.outcomes.total(),
+        "{report}"
+    );
+}
+
+/// Options at their extremes (zero and `MAX` for every knob that takes them): a server with
+/// each serves (or refuses, at `max_connections(0)`) one `GET /`, stops, returns its report
+/// within bounds, leaks nothing and counts each admitted request once. None panics at
+/// build (hyper's `max_buf_size` panics below 8 KiB: raised), none hangs the stop.
+#[test]
+fn options_at_their_extremes_serve_and_stop() {
+    let zero = Duration::ZERO;
+    let cases: Vec<(&str, Options, &str)> = vec![
+        (
+            "max_connections 0",
+            Options::default().max_connections(0),
+            "HTTP/1.1 503",
+        ),
+        (
+            "max_buffer 0",
+            Options::default().max_buffer(0),
+            "HTTP/1.1 200",
+        ),
+        (
+            "max_buffer MAX",
+            Options::default().max_buffer(usize::MAX),
+            "HTTP/1.1 200",
+        ),
+        ("max_head 0", Options::default().max_head(0), "HTTP/1.1 414"),
+        (
+            "max_head MAX",
+            Options::default().max_head(usize::MAX),
+            "HTTP/1.1 200",
+        ),
+        (
+            "min_send_rate 0",
+            Options::default().min_send_rate(0),
+            "HTTP/1.1 200",
+        ),
+        (
+            "min_send_rate MAX",
+            Options::default().min_send_rate(u64::MAX),
+            "HTTP/1.1 200",
+        ),
+        (
+            "idle_timeout MAX",
+            Options::default().idle_timeout(Duration::MAX),
+            "HTTP/1.1 200",
+        ),
+        (
+            "all timeouts 0",
+            Options::default()
+                .drain_timeout(zero)
+                .stop_linger(zero)
+                .force_after(zero)
+                .unready(zero),
+            "HTTP/1.1 200",
+        ),
+        (
+            "drain and linger MAX",
+            Options::default()
+                .drain_timeout(Duration::MAX)
+                .stop_linger(Duration::MAX)
+                .force_after(Duration::MAX),
+            "HTTP/1.1 200",
+        ),
+    ];
+    for (name, options, expected) in cases {
+        let mut server = Serving::spawn(Config::default(), move |core| {
+            HyperServer::new(core, answers()).options(options)
+        });
+        let mut client = TcpStream::connect(server.addr).unwrap();
+        client.set_read_timeout(Some(HANG)).unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let status = status_line(&mut client);
+        assert!(status.starts_with(expected), "{name}: {status:?}");
+        drop(client);
+        server.stop();
+        let report = server
+            .report()
+            .unwrap_or_else(|| panic!("{name}: the stop hung"));
+        assert_eq!(report.leaked, 0, "{name}: {report}");
+        assert_counted_once(&report);
+        let admitted = u64::from(expected == "HTTP/1.1 200");
+        assert_eq!(report.outcomes.total(), admitted, "{name}: {report}");
+    }
+}
+
+/// `idle_timeout(0)`: hyper's head timeout of zero. A connection that sends its head at once
+/// is served or closed; either way nothing is admitted twice and the stop returns.
+#[test]
+fn a_zero_idle_timeout_does_not_hang_or_leak() {
+    let mut server = Serving::spawn(Config::default(), move |core| {
+        HyperServer::new(core, answers()).options(Options::default().idle_timeout(Duration::ZERO))
+    });
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client.set_read_timeout(Some(HANG)).unwrap();
+    let _ = client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let status = status_line(&mut client);
+    server.stop();
+    let report = server.report().expect("the stop hung");
+    assert_eq!(report.leaked, 0, "{status:?} {report}");
+    assert_counted_once(&report);
+    assert_eq!(
+        report.outcomes.total(),
+        u64::from(status.starts_with("HTTP/1.1 200")),
+        "{status:?} {report}"
+    );
+}
+
+/// A handler that answers at once but spawns a local task holding its request (the body,
+/// read after the answer) and a clone of its signal, both outliving the answer (a runtime's
+/// `waitUntil`, a logger reading the body later): the request ends *completed* at its answer,
+/// the drain completes, and the stop returns, the task still holding them.
+#[test]
+fn a_task_holding_the_request_past_its_answer_does_not_hold_the_drain() {
+    let mut server = Serving::spawn(Config::default(), move |core| {
+        let handler =
+            move |_this, request: hyper::Request<hyper::body::Incoming>, bundle: Bundle| {
+                let signal = bundle.signal().clone();
+                tokio::task::spawn_local(async move {
+                    let _request = request;
+                    let _signal = signal;
+                    pending::<()>().await;
+                });
+                async move {
+                    let body = Full::new(Bytes::from_static(b"ok"));
+                    Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+                }
+            };
+        HyperServer::new(core, handler)
+    });
+    let mut client = send_get(server.addr);
+    assert!(status_line(&mut client).starts_with("HTTP/1.1 200"));
+    drop(client);
+    server.stop();
+    let report = server.report().expect("the stop hung");
+    assert_eq!(
+        (
+            report.outcomes.completed,
+            report.leaked,
+            report.stats.served
+        ),
+        (1, 0, 1),
+        "{report}"
+    );
+    assert!(report.drain_time.is_some(), "{report}");
+}
+
+/// A handler that moves its bundle into a local task of its own, which watches the signal and
+/// answers through a channel (a runtime's promise resolved by another task). Forced, the
+/// connection closes: the bundle's signal fires (*force closed*), the task lets it go, and the
+/// report says so, once, with nothing leaked.
+#[test]
+fn a_bundle_moved_into_a_spawned_task_ends_force_closed_once_when_forced() {
+    let entered = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::clone(&entered);
+    let mut server = Serving::spawn(Config::default(), move |core| {
+        let handler = move |_this, _request, bundle: Bundle| {
+            counts.fetch_add(1, Ordering::SeqCst);
+            let (tx, rx) = tokio::sync::oneshot::channel::<Reply<Full<Bytes>>>();
+            tokio::task::spawn_local(async move {
+                bundle.aborted().await;
+                drop(tx);
+                drop(bundle);
+            });
+            async move {
+                match rx.await {
+                    Ok(reply) => Ok(reply),
+                    Err(_) => Err::<Reply<Full<Bytes>>, HandlerError>("no answer".into()),
+                }
+            }
+        };
+        HyperServer::new(core, handler)
+            .options(Options::default().drain_timeout(Duration::from_secs(3600)))
+    });
+    let _client = send_get(server.addr);
+    wait_until("the request to be admitted", || {
+        entered.load(Ordering::SeqCst) == 1
+    });
+    server.stop();
+    server.force();
+    let report = server.report().expect("the forced stop hung");
+    assert!(report.forced, "{report}");
+    assert_eq!(
+        (
+            report.outcomes.total(),
+            report.outcomes.force_closed,
+            report.leaked
+        ),
+        (1, 1, 0),
+        "{report}"
+    );
+    assert_counted_once(&report);
+}
+
+/// What an admin route does with the signals: `/shutdown` stops (answered), `/kill` forces
+/// (never answered: it is force-closed with the rest); anything else is held.
+fn admin(remote: Remote) -> impl reqguard::tokio_hyper::Handler<Engine, ()> {
+    move |_this, request: hyper::Request<hyper::body::Incoming>, bundle: Bundle| {
+        let path = request.uri().path().to_owned();
+        let remote = remote.clone();
+        async move {
+            match path.as_str() {
+                "/shutdown" => remote.stop(),
+                "/kill" => {
+                    remote.force();
+                    bundle.aborted().await;
+                    pending::<()>().await;
+                }
+                _ => {
+                    bundle.aborted().await;
+                    pending::<()>().await;
+                }
+            }
+            let body = Full::new(Bytes::from_static(b"bye"));
+            Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+        }
+    }
+}
+
+/// `POST /shutdown`, whose handler stops the server it runs in: answered `200`, completed,
+/// its connection closed by the stop; the held request ends *force closed* at the force.
+#[test]
+fn a_stop_from_inside_a_handler_answers_that_handler() {
+    let mut server = Serving::spawn_remote(Config::default(), move |core, remote| {
+        let options = Options::default()
+            .drain_timeout(Duration::from_secs(3600))
+            .stop_linger(Duration::ZERO);
+        HyperServer::new(core, admin(remote)).options(options)
+    });
+    let _held = send_get(server.addr);
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client.set_read_timeout(Some(HANG)).unwrap();
+    client
+        .write_all(b"POST /shutdown HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed unanswered: {head:?}");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // Its answer was made before the server saw the stop (the handler's own turn): it may
+    // keep the connection alive; the stop then closes it idle (no linger here).
+    if !head.contains("connection: close") {
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+    }
+    server.force();
+    let report = server.report().expect("the forced stop hung");
+    let o = report.outcomes;
+    assert_eq!(
+        (o.total(), o.completed, o.force_closed, report.leaked),
+        (2, 1, 1, 0),
+        "{report}"
+    );
+    assert_counted_once(&report);
+}
+
+/// `POST /kill`, whose handler forces the server it runs in, with no stop before: the force
+/// alone ends the serve (QA embed14b-1), both requests (its own, and one held) end *force
+/// closed*, once each.
+#[test]
+fn a_force_from_inside_a_handler_ends_the_serve() {
+    let entered = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::clone(&entered);
+    let server = Serving::spawn_remote(Config::default(), move |core, remote| {
+        let admin = admin(remote);
+        let counting = move |this, request, bundle| {
+            counts.fetch_add(1, Ordering::SeqCst);
+            reqguard::tokio_hyper::Handler::<Engine, ()>::call(&admin, this, request, bundle)
+        };
+        HyperServer::new(core, counting)
+            .options(Options::default().drain_timeout(Duration::from_secs(3600)))
+    });
+    let _held = send_get(server.addr);
+    wait_until("the held request", || entered.load(Ordering::SeqCst) == 1);
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client.set_read_timeout(Some(HANG)).unwrap();
+    client
+        .write_all(b"POST /kill HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        .unwrap();
+    let report = server
+        .report()
+        .expect("a force from a handler did not end the serve");
+    assert!(report.forced, "{report}");
+    let o = report.outcomes;
+    assert_eq!(
+        (o.total(), o.force_closed, report.aborted(), report.leaked),
+        (2, 2, 2, 0),
+        "{report}"
+    );
+    assert_eq!(status_line(&mut client), "", "force-closed unanswered");
+}
+
+/// A `HyperServer` built and dropped without serving (a setup that failed after it, a bind
+/// error): the hooks it never ran are dropped caught, each, as `serve` drops them.
+#[test]
+fn a_server_dropped_unserved_drops_its_hooks_caught() {
+    quiet::quiet_panics();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (first, second) = (
+        PanicsOnDrop(Arc::clone(&dropped)),
+        PanicsOnDrop(Arc::clone(&dropped)),
+    );
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let server = HyperServer::new(core, answers())
+            .after_stop(move || drop(first))
+            .after_drain(move || drop(second));
+        drop(server);
+    }));
+    assert!(ran.is_ok(), "a panic escaped the server's drop");
+    assert_eq!(dropped.load(Ordering::SeqCst), 2, "each dropped once");
 }

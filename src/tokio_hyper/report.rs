@@ -127,7 +127,7 @@ impl fmt::Display for HyperReport {
         )?;
         writeln!(
             f,
-            "  refused    {:>8}   refused by admission, 503 ({} wrapper finalized, {} stopping or pool; 500 if it panicked)",
+            "  refused    {:>8}   refused by admission, 503 ({} wrapper finalized, {} stopping; 500 if it panicked)",
             s.refused, s.refused_finalized, s.refused_stopped
         )?;
         writeln!(
