@@ -847,3 +847,81 @@ fn a_server_dropped_unserved_drops_its_hooks_caught() {
     assert!(ran.is_ok(), "a panic escaped the server's drop");
     assert_eq!(dropped.load(Ordering::SeqCst), 2, "each dropped once");
 }
+
+/// `serve`'s future dropped mid-drain (its stop has run, a request held, keep-alive
+/// connections idle): as documented, admission is closed and every connection is
+/// force-closed, the held request ending *force closed* (its signal fires `ForceClosed`, once)
+/// once the `LocalSet` runs the aborted tasks; each client sees its connection close.
+#[test]
+fn a_serve_future_dropped_mid_drain_force_closes_its_connections() {
+    use reqguard::AbortReason;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let entered = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::clone(&entered);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let reasons: Rc<RefCell<Vec<AbortReason>>> = Rc::default();
+        let seen = Rc::clone(&reasons);
+        let handler = move |_this, _request, bundle: Bundle| {
+            counts.fetch_add(1, Ordering::SeqCst);
+            let seen = Rc::clone(&seen);
+            bundle
+                .signal()
+                .on_abort(move |reason| seen.borrow_mut().push(reason));
+            async move {
+                bundle.aborted().await;
+                pending::<Result<Reply<Full<Bytes>>, HandlerError>>().await
+            }
+        };
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = HyperServer::new(core, handler)
+            .options(Options::default().drain_timeout(Duration::from_secs(3600)))
+            .after_stop(move || {
+                let _ = stopped_tx.send(());
+            });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let ran = local.block_on(&runtime, async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            let served = tokio::select! {
+                _ = server.serve(listener, stop) => true,
+                _ = stopped_rx => false,
+            };
+            // The aborted connection tasks run (are dropped) on the LocalSet's next turns.
+            while reasons.borrow().is_empty() {
+                tokio::task::yield_now().await;
+            }
+            (served, reasons.borrow().clone())
+        });
+        let _ = done_tx.send(ran);
+    });
+    let addr = addr_rx.recv_timeout(HANG).unwrap();
+    let mut held = send_get(addr);
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(HANG)).unwrap();
+    wait_until("the request to be admitted", || {
+        entered.load(Ordering::SeqCst) == 1
+    });
+    let _ = stop_tx.send(());
+    let (served, reasons) = done_rx
+        .recv_timeout(HANG)
+        .expect("serve's drop or the force-close hung");
+    assert!(!served, "serve returned before its drop");
+    assert_eq!(reasons, [AbortReason::ForceClosed]);
+    assert_eq!(status_line(&mut held), "", "force-closed unanswered");
+    let mut rest = Vec::new();
+    assert_eq!(idle.read_to_end(&mut rest).ok(), Some(0), "{rest:?}");
+}
