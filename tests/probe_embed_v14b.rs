@@ -925,3 +925,123 @@ fn a_serve_future_dropped_mid_drain_force_closes_its_connections() {
     let mut rest = Vec::new();
     assert_eq!(idle.read_to_end(&mut rest).ok(), Some(0), "{rest:?}");
 }
+
+/// Two requests on two connections whose handler swaps their bundles (a runtime that mixed up
+/// its request ids): each answers with the other's bundle. Each client gets an answer, each
+/// request one outcome, and the counts add up: `served` 2, *completed* 2, nothing leaked.
+#[test]
+fn two_requests_answered_with_each_others_bundles_are_counted_once_each() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    type Slot = Rc<RefCell<(Option<Bundle>, Option<tokio::sync::oneshot::Sender<Bundle>>)>>;
+    let mut server = Serving::spawn(Config::default(), move |core| {
+        let slot: Slot = Rc::default();
+        let handler = move |_this, _request, bundle: Bundle| {
+            let slot = Rc::clone(&slot);
+            async move {
+                let other = {
+                    let mut slot = slot.borrow_mut();
+                    match (slot.0.take(), slot.1.take()) {
+                        (Some(first), Some(give)) => {
+                            let _ = give.send(bundle);
+                            Ok(first)
+                        }
+                        _ => {
+                            let (give, take) = tokio::sync::oneshot::channel();
+                            *slot = (Some(bundle), Some(give));
+                            Err(take)
+                        }
+                    }
+                };
+                let other = match other {
+                    Ok(first) => first,
+                    Err(take) => take.await.expect("the second request's bundle"),
+                };
+                let body = Full::new(Bytes::from_static(b"swapped"));
+                Ok::<_, HandlerError>(other.respond(hyper::Response::new(body)))
+            }
+        };
+        HyperServer::new(core, handler)
+    });
+    let mut first = send_get(server.addr);
+    let mut second = send_get(server.addr);
+    assert!(status_line(&mut first).starts_with("HTTP/1.1 200"));
+    assert!(status_line(&mut second).starts_with("HTTP/1.1 200"));
+    drop((first, second));
+    server.stop();
+    let report = server.report().expect("the stop hung");
+    let o = report.outcomes;
+    assert_eq!(
+        (report.stats.served, o.completed, o.total(), report.leaked),
+        (2, 2, 2, 0),
+        "{report}"
+    );
+    assert_counted_once(&report);
+}
+
+/// A handler that answers a request with the bundle of an earlier one whose client went away
+/// (kept by the runtime past its disconnect), dropping its own: the earlier request ended
+/// *client gone* at the disconnect (the first cause wins), the later one *dropped* (its bundle
+/// dropped), and the later client got an answer. Each admitted request counted once:
+/// `served + undelivered + aborted()` is the outcomes' total.
+#[test]
+fn an_answer_made_with_a_gone_requests_bundle_is_counted_once() {
+    use reqguard::AbortReason;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let fired = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&fired);
+    let mut server = Serving::spawn(Config::default(), move |core| {
+        let kept: Rc<RefCell<Option<Bundle>>> = Rc::default();
+        let handler = move |_this, _request, bundle: Bundle| {
+            let kept = Rc::clone(&kept);
+            let seen = Arc::clone(&seen);
+            async move {
+                let earlier = kept.borrow_mut().take();
+                match earlier {
+                    None => {
+                        bundle.signal().on_abort(move |reason| {
+                            assert_eq!(reason, AbortReason::ClientDisconnected);
+                            seen.fetch_add(1, Ordering::SeqCst);
+                        });
+                        *kept.borrow_mut() = Some(bundle);
+                        pending::<Result<Reply<Full<Bytes>>, HandlerError>>().await
+                    }
+                    Some(earlier) => {
+                        drop(bundle);
+                        let body = Full::new(Bytes::from_static(b"not yours"));
+                        Ok(earlier.respond(hyper::Response::new(body)))
+                    }
+                }
+            }
+        };
+        HyperServer::new(core, handler)
+    });
+    let gone = send_get(server.addr);
+    gone.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(gone);
+    wait_until("the first request's client gone", || {
+        fired.load(Ordering::SeqCst) == 1
+    });
+    let mut later = send_get(server.addr);
+    let status = status_line(&mut later);
+    drop(later);
+    server.stop();
+    let report = server.report().expect("the stop hung");
+    let o = report.outcomes;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+    assert_eq!(
+        (
+            o.total(),
+            o.client_gone,
+            o.dropped,
+            report.stats.served,
+            report.leaked
+        ),
+        (2, 1, 1, 1, 0),
+        "{report}"
+    );
+    assert_counted_once(&report);
+}
