@@ -553,7 +553,8 @@ fn options_at_their_extremes_serve_and_stop() {
             Options::default().max_buffer(usize::MAX),
             "HTTP/1.1 200",
         ),
-        ("max_head 0", Options::default().max_head(0), "HTTP/1.1 414"),
+        // No method ends within 0 bytes: 501, as on mio (QA client14-2).
+        ("max_head 0", Options::default().max_head(0), "HTTP/1.1 501"),
         (
             "max_head MAX",
             Options::default().max_head(usize::MAX),
