@@ -49,6 +49,14 @@ pub(crate) fn watch<S>(_socket: &S) -> bool {
 /// hang-up): the caller's next read or close finds the failure.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn all_sent(socket: &impl AsFd) -> bool {
+    use rustix::event::PollFlags;
+    polled_now(socket, PollFlags::OUT | PollFlags::ERR | PollFlags::HUP)
+}
+
+/// Whether a `poll(2)` of `socket` for writing, without waiting, reports any of `flags`; true
+/// if the poll itself fails (the caller's next read or close finds why).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn polled_now(socket: &impl AsFd, flags: rustix::event::PollFlags) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let mut fds = [PollFd::new(socket, PollFlags::OUT)];
     let now = Timespec {
@@ -56,9 +64,7 @@ pub(crate) fn all_sent(socket: &impl AsFd) -> bool {
         tv_nsec: 0,
     };
     match poll(&mut fds, Some(&now)) {
-        Ok(_) => {
-            !(fds[0].revents() & (PollFlags::OUT | PollFlags::ERR | PollFlags::HUP)).is_empty()
-        }
+        Ok(_) => fds[0].revents().intersects(flags),
         Err(_) => true,
     }
 }
@@ -75,16 +81,8 @@ pub(crate) fn all_sent<S>(_socket: &S) -> bool {
 /// without waiting), made once per linger.
 #[cfg(all(feature = "hyper", any(target_os = "linux", target_os = "android")))]
 pub(crate) fn hung_up(socket: &impl AsFd) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(socket, PollFlags::OUT)];
-    let now = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    match poll(&mut fds, Some(&now)) {
-        Ok(_) => !(fds[0].revents() & (PollFlags::ERR | PollFlags::HUP)).is_empty(),
-        Err(_) => true,
-    }
+    use rustix::event::PollFlags;
+    polled_now(socket, PollFlags::ERR | PollFlags::HUP)
 }
 
 /// See the Linux version: never called where [`watch`] is false.

@@ -205,6 +205,20 @@ def h11_statuses(raw, methods):
     return statuses
 
 
+def h11_check(raw, methods):
+    """Feeds the server's bytes to an h11 client that sent `methods`; '' or the complaint ('' as
+    well without h11 installed)."""
+    try:
+        import h11
+    except ImportError:
+        return ""
+    try:
+        h11_statuses(raw, methods)
+        return ""
+    except h11.ProtocolError as e:
+        return f"h11: {e}"
+
+
 def post(path, body, extra=b""):
     return (b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n%s\r\n" % (path, len(body), extra)) + body
 

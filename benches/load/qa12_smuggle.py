@@ -16,12 +16,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop, probe, read_all, h11_statuses  # noqa: E402
-
-try:
-    import h11
-except ImportError:  # pip install h11
-    h11 = None
+from qa11lib import start, stop, probe, read_all, h11_check  # noqa: E402
 
 P = b"POST /echo HTTP/1.1\r\nhost: x\r\n"
 CH = b"3\r\nabc\r\n0\r\n\r\n"
@@ -144,17 +139,6 @@ CASES = [
     ("http10-ka-post", b"POST /echo HTTP/1.0\r\nconnection: keep-alive\r\ncontent-length: 3\r\n\r\nabc" + NEXT),
     ("http10-host-two", b"GET / HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n"),
 ]
-
-
-def h11_check(raw, methods):
-    """Feeds the server's bytes to an h11 client that sent `methods`; '' or the complaint."""
-    if h11 is None:
-        return ""
-    try:
-        h11_statuses(raw, methods)
-        return ""
-    except h11.ProtocolError as e:
-        return f"h11: {e}"
 
 
 def main():
