@@ -21,13 +21,18 @@
 //!    [`SPACING`] apart, so they reach at least `(MARKS - 1) * SPACING` bytes back, more than
 //!    a socket's send queue holds (Linux's `tcp_wmem` default: 4 MiB). The newest the ring
 //!    forgot is kept as `floor`.
-//! 3. Conservative: an answer counts as delivered only when a mark at or before the bytes
+//! 3. The [`RECENT`] marks before the head are kept too, however close: what a client's TCP
+//!    acknowledged lags the output by a write or a few (its delayed ACK, the bytes in flight),
+//!    so the answers of a client that read all and reset are counted exactly.
+//! 4. Conservative: an answer counts as delivered only when a mark at or before the bytes
 //!    that reach the client counts it. Answers past that mark are lost though some may have
-//!    arrived: at most [`SPACING`] bytes of output, and what the socket took in one go after
-//!    it.
+//!    arrived: those of at most [`RECENT`] writes, else at most [`SPACING`] bytes of output,
+//!    and what the socket took in one go after it.
 
 /// How many settled marks a connection keeps.
 const MARKS: usize = 16;
+/// How many marks before the head a connection keeps, however close (invariant 3).
+const RECENT: usize = 8;
 /// The least output between two settled marks.
 pub(crate) const SPACING: u64 = 256 * 1024;
 
@@ -44,6 +49,9 @@ struct Mark {
 pub(crate) struct Delivery {
     /// The newest mark.
     head: Mark,
+    /// The marks before it, a ring; `recent_next` is the oldest (the next one replaced).
+    recent: [Mark; RECENT],
+    recent_next: usize,
     /// A mark at or past this offset is settled: [`SPACING`] past the last one settled.
     settle_at: u64,
     /// The settled marks, a ring; `next` is the oldest (the next one replaced).
@@ -56,8 +64,8 @@ pub(crate) struct Delivery {
 impl Delivery {
     /// The socket has taken every byte the server wrote to it, `offset` in all, and those hold
     /// `answers` answers counted `served`, whole. Inlined: nearly always there is no new answer
-    /// since the last mark (a compare), or the new mark replaces the head (another, two
-    /// stores).
+    /// since the last mark (a compare), or the new mark replaces the head, which joins the
+    /// recent ones (a few stores).
     #[inline(always)]
     pub(crate) fn mark(&mut self, offset: u64, answers: u64) {
         debug_assert!(
@@ -67,6 +75,8 @@ impl Delivery {
             self.head
         );
         if self.head.answers != answers {
+            self.recent[self.recent_next] = self.head;
+            self.recent_next = (self.recent_next + 1) % RECENT;
             self.head = Mark { offset, answers };
             if offset >= self.settle_at {
                 self.settle();
@@ -93,6 +103,7 @@ impl Delivery {
         let got = self
             .settled
             .iter()
+            .chain(&self.recent)
             .chain([&self.head, &self.floor])
             .filter(|mark| mark.offset <= delivered)
             .map(|mark| mark.answers)
@@ -113,11 +124,7 @@ mod tests {
         delivery.mark(100, 1); // nothing new
         delivery.mark(250, 3);
         assert_eq!(delivery.lost(3, 250), 0);
-        assert_eq!(
-            delivery.lost(3, 249),
-            2,
-            "the first mark was settled; the head moved on"
-        );
+        assert_eq!(delivery.lost(3, 249), 2, "the first mark is a recent one");
         assert_eq!(
             delivery.lost(4, 10_000),
             1,
@@ -147,13 +154,30 @@ mod tests {
     }
 
     #[test]
+    fn the_marks_of_the_last_writes_are_kept_however_close() {
+        let mut delivery = Delivery::default();
+        for answers in 1..=100u64 {
+            delivery.mark(answers * 100, answers);
+        }
+        // A client that read all and reset before acknowledging the last answer or few.
+        assert_eq!(delivery.lost(100, 100 * 100), 0);
+        assert_eq!(delivery.lost(100, 100 * 100 - 1), 1);
+        assert_eq!(delivery.lost(100, 92 * 100), 8);
+        assert_eq!(
+            delivery.lost(100, 92 * 100 - 1),
+            99,
+            "past the recent marks: the first, settled, one"
+        );
+    }
+
+    #[test]
     fn many_small_answers_are_marked_at_least_spacing_apart() {
         let mut delivery = Delivery::default();
         for answers in 1..=10_000u64 {
             delivery.mark(answers * 100, answers);
         }
-        // Delivered: the answers of the last mark at or before the bytes delivered, which
-        // is less than SPACING (plus a mark's step) behind.
+        // Delivered, far behind the last writes: the answers of the last settled mark at or
+        // before the bytes delivered, which is less than SPACING (plus a mark's step) behind.
         let lost = delivery.lost(10_000, 500_000);
         assert!(lost >= 5_000, "{lost}");
         assert!(lost <= 5_000 + SPACING / 100 + 1, "{lost}");

@@ -96,23 +96,23 @@ pub(crate) fn hung_up<S>(_socket: &S) -> bool {
 
 /// How many of the `written` bytes written to a socket reach its peer if the socket is closed
 /// now (`src/delivery.rs` counts the answers they hold delivered). A close with input unread
-/// resets the connection, and the kernel drops its send queue: only what the peer's TCP has
-/// acknowledged got there. A close with nothing unread sends its FIN behind what the socket
-/// holds, which the kernel goes on sending: all of it. Linux tells both (the receive queue;
-/// the bytes written and not acknowledged, `write_seq - snd_una`, what `SIOCOUTQ` tells)
-/// through `sock_diag` over netlink, as `ss` reads them: a netlink socket (`socket2`), one
-/// request and one reply, as bytes, no `unsafe`. Four system calls, made only when a connection
-/// is closed with answers maybe undelivered. Where that fails (another system, no netlink, a
-/// socket the kernel let go after a reset), conservatively `written` less twice the socket's
-/// send buffer (more than its send queue holds), or none if that is not known either.
+/// resets the connection, and so does a client's reset before it: the kernel drops the send
+/// queue, and only what the peer's TCP has acknowledged got there. A close with nothing unread
+/// on a connection still up sends its FIN behind what the socket holds, which the kernel goes
+/// on sending: all of it. Linux tells the first by `ioctl(FIONREAD)` (`rustix`, safe) and the
+/// rest by `TCP_INFO` ([`tcp_info`]: the connection's state and the bytes its peer
+/// acknowledged, kept after a reset). Two system calls, made only when a connection is closed
+/// with answers maybe undelivered. Where `TCP_INFO` cannot be read (another system, a kernel
+/// before 4.1), conservatively `written` less twice the socket's send buffer (more than its
+/// send queue holds), or none if that is not known either.
 pub(crate) fn deliverable<'s, S>(socket: &'s S, written: u64) -> u64
 where
     socket2::SockRef<'s>: From<&'s S>,
 {
     let socket = socket2::SockRef::from(socket);
-    match diag::queues(&socket) {
-        Some(Queues { unread: 0, .. }) => written,
-        Some(Queues { unacknowledged, .. }) => written.saturating_sub(unacknowledged),
+    match tcp_info::read(&*socket) {
+        Some(info) if info.up && unread(&*socket) == Some(0) => written,
+        Some(info) => written.min(info.bytes_acked),
         None => match socket.send_buffer_size() {
             Ok(size) => written.saturating_sub(2 * size as u64),
             Err(_) => 0,
@@ -120,110 +120,107 @@ where
     }
 }
 
-/// Bytes written to a socket and not yet acknowledged by its peer, where `sock_diag` tells:
-/// tests wait for it to reach 0 (on loopback, the peer's kernel has them) instead of sleeping.
+/// Bytes received and not read yet.
+#[cfg(unix)]
+fn unread(socket: &socket2::Socket) -> Option<u64> {
+    rustix::io::ioctl_fionread(socket).ok()
+}
+
+/// See the Unix version: never known here.
+#[cfg(not(unix))]
+fn unread(_socket: &socket2::Socket) -> Option<u64> {
+    None
+}
+
+/// Whether every byte written to a socket is in its peer's kernel (sent and acknowledged):
+/// tests wait for it (on loopback, the peer can then read them) instead of sleeping.
 #[cfg(all(test, feature = "server"))]
-pub(crate) fn unacknowledged<'s, S>(socket: &'s S) -> Option<u64>
+pub(crate) fn all_acknowledged<'s, S>(socket: &'s S) -> bool
 where
     socket2::SockRef<'s>: From<&'s S>,
 {
-    diag::queues(&socket2::SockRef::from(socket)).map(|queues| queues.unacknowledged)
+    tcp_info::read(&*socket2::SockRef::from(socket))
+        .is_some_and(|info| info.in_flight == 0 && info.unsent == 0)
 }
 
-/// A TCP socket's queues, as `ss` shows them (`Recv-Q`, `Send-Q`).
+/// What [`tcp_info::read`] tells of a TCP socket.
 #[derive(Clone, Copy, Debug)]
-struct Queues {
-    /// Bytes received and not read.
-    unread: u64,
-    /// Bytes written and not acknowledged by the peer (sent or not).
-    unacknowledged: u64,
+struct TcpInfo {
+    /// The connection is up: not reset or closed (its state is not `TCP_CLOSE`).
+    up: bool,
+    /// Bytes of ours the peer acknowledged, in the connection's life (`tcpi_bytes_acked`; one
+    /// more once our FIN is acknowledged). The kernel keeps it after a reset.
+    bytes_acked: u64,
+    /// Segments sent and not acknowledged (`tcpi_unacked`); read by tests only.
+    #[cfg_attr(not(all(test, feature = "server")), allow(dead_code))]
+    in_flight: u32,
+    /// Bytes written and not sent yet (`tcpi_notsent_bytes`); read by tests only.
+    #[cfg_attr(not(all(test, feature = "server")), allow(dead_code))]
+    unsent: u32,
 }
 
-/// `sock_diag` (linux/sock_diag.h, linux/inet_diag.h): one TCP socket's statistics by its
-/// addresses.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod diag {
-    use std::io::Read;
-    use std::net::SocketAddr;
+/// `getsockopt(TCP_INFO)` (linux/tcp.h). The one `unsafe` of the crate: no safe wrapper reads
+/// it (`socket2`, `rustix` and `nix` have none; `tcp-info-sys` needs `bindgen` and `libclang`
+/// to build), and `sock_diag`, which reads the same counters safely over netlink, no longer
+/// finds a socket its peer reset (the kernel unhashes it), the very case counted here.
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+mod tcp_info {
+    use std::mem::{offset_of, size_of};
+    use std::os::fd::{AsFd, AsRawFd};
 
-    use socket2::{Domain, Protocol, SockRef, Socket, Type};
+    use libc::tcp_info;
 
-    use super::Queues;
+    use super::TcpInfo;
 
-    const AF_NETLINK: i32 = 16;
-    const NETLINK_SOCK_DIAG: i32 = 4;
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLM_F_REQUEST: u16 = 1;
-    const AF_INET: u8 = 2;
-    const AF_INET6: u8 = 10;
-    const IPPROTO_TCP: u8 = 6;
-    /// `nlmsghdr` (16 bytes) and `inet_diag_req_v2` (56).
-    const REQUEST_LEN: usize = 72;
-    /// In the reply, `nlmsghdr` then `inet_diag_msg`, whose `idiag_rqueue` is at 56 and
-    /// `idiag_wqueue` at 60.
-    const RQUEUE_AT: usize = 16 + 56;
-    const WQUEUE_AT: usize = 16 + 60;
+    /// `TCP_CLOSE` (include/net/tcp_states.h): reset, or closed.
+    const TCP_CLOSE: u8 = 7;
 
-    /// `socket`'s queues.
-    pub(super) fn queues(socket: &SockRef<'_>) -> Option<Queues> {
-        let local = socket.local_addr().ok()?.as_socket()?;
-        let peer = socket.peer_addr().ok()?.as_socket()?;
-        let netlink = Socket::new(
-            Domain::from(AF_NETLINK),
-            Type::DGRAM,
-            Some(Protocol::from(NETLINK_SOCK_DIAG)),
-        )
-        .ok()?;
-        // The kernel answers while it takes the request: the reply is there when `send`
-        // returns. Not waiting for it all the same, should it not be.
-        netlink.set_nonblocking(true).ok()?;
-        if netlink.send(&request(local, peer)).ok()? != REQUEST_LEN {
+    /// `socket`'s `TCP_INFO`; `None` if the call fails or the kernel's `tcp_info` stops short
+    /// of the fields read (before Linux 4.6).
+    pub(super) fn read(socket: &impl AsFd) -> Option<TcpInfo> {
+        let mut bytes = [0u8; size_of::<tcp_info>()];
+        let mut len = bytes.len() as libc::socklen_t;
+        // SAFETY: `bytes` is writable for `len` bytes, and the kernel writes at most `len` bytes
+        // there and the length it wrote to `len`; both live across the call. Any bytes are a
+        // valid `[u8]`, and the fields are read from them below as plain integers.
+        #[allow(unsafe_code)]
+        let status = unsafe {
+            libc::getsockopt(
+                socket.as_fd().as_raw_fd(),
+                libc::SOL_TCP,
+                libc::TCP_INFO,
+                bytes.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let written = &bytes[..usize::try_from(len).ok()?.min(bytes.len())];
+        if status != 0 || written.len() < offset_of!(tcp_info, tcpi_notsent_bytes) + 4 {
             return None;
         }
-        let mut reply = [0; 512];
-        let len = (&netlink).read(&mut reply).ok()?;
-        let kind = u16::from_ne_bytes([reply[4], reply[5]]);
-        if len < WQUEUE_AT + 4 || kind != SOCK_DIAG_BY_FAMILY {
-            return None; // an error reply: no such socket (any more)
-        }
-        let field = |at: usize| reply[at..at + 4].try_into().map(u32::from_ne_bytes);
-        Some(Queues {
-            unread: u64::from(field(RQUEUE_AT).ok()?),
-            unacknowledged: u64::from(field(WQUEUE_AT).ok()?),
+        let at = |offset: usize, n: usize| &written[offset..offset + n];
+        Some(TcpInfo {
+            up: written[offset_of!(tcp_info, tcpi_state)] != TCP_CLOSE,
+            bytes_acked: u64::from_ne_bytes(
+                at(offset_of!(tcp_info, tcpi_bytes_acked), 8)
+                    .try_into()
+                    .ok()?,
+            ),
+            in_flight: u32::from_ne_bytes(
+                at(offset_of!(tcp_info, tcpi_unacked), 4).try_into().ok()?,
+            ),
+            unsent: u32::from_ne_bytes(
+                at(offset_of!(tcp_info, tcpi_notsent_bytes), 4)
+                    .try_into()
+                    .ok()?,
+            ),
         })
-    }
-
-    /// A request for the one TCP socket from `local` to `peer` (any state, no extensions, no
-    /// cookie: the lookup is by addresses).
-    fn request(local: SocketAddr, peer: SocketAddr) -> Vec<u8> {
-        let mut out = Vec::with_capacity(REQUEST_LEN);
-        out.extend_from_slice(&(REQUEST_LEN as u32).to_ne_bytes()); // nlmsg_len
-        out.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes()); // nlmsg_type
-        out.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes()); // nlmsg_flags
-        out.extend_from_slice(&[0; 8]); // nlmsg_seq, nlmsg_pid
-        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
-        out.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]); // family, protocol, ext, pad
-        out.extend_from_slice(&u32::MAX.to_ne_bytes()); // idiag_states: any
-        out.extend_from_slice(&local.port().to_be_bytes()); // idiag_sport
-        out.extend_from_slice(&peer.port().to_be_bytes()); // idiag_dport
-        for addr in [local, peer] {
-            let mut bytes = [0; 16]; // idiag_src, idiag_dst
-            match addr {
-                SocketAddr::V4(v4) => bytes[..4].copy_from_slice(&v4.ip().octets()),
-                SocketAddr::V6(v6) => bytes = v6.ip().octets(),
-            }
-            out.extend_from_slice(&bytes);
-        }
-        out.extend_from_slice(&0u32.to_ne_bytes()); // idiag_if: any
-        out.extend_from_slice(&[0xff; 8]); // idiag_cookie: INET_DIAG_NOCOOKIE
-        out
     }
 }
 
 /// See the Linux version: never known here.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-mod diag {
-    pub(super) fn queues(_socket: &socket2::SockRef<'_>) -> Option<super::Queues> {
+#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+mod tcp_info {
+    pub(super) fn read(_socket: &socket2::Socket) -> Option<super::TcpInfo> {
         None
     }
 }

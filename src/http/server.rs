@@ -1430,7 +1430,7 @@ mod tests {
             sockets
                 .clone()
                 .into_iter()
-                .any(|socket| crate::unsent::unacknowledged(socket) != Some(0))
+                .any(|socket| !crate::unsent::all_acknowledged(socket))
         };
         while pending() {
             assert!(
