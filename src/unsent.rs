@@ -4,11 +4,10 @@
 //! already counted) loses nothing.
 //!
 //! RFC 9112 §9.6 asks a server to keep reading after its half-close until the client closes,
-//! or until its TCP stack has the client's acknowledgement of its last answer. Linux tells the
-//! unsent and unacknowledged bytes of a socket by `ioctl(SIOCOUTQ)`, which only `unsafe` code
-//! can call (the crate has none: `unsafe_code = "forbid"`). So, safely: `TCP_NOTSENT_LOWAT` of
-//! one byte (`socket2`) makes the socket report writable only once nothing written to it is
-//! unsent, and a `poll(2)` of it without waiting (`rustix`) reads that. A `poll` that finds
+//! or until its TCP stack has the client's acknowledgement of its last answer. An event loop
+//! can wait for the first part only: `TCP_NOTSENT_LOWAT` of one byte (`socket2`) makes the
+//! socket report writable only once nothing written to it is unsent, and a `poll(2)` of it
+//! without waiting (`rustix`) reads that. A `poll` that finds
 //! bytes unsent also arms the kernel's wake-up (`SOCK_NOSPACE`): the socket's next writable
 //! event (an edge for epoll) comes once the last byte has left. Its acknowledgement is not
 //! seen: the linger goes on for a moment after the last byte left (each server's short linger),
@@ -17,7 +16,8 @@
 //! Linux and Android only (where `socket2` sets the option); elsewhere [`watch`] says it cannot,
 //! and the servers linger as before: their short linger from the half-close on.
 //!
-//! Both calls are made only for a connection the server closes, never per request.
+//! Both calls are made only for a connection the server closes, never per request. What the
+//! peer acknowledged is read ([`deliverable`]) only to count a closed connection's answers.
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use std::os::fd::AsFd;
