@@ -33,6 +33,7 @@
 const MARKS: usize = 16;
 /// How many marks before the head a connection keeps, however close (invariant 3).
 const RECENT: usize = 8;
+static_assertions::const_assert!(RECENT.is_power_of_two());
 /// The least output between two settled marks.
 pub(crate) const SPACING: u64 = 256 * 1024;
 
@@ -49,7 +50,7 @@ struct Mark {
 pub(crate) struct Delivery {
     /// The newest mark.
     head: Mark,
-    /// The marks before it, a ring; `recent_next` is the oldest (the next one replaced).
+    /// The marks before it, a ring; `recent_next % RECENT` is the oldest (the next replaced).
     recent: [Mark; RECENT],
     recent_next: usize,
     /// A mark at or past this offset is settled: [`SPACING`] past the last one settled.
@@ -75,8 +76,9 @@ impl Delivery {
             self.head
         );
         if self.head.answers != answers {
-            self.recent[self.recent_next] = self.head;
-            self.recent_next = (self.recent_next + 1) % RECENT;
+            // Masked, not checked: `RECENT` is a power of two.
+            self.recent[self.recent_next % RECENT] = self.head;
+            self.recent_next = self.recent_next.wrapping_add(1);
             self.head = Mark { offset, answers };
             if offset >= self.settle_at {
                 self.settle();
