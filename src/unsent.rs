@@ -111,7 +111,7 @@ where
 {
     let socket = socket2::SockRef::from(socket);
     match tcp_info::read(&*socket) {
-        Some(info) if info.up && unread(&*socket) == Some(0) => written,
+        Some(info) if info.up && unread(&socket) == Some(0) => written,
         Some(info) => written.min(info.bytes_acked),
         None => match socket.send_buffer_size() {
             Ok(size) => written.saturating_sub(2 * size as u64),
