@@ -120,6 +120,37 @@ where
     }
 }
 
+/// What became of the bytes written to a socket whose client closed its side first
+/// ([`acknowledged`]).
+#[cfg(feature = "server")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acknowledged {
+    /// The client's TCP acknowledged them all: it has them.
+    All,
+    /// Some are not acknowledged yet.
+    Pending,
+    /// The connection was reset: only what was acknowledged got there.
+    Reset,
+    /// Not known here (another system, an older kernel).
+    Unknown,
+}
+
+/// Whether the client's TCP acknowledged all `written` bytes written to `socket`, or reset
+/// the connection. One system call (`TCP_INFO`), made only for a connection whose client
+/// closed its side before its last answer was written.
+#[cfg(feature = "server")]
+pub(crate) fn acknowledged<'s, S>(socket: &'s S, written: u64) -> Acknowledged
+where
+    socket2::SockRef<'s>: From<&'s S>,
+{
+    match tcp_info::read(&*socket2::SockRef::from(socket)) {
+        None => Acknowledged::Unknown,
+        Some(info) if !info.up => Acknowledged::Reset,
+        Some(info) if info.bytes_acked >= written => Acknowledged::All,
+        Some(_) => Acknowledged::Pending,
+    }
+}
+
 /// Bytes received and not read yet.
 #[cfg(unix)]
 fn unread(socket: &socket2::Socket) -> Option<u64> {

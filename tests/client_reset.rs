@@ -6,11 +6,17 @@
 //! finds a reset socket, and the fallback counted every answer of a connection with small
 //! answers `undelivered` (100 of 100 here; `wrk -c1000`, which ends its run by resetting busy
 //! connections: 170,190 of 325,126 where wrk had read about 318,000).
+//!
+//! And a client that sends a request and closes (FIN, not a half-close it reads after) has
+//! that answer `undelivered`: it meets the client's reset. The mio loop, seeing the FIN before
+//! it wrote the answer, closed at once and counted it `served`; it now waits for the client's
+//! TCP to acknowledge or reset (`acknowledged_or_gone` in src/http/server.rs).
 #![cfg(all(feature = "server", feature = "hyper", target_os = "linux"))]
 
 mod util;
 
-use std::net::SocketAddr;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use reqguard::http::Limits;
@@ -63,4 +69,77 @@ fn hyper_answers_read_before_a_clients_reset_stay_served() {
     let report = server.stop();
     let stats = &report.stats;
     assert_read_answers_served(stats.served, stats.undelivered, &report.outcomes);
+}
+
+/// `ANSWERS` requests on one connection, each answer read whole, then one more request and a
+/// close at once: its answer comes to a closed socket, whose TCP resets the connection. Waits
+/// until the server's socket of it is gone from the kernel's table (the reset reached it).
+fn read_every_answer_then_close_after_a_request(addr: SocketAddr) {
+    let mut client = util::Client::connect(addr);
+    for _ in 0..ANSWERS {
+        let answer = client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let mut stream = client.stream().try_clone().unwrap();
+    let local = stream.local_addr().unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    drop((stream, client));
+    util::wait_until("the reset to reach the server's socket", || {
+        !tcp_socket_listed(addr, local)
+    });
+}
+
+/// Whether `/proc/net/tcp` lists a socket from `local` to `remote` (IPv4 loopback); a reset
+/// one is not listed.
+fn tcp_socket_listed(local: SocketAddr, remote: SocketAddr) -> bool {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("the servers listen on 127.0.0.1"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .any(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            fields.next() == Some(local.as_str()) && fields.next() == Some(remote.as_str())
+        })
+}
+
+/// The `ANSWERS` read are `served` (at most the last one not, as above), the one the reset met
+/// is not.
+fn assert_only_read_answers_served(served: u64, undelivered: u64, outcomes: &OutcomeCounts) {
+    let counted = (served, undelivered);
+    assert_eq!(served + undelivered, ANSWERS + 1, "{counted:?}");
+    assert!(
+        undelivered >= 1,
+        "{counted:?}: the last answer met the client's reset"
+    );
+    assert!(served >= ANSWERS - 1, "{counted:?}: read whole");
+    assert_eq!(outcomes.completed, ANSWERS + 1, "{outcomes:?}");
+}
+
+#[test]
+fn mio_an_answer_to_a_client_that_closed_first_is_undelivered() {
+    let running = util::demo_server(Limits::default());
+    read_every_answer_then_close_after_a_request(running.addr());
+    let report = running.stop().unwrap();
+    let stats = &report.stats;
+    assert_only_read_answers_served(stats.served, stats.undelivered, &report.outcomes);
+}
+
+#[test]
+fn hyper_an_answer_to_a_client_that_closed_first_is_undelivered() {
+    let server = HyperThread::spawn(|core| HyperServer::new(core, tokio_hyper::demo_routes()));
+    read_every_answer_then_close_after_a_request(server.addr);
+    let report = server.stop();
+    let stats = &report.stats;
+    assert_only_read_answers_served(stats.served, stats.undelivered, &report.outcomes);
 }

@@ -53,6 +53,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// socket and our FIN followed (or, where that is not seen, `src/unsent.rs`, after our FIN), so
 /// the client sees our last answer instead of a reset.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
+/// The first wait for the acknowledgement of answers written after the client closed its side
+/// ([`acknowledged_or_gone`]); each next one twice the last.
+const ACK_CHECK_FIRST: Duration = Duration::from_millis(1);
 /// The longest a connection we closed lingers in all, however slowly its client reads what the
 /// socket still holds: closing a socket whose client still sends resets the connection, and the
 /// reset drops what the socket had not sent yet (answers already counted `served`), so the
@@ -131,6 +134,10 @@ struct Socket<'r, H> {
     lingering: Option<Instant>,
     /// Lingering while the socket has not sent everything written to it (our FIN waits).
     unsent: bool,
+    /// Its client closed its side before its last answer was written, and the client's TCP
+    /// has not acknowledged it all yet: when to look again, and the step to the look after
+    /// ([`acknowledged_or_gone`]).
+    ack_check: Option<(Instant, Duration)>,
     /// Bytes read and dropped while lingering (at most [`LINGER_DISCARD`], then no more reads).
     discarded: u64,
     /// The earliest timer entry for this connection not yet fired.
@@ -184,6 +191,7 @@ impl<'r, H> Socket<'r, H> {
             eof: false,
             lingering: None,
             unsent: false,
+            ack_check: None,
             discarded: 0,
             scheduled: None,
             idle_covers_scheduled: false,
@@ -611,7 +619,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             .sockets
             .iter()
             // Not one whose socket has not sent its answers yet: closing it would lose them.
-            .filter(|(_, socket)| !socket.refused && !socket.unsent)
+            .filter(|(_, socket)| !socket.refused && !socket.unsent && socket.ack_check.is_none())
             .filter_map(|(key, socket)| socket.lingering.map(|until| (until, key)))
             .min();
         let Some((_, key)) = oldest else {
@@ -794,7 +802,7 @@ impl<'r, A: Accounting> Server<'r, A> {
                         // send rate over a window while answers wait: close (what waits is
                         // aborted). Closed with its client still sending (unread input), the
                         // socket resets the connection, and what it had not sent is dropped.
-                        if too_slow || socket.unsent {
+                        if too_slow || socket.unsent || socket.ack_check.is_some() {
                             count_undelivered(socket, &mut self.dispatcher.stats);
                         }
                         self.close(key);
@@ -859,7 +867,10 @@ impl<'r, A: Accounting> Server<'r, A> {
                 socket.http.next_deadline(&self.dispatcher),
                 socket.lingering,
             ),
-            socket.write_stalled.map(|since| later(since, stall_limit)),
+            earliest(
+                socket.write_stalled.map(|since| later(since, stall_limit)),
+                socket.ack_check.map(|(at, _)| at),
+            ),
         );
         if let Some(next) = next {
             if socket.scheduled.is_none_or(|s| next < s || s <= now) {
@@ -963,7 +974,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             } else if socket.lingering.is_none() {
                 self.force_closed += 1;
             }
-            if socket.lingering.is_none() || socket.unsent {
+            if socket.lingering.is_none() || socket.unsent || socket.ack_check.is_some() {
                 count_undelivered(&socket, &mut self.dispatcher.stats);
             }
             let dispatcher = &mut self.dispatcher;
@@ -1034,9 +1045,10 @@ fn handle_connection_event<'r, A: Accounting>(
     if let Some(owed) = socket.owed.take() {
         owed.count(&mut d.stats); // its answer is written whole
     }
-    // Done and the client already closed: nothing left to say.
+    // Done and the client already closed its side: nothing left to say, once it has what
+    // was written.
     if socket.eof {
-        return Ok(true);
+        return Ok(acknowledged_or_gone(socket, &mut d.stats, now));
     }
     // Done on our side: linger until the client closes, reading and dropping what it still
     // sends, while the socket sends what it holds, then our FIN, then briefly.
@@ -1068,6 +1080,45 @@ fn begin_linger<H>(socket: &mut Socket<'_, H>, now: Instant) {
     } else {
         let _ = socket.stream.shutdown(std::net::Shutdown::Write);
         socket.lingering = Some(later(now, CLOSE_LINGER));
+    }
+}
+
+/// Whether a connection whose client closed its side, every answer written, may close now. A
+/// client that closed rather than half-closed resets the connection when our answers reach
+/// it, so answers written after its FIN may never arrive: this waits for its TCP to
+/// acknowledge them all (the answers are delivered) or to reset (those it had not
+/// acknowledged are `undelivered`: [`count_undelivered`]), looking again 1 ms later, then 2,
+/// 4, ... (an acknowledgement brings no event; a reset does), at most [`CLOSE_LINGER`] in all
+/// (then, nothing unread and the connection up, what the socket holds goes on behind our FIN:
+/// delivered). At once where that cannot be known, or nothing was answered.
+#[cold]
+#[inline(never)]
+fn acknowledged_or_gone<H>(
+    socket: &mut Socket<'_, H>,
+    stats: &mut super::Stats,
+    now: Instant,
+) -> bool {
+    use crate::unsent::Acknowledged;
+    if socket.http.served() == 0 {
+        return true;
+    }
+    match crate::unsent::acknowledged(&socket.stream, socket.sent) {
+        Acknowledged::All | Acknowledged::Unknown => true,
+        Acknowledged::Reset => {
+            count_undelivered(socket, stats);
+            socket.ack_check = None; // counted: the close counts nothing more
+            true
+        }
+        Acknowledged::Pending => {
+            let until = later(now, CLOSE_LINGER);
+            let until = socket.lingering.map_or(until, |end| end.min(until));
+            socket.lingering = Some(until);
+            let step = socket
+                .ack_check
+                .map_or(ACK_CHECK_FIRST, |(_, step)| step * 2);
+            socket.ack_check = Some((later(now, step).min(until), step));
+            false
+        }
     }
 }
 
