@@ -16,7 +16,7 @@
 mod util;
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqguard::http::Limits;
@@ -72,8 +72,10 @@ fn hyper_answers_read_before_a_clients_reset_stay_served() {
 }
 
 /// `ANSWERS` requests on one connection, each answer read whole, then one more request and a
-/// close at once: its answer comes to a closed socket, whose TCP resets the connection. Waits
-/// until the server's socket of it is gone from the kernel's table (the reset reached it).
+/// close at once: its answer comes to a closed socket, whose TCP resets the connection. The
+/// last request is corked (`TCP_CORK`), so it leaves with the FIN, after the close: the answer
+/// cannot reach the socket before it is closed (which would acknowledge it). Waits until the
+/// server's socket of it is gone from the kernel's table (the reset reached it).
 fn read_every_answer_then_close_after_a_request(addr: SocketAddr) {
     let mut client = util::Client::connect(addr);
     for _ in 0..ANSWERS {
@@ -82,10 +84,10 @@ fn read_every_answer_then_close_after_a_request(addr: SocketAddr) {
     }
     let mut stream = client.stream().try_clone().unwrap();
     let local = stream.local_addr().unwrap();
+    socket2::SockRef::from(&stream).set_tcp_cork(true).unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
     drop((stream, client));
     util::wait_until("the reset to reach the server's socket", || {
         !tcp_socket_listed(addr, local)
