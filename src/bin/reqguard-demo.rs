@@ -33,16 +33,13 @@ use reqguard::http::{
 };
 use reqguard::{Config, DowngradePolicy};
 
-/// Kept-alive connections still open when the server stops (the PR's scenario).
-const LATE_CONNECTIONS: usize = 4;
-
 /// `--stack hyper`: the same story and `serve` on hyper (src/bin/demo/hyper_stack.rs).
 #[path = "demo/client.rs"]
 mod client;
 #[path = "demo/stack.rs"]
 mod stack;
 
-use client::{late_requests, Client, CLIENTS};
+use client::{late_requests, CLIENTS, LATE_CONNECTIONS};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -324,28 +321,9 @@ fn story() -> io::Result<bool> {
     // Load: client threads on kept-alive connections, for a bounded time and count.
     let rate = client::load(addr)?;
 
-    // A handler panics: 500, and the loop keeps serving.
-    let mut panicky = Client::connect(addr)?;
-    let status = panicky.request("GET /panic HTTP/1.1\r\nhost: x\r\n\r\n")?.0;
-    let after = panicky.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n")?.0;
-    println!("3. GET /panic answered {status}; the next request on the same connection {after}");
-    drop(panicky);
-
-    // Kept-alive connections that will still be open at stop, and one request in flight.
-    let mut late = Vec::new();
-    for _ in 0..LATE_CONNECTIONS {
-        let mut client = Client::connect(addr)?;
-        client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n")?;
-        late.push(client);
-    }
-    let mut in_flight = Client::connect(addr)?;
-    in_flight.send("GET /delay?ms=300 HTTP/1.1\r\nhost: x\r\n\r\n")?;
-    // Its bytes were sent before this probe connected, so once the probe is answered the loop
-    // has admitted the delayed request too.
-    Client::connect(addr)?.request("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
-    println!(
-        "4. {LATE_CONNECTIONS} kept-alive connections idle, 1 request in flight (GET /delay?ms=300)"
-    );
+    // A handler panics (500, and the loop keeps serving); kept-alive connections that will
+    // still be open at stop, and one request in flight.
+    let ((status, after), mut late, mut in_flight) = client::panic_then_connections_at_stop(addr)?;
 
     // Stop: the listener closes, the wrapper is downgraded and collected at once.
     let stop = running.stop_handle();

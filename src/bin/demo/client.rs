@@ -50,6 +50,42 @@ fn load_one(addr: SocketAddr, index: usize) -> io::Result<usize> {
     Ok(sent)
 }
 
+/// How many kept-alive connections the story leaves open at the stop (step 4: the PR's
+/// scenario).
+pub(crate) const LATE_CONNECTIONS: usize = 4;
+
+/// The story's steps 3 and 4 on either stack: a handler panics (`500`) and the next request on
+/// its connection is served; then [`LATE_CONNECTIONS`] kept-alive connections left idle and
+/// one request in flight (`GET /delay?ms=300`). Returns the two statuses of step 3, the idle
+/// connections and the one in flight.
+pub(crate) fn panic_then_connections_at_stop(
+    addr: SocketAddr,
+) -> io::Result<((u16, u16), Vec<Client>, Client)> {
+    let mut panicky = Client::connect(addr)?;
+    let status = panicky
+        .request("GET /panic HTTP/1.1\r\nhost: demo\r\n\r\n")?
+        .0;
+    let after = panicky.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?.0;
+    println!("3. GET /panic answered {status}; the next request on the same connection {after}");
+    drop(panicky);
+
+    let mut late = Vec::new();
+    for _ in 0..LATE_CONNECTIONS {
+        let mut client = Client::connect(addr)?;
+        client.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?;
+        late.push(client);
+    }
+    let mut in_flight = Client::connect(addr)?;
+    in_flight.send("GET /delay?ms=300 HTTP/1.1\r\nhost: demo\r\n\r\n")?;
+    // Its bytes were sent before this probe connected, so once the probe is answered the loop
+    // has admitted the delayed request too.
+    Client::connect(addr)?.request("GET / HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n")?;
+    println!(
+        "4. {LATE_CONNECTIONS} kept-alive connections idle, 1 request in flight (GET /delay?ms=300)"
+    );
+    Ok(((status, after), late, in_flight))
+}
+
 /// The story's step 6 on either stack: one request on each kept-alive connection after the
 /// stop (the PR's crash); prints the step, returns each answer as `"503 close"` and the like.
 pub(crate) fn late_requests(late: &mut [Client]) -> io::Result<Vec<String>> {

@@ -30,9 +30,9 @@ use reqguard::tokio_hyper::{
 };
 use reqguard::{Config, DowngradePolicy, ServerCore};
 
-use crate::client::{late_requests, load, Client, CLIENTS};
-
-const LATE_CONNECTIONS: usize = 4;
+use crate::client::{
+    late_requests, load, panic_then_connections_at_stop, CLIENTS, LATE_CONNECTIONS,
+};
 
 pub(crate) fn main(args: &[String]) -> io::Result<bool> {
     match args.first().map(String::as_str) {
@@ -238,24 +238,7 @@ fn story() -> io::Result<bool> {
     println!("1. server listening on {addr} (wrapper held strongly)");
 
     let rate = load(addr)?;
-    let mut panicky = Client::connect(addr)?;
-    let status = panicky
-        .request("GET /panic HTTP/1.1\r\nhost: demo\r\n\r\n")?
-        .0;
-    let after = panicky.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?.0;
-    println!("3. GET /panic answered {status}; the next request on the same connection {after}");
-    drop(panicky);
-
-    let mut late = Vec::new();
-    for _ in 0..LATE_CONNECTIONS {
-        let mut client = Client::connect(addr)?;
-        client.request("GET / HTTP/1.1\r\nhost: demo\r\n\r\n")?;
-        late.push(client);
-    }
-    let mut in_flight = Client::connect(addr)?;
-    in_flight.send("GET /delay?ms=300 HTTP/1.1\r\nhost: demo\r\n\r\n")?;
-    Client::connect(addr)?.request("GET / HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n")?;
-    println!("4. {LATE_CONNECTIONS} kept-alive connections idle, 1 request in flight (GET /delay?ms=300)");
+    let ((status, after), mut late, mut in_flight) = panic_then_connections_at_stop(addr)?;
 
     let stopping = Instant::now();
     let _ = stop_tx.send(());
