@@ -926,8 +926,8 @@ fn answers_a_reset_drops_after_the_close_step_are_undelivered_not_served() {
     let stats = &report.totals.stats;
     assert!(
         stats.served <= 1 && stats.undelivered >= 4,
-        "the four answers never read are undelivered (the first one may be counted so too: \
-         conservative after a reset): {report}"
+        "the four answers never read are undelivered (the first one too if the client's TCP had \
+         not acknowledged it at the reset: conservative): {report}"
     );
     assert_eq!(stats.served + stats.undelivered, 5, "{report}");
     assert_eq!(report.totals.outcomes.completed, 5, "{report}");

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """qa14_resets: how each stack counts the answers of a connection its client resets or closes
-(docs/server.md, "Undelivered answers": `served` only for answers that reached the client,
-conservative after a reset). Cases: a client that reads every answer and closes (FIN) or
+(docs/server.md, "Undelivered answers": `served` only for answers that reached the client:
+after a reset, those its TCP acknowledged, by `TCP_INFO`). Cases: a client that reads every answer and closes (FIN) or
 resets (SO_LINGER 0); one that leaves an answer unread and closes (the kernel resets); one
 that sends a request and closes before its answer; one that pipelines 64 KiB echoes and
 resets with some unread; one that pipelines four 60 KB echoes through a 4 KiB receive buffer,
