@@ -246,6 +246,10 @@ pub struct Server<'r, A: Accounting> {
     control: Arc<Control>,
     signals: Option<Signals>,
     accept_paused: bool,
+    /// A newcomer accepted at [`Limits::max_connections`] with no slot to free while
+    /// connections accepted just before it have not been read yet: it waits a turn
+    /// ([`Server::hold_newcomer`]).
+    held_newcomer: Option<TcpStream>,
     stop_deadline: Option<Instant>,
     /// Sockets in `sockets` that are refused connections delivering their `503`.
     refusing: usize,
@@ -326,6 +330,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             control,
             signals: None,
             accept_paused: false,
+            held_newcomer: None,
             stop_deadline: None,
             refusing: 0,
             deadline_hit: false,
@@ -494,11 +499,22 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     fn accept(&mut self, now: Instant) {
+        self.accept_from_backlog(now, true);
+    }
+
+    /// Takes the listener's backlog (see `accept`); a newcomer with no slot to free waits a
+    /// turn if `may_hold` (not at the close step, which takes the whole backlog).
+    pub(super) fn accept_from_backlog(&mut self, now: Instant, may_hold: bool) {
         if self.accept_paused {
             return;
         }
+        if let Some(stream) = self.held_newcomer.take() {
+            self.take_newcomer(stream, false, now);
+        }
         // An eviction made room and no `accept` has taken it yet: one per accepted connection.
         let mut made_room = false;
+        // Connections this call registered: none of them is read yet.
+        let mut unread = false;
         loop {
             let Some(listener) = &self.listener else {
                 return;
@@ -506,16 +522,9 @@ impl<'r, A: Accounting> Server<'r, A> {
             match listener.accept() {
                 Ok((stream, _peer)) => {
                     made_room = false;
-                    let open = self.sockets.len() - self.refusing;
-                    if open >= self.dispatcher.limits.get_max_connections()
-                        && !self.close_oldest_lingering()
-                        && !self.evict_oldest(now, true)
-                    {
-                        self.refuse_connection(stream, now);
-                        continue;
-                    }
-                    if self.register(stream, Connection::new(now), false, now) {
-                        self.dispatcher.stats.connections += 1;
+                    unread |= self.take_newcomer(stream, may_hold && unread, now);
+                    if self.held_newcomer.is_some() {
+                        return;
                     }
                 }
                 // The backlog is empty.
@@ -546,6 +555,47 @@ impl<'r, A: Accounting> Server<'r, A> {
                 }
             }
         }
+    }
+
+    /// An accepted connection: registered, at `max_connections` once a slot is freed (a
+    /// lingering connection closed, or the oldest idle or slow one evicted), else refused `503`,
+    /// or, if `may_hold`, held for the next turn ([`Server::hold_newcomer`]). True if
+    /// registered.
+    fn take_newcomer(&mut self, stream: TcpStream, may_hold: bool, now: Instant) -> bool {
+        let open = self.sockets.len() - self.refusing;
+        if open >= self.dispatcher.limits.get_max_connections()
+            && !self.close_oldest_lingering()
+            && !self.evict_oldest(now, true)
+        {
+            if may_hold {
+                self.hold_newcomer(stream, now);
+            } else {
+                self.refuse_connection(stream, now);
+            }
+            return false;
+        }
+        let registered = self.register(stream, Connection::new(now), false, now);
+        if registered {
+            self.dispatcher.stats.connections += 1;
+        }
+        registered
+    }
+
+    /// No slot to free for `stream`, but the connections accepted just before it are not read
+    /// yet: their first events come with the next poll. Clients that connect and go at once
+    /// (TCP health checks, port scans, clients that gave up) wait in the backlog with their FIN
+    /// or reset behind them, and their slots are free once read; refusing the newcomer now
+    /// answered `503` to live clients behind a burst of them (`probe_client_v15::
+    /// clients_gone_in_the_backlog_do_not_lock_a_newcomer_out_on_either_stack`). So it waits,
+    /// and accepting stops, until the next turn ([`ACCEPT_TIMER`], due then: the poll does not
+    /// wait), after those events; then it is refused only if still no slot can be freed.
+    #[cold]
+    #[inline(never)]
+    fn hold_newcomer(&mut self, stream: TcpStream, now: Instant) {
+        self.held_newcomer = Some(stream);
+        // Past this turn's `now`: it fires in the next turn, not in this one's timers.
+        self.timers
+            .schedule(now + Duration::from_nanos(1), ACCEPT_TIMER);
     }
 
     /// Registers an accepted stream and adds it to the loop; false if it could not be (the

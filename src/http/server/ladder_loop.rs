@@ -261,7 +261,7 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// read what has arrived, answer every connection still open and silent `503` +
     /// `connection: close`.
     fn enter_close(&mut self, now: Instant, buf: &mut [u8]) {
-        self.accept(now);
+        self.accept_from_backlog(now, false);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
