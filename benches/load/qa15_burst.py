@@ -5,8 +5,9 @@ alone or beside clients that make one request per connection and read its answer
 both stacks; prints what the readers got and the counts of the exit JSON. At 1,024 slots the
 readers must get no `503` (QA client15-1: before, 215 of 4,800 on mio), and every count must
 add up (outcomes = served + undelivered + aborted, leaked 0).
-usage: BIN=target/release/reqguard-demo qa15_burst.py [KINDS [THREADS [PER_THREAD]]]
-  KINDS: comma-separated of close, rst, req-rst, req-close, half-req, req-read (close,req-read)"""
+usage: BIN=target/release/reqguard-demo qa15_burst.py [KINDS [THREADS [PER_THREAD [SLOTS]]]]
+  KINDS: comma-separated of close, rst, req-rst, req-close, half-req, req-read (close,req-read);
+  SLOTS: serve's --max-connections (1024); few slots (16) make every turn's order count."""
 import os
 import socket
 import sys
@@ -51,8 +52,9 @@ def main():
     kinds = (sys.argv[1] if len(sys.argv) > 1 else "close,req-read").split(",")
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 24
     per_thread = int(sys.argv[3]) if len(sys.argv) > 3 else 400
+    slots = sys.argv[4] if len(sys.argv) > 4 else "1024"
     for stack in ("mio", "hyper"):
-        proc, addr = start(stack)
+        proc, addr = start(stack, extra=["--max-connections", slots])
         answers = []
         workers = [threading.Thread(target=client, args=(addr, k, per_thread, answers))
                    for k in kinds for _ in range(max(1, threads // len(kinds)))]

@@ -247,9 +247,13 @@ pub struct Server<'r, A: Accounting> {
     signals: Option<Signals>,
     accept_paused: bool,
     /// A newcomer accepted at [`Limits::max_connections`] with no slot to free while
-    /// connections accepted just before it have not been read yet: it waits a turn
+    /// connections accepted just before it may not have been read yet: it waits a turn
     /// ([`Server::hold_newcomer`]).
     held_newcomer: Option<TcpStream>,
+    /// Turns of the loop so far, and the turn a newcomer was last registered in: its first
+    /// events come with the next poll, maybe behind the listener's in that turn.
+    turns: u64,
+    registered_turn: u64,
     stop_deadline: Option<Instant>,
     /// Sockets in `sockets` that are refused connections delivering their `503`.
     refusing: usize,
@@ -331,6 +335,8 @@ impl<'r, A: Accounting> Server<'r, A> {
             signals: None,
             accept_paused: false,
             held_newcomer: None,
+            turns: 0,
+            registered_turn: 0,
             stop_deadline: None,
             refusing: 0,
             deadline_hit: false,
@@ -433,6 +439,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         let polled = self.poll.poll(events, timeout);
         let now = Instant::now();
         self.clock = now;
+        self.turns += 1;
         if let Err(err) = polled {
             // A signal interrupted the wait; the signal pipe reports it as an event.
             if err.kind() == io::ErrorKind::Interrupted {
@@ -505,16 +512,13 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// Takes the listener's backlog (see `accept`); a newcomer with no slot to free waits a
     /// turn if `may_hold` (not at the close step, which takes the whole backlog).
     pub(super) fn accept_from_backlog(&mut self, now: Instant, may_hold: bool) {
-        if self.accept_paused {
+        // A newcomer held waits for its timer, after this turn's events: so does the backlog.
+        if self.accept_paused || (may_hold && self.held_newcomer.is_some()) {
             return;
         }
-        if let Some(stream) = self.held_newcomer.take() {
-            self.take_newcomer(stream, false, now);
-        }
+        self.take_held_newcomer(now);
         // An eviction made room and no `accept` has taken it yet: one per accepted connection.
         let mut made_room = false;
-        // Connections this call registered: none of them is read yet.
-        let mut unread = false;
         loop {
             let Some(listener) = &self.listener else {
                 return;
@@ -522,7 +526,9 @@ impl<'r, A: Accounting> Server<'r, A> {
             match listener.accept() {
                 Ok((stream, _peer)) => {
                     made_room = false;
-                    unread |= self.take_newcomer(stream, may_hold && unread, now);
+                    // A newcomer registered in this turn or the last may not be read yet.
+                    let unread = self.registered_turn + 1 >= self.turns;
+                    self.take_newcomer(stream, may_hold && unread, now);
                     if self.held_newcomer.is_some() {
                         return;
                     }
@@ -557,11 +563,18 @@ impl<'r, A: Accounting> Server<'r, A> {
         }
     }
 
+    /// The newcomer held for this turn, if any: registered, or refused if still no slot can
+    /// be freed.
+    fn take_held_newcomer(&mut self, now: Instant) {
+        if let Some(stream) = self.held_newcomer.take() {
+            self.take_newcomer(stream, false, now);
+        }
+    }
+
     /// An accepted connection: registered, at `max_connections` once a slot is freed (a
     /// lingering connection closed, or the oldest idle or slow one evicted), else refused `503`,
-    /// or, if `may_hold`, held for the next turn ([`Server::hold_newcomer`]). True if
-    /// registered.
-    fn take_newcomer(&mut self, stream: TcpStream, may_hold: bool, now: Instant) -> bool {
+    /// or, if `may_hold`, held for the next turn ([`Server::hold_newcomer`]).
+    fn take_newcomer(&mut self, stream: TcpStream, may_hold: bool, now: Instant) {
         let open = self.sockets.len() - self.refusing;
         if open >= self.dispatcher.limits.get_max_connections()
             && !self.close_oldest_lingering()
@@ -572,23 +585,24 @@ impl<'r, A: Accounting> Server<'r, A> {
             } else {
                 self.refuse_connection(stream, now);
             }
-            return false;
+            return;
         }
-        let registered = self.register(stream, Connection::new(now), false, now);
-        if registered {
+        if self.register(stream, Connection::new(now), false, now) {
             self.dispatcher.stats.connections += 1;
+            self.registered_turn = self.turns;
         }
-        registered
     }
 
-    /// No slot to free for `stream`, but the connections accepted just before it are not read
-    /// yet: their first events come with the next poll. Clients that connect and go at once
+    /// No slot to free for `stream`, but a connection was accepted in this turn or the last:
+    /// its first events come with the next poll, or later in this turn than the listener's.
+    /// Clients that connect and go at once
     /// (TCP health checks, port scans, clients that gave up) wait in the backlog with their FIN
     /// or reset behind them, and their slots are free once read; refusing the newcomer now
     /// answered `503` to live clients behind a burst of them (`probe_client_v15::
     /// clients_gone_in_the_backlog_do_not_lock_a_newcomer_out_on_either_stack`). So it waits,
-    /// and accepting stops, until the next turn ([`ACCEPT_TIMER`], due then: the poll does not
-    /// wait), after those events; then it is refused only if still no slot can be freed.
+    /// and accepting stops (a listener's event in the next turn may come before those events),
+    /// until the next turn's timers ([`ACCEPT_TIMER`], due then: the poll does not wait), after
+    /// those events; then it is refused only if still no slot can be freed.
     #[cold]
     #[inline(never)]
     fn hold_newcomer(&mut self, stream: TcpStream, now: Instant) {
@@ -825,6 +839,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             match key {
                 ACCEPT_TIMER => {
                     self.accept_paused = false;
+                    self.take_held_newcomer(now);
                     self.accept(now);
                 }
                 STOP_TIMER => {} // `poll_stop` checks the deadline on every turn.
