@@ -564,10 +564,14 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// The newcomer held for this turn, if any: registered, or refused if still no slot can
-    /// be freed.
+    /// be freed or the listener closed meanwhile (a stop: nothing new is registered then).
     fn take_held_newcomer(&mut self, now: Instant) {
         if let Some(stream) = self.held_newcomer.take() {
-            self.take_newcomer(stream, false, now);
+            if self.listener.is_some() {
+                self.take_newcomer(stream, false, now);
+            } else {
+                self.refuse_connection(stream, now);
+            }
         }
     }
 
