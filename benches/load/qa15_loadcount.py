@@ -6,12 +6,12 @@ aborted, leaked 0. wrk counts the answers it read; ab and h2load the requests th
 usage: BIN=target/release/reqguard-demo qa15_loadcount.py [CASE...]
   cases: wrk-ka wrk-close ab ab-k h2 h2-m8 (all by default); wrk, ab (apache2-utils) and h2load
   (nghttp2-client) must be installed.
-Round 15 (2026-12-01): wrk's keep-alive run read 180,277 answers from mio, whose JSON said
-served 109,889 / undelivered 70,413; 198,138 from hyper, served 3,097 / undelivered 195,104.
-wrk resets its connections at the end with a request in flight; a socket its peer reset has
-no peer address, so `sock_diag` cannot find it and `unsent::deliverable` falls back to
-`written - 2 * SO_SNDBUF`, 0 for a connection that wrote less than that: every answer it ever
-made counted lost. (The lead's TCP_INFO rewrite of src/unsent.rs addresses this.)"""
+Round 15 (2026-12-01), before main 01c4eac: wrk's keep-alive run read 180,277 answers from
+mio, whose JSON said served 109,889 / undelivered 70,413; 198,138 from hyper, served 3,097 /
+undelivered 195,104 (wrk resets its busy connections at the end, and `sock_diag` no longer
+found a reset socket: the count fell back to `written - 2 * SO_SNDBUF`). After 01c4eac (the
+lead's TCP_INFO count) every case's served equals what the tool read on both stacks (wrk-ka
+mio 418,455 read, served 418,455, undelivered 31)."""
 import os
 import re
 import subprocess
