@@ -103,7 +103,7 @@ pub(crate) fn hung_up<S>(_socket: &S) -> bool {
 /// rest by `TCP_INFO` ([`tcp_info`]: the connection's state and the bytes its peer
 /// acknowledged, kept after a reset). Two system calls, made only when a connection is closed
 /// with answers maybe undelivered. Where `TCP_INFO` cannot be read (another system, a kernel
-/// before 4.1), conservatively `written` less twice the socket's send buffer (more than its
+/// before 4.6), conservatively `written` less twice the socket's send buffer (more than its
 /// send queue holds), or none if that is not known either.
 pub(crate) fn deliverable<'s, S>(socket: &'s S, written: u64) -> u64
 where
