@@ -53,22 +53,40 @@ fn assert_read_answers_served(served: u64, undelivered: u64, outcomes: &OutcomeC
     assert_eq!(outcomes.total(), ANSWERS, "{outcomes:?}");
 }
 
+/// `client` against the mio demo server, then its stop: `served`, `undelivered`, outcomes.
+fn on_mio(client: fn(SocketAddr)) -> (u64, u64, OutcomeCounts) {
+    let running = util::demo_server(Limits::default());
+    client(running.addr());
+    let report = running.stop().unwrap();
+    (
+        report.stats.served,
+        report.stats.undelivered,
+        report.outcomes,
+    )
+}
+
+/// The same on the hyper demo server.
+fn on_hyper(client: fn(SocketAddr)) -> (u64, u64, OutcomeCounts) {
+    let server = HyperThread::spawn(|core| HyperServer::new(core, tokio_hyper::demo_routes()));
+    client(server.addr);
+    let report = server.stop();
+    (
+        report.stats.served,
+        report.stats.undelivered,
+        report.outcomes,
+    )
+}
+
 #[test]
 fn mio_answers_read_before_a_clients_reset_stay_served() {
-    let running = util::demo_server(Limits::default());
-    read_every_answer_then_reset(running.addr());
-    let report = running.stop().unwrap();
-    let stats = &report.stats;
-    assert_read_answers_served(stats.served, stats.undelivered, &report.outcomes);
+    let (served, undelivered, outcomes) = on_mio(read_every_answer_then_reset);
+    assert_read_answers_served(served, undelivered, &outcomes);
 }
 
 #[test]
 fn hyper_answers_read_before_a_clients_reset_stay_served() {
-    let server = HyperThread::spawn(|core| HyperServer::new(core, tokio_hyper::demo_routes()));
-    read_every_answer_then_reset(server.addr);
-    let report = server.stop();
-    let stats = &report.stats;
-    assert_read_answers_served(stats.served, stats.undelivered, &report.outcomes);
+    let (served, undelivered, outcomes) = on_hyper(read_every_answer_then_reset);
+    assert_read_answers_served(served, undelivered, &outcomes);
 }
 
 /// `ANSWERS` requests on one connection, each answer read whole, then one more request and a
@@ -130,18 +148,12 @@ fn assert_only_read_answers_served(served: u64, undelivered: u64, outcomes: &Out
 
 #[test]
 fn mio_an_answer_to_a_client_that_closed_first_is_undelivered() {
-    let running = util::demo_server(Limits::default());
-    read_every_answer_then_close_after_a_request(running.addr());
-    let report = running.stop().unwrap();
-    let stats = &report.stats;
-    assert_only_read_answers_served(stats.served, stats.undelivered, &report.outcomes);
+    let (served, undelivered, outcomes) = on_mio(read_every_answer_then_close_after_a_request);
+    assert_only_read_answers_served(served, undelivered, &outcomes);
 }
 
 #[test]
 fn hyper_an_answer_to_a_client_that_closed_first_is_undelivered() {
-    let server = HyperThread::spawn(|core| HyperServer::new(core, tokio_hyper::demo_routes()));
-    read_every_answer_then_close_after_a_request(server.addr);
-    let report = server.stop();
-    let stats = &report.stats;
-    assert_only_read_answers_served(stats.served, stats.undelivered, &report.outcomes);
+    let (served, undelivered, outcomes) = on_hyper(read_every_answer_then_close_after_a_request);
+    assert_only_read_answers_served(served, undelivered, &outcomes);
 }
