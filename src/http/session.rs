@@ -171,7 +171,8 @@ impl<'r, A: Accounting> Session<'r, A> {
 
     /// The client disconnects: waiting requests are aborted and their guards released, and
     /// the answers it had not taken are counted [`undelivered`](Stats::undelivered), no longer
-    /// `served`, as a socket's server counts those a close drops.
+    /// `served`, as a socket's server counts those a close drops. They are dropped with the
+    /// connection: [`take_output`](Session::take_output) has nothing more to give.
     pub fn disconnect(&mut self) {
         let untaken = self.connection.served().saturating_sub(self.served_taken);
         self.served_taken = self.connection.served();
@@ -180,6 +181,10 @@ impl<'r, A: Accounting> Session<'r, A> {
         stats.undelivered += untaken;
         self.connection
             .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
+        // Counted undelivered, so never handed to the client after all (a later `take_output`
+        // gave them: counted lost, yet read).
+        let unsent = self.connection.pending_output().len();
+        self.connection.consume_output(unsent);
         self.poll_drain();
     }
 
