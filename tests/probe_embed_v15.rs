@@ -158,16 +158,85 @@ mod hyper_embed {
     use super::*;
     use bytes::Bytes;
     use http_body_util::Full;
+    use reqguard::http::Limits;
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Options};
+    use util::bounded;
     use util::hyper_thread::HyperThread;
 
-    /// A drain timeout of zero (legal: `Options::drain_timeout`) with nothing out when the
-    /// stop comes: the drain completes at once, so the report says no deadline was hit and has
-    /// no deadline report (`HyperReport::drain_deadline_hit`: "the drain deadline passed with
-    /// requests out"), on every run though the drain's end and its deadline are both ready.
-    /// (No bug found.)
+    /// How long a probe waits for a call that hangs on a broken build.
+    const HANG: Duration = Duration::from_secs(20);
+
+    /// A kept-alive `GET /`.
+    const GET: &str = "GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    /// QA embed15-2. A handler that hands its bundle to a task of its own (a runtime whose
+    /// `Request` object outlives the handler: kept until its signal fires) and then fails,
+    /// by an `Err` or a panic: the client gets its `500`, counted `served`. The bundle lives on
+    /// until the drain deadline aborts it, so its request ends *deadline aborted*, and it was
+    /// counted in `HyperReport::aborted()` too ("admitted requests that got no answer"): one
+    /// request, `served` 1 and `aborted` 1. Now it is counted in `aborted_after_head` (its
+    /// answer was counted at its head, then its request ended aborted), which `aborted()`
+    /// leaves out. Before the fix: `served` 1, `aborted()` 1, *deadline aborted* 1.
     #[test]
-    fn a_zero_drain_timeout_with_nothing_out_hits_no_deadline() {
+    fn a_failing_handler_whose_bundle_lives_on_is_counted_once() {
+        use reqguard::tokio_hyper::Reply;
+        quiet::quiet_panics();
+        for panics in [false, true] {
+            let server = HyperThread::spawn(move |core| {
+                let fails = move |_this, _request, bundle: Bundle| {
+                    tokio::task::spawn_local(async move {
+                        bundle.aborted().await;
+                        drop(bundle);
+                    });
+                    async move {
+                        if panics {
+                            panic!("a handler that gave its bundle away panics");
+                        }
+                        Err::<Reply<Full<Bytes>>, HandlerError>("failed".into())
+                    }
+                };
+                HyperServer::new(core, fails)
+                    .options(Options::default().drain_timeout(Duration::from_millis(100)))
+            });
+            assert_eq!(util::get(server.addr, "/").status, 500, "panics {panics}");
+            let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+            let (stats, outcomes) = (&report.stats, &report.outcomes);
+            assert_eq!(
+                stats.served + stats.undelivered + report.aborted(),
+                outcomes.total(),
+                "panics {panics}: one request counted twice\n{report}"
+            );
+            assert_eq!(
+                (
+                    stats.served,
+                    stats.aborted_after_head,
+                    report.aborted(),
+                    outcomes.deadline_aborted,
+                    outcomes.total(),
+                    report.leaked
+                ),
+                (1, 1, 0, 1, 1, 0),
+                "panics {panics}\n{report}"
+            );
+            let failed = if panics { stats.panics } else { stats.failed };
+            assert_eq!(failed, 1, "panics {panics}\n{report}");
+        }
+    }
+
+    /// QA embed15-3. A drain timeout of zero (legal on both stacks) and an idle kept-alive
+    /// connection at the stop, nothing out: the mio server says `drain_deadline_hit: false`
+    /// ("the drain deadline passed with requests in flight"), the hyper adapter said `true`
+    /// (`HyperReport::drain_deadline_hit`: "passed with requests out"): its deadline came
+    /// before hyper's graceful shutdown had closed the idle connection, and the flag said only
+    /// whether a deadline report was made. Before the fix: `true` on every run.
+    #[test]
+    fn a_deadline_with_only_an_idle_connection_open_is_not_hit_on_either_stack() {
+        let mio = util::demo_server(Limits::default().drain_timeout(Duration::ZERO));
+        let mut idle = util::Client::connect(mio.addr());
+        assert_eq!(idle.request(GET).status, 200);
+        let report = mio.stop().expect("the mio server's report");
+        assert!(idle.is_closed_by_server());
+        assert!(!report.drain_deadline_hit, "mio: {report}");
         for round in 0..4 {
             let server = HyperThread::spawn(|core| {
                 let hello = |_this, _request, bundle: Bundle| async move {
@@ -177,11 +246,18 @@ mod hyper_embed {
                 HyperServer::new(core, hello)
                     .options(Options::default().drain_timeout(Duration::ZERO))
             });
-            assert_eq!(util::get(server.addr, "/").status, 200);
+            let mut idle = util::Client::connect(server.addr);
+            assert_eq!(idle.request(GET).status, 200);
             let report = server.stop();
+            assert!(idle.is_closed_by_server());
             assert!(!report.drain_deadline_hit, "round {round}: {report}");
-            assert!(report.deadline.is_none(), "round {round}: {report}");
-            assert_eq!(report.stats.served, 1, "round {round}: {report}");
+            assert!(!report.to_json().contains("\"drain_deadline_hit\":true"));
+            let o = report.outcomes;
+            assert_eq!(
+                (report.stats.served, o.completed, o.total()),
+                (1, 1, 1),
+                "{report}"
+            );
         }
     }
 }

@@ -33,7 +33,9 @@ pub struct HyperReport {
     /// Whether the force signal (a second SIGTERM), not the deadline, ended the drain early.
     pub forced: bool,
     /// Whether the drain deadline passed with requests out (`deadline` is its report and
-    /// `forced` is false): the exit JSON's `drain_deadline_hit`. A group's totals say whether
+    /// `forced` is false): the exit JSON's `drain_deadline_hit`. A deadline that found only
+    /// connections still open (an idle one hyper had not closed yet), no request out, has a
+    /// report in `deadline` and is not hit, as on the mio server. A group's totals say whether
     /// it was on any loop, as the mio `GroupReport`'s do (a loop whose deadline passed before
     /// another loop was forced).
     pub drain_deadline_hit: bool,

@@ -553,7 +553,7 @@ fn report<E: Engine, C: Recycle, H, S>(
         leaked: ledger.total_outstanding(),
         leaks: ledger.report(),
         drain_time: stopped.drain_time,
-        drain_deadline_hit: stopped.deadline.is_some() && !stopped.forced,
+        drain_deadline_hit: stopped.deadline_hit,
         deadline: stopped.deadline,
         forced: stopped.forced,
         force_closed: stopped.force_closed,
@@ -861,6 +861,8 @@ struct Stopped {
     deadline: Option<DrainReport>,
     /// Whether the force signal ended the drain.
     forced: bool,
+    /// Whether the drain deadline passed with requests out (not only connections open).
+    deadline_hit: bool,
     /// Connections closed by the server at the end.
     force_closed: u64,
     /// From stop to the last ticket released and the last connection closed, if both happened.
@@ -893,6 +895,7 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             () = self.both_done() => Stopped {
                 deadline: None,
                 forced: false,
+                deadline_hit: false,
                 force_closed: 0,
                 drain_time: Some(stopped_at.elapsed()),
             },
@@ -922,9 +925,12 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             // Whatever the force-close did not end (nothing, normally) is aborted now.
             let mut found = self.drain.escalate();
             found.aborted_signals += ended.force_closed as usize;
-            return self.stopped(stopped_at, found, true, force_closed);
+            return self.stopped(stopped_at, found, (true, false), force_closed);
         }
         self.steps.record(StepKind::Abort, ledger, self.connections);
+        // Hit only with requests out: connections still closing (an idle one hyper's graceful
+        // shutdown has not closed yet, a close linger) are not requests, as on mio.
+        let requests_out = !self.drain.is_complete();
         let found = match self.drain.poll_deadline(Instant::now()) {
             DrainStatus::Expired(report) => report,
             _ => self.drain.report(),
@@ -939,7 +945,7 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         self.steps.record(StepKind::Force, ledger, self.connections);
         let force_closed = self.force_close().await;
         self.steps.set_ended(before, ledger.outcomes());
-        self.stopped(stopped_at, found, false, force_closed)
+        self.stopped(stopped_at, found, (false, requests_out), force_closed)
     }
 
     /// Closes every connection still open (their tasks are aborted); returns how many.
@@ -958,13 +964,14 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         &self,
         stopped_at: Instant,
         found: DrainReport,
-        forced: bool,
+        (forced, deadline_hit): (bool, bool),
         force_closed: u64,
     ) -> Stopped {
         let done = self.drain.is_complete() && self.connections.len() == 0;
         Stopped {
             deadline: Some(found),
             forced,
+            deadline_hit,
             force_closed,
             drain_time: done.then(|| stopped_at.elapsed()),
         }

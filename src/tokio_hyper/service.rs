@@ -301,13 +301,7 @@ where
         .unwrap_or(Poll::Ready(Err(Failure::Panic)));
         let mut response = match ready!(polled) {
             Ok(response) => response,
-            Err(failure) => {
-                match failure {
-                    Failure::Error => tally.bump(|s| &mut s.failed),
-                    Failure::Panic => tally.bump(|s| &mut s.panics),
-                }
-                status_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
-            }
+            Err(failure) => failed(failure, signal, tally),
         };
         if unsendable(*this.body_rule, response.status()) {
             internal_error_keeping_bundle(&mut response, tally);
@@ -361,6 +355,36 @@ where
         }
         Poll::Ready(Ok(response))
     }
+}
+
+/// A handler that returned `Err` or panicked: counted, and answered `500`, which is counted
+/// `served` as its request's answer. Its bundle normally ended with the handler (*dropped*);
+/// one the handler gave to a task of its own lives on, and if that request then ends aborted
+/// (the drain deadline, a force-close), it is counted in `aborted_after_head` as an answer
+/// counted at its head whose request then ended so, not a second time in
+/// `HyperReport::aborted` (QA embed15-2). A listener on the failure path only (none when the
+/// signal already fired: a bundle dropped inside the handler).
+#[cold]
+#[inline(never)]
+fn failed<B: hyper::body::Body, C: Recycle>(
+    failure: Failure,
+    signal: &AbortSignal,
+    tally: &Rc<Tally>,
+) -> Response<GuardedBody<B, C>> {
+    match failure {
+        Failure::Error => tally.bump(|s| &mut s.failed),
+        Failure::Panic => tally.bump(|s| &mut s.panics),
+    }
+    let tally = Rc::clone(tally);
+    signal.on_abort(move |reason| {
+        if matches!(
+            reason,
+            AbortReason::ClientDisconnected | AbortReason::DrainDeadline | AbortReason::ForceClosed
+        ) {
+            tally.bump(|s| &mut s.aborted_after_head);
+        }
+    });
+    status_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
 }
 
 /// The answer of the adapter's own (`Fixed`), closing while the server is unready or stopped.

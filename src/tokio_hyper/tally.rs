@@ -57,7 +57,8 @@ pub struct HyperStats {
     /// Of `served` and `rejected` (and `undelivered`): answers counted at their head whose
     /// request then ended *client gone*, *deadline aborted* or *force closed* (its body cut
     /// short by the client's going or the stop's force-close, or the drain deadline aborted
-    /// it while its body was written). Their outcome is the abort's, and
+    /// it while its body was written; or the `500` of a handler that failed after giving its
+    /// bundle to a task of its own, whose request the drain deadline then aborted). Their outcome is the abort's, and
     /// [`HyperReport::aborted`](super::HyperReport::aborted) does not count them: they were
     /// counted at their head, and each request is counted once.
     pub aborted_after_head: u64,
