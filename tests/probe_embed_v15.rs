@@ -79,7 +79,8 @@ mod session {
     /// each of eight orders of taking the output, stopping early and moving the clock, over
     /// pipelined, deferred, panicking, chunked and `Content-Length` requests, under limits a
     /// server refuses or that cut every request (the drain deadline at once, no pipeline, no
-    /// output room), then a stop, its deadline and a disconnect. (No bug found; the
+    /// output room), with the default pool and a pool of one that refuses, then a stop, its
+    /// deadline and a disconnect. (No bug found; the
     /// extremes' probe in `probe_embed_v10` checks that none panics, not the counts.)
     #[test]
     fn a_session_counts_each_admitted_request_once_whatever_the_order_and_limits() {
@@ -117,12 +118,22 @@ mod session {
             b"GET /later HTTP/1.1\r\nhost: x\r\n\r\nGET /panic HTTP/1.1\r\nhost: x\r\n\r\n",
             b"GET / HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n",
         ];
-        let mut admitted = 0;
-        for (case, limits) in &cases {
+        // A pool of one that refuses: a request behind a deferred one is refused `503` (never
+        // admitted, no outcome) and closes the connection.
+        let one = Config::default()
+            .with_pool_capacity(1)
+            .unwrap()
+            .with_exhaustion(reqguard::Exhaustion::Refuse);
+        let (mut admitted, mut refused) = (0, 0);
+        let configs = [Config::default(), one];
+        for ((case, limits), config) in cases
+            .iter()
+            .flat_map(|case| configs.iter().map(move |config| (case, config)))
+        {
             for order in 0..8u32 {
                 let (stop_early, take, short_steps) =
                     (order & 1 != 0, order & 2 != 0, order & 4 != 0);
-                let accounting = Guarded::embedded("server", Config::default());
+                let accounting = Guarded::embedded("server", config.clone());
                 let mut session = Session::new(&router, accounting, *limits);
                 for (i, bytes) in wire.iter().enumerate() {
                     if stop_early && i == 3 {
@@ -143,14 +154,16 @@ mod session {
                 assert_eq!(
                     s.served + s.undelivered + s.aborted,
                     outcomes.total(),
-                    "{case}, order {order}: {}",
+                    "{case}, {config:?}, order {order}: {}",
                     books(&session)
                 );
                 admitted += outcomes.total();
+                refused += s.refused;
                 session.ledger().unwrap().assert_quiescent();
             }
         }
         assert!(admitted > 100, "the orders admitted requests: {admitted}");
+        assert!(refused > 0, "the pool of one refused requests: {refused}");
     }
 }
 

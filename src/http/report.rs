@@ -50,7 +50,8 @@ impl ServerReport {
         self.stats.served
     }
 
-    /// The drain time in milliseconds (0 when it never started).
+    /// The drain time in milliseconds: 0 when it never started, and when it never completed
+    /// (`drain_time` is `None`: a guard leaked), as the exit JSON's `drain_ms` says it.
     pub fn drain_ms(&self) -> f64 {
         self.drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
     }
