@@ -6,6 +6,10 @@
 //! the others pin a documented behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
+#[path = "util/child.rs"]
+mod child;
+#[path = "util/drops.rs"]
+mod drops;
 #[path = "util/handlers.rs"]
 mod handlers;
 #[path = "util/quiet.rs"]
@@ -275,5 +279,57 @@ mod hyper_embed {
                 );
             }
         }
+    }
+
+    const CHILD: &str = "REQGUARD_PROBE_V15_CHILD";
+
+    /// A scope provider of the embedder's (what an engine that needs one passes), holding a
+    /// value whose `Drop` panics.
+    struct Scope(#[allow(dead_code)] drops::PanicsOnDrop);
+
+    impl reqguard::tokio_hyper::EnterScope<reqguard::engines::Embedded<&'static str>> for Scope {
+        fn enter<R>(&self, f: impl FnOnce(&mut ()) -> R) -> R {
+            f(&mut ())
+        }
+    }
+
+    /// `tokio_hyper::run` that cannot bind its address (`# Errors`: "binding the address")
+    /// with a handler and a scope whose captures' `Drop` panics: it returns its error, the
+    /// server dropped unserved, each value caught, as `serve` drops them (QA embed14b-3), and
+    /// the process lives on. Before the fix the handler's panic escaped `run`, and the
+    /// scope's, while the first unwound, aborted the process.
+    #[test]
+    fn run_that_cannot_bind_returns_its_error_whatever_its_handler_and_scope_drop() {
+        if !child::is_child(CHILD) {
+            child::assert_passes_in_child(
+                CHILD,
+                "hyper_embed::run_that_cannot_bind_returns_its_error_whatever_its_handler_and_scope_drop",
+            );
+            return;
+        }
+        quiet::quiet_panics();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let heap = reqguard::engines::Heap::new();
+        let core =
+            reqguard::ServerCore::embedded(heap.alloc("server"), reqguard::Config::default());
+        let kept = drops::PanicsOnDrop;
+        let handler = move |_this, _request, bundle: Bundle| {
+            let _kept = &kept;
+            async move {
+                let body = Full::new(Bytes::from_static(b"hello"));
+                Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+            }
+        };
+        let server = HyperServer::with_scope(core, handler, Scope(drops::PanicsOnDrop));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reqguard::tokio_hyper::run(server, addr, |_| {}, std::future::pending())
+        }));
+        let Ok(result) = ran else {
+            std::mem::forget(ran); // the escaped payload: not dropped here
+            panic!("a drop's panic escaped run");
+        };
+        let error = result.expect_err("bound a port already taken");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
     }
 }

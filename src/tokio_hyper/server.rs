@@ -237,8 +237,20 @@ impl Drop for Hooks {
 }
 
 /// Holds a value of the embedder's (`serve`'s handler and scope) whose `Drop` may panic: it is
-/// dropped caught, whether `serve` returns or its future is dropped mid-way.
+/// dropped caught, whether `serve` returns or its future is dropped mid-way, or the server is
+/// dropped unserved (`run` that cannot bind its address).
 struct DropCaught<T>(Option<T>);
+
+impl<T> DropCaught<T> {
+    fn new(value: T) -> Self {
+        DropCaught(Some(value))
+    }
+
+    /// The value, to be held (and dropped caught) elsewhere.
+    fn into_inner(mut self) -> T {
+        self.0.take().expect("dropped only once")
+    }
+}
 
 impl<T> std::ops::Deref for DropCaught<T> {
     type Target = T;
@@ -261,8 +273,9 @@ impl<T> Drop for DropCaught<T> {
 /// See the [module docs](super) for the request path and the drain.
 pub struct HyperServer<E: Engine, C: Recycle, H, S = NoScope> {
     core: ServerCore<E, C>,
-    handler: H,
-    scope: S,
+    // The embedder's: dropped caught if the server is dropped unserved.
+    handler: DropCaught<H>,
+    scope: DropCaught<S>,
     options: Options,
     after_stop: Hooks,
     after_drain: Hooks,
@@ -291,8 +304,8 @@ where
     pub fn with_scope(core: ServerCore<E, C>, handler: H, scope: S) -> Self {
         HyperServer {
             core,
-            handler,
-            scope,
+            handler: DropCaught::new(handler),
+            scope: DropCaught::new(scope),
             options: Options::default(),
             after_stop: Hooks::default(),
             after_drain: Hooks::default(),
@@ -422,14 +435,14 @@ where
         let health_checks = options.health_checks;
         // The handler and the scope are the embedder's: a `Drop` of theirs that panics must
         // not lose the report, nor escape a drop of this future.
-        let shared = DropCaught(Some(Rc::new(Shared {
+        let shared = DropCaught::new(Rc::new(Shared {
             core,
-            handler,
-            scope,
+            handler: handler.into_inner(),
+            scope: scope.into_inner(),
             tally,
             health_checks,
             max_head: options.max_head,
-        })));
+        }));
         let connections = Rc::new(Connections::default());
         let abandoned = Abandoned {
             shared: &shared,
