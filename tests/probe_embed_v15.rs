@@ -137,7 +137,7 @@ mod session {
             for order in 0..8u32 {
                 let (stop_early, take, short_steps) =
                     (order & 1 != 0, order & 2 != 0, order & 4 != 0);
-                let accounting = Guarded::embedded("server", config.clone());
+                let accounting = Guarded::embedded("server", *config);
                 let mut session = Session::new(&router, accounting, *limits);
                 for (i, bytes) in wire.iter().enumerate() {
                     if stop_early && i == 3 {
