@@ -171,6 +171,51 @@ mod session {
     }
 }
 
+mod mio_embed {
+    use super::*;
+    use reqguard::http::{demo_routes, Guarded, Router, Routes, ServerBuilder};
+    use reqguard::Config;
+
+    /// QA embed15-5. A mio server that cannot bind its address (`# Errors` of
+    /// `ServerBuilder::serve` and `spawn`: "if the server cannot bind") with an accounting of
+    /// the embedder's whose captures' `Drop` panics (a drain hook's): `serve` returned no
+    /// error, the panic escaped it, and `spawn`'s error was "the server thread panicked", not
+    /// the address in use; the loop drops its accounting caught when it ends (QA embed8-3),
+    /// not when it could not begin. Now both return `AddrInUse`.
+    #[test]
+    fn a_server_that_cannot_bind_returns_its_error_whatever_its_accounting_drops() {
+        quiet::quiet_panics();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let holding = |kept: drops::PanicsOnDrop| {
+            Guarded::embedded("server", Config::default()).after_drain(move || {
+                let _kept = &kept;
+            })
+        };
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let accounting = holding(drops::PanicsOnDrop);
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ServerBuilder::new()
+                .addr(addr)
+                .serve(&router, accounting, |_, _| {})
+        }));
+        let Ok(served) = served else {
+            std::mem::forget(served); // the escaped payload: not dropped here
+            panic!("a drop's panic escaped serve");
+        };
+        let error = served.expect_err("served a port already taken");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+        let spawned = ServerBuilder::new()
+            .addr(addr)
+            .spawn(move || holding(drops::PanicsOnDrop), demo_routes)
+            .map(drop);
+        let error = spawned.expect_err("spawned on a port already taken");
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+    }
+}
+
 mod hyper_embed {
     use super::*;
     use bytes::Bytes;

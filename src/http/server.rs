@@ -273,6 +273,15 @@ pub struct Server<'r, A: Accounting> {
     revisits: Vec<usize>,
 }
 
+/// A server that could not be made: its accounting (the embedder's: a `Drop` of what it
+/// captured may panic) is dropped caught, and `err` is what the caller gets, as the loop drops
+/// it caught when it ends (QA embed15-5).
+#[cold]
+fn unserved<A>(accounting: A, err: io::Error) -> io::Error {
+    call_caught(move || drop(accounting));
+    err
+}
+
 impl<'r, A: Accounting> Server<'r, A> {
     /// Binds `addr` and prepares the loop.
     ///
@@ -286,7 +295,10 @@ impl<'r, A: Accounting> Server<'r, A> {
         accounting: A,
         limits: Limits,
     ) -> io::Result<Self> {
-        Server::with_listener(TcpListener::bind(addr)?, router, accounting, limits)
+        match TcpListener::bind(addr) {
+            Ok(listener) => Server::with_listener(listener, router, accounting, limits),
+            Err(err) => Err(unserved(accounting, err)),
+        }
     }
 
     /// Serves on a listener bound elsewhere (a `SO_REUSEPORT` socket of a loop group); it is
@@ -302,7 +314,9 @@ impl<'r, A: Accounting> Server<'r, A> {
         accounting: A,
         limits: Limits,
     ) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
+        if let Err(err) = listener.set_nonblocking(true) {
+            return Err(unserved(accounting, err));
+        }
         Server::with_listener(TcpListener::from_std(listener), router, accounting, limits)
     }
 
@@ -312,20 +326,17 @@ impl<'r, A: Accounting> Server<'r, A> {
         accounting: A,
         limits: Limits,
     ) -> io::Result<Self> {
-        limits
-            .validate()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (poll, waker, local_addr) = match Self::prepare(&mut listener, &limits) {
+            Ok(prepared) => prepared,
+            Err(err) => return Err(unserved(accounting, err)),
+        };
         // A `Server` is not `Send`: its loop runs on this thread. A stop handle called here
         // before `run` (`ServerBuilder::serve`'s `ready`) must not wait for a loop that cannot
         // begin until it returns.
         let control = Arc::new(Control::new(waker));
         control.running_here();
         Ok(Server {
-            local_addr: listener.local_addr()?,
+            local_addr,
             poll,
             listener: Some(listener),
             sockets: Slab::new(),
@@ -346,6 +357,22 @@ impl<'r, A: Accounting> Server<'r, A> {
             ladder: None,
             revisits: Vec::new(),
         })
+    }
+
+    /// What can fail before the loop takes the accounting: the limits, the poll, the
+    /// listener's registration, its waker and address.
+    fn prepare(
+        listener: &mut TcpListener,
+        limits: &Limits,
+    ) -> io::Result<(Poll, Waker, SocketAddr)> {
+        limits
+            .validate()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok((poll, waker, listener.local_addr()?))
     }
 
     /// The address the server listens on.
