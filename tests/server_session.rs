@@ -92,6 +92,35 @@ fn answers_not_taken_at_disconnect_are_undelivered() {
     });
 }
 
+/// At the drain deadline a session's connection closes as a server's force-close does: the
+/// answers its client had not taken are lost, so they are counted `undelivered` and
+/// `take_output` has nothing more to give (QA embed15's open item: they stayed `served` and
+/// could still be taken, where `disconnect` already dropped them).
+#[test]
+fn answers_not_taken_at_the_drain_deadline_are_undelivered() {
+    let limits = Limits::default().drain_timeout(Duration::from_millis(10));
+    with_session(limits, Config::default(), |s| {
+        s.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert!(text(s.take_output()).ends_with("hello"));
+        s.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\nGET /delay?ms=1000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert!(!s.pending_output().is_empty());
+        s.stop();
+        assert_eq!((s.stats().served, s.stats().undelivered), (2, 0));
+        s.advance(Duration::from_millis(10));
+        let stats = s.stats();
+        assert_eq!((stats.served, stats.undelivered, stats.aborted), (1, 1, 1));
+        assert!(s.take_output().is_empty(), "dropped with the connection");
+        assert!(s.is_closed());
+        let outcomes = s.ledger().unwrap().outcomes();
+        let ended = (
+            outcomes.completed,
+            outcomes.deadline_aborted,
+            outcomes.total(),
+        );
+        assert_eq!(ended, (2, 1, 3));
+    });
+}
+
 #[test]
 fn a_slow_request_gets_408_and_an_idle_one_is_closed() {
     let limits = Limits::default()

@@ -110,6 +110,9 @@ impl<'r, A: Accounting> Session<'r, A> {
             StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } => {
                 self.connection
                     .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
+                // The connection closes, as a server's force-close at its deadline: what the
+                // client had not taken is lost.
+                self.drop_untaken();
                 // Every request has ended now: the drain completes (its hooks run).
                 let _ = self.dispatcher.poll_stop(now, self.dispatcher.in_flight);
                 self.drained = true;
@@ -174,18 +177,23 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// `served`, as a socket's server counts those a close drops. They are dropped with the
     /// connection: [`take_output`](Session::take_output) has nothing more to give.
     pub fn disconnect(&mut self) {
+        self.connection
+            .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
+        self.drop_untaken();
+        self.poll_drain();
+    }
+
+    /// The connection is gone with answers the client had not taken: they are counted
+    /// [`undelivered`](Stats::undelivered), no longer `served`, and dropped, so never handed
+    /// to the client after all (a later `take_output` gave them: counted lost, yet read).
+    fn drop_untaken(&mut self) {
         let untaken = self.connection.served().saturating_sub(self.served_taken);
         self.served_taken = self.connection.served();
         let stats = &mut self.dispatcher.stats;
         stats.served -= untaken;
         stats.undelivered += untaken;
-        self.connection
-            .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
-        // Counted undelivered, so never handed to the client after all (a later `take_output`
-        // gave them: counted lost, yet read).
         let unsent = self.connection.pending_output().len();
         self.connection.consume_output(unsent);
-        self.poll_drain();
     }
 
     /// Begins a graceful stop now, as a server's: later requests are refused `503` and close,
@@ -193,7 +201,9 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// (the accounting's drain hooks run, e.g. [`Guarded::embedded`]'s collection). What is
     /// still out at [`Limits::drain_timeout`] on the session's clock (checked by every call,
     /// [`advance`](Session::advance) moves it) ends as at a server's drain deadline: its
-    /// signal is aborted ([`AbortReason::DrainDeadline`]) and the connection closes.
+    /// signal is aborted ([`AbortReason::DrainDeadline`]) and the connection closes; answers
+    /// the client had not taken then are counted [`undelivered`](Stats::undelivered) and
+    /// dropped, as at [`disconnect`](Session::disconnect).
     ///
     /// [`Guarded::embedded`]: crate::http::Guarded::embedded
     pub fn stop(&mut self) {
