@@ -55,10 +55,13 @@ pub(crate) fn valid_authority(value: &[u8]) -> bool {
 }
 
 /// Whether every byte of `value` is a reg-name byte (no `%XX`): the common `Host`. Out of line
-/// on purpose: inlined into the header pass, its loop kept a store per byte.
+/// on purpose: inlined into the header pass, its loop kept a store per byte. No early exit: a
+/// `Host` is short and nearly always valid, and the loop without one unrolls.
 #[inline(never)]
 fn is_reg_name(value: &[u8]) -> bool {
-    value.iter().all(|&b| REG_NAME[usize::from(b)])
+    value
+        .iter()
+        .fold(true, |all, &b| all & REG_NAME[usize::from(b)])
 }
 
 /// `":" *DIGIT`, or nothing.
