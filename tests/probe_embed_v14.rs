@@ -5,9 +5,13 @@
 //! others pin a documented behaviour no other test pinned.
 #![cfg(feature = "server")]
 
+#[path = "util/handlers.rs"]
+mod handlers;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
+
+use handlers::CountingLater;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
-    demo_routes, Accounting, AccountingReport, Guarded, Handler, Ladder, Limits, LoopGroup, Reply,
-    Request, Response, Router, Routes, ScopeProvider, Session, StopStatus, Unaccounted,
+    demo_routes, Accounting, AccountingReport, Guarded, Ladder, Limits, LoopGroup, Router, Routes,
+    ScopeProvider, Session, StopStatus, Unaccounted,
 };
 use reqguard::{AbortSignal, Config, Ledger, Refusal, ServerCore};
 
@@ -149,23 +153,6 @@ fn an_admission_that_panics_after_taking_its_bundle_is_refused_and_its_outcome_d
     );
 }
 
-/// `GET /later`: answered 30 s later (a promise that resolves late), counting admissions.
-struct Later(Arc<AtomicUsize>);
-
-impl Handler for Later {
-    fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Reply::After {
-            delay: Duration::from_secs(30),
-            token: 0,
-        }
-    }
-
-    fn resume(&self, _: u64, res: &mut Response<'_>) {
-        res.write(b"late");
-    }
-}
-
 /// QA embed14-4. A mio loop group forced (`GroupStop::force`, the second SIGTERM) right after
 /// its stop, a request in flight and its drain deadline a minute away: the request ends
 /// *force closed* and the report must say `drain_deadline_hit: false` ("whether the drain
@@ -182,7 +169,11 @@ fn a_loop_group_forced_before_its_deadline_does_not_say_the_deadline_was_hit() {
         .spawn(
             |_| Guarded::embedded("server", Config::default()),
             move |router| {
-                router.route("GET", "/later", Later(Arc::clone(&seen)));
+                router.route(
+                    "GET",
+                    "/later",
+                    CountingLater(Duration::from_secs(30), Arc::clone(&seen)),
+                );
             },
         )
         .unwrap();

@@ -6,9 +6,13 @@
 //! so); the others pin a documented behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
+#[path = "util/handlers.rs"]
+mod handlers;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
+
+use handlers::CountingLater;
 
 use std::future::{pending, Future};
 use std::io::{Read, Write};
@@ -291,24 +295,7 @@ fn hyper_counts_only_stopped_refusals_in_refused_stopped() {
 /// (it counted so before the fix too; pinned so that the two stacks stay alike).
 #[test]
 fn mio_counts_only_stopped_refusals_in_refused_stopped() {
-    use reqguard::http::{Guarded, Handler, Ladder, LoopGroup, Reply, Request, Response};
-
-    /// `GET /`: answered an hour later (a promise that resolves late), counting admissions.
-    struct Later(Arc<AtomicUsize>);
-
-    impl Handler for Later {
-        fn handle(&self, _: &Request<'_>, _: &mut Response<'_>) -> Reply {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Reply::After {
-                delay: Duration::from_secs(3600),
-                token: 0,
-            }
-        }
-
-        fn resume(&self, _: u64, res: &mut Response<'_>) {
-            res.write(b"late");
-        }
-    }
+    use reqguard::http::{Guarded, Ladder, LoopGroup};
 
     let entered = Arc::new(AtomicUsize::new(0));
     let counts = Arc::clone(&entered);
@@ -328,7 +315,11 @@ fn mio_counts_only_stopped_refusals_in_refused_stopped() {
                     .after_stop(move || seen_stop.store(true, Ordering::SeqCst))
             },
             move |router| {
-                router.route("GET", "/", Later(Arc::clone(&counts)));
+                router.route(
+                    "GET",
+                    "/",
+                    CountingLater(Duration::from_secs(3600), Arc::clone(&counts)),
+                );
             },
         )
         .unwrap();

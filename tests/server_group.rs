@@ -836,24 +836,6 @@ mod descriptors {
     }
 }
 
-/// `(state, send queue, receive queue)` of the IPv4 TCP socket from `local` to `remote` (ports),
-/// as `/proc/net/tcp` tells them (`tx_queue`: written and not acknowledged; `rx_queue`:
-/// received and not read; state `0A` is a listener, whose remote port is 0).
-#[cfg(target_os = "linux")]
-fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if port(f[1]) != local || port(f[2]) != remote {
-            return None;
-        }
-        let (tx, rx) = f[4].split_once(':').unwrap();
-        let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
-        Some((u8::from_str_radix(f[3], 16).unwrap(), hex(tx), hex(rx)))
-    })
-}
-
 /// A connection idle at the ladder's close step gets its `503` and a fresh reading state; it
 /// kept no count of the answers it had already made, which may still be in its socket. When
 /// the client then reset the connection, the kernel dropped them, yet they stayed `served`
@@ -908,14 +890,14 @@ fn answers_a_reset_drops_after_the_close_step_are_undelivered_not_served() {
     let (server_port, client_port) = (addr.port(), client.local_addr().unwrap().port());
     // Every upload read and every answer in the sockets: the connection is idle.
     util::wait_until("four answers in the sockets", || {
-        let server = tcp_socket(server_port, client_port);
-        let client = tcp_socket(client_port, server_port);
+        let server = util::tcp_socket(server_port, client_port);
+        let client = util::tcp_socket(client_port, server_port);
         matches!((server, client), (Some((_, sent, 0)), Some((_, _, got))) if sent + got == 4 * answer_len)
     });
     sender.join().unwrap();
     running.stopper().stop();
     util::wait_until("the close step (the listener closed)", || {
-        tcp_socket(server_port, 0).is_none()
+        util::tcp_socket(server_port, 0).is_none()
     });
     socket2::SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))

@@ -188,3 +188,21 @@ pub fn demo_server(limits: reqguard::http::Limits) -> reqguard::http::Running {
         )
         .expect("spawn the server")
 }
+
+/// `(state, send queue, receive queue)` of the IPv4 TCP socket from `local` to `remote` (ports),
+/// as `/proc/net/tcp` tells them (`tx_queue`: written and not acknowledged; `rx_queue`:
+/// received and not read; state `0A` is a listener, whose remote port is 0).
+#[cfg(target_os = "linux")]
+pub fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if port(f[1]) != local || port(f[2]) != remote {
+            return None;
+        }
+        let (tx, rx) = f[4].split_once(':').unwrap();
+        let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
+        Some((u8::from_str_radix(f[3], 16).unwrap(), hex(tx), hex(rx)))
+    })
+}
