@@ -1,7 +1,8 @@
 //! The exit JSON's keys both HTTP stacks print first, written in one place so that a script
 //! reads either stack's line alike (`served`, `refused`, `aborted`, `leaked`, `drain_ms`, ...).
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
+use std::time::Duration;
 
 /// The counts every stack's exit JSON starts with, in their order.
 pub(crate) struct CommonCounts {
@@ -22,6 +23,42 @@ pub(crate) struct CommonCounts {
     pub(crate) drain_deadline_hit: bool,
     /// Answers a close dropped undelivered (`Stats::undelivered`, `HyperStats::undelivered`).
     pub(crate) undelivered: u64,
+}
+
+/// The [`CommonCounts`] of a stack's report (`http::ServerReport`, `tokio_hyper::HyperReport`),
+/// with `aborted` the stack's own (a count on mio, a sum of outcomes on hyper). Both stacks'
+/// stats are public types with public fields that keep these counts under the same names, so
+/// a macro lists them once where a function would need a trait of eleven getters.
+macro_rules! common_counts {
+    ($report:expr, aborted: $aborted:expr) => {{
+        let report = $report;
+        let s = &report.stats;
+        $crate::report_json::CommonCounts {
+            served: s.served,
+            refused: s.refused,
+            aborted: $aborted,
+            leaked: report.leaked,
+            drain_ms: report.drain_ms(),
+            rejected: s.rejected,
+            panics: s.panics,
+            refused_finalized: s.refused_finalized,
+            refused_stopped: s.refused_stopped,
+            connections: s.connections,
+            connections_refused: s.connections_refused,
+            connections_evicted: s.connections_evicted,
+            accept_backoffs: s.accept_backoffs,
+            force_closed: report.force_closed,
+            drain_deadline_hit: report.drain_deadline_hit,
+            undelivered: s.undelivered,
+        }
+    }};
+}
+pub(crate) use common_counts;
+
+/// A report's drain time in milliseconds: 0 when it never started or never completed (`None`:
+/// a guard leaked), as the exit JSON's `drain_ms` says it on both stacks.
+pub(crate) fn drain_ms(drain_time: Option<Duration>) -> f64 {
+    drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
 }
 
 impl CommonCounts {
@@ -53,5 +90,33 @@ impl CommonCounts {
             self.undelivered,
         );
         json
+    }
+
+    /// Both stacks' `Display` line for `refused`, with its two parts.
+    pub(crate) fn write_refused(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  refused    {:>8}   refused by admission, 503 ({} wrapper finalized, {} stopping; 500 if it panicked)",
+            self.refused, self.refused_finalized, self.refused_stopped
+        )
+    }
+
+    /// Both stacks' `Display` lines for `undelivered` and `leaked`, in that order.
+    pub(crate) fn write_undelivered_and_leaked(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  undelivered {:>7}   answers a close dropped unread (not in served)",
+            self.undelivered
+        )?;
+        writeln!(f, "  leaked     {:>8}   guards never released", self.leaked)
+    }
+
+    /// Both stacks' `Display` line for the connections, with no newline after it.
+    pub(crate) fn write_connections(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "  connections {:>7}   ({} over the limit, {} evicted, {} force-closed)",
+            self.connections, self.connections_refused, self.connections_evicted, self.force_closed
+        )
     }
 }

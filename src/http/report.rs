@@ -8,7 +8,7 @@ use super::ladder::StepRecord;
 use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 use crate::pool::PoolMetrics;
-use crate::report_json::CommonCounts;
+use crate::report_json::{self, common_counts, CommonCounts};
 
 /// What a server run did, returned by [`Server::run`](crate::http::Server::run).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl ServerReport {
     /// The drain time in milliseconds: 0 when it never started, and when it never completed
     /// (`drain_time` is `None`: a guard leaked), as the exit JSON's `drain_ms` says it.
     pub fn drain_ms(&self) -> f64 {
-        self.drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
+        report_json::drain_ms(self.drain_time)
     }
 
     /// One JSON line: `served`, `refused`, `aborted`, `leaked`, `drain_ms`, the rest (`undelivered`
@@ -70,32 +70,18 @@ impl ServerReport {
     /// assert!(json.starts_with("{\"served\":0,\"refused\":0,\"aborted\":0,\"leaked\":0,"));
     /// ```
     pub fn to_json(&self) -> String {
-        let s = &self.stats;
-        let common = CommonCounts {
-            served: s.served,
-            refused: s.refused,
-            aborted: s.aborted,
-            leaked: self.leaked,
-            drain_ms: self.drain_ms(),
-            rejected: s.rejected,
-            panics: s.panics,
-            refused_finalized: s.refused_finalized,
-            refused_stopped: s.refused_stopped,
-            connections: s.connections,
-            connections_refused: s.connections_refused,
-            connections_evicted: s.connections_evicted,
-            accept_backoffs: s.accept_backoffs,
-            force_closed: self.force_closed,
-            drain_deadline_hit: self.drain_deadline_hit,
-            undelivered: s.undelivered,
-        };
         format!(
             "{},\"buffered_high_water\":{},\"outcomes\":{}{}",
-            common.open_json(),
-            s.buffered_high_water,
+            self.common().open_json(),
+            self.stats.buffered_high_water,
             self.outcomes.to_json(),
             self.steps_json()
         )
+    }
+
+    /// The counts both stacks print first (`aborted` is the loop's own count).
+    fn common(&self) -> CommonCounts {
+        common_counts!(self, aborted: self.stats.aborted)
     }
 
     fn steps_json(&self) -> String {
@@ -114,17 +100,13 @@ pub(crate) fn steps_json(steps: &[StepRecord]) -> String {
 
 impl fmt::Display for ServerReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.stats;
+        let (s, common) = (&self.stats, self.common());
         writeln!(
             f,
             "  served     {:>8}   requests answered by a handler",
             s.served
         )?;
-        writeln!(
-            f,
-            "  refused    {:>8}   refused by admission, 503 ({} wrapper finalized, {} stopping; 500 if it panicked)",
-            s.refused, s.refused_finalized, s.refused_stopped
-        )?;
+        common.write_refused(f)?;
         writeln!(
             f,
             "  rejected   {:>8}   bad input (400/408/413/431)",
@@ -140,22 +122,13 @@ impl fmt::Display for ServerReport {
             "  aborted    {:>8}   in-flight requests whose signal was aborted",
             s.aborted
         )?;
-        writeln!(
-            f,
-            "  undelivered {:>7}   answers a close dropped unread (not in served)",
-            s.undelivered
-        )?;
-        writeln!(f, "  leaked     {:>8}   guards never released", self.leaked)?;
+        common.write_undelivered_and_leaked(f)?;
         writeln!(f, "  outcomes   {}", self.outcomes)?;
         match self.drain_time {
             Some(t) => writeln!(f, "  drain time {:>8.3} ms", t.as_secs_f64() * 1e3)?,
             None => writeln!(f, "  drain time        -")?,
         }
-        write!(
-            f,
-            "  connections {:>7}   ({} over the limit, {} evicted, {} force-closed)",
-            s.connections, s.connections_refused, s.connections_evicted, self.force_closed
-        )?;
+        common.write_connections(f)?;
         if !self.leaks.is_empty() {
             write!(f, "\n{}", self.leaks)?;
         }

@@ -7,7 +7,7 @@ use super::tally::HyperStats;
 use crate::admit::OutcomeCounts;
 use crate::ledger::LeakReport;
 use crate::pool::PoolMetrics;
-use crate::report_json::CommonCounts;
+use crate::report_json::{self, common_counts, CommonCounts};
 use crate::ticket::DrainReport;
 
 /// What a [`HyperServer`](super::HyperServer) run did, from
@@ -55,7 +55,7 @@ impl HyperReport {
     /// The drain time in milliseconds: 0 when it never started, and when it never completed
     /// (`drain_time` is `None`: a guard leaked), as the exit JSON's `drain_ms` says it.
     pub fn drain_ms(&self) -> f64 {
-        self.drain_time.map_or(0.0, |t| t.as_secs_f64() * 1e3)
+        report_json::drain_ms(self.drain_time)
     }
 
     /// Admitted requests that ended without their answer: the client went away, the drain
@@ -84,28 +84,10 @@ impl HyperReport {
     /// `drain_ms`, ...) and the outcome counts.
     pub fn to_json(&self) -> String {
         let s = &self.stats;
-        let common = CommonCounts {
-            served: s.served,
-            refused: s.refused,
-            aborted: self.aborted(),
-            leaked: self.leaked,
-            drain_ms: self.drain_ms(),
-            rejected: s.rejected,
-            panics: s.panics,
-            refused_finalized: s.refused_finalized,
-            refused_stopped: s.refused_stopped,
-            connections: s.connections,
-            connections_refused: s.connections_refused,
-            connections_evicted: s.connections_evicted,
-            accept_backoffs: s.accept_backoffs,
-            force_closed: self.force_closed,
-            drain_deadline_hit: self.drain_deadline_hit,
-            undelivered: s.undelivered,
-        };
         #[allow(unused_mut)] // without `server`: no steps to add
         let mut json = format!(
             "{},\"failed\":{},\"answered_after_abort\":{},\"aborted_after_head\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
-            common.open_json(),
+            self.common().open_json(),
             s.failed,
             s.answered_after_abort,
             s.aborted_after_head,
@@ -118,21 +100,22 @@ impl HyperReport {
         }
         json
     }
+
+    /// The counts both stacks print first (`aborted` as [`HyperReport::aborted`] sums it).
+    fn common(&self) -> CommonCounts {
+        common_counts!(self, aborted: self.aborted())
+    }
 }
 
 impl fmt::Display for HyperReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (s, o) = (&self.stats, &self.outcomes);
+        let (s, o, common) = (&self.stats, &self.outcomes, self.common());
         writeln!(
             f,
             "  served     {:>8}   requests answered by the handler (or 500)",
             s.served
         )?;
-        writeln!(
-            f,
-            "  refused    {:>8}   refused by admission, 503 ({} wrapper finalized, {} stopping; 500 if it panicked)",
-            s.refused, s.refused_finalized, s.refused_stopped
-        )?;
+        common.write_refused(f)?;
         writeln!(
             f,
             "  panics     {:>8}   panics caught: handlers and admissions (answered 500), handler drops",
@@ -163,12 +146,7 @@ impl fmt::Display for HyperReport {
             o.force_closed,
             o.dropped
         )?;
-        writeln!(
-            f,
-            "  undelivered {:>7}   answers a close dropped unread (not in served)",
-            s.undelivered
-        )?;
-        writeln!(f, "  leaked     {:>8}   guards never released", self.leaked)?;
+        common.write_undelivered_and_leaked(f)?;
         match self.drain_time {
             Some(t) => writeln!(
                 f,
@@ -177,11 +155,7 @@ impl fmt::Display for HyperReport {
             )?,
             None => writeln!(f, "  drain time        -")?,
         }
-        write!(
-            f,
-            "  connections {:>7}   ({} over the limit, {} evicted, {} force-closed)",
-            s.connections, s.connections_refused, s.connections_evicted, self.force_closed
-        )?;
+        common.write_connections(f)?;
         if let Some(deadline) = &self.deadline {
             write!(f, "\n  deadline: {deadline}")?;
         }
