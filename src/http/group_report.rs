@@ -26,23 +26,10 @@ pub struct GroupReport {
 
 impl GroupReport {
     pub(crate) fn merge(loops: Vec<ServerReport>) -> Self {
-        let mut totals = ServerReport {
-            stats: Stats::default(),
-            leaked: 0,
-            leaks: LeakReport::default(),
-            drain_time: None,
-            drain_deadline_hit: false,
-            force_closed: 0,
-            pool: None,
-            uptime: Duration::ZERO,
-            steps: Vec::new(),
-            outcomes: OutcomeCounts::default(),
-        };
-        for report in &loops {
-            add(&mut totals, report);
+        GroupReport {
+            totals: sum_loops(&loops),
+            loops,
         }
-        totals.drain_time = longest_drain(&totals.drain_time, loops.iter().map(|r| r.drain_time));
-        GroupReport { totals, loops }
     }
 
     /// Whether nothing leaked on any loop (what `serve`'s exit status says).
@@ -55,14 +42,121 @@ impl GroupReport {
     pub fn to_json(&self) -> String {
         json_with_loops(
             self.totals.to_json(),
-            self.loops.iter().map(|r| r.to_json()),
+            self.loops.iter().map(ServerReport::to_json),
         )
+    }
+}
+
+/// One loop's report as a group sums and prints it: what both stacks' group reports
+/// ([`GroupReport`], the hyper adapter's `HyperGroupReport`) share, so that the merge and the
+/// text are one piece of code for both.
+pub(crate) trait LoopReport: fmt::Display {
+    /// The sum's start: every count zero, no drain time, no steps.
+    fn zero() -> Self;
+    /// Adds `report` into this sum. Each stack's `add` names every field of its report, so a
+    /// field added to the report cannot be left out of the sum without a compile error.
+    fn add(&mut self, report: &Self);
+    /// The drain time: from stop to the last admitted request ending, `None` if it never did.
+    fn drain_time(&self) -> &Option<Duration>;
+    /// The drain time, to set the sum's.
+    fn drain_time_mut(&mut self) -> &mut Option<Duration>;
+    /// What the group's text prints after this loop's report (nothing unless a stack says).
+    fn write_loop_tail(&self, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
+    }
+}
+
+/// The group's totals: every loop's report added, and the drain time the longest of theirs
+/// (none if a loop's drain never completed).
+pub(crate) fn sum_loops<R: LoopReport>(loops: &[R]) -> R {
+    let mut totals = R::zero();
+    for report in loops {
+        totals.add(report);
+    }
+    let longest = longest_drain(totals.drain_time(), loops.iter().map(|r| *r.drain_time()));
+    *totals.drain_time_mut() = longest;
+    totals
+}
+
+/// The group's text: a heading, the totals, then each loop's report (and its tail).
+pub(crate) fn write_group<R: LoopReport>(
+    f: &mut fmt::Formatter<'_>,
+    totals: &R,
+    loops: &[R],
+) -> fmt::Result {
+    writeln!(f, "all {} loops", loops.len())?;
+    write!(f, "{totals}")?;
+    for (i, report) in loops.iter().enumerate() {
+        write!(f, "\nloop {i}\n{report}")?;
+        report.write_loop_tail(f)?;
+    }
+    Ok(())
+}
+
+impl LoopReport for ServerReport {
+    fn zero() -> Self {
+        ServerReport {
+            stats: Stats::default(),
+            leaked: 0,
+            leaks: LeakReport::default(),
+            drain_time: None,
+            drain_deadline_hit: false,
+            force_closed: 0,
+            pool: None,
+            uptime: Duration::ZERO,
+            steps: Vec::new(),
+            outcomes: OutcomeCounts::default(),
+        }
+    }
+
+    fn add(&mut self, report: &Self) {
+        let ServerReport {
+            stats,
+            leaked,
+            leaks,
+            drain_time,
+            drain_deadline_hit,
+            force_closed,
+            pool,
+            uptime,
+            steps: _, // per loop only
+            outcomes,
+        } = report;
+        add_stats(&mut self.stats, stats);
+        // An embedder's accounting reports these: absurd figures saturate, never overflow.
+        self.leaked = self.leaked.saturating_add(*leaked);
+        self.leaks = merge_leaks(&self.leaks, leaks);
+        self.drain_time = self.drain_time.max(*drain_time);
+        self.drain_deadline_hit |= drain_deadline_hit;
+        self.force_closed += force_closed;
+        self.pool = match (self.pool, pool) {
+            (Some(a), Some(b)) => Some(add_pool(a, b)),
+            (a, b) => a.or(*b),
+        };
+        self.uptime = self.uptime.max(*uptime);
+        self.outcomes += *outcomes;
+    }
+
+    fn drain_time(&self) -> &Option<Duration> {
+        &self.drain_time
+    }
+
+    fn drain_time_mut(&mut self) -> &mut Option<Duration> {
+        &mut self.drain_time
+    }
+
+    /// Each loop's stop steps (the totals have none).
+    fn write_loop_tail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for step in &self.steps {
+            write!(f, "\n  step {step}")?;
+        }
+        Ok(())
     }
 }
 
 /// A group's drain time: the longest of its loops' (`longest`), or none if a loop's drain
 /// never completed (a guard leaked there): the group's last ticket was never released.
-pub(crate) fn longest_drain(
+fn longest_drain(
     longest: &Option<Duration>,
     mut loops: impl Iterator<Item = Option<Duration>>,
 ) -> Option<Duration> {
@@ -86,36 +180,6 @@ pub(crate) fn json_with_loops(totals: String, loops: impl Iterator<Item = String
     }
     json.push_str("]}");
     json
-}
-
-/// Adds one loop's report into the totals. Every field is named, so a field added to the
-/// report cannot be left out of the sum without a compile error.
-fn add(totals: &mut ServerReport, report: &ServerReport) {
-    let ServerReport {
-        stats,
-        leaked,
-        leaks,
-        drain_time,
-        drain_deadline_hit,
-        force_closed,
-        pool,
-        uptime,
-        steps: _, // per loop only
-        outcomes,
-    } = report;
-    add_stats(&mut totals.stats, stats);
-    // An embedder's accounting reports these: absurd figures saturate, never overflow.
-    totals.leaked = totals.leaked.saturating_add(*leaked);
-    totals.leaks = merge_leaks(&totals.leaks, leaks);
-    totals.drain_time = totals.drain_time.max(*drain_time);
-    totals.drain_deadline_hit |= drain_deadline_hit;
-    totals.force_closed += force_closed;
-    totals.pool = match (totals.pool, pool) {
-        (Some(a), Some(b)) => Some(add_pool(a, b)),
-        (a, b) => a.or(*b),
-    };
-    totals.uptime = totals.uptime.max(*uptime);
-    totals.outcomes += *outcomes;
 }
 
 fn add_stats(total: &mut Stats, s: &Stats) {
@@ -194,14 +258,6 @@ pub(crate) fn merge_leaks(a: &LeakReport, b: &LeakReport) -> LeakReport {
 
 impl fmt::Display for GroupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "all {} loops", self.loops.len())?;
-        write!(f, "{}", self.totals)?;
-        for (i, report) in self.loops.iter().enumerate() {
-            write!(f, "\nloop {i}\n{report}")?;
-            for step in &report.steps {
-                write!(f, "\n  step {step}")?;
-            }
-        }
-        Ok(())
+        write_group(f, &self.totals, &self.loops)
     }
 }

@@ -71,7 +71,9 @@ pub use dispatch::{Dispatcher, Stats};
 pub use group::{GroupHandle, GroupStop, LoopGroup};
 pub use group_report::GroupReport;
 #[cfg(feature = "hyper")]
-pub(crate) use group_report::{add_pool, json_with_loops, longest_drain, merge_leaks};
+pub(crate) use group_report::{
+    add_pool, json_with_loops, merge_leaks, sum_loops, write_group, LoopReport,
+};
 pub use ladder::{ConnState, HandlerRequest, Ladder, Outstanding, StateCount, Step, StepRecord};
 pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
 #[cfg(feature = "hyper")]

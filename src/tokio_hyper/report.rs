@@ -188,26 +188,10 @@ pub struct HyperGroupReport {
 #[cfg(feature = "server")]
 impl HyperGroupReport {
     pub(crate) fn merge(loops: Vec<HyperReport>) -> Self {
-        let mut totals = HyperReport {
-            stats: HyperStats::default(),
-            outcomes: OutcomeCounts::default(),
-            leaked: 0,
-            leaks: LeakReport::default(),
-            drain_time: None,
-            deadline: None,
-            forced: false,
-            drain_deadline_hit: false,
-            force_closed: 0,
-            pool: PoolMetrics::default(),
-            uptime: Duration::ZERO,
-            steps: Vec::new(),
-        };
-        for report in &loops {
-            add(&mut totals, report);
+        HyperGroupReport {
+            totals: crate::http::sum_loops(&loops),
+            loops,
         }
-        totals.drain_time =
-            crate::http::longest_drain(&totals.drain_time, loops.iter().map(|r| r.drain_time));
-        HyperGroupReport { totals, loops }
     }
 
     /// Whether nothing leaked on any loop (what `serve`'s exit status says).
@@ -225,40 +209,66 @@ impl HyperGroupReport {
     }
 }
 
-/// Adds one loop's report into the totals; every field is named, so a new one cannot be left
-/// out of the sum without a compile error.
+/// A hyper loop's report in a group: summed and printed as the mio loops' are.
 #[cfg(feature = "server")]
-fn add(totals: &mut HyperReport, report: &HyperReport) {
-    let HyperReport {
-        stats,
-        outcomes,
-        leaked,
-        leaks,
-        drain_time,
-        deadline,
-        forced,
-        drain_deadline_hit,
-        force_closed,
-        pool,
-        uptime,
-        steps: _, // per loop only
-    } = report;
-    add_stats(&mut totals.stats, stats);
-    totals.outcomes += *outcomes;
-    totals.leaked += leaked;
-    totals.leaks = crate::http::merge_leaks(&totals.leaks, leaks);
-    totals.drain_time = totals.drain_time.max(*drain_time);
-    totals.deadline = match (totals.deadline.take(), deadline) {
-        (Some(a), Some(b)) => Some(add_deadline(a, b)),
-        (a, b) => a.or_else(|| b.clone()),
-    };
-    totals.forced |= forced;
-    // Not `deadline.is_some() && !forced` of the sums: a loop forced after another's
-    // deadline passed made `forced` true and hid that deadline.
-    totals.drain_deadline_hit |= drain_deadline_hit;
-    totals.force_closed += force_closed;
-    totals.pool = crate::http::add_pool(totals.pool, pool);
-    totals.uptime = totals.uptime.max(*uptime);
+impl crate::http::LoopReport for HyperReport {
+    fn zero() -> Self {
+        HyperReport {
+            stats: HyperStats::default(),
+            outcomes: OutcomeCounts::default(),
+            leaked: 0,
+            leaks: LeakReport::default(),
+            drain_time: None,
+            deadline: None,
+            forced: false,
+            drain_deadline_hit: false,
+            force_closed: 0,
+            pool: PoolMetrics::default(),
+            uptime: Duration::ZERO,
+            steps: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, report: &Self) {
+        let HyperReport {
+            stats,
+            outcomes,
+            leaked,
+            leaks,
+            drain_time,
+            deadline,
+            forced,
+            drain_deadline_hit,
+            force_closed,
+            pool,
+            uptime,
+            steps: _, // per loop only
+        } = report;
+        add_stats(&mut self.stats, stats);
+        self.outcomes += *outcomes;
+        self.leaked += leaked;
+        self.leaks = crate::http::merge_leaks(&self.leaks, leaks);
+        self.drain_time = self.drain_time.max(*drain_time);
+        self.deadline = match (self.deadline.take(), deadline) {
+            (Some(a), Some(b)) => Some(add_deadline(a, b)),
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        self.forced |= forced;
+        // Not `deadline.is_some() && !forced` of the sums: a loop forced after another's
+        // deadline passed made `forced` true and hid that deadline.
+        self.drain_deadline_hit |= drain_deadline_hit;
+        self.force_closed += force_closed;
+        self.pool = crate::http::add_pool(self.pool, pool);
+        self.uptime = self.uptime.max(*uptime);
+    }
+
+    fn drain_time(&self) -> &Option<Duration> {
+        &self.drain_time
+    }
+
+    fn drain_time_mut(&mut self) -> &mut Option<Duration> {
+        &mut self.drain_time
+    }
 }
 
 #[cfg(feature = "server")]
@@ -320,11 +330,6 @@ fn add_deadline(a: DrainReport, b: &DrainReport) -> DrainReport {
 #[cfg(feature = "server")]
 impl fmt::Display for HyperGroupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "all {} loops", self.loops.len())?;
-        write!(f, "{}", self.totals)?;
-        for (i, report) in self.loops.iter().enumerate() {
-            write!(f, "\nloop {i}\n{report}")?;
-        }
-        Ok(())
+        crate::http::write_group(f, &self.totals, &self.loops)
     }
 }
