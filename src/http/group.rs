@@ -26,7 +26,7 @@ use super::ladder::Ladder;
 use super::limits::Limits;
 use super::listener::{self, ListenMode, MAX_LOOPS};
 use super::report::ServerReport;
-use super::router::{Router, Routes};
+use super::router::{serve_with_routes, Router};
 use super::running::{is_current, StopHandle};
 use super::server::Server;
 use super::waits;
@@ -375,17 +375,17 @@ impl LoopStart {
                         ladder,
                         ready,
                     } = self;
-                    let store = Routes::new();
-                    let mut router = Router::new(&store);
-                    routes(&mut router);
-                    let server =
-                        Server::from_listener(listener, &router, accounting(index), limits)
-                            .map(|server| server.join_group(member, ladder));
-                    let ran = run_when_ready(server, ready, awaited);
-                    // The handlers, and the factories the last loop to end drops, are the
-                    // embedder's: a `Drop` that panics must not lose the loop's report.
-                    drop(router);
-                    drop_caught(store);
+                    let ran = serve_with_routes(
+                        |router| routes(router),
+                        |router| {
+                            let server =
+                                Server::from_listener(listener, router, accounting(index), limits)
+                                    .map(|server| server.join_group(member, ladder));
+                            run_when_ready(server, ready, awaited)
+                        },
+                    );
+                    // The factories, which the last loop to end drops, are the embedder's too:
+                    // a `Drop` that panics must not lose the loop's report.
                     drop_caught(routes);
                     drop_caught(accounting);
                     ran

@@ -12,7 +12,7 @@ use typed_arena::Arena;
 
 use super::parse::{FieldSlots, Framing, Head};
 use super::response::Response;
-use crate::callback::call_caught;
+use crate::callback::{call_caught, drop_caught};
 use crate::signal::AbortSignal;
 
 /// A parsed request as a handler sees it. Everything borrows the connection's buffers.
@@ -408,6 +408,23 @@ impl fmt::Debug for Routes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Routes({})", self.arena.len())
     }
+}
+
+/// Fills a router with `routes` on this thread (the handlers need not be `Send`), runs `serve`
+/// with it, then drops the router and the handlers, their `Drop` caught: the handlers are the
+/// embedder's, and one whose `Drop` panics must not lose the report `serve` made. How a
+/// spawned server's thread and each loop of a group serve.
+pub(crate) fn serve_with_routes<T>(
+    routes: impl FnOnce(&mut Router<'_>),
+    serve: impl FnOnce(&Router<'_>) -> T,
+) -> T {
+    let store = Routes::new();
+    let mut router = Router::new(&store);
+    routes(&mut router);
+    let served = serve(&router);
+    drop(router);
+    drop_caught(store);
+    served
 }
 
 /// A method of 1 to 8 bytes as one word: its bytes, little-endian, zero-padded; 0 for any

@@ -14,10 +14,10 @@ use mio::Waker;
 use super::accounting::Accounting;
 use super::limits::{Limits, MAX_TIMEOUT};
 use super::report::ServerReport;
-use super::router::{Router, Routes};
+use super::router::{serve_with_routes, Router};
 use super::server::Server;
 use super::waits;
-use crate::callback::{call_caught, panic_error, thread_caught};
+use crate::callback::{panic_error, thread_caught};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
@@ -274,23 +274,16 @@ impl ServerBuilder {
                 thread_caught(move || {
                     // The spawner waits below until `ready` (see `waits::Awaited`).
                     let mut awaited = Some(waits::awaited_by(spawner));
-                    let store = Routes::new();
-                    let mut router = Router::new(&store);
-                    routes(&mut router);
-                    let served = self
-                        .serve(&router, accounting(), |addr, stop| {
+                    serve_with_routes(routes, |router| {
+                        self.serve(router, accounting(), |addr, stop| {
                             // Before the send: once it is sent, the spawner waits no more.
                             drop(awaited.take());
                             let _ = ready.send(Ok((addr, stop)));
                         })
                         .inspect_err(|err| {
                             let _ = ready.send(Err(io::Error::new(err.kind(), err.to_string())));
-                        });
-                    // The handlers are the embedder's: one whose `Drop` panics must not lose
-                    // the report the loop has made.
-                    drop(router);
-                    call_caught(move || drop(store));
-                    served
+                        })
+                    })
                 })
             })?;
         match ready_rx.recv() {
