@@ -232,11 +232,7 @@ pub(crate) fn raise_open_file_limit() -> Option<(u64, u64)> {
 fn serve(args: &[String]) -> io::Result<bool> {
     let o = parse_serve(args)?;
     raise_open_file_limit();
-    let policy = if o.collect_on_stop {
-        DowngradePolicy::OnStop
-    } else {
-        DowngradePolicy::OnDrain
-    };
+    let policy = downgrade_policy(o.collect_on_stop);
     quiet_intended_panics(true);
     let group = LoopGroup::new()
         .addr(o.addr)
@@ -250,18 +246,13 @@ fn serve(args: &[String]) -> io::Result<bool> {
             },
             demo_routes,
         )?;
-    let stopper = group.stopper();
-    let unwatch = watch_signals(move |first| {
-        if first {
-            stopper.stop();
-        } else {
-            stopper.force();
-        }
-    })?;
-    println!("listening on {}", group.addr());
-    let report = group.wait();
-    unwatch();
-    let report = report?;
+    let (stop, force) = (group.stopper(), group.stopper());
+    let report = wait_watched(
+        group.addr(),
+        move || stop.stop(),
+        move || force.force(),
+        || group.wait(),
+    )?;
     println!("{}", report.to_json());
     for (index, loop_report) in report.loops.iter().enumerate() {
         if loop_report.leaked > 0 {
@@ -269,6 +260,32 @@ fn serve(args: &[String]) -> io::Result<bool> {
         }
     }
     Ok(report.is_clean())
+}
+
+/// The wrapper's downgrade for `--collect-on-stop` (both stacks): at stop, else when the drain
+/// completes.
+fn downgrade_policy(collect_on_stop: bool) -> DowngradePolicy {
+    if collect_on_stop {
+        DowngradePolicy::OnStop
+    } else {
+        DowngradePolicy::OnDrain
+    }
+}
+
+/// `serve` on both stacks: watches SIGINT and SIGTERM (the first calls `stop`, a later one
+/// `force`) before it prints `listening on`, so a signal right after that line stops the
+/// server rather than kill it; then waits for the report and removes the handlers.
+fn wait_watched<R>(
+    addr: SocketAddr,
+    stop: impl Fn() + Send + 'static,
+    force: impl Fn() + Send + 'static,
+    wait: impl FnOnce() -> io::Result<R>,
+) -> io::Result<R> {
+    let unwatch = watch_signals(move |first| if first { stop() } else { force() })?;
+    println!("listening on {addr}");
+    let report = wait();
+    unwatch();
+    report
 }
 
 /// Calls `on_signal(true)` at the first SIGTERM or SIGINT (start the group's ladder) and
@@ -352,27 +369,37 @@ fn story() -> io::Result<bool> {
         && delayed == 200
         && status == 500
         && after == 200;
-    println!(
-        "\n{}",
-        if ok {
-            "ok: every late request refused with 503, nothing leaked"
-        } else {
-            "FAILED: see above"
-        }
-    );
-    Ok(ok)
+    Ok(verdict(
+        ok,
+        "every late request refused with 503, nothing leaked",
+    ))
+}
+
+/// The story's last line on both stacks: `ok: ` and what held, or `FAILED`. Returns `ok`.
+fn verdict(ok: bool, held: &str) -> bool {
+    if ok {
+        println!("\nok: {held}");
+    } else {
+        println!("\nFAILED: see above");
+    }
+    ok
 }
 
 fn print_report(report: &ServerReport, rate: f64) {
-    println!("report");
-    println!("{report}");
-    println!("  req/s      {rate:>8.0}   over loopback, {CLIENTS} client threads");
+    print_report_and_rate(report, rate);
     if let Some(pool) = report.pool {
         println!(
             "  pool       {:>8}   contexts at most in use at once ({} spilled)",
             pool.high_water, pool.spills
         );
     }
+}
+
+/// The story's report on both stacks, and the load's rate under it.
+fn print_report_and_rate(report: &impl std::fmt::Display, rate: f64) {
+    println!("report");
+    println!("{report}");
+    println!("  req/s      {rate:>8.0}   over loopback, {CLIENTS} client threads");
 }
 
 /// The intended `GET /panic` prints one line (`serve`) or nothing (the story); any other

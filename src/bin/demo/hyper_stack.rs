@@ -25,14 +25,12 @@ use reqguard::engines::Embedded;
 use reqguard::engines::Heap;
 use reqguard::http::ListenMode;
 use reqguard::tokio_hyper::{
-    demo_routes, demo_routes_with, Handler, HyperGroup, HyperReport, HyperServer, Options,
-    ECHO_BODY_TIMEOUT, MAX_ECHO_BODY,
+    demo_routes, demo_routes_with, Handler, HyperGroup, HyperServer, Options, ECHO_BODY_TIMEOUT,
+    MAX_ECHO_BODY,
 };
-use reqguard::{Config, DowngradePolicy, ServerCore};
+use reqguard::{Config, ServerCore};
 
-use crate::client::{
-    late_requests, load, panic_then_connections_at_stop, CLIENTS, LATE_CONNECTIONS,
-};
+use crate::client::{late_requests, load, panic_then_connections_at_stop, LATE_CONNECTIONS};
 
 pub(crate) fn main(args: &[String]) -> io::Result<bool> {
     match args.first().map(String::as_str) {
@@ -156,19 +154,13 @@ fn serve(args: &[String]) -> io::Result<bool> {
             let routes = demo_routes_with(max_body, request_timeout);
             demo_server(collect_on_stop, routes).options(options)
         })?;
-    // Signals before `listening on`: a SIGINT right after it must stop, not kill, the server.
-    let stopper = group.stopper();
-    let unwatch = super::super::watch_signals(move |first| {
-        if first {
-            stopper.stop();
-        } else {
-            stopper.force();
-        }
-    })?;
-    println!("listening on {}", group.addr());
-    let report = group.wait();
-    unwatch();
-    let report = report?;
+    let (stop, force) = (group.stopper(), group.stopper());
+    let report = super::super::wait_watched(
+        group.addr(),
+        move || stop.stop(),
+        move || force.force(),
+        || group.wait(),
+    )?;
     println!("{}", report.to_json());
     for (index, report) in report.loops.iter().enumerate() {
         if let Some(found) = &report.deadline {
@@ -189,11 +181,7 @@ fn demo_server<H: Handler<Embedded<&'static str>>>(
     routes: H,
 ) -> HyperServer<Embedded<&'static str>, (), H> {
     let heap = Heap::new();
-    let policy = if collect_on_stop {
-        DowngradePolicy::OnStop
-    } else {
-        DowngradePolicy::OnDrain
-    };
+    let policy = super::super::downgrade_policy(collect_on_stop);
     let core = ServerCore::embedded(
         heap.alloc("reqguard-demo"),
         Config::default().with_downgrade(policy),
@@ -259,22 +247,17 @@ fn story() -> io::Result<bool> {
         "8. drained (last ticket released and last connection closed); serve returned {:.0} ms after stop\n",
         stopping.elapsed().as_secs_f64() * 1e3
     );
-    print_report(&report, rate);
+    super::super::print_report_and_rate(&report, rate);
     let ok = report.leaked == 0
         && report.stats.refused_finalized == LATE_CONNECTIONS as u64
         && answers.iter().all(|a| a == "503 close")
         && (delayed, delayed_close) == (200, true)
         && (status, after) == (500, 200)
         && report.outcomes.total() == report.stats.served;
-    println!(
-        "\n{}",
-        if ok {
-            "ok: every late request refused with 503, one outcome per request, nothing leaked"
-        } else {
-            "FAILED: see above"
-        }
-    );
-    Ok(ok)
+    Ok(super::super::verdict(
+        ok,
+        "every late request refused with 503, one outcome per request, nothing leaked",
+    ))
 }
 
 fn wait_for_listener_close(addr: SocketAddr) -> io::Result<()> {
@@ -286,10 +269,4 @@ fn wait_for_listener_close(addr: SocketAddr) -> io::Result<()> {
         thread::sleep(Duration::from_millis(2));
     }
     Ok(())
-}
-
-fn print_report(report: &HyperReport, rate: f64) {
-    println!("report");
-    println!("{report}");
-    println!("  req/s      {rate:>8.0}   over loopback, {CLIENTS} client threads");
 }
