@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, ThreadId};
@@ -15,9 +16,9 @@ use super::accounting::Accounting;
 use super::limits::{Limits, MAX_TIMEOUT};
 use super::report::ServerReport;
 use super::router::{serve_with_routes, Router};
-use super::server::Server;
+use super::server::{unserved, Server};
 use super::waits;
-use crate::callback::{panic_error, thread_caught};
+use crate::callback::{call_caught, panic_error, thread_caught};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
@@ -308,7 +309,13 @@ impl ServerBuilder {
     ///
     /// # Errors
     ///
-    /// If the server cannot bind, register its signals, or poll.
+    /// If the server cannot bind, register its signals, or poll. On each, the accounting is
+    /// dropped caught before the error is returned (a `Drop` of what it captured may panic).
+    ///
+    /// # Panics
+    ///
+    /// If `ready` panics: that panic goes on to the caller, the server (never run, its
+    /// accounting dropped caught) gone first.
     pub fn serve<'r, A: Accounting>(
         self,
         router: &'r Router<'r>,
@@ -317,9 +324,18 @@ impl ServerBuilder {
     ) -> io::Result<ServerReport> {
         let mut server = Server::bind(self.addr, router, accounting, self.limits)?;
         if self.signals {
-            server.handle_signals()?;
+            if let Err(err) = server.handle_signals() {
+                return Err(unserved(server, err));
+            }
         }
-        ready(server.local_addr(), server.stop_handle());
+        let (addr, stop) = (server.local_addr(), server.stop_handle());
+        // `ready` is the caller's: its panic is theirs, but the server it unwinds past holds
+        // the accounting (also theirs), dropped caught first: a panicking `Drop` there while
+        // unwinding would abort the process (QA embed16-1).
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| ready(addr, stop))) {
+            call_caught(move || drop(server));
+            resume_unwind(payload);
+        }
         server.run()
     }
 }

@@ -273,12 +273,12 @@ pub struct Server<'r, A: Accounting> {
     revisits: Vec<usize>,
 }
 
-/// A server that could not be made: its accounting (the embedder's: a `Drop` of what it
-/// captured may panic) is dropped caught, and `err` is what the caller gets, as the loop drops
-/// it caught when it ends (QA embed15-5).
+/// A server that could not be made or run: its accounting (the embedder's: a `Drop` of what
+/// it captured may panic), or the server holding it, is dropped caught, and `err` is what the
+/// caller gets, as the loop drops it caught when it ends (QA embed15-5, embed16-1).
 #[cold]
-fn unserved<A>(accounting: A, err: io::Error) -> io::Error {
-    call_caught(move || drop(accounting));
+pub(super) fn unserved<T>(holding: T, err: io::Error) -> io::Error {
+    call_caught(move || drop(holding));
     err
 }
 
@@ -430,8 +430,11 @@ impl<'r, A: Accounting> Server<'r, A> {
                 None => self.survive_panic(),
             }
         };
-        ended?;
-        Ok(self.finish())
+        match ended {
+            Ok(()) => Ok(self.finish()),
+            // Polling failed: no report, and what the loop holds is dropped caught all the same.
+            Err(err) => Err(unserved(self, err)),
+        }
     }
 
     /// Turns until a graceful stop completes.

@@ -469,7 +469,9 @@ where
         acceptor.run(&listener, stop_or_forced).await;
         let steps = Steps::default();
         steps.start();
-        if !options.unready.is_zero() {
+        // A force by now skips the unready phase, not entered (nor recorded at 0 ms: QA
+        // embed16-2): the stop goes straight to the force-close.
+        if !options.unready.is_zero() && !forced.fired_by_now().await {
             steps.record(StepKind::Unready, shared.core.ledger(), &connections);
             shared.tally.set_unready();
             let unready = async {
@@ -594,16 +596,25 @@ impl<'f> Trigger<'f> {
 
     async fn fired(&self) {
         poll_fn(|cx| {
-            if !self.fired.get() && self.future.borrow_mut().as_mut().poll(cx).is_ready() {
-                self.fired.set(true);
-            }
-            if self.fired.get() {
+            if self.poll_fired(cx) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
         })
         .await;
+    }
+
+    /// Whether it has fired by now (polled once: a force that came with the stop).
+    async fn fired_by_now(&self) -> bool {
+        poll_fn(|cx| Poll::Ready(self.poll_fired(cx))).await
+    }
+
+    fn poll_fired(&self, cx: &mut std::task::Context<'_>) -> bool {
+        if !self.fired.get() && self.future.borrow_mut().as_mut().poll(cx).is_ready() {
+            self.fired.set(true);
+        }
+        self.fired.get()
     }
 }
 

@@ -1,0 +1,177 @@
+//! QA probes, round 16, of the public API as a hostile or careless embedder uses it: a mio
+//! server that never runs (its signals cannot be registered, its `ready` callback panics)
+//! holding an accounting whose `Drop` panics, and the hyper adapter's stop forced before its
+//! unready phase. Public API only. Each test that found a bug failed on `main` before its fix
+//! (the test's doc says so); the others pin a documented behaviour no other test pinned.
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+#[path = "util/child.rs"]
+mod child;
+#[path = "util/drops.rs"]
+mod drops;
+#[path = "util/quiet.rs"]
+mod quiet;
+mod util;
+
+use std::time::Duration;
+
+/// How long a probe waits for a call that hangs on a broken build.
+const HANG: Duration = Duration::from_secs(20);
+
+const CHILD: &str = "REQGUARD_PROBE_V16_CHILD";
+
+mod mio_embed {
+    use super::*;
+    use reqguard::http::{demo_routes, Accounting, Guarded, Router, Routes, ServerBuilder};
+    use reqguard::Config;
+
+    /// An accounting of the embedder's whose drain hook captured a value whose `Drop` panics.
+    fn holding_a_panicking_drop() -> impl Accounting {
+        let kept = drops::PanicsOnDrop;
+        Guarded::embedded("server", Config::default()).after_drain(move || {
+            let _kept = &kept;
+        })
+    }
+
+    /// The lowest `n` file descriptor numbers not open in this process.
+    fn lowest_free_fds(n: usize) -> Vec<u64> {
+        let open: Vec<u64> = std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        (0..).filter(|fd| !open.contains(fd)).take(n).collect()
+    }
+
+    /// QA embed16-1. `ServerBuilder::serve` with `handle_signals(true)` whose signals cannot
+    /// be registered (`# Errors`: "if the server cannot ... register its signals"; here the
+    /// process is out of file descriptors once the server has its listener, poll and waker)
+    /// returned its error through a `?` that dropped the server, and its accounting,
+    /// uncaught: the accounting's panicking `Drop` escaped `serve` instead of the error (the
+    /// case of QA embed15-5, one step later). Now `serve` returns the error. In a child: the
+    /// descriptor limit is the process's.
+    #[test]
+    fn a_server_whose_signals_cannot_be_registered_returns_its_error() {
+        if !child::is_child(CHILD) {
+            child::assert_passes_in_child(
+                CHILD,
+                "mio_embed::a_server_whose_signals_cannot_be_registered_returns_its_error",
+            );
+            return;
+        }
+        quiet::quiet_panics();
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let accounting = holding_a_panicking_drop();
+        // The listener, the poll and its waker take the three lowest free descriptors; the
+        // signal pipe finds none.
+        let third = lowest_free_fds(3)[2];
+        let limit = rustix::process::Rlimit {
+            current: Some(third + 1),
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ServerBuilder::new()
+                .handle_signals(true)
+                .serve(&router, accounting, |_, _| {
+                    panic!("served without its signals")
+                })
+        }));
+        let Ok(served) = served else {
+            std::mem::forget(served); // the escaped payload: not dropped here
+            panic!("a drop's panic escaped serve");
+        };
+        let error = served.expect_err("the signals were registered");
+        assert_eq!(error.raw_os_error(), Some(24), "EMFILE expected: {error}");
+    }
+
+    /// QA embed16-1. `ServerBuilder::serve` whose `ready` callback (the embedder's) panics:
+    /// the panic unwound past the server, which dropped its accounting while unwinding, and
+    /// that accounting's `Drop` panicked too: the process aborted ("panic in a destructor
+    /// during cleanup"; the child died of SIGABRT). Now the server is dropped caught and the
+    /// callback's own panic reaches the caller.
+    #[test]
+    fn a_ready_callback_that_panics_leaves_the_accounting_dropped_caught() {
+        if !child::is_child(CHILD) {
+            child::assert_passes_in_child(
+                CHILD,
+                "mio_embed::a_ready_callback_that_panics_leaves_the_accounting_dropped_caught",
+            );
+            return;
+        }
+        quiet::quiet_panics();
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ServerBuilder::new().serve(&router, holding_a_panicking_drop(), |_, _| {
+                std::panic::panic_any("the ready callback")
+            })
+        }));
+        let payload = served
+            .map(drop)
+            .expect_err("ready's panic reaches the caller");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"the ready callback"),
+            "the caller gets ready's own panic"
+        );
+    }
+}
+
+mod hyper_embed {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::http::Step;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperReport, HyperServer, Options};
+
+    /// Serves a `hello` server with `options` on this thread until `stop` or `force`, bounded.
+    fn serve_until(
+        options: Options,
+        stop: impl std::future::Future<Output = ()>,
+        force: impl std::future::Future<Output = ()>,
+    ) -> HyperReport {
+        let heap = reqguard::engines::Heap::new();
+        let core =
+            reqguard::ServerCore::embedded(heap.alloc("server"), reqguard::Config::default());
+        let hello = |_this, _request, bundle: Bundle| async move {
+            let body = Full::new(Bytes::from_static(b"hello"));
+            Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+        };
+        let server = HyperServer::new(core, hello).options(options);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let serving = server.serve_with_force(listener, stop, force);
+            tokio::time::timeout(HANG, serving)
+                .await
+                .expect("the forced server stopped")
+        })
+    }
+
+    /// QA embed16-2. A hyper server with `Options::unready` forced before its unready phase
+    /// began (`serve_with_force`'s force alone, or with the stop): docs/hyper.md says a force
+    /// "skips straight to the force-close"; the report's steps said the server went unready
+    /// (a step at 0 ms it never spent: the force ended it at once). Now the unready step is
+    /// not entered (as a step the stop does not need is not, docs/server.md); the drain step
+    /// is the stop's first, as with no unready time.
+    #[test]
+    fn a_force_before_the_unready_phase_skips_it() {
+        let unready = Options::default().unready(Duration::from_secs(3600));
+        let forces_alone = serve_until(unready, std::future::pending(), std::future::ready(()));
+        let forces_with_the_stop =
+            serve_until(unready, std::future::ready(()), std::future::ready(()));
+        for report in [forces_alone, forces_with_the_stop] {
+            let steps: Vec<Step> = report.steps.iter().map(|s| s.step).collect();
+            assert!(report.forced, "{report}");
+            assert!(!steps.contains(&Step::Unready), "{steps:?}");
+            assert_eq!(steps.first(), Some(&Step::Drain), "{steps:?}");
+        }
+    }
+}
