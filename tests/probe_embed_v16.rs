@@ -136,10 +136,6 @@ mod hyper_embed {
         let heap = reqguard::engines::Heap::new();
         let core =
             reqguard::ServerCore::embedded(heap.alloc("server"), reqguard::Config::default());
-        let hello = |_this, _request, bundle: Bundle| async move {
-            let body = Full::new(Bytes::from_static(b"hello"));
-            Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
-        };
         let server = HyperServer::new(core, hello).options(options);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -167,12 +163,39 @@ mod hyper_embed {
         let forces_alone = serve_until(unready, std::future::pending(), std::future::ready(()));
         let forces_with_the_stop =
             serve_until(unready, std::future::ready(()), std::future::ready(()));
-        for report in [forces_alone, forces_with_the_stop] {
+        let group = reqguard::tokio_hyper::HyperGroup::new()
+            .loops(2)
+            .spawn(move |_| {
+                let heap = reqguard::engines::Heap::new();
+                let core = reqguard::ServerCore::embedded(
+                    heap.alloc("server"),
+                    reqguard::Config::default(),
+                );
+                HyperServer::new(core, hello).options(unready)
+            })
+            .expect("the group serves");
+        group.stopper().force();
+        let forced_group = util::bounded::within(HANG, move || group.wait())
+            .expect("the forced group stopped")
+            .expect("the group's report");
+        let reports = [forces_alone, forces_with_the_stop]
+            .into_iter()
+            .chain(forced_group.loops);
+        for report in reports {
             let steps: Vec<Step> = report.steps.iter().map(|s| s.step).collect();
             assert!(report.forced, "{report}");
             assert!(!steps.contains(&Step::Unready), "{steps:?}");
             assert_eq!(steps.first(), Some(&Step::Drain), "{steps:?}");
         }
+    }
+
+    async fn hello(
+        _this: reqguard::engines::Handle<&'static str>,
+        _request: hyper::Request<hyper::body::Incoming>,
+        bundle: Bundle,
+    ) -> Result<reqguard::tokio_hyper::Reply<Full<Bytes>>, HandlerError> {
+        let body = Full::new(Bytes::from_static(b"hello"));
+        Ok(bundle.respond(hyper::Response::new(body)))
     }
 }
 
@@ -225,7 +248,11 @@ mod hyper_swap {
         let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
         let (stats, outcomes) = (&report.stats, &report.outcomes);
         assert_eq!(
-            (outcomes.total(), outcomes.completed, outcomes.deadline_aborted),
+            (
+                outcomes.total(),
+                outcomes.completed,
+                outcomes.deadline_aborted
+            ),
             (2, 1, 1),
             "{report}"
         );
