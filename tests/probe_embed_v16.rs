@@ -189,7 +189,7 @@ mod hyper_embed {
         }
     }
 
-    async fn hello(
+    pub(super) async fn hello(
         _this: reqguard::engines::Handle<&'static str>,
         _request: hyper::Request<hyper::body::Incoming>,
         bundle: Bundle,
@@ -261,5 +261,86 @@ mod hyper_swap {
             outcomes.total(),
             "one request counted twice\n{report}"
         );
+    }
+}
+
+mod exit_json {
+    use super::*;
+    use reqguard::http::Limits;
+    use util::hyper_thread::HyperThread;
+
+    /// The keys of a JSON object's top level, in order (no value of these reports holds a
+    /// quote or a brace inside a string).
+    fn top_level_keys(json: &str) -> Vec<&str> {
+        let (mut keys, mut depth, mut at) = (Vec::new(), 0, 0);
+        while let Some(offset) = json[at..].find(['{', '}', '[', ']', '"']) {
+            let i = at + offset;
+            at = i + 1;
+            match json.as_bytes()[i] {
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth -= 1,
+                _ => {
+                    let end = at + json[at..].find('"').expect("a closing quote");
+                    if depth == 1 && json[end + 1..].starts_with(':') {
+                        keys.push(&json[at..end]);
+                    }
+                    at = end + 1;
+                }
+            }
+        }
+        keys
+    }
+
+    /// The keys both stacks' exit JSON starts with, in order (`src/report_json.rs`).
+    const COMMON: [&str; 16] = [
+        "served",
+        "refused",
+        "aborted",
+        "leaked",
+        "drain_ms",
+        "rejected",
+        "panics",
+        "refused_finalized",
+        "refused_stopped",
+        "connections",
+        "connections_refused",
+        "connections_evicted",
+        "accept_backoffs",
+        "force_closed",
+        "drain_deadline_hit",
+        "undelivered",
+    ];
+
+    /// The exit JSON of both stacks, key by key, as docs/hyper.md describes it: the same
+    /// keys first, in the same order (a script reads either stack's line alike); then the
+    /// mio server's `buffered_high_water` (the hyper adapter does not see hyper's buffers),
+    /// or the hyper-only counts `failed`, `answered_after_abort`, `aborted_after_head`; then
+    /// `outcomes`; the hyper line then says `"stack":"hyper"` and gives its stop's `steps`
+    /// (a single mio server runs no ladder: no steps). Before, docs/hyper.md said the hyper
+    /// line carried its counts "beside the mio server's keys" (it has no
+    /// `buffered_high_water`) and named neither `stack` nor a single server's `steps`.
+    #[test]
+    fn both_stacks_exit_json_keys_are_the_documented_ones() {
+        let mio = util::demo_server(Limits::default());
+        assert_eq!(util::get(mio.addr(), "/").status, 200);
+        let mio = mio.stop().expect("the mio report").to_json();
+        let hyper = HyperThread::spawn(|core| {
+            reqguard::tokio_hyper::HyperServer::new(core, super::hyper_embed::hello)
+        });
+        assert_eq!(util::get(hyper.addr, "/").status, 200);
+        let hyper = hyper.stop().to_json();
+        let mio_own = ["buffered_high_water", "outcomes"];
+        let hyper_own = [
+            "failed",
+            "answered_after_abort",
+            "aborted_after_head",
+            "outcomes",
+            "stack",
+            "steps",
+        ];
+        let expected = |own: &[&'static str]| [&COMMON[..], own].concat();
+        assert_eq!(top_level_keys(&mio), expected(&mio_own), "{mio}");
+        assert_eq!(top_level_keys(&hyper), expected(&hyper_own), "{hyper}");
+        assert!(hyper.contains(",\"stack\":\"hyper\","), "{hyper}");
     }
 }
