@@ -74,9 +74,7 @@ mod mio_embed {
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             ServerBuilder::new()
                 .handle_signals(true)
-                .serve(&router, accounting, |_, _| {
-                    panic!("served without its signals")
-                })
+                .serve(&router, accounting, |_, stop| stop.stop())
         }));
         let Ok(served) = served else {
             std::mem::forget(served); // the escaped payload: not dropped here
