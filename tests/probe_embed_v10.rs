@@ -3,6 +3,8 @@
 //! `main` before its fix.
 #![cfg(feature = "server")]
 
+#[path = "util/accountings.rs"]
+mod accountings;
 #[path = "util/handlers.rs"]
 mod handlers;
 #[path = "util/quiet.rs"]
@@ -13,50 +15,18 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use accountings::SaysAtStop;
 use handlers::Later;
 use reqguard::engines::Embedded;
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, Guarded, Limits, NoScope, Router, Routes,
-    ServerBuilder, Session, StopStatus, Unaccounted,
+    ServerBuilder, Session, StopStatus,
 };
 use reqguard::{AbortSignal, Admitted, Config, Ledger, Outcome, Refusal};
 use util::bounded::within;
 
 /// How long a probe waits for a call that hangs on a broken build.
 const HANG: Duration = Duration::from_secs(20);
-
-/// An accounting of the embedder's whose `poll_stop` says the deadline passed as soon as it
-/// is asked, long before the deadline the server gave its `stop`.
-struct SaysExpired(Unaccounted, Arc<AtomicBool>);
-
-impl Accounting for SaysExpired {
-    type Held = ();
-
-    fn admit(&mut self) -> Result<(), Refusal> {
-        self.1.store(true, Ordering::SeqCst);
-        self.0.admit()
-    }
-
-    fn signal(_: &()) -> Option<&AbortSignal> {
-        None
-    }
-
-    fn stop(&mut self, deadline: Instant) {
-        self.0.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, _now: Instant, _in_flight: usize) -> StopStatus {
-        StopStatus::Expired { aborted: 0 }
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        None
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.0.report()
-    }
-}
 
 /// A single server gives a request in flight until its own drain deadline, whatever the
 /// accounting says: one that says `Expired` at once does not cut the request short (the
@@ -71,7 +41,7 @@ fn an_accounting_that_says_expired_early_does_not_cut_a_server_request_short() {
     let running = ServerBuilder::new()
         .limits(limits)
         .spawn(
-            move || SaysExpired(Unaccounted::new(), seen),
+            move || SaysAtStop::new(StopStatus::Expired { aborted: 0 }, seen),
             |router| {
                 router.route("GET", "/later", Later(Duration::from_millis(300)));
             },
@@ -101,7 +71,7 @@ fn an_accounting_that_says_expired_early_does_not_cut_a_session_request_short() 
     let routes = Routes::new();
     let mut router = Router::new(&routes);
     router.route("GET", "/later", Later(Duration::from_millis(300)));
-    let accounting = SaysExpired(Unaccounted::new(), Arc::new(AtomicBool::new(false)));
+    let accounting = SaysAtStop::new(StopStatus::Expired { aborted: 0 }, Arc::default());
     let limits = Limits::default().drain_timeout(Duration::from_secs(5));
     let mut session = Session::new(&router, accounting, limits);
     session.feed(b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n");

@@ -7,6 +7,8 @@
 
 #[path = "util/child.rs"]
 mod child;
+#[path = "util/drops.rs"]
+mod drops;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -14,6 +16,7 @@ mod util;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use drops::PanicsOnDrop;
 use reqguard::http::{
     demo_routes, Guarded, Limits, LoopGroup, Router, Routes, ServerBuilder, Session,
 };
@@ -21,15 +24,6 @@ use reqguard::Config;
 
 /// How long a probe waits for a call that hangs on a broken build.
 const HANG: Duration = Duration::from_secs(20);
-
-/// A panic payload whose own `Drop` panics (`std::panic::panic_any`: the embedder's code).
-struct PanicsOnDrop;
-
-impl Drop for PanicsOnDrop {
-    fn drop(&mut self) {
-        panic!("a panic payload's drop panics");
-    }
-}
 
 /// Runs `spawn` on a thread of its own and returns what it returned, or `Err` naming the
 /// panic that escaped it; fails if it hangs.

@@ -23,6 +23,8 @@
 mod accountings;
 #[path = "util/child.rs"]
 mod child;
+#[path = "util/drops.rs"]
+mod drops;
 #[path = "util/handlers.rs"]
 mod handlers;
 #[path = "util/quiet.rs"]
@@ -34,7 +36,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accountings::DiesOnHandled;
+use accountings::{DiesOnHandled, SaysAtStop};
+use drops::PanicsOnDrop;
 use handlers::Later;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
@@ -400,15 +403,6 @@ fn stop_and_wait_from_a_handler_returns_at_once_instead_of_hanging_the_loop() {
     assert_eq!(report.stats.served, 1);
 }
 
-/// A value whose `Drop` panics, held by a handler or captured by an accounting's hook.
-struct PanicsOnDrop;
-
-impl Drop for PanicsOnDrop {
-    fn drop(&mut self) {
-        panic!("a value's drop panics");
-    }
-}
-
 /// Answers `ok`, holding a value whose `Drop` panics.
 struct HoldsABomb(#[allow(dead_code)] PanicsOnDrop);
 
@@ -572,38 +566,6 @@ fn a_group_handler_whose_drop_panics_does_not_lose_the_report() {
     assert_eq!(report.totals.stats.served, 1);
 }
 
-/// An accounting of the embedder's that says its drain is complete however many requests
-/// are out.
-struct SaysComplete(Unaccounted);
-
-impl Accounting for SaysComplete {
-    type Held = ();
-
-    fn admit(&mut self) -> Result<(), Refusal> {
-        self.0.admit()
-    }
-
-    fn signal(_: &()) -> Option<&AbortSignal> {
-        None
-    }
-
-    fn stop(&mut self, deadline: Instant) {
-        self.0.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, _now: Instant, _in_flight: usize) -> StopStatus {
-        StopStatus::Complete
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        None
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.0.report()
-    }
-}
-
 /// A session's deadline holds whatever its accounting says, as a server's does (its own count
 /// of requests out rules): a request still out at the drain deadline is aborted although the
 /// accounting said complete at the stop.
@@ -612,7 +574,11 @@ fn a_session_deadline_holds_when_the_accounting_says_complete_early() {
     let routes = Routes::new();
     let router = later_routes(&routes, Duration::from_secs(5));
     let limits = Limits::default().drain_timeout(Duration::from_millis(100));
-    let mut session = Session::new(&router, SaysComplete(Unaccounted::new()), limits);
+    let mut session = Session::new(
+        &router,
+        SaysAtStop::new(StopStatus::Complete, Arc::default()),
+        limits,
+    );
     session.feed(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
     session.stop();
     session.advance(Duration::from_millis(100));

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accountings::DiesOnHandled;
+use accountings::{DiesOnHandled, SaysAtStop};
 use handlers::Later;
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, Ladder, LoopGroup, ServerBuilder, StopStatus,
@@ -284,39 +284,6 @@ fn running_stop_and_join_of_a_loop_whose_accounting_panicked_do_not_panic() {
     }
 }
 
-/// An accounting of the embedder's that says its drain is complete however many requests
-/// are out.
-struct SaysComplete(Unaccounted, Arc<AtomicBool>);
-
-impl Accounting for SaysComplete {
-    type Held = ();
-
-    fn admit(&mut self) -> Result<(), Refusal> {
-        self.1.store(true, Ordering::SeqCst);
-        self.0.admit()
-    }
-
-    fn signal(_: &()) -> Option<&AbortSignal> {
-        None
-    }
-
-    fn stop(&mut self, deadline: Instant) {
-        self.0.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, _now: Instant, _in_flight: usize) -> StopStatus {
-        StopStatus::Complete
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        None
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.0.report()
-    }
-}
-
 /// A server's report says the drain deadline was hit when a request was still in flight at
 /// it, whatever the accounting says: one that says its drain is complete early does not
 /// hide it. Before, `drain_deadline_hit` was false although the deadline force-closed the
@@ -329,7 +296,7 @@ fn the_deadline_is_reported_hit_when_an_accounting_says_complete_with_a_request_
     let running = ServerBuilder::new()
         .limits(limits)
         .spawn(
-            move || SaysComplete(Unaccounted::new(), seen),
+            move || SaysAtStop::new(StopStatus::Complete, seen),
             |router| {
                 router.route("GET", "/later", Later(Duration::from_secs(30)));
             },
@@ -355,7 +322,7 @@ fn the_deadline_is_reported_hit_when_an_accounting_says_complete_with_a_request_
 /// rules): the request is aborted at the drain deadline, recorded as the abort step.
 #[test]
 fn a_group_drain_holds_when_the_accounting_says_complete_with_a_request_out() {
-    let report = group_through_force(|seen| SaysComplete(Unaccounted::new(), seen)).unwrap();
+    let report = group_through_force(|seen| SaysAtStop::new(StopStatus::Complete, seen)).unwrap();
     let lp = &report.loops[0];
     let steps: Vec<String> = lp.steps.iter().map(|s| format!("{:?}", s.step)).collect();
     assert!(steps.contains(&"Abort".to_string()), "{steps:?}\n{report}");
