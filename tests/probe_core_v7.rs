@@ -19,6 +19,9 @@ mod child;
 mod hooks;
 #[path = "util/ledger_check.rs"]
 mod ledger_check;
+#[cfg(feature = "hyper")]
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 #[allow(dead_code)] // used by the hyper probes only
 mod quiet;
@@ -152,12 +155,7 @@ mod hyper_options {
         H: Handler<Embedded<&'static str>>,
         F: std::future::Future,
     {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
+        crate::local_set::block_on(async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let server = HyperServer::new(core, handler).options(options);
@@ -1102,12 +1100,7 @@ mod hyper_dropped_serve {
 
     #[test]
     fn a_dropped_serve_future_admits_nothing_more() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
+        crate::local_set::block_on(async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let server = HyperServer::new(core, demo_routes());

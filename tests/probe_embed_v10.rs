@@ -7,6 +7,9 @@
 mod accountings;
 #[path = "util/handlers.rs"]
 mod handlers;
+#[cfg(feature = "hyper")]
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -235,12 +238,7 @@ mod hyper_embed {
         options: reqguard::tokio_hyper::Options,
         handler: H,
     ) -> (String, HyperReport) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
+        crate::local_set::block_on(async {
             let server = HyperServer::new(core, handler).options(options);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

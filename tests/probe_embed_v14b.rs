@@ -8,6 +8,9 @@
 
 #[path = "util/handlers.rs"]
 mod handlers;
+#[cfg(feature = "hyper")]
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -385,12 +388,7 @@ fn drop_serve_when<H: reqguard::tokio_hyper::Handler<Engine, ()>, F: Future<Outp
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let server = build(core);
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async move {
+            crate::local_set::block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();
                 std::thread::spawn(move || clients(addr));

@@ -27,6 +27,9 @@ mod child;
 mod drops;
 #[path = "util/handlers.rs"]
 mod handlers;
+#[cfg(feature = "hyper")]
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -892,12 +895,7 @@ mod hyper_embed {
     fn an_after_drain_hook_left_unrun_is_dropped_caught() {
         super::quiet::quiet_panics();
         let served = std::panic::catch_unwind(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async {
+            crate::local_set::block_on(async {
                 let heap = Heap::new();
                 let core = ServerCore::embedded(heap.alloc("server"), Config::default());
                 let bomb = super::PanicsOnDrop;
@@ -931,12 +929,7 @@ mod hyper_embed {
     #[test]
     fn a_panicking_engine_scope_is_a_500_and_counted() {
         super::quiet::quiet_panics();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        let (statuses, report) = local.block_on(&runtime, async {
+        let (statuses, report) = crate::local_set::block_on(async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let scope = PanickyEnter {

@@ -7,6 +7,9 @@
 mod accountings;
 #[path = "util/handlers.rs"]
 mod handlers;
+#[cfg(feature = "hyper")]
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -554,12 +557,7 @@ mod hyper_embed {
     /// Serves one `GET /` with `handler` on a fresh current-thread runtime and `LocalSet`,
     /// then stops: the answer as text, and the report.
     fn serve_one<H: Handler<Embedded<&'static str>>>(handler: H) -> (String, HyperReport) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
+        crate::local_set::block_on(async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let server = HyperServer::new(core, handler);
@@ -730,12 +728,7 @@ mod hyper_embed {
     #[test]
     fn a_handler_future_whose_drop_panics_when_the_client_goes_is_caught_and_counted() {
         super::quiet::quiet_panics();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        let report = local.block_on(&runtime, async {
+        let report = crate::local_set::block_on(async {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let server = HyperServer::new(core, |_this, _request, bundle| PanicsOnDropFuture {
