@@ -16,22 +16,15 @@ use reqguard::{
     ServerCore,
 };
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use word_ctx::Ctx;
 
 #[path = "util/single_test.rs"]
 mod single_test;
+#[path = "util/word_ctx.rs"]
+mod word_ctx;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// A context that owns no heap memory.
-#[derive(Default)]
-struct Ctx(u64);
-
-impl reqguard::Recycle for Ctx {
-    fn recycle(&mut self) {
-        self.0 = 0;
-    }
-}
 
 type Core = ServerCore<Embedded<&'static str>, Ctx>;
 type Live<'a> = reqguard::Live<'a, Embedded<&'static str>, Ctx>;
