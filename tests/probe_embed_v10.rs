@@ -16,16 +16,16 @@ mod util;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use accountings::SaysAtStop;
+use accountings::{passes_on, SaysAtStop};
 use handlers::Later;
 use reqguard::engines::Embedded;
 use reqguard::http::{
-    demo_routes, Accounting, AccountingReport, Guarded, Limits, NoScope, Router, Routes,
-    ServerBuilder, Session, StopStatus,
+    demo_routes, Accounting, Guarded, Limits, NoScope, Router, Routes, ServerBuilder, Session,
+    StopStatus,
 };
-use reqguard::{AbortSignal, Admitted, Config, Ledger, Outcome, Refusal};
+use reqguard::{AbortSignal, Admitted, Config, Outcome, Refusal};
 use util::bounded::within;
 
 /// How long a probe waits for a call that hangs on a broken build.
@@ -107,10 +107,6 @@ impl Accounting for PanicsAtHandled {
     type Held = Admitted<(), ()>;
     const MAY_PANIC: bool = false;
 
-    fn admit(&mut self) -> Result<Self::Held, Refusal> {
-        self.inner.admit()
-    }
-
     fn signal(held: &Self::Held) -> Option<&AbortSignal> {
         Some(held.signal())
     }
@@ -126,21 +122,7 @@ impl Accounting for PanicsAtHandled {
         }
     }
 
-    fn stop(&mut self, deadline: Instant) {
-        self.inner.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.inner.poll_stop(now, in_flight)
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        self.inner.ledger()
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.inner.report()
-    }
+    passes_on!(inner: admit, stop, poll_stop, ledger, report);
 }
 
 /// A panic out of an accounting's per-request call that said it cannot panic no longer ends
@@ -648,25 +630,7 @@ impl Accounting for PanicsAtEnd {
         panic!("an accounting's end panics");
     }
 
-    fn handled(&mut self) {
-        self.0.handled();
-    }
-
-    fn stop(&mut self, deadline: Instant) {
-        self.0.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.0.poll_stop(now, in_flight)
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        self.0.ledger()
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.0.report()
-    }
+    passes_on!(0: handled, stop, poll_stop, ledger, report);
 }
 
 /// The loop survives such a panic where the stop's deadline ends a request (the force-close
@@ -875,21 +839,7 @@ impl Accounting for PanicsNowAndThen {
         Self::maybe_panic(&self.panicked, 13, "handled");
     }
 
-    fn stop(&mut self, deadline: Instant) {
-        self.inner.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.inner.poll_stop(now, in_flight)
-    }
-
-    fn ledger(&self) -> Option<&Ledger> {
-        self.inner.ledger()
-    }
-
-    fn report(&self) -> AccountingReport {
-        self.inner.report()
-    }
+    passes_on!(inner: stop, poll_stop, ledger, report);
 }
 
 /// A loop whose accounting (`MAY_PANIC = false`) panics now and then in every per-request

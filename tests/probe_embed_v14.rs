@@ -5,24 +5,27 @@
 //! others pin a documented behaviour no other test pinned.
 #![cfg(feature = "server")]
 
+#[path = "util/accountings.rs"]
+mod accountings;
 #[path = "util/handlers.rs"]
 mod handlers;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
 
+use accountings::passes_on;
 use handlers::CountingLater;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqguard::engines::{Embedded, Heap};
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, Guarded, Ladder, Limits, LoopGroup, Router, Routes,
-    ScopeProvider, Session, StopStatus, Unaccounted,
+    ScopeProvider, Session, Unaccounted,
 };
-use reqguard::{AbortSignal, Config, Ledger, Refusal, ServerCore};
+use reqguard::{AbortSignal, Config, Ledger, ServerCore};
 
 /// How long a probe waits for a call that hangs on a broken build.
 const HANG: Duration = Duration::from_secs(20);
@@ -47,20 +50,8 @@ struct DrainedIn {
 impl Accounting for DrainedIn {
     type Held = ();
 
-    fn admit(&mut self) -> Result<(), Refusal> {
-        self.plain.admit()
-    }
-
     fn signal(_: &()) -> Option<&AbortSignal> {
         None
-    }
-
-    fn stop(&mut self, deadline: Instant) {
-        self.plain.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.plain.poll_stop(now, in_flight)
     }
 
     fn ledger(&self) -> Option<&Ledger> {
@@ -73,6 +64,8 @@ impl Accounting for DrainedIn {
             ..AccountingReport::default()
         }
     }
+
+    passes_on!(plain: admit, stop, poll_stop);
 }
 
 /// QA embed14-2, on a mio loop group: loop 0's accounting reports that its drain never

@@ -39,7 +39,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accountings::{DiesOnHandled, SaysAtStop};
+use accountings::{passes_on, DiesOnHandled, SaysAtStop};
 use drops::PanicsOnDrop;
 use handlers::Later;
 use reqguard::engines::{Embedded, Heap};
@@ -665,21 +665,11 @@ impl Accounting for PanicsPerRequest {
         maybe_panic(&self.armed, self.call, PerRequest::Handled);
     }
 
-    fn stop(&mut self, deadline: Instant) {
-        self.inner.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.inner.poll_stop(now, in_flight)
-    }
-
     fn ledger(&self) -> Option<&Ledger> {
         None
     }
 
-    fn report(&self) -> AccountingReport {
-        self.inner.report()
-    }
+    passes_on!(inner: stop, poll_stop, report);
 }
 
 thread_local! {

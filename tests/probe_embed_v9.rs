@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accountings::{DiesOnHandled, SaysAtStop};
+use accountings::{passes_on, DiesOnHandled, SaysAtStop};
 use handlers::Later;
 use reqguard::http::{
     demo_routes, Accounting, AccountingReport, Ladder, LoopGroup, ServerBuilder, StopStatus,
@@ -101,14 +101,6 @@ impl Accounting for Lying {
         None
     }
 
-    fn stop(&mut self, deadline: Instant) {
-        self.plain.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.plain.poll_stop(now, in_flight)
-    }
-
     fn ledger(&self) -> Option<&Ledger> {
         let call = self.calls.get();
         self.calls.set(call + 1);
@@ -125,6 +117,8 @@ impl Accounting for Lying {
     fn report(&self) -> AccountingReport {
         self.figures.clone()
     }
+
+    passes_on!(plain: stop, poll_stop);
 }
 
 /// Runs a one-loop group whose accounting `make` builds, holds one request past the drain

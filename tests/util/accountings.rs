@@ -1,5 +1,5 @@
 //! Accountings more than one probe of `reqguard::http`'s embedding API runs a server with.
-#![allow(dead_code)] // each probe uses some of them
+#![allow(dead_code, unused_imports)] // each probe uses some of them
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,6 +7,56 @@ use std::time::Instant;
 
 use reqguard::http::{Accounting, AccountingReport, StopStatus, Unaccounted};
 use reqguard::{AbortSignal, Ledger, Refusal};
+
+/// Writes the [`Accounting`] calls that a probe's accounting passes on unchanged to the one it
+/// wraps (`self.$inner`), so that its `impl` shows only the calls it changes:
+/// `passes_on!(inner: stop, poll_stop, ledger, report);` inside the `impl`. Only calls with
+/// `self` (`signal` and `end` have none: each probe writes its own).
+macro_rules! passes_on {
+    ($inner:tt: $($call:ident),+ $(,)?) => {
+        $(passes_on!(@ $inner $call);)+
+    };
+    (@ $inner:tt admit) => {
+        fn admit(&mut self) -> Result<Self::Held, ::reqguard::Refusal> {
+            self.$inner.admit()
+        }
+    };
+    (@ $inner:tt this) => {
+        fn this(&self) -> Option<&dyn ::std::any::Any> {
+            self.$inner.this()
+        }
+    };
+    (@ $inner:tt handled) => {
+        fn handled(&mut self) {
+            self.$inner.handled();
+        }
+    };
+    (@ $inner:tt stop) => {
+        fn stop(&mut self, deadline: ::std::time::Instant) {
+            self.$inner.stop(deadline);
+        }
+    };
+    (@ $inner:tt poll_stop) => {
+        fn poll_stop(
+            &mut self,
+            now: ::std::time::Instant,
+            in_flight: usize,
+        ) -> ::reqguard::http::StopStatus {
+            self.$inner.poll_stop(now, in_flight)
+        }
+    };
+    (@ $inner:tt ledger) => {
+        fn ledger(&self) -> Option<&::reqguard::Ledger> {
+            self.$inner.ledger()
+        }
+    };
+    (@ $inner:tt report) => {
+        fn report(&self) -> ::reqguard::http::AccountingReport {
+            self.$inner.report()
+        }
+    };
+}
+pub(crate) use passes_on;
 
 /// An accounting that tells the server its per-request calls cannot panic (`MAY_PANIC`
 /// false), and whose `handled` panics all the same, on every request: its loop died of it
@@ -17,10 +67,6 @@ impl Accounting for DiesOnHandled {
     type Held = ();
     const MAY_PANIC: bool = false;
 
-    fn admit(&mut self) -> Result<(), Refusal> {
-        self.0.admit()
-    }
-
     fn signal(_: &()) -> Option<&AbortSignal> {
         None
     }
@@ -29,21 +75,11 @@ impl Accounting for DiesOnHandled {
         panic!("an accounting's handled panics");
     }
 
-    fn stop(&mut self, deadline: Instant) {
-        self.0.stop(deadline);
-    }
-
-    fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
-        self.0.poll_stop(now, in_flight)
-    }
-
     fn ledger(&self) -> Option<&Ledger> {
         None
     }
 
-    fn report(&self) -> AccountingReport {
-        self.0.report()
-    }
+    passes_on!(0: admit, stop, poll_stop, report);
 }
 
 /// An accounting of the embedder's whose `poll_stop` says `status` as soon as it is asked,
@@ -78,10 +114,6 @@ impl Accounting for SaysAtStop {
         None
     }
 
-    fn stop(&mut self, deadline: Instant) {
-        self.plain.stop(deadline);
-    }
-
     fn poll_stop(&mut self, _now: Instant, _in_flight: usize) -> StopStatus {
         self.status
     }
@@ -90,7 +122,5 @@ impl Accounting for SaysAtStop {
         None
     }
 
-    fn report(&self) -> AccountingReport {
-        self.plain.report()
-    }
+    passes_on!(plain: stop, report);
 }
