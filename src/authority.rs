@@ -73,18 +73,35 @@ fn valid_port(rest: &[u8]) -> bool {
     }
 }
 
-/// `[` IPv6address or IPvFuture `]`: hex digits, colons and dots, or `v` + unreserved,
-/// sub-delims and colons.
+/// `[` IPv6address or IPvFuture `]` (RFC 3986 §3.2.2). An IPv6 address is judged by the
+/// standard library's parser (RFC 4291 text: `[::1]`, `[::ffff:1.2.3.4]`; no zone identifier);
+/// an IPvFuture is `v` 1*HEXDIG `.` 1*(unreserved / sub-delims / `:`). Before, any of those
+/// bytes passed (`[zz]`, `[::1::2]`, `[1.2.3.4]`), and RFC 9112 §3.2 makes such a `Host` a
+/// `400`. Off the fast path: a reg-name never gets here.
+#[cold]
+#[inline(never)]
 fn valid_ip_literal(host: &[u8]) -> bool {
     match host {
+        [b'[', b'v' | b'V', future @ .., b']'] => valid_ip_future(future),
         [b'[', inner @ .., b']'] => {
-            !inner.is_empty()
-                && inner
-                    .iter()
-                    .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
+            std::str::from_utf8(inner).is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok())
         }
         _ => false,
     }
+}
+
+/// After an IPvFuture's `v`: 1*HEXDIG `.` 1*( unreserved / sub-delims / `:` ).
+fn valid_ip_future(rest: &[u8]) -> bool {
+    let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (version, tail) = (&rest[..dot], &rest[dot + 1..]);
+    !version.is_empty()
+        && version.iter().all(u8::is_ascii_hexdigit)
+        && !tail.is_empty()
+        && tail
+            .iter()
+            .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
 }
 
 /// The bytes a reg-name holds besides `%XX`: unreserved and sub-delims. A value of these bytes
@@ -125,6 +142,11 @@ mod tests {
             b"example.com:",
             b"127.0.0.1:80",
             b"[::1]:8080",
+            b"[::1]",
+            b"[2001:db8::7]",
+            b"[::ffff:192.0.2.1]:80",
+            b"[v1.fe80::a+en1]",
+            b"[VF.x]:1",
             b"xn--bcher-kva.example",
             b"a%20b",
         ] {
@@ -138,6 +160,16 @@ mod tests {
             b"[::1",
             b"[]",
             b"[::1]x",
+            b"[zz]",
+            b"[::1::2]",
+            b"[1.2.3.4]",
+            b"[12345::]",
+            b"[fe80::1%25eth0]",
+            b"[v.x]",
+            b"[v1.]",
+            b"[vz.x]",
+            b"[v1x]",
+            b"[v1.a b]",
             b"a%2",
             b"a%zz",
             b"host/path",

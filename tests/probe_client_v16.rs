@@ -1,0 +1,129 @@
+//! qa-client16, round 16: both stacks as a hostile client sees them, through `reqguard-demo
+//! serve` (the process a user runs). Each test fails on the main it was written against and
+//! passes after its fix; answers are read by the strict client (tests/util/strict.rs: status
+//! line, field syntax, one `content-length`, one IMF-fixdate `date`, exact body, nothing after
+//! `connection: close` but a clean FIN). The battery the tests came from is in
+//! benches/load/qa16_*.py.
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::time::Duration;
+
+use util::serve::{field, Serve};
+use util::strict::StrictClient;
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// How long a kept-alive connection is watched for stray bytes after its last answer.
+const QUIET: Duration = Duration::from_millis(50);
+
+/// Sends `request` on a new connection and reads its one answer: (status, body, closes).
+fn one_answer(serve: &Serve, request: &[u8]) -> (u16, String, bool) {
+    let mut client = StrictClient::connect(serve.addr);
+    client.send(request);
+    let answer = client.answer("GET");
+    let closes = answer.closes();
+    client.expect_nothing_more(closes, QUIET);
+    (answer.status, answer.text().to_owned(), closes)
+}
+
+/// RFC 9112 §3.2: a server MUST answer `400` to a request whose `Host` has an invalid value,
+/// and RFC 3986 §3.2.2 makes a bracketed host an IPv6 address or an IPvFuture (`v1.x`),
+/// nothing else. Both stacks judge a `Host` (and an absolute-form target's authority) by one
+/// rule (src/authority.rs), which took any hex digits, colons, dots and letters between the
+/// brackets: `[zz]`, `[::1::2]`, `[1.2.3.4]` and `http://[zz]/` were served `200 hello` on
+/// both (benches/load/qa16_conformance.py). Now `400` + close; real literals are served.
+#[test]
+fn a_bracketed_host_that_is_no_ip_literal_is_400_on_both_stacks() {
+    let refused: [&[u8]; 5] = [
+        b"GET / HTTP/1.1\r\nhost: [zz]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: [::1::2]:80\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: [1.2.3.4]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: [vz.x]\r\n\r\n",
+        b"GET http://[zz]/ HTTP/1.1\r\nhost: x\r\n\r\n",
+    ];
+    let served: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nhost: [::1]:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: [::ffff:192.0.2.1]\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: [v1.fe80::a+en1]\r\n\r\n",
+        b"GET http://[2001:db8::7]:80/ HTTP/1.1\r\nhost: [2001:db8::7]:80\r\n\r\n",
+    ];
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        for request in refused {
+            let shown = String::from_utf8_lossy(request);
+            let (status, _, closes) = one_answer(&serve, request);
+            assert_eq!((status, closes), (400, true), "{stack}: {shown:?}");
+        }
+        for request in served {
+            let shown = String::from_utf8_lossy(request);
+            let answer = one_answer(&serve, request);
+            assert_eq!(answer, (200, "hello".into(), false), "{stack}: {shown:?}");
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(
+            field(&json, "served"),
+            served.len() as f64,
+            "{stack}: {json}"
+        );
+        assert_eq!(
+            field(&json, "rejected"),
+            refused.len() as f64,
+            "{stack}: {json}"
+        );
+    }
+}
+
+/// The mio server calls a handler once its request's body is whole, so `GET /panic` with a
+/// body that breaks its chunked framing gets `400` + close (counted `rejected`) and one over
+/// `max_body` `413` + close. hyper's `/panic` panicked before reading its body: a broken
+/// body got the panic's `500` without `connection: close`, then hyper closed the connection
+/// (it cannot read past the body), and a 2 MB declared body got the `500` too. Now the hyper
+/// route reads and drops the body first, as the other routes that do not use it do: the same
+/// answers on both stacks. A panic behind a whole body is still the `500` on a connection that
+/// goes on serving.
+#[test]
+fn get_panic_answers_a_body_that_fails_for_its_body_on_both_stacks() {
+    let broken = b"GET /panic HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
+    let too_large = b"GET /panic HTTP/1.1\r\nhost: x\r\ncontent-length: 2000000\r\n\r\nabc";
+    let whole = b"GET /panic HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+                  3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        let (status, body, closes) = one_answer(&serve, broken);
+        assert_eq!(
+            (status, body.as_str(), closes),
+            (400, "Bad Request", true),
+            "{stack}"
+        );
+        let (status, body, closes) = one_answer(&serve, too_large);
+        assert_eq!(
+            (status, body.as_str(), closes),
+            (413, "Content Too Large", true),
+            "{stack}"
+        );
+        let mut client = StrictClient::connect(serve.addr);
+        client.send(whole);
+        let panicked = client.answer("GET");
+        assert_eq!(
+            (panicked.status, panicked.closes()),
+            (500, false),
+            "{stack}: {panicked:?}"
+        );
+        let next = client.answer("GET");
+        assert_eq!(
+            (next.status, next.text(), next.closes()),
+            (200, "hello", false),
+            "{stack}"
+        );
+        client.expect_nothing_more(false, QUIET);
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), 2.0, "{stack}: {json}");
+        assert_eq!(field(&json, "panics"), 1.0, "{stack}: {json}");
+    }
+}
