@@ -8,7 +8,7 @@
 
 mod util;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use util::serve::{field, Serve};
 use util::strict::StrictClient;
@@ -125,5 +125,54 @@ fn get_panic_answers_a_body_that_fails_for_its_body_on_both_stacks() {
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
         assert_eq!(field(&json, "rejected"), 2.0, "{stack}: {json}");
         assert_eq!(field(&json, "panics"), 1.0, "{stack}: {json}");
+    }
+}
+
+/// At `max_connections` a connection still reading its head is evicted for a newcomer with
+/// `408` + close (docs/server.md, "Accept"; docs/hyper.md). The mio loop's `408` explains
+/// itself (`Request Timeout`, `content-type: text/plain`; RFC 9110 §15.5: a server SHOULD),
+/// as every other error answer of both stacks does; the hyper adapter's was empty
+/// (`content-length: 0`, benches/load/qa16_onebyte.py). Now both send the same answer,
+/// read strictly, and count it `rejected` once.
+#[test]
+fn an_evicted_heads_408_explains_itself_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start("", &format!("{stack} --max-connections 1"));
+        let mut slow = StrictClient::connect(serve.addr);
+        slow.send(b"GET / HT");
+        // A head is evictable once silent for 100 ms as the server saw it; a newcomer before
+        // that (a slow machine, valgrind) is refused `503` + close: try again, bounded.
+        std::thread::sleep(Duration::from_millis(100));
+        let by = Instant::now() + util::READ_TIMEOUT;
+        loop {
+            let mut newcomer = StrictClient::connect(serve.addr);
+            newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            let answer = newcomer.answer("GET");
+            if answer.status == 200 {
+                assert_eq!(answer.text(), "hello", "{stack}");
+                break;
+            }
+            assert_eq!(
+                (answer.status, answer.closes()),
+                (503, true),
+                "{stack}: {answer:?}"
+            );
+            assert!(Instant::now() < by, "{stack}: no newcomer served");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let evicted = slow.answer("GET");
+        let shown = format!("{stack}: {evicted:?}");
+        assert_eq!(
+            (evicted.status, evicted.text(), evicted.closes()),
+            (408, "Request Timeout", true),
+            "{shown}"
+        );
+        assert_eq!(evicted.field("content-type"), Some("text/plain"), "{shown}");
+        slow.expect_nothing_more(true, QUIET);
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), 1.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 1.0, "{stack}: {json}");
     }
 }

@@ -108,14 +108,24 @@ impl Stall {
     }
 }
 
-/// An answer of the socket's own, with `connection: close` and no body: `408` to an evicted
-/// connection mid-head, `503` to one over the limit. With a `date`, as every other answer:
-/// RFC 9110 §6.6.1 requires one on a `4xx` from a server with a clock.
+/// An answer of the socket's own, with `connection: close`: `408` to an evicted connection
+/// mid-head, `503` to one over the limit. With a `date`, as every other answer: RFC 9110 §6.6.1
+/// requires one on a `4xx` from a server with a clock. `explanation`, if not empty, is its
+/// plain-text body (RFC 9110 §15.5: a server SHOULD explain a `4xx`), as the mio loops send it:
+/// the evicted head's `408` says `Request Timeout` there, and said nothing here.
 #[cold]
-pub(crate) fn closing_answer(status: &str) -> Vec<u8> {
+pub(crate) fn closing_answer(status: &str, explanation: &str) -> Vec<u8> {
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    format!("HTTP/1.1 {status}\r\ndate: {date}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
-        .into_bytes()
+    let typed = if explanation.is_empty() {
+        ""
+    } else {
+        "content-type: text/plain\r\n"
+    };
+    let length = explanation.len();
+    format!(
+        "HTTP/1.1 {status}\r\ndate: {date}\r\n{typed}connection: close\r\ncontent-length: {length}\r\n\r\n{explanation}"
+    )
+    .into_bytes()
 }
 
 impl LingeringIo {
@@ -304,7 +314,7 @@ impl LingeringIo {
         if self.conn.never_answered() {
             // Counted only if the socket took it whole: a 408 that did not go out (the client
             // reset first) was no answer.
-            let answer = closing_answer("408 Request Timeout");
+            let answer = closing_answer("408 Request Timeout", "Request Timeout");
             if let Ok(n) = stream.try_write(&answer) {
                 self.written.bytes += n as u64;
                 if n == answer.len() {

@@ -804,7 +804,7 @@ where
     fn refuse_over_limit(&self, stream: TcpStream) {
         // Best effort: a full send buffer just closes it without the answer. Counted only if
         // the socket took it whole: one that did not go out (the client reset first) was none.
-        let answer = closing_answer("503 Service Unavailable");
+        let answer = closing_answer("503 Service Unavailable", "");
         if !stream.try_write(&answer).is_ok_and(|n| n == answer.len()) {
             return;
         }
