@@ -1,7 +1,8 @@
 //! QA probes, round 16, of the public API as a hostile or careless embedder uses it: a mio
 //! server that never runs (its signals cannot be registered, its `ready` callback panics)
-//! holding an accounting whose `Drop` panics, and the hyper adapter's stop forced before its
-//! unready phase. Public API only. Each test that found a bug failed on `main` before its fix
+//! holding an accounting whose `Drop` panics, two `Guarded` hooks whose captures' `Drop`
+//! panics, the hyper adapter's stop forced before its unready phase and a handler that answers
+//! with another request's bundle, and both stacks' exit JSON key by key. Public API only. Each test that found a bug failed on `main` before its fix
 //! (the test's doc says so); the others pin a documented behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
@@ -340,5 +341,58 @@ mod exit_json {
         assert_eq!(top_level_keys(&mio), expected(&mio_own), "{mio}");
         assert_eq!(top_level_keys(&hyper), expected(&hyper_own), "{hyper}");
         assert!(hyper.contains(",\"stack\":\"hyper\","), "{hyper}");
+    }
+}
+
+mod guarded_hooks {
+    use super::*;
+    use reqguard::http::{demo_routes, Guarded, ServerBuilder};
+    use reqguard::Config;
+
+    /// QA embed16-6. `Guarded::after_stop` and `after_drain` add up ("each runs after those set
+    /// before it"; "a hook that panics is caught"), and an accounting's captures are dropped
+    /// caught (QA embed8-3, embed13-2). Two hooks of one kind whose captures' `Drop` panics
+    /// (a runtime's two `Request` maps, each dropped with a panic): the chain that held them
+    /// dropped the first, whose panic unwound through the drop of the second, which panicked
+    /// too: the process aborted (the child died of SIGABRT) at the drain's end (`after_drain`,
+    /// run then dropped) or when the loop dropped its accounting (`after_stop`). Now each
+    /// hook of the chain is dropped on its own, caught, and `stop` returns the report.
+    #[test]
+    fn two_hooks_whose_captures_panic_on_drop_leave_the_report() {
+        if !child::is_child(CHILD) {
+            child::assert_passes_in_child(
+                CHILD,
+                "guarded_hooks::two_hooks_whose_captures_panic_on_drop_leave_the_report",
+            );
+            return;
+        }
+        quiet::quiet_panics();
+        for after_drain in [false, true] {
+            let running = ServerBuilder::new()
+                .spawn(
+                    move || {
+                        let (first, second) = (drops::PanicsOnDrop, drops::PanicsOnDrop);
+                        let first = move || {
+                            let _kept = &first;
+                        };
+                        let second = move || {
+                            let _kept = &second;
+                        };
+                        let guarded = Guarded::embedded("server", Config::default());
+                        if after_drain {
+                            guarded.after_drain(first).after_drain(second)
+                        } else {
+                            guarded.after_stop(first).after_stop(second)
+                        }
+                    },
+                    demo_routes,
+                )
+                .expect("the server serves");
+            assert_eq!(util::get(running.addr(), "/").status, 200);
+            let report = util::bounded::within(HANG, move || running.stop())
+                .expect("the stop hung")
+                .unwrap_or_else(|err| panic!("after_drain {after_drain}: {err}"));
+            assert_eq!((report.stats.served, report.leaked), (1, 0), "{report}");
+        }
     }
 }

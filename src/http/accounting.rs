@@ -263,14 +263,37 @@ type Hook = Box<dyn FnMut()>;
 
 /// `first` (if any), then `then`, each on its own: a panic in one is caught (the panic hook
 /// has reported it) and does not keep the other from running nor unwind into the loop.
-fn chain(first: Option<Hook>, mut then: impl FnMut() + 'static) -> Hook {
-    let mut first = first;
-    Box::new(move || {
-        if let Some(first) = first.as_mut() {
-            call_caught(first);
+fn chain(first: Option<Hook>, then: impl FnMut() + 'static) -> Hook {
+    let mut hooks = Chain {
+        first,
+        then: Some(Box::new(then)),
+    };
+    Box::new(move || hooks.run())
+}
+
+/// Two hooks, run in turn and dropped in turn, each on its own.
+struct Chain {
+    first: Option<Hook>,
+    then: Option<Hook>,
+}
+
+impl Chain {
+    fn run(&mut self) {
+        for hook in [&mut self.first, &mut self.then].into_iter().flatten() {
+            call_caught(hook);
         }
-        call_caught(&mut then);
-    })
+    }
+}
+
+/// What a hook captured is the embedder's, and its `Drop` may panic: each hook is dropped
+/// caught, so one's panic never unwinds through the other's drop (two such panics aborted the
+/// process: QA embed16-6).
+impl Drop for Chain {
+    fn drop(&mut self) {
+        let (first, then) = (self.first.take(), self.then.take());
+        call_caught(move || drop(first));
+        call_caught(move || drop(then));
+    }
 }
 
 /// Every request through reqguard: upgrade the wrapper, then [`Live::admit`](crate::Live::admit).
