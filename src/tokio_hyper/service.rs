@@ -71,7 +71,7 @@ where
         self.shared.scope.enter(|scope| {
             let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
             let admitted = live.admit(|_ctx| Ok(()))?;
-            Ok((live.wrapper().clone(), admitted))
+            Ok((live.into_wrapper(), admitted))
         })
     }
 
