@@ -303,13 +303,16 @@ where
             Ok(response) => response,
             Err(failure) => failed(failure, signal, tally),
         };
-        if unsendable(*this.body_rule, response.status()) {
+        // Most answers are a `200` to a request other than `HEAD` or `CONNECT`: one compare
+        // decides all three questions its status asks below.
+        let plain = response.status() == StatusCode::OK && *this.body_rule == BodyRule::Other;
+        if !plain && unsendable(*this.body_rule, response.status()) {
             internal_error_keeping_bundle(&mut response, tally);
         }
         let signal_reason = signal.reason();
         // Hyper's from here: a body the handler dropped instead of returning ends its request
         // dropped, one hyper drops before its end, client gone (unless it has none to write).
-        let has_body = this.body_rule.has_body(response.status());
+        let has_body = plain || this.body_rule.has_body(response.status());
         // The handler's own head: fields or a version hyper would write wrongly, or panic
         // on. Answers without either (most) pay these compares alone.
         if !response.headers().is_empty() || response.version() != Version::HTTP_11 {
@@ -334,7 +337,7 @@ where
             // The client went away first (its body failed with the connection): nothing
             // will reach it, and its request ends *client gone* (counted in `aborted`).
         } else {
-            if is_bad_input(response.status()) {
+            if !plain && is_bad_input(response.status()) {
                 tally.bump(|s| &mut s.rejected); // as the mio server counts them
             } else {
                 tally.bump(|s| &mut s.served);
