@@ -199,6 +199,14 @@ impl<C: Recycle, R> Admitted<C, R> {
         self.release(outcome);
     }
 
+    /// Which request this is, while it is out: its pooled slot's address (no other bundle out
+    /// holds that slot; 0 once released). For an adapter to tell its request's bundle from
+    /// another's in one compare.
+    #[inline]
+    pub(crate) fn identity(&self) -> usize {
+        self.slot.as_deref().map_or(0, |slot| std::ptr::from_ref(slot).addr())
+    }
+
     /// The request's abort signal.
     #[inline]
     pub fn signal(&self) -> &AbortSignal {

@@ -133,6 +133,7 @@ where
         match caught(|| self.admit()).unwrap_or(Err(Refusal::PANICKED)) {
             Ok((this, admitted)) => {
                 let signal = admitted.signal().clone();
+                let own = admitted.identity();
                 let body_rule = BodyRule::of(request.method());
                 let bundle = Bundle::new(admitted, Rc::clone(&conn));
                 if let Some(activity) = &conn.activity {
@@ -143,7 +144,7 @@ where
                 // (dropped while unwinding) ending *dropped*.
                 let handler = &self.shared.handler;
                 match caught(|| handler.call(this, request, bundle)) {
-                    Some(handler) => Dispatch::handling(handler, signal, conn, body_rule),
+                    Some(handler) => Dispatch::handling(handler, (signal, own), conn, body_rule),
                     None => {
                         drop(signal);
                         if let Some(activity) = &conn.activity {
@@ -231,8 +232,9 @@ fn dropped_unanswered<F>(mut state: Pin<&mut State<F>>, conn: &Conn) {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        /// The handler runs; `signal` is its request's, to fire if hyper drops it first.
-        Handling { #[pin] handler: F, signal: AbortSignal },
+        /// The handler runs; `signal` is its request's, to fire if hyper drops it first, and
+        /// `own` its bundle's identity (`Admitted::identity`).
+        Handling { #[pin] handler: F, signal: AbortSignal, own: usize },
         /// An answer of the adapter's own, taking nothing.
         Fixed { answer: Fixed },
         /// Answered.
@@ -242,9 +244,14 @@ pin_project! {
 
 impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
     #[inline]
-    fn handling(handler: F, signal: AbortSignal, conn: Rc<Conn>, body_rule: BodyRule) -> Self {
+    fn handling(
+        handler: F,
+        (signal, own): (AbortSignal, usize),
+        conn: Rc<Conn>,
+        body_rule: BodyRule,
+    ) -> Self {
         Dispatch {
-            state: State::Handling { handler, signal },
+            state: State::Handling { handler, signal, own },
             conn,
             body_rule,
             _body: std::marker::PhantomData,
@@ -282,8 +289,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B, C>> {
         let mut this = self.project();
         let tally = &this.conn.tally;
-        let (handler, signal) = match this.state.as_mut().project() {
-            StateProj::Handling { handler, signal } => (handler, signal),
+        let (handler, signal, own) = match this.state.as_mut().project() {
+            StateProj::Handling {
+                handler,
+                signal,
+                own,
+            } => (handler, signal, *own),
             StateProj::Fixed { answer } => {
                 let answer = *answer;
                 this.state.set(State::Done);
@@ -303,6 +314,9 @@ where
             Ok(response) => response,
             Err(failure) => failed(failure, signal, tally),
         };
+        if !holds_own_bundle(&response, own) {
+            watch_own_request(signal, tally); // another request's bundle answers it
+        }
         // Most answers are a `200` to a request other than `HEAD` or `CONNECT`: one compare
         // decides all three questions its status asks below.
         let plain = response.status() == StatusCode::OK && *this.body_rule == BodyRule::Other;
@@ -363,10 +377,7 @@ where
 /// A handler that returned `Err` or panicked: counted, and answered `500`, which is counted
 /// `served` as its request's answer. Its bundle normally ended with the handler (*dropped*);
 /// one the handler gave to a task of its own lives on, and if that request then ends aborted
-/// (the drain deadline, a force-close), it is counted in `aborted_after_head` as an answer
-/// counted at its head whose request then ended so, not a second time in
-/// `HyperReport::aborted` (QA embed15-2). A listener on the failure path only (none when the
-/// signal already fired: a bundle dropped inside the handler).
+/// (the drain deadline, a force-close), it is counted once ([`watch_own_request`]).
 #[cold]
 #[inline(never)]
 fn failed<B: hyper::body::Body, C: Recycle>(
@@ -378,6 +389,33 @@ fn failed<B: hyper::body::Body, C: Recycle>(
         Failure::Error => tally.bump(|s| &mut s.failed),
         Failure::Panic => tally.bump(|s| &mut s.panics),
     }
+    watch_own_request(signal, tally);
+    status_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
+}
+
+/// Whether the handler answers with its own request's bundle (or none: an answer that cannot
+/// hold one). A handler may answer with another request's (`other.respond(..)`: a runtime whose
+/// response was made from the wrong request object), while its own lives on elsewhere.
+#[inline]
+fn holds_own_bundle<B: hyper::body::Body, C: Recycle>(
+    response: &Response<GuardedBody<B, C>>,
+    own: usize,
+) -> bool {
+    response
+        .body()
+        .bundle()
+        .is_none_or(|bundle| bundle.admitted().identity() == own)
+}
+
+/// The request's answer is counted at its head (`served`, a `500` or another request's
+/// bundle's answer) while its own bundle is not the answer's: if that bundle ends aborted
+/// later (the drain deadline, a force-close, the client gone), the request is counted in
+/// `aborted_after_head`, which `HyperReport::aborted` leaves out, so it is counted once
+/// (QA embed15-2, embed16-3). A listener on this path only (none if the signal already fired:
+/// a bundle dropped inside the handler).
+#[cold]
+#[inline(never)]
+fn watch_own_request(signal: &AbortSignal, tally: &Rc<Tally>) {
     let tally = Rc::clone(tally);
     signal.on_abort(move |reason| {
         if matches!(
@@ -387,7 +425,6 @@ fn failed<B: hyper::body::Body, C: Recycle>(
             tally.bump(|s| &mut s.aborted_after_head);
         }
     });
-    status_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
 }
 
 /// The answer of the adapter's own (`Fixed`), closing while the server is unready or stopped.
