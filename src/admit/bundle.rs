@@ -202,9 +202,12 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// Which request this is, while it is out: its pooled slot's address (no other bundle out
     /// holds that slot; 0 once released). For an adapter to tell its request's bundle from
     /// another's in one compare.
+    #[cfg(feature = "hyper")]
     #[inline]
     pub(crate) fn identity(&self) -> usize {
-        self.slot.as_deref().map_or(0, |slot| std::ptr::from_ref(slot).addr())
+        self.slot
+            .as_deref()
+            .map_or(0, |slot| std::ptr::from_ref(slot).addr())
     }
 
     /// The request's abort signal.

@@ -251,7 +251,11 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
         body_rule: BodyRule,
     ) -> Self {
         Dispatch {
-            state: State::Handling { handler, signal, own },
+            state: State::Handling {
+                handler,
+                signal,
+                own,
+            },
             conn,
             body_rule,
             _body: std::marker::PhantomData,
