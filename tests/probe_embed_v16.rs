@@ -208,16 +208,15 @@ mod hyper_swap {
     use util::bounded;
     use util::hyper_thread::HyperThread;
 
-    /// QA embed16-3, open (docs/hyper.md, "Counting"; a fix is a compare per request on the
-    /// adapter's request path, left to the lead's margin there). A handler that answers with
-    /// *another* request's bundle (a runtime whose `Response` was built from the wrong
-    /// `Request` object) while its own is handed to a task of its own, later aborted by the
-    /// drain deadline: its request is counted `served` (the answer's head) and in
-    /// `HyperReport::aborted()` (its own bundle's outcome, *deadline aborted*): `served` 2,
-    /// `aborted()` 1 for 2 requests. The request that lent its bundle failed (`500`), and ends
+    /// QA embed16-3 (docs/hyper.md, "Counting"). A handler that answers with *another*
+    /// request's bundle (a runtime whose `Response` was built from the wrong `Request` object)
+    /// while its own is handed to a task of its own, later aborted by the drain deadline: its
+    /// request was counted `served` (the answer's head) and in `HyperReport::aborted()` (its
+    /// own bundle's outcome, *deadline aborted*): `served` 2, `aborted()` 1 for 2 requests. Now
+    /// the dispatch sees the answer's bundle is not its own and counts that abort in
+    /// `aborted_after_head`. The request that lent its bundle failed (`500`), and ends
     /// *completed* with the other's body.
     #[test]
-    #[ignore = "QA embed16-3: open, documented in docs/hyper.md"]
     fn an_answer_with_another_requests_bundle_is_counted_once() {
         quiet::quiet_panics();
         let server = HyperThread::spawn(move |core| {
