@@ -10,6 +10,8 @@
 mod child;
 #[path = "util/drops.rs"]
 mod drops;
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -136,12 +138,7 @@ mod hyper_embed {
         let core =
             reqguard::ServerCore::embedded(heap.alloc("server"), reqguard::Config::default());
         let server = HyperServer::new(core, hello).options(options);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async move {
+        local_set::block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let serving = server.serve_with_force(listener, stop, force);
             tokio::time::timeout(HANG, serving)
