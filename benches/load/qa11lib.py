@@ -224,3 +224,12 @@ def post(path, body, extra=b""):
 
 
 GET = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+
+
+def read_by_tool(out):
+    """Answers a load tool says it read whole: wrk's, ab's or h2load's count (None if none)."""
+    for pattern in (r"(\d+) requests in ", r"Complete requests:\s+(\d+)", r"(\d+) succeeded"):
+        m = re.search(pattern, out)
+        if m:
+            return int(m.group(1))
+    return None

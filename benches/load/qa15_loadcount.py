@@ -13,12 +13,11 @@ found a reset socket: the count fell back to `written - 2 * SO_SNDBUF`). After 0
 lead's TCP_INFO count) every case's served equals what the tool read on both stacks (wrk-ka
 mio 418,455 read, served 418,455, undelivered 31)."""
 import os
-import re
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop  # noqa: E402
+from qa11lib import read_by_tool, start, stop  # noqa: E402
 
 CASES = {
     "wrk-ka": ["wrk", "-t1", "-c64", "-d3", "{url}/"],
@@ -28,14 +27,6 @@ CASES = {
     "h2": ["h2load", "--h1", "-c50", "-n20000", "-m1", "{url}/"],
     "h2-m8": ["h2load", "--h1", "-c50", "-n20000", "-m8", "{url}/"],
 }
-
-
-def read_by_tool(out):
-    for pattern in (r"(\d+) requests in ", r"Complete requests:\s+(\d+)", r"(\d+) succeeded"):
-        m = re.search(pattern, out)
-        if m:
-            return int(m.group(1))
-    return None
 
 
 def main():

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop  # noqa: E402
+from qa11lib import read_by_tool, start, stop  # noqa: E402
 
 BODY = 1_048_576  # exactly max_body: served
 OVER = BODY + 1  # 413 + close
@@ -30,14 +30,6 @@ CASES = {
     "ab-k": ["ab", "-q", "-k", "-n", "300", "-c", "8", "-p", "{file}", "{url}/echo"],
     "wrk-413": ["wrk", "-t1", "-c8", "-d3", "-s", "{lua_over}", "{url}/echo"],
 }
-
-
-def read_by_tool(out):
-    for pattern in (r"(\d+) requests in ", r"Complete requests:\s+(\d+)", r"(\d+) succeeded"):
-        m = re.search(pattern, out)
-        if m:
-            return int(m.group(1))
-    return None
 
 
 def lua_for(size, tmp):
