@@ -49,8 +49,10 @@ pub struct Stats {
     pub refused_finalized: u64,
     /// ... of which because the server was stopping.
     pub refused_stopped: u64,
-    /// Bad input answered `400`, `408`, `413` or `431` (never admitted); an evicted head's
-    /// `408` once the socket has taken it whole (one to a client already gone is not).
+    /// Bad input answered `400`, `408`, `413` or `431` (never admitted), counted when the
+    /// answer is made, read or not (a reset does not take it back: docs/server.md, "Undelivered
+    /// answers"); an evicted head's `408` once the socket has taken it whole (one to a client
+    /// already gone is not).
     pub rejected: u64,
     /// Panics caught in the embedder's code: handlers (answered `500`), and the accounting's
     /// `admit` (answered `500`, counted in `refused` too), `stop`, `poll_stop`, `report` and

@@ -66,7 +66,8 @@ pub struct HyperStats {
     pub failed: u64,
     /// Bad input: connections hyper closed on a bad or too large head (it answers `400`/`431`
     /// itself), and admitted requests the handler answered `400`, `408`,
-    /// `413` or `431`; an evicted head's `408` once the socket has taken it whole.
+    /// `413` or `431`, counted when the answer is made, read or not (a reset does not take it
+    /// back, as on the mio loops); an evicted head's `408` once the socket has taken it whole.
     pub rejected: u64,
     /// Connections accepted.
     pub connections: u64,
