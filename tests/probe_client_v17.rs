@@ -86,7 +86,7 @@ fn a_probe_with_a_body_is_answered_for_its_body_on_mio() {
 /// lost). Reading it needs a body limit in the adapter's `Options` (on hyper `max_body` is the
 /// demo routes' own) and a dispatch state of its own on the request path.
 #[test]
-#[ignore = "QA client16-1: hyper's health probes do not read a request body (docs/server.md, Not done)"]
+#[ignore = "QA client17-1: hyper's health probes do not read a request body (docs/server.md, Not done)"]
 fn a_probe_with_a_body_is_answered_for_its_body_on_hyper() {
     a_probe_with_a_body_is_answered_for_its_body("--stack hyper");
 }
