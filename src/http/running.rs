@@ -145,6 +145,13 @@ impl StopHandle {
     /// one waits for that server with this very call, or drops its [`Running`]; or the setup
     /// of a second server, its accounting or routes, while a handler of this one waits in
     /// [`ServerBuilder::spawn`] for it to be ready): neither could go on.
+    ///
+    /// In a stop hook ([`Guarded::after_stop`](crate::http::Guarded::after_stop), an
+    /// embedder's [`Accounting::stop`](crate::http::Accounting::stop)), on the loop's thread
+    /// too, it returns `false` at once: the stop is under way, but it has not *begun* in the
+    /// sense above until its hooks have run ([`is_stopping`](StopHandle::is_stopping) is
+    /// `false` there as well; QA embed17-2). In a drain hook
+    /// ([`Guarded::after_drain`](crate::http::Guarded::after_drain)) it returns `true`.
     pub fn stop_and_wait(&self, timeout: Duration) -> bool {
         self.stop();
         if self.control.on_loop_thread() {
@@ -176,7 +183,8 @@ impl StopHandle {
         true
     }
 
-    /// Whether the loop has begun stopping.
+    /// Whether the loop has begun stopping: its listener and admission closed and its stop
+    /// hooks run (`false` while they run: see [`stop_and_wait`](StopHandle::stop_and_wait)).
     pub fn is_stopping(&self) -> bool {
         *self.control.phase.lock().unwrap_or_else(|e| e.into_inner()) >= Phase::Stopping
     }

@@ -120,8 +120,10 @@ impl HyperGroup {
     ///
     /// # Errors
     ///
-    /// Binding the port, building a runtime, or a loop that failed (or panicked) before it
-    /// served; the loops already started are stopped and joined first.
+    /// Binding the port, building a runtime, a server whose options cannot serve
+    /// ([`InvalidInput`](io::ErrorKind::InvalidInput): see
+    /// [`Options::max_connections`](super::Options::max_connections)), or a loop that failed
+    /// (or panicked) before it served; the loops already started are stopped and joined first.
     pub fn spawn<F, E, C, H, S>(self, make: F) -> io::Result<HyperGroupHandle>
     where
         F: Fn(usize) -> HyperServer<E, C, H, S> + Send + Sync + 'static,
@@ -261,6 +263,13 @@ where
         }
     };
     let server = make();
+    if let Err(err) = server.options.check() {
+        let _ = ready.send(Err(io::Error::new(
+            err.kind(),
+            format!("loop {index}: {err}"),
+        )));
+        return Err(err);
+    }
     // Before the send: once it is sent, the spawner waits no more for this loop.
     drop(awaited);
     let _ = ready.send(Ok(()));

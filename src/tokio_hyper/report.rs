@@ -28,9 +28,18 @@ pub struct HyperReport {
     /// What was still out when the drain deadline passed (its signals were aborted, then the
     /// connections force-closed), or after the force signal's force-close (its
     /// `aborted_signals` counts the requests that force-close ended); `None` when the drain
-    /// completed in time.
+    /// completed in time. Its `panicked_listeners` and `panicked_hooks` are the only place the
+    /// report shows abort listeners and drain hooks that panicked (`stats.panics` does not
+    /// count them).
     pub deadline: Option<DrainReport>,
     /// Whether the force signal (a second SIGTERM), not the deadline, ended the drain early.
+    /// A force that comes after the deadline's aborts (in the [`force_after`] wait) cuts that
+    /// wait short, the force-close happening at once, but leaves this `false`: the deadline
+    /// ended the drain (`drain_deadline_hit` if requests were out; steps `drain`, `abort`,
+    /// `force`), as a mio loop group records the same stop (its reports have no `forced`: a
+    /// force there is the `force` step coming before any `abort` step).
+    ///
+    /// [`force_after`]: super::Options::force_after
     pub forced: bool,
     /// Whether the drain deadline passed with requests out (`deadline` is its report and
     /// `forced` is false): the exit JSON's `drain_deadline_hit`. A deadline that found only

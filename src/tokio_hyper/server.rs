@@ -130,7 +130,10 @@ impl Options {
         self
     }
 
-    /// Connections open at once; more are answered `503` and closed.
+    /// Connections open at once; more are answered `503` and closed. At least 1: a server
+    /// that could serve no one is refused, as the mio server's `Limits` refuses it
+    /// ([`run`] and [`HyperGroup::spawn`](super::HyperGroup::spawn) return
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput), [`HyperServer::serve`] panics).
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self
@@ -195,6 +198,18 @@ impl Options {
     pub fn record_activity(mut self, on: bool) -> Self {
         self.record_activity = on;
         self
+    }
+
+    /// Whether these options can serve: `InvalidInput` for a `max_connections` of 0 (QA
+    /// embed17-1: every connection was refused `503`, where the mio server refuses the limit).
+    pub(crate) fn check(&self) -> io::Result<()> {
+        if self.max_connections == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid Options: max_connections is zero",
+            ));
+        }
+        Ok(())
     }
 
     /// The drain timeout.
@@ -276,7 +291,8 @@ pub struct HyperServer<E: Engine, C: Recycle, H, S = NoScope> {
     // The embedder's: dropped caught if the server is dropped unserved.
     handler: DropCaught<H>,
     scope: DropCaught<S>,
-    options: Options,
+    // Checked by a group's loop before it serves.
+    pub(super) options: Options,
     after_stop: Hooks,
     after_drain: Hooks,
 }
@@ -345,7 +361,8 @@ where
     ///
     /// # Panics
     ///
-    /// Outside a `LocalSet`, at the first connection accepted (tokio's
+    /// At once, with options that cannot serve (a [`max_connections`](Options::max_connections)
+    /// of 0; [`run`] returns that as an error). Outside a `LocalSet`, at the first connection accepted (tokio's
     /// [`spawn_local`](tokio::task::spawn_local) panics): the future unwinds into the caller's
     /// `block_on`, as if dropped (see below; nothing was admitted on that connection). The stop: after the [unready](Options::unready) phase (if
     /// any), admission closes (a late request is refused `503`, `connection: close`) and the
@@ -389,6 +406,9 @@ where
         stop: impl Future<Output = ()>,
         force: impl Future<Output = ()>,
     ) -> impl Future<Output = HyperReport> {
+        if let Err(invalid) = self.options.check() {
+            panic!("HyperServer::serve: {invalid}");
+        }
         let alone = GroupLinger {
             drained: || {},
             all_drained: std::future::ready(()),
@@ -1078,7 +1098,9 @@ impl<E: Engine, C: Recycle, H, S> fmt::Debug for HyperServer<E, C, H, S> {
 ///
 /// # Errors
 ///
-/// Building the runtime or binding the address; and [`io::ErrorKind::Other`] when called
+/// Options that cannot serve ([`io::ErrorKind::InvalidInput`]: see
+/// [`Options::max_connections`]); building the runtime or binding the address; and
+/// [`io::ErrorKind::Other`] when called
 /// inside a tokio runtime (an `async` context, or a thread that entered one), where no runtime
 /// can be started: serve there with [`HyperServer::serve`] inside a
 /// [`LocalSet`](tokio::task::LocalSet) instead.
@@ -1101,6 +1123,7 @@ where
              own: serve the HyperServer there with HyperServer::serve in a LocalSet",
         ));
     }
+    server.options.check()?;
     let runtime = current_thread_runtime()?;
     let local = tokio::task::LocalSet::new();
     // The report boxed: `block_on` copies the future's whole `Poll<Output>` up a few layers on

@@ -45,7 +45,9 @@ pub struct HyperStats {
     /// an engine error, a panicking admission) is counted in `refused` only.
     pub refused_stopped: u64,
     /// Handlers, and admissions, that panicked (answered `500`); also a handler's future whose
-    /// `Drop` panicked (its answer, if it made one, still sent).
+    /// `Drop` panicked (its answer, if it made one, still sent). Not abort listeners nor
+    /// drain hooks: the core counts those, in [`HyperReport::deadline`](super::HyperReport)'s
+    /// `panicked_listeners` / `panicked_hooks` when the deadline passed.
     pub panics: u64,
     /// Of `served` and `rejected`: answers a handler made after its request's signal was
     /// aborted by the drain deadline (a handler that watches its signal may still answer
