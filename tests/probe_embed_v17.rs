@@ -246,3 +246,64 @@ mod hyper_held {
         assert_eq!(report.outcomes.deadline_aborted, 1, "{report}");
     }
 }
+
+mod mio_group_force {
+    use super::*;
+    use reqguard::http::{demo_routes, Guarded, Ladder, LoopGroup, Reply, Request, Response, Step};
+    use reqguard::Config;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// QA embed17-3's other half: what the mio loop group reports for the same stop (a force
+    /// during `force_after`, after the deadline's aborts), the case `HyperReport::forced`'s doc
+    /// now compares with: steps `drain`, `abort`, `force`, the deadline hit, the force-close at
+    /// once (`force_after` is an hour here).
+    #[test]
+    fn a_force_after_the_deadlines_abort_ends_the_wait_with_the_deadline_hit() {
+        let aborted = Arc::new(AtomicBool::new(false));
+        let on_abort = Arc::clone(&aborted);
+        let entered = Arc::new(AtomicBool::new(false));
+        let on_entry = Arc::clone(&entered);
+        let ladder = Ladder::default()
+            .drain_timeout(Duration::from_millis(50))
+            .force_after(Duration::from_secs(3600));
+        let running = LoopGroup::new()
+            .loops(1)
+            .ladder(ladder)
+            .spawn(
+                |_| Guarded::embedded("server", Config::default()),
+                move |router| {
+                    demo_routes(router);
+                    let (on_abort, on_entry) = (Arc::clone(&on_abort), Arc::clone(&on_entry));
+                    router.route("GET", "/held", move |req: &Request<'_>, _: &mut Response<'_>| {
+                        let on_abort = Arc::clone(&on_abort);
+                        let signal = req.signal().expect("guarded requests have a signal");
+                        assert!(signal.on_abort(move |_| on_abort.store(true, Ordering::SeqCst)));
+                        on_entry.store(true, Ordering::SeqCst);
+                        Reply::After {
+                            delay: Duration::from_secs(3600),
+                            token: 0,
+                        }
+                    });
+                },
+            )
+            .expect("the group serves");
+        let mut held = util::Client::connect(running.addr());
+        held.send(b"GET /held HTTP/1.1\r\nhost: x\r\n\r\n");
+        util::wait_until("/held to be in its handler", || entered.load(Ordering::SeqCst));
+        let stopper = running.stopper();
+        stopper.stop();
+        util::wait_until("the deadline's abort", || aborted.load(Ordering::SeqCst));
+        stopper.force();
+        let report = util::bounded::within(HANG, move || running.wait())
+            .expect("the force cut the force_after wait short")
+            .expect("the report");
+        let lone = &report.loops[0];
+        let steps: Vec<Step> = lone.steps.iter().map(|s| s.step).collect();
+        let ladder = [Step::Drain, Step::Abort, Step::Force];
+        assert!(steps.windows(3).any(|w| w == ladder), "{steps:?}\n{report}");
+        assert!(lone.drain_deadline_hit, "{report}");
+        assert_eq!(lone.outcomes.deadline_aborted, 1, "{report}");
+        assert_eq!(lone.leaked, 0, "{report}");
+    }
+}
