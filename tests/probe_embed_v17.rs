@@ -51,7 +51,9 @@ mod hyper_options {
         assert!(err.to_string().contains("max_connections"), "{err}");
 
         let spawned = HyperGroup::new().loops(2).spawn(|_| server());
-        let err = spawned.map(|_| ()).expect_err("spawn refuses max_connections 0");
+        let err = spawned
+            .map(|_| ())
+            .expect_err("spawn refuses max_connections 0");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains("max_connections"), "{err}");
 
@@ -166,7 +168,9 @@ mod hyper_held {
             let (entered_tx, aborted_tx) = (Rc::clone(&entered_tx), Rc::clone(&aborted_tx));
             async move {
                 if listener_panics {
-                    bundle.signal().on_abort(|_| panic!("the embedder's abort listener"));
+                    bundle
+                        .signal()
+                        .on_abort(|_| panic!("the embedder's abort listener"));
                 }
                 fire(&entered_tx);
                 bundle.aborted().await;
@@ -275,22 +279,30 @@ mod mio_group_force {
                 move |router| {
                     demo_routes(router);
                     let (on_abort, on_entry) = (Arc::clone(&on_abort), Arc::clone(&on_entry));
-                    router.route("GET", "/held", move |req: &Request<'_>, _: &mut Response<'_>| {
-                        let on_abort = Arc::clone(&on_abort);
-                        let signal = req.signal().expect("guarded requests have a signal");
-                        assert!(signal.on_abort(move |_| on_abort.store(true, Ordering::SeqCst)));
-                        on_entry.store(true, Ordering::SeqCst);
-                        Reply::After {
-                            delay: Duration::from_secs(3600),
-                            token: 0,
-                        }
-                    });
+                    router.route(
+                        "GET",
+                        "/held",
+                        move |req: &Request<'_>, _: &mut Response<'_>| {
+                            let on_abort = Arc::clone(&on_abort);
+                            let signal = req.signal().expect("guarded requests have a signal");
+                            assert!(
+                                signal.on_abort(move |_| on_abort.store(true, Ordering::SeqCst))
+                            );
+                            on_entry.store(true, Ordering::SeqCst);
+                            Reply::After {
+                                delay: Duration::from_secs(3600),
+                                token: 0,
+                            }
+                        },
+                    );
                 },
             )
             .expect("the group serves");
         let mut held = util::Client::connect(running.addr());
         held.send(b"GET /held HTTP/1.1\r\nhost: x\r\n\r\n");
-        util::wait_until("/held to be in its handler", || entered.load(Ordering::SeqCst));
+        util::wait_until("/held to be in its handler", || {
+            entered.load(Ordering::SeqCst)
+        });
         let stopper = running.stopper();
         stopper.stop();
         util::wait_until("the deadline's abort", || aborted.load(Ordering::SeqCst));
