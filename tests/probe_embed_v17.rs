@@ -79,6 +79,9 @@ mod mio_hooks {
     use reqguard::Config;
     use std::sync::{Arc, Mutex, OnceLock};
 
+    /// What a hook saw: its kind, `stop_and_wait`'s answer, `is_stopping`'s.
+    type Seen = (&'static str, bool, bool);
+
     /// QA embed17-2 (docs). `StopHandle::stop_and_wait` called in an `after_stop` hook returned
     /// `false` though the stop had begun: its doc promised `true` once "the listener is
     /// closed, admission is closed, and stop hooks have run", and did not say what a hook
@@ -87,7 +90,7 @@ mod mio_hooks {
     #[test]
     fn stop_and_wait_in_a_stop_hook_is_false_and_in_a_drain_hook_true() {
         let handle: Arc<OnceLock<StopHandle>> = Arc::default();
-        let seen: Arc<Mutex<Vec<(&str, bool, bool)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (in_hooks, seen_in_hooks) = (Arc::clone(&handle), Arc::clone(&seen));
         let running = ServerBuilder::new()
             .spawn(
