@@ -520,18 +520,15 @@ fn assert_counted_once(report: &HyperReport) {
 }
 
 /// Options at their extremes (zero and `MAX` for every knob that takes them): a server with
-/// each serves (or refuses, at `max_connections(0)`) one `GET /`, stops, returns its report
-/// within bounds, leaks nothing and counts each admitted request once. None panics at
-/// build (hyper's `max_buf_size` panics below 8 KiB: raised), none hangs the stop.
+/// each serves one `GET /`, stops, returns its report within bounds, leaks nothing and
+/// counts each admitted request once. None panics at build (hyper's `max_buf_size` panics
+/// below 8 KiB: raised), none hangs the stop. (`max_connections(0)` served, refusing every
+/// connection `503`, until QA embed17-1 made it invalid input, as on mio:
+/// `probe_embed_v17::hyper_options::a_max_connections_of_zero_is_invalid_input`.)
 #[test]
 fn options_at_their_extremes_serve_and_stop() {
     let zero = Duration::ZERO;
     let cases: Vec<(&str, Options, &str)> = vec![
-        (
-            "max_connections 0",
-            Options::default().max_connections(0),
-            "HTTP/1.1 503",
-        ),
         (
             "max_buffer 0",
             Options::default().max_buffer(0),
