@@ -522,7 +522,7 @@ where
             };
             (linger.drained)();
             acceptor
-                .run(&listener, stopper.hold(linger.all_drained, &linger.forced))
+                .run(&listener, stopper.hold(linger.all_drained))
                 .await;
             acceptor.close_listener(listener);
             stopper.close_late_connections().await;
@@ -1047,7 +1047,7 @@ pub(crate) struct GroupLinger<D, A, F> {
 impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
     /// After this loop's drain: until `all_drained`; a force signal meanwhile is recorded (this
     /// loop had nothing left to force). Then the close step.
-    async fn hold(&self, all_drained: impl Future<Output = ()>, group_forced: &impl Fn() -> bool) {
+    async fn hold(&self, all_drained: impl Future<Output = ()>) {
         let ledger = self.shared.core.ledger();
         tokio::select! {
             () = all_drained => {}
@@ -1060,8 +1060,8 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             } => {}
         }
         // A force that reached the group as it closed (it is what ended the other loops'
-        // drains) is this loop's too, as on mio. Read, not polled: polling may be deferred.
-        if !self.steps.has(StepKind::Force) && group_forced() {
+        // drains) is this loop's too, as on mio: the trigger reads the group's phase.
+        if !self.steps.has(StepKind::Force) && self.forced.fired_by_now().await {
             self.steps.record(StepKind::Force, ledger, self.connections);
         }
         self.steps.record(StepKind::Close, ledger, self.connections);
@@ -1141,4 +1141,23 @@ pub(crate) fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Trigger;
+
+    /// A group's force is read from its phase (`level`) even while the force future is still
+    /// `Pending` (a watch whose wake has not come yet): the race of d4f3d92, made certain.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_trigger_fires_on_its_level_while_its_future_is_pending() {
+        let phase_forced = std::cell::Cell::new(false);
+        let level = || phase_forced.get();
+        let trigger = Trigger::new(std::future::pending(), &level);
+        assert!(!trigger.fired_by_now().await);
+        phase_forced.set(true);
+        assert!(trigger.fired_by_now().await);
+        phase_forced.set(false);
+        assert!(trigger.fired_by_now().await, "once fired, it stays fired");
+    }
 }
