@@ -18,13 +18,14 @@ pub(crate) fn assert_passes_in_child(var: &str, path: &str) {
         .env(var, "1")
         .output()
         .expect("the child test runs");
+    let out = String::from_utf8_lossy(&child.stdout);
+    // A failing test's panic message is in the child's stdout (libtest prints it there).
     assert!(
         child.status.success(),
-        "the child died: {:?}\n{}",
+        "the child died: {:?}\n{out}\n{}",
         child.status,
         String::from_utf8_lossy(&child.stderr)
     );
-    let out = String::from_utf8_lossy(&child.stdout);
     assert!(
         out.contains("test result: ok. 1 passed"),
         "the child ran no test {path}:\n{out}"
