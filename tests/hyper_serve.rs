@@ -395,10 +395,18 @@ fn no_connection_is_lost_between_loops_across_sigterm() {
             answered > 100,
             "{mode}: the storm was too slow to mean anything"
         );
-        for one in loop_objects(&json) {
+        // Both loops were still accepting after the stop, the early-drained one included:
+        // each has its own accept queue with `reuseport`. With `shared` (one queue) which loop
+        // takes a connection is the scheduler's choice, and one may take every refused one.
+        let loops = loop_objects(&json);
+        let refusing = loops
+            .iter()
+            .filter(|one| field(one, "refused_stopped") > 0.0)
+            .count();
+        let want = if mode == "reuseport" { loops.len() } else { 1 };
+        assert!(refusing >= want, "{mode}: {json}");
+        for one in loops {
             assert_eq!(field(one, "leaked"), 0.0, "{mode}: {json}");
-            // Both loops were still accepting after the stop, the early-drained one included.
-            assert!(field(one, "refused_stopped") > 0.0, "{mode}: {json}");
         }
     }
 }

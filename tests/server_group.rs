@@ -492,12 +492,18 @@ fn no_connection_is_lost_between_loops_across_the_stop() {
             answered.load(Ordering::SeqCst) > 100,
             "the storm was too slow to mean anything"
         );
-        // Both loops were still accepting after the stop, the early-drained one included.
-        for r in &report.loops {
-            assert!(
-                r.stats.refused_stopped + r.stats.refused_finalized > 0,
-                "{report}"
-            );
+        // Both loops were still accepting after the stop, the early-drained one included:
+        // with `SO_REUSEPORT` each has its own accept queue, which the kernel fills by a hash
+        // of the client's port (100 refusals all on one loop: 2^-99). A `Shared` listener is
+        // one queue, and which loop takes a connection is the scheduler's choice: one loop
+        // may take every refused one (seen once in 30 runs), and none is lost either way.
+        let refused =
+            |r: &reqguard::http::ServerReport| r.stats.refused_stopped + r.stats.refused_finalized;
+        match mode {
+            ListenMode::ReusePort => {
+                assert!(report.loops.iter().all(|r| refused(r) > 0), "{report}")
+            }
+            _ => assert!(report.loops.iter().any(|r| refused(r) > 0), "{report}"),
         }
     }
 }
