@@ -80,13 +80,63 @@ fn a_probe_with_a_body_is_answered_for_its_body_on_mio() {
     a_probe_with_a_body_is_answered_for_its_body("--stack mio");
 }
 
-/// Not done on hyper (docs/server.md, "Not done"): the adapter answers a probe from its head
-/// and never reads its body (`200` + close to the broken and the too large body, `405` + close
-/// to the `POST`s, and `200` + close to the whole chunked body: the request behind it is
-/// lost). Reading it needs a body limit in the adapter's `Options` (on hyper `max_body` is the
-/// demo routes' own) and a dispatch state of its own on the request path.
+/// On hyper the adapter reads the probe's body within `Options::probe_max_body` and
+/// `probe_body_timeout` (the demo's `--max-body`, `--request-timeout-ms`). Before (QA
+/// client17-1), it answered the probe from its head and never read the body: `200` + close to
+/// the broken and the too large body, `405` + close to the `POST`s, and `200` + close to the
+/// whole chunked body (the request behind it lost).
 #[test]
-#[ignore = "QA client17-1: hyper's health probes do not read a request body (docs/server.md, Not done)"]
 fn a_probe_with_a_body_is_answered_for_its_body_on_hyper() {
     a_probe_with_a_body_is_answered_for_its_body("--stack hyper");
+}
+
+/// A probe whose body is read whole is answered as one without a body, on both stacks:
+/// `OPTIONS` `204` with `allow`, `HEAD` the `GET`'s head, `POST` `405` with `allow`, each
+/// with the connection kept for the request pipelined behind it; a body slower than the
+/// request timeout gets `408` + close, counted `rejected` (hyper: `Options::probe_body_timeout`,
+/// the demo's `--request-timeout-ms`; before QA client17-1's fix, hyper answered every probe
+/// here from its head and closed the connection).
+fn a_probe_reads_its_body_whatever_its_method(stack: &str) {
+    let serve = Serve::start("", &format!("{stack} --request-timeout-ms 300"));
+    let mut client = StrictClient::connect(serve.addr);
+    client.send(
+        b"OPTIONS /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc\
+          HEAD /healthz/ready HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+          1\r\na\r\n0\r\n\r\n\
+          POST /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nab\
+          GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+    );
+    let options = client.answer("OPTIONS");
+    assert_eq!((options.status, options.closes()), (204, false), "{stack}: {options:?}");
+    assert_eq!(options.field("allow"), Some("GET, HEAD"), "{stack}: {options:?}");
+    let head = client.answer("HEAD");
+    assert_eq!((head.status, head.closes()), (200, false), "{stack}: {head:?}");
+    let post = client.answer("POST");
+    assert_eq!(
+        (post.status, post.text(), post.closes()),
+        (405, "Method Not Allowed", false),
+        "{stack}: {post:?}"
+    );
+    let next = client.answer("GET");
+    assert_eq!((next.status, next.text()), (200, "hello"), "{stack}: {next:?}");
+    client.expect_nothing_more(false, QUIET);
+    drop(client);
+    // Three of ten bytes, then nothing: the request timeout's `408`.
+    let slow = b"GET /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc";
+    let answer = one_answer(&serve, slow, "GET");
+    assert_eq!(answer, (408, "Request Timeout".into(), true), "{stack}");
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{stack}: {json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    assert_eq!(field(&json, "rejected"), 1.0, "{stack}: {json}");
+}
+
+#[test]
+fn a_probe_reads_its_body_whatever_its_method_on_mio() {
+    a_probe_reads_its_body_whatever_its_method("--stack mio");
+}
+
+#[test]
+fn a_probe_reads_its_body_whatever_its_method_on_hyper() {
+    a_probe_reads_its_body_whatever_its_method("--stack hyper");
 }

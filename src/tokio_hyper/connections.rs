@@ -45,6 +45,7 @@ use tokio::task::AbortHandle;
 
 use super::gate::same_waker;
 use super::linger::Written;
+use super::service::Probing;
 use super::tally::Tally;
 use crate::admit::Refusal;
 
@@ -129,6 +130,10 @@ pub(crate) struct Conn {
     /// versions between requests): `service::http10_closing`. Here rather than in the
     /// request's future, whose every field hyper's dispatcher pays for as it polls it.
     http10: Cell<bool>,
+    /// A health probe's body being read before its answer (`Dispatch::probe`): here, not in
+    /// the dispatch's state, whose drop every request pays (a variant holding it cost 5
+    /// instructions per request).
+    probe: Cell<Option<Box<Probing>>>,
 }
 
 /// [`Conn::owed`] of a body whose length hyper does not know: counted down as it is paid, it
@@ -202,6 +207,18 @@ pin_project! {
 }
 
 impl Conn {
+    /// Keeps a health probe whose body is being read (`Dispatch::probe`).
+    #[cold]
+    pub(crate) fn hold_probe(&self, probe: Box<Probing>) {
+        self.probe.set(Some(probe));
+    }
+
+    /// The health probe whose body is being read, taken to be polled.
+    #[cold]
+    pub(crate) fn take_probe(&self) -> Option<Box<Probing>> {
+        self.probe.take()
+    }
+
     /// A request was admitted on the connection (its bundle is made).
     #[inline]
     pub(crate) fn request_began(&self) {
@@ -434,6 +451,11 @@ impl Conn {
         since.checked_add(earned.max(SLOW_BODY_GRACE))
     }
 
+    /// Whether its last write found the socket full (an answer waits for the socket).
+    pub(crate) fn write_is_pending(&self) -> bool {
+        self.write_pending.get()
+    }
+
     /// Whether no request has ended on it (no answer written: evicted, it gets `408`).
     pub(crate) fn never_answered(&self) -> bool {
         self.ended.get() == 0
@@ -459,6 +481,11 @@ impl Conn {
 impl<F> Watched<F> {
     pub(crate) fn new(connection: F, conn: Rc<Conn>) -> Self {
         Watched { connection, conn }
+    }
+
+    /// The connection's hyper future, once it has ended.
+    pub(crate) fn into_connection(self) -> F {
+        self.connection
     }
 }
 
@@ -720,6 +747,7 @@ impl Connections {
             owed: Cell::new(NOT_OWED),
             declared: Cell::new(None),
             http10: Cell::new(false),
+            probe: Cell::new(None),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,

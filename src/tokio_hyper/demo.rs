@@ -261,8 +261,10 @@ enum BodyEnd {
 /// such a body was read and dropped too, but a body that broke its framing, went past
 /// `max_body` or took longer than the body timeout still got the route's answer (`200 hello`
 /// to a `GET /` whose chunked body was malformed, or whose 2 MB body stopped at 1 MiB),
-/// counted `served`, where mio answers `400`, `413`, `408`, counted `rejected`.
-struct BodyLeft {
+/// counted `served`, where mio answers `400`, `413`, `408`, counted `rejected`. The health
+/// probes read a body sent with them the same way (`service::probe`), within
+/// `Options::probe_max_body` and `Options::probe_body_timeout`.
+pub(crate) struct BodyLeft {
     left: usize,
     body: Incoming,
     timeout: Duration,
@@ -271,10 +273,15 @@ struct BodyLeft {
 
 impl BodyLeft {
     fn new(body: Incoming, limits: EchoLimits) -> Self {
+        BodyLeft::within(body, limits.max_body, limits.body_timeout)
+    }
+
+    /// What is left of `body`, to read within `max_body` bytes and `timeout`.
+    pub(crate) fn within(body: Incoming, max_body: usize, timeout: Duration) -> Self {
         BodyLeft {
-            left: limits.max_body,
+            left: max_body,
             body,
-            timeout: limits.body_timeout,
+            timeout,
             deadline: None,
         }
     }
@@ -287,7 +294,7 @@ impl BodyLeft {
     /// Reads on, to the end: `Ok` with whether the answer must close the connection (a
     /// trailer section, or chosen for eviction as the body ended), or the error status the body
     /// earned. The request's `bundle` takes the slow-body eviction's notes.
-    fn poll<C: Recycle>(
+    pub(crate) fn poll<C: Recycle>(
         &mut self,
         bundle: Option<&Bundle<C>>,
         cx: &mut Context<'_>,

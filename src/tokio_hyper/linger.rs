@@ -332,6 +332,34 @@ impl LingeringIo {
 }
 
 impl LingeringIo {
+    /// hyper's header read timeout ended its connection with a request head in progress
+    /// (`server::head_timed_out`): `408` + close, as the mio loops answer a head incomplete at
+    /// their request timeout, unless an answer still waits for the socket (the `408` would
+    /// land inside it). Counted `rejected` only if the socket took it whole; the socket then
+    /// lingers when dropped (`shut`), as after any answer that closes.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn answer_slow_head(mut self) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if self.shut || self.conn.write_is_pending() {
+            return;
+        }
+        let answer = closing_answer("408 Request Timeout", "Request Timeout");
+        if let Ok(n) = stream.try_write(&answer) {
+            self.written.bytes += n as u64;
+            if n == answer.len() {
+                self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
+            }
+        }
+        // The socket lingers on drop (`linger`), which shuts its write side.
+        if !crate::unsent::WATCHABLE {
+            let _ = SockRef::from(&*stream).shutdown(std::net::Shutdown::Write);
+        }
+        self.shut = true;
+    }
+
     /// Whether the client reset the connection while a request of it is out and hyper does
     /// not read the socket: hyper reads it mid-request only when its buffer is empty (its
     /// `mid_message_detect_eof`), so behind pipelined requests already read a reset went

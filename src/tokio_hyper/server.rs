@@ -57,7 +57,15 @@ pub struct Options {
     force_after: Duration,
     keep_listening: bool,
     health_checks: bool,
+    probe_body: ProbeBody,
     record_activity: bool,
+}
+
+/// The body of a health probe, which the adapter reads and drops itself (`Options::probe_max_body`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProbeBody {
+    pub(crate) max: usize,
+    pub(crate) timeout: Duration,
 }
 
 /// The longest timeout the knobs keep (the mio server's too): a longer one (`Duration::MAX`
@@ -90,6 +98,10 @@ impl Default for Options {
             force_after: Duration::from_secs(1),
             keep_listening: false,
             health_checks: false,
+            probe_body: ProbeBody {
+                max: super::MAX_ECHO_BODY,
+                timeout: super::ECHO_BODY_TIMEOUT,
+            },
             record_activity: false,
         }
     }
@@ -184,6 +196,23 @@ impl Options {
     /// (`200`, then `503` from the unready phase on) without admission: they take nothing.
     pub fn health_checks(mut self, on: bool) -> Self {
         self.health_checks = on;
+        self
+    }
+
+    /// The largest body a health probe may be sent with (1 MiB by default, the mio server's
+    /// `Limits::max_body`). The adapter reads such a body and drops it before it answers the
+    /// probe, as the mio server reads every body whole first: one declared or read past this
+    /// gets `413` + close, one that breaks its chunked framing `400` + close, each counted
+    /// `rejected`. A handler's request body is the handler's to read and limit.
+    pub fn probe_max_body(mut self, bytes: usize) -> Self {
+        self.probe_body.max = bytes;
+        self
+    }
+
+    /// How long a health probe's body may take to arrive (10 s by default, the mio server's
+    /// `Limits::request_timeout`): slower gets `408` + close, counted `rejected`.
+    pub fn probe_body_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_body.timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -462,6 +491,7 @@ where
             tally,
             health_checks,
             max_head: options.max_head,
+            probe_body: options.probe_body,
         }));
         let connections = Rc::new(Connections::default());
         let abandoned = Abandoned {
@@ -867,19 +897,26 @@ where
     fn spawn(
         &self,
         registered: Registered,
-        conn: impl Future<Output = hyper::Result<()>> + 'static,
+        mut conn: Watched<HyperConnection<E, C, H, S>>,
         handoff: Rc<Conn>,
     ) {
         let key = registered.key();
         let tally = Rc::clone(&self.shared.tally);
         let lingering = Rc::clone(&self.refusing);
         let task = tokio::task::spawn_local(async move {
-            if let Err(err) = conn.await {
+            if let Err(err) = InPlace(&mut conn).await {
                 // hyper answered 400 or 431; not to an HTTP/2 preface, which it closes on
                 // without a word (counted, the exit JSON had a rejection no client saw).
                 if (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2() {
                     tally.bump(|s| &mut s.rejected);
                 }
+                if err.is_timeout() {
+                    head_timed_out(conn.into_connection());
+                } else {
+                    drop(conn);
+                }
+            } else {
+                drop(conn);
             }
             drop(registered);
             if let Some((stream, written)) = handoff.take_handoff() {
@@ -896,6 +933,46 @@ where
             }
         });
         self.connections.set_abort_handle(key, task.abort_handle());
+    }
+}
+
+/// A future polled where it is, kept for what follows its end (`Acceptor::spawn`: the
+/// connection, for `head_timed_out`). `(&mut future).await` made the connection's poll a
+/// call of its own, about 19 instructions more per request (callgrind section 9).
+struct InPlace<'a, F>(&'a mut F);
+
+impl<F: Future + Unpin> Future for InPlace<'_, F> {
+    type Output = F::Output;
+
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        Pin::new(&mut *self.0).poll(cx)
+    }
+}
+
+/// A connection's hyper future, as the connection's task polls it.
+type HyperConnection<E, C, H, S> = http1::Connection<TokioIo<LingeringIo>, RequestService<E, C, H, S>>;
+
+/// hyper's header read timeout (`Options::idle_timeout`) ended the connection. With a request
+/// head in progress (bytes of it in hyper's read buffer, other than the empty lines a head may
+/// follow), the client is answered `408` + close, counted `rejected` if the socket takes it
+/// whole, and the socket lingers as after any answer that closes, as the mio loops answer a
+/// head still incomplete at their request timeout (RFC 9110 §15.5.9); an idle connection
+/// (nothing of a head) just closes, as there. hyper writes no answer at its timeout: before,
+/// the slow head got an EOF on hyper, `408` on mio
+/// (`probe_client_v18::a_slow_head_gets_408_and_an_idle_connection_an_eof_on_both_stacks`).
+#[cold]
+#[inline(never)]
+fn head_timed_out<E, C, H, S>(connection: HyperConnection<E, C, H, S>)
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    let parts = connection.into_parts();
+    if parts.read_buf.iter().any(|byte| !matches!(byte, b'\r' | b'\n')) {
+        parts.io.into_inner().answer_slow_head();
     }
 }
 

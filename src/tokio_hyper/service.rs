@@ -19,6 +19,8 @@ use super::body::{BodyRule, GuardedBody};
 use super::bundle::Bundle;
 use super::checks::{self, Refused};
 use super::connections::Conn;
+use super::demo::BodyLeft;
+use super::server::ProbeBody;
 use super::handler::{EnterScope, Handler};
 use super::tally::Tally;
 use crate::admit::{Admitted, Refusal};
@@ -38,6 +40,8 @@ pub(crate) struct Shared<E: Engine, C: Recycle, H, S> {
     pub(crate) health_checks: bool,
     /// The longest request head served (`Options::max_head`).
     pub(crate) max_head: usize,
+    /// The limits of a health probe's body (`Options::probe_max_body`).
+    pub(crate) probe_body: ProbeBody,
 }
 
 /// The hyper service of one connection (cloning it is one `Rc` increment).
@@ -125,7 +129,7 @@ where
         }
         if self.shared.health_checks {
             if let Some(probe) = probe(&request, tally) {
-                return Dispatch::fixed(probe, conn);
+                return Dispatch::probe(probe, request, conn, self.shared.probe_body);
             }
         }
         // The scope is the embedder's code: a panic in it is this request's `500`, never an
@@ -237,6 +241,9 @@ pin_project! {
         Handling { #[pin] handler: F, signal: AbortSignal, own: usize },
         /// An answer of the adapter's own, taking nothing.
         Fixed { answer: Fixed },
+        /// A health probe's answer, given once its request's body is read and dropped (the
+        /// probe is kept by the connection: `Conn::hold_probe`).
+        Probing,
         /// Answered.
         Done,
     }
@@ -258,6 +265,34 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
             },
             conn,
             body_rule,
+            _body: std::marker::PhantomData,
+        }
+    }
+
+    /// A health probe's answer: at once if its request has no body to read (nearly every
+    /// probe), or waits for the client to be told (`100 Continue`: answered from the head
+    /// with `connection: close`, as on mio); else once the body is read and dropped.
+    #[cold]
+    #[inline(never)]
+    fn probe(probe: Fixed, request: Request<Incoming>, conn: Rc<Conn>, limits: ProbeBody) -> Self {
+        use hyper::body::Body as _;
+        let body = request.into_body();
+        if probe.close || body.is_end_stream() {
+            return Dispatch::fixed(probe, conn);
+        }
+        if body.size_hint().lower() > limits.max as u64 {
+            // A declared length past the limit is refused before any of it is read.
+            return Dispatch::fixed(Fixed::body_failed(StatusCode::PAYLOAD_TOO_LARGE, &conn), conn);
+        }
+        conn.answered_unadmitted();
+        conn.hold_probe(Box::new(Probing {
+            answer: probe,
+            body: BodyLeft::within(body, limits.max, limits.timeout),
+        }));
+        Dispatch {
+            state: State::Probing,
+            conn,
+            body_rule: BodyRule::Other,
             _body: std::marker::PhantomData,
         }
     }
@@ -304,6 +339,7 @@ where
                 this.state.set(State::Done);
                 return Poll::Ready(Ok(fixed_response(answer, this.conn)));
             }
+            StateProj::Probing => return probe_answer(this.state, this.conn, cx),
             StateProj::Done => panic!("a dispatch is polled after it answered"),
         };
         // A panicking handler is answered 500 and its future dropped (its bundle ends
@@ -375,6 +411,30 @@ where
             closing_answer(&mut response, this.conn);
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// A poll of a health probe whose body is being read (`Dispatch::probe`): its answer once the
+/// body has ended or failed.
+#[cold]
+#[inline(never)]
+fn probe_answer<F, B: hyper::body::Body, C: Recycle>(
+    mut state: Pin<&mut State<F>>,
+    conn: &Conn,
+    cx: &mut Context<'_>,
+) -> Poll<Answer<B, C>> {
+    let mut probe = conn
+        .take_probe()
+        .expect("a probe's dispatch is polled without its probe");
+    match probe.poll::<C>(&conn.tally, cx) {
+        Poll::Pending => {
+            conn.hold_probe(probe);
+            Poll::Pending
+        }
+        Poll::Ready(answer) => {
+            state.set(State::Done);
+            Poll::Ready(Ok(fixed_response(answer, conn)))
+        }
     }
 }
 
@@ -674,6 +734,23 @@ impl Fixed {
         }
     }
 
+    /// `400`, `408` or `413` with `connection: close`, explained by its reason phrase as the
+    /// demo routes' (`413 Content Too Large`): a health probe's body failed.
+    fn failed_body(status: StatusCode) -> Self {
+        Fixed {
+            status,
+            text: crate::admit::status::reason_phrase(status.as_u16()),
+            close: true,
+            allow: None,
+        }
+    }
+
+    /// [`Fixed::failed_body`] for a body refused before it is read, counted `rejected` now.
+    fn body_failed(status: StatusCode, conn: &Conn) -> Self {
+        conn.tally.bump(|s| &mut s.rejected);
+        Fixed::failed_body(status)
+    }
+
     /// `503` (or the refusal's status), with `connection: close`: the refusal holds nothing.
     fn refusal(refusal: Refusal) -> Self {
         if refusal == Refusal::PANICKED {
@@ -704,7 +781,41 @@ impl Fixed {
             let close = HeaderValue::from_static("close");
             response.headers_mut().insert(CONNECTION, close);
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // RFC 9110's phrase, as the demo routes' (the `http` crate's is the old one).
+            let phrase = hyper::ext::ReasonPhrase::from_static(b"Content Too Large");
+            response.extensions_mut().insert(phrase);
+        }
         response
+    }
+}
+
+/// A health probe sent with a body (`Dispatch::probe`): its answer waits while the body is
+/// read and dropped, as the mio server reads every body whole before it answers. Before, the
+/// probe was answered from its head, the body never read: `200` + close to a broken chunked
+/// body or one past the limit (mio: `400`, `413`), and a whole chunked body closed the
+/// connection, losing the request behind it
+/// (`probe_client_v17::a_probe_with_a_body_is_answered_for_its_body_on_hyper`).
+pub(crate) struct Probing {
+    answer: Fixed,
+    body: BodyLeft,
+}
+
+impl Probing {
+    /// The probe's answer once the body has ended whole (with `connection: close` after a
+    /// trailer section, as the demo routes answer), else the error the body earned (`400`,
+    /// `408`, `413`, with `connection: close`, counted `rejected`).
+    fn poll<C: Recycle>(&mut self, tally: &Tally, cx: &mut Context<'_>) -> Poll<Fixed> {
+        Poll::Ready(match ready!(self.body.poll::<C>(None, cx)) {
+            Ok(closes) => Fixed {
+                close: self.answer.close || closes,
+                ..self.answer
+            },
+            Err(status) => {
+                tally.bump(|s| &mut s.rejected);
+                Fixed::failed_body(status)
+            }
+        })
     }
 }
 

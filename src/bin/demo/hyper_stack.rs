@@ -146,6 +146,10 @@ fn serve(args: &[String]) -> io::Result<bool> {
         args.max_body,
         args.request_timeout.unwrap_or(ECHO_BODY_TIMEOUT),
     );
+    // A health probe's body is read within the routes' limits, as the mio loop reads it.
+    let options = options
+        .probe_max_body(max_body)
+        .probe_body_timeout(request_timeout);
     let group = HyperGroup::new()
         .addr(args.addr)
         .loops(args.loops)
