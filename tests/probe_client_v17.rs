@@ -107,10 +107,22 @@ fn a_probe_reads_its_body_whatever_its_method(stack: &str) {
           GET / HTTP/1.1\r\nhost: x\r\n\r\n",
     );
     let options = client.answer("OPTIONS");
-    assert_eq!((options.status, options.closes()), (204, false), "{stack}: {options:?}");
-    assert_eq!(options.field("allow"), Some("GET, HEAD"), "{stack}: {options:?}");
+    assert_eq!(
+        (options.status, options.closes()),
+        (204, false),
+        "{stack}: {options:?}"
+    );
+    assert_eq!(
+        options.field("allow"),
+        Some("GET, HEAD"),
+        "{stack}: {options:?}"
+    );
     let head = client.answer("HEAD");
-    assert_eq!((head.status, head.closes()), (200, false), "{stack}: {head:?}");
+    assert_eq!(
+        (head.status, head.closes()),
+        (200, false),
+        "{stack}: {head:?}"
+    );
     let post = client.answer("POST");
     assert_eq!(
         (post.status, post.text(), post.closes()),
@@ -118,7 +130,11 @@ fn a_probe_reads_its_body_whatever_its_method(stack: &str) {
         "{stack}: {post:?}"
     );
     let next = client.answer("GET");
-    assert_eq!((next.status, next.text()), (200, "hello"), "{stack}: {next:?}");
+    assert_eq!(
+        (next.status, next.text()),
+        (200, "hello"),
+        "{stack}: {next:?}"
+    );
     client.expect_nothing_more(false, QUIET);
     drop(client);
     // Three of ten bytes, then nothing: the request timeout's `408`.

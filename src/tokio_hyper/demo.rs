@@ -18,6 +18,7 @@ use super::bundle::{Bundle, Reply};
 use super::checks;
 use super::connections::Conn;
 use super::handler::{Handler, HandlerError};
+use super::service::RouteVerdict;
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
 
@@ -492,7 +493,10 @@ async fn delay<C: Recycle>(
         }
         None => {
             let why = Bytes::from_static(b"expected ?ms=N with N <= 60000");
-            text(bundle, StatusCode::BAD_REQUEST, why)
+            let mut reply = text(bundle, StatusCode::BAD_REQUEST, why);
+            // The route's judgement, not a refusal of the input's framing: `served`, as on mio.
+            reply.response.extensions_mut().insert(RouteVerdict);
+            reply
         }
     };
     Ok(if close { closing(reply) } else { reply })

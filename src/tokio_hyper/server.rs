@@ -951,7 +951,8 @@ impl<F: Future + Unpin> Future for InPlace<'_, F> {
 }
 
 /// A connection's hyper future, as the connection's task polls it.
-type HyperConnection<E, C, H, S> = http1::Connection<TokioIo<LingeringIo>, RequestService<E, C, H, S>>;
+type HyperConnection<E, C, H, S> =
+    http1::Connection<TokioIo<LingeringIo>, RequestService<E, C, H, S>>;
 
 /// hyper's header read timeout (`Options::idle_timeout`) ended the connection. With a request
 /// head in progress (bytes of it in hyper's read buffer, other than the empty lines a head may
@@ -960,7 +961,7 @@ type HyperConnection<E, C, H, S> = http1::Connection<TokioIo<LingeringIo>, Reque
 /// head still incomplete at their request timeout (RFC 9110 §15.5.9); an idle connection
 /// (nothing of a head) just closes, as there. hyper writes no answer at its timeout: before,
 /// the slow head got an EOF on hyper, `408` on mio
-/// (`probe_client_v18::a_slow_head_gets_408_and_an_idle_connection_an_eof_on_both_stacks`).
+/// (`probe_client_v18::a_slow_head_gets_408_and_an_idle_connection_an_eof_on_hyper`).
 #[cold]
 #[inline(never)]
 fn head_timed_out<E, C, H, S>(connection: HyperConnection<E, C, H, S>)
@@ -971,7 +972,11 @@ where
     S: EnterScope<E>,
 {
     let parts = connection.into_parts();
-    if parts.read_buf.iter().any(|byte| !matches!(byte, b'\r' | b'\n')) {
+    if parts
+        .read_buf
+        .iter()
+        .any(|byte| !matches!(byte, b'\r' | b'\n'))
+    {
         parts.io.into_inner().answer_slow_head();
     }
 }
