@@ -112,3 +112,82 @@ fn a_routes_own_400_is_counted_served_on_mio() {
 fn a_routes_own_400_is_counted_served_on_hyper() {
     a_routes_own_400_is_counted_served("--stack hyper");
 }
+
+/// A health probe whose body arrives too slowly, holding every slot, does not lock newcomers
+/// out: at the limit it is evicted as any slow body is (`408` + close, counted `rejected`), and
+/// the newcomer is served, on both stacks. On hyper the probe's body read counts as a request
+/// in progress; before, the eviction took it for an idle connection after an answer: its
+/// socket was shut without a word and the body's end of input answered `400` to nobody,
+/// counted `rejected` all the same.
+fn a_slow_probe_body_is_evicted_at_capacity(stack: &str) {
+    use std::time::{Duration, Instant};
+    let serve = Serve::start("", &format!("{stack} --max-connections 2"));
+    let mut slow: Vec<StrictClient> = (0..2)
+        .map(|_| {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(b"POST /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab");
+            client
+        })
+        .collect();
+    // The slow bodies are evictable once their wait is a second old: the newcomer is refused
+    // `503` until then, and retries (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut refused = 0;
+    loop {
+        let mut newcomer = StrictClient::connect(serve.addr);
+        newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let answer = newcomer.answer("GET");
+        if answer.status == 200 {
+            assert_eq!(answer.text(), "hello", "{stack}: {answer:?}");
+            break;
+        }
+        assert_eq!(answer.status, 503, "{stack}: {answer:?}");
+        refused += 1;
+        assert!(Instant::now() < deadline, "{stack}: never served");
+        std::thread::sleep(Duration::from_millis(100)); // a retry's pace, not a synchronisation
+    }
+    let mut statuses = Vec::new();
+    for client in &mut slow {
+        client.send(b"cdefghij");
+        let answer = client.answer("POST");
+        match answer.status {
+            408 => {
+                assert_eq!(
+                    (answer.text(), answer.closes()),
+                    ("Request Timeout", true),
+                    "{stack}"
+                );
+                client.expect_nothing_more(true, Duration::ZERO);
+            }
+            _ => assert_eq!(
+                (answer.status, answer.text(), answer.closes()),
+                (405, "Method Not Allowed", false),
+                "{stack}: {answer:?}"
+            ),
+        }
+        statuses.push(answer.status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [405, 408], "{stack}");
+    drop(slow);
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{stack}: {json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    assert_eq!(field(&json, "rejected"), 1.0, "{stack}: {json}");
+    assert_eq!(field(&json, "connections_evicted"), 1.0, "{stack}: {json}");
+    assert_eq!(
+        field(&json, "connections_refused"),
+        refused as f64,
+        "{stack}: {json}"
+    );
+}
+
+#[test]
+fn a_slow_probe_body_is_evicted_at_capacity_on_mio() {
+    a_slow_probe_body_is_evicted_at_capacity("--stack mio");
+}
+
+#[test]
+fn a_slow_probe_body_is_evicted_at_capacity_on_hyper() {
+    a_slow_probe_body_is_evicted_at_capacity("--stack hyper");
+}

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """qa16_onebyte: N connections that each send one byte of a request head (`G`) and wait, beside
 a client making one `GET /` per connection every 50 ms, against both stacks. Each one-byte
-connection is read to its end: a `408` + close (mio at `--request-timeout-ms`; hyper too when
-evicted at the connection limit, while hyper's own header read timeout closes without one,
-docs/hyper.md), a bare EOF, or a reset; the prober's answers; the server's VmHWM; then the exit
+connection is read to its end: a `408` + close (mio at `--request-timeout-ms`; hyper at its header
+read timeout, `--idle-timeout-ms` here, since round 18: before, hyper closed those without one,
+docs/hyper.md; both when evicted at the connection limit), a bare EOF, or a reset; the prober's answers; the server's VmHWM; then the exit
 JSON's counts: `rejected` must equal the `408`s the clients read whole, leaked 0, and outcomes
 = served + undelivered + aborted.
 usage: BIN=target/release/reqguard-demo qa16_onebyte.py [N [SLOTS]]"""

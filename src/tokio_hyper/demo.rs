@@ -292,6 +292,23 @@ impl BodyLeft {
         self.deadline.is_some()
     }
 
+    /// [`BodyLeft::poll`] for a request without a bundle (a health probe's body): the
+    /// connection takes the slow-body eviction's notes. A body cut by the client's reset is
+    /// `Err(None)`: no answer will reach the client, none is counted.
+    pub(crate) fn poll_unadmitted(
+        &mut self,
+        conn: &Conn,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<bool, Option<StatusCode>>> {
+        Poll::Ready(match ready!(self.read(Some(conn), cx)) {
+            BodyEnd::Whole => Ok(self.waited() && conn.body_read()),
+            BodyEnd::Trailers => Ok(true),
+            BodyEnd::Failed(status) => Err(Some(status)),
+            BodyEnd::Broken(err) if client_reset(&err) => Err(None),
+            BodyEnd::Broken(_) => Err(Some(StatusCode::BAD_REQUEST)),
+        })
+    }
+
     /// Reads on, to the end: `Ok` with whether the answer must close the connection (a
     /// trailer section, or chosen for eviction as the body ended), or the error status the body
     /// earned. The request's `bundle` takes the slow-body eviction's notes.
@@ -626,6 +643,15 @@ impl<C: Recycle> Echo<C> {
 /// its handler ran (its signal fires; the adapter counts no answer for it), not with the
 /// `400` a broken framing gets. On the mio server such a request was never admitted.
 fn note_client_reset<C: Recycle>(err: &hyper::Error, bundle: &Bundle<C>) {
+    if client_reset(err) {
+        bundle
+            .signal()
+            .abort(crate::signal::AbortReason::ClientDisconnected);
+    }
+}
+
+/// Whether a request body failed because the client reset its connection.
+fn client_reset(err: &hyper::Error) -> bool {
     use std::error::Error as _;
     let mut cause = err.source();
     let mut reset = false;
@@ -636,11 +662,7 @@ fn note_client_reset<C: Recycle>(err: &hyper::Error, bundle: &Bundle<C>) {
         }
         cause = error.source();
     }
-    if reset {
-        bundle
-            .signal()
-            .abort(crate::signal::AbortReason::ClientDisconnected);
-    }
+    reset
 }
 
 /// The rest of the request body is unread: the connection cannot go on.

@@ -287,7 +287,10 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
                 conn,
             );
         }
-        conn.answered_unadmitted();
+        // A request in progress while its body is read (`Conn::probe_ended`): the eviction at
+        // the connection limit judges it by how its body arrives, as a route's (`408` + close
+        // when too slow), and the stop's graceful shutdown waits for its answer.
+        conn.request_began();
         conn.hold_probe(Box::new(Probing {
             answer: probe,
             body: BodyLeft::within(body, limits.max, limits.timeout),
@@ -429,12 +432,13 @@ fn probe_answer<F, B: hyper::body::Body, C: Recycle>(
     let mut probe = conn
         .take_probe()
         .expect("a probe's dispatch is polled without its probe");
-    match probe.poll::<C>(&conn.tally, cx) {
+    match probe.poll(conn, cx) {
         Poll::Pending => {
             conn.hold_probe(probe);
             Poll::Pending
         }
         Poll::Ready(answer) => {
+            conn.request_ended();
             state.set(State::Done);
             Poll::Ready(Ok(fixed_response(answer, conn)))
         }
@@ -811,7 +815,8 @@ impl Fixed {
 }
 
 /// A health probe sent with a body (`Dispatch::probe`): its answer waits while the body is
-/// read and dropped, as the mio server reads every body whole before it answers. Before, the
+/// read and dropped, as the mio server reads every body whole before it answers; a body
+/// arriving too slowly at the connection limit is evicted as a route's is (`408` + close). Before, the
 /// probe was answered from its head, the body never read: `200` + close to a broken chunked
 /// body or one past the limit (mio: `400`, `413`), and a whole chunked body closed the
 /// connection, losing the request behind it
@@ -825,16 +830,18 @@ impl Probing {
     /// The probe's answer once the body has ended whole (with `connection: close` after a
     /// trailer section, as the demo routes answer), else the error the body earned (`400`,
     /// `408`, `413`, with `connection: close`, counted `rejected`).
-    fn poll<C: Recycle>(&mut self, tally: &Tally, cx: &mut Context<'_>) -> Poll<Fixed> {
-        Poll::Ready(match ready!(self.body.poll::<C>(None, cx)) {
+    fn poll(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<Fixed> {
+        Poll::Ready(match ready!(self.body.poll_unadmitted(conn, cx)) {
             Ok(closes) => Fixed {
                 close: self.answer.close || closes,
                 ..self.answer
             },
-            Err(status) => {
-                tally.bump(|s| &mut s.rejected);
+            Err(Some(status)) => {
+                conn.tally.bump(|s| &mut s.rejected);
                 Fixed::failed_body(status)
             }
+            // The client reset the connection: nothing will reach it, nothing is counted.
+            Err(None) => Fixed::failed_body(StatusCode::BAD_REQUEST),
         })
     }
 }
