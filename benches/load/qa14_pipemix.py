@@ -89,4 +89,5 @@ def main():
     print(f"{count} pipelines, {len(seen)} distinct disagreements")
 
 
-main()
+if __name__ == "__main__":
+    main()

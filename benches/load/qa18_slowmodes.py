@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """qa18_slowmodes: slowhttptest in each of its modes against both stacks of `serve`, then the
 exit JSON's counts checked: leaked 0, and outcomes = served + undelivered + aborted (every
-admitted request has one outcome). Cases: slow headers (-H), slow bodies (-B) to `POST /echo`
+admitted request has one outcome; on hyper, plus up to `rejected`: see `run`). Cases: slow headers (-H), slow bodies (-B) to `POST /echo`
 and to a health probe (`POST /healthz/live`: its body is read before its `405` on both stacks
-since round 18), the range attack (-R) and slow reads (-X, 20 pipelined `GET /` per connection).
+since round 18), the range attack (-R) and slow reads (-X, 10 pipelined `GET /` per connection, the most it sends).
 Each run is bounded (`-l`); slowhttptest's last status line is printed (closed, pending,
 connected, whether the service stayed available to its probe) beside the counts.
 usage: BIN=target/release/reqguard-demo qa18_slowmodes.py [CONNECTIONS [SECONDS [CASE...]]]"""
@@ -21,7 +21,7 @@ CASES = {
     "body-echo": ["-B", "-i", "2", "-s", "8192", "-u", "{url}/echo"],
     "body-probe": ["-B", "-i", "2", "-s", "8192", "-u", "{url}/healthz/live"],
     "range": ["-R", "-a", "10", "-b", "3000", "-u", "{url}/"],
-    "slowread": ["-X", "-k", "20", "-n", "1", "-z", "32", "-w", "512", "-y", "1024",
+    "slowread": ["-X", "-k", "10", "-n", "1", "-z", "32", "-w", "512", "-y", "1024",
                  "-u", "{url}/"],
 }
 
@@ -49,8 +49,14 @@ def run(stack, case, connections, seconds):
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode("latin-1", "replace") + "\n(slowhttptest timed out)"
     rep = stop(proc)
+    # Every admitted request has one outcome. mio admits a request once its body is whole, so
+    # its `rejected` answers are of requests never admitted; hyper admits at the head, so a
+    # route's `400`/`408`/`413` for a body that failed is `rejected` and *completed*
+    # (docs/hyper.md): there the outcomes may exceed the answered ones by up to `rejected`.
     outcomes = sum(rep["outcomes"].values())
-    ok = rep["leaked"] == 0 and outcomes == rep["served"] + rep["undelivered"] + rep["aborted"]
+    answered = rep["served"] + rep["undelivered"] + rep["aborted"]
+    extra = rep["rejected"] if stack == "hyper" else 0
+    ok = rep["leaked"] == 0 and answered <= outcomes <= answered + extra
     print(f"{'  ' if ok else '!!'} {stack:5} {case:10} {last_status(out)[0]} | served={rep['served']} "
           f"rejected={rep['rejected']} undelivered={rep['undelivered']} aborted={rep['aborted']} "
           f"outcomes={rep['outcomes']} evicted={rep.get('connections_evicted')} "
