@@ -955,8 +955,8 @@ type HyperConnection<E, C, H, S> =
     http1::Connection<TokioIo<LingeringIo>, RequestService<E, C, H, S>>;
 
 /// hyper's header read timeout (`Options::idle_timeout`) ended the connection. With a request
-/// head in progress (bytes of it in hyper's read buffer, other than the empty lines a head may
-/// follow), the client is answered `408` + close, counted `rejected` if the socket takes it
+/// head in progress (bytes of it in hyper's read buffer: empty lines before a request line
+/// count, as the mio loops time a request from them), the client is answered `408` + close, counted `rejected` if the socket takes it
 /// whole, and the socket lingers as after any answer that closes, as the mio loops answer a
 /// head still incomplete at their request timeout (RFC 9110 §15.5.9); an idle connection
 /// (nothing of a head) just closes, as there. hyper writes no answer at its timeout: before,
@@ -972,11 +972,7 @@ where
     S: EnterScope<E>,
 {
     let parts = connection.into_parts();
-    if parts
-        .read_buf
-        .iter()
-        .any(|byte| !matches!(byte, b'\r' | b'\n'))
-    {
+    if !parts.read_buf.is_empty() {
         parts.io.into_inner().answer_slow_head();
     }
 }
