@@ -210,3 +210,47 @@ fn a_slow_probe_body_is_evicted_at_capacity_on_mio() {
 fn a_slow_probe_body_is_evicted_at_capacity_on_hyper() {
     a_slow_probe_body_is_evicted_at_capacity("--stack hyper");
 }
+
+/// `/healthz/ready` sent with a body is judged when its answer is given, once the body is
+/// whole, as the mio loop judges it: a stop that comes while the body arrives makes it `503
+/// unready` + close on both stacks (hyper answered `200 ready`, decided at the head).
+fn a_ready_probe_is_judged_when_its_body_is_whole(stack: &str) {
+    let serve = Serve::start("", &format!("{stack} --unready-ms 60000"));
+    let mut client = StrictClient::connect(serve.addr);
+    client.send(b"GET /healthz/ready HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\n\r\nabc");
+    util::serve::send_signal(serve.child.id(), "TERM");
+    // The unready phase has begun once a new probe says so (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut other = StrictClient::connect(serve.addr);
+        other.send(b"GET /healthz/ready HTTP/1.1\r\nhost: x\r\n\r\n");
+        if other.answer("GET").status == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{stack}: never unready"
+        );
+    }
+    client.send(b"def");
+    let answer = client.answer("GET");
+    assert_eq!(
+        (answer.status, answer.text(), answer.closes()),
+        (503, "unready", true),
+        "{stack}: {answer:?}"
+    );
+    util::serve::send_signal(serve.child.id(), "TERM");
+    let mut serve = serve;
+    let (json, _) = serve.json_and_status();
+    assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+}
+
+#[test]
+fn a_ready_probe_is_judged_when_its_body_is_whole_on_mio() {
+    a_ready_probe_is_judged_when_its_body_is_whole("--stack mio");
+}
+
+#[test]
+fn a_ready_probe_is_judged_when_its_body_is_whole_on_hyper() {
+    a_ready_probe_is_judged_when_its_body_is_whole("--stack hyper");
+}

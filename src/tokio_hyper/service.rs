@@ -832,6 +832,14 @@ impl Probing {
     /// `408`, `413`, with `connection: close`, counted `rejected`).
     fn poll(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<Fixed> {
         Poll::Ready(match ready!(self.body.poll_unadmitted(conn, cx)) {
+            // Readiness is judged when the answer is given, as on mio (which answers once the
+            // body is whole): a stop that came while the body arrived makes it `503`.
+            Ok(closes) if self.answer.text == READY && conn.tally.is_closing() => Fixed {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                text: UNREADY,
+                close: self.answer.close || closes,
+                allow: None,
+            },
             Ok(closes) => Fixed {
                 close: self.answer.close || closes,
                 ..self.answer
@@ -845,6 +853,10 @@ impl Probing {
         })
     }
 }
+
+/// The texts of `/healthz/ready`'s answers.
+const READY: &[u8] = b"ready";
+const UNREADY: &[u8] = b"unready";
 
 /// `GET /healthz/live`: 200 until the process exits. `GET /healthz/ready`: 200 while the
 /// server admits requests and is not going down, 503 from the unready phase on. The probe
@@ -866,8 +878,8 @@ fn probe(request: &Request<Incoming>, tally: &Tally) -> Option<Fixed> {
     }
     let (status, text): (_, &'static [u8]) = match path {
         "/healthz/live" => (StatusCode::OK, b"live"),
-        "/healthz/ready" if tally.is_closing() => (StatusCode::SERVICE_UNAVAILABLE, b"unready"),
-        "/healthz/ready" => (StatusCode::OK, b"ready"),
+        "/healthz/ready" if tally.is_closing() => (StatusCode::SERVICE_UNAVAILABLE, UNREADY),
+        "/healthz/ready" => (StatusCode::OK, READY),
         _ => return None,
     };
     Some(Fixed {
