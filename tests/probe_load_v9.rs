@@ -108,14 +108,18 @@ fn a_503_refusing_an_upload_during_the_drain_is_not_reset_by_the_exit() {
         client.send(
             format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {BODY}\r\n\r\n").as_bytes(),
         );
-        // The rest of the body keeps coming while the server answers and its drain ends.
+        // The rest of the body keeps coming while the server answers and its drain ends, in 4
+        // pieces 20 ms apart: well within the 500 ms a closed connection lingers after its last
+        // answer left (16 pieces 10 ms apart once took longer on a loaded machine, and the
+        // linger's end reset the last one).
+        const PIECE: usize = BODY / 4;
         let mut sent = 0;
         while sent < BODY {
-            if stream.write_all(&[b'z'; 16 * 1024]).is_err() {
+            if stream.write_all(&[b'z'; PIECE]).is_err() {
                 break; // reset: the answer may be lost (asserted below)
             }
-            sent += 16 * 1024;
-            std::thread::sleep(Duration::from_millis(10));
+            sent += PIECE;
+            std::thread::sleep(Duration::from_millis(20));
         }
         let answer = client.answer();
         let (json, ok) = serve.json_and_status();
