@@ -43,8 +43,8 @@ const SIGNALS: Token = Token(usize::MAX - 3);
 
 const ACCEPT_TIMER: usize = usize::MAX - 1;
 const STOP_TIMER: usize = usize::MAX - 2;
-/// Due at the turn that queued connections in `Server::revisits`: the next turn's poll does
-/// not wait, and its timers read them on (`Server::revisit`).
+/// Due at the turn that queued connections in `EventLoop::revisits`: the next turn's poll does
+/// not wait, and its timers read them on (`EventLoop::revisit`).
 const REVISIT_TIMER: usize = usize::MAX;
 
 /// How long accepting pauses after `accept` failed (out of file descriptors).
@@ -91,7 +91,7 @@ const EVICT_TRIES: usize = 4;
 /// Bytes a connection may read, in reads that did not empty its socket, before the other
 /// connections get their turn (one read more at most: one read of the loop's buffer, or of a
 /// body read in place): its reading then stops, and the loop comes back to it on the next
-/// turn, after the events that came meanwhile (`Server::revisits`, [`REVISIT_TIMER`]). Reading every ready
+/// turn, after the events that came meanwhile (`EventLoop::revisits`, [`REVISIT_TIMER`]). Reading every ready
 /// connection until `WouldBlock` made one turn as long as all of them took: 200 clients
 /// pipelining 4 x 256 KiB echoes held a fast client's `GET /` ~0.5 s under load
 /// (docs/benchmarks.md 9e, 9f). One 64 KiB read buffer's worth: a socket with less than that
@@ -160,7 +160,7 @@ struct Socket<'r, H> {
     /// turned off meanwhile): the loop must come back to it itself (edge-triggered: no new
     /// event will say so).
     read_cut: bool,
-    /// It is in `Server::revisits`, queued in the turn of this clock: to be read again on a
+    /// It is in `EventLoop::revisits`, queued in the turn of this clock: to be read again on a
     /// later turn, unless it was read again meanwhile (then `None`, or queued anew).
     revisit: Option<Instant>,
     /// Since when answers wait for a client reading them slowly: a write hit `WouldBlock` and
@@ -237,6 +237,15 @@ impl<'r, H> Socket<'r, H> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Server<'r, A: Accounting> {
+    /// The loop, until [`run`](Server::run) takes it. The accounting it holds is the
+    /// embedder's (a `Drop` of what it captured may panic): a server dropped unrun drops it
+    /// caught, as every other way out does (QA embed18-1). An `Option` here, not on the
+    /// loop's own fields: `run` takes it once, and the request path never sees it.
+    unrun: Option<EventLoop<'r, A>>,
+}
+
+/// A [`Server`]'s loop: its sockets, timers and dispatcher (with the accounting).
+struct EventLoop<'r, A: Accounting> {
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
@@ -248,7 +257,7 @@ pub struct Server<'r, A: Accounting> {
     accept_paused: bool,
     /// A newcomer accepted at [`Limits::max_connections`] with no slot to free while
     /// connections accepted just before it may not have been read yet: it waits a turn
-    /// ([`Server::hold_newcomer`]).
+    /// ([`EventLoop::hold_newcomer`]).
     held_newcomer: Option<TcpStream>,
     /// Turns of the loop so far, and the turn a newcomer was last registered in: its first
     /// events come with the next poll, maybe behind the listener's in that turn.
@@ -261,7 +270,7 @@ pub struct Server<'r, A: Accounting> {
     force_closed: u64,
     started: Instant,
     /// The clock as read once per turn, when the poll returned: every `now` of that turn, and
-    /// the next poll's timeout (see [`Server::turn`]).
+    /// the next poll's timeout (see [`EventLoop::turn`]).
     clock: Instant,
     /// The group's stop ladder, when this loop is one of a [`LoopGroup`](super::LoopGroup).
     ladder: Option<Box<ladder_loop::LoopLadder>>,
@@ -335,7 +344,7 @@ impl<'r, A: Accounting> Server<'r, A> {
         // begin until it returns.
         let control = Arc::new(Control::new(waker));
         control.running_here();
-        Ok(Server {
+        let event_loop = EventLoop {
             local_addr,
             poll,
             listener: Some(listener),
@@ -356,6 +365,9 @@ impl<'r, A: Accounting> Server<'r, A> {
             clock: Instant::now(),
             ladder: None,
             revisits: Vec::new(),
+        };
+        Ok(Server {
+            unrun: Some(event_loop),
         })
     }
 
@@ -375,14 +387,23 @@ impl<'r, A: Accounting> Server<'r, A> {
         Ok((poll, waker, listener.local_addr()?))
     }
 
+    /// The loop, which only [`run`](Server::run) and the server's drop take.
+    fn event_loop(&self) -> &EventLoop<'r, A> {
+        self.unrun.as_ref().expect("a server holds its loop until it runs")
+    }
+
+    fn event_loop_mut(&mut self) -> &mut EventLoop<'r, A> {
+        self.unrun.as_mut().expect("a server holds its loop until it runs")
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.event_loop().local_addr
     }
 
     /// A `Send` handle that stops the server from another thread (through a mio `Waker`).
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle::new(Arc::clone(&self.control))
+        StopHandle::new(Arc::clone(&self.event_loop().control))
     }
 
     /// Stops gracefully on SIGINT and SIGTERM (through signal-hook). For a server that owns
@@ -393,7 +414,8 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// If the signal pipe cannot be made or the handlers cannot be registered, and
     /// [`io::ErrorKind::Unsupported`] off Unix (stop through a [`StopHandle`] there).
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        self.signals = Some(Signals::install(self.poll.registry(), SIGNALS)?);
+        let event_loop = self.event_loop_mut();
+        event_loop.signals = Some(Signals::install(event_loop.poll.registry(), SIGNALS)?);
         Ok(())
     }
 
@@ -401,7 +423,13 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// [`run`](Server::run) ([`Dispatcher::begin_stop`]) is the server's, as
     /// [`stop`](Server::stop) is: `run` drains and returns its report.
     pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
-        &mut self.dispatcher
+        &mut self.event_loop_mut().dispatcher
+    }
+
+    /// Begins a graceful stop: closes the listener, stops admission, and gives in-flight
+    /// requests until [`Limits::drain_timeout`]. Callable from the loop's thread.
+    pub fn stop(&mut self, now: Instant) {
+        self.event_loop_mut().stop(now);
     }
 
     /// Runs the loop until a graceful stop completes, and reports.
@@ -410,6 +438,20 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// If polling fails.
     pub fn run(mut self) -> io::Result<ServerReport> {
+        let event_loop = self.unrun.take().expect("a server holds its loop until it runs");
+        event_loop.run()
+    }
+
+    /// The loop, for the unit tests that turn it by hand.
+    #[cfg(test)]
+    fn into_loop(mut self) -> EventLoop<'r, A> {
+        self.unrun.take().expect("a server holds its loop until it runs")
+    }
+}
+
+impl<'r, A: Accounting> EventLoop<'r, A> {
+    /// [`Server::run`].
+    fn run(mut self) -> io::Result<ServerReport> {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0; 64 * 1024];
         self.clock = Instant::now();
@@ -510,9 +552,9 @@ impl<'r, A: Accounting> Server<'r, A> {
         Ok(self.stop_deadline.is_some() && self.poll_stop(now))
     }
 
-    /// Begins a graceful stop: closes the listener, stops admission, and gives in-flight
-    /// requests until [`Limits::drain_timeout`]. Callable from the loop's thread.
-    pub fn stop(&mut self, now: Instant) {
+    /// [`Server::stop`], from the loop's events, a handler's `stop_server`, or a stop begun
+    /// before it ran.
+    fn stop(&mut self, now: Instant) {
         if self.ladder.is_some() {
             return self.ladder_stop(now);
         }
@@ -607,7 +649,7 @@ impl<'r, A: Accounting> Server<'r, A> {
 
     /// An accepted connection: registered, at `max_connections` once a slot is freed (a
     /// lingering connection closed, or the oldest idle or slow one evicted), else refused `503`,
-    /// or, if `may_hold`, held for the next turn ([`Server::hold_newcomer`]).
+    /// or, if `may_hold`, held for the next turn ([`EventLoop::hold_newcomer`]).
     fn take_newcomer(&mut self, stream: TcpStream, may_hold: bool, now: Instant) {
         let open = self.sockets.len() - self.refusing;
         if open >= self.dispatcher.limits.get_max_connections()
@@ -1351,7 +1393,7 @@ fn read_body_in_place<'r, A: Accounting>(
 /// A read of `n` bytes that left input in the socket (or may have) takes them from the
 /// connection's budget. Once it is spent the connection stops reading (`read_ready` off, so
 /// nothing reads it again in this turn, however often parsing resumes) and is `read_cut`: the
-/// loop reads it on next turn (`Server::revisit`), as a readable event would, with its budget
+/// loop reads it on next turn (`EventLoop::revisit`), as a readable event would, with its budget
 /// filled again. A read that emptied the socket takes nothing: small requests never get here.
 #[inline]
 fn spend<H>(socket: &mut Socket<'_, H>, n: usize) {
@@ -1360,7 +1402,7 @@ fn spend<H>(socket: &mut Socket<'_, H>, n: usize) {
         socket.budget = READ_BUDGET;
         socket.read_ready = false;
         socket.read_cut = true;
-        // Sends the handling's end through `Server::reschedule_anew`, which queues it.
+        // Sends the handling's end through `EventLoop::reschedule_anew`, which queues it.
         socket.idle_covers_scheduled = false;
     }
 }
@@ -1487,21 +1529,33 @@ fn later(at: Instant, by: Duration) -> Instant {
         .unwrap_or(at + super::limits::MAX_TIMEOUT)
 }
 
-/// A server that is gone has stopped, however it ended (its report made, an error, or a
-/// panic unwinding its thread): its stop handles stop waiting for a stop that can no longer
-/// begin.
-impl<A: Accounting> Drop for Server<'_, A> {
+/// A loop that is gone has stopped, however it ended (its report made, an error, a panic
+/// unwinding its thread, or its server dropped unrun): its stop handles stop waiting for a
+/// stop that can no longer begin.
+impl<A: Accounting> Drop for EventLoop<'_, A> {
     fn drop(&mut self) {
         self.control.set_phase(Phase::Done);
     }
 }
 
+/// A server dropped without running drops its loop, and the embedder's accounting in it,
+/// caught (QA embed18-1): a `Drop` of theirs that panics neither escapes the drop nor, while
+/// another panic unwinds, aborts the process.
+impl<A: Accounting> Drop for Server<'_, A> {
+    fn drop(&mut self) {
+        if let Some(event_loop) = self.unrun.take() {
+            call_caught(move || drop(event_loop));
+        }
+    }
+}
+
 impl<A: Accounting> std::fmt::Debug for Server<'_, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let event_loop = self.event_loop();
         f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
-            .field("connections", &self.sockets.len())
-            .field("stats", self.dispatcher.stats())
+            .field("local_addr", &event_loop.local_addr)
+            .field("connections", &event_loop.sockets.len())
+            .field("stats", event_loop.dispatcher.stats())
             .finish_non_exhaustive()
     }
 }
@@ -1536,8 +1590,10 @@ mod tests {
         demo_routes(&mut router);
         let accounting = Guarded::embedded("server", Config::default());
         let addr = "127.0.0.1:0".parse().unwrap();
-        let mut server = Server::bind(addr, &router, accounting, Limits::default()).unwrap();
-        let _client = StdStream::connect(server.local_addr()).unwrap();
+        let mut server = Server::bind(addr, &router, accounting, Limits::default())
+            .unwrap()
+            .into_loop();
+        let _client = StdStream::connect(server.local_addr).unwrap();
         let (mut events, mut buf) = (Events::with_capacity(8), vec![0; 4096]);
         // The listener's event: one turn accepts the connection.
         while server.sockets.is_empty() {
@@ -1593,7 +1649,7 @@ mod tests {
 
     /// Turns `server` once; then how many answers each of `clients` has read in all.
     fn turn_and_count<A: Accounting>(
-        server: &mut Server<'_, A>,
+        server: &mut EventLoop<'_, A>,
         clients: &mut [StdStream],
         seen: &mut [Vec<u8>],
     ) -> Vec<usize> {
@@ -1609,7 +1665,7 @@ mod tests {
     /// Turns `server` until each of `clients` has read `answers` in all (bounded: a broken loop
     /// fails the test rather than hangs it).
     fn turn_until<A: Accounting>(
-        server: &mut Server<'_, A>,
+        server: &mut EventLoop<'_, A>,
         clients: &mut [StdStream],
         seen: &mut [Vec<u8>],
         answers: usize,
@@ -1648,9 +1704,11 @@ mod tests {
         // The fast connection waits, idle, while the backlogs are answered: seconds under
         // valgrind, past the default idle timeout (it was closed, and its `GET` then reset).
         let limits = Limits::default().idle_timeout(Duration::from_secs(3600));
-        let mut server = Server::bind(addr, &router, accounting, limits).unwrap();
+        let mut server = Server::bind(addr, &router, accounting, limits)
+            .unwrap()
+            .into_loop();
         let connect = || {
-            let client = StdStream::connect(server.local_addr()).unwrap();
+            let client = StdStream::connect(server.local_addr).unwrap();
             // The kernel holds a backlog (about 1 MB) unread; a timeout, not a hang, if not.
             client
                 .set_write_timeout(Some(Duration::from_secs(10)))
@@ -1725,8 +1783,10 @@ mod tests {
         let accounting = Guarded::embedded("server", Config::default());
         let limits = Limits::default().idle_timeout(Duration::from_secs(300));
         let addr = "127.0.0.1:0".parse().unwrap();
-        let mut server = Server::bind(addr, &router, accounting, limits).unwrap();
-        let addr = server.local_addr();
+        let mut server = Server::bind(addr, &router, accounting, limits)
+            .unwrap()
+            .into_loop();
+        let addr = server.local_addr;
         let done = Arc::new(AtomicBool::new(false));
         let finished = Finished(Arc::clone(&done), addr);
         let client = std::thread::spawn(move || {

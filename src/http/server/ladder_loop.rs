@@ -7,14 +7,14 @@
 //!    [`Step::Force`] (its drain is begun silently so admission is closed).
 //! 2. The listener stays registered and accepting until [`Step::Close`], which the group
 //!    orders only once every loop has drained (`group.rs`, invariant 3).
-//! 3. Nothing here runs before the group's stop: until then [`Server::ladder_turn`] returns
+//! 3. Nothing here runs before the group's stop: until then [`EventLoop::ladder_turn`] returns
 //!    at its first check, so the request path touches no atomic.
 
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{begin_linger, Connection, Server, CLOSE_LINGER, LINGER_LIMIT, STOP_TIMER};
+use super::{begin_linger, Connection, EventLoop, Server, CLOSE_LINGER, LINGER_LIMIT, STOP_TIMER};
 use crate::admit::OutcomeCounts;
 use crate::callback::caught;
 use crate::http::accounting::{Accounting, StopStatus};
@@ -61,12 +61,16 @@ impl LoopLadder {
 }
 
 impl<'r, A: Accounting> Server<'r, A> {
-    /// Makes this loop one of a group: it answers health probes and stops by `plan`.
+    /// Makes this server one of a group's loops: it answers health probes and stops by `plan`.
     pub(crate) fn join_group(mut self, member: Member, plan: Ladder) -> Self {
-        self.dispatcher.in_group = true;
-        self.ladder = Some(Box::new(LoopLadder::new(member, plan)));
+        let event_loop = self.event_loop_mut();
+        event_loop.dispatcher.in_group = true;
+        event_loop.ladder = Some(Box::new(LoopLadder::new(member, plan)));
         self
     }
+}
+
+impl<'r, A: Accounting> EventLoop<'r, A> {
 
     /// Out of file descriptors with none of this loop's own to free: the group's other loops
     /// free one each (`GroupShared::want_room`). Nothing for a loop alone.
