@@ -92,10 +92,19 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         ladder.member.shared.stop();
         let t0 = ladder.member.shared.stop_at().unwrap_or(now);
         ladder.started = Some(t0);
-        let drain_at = t0 + ladder.plan.get_unready();
+        let unready = ladder.plan.get_unready();
+        let forced = ladder.member.shared.force_requested();
         self.dispatcher.unready = true;
         self.record(Step::Unready, now, 0);
-        self.timers.schedule(drain_at, STOP_TIMER);
+        if unready.is_zero() && !forced {
+            // No unready time: admission closes now, not at the timer's turn. Left to the
+            // timer, the events of the rest of this turn and of the next one (a stop from a
+            // handler came at the turn's end, its `t0` after the turn's clock: a poll of up to
+            // a millisecond) were admitted and served as if unready (QA embed18-2).
+            self.enter_drain(now, true);
+        } else {
+            self.timers.schedule(t0 + unready, STOP_TIMER);
+        }
     }
 
     /// One turn of the ladder, after the loop's events and timers; true when the loop may end.
