@@ -303,3 +303,62 @@ mod stop_inside {
         assert_eq!(report.totals.stats.served, 1);
     }
 }
+
+/// The leak report's mint sites for requests of the hyper adapter.
+mod hyper_sites {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use reqguard::engines::Handle;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperReport, HyperServer, Options, Reply};
+    use reqguard::Ledger;
+    use std::time::Duration;
+    use util::hyper_thread::HyperThread;
+
+    async fn forgets(
+        _this: Handle<&'static str>,
+        _request: hyper::Request<Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        std::mem::forget(bundle);
+        Err("forgot its bundle".into())
+    }
+
+    /// A server whose handler forgets its bundle, stopped at once after one request: its report.
+    fn a_forgotten_bundle() -> (HyperReport, u32) {
+        let made_on = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let line = std::sync::Arc::clone(&made_on);
+        let server = HyperThread::spawn(move |core| {
+            let options = Options::default()
+                .drain_timeout(Duration::from_millis(1))
+                .force_after(Duration::from_millis(1));
+            line.store(line!() + 1, std::sync::atomic::Ordering::SeqCst);
+            HyperServer::new(core, forgets).options(options)
+        });
+        assert_eq!(util::get(server.addr, "/").status, 500);
+        let report = server.stop();
+        (report, made_on.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// QA embed18-3. A hyper request's bundle was minted in the adapter (`Live::admit` is
+    /// `#[track_caller]`, and the chain stopped in src/tokio_hyper/service.rs): every leak
+    /// report of every hyper embedder named that one line, whichever server or handler leaked.
+    /// Now a bundle's site is where its `HyperServer` was made (`new`, `with_scope`: the
+    /// embedder's code), in builds that record sites; release builds record none.
+    #[test]
+    fn a_leaked_hyper_bundle_names_where_its_server_was_made() {
+        let (report, made_on) = a_forgotten_bundle();
+        assert_eq!(report.leaked, 4, "the forgotten bundle: {}", report.leaks);
+        for site in report.leaks.sites() {
+            match site.location {
+                Some(at) => assert_eq!(
+                    (at.file(), at.line()),
+                    (file!(), made_on),
+                    "{site}: the HyperServer::new call expected"
+                ),
+                None => assert!(!Ledger::tracks_sites(), "{site}: no site recorded"),
+            }
+        }
+    }
+}

@@ -19,7 +19,7 @@ use super::handler::{EnterScope, Handler, NoScope};
 use super::linger::{closing_answer, linger, LingeringIo, Stall, LINGER_LIMIT};
 use super::report::HyperReport;
 use super::room::Room;
-use super::service::{RequestService, Shared};
+use super::service::{made_here, MadeAt, RequestService, Shared};
 use super::steps::{StepKind, Steps};
 use super::tally::Tally;
 use crate::callback::call_caught;
@@ -317,6 +317,8 @@ impl<T> Drop for DropCaught<T> {
 /// See the [module docs](super) for the request path and the drain.
 pub struct HyperServer<E: Engine, C: Recycle, H, S = NoScope> {
     core: ServerCore<E, C>,
+    // Where the embedder made it: its requests' mint site in leak reports.
+    made_at: MadeAt,
     // The embedder's: dropped caught if the server is dropped unserved.
     handler: DropCaught<H>,
     scope: DropCaught<S>,
@@ -332,7 +334,10 @@ where
     C: Recycle,
     H: Handler<E, C>,
 {
-    /// A server admitting through `core` and answering with `handler`.
+    /// A server admitting through `core` and answering with `handler`. In builds that record
+    /// mint sites (debug, `leak-check`), its requests' bundles are minted here: a leak report
+    /// names this call.
+    #[track_caller]
     pub fn new(core: ServerCore<E, C>, handler: H) -> Self {
         HyperServer::with_scope(core, handler, NoScope)
     }
@@ -345,10 +350,13 @@ where
     H: Handler<E, C>,
     S: EnterScope<E>,
 {
-    /// A server whose engine needs a scope to upgrade (QuickJS: an `rquickjs::Context`).
+    /// A server whose engine needs a scope to upgrade (QuickJS: an `rquickjs::Context`). Its
+    /// requests' mint site is this call, as [`new`](HyperServer::new)'s.
+    #[track_caller]
     pub fn with_scope(core: ServerCore<E, C>, handler: H, scope: S) -> Self {
         HyperServer {
             core,
+            made_at: made_here(),
             handler: DropCaught::new(handler),
             scope: DropCaught::new(scope),
             options: Options::default(),
@@ -474,6 +482,7 @@ where
         let started = Instant::now();
         let HyperServer {
             core,
+            made_at,
             handler,
             scope,
             options,
@@ -486,6 +495,7 @@ where
         // not lose the report, nor escape a drop of this future.
         let shared = DropCaught::new(Rc::new(Shared {
             core,
+            made_at,
             handler: handler.into_inner(),
             scope: scope.into_inner(),
             tally,

@@ -30,9 +30,32 @@ use crate::signal::{AbortReason, AbortSignal};
 use crate::wrapper::Engine;
 use crate::ServerCore;
 
+/// Where the embedder made its server (the `HyperServer::new` or `with_scope` call): the mint
+/// site of its requests' bundles in builds that record sites (debug, `leak-check`), so that a
+/// leak report names the embedder's code rather than this file (QA embed18-3). Nothing in
+/// other builds: their request path is what it was.
+#[cfg(any(debug_assertions, feature = "leak-check"))]
+pub(crate) type MadeAt = &'static std::panic::Location<'static>;
+/// See the other `MadeAt`: nothing, where no site is recorded.
+#[cfg(not(any(debug_assertions, feature = "leak-check")))]
+pub(crate) type MadeAt = ();
+
+/// The caller's [`MadeAt`].
+#[track_caller]
+#[inline]
+pub(crate) fn made_here() -> MadeAt {
+    #[cfg(any(debug_assertions, feature = "leak-check"))]
+    {
+        std::panic::Location::caller()
+    }
+}
+
 /// What every connection of one server shares: the core, the handler, the scope, the tally.
 pub(crate) struct Shared<E: Engine, C: Recycle, H, S> {
     pub(crate) core: ServerCore<E, C>,
+    /// The mint site of its requests' bundles (in builds that record one).
+    #[cfg_attr(not(any(debug_assertions, feature = "leak-check")), allow(dead_code))]
+    pub(crate) made_at: MadeAt,
     pub(crate) handler: H,
     pub(crate) scope: S,
     pub(crate) tally: Rc<Tally>,
@@ -74,6 +97,9 @@ where
         let core = &self.shared.core;
         self.shared.scope.enter(|scope| {
             let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
+            #[cfg(any(debug_assertions, feature = "leak-check"))]
+            let admitted = live.admit_at(self.shared.made_at, |_ctx| Ok(()))?;
+            #[cfg(not(any(debug_assertions, feature = "leak-check")))]
             let admitted = live.admit(|_ctx| Ok(()))?;
             Ok((live.into_wrapper(), admitted))
         })

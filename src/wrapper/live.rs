@@ -201,17 +201,29 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         &self,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
+        self.admit_at(Location::caller(), build)
+    }
+
+    /// [`admit`](Live::admit), its bundle minted at `site`: an adapter that admits for the
+    /// embedder names the embedder's code in leak reports, not its own (the hyper adapter:
+    /// where its `HyperServer` was made).
+    #[inline(always)]
+    pub(crate) fn admit_at<R>(
+        &self,
+        site: &'static Location<'static>,
+        build: impl FnOnce(&mut C) -> Result<R, Refusal>,
+    ) -> Result<Admitted<C, R>, Refusal> {
         let ledger = &self.core.shared().ledger;
         // One check for the rare cases: the server stopped, a trace recording. And a context
         // to make: `C::default` is user code, which may stop the server or start a trace.
         if ledger.is_plain() {
             // The context first: a refusing pool takes nothing (no ticket is minted for it).
             if let Some(taken) = self.core.pool().pop() {
-                let entry = ledger.mint_bundle_plain(Location::caller());
+                let entry = ledger.mint_bundle_plain(site);
                 return self.build(taken, entry, None, build);
             }
         }
-        let noted = self.take_noted(Location::caller())?;
+        let noted = self.take_noted(site)?;
         self.build(noted.slot, noted.entry, noted.mark, build)
     }
 
