@@ -9,6 +9,8 @@
 mod child;
 #[path = "util/drops.rs"]
 mod drops;
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -360,5 +362,109 @@ mod hyper_sites {
                 None => assert!(!Ledger::tracks_sites(), "{site}: no site recorded"),
             }
         }
+    }
+}
+
+/// The embedder's stop and force futures (`HyperServer::serve_with_force`), which panic.
+mod hyper_stop_futures {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::{Handle, Heap};
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperReport, HyperServer, Reply};
+    use reqguard::{Config, ServerCore};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    async fn hello(
+        _this: Handle<&'static str>,
+        _request: hyper::Request<hyper::body::Incoming>,
+        bundle: Bundle,
+    ) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        Ok(bundle.respond(hyper::Response::new(Full::new(Bytes::from_static(b"hello")))))
+    }
+
+    /// Ready at once; holds a value whose `Drop` panics, or panics when polled.
+    struct Stop {
+        _kept: Option<drops::PanicsOnDrop>,
+        panics_in_poll: bool,
+    }
+
+    impl Future for Stop {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            if self.panics_in_poll {
+                panic!("the stop future panics");
+            }
+            Poll::Ready(())
+        }
+    }
+
+    fn serve_with(stop: Stop, force: Option<Stop>) -> std::thread::Result<HyperReport> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            local_set::block_on(async move {
+                let heap = Heap::new();
+                let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+                let server = HyperServer::new(core, hello);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let serving = match force {
+                    Some(force) => {
+                        let pending = async move {
+                            let _force = force;
+                            std::future::pending::<()>().await
+                        };
+                        Box::pin(server.serve_with_force(listener, stop, pending))
+                            as Pin<Box<dyn Future<Output = HyperReport>>>
+                    }
+                    None => Box::pin(server.serve(listener, stop)),
+                };
+                tokio::time::timeout(Duration::from_secs(20), serving)
+                    .await
+                    .expect("the server stopped")
+            })
+        }))
+    }
+
+    /// QA embed18-4. The embedder's stop future (`serve`'s) or force future
+    /// (`serve_with_force`'s) whose `Drop` panics, dropped by `serve` once it resolved (or at
+    /// the end): the panic unwound out of `serve` and the report was lost, where the handler,
+    /// the scope and the hooks are dropped caught (QA embed8-5, embed14b-3). Now both futures
+    /// are dropped caught, and the report comes back.
+    #[test]
+    fn stop_and_force_futures_whose_drop_panics_leave_the_report() {
+        quiet::quiet_panics();
+        let bomb = || Stop {
+            _kept: Some(drops::PanicsOnDrop),
+            panics_in_poll: false,
+        };
+        let plain = || Stop {
+            _kept: None,
+            panics_in_poll: false,
+        };
+        let report = serve_with(bomb(), None).expect("the stop future's drop escaped serve");
+        assert_eq!(report.stats.panics, 0, "a drop is not a counted call: {report}");
+        let report =
+            serve_with(plain(), Some(bomb())).expect("the force future's drop escaped serve");
+        assert!(!report.forced, "the stop, not the force, ended it: {report}");
+    }
+
+    /// QA embed18-4. The embedder's stop future that panics when polled: the panic unwound
+    /// out of `serve` (the report lost, every connection force-closed by the abandoned
+    /// server's guard). Now the panic is caught and counted in `panics`, and reads as the
+    /// stop: the server drains and reports, as a mio server's panicking `Accounting::stop`
+    /// is caught and counted and the drain goes on.
+    #[test]
+    fn a_stop_future_that_panics_stops_the_server_and_is_counted() {
+        quiet::quiet_panics();
+        let panics = Stop {
+            _kept: None,
+            panics_in_poll: true,
+        };
+        let report = serve_with(panics, None).expect("the stop future's panic escaped serve");
+        assert_eq!(report.stats.panics, 1, "{report}");
+        assert!(!report.forced && !report.drain_deadline_hit, "{report}");
+        assert_eq!(report.leaked, 0, "{report}");
     }
 }

@@ -22,7 +22,7 @@ use super::room::Room;
 use super::service::{made_here, MadeAt, RequestService, Shared};
 use super::steps::{StepKind, Steps};
 use super::tally::Tally;
-use crate::callback::call_caught;
+use crate::callback::{call_caught, caught};
 use crate::pool::Recycle;
 use crate::ticket::{Drain, DrainReport, DrainStatus};
 use crate::wrapper::Engine;
@@ -414,6 +414,10 @@ where
     /// task) leaves no server to drain the connections: admission closes (a late request is
     /// refused `503`) and every connection is force-closed, its request ending *force closed*.
     ///
+    /// `stop` is polled caught: if it panics, the panic is counted in `stats.panics` and the
+    /// stop begins as if it had resolved. It is dropped caught too (its `Drop` may panic): the
+    /// report comes back either way.
+    ///
     /// The report is large (392 bytes): run under `block_on`, box it (`async {
     /// Box::new(server.serve(listener, stop).await) }`), as [`run`] does. `block_on` copies its
     /// future's whole `Poll<Output>` up a few layers on every turn of the loop, once per request
@@ -509,7 +513,10 @@ where
             connections: &connections,
             armed: Cell::new(true),
         };
-        let forced = Trigger::new(force, &linger.forced);
+        // The embedder's stop and force futures: polled and dropped caught (QA embed18-4).
+        let (never, tally) = (|| false, Rc::clone(&shared.tally));
+        let stop = Trigger::new(stop, &never, &tally);
+        let forced = Trigger::new(force, &linger.forced, &tally);
         let acceptor = Acceptor {
             shared: &shared,
             connections: &connections,
@@ -522,7 +529,7 @@ where
         let stop_or_forced = async {
             tokio::select! {
                 biased;
-                () = stop => {}
+                () = stop.fired() => {}
                 () = forced.fired() => {}
             }
         };
@@ -639,11 +646,17 @@ fn report<E: Engine, C: Recycle, H, S>(
     }
 }
 
-/// The force signal: the caller's future, polled wherever the stop waits, or a group's phase,
-/// read at each look (`level`); once either says so, it stays fired.
+/// The stop or force signal: the caller's future, polled wherever the stop waits, or a group's
+/// phase, read at each look (`level`); once either says so, it stays fired.
+///
+/// The future is the embedder's (`serve`'s `stop`, `serve_with_force`'s `force`): polled caught,
+/// one that panics reads as fired (the server stops and reports) and is counted in `panics`;
+/// and dropped caught. Before, either panic unwound out of `serve` and lost the report (QA
+/// embed18-4).
 struct Trigger<'f> {
     fired: Cell<bool>,
     future: RefCell<Pin<Box<dyn Future<Output = ()> + 'f>>>,
+    tally: &'f Tally,
     /// A group's force read at once: its watch future may still be `Pending` just after the
     /// phase changed (tokio wakes a watch's receivers through several `Notify`s in turn, and a
     /// parked `wait_for` does not look at the value until its own is woken), so a force that
@@ -654,10 +667,15 @@ struct Trigger<'f> {
 }
 
 impl<'f> Trigger<'f> {
-    fn new(future: impl Future<Output = ()> + 'f, level: &'f dyn Fn() -> bool) -> Self {
+    fn new(
+        future: impl Future<Output = ()> + 'f,
+        level: &'f dyn Fn() -> bool,
+        tally: &'f Tally,
+    ) -> Self {
         Trigger {
             fired: Cell::new(false),
             future: RefCell::new(Box::pin(future)),
+            tally,
             level,
         }
     }
@@ -679,12 +697,26 @@ impl<'f> Trigger<'f> {
     }
 
     fn poll_fired(&self, cx: &mut std::task::Context<'_>) -> bool {
-        if !self.fired.get()
-            && ((self.level)() || self.future.borrow_mut().as_mut().poll(cx).is_ready())
-        {
+        if !self.fired.get() && ((self.level)() || self.poll_future(cx)) {
             self.fired.set(true);
         }
         self.fired.get()
+    }
+
+    /// Whether the future is ready; a panic in it counts as ready (it is not polled again).
+    fn poll_future(&self, cx: &mut std::task::Context<'_>) -> bool {
+        let mut future = self.future.borrow_mut();
+        caught(|| future.as_mut().poll(cx).is_ready()).unwrap_or_else(|| {
+            self.tally.bump(|s| &mut s.panics);
+            true
+        })
+    }
+}
+
+impl Drop for Trigger<'_> {
+    fn drop(&mut self) {
+        let future = std::mem::replace(self.future.get_mut(), Box::pin(std::future::pending()));
+        call_caught(move || drop(future));
     }
 }
 
@@ -1241,7 +1273,8 @@ mod tests {
     async fn a_trigger_fires_on_its_level_while_its_future_is_pending() {
         let phase_forced = std::cell::Cell::new(false);
         let level = || phase_forced.get();
-        let trigger = Trigger::new(std::future::pending(), &level);
+        let tally = super::Tally::default();
+        let trigger = Trigger::new(std::future::pending(), &level, &tally);
         assert!(!trigger.fired_by_now().await);
         phase_forced.set(true);
         assert!(trigger.fired_by_now().await);
