@@ -386,10 +386,36 @@ mod hyper_stop_futures {
         Ok(bundle.respond(hyper::Response::new(Full::new(Bytes::from_static(b"hello")))))
     }
 
-    /// Ready at once; holds a value whose `Drop` panics, or panics when polled.
+    /// Ready at once (a stop), or never (a force); holds a value whose `Drop` panics, or
+    /// panics when polled.
     struct Stop {
         _kept: Option<drops::PanicsOnDrop>,
         panics_in_poll: bool,
+        ready: bool,
+    }
+
+    impl Stop {
+        fn plain(ready: bool) -> Stop {
+            Stop {
+                _kept: None,
+                panics_in_poll: false,
+                ready,
+            }
+        }
+
+        fn dropped_panicking(ready: bool) -> Stop {
+            Stop {
+                _kept: Some(drops::PanicsOnDrop),
+                ..Stop::plain(ready)
+            }
+        }
+
+        fn polled_panicking() -> Stop {
+            Stop {
+                panics_in_poll: true,
+                ..Stop::plain(false)
+            }
+        }
     }
 
     impl Future for Stop {
@@ -398,7 +424,11 @@ mod hyper_stop_futures {
             if self.panics_in_poll {
                 panic!("the stop future panics");
             }
-            Poll::Ready(())
+            if self.ready {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
         }
     }
 
@@ -410,14 +440,8 @@ mod hyper_stop_futures {
                 let server = HyperServer::new(core, hello);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let serving = match force {
-                    Some(force) => {
-                        let pending = async move {
-                            let _force = force;
-                            std::future::pending::<()>().await
-                        };
-                        Box::pin(server.serve_with_force(listener, stop, pending))
-                            as Pin<Box<dyn Future<Output = HyperReport>>>
-                    }
+                    Some(force) => Box::pin(server.serve_with_force(listener, stop, force))
+                        as Pin<Box<dyn Future<Output = HyperReport>>>,
                     None => Box::pin(server.serve(listener, stop)),
                 };
                 tokio::time::timeout(Duration::from_secs(20), serving)
@@ -435,18 +459,11 @@ mod hyper_stop_futures {
     #[test]
     fn stop_and_force_futures_whose_drop_panics_leave_the_report() {
         quiet::quiet_panics();
-        let bomb = || Stop {
-            _kept: Some(drops::PanicsOnDrop),
-            panics_in_poll: false,
-        };
-        let plain = || Stop {
-            _kept: None,
-            panics_in_poll: false,
-        };
-        let report = serve_with(bomb(), None).expect("the stop future's drop escaped serve");
+        let report = serve_with(Stop::dropped_panicking(true), None)
+            .expect("the stop future's drop escaped serve");
         assert_eq!(report.stats.panics, 0, "a drop is not a counted call: {report}");
-        let report =
-            serve_with(plain(), Some(bomb())).expect("the force future's drop escaped serve");
+        let report = serve_with(Stop::plain(true), Some(Stop::dropped_panicking(false)))
+            .expect("the force future's drop escaped serve");
         assert!(!report.forced, "the stop, not the force, ended it: {report}");
     }
 
@@ -458,13 +475,23 @@ mod hyper_stop_futures {
     #[test]
     fn a_stop_future_that_panics_stops_the_server_and_is_counted() {
         quiet::quiet_panics();
-        let panics = Stop {
-            _kept: None,
-            panics_in_poll: true,
-        };
-        let report = serve_with(panics, None).expect("the stop future's panic escaped serve");
+        let report = serve_with(Stop::polled_panicking(), None)
+            .expect("the stop future's panic escaped serve");
         assert_eq!(report.stats.panics, 1, "{report}");
         assert!(!report.forced && !report.drain_deadline_hit, "{report}");
         assert_eq!(report.leaked, 0, "{report}");
+    }
+
+    /// QA embed18-4. The embedder's force future that panics when polled (at once, while the
+    /// server serves): the panic unwound out of `serve`. Now it is counted and never fires: a
+    /// broken force future does not force-close a serving server; its stop still stops it,
+    /// gracefully.
+    #[test]
+    fn a_force_future_that_panics_is_counted_and_never_fires() {
+        quiet::quiet_panics();
+        let report = serve_with(Stop::plain(true), Some(Stop::polled_panicking()))
+            .expect("the force future's panic escaped serve");
+        assert_eq!(report.stats.panics, 1, "{report}");
+        assert!(!report.forced, "a panicking force forced the server: {report}");
     }
 }

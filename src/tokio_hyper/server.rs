@@ -416,7 +416,10 @@ where
     ///
     /// `stop` is polled caught: if it panics, the panic is counted in `stats.panics` and the
     /// stop begins as if it had resolved. It is dropped caught too (its `Drop` may panic): the
-    /// report comes back either way.
+    /// report comes back either way. (A `force` of [`serve_with_force`] that panics is counted
+    /// and never fires.)
+    ///
+    /// [`serve_with_force`]: HyperServer::serve_with_force
     ///
     /// The report is large (392 bytes): run under `block_on`, box it (`async {
     /// Box::new(server.serve(listener, stop).await) }`), as [`run`] does. `block_on` copies its
@@ -515,7 +518,7 @@ where
         };
         // The embedder's stop and force futures: polled and dropped caught (QA embed18-4).
         let (never, tally) = (|| false, Rc::clone(&shared.tally));
-        let stop = Trigger::new(stop, &never, &tally);
+        let stop = Trigger::new(stop, &never, &tally).firing_on_panic();
         let forced = Trigger::new(force, &linger.forced, &tally);
         let acceptor = Acceptor {
             shared: &shared,
@@ -650,13 +653,18 @@ fn report<E: Engine, C: Recycle, H, S>(
 /// phase, read at each look (`level`); once either says so, it stays fired.
 ///
 /// The future is the embedder's (`serve`'s `stop`, `serve_with_force`'s `force`): polled caught,
-/// one that panics reads as fired (the server stops and reports) and is counted in `panics`;
-/// and dropped caught. Before, either panic unwound out of `serve` and lost the report (QA
-/// embed18-4).
+/// a panic counted in `panics` and the future not polled again, and dropped caught. Before,
+/// either panic unwound out of `serve` and lost the report (QA embed18-4). A stop that panics
+/// has fired (else nothing could stop the server); a force that panics never fires (a broken
+/// force future must not force-close a serving server: the stop and its deadlines still run).
 struct Trigger<'f> {
     fired: Cell<bool>,
     future: RefCell<Pin<Box<dyn Future<Output = ()> + 'f>>>,
     tally: &'f Tally,
+    /// The future panicked: not polled again.
+    panicked: Cell<bool>,
+    /// What a panic of the future reads as.
+    panic_fires: bool,
     /// A group's force read at once: its watch future may still be `Pending` just after the
     /// phase changed (tokio wakes a watch's receivers through several `Notify`s in turn, and a
     /// parked `wait_for` does not look at the value until its own is woken), so a force that
@@ -676,8 +684,16 @@ impl<'f> Trigger<'f> {
             fired: Cell::new(false),
             future: RefCell::new(Box::pin(future)),
             tally,
+            panicked: Cell::new(false),
+            panic_fires: false,
             level,
         }
+    }
+
+    /// A trigger that fires if its future panics (the stop).
+    fn firing_on_panic(mut self) -> Self {
+        self.panic_fires = true;
+        self
     }
 
     async fn fired(&self) {
@@ -703,12 +719,16 @@ impl<'f> Trigger<'f> {
         self.fired.get()
     }
 
-    /// Whether the future is ready; a panic in it counts as ready (it is not polled again).
+    /// Whether the future is ready; after a panic in it, `panic_fires`.
     fn poll_future(&self, cx: &mut std::task::Context<'_>) -> bool {
+        if self.panicked.get() {
+            return self.panic_fires;
+        }
         let mut future = self.future.borrow_mut();
         caught(|| future.as_mut().poll(cx).is_ready()).unwrap_or_else(|| {
             self.tally.bump(|s| &mut s.panics);
-            true
+            self.panicked.set(true);
+            self.panic_fires
         })
     }
 }
