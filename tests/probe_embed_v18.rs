@@ -9,6 +9,8 @@
 mod child;
 #[path = "util/drops.rs"]
 mod drops;
+#[path = "util/handlers.rs"]
+mod handlers;
 #[path = "util/local_set.rs"]
 mod local_set;
 #[path = "util/quiet.rs"]
@@ -493,5 +495,122 @@ mod hyper_stop_futures {
             .expect("the force future's panic escaped serve");
         assert_eq!(report.stats.panics, 1, "{report}");
         assert!(!report.forced, "a panicking force forced the server: {report}");
+    }
+}
+
+/// Loop groups of 1 and of 2 whose stop hooks force them (`GroupStop::force`,
+/// `HyperGroupStop::force` from `after_stop`: a runtime that escalates when its own shutdown
+/// hook sees work left): every loop goes to the force step at once, each request out ends
+/// *force closed*, nothing leaks, and the group ends well before its drain deadline.
+mod forced_from_hooks {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::Heap;
+    use reqguard::http::{GroupStop, Guarded, LoopGroup, Step};
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperGroup, HyperGroupStop, HyperServer};
+    use reqguard::{Config, ServerCore};
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
+
+    /// Longer than any bounded wait here: a request still out when the group ends was forced.
+    const HELD: Duration = Duration::from_secs(60);
+
+    /// One request per loop count, each on its own connection (kept open), once `arrived`
+    /// says every one is in its handler.
+    fn requests_out(addr: SocketAddr, count: usize, arrived: &AtomicUsize) -> Vec<TcpStream> {
+        let clients = (0..count)
+            .map(|_| {
+                let mut client = TcpStream::connect(addr).unwrap();
+                client.write_all(b"GET /held HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+                client
+            })
+            .collect();
+        util::wait_until("every request in its handler", || {
+            arrived.load(Ordering::SeqCst) == count
+        });
+        clients
+    }
+
+    #[test]
+    fn a_mio_group_forced_by_its_stop_hook_ends_at_once() {
+        for loops in [1, 2] {
+            let slot: Arc<OnceLock<GroupStop>> = Arc::new(OnceLock::new());
+            let arrived = Arc::new(AtomicUsize::new(0));
+            let (hook_slot, counted) = (Arc::clone(&slot), Arc::clone(&arrived));
+            let group = LoopGroup::new()
+                .loops(loops)
+                .spawn(
+                    move |_| {
+                        let slot = Arc::clone(&hook_slot);
+                        Guarded::embedded("server", Config::default()).after_stop(move || {
+                            slot.get().expect("set before the stop").force();
+                        })
+                    },
+                    move |router| {
+                        let held = handlers::CountingLater(HELD, Arc::clone(&counted));
+                        router.route("GET", "/held", held);
+                    },
+                )
+                .expect("spawned");
+            slot.set(group.stopper()).ok();
+            let _clients = requests_out(group.addr(), loops, &arrived);
+            let stopper = group.stopper();
+            let report = util::bounded::within(Duration::from_secs(20), move || {
+                stopper.stop();
+                group.wait()
+            })
+            .expect("the forced group ended")
+            .expect("its report");
+            let totals = &report.totals;
+            assert_eq!(totals.outcomes.force_closed, loops as u64, "{loops} loops: {report}");
+            assert_eq!(totals.leaked, 0, "{loops} loops: {report}");
+            for (index, each) in report.loops.iter().enumerate() {
+                let steps: Vec<Step> = each.steps.iter().map(|r| r.step).collect();
+                assert!(steps.contains(&Step::Force), "{loops} loops, loop {index}: {steps:?}");
+                assert!(!steps.contains(&Step::Abort), "forced before any deadline: {steps:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hyper_group_forced_by_its_stop_hook_ends_at_once() {
+        for loops in [1, 2] {
+            let slot: Arc<OnceLock<HyperGroupStop>> = Arc::new(OnceLock::new());
+            let arrived = Arc::new(AtomicUsize::new(0));
+            let (hook_slot, counted) = (Arc::clone(&slot), Arc::clone(&arrived));
+            let group = HyperGroup::new()
+                .loops(loops)
+                .spawn(move |_| {
+                    let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
+                    let (slot, counted) = (Arc::clone(&hook_slot), Arc::clone(&counted));
+                    HyperServer::new(core, move |_this, _request, bundle: Bundle| {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            tokio::time::sleep(HELD).await;
+                            let body = Full::new(Bytes::from_static(b"late"));
+                            Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+                        }
+                    })
+                    .after_stop(move || slot.get().expect("set before the stop").force())
+                })
+                .expect("spawned");
+            slot.set(group.stopper()).ok();
+            let _clients = requests_out(group.addr(), loops, &arrived);
+            let stopper = group.stopper();
+            let report = util::bounded::within(Duration::from_secs(20), move || {
+                stopper.stop();
+                group.wait()
+            })
+            .expect("the forced group ended")
+            .expect("its report");
+            let totals = &report.totals;
+            assert_eq!(totals.outcomes.force_closed, loops as u64, "{loops} loops: {report}");
+            assert_eq!(totals.leaked, 0, "{loops} loops: {report}");
+            assert!(totals.forced, "{loops} loops: {report}");
+        }
     }
 }
