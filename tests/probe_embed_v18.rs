@@ -614,3 +614,58 @@ mod forced_from_hooks {
         }
     }
 }
+
+/// A server that handled SIGINT and SIGTERM (`ServerBuilder::handle_signals(true)`), once it
+/// has ended, in a process that goes on (a runtime whose script stops the server and carries
+/// on).
+mod signals_after {
+    use super::*;
+    use reqguard::http::{demo_routes, Guarded, Router, Routes, ServerBuilder};
+    use reqguard::Config;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    const TEST: &str = "signals_after::a_sigterm_after_the_server_ended_terminates_the_process";
+
+    /// QA embed18-5. A server with `handle_signals(true)` that ended (stopped through its
+    /// handle; its signal handlers "removed when the server drops") left SIGTERM and SIGINT
+    /// ignored for the rest of the process: signal-hook keeps its own handler once installed,
+    /// and with no action left it does nothing (its `unregister` says so), so only SIGKILL
+    /// could end the process. Now, once no server handles them, they do what they do by
+    /// default: the child dies of its SIGTERM. In a child: the parent checks how it ended.
+    #[test]
+    fn a_sigterm_after_the_server_ended_terminates_the_process() {
+        if !child::is_child(CHILD) {
+            let child = Command::new(std::env::current_exe().expect("the test binary"))
+                .args(["--exact", TEST, "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .expect("the child test runs");
+            assert_eq!(
+                child.status.signal(),
+                Some(15),
+                "the child outlived its SIGTERM: {:?}\n{}",
+                child.status,
+                String::from_utf8_lossy(&child.stdout)
+            );
+            return;
+        }
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let accounting = Guarded::embedded("server", Config::default());
+        ServerBuilder::new()
+            .handle_signals(true)
+            .serve(&router, accounting, |_, stop| stop.stop())
+            .expect("served and stopped");
+        let pid = rustix::process::getpid();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+        // The default action ends the process (on this thread or another); a process that
+        // ignores the signal gets here, and its test passes: the parent fails it.
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -407,7 +407,9 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// Stops gracefully on SIGINT and SIGTERM (through signal-hook). For a server that owns
-    /// the process (the demo's `serve` mode); the handlers are removed when the server drops.
+    /// the process (the demo's `serve` mode); the handlers are removed when the server drops,
+    /// and once no server's are left the two signals end the process again (their default
+    /// action, whatever they did before the first server's were installed).
     ///
     /// # Errors
     ///
