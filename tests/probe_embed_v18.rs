@@ -380,7 +380,7 @@ mod hyper_stop_futures {
     use std::task::{Context, Poll};
     use std::time::Duration;
 
-    async fn hello(
+    pub(super) async fn hello_for_probe(
         _this: Handle<&'static str>,
         _request: hyper::Request<hyper::body::Incoming>,
         bundle: Bundle,
@@ -439,7 +439,7 @@ mod hyper_stop_futures {
             local_set::block_on(async move {
                 let heap = Heap::new();
                 let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-                let server = HyperServer::new(core, hello);
+                let server = HyperServer::new(core, hello_for_probe);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let serving = match force {
                     Some(force) => Box::pin(server.serve_with_force(listener, stop, force))
@@ -667,5 +667,37 @@ mod signals_after {
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+/// A hyper server whose core the embedder stopped before serving (`HyperServer::core`: a
+/// runtime's `server.stop()` called before the server listened).
+mod hyper_core_stopped {
+    use super::*;
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::HyperServer;
+    use reqguard::{Config, ServerCore};
+    use std::time::Duration;
+
+    /// QA embed18-6. The core stopped before `serve`: admission was closed (every request
+    /// `503`), but the server never began its own stop: with a `stop` future that never
+    /// resolves, `serve` never returned (a mio server takes a stop begun on its dispatcher
+    /// before `run` as its own: QA embed11-1). Now `serve` stops at once, drains and reports.
+    #[test]
+    fn a_core_stopped_before_serve_is_the_servers_stop() {
+        let report = local_set::block_on(async {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let server = HyperServer::new(core, super::hyper_stop_futures::hello_for_probe);
+            drop(server.core().stop());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let serving = server.serve(listener, std::future::pending());
+            tokio::time::timeout(Duration::from_secs(20), serving)
+                .await
+                .expect("serve ended: the core's stop is the server's")
+        });
+        assert_eq!(report.leaked, 0, "{report}");
+        assert!(!report.forced && !report.drain_deadline_hit, "{report}");
+        assert!(report.drain_time.is_some(), "the drain completed: {report}");
     }
 }
