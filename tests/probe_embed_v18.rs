@@ -701,3 +701,55 @@ mod hyper_core_stopped {
         assert!(report.drain_time.is_some(), "the drain completed: {report}");
     }
 }
+
+/// A mio server stopped before it ran: its `Guarded` accounting's core stopped by the
+/// embedder, a stop begun on its dispatcher, or `Server::stop`.
+mod mio_stopped_before_run {
+    use super::*;
+    use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Server};
+    use reqguard::Config;
+    use std::time::{Duration, Instant};
+
+    /// How the stop came before `run`.
+    #[derive(Clone, Copy, Debug)]
+    enum Before {
+        CoreStopped,
+        DispatcherBeginStop,
+        ServerStop,
+    }
+
+    /// QA embed18-6 (mio), QA embed18-7. A server stopped before it ran, with a drain timeout
+    /// of an hour and nothing out: with its `Guarded`'s core stopped by the embedder
+    /// (`Guarded::core().stop()`), every request was refused `503` and `run` never returned
+    /// (a stopped accounting was not taken as the server's stop); with a stop begun on its
+    /// dispatcher or by `Server::stop`, `run` returned only at the drain deadline, an hour
+    /// later (its first turn slept until that timer: nothing else could wake it). Now each
+    /// ends the run at once.
+    #[test]
+    fn a_server_stopped_before_run_ends_its_run_at_once() {
+        for before in [Before::CoreStopped, Before::DispatcherBeginStop, Before::ServerStop] {
+            let ran = util::bounded::within(Duration::from_secs(20), move || {
+                let routes = Routes::new();
+                let mut router = Router::new(&routes);
+                demo_routes(&mut router);
+                let accounting = Guarded::embedded("server", Config::default());
+                let limits = Limits::default().drain_timeout(Duration::from_secs(3600));
+                let addr = "127.0.0.1:0".parse().unwrap();
+                if let Before::CoreStopped = before {
+                    drop(accounting.core().stop());
+                }
+                let mut server = Server::bind(addr, &router, accounting, limits).unwrap();
+                match before {
+                    Before::CoreStopped => {}
+                    Before::DispatcherBeginStop => server.dispatcher().begin_stop(Instant::now()),
+                    Before::ServerStop => server.stop(Instant::now()),
+                }
+                server.run().map(|report| (report.leaked, report.drain_deadline_hit))
+            });
+            let report = ran
+                .unwrap_or_else(|| panic!("{before:?}: run had not returned after 20 s"))
+                .expect("its report");
+            assert_eq!(report, (0, false), "{before:?}");
+        }
+    }
+}
