@@ -139,8 +139,7 @@ mod stop_inside {
     use http_body_util::Full;
     use reqguard::engines::Heap;
     use reqguard::http::{
-        GroupStop, Guarded, Handler, LoopGroup, Reply, Request, Response, ServerBuilder,
-        StopHandle,
+        GroupStop, Guarded, Handler, LoopGroup, Reply, Request, Response, ServerBuilder, StopHandle,
     };
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperGroup, HyperGroupStop, HyperServer};
     use reqguard::{Config, ServerCore};
@@ -171,9 +170,13 @@ mod stop_inside {
 
     /// The next request on a single server's connection (within its stop linger): `503` + close.
     fn assert_refused_closing(next: io::Result<Answer>, case: &str) {
-        let next = next.unwrap_or_else(|err| panic!("{case}: no answer to the next request: {err}"));
+        let next =
+            next.unwrap_or_else(|err| panic!("{case}: no answer to the next request: {err}"));
         assert_eq!(next.status, 503, "{case}: {next:?}");
-        assert!(next.closes(), "{case}: the late request's 503 kept the connection");
+        assert!(
+            next.closes(),
+            "{case}: the late request's 503 kept the connection"
+        );
     }
 
     /// Stops its server through the `Response` (`stop_server`) or a handle it was given.
@@ -193,7 +196,11 @@ mod stop_inside {
     #[test]
     fn a_mio_server_stopped_by_its_handler_keeps_that_answer_alive() {
         for by_handle in [false, true] {
-            let case = if by_handle { "StopHandle::stop" } else { "stop_server" };
+            let case = if by_handle {
+                "StopHandle::stop"
+            } else {
+                "stop_server"
+            };
             let slot: Arc<OnceLock<StopHandle>> = Arc::new(OnceLock::new());
             let handler = Stops(Arc::clone(&slot), StopHandle::stop);
             let running = ServerBuilder::new()
@@ -224,7 +231,11 @@ mod stop_inside {
     #[test]
     fn a_mio_group_stopped_by_its_handler_keeps_that_answer_alive() {
         for by_handle in [false, true] {
-            let case = if by_handle { "GroupStop::stop" } else { "stop_server" };
+            let case = if by_handle {
+                "GroupStop::stop"
+            } else {
+                "stop_server"
+            };
             let slot: Arc<OnceLock<GroupStop>> = Arc::new(OnceLock::new());
             let routes_slot = Arc::clone(&slot);
             let group = LoopGroup::new()
@@ -253,7 +264,9 @@ mod stop_inside {
         }
     }
 
-    async fn bye(bundle: Bundle) -> Result<reqguard::tokio_hyper::Reply<Full<Bytes>>, HandlerError> {
+    async fn bye(
+        bundle: Bundle,
+    ) -> Result<reqguard::tokio_hyper::Reply<Full<Bytes>>, HandlerError> {
         let body = Full::new(Bytes::from_static(b"bye"));
         Ok(bundle.respond(hyper::Response::new(body)))
     }
@@ -276,7 +289,9 @@ mod stop_inside {
             reqguard::tokio_hyper::run(server, loopback, |a| addr_tx.send(a).unwrap(), stopped)
                 .expect("served")
         });
-        let addr = addr_rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+        let addr = addr_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap();
         let (own, next) = stop_then_next(addr);
         assert_kept_alive(&own, "hyper, the embedder's stop future");
         assert_refused_closing(next, "hyper, the embedder's stop future");
@@ -294,7 +309,9 @@ mod stop_inside {
                 let core = ServerCore::embedded(Heap::new().alloc("server"), Config::default());
                 let slot = Arc::clone(&loop_slot);
                 HyperServer::new(core, move |_this, _request, bundle: Bundle| {
-                    slot.get().expect("the stopper is set before any request").stop();
+                    slot.get()
+                        .expect("the stopper is set before any request")
+                        .stop();
                     bye(bundle)
                 })
             })
@@ -385,7 +402,11 @@ mod hyper_stop_futures {
         _request: hyper::Request<hyper::body::Incoming>,
         bundle: Bundle,
     ) -> Result<Reply<Full<Bytes>>, HandlerError> {
-        Ok(bundle.respond(hyper::Response::new(Full::new(Bytes::from_static(b"hello")))))
+        Ok(
+            bundle.respond(hyper::Response::new(Full::new(Bytes::from_static(
+                b"hello",
+            )))),
+        )
     }
 
     /// Ready at once (a stop), or never (a force); holds a value whose `Drop` panics, or
@@ -463,10 +484,16 @@ mod hyper_stop_futures {
         quiet::quiet_panics();
         let report = serve_with(Stop::dropped_panicking(true), None)
             .expect("the stop future's drop escaped serve");
-        assert_eq!(report.stats.panics, 0, "a drop is not a counted call: {report}");
+        assert_eq!(
+            report.stats.panics, 0,
+            "a drop is not a counted call: {report}"
+        );
         let report = serve_with(Stop::plain(true), Some(Stop::dropped_panicking(false)))
             .expect("the force future's drop escaped serve");
-        assert!(!report.forced, "the stop, not the force, ended it: {report}");
+        assert!(
+            !report.forced,
+            "the stop, not the force, ended it: {report}"
+        );
     }
 
     /// QA embed18-4. The embedder's stop future that panics when polled: the panic unwound
@@ -494,7 +521,10 @@ mod hyper_stop_futures {
         let report = serve_with(Stop::plain(true), Some(Stop::polled_panicking()))
             .expect("the force future's panic escaped serve");
         assert_eq!(report.stats.panics, 1, "{report}");
-        assert!(!report.forced, "a panicking force forced the server: {report}");
+        assert!(
+            !report.forced,
+            "a panicking force forced the server: {report}"
+        );
     }
 }
 
@@ -525,7 +555,9 @@ mod forced_from_hooks {
         let clients = (0..count)
             .map(|_| {
                 let mut client = TcpStream::connect(addr).unwrap();
-                client.write_all(b"GET /held HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+                client
+                    .write_all(b"GET /held HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .unwrap();
                 client
             })
             .collect();
@@ -566,12 +598,21 @@ mod forced_from_hooks {
             .expect("the forced group ended")
             .expect("its report");
             let totals = &report.totals;
-            assert_eq!(totals.outcomes.force_closed, loops as u64, "{loops} loops: {report}");
+            assert_eq!(
+                totals.outcomes.force_closed, loops as u64,
+                "{loops} loops: {report}"
+            );
             assert_eq!(totals.leaked, 0, "{loops} loops: {report}");
             for (index, each) in report.loops.iter().enumerate() {
                 let steps: Vec<Step> = each.steps.iter().map(|r| r.step).collect();
-                assert!(steps.contains(&Step::Force), "{loops} loops, loop {index}: {steps:?}");
-                assert!(!steps.contains(&Step::Abort), "forced before any deadline: {steps:?}");
+                assert!(
+                    steps.contains(&Step::Force),
+                    "{loops} loops, loop {index}: {steps:?}"
+                );
+                assert!(
+                    !steps.contains(&Step::Abort),
+                    "forced before any deadline: {steps:?}"
+                );
             }
         }
     }
@@ -608,7 +649,10 @@ mod forced_from_hooks {
             .expect("the forced group ended")
             .expect("its report");
             let totals = &report.totals;
-            assert_eq!(totals.outcomes.force_closed, loops as u64, "{loops} loops: {report}");
+            assert_eq!(
+                totals.outcomes.force_closed, loops as u64,
+                "{loops} loops: {report}"
+            );
             assert_eq!(totals.leaked, 0, "{loops} loops: {report}");
             assert!(totals.forced, "{loops} loops: {report}");
         }
@@ -727,7 +771,11 @@ mod mio_stopped_before_run {
     /// ends the run at once.
     #[test]
     fn a_server_stopped_before_run_ends_its_run_at_once() {
-        for before in [Before::CoreStopped, Before::DispatcherBeginStop, Before::ServerStop] {
+        for before in [
+            Before::CoreStopped,
+            Before::DispatcherBeginStop,
+            Before::ServerStop,
+        ] {
             let ran = util::bounded::within(Duration::from_secs(20), move || {
                 let routes = Routes::new();
                 let mut router = Router::new(&routes);
@@ -744,7 +792,9 @@ mod mio_stopped_before_run {
                     Before::DispatcherBeginStop => server.dispatcher().begin_stop(Instant::now()),
                     Before::ServerStop => server.stop(Instant::now()),
                 }
-                server.run().map(|report| (report.leaked, report.drain_deadline_hit))
+                server
+                    .run()
+                    .map(|report| (report.leaked, report.drain_deadline_hit))
             });
             let report = ran
                 .unwrap_or_else(|| panic!("{before:?}: run had not returned after 20 s"))

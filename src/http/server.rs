@@ -389,11 +389,15 @@ impl<'r, A: Accounting> Server<'r, A> {
 
     /// The loop, which only [`run`](Server::run) and the server's drop take.
     fn event_loop(&self) -> &EventLoop<'r, A> {
-        self.unrun.as_ref().expect("a server holds its loop until it runs")
+        self.unrun
+            .as_ref()
+            .expect("a server holds its loop until it runs")
     }
 
     fn event_loop_mut(&mut self) -> &mut EventLoop<'r, A> {
-        self.unrun.as_mut().expect("a server holds its loop until it runs")
+        self.unrun
+            .as_mut()
+            .expect("a server holds its loop until it runs")
     }
 
     /// The address the server listens on.
@@ -440,14 +444,19 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// If polling fails.
     pub fn run(mut self) -> io::Result<ServerReport> {
-        let event_loop = self.unrun.take().expect("a server holds its loop until it runs");
+        let event_loop = self
+            .unrun
+            .take()
+            .expect("a server holds its loop until it runs");
         event_loop.run()
     }
 
     /// The loop, for the unit tests that turn it by hand.
     #[cfg(test)]
     fn into_loop(mut self) -> EventLoop<'r, A> {
-        self.unrun.take().expect("a server holds its loop until it runs")
+        self.unrun
+            .take()
+            .expect("a server holds its loop until it runs")
     }
 }
 

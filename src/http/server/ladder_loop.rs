@@ -71,7 +71,6 @@ impl<'r, A: Accounting> Server<'r, A> {
 }
 
 impl<'r, A: Accounting> EventLoop<'r, A> {
-
     /// Out of file descriptors with none of this loop's own to free: the group's other loops
     /// free one each (`GroupShared::want_room`). Nothing for a loop alone.
     pub(super) fn ask_group_for_room(&self) {
