@@ -714,40 +714,7 @@ mod signals_after {
     }
 }
 
-/// A hyper server whose core the embedder stopped before serving (`HyperServer::core`: a
-/// runtime's `server.stop()` called before the server listened).
-mod hyper_core_stopped {
-    use super::*;
-    use reqguard::engines::Heap;
-    use reqguard::tokio_hyper::HyperServer;
-    use reqguard::{Config, ServerCore};
-    use std::time::Duration;
-
-    /// QA embed18-6. The core stopped before `serve`: admission was closed (every request
-    /// `503`), but the server never began its own stop: with a `stop` future that never
-    /// resolves, `serve` never returned (a mio server takes a stop begun on its dispatcher
-    /// before `run` as its own: QA embed11-1). Now `serve` stops at once, drains and reports.
-    #[test]
-    fn a_core_stopped_before_serve_is_the_servers_stop() {
-        let report = local_set::block_on(async {
-            let heap = Heap::new();
-            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-            let server = HyperServer::new(core, super::hyper_stop_futures::hello_for_probe);
-            drop(server.core().stop());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let serving = server.serve(listener, std::future::pending());
-            tokio::time::timeout(Duration::from_secs(20), serving)
-                .await
-                .expect("serve ended: the core's stop is the server's")
-        });
-        assert_eq!(report.leaked, 0, "{report}");
-        assert!(!report.forced && !report.drain_deadline_hit, "{report}");
-        assert!(report.drain_time.is_some(), "the drain completed: {report}");
-    }
-}
-
-/// A mio server stopped before it ran: its `Guarded` accounting's core stopped by the
-/// embedder, a stop begun on its dispatcher, or `Server::stop`.
+/// A mio server stopped before it ran: a stop begun on its dispatcher, or `Server::stop`.
 mod mio_stopped_before_run {
     use super::*;
     use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Server};
@@ -757,25 +724,18 @@ mod mio_stopped_before_run {
     /// How the stop came before `run`.
     #[derive(Clone, Copy, Debug)]
     enum Before {
-        CoreStopped,
         DispatcherBeginStop,
         ServerStop,
     }
 
-    /// QA embed18-6 (mio), QA embed18-7. A server stopped before it ran, with a drain timeout
-    /// of an hour and nothing out: with its `Guarded`'s core stopped by the embedder
-    /// (`Guarded::core().stop()`), every request was refused `503` and `run` never returned
-    /// (a stopped accounting was not taken as the server's stop); with a stop begun on its
-    /// dispatcher or by `Server::stop`, `run` returned only at the drain deadline, an hour
-    /// later (its first turn slept until that timer: nothing else could wake it). Now each
-    /// ends the run at once.
+    /// QA embed18-7. A server stopped before it ran (a stop begun on its dispatcher: QA
+    /// embed11-1; `Server::stop`), with a drain timeout of an hour and nothing out: `run`
+    /// returned only at the drain deadline, an hour later (its first turn slept until that
+    /// timer: nothing else could wake it; QA embed11-1's test set 200 ms). Now it ends the run
+    /// at once.
     #[test]
     fn a_server_stopped_before_run_ends_its_run_at_once() {
-        for before in [
-            Before::CoreStopped,
-            Before::DispatcherBeginStop,
-            Before::ServerStop,
-        ] {
+        for before in [Before::DispatcherBeginStop, Before::ServerStop] {
             let ran = util::bounded::within(Duration::from_secs(20), move || {
                 let routes = Routes::new();
                 let mut router = Router::new(&routes);
@@ -783,12 +743,8 @@ mod mio_stopped_before_run {
                 let accounting = Guarded::embedded("server", Config::default());
                 let limits = Limits::default().drain_timeout(Duration::from_secs(3600));
                 let addr = "127.0.0.1:0".parse().unwrap();
-                if let Before::CoreStopped = before {
-                    drop(accounting.core().stop());
-                }
                 let mut server = Server::bind(addr, &router, accounting, limits).unwrap();
                 match before {
-                    Before::CoreStopped => {}
                     Before::DispatcherBeginStop => server.dispatcher().begin_stop(Instant::now()),
                     Before::ServerStop => server.stop(Instant::now()),
                 }

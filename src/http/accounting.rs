@@ -139,15 +139,6 @@ pub trait Accounting {
 
     /// The end-of-run figures.
     fn report(&self) -> AccountingReport;
-
-    /// Whether admission was closed before the server ran (a [`Guarded`] whose core was
-    /// stopped through [`Guarded::core`]): [`Server::run`](crate::http::Server::run) then
-    /// takes it as its own stop, at once, rather than refuse every request until a stop of
-    /// its own comes. Asked once, before the loop's first turn (a panic is counted and reads
-    /// as `false`). `false` by default.
-    fn is_stopped(&self) -> bool {
-        false
-    }
 }
 
 /// `accounting.admit()`, with a panic caught (user code: an embedder's accounting, or the
@@ -365,7 +356,9 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
         self
     }
 
-    /// The server core.
+    /// The server core. A [`stop`](ServerCore::stop) through it before the server runs
+    /// closes admission only: every request is refused `503` + `Connection: close`, and the
+    /// server runs until its own stop (QA embed18-6).
     pub fn core(&self) -> &ServerCore<E, C> {
         &self.core
     }
@@ -443,10 +436,6 @@ where
     #[inline]
     fn handled(&mut self) {
         self.this = None;
-    }
-
-    fn is_stopped(&self) -> bool {
-        self.core.is_stopped()
     }
 
     fn stop(&mut self, deadline: Instant) {

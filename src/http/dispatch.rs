@@ -241,15 +241,6 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         }
     }
 
-    /// Whether the accounting was stopped before the server ran ([`Accounting::is_stopped`]);
-    /// a panic in it is counted and reads as `false`.
-    pub(crate) fn accounting_stopped(&mut self) -> bool {
-        caught(|| self.accounting.is_stopped()).unwrap_or_else(|| {
-            self.stats.panics += 1;
-            false
-        })
-    }
-
     /// The accounting's [`poll_stop`](Accounting::poll_stop), `in_flight` requests out. A
     /// panic in it is counted and read from the server's own count: `Complete` when nothing
     /// is in flight, else `Pending` (the server's deadline ends the wait).

@@ -469,14 +469,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         // A stop the embedder began through `dispatcher()` before the loop ran (nothing else
         // reaches the dispatcher once it runs) is the server's stop: its deadline, the
         // listener closed, the loop ending once drained. Left to the dispatcher alone, it
-        // closed admission and the loop ran on forever. So is an accounting stopped before
-        // (a `Guarded` whose core the embedder stopped: QA embed18-6), from now.
-        if self.ladder.is_none()
-            && self.dispatcher.stopped_at.is_none()
-            && self.dispatcher.accounting_stopped()
-        {
-            self.dispatcher.begin_stop(self.clock);
-        }
+        // closed admission and the loop ran on forever.
         if let Some(at) = self.dispatcher.stopped_at {
             if self.ladder.is_none() && self.stop_deadline.is_none() {
                 self.stop(at);

@@ -386,9 +386,9 @@ where
         self
     }
 
-    /// The server core. A [`stop`](ServerCore::stop) through it before the server serves is
-    /// the server's stop: [`serve`](HyperServer::serve) begins its stop at once (as when its
-    /// `stop` future resolves), drains and returns its report.
+    /// The server core. A [`stop`](ServerCore::stop) through it before the server serves
+    /// closes admission only: every request is refused `503` + `connection: close`, and the
+    /// server runs until its own `stop` (QA embed18-6).
     pub fn core(&self) -> &ServerCore<E, C> {
         &self.core
     }
@@ -530,16 +530,8 @@ where
             room: linger.room.as_ref(),
         };
         // A force alone (before the stop, or with none) stops too, straight to the force-close,
-        // as a group's `force` does: a second signal is never ignored for want of a first. A
-        // core the embedder stopped before serving (`HyperServer::core`) is the server's stop
-        // too, as a mio server takes a stop begun on its dispatcher before `run`: left to the
-        // core alone, admission was closed and the server served `503`s until its own stop
-        // came, maybe never (QA embed18-6).
-        let stopped_before = shared.core.is_stopped();
+        // as a group's `force` does: a second signal is never ignored for want of a first.
         let stop_or_forced = async {
-            if stopped_before {
-                return;
-            }
             tokio::select! {
                 biased;
                 () = stop.fired() => {}
