@@ -411,9 +411,10 @@ impl<'r, A: Accounting> Server<'r, A> {
     }
 
     /// Stops gracefully on SIGINT and SIGTERM (through signal-hook). For a server that owns
-    /// the process (the demo's `serve` mode); the handlers are removed when the server drops,
-    /// and once no server's are left the two signals end the process again (their default
-    /// action, whatever they did before the first server's were installed).
+    /// the process (the demo's `serve` mode); the handlers are removed when the server drops.
+    /// As with `tokio::signal`, the two signals' default action (ending the process) stays off
+    /// for the rest of the process once installed (signal-hook keeps its own handler): a
+    /// process that goes on after its server and should end on them listens for them itself.
     ///
     /// # Errors
     ///
