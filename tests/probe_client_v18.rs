@@ -254,3 +254,56 @@ fn a_ready_probe_is_judged_when_its_body_is_whole_on_mio() {
 fn a_ready_probe_is_judged_when_its_body_is_whole_on_hyper() {
     a_ready_probe_is_judged_when_its_body_is_whole("--stack hyper");
 }
+
+/// A head that never ends is answered as the mio loop answers it, on both stacks: past
+/// `max_head` by where its request line stops (`501` for a method, `414` for a target, `431`
+/// for the fields), else `408`; to a `HEAD`, the explanation's length alone, no body. mio
+/// answers a head past `max_head` at once, the hyper adapter at hyper's header read timeout
+/// (hyper waits for the head's end until its buffer is full). Before, hyper's timeout answered
+/// each of them `408` with a body, a `HEAD` too (the strict client read the body as stray
+/// bytes).
+fn a_head_that_never_ends_is_answered_as_mio_answers_it(stack: &str) {
+    let serve = Serve::start(
+        "",
+        &format!("{stack} --idle-timeout-ms 300 --request-timeout-ms 300"),
+    );
+    let long = "a".repeat(9000);
+    let cases: [(String, &str, u16, &str); 5] = [
+        ("HEAD / HTTP/1.1\r\nhost: x\r\n".into(), "HEAD", 408, ""),
+        (format!("HEAD /{long}"), "HEAD", 414, ""),
+        (format!("GET /{long}"), "GET", 414, "URI Too Long"),
+        ("G".repeat(9000), "GET", 501, "Not Implemented"),
+        (
+            format!("GET / HTTP/1.1\r\nhost: x\r\nx-a: {long}"),
+            "GET",
+            431,
+            "Request Header Fields Too Large",
+        ),
+    ];
+    for (request, method, status, text) in &cases {
+        let mut client = StrictClient::connect(serve.addr);
+        client.send(request.as_bytes());
+        let answer = client.answer(method);
+        let shown = &request[..20];
+        assert_eq!(
+            (answer.status, answer.text(), answer.closes()),
+            (*status, *text, true),
+            "{stack} {shown:?}: {answer:?}"
+        );
+        client.expect_nothing_more(true, std::time::Duration::ZERO);
+    }
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{stack}: {json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    assert_eq!(field(&json, "rejected"), 5.0, "{stack}: {json}");
+}
+
+#[test]
+fn a_head_that_never_ends_is_answered_as_mio_answers_it_on_mio() {
+    a_head_that_never_ends_is_answered_as_mio_answers_it("--stack mio");
+}
+
+#[test]
+fn a_head_that_never_ends_is_answered_as_mio_answers_it_on_hyper() {
+    a_head_that_never_ends_is_answered_as_mio_answers_it("--stack hyper");
+}

@@ -115,6 +115,13 @@ impl Stall {
 /// the evicted head's `408` says `Request Timeout` there, and said nothing here.
 #[cold]
 pub(crate) fn closing_answer(status: &str, explanation: &str) -> Vec<u8> {
+    closing_answer_to(status, explanation, false)
+}
+
+/// [`closing_answer`], to a `HEAD` request if `head`: its explanation's length alone, no body
+/// (RFC 9110 §9.3.2), as the mio loops answer a `HEAD` they refuse.
+#[cold]
+pub(crate) fn closing_answer_to(status: &str, explanation: &str, head: bool) -> Vec<u8> {
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     let typed = if explanation.is_empty() {
         ""
@@ -122,8 +129,9 @@ pub(crate) fn closing_answer(status: &str, explanation: &str) -> Vec<u8> {
         "content-type: text/plain\r\n"
     };
     let length = explanation.len();
+    let body = if head { "" } else { explanation };
     format!(
-        "HTTP/1.1 {status}\r\ndate: {date}\r\n{typed}connection: close\r\ncontent-length: {length}\r\n\r\n{explanation}"
+        "HTTP/1.1 {status}\r\ndate: {date}\r\n{typed}connection: close\r\ncontent-length: {length}\r\n\r\n{body}"
     )
     .into_bytes()
 }
@@ -333,21 +341,20 @@ impl LingeringIo {
 
 impl LingeringIo {
     /// hyper's header read timeout ended its connection with a request head in progress
-    /// (`server::head_timed_out`): `408` + close, as the mio loops answer a head incomplete at
-    /// their request timeout, unless an answer still waits for the socket (the `408` would
-    /// land inside it). Counted `rejected` only if the socket took it whole; the socket then
+    /// (`server::head_timed_out`): `answer` + close (`408`, or what the mio loops answer a
+    /// head past `max_head`), unless an answer still waits for the socket (this one would land
+    /// inside it). Counted `rejected` only if the socket took it whole; the socket then
     /// lingers when dropped (`shut`), as after any answer that closes.
     #[cold]
     #[inline(never)]
-    pub(crate) fn answer_slow_head(mut self) {
+    pub(crate) fn answer_slow_head(mut self, answer: &[u8]) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
         if self.shut || self.conn.write_is_pending() {
             return;
         }
-        let answer = closing_answer("408 Request Timeout", "Request Timeout");
-        if let Ok(n) = stream.try_write(&answer) {
+        if let Ok(n) = stream.try_write(answer) {
             self.written.bytes += n as u64;
             if n == answer.len() {
                 self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it

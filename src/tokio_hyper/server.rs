@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::connections::{Conn, Connections, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
-use super::linger::{closing_answer, linger, LingeringIo, Stall, LINGER_LIMIT};
+use super::linger::{closing_answer, closing_answer_to, linger, LingeringIo, Stall, LINGER_LIMIT};
 use super::report::HyperReport;
 use super::room::Room;
 use super::service::{made_here, MadeAt, RequestService, Shared};
@@ -1037,8 +1037,35 @@ where
 {
     let parts = connection.into_parts();
     if !parts.read_buf.is_empty() {
-        parts.io.into_inner().answer_slow_head();
+        let answer = timed_out_head_answer(&parts.read_buf, parts.service.max_head());
+        parts.io.into_inner().answer_slow_head(&answer);
     }
+}
+
+/// What the mio loops answer the head `buf` begins (after any empty lines), incomplete when its
+/// time ran out: `408`, unless it is already longer than `max_head`, which mio refuses as soon
+/// as it is (src/http/parse.rs, `too_large`): `501` if the method does not end within
+/// `max_head` bytes, `414` if the target does not, else `431` (hyper waits for a head to end
+/// until its buffer, `Options::max_buffer`, is full). To a `HEAD`, the explanation's length
+/// alone. Before, the `408` went to every head, its body to a `HEAD` too (a strict client read
+/// it as the start of the next answer).
+fn timed_out_head_answer(buf: &[u8], max_head: usize) -> Vec<u8> {
+    let mut head = buf;
+    while let [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] = head {
+        head = rest;
+    }
+    let window = &head[..head.len().min(max_head)];
+    let mut spaces = window.iter().enumerate().filter(|(_, byte)| **byte == b' ');
+    let (status, explanation) = match (head.len() > max_head, spaces.next(), spaces.next()) {
+        (false, ..) => ("408 Request Timeout", "Request Timeout"),
+        (true, None, _) => ("501 Not Implemented", "Not Implemented"),
+        (true, Some(_), None) => ("414 URI Too Long", "URI Too Long"),
+        (true, Some(_), Some(_)) => (
+            "431 Request Header Fields Too Large",
+            "Request Header Fields Too Large",
+        ),
+    };
+    closing_answer_to(status, explanation, head.starts_with(b"HEAD "))
 }
 
 /// The stop after admission closed: linger, graceful shutdown, drain, and the deadline.

@@ -82,6 +82,11 @@ impl<E: Engine, C: Recycle, H, S> RequestService<E, C, H, S> {
     pub(crate) fn new(shared: Rc<Shared<E, C, H, S>>, conn: Rc<Conn>) -> Self {
         RequestService { shared, conn }
     }
+
+    /// The longest request head served (`Options::max_head`).
+    pub(crate) fn max_head(&self) -> usize {
+        self.shared.max_head
+    }
 }
 
 impl<E, C, H, S> RequestService<E, C, H, S>
