@@ -318,9 +318,9 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
                 conn,
             );
         }
-        // A request in progress while its body is read (`Conn::probe_ended`): the eviction at
-        // the connection limit judges it by how its body arrives, as a route's (`408` + close
-        // when too slow), and the stop's graceful shutdown waits for its answer.
+        // A request in progress while its body is read (until `Conn::request_ended`): the
+        // eviction at the connection limit judges it by how its body arrives, as a route's
+        // (`408` + close when too slow), and the stop's graceful shutdown waits for its answer.
         conn.request_began();
         conn.hold_probe(Box::new(Probing {
             answer: probe,
