@@ -66,13 +66,16 @@ def run(addr, pipeline, rng, half):
     return " ".join(out) + " | " + str(r.end)
 
 
-def main():
+def compare(requests, name, default_seed, longest, extra=(), width=34):
+    """Sends COUNT (argv 1) random pipelines of up to `longest` of `requests` ((method, raw)
+    pairs) to both stacks, seeded by argv 2 (else `default_seed`); prints each distinct
+    disagreement once (its requests named by `name(raw)`), then both exit JSONs' counts."""
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 14)
-    servers = {st: start(st) for st in ("mio", "hyper")}
+    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else default_seed)
+    servers = {st: start(st, extra=list(extra)) for st in ("mio", "hyper")}
     seen = {}
     for _ in range(count):
-        pipeline = [rng.choice(REQUESTS) for _ in range(rng.randint(1, 8))]
+        pipeline = [rng.choice(requests) for _ in range(rng.randint(1, longest))]
         half = rng.random() < float(os.environ.get("HALF", "0.3"))
         seed = rng.random()
         got = {st: run(addr, pipeline, random.Random(seed), half) for st, (_, addr) in servers.items()}
@@ -80,13 +83,17 @@ def main():
             key = (got["mio"], got["hyper"])
             if key not in seen:
                 seen[key] = 1
-                names = " ".join(r.split(b"\r\n")[0].decode() for _, r in pipeline)
-                print(f"mio: {got['mio']:34} hyper: {got['hyper']:34} half={half} {names}", flush=True)
+                names = " ".join(name(r) for _, r in pipeline)
+                print(f"mio: {got['mio']:{width}} hyper: {got['hyper']:{width}} half={half} {names}", flush=True)
     for st, (p, _) in servers.items():
         rep = stop(p)
         print(st, {k: rep[k] for k in ("served", "undelivered", "refused", "rejected", "aborted", "leaked", "panics")},
               rep["outcomes"])
     print(f"{count} pipelines, {len(seen)} distinct disagreements")
+
+
+def main():
+    compare(REQUESTS, lambda raw: raw.split(b"\r\n")[0].decode(), 14, 8)
 
 
 if __name__ == "__main__":

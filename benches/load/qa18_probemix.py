@@ -7,12 +7,10 @@ reads a probe's body before its answer, as mio does. Left out: a body with a tra
 whose answer closes the connection on hyper alone, as the demo routes' do there (hyper's
 decoder cannot tell a bare LF in the section: docs/hyper.md). usage: BIN=... qa18_probemix.py [COUNT] [SEED]"""
 import os
-import random
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop  # noqa: E402
-from qa14_pipemix import run  # noqa: E402
+from qa14_pipemix import compare  # noqa: E402
 
 H = b"host: x\r\n"
 CHUNKED = b"transfer-encoding: chunked\r\n\r\n"
@@ -38,27 +36,7 @@ TAGS = {raw: tag for _, tag, raw in TAGGED}
 
 
 def main():
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 18)
-    extra = ["--max-body", "1024"]
-    servers = {st: start(st, extra=extra) for st in ("mio", "hyper")}
-    seen = {}
-    for _ in range(count):
-        pipeline = [rng.choice(REQUESTS) for _ in range(rng.randint(1, 6))]
-        half = rng.random() < float(os.environ.get("HALF", "0.3"))
-        seed = rng.random()
-        got = {st: run(addr, pipeline, random.Random(seed), half) for st, (_, addr) in servers.items()}
-        if got["mio"] != got["hyper"]:
-            key = (got["mio"], got["hyper"])
-            if key not in seen:
-                seen[key] = 1
-                names = " ".join(TAGS[r] for _, r in pipeline)
-                print(f"mio: {got['mio']:30} hyper: {got['hyper']:30} half={half} {names}", flush=True)
-    for st, (p, _) in servers.items():
-        rep = stop(p)
-        print(st, {k: rep[k] for k in ("served", "undelivered", "refused", "rejected", "aborted", "leaked", "panics")},
-              rep["outcomes"])
-    print(f"{count} pipelines, {len(seen)} distinct disagreements")
+    compare(REQUESTS, TAGS.get, 18, 6, extra=["--max-body", "1024"], width=30)
 
 
 main()
