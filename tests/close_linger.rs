@@ -293,3 +293,53 @@ fn mio_an_evicted_head_reset_before_its_408_is_not_counted() {
 fn hyper_an_evicted_head_reset_before_its_408_is_not_counted() {
     an_evicted_head_reset_before_its_408_is_not_counted("--stack hyper");
 }
+
+/// An upload refused at its head (`content-length` over `max_body`: `413` + close) whose
+/// client goes on sending its body, 64 KiB every 100 ms for 1.5 s, and reads its answer only
+/// then (as Python's `http.client` does): every write is taken and the `413` is read, the
+/// connection then closed cleanly. The linger after the FIN is an inactivity timeout (500 ms
+/// from the client's last bytes, within 5 s in all, as nginx's `lingering_timeout`); it was
+/// 500 ms from the FIN, and the close under a client still sending reset the connection: its
+/// next write failed and it never read its answer.
+fn an_upload_refused_at_its_head_is_read_and_dropped_while_it_comes(args: &str) {
+    let serve = Serve::start("", args);
+    let mut client = TcpStream::connect(serve.addr).unwrap();
+    let head = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4194304\r\n\r\n";
+    client.write_all(head.as_bytes()).unwrap();
+    let piece = vec![b'x'; 64 * 1024];
+    for n in 0..15 {
+        thread::sleep(Duration::from_millis(100));
+        if let Err(err) = client.write_all(&piece) {
+            panic!(
+                "piece {n} ({} ms after the head) not taken: {err}",
+                (n + 1) * 100
+            );
+        }
+    }
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "rejected"), 1.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}
+
+#[test]
+fn mio_an_upload_refused_at_its_head_is_read_and_dropped_while_it_comes() {
+    an_upload_refused_at_its_head_is_read_and_dropped_while_it_comes("");
+}
+
+#[cfg(feature = "hyper")]
+#[test]
+fn hyper_an_upload_refused_at_its_head_is_read_and_dropped_while_it_comes() {
+    an_upload_refused_at_its_head_is_read_and_dropped_while_it_comes("--stack hyper");
+}

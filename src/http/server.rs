@@ -51,7 +51,9 @@ const REVISIT_TIMER: usize = usize::MAX;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long a connection we closed keeps reading (and discarding) after its last byte left the
 /// socket and our FIN followed (or, where that is not seen, `src/unsent.rs`, after our FIN), so
-/// the client sees our last answer instead of a reset.
+/// the client sees our last answer instead of a reset: from the FIN, and again from each read
+/// of what the client still sends (an inactivity timeout, as nginx's `lingering_timeout`), within
+/// [`LINGER_LIMIT`] in all.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 /// The first wait for the acknowledgement of answers written after the client closed its side
 /// ([`acknowledged_or_gone`]); each next one twice the last.
@@ -132,6 +134,9 @@ struct Socket<'r, H> {
     /// We are done with it (every answer written to the socket) and close it at this instant
     /// at the latest; reads are discarded ([`begin_linger`]).
     lingering: Option<Instant>,
+    /// When its linger began plus [`LINGER_LIMIT`]: input after our FIN moves `lingering` on,
+    /// never past this.
+    linger_limit: Option<Instant>,
     /// Lingering while the socket has not sent everything written to it (our FIN waits).
     unsent: bool,
     /// Its client closed its side before its last answer was written, and the client's TCP
@@ -190,6 +195,7 @@ impl<'r, H> Socket<'r, H> {
             http,
             eof: false,
             lingering: None,
+            linger_limit: None,
             unsent: false,
             ack_check: None,
             discarded: 0,
@@ -1231,6 +1237,7 @@ fn handle_connection_event<'r, A: Accounting>(
 #[inline(never)]
 fn begin_linger<H>(socket: &mut Socket<'_, H>, now: Instant) {
     socket.lingering = Some(later(now, LINGER_LIMIT));
+    socket.linger_limit = socket.lingering;
     socket.unsent = crate::unsent::watch(&socket.stream);
     if socket.unsent {
         linger_sent_yet(socket, now);
@@ -1294,6 +1301,22 @@ fn linger_sent_yet<H>(socket: &mut Socket<'_, H>, now: Instant) {
         .map(|end| end.min(later(now, CLOSE_LINGER)));
 }
 
+/// A lingering connection's client still sends after our FIN (an upload refused before its
+/// end): the linger runs [`CLOSE_LINGER`] on from this read, within its [`LINGER_LIMIT`].
+/// Closing under a client still sending resets the connection: its next write fails, and a
+/// client that reads its answer only once it has sent everything (as `http.client` does) never
+/// reads it. While the socket still sends (`unsent`) the linger's end is its limit already.
+#[cold]
+#[inline(never)]
+fn linger_on<H>(socket: &mut Socket<'_, H>, now: Instant) {
+    if socket.unsent || socket.ack_check.is_some() {
+        return;
+    }
+    if let (Some(until), Some(limit)) = (socket.lingering, socket.linger_limit) {
+        socket.lingering = Some(until.max(later(now, CLOSE_LINGER).min(limit)));
+    }
+}
+
 /// The connection is closed before its answers are delivered (the slow-reader cut, a linger
 /// that ran out with bytes unsent, a failed socket, a force-close): its answers counted
 /// `served` whose bytes do not all reach the client (those in its buffers; at a reset, those
@@ -1352,6 +1375,7 @@ fn read_available<'r, A: Accounting>(
                     socket.http.receive_unchecked(d, &buf[..n], now);
                 } else {
                     socket.discarded += n as u64;
+                    linger_on(socket, now);
                 }
                 // A short read emptied the socket's buffer: on epoll and kqueue, more input
                 // brings a new event, so the read that would only say `WouldBlock` is saved

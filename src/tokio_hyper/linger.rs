@@ -30,7 +30,9 @@ use super::connections::Conn;
 use crate::delivery::Delivery;
 
 /// How long a socket closed by the server keeps reading (and dropping) what its client sends
-/// once it has sent everything (`src/unsent.rs`) and its FIN.
+/// once it has sent everything (`src/unsent.rs`) and its FIN: from the FIN, and again from each
+/// read of what the client still sends (an inactivity timeout, as nginx's `lingering_timeout`),
+/// within [`LINGER_LIMIT`] in all (as on the mio loops).
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
 /// The longest a socket closed by the server lingers in all, however slowly its client reads
 /// what the socket still holds (as on the mio loops).
@@ -469,7 +471,7 @@ pub(crate) fn linger(
             }
             delivered = true;
             let _ = SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
-            let _ = tokio::time::timeout(LINGER, drop_input(&stream, &mut discarded)).await;
+            drop_input_until_quiet(&stream, &mut discarded).await;
         })
         .await;
         if let Some((conn, written)) = answers.filter(|_| !delivered) {
@@ -493,6 +495,37 @@ async fn all_sent(stream: &TcpStream) {
             return;
         }
     }
+}
+
+/// Reads and drops what the client sends after our FIN until it closes, the socket fails, or
+/// it has sent nothing for [`LINGER`] (the caller bounds the whole linger). A client still
+/// sending (an upload refused before its end) keeps the socket open: closed under it, the
+/// socket would reset the connection, its next write would fail, and a client that reads its
+/// answer only once it has sent everything (as `http.client` does) would never read it.
+async fn drop_input_until_quiet(stream: &TcpStream, discarded: &mut u64) {
+    let mut sink = [0u8; 4096];
+    let quiet = tokio::time::sleep(LINGER);
+    tokio::pin!(quiet);
+    while *discarded < LINGER_DISCARD {
+        tokio::select! {
+            () = &mut quiet => return,
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    return;
+                }
+            }
+        }
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(n) => {
+                *discarded += n as u64;
+                quiet.as_mut().reset(tokio::time::Instant::now() + LINGER);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+    quiet.await; // Past the discard bound: reads no more, and waits out the quiet time.
 }
 
 /// Reads and drops what the client sends until it closes (true) or the socket fails (false);
