@@ -9,6 +9,7 @@ use super::connection::Connection;
 use super::dispatch::{Dispatcher, Stats};
 use super::limits::Limits;
 use super::router::Router;
+use crate::callback::call_caught;
 use crate::ledger::Ledger;
 use crate::signal::AbortReason;
 
@@ -44,8 +45,17 @@ use crate::signal::AbortReason;
 /// session.disconnect();
 /// session.ledger().unwrap().assert_quiescent();
 /// ```
+///
+/// Dropping a session is dropping its server with its connection: requests still out (a
+/// deferred answer, answers queued behind one) end *force closed*, once, through the
+/// accounting ([`Accounting::end`], their signals fired with [`AbortReason::ForceClosed`]), as
+/// a server's force-close ends them; then the accounting is dropped. Both caught, as a
+/// server's loop drops what is the embedder's: a `Drop` of the accounting's (its scope
+/// provider, what its hooks captured, a `Held` of its own) that panics does not escape the
+/// drop, nor abort the process when the session is dropped by another panic's unwinding.
 pub struct Session<'r, A: Accounting> {
-    dispatcher: Dispatcher<'r, A>,
+    /// The embedder's accounting is in it: dropped caught (see the `Drop`).
+    dispatcher: Owned<Dispatcher<'r, A>>,
     connection: Connection<'r, A::Held>,
     now: Instant,
     /// The stop has run its course: drained, or ended at its deadline.
@@ -61,7 +71,7 @@ impl<'r, A: Accounting> Session<'r, A> {
     pub fn new(router: &'r Router<'r>, accounting: A, limits: Limits) -> Self {
         let now = Instant::now();
         Session {
-            dispatcher: Dispatcher::new(router, accounting, limits),
+            dispatcher: Owned(Some(Dispatcher::new(router, accounting, limits))),
             connection: Connection::new(now),
             now,
             drained: false,
@@ -114,7 +124,8 @@ impl<'r, A: Accounting> Session<'r, A> {
                 // client had not taken is lost.
                 self.drop_untaken();
                 // Every request has ended now: the drain completes (its hooks run).
-                let _ = self.dispatcher.poll_stop(now, self.dispatcher.in_flight);
+                let in_flight = self.dispatcher.in_flight;
+                let _ = self.dispatcher.poll_stop(now, in_flight);
                 self.drained = true;
             }
         }
@@ -229,6 +240,45 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// The dispatcher (accounting, limits, figures).
     pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
         &mut self.dispatcher
+    }
+}
+
+/// QA embed19-1. A session the embedder drops with requests still out (a runtime that lets go
+/// of its server, or a test's session dropped by a failing assertion) ended them as a
+/// connection dropped alone does: *dropped*, its signals fired `Dropped`, never through the
+/// accounting (an embedder's own `end`, a runtime's pending count, was never called), after
+/// the accounting itself was dropped, uncaught: a panicking `Drop` of the embedder's escaped
+/// the drop, and aborted the process under another panic. Now the session does what the
+/// crate's loops do before they let a connection go (`Connection::abort`, *force closed* as
+/// at a server's force-close), then drops the accounting, each caught.
+impl<A: Accounting> Drop for Session<'_, A> {
+    fn drop(&mut self) {
+        let connection = &mut self.connection;
+        if let Some(dispatcher) = self.dispatcher.0.as_mut() {
+            call_caught(|| connection.abort(dispatcher, AbortReason::ForceClosed));
+        }
+        let dispatcher = self.dispatcher.0.take();
+        call_caught(move || drop(dispatcher));
+    }
+}
+
+/// The session's dispatcher, there until the session's `Drop` takes it to drop it caught
+/// (no `unsafe` `ManuallyDrop`).
+struct Owned<T>(Option<T>);
+
+impl<T> std::ops::Deref for Owned<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("taken only by the session's drop")
+    }
+}
+
+impl<T> std::ops::DerefMut for Owned<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("taken only by the session's drop")
     }
 }
 
