@@ -300,4 +300,56 @@ mod session_drop {
         );
         assert_eq!(ended(), [Outcome::ForceClosed, Outcome::ForceClosed]);
     }
+
+    /// QA embed19-2. `Session::dispatcher` hands out the session's dispatcher mutably, so an
+    /// embedder can put another in its place (`std::mem::swap` of two sessions' dispatchers,
+    /// say to move one server's accounting to another session). The session drove its
+    /// connection with the crate's unchecked calls, made for the loops, whose connections
+    /// never meet another dispatcher: the requests admitted by one dispatcher were written
+    /// through the other, silently (its `in_flight` below zero: a debug build panicked with an
+    /// overflow deep in the answer's write; a release build wrapped to `usize::MAX`, a drain
+    /// that never completes, and the first dispatcher kept its two requests in flight for
+    /// ever). Now the session checks, as a `Connection` driven by hand does: the next call
+    /// panics, saying which mistake it was, before anything is counted; the drop lets go of
+    /// what the session holds, caught. Before the fix the write counted the two requests in
+    /// the other dispatcher (debug: an overflow panic instead of the message).
+    #[test]
+    fn a_session_whose_dispatcher_was_swapped_refuses_it_before_counting() {
+        quiet::quiet_panics();
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let mut first = Session::new(&router, tallied(false), Limits::default());
+        let mut second = Session::new(&router, tallied(false), Limits::default());
+        first.feed(TWO_OUT);
+        second.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(first.dispatcher().in_flight(), 2);
+        std::mem::swap(first.dispatcher(), second.dispatcher());
+        let advanced = catch_unwind(AssertUnwindSafe(|| {
+            first.advance(Duration::from_millis(50));
+        }));
+        let payload = advanced.expect_err("the swapped dispatcher is refused");
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|m| (*m).to_owned()))
+            .unwrap_or_default();
+        assert!(
+            message.contains("another Dispatcher"),
+            "the panic says what went wrong: {message:?}"
+        );
+        // Nothing was counted in the other dispatcher (the second session's, now the first's).
+        let other = first.dispatcher();
+        assert_eq!(
+            (other.in_flight(), other.stats().served),
+            (0, 1),
+            "the second session's own request only"
+        );
+        assert!(ended().len() <= 1, "{:?}", ended());
+        let dropped = catch_unwind(AssertUnwindSafe(move || {
+            drop(first);
+            drop(second);
+        }));
+        assert!(dropped.is_ok(), "the drops do not panic");
+    }
 }

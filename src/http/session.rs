@@ -82,7 +82,7 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// Delivers bytes from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.connection
-            .receive_unchecked(&mut self.dispatcher, bytes, self.now);
+            .receive(&mut self.dispatcher, bytes, self.now);
         self.after_call();
     }
 
@@ -140,9 +140,7 @@ impl<'r, A: Accounting> Session<'r, A> {
             let n = pending.len();
             out.extend_from_slice(pending);
             self.connection.consume_output(n);
-            let resumed = self
-                .connection
-                .resume_unchecked(&mut self.dispatcher, self.now);
+            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
             self.after_call();
             if !resumed {
                 self.served_taken = self.connection.served();
@@ -162,9 +160,7 @@ impl<'r, A: Accounting> Session<'r, A> {
         loop {
             let n = self.connection.pending_output().len();
             self.connection.consume_output(n);
-            let resumed = self
-                .connection
-                .resume_unchecked(&mut self.dispatcher, self.now);
+            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
             self.after_call();
             if !resumed {
                 self.served_taken = self.connection.served();
@@ -178,8 +174,7 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// it goes.
     pub fn advance(&mut self, by: Duration) {
         self.now = saturating_add(self.now, by);
-        self.connection
-            .on_timer_unchecked(&mut self.dispatcher, self.now);
+        self.connection.on_timer(&mut self.dispatcher, self.now);
         self.after_call();
     }
 
@@ -237,7 +232,11 @@ impl<'r, A: Accounting> Session<'r, A> {
         self.dispatcher.accounting().ledger()
     }
 
-    /// The dispatcher (accounting, limits, figures).
+    /// The dispatcher (accounting, limits, figures). It stays this session's: one put in its
+    /// place (`std::mem::swap` with another session's, `replace`) is not the one its
+    /// connection counts its requests with, and the next call panics, saying so (as a
+    /// [`Connection`](crate::http::Connection) used with another dispatcher does); the session's
+    /// drop still lets go of what it holds, caught (QA embed19-2).
     pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
         &mut self.dispatcher
     }
@@ -251,13 +250,19 @@ impl<'r, A: Accounting> Session<'r, A> {
 /// the drop, and aborted the process under another panic. Now the session does what the
 /// crate's loops do before they let a connection go (`Connection::abort`, *force closed* as
 /// at a server's force-close), then drops the accounting, each caught.
+///
+/// Three steps, each caught on its own, so that a panic in one (an accounting's `end` that
+/// says it cannot panic, a dispatcher the embedder swapped for another through
+/// [`Session::dispatcher`]) neither keeps the next from running nor unwinds through it: the
+/// abort, the connection's drop (a request the abort left), the dispatcher's drop.
 impl<A: Accounting> Drop for Session<'_, A> {
     fn drop(&mut self) {
-        let connection = &mut self.connection;
-        if let Some(dispatcher) = self.dispatcher.0.as_mut() {
+        let mut connection = std::mem::replace(&mut self.connection, Connection::new(self.now));
+        let mut dispatcher = self.dispatcher.0.take();
+        if let Some(dispatcher) = dispatcher.as_mut() {
             call_caught(|| connection.abort(dispatcher, AbortReason::ForceClosed));
         }
-        let dispatcher = self.dispatcher.0.take();
+        call_caught(move || drop(connection));
         call_caught(move || drop(dispatcher));
     }
 }
