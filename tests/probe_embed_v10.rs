@@ -122,6 +122,10 @@ impl Accounting for PanicsAtHandled {
         }
     }
 
+    fn read_ended(&mut self) {
+        self.inner.read_ended();
+    }
+
     passes_on!(inner: admit, stop, poll_stop, ledger, report);
 }
 
@@ -631,7 +635,7 @@ impl Accounting for PanicsAtEnd {
         panic!("an accounting's end panics");
     }
 
-    passes_on!(0: handled, stop, poll_stop, ledger, report);
+    passes_on!(0: handled, read_ended, stop, poll_stop, ledger, report);
 }
 
 /// The loop survives such a panic where the stop's deadline ends a request (the force-close
@@ -838,6 +842,10 @@ impl Accounting for PanicsNowAndThen {
     fn handled(&mut self) {
         self.inner.handled();
         Self::maybe_panic(&self.panicked, 13, "handled");
+    }
+
+    fn read_ended(&mut self) {
+        self.inner.read_ended();
     }
 
     passes_on!(inner: stop, poll_stop, ledger, report);

@@ -439,6 +439,10 @@ impl Accounting for Flaky {
         self.inner.handled();
     }
 
+    fn read_ended(&mut self) {
+        self.inner.read_ended();
+    }
+
     fn stop(&mut self, deadline: Instant) {
         self.inner.stop(deadline);
         self.maybe_panic(3);

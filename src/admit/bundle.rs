@@ -293,6 +293,19 @@ impl<C: Recycle, R> Admitted<C, R> {
     }
 }
 
+#[cfg(feature = "server")]
+impl<C: Recycle> Admitted<C, ()> {
+    /// [`end`](Admitted::end) without the drop glue's check after the release (the mio
+    /// server's `Guarded::end`): `release` takes the slot first thing, and a payload of `()`
+    /// has nothing to drop, so nothing is left for `Drop` to find (even if the release
+    /// unwinds), and the bundle need not stay in memory for it (callgrind, mio guarded: 8
+    /// instructions per request fewer at depth 16 and at depth 1).
+    #[inline(always)]
+    pub(crate) fn end_released(self, outcome: Outcome) {
+        std::mem::ManuallyDrop::new(self).release(outcome);
+    }
+}
+
 impl<C: Recycle, R> Drop for Admitted<C, R> {
     /// A bundle dropped without [`complete`](Admitted::complete) or [`end`](Admitted::end)
     /// ends as [`Outcome::Dropped`] (out of line: those two release it where they are called,

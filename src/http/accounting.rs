@@ -16,7 +16,7 @@ use crate::pool::{PoolMetrics, Recycle};
 use crate::server::{Config, ServerCore};
 use crate::signal::{AbortReason, AbortSignal};
 use crate::ticket::{Drain, DrainStatus};
-use crate::wrapper::Engine;
+use crate::wrapper::{Engine, Live};
 
 /// Where a graceful stop stands, from [`Accounting::poll_stop`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,11 +71,12 @@ pub struct AccountingReport {
 /// (another core's each time) makes a step's `ended` count zero, not a wrapped-around count.
 /// An implementation that can fail answers with a [`Refusal`] instead.
 ///
-/// The per-request calls (`signal`, `this`, `handled`, `end`) are caught too, and counted,
-/// unless the implementation says they cannot panic ([`MAY_PANIC`](Accounting::MAY_PANIC)
-/// `false`, as [`Guarded`] and [`Unaccounted`] do: the catch costs instructions on every
-/// request): a panicking `signal` or `this` reads as `None`, `handled` as done, and `end` as
-/// ended (the request was answered, its `Held` dropped by the unwinding). Set it `false` only
+/// The per-request calls (`signal`, `this`, `handled`, `end`, and `read_ended` once per read)
+/// are caught too, and counted, unless the implementation says they cannot panic
+/// ([`MAY_PANIC`](Accounting::MAY_PANIC) `false`, as [`Guarded`] and [`Unaccounted`] do: the
+/// catch costs instructions on every request): a panicking `signal` or `this` reads as `None`,
+/// `handled` and `read_ended` as done, and `end` as ended (the request was answered, its
+/// `Held` dropped by the unwinding). Set it `false` only
 /// if they cannot panic: a panic there then unwinds out of the loop's turn, which
 /// [`Server::run`](crate::http::Server::run) catches once around all its turns (no cost per
 /// request): it counts the panic in [`Stats::panics`](crate::http::Stats::panics), closes
@@ -88,13 +89,13 @@ pub trait Accounting {
     type Held;
 
     /// Whether the per-request calls ([`signal`](Accounting::signal),
-    /// [`this`](Accounting::this), [`handled`](Accounting::handled), [`end`](Accounting::end))
-    /// may panic, so that the server must catch them (some instructions per request). True
-    /// by default; [`Guarded`] and [`Unaccounted`] say `false`: theirs run no user code
-    /// uncaught, but for the drop of the engine's strong handle (the handler's `this`, let go
-    /// in `handled`), which [`Engine`]'s contract says must not panic. An implementation that
-    /// says `false` and panics there costs the loop every connection open at that moment (see
-    /// [`Accounting`]'s `# Panics`).
+    /// [`this`](Accounting::this), [`handled`](Accounting::handled), [`end`](Accounting::end),
+    /// [`read_ended`](Accounting::read_ended)) may panic, so that the server must catch them
+    /// (some instructions per request). True by default; [`Guarded`] and [`Unaccounted`] say
+    /// `false`: theirs run no user code uncaught, but for the drop of the engine's strong
+    /// handle (the handler's `this`, let go in `read_ended`), which [`Engine`]'s contract says
+    /// must not panic. An implementation that says `false` and panics there costs the loop
+    /// every connection open at that moment (see [`Accounting`]'s `# Panics`).
     const MAY_PANIC: bool = true;
 
     /// Admits one request: upgrade first, then take everything, or refuse holding nothing.
@@ -114,15 +115,26 @@ pub trait Accounting {
     }
 
     /// The wrapper the last admitted request's handler is called with, its `this`
-    /// ([`Request::this`](crate::http::Request::this)), until [`handled`](Accounting::handled).
-    /// `None` unless the accounting has one.
+    /// ([`Request::this`](crate::http::Request::this)), until [`handled`](Accounting::handled)
+    /// ([`Guarded`]: until [`read_ended`](Accounting::read_ended)). `None` unless the
+    /// accounting has one.
     fn this(&self) -> Option<&dyn Any> {
         None
     }
 
-    /// The handler of the last admitted request has returned: `this` is let go, so a deferred
-    /// request does not keep the wrapper alive (a runtime's promise holds what it captured).
+    /// The handler of the last admitted request has returned: `this` may be let go, so a
+    /// deferred request does not keep the wrapper alive (a runtime's promise holds what it
+    /// captured). [`Guarded`] keeps it until [`read_ended`](Accounting::read_ended) instead.
     fn handled(&mut self) {}
+
+    /// The connection has answered (or parked) every request of what it last read, and
+    /// admits nothing more until it reads again: work done once per read goes here. [`Guarded`]
+    /// lets go of the handler's `this` here, which the next request of the same read (a
+    /// pipeline) was admitted with, without another upgrade. Called once per read (each
+    /// [`Connection::receive`](crate::http::Connection::receive) and each read of the
+    /// loop's connections), caught like the per-request calls when
+    /// [`MAY_PANIC`](Accounting::MAY_PANIC).
+    fn read_ended(&mut self) {}
 
     /// Stops admission; in-flight requests may finish until `deadline`.
     fn stop(&mut self, deadline: Instant);
@@ -397,14 +409,16 @@ impl<T: 'static> Guarded<Embedded<T>, NoScope> {
 }
 
 /// The handler's `this` is the strong handle the proof holds
-/// ([`Live::wrapper`](crate::Live::wrapper)), kept from the upgrade until the handler returns.
+/// ([`Live::wrapper`](crate::Live::wrapper)), kept from the upgrade until the connection's
+/// read is all handled ([`read_ended`](Accounting::read_ended)): the requests pipelined in one
+/// read are admitted with one upgrade.
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
 where
     E::Strong: 'static,
 {
     type Held = Admitted<C, ()>;
     // `end` runs the embedder's code (listeners, `Recycle`, hooks) caught in the core;
-    // `handled` drops `E::Strong`, which the `Engine` contract says must not panic.
+    // `read_ended` drops `E::Strong`, which the `Engine` contract says must not panic.
     const MAY_PANIC: bool = false;
 
     #[inline(always)]
@@ -412,8 +426,18 @@ where
         let core = &self.core;
         let this = &mut self.this;
         self.scope.with_scope(|scope| {
-            // Upgrade first: a finalized wrapper is a 503 that has taken nothing.
-            let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
+            // The strong handle the last request of the same read was admitted with (its
+            // `this`, kept until `read_ended`) is the proof again while the ledger is plain:
+            // not stopped, so the wrapper cell is still strong and an upgrade would only clone
+            // it. Else (the first request of a read, a stop, a trace) upgrade first: a
+            // finalized wrapper is a 503 that has taken nothing.
+            let live = match this.take() {
+                Some(kept) if core.shared().ledger.is_plain() => Live::new(core, kept),
+                kept => {
+                    drop(kept);
+                    core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?
+                }
+            };
             let held = live.admit(|_ctx| Ok(()))?;
             *this = Some(live.into_wrapper());
             Ok(held)
@@ -426,21 +450,23 @@ where
 
     #[inline(always)]
     fn end(held: Self::Held, outcome: Outcome) {
-        held.end(outcome);
+        held.end_released(outcome);
     }
 
     fn this(&self) -> Option<&dyn Any> {
         self.this.as_ref().map(|this| this as &dyn Any)
     }
 
+    /// `this` is kept for the next request of the same read (see `admit`), and let go when
+    /// the read's requests are all handled, at a stop, or when an admission is refused.
     #[inline]
-    fn handled(&mut self) {
+    fn read_ended(&mut self) {
         self.this = None;
     }
 
     fn stop(&mut self, deadline: Instant) {
-        // No handler runs now: a `this` left by an `admit` without `handled` must not keep
-        // the wrapper alive past the downgrade.
+        // No handler runs now: a `this` kept for the read's next request (or left by an
+        // `admit` without `read_ended`) must not keep the wrapper alive past the downgrade.
         self.this = None;
         if self.drain.is_some() {
             return;

@@ -752,6 +752,10 @@ impl<'r, H> Connection<'r, H> {
                 }
             }
         }
+        // What the read brought is handled: per-read work (`Guarded` lets go of the `this`
+        // its pipelined requests shared).
+        let accounting = &mut d.accounting;
+        per_request::<A, _>(&mut d.stats.panics, (), || accounting.read_ended());
     }
 
     /// State [`Reading::Head`]: parse a head, then read its body. Returns whether the reading

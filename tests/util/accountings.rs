@@ -31,6 +31,11 @@ macro_rules! passes_on {
             self.$inner.handled();
         }
     };
+    (@ $inner:tt read_ended) => {
+        fn read_ended(&mut self) {
+            self.$inner.read_ended();
+        }
+    };
     (@ $inner:tt stop) => {
         fn stop(&mut self, deadline: ::std::time::Instant) {
             self.$inner.stop(deadline);
