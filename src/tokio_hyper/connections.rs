@@ -94,9 +94,11 @@ pub(crate) struct Conn {
     ended: Cell<u64>,
     /// Its last write found the socket full: an answer is on its way.
     write_pending: Cell<bool>,
-    /// Chosen for eviction: its socket ends it at the next read (`LingeringIo`), unless a
-    /// request began on it since (its head was on its way: it is served, then it closes).
-    evicted: Cell<bool>,
+    /// Who ends its socket's reads (`LingeringIo`): hyper, or the server (chosen for
+    /// eviction: its socket ends it at the next read, unless a request began on it since, its
+    /// head on its way: it is served, then it closes; or the stop's look for a head in
+    /// progress); or a head in progress given back to hyper. One check per read.
+    reads: Cell<Reads>,
     /// Its `ended` count when chosen for eviction (it had no request in progress then).
     evicted_at: Cell<u64>,
     /// Evicted for its descriptor (the process is out of them): closed at once, no linger.
@@ -176,12 +178,40 @@ const MIN_BODY_RATE: u64 = 1024;
 /// ... counted only once the body has been awaited this long: it is not judged on its first bytes.
 const SLOW_BODY_GRACE: Duration = Duration::from_secs(1);
 
+/// Who ends a connection's socket reads ([`Conn::reads`]): hyper, as ever, but where the
+/// server ends them to take hyper's read buffer back (`into_parts`): what a head in progress
+/// holds is there, and only there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// hyper reads the socket.
+    Hyper,
+    /// Chosen for eviction: once nothing more has arrived, the read ends hyper's connection,
+    /// and the connection's task answers the head in progress hyper held (`408`, or what mio
+    /// answers a head past `max_head`; to a `HEAD` without a body), as the mio loops answer it.
+    Evicted,
+    /// The stop turns keep-alive off on a connection with no answer on its way: once nothing
+    /// more has arrived, the read ends hyper's connection, and the connection's task closes an
+    /// idle one (as hyper's graceful shutdown did) or gives a head in progress back to a new
+    /// hyper connection with keep-alive off, as the mio loops keep such a head (its `503` once
+    /// whole, as admission is closed, or `408` at the header timeout).
+    Stop,
+    /// A head in progress given back: hyper reads it first, then the socket.
+    Replay,
+    /// The drain deadline reaches a head in progress kept through the stop
+    /// ([`Graceful::Held`]): as [`Reads::Stop`], and the connection's task answers it `503` +
+    /// close, as the mio loops' close step answers it.
+    Deadline,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Graceful {
     /// Accepted during the stop: it answers once and closes by itself.
     Unwatched,
     /// Serving; the shutdown will reach it.
     Watched,
+    /// A head in progress the stop found (its keep-alive off): the drain deadline reaches it
+    /// ([`Connections::answer_held_heads`]).
+    Held,
     /// The shutdown asked: its next poll turns keep-alive off.
     Asked,
     /// The stop's shutdown asked: keep-alive goes off once no answer is on its way (no request
@@ -408,10 +438,29 @@ impl Conn {
         self.busy.get() != 0
     }
 
-    /// Whether the eviction chose it.
+    /// Whether hyper reads its socket as usual (not evicted, stopping, or replaying a head).
     #[inline]
-    pub(crate) fn is_evicted(&self) -> bool {
-        self.evicted.get()
+    pub(crate) fn reads_as_usual(&self) -> bool {
+        self.reads.get() == Reads::Hyper
+    }
+
+    /// Who ends its socket's reads.
+    #[inline]
+    pub(crate) fn reads(&self) -> Reads {
+        self.reads.get()
+    }
+
+    /// Its socket's reads go back to hyper, or replay a head in progress first.
+    #[cold]
+    pub(crate) fn set_reads(&self, reads: Reads) {
+        self.reads.set(reads);
+    }
+
+    /// A head in progress the stop found is kept: the drain deadline answers it if it is
+    /// still in progress then ([`Connections::answer_held_heads`]).
+    #[cold]
+    pub(crate) fn hold_head(&self) {
+        self.graceful.set(Graceful::Held);
     }
 
     /// Its request's route waits for the body (noted from `now` on the first wait). Returns
@@ -470,7 +519,7 @@ impl Conn {
         if self.ended.get() + u64::from(self.busy.get()) == self.evicted_at.get() {
             return false;
         }
-        self.evicted.set(false);
+        self.reads.set(Reads::Hyper);
         if self.graceful.get() == Graceful::Watched {
             self.graceful.set(Graceful::Asked);
         }
@@ -499,7 +548,9 @@ impl<F: GracefulConnection> Future for Watched<F> {
             activity.new_turn();
         }
         match this.conn.graceful.get() {
-            Graceful::Watched => {
+            // Woken by the stop's steps (`Unwatched` and `Held` only by the close step and the
+            // drain deadline: `Connections::answer_held_heads`, `answer_silent_at_close`).
+            Graceful::Unwatched | Graceful::Watched | Graceful::Held => {
                 let mut waker = this.conn.waker.borrow_mut();
                 if !waker.as_ref().is_some_and(|w| same_waker(w, cx.waker())) {
                     *waker = Some(cx.waker().clone());
@@ -511,7 +562,7 @@ impl<F: GracefulConnection> Future for Watched<F> {
                 this.connection.as_mut().graceful_shutdown();
             }
             Graceful::Draining => return drain(this.connection, this.conn, cx),
-            Graceful::Unwatched | Graceful::Done => {}
+            Graceful::Done => {}
         }
         this.connection.poll(cx)
     }
@@ -528,17 +579,33 @@ fn drain<F: GracefulConnection>(
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
     if !conn.answer_on_its_way() {
-        conn.graceful.set(Graceful::Done);
-        connection.as_mut().graceful_shutdown();
+        conn.stop_reads();
         return connection.poll(cx);
     }
     let polled = connection.as_mut().poll(cx);
     if polled.is_ready() || conn.answer_on_its_way() {
         return polled;
     }
-    conn.graceful.set(Graceful::Done);
-    connection.as_mut().graceful_shutdown();
+    conn.stop_reads();
     connection.poll(cx)
+}
+
+impl Conn {
+    /// The stop reaches a connection with no answer on its way: its keep-alive goes off.
+    /// hyper's graceful shutdown closed it at once if hyper was between requests, a head in
+    /// progress in its buffer too (unanswered, where the mio loops keep it until its request
+    /// timeout, `408`, or the drain deadline, `503`: QA client19-3). So its reads end instead
+    /// ([`Reads::Stop`]): once nothing more has arrived, the connection's task takes hyper's
+    /// buffer back, closes an idle connection and gives a head in progress to a connection of
+    /// its own with keep-alive off (`server::reads_ended`). A head that arrives whole meanwhile
+    /// is hyper's as before (refused `503` + close: admission is closed).
+    #[cold]
+    fn stop_reads(&self) {
+        self.graceful.set(Graceful::Done);
+        if self.reads.get() == Reads::Hyper {
+            self.reads.set(Reads::Stop);
+        }
+    }
 }
 
 /// What a connection is doing, as the mio loops know it of theirs: since when (its last
@@ -703,7 +770,7 @@ impl Connections {
             }
             return true;
         }
-        slot.conn.evicted.set(true);
+        slot.conn.reads.set(Reads::Evicted);
         slot.conn.evicted_at.set(slot.conn.ended.get());
         slot.conn.close_at_once.set(at_once);
         self.evicting.set(self.evicting.get() + 1);
@@ -735,7 +802,7 @@ impl Connections {
             busy: Cell::new(0),
             ended: Cell::new(0),
             write_pending: Cell::new(false),
-            evicted: Cell::new(false),
+            reads: Cell::new(Reads::Hyper),
             evicted_at: Cell::new(0),
             close_at_once: Cell::new(false),
             handoff: Cell::new(None),
@@ -795,6 +862,48 @@ impl Connections {
                 if let Some(waker) = conn.waker.take() {
                     waker.wake();
                 }
+            }
+        }
+    }
+
+    /// The drain deadline: each head in progress the stop found and kept ([`Graceful::Held`])
+    /// is answered `503` + close by its task ([`Reads::Deadline`]), as the mio loops' close
+    /// step answers one. Before, it was closed at the force step without an answer.
+    #[cold]
+    pub(crate) fn answer_held_heads(&self) {
+        let open = self.open.borrow();
+        for (_, slot) in open.iter() {
+            let conn = &slot.conn;
+            if conn.graceful.get() == Graceful::Held && conn.reads.get() == Reads::Hyper {
+                conn.reads.set(Reads::Deadline);
+                if let Some(waker) = conn.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// The force step after a drain deadline, and the close step (after the drain, a listener
+    /// kept open through it): every connection still open with no request out and no answer
+    /// on its way (a late one silent since its accept, one spared by the stop's keep-alive
+    /// step, a head in progress) is answered `503` with `connection: close` by its task
+    /// ([`Reads::Deadline`]), once what has arrived is read (a whole request then is refused
+    /// `503` as any late one), as the mio loops' close step answers them. Before, they were
+    /// closed without an answer.
+    #[cold]
+    pub(crate) fn answer_silent_at_close(&self) {
+        let open = self.open.borrow();
+        for (_, slot) in open.iter() {
+            let conn = &slot.conn;
+            if conn.answer_on_its_way() || conn.reads.get() != Reads::Hyper {
+                continue;
+            }
+            if conn.graceful.get() == Graceful::Done {
+                continue; // keep-alive off after an answer: it closes by itself
+            }
+            conn.reads.set(Reads::Deadline);
+            if let Some(waker) = conn.waker.take() {
+                waker.wake();
             }
         }
     }
@@ -879,7 +988,7 @@ impl fmt::Debug for Conn {
             .field("graceful", &self.graceful.get())
             .field("busy", &self.busy.get())
             .field("ended", &self.ended.get())
-            .field("evicted", &self.evicted.get())
+            .field("reads", &self.reads.get())
             .finish_non_exhaustive()
     }
 }

@@ -9,9 +9,11 @@
 //! write side, the socket goes back to its connection's task, which reads and drops what comes
 //! until the client closes or for at most [`LINGER`], then closes it.
 //!
-//! It is also where an evicted connection ends (`Connections::evict_oldest`): its next read
-//! answers a head in progress `408`, shuts the write side and reads as end of input, so hyper
-//! ends the connection and the socket lingers as above.
+//! It is also where the server ends hyper's reads (`Reads`: an evicted connection,
+//! `Connections::evict_oldest`, and the stop's keep-alive step): once nothing more has arrived,
+//! its next read says end of input, so hyper ends the connection, and the connection's task
+//! takes hyper's read buffer back (`server::reads_ended`): a head in progress there is answered
+//! (evicted) or given back to hyper (the stop), and the socket lingers as above.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -21,12 +23,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::connections::Conn;
+use super::connections::{Conn, Reads};
 use crate::delivery::Delivery;
 
 /// How long a socket closed by the server keeps reading (and dropping) what its client sends
@@ -47,8 +50,12 @@ pub(crate) struct LingeringIo {
     stream: Option<TcpStream>,
     /// hyper shut the write side: the connection ends by the server's choice.
     shut: bool,
-    /// The connection was evicted and this socket ended it.
-    evicted: bool,
+    /// The server ended hyper's reads (an eviction, the stop: [`Reads`]): hyper writes no more,
+    /// and the connection's task answers what hyper's read buffer holds ([`Self::answer_ended`])
+    /// or gives it back to hyper ([`Self::replay`]).
+    reads_ended: bool,
+    /// A head in progress given back to hyper ([`Reads::Replay`]): read before the socket.
+    replay: Bytes,
     /// What the connection's requests share: told of full writes, asked whether the
     /// connection was evicted, and where the socket goes back to the task.
     conn: Rc<Conn>,
@@ -143,7 +150,8 @@ impl LingeringIo {
         LingeringIo {
             stream: Some(stream),
             shut: false,
-            evicted: false,
+            reads_ended: false,
+            replay: Bytes::new(),
             conn,
             stall,
             stalled: None,
@@ -291,53 +299,126 @@ impl LingeringIo {
         }
     }
 
-    /// A read of a connection chosen for eviction: `None` to read as usual. A request that
-    /// began on it since it was chosen (its head had arrived) is served, keep-alive off. Else
-    /// what has arrived is hyper's first (it may complete a head, then served as said); once
-    /// nothing more has, the connection ends: `408` if it never finished a request (a head in
-    /// progress, or nothing sent since accepted; best effort: the socket's buffer is empty
-    /// when nothing is being written), its write side shut, end of input for hyper, and
-    /// writes fail. One idle after an answer just closes (a client racing a request into it
-    /// retries, as after any keep-alive close).
+    /// A read while the server, not hyper, ends the socket's reads ([`Reads`]): `None` to
+    /// read as usual.
     #[cold]
     #[inline(never)]
+    fn read_specially(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Option<Poll<io::Result<()>>> {
+        match self.conn.reads() {
+            Reads::Hyper => None,
+            Reads::Replay => self.read_replay(buf),
+            Reads::Evicted => self.read_evicted(cx, buf),
+            Reads::Stop | Reads::Deadline => self.read_to_end(cx, buf),
+        }
+    }
+
+    /// A read of a connection chosen for eviction: `None` to read as usual. A request that
+    /// began on it since it was chosen (its head had arrived) is served, keep-alive off. Else
+    /// as [`Self::read_to_end`]: the connection's task then answers the head in progress
+    /// (`server::reads_ended`).
     fn read_evicted(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Option<Poll<io::Result<()>>> {
-        if self.evicted {
-            return Some(Poll::Ready(Ok(())));
-        }
-        if self.conn.reprieve_if_a_request_began() {
+        if !self.reads_ended && self.conn.reprieve_if_a_request_began() {
             cx.waker().wake_by_ref(); // the task's next poll turns keep-alive off
             return None;
         }
+        self.read_to_end(cx, buf)
+    }
+
+    /// A read the server ends: what has arrived is hyper's first (it may complete a head,
+    /// then served); once nothing more has, the read says end of input, hyper ends the
+    /// connection, its read buffer (a head in progress, if any) goes back to the connection's
+    /// task with the socket, and writes fail meanwhile. The client's own end (or a failed
+    /// read) is hyper's to see, as usual.
+    fn read_to_end(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Option<Poll<io::Result<()>>> {
+        if self.reads_ended {
+            return Some(Poll::Ready(Ok(())));
+        }
         let stream = self.stream.as_mut()?;
         let filled = buf.filled().len();
-        if let Poll::Ready(Ok(())) = Pin::new(&mut *stream).poll_read(cx, buf) {
-            if buf.filled().len() > filled {
-                return Some(Poll::Ready(Ok(())));
-            }
+        match Pin::new(&mut *stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == filled => return None,
+            Poll::Ready(read) => return Some(Poll::Ready(read)),
+            Poll::Pending => {}
         }
-        self.evicted = true;
-        if self.conn.never_answered() {
-            // Counted only if the socket took it whole: a 408 that did not go out (the client
-            // reset first) was no answer.
-            let answer = closing_answer("408 Request Timeout", "Request Timeout");
-            if let Ok(n) = stream.try_write(&answer) {
+        self.reads_ended = true;
+        Some(Poll::Ready(Ok(())))
+    }
+
+    /// A head in progress given back to hyper, read before the socket.
+    fn read_replay(&mut self, buf: &mut ReadBuf<'_>) -> Option<Poll<io::Result<()>>> {
+        let n = self.replay.len().min(buf.remaining());
+        buf.put_slice(&self.replay[..n]);
+        self.replay.advance(n);
+        if self.replay.is_empty() {
+            self.conn.set_reads(Reads::Hyper);
+        }
+        Some(Poll::Ready(Ok(())))
+    }
+
+    /// hyper's connection ended because the server ended its reads (`read_to_end`): the
+    /// end's answer, if any, is written (with `connection: close`; if `rejected`, counted so
+    /// once the socket took it whole) and the socket lingers when dropped, as after any
+    /// answer that closes. Nothing if hyper's connection ended otherwise (the client's end, a
+    /// failed read: the socket as hyper left it).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn answer_ended(mut self, answer: Option<&[u8]>, rejected: bool) {
+        if !self.reads_ended {
+            return;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if let Some(answer) = answer.filter(|_| !self.conn.write_is_pending()) {
+            // Counted only if the socket took it whole: an answer that did not go out (the
+            // client reset first) was none. Written to the socket directly: tokio's
+            // `try_write` trusts the readiness its reactor last saw, none yet for a connection
+            // accepted in this turn (the close step's), and wrote nothing there.
+            if let Ok(n) = SockRef::from(&*stream).send(answer) {
                 self.written.bytes += n as u64;
-                if n == answer.len() {
+                if n == answer.len() && rejected {
                     self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
                 }
             }
         }
-        // The socket then lingers on drop (`linger`), which shuts its write side.
+        // The socket lingers on drop (`linger`), which shuts its write side.
         if !crate::unsent::WATCHABLE {
-            let _ = Pin::new(stream).poll_shutdown(cx); // immediate on a TCP socket
+            let _ = SockRef::from(&*stream).shutdown(std::net::Shutdown::Write);
         }
         self.shut = true;
-        Some(Poll::Ready(Ok(())))
+    }
+
+    /// Whether the server ended hyper's reads ([`Self::read_to_end`]).
+    pub(crate) fn reads_ended(&self) -> bool {
+        self.reads_ended
+    }
+
+    /// What the connection's requests share.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    /// A head in progress hyper held when the stop ended its reads goes back to hyper (a new
+    /// connection of the same socket): read first, then the socket, and writes go on.
+    #[cold]
+    pub(crate) fn replay(mut self, head: Bytes) -> Self {
+        self.reads_ended = false;
+        self.replay = head;
+        self.conn.set_reads(Reads::Replay);
+        self.conn.hold_head();
+        self
     }
 }
 
@@ -553,8 +634,8 @@ impl AsyncRead for LingeringIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.conn.is_evicted() {
-            if let Some(end) = this.read_evicted(cx, buf) {
+        if !this.conn.reads_as_usual() {
+            if let Some(end) = this.read_specially(cx, buf) {
                 return end;
             }
         }
@@ -589,7 +670,7 @@ impl AsyncWrite for LingeringIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match &mut this.stream {
-            Some(stream) if !this.evicted => {
+            Some(stream) if !this.reads_ended => {
                 let polled = Pin::new(stream).poll_write(cx, buf);
                 let polled = this.wrote(cx, || buf.len(), polled, |socket| socket.send(buf));
                 this.written.count(&polled);
@@ -606,7 +687,7 @@ impl AsyncWrite for LingeringIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match &mut this.stream {
-            Some(stream) if !this.evicted => {
+            Some(stream) if !this.reads_ended => {
                 let polled = Pin::new(stream).poll_write_vectored(cx, bufs);
                 let offered = || bufs.iter().map(|b| b.len()).sum();
                 let polled = this.wrote(cx, offered, polled, |socket| socket.send_vectored(bufs));
@@ -652,6 +733,8 @@ impl AsyncWrite for LingeringIo {
         this.shut = true;
         this.conn.refusal_written();
         match &mut this.stream {
+            // Ended by the server's read: its answer is still to be written (`answer_ended`).
+            Some(_) if this.reads_ended => Poll::Ready(Ok(())),
             Some(stream) if !crate::unsent::WATCHABLE => Pin::new(stream).poll_shutdown(cx),
             _ => Poll::Ready(Ok(())),
         }

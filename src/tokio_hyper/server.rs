@@ -13,7 +13,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::connections::{Conn, Connections, Registered, Watched};
+use super::connections::{Conn, Connections, Reads, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
 use super::linger::{closing_answer, closing_answer_to, linger, LingeringIo, Stall, LINGER_LIMIT};
@@ -874,16 +874,11 @@ where
         let handoff = Rc::clone(&conn);
         let stall = Stall::new(self.options.idle_timeout, self.options.min_send_rate);
         let stream = LingeringIo::new(stream, Rc::clone(&conn), stall);
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.options.idle_timeout)
-            .max_buf_size(self.options.max_buffer)
-            // A connection accepted during the drain answers once (503) and closes.
-            .keep_alive(!tally.is_stopping())
-            .serve_connection(
-                TokioIo::new(stream),
-                RequestService::new(Rc::clone(self.shared), conn),
-            );
+        // A connection accepted during the drain answers once (503) and closes.
+        let conn = hyper_http1(self.options, !tally.is_stopping()).serve_connection(
+            TokioIo::new(stream),
+            RequestService::new(Rc::clone(self.shared), conn),
+        );
         // Watched by the stop's graceful shutdown, unless accepted once stopping: then it
         // answers once and closes by itself (the shutdown would close it before its request is
         // read).
@@ -967,20 +962,31 @@ where
         let key = registered.key();
         let tally = Rc::clone(&self.shared.tally);
         let lingering = Rc::clone(&self.refusing);
+        let options = self.options;
         let task = tokio::task::spawn_local(async move {
-            if let Err(err) = InPlace(&mut conn).await {
-                // hyper answered 400 or 431; not to an HTTP/2 preface, which it closes on
-                // without a word (counted, the exit JSON had a rejection no client saw).
-                if (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2() {
-                    tally.bump(|s| &mut s.rejected);
+            loop {
+                let ended = InPlace(&mut conn).await;
+                if let Err(err) = &ended {
+                    // hyper answered 400 or 431; not to an HTTP/2 preface, which it closes on
+                    // without a word (counted, the exit JSON had a rejection no client saw).
+                    if (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2() {
+                        tally.bump(|s| &mut s.rejected);
+                    }
+                    if err.is_timeout() {
+                        head_timed_out(conn.into_connection());
+                        break;
+                    }
                 }
-                if err.is_timeout() {
-                    head_timed_out(conn.into_connection());
-                } else {
+                if handoff.reads_as_usual() {
                     drop(conn);
+                    break;
                 }
-            } else {
-                drop(conn);
+                // The server ended hyper's reads (an eviction, the stop): what hyper's buffer
+                // held is answered, or given back to hyper.
+                match reads_ended(conn.into_connection(), options) {
+                    Some(again) => conn = Watched::new(again, Rc::clone(&handoff)),
+                    None => break,
+                }
             }
             drop(registered);
             if let Some((stream, written)) = handoff.take_handoff() {
@@ -1040,6 +1046,70 @@ where
         let answer = timed_out_head_answer(&parts.read_buf, parts.service.max_head());
         parts.io.into_inner().answer_slow_head(&answer);
     }
+}
+
+/// A connection's hyper builder: as `serve` configures it, keep-alive on if `keep_alive`.
+fn hyper_http1(options: Options, keep_alive: bool) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.idle_timeout)
+        .max_buf_size(options.max_buffer)
+        .keep_alive(keep_alive);
+    builder
+}
+
+/// hyper's connection ended because the server ended its reads (`Reads`, src/tokio_hyper/
+/// connections.rs); its read buffer is taken back. Evicted: a head in progress there is
+/// answered as the mio loops answer it at their request timeout (`408`; a head already past
+/// `max_head` `501`, `414` or `431`; to a `HEAD` without a body: `timed_out_head_answer`), and
+/// a connection with nothing of a head gets `408` if it never finished a request, else
+/// closes. Before, the adapter answered the eviction from its socket, not seeing hyper's
+/// buffer: `408` with its body to a `HEAD` (a strict client read the body as the start of the
+/// next answer: QA client19-1), and no answer to a head begun after an earlier answer (mio:
+/// `408`). The stop: a connection with nothing of a head closes (as hyper's graceful shutdown
+/// closed it), and a head in progress is given back to a new hyper connection of the same
+/// socket with keep-alive off (returned, to be run): its `503` once whole (admission is
+/// closed) or `408` at the header timeout, as the mio loops answer it, where hyper's graceful
+/// shutdown closed it unanswered (QA client19-3).
+#[cold]
+#[inline(never)]
+fn reads_ended<E, C, H, S>(
+    connection: HyperConnection<E, C, H, S>,
+    options: Options,
+) -> Option<HyperConnection<E, C, H, S>>
+where
+    E: Engine,
+    C: Recycle,
+    H: Handler<E, C>,
+    S: EnterScope<E>,
+{
+    let parts = connection.into_parts();
+    let io = parts.io.into_inner();
+    let answer = match io.conn().reads() {
+        Reads::Stop if io.reads_ended() && !parts.read_buf.is_empty() => {
+            let io = io.replay(parts.read_buf);
+            let http1 = hyper_http1(options, false);
+            return Some(http1.serve_connection(TokioIo::new(io), parts.service));
+        }
+        Reads::Stop | Reads::Hyper | Reads::Replay => None,
+        // Not counted, as the mio loops' close step counts its `503`s only in its step.
+        Reads::Deadline => {
+            let refused = closing_answer("503 Service Unavailable", "");
+            io.answer_ended(Some(&refused), false);
+            return None;
+        }
+        Reads::Evicted if !parts.read_buf.is_empty() => Some(timed_out_head_answer(
+            &parts.read_buf,
+            parts.service.max_head(),
+        )),
+        Reads::Evicted => {
+            let never = io.conn().never_answered();
+            never.then(|| closing_answer("408 Request Timeout", "Request Timeout"))
+        }
+    };
+    io.answer_ended(answer.as_deref(), true);
+    None
 }
 
 /// What the mio loops answer the head `buf` begins (after any empty lines), incomplete when its
@@ -1151,6 +1221,7 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             return self.stopped(stopped_at, found, (true, false), force_closed);
         }
         self.steps.record(StepKind::Abort, ledger, self.connections);
+        self.connections.answer_held_heads();
         // Hit only with requests out: connections still closing (an idle one hyper's graceful
         // shutdown has not closed yet, a close linger) are not requests, as on mio.
         let requests_out = !self.drain.is_complete();
@@ -1164,6 +1235,11 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
             () = tokio::time::sleep(self.options.force_after) => {}
             () = self.forced.fired() => {}
         }
+        // What the force-close would close unanswered with no request out (a connection
+        // spared by the keep-alive step, silent since) first gets its `503` + close, as the mio
+        // loops' close step answers it: one turn for their tasks to write it.
+        self.connections.answer_silent_at_close();
+        tokio::task::yield_now().await;
         let before = ledger.outcomes();
         self.steps.record(StepKind::Force, ledger, self.connections);
         let force_closed = self.force_close().await;
@@ -1239,6 +1315,7 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
     /// Connections accepted while the listener lingered after the drain answer `503` and close
     /// by themselves; a silent one is closed after a bounded wait.
     async fn close_late_connections(&self) {
+        self.connections.answer_silent_at_close();
         let closed = self.connections.closed();
         if tokio::time::timeout(FORCE_CLOSE_WAIT, closed)
             .await
