@@ -205,3 +205,36 @@ fn a_head_still_in_progress_at_the_drain_deadline_gets_503_on_both_stacks() {
         assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
     }
 }
+
+/// QA client19-3, the close step's wait: a connection silent since its accept that sends its
+/// request once the stop has begun is refused `503` + close and counted `refused`, on both
+/// stacks: the close step (hyper: once the drain is over; mio: at the drain deadline) waits
+/// for such requests before it answers what is still silent. (With the close step's `503`
+/// given at once, hyper answered it before its request came, counted nowhere.)
+#[test]
+fn a_request_sent_after_the_stop_on_a_silent_connection_is_refused_and_counted_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start("", &format!("{stack} --idle-linger-ms 100"));
+        let mut idle = StrictClient::connect(serve.addr);
+        idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(idle.answer("GET").status, 200, "{stack}");
+        let mut silent = StrictClient::connect(serve.addr);
+        send_signal(serve.child.id(), "TERM");
+        // The stop's keep-alive step has come once the idle connection is closed.
+        expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
+        silent.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        let refused = silent.answer("GET");
+        assert_eq!(
+            (refused.status, refused.closes()),
+            (503, true),
+            "{stack}: {refused:?}"
+        );
+        silent.expect_nothing_more(true, QUIET);
+        let mut serve = serve;
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 1.0, "{stack}: {json}");
+        assert_eq!(field(&json, "refused"), 1.0, "{stack}: {json}");
+    }
+}

@@ -1313,14 +1313,17 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
     }
 
     /// Connections accepted while the listener lingered after the drain answer `503` and close
-    /// by themselves; a silent one is closed after a bounded wait.
+    /// by themselves; one still open after a bounded wait (silent since its accept) is answered
+    /// `503` + close, as the mio loops' close step answers it (QA client19-3; it was closed
+    /// without an answer), and what is left after a second wait is closed.
     async fn close_late_connections(&self) {
+        let waited = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
+        if waited.is_ok() {
+            return;
+        }
         self.connections.answer_silent_at_close();
-        let closed = self.connections.closed();
-        if tokio::time::timeout(FORCE_CLOSE_WAIT, closed)
-            .await
-            .is_err()
-        {
+        let answered = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
+        if answered.is_err() {
             self.connections.abort_all();
             let _ = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
         }
