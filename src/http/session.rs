@@ -56,7 +56,13 @@ use crate::signal::AbortReason;
 pub struct Session<'r, A: Accounting> {
     /// The embedder's accounting is in it: dropped caught (see the `Drop`).
     dispatcher: Owned<Dispatcher<'r, A>>,
-    connection: Connection<'r, A::Held>,
+    /// The rest: each method takes the dispatcher out of its shell once and hands it to these.
+    run: Run<'r, A::Held>,
+}
+
+/// A session but its dispatcher.
+struct Run<'r, H> {
+    connection: Connection<'r, H>,
     now: Instant,
     /// The stop has run its course: drained, or ended at its deadline.
     drained: bool,
@@ -72,78 +78,38 @@ impl<'r, A: Accounting> Session<'r, A> {
         let now = Instant::now();
         Session {
             dispatcher: Owned(Some(Dispatcher::new(router, accounting, limits))),
-            connection: Connection::new(now),
-            now,
-            drained: false,
-            served_taken: 0,
+            run: Run {
+                connection: Connection::new(now),
+                now,
+                drained: false,
+                served_taken: 0,
+            },
         }
     }
 
     /// Delivers bytes from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.connection
-            .receive(&mut self.dispatcher, bytes, self.now);
-        self.after_call();
-    }
-
-    /// What the server loop does at the end of a turn: a stop a handler asked for
-    /// ([`Response::stop_server`](crate::http::Response::stop_server)) begins, and a stop under
-    /// way is checked against its drain deadline.
-    fn after_call(&mut self) {
-        if self.dispatcher.take_stop_request() {
-            self.dispatcher.begin_stop(self.now);
-        }
-        self.poll_drain();
-    }
-
-    /// Once stopping, the accounting's drain at the session's clock, as the server loop polls
-    /// it: complete (the drain hooks run), or past [`Limits::drain_timeout`] with a request
-    /// still out, which then ends as at the server's deadline (its signal aborted, the
-    /// connection closed).
-    fn poll_drain(&mut self) {
-        let Some(stopped_at) = self.dispatcher.stopped_at else {
-            return;
-        };
-        if self.drained {
-            return;
-        }
-        let (now, in_flight) = (self.now, self.dispatcher.in_flight);
-        let timeout = self.dispatcher.limits().get_drain_timeout();
-        let passed = stopped_at.checked_add(timeout).is_some_and(|at| now >= at);
-        match self.dispatcher.poll_stop(now, in_flight) {
-            StopStatus::Complete if in_flight == 0 => self.drained = true,
-            // The session's own count rules, as the server's sockets do: an accounting that
-            // says complete with a request out waits for it, or for the deadline.
-            // Nor does one that says the deadline passed before it did (its own deadline
-            // rules both ways).
-            StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } if !passed => {}
-            StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } => {
-                self.connection
-                    .abort(&mut self.dispatcher, AbortReason::DrainDeadline);
-                // The connection closes, as a server's force-close at its deadline: what the
-                // client had not taken is lost.
-                self.drop_untaken();
-                // Every request has ended now: the drain completes (its hooks run).
-                let in_flight = self.dispatcher.in_flight;
-                let _ = self.dispatcher.poll_stop(now, in_flight);
-                self.drained = true;
-            }
-        }
+        let d = &mut *self.dispatcher;
+        let run = &mut self.run;
+        run.connection.receive(d, bytes, run.now);
+        run.after_call(d);
     }
 
     /// Everything answered so far and not yet taken, as a client that reads it all: input held
     /// back by back-pressure ([`Limits::max_output`]) is answered too.
     pub fn take_output(&mut self) -> Vec<u8> {
+        let d = &mut *self.dispatcher;
+        let run = &mut self.run;
         let mut out = Vec::new();
         loop {
-            let pending = self.connection.pending_output();
+            let pending = run.connection.pending_output();
             let n = pending.len();
             out.extend_from_slice(pending);
-            self.connection.consume_output(n);
-            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
-            self.after_call();
+            run.connection.consume_output(n);
+            let resumed = run.connection.resume(d, run.now);
+            run.after_call(d);
             if !resumed {
-                self.served_taken = self.connection.served();
+                run.served_taken = run.connection.served();
                 return out;
             }
         }
@@ -151,19 +117,21 @@ impl<'r, A: Accounting> Session<'r, A> {
 
     /// Everything answered so far and not yet taken, without copying it.
     pub fn pending_output(&self) -> &[u8] {
-        self.connection.pending_output()
+        self.run.connection.pending_output()
     }
 
     /// Discards the answers not yet taken (keeping the buffer for the next ones), and answers
     /// input that back-pressure held back.
     pub fn clear_output(&mut self) {
+        let d = &mut *self.dispatcher;
+        let run = &mut self.run;
         loop {
-            let n = self.connection.pending_output().len();
-            self.connection.consume_output(n);
-            let resumed = self.connection.resume(&mut self.dispatcher, self.now);
-            self.after_call();
+            let n = run.connection.pending_output().len();
+            run.connection.consume_output(n);
+            let resumed = run.connection.resume(d, run.now);
+            run.after_call(d);
             if !resumed {
-                self.served_taken = self.connection.served();
+                run.served_taken = run.connection.served();
                 return;
             }
         }
@@ -173,9 +141,11 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// idle close). A step past what the clock can count (`Duration::MAX`) moves it as far as
     /// it goes.
     pub fn advance(&mut self, by: Duration) {
-        self.now = saturating_add(self.now, by);
-        self.connection.on_timer(&mut self.dispatcher, self.now);
-        self.after_call();
+        let d = &mut *self.dispatcher;
+        let run = &mut self.run;
+        run.now = saturating_add(run.now, by);
+        run.connection.on_timer(d, run.now);
+        run.after_call(d);
     }
 
     /// The client disconnects: waiting requests are aborted and their guards released, and
@@ -183,23 +153,11 @@ impl<'r, A: Accounting> Session<'r, A> {
     /// `served`, as a socket's server counts those a close drops. They are dropped with the
     /// connection: [`take_output`](Session::take_output) has nothing more to give.
     pub fn disconnect(&mut self) {
-        self.connection
-            .abort(&mut self.dispatcher, AbortReason::ClientDisconnected);
-        self.drop_untaken();
-        self.poll_drain();
-    }
-
-    /// The connection is gone with answers the client had not taken: they are counted
-    /// [`undelivered`](Stats::undelivered), no longer `served`, and dropped, so never handed
-    /// to the client after all (a later `take_output` gave them: counted lost, yet read).
-    fn drop_untaken(&mut self) {
-        let untaken = self.connection.served().saturating_sub(self.served_taken);
-        self.served_taken = self.connection.served();
-        let stats = &mut self.dispatcher.stats;
-        stats.served -= untaken;
-        stats.undelivered += untaken;
-        let unsent = self.connection.pending_output().len();
-        self.connection.consume_output(unsent);
+        let d = &mut *self.dispatcher;
+        let run = &mut self.run;
+        run.connection.abort(d, AbortReason::ClientDisconnected);
+        run.drop_untaken(d);
+        run.poll_drain(d);
     }
 
     /// Begins a graceful stop now, as a server's: later requests are refused `503` and close,
@@ -213,13 +171,14 @@ impl<'r, A: Accounting> Session<'r, A> {
     ///
     /// [`Guarded::embedded`]: crate::http::Guarded::embedded
     pub fn stop(&mut self) {
-        self.dispatcher.begin_stop(self.now);
-        self.poll_drain();
+        let d = &mut *self.dispatcher;
+        d.begin_stop(self.run.now);
+        self.run.poll_drain(d);
     }
 
     /// Whether the server would close this connection now.
     pub fn is_closed(&self) -> bool {
-        self.connection.is_done()
+        self.run.connection.is_done()
     }
 
     /// The figures so far.
@@ -242,6 +201,68 @@ impl<'r, A: Accounting> Session<'r, A> {
     }
 }
 
+impl<'r, H> Run<'r, H> {
+    /// What the server loop does at the end of a turn: a stop a handler asked for
+    /// ([`Response::stop_server`](crate::http::Response::stop_server)) begins, and a stop under
+    /// way is checked against its drain deadline.
+    #[inline]
+    fn after_call<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
+        if d.take_stop_request() {
+            d.begin_stop(self.now);
+        }
+        if d.stopped_at.is_some() {
+            self.poll_drain(d);
+        }
+    }
+
+    /// Once stopping, the accounting's drain at the session's clock, as the server loop polls
+    /// it: complete (the drain hooks run), or past [`Limits::drain_timeout`] with a request
+    /// still out, which then ends as at the server's deadline (its signal aborted, the
+    /// connection closed).
+    fn poll_drain<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
+        let Some(stopped_at) = d.stopped_at else {
+            return;
+        };
+        if self.drained {
+            return;
+        }
+        let (now, in_flight) = (self.now, d.in_flight);
+        let timeout = d.limits().get_drain_timeout();
+        let passed = stopped_at.checked_add(timeout).is_some_and(|at| now >= at);
+        match d.poll_stop(now, in_flight) {
+            StopStatus::Complete if in_flight == 0 => self.drained = true,
+            // The session's own count rules, as the server's sockets do: an accounting that
+            // says complete with a request out waits for it, or for the deadline.
+            // Nor does one that says the deadline passed before it did (its own deadline
+            // rules both ways).
+            StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } if !passed => {}
+            StopStatus::Complete | StopStatus::Pending | StopStatus::Expired { .. } => {
+                self.connection.abort(d, AbortReason::DrainDeadline);
+                // The connection closes, as a server's force-close at its deadline: what the
+                // client had not taken is lost.
+                self.drop_untaken(d);
+                // Every request has ended now: the drain completes (its hooks run).
+                let in_flight = d.in_flight;
+                let _ = d.poll_stop(now, in_flight);
+                self.drained = true;
+            }
+        }
+    }
+
+    /// The connection is gone with answers the client had not taken: they are counted
+    /// [`undelivered`](Stats::undelivered), no longer `served`, and dropped, so never handed
+    /// to the client after all (a later `take_output` gave them: counted lost, yet read).
+    fn drop_untaken<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
+        let untaken = self.connection.served().saturating_sub(self.served_taken);
+        self.served_taken = self.connection.served();
+        let stats = &mut d.stats;
+        stats.served -= untaken;
+        stats.undelivered += untaken;
+        let unsent = self.connection.pending_output().len();
+        self.connection.consume_output(unsent);
+    }
+}
+
 /// QA embed19-1. A session the embedder drops with requests still out (a runtime that lets go
 /// of its server, or a test's session dropped by a failing assertion) ended them as a
 /// connection dropped alone does: *dropped*, its signals fired `Dropped`, never through the
@@ -257,7 +278,8 @@ impl<'r, A: Accounting> Session<'r, A> {
 /// abort, the connection's drop (a request the abort left), the dispatcher's drop.
 impl<A: Accounting> Drop for Session<'_, A> {
     fn drop(&mut self) {
-        let mut connection = std::mem::replace(&mut self.connection, Connection::new(self.now));
+        let mut connection =
+            std::mem::replace(&mut self.run.connection, Connection::new(self.run.now));
         let mut dispatcher = self.dispatcher.0.take();
         if let Some(dispatcher) = dispatcher.as_mut() {
             call_caught(|| connection.abort(dispatcher, AbortReason::ForceClosed));
@@ -307,7 +329,7 @@ fn saturating_add(at: Instant, by: Duration) -> Instant {
 impl<A: Accounting> fmt::Debug for Session<'_, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("connection", &self.connection)
+            .field("connection", &self.run.connection)
             .field("stats", self.dispatcher.stats())
             .finish_non_exhaustive()
     }
