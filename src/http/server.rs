@@ -23,7 +23,7 @@ use slab::Slab;
 
 use super::accounting::{Accounting, StopStatus};
 use super::connection::{earliest, Connection};
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, DispatcherId};
 use super::limits::Limits;
 use super::report::ServerReport;
 use super::router::Router;
@@ -248,6 +248,8 @@ pub struct Server<'r, A: Accounting> {
     /// caught, as every other way out does (QA embed18-1). An `Option` here, not on the
     /// loop's own fields: `run` takes it once, and the request path never sees it.
     unrun: Option<EventLoop<'r, A>>,
+    /// The dispatcher the server made: `run` serves with no other (QA embed19b-1).
+    own: DispatcherId,
 }
 
 /// A [`Server`]'s loop: its sockets, timers and dispatcher (with the accounting).
@@ -373,6 +375,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             revisits: Vec::new(),
         };
         Ok(Server {
+            own: event_loop.dispatcher.id,
             unrun: Some(event_loop),
         })
     }
@@ -435,6 +438,13 @@ impl<'r, A: Accounting> Server<'r, A> {
     /// The dispatcher: accounting, limits and figures. A stop begun through it before
     /// [`run`](Server::run) ([`Dispatcher::begin_stop`]) is the server's, as
     /// [`stop`](Server::stop) is: `run` drains and returns its report.
+    ///
+    /// It stays this server's, counting only the server's own requests: `run` refuses
+    /// (`InvalidInput`) one put in its place (`std::mem::swap`, `replace`: its limits never
+    /// validated, its figures another's), and one that counts requests in flight, which only a
+    /// [`Connection`](crate::http::Connection) driven by hand with it can have made (no socket
+    /// of the server holds them: its drain would wait for them until its deadline) (QA
+    /// embed19b-1).
     pub fn dispatcher(&mut self) -> &mut Dispatcher<'r, A> {
         &mut self.event_loop_mut().dispatcher
     }
@@ -449,12 +459,22 @@ impl<'r, A: Accounting> Server<'r, A> {
     ///
     /// # Errors
     ///
-    /// If polling fails.
+    /// If polling fails, and `InvalidInput` (at once, nothing served) if the dispatcher is not
+    /// the server's own or counts requests in flight (see [`dispatcher`](Server::dispatcher)).
     pub fn run(mut self) -> io::Result<ServerReport> {
         let event_loop = self
             .unrun
             .take()
             .expect("a server holds its loop until it runs");
+        let d = &event_loop.dispatcher;
+        if d.id != self.own || d.in_flight != 0 {
+            let err = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Server::run: the dispatcher was replaced, or counts requests in flight that no \
+                 connection of the server holds (a Connection driven by hand with it)",
+            );
+            return Err(unserved(event_loop, err));
+        }
         event_loop.run()
     }
 
