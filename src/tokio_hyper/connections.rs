@@ -99,7 +99,9 @@ pub(crate) struct Conn {
     /// head on its way: it is served, then it closes; or the stop's look for a head in
     /// progress); or a head in progress given back to hyper. One check per read.
     reads: Cell<Reads>,
-    /// Its `ended` count when chosen for eviction (it had no request in progress then).
+    /// Its `ended` count when its reads were taken from hyper (chosen for eviction, or the
+    /// stop's keep-alive step: it had no request in progress then), to see a request begin
+    /// since ([`Conn::reprieve_if_a_request_began`]).
     evicted_at: Cell<u64>,
     /// Evicted for its descriptor (the process is out of them): closed at once, no linger.
     close_at_once: Cell<bool>,
@@ -510,10 +512,13 @@ impl Conn {
         self.ended.get() == 0
     }
 
-    /// Chosen for eviction, whether a request began on it since: its head had arrived by the
-    /// time its task read the socket. If so the eviction is called off for this request,
-    /// which is answered with keep-alive off (the connection then closes; it no longer counts
-    /// towards the limit). Returns whether it was.
+    /// Chosen for eviction (or reached by the stop's keep-alive step, [`Reads::Stop`]), whether
+    /// a request began on it since: its head had arrived by the time its task read the socket.
+    /// If so the eviction (the end of hyper's reads) is called off for this request, which is
+    /// answered with keep-alive off (the connection then closes; it no longer counts towards
+    /// the limit; at the stop, admission is closed: `503` + close). Else hyper, having begun
+    /// it, looks for the client's end (`mid_message_detect_eof`), would read the end of input
+    /// and drop the connection before writing the answer (review19). Returns whether it was.
     #[cold]
     pub(crate) fn reprieve_if_a_request_began(&self) -> bool {
         if self.ended.get() + u64::from(self.busy.get()) == self.evicted_at.get() {
@@ -603,6 +608,10 @@ impl Conn {
     fn stop_reads(&self) {
         self.graceful.set(Graceful::Done);
         if self.reads.get() == Reads::Hyper {
+            // A request that begins from what has arrived meanwhile is answered, as after an
+            // eviction (`reprieve_if_a_request_began`).
+            self.evicted_at
+                .set(self.ended.get() + u64::from(self.busy.get()));
             self.reads.set(Reads::Stop);
         }
     }

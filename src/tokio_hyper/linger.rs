@@ -311,15 +311,16 @@ impl LingeringIo {
         match self.conn.reads() {
             Reads::Hyper => None,
             Reads::Replay => self.read_replay(buf),
-            Reads::Evicted => self.read_evicted(cx, buf),
-            Reads::Stop | Reads::Deadline => self.read_to_end(cx, buf),
+            Reads::Evicted | Reads::Stop => self.read_evicted(cx, buf),
+            Reads::Deadline => self.read_to_end(cx, buf),
         }
     }
 
-    /// A read of a connection chosen for eviction: `None` to read as usual. A request that
-    /// began on it since it was chosen (its head had arrived) is served, keep-alive off. Else
-    /// as [`Self::read_to_end`]: the connection's task then answers the head in progress
-    /// (`server::reads_ended`).
+    /// A read of a connection chosen for eviction, or reached by the stop's keep-alive step:
+    /// `None` to read as usual. A request that began on it since (its head had arrived) is
+    /// served, keep-alive off (at the stop, refused `503` + close). Else as
+    /// [`Self::read_to_end`]: the connection's task then answers the head in progress
+    /// (evicted) or gives it back to hyper (the stop) (`server::reads_ended`).
     fn read_evicted(
         &mut self,
         cx: &mut Context<'_>,
