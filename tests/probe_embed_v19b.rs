@@ -1,6 +1,7 @@
 //! QA probes, round 19 (qa-embed19b), of the public API as a hostile or careless embedder uses
 //! it: `Server::dispatcher` before `run`, which hands out the server's dispatcher mutably (the
-//! hole QA embed19-2 closed for `Session`). Public API only. Each test that found a bug failed
+//! hole QA embed19-2 closed for `Session`), and a `Drain` polled with a waker whose `clone`
+//! reaches the drain again (QA embed19b-2). Public API only. Each test that found a bug failed
 //! on `main` before its fix (the test's doc says so).
 #![cfg(feature = "server")]
 
@@ -94,5 +95,72 @@ mod server_dispatcher {
         server.dispatcher().begin_stop(Instant::now());
         let report = server.run().expect("runs and drains at once");
         assert_eq!(report.leaked, 0);
+    }
+}
+
+/// QA embed19b-2 (core): a drain handle polled with a waker whose `clone` (the executor's
+/// code, as its `wake` and `drop` are) polls another handle of the same drain. The drain
+/// cloned the waker while its waiter list was borrowed, so the inner poll panicked "already
+/// borrowed" out of `Drain::poll`. The clone now runs with nothing borrowed: both handles wait,
+/// and the drain completes when the last ticket goes.
+mod drain_waker_clone {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::pin::Pin;
+    use std::task::{Context, RawWaker, RawWakerVTable, Waker};
+
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::{Config, Drain, ServerCore};
+
+    thread_local! {
+        /// The other handle the waker's clone polls.
+        static OTHER: RefCell<Option<Drain>> = const { RefCell::new(None) };
+    }
+
+    fn clone_polling_the_other(_: *const ()) -> RawWaker {
+        OTHER.with(|other| {
+            if let Some(drain) = other.borrow_mut().as_mut() {
+                let _ = Pin::new(drain).poll(&mut Context::from_waker(Waker::noop()));
+            }
+        });
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+
+    fn nothing(_: *const ()) {}
+
+    static VTABLE: RawWakerVTable =
+        RawWakerVTable::new(clone_polling_the_other, nothing, nothing, nothing);
+
+    #[test]
+    fn a_waker_whose_clone_polls_another_handle_of_the_drain_finds_it_free() {
+        let heap = Heap::new();
+        let core: ServerCore<Embedded<&'static str>> =
+            ServerCore::embedded(heap.alloc("server"), Config::default());
+        let ticket = core.upgrade().unwrap().ticket().unwrap();
+        let drain = core.stop();
+        OTHER.with(|other| *other.borrow_mut() = Some(drain.clone()));
+        // A waker with no data and functions that touch none: the vtable's contract holds.
+        #[allow(unsafe_code)]
+        let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+        let mut waiting = drain.clone();
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            Pin::new(&mut waiting)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        }));
+        assert!(
+            matches!(polled, Ok(true)),
+            "the poll panicked (the waker's clone met the borrowed waiter list)"
+        );
+        assert_eq!(drain.waiters(), 2, "both handles wait");
+        drop(ticket);
+        assert!(drain.is_complete());
+        assert_eq!(drain.waiters(), 0);
+        assert!(Pin::new(&mut waiting)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready());
+        OTHER.with(|other| other.borrow_mut().take());
+        core.ledger().assert_quiescent();
     }
 }

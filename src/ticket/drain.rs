@@ -289,6 +289,12 @@ impl Future for Drain {
         }
         let slot = self.shared.drain.register(self.waiter.get(), cx.waker());
         self.waiter.set(Some(slot));
+        if self.is_complete() {
+            // The executor's waker clone (user code) let the drain complete: no wake-up comes.
+            self.shared.drain.deregister(slot);
+            self.waiter.set(None);
+            return Poll::Ready(self.report());
+        }
         Poll::Pending
     }
 }

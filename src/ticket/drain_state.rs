@@ -121,19 +121,25 @@ impl DrainState {
         }
     }
 
-    /// Registers (or updates) the waker of one waiting handle; returns its slot.
+    /// Registers (or updates) the waker of one waiting handle; returns its slot. The waker is
+    /// cloned with nothing borrowed: a clone is the executor's code, as its `wake` and `drop`
+    /// are, and one that reaches this drain again (polls another handle of it) must find it
+    /// free (QA embed19b-2: it panicked "already borrowed" inside `Drain::poll`).
     pub(crate) fn register(&self, slot: Option<usize>, waker: &Waker) -> usize {
+        let held = slot.and_then(|key| self.waiters.borrow().get(key).map(|w| w.will_wake(waker)));
+        if held == Some(true) {
+            return slot.unwrap_or_default();
+        }
+        let fresh = waker.clone();
         let mut waiters = self.waiters.borrow_mut();
         match slot.and_then(|key| waiters.get_mut(key)) {
             Some(current) => {
-                if !current.will_wake(waker) {
-                    let replaced = std::mem::replace(current, waker.clone());
-                    drop(waiters);
-                    drop_waker(replaced);
-                }
+                let replaced = std::mem::replace(current, fresh);
+                drop(waiters);
+                drop_waker(replaced);
                 slot.unwrap_or_default()
             }
-            None => waiters.insert(waker.clone()),
+            None => waiters.insert(fresh),
         }
     }
 
