@@ -596,6 +596,13 @@ fn drain<F: GracefulConnection>(
 }
 
 impl Conn {
+    /// Wakes its task, if it waits (the waker is taken: the task's next poll sets it again).
+    fn wake_task(&self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
     /// The stop reaches a connection with no answer on its way: its keep-alive goes off.
     /// hyper's graceful shutdown closed it at once if hyper was between requests, a head in
     /// progress in its buffer too (unanswered, where the mio loops keep it until its request
@@ -774,18 +781,14 @@ impl Connections {
             slot.conn.body_cut.set(true);
             slot.conn.close_at_once.set(at_once);
             self.evicting.set(self.evicting.get() + 1);
-            if let Some(waker) = slot.conn.waker.take() {
-                waker.wake();
-            }
+            slot.conn.wake_task();
             return true;
         }
         slot.conn.reads.set(Reads::Evicted);
         slot.conn.evicted_at.set(slot.conn.ended.get());
         slot.conn.close_at_once.set(at_once);
         self.evicting.set(self.evicting.get() + 1);
-        if let Some(waker) = slot.conn.waker.take() {
-            waker.wake();
-        }
+        slot.conn.wake_task();
         true
     }
 
@@ -868,9 +871,7 @@ impl Connections {
             }
             if conn.graceful.get() == Graceful::Watched {
                 conn.graceful.set(Graceful::Draining);
-                if let Some(waker) = conn.waker.take() {
-                    waker.wake();
-                }
+                conn.wake_task();
             }
         }
     }
@@ -880,16 +881,7 @@ impl Connections {
     /// step answers one. Before, it was closed at the force step without an answer.
     #[cold]
     pub(crate) fn answer_held_heads(&self) {
-        let open = self.open.borrow();
-        for (_, slot) in open.iter() {
-            let conn = &slot.conn;
-            if conn.graceful.get() == Graceful::Held && conn.reads.get() == Reads::Hyper {
-                conn.reads.set(Reads::Deadline);
-                if let Some(waker) = conn.waker.take() {
-                    waker.wake();
-                }
-            }
-        }
+        self.answer_at_deadline_each(|conn| conn.graceful.get() == Graceful::Held);
     }
 
     /// The force step after a drain deadline, and the close step (after the drain, a listener
@@ -897,22 +889,25 @@ impl Connections {
     /// on its way (a late one silent since its accept, one spared by the stop's keep-alive
     /// step, a head in progress) is answered `503` with `connection: close` by its task
     /// ([`Reads::Deadline`]), once what has arrived is read (a whole request then is refused
-    /// `503` as any late one), as the mio loops' close step answers them. Before, they were
-    /// closed without an answer.
+    /// `503` as any late one), as the mio loops' close step answers them. Not one whose
+    /// keep-alive went off after an answer: it closes by itself. Before, they were closed
+    /// without an answer.
     #[cold]
     pub(crate) fn answer_silent_at_close(&self) {
+        self.answer_at_deadline_each(|conn| {
+            !conn.answer_on_its_way() && conn.graceful.get() != Graceful::Done
+        });
+    }
+
+    /// Each open connection `chosen` whose socket hyper reads as usual has its reads ended and
+    /// its task woken to answer `503` + close ([`Reads::Deadline`]).
+    fn answer_at_deadline_each(&self, chosen: impl Fn(&Conn) -> bool) {
         let open = self.open.borrow();
         for (_, slot) in open.iter() {
             let conn = &slot.conn;
-            if conn.answer_on_its_way() || conn.reads.get() != Reads::Hyper {
-                continue;
-            }
-            if conn.graceful.get() == Graceful::Done {
-                continue; // keep-alive off after an answer: it closes by itself
-            }
-            conn.reads.set(Reads::Deadline);
-            if let Some(waker) = conn.waker.take() {
-                waker.wake();
+            if conn.reads.get() == Reads::Hyper && chosen(conn) {
+                conn.reads.set(Reads::Deadline);
+                conn.wake_task();
             }
         }
     }
