@@ -49,7 +49,10 @@ use crate::signal::AbortReason;
 /// Dropping a session is dropping its server with its connection: requests still out (a
 /// deferred answer, answers queued behind one) end *force closed*, once, through the
 /// accounting ([`Accounting::end`], their signals fired with [`AbortReason::ForceClosed`]), as
-/// a server's force-close ends them; then the accounting is dropped. Both caught, as a
+/// a server's force-close ends them; a [`stop`](Session::stop) under way then completes, as a
+/// server's does after its force-close (the accounting's drain hooks run:
+/// [`Guarded::after_drain`](crate::http::Guarded::after_drain)); then the accounting is
+/// dropped. Both caught, as a
 /// server's loop drops what is the embedder's: a `Drop` of the accounting's (its scope
 /// provider, what its hooks captured, a `Held` of its own) that panics does not escape the
 /// drop, nor abort the process when the session is dropped by another panic's unwinding.
@@ -275,16 +278,30 @@ impl<'r, H> Run<'r, H> {
 /// Three steps, each caught on its own, so that a panic in one (an accounting's `end` that
 /// says it cannot panic, a dispatcher the embedder swapped for another through
 /// [`Session::dispatcher`]) neither keeps the next from running nor unwinds through it: the
-/// abort, the connection's drop (a request the abort left), the dispatcher's drop.
+/// abort, the connection's drop (a request the abort left), the dispatcher's drop. Between the
+/// last two, a stop under way completes once the abort has ended what was out (QA embed20-2:
+/// the accounting's drain hooks were dropped unrun, though its drain had completed).
 impl<A: Accounting> Drop for Session<'_, A> {
     fn drop(&mut self) {
         let mut connection =
             std::mem::replace(&mut self.run.connection, Connection::new(self.run.now));
         let mut dispatcher = self.dispatcher.0.take();
-        if let Some(dispatcher) = dispatcher.as_mut() {
-            call_caught(|| connection.abort(dispatcher, AbortReason::ForceClosed));
-        }
+        let aborted = dispatcher.as_mut().is_some_and(|dispatcher| {
+            !call_caught(|| connection.abort(dispatcher, AbortReason::ForceClosed))
+        });
         call_caught(move || drop(connection));
+        if let Some(dispatcher) = dispatcher.as_mut().filter(|_| aborted) {
+            if dispatcher.stopped_at.is_some() && !self.run.drained {
+                // A stop under way has nothing out now: its drain completes and its hooks run
+                // (`Guarded::after_drain`: a runtime's `server.stop()` resolved, the wrapper
+                // collected), as a server's stop completes after its force-close (QA
+                // embed20-2). The accounting's code: caught by `poll_stop`, and here.
+                let (now, in_flight) = (self.run.now, dispatcher.in_flight);
+                call_caught(|| {
+                    let _ = dispatcher.poll_stop(now, in_flight);
+                });
+            }
+        }
         call_caught(move || drop(dispatcher));
     }
 }
