@@ -1,11 +1,19 @@
 //! QA probes, round 20, of the public API as a hostile or careless embedder uses it: a
 //! `Session` dropped while its stop is under way (requests still out, the accounting's drain
-//! hooks still to run). Public API only. Each test that found a bug failed on `main` before its
-//! fix (the test's doc says so); the others pin a documented behaviour no other test pinned.
+//! hooks still to run), and a hyper handler that answers with a bundle lent by a request of
+//! another connection while that connection streams an answer of its own. Public API only.
+//! Each test that found a bug failed on `main` before its fix (the test's doc says so); the
+//! others pin a documented behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
 #[path = "util/quiet.rs"]
 mod quiet;
+mod util;
+
+use std::time::Duration;
+
+/// How long a probe waits for a call that hangs on a broken build.
+const HANG: Duration = Duration::from_secs(20);
 
 mod session_drop_mid_stop {
     use super::*;
@@ -14,7 +22,6 @@ mod session_drop_mid_stop {
     use reqguard::{Config, DowngradePolicy};
     use std::cell::Cell;
     use std::rc::Rc;
-    use std::time::Duration;
 
     /// A deferred answer (50 ms) and a request pipelined behind it: two requests out.
     const TWO_OUT: &[u8] =
@@ -114,5 +121,185 @@ mod session_drop_mid_stop {
         session.stop();
         drop(session);
         assert_eq!(heap.finalized(), 1);
+    }
+}
+
+mod hyper_lent_bundle {
+    use super::*;
+    use bytes::Bytes;
+    use hyper::body::{Body, Frame, Incoming, SizeHint};
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
+    use std::cell::RefCell;
+    use std::convert::Infallible;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::sync::mpsc;
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+    use util::bounded;
+    use util::hyper_thread::HyperThread;
+
+    /// A body of an exact length (its `size_hint`): `first` at once, the rest as the test
+    /// sends it.
+    struct Gated {
+        first: Option<Bytes>,
+        rest: UnboundedReceiver<Bytes>,
+        left: u64,
+    }
+
+    impl Gated {
+        fn new(first: &'static [u8], total: u64) -> (Gated, UnboundedSender<Bytes>) {
+            let (tx, rest) = unbounded_channel();
+            let first = Some(Bytes::from_static(first));
+            (
+                Gated {
+                    first,
+                    rest,
+                    left: total,
+                },
+                tx,
+            )
+        }
+    }
+
+    impl Body for Gated {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            let data = match self.first.take() {
+                Some(data) => data,
+                None => match self.rest.poll_recv(cx) {
+                    Poll::Ready(Some(data)) => data,
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            self.left -= data.len() as u64;
+            Poll::Ready(Some(Ok(Frame::data(data))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.left == 0
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.left)
+        }
+    }
+
+    /// Reads from `stream` until `buf` holds `want` bytes past the end of the first head in
+    /// it (or the stream ends: what came).
+    fn read_past_head(stream: &mut TcpStream, buf: &mut Vec<u8>, want: usize) {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if buf.len() >= end + 4 + want {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// QA embed20-3 (G8, G9). hyper adapter: a handler that answers with another request's
+    /// bundle (QA embed16-3: a runtime whose `Response` was built from the wrong `Request`
+    /// object) that arrived on *another connection*: the answer's body judged its length
+    /// against that connection's state (what its body being written owes, `Conn::owe` /
+    /// `pay` / `settle`), not the state of the connection writing it. Connection X lends its
+    /// bundle (`/lend`, answered `500`, kept alive) and then streams an answer of exact length
+    /// 10 (`/stream`: 5 bytes, then 5 when the test says); meanwhile connection Y answers
+    /// `/swap` with X's lent bundle (3 bytes): hyper's `size_hint` on Y overwrote what X's
+    /// stream owed (5 -> 3), and X's last 5 bytes then looked 2 too many: X's correct answer
+    /// was broken off after "hello" (the client got 5 of 10 bytes, then the connection
+    /// closed) and its request ended *dropped*. Now an answer's bundle moves to the connection
+    /// that writes it. Before the fix: X read "hello" and EOF, outcomes completed 1 dropped 2.
+    #[test]
+    fn an_answer_with_a_bundle_of_another_connection_leaves_that_connections_answer_whole() {
+        let (gate_tx, gate_rx) = mpsc::channel::<UnboundedSender<Bytes>>();
+        let server = HyperThread::spawn(move |core| {
+            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
+                let lent = Rc::clone(&lent);
+                let gate_tx = gate_tx.clone();
+                let path = request.uri().path().to_owned();
+                async move {
+                    match path.as_str() {
+                        "/lend" => {
+                            *lent.borrow_mut() = Some(bundle);
+                            Err::<Reply<Gated>, HandlerError>("lent its bundle".into())
+                        }
+                        "/stream" => {
+                            let (body, rest) = Gated::new(b"hello", 10);
+                            gate_tx.send(rest).unwrap();
+                            Ok(bundle.respond(hyper::Response::new(body)))
+                        }
+                        _ => {
+                            drop(bundle);
+                            let other = lent.borrow_mut().take().expect("lent first");
+                            let (body, _) = Gated::new(b"abc", 3);
+                            Ok(other.respond(hyper::Response::new(body)))
+                        }
+                    }
+                }
+            };
+            HyperServer::new(core, handler)
+        });
+        let mut x = TcpStream::connect(server.addr).unwrap();
+        x.set_read_timeout(Some(HANG)).unwrap();
+        x.write_all(b"GET /lend HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        read_past_head(&mut x, &mut buf, 0);
+        assert!(
+            buf.starts_with(b"HTTP/1.1 500"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        // The rest of the `500` (its body), then the stream's head and its first 5 bytes.
+        let length = String::from_utf8_lossy(&buf)
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|n| n.trim().parse::<usize>().unwrap())
+            })
+            .unwrap();
+        read_past_head(&mut x, &mut buf, length);
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + length;
+        buf.drain(..end);
+        x.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        read_past_head(&mut x, &mut buf, 5);
+        let rest = gate_rx.recv_timeout(HANG).unwrap();
+        let swapped = util::get(server.addr, "/swap");
+        assert_eq!((swapped.status, swapped.text()), (200, "abc"));
+        rest.send(Bytes::from_static(b"world")).unwrap();
+        read_past_head(&mut x, &mut buf, 10);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\nhelloworld"),
+            "X's answer was cut: {text:?}"
+        );
+        drop(x);
+        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let outcomes = &report.outcomes;
+        assert_eq!(
+            (outcomes.total(), outcomes.completed, outcomes.dropped),
+            (3, 2, 1),
+            "{report}"
+        );
     }
 }

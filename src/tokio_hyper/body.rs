@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
@@ -10,7 +11,7 @@ use hyper::{Method, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::bundle::Bundle;
-use super::connections::Owing;
+use super::connections::{Conn, Owing};
 use crate::callback::{call_caught, caught};
 use crate::pool::Recycle;
 use crate::signal::AbortReason;
@@ -268,6 +269,17 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
     /// The request's bundle, while the body holds it.
     pub(crate) fn bundle(&self) -> Option<&Bundle<C>> {
         self.bundle.as_ref()
+    }
+
+    /// The body is written on `conn`, which may not be its bundle's (an answer made with
+    /// another request's bundle, of another connection or another server): the bundle moves
+    /// there, so what the body owes, pays and completes is that connection's (QA embed20-3).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn written_on(&mut self, conn: &Rc<Conn>) {
+        if let Some(bundle) = &mut self.bundle {
+            bundle.move_to(conn);
+        }
     }
 
     /// An answer of the adapter's own, holding nothing (a refusal, a `500`).

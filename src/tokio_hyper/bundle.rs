@@ -117,6 +117,21 @@ impl<C: Recycle> Bundle<C> {
         &self.busy.0
     }
 
+    /// Its answer is written on `conn` (the handler of a request there answered with this
+    /// bundle, not its own): from now on the request keeps that connection busy, and its
+    /// body's length, its end and its counts are that connection's and that server's, not the
+    /// ones of the connection it arrived on, which may be writing an answer of its own (QA
+    /// embed20-3).
+    #[cold]
+    pub(crate) fn move_to(&mut self, conn: &Rc<Conn>) {
+        if Rc::ptr_eq(&self.busy.0, conn) {
+            return;
+        }
+        conn.request_began();
+        // The old `Busy` drops: as far as the connection it arrived on knows, it has ended.
+        self.busy = Busy(Rc::clone(conn));
+    }
+
     /// The response body wrote its last frame.
     #[inline]
     pub(crate) fn complete(self) {

@@ -393,6 +393,7 @@ where
         };
         if !holds_own_bundle(&response, own) {
             watch_own_request(signal, tally); // another request's bundle answers it
+            response.body_mut().written_on(this.conn); // ... on this connection
         }
         // Most answers are a `200` to a request other than `HEAD` or `CONNECT`: one compare
         // decides all three questions its status asks below.
