@@ -342,8 +342,14 @@ impl<C: Recycle, R> Admitted<C, R> {
         else {
             return; // never: an admitted slot holds its lease
         };
-        let outcome = decide(&signal, outcome);
         let state = signal.state();
+        // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
+        let clean = outcome == Outcome::Completed && !state.is_aborted();
+        let outcome = if clean {
+            Outcome::Completed
+        } else {
+            decide_slow(&signal, outcome)
+        };
         // The request has ended: no escalation may fire its signal from here (the payload's
         // `Drop` below is user code, which may escalate the drain; a completed request's signal
         // never fires), and a kept activity ref no longer makes it abortable.
@@ -361,8 +367,16 @@ impl<C: Recycle, R> Admitted<C, R> {
         state.remove_activity();
         // Nobody else holds the signal and it is as good as new (it never fired, no listener
         // waits): it stays beside the context for the next request. Else it goes back to the
-        // spare list last, as when its handle dropped (resetting it drops its listeners).
-        if Rc::strong_count(state) == 1 && state.is_fresh() {
+        // spare list last, as when its handle dropped (resetting it drops its listeners). An
+        // untouched signal (no handle was cloned from it, no listener added, no escalation
+        // listed it: invariant 6 of `SignalState`) that did not fire is as good as new without
+        // reading its handle count or listeners; nothing that ran since `clean` was read can
+        // fire it without a handle (the escalation skips a request no longer out).
+        if clean && !state.is_touched() {
+            pool.checkin(slot, Some(signal));
+            pool.home().release_bundle(&entry, had_request, outcome);
+        } else if Rc::strong_count(state) == 1 && state.is_fresh() {
+            state.untouch();
             pool.checkin(slot, Some(signal));
             pool.home().release_bundle(&entry, had_request, outcome);
         } else {
@@ -376,17 +390,10 @@ impl<C: Recycle, R> Admitted<C, R> {
     }
 }
 
-/// The outcome (the first cause wins: a signal that already fired decided it, so a completed
-/// request's signal never fired), and the abort it fires.
-#[inline]
-fn decide(signal: &AbortSignal, outcome: Outcome) -> Outcome {
-    // Only whether it fired: the reason (24 bytes) is read on the slow path alone.
-    if outcome == Outcome::Completed && !signal.state().is_aborted() {
-        return Outcome::Completed; // the common case: nothing fires
-    }
-    decide_slow(signal, outcome)
-}
-
+/// The outcome when the request did not complete cleanly (the first cause wins: a signal that
+/// already fired decided it, so a completed request's signal never fired), and the abort it
+/// fires. The release reads only whether the signal fired first: the reason (24 bytes) is read
+/// here alone.
 #[cold]
 #[inline(never)]
 fn decide_slow(signal: &AbortSignal, outcome: Outcome) -> Outcome {

@@ -30,11 +30,19 @@ pub(crate) type ListenerKey = usize;
 /// 5. A listener's index in `listeners` is its key: listeners are only pushed, a removed one
 ///    leaves `None` (popped when it is last), and the list is emptied only by the abort or a
 ///    reset (which needs the signal's last handle: a keyed listener's owner holds one).
+/// 6. `touched` is false only while nothing but the handle it was minted into has held this
+///    state since its last reset: no handle was cloned from it (`AbortSignal::clone`), no
+///    listener was added, no escalation took it into its list (`with_activity`). So an
+///    untouched state has no other handle and no listener, and only the abort can change that
+///    (an admitted bundle's release checks whether it fired): it is as good as new without
+///    reading its handle count or listener list. Set on those paths, cleared by a reset or
+///    when a release found it fresh by reading them.
 pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
     listeners: RefCell<Vec<Option<Listener>>>,
     activity: Cell<usize>,
     request_out: Cell<bool>,
+    touched: Cell<bool>,
     home: rc::Weak<Shared>,
 }
 
@@ -45,6 +53,7 @@ impl SignalState {
             listeners: RefCell::new(Vec::new()),
             activity: Cell::new(0),
             request_out: Cell::new(false),
+            touched: Cell::new(false),
             home,
         }
     }
@@ -64,6 +73,7 @@ impl SignalState {
         }
         self.activity.set(0);
         self.request_out.set(false);
+        self.touched.set(false);
     }
 
     #[cold]
@@ -87,6 +97,27 @@ impl SignalState {
     #[inline]
     pub(crate) fn is_fresh(&self) -> bool {
         self.reason.get().is_none() && self.listeners.borrow().is_empty()
+    }
+
+    /// Whether anything but the handle it was minted into may have held this state or added a
+    /// listener to it since its last reset (invariant 6).
+    #[inline]
+    pub(crate) fn is_touched(&self) -> bool {
+        self.touched.get()
+    }
+
+    /// Something other than the handle it was minted into holds this state, or a listener was
+    /// added (invariant 6).
+    #[inline]
+    pub(crate) fn touch(&self) {
+        self.touched.set(true);
+    }
+
+    /// A release found the state fresh by reading its handle count and listener list
+    /// (invariant 6): untouched again, as a reset leaves it.
+    #[inline]
+    pub(crate) fn untouch(&self) {
+        self.touched.set(false);
     }
 
     /// The admitted request this signal belongs to is out (`true`) or has ended.
@@ -183,9 +214,20 @@ impl Drop for SignalState {
 /// assert_eq!(fired.get(), 1);
 /// assert_eq!(signal.reason(), Some(AbortReason::ClientDisconnected));
 /// ```
-#[derive(Clone)]
 pub struct AbortSignal {
     state: Rc<SignalState>,
+}
+
+impl Clone for AbortSignal {
+    /// Another handle to the same signal (its state's `Rc` cloned). The state is marked
+    /// touched: a release no longer takes it for unshared without counting its handles.
+    #[inline]
+    fn clone(&self) -> Self {
+        self.state.touch();
+        AbortSignal {
+            state: Rc::clone(&self.state),
+        }
+    }
 }
 
 impl AbortSignal {
@@ -251,6 +293,7 @@ impl AbortSignal {
         if self.is_aborted() {
             return false;
         }
+        self.state.touch();
         self.state()
             .listeners
             .borrow_mut()
@@ -268,6 +311,7 @@ impl AbortSignal {
         if self.is_aborted() {
             return None;
         }
+        self.state.touch();
         let mut listeners = self.state().listeners.borrow_mut();
         listeners.push(Some(Box::new(listener)));
         Some(listeners.len() - 1)
@@ -337,5 +381,55 @@ impl fmt::Debug for AbortSignal {
             .field("reason", &self.reason())
             .field("pending_activity", &self.pending_activity())
             .finish()
+    }
+}
+
+#[cfg(all(test, feature = "hyper"))]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use crate::engines::Heap;
+    use crate::{Config, Outcome, ServerCore};
+
+    /// A keyed listener (the hyper adapter's) marks its signal touched; taken back before the
+    /// request completes, the signal is fresh again: the release checks it in full and keeps it
+    /// beside its context, untouched. One left in place sends the signal to the spare list,
+    /// reset: it never runs for a later request (invariant 6).
+    #[test]
+    fn a_listener_added_then_removed_leaves_the_signal_reusable() {
+        let heap = Heap::new();
+        let config = Config::default().with_pool_capacity(1).unwrap();
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let ran = Rc::new(Cell::new(0u32));
+        let bundle = live.admit(|_| Ok(())).unwrap();
+        let state = Rc::as_ptr(bundle.signal().state());
+        assert!(!bundle.signal().state().is_touched());
+        let r = Rc::clone(&ran);
+        let key = bundle.signal().on_abort_keyed(move |_| r.set(r.get() + 1));
+        bundle.signal().remove_listener(key.unwrap());
+        assert!(bundle.signal().state().is_touched());
+        bundle.complete();
+        let next = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(
+            Rc::as_ptr(next.signal().state()),
+            state,
+            "kept beside its context"
+        );
+        assert!(!next.signal().state().is_touched());
+        let r = Rc::clone(&ran);
+        assert!(next
+            .signal()
+            .on_abort_keyed(move |_| r.set(r.get() + 1))
+            .is_some());
+        next.complete();
+        let third = live.admit(|_| Ok(())).unwrap();
+        assert!(!third.signal().state().is_touched());
+        assert!(third.signal().state().is_fresh());
+        third.end(Outcome::ClientGone);
+        assert_eq!(ran.get(), 0, "a completed request's listener ran");
+        assert_eq!(core.ledger().outcomes().completed, 2);
+        core.ledger().assert_quiescent();
     }
 }

@@ -61,6 +61,9 @@ impl SignalRegistry {
             .iter()
             .filter_map(rc::Weak::upgrade)
             .filter(|state| state.has_activity() && state.is_request_out())
+            // This list holds them now: a release must count their handles (invariant 6 of
+            // `SignalState`), so none is reused while the escalation may still abort it.
+            .inspect(|state| state.touch())
             .collect()
     }
 
