@@ -177,3 +177,54 @@ fn a_signal_the_escalation_listed_is_not_reused_while_it_runs() {
     assert!(drain.is_complete());
     core.ledger().assert_quiescent();
 }
+
+/// A request's own activity on its signal is its `request_out` flag (one count up and down
+/// per request fewer): pending while the request is out, it ends with the request's outcome,
+/// before the request object is dropped. Activity refs taken from the bundle count on their
+/// own, as before.
+#[test]
+fn a_requests_own_activity_ends_with_its_outcome() {
+    /// A request object that reads its request's signal's pending activity when dropped.
+    struct Payload {
+        signal: Rc<RefCell<Option<AbortSignal>>>,
+        seen: Rc<Cell<Option<usize>>>,
+    }
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            if let Some(signal) = self.signal.borrow().as_ref() {
+                self.seen.set(Some(signal.pending_activity()));
+            }
+        }
+    }
+    let heap = Heap::new();
+    let core = core_of_one(&heap);
+    let live = core.upgrade().unwrap();
+    let shared: Rc<RefCell<Option<AbortSignal>>> = Rc::default();
+    let seen = Rc::new(Cell::new(None));
+    let bundle = live
+        .admit(|_| {
+            Ok(Payload {
+                signal: Rc::clone(&shared),
+                seen: Rc::clone(&seen),
+            })
+        })
+        .unwrap();
+    let signal = bundle.signal().clone();
+    *shared.borrow_mut() = Some(signal.clone());
+    assert_eq!(signal.pending_activity(), 1, "the request's own");
+    let activity = bundle.activity_ref();
+    assert_eq!(signal.pending_activity(), 2);
+    bundle.complete();
+    assert_eq!(
+        seen.get(),
+        Some(1),
+        "in the request object's Drop, after the outcome: the activity ref alone"
+    );
+    assert_eq!(signal.pending_activity(), 1);
+    drop(activity);
+    assert!(!signal.has_pending_activity());
+    drop(shared.borrow_mut().take());
+    drop(signal);
+    assert_eq!(core.ledger().outcomes().completed, 1);
+    core.ledger().assert_quiescent();
+}

@@ -38,9 +38,12 @@ use crate::signal::{AbortSignal, ActivityRef};
 ///
 /// The outcome is counted in the server's [`Ledger::outcomes`](crate::Ledger::outcomes). Abort
 /// listeners run before anything is released, each on its own (a panicking listener is caught
-/// and counted). Then everything is given back in reverse order of acquisition: request object
-/// (if not handed off; its `Drop` runs on its own, a panic there is caught), activity ref,
-/// context (recycled into the pool), ticket (which may complete the drain and run its hooks).
+/// and counted). The request's own activity on its signal ends with it: from here the drain
+/// deadline no longer aborts the signal, and [`AbortSignal::pending_activity`] counts only the
+/// activity refs taken from the bundle. Then everything else is given back in reverse order of
+/// acquisition: request object (if not handed off; its `Drop` runs on its own, a panic there is
+/// caught), context (recycled into the pool), ticket (which may complete the drain and run its
+/// hooks).
 ///
 /// # Examples
 ///
@@ -97,9 +100,8 @@ impl<C: Recycle> Parts<C> {
         entry: BundleEntry,
     ) -> Self {
         let signal = AbortSignal::mint_with(pool.home(), slot.kept.take());
-        let state = signal.state();
-        state.add_activity();
-        state.set_request_out(true);
+        // The request's own activity (invariant 2 of `SignalState`).
+        signal.state().set_request_out(true);
         let lease = Lease {
             signal,
             pool: Rc::clone(pool),
@@ -140,9 +142,7 @@ impl<C: Recycle> Parts<C> {
         else {
             return; // never: a part's slot holds its lease
         };
-        let state = signal.state();
-        state.remove_activity();
-        state.set_request_out(false);
+        signal.state().set_request_out(false);
         pool.checkin(slot, None);
         pool.home().release_refused_bundle(&entry);
         drop(signal);
@@ -326,9 +326,9 @@ impl<C: Recycle, R> Admitted<C, R> {
     }
 
     /// Records the outcome (`outcome`, unless the signal fired first) and fires the abort
-    /// signal unless it is `Completed`; then gives back the request object (if not handed
-    /// off), the activity, the context and the ticket, in that order. Once: the slot is
-    /// taken.
+    /// signal unless it is `Completed`; ends the request's activity on it; then gives back the
+    /// request object (if not handed off), the context and the ticket, in that order. Once:
+    /// the slot is taken.
     #[inline(always)]
     fn release(&mut self, outcome: Outcome) {
         let Some(mut slot) = self.slot.take() else {
@@ -350,9 +350,10 @@ impl<C: Recycle, R> Admitted<C, R> {
         } else {
             decide_slow(&signal, outcome)
         };
-        // The request has ended: no escalation may fire its signal from here (the payload's
-        // `Drop` below is user code, which may escalate the drain; a completed request's signal
-        // never fires), and a kept activity ref no longer makes it abortable.
+        // The request has ended, and its own activity on the signal with it (invariant 2 of
+        // `SignalState`): no escalation may fire its signal from here (the payload's `Drop`
+        // below is user code, which may escalate the drain; a completed request's signal never
+        // fires), and a kept activity ref no longer makes it abortable.
         state.set_request_out(false);
         // Everything goes back in reverse order of acquisition, the request object first: its
         // `Drop` is user code (an engine object), run on its own so that a panic there cannot
@@ -364,7 +365,6 @@ impl<C: Recycle, R> Admitted<C, R> {
             }
             None => false,
         };
-        state.remove_activity();
         // Nobody else holds the signal and it is as good as new (it never fired, no listener
         // waits): it stays beside the context for the next request. Else it goes back to the
         // spare list last, as when its handle dropped (resetting it drops its listeners). An

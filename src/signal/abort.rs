@@ -20,7 +20,8 @@ pub(crate) type ListenerKey = usize;
 /// # Invariants
 ///
 /// 1. `reason` goes from `None` to `Some` at most once per use; listeners run at that moment only.
-/// 2. `activity` counts the live `ActivityRef`s on this signal.
+/// 2. `activity` counts the live `ActivityRef`s on this signal; its admitted request's own
+///    activity is `request_out` (one more while the request is out).
 /// 3. `request_out` holds while the admitted request this signal belongs to has not ended: only
 ///    then may a drain deadline abort it (an activity ref kept past the request's end keeps the
 ///    signal alive, not the request).
@@ -143,9 +144,10 @@ impl SignalState {
         self.activity.set(self.activity.get() + 1);
     }
 
+    /// Pending activity: an activity ref, or its request still out (invariant 2).
     #[inline]
     pub(crate) fn has_activity(&self) -> bool {
-        self.activity.get() > 0
+        self.activity.get() > 0 || self.request_out.get()
     }
 
     #[inline]
@@ -337,9 +339,12 @@ impl AbortSignal {
         call_caught(move || drop(removed));
     }
 
-    /// How many [`ActivityRef`](crate::ActivityRef)s keep this signal alive.
+    /// How many [`ActivityRef`](crate::ActivityRef)s keep this signal alive, one of them its
+    /// admitted request's own while that request is out (it ends with the request's outcome,
+    /// before the request object is dropped).
     pub fn pending_activity(&self) -> usize {
-        self.state().activity.get()
+        let state = self.state();
+        state.activity.get() + usize::from(state.request_out.get())
     }
 
     /// Whether native work is pending on this signal (`hasPendingActivity` in JavaScriptCore).

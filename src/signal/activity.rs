@@ -11,7 +11,7 @@ use crate::server::shared::Shared;
 /// Keeps an [`AbortSignal`] alive while native work on it is pending.
 ///
 /// This is `AbortSignal.pendingActivityRef()` made a guard. Every admitted bundle holds one on
-/// its request's signal; native work that must keep the signal alive past a callback takes
+/// its request's signal until its outcome (counted by the request being out); native work that must keep the signal alive past a callback takes
 /// another from the bundle with [`Admitted::activity_ref`](crate::Admitted::activity_ref), so an
 /// activity ref exists only for a request that was admitted, on its own server. It is counted
 /// in the ledger and released on drop. While it is out, the signal reports
