@@ -303,3 +303,90 @@ mod hyper_lent_bundle {
         );
     }
 }
+
+mod read_ended_calls {
+    use reqguard::engines::Embedded;
+    use reqguard::http::{
+        demo_routes, Accounting, AccountingReport, Guarded, Limits, NoScope, Router, Routes,
+        Session, StopStatus,
+    };
+    use reqguard::{AbortSignal, Admitted, Config, Ledger, Outcome, Refusal};
+    use std::any::Any;
+    use std::time::{Duration, Instant};
+
+    /// `Guarded`, forwarding every call, counting `read_ended`.
+    struct Counting {
+        inner: Guarded<Embedded<&'static str>, NoScope>,
+        read_ended: u32,
+    }
+
+    impl Accounting for Counting {
+        type Held = Admitted<(), ()>;
+        const MAY_PANIC: bool = false;
+
+        fn admit(&mut self) -> Result<Self::Held, Refusal> {
+            self.inner.admit()
+        }
+        fn signal(held: &Self::Held) -> Option<&AbortSignal> {
+            Some(held.signal())
+        }
+        fn end(held: Self::Held, outcome: Outcome) {
+            held.end(outcome);
+        }
+        fn this(&self) -> Option<&dyn Any> {
+            self.inner.this()
+        }
+        fn read_ended(&mut self) {
+            self.read_ended += 1;
+            self.inner.read_ended();
+        }
+        fn stop(&mut self, deadline: Instant) {
+            self.inner.stop(deadline);
+        }
+        fn poll_stop(&mut self, now: Instant, in_flight: usize) -> StopStatus {
+            self.inner.poll_stop(now, in_flight)
+        }
+        fn ledger(&self) -> Option<&Ledger> {
+            self.inner.ledger()
+        }
+        fn report(&self) -> AccountingReport {
+            self.inner.report()
+        }
+    }
+
+    /// QA embed20-4 (docs). `Accounting::read_ended` said the connection "admits nothing more
+    /// until it reads again" and that it is "called once per read": it is called at the end
+    /// of every pass over the connection's input, a timer's and a `resume`'s too, and a pass
+    /// with no read admits requests the pipeline limit held back. Here a deferred answer and
+    /// a request behind it, `max_pipeline` 1: the feed (one read) admits the first and ends
+    /// its pass; the timer that answers it admits the second, with no read, and ends its pass.
+    #[test]
+    fn read_ended_ends_every_pass_a_timers_included_which_may_admit() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let counting = Counting {
+            inner: Guarded::embedded("server", Config::default()),
+            read_ended: 0,
+        };
+        let mut session = Session::new(&router, counting, Limits::default().max_pipeline(1));
+        session
+            .feed(b"GET /delay?ms=50 HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        let minted =
+            |s: &mut Session<'_, Counting>| s.ledger().unwrap().minted(reqguard::GuardKind::Ticket);
+        assert_eq!(
+            minted(&mut session),
+            1,
+            "the second waits for the first's answer"
+        );
+        assert_eq!(session.dispatcher().accounting().read_ended, 1);
+        session.advance(Duration::from_millis(50));
+        assert_eq!(
+            minted(&mut session),
+            2,
+            "admitted by the timer's pass, no read"
+        );
+        assert_eq!(session.dispatcher().accounting().read_ended, 2);
+        assert_eq!(session.stats().served, 2);
+    }
+}

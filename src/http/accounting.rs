@@ -127,13 +127,15 @@ pub trait Accounting {
     /// captured). [`Guarded`] keeps it until [`read_ended`](Accounting::read_ended) instead.
     fn handled(&mut self) {}
 
-    /// The connection has answered (or parked) every request of what it last read, and
-    /// admits nothing more until it reads again: work done once per read goes here. [`Guarded`]
-    /// lets go of the handler's `this` here, which the next request of the same read (a
-    /// pipeline) was admitted with, without another upgrade. Called once per read (each
-    /// [`Connection::receive`](crate::http::Connection::receive) and each read of the
-    /// loop's connections), caught like the per-request calls when
-    /// [`MAY_PANIC`](Accounting::MAY_PANIC).
+    /// The connection has answered (or parked) every request it could parse in this pass over
+    /// its input: work done once per pass goes here. [`Guarded`] lets go of the handler's
+    /// `this` here, which the next request of the same pass (a pipeline) was admitted with,
+    /// without another upgrade. Called at the end of every pass, whether it admitted anything
+    /// or not: each read ([`Connection::receive`](crate::http::Connection::receive), each read
+    /// of the loop's connections), and each [`resume`](crate::http::Connection::resume) and
+    /// [`on_timer`](crate::http::Connection::on_timer), whose pass may admit requests with no
+    /// read (input that back-pressure or the pipeline limit held back: QA embed20-4). Caught
+    /// like the per-request calls when [`MAY_PANIC`](Accounting::MAY_PANIC).
     fn read_ended(&mut self) {}
 
     /// Stops admission; in-flight requests may finish until `deadline`.
@@ -457,8 +459,9 @@ where
         self.this.as_ref().map(|this| this as &dyn Any)
     }
 
-    /// `this` is kept for the next request of the same read (see `admit`), and let go when
-    /// the read's requests are all handled, at a stop, or when an admission is refused.
+    /// `this` is kept for the next request of the same pass over the input (see `admit`),
+    /// and let go when the pass's requests are all handled, at a stop, or when an admission is
+    /// refused.
     #[inline]
     fn read_ended(&mut self) {
         self.this = None;
