@@ -138,6 +138,21 @@ pub(crate) struct Conn {
     /// the dispatch's state, whose drop every request pays (a variant holding it cost 5
     /// instructions per request).
     probe: Cell<Option<Box<Probing>>>,
+    /// `Options::max_head` less the bytes read from the socket since hyper last parsed a head
+    /// (`RequestService::call`), or a request of the connection ended or was seen out at a read
+    /// ([`Conn::head_began`]): below zero, hyper, asking for more while no request is out,
+    /// holds a head in progress past `max_head`, which the mio loops refuse at once
+    /// (`LingeringIo::head_past_limit`). hyper reads while it answers a request only when its
+    /// buffer is empty (`mid_message_detect_eof`), so bytes read since the head was parsed are
+    /// a body's (its request out) or the next head's: a read then that waits does not find the
+    /// count overdrawn. Without the reset at each head, the last of many health probes (answered
+    /// without admission) read in one go had its reads ended there, unanswered. The count is of
+    /// bytes read, not of hyper's buffer: where it held more than the head in progress (a body
+    /// hyper drained once its request ended), the buffer, taken back, is within the limit and
+    /// goes back to hyper (`server::reads_ended`).
+    head_room: Cell<isize>,
+    /// `Options::max_head`.
+    max_head: isize,
 }
 
 /// [`Conn::owed`] of a body whose length hyper does not know: counted down as it is paid, it
@@ -203,6 +218,12 @@ pub(crate) enum Reads {
     /// ([`Graceful::Held`]): as [`Reads::Stop`], and the connection's task answers it `503` +
     /// close, as the mio loops' close step answers it.
     Deadline,
+    /// hyper asked for more with more than `Options::max_head` bytes read since it parsed a
+    /// head or a request ended ([`Conn::head_room`]), no request out: the read ends hyper's connection at
+    /// once, and the connection's task answers a head past the limit as the mio loops refuse
+    /// it at once (`501`, `414` or `431` + close), or gives hyper's buffer back to a new hyper
+    /// connection when what it holds is within the limit (the count held more than the head).
+    HeadTooLong,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +283,35 @@ impl Conn {
     pub(crate) fn request_ended(&self) {
         self.busy.set(self.busy.get() - 1);
         self.ended.set(self.ended.get() + 1);
+        self.head_began();
+    }
+
+    /// hyper parsed a head, or a request ended or was seen out at a read: what hyper reads
+    /// from here on is counted against `max_head` ([`Conn::head_room`]).
+    #[inline]
+    pub(crate) fn head_began(&self) {
+        self.head_room.set(self.max_head);
+    }
+
+    /// `bytes` were read from the socket for hyper.
+    #[inline]
+    pub(crate) fn read_for_hyper(&self, bytes: usize) {
+        self.head_room
+            .set(self.head_room.get().wrapping_sub_unsigned(bytes));
+    }
+
+    /// Whether more than `max_head` bytes were read since hyper last parsed a head or a
+    /// request ended ([`Conn::head_room`]).
+    #[inline]
+    pub(crate) fn head_overdrawn(&self) -> bool {
+        self.head_room.get() < 0
+    }
+
+    /// Whether hyper keeps the connection alive after an answer: the stop has not turned
+    /// keep-alive off (nor was it accepted during the stop, or its head held through it).
+    #[cold]
+    pub(crate) fn keeps_alive(&self) -> bool {
+        matches!(self.graceful.get(), Graceful::Watched | Graceful::Asked)
     }
 
     /// When its last request was answered (or arrived, if still unanswered), from the
@@ -800,6 +850,7 @@ impl Connections {
         tally: &Rc<Tally>,
         activity: bool,
         late: bool,
+        max_head: usize,
     ) -> (Registered, Rc<Conn>) {
         let graceful = if tally.is_stopping() {
             Graceful::Unwatched
@@ -827,6 +878,8 @@ impl Connections {
             declared: Cell::new(None),
             http10: Cell::new(false),
             probe: Cell::new(None),
+            head_room: Cell::new(max_head.try_into().unwrap_or(isize::MAX)),
+            max_head: max_head.try_into().unwrap_or(isize::MAX),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,
@@ -1018,7 +1071,7 @@ mod tests {
     fn a_body_arriving_too_slowly_is_chosen_and_its_route_told() {
         let connections = Rc::new(Connections::default());
         let tally = Rc::new(Tally::default());
-        let (_registered, conn) = connections.register(&tally, false, false);
+        let (_registered, conn) = connections.register(&tally, false, false, 8192);
         *conn.waker.borrow_mut() = Some(Waker::noop().clone());
         conn.request_began();
         let t0 = Instant::now();

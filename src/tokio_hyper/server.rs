@@ -867,9 +867,12 @@ where
         // Accepted during a drain that keeps the listener open: it answers 503 and closes by
         // itself, and must not hold the drain (clients reconnecting would hold it forever).
         let late = self.options.keep_listening && tally.is_stopping();
-        let (registered, conn) =
-            self.connections
-                .register(tally, self.options.record_activity, late);
+        let (registered, conn) = self.connections.register(
+            tally,
+            self.options.record_activity,
+            late,
+            self.options.max_head,
+        );
         let watched = Rc::clone(&conn);
         let handoff = Rc::clone(&conn);
         let stall = Stall::new(self.options.idle_timeout, self.options.min_send_rate);
@@ -1099,6 +1102,15 @@ where
             io.answer_ended(Some(&refused), false);
             return None;
         }
+        Reads::HeadTooLong if past_max_head(&parts.read_buf, parts.service.max_head()) => Some(
+            timed_out_head_answer(&parts.read_buf, parts.service.max_head()),
+        ),
+        Reads::HeadTooLong => {
+            let keep_alive = io.conn().keeps_alive();
+            let io = io.give_back(parts.read_buf);
+            let http1 = hyper_http1(options, keep_alive);
+            return Some(http1.serve_connection(TokioIo::new(io), parts.service));
+        }
         Reads::Evicted if !parts.read_buf.is_empty() => Some(timed_out_head_answer(
             &parts.read_buf,
             parts.service.max_head(),
@@ -1120,13 +1132,11 @@ where
 /// alone. Before, the `408` went to every head, its body to a `HEAD` too (a strict client read
 /// it as the start of the next answer).
 fn timed_out_head_answer(buf: &[u8], max_head: usize) -> Vec<u8> {
-    let mut head = buf;
-    while let [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] = head {
-        head = rest;
-    }
+    let head = after_empty_lines(buf);
     let window = &head[..head.len().min(max_head)];
     let mut spaces = window.iter().enumerate().filter(|(_, byte)| **byte == b' ');
-    let (status, explanation) = match (head.len() > max_head, spaces.next(), spaces.next()) {
+    let past = past_max_head(head, max_head);
+    let (status, explanation) = match (past, spaces.next(), spaces.next()) {
         (false, ..) => ("408 Request Timeout", "Request Timeout"),
         (true, None, _) => ("501 Not Implemented", "Not Implemented"),
         (true, Some(_), None) => ("414 URI Too Long", "URI Too Long"),
@@ -1136,6 +1146,21 @@ fn timed_out_head_answer(buf: &[u8], max_head: usize) -> Vec<u8> {
         ),
     };
     closing_answer_to(status, explanation, head.starts_with(b"HEAD "))
+}
+
+/// The head `buf` begins, after any empty lines (as httparse skips them).
+fn after_empty_lines(buf: &[u8]) -> &[u8] {
+    let mut head = buf;
+    while let [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] = head {
+        head = rest;
+    }
+    head
+}
+
+/// Whether the head in progress `buf` begins is longer than `max_head`: the mio loops refuse
+/// it at once (`timed_out_head_answer` says how).
+fn past_max_head(buf: &[u8], max_head: usize) -> bool {
+    after_empty_lines(buf).len() > max_head
 }
 
 /// The stop after admission closed: linger, graceful shutdown, drain, and the deadline.

@@ -137,6 +137,8 @@ where
         let tally = &conn.tally;
         // hyper reads a request once it has the last answer whole (`src/delivery.rs`).
         conn.all_whole();
+        // What hyper reads from here on is counted against `max_head` (`Conn::head_room`).
+        conn.head_began();
         conn.set_http10(request.version() == Version::HTTP_10);
         if let Some(refused) = checks::refusal(&request, self.shared.max_head) {
             // The mio server's head limits (414, 431) and the framing and `Host` hyper would
