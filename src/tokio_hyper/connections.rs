@@ -138,19 +138,29 @@ pub(crate) struct Conn {
     /// the dispatch's state, whose drop every request pays (a variant holding it cost 5
     /// instructions per request).
     probe: Cell<Option<Box<Probing>>>,
-    /// `Options::max_head` less the bytes read from the socket since hyper last parsed a head
-    /// (`RequestService::call`), or a request of the connection ended or was seen out at a read
-    /// ([`Conn::head_began`]): below zero, hyper, asking for more while no request is out,
-    /// holds a head in progress past `max_head`, which the mio loops refuse at once
-    /// (`LingeringIo::head_past_limit`). hyper reads while it answers a request only when its
-    /// buffer is empty (`mid_message_detect_eof`), so bytes read since the head was parsed are
-    /// a body's (its request out) or the next head's: a read then that waits does not find the
-    /// count overdrawn. Without the reset at each head, the last of many health probes (answered
-    /// without admission) read in one go had its reads ended there, unanswered. The count is of
-    /// bytes read, not of hyper's buffer: where it held more than the head in progress (a body
-    /// hyper drained once its request ended), the buffer, taken back, is within the limit and
-    /// goes back to hyper (`server::reads_ended`).
+    /// `Options::max_head` less the bytes read from the socket since a read that waited
+    /// found a request out, or a body that may still be read ([`Conn::head_began`]; hyper
+    /// reads the socket then only with its buffer empty: for the client's end, or the body),
+    /// and less a head given back to hyper ([`LingeringIo::give_back`]): below zero, hyper,
+    /// asking for more while no request is out and no body may be read, holds a head in
+    /// progress past `max_head`, which the mio loops refuse at once
+    /// (`LingeringIo::head_past_limit`). The count is of bytes read, not of hyper's buffer:
+    /// never less than the head in progress, and more after requests read in one go with it
+    /// and answered without admission (pipelined health probes); the buffer, taken back,
+    /// tells those apart and goes back to hyper (`server::reads_ended`). Not reset when a
+    /// request ends: bytes of the next head may be in hyper's buffer by then (review20).
     head_room: Cell<isize>,
+    /// Whether the last request hyper parsed has a body (not known empty from its head):
+    /// hyper may still read it, after the request ended too (a handler may read it after
+    /// its answer). Its bytes are not a head: the count ([`Conn::head_room`]) does not end
+    /// hyper's reads while this holds, else the rest of the body went to a new hyper
+    /// connection as requests (review20). Until the next request is parsed.
+    body_may_follow: Cell<bool>,
+    /// An answer of the adapter's own (a health probe's, a refusal: [`Conn::answered_unadmitted`])
+    /// is not yet given to hyper: hyper, looking for the client's end meanwhile, reads with
+    /// the request parsed, and an end of input there (the count's, `Reads::HeadTooLong`) lost
+    /// the answer: the last of pipelined probes read past `max_head` went unanswered (review20).
+    unadmitted_out: Cell<bool>,
     /// `Options::max_head`.
     max_head: isize,
 }
@@ -283,14 +293,21 @@ impl Conn {
     pub(crate) fn request_ended(&self) {
         self.busy.set(self.busy.get() - 1);
         self.ended.set(self.ended.get() + 1);
-        self.head_began();
     }
 
-    /// hyper parsed a head, or a request ended or was seen out at a read: what hyper reads
-    /// from here on is counted against `max_head` ([`Conn::head_room`]).
+    /// A read that waited found a request out, or a body that may still be read: hyper's
+    /// buffer is empty, and what hyper reads from here on is counted against `max_head`
+    /// ([`Conn::head_room`]).
     #[inline]
     pub(crate) fn head_began(&self) {
         self.head_room.set(self.max_head);
+    }
+
+    /// hyper parsed a request head; `body` if its request has a body not known empty from the
+    /// head ([`Conn::body_may_follow`]).
+    #[inline]
+    pub(crate) fn head_parsed(&self, body: bool) {
+        self.body_may_follow.set(body);
     }
 
     /// `bytes` were read from the socket for hyper.
@@ -300,8 +317,7 @@ impl Conn {
             .set(self.head_room.get().wrapping_sub_unsigned(bytes));
     }
 
-    /// Whether more than `max_head` bytes were read since hyper last parsed a head or a
-    /// request ended ([`Conn::head_room`]).
+    /// Whether more than `max_head` bytes were read since the count began ([`Conn::head_room`]).
     #[inline]
     pub(crate) fn head_overdrawn(&self) -> bool {
         self.head_room.get() < 0
@@ -324,6 +340,23 @@ impl Conn {
     /// an answer (evicted, the connection just closes: no `408` after it).
     pub(crate) fn answered_unadmitted(&self) {
         self.ended.set(self.ended.get() + 1);
+        self.unadmitted_out.set(true);
+    }
+
+    /// The answer of [`Conn::answered_unadmitted`] goes to hyper (or its hyper connection
+    /// ended: `LingeringIo::give_back`).
+    #[inline]
+    pub(crate) fn unadmitted_given(&self) {
+        self.unadmitted_out.set(false);
+    }
+
+    /// Whether hyper is inside a request, where its reads of the socket are not of a head:
+    /// a request admitted out, an answer of the adapter's own not yet given to hyper, or a
+    /// body hyper may still read ([`Conn::body_may_follow`]). hyper then reads only with its
+    /// buffer empty (for the client's end, or the body).
+    #[inline]
+    pub(crate) fn inside_a_request(&self) -> bool {
+        self.is_busy() || self.unadmitted_out.get() || self.body_may_follow.get()
     }
 
     /// A write to the socket returned; `pending` if it found the socket full.
@@ -879,6 +912,8 @@ impl Connections {
             http10: Cell::new(false),
             probe: Cell::new(None),
             head_room: Cell::new(max_head.try_into().unwrap_or(isize::MAX)),
+            body_may_follow: Cell::new(false),
+            unadmitted_out: Cell::new(false),
             max_head: max_head.try_into().unwrap_or(isize::MAX),
         });
         let key = self.open.borrow_mut().insert(Slot {

@@ -426,34 +426,42 @@ impl LingeringIo {
 
     /// What hyper's buffer held when a head's count went past `max_head` goes back to hyper (a
     /// new connection of the same socket) when it is within the limit after all (the count
-    /// held a body hyper drained after its request ended). The count begins again there.
-    /// hyper, ending with nothing in its buffer, shut the socket (`poll_shutdown`, which left
-    /// the socket as it was, its reads ended): it serves on.
+    /// held requests read with the head). The count begins again there, less the head given
+    /// back (its empty lines aside, as the limit is judged): not counted, a head given back
+    /// then grew past `max_head` unrefused until hyper's header timeout (review20).
     #[cold]
     pub(crate) fn give_back(mut self, head: Bytes) -> Self {
-        self.shut = false;
+        self.conn.head_began();
+        self.conn
+            .read_for_hyper(super::server::after_empty_lines(&head).len());
+        self.conn.unadmitted_given(); // one hyper dropped with its connection
         self.reads_ended = false;
+        // hyper, ended cleanly (nothing of a head), shut the socket's write side (not the
+        // socket's: its reads were ended): the new connection's is open (review20).
+        self.shut = false;
         self.replay = head;
         self.conn.set_reads(Reads::Replay);
-        self.conn.head_began();
         self
     }
 
-    /// hyper asks for more while more than `max_head` bytes were read since it parsed a head
-    /// or a request of the connection ended ([`Conn::head_room`]), and the socket has nothing
-    /// more yet. With no request out
-    /// and no answer waiting for the socket (hyper, between requests, reads a head), hyper's
-    /// reads end here ([`Reads::HeadTooLong`]): the connection's task answers the head from
-    /// hyper's buffer as the mio loops refuse a head past `max_head` at once, where hyper
-    /// waited for its header timeout or a full buffer (QA client20-1). Else the count is of a
-    /// body being read (forgotten: a head begins after the request) or waits for the answer's
-    /// write.
+    /// hyper asks for more while more than `max_head` bytes were read since the count began
+    /// ([`Conn::head_room`]), and the socket has nothing more yet. With no request out, no
+    /// body hyper may still read, and no answer waiting for the socket (hyper, between
+    /// requests, reads a head), hyper's reads end here ([`Reads::HeadTooLong`]): the
+    /// connection's task answers the head from hyper's buffer as the mio loops refuse a head
+    /// past `max_head` at once, where hyper waited for its header timeout or a full buffer (QA
+    /// client20-1). Inside a request (`Conn::inside_a_request`: one admitted out, an answer
+    /// of the adapter's own not yet given to hyper, a body hyper may still read) hyper reads
+    /// with its buffer empty, and the count begins again: a body read after its request ended
+    /// (a handler may read it after its answer) is not a head (ended as one, its rest went to
+    /// a new hyper connection as requests), and a probe's answer not yet given to hyper was
+    /// lost with hyper's connection (review20). Else the answer's write waits.
     #[cold]
     #[inline(never)]
     fn head_past_limit(&mut self) -> Poll<io::Result<()>> {
         self.covered = true;
         let conn = &self.conn;
-        if conn.is_busy() {
+        if conn.inside_a_request() {
             conn.head_began();
             return Poll::Pending;
         }

@@ -1149,7 +1149,7 @@ fn timed_out_head_answer(buf: &[u8], max_head: usize) -> Vec<u8> {
 }
 
 /// The head `buf` begins, after any empty lines (as httparse skips them).
-fn after_empty_lines(buf: &[u8]) -> &[u8] {
+pub(crate) fn after_empty_lines(buf: &[u8]) -> &[u8] {
     let mut head = buf;
     while let [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] = head {
         head = rest;

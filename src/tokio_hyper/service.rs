@@ -137,9 +137,9 @@ where
         let tally = &conn.tally;
         // hyper reads a request once it has the last answer whole (`src/delivery.rs`).
         conn.all_whole();
-        // What hyper reads from here on is counted against `max_head` (`Conn::head_room`).
-        conn.head_began();
         conn.set_http10(request.version() == Version::HTTP_10);
+        // Whether hyper may still read a body of this request (`Conn::head_room`).
+        conn.head_parsed(!hyper::body::Body::is_end_stream(request.body()));
         if let Some(refused) = checks::refusal(&request, self.shared.max_head) {
             // The mio server's head limits (414, 431) and the framing and `Host` hyper would
             // trust and the mio server refuses (400): close, nothing taken.
@@ -375,6 +375,7 @@ where
             } => (handler, signal, *own),
             StateProj::Fixed { answer } => {
                 let answer = *answer;
+                this.conn.unadmitted_given();
                 this.state.set(State::Done);
                 return Poll::Ready(Ok(fixed_response(answer, this.conn)));
             }
