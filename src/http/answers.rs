@@ -167,7 +167,10 @@ impl<'r, H> Answers<'r, H> {
 
     /// Every byte answered and not yet written, queued answers included.
     pub(crate) fn unsent(&self) -> usize {
-        self.pending().len() + self.queued_bytes
+        // `pending().len()` without slicing (asked before every request is parsed): `written`
+        // never passes the output's length (`consume` keeps it within).
+        debug_assert!(self.written <= self.output.len());
+        self.output.len().wrapping_sub(self.written) + self.queued_bytes
     }
 
     pub(crate) fn queue_len(&self) -> usize {

@@ -120,12 +120,11 @@ impl<'a> Request<'a> {
             masks
         };
         let (start, len) = (self.parsed.method.start(), self.parsed.method.len());
-        if let (Some(&mask), Some(last)) = (MASKS.get(len), self.input.len().checked_sub(8)) {
-            if start <= last {
-                let word: [u8; 8] = self.input[start..start + 8].try_into().unwrap_or_default();
-                // A method is a token (checked by the parser): no zero byte.
-                return u64::from_le_bytes(word) & mask;
-            }
+        // `start` is a head's offset (a `u32`): `start + 8` cannot overflow.
+        if let (Some(&mask), Some(word)) = (MASKS.get(len), self.input.get(start..start + 8)) {
+            let word: [u8; 8] = word.try_into().unwrap_or_default();
+            // A method is a token (checked by the parser): no zero byte.
+            return u64::from_le_bytes(word) & mask;
         }
         method_key(self.method_bytes())
     }

@@ -123,9 +123,8 @@ pub(crate) fn scan(
     take: &mut impl TakeField,
 ) -> Option<RequestLine> {
     let method = 0..method_end(buf)?;
-    let target = method.end + 1..run(buf, method.end + 1, visible, &TARGET)?;
-    if method.is_empty() || target.is_empty() || buf[method.end] != b' ' || buf[target.end] != b' '
-    {
+    let target = method.end + 1..target_end(buf, method.end + 1)?;
+    if target.is_empty() || buf[target.end] != b' ' {
         return None;
     }
     // `HTTP/1.x` and CRLF: one 8-byte and one 2-byte compare.
@@ -181,13 +180,16 @@ pub(crate) fn scan(
     }
 }
 
-/// Where the method at the start of `buf` ends: `GET` in one compare, any other by [`run`].
+/// Where the method at the start of `buf` ends, followed by its SP: `GET ` in one compare,
+/// any other by [`run`] and a look at the byte it stops at. `None`: no method, or no SP after
+/// it.
 #[inline(always)]
 fn method_end(buf: &[u8]) -> Option<usize> {
     if buf.get(..4) == Some(b"GET ") {
         return Some(3);
     }
-    run(buf, 0, upper, &TOKEN)
+    let end = run(buf, 0, upper, &TOKEN)?;
+    (end > 0 && buf[end] == b' ').then_some(end)
 }
 
 /// Where the run of `allowed` bytes from `from` ends (the first byte not allowed), `None` if
@@ -201,6 +203,24 @@ fn method_end(buf: &[u8]) -> Option<usize> {
 #[inline(always)]
 fn run(buf: &[u8], from: usize, fast: fn(u64) -> u64, allowed: &[bool; 256]) -> Option<usize> {
     run_until(buf, from, fast, allowed, None)
+}
+
+/// [`run`] of a target's bytes: [`visible`] flags exactly the bytes outside [`TARGET`], so the
+/// first byte it flags ends the run without a look at the table.
+#[inline(always)]
+fn target_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(word) = word_at(buf, at) {
+        let flagged = visible(word);
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    while TARGET[usize::from(*buf.get(at)?)] {
+        at += 1;
+    }
+    Some(at)
 }
 
 /// [`run`] for a run that usually ends at its line's CR (a `Host` value): the byte the word
@@ -356,7 +376,24 @@ fn host_field(
     end: usize,
     start: usize,
 ) -> Option<(HeaderSpan, usize, Name)> {
-    let reg_end = run_to_cr(buf, start, lower_or_digit, &REG_NAME)?;
+    // Lowercase letters and digits 8 at a time (`lower_or_digit` flags exactly the first byte
+    // that is neither): a usual host name ends at its line's CRLF, looked for right there.
+    let mut word_end = start;
+    while let Some(word) = word_at(buf, word_end) {
+        let flagged = lower_or_digit(word);
+        if flagged != 0 {
+            word_end += (flagged.trailing_zeros() / 8) as usize;
+            break;
+        }
+        word_end += 8;
+    }
+    // (`word_end` is within `buf`, or one past it: `+ 2` cannot overflow.)
+    if buf.get(word_end..word_end + 2) == Some(b"\r\n") {
+        let value = HeaderSpan::new(at..end, start..word_end);
+        return Some((value, word_end + 2, Name::PlainHost));
+    }
+    // Any other reg-name byte, or fewer than 8 bytes left: byte by byte from there.
+    let reg_end = run_to_cr(buf, word_end, lower_or_digit, &REG_NAME)?;
     if buf[reg_end] == b'\r' {
         let value = HeaderSpan::new(at..end, start..reg_end);
         return Some((value, line_end(buf, reg_end)?, Name::PlainHost));
