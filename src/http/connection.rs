@@ -82,6 +82,16 @@ struct Parsed {
     total: usize,
 }
 
+/// What the head's state did.
+enum HeadStep<'p> {
+    /// A whole request (its head, and its length with its body), ready for the handler.
+    Request(&'p Head, usize),
+    /// Moved to another state: go on.
+    Continue,
+    /// Nothing more can be parsed until more input arrives (or the connection is closing).
+    Wait,
+}
+
 /// What a reading state did.
 enum Step {
     /// Nothing more can be parsed until more input arrives (or the connection is closing).
@@ -719,7 +729,11 @@ impl<'r, H> Connection<'r, H> {
 
     /// Runs the reading states over `input` (the kept input, or a read parsed where it is),
     /// from `start`, until they need more of it; `start` is then where what is left begins.
-    #[inline(always)]
+    /// Out of line (a call per read): inlined, it was copied into both of `advance`'s ways
+    /// to its input, and the dispatch it inlines with it, so the admission the dispatch makes
+    /// had two callers and LLVM inlined it into neither (callgrind, guarded, depth 16: +14
+    /// instructions per request instead of -22).
+    #[inline(never)]
     fn run<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
@@ -733,23 +747,34 @@ impl<'r, H> Connection<'r, H> {
                 self.paused = true;
                 break;
             }
-            let step = match self.reading {
-                Reading::Head => {
-                    if self.read_head(d, input, now) {
-                        continue;
+            // Where the request to dispatch lies: the head the head's state parsed (whose
+            // body is here), or one whose body was awaited. One dispatch for both, inlined
+            // here (so the calls it makes once, the admission's above all, have one caller).
+            let mut parsed = None;
+            let (head, total) = match self.reading {
+                Reading::Head => match self.read_head(d, input, now, &mut parsed) {
+                    HeadStep::Request(head, total) => (head, total),
+                    HeadStep::Continue => continue,
+                    HeadStep::Wait => break,
+                },
+                Reading::Body { .. } => match self.read_body(d, input) {
+                    Step::Wait => break,
+                    Step::Continue => continue,
+                    Step::Request(request) => {
+                        // Its fields back into the slots, where the dispatch reads them.
+                        d.fields[..self.headers.len()].copy_from_slice(&self.headers);
+                        // Where a parsed head lies: one place for the dispatch to read (the
+                        // `else` cannot happen: the head was just put there).
+                        let Ok(Some(head)) = parsed.insert(Ok(Some(request.head))) else {
+                            continue;
+                        };
+                        (&*head, request.total)
                     }
-                    break;
-                }
-                Reading::Body { .. } => self.read_body(d, input),
+                },
             };
-            match step {
-                Step::Wait => break,
-                Step::Continue => {}
-                Step::Request(parsed) => {
-                    // Its fields back into the slots, where the dispatch reads them.
-                    d.fields[..self.headers.len()].copy_from_slice(&self.headers);
-                    self.dispatch(d, input, &parsed.head, parsed.total);
-                }
+            self.dispatch(d, input, head, total);
+            if !self.after_dispatch(d, input) {
+                break;
             }
         }
         // What the read brought is handled: per-read work (`Guarded` lets go of the `this`
@@ -758,17 +783,18 @@ impl<'r, H> Connection<'r, H> {
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.read_ended());
     }
 
-    /// State [`Reading::Head`]: parse a head, then read its body. Returns whether the reading
-    /// goes on (false: it waits for more input). A request whose body is here is dispatched
-    /// from here, so this state never hands one back (a `Step` is read_body's: returned through
-    /// memory, it cost the common path a few instructions per request).
+    /// State [`Reading::Head`]: parse a head (into `parsed`, where the request it returns
+    /// lies), then read its body: the request to dispatch when its body is here, or whether
+    /// the reading goes on. Inlined: nothing of the head is moved (a `Step` is read_body's:
+    /// returned through memory, it cost the common path a few instructions per request).
     #[inline(always)]
-    fn read_head<A: Accounting<Held = H>>(
+    fn read_head<'p, A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
         input: &[u8],
         now: Instant,
-    ) -> bool {
+        parsed: &'p mut Option<Result<Option<Head>, Reject>>,
+    ) -> HeadStep<'p> {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
         let mut buf = &input[self.start..];
@@ -786,7 +812,7 @@ impl<'r, H> Connection<'r, H> {
         }
         if buf.is_empty() {
             // `request_started` stays as it is: a dispatched or refused request reset it.
-            return false;
+            return HeadStep::Wait;
         }
         // The request's timeout runs from its first bytes: `request_started` is set (to `now`,
         // unless an earlier read had begun it) wherever the request waits for more input. A
@@ -801,13 +827,12 @@ impl<'r, H> Connection<'r, H> {
             && !head_end_arrived(buf, &mut self.head_searched)
         {
             self.request_started.get_or_insert(now);
-            return false;
+            return HeadStep::Wait;
         }
         self.head_tried = true;
         d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
         // The head is borrowed from the result, not moved out of it: it is not copied again.
-        let parsed = parse_head(buf, &d.limits, &mut d.fields);
-        let head = match &parsed {
+        let head = match parsed.insert(parse_head(buf, &d.limits, &mut d.fields)) {
             Ok(Some(head)) => {
                 self.head_tried = false;
                 self.head_searched = 0;
@@ -815,7 +840,7 @@ impl<'r, H> Connection<'r, H> {
             }
             Ok(None) => {
                 self.request_started.get_or_insert(now);
-                return false;
+                return HeadStep::Wait;
             }
             Err(reject) => {
                 let head = starts_head(buf);
@@ -827,15 +852,15 @@ impl<'r, H> Connection<'r, H> {
                         ..Wire::CLOSE
                     },
                 );
-                return false;
+                return HeadStep::Wait;
             }
         };
         let body = match head.framing {
             // The whole body is already here (always, for a request without one): no need to
             // wait in `Reading::Body`.
             Framing::Length(n) if buf.len() - head.len >= n => {
-                self.dispatch(d, input, head, head.len + n);
-                return self.after_dispatch(d, input);
+                let total = head.len + n;
+                return HeadStep::Request(head, total);
             }
             Framing::Length(n) => BodyReader::Length(n),
             Framing::Chunked => {
@@ -855,12 +880,12 @@ impl<'r, H> Connection<'r, H> {
             body,
         };
         self.request_started.get_or_insert(now);
-        true
+        HeadStep::Continue
     }
 
-    /// What follows a request answered from the head's state: the next one, or (when the input
-    /// is all answered: at the end of nearly every read) the wait, without a turn of the
-    /// reading loop over nothing. A pause for back-pressure is noted all the same (`resume`
+    /// What follows a request answered: the next one, or (when the input is all answered: at
+    /// the end of nearly every read) the wait, without a turn of the reading loop over
+    /// nothing. A pause for back-pressure is noted all the same (`resume`
     /// reads again once the client has read).
     #[inline]
     fn after_dispatch<A: Accounting>(&mut self, d: &Dispatcher<'r, A>, input: &[u8]) -> bool {
@@ -943,7 +968,9 @@ impl<'r, H> Connection<'r, H> {
 
     /// In the handler: admit the request (or refuse it holding nothing), call its handler,
     /// and answer now or park it until its deferred answer is due. Its fields are in the
-    /// dispatcher's slots.
+    /// dispatcher's slots. Inlined into the reading loop, its one caller: no call per request,
+    /// and the head read where the parse left it.
+    #[inline(always)]
     fn dispatch<A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
@@ -955,15 +982,7 @@ impl<'r, H> Connection<'r, H> {
         self.request_started = None;
         // Health probes (loops of a group) answer from the loop's own state, before admission:
         // liveness must hold through the drain, when admission refuses everything.
-        if let Some((status, text)) = d.health_probe(input, self.start, head) {
-            self.start += total;
-            // Asked for `100 Continue`: closes, as `answer_without_body` does.
-            let close = !head.keep_alive || d.closes_connections() || head.awaits_continue();
-            let (wire, date) = (head.wire(close), d.date.line());
-            self.answers.push(close, None, |out| {
-                write_response(out, wire, date, probe_response(status, text));
-            });
-            self.closing |= close;
+        if d.in_group && self.answer_probe(d, input, head, total) {
             return;
         }
         // Upgrade first, then take the bundle: a refusal has taken nothing.
@@ -1022,6 +1041,31 @@ impl<'r, H> Connection<'r, H> {
         if close {
             self.closing = true;
         }
+    }
+
+    /// Answers the request at `start` (its `head`, `total` bytes with its body) if it is a
+    /// health probe (loops of a group): whether it was one. Out of line, as probes are only
+    /// asked in a group.
+    #[inline(never)]
+    fn answer_probe<A: Accounting>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        input: &[u8],
+        head: &Head,
+        total: usize,
+    ) -> bool {
+        let Some((status, text)) = d.health_probe(input, self.start, head) else {
+            return false;
+        };
+        self.start += total;
+        // Asked for `100 Continue`: closes, as `answer_without_body` does.
+        let close = !head.keep_alive || d.closes_connections() || head.awaits_continue();
+        let (wire, date) = (head.wire(close), d.date.line());
+        self.answers.push(close, None, |out| {
+            write_response(out, wire, date, probe_response(status, text));
+        });
+        self.closing |= close;
+        true
     }
 
     /// A large body was left out of the answer whose head was just written at the end of the
