@@ -457,6 +457,95 @@ fn a_serve_future_dropped_mid_drain_drops_its_hooks_caught() {
     );
 }
 
+/// QA embed20-5. `serve`'s future dropped mid-drain (its stop has run, a request is still
+/// out) force-closes the connections; the drain that drop completes, as the aborted tasks
+/// let their requests go, runs the `after_drain` hooks not run yet (a runtime resolves its
+/// `server.stop()` promise there, as a `Session` dropped mid-stop runs them: QA embed20-2).
+/// Before, they were dropped unrun and the promise never resolved.
+#[test]
+fn a_serve_future_dropped_mid_drain_runs_its_after_drain_hooks_when_the_drain_completes() {
+    let entered = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::clone(&entered);
+    let hooks_ran = Arc::new(AtomicUsize::new(0));
+    let (first, second) = (Arc::clone(&hooks_ran), Arc::clone(&hooks_ran));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let (client_tx, client_rx) = mpsc::channel();
+    let ran = drop_serve_when(
+        move |core| {
+            let options = Options::default().drain_timeout(Duration::from_secs(3600));
+            HyperServer::new(core, holds(counts))
+                .options(options)
+                .after_stop(move || {
+                    let _ = stopped_tx.send(());
+                })
+                .after_drain(move || {
+                    first.fetch_add(1, Ordering::SeqCst);
+                })
+                .after_drain(move || {
+                    second.fetch_add(1, Ordering::SeqCst);
+                })
+        },
+        move |addr| {
+            let client = send_get(addr);
+            wait_until("the request to be admitted", || {
+                entered.load(Ordering::SeqCst) == 1
+            });
+            let _ = stop_tx.send(());
+            // Kept open until the test ends: the request stays out until its task is aborted.
+            let _ = client_tx.send(client);
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+        || async {
+            let _ = stopped_rx.await;
+        },
+    );
+    let _client = client_rx.recv_timeout(HANG);
+    assert!(
+        matches!(ran, Ok(false)),
+        "serve returned or panicked: {ran:?}"
+    );
+    assert_eq!(
+        hooks_ran.load(Ordering::SeqCst),
+        2,
+        "each after_drain hook runs once when the drain the drop began completes"
+    );
+}
+
+/// QA embed20-5, before the stop: `serve`'s future dropped while it serves (it answered a
+/// request), nothing out: the drain its drop begins is complete at once, and the
+/// `after_drain` hooks run there. (A future dropped before its first poll served nothing and
+/// began no drain: its hooks are dropped unrun, as a server's dropped unserved.)
+#[test]
+fn a_serve_future_dropped_before_its_stop_runs_its_after_drain_hooks() {
+    let hooks_ran = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hooks_ran);
+    let (drop_tx, drop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ran = drop_serve_when(
+        move |core| {
+            HyperServer::new(core, answers()).after_drain(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            })
+        },
+        move |addr| {
+            let mut client = send_get(addr);
+            assert_eq!(status_line(&mut client), "HTTP/1.1 200 OK");
+            let _ = drop_tx.send(());
+        },
+        pending(),
+        || async {
+            let _ = drop_rx.await;
+        },
+    );
+    assert!(
+        matches!(ran, Ok(false)),
+        "serve returned or panicked: {ran:?}"
+    );
+    assert_eq!(hooks_ran.load(Ordering::SeqCst), 1, "the hook ran once");
+}
+
 /// QA embed14b-3, before the stop: `serve`'s future dropped while it accepts (no connection
 /// holds the server) drops the embedder's handler and both kinds of hooks with it, each
 /// `Drop` panicking: every one is dropped, caught, and nothing escapes (a handler whose

@@ -255,8 +255,8 @@ impl Options {
 /// The embedder's hooks of one kind, in the order set. Each runs on its own: a panic in one is
 /// caught (the panic hook has reported it) and keeps neither the others from running nor the
 /// stop from going on (as the mio stack's `Guarded` hooks). Hooks never run (the drain did not
-/// complete, or `serve`'s future or the server was dropped first) are dropped the same way,
-/// each caught: what they captured is the embedder's, and its `Drop` may panic.
+/// complete, or the server was dropped unserved) are dropped the same way, each caught: what
+/// they captured is the embedder's, and its `Drop` may panic.
 #[derive(Default)]
 struct Hooks(Vec<Box<dyn FnOnce()>>);
 
@@ -380,7 +380,10 @@ where
     }
 
     /// Runs `hook` once the drain has completed, after any hook set before. A hook that panics
-    /// is caught: the others run and `serve` returns its report.
+    /// is caught: the others run and `serve` returns its report. If `serve`'s future is dropped
+    /// before it returns (which stops the server and force-closes its connections), the hooks
+    /// not run yet run when that drain completes, as the connections' tasks let their requests
+    /// go; they are dropped unrun (caught) only if it never completes (a leak).
     pub fn after_drain(mut self, hook: impl FnOnce() + 'static) -> Self {
         self.after_drain.push(hook);
         self
@@ -415,6 +418,8 @@ where
     /// Dropping the future before it returns (a `select!` on Ctrl-C, a timeout, an aborted
     /// task) leaves no server to drain the connections: admission closes (a late request is
     /// refused `503`) and every connection is force-closed, its request ending *force closed*.
+    /// The [`after_drain`](HyperServer::after_drain) hooks not run yet run when that drain
+    /// completes, as the connections' tasks let their requests go.
     ///
     /// `stop` is polled caught: if it panics, the panic is counted in `stats.panics` and the
     /// stop begins as if it had resolved. It is dropped caught too (its `Drop` may panic): the
@@ -517,6 +522,7 @@ where
             shared: &shared,
             connections: &connections,
             armed: Cell::new(true),
+            after_drain: Cell::new(Some(after_drain)),
         };
         // The embedder's stop and force futures: polled and dropped caught (QA embed18-4).
         let (never, tally) = (|| false, Rc::clone(&shared.tally));
@@ -589,6 +595,7 @@ where
             acceptor.let_lingering_finish(&forced).await;
         }
         abandoned.armed.set(false);
+        let after_drain = abandoned.after_drain.take().unwrap_or_default();
         if drain.is_complete() {
             after_drain.run();
         } else {
@@ -606,11 +613,14 @@ where
 /// the future: a `select!` on Ctrl-C, a timeout, an aborted task; or a hook panicked), no
 /// server is left to stop the connections' tasks, which hold the core and would go on
 /// admitting. So it stops the core (a late request is refused `503`) and force-closes every
-/// connection (each request still out ends *force closed*).
+/// connection (each request still out ends *force closed*). The `after_drain` hooks not run
+/// yet run when that drain completes, as the tasks let their bundles go (a runtime's
+/// `server.stop()` promise resolves; QA embed20-5): before, they were dropped unrun.
 struct Abandoned<'a, E: Engine, C: Recycle, H, S> {
     shared: &'a Rc<Shared<E, C, H, S>>,
     connections: &'a Rc<Connections>,
     armed: Cell<bool>,
+    after_drain: Cell<Option<Hooks>>,
 }
 
 impl<E: Engine, C: Recycle, H, S> Drop for Abandoned<'_, E, C, H, S> {
@@ -619,7 +629,10 @@ impl<E: Engine, C: Recycle, H, S> Drop for Abandoned<'_, E, C, H, S> {
             let tally = &self.shared.tally;
             tally.set_stopping();
             tally.set_force_closing();
-            drop(self.shared.core.stop());
+            let drain = self.shared.core.stop();
+            if let Some(hooks) = self.after_drain.take() {
+                drain.on_complete(move || hooks.run());
+            }
             self.connections.abort_all();
         }
     }
