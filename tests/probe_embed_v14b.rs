@@ -414,38 +414,7 @@ fn a_serve_future_dropped_mid_drain_drops_its_hooks_caught() {
     quiet::quiet_panics();
     let dropped = Arc::new(AtomicUsize::new(0));
     let capture = PanicsOnDrop(Arc::clone(&dropped));
-    let entered = Arc::new(AtomicUsize::new(0));
-    let counts = Arc::clone(&entered);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let (client_tx, client_rx) = mpsc::channel();
-    let ran = drop_serve_when(
-        move |core| {
-            let options = Options::default().drain_timeout(Duration::from_secs(3600));
-            HyperServer::new(core, holds(counts))
-                .options(options)
-                .after_stop(move || {
-                    let _ = stopped_tx.send(());
-                })
-                .after_drain(move || drop(capture))
-        },
-        move |addr| {
-            let client = send_get(addr);
-            wait_until("the request to be admitted", || {
-                entered.load(Ordering::SeqCst) == 1
-            });
-            let _ = stop_tx.send(());
-            // Kept open until the test ends: the request stays out.
-            let _ = client_tx.send(client);
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-        || async {
-            let _ = stopped_rx.await;
-        },
-    );
-    let _client = client_rx.recv_timeout(HANG);
+    let ran = drop_serve_mid_drain(vec![Box::new(move || drop(capture))]);
     assert!(
         matches!(ran, Ok(false)),
         "a panic escaped the drop of serve's future (or serve returned): {ran:?}"
@@ -457,34 +426,24 @@ fn a_serve_future_dropped_mid_drain_drops_its_hooks_caught() {
     );
 }
 
-/// QA embed20-5. `serve`'s future dropped mid-drain (its stop has run, a request is still
-/// out) force-closes the connections; the drain that drop completes, as the aborted tasks
-/// let their requests go, runs the `after_drain` hooks not run yet (a runtime resolves its
-/// `server.stop()` promise there, as a `Session` dropped mid-stop runs them: QA embed20-2).
-/// Before, they were dropped unrun and the promise never resolved.
-#[test]
-fn a_serve_future_dropped_mid_drain_runs_its_after_drain_hooks_when_the_drain_completes() {
+/// Serves with `after_drain` hooks and a handler that holds its request; once the request is
+/// admitted, stops, and drops `serve`'s future as soon as the stop has run (the drain under
+/// way, the request still out). The client is kept open until the drop is over.
+fn drop_serve_mid_drain(hooks: Vec<Box<dyn FnOnce() + Send>>) -> std::thread::Result<bool> {
     let entered = Arc::new(AtomicUsize::new(0));
     let counts = Arc::clone(&entered);
-    let hooks_ran = Arc::new(AtomicUsize::new(0));
-    let (first, second) = (Arc::clone(&hooks_ran), Arc::clone(&hooks_ran));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let (client_tx, client_rx) = mpsc::channel();
     let ran = drop_serve_when(
         move |core| {
             let options = Options::default().drain_timeout(Duration::from_secs(3600));
-            HyperServer::new(core, holds(counts))
+            let server = HyperServer::new(core, holds(counts))
                 .options(options)
                 .after_stop(move || {
                     let _ = stopped_tx.send(());
-                })
-                .after_drain(move || {
-                    first.fetch_add(1, Ordering::SeqCst);
-                })
-                .after_drain(move || {
-                    second.fetch_add(1, Ordering::SeqCst);
-                })
+                });
+            hooks.into_iter().fold(server, HyperServer::after_drain)
         },
         move |addr| {
             let client = send_get(addr);
@@ -492,7 +451,7 @@ fn a_serve_future_dropped_mid_drain_runs_its_after_drain_hooks_when_the_drain_co
                 entered.load(Ordering::SeqCst) == 1
             });
             let _ = stop_tx.send(());
-            // Kept open until the test ends: the request stays out until its task is aborted.
+            // Kept open until the drop is over: the request stays out until its task ends.
             let _ = client_tx.send(client);
         },
         async {
@@ -503,6 +462,26 @@ fn a_serve_future_dropped_mid_drain_runs_its_after_drain_hooks_when_the_drain_co
         },
     );
     let _client = client_rx.recv_timeout(HANG);
+    ran
+}
+
+/// QA embed20-5. `serve`'s future dropped mid-drain (its stop has run, a request is still
+/// out) force-closes the connections; the drain that drop completes, as the aborted tasks
+/// let their requests go, runs the `after_drain` hooks not run yet (a runtime resolves its
+/// `server.stop()` promise there, as a `Session` dropped mid-stop runs them: QA embed20-2).
+/// Before, they were dropped unrun and the promise never resolved.
+#[test]
+fn a_serve_future_dropped_mid_drain_runs_its_after_drain_hooks_when_the_drain_completes() {
+    let hooks_ran = Arc::new(AtomicUsize::new(0));
+    let (first, second) = (Arc::clone(&hooks_ran), Arc::clone(&hooks_ran));
+    let ran = drop_serve_mid_drain(vec![
+        Box::new(move || {
+            first.fetch_add(1, Ordering::SeqCst);
+        }),
+        Box::new(move || {
+            second.fetch_add(1, Ordering::SeqCst);
+        }),
+    ]);
     assert!(
         matches!(ran, Ok(false)),
         "serve returned or panicked: {ran:?}"
