@@ -185,19 +185,7 @@ fn a_slow_head_after_probes_read_past_max_head_gets_408_on_both_stacks() {
                 .unwrap_or_else(|e| panic!("{stack}: probe {i}: {e}"));
             assert_eq!((answer.status, answer.closes()), (200, false), "{stack}");
         }
-        std::thread::sleep(Duration::from_millis(100));
-        client.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
-        let timed_out = util::strict::read_for(client.reader_mut(), "GET")
-            .unwrap_or_else(|e| panic!("{stack}: the slow head's answer: {e}"));
-        assert_eq!(
-            (timed_out.status, timed_out.closes()),
-            (408, true),
-            "{stack}: {timed_out:?}"
-        );
-        client.expect_nothing_more(true, Duration::from_millis(200));
-        let (json, ok) = serve.signal_and_wait("TERM");
-        assert!(ok, "{stack}: {json}");
-        assert_eq!(field(&json, "rejected"), 1.0, "{stack}: {json}");
+        a_slow_head_gets_408_and_one_rejection(stack, serve, client);
     }
 }
 
@@ -220,18 +208,24 @@ fn a_slow_head_after_empty_lines_past_max_head_gets_408_on_both_stacks() {
         let answer = client.answer("GET");
         assert_eq!((answer.status, answer.closes()), (200, false), "{stack}");
         client.send("\r\n".repeat(4600).as_bytes());
-        std::thread::sleep(Duration::from_millis(100));
-        client.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
-        let timed_out = util::strict::read_for(client.reader_mut(), "GET")
-            .unwrap_or_else(|e| panic!("{stack}: the slow head's answer: {e}"));
-        assert_eq!(
-            (timed_out.status, timed_out.closes()),
-            (408, true),
-            "{stack}: {timed_out:?}"
-        );
-        client.expect_nothing_more(true, Duration::from_millis(200));
-        let (json, ok) = serve.signal_and_wait("TERM");
-        assert!(ok, "{stack}: {json}");
-        assert_eq!(field(&json, "rejected"), 1.0, "{stack}: {json}");
+        a_slow_head_gets_408_and_one_rejection(stack, serve, client);
     }
+}
+
+/// After a pause, a head that never ends: `408` + close at the request timeout, nothing more,
+/// and that `408` the one rejection in the exit JSON.
+fn a_slow_head_gets_408_and_one_rejection(stack: &str, serve: Serve, mut client: StrictClient) {
+    std::thread::sleep(Duration::from_millis(100));
+    client.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
+    let timed_out = util::strict::read_for(client.reader_mut(), "GET")
+        .unwrap_or_else(|e| panic!("{stack}: the slow head's answer: {e}"));
+    assert_eq!(
+        (timed_out.status, timed_out.closes()),
+        (408, true),
+        "{stack}: {timed_out:?}"
+    );
+    client.expect_nothing_more(true, Duration::from_millis(200));
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{stack}: {json}");
+    assert_eq!(field(&json, "rejected"), 1.0, "{stack}: {json}");
 }
