@@ -199,15 +199,19 @@ impl<C: Recycle, R> Admitted<C, R> {
         self.release(outcome);
     }
 
-    /// Which request this is, while it is out: its pooled slot's address (no other bundle out
-    /// holds that slot; 0 once released). For an adapter to tell its request's bundle from
-    /// another's in one compare.
+    /// Whether `signal` is this request's abort signal: for an adapter that keeps a handle of
+    /// its request's signal to tell that request's bundle from another's in one compare. A
+    /// signal's state goes to another request only once no handle of it is left, so while the
+    /// caller holds `signal` no other bundle's signal is it, whatever was released meanwhile
+    /// (the pooled slot is not such an identity: a released bundle's slot is the next
+    /// admission's at once). False once released.
     #[cfg(feature = "hyper")]
     #[inline]
-    pub(crate) fn identity(&self) -> usize {
+    pub(crate) fn has_signal(&self, signal: &AbortSignal) -> bool {
         self.slot
             .as_deref()
-            .map_or(0, |slot| std::ptr::from_ref(slot).addr())
+            .and_then(|slot| slot.lease.as_ref())
+            .is_some_and(|lease| lease.signal.same_as(signal))
     }
 
     /// The request's abort signal.

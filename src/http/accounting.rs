@@ -410,6 +410,17 @@ impl<T: 'static> Guarded<Embedded<T>, NoScope> {
     }
 }
 
+/// `Guarded`'s `this` while its `ScopeProvider` runs: let go if the provider panics (it is
+/// forgotten when the scope returns).
+struct LetGoOnUnwind<'a, T>(&'a mut Option<T>);
+
+impl<T> Drop for LetGoOnUnwind<'_, T> {
+    #[cold]
+    fn drop(&mut self) {
+        *self.0 = None;
+    }
+}
+
 /// The handler's `this` is the strong handle the proof holds
 /// ([`Live::wrapper`](crate::Live::wrapper)), kept from the upgrade until the connection's
 /// read is all handled ([`read_ended`](Accounting::read_ended)): the requests pipelined in one
@@ -426,14 +437,16 @@ where
     #[inline(always)]
     fn admit(&mut self) -> Result<Self::Held, Refusal> {
         let core = &self.core;
-        let this = &mut self.this;
-        self.scope.with_scope(|scope| {
+        // Let go if the `ScopeProvider` panics, before its closure runs or after: as a
+        // refusal lets it go (QA embed21-2). Forgotten on return: nothing on the common path.
+        let this = LetGoOnUnwind(&mut self.this);
+        let admitted = self.scope.with_scope(|scope| {
             // The strong handle the last request of the same read was admitted with (its
             // `this`, kept until `read_ended`) is the proof again while the ledger is plain:
             // not stopped, so the wrapper cell is still strong and an upgrade would only clone
             // it. Else (the first request of a read, a stop, a trace) upgrade first: a
             // finalized wrapper is a 503 that has taken nothing.
-            let live = match this.take() {
+            let live = match this.0.take() {
                 Some(kept) if core.shared().ledger.is_plain() => Live::new(core, kept),
                 kept => {
                     drop(kept);
@@ -441,9 +454,11 @@ where
                 }
             };
             let held = live.admit(|_ctx| Ok(()))?;
-            *this = Some(live.into_wrapper());
+            *this.0 = Some(live.into_wrapper());
             Ok(held)
-        })
+        });
+        std::mem::forget(this);
+        admitted
     }
 
     fn signal(held: &Self::Held) -> Option<&AbortSignal> {
@@ -461,7 +476,8 @@ where
 
     /// `this` is kept for the next request of the same pass over the input (see `admit`),
     /// and let go when the pass's requests are all handled, at a stop, or when an admission is
-    /// refused.
+    /// refused or panics (its [`ScopeProvider`] panicking before or after it runs the
+    /// admission: the unwinding drops it).
     #[inline]
     fn read_ended(&mut self) {
         self.this = None;

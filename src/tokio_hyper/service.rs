@@ -170,7 +170,6 @@ where
         match caught(|| self.admit()).unwrap_or(Err(Refusal::PANICKED)) {
             Ok((this, admitted)) => {
                 let signal = admitted.signal().clone();
-                let own = admitted.identity();
                 let body_rule = BodyRule::of(request.method());
                 let bundle = Bundle::new(admitted, Rc::clone(&conn));
                 if let Some(activity) = &conn.activity {
@@ -181,7 +180,7 @@ where
                 // (dropped while unwinding) ending *dropped*.
                 let handler = &self.shared.handler;
                 match caught(|| handler.call(this, request, bundle)) {
-                    Some(handler) => Dispatch::handling(handler, (signal, own), conn, body_rule),
+                    Some(handler) => Dispatch::handling(handler, signal, conn, body_rule),
                     None => {
                         drop(signal);
                         if let Some(activity) = &conn.activity {
@@ -270,8 +269,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         /// The handler runs; `signal` is its request's, to fire if hyper drops it first, and
-        /// `own` its bundle's identity (`Admitted::identity`).
-        Handling { #[pin] handler: F, signal: AbortSignal, own: usize },
+        /// to tell its bundle from another's (`Admitted::has_signal`).
+        Handling { #[pin] handler: F, signal: AbortSignal },
         /// An answer of the adapter's own, taking nothing.
         Fixed { answer: Fixed },
         /// A health probe's answer, given once its request's body is read and dropped (the
@@ -284,18 +283,9 @@ pin_project! {
 
 impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
     #[inline]
-    fn handling(
-        handler: F,
-        (signal, own): (AbortSignal, usize),
-        conn: Rc<Conn>,
-        body_rule: BodyRule,
-    ) -> Self {
+    fn handling(handler: F, signal: AbortSignal, conn: Rc<Conn>, body_rule: BodyRule) -> Self {
         Dispatch {
-            state: State::Handling {
-                handler,
-                signal,
-                own,
-            },
+            state: State::Handling { handler, signal },
             conn,
             body_rule,
             _body: std::marker::PhantomData,
@@ -367,12 +357,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<B, C>> {
         let mut this = self.project();
         let tally = &this.conn.tally;
-        let (handler, signal, own) = match this.state.as_mut().project() {
-            StateProj::Handling {
-                handler,
-                signal,
-                own,
-            } => (handler, signal, *own),
+        let (handler, signal) = match this.state.as_mut().project() {
+            StateProj::Handling { handler, signal } => (handler, signal),
             StateProj::Fixed { answer } => {
                 let answer = *answer;
                 this.conn.unadmitted_given();
@@ -394,7 +380,7 @@ where
             Ok(response) => response,
             Err(failure) => failed(failure, signal, tally),
         };
-        if !holds_own_bundle(&response, own) {
+        if !holds_own_bundle(&response, signal) {
             watch_own_request(signal, tally); // another request's bundle answers it
             response.body_mut().written_on(this.conn); // ... on this connection
         }
@@ -501,16 +487,19 @@ fn failed<B: hyper::body::Body, C: Recycle>(
 
 /// Whether the handler answers with its own request's bundle (or none: an answer that cannot
 /// hold one). A handler may answer with another request's (`other.respond(..)`: a runtime whose
-/// response was made from the wrong request object), while its own lives on elsewhere.
+/// response was made from the wrong request object), while its own lives on elsewhere, or
+/// has ended: a bundle is told by its signal, `own` (the dispatch's handle of its request's),
+/// not by its pooled slot, which the handler's own bundle, dropped, gave to the next
+/// admission at once (QA embed21-1).
 #[inline]
 fn holds_own_bundle<B: hyper::body::Body, C: Recycle>(
     response: &Response<GuardedBody<B, C>>,
-    own: usize,
+    own: &AbortSignal,
 ) -> bool {
     response
         .body()
         .bundle()
-        .is_none_or(|bundle| bundle.admitted().identity() == own)
+        .is_none_or(|bundle| bundle.admitted().has_signal(own))
 }
 
 /// The request's answer is counted at its head (`served`, a `500` or another request's

@@ -1,0 +1,299 @@
+//! QA probes, round 21, of the public API as a hostile or careless embedder uses it: a hyper
+//! handler that drops its own bundle and answers with another request's bundle that took the
+//! same pool slot, a `Guarded` whose `ScopeProvider` panics, and the re-entrant and panicking
+//! user callbacks previous rounds did not try. Public API only. Each test that found a bug
+//! failed on `main` before its fix (the test's doc says so); the others pin a documented
+//! behaviour no other test pinned.
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+#[path = "util/quiet.rs"]
+mod quiet;
+mod util;
+
+use std::time::Duration;
+
+/// How long a probe waits for a call that hangs on a broken build.
+const HANG: Duration = Duration::from_secs(20);
+
+mod hyper_reused_slot {
+    use super::*;
+    use bytes::Bytes;
+    use hyper::body::{Body, Frame, Incoming, SizeHint};
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
+    use reqguard::Config;
+    use std::cell::RefCell;
+    use std::convert::Infallible;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::sync::{mpsc, Arc};
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+    use tokio::sync::Notify;
+    use util::bounded;
+    use util::hyper_thread::HyperThread;
+
+    /// A body of an exact length (its `size_hint`): `first` at once, the rest as the test
+    /// sends it.
+    struct Gated {
+        first: Option<Bytes>,
+        rest: UnboundedReceiver<Bytes>,
+        left: u64,
+    }
+
+    impl Gated {
+        fn new(first: &'static [u8], total: u64) -> (Gated, UnboundedSender<Bytes>) {
+            let (tx, rest) = unbounded_channel();
+            let first = Some(Bytes::from_static(first));
+            (
+                Gated {
+                    first,
+                    rest,
+                    left: total,
+                },
+                tx,
+            )
+        }
+    }
+
+    impl Body for Gated {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            let data = match self.first.take() {
+                Some(data) => data,
+                None => match self.rest.poll_recv(cx) {
+                    Poll::Ready(Some(data)) => data,
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            self.left -= data.len() as u64;
+            Poll::Ready(Some(Ok(Frame::data(data))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.left == 0
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.left)
+        }
+    }
+
+    /// Reads from `stream` until `buf` holds `want` bytes past the end of the first head in
+    /// it (or the stream ends: what came).
+    fn read_past_head(stream: &mut TcpStream, buf: &mut Vec<u8>, want: usize) {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if buf.len() >= end + 4 + want {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The first answer in `buf`, whole (its head and its `content-length` body), taken out.
+    fn take_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+        read_past_head(stream, buf, 0);
+        let text = String::from_utf8_lossy(buf).into_owned();
+        let length = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|n| n.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        read_past_head(stream, buf, length);
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + length;
+        String::from_utf8_lossy(&buf.drain(..end).collect::<Vec<u8>>()).into_owned()
+    }
+
+    /// QA embed21-1 (G8, G9). hyper adapter: the "Not closed" of round 20 (docs/hyper.md).
+    /// The dispatch told the answer's bundle from the handler's own by the address of its
+    /// pool slot, taken at admission. A handler (`/swap`, connection X) drops its own bundle
+    /// (a runtime's `Request` collected early) and waits; its slot goes back to the pool and
+    /// the next admission takes it (the pool holds one slot: always the same one), a request
+    /// of connection Y that lends its bundle (`/lend`, answered `500`, its bundle kept). Y then
+    /// streams an answer of exact length 10 (`/stream`: 5 bytes, then 5 when the test says)
+    /// while X's handler answers with the lent bundle (3 bytes). The dispatch took that bundle
+    /// for X's own (same slot), so it was not moved to X (QA embed20-3): its body's length was
+    /// judged against Y's state, which Y's stream was using, and Y's correct answer was broken
+    /// off after "hello" and ended *dropped*. Now a bundle is told by its abort signal, of
+    /// which the dispatch holds a handle: no other request gets that signal while it does.
+    /// Before the fix: Y read "hello" and EOF; outcomes completed 1, dropped 2.
+    #[test]
+    fn an_answer_with_a_bundle_that_took_the_handlers_own_slot_is_moved_too() {
+        let (dropped_tx, dropped_rx) = mpsc::channel::<()>();
+        let (gate_tx, gate_rx) = mpsc::channel::<UnboundedSender<Bytes>>();
+        let go = Arc::new(Notify::new());
+        let go_handler = Arc::clone(&go);
+        let config = Config::default().with_pool_capacity(1).unwrap();
+        let server = HyperThread::spawn_with(config, move |core| {
+            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
+                let lent = Rc::clone(&lent);
+                let gate_tx = gate_tx.clone();
+                let dropped_tx = dropped_tx.clone();
+                let go = Arc::clone(&go_handler);
+                let path = request.uri().path().to_owned();
+                async move {
+                    match path.as_str() {
+                        "/lend" => {
+                            *lent.borrow_mut() = Some(bundle);
+                            Err::<Reply<Gated>, HandlerError>("lent its bundle".into())
+                        }
+                        "/stream" => {
+                            let (body, rest) = Gated::new(b"hello", 10);
+                            gate_tx.send(rest).unwrap();
+                            Ok(bundle.respond(hyper::Response::new(body)))
+                        }
+                        _ => {
+                            drop(bundle); // its slot is free for the next admission
+                            dropped_tx.send(()).unwrap();
+                            go.notified().await;
+                            let other = lent.borrow_mut().take().expect("lent first");
+                            let (body, _) = Gated::new(b"abc", 3);
+                            Ok(other.respond(hyper::Response::new(body)))
+                        }
+                    }
+                }
+            };
+            HyperServer::new(core, handler)
+        });
+        let mut x = TcpStream::connect(server.addr).unwrap();
+        x.set_read_timeout(Some(HANG)).unwrap();
+        x.write_all(b"GET /swap HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        dropped_rx.recv_timeout(HANG).unwrap();
+        let mut y = TcpStream::connect(server.addr).unwrap();
+        y.set_read_timeout(Some(HANG)).unwrap();
+        y.write_all(b"GET /lend HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut ybuf = Vec::new();
+        let lent = take_answer(&mut y, &mut ybuf);
+        assert!(lent.starts_with("HTTP/1.1 500"), "{lent}");
+        y.write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        read_past_head(&mut y, &mut ybuf, 5);
+        let rest = gate_rx.recv_timeout(HANG).unwrap();
+        go.notify_one();
+        let mut xbuf = Vec::new();
+        let swapped = take_answer(&mut x, &mut xbuf);
+        assert!(swapped.starts_with("HTTP/1.1 200"), "{swapped}");
+        assert!(swapped.ends_with("\r\n\r\nabc"), "{swapped:?}");
+        rest.send(Bytes::from_static(b"world")).unwrap();
+        read_past_head(&mut y, &mut ybuf, 10);
+        let text = String::from_utf8_lossy(&ybuf).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\nhelloworld"),
+            "Y's answer was cut: {text:?}"
+        );
+        drop((x, y));
+        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let outcomes = &report.outcomes;
+        assert_eq!(
+            (outcomes.total(), outcomes.completed, outcomes.dropped),
+            (3, 2, 1),
+            "{report}"
+        );
+    }
+}
+
+mod guarded_scope_panics {
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::http::{Accounting, Guarded, ScopeProvider};
+    use reqguard::{Config, DowngradePolicy, Refusal, ServerCore};
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::rc::Rc;
+
+    /// When the scope panics: not at all, before it runs the admission, or after.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum When {
+        Never,
+        Before,
+        After,
+    }
+
+    /// A scope provider (an embedder's `HandleScope`) that panics when told to.
+    struct Panicky(Rc<Cell<When>>);
+
+    impl ScopeProvider<Embedded<&'static str>> for Panicky {
+        fn with_scope<R>(&mut self, f: impl FnOnce(&mut ()) -> R) -> R {
+            match self.0.get() {
+                When::Never => f(&mut ()),
+                When::Before => panic!("before the admission, the scope panics"),
+                When::After => {
+                    let result = f(&mut ());
+                    drop(result);
+                    panic!("after the admission, the scope panics")
+                }
+            }
+        }
+    }
+
+    /// QA embed21-2 (G5, docs). `Guarded::read_ended`'s doc says the handler's `this` (the
+    /// strong handle kept for the next request of the same pass) is let go "when an admission
+    /// is refused": a `ScopeProvider` that panicked before running the admission left it in
+    /// place (the closure that takes it never ran), so an embedder driving the accounting
+    /// itself, whose admission panicked, kept the wrapper alive: stopped through its core
+    /// (`OnStop`: the downgrade) and collected, the wrapper was not finalized. Now `this` is
+    /// let go if the scope unwinds: a panic before or after the admission drops it (a panic
+    /// after it also drops the bundle taken: *dropped*). Before the fix: `When::Before` left the wrapper alive
+    /// (finalized false), `When::After` too (`this` set inside the closure).
+    #[test]
+    fn a_panicking_scope_provider_does_not_keep_the_wrapper_alive() {
+        crate::quiet::quiet_panics();
+        for when in [When::Before, When::After] {
+            let heap = Heap::new();
+            let wrapper = heap.alloc("server");
+            let weak = wrapper.downgrade();
+            let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+            let mode = Rc::new(Cell::new(When::Never));
+            let mut guarded = Guarded::new(
+                ServerCore::embedded(wrapper, config),
+                Panicky(Rc::clone(&mode)),
+            );
+            // A request of the pass: its `this` is kept for the next.
+            let held = guarded.admit().expect("admitted");
+            held.complete();
+            mode.set(when);
+            let panicked = catch_unwind(AssertUnwindSafe(|| guarded.admit())).is_err();
+            assert!(panicked, "{when:?}");
+            // The embedder stops through the core (the downgrade) and collects.
+            let drain = guarded.core().stop();
+            assert!(drain.is_complete(), "{when:?}");
+            heap.collect();
+            assert!(
+                weak.is_finalized(),
+                "{when:?}: the panicking admission kept the wrapper alive"
+            );
+            mode.set(When::Never);
+            assert_eq!(guarded.admit().unwrap_err(), Refusal::WRAPPER_FINALIZED);
+            let outcomes = guarded.core().ledger().outcomes();
+            let dropped = u64::from(when == When::After);
+            assert_eq!(
+                (outcomes.completed, outcomes.dropped),
+                (1, dropped),
+                "{when:?}"
+            );
+            guarded.core().ledger().assert_quiescent();
+        }
+    }
+}
