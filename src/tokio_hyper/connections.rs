@@ -310,6 +310,20 @@ impl Conn {
         self.body_may_follow.set(body);
     }
 
+    /// The body of the last request hyper parsed was read to its end (its route saw hyper's
+    /// `Incoming` end: hyper's decoder has taken the last of it, and reads the socket for a
+    /// head from here on): no body follows ([`Conn::body_may_follow`]), and the count against
+    /// `max_head` begins again ([`Conn::head_room`]), so a head past it after a request with a
+    /// body is refused at once, as after any other. Before, it waited for hyper's header
+    /// timeout (QA client21-2). Bytes of the next head read with the body's last ones are not
+    /// counted (hyper's buffer is not the adapter's to measure): a head that came with them
+    /// is refused once the bytes read after them pass `max_head`, or at the header timeout.
+    #[cold]
+    pub(crate) fn body_ended(&self) {
+        self.body_may_follow.set(false);
+        self.head_room.set(self.max_head);
+    }
+
     /// `bytes` were read from the socket for hyper.
     #[inline]
     pub(crate) fn read_for_hyper(&self, bytes: usize) {

@@ -335,7 +335,12 @@ impl BodyLeft {
         use hyper::body::Body as _;
         loop {
             let len = match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Ready(None) => return Poll::Ready(BodyEnd::Whole),
+                Poll::Ready(None) => {
+                    if let Some(conn) = conn {
+                        conn.body_ended();
+                    }
+                    return Poll::Ready(BodyEnd::Whole);
+                }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => data.len(),
                     Err(frame) if frame.trailers_ref().is_some_and(HeaderMap::is_empty) => {
@@ -559,10 +564,14 @@ impl hyper::body::Body for Counted {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.conn.body_arrived(data.len());
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.conn.body_arrived(data.len());
+                }
             }
+            Poll::Ready(None) => self.conn.body_ended(),
+            _ => {}
         }
         polled
     }

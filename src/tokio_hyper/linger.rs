@@ -178,9 +178,18 @@ impl LingeringIo {
     /// for a client gone mid-answer (`mid_message_detect_eof`), dropping the rest of an answer
     /// already made (and counted). Once written, the end of input ends the connection as
     /// before; a client that reads nothing is still cut by the send rate rule.
+    ///
+    /// A head past `max_head` that the end of input follows at once (`printf ... | nc -q`, a
+    /// client that shuts its write side after a huge head) is refused as one that waits
+    /// ([`Self::head_past_limit`]): hyper then read on to the end without a read that waited,
+    /// and closed the connection unanswered on the incomplete head, where the mio loops answer
+    /// `431` (`414`, `501`) (QA client21-1).
     #[cold]
     #[inline(never)]
     fn end_of_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.conn.head_overdrawn() && self.end_reads_past_limit() {
+            return Poll::Ready(Ok(()));
+        }
         if self.eof_seen {
             if self.stalling {
                 return Poll::Pending;
@@ -460,17 +469,28 @@ impl LingeringIo {
     #[inline(never)]
     fn head_past_limit(&mut self) -> Poll<io::Result<()>> {
         self.covered = true;
-        let conn = &self.conn;
-        if conn.inside_a_request() {
-            conn.head_began();
+        if self.conn.inside_a_request() {
+            self.conn.head_began();
             return Poll::Pending;
         }
-        if conn.write_is_pending() || !conn.reads_as_usual() {
-            return Poll::Pending;
+        match self.end_reads_past_limit() {
+            true => Poll::Ready(Ok(())),
+            false => Poll::Pending,
+        }
+    }
+
+    /// hyper's reads end for a head counted past `max_head` ([`Reads::HeadTooLong`]), unless
+    /// hyper is inside a request, an answer's write waits, or the server ends its reads
+    /// otherwise already. Returns whether they ended.
+    #[cold]
+    fn end_reads_past_limit(&mut self) -> bool {
+        let conn = &self.conn;
+        if conn.inside_a_request() || conn.write_is_pending() || !conn.reads_as_usual() {
+            return false;
         }
         conn.set_reads(Reads::HeadTooLong);
         self.reads_ended = true;
-        Poll::Ready(Ok(()))
+        true
     }
 }
 

@@ -1,0 +1,177 @@
+//! qa-client21, round 21: the stack differences round 20 left (docs/server.md "Not done"), as
+//! a hostile client sees them through `reqguard-demo serve` (the process a user runs). Answers
+//! are read by the strict client (tests/util/strict.rs).
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::net::Shutdown;
+use std::time::Duration;
+
+use util::serve::{field, Serve};
+use util::strict::StrictClient;
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// Timeouts far past the client's read timeout (`util::READ_TIMEOUT`, 10 s): an answer that
+/// waits for one is never read.
+const SLOW_TIMEOUTS: &str = "--request-timeout-ms 60000 --idle-timeout-ms 60000";
+
+/// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to
+/// which method: `431` when the request line has ended, `414` when the target has not, `501`
+/// when the method has not (to a `HEAD`, the explanation's length alone).
+fn heads_past_max_head() -> [(String, &'static str, u16, &'static str); 4] {
+    let long = "a".repeat(9000);
+    [
+        (
+            format!("GET / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
+            "GET",
+            431,
+            "Request Header Fields Too Large",
+        ),
+        (format!("GET /{long}"), "GET", 414, "URI Too Long"),
+        (long.to_uppercase(), "GET", 501, "Not Implemented"),
+        (
+            format!("HEAD / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
+            "HEAD",
+            431,
+            "",
+        ),
+    ]
+}
+
+/// QA client21-1. A head past `max_head` followed at once by the client's FIN (`printf ... |
+/// nc -q 5`, a Python client that shuts its write side after sending) is refused as one that
+/// waits: the client reads its `431` (`414`, `501`) + close, counted `rejected`, on a new
+/// connection or after an answer, on both stacks. Before, hyper read on to the end of input
+/// without a read that waited (where the adapter counts the head against `max_head`) and closed
+/// the connection unanswered on the incomplete head (mio answers it).
+#[test]
+fn a_head_past_max_head_then_the_clients_fin_is_answered_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start("", &format!("{stack} {SLOW_TIMEOUTS}"));
+        let mut rejected = 0.0;
+        let mut served = 0.0;
+        for (head, method, status, text) in &heads_past_max_head() {
+            for after_an_answer in [false, true] {
+                let shown = format!("{stack}, {status}, after an answer {after_an_answer}");
+                let mut client = StrictClient::connect(serve.addr);
+                if after_an_answer {
+                    client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+                    let first = client.answer("GET");
+                    assert_eq!((first.status, first.closes()), (200, false), "{shown}");
+                    served += 1.0;
+                }
+                client.send(head.as_bytes());
+                client.reader_mut().get_ref().shutdown(Shutdown::Write).unwrap();
+                let refused = client.answer(method);
+                assert_eq!(
+                    (refused.status, refused.text(), refused.closes()),
+                    (*status, *text, true),
+                    "{shown}: {refused:?}"
+                );
+                client.expect_nothing_more(true, Duration::ZERO);
+                rejected += 1.0;
+            }
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), rejected, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), served, "{stack}: {json}");
+    }
+}
+
+/// QA client21-2. After a request with a body on its connection (read by every demo route:
+/// `/echo` with a length or chunked, small and past `max_head`, `GET /`, `/delay`, a `404`, a
+/// health probe), a head past `max_head` is refused at once on both stacks, as on a new
+/// connection, whether it waits for more or the client's FIN follows it. Before, hyper took
+/// its bytes for the body it might still read and waited for its header timeout (here a
+/// minute: the client's read timed out).
+#[test]
+fn a_head_past_max_head_after_a_request_with_a_body_is_refused_at_once_on_both_stacks() {
+    let upload = "b".repeat(30_000);
+    let befores: [(String, &str, u16); 7] = [
+        (
+            "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc".into(),
+            "POST",
+            200,
+        ),
+        (
+            format!(
+                "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{upload}",
+                upload.len()
+            ),
+            "POST",
+            200,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                .into(),
+            "POST",
+            200,
+        ),
+        (
+            "GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello".into(),
+            "GET",
+            200,
+        ),
+        (
+            "GET /delay?ms=1 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello".into(),
+            "GET",
+            200,
+        ),
+        (
+            "POST /nope HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello".into(),
+            "POST",
+            404,
+        ),
+        (
+            "GET /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello".into(),
+            "GET",
+            200,
+        ),
+    ];
+    let heads = heads_past_max_head();
+    for stack in STACKS {
+        let serve = Serve::start("", &format!("{stack} {SLOW_TIMEOUTS}"));
+        let mut rejected = 0.0;
+        for (before, before_method, before_status) in &befores {
+            for (head, method, status, text) in [&heads[0], &heads[3]] {
+                for fin in [false, true] {
+                    let shown = format!("{stack}, {before:.30}, {status} {method}, FIN {fin}");
+                    let mut client = StrictClient::connect(serve.addr);
+                    client.send(before.as_bytes());
+                    let first = client.answer(before_method);
+                    assert_eq!(
+                        (first.status, first.closes()),
+                        (*before_status, false),
+                        "{shown}"
+                    );
+                    // In two parts: the head is past the limit only with the second.
+                    let (first, second) = head.as_bytes().split_at(4000);
+                    client.send(first);
+                    std::thread::sleep(Duration::from_millis(50));
+                    client.send(second);
+                    if fin {
+                        client.reader_mut().get_ref().shutdown(Shutdown::Write).unwrap();
+                    }
+                    let refused = client.answer(method);
+                    assert_eq!(
+                        (refused.status, refused.text(), refused.closes()),
+                        (*status, *text, true),
+                        "{shown}: {refused:?}"
+                    );
+                    client.expect_nothing_more(true, Duration::ZERO);
+                    rejected += 1.0;
+                }
+            }
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), rejected, "{stack}: {json}");
+        // Every route's answer but the health probe's (answered before admission).
+        assert_eq!(field(&json, "served"), 24.0, "{stack}: {json}");
+    }
+}
