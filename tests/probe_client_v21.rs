@@ -63,7 +63,11 @@ fn a_head_past_max_head_then_the_clients_fin_is_answered_on_both_stacks() {
                     served += 1.0;
                 }
                 client.send(head.as_bytes());
-                client.reader_mut().get_ref().shutdown(Shutdown::Write).unwrap();
+                client
+                    .reader_mut()
+                    .get_ref()
+                    .shutdown(Shutdown::Write)
+                    .unwrap();
                 let refused = client.answer(method);
                 assert_eq!(
                     (refused.status, refused.text(), refused.closes()),
@@ -154,7 +158,11 @@ fn a_head_past_max_head_after_a_request_with_a_body_is_refused_at_once_on_both_s
                     std::thread::sleep(Duration::from_millis(50));
                     client.send(second);
                     if fin {
-                        client.reader_mut().get_ref().shutdown(Shutdown::Write).unwrap();
+                        client
+                            .reader_mut()
+                            .get_ref()
+                            .shutdown(Shutdown::Write)
+                            .unwrap();
                     }
                     let refused = client.answer(method);
                     assert_eq!(
@@ -173,5 +181,79 @@ fn a_head_past_max_head_after_a_request_with_a_body_is_refused_at_once_on_both_s
         assert_eq!(field(&json, "rejected"), rejected, "{stack}: {json}");
         // Every route's answer but the health probe's (answered before admission).
         assert_eq!(field(&json, "served"), 24.0, "{stack}: {json}");
+    }
+}
+
+/// QA client21-3. The stop reaches a connection while an answer is on its way (an 8 MiB echo
+/// its client has not read: a 4 KiB receive buffer), and the client has sent, behind it, a
+/// head counted past `max_head` but within it (8,200 bytes of empty lines, which the limit does
+/// not count, then an unfinished head). Once the client reads the answer, the head is kept
+/// through the drain and answered `503` + close at the drain deadline, on both stacks, as the
+/// mio loops' close step answers it. Before, hyper gave the head back to a new hyper connection
+/// without keeping it (the count's path, not the stop's), so the deadline passed it by and the
+/// force step closed it unanswered.
+#[test]
+fn a_head_given_back_after_an_answer_the_stop_waited_for_gets_503_at_the_deadline_on_both_stacks() {
+    use std::io::{BufReader, Write};
+    use util::strict::read_for;
+
+    // Past what the server's socket takes (`tcp_wmem` lets it grow to 4 MiB): hyper holds the
+    // rest, its write waiting for the socket.
+    let body = vec![b'e'; 8 << 20];
+    for stack in STACKS {
+        let serve = Serve::start(
+            "",
+            &format!(
+                "{stack} {SLOW_TIMEOUTS} --max-body 8388608 --idle-linger-ms 100 --drain-timeout-ms 2000 --force-after-ms 2000"
+            ),
+        );
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&serve.addr.into()).unwrap();
+        let mut stream: std::net::TcpStream = socket.into();
+        stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
+        let ports = (serve.addr.port(), stream.local_addr().unwrap().port());
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        // The answer is on its way: the server's socket holds bytes the client has not taken.
+        util::wait_until("the echo fills the server's socket", || {
+            util::tcp_socket(ports.0, ports.1).is_some_and(|(_, unsent, _)| unsent > 0)
+        });
+        let mut behind = "\r\n".repeat(4100).into_bytes();
+        behind.extend_from_slice(b"GET / HTTP/1.1\r\nhost: x\r\n");
+        stream.write_all(&behind).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        util::serve::send_signal(serve.child.id(), "TERM");
+        // Past the stop's keep-alive step (100 ms of idle linger): the stop has reached the
+        // connection, whose answer is still on its way.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut reader = BufReader::new(stream);
+        let echoed = read_for(&mut reader, "POST").expect("the echo");
+        assert_eq!(
+            (echoed.status, echoed.text().len(), echoed.closes()),
+            (200, body.len(), false),
+            "{stack}"
+        );
+        let refused = read_for(&mut reader, "GET").expect("an answer at the drain deadline");
+        assert_eq!(
+            (refused.status, refused.closes()),
+            (503, true),
+            "{stack}: {refused:?}"
+        );
+        util::strict::expect_clean_eof(&mut reader).expect("a clean close");
+        let mut serve = serve;
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 1.0, "{stack}: {json}");
     }
 }

@@ -344,6 +344,17 @@ impl Conn {
         matches!(self.graceful.get(), Graceful::Watched | Graceful::Asked)
     }
 
+    /// Whether the stop's keep-alive step has reached it: keep-alive goes off once no answer
+    /// is on its way, or went off then (or a head in progress is kept through the stop).
+    #[cold]
+    pub(crate) fn stop_reached(&self) -> bool {
+        match self.graceful.get() {
+            Graceful::Draining | Graceful::Held => true,
+            Graceful::Done => self.tally.is_stopping(),
+            Graceful::Unwatched | Graceful::Watched | Graceful::Asked => false,
+        }
+    }
+
     /// When its last request was answered (or arrived, if still unanswered), from the
     /// activity record (`Options::record_activity`); `None` without one.
     fn last_answer(&self) -> Option<Instant> {

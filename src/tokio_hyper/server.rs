@@ -1118,6 +1118,21 @@ where
         Reads::HeadTooLong if past_max_head(&parts.read_buf, parts.service.max_head()) => Some(
             timed_out_head_answer(&parts.read_buf, parts.service.max_head()),
         ),
+        // The stop reached the connection while an answer was on its way, and the count
+        // ended hyper's reads as that answer went out: the head is the stop's to keep, as its
+        // keep-alive step keeps one (held: `503` + close at the drain deadline; an idle
+        // connection closes). Given back as before the stop, it was kept by no one: the drain
+        // deadline passed it by, and it was force-closed or timed out `408` where mio answers
+        // `503` (QA client21-3).
+        Reads::HeadTooLong if io.conn().stop_reached() => {
+            if parts.read_buf.is_empty() {
+                None
+            } else {
+                let io = io.replay(parts.read_buf);
+                let http1 = hyper_http1(options, false);
+                return Some(http1.serve_connection(TokioIo::new(io), parts.service));
+            }
+        }
         Reads::HeadTooLong => {
             let keep_alive = io.conn().keeps_alive();
             let io = io.give_back(parts.read_buf);
