@@ -1,7 +1,7 @@
 //! QA probes, round 21, of the public API as a hostile or careless embedder uses it: a hyper
 //! handler that drops its own bundle and answers with another request's bundle that took the
-//! same pool slot, a `Guarded` whose `ScopeProvider` panics, and the re-entrant and panicking
-//! user callbacks previous rounds did not try. Public API only. Each test that found a bug
+//! same pool slot, a `Guarded` whose `ScopeProvider` panics, and a hyper handler whose bundle
+//! another request's answer completed, still running when its client goes. Public API only. Each test that found a bug
 //! failed on `main` before its fix (the test's doc says so); the others pin a documented
 //! behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
@@ -294,6 +294,102 @@ mod guarded_scope_panics {
                 "{when:?}"
             );
             guarded.core().ledger().assert_quiescent();
+        }
+    }
+}
+
+mod hyper_completed_elsewhere {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use reqguard::tokio_hyper::{Bundle, HyperServer, Reply};
+    use reqguard::AbortReason;
+    use std::cell::RefCell;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::rc::Rc;
+    use std::sync::mpsc;
+    use util::bounded;
+    use util::hyper_thread::HyperThread;
+
+    /// QA embed21-3 (G8). hyper adapter: a handler (`/lend`, connection X) gives its bundle
+    /// away and waits (a runtime whose `Response` for X was made from another `Request`
+    /// object, QA embed16-3: its promise for X has not settled); another request's handler
+    /// (`/swap`, connection Y) answers with it, so X's request ends *completed* when Y's
+    /// answer is written. Then X's client goes away: hyper drops X's handler future
+    /// unanswered, and the adapter fired X's request signal `ClientDisconnected`, a signal
+    /// whose request had completed: its listeners ran after its completion (G8: "never for
+    /// completed"), and an `Aborted` future on it resolved. Now the dispatch fires it only
+    /// while its request is still out. Before the fix: the listener ran once, with
+    /// `ClientDisconnected`.
+    #[test]
+    fn a_request_completed_elsewhere_is_not_aborted_when_its_handler_is_dropped() {
+        let (fired_tx, fired_rx) = mpsc::channel::<AbortReason>();
+        let (lent_tx, lent_rx) = mpsc::channel::<()>();
+        let (gone_tx, gone_rx) = mpsc::channel::<()>();
+        let server = HyperThread::spawn(move |core| {
+            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
+                let lent = Rc::clone(&lent);
+                let fired_tx = fired_tx.clone();
+                let lent_tx = lent_tx.clone();
+                let gone_tx = gone_tx.clone();
+                let path = request.uri().path().to_owned();
+                async move {
+                    if path == "/lend" {
+                        bundle.signal().on_abort(move |reason| {
+                            let _ = fired_tx.send(reason);
+                        });
+                        *lent.borrow_mut() = Some(bundle);
+                        lent_tx.send(()).unwrap();
+                        // Told when hyper drops this future (X's client went away).
+                        let _gone = Gone(gone_tx);
+                        std::future::pending::<()>().await;
+                        unreachable!()
+                    }
+                    drop(bundle);
+                    let other = lent.borrow_mut().take().expect("lent first");
+                    Ok::<Reply<Full<Bytes>>, reqguard::tokio_hyper::HandlerError>(
+                        other.respond(hyper::Response::new(Full::new(Bytes::from_static(b"abc")))),
+                    )
+                }
+            };
+            HyperServer::new(core, handler)
+        });
+        let mut x = TcpStream::connect(server.addr).unwrap();
+        x.set_read_timeout(Some(HANG)).unwrap();
+        x.write_all(b"GET /lend HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        lent_rx.recv_timeout(HANG).unwrap();
+        let swapped = util::get(server.addr, "/swap");
+        assert_eq!((swapped.status, swapped.text()), (200, "abc"));
+        // X's request has completed (its bundle's answer was written on Y); X's client goes.
+        x.shutdown(Shutdown::Both).unwrap();
+        let mut rest = Vec::new();
+        let _ = x.read_to_end(&mut rest);
+        drop(x);
+        gone_rx
+            .recv_timeout(HANG)
+            .expect("hyper dropped X's handler");
+        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let fired: Vec<AbortReason> = fired_rx.try_iter().collect();
+        assert_eq!(fired, [], "a completed request's signal fired: {report}");
+        let outcomes = &report.outcomes;
+        assert_eq!(
+            (outcomes.total(), outcomes.completed, outcomes.dropped),
+            (2, 1, 1),
+            "{report}"
+        );
+        assert_eq!((report.stats.served, report.aborted()), (1, 0), "{report}");
+    }
+
+    /// Sends on its drop: the handler's future was dropped.
+    struct Gone(mpsc::Sender<()>);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
         }
     }
 }

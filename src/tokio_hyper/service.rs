@@ -249,11 +249,16 @@ pin_project! {
 #[inline(never)]
 fn dropped_unanswered<F>(mut state: Pin<&mut State<F>>, conn: &Conn) {
     if let StateProj::Handling { signal, .. } = state.as_mut().project() {
-        signal.abort(if conn.tally.is_force_closing() {
-            AbortReason::ForceClosed
-        } else {
-            AbortReason::ClientDisconnected
-        });
+        // Unless its request has ended: its bundle, given away, may have been another
+        // request's answer (QA embed16-3), written whole (a completed request's signal never
+        // fires, G8; any other end fired it already: QA embed21-3).
+        if signal.state().is_request_out() {
+            signal.abort(if conn.tally.is_force_closing() {
+                AbortReason::ForceClosed
+            } else {
+                AbortReason::ClientDisconnected
+            });
+        }
         if let Some(activity) = &conn.activity {
             activity.end();
         }
