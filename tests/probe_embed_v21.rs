@@ -393,3 +393,96 @@ mod hyper_completed_elsewhere {
         }
     }
 }
+
+/// G1: the handles an embedder holds on the hyper and mio stacks stay on the loop's thread (the
+/// core's own are asserted in `src/lib.rs` and `tests/probe_auto_traits.rs`): a handler cannot
+/// `tokio::spawn` its bundle, its reply or its abort future onto another thread, nor move an
+/// accounting, a session, a server, a dispatcher or a connection there.
+mod auto_traits {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::Embedded;
+    use reqguard::http::{Connection, Dispatcher, Guarded, NoScope, Server, Session, Unaccounted};
+    use reqguard::tokio_hyper::{Aborted, Bundle, Reply};
+    use reqguard::Admitted;
+    use static_assertions::assert_not_impl_any;
+
+    assert_not_impl_any!(Bundle: Send, Sync, Clone, Default);
+    assert_not_impl_any!(Reply<Full<Bytes>>: Send, Sync, Clone);
+    assert_not_impl_any!(Aborted: Send, Sync, Clone);
+    assert_not_impl_any!(Guarded<Embedded<()>, NoScope>: Send, Sync, Clone);
+    assert_not_impl_any!(Session<'static, Guarded<Embedded<()>, NoScope>>: Send, Sync);
+    assert_not_impl_any!(Server<'static, Guarded<Embedded<()>, NoScope>>: Send, Sync);
+    assert_not_impl_any!(Dispatcher<'static, Guarded<Embedded<()>, NoScope>>: Send, Sync);
+    assert_not_impl_any!(Connection<'static, Admitted<(), ()>>: Send, Sync);
+    assert_not_impl_any!(Session<'static, Unaccounted>: Send);
+}
+
+mod core_dropped_in_recycle {
+    use reqguard::engines::{Embedded, Heap};
+    use reqguard::{Config, Drain, ServerCore};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    thread_local! {
+        /// What `Recycle::recycle` does when it next runs.
+        static ON_RECYCLE: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    #[derive(Default)]
+    struct Reentrant;
+
+    impl reqguard::Recycle for Reentrant {
+        fn recycle(&mut self) {
+            if let Some(call) = ON_RECYCLE.with(|c| c.borrow_mut().take()) {
+                call();
+            }
+        }
+    }
+
+    type PoolCore = ServerCore<Embedded<&'static str>, Reentrant>;
+
+    /// G5, re-entrancy: the embedder's `Recycle::recycle` (a runtime's context reset) stops the
+    /// server and drops its core while the last request is being released (its context is
+    /// being recycled, its ticket not yet given back). The drain completes exactly when that
+    /// release ends, the request ends *completed* once, the wrapper is let go (`OnDrain`) and
+    /// collected, and nothing is left out. Pins documented behaviour ("dropping a
+    /// `ServerCore` stops it"; the core lives until the drain completes).
+    #[test]
+    fn a_recycle_that_drops_the_core_mid_release_ends_clean() {
+        let heap = Heap::new();
+        let wrapper = heap.alloc("server");
+        let weak = wrapper.downgrade();
+        let core: Rc<RefCell<Option<PoolCore>>> = Rc::new(RefCell::new(Some(
+            ServerCore::embedded_with_context(wrapper, Config::default()),
+        )));
+        let drain: Rc<RefCell<Option<Drain>>> = Rc::default();
+        let (c, d) = (Rc::clone(&core), Rc::clone(&drain));
+        ON_RECYCLE.with(|call| {
+            *call.borrow_mut() = Some(Box::new(move || {
+                let core = c.borrow_mut().take().expect("the core");
+                let stopped = core.stop();
+                assert!(
+                    !stopped.is_complete(),
+                    "the ticket is still out inside recycle"
+                );
+                *d.borrow_mut() = Some(stopped);
+                drop(core);
+            }))
+        });
+        let bundle = {
+            let core = core.borrow();
+            let live = core.as_ref().unwrap().upgrade().unwrap();
+            live.admit(|_| Ok(())).unwrap()
+        };
+        bundle.complete();
+        assert!(core.borrow().is_none(), "recycle dropped the core");
+        let drain = drain.borrow_mut().take().expect("recycle stopped it");
+        assert!(drain.is_complete());
+        let report = drain.report();
+        assert_eq!((report.outcomes.total(), report.outcomes.completed), (1, 1));
+        heap.collect();
+        assert!(weak.is_finalized(), "the drained core let its wrapper go");
+        drain.ledger().assert_quiescent();
+    }
+}
