@@ -1,11 +1,14 @@
 //! QA probes, round 21, of the public API as a hostile or careless embedder uses it: a hyper
 //! handler that drops its own bundle and answers with another request's bundle that took the
 //! same pool slot, a `Guarded` whose `ScopeProvider` panics, and a hyper handler whose bundle
-//! another request's answer completed, still running when its client goes. Public API only. Each test that found a bug
+//! another request's answer completed, still running when its client goes, and a hyper `serve`
+//! future dropped before its stop with `after_stop` hooks. Public API only. Each test that found a bug
 //! failed on `main` before its fix (the test's doc says so); the others pin a documented
 //! behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
+#[path = "util/local_set.rs"]
+mod local_set;
 #[path = "util/quiet.rs"]
 mod quiet;
 mod util;
@@ -484,5 +487,79 @@ mod core_dropped_in_recycle {
         heap.collect();
         assert!(weak.is_finalized(), "the drained core let its wrapper go");
         drain.ledger().assert_quiescent();
+    }
+}
+
+mod hyper_serve_dropped {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer};
+    use reqguard::{Config, DowngradePolicy, ServerCore};
+    use std::cell::RefCell;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    use std::rc::Rc;
+    use util::bounded;
+
+    /// QA embed21-4 (G5). hyper adapter: `serve`'s future dropped while it serves, before its
+    /// stop (an embedder's `select!` on Ctrl-C, a timeout): the drop stops the server (its
+    /// core's `stop`, a force-close) and runs the `after_drain` hooks when that drain
+    /// completes (QA embed20-5), but dropped the `after_stop` hooks unrun, though
+    /// `HyperServer::after_stop` says "runs hook right after `ServerCore::stop`" (collect the
+    /// wrapper there, `OnStop`): a runtime saw its drain hook run with no stop hook before it,
+    /// and the wrapper its stop hook collects was never collected. Now the drop runs them
+    /// right after its stop, before the drain's. Before the fix: hooks ran `["drain"]`, the
+    /// wrapper alive.
+    #[test]
+    fn a_serve_future_dropped_before_its_stop_runs_its_after_stop_hooks_first() {
+        let ran = bounded::within(HANG, move || {
+            let heap = Heap::new();
+            let wrapper = heap.alloc("server");
+            let weak = wrapper.downgrade();
+            let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+            let core = ServerCore::embedded(wrapper, config);
+            let hooks: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+            let (on_stop, on_drain, collect) = (Rc::clone(&hooks), Rc::clone(&hooks), heap.clone());
+            let handler = move |_this, _request, bundle: Bundle| async move {
+                let body = Full::new(Bytes::from_static(b"ok"));
+                Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+            };
+            let server = HyperServer::new(core, handler)
+                .after_stop(move || {
+                    on_stop.borrow_mut().push("stop");
+                    collect.collect();
+                })
+                .after_drain(move || on_drain.borrow_mut().push("drain"));
+            let (answered_tx, answered_rx) = tokio::sync::oneshot::channel::<()>();
+            let served = crate::local_set::block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                std::thread::spawn(move || {
+                    let mut client = TcpStream::connect(addr).unwrap();
+                    client.set_read_timeout(Some(HANG)).unwrap();
+                    client
+                        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                        .unwrap();
+                    let mut line = String::new();
+                    BufReader::new(client).read_line(&mut line).unwrap();
+                    assert_eq!(line, "HTTP/1.1 200 OK\r\n");
+                    let _ = answered_tx.send(());
+                });
+                tokio::select! {
+                    _ = server.serve(listener, std::future::pending()) => true,
+                    _ = answered_rx => false,
+                }
+            });
+            let hooks = hooks.borrow().clone();
+            (served, hooks, weak.is_finalized())
+        })
+        .expect("serve or its drop hung");
+        assert_eq!(
+            ran,
+            (false, vec!["stop", "drain"], true),
+            "(serve returned, the hooks in the order they ran, the wrapper collected)"
+        );
     }
 }

@@ -373,7 +373,10 @@ where
 
     /// Runs `hook` right after [`ServerCore::stop`] (collect the wrapper there for the PR's
     /// scenario), after any hook set before. A hook that panics is caught: the others run and
-    /// the stop goes on.
+    /// the stop goes on. If `serve`'s future is dropped before its stop (which stops the
+    /// server and force-closes its connections), the hooks run in that drop, right after its
+    /// stop, before any [`after_drain`](HyperServer::after_drain) hook; a future dropped
+    /// before its first poll served nothing and stops nothing: its hooks are dropped unrun.
     pub fn after_stop(mut self, hook: impl FnOnce() + 'static) -> Self {
         self.after_stop.push(hook);
         self
@@ -522,6 +525,7 @@ where
             shared: &shared,
             connections: &connections,
             armed: Cell::new(true),
+            after_stop: Cell::new(Some(after_stop)),
             after_drain: Cell::new(Some(after_drain)),
         };
         // The embedder's stop and force futures: polled and dropped caught (QA embed18-4).
@@ -564,7 +568,9 @@ where
         steps.record(StepKind::Drain, shared.core.ledger(), &connections);
         shared.tally.set_stopping();
         let drain = shared.core.stop();
-        after_stop.run();
+        if let Some(after_stop) = abandoned.after_stop.take() {
+            after_stop.run();
+        }
         let stopper = Stopper {
             shared: &shared,
             connections: &connections,
@@ -612,14 +618,19 @@ where
 /// Held by `serve`'s future until its stop has run: dropped before that (the embedder dropped
 /// the future: a `select!` on Ctrl-C, a timeout, an aborted task; or a hook panicked), no
 /// server is left to stop the connections' tasks, which hold the core and would go on
-/// admitting. So it stops the core (a late request is refused `503`) and force-closes every
-/// connection (each request still out ends *force closed*). The `after_drain` hooks not run
-/// yet run when that drain completes, as the tasks let their bundles go (a runtime's
-/// `server.stop()` promise resolves; QA embed20-5): before, they were dropped unrun.
+/// admitting. So it stops the core (a late request is refused `503`), runs the `after_stop`
+/// hooks if the stop had not run them yet (right after that stop, as the stop's own step runs
+/// them: QA embed21-4; before, they were dropped unrun, while the `after_drain` hooks ran), and
+/// force-closes every connection (each request still out ends *force closed*). The
+/// `after_drain` hooks not run yet run when that drain completes, as the tasks let their
+/// bundles go (a runtime's `server.stop()` promise resolves; QA embed20-5): before, they were
+/// dropped unrun.
 struct Abandoned<'a, E: Engine, C: Recycle, H, S> {
     shared: &'a Rc<Shared<E, C, H, S>>,
     connections: &'a Rc<Connections>,
     armed: Cell<bool>,
+    /// Until the stop's step runs them.
+    after_stop: Cell<Option<Hooks>>,
     after_drain: Cell<Option<Hooks>>,
 }
 
@@ -630,6 +641,9 @@ impl<E: Engine, C: Recycle, H, S> Drop for Abandoned<'_, E, C, H, S> {
             tally.set_stopping();
             tally.set_force_closing();
             let drain = self.shared.core.stop();
+            if let Some(hooks) = self.after_stop.take() {
+                hooks.run();
+            }
             if let Some(hooks) = self.after_drain.take() {
                 drain.on_complete(move || hooks.run());
             }
