@@ -141,7 +141,8 @@ pub(crate) struct Conn {
     /// `Options::max_head` less the bytes read from the socket since a read that waited
     /// found a request out, or a body that may still be read ([`Conn::head_began`]; hyper
     /// reads the socket then only with its buffer empty: for the client's end, or the body),
-    /// and less a head given back to hyper ([`LingeringIo::give_back`]): below zero, hyper,
+    /// and less a head given back to hyper ([`LingeringIo::give_back`]), plus the data of a
+    /// request body read to its end since it began ([`Conn::body_ended`]): below zero, hyper,
     /// asking for more while no request is out and no body may be read, holds a head in
     /// progress past `max_head`, which the mio loops refuse at once
     /// (`LingeringIo::head_past_limit`). The count is of bytes read, not of hyper's buffer:
@@ -156,6 +157,8 @@ pub(crate) struct Conn {
     /// hyper's reads while this holds, else the rest of the body went to a new hyper
     /// connection as requests (review20). Until the next request is parsed.
     body_may_follow: Cell<bool>,
+    /// How often the count began again ([`Conn::head_began`]), for [`Conn::body_ended`].
+    counts_begun: Cell<u64>,
     /// An answer of the adapter's own (a health probe's, a refusal: [`Conn::answered_unadmitted`])
     /// is not yet given to hyper: hyper, looking for the client's end meanwhile, reads with
     /// the request parsed, and an end of input there (the count's, `Reads::HeadTooLong`) lost
@@ -301,6 +304,8 @@ impl Conn {
     #[inline]
     pub(crate) fn head_began(&self) {
         self.head_room.set(self.max_head);
+        self.counts_begun
+            .set(self.counts_begun.get().wrapping_add(1));
     }
 
     /// hyper parsed a request head; `body` if its request has a body not known empty from the
@@ -312,16 +317,29 @@ impl Conn {
 
     /// The body of the last request hyper parsed was read to its end (its route saw hyper's
     /// `Incoming` end: hyper's decoder has taken the last of it, and reads the socket for a
-    /// head from here on): no body follows ([`Conn::body_may_follow`]), and the count against
-    /// `max_head` begins again ([`Conn::head_room`]), so a head past it after a request with a
-    /// body is refused at once, as after any other. Before, it waited for hyper's header
-    /// timeout (QA client21-2). Bytes of the next head read with the body's last ones are not
-    /// counted (hyper's buffer is not the adapter's to measure): a head that came with them
-    /// is refused once the bytes read after them pass `max_head`, or at the header timeout.
+    /// head from here on): no body follows ([`Conn::body_may_follow`]), so a head past
+    /// `max_head` after a request with a body is refused at once, as after any other. Before,
+    /// it waited for hyper's header timeout (QA client21-2). The body's `len` bytes of data
+    /// were counted as they were read; if the count has not begun again since its route began
+    /// to read it (`since`, [`Conn::count_began`]), they go back to it, so that what it holds
+    /// is the head in progress and what was read before it since the count began, never less
+    /// (a body's chunked framing, not given back, is counted too: at worst hyper's buffer is
+    /// judged and given back, `server::reads_ended`). Else the bytes since that reset stay
+    /// counted, the body's among them: more than the head, never less.
     #[cold]
-    pub(crate) fn body_ended(&self) {
+    pub(crate) fn body_ended(&self, len: u64, since: u64) {
         self.body_may_follow.set(false);
-        self.head_room.set(self.max_head);
+        if since == self.counts_begun.get() {
+            let credited = self.head_room.get().saturating_add_unsigned(len as usize);
+            self.head_room.set(credited.min(self.max_head));
+        }
+    }
+
+    /// How often the count against `max_head` began again ([`Conn::head_began`]): a route
+    /// notes it when it begins to read a body, for [`Conn::body_ended`].
+    #[inline]
+    pub(crate) fn count_began(&self) -> u64 {
+        self.counts_begun.get()
     }
 
     /// `bytes` were read from the socket for hyper.
@@ -938,6 +956,7 @@ impl Connections {
             probe: Cell::new(None),
             head_room: Cell::new(max_head.try_into().unwrap_or(isize::MAX)),
             body_may_follow: Cell::new(false),
+            counts_begun: Cell::new(0),
             unadmitted_out: Cell::new(false),
             max_head: max_head.try_into().unwrap_or(isize::MAX),
         });

@@ -166,9 +166,14 @@ fn answered<C: Recycle>(
         let refused = body_failed(answer, StatusCode::PAYLOAD_TOO_LARGE);
         return Routed::Answered(Some(refused), body);
     }
+    let since = answer
+        .response
+        .body()
+        .bundle()
+        .map_or(0, |b| b.conn().count_began());
     Routed::Draining(Drain {
         answer: Some(answer),
-        body: BodyLeft::new(body, limits),
+        body: BodyLeft::new(body, limits, since),
     })
 }
 
@@ -221,9 +226,10 @@ impl<C: Recycle> Panics<C> {
             let refused = closing(error(bundle, StatusCode::PAYLOAD_TOO_LARGE));
             return Routed::Answered(Some(refused), body);
         }
+        let since = bundle.conn().count_began();
         Routed::Panics(Panics {
             bundle: Some(bundle),
-            body: BodyLeft::new(body, limits),
+            body: BodyLeft::new(body, limits, since),
         })
     }
 
@@ -267,20 +273,27 @@ enum BodyEnd {
 /// `Options::probe_max_body` and `Options::probe_body_timeout`.
 pub(crate) struct BodyLeft {
     left: usize,
+    /// The body's data read so far, and its connection's count of head bytes as its reading
+    /// began (`Conn::body_ended`).
+    read: u64,
+    since: u64,
     body: Incoming,
     timeout: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl BodyLeft {
-    fn new(body: Incoming, limits: EchoLimits) -> Self {
-        BodyLeft::within(body, limits.max_body, limits.body_timeout)
+    fn new(body: Incoming, limits: EchoLimits, since: u64) -> Self {
+        BodyLeft::within(body, limits.max_body, limits.body_timeout, since)
     }
 
-    /// What is left of `body`, to read within `max_body` bytes and `timeout`.
-    pub(crate) fn within(body: Incoming, max_body: usize, timeout: Duration) -> Self {
+    /// What is left of `body`, to read within `max_body` bytes and `timeout`; `since`, its
+    /// connection's `Conn::count_began` now.
+    pub(crate) fn within(body: Incoming, max_body: usize, timeout: Duration, since: u64) -> Self {
         BodyLeft {
             left: max_body,
+            read: 0,
+            since,
             body,
             timeout,
             deadline: None,
@@ -337,7 +350,7 @@ impl BodyLeft {
             let len = match Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Ready(None) => {
                     if let Some(conn) = conn {
-                        conn.body_ended();
+                        conn.body_ended(self.read, self.since);
                     }
                     return Poll::Ready(BodyEnd::Whole);
                 }
@@ -357,6 +370,7 @@ impl BodyLeft {
                     return Poll::Ready(BodyEnd::Failed(StatusCode::REQUEST_TIMEOUT));
                 }
             };
+            self.read += len as u64;
             if let Some(conn) = conn.filter(|_| self.waited()) {
                 conn.body_arrived(len);
             }
@@ -498,7 +512,7 @@ async fn delay<C: Recycle>(
     }
     let mut close = false;
     if !body.is_end_stream() {
-        let mut left = BodyLeft::new(body, limits);
+        let mut left = BodyLeft::new(body, limits, bundle.conn().count_began());
         match std::future::poll_fn(|cx| left.poll(Some(&bundle), cx)).await {
             Ok(closes) => close = closes,
             Err(status) => return Ok(closing(error(bundle, status))),
@@ -539,6 +553,8 @@ fn echo<C: Recycle>(
     let body = Counted {
         body: request.into_body(),
         conn: Rc::clone(bundle.conn()),
+        read: 0,
+        since: bundle.conn().count_began(),
     };
     Routed::Echo(Echo {
         body: Limited::new(body, limits.max_body).collect(),
@@ -553,6 +569,10 @@ fn echo<C: Recycle>(
 struct Counted {
     body: Incoming,
     conn: Rc<Conn>,
+    /// Its data read so far, and its connection's count of head bytes as its reading began
+    /// (`Conn::body_ended`).
+    read: u64,
+    since: u64,
 }
 
 impl hyper::body::Body for Counted {
@@ -567,10 +587,11 @@ impl hyper::body::Body for Counted {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
+                    self.read += data.len() as u64;
                     self.conn.body_arrived(data.len());
                 }
             }
-            Poll::Ready(None) => self.conn.body_ended(),
+            Poll::Ready(None) => self.conn.body_ended(self.read, self.since),
             _ => {}
         }
         polled

@@ -321,7 +321,7 @@ impl<F, B: hyper::body::Body, C: Recycle> Dispatch<F, B, C> {
         conn.request_began();
         conn.hold_probe(Box::new(Probing {
             answer: probe,
-            body: BodyLeft::within(body, limits.max, limits.timeout),
+            body: BodyLeft::within(body, limits.max, limits.timeout, conn.count_began()),
         }));
         Dispatch {
             state: State::Probing,
