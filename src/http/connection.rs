@@ -742,6 +742,7 @@ impl<'r, H> Connection<'r, H> {
     ) {
         d.date.refresh(now);
         d.now = now;
+        let mut parsed = None;
         while !self.closing && !self.closed {
             if !self.may_parse(d) {
                 self.paused = true;
@@ -750,7 +751,6 @@ impl<'r, H> Connection<'r, H> {
             // Where the request to dispatch lies: the head the head's state parsed (whose
             // body is here), or one whose body was awaited. One dispatch for both, inlined
             // here (so the calls it makes once, the admission's above all, have one caller).
-            let mut parsed = None;
             let (head, total) = match self.reading {
                 Reading::Head => match self.read_head(d, input, now, &mut parsed) {
                     HeadStep::Request(head, total) => (head, total),
@@ -1006,12 +1006,13 @@ impl<'r, H> Connection<'r, H> {
         let accounting = &mut d.accounting;
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.handled());
         self.start += total;
-        if response.wants_stop() {
+        // The common answer (nothing but its body set) asks for neither: one load.
+        let plain = response.is_plain();
+        if !plain && response.wants_stop() {
             d.stop_requested = true;
         }
         // Unready or stopping: every answer closes its connection (keep-alive off).
-        let close =
-            !head.keep_alive || d.unready || d.stopped_at.is_some() || response.wants_close();
+        let close = !head.keep_alive || d.keep_alive_off || (!plain && response.wants_close());
         let wire = head.wire(close);
         match (reply, route) {
             (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {

@@ -138,6 +138,9 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) in_group: bool,
     /// The stop ladder's unready step has begun: readiness 503, keep-alive off.
     pub(crate) unready: bool,
+    /// Every answer closes its connection: unready, or stopping (`unready` or `stopped_at`
+    /// set, kept in one flag: the dispatch reads it for every answer).
+    pub(crate) keep_alive_off: bool,
     /// Tells this dispatcher from every other in the process: a [`Connection`] is bound to
     /// the first one it is used with, whose counts its requests are in.
     ///
@@ -176,6 +179,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             stop_requested: false,
             in_group: false,
             unready: false,
+            keep_alive_off: false,
             id: DispatcherId::next(),
         }
     }
@@ -228,6 +232,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
     pub fn begin_stop(&mut self, now: Instant) {
         if self.stopped_at.is_none() {
             self.stopped_at = Some(now);
+            self.keep_alive_off = true;
             // At the end of what the clock can count (a session's clock moved by
             // `Duration::MAX`, an embedder's own instants) as late as it can be: at worst `now`.
             let deadline = now
@@ -271,7 +276,11 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
 
     /// Whether answers close their connection now (unready, or stopping).
     pub(crate) fn closes_connections(&self) -> bool {
-        self.unready || self.stopped_at.is_some()
+        debug_assert_eq!(
+            self.keep_alive_off,
+            self.unready || self.stopped_at.is_some()
+        );
+        self.keep_alive_off
     }
 
     /// The answer to a health probe (its status and body: [`probe_response`] writes it), or
@@ -392,7 +401,7 @@ fn find_route<'r>(router: &'r Router<'r>, request: &Request<'_>) -> Result<&'r R
 /// answer, or `404`, `405` (with `allow`), `501`, `204` with `allow` for an `OPTIONS` no route
 /// answers, or the `500` of a panic (counted in `stats`,
 /// the request's signal aborted). Returns the reply and, for a handler that ran, its route.
-#[inline]
+#[inline(always)]
 pub(crate) fn route_and_call<'r: 'a, 'a>(
     router: &'r Router<'r>,
     stats: &mut Stats,

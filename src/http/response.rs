@@ -33,10 +33,18 @@ pub(crate) fn reason(status: u16) -> &'static str {
 /// ```
 #[derive(Debug)]
 pub struct Response<'a> {
+    body: &'a mut Vec<u8>,
+    /// What a handler set besides the body; `None` for the common answer (`200`, `text/plain`,
+    /// no `allow`, no close, no stop): known as such by one load, and made by one store.
+    set: Option<Settings<'a>>,
+}
+
+/// What a [`Response`] says besides its body, once anything is set.
+#[derive(Debug)]
+struct Settings<'a> {
     status: u16,
     /// `None` for `text/plain`: the common answer is known as such without comparing names.
     content_type: Option<&'static str>,
-    body: &'a mut Vec<u8>,
     allow: Option<&'a str>,
     close: bool,
     stop_server: bool,
@@ -47,31 +55,37 @@ pub struct Response<'a> {
 impl<'a> Response<'a> {
     pub(crate) fn new(body: &'a mut Vec<u8>) -> Self {
         body.clear();
-        Response {
+        Response { body, set: None }
+    }
+
+    /// What is set, from the defaults the first time.
+    fn settings(&mut self) -> &mut Settings<'a> {
+        self.set.get_or_insert(Settings {
             status: 200,
             content_type: None,
-            body,
             allow: None,
             close: false,
             stop_server: false,
             bad_content_type: false,
-        }
+        })
     }
 
     /// Sets the status code (200 unless set). A status outside `200..=599` is answered `500`:
     /// informational answers are the server's to send, and only three digits fit the wire.
     pub fn set_status(&mut self, status: u16) {
-        if !self.bad_content_type {
-            self.status = status;
+        let set = self.settings();
+        if !set.bad_content_type {
+            set.status = status;
         }
     }
 
     /// The status code (`500` once an invalid `content-type` was set).
     pub fn status(&self) -> u16 {
-        if self.bad_content_type {
-            return 500;
+        match &self.set {
+            None => 200,
+            Some(set) if set.bad_content_type => 500,
+            Some(set) => set.status,
         }
-        self.status
     }
 
     /// Sets the `content-type` (`text/plain` unless set). A value that is not a field value
@@ -79,14 +93,15 @@ impl<'a> Response<'a> {
     /// whatever the handler sets or writes after it: written as set, it would end the field
     /// and inject others.
     pub fn set_content_type(&mut self, content_type: &'static str) {
-        if self.bad_content_type || !is_field_value(content_type) {
+        let set = self.settings();
+        if set.bad_content_type || !is_field_value(content_type) {
             // A status out of range, kept: `settle` answers `500`.
-            self.bad_content_type = true;
-            self.status = 0;
-            self.content_type = None;
+            set.bad_content_type = true;
+            set.status = 0;
+            set.content_type = None;
             return;
         }
-        self.content_type = (content_type != TEXT_PLAIN).then_some(content_type);
+        set.content_type = (content_type != TEXT_PLAIN).then_some(content_type);
     }
 
     /// Appends to the body.
@@ -101,7 +116,7 @@ impl<'a> Response<'a> {
 
     /// Closes the connection after this response (`Connection: close`).
     pub fn close_connection(&mut self) {
-        self.close = true;
+        self.settings().close = true;
     }
 
     /// Asks the server to stop gracefully once this turn of its loop ends: the "stop from the
@@ -111,13 +126,14 @@ impl<'a> Response<'a> {
     /// `server.stop()`). A [`Session`](crate::http::Session) begins the stop when the call
     /// that ran the handler returns.
     pub fn stop_server(&mut self) {
-        self.stop_server = true;
+        self.settings().stop_server = true;
     }
 
     /// Replaces whatever was written with a `status` answer (the panic path).
     pub(crate) fn fail(&mut self, status: u16) {
-        self.status = status;
-        self.content_type = None;
+        let set = self.settings();
+        set.status = status;
+        set.content_type = None;
         self.body.clear();
         self.body.extend_from_slice(reason(status).as_bytes());
     }
@@ -125,40 +141,60 @@ impl<'a> Response<'a> {
     /// The `405` answer for a resource that answers the methods in `allow`.
     pub(crate) fn method_not_allowed(&mut self, allow: &'a str) {
         self.fail(405);
-        self.allow = Some(allow);
+        self.settings().allow = Some(allow);
     }
 
     /// The `204` answer to an `OPTIONS` for a resource that answers the methods in `allow`.
     pub(crate) fn options(&mut self, allow: &'a str) {
-        self.status = 204;
+        let set = self.settings();
+        set.status = 204;
+        set.allow = Some(allow);
         self.body.clear();
-        self.allow = Some(allow);
     }
 
     /// Makes the answer one the wire can carry: a status outside `200..=599` becomes `500`.
     #[inline]
     pub(crate) fn settle(&mut self) {
-        if !(200..=599).contains(&self.status) {
-            self.fail(500);
+        if let Some(set) = &self.set {
+            if !(200..=599).contains(&set.status) {
+                self.fail(500);
+            }
         }
     }
 
     /// What goes on the wire.
     pub(crate) fn answer(&self) -> Answer<'_> {
-        Answer {
-            status: self.status,
-            content_type: self.content_type,
-            body: self.body,
-            allow: self.allow,
+        match &self.set {
+            None => Answer {
+                status: 200,
+                content_type: None,
+                body: self.body,
+                allow: None,
+                plain: true,
+            },
+            Some(set) => Answer {
+                status: set.status,
+                content_type: set.content_type,
+                body: self.body,
+                allow: set.allow,
+                plain: false,
+            },
         }
     }
 
+    /// Nothing but the body was set: `200`, `text/plain`, no `allow`, neither
+    /// [`wants_close`](Response::wants_close) nor [`wants_stop`](Response::wants_stop).
+    #[inline(always)]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.set.is_none()
+    }
+
     pub(crate) fn wants_close(&self) -> bool {
-        self.close
+        self.set.as_ref().is_some_and(|set| set.close)
     }
 
     pub(crate) fn wants_stop(&self) -> bool {
-        self.stop_server
+        self.set.as_ref().is_some_and(|set| set.stop_server)
     }
 }
 
@@ -171,7 +207,7 @@ fn is_field_value(value: &str) -> bool {
 }
 
 pub(crate) use super::date::DateLine;
-use super::date::{OK_PLAIN_LEN, TAIL_ROOM};
+use super::date::TAIL_ROOM;
 
 /// The content type of an answer unless its handler sets another.
 const TEXT_PLAIN: &str = "text/plain";
@@ -185,6 +221,9 @@ pub(crate) struct Answer<'a> {
     pub(crate) body: &'a [u8],
     /// The `allow` field of a `405`.
     pub(crate) allow: Option<&'a str>,
+    /// Known to be `200`, `text/plain` and without `allow` (a [`Response`] nothing but the
+    /// body was set on): the common answer without comparing the three. False says nothing.
+    pub(crate) plain: bool,
 }
 
 impl Answer<'static> {
@@ -200,6 +239,7 @@ impl Answer<'static> {
             content_type: None,
             body,
             allow: None,
+            plain: false,
         }
     }
 }
@@ -261,12 +301,11 @@ fn write_answer<const LEND: bool>(
     answer: Answer<'_>,
 ) -> bool {
     let common = answer.status == 200 && answer.allow.is_none();
-    if common && answer.content_type.is_none() {
+    if answer.plain || (common && answer.content_type.is_none()) {
         if is_short(wire, answer.body) {
             // The head and the room for its tail in one copy.
-            let len = out.len();
             out.extend_from_slice(date.ok_plain_and_room());
-            write_short_tail(out, len + OK_PLAIN_LEN, answer.body);
+            write_short_tail(out, answer.body);
             return false;
         }
         out.extend_from_slice(date.ok_plain());
@@ -318,9 +357,8 @@ fn write_length_and_body<const LEND: bool>(out: &mut Vec<u8>, wire: Wire, body: 
         (false, false) => b"\r\n\r\n",
     };
     if is_short(wire, body) {
-        let len = out.len();
         out.extend_from_slice(&[0; TAIL_ROOM]);
-        write_short_tail(out, len, body);
+        write_short_tail(out, body);
         return false;
     }
     match body.len() {
@@ -367,16 +405,19 @@ fn is_short(wire: Wire, body: &[u8]) -> bool {
 }
 
 /// A kept-alive HTTP/1.1 answer's length digits, the end of its head and its body of at most
-/// [`SHORT_BODY`] bytes, written in place over the [`TAIL_ROOM`] bytes of room at `at`, the
-/// end of `out`, then cut to length: a few bytes of body need no call to `memcpy`. In place, not gathered on the stack and
+/// [`SHORT_BODY`] bytes, written in place over the [`TAIL_ROOM`] bytes of room that end `out`
+/// (just appended), then cut to length: a few bytes of body need no call to `memcpy`. In place,
+/// not gathered on the stack and
 /// copied: the copy's 16-byte loads of bytes just stored one, four and eight at a time cannot be
 /// forwarded from the stores, and waited for them to reach the cache, behind the answer's head
 /// stored just before (with 64 connections, their output buffers out of the L1 cache: a quarter
 /// of the dispatch's time).
 #[inline(always)]
-fn write_short_tail(out: &mut Vec<u8>, at: usize, body: &[u8]) {
+fn write_short_tail(out: &mut Vec<u8>, body: &[u8]) {
     let n = body.len();
-    let tail = &mut out[at..at + TAIL_ROOM];
+    let Some(tail) = out.last_chunk_mut::<TAIL_ROOM>() else {
+        return; // never: the room was just appended
+    };
     let from = if n < 10 {
         tail[..5].copy_from_slice(&[digit(n), b'\r', b'\n', b'\r', b'\n']);
         5
@@ -385,7 +426,8 @@ fn write_short_tail(out: &mut Vec<u8>, at: usize, body: &[u8]) {
         6
     };
     copy_short(&mut tail[from..from + SHORT_BODY], body);
-    out.truncate(at + from + n);
+    // The room's unused bytes, cut off.
+    out.truncate(out.len() - (TAIL_ROOM - from - n));
 }
 
 /// Copies `src` (at most 16 bytes) to the start of `dst` (16 bytes) with two fixed-size copies

@@ -94,6 +94,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         let unready = ladder.plan.get_unready();
         let forced = ladder.member.shared.force_requested();
         self.dispatcher.unready = true;
+        self.dispatcher.keep_alive_off = true;
         self.record(Step::Unready, now, 0);
         if unready.is_zero() && !forced {
             // No unready time: admission closes now, not at the timer's turn. Left to the
