@@ -819,7 +819,14 @@ where
                 () = &mut stop => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        if unread && self.connections.staying() >= self.options.max_connections {
+                        // At the limit, an idle or slow connection makes room first, as on the
+                        // mio loops: only with none to evict does the newcomer wait for those
+                        // not read yet (QA load21-1: waiting first, each newcomer of a flood
+                        // waited four turns of every busy connection's task).
+                        if unread
+                            && self.connections.staying() >= self.options.max_connections
+                            && !self.evict_oldest(false)
+                        {
                             self.let_unread_connections_read().await;
                             unread = false;
                         }
