@@ -110,3 +110,70 @@ fn at_the_limit_an_evictable_connection_makes_room_without_waiting_turns_on_hype
     assert_eq!(report.stats.connections_refused, 0, "{report}");
     assert_eq!(report.leaked, 0, "{report}");
 }
+
+/// The `answered` of each loop's close step in `serve`'s exit JSON, summed.
+#[cfg(feature = "server")]
+fn close_steps_answered(json: &str) -> f64 {
+    json.match_indices("{\"step\":\"close\"")
+        .map(|(at, _)| {
+            let rest = &json[at..];
+            let value = &rest[rest.find("\"answered\":").expect("answered") + 11..];
+            let end = value
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(value.len());
+            value[..end].parse::<f64>().expect("a count")
+        })
+        .sum()
+}
+
+/// QA load21-2: the `503`s a stop's end gives connections with nothing out (a head still in
+/// progress, a connection silent since its accept) are counted in the close step's `answered`
+/// on hyper too, so the `503`s clients see are `refused` + `connections_refused` + the close
+/// steps' `answered` on both stacks (docs/server.md, "Loop groups"). Before, hyper's step
+/// said 0: `benches/load/qa12_stop.py hyper`, clients read 38 `503`s, the JSON had 18.
+#[cfg(feature = "server")]
+#[test]
+fn the_503s_of_the_stops_end_are_in_the_close_steps_answered_on_both_stacks() {
+    use util::serve::{field, send_signal, Serve};
+    use util::strict::StrictClient;
+    for stack in ["--stack mio", "--stack hyper"] {
+        let serve = Serve::start(
+            "",
+            &format!(
+                "{stack} --loops 2 --idle-linger-ms 100 --request-timeout-ms 30000 \
+                 --idle-timeout-ms 30000 --drain-timeout-ms 1000 --force-after-ms 20000"
+            ),
+        );
+        let mut kept = StrictClient::connect(serve.addr);
+        kept.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(kept.answer("GET").status, 200, "{stack}");
+        kept.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
+        let mut fresh = StrictClient::connect(serve.addr);
+        fresh.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
+        let silent = [0; 3].map(|_| StrictClient::connect(serve.addr));
+        // Each is accepted (answered on its own connection) before the signal.
+        for _ in 0..4 {
+            let mut probe = StrictClient::connect(serve.addr);
+            probe.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            assert_eq!(probe.answer("GET").status, 200, "{stack}");
+        }
+        send_signal(serve.child.id(), "TERM");
+        let mut seen = 0;
+        for mut client in [kept, fresh].into_iter().chain(silent) {
+            let answer = client.answer("GET");
+            assert_eq!(
+                (answer.status, answer.closes()),
+                (503, true),
+                "{stack}: {answer:?}"
+            );
+            seen += 1;
+        }
+        let mut serve = serve;
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{stack}: {json}");
+        let counted = field(&json, "refused")
+            + field(&json, "connections_refused")
+            + close_steps_answered(&json);
+        assert_eq!(counted, f64::from(seen), "{stack}: {json}");
+    }
+}

@@ -386,16 +386,18 @@ impl LingeringIo {
     /// end's answer, if any, is written (with `connection: close`; if `rejected`, counted so
     /// once the socket took it whole) and the socket lingers when dropped, as after any
     /// answer that closes. Nothing if hyper's connection ended otherwise (the client's end, a
-    /// failed read: the socket as hyper left it).
+    /// failed read: the socket as hyper left it). Returns whether the socket took the answer
+    /// whole.
     #[cold]
     #[inline(never)]
-    pub(crate) fn answer_ended(mut self, answer: Option<&[u8]>, rejected: bool) {
+    pub(crate) fn answer_ended(mut self, answer: Option<&[u8]>, rejected: bool) -> bool {
         if !self.reads_ended {
-            return;
+            return false;
         }
         let Some(stream) = self.stream.as_mut() else {
-            return;
+            return false;
         };
+        let mut whole = false;
         if let Some(answer) = answer.filter(|_| !self.conn.write_is_pending()) {
             // Counted only if the socket took it whole: an answer that did not go out (the
             // client reset first) was none. Written to the socket directly: tokio's
@@ -403,7 +405,8 @@ impl LingeringIo {
             // accepted in this turn (the close step's), and wrote nothing there.
             if let Ok(n) = SockRef::from(&*stream).send(answer) {
                 self.written.bytes += n as u64;
-                if n == answer.len() && rejected {
+                whole = n == answer.len();
+                if whole && rejected {
                     self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
                 }
             }
@@ -413,6 +416,7 @@ impl LingeringIo {
             let _ = SockRef::from(&*stream).shutdown(std::net::Shutdown::Write);
         }
         self.shut = true;
+        whole
     }
 
     /// Whether the server ended hyper's reads ([`Self::read_to_end`]).

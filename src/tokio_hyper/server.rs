@@ -661,6 +661,8 @@ fn report<E: Engine, C: Recycle, H, S>(
     let ledger = shared.core.ledger();
     #[cfg(not(feature = "server"))]
     let _ = steps; // recorded only with `server` (StepRecord is the mio loops' type)
+    #[cfg(feature = "server")]
+    steps.add_answered(shared.tally.answered_at_end_count());
     HyperReport {
         stats: shared.tally.stats(),
         outcomes: ledger.outcomes(),
@@ -1130,10 +1132,14 @@ where
             return Some(http1.serve_connection(TokioIo::new(io), parts.service));
         }
         Reads::Stop | Reads::Hyper | Reads::Replay => None,
-        // Not counted, as the mio loops' close step counts its `503`s only in its step.
+        // Counted in no total, as the mio loops' close step counts its `503`s only in its
+        // step's `answered`: here in the last step's (QA load21-2: in none before).
         Reads::Deadline => {
             let refused = closing_answer("503 Service Unavailable", "");
-            io.answer_ended(Some(&refused), false);
+            let tally = Rc::clone(&io.conn().tally);
+            if io.answer_ended(Some(&refused), false) {
+                tally.answered_at_end();
+            }
             return None;
         }
         Reads::HeadTooLong if past_max_head(&parts.read_buf, parts.service.max_head()) => Some(
@@ -1169,7 +1175,7 @@ where
             never.then(|| closing_answer("408 Request Timeout", "Request Timeout"))
         }
     };
-    io.answer_ended(answer.as_deref(), true);
+    let _ = io.answer_ended(answer.as_deref(), true);
     None
 }
 

@@ -77,6 +77,15 @@ impl Steps {
         ended
     }
 
+    /// The `503`s the stop's end answered connections with nothing out, in the last step's
+    /// `answered` (the close step's in a group, as the mio loops count theirs there).
+    #[cfg(feature = "server")]
+    pub(crate) fn add_answered(&self, answered: usize) {
+        if let Some(last) = self.records.borrow_mut().last_mut() {
+            last.answered += answered;
+        }
+    }
+
     #[cfg(feature = "server")]
     pub(crate) fn take(&self) -> Vec<crate::http::StepRecord> {
         self.records.take()

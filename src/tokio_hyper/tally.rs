@@ -89,6 +89,11 @@ pub(crate) struct Tally {
     unready: Cell<bool>,
     stopping: Cell<bool>,
     force_closing: Cell<bool>,
+    /// `503`s the stop's end wrote whole to connections with nothing out (a head still in
+    /// progress at the drain deadline, a connection silent since its accept at the force or
+    /// close step): in the last step's `answered`, as the mio loops' close step counts its
+    /// own.
+    answered_at_end: Cell<usize>,
 }
 
 impl Tally {
@@ -120,6 +125,17 @@ impl Tally {
 
     pub(crate) fn stats(&self) -> HyperStats {
         self.stats.get()
+    }
+
+    /// A `503` of the stop's end went out whole (counted in the last step's `answered`).
+    #[cold]
+    pub(crate) fn answered_at_end(&self) {
+        self.answered_at_end.set(self.answered_at_end.get() + 1);
+    }
+
+    /// How many `503`s of the stop's end went out whole.
+    pub(crate) fn answered_at_end_count(&self) -> usize {
+        self.answered_at_end.get()
     }
 
     /// Whether answers must close their connection: from the unready phase on.
