@@ -867,9 +867,9 @@ where
         }
     }
 
-    /// At the limit with connections just accepted and not read yet: clients that connected
-    /// and went at once (TCP health checks, port scans, clients that gave up; their FIN or
-    /// reset behind them in the backlog) hold slots that are free once read, and a newcomer
+    /// At the limit with none to evict and connections just accepted and not read yet:
+    /// clients that connected and went at once (TCP health checks, port scans, clients that
+    /// gave up; their FIN or reset behind them in the backlog) hold slots that are free once read, and a newcomer
     /// refused now was refused for nothing (`probe_client_v15::
     /// clients_gone_in_the_backlog_do_not_lock_a_newcomer_out_on_either_stack`). Yields to
     /// their tasks (tokio defers a yield until its reactor has been polled) until a slot is
