@@ -659,9 +659,7 @@ fn report<E: Engine, C: Recycle, H, S>(
     steps: Steps,
 ) -> HyperReport {
     let ledger = shared.core.ledger();
-    #[cfg(not(feature = "server"))]
-    let _ = steps; // recorded only with `server` (StepRecord is the mio loops' type)
-    #[cfg(feature = "server")]
+    // Recorded only with `server` (StepRecord is the mio loops' type).
     steps.add_answered(shared.tally.answered_at_end_count());
     HyperReport {
         stats: shared.tally.stats(),
