@@ -5,7 +5,6 @@
 
 mod util;
 
-use std::net::Shutdown;
 use std::time::Duration;
 
 use util::serve::{field, Serve};
@@ -16,6 +15,18 @@ const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 /// Timeouts far past the client's read timeout (`util::READ_TIMEOUT`, 10 s): an answer that
 /// waits for one is never read.
 const SLOW_TIMEOUTS: &str = "--request-timeout-ms 60000 --idle-timeout-ms 60000";
+
+/// Reads the refusal of a head past `max_head` (`status` with `text`, `Connection: close`)
+/// and then the connection's clean close, strictly.
+fn expect_refused(client: &mut StrictClient, method: &str, status: u16, text: &str, shown: &str) {
+    let refused = client.answer(method);
+    assert_eq!(
+        (refused.status, refused.text(), refused.closes()),
+        (status, text, true),
+        "{shown}: {refused:?}"
+    );
+    client.expect_nothing_more(true, Duration::ZERO);
+}
 
 /// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to
 /// which method: `431` when the request line has ended, `414` when the target has not, `501`
@@ -63,18 +74,8 @@ fn a_head_past_max_head_then_the_clients_fin_is_answered_on_both_stacks() {
                     served += 1.0;
                 }
                 client.send(head.as_bytes());
-                client
-                    .reader_mut()
-                    .get_ref()
-                    .shutdown(Shutdown::Write)
-                    .unwrap();
-                let refused = client.answer(method);
-                assert_eq!(
-                    (refused.status, refused.text(), refused.closes()),
-                    (*status, *text, true),
-                    "{shown}: {refused:?}"
-                );
-                client.expect_nothing_more(true, Duration::ZERO);
+                client.send_fin();
+                expect_refused(&mut client, method, *status, text, &shown);
                 rejected += 1.0;
             }
         }
@@ -158,19 +159,9 @@ fn a_head_past_max_head_after_a_request_with_a_body_is_refused_at_once_on_both_s
                     std::thread::sleep(Duration::from_millis(50));
                     client.send(second);
                     if fin {
-                        client
-                            .reader_mut()
-                            .get_ref()
-                            .shutdown(Shutdown::Write)
-                            .unwrap();
+                        client.send_fin();
                     }
-                    let refused = client.answer(method);
-                    assert_eq!(
-                        (refused.status, refused.text(), refused.closes()),
-                        (*status, *text, true),
-                        "{shown}: {refused:?}"
-                    );
-                    client.expect_nothing_more(true, Duration::ZERO);
+                    expect_refused(&mut client, method, *status, text, &shown);
                     rejected += 1.0;
                 }
             }
@@ -294,11 +285,7 @@ fn a_head_past_max_head_pipelined_behind_a_request_with_a_body_is_refused_at_onc
                 let mut client = StrictClient::connect(serve.addr);
                 client.send(format!("{before}{head}").as_bytes());
                 if fin {
-                    client
-                        .reader_mut()
-                        .get_ref()
-                        .shutdown(Shutdown::Write)
-                        .unwrap();
+                    client.send_fin();
                 }
                 let first = client.answer(before_method);
                 assert_eq!((first.status, first.closes()), (200, false), "{shown}");

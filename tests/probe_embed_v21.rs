@@ -21,93 +21,21 @@ const HANG: Duration = Duration::from_secs(20);
 mod hyper_reused_slot {
     use super::*;
     use bytes::Bytes;
-    use hyper::body::{Body, Frame, Incoming, SizeHint};
+    use hyper::body::Incoming;
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
     use reqguard::Config;
     use std::cell::RefCell;
-    use std::convert::Infallible;
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::net::TcpStream;
-    use std::pin::Pin;
     use std::rc::Rc;
     use std::sync::{mpsc, Arc};
-    use std::task::{Context, Poll};
-    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+    use tokio::sync::mpsc::UnboundedSender;
     use tokio::sync::Notify;
     use util::bounded;
     use util::hyper_thread::HyperThread;
 
-    /// A body of an exact length (its `size_hint`): `first` at once, the rest as the test
-    /// sends it.
-    struct Gated {
-        first: Option<Bytes>,
-        rest: UnboundedReceiver<Bytes>,
-        left: u64,
-    }
-
-    impl Gated {
-        fn new(first: &'static [u8], total: u64) -> (Gated, UnboundedSender<Bytes>) {
-            let (tx, rest) = unbounded_channel();
-            let first = Some(Bytes::from_static(first));
-            (
-                Gated {
-                    first,
-                    rest,
-                    left: total,
-                },
-                tx,
-            )
-        }
-    }
-
-    impl Body for Gated {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            if self.left == 0 {
-                return Poll::Ready(None);
-            }
-            let data = match self.first.take() {
-                Some(data) => data,
-                None => match self.rest.poll_recv(cx) {
-                    Poll::Ready(Some(data)) => data,
-                    Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
-                },
-            };
-            self.left -= data.len() as u64;
-            Poll::Ready(Some(Ok(Frame::data(data))))
-        }
-
-        fn is_end_stream(&self) -> bool {
-            self.left == 0
-        }
-
-        fn size_hint(&self) -> SizeHint {
-            SizeHint::with_exact(self.left)
-        }
-    }
-
-    /// Reads from `stream` until `buf` holds `want` bytes past the end of the first head in
-    /// it (or the stream ends: what came).
-    fn read_past_head(stream: &mut TcpStream, buf: &mut Vec<u8>, want: usize) {
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                if buf.len() >= end + 4 + want {
-                    return;
-                }
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
+    use util::bodies::Gated;
+    use util::read_past_head;
 
     /// The first answer in `buf`, whole (its head and its `content-length` body), taken out.
     fn take_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {

@@ -6,7 +6,6 @@
 
 mod util;
 
-use std::net::Shutdown;
 use std::time::Duration;
 
 use util::serve::{field, Serve};
@@ -43,11 +42,7 @@ fn requests_past_max_head_together_then_the_fin_are_all_answered_on_both_stacks(
             let shown = format!("{stack}, {n} x {what:.20} then {tail:.20}");
             let mut client = StrictClient::connect(serve.addr);
             client.send(format!("{}{tail}", what.repeat(n)).as_bytes());
-            client
-                .reader_mut()
-                .get_ref()
-                .shutdown(Shutdown::Write)
-                .unwrap();
+            client.send_fin();
             for i in 0..n {
                 let answer = client.answer("GET");
                 assert_eq!(
@@ -118,11 +113,7 @@ fn a_body_that_reads_as_a_request_is_never_answered_as_one_on_both_stacks() {
                 );
                 client.send(b"GET /after HTTP/1.1\r\nhost: x\r\n\r\n");
                 if fin {
-                    client
-                        .reader_mut()
-                        .get_ref()
-                        .shutdown(Shutdown::Write)
-                        .unwrap();
+                    client.send_fin();
                 }
                 let after = client.answer("GET");
                 assert_eq!(after.status, 404, "{shown}: {after:?}");

@@ -1,11 +1,13 @@
 //! Response bodies of the embedder's own type that the hyper-stack tests share.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// A response body of the embedder's own type: `data` as frames, an exact `size_hint` of
 /// `hint` (the length hyper frames the answer by; none: hyper knows no length, so it goes
@@ -50,5 +52,60 @@ impl Body for Hinted {
     fn size_hint(&self) -> SizeHint {
         self.hint
             .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+/// A body of an exact length (its `size_hint`): `first` at once, the rest as the test
+/// sends it.
+pub struct Gated {
+    first: Option<Bytes>,
+    rest: UnboundedReceiver<Bytes>,
+    left: u64,
+}
+
+impl Gated {
+    pub fn new(first: &'static [u8], total: u64) -> (Gated, UnboundedSender<Bytes>) {
+        let (tx, rest) = unbounded_channel();
+        let first = Some(Bytes::from_static(first));
+        (
+            Gated {
+                first,
+                rest,
+                left: total,
+            },
+            tx,
+        )
+    }
+}
+
+impl Body for Gated {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let data = match self.first.take() {
+            Some(data) => data,
+            None => match self.rest.poll_recv(cx) {
+                Poll::Ready(Some(data)) => data,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        self.left -= data.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
     }
 }

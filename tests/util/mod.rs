@@ -206,3 +206,20 @@ pub fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
         Some((u8::from_str_radix(f[3], 16).unwrap(), hex(tx), hex(rx)))
     })
 }
+
+/// Reads from `stream` until `buf` holds `want` bytes past the end of the first head in
+/// it (or the stream ends: what came).
+pub fn read_past_head(stream: &mut TcpStream, buf: &mut Vec<u8>, want: usize) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if buf.len() >= end + 4 + want {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}

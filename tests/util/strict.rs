@@ -267,6 +267,15 @@ impl StrictClient {
         self.reader.get_mut().write_all(bytes).expect("send");
     }
 
+    /// Shuts the client's write side (its FIN: `nc -N`, a Python client's `shutdown(SHUT_WR)`);
+    /// the answers are still read.
+    pub fn send_fin(&mut self) {
+        self.reader
+            .get_ref()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown(Write)");
+    }
+
     /// The reader, for a test that reads an answer that may not come (`read_for`).
     pub fn reader_mut(&mut self) -> &mut BufReader<TcpStream> {
         &mut self.reader
