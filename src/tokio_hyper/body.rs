@@ -40,7 +40,8 @@ pin_project! {
         // field).
         handed: Handed,
         // Whether its request's signal had fired when its answer was counted at its head
-        // (`aborted_at_head`): that count was the abort's, and `ending` adds none.
+        // (`aborted_at_head`): that count was the abort's, and `ending` adds none. Also set
+        // for another request's bundle (`written_on`), whose own dispatch counts it.
         fired_at_head: bool,
     }
 
@@ -280,6 +281,10 @@ impl<B: Body, C: Recycle> GuardedBody<B, C> {
         if let Some(bundle) = &mut self.bundle {
             bundle.move_to(conn);
         }
+        // The answer's head is counted for the request it answers; this bundle's request is
+        // counted by its own dispatch (`service::dropped_unanswered`, `watch_own_request`):
+        // its end here adds no `aborted_after_head` (QA embed22-3).
+        self.fired_at_head = true;
     }
 
     /// An answer of the adapter's own, holding nothing (a refusal, a `500`).

@@ -128,6 +128,8 @@ impl<C: Recycle> Bundle<C> {
             return;
         }
         conn.request_began();
+        // Its own handler's future, dropped there (its client gone), leaves it to `conn`.
+        self.busy.0.lent_away(self.admitted.signal());
         // The old `Busy` drops: as far as the connection it arrived on knows, it has ended.
         self.busy = Busy(Rc::clone(conn));
     }
@@ -171,6 +173,19 @@ impl<B: Body, C: Recycle> Reply<B, C> {
     /// The status code.
     pub fn status(&self) -> hyper::StatusCode {
         self.response.status()
+    }
+
+    /// Counts this answer in [`HyperStats::rejected`](super::HyperStats::rejected), not in
+    /// `served`, if its status is a `4xx`: for an answer that refuses the client's input as
+    /// the server's own refusals do (a request body that broke its framing, came too slowly
+    /// or was too large: the mio server refuses such a request before any handler runs, and
+    /// counts it `rejected`). Unmarked, every answer a handler makes is `served`, whatever its
+    /// status, as on the mio server (docs/hyper.md, "When does the request end?"). The demo
+    /// routes mark theirs so.
+    pub fn count_rejected(&mut self) {
+        self.response
+            .extensions_mut()
+            .insert(super::service::Rejection);
     }
 }
 

@@ -48,6 +48,7 @@ use super::linger::Written;
 use super::service::Probing;
 use super::tally::Tally;
 use crate::admit::Refusal;
+use crate::signal::AbortSignal;
 
 #[derive(Default)]
 pub(crate) struct Connections {
@@ -164,6 +165,11 @@ pub(crate) struct Conn {
     /// the request parsed, and an end of input there (the count's, `Reads::HeadTooLong`) lost
     /// the answer: the last of pipelined probes read past `max_head` went unanswered (review20).
     unadmitted_out: Cell<bool>,
+    /// The signals of its requests whose bundle went to another connection, to be written
+    /// there as another request's answer ([`Conn::lent_away`]), while those requests are out:
+    /// their handler's future, dropped here, leaves them to that connection (QA embed22-2).
+    /// Empty unless a handler answers with another request's bundle.
+    lent: Cell<Vec<AbortSignal>>,
     /// `Options::max_head`.
     max_head: isize,
 }
@@ -283,6 +289,30 @@ impl Conn {
     #[cold]
     pub(crate) fn take_probe(&self) -> Option<Box<Probing>> {
         self.probe.take()
+    }
+
+    /// The bundle of a request of this connection, with `signal`, moved to another
+    /// connection to be written there as the answer of a request of its own
+    /// ([`Bundle::move_to`](super::Bundle)): while it is out, its end is that connection's.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn lent_away(&self, signal: &AbortSignal) {
+        let mut lent = self.lent.take();
+        lent.retain(|lent| lent.state().is_request_out());
+        lent.push(signal.clone());
+        self.lent.set(lent);
+    }
+
+    /// Whether the request with `signal` is out with its bundle moved to another connection
+    /// ([`Conn::lent_away`]); forgets it (its handler's future is being dropped).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn take_lent(&self, signal: &AbortSignal) -> bool {
+        let mut lent = self.lent.take();
+        let was = signal.state().is_request_out() && lent.iter().any(|lent| lent.same_as(signal));
+        lent.retain(|lent| lent.state().is_request_out() && !lent.same_as(signal));
+        self.lent.set(lent);
+        was
     }
 
     /// A request was admitted on the connection (its bundle is made).
@@ -958,6 +988,7 @@ impl Connections {
             body_may_follow: Cell::new(false),
             counts_begun: Cell::new(0),
             unadmitted_out: Cell::new(false),
+            lent: Cell::new(Vec::new()),
             max_head: max_head.try_into().unwrap_or(isize::MAX),
         });
         let key = self.open.borrow_mut().insert(Slot {

@@ -18,7 +18,7 @@ use super::bundle::{Bundle, Reply};
 use super::checks;
 use super::connections::Conn;
 use super::handler::{Handler, HandlerError};
-use super::service::RouteVerdict;
+use super::service::Rejection;
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
 
@@ -402,6 +402,7 @@ fn body_failed<C: Recycle>(
     }
     // The route's body is a `Full`, whose drop cannot panic.
     let _ = response.body_mut().replace_with(phrase);
+    response.extensions_mut().insert(Rejection); // as `error`'s
     closing(answer)
 }
 
@@ -469,7 +470,17 @@ fn error<C: Recycle>(bundle: Bundle<C>, status: StatusCode) -> Reply<Full<Bytes>
         let phrase = hyper::ext::ReasonPhrase::from_static(phrase);
         reply.response.extensions_mut().insert(phrase);
     }
+    if is_bad_input(status) {
+        // The routes answer these for a body that failed (its framing, its size, its time),
+        // which the mio server refuses before any route runs: `rejected` on both stacks.
+        reply.response.extensions_mut().insert(Rejection);
+    }
     reply
+}
+
+/// `400`, `408`, `413`, `431`: what the mio server answers bad input with.
+fn is_bad_input(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 408 | 413 | 431)
 }
 
 /// Made once (a value checked byte by byte per answer cost 100 instructions).
@@ -529,10 +540,9 @@ async fn delay<C: Recycle>(
         }
         None => {
             let why = Bytes::from_static(b"expected ?ms=N with N <= 60000");
-            let mut reply = text(bundle, StatusCode::BAD_REQUEST, why);
-            // The route's judgement, not a refusal of the input's framing: `served`, as on mio.
-            reply.response.extensions_mut().insert(RouteVerdict);
-            reply
+            // The route's judgement, not a refusal of the input's framing: `served`, as on mio
+            // (unmarked: `Reply::count_rejected`).
+            text(bundle, StatusCode::BAD_REQUEST, why)
         }
     };
     Ok(if close { closing(reply) } else { reply })

@@ -76,8 +76,12 @@ impl HyperReport {
     /// in `served` (or `rejected`) and [`HyperStats::answered_after_abort`], not here; so is
     /// an answer counted at its head whose request then ended so (its body cut short, or
     /// aborted by the deadline while it was written), in
-    /// [`HyperStats::aborted_after_head`]. Each admitted request is counted once.
+    /// [`HyperStats::aborted_after_head`]. Each admitted request is counted once: also one
+    /// that got no answer though it did not end aborted (its bundle, given away, was written
+    /// as another request's answer, or its handler dropped it, before its client went away),
+    /// in [`HyperStats::unanswered_not_aborted`].
     ///
+    /// [`HyperStats::unanswered_not_aborted`]: super::HyperStats::unanswered_not_aborted
     /// [`HyperStats::answered_after_abort`]: super::HyperStats::answered_after_abort
     /// [`HyperStats::aborted_after_head`]: super::HyperStats::aborted_after_head
     pub fn aborted(&self) -> u64 {
@@ -85,6 +89,7 @@ impl HyperReport {
         o.client_gone
             .saturating_add(o.deadline_aborted)
             .saturating_add(o.force_closed)
+            .saturating_add(self.stats.unanswered_not_aborted)
             .saturating_sub(self.stats.answered_after_abort)
             .saturating_sub(self.stats.aborted_after_head)
     }
@@ -291,6 +296,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
         panics,
         answered_after_abort,
         aborted_after_head,
+        unanswered_not_aborted,
         failed,
         rejected,
         connections,
@@ -306,6 +312,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
     total.panics += panics;
     total.answered_after_abort += answered_after_abort;
     total.aborted_after_head += aborted_after_head;
+    total.unanswered_not_aborted += unanswered_not_aborted;
     total.failed += failed;
     total.rejected += rejected;
     total.connections += connections;

@@ -182,6 +182,9 @@ where
                 match caught(|| handler.call(this, request, bundle)) {
                     Some(handler) => Dispatch::handling(handler, signal, conn, body_rule),
                     None => {
+                        // A bundle the closure gave away before it panicked lives on: counted
+                        // once if it ends aborted, as a failing future's (`failed`).
+                        watch_own_request(&signal, tally);
                         drop(signal);
                         if let Some(activity) = &conn.activity {
                             activity.end();
@@ -249,15 +252,27 @@ pin_project! {
 #[inline(never)]
 fn dropped_unanswered<F>(mut state: Pin<&mut State<F>>, conn: &Conn) {
     if let StateProj::Handling { signal, .. } = state.as_mut().project() {
-        // Unless its request has ended: its bundle, given away, may have been another
-        // request's answer (QA embed16-3), written whole (a completed request's signal never
-        // fires, G8; any other end fired it already: QA embed21-3).
-        if signal.state().is_request_out() {
-            signal.abort(if conn.tally.is_force_closing() {
+        let tally = &conn.tally;
+        if conn.take_lent(signal) {
+            // Its bundle is being written on another connection as the answer of a request
+            // there (QA embed16-3, embed20-3): that connection ends it, not this one's client
+            // (QA embed22-2). This request got no answer: counted so now, and not again if
+            // its bundle ends aborted there (QA embed22-1).
+            tally.bump(|s| &mut s.unanswered_not_aborted);
+            watch_own_request(signal, tally);
+        } else if signal.state().is_request_out() {
+            signal.abort(if tally.is_force_closing() {
                 AbortReason::ForceClosed
             } else {
                 AbortReason::ClientDisconnected
             });
+        } else if !ends_aborted(signal.reason()) {
+            // Its request has ended without an abort (its bundle, given away, was written
+            // whole as another request's answer: *completed*, and a completed request's
+            // signal never fires, G8, QA embed21-3; or its handler dropped it: *dropped*), and
+            // it gets no answer: counted in `HyperReport::aborted` all the same (QA embed22-1).
+            // An abort's end is counted there by its outcome already.
+            tally.bump(|s| &mut s.unanswered_not_aborted);
         }
         if let Some(activity) = &conn.activity {
             activity.end();
@@ -696,33 +711,45 @@ fn digits(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
+/// Whether a request whose signal says `reason` ends with an outcome that
+/// `HyperReport::aborted` counts: *client gone*, *deadline aborted*, *force closed*
+/// (`Outcome::after_abort`).
+#[cold]
+fn ends_aborted(reason: Option<AbortReason>) -> bool {
+    matches!(
+        reason,
+        Some(
+            AbortReason::ClientDisconnected | AbortReason::DrainDeadline | AbortReason::ForceClosed
+        )
+    )
+}
+
 /// Whether the request's signal says its client went away before its answer.
 #[inline]
 fn client_left(reason: Option<AbortReason>) -> bool {
     reason == Some(AbortReason::ClientDisconnected)
 }
 
-/// `400`, `408`, `413`, `431`: the client's input was refused.
-fn is_bad_input(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 400 | 408 | 413 | 431)
-}
-
-/// A handler's answer the mio server would count `rejected`: bad input ([`is_bad_input`]),
-/// unless a demo route judged the request's content itself ([`RouteVerdict`]). Off the path
-/// of a `200`.
+/// A handler's answer counted `rejected`, not `served`: a `4xx` the handler marked
+/// ([`Reply::count_rejected`](super::Reply::count_rejected); the demo routes' for a body that
+/// failed). Every other answer a handler made is `served`, as on mio, whose `rejected` counts
+/// the server's own refusals. Off the path of a `200`.
 #[cold]
 #[inline(never)]
 fn counts_rejected<B>(response: &Response<B>) -> bool {
-    is_bad_input(response.status()) && response.extensions().get::<RouteVerdict>().is_none()
+    response.status().is_client_error() && response.extensions().get::<Rejection>().is_some()
 }
 
-/// Marks a demo route's own `400` for a request it could read but not use (`/delay?ms=abc`):
-/// counted `served`, as the mio loop counts every answer its routes make, where the `400`s,
-/// `408`s and `413`s of a body that failed (and the adapter's own) are `rejected` on both
-/// stacks. Before, hyper counted that `400` `rejected` and mio `served`
-/// (`probe_client_v18::a_routes_own_400_is_counted_served_on_hyper`).
+/// The mark of an answer that refuses the client's input ([`Reply::count_rejected`]): counted
+/// `rejected`, as the mio server counts its own refusals (a body that broke its framing, came
+/// too slowly or too large, which the mio server refuses before any handler runs). Before, the
+/// adapter counted every handler's `400`, `408`, `413` and `431` `rejected` (mio: `served`),
+/// and the demo routes marked their own `400` for a query they could not use the other way
+/// (`probe_client_v18::a_routes_own_400_is_counted_served_on_hyper`; QA embed22-4).
+///
+/// [`Reply::count_rejected`]: super::Reply::count_rejected
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RouteVerdict;
+pub(crate) struct Rejection;
 
 /// The explanations of the adapter's own answers: the reason phrases, as the mio server's
 /// (RFC 9110 §15.5, §15.6).

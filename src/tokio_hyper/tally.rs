@@ -20,7 +20,9 @@ use crate::admit::{Refusal, RefusalReason};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HyperStats {
-    /// Admitted requests that got an answer (the handler's, or a `500`), but bad input; less
+    /// Admitted requests that got an answer (the handler's, whatever its status, as on the mio
+    /// server, or a `500`), but those the handler marked as refusing the client's input
+    /// ([`Reply::count_rejected`](super::Reply::count_rejected): `rejected`); less
     /// those whose bytes a close then dropped undelivered (see `undelivered`).
     pub served: u64,
     /// Answers counted in `served`, then taken back out of it: the connection was closed with
@@ -64,12 +66,27 @@ pub struct HyperStats {
     /// [`HyperReport::aborted`](super::HyperReport::aborted) does not count them: they were
     /// counted at their head, and each request is counted once.
     pub aborted_after_head: u64,
+    /// Admitted requests that got no answer (their handler's future was dropped unanswered:
+    /// the client went away, or the force-close) though their request did not end aborted:
+    /// the handler had given its bundle away, and it was written whole as another request's
+    /// answer (*completed*), or was being written so on another connection then (its end is
+    /// that connection's: it is not *client gone* for this client's going), or the handler had
+    /// dropped it (*dropped*). [`HyperReport::aborted`](super::HyperReport::aborted) counts
+    /// them with the aborted outcomes, so that each admitted request is counted once in
+    /// `served`, `rejected` or `aborted` (QA embed22-1; before, none of the three counted
+    /// them). Such a bundle written on another connection that then ends aborted there is
+    /// also counted in `aborted_after_head`, its outcome being counted here already.
+    pub unanswered_not_aborted: u64,
     /// Handlers that returned an error (answered `500`).
     pub failed: u64,
     /// Bad input: connections hyper closed on a bad or too large head (it answers `400`/`431`
-    /// itself), and admitted requests the handler answered `400`, `408`,
-    /// `413` or `431`, counted when the answer is made, read or not (a reset does not take it
-    /// back, as on the mio loops); an evicted head's `408` once the socket has taken it whole.
+    /// itself), the adapter's own refusals of a head (`400`, `414`, `431`, `501`) or of a
+    /// health probe's body, and admitted requests whose handler marked its `4xx` answer as
+    /// refusing the client's input ([`Reply::count_rejected`](super::Reply::count_rejected):
+    /// the demo routes' for a body that failed; an unmarked `400` of a handler is `served`, as
+    /// on the mio server, whose `rejected` counts the server's own refusals), counted when the
+    /// answer is made, read or not (a reset does not take it back, as on the mio loops); an
+    /// evicted head's `408` once the socket has taken it whole.
     pub rejected: u64,
     /// Connections accepted.
     pub connections: u64,
