@@ -298,6 +298,56 @@ mod hyper_unanswered {
         counted_once(&report);
     }
 
+    /// QA embed22-5. hyper adapter: a handler closure that gives its bundle away and panics
+    /// before it returns its future (`/lend`: answered `500`, counted `served`), its bundle
+    /// then the answer of another request (`/swap`, which dropped its own), cut short by that
+    /// request's client: the lent request was counted twice, `served` (its `500`) and
+    /// `aborted` (its outcome *client gone*), as the body took the other request's signal
+    /// (fired `Dropped` at its head) for its own. Now the `500` of a handler that panicked
+    /// building its future watches its request as a failing future's does, and the body
+    /// leaves the lent request's counts to it. Before the fix: served 2, aborted 1, for 2
+    /// admitted.
+    #[test]
+    fn a_handler_that_lends_its_bundle_and_panics_before_its_future_is_counted_once() {
+        let (gate_tx, gate_rx) = mpsc::channel::<UnboundedSender<Bytes>>();
+        let server = HyperThread::spawn(move |core| {
+            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
+                if request.uri().path() == "/lend" {
+                    *lent.borrow_mut() = Some(bundle);
+                    panic!("this handler panics on purpose, its bundle lent");
+                }
+                drop(bundle);
+                let other = lent.borrow_mut().take().expect("lent first");
+                let gate_tx = gate_tx.clone();
+                async move {
+                    let (body, rest) = Gated::new(b"ab", 4);
+                    gate_tx.send(rest).unwrap();
+                    Ok::<Reply<Gated>, HandlerError>(other.respond(hyper::Response::new(body)))
+                }
+            };
+            HyperServer::new(core, handler)
+        });
+        let lend = util::get(server.addr, "/lend");
+        assert_eq!(lend.status, 500);
+        let mut y = send(server.addr, "/swap");
+        let mut buf = Vec::new();
+        read_past_head(&mut y, &mut buf, 2);
+        let _rest = gate_rx.recv_timeout(HANG).unwrap();
+        y.shutdown(Shutdown::Both).unwrap();
+        let _ = y.read_to_end(&mut buf);
+        drop(y);
+        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let outcomes = &report.outcomes;
+        assert_eq!(
+            (outcomes.total(), outcomes.client_gone, outcomes.dropped),
+            (2, 1, 1),
+            "{report}"
+        );
+        assert_eq!((report.stats.served, report.aborted()), (2, 0), "{report}");
+        counted_once(&report);
+    }
+
     /// QA embed22-3. hyper adapter: two handlers answer with each other's bundle (`/a` on X
     /// with `/b`'s, streamed; `/b` on Y with `/a`'s), and X's client goes with its answer
     /// half written: `/b`'s request ends *client gone*. It was taken out of `aborted` twice
