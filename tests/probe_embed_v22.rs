@@ -298,6 +298,70 @@ mod hyper_unanswered {
         counted_once(&report);
     }
 
+    /// QA embed22-6 (found in this round's fix of QA embed22-2, before it landed whole): the
+    /// drain deadline aborts a lent request whose bundle is being written on another
+    /// connection, then the force-close drops its handler's future (its connection first)
+    /// and that answer's connection. The request ends *deadline aborted* (the first cause)
+    /// and is counted once in `aborted`, by that outcome: the drop must not count it
+    /// unanswered as well. Before this test's fix (in 4e00091's first version): aborted 2 for
+    /// 1 unanswered (served 1 + aborted 2 for 2 admitted).
+    #[test]
+    fn a_lent_bundle_aborted_by_the_deadline_then_force_closed_is_counted_once() {
+        use reqguard::tokio_hyper::Options;
+        let (lent_tx, lent_rx) = mpsc::channel::<()>();
+        let (fired_tx, fired_rx) = mpsc::channel::<AbortReason>();
+        let (gate_tx, gate_rx) = mpsc::channel::<UnboundedSender<Bytes>>();
+        let mut server = HyperThread::spawn(move |core| {
+            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
+                let lent = Rc::clone(&lent);
+                let (lent_tx, fired_tx) = (lent_tx.clone(), fired_tx.clone());
+                let gate_tx = gate_tx.clone();
+                let path = request.uri().path().to_owned();
+                async move {
+                    if path == "/lend" {
+                        bundle.signal().on_abort(move |reason| {
+                            let _ = fired_tx.send(reason);
+                        });
+                        *lent.borrow_mut() = Some(bundle);
+                        lent_tx.send(()).unwrap();
+                        std::future::pending::<()>().await;
+                        unreachable!()
+                    }
+                    drop(bundle);
+                    let other = lent.borrow_mut().take().expect("lent first");
+                    let (body, rest) = Gated::new(b"ab", 4);
+                    gate_tx.send(rest).unwrap();
+                    Ok::<Reply<Gated>, HandlerError>(other.respond(hyper::Response::new(body)))
+                }
+            };
+            HyperServer::new(core, handler)
+                .options(Options::default().drain_timeout(Duration::from_millis(200)))
+        });
+        let _x = send(server.addr, "/lend");
+        lent_rx.recv_timeout(HANG).unwrap();
+        let mut y = send(server.addr, "/swap");
+        let mut buf = Vec::new();
+        read_past_head(&mut y, &mut buf, 2);
+        let _rest = gate_rx.recv_timeout(HANG).unwrap();
+        server.begin_stop();
+        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let fired: Vec<AbortReason> = fired_rx.try_iter().collect();
+        assert_eq!(fired, [AbortReason::DrainDeadline], "{report}");
+        let outcomes = &report.outcomes;
+        assert_eq!(
+            (
+                outcomes.total(),
+                outcomes.deadline_aborted,
+                outcomes.dropped
+            ),
+            (2, 1, 1),
+            "{report}"
+        );
+        assert_eq!((report.stats.served, report.aborted()), (1, 1), "{report}");
+        counted_once(&report);
+    }
+
     /// QA embed22-5. hyper adapter: a handler closure that gives its bundle away and panics
     /// before it returns its future (`/lend`: answered `500`, counted `served`), its bundle
     /// then the answer of another request (`/swap`, which dropped its own), cut short by that

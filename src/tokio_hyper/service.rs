@@ -257,9 +257,13 @@ fn dropped_unanswered<F>(mut state: Pin<&mut State<F>>, conn: &Conn) {
             // Its bundle is being written on another connection as the answer of a request
             // there (QA embed16-3, embed20-3): that connection ends it, not this one's client
             // (QA embed22-2). This request got no answer: counted so now, and not again if
-            // its bundle ends aborted there (QA embed22-1).
-            tally.bump(|s| &mut s.unanswered_not_aborted);
-            watch_own_request(signal, tally);
+            // its bundle ends aborted there (QA embed22-1); unless its signal fired already
+            // (the drain deadline), whose abort its outcome will be, counted by it (QA
+            // embed22-6).
+            if !ends_aborted(signal.reason()) {
+                tally.bump(|s| &mut s.unanswered_not_aborted);
+                watch_own_request(signal, tally);
+            }
         } else if signal.state().is_request_out() {
             signal.abort(if tally.is_force_closing() {
                 AbortReason::ForceClosed
