@@ -486,10 +486,7 @@ impl<'r, H> Connection<'r, H> {
             return false;
         }
         let head = starts_head(&self.input[self.start..]);
-        let wire = Wire {
-            head,
-            ..Wire::CLOSE
-        };
+        let wire = Wire::CLOSE.with_head(head);
         let reject = self.partial_head_refusal(d);
         self.reject_uncounted(d, reject, wire);
         true
@@ -590,14 +587,7 @@ impl<'r, H> Connection<'r, H> {
             if !self.closing && now >= later(started, d.limits.get_request_timeout()) {
                 let head = starts_head(&self.input[self.start..]);
                 let reject = self.partial_head_refusal(d);
-                self.reject(
-                    d,
-                    reject,
-                    Wire {
-                        head,
-                        ..Wire::CLOSE
-                    },
-                );
+                self.reject(d, reject, Wire::CLOSE.with_head(head));
             }
         }
         if self.is_idle() && now >= self.idle_deadline(d) {
@@ -844,14 +834,7 @@ impl<'r, H> Connection<'r, H> {
             }
             Err(reject) => {
                 let head = starts_head(buf);
-                self.reject(
-                    d,
-                    *reject,
-                    Wire {
-                        head,
-                        ..Wire::CLOSE
-                    },
-                );
+                self.reject(d, *reject, Wire::CLOSE.with_head(head));
                 return HeadStep::Wait;
             }
         };
@@ -1188,8 +1171,8 @@ impl<'r, H> Connection<'r, H> {
                     wire,
                     ..
                 } => {
-                    let close = wire.close || closes_at_stop;
-                    let wire = Wire { close, ..wire };
+                    let close = wire.close() || closes_at_stop;
+                    let wire = wire.with_close(close);
                     let close = resume(d, &held, route, token, wire, &mut self.answers.output);
                     answered(d, held);
                     self.served += 1;
@@ -1244,10 +1227,10 @@ fn resume<A: Accounting>(
     if response.wants_stop() {
         d.stop_requested = true;
     }
-    let close = wire.close || response.wants_close();
+    let close = wire.close() || response.wants_close();
     write_response(
         out,
-        Wire { close, ..wire },
+        wire.with_close(close),
         d.date.line(),
         response.answer(),
     );

@@ -176,11 +176,7 @@ impl Head {
 
     /// How this request's answer is framed.
     pub(crate) fn wire(&self, close: bool) -> Wire {
-        Wire {
-            http10: self.http10,
-            close,
-            head: self.is_head,
-        }
+        Wire::new(self.http10, close, self.is_head)
     }
 }
 
