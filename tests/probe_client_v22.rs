@@ -1,0 +1,79 @@
+//! qa-client22, round 22: what round 21 left (docs/server.md "Not done"), and what a hostile
+//! client sees beyond it, through `reqguard-demo serve` (the process a user runs). Answers are
+//! read by the strict client (tests/util/strict.rs).
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use util::serve::{field, send_signal, Serve};
+use util::strict::{expect_clean_eof, StrictClient};
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// QA client22-2. A request head in progress on a fresh connection when the stop turns
+/// keep-alive off (its first bytes sent before the stop, its end not yet) is kept as one after
+/// an answer is, on both stacks: finished before the drain deadline, it is refused `503` +
+/// close and counted `refused`, as the mio loops refuse it. Before, hyper took the connection
+/// for a silent one (no request answered on it yet) and answered it the close step's `503`
+/// about a second after the drain, while its client was still sending its head (2 s into the
+/// stop with `serve`'s defaults; mio keeps it to the drain deadline, 5 s): the head finished
+/// after that was never read, and the `503` counted as no refusal.
+#[test]
+fn a_head_begun_on_a_fresh_connection_before_the_stop_is_kept_as_after_an_answer_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start(
+            "",
+            &format!(
+                "{stack} --idle-linger-ms 100 --drain-timeout-ms 20000 \
+                 --request-timeout-ms 60000 --idle-timeout-ms 60000"
+            ),
+        );
+        let mut idle = StrictClient::connect(serve.addr);
+        idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(idle.answer("GET").status, 200, "{stack}");
+        let mut fresh = StrictClient::connect(serve.addr);
+        fresh.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
+        // The server has read it once it answers a request sent after it on another
+        // connection (each connection is read as its bytes come).
+        let mut other = StrictClient::connect(serve.addr);
+        other.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        assert_eq!(other.answer("GET").status, 200, "{stack}");
+        send_signal(serve.child.id(), "TERM");
+        // The stop's keep-alive step has reached the connections once the idle one is closed.
+        expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
+        // hyper's close step answered it a second after the drain: nothing comes here.
+        let stream = fresh.reader_mut().get_ref();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(2500)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let early = stream.peek(&mut byte);
+        assert!(
+            early
+                .as_ref()
+                .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+            "{stack}: answered before its head was whole: {early:?}"
+        );
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        fresh.send(b"\r\n");
+        let refused = fresh.answer("GET");
+        assert_eq!(
+            (refused.status, refused.closes()),
+            (503, true),
+            "{stack}: {refused:?}"
+        );
+        fresh.expect_nothing_more(true, Duration::ZERO);
+        let mut serve = serve;
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 2.0, "{stack}: {json}");
+        assert_eq!(field(&json, "refused"), 1.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
+    }
+}
