@@ -309,7 +309,8 @@ mod exit_json {
     /// The exit JSON of both stacks, key by key, as docs/hyper.md describes it: the same
     /// keys first, in the same order (a script reads either stack's line alike); then the
     /// mio server's `buffered_high_water` (the hyper adapter does not see hyper's buffers),
-    /// or the hyper-only counts `failed`, `answered_after_abort`, `aborted_after_head`; then
+    /// or the hyper-only counts `failed`, `answered_after_abort`, `aborted_after_head`,
+    /// `unanswered_not_aborted` (since round 22); then
     /// `outcomes`; the hyper line then says `"stack":"hyper"` and gives its stop's `steps`
     /// (a single mio server runs no ladder: no steps). Before, docs/hyper.md said the hyper
     /// line carried its counts "beside the mio server's keys" (it has no
@@ -329,6 +330,7 @@ mod exit_json {
             "failed",
             "answered_after_abort",
             "aborted_after_head",
+            "unanswered_not_aborted",
             "outcomes",
             "stack",
             "steps",

@@ -153,6 +153,17 @@ mod hyper_unanswered {
         );
         assert_eq!((report.stats.served, report.aborted()), (0, 1), "{report}");
         counted_once(&report);
+        // The report shows it, as it shows the other pieces of `aborted` (review22: neither
+        // the text nor the exit JSON did, so `aborted` could not be rebuilt from them).
+        let json = report.to_json();
+        assert!(json.contains(",\"aborted\":1,"), "{json}");
+        assert!(json.contains(",\"unanswered_not_aborted\":1,"), "{json}");
+        let text = report.to_string();
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().take(2).eq(["unanswered", "1"])),
+            "{text}"
+        );
     }
 
     /// The server of the lent-bundle probes: `/lend` gives its bundle away and waits (told on

@@ -100,11 +100,12 @@ impl HyperReport {
         let s = &self.stats;
         #[allow(unused_mut)] // without `server`: no steps to add
         let mut json = format!(
-            "{},\"failed\":{},\"answered_after_abort\":{},\"aborted_after_head\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
+            "{},\"failed\":{},\"answered_after_abort\":{},\"aborted_after_head\":{},\"unanswered_not_aborted\":{},\"outcomes\":{},\"stack\":\"hyper\"}}",
             self.common().open_json(),
             s.failed,
             s.answered_after_abort,
             s.aborted_after_head,
+            s.unanswered_not_aborted,
             self.outcomes.to_json(),
         );
         #[cfg(feature = "server")]
@@ -149,6 +150,11 @@ impl fmt::Display for HyperReport {
             f,
             "  cut        {:>8}   answers aborted after their head (in served; client gone, deadline, force)",
             s.aborted_after_head
+        )?;
+        writeln!(
+            f,
+            "  unanswered {:>8}   admitted, never answered, not aborted (in aborted: bundle given away or dropped)",
+            s.unanswered_not_aborted
         )?;
         writeln!(
             f,
