@@ -99,11 +99,14 @@ impl<C: Recycle> Parts<C> {
         mut slot: Box<Slot<C>>,
         entry: BundleEntry,
     ) -> Self {
-        let signal = AbortSignal::mint_with(pool.home(), slot.kept.take());
+        // The signal kept beside the context, else a spare or a new one, in the slot.
+        let signal = match &slot.signal {
+            Some(signal) => signal,
+            None => slot.signal.insert(mint_cold(pool.home())),
+        };
         // The request's own activity (invariant 2 of `SignalState`).
         signal.state().set_request_out(true);
         let lease = Lease {
-            signal,
             pool: Rc::clone(pool),
             entry,
         };
@@ -134,16 +137,12 @@ impl<C: Recycle> Parts<C> {
     #[inline(never)]
     pub(crate) fn refuse(self) {
         let mut slot = self.slot;
-        let Some(Lease {
-            signal,
-            pool,
-            entry,
-        }) = slot.lease.take()
+        let (Some(Lease { pool, entry }), Some(signal)) = (slot.lease.take(), slot.signal.take())
         else {
-            return; // never: a part's slot holds its lease
+            return; // never: a part's slot holds its lease and signal
         };
         signal.state().set_request_out(false);
-        pool.checkin(slot, None);
+        pool.checkin(slot);
         pool.home().release_refused_bundle(&entry);
         drop(signal);
     }
@@ -154,6 +153,15 @@ impl<C: Recycle, R> Admitted<C, R> {
     #[inline]
     fn slot(&self) -> &Slot<C> {
         self.slot.as_deref().expect("a bundle holds its slot")
+    }
+
+    /// The request's signal, in the slot from the mint to the release.
+    #[inline]
+    fn own_signal(&self) -> &AbortSignal {
+        self.slot()
+            .signal
+            .as_ref()
+            .expect("a bundle's slot holds its signal")
     }
 
     /// The slot's lease, set from the mint to the release.
@@ -210,14 +218,15 @@ impl<C: Recycle, R> Admitted<C, R> {
     pub(crate) fn has_signal(&self, signal: &AbortSignal) -> bool {
         self.slot
             .as_deref()
-            .and_then(|slot| slot.lease.as_ref())
-            .is_some_and(|lease| lease.signal.same_as(signal))
+            .filter(|slot| slot.lease.is_some())
+            .and_then(|slot| slot.signal.as_ref())
+            .is_some_and(|own| own.same_as(signal))
     }
 
     /// The request's abort signal.
     #[inline]
     pub fn signal(&self) -> &AbortSignal {
-        &self.lease().signal
+        self.own_signal()
     }
 
     /// Another activity ref on this request's signal, for native work that must keep the
@@ -338,13 +347,11 @@ impl<C: Recycle, R> Admitted<C, R> {
         let Some(mut slot) = self.slot.take() else {
             return; // released already
         };
-        let Some(Lease {
-            signal,
-            pool,
-            entry,
-        }) = slot.lease.take()
-        else {
+        let Some(Lease { pool, entry }) = slot.lease.take() else {
             return; // never: an admitted slot holds its lease
+        };
+        let Some(signal) = slot.signal.as_ref() else {
+            return; // never: an admitted slot holds its signal
         };
         let state = signal.state();
         // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
@@ -352,7 +359,7 @@ impl<C: Recycle, R> Admitted<C, R> {
         let outcome = if clean {
             Outcome::Completed
         } else {
-            decide_slow(&signal, outcome)
+            decide_slow(signal, outcome)
         };
         // The request has ended, and its own activity on the signal with it (invariant 2 of
         // `SignalState`): no escalation may fire its signal from here (the payload's `Drop`
@@ -370,28 +377,42 @@ impl<C: Recycle, R> Admitted<C, R> {
             None => false,
         };
         // Nobody else holds the signal and it is as good as new (it never fired, no listener
-        // waits): it stays beside the context for the next request. Else it goes back to the
-        // spare list last, as when its handle dropped (resetting it drops its listeners). An
-        // untouched signal (no handle was cloned from it, no listener added, no escalation
-        // listed it: invariant 6 of `SignalState`) that did not fire is as good as new without
-        // reading its handle count or listeners; nothing that ran since `clean` was read can
-        // fire it without a handle (the escalation skips a request no longer out).
-        if clean && !state.is_touched() {
-            pool.checkin(slot, Some(signal));
-            pool.home().release_bundle(&entry, had_request, outcome);
+        // waits): it stays beside the context (in the slot) for the next request. Else it
+        // goes back to the spare list last, as when its handle dropped (resetting it drops its
+        // listeners). An untouched signal (no handle was cloned from it, no listener added, no
+        // escalation listed it: invariant 6 of `SignalState`) that did not fire is as good as
+        // new without reading its handle count or listeners; nothing that ran since `clean`
+        // was read can fire it without a handle (the escalation skips a request no longer out).
+        let keep = if clean && !state.is_touched() {
+            true
         } else if Rc::strong_count(state) == 1 && state.is_fresh() {
             state.untouch();
-            pool.checkin(slot, Some(signal));
+            true
+        } else {
+            false
+        };
+        if keep {
+            pool.checkin(slot);
             pool.home().release_bundle(&entry, had_request, outcome);
         } else {
-            pool.checkin(slot, None);
+            let signal = slot.signal.take();
+            pool.checkin(slot);
             let home = pool.home();
             home.release_bundle(&entry, had_request, outcome);
-            home.signals.recycle_if_last(signal.state());
-            drop(signal);
+            if let Some(signal) = signal {
+                home.signals.recycle_if_last(signal.state());
+                drop(signal);
+            }
         }
         drop(pool);
     }
+}
+
+/// A signal for a slot that keeps none: a spare, or a new one.
+#[cold]
+#[inline(never)]
+fn mint_cold(home: &Rc<Shared>) -> AbortSignal {
+    AbortSignal::mint(home)
 }
 
 /// The outcome when the request did not complete cleanly (the first cause wins: a signal that
@@ -421,8 +442,8 @@ impl<C: Recycle, R: fmt::Debug> fmt::Debug for Admitted<C, R> {
                 &self
                     .slot
                     .as_ref()
-                    .and_then(|slot| slot.lease.as_ref())
-                    .map(|lease| &lease.signal),
+                    .filter(|slot| slot.lease.is_some())
+                    .and_then(|slot| slot.signal.as_ref()),
             )
             .field(
                 "spilled",
@@ -432,5 +453,58 @@ impl<C: Recycle, R: fmt::Debug> fmt::Debug for Admitted<C, R> {
                     .map(|slot| slot.origin == Origin::Spilled),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use crate::engines::Heap;
+    use crate::{Config, Outcome, ServerCore};
+
+    /// The signal stays in its pooled slot from one bundle to the next while nobody else holds
+    /// it (round 22): the next bundle has it with no move; one another handle holds, or that
+    /// fired, leaves the slot, and the next bundle's is fresh. Each assertion fails when the
+    /// release keeps a signal it must not, or never keeps one.
+    #[test]
+    fn a_signal_nobody_else_holds_stays_in_its_slot() {
+        let heap = Heap::new();
+        let config = Config::default().with_pool_capacity(1).unwrap();
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let state = |b: &crate::Admitted<(), ()>| Rc::as_ptr(b.signal().state());
+
+        let a = live.admit(|_| Ok(())).unwrap();
+        let first = state(&a);
+        a.complete();
+        // Not a spare: a signal minted now is another one.
+        let other = live.signal();
+        assert_ne!(Rc::as_ptr(other.state()), first, "went to the spares");
+        let b = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(state(&b), first, "kept in the slot");
+        drop(other);
+        let held = b.signal().clone(); // another handle: it must not go to the next request
+        b.complete();
+        let c = live.admit(|_| Ok(())).unwrap();
+        assert_ne!(
+            state(&c),
+            first,
+            "a signal another handle holds stayed in the slot"
+        );
+        assert!(c.signal().state().is_fresh() && !c.signal().is_aborted());
+        c.end(Outcome::ClientGone); // fired: not kept
+        let d = live.admit(|_| Ok(())).unwrap();
+        assert!(
+            !d.signal().is_aborted(),
+            "a fired signal stayed in the slot"
+        );
+        assert_eq!(d.signal().pending_activity(), 1);
+        d.complete();
+        assert!(!held.is_aborted(), "completed: never fired");
+        drop(held);
+        let outcomes = core.ledger().outcomes();
+        assert_eq!((outcomes.completed, outcomes.client_gone), (3, 1));
+        core.ledger().assert_quiescent();
     }
 }

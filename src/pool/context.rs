@@ -51,7 +51,7 @@ impl<C: Recycle> RequestContext<C> {
         site: &'static Location<'static>,
     ) -> Option<Self> {
         let mut slot = pool.checkout()?;
-        if let Some(signal) = slot.kept.take() {
+        if let Some(signal) = slot.signal.take() {
             // A standalone context has no signal: the one kept beside it is a spare again.
             pool.home().signals.recycle(Rc::clone(signal.state()));
         }
@@ -126,7 +126,7 @@ impl<C: Recycle> Drop for RequestContext<C> {
             .shared_ledger()
             .release(GuardKind::Context, &self.entry);
         if let Some(slot) = self.slot.take() {
-            self.pool.checkin(slot, None);
+            self.pool.checkin(slot);
         }
     }
 }

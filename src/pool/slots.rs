@@ -11,13 +11,14 @@
 //!
 //! # Invariants
 //!
-//! 1. `free_len + pooled_in_use == allocated <= capacity`: the pooled contexts in use are
-//!    counted by that difference, the spilled ones by `spilled_out`, so a checkout or a
-//!    check-in from the free list counts only the list's length.
+//! 1. `free_len + cached + pooled_in_use == allocated <= capacity` (`cached`: 1 while `last`
+//!    holds a slot): the pooled contexts in use are counted by that difference, the spilled
+//!    ones by `spilled_out`, so a checkout or a check-in counts only the list's length (and
+//!    one from `last`, nothing).
 //! 2. The free list (a stack threaded through the slots' `next`) holds pooled slots only,
 //!    `free_len` of them. Nothing is reserved up front (an absurd capacity costs nothing) and
 //!    nothing grows: a check-in is two pointer moves. A slot out of the list has no `next`.
-//! 3. Every slot in the free list has been recycled, and every signal beside one is reset and
+//! 3. Every slot in the free list or `last` has been recycled, and every signal beside one is reset and
 //!    has no other handle (as the registry's spares: `SignalRegistry` invariant 2).
 //! 4. User code (`C::default`, `Recycle::recycle`, a context's `Drop`) never runs between a
 //!    take of the list's top and its replacement, and a panic in it costs no capacity and does
@@ -26,6 +27,13 @@
 //!    panics; a context whose `recycle` panicked is freed and uncounted (the pool makes a
 //!    fresh one when it needs it). A spilled context's `Drop`, and the pooled ones' when the
 //!    pool is freed (one by one, not recursively), run caught.
+//! 5. `last` holds the slot given back last, if the check-in after it has not moved it to the
+//!    free list nor a checkout taken it: the free list's top in all but name (the checkout
+//!    takes it first, so slots still go out last in, first out), kept out of the list so that
+//!    a request admitted and completed in turn (a pipeline answered at once) takes its slot
+//!    back without the list's pointer moves and count. It holds a recycled pooled slot, never
+//!    an unnoted one: a check-in's slot was checked out (`first_checkout` noted it), and
+//!    `made` moves it to the list before it marks the list's slots.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -54,18 +62,19 @@ pub(crate) struct Slot<C> {
     pub(crate) context: C,
     /// Fixed when the slot is made.
     pub(crate) origin: Origin,
-    /// In the free list: a reset signal nobody else holds, kept for the next bundle.
-    pub(crate) kept: Option<AbortSignal>,
-    /// Out with an admitted bundle: the bundle's signal, server and ledger entry.
+    /// In the free list: a reset signal nobody else holds, kept for the next bundle. Out with
+    /// an admitted bundle: the bundle's signal (it stays here for the next bundle when nobody
+    /// else holds it at the release). Out as a standalone context: none.
+    pub(crate) signal: Option<AbortSignal>,
+    /// Out with an admitted bundle: the bundle's server and ledger entry.
     pub(crate) lease: Option<Lease<C>>,
     /// In the free list: the slot under it (the list is threaded through the slots).
     next: Option<Box<Slot<C>>>,
 }
 
-/// What a slot carries while an admitted bundle holds it.
+/// What a slot carries while an admitted bundle holds it (besides the bundle's signal, in the
+/// slot's `signal`).
 pub(crate) struct Lease<C> {
-    /// The request's signal (the bundle's activity on it is counted in its state).
-    pub(crate) signal: AbortSignal,
     /// The server's pool, and through it the server (ledger, drain, spare signals). Held
     /// only while the slot is out: a free slot would make a cycle with its pool.
     pub(crate) pool: Rc<ContextPool<C>>,
@@ -78,7 +87,7 @@ impl<C: Recycle> Slot<C> {
         Box::new(Slot {
             context: C::default(),
             origin,
-            kept: None,
+            signal: None,
             lease: None,
             next: None,
         })
@@ -93,6 +102,8 @@ pub(crate) struct ContextPool<C> {
     /// is two pointer moves (no borrow flag, no length or capacity to check, no growth).
     free: Cell<Option<Box<Slot<C>>>>,
     free_len: Cell<usize>,
+    /// The slot given back last, ahead of the free list (invariant 5).
+    last: Cell<Option<Box<Slot<C>>>>,
     capacity: usize,
     exhaustion: Exhaustion,
     allocated: Cell<usize>,
@@ -114,6 +125,7 @@ impl<C: Recycle> ContextPool<C> {
             home,
             free: Cell::new(None),
             free_len: Cell::new(0),
+            last: Cell::new(None),
             capacity,
             exhaustion,
             allocated: Cell::new(0),
@@ -181,9 +193,20 @@ impl<C: Recycle> ContextPool<C> {
         }
     }
 
-    /// A slot from the free list, or `None` if it is empty. Runs no user code.
+    /// A slot: the one given back last (invariant 5), else the free list's top; `None` if
+    /// both are empty. Runs no user code.
     #[inline]
     pub(crate) fn pop(&self) -> Option<Box<Slot<C>>> {
+        match self.last.take() {
+            Some(slot) => Some(slot),
+            None => self.pop_listed(),
+        }
+    }
+
+    /// A slot from the free list, or `None` if it is empty.
+    #[cold]
+    #[inline(never)]
+    fn pop_listed(&self) -> Option<Box<Slot<C>>> {
         match self.pop_free() {
             Some(slot) if slot.origin == Origin::Unnoted => Some(self.first_checkout(slot)),
             popped => popped,
@@ -230,14 +253,15 @@ impl<C: Recycle> ContextPool<C> {
         }
     }
 
-    /// Takes a slot back (its lease ended), with `kept` to keep beside it (a reset signal with
-    /// no other handle; a spilled or lost slot's goes to the registry's spares). `recycle`
-    /// runs on its own: if it panics, the slot is freed and uncounted, so the pool keeps its
-    /// capacity.
+    /// Takes a slot back (its lease ended), with the signal in it to keep beside it (a reset
+    /// signal with no other handle, or none; a spilled or lost slot's goes to the registry's
+    /// spares). `recycle` runs on its own: if it panics, the slot is freed and uncounted, so
+    /// the pool keeps its capacity.
     #[inline(always)]
-    pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>, kept: Option<AbortSignal>) {
+    pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>) {
         if slot.origin == Origin::Spilled {
             self.spilled_out.set(self.spilled_out.get() - 1);
+            let kept = slot.signal.take();
             // Freeing runs the context's `Drop` (user code) inside the request's release: a
             // panic there must not skip the rest of the release.
             call_caught(move || drop(slot));
@@ -245,12 +269,23 @@ impl<C: Recycle> ContextPool<C> {
             return;
         }
         if call_caught(|| slot.context.recycle()) {
+            let kept = slot.signal.take();
             self.lose(slot);
             self.spare(kept);
             return;
         }
-        // A checked-out slot keeps no signal (the checkout took it).
-        forget_none(std::mem::replace(&mut slot.kept, kept));
+        // Kept ahead of the list for the next checkout; the one kept before goes on the list
+        // (invariant 5).
+        if let Some(older) = self.last.replace(Some(slot)) {
+            self.push_older(older);
+        }
+    }
+
+    /// The slot `last` held goes on the free list (a check-in while another is in `last`:
+    /// requests out together).
+    #[cold]
+    #[inline(never)]
+    fn push_older(&self, slot: Box<Slot<C>>) {
         self.push_free(slot);
     }
 
@@ -272,9 +307,13 @@ impl<C: Recycle> ContextPool<C> {
         call_caught(move || drop(slot));
     }
 
-    /// Contexts in use now: pooled ones out of the free list, and spilled ones.
+    /// Contexts in use now: pooled ones neither in the free list nor in `last`, and spilled
+    /// ones (invariant 1).
     fn in_use(&self) -> usize {
-        self.allocated.get() - self.free_len.get() + self.spilled_out.get()
+        let last = self.last.take();
+        let cached = usize::from(last.is_some());
+        forget_none(self.last.replace(last)); // taken just above
+        self.allocated.get() - self.free_len.get() - cached + self.spilled_out.get()
     }
 
     /// A context was just made for a checkout: the in-use count may be at a new high. The
@@ -282,6 +321,11 @@ impl<C: Recycle> ContextPool<C> {
     /// while the context was made (`C::default`), so each is marked for its next checkout to
     /// count the high water again (invariant 1 no longer bounds them).
     fn made(&self) {
+        // A slot given back meanwhile may be in `last`: on the list, it is marked with the
+        // others (invariant 5: `last` never holds an unnoted slot).
+        if let Some(slot) = self.last.take() {
+            self.push_free(slot);
+        }
         self.note_high_water();
         if self.free_len.get() > 0 {
             self.mark_free_unnoted();
@@ -325,11 +369,16 @@ impl<C: Recycle> ContextPool<C> {
 impl<C> Drop for ContextPool<C> {
     /// Frees the pooled contexts, each on its own: a context's `Drop` is user code.
     fn drop(&mut self) {
-        // One by one: dropping the top would drop the list under it recursively.
+        // One by one: dropping the top would drop the list under it recursively. The slot in
+        // `last` first, as the list's top.
         let mut top = self.free.take();
+        if let Some(mut slot) = self.last.take() {
+            slot.next = top;
+            top = Some(slot);
+        }
         while let Some(mut slot) = top {
             top = slot.next.take();
-            if let Some(signal) = slot.kept.take() {
+            if let Some(signal) = slot.signal.take() {
                 // Freed with the pool, not handed to the spare list as a last handle would be.
                 let state = Rc::clone(signal.state());
                 drop(signal);
@@ -379,6 +428,47 @@ mod tests {
         assert_eq!(figures(), (3, 4, 3));
         drop(again);
         core.ledger().assert_quiescent();
+    }
+
+    /// The slot given back last is kept ahead of the free list (invariant 5): counted free,
+    /// taken first (slots go out last in, first out), and freed with the pool. Each assertion
+    /// fails when `in_use` forgets it, or when a checkout takes the list's top before it.
+    #[test]
+    fn the_slot_given_back_last_is_counted_free_and_taken_first() {
+        let heap = Heap::new();
+        let config = Config::default()
+            .with_pool_capacity(3)
+            .unwrap()
+            .with_prewarm(1);
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let figures = || {
+            let m = core.pool_metrics();
+            (m.in_use, m.high_water, m.allocated)
+        };
+        let place = |bundle: &crate::Admitted<(), ()>| std::ptr::from_ref(bundle.context());
+        let a = live.admit(|_| Ok(())).unwrap();
+        let b = live.admit(|_| Ok(())).unwrap();
+        let (pa, pb) = (place(&a), place(&b));
+        assert_eq!(figures(), (2, 2, 2));
+        a.complete(); // kept ahead of the list
+        assert_eq!(figures(), (1, 2, 2));
+        b.complete(); // kept; `a`'s goes on the list
+        assert_eq!(figures(), (0, 2, 2));
+        let c = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(place(&c), pb, "the slot given back last goes out first");
+        assert_eq!(figures(), (1, 2, 2));
+        let d = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(place(&d), pa);
+        d.complete();
+        c.complete();
+        assert_eq!(figures(), (0, 2, 2));
+        let e = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(place(&e), pb);
+        e.complete();
+        core.ledger().assert_quiescent();
+        drop(live);
+        drop(core); // frees the list and the slot kept ahead of it
     }
 
     /// The free list is threaded through its slots: freeing a long one must not recurse (a

@@ -236,16 +236,6 @@ impl AbortSignal {
     /// A spare signal of `home`'s, or a new one.
     #[inline]
     pub(crate) fn mint(home: &Rc<Shared>) -> Self {
-        Self::mint_with(home, None)
-    }
-
-    /// `kept` (a reset signal with no other handle, kept beside a pooled context), or as
-    /// [`mint`](AbortSignal::mint).
-    #[inline]
-    pub(crate) fn mint_with(home: &Rc<Shared>, kept: Option<AbortSignal>) -> Self {
-        if let Some(signal) = kept {
-            return signal;
-        }
         let state = home
             .signals
             .take_spare()

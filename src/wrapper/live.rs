@@ -299,7 +299,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             .checkout_new()
             .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
         if self.core.is_stopped() {
-            pool.checkin(slot, None);
+            pool.checkin(slot);
             return Err(Refusal::new(RefusalReason::Stopped));
         }
         Ok(slot)
