@@ -8,6 +8,12 @@ mod util;
 use std::io::ErrorKind;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use reqguard::tokio_hyper::{Bundle, HandlerError, Options, Reply};
+use util::hyper_thread::HyperThread;
 use util::serve::{field, send_signal, Serve};
 use util::strict::{expect_clean_eof, StrictClient};
 
@@ -76,4 +82,105 @@ fn a_head_begun_on_a_fresh_connection_before_the_stop_is_kept_as_after_an_answer
         assert_eq!(field(&json, "refused"), 1.0, "{stack}: {json}");
         assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
     }
+}
+
+/// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to
+/// which method: `431` when the request line has ended, `414` when the target has not, `501`
+/// when the method has not (to a `HEAD`, the explanation's length alone).
+fn heads_past_max_head() -> [(String, &'static str, u16, &'static str); 4] {
+    let long = "a".repeat(9000);
+    [
+        (
+            format!("GET / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
+            "GET",
+            431,
+            "Request Header Fields Too Large",
+        ),
+        (format!("GET /{long}"), "GET", 414, "URI Too Long"),
+        (long.to_uppercase(), "GET", 501, "Not Implemented"),
+        (
+            format!("HEAD / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
+            "HEAD",
+            431,
+            "",
+        ),
+    ]
+}
+
+/// An embedder's own handler that reads the request's body to its end itself (hyper's
+/// `Incoming`, as a runtime's `request.text()` does) and answers its length.
+async fn read_it_all(
+    _this: reqguard::engines::Handle<&'static str>,
+    request: Request<Incoming>,
+    bundle: Bundle,
+) -> Result<Reply<Full<Bytes>>, HandlerError> {
+    let body = request.into_body().collect().await?.to_bytes();
+    let answer = Bytes::from(format!("read {}", body.len()));
+    Ok(bundle.respond(Response::new(Full::new(answer))))
+}
+
+/// QA client22-1. After a request with a body read to its end by an embedder's own handler
+/// (not a demo route), a head past `max_head` is refused at once (`431`, `414`, `501` +
+/// close, counted `rejected`), as after any other request and as the mio loops refuse it,
+/// whether it waits for more or the client's FIN follows it at once, sent after the answer or
+/// with the body in one write. Before, the adapter,
+/// which does not see the `Incoming` the handler reads, took the head's bytes for the body
+/// hyper might still read: the head waited for hyper's header timeout (here a minute: the
+/// client's read timed out), and with the FIN after it the connection closed unanswered.
+#[test]
+fn a_head_past_max_head_after_a_body_an_embedders_handler_read_is_refused_at_once() {
+    let server = HyperThread::spawn(|core| {
+        reqguard::tokio_hyper::HyperServer::new(core, read_it_all)
+            .options(Options::default().idle_timeout(Duration::from_secs(60)))
+    });
+    let upload = "b".repeat(30_000);
+    let befores = [
+        "POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc".to_owned(),
+        format!(
+            "POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{upload}",
+            upload.len()
+        ),
+        "POST /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            .to_owned(),
+    ];
+    let mut rejected = 0;
+    let mut served = 0;
+    for before in &befores {
+        for (head, method, status, text) in &heads_past_max_head() {
+            for (fin, together) in [(false, false), (true, false), (false, true), (true, true)] {
+                let shown = format!("{before:.40?}, {status}, FIN {fin}, one write {together}");
+                let mut client = StrictClient::connect(server.addr);
+                if together {
+                    client.send(format!("{before}{head}").as_bytes());
+                } else {
+                    client.send(before.as_bytes());
+                }
+                let first = client.answer("POST");
+                assert_eq!((first.status, first.closes()), (200, false), "{shown}");
+                assert!(first.text().starts_with("read "), "{shown}: {first:?}");
+                served += 1;
+                if !together {
+                    client.send(head.as_bytes());
+                }
+                if fin {
+                    client.send_fin();
+                }
+                let refused = client.answer(method);
+                assert_eq!(
+                    (refused.status, refused.text(), refused.closes()),
+                    (*status, *text, true),
+                    "{shown}: {refused:?}"
+                );
+                client.expect_nothing_more(true, Duration::ZERO);
+                rejected += 1;
+            }
+        }
+    }
+    let report = server.stop();
+    assert_eq!(report.leaked, 0, "{report}");
+    assert_eq!(
+        (report.stats.served, report.stats.rejected),
+        (served, rejected),
+        "{report}"
+    );
 }

@@ -34,9 +34,13 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use hyper::rt::{Sleep, Timer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use slab::Slab;
@@ -156,8 +160,14 @@ pub(crate) struct Conn {
     /// hyper may still read it, after the request ended too (a handler may read it after
     /// its answer). Its bytes are not a head: the count ([`Conn::head_room`]) does not end
     /// hyper's reads while this holds, else the rest of the body went to a new hyper
-    /// connection as requests (review20). Until the next request is parsed.
+    /// connection as requests (review20). Until the next request is parsed, or hyper begins
+    /// to read the next head ([`Conn::head_read`]).
     body_may_follow: Cell<bool>,
+    /// hyper began to read a head since the last head with a body was parsed (its header read
+    /// timer, [`HeadTimer`], sets it; a head parsed with a body clears it): the body before
+    /// it is done, read to its end or dropped, whoever read it. Shared with that timer, which
+    /// hyper requires to be `Send + Sync`.
+    head_read: Arc<AtomicBool>,
     /// How often the count began again ([`Conn::head_began`]), for [`Conn::body_ended`].
     counts_begun: Cell<u64>,
     /// An answer of the adapter's own (a health probe's, a refusal: [`Conn::answered_unadmitted`])
@@ -278,6 +288,72 @@ pin_project! {
     }
 }
 
+/// hyper's timer for a connection (tokio's, as `TokioTimer`), which also tells the connection
+/// when hyper begins to read a request head: hyper starts its header read timer then, and only
+/// then (`sleep_until` at the head's first read, `reset` for a timer kept), and it reads a
+/// head only once the request before it is done, its body read to its end or dropped. So no
+/// body follows from there ([`Conn::head_read`]), whoever read it: an embedder's own handler
+/// reading hyper's `Incoming` too, where the adapter does not see the body's end. Before, a
+/// head past `max_head` after such a body waited for hyper's header timeout, and with the
+/// client's FIN right after it was closed unanswered (mio answers `431` at once; QA
+/// client22-1). One store per request, where hyper's head read begins.
+pub(crate) struct HeadTimer(Arc<AtomicBool>);
+
+impl HeadTimer {
+    /// The timer of `conn`'s hyper connections.
+    pub(crate) fn of(conn: &Conn) -> Self {
+        HeadTimer(Arc::clone(&conn.head_read))
+    }
+}
+
+impl Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        TokioTimer::new().sleep(duration)
+    }
+
+    /// `TokioTimer`'s, written out (a call of it from here cost 5 instructions per request).
+    #[inline]
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        self.0.store(true, Relaxed);
+        Box::pin(HeadSleep {
+            inner: tokio::time::sleep_until(deadline.into()),
+        })
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+        self.0.store(true, Relaxed);
+        match sleep.as_mut().downcast_mut_pin::<HeadSleep>() {
+            Some(sleep) => sleep.project().inner.reset(new_deadline.into()),
+            None => *sleep = self.sleep_until(new_deadline),
+        }
+    }
+
+    /// tokio's clock, as `TokioTimer` reads it (its deadlines are tokio's).
+    #[inline]
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+pin_project! {
+    /// [`HeadTimer`]'s sleep: tokio's.
+    struct HeadSleep {
+        #[pin]
+        inner: tokio::time::Sleep,
+    }
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl Sleep for HeadSleep {}
+
 impl Conn {
     /// Keeps a health probe whose body is being read (`Dispatch::probe`).
     #[cold]
@@ -339,10 +415,14 @@ impl Conn {
     }
 
     /// hyper parsed a request head; `body` if its request has a body not known empty from the
-    /// head ([`Conn::body_may_follow`]).
+    /// head ([`Conn::body_may_follow`]; hyper has not begun the next head, [`Conn::head_read`],
+    /// cleared for a body only: nothing more per request without one).
     #[inline]
     pub(crate) fn head_parsed(&self, body: bool) {
         self.body_may_follow.set(body);
+        if body {
+            self.head_read.store(false, Relaxed);
+        }
     }
 
     /// The body of the last request hyper parsed was read to its end (its route saw hyper's
@@ -429,7 +509,9 @@ impl Conn {
     /// buffer empty (for the client's end, or the body).
     #[inline]
     pub(crate) fn inside_a_request(&self) -> bool {
-        self.is_busy() || self.unadmitted_out.get() || self.body_may_follow.get()
+        self.is_busy()
+            || self.unadmitted_out.get()
+            || (self.body_may_follow.get() && !self.head_read.load(Relaxed))
     }
 
     /// A write to the socket returned; `pending` if it found the socket full.
@@ -986,6 +1068,7 @@ impl Connections {
             probe: Cell::new(None),
             head_room: Cell::new(max_head.try_into().unwrap_or(isize::MAX)),
             body_may_follow: Cell::new(false),
+            head_read: Arc::new(AtomicBool::new(false)),
             counts_begun: Cell::new(0),
             unadmitted_out: Cell::new(false),
             lent: Cell::new(Vec::new()),

@@ -10,10 +10,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::connections::{Conn, Connections, Reads, Registered, Watched};
+use super::connections::{Conn, Connections, HeadTimer, Reads, Registered, Watched};
 use super::gate::Gated;
 use super::handler::{EnterScope, Handler, NoScope};
 use super::linger::{closing_answer, closing_answer_to, linger, LingeringIo, Stall, LINGER_LIMIT};
@@ -912,7 +912,7 @@ where
         let stall = Stall::new(self.options.idle_timeout, self.options.min_send_rate);
         let stream = LingeringIo::new(stream, Rc::clone(&conn), stall);
         // A connection accepted during the drain answers once (503) and closes.
-        let conn = hyper_http1(self.options, !tally.is_stopping()).serve_connection(
+        let conn = hyper_http1(self.options, !tally.is_stopping(), &conn).serve_connection(
             TokioIo::new(stream),
             RequestService::new(Rc::clone(self.shared), conn),
         );
@@ -1085,11 +1085,12 @@ where
     }
 }
 
-/// A connection's hyper builder: as `serve` configures it, keep-alive on if `keep_alive`.
-fn hyper_http1(options: Options, keep_alive: bool) -> http1::Builder {
+/// A connection's hyper builder: as `serve` configures it, keep-alive on if `keep_alive`, its
+/// timer `conn`'s (`HeadTimer`: hyper's header read timer tells when a head read begins).
+fn hyper_http1(options: Options, keep_alive: bool, conn: &Conn) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        .timer(HeadTimer::of(conn))
         .header_read_timeout(options.idle_timeout)
         .max_buf_size(options.max_buffer)
         .keep_alive(keep_alive);
@@ -1126,7 +1127,7 @@ where
     let answer = match io.conn().reads() {
         Reads::Stop if io.reads_ended() && !parts.read_buf.is_empty() => {
             let io = io.replay(parts.read_buf);
-            let http1 = hyper_http1(options, false);
+            let http1 = hyper_http1(options, false, io.conn());
             return Some(http1.serve_connection(TokioIo::new(io), parts.service));
         }
         Reads::Stop | Reads::Hyper | Reads::Replay => None,
@@ -1154,14 +1155,14 @@ where
                 None
             } else {
                 let io = io.replay(parts.read_buf);
-                let http1 = hyper_http1(options, false);
+                let http1 = hyper_http1(options, false, io.conn());
                 return Some(http1.serve_connection(TokioIo::new(io), parts.service));
             }
         }
         Reads::HeadTooLong => {
             let keep_alive = io.conn().keeps_alive();
             let io = io.give_back(parts.read_buf);
-            let http1 = hyper_http1(options, keep_alive);
+            let http1 = hyper_http1(options, keep_alive, io.conn());
             return Some(http1.serve_connection(TokioIo::new(io), parts.service));
         }
         Reads::Evicted if !parts.read_buf.is_empty() => Some(timed_out_head_answer(
