@@ -111,8 +111,10 @@ pub(crate) struct Conn {
     /// Evicted for its descriptor (the process is out of them): closed at once, no linger.
     close_at_once: Cell<bool>,
     /// The socket, once hyper has closed it with input maybe still coming: the connection's
-    /// task lingers on it (`linger.rs`), with what was written to it.
-    handoff: Cell<Option<(TcpStream, Written)>>,
+    /// task lingers on it (`linger.rs`), with what was written to it. Boxed: `Written` is 448
+    /// bytes, used once at the connection's end, and inline it spread the fields every request
+    /// reads over twelve cache lines instead of five (docs/benchmarks.md, 9i).
+    handoff: Cell<Option<Box<(TcpStream, Written)>>>,
     /// Its answers counted `served` (see invariant 8): what a close that drops output
     /// undelivered takes back (`src/delivery.rs`).
     served: Cell<u64>,
@@ -183,6 +185,11 @@ pub(crate) struct Conn {
     /// `Options::max_head`.
     max_head: isize,
 }
+
+// What every request of a connection reads stays within five cache lines (752 bytes, twelve
+// lines, with the hand-off inline: docs/benchmarks.md, 9i).
+#[cfg(target_pointer_width = "64")]
+static_assertions::const_assert!(std::mem::size_of::<Conn>() <= 320);
 
 /// [`Conn::owed`] of a body whose length hyper does not know: counted down as it is paid, it
 /// stays at least [`FRAMED_BELOW`] (no answer comes near 2^61 bytes).
@@ -609,7 +616,7 @@ impl Conn {
 
     /// Hands the socket hyper closed back to the connection's task.
     pub(crate) fn hand_off(&self, stream: TcpStream, written: Written) {
-        self.handoff.set(Some((stream, written)));
+        self.handoff.set(Some(Box::new((stream, written))));
     }
 
     /// The socket hyper closed, if it did with input maybe still coming and it may linger
@@ -619,7 +626,7 @@ impl Conn {
         if self.close_at_once.get() {
             return None;
         }
-        handoff
+        handoff.map(|handoff| *handoff)
     }
 
     /// An answer on it was counted `served`.
