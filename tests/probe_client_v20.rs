@@ -27,23 +27,7 @@ const SLOW_TIMEOUTS: &str = "--request-timeout-ms 60000 --idle-timeout-ms 60000"
 /// a minute: the client's read timed out) or its 64 KiB buffer was full.
 #[test]
 fn a_head_past_max_head_is_refused_at_once_on_both_stacks() {
-    let long = "a".repeat(9000);
-    let cases: [(String, &str, u16, &str); 4] = [
-        (
-            format!("GET / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
-            "GET",
-            431,
-            "Request Header Fields Too Large",
-        ),
-        (format!("GET /{long}"), "GET", 414, "URI Too Long"),
-        (long.to_uppercase(), "GET", 501, "Not Implemented"),
-        (
-            format!("HEAD / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
-            "HEAD",
-            431,
-            "",
-        ),
-    ];
+    let cases = util::heads_past_max_head();
     for stack in STACKS {
         let serve = Serve::start("", &format!("{stack} {SLOW_TIMEOUTS}"));
         let mut rejected = 0.0;

@@ -28,29 +28,6 @@ fn expect_refused(client: &mut StrictClient, method: &str, status: u16, text: &s
     client.expect_nothing_more(true, Duration::ZERO);
 }
 
-/// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to
-/// which method: `431` when the request line has ended, `414` when the target has not, `501`
-/// when the method has not (to a `HEAD`, the explanation's length alone).
-fn heads_past_max_head() -> [(String, &'static str, u16, &'static str); 4] {
-    let long = "a".repeat(9000);
-    [
-        (
-            format!("GET / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
-            "GET",
-            431,
-            "Request Header Fields Too Large",
-        ),
-        (format!("GET /{long}"), "GET", 414, "URI Too Long"),
-        (long.to_uppercase(), "GET", 501, "Not Implemented"),
-        (
-            format!("HEAD / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
-            "HEAD",
-            431,
-            "",
-        ),
-    ]
-}
-
 /// QA client21-1. A head past `max_head` followed at once by the client's FIN (`printf ... |
 /// nc -q 5`, a Python client that shuts its write side after sending) is refused as one that
 /// waits: the client reads its `431` (`414`, `501`) + close, counted `rejected`, on a new
@@ -63,7 +40,7 @@ fn a_head_past_max_head_then_the_clients_fin_is_answered_on_both_stacks() {
         let serve = Serve::start("", &format!("{stack} {SLOW_TIMEOUTS}"));
         let mut rejected = 0.0;
         let mut served = 0.0;
-        for (head, method, status, text) in &heads_past_max_head() {
+        for (head, method, status, text) in &util::heads_past_max_head() {
             for after_an_answer in [false, true] {
                 let shown = format!("{stack}, {status}, after an answer {after_an_answer}");
                 let mut client = StrictClient::connect(serve.addr);
@@ -137,7 +114,7 @@ fn a_head_past_max_head_after_a_request_with_a_body_is_refused_at_once_on_both_s
             200,
         ),
     ];
-    let heads = heads_past_max_head();
+    let heads = util::heads_past_max_head();
     for stack in STACKS {
         let serve = Serve::start("", &format!("{stack} {SLOW_TIMEOUTS}"));
         let mut rejected = 0.0;
@@ -257,7 +234,7 @@ fn a_head_given_back_after_an_answer_the_stop_waited_for_gets_503_at_the_deadlin
 /// began the count again there and forgot them: the head waited for hyper's header timeout).
 #[test]
 fn a_head_past_max_head_pipelined_behind_a_request_with_a_body_is_refused_at_once_on_both_stacks() {
-    let (head, _, status, text) = &heads_past_max_head()[0];
+    let (head, _, status, text) = &util::heads_past_max_head()[0];
     let befores: [(&str, &str); 4] = [
         (
             "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc",

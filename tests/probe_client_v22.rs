@@ -84,29 +84,6 @@ fn a_head_begun_on_a_fresh_connection_before_the_stop_is_kept_as_after_an_answer
     }
 }
 
-/// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to
-/// which method: `431` when the request line has ended, `414` when the target has not, `501`
-/// when the method has not (to a `HEAD`, the explanation's length alone).
-fn heads_past_max_head() -> [(String, &'static str, u16, &'static str); 4] {
-    let long = "a".repeat(9000);
-    [
-        (
-            format!("GET / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
-            "GET",
-            431,
-            "Request Header Fields Too Large",
-        ),
-        (format!("GET /{long}"), "GET", 414, "URI Too Long"),
-        (long.to_uppercase(), "GET", 501, "Not Implemented"),
-        (
-            format!("HEAD / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
-            "HEAD",
-            431,
-            "",
-        ),
-    ]
-}
-
 /// An embedder's own handler that reads the request's body to its end itself (hyper's
 /// `Incoming`, as a runtime's `request.text()` does) and answers its length.
 async fn read_it_all(
@@ -146,7 +123,7 @@ fn a_head_past_max_head_after_a_body_an_embedders_handler_read_is_refused_at_onc
     let mut rejected = 0;
     let mut served = 0;
     for before in &befores {
-        for (head, method, status, text) in &heads_past_max_head() {
+        for (head, method, status, text) in &util::heads_past_max_head() {
             for (fin, together) in [(false, false), (true, false), (false, true), (true, true)] {
                 let shown = format!("{before:.40?}, {status}, FIN {fin}, one write {together}");
                 let mut client = StrictClient::connect(server.addr);

@@ -237,12 +237,13 @@ mod hyper_completed_elsewhere {
     use reqguard::tokio_hyper::{Bundle, HyperServer, Reply};
     use reqguard::AbortReason;
     use std::cell::RefCell;
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpStream};
+    use std::io::Write;
+    use std::net::TcpStream;
     use std::rc::Rc;
     use std::sync::mpsc;
     use util::bounded;
     use util::hyper_thread::HyperThread;
+    use util::Gone;
 
     /// QA embed21-3 (G8). hyper adapter: a handler (`/lend`, connection X) gives its bundle
     /// away and waits (a runtime whose `Response` for X was made from another `Request`
@@ -296,10 +297,7 @@ mod hyper_completed_elsewhere {
         let swapped = util::get(server.addr, "/swap");
         assert_eq!((swapped.status, swapped.text()), (200, "abc"));
         // X's request has completed (its bundle's answer was written on Y); X's client goes.
-        x.shutdown(Shutdown::Both).unwrap();
-        let mut rest = Vec::new();
-        let _ = x.read_to_end(&mut rest);
-        drop(x);
+        util::hang_up(x);
         gone_rx
             .recv_timeout(HANG)
             .expect("hyper dropped X's handler");
@@ -315,15 +313,6 @@ mod hyper_completed_elsewhere {
         // X's client got no answer: counted in `aborted` since QA embed22-1 (round 21 left it
         // in none of `served`, `rejected` and `aborted`: `probe_embed_v22`).
         assert_eq!((report.stats.served, report.aborted()), (1, 1), "{report}");
-    }
-
-    /// Sends on its drop: the handler's future was dropped.
-    struct Gone(mpsc::Sender<()>);
-
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = self.0.send(());
-        }
     }
 }
 

@@ -33,31 +33,19 @@ mod hyper_unanswered {
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
     use reqguard::AbortReason;
     use std::cell::RefCell;
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpStream};
+    use std::io::Write;
+    use std::net::TcpStream;
     use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::UnboundedSender;
     use util::bodies::Gated;
     use util::bounded;
     use util::hyper_thread::HyperThread;
-    use util::read_past_head;
-
-    /// Sends on its drop: the handler's future was dropped.
-    struct Gone(mpsc::Sender<()>);
-
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = self.0.send(());
-        }
-    }
+    use util::{hang_up, read_past_head, Gone};
 
     /// The client of `stream` goes away; returns once hyper dropped its handler's future.
-    fn client_goes(mut stream: TcpStream, gone: &mpsc::Receiver<()>) {
-        stream.shutdown(Shutdown::Both).unwrap();
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest);
-        drop(stream);
+    fn client_goes(stream: TcpStream, gone: &mpsc::Receiver<()>) {
+        hang_up(stream);
         gone.recv_timeout(HANG)
             .expect("hyper dropped the handler's future");
     }
@@ -290,9 +278,7 @@ mod hyper_unanswered {
         client_goes(x, &gone_rx);
         // Y's client goes with its answer half written: hyper drops the body holding X's
         // bundle.
-        y.shutdown(Shutdown::Both).unwrap();
-        let _ = y.read_to_end(&mut buf);
-        drop(y);
+        hang_up(y);
         let fired = fired_rx
             .recv_timeout(HANG)
             .expect("X's request was cut short");
@@ -409,9 +395,7 @@ mod hyper_unanswered {
         let mut buf = Vec::new();
         read_past_head(&mut y, &mut buf, 2);
         let _rest = gate_rx.recv_timeout(HANG).unwrap();
-        y.shutdown(Shutdown::Both).unwrap();
-        let _ = y.read_to_end(&mut buf);
-        drop(y);
+        hang_up(y);
         let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
         let outcomes = &report.outcomes;
         assert_eq!(
@@ -491,9 +475,7 @@ mod hyper_unanswered {
         let mut buf = Vec::new();
         read_past_head(&mut x, &mut buf, 2);
         let _rest = gate_rx.recv_timeout(HANG).unwrap();
-        x.shutdown(Shutdown::Both).unwrap();
-        let _ = x.read_to_end(&mut buf);
-        drop(x);
+        hang_up(x);
         let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
         let outcomes = &report.outcomes;
         assert_eq!(

@@ -543,6 +543,34 @@ mod tests {
 
     const KEEP: Wire = Wire::KEEP;
 
+    /// The one byte of flags reads back as the three `bool`s it was made of, and each setter
+    /// changes its own flag alone (round 22: the flags replaced three `bool` fields).
+    #[test]
+    fn wire_flags_read_back_as_made_and_each_setter_changes_its_own() {
+        for bits in 0..8u8 {
+            let (http10, close, head) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
+            let wire = Wire::new(http10, close, head);
+            assert_eq!(
+                (wire.http10(), wire.close(), wire.head()),
+                (http10, close, head)
+            );
+            for to in [false, true] {
+                let closed = wire.with_close(to);
+                assert_eq!(
+                    (closed.http10(), closed.close(), closed.head()),
+                    (http10, to, head)
+                );
+                let headed = wire.with_head(to);
+                assert_eq!(
+                    (headed.http10(), headed.close(), headed.head()),
+                    (http10, close, to)
+                );
+            }
+        }
+        assert_eq!(Wire::CLOSE, Wire::new(false, true, false));
+        assert_eq!(KEEP, Wire::new(false, false, false));
+    }
+
     /// The content type a handler sets is the one written, `text/plain` set by name included
     /// (kept as the default, so its answer takes the common way and reads the same).
     #[test]

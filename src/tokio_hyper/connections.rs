@@ -318,7 +318,8 @@ impl Timer for HeadTimer {
         TokioTimer::new().sleep(duration)
     }
 
-    /// `TokioTimer`'s, written out (a call of it from here cost 5 instructions per request).
+    /// `TokioTimer`'s, written out (calling `TokioTimer`'s methods from here cost 11 instructions
+    /// per request: docs/benchmarks.md, section 9).
     #[inline]
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         self.0.store(true, Relaxed);

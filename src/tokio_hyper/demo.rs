@@ -18,7 +18,6 @@ use super::bundle::{Bundle, Reply};
 use super::checks;
 use super::connections::Conn;
 use super::handler::{Handler, HandlerError};
-use super::service::Rejection;
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
 
@@ -402,7 +401,7 @@ fn body_failed<C: Recycle>(
     }
     // The route's body is a `Full`, whose drop cannot panic.
     let _ = response.body_mut().replace_with(phrase);
-    response.extensions_mut().insert(Rejection); // as `error`'s
+    answer.count_rejected(); // as `error`'s
     closing(answer)
 }
 
@@ -472,8 +471,9 @@ fn error<C: Recycle>(bundle: Bundle<C>, status: StatusCode) -> Reply<Full<Bytes>
     }
     if is_bad_input(status) {
         // The routes answer these for a body that failed (its framing, its size, its time),
-        // which the mio server refuses before any route runs: `rejected` on both stacks.
-        reply.response.extensions_mut().insert(Rejection);
+        // which the mio server refuses before any route runs: `rejected` on both stacks. The
+        // mark an embedder's handler sets too.
+        reply.count_rejected();
     }
     reply
 }

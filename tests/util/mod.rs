@@ -207,6 +207,44 @@ pub fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
     })
 }
 
+/// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to
+/// which method: `431` when the request line has ended, `414` when the target has not, `501`
+/// when the method has not (to a `HEAD`, the explanation's length alone).
+pub fn heads_past_max_head() -> [(String, &'static str, u16, &'static str); 4] {
+    let long = "a".repeat(9000);
+    [
+        (
+            format!("GET / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
+            "GET",
+            431,
+            "Request Header Fields Too Large",
+        ),
+        (format!("GET /{long}"), "GET", 414, "URI Too Long"),
+        (long.to_uppercase(), "GET", 501, "Not Implemented"),
+        (
+            format!("HEAD / HTTP/1.1\r\nhost: x\r\nx-long: {long}"),
+            "HEAD",
+            431,
+            "",
+        ),
+    ]
+}
+
+/// The client of `stream` goes away: both sides shut, what was left read, the socket closed.
+pub fn hang_up(mut stream: TcpStream) {
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    let _ = stream.read_to_end(&mut Vec::new());
+}
+
+/// Sends on its drop: tells a test that the crate dropped what holds it (a handler's future).
+pub struct Gone(pub std::sync::mpsc::Sender<()>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 /// Reads from `stream` until `buf` holds `want` bytes past the end of the first head in
 /// it (or the stream ends: what came).
 pub fn read_past_head(stream: &mut TcpStream, buf: &mut Vec<u8>, want: usize) {
