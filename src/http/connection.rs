@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 use super::accounting::{admit_caught, end_request, ended_by, per_request, Accounting};
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
-use super::dispatch::{call_resume, probe_response, route_and_call, Dispatcher, DispatcherId};
+use super::dispatch::{
+    call_resume, probe_response, route_and_call, Dispatcher, DispatcherId, RefusalCount,
+};
 use super::ladder::ConnState;
 use super::limits::{MAX_TIMEOUT, MIN_BODY_RATE, SLOW_BODY_GRACE};
 use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
@@ -174,6 +176,10 @@ pub struct Connection<'r, H> {
     /// Its answers counted `served` so far (whole in the output, in order): what a close that
     /// drops output undelivered takes back (`src/delivery.rs`).
     served: u64,
+    /// A refusal answered on it (its last answer: a refusal closes the connection), counted
+    /// when made: taken back if the connection is aborted before its output was all taken
+    /// ([`abort`](Connection::abort)), so `refused` counts the refusals written whole.
+    refusal: Option<RefusalCount>,
 }
 
 /// The earlier of two optional instants (`None` is never).
@@ -214,6 +220,7 @@ impl<'r, H> Connection<'r, H> {
             used: false,
             dispatcher: None,
             served: 0,
+            refusal: None,
         }
     }
 
@@ -627,6 +634,13 @@ impl<'r, H> Connection<'r, H> {
         reason: AbortReason,
     ) {
         self.bind(d); // checked for the crate's loops too: once per connection, off the hot path
+                      // A refusal whose answer was not all taken from the output (queued behind an answer
+                      // that never came, or in the output when the socket failed) was never written whole.
+        if let Some(counted) = self.refusal.take() {
+            if !self.answers.is_empty() {
+                d.take_back_refusal(counted);
+            }
+        }
         self.drop_held(d, reason);
         self.closed = true;
     }
@@ -1075,7 +1089,7 @@ impl<'r, H> Connection<'r, H> {
         refusal: Refusal,
         wire: Wire,
     ) {
-        d.count_refusal(refusal);
+        self.refusal = Some(d.count_refusal(refusal));
         // Whatever happens while the answer is written, this connection is done.
         let closing = scopeguard::guard(&mut self.closing, |closing| *closing = true);
         let date = d.date.line();

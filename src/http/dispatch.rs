@@ -43,7 +43,9 @@ pub struct Stats {
     /// *completed* when their answers were written (their signals did not fire).
     pub undelivered: u64,
     /// Requests refused with `503` (the [`Refusal`] path), in all; `500` for an admission that
-    /// panicked (also counted in `panics`).
+    /// panicked (also counted in `panics`). Counted when the refusal is made, and taken back
+    /// (with the two counts below) if its connection is aborted before its socket took the
+    /// answer whole: a refusal counts once written whole, as on the hyper adapter.
     pub refused: u64,
     /// ... of which because the wrapper was finalized (the upgrade failed).
     pub refused_finalized: u64,
@@ -91,15 +93,46 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn count_refusal(&mut self, refusal: Refusal) {
+    fn count_refusal(&mut self, refusal: Refusal) -> RefusalCount {
         self.refused += 1;
         match refusal.reason() {
-            RefusalReason::WrapperFinalized => self.refused_finalized += 1,
-            RefusalReason::Stopped => self.refused_stopped += 1,
-            _ if refusal == Refusal::PANICKED => self.panics += 1,
-            _ => {}
+            RefusalReason::WrapperFinalized => {
+                self.refused_finalized += 1;
+                RefusalCount::Finalized
+            }
+            RefusalReason::Stopped => {
+                self.refused_stopped += 1;
+                RefusalCount::Stopped
+            }
+            _ if refusal == Refusal::PANICKED => {
+                self.panics += 1;
+                RefusalCount::Other
+            }
+            _ => RefusalCount::Other,
         }
     }
+
+    /// A refusal counted by [`count_refusal`](Stats::count_refusal) whose answer its connection
+    /// lost before the socket took it whole: no answer, no refusal (as the hyper adapter counts
+    /// one once written). A panicking admission stays counted in `panics`: it did panic.
+    fn take_back_refusal(&mut self, counted: RefusalCount) {
+        self.refused -= 1;
+        match counted {
+            RefusalCount::Finalized => self.refused_finalized -= 1,
+            RefusalCount::Stopped => self.refused_stopped -= 1,
+            RefusalCount::Other => {}
+        }
+    }
+}
+
+/// Which of [`Stats`]' refusal counts a refusal went into (`refused`, and
+/// `refused_finalized` or `refused_stopped`): one byte, kept by its connection until the socket
+/// has taken its answer whole, to take the counts back if it never does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefusalCount {
+    Finalized,
+    Stopped,
+    Other,
 }
 
 /// The shared half of the sans-IO server: routes, accounting, limits and figures.
@@ -347,8 +380,14 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         find_route(self.router, &request).is_err()
     }
 
-    pub(crate) fn count_refusal(&mut self, refusal: Refusal) {
-        self.stats.count_refusal(refusal);
+    pub(crate) fn count_refusal(&mut self, refusal: Refusal) -> RefusalCount {
+        self.stats.count_refusal(refusal)
+    }
+
+    /// See [`Stats::take_back_refusal`].
+    #[cold]
+    pub(crate) fn take_back_refusal(&mut self, counted: RefusalCount) {
+        self.stats.take_back_refusal(counted);
     }
 }
 

@@ -467,8 +467,9 @@ fn parse_with_httparse(
 /// A head whose HTTP version httparse refused (it knows `HTTP/1.0` and `HTTP/1.1` only):
 /// `HTTP/1.2` and any later minor version is parsed as HTTP/1.1 (RFC 9110 §2.5: a recipient
 /// SHOULD process it as the highest minor version it conforms to), another major version is
-/// `505` (§15.6.6), a version outside `HTTP/DIGIT.DIGIT` `400`. Decided on the version's first
-/// bytes, so the answer does not depend on how the head arrived.
+/// `505` (§15.6.6), a version outside `HTTP/DIGIT.DIGIT` `400` (RFC 9112 §2.3: a malformed
+/// request line). Decided once the version and its line end are whole, or as soon as a byte
+/// breaks the grammar, so the answer does not depend on how the head arrived.
 #[cold]
 fn parse_other_version(
     window: &[u8],
@@ -495,18 +496,22 @@ fn parse_other_version(
 enum OtherVersion {
     /// `HTTP/1.x`, x a digit past 1; the offset of x.
     LaterMinor(usize),
-    /// `HTTP/` and a digit other than 1: whatever follows, a major version not served.
+    /// `HTTP/D.D` with a major digit other than 1, then the line's end: a major version not
+    /// served.
     OtherMajor,
     /// Too few bytes yet to tell.
     Incomplete,
-    /// Not `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3).
+    /// Not `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3), or not followed by the line's end.
     Invalid,
 }
 
 /// The version of the request line at the start of `window` (after the empty lines httparse
 /// skips), which httparse refused: after its method and target, each ended by one SP as
-/// httparse requires before it reads a version. A major version other than 1 is known from
-/// its first digit, so the answer is the same however many bytes of the line have arrived.
+/// httparse requires before it reads a version. A major version other than 1 is known only
+/// once the version and its line end (`CRLF` or `LF`, as httparse takes them) are whole:
+/// `HTTP/2` may still become `HTTP/2.0` (`505`) or `HTTP/22` (`400`). Each byte that breaks
+/// the grammar is `Invalid` whatever follows it, so the answer is the same however many bytes
+/// of the line have arrived.
 fn other_version(window: &[u8]) -> OtherVersion {
     let mut line = window;
     while let [b'\r', b'\n', tail @ ..] | [b'\n', tail @ ..] = line {
@@ -533,8 +538,32 @@ fn other_version(window: &[u8]) -> OtherVersion {
             None if version.get(6).is_none_or(|&b| b == b'.') => OtherVersion::Incomplete,
             _ => OtherVersion::Invalid,
         },
-        Some(major) if major.is_ascii_digit() => OtherVersion::OtherMajor,
-        Some(_) => OtherVersion::Invalid,
+        Some(_) => other_major(&version[5..]),
+    }
+}
+
+/// [`other_version`] past `HTTP/`, its major digit not `1`: `D.D` and the line's end.
+fn other_major(rest: &[u8]) -> OtherVersion {
+    let wanted = |at: usize, byte: u8| match at {
+        0 | 2 => byte.is_ascii_digit(),
+        1 => byte == b'.',
+        // The line's end: `LF`, or `CR` then `LF` (`at` 4 is read only after a `CR`).
+        3 => byte == b'\r' || byte == b'\n',
+        _ => byte == b'\n',
+    };
+    let end = match rest.get(3) {
+        Some(b'\n') => 4,
+        _ => 5,
+    };
+    for (at, &byte) in rest.iter().take(end).enumerate() {
+        if !wanted(at, byte) {
+            return OtherVersion::Invalid;
+        }
+    }
+    if rest.len() < end {
+        OtherVersion::Incomplete
+    } else {
+        OtherVersion::OtherMajor
     }
 }
 
@@ -782,8 +811,7 @@ mod tests {
             "GET / HTTP/3.0\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "GET / HTTP/0.9\n",
-            "GET / HTTP/2",
-            "GET / HTTP/2.0x\r\n",
+            "\r\nGET / HTTP/9.9\r\nHost: x\r\n\r\n",
         ] {
             assert_eq!(
                 head(major.as_bytes()),
@@ -791,7 +819,14 @@ mod tests {
                 "{major:?}"
             );
         }
-        for partial in ["GET / HTTP/", "GET / HTTP/1."] {
+        for partial in [
+            "GET / HTTP/",
+            "GET / HTTP/1.",
+            "GET / HTTP/2",
+            "GET / HTTP/2.",
+            "GET / HTTP/2.0",
+            "GET / HTTP/2.0\r",
+        ] {
             assert_eq!(head(partial.as_bytes()), Ok(None), "{partial:?}");
         }
         for bad in [
@@ -801,11 +836,58 @@ mod tests {
             "GET / HTTP/1.x\r\n",
             "GET / http/1.1\r\n",
             "GET / HTTP/1.10\r\n\r\n",
+            // RFC 9112 §2.3: `HTTP/` DIGIT `.` DIGIT, whatever the major digit.
+            "GET / HTTP/2\r\n",
+            "GET / HTTP/22",
+            "GET / HTTP/02.0\r\n",
+            "GET / HTTP/00.9\r\n",
+            "GET / HTTP/01.1\r\n",
+            "GET / HTTP/3.\r\n",
+            "GET / HTTP/3.x",
+            "GET / HTTP/2.0x\r\n",
+            "GET / HTTP/2.0 \r\n",
+            "GET / HTTP/2.0\rx",
+            "GET / HTTP/2.0\r\r\n",
         ] {
             assert_eq!(head(bad.as_bytes()), Err(Reject::BadRequest), "{bad:?}");
         }
         assert_eq!(Reject::VersionNotSupported.status(), 505);
         assert_eq!(Reject::UnknownCoding.status(), 501);
+    }
+
+    /// The answer to a head with a version httparse refuses is the same whatever prefix of it
+    /// was parsed first (a connection parses a head's first bytes at once, then again once its
+    /// end may have arrived): a prefix is incomplete, or already refused as the whole is.
+    #[test]
+    fn a_versions_answer_does_not_depend_on_the_split() {
+        for version in [
+            "HTTP/2.0",
+            "HTTP/3.0",
+            "HTTP/0.9",
+            "HTTP/2",
+            "HTTP/02.0",
+            "HTTP/3.",
+            "HTTP/22",
+            "HTTP/2.0x",
+            "HTTP/1.2",
+            "HTTP/1.20",
+            "HTTP/10.0",
+            "HTTP/2.0\r",
+            "HTTP/2.0 ",
+        ] {
+            for end in ["\r\n", "\n"] {
+                let input = format!("GET / {version}{end}Host: x\r\n\r\n");
+                let whole = head(input.as_bytes()).map(|h| h.is_some());
+                assert!(!matches!(whole, Ok(false)), "{input:?}");
+                for cut in 1..input.len() {
+                    let prefix = head(&input.as_bytes()[..cut]).map(|h| h.is_some());
+                    assert!(
+                        prefix == Ok(false) || prefix == whole,
+                        "{input:?} cut at {cut}: {prefix:?}, whole {whole:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
