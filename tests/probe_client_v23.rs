@@ -5,12 +5,12 @@
 
 mod util;
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use util::serve::{field, send_signal, Serve};
-use util::strict::StrictClient;
+use util::strict::{expect_clean_eof, StrictClient};
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 
@@ -179,5 +179,69 @@ fn a_refusal_whose_503_the_socket_never_took_is_not_counted_on_either_stack() {
         );
         assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    }
+}
+
+/// QA client23-3. A connection silent since its accept, spared by the stop's keep-alive step
+/// (a client that had just connected is sending its request), whose first bytes come after
+/// that step, is a head in progress as one begun before it: kept to the drain deadline on both
+/// stacks, refused `503` + close (counted `refused`) once whole. Before, hyper took it for a
+/// silent connection at its close step and answered it `503` about a second after the drain,
+/// while its client was still sending its head (the head never read, the `503` counted in no
+/// refusal); mio keeps it to the drain deadline.
+#[test]
+fn a_head_begun_after_the_stops_keep_alive_step_is_kept_to_the_deadline_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start(
+            "",
+            &format!(
+                "{stack} --idle-linger-ms 100 --drain-timeout-ms 8000 \
+                 --request-timeout-ms 60000 --idle-timeout-ms 60000"
+            ),
+        );
+        let mut idle = StrictClient::connect(serve.addr);
+        idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(idle.answer("GET").status, 200, "{stack}");
+        let mut fresh = StrictClient::connect(serve.addr);
+        // Accepted once a request sent after it on another connection is answered.
+        let mut other = StrictClient::connect(serve.addr);
+        other.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        assert_eq!(other.answer("GET").status, 200, "{stack}");
+        send_signal(serve.child.id(), "TERM");
+        // The stop's keep-alive step has passed once the idle connection is closed: the fresh
+        // one, silent, was spared there.
+        expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
+        fresh.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
+        // hyper's close step answered it a second after the drain: nothing comes here.
+        let stream = fresh.reader_mut().get_ref();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(2500)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let early = stream.peek(&mut byte);
+        assert!(
+            early
+                .as_ref()
+                .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+            "{stack}: answered before its head was whole: {early:?}"
+        );
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        fresh.send(b"\r\n");
+        let refused = fresh.answer("GET");
+        assert_eq!(
+            (refused.status, refused.closes()),
+            (503, true),
+            "{stack}: {refused:?}"
+        );
+        fresh.expect_nothing_more(true, Duration::ZERO);
+        let mut serve = serve;
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 2.0, "{stack}: {json}");
+        assert_eq!(field(&json, "refused"), 1.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
     }
 }

@@ -1317,7 +1317,7 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         // What the force-close would close unanswered with no request out (a connection
         // spared by the keep-alive step, silent since) first gets its `503` + close, as the mio
         // loops' close step answers it: one turn for their tasks to write it.
-        self.connections.answer_silent_at_close();
+        self.connections.answer_silent_at_close(true);
         tokio::task::yield_now().await;
         let before = ledger.outcomes();
         self.steps.record(StepKind::Force, ledger, self.connections);
@@ -1394,13 +1394,26 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
     /// Connections accepted while the listener lingered after the drain answer `503` and close
     /// by themselves; one still open after a bounded wait (silent since its accept) is answered
     /// `503` + close, as the mio loops' close step answers it (QA client19-3; it was closed
-    /// without an answer), and what is left after a second wait is closed.
+    /// without an answer), and what is left after a second wait is closed. One with part of a
+    /// head read (its first bytes came after the stop's keep-alive step spared it as silent)
+    /// is kept to the drain deadline, as the mio loops keep it: refused `503` + close once
+    /// whole, answered `503` + close at the deadline if still in progress (QA client23-3).
     async fn close_late_connections(&self) {
         let waited = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
         if waited.is_ok() {
             return;
         }
-        self.connections.answer_silent_at_close();
+        self.connections.answer_silent_at_close(false);
+        if self.connections.head_in_progress() {
+            if let Some(deadline) = self.drain.deadline() {
+                tokio::select! {
+                    () = self.connections.closed() => {}
+                    () = tokio::time::sleep_until(deadline.into()) => {}
+                    () = self.forced.fired() => {}
+                }
+            }
+        }
+        self.connections.answer_silent_at_close(true);
         let answered = tokio::time::timeout(FORCE_CLOSE_WAIT, self.connections.closed()).await;
         if answered.is_err() {
             self.connections.abort_all();
