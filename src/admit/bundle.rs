@@ -355,12 +355,12 @@ impl<C: Recycle, R> Admitted<C, R> {
         };
         let state = signal.state();
         // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
-        let clean = outcome == Outcome::Completed && !state.is_aborted();
-        let outcome = if clean {
-            Outcome::Completed
-        } else {
-            decide_slow(signal, outcome)
-        };
+        // Else the first cause decides the outcome, out of line.
+        if outcome != Outcome::Completed || state.is_aborted() {
+            let payload = self.payload.take();
+            release_unclean(pool, slot, &entry, payload, outcome);
+            return;
+        }
         // The request has ended, and its own activity on the signal with it (invariant 2 of
         // `SignalState`): no escalation may fire its signal from here (the payload's `Drop`
         // below is user code, which may escalate the drain; a completed request's signal never
@@ -369,42 +369,97 @@ impl<C: Recycle, R> Admitted<C, R> {
         // Everything goes back in reverse order of acquisition, the request object first: its
         // `Drop` is user code (an engine object), run on its own so that a panic there cannot
         // skip the rest, and before the ticket, whose release may complete the drain.
-        let had_request = match self.payload.take() {
-            Some(payload) => {
-                call_caught(move || drop(payload));
-                true
+        let had_request = drop_payload(self.payload.take());
+        // Untouched (no handle was cloned from it, no listener added, no escalation listed it:
+        // invariant 6 of `SignalState`): nearly always on the mio server. Nobody else holds the
+        // signal and it is as good as new, without reading its handle count or listeners
+        // (nothing that ran since the check above can fire it without a handle: the escalation
+        // skips a request no longer out), so it stays beside the context (in the slot) for the
+        // next request. A touched one (the hyper adapter's handler holds a clone) by the full
+        // check, inline: kept when nobody else holds it any more and no listener waits.
+        if state.is_touched() {
+            if Rc::strong_count(state) != 1 || !state.is_fresh() {
+                release_unkept(pool, slot, &entry, had_request, Outcome::Completed);
+                return;
             }
-            None => false,
-        };
-        // Nobody else holds the signal and it is as good as new (it never fired, no listener
-        // waits): it stays beside the context (in the slot) for the next request. Else it
-        // goes back to the spare list last, as when its handle dropped (resetting it drops its
-        // listeners). An untouched signal (no handle was cloned from it, no listener added, no
-        // escalation listed it: invariant 6 of `SignalState`) that did not fire is as good as
-        // new without reading its handle count or listeners; nothing that ran since `clean`
-        // was read can fire it without a handle (the escalation skips a request no longer out).
-        let keep = if clean && !state.is_touched() {
-            true
-        } else if Rc::strong_count(state) == 1 && state.is_fresh() {
             state.untouch();
-            true
-        } else {
-            false
-        };
-        if keep {
-            pool.checkin(slot);
-            pool.home().release_bundle(&entry, had_request, outcome);
-        } else {
-            let signal = slot.signal.take();
-            pool.checkin(slot);
-            let home = pool.home();
-            home.release_bundle(&entry, had_request, outcome);
-            if let Some(signal) = signal {
-                home.signals.recycle_if_last(signal.state());
-                drop(signal);
-            }
         }
+        pool.checkin(slot);
+        pool.home()
+            .release_bundle(&entry, had_request, Outcome::Completed);
         drop(pool);
+    }
+}
+
+/// Drops a request object not handed off (user code, caught): whether there was one.
+#[inline(always)]
+fn drop_payload<R>(payload: Option<R>) -> bool {
+    match payload {
+        Some(payload) => {
+            call_caught(move || drop(payload));
+            true
+        }
+        None => false,
+    }
+}
+
+/// A release whose request did not complete cleanly (it ends otherwise, or its signal fired
+/// first): the outcome decided (and its abort fired), the request's own activity ended, the
+/// request object dropped; then the signal stays beside the context if nobody else holds it
+/// and it is as good as new (the full check: its handle count, whether it fired, its
+/// listeners), else [`release_unkept`].
+#[cold]
+#[inline(never)]
+fn release_unclean<C: Recycle, R>(
+    pool: Rc<ContextPool<C>>,
+    slot: Box<Slot<C>>,
+    entry: &BundleEntry,
+    payload: Option<R>,
+    outcome: Outcome,
+) {
+    let outcome = match &slot.signal {
+        Some(signal) => {
+            let outcome = decide_slow(signal, outcome);
+            signal.state().set_request_out(false);
+            outcome
+        }
+        None => outcome, // never: an admitted slot holds its signal
+    };
+    let had_request = drop_payload(payload);
+    let fresh = slot.signal.as_ref().is_some_and(|signal| {
+        let state = signal.state();
+        Rc::strong_count(state) == 1 && state.is_fresh()
+    });
+    if !fresh {
+        release_unkept(pool, slot, entry, had_request, outcome);
+        return;
+    }
+    if let Some(signal) = &slot.signal {
+        signal.state().untouch();
+    }
+    pool.checkin(slot);
+    pool.home().release_bundle(entry, had_request, outcome);
+}
+
+/// The rest of a release whose signal cannot stay beside its context (another handle holds
+/// it, it fired, or a listener waits): it goes back to the spare list last, as when its handle
+/// dropped (resetting it drops its listeners).
+#[cold]
+#[inline(never)]
+fn release_unkept<C: Recycle>(
+    pool: Rc<ContextPool<C>>,
+    mut slot: Box<Slot<C>>,
+    entry: &BundleEntry,
+    had_request: bool,
+    outcome: Outcome,
+) {
+    let signal = slot.signal.take();
+    pool.checkin(slot);
+    let home = pool.home();
+    home.release_bundle(entry, had_request, outcome);
+    if let Some(signal) = signal {
+        home.signals.recycle_if_last(signal.state());
+        drop(signal);
     }
 }
 
@@ -494,6 +549,21 @@ mod tests {
         );
         assert!(c.signal().state().is_fresh() && !c.signal().is_aborted());
         c.end(Outcome::ClientGone); // fired: not kept
+        let c = live.admit(|_| Ok(())).unwrap();
+        let kept = state(&c);
+        drop(c.signal().clone()); // touched, then let go: as good as new (round 23's inline check)
+        assert!(c.signal().state().is_touched());
+        c.complete();
+        let other = live.signal(); // a spare: not the kept one
+        assert_ne!(Rc::as_ptr(other.state()), kept, "went to the spares");
+        let c = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(state(&c), kept, "a signal touched and let go left the slot");
+        drop(other);
+        assert!(
+            !c.signal().state().is_touched(),
+            "kept without its touched bit cleared"
+        );
+        c.complete();
         let d = live.admit(|_| Ok(())).unwrap();
         assert!(
             !d.signal().is_aborted(),
@@ -504,7 +574,7 @@ mod tests {
         assert!(!held.is_aborted(), "completed: never fired");
         drop(held);
         let outcomes = core.ledger().outcomes();
-        assert_eq!((outcomes.completed, outcomes.client_gone), (3, 1));
+        assert_eq!((outcomes.completed, outcomes.client_gone), (5, 1));
         core.ledger().assert_quiescent();
     }
 }
