@@ -355,8 +355,9 @@ impl<C: Recycle, R> Admitted<C, R> {
         };
         let state = signal.state();
         // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
-        // Else the first cause decides the outcome, out of line.
-        if outcome != Outcome::Completed || state.is_aborted() {
+        // Else the first cause decides the outcome, out of line. An untouched signal never
+        // fired (invariant 6 of `SignalState`): one load tells the common case.
+        if outcome != Outcome::Completed || (state.is_touched() && state.is_aborted()) {
             let payload = self.payload.take();
             release_unclean(pool, slot, &entry, payload, outcome);
             return;
@@ -517,6 +518,34 @@ mod tests {
 
     use crate::engines::Heap;
     use crate::{Config, Outcome, ServerCore};
+
+    /// A signal aborted through the bundle's own handle (no clone, no listener) is touched by
+    /// the abort (invariant 6 of `SignalState`, round 23): the release's one-flag check then
+    /// still finds that it fired, so the request ends with the abort's outcome (not
+    /// *completed*) and the fired signal is not handed to the next request. It fails when the
+    /// abort leaves the flag down.
+    #[test]
+    fn a_signal_aborted_through_its_own_handle_is_not_a_clean_completion() {
+        let heap = Heap::new();
+        let config = Config::default().with_pool_capacity(1).unwrap();
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let a = live.admit(|_| Ok(())).unwrap();
+        a.signal().abort(crate::AbortReason::ClientDisconnected);
+        assert!(a.signal().state().is_touched(), "the abort touched it");
+        a.complete(); // the first cause wins: client gone
+        let outcomes = core.ledger().outcomes();
+        assert_eq!((outcomes.completed, outcomes.client_gone), (0, 1));
+        let b = live.admit(|_| Ok(())).unwrap();
+        assert!(
+            !b.signal().is_aborted(),
+            "a fired signal stayed in the slot"
+        );
+        assert!(!b.signal().state().is_touched());
+        b.complete();
+        assert_eq!(core.ledger().outcomes().completed, 1);
+        core.ledger().assert_quiescent();
+    }
 
     /// The signal stays in its pooled slot from one bundle to the next while nobody else holds
     /// it (round 22): the next bundle has it with no move; one another handle holds, or that

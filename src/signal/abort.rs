@@ -32,12 +32,12 @@ pub(crate) type ListenerKey = usize;
 ///    leaves `None` (popped when it is last), and the list is emptied only by the abort or a
 ///    reset (which needs the signal's last handle: a keyed listener's owner holds one).
 /// 6. `touched` is false only while nothing but the handle it was minted into has held this
-///    state since its last reset: no handle was cloned from it (`AbortSignal::clone`), no
-///    listener was added, no escalation took it into its list (`with_activity`). So an
-///    untouched state has no other handle and no listener, and only the abort can change that
-///    (an admitted bundle's release checks whether it fired): it is as good as new without
-///    reading its handle count or listener list. Set on those paths, cleared by a reset or
-///    when a release found it fresh by reading them.
+///    state since its last reset and it has not fired: no handle was cloned from it
+///    (`AbortSignal::clone`), no listener was added, no escalation took it into its list
+///    (`with_activity`), no abort. So an untouched state has no other handle, no listener and
+///    no reason: it is as good as new without reading its handle count, listener list or
+///    reason (an admitted bundle's release reads this one flag). Set on those paths, cleared by
+///    a reset or when a release found it fresh by reading them.
 pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
     listeners: RefCell<Vec<Option<Listener>>>,
@@ -162,6 +162,8 @@ impl SignalState {
             return None;
         }
         self.reason.set(Some(reason));
+        // Fired: no longer as good as new (invariant 6).
+        self.touched.set(true);
         // Listeners may touch this signal again (add a listener, abort): run them unborrowed.
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
         let mut panicked = 0;
