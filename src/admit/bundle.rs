@@ -95,7 +95,7 @@ impl<C: Recycle> Parts<C> {
     /// The parts around a checked-out slot; `entry` is the bundle's ledger entry.
     #[inline(always)]
     pub(crate) fn mint(
-        pool: &Rc<ContextPool<C>>,
+        pool: Rc<ContextPool<C>>,
         mut slot: Box<Slot<C>>,
         entry: BundleEntry,
     ) -> Self {
@@ -106,10 +106,7 @@ impl<C: Recycle> Parts<C> {
         };
         // The request's own activity (invariant 2 of `SignalState`).
         signal.state().set_request_out(true);
-        let lease = Lease {
-            pool: Rc::clone(pool),
-            entry,
-        };
+        let lease = Lease { pool, entry };
         // A checked-out slot has no lease (the release takes it).
         forget_none(slot.lease.replace(lease));
         Parts { slot }

@@ -3,13 +3,15 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::Location;
+use std::rc::Rc;
 
 use scopeguard::ScopeGuard;
 
 use super::engine::Engine;
 use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
+use crate::callback::drop_cold;
 use crate::ledger::{BundleEntry, TraceMark};
-use crate::pool::{Recycle, RequestContext, Slot};
+use crate::pool::{ContextPool, Recycle, RequestContext, Slot};
 use crate::server::ServerCore;
 use crate::signal::AbortSignal;
 use crate::ticket::PendingTicket;
@@ -217,14 +219,18 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         // One check for the rare cases: the server stopped, a trace recording. And a context
         // to make: `C::default` is user code, which may stop the server or start a trace.
         if ledger.is_plain() {
-            // The context first: a refusing pool takes nothing (no ticket is minted for it).
-            if let Some(taken) = self.core.pool().pop() {
+            // The lease's handle on the pool first (one load of the pool for both), then the
+            // context: a refusing pool takes nothing (no ticket is minted for it).
+            let pool = Rc::clone(self.core.pool());
+            if let Some(taken) = pool.pop() {
                 let entry = ledger.mint_bundle_plain(site);
-                return self.build(taken, entry, None, build);
+                return self.build(pool, taken, entry, None, build);
             }
+            drop_cold(pool);
         }
         let noted = self.take_noted(site)?;
-        self.build(noted.slot, noted.entry, noted.mark, build)
+        let pool = Rc::clone(self.core.pool());
+        self.build(pool, noted.slot, noted.entry, noted.mark, build)
     }
 
     /// [`admit`](Live::admit)'s first steps when the server is stopped, the ledger is
@@ -285,7 +291,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
         let mark = self.core.shared().ledger.trace_mark();
-        self.build(taken, entry, mark, build)
+        self.build(Rc::clone(self.core.pool()), taken, entry, mark, build)
     }
 
     /// The free list was empty: a context is made (or spilled, or refused). Making it runs
@@ -320,12 +326,13 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     #[inline(always)]
     fn build<R>(
         &self,
+        pool: Rc<ContextPool<C>>,
         taken: Box<Slot<C>>,
         entry: BundleEntry,
         mark: Option<TraceMark>,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
-        let parts = Parts::mint(self.core.pool(), taken, entry);
+        let parts = Parts::mint(pool, taken, entry);
         let mut parts = scopeguard::guard(parts, Parts::refuse);
         let payload = build(parts.context_mut())?;
         if let Some(mark) = mark {
