@@ -746,7 +746,6 @@ impl<'r, H> Connection<'r, H> {
     ) {
         d.date.refresh(now);
         d.now = now;
-        let mut parsed = None;
         while !self.closing && !self.closed {
             if !self.may_parse(d) {
                 self.paused = true;
@@ -755,11 +754,18 @@ impl<'r, H> Connection<'r, H> {
             // Where the request to dispatch lies: the head the head's state parsed (whose
             // body is here), or one whose body was awaited. One dispatch for both, inlined
             // here (so the calls it makes once, the admission's above all, have one caller).
-            let (head, total) = match self.reading {
-                Reading::Head => match self.read_head(d, input, now, &mut parsed) {
-                    HeadStep::Request(head, total) => (head, total),
-                    HeadStep::Continue => continue,
-                    HeadStep::Wait => break,
+            // The parse's result is made where it lies: `parsed` is initialized straight from
+            // the call (its return slot is `parsed`). Assigned into a slot kept across the
+            // loop's turns, it went through the call's own temporary and was copied in, 72
+            // bytes by 16-byte loads of fields the parse had just stored narrower (a load that
+            // spans several stores waits for them: five store-forwarding stalls per request);
+            // LLVM could not write the call into the slot, which the handler's `Request`
+            // borrows (an escape).
+            let mut awaited = None;
+            let parsed = match self.reading {
+                Reading::Head => match self.head_to_parse(d, input, now) {
+                    Some(buf) => parse_head(buf, &d.limits, &mut d.fields),
+                    None => break,
                 },
                 Reading::Body { .. } => match self.read_body(d, input) {
                     Step::Wait => break,
@@ -767,13 +773,18 @@ impl<'r, H> Connection<'r, H> {
                     Step::Request(request) => {
                         // Its fields back into the slots, where the dispatch reads them.
                         d.fields[..self.headers.len()].copy_from_slice(&self.headers);
-                        // Where a parsed head lies: one place for the dispatch to read (the
-                        // `else` cannot happen: the head was just put there).
-                        let Ok(Some(head)) = parsed.insert(Ok(Some(request.head))) else {
-                            continue;
-                        };
-                        (&*head, request.total)
+                        awaited = Some(request.total);
+                        Ok(Some(request.head))
                     }
+                },
+            };
+            let (head, total) = match (&parsed, awaited) {
+                // A head whose body was awaited: whole now.
+                (Ok(Some(head)), Some(total)) => (head, total),
+                _ => match self.read_parsed(d, input, now, &parsed) {
+                    HeadStep::Request(head, total) => (head, total),
+                    HeadStep::Continue => continue,
+                    HeadStep::Wait => break,
                 },
             };
             self.dispatch(d, input, head, total);
@@ -787,18 +798,17 @@ impl<'r, H> Connection<'r, H> {
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.read_ended());
     }
 
-    /// State [`Reading::Head`]: parse a head (into `parsed`, where the request it returns
-    /// lies), then read its body: the request to dispatch when its body is here, or whether
-    /// the reading goes on. Inlined: nothing of the head is moved (a `Step` is read_body's:
-    /// returned through memory, it cost the common path a few instructions per request).
+    /// State [`Reading::Head`], before the parse: the input to parse a head from (after the
+    /// empty lines before it), or `None` to wait for more (nothing, or a head whose end has
+    /// not arrived). The reading loop parses it and hands the result to
+    /// [`read_parsed`](Connection::read_parsed).
     #[inline(always)]
-    fn read_head<'p, A: Accounting<Held = H>>(
+    fn head_to_parse<'i, A: Accounting<Held = H>>(
         &mut self,
         d: &mut Dispatcher<'r, A>,
-        input: &[u8],
+        input: &'i [u8],
         now: Instant,
-        parsed: &'p mut Option<Result<Option<Head>, Reject>>,
-    ) -> HeadStep<'p> {
+    ) -> Option<&'i [u8]> {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
         let mut buf = &input[self.start..];
@@ -816,7 +826,7 @@ impl<'r, H> Connection<'r, H> {
         }
         if buf.is_empty() {
             // `request_started` stays as it is: a dispatched or refused request reset it.
-            return HeadStep::Wait;
+            return None;
         }
         // The request's timeout runs from its first bytes: `request_started` is set (to `now`,
         // unless an earlier read had begun it) wherever the request waits for more input. A
@@ -831,12 +841,27 @@ impl<'r, H> Connection<'r, H> {
             && !head_end_arrived(buf, &mut self.head_searched)
         {
             self.request_started.get_or_insert(now);
-            return HeadStep::Wait;
+            return None;
         }
         self.head_tried = true;
         d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
-        // The head is borrowed from the result, not moved out of it: it is not copied again.
-        let head = match parsed.insert(parse_head(buf, &d.limits, &mut d.fields)) {
+        Some(buf)
+    }
+
+    /// State [`Reading::Head`], after the parse (`parsed`, of the input at `start`): read the
+    /// head's body: the request to dispatch when its body is here, or whether the reading goes
+    /// on. Inlined: nothing of the head is moved (a `Step` is read_body's: returned through
+    /// memory, it cost the common path a few instructions per request).
+    #[inline(always)]
+    fn read_parsed<'p, A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        input: &[u8],
+        now: Instant,
+        parsed: &'p Result<Option<Head>, Reject>,
+    ) -> HeadStep<'p> {
+        let buf = &input[self.start..];
+        let head = match parsed {
             Ok(Some(head)) => {
                 self.head_tried = false;
                 self.head_searched = 0;

@@ -170,7 +170,7 @@ impl<'a> Request<'a> {
     /// field (absent only in an HTTP/1.0 request without one).
     pub fn host(&self) -> Option<&'a str> {
         // Checked by the parser to be `host[:port]`, so ASCII.
-        let host = self.parsed.host?;
+        let host = self.parsed.host.get()?;
         Some(text(&self.input[host.range()]))
     }
 
