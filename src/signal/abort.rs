@@ -22,9 +22,12 @@ pub(crate) type ListenerKey = usize;
 /// 1. `reason` goes from `None` to `Some` at most once per use; listeners run at that moment only.
 /// 2. `activity` counts the live `ActivityRef`s on this signal; its admitted request's own
 ///    activity is `request_out` (one more while the request is out).
-/// 3. `request_out` holds while the admitted request this signal belongs to has not ended: only
-///    then may a drain deadline abort it (an activity ref kept past the request's end keeps the
-///    signal alive, not the request).
+/// 3. `request_out` is [`Request::Out`] while the admitted request this signal belongs to has not
+///    ended: only then may a drain deadline abort it (an activity ref kept past the request's end
+///    keeps the signal alive, not the request); [`Request::Ended`] once it has, until the signal is
+///    reset, and [`Request::FiredAfter`] if a handle kept past the end (the embedder's: a signal
+///    is not a guard) aborted it then, which does not make its request an aborted one (QA
+///    embed23-2). A signal of no request (one from `Live::signal`) is [`Request::None`].
 /// 4. `home` is the server that allocated the state, for its whole life (reuse keeps it): weak,
 ///    because that server's spare list owns states, and a signal is not a guard (it does not
 ///    keep the server alive). Hot paths reach the server through the guard that holds it.
@@ -42,9 +45,25 @@ pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
     listeners: RefCell<Vec<Option<Listener>>>,
     activity: Cell<usize>,
-    request_out: Cell<bool>,
+    request_out: Cell<Request>,
     touched: Cell<bool>,
     home: rc::Weak<Shared>,
+}
+
+/// Where a signal's admitted request is (invariant 3 of [`SignalState`]): one byte, read and
+/// written as the `bool` it replaced was (a compare with a constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// The signal belongs to no request (minted alone, or reset).
+    None,
+    /// Its request is out.
+    Out,
+    /// Its request has ended (its outcome decided).
+    Ended,
+    /// Its request had ended, unaborted (*completed*), when the signal fired: a handle kept
+    /// past the end was aborted (the embedder's own `abort`). Its request's outcome, and the
+    /// counts a stack makes from the signal, are those of a request that was not aborted.
+    FiredAfter,
 }
 
 impl SignalState {
@@ -53,7 +72,7 @@ impl SignalState {
             reason: Cell::new(None),
             listeners: RefCell::new(Vec::new()),
             activity: Cell::new(0),
-            request_out: Cell::new(false),
+            request_out: Cell::new(Request::None),
             touched: Cell::new(false),
             home,
         }
@@ -73,7 +92,7 @@ impl SignalState {
             self.drop_listeners();
         }
         self.activity.set(0);
-        self.request_out.set(false);
+        self.request_out.set(Request::None);
         self.touched.set(false);
     }
 
@@ -124,13 +143,22 @@ impl SignalState {
     /// The admitted request this signal belongs to is out (`true`) or has ended.
     #[inline]
     pub(crate) fn set_request_out(&self, out: bool) {
-        self.request_out.set(out);
+        self.request_out
+            .set(if out { Request::Out } else { Request::Ended });
     }
 
     /// Whether a drain deadline may abort this signal: its request is still out.
     #[inline]
     pub(crate) fn is_request_out(&self) -> bool {
-        self.request_out.get()
+        self.request_out.get() == Request::Out
+    }
+
+    /// Whether the signal fired only after its admitted request had ended (invariant 3): its
+    /// reason is no abort of that request's, which ended *completed*.
+    #[cfg(feature = "hyper")]
+    #[inline]
+    pub(crate) fn fired_after_its_request(&self) -> bool {
+        self.request_out.get() == Request::FiredAfter
     }
 
     /// Whether the signal fired (`AbortSignal::is_aborted` without copying the reason out).
@@ -147,7 +175,7 @@ impl SignalState {
     /// Pending activity: an activity ref, or its request still out (invariant 2).
     #[inline]
     pub(crate) fn has_activity(&self) -> bool {
-        self.activity.get() > 0 || self.request_out.get()
+        self.activity.get() > 0 || self.request_out.get() == Request::Out
     }
 
     #[inline]
@@ -160,6 +188,10 @@ impl SignalState {
     pub(crate) fn abort(&self, reason: AbortReason) -> Option<usize> {
         if self.reason.get().is_some() {
             return None;
+        }
+        if self.request_out.get() == Request::Ended {
+            // A handle kept past its request's end: before the listeners run (they may read it).
+            self.request_out.set(Request::FiredAfter);
         }
         self.reason.set(Some(reason));
         // Fired: no longer as good as new (invariant 6).
@@ -255,6 +287,12 @@ impl AbortSignal {
     /// Each listener runs on its own: one that panics is counted (see
     /// [`DrainReport::panicked_listeners`](crate::DrainReport::panicked_listeners)) and the
     /// others still run; the panic does not reach the caller.
+    ///
+    /// A handle kept past its request's end still works (a signal is not a guard), but an
+    /// abort then is not its request's: a request that completed stays *completed* and is
+    /// counted as one (the hyper adapter counted such a request in none of `served`,
+    /// `rejected` and `aborted` when its handler never answered, or in `answered_after_abort`
+    /// beside `served` when it did: QA embed23-2).
     pub fn abort(&self, reason: AbortReason) -> bool {
         match self.state.abort(reason) {
             None => false,
@@ -336,7 +374,7 @@ impl AbortSignal {
     /// before the request object is dropped).
     pub fn pending_activity(&self) -> usize {
         let state = self.state();
-        state.activity.get() + usize::from(state.request_out.get())
+        state.activity.get() + usize::from(state.request_out.get() == Request::Out)
     }
 
     /// Whether native work is pending on this signal (`hasPendingActivity` in JavaScriptCore).

@@ -129,7 +129,7 @@ impl<C: Recycle> Bundle<C> {
         }
         conn.request_began();
         // Its own handler's future, dropped there (its client gone), leaves it to `conn`.
-        self.busy.0.lent_away(self.admitted.signal());
+        self.busy.0.lent_away(self.admitted.signal(), conn);
         // The old `Busy` drops: as far as the connection it arrived on knows, it has ended.
         self.busy = Busy(Rc::clone(conn));
     }
@@ -144,12 +144,24 @@ impl<C: Recycle> Bundle<C> {
     /// Hyper dropped the response body before its last frame: the client went away, or the
     /// server force-closed the connection at the end of a drain. The core fires the signal
     /// once and counts the outcome (the first cause wins: a deadline abort stays one).
+    ///
+    /// A bundle lent to another connection's request's answer ([`Bundle::move_to`]) cut short
+    /// there: the client that went is that other request's, not this one's. This request ends
+    /// *dropped* (its bundle dropped without completing its answer), its signal fired
+    /// `Dropped`, not `ClientDisconnected`, so that its own handler, still serving its own
+    /// client, is not told that client went, and its later answer there is counted `served`
+    /// (QA embed23-1). Unless its own client went too (its handler's future dropped there
+    /// first: [`Conn::take_lent`]): *client gone*.
     pub(crate) fn cut_short(self) {
-        self.admitted.end(if self.busy.0.tally.is_force_closing() {
+        let conn = &self.busy.0;
+        let outcome = if conn.tally.is_force_closing() {
             Outcome::ForceClosed
+        } else if conn.take_lent_in(self.admitted.signal()) == Some(false) {
+            Outcome::Dropped
         } else {
             Outcome::ClientGone
-        });
+        };
+        self.admitted.end(outcome);
     }
 }
 

@@ -33,7 +33,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -180,10 +180,34 @@ pub(crate) struct Conn {
     /// The signals of its requests whose bundle went to another connection, to be written
     /// there as another request's answer ([`Conn::lent_away`]), while those requests are out:
     /// their handler's future, dropped here, leaves them to that connection (QA embed22-2).
+    /// And the signals of the bundles written here whose own request's handler future was
+    /// dropped so on their connection ([`Conn::orphan`]): their own client gone (QA embed23-1).
     /// Empty unless a handler answers with another request's bundle.
-    lent: Cell<Vec<AbortSignal>>,
+    lent: Cell<Vec<Lent>>,
     /// `Options::max_head`.
     max_head: isize,
+}
+
+/// A request's bundle moved between connections (see `Conn::lent`).
+pub(crate) struct Lent {
+    signal: AbortSignal,
+    kind: Kind,
+}
+
+/// Which end of the move a [`Lent`] record is.
+enum Kind {
+    /// On the connection the bundle came from: the connection writing it.
+    Away(Weak<Conn>),
+    /// On the connection writing it; `orphan` once its own request's handler future was
+    /// dropped on its connection (its client gone).
+    In { orphan: bool },
+}
+
+impl Lent {
+    /// Whether its request is still out (an ended one is forgotten).
+    fn is_out(&self) -> bool {
+        self.signal.state().is_request_out()
+    }
 }
 
 // What every request of a connection reads stays within five cache lines (752 bytes, twelve
@@ -375,28 +399,86 @@ impl Conn {
         self.probe.take()
     }
 
-    /// The bundle of a request of this connection, with `signal`, moved to another
-    /// connection to be written there as the answer of a request of its own
-    /// ([`Bundle::move_to`](super::Bundle)): while it is out, its end is that connection's.
+    /// The bundle of a request of this connection, with `signal`, moved to `to` to be written
+    /// there as the answer of a request of its own ([`Bundle::move_to`](super::Bundle)): while
+    /// it is out, its end is that connection's, which notes it too.
     #[cold]
     #[inline(never)]
-    pub(crate) fn lent_away(&self, signal: &AbortSignal) {
+    pub(crate) fn lent_away(&self, signal: &AbortSignal, to: &Rc<Conn>) {
+        self.note(Lent {
+            signal: signal.clone(),
+            kind: Kind::Away(Rc::downgrade(to)),
+        });
+        to.note(Lent {
+            signal: signal.clone(),
+            kind: Kind::In { orphan: false },
+        });
+    }
+
+    /// Adds `record` to [`Conn::lent`], forgetting those of requests that have ended.
+    fn note(&self, record: Lent) {
         let mut lent = self.lent.take();
-        lent.retain(|lent| lent.state().is_request_out());
-        lent.push(signal.clone());
+        lent.retain(Lent::is_out);
+        lent.push(record);
         self.lent.set(lent);
     }
 
     /// Whether the request with `signal` is out with its bundle moved to another connection
-    /// ([`Conn::lent_away`]); forgets it (its handler's future is being dropped).
+    /// ([`Conn::lent_away`]); forgets it (its handler's future is being dropped: its client
+    /// gone, or a force-close), and tells the connection writing it, where it is an orphan now
+    /// (its own client gone: [`Conn::take_lent_in`]).
     #[cold]
     #[inline(never)]
     pub(crate) fn take_lent(&self, signal: &AbortSignal) -> bool {
         let mut lent = self.lent.take();
-        let was = signal.state().is_request_out() && lent.iter().any(|lent| lent.same_as(signal));
-        lent.retain(|lent| lent.state().is_request_out() && !lent.same_as(signal));
+        let mut to = None;
+        if signal.state().is_request_out() {
+            for record in &lent {
+                if let (Kind::Away(away), true) = (&record.kind, record.signal.same_as(signal)) {
+                    to = Some(away.clone());
+                }
+            }
+        }
+        lent.retain(|record| {
+            record.is_out()
+                && !(matches!(record.kind, Kind::Away(_)) && record.signal.same_as(signal))
+        });
         self.lent.set(lent);
-        was
+        let Some(to) = to else {
+            return false;
+        };
+        if let Some(to) = to.upgrade() {
+            let mut lent = to.lent.take();
+            for record in &mut lent {
+                if record.signal.same_as(signal) {
+                    if let Kind::In { orphan } = &mut record.kind {
+                        *orphan = true;
+                    }
+                }
+            }
+            to.lent.set(lent);
+        }
+        true
+    }
+
+    /// Whether the bundle with `signal`, written here, is another connection's request's
+    /// ([`Conn::lent_away`]): `None` if not, else whether its own request's handler future
+    /// was dropped on its connection (its client gone: [`Conn::take_lent`]). Forgets it: the
+    /// bundle ends now ([`Bundle::cut_short`](super::Bundle)).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn take_lent_in(&self, signal: &AbortSignal) -> Option<bool> {
+        let mut lent = self.lent.take();
+        let mut found = None;
+        lent.retain(|record| match record.kind {
+            Kind::In { orphan } if record.signal.same_as(signal) => {
+                found = Some(orphan);
+                false
+            }
+            _ => record.is_out(),
+        });
+        self.lent.set(lent);
+        found
     }
 
     /// A request was admitted on the connection (its bundle is made).

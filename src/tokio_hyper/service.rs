@@ -256,11 +256,12 @@ fn dropped_unanswered<F>(mut state: Pin<&mut State<F>>, conn: &Conn) {
         if conn.take_lent(signal) {
             // Its bundle is being written on another connection as the answer of a request
             // there (QA embed16-3, embed20-3): that connection ends it, not this one's client
-            // (QA embed22-2). This request got no answer: counted so now, and not again if
-            // its bundle ends aborted there (QA embed22-1); unless its signal fired already
-            // (the drain deadline), whose abort its outcome will be, counted by it (QA
-            // embed22-6).
-            if !ends_aborted(signal.reason()) {
+            // (QA embed22-2), told now that this client went (`take_lent`): cut short there,
+            // it ends *client gone*, not *dropped* (QA embed23-1). This request got no answer:
+            // counted so now, and not again if its bundle ends aborted there (QA embed22-1);
+            // unless its signal fired already (the drain deadline), whose abort its outcome
+            // will be, counted by it (QA embed22-6).
+            if !ends_aborted(request_reason(signal)) {
                 tally.bump(|s| &mut s.unanswered_not_aborted);
                 watch_own_request(signal, tally);
             }
@@ -270,7 +271,7 @@ fn dropped_unanswered<F>(mut state: Pin<&mut State<F>>, conn: &Conn) {
             } else {
                 AbortReason::ClientDisconnected
             });
-        } else if !ends_aborted(signal.reason()) {
+        } else if !ends_aborted(request_reason(signal)) {
             // Its request has ended without an abort (its bundle, given away, was written
             // whole as another request's answer: *completed*, and a completed request's
             // signal never fires, G8, QA embed21-3; or its handler dropped it: *dropped*), and
@@ -532,18 +533,45 @@ fn holds_own_bundle<B: hyper::body::Body, C: Recycle>(
 /// `aborted_after_head`, which `HyperReport::aborted` leaves out, so it is counted once
 /// (QA embed15-2, embed16-3). A listener on this path only (none if the signal already fired:
 /// a bundle dropped inside the handler).
+///
+/// An abort after its request ended *completed* (a handle the embedder kept) is not counted:
+/// its request did not end aborted (QA embed23-2).
 #[cold]
 #[inline(never)]
 fn watch_own_request(signal: &AbortSignal, tally: &Rc<Tally>) {
     let tally = Rc::clone(tally);
+    // Weak: the signal holds its listeners, and a listener holding the signal would keep both.
+    let state = Rc::downgrade(signal.state());
     signal.on_abort(move |reason| {
-        if matches!(
-            reason,
-            AbortReason::ClientDisconnected | AbortReason::DrainDeadline | AbortReason::ForceClosed
-        ) {
+        let after_its_end = state
+            .upgrade()
+            .is_some_and(|state| state.fired_after_its_request());
+        if !after_its_end
+            && matches!(
+                reason,
+                AbortReason::ClientDisconnected
+                    | AbortReason::DrainDeadline
+                    | AbortReason::ForceClosed
+            )
+        {
             tally.bump(|s| &mut s.aborted_after_head);
         }
     });
+}
+
+/// The request's abort, if its signal fired while it was out: a signal the embedder aborted
+/// through a handle kept past its request's end (a request that ended *completed*, its bundle
+/// written whole as another request's answer) says nothing of how that request ended, and the
+/// adapter's counts of a request its handler never answered read it as unfired. Before, such
+/// a request was counted in none of `served`, `rejected` and `aborted` (taken for one whose
+/// abort its outcome counts; QA embed23-2). The answered path (`Dispatch::poll`) still reads
+/// the reason as it is: docs/hyper.md, "Not closed (qa-embed23)".
+#[cold]
+#[inline(never)]
+fn request_reason(signal: &AbortSignal) -> Option<AbortReason> {
+    signal
+        .reason()
+        .filter(|_| !signal.state().fired_after_its_request())
 }
 
 /// The answer of the adapter's own (`Fixed`), closing while the server is unready or stopped.
