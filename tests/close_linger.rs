@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use util::serve::{field, send_signal, Serve};
+use util::serve::{all_threads_stopped, field, reset, send_signal, Serve};
 use util::wait_until;
 
 /// One upload: `POST /echo` of 256 KiB, its body a byte pattern of its own.
@@ -174,13 +174,6 @@ fn hyper_slow_readers_of_pipelined_uploads_get_every_counted_answer_at_a_stop() 
     slow_readers_of_pipelined_uploads_get_every_counted_answer("--stack hyper", true);
 }
 
-/// Closes `stream` with a reset (`SO_LINGER` zero).
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-}
-
 /// Pauses `serve` (`SIGSTOP`), runs `connect` (the kernel completes its connections while the
 /// server sleeps), resets the connections `connect` gives up and lets the server go on (`SIGCONT`),
 /// 50 ms between the steps: the server meets the resets only once it goes on. Returns what
@@ -199,19 +192,6 @@ fn reset_while_paused<T>(serve: &Serve, connect: impl FnOnce() -> (T, Vec<TcpStr
     thread::sleep(Duration::from_millis(50));
     send_signal(pid, "CONT");
     kept
-}
-
-/// Whether every thread of process `pid` is in the stopped state (`T` in /proc's stat).
-fn all_threads_stopped(pid: u32) -> bool {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .map(|task| task.unwrap().path().join("stat"))
-        .all(|stat| {
-            let stat = std::fs::read_to_string(stat).unwrap_or_default();
-            // `pid (comm) S ...`: the state is the first field after the last `)`.
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            state.starts_with('T') || state.starts_with('t')
-        })
 }
 
 /// The answer `stream` reads next (within 5 s) is a `200`.

@@ -633,9 +633,10 @@ impl<'r, H> Connection<'r, H> {
         d: &mut Dispatcher<'r, A>,
         reason: AbortReason,
     ) {
-        self.bind(d); // checked for the crate's loops too: once per connection, off the hot path
-                      // A refusal whose answer was not all taken from the output (queued behind an answer
-                      // that never came, or in the output when the socket failed) was never written whole.
+        // Checked for the crate's loops too: once per connection, off the hot path.
+        self.bind(d);
+        // A refusal whose answer was not all taken from the output (queued behind an answer
+        // that never came, or in the output when the socket failed) was never written whole.
         if let Some(counted) = self.refusal.take() {
             if !self.answers.is_empty() {
                 d.take_back_refusal(counted);

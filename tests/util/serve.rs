@@ -82,6 +82,27 @@ pub fn send_signal(pid: u32, signal: &str) {
     assert!(sent.success(), "kill -{signal} {pid}");
 }
 
+/// Whether every thread of process `pid` is in the stopped state (`T` in /proc's stat): a
+/// `SIGSTOP` has taken hold (`kill` returns before it does).
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .map(|task| task.unwrap().path().join("stat"))
+        .all(|stat| {
+            let stat = std::fs::read_to_string(stat).unwrap_or_default();
+            // `pid (comm) S ...`: the state is the first field after the last `)`.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('T') || state.starts_with('t')
+        })
+}
+
+/// Closes `stream` with a reset (`SO_LINGER` zero).
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
 /// The number after the first `"key":` in a JSON object.
 pub fn field(json: &str, key: &str) -> f64 {
     let start = json
