@@ -6,10 +6,9 @@
 mod util;
 
 use std::io::{ErrorKind, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use util::serve::{field, send_signal, Serve};
+use util::serve::{all_threads_stopped, field, reset, send_signal, Serve};
 use util::strict::{expect_clean_eof, StrictClient};
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
@@ -94,26 +93,6 @@ fn a_malformed_version_is_400_and_another_major_505_however_the_line_is_split_on
         assert_eq!(field(&json, "served"), f64::from(served), "{stack}: {json}");
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
     }
-}
-
-/// Closes `stream` with a reset (`SO_LINGER` zero).
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-}
-
-/// Whether every thread of process `pid` is in the stopped state (`T` in /proc's stat).
-fn all_threads_stopped(pid: u32) -> bool {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .map(|task| task.unwrap().path().join("stat"))
-        .all(|stat| {
-            let stat = std::fs::read_to_string(stat).unwrap_or_default();
-            // `pid (comm) S ...`: the state is the first field after the last `)`.
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            state.starts_with('T') || state.starts_with('t')
-        })
 }
 
 /// QA client23-2. A refusal is counted in `refused` once the socket has taken its `503` whole,

@@ -13,18 +13,6 @@ use std::time::Duration;
 /// How long a probe waits for a call that hangs on a broken build.
 const HANG: Duration = Duration::from_secs(20);
 
-/// Each admitted request counted once: in `served`, `rejected` or `aborted` (docs/hyper.md,
-/// "When does the request end?"; issue 9 item 1). For reports with no undelivered answer, no
-/// adapter refusal and no panicking admission.
-fn counted_once(report: &reqguard::tokio_hyper::HyperReport) {
-    let s = &report.stats;
-    assert_eq!(
-        s.served + s.rejected + report.aborted(),
-        report.outcomes.total(),
-        "served + rejected + aborted is not the admitted requests: {report}"
-    );
-}
-
 mod hyper_unanswered {
     use super::*;
     use bytes::Bytes;
@@ -33,14 +21,13 @@ mod hyper_unanswered {
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
     use reqguard::AbortReason;
     use std::cell::RefCell;
-    use std::io::Write;
     use std::net::TcpStream;
     use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::UnboundedSender;
     use util::bodies::Gated;
     use util::bounded;
-    use util::hyper_thread::HyperThread;
+    use util::hyper_thread::{counted_once, send, HyperThread};
     use util::{hang_up, read_past_head, Gone};
 
     /// The client of `stream` goes away; returns once hyper dropped its handler's future.
@@ -48,14 +35,6 @@ mod hyper_unanswered {
         hang_up(stream);
         gone.recv_timeout(HANG)
             .expect("hyper dropped the handler's future");
-    }
-
-    /// Sends `path`'s head on a new connection.
-    fn send(addr: std::net::SocketAddr, path: &str) -> TcpStream {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(HANG)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-        stream
     }
 
     /// QA embed22-1 (issue 9 item 1; round 21's "Not closed" in docs/hyper.md). hyper
@@ -504,7 +483,7 @@ mod hyper_handlers_own_4xx {
     use hyper::StatusCode;
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
     use util::bounded;
-    use util::hyper_thread::HyperThread;
+    use util::hyper_thread::{counted_once, HyperThread};
 
     /// A handler that answers `/<status>` with that status, marked `count_rejected` if the
     /// query says `mark`.

@@ -14,18 +14,6 @@ use std::time::Duration;
 /// How long a probe waits for a call that hangs on a broken build.
 const HANG: Duration = Duration::from_secs(20);
 
-/// Each admitted request counted once: in `served`, `rejected` or `aborted` (docs/hyper.md,
-/// "When does the request end?"; issue 9 item 1). For reports with no undelivered answer, no
-/// adapter refusal and no panicking admission.
-fn counted_once(report: &reqguard::tokio_hyper::HyperReport) {
-    let s = &report.stats;
-    assert_eq!(
-        s.served + s.rejected + report.aborted(),
-        report.outcomes.total(),
-        "served + rejected + aborted is not the admitted requests: {report}"
-    );
-}
-
 mod hyper_lent {
     use super::*;
     use bytes::Bytes;
@@ -34,23 +22,15 @@ mod hyper_lent {
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
     use reqguard::{AbortReason, AbortSignal};
     use std::cell::RefCell;
-    use std::io::{Read, Write};
+    use std::io::Read;
     use std::net::TcpStream;
     use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
     use util::bodies::Gated;
     use util::bounded;
-    use util::hyper_thread::HyperThread;
+    use util::hyper_thread::{counted_once, send, HyperThread};
     use util::{hang_up, read_past_head, Gone};
-
-    /// Sends `path`'s head on a new connection.
-    fn send(addr: std::net::SocketAddr, path: &str) -> TcpStream {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(HANG)).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-        stream
-    }
 
     /// Reads one whole answer (its head, and a body of `content-length`) from `stream`.
     fn answer(stream: &mut TcpStream) -> String {

@@ -102,3 +102,26 @@ impl Drop for HyperThread {
         }
     }
 }
+
+/// Each admitted request counted once: in `served`, `rejected` or `aborted` (docs/hyper.md,
+/// "When does the request end?"; issue 9 item 1). For reports with no undelivered answer, no
+/// adapter refusal and no panicking admission.
+pub fn counted_once(report: &HyperReport) {
+    let s = &report.stats;
+    assert_eq!(
+        s.served + s.rejected + report.aborted(),
+        report.outcomes.total(),
+        "served + rejected + aborted is not the admitted requests: {report}"
+    );
+}
+
+/// Sends `GET path`'s head on a new connection, whose reads wait up to 20 s.
+pub fn send(addr: SocketAddr, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    stream
+}
