@@ -191,6 +191,9 @@ fn oracle(input: &[u8], max_head: usize) -> Oracle {
                 as_http11[at] = b'1';
                 oracle(&as_http11, max_head)
             }
+            // A version still short of `HTTP/D.D` and its line end, with another major digit:
+            // it may become `HTTP/2.0` (`505`) or `HTTP/22` (`400`), so the server waits for it.
+            None if unfinished_version(window) => Oracle::Partial(input.len() > window.len()),
             None => Oracle::Error(httparse::Error::Version),
         },
         Err(error) => Oracle::Error(error),
@@ -211,6 +214,25 @@ fn later_minor_version(window: &[u8]) -> Option<usize> {
     let at = skipped + second_space + 1;
     let version = window.get(at..at + 8)?;
     (version.starts_with(b"HTTP/1.") && version[7].is_ascii_digit()).then_some(at + 7)
+}
+
+/// Whether the request line at the start of `window` ends in a version that is still a proper
+/// prefix of `HTTP/` DIGIT `.` DIGIT and its line end (`CRLF` or `LF`), RFC 9112 §2.3.
+fn unfinished_version(window: &[u8]) -> bool {
+    let line = window.trim_ascii_start();
+    let Some((second_space, _)) = line.iter().enumerate().filter(|&(_, &b)| b == b' ').nth(1)
+    else {
+        return false;
+    };
+    let version = &line[second_space + 1..];
+    let fits = |at: usize, byte: u8| match at {
+        0..=4 => byte == b"HTTP/"[at],
+        5 | 7 => byte.is_ascii_digit(),
+        6 => byte == b'.',
+        8 => byte == b'\r',
+        _ => false,
+    };
+    version.len() < 10 && version.iter().enumerate().all(|(at, &b)| fits(at, b))
 }
 
 /// The status of the first answer, and its body if it is a reflection.
