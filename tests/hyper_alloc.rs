@@ -154,7 +154,17 @@ fn allocations(addr: SocketAddr) -> u64 {
     (stats.allocations + stats.reallocations) as u64
 }
 
+#[path = "util/single_test.rs"]
+mod single_test;
+
 fn main() {
+    single_test::main_for(
+        "hyper_adds_zero_allocations_per_request",
+        hyper_adds_zero_allocations_per_request,
+    );
+}
+
+fn hyper_adds_zero_allocations_per_request() {
     let (rg_addr, rg_stop, rg_thread) = spawn_server(serve_reqguard);
     let (rec_addr, rec_stop, rec_thread) = spawn_server(serve_reqguard_recording);
     let (plain_addr, plain_stop, plain_thread) = spawn_server(serve_plain);
@@ -181,5 +191,4 @@ fn main() {
             "{what} adds allocations per request: {count} vs {plain} over {REQUESTS} requests"
         );
     }
-    println!("test hyper_adds_zero_allocations_per_request ... ok");
 }

@@ -99,7 +99,23 @@ fn allocations_per_large_round() -> usize {
     stats.allocations + stats.reallocations
 }
 
+#[path = "util/single_test.rs"]
+mod single_test;
+
 fn main() {
+    single_test::main_for_each(&[
+        (
+            "server_zero_allocations_per_request_once_warm",
+            server_zero_allocations_per_request_once_warm,
+        ),
+        (
+            "large_bodies_one_after_another_reuse_their_buffers",
+            large_bodies_one_after_another_reuse_their_buffers,
+        ),
+    ]);
+}
+
+fn server_zero_allocations_per_request_once_warm() {
     let guarded = allocations_per_round(Guarded::embedded("server", Config::default()));
     assert_eq!(guarded, 0, "guarded: heap allocations in 1,000 warm rounds");
     let plain = allocations_per_round(Unaccounted::new());
@@ -107,11 +123,12 @@ fn main() {
         plain, 0,
         "unaccounted: heap allocations in 1,000 warm rounds"
     );
-    println!("test server_zero_allocations_per_request_once_warm ... ok");
+}
+
+fn large_bodies_one_after_another_reuse_their_buffers() {
     let large = allocations_per_large_round();
     assert_eq!(
         large, 0,
         "heap allocations in 100 warm rounds of large bodies"
     );
-    println!("test large_bodies_one_after_another_reuse_their_buffers ... ok");
 }

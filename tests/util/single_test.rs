@@ -9,11 +9,18 @@ use stats_alloc::{Region, StatsAlloc};
 
 /// Runs `test`, named `name`, as libtest would: `--list`, a name filter, and the result lines.
 pub(crate) fn main_for(name: &str, test: fn()) {
+    main_for_each(&[(name, test)]);
+}
+
+/// Runs each `(name, test)` in turn on the main thread, as libtest would: `--list` (what
+/// nextest reads; `--list --ignored` lists none), name filters, `--skip`, and the result lines.
+pub(crate) fn main_for_each(tests: &[(&str, fn())]) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
-        // `--list --ignored` lists the ignored tests only (nextest asks both ways): none here.
         if !args.iter().any(|a| a == "--ignored") {
-            println!("{name}: test");
+            for (name, _) in tests {
+                println!("{name}: test");
+            }
         }
         return;
     }
@@ -28,15 +35,27 @@ pub(crate) fn main_for(name: &str, test: fn()) {
             filter => filters.push(filter),
         }
     }
-    let skipped = skips.iter().any(|s| name.contains(s.as_str()));
-    if skipped || (!filters.is_empty() && !filters.iter().any(|f| name.contains(f))) {
-        println!("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out");
-        return;
+    let chosen: Vec<&(&str, fn())> = tests
+        .iter()
+        .filter(|(name, _)| {
+            !skips.iter().any(|s| name.contains(s.as_str()))
+                && (filters.is_empty() || filters.iter().any(|f| name.contains(f)))
+        })
+        .collect();
+    let filtered_out = tests.len() - chosen.len();
+    println!(
+        "\nrunning {} test{}",
+        chosen.len(),
+        if chosen.len() == 1 { "" } else { "s" }
+    );
+    for (name, test) in &chosen {
+        test();
+        println!("test {name} ... ok");
     }
-    println!("\nrunning 1 test");
-    test();
-    println!("test {name} ... ok\n");
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    println!(
+        "\ntest result: ok. {} passed; 0 failed; 0 ignored; 0 measured; {filtered_out} filtered out",
+        chosen.len()
+    );
 }
 
 /// Heap allocations (and reallocations) `global` saw while `f` ran.
