@@ -5,7 +5,6 @@
 
 mod util;
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use reqguard::tokio_hyper::{Bundle, HandlerError, Options, Reply};
 use util::hyper_thread::HyperThread;
-use util::serve::{field, send_signal, Serve};
+use util::serve::{held_until_its_head_is_whole_then_refused, send_signal, Serve};
 use util::strict::{expect_clean_eof, StrictClient};
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
@@ -50,37 +49,7 @@ fn a_head_begun_on_a_fresh_connection_before_the_stop_is_kept_as_after_an_answer
         send_signal(serve.child.id(), "TERM");
         // The stop's keep-alive step has reached the connections once the idle one is closed.
         expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
-        // hyper's close step answered it a second after the drain: nothing comes here.
-        let stream = fresh.reader_mut().get_ref();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(2500)))
-            .unwrap();
-        let mut byte = [0u8; 1];
-        let early = stream.peek(&mut byte);
-        assert!(
-            early
-                .as_ref()
-                .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
-            "{stack}: answered before its head was whole: {early:?}"
-        );
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        fresh.send(b"\r\n");
-        let refused = fresh.answer("GET");
-        assert_eq!(
-            (refused.status, refused.closes()),
-            (503, true),
-            "{stack}: {refused:?}"
-        );
-        fresh.expect_nothing_more(true, Duration::ZERO);
-        let mut serve = serve;
-        let (json, ok) = serve.json_and_status();
-        assert!(ok, "{stack}: {json}");
-        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
-        assert_eq!(field(&json, "served"), 2.0, "{stack}: {json}");
-        assert_eq!(field(&json, "refused"), 1.0, "{stack}: {json}");
-        assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
+        held_until_its_head_is_whole_then_refused(stack, serve, &mut fresh);
     }
 }
 

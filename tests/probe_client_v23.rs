@@ -5,10 +5,12 @@
 
 mod util;
 
-use std::io::{ErrorKind, Write};
-use std::time::Duration;
+use std::io::Write;
 
-use util::serve::{all_threads_stopped, field, reset, send_signal, Serve};
+use util::serve::{
+    all_threads_stopped, field, held_until_its_head_is_whole_then_refused, reset, send_signal,
+    Serve,
+};
 use util::strict::{expect_clean_eof, StrictClient};
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
@@ -191,36 +193,6 @@ fn a_head_begun_after_the_stops_keep_alive_step_is_kept_to_the_deadline_on_both_
         // one, silent, was spared there.
         expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
         fresh.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
-        // hyper's close step answered it a second after the drain: nothing comes here.
-        let stream = fresh.reader_mut().get_ref();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(2500)))
-            .unwrap();
-        let mut byte = [0u8; 1];
-        let early = stream.peek(&mut byte);
-        assert!(
-            early
-                .as_ref()
-                .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
-            "{stack}: answered before its head was whole: {early:?}"
-        );
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        fresh.send(b"\r\n");
-        let refused = fresh.answer("GET");
-        assert_eq!(
-            (refused.status, refused.closes()),
-            (503, true),
-            "{stack}: {refused:?}"
-        );
-        fresh.expect_nothing_more(true, Duration::ZERO);
-        let mut serve = serve;
-        let (json, ok) = serve.json_and_status();
-        assert!(ok, "{stack}: {json}");
-        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
-        assert_eq!(field(&json, "served"), 2.0, "{stack}: {json}");
-        assert_eq!(field(&json, "refused"), 1.0, "{stack}: {json}");
-        assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
+        held_until_its_head_is_whole_then_refused(stack, serve, &mut fresh);
     }
 }

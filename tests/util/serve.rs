@@ -2,11 +2,12 @@
 //! separate process started through `sh -c` (so a `ulimit` can go first), stopped by a signal,
 //! read back as its JSON line; `curl`; fields of that JSON line.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::strict::StrictClient;
 use super::Client;
 
 /// The demo binary.
@@ -215,4 +216,44 @@ pub fn slow_heads_out_of_descriptors(serve: Serve) -> String {
     );
     assert_eq!(field(&json, "leaked"), 0.0, "{json}");
     json
+}
+
+/// The tail of the stop probes QA client22-2 and client23-3: `fresh`, a head begun but not
+/// ended at the stop, gets nothing for 2.5 s; once it sends the head's end it is refused `503`
+/// and closed; the run then ends with `served` 2, `refused` 1, `rejected` 0 and `leaked` 0.
+pub fn held_until_its_head_is_whole_then_refused(
+    stack: &str,
+    mut serve: Serve,
+    fresh: &mut StrictClient,
+) {
+    // hyper's close step answered it a second after the drain: nothing comes here.
+    let stream = fresh.reader_mut().get_ref();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = stream.peek(&mut byte);
+    assert!(
+        early
+            .as_ref()
+            .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "{stack}: answered before its head was whole: {early:?}"
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    fresh.send(b"\r\n");
+    let refused = fresh.answer("GET");
+    assert_eq!(
+        (refused.status, refused.closes()),
+        (503, true),
+        "{stack}: {refused:?}"
+    );
+    fresh.expect_nothing_more(true, Duration::ZERO);
+    let (json, ok) = serve.json_and_status();
+    assert!(ok, "{stack}: {json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    assert_eq!(field(&json, "served"), 2.0, "{stack}: {json}");
+    assert_eq!(field(&json, "refused"), 1.0, "{stack}: {json}");
+    assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
 }
