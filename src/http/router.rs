@@ -246,7 +246,14 @@ impl<'a> Request<'a> {
 }
 
 /// When the response is ready.
+// Tagged by a whole word: a handler returns it through memory (it is 24 bytes or more), and
+// the server reads its tag back with one 8-byte load right after the call. Left to the
+// compiler, the tag was the niche in `delay`'s 4-byte nanoseconds: `Reply::Now` one 4-byte
+// store, read back by an 8-byte load, which cannot be forwarded from a narrower store and
+// waited for it to reach the cache (a quarter of the reading loop's samples on the floor
+// bench; docs/benchmarks.md, round 24, HTTP path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
 pub enum Reply {
     /// The response is complete now.
     Now,
@@ -662,6 +669,19 @@ impl fmt::Debug for Router<'_> {
 mod tests {
     use super::*;
     use crate::http::{Limits, Session, Unaccounted};
+
+    /// A layout pin (round 24): `Reply` is tagged by a whole word (`#[repr(u64)]`), so the
+    /// handler's `Reply::Now` is one 8-byte store and the dispatch's 8-byte load of the tag is
+    /// forwarded from it (with the compiler's niche in `delay`'s nanoseconds, 24 bytes, the tag
+    /// was a 4-byte store under that load: a store-forwarding stall on every request). Fails
+    /// if the `repr` goes; the stall itself is measured by the floor bench, not by a test.
+    #[test]
+    fn a_reply_is_tagged_by_a_whole_word() {
+        assert_eq!(std::mem::size_of::<Reply>(), 32);
+        assert_eq!(std::mem::align_of::<Reply>(), 8);
+        // The panic path's `None` takes a tag value of its own: no word more.
+        assert_eq!(std::mem::size_of::<Option<Reply>>(), 32);
+    }
 
     fn named(request: &Request<'_>, response: &mut Response<'_>) -> Reply {
         response.write(request.method().as_bytes());
