@@ -87,7 +87,8 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
 
     /// Stops admission and returns the drain, which completes when the last ticket drops.
     ///
-    /// With [`DowngradePolicy::OnStop`] the wrapper is downgraded now; with
+    /// With [`DowngradePolicy::OnStop`] the wrapper is downgraded now, once admission is
+    /// closed (what dropping its strong handle runs, the engine's code, cannot admit); with
     /// [`DowngradePolicy::OnDrain`] when the drain completes, and the drain itself keeps the
     /// strong handle until then: dropping this `ServerCore` while requests are out does not
     /// let the wrapper go. Calling it again returns another handle to the same drain.
@@ -101,9 +102,15 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
                 // Dropping the last strong handle may finalize the wrapper (an engine's
                 // finalizer, user code): caught and counted, as the `OnDrain` hook's is, so
                 // the stop always happens (and never aborts the process while unwinding).
+                // Admission closes first, the downgrade comes after: what dropping the strong
+                // handle runs may upgrade this server (the wrapper is not finalized yet) and
+                // try to admit, refused as stopped (before, it was admitted inside `stop()`:
+                // QA embed24-3).
                 DowngradePolicy::OnStop => {
+                    self.shared.stop();
                     let cell = &self.wrapper;
                     self.shared.drain.run_caught(|| cell.downgrade());
+                    return Drain::new(Rc::clone(&self.shared));
                 }
                 DowngradePolicy::OnDrain => {
                     // Strong: the cell (and its strong handle) lives until the drain completes,

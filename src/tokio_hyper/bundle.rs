@@ -151,15 +151,21 @@ impl<C: Recycle> Bundle<C> {
     /// `Dropped`, not `ClientDisconnected`, so that its own handler, still serving its own
     /// client, is not told that client went, and its later answer there is counted `served`
     /// (QA embed23-1). Unless its own client went too (its handler's future dropped there
-    /// first: [`Conn::take_lent`]): *client gone*.
+    /// first: [`Conn::take_lent`]): *client gone*; or its own server force-closed its own
+    /// connection first (a bundle lent to another server's request): *force closed* (QA
+    /// embed24-2).
     pub(crate) fn cut_short(self) {
         let conn = &self.busy.0;
         let outcome = if conn.tally.is_force_closing() {
             Outcome::ForceClosed
-        } else if conn.take_lent_in(self.admitted.signal()) == Some(false) {
-            Outcome::Dropped
         } else {
-            Outcome::ClientGone
+            match conn.take_lent_in(self.admitted.signal()) {
+                Some(None) => Outcome::Dropped,
+                // Its own connection closed first: by its client, or by its own server's
+                // force-close (another server's: QA embed24-2).
+                Some(Some(orphaned)) => orphaned,
+                None => Outcome::ClientGone,
+            }
         };
         self.admitted.end(outcome);
     }

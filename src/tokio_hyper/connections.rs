@@ -51,7 +51,7 @@ use super::gate::same_waker;
 use super::linger::Written;
 use super::service::Probing;
 use super::tally::Tally;
-use crate::admit::Refusal;
+use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortSignal;
 
 #[derive(Default)]
@@ -181,7 +181,8 @@ pub(crate) struct Conn {
     /// there as another request's answer ([`Conn::lent_away`]), while those requests are out:
     /// their handler's future, dropped here, leaves them to that connection (QA embed22-2).
     /// And the signals of the bundles written here whose own request's handler future was
-    /// dropped so on their connection ([`Conn::orphan`]): their own client gone (QA embed23-1).
+    /// dropped on their connection ([`Conn::take_lent`]): their own client gone (QA embed23-1),
+    /// or their own server's force-close (QA embed24-2).
     /// Empty unless a handler answers with another request's bundle.
     lent: Cell<Vec<Lent>>,
     /// `Options::max_head`.
@@ -199,8 +200,9 @@ enum Kind {
     /// On the connection the bundle came from: the connection writing it.
     Away(Weak<Conn>),
     /// On the connection writing it; `orphan` once its own request's handler future was
-    /// dropped on its connection (its client gone).
-    In { orphan: bool },
+    /// dropped on its connection: how it ends if cut short here (*client gone*, or *force
+    /// closed* if its own server was force-closing: QA embed24-2).
+    In { orphan: Option<Outcome> },
 }
 
 impl Lent {
@@ -411,7 +413,7 @@ impl Conn {
         });
         to.note(Lent {
             signal: signal.clone(),
-            kind: Kind::In { orphan: false },
+            kind: Kind::In { orphan: None },
         });
     }
 
@@ -447,12 +449,20 @@ impl Conn {
         let Some(to) = to else {
             return false;
         };
+        // Its own connection closed by its server's force-close, not by its client: cut short
+        // on another server's connection (not force-closing), it ends *force closed* all the
+        // same (QA embed24-2).
+        let orphaned = if self.tally.is_force_closing() {
+            Outcome::ForceClosed
+        } else {
+            Outcome::ClientGone
+        };
         if let Some(to) = to.upgrade() {
             let mut lent = to.lent.take();
             for record in &mut lent {
                 if record.signal.same_as(signal) {
                     if let Kind::In { orphan } = &mut record.kind {
-                        *orphan = true;
+                        *orphan = Some(orphaned);
                     }
                 }
             }
@@ -462,12 +472,13 @@ impl Conn {
     }
 
     /// Whether the bundle with `signal`, written here, is another connection's request's
-    /// ([`Conn::lent_away`]): `None` if not, else whether its own request's handler future
-    /// was dropped on its connection (its client gone: [`Conn::take_lent`]). Forgets it: the
-    /// bundle ends now ([`Bundle::cut_short`](super::Bundle)).
+    /// ([`Conn::lent_away`]): `None` if not, else the outcome its own request's handler
+    /// future, dropped on its connection, left it (its client gone, or its server's
+    /// force-close: [`Conn::take_lent`]), if it was. Forgets it: the bundle ends now
+    /// ([`Bundle::cut_short`](super::Bundle)).
     #[cold]
     #[inline(never)]
-    pub(crate) fn take_lent_in(&self, signal: &AbortSignal) -> Option<bool> {
+    pub(crate) fn take_lent_in(&self, signal: &AbortSignal) -> Option<Option<Outcome>> {
         let mut lent = self.lent.take();
         let mut found = None;
         lent.retain(|record| match record.kind {

@@ -406,8 +406,8 @@ where
             Err(failure) => failed(failure, signal, tally),
         };
         if !holds_own_bundle(&response, signal) {
-            watch_own_request(signal, tally); // another request's bundle answers it
-            response.body_mut().written_on(this.conn); // ... on this connection
+            // Another request's bundle answers it, on this connection.
+            not_own(&mut response, signal, this.conn);
         }
         // Most answers are a `200` to a request other than `HEAD` or `CONNECT`: one compare
         // decides all three questions its status asks below.
@@ -466,6 +466,43 @@ where
     }
 }
 
+/// A handler's answer holding another request's bundle (a runtime whose response was made
+/// from the wrong request object): its own request is watched ([`watch_own_request`]), the
+/// bundle moves to this connection (`GuardedBody::written_on`), and its own request's signal,
+/// if it fired after that request ended, is let go ([`forget_abort_after_end`]).
+#[cold]
+#[inline(never)]
+fn not_own<B: hyper::body::Body, C: Recycle>(
+    response: &mut Response<GuardedBody<B, C>>,
+    signal: &mut AbortSignal,
+    conn: &Rc<Conn>,
+) {
+    watch_own_request(signal, &conn.tally);
+    response.body_mut().written_on(conn);
+    forget_abort_after_end(signal);
+}
+
+/// An answer not holding its own request's bundle (another request's, or the adapter's `500`
+/// for a failed handler) is the only one that can follow its own request's end (its bundle
+/// written whole as another's answer: *completed*), and a signal the handler then aborted
+/// itself, through a handle kept past that end, is no abort of that request. The dispatch's
+/// handle to it is replaced by an unfired one of no request's (a spare of its server's), which
+/// the answered path reads as it reads any (`Dispatch::poll`'s `signal.reason()`: nothing
+/// added there). Before, that
+/// path read the abort: a `ClientDisconnected` made the answer one whose client had gone
+/// (counted in none of `served`, `rejected` and `aborted`); a `DrainDeadline` or `ForceClosed`
+/// counted it `served` and `answered_after_abort`, which took another request's abort out of
+/// `aborted` (QA embed24-1). One allocation, on this path only.
+#[cold]
+#[inline(never)]
+fn forget_abort_after_end(signal: &mut AbortSignal) {
+    if signal.state().fired_after_its_request() {
+        if let Some(home) = signal.state().home() {
+            *signal = AbortSignal::mint(&home); // a spare, reset: no request's
+        }
+    }
+}
+
 /// A poll of a health probe whose body is being read (`Dispatch::probe`): its answer once the
 /// body has ended or failed.
 #[cold]
@@ -499,7 +536,7 @@ fn probe_answer<F, B: hyper::body::Body, C: Recycle>(
 #[inline(never)]
 fn failed<B: hyper::body::Body, C: Recycle>(
     failure: Failure,
-    signal: &AbortSignal,
+    signal: &mut AbortSignal,
     tally: &Rc<Tally>,
 ) -> Response<GuardedBody<B, C>> {
     match failure {
@@ -507,6 +544,7 @@ fn failed<B: hyper::body::Body, C: Recycle>(
         Failure::Panic => tally.bump(|s| &mut s.panics),
     }
     watch_own_request(signal, tally);
+    forget_abort_after_end(signal); // QA embed24-1
     status_response(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR)
 }
 
@@ -564,8 +602,9 @@ fn watch_own_request(signal: &AbortSignal, tally: &Rc<Tally>) {
 /// written whole as another request's answer) says nothing of how that request ended, and the
 /// adapter's counts of a request its handler never answered read it as unfired. Before, such
 /// a request was counted in none of `served`, `rejected` and `aborted` (taken for one whose
-/// abort its outcome counts; QA embed23-2). The answered path (`Dispatch::poll`) still reads
-/// the reason as it is: docs/hyper.md, "Not closed (qa-embed23)".
+/// abort its outcome counts; QA embed23-2), and so does the answer of a handler that did not
+/// answer with its own bundle ([`forget_abort_after_end`], QA embed24-1). The answered path of a
+/// handler's own bundle reads the reason as it is: that bundle is still out.
 #[cold]
 #[inline(never)]
 fn request_reason(signal: &AbortSignal) -> Option<AbortReason> {
