@@ -48,7 +48,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
 use super::gate::same_waker;
-use super::linger::Written;
+use super::linger::{Owed, Written};
 use super::service::Probing;
 use super::tally::Tally;
 use crate::admit::{Outcome, Refusal};
@@ -66,6 +66,9 @@ pub(crate) struct Connections {
     evicting: Cell<usize>,
 }
 
+/// A socket hyper closed, handed back to its connection's task: what was written to it, and
+/// the rest of an answer of the server's own it still owes (`linger.rs`, [`Owed`]).
+pub(crate) type Handoff = (TcpStream, Written, Option<Owed>);
 /// How long a connection must have shown no sign of life to be evicted (as on the mio loops):
 /// a client that just connected, or was just answered, is about to send.
 const EVICTABLE_AFTER: Duration = Duration::from_millis(100);
@@ -114,7 +117,7 @@ pub(crate) struct Conn {
     /// task lingers on it (`linger.rs`), with what was written to it. Boxed: `Written` is 448
     /// bytes, used once at the connection's end, and inline it spread the fields every request
     /// reads over twelve cache lines instead of five (docs/benchmarks.md, 9i).
-    handoff: Cell<Option<Box<(TcpStream, Written)>>>,
+    handoff: Cell<Option<Box<Handoff>>>,
     /// Its answers counted `served` (see invariant 8): what a close that drops output
     /// undelivered takes back (`src/delivery.rs`).
     served: Cell<u64>,
@@ -709,13 +712,13 @@ impl Conn {
     }
 
     /// Hands the socket hyper closed back to the connection's task.
-    pub(crate) fn hand_off(&self, stream: TcpStream, written: Written) {
-        self.handoff.set(Some(Box::new((stream, written))));
+    pub(crate) fn hand_off(&self, stream: TcpStream, written: Written, owed: Option<Owed>) {
+        self.handoff.set(Some(Box::new((stream, written, owed))));
     }
 
     /// The socket hyper closed, if it did with input maybe still coming and it may linger
     /// (not if evicted for its descriptor: it closes at once).
-    pub(crate) fn take_handoff(&self) -> Option<(TcpStream, Written)> {
+    pub(crate) fn take_handoff(&self) -> Option<Handoff> {
         let handoff = self.handoff.take();
         if self.close_at_once.get() {
             return None;

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::connections::{Conn, Reads};
+use super::tally::Tally;
 use crate::delivery::Delivery;
 
 /// How long a socket closed by the server keeps reading (and dropping) what its client sends
@@ -96,6 +97,15 @@ impl Written {
             self.bytes += *n as u64;
         }
     }
+}
+
+/// The rest of an answer of the server's own (the stop's `503`, an eviction's `408`) that a
+/// full send buffer did not take ([`LingeringIo::answer_ended`]): the linger sends it as the
+/// client reads, then counts it (`count`), then shuts the write side.
+#[derive(Debug)]
+pub(crate) struct Owed {
+    rest: Vec<u8>,
+    count: fn(&Tally),
 }
 
 /// The send rate rule (`Options::min_send_rate`, as the mio server's `Limits::min_send_rate`):
@@ -241,6 +251,10 @@ impl LingeringIo {
         if self.stalling {
             if let Some(stream) = &self.stream {
                 if let Ok(taken @ 1..) = probe(SockRef::from(stream)) {
+                    // The write went through after all: no answer waits for the socket
+                    // (left set, the stop took a whole answer for one still on its way, and
+                    // a head behind it was force-closed unanswered: QA client24-1).
+                    self.conn.wrote(false);
                     let written = Poll::Ready(Ok(taken));
                     self.count_sent(offered(), &written);
                     return written;
@@ -289,6 +303,7 @@ impl LingeringIo {
         }
         self.new_window();
         if taken > 0 {
+            self.conn.wrote(false);
             return Poll::Ready(Ok(taken));
         }
         // Registers the new window's timer with this task.
@@ -383,14 +398,20 @@ impl LingeringIo {
     }
 
     /// hyper's connection ended because the server ended its reads (`read_to_end`): the
-    /// end's answer, if any, is written (with `connection: close`; if `rejected`, counted so
-    /// once the socket took it whole) and the socket lingers when dropped, as after any
-    /// answer that closes. Nothing if hyper's connection ended otherwise (the client's end, a
-    /// failed read: the socket as hyper left it). Returns whether the socket took the answer
-    /// whole.
+    /// end's answer, if any, is written (with `connection: close`; `count` counts it once the
+    /// socket took it whole) and the socket lingers when dropped, as after any answer that
+    /// closes. Nothing if hyper's connection ended otherwise (the client's end, a failed read:
+    /// the socket as hyper left it). Returns whether the socket took the answer whole at once.
+    ///
+    /// What a full send buffer did not take (a client that has not read the answers before
+    /// it: `WouldBlock`, or part of it) is the linger's to send as the client reads
+    /// ([`Owed`]), counted once whole, as the mio loops' close step sends its `503`'s rest on
+    /// the writable event. Before, it was written with one send and the rest dropped: such a
+    /// client read its earlier answers, then an end of input where mio sends the `503` (QA
+    /// client24-1).
     #[cold]
     #[inline(never)]
-    pub(crate) fn answer_ended(mut self, answer: Option<&[u8]>, rejected: bool) -> bool {
+    pub(crate) fn answer_ended(mut self, answer: Option<&[u8]>, count: fn(&Tally)) -> bool {
         if !self.reads_ended {
             return false;
         }
@@ -398,18 +419,36 @@ impl LingeringIo {
             return false;
         };
         let mut whole = false;
+        let mut owed = None;
         if let Some(answer) = answer.filter(|_| !self.conn.write_is_pending()) {
             // Counted only if the socket took it whole: an answer that did not go out (the
             // client reset first) was none. Written to the socket directly: tokio's
             // `try_write` trusts the readiness its reactor last saw, none yet for a connection
             // accepted in this turn (the close step's), and wrote nothing there.
-            if let Ok(n) = SockRef::from(&*stream).send(answer) {
+            let sent = match SockRef::from(&*stream).send(answer) {
+                Ok(n) => Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(0),
+                Err(_) => None, // The socket failed: nothing more goes out.
+            };
+            if let Some(n) = sent {
                 self.written.bytes += n as u64;
                 whole = n == answer.len();
-                if whole && rejected {
-                    self.conn.tally.bump(|s| &mut s.rejected); // bad input, as the mio loops count it
+                if whole {
+                    count(&self.conn.tally);
+                } else {
+                    owed = Some(Owed {
+                        rest: answer[n..].to_vec(),
+                        count,
+                    });
                 }
             }
+        }
+        if let Some(owed) = owed {
+            // Handed off now with what it owes; the linger shuts the write side once sent.
+            let stream = self.stream.take().expect("checked above");
+            let written = std::mem::take(&mut self.written);
+            self.conn.hand_off(stream, written, Some(owed));
+            return false;
         }
         // The socket lingers on drop (`linger`), which shuts its write side.
         if !crate::unsent::WATCHABLE {
@@ -571,7 +610,7 @@ impl Drop for LingeringIo {
         // failed, the slow-reader cut, a force-close): close now, and what the socket had
         // not delivered is dropped with it.
         if self.shut {
-            self.conn.hand_off(stream, written);
+            self.conn.hand_off(stream, written, None);
         } else {
             self.conn.count_undelivered(&stream, &written);
         }
@@ -598,7 +637,8 @@ impl Drop for LingeringIo {
 pub(crate) fn linger(
     stream: TcpStream,
     lingering: &Rc<Cell<usize>>,
-    answers: Option<(Rc<Conn>, Written)>,
+    mut answers: Option<(Rc<Conn>, Written)>,
+    owed: Option<Owed>,
 ) -> impl Future<Output = ()> {
     // Counted now, not at the task's first turn: a burst of refusals is bounded as it comes.
     lingering.set(lingering.get() + 1);
@@ -608,6 +648,12 @@ pub(crate) fn linger(
         // The socket sent everything (or cannot tell), or the client closed its side.
         let mut delivered = false;
         let _ = tokio::time::timeout(LINGER_LIMIT, async {
+            if let (Some(owed), Some((conn, written))) = (owed, answers.as_mut()) {
+                if !send_owed(&stream, &owed.rest, &mut written.bytes, &mut discarded).await {
+                    return; // The socket failed: what it held is lost.
+                }
+                (owed.count)(&conn.tally);
+            }
             if crate::unsent::watch(&stream) {
                 tokio::select! {
                     () = all_sent(&stream) => {}
@@ -637,6 +683,50 @@ pub(crate) fn linger(
         drop(stream); // The client closed, or the time is up.
         lingering.set(lingering.get() - 1);
     }
+}
+
+/// Writes `rest` as the socket takes it (the client reads what it held), reading and dropping
+/// what the client sends meanwhile (as [`drop_input`], within [`LINGER_DISCARD`]); `bytes`
+/// counts what the socket took. False if the socket failed. The caller bounds the time.
+#[cold]
+async fn send_owed(
+    stream: &TcpStream,
+    mut rest: &[u8],
+    bytes: &mut u64,
+    discarded: &mut u64,
+) -> bool {
+    let mut sink = [0u8; 4096];
+    let mut input_ended = false;
+    while !rest.is_empty() {
+        tokio::select! {
+            ready = stream.writable() => {
+                if ready.is_err() {
+                    return false;
+                }
+                match stream.try_write(rest) {
+                    Ok(n) => {
+                        *bytes += n as u64;
+                        rest = &rest[n..];
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return false,
+                }
+            }
+            ready = stream.readable(), if !input_ended && *discarded < LINGER_DISCARD => {
+                if ready.is_err() {
+                    return false;
+                }
+                match stream.try_read(&mut sink) {
+                    // The client's FIN: it may still read what it is owed.
+                    Ok(0) => input_ended = true,
+                    Ok(n) => *discarded += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return false,
+                }
+            }
+        }
+    }
+    true
 }
 
 /// Resolves once the socket (armed by `unsent::watch`) has sent everything written to it, or

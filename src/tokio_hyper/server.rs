@@ -968,7 +968,7 @@ where
         if self.refusing.get() >= MAX_REFUSING {
             return;
         }
-        tokio::task::spawn_local(linger(stream, &self.refusing, None));
+        tokio::task::spawn_local(linger(stream, &self.refusing, None, None));
     }
 
     /// Lets the connections still lingering after their last answer (a `503` or `413` whose
@@ -1026,13 +1026,13 @@ where
                 }
             }
             drop(registered);
-            if let Some((stream, written)) = handoff.take_handoff() {
+            if let Some((stream, written, owed)) = handoff.take_handoff() {
                 // Past the cap during the stop too: its graceful shutdown closes every busy
                 // connection at once, and one closed with input unread is reset, its last
                 // answer (counted) lost in the client's socket. No newcomer takes the slot then.
                 if lingering.get() < MAX_REFUSING || tally.is_stopping() {
                     let answers = Some((Rc::clone(&handoff), written));
-                    linger(stream, &lingering, answers).await;
+                    linger(stream, &lingering, answers, owed).await;
                 } else {
                     // Closed at once: what the socket had not sent may go with it.
                     handoff.count_undelivered(&stream, &written);
@@ -1135,10 +1135,7 @@ where
         // step's `answered`: here in the last step's (QA load21-2: in none before).
         Reads::Deadline => {
             let refused = closing_answer("503 Service Unavailable", "");
-            let tally = Rc::clone(&io.conn().tally);
-            if io.answer_ended(Some(&refused), false) {
-                tally.answered_at_end();
-            }
+            let _ = io.answer_ended(Some(&refused), Tally::answered_at_end);
             return None;
         }
         Reads::HeadTooLong if past_max_head(&parts.read_buf, parts.service.max_head()) => Some(
@@ -1174,7 +1171,8 @@ where
             never.then(|| closing_answer("408 Request Timeout", "Request Timeout"))
         }
     };
-    let _ = io.answer_ended(answer.as_deref(), true);
+    // Bad input, as the mio loops count it.
+    let _ = io.answer_ended(answer.as_deref(), |tally| tally.bump(|s| &mut s.rejected));
     None
 }
 
