@@ -443,11 +443,12 @@ impl LingeringIo {
                 }
             }
         }
-        if let Some(owed) = owed {
+        if owed.is_some() {
             // Handed off now with what it owes; the linger shuts the write side once sent.
-            let stream = self.stream.take().expect("checked above");
-            let written = std::mem::take(&mut self.written);
-            self.conn.hand_off(stream, written, Some(owed));
+            if let Some(stream) = self.stream.take() {
+                let written = std::mem::take(&mut self.written);
+                self.conn.hand_off(stream, written, owed);
+            }
             return false;
         }
         // The socket lingers on drop (`linger`), which shuts its write side.
