@@ -99,13 +99,9 @@ impl<C: Recycle> Parts<C> {
         mut slot: Box<Slot<C>>,
         entry: BundleEntry,
     ) -> Self {
-        // The signal kept beside the context, else a spare or a new one, in the slot.
-        let signal = match &slot.signal {
-            Some(signal) => signal,
-            None => slot.signal.insert(mint_cold(pool.home())),
-        };
-        // The request's own activity (invariant 2 of `SignalState`).
-        signal.state().set_request_out(true);
+        // The signal kept beside the context (every slot holds one: invariant 6 of the
+        // pool's slots). The request's own activity (invariant 2 of `SignalState`).
+        slot.signal.state().set_request_out(true);
         let lease = Lease { pool, entry };
         // A checked-out slot has no lease (the release takes it).
         forget_none(slot.lease.replace(lease));
@@ -134,14 +130,15 @@ impl<C: Recycle> Parts<C> {
     #[inline(never)]
     pub(crate) fn refuse(self) {
         let mut slot = self.slot;
-        let (Some(Lease { pool, entry }), Some(signal)) = (slot.lease.take(), slot.signal.take())
-        else {
-            return; // never: a part's slot holds its lease and signal
+        let Some(Lease { pool, entry }) = slot.lease.take() else {
+            return; // never: a part's slot holds its lease
         };
-        signal.state().set_request_out(false);
+        slot.signal.state().set_request_out(false);
+        // `build` may have escalated a drain that listed (and aborted) the signal: as good as
+        // new again before it stays beside the context.
+        renew_signal(&mut slot, pool.home());
         pool.checkin(slot);
         pool.home().release_refused_bundle(&entry);
-        drop(signal);
     }
 }
 
@@ -152,13 +149,11 @@ impl<C: Recycle, R> Admitted<C, R> {
         self.slot.as_deref().expect("a bundle holds its slot")
     }
 
-    /// The request's signal, in the slot from the mint to the release.
+    /// The request's signal, in the slot from the mint to the release (every slot holds
+    /// one: nothing to test).
     #[inline]
     fn own_signal(&self) -> &AbortSignal {
-        self.slot()
-            .signal
-            .as_ref()
-            .expect("a bundle's slot holds its signal")
+        &self.slot().signal
     }
 
     /// The slot's lease, set from the mint to the release.
@@ -216,8 +211,7 @@ impl<C: Recycle, R> Admitted<C, R> {
         self.slot
             .as_deref()
             .filter(|slot| slot.lease.is_some())
-            .and_then(|slot| slot.signal.as_ref())
-            .is_some_and(|own| own.same_as(signal))
+            .is_some_and(|slot| slot.signal.same_as(signal))
     }
 
     /// The request's abort signal.
@@ -347,10 +341,7 @@ impl<C: Recycle, R> Admitted<C, R> {
         let Some(Lease { pool, entry }) = slot.lease.take() else {
             return; // never: an admitted slot holds its lease
         };
-        let Some(signal) = slot.signal.as_ref() else {
-            return; // never: an admitted slot holds its signal
-        };
-        let state = signal.state();
+        let state = slot.signal.state();
         // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
         // Else the first cause decides the outcome, out of line. An untouched signal never
         // fired (invariant 6 of `SignalState`): one load tells the common case.
@@ -415,33 +406,21 @@ fn release_unclean<C: Recycle, R>(
     payload: Option<R>,
     outcome: Outcome,
 ) {
-    let outcome = match &slot.signal {
-        Some(signal) => {
-            let outcome = decide_slow(signal, outcome);
-            signal.state().set_request_out(false);
-            outcome
-        }
-        None => outcome, // never: an admitted slot holds its signal
-    };
+    let outcome = decide_slow(&slot.signal, outcome);
+    slot.signal.state().set_request_out(false);
     let had_request = drop_payload(payload);
-    let fresh = slot.signal.as_ref().is_some_and(|signal| {
-        let state = signal.state();
-        Rc::strong_count(state) == 1 && state.is_fresh()
-    });
-    if !fresh {
+    let state = slot.signal.state();
+    if Rc::strong_count(state) != 1 || !state.is_fresh() {
         release_unkept(pool, slot, entry, had_request, outcome);
         return;
     }
-    if let Some(signal) = &slot.signal {
-        signal.state().untouch();
-    }
+    state.untouch();
     pool.checkin(slot);
     pool.home().release_bundle(entry, had_request, outcome);
 }
 
-/// The rest of a release whose signal cannot stay beside its context (another handle holds
-/// it, it fired, or a listener waits): it goes back to the spare list last, as when its handle
-/// dropped (resetting it drops its listeners).
+/// The rest of a release whose signal cannot stay beside its context as it is (another handle
+/// holds it, it fired, or a listener waits): made as good as new first ([`renew_signal`]).
 #[cold]
 #[inline(never)]
 fn release_unkept<C: Recycle>(
@@ -451,21 +430,26 @@ fn release_unkept<C: Recycle>(
     had_request: bool,
     outcome: Outcome,
 ) {
-    let signal = slot.signal.take();
-    pool.checkin(slot);
     let home = pool.home();
+    renew_signal(&mut slot, home);
+    pool.checkin(slot);
     home.release_bundle(entry, had_request, outcome);
-    if let Some(signal) = signal {
-        home.signals.recycle_if_last(signal.state());
-        drop(signal);
-    }
 }
 
-/// A signal for a slot that keeps none: a spare, or a new one.
+/// The slot's signal made as good as new before the slot goes back (invariant 3 of the pool's
+/// slots: reset, no other handle): reset in place when nobody else holds it (its listeners
+/// dropped, each caught, as the spare list's reset does), else left to its other handles and
+/// swapped for a spare, or a new one (the old one goes to the spares when its last handle
+/// drops).
 #[cold]
 #[inline(never)]
-fn mint_cold(home: &Rc<Shared>) -> AbortSignal {
-    AbortSignal::mint(home)
+fn renew_signal<C>(slot: &mut Slot<C>, home: &Rc<Shared>) {
+    let state = slot.signal.state();
+    if Rc::strong_count(state) == 1 {
+        state.reset();
+    } else {
+        drop(std::mem::replace(&mut slot.signal, AbortSignal::mint(home)));
+    }
 }
 
 /// The outcome when the request did not complete cleanly (the first cause wins: a signal that
@@ -496,7 +480,7 @@ impl<C: Recycle, R: fmt::Debug> fmt::Debug for Admitted<C, R> {
                     .slot
                     .as_ref()
                     .filter(|slot| slot.lease.is_some())
-                    .and_then(|slot| slot.signal.as_ref()),
+                    .map(|slot| &slot.signal),
             )
             .field(
                 "spilled",

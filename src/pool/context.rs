@@ -50,11 +50,9 @@ impl<C: Recycle> RequestContext<C> {
         ticket: PendingTicket,
         site: &'static Location<'static>,
     ) -> Option<Self> {
-        let mut slot = pool.checkout()?;
-        if let Some(signal) = slot.signal.take() {
-            // A standalone context has no signal: the one kept beside it is a spare again.
-            pool.home().signals.recycle(Rc::clone(signal.state()));
-        }
+        // A standalone context uses no signal: the one in its slot stays there, unused
+        // (invariant 6 of the pool's slots), for the slot's next bundle.
+        let slot = pool.checkout()?;
         Some(RequestContext {
             slot: Some(slot),
             pool: Rc::clone(pool),

@@ -34,6 +34,10 @@
 //!    back without the list's pointer moves and count. It holds a recycled pooled slot, never
 //!    an unnoted one: a check-in's slot was checked out (`first_checkout` noted it), and
 //!    `made` moves it to the list before it marks the list's slots.
+//! 6. Every slot holds a signal (`Slot::signal` is not an `Option`), from the moment it is
+//!    made (a spare of the registry's, or a new one) until it is freed (to the spares). A
+//!    release that cannot leave the bundle's signal there as it is resets it in place when
+//!    nobody else holds it, else swaps it for a spare (or a new one); a refused build the same.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -62,10 +66,13 @@ pub(crate) struct Slot<C> {
     pub(crate) context: C,
     /// Fixed when the slot is made.
     pub(crate) origin: Origin,
-    /// In the free list: a reset signal nobody else holds, kept for the next bundle. Out with
-    /// an admitted bundle: the bundle's signal (it stays here for the next bundle when nobody
-    /// else holds it at the release). Out as a standalone context: none.
-    pub(crate) signal: Option<AbortSignal>,
+    /// Always a signal (invariant 6), not an `Option`: the admission, the handler's
+    /// `Request::signal` and the release test nothing to find it. In the free list: a reset
+    /// signal nobody else holds, kept for the next bundle. Out with an admitted bundle: the
+    /// bundle's signal (it stays here for the next bundle when nobody else holds it at the
+    /// release, reset in place when it fired or a listener waits; another handle's is swapped
+    /// for a spare, or a new one). Out as a standalone context: one nobody uses.
+    pub(crate) signal: AbortSignal,
     /// Out with an admitted bundle: the bundle's server and ledger entry.
     pub(crate) lease: Option<Lease<C>>,
     /// In the free list: the slot under it (the list is threaded through the slots).
@@ -82,15 +89,28 @@ pub(crate) struct Lease<C> {
 }
 
 impl<C: Recycle> Slot<C> {
-    /// A slot with a new context (`C::default`, user code: it may panic).
-    fn new(origin: Origin) -> Box<Self> {
+    /// A slot with a new context (`C::default`, user code: it may panic) and `signal` beside
+    /// it (a spare of the registry's, or a new one: invariant 6). If `C::default` panics, the
+    /// signal drops as a last handle does: back to the spares.
+    fn new(origin: Origin, signal: AbortSignal) -> Box<Self> {
         Box::new(Slot {
             context: C::default(),
             origin,
-            signal: None,
+            signal,
             lease: None,
             next: None,
         })
+    }
+
+    /// Frees the slot (its context's `Drop` runs caught: user code) and gives its signal to
+    /// the registry's spares, as its last handle would (invariant 3: reset, no other handle).
+    #[inline]
+    fn free(self: Box<Self>, home: &Shared) {
+        // A second handle first: the slot's own then drops without recycling (it is not the
+        // last), and this one goes to the spares.
+        let state = Rc::clone(self.signal.state());
+        call_caught(move || drop(self));
+        home.signals.recycle(state);
     }
 }
 
@@ -181,7 +201,7 @@ impl<C: Recycle> ContextPool<C> {
         scopeguard::defer_on_unwind! {
             self.allocated.set(self.allocated.get() - 1);
         }
-        Slot::new(Origin::Pooled)
+        Slot::new(Origin::Pooled, AbortSignal::mint(&self.home))
     }
 
     /// A slot, or `None` when the pool is exhausted and refuses.
@@ -240,7 +260,7 @@ impl<C: Recycle> ContextPool<C> {
                     scopeguard::defer_on_unwind! {
                         self.spilled_out.set(self.spilled_out.get() - 1);
                     }
-                    Slot::new(Origin::Spilled)
+                    Slot::new(Origin::Spilled, AbortSignal::mint(&self.home))
                 };
                 self.spills.set(self.spills.get() + 1);
                 self.made();
@@ -254,24 +274,20 @@ impl<C: Recycle> ContextPool<C> {
     }
 
     /// Takes a slot back (its lease ended), with the signal in it to keep beside it (a reset
-    /// signal with no other handle, or none; a spilled or lost slot's goes to the registry's
-    /// spares). `recycle` runs on its own: if it panics, the slot is freed and uncounted, so
-    /// the pool keeps its capacity.
+    /// signal with no other handle, invariant 3; a spilled or lost slot's goes to the
+    /// registry's spares). `recycle` runs on its own: if it panics, the slot is freed and
+    /// uncounted, so the pool keeps its capacity.
     #[inline(always)]
     pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>) {
         if slot.origin == Origin::Spilled {
             self.spilled_out.set(self.spilled_out.get() - 1);
-            let kept = slot.signal.take();
             // Freeing runs the context's `Drop` (user code) inside the request's release: a
             // panic there must not skip the rest of the release.
-            call_caught(move || drop(slot));
-            self.spare(kept);
+            slot.free(&self.home);
             return;
         }
         if call_caught(|| slot.context.recycle()) {
-            let kept = slot.signal.take();
             self.lose(slot);
-            self.spare(kept);
             return;
         }
         // Kept ahead of the list for the next checkout; the one kept before goes on the list
@@ -289,22 +305,14 @@ impl<C: Recycle> ContextPool<C> {
         self.push_free(slot);
     }
 
-    /// A reset signal that cannot stay beside its context goes to the registry's spares.
-    #[inline]
-    fn spare(&self, signal: Option<AbortSignal>) {
-        if let Some(signal) = signal {
-            // The spare list's handle is taken first: this one's drop is then not the last.
-            self.home.signals.recycle(Rc::clone(signal.state()));
-        }
-    }
-
+    /// A slot whose `recycle` panicked: freed and uncounted, its signal to the spares.
     #[cold]
     #[inline(never)]
     fn lose(&self, slot: Box<Slot<C>>) {
         self.allocated.set(self.allocated.get() - 1);
         self.recycle_panics.set(self.recycle_panics.get() + 1);
         // Its `Drop` runs on its own too: a context that panics once may panic again.
-        call_caught(move || drop(slot));
+        slot.free(&self.home);
     }
 
     /// Contexts in use now: pooled ones neither in the free list nor in `last`, and spilled
@@ -378,13 +386,11 @@ impl<C> Drop for ContextPool<C> {
         }
         while let Some(mut slot) = top {
             top = slot.next.take();
-            if let Some(signal) = slot.signal.take() {
-                // Freed with the pool, not handed to the spare list as a last handle would be.
-                let state = Rc::clone(signal.state());
-                drop(signal);
-                drop(state); // reset: no listener, nothing to run
-            }
+            // The signal is freed with the pool, not handed to the spare list as a last handle
+            // would be: a second handle keeps the slot's own from being the last.
+            let state = Rc::clone(slot.signal.state());
             call_caught(move || drop(slot));
+            drop(state); // reset: no listener, nothing to run
         }
     }
 }

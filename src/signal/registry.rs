@@ -72,15 +72,6 @@ impl SignalRegistry {
         self.states.borrow().len()
     }
 
-    /// Gives back the signal a bundle held, if the bundle's handle is the last one: the spare
-    /// list takes a second `Rc`, and the bundle's own drops after it.
-    #[inline(always)]
-    pub(crate) fn recycle_if_last(&self, state: &Rc<SignalState>) {
-        if Rc::strong_count(state) == 1 {
-            self.recycle(Rc::clone(state));
-        }
-    }
-
     /// Keeps a signal nobody else holds for reuse, so a warm server mints signals without allocating.
     #[inline]
     pub(crate) fn recycle(&self, state: Rc<SignalState>) {
