@@ -220,6 +220,14 @@ impl<C: Recycle, R> Admitted<C, R> {
         self.own_signal()
     }
 
+    /// The request's abort signal as an `Option` (always `Some` until the release): for a
+    /// caller that wants one (`Accounting::signal`), with no test of the slot's presence.
+    #[cfg(feature = "server")]
+    #[inline]
+    pub(crate) fn signal_in_slot(&self) -> Option<&AbortSignal> {
+        self.slot.as_deref().map(|slot| &slot.signal)
+    }
+
     /// Another activity ref on this request's signal, for native work that must keep the
     /// signal alive (a pending body read, a timer). It can only be taken from an admitted
     /// request, so it is always on the request's own server.
@@ -342,10 +350,14 @@ impl<C: Recycle, R> Admitted<C, R> {
             return; // never: an admitted slot holds its lease
         };
         let state = slot.signal.state();
+        // Read once: nothing below touches an untouched signal (touching needs a handle, and
+        // the escalation skips a request no longer out), and only a release or a reset clears
+        // the flag.
+        let touched = state.is_touched();
         // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
         // Else the first cause decides the outcome, out of line. An untouched signal never
         // fired (invariant 6 of `SignalState`): one load tells the common case.
-        if outcome != Outcome::Completed || (state.is_touched() && state.is_aborted()) {
+        if outcome != Outcome::Completed || (touched && state.is_aborted()) {
             let payload = self.payload.take();
             release_unclean(pool, slot, &entry, payload, outcome);
             return;
@@ -366,7 +378,7 @@ impl<C: Recycle, R> Admitted<C, R> {
         // skips a request no longer out), so it stays beside the context (in the slot) for the
         // next request. A touched one (the hyper adapter's handler holds a clone) by the full
         // check, inline: kept when nobody else holds it any more and no listener waits.
-        if state.is_touched() {
+        if touched {
             if Rc::strong_count(state) != 1 || !state.is_fresh() {
                 release_unkept(pool, slot, &entry, had_request, Outcome::Completed);
                 return;

@@ -464,7 +464,7 @@ where
     }
 
     fn signal(held: &Self::Held) -> Option<&AbortSignal> {
-        Some(held.signal())
+        held.signal_in_slot()
     }
 
     #[inline(always)]
