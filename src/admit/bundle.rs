@@ -540,6 +540,111 @@ mod tests {
         core.ledger().assert_quiescent();
     }
 
+    /// Every slot holds a signal (invariant 6 of the pool's slots, round 24): one that fired
+    /// with no other handle is reset where it is and stays for the next bundle, as good as new
+    /// (its listener dropped, never run for the next request); one another handle holds is left
+    /// to that handle, untouched by the release, and the slot gets a spare. A pin of what main
+    /// did through the spare list (the same signal came back from it, reset): it fails when the
+    /// release leaves the fired signal as it is, and when it resets one another handle holds.
+    #[test]
+    fn a_signal_that_cannot_stay_as_it_is_is_reset_in_place_or_swapped() {
+        let heap = Heap::new();
+        let config = Config::default().with_pool_capacity(1).unwrap();
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let ran = Rc::new(std::cell::Cell::new(0u32));
+        let state = |b: &crate::Admitted<(), ()>| Rc::as_ptr(b.signal().state());
+
+        // Fired, a listener left, nobody else holding it: reset in place.
+        let a = live.admit(|_| Ok(())).unwrap();
+        let first = state(&a);
+        let r = Rc::clone(&ran);
+        a.signal().on_abort(move |_| r.set(r.get() + 1));
+        a.end(Outcome::ClientGone);
+        assert_eq!(ran.get(), 1, "the abort ran its listener once");
+        let b = live.admit(|_| Ok(())).unwrap();
+        assert_eq!(
+            state(&b),
+            first,
+            "reset where it is, kept beside its context"
+        );
+        assert!(!b.signal().is_aborted(), "kept without its reset");
+        assert!(b.signal().state().is_fresh() && !b.signal().state().is_touched());
+        assert_eq!(b.signal().pending_activity(), 1);
+        let r = Rc::clone(&ran);
+        b.signal().on_abort(move |_| r.set(r.get() + 10));
+        b.complete();
+        assert_eq!(ran.get(), 1, "a completed request's listener ran");
+
+        // Fired and held elsewhere: left to its holder, the slot gets another one.
+        let c = live.admit(|_| Ok(())).unwrap();
+        let held = c.signal().clone();
+        c.end(Outcome::ForceClosed);
+        assert_eq!(held.reason(), Some(crate::AbortReason::ForceClosed));
+        let d = live.admit(|_| Ok(())).unwrap();
+        assert!(
+            !d.signal().same_as(&held),
+            "a signal another handle holds stayed"
+        );
+        assert!(!d.signal().is_aborted() && d.signal().state().is_fresh());
+        assert_eq!(
+            held.reason(),
+            Some(crate::AbortReason::ForceClosed),
+            "the release reset a signal another handle holds"
+        );
+        d.complete();
+        drop(held); // its last handle: to the spares, reset
+        let spare = live.signal();
+        assert!(!spare.is_aborted() && spare.state().is_fresh());
+        drop(spare);
+        let outcomes = core.ledger().outcomes();
+        assert_eq!(
+            (
+                outcomes.completed,
+                outcomes.client_gone,
+                outcomes.force_closed
+            ),
+            (2, 1, 1)
+        );
+        core.ledger().assert_quiescent();
+    }
+
+    /// A refused build gives its slot back with the signal as good as new (round 24: the slot
+    /// keeps it). Here `build` stops the server and lets its drain deadline pass, which aborts
+    /// the request's signal (its request is out while `build` runs), then refuses: the saved
+    /// request admitted after the stop, in the same slot, gets a signal that never fired. A pin
+    /// of what main did through the spare list: it fails when the refusal leaves the aborted
+    /// signal in the slot.
+    #[test]
+    fn a_refused_build_leaves_its_slot_a_signal_as_good_as_new() {
+        let heap = Heap::new();
+        let config = Config::default().with_pool_capacity(1).unwrap();
+        let core = ServerCore::embedded(heap.alloc("server"), config);
+        let live = core.upgrade().unwrap();
+        let saved = live.ticket().unwrap();
+        let drain = std::cell::RefCell::new(None);
+        let refused = live.admit(|_| {
+            let stopping = core.stop();
+            stopping.set_deadline(std::time::Instant::now());
+            let status = stopping.poll_deadline(std::time::Instant::now());
+            *drain.borrow_mut() = Some((stopping, status));
+            Err::<(), _>(crate::Refusal::new(crate::RefusalReason::Stopped))
+        });
+        assert!(refused.is_err());
+        let (stopping, status) = drain.into_inner().unwrap();
+        assert!(
+            matches!(status, crate::DrainStatus::Expired(ref r) if r.aborted_signals == 1),
+            "the escalation aborted the building request's signal: {status:?}"
+        );
+        let bundle = live.admit_with(saved, |_| Ok(())).unwrap();
+        assert!(!bundle.signal().is_aborted(), "the aborted signal stayed");
+        assert!(bundle.signal().state().is_fresh());
+        bundle.complete();
+        assert!(stopping.is_complete());
+        assert_eq!(core.ledger().outcomes().completed, 1);
+        core.ledger().assert_quiescent();
+    }
+
     /// The signal stays in its pooled slot from one bundle to the next while nobody else holds
     /// it (round 22): the next bundle has it with no move; one another handle holds, or that
     /// fired, leaves the slot, and the next bundle's is fresh. Each assertion fails when the
