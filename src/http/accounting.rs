@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason};
@@ -448,16 +449,20 @@ where
             // not stopped, so the wrapper cell is still strong and an upgrade would only clone
             // it. Else (the first request of a read, a stop, a trace) upgrade first: a
             // finalized wrapper is a 503 that has taken nothing.
-            let live = match this.0.take() {
-                Some(kept) if core.shared().ledger.is_plain() => Live::new(core, kept),
-                kept => {
-                    drop(kept);
-                    core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?
+            if this.0.is_none() || !core.shared().ledger.is_plain() {
+                *this.0 = None; // kept from before a stop or a trace: let go first
+                let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
+                *this.0 = Some(live.into_wrapper());
+            }
+            // Admitted with the strong handle where it is kept, for the whole admission (not
+            // moved into a proof and back): a refusal lets it go.
+            match Live::admit_held(core, Location::caller(), |_ctx| Ok(())) {
+                Ok(held) => Ok(held),
+                Err(refusal) => {
+                    *this.0 = None;
+                    Err(refusal)
                 }
-            };
-            let held = live.admit(|_ctx| Ok(()))?;
-            *this.0 = Some(live.into_wrapper());
-            Ok(held)
+            }
         });
         std::mem::forget(this);
         admitted

@@ -215,22 +215,34 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         site: &'static Location<'static>,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
-        let ledger = &self.core.shared().ledger;
+        Self::admit_held(self.core, site, build)
+    }
+
+    /// [`admit_at`](Live::admit_at) on `core`, for a caller that holds a strong handle of
+    /// `core`'s wrapper where it keeps it, for the whole call: the proof in all but name
+    /// (`Guarded`'s `this`), not moved into a `Live` and back, nor built in memory.
+    #[inline(always)]
+    pub(crate) fn admit_held<R>(
+        core: &ServerCore<E, C>,
+        site: &'static Location<'static>,
+        build: impl FnOnce(&mut C) -> Result<R, Refusal>,
+    ) -> Result<Admitted<C, R>, Refusal> {
+        let ledger = &core.shared().ledger;
         // One check for the rare cases: the server stopped, a trace recording. And a context
         // to make: `C::default` is user code, which may stop the server or start a trace.
         if ledger.is_plain() {
             // The lease's handle on the pool first (one load of the pool for both), then the
             // context: a refusing pool takes nothing (no ticket is minted for it).
-            let pool = Rc::clone(self.core.pool());
+            let pool = Rc::clone(core.pool());
             if let Some(taken) = pool.pop() {
                 let entry = ledger.mint_bundle_plain(site);
-                return self.build(pool, taken, entry, None, build);
+                return Self::build(core, pool, taken, entry, None, build);
             }
             drop_cold(pool);
         }
-        let noted = self.take_noted(site)?;
-        let pool = Rc::clone(self.core.pool());
-        self.build(pool, noted.slot, noted.entry, noted.mark, build)
+        let noted = Self::take_noted(core, site)?;
+        let pool = Rc::clone(core.pool());
+        Self::build(core, pool, noted.slot, noted.entry, noted.mark, build)
     }
 
     /// [`admit`](Live::admit)'s first steps when the server is stopped, the ledger is
@@ -238,15 +250,18 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// be) and the mint, traced if a trace is on (and the trace's mark, for the request object).
     #[cold]
     #[inline(never)]
-    fn take_noted(&self, site: &'static Location<'static>) -> Result<Noted<C>, Refusal> {
-        if self.core.is_stopped() {
+    fn take_noted(
+        core: &ServerCore<E, C>,
+        site: &'static Location<'static>,
+    ) -> Result<Noted<C>, Refusal> {
+        if core.is_stopped() {
             return Err(Refusal::new(RefusalReason::Stopped));
         }
-        let taken = match self.core.pool().pop() {
+        let taken = match core.pool().pop() {
             Some(slot) => slot,
-            None => self.checkout_made()?,
+            None => Self::checkout_made(core)?,
         };
-        let ledger = &self.core.shared().ledger;
+        let ledger = &core.shared().ledger;
         let entry = ledger.mint_bundle(site);
         Ok(Noted {
             slot: taken,
@@ -291,7 +306,8 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
         let mark = self.core.shared().ledger.trace_mark();
-        self.build(Rc::clone(self.core.pool()), taken, entry, mark, build)
+        let pool = Rc::clone(self.core.pool());
+        Self::build(self.core, pool, taken, entry, mark, build)
     }
 
     /// The free list was empty: a context is made (or spilled, or refused). Making it runs
@@ -299,12 +315,12 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// and nothing may be minted, so the context goes back and the request is refused.
     #[cold]
     #[inline(never)]
-    fn checkout_made(&self) -> Result<Box<Slot<C>>, Refusal> {
-        let pool = self.core.pool();
+    fn checkout_made(core: &ServerCore<E, C>) -> Result<Box<Slot<C>>, Refusal> {
+        let pool = core.pool();
         let slot = pool
             .checkout_new()
             .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
-        if self.core.is_stopped() {
+        if core.is_stopped() {
             pool.checkin(slot);
             return Err(Refusal::new(RefusalReason::Stopped));
         }
@@ -325,7 +341,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// recorded in that trace only.
     #[inline(always)]
     fn build<R>(
-        &self,
+        core: &ServerCore<E, C>,
         pool: Rc<ContextPool<C>>,
         taken: Box<Slot<C>>,
         entry: BundleEntry,
@@ -336,7 +352,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let mut parts = scopeguard::guard(parts, Parts::refuse);
         let payload = build(parts.context_mut())?;
         if let Some(mark) = mark {
-            self.core.shared().ledger.bundle_built(mark);
+            core.shared().ledger.bundle_built(mark);
         }
         Ok(ScopeGuard::into_inner(parts).admit(payload))
     }
