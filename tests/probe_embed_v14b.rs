@@ -103,12 +103,7 @@ impl Serving {
             let heap = Heap::new();
             let core = ServerCore::embedded(heap.alloc("server"), config);
             let server = build(core, theirs);
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            let report = local.block_on(&runtime, async move {
+            let report = crate::local_set::block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 // A dropped sender is no signal: it never resolves.

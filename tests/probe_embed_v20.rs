@@ -196,14 +196,7 @@ mod hyper_lent_bundle {
             String::from_utf8_lossy(&buf)
         );
         // The rest of the `500` (its body), then the stream's head and its first 5 bytes.
-        let length = String::from_utf8_lossy(&buf)
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(|n| n.trim().parse::<usize>().unwrap())
-            })
-            .unwrap();
+        let length = util::content_length(&buf).unwrap();
         read_past_head(&mut x, &mut buf, length);
         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + length;
         buf.drain(..end);

@@ -39,18 +39,7 @@ mod hyper_reused_slot {
 
     /// The first answer in `buf`, whole (its head and its `content-length` body), taken out.
     fn take_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
-        read_past_head(stream, buf, 0);
-        let text = String::from_utf8_lossy(buf).into_owned();
-        let length = text
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(|n| n.trim().parse::<usize>().unwrap())
-            })
-            .unwrap_or(0);
-        read_past_head(stream, buf, length);
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + length;
+        let end = util::read_answer(stream, buf).unwrap();
         String::from_utf8_lossy(&buf.drain(..end).collect::<Vec<u8>>()).into_owned()
     }
 

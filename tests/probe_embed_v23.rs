@@ -23,7 +23,6 @@ mod hyper_lent {
     use reqguard::{AbortReason, AbortSignal};
     use std::cell::RefCell;
     use std::io::Read;
-    use std::net::TcpStream;
     use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -31,23 +30,6 @@ mod hyper_lent {
     use util::bounded;
     use util::hyper_thread::{counted_once, send, HyperThread};
     use util::{hang_up, read_past_head, Gone};
-
-    /// Reads one whole answer (its head, and a body of `content-length`) from `stream`.
-    fn answer(stream: &mut TcpStream) -> String {
-        let mut buf = Vec::new();
-        read_past_head(stream, &mut buf, 0);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let length = text
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(|n| n.trim().parse::<usize>().unwrap())
-            })
-            .unwrap_or(0);
-        read_past_head(stream, &mut buf, length);
-        String::from_utf8_lossy(&buf).into_owned()
-    }
 
     /// The server of the lent-bundle probes: `/lend` watches its signal (its reasons on
     /// `fired`), gives its bundle away (told on `lent`) and waits for the abort, then answers
@@ -120,7 +102,7 @@ mod hyper_lent {
             AbortReason::Dropped,
             "X's handler was told its client went"
         );
-        let x_answer = answer(&mut x);
+        let x_answer = util::answer_text(&mut x);
         assert!(x_answer.starts_with("HTTP/1.1 500"), "{x_answer:?}");
         drop(x);
         let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
@@ -352,7 +334,7 @@ mod hyper_lent {
         let mut x = send(server.addr, "/lend");
         let go = go_rx.recv_timeout(HANG).unwrap();
         lent_rx.recv_timeout(HANG).unwrap();
-        let x_answer = answer(&mut x);
+        let x_answer = util::answer_text(&mut x);
         assert!(x_answer.starts_with("HTTP/1.1 500"), "{x_answer:?}");
         let swapped = util::get(server.addr, "/swap");
         assert_eq!((swapped.status, swapped.text()), (200, "abc"));

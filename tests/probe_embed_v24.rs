@@ -5,6 +5,8 @@
 //! says so); the others pin a documented behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
+#[path = "util/local_set.rs"]
+mod local_set;
 mod util;
 
 use std::time::Duration;
@@ -21,30 +23,12 @@ mod hyper_after_end {
     use reqguard::{AbortReason, AbortSignal};
     use std::cell::RefCell;
     use std::io::Read;
-    use std::net::TcpStream;
     use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
     use util::bounded;
     use util::hyper_thread::{counted_once, send, HyperThread};
-    use util::{hang_up, read_past_head, Gone};
-
-    /// Reads one whole answer (its head, and a body of `content-length`) from `stream`.
-    fn answer(stream: &mut TcpStream) -> String {
-        let mut buf = Vec::new();
-        read_past_head(stream, &mut buf, 0);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let length = text
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(|n| n.trim().parse::<usize>().unwrap())
-            })
-            .unwrap_or(0);
-        read_past_head(stream, &mut buf, length);
-        String::from_utf8_lossy(&buf).into_owned()
-    }
+    use util::{hang_up, Gone};
 
     /// How `/lend` answers once it has aborted its own signal.
     #[derive(Clone, Copy, PartialEq)]
@@ -170,7 +154,7 @@ mod hyper_after_end {
             fired_rx.recv_timeout(HANG).unwrap(),
             "the kept handle's abort"
         );
-        let x_answer = answer(&mut x);
+        let x_answer = util::answer_text(&mut x);
         x.shutdown(std::net::Shutdown::Both).unwrap();
         let _ = x.read_to_end(&mut Vec::new());
         if let Some(parked) = parked {
@@ -434,12 +418,7 @@ mod hyper_two_servers {
                     }
                 },
             );
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            let report = local.block_on(&runtime, async move {
+            let report = crate::local_set::block_on(async move {
                 let listener_a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let listener_b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener_a.local_addr().unwrap()).unwrap();

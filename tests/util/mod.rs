@@ -261,3 +261,31 @@ pub fn read_past_head(stream: &mut TcpStream, buf: &mut Vec<u8>, want: usize) {
         }
     }
 }
+
+/// The `content-length` of the answer at the start of `buf` (its first such line), if any.
+pub fn content_length(buf: &[u8]) -> Option<usize> {
+    String::from_utf8_lossy(buf).lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length: ")
+            .map(|n| n.trim().parse::<usize>().unwrap())
+    })
+}
+
+/// Reads from `stream` until `buf` holds the answer at its start whole: its head and a body of
+/// its `content-length` (none without one), or the stream ended. Returns where that answer
+/// ends in `buf`, `None` if no head came.
+pub fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    read_past_head(stream, buf, 0);
+    let length = content_length(buf).unwrap_or(0);
+    read_past_head(stream, buf, length);
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some(head + 4 + length)
+}
+
+/// One whole answer read from a fresh `stream` ([`read_answer`]), with whatever came after it
+/// in the same reads, as text.
+pub fn answer_text(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    read_answer(stream, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
