@@ -111,21 +111,6 @@ fn at_the_limit_an_evictable_connection_makes_room_without_waiting_turns_on_hype
     assert_eq!(report.leaked, 0, "{report}");
 }
 
-/// The `answered` of each loop's close step in `serve`'s exit JSON, summed.
-#[cfg(feature = "server")]
-fn close_steps_answered(json: &str) -> f64 {
-    json.match_indices("{\"step\":\"close\"")
-        .map(|(at, _)| {
-            let rest = &json[at..];
-            let value = &rest[rest.find("\"answered\":").expect("answered") + 11..];
-            let end = value
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(value.len());
-            value[..end].parse::<f64>().expect("a count")
-        })
-        .sum()
-}
-
 /// QA load21-2: the `503`s a stop's end gives connections with nothing out (a head still in
 /// progress, a connection silent since its accept) are counted in the close step's `answered`
 /// on hyper too, so the `503`s clients see are `refused` + `connections_refused` + the close
@@ -134,7 +119,7 @@ fn close_steps_answered(json: &str) -> f64 {
 #[cfg(feature = "server")]
 #[test]
 fn the_503s_of_the_stops_end_are_in_the_close_steps_answered_on_both_stacks() {
-    use util::serve::{field, send_signal, Serve};
+    use util::serve::{close_steps_answered, field, send_signal, Serve};
     use util::strict::StrictClient;
     for stack in ["--stack mio", "--stack hyper"] {
         let serve = Serve::start(

@@ -14,7 +14,7 @@ use std::time::Instant;
 use reqguard::http::{
     Accounting, Guarded, Limits, Reply, Request, Response, Router, Routes, ScopeProvider, Session,
 };
-use reqguard::{Config, DowngradePolicy, Engine, ServerCore};
+use reqguard::{Config, DowngradePolicy, Engine, Exhaustion, RefusalReason, ServerCore};
 
 /// The wrapper's strong handle, counting its clones (an engine's `Global::clone`).
 struct Counted {
@@ -194,4 +194,41 @@ fn after_a_stop_nothing_is_reused_and_the_wrapper_is_finalized() {
     plain.read_ended();
     assert!(plain.this().is_none());
     plain.stop(Instant::now());
+}
+
+/// A refused admission lets the kept `this` go (`Accounting::read_ended`'s doc), so a server
+/// refusing every request (its pool exhausted) keeps no strong handle of the wrapper between
+/// them. Round 24 admits with `this` where `Guarded` keeps it (`Live::admit_held`), and its
+/// refusal branch lets it go: this fails if that branch keeps it (no test failed with it
+/// removed, review25).
+#[test]
+fn a_refused_admission_lets_the_kept_this_go() {
+    let object = Rc::new("server".to_owned());
+    let clones = Rc::new(Cell::new(0));
+    let strong = Counted {
+        object: Rc::clone(&object),
+        clones: Rc::clone(&clones),
+    };
+    let config = Config::default()
+        .with_pool_capacity(0)
+        .unwrap()
+        .with_exhaustion(Exhaustion::Refuse);
+    let mut plain = Guarded::new(
+        ServerCore::<CountingEngine>::new(&mut 0, strong, config),
+        Scopes {
+            entered: Rc::new(Cell::new(0)),
+            upgrades: 0,
+        },
+    );
+    let refusal = plain.admit().unwrap_err();
+    assert_eq!(refusal.reason(), RefusalReason::PoolExhausted);
+    assert_eq!(clones.get(), 1, "the admission upgraded once");
+    assert!(plain.this().is_none(), "the refused admission kept `this`");
+    assert_eq!(
+        Rc::strong_count(&object),
+        2,
+        "strong: the test's and the wrapper cell's only"
+    );
+    plain.stop(Instant::now());
+    plain.ledger().unwrap().assert_quiescent();
 }

@@ -116,6 +116,20 @@ pub fn field(json: &str, key: &str) -> f64 {
     rest[..end].parse().unwrap()
 }
 
+/// The `answered` of each loop's close step in `serve`'s exit JSON, summed.
+pub fn close_steps_answered(json: &str) -> f64 {
+    json.match_indices("{\"step\":\"close\"")
+        .map(|(at, _)| {
+            let rest = &json[at..];
+            let value = &rest[rest.find("\"answered\":").expect("answered") + 11..];
+            let end = value
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(value.len());
+            value[..end].parse::<f64>().expect("a count")
+        })
+        .sum()
+}
+
 /// Each loop's object in a group's JSON line (inside `"loops":[...]`), as text: from one
 /// `{"served":` to the next.
 pub fn loop_objects(json: &str) -> Vec<&str> {
