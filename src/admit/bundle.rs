@@ -221,7 +221,8 @@ impl<C: Recycle, R> Admitted<C, R> {
     }
 
     /// The request's abort signal as an `Option` (always `Some` until the release): for a
-    /// caller that wants one (`Accounting::signal`), with no test of the slot's presence.
+    /// caller that wants one (`Accounting::signal`), without `slot`'s `expect` and its panic
+    /// path (the slot's presence is mapped, not asserted).
     #[cfg(feature = "server")]
     #[inline]
     pub(crate) fn signal_in_slot(&self) -> Option<&AbortSignal> {

@@ -115,7 +115,9 @@ impl Config {
         self
     }
 
-    /// How many pooled contexts to allocate up front (capped at the capacity).
+    /// How many pooled contexts to allocate up front (capped at the capacity), each with its
+    /// abort signal beside it (every pooled slot holds one from the moment it is made): the
+    /// first requests allocate neither.
     pub fn with_prewarm(mut self, count: usize) -> Self {
         self.prewarm = count;
         self
