@@ -1,6 +1,6 @@
 //! The wrapper cell: the server's wrapper, held strongly until downgraded, weakly always.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use super::engine::Engine;
@@ -19,9 +19,17 @@ pub enum DowngradePolicy {
 /// The server's wrapper object, held strongly while the server needs it and weakly always.
 ///
 /// Owned by a [`ServerCore`](crate::ServerCore); see [`ServerCore::wrapper`](crate::ServerCore::wrapper).
+///
+/// An upgrade clones the strong handle (`E::Strong::clone`, the engine's code). A clone that
+/// stops the server (an engine's bookkeeping calling back into the runtime) downgrades the cell
+/// when the clone returns: the upgrade still yields its clone, and the cell lets its own handle
+/// go before the upgrade returns (QA embed25-1).
 pub struct WrapperCell<E: Engine> {
     strong: RefCell<Option<E::Strong>>,
     weak: E::Weak,
+    /// A downgrade asked for while an upgrade was cloning the strong handle: done when that
+    /// clone returns.
+    downgrade_due: Cell<bool>,
 }
 
 impl<E: Engine> WrapperCell<E> {
@@ -29,6 +37,7 @@ impl<E: Engine> WrapperCell<E> {
         WrapperCell {
             weak: E::downgrade(scope, &strong),
             strong: RefCell::new(Some(strong)),
+            downgrade_due: Cell::new(false),
         }
     }
 
@@ -44,16 +53,44 @@ impl<E: Engine> WrapperCell<E> {
 
     #[inline]
     pub(crate) fn upgrade(&self, scope: &mut E::Scope<'_>) -> Option<E::Strong> {
-        if let Some(strong) = self.strong.borrow().as_ref() {
-            return Some(strong.clone());
+        // Cloned under a shared borrow (the borrow ends with this statement): the clone is
+        // the engine's code, and a downgrade it causes is put off until it returns.
+        let cloned = self.strong.borrow().as_ref().map(E::Strong::clone);
+        match cloned {
+            Some(strong) => {
+                if self.downgrade_due.get() {
+                    self.downgrade_put_off();
+                }
+                Some(strong)
+            }
+            None => E::upgrade(scope, &self.weak),
         }
-        E::upgrade(scope, &self.weak)
     }
 
-    /// Drops the strong handle; from now on the engine may finalize the wrapper.
+    /// Drops the strong handle; from now on the engine may finalize the wrapper. Inside an
+    /// upgrade's clone of it (the cell is borrowed), the upgrade drops it when the clone
+    /// returns: before, the downgrade panicked "already borrowed" and the cell kept the
+    /// wrapper strong for good (QA embed25-1).
     pub(crate) fn downgrade(&self) {
-        let strong = self.strong.borrow_mut().take();
+        let strong = match self.strong.try_borrow_mut() {
+            Ok(mut strong) => strong.take(),
+            Err(_) => {
+                self.downgrade_due.set(true);
+                return;
+            }
+        };
         drop(strong); // outside the borrow: a finalizer may look at this cell
+    }
+
+    /// The downgrade a clone asked for, now that no upgrade of this one borrows the cell (an
+    /// outer one, if the clone upgraded again, does it when its own clone returns).
+    #[cold]
+    #[inline(never)]
+    fn downgrade_put_off(&self) {
+        if self.strong.try_borrow_mut().is_ok() {
+            self.downgrade_due.set(false);
+            self.downgrade();
+        }
     }
 }
 
