@@ -18,6 +18,9 @@
 ///   cannot panic (`Accounting::MAY_PANIC` is `false`), so the guarded path pays for no catch.
 ///   A panic there unwinds as such an accounting's does: a mio loop survives it by closing
 ///   every connection open, a `Session`'s caller gets it.
+/// - Cloning a `Strong` handle (every upgrade while the server holds its wrapper does) may run
+///   the embedder's code, and that code may stop the server: the downgrade the stop asks for is
+///   done when the clone returns (the upgrade still yields the clone).
 /// - Handles may be `!Send`; reqguard never moves them across threads.
 ///
 /// See `docs/engines.md` for a worked adapter.
