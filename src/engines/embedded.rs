@@ -300,6 +300,9 @@ impl<T: 'static> Engine for Embedded<T> {
     type Weak = WeakHandle<T>;
     type Scope<'s> = ();
 
+    /// A clone is a root count and an `Rc`: no code of the embedder's runs.
+    const STRONG_CLONE_MAY_REENTER: bool = false;
+
     fn downgrade(_: &mut (), strong: &Handle<T>) -> WeakHandle<T> {
         strong.downgrade()
     }

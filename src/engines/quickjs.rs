@@ -104,6 +104,9 @@ impl Engine for QuickJs {
     type Weak = JsWeakRef;
     type Scope<'s> = Ctx<'s>;
 
+    /// A clone is `JS_DupValue` and a `Runtime` clone: no code of the embedder's runs.
+    const STRONG_CLONE_MAY_REENTER: bool = false;
+
     /// Makes a JS `WeakRef` to the wrapper; it keeps the wrapper's runtime alive too.
     ///
     /// # Panics

@@ -108,6 +108,9 @@ impl Engine for V8 {
     type Weak = v8::Weak<v8::Object>;
     type Scope<'s> = v8::Isolate;
 
+    /// A clone is a new V8 global handle: no code of the embedder's runs.
+    const STRONG_CLONE_MAY_REENTER: bool = false;
+
     /// `v8::Weak::new`, with no finalizer (see [`on_finalize`] for one).
     ///
     /// # Panics

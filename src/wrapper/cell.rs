@@ -23,7 +23,8 @@ pub enum DowngradePolicy {
 /// An upgrade clones the strong handle (`E::Strong::clone`, the engine's code). A clone that
 /// stops the server (an engine's bookkeeping calling back into the runtime) downgrades the cell
 /// when the clone returns: the upgrade still yields its clone, and the cell lets its own handle
-/// go before the upgrade returns (QA embed25-1).
+/// go before the upgrade returns (QA embed25-1; not checked for an engine whose clone cannot,
+/// [`Engine::STRONG_CLONE_MAY_REENTER`]).
 pub struct WrapperCell<E: Engine> {
     strong: RefCell<Option<E::Strong>>,
     weak: E::Weak,
@@ -51,20 +52,21 @@ impl<E: Engine> WrapperCell<E> {
         &self.weak
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn upgrade(&self, scope: &mut E::Scope<'_>) -> Option<E::Strong> {
-        // Cloned under a shared borrow (the borrow ends with this statement): the clone is
-        // the engine's code, and a downgrade it causes is put off until it returns.
-        let cloned = self.strong.borrow().as_ref().map(E::Strong::clone);
-        match cloned {
-            Some(strong) => {
-                if self.downgrade_due.get() {
-                    self.downgrade_put_off();
-                }
-                Some(strong)
+        let held = self.strong.borrow();
+        if let Some(strong) = held.as_ref() {
+            // The clone is the engine's code: a downgrade it causes finds the cell borrowed and
+            // is put off until here.
+            let clone = strong.clone();
+            drop(held);
+            if E::STRONG_CLONE_MAY_REENTER && self.downgrade_due.get() {
+                self.downgrade_put_off();
             }
-            None => E::upgrade(scope, &self.weak),
+            return Some(clone);
         }
+        drop(held);
+        E::upgrade(scope, &self.weak)
     }
 
     /// Drops the strong handle; from now on the engine may finalize the wrapper. Inside an

@@ -20,7 +20,8 @@
 ///   every connection open, a `Session`'s caller gets it.
 /// - Cloning a `Strong` handle (every upgrade while the server holds its wrapper does) may run
 ///   the embedder's code, and that code may stop the server: the downgrade the stop asks for is
-///   done when the clone returns (the upgrade still yields the clone).
+///   done when the clone returns (the upgrade still yields the clone), unless the engine says
+///   its clone cannot ([`STRONG_CLONE_MAY_REENTER`](Engine::STRONG_CLONE_MAY_REENTER)).
 /// - Handles may be `!Send`; reqguard never moves them across threads.
 ///
 /// See `docs/engines.md` for a worked adapter.
@@ -56,6 +57,13 @@ pub trait Engine: 'static {
     type Weak;
     /// What the engine needs to make or upgrade a weak handle (`v8::Isolate`; `()` for none).
     type Scope<'s>: ?Sized;
+
+    /// Whether cloning a `Strong` handle may run code that reaches the server (stops it): then
+    /// each upgrade checks, once the clone returns, for a downgrade the clone asked for (one
+    /// flag read; QA embed25-1). `false` only for a clone that runs no code but the engine's
+    /// own bookkeeping (the engines of this crate: a reference count, `JS_DupValue`, a V8
+    /// handle): a stop from inside such a clone would keep the wrapper strong for good.
+    const STRONG_CLONE_MAY_REENTER: bool = true;
 
     /// A weak handle to the object `strong` keeps alive.
     fn downgrade(scope: &mut Self::Scope<'_>, strong: &Self::Strong) -> Self::Weak;
