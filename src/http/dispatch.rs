@@ -431,7 +431,7 @@ fn find_route<'r>(router: &'r Router<'r>, request: &Request<'_>) -> Result<&'r R
     let origin = request.origin_bytes();
     match origin.first() {
         // Origin-form (nearly always): matched with its query on, if any.
-        Some(b'/') => router.find_origin(method, key, origin),
+        Some(b'/') => router.find_origin(method, key, origin, request.origin_word()),
         _ => router.find_bytes(method(), key, request.path_and_query().0),
     }
 }

@@ -243,7 +243,7 @@ fn is_host(name: &[u8]) -> bool {
 
 /// What the header fields say about framing and the connection, gathered in one pass. Small
 /// and flat (flags in one byte), as it lives through the scan's loop on every request.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Fields {
     /// The `Content-Length`, if [`Fields::LENGTH`] (and not [`Fields::HUGE`]).
     length: u64,
@@ -266,7 +266,14 @@ impl TakeField for Fields {
             }
             Name::Unknown if Fields::may_matter(span.name.len()) => {
                 let (name, value) = (&buf[span.name.range()], &buf[span.value.range()]);
-                self.add(name, value, span.value)
+                // Through a copy: the parse's own `Fields` is then never behind a reference
+                // that leaves it (`add_other` is out of line), and stays in registers for
+                // the common head, which has no such field (in memory, the head's checks
+                // loaded it back, and spilled what they loaded).
+                let mut copy = *self;
+                let taken = copy.add(name, value, span.value);
+                *self = copy;
+                taken
             }
             Name::Unknown => Ok(()),
         };
