@@ -826,4 +826,48 @@ mod tests {
         }
         assert_eq!(router.find("GET", "/a?b").unwrap().path(), "/a?b");
     }
+
+    fn path(request: &Request<'_>, response: &mut Response<'_>) -> Reply {
+        response.write(request.path().as_bytes());
+        Reply::Now
+    }
+
+    /// A route's path is matched by its first word (the table's entry) and, past 8 bytes, by
+    /// the rest: at every length around one and two words, the path itself, with a query or a
+    /// fragment, finds its route, and a target that differs from it in any one byte, or has a
+    /// byte more, finds none.
+    #[test]
+    fn a_path_is_matched_whole_at_every_length_around_a_word() {
+        const LONGEST: &str = "/abcdefghijklmnopq";
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        for len in 1..=LONGEST.len() {
+            router.route("GET", &LONGEST[..len], path);
+        }
+        let mut session = Session::new(&router, Unaccounted::new(), Limits::default());
+        let mut answer = |target: &str| {
+            session.feed(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            session.take_output()
+        };
+        for len in 1..=LONGEST.len() {
+            let route = &LONGEST[..len];
+            for target in [
+                route.to_owned(),
+                format!("{route}?q"),
+                format!("{route}?"),
+                format!("{route}#f"),
+            ] {
+                let output = answer(&target);
+                assert!(output.starts_with(b"HTTP/1.1 200 "), "{target}");
+                assert!(output.ends_with(route.as_bytes()), "{target}");
+            }
+            for at in 1..len {
+                let mut target = route.as_bytes().to_vec();
+                target[at] = b'Z';
+                let target = String::from_utf8(target).unwrap();
+                assert!(answer(&target).starts_with(b"HTTP/1.1 404 "), "{target}");
+            }
+        }
+        assert!(answer(&format!("{LONGEST}r")).starts_with(b"HTTP/1.1 404 "));
+    }
 }
