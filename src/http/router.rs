@@ -540,7 +540,9 @@ impl<'r> Entry<'r> {
         prefix[..prefix_len].copy_from_slice(&path[..prefix_len]);
         Entry {
             prefix: u64::from_le_bytes(prefix),
-            mask: u64::MAX.checked_shr(64 - 8 * prefix_len as u32).unwrap_or(0),
+            mask: u64::MAX
+                .checked_shr(64 - 8 * prefix_len as u32)
+                .unwrap_or(0),
             origin_len: if path.contains(&b'?') || path.contains(&b'#') {
                 usize::MAX
             } else {
@@ -648,9 +650,11 @@ impl<'r> Router<'r> {
         path: &[u8],
     ) -> Result<&'r Route, u16> {
         // Lengths first: most routes differ in length from the path asked for.
-        self.find_where(|| method, key, |entry| {
-            same(entry.route.path.as_bytes(), path)
-        })
+        self.find_where(
+            || method,
+            key,
+            |entry| same(entry.route.path.as_bytes(), path),
+        )
     }
 
     /// [`find_bytes`](Router::find_bytes) for the request whose origin-form target (path and
