@@ -85,10 +85,7 @@ impl<C: Recycle> Bundle<C> {
     /// A future that resolves when the request's signal is aborted (client gone, drain
     /// deadline), with the reason. Registers one listener on first poll.
     pub fn aborted(&self) -> Aborted {
-        Aborted {
-            signal: self.signal().clone(),
-            waker: None,
-        }
+        Aborted::of(self.signal())
     }
 
     /// Gives the bundle to `response`'s body: the request ends when its last frame is written.
@@ -227,6 +224,16 @@ impl<B: Body, C: Recycle> fmt::Debug for Reply<B, C> {
 pub struct Aborted {
     signal: AbortSignal,
     waker: Option<(Rc<Cell<Option<Waker>>>, ListenerKey)>,
+}
+
+impl Aborted {
+    /// Resolves when `signal` is aborted.
+    pub(crate) fn of(signal: &AbortSignal) -> Aborted {
+        Aborted {
+            signal: signal.clone(),
+            waker: None,
+        }
+    }
 }
 
 impl Future for Aborted {

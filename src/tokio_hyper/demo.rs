@@ -14,11 +14,12 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::bundle::{Bundle, Reply};
+use super::bundle::{Aborted, Bundle, Reply};
 use super::checks;
 use super::connections::Conn;
 use super::handler::{Handler, HandlerError};
 use crate::pool::Recycle;
+use crate::signal::{AbortReason, AbortSignal};
 use crate::wrapper::Engine;
 
 /// The longest `/delay` accepted, in milliseconds (as the mio server's).
@@ -278,7 +279,7 @@ pub(crate) struct BodyLeft {
     since: u64,
     body: Incoming,
     timeout: Duration,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    wait: Option<Pin<Box<BodyWait>>>,
 }
 
 impl BodyLeft {
@@ -295,13 +296,13 @@ impl BodyLeft {
             since,
             body,
             timeout,
-            deadline: None,
+            wait: None,
         }
     }
 
     /// Whether the body made its reader wait (the timer and the slow-body notes began).
     fn waited(&self) -> bool {
-        self.deadline.is_some()
+        self.wait.is_some()
     }
 
     /// [`BodyLeft::poll`] for a request without a bundle (a health probe's body): the
@@ -312,7 +313,7 @@ impl BodyLeft {
         conn: &Conn,
         cx: &mut Context<'_>,
     ) -> Poll<Result<bool, Option<StatusCode>>> {
-        Poll::Ready(match ready!(self.read(Some(conn), cx)) {
+        Poll::Ready(match ready!(self.read(Some(conn), None, cx)) {
             BodyEnd::Whole => Ok(self.waited() && conn.body_read()),
             BodyEnd::Trailers => Ok(true),
             BodyEnd::Failed(status) => Err(Some(status)),
@@ -330,7 +331,8 @@ impl BodyLeft {
         cx: &mut Context<'_>,
     ) -> Poll<Result<bool, StatusCode>> {
         let conn = bundle.map(|bundle| &**bundle.conn());
-        Poll::Ready(match ready!(self.read(conn, cx)) {
+        let signal = bundle.map(Bundle::signal);
+        Poll::Ready(match ready!(self.read(conn, signal, cx)) {
             BodyEnd::Whole => Ok(self.waited() && conn.is_some_and(Conn::body_read)),
             BodyEnd::Trailers => Ok(true),
             BodyEnd::Failed(status) => Err(status),
@@ -343,7 +345,13 @@ impl BodyLeft {
         })
     }
 
-    fn read(&mut self, conn: Option<&Conn>, cx: &mut Context<'_>) -> Poll<BodyEnd> {
+    /// Reads on; `signal`, the request's (none for a health probe's body).
+    fn read(
+        &mut self,
+        conn: Option<&Conn>,
+        signal: Option<&AbortSignal>,
+        cx: &mut Context<'_>,
+    ) -> Poll<BodyEnd> {
         use hyper::body::Body as _;
         loop {
             let len = match Pin::new(&mut self.body).poll_frame(cx) {
@@ -363,10 +371,11 @@ impl BodyLeft {
                 Poll::Ready(Some(Err(err))) => return Poll::Ready(BodyEnd::Broken(err)),
                 Poll::Pending => {
                     // Evicted at the limit for a body too slow: as at the body timeout.
-                    if !conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
-                        ready!(body_timer(&mut self.deadline, self.timeout, cx));
+                    if conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
+                        return Poll::Ready(BodyEnd::Failed(StatusCode::REQUEST_TIMEOUT));
                     }
-                    return Poll::Ready(BodyEnd::Failed(StatusCode::REQUEST_TIMEOUT));
+                    let status = ready!(body_waited(&mut self.wait, self.timeout, signal, cx));
+                    return Poll::Ready(BodyEnd::Failed(status));
                 }
             };
             self.read += len as u64;
@@ -569,7 +578,7 @@ fn echo<C: Recycle>(
     Routed::Echo(Echo {
         body: Limited::new(body, limits.max_body).collect(),
         timeout: limits.body_timeout,
-        deadline: None,
+        wait: None,
         bundle: Some(bundle),
     })
 }
@@ -622,7 +631,7 @@ impl hyper::body::Body for Counted {
 struct Echo<C: Recycle> {
     body: Collect<Limited<Counted>>,
     timeout: Duration,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    wait: Option<Pin<Box<BodyWait>>>,
     bundle: Option<Bundle<C>>,
 }
 
@@ -633,14 +642,16 @@ impl<C: Recycle> Echo<C> {
             Poll::Pending => {
                 // Evicted at the limit for a body too slow: as at the body timeout.
                 let conn = self.bundle.as_ref().map(|bundle| bundle.conn());
-                if !conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
-                    ready!(body_timer(&mut self.deadline, self.timeout, cx));
-                }
-                let late = error(self.bundle(), StatusCode::REQUEST_TIMEOUT);
-                return Poll::Ready(closing(late));
+                let status = if conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
+                    StatusCode::REQUEST_TIMEOUT
+                } else {
+                    let signal = self.bundle.as_ref().map(Bundle::signal);
+                    ready!(body_waited(&mut self.wait, self.timeout, signal, cx))
+                };
+                return Poll::Ready(closing(error(self.bundle(), status)));
             }
         };
-        let chosen = self.deadline.is_some()
+        let chosen = self.wait.is_some()
             && self
                 .bundle
                 .as_ref()
@@ -705,18 +716,45 @@ fn client_reset(err: &hyper::Error) -> bool {
     reset
 }
 
-/// The rest of the request body is unread: the connection cannot go on.
-/// A body's timer, armed the first time the body makes its reader wait (a body already here
-/// costs no timer): `Ready` once it took longer than `timeout`.
-fn body_timer(
-    deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+pin_project_lite::pin_project! {
+    /// What a request body that made its reader wait is waited with: its timer, and the drain
+    /// deadline's abort of its request (one listener on its signal; none for a health probe's
+    /// body, which has no request admitted). Boxed together, made the first time the body
+    /// makes its reader wait: a body already here costs neither, and a route's future no byte.
+    struct BodyWait {
+        #[pin]
+        timer: tokio::time::Sleep,
+        aborted: Option<Aborted>,
+    }
+}
+
+/// A body's wait ([`BodyWait`]), armed the first time the body makes its reader wait: `Ready`
+/// with the answer the request earned, `408` once the body took longer than `timeout`, or
+/// `503` once the drain deadline aborted the request (`signal`'s) while its body was still
+/// coming: the mio loops answer a request not whole at the deadline `503` + close (a head in
+/// progress and a body in progress alike), and a route kept waiting here was closed at the
+/// force step without an answer (QA client25-1).
+fn body_waited(
+    wait: &mut Option<Pin<Box<BodyWait>>>,
     timeout: Duration,
+    signal: Option<&AbortSignal>,
     cx: &mut Context<'_>,
-) -> Poll<()> {
-    deadline
-        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
-        .as_mut()
-        .poll(cx)
+) -> Poll<StatusCode> {
+    let wait = wait.get_or_insert_with(|| {
+        Box::pin(BodyWait {
+            timer: tokio::time::sleep(timeout),
+            aborted: signal.map(Aborted::of),
+        })
+    });
+    let wait = wait.as_mut().project();
+    if let Some(aborted) = wait.aborted {
+        // Another reason (the client gone) ends the request otherwise: the wait goes on.
+        if Pin::new(aborted).poll(cx) == Poll::Ready(AbortReason::DrainDeadline) {
+            return Poll::Ready(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+    ready!(wait.timer.poll(cx));
+    Poll::Ready(StatusCode::REQUEST_TIMEOUT)
 }
 
 // A trailer section ends the connection (the routes answer with `connection: close`). hyper's

@@ -1,0 +1,97 @@
+//! qa-client25, round 25: what a hostile client sees through `reqguard-demo serve` (the process
+//! a user runs) beyond rounds 8 to 24. Answers are read by the strict client
+//! (tests/util/strict.rs).
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use util::serve::{field, send_signal, Serve};
+use util::strict::StrictClient;
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// A request whose body is still coming, one for each way a demo route waits for a body: its
+/// method, and its head with part of its body (or none).
+const BODIES_COMING: [(&str, &[u8]); 7] = [
+    (
+        "POST",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabcde",
+    ),
+    (
+        "POST",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    ),
+    (
+        "POST",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 10\r\n\r\n",
+    ),
+    (
+        "GET",
+        b"GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc",
+    ),
+    (
+        "GET",
+        b"GET /delay?ms=1 HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc",
+    ),
+    (
+        "GET",
+        b"GET /panic HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc",
+    ),
+    (
+        "DELETE",
+        b"DELETE /nope HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n",
+    ),
+];
+
+/// QA client25-1. A request whose body is still coming at the drain deadline gets the
+/// deadline's `503` + `connection: close` there, then a clean FIN, on both stacks: the rule
+/// the docs give (a request not whole when the deadline is taken gets the deadline's `503`),
+/// as the mio loops answer it. On hyper, which admits a request at its head, the demo route
+/// waiting for the body went on waiting through the deadline's abort of its signal, and the
+/// force step (here 3 s later) closed the connection without a word (the request counted
+/// *deadline aborted*); a `100 Continue` sent before made that a broken promise (RFC 9110
+/// §10.1.1: a final status must follow).
+#[test]
+fn a_request_whose_body_is_still_coming_at_the_drain_deadline_gets_its_503_on_both_stacks() {
+    for stack in STACKS {
+        let flags = format!("--drain-timeout-ms 500 --force-after-ms 3000 {stack}");
+        let mut serve = Serve::start("", &flags);
+        let mut clients: Vec<(&str, StrictClient)> = BODIES_COMING
+            .iter()
+            .map(|&(method, bytes)| {
+                let mut client = StrictClient::connect(serve.addr);
+                client.send(bytes);
+                (method, client)
+            })
+            .collect();
+        // Every head read and its route waiting for the body.
+        sleep(Duration::from_millis(300));
+        send_signal(serve.child.id(), "TERM");
+        let stopped = Instant::now();
+        for (i, (method, client)) in clients.iter_mut().enumerate() {
+            let mut answer = client.answer(method);
+            if answer.status == 100 {
+                answer = client.answer(method);
+            }
+            assert_eq!(
+                (answer.status, answer.closes()),
+                (503, true),
+                "{stack}, request {i}: {answer:?}"
+            );
+            client.expect_nothing_more(true, Duration::ZERO);
+        }
+        // At the deadline (500 ms), long before the force step.
+        let answered = stopped.elapsed();
+        assert!(
+            answered < Duration::from_millis(2500),
+            "{stack}: answered {answered:?} after the stop"
+        );
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
+    }
+}
