@@ -13,9 +13,9 @@ use util::strict::StrictClient;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 
-/// A request whose body is still coming, one for each way a demo route waits for a body: its
-/// method, and its head with part of its body (or none).
-const BODIES_COMING: [(&str, &[u8]); 7] = [
+/// A request whose body is still coming, one for each way a demo route or a health probe waits
+/// for a body: its method, and its head with part of its body (or none).
+const BODIES_COMING: [(&str, &[u8]); 8] = [
     (
         "POST",
         b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabcde",
@@ -44,6 +44,10 @@ const BODIES_COMING: [(&str, &[u8]); 7] = [
         "DELETE",
         b"DELETE /nope HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n",
     ),
+    (
+        "POST",
+        b"POST /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc",
+    ),
 ];
 
 /// QA client25-1. A request whose body is still coming at the drain deadline gets the
@@ -53,7 +57,8 @@ const BODIES_COMING: [(&str, &[u8]); 7] = [
 /// waiting for the body went on waiting through the deadline's abort of its signal, and the
 /// force step (here 3 s later) closed the connection without a word (the request counted
 /// *deadline aborted*); a `100 Continue` sent before made that a broken promise (RFC 9110
-/// §10.1.1: a final status must follow).
+/// §10.1.1: a final status must follow). So was a health probe's (answered without admission:
+/// no signal to abort).
 #[test]
 fn a_request_whose_body_is_still_coming_at_the_drain_deadline_gets_its_503_on_both_stacks() {
     for stack in STACKS {

@@ -398,6 +398,14 @@ impl Conn {
         self.probe.set(Some(probe));
     }
 
+    /// A health probe whose body is still coming waits for the drain deadline too: its task
+    /// is woken there ([`Connections::answer_held_heads`]), whatever the stop did to hyper's
+    /// connection (a task past hyper's graceful shutdown keeps no waker of its own).
+    #[cold]
+    pub(crate) fn wake_at_deadline(&self, cx: &Context<'_>) {
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+    }
+
     /// The health probe whose body is being read, taken to be polled.
     #[cold]
     pub(crate) fn take_probe(&self) -> Option<Box<Probing>> {
@@ -1245,10 +1253,21 @@ impl Connections {
 
     /// The drain deadline: each head in progress the stop found and kept ([`Graceful::Held`])
     /// is answered `503` + close by its task ([`Reads::Deadline`]), as the mio loops' close
-    /// step answers one. Before, it was closed at the force step without an answer.
+    /// step answers one. Before, it was closed at the force step without an answer. A health
+    /// probe whose body is still coming is answered so too, its task woken to see the deadline
+    /// passed (`service::Probing`; QA client25-1: closed at the force step unanswered).
     #[cold]
     pub(crate) fn answer_held_heads(&self) {
         self.answer_at_deadline_each(|conn| conn.graceful.get() == Graceful::Held);
+        let open = self.open.borrow();
+        for (_, slot) in open.iter() {
+            let conn = &slot.conn;
+            conn.tally.set_past_deadline();
+            if let Some(probe) = conn.take_probe() {
+                conn.hold_probe(probe);
+                conn.wake_task();
+            }
+        }
     }
 
     /// The force step after a drain deadline, and the close step (after the drain, a listener

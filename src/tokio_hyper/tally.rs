@@ -106,6 +106,9 @@ pub(crate) struct Tally {
     unready: Cell<bool>,
     stopping: Cell<bool>,
     force_closing: Cell<bool>,
+    /// The drain deadline has passed: a health probe whose body is still coming is answered
+    /// `503` + close (`service::Probing`), as a route's request is.
+    past_deadline: Cell<bool>,
     /// `503`s the stop's end wrote whole to connections with nothing out (a head still in
     /// progress at the drain deadline, a connection silent since its accept at the force or
     /// close step): in the last step's `answered`, as the mio loops' close step counts its
@@ -183,6 +186,17 @@ impl Tally {
 
     pub(crate) fn set_force_closing(&self) {
         self.force_closing.set(true);
+    }
+
+    /// Whether the drain deadline has passed.
+    #[inline]
+    pub(crate) fn is_past_deadline(&self) -> bool {
+        self.past_deadline.get()
+    }
+
+    #[cold]
+    pub(crate) fn set_past_deadline(&self) {
+        self.past_deadline.set(true);
     }
 }
 
