@@ -8,7 +8,7 @@ mod util;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use util::serve::{field, send_signal, Serve};
+use util::serve::{close_steps_answered, field, send_signal, Serve};
 use util::strict::StrictClient;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
@@ -98,5 +98,31 @@ fn a_request_whose_body_is_still_coming_at_the_drain_deadline_gets_its_503_on_bo
         assert!(ok, "{stack}: {json}");
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
         assert_eq!(field(&json, "rejected"), 0.0, "{stack}: {json}");
+        // Each `503` counted once, as each stack counts such a request (docs/hyper.md, QA
+        // client25-1): on mio none is admitted (a request is, once its body is whole) and all
+        // are in the close step's `answered`; on hyper a route's request, admitted at its head,
+        // ends *deadline aborted* and its `503` is `served` (answered after the deadline's
+        // abort), and a health probe's (no request admitted) is in the last step's `answered`.
+        let all = BODIES_COMING.len() as f64;
+        let probes = BODIES_COMING
+            .iter()
+            .filter(|(_, bytes)| bytes.windows(9).any(|w| w == b" /healthz"))
+            .count() as f64;
+        let (served, answered) = (field(&json, "served"), close_steps_answered(&json));
+        if stack == "--stack hyper" {
+            assert_eq!(
+                (served, answered),
+                (all - probes, probes),
+                "{stack}: {json}"
+            );
+            assert_eq!(
+                field(&json, "answered_after_abort"),
+                served,
+                "{stack}: {json}"
+            );
+            assert_eq!(field(&json, "deadline_aborted"), served, "{stack}: {json}");
+        } else {
+            assert_eq!((served, answered), (0.0, all), "{stack}: {json}");
+        }
     }
 }
