@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::outcome::Outcome;
 use crate::callback::{call_caught, forget_none};
 use crate::ledger::BundleEntry;
-use crate::pool::{ContextPool, Lease, Origin, Recycle, Slot};
+use crate::pool::{ContextPool, Origin, Recycle, Slot};
 use crate::server::shared::Shared;
 use crate::signal::{AbortSignal, ActivityRef};
 
@@ -75,9 +75,9 @@ use crate::signal::{AbortSignal, ActivityRef};
 #[must_use = "dropping the bundle ends the request at once, as Outcome::Dropped"]
 #[clippy::has_significant_drop]
 pub struct Admitted<C: Recycle, R> {
-    /// The pooled slot: the context, and the slot's lease (the signal, the server's pool and
-    /// the ledger entry), so the bundle is one pointer beside its payload. `None` once
-    /// released (the slot went back to the pool).
+    /// The pooled slot: the context, the signal, the server's pool and the ledger entry, so
+    /// the bundle is one pointer beside its payload. `None` once released (the slot went back
+    /// to the pool).
     slot: Option<Box<Slot<C>>>,
     /// `None` once handed off.
     payload: Option<R>,
@@ -87,24 +87,30 @@ pub struct Admitted<C: Recycle, R> {
 /// admitted. [`Live::admit`](crate::Live::admit) holds it in a scope guard that
 /// [`refuse`](Parts::refuse)s it unless `build` succeeds and it becomes an [`Admitted`].
 pub(crate) struct Parts<C> {
-    /// A checked-out slot whose lease is set.
+    /// A checked-out slot holding its pool's handle and the bundle's ledger entry.
     slot: Box<Slot<C>>,
 }
 
 impl<C: Recycle> Parts<C> {
-    /// The parts around a checked-out slot; `entry` is the bundle's ledger entry.
+    /// The parts around a slot checked out of `pool`; `entry` is the bundle's ledger entry.
     #[inline(always)]
     pub(crate) fn mint(
-        pool: Rc<ContextPool<C>>,
+        pool: &Rc<ContextPool<C>>,
         mut slot: Box<Slot<C>>,
         entry: BundleEntry,
     ) -> Self {
         // The signal kept beside the context (every slot holds one: invariant 6 of the
         // pool's slots). The request's own activity (invariant 2 of `SignalState`).
         slot.signal.state().set_request_out(true);
-        let lease = Lease { pool, entry };
-        // A checked-out slot has no lease (the release takes it).
-        forget_none(slot.lease.replace(lease));
+        // The bundle's handle on its pool (G5): the slot kept it when a release through the
+        // server's own accounting gave it back (invariant 7 of the pool's slots: a pipeline's
+        // requests take and give it with no count), else a new one.
+        if slot.pool.is_none() {
+            // Nothing to drop: not an assignment, whose drop would read the field again
+            // (the count's increment may alias it, for the compiler).
+            forget_none(slot.pool.replace(Rc::clone(pool)));
+        }
+        slot.entry = entry;
         Parts { slot }
     }
 
@@ -130,9 +136,10 @@ impl<C: Recycle> Parts<C> {
     #[inline(never)]
     pub(crate) fn refuse(self) {
         let mut slot = self.slot;
-        let Some(Lease { pool, entry }) = slot.lease.take() else {
-            return; // never: a part's slot holds its lease
+        let Some(pool) = slot.pool.take() else {
+            return; // never: a part's slot holds its pool's handle
         };
+        let entry = std::mem::take(&mut slot.entry);
         slot.signal.state().set_request_out(false);
         // `build` may have escalated a drain that listed (and aborted) the signal: as good as
         // new again before it stays beside the context.
@@ -156,18 +163,13 @@ impl<C: Recycle, R> Admitted<C, R> {
         &self.slot().signal
     }
 
-    /// The slot's lease, set from the mint to the release.
-    #[inline]
-    fn lease(&self) -> &Lease<C> {
-        self.slot()
-            .lease
-            .as_ref()
-            .expect("a bundle's slot holds its lease")
-    }
-
     #[inline]
     fn shared(&self) -> &Rc<Shared> {
-        self.lease().pool.home()
+        self.slot()
+            .pool
+            .as_ref()
+            .expect("a bundle's slot holds its pool's handle")
+            .home()
     }
 
     /// The request finished normally (its answer is written): outcome
@@ -210,7 +212,6 @@ impl<C: Recycle, R> Admitted<C, R> {
     pub(crate) fn has_signal(&self, signal: &AbortSignal) -> bool {
         self.slot
             .as_deref()
-            .filter(|slot| slot.lease.is_some())
             .is_some_and(|slot| slot.signal.same_as(signal))
     }
 
@@ -271,7 +272,7 @@ impl<C: Recycle, R> Admitted<C, R> {
         // Returned as taken (not unwrapped and wrapped again: a copy of the payload fewer).
         let payload = self.payload.take();
         if payload.is_some() {
-            self.shared().ledger.bundle_hand_off(&self.lease().entry);
+            self.shared().ledger.bundle_hand_off(&self.slot().entry);
         }
         payload
     }
@@ -317,6 +318,33 @@ impl<C: Recycle> Admitted<C, ()> {
     pub(crate) fn end_released(self, outcome: Outcome) {
         std::mem::ManuallyDrop::new(self).release(outcome);
     }
+
+    /// [`end_released`](Admitted::end_released), the slot given back to `pool` (the mio
+    /// server's `Guarded::end_here`: its server core's pool, alive for the whole call) with
+    /// its handle on the pool kept in it for the next bundle (invariant 7 of the pool's
+    /// slots): no `Rc` count down here nor up at the next admission. A bundle of another
+    /// pool's is released as `end_released` does, its handle let go.
+    #[inline(always)]
+    pub(crate) fn end_in(self, pool: &Rc<ContextPool<C>>, outcome: Outcome) {
+        // Taken apart where it lies: nothing of the bundle escapes on the common path, so
+        // nothing of it is written back to memory.
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let (slot, mut payload) = (this.slot.take(), this.payload.take());
+        let Some(slot) = slot else {
+            return; // never: released only here
+        };
+        // One compare: a `None` is 0, and the core's pool is not.
+        let own = slot.pool.as_ref().map_or(0, |own| Rc::as_ptr(own).addr());
+        if own != Rc::as_ptr(pool).addr() {
+            Admitted {
+                slot: Some(slot),
+                payload,
+            }
+            .release_elsewhere(outcome);
+            return;
+        }
+        release_slot(pool, slot, &mut payload, outcome);
+    }
 }
 
 impl<C: Recycle, R> Drop for Admitted<C, R> {
@@ -338,59 +366,81 @@ impl<C: Recycle, R> Admitted<C, R> {
         self.release(Outcome::Dropped);
     }
 
+    /// [`release`](Admitted::release), out of line: a bundle given to a pool not its own.
+    #[cfg(feature = "server")]
+    #[cold]
+    #[inline(never)]
+    fn release_elsewhere(mut self, outcome: Outcome) {
+        self.release(outcome);
+    }
+
     /// Records the outcome (`outcome`, unless the signal fired first) and fires the abort
     /// signal unless it is `Completed`; ends the request's activity on it; then gives back the
     /// request object (if not handed off), the context and the ticket, in that order. Once:
-    /// the slot is taken.
+    /// the slot is taken. The slot goes back without its handle on the pool, which is let go
+    /// after it (the release of the bundle that may be the server's last).
     #[inline(always)]
     fn release(&mut self, outcome: Outcome) {
         let Some(mut slot) = self.slot.take() else {
             return; // released already
         };
-        let Some(Lease { pool, entry }) = slot.lease.take() else {
-            return; // never: an admitted slot holds its lease
+        let Some(pool) = slot.pool.take() else {
+            return; // never: an admitted slot holds its pool's handle
         };
-        let state = slot.signal.state();
-        // Read once: nothing below touches an untouched signal (touching needs a handle, and
-        // the escalation skips a request no longer out), and only a release or a reset clears
-        // the flag.
-        let touched = state.is_touched();
-        // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
-        // Else the first cause decides the outcome, out of line. An untouched signal never
-        // fired (invariant 6 of `SignalState`): one load tells the common case.
-        if outcome != Outcome::Completed || (touched && state.is_aborted()) {
-            let payload = self.payload.take();
-            release_unclean(pool, slot, &entry, payload, outcome);
-            return;
-        }
-        // The request has ended, and its own activity on the signal with it (invariant 2 of
-        // `SignalState`): no escalation may fire its signal from here (the payload's `Drop`
-        // below is user code, which may escalate the drain; a completed request's signal never
-        // fires), and a kept activity ref no longer makes it abortable.
-        state.set_request_out(false);
-        // Everything goes back in reverse order of acquisition, the request object first: its
-        // `Drop` is user code (an engine object), run on its own so that a panic there cannot
-        // skip the rest, and before the ticket, whose release may complete the drain.
-        let had_request = drop_payload(self.payload.take());
-        // Untouched (no handle was cloned from it, no listener added, no escalation listed it:
-        // invariant 6 of `SignalState`): nearly always on the mio server. Nobody else holds the
-        // signal and it is as good as new, without reading its handle count or listeners
-        // (nothing that ran since the check above can fire it without a handle: the escalation
-        // skips a request no longer out), so it stays beside the context (in the slot) for the
-        // next request. A touched one (the hyper adapter's handler holds a clone) by the full
-        // check, inline: kept when nobody else holds it any more and no listener waits.
-        if touched {
-            if Rc::strong_count(state) != 1 || !state.is_fresh() {
-                release_unkept(pool, slot, &entry, had_request, Outcome::Completed);
-                return;
-            }
-            state.untouch();
-        }
-        pool.checkin(slot);
-        pool.home()
-            .release_bundle(&entry, had_request, Outcome::Completed);
+        release_slot(&pool, slot, &mut self.payload, outcome);
         drop(pool);
     }
+}
+
+/// The release of a bundle's `slot` into `pool`, its own (see `Admitted::release`), the slot
+/// holding its handle on the pool or not (invariant 7 of the pool's slots); `payload` is the
+/// bundle's request object, if not handed off.
+#[inline(always)]
+fn release_slot<C: Recycle, R>(
+    pool: &ContextPool<C>,
+    mut slot: Box<Slot<C>>,
+    payload: &mut Option<R>,
+    outcome: Outcome,
+) {
+    let entry = std::mem::take(&mut slot.entry);
+    let state = slot.signal.state();
+    // Read once: nothing below touches an untouched signal (touching needs a handle, and
+    // the escalation skips a request no longer out), and only a release or a reset clears
+    // the flag.
+    let touched = state.is_touched();
+    // Completed and never fired (nearly always): nothing fires, and the signal may be kept.
+    // Else the first cause decides the outcome, out of line. An untouched signal never
+    // fired (invariant 6 of `SignalState`): one load tells the common case.
+    if outcome != Outcome::Completed || (touched && state.is_aborted()) {
+        release_unclean(pool, slot, &entry, payload.take(), outcome);
+        return;
+    }
+    // The request has ended, and its own activity on the signal with it (invariant 2 of
+    // `SignalState`): no escalation may fire its signal from here (the payload's `Drop`
+    // below is user code, which may escalate the drain; a completed request's signal never
+    // fires), and a kept activity ref no longer makes it abortable.
+    state.set_request_out(false);
+    // Everything goes back in reverse order of acquisition, the request object first: its
+    // `Drop` is user code (an engine object), run on its own so that a panic there cannot
+    // skip the rest, and before the ticket, whose release may complete the drain.
+    let had_request = drop_payload(payload.take());
+    // Untouched (no handle was cloned from it, no listener added, no escalation listed it:
+    // invariant 6 of `SignalState`): nearly always on the mio server. Nobody else holds the
+    // signal and it is as good as new, without reading its handle count or listeners
+    // (nothing that ran since the check above can fire it without a handle: the escalation
+    // skips a request no longer out), so it stays beside the context (in the slot) for the
+    // next request. A touched one (the hyper adapter's handler holds a clone) by the full
+    // check, inline: kept when nobody else holds it any more and no listener waits.
+    if touched {
+        if Rc::strong_count(state) != 1 || !state.is_fresh() {
+            release_unkept(pool, slot, &entry, had_request, Outcome::Completed);
+            return;
+        }
+        state.untouch();
+    }
+    pool.checkin(slot);
+    pool.home()
+        .release_bundle(&entry, had_request, Outcome::Completed);
 }
 
 /// Drops a request object not handed off (user code, caught): whether there was one.
@@ -413,7 +463,7 @@ fn drop_payload<R>(payload: Option<R>) -> bool {
 #[cold]
 #[inline(never)]
 fn release_unclean<C: Recycle, R>(
-    pool: Rc<ContextPool<C>>,
+    pool: &ContextPool<C>,
     slot: Box<Slot<C>>,
     entry: &BundleEntry,
     payload: Option<R>,
@@ -437,7 +487,7 @@ fn release_unclean<C: Recycle, R>(
 #[cold]
 #[inline(never)]
 fn release_unkept<C: Recycle>(
-    pool: Rc<ContextPool<C>>,
+    pool: &ContextPool<C>,
     mut slot: Box<Slot<C>>,
     entry: &BundleEntry,
     had_request: bool,
@@ -487,14 +537,7 @@ impl<C: Recycle, R: fmt::Debug> fmt::Debug for Admitted<C, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admitted")
             .field("request", &self.payload)
-            .field(
-                "signal",
-                &self
-                    .slot
-                    .as_ref()
-                    .filter(|slot| slot.lease.is_some())
-                    .map(|slot| &slot.signal),
-            )
+            .field("signal", &self.slot.as_ref().map(|slot| &slot.signal))
             .field(
                 "spilled",
                 &self

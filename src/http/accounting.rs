@@ -52,9 +52,10 @@ pub struct AccountingReport {
 ///
 /// [`Guarded`] is the real thing (upgrade, then the reqguard bundle); [`Unaccounted`] is a
 /// benchmark baseline. The server calls, per request: [`admit`](Accounting::admit) after the
-/// request is parsed and before the handler runs, and [`end`](Accounting::end) with the
-/// request's [`Outcome`]: `Completed` when the response is written, `Dropped` when the handler
-/// panicked, `ClientGone` when the connection went away, `ForceClosed` when the server closed it.
+/// request is parsed and before the handler runs, and [`end_here`](Accounting::end_here) (by
+/// default [`end`](Accounting::end)) with the request's [`Outcome`]: `Completed` when the
+/// response is written, `Dropped` when the handler panicked, `ClientGone` when the connection
+/// went away, `ForceClosed` when the server closed it.
 ///
 /// # Panics
 ///
@@ -72,12 +73,12 @@ pub struct AccountingReport {
 /// (another core's each time) makes a step's `ended` count zero, not a wrapped-around count.
 /// An implementation that can fail answers with a [`Refusal`] instead.
 ///
-/// The per-request calls (`signal`, `this`, `handled`, `end`, and `read_ended` once per read)
-/// are caught too, and counted, unless the implementation says they cannot panic
-/// ([`MAY_PANIC`](Accounting::MAY_PANIC) `false`, as [`Guarded`] and [`Unaccounted`] do: the
-/// catch costs instructions on every request): a panicking `signal` or `this` reads as `None`,
-/// `handled` and `read_ended` as done, and `end` as ended (the request was answered, its
-/// `Held` dropped by the unwinding). Set it `false` only
+/// The per-request calls (`signal`, `this`, `handled`, `end_here` (by default `end`), and
+/// `read_ended` once per read) are caught too, and counted, unless the implementation says they
+/// cannot panic ([`MAY_PANIC`](Accounting::MAY_PANIC) `false`, as [`Guarded`] and
+/// [`Unaccounted`] do: the catch costs instructions on every request): a panicking `signal` or
+/// `this` reads as `None`, `handled` and `read_ended` as done, and `end_here` as ended (the
+/// request was answered, its `Held` dropped by the unwinding). Set it `false` only
 /// if they cannot panic: a panic there then unwinds out of the loop's turn, which
 /// [`Server::run`](crate::http::Server::run) catches once around all its turns (no cost per
 /// request): it counts the panic in [`Stats::panics`](crate::http::Stats::panics), closes
@@ -90,7 +91,8 @@ pub trait Accounting {
     type Held;
 
     /// Whether the per-request calls ([`signal`](Accounting::signal),
-    /// [`this`](Accounting::this), [`handled`](Accounting::handled), [`end`](Accounting::end),
+    /// [`this`](Accounting::this), [`handled`](Accounting::handled),
+    /// [`end_here`](Accounting::end_here) (by default [`end`](Accounting::end)),
     /// [`read_ended`](Accounting::read_ended)) may panic, so that the server must catch them
     /// (some instructions per request). True by default; [`Guarded`] and [`Unaccounted`] say
     /// `false`: theirs run no user code uncaught, but for the drop of the engine's strong
@@ -113,6 +115,16 @@ pub trait Accounting {
     fn end(held: Self::Held, outcome: Outcome) {
         let _ = outcome;
         drop(held);
+    }
+
+    /// Ends an admitted request with `outcome`, with the accounting that admitted it at hand:
+    /// what the server calls. The default is [`end`](Accounting::end). [`Guarded`] gives the
+    /// bundle's pooled slot back through its own server core, so the slot keeps its handle on
+    /// the pool for the next request (no count down here, nor up at the next admission); a
+    /// bundle of another server's is ended as `end` does.
+    #[inline(always)]
+    fn end_here(&self, held: Self::Held, outcome: Outcome) {
+        Self::end(held, outcome);
     }
 
     /// The wrapper the last admitted request's handler is called with, its `this`
@@ -182,18 +194,23 @@ pub(crate) fn per_request<A: Accounting, R>(
     })
 }
 
-/// Ends `held` with `outcome` ([`Accounting::end`]), caught when [`Accounting::MAY_PANIC`]
-/// (a panic counted in `panics`: the request has ended, its `Held` dropped by the unwinding).
-/// Not [`per_request`] with `held` moved into its closure: that costs the guarded server 22
-/// instructions per request (callgrind, depth 16: 794.6 -> 816.6).
+/// Ends `held` with `outcome` ([`Accounting::end_here`] on `accounting`), caught when
+/// [`Accounting::MAY_PANIC`] (a panic counted in `panics`: the request has ended, its `Held`
+/// dropped by the unwinding). Not [`per_request`] with `held` moved into its closure: that
+/// costs the guarded server 22 instructions per request (callgrind, depth 16: 794.6 -> 816.6).
 #[inline(always)]
-pub(crate) fn end_request<A: Accounting>(held: A::Held, outcome: Outcome, panics: &mut u64) {
+pub(crate) fn end_request<A: Accounting>(
+    accounting: &A,
+    held: A::Held,
+    outcome: Outcome,
+    panics: &mut u64,
+) {
     if A::MAY_PANIC {
-        if caught(|| A::end(held, outcome)).is_none() {
+        if caught(|| accounting.end_here(held, outcome)).is_none() {
             *panics += 1;
         }
     } else {
-        A::end(held, outcome);
+        accounting.end_here(held, outcome);
     }
 }
 
@@ -475,6 +492,14 @@ where
     #[inline(always)]
     fn end(held: Self::Held, outcome: Outcome) {
         held.end_released(outcome);
+    }
+
+    /// The bundle's slot goes back to the core's pool with its handle on the pool kept in
+    /// it (invariant 7 of the pool's slots): the core outlives this call, and its drop takes
+    /// the handle back, so the pool never outlives the core and its last bundle.
+    #[inline(always)]
+    fn end_here(&self, held: Self::Held, outcome: Outcome) {
+        held.end_in(self.core.pool(), outcome);
     }
 
     fn this(&self) -> Option<&dyn Any> {

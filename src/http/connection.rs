@@ -678,7 +678,7 @@ impl<'r, H> Connection<'r, H> {
             d.in_flight -= 1;
             d.stats.aborted += 1;
             // Fires its signal, named after the outcome.
-            end_request::<A>(held, ended_by(reason), &mut d.stats.panics);
+            end_request(&d.accounting, held, ended_by(reason), &mut d.stats.panics);
         });
     }
 
@@ -1243,7 +1243,7 @@ fn answered<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held) {
     d.stats.served += 1;
     d.in_flight -= 1;
     // `Completed`, unless its signal already fired (a handler panic: `Dropped`).
-    end_request::<A>(held, Outcome::Completed, &mut d.stats.panics);
+    end_request(&d.accounting, held, Outcome::Completed, &mut d.stats.panics);
 }
 
 /// Completes one deferred response into `out`. Returns whether the answer closes the

@@ -53,11 +53,13 @@ pub(crate) struct Entry {
 ///
 /// In leak-check mode it is its mint site's row, shared: counting the bundle's hand-off and
 /// release touches the row directly (no borrow of the ledger's rows, no index); otherwise it
-/// is empty.
-#[derive(Debug)]
+/// is empty. The default is no bundle's (a pooled slot no bundle holds keeps one: without
+/// leak-check, a mint and a release move nothing for it).
+#[derive(Debug, Default)]
 pub(crate) struct BundleEntry {
+    /// `None` only in the default entry, which no bundle holds.
     #[cfg(any(debug_assertions, feature = "leak-check"))]
-    row: Rc<BundleSite>,
+    row: Option<Rc<BundleSite>>,
 }
 
 /// Which trace recorded a mint: the ledger's count of traces started then.
@@ -270,7 +272,7 @@ impl Ledger {
             };
             row.count_minted();
             let entry = BundleEntry {
-                row: Rc::clone(&row),
+                row: Some(Rc::clone(&row)),
             };
             // Taken above: nothing is left to drop (no user code runs in between).
             if let Some(stale) = self.last_bundle_site.replace(Some(row)) {
@@ -323,7 +325,9 @@ impl Ledger {
     pub(crate) fn bundle_hand_off(&self, entry: &BundleEntry) {
         self.bundle_hand_offs.set(self.bundle_hand_offs.get() + 1);
         #[cfg(any(debug_assertions, feature = "leak-check"))]
-        entry.row.with_request.set(entry.row.with_request.get() - 1);
+        if let Some(row) = &entry.row {
+            row.with_request.set(row.with_request.get() - 1);
+        }
         #[cfg(not(any(debug_assertions, feature = "leak-check")))]
         let _ = entry;
         if self.tracing.get() {
@@ -379,7 +383,9 @@ impl Ledger {
     #[cfg(any(debug_assertions, feature = "leak-check"))]
     #[inline(always)]
     fn unsite_bundle(&self, entry: &BundleEntry, with_request: bool) {
-        let row = &entry.row;
+        let Some(row) = &entry.row else {
+            return; // never: a bundle's entry has its row
+        };
         row.out.set(row.out.get() - 1);
         if with_request {
             row.with_request.set(row.with_request.get() - 1);

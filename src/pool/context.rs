@@ -51,8 +51,11 @@ impl<C: Recycle> RequestContext<C> {
         site: &'static Location<'static>,
     ) -> Option<Self> {
         // A standalone context uses no signal: the one in its slot stays there, unused
-        // (invariant 6 of the pool's slots), for the slot's next bundle.
-        let slot = pool.checkout()?;
+        // (invariant 6 of the pool's slots), for the slot's next bundle. Nor the pool's handle
+        // a slot may keep from a bundle's release: let go here, as this context may be checked
+        // in after the server core is gone (invariant 7).
+        let mut slot = pool.checkout()?;
+        drop(slot.pool.take());
         Some(RequestContext {
             slot: Some(slot),
             pool: Rc::clone(pool),

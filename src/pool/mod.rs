@@ -8,4 +8,4 @@ mod slots;
 pub use context::RequestContext;
 pub use metrics::{Exhaustion, PoolMetrics};
 pub use recycle::Recycle;
-pub(crate) use slots::{ContextPool, Lease, Origin, Slot};
+pub(crate) use slots::{ContextPool, Origin, Slot};

@@ -1,5 +1,6 @@
 //! The context pool: a `!Sync` free list of boxed slots, each a context and what travels with
-//! it (the signal kept beside it; an admitted bundle's lease while one holds it).
+//! it (the signal kept beside it; an admitted bundle's pool handle and ledger entry while one
+//! holds it).
 //!
 //! A checkout moves a `Box<Slot<C>>` out of the free list into the guard; a release moves it
 //! back. An admitted bundle keeps its signal, server and ledger entry in the slot, so the
@@ -38,6 +39,15 @@
 //!    made (a spare of the registry's, or a new one) until it is freed (to the spares). A
 //!    release that cannot leave the bundle's signal there as it is resets it in place when
 //!    nobody else holds it, else swaps it for a spare (or a new one); a refused build the same.
+//! 7. A slot holds its pool's handle (`Slot::pool`) while an admitted bundle holds it, and
+//!    in `last` after a release through the server's own accounting (`Accounting::end_here`
+//!    of the `server` feature, which runs while the server core is alive and gives the pool
+//!    by the core's handle): the next bundle takes the slot with its handle, so a request
+//!    answered at once neither clones nor drops the pool's `Rc`. Nowhere else: every other release takes the handle out of the slot
+//!    before the check-in, a slot put on the free list lets go of it, a standalone
+//!    `RequestContext` lets go of it at its checkout, and the core's drop takes it from the
+//!    slot in `last`. So the one cycle (the pool, its `last`, the slot, the pool) lives only
+//!    while the core does, and the pool is freed with the last bundle out (G5).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -73,19 +83,15 @@ pub(crate) struct Slot<C> {
     /// release, reset in place when it fired or a listener waits; another handle's is swapped
     /// for a spare, or a new one). Out as a standalone context: one nobody uses.
     pub(crate) signal: AbortSignal,
-    /// Out with an admitted bundle: the bundle's server and ledger entry.
-    pub(crate) lease: Option<Lease<C>>,
+    /// The pool's handle, and through it the server (ledger, drain, spare signals): `Some`
+    /// while an admitted bundle holds the slot (G5: the server lives until its last bundle
+    /// ends), and in `last` after a release through the server's own accounting (invariant
+    /// 7); `None` everywhere else, or the pool would be a cycle.
+    pub(crate) pool: Option<Rc<ContextPool<C>>>,
+    /// Out with an admitted bundle: its ledger entry; the default (no bundle's) elsewhere.
+    pub(crate) entry: BundleEntry,
     /// In the free list: the slot under it (the list is threaded through the slots).
     next: Option<Box<Slot<C>>>,
-}
-
-/// What a slot carries while an admitted bundle holds it (besides the bundle's signal, in the
-/// slot's `signal`).
-pub(crate) struct Lease<C> {
-    /// The server's pool, and through it the server (ledger, drain, spare signals). Held
-    /// only while the slot is out: a free slot would make a cycle with its pool.
-    pub(crate) pool: Rc<ContextPool<C>>,
-    pub(crate) entry: BundleEntry,
 }
 
 impl<C: Recycle> Slot<C> {
@@ -97,7 +103,8 @@ impl<C: Recycle> Slot<C> {
             context: C::default(),
             origin,
             signal,
-            lease: None,
+            pool: None,
+            entry: BundleEntry::default(),
             next: None,
         })
     }
@@ -172,9 +179,11 @@ impl<C: Recycle> ContextPool<C> {
         }
     }
 
-    /// Puts `slot` on top of the free list.
+    /// Puts `slot` on top of the free list, without its pool's handle (invariant 7).
     #[inline(always)]
     fn push_free(&self, mut slot: Box<Slot<C>>) {
+        // Not the pool's last handle: the caller's `&self` came through another one.
+        drop(slot.pool.take());
         // A slot out of the free list has no `next`, and the list's top is taken before it is
         // set: the old values are `None`.
         forget_none(std::mem::replace(&mut slot.next, self.free.take()));
@@ -273,10 +282,11 @@ impl<C: Recycle> ContextPool<C> {
         }
     }
 
-    /// Takes a slot back (its lease ended), with the signal in it to keep beside it (a reset
-    /// signal with no other handle, invariant 3; a spilled or lost slot's goes to the
-    /// registry's spares). `recycle` runs on its own: if it panics, the slot is freed and
-    /// uncounted, so the pool keeps its capacity.
+    /// Takes a slot back (its bundle or standalone context ended), with the signal in it to
+    /// keep beside it (a reset signal with no other handle, invariant 3; a spilled or lost
+    /// slot's goes to the registry's spares), and its pool's handle only from a release
+    /// through the server's own accounting (invariant 7). `recycle` runs on its own: if it
+    /// panics, the slot is freed and uncounted, so the pool keeps its capacity.
     #[inline(always)]
     pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>) {
         if slot.origin == Origin::Spilled {
@@ -298,11 +308,23 @@ impl<C: Recycle> ContextPool<C> {
     }
 
     /// The slot `last` held goes on the free list (a check-in while another is in `last`:
-    /// requests out together).
+    /// requests out together), letting go of its pool's handle if it kept one.
     #[cold]
     #[inline(never)]
     fn push_older(&self, slot: Box<Slot<C>>) {
         self.push_free(slot);
+    }
+
+    /// The server core is going: the slot in `last` lets go of its pool's handle (invariant
+    /// 7), so the pool is freed with the last bundle out, not kept by its own slot.
+    pub(crate) fn let_go_of_kept_handle(&self) {
+        if let Some(mut slot) = self.last.take() {
+            let kept = slot.pool.take();
+            // Taken just above: nothing to drop. Nor is `kept` the pool's last handle: the core
+            // still holds one.
+            forget_none(self.last.replace(Some(slot)));
+            drop(kept);
+        }
     }
 
     /// A slot whose `recycle` panicked: freed and uncounted, its signal to the spares.

@@ -227,8 +227,12 @@ where
 impl<E: Engine, C: Recycle> Drop for ServerCore<E, C> {
     /// Stops the server if it was not stopped: nothing can be admitted through a dropped core,
     /// and with [`DowngradePolicy::OnDrain`] the wrapper stays strong until the requests still
-    /// out have ended (their guards keep the server's shared state alive).
+    /// out have ended (their guards keep the server's shared state alive). The pool's slot
+    /// given back last lets go of the pool's handle it kept (invariant 7 of the pool's slots):
+    /// from here the pool lives as long as the bundles still out, not longer.
     fn drop(&mut self) {
+        // First: nothing below gives a slot back through this core's accounting.
+        self.pool.let_go_of_kept_handle();
         if !self.shared.is_stopped() {
             drop(self.stop());
         }

@@ -9,7 +9,6 @@ use scopeguard::ScopeGuard;
 
 use super::engine::Engine;
 use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
-use crate::callback::drop_cold;
 use crate::ledger::{BundleEntry, TraceMark};
 use crate::pool::{ContextPool, Recycle, RequestContext, Slot};
 use crate::server::ServerCore;
@@ -231,18 +230,22 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         // One check for the rare cases: the server stopped, a trace recording. And a context
         // to make: `C::default` is user code, which may stop the server or start a trace.
         if ledger.is_plain() {
-            // The lease's handle on the pool first (one load of the pool for both), then the
-            // context: a refusing pool takes nothing (no ticket is minted for it).
-            let pool = Rc::clone(core.pool());
+            // The context first: a refusing pool takes nothing (no ticket is minted for it).
+            let pool = core.pool();
             if let Some(taken) = pool.pop() {
                 let entry = ledger.mint_bundle_plain(site);
                 return Self::build(core, pool, taken, entry, None, build);
             }
-            drop_cold(pool);
         }
         let noted = Self::take_noted(core, site)?;
-        let pool = Rc::clone(core.pool());
-        Self::build(core, pool, noted.slot, noted.entry, noted.mark, build)
+        Self::build(
+            core,
+            core.pool(),
+            noted.slot,
+            noted.entry,
+            noted.mark,
+            build,
+        )
     }
 
     /// [`admit`](Live::admit)'s first steps when the server is stopped, the ledger is
@@ -306,8 +309,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
         let mark = self.core.shared().ledger.trace_mark();
-        let pool = Rc::clone(self.core.pool());
-        Self::build(self.core, pool, taken, entry, mark, build)
+        Self::build(self.core, self.core.pool(), taken, entry, mark, build)
     }
 
     /// The free list was empty: a context is made (or spilled, or refused). Making it runs
@@ -342,7 +344,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     #[inline(always)]
     fn build<R>(
         core: &ServerCore<E, C>,
-        pool: Rc<ContextPool<C>>,
+        pool: &Rc<ContextPool<C>>,
         taken: Box<Slot<C>>,
         entry: BundleEntry,
         mark: Option<TraceMark>,
