@@ -51,6 +51,22 @@ impl Serve {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Runs `meanwhile` with the server paused (`SIGSTOP`, every thread stopped), then lets it
+    /// go on (`SIGCONT`): what `meanwhile` sends and connects waits in the kernel, and the
+    /// server's loop finds all of it in one poll of its reactor. A panic in `meanwhile` leaves
+    /// it paused (`Drop` kills it).
+    pub fn while_paused<T>(&self, meanwhile: impl FnOnce() -> T) -> T {
+        let pid = self.child.id();
+        send_signal(pid, "STOP");
+        // `kill` returns before the stop takes hold.
+        super::wait_until("every thread of the server stopped", || {
+            all_threads_stopped(pid)
+        });
+        let kept = meanwhile();
+        send_signal(pid, "CONT");
+        kept
+    }
+
     /// Sends `signal` and returns (the JSON line, whether the exit status was 0).
     pub fn signal_and_wait(mut self, signal: &str) -> (String, bool) {
         send_signal(self.child.id(), signal);
