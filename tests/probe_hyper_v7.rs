@@ -113,8 +113,9 @@ fn a_slow_head_completed_before_the_newcomer_arrived_is_served_not_408() {
 }
 
 /// A kept-alive connection idle long enough to be evicted sends its next request just before
-/// a newcomer arrives: when the newcomer's eviction chooses it, the request has arrived, and
-/// it must be answered (then the connection closes), not dropped by a bare close. Before,
+/// a newcomer arrives (both while the server is paused, as a loaded machine pauses it): when
+/// the newcomer's eviction chooses it, the request has arrived, and it must be answered (then
+/// the connection closes), not dropped by a bare close. Before,
 /// the hyper stack closed it without reading it: the client's request was lost (a client
 /// may retry only an idempotent request on such a close).
 fn request_on_an_idle_connection_chosen_for_eviction(stack: &str) {
@@ -143,9 +144,9 @@ fn request_on_an_idle_connection_chosen_for_eviction(stack: &str) {
         std::thread::sleep(Duration::from_millis(150));
         // The request and the newcomer reach the server in one poll of its reactor, where the
         // accept loop goes before the connections' tasks: it chooses the connection before its
-        // task has read the request. Sent to a running server, the request was often read
-        // first (a request begun: nothing to evict, the newcomer refused `503`), in every round
-        // of a run when the server's thread woke quicker than this client connected.
+        // task has read the request. Sent to a running server, the request was often read and
+        // answered first (a sign of life: nothing to evict, the newcomer refused `503`), in
+        // every round of a run when the server's thread woke before this client connected.
         let mut newcomer = serve.while_paused(|| {
             idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
             let mut newcomer = Client::connect(serve.addr);
