@@ -199,6 +199,7 @@
 //! | G6 | ledger | [`Ledger`], [`LeakReport`] |
 //! | G7 | zero cost | pooled contexts, recycled signals; see `docs/benchmarks.md` |
 //! | G8 | one outcome | [`Admitted::complete`] / [`Admitted::end`] / drop; [`Ledger::outcomes`] |
+//! | G9 | bounded | limits on every buffer, count and time (`http::Limits`, `tokio_hyper::Options`, [`Config::MAX_POOL_CAPACITY`]); embedders' callbacks run caught, panics counted |
 //!
 //! Guards are single-threaded: a server's event loop owns them, and the counters are plain
 //! cells, not atomics. See [`features`] for the cargo features.
