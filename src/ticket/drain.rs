@@ -179,7 +179,8 @@ impl Drain {
     /// Checks the drain against its deadline at `now`, escalating the first time it has passed.
     ///
     /// An event loop calls this on each turn (or from its timer) after `stop()`. The deadline
-    /// aborts every held signal even when some of their listeners panic (see
+    /// aborts the signal of every admitted request still out, as [`escalate`](Drain::escalate)
+    /// does, even when some of their listeners panic (see
     /// [`DrainReport::panicked_listeners`]).
     pub fn poll_deadline(&self, now: Instant) -> DrainStatus {
         if self.is_complete() {
@@ -204,8 +205,35 @@ impl Drain {
         }
     }
 
-    /// Aborts, with [`AbortReason::DrainDeadline`], every signal that an activity ref still holds,
-    /// and reports what is out after the listeners ran. Does not wait for the deadline.
+    /// Aborts, with [`AbortReason::DrainDeadline`], the signal of every admitted request still
+    /// out (an activity ref kept past its request's end keeps that signal alive, not the
+    /// request: it is not aborted), and reports what is out after the listeners ran. Does not
+    /// wait for the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::{AbortReason, Config, ServerCore, engines::Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    /// let live = core.upgrade().unwrap();
+    /// let out = live.admit(|_| Ok(())).unwrap(); // its handler still runs at the deadline
+    /// let answered = live.admit(|_| Ok(())).unwrap();
+    /// let kept = answered.activity_ref(); // native work that outlives its request
+    /// let answered_signal = answered.signal().clone();
+    /// answered.complete();
+    /// drop(live);
+    ///
+    /// let drain = core.stop();
+    /// let report = drain.escalate();
+    /// assert_eq!(report.aborted_signals, 1);
+    /// assert_eq!(out.signal().reason(), Some(AbortReason::DrainDeadline));
+    /// assert!(!answered_signal.is_aborted()); // its request had ended
+    /// drop((out, kept));
+    /// assert!(drain.is_complete());
+    /// assert_eq!(core.ledger().outcomes().deadline_aborted, 1);
+    /// ```
     pub fn escalate(&self) -> DrainReport {
         self.shared.drain.start_escalation();
         let aborted = self.abort_outstanding();

@@ -163,9 +163,9 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
 
     /// Takes the whole bundle for one request, all or nothing (G3).
     ///
-    /// In order: a ticket, a pooled context holding it, a signal with an activity ref (one
-    /// ledger entry for all three), then `build` fills the context and makes the request
-    /// payload. While `build` runs the request is pending (a `stop()` from inside it waits
+    /// In order: a pooled context (a pool that refuses has taken nothing: no ticket is minted
+    /// for it), then the ticket and the signal with its activity ref (one ledger entry for all
+    /// three), then `build` fills the context and makes the request payload. While `build` runs the request is pending (a `stop()` from inside it waits
     /// for it, and the deadline may abort its signal). If any step fails (the server is
     /// stopped, the pool refuses, `build` refuses or panics: body too large, engine error),
     /// what was taken is released in reverse order and the refusal holds nothing. The bundle
