@@ -231,6 +231,8 @@ pub mod features;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod http;
+#[cfg(any(feature = "server", feature = "hyper"))]
+mod knobs;
 mod ledger;
 mod pool;
 #[cfg(any(feature = "server", feature = "hyper"))]

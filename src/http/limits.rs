@@ -43,8 +43,8 @@ pub struct Limits {
 }
 
 /// The smallest [`Limits::max_head`] that [`Limits::validate`] accepts: room for a request
-/// line and a `Host` header.
-pub const MIN_HEAD: usize = 64;
+/// line and a `Host` header. The hyper adapter's `Options` take the same.
+pub const MIN_HEAD: usize = crate::knobs::MIN_HEAD;
 
 /// The longest timeout [`Limits::validate`] accepts (one year): longer is a mistake, and far
 /// longer would overflow `Instant` arithmetic.
@@ -271,40 +271,25 @@ impl Limits {
     ///
     /// The first knob out of range, named.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let sizes = [
-            ("max_head", self.max_head),
-            ("max_body", self.max_body),
-            ("max_chunk_overhead", self.max_chunk_overhead),
-            ("max_chunk_extensions", self.max_chunk_extensions),
-            ("max_trailers", self.max_trailers),
-            ("max_output", self.max_output),
-        ];
-        for (knob, size) in sizes {
-            if size > isize::MAX as usize {
-                return Err(LimitsError::new(knob, "is larger than any buffer can be"));
-            }
-        }
-        if self.max_head < MIN_HEAD {
-            return Err(LimitsError::new("max_head", "is below MIN_HEAD (64 bytes)"));
-        }
-        if self.max_connections == 0 {
-            return Err(LimitsError::new("max_connections", "is zero"));
-        }
-        let timeouts = [
-            ("request_timeout", self.request_timeout, false),
-            ("idle_timeout", self.idle_timeout, false),
-            ("stop_linger", self.stop_linger, true),
-            ("drain_timeout", self.drain_timeout, true),
-        ];
-        for (knob, timeout, zero_ok) in timeouts {
-            if timeout.is_zero() && !zero_ok {
-                return Err(LimitsError::new(knob, "is zero"));
-            }
-            if timeout > MAX_TIMEOUT {
-                return Err(LimitsError::new(knob, "is over MAX_TIMEOUT (one year)"));
-            }
-        }
-        Ok(())
+        let knobs = crate::knobs::Knobs {
+            sizes: &[
+                ("max_head", self.max_head),
+                ("max_body", self.max_body),
+                ("max_chunk_overhead", self.max_chunk_overhead),
+                ("max_chunk_extensions", self.max_chunk_extensions),
+                ("max_trailers", self.max_trailers),
+                ("max_output", self.max_output),
+            ],
+            max_head: self.max_head,
+            max_connections: self.max_connections,
+            timeouts: &[
+                ("request_timeout", self.request_timeout, false),
+                ("idle_timeout", self.idle_timeout, false),
+                ("stop_linger", self.stop_linger, true),
+                ("drain_timeout", self.drain_timeout, true),
+            ],
+        };
+        crate::knobs::check(&knobs).map_err(|(knob, problem)| LimitsError::new(knob, problem))
     }
 
     /// Most bytes buffered from one connection before the server stops reading it: a whole

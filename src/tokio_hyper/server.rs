@@ -124,7 +124,8 @@ impl Options {
 
     /// How long a connection may take to send a request head, idle keep-alive included
     /// (hyper's header read timeout), and the window over which a client's reading of its
-    /// answers is judged (see [`min_send_rate`](Options::min_send_rate)).
+    /// answers is judged (see [`min_send_rate`](Options::min_send_rate)). Zero is refused as
+    /// `max_connections(0)` is (every connection would time out at once).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.min(MAX_TIMEOUT);
         self
@@ -163,6 +164,8 @@ impl Options {
     /// target alone is longer gets `414`, one whose head is longer `431`, both with
     /// `connection: close` and before admission (RFC 9112 §3, RFC 6585 §5). Checked by the
     /// adapter when the head fits [`max_buffer`](Options::max_buffer), by hyper (`431`) past it.
+    /// At least 64 bytes (the mio server's `MIN_HEAD`), as there: a smaller
+    /// one is refused as `max_connections(0)` is.
     pub fn max_head(mut self, bytes: usize) -> Self {
         self.max_head = bytes;
         self
@@ -210,7 +213,8 @@ impl Options {
     }
 
     /// How long a health probe's body may take to arrive (10 s by default, the mio server's
-    /// `Limits::request_timeout`): slower gets `408` + close, counted `rejected`.
+    /// `Limits::request_timeout`): slower gets `408` + close, counted `rejected`. Zero is
+    /// refused as `max_connections(0)` is.
     pub fn probe_body_timeout(mut self, timeout: Duration) -> Self {
         self.probe_body.timeout = timeout.min(MAX_TIMEOUT);
         self
@@ -229,16 +233,34 @@ impl Options {
         self
     }
 
-    /// Whether these options can serve: `InvalidInput` for a `max_connections` of 0 (QA
-    /// embed17-1: every connection was refused `503`, where the mio server refuses the limit).
+    /// Whether these options can serve, by the rules the mio server's `Limits::validate` checks
+    /// its own by (`src/knobs.rs`): `InvalidInput` naming the first knob out of range, for a
+    /// `max_connections` of 0 (QA embed17-1: every connection was refused `503`), a `max_head`
+    /// below `MIN_HEAD` (64 bytes: every request was refused `414` or `501`), a zero
+    /// `idle_timeout` (hyper's header read timeout: every connection timed out at once) or
+    /// `probe_body_timeout` (QA embed25-3).
     pub(crate) fn check(&self) -> io::Result<()> {
-        if self.max_connections == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "invalid Options: max_connections is zero",
-            ));
-        }
-        Ok(())
+        let knobs = crate::knobs::Knobs {
+            sizes: &[
+                ("max_head", self.max_head),
+                ("max_buffer", self.max_buffer),
+                ("probe_max_body", self.probe_body.max),
+            ],
+            max_head: self.max_head,
+            max_connections: self.max_connections,
+            timeouts: &[
+                ("idle_timeout", self.idle_timeout, false),
+                ("probe_body_timeout", self.probe_body.timeout, false),
+                ("drain_timeout", self.drain_timeout, true),
+                ("stop_linger", self.stop_linger, true),
+                ("unready", self.unready, true),
+                ("force_after", self.force_after, true),
+            ],
+        };
+        crate::knobs::check(&knobs).map_err(|(knob, problem)| {
+            let message = format!("invalid Options: {knob} {problem}");
+            io::Error::new(io::ErrorKind::InvalidInput, message)
+        })
     }
 
     /// The drain timeout.

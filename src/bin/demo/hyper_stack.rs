@@ -105,11 +105,9 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             "--request-timeout-ms" => {
                 parsed.request_timeout = Some(Duration::from_millis(number(value()?)?))
             }
-            "--max-connections" => match size(number(value()?)?)? {
-                // As the mio stack refuses it (exit 2): a server that can serve no one.
-                0 => return Err(io::Error::other("invalid Limits: max_connections is zero")),
-                n => parsed.options = o.max_connections(n),
-            },
+            // Knobs out of range are refused by `Options`' check at the spawn (exit 2), as the
+            // mio stack's `Limits::validate` refuses them.
+            "--max-connections" => parsed.options = o.max_connections(size(number(value()?)?)?),
             "--max-body" => parsed.max_body = size(number(value()?)?)?,
             "--max-output" => parsed.options = o.max_buffer(size(number(value()?)?)?),
             "--min-send-rate" => parsed.options = o.min_send_rate(number(value()?)?),
@@ -125,11 +123,6 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
     // hyper has one timer for an idle connection and a slow request head: the shorter wins.
     let timeouts = [parsed.idle_timeout, parsed.request_timeout];
     if let Some(timeout) = timeouts.into_iter().flatten().min() {
-        if timeout.is_zero() {
-            return Err(io::Error::other(
-                "invalid Limits: idle_timeout/request_timeout is zero",
-            ));
-        }
         parsed.options = parsed.options.idle_timeout(timeout);
     }
     Ok(parsed)
