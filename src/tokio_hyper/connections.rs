@@ -19,9 +19,11 @@
 //!    [`MIN_BODY_RATE`]: the route then answers `408` + close), nor while its last write found
 //!    the socket full. `evicting` counts the slots chosen for eviction whose task has not
 //!    ended yet.
-//! 6. `refusal` holds the connection's one refusal that closes it, from its decision until
-//!    hyper, having flushed its answer, shuts the socket's write side (then it is counted,
-//!    once: [`Conn::refusal_written`]); a connection lost before that never counts it.
+//! 6. `closing` holds the connection's one answer of the adapter's that closes it and is
+//!    counted once written (a refusal, or the drain deadline's `503` to a health probe whose
+//!    body is still coming), from its decision until hyper, having flushed it, shuts the
+//!    socket's write side (then it is counted, once: [`Conn::closing_written`]); a connection
+//!    lost before that never counts it.
 //! 7. `owed` is the response body's being written (HTTP/1: one at a time per connection): set
 //!    when hyper asks its `size_hint` before the head, lowered by each data frame it yields,
 //!    judged at its end or when hyper lets it go.
@@ -128,8 +130,9 @@ pub(crate) struct Conn {
     body: Cell<Option<(Instant, u64)>>,
     /// Chosen for eviction while its body arrived too slowly: its route answers `408` + close.
     body_cut: Cell<bool>,
-    /// A refusal answered on it, not counted until hyper has written its answer (`refused`).
-    refusal: Cell<Option<Refusal>>,
+    /// An answer of the adapter's that closes it, not counted until hyper has written it
+    /// (`refused`, `answered_at_end`).
+    closing: Cell<Option<Closing>>,
     /// What the response body being written on it still owes the exact length hyper frames
     /// it by (its `size_hint` when hyper asked, before the head), less what it yielded (below
     /// 0: more than it said); from [`FRAMED_BELOW`] up, a length hyper does not know (chunked).
@@ -238,6 +241,15 @@ pub(crate) enum Owing {
     Overpaid,
     /// hyper knows no length (chunked).
     Unframed,
+}
+
+/// An answer of the adapter's that closes its connection, counted once hyper has written it.
+#[derive(Clone, Copy)]
+enum Closing {
+    /// A refusal (`503`, or `500` if the admission panicked): `refused`.
+    Refused(Refusal),
+    /// The drain deadline's `503` to a health probe: the last step's `answered`.
+    AtEnd,
 }
 
 /// What is owed, judged.
@@ -634,7 +646,7 @@ impl Conn {
 
     /// A request on it was refused (`503`, or `500` if the admission panicked). Its answer
     /// closes the connection: it is counted (`refused`) when hyper, having flushed it, shuts
-    /// the socket's write side ([`Conn::refusal_written`]), so a refusal the connection loses
+    /// the socket's write side ([`Conn::closing_written`]), so a refusal the connection loses
     /// first (the force-close of a second signal aborting its task, the client gone) is not
     /// counted: every refusal counted is one whose `503` reached the socket. (Counted when
     /// decided, 1 or 2 per forced run of the SIGTERM battery were counted and never sent.) One
@@ -642,7 +654,7 @@ impl Conn {
     #[cold]
     pub(crate) fn refused(&self, refusal: Refusal) {
         if refusal.closes_connection() {
-            self.refusal.set(Some(refusal));
+            self.closing.set(Some(Closing::Refused(refusal)));
         } else {
             self.tally.count_refusal(refusal);
         }
@@ -662,10 +674,22 @@ impl Conn {
         self.http10.get()
     }
 
-    pub(crate) fn refusal_written(&self) {
-        if let Some(refusal) = self.refusal.take() {
-            self.tally.count_refusal(refusal);
+    pub(crate) fn closing_written(&self) {
+        match self.closing.take() {
+            Some(Closing::Refused(refusal)) => self.tally.count_refusal(refusal),
+            Some(Closing::AtEnd) => self.tally.answered_at_end(),
+            None => {}
         }
+    }
+
+    /// The drain deadline's `503` + close answers a health probe whose body is still coming
+    /// (`service::Probing`): counted in the last step's `answered` once hyper has written it
+    /// ([`Conn::closing_written`]), as a refusal is. Before, it was counted when made: one
+    /// the socket never took (a client not reading its earlier answers, closed at the force
+    /// step) counted as answered (QA client26-2).
+    #[cold]
+    pub(crate) fn answered_at_end(&self) {
+        self.closing.set(Some(Closing::AtEnd));
     }
 
     /// hyper asked the response body being written for its length: `exact` is what hyper
@@ -1180,7 +1204,7 @@ impl Connections {
             whole: Cell::new(0),
             body: Cell::new(None),
             body_cut: Cell::new(false),
-            refusal: Cell::new(None),
+            closing: Cell::new(None),
             owed: Cell::new(NOT_OWED),
             declared: Cell::new(None),
             http10: Cell::new(false),
@@ -1415,6 +1439,32 @@ impl fmt::Debug for Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// QA client26-2. The drain deadline's `503` to a health probe whose body is still coming
+    /// (`service::Probing`) is counted in the last step's `answered` once hyper has flushed it
+    /// and shuts the socket's write side, as a refusal is: not when made (before, at once), and
+    /// never if its connection is lost first (a client that reads nothing, its connection
+    /// closed at the force step; one that reset). Over a real socket the window is narrow (both
+    /// stacks stop reading while an answer waits for a full socket, so the probe is read only
+    /// with room left): pinned here.
+    #[test]
+    fn a_probes_deadline_503_counts_once_written_not_when_made() {
+        let connections = Rc::new(Connections::default());
+        let tally = Rc::new(Tally::default());
+        let (registered, conn) = connections.register(&tally, false, false, 8192);
+        conn.answered_at_end();
+        assert_eq!(tally.answered_at_end_count(), 0, "made, not written");
+        conn.closing_written();
+        assert_eq!(tally.answered_at_end_count(), 1, "written: counted");
+        conn.closing_written();
+        assert_eq!(tally.answered_at_end_count(), 1, "counted once");
+        drop((registered, conn));
+
+        let (registered, lost) = connections.register(&tally, false, false, 8192);
+        lost.answered_at_end();
+        drop((registered, lost)); // its task aborted at the force step, nothing flushed
+        assert_eq!(tally.answered_at_end_count(), 1, "a 503 never written is not counted");
+    }
 
     /// The slow-body rule of the eviction at the limit: a body awaited by its route is not
     /// judged in its first second, nor while its bytes keep ahead of 1 KiB/s; past that (and

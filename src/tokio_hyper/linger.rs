@@ -896,13 +896,14 @@ impl AsyncWrite for LingeringIo {
     }
 
     /// hyper shuts the write side once it has flushed its last answer (its `poll_shutdown`
-    /// flushes first): a refusal among them is written, and counted now. Where the socket
+    /// flushes first): a refusal (or the deadline's `503` to a probe) among them is written,
+    /// and counted now. Where the socket
     /// tells what it has not sent yet (`src/unsent.rs`), the write side is shut by the linger
     /// once it has sent it all (a shut socket no longer tells), else now.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.shut = true;
-        this.conn.refusal_written();
+        this.conn.closing_written();
         match &mut this.stream {
             // Ended by the server's read: its answer is still to be written (`answer_ended`).
             Some(_) if this.reads_ended => Poll::Ready(Ok(())),

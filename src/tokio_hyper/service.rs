@@ -961,12 +961,12 @@ impl Probing {
         let Poll::Ready(end) = self.body.poll_unadmitted(conn, cx) else {
             // Its body still coming at the drain deadline: the deadline's `503` + close, as
             // the mio loops answer a request not whole then (and a route's here), counted in
-            // the last step's `answered` as theirs is (QA client25-1).
+            // the last step's `answered` once written, as theirs is (QA client25-1, 26-2).
             if !conn.tally.is_past_deadline() {
                 conn.wake_at_deadline(cx);
                 return Poll::Pending;
             }
-            conn.tally.answered_at_end();
+            conn.answered_at_end();
             return Poll::Ready(Fixed::failed_body(StatusCode::SERVICE_UNAVAILABLE));
         };
         Poll::Ready(match end {
