@@ -93,10 +93,15 @@ fn both_builders_refuse_the_same_absurd_knobs_with_the_same_words() {
 }
 
 /// The demo's `serve` refuses a zero request timeout on both stacks before it listens (exit 2),
-/// through each stack's own check (the hyper side's was a copy in the demo).
+/// through each stack's own check, with its words (the hyper side's was a copy in the demo,
+/// worded "idle_timeout/request_timeout is zero").
 #[test]
 fn serve_refuses_a_zero_request_timeout_on_both_stacks() {
-    for stack in ["mio", "hyper"] {
+    let says = [
+        ("mio", "invalid Limits: request_timeout is zero"),
+        ("hyper", "invalid Options: idle_timeout is zero"),
+    ];
+    for (stack, said) in says {
         let out = std::process::Command::new(util::serve::BIN)
             .args(["serve", "--addr", "127.0.0.1:0", "--stack", stack])
             .args(["--request-timeout-ms", "0"])
@@ -104,7 +109,7 @@ fn serve_refuses_a_zero_request_timeout_on_both_stacks() {
             .expect("run reqguard-demo");
         assert_eq!(out.status.code(), Some(2), "{stack}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("timeout is zero"), "{stack}: {stderr}");
+        assert!(stderr.contains(said), "{stack}: {stderr}");
         assert!(out.stdout.is_empty(), "{stack}: listened: {out:?}");
     }
 }
