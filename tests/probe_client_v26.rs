@@ -60,7 +60,11 @@ fn both_builders_refuse_the_same_absurd_knobs_with_the_same_words() {
             .limits(absurd_limits(knob))
             .spawn(reqguard::http::Unaccounted::new, demo_routes)
             .expect_err(knob);
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "mio, {knob}: {err}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::InvalidInput,
+            "mio, {knob}: {err}"
+        );
         assert_eq!(err.to_string(), format!("invalid Limits: {says}"), "mio");
 
         let addr = "127.0.0.1:0".parse().unwrap();
@@ -72,14 +76,22 @@ fn both_builders_refuse_the_same_absurd_knobs_with_the_same_words() {
         })
         .unwrap_or_else(|| panic!("hyper's run served with {knob}"));
         let err = ran.expect_err(knob);
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "run, {knob}: {err}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::InvalidInput,
+            "run, {knob}: {err}"
+        );
         assert_eq!(err.to_string(), format!("invalid Options: {says}"), "run");
 
         let spawned = HyperGroup::new()
             .loops(1)
             .spawn(move |_| hyper_server(options));
         let err = spawned.map(|_| ()).expect_err(knob);
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "spawn, {knob}: {err}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::InvalidInput,
+            "spawn, {knob}: {err}"
+        );
         assert!(err.to_string().ends_with(says), "spawn, {knob}: {err}");
     }
     // hyper's own knob of the mio server's `request_timeout` for a probe's body.
@@ -89,7 +101,10 @@ fn both_builders_refuse_the_same_absurd_knobs_with_the_same_words() {
         .map(|_| ())
         .expect_err("probe_body_timeout 0");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
-    assert!(err.to_string().ends_with("probe_body_timeout is zero"), "{err}");
+    assert!(
+        err.to_string().ends_with("probe_body_timeout is zero"),
+        "{err}"
+    );
 }
 
 /// The demo's `serve` refuses a zero request timeout on both stacks before it listens (exit 2),

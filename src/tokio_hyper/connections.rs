@@ -1463,7 +1463,11 @@ mod tests {
         let (registered, lost) = connections.register(&tally, false, false, 8192);
         lost.answered_at_end();
         drop((registered, lost)); // its task aborted at the force step, nothing flushed
-        assert_eq!(tally.answered_at_end_count(), 1, "a 503 never written is not counted");
+        assert_eq!(
+            tally.answered_at_end_count(),
+            1,
+            "a 503 never written is not counted"
+        );
     }
 
     /// The slow-body rule of the eviction at the limit: a body awaited by its route is not
