@@ -94,6 +94,24 @@ fn both_builders_refuse_the_same_absurd_knobs_with_the_same_words() {
         );
         assert!(err.to_string().ends_with(says), "spawn, {knob}: {err}");
     }
+    // `serve` returns no `Result`: it panics at once, before it accepts a connection.
+    for (knob, says) in ABSURD {
+        let options = absurd_options(knob);
+        let panicked = std::panic::catch_unwind(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                drop(hyper_server(options).serve(listener, std::future::pending()));
+            })
+        });
+        let panic = panicked.expect_err(knob);
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.ends_with(says), "serve, {knob}: {message:?}");
+    }
     // hyper's own knob of the mio server's `request_timeout` for a probe's body.
     let options = Options::default().probe_body_timeout(Duration::ZERO);
     let err = HyperGroup::new()

@@ -429,7 +429,10 @@ where
     /// # Panics
     ///
     /// At once, with options that cannot serve (a [`max_connections`](Options::max_connections)
-    /// of 0; [`run`] returns that as an error). Outside a `LocalSet`, at the first connection accepted (tokio's
+    /// of 0, a [`max_head`](Options::max_head) below 64 bytes, a zero
+    /// [`idle_timeout`](Options::idle_timeout) or
+    /// [`probe_body_timeout`](Options::probe_body_timeout): the rules of the mio server's
+    /// `Limits::validate`; [`run`] and `HyperGroup::spawn` return them as an error). Outside a `LocalSet`, at the first connection accepted (tokio's
     /// [`spawn_local`](tokio::task::spawn_local) panics): the future unwinds into the caller's
     /// `block_on`, as if dropped (see below; nothing was admitted on that connection). The stop: after the [unready](Options::unready) phase (if
     /// any), admission closes (a late request is refused `503`, `connection: close`) and the
