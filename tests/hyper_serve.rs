@@ -291,7 +291,8 @@ fn serve_stack_hyper_refuses_invalid_limits_at_start() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag} {value}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("invalid Limits: "), "{stderr}");
+        // The adapter's own check's words (the demo's copy said `invalid Limits`).
+        assert!(stderr.contains("invalid Options: "), "{stderr}");
     }
 }
 
