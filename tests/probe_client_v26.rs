@@ -2,6 +2,10 @@
 //! stacks beyond rounds 8 to 25. Answers are read by the strict client (tests/util/strict.rs).
 #![cfg(all(feature = "server", feature = "hyper"))]
 
+#[path = "util/local_set.rs"]
+mod local_set;
+#[path = "util/quiet.rs"]
+mod quiet;
 mod util;
 
 use std::io;
@@ -95,15 +99,11 @@ fn both_builders_refuse_the_same_absurd_knobs_with_the_same_words() {
         assert!(err.to_string().ends_with(says), "spawn, {knob}: {err}");
     }
     // `serve` returns no `Result`: it panics at once, before it accepts a connection.
+    quiet::quiet_panics();
     for (knob, says) in ABSURD {
         let options = absurd_options(knob);
         let panicked = std::panic::catch_unwind(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async move {
+            local_set::block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 drop(hyper_server(options).serve(listener, std::future::pending()));
             })
