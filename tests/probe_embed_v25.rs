@@ -98,3 +98,48 @@ mod core_reentry {
         }
     }
 }
+
+mod completed_listener_cycle {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use reqguard::engines::Heap;
+    use reqguard::{AbortReason, Config, ServerCore};
+
+    /// Sets its flag when dropped: whether a listener's captures were let go.
+    struct Freed(Rc<Cell<bool>>);
+
+    impl Drop for Freed {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    /// A listener that holds its own request's signal (a JS runtime's `request.signal.onabort`
+    /// that reads `request.signal`) on a request that completes: the signal never fires (G8), so
+    /// before, nothing ever dropped the listener, and the signal and the listener stayed
+    /// allocated for good, one per such request, with the ledger quiescent (found by
+    /// qa-embed25). Now the release lets a completed request's listeners go, unrun; a later
+    /// abort through a kept handle still fires the signal (it is not a guard).
+    #[test]
+    fn a_listener_holding_its_own_signal_is_let_go_when_its_request_completes() {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let (freed, ran) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)));
+        let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+        let kept = bundle.signal().clone();
+        let (own, flag, runs) = (kept.clone(), Freed(Rc::clone(&freed)), Rc::clone(&ran));
+        bundle.signal().on_abort(move |_| {
+            let _ = (&own, &flag);
+            runs.set(runs.get() + 1);
+        });
+        bundle.complete();
+        assert!(freed.get(), "the listener (and the signal it holds) outlived its request");
+        assert_eq!(ran.get(), 0, "a completed request's listener never runs");
+        assert!(kept.abort(AbortReason::Other("late")), "a kept handle still fires");
+        assert_eq!(ran.get(), 0);
+        drop(kept);
+        assert!(core.stop().is_complete());
+        core.ledger().assert_quiescent();
+    }
+}

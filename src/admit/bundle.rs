@@ -501,9 +501,9 @@ fn release_unkept<C: Recycle>(
 
 /// The slot's signal made as good as new before the slot goes back (invariant 3 of the pool's
 /// slots: reset, no other handle): reset in place when nobody else holds it (its listeners
-/// dropped, each caught, as the spare list's reset does), else left to its other handles and
-/// swapped for a spare, or a new one (the old one goes to the spares when its last handle
-/// drops).
+/// dropped, each caught, as the spare list's reset does), else left to its other handles
+/// (its listeners let go if it never fired) and swapped for a spare, or a new one (the old
+/// one goes to the spares when its last handle drops).
 #[cold]
 #[inline(never)]
 fn renew_signal<C>(slot: &mut Slot<C>, home: &Rc<Shared>) {
@@ -511,6 +511,11 @@ fn renew_signal<C>(slot: &mut Slot<C>, home: &Rc<Shared>) {
     if Rc::strong_count(state) == 1 {
         state.reset();
     } else {
+        if !state.is_aborted() {
+            // Its request ended unaborted: nothing will fire it, so a listener holding it
+            // must not keep it (and itself) alive for good.
+            state.let_listeners_go();
+        }
         drop(std::mem::replace(&mut slot.signal, AbortSignal::mint(home)));
     }
 }

@@ -20,6 +20,8 @@ pub(crate) type ListenerKey = usize;
 /// # Invariants
 ///
 /// 1. `reason` goes from `None` to `Some` at most once per use; listeners run at that moment only.
+///    A request that ended unaborted lets its signal's listeners go at its release, unrun
+///    (`let_listeners_go`): nothing of its stack fires it any more.
 /// 2. `activity` counts the live `ActivityRef`s on this signal; its admitted request's own
 ///    activity is `request_out` (one more while the request is out).
 /// 3. `request_out` is [`Request::Out`] while the admitted request this signal belongs to has not
@@ -109,6 +111,27 @@ impl SignalState {
         let mut slot = self.listeners.borrow_mut();
         if slot.is_empty() {
             *slot = listeners; // keep the capacity for the next use
+        }
+    }
+
+    /// Lets a completed request's listeners go, unrun (each dropped on its own, caught): its
+    /// stack never fires its signal (G8), and a listener holding that signal (a JS listener
+    /// that reads `request.signal`) would otherwise be a cycle nothing breaks. Their places
+    /// stay, empty, so keys stay valid (invariant 5). No allocation.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn let_listeners_go(&self) {
+        let mut place = 0;
+        loop {
+            // Taken one at a time, unborrowed when dropped: a `Drop` may reach this signal.
+            let listener = match self.listeners.borrow_mut().get_mut(place) {
+                Some(listener) => listener.take(),
+                None => break,
+            };
+            if let Some(listener) = listener {
+                call_caught(move || drop(listener));
+            }
+            place += 1;
         }
     }
 
