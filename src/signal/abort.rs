@@ -343,7 +343,9 @@ impl AbortSignal {
     /// Adds a listener that runs once, when the signal is aborted.
     ///
     /// Returns `false`, and drops `listener` without running it, if the signal is already aborted
-    /// (as the DOM's `addEventListener("abort")` does).
+    /// (as the DOM's `addEventListener("abort")` does). When the signal's admitted request ends
+    /// unaborted (completed), its listeners are dropped unrun: nothing of its stack fires it
+    /// any more, and a listener that holds its own signal is not kept alive for good.
     pub fn on_abort(&self, listener: impl FnOnce(AbortReason) + 'static) -> bool {
         if self.is_aborted() {
             return false;
