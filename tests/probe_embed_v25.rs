@@ -134,9 +134,15 @@ mod completed_listener_cycle {
             runs.set(runs.get() + 1);
         });
         bundle.complete();
-        assert!(freed.get(), "the listener (and the signal it holds) outlived its request");
+        assert!(
+            freed.get(),
+            "the listener (and the signal it holds) outlived its request"
+        );
         assert_eq!(ran.get(), 0, "a completed request's listener never runs");
-        assert!(kept.abort(AbortReason::Other("late")), "a kept handle still fires");
+        assert!(
+            kept.abort(AbortReason::Other("late")),
+            "a kept handle still fires"
+        );
         assert_eq!(ran.get(), 0);
         drop(kept);
         assert!(core.stop().is_complete());
