@@ -116,6 +116,8 @@ fn recycled_signals_are_reset() {
 
 /// User code may keep a request's `AbortSignal` (JS holds `request.signal`) long after the
 /// request ended. That signal must keep its state, and later requests must get other signals.
+/// Its listener, added while the request was out, went with the request's end (it completed:
+/// a request's listeners live at most until its end, round 26).
 #[test]
 fn a_stale_signal_held_by_user_code_is_not_recycled_under_it() {
     let server = FakeServer::new(Config::default());
@@ -147,9 +149,9 @@ fn a_stale_signal_held_by_user_code_is_not_recycled_under_it() {
     );
     assert!(!stale.is_aborted());
 
-    // Aborting the stale signal fires its own listener only.
+    // Aborting the stale signal marks it, and runs no listener (its request completed).
     assert!(stale.abort(AbortReason::Other("user code")));
-    assert_eq!(stale_listener_runs.get(), 1);
+    assert_eq!(stale_listener_runs.get(), 0);
     assert_eq!(stale.reason(), Some(AbortReason::Other("user code")));
     assert!(later
         .iter()
@@ -198,28 +200,37 @@ fn recycling_a_signal_whose_listener_holds_another_signal() {
 }
 
 /// A signal is not a guard: a handle kept after its request ended and after its server is
-/// gone still works (abort, listeners, a panicking listener caught), and dropping it frees it.
+/// gone still works (abort; no listener is added after its request's end, round 26), so does a
+/// signal of no request (listeners, a panicking listener caught), and dropping them frees them.
 #[test]
 fn a_signal_outlives_its_server() {
     let heap = Heap::new();
     let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-    let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+    let live = core.upgrade().unwrap();
+    let bundle = live.admit(|_| Ok(())).unwrap();
     let held = bundle.signal().clone();
+    let alone = live.signal();
+    drop(live);
     bundle.complete();
     assert!(
         !held.is_aborted(),
         "a completed request's signal never fires"
     );
 
-    // The server goes away with every guard; the handle stays usable.
+    // The server goes away with every guard; the handles stay usable.
     core.ledger().assert_quiescent();
     drop(core);
     heap.collect();
     let (fired, listener) = counter();
-    assert!(held.on_abort(listener));
-    assert!(held.on_abort(|_| panic!("a listener panics after its server is gone")));
+    assert!(!held.on_abort(listener), "added after its request's end");
     assert!(held.abort(AbortReason::ClientDisconnected));
-    assert_eq!(fired.get(), 1);
+    assert_eq!(fired.get(), 0);
     assert_eq!(held.reason(), Some(AbortReason::ClientDisconnected));
     drop(held);
+    let (fired, listener) = counter();
+    assert!(alone.on_abort(listener));
+    assert!(alone.on_abort(|_| panic!("a listener panics after its server is gone")));
+    assert!(alone.abort(AbortReason::ClientDisconnected));
+    assert_eq!(fired.get(), 1);
+    drop(alone);
 }

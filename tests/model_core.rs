@@ -8,9 +8,10 @@
 //! or force-closed, or dropped), hand-off of the request object to the engine, client abort, handler
 //! error, handler panic (unwinding through `catch_unwind` with the guards held), a saved request
 //! consumed by a refusal, linked signals (one signal's listener aborts another's, the
-//! `AbortSignal.any` pattern), stop, collect, a fake clock with the drain deadline, and explicit
-//! escalation. Every abort signal has a listener; "cooperative" handlers drop their whole bundle
-//! from it, the others keep running.
+//! `AbortSignal.any` pattern, or its own: a listener holding its own signal), handles of a
+//! signal kept past its request's end (listeners added and aborts through them), stop, collect,
+//! a fake clock with the drain deadline, and explicit escalation. Every abort signal has a
+//! listener; "cooperative" handlers drop their whole bundle from it, the others keep running.
 //!
 //! After every step the model and the core must agree on:
 //! - the ledger: outstanding and minted counts per kind (exact, so no guard is released twice or
@@ -25,12 +26,15 @@
 //! - the drain: complete exactly when the model's outstanding ticket count reaches zero after
 //!   `stop()`, its `on_complete` hook run once, its waker woken once, and `poll_deadline` /
 //!   `escalate` results (status, aborted count, report);
-//! - every signal's state and the listeners fired (each at most once, with the right reason).
+//! - every signal's state and the listeners fired (each at most once, with the right reason),
+//!   and the listeners alive: a request's listeners live at most until its end (run once then,
+//!   for every outcome but completed; dropped unrun at the release for completed; refused once
+//!   it has ended; none run by an abort through a handle kept past a completed request's end).
 //!
 //! Cases: 256 by default; set `PROPTEST_CASES` for more (`.ci/fuzz-long` runs 20,000).
 //! Shrunk failures found so far are kept as explicit regression tests at the end of this file.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
@@ -108,8 +112,13 @@ enum Op {
     HandlerPanic(Pick),
     /// A saved request is given back on a refusal path (`Refusal::consume`).
     Consume(Pick),
-    /// The newer of two held requests gets a listener that aborts the older one.
+    /// The newer of two requests (held, or ended with a handle kept) gets a listener that
+    /// aborts the older one (the same one: a listener holding its own signal).
     Link(Pick, Pick),
+    /// The handler keeps a handle to its request's signal past the request's end.
+    Keep(Pick),
+    /// An abort through a kept handle (of a request held or ended).
+    LateAbort(Pick),
     /// `server.stop()`; the drain's deadline is `deadline_ms` after now.
     Stop { deadline_ms: u16 },
     /// The engine collects garbage.
@@ -143,6 +152,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => any::<Pick>().prop_map(Op::HandlerPanic),
         2 => any::<Pick>().prop_map(Op::Consume),
         4 => (any::<Pick>(), any::<Pick>()).prop_map(|(a, b)| Op::Link(a, b)),
+        3 => any::<Pick>().prop_map(Op::Keep),
+        2 => any::<Pick>().prop_map(Op::LateAbort),
         1 => (0u16..400).prop_map(|deadline_ms| Op::Stop { deadline_ms }),
         4 => Just(Op::Collect),
         4 => (0u16..300).prop_map(Op::Tick),
@@ -200,11 +211,31 @@ struct MReq {
     cooperative: bool,
     /// Requests whose signals this one's listeners abort.
     links: Vec<usize>,
+    /// The request has ended (its outcome decided, its abort, if any, run).
+    ended: bool,
+    /// The handler kept a handle to the signal past the request's end.
+    kept: bool,
 }
 
 impl MReq {
     fn live(&self) -> bool {
         self.held
+    }
+
+    /// Whether a listener added now may ever run (`AbortSignal::on_abort` returns `true`): the
+    /// signal has not fired and its request has not ended.
+    fn takes_listeners(&self) -> bool {
+        self.aborted.is_none() && !self.ended
+    }
+
+    /// The listeners waiting on its signal: its handler's own and its links' until it fires or
+    /// its request ends (a request's listeners live at most until its end).
+    fn listeners_alive(&self) -> usize {
+        if self.takes_listeners() {
+            1 + self.links.len()
+        } else {
+            0
+        }
     }
 }
 
@@ -287,6 +318,19 @@ impl Model {
     fn live_ids(&self) -> Vec<usize> {
         (0..self.reqs.len())
             .filter(|&i| self.reqs[i].live())
+            .collect()
+    }
+
+    /// The requests whose signal the harness holds a handle to: held, or kept past the end.
+    fn reachable_ids(&self) -> Vec<usize> {
+        (0..self.reqs.len())
+            .filter(|&i| self.reqs[i].live() || self.reqs[i].kept)
+            .collect()
+    }
+
+    fn kept_ids(&self) -> Vec<usize> {
+        (0..self.reqs.len())
+            .filter(|&i| self.reqs[i].kept)
             .collect()
     }
 
@@ -390,6 +434,8 @@ impl Model {
             aborted: None,
             cooperative,
             links: Vec::new(),
+            ended: false,
+            kept: false,
         });
         ArriveOutcome::Admitted
     }
@@ -404,7 +450,8 @@ impl Model {
     }
 
     /// The bundle ends: the outcome is recorded (the deadline's abort wins), the signal fires
-    /// unless completed, then the guards release in reverse order.
+    /// unless completed, then the guards release in reverse order. Its listeners are gone
+    /// after it: run by its abort, or (completed) dropped unrun.
     fn end(&mut self, id: usize, outcome: Outcome) {
         if !self.reqs[id].held {
             return;
@@ -418,6 +465,8 @@ impl Model {
         if let Some(reason) = outcome.abort_reason() {
             self.abort(id, reason);
         }
+        self.reqs[id].ended = true;
+        self.reqs[id].links.clear();
         if std::mem::take(&mut self.reqs[id].request) {
             self.release(GuardKind::Request);
         }
@@ -438,12 +487,18 @@ impl Model {
             return false;
         }
         self.reqs[id].aborted = Some(reason);
-        // Listeners in order of registration: the handler's own, then the links.
+        if self.reqs[id].ended {
+            // A handle kept past a completed request's end: marked, no listener runs.
+            return true;
+        }
+        // Listeners in order of registration: the handler's own, then the links (all taken out
+        // first: a cooperative handler's ends its request, whose end does not drop them).
         self.fired.push((id, reason));
+        let links = std::mem::take(&mut self.reqs[id].links);
         if self.reqs[id].cooperative {
             self.drop_all(id);
         }
-        for target in std::mem::take(&mut self.reqs[id].links) {
+        for target in links {
             self.abort(target, reason);
         }
         true
@@ -540,10 +595,30 @@ impl Wake for CountingWaker {
     }
 }
 
+/// Counts the listeners of one request alive: one more while a listener holding it exists.
+struct Alive(Rc<Cell<usize>>);
+
+impl Alive {
+    fn new(count: &Rc<Cell<usize>>) -> Alive {
+        count.set(count.get() + 1);
+        Alive(Rc::clone(count))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 struct Harness {
     heap: Heap,
     core: Core,
     slots: Vec<Slot>,
+    /// Per request, a handle to its signal kept past its end (`Op::Keep`).
+    kept: Vec<Option<AbortSignal>>,
+    /// Per request, how many of its signal's listeners are alive.
+    alive: Vec<Rc<Cell<usize>>>,
     fired: Rc<RefCell<Vec<(usize, AbortReason)>>>,
     drain: Option<Drain>,
     /// The handle that awaited the drain (kept, so its waker stays registered).
@@ -592,6 +667,8 @@ impl Harness {
             heap,
             core,
             slots: Vec::new(),
+            kept: Vec::new(),
+            alive: Vec::new(),
             fired: Rc::default(),
             drain: None,
             drain_wait: None,
@@ -652,8 +729,11 @@ impl Harness {
         let slot: Slot = Rc::default();
         let signal = bundle.signal().clone();
         let (fired, listener_slot) = (Rc::clone(&self.fired), Rc::clone(&slot));
+        let alive = Rc::default();
+        let token = Alive::new(&alive);
         assert!(
             signal.on_abort(move |reason| {
+                let _alive = token;
                 fired.borrow_mut().push((id, reason));
                 if coop {
                     drop(take_parts(&listener_slot));
@@ -667,6 +747,8 @@ impl Harness {
         };
         assert_eq!(self.slots.len(), id);
         self.slots.push(slot);
+        self.kept.push(None);
+        self.alive.push(alive);
         ArriveOutcome::Admitted
     }
 
@@ -676,6 +758,14 @@ impl Harness {
             .signal
             .clone()
             .expect("a live request's handler holds its signal")
+    }
+
+    /// A handle to the signal of a request held, or ended with a handle kept.
+    fn handle(&self, id: usize) -> AbortSignal {
+        match &self.kept[id] {
+            Some(kept) => kept.clone(),
+            None => self.signal(id),
+        }
     }
 
     /// Ends the bundle `id` with `outcome` (`Dropped`: a plain drop), outside the slot's borrow.
@@ -774,7 +864,7 @@ fn check_step(h: &mut Harness, m: &mut Model, step: usize, op: &dyn fmt::Debug, 
             let spilled = b.is_spilled();
             assert_eq!(spilled, r.spilled, "req {id} spilled, {}", ctx());
         }
-        if let Some(s) = &parts.signal {
+        for s in parts.signal.iter().chain(&h.kept[id]) {
             assert_eq!(s.reason(), r.aborted, "req {id} signal reason, {}", ctx());
             assert_eq!(
                 s.pending_activity(),
@@ -783,6 +873,12 @@ fn check_step(h: &mut Harness, m: &mut Model, step: usize, op: &dyn fmt::Debug, 
                 ctx()
             );
         }
+        assert_eq!(
+            h.alive[id].get(),
+            r.listeners_alive(),
+            "req {id} listeners alive, {}",
+            ctx()
+        );
     }
 
     // The wrapper, and nothing minted once it is finalized.
@@ -939,21 +1035,42 @@ fn apply(h: &mut Harness, m: &mut Model, op: &Op) -> bool {
             }
         }
         Op::Link(a, b) => {
-            if let (Some(a), Some(b)) = (pick(&live, a), pick(&live, b)) {
-                if a != b {
-                    // Edges go from newer to older, so links never form a cycle of signals.
-                    let (newer, older) = (a.max(b), a.min(b));
-                    let target = h.signal(older);
-                    let expected = m.reqs[newer].aborted.is_none();
-                    let added = h.signal(newer).on_abort(move |reason| {
-                        target.abort(reason);
-                    });
-                    assert_eq!(added, expected, "link added");
-                    tally::hit(format!("link: added {expected}"));
-                    if expected {
-                        m.reqs[newer].links.push(older);
-                    }
+            let reachable = m.reachable_ids();
+            if let (Some(a), Some(b)) = (pick(&reachable, a), pick(&reachable, b)) {
+                // Edges go from newer to older, or to itself (a listener holding its own
+                // signal: a cycle only its request's end or abort breaks).
+                let (newer, older) = (a.max(b), a.min(b));
+                let target = h.handle(older);
+                let expected = m.reqs[newer].takes_listeners();
+                let token = Alive::new(&h.alive[newer]);
+                let added = h.handle(newer).on_abort(move |reason| {
+                    let _alive = token;
+                    target.abort(reason);
+                });
+                assert_eq!(added, expected, "link added");
+                tally::hit(format!(
+                    "link: added {expected}, to itself {}, newer ended {}",
+                    newer == older,
+                    m.reqs[newer].ended
+                ));
+                if expected {
+                    m.reqs[newer].links.push(older);
                 }
+            }
+        }
+        Op::Keep(i) => {
+            if let Some(id) = pick(&live, i) {
+                m.reqs[id].kept = true;
+                h.kept[id] = Some(h.signal(id));
+            }
+        }
+        Op::LateAbort(i) => {
+            if let Some(id) = pick(&m.kept_ids(), i) {
+                let reason = AbortReason::Other("late");
+                tally::hit(format!("late abort: ended {}", m.reqs[id].ended));
+                let expected = m.abort(id, reason);
+                let kept = h.kept[id].clone().expect("kept");
+                assert_eq!(kept.abort(reason), expected, "late abort fired");
             }
         }
         &Op::Stop { deadline_ms } => {
@@ -1102,6 +1219,10 @@ fn run(setup: &Setup, ops: &[Op]) {
         setup.exhaustion
     ));
     drop(h.slots);
+    drop(h.kept);
+    for (id, alive) in h.alive.iter().enumerate() {
+        assert_eq!(alive.get(), 0, "req {id}: listeners alive at the end");
+    }
 }
 
 proptest! {
@@ -1161,8 +1282,15 @@ fn regression_listener_holding_the_last_handle_of_another_signal() {
 /// then both handlers finish, the older first.
 #[test]
 fn regression_model_linked_requests_complete_in_order() {
+    let (setup, arrive) = plain(2);
+    let ops = [arrive.clone(), arrive.clone(), arrive, Op::Link(0, 2)];
+    run(&setup, &ops);
+}
+
+/// A spilling pool of `capacity` under `OnStop`, and an arrival admitted without fault.
+fn plain(capacity: usize) -> (Setup, Op) {
     let setup = Setup {
-        capacity: 2,
+        capacity,
         exhaustion: Exhaustion::Spill,
         downgrade: DowngradePolicy::OnStop,
         prewarm: 0,
@@ -1173,6 +1301,23 @@ fn regression_model_linked_requests_complete_in_order() {
         fault: Fault::None,
         cooperative: false,
     };
-    let ops = [arrive.clone(), arrive.clone(), arrive, Op::Link(0, 2)];
-    run(&setup, &ops);
+    (setup, arrive)
+}
+
+/// Round 26 (found by qa-embed25): a listener holding its own request's signal on a request
+/// that completes was a cycle nothing broke (its signal never fires, G8): the listeners stayed
+/// alive for good. Then, through a handle kept past the end, a listener added (refused now) and
+/// an abort (which runs none).
+#[test]
+fn regression_model_a_listener_holding_its_own_signal_on_a_completed_request() {
+    let (setup, arrive) = plain(1);
+    run(&setup, &[arrive.clone(), Op::Link(0, 0), Op::Complete(0)]);
+    let kept = [
+        arrive,
+        Op::Keep(0),
+        Op::Complete(0),
+        Op::Link(0, 0),
+        Op::LateAbort(0),
+    ];
+    run(&setup, &kept);
 }

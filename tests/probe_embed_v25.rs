@@ -3,49 +3,14 @@
 //! back into the server that runs it. Public API only. Each test failed on `main` before its
 //! fix (the test's doc says how).
 
+#[path = "util/reentrant_engine.rs"]
+mod reentrant_engine;
+
 mod core_reentry {
-    use std::cell::RefCell;
     use std::rc::Rc;
 
-    use reqguard::{Config, DowngradePolicy, Engine, ServerCore};
-
-    thread_local! {
-        static ON_CLONE: RefCell<Option<Box<dyn Fn()>>> = RefCell::new(None);
-    }
-
-    /// A strong handle whose `Clone` runs a callback of the embedder's (an engine that does
-    /// bookkeeping on every new reference).
-    struct Noisy(Rc<()>);
-
-    impl Clone for Noisy {
-        fn clone(&self) -> Self {
-            let hook = ON_CLONE.with(|h| h.borrow_mut().take());
-            if let Some(hook) = hook {
-                hook();
-            }
-            Noisy(Rc::clone(&self.0))
-        }
-    }
-
-    struct NoisyEngine;
-
-    impl Engine for NoisyEngine {
-        type Strong = Noisy;
-        type Weak = std::rc::Weak<()>;
-        type Scope<'s> = ();
-
-        fn downgrade(_: &mut (), strong: &Noisy) -> Self::Weak {
-            Rc::downgrade(&strong.0)
-        }
-
-        fn upgrade(_: &mut (), weak: &Self::Weak) -> Option<Noisy> {
-            weak.upgrade().map(Noisy)
-        }
-    }
-
-    fn on_next_clone(hook: impl Fn() + 'static) {
-        ON_CLONE.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
-    }
+    use super::reentrant_engine::{noisy_core, on_next_clone};
+    use reqguard::DowngradePolicy;
 
     /// An engine whose strong handle's `Clone` (its code, run by every upgrade while the server
     /// holds its wrapper) stops the server, directly or from an upgrade of its own: the stop's
@@ -57,13 +22,7 @@ mod core_reentry {
     fn a_strong_handle_whose_clone_stops_the_server_still_lets_the_wrapper_go() {
         for policy in [DowngradePolicy::OnStop, DowngradePolicy::OnDrain] {
             for nested in [false, true] {
-                let wrapper = Rc::new(());
-                let weak = Rc::downgrade(&wrapper);
-                let core: Rc<ServerCore<NoisyEngine>> = Rc::new(ServerCore::new(
-                    &mut (),
-                    Noisy(wrapper),
-                    Config::default().with_downgrade(policy),
-                ));
+                let (core, weak) = noisy_core(policy);
                 let c = Rc::clone(&core);
                 let stop = move || drop(c.stop());
                 if nested {
@@ -93,7 +52,7 @@ mod core_reentry {
                     "{policy:?}, nested {nested}"
                 );
                 core.ledger().assert_quiescent();
-                ON_CLONE.with(|h| h.borrow_mut().take());
+                super::reentrant_engine::disarm();
             }
         }
     }

@@ -512,8 +512,9 @@ fn renew_signal<C>(slot: &mut Slot<C>, home: &Rc<Shared>) {
         state.reset();
     } else {
         if !state.is_aborted() {
-            // Its request ended unaborted: nothing will fire it, so a listener holding it
-            // must not keep it (and itself) alive for good.
+            // Its request ended unaborted: its listeners live at most until then (invariant 1
+            // of `SignalState`), and one holding the signal must not keep it (and itself)
+            // alive for good.
             state.let_listeners_go();
         }
         drop(std::mem::replace(&mut slot.signal, AbortSignal::mint(home)));

@@ -66,7 +66,10 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// been finalized (answer 503 then, and take nothing).
     #[inline]
     pub fn upgrade_in(&self, scope: &mut E::Scope<'_>) -> Option<Live<'_, E, C>> {
-        Some(Live::new(self, self.wrapper.upgrade(scope)?))
+        Some(Live::new(
+            self,
+            self.wrapper.upgrade(scope, &self.shared.drain)?,
+        ))
     }
 
     /// Runs `callback` with the proof, or refuses if the wrapper has been finalized.

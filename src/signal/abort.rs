@@ -19,9 +19,11 @@ pub(crate) type ListenerKey = usize;
 ///
 /// # Invariants
 ///
-/// 1. `reason` goes from `None` to `Some` at most once per use; listeners run at that moment only.
-///    A request that ended unaborted lets its signal's listeners go at its release, unrun
-///    (`let_listeners_go`): nothing of its stack fires it any more.
+/// 1. `reason` goes from `None` to `Some` at most once per use; listeners run at that moment only,
+///    and only while the signal's admitted request (if any) has not ended: a request's listeners
+///    live at most until its end. One that ended unaborted (*completed*) lets them go at its
+///    release, unrun (`let_listeners_go`), none is added after the end (`takes_listeners`), and
+///    an abort after it runs none (`fire_after_its_request`).
 /// 2. `activity` counts the live `ActivityRef`s on this signal; its admitted request's own
 ///    activity is `request_out` (one more while the request is out).
 /// 3. `request_out` is [`Request::Out`] while the admitted request this signal belongs to has not
@@ -35,7 +37,8 @@ pub(crate) type ListenerKey = usize;
 ///    keep the server alive). Hot paths reach the server through the guard that holds it.
 /// 5. A listener's index in `listeners` is its key: listeners are only pushed, a removed one
 ///    leaves `None` (popped when it is last), and the list is emptied only by the abort or a
-///    reset (which needs the signal's last handle: a keyed listener's owner holds one).
+///    reset (which needs the signal's last handle: a keyed listener's owner holds one); a
+///    completed request's release takes its listeners out and leaves their places.
 /// 6. `touched` is false only while nothing but the handle it was minted into has held this
 ///    state since its last reset and it has not fired: no handle was cloned from it
 ///    (`AbortSignal::clone`), no listener was added, no escalation took it into its list
@@ -184,6 +187,14 @@ impl SignalState {
         self.request_out.get() == Request::FiredAfter
     }
 
+    /// Whether a listener added now may ever run: the signal has not fired, and its admitted
+    /// request (if any) has not ended (invariant 1: a request's listeners live at most until
+    /// its end).
+    #[inline]
+    pub(crate) fn takes_listeners(&self) -> bool {
+        self.reason.get().is_none() && self.request_out.get() != Request::Ended
+    }
+
     /// Whether the signal fired (`AbortSignal::is_aborted` without copying the reason out).
     #[inline]
     pub(crate) fn is_aborted(&self) -> bool {
@@ -212,13 +223,12 @@ impl SignalState {
         if self.reason.get().is_some() {
             return None;
         }
-        if self.request_out.get() == Request::Ended {
-            // A handle kept past its request's end: before the listeners run (they may read it).
-            self.request_out.set(Request::FiredAfter);
-        }
         self.reason.set(Some(reason));
         // Fired: no longer as good as new (invariant 6).
         self.touched.set(true);
+        if self.request_out.get() == Request::Ended {
+            return Some(self.fire_after_its_request());
+        }
         // Listeners may touch this signal again (add a listener, abort): run them unborrowed.
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
         let mut panicked = 0;
@@ -235,6 +245,20 @@ impl SignalState {
     }
 }
 
+impl SignalState {
+    /// The abort of a handle kept past its request's end (invariant 3): no abort of that
+    /// request's, which completed, so no listener runs (invariant 1). The release lets them go;
+    /// any still in place (a request object's `Drop`, run before that, aborted it) are dropped
+    /// unrun here. No listener panics: `Some(0)` for `abort`.
+    #[cold]
+    #[inline(never)]
+    fn fire_after_its_request(&self) -> usize {
+        self.request_out.set(Request::FiredAfter);
+        self.let_listeners_go();
+        0
+    }
+}
+
 impl Drop for SignalState {
     /// Drops the listeners that never ran, each on its own: a listener's `Drop` is user code.
     fn drop(&mut self) {
@@ -248,7 +272,8 @@ impl Drop for SignalState {
 ///
 /// Mint one with [`Live::signal`](crate::Live::signal); the request bundle from
 /// [`Live::admit`](crate::Live::admit) carries one. Listeners added with
-/// [`on_abort`](AbortSignal::on_abort) run at most once, when the signal is first aborted.
+/// [`on_abort`](AbortSignal::on_abort) run at most once, when the signal is first aborted, and
+/// live at most until the end of the signal's request.
 /// Cloning makes another handle to the same signal. A signal nobody holds any more is reset and
 /// reused by its server, so a warm server mints signals without allocating.
 ///
@@ -311,8 +336,10 @@ impl AbortSignal {
     /// [`DrainReport::panicked_listeners`](crate::DrainReport::panicked_listeners)) and the
     /// others still run; the panic does not reach the caller.
     ///
-    /// A handle kept past its request's end still works (a signal is not a guard), but an
-    /// abort then is not its request's: a request that completed stays *completed* and is
+    /// A handle kept past its request's end still works (a signal is not a guard): the signal
+    /// is marked aborted and its reason readable, but the abort is not its request's and runs
+    /// no listener (a request's listeners live at most until its end: see
+    /// [`on_abort`](AbortSignal::on_abort)). A request that completed stays *completed* and is
     /// counted as one (the hyper adapter counted such a request in none of `served`,
     /// `rejected` and `aborted` when its handler never answered, or in `answered_after_abort`
     /// beside `served` when it did: QA embed23-2).
@@ -342,12 +369,17 @@ impl AbortSignal {
 
     /// Adds a listener that runs once, when the signal is aborted.
     ///
+    /// A request's listeners live at most until its end (G8). Those of a request that ends
+    /// *completed* are dropped unrun at its release: its signal never fires for it, so nothing
+    /// can need them, and a listener that holds its own signal (a JavaScript listener that
+    /// reads `request.signal`) is not kept alive for good by that cycle. Those of any other
+    /// outcome run once, at its end, with the outcome's reason.
+    ///
     /// Returns `false`, and drops `listener` without running it, if the signal is already aborted
-    /// (as the DOM's `addEventListener("abort")` does). When the signal's admitted request ends
-    /// unaborted (completed), its listeners are dropped unrun: nothing of its stack fires it
-    /// any more, and a listener that holds its own signal is not kept alive for good.
+    /// (as the DOM's `addEventListener("abort")` does), or if its admitted request has ended,
+    /// whatever its outcome.
     pub fn on_abort(&self, listener: impl FnOnce(AbortReason) + 'static) -> bool {
-        if self.is_aborted() {
+        if !self.state.takes_listeners() {
             return false;
         }
         self.state.touch();
@@ -365,7 +397,7 @@ impl AbortSignal {
         &self,
         listener: impl FnOnce(AbortReason) + 'static,
     ) -> Option<ListenerKey> {
-        if self.is_aborted() {
+        if !self.state.takes_listeners() {
             return None;
         }
         self.state.touch();

@@ -573,25 +573,17 @@ fn holds_own_bundle<B: hyper::body::Body, C: Recycle>(
 /// a bundle dropped inside the handler).
 ///
 /// An abort after its request ended *completed* (a handle the embedder kept) is not counted:
-/// its request did not end aborted (QA embed23-2).
+/// its request did not end aborted (QA embed23-2), and such an abort runs no listener (nor is
+/// one added once the request has ended: a request's listeners live at most until its end).
 #[cold]
 #[inline(never)]
 fn watch_own_request(signal: &AbortSignal, tally: &Rc<Tally>) {
     let tally = Rc::clone(tally);
-    // Weak: the signal holds its listeners, and a listener holding the signal would keep both.
-    let state = Rc::downgrade(signal.state());
     signal.on_abort(move |reason| {
-        let after_its_end = state
-            .upgrade()
-            .is_some_and(|state| state.fired_after_its_request());
-        if !after_its_end
-            && matches!(
-                reason,
-                AbortReason::ClientDisconnected
-                    | AbortReason::DrainDeadline
-                    | AbortReason::ForceClosed
-            )
-        {
+        if matches!(
+            reason,
+            AbortReason::ClientDisconnected | AbortReason::DrainDeadline | AbortReason::ForceClosed
+        ) {
             tally.bump(|s| &mut s.aborted_after_head);
         }
     });

@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use super::engine::Engine;
+use crate::ticket::DrainState;
 
 /// When the server lets go of the strong handle to its wrapper.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,7 +25,9 @@ pub enum DowngradePolicy {
 /// stops the server (an engine's bookkeeping calling back into the runtime) downgrades the cell
 /// when the clone returns: the upgrade still yields its clone, and the cell lets its own handle
 /// go before the upgrade returns (QA embed25-1; not checked for an engine whose clone cannot,
-/// [`Engine::STRONG_CLONE_MAY_REENTER`]).
+/// [`Engine::STRONG_CLONE_MAY_REENTER`]), caught: a panic there is counted in
+/// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks), as the stop's own
+/// downgrade's is, and does not reach the upgrade's caller (QA embed26-1).
 pub struct WrapperCell<E: Engine> {
     strong: RefCell<Option<E::Strong>>,
     weak: E::Weak,
@@ -52,8 +55,15 @@ impl<E: Engine> WrapperCell<E> {
         &self.weak
     }
 
+    /// A strong handle to the wrapper, or `None` once it is finalized. A downgrade put off
+    /// while the clone ran is done before it returns, caught, a panic counted in `drain`'s
+    /// hook panics (as the stop's own downgrade is).
     #[inline(always)]
-    pub(crate) fn upgrade(&self, scope: &mut E::Scope<'_>) -> Option<E::Strong> {
+    pub(crate) fn upgrade(
+        &self,
+        scope: &mut E::Scope<'_>,
+        drain: &DrainState,
+    ) -> Option<E::Strong> {
         let held = self.strong.borrow();
         if let Some(strong) = held.as_ref() {
             // The clone is the engine's code: a downgrade it causes finds the cell borrowed and
@@ -61,7 +71,7 @@ impl<E: Engine> WrapperCell<E> {
             let clone = strong.clone();
             drop(held);
             if E::STRONG_CLONE_MAY_REENTER && self.downgrade_due.get() {
-                self.downgrade_put_off();
+                self.downgrade_put_off(drain);
             }
             return Some(clone);
         }
@@ -85,13 +95,17 @@ impl<E: Engine> WrapperCell<E> {
     }
 
     /// The downgrade a clone asked for, now that no upgrade of this one borrows the cell (an
-    /// outer one, if the clone upgraded again, does it when its own clone returns).
+    /// outer one, if the clone upgraded again, does it when its own clone returns). Dropping
+    /// the strong handle is the engine's code (a finalizer): run caught, as the stop's
+    /// downgrade is, so a panic there is counted in the drain's report
+    /// ([`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks)) and does not
+    /// reach the upgrade's caller.
     #[cold]
     #[inline(never)]
-    fn downgrade_put_off(&self) {
+    fn downgrade_put_off(&self, drain: &DrainState) {
         if self.strong.try_borrow_mut().is_ok() {
             self.downgrade_due.set(false);
-            self.downgrade();
+            drain.run_caught(|| self.downgrade());
         }
     }
 }

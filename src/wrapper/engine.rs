@@ -17,7 +17,10 @@
 ///   the handler returns (`Accounting::handled`), uncaught: it says its per-request calls
 ///   cannot panic (`Accounting::MAY_PANIC` is `false`), so the guarded path pays for no catch.
 ///   A panic there unwinds as such an accounting's does: a mio loop survives it by closing
-///   every connection open, a `Session`'s caller gets it.
+///   every connection open, a `Session`'s caller gets it. The downgrade's drop of the server's
+///   own handle is caught (counted in
+///   [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks)): the stop's, the
+///   drain's, and one a clone put off (done inside that upgrade).
 /// - Cloning a `Strong` handle (every upgrade while the server holds its wrapper does) may run
 ///   the embedder's code, and that code may stop the server: the downgrade the stop asks for is
 ///   done when the clone returns (the upgrade still yields the clone), unless the engine says
