@@ -29,6 +29,11 @@ use crate::ledger::LeakReport;
 
 /// The stop ladder's timings, configured once for a [`LoopGroup`](crate::http::LoopGroup).
 ///
+/// Setters are named after their knob, the builder convention; the getters, whose plain names the
+/// setters take, are `get_*`, as `std::process::Command` has `get_args` beside `args` (the
+/// exception Rust API guideline C-GETTER leaves). [`Config`](crate::Config), with `with_*`
+/// setters, has plain getters.
+///
 /// # Examples
 ///
 /// ```

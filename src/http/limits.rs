@@ -10,6 +10,11 @@ use std::time::Duration;
 /// [`Server::bind`](crate::http::Server::bind) refuses a value that could not serve a request
 /// ([`validate`](Limits::validate)).
 ///
+/// Setters are named after their knob, the builder convention; the getters, whose plain names the
+/// setters take, are `get_*`, as `std::process::Command` has `get_args` beside `args` (the
+/// exception Rust API guideline C-GETTER leaves). [`Config`](crate::Config), with `with_*`
+/// setters, has plain getters.
+///
 /// # Examples
 ///
 /// ```

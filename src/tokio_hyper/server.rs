@@ -33,6 +33,11 @@ use crate::ServerCore;
 /// Every timeout is capped at one year (effectively never; the mio server's `MAX_TIMEOUT`), so
 /// `Duration::MAX` means "no timeout" rather than an `Instant` overflow.
 ///
+/// Setters are named after their knob, the builder convention; the getters, whose plain names the
+/// setters take, are `get_*`, as `std::process::Command` has `get_args` beside `args` (the
+/// exception Rust API guideline C-GETTER leaves). [`Config`](crate::Config), with `with_*`
+/// setters, has plain getters.
+///
 /// # Examples
 ///
 /// ```
@@ -1468,6 +1473,40 @@ impl<E: Engine, C: Recycle, H, S> fmt::Debug for HyperServer<E, C, H, S> {
 /// inside a tokio runtime (an `async` context, or a thread that entered one), where no runtime
 /// can be started: serve there with [`HyperServer::serve`] inside a
 /// [`LocalSet`](tokio::task::LocalSet) instead.
+///
+/// # Examples
+///
+/// The server on this thread, a client on another; the client's answer stops it:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use reqguard::engines::Heap;
+/// use reqguard::tokio_hyper::{demo_routes, run, HyperServer};
+/// use reqguard::{Config, ServerCore};
+///
+/// let heap = Heap::new();
+/// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+/// let (answered, stop) = tokio::sync::oneshot::channel::<String>();
+/// let answer = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
+/// let kept = answer.clone();
+/// let report = run(
+///     HyperServer::new(core, demo_routes()),
+///     "127.0.0.1:0".parse().unwrap(),
+///     move |addr| {
+///         std::thread::spawn(move || {
+///             let mut client = std::net::TcpStream::connect(addr).unwrap();
+///             client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+///             let mut text = String::new();
+///             client.read_to_string(&mut text).unwrap();
+///             answered.send(text).unwrap();
+///         });
+///     },
+///     async move { *kept.borrow_mut() = stop.await.unwrap_or_default() },
+/// )?;
+/// assert!(answer.borrow().starts_with("HTTP/1.1 200 OK"));
+/// assert_eq!((report.stats.served, report.outcomes.completed, report.leaked), (1, 1, 0));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn run<E, C, H, S>(
     server: HyperServer<E, C, H, S>,
     addr: std::net::SocketAddr,
