@@ -136,7 +136,8 @@ impl Limits {
         self
     }
 
-    /// Most requests in flight on one connection; further pipelined input waits unread.
+    /// Most requests in flight on one connection; further pipelined input waits unread. At
+    /// least 1 (0 is taken as 1: a connection must be able to serve one request).
     pub fn max_pipeline(mut self, count: usize) -> Self {
         self.max_pipeline = count.max(1);
         self
