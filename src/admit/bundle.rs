@@ -319,11 +319,11 @@ impl<C: Recycle> Admitted<C, ()> {
         std::mem::ManuallyDrop::new(self).release(outcome);
     }
 
-    /// [`end_released`](Admitted::end_released), the slot given back to `pool` (the mio
-    /// server's `Guarded::end_here`: its server core's pool, alive for the whole call) with
-    /// its handle on the pool kept in it for the next bundle (invariant 7 of the pool's
-    /// slots): no `Rc` count down here nor up at the next admission. A bundle of another
-    /// pool's is released as `end_released` does, its handle let go.
+    /// [`end_released`](Admitted::end_released), the slot given back to `pool`, its own (the
+    /// mio server's sealed `Guarded::end_here`: its server core's pool, alive for the whole
+    /// call, and a bundle that core admitted), with its handle on the pool kept in it for the
+    /// next bundle (invariant 7 of the pool's slots): no `Rc` count down here nor up at the
+    /// next admission.
     #[inline(always)]
     pub(crate) fn end_in(self, pool: &Rc<ContextPool<C>>, outcome: Outcome) {
         // Taken apart where it lies: nothing of the bundle escapes on the common path, so
@@ -333,16 +333,12 @@ impl<C: Recycle> Admitted<C, ()> {
         let Some(slot) = slot else {
             return; // never: released only here
         };
-        // One compare: a `None` is 0, and the core's pool is not.
-        let own = slot.pool.as_ref().map_or(0, |own| Rc::as_ptr(own).addr());
-        if own != Rc::as_ptr(pool).addr() {
-            Admitted {
-                slot: Some(slot),
-                payload,
-            }
-            .release_elsewhere(outcome);
-            return;
-        }
+        // No compare: `end_here`'s seal says the bundle is the pool's own (its caller admitted
+        // it through the same core within the same borrow).
+        debug_assert!(
+            slot.pool.as_ref().is_some_and(|own| Rc::ptr_eq(own, pool)),
+            "a bundle given back to a pool not its own through `end_here`"
+        );
         release_slot(pool, slot, &mut payload, outcome);
     }
 }
@@ -364,14 +360,6 @@ impl<C: Recycle, R> Admitted<C, R> {
     #[inline(never)]
     fn release_dropped(&mut self) {
         self.release(Outcome::Dropped);
-    }
-
-    /// [`release`](Admitted::release), out of line: a bundle given to a pool not its own.
-    #[cfg(feature = "server")]
-    #[cold]
-    #[inline(never)]
-    fn release_elsewhere(mut self, outcome: Outcome) {
-        self.release(outcome);
     }
 
     /// Records the outcome (`outcome`, unless the signal fired first) and fires the abort

@@ -52,9 +52,8 @@ pub struct AccountingReport {
 ///
 /// [`Guarded`] is the real thing (upgrade, then the reqguard bundle); [`Unaccounted`] is a
 /// benchmark baseline. The server calls, per request: [`admit`](Accounting::admit) after the
-/// request is parsed and before the handler runs, and [`end_here`](Accounting::end_here) (by
-/// default [`end`](Accounting::end)) with the request's [`Outcome`]: `Completed` when the
-/// response is written, `Dropped` when the handler panicked, `ClientGone` when the connection
+/// request is parsed and before the handler runs, and [`end`](Accounting::end) with the
+/// request's [`Outcome`]: `Completed` when the response is written, `Dropped` when the handler panicked, `ClientGone` when the connection
 /// went away, `ForceClosed` when the server closed it.
 ///
 /// # Panics
@@ -73,11 +72,11 @@ pub struct AccountingReport {
 /// (another core's each time) makes a step's `ended` count zero, not a wrapped-around count.
 /// An implementation that can fail answers with a [`Refusal`] instead.
 ///
-/// The per-request calls (`signal`, `this`, `handled`, `end_here` (by default `end`), and
-/// `read_ended` once per read) are caught too, and counted, unless the implementation says they
+/// The per-request calls (`signal`, `this`, `handled`, `end`, and `read_ended` once per read)
+/// are caught too, and counted, unless the implementation says they
 /// cannot panic ([`MAY_PANIC`](Accounting::MAY_PANIC) `false`, as [`Guarded`] and
 /// [`Unaccounted`] do: the catch costs instructions on every request): a panicking `signal` or
-/// `this` reads as `None`, `handled` and `read_ended` as done, and `end_here` as ended (the
+/// `this` reads as `None`, `handled` and `read_ended` as done, and `end` as ended (the
 /// request was answered, its `Held` dropped by the unwinding). Set it `false` only
 /// if they cannot panic: a panic there then unwinds out of the loop's turn, which
 /// [`Server::run`](crate::http::Server::run) catches once around all its turns (no cost per
@@ -91,8 +90,7 @@ pub trait Accounting {
     type Held;
 
     /// Whether the per-request calls ([`signal`](Accounting::signal),
-    /// [`this`](Accounting::this), [`handled`](Accounting::handled),
-    /// [`end_here`](Accounting::end_here) (by default [`end`](Accounting::end)),
+    /// [`this`](Accounting::this), [`handled`](Accounting::handled), [`end`](Accounting::end),
     /// [`read_ended`](Accounting::read_ended)) may panic, so that the server must catch them
     /// (some instructions per request). True by default; [`Guarded`] and [`Unaccounted`] say
     /// `false`: theirs run no user code uncaught, but for the drop of the engine's strong
@@ -117,13 +115,18 @@ pub trait Accounting {
         drop(held);
     }
 
-    /// Ends an admitted request with `outcome`, with the accounting that admitted it at hand:
-    /// what the server calls. The default is [`end`](Accounting::end). [`Guarded`] gives the
-    /// bundle's pooled slot back through its own server core, so the slot keeps its handle on
-    /// the pool for the next request (no count down here, nor up at the next admission); a
-    /// bundle of another server's is ended as `end` does.
+    /// Sealed: what the server calls to end a request it admitted through `self` and answered
+    /// within the same call (a request answered at once), with the accounting that admitted it
+    /// at hand. Nothing outside the crate can call it nor override it: its last parameter is of
+    /// a type no one outside the crate can name (as `std` seals `Error::type_id`), so `held` is
+    /// always one `self` admitted (the dispatcher stays borrowed from the admission to this
+    /// call: its accounting cannot be swapped meanwhile). It is [`end`](Accounting::end) for
+    /// every accounting but [`Guarded`], which gives the bundle's pooled slot back to its own
+    /// server core's pool with the slot's handle on the pool kept in it, for the next request
+    /// (no count down here, nor up at the next admission; invariant 7 of the pool's slots).
+    #[doc(hidden)]
     #[inline(always)]
-    fn end_here(&self, held: Self::Held, outcome: Outcome) {
+    fn end_here(&self, held: Self::Held, outcome: Outcome, _: AdmittedHere) {
         Self::end(held, outcome);
     }
 
@@ -168,6 +171,27 @@ pub trait Accounting {
     fn report(&self) -> AccountingReport;
 }
 
+mod seal {
+    /// Seals [`Accounting::end_here`](super::Accounting::end_here): only the crate can make
+    /// one, and no one outside it can name the type, so no one else can call the method nor
+    /// override it. Made where the server ends a request it admitted through the same
+    /// accounting within the same borrow of its dispatcher (the request answered at once).
+    #[allow(unreachable_pub)] // unnameable outside the crate: that is what seals the method
+    #[derive(Debug)]
+    pub struct AdmittedHere(());
+
+    impl AdmittedHere {
+        /// The caller ends, through the accounting it admitted the request with, a request
+        /// admitted within the same borrow of the dispatcher.
+        #[inline(always)]
+        pub(crate) const fn new() -> Self {
+            AdmittedHere(())
+        }
+    }
+}
+
+pub(crate) use seal::AdmittedHere;
+
 /// `accounting.admit()`, with a panic caught (user code: an embedder's accounting, or the
 /// [`ScopeProvider`] inside [`Guarded`]'s) and answered as [`Refusal::PANICKED`] (`500`,
 /// counted refused and in [`Stats::panics`](crate::http::Stats::panics); a `Guarded` bundle
@@ -194,23 +218,40 @@ pub(crate) fn per_request<A: Accounting, R>(
     })
 }
 
-/// Ends `held` with `outcome` ([`Accounting::end_here`] on `accounting`), caught when
-/// [`Accounting::MAY_PANIC`] (a panic counted in `panics`: the request has ended, its `Held`
-/// dropped by the unwinding). Not [`per_request`] with `held` moved into its closure: that
-/// costs the guarded server 22 instructions per request (callgrind, depth 16: 794.6 -> 816.6).
+/// Ends `held` with `outcome` ([`Accounting::end`]), caught when [`Accounting::MAY_PANIC`] (a
+/// panic counted in `panics`: the request has ended, its `Held` dropped by the unwinding): a
+/// request parked in its connection (queued, deferred, dropped with it), which may outlive the
+/// accounting that admitted it in the dispatcher ([`Dispatcher::accounting_mut`]
+/// (crate::http::Dispatcher::accounting_mut) lets the embedder swap it). Not [`per_request`]
+/// with `held` moved into its closure: that costs the guarded server 22 instructions per
+/// request (callgrind, depth 16: 794.6 -> 816.6).
 #[inline(always)]
-pub(crate) fn end_request<A: Accounting>(
-    accounting: &A,
-    held: A::Held,
-    outcome: Outcome,
-    panics: &mut u64,
-) {
+pub(crate) fn end_request<A: Accounting>(held: A::Held, outcome: Outcome, panics: &mut u64) {
     if A::MAY_PANIC {
-        if caught(|| accounting.end_here(held, outcome)).is_none() {
+        if caught(|| A::end(held, outcome)).is_none() {
             *panics += 1;
         }
     } else {
-        accounting.end_here(held, outcome);
+        A::end(held, outcome);
+    }
+}
+
+/// As [`end_request`], through [`Accounting::end_here`] on `accounting`: a request `accounting`
+/// admitted within the same borrow of the dispatcher (`here` says so), answered at once.
+#[inline(always)]
+pub(crate) fn end_request_here<A: Accounting>(
+    accounting: &A,
+    held: A::Held,
+    outcome: Outcome,
+    here: AdmittedHere,
+    panics: &mut u64,
+) {
+    if A::MAY_PANIC {
+        if caught(|| accounting.end_here(held, outcome, here)).is_none() {
+            *panics += 1;
+        }
+    } else {
+        accounting.end_here(held, outcome, here);
     }
 }
 
@@ -496,9 +537,11 @@ where
 
     /// The bundle's slot goes back to the core's pool with its handle on the pool kept in
     /// it (invariant 7 of the pool's slots): the core outlives this call, and its drop takes
-    /// the handle back, so the pool never outlives the core and its last bundle.
+    /// the handle back, so the pool never outlives the core and its last bundle. The bundle is
+    /// one this core admitted (the seal: only the server calls this, for a request admitted
+    /// through `self` within the same borrow), so its slot is the pool's own: no compare.
     #[inline(always)]
-    fn end_here(&self, held: Self::Held, outcome: Outcome) {
+    fn end_here(&self, held: Self::Held, outcome: Outcome, _: AdmittedHere) {
         held.end_in(self.core.pool(), outcome);
     }
 

@@ -32,7 +32,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::accounting::{admit_caught, end_request, ended_by, per_request, Accounting};
+use super::accounting::{
+    admit_caught, end_request, end_request_here, ended_by, per_request, Accounting, AdmittedHere,
+};
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
 use super::dispatch::{
@@ -678,7 +680,7 @@ impl<'r, H> Connection<'r, H> {
             d.in_flight -= 1;
             d.stats.aborted += 1;
             // Fires its signal, named after the outcome.
-            end_request(&d.accounting, held, ended_by(reason), &mut d.stats.panics);
+            end_request::<A>(held, ended_by(reason), &mut d.stats.panics);
         });
     }
 
@@ -1053,7 +1055,9 @@ impl<'r, H> Connection<'r, H> {
                         // `response` (which borrows the scratch) is not used again.
                         self.lend(d);
                     }
-                    answered(d, held);
+                    // Admitted through `d.accounting` above, which `d`'s borrow has kept
+                    // in place since: `end_here`'s seal holds.
+                    answered_here(d, held, AdmittedHere::new());
                     self.served += 1;
                 } else {
                     self.answers.push(close, Some(held), |out| {
@@ -1235,15 +1239,26 @@ impl<'r, H> Connection<'r, H> {
     }
 }
 
-/// An admitted request's answer is in the output: it is served, and its guards drop.
-// Always inlined: left to the heuristics, the catch `end_request` compiles in (dead for
-// `Guarded`) kept it out of line, +20 instructions per request.
-#[inline(always)]
+/// An admitted request's answer is in the output: it is served, and its guards drop. A
+/// request parked in the connection (queued or deferred) ends through [`Accounting::end`]: the
+/// dispatcher's accounting may have been swapped since its admission.
 fn answered<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held) {
     d.stats.served += 1;
     d.in_flight -= 1;
     // `Completed`, unless its signal already fired (a handler panic: `Dropped`).
-    end_request(&d.accounting, held, Outcome::Completed, &mut d.stats.panics);
+    end_request::<A>(held, Outcome::Completed, &mut d.stats.panics);
+}
+
+/// [`answered`], for a request answered in the call that admitted it through `d.accounting`
+/// (`here`): ended through the sealed [`Accounting::end_here`] with that accounting.
+// Always inlined: left to the heuristics, the catch `end_request_here` compiles in (dead for
+// `Guarded`) kept it out of line, +20 instructions per request.
+#[inline(always)]
+fn answered_here<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held, here: AdmittedHere) {
+    d.stats.served += 1;
+    d.in_flight -= 1;
+    // `Completed`, unless its signal already fired (a handler panic: `Dropped`).
+    end_request_here(&d.accounting, held, Outcome::Completed, here, &mut d.stats.panics);
 }
 
 /// Completes one deferred response into `out`. Returns whether the answer closes the
