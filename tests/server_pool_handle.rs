@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use reqguard::engines::{Embedded, Heap};
-use reqguard::http::{demo_routes, Accounting, Guarded, Limits, NoScope, Router, Routes, Session};
+use reqguard::http::{demo_routes, Guarded, Limits, NoScope, Router, Routes, Session};
 use reqguard::{Config, Recycle, ServerCore};
 
 thread_local! {

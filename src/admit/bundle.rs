@@ -329,8 +329,7 @@ impl<C: Recycle> Admitted<C, ()> {
         // Taken apart where it lies: nothing of the bundle escapes on the common path, so
         // nothing of it is written back to memory.
         let mut this = std::mem::ManuallyDrop::new(self);
-        let (slot, mut payload) = (this.slot.take(), this.payload.take());
-        let Some(slot) = slot else {
+        let Some(slot) = this.slot.take() else {
             return; // never: released only here
         };
         // No compare: `end_here`'s seal says the bundle is the pool's own (its caller admitted
@@ -339,7 +338,12 @@ impl<C: Recycle> Admitted<C, ()> {
             slot.pool.as_ref().is_some_and(|own| Rc::ptr_eq(own, pool)),
             "a bundle given back to a pool not its own through `end_here`"
         );
-        release_slot(pool, slot, &mut payload, outcome);
+        // Nor a read of the payload's flag: the seal says too that the bundle went from
+        // `Guarded::admit` (its payload made) to here through the server alone, which never
+        // hands a payload off (`Held` is opaque to it). So the flag is dead once the
+        // admission's `Result` is matched: not kept across the handler's call.
+        debug_assert!(this.payload.is_some(), "a sealed release's payload handed off");
+        release_slot(pool, slot, &mut Some(()), outcome);
     }
 }
 

@@ -40,10 +40,13 @@
 //!    release that cannot leave the bundle's signal there as it is resets it in place when
 //!    nobody else holds it, else swaps it for a spare (or a new one); a refused build the same.
 //! 7. A slot holds its pool's handle (`Slot::pool`) while an admitted bundle holds it, and
-//!    in `last` after a release through the server's own accounting (`Accounting::end_here`
-//!    of the `server` feature, which runs while the server core is alive and gives the pool
-//!    by the core's handle): the next bundle takes the slot with its handle, so a request
-//!    answered at once neither clones nor drops the pool's `Rc`. Nowhere else: every other release takes the handle out of the slot
+//!    in `last` after a release through the server's own accounting (the sealed
+//!    `Accounting::end_here` of the `server` feature, which runs while the server core is
+//!    alive and gives the pool by the core's handle; only the server calls it, for a request
+//!    the same accounting admitted within the same borrow of its dispatcher, so the slot is
+//!    that pool's own and the release checks nothing of it): the next bundle takes the slot
+//!    with its handle, so a request answered at once neither clones nor drops the pool's
+//!    `Rc`. Nowhere else: every other release takes the handle out of the slot
 //!    before the check-in, a slot put on the free list lets go of it, a standalone
 //!    `RequestContext` lets go of it at its checkout, and the core's drop takes it from the
 //!    slot in `last`. So the one cycle (the pool, its `last`, the slot, the pool) lives only

@@ -40,5 +40,8 @@ fn main() {
     let mut one = Guarded::embedded("one", Config::default());
     let mut other = Guarded::embedded("other", Config::default());
     let theirs = other.admit().unwrap();
-    one.end_here(theirs, Outcome::Completed);
+    one.end_here(theirs, Outcome::Completed); // round 25's call
+    let theirs = other.admit().unwrap();
+    // Nor can the last argument be named, nor made.
+    one.end_here(theirs, Outcome::Completed, reqguard::http::accounting::seal::AdmittedHere);
 }
