@@ -171,7 +171,11 @@ fn requests_parked_while_the_accounting_is_swapped_go_home() {
     assert_eq!(swapped_in.pool_metrics().allocated, 0);
     let before = freed();
     drop(theirs);
-    assert_eq!(freed(), before + 2, "the parked requests' pool kept itself alive");
+    assert_eq!(
+        freed(),
+        before + 2,
+        "the parked requests' pool kept itself alive"
+    );
     drop(session);
     assert_eq!(freed(), before + 2, "the swapped-in pool had contexts");
 }

@@ -342,7 +342,10 @@ impl<C: Recycle> Admitted<C, ()> {
         // `Guarded::admit` (its payload made) to here through the server alone, which never
         // hands a payload off (`Held` is opaque to it). So the flag is dead once the
         // admission's `Result` is matched: not kept across the handler's call.
-        debug_assert!(this.payload.is_some(), "a sealed release's payload handed off");
+        debug_assert!(
+            this.payload.is_some(),
+            "a sealed release's payload handed off"
+        );
         release_slot(pool, slot, &mut Some(()), outcome);
     }
 }

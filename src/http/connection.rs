@@ -1258,7 +1258,13 @@ fn answered_here<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held, here: 
     d.stats.served += 1;
     d.in_flight -= 1;
     // `Completed`, unless its signal already fired (a handler panic: `Dropped`).
-    end_request_here(&d.accounting, held, Outcome::Completed, here, &mut d.stats.panics);
+    end_request_here(
+        &d.accounting,
+        held,
+        Outcome::Completed,
+        here,
+        &mut d.stats.panics,
+    );
 }
 
 /// Completes one deferred response into `out`. Returns whether the answer closes the
