@@ -46,7 +46,7 @@ use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
 use super::response::{
     write_response, write_response_lending, write_status, Answer, DateLine, Response, Wire,
 };
-use super::router::{Reply, Request, Route};
+use super::router::{After, Request, Route};
 use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortReason;
 
@@ -1027,7 +1027,8 @@ impl<'r, H> Connection<'r, H> {
         let this = per_request::<A, _>(panics, None, || d.accounting.this());
         let request = Request::new(input, head, &d.fields, &self.body, signal, this);
         let mut response = Response::new(&mut d.scratch);
-        let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response);
+        let mut after = After::default();
+        let called = route_and_call(d.router, &mut d.stats, &request, &mut response, &mut after);
         let accounting = &mut d.accounting;
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.handled());
         self.start += total;
@@ -1039,12 +1040,13 @@ impl<'r, H> Connection<'r, H> {
         // Unready or stopping: every answer closes its connection (keep-alive off).
         let close = !head.keep_alive || d.keep_alive_off || (!plain && response.wants_close());
         let wire = head.wire(close);
-        match (reply, route) {
-            (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {
+        match called {
+            // `after` is read on this path alone: the handler wrote it.
+            Some((route, true)) => self.answers.defer(Slot::Waiting {
                 held,
-                due: later(d.now, delay),
+                due: later(d.now, after.delay),
                 route,
-                token,
+                token: after.token,
                 wire,
             }),
             _ => {
@@ -1354,7 +1356,7 @@ fn parsed_len(buf: &[u8], limits: &super::Limits) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{demo_routes, Limits, Router, Routes, Unaccounted};
+    use crate::http::{demo_routes, Limits, Reply, Router, Routes, Unaccounted};
 
     /// A read with nothing kept before it is parsed where it is: what it leaves unanswered
     /// (the start of the next request, a body still arriving) is kept and read on with the

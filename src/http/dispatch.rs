@@ -11,7 +11,7 @@ use super::date::DateCache;
 use super::limits::Limits;
 use super::parse::{FieldSlots, Head, NO_FIELDS};
 use super::response::{reason, Answer, Response};
-use super::router::{Handler, Reply, Request, Route, Router};
+use super::router::{After, Call, Request, Route, Router};
 use crate::admit::{Refusal, RefusalReason};
 use crate::callback::caught;
 use crate::signal::AbortReason;
@@ -439,29 +439,31 @@ fn find_route<'r>(router: &'r Router<'r>, request: &Request<'_>) -> Result<&'r R
 /// Finds the route for `request` and calls its handler, filling `response`: the handler's
 /// answer, or `404`, `405` (with `allow`), `501`, `204` with `allow` for an `OPTIONS` no route
 /// answers, or the `500` of a panic (counted in `stats`,
-/// the request's signal aborted). Returns the reply and, for a handler that ran, its route.
+/// the request's signal aborted). Returns, for a handler that ran, its route and whether it
+/// deferred the answer (its `Reply::After` fields then in `after`); `None`: answered now.
 #[inline(always)]
 pub(crate) fn route_and_call<'r: 'a, 'a>(
     router: &'r Router<'r>,
     stats: &mut Stats,
     request: &Request<'_>,
     response: &mut Response<'a>,
-) -> (Reply, Option<&'r Route>) {
+    after: &mut After,
+) -> Option<(&'r Route, bool)> {
     let route = match find_route(router, request) {
         Ok(route) => route,
         Err(status) => {
             no_route(router, request, response, status);
-            return (Reply::Now, None);
+            return None;
         }
     };
-    match call_handler(route.handler(), request, response) {
-        Ok(reply) => (reply, Some(route)),
+    match call_handler(route.handler(), request, response, after) {
+        Ok(deferred) => Some((route, deferred)),
         Err(()) => {
             stats.panics += 1;
             if let Some(signal) = request.signal() {
                 signal.abort(AbortReason::Dropped);
             }
-            (Reply::Now, None)
+            None
         }
     }
 }
@@ -500,21 +502,22 @@ fn no_route<'r: 'a, 'a>(
 /// released on this path too.
 #[inline]
 pub(crate) fn call_handler(
-    handler: &dyn Handler,
+    handler: &dyn Call,
     request: &Request<'_>,
     response: &mut Response<'_>,
-) -> Result<Reply, ()> {
-    let Some(reply) = caught(|| handler.handle(request, response)) else {
+    after: &mut After,
+) -> Result<bool, ()> {
+    let Some(deferred) = caught(|| handler.call(request, response, after)) else {
         response.fail(500);
         return Err(());
     };
     response.settle();
-    Ok(reply)
+    Ok(deferred)
 }
 
-/// As [`call_handler`], for [`Handler::resume`].
+/// As [`call_handler`], for [`Handler::resume`](super::router::Handler::resume).
 pub(crate) fn call_resume(
-    handler: &dyn Handler,
+    handler: &dyn Call,
     token: u64,
     response: &mut Response<'_>,
 ) -> Result<(), ()> {
@@ -531,6 +534,7 @@ mod tests {
     use super::*;
     use crate::http::parse::{parse_head, NO_FIELDS};
     use crate::http::response::Answer;
+    use crate::http::router::{Handler, Reply};
     use crate::http::Limits;
 
     /// Writes an answer of its own, then panics.
@@ -565,7 +569,7 @@ mod tests {
         let expected = Answer::plain(500);
         let mut scratch = Vec::new();
         let mut response = Response::new(&mut scratch);
-        assert!(call_handler(&WritesThenPanics, &request, &mut response).is_err());
+        assert!(call_handler(&WritesThenPanics, &request, &mut response, &mut After::default()).is_err());
         let answer = response.answer();
         assert_eq!(
             (answer.status, answer.content_type, answer.body),

@@ -342,11 +342,49 @@ where
     }
 }
 
+/// A deferred answer's [`Reply::After`] fields, as [`Call::call`] leaves them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct After {
+    pub(crate) delay: Duration,
+    pub(crate) token: u64,
+}
+
+/// A route's handler as the server calls it: [`Handler::handle`] with its `Reply` taken apart
+/// where the handler is known, so what comes back through the call is one register. A `Reply`
+/// (32 bytes) comes back through memory: the server loaded its tag, and its `After` fields
+/// with it (and spilled them) on the `Now` path too (docs/benchmarks.md, round 26, HTTP path).
+pub(crate) trait Call {
+    /// Calls [`Handler::handle`]: whether it deferred the answer, whose fields it then wrote
+    /// to `after` (left as they were for `Reply::Now`).
+    fn call(&self, request: &Request<'_>, response: &mut Response<'_>, after: &mut After) -> bool;
+
+    /// Calls [`Handler::resume`].
+    fn resume(&self, token: u64, response: &mut Response<'_>);
+}
+
+impl<T: Handler> Call for T {
+    #[inline]
+    fn call(&self, request: &Request<'_>, response: &mut Response<'_>, after: &mut After) -> bool {
+        match self.handle(request, response) {
+            Reply::Now => false,
+            Reply::After { delay, token } => {
+                *after = After { delay, token };
+                true
+            }
+        }
+    }
+
+    #[inline]
+    fn resume(&self, token: u64, response: &mut Response<'_>) {
+        Handler::resume(self, token, response);
+    }
+}
+
 /// One route: a method and an exact path to a handler.
 pub struct Route {
     method: &'static str,
     path: Box<str>,
-    handler: Box<dyn Handler>,
+    handler: Box<dyn Call>,
 }
 
 /// The embedder's handler is dropped on its own, caught: the routes drop together (one arena),
@@ -380,7 +418,7 @@ impl Route {
         &self.path
     }
 
-    pub(crate) fn handler(&self) -> &dyn Handler {
+    pub(crate) fn handler(&self) -> &dyn Call {
         &*self.handler
     }
 }
