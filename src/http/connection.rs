@@ -46,7 +46,7 @@ use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
 use super::response::{
     write_response, write_response_lending, write_status, Answer, DateLine, Response, Wire,
 };
-use super::router::{After, Request, Route};
+use super::router::{Request, Route};
 use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortReason;
 
@@ -1027,8 +1027,8 @@ impl<'r, H> Connection<'r, H> {
         let this = per_request::<A, _>(panics, None, || d.accounting.this());
         let request = Request::new(input, head, &d.fields, &self.body, signal, this);
         let mut response = Response::new(&mut d.scratch);
-        let mut after = After::default();
-        let called = route_and_call(d.router, &mut d.stats, &request, &mut response, &mut after);
+        let after = &mut d.after;
+        let called = route_and_call(d.router, &mut d.stats, &request, &mut response, after);
         let accounting = &mut d.accounting;
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.handled());
         self.start += total;
@@ -1041,12 +1041,12 @@ impl<'r, H> Connection<'r, H> {
         let close = !head.keep_alive || d.keep_alive_off || (!plain && response.wants_close());
         let wire = head.wire(close);
         match called {
-            // `after` is read on this path alone: the handler wrote it.
+            // `after` is read on this path alone: the handler's call just wrote it.
             Some((route, true)) => self.answers.defer(Slot::Waiting {
                 held,
-                due: later(d.now, after.delay),
+                due: later(d.now, d.after.delay),
                 route,
-                token: after.token,
+                token: d.after.token,
                 wire,
             }),
             _ => {
