@@ -46,7 +46,7 @@ use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
 use super::response::{
     write_response, write_response_lending, write_status, Answer, DateLine, Response, Wire,
 };
-use super::router::{Request, Route};
+use super::router::{Reply, Request, Route};
 use crate::admit::{Outcome, Refusal};
 use crate::signal::AbortReason;
 
@@ -1028,7 +1028,7 @@ impl<'r, H> Connection<'r, H> {
         let request = Request::new(input, head, &d.fields, &self.body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let after = &mut d.after;
-        let called = route_and_call(d.router, &mut d.stats, &request, &mut response, after);
+        let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response, after);
         let accounting = &mut d.accounting;
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.handled());
         self.start += total;
@@ -1040,13 +1040,12 @@ impl<'r, H> Connection<'r, H> {
         // Unready or stopping: every answer closes its connection (keep-alive off).
         let close = !head.keep_alive || d.keep_alive_off || (!plain && response.wants_close());
         let wire = head.wire(close);
-        match called {
-            // `after` is read on this path alone: the handler's call just wrote it.
-            Some((route, true)) => self.answers.defer(Slot::Waiting {
+        match (reply, route) {
+            (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {
                 held,
-                due: later(d.now, d.after.delay),
+                due: later(d.now, delay),
                 route,
-                token: d.after.token,
+                token,
                 wire,
             }),
             _ => {
@@ -1356,7 +1355,7 @@ fn parsed_len(buf: &[u8], limits: &super::Limits) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{demo_routes, Limits, Reply, Router, Routes, Unaccounted};
+    use crate::http::{demo_routes, Limits, Router, Routes, Unaccounted};
 
     /// A read with nothing kept before it is parsed where it is: what it leaves unanswered
     /// (the start of the next request, a body still arriving) is kept and read on with the
