@@ -268,7 +268,8 @@ impl<'a> Request<'a> {
 
 /// When the response is ready.
 // Tagged by a whole word: a handler returns it through memory (it is 24 bytes or more), and
-// the server reads its tag back with one 8-byte load right after the call. Left to the
+// whatever reads it (the server's `Call::call`, where the handler's `handle` is not inlined:
+// round 26) reads its tag back with one 8-byte load right after the call. Left to the
 // compiler, the tag was the niche in `delay`'s 4-byte nanoseconds: `Reply::Now` one 4-byte
 // store, read back by an 8-byte load, which cannot be forwarded from a narrower store and
 // waited for it to reach the cache (a quarter of the reading loop's samples on the floor
@@ -350,9 +351,11 @@ pub(crate) struct After {
 }
 
 /// A route's handler as the server calls it: [`Handler::handle`] with its `Reply` taken apart
-/// where the handler is known, so what comes back through the call is one register. A `Reply`
-/// (32 bytes) comes back through memory: the server loaded its tag, and its `After` fields
-/// with it (and spilled them) on the `Now` path too (docs/benchmarks.md, round 26, HTTP path).
+/// where the handler's type is known (a closure's or a function's `handle` is inlined there),
+/// so what comes back through the dynamic call is one `bool` in a register, and a deferral's
+/// fields go to a slot the server passes. Called as `dyn Handler`, the 32-byte `Reply` came
+/// back through memory: the server loaded its tag back, and its `After` fields with it,
+/// spilled on the `Now` path too (docs/benchmarks.md, round 26, HTTP path).
 pub(crate) trait Call {
     /// Calls [`Handler::handle`]: whether it deferred the answer, whose fields it then wrote
     /// to `after` (left as they were for `Reply::Now`).
