@@ -182,6 +182,12 @@ impl Drain {
     /// aborts the signal of every admitted request still out, as [`escalate`](Drain::escalate)
     /// does, even when some of their listeners panic (see
     /// [`DrainReport::panicked_listeners`]).
+    ///
+    /// The escalation runs once, on the first poll past the deadline: a saved request admitted
+    /// after it ([`Live::admit_with`](crate::Live::admit_with)) gets an unaborted signal, and
+    /// later polls do not abort it. An event loop that admits saved requests past the deadline
+    /// calls [`escalate`](Drain::escalate) again (it aborts whatever is out at each call), or
+    /// ends them itself.
     pub fn poll_deadline(&self, now: Instant) -> DrainStatus {
         if self.is_complete() {
             return DrainStatus::Complete;

@@ -276,7 +276,9 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
     /// back, Bun's `onSavedRequest`): context, signal, activity ref and request object, all or
     /// nothing, as [`admit`](Live::admit) does after its ticket. It works after
-    /// [`ServerCore::stop`] too: the request was admitted before.
+    /// [`ServerCore::stop`] too: the request was admitted before. Past the drain's deadline its
+    /// signal comes unaborted: the deadline's escalation ran once, before it (see
+    /// [`Drain::poll_deadline`](crate::Drain::poll_deadline)).
     ///
     /// # Errors
     ///
