@@ -346,3 +346,55 @@ mod put_off_downgrade {
         }
     }
 }
+
+/// The drain deadline aborts every admitted request still out (`Drain::poll_deadline`, G5): a
+/// saved request admitted after the deadline's escalation (`Live::admit_with`, which works
+/// after `stop`) was never aborted by later polls (the escalation runs once), so a handler
+/// that waits for its abort kept the drain from completing for good: `poll_deadline` said
+/// `Expired` with nothing aborted on every poll.
+mod saved_request_after_the_deadline {
+    use reqguard::engines::Heap;
+    use reqguard::{Config, DrainStatus, ServerCore};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_saved_request_admitted_after_the_deadline_is_aborted_by_it() {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let saved = core.upgrade().unwrap().ticket().unwrap();
+        let out = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+        let drain = core.stop();
+        let t0 = Instant::now();
+        drain.set_deadline(t0);
+        // A cooperative handler: it ends its request when the signal fires.
+        let held = Rc::new(RefCell::new(Some(out)));
+        let h = Rc::clone(&held);
+        held.borrow()
+            .as_ref()
+            .unwrap()
+            .signal()
+            .on_abort(move |_| drop(h.borrow_mut().take()));
+        assert!(matches!(drain.poll_deadline(t0), DrainStatus::Expired(_)));
+        let late = core
+            .upgrade()
+            .unwrap()
+            .admit_with(saved, |_| Ok(()))
+            .unwrap();
+        let late = Rc::new(RefCell::new(Some(late)));
+        let l = Rc::clone(&late);
+        late.borrow()
+            .as_ref()
+            .unwrap()
+            .signal()
+            .on_abort(move |_| drop(l.borrow_mut().take()));
+        let status = drain.poll_deadline(t0 + Duration::from_millis(1));
+        assert!(
+            matches!(status, DrainStatus::Complete),
+            "a request out past the deadline was not aborted: {status:?}"
+        );
+        assert_eq!(core.ledger().outcomes().deadline_aborted, 2);
+        core.ledger().assert_quiescent();
+    }
+}

@@ -77,6 +77,11 @@ impl DrainState {
         !self.escalated.replace(true)
     }
 
+    /// Whether the deadline's abort has run (or an explicit escalation).
+    pub(crate) fn is_escalated(&self) -> bool {
+        self.escalated.get()
+    }
+
     pub(crate) fn hook_panics(&self) -> u64 {
         self.hook_panics.get()
     }

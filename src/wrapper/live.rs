@@ -276,9 +276,14 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// Takes the bundle for a request that already owns its `ticket` (a saved request coming
     /// back, Bun's `onSavedRequest`): context, signal, activity ref and request object, all or
     /// nothing, as [`admit`](Live::admit) does after its ticket. It works after
-    /// [`ServerCore::stop`] too: the request was admitted before. Past the drain's deadline its
-    /// signal comes unaborted: the deadline's escalation ran once, before it (see
-    /// [`Drain::poll_deadline`](crate::Drain::poll_deadline)).
+    /// [`ServerCore::stop`] too: the request was admitted before. Once the drain's deadline
+    /// has escalated ([`Drain::poll_deadline`](crate::Drain::poll_deadline) past the deadline,
+    /// or [`Drain::escalate`](crate::Drain::escalate)), the bundle comes with its signal
+    /// already aborted ([`AbortReason::DrainDeadline`](crate::AbortReason::DrainDeadline), its
+    /// outcome *deadline aborted*), as the escalation aborted every request out then: it runs
+    /// once, and later polls abort nothing. A listener added to that signal is refused
+    /// ([`on_abort`](crate::AbortSignal::on_abort) returns `false`), so a handler checks
+    /// [`is_aborted`](crate::AbortSignal::is_aborted) first (JS: `if (signal.aborted)`).
     ///
     /// # Errors
     ///
@@ -311,7 +316,11 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
         let mark = self.core.shared().ledger.trace_mark();
-        Self::build(self.core, self.core.pool(), taken, entry, mark, build)
+        let bundle = Self::build(self.core, self.core.pool(), taken, entry, mark, build)?;
+        if self.core.shared().drain.is_escalated() {
+            past_the_deadline(&bundle);
+        }
+        Ok(bundle)
     }
 
     /// The free list was empty: a context is made (or spilled, or refused). Making it runs
@@ -360,6 +369,16 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         }
         Ok(ScopeGuard::into_inner(parts).admit(payload))
     }
+}
+
+/// A saved request admitted after the drain's deadline escalated: its signal fires now, as the
+/// escalation fired those of every request out then (before, nothing ever aborted it: later
+/// polls of the deadline do not escalate again, and a handler that waits for its abort kept the
+/// drain from completing for good).
+#[cold]
+#[inline(never)]
+fn past_the_deadline<C: Recycle, R>(bundle: &Admitted<C, R>) {
+    bundle.signal().abort(crate::AbortReason::DrainDeadline);
 }
 
 /// What the noted path of [`Live::admit`] took before `build` runs: the context's slot, the
