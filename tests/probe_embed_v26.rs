@@ -359,36 +359,31 @@ mod saved_request_after_the_deadline {
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
+    /// A cooperative handler (a JS one: `if (signal.aborted) end(); else
+    /// signal.addEventListener("abort", end)`): it ends its request when its signal fires.
+    fn cooperate(bundle: Bundle) {
+        let held = Rc::new(RefCell::new(Some(bundle)));
+        let h = Rc::clone(&held);
+        let signal = held.borrow().as_ref().unwrap().signal().clone();
+        if !signal.on_abort(move |_| drop(h.borrow_mut().take())) {
+            drop(held.borrow_mut().take());
+        }
+    }
+
+    type Bundle = reqguard::Admitted<(), ()>;
+
     #[test]
     fn a_saved_request_admitted_after_the_deadline_is_aborted_by_it() {
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("server"), Config::default());
         let saved = core.upgrade().unwrap().ticket().unwrap();
-        let out = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+        cooperate(core.upgrade().unwrap().admit(|_| Ok(())).unwrap());
         let drain = core.stop();
         let t0 = Instant::now();
         drain.set_deadline(t0);
-        // A cooperative handler: it ends its request when the signal fires.
-        let held = Rc::new(RefCell::new(Some(out)));
-        let h = Rc::clone(&held);
-        held.borrow()
-            .as_ref()
-            .unwrap()
-            .signal()
-            .on_abort(move |_| drop(h.borrow_mut().take()));
         assert!(matches!(drain.poll_deadline(t0), DrainStatus::Expired(_)));
-        let late = core
-            .upgrade()
-            .unwrap()
-            .admit_with(saved, |_| Ok(()))
-            .unwrap();
-        let late = Rc::new(RefCell::new(Some(late)));
-        let l = Rc::clone(&late);
-        late.borrow()
-            .as_ref()
-            .unwrap()
-            .signal()
-            .on_abort(move |_| drop(l.borrow_mut().take()));
+        let late = core.upgrade().unwrap().admit_with(saved, |_| Ok(()));
+        cooperate(late.unwrap());
         let status = drain.poll_deadline(t0 + Duration::from_millis(1));
         assert!(
             matches!(status, DrainStatus::Complete),
