@@ -183,11 +183,10 @@ impl Drain {
     /// does, even when some of their listeners panic (see
     /// [`DrainReport::panicked_listeners`]).
     ///
-    /// The escalation runs once, on the first poll past the deadline: a saved request admitted
-    /// after it ([`Live::admit_with`](crate::Live::admit_with)) gets an unaborted signal, and
-    /// later polls do not abort it. An event loop that admits saved requests past the deadline
-    /// calls [`escalate`](Drain::escalate) again (it aborts whatever is out at each call), or
-    /// ends them itself.
+    /// The escalation runs once, on the first poll past the deadline; later polls abort
+    /// nothing. A saved request admitted after it ([`Live::admit_with`](crate::Live::admit_with))
+    /// comes with its signal already aborted (`DrainDeadline`, its outcome *deadline aborted*),
+    /// so no request out past the deadline is left unaborted.
     pub fn poll_deadline(&self, now: Instant) -> DrainStatus {
         if self.is_complete() {
             return DrainStatus::Complete;
