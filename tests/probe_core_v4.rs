@@ -73,6 +73,15 @@ fn assert_fresh(bundle: &Bundle) {
     assert_eq!(signal.pending_activity(), 1, "old activity leaked");
 }
 
+/// A saved request admitted once the deadline has escalated comes with its signal aborted by
+/// it (QA embed26-2): `DrainDeadline`, one activity (its own), and no listener taken.
+fn assert_born_past_the_deadline(bundle: &Bundle) {
+    let signal = bundle.signal();
+    assert_eq!(signal.reason(), Some(AbortReason::DrainDeadline));
+    assert_eq!(signal.pending_activity(), 1, "old activity leaked");
+    assert!(!signal.on_abort(|_| panic!("a listener ran on an aborted signal")));
+}
+
 /// Ends `bundle` with a listener of its own, and checks only that listener ran, once, with the
 /// outcome's reason (or not at all for `Completed`).
 fn end_checking_listeners(bundle: Bundle, outcome: Outcome) {
@@ -375,21 +384,21 @@ fn the_deadline_aborts_exactly_the_live_requests_never_a_pooled_signal() {
         for bundle in &out {
             assert_eq!(bundle.signal().reason(), Some(AbortReason::DrainDeadline));
         }
-        // The saved request comes back after the deadline: it pops an idle slot whose signal
-        // the deadline must not have fired.
+        // The saved request comes back after the deadline (which fired exactly the three out,
+        // no idle pooled signal): it pops an idle slot, and comes aborted by the deadline.
         let late = core
             .upgrade()
             .unwrap()
             .admit_with(saved, |_| Ok(()))
             .unwrap();
-        assert_fresh(&late);
-        late.complete();
+        assert_born_past_the_deadline(&late);
+        late.complete(); // too late: the deadline decided
         for bundle in out {
             bundle.complete(); // too late: the deadline decided
         }
         assert!(drain.is_complete());
         let o = core.ledger().outcomes();
-        assert_eq!((o.completed, o.deadline_aborted, o.total()), (4, 3, 7));
+        assert_eq!((o.completed, o.deadline_aborted, o.total()), (3, 4, 7));
         assert_eq!(drain.report().outcomes, o);
         check_ledger(core.ledger());
         core.ledger().assert_quiescent();
@@ -398,7 +407,8 @@ fn the_deadline_aborts_exactly_the_live_requests_never_a_pooled_signal() {
 
 /// A `build` that stops the server and escalates while its own request (which popped a kept
 /// signal) is pending: the deadline aborts that request's signal; once admitted it ends as
-/// `DeadlineAborted` whatever is called; a later saved request gets a fresh signal on the slot.
+/// `DeadlineAborted` whatever is called; a later saved request gets a signal on the slot that
+/// the deadline aborted (it has escalated), and ends `DeadlineAborted` too.
 #[test]
 fn build_escalates_on_a_request_that_took_a_kept_signal() {
     let heap = Heap::new();
@@ -418,10 +428,10 @@ fn build_escalates_on_a_request_that_took_a_kept_signal() {
     assert_eq!(bundle.signal().reason(), Some(AbortReason::DrainDeadline));
     bundle.complete();
     let late = live.admit_with(saved, |_| Ok(())).unwrap();
-    assert_fresh(&late);
+    assert_born_past_the_deadline(&late);
     late.complete();
     let o = core.ledger().outcomes();
-    assert_eq!((o.deadline_aborted, o.completed), (1, 2));
+    assert_eq!((o.deadline_aborted, o.completed), (2, 1));
     assert!(core.drain().unwrap().is_complete());
     core.ledger().assert_quiescent();
 }
@@ -951,6 +961,7 @@ struct Model {
     activity: Vec<ActivityRef>,
     contexts: Vec<reqguard::RequestContext<()>>,
     saved: Vec<PendingTicket>,
+    /// Stopped, and the deadline escalated with the stop.
     stopped: bool,
     outcomes: [u64; 5],
 }
@@ -1126,7 +1137,8 @@ fn random_step(rng: &mut Rng, m: &mut Model, live: &Live<'_>, seed: u64) {
     }
 }
 
-/// Admits a request (a saved ticket's, after stop always): its signal must be new to it.
+/// Admits a request (a saved ticket's, after stop always): its signal must be new to it, and
+/// aborted by the deadline once it has escalated (the stop here escalates at once).
 fn admit_step(rng: &mut Rng, m: &mut Model, live: &Live<'_>, seed: u64) {
     if m.live.len() >= 6 {
         return;
@@ -1148,9 +1160,13 @@ fn admit_step(rng: &mut Rng, m: &mut Model, live: &Live<'_>, seed: u64) {
             "seed {seed}: a new request got request {id}'s signal, still held"
         );
     }
-    assert_eq!(bundle.signal().reason(), None, "seed {seed}: a used reason");
+    let born = m.stopped.then_some(AbortReason::DrainDeadline);
+    assert_eq!(bundle.signal().reason(), born, "seed {seed}: a used reason");
     assert_eq!(bundle.signal().pending_activity(), 1, "seed {seed}");
-    m.signals.push(SignalModel::default());
+    m.signals.push(SignalModel {
+        reason: born,
+        ..SignalModel::default()
+    });
     m.live.push((m.signals.len() - 1, bundle));
 }
 
@@ -1273,9 +1289,10 @@ fn a_payload_dropped_after_the_release_reenters_or_holds_its_signal() {
 /// Inside request A's release (`end(ClientGone)` fires its listener), the listener stops the
 /// server and escalates; the deadline fires B, whose listener completes C (still on the
 /// deadline's list) and admits and completes D with a saved ticket (D pops a slot with a kept
-/// signal, and keeps it beside the slot again). The deadline counts B alone; C's and D's
-/// signals never fire (completed); a later saved request gets a fresh signal; each request
-/// has its one outcome and the drain completes with the last.
+/// signal). The deadline counts B alone; C's signal never fires (completed); D, admitted while
+/// the escalation runs, and a later saved request E come with their signals aborted by the
+/// deadline (QA embed26-2) and end `DeadlineAborted` though completed; each request has its
+/// one outcome and the drain completes with the last.
 #[test]
 fn a_release_that_escalates_while_listeners_complete_and_admit() {
     let heap = Heap::new();
@@ -1307,7 +1324,7 @@ fn a_release_that_escalates_while_listeners_complete_and_admit() {
             .unwrap()
             .admit_with(ticket, |_| Ok(()))
             .unwrap();
-        assert_eq!(d.signal().reason(), None, "D got a used signal");
+        assert_born_past_the_deadline(&d);
         *d_b.borrow_mut() = Some(d.signal().clone());
         d.complete();
     });
@@ -1327,12 +1344,15 @@ fn a_release_that_escalates_while_listeners_complete_and_admit() {
         None,
         "a completed request's signal fired"
     );
-    assert_eq!(d_signal.borrow().as_ref().unwrap().reason(), None);
+    assert_eq!(
+        d_signal.borrow().as_ref().unwrap().reason(),
+        Some(AbortReason::DrainDeadline)
+    );
     assert_eq!(b.signal().reason(), Some(AbortReason::DrainDeadline));
     b.complete();
     let last = saved.borrow_mut().pop().unwrap();
     let e = live.admit_with(last, |_| Ok(())).unwrap();
-    assert_fresh(&e);
+    assert_born_past_the_deadline(&e);
     let drain = core.drain().unwrap();
     assert!(!drain.is_complete());
     e.complete();
@@ -1340,7 +1360,7 @@ fn a_release_that_escalates_while_listeners_complete_and_admit() {
     let o = core.ledger().outcomes();
     assert_eq!(
         (o.completed, o.client_gone, o.deadline_aborted, o.total()),
-        (2 + 3, 1, 1, 7)
+        (2 + 1, 1, 3, 7)
     );
     check_ledger(core.ledger());
     core.ledger().assert_quiescent();
