@@ -7,7 +7,9 @@
 //! or panic in the build step), deferred completion (the bundle completed, ended as client gone
 //! or force-closed, or dropped), hand-off of the request object to the engine, client abort, handler
 //! error, handler panic (unwinding through `catch_unwind` with the guards held), a saved request
-//! consumed by a refusal, linked signals (one signal's listener aborts another's, the
+//! consumed by a refusal, a request saved (a ticket alone) and brought back with
+//! `Live::admit_with` (before or after stop, refused by the pool or the build, or past the
+//! deadline's escalation: its signal comes aborted) or dropped unadmitted, linked signals (one signal's listener aborts another's, the
 //! `AbortSignal.any` pattern, or its own: a listener holding its own signal), handles of a
 //! signal kept past its request's end (listeners added and aborts through them), stop, collect,
 //! a fake clock with the drain deadline, and explicit escalation. Every abort signal has a
@@ -49,7 +51,8 @@ use proptest::test_runner::FileFailurePersistence;
 use reqguard::engines::{Embedded, Heap};
 use reqguard::{
     AbortReason, AbortSignal, Admitted, Config, DowngradePolicy, Drain, DrainStatus, Exhaustion,
-    GuardKind, LedgerEvent, Outcome, PoolMetrics, Refusal, RefusalReason, ServerCore,
+    GuardKind, LedgerEvent, Outcome, PendingTicket, PoolMetrics, Refusal, RefusalReason,
+    ServerCore,
 };
 
 type Core = ServerCore<Embedded<&'static str>, Vec<u8>>;
@@ -127,6 +130,12 @@ enum Op {
     Tick(u16),
     /// The loop escalates the drain at once.
     Escalate,
+    /// A request is saved for later (`Live::ticket`: a pending ticket alone).
+    Save,
+    /// The newest saved request comes back (`Live::admit_with`, Bun's `onSavedRequest`).
+    Resume { fault: Fault, cooperative: bool },
+    /// The newest saved request ends without coming back (its ticket dropped).
+    DropSaved,
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -141,7 +150,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         Just(Ending::Dropped)
     ];
     prop_oneof![
-        24 => (0u8..40, 8u8..48, fault, any::<bool>()).prop_map(|(body, limit, fault, cooperative)| {
+        24 => (0u8..40, 8u8..48, fault.clone(), any::<bool>()).prop_map(|(body, limit, fault, cooperative)| {
             Op::Arrive { body, limit, fault, cooperative }
         }),
         10 => any::<Pick>().prop_map(Op::Complete),
@@ -158,6 +167,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         4 => Just(Op::Collect),
         4 => (0u16..300).prop_map(Op::Tick),
         2 => Just(Op::Escalate),
+        3 => Just(Op::Save),
+        3 => (fault, any::<bool>()).prop_map(|(fault, cooperative)| {
+            Op::Resume { fault, cooperative }
+        }),
+        1 => Just(Op::DropSaved),
     ]
 }
 
@@ -262,6 +276,8 @@ struct Model {
     outcomes: [u64; 5],
     pool: MPool,
     reqs: Vec<MReq>,
+    /// Saved requests: tickets held alone, not admitted yet.
+    saved: usize,
     clock: Duration,
     deadline: Option<Duration>,
     /// Ledger events of the current step.
@@ -294,6 +310,7 @@ impl Model {
                 },
             },
             reqs: Vec::new(),
+            saved: 0,
             clock: Duration::ZERO,
             deadline: None,
             events: Vec::new(),
@@ -309,6 +326,11 @@ impl Model {
                 GuardKind::Request => r.request,
             })
             .count()
+            + if kind == GuardKind::Ticket {
+                self.saved
+            } else {
+                0
+            }
     }
 
     fn total_outstanding(&self) -> usize {
@@ -405,6 +427,64 @@ impl Model {
             return ArriveOutcome::Refused(RefusalReason::PoolExhausted);
         };
         self.mint(GuardKind::Ticket);
+        self.build(spilled, body, limit, fault, cooperative, None)
+    }
+
+    /// A saved request is saved (its ticket minted alone), unless the server is stopped;
+    /// `None` when the wrapper is finalized (no proof).
+    fn save(&mut self) -> Option<bool> {
+        if self.wrapper == Wrapper::Finalized {
+            return None;
+        }
+        if self.stopped {
+            return Some(false);
+        }
+        self.mint(GuardKind::Ticket);
+        self.saved += 1;
+        Some(true)
+    }
+
+    /// The saved request's ticket drops: the request ends unadmitted (no outcome).
+    fn drop_saved(&mut self) {
+        self.saved -= 1;
+        self.release(GuardKind::Ticket);
+        self.ticket_released();
+    }
+
+    /// The newest saved request comes back: its ticket takes a context, a signal (aborted when
+    /// the deadline has escalated) and its request object, or is released with the refusal.
+    fn resume(&mut self, fault: Fault, cooperative: bool) -> ArriveOutcome {
+        let refused = if self.wrapper == Wrapper::Finalized {
+            Some(RefusalReason::WrapperFinalized) // no proof: the loop drops the ticket
+        } else {
+            match self.checkout() {
+                Some(spilled) => {
+                    self.saved -= 1;
+                    let born = self.escalated.then_some(AbortReason::DrainDeadline);
+                    let outcome = self.build(spilled, 0, 1, fault, cooperative, born);
+                    if outcome != ArriveOutcome::Admitted {
+                        self.ticket_released();
+                    }
+                    return outcome;
+                }
+                None => Some(RefusalReason::PoolExhausted),
+            }
+        };
+        self.drop_saved();
+        ArriveOutcome::Refused(refused.unwrap())
+    }
+
+    /// `build` on a checked-out context whose ticket is minted: the request is admitted with
+    /// its signal aborted by `born` (no listener runs: none was added), or the parts go back.
+    fn build(
+        &mut self,
+        spilled: bool,
+        body: u8,
+        limit: u8,
+        fault: Fault,
+        cooperative: bool,
+        born: Option<AbortReason>,
+    ) -> ArriveOutcome {
         self.mint(GuardKind::Context);
         self.mint(GuardKind::ActivityRef);
         let failed = match fault {
@@ -431,12 +511,16 @@ impl Model {
             request: true,
             signal_held: true,
             spilled,
-            aborted: None,
+            aborted: born,
             cooperative,
             links: Vec::new(),
             ended: false,
             kept: false,
         });
+        if born.is_some() && cooperative {
+            // Its handler sees `signal.aborted` (its listener refused) and ends it at once.
+            self.drop_all(self.reqs.len() - 1);
+        }
         ArriveOutcome::Admitted
     }
 
@@ -620,6 +704,8 @@ struct Harness {
     /// Per request, how many of its signal's listeners are alive.
     alive: Vec<Rc<Cell<usize>>>,
     fired: Rc<RefCell<Vec<(usize, AbortReason)>>>,
+    /// Saved requests' tickets, the newest last.
+    saved: Vec<PendingTicket>,
     drain: Option<Drain>,
     /// The handle that awaited the drain (kept, so its waker stays registered).
     drain_wait: Option<Drain>,
@@ -670,6 +756,7 @@ impl Harness {
             kept: Vec::new(),
             alive: Vec::new(),
             fired: Rc::default(),
+            saved: Vec::new(),
             drain: None,
             drain_wait: None,
             drain_hook_runs: Rc::default(),
@@ -724,32 +811,92 @@ impl Harness {
             }
             Ok(Ok(bundle)) => bundle,
         };
-        assert_eq!(bundle.request(), Some(&id));
         assert_eq!(bundle.context().len(), body as usize);
+        assert!(
+            self.hold(id, bundle, coop),
+            "a fresh or recycled signal must not be aborted"
+        );
+        ArriveOutcome::Admitted
+    }
+
+    /// The handler of the admitted request `id` holds its bundle and listens to its signal
+    /// (a cooperative one drops the bundle when it fires, or at once when it has fired:
+    /// `if (signal.aborted)`). Returns whether the listener was taken.
+    fn hold(&mut self, id: usize, bundle: Admitted<Vec<u8>, usize>, coop: bool) -> bool {
+        assert_eq!(bundle.request(), Some(&id));
         let slot: Slot = Rc::default();
         let signal = bundle.signal().clone();
         let (fired, listener_slot) = (Rc::clone(&self.fired), Rc::clone(&slot));
         let alive = Rc::default();
         let token = Alive::new(&alive);
-        assert!(
-            signal.on_abort(move |reason| {
-                let _alive = token;
-                fired.borrow_mut().push((id, reason));
-                if coop {
-                    drop(take_parts(&listener_slot));
-                }
-            }),
-            "a fresh or recycled signal must not be aborted"
+        let listening = signal.on_abort(move |reason| {
+            let _alive = token;
+            fired.borrow_mut().push((id, reason));
+            if coop {
+                drop(take_parts(&listener_slot));
+            }
+        });
+        assert_eq!(
+            listening,
+            !signal.is_aborted(),
+            "on_abort on an aborted signal"
         );
         *slot.borrow_mut() = Parts {
             bundle: Some(bundle),
             signal: Some(signal),
         };
         assert_eq!(self.slots.len(), id);
-        self.slots.push(slot);
+        self.slots.push(Rc::clone(&slot));
         self.kept.push(None);
         self.alive.push(alive);
-        ArriveOutcome::Admitted
+        if !listening && coop {
+            drop(take_parts(&slot));
+        }
+        listening
+    }
+
+    /// A request is saved: `None` when the upgrade fails, `Some(false)` when refused (stopped).
+    fn save(&mut self) -> Option<bool> {
+        let live = self.core.upgrade()?;
+        match live.ticket() {
+            Ok(ticket) => {
+                self.saved.push(ticket);
+                Some(true)
+            }
+            Err(refusal) => {
+                assert_eq!(refusal.reason(), RefusalReason::Stopped);
+                Some(false)
+            }
+        }
+    }
+
+    /// The newest saved request comes back with `admit_with` (its ticket dropped when the
+    /// upgrade fails); a build without a fault makes the request `id`.
+    fn resume(&mut self, id: usize, fault: Fault, coop: bool) -> ArriveOutcome {
+        let ticket = self.saved.pop().expect("a saved request");
+        let Some(live) = self.core.upgrade() else {
+            drop(ticket);
+            return ArriveOutcome::Refused(RefusalReason::WrapperFinalized);
+        };
+        let admitted = panic::catch_unwind(AssertUnwindSafe(|| {
+            live.admit_with(ticket, |ctx| {
+                assert!(ctx.is_empty(), "a pooled context came back dirty");
+                match fault {
+                    Fault::EngineError => Err(Refusal::new(RefusalReason::Engine("model"))),
+                    Fault::Panic => panic::panic_any(PANIC_TAG),
+                    Fault::None => Ok(id),
+                }
+            })
+        }));
+        drop(live);
+        match admitted {
+            Err(_) => ArriveOutcome::Panicked,
+            Ok(Err(refusal)) => ArriveOutcome::Refused(refusal.reason()),
+            Ok(Ok(bundle)) => {
+                self.hold(id, bundle, coop);
+                ArriveOutcome::Admitted
+            }
+        }
     }
 
     fn signal(&self, id: usize) -> AbortSignal {
@@ -1138,6 +1285,30 @@ fn apply(h: &mut Harness, m: &mut Model, op: &Op) -> bool {
                 return false;
             }
         }
+        Op::Save => {
+            let expected = m.save();
+            assert_eq!(h.save(), expected, "saved");
+            tally::hit(format!("save: {expected:?}"));
+        }
+        &Op::Resume { fault, cooperative } => {
+            if m.saved > 0 {
+                let id = m.reqs.len();
+                let born_aborted = m.escalated;
+                let expected = m.resume(fault, cooperative);
+                let got = h.resume(id, fault, cooperative);
+                assert_eq!(got, expected, "resumed outcome");
+                tally::hit(format!(
+                    "resume: {got:?}, stopped {}, escalated {born_aborted}",
+                    m.stopped
+                ));
+            }
+        }
+        Op::DropSaved => {
+            if m.saved > 0 {
+                m.drop_saved();
+                drop(h.saved.pop());
+            }
+        }
         Op::Escalate => {
             if let Some(drain) = h.drain.clone() {
                 m.escalated = true;
@@ -1185,6 +1356,16 @@ fn run(setup: &Setup, ops: &[Op]) {
     for op in &tail {
         let ordered = apply(&mut h, &mut m, op);
         check_step(&mut h, &mut m, ops.len(), op, ordered);
+    }
+    // Every saved request comes back past the deadline (its signal aborted), unless the
+    // wrapper was finalized (its ticket drops).
+    while m.saved > 0 {
+        let op = Op::Resume {
+            fault: Fault::None,
+            cooperative: false,
+        };
+        let ordered = apply(&mut h, &mut m, &op);
+        check_step(&mut h, &mut m, ops.len(), &op, ordered);
     }
     for id in m.live_ids() {
         m.end(id, Outcome::Completed);
