@@ -1502,3 +1502,19 @@ fn regression_model_a_listener_holding_its_own_signal_on_a_completed_request() {
     ];
     run(&setup, &kept);
 }
+
+/// Round 27 (QA embed26-2, found by qa-embed26): a saved request brought back with `admit_with`
+/// past the deadline's escalation got an unaborted signal, which later polls never aborted:
+/// `[Save]` alone (the shutdown brings it back after its `Tick`) and a cooperative handler,
+/// which ends its request at once on the aborted signal it is given.
+#[test]
+fn regression_model_a_saved_request_brought_back_past_the_deadline() {
+    let (setup, _) = plain(0);
+    run(&setup, &[Op::Save]);
+    let resume = Op::Resume {
+        fault: Fault::None,
+        cooperative: true,
+    };
+    let stop = Op::Stop { deadline_ms: 5 };
+    run(&setup, &[Op::Save, Op::Save, stop, Op::Tick(10), resume]);
+}
