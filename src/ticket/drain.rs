@@ -96,7 +96,9 @@ pub struct DrainReport {
     /// later polls, in [`report`](Drain::report) and in the awaited report, even after a
     /// deadline; the requests they ended are counted in `outcomes.deadline_aborted` (all but
     /// one whose own `build` refused after the abort: it was never admitted, so it has no
-    /// outcome). A request an earlier signal's listener ended is not aborted.
+    /// outcome). A request an earlier signal's listener ended is not aborted. A saved request
+    /// admitted after the escalation ([`Live::admit_with`](crate::Live::admit_with)) comes
+    /// with its signal aborted and is not counted here; its outcome is.
     pub aborted_signals: usize,
     /// How the server's admitted requests ended so far, per outcome.
     pub outcomes: OutcomeCounts,
@@ -213,7 +215,10 @@ impl Drain {
     /// Aborts, with [`AbortReason::DrainDeadline`], the signal of every admitted request still
     /// out (an activity ref kept past its request's end keeps that signal alive, not the
     /// request: it is not aborted), and reports what is out after the listeners ran. Does not
-    /// wait for the deadline.
+    /// wait for the deadline. It counts as the deadline's escalation: a later
+    /// [`poll_deadline`](Drain::poll_deadline) does not escalate again, and a saved request
+    /// admitted after it ([`Live::admit_with`](crate::Live::admit_with)) comes with its signal
+    /// aborted. Called again, it aborts whatever is out then.
     ///
     /// # Examples
     ///
