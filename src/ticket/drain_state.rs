@@ -14,7 +14,9 @@
 //!    so the list never grows past the number of live handles. A waker is dropped (or woken)
 //!    only with the list unborrowed, each on its own (a panic is caught): it is an executor's,
 //!    and its drop may drop its task, with a ticket or a drain handle that reaches this list.
-//! 4. `escalated` goes from `false` to `true` once: the deadline's abort runs once.
+//! 4. `escalated` goes from `false` to `true` once: the deadline's abort runs once. A saved
+//!    request admitted after it (`Live::admit_with`) comes with its signal aborted, so no
+//!    request out past the escalation is left unaborted (QA embed26-2).
 
 use std::cell::{Cell, RefCell};
 use std::task::Waker;

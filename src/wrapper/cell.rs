@@ -27,7 +27,9 @@ pub enum DowngradePolicy {
 /// go before the upgrade returns (QA embed25-1; not checked for an engine whose clone cannot,
 /// [`Engine::STRONG_CLONE_MAY_REENTER`]), caught: a panic there is counted in
 /// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks), as the stop's own
-/// downgrade's is, and does not reach the upgrade's caller (QA embed26-1).
+/// downgrade's is, and does not reach the upgrade's caller (QA embed26-1). A clone that stops
+/// the server and then panics unwinds to the upgrade's caller, and the cell lets its handle
+/// go as it unwinds (QA embed27-1).
 pub struct WrapperCell<E: Engine> {
     strong: RefCell<Option<E::Strong>>,
     weak: E::Weak,
@@ -56,27 +58,47 @@ impl<E: Engine> WrapperCell<E> {
     }
 
     /// A strong handle to the wrapper, or `None` once it is finalized. A downgrade put off
-    /// while the clone ran is done before it returns, caught, a panic counted in `drain`'s
-    /// hook panics (as the stop's own downgrade is).
+    /// while the clone ran is done before it returns, or unwinds (a clone that stops the server
+    /// and then panics), caught, a panic counted in `drain`'s hook panics (as the stop's own
+    /// downgrade is).
     #[inline(always)]
     pub(crate) fn upgrade(
         &self,
         scope: &mut E::Scope<'_>,
         drain: &DrainState,
     ) -> Option<E::Strong> {
+        if E::STRONG_CLONE_MAY_REENTER {
+            return self.upgrade_reentrant(scope, drain);
+        }
+        self.upgrade_plain(scope)
+    }
+
+    #[inline(always)]
+    fn upgrade_plain(&self, scope: &mut E::Scope<'_>) -> Option<E::Strong> {
         let held = self.strong.borrow();
         if let Some(strong) = held.as_ref() {
-            // The clone is the engine's code: a downgrade it causes finds the cell borrowed and
-            // is put off until here.
             let clone = strong.clone();
             drop(held);
-            if E::STRONG_CLONE_MAY_REENTER && self.downgrade_due.get() {
-                self.downgrade_put_off(drain);
-            }
             return Some(clone);
         }
         drop(held);
         E::upgrade(scope, &self.weak)
+    }
+
+    /// [`upgrade`](WrapperCell::upgrade) for an engine whose clone may stop the server: the
+    /// clone is the engine's code, and a downgrade it causes finds the cell borrowed and is
+    /// put off until the clone returns or unwinds (before, a clone that stopped the server and
+    /// then panicked left the wrapper strong until the next upgrade, for good if none came:
+    /// QA embed27-1).
+    #[inline(always)]
+    fn upgrade_reentrant(&self, scope: &mut E::Scope<'_>, drain: &DrainState) -> Option<E::Strong> {
+        // Made before the borrow, so dropped after it, on a return as on an unwind.
+        let _put_off = scopeguard::guard((), |()| {
+            if self.downgrade_due.get() {
+                self.downgrade_put_off(drain);
+            }
+        });
+        self.upgrade_plain(scope)
     }
 
     /// Drops the strong handle; from now on the engine may finalize the wrapper. Inside an
