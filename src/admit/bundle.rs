@@ -656,10 +656,10 @@ mod tests {
 
     /// A refused build gives its slot back with the signal as good as new (round 24: the slot
     /// keeps it). Here `build` stops the server and lets its drain deadline pass, which aborts
-    /// the request's signal (its request is out while `build` runs), then refuses: the saved
-    /// request admitted after the stop, in the same slot, gets a signal that never fired. A pin
-    /// of what main did through the spare list: it fails when the refusal leaves the aborted
-    /// signal in the slot.
+    /// the request's signal (its request is out while `build` runs), then refuses: the slot
+    /// holds a signal that never fired (it fails when the refusal leaves the aborted one
+    /// there), and the saved request admitted after the stop, in the same slot, has it aborted
+    /// by the escalation that already ran (QA embed26-2), not an old abort.
     #[test]
     fn a_refused_build_leaves_its_slot_a_signal_as_good_as_new() {
         let heap = Heap::new();
@@ -681,12 +681,15 @@ mod tests {
             matches!(status, crate::DrainStatus::Expired(ref r) if r.aborted_signals == 1),
             "the escalation aborted the building request's signal: {status:?}"
         );
+        let slot = core.pool().checkout().unwrap(); // the slot the refusal gave back
+        assert!(slot.signal.state().is_fresh(), "the aborted signal stayed");
+        core.pool().checkin(slot);
         let bundle = live.admit_with(saved, |_| Ok(())).unwrap();
-        assert!(!bundle.signal().is_aborted(), "the aborted signal stayed");
-        assert!(bundle.signal().state().is_fresh());
+        let reason = bundle.signal().reason();
+        assert_eq!(reason, Some(crate::AbortReason::DrainDeadline));
         bundle.complete();
         assert!(stopping.is_complete());
-        assert_eq!(core.ledger().outcomes().completed, 1);
+        assert_eq!(core.ledger().outcomes().deadline_aborted, 1);
         core.ledger().assert_quiescent();
     }
 
