@@ -839,10 +839,13 @@ impl World {
         }
         let bundle = admitted.expect("a saved ticket is admitted, stopped or not");
         side.note(&[Minted(C), Minted(A), Minted(R)]);
+        // Past the escalation, its signal comes aborted by it (QA embed26-2).
+        let born = side.escalated.then_some(AbortReason::DrainDeadline);
+        assert_eq!(bundle.signal().reason(), born, "a saved request's signal");
         side.out.push(Out {
             bundle,
             with_request: true,
-            aborted: false,
+            aborted: side.escalated,
         });
     }
 

@@ -225,9 +225,9 @@ fn stops_and_drains(heap: &Heap) {
     assert!(one_weak.upgrade().is_none());
     drop(out);
     assert!(!drain.is_complete());
-    late.complete();
+    late.complete(); // admitted past the escalation: its signal came aborted (QA embed26-2)
     assert!(drain.is_complete());
-    assert_eq!(drain.report().outcomes.deadline_aborted, 3);
+    assert_eq!(drain.report().outcomes.deadline_aborted, 4);
     let two_out = admit(&two).unwrap();
     drop(two); // stopped by its drop, one request out
     drop(two_out);

@@ -739,6 +739,14 @@ mod random_reentry {
         quiet_at_end: RefCell<Vec<Option<bool>>>,
         /// `aborted_signals` of every escalation, added up.
         aborted: Cell<usize>,
+        /// The drain has escalated (`escalate`, or `poll_deadline` past the deadline).
+        escalated: Cell<bool>,
+        /// `escalate` calls so far: each aborts a request being built.
+        escalate_calls: Cell<u64>,
+        /// Saved requests admitted once the drain had escalated, with no escalation while they
+        /// were built: their signals come aborted, counted in no `aborted_signals` (QA
+        /// embed26-2).
+        born_aborted: Cell<usize>,
         rng: Cell<u64>,
     }
 
@@ -804,11 +812,16 @@ mod random_reentry {
     fn admit(w: &Rc<World>) {
         let Some(live) = w.core.upgrade() else { return };
         let saved = w.saved.borrow_mut().pop();
+        let before = (w.escalated.get(), w.escalate_calls.get());
+        let mut with_ticket = false;
         let bundle = match saved {
-            Some(ticket) if w.next(2) == 0 => live.admit_with(ticket, |_| {
-                maybe_nested();
-                Ok(Payload)
-            }),
+            Some(ticket) if w.next(2) == 0 => {
+                with_ticket = true;
+                live.admit_with(ticket, |_| {
+                    maybe_nested();
+                    Ok(Payload)
+                })
+            }
             Some(ticket) => {
                 w.saved.borrow_mut().push(ticket);
                 live.admit(|_| {
@@ -822,6 +835,11 @@ mod random_reentry {
             }),
         };
         let Ok(bundle) = bundle else { return };
+        if with_ticket && before.0 && w.escalate_calls.get() == before.1 {
+            // Past the escalation, and none listed it while it was built: it comes aborted.
+            assert_eq!(bundle.signal().reason(), Some(AbortReason::DrainDeadline));
+            w.born_aborted.set(w.born_aborted.get() + 1);
+        }
         let id = w.logs.borrow().len();
         let log: Log = Rc::default();
         let seen = Rc::clone(&log);
@@ -881,6 +899,8 @@ mod random_reentry {
             3 => {
                 let drain = w.drain.borrow().clone();
                 if let Some(drain) = drain {
+                    w.escalated.set(true);
+                    w.escalate_calls.set(w.escalate_calls.get() + 1);
                     let report = drain.escalate();
                     w.aborted.set(w.aborted.get() + report.aborted_signals);
                 }
@@ -889,8 +909,14 @@ mod random_reentry {
                 let drain = w.drain.borrow().clone();
                 if let Some(drain) = drain {
                     let later = w.start + Duration::from_secs(2);
-                    let (was_complete, fired, aborted) =
-                        (drain.is_complete(), deadline_fired(w), w.aborted.get());
+                    let (was_complete, fired, aborted, born) = (
+                        drain.is_complete(),
+                        deadline_fired(w),
+                        w.aborted.get(),
+                        w.born_aborted.get(),
+                    );
+                    // Past the deadline: it escalates now, unless the drain is complete.
+                    w.escalated.set(w.escalated.get() || !was_complete);
                     match drain.poll_deadline(later) {
                         DrainStatus::Expired(report) => {
                             w.aborted.set(w.aborted.get() + report.aborted_signals);
@@ -900,9 +926,11 @@ mod random_reentry {
                             // no report (by design: core_drain's
                             // `escalation_completes_the_drain_when_listeners_let_go`). What it
                             // aborted is what fired meanwhile but nested escalations' aborts.
+                            // Nor requests admitted meanwhile with their signals aborted.
                             let nested = w.aborted.get() - aborted;
+                            let born = w.born_aborted.get() - born;
                             w.aborted
-                                .set(w.aborted.get() + deadline_fired(w) - fired - nested);
+                                .set(w.aborted.get() + deadline_fired(w) - fired - nested - born);
                         }
                         _ => {}
                     }
@@ -974,7 +1002,8 @@ mod random_reentry {
         let outcomes = w.core.ledger().outcomes();
         let counted = Outcome::ALL.map(|o| outcomes.count(o));
         assert_eq!(counted, by_outcome, "{at}: outcomes");
-        assert_eq!(w.aborted.get(), deadline_fired, "{at}: aborted_signals");
+        let counted = w.aborted.get() + w.born_aborted.get();
+        assert_eq!(counted, deadline_fired, "{at}: aborted_signals");
         if let Some(drain) = w.drain.borrow().as_ref() {
             let out = w.core.ledger().outstanding(reqguard::GuardKind::Ticket);
             assert_eq!(drain.is_complete(), out == 0, "{at}: drain");
@@ -1000,6 +1029,9 @@ mod random_reentry {
             logs: RefCell::default(),
             quiet_at_end: RefCell::default(),
             aborted: Cell::new(0),
+            escalated: Cell::new(false),
+            escalate_calls: Cell::new(0),
+            born_aborted: Cell::new(0),
             rng: Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
         })
     }
