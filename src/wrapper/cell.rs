@@ -58,47 +58,34 @@ impl<E: Engine> WrapperCell<E> {
     }
 
     /// A strong handle to the wrapper, or `None` once it is finalized. A downgrade put off
-    /// while the clone ran is done before it returns, or unwinds (a clone that stops the server
-    /// and then panics), caught, a panic counted in `drain`'s hook panics (as the stop's own
-    /// downgrade is).
+    /// while the clone ran is done before it returns, or as it unwinds (a clone that stops the
+    /// server and then panics), caught, a panic counted in `drain`'s hook panics (as the
+    /// stop's own downgrade is).
     #[inline(always)]
     pub(crate) fn upgrade(
         &self,
         scope: &mut E::Scope<'_>,
         drain: &DrainState,
     ) -> Option<E::Strong> {
-        if E::STRONG_CLONE_MAY_REENTER {
-            return self.upgrade_reentrant(scope, drain);
-        }
-        self.upgrade_plain(scope)
-    }
-
-    #[inline(always)]
-    fn upgrade_plain(&self, scope: &mut E::Scope<'_>) -> Option<E::Strong> {
+        // Made before the borrow, so dropped after it: a clone that stops the server and then
+        // panics still has the downgrade done as it unwinds (QA embed27-1: it was skipped, and
+        // the wrapper kept strong until the next upgrade, for good if none came). `None`, with
+        // nothing to drop, for the engines whose clone cannot reenter (the upgrade split into
+        // two functions, one compiled out for them, cost them an instruction per admission).
+        let _unwinding = E::STRONG_CLONE_MAY_REENTER.then(|| PutOffOnUnwind { cell: self, drain });
         let held = self.strong.borrow();
         if let Some(strong) = held.as_ref() {
+            // The clone is the engine's code: a downgrade it causes finds the cell borrowed and
+            // is put off until here.
             let clone = strong.clone();
             drop(held);
+            if E::STRONG_CLONE_MAY_REENTER && self.downgrade_due.get() {
+                self.downgrade_put_off(drain);
+            }
             return Some(clone);
         }
         drop(held);
         E::upgrade(scope, &self.weak)
-    }
-
-    /// [`upgrade`](WrapperCell::upgrade) for an engine whose clone may stop the server: the
-    /// clone is the engine's code, and a downgrade it causes finds the cell borrowed and is
-    /// put off until the clone returns or unwinds (before, a clone that stopped the server and
-    /// then panicked left the wrapper strong until the next upgrade, for good if none came:
-    /// QA embed27-1).
-    #[inline(always)]
-    fn upgrade_reentrant(&self, scope: &mut E::Scope<'_>, drain: &DrainState) -> Option<E::Strong> {
-        // Made before the borrow, so dropped after it, on a return as on an unwind.
-        let _put_off = scopeguard::guard((), |()| {
-            if self.downgrade_due.get() {
-                self.downgrade_put_off(drain);
-            }
-        });
-        self.upgrade_plain(scope)
     }
 
     /// Drops the strong handle; from now on the engine may finalize the wrapper. Inside an
@@ -137,5 +124,20 @@ impl<E: Engine> fmt::Debug for WrapperCell<E> {
         f.debug_struct("WrapperCell")
             .field("strong", &self.is_strong())
             .finish_non_exhaustive()
+    }
+}
+
+/// Does the downgrade a clone put off if that clone unwinds (a clone that stopped the server
+/// and then panicked); on a return, `upgrade` did it already.
+struct PutOffOnUnwind<'c, E: Engine> {
+    cell: &'c WrapperCell<E>,
+    drain: &'c DrainState,
+}
+
+impl<E: Engine> Drop for PutOffOnUnwind<'_, E> {
+    fn drop(&mut self) {
+        if self.cell.downgrade_due.get() {
+            self.cell.downgrade_put_off(self.drain);
+        }
     }
 }
