@@ -55,7 +55,7 @@ fn bench_chunked(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(secs));
     // 1-byte chunks of a 1 MiB body carry 5 MiB of framing: allow it here.
-    let limits = Limits::default().max_chunk_overhead(8 << 20);
+    let limits = Limits::default().with_max_chunk_overhead(8 << 20);
     let mut body = Vec::with_capacity(1 << 20);
     for chunk in CHUNKS {
         for size in SIZES {

@@ -134,7 +134,7 @@ async fn serve_reqguard(
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("bench"), Config::default());
         // 8 KiB buffers, as the baseline's `http1::Builder`.
-        let options = Options::default().max_buffer(8 * 1024);
+        let options = Options::default().with_max_buffer(8 * 1024);
         let server = HyperServer::new(core, hello).options(options);
         let report = server
             .serve(listener, async {

@@ -26,9 +26,9 @@ fn limits() -> Limits {
     // Idle connections stay open after stop long enough for the late request to arrive; the
     // drain deadline only bounds the test if something goes wrong.
     Limits::default()
-        .idle_timeout(Duration::from_secs(30))
-        .stop_linger(Duration::from_secs(20))
-        .drain_timeout(Duration::from_secs(20))
+        .with_idle_timeout(Duration::from_secs(30))
+        .with_stop_linger(Duration::from_secs(20))
+        .with_drain_timeout(Duration::from_secs(20))
 }
 
 /// Spawns the server: the wrapper is a cyclic JS object (only the collector frees it), watched

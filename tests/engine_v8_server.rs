@@ -65,8 +65,8 @@ fn kept_alive_request_after_stop_and_gc_gets_503() {
         })
     };
     let limits = Limits::default()
-        .stop_linger(Duration::from_secs(20))
-        .drain_timeout(Duration::from_secs(20));
+        .with_stop_linger(Duration::from_secs(20))
+        .with_drain_timeout(Duration::from_secs(20));
     let running = ServerBuilder::new()
         .limits(limits)
         .spawn(accounting, demo_routes)

@@ -114,8 +114,8 @@ fn demo(options: Options, collect: bool) -> HyperServer<E, (), impl Handler<E>> 
 
 fn fast_stop() -> Options {
     Options::default()
-        .stop_linger(Duration::from_millis(100))
-        .drain_timeout(Duration::from_secs(5))
+        .with_stop_linger(Duration::from_millis(100))
+        .with_drain_timeout(Duration::from_secs(5))
 }
 
 /// A hyper client connection on its own current-thread runtime.
@@ -188,7 +188,7 @@ fn answers_200_and_keeps_the_connection_alive() {
 
 #[test]
 fn after_stop_and_collect_a_kept_alive_request_gets_503_close_and_the_ledger_is_at_0() {
-    let options = fast_stop().stop_linger(Duration::from_secs(5));
+    let options = fast_stop().with_stop_linger(Duration::from_secs(5));
     let mut server = TestServer::spawn(move || demo(options, true));
     let mut kept = HyperClient::connect(server.addr);
     assert_eq!(kept.send("GET", "/", "").0, 200);
@@ -214,7 +214,7 @@ fn after_stop_and_collect_a_kept_alive_request_gets_503_close_and_the_ledger_is_
 /// close at the end of the linger, and the drain completes then, not at its deadline.
 #[test]
 fn idle_kept_alive_connections_close_at_the_end_of_the_linger() {
-    let options = fast_stop().drain_timeout(Duration::from_secs(10));
+    let options = fast_stop().with_drain_timeout(Duration::from_secs(10));
     let mut server = TestServer::spawn(move || demo(options, false));
     let mut idle: Vec<Client> = (0..3).map(|_| Client::connect(server.addr)).collect();
     for client in &mut idle {
@@ -569,7 +569,7 @@ fn the_deadline_aborts_then_force_closes_and_reports_what_was_out() {
                 Ok::<_, HandlerError>(bundle.respond(Response::new(Empty::<Bytes>::new())))
             }
         };
-        let options = fast_stop().drain_timeout(Duration::from_millis(300));
+        let options = fast_stop().with_drain_timeout(Duration::from_millis(300));
         HyperServer::new(core(false).0, handler).options(options)
     });
     let mut stuck = Client::connect(server.addr);
@@ -606,10 +606,10 @@ fn the_deadline_aborts_then_force_closes_and_reports_what_was_out() {
 #[test]
 fn unready_then_drain_with_the_port_open_and_health_routes_taking_nothing() {
     let options = Options::default()
-        .health_checks(true)
-        .keep_listening(true)
-        .unready(Duration::from_millis(400))
-        .stop_linger(Duration::ZERO);
+        .with_health_checks(true)
+        .with_keep_listening(true)
+        .with_unready(Duration::from_millis(400))
+        .with_stop_linger(Duration::ZERO);
     let mut server = TestServer::spawn(move || demo(options, true));
     let addr = server.addr;
     assert_eq!(util::get(addr, "/healthz/ready").status, 200);
@@ -741,7 +741,7 @@ fn answers_without_a_body_on_the_wire_end_completed_and_fire_nothing() {
 /// heads' header timeout.
 #[test]
 fn at_the_limit_a_slow_head_is_evicted_with_408_for_a_newcomer() {
-    let server = TestServer::spawn(|| demo(fast_stop().max_connections(2), false));
+    let server = TestServer::spawn(|| demo(fast_stop().with_max_connections(2), false));
     let mut slow: Vec<Client> = (0..2)
         .map(|_| {
             let mut client = Client::connect(server.addr);
@@ -791,7 +791,7 @@ fn at_the_limit_requests_in_progress_and_answers_on_their_way_are_never_evicted(
                 Ok(bundle.respond(Response::new(Full::new(big))))
             }
         };
-        HyperServer::new(core(false).0, handler).options(fast_stop().max_connections(2))
+        HyperServer::new(core(false).0, handler).options(fast_stop().with_max_connections(2))
     });
     let mut waiting = Client::connect(server.addr);
     waiting.send(b"GET /wait HTTP/1.1\r\nhost: x\r\n\r\n");
@@ -818,7 +818,7 @@ fn at_the_limit_requests_in_progress_and_answers_on_their_way_are_never_evicted(
 /// plain close: it was not mid-head).
 #[test]
 fn at_the_limit_an_idle_kept_alive_connection_makes_room_once_seen_silent() {
-    let server = TestServer::spawn(|| demo(fast_stop().max_connections(1), false));
+    let server = TestServer::spawn(|| demo(fast_stop().with_max_connections(1), false));
     let mut idle = Client::connect(server.addr);
     assert_eq!(
         idle.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,

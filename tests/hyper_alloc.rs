@@ -81,7 +81,7 @@ async fn serve_reqguard(listener: tokio::net::TcpListener, stop: oneshot::Receiv
 /// With each connection's activity recorded (the step records' routes and ages): the route's
 /// buffer is reused, so this allocates nothing per request either.
 async fn serve_reqguard_recording(listener: tokio::net::TcpListener, stop: oneshot::Receiver<()>) {
-    let options = Options::default().record_activity(true);
+    let options = Options::default().with_record_activity(true);
     serve_reqguard_with(listener, stop, options).await;
 }
 
@@ -92,7 +92,7 @@ async fn serve_reqguard_with(
 ) {
     let heap = Heap::new();
     let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-    let options = options.max_buffer(8 * 1024);
+    let options = options.with_max_buffer(8 * 1024);
     let server = HyperServer::new(core, hello).options(options);
     let report = server
         .serve(listener, async {

@@ -19,7 +19,7 @@ mod util;
 fn a_connection_over_the_limit_reads_its_503_then_a_clean_end() {
     let server = HyperThread::spawn(|core| {
         HyperServer::new(core, tokio_hyper::demo_routes())
-            .options(Options::default().max_connections(2))
+            .options(Options::default().with_max_connections(2))
     });
     let addr = server.addr;
     // Two requests in their handler hold both slots.

@@ -71,8 +71,8 @@ fn spawn(
             }
         };
         let options = Options::default()
-            .stop_linger(Duration::from_secs(10))
-            .drain_timeout(Duration::from_secs(10));
+            .with_stop_linger(Duration::from_secs(10))
+            .with_drain_timeout(Duration::from_secs(10));
         let server = HyperServer::<QuickJs, (), _, _>::with_scope(core, handler, context)
             .options(options)
             .after_stop(move || {

@@ -75,8 +75,8 @@ fn at_the_limit_an_evictable_connection_makes_room_without_waiting_turns_on_hype
         };
         HyperServer::new(core, handler).options(
             Options::default()
-                .max_connections(3)
-                .stop_linger(Duration::from_millis(100)),
+                .with_max_connections(3)
+                .with_stop_linger(Duration::from_millis(100)),
         )
     });
     let addr = server.addr;

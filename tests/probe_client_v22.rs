@@ -77,7 +77,7 @@ async fn read_it_all(
 fn a_head_past_max_head_after_a_body_an_embedders_handler_read_is_refused_at_once() {
     let server = HyperThread::spawn(|core| {
         reqguard::tokio_hyper::HyperServer::new(core, read_it_all)
-            .options(Options::default().idle_timeout(Duration::from_secs(60)))
+            .options(Options::default().with_idle_timeout(Duration::from_secs(60)))
     });
     let upload = "b".repeat(30_000);
     let befores = [

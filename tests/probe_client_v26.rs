@@ -29,17 +29,17 @@ const ABSURD: [(&str, &str); 3] = [
 
 fn absurd_limits(knob: &str) -> Limits {
     match knob {
-        "max_head 0" => Limits::default().max_head(0),
-        "max_head 63" => Limits::default().max_head(63),
-        _ => Limits::default().idle_timeout(Duration::ZERO),
+        "max_head 0" => Limits::default().with_max_head(0),
+        "max_head 63" => Limits::default().with_max_head(63),
+        _ => Limits::default().with_idle_timeout(Duration::ZERO),
     }
 }
 
 fn absurd_options(knob: &str) -> Options {
     match knob {
-        "max_head 0" => Options::default().max_head(0),
-        "max_head 63" => Options::default().max_head(63),
-        _ => Options::default().idle_timeout(Duration::ZERO),
+        "max_head 0" => Options::default().with_max_head(0),
+        "max_head 63" => Options::default().with_max_head(63),
+        _ => Options::default().with_idle_timeout(Duration::ZERO),
     }
 }
 
@@ -51,9 +51,9 @@ fn hyper_server(
     HyperServer::new(core, tokio_hyper::demo_routes()).options(options)
 }
 
-/// QA client26-1 (round 25's qa-embed25-3). The hyper adapter's `Options` took `max_head(0)`
-/// (every request refused `414`/`501`), `idle_timeout(0)` (hyper's header read timeout: every
-/// connection timed out at once) and `probe_body_timeout(0)`, which the mio server's
+/// QA client26-1 (round 25's qa-embed25-3). The hyper adapter's `Options` took `with_max_head(0)`
+/// (every request refused `414`/`501`), `with_idle_timeout(0)` (hyper's header read timeout: every
+/// connection timed out at once) and `with_probe_body_timeout(0)`, which the mio server's
 /// `Limits::validate` refuses; `Options` checked only `max_connections`. Now one set of rules
 /// (`src/knobs.rs`) checks both, and both builders refuse the same values with the same words:
 /// `InvalidInput` from `ServerBuilder::spawn`, `tokio_hyper::run` and `HyperGroup::spawn`.
@@ -113,7 +113,7 @@ fn both_builders_refuse_the_same_absurd_knobs_with_the_same_words() {
         assert!(message.ends_with(says), "serve, {knob}: {message:?}");
     }
     // hyper's own knob of the mio server's `request_timeout` for a probe's body.
-    let options = Options::default().probe_body_timeout(Duration::ZERO);
+    let options = Options::default().with_probe_body_timeout(Duration::ZERO);
     let err = HyperGroup::new()
         .spawn(move |_| hyper_server(options))
         .map(|_| ())

@@ -283,7 +283,7 @@ mod hyper_options {
 
     #[test]
     fn a_drain_timeout_of_duration_max_means_no_deadline_not_a_panic() {
-        let options = Options::default().drain_timeout(Duration::MAX);
+        let options = Options::default().with_drain_timeout(Duration::MAX);
         let (answer, report) = serve_one(options);
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
         assert_eq!((report.stats.served, report.outcomes.completed), (1, 1));
@@ -292,7 +292,7 @@ mod hyper_options {
 
     #[test]
     fn an_idle_timeout_of_duration_max_means_no_timeout_not_a_panic() {
-        let options = Options::default().idle_timeout(Duration::MAX);
+        let options = Options::default().with_idle_timeout(Duration::MAX);
         let (answer, report) = serve_one(options);
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
         assert_eq!((report.stats.served, report.outcomes.completed), (1, 1));
@@ -301,10 +301,10 @@ mod hyper_options {
     #[test]
     fn every_duration_knob_at_duration_max_serves_and_stops() {
         let options = Options::default()
-            .drain_timeout(Duration::MAX)
-            .stop_linger(Duration::MAX)
-            .idle_timeout(Duration::MAX)
-            .force_after(Duration::MAX);
+            .with_drain_timeout(Duration::MAX)
+            .with_stop_linger(Duration::MAX)
+            .with_idle_timeout(Duration::MAX)
+            .with_force_after(Duration::MAX);
         let (answer, report) = serve_one(options);
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
         assert_eq!((report.stats.served, report.leaked), (1, 0));
@@ -561,9 +561,9 @@ mod hyper_body {
     #[test]
     fn a_reply_dropped_by_a_handler_that_hangs_fires_its_signal_once_not_after_completion() {
         let options = Options::default()
-            .drain_timeout(std::time::Duration::from_millis(50))
-            .stop_linger(std::time::Duration::from_millis(10))
-            .force_after(std::time::Duration::from_millis(10));
+            .with_drain_timeout(std::time::Duration::from_millis(50))
+            .with_stop_linger(std::time::Duration::from_millis(10))
+            .with_force_after(std::time::Duration::from_millis(10));
         let (_, report) =
             serve_one_with_early_stop(options, respond_then_drop_the_reply_and_hang, || {
                 IN_HANDLER.with(std::cell::Cell::get)

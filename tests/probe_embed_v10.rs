@@ -38,7 +38,7 @@ const HANG: Duration = Duration::from_secs(20);
 /// and reported the drain deadline hit long before it.
 #[test]
 fn an_accounting_that_says_expired_early_does_not_cut_a_server_request_short() {
-    let limits = Limits::default().drain_timeout(Duration::from_secs(1));
+    let limits = Limits::default().with_drain_timeout(Duration::from_secs(1));
     let admitted = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&admitted);
     let running = ServerBuilder::new()
@@ -75,7 +75,7 @@ fn an_accounting_that_says_expired_early_does_not_cut_a_session_request_short() 
     let mut router = Router::new(&routes);
     router.route("GET", "/later", Later(Duration::from_millis(300)));
     let accounting = SaysAtStop::new(StopStatus::Expired { aborted: 0 }, Arc::default());
-    let limits = Limits::default().drain_timeout(Duration::from_secs(5));
+    let limits = Limits::default().with_drain_timeout(Duration::from_secs(5));
     let mut session = Session::new(&router, accounting, limits);
     session.feed(b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n");
     session.stop();
@@ -324,15 +324,15 @@ mod hyper_embed {
         let cases: Vec<(&str, Options)> = vec![
             (
                 "drain_timeout 0",
-                Options::default().drain_timeout(Duration::ZERO),
+                Options::default().with_drain_timeout(Duration::ZERO),
             ),
             (
                 "stop_linger 0",
-                Options::default().stop_linger(Duration::ZERO),
+                Options::default().with_stop_linger(Duration::ZERO),
             ),
             (
                 "force_after 0",
-                Options::default().force_after(Duration::ZERO),
+                Options::default().with_force_after(Duration::ZERO),
             ),
             // `max_connections 0` is invalid input since QA embed17-1 (`serve` panics, `run`
             // errs): probe_embed_v17::hyper_options::a_max_connections_of_zero_is_invalid_input.
@@ -340,23 +340,26 @@ mod hyper_embed {
             // probe_client_v26::both_builders_refuse_the_same_absurd_knobs_with_the_same_words.
             (
                 "max_connections MAX",
-                Options::default().max_connections(usize::MAX),
+                Options::default().with_max_connections(usize::MAX),
             ),
-            ("max_head MAX", Options::default().max_head(usize::MAX)),
-            ("max_buffer 0", Options::default().max_buffer(0)),
-            ("max_buffer MAX", Options::default().max_buffer(usize::MAX)),
-            ("min_send_rate 0", Options::default().min_send_rate(0)),
+            ("max_head MAX", Options::default().with_max_head(usize::MAX)),
+            ("max_buffer 0", Options::default().with_max_buffer(0)),
+            (
+                "max_buffer MAX",
+                Options::default().with_max_buffer(usize::MAX),
+            ),
+            ("min_send_rate 0", Options::default().with_min_send_rate(0)),
             (
                 "min_send_rate MAX",
-                Options::default().min_send_rate(u64::MAX),
+                Options::default().with_min_send_rate(u64::MAX),
             ),
             (
                 "all MAX",
                 Options::default()
-                    .idle_timeout(Duration::MAX)
-                    .drain_timeout(Duration::MAX)
-                    .stop_linger(Duration::ZERO)
-                    .min_send_rate(u64::MAX),
+                    .with_idle_timeout(Duration::MAX)
+                    .with_drain_timeout(Duration::MAX)
+                    .with_stop_linger(Duration::ZERO)
+                    .with_min_send_rate(u64::MAX),
             ),
         ];
         for (case, options) in cases {
@@ -385,8 +388,8 @@ mod hyper_embed {
     fn a_forgotten_bundle_is_reported_and_does_not_hold_the_stop() {
         use reqguard::tokio_hyper::{Bundle, HandlerError, Options, Reply};
         let options = Options::default()
-            .drain_timeout(Duration::from_millis(100))
-            .force_after(Duration::from_millis(50));
+            .with_drain_timeout(Duration::from_millis(100))
+            .with_force_after(Duration::from_millis(50));
         let fired = std::rc::Rc::new(std::cell::Cell::new(None));
         let seen = std::rc::Rc::clone(&fired);
         let handler = move |_this, _request, bundle: Bundle| {
@@ -646,9 +649,9 @@ fn a_panic_in_end_at_the_drain_deadline_still_ends_the_stop_with_a_report() {
     let admitted = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&admitted);
     let limits = Limits::default()
-        .drain_timeout(Duration::from_millis(100))
-        .idle_timeout(Duration::from_secs(600))
-        .request_timeout(Duration::from_secs(600));
+        .with_drain_timeout(Duration::from_millis(100))
+        .with_idle_timeout(Duration::from_secs(600))
+        .with_request_timeout(Duration::from_secs(600));
     let running = ServerBuilder::new()
         .limits(limits)
         .spawn(
@@ -686,9 +689,9 @@ fn each_panicking_end_at_the_drain_deadline_is_counted_and_every_connection_clos
     let admitted = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&admitted);
     let limits = Limits::default()
-        .drain_timeout(Duration::from_millis(100))
-        .idle_timeout(Duration::from_secs(600))
-        .request_timeout(Duration::from_secs(600));
+        .with_drain_timeout(Duration::from_millis(100))
+        .with_idle_timeout(Duration::from_secs(600))
+        .with_request_timeout(Duration::from_secs(600));
     let running = ServerBuilder::new()
         .limits(limits)
         .spawn(
@@ -732,12 +735,12 @@ fn a_panic_in_end_at_a_group_force_step_still_ends_the_group_stop() {
     let admitted = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&admitted);
     let ladder = Ladder::default()
-        .unready(Duration::ZERO)
-        .drain_timeout(Duration::from_millis(100))
-        .force_after(Duration::from_millis(50));
+        .with_unready(Duration::ZERO)
+        .with_drain_timeout(Duration::from_millis(100))
+        .with_force_after(Duration::from_millis(50));
     let limits = Limits::default()
-        .idle_timeout(Duration::from_secs(600))
-        .request_timeout(Duration::from_secs(600));
+        .with_idle_timeout(Duration::from_secs(600))
+        .with_request_timeout(Duration::from_secs(600));
     let group = LoopGroup::new()
         .loops(1)
         .limits(limits)
@@ -860,7 +863,7 @@ fn a_loop_survives_an_accounting_that_panics_now_and_then_and_keeps_its_books() 
         let admitted = Arc::new(AtomicU32::new(0));
         let panicked = Arc::new(AtomicU32::new(0));
         let (a, p) = (Arc::clone(&admitted), Arc::clone(&panicked));
-        let limits = Limits::default().drain_timeout(Duration::from_millis(200));
+        let limits = Limits::default().with_drain_timeout(Duration::from_millis(200));
         let running = ServerBuilder::new()
             .limits(limits)
             .spawn(
@@ -936,62 +939,68 @@ fn a_session_with_limits_a_server_refuses_does_not_panic() {
     demo_routes(&mut router);
     router.route("GET", "/later", Later(Duration::from_millis(10)));
     let cases: Vec<(&str, Limits)> = vec![
-        ("max_head 0", Limits::default().max_head(0)),
-        ("max_head 10", Limits::default().max_head(10)),
-        ("max_head MAX", Limits::default().max_head(usize::MAX)),
-        ("max_body MAX", Limits::default().max_body(usize::MAX)),
+        ("max_head 0", Limits::default().with_max_head(0)),
+        ("max_head 10", Limits::default().with_max_head(10)),
+        ("max_head MAX", Limits::default().with_max_head(usize::MAX)),
+        ("max_body MAX", Limits::default().with_max_body(usize::MAX)),
         (
             "max_chunk_overhead 0",
-            Limits::default().max_chunk_overhead(0),
+            Limits::default().with_max_chunk_overhead(0),
         ),
         (
             "max_chunk_overhead MAX",
-            Limits::default().max_chunk_overhead(usize::MAX),
+            Limits::default().with_max_chunk_overhead(usize::MAX),
         ),
         (
             "max_chunk_extensions MAX",
-            Limits::default().max_chunk_extensions(usize::MAX),
+            Limits::default().with_max_chunk_extensions(usize::MAX),
         ),
-        ("max_trailers 0", Limits::default().max_trailers(0)),
+        ("max_trailers 0", Limits::default().with_max_trailers(0)),
         (
             "max_trailers MAX",
-            Limits::default().max_trailers(usize::MAX),
+            Limits::default().with_max_trailers(usize::MAX),
         ),
-        ("max_output 0", Limits::default().max_output(0)),
-        ("max_output MAX", Limits::default().max_output(usize::MAX)),
-        ("max_connections 0", Limits::default().max_connections(0)),
-        ("max_pipeline 0", Limits::default().max_pipeline(0)),
+        ("max_output 0", Limits::default().with_max_output(0)),
+        (
+            "max_output MAX",
+            Limits::default().with_max_output(usize::MAX),
+        ),
+        (
+            "max_connections 0",
+            Limits::default().with_max_connections(0),
+        ),
+        ("max_pipeline 0", Limits::default().with_max_pipeline(0)),
         (
             "max_pipeline MAX",
-            Limits::default().max_pipeline(usize::MAX),
+            Limits::default().with_max_pipeline(usize::MAX),
         ),
         (
             "request_timeout 0",
-            Limits::default().request_timeout(Duration::ZERO),
+            Limits::default().with_request_timeout(Duration::ZERO),
         ),
         (
             "request_timeout MAX",
-            Limits::default().request_timeout(Duration::MAX),
+            Limits::default().with_request_timeout(Duration::MAX),
         ),
         (
             "idle_timeout 0",
-            Limits::default().idle_timeout(Duration::ZERO),
+            Limits::default().with_idle_timeout(Duration::ZERO),
         ),
         (
             "idle_timeout MAX",
-            Limits::default().idle_timeout(Duration::MAX),
+            Limits::default().with_idle_timeout(Duration::MAX),
         ),
         (
             "stop_linger MAX",
-            Limits::default().stop_linger(Duration::MAX),
+            Limits::default().with_stop_linger(Duration::MAX),
         ),
         (
             "drain_timeout MAX",
-            Limits::default().drain_timeout(Duration::MAX),
+            Limits::default().with_drain_timeout(Duration::MAX),
         ),
         (
             "min_send_rate MAX",
-            Limits::default().min_send_rate(u64::MAX),
+            Limits::default().with_min_send_rate(u64::MAX),
         ),
     ];
     let wire: &[&[u8]] = &[

@@ -57,7 +57,7 @@ fn a_stop_begun_through_the_servers_dispatcher_before_run_ends_the_run() {
         let routes = Routes::new();
         let mut router = Router::new(&routes);
         demo_routes(&mut router);
-        let limits = Limits::default().drain_timeout(Duration::from_millis(200));
+        let limits = Limits::default().with_drain_timeout(Duration::from_millis(200));
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let guarded = Guarded::embedded("server", Config::default());
         let mut server = Server::bind(addr, &router, guarded, limits).unwrap();
@@ -377,7 +377,7 @@ fn a_strong_handle_whose_drop_panics_reaches_the_sessions_caller_and_leaks_nothi
 fn echoes_at_tiny_max_output_are_byte_exact() {
     use std::io::{Read, Write};
     for max_output in [0, 1, 16 * 1024] {
-        let running = util::demo_server(Limits::default().max_output(max_output));
+        let running = util::demo_server(Limits::default().with_max_output(max_output));
         let mut stream = std::net::TcpStream::connect(running.addr()).unwrap();
         stream.set_read_timeout(Some(HANG)).unwrap();
         let bodies: Vec<Vec<u8>> = [100_000usize, 16 * 1024 + 1, 300_000, 17]

@@ -102,7 +102,7 @@ fn spawn(kind: Kind, meet: &Arc<Barrier>, slot: &Slot, how: How) -> (SocketAddr,
         Kind::Group => {
             let group = LoopGroup::new()
                 .loops(2)
-                .ladder(Ladder::default().unready(Duration::ZERO))
+                .ladder(Ladder::default().with_unready(Duration::ZERO))
                 .spawn(
                     |_| Unaccounted::new(),
                     move |router| {
@@ -405,8 +405,8 @@ mod hyper_late {
                 }
             };
             let options = Options::default()
-                .drain_timeout(Duration::from_millis(100))
-                .force_after(Duration::from_millis(100));
+                .with_drain_timeout(Duration::from_millis(100))
+                .with_force_after(Duration::from_millis(100));
             let server = HyperServer::new(core, handler).options(options);
             let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
             let stop = async {
@@ -509,9 +509,9 @@ mod hyper_late {
 #[test]
 fn a_late_answer_between_a_groups_abort_and_force_steps_counts_served_not_aborted() {
     let ladder = Ladder::default()
-        .unready(Duration::ZERO)
-        .drain_timeout(Duration::from_millis(200))
-        .force_after(Duration::from_secs(3));
+        .with_unready(Duration::ZERO)
+        .with_drain_timeout(Duration::from_millis(200))
+        .with_force_after(Duration::from_secs(3));
     let admitted = Arc::new(AtomicUsize::new(0));
     let in_handler = Arc::clone(&admitted);
     let group = LoopGroup::new()
@@ -690,8 +690,8 @@ mod hyper_leaks {
                     async { Err::<Reply<Full<Bytes>>, HandlerError>("forgot".into()) }
                 };
                 let quick = Options::default()
-                    .drain_timeout(Duration::from_millis(50))
-                    .force_after(Duration::from_millis(50));
+                    .with_drain_timeout(Duration::from_millis(50))
+                    .with_force_after(Duration::from_millis(50));
                 HyperServer::new(core, forgets).options(quick)
             })
             .unwrap();

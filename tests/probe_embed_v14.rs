@@ -158,7 +158,7 @@ fn a_loop_group_forced_before_its_deadline_does_not_say_the_deadline_was_hit() {
     let seen = Arc::clone(&admitted);
     let group = LoopGroup::new()
         .loops(1)
-        .ladder(Ladder::default().drain_timeout(Duration::from_secs(60)))
+        .ladder(Ladder::default().with_drain_timeout(Duration::from_secs(60)))
         .spawn(
             |_| Guarded::embedded("server", Config::default()),
             move |router| {
@@ -255,8 +255,8 @@ mod hyper_group {
                     Duration::from_secs(3600)
                 };
                 let options = Options::default()
-                    .drain_timeout(drain)
-                    .force_after(Duration::from_millis(50));
+                    .with_drain_timeout(drain)
+                    .with_force_after(Duration::from_millis(50));
                 HyperServer::new(core, holds).options(options)
             })
             .unwrap();
@@ -351,8 +351,8 @@ mod hyper_group {
                     async move { answer as Result<Reply<Full<Bytes>>, HandlerError> }
                 };
                 let quick = Options::default()
-                    .drain_timeout(Duration::from_millis(50))
-                    .force_after(Duration::from_millis(50));
+                    .with_drain_timeout(Duration::from_millis(50))
+                    .with_force_after(Duration::from_millis(50));
                 HyperServer::new(core, forgets_on_loop_0).options(quick)
             })
             .unwrap();
@@ -498,8 +498,8 @@ mod hyper_embed {
                 async move { Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body))) }
             };
             let quick = Options::default()
-                .drain_timeout(Duration::from_millis(50))
-                .force_after(Duration::from_millis(50));
+                .with_drain_timeout(Duration::from_millis(50))
+                .with_force_after(Duration::from_millis(50));
             HyperServer::new(core, streams).options(quick)
         });
         let mut client = TcpStream::connect(server.addr).unwrap();

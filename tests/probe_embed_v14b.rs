@@ -193,7 +193,7 @@ fn a_force_alone_stops_a_single_hyper_server() {
     let seen_stop = Arc::clone(&stopped);
     let mut server = Serving::spawn(Config::default(), move |core| {
         HyperServer::new(core, holds(counts))
-            .options(Options::default().drain_timeout(Duration::from_secs(3600)))
+            .options(Options::default().with_drain_timeout(Duration::from_secs(3600)))
             .after_stop(move || seen_stop.store(true, Ordering::SeqCst))
     });
     let mut client = send_get(server.addr);
@@ -246,8 +246,8 @@ fn hyper_counts_only_stopped_refusals_in_refused_stopped() {
         .with_exhaustion(Exhaustion::Refuse);
     let mut server = Serving::spawn(one_context, move |core| {
         let options = Options::default()
-            .drain_timeout(Duration::from_secs(3600))
-            .keep_listening(true);
+            .with_drain_timeout(Duration::from_secs(3600))
+            .with_keep_listening(true);
         HyperServer::new(core, holds(counts))
             .options(options)
             .after_stop(move || seen_stop.store(true, Ordering::SeqCst))
@@ -301,7 +301,7 @@ fn mio_counts_only_stopped_refusals_in_refused_stopped() {
     let seen_stop = Arc::clone(&stopped);
     let group = LoopGroup::new()
         .loops(1)
-        .ladder(Ladder::default().drain_timeout(Duration::from_secs(3600)))
+        .ladder(Ladder::default().with_drain_timeout(Duration::from_secs(3600)))
         .spawn(
             move |_| {
                 let one_context = Config::default()
@@ -432,7 +432,7 @@ fn drop_serve_mid_drain(hooks: Vec<Box<dyn FnOnce() + Send>>) -> std::thread::Re
     let (client_tx, client_rx) = mpsc::channel();
     let ran = drop_serve_when(
         move |core| {
-            let options = Options::default().drain_timeout(Duration::from_secs(3600));
+            let options = Options::default().with_drain_timeout(Duration::from_secs(3600));
             let server = HyperServer::new(core, holds(counts))
                 .options(options)
                 .after_stop(move || {
@@ -585,10 +585,10 @@ fn assert_counted_once(report: &HyperReport) {
 /// Options at their extremes (zero and `MAX` for every knob that takes them): a server with
 /// each serves one `GET /`, stops, returns its report within bounds, leaks nothing and
 /// counts each admitted request once. None panics at build (hyper's `max_buf_size` panics
-/// below 8 KiB: raised), none hangs the stop. (`max_connections(0)` served, refusing every
+/// below 8 KiB: raised), none hangs the stop. (`with_max_connections(0)` served, refusing every
 /// connection `503`, until QA embed17-1 made it invalid input, as on mio:
-/// `probe_embed_v17::hyper_options::a_max_connections_of_zero_is_invalid_input`; `max_head(0)`
-/// (every request `501`) and `idle_timeout(0)` too since QA client26-1:
+/// `probe_embed_v17::hyper_options::a_max_connections_of_zero_is_invalid_input`; `with_max_head(0)`
+/// (every request `501`) and `with_idle_timeout(0)` too since QA client26-1:
 /// `probe_client_v26::both_builders_refuse_the_same_absurd_knobs_with_the_same_words`.)
 #[test]
 fn options_at_their_extremes_serve_and_stop() {
@@ -596,49 +596,49 @@ fn options_at_their_extremes_serve_and_stop() {
     let cases: Vec<(&str, Options, &str)> = vec![
         (
             "max_buffer 0",
-            Options::default().max_buffer(0),
+            Options::default().with_max_buffer(0),
             "HTTP/1.1 200",
         ),
         (
             "max_buffer MAX",
-            Options::default().max_buffer(usize::MAX),
+            Options::default().with_max_buffer(usize::MAX),
             "HTTP/1.1 200",
         ),
         (
             "max_head MAX",
-            Options::default().max_head(usize::MAX),
+            Options::default().with_max_head(usize::MAX),
             "HTTP/1.1 200",
         ),
         (
             "min_send_rate 0",
-            Options::default().min_send_rate(0),
+            Options::default().with_min_send_rate(0),
             "HTTP/1.1 200",
         ),
         (
             "min_send_rate MAX",
-            Options::default().min_send_rate(u64::MAX),
+            Options::default().with_min_send_rate(u64::MAX),
             "HTTP/1.1 200",
         ),
         (
             "idle_timeout MAX",
-            Options::default().idle_timeout(Duration::MAX),
+            Options::default().with_idle_timeout(Duration::MAX),
             "HTTP/1.1 200",
         ),
         (
             "all timeouts 0",
             Options::default()
-                .drain_timeout(zero)
-                .stop_linger(zero)
-                .force_after(zero)
-                .unready(zero),
+                .with_drain_timeout(zero)
+                .with_stop_linger(zero)
+                .with_force_after(zero)
+                .with_unready(zero),
             "HTTP/1.1 200",
         ),
         (
             "drain and linger MAX",
             Options::default()
-                .drain_timeout(Duration::MAX)
-                .stop_linger(Duration::MAX)
-                .force_after(Duration::MAX),
+                .with_drain_timeout(Duration::MAX)
+                .with_stop_linger(Duration::MAX)
+                .with_force_after(Duration::MAX),
             "HTTP/1.1 200",
         ),
     ];
@@ -729,7 +729,7 @@ fn a_bundle_moved_into_a_spawned_task_ends_force_closed_once_when_forced() {
             }
         };
         HyperServer::new(core, handler)
-            .options(Options::default().drain_timeout(Duration::from_secs(3600)))
+            .options(Options::default().with_drain_timeout(Duration::from_secs(3600)))
     });
     let _client = send_get(server.addr);
     wait_until("the request to be admitted", || {
@@ -782,8 +782,8 @@ fn admin(remote: Remote) -> impl reqguard::tokio_hyper::Handler<Engine, ()> {
 fn a_stop_from_inside_a_handler_answers_that_handler() {
     let mut server = Serving::spawn_remote(Config::default(), move |core, remote| {
         let options = Options::default()
-            .drain_timeout(Duration::from_secs(3600))
-            .stop_linger(Duration::ZERO);
+            .with_drain_timeout(Duration::from_secs(3600))
+            .with_stop_linger(Duration::ZERO);
         HyperServer::new(core, admin(remote)).options(options)
     });
     let _held = send_get(server.addr);
@@ -832,7 +832,7 @@ fn a_force_from_inside_a_handler_ends_the_serve() {
             reqguard::tokio_hyper::Handler::<Engine, ()>::call(&admin, this, request, bundle)
         };
         HyperServer::new(core, counting)
-            .options(Options::default().drain_timeout(Duration::from_secs(3600)))
+            .options(Options::default().with_drain_timeout(Duration::from_secs(3600)))
     });
     let _held = send_get(server.addr);
     wait_until("the held request", || entered.load(Ordering::SeqCst) == 1);
@@ -909,7 +909,7 @@ fn a_serve_future_dropped_mid_drain_force_closes_its_connections() {
         };
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
         let server = HyperServer::new(core, handler)
-            .options(Options::default().drain_timeout(Duration::from_secs(3600)))
+            .options(Options::default().with_drain_timeout(Duration::from_secs(3600)))
             .after_stop(move || {
                 let _ = stopped_tx.send(());
             });

@@ -95,23 +95,23 @@ mod session {
         router.route("GET", "/later", handlers::Later(Duration::from_millis(10)));
         let cases: Vec<(&str, Limits)> = vec![
             ("default", Limits::default()),
-            ("max_head 0", Limits::default().max_head(0)),
-            ("max_body 0", Limits::default().max_body(0)),
-            ("max_trailers 0", Limits::default().max_trailers(0)),
-            ("max_output 0", Limits::default().max_output(0)),
-            ("max_pipeline 0", Limits::default().max_pipeline(0)),
-            ("max_pipeline 1", Limits::default().max_pipeline(1)),
+            ("max_head 0", Limits::default().with_max_head(0)),
+            ("max_body 0", Limits::default().with_max_body(0)),
+            ("max_trailers 0", Limits::default().with_max_trailers(0)),
+            ("max_output 0", Limits::default().with_max_output(0)),
+            ("max_pipeline 0", Limits::default().with_max_pipeline(0)),
+            ("max_pipeline 1", Limits::default().with_max_pipeline(1)),
             (
                 "request_timeout 0",
-                Limits::default().request_timeout(Duration::ZERO),
+                Limits::default().with_request_timeout(Duration::ZERO),
             ),
             (
                 "drain_timeout 0",
-                Limits::default().drain_timeout(Duration::ZERO),
+                Limits::default().with_drain_timeout(Duration::ZERO),
             ),
             (
                 "drain_timeout MAX",
-                Limits::default().drain_timeout(Duration::MAX),
+                Limits::default().with_drain_timeout(Duration::MAX),
             ),
         ];
         let wire: &[&[u8]] = &[
@@ -258,7 +258,7 @@ mod hyper_embed {
                     }
                 };
                 HyperServer::new(core, fails)
-                    .options(Options::default().drain_timeout(Duration::from_millis(100)))
+                    .options(Options::default().with_drain_timeout(Duration::from_millis(100)))
             });
             assert_eq!(util::get(server.addr, "/").status, 500, "panics {panics}");
             let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
@@ -295,7 +295,7 @@ mod hyper_embed {
     #[test]
     fn a_deadline_with_only_an_idle_connection_open_is_not_hit_on_either_stack() {
         for drain in [Duration::ZERO, Duration::from_millis(200)] {
-            let mio = util::demo_server(Limits::default().drain_timeout(drain));
+            let mio = util::demo_server(Limits::default().with_drain_timeout(drain));
             let mut idle = util::Client::connect(mio.addr());
             assert_eq!(idle.request(GET).status, 200);
             let report = mio.stop().expect("the mio server's report");
@@ -307,7 +307,8 @@ mod hyper_embed {
                         let body = Full::new(Bytes::from_static(b"hello"));
                         Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
                     };
-                    HyperServer::new(core, hello).options(Options::default().drain_timeout(drain))
+                    HyperServer::new(core, hello)
+                        .options(Options::default().with_drain_timeout(drain))
                 });
                 let mut idle = util::Client::connect(server.addr);
                 assert_eq!(idle.request(GET).status, 200);

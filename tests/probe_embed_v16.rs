@@ -155,7 +155,7 @@ mod hyper_embed {
     /// is the stop's first, as with no unready time.
     #[test]
     fn a_force_before_the_unready_phase_skips_it() {
-        let unready = Options::default().unready(Duration::from_secs(3600));
+        let unready = Options::default().with_unready(Duration::from_secs(3600));
         let forces_alone = serve_until(unready, std::future::pending(), std::future::ready(()));
         let forces_with_the_stop =
             serve_until(unready, std::future::ready(()), std::future::ready(()));
@@ -236,7 +236,7 @@ mod hyper_swap {
                 }
             };
             HyperServer::new(core, swaps)
-                .options(Options::default().drain_timeout(Duration::from_millis(100)))
+                .options(Options::default().with_drain_timeout(Duration::from_millis(100)))
         });
         assert_eq!(util::get(server.addr, "/lend").status, 500);
         assert_eq!(util::get(server.addr, "/swap").status, 200);

@@ -31,7 +31,7 @@ mod hyper_options {
         let core =
             reqguard::ServerCore::embedded(heap.alloc("server"), reqguard::Config::default());
         HyperServer::new(core, super::hyper_held::hello)
-            .options(Options::default().max_connections(0))
+            .options(Options::default().with_max_connections(0))
     }
 
     /// QA embed17-1. `Options::max_connections(0)` was taken: the server served, refusing
@@ -183,8 +183,8 @@ mod hyper_held {
             }
         };
         let options = Options::default()
-            .drain_timeout(Duration::from_millis(50))
-            .force_after(Duration::from_secs(3600));
+            .with_drain_timeout(Duration::from_millis(50))
+            .with_force_after(Duration::from_secs(3600));
         let server = HyperServer::new(core, holds).options(options);
         local_set::block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -272,8 +272,8 @@ mod mio_group_force {
         let entered = Arc::new(AtomicBool::new(false));
         let on_entry = Arc::clone(&entered);
         let ladder = Ladder::default()
-            .drain_timeout(Duration::from_millis(50))
-            .force_after(Duration::from_secs(3600));
+            .with_drain_timeout(Duration::from_millis(50))
+            .with_force_after(Duration::from_secs(3600));
         let running = LoopGroup::new()
             .loops(1)
             .ladder(ladder)

@@ -352,8 +352,8 @@ mod hyper_sites {
         let line = std::sync::Arc::clone(&made_on);
         let server = HyperThread::spawn(move |core| {
             let options = Options::default()
-                .drain_timeout(Duration::from_millis(1))
-                .force_after(Duration::from_millis(1));
+                .with_drain_timeout(Duration::from_millis(1))
+                .with_force_after(Duration::from_millis(1));
             line.store(line!() + 1, std::sync::atomic::Ordering::SeqCst);
             HyperServer::new(core, forgets).options(options)
         });
@@ -732,7 +732,7 @@ mod mio_stopped_before_run {
                 let mut router = Router::new(&routes);
                 demo_routes(&mut router);
                 let accounting = Guarded::embedded("server", Config::default());
-                let limits = Limits::default().drain_timeout(Duration::from_secs(3600));
+                let limits = Limits::default().with_drain_timeout(Duration::from_secs(3600));
                 let addr = "127.0.0.1:0".parse().unwrap();
                 let mut server = Server::bind(addr, &router, accounting, limits).unwrap();
                 match before {

@@ -35,7 +35,7 @@ mod server_dispatcher {
         let routes = Routes::new();
         let mut router = Router::new(&routes);
         demo_routes(&mut router);
-        let limits = Limits::default().drain_timeout(Duration::from_secs(2));
+        let limits = Limits::default().with_drain_timeout(Duration::from_secs(2));
         let mut server = Server::bind(
             "127.0.0.1:0".parse().unwrap(),
             &router,
@@ -60,7 +60,7 @@ mod server_dispatcher {
         let routes = Routes::new();
         let mut router = Router::new(&routes);
         demo_routes(&mut router);
-        let limits = Limits::default().drain_timeout(Duration::from_secs(2));
+        let limits = Limits::default().with_drain_timeout(Duration::from_secs(2));
         let mut server = Server::bind(
             "127.0.0.1:0".parse().unwrap(),
             &router,

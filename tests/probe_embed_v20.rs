@@ -290,7 +290,7 @@ mod read_ended_calls {
             inner: Guarded::embedded("server", Config::default()),
             read_ended: 0,
         };
-        let mut session = Session::new(&router, counting, Limits::default().max_pipeline(1));
+        let mut session = Session::new(&router, counting, Limits::default().with_max_pipeline(1));
         session
             .feed(b"GET /delay?ms=50 HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
         let minted =

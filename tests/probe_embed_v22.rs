@@ -312,7 +312,7 @@ mod hyper_unanswered {
                 }
             };
             HyperServer::new(core, handler)
-                .options(Options::default().drain_timeout(Duration::from_millis(200)))
+                .options(Options::default().with_drain_timeout(Duration::from_millis(200)))
         });
         let _x = send(server.addr, "/lend");
         lent_rx.recv_timeout(HANG).unwrap();

@@ -255,7 +255,7 @@ fn a_session_stop_ends_what_is_still_out_at_the_drain_deadline() {
     let router = later_routes(&routes, Duration::from_secs(5));
     let heap = Heap::new();
     let accounting = Guarded::embedded_on(&heap, "server", Config::default());
-    let limits = Limits::default().drain_timeout(Duration::from_millis(100));
+    let limits = Limits::default().with_drain_timeout(Duration::from_millis(100));
     let mut session = Session::new(&router, accounting, limits);
     session.feed(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
     session.stop();
@@ -480,8 +480,8 @@ fn a_handler_that_drops_or_stops_its_own_group_answers_and_stops_it() {
         let slot: Arc<Mutex<Option<GroupHandle>>> = Arc::default();
         let in_routes = Arc::clone(&slot);
         let ladder = Ladder::default()
-            .unready(Duration::ZERO)
-            .drain_timeout(Duration::from_millis(200));
+            .with_unready(Duration::ZERO)
+            .with_drain_timeout(Duration::from_millis(200));
         let group = LoopGroup::new()
             .loops(1)
             .ladder(ladder)
@@ -550,8 +550,8 @@ fn two_handlers_whose_drop_panics_do_not_abort_the_process() {
 fn a_group_handler_whose_drop_panics_does_not_lose_the_report() {
     quiet::quiet_panics();
     let ladder = Ladder::default()
-        .unready(Duration::ZERO)
-        .drain_timeout(Duration::from_millis(200));
+        .with_unready(Duration::ZERO)
+        .with_drain_timeout(Duration::from_millis(200));
     let group = LoopGroup::new()
         .loops(1)
         .ladder(ladder)
@@ -576,7 +576,7 @@ fn a_group_handler_whose_drop_panics_does_not_lose_the_report() {
 fn a_session_deadline_holds_when_the_accounting_says_complete_early() {
     let routes = Routes::new();
     let router = later_routes(&routes, Duration::from_secs(5));
-    let limits = Limits::default().drain_timeout(Duration::from_millis(100));
+    let limits = Limits::default().with_drain_timeout(Duration::from_millis(100));
     let mut session = Session::new(
         &router,
         SaysAtStop::new(StopStatus::Complete, Arc::default()),
@@ -890,8 +890,8 @@ mod hyper_embed {
                 let core = ServerCore::embedded(heap.alloc("server"), Config::default());
                 let bomb = super::PanicsOnDrop;
                 let options = Options::default()
-                    .drain_timeout(Duration::from_millis(20))
-                    .force_after(Duration::from_millis(20));
+                    .with_drain_timeout(Duration::from_millis(20))
+                    .with_force_after(Duration::from_millis(20));
                 let server = HyperServer::new(core, forgets)
                     .options(options)
                     .after_drain(move || {

@@ -35,9 +35,9 @@ const HANG: Duration = Duration::from_secs(20);
 /// A ladder that reaches its force step quickly when a request is held past the drain.
 fn quick_ladder() -> Ladder {
     Ladder::default()
-        .unready(Duration::ZERO)
-        .drain_timeout(Duration::from_millis(100))
-        .force_after(Duration::from_millis(50))
+        .with_unready(Duration::ZERO)
+        .with_drain_timeout(Duration::from_millis(100))
+        .with_force_after(Duration::from_millis(50))
 }
 
 /// Two cores of the embedder's, one with requests ended on it and one without.
@@ -287,7 +287,7 @@ fn running_stop_and_join_of_a_loop_whose_accounting_panicked_do_not_panic() {
 /// request still out.
 #[test]
 fn the_deadline_is_reported_hit_when_an_accounting_says_complete_with_a_request_out() {
-    let limits = reqguard::http::Limits::default().drain_timeout(Duration::from_millis(100));
+    let limits = reqguard::http::Limits::default().with_drain_timeout(Duration::from_millis(100));
     let admitted = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&admitted);
     let running = ServerBuilder::new()
@@ -488,7 +488,7 @@ fn a_session_whose_accounting_panics_anywhere_keeps_its_books() {
             inner: Guarded::embedded("server", Config::default()),
             seed: Cell::new(seed.wrapping_mul(0x9e37_79b9)),
         };
-        let limits = Limits::default().drain_timeout(Duration::from_millis(50));
+        let limits = Limits::default().with_drain_timeout(Duration::from_millis(50));
         let mut session = Session::new(&router, accounting, limits);
         let mut step = seed;
         for _ in 0..40 {
@@ -860,8 +860,8 @@ mod hyper_embed {
             let core = ServerCore::embedded(heap.alloc("server"), Config::default());
             let handler = by_path(std::rc::Rc::clone(&admitted), std::rc::Rc::clone(&fired));
             let options = reqguard::tokio_hyper::Options::default()
-                .drain_timeout(Duration::from_millis(50))
-                .force_after(Duration::from_millis(50));
+                .with_drain_timeout(Duration::from_millis(50))
+                .with_force_after(Duration::from_millis(50));
             let server = HyperServer::new(core, handler).options(options);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

@@ -156,7 +156,7 @@ impl Accounting for NeverDrains {
 /// never ended: nothing but `Expired` or `Complete` could end it.
 #[test]
 fn an_accounting_pending_past_the_deadline_does_not_hold_the_server() {
-    let limits = Limits::default().drain_timeout(Duration::from_millis(100));
+    let limits = Limits::default().with_drain_timeout(Duration::from_millis(100));
     let running = ServerBuilder::new()
         .limits(limits)
         .spawn(|| NeverDrains, demo_routes)
@@ -175,8 +175,8 @@ fn an_accounting_pending_past_the_deadline_does_not_hold_the_server() {
 #[test]
 fn an_accounting_pending_past_the_deadline_does_not_hold_a_group() {
     let ladder = Ladder::default()
-        .drain_timeout(Duration::from_millis(100))
-        .force_after(Duration::from_millis(50));
+        .with_drain_timeout(Duration::from_millis(100))
+        .with_force_after(Duration::from_millis(50));
     let group = LoopGroup::new()
         .loops(2)
         .ladder(ladder)

@@ -209,7 +209,7 @@ fn a_stop_whose_deadline_passes() {
     let mut session = Session::new(
         &router,
         Guarded::embedded("server", Config::default()),
-        Limits::default().drain_timeout(Duration::from_millis(50)),
+        Limits::default().with_drain_timeout(Duration::from_millis(50)),
     );
     session.feed(&get("/now"));
     session.feed(&get("/hang"));
@@ -267,7 +267,7 @@ fn the_server_report_and_its_json_count_one_outcome_per_request() {
     let gone_seen = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&gone_seen);
     let running = ServerBuilder::new()
-        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .limits(Limits::default().with_drain_timeout(Duration::from_millis(100)))
         .spawn(
             || Guarded::embedded("server", Config::default()),
             |router: &mut Router<'_>| {

@@ -504,8 +504,8 @@ fn kept_alive_then_a_head_begun(client: &mut StrictClient) -> Instant {
 #[test]
 fn a_head_begun_after_answers_gets_its_408_at_the_request_timeout() {
     let limits = Limits::default()
-        .idle_timeout(Duration::from_secs(6))
-        .request_timeout(Duration::from_millis(300));
+        .with_idle_timeout(Duration::from_secs(6))
+        .with_request_timeout(Duration::from_millis(300));
     let running = server_with(limits);
     let mut client = StrictClient::connect(running.addr());
     let begun = kept_alive_then_a_head_begun(&mut client);
@@ -525,8 +525,8 @@ fn a_head_begun_after_answers_gets_its_408_at_the_request_timeout() {
 #[test]
 fn a_head_begun_after_answers_outlives_the_idle_timeout() {
     let limits = Limits::default()
-        .idle_timeout(Duration::from_millis(500))
-        .request_timeout(Duration::from_secs(6));
+        .with_idle_timeout(Duration::from_millis(500))
+        .with_request_timeout(Duration::from_secs(6));
     let running = server_with(limits);
     let mut client = StrictClient::connect(running.addr());
     kept_alive_then_a_head_begun(&mut client);

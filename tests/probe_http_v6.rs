@@ -94,7 +94,7 @@ fn at_the_head_limit_414_is_for_a_target_that_does_not_end_within_it() {
             demo_routes,
         )
         .expect("spawn");
-    let max = Limits::default().get_max_head();
+    let max = Limits::default().max_head();
     let status = |raw: Vec<u8>| {
         let mut client = StrictClient::connect(running.addr());
         client.send(&raw);

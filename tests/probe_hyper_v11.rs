@@ -107,7 +107,7 @@ fn a_refusal_whose_503_is_never_written_is_not_counted() {
         hold: Duration::from_millis(600),
     };
     let mut server = HyperThread::spawn(move |core| {
-        let options = Options::default().stop_linger(Duration::from_secs(5));
+        let options = Options::default().with_stop_linger(Duration::from_secs(5));
         HyperServer::with_scope(core, demo_routes(), scope).options(options)
     });
     let addr = server.addr;

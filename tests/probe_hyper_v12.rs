@@ -236,7 +236,7 @@ fn across_a_stop(
                     Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
                 }
             };
-        let options = reqguard::tokio_hyper::Options::default().stop_linger(Duration::ZERO);
+        let options = reqguard::tokio_hyper::Options::default().with_stop_linger(Duration::ZERO);
         HyperServer::new(core, handler).options(options)
     });
     let addr = server.addr;

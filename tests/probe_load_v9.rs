@@ -10,7 +10,7 @@ use reqguard::http::{Limits, Running};
 use util::strict::StrictClient;
 
 fn start(max_connections: usize) -> Running {
-    util::demo_server(Limits::default().max_connections(max_connections))
+    util::demo_server(Limits::default().with_max_connections(max_connections))
 }
 
 /// `ab -c 1000` (connection per request) against the default 1,024 slots: 2,425 of 30,000

@@ -58,7 +58,7 @@ fn malformed_request_line_or_headers_get_400() {
 
 #[test]
 fn headers_over_the_limit_get_431() {
-    let running = start(Limits::default().max_head(1024));
+    let running = start(Limits::default().with_max_head(1024));
     let mut request = b"GET / HTTP/1.1
 host: x
 x-big: "
@@ -78,7 +78,7 @@ x-big: "
 
 #[test]
 fn body_over_the_limit_gets_413() {
-    let running = start(Limits::default().max_body(16));
+    let running = start(Limits::default().with_max_body(16));
     rejected(
         &running,
         b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 17\r\n\r\n",
@@ -100,7 +100,7 @@ fn body_over_the_limit_gets_413() {
 
 #[test]
 fn a_client_too_slow_to_send_its_headers_gets_408_and_close() {
-    let running = start(Limits::default().request_timeout(Duration::from_millis(100)));
+    let running = start(Limits::default().with_request_timeout(Duration::from_millis(100)));
     let mut client = Client::connect(running.addr());
     client.send(b"GET / HTTP/1.1\r\nhost: slow");
     let answer = client.answer().unwrap();
@@ -111,7 +111,7 @@ fn a_client_too_slow_to_send_its_headers_gets_408_and_close() {
 
 #[test]
 fn idle_keep_alive_connections_are_closed_after_the_timeout() {
-    let running = start(Limits::default().idle_timeout(Duration::from_millis(100)));
+    let running = start(Limits::default().with_idle_timeout(Duration::from_millis(100)));
     let mut client = Client::connect(running.addr());
     assert_eq!(
         client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
@@ -125,7 +125,7 @@ fn idle_keep_alive_connections_are_closed_after_the_timeout() {
 
 #[test]
 fn connections_over_the_limit_get_503_and_close() {
-    let running = start(Limits::default().max_connections(2));
+    let running = start(Limits::default().with_max_connections(2));
     // Requests in their handlers hold both slots (idle connections would be evicted).
     let mut first = Client::connect(running.addr());
     let mut second = Client::connect(running.addr());
@@ -219,7 +219,7 @@ fn http10_closes_unless_kept_alive_and_wrong_methods_get_405() {
 
 #[test]
 fn partial_reads_and_large_bodies_with_partial_writes() {
-    let running = start(Limits::default().max_body(4 * 1024 * 1024));
+    let running = start(Limits::default().with_max_body(4 * 1024 * 1024));
     let mut client = Client::connect(running.addr());
     // A request arriving in pieces, on separate loop turns.
     for piece in [&b"GET / HT"[..], b"TP/1.1\r\nhost: x", b"\r\n", b"\r\n"] {

@@ -15,7 +15,7 @@ use reqguard::Config;
 use util::strict::StrictClient;
 
 fn start(max_connections: usize) -> Running {
-    util::demo_server(Limits::default().max_connections(max_connections))
+    util::demo_server(Limits::default().with_max_connections(max_connections))
 }
 
 fn finish(running: Running) -> ServerReport {
@@ -178,7 +178,7 @@ fn busy_keep_alive_connections_are_not_evicted_by_newcomers() {
 fn a_request_arriving_on_the_idle_connection_chosen_for_eviction_is_served() {
     use reqguard::http::{Reply, Request, Response, Router};
     let running = ServerBuilder::new()
-        .limits(Limits::default().max_connections(2))
+        .limits(Limits::default().with_max_connections(2))
         .spawn(
             || Guarded::embedded("server", Config::default()),
             |router: &mut Router<'_>| {

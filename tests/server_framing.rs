@@ -128,7 +128,7 @@ fn a_never_reading_pipelining_client_cannot_grow_the_servers_buffers() {
     };
     for request in [b"GET / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec(), echo] {
         // A long idle timeout: the client reads nothing for a few seconds on purpose.
-        let srv = Srv::start(Limits::default().idle_timeout(Duration::from_secs(60)));
+        let srv = Srv::start(Limits::default().with_idle_timeout(Duration::from_secs(60)));
         let mut reader = srv.connect();
         let mut writer = reader.get_ref().try_clone().unwrap();
         let sent = Arc::new(AtomicUsize::new(0));
@@ -297,7 +297,7 @@ fn a_chunked_body_in_one_byte_chunks_costs_linear_time() {
 #[test]
 fn chunked_limits_apply_to_the_decoded_body_and_framing_apart() {
     let srv = Srv::start(Limits::default());
-    let max = Limits::default().get_max_body();
+    let max = Limits::default().max_body();
     // Exactly max_body in 64-byte chunks: 200, the body intact.
     let body = body_of(max);
     let mut client = srv.connect();
@@ -353,7 +353,7 @@ fn chunked_limits_apply_to_the_decoded_body_and_framing_apart() {
     assert_eq!(report.stats.served, 2);
 
     // Framing overhead has its own limit: a small body in tiny chunks.
-    let srv = Srv::start(Limits::default().max_chunk_overhead(1000));
+    let srv = Srv::start(Limits::default().with_max_chunk_overhead(1000));
     let mut client = srv.connect();
     send(&mut client, ECHO_CHUNKED);
     send(&mut client, &chunked(&body_of(400), 1));
@@ -364,7 +364,7 @@ fn chunked_limits_apply_to_the_decoded_body_and_framing_apart() {
 /// The whole-request timeout covers the body too: a body that stops arriving gets `408`.
 #[test]
 fn a_body_too_slow_to_arrive_gets_408() {
-    let srv = Srv::start(Limits::default().request_timeout(Duration::from_millis(300)));
+    let srv = Srv::start(Limits::default().with_request_timeout(Duration::from_millis(300)));
     let mut client = srv.connect();
     send(
         &mut client,
@@ -416,7 +416,7 @@ fn answers_computed_before_stop_are_all_sent_the_last_with_close() {
 /// clean end of stream: never a reset.
 #[test]
 fn a_connection_over_the_limit_reads_its_503_not_a_reset() {
-    let srv = Srv::start(Limits::default().max_connections(1));
+    let srv = Srv::start(Limits::default().with_max_connections(1));
     // A request in its handler holds the only slot (an idle one would be evicted).
     let mut holder = srv.connect();
     send(
@@ -449,12 +449,12 @@ fn a_connection_over_the_limit_reads_its_503_not_a_reset() {
 #[test]
 fn bad_limits_are_an_error_at_build_time() {
     let bad = [
-        Limits::default().max_body(usize::MAX),
-        Limits::default().max_head(10),
-        Limits::default().max_connections(0),
-        Limits::default().request_timeout(Duration::ZERO),
-        Limits::default().idle_timeout(Duration::MAX),
-        Limits::default().drain_timeout(Duration::MAX),
+        Limits::default().with_max_body(usize::MAX),
+        Limits::default().with_max_head(10),
+        Limits::default().with_max_connections(0),
+        Limits::default().with_request_timeout(Duration::ZERO),
+        Limits::default().with_idle_timeout(Duration::MAX),
+        Limits::default().with_drain_timeout(Duration::MAX),
     ];
     for limits in bad {
         let err = ServerBuilder::new()
@@ -469,7 +469,7 @@ fn bad_limits_are_an_error_at_build_time() {
 /// Row 12: the largest limits a server accepts, and sizes past `u64`, do not panic or overflow.
 #[test]
 fn huge_limits_and_sizes_past_u64_get_413_without_panic() {
-    let srv = Srv::start(Limits::default().max_body(isize::MAX as usize));
+    let srv = Srv::start(Limits::default().with_max_body(isize::MAX as usize));
     for wire in [
         &b"FFFFFFFFFFFFFFFF\r\n"[..],
         b"1\r\na\r\nFFFFFFFFFFFFFFFF\r\n",
@@ -494,14 +494,14 @@ fn huge_limits_and_sizes_past_u64_get_413_without_panic() {
     let mut router = Router::new(&routes);
     demo_routes(&mut router);
     let any = Limits::default()
-        .max_body(usize::MAX)
-        .max_head(usize::MAX)
-        .max_chunk_overhead(usize::MAX)
-        .max_output(usize::MAX)
-        .request_timeout(Duration::MAX)
-        .idle_timeout(Duration::MAX)
-        .drain_timeout(Duration::MAX)
-        .stop_linger(Duration::MAX);
+        .with_max_body(usize::MAX)
+        .with_max_head(usize::MAX)
+        .with_max_chunk_overhead(usize::MAX)
+        .with_max_output(usize::MAX)
+        .with_request_timeout(Duration::MAX)
+        .with_idle_timeout(Duration::MAX)
+        .with_drain_timeout(Duration::MAX)
+        .with_stop_linger(Duration::MAX);
     let mut session = Session::new(&router, reqguard::http::Unaccounted::new(), any);
     session.feed(ECHO_CHUNKED);
     session.feed(b"FFFFFFFFFFFFFFFF\r\nabc");
@@ -555,7 +555,7 @@ fn the_strict_reader_rejects_malformed_answers() {
 /// disconnected, so it cannot hold a connection (and its bounded buffers) forever.
 #[test]
 fn a_client_that_reads_nothing_is_disconnected_after_the_idle_timeout() {
-    let srv = Srv::start(Limits::default().idle_timeout(Duration::from_millis(300)));
+    let srv = Srv::start(Limits::default().with_idle_timeout(Duration::from_millis(300)));
     let stream = TcpStream::connect(srv.addr).unwrap();
     let mut writer = stream.try_clone().unwrap();
     // Far more answers than the socket buffers hold: the server's writes block.
@@ -602,8 +602,8 @@ fn a_client_that_reads_nothing_is_disconnected_after_the_idle_timeout() {
 #[test]
 fn after_a_split_head_the_idle_timeout_still_closes_the_connection() {
     let limits = Limits::default()
-        .idle_timeout(Duration::from_millis(300))
-        .request_timeout(Duration::from_secs(30));
+        .with_idle_timeout(Duration::from_millis(300))
+        .with_request_timeout(Duration::from_secs(30));
     let srv = Srv::start(limits);
     let mut c = srv.connect();
     send(&mut c, b"GET / HTTP/1.1\r\nho");

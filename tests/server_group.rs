@@ -70,7 +70,7 @@ fn step_names(report: &reqguard::http::ServerReport) -> Vec<Step> {
 
 #[test]
 fn two_loops_under_load_stop_with_nothing_leaked_and_every_answer_delivered() {
-    let ladder = Ladder::default().drain_timeout(Duration::from_secs(5));
+    let ladder = Ladder::default().with_drain_timeout(Duration::from_secs(5));
     let running = group(2, ladder, ListenMode::ReusePort);
     let addr = running.addr();
     let stop_at = Instant::now() + Duration::from_millis(300);
@@ -155,10 +155,10 @@ fn watched_routes(
 #[test]
 fn the_ladder_as_a_client_sees_it_unready_drain_abort_force_close() {
     let ladder = Ladder::default()
-        .unready(Duration::from_millis(1200))
-        .drain_timeout(Duration::from_millis(400))
-        .force_after(Duration::from_millis(300))
-        .idle_linger(Duration::from_millis(400));
+        .with_unready(Duration::from_millis(1200))
+        .with_drain_timeout(Duration::from_millis(400))
+        .with_force_after(Duration::from_millis(300))
+        .with_idle_linger(Duration::from_millis(400));
     let fired = Arc::new(Mutex::new(Vec::new()));
     let admitted = Arc::new(AtomicUsize::new(0));
     let running = LoopGroup::new()
@@ -290,7 +290,7 @@ fn force_during_unready_skips_to_force_and_leaks_nothing() {
     let admitted = Arc::new(AtomicUsize::new(0));
     let running = LoopGroup::new()
         .loops(2)
-        .ladder(Ladder::default().unready(Duration::from_secs(30)))
+        .ladder(Ladder::default().with_unready(Duration::from_secs(30)))
         .spawn(
             |_| Guarded::embedded("server", Config::default()),
             watched_routes(Arc::clone(&fired), Arc::clone(&admitted)),
@@ -341,7 +341,7 @@ fn force_during_unready_skips_to_force_and_leaks_nothing() {
 fn a_connection_lingering_after_its_last_answer_is_not_counted_force_closed() {
     let running = group(
         1,
-        Ladder::default().unready(Duration::from_secs(30)),
+        Ladder::default().with_unready(Duration::from_secs(30)),
         ListenMode::ReusePort,
     );
     let mut idle = Client::connect(running.addr());
@@ -394,8 +394,8 @@ fn a_storm_of_connects_and_stops_leaves_every_ledger_at_zero() {
             .listen_mode(mode)
             .ladder(
                 Ladder::default()
-                    .drain_timeout(Duration::from_millis(150))
-                    .force_after(Duration::from_millis(50)),
+                    .with_drain_timeout(Duration::from_millis(150))
+                    .with_force_after(Duration::from_millis(50)),
             )
             .spawn(
                 |_| Guarded::embedded("server", Config::default()),
@@ -447,7 +447,7 @@ fn no_connection_is_lost_between_loops_across_the_stop() {
     for mode in [ListenMode::ReusePort, ListenMode::Shared] {
         let running = group(
             2,
-            Ladder::default().drain_timeout(Duration::from_secs(5)),
+            Ladder::default().with_drain_timeout(Duration::from_secs(5)),
             mode,
         );
         let addr = running.addr();
@@ -528,10 +528,10 @@ fn a_loop_that_panics_before_ready_fails_the_spawn_without_hanging() {
 #[test]
 fn absurd_ladder_times_are_refused_at_spawn_not_panicked_on_at_stop() {
     for ladder in [
-        Ladder::default().unready(Duration::MAX),
-        Ladder::default().drain_timeout(Duration::MAX),
-        Ladder::default().force_after(Duration::from_secs(u64::MAX / 2)),
-        Ladder::default().idle_linger(Duration::MAX),
+        Ladder::default().with_unready(Duration::MAX),
+        Ladder::default().with_drain_timeout(Duration::MAX),
+        Ladder::default().with_force_after(Duration::from_secs(u64::MAX / 2)),
+        Ladder::default().with_idle_linger(Duration::MAX),
     ] {
         let err = LoopGroup::new()
             .ladder(ladder)
@@ -544,14 +544,16 @@ fn absurd_ladder_times_are_refused_at_spawn_not_panicked_on_at_stop() {
     }
     // A year is accepted; with nothing out, the stop ends at once.
     let year = Duration::from_secs(365 * 24 * 3600);
-    let ladder = Ladder::default().drain_timeout(year).force_after(year);
+    let ladder = Ladder::default()
+        .with_drain_timeout(year)
+        .with_force_after(year);
     let running = group(2, ladder, ListenMode::ReusePort);
     assert!(running.stop().unwrap().is_clean());
     // An idle linger longer than the drain does not hold the group past the drain deadline:
     // the kept-alive connection gets 503 close at the close step.
     let ladder = Ladder::default()
-        .drain_timeout(Duration::from_millis(300))
-        .idle_linger(year);
+        .with_drain_timeout(Duration::from_millis(300))
+        .with_idle_linger(year);
     let running = group(2, ladder, ListenMode::ReusePort);
     let mut kept = Client::connect(running.addr());
     assert_eq!(
@@ -681,7 +683,7 @@ fn out_of_descriptors_a_loop_with_none_to_evict_gets_room_from_another() {
     let spawn = || {
         LoopGroup::new()
             .loops(2)
-            .ladder(Ladder::default().drain_timeout(Duration::from_millis(200)))
+            .ladder(Ladder::default().with_drain_timeout(Duration::from_millis(200)))
             .listen_mode(ListenMode::ReusePort)
             .spawn(
                 |_| Guarded::embedded("server", Config::default()),
@@ -907,8 +909,8 @@ fn answers_a_reset_drops_after_the_close_step_are_undelivered_not_served() {
     let running = group(
         1,
         Ladder::default()
-            .idle_linger(Duration::from_secs(30))
-            .drain_timeout(Duration::from_millis(300)),
+            .with_idle_linger(Duration::from_secs(30))
+            .with_drain_timeout(Duration::from_millis(300)),
         ListenMode::ReusePort,
     );
     let addr = running.addr();

@@ -16,7 +16,7 @@ fn empty_lines_alone_do_not_hold_a_connection_past_the_request_timeout() {
     let mut router = Router::new(&routes);
     demo_routes(&mut router);
     let limits = Limits::default();
-    let timeout = limits.get_request_timeout();
+    let timeout = limits.request_timeout();
     let mut session = Session::new(&router, Unaccounted::new(), limits);
     let step = Duration::from_millis(500);
     let mut elapsed = Duration::ZERO;

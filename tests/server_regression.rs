@@ -16,8 +16,8 @@ fn limits() -> Limits {
     // Idle connections stay open after stop long enough for the late request to arrive; the
     // drain deadline bounds the test if something goes wrong.
     Limits::default()
-        .stop_linger(Duration::from_secs(20))
-        .drain_timeout(Duration::from_secs(20))
+        .with_stop_linger(Duration::from_secs(20))
+        .with_drain_timeout(Duration::from_secs(20))
 }
 
 #[test]

@@ -138,8 +138,8 @@ impl Server {
     /// request timeout pass: a head that trickles in is parsed again only once its end may
     /// have arrived, so a refusal found late may come at the timeout (with the same answer).
     fn run(&self, router: &Router<'_>, max_head: usize, pieces: &[&[u8]]) -> Outcome {
-        let limits = Limits::default().max_head(max_head);
-        let timeout = limits.get_request_timeout() + Duration::from_secs(1);
+        let limits = Limits::default().with_max_head(max_head);
+        let timeout = limits.request_timeout() + Duration::from_secs(1);
         let mut session = Session::new(router, Unaccounted::new(), limits);
         let mut raw = Vec::new();
         for piece in pieces {

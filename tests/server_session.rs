@@ -98,7 +98,7 @@ fn answers_not_taken_at_disconnect_are_undelivered() {
 /// could still be taken, where `disconnect` already dropped them).
 #[test]
 fn answers_not_taken_at_the_drain_deadline_are_undelivered() {
-    let limits = Limits::default().drain_timeout(Duration::from_millis(10));
+    let limits = Limits::default().with_drain_timeout(Duration::from_millis(10));
     with_session(limits, Config::default(), |s| {
         s.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         assert!(text(s.take_output()).ends_with("hello"));
@@ -124,8 +124,8 @@ fn answers_not_taken_at_the_drain_deadline_are_undelivered() {
 #[test]
 fn a_slow_request_gets_408_and_an_idle_one_is_closed() {
     let limits = Limits::default()
-        .request_timeout(Duration::from_secs(1))
-        .idle_timeout(Duration::from_secs(2));
+        .with_request_timeout(Duration::from_secs(1))
+        .with_idle_timeout(Duration::from_secs(2));
     with_session(limits, Config::default(), |s| {
         s.feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\nGET / HT");
         assert!(text(s.take_output()).ends_with("hello"));
@@ -190,7 +190,7 @@ proptest! {
         ),
         stop_at in 0usize..14,
     ) {
-        let limits = Limits::default().max_head(256).max_body(64);
+        let limits = Limits::default().with_max_head(256).with_max_body(64);
         with_session(limits, Config::default().with_downgrade(DowngradePolicy::OnStop), |s| {
             for (i, chunk) in chunks.iter().enumerate() {
                 if i == stop_at {
@@ -214,7 +214,10 @@ fn answers_split(data: &[u8], piece: usize) -> String {
     let routes = Routes::new();
     let mut router = Router::new(&routes);
     demo_routes(&mut router);
-    let limits = Limits::default().max_head(256).max_body(64).max_pipeline(4);
+    let limits = Limits::default()
+        .with_max_head(256)
+        .with_max_body(64)
+        .with_max_pipeline(4);
     let mut session = Session::new(&router, Guarded::embedded("s", Config::default()), limits);
     for chunk in data.chunks(piece.max(1)) {
         session.feed(chunk);
@@ -305,7 +308,7 @@ proptest! {
 /// piece.
 #[test]
 fn a_head_that_trickles_in_is_parsed_a_bounded_number_of_times() {
-    let limits = Limits::default().max_head(64 * 1024);
+    let limits = Limits::default().with_max_head(64 * 1024);
     // Empty lines first (a client may send them; httparse skips them): none is taken for the
     // end of the head, however they are split.
     let mut head = b"\r\n\n".repeat(2000);

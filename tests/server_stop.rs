@@ -119,7 +119,7 @@ fn a_request_sent_with_the_clients_fin_is_aborted_when_the_fin_is_read() {
 fn a_drain_that_hits_its_deadline_aborts_and_force_closes() {
     let aborts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let running = ServerBuilder::new()
-        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .limits(Limits::default().with_drain_timeout(Duration::from_millis(100)))
         .spawn(
             || Guarded::embedded("server", Config::default()),
             routes_with_hang(Arc::clone(&aborts)),
@@ -149,7 +149,7 @@ fn a_drain_that_hits_its_deadline_aborts_and_force_closes() {
 #[test]
 fn a_connection_lingering_after_its_last_answer_is_not_counted_force_closed() {
     let running = ServerBuilder::new()
-        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .limits(Limits::default().with_drain_timeout(Duration::from_millis(100)))
         .spawn(
             || Guarded::embedded("server", Config::default()),
             demo_routes,
@@ -203,7 +203,7 @@ fn stop_handles_are_send_and_stop_from_another_thread() {
 #[test]
 fn the_unaccounted_baseline_serves_the_same_answers() {
     let running = ServerBuilder::new()
-        .limits(Limits::default().drain_timeout(Duration::from_millis(100)))
+        .limits(Limits::default().with_drain_timeout(Duration::from_millis(100)))
         .spawn(Unaccounted::new, demo_routes)
         .unwrap();
     let mut client = Client::connect(running.addr());

@@ -118,7 +118,9 @@ fn assert_counted(read: usize, counted: &Counted, lost: bool) {
 
 /// The slow reader on the mio demo server; what it read whole, and what the server counted.
 fn on_mio(uploads: usize, len: usize) -> (usize, Counted) {
-    let limits = Limits::default().idle_timeout(WINDOW).min_send_rate(RATE);
+    let limits = Limits::default()
+        .with_idle_timeout(WINDOW)
+        .with_min_send_rate(RATE);
     let running = util::demo_server(limits);
     let read = slow_reader(running.addr(), uploads, len);
     let report = running.stop().unwrap();
@@ -133,7 +135,9 @@ fn on_mio(uploads: usize, len: usize) -> (usize, Counted) {
 /// The same on the hyper demo server.
 fn on_hyper(uploads: usize, len: usize) -> (usize, Counted) {
     let server = HyperThread::spawn(|core| {
-        let options = Options::default().idle_timeout(WINDOW).min_send_rate(RATE);
+        let options = Options::default()
+            .with_idle_timeout(WINDOW)
+            .with_min_send_rate(RATE);
         HyperServer::new(core, tokio_hyper::demo_routes()).options(options)
     });
     let read = slow_reader(server.addr, uploads, len);

@@ -456,9 +456,9 @@ fn stop_from_handler(addr: SocketAddr) -> bool {
 fn round(rng: &mut Rng, clients: u64) -> (RoundConfig, ServerReport, Arc<Tally>) {
     let config = RoundConfig::random(rng);
     let limits = Limits::default()
-        .drain_timeout(config.drain_timeout)
-        .stop_linger(Duration::from_millis(50))
-        .max_connections(256);
+        .with_drain_timeout(config.drain_timeout)
+        .with_stop_linger(Duration::from_millis(50))
+        .with_max_connections(256);
     let running = ServerBuilder::new()
         .limits(limits)
         .spawn(move || accounting(config), routes)

@@ -156,8 +156,8 @@ impl Drop for Srv {
 /// bench's connections wait while the other server is measured), the rest default.
 pub fn bench_limits() -> Limits {
     Limits::default()
-        .max_connections(20_000)
-        .idle_timeout(Duration::from_secs(600))
+        .with_max_connections(20_000)
+        .with_idle_timeout(Duration::from_secs(600))
 }
 
 /// Opens `n` keep-alive connections with timeouts and `TCP_NODELAY`.

@@ -136,7 +136,7 @@ fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
         mode: ListenMode::ReusePort,
         collect_on_stop: false,
         limits: Limits::default(),
-        ladder: Ladder::default().idle_linger(stack::IDLE_LINGER),
+        ladder: Ladder::default().with_idle_linger(stack::IDLE_LINGER),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -159,16 +159,18 @@ fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
             "--loops" => o.loops = parse_loops(number(value()?)?)?,
             "--listen" => o.mode = parse_listen(value()?)?,
             "--collect-on-stop" => o.collect_on_stop = true,
-            "--unready-ms" => o.ladder = o.ladder.unready(ms(value()?)?),
-            "--drain-timeout-ms" => o.ladder = o.ladder.drain_timeout(ms(value()?)?),
-            "--force-after-ms" => o.ladder = o.ladder.force_after(ms(value()?)?),
-            "--idle-linger-ms" => o.ladder = o.ladder.idle_linger(ms(value()?)?),
-            "--idle-timeout-ms" => o.limits = o.limits.idle_timeout(ms(value()?)?),
-            "--min-send-rate" => o.limits = o.limits.min_send_rate(number(value()?)?),
-            "--max-connections" => o.limits = o.limits.max_connections(size(number(value()?)?)?),
-            "--request-timeout-ms" => o.limits = o.limits.request_timeout(ms(value()?)?),
-            "--max-body" => o.limits = o.limits.max_body(size(number(value()?)?)?),
-            "--max-output" => o.limits = o.limits.max_output(size(number(value()?)?)?),
+            "--unready-ms" => o.ladder = o.ladder.with_unready(ms(value()?)?),
+            "--drain-timeout-ms" => o.ladder = o.ladder.with_drain_timeout(ms(value()?)?),
+            "--force-after-ms" => o.ladder = o.ladder.with_force_after(ms(value()?)?),
+            "--idle-linger-ms" => o.ladder = o.ladder.with_idle_linger(ms(value()?)?),
+            "--idle-timeout-ms" => o.limits = o.limits.with_idle_timeout(ms(value()?)?),
+            "--min-send-rate" => o.limits = o.limits.with_min_send_rate(number(value()?)?),
+            "--max-connections" => {
+                o.limits = o.limits.with_max_connections(size(number(value()?)?)?)
+            }
+            "--request-timeout-ms" => o.limits = o.limits.with_request_timeout(ms(value()?)?),
+            "--max-body" => o.limits = o.limits.with_max_body(size(number(value()?)?)?),
+            "--max-output" => o.limits = o.limits.with_max_output(size(number(value()?)?)?),
             other => {
                 return Err(io::Error::other(format!(
                     "unknown option {other:?}\n{USAGE}"
@@ -325,8 +327,8 @@ fn story() -> io::Result<bool> {
     // stop and collected right away: the PR's scenario, where the collector may finalize it
     // while kept-alive connections still deliver requests.
     let limits = Limits::default()
-        .stop_linger(Duration::from_secs(5))
-        .drain_timeout(Duration::from_secs(5));
+        .with_stop_linger(Duration::from_secs(5))
+        .with_drain_timeout(Duration::from_secs(5));
     let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
     let running = ServerBuilder::new().limits(limits).spawn(
         move || Guarded::embedded("reqguard-demo", config),

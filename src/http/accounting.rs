@@ -85,6 +85,39 @@ pub struct AccountingReport {
 /// each request on them ends once, *force closed* unless its signal fired first) and serves
 /// on. In a [`Session`](crate::http::Session) the panic reaches the caller of the session's
 /// method.
+///
+/// # Examples
+///
+/// The calls the server makes, through any accounting:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use reqguard::http::{Accounting, Guarded, StopStatus, Unaccounted};
+/// use reqguard::{Config, Outcome};
+///
+/// /// One request, as the server serves it: admit, call the handler, write the answer.
+/// fn serve_one<A: Accounting>(accounting: &mut A) -> u16 {
+///     let held = match accounting.admit() {
+///         Ok(held) => held,
+///         Err(refusal) => return refusal.status(), // 503, holding nothing
+///     };
+///     accounting.handled(); // the handler returned
+///     A::end(held, Outcome::Completed); // its answer is written
+///     accounting.read_ended(); // the connection's pass over its input is done
+///     200
+/// }
+///
+/// let mut guarded = Guarded::embedded("server", Config::default());
+/// assert_eq!(serve_one(&mut guarded), 200);
+/// assert_eq!(serve_one(&mut Unaccounted::new()), 200); // the benchmark baseline
+///
+/// let now = Instant::now();
+/// guarded.stop(now + Duration::from_secs(5));
+/// assert_eq!(serve_one(&mut guarded), 503); // late: refused
+/// assert_eq!(guarded.poll_stop(now, 0), StopStatus::Complete);
+/// let report = guarded.report();
+/// assert_eq!((report.outcomes.completed, report.leaked), (1, 0));
+/// ```
 pub trait Accounting {
     /// What an admitted request holds until its response is written.
     type Held;

@@ -23,14 +23,15 @@ use crate::codings::is_tchar;
 pub enum ChunkedError {
     /// Not the chunked syntax: a bad size, extension, CRLF or trailer line (`400`).
     Malformed,
-    /// The decoded body would exceed [`Limits::max_body`] (`413`).
+    /// The decoded body would exceed [`Limits::max_body`](Limits::with_max_body) (`413`).
     BodyTooLarge,
     /// Size lines, extensions, CRLFs and trailers together exceed
-    /// [`Limits::max_chunk_overhead`] (`413`).
+    /// [`Limits::max_chunk_overhead`](Limits::with_max_chunk_overhead) (`413`).
     OverheadTooLarge,
-    /// Chunk extensions together exceed [`Limits::max_chunk_extensions`] (`413`).
+    /// Chunk extensions together exceed
+    /// [`Limits::max_chunk_extensions`](Limits::with_max_chunk_extensions) (`413`).
     ExtensionsTooLarge,
-    /// The trailer section exceeds [`Limits::max_trailers`] (`431`).
+    /// The trailer section exceeds [`Limits::max_trailers`](Limits::with_max_trailers) (`431`).
     TrailersTooLarge,
 }
 
@@ -122,7 +123,7 @@ enum State {
 /// assert!(decoder.is_done());
 /// assert_eq!(body, b"hello");
 ///
-/// let mut decoder = ChunkedDecoder::new(&Limits::default().max_body(4));
+/// let mut decoder = ChunkedDecoder::new(&Limits::default().with_max_body(4));
 /// assert_eq!(decoder.decode(b"5\r\nhello", &mut body), Err(ChunkedError::BodyTooLarge));
 /// ```
 #[derive(Clone)]
@@ -154,9 +155,10 @@ fn size_of(limit: usize) -> u64 {
 }
 
 impl ChunkedDecoder {
-    /// A decoder for one body, bounded by `limits` ([`Limits::max_body`],
-    /// [`Limits::max_chunk_overhead`], [`Limits::max_chunk_extensions`],
-    /// [`Limits::max_trailers`]).
+    /// A decoder for one body, bounded by `limits` ([`Limits::max_body`](Limits::with_max_body),
+    /// [`Limits::max_chunk_overhead`](Limits::with_max_chunk_overhead),
+    /// [`Limits::max_chunk_extensions`](Limits::with_max_chunk_extensions),
+    /// [`Limits::max_trailers`](Limits::with_max_trailers)).
     pub fn new(limits: &Limits) -> Self {
         ChunkedDecoder {
             state: State::SizeStart,
@@ -165,10 +167,10 @@ impl ChunkedDecoder {
             overhead: 0,
             extensions: 0,
             trailers: 0,
-            max_body: size_of(limits.get_max_body()),
-            max_overhead: size_of(limits.get_max_chunk_overhead()),
-            max_extensions: size_of(limits.get_max_chunk_extensions()),
-            max_trailers: size_of(limits.get_max_trailers()),
+            max_body: size_of(limits.max_body()),
+            max_overhead: size_of(limits.max_chunk_overhead()),
+            max_extensions: size_of(limits.max_chunk_extensions()),
+            max_trailers: size_of(limits.max_trailers()),
         }
     }
 
@@ -362,7 +364,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn limits() -> Limits {
-        Limits::default().max_body(64)
+        Limits::default().with_max_body(64)
     }
 
     /// Decodes `input` in one piece: (consumed, body) or the error.
@@ -470,7 +472,7 @@ mod tests {
             whole(b"20\r\n01234567890123456789012345678901\r\n21\r\n", &limits),
             Err(ChunkedError::BodyTooLarge)
         );
-        let huge = Limits::default().max_body(usize::MAX);
+        let huge = Limits::default().with_max_body(usize::MAX);
         assert_eq!(
             whole(b"FFFFFFFFFFFFFFFF\r\n", &huge).map(|r| r.0),
             Ok(usize::MAX)
@@ -484,9 +486,9 @@ mod tests {
             Err(ChunkedError::BodyTooLarge)
         );
         let tight = Limits::default()
-            .max_chunk_overhead(8)
-            .max_chunk_extensions(4)
-            .max_trailers(6);
+            .with_max_chunk_overhead(8)
+            .with_max_chunk_extensions(4)
+            .with_max_trailers(6);
         assert_eq!(
             whole(b"1\r\na\r\n1\r\nb\r\n", &tight),
             Err(ChunkedError::OverheadTooLarge)
@@ -495,7 +497,7 @@ mod tests {
             whole(b"1;abcd\r\n", &tight),
             Err(ChunkedError::ExtensionsTooLarge)
         );
-        let trailers = Limits::default().max_trailers(6);
+        let trailers = Limits::default().with_max_trailers(6);
         assert_eq!(
             whole(b"0\r\nab: c\r\n\r\n", &trailers),
             Err(ChunkedError::TrailersTooLarge)
@@ -559,7 +561,7 @@ mod tests {
             let mut input = encode(&data, &sizes, ext, trailers);
             let len = input.len();
             input.extend_from_slice(&tail);
-            let limits = Limits::default().max_body(1024);
+            let limits = Limits::default().with_max_body(1024);
             let one = whole(&input, &limits);
             prop_assert_eq!(&one, &Ok((len, data.clone())));
             prop_assert_eq!(split(&input, &cuts, &limits), one);
@@ -582,10 +584,10 @@ mod tests {
                 input[at] = byte;
             }
             let limits = Limits::default()
-                .max_body(max_body)
-                .max_chunk_overhead(max_overhead)
-                .max_chunk_extensions(max_overhead / 2)
-                .max_trailers(max_overhead / 4);
+                .with_max_body(max_body)
+                .with_max_chunk_overhead(max_overhead)
+                .with_max_chunk_extensions(max_overhead / 2)
+                .with_max_trailers(max_overhead / 4);
             prop_assert_eq!(split(&input, &cuts, &limits), whole(&input, &limits));
         }
     }

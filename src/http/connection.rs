@@ -10,7 +10,7 @@
 //! | writing | [`Answers`] and [`Connection::complete_due`] | every answer is written in order |
 //!
 //! Reading and parsing pause (back-pressure) while the unsent answers exceed
-//! [`Limits::max_output`](crate::http::Limits::max_output) or the pipeline is full, and resume
+//! [`Limits::max_output`](crate::http::Limits::with_max_output) or the pipeline is full, and resume
 //! from [`Connection::resume`] once the client has read.
 //!
 //! # Invariants
@@ -143,7 +143,7 @@ enum Step {
 /// let written = connection.pending_output().len(); // what the socket wrote
 /// connection.consume_output(written);
 /// connection.resume(&mut dispatcher, now);
-/// assert_eq!(connection.next_deadline(&dispatcher), Some(now + Limits::default().get_idle_timeout()));
+/// assert_eq!(connection.next_deadline(&dispatcher), Some(now + Limits::default().idle_timeout()));
 ///
 /// connection.abort(&mut dispatcher, AbortReason::ClientDisconnected); // the socket failed
 /// assert_eq!(dispatcher.stats().served, 1);
@@ -226,7 +226,7 @@ impl<'r, H> Connection<'r, H> {
         }
     }
 
-    /// A connection over [`Limits::max_connections`](crate::http::Limits::max_connections):
+    /// A connection over [`Limits::max_connections`](crate::http::Limits::with_max_connections):
     /// its only answer, `503` and `Connection: close` (dated `date`), is already written.
     pub(crate) fn over_capacity(now: Instant, date: &DateLine) -> Self {
         let mut connection = Connection::new(now);
@@ -384,7 +384,7 @@ impl<'r, H> Connection<'r, H> {
         !self.closed
             && (self.closing
                 || (self.input.len() - self.start < d.limits.read_cap()
-                    && self.answers.unsent() <= d.limits.get_max_output()))
+                    && self.answers.unsent() <= d.limits.max_output()))
     }
 
     /// Bytes to write to the client.
@@ -535,10 +535,10 @@ impl<'r, H> Connection<'r, H> {
         let silent = d.in_group && !self.used;
         match d.stopped_at {
             Some(stopped) if !silent => {
-                let linger = d.limits.get_stop_linger().min(d.limits.get_idle_timeout());
+                let linger = d.limits.stop_linger().min(d.limits.idle_timeout());
                 later(self.last_activity.max(stopped), linger)
             }
-            Some(_) | None => later(self.last_activity, d.limits.get_idle_timeout()),
+            Some(_) | None => later(self.last_activity, d.limits.idle_timeout()),
         }
     }
 
@@ -551,7 +551,7 @@ impl<'r, H> Connection<'r, H> {
         d: &Dispatcher<'r, A>,
     ) -> Option<Instant> {
         self.is_alone(d)
-            .then(|| later(self.last_activity, d.limits.get_idle_timeout()))
+            .then(|| later(self.last_activity, d.limits.idle_timeout()))
     }
 
     /// Whether [`idle_deadline_alone`](Connection::idle_deadline_alone) gives a deadline: its
@@ -569,7 +569,7 @@ impl<'r, H> Connection<'r, H> {
         let request = self
             .request_started
             .filter(|_| !self.closing)
-            .map(|t| later(t, d.limits.get_request_timeout()));
+            .map(|t| later(t, d.limits.request_timeout()));
         let idle = self.is_idle().then(|| self.idle_deadline(d));
         earliest(earliest(self.answers.next_due(), request), idle)
     }
@@ -593,7 +593,7 @@ impl<'r, H> Connection<'r, H> {
         d.date.refresh(now);
         self.complete_due(d, now);
         if let Some(started) = self.request_started {
-            if !self.closing && now >= later(started, d.limits.get_request_timeout()) {
+            if !self.closing && now >= later(started, d.limits.request_timeout()) {
                 let head = starts_head(&self.input[self.start..]);
                 let reject = self.partial_head_refusal(d);
                 self.reject(d, reject, Wire::CLOSE.with_head(head));
@@ -686,8 +686,8 @@ impl<'r, H> Connection<'r, H> {
 
     /// Whether another request may be parsed now (else back-pressure holds the input).
     fn may_parse<A: Accounting>(&self, d: &Dispatcher<'r, A>) -> bool {
-        self.answers.queue_len() < d.limits.get_max_pipeline()
-            && self.answers.unsent() <= d.limits.get_max_output()
+        self.answers.queue_len() < d.limits.max_pipeline()
+            && self.answers.unsent() <= d.limits.max_output()
     }
 
     /// Runs the reading states over the input kept and then `read` (what the socket just
@@ -840,7 +840,7 @@ impl<'r, H> Connection<'r, H> {
         // at once; anything else an earlier parse would have refused is refused then, or at
         // the timeout (`partial_head_refusal`), with the same answer.
         if self.head_tried
-            && buf.len() <= d.limits.get_max_head()
+            && buf.len() <= d.limits.max_head()
             && !head_end_arrived(buf, &mut self.head_searched)
         {
             self.request_started.get_or_insert(now);
@@ -1349,7 +1349,7 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
 /// The bytes of `buf` a parse of its head reads: at most the head limit.
 #[inline]
 fn parsed_len(buf: &[u8], limits: &super::Limits) -> u64 {
-    u64::try_from(buf.len().min(limits.get_max_head())).unwrap_or(u64::MAX)
+    u64::try_from(buf.len().min(limits.max_head())).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -1490,7 +1490,7 @@ mod tests {
         let routes = Routes::new();
         let mut router = Router::new(&routes);
         demo_routes(&mut router);
-        let limits = Limits::default().max_output(16 * 1024);
+        let limits = Limits::default().with_max_output(16 * 1024);
         let (mut in_place, mut lent) = (0, 0);
         for seed in 1..=24 {
             let mut splits = Splits(seed);
@@ -1597,7 +1597,7 @@ mod tests {
         let routes = Routes::new();
         let mut router = Router::new(&routes);
         demo_routes(&mut router);
-        let limits = Limits::default().request_timeout(Duration::from_secs(3));
+        let limits = Limits::default().with_request_timeout(Duration::from_secs(3));
         let mut d = Dispatcher::new(&router, Unaccounted::new(), limits);
         let t0 = Instant::now();
         let mut c = Connection::new(t0);

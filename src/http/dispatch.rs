@@ -88,7 +88,7 @@ pub struct Stats {
     pub body_bytes_read_in_place: u64,
     /// Bytes of answer bodies lent to their connection's output by the response the handler
     /// filled, and written from there after their head (one vectored write), rather than
-    /// copied after the head: bodies longer than [`Limits::max_output`].
+    /// copied after the head: bodies longer than [`Limits::max_output`](Limits::with_max_output).
     pub body_bytes_lent: u64,
 }
 
@@ -149,11 +149,11 @@ pub struct Dispatcher<'r, A: Accounting> {
     /// ([`route_and_call`]), read right after the call and only then: here, not a local of
     /// the dispatch, so the common call stores nothing to it first.
     pub(crate) after: After,
-    /// A response body longer than this is lent to its connection's output rather than copied
-    /// there (the body and the head go out in one vectored write). The mio loop lends bodies
-    /// longer than [`Limits::max_output`] (whose back-pressure then holds the connection's
-    /// parsing until the body is written); `usize::MAX`, never, for a [`Session`] and a
-    /// [`Connection`] driven by hand, whose `pending_output` is all the output.
+    /// A response body longer than this is lent to its connection's output rather than copied there
+    /// (the body and the head go out in one vectored write). The mio loop lends bodies longer than
+    /// [`Limits::max_output`](Limits::with_max_output) (whose back-pressure then holds the
+    /// connection's parsing until the body is written); `usize::MAX`, never, for a [`Session`] and
+    /// a [`Connection`] driven by hand, whose `pending_output` is all the output.
     ///
     /// [`Session`]: crate::http::Session
     /// [`Connection`]: crate::http::Connection
@@ -227,7 +227,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
     /// connection's output rather than copied there (see `lend_over`).
     pub(crate) fn lending(router: &'r Router<'r>, accounting: A, limits: Limits) -> Self {
         Dispatcher {
-            lend_over: limits.get_max_output(),
+            lend_over: limits.max_output(),
             ..Dispatcher::new(router, accounting, limits)
         }
     }
@@ -262,11 +262,12 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
         self.stopped_at.is_some()
     }
 
-    /// Begins a graceful stop at `now`: admission closes (through the accounting), responses
-    /// carry `Connection: close`, idle connections linger for [`Limits::stop_linger`]. The
-    /// drain's deadline is `now` plus [`Limits::drain_timeout`], or as late as an `Instant`
-    /// goes when `now` is near the end of what the clock can count (a session's clock moved
-    /// by `Duration::MAX`).
+    /// Begins a graceful stop at `now`: admission closes (through the accounting), responses carry
+    /// `Connection: close`, idle connections linger for
+    /// [`Limits::stop_linger`](Limits::with_stop_linger). The drain's deadline is `now` plus
+    /// [`Limits::drain_timeout`](Limits::with_drain_timeout), or as late as an `Instant` goes when
+    /// `now` is near the end of what the clock can count (a session's clock moved by
+    /// `Duration::MAX`).
     pub fn begin_stop(&mut self, now: Instant) {
         if self.stopped_at.is_none() {
             self.stopped_at = Some(now);
@@ -274,7 +275,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             // At the end of what the clock can count (a session's clock moved by
             // `Duration::MAX`, an embedder's own instants) as late as it can be: at worst `now`.
             let deadline = now
-                .checked_add(self.limits.get_drain_timeout())
+                .checked_add(self.limits.drain_timeout())
                 .or_else(|| now.checked_add(super::limits::MAX_TIMEOUT))
                 .unwrap_or(now);
             // The embedder's code: a panic is counted, and the server's own deadline rules.

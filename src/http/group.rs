@@ -272,8 +272,8 @@ impl LoopGroup {
         let (accounting, routes) = (Arc::new(accounting), Arc::new(routes));
         let limits = self
             .limits
-            .drain_timeout(self.ladder.get_drain_timeout())
-            .stop_linger(self.ladder.get_idle_linger());
+            .with_drain_timeout(self.ladder.drain_timeout())
+            .with_stop_linger(self.ladder.idle_linger());
         let (ready, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(self.loops);
         let mut failure = None;

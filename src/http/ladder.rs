@@ -29,10 +29,8 @@ use crate::ledger::LeakReport;
 
 /// The stop ladder's timings, configured once for a [`LoopGroup`](crate::http::LoopGroup).
 ///
-/// Setters are named after their knob, the builder convention; the getters, whose plain names the
-/// setters take, are `get_*`, as `std::process::Command` has `get_args` beside `args` (the
-/// exception Rust API guideline C-GETTER leaves). [`Config`](crate::Config), with `with_*`
-/// setters, has plain getters.
+/// Setters are named `with_*` and getters are plain (`unready()`), as [`Config`](crate::Config)'s
+/// (Rust API guideline C-GETTER); the `get_*` getters of 0.2 are deprecated.
 ///
 /// # Examples
 ///
@@ -41,10 +39,14 @@ use crate::ledger::LeakReport;
 /// use reqguard::http::Ladder;
 ///
 /// let ladder = Ladder::default()
-///     .unready(Duration::from_secs(5))       // load balancers see /healthz/ready 503 first
-///     .drain_timeout(Duration::from_secs(20))
-///     .force_after(Duration::from_secs(2))
-///     .idle_linger(Duration::ZERO);          // idle keep-alive connections close at drain
+///     .with_unready(Duration::from_secs(5)) // load balancers see /healthz/ready 503 first
+///     .with_drain_timeout(Duration::from_secs(20))
+///     .with_force_after(Duration::from_secs(2))
+///     .with_idle_linger(Duration::from_millis(500)); // idle keep-alive: half a second more
+/// assert_eq!(ladder.unready(), Duration::from_secs(5));
+/// assert_eq!(ladder.drain_timeout(), Duration::from_secs(20));
+/// assert_eq!(ladder.force_after(), Duration::from_secs(2));
+/// assert_eq!(ladder.idle_linger(), Duration::from_millis(500));
 /// assert_eq!(ladder.total(), Duration::from_secs(27));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,48 +73,48 @@ impl Default for Ladder {
 impl Ladder {
     /// How long the group stays unready (readiness 503, keep-alive off, still serving) before
     /// the drain begins. Cover the time a load balancer takes to stop sending.
-    pub fn unready(mut self, time: Duration) -> Self {
+    pub fn with_unready(mut self, time: Duration) -> Self {
         self.unready = time;
         self
     }
 
     /// How long the drain waits for in-flight requests before their abort signals fire.
-    /// Overrides [`Limits::drain_timeout`](crate::http::Limits::drain_timeout).
-    pub fn drain_timeout(mut self, time: Duration) -> Self {
+    /// Overrides [`Limits::drain_timeout`](crate::http::Limits::with_drain_timeout).
+    pub fn with_drain_timeout(mut self, time: Duration) -> Self {
         self.drain_timeout = time;
         self
     }
 
     /// How long after the abort the sockets of requests still out are closed.
-    pub fn force_after(mut self, time: Duration) -> Self {
+    pub fn with_force_after(mut self, time: Duration) -> Self {
         self.force_after = time;
         self
     }
 
     /// How long an idle keep-alive connection stays open once the drain begins (zero: closed
-    /// at once). Overrides [`Limits::stop_linger`](crate::http::Limits::stop_linger).
-    pub fn idle_linger(mut self, time: Duration) -> Self {
+    /// at once). Overrides [`Limits::stop_linger`](crate::http::Limits::with_stop_linger).
+    pub fn with_idle_linger(mut self, time: Duration) -> Self {
         self.idle_linger = time;
         self
     }
 
-    /// See [`unready`](Ladder::unready).
-    pub fn get_unready(&self) -> Duration {
+    /// See [`with_unready`](Ladder::with_unready).
+    pub fn unready(&self) -> Duration {
         self.unready
     }
 
-    /// See [`drain_timeout`](Ladder::drain_timeout).
-    pub fn get_drain_timeout(&self) -> Duration {
+    /// See [`with_drain_timeout`](Ladder::with_drain_timeout).
+    pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout
     }
 
-    /// See [`force_after`](Ladder::force_after).
-    pub fn get_force_after(&self) -> Duration {
+    /// See [`with_force_after`](Ladder::with_force_after).
+    pub fn force_after(&self) -> Duration {
         self.force_after
     }
 
-    /// See [`idle_linger`](Ladder::idle_linger).
-    pub fn get_idle_linger(&self) -> Duration {
+    /// See [`with_idle_linger`](Ladder::with_idle_linger).
+    pub fn idle_linger(&self) -> Duration {
         self.idle_linger
     }
 
@@ -139,7 +141,7 @@ impl Ladder {
     /// use reqguard::http::Ladder;
     ///
     /// assert!(Ladder::default().validate().is_ok());
-    /// let err = Ladder::default().unready(Duration::MAX).validate().unwrap_err();
+    /// let err = Ladder::default().with_unready(Duration::MAX).validate().unwrap_err();
     /// assert!(err.contains("unready"));
     /// ```
     pub fn validate(&self) -> Result<(), String> {
@@ -154,6 +156,34 @@ impl Ladder {
             }
         }
         Ok(())
+    }
+}
+
+// The 0.2 names of the getters, kept one release (deprecated): each forwards to its plain name
+// (C-GETTER).
+impl Ladder {
+    /// Renamed [`unready`](Ladder::unready).
+    #[deprecated(since = "0.3.0", note = "renamed `unready`: C-GETTER")]
+    pub fn get_unready(&self) -> Duration {
+        self.unready()
+    }
+
+    /// Renamed [`drain_timeout`](Ladder::drain_timeout).
+    #[deprecated(since = "0.3.0", note = "renamed `drain_timeout`: C-GETTER")]
+    pub fn get_drain_timeout(&self) -> Duration {
+        self.drain_timeout()
+    }
+
+    /// Renamed [`force_after`](Ladder::force_after).
+    #[deprecated(since = "0.3.0", note = "renamed `force_after`: C-GETTER")]
+    pub fn get_force_after(&self) -> Duration {
+        self.force_after()
+    }
+
+    /// Renamed [`idle_linger`](Ladder::idle_linger).
+    #[deprecated(since = "0.3.0", note = "renamed `idle_linger`: C-GETTER")]
+    pub fn get_idle_linger(&self) -> Duration {
+        self.idle_linger()
     }
 }
 

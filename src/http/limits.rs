@@ -10,25 +10,46 @@ use std::time::Duration;
 /// [`Server::bind`](crate::http::Server::bind) refuses a value that could not serve a request
 /// ([`validate`](Limits::validate)).
 ///
-/// Setters are named after their knob, the builder convention; the getters, whose plain names the
-/// setters take, are `get_*`, as `std::process::Command` has `get_args` beside `args` (the
-/// exception Rust API guideline C-GETTER leaves). [`Config`](crate::Config), with `with_*`
-/// setters, has plain getters.
+/// Setters are named `with_*` and getters are plain (`max_body()`), as [`Config`](crate::Config)'s
+/// (Rust API guideline C-GETTER); the `get_*` getters of 0.2 are deprecated.
 ///
 /// # Examples
+///
+/// Every knob, set and read back:
 ///
 /// ```
 /// use std::time::Duration;
 /// use reqguard::http::Limits;
 ///
 /// let limits = Limits::default()
-///     .max_head(4 * 1024)
-///     .max_body(64 * 1024)
-///     .request_timeout(Duration::from_secs(2))
-///     .max_connections(64);
-/// assert_eq!(limits.get_max_body(), 64 * 1024);
+///     .with_max_head(4 * 1024)
+///     .with_max_body(64 * 1024)
+///     .with_max_chunk_overhead(96 * 1024)
+///     .with_max_chunk_extensions(2 * 1024)
+///     .with_max_trailers(3 * 1024)
+///     .with_max_output(32 * 1024)
+///     .with_max_connections(64)
+///     .with_max_pipeline(8)
+///     .with_request_timeout(Duration::from_secs(2))
+///     .with_idle_timeout(Duration::from_secs(3))
+///     .with_min_send_rate(512)
+///     .with_stop_linger(Duration::from_millis(250))
+///     .with_drain_timeout(Duration::from_secs(4));
+/// assert_eq!(limits.max_head(), 4 * 1024);
+/// assert_eq!(limits.max_body(), 64 * 1024);
+/// assert_eq!(limits.max_chunk_overhead(), 96 * 1024);
+/// assert_eq!(limits.max_chunk_extensions(), 2 * 1024);
+/// assert_eq!(limits.max_trailers(), 3 * 1024);
+/// assert_eq!(limits.max_output(), 32 * 1024);
+/// assert_eq!(limits.max_connections(), 64);
+/// assert_eq!(limits.max_pipeline(), 8);
+/// assert_eq!(limits.request_timeout(), Duration::from_secs(2));
+/// assert_eq!(limits.idle_timeout(), Duration::from_secs(3));
+/// assert_eq!(limits.min_send_rate(), 512);
+/// assert_eq!(limits.stop_linger(), Duration::from_millis(250));
+/// assert_eq!(limits.drain_timeout(), Duration::from_secs(4));
 /// assert!(limits.validate().is_ok());
-/// assert!(limits.max_head(10).validate().is_err()); // no request line fits in 10 bytes
+/// assert!(limits.with_max_head(10).validate().is_err()); // no request line fits in 10 bytes
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -47,8 +68,8 @@ pub struct Limits {
     drain_timeout: Duration,
 }
 
-/// The smallest [`Limits::max_head`] that [`Limits::validate`] accepts: room for a request
-/// line and a `Host` header. The hyper adapter's `Options` take the same.
+/// The smallest [`Limits::max_head`](Limits::with_max_head) that [`Limits::validate`] accepts: room
+/// for a request line and a `Host` header. The hyper adapter's `Options` take the same.
 pub const MIN_HEAD: usize = crate::knobs::MIN_HEAD;
 
 /// The longest timeout [`Limits::validate`] accepts (one year): longer is a mistake, and far
@@ -92,180 +113,181 @@ impl Default for Limits {
 impl Limits {
     /// Largest request line plus headers, in bytes; larger gets `431`, or `414` when the
     /// request target does not end within it (`501` if the method does not).
-    pub fn max_head(mut self, bytes: usize) -> Self {
+    pub fn with_max_head(mut self, bytes: usize) -> Self {
         self.max_head = bytes;
         self
     }
 
     /// Largest request body (after chunked decoding), in bytes; larger gets `413`.
-    pub fn max_body(mut self, bytes: usize) -> Self {
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
     }
 
-    /// Most framing bytes in one chunked body (size lines, extensions, CRLFs, trailers),
-    /// bounded apart from the body so framing never counts against [`max_body`](Limits::max_body);
+    /// Most framing bytes in one chunked body (size lines, extensions, CRLFs, trailers), bounded
+    /// apart from the body so framing never counts against [`max_body`](Limits::with_max_body);
     /// more gets `413`.
-    pub fn max_chunk_overhead(mut self, bytes: usize) -> Self {
+    pub fn with_max_chunk_overhead(mut self, bytes: usize) -> Self {
         self.max_chunk_overhead = bytes;
         self
     }
 
     /// Most bytes of chunk extensions (`;name=value`) in one chunked body; more gets `413`.
-    pub fn max_chunk_extensions(mut self, bytes: usize) -> Self {
+    pub fn with_max_chunk_extensions(mut self, bytes: usize) -> Self {
         self.max_chunk_extensions = bytes;
         self
     }
 
     /// Largest trailer section of a chunked body; larger gets `431`.
-    pub fn max_trailers(mut self, bytes: usize) -> Self {
+    pub fn with_max_trailers(mut self, bytes: usize) -> Self {
         self.max_trailers = bytes;
         self
     }
 
     /// Back-pressure: once a connection has more than this many bytes of answers not yet
     /// written to its socket, the server stops reading and parsing it until the client reads.
-    pub fn max_output(mut self, bytes: usize) -> Self {
+    pub fn with_max_output(mut self, bytes: usize) -> Self {
         self.max_output = bytes;
         self
     }
 
     /// Most open connections; a connection over the limit gets `503` and is closed.
-    pub fn max_connections(mut self, count: usize) -> Self {
+    pub fn with_max_connections(mut self, count: usize) -> Self {
         self.max_connections = count;
         self
     }
 
     /// Most requests in flight on one connection; further pipelined input waits unread. At
     /// least 1 (0 is taken as 1: a connection must be able to serve one request).
-    pub fn max_pipeline(mut self, count: usize) -> Self {
+    pub fn with_max_pipeline(mut self, count: usize) -> Self {
         self.max_pipeline = count.max(1);
         self
     }
 
     /// How long a client may take to send a whole request (head and body) once it has started;
     /// slower gets `408` and the connection is closed.
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// How long an idle keep-alive connection stays open, and the window over which a client's
-    /// reading of its pending answers is judged (see [`min_send_rate`](Limits::min_send_rate)).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+    /// reading of its pending answers is judged (see
+    /// [`min_send_rate`](Limits::with_min_send_rate)).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
     /// The slowest a client may read its answers, in bytes per second. While answers wait for
     /// a socket that was found full, the bytes the socket takes are counted over windows of
-    /// [`idle_timeout`](Limits::idle_timeout) from the first full write; a window in which it
+    /// [`idle_timeout`](Limits::with_idle_timeout) from the first full write; a window in which it
     /// took fewer than this rate earns (at least one byte) disconnects the client, and what
     /// waits is aborted. A client that keeps reading at this rate or faster is kept however
     /// long its answers take (a slow but steady reader of a large answer); one that reads
     /// nothing, or a few bytes now and then (a slow-read attack, `slowhttptest -X`), is
     /// disconnected within two windows of its last real read. `0`: only a client that reads
     /// nothing for a whole window is disconnected.
-    pub fn min_send_rate(mut self, bytes_per_second: u64) -> Self {
+    pub fn with_min_send_rate(mut self, bytes_per_second: u64) -> Self {
         self.min_send_rate = bytes_per_second;
         self
     }
 
     /// How long an idle keep-alive connection stays open after stop (capped by the idle
     /// timeout). Requests it delivers meanwhile get `503` and `Connection: close`.
-    pub fn stop_linger(mut self, linger: Duration) -> Self {
+    pub fn with_stop_linger(mut self, linger: Duration) -> Self {
         self.stop_linger = linger;
         self
     }
 
     /// How long a graceful stop waits for in-flight requests before it aborts them and
     /// force-closes every connection.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
     }
 
-    /// See [`max_head`](Limits::max_head).
+    /// See [`with_max_head`](Limits::with_max_head).
     #[inline]
-    pub fn get_max_head(&self) -> usize {
+    pub fn max_head(&self) -> usize {
         self.max_head
     }
 
-    /// See [`max_body`](Limits::max_body).
+    /// See [`with_max_body`](Limits::with_max_body).
     #[inline]
-    pub fn get_max_body(&self) -> usize {
+    pub fn max_body(&self) -> usize {
         self.max_body
     }
 
-    /// See [`max_chunk_overhead`](Limits::max_chunk_overhead).
+    /// See [`with_max_chunk_overhead`](Limits::with_max_chunk_overhead).
     #[inline]
-    pub fn get_max_chunk_overhead(&self) -> usize {
+    pub fn max_chunk_overhead(&self) -> usize {
         self.max_chunk_overhead
     }
 
-    /// See [`max_chunk_extensions`](Limits::max_chunk_extensions).
+    /// See [`with_max_chunk_extensions`](Limits::with_max_chunk_extensions).
     #[inline]
-    pub fn get_max_chunk_extensions(&self) -> usize {
+    pub fn max_chunk_extensions(&self) -> usize {
         self.max_chunk_extensions
     }
 
-    /// See [`max_trailers`](Limits::max_trailers).
+    /// See [`with_max_trailers`](Limits::with_max_trailers).
     #[inline]
-    pub fn get_max_trailers(&self) -> usize {
+    pub fn max_trailers(&self) -> usize {
         self.max_trailers
     }
 
-    /// See [`max_output`](Limits::max_output).
+    /// See [`with_max_output`](Limits::with_max_output).
     #[inline]
-    pub fn get_max_output(&self) -> usize {
+    pub fn max_output(&self) -> usize {
         self.max_output
     }
 
-    /// See [`max_connections`](Limits::max_connections).
+    /// See [`with_max_connections`](Limits::with_max_connections).
     #[inline]
-    pub fn get_max_connections(&self) -> usize {
+    pub fn max_connections(&self) -> usize {
         self.max_connections
     }
 
-    /// See [`max_pipeline`](Limits::max_pipeline).
+    /// See [`with_max_pipeline`](Limits::with_max_pipeline).
     #[inline]
-    pub fn get_max_pipeline(&self) -> usize {
+    pub fn max_pipeline(&self) -> usize {
         self.max_pipeline
     }
 
-    /// See [`request_timeout`](Limits::request_timeout).
+    /// See [`with_request_timeout`](Limits::with_request_timeout).
     #[inline]
-    pub fn get_request_timeout(&self) -> Duration {
+    pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
-    /// See [`idle_timeout`](Limits::idle_timeout).
+    /// See [`with_idle_timeout`](Limits::with_idle_timeout).
     #[inline]
-    pub fn get_idle_timeout(&self) -> Duration {
+    pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }
 
-    /// See [`min_send_rate`](Limits::min_send_rate).
+    /// See [`with_min_send_rate`](Limits::with_min_send_rate).
     #[inline]
-    pub fn get_min_send_rate(&self) -> u64 {
+    pub fn min_send_rate(&self) -> u64 {
         self.min_send_rate
     }
 
     /// The fewest bytes a client must read in one window of the idle timeout while answers
-    /// wait for it (see [`min_send_rate`](Limits::min_send_rate)): at least one.
+    /// wait for it (see [`min_send_rate`](Limits::with_min_send_rate)): at least one.
     pub(crate) fn min_sent_per_window(&self) -> u64 {
         min_sent_in(self.min_send_rate, self.idle_timeout)
     }
 
-    /// See [`stop_linger`](Limits::stop_linger).
+    /// See [`with_stop_linger`](Limits::with_stop_linger).
     #[inline]
-    pub fn get_stop_linger(&self) -> Duration {
+    pub fn stop_linger(&self) -> Duration {
         self.stop_linger
     }
 
-    /// See [`drain_timeout`](Limits::drain_timeout).
+    /// See [`with_drain_timeout`](Limits::with_drain_timeout).
     #[inline]
-    pub fn get_drain_timeout(&self) -> Duration {
+    pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout
     }
 
@@ -305,6 +327,88 @@ impl Limits {
         self.max_head
             .saturating_add(self.max_body)
             .saturating_add(64 * 1024)
+    }
+}
+
+// The 0.2 names of the getters, kept one release (deprecated): each forwards to its plain name
+// (C-GETTER).
+impl Limits {
+    /// Renamed [`max_head`](Limits::max_head).
+    #[deprecated(since = "0.3.0", note = "renamed `max_head`: C-GETTER")]
+    pub fn get_max_head(&self) -> usize {
+        self.max_head()
+    }
+
+    /// Renamed [`max_body`](Limits::max_body).
+    #[deprecated(since = "0.3.0", note = "renamed `max_body`: C-GETTER")]
+    pub fn get_max_body(&self) -> usize {
+        self.max_body()
+    }
+
+    /// Renamed [`max_chunk_overhead`](Limits::max_chunk_overhead).
+    #[deprecated(since = "0.3.0", note = "renamed `max_chunk_overhead`: C-GETTER")]
+    pub fn get_max_chunk_overhead(&self) -> usize {
+        self.max_chunk_overhead()
+    }
+
+    /// Renamed [`max_chunk_extensions`](Limits::max_chunk_extensions).
+    #[deprecated(since = "0.3.0", note = "renamed `max_chunk_extensions`: C-GETTER")]
+    pub fn get_max_chunk_extensions(&self) -> usize {
+        self.max_chunk_extensions()
+    }
+
+    /// Renamed [`max_trailers`](Limits::max_trailers).
+    #[deprecated(since = "0.3.0", note = "renamed `max_trailers`: C-GETTER")]
+    pub fn get_max_trailers(&self) -> usize {
+        self.max_trailers()
+    }
+
+    /// Renamed [`max_output`](Limits::max_output).
+    #[deprecated(since = "0.3.0", note = "renamed `max_output`: C-GETTER")]
+    pub fn get_max_output(&self) -> usize {
+        self.max_output()
+    }
+
+    /// Renamed [`max_connections`](Limits::max_connections).
+    #[deprecated(since = "0.3.0", note = "renamed `max_connections`: C-GETTER")]
+    pub fn get_max_connections(&self) -> usize {
+        self.max_connections()
+    }
+
+    /// Renamed [`max_pipeline`](Limits::max_pipeline).
+    #[deprecated(since = "0.3.0", note = "renamed `max_pipeline`: C-GETTER")]
+    pub fn get_max_pipeline(&self) -> usize {
+        self.max_pipeline()
+    }
+
+    /// Renamed [`request_timeout`](Limits::request_timeout).
+    #[deprecated(since = "0.3.0", note = "renamed `request_timeout`: C-GETTER")]
+    pub fn get_request_timeout(&self) -> Duration {
+        self.request_timeout()
+    }
+
+    /// Renamed [`idle_timeout`](Limits::idle_timeout).
+    #[deprecated(since = "0.3.0", note = "renamed `idle_timeout`: C-GETTER")]
+    pub fn get_idle_timeout(&self) -> Duration {
+        self.idle_timeout()
+    }
+
+    /// Renamed [`min_send_rate`](Limits::min_send_rate).
+    #[deprecated(since = "0.3.0", note = "renamed `min_send_rate`: C-GETTER")]
+    pub fn get_min_send_rate(&self) -> u64 {
+        self.min_send_rate()
+    }
+
+    /// Renamed [`stop_linger`](Limits::stop_linger).
+    #[deprecated(since = "0.3.0", note = "renamed `stop_linger`: C-GETTER")]
+    pub fn get_stop_linger(&self) -> Duration {
+        self.stop_linger()
+    }
+
+    /// Renamed [`drain_timeout`](Limits::drain_timeout).
+    #[deprecated(since = "0.3.0", note = "renamed `drain_timeout`: C-GETTER")]
+    pub fn get_drain_timeout(&self) -> Duration {
+        self.drain_timeout()
     }
 }
 

@@ -439,7 +439,7 @@ pub(crate) fn parse_head(
     // Only the first `max_head` bytes can hold an acceptable head. Parsing no further makes the
     // answer independent of how the bytes arrived: an error past the limit is a `431` whether
     // the client sent it in one read or in many.
-    let window = &buf[..buf.len().min(limits.get_max_head()).min(MAX_PARSED)];
+    let window = &buf[..buf.len().min(limits.max_head()).min(MAX_PARSED)];
     let mut found = Fields::default();
     let line = match scan(window, slots, &mut found) {
         Some(line) => {
@@ -715,7 +715,7 @@ fn finish_head(
         (true, None) => Framing::Chunked,
         (false, n) => {
             // At most `max_body`, which is a `usize`.
-            let max = u64::try_from(limits.get_max_body()).unwrap_or(u64::MAX);
+            let max = u64::try_from(limits.max_body()).unwrap_or(u64::MAX);
             match n.unwrap_or(Some(0)) {
                 Some(n) if n <= max => {
                     Framing::Length(usize::try_from(n).map_err(|_| Reject::BodyTooLarge)?)
@@ -770,7 +770,7 @@ mod tests {
     fn head(input: &[u8]) -> Result<Option<Head>, Reject> {
         parse_head(
             input,
-            &Limits::default().max_head(256).max_body(16),
+            &Limits::default().with_max_head(256).with_max_body(16),
             &mut NO_FIELDS.clone(),
         )
     }
@@ -1004,7 +1004,7 @@ mod tests {
             let request = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {huge}\r\n\r\n");
             assert_eq!(head(request.as_bytes()), Err(Reject::BodyTooLarge));
         }
-        let any = Limits::default().max_body(usize::MAX);
+        let any = Limits::default().with_max_body(usize::MAX);
         let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n";
         assert_eq!(
             parse_head(request, &any, &mut NO_FIELDS.clone()),
@@ -1068,7 +1068,9 @@ mod tests {
     /// declines (here: the request line ended by a bare LF): the same head either way.
     #[test]
     fn fields_are_read_alike_after_the_scan_and_after_httparse() {
-        let big = Limits::default().max_head(256).max_body(usize::MAX);
+        let big = Limits::default()
+            .with_max_head(256)
+            .with_max_body(usize::MAX);
         for fields in [
             "Host: x\r\nExpect: 100-continue\r\n",
             "Host: x\r\nExpect: 100-continue\r\nExpect: other\r\n",

@@ -83,8 +83,9 @@ const SHORT_READ_DRAINS: bool = cfg!(any(
 ));
 
 /// How long a connection must have been idle or reading its head before a newcomer at
-/// [`Limits::max_connections`] may evict it: far below what a slow client holds a slot for
-/// (seconds, up to the request timeout), far above a busy client's gap between requests.
+/// [`Limits::max_connections`](Limits::with_max_connections) may evict it: far below what a slow
+/// client holds a slot for (seconds, up to the request timeout), far above a busy client's gap
+/// between requests.
 const EVICT_MIN_IDLE: Duration = Duration::from_millis(100);
 /// How many candidates one eviction reads before it gives up (each one it reads had a request
 /// coming, so is no longer a candidate): a bound on the work one newcomer can cause.
@@ -103,8 +104,9 @@ const READ_BUDGET: usize = 64 * 1024;
 /// Timer entries allowed beyond twice the open connections before the stale ones are pruned.
 const PRUNE_SLACK: usize = 64;
 
-/// Connections over [`Limits::max_connections`] kept at once to deliver their `503` (written,
-/// then FIN, then a short drain). Past this many, a refused connection is simply closed.
+/// Connections over [`Limits::max_connections`](Limits::with_max_connections) kept at once to
+/// deliver their `503` (written, then FIN, then a short drain). Past this many, a refused
+/// connection is simply closed.
 const MAX_REFUSING: usize = 64;
 
 /// What a refusal of the loop's own counts once its answer is written.
@@ -170,7 +172,7 @@ struct Socket<'r, H> {
     revisit: Option<Instant>,
     /// Since when answers wait for a client reading them slowly: a write hit `WouldBlock` and
     /// the answers have not all gone out since. The client's reading is judged over windows of
-    /// the idle timeout from then ([`Limits::min_send_rate`](super::Limits::min_send_rate)).
+    /// the idle timeout from then ([`Limits::min_send_rate`](super::Limits::with_min_send_rate)).
     write_stalled: Option<Instant>,
     /// Bytes written to the socket since it was accepted.
     sent: u64,
@@ -263,9 +265,9 @@ struct EventLoop<'r, A: Accounting> {
     control: Arc<Control>,
     signals: Option<Signals>,
     accept_paused: bool,
-    /// A newcomer accepted at [`Limits::max_connections`] with no slot to free while
-    /// connections accepted just before it may not have been read yet: it waits a turn
-    /// ([`EventLoop::hold_newcomer`]).
+    /// A newcomer accepted at [`Limits::max_connections`](Limits::with_max_connections) with no
+    /// slot to free while connections accepted just before it may not have been read yet: it waits
+    /// a turn ([`EventLoop::hold_newcomer`]).
     held_newcomer: Option<TcpStream>,
     /// Turns of the loop so far, and the turn a newcomer was last registered in: its first
     /// events come with the next poll, maybe behind the listener's in that turn.
@@ -449,8 +451,9 @@ impl<'r, A: Accounting> Server<'r, A> {
         &mut self.event_loop_mut().dispatcher
     }
 
-    /// Begins a graceful stop: closes the listener, stops admission, and gives in-flight
-    /// requests until [`Limits::drain_timeout`]. Callable from the loop's thread.
+    /// Begins a graceful stop: closes the listener, stops admission, and gives in-flight requests
+    /// until [`Limits::drain_timeout`](Limits::with_drain_timeout). Callable from the loop's
+    /// thread.
     pub fn stop(&mut self, now: Instant) {
         self.event_loop_mut().stop(now);
     }
@@ -608,7 +611,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.dispatcher.begin_stop(now);
-        let deadline = later(now, self.dispatcher.limits.get_drain_timeout());
+        let deadline = later(now, self.dispatcher.limits.drain_timeout());
         self.stop_deadline = Some(deadline);
         self.timers.schedule(deadline, STOP_TIMER);
         self.control.set_phase(Phase::Stopping);
@@ -694,7 +697,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     /// or, if `may_hold`, held for the next turn ([`EventLoop::hold_newcomer`]).
     fn take_newcomer(&mut self, stream: TcpStream, may_hold: bool, now: Instant) {
         let open = self.sockets.len() - self.refusing;
-        if open >= self.dispatcher.limits.get_max_connections()
+        if open >= self.dispatcher.limits.max_connections()
             && !self.close_oldest_lingering()
             && !self.evict_oldest(now, true)
         {
@@ -974,7 +977,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
                         socket.scheduled = None;
                         socket.idle_covers_scheduled = false;
                     }
-                    let stall_limit = self.dispatcher.limits.get_idle_timeout();
+                    let stall_limit = self.dispatcher.limits.idle_timeout();
                     let window_over = socket
                         .write_stalled
                         .is_some_and(|since| now >= later(since, stall_limit));
@@ -1044,7 +1047,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
                 return;
             }
         }
-        let stall_limit = self.dispatcher.limits.get_idle_timeout();
+        let stall_limit = self.dispatcher.limits.idle_timeout();
         let next = earliest(
             earliest(
                 socket.http.next_deadline(&self.dispatcher),
@@ -1562,7 +1565,7 @@ fn stall_begins<H>(socket: &mut Socket<'_, H>, now: Instant) {
 }
 
 /// A window of the idle timeout is over while answers wait for the client: whether it read
-/// them slower than [`Limits::min_send_rate`](super::Limits::min_send_rate) (it is then
+/// them slower than [`Limits::min_send_rate`](super::Limits::with_min_send_rate) (it is then
 /// disconnected). The socket is written first (what the client read since the last writable
 /// event counts: Linux signals one only once a third of a full send buffer has drained, which
 /// a slow but steady reader of a large answer takes longer than a window to do). A client fast
@@ -1763,7 +1766,7 @@ mod tests {
         let addr = "127.0.0.1:0".parse().unwrap();
         // The fast connection waits, idle, while the backlogs are answered: seconds under
         // valgrind, past the default idle timeout (it was closed, and its `GET` then reset).
-        let limits = Limits::default().idle_timeout(Duration::from_secs(3600));
+        let limits = Limits::default().with_idle_timeout(Duration::from_secs(3600));
         let mut server = Server::bind(addr, &router, accounting, limits)
             .unwrap()
             .into_loop();
@@ -1841,7 +1844,7 @@ mod tests {
         let mut router = Router::new(&routes);
         demo_routes(&mut router);
         let accounting = Guarded::embedded("server", Config::default());
-        let limits = Limits::default().idle_timeout(Duration::from_secs(300));
+        let limits = Limits::default().with_idle_timeout(Duration::from_secs(300));
         let addr = "127.0.0.1:0".parse().unwrap();
         let mut server = Server::bind(addr, &router, accounting, limits)
             .unwrap()

@@ -99,7 +99,7 @@ impl<'r, A: Accounting> Session<'r, A> {
     }
 
     /// Everything answered so far and not yet taken, as a client that reads it all: input held
-    /// back by back-pressure ([`Limits::max_output`]) is answered too.
+    /// back by back-pressure ([`Limits::max_output`](Limits::with_max_output)) is answered too.
     pub fn take_output(&mut self) -> Vec<u8> {
         let d = &mut *self.dispatcher;
         let run = &mut self.run;
@@ -164,13 +164,13 @@ impl<'r, A: Accounting> Session<'r, A> {
     }
 
     /// Begins a graceful stop now, as a server's: later requests are refused `503` and close,
-    /// deferred answers still complete when due, and once nothing is out the drain completes
-    /// (the accounting's drain hooks run, e.g. [`Guarded::embedded`]'s collection). What is
-    /// still out at [`Limits::drain_timeout`] on the session's clock (checked by every call,
-    /// [`advance`](Session::advance) moves it) ends as at a server's drain deadline: its
-    /// signal is aborted ([`AbortReason::DrainDeadline`]) and the connection closes; answers
-    /// the client had not taken then are counted [`undelivered`](Stats::undelivered) and
-    /// dropped, as at [`disconnect`](Session::disconnect).
+    /// deferred answers still complete when due, and once nothing is out the drain completes (the
+    /// accounting's drain hooks run, e.g. [`Guarded::embedded`]'s collection). What is still out at
+    /// [`Limits::drain_timeout`](Limits::with_drain_timeout) on the session's clock (checked by
+    /// every call, [`advance`](Session::advance) moves it) ends as at a server's drain deadline:
+    /// its signal is aborted ([`AbortReason::DrainDeadline`]) and the connection closes; answers
+    /// the client had not taken then are counted [`undelivered`](Stats::undelivered) and dropped,
+    /// as at [`disconnect`](Session::disconnect).
     ///
     /// [`Guarded::embedded`]: crate::http::Guarded::embedded
     pub fn stop(&mut self) {
@@ -218,10 +218,10 @@ impl<'r, H> Run<'r, H> {
         }
     }
 
-    /// Once stopping, the accounting's drain at the session's clock, as the server loop polls
-    /// it: complete (the drain hooks run), or past [`Limits::drain_timeout`] with a request
-    /// still out, which then ends as at the server's deadline (its signal aborted, the
-    /// connection closed).
+    /// Once stopping, the accounting's drain at the session's clock, as the server loop polls it:
+    /// complete (the drain hooks run), or past
+    /// [`Limits::drain_timeout`](Limits::with_drain_timeout) with a request still out, which then
+    /// ends as at the server's deadline (its signal aborted, the connection closed).
     fn poll_drain<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
         let Some(stopped_at) = d.stopped_at else {
             return;
@@ -230,7 +230,7 @@ impl<'r, H> Run<'r, H> {
             return;
         }
         let (now, in_flight) = (self.now, d.in_flight);
-        let timeout = d.limits().get_drain_timeout();
+        let timeout = d.limits().drain_timeout();
         let passed = stopped_at.checked_add(timeout).is_some_and(|at| now >= at);
         match d.poll_stop(now, in_flight) {
             StopStatus::Complete if in_flight == 0 => self.drained = true,

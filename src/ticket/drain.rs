@@ -84,6 +84,29 @@ pub enum DrainStatus {
 }
 
 /// What a drain found: whether it completed, how long it took, and what is still out.
+///
+/// # Examples
+///
+/// A stop with one request out, reported before and after its answer:
+///
+/// ```
+/// use reqguard::{engines::Heap, Config, ServerCore};
+///
+/// let heap = Heap::new();
+/// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+/// let request = core.upgrade().unwrap().admit(|_ctx| Ok("GET /slow")).unwrap();
+/// let drain = core.stop();
+///
+/// let report = drain.report();
+/// assert!(!report.complete && report.drain_time.is_none());
+/// assert_eq!(report.outstanding.total(), 4); // ticket, context, signal activity, request object
+/// assert!(report.to_string().starts_with("drain incomplete"));
+///
+/// request.complete(); // its answer is written
+/// let report = drain.report();
+/// assert!(report.complete && report.drain_time.is_some());
+/// assert_eq!((report.outcomes.completed, report.outstanding.total()), (1, 0));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DrainReport {

@@ -32,6 +32,57 @@ use crate::signal::{AbortReason, AbortSignal, ListenerKey};
 /// signal with [`AbortReason::ClientDisconnected`] first, so the handler's listeners see it).
 /// A signal the drain deadline aborted makes the outcome *deadline aborted* whatever comes
 /// after (the first cause wins).
+///
+/// # Examples
+///
+/// One request answered through [`respond`](Bundle::respond), one whose handler fails (the
+/// bundle dropped with its future: `500`, *dropped*):
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper::{body::Incoming, Request};
+/// use reqguard::engines::Heap;
+/// use reqguard::tokio_hyper::{run, Bundle, HandlerError, HyperServer};
+/// use reqguard::{Config, ServerCore};
+///
+/// let heap = Heap::new();
+/// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+/// let handler = |_this, request: Request<Incoming>, bundle: Bundle| async move {
+///     assert!(!bundle.signal().is_aborted());
+///     if request.uri().path() == "/fail" {
+///         return Err(HandlerError::from("no answer")); // drops the bundle
+///     }
+///     let body = Full::new(Bytes::from_static(b"hello"));
+///     Ok(bundle.respond(hyper::Response::new(body)))
+/// };
+/// let server = HyperServer::new(core, handler);
+/// let get = |addr, path: &str| {
+///     let mut client = std::net::TcpStream::connect(addr).unwrap();
+///     let head = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+///     client.write_all(head.as_bytes()).unwrap();
+///     let mut answer = String::new();
+///     client.read_to_string(&mut answer).unwrap();
+///     answer
+/// };
+/// let (done, stop) = tokio::sync::oneshot::channel::<[String; 2]>();
+/// let answers = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+/// let kept = answers.clone();
+/// let report = run(
+///     server,
+///     "127.0.0.1:0".parse().unwrap(),
+///     move |addr| {
+///         std::thread::spawn(move || done.send([get(addr, "/"), get(addr, "/fail")]).unwrap());
+///     },
+///     async move { kept.borrow_mut().extend(stop.await.unwrap()) },
+/// )?;
+/// assert!(answers.borrow()[0].starts_with("HTTP/1.1 200 OK"));
+/// assert!(answers.borrow()[1].starts_with("HTTP/1.1 500"));
+/// assert_eq!((report.outcomes.completed, report.outcomes.dropped), (1, 1));
+/// assert_eq!(report.leaked, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "dropping the bundle ends the request as dropped (its abort signal fires)"]
 #[clippy::has_significant_drop]
 pub struct Bundle<C: Recycle = ()> {

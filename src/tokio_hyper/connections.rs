@@ -1,5 +1,5 @@
 //! The server's open connections: counted, awaitable until none is left, force-closable, and
-//! (with [`Options::record_activity`](super::Options::record_activity)) what each is doing,
+//! (with [`Options::record_activity`](super::Options::with_record_activity)) what each is doing,
 //! for the stop's step records.
 //!
 //! # Invariants
@@ -88,7 +88,7 @@ struct Slot {
 }
 
 /// What the requests of one connection share: the server's tally and, with
-/// [`Options::record_activity`](super::Options::record_activity), the connection's activity.
+/// [`Options::record_activity`](super::Options::with_record_activity), the connection's activity.
 /// (One `Rc` for both: a request's dispatch holds this one handle.)
 pub(crate) struct Conn {
     pub(crate) tally: Rc<Tally>,

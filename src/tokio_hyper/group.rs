@@ -122,7 +122,7 @@ impl HyperGroup {
     ///
     /// Binding the port, building a runtime, a server whose options cannot serve
     /// ([`InvalidInput`](io::ErrorKind::InvalidInput): see
-    /// [`Options::max_connections`](super::Options::max_connections)), or a loop that failed
+    /// [`Options::max_connections`](super::Options::with_max_connections)), or a loop that failed
     /// (or panicked) before it served; the loops already started are stopped and joined first.
     pub fn spawn<F, E, C, H, S>(self, make: F) -> io::Result<HyperGroupHandle>
     where

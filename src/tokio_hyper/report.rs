@@ -39,7 +39,7 @@ pub struct HyperReport {
     /// `force`), as a mio loop group records the same stop (its reports have no `forced`: a
     /// force there is the `force` step coming before any `abort` step).
     ///
-    /// [`force_after`]: super::Options::force_after
+    /// [`force_after`]: super::Options::with_force_after
     pub forced: bool,
     /// Whether the drain deadline passed with requests out (`deadline` is its report and
     /// `forced` is false): the exit JSON's `drain_deadline_hit`. A deadline that found only

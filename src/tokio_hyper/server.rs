@@ -33,21 +33,50 @@ use crate::ServerCore;
 /// Every timeout is capped at one year (effectively never; the mio server's `MAX_TIMEOUT`), so
 /// `Duration::MAX` means "no timeout" rather than an `Instant` overflow.
 ///
-/// Setters are named after their knob, the builder convention; the getters, whose plain names the
-/// setters take, are `get_*`, as `std::process::Command` has `get_args` beside `args` (the
-/// exception Rust API guideline C-GETTER leaves). [`Config`](crate::Config), with `with_*`
-/// setters, has plain getters.
+/// Setters are named `with_*` and getters are plain (`max_head()`), as [`Config`](crate::Config)'s
+/// (Rust API guideline C-GETTER); the `get_*` getters of 0.2 are deprecated.
 ///
 /// # Examples
+///
+/// Every knob, set and read back (a timeout past one year reads back as one year):
 ///
 /// ```
 /// use std::time::Duration;
 /// use reqguard::tokio_hyper::Options;
 ///
-/// let options = Options::default().drain_timeout(Duration::from_secs(2)).max_connections(64);
-/// assert_eq!(options.get_drain_timeout(), Duration::from_secs(2));
-/// let never = Options::default().drain_timeout(Duration::MAX);
-/// assert_eq!(never.get_drain_timeout(), Duration::from_secs(365 * 24 * 3600));
+/// let options = Options::default()
+///     .with_drain_timeout(Duration::from_secs(2))
+///     .with_stop_linger(Duration::from_millis(500))
+///     .with_idle_timeout(Duration::from_secs(3))
+///     .with_min_send_rate(512)
+///     .with_max_connections(64)
+///     .with_max_buffer(16 * 1024)
+///     .with_max_head(4 * 1024)
+///     .with_unready(Duration::from_secs(1))
+///     .with_force_after(Duration::from_millis(250))
+///     .with_probe_max_body(1024)
+///     .with_probe_body_timeout(Duration::from_secs(7));
+/// assert_eq!(options.drain_timeout(), Duration::from_secs(2));
+/// assert_eq!(options.stop_linger(), Duration::from_millis(500));
+/// assert_eq!(options.idle_timeout(), Duration::from_secs(3));
+/// assert_eq!(options.min_send_rate(), 512);
+/// assert_eq!(options.max_connections(), 64);
+/// assert_eq!(options.max_buffer(), 16 * 1024);
+/// assert_eq!(options.max_head(), 4 * 1024);
+/// assert_eq!(options.unready(), Duration::from_secs(1));
+/// assert_eq!(options.force_after(), Duration::from_millis(250));
+/// assert_eq!(options.probe_max_body(), 1024);
+/// assert_eq!(options.probe_body_timeout(), Duration::from_secs(7));
+///
+/// // The switches, off by default, each turned on alone:
+/// let switches = |o: Options| (o.keep_listening(), o.health_checks(), o.record_activity());
+/// assert_eq!(switches(Options::default()), (false, false, false));
+/// assert_eq!(switches(options.with_keep_listening(true)), (true, false, false));
+/// assert_eq!(switches(options.with_health_checks(true)), (false, true, false));
+/// assert_eq!(switches(options.with_record_activity(true)), (false, false, true));
+///
+/// let never = Options::default().with_drain_timeout(Duration::MAX);
+/// assert_eq!(never.drain_timeout(), Duration::from_secs(365 * 24 * 3600));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -66,7 +95,8 @@ pub struct Options {
     record_activity: bool,
 }
 
-/// The body of a health probe, which the adapter reads and drops itself (`Options::probe_max_body`).
+/// The body of a health probe, which the adapter reads and drops itself
+/// (`Options::probe_max_body`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ProbeBody {
     pub(crate) max: usize,
@@ -80,8 +110,9 @@ use crate::MAX_TIMEOUT;
 /// The smallest read and write buffer hyper accepts (`http1::Builder::max_buf_size` panics below).
 pub const MIN_BUFFER: usize = 8 * 1024;
 
-/// The default buffer: the mio server's `max_output`, and room for a head past [`Options::max_head`]
-/// so the adapter, not hyper, decides between `414` and `431`.
+/// The default buffer: the mio server's `max_output`, and room for a head past
+/// [`Options::max_head`](Options::with_max_head) so the adapter, not hyper, decides between `414`
+/// and `431`.
 pub const DEFAULT_BUFFER: usize = 64 * 1024;
 
 impl Default for Options {
@@ -115,35 +146,35 @@ impl Default for Options {
 impl Options {
     /// How long a stop waits for the last ticket and the last connection before it aborts what
     /// is out and force-closes the connections.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
     /// How long idle keep-alive connections stay open after stop before hyper's graceful
     /// shutdown closes them; requests they deliver meanwhile get `503` and `connection: close`.
-    pub fn stop_linger(mut self, linger: Duration) -> Self {
+    pub fn with_stop_linger(mut self, linger: Duration) -> Self {
         self.stop_linger = linger.min(MAX_TIMEOUT);
         self
     }
 
     /// How long a connection may take to send a request head, idle keep-alive included
     /// (hyper's header read timeout), and the window over which a client's reading of its
-    /// answers is judged (see [`min_send_rate`](Options::min_send_rate)). Zero is refused as
-    /// `max_connections(0)` is (every connection would time out at once).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+    /// answers is judged (see [`min_send_rate`](Options::with_min_send_rate)). Zero is refused as
+    /// `with_max_connections(0)` is (every connection would time out at once).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
-    /// The slowest a client may read its answers, in bytes per second (1 KiB/s by default), as
-    /// the mio server's `Limits::min_send_rate`: once a write finds the socket full, the bytes
-    /// the socket takes are counted over windows of the [`idle_timeout`](Options::idle_timeout)
-    /// until a write is taken whole; a window in which it took fewer than the rate earns (at
-    /// least one byte) ends the connection (its request still being answered ends *client
-    /// gone*). A slow but steady reader of a large answer is kept; a slow-read attacker
-    /// (`slowhttptest -X`) is not.
-    pub fn min_send_rate(mut self, bytes_per_second: u64) -> Self {
+    /// The slowest a client may read its answers, in bytes per second (1 KiB/s by default), as the
+    /// mio server's `Limits::min_send_rate`: once a write finds the socket full, the bytes the
+    /// socket takes are counted over windows of the [`idle_timeout`](Options::with_idle_timeout)
+    /// until a write is taken whole; a window in which it took fewer than the rate earns (at least
+    /// one byte) ends the connection (its request still being answered ends *client gone*). A slow
+    /// but steady reader of a large answer is kept; a slow-read attacker (`slowhttptest -X`) is
+    /// not.
+    pub fn with_min_send_rate(mut self, bytes_per_second: u64) -> Self {
         self.min_send_rate = bytes_per_second;
         self
     }
@@ -152,7 +183,7 @@ impl Options {
     /// that could serve no one is refused, as the mio server's `Limits` refuses it
     /// ([`run`] and [`HyperGroup::spawn`](super::HyperGroup::spawn) return
     /// [`InvalidInput`](io::ErrorKind::InvalidInput), [`HyperServer::serve`] panics).
-    pub fn max_connections(mut self, max: usize) -> Self {
+    pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self
     }
@@ -160,18 +191,18 @@ impl Options {
     /// hyper's read and write buffer limit (`max_buf_size`): a request head that does not fit
     /// gets hyper's own `431`, and a connection's unsent output stops its reads at this size.
     /// Raised to [`MIN_BUFFER`] if smaller (hyper's minimum).
-    pub fn max_buffer(mut self, bytes: usize) -> Self {
+    pub fn with_max_buffer(mut self, bytes: usize) -> Self {
         self.max_buffer = bytes.max(MIN_BUFFER);
         self
     }
 
     /// The longest request head served, as the mio server's `Limits::max_head`: a request whose
-    /// target alone is longer gets `414`, one whose head is longer `431`, both with
-    /// `connection: close` and before admission (RFC 9112 §3, RFC 6585 §5). Checked by the
-    /// adapter when the head fits [`max_buffer`](Options::max_buffer), by hyper (`431`) past it.
-    /// At least 64 bytes (the mio server's `MIN_HEAD`), as there: a smaller
-    /// one is refused as `max_connections(0)` is.
-    pub fn max_head(mut self, bytes: usize) -> Self {
+    /// target alone is longer gets `414`, one whose head is longer `431`, both with `connection:
+    /// close` and before admission (RFC 9112 §3, RFC 6585 §5). Checked by the adapter when the head
+    /// fits [`max_buffer`](Options::with_max_buffer), by hyper (`431`) past it. At least 64 bytes
+    /// (the mio server's `MIN_HEAD`), as there: a smaller one is refused as
+    /// `with_max_connections(0)` is.
+    pub fn with_max_head(mut self, bytes: usize) -> Self {
         self.max_head = bytes;
         self
     }
@@ -179,14 +210,14 @@ impl Options {
     /// Before the stop proper, stay up this long *unready*: `GET /healthz/ready` answers `503`
     /// and every answer carries `connection: close`, but requests are still admitted (load
     /// balancers take the server out of rotation first).
-    pub fn unready(mut self, unready: Duration) -> Self {
+    pub fn with_unready(mut self, unready: Duration) -> Self {
         self.unready = unready.min(MAX_TIMEOUT);
         self
     }
 
     /// From the deadline's aborts to the force-close: handlers that watch their signal may
     /// still answer meanwhile.
-    pub fn force_after(mut self, after: Duration) -> Self {
+    pub fn with_force_after(mut self, after: Duration) -> Self {
         self.force_after = after.min(MAX_TIMEOUT);
         self
     }
@@ -195,14 +226,14 @@ impl Options {
     /// accept queue is not dropped): requests on new connections are refused `503` with
     /// `connection: close`. The listener closes when the drain ends. Off by default: the stop
     /// closes the listener at once, as Deno's `op_http_close` does.
-    pub fn keep_listening(mut self, keep: bool) -> Self {
+    pub fn with_keep_listening(mut self, keep: bool) -> Self {
         self.keep_listening = keep;
         self
     }
 
     /// Answer `GET /healthz/live` (`200` until the server is gone) and `GET /healthz/ready`
     /// (`200`, then `503` from the unready phase on) without admission: they take nothing.
-    pub fn health_checks(mut self, on: bool) -> Self {
+    pub fn with_health_checks(mut self, on: bool) -> Self {
         self.health_checks = on;
         self
     }
@@ -212,15 +243,15 @@ impl Options {
     /// probe, as the mio server reads every body whole first: one declared or read past this
     /// gets `413` + close, one that breaks its chunked framing `400` + close, each counted
     /// `rejected`. A handler's request body is the handler's to read and limit.
-    pub fn probe_max_body(mut self, bytes: usize) -> Self {
+    pub fn with_probe_max_body(mut self, bytes: usize) -> Self {
         self.probe_body.max = bytes;
         self
     }
 
     /// How long a health probe's body may take to arrive (10 s by default, the mio server's
     /// `Limits::request_timeout`): slower gets `408` + close, counted `rejected`. Zero is
-    /// refused as `max_connections(0)` is.
-    pub fn probe_body_timeout(mut self, timeout: Duration) -> Self {
+    /// refused as `with_max_connections(0)` is.
+    pub fn with_probe_body_timeout(mut self, timeout: Duration) -> Self {
         self.probe_body.timeout = timeout.min(MAX_TIMEOUT);
         self
     }
@@ -233,7 +264,7 @@ impl Options {
     /// once a connection's longest route fits): off by default; without
     /// it, the records count connections in a handler from the tickets out, without routes or
     /// ages.
-    pub fn record_activity(mut self, on: bool) -> Self {
+    pub fn with_record_activity(mut self, on: bool) -> Self {
         self.record_activity = on;
         self
     }
@@ -266,14 +297,90 @@ impl Options {
         })
     }
 
-    /// The drain timeout.
-    pub fn get_drain_timeout(&self) -> Duration {
+    /// See [`with_drain_timeout`](Options::with_drain_timeout).
+    pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout
     }
 
-    /// The stop linger.
-    pub fn get_stop_linger(&self) -> Duration {
+    /// See [`with_stop_linger`](Options::with_stop_linger).
+    pub fn stop_linger(&self) -> Duration {
         self.stop_linger
+    }
+
+    /// See [`with_idle_timeout`](Options::with_idle_timeout).
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// See [`with_min_send_rate`](Options::with_min_send_rate).
+    pub fn min_send_rate(&self) -> u64 {
+        self.min_send_rate
+    }
+
+    /// See [`with_max_connections`](Options::with_max_connections).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// See [`with_max_buffer`](Options::with_max_buffer).
+    pub fn max_buffer(&self) -> usize {
+        self.max_buffer
+    }
+
+    /// See [`with_max_head`](Options::with_max_head).
+    pub fn max_head(&self) -> usize {
+        self.max_head
+    }
+
+    /// See [`with_unready`](Options::with_unready).
+    pub fn unready(&self) -> Duration {
+        self.unready
+    }
+
+    /// See [`with_force_after`](Options::with_force_after).
+    pub fn force_after(&self) -> Duration {
+        self.force_after
+    }
+
+    /// See [`with_keep_listening`](Options::with_keep_listening).
+    pub fn keep_listening(&self) -> bool {
+        self.keep_listening
+    }
+
+    /// See [`with_health_checks`](Options::with_health_checks).
+    pub fn health_checks(&self) -> bool {
+        self.health_checks
+    }
+
+    /// See [`with_probe_max_body`](Options::with_probe_max_body).
+    pub fn probe_max_body(&self) -> usize {
+        self.probe_body.max
+    }
+
+    /// See [`with_probe_body_timeout`](Options::with_probe_body_timeout).
+    pub fn probe_body_timeout(&self) -> Duration {
+        self.probe_body.timeout
+    }
+
+    /// See [`with_record_activity`](Options::with_record_activity).
+    pub fn record_activity(&self) -> bool {
+        self.record_activity
+    }
+}
+
+// The 0.2 names of the getters, kept one release (deprecated): each forwards to its plain name
+// (C-GETTER).
+impl Options {
+    /// Renamed [`drain_timeout`](Options::drain_timeout).
+    #[deprecated(since = "0.3.0", note = "renamed `drain_timeout`: C-GETTER")]
+    pub fn get_drain_timeout(&self) -> Duration {
+        self.drain_timeout()
+    }
+
+    /// Renamed [`stop_linger`](Options::stop_linger).
+    #[deprecated(since = "0.3.0", note = "renamed `stop_linger`: C-GETTER")]
+    pub fn get_stop_linger(&self) -> Duration {
+        self.stop_linger()
     }
 }
 
@@ -340,6 +447,58 @@ impl<T> Drop for DropCaught<T> {
 /// [`LocalSet`](tokio::task::LocalSet) (Deno's model: one engine per thread, `Rc` state).
 ///
 /// See the [module docs](super) for the request path and the drain.
+///
+/// # Examples
+///
+/// A server with its knobs and a hook, serving one client on its own thread's `LocalSet`; the
+/// client's answer stops it:
+///
+/// ```
+/// use std::cell::{Cell, RefCell};
+/// use std::rc::Rc;
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use reqguard::engines::{Handle, Heap};
+/// use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Options};
+/// use reqguard::{Config, ServerCore};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let heap = Heap::new();
+/// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+/// let stopped = Rc::new(Cell::new(false));
+/// let seen = Rc::clone(&stopped);
+/// let hello = |this: Handle<&'static str>, _request, bundle: Bundle| async move {
+///     let body = Full::new(Bytes::from(format!("hello from {}", *this)));
+///     Ok::<_, HandlerError>(bundle.respond(hyper::Response::new(body)))
+/// };
+/// let server = HyperServer::new(core, hello)
+///     .options(Options::default().with_drain_timeout(Duration::from_secs(2)))
+///     .after_stop(move || seen.set(true));
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// let answer = Rc::new(RefCell::new(String::new()));
+/// let kept = Rc::clone(&answer);
+/// let report = tokio::task::LocalSet::new().block_on(&runtime, async move {
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     let (read, stop) = tokio::sync::oneshot::channel::<String>();
+///     tokio::task::spawn_local(async move {
+///         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+///         let head = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+///         client.write_all(head).await.unwrap();
+///         let mut text = String::new();
+///         client.read_to_string(&mut text).await.unwrap();
+///         let _ = read.send(text);
+///     });
+///     let stop = async move { *kept.borrow_mut() = stop.await.unwrap_or_default() };
+///     std::io::Result::Ok(server.serve(listener, stop).await)
+/// })?;
+/// assert!(answer.borrow().ends_with("hello from server"));
+/// assert!(stopped.get());
+/// assert_eq!((report.stats.served, report.outcomes.completed, report.leaked), (1, 1, 0));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct HyperServer<E: Engine, C: Recycle, H, S = NoScope> {
     core: ServerCore<E, C>,
     // Where the embedder made it: its requests' mint site in leak reports.
@@ -431,20 +590,24 @@ where
     ///
     /// # Panics
     ///
-    /// At once, with options that cannot serve (a [`max_connections`](Options::max_connections)
-    /// of 0, a [`max_head`](Options::max_head) below 64 bytes, a zero
-    /// [`idle_timeout`](Options::idle_timeout) or
-    /// [`probe_body_timeout`](Options::probe_body_timeout): the rules of the mio server's
-    /// `Limits::validate`; [`run`] and `HyperGroup::spawn` return them as an error). Outside a `LocalSet`, at the first connection accepted (tokio's
+    /// At once, with options that cannot serve (a
+    /// [`max_connections`](Options::with_max_connections) of 0, a
+    /// [`max_head`](Options::with_max_head) below 64 bytes, a zero
+    /// [`idle_timeout`](Options::with_idle_timeout) or
+    /// [`probe_body_timeout`](Options::with_probe_body_timeout): the rules of the mio server's
+    /// `Limits::validate`; [`run`] and `HyperGroup::spawn` return them as an error). Outside a
+    /// `LocalSet`, at the first connection accepted (tokio's
     /// [`spawn_local`](tokio::task::spawn_local) panics): the future unwinds into the caller's
-    /// `block_on`, as if dropped (see below; nothing was admitted on that connection). The stop: after the [unready](Options::unready) phase (if
-    /// any), admission closes (a late request is refused `503`, `connection: close`) and the
-    /// listener closes (unless [`Options::keep_listening`]); every answer carries `connection:
-    /// close`; idle connections linger for [`Options::stop_linger`] and then hyper's
-    /// graceful shutdown closes them. The drain ends when the last ticket is released **and**
-    /// the last connection is closed; past [`Options::drain_timeout`] it aborts the signals of
-    /// what is out, force-closes every connection [`Options::force_after`] later, and reports
-    /// what was out.
+    /// `block_on`, as if dropped (see below; nothing was admitted on that connection). The stop:
+    /// after the [unready](Options::with_unready) phase (if any), admission closes (a late request
+    /// is refused `503`, `connection: close`) and the listener closes (unless
+    /// [`Options::keep_listening`](Options::with_keep_listening)); every answer carries
+    /// `connection: close`; idle connections linger for
+    /// [`Options::stop_linger`](Options::with_stop_linger) and then hyper's graceful shutdown
+    /// closes them. The drain ends when the last ticket is released **and** the last connection is
+    /// closed; past [`Options::drain_timeout`](Options::with_drain_timeout) it aborts the signals
+    /// of what is out, force-closes every connection
+    /// [`Options::force_after`](Options::with_force_after) later, and reports what was out.
     ///
     /// Dropping the future before it returns (a `select!` on Ctrl-C, a timeout, an aborted
     /// task) leaves no server to drain the connections: admission closes (a late request is
@@ -893,13 +1056,13 @@ where
         }
     }
 
-    /// At the limit with none to evict and connections just accepted and not read yet:
-    /// clients that connected and went at once (TCP health checks, port scans, clients that
-    /// gave up; their FIN or reset behind them in the backlog) hold slots that are free once read, and a newcomer
+    /// At the limit with none to evict and connections just accepted and not read yet: clients that
+    /// connected and went at once (TCP health checks, port scans, clients that gave up; their FIN
+    /// or reset behind them in the backlog) hold slots that are free once read, and a newcomer
     /// refused now was refused for nothing (`probe_client_v15::
-    /// clients_gone_in_the_backlog_do_not_lock_a_newcomer_out_on_either_stack`). Yields to
-    /// their tasks (tokio defers a yield until its reactor has been polled) until a slot is
-    /// free, or [`UNREAD_YIELDS`] yields in a row freed none.
+    /// clients_gone_in_the_backlog_do_not_lock_a_newcomer_out_on_either_stack`). Yields to their
+    /// tasks (tokio defers a yield until its reactor has been polled) until a slot is free, or
+    /// [`UNREAD_YIELDS`] yields in a row freed none.
     #[cold]
     #[inline(never)]
     async fn let_unread_connections_read(&self) {
@@ -1089,13 +1252,13 @@ impl<F: Future + Unpin> Future for InPlace<'_, F> {
 type HyperConnection<E, C, H, S> =
     http1::Connection<TokioIo<LingeringIo>, RequestService<E, C, H, S>>;
 
-/// hyper's header read timeout (`Options::idle_timeout`) ended the connection. With a request
-/// head in progress (bytes of it in hyper's read buffer: empty lines before a request line
-/// count, as the mio loops time a request from them), the client is answered `408` + close, counted `rejected` if the socket takes it
-/// whole, and the socket lingers as after any answer that closes, as the mio loops answer a
-/// head still incomplete at their request timeout (RFC 9110 §15.5.9); an idle connection
-/// (nothing of a head) just closes, as there. hyper writes no answer at its timeout: before,
-/// the slow head got an EOF on hyper, `408` on mio
+/// hyper's header read timeout (`Options::idle_timeout`) ended the connection. With a request head
+/// in progress (bytes of it in hyper's read buffer: empty lines before a request line count, as the
+/// mio loops time a request from them), the client is answered `408` + close, counted `rejected` if
+/// the socket takes it whole, and the socket lingers as after any answer that closes, as the mio
+/// loops answer a head still incomplete at their request timeout (RFC 9110 §15.5.9); an idle
+/// connection (nothing of a head) just closes, as there. hyper writes no answer at its timeout:
+/// before, the slow head got an EOF on hyper, `408` on mio
 /// (`probe_client_v18::a_slow_head_gets_408_and_an_idle_connection_an_eof_on_hyper`).
 #[cold]
 #[inline(never)]
@@ -1466,11 +1629,10 @@ impl<E: Engine, C: Recycle, H, S> fmt::Debug for HyperServer<E, C, H, S> {
 /// # Errors
 ///
 /// Options that cannot serve ([`io::ErrorKind::InvalidInput`]: see
-/// [`Options::max_connections`]); building the runtime or binding the address; and
-/// [`io::ErrorKind::Other`] when called
-/// inside a tokio runtime (an `async` context, or a thread that entered one), where no runtime
-/// can be started: serve there with [`HyperServer::serve`] inside a
-/// [`LocalSet`](tokio::task::LocalSet) instead.
+/// [`Options::max_connections`](Options::with_max_connections)); building the runtime or binding
+/// the address; and [`io::ErrorKind::Other`] when called inside a tokio runtime (an `async`
+/// context, or a thread that entered one), where no runtime can be started: serve there with
+/// [`HyperServer::serve`] inside a [`LocalSet`](tokio::task::LocalSet) instead.
 ///
 /// # Examples
 ///

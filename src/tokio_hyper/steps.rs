@@ -2,7 +2,7 @@
 //! record them: [`StepRecord`](crate::http::StepRecord)s, so a [`HyperGroup`](super::HyperGroup)'s
 //! JSON gives each loop's `"steps"` in the mio shape.
 //!
-//! With [`Options::record_activity`](super::Options::record_activity) (the demo's `serve
+//! With [`Options::record_activity`](super::Options::with_record_activity) (the demo's `serve
 //! --stack hyper` turns it on), each connection's record gives its state and age and the route
 //! of the request in its handler (`GET /delay`), as on mio. What hyper cannot tell is not
 //! invented: a connection is `in_handler` from its request's admission to the handler's answer

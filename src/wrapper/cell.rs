@@ -30,6 +30,32 @@ pub enum DowngradePolicy {
 /// downgrade's is, and does not reach the upgrade's caller (QA embed26-1). A clone that stops
 /// the server and then panics unwinds to the upgrade's caller, and the cell lets its handle
 /// go as it unwinds (QA embed27-1).
+///
+/// # Examples
+///
+/// Under [`DowngradePolicy::OnDrain`] the cell holds the wrapper strongly until the drain
+/// completes: a collection meanwhile leaves it alone. Then it lets go, and once collected no
+/// upgrade succeeds:
+///
+/// ```
+/// use reqguard::{engines::Heap, Config, DowngradePolicy, ServerCore};
+///
+/// let heap = Heap::new();
+/// let config = Config::default().with_downgrade(DowngradePolicy::OnDrain);
+/// let core = ServerCore::embedded(heap.alloc("server"), config);
+/// let request = core.upgrade().unwrap().admit(|_ctx| Ok(())).unwrap();
+/// let drain = core.stop();
+/// heap.collect();
+/// assert!(core.wrapper().is_strong()); // a request is out: the wrapper is kept
+/// assert!(!core.wrapper().weak().is_finalized());
+///
+/// drop(request);
+/// assert!(drain.is_complete());
+/// assert!(!core.wrapper().is_strong()); // let go as the drain completed
+/// heap.collect();
+/// assert!(core.wrapper().weak().is_finalized());
+/// assert!(core.upgrade().is_none());
+/// ```
 pub struct WrapperCell<E: Engine> {
     strong: RefCell<Option<E::Strong>>,
     weak: E::Weak,

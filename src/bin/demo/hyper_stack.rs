@@ -66,10 +66,10 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
         // linger 1 s into it, health routes answer without admission, and the steps name the
         // routes in their handlers and the connections' ages.
         options: Options::default()
-            .keep_listening(true)
-            .health_checks(true)
-            .record_activity(true)
-            .stop_linger(super::IDLE_LINGER),
+            .with_keep_listening(true)
+            .with_health_checks(true)
+            .with_record_activity(true)
+            .with_stop_linger(super::IDLE_LINGER),
         max_body: MAX_ECHO_BODY,
         idle_timeout: None,
         request_timeout: None,
@@ -97,7 +97,7 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             }
             "--collect-on-stop" => parsed.collect_on_stop = true,
             "--drain-timeout-ms" => {
-                parsed.options = o.drain_timeout(Duration::from_millis(number(value()?)?))
+                parsed.options = o.with_drain_timeout(Duration::from_millis(number(value()?)?))
             }
             "--idle-timeout-ms" => {
                 parsed.idle_timeout = Some(Duration::from_millis(number(value()?)?))
@@ -107,13 +107,15 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             }
             // Knobs out of range are refused by `Options`' check at the spawn (exit 2), as the
             // mio stack's `Limits::validate` refuses them.
-            "--max-connections" => parsed.options = o.max_connections(size(number(value()?)?)?),
+            "--max-connections" => {
+                parsed.options = o.with_max_connections(size(number(value()?)?)?)
+            }
             "--max-body" => parsed.max_body = size(number(value()?)?)?,
-            "--max-output" => parsed.options = o.max_buffer(size(number(value()?)?)?),
-            "--min-send-rate" => parsed.options = o.min_send_rate(number(value()?)?),
-            "--unready-ms" => parsed.options = o.unready(ms(value()?)?),
-            "--idle-linger-ms" => parsed.options = o.stop_linger(ms(value()?)?),
-            "--force-after-ms" => parsed.options = o.force_after(ms(value()?)?),
+            "--max-output" => parsed.options = o.with_max_buffer(size(number(value()?)?)?),
+            "--min-send-rate" => parsed.options = o.with_min_send_rate(number(value()?)?),
+            "--unready-ms" => parsed.options = o.with_unready(ms(value()?)?),
+            "--idle-linger-ms" => parsed.options = o.with_stop_linger(ms(value()?)?),
+            "--force-after-ms" => parsed.options = o.with_force_after(ms(value()?)?),
             // Each loop: a thread with its own runtime, LocalSet and server core.
             "--loops" => parsed.loops = super::super::parse_loops(number(value()?)?)?,
             "--listen" => parsed.mode = super::super::parse_listen(value()?)?,
@@ -123,7 +125,7 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
     // hyper has one timer for an idle connection and a slow request head: the shorter wins.
     let timeouts = [parsed.idle_timeout, parsed.request_timeout];
     if let Some(timeout) = timeouts.into_iter().flatten().min() {
-        parsed.options = parsed.options.idle_timeout(timeout);
+        parsed.options = parsed.options.with_idle_timeout(timeout);
     }
     Ok(parsed)
 }
@@ -141,8 +143,8 @@ fn serve(args: &[String]) -> io::Result<bool> {
     );
     // A health probe's body is read within the routes' limits, as the mio loop reads it.
     let options = options
-        .probe_max_body(max_body)
-        .probe_body_timeout(request_timeout);
+        .with_probe_max_body(max_body)
+        .with_probe_body_timeout(request_timeout);
     let group = HyperGroup::new()
         .addr(args.addr)
         .loops(args.loops)
@@ -206,8 +208,8 @@ fn story() -> io::Result<bool> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = thread::spawn(move || {
         let options = Options::default()
-            .stop_linger(Duration::from_secs(5))
-            .drain_timeout(Duration::from_secs(5));
+            .with_stop_linger(Duration::from_secs(5))
+            .with_drain_timeout(Duration::from_secs(5));
         reqguard::tokio_hyper::run(
             demo_server(true, demo_routes()).options(options),
             SocketAddr::from(([127, 0, 0, 1], 0)),

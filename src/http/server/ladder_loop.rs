@@ -91,7 +91,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         ladder.member.shared.stop();
         let t0 = ladder.member.shared.stop_at().unwrap_or(now);
         ladder.started = Some(t0);
-        let unready = ladder.plan.get_unready();
+        let unready = ladder.plan.unready();
         let forced = ladder.member.shared.force_requested();
         self.dispatcher.unready = true;
         self.dispatcher.keep_alive_off = true;
@@ -119,7 +119,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         let shared = Arc::clone(&ladder.member.shared);
         let (reached, plan) = (ladder.reached, ladder.plan);
         let force = shared.force_requested();
-        if reached < Some(Step::Drain) && (force || now >= t0 + plan.get_unready()) {
+        if reached < Some(Step::Drain) && (force || now >= t0 + plan.unready()) {
             self.enter_drain(now, !force);
         }
         let status = self.poll_drain(now);
@@ -157,7 +157,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         self.ladder_mut().drain_began = Some(now);
         self.dispatcher.begin_stop(now);
         self.control.set_phase(Phase::Stopping);
-        let abort_at = now + self.ladder().plan.get_drain_timeout();
+        let abort_at = now + self.ladder().plan.drain_timeout();
         self.timers.schedule(abort_at, STOP_TIMER);
         let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -171,7 +171,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         let Some(began) = self.ladder().drain_began else {
             return StopStatus::Pending;
         };
-        let deadline = began + self.ladder().plan.get_drain_timeout();
+        let deadline = began + self.ladder().plan.drain_timeout();
         let aborting = self.reached() == Some(Step::Drain) && now >= deadline;
         let before = aborting.then(|| self.outstanding(now));
         let in_flight = self.dispatcher.in_flight;
@@ -191,7 +191,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             self.deadline_hit = true;
             self.push_record(Step::Abort, now, outstanding, 0);
             self.ladder_mut().aborted_at = Some(now);
-            let force_at = now + self.ladder().plan.get_force_after();
+            let force_at = now + self.ladder().plan.force_after();
             self.timers.schedule(force_at, STOP_TIMER);
         }
         status
@@ -202,7 +202,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         ladder.reached == Some(Step::Abort)
             && ladder
                 .aborted_at
-                .is_some_and(|at| now >= at + ladder.plan.get_force_after())
+                .is_some_and(|at| now >= at + ladder.plan.force_after())
     }
 
     /// Every connection closes now; each request still out ends force-closed (its guards are
@@ -254,7 +254,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         if ladder.drained || !(forced || status == StopStatus::Complete) {
             return;
         }
-        let deadline_passed = now >= began + ladder.plan.get_drain_timeout();
+        let deadline_passed = now >= began + ladder.plan.drain_timeout();
         let old_open = !deadline_passed
             && self
                 .sockets

@@ -139,14 +139,14 @@ pub fn run(data: &[u8]) {
         .unwrap();
     let limits = match setup >> 4 & 3 {
         0 => Limits::default()
-            .max_head(256)
-            .max_body(64)
-            .max_pipeline(2)
-            .max_output(128),
+            .with_max_head(256)
+            .with_max_body(64)
+            .with_max_pipeline(2)
+            .with_max_output(128),
         1 => Limits::default()
-            .max_head(1024)
-            .max_body(1024)
-            .max_pipeline(4),
+            .with_max_head(1024)
+            .with_max_body(1024)
+            .with_max_pipeline(4),
         _ => Limits::default(),
     };
     let heap = Heap::new();

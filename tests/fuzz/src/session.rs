@@ -10,9 +10,9 @@ use super::{check_responses, same_or_closed_early, without_interim};
 
 fn limits() -> Limits {
     Limits::default()
-        .max_head(1024)
-        .max_body(4096)
-        .max_pipeline(8)
+        .with_max_head(1024)
+        .with_max_body(4096)
+        .with_max_pipeline(8)
 }
 
 /// Feeds `data` in pieces of the given sizes (cycled) and returns everything answered.

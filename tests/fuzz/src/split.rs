@@ -19,19 +19,19 @@ fn limits(choice: u8) -> Limits {
         // Every limit small enough for the fuzzer to cross: back-pressure after 256 bytes of
         // answers, a 64-byte body, a few bytes of framing, extensions and trailers.
         0 => Limits::default()
-            .max_head(256)
-            .max_body(64)
-            .max_chunk_overhead(96)
-            .max_chunk_extensions(16)
-            .max_trailers(32)
-            .max_output(256)
-            .max_pipeline(4),
+            .with_max_head(256)
+            .with_max_body(64)
+            .with_max_chunk_overhead(96)
+            .with_max_chunk_extensions(16)
+            .with_max_trailers(32)
+            .with_max_output(256)
+            .with_max_pipeline(4),
         1 => Limits::default()
-            .max_head(1024)
-            .max_body(4096)
-            .max_chunk_overhead(1024)
-            .max_output(2048)
-            .max_pipeline(8),
+            .with_max_head(1024)
+            .with_max_body(4096)
+            .with_max_chunk_overhead(1024)
+            .with_max_output(2048)
+            .with_max_pipeline(8),
         _ => Limits::default(),
     }
 }
