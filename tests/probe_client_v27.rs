@@ -7,11 +7,13 @@ mod util;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use util::serve::{close_steps_answered, field, Serve};
-use util::strict::read_for;
+use util::serve::{close_steps_answered, field, send_signal, steps_answered, Serve};
+use util::strict::{read_for, StrictClient};
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 
 /// The segment size and receive buffer of [`small_window_client`]: with them the kernel holds a
 /// few tens of KiB of one connection's answers (the client's window plus the server's send
@@ -149,4 +151,99 @@ fn a_probes_deadline_503_is_counted_once_written_whole_not_when_made() {
         whole as f64,
         "capacity {capacity}, read {read:?}: {json}"
     );
+}
+
+/// A request not whole at the drain deadline, one of each kind, with its method: a body still
+/// coming (by length, chunked, after an `Expect` whose `100` came), a head in progress, a health
+/// probe's body (`HEAD`: its `503` has no body).
+const NOT_WHOLE: [(&str, &[u8]); 5] = [
+    (
+        "POST",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabcde",
+    ),
+    (
+        "POST",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    ),
+    (
+        "POST",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 10\r\n\r\n",
+    ),
+    ("GET", b"GET / HTTP/1.1\r\nhost: x\r\nx-pending: 1\r\n"),
+    (
+        "HEAD",
+        b"HEAD /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc",
+    ),
+];
+
+/// The health probe and the head in progress are answered by each stack's last step (hyper:
+/// no request admitted), the routes' bodies by the route on hyper (`served`).
+const HYPER_UNADMITTED: usize = 2;
+
+/// QA client27-1. A request not whole at the drain deadline gets the deadline's `503` +
+/// close there (docs/server.md, the ladder; QA client25-1 made hyper do so), also while a
+/// handler that ignores its abort holds the drain past the deadline. On mio the close step
+/// gave that `503` (after the drain, with nothing out) but the force step came first when a
+/// request was still out, and closed every connection without a word: the body's client, the
+/// head's, and one told `100 Continue` (RFC 9110 §10.1.1: a final status must follow) read an
+/// EOF 4 s later. Now the abort step answers them, counted in its `answered`.
+#[test]
+fn a_request_not_whole_at_the_deadline_gets_its_503_while_a_handler_holds_the_drain() {
+    for stack in STACKS {
+        let flags =
+            format!("--idle-linger-ms 100 --drain-timeout-ms 500 --force-after-ms 4000 {stack}");
+        let mut serve = Serve::start("", &flags);
+        let mut held = StrictClient::connect(serve.addr);
+        held.send(b"GET /delay?ms=20000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        let mut clients: Vec<(&str, StrictClient)> = NOT_WHOLE
+            .iter()
+            .map(|&(method, bytes)| {
+                let mut client = StrictClient::connect(serve.addr);
+                client.send(bytes);
+                (method, client)
+            })
+            .collect();
+        sleep(Duration::from_millis(300)); // every head read
+        send_signal(serve.child.id(), "TERM");
+        let stopped = Instant::now();
+        for (i, (method, client)) in clients.iter_mut().enumerate() {
+            let mut answer = client.answer(method);
+            if answer.status == 100 {
+                answer = client.answer(method);
+            }
+            assert_eq!(
+                (answer.status, answer.closes()),
+                (503, true),
+                "{stack}, request {i}: {answer:?}"
+            );
+            client.expect_nothing_more(true, Duration::ZERO);
+        }
+        // At the deadline (500 ms), not at the force step (4.5 s).
+        let answered = stopped.elapsed();
+        assert!(
+            answered < Duration::from_millis(3500),
+            "{stack}: answered {answered:?} after the stop"
+        );
+        held.expect_nothing_more(true, Duration::ZERO); // forced: no answer, a FIN
+        let (json, ok) = serve.json_and_status();
+        assert!(ok, "{json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        let all = NOT_WHOLE.len() as f64;
+        let (served, abort, close) = (
+            field(&json, "served"),
+            steps_answered(&json, "abort"),
+            close_steps_answered(&json),
+        );
+        if stack == "--stack mio" {
+            // None admitted (a request is, once whole): all answered by the abort step.
+            assert_eq!((served, abort, close), (0.0, all, 0.0), "{stack}: {json}");
+        } else {
+            let unadmitted = HYPER_UNADMITTED as f64;
+            assert_eq!(
+                (served, abort + close),
+                (all - unadmitted, unadmitted),
+                "{stack}: {json}"
+            );
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //!  │                                       `connection: close`, admission open, listeners accept
 //!  │ drain          T1 = T0+unready        admission closes: late requests 503 close; in-flight
 //!  │                                       requests finish; idle connections close after the linger
-//!  │ abort          T2 = T1+drain_timeout  (only if requests are still out) their abort signals fire
+//!  │ abort          T2 = T1+drain_timeout  (only if requests are still out) their abort signals fire;
+//!  │                                       requests not whole get 503 close
 //!  │ force          T3 = T2+force_after    (only if still out) sockets close; outcomes recorded
 //!  │ close          every loop drained     listeners close together; idle connections get 503 close;
 //!  │                                       each connection lingers until its socket has sent its
@@ -195,7 +196,8 @@ pub enum Step {
     Unready,
     /// Admission is closed; in-flight requests finish; idle connections close.
     Drain,
-    /// The drain deadline passed with requests out: their abort signals fired.
+    /// The drain deadline passed with requests out: their abort signals fired, and each
+    /// request not whole yet (a head in progress, a body still coming) was answered `503` close.
     Abort,
     /// Sockets of requests still out were closed (a second signal comes straight here).
     Force,
@@ -311,8 +313,9 @@ pub struct StepRecord {
     pub at: Duration,
     /// What was outstanding as it began.
     pub outstanding: Outstanding,
-    /// Connections answered `503` with `connection: close` by this step itself (the close
-    /// step's answer to connections still open; zero for the other steps).
+    /// Connections answered `503` with `connection: close` by this step itself: the abort
+    /// step's answer to requests not whole at the deadline, the close step's to connections
+    /// still open and silent or not whole; zero for the other steps.
     pub answered: usize,
     /// How the requests this step ended ended (the force step: each request still out, as
     /// `force_closed`, or `deadline_aborted` when the abort step reached it first; zero for

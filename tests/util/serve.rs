@@ -134,7 +134,12 @@ pub fn field(json: &str, key: &str) -> f64 {
 
 /// The `answered` of each loop's close step in `serve`'s exit JSON, summed.
 pub fn close_steps_answered(json: &str) -> f64 {
-    json.match_indices("{\"step\":\"close\"")
+    steps_answered(json, "close")
+}
+
+/// The `answered` of each loop's `step` (`abort`, `close`) in `serve`'s exit JSON, summed.
+pub fn steps_answered(json: &str, step: &str) -> f64 {
+    json.match_indices(&format!("{{\"step\":\"{step}\""))
         .map(|(at, _)| {
             let rest = &json[at..];
             let value = &rest[rest.find("\"answered\":").expect("answered") + 11..];

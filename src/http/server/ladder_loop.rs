@@ -122,7 +122,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         if reached < Some(Step::Drain) && (force || now >= t0 + plan.unready()) {
             self.enter_drain(now, !force);
         }
-        let status = self.poll_drain(now);
+        let status = self.poll_drain(now, buf);
         if force && self.reached() < Some(Step::Force) || self.force_due(now) {
             self.enter_force(now);
         }
@@ -166,8 +166,10 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     }
 
     /// Polls the accounting's drain; at the deadline it fires the abort signals of what is
-    /// still out, which this records as the abort step (with what was out just before).
-    fn poll_drain(&mut self, now: Instant) -> StopStatus {
+    /// still out, which this records as the abort step (with what was out just before), and
+    /// answers each request not whole yet the deadline's `503` + close (`buf`: the loop's read
+    /// buffer, to read what has arrived first).
+    fn poll_drain(&mut self, now: Instant, buf: &mut [u8]) -> StopStatus {
         let Some(began) = self.ladder().drain_began else {
             return StopStatus::Pending;
         };
@@ -189,7 +191,11 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         };
         if let (Some(outstanding), StopStatus::Expired { .. }) = (before, status) {
             self.deadline_hit = true;
-            self.push_record(Step::Abort, now, outstanding, 0);
+            // A request not whole at the deadline gets its `503` now, as the close step gives
+            // it when nothing was out (and as hyper's abort step does): the force step, which
+            // comes first when something is still out, closed it without a word (QA client27-1).
+            let answered = self.answer_unadmitted(now, buf, false);
+            self.push_record(Step::Abort, now, outstanding, answered);
             self.ladder_mut().aborted_at = Some(now);
             let force_at = now + self.ladder().plan.force_after();
             self.timers.schedule(force_at, STOP_TIMER);
@@ -278,10 +284,21 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+        let answered = self.answer_unadmitted(now, buf, true);
+        self.record(Step::Close, now, answered);
+        self.ladder_mut().closed_at = Some(now);
+        self.timers.schedule(now + LINGER_LIMIT, STOP_TIMER);
+    }
+
+    /// Answers `503` + `connection: close` on every open connection with nothing admitted on
+    /// it: a request not whole yet (a head in progress, a body still coming), and with
+    /// `silent_too` one idle or silent since its accept. Returns how many sockets took their
+    /// answer whole at once (the step's `answered`).
+    fn answer_unadmitted(&mut self, now: Instant, buf: &mut [u8], silent_too: bool) -> usize {
         // A request may be in its socket unread (a connection accepted in this very turn, its
         // readable event not handled yet): read first, so that a whole request is refused
         // as a late one is, and counted in `refused`. Only what has sent nothing whole is
-        // answered below, uncounted but for this step's `answered`.
+        // answered below, uncounted but for the step's `answered`.
         let open: Vec<usize> = self
             .sockets
             .iter()
@@ -295,8 +312,8 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         self.dispatcher.date.refresh(now);
         for (_, socket) in self.sockets.iter_mut() {
             let (state, _) = socket.http.activity(now);
-            if socket.lingering.is_some() || !matches!(state, ConnState::Idle | ConnState::Reading)
-            {
+            let unadmitted = state == ConnState::Reading || silent_too && state == ConnState::Idle;
+            if socket.lingering.is_some() || !unadmitted {
                 continue;
             }
             // Nothing of it was admitted (idle, or a request not yet whole): it gets the same
@@ -318,13 +335,11 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
                 begin_linger(socket, now);
             }
         }
-        self.record(Step::Close, now, answered);
-        self.ladder_mut().closed_at = Some(now);
         let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.reschedule(key, now);
         }
-        self.timers.schedule(now + LINGER_LIMIT, STOP_TIMER);
+        answered
     }
 
     /// After the close step, the loop ends when its last connection has closed: the answers
