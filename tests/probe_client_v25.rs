@@ -6,10 +6,10 @@
 mod util;
 
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use util::serve::{close_steps_answered, field, send_signal, Serve};
-use util::strict::StrictClient;
+use util::serve::{close_steps_answered, each_gets_the_deadlines_503, field, Serve};
+use util::strict::connect_each;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 
@@ -64,36 +64,11 @@ fn a_request_whose_body_is_still_coming_at_the_drain_deadline_gets_its_503_on_bo
     for stack in STACKS {
         let flags = format!("--drain-timeout-ms 500 --force-after-ms 6000 {stack}");
         let mut serve = Serve::start("", &flags);
-        let mut clients: Vec<(&str, StrictClient)> = BODIES_COMING
-            .iter()
-            .map(|&(method, bytes)| {
-                let mut client = StrictClient::connect(serve.addr);
-                client.send(bytes);
-                (method, client)
-            })
-            .collect();
+        let mut clients = connect_each(serve.addr, &BODIES_COMING);
         // Every head read and its route waiting for the body.
         sleep(Duration::from_millis(300));
-        send_signal(serve.child.id(), "TERM");
-        let stopped = Instant::now();
-        for (i, (method, client)) in clients.iter_mut().enumerate() {
-            let mut answer = client.answer(method);
-            if answer.status == 100 {
-                answer = client.answer(method);
-            }
-            assert_eq!(
-                (answer.status, answer.closes()),
-                (503, true),
-                "{stack}, request {i}: {answer:?}"
-            );
-            client.expect_nothing_more(true, Duration::ZERO);
-        }
         // At the deadline (500 ms), long before the force step (6.5 s).
-        let answered = stopped.elapsed();
-        assert!(
-            answered < Duration::from_millis(4000),
-            "{stack}: answered {answered:?} after the stop"
-        );
+        each_gets_the_deadlines_503(&serve, &mut clients, Duration::from_millis(4000), stack);
         let (json, ok) = serve.json_and_status();
         assert!(ok, "{stack}: {json}");
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");

@@ -7,11 +7,13 @@ mod util;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use util::serve::{close_steps_answered, field, send_signal, steps_answered, Serve};
-use util::strict::{read_for, StrictClient};
+use util::serve::{
+    close_steps_answered, each_gets_the_deadlines_503, field, steps_answered, Serve,
+};
+use util::strict::{connect_each, read_for, StrictClient};
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 
@@ -154,20 +156,20 @@ fn a_probes_deadline_503_is_counted_once_written_whole_not_when_made() {
 }
 
 /// A request not whole at the drain deadline, one of each kind, with its method: a body still
-/// coming (by length, chunked, after an `Expect` whose `100` came), a head in progress, a health
-/// probe's body (`HEAD`: its `503` has no body).
+/// coming (by length to a `404`, chunked to a `405`, after an `Expect` whose `100` came), a head
+/// in progress, a health probe's body (`HEAD`: its `503` has no body).
 const NOT_WHOLE: [(&str, &[u8]); 5] = [
     (
-        "POST",
-        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabcde",
+        "GET",
+        b"GET /nope HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabcde",
+    ),
+    (
+        "PUT",
+        b"PUT /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab",
     ),
     (
         "POST",
-        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
-    ),
-    (
-        "POST",
-        b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 10\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ntransfer-encoding: chunked\r\n\r\n",
     ),
     ("GET", b"GET / HTTP/1.1\r\nhost: x\r\nx-pending: 1\r\n"),
     (
@@ -195,35 +197,10 @@ fn a_request_not_whole_at_the_deadline_gets_its_503_while_a_handler_holds_the_dr
         let mut serve = Serve::start("", &flags);
         let mut held = StrictClient::connect(serve.addr);
         held.send(b"GET /delay?ms=20000 HTTP/1.1\r\nhost: x\r\n\r\n");
-        let mut clients: Vec<(&str, StrictClient)> = NOT_WHOLE
-            .iter()
-            .map(|&(method, bytes)| {
-                let mut client = StrictClient::connect(serve.addr);
-                client.send(bytes);
-                (method, client)
-            })
-            .collect();
+        let mut clients = connect_each(serve.addr, &NOT_WHOLE);
         sleep(Duration::from_millis(300)); // every head read
-        send_signal(serve.child.id(), "TERM");
-        let stopped = Instant::now();
-        for (i, (method, client)) in clients.iter_mut().enumerate() {
-            let mut answer = client.answer(method);
-            if answer.status == 100 {
-                answer = client.answer(method);
-            }
-            assert_eq!(
-                (answer.status, answer.closes()),
-                (503, true),
-                "{stack}, request {i}: {answer:?}"
-            );
-            client.expect_nothing_more(true, Duration::ZERO);
-        }
-        // At the deadline (500 ms), not at the force step (4.5 s).
-        let answered = stopped.elapsed();
-        assert!(
-            answered < Duration::from_millis(3500),
-            "{stack}: answered {answered:?} after the stop"
-        );
+                                           // At the deadline (500 ms), not at the force step (4.5 s).
+        each_gets_the_deadlines_503(&serve, &mut clients, Duration::from_millis(3500), stack);
         held.expect_nothing_more(true, Duration::ZERO); // forced: no answer, a FIN
         let (json, ok) = serve.json_and_status();
         assert!(ok, "{json}");

@@ -90,6 +90,37 @@ impl Drop for Serve {
     }
 }
 
+/// Each of `clients` (a request's method, its connection) sent a request not whole: `serve` is
+/// stopped (SIGTERM) and each must read the drain deadline's `503` + `connection: close` (after
+/// a `100 Continue`, if its request asked for one), then a clean FIN, all within `within` of the
+/// stop (before the force step).
+pub fn each_gets_the_deadlines_503(
+    serve: &Serve,
+    clients: &mut [(&str, StrictClient)],
+    within: Duration,
+    stack: &str,
+) {
+    send_signal(serve.child.id(), "TERM");
+    let stopped = Instant::now();
+    for (i, (method, client)) in clients.iter_mut().enumerate() {
+        let mut answer = client.answer(method);
+        if answer.status == 100 {
+            answer = client.answer(method);
+        }
+        assert_eq!(
+            (answer.status, answer.closes()),
+            (503, true),
+            "{stack}, request {i}: {answer:?}"
+        );
+        client.expect_nothing_more(true, Duration::ZERO);
+    }
+    let answered = stopped.elapsed();
+    assert!(
+        answered < within,
+        "{stack}: answered {answered:?} after the stop"
+    );
+}
+
 /// Sends `signal` (`INT`, `TERM`) to our own child `pid`, with the shell's builtin `kill`.
 pub fn send_signal(pid: u32, signal: &str) {
     let sent = Command::new("sh")

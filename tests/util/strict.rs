@@ -248,6 +248,22 @@ pub fn parse_imf_fixdate(date: &str) -> Option<u64> {
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
+/// One connection per request of `requests` (its method, its bytes), each request sent: the
+/// method with its connection, to read its answer by.
+pub fn connect_each<'a>(
+    addr: SocketAddr,
+    requests: &[(&'a str, &[u8])],
+) -> Vec<(&'a str, StrictClient)> {
+    requests
+        .iter()
+        .map(|&(method, bytes)| {
+            let mut client = StrictClient::connect(addr);
+            client.send(bytes);
+            (method, client)
+        })
+        .collect()
+}
+
 /// A client connection whose answers are read strictly, in order, knowing each request's method.
 pub struct StrictClient {
     reader: BufReader<TcpStream>,
