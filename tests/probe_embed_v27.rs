@@ -54,8 +54,25 @@ mod clone_stops_then_panics {
         }
     }
 
+    /// A clone that panics without stopping the server lets nothing go: the server serves on.
+    #[test]
+    fn a_clone_that_only_panics_leaves_the_wrapper_strong() {
+        super::quiet::quiet_panics();
+        let (core, weak) = noisy_core(DowngradePolicy::OnStop);
+        on_next_clone(|| panic!("the engine's clone throws"));
+        let upgraded = catch_unwind(AssertUnwindSafe(|| core.upgrade().is_some()));
+        disarm();
+        assert!(upgraded.is_err());
+        assert!(core.wrapper().is_strong() && weak.strong_count() > 0);
+        assert!(!core.is_stopped());
+        let live = core.upgrade().expect("the wrapper is alive");
+        live.admit(|_| Ok(())).unwrap().complete();
+        drop(live);
+        core.ledger().assert_quiescent();
+    }
+
     /// The same, the cell's own handle's drop panicking too (a finalizer that throws), inside
-    /// the unwind: caught and counted, as in a put-off downgrade on return (QA embed26-1).
+    /// the put-off downgrade: caught and counted, as in one on return (QA embed26-1).
     #[test]
     fn a_drop_that_panics_in_the_unwinding_put_off_downgrade_is_caught_and_counted() {
         super::quiet::quiet_panics();

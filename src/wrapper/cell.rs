@@ -28,8 +28,8 @@ pub enum DowngradePolicy {
 /// [`Engine::STRONG_CLONE_MAY_REENTER`]), caught: a panic there is counted in
 /// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks), as the stop's own
 /// downgrade's is, and does not reach the upgrade's caller (QA embed26-1). A clone that stops
-/// the server and then panics unwinds to the upgrade's caller, and the cell lets its handle
-/// go as it unwinds (QA embed27-1).
+/// the server and then panics has the downgrade done before its panic goes on to the upgrade's
+/// caller (QA embed27-1).
 ///
 /// # Examples
 ///
@@ -84,26 +84,35 @@ impl<E: Engine> WrapperCell<E> {
     }
 
     /// A strong handle to the wrapper, or `None` once it is finalized. A downgrade put off
-    /// while the clone ran is done before it returns, or as it unwinds (a clone that stops the
-    /// server and then panics), caught, a panic counted in `drain`'s hook panics (as the
-    /// stop's own downgrade is).
+    /// while the clone ran is done before it returns (or before the clone's panic goes on),
+    /// caught, a panic counted in `drain`'s hook panics (as the stop's own downgrade is).
     #[inline(always)]
     pub(crate) fn upgrade(
         &self,
         scope: &mut E::Scope<'_>,
         drain: &DrainState,
     ) -> Option<E::Strong> {
-        // Made before the borrow, so dropped after it: a clone that stops the server and then
-        // panics still has the downgrade done as it unwinds (QA embed27-1: it was skipped, and
-        // the wrapper kept strong until the next upgrade, for good if none came). `None`, with
-        // nothing to drop, for the engines whose clone cannot reenter (the upgrade split into
-        // two functions, one compiled out for them, cost them an instruction per admission).
-        let _unwinding = E::STRONG_CLONE_MAY_REENTER.then(|| PutOffOnUnwind { cell: self, drain });
         let held = self.strong.borrow();
         if let Some(strong) = held.as_ref() {
             // The clone is the engine's code: a downgrade it causes finds the cell borrowed and
             // is put off until here.
-            let clone = strong.clone();
+            // A clone that stops the server and then panics: the downgrade it asked for is done
+            // before its panic goes on to the caller (QA embed27-1: the unwind skipped it, and
+            // the wrapper stayed strong until the next upgrade, for good if none came).
+            let clone = if E::STRONG_CLONE_MAY_REENTER {
+                match clone_caught(strong) {
+                    Ok(clone) => clone,
+                    Err(panic) => {
+                        drop(held);
+                        if self.downgrade_due.get() {
+                            self.downgrade_put_off(drain);
+                        }
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            } else {
+                strong.clone()
+            };
             drop(held);
             if E::STRONG_CLONE_MAY_REENTER && self.downgrade_due.get() {
                 self.downgrade_put_off(drain);
@@ -153,17 +162,11 @@ impl<E: Engine> fmt::Debug for WrapperCell<E> {
     }
 }
 
-/// Does the downgrade a clone put off if that clone unwinds (a clone that stopped the server
-/// and then panicked); on a return, `upgrade` did it already.
-struct PutOffOnUnwind<'c, E: Engine> {
-    cell: &'c WrapperCell<E>,
-    drain: &'c DrainState,
-}
-
-impl<E: Engine> Drop for PutOffOnUnwind<'_, E> {
-    fn drop(&mut self) {
-        if self.cell.downgrade_due.get() {
-            self.cell.downgrade_put_off(self.drain);
-        }
-    }
+/// Clones `strong` (the engine's code, which may stop the server and panic), its panic caught
+/// and returned. Out of line and only for engines whose clone may reenter: a guard kept on the
+/// upgrade's own path cost the mio server 2 instructions per request (QA embed27-1).
+#[cold]
+#[inline(never)]
+fn clone_caught<T: Clone>(strong: &T) -> std::thread::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| strong.clone()))
 }

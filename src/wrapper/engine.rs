@@ -23,8 +23,8 @@
 ///   drain's, and one a clone put off (done inside that upgrade).
 /// - Cloning a `Strong` handle (every upgrade while the server holds its wrapper does) may run
 ///   the embedder's code, and that code may stop the server: the downgrade the stop asks for is
-///   done when the clone returns (the upgrade still yields the clone), or as a clone that
-///   panics unwinds (the panic reaches the upgrade's caller), unless the engine says its clone
+///   done when the clone returns (the upgrade still yields the clone), or before the panic of
+///   a clone that panics goes on to the upgrade's caller, unless the engine says its clone
 ///   cannot ([`STRONG_CLONE_MAY_REENTER`](Engine::STRONG_CLONE_MAY_REENTER)).
 /// - Handles may be `!Send`; reqguard never moves them across threads.
 ///
