@@ -130,6 +130,14 @@ impl<C: Recycle> Parts<C> {
         }
     }
 
+    /// The admitted bundle of [`Guarded`](crate::http::Guarded), which makes no payload: its
+    /// request object is counted with it until it ends, as an [`Admitted`]'s not handed off.
+    #[cfg(feature = "server")]
+    #[inline]
+    pub(crate) fn admit_bare(self) -> super::GuardedHeld<C> {
+        super::GuardedHeld::new(self.slot)
+    }
+
     /// `build` refused or panicked: everything goes back in reverse order (activity, context,
     /// ticket), without an outcome: the request was never admitted.
     #[cold]
@@ -221,15 +229,6 @@ impl<C: Recycle, R> Admitted<C, R> {
         self.own_signal()
     }
 
-    /// The request's abort signal as an `Option` (always `Some` until the release): for a
-    /// caller that wants one (`Accounting::signal`), without `slot`'s `expect` and its panic
-    /// path (the slot's presence is mapped, not asserted).
-    #[cfg(feature = "server")]
-    #[inline]
-    pub(crate) fn signal_in_slot(&self) -> Option<&AbortSignal> {
-        self.slot.as_deref().map(|slot| &slot.signal)
-    }
-
     /// Another activity ref on this request's signal, for native work that must keep the
     /// signal alive (a pending body read, a timer). It can only be taken from an admitted
     /// request, so it is always on the request's own server.
@@ -307,49 +306,6 @@ impl<C: Recycle, R> Admitted<C, R> {
     }
 }
 
-#[cfg(feature = "server")]
-impl<C: Recycle> Admitted<C, ()> {
-    /// [`end`](Admitted::end) without the drop glue's check after the release (the mio
-    /// server's `Guarded::end`): `release` takes the slot first thing, and a payload of `()`
-    /// has nothing to drop, so nothing is left for `Drop` to find (even if the release
-    /// unwinds), and the bundle need not stay in memory for it (callgrind, mio guarded: 8
-    /// instructions per request fewer at depth 16 and at depth 1).
-    #[inline(always)]
-    pub(crate) fn end_released(self, outcome: Outcome) {
-        std::mem::ManuallyDrop::new(self).release(outcome);
-    }
-
-    /// [`end_released`](Admitted::end_released), the slot given back to `pool`, its own (the
-    /// mio server's sealed `Guarded::end_here`: its server core's pool, alive for the whole
-    /// call, and a bundle that core admitted), with its handle on the pool kept in it for the
-    /// next bundle (invariant 7 of the pool's slots): no `Rc` count down here nor up at the
-    /// next admission.
-    #[inline(always)]
-    pub(crate) fn end_in(self, pool: &Rc<ContextPool<C>>, outcome: Outcome) {
-        // Taken apart where it lies: nothing of the bundle escapes on the common path, so
-        // nothing of it is written back to memory.
-        let mut this = std::mem::ManuallyDrop::new(self);
-        let Some(slot) = this.slot.take() else {
-            return; // never: released only here
-        };
-        // No compare: `end_here`'s seal says the bundle is the pool's own (its caller admitted
-        // it through the same core within the same borrow).
-        debug_assert!(
-            slot.pool.as_ref().is_some_and(|own| Rc::ptr_eq(own, pool)),
-            "a bundle given back to a pool not its own through `end_here`"
-        );
-        // Nor a read of the payload's flag: the seal says too that the bundle went from
-        // `Guarded::admit` (its payload made) to here through the server alone, which never
-        // hands a payload off (`Held` is opaque to it). So the flag is dead once the
-        // admission's `Result` is matched: not kept across the handler's call.
-        debug_assert!(
-            this.payload.is_some(),
-            "a sealed release's payload handed off"
-        );
-        release_slot(pool, slot, &mut Some(()), outcome);
-    }
-}
-
 impl<C: Recycle, R> Drop for Admitted<C, R> {
     /// A bundle dropped without [`complete`](Admitted::complete) or [`end`](Admitted::end)
     /// ends as [`Outcome::Dropped`] (out of line: those two release it where they are called,
@@ -376,22 +332,34 @@ impl<C: Recycle, R> Admitted<C, R> {
     /// after it (the release of the bundle that may be the server's last).
     #[inline(always)]
     fn release(&mut self, outcome: Outcome) {
-        let Some(mut slot) = self.slot.take() else {
+        let Some(slot) = self.slot.take() else {
             return; // released already
         };
-        let Some(pool) = slot.pool.take() else {
-            return; // never: an admitted slot holds its pool's handle
-        };
-        release_slot(&pool, slot, &mut self.payload, outcome);
-        drop(pool);
+        release_owned(slot, &mut self.payload, outcome);
     }
+}
+
+/// The release of a bundle's `slot` into its own pool, whose handle the slot holds: the slot
+/// goes back without it, and the handle is let go after it (the release of the bundle that
+/// may be the server's last).
+#[inline(always)]
+pub(super) fn release_owned<C: Recycle, R>(
+    mut slot: Box<Slot<C>>,
+    payload: &mut Option<R>,
+    outcome: Outcome,
+) {
+    let Some(pool) = slot.pool.take() else {
+        return; // never: an admitted slot holds its pool's handle
+    };
+    release_slot(&pool, slot, payload, outcome);
+    drop(pool);
 }
 
 /// The release of a bundle's `slot` into `pool`, its own (see `Admitted::release`), the slot
 /// holding its handle on the pool or not (invariant 7 of the pool's slots); `payload` is the
 /// bundle's request object, if not handed off.
 #[inline(always)]
-fn release_slot<C: Recycle, R>(
+pub(super) fn release_slot<C: Recycle, R>(
     pool: &ContextPool<C>,
     mut slot: Box<Slot<C>>,
     payload: &mut Option<R>,

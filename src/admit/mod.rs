@@ -1,6 +1,8 @@
 //! Admission: the request object, the all-or-nothing bundle, and the refusal.
 
 mod bundle;
+#[cfg(feature = "server")]
+mod held;
 mod outcome;
 mod refusal;
 mod request;
@@ -8,6 +10,8 @@ pub(crate) mod status;
 
 pub use bundle::Admitted;
 pub(crate) use bundle::Parts;
+#[cfg(feature = "server")]
+pub use held::GuardedHeld;
 pub use outcome::{Outcome, OutcomeCounts};
 pub use refusal::{Refusal, RefusalReason};
 pub use request::RequestObject;

@@ -9,7 +9,7 @@ use std::fmt;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
-use crate::admit::{Admitted, Outcome, OutcomeCounts, Refusal, RefusalReason};
+use crate::admit::{GuardedHeld, Outcome, OutcomeCounts, Refusal, RefusalReason};
 use crate::callback::{call_caught, caught};
 use crate::engines::{Embedded, Handle, Heap};
 use crate::ledger::{LeakReport, Ledger};
@@ -523,7 +523,7 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
 where
     E::Strong: 'static,
 {
-    type Held = Admitted<C, ()>;
+    type Held = GuardedHeld<C>;
     // `end` runs the embedder's code (listeners, `Recycle`, hooks) caught in the core;
     // `read_ended` drops `E::Strong`, which the `Engine` contract says must not panic.
     const MAY_PANIC: bool = false;
@@ -547,7 +547,7 @@ where
             }
             // Admitted with the strong handle where it is kept, for the whole admission (not
             // moved into a proof and back): a refusal lets it go.
-            match Live::admit_held(core, Location::caller(), |_ctx| Ok(())) {
+            match Live::admit_guarded(core, Location::caller()) {
                 Ok(held) => Ok(held),
                 Err(refusal) => {
                     *this.0 = None;
@@ -565,7 +565,7 @@ where
 
     #[inline(always)]
     fn end(held: Self::Held, outcome: Outcome) {
-        held.end_released(outcome);
+        held.end(outcome);
     }
 
     /// The bundle's slot goes back to the core's pool with its handle on the pool kept in

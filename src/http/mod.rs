@@ -65,6 +65,7 @@ mod waits;
 pub use accounting::{
     Accounting, AccountingReport, Guarded, NoScope, ScopeProvider, StopStatus, Unaccounted,
 };
+pub use crate::admit::GuardedHeld;
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use connection::Connection;
 pub use dispatch::{Dispatcher, Stats};

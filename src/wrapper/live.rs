@@ -8,6 +8,8 @@ use std::rc::Rc;
 use scopeguard::ScopeGuard;
 
 use super::engine::Engine;
+#[cfg(feature = "server")]
+use crate::admit::GuardedHeld;
 use crate::admit::{Admitted, Parts, Refusal, RefusalReason, RequestObject};
 use crate::ledger::{BundleEntry, TraceMark};
 use crate::pool::{ContextPool, Recycle, RequestContext, Slot};
@@ -226,6 +228,29 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         site: &'static Location<'static>,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
     ) -> Result<Admitted<C, R>, Refusal> {
+        Self::admit_into(core, site, build, Parts::admit)
+    }
+
+    /// [`admit_held`](Live::admit_held) for [`Guarded`](crate::http::Guarded): its bundle
+    /// without a payload, and an empty context (`build` does nothing).
+    #[cfg(feature = "server")]
+    #[inline(always)]
+    pub(crate) fn admit_guarded(
+        core: &ServerCore<E, C>,
+        site: &'static Location<'static>,
+    ) -> Result<GuardedHeld<C>, Refusal> {
+        Self::admit_into(core, site, |_ctx| Ok(()), |parts, ()| parts.admit_bare())
+    }
+
+    /// [`admit_held`](Live::admit_held), its bundle made by `admitted` from the parts and the
+    /// payload `build` made.
+    #[inline(always)]
+    fn admit_into<R, T>(
+        core: &ServerCore<E, C>,
+        site: &'static Location<'static>,
+        build: impl FnOnce(&mut C) -> Result<R, Refusal>,
+        admitted: impl FnOnce(Parts<C>, R) -> T,
+    ) -> Result<T, Refusal> {
         let ledger = &core.shared().ledger;
         // One check for the rare cases: the server stopped, a trace recording. And a context
         // to make: `C::default` is user code, which may stop the server or start a trace.
@@ -234,7 +259,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             let pool = core.pool();
             if let Some(taken) = pool.pop() {
                 let entry = ledger.mint_bundle_plain(site);
-                return Self::build(core, pool, taken, entry, None, build);
+                return Self::build(core, pool, taken, entry, None, build, admitted);
             }
         }
         let noted = Self::take_noted(core, site)?;
@@ -245,6 +270,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             noted.entry,
             noted.mark,
             build,
+            admitted,
         )
     }
 
@@ -316,7 +342,15 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
         let taken = self.checkout()?; // refused: the ticket drops, the request ends
         let entry = ticket.into_bundle(Location::caller());
         let mark = self.core.shared().ledger.trace_mark();
-        let bundle = Self::build(self.core, self.core.pool(), taken, entry, mark, build)?;
+        let bundle = Self::build(
+            self.core,
+            self.core.pool(),
+            taken,
+            entry,
+            mark,
+            build,
+            Parts::admit,
+        )?;
         if self.core.shared().drain.is_escalated() {
             past_the_deadline(&bundle);
         }
@@ -348,26 +382,27 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
             .ok_or(Refusal::new(RefusalReason::PoolExhausted))
     }
 
-    /// Mints the bundle's parts around `taken`, runs `build` on its context, and admits it;
-    /// a refusal or a panic in `build` gives the parts back (the scope guard's `refuse`).
-    /// `mark`: the trace that recorded the mint, if one did: the request object's mint is
-    /// recorded in that trace only.
+    /// Mints the bundle's parts around `taken`, runs `build` on its context, and admits it
+    /// (`admitted`); a refusal or a panic in `build` gives the parts back (the scope guard's
+    /// `refuse`). `mark`: the trace that recorded the mint, if one did: the request object's
+    /// mint is recorded in that trace only.
     #[inline(always)]
-    fn build<R>(
+    fn build<R, T>(
         core: &ServerCore<E, C>,
         pool: &Rc<ContextPool<C>>,
         taken: Box<Slot<C>>,
         entry: BundleEntry,
         mark: Option<TraceMark>,
         build: impl FnOnce(&mut C) -> Result<R, Refusal>,
-    ) -> Result<Admitted<C, R>, Refusal> {
+        admitted: impl FnOnce(Parts<C>, R) -> T,
+    ) -> Result<T, Refusal> {
         let parts = Parts::mint(pool, taken, entry);
         let mut parts = scopeguard::guard(parts, Parts::refuse);
         let payload = build(parts.context_mut())?;
         if let Some(mark) = mark {
             core.shared().ledger.bundle_built(mark);
         }
-        Ok(ScopeGuard::into_inner(parts).admit(payload))
+        Ok(admitted(ScopeGuard::into_inner(parts), payload))
     }
 }
 
