@@ -22,10 +22,10 @@ use accountings::{passes_on, SaysAtStop};
 use handlers::Later;
 use reqguard::engines::Embedded;
 use reqguard::http::{
-    demo_routes, Accounting, Guarded, Limits, NoScope, Router, Routes, ServerBuilder, Session,
-    StopStatus,
+    demo_routes, Accounting, Guarded, GuardedHeld, Limits, NoScope, Router, Routes, ServerBuilder,
+    Session, StopStatus,
 };
-use reqguard::{AbortSignal, Admitted, Config, Outcome, Refusal};
+use reqguard::{AbortSignal, Config, Outcome, Refusal};
 use util::bounded::within;
 
 /// How long a probe waits for a call that hangs on a broken build.
@@ -104,7 +104,7 @@ struct PanicsAtHandled {
 }
 
 impl Accounting for PanicsAtHandled {
-    type Held = Admitted<(), ()>;
+    type Held = GuardedHeld;
     const MAY_PANIC: bool = false;
 
     fn signal(held: &Self::Held) -> Option<&AbortSignal> {
@@ -618,7 +618,7 @@ fn a_session_used_after_a_panic_of_an_accounting_that_said_it_cannot_panic() {
 struct PanicsAtEnd(Guarded<Embedded<&'static str>, NoScope>, Arc<AtomicBool>);
 
 impl Accounting for PanicsAtEnd {
-    type Held = Admitted<(), ()>;
+    type Held = GuardedHeld;
     const MAY_PANIC: bool = false;
 
     fn admit(&mut self) -> Result<Self::Held, Refusal> {
@@ -809,7 +809,7 @@ impl PanicsNowAndThen {
 static STATIC_PANICS: AtomicU32 = AtomicU32::new(0);
 
 impl Accounting for PanicsNowAndThen {
-    type Held = Admitted<(), ()>;
+    type Held = GuardedHeld;
     const MAY_PANIC: bool = false;
 
     fn admit(&mut self) -> Result<Self::Held, Refusal> {

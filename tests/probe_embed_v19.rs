@@ -19,10 +19,10 @@ mod session_drop {
     use super::*;
     use reqguard::engines::{Embedded, Heap};
     use reqguard::http::{
-        demo_routes, Accounting, AccountingReport, Guarded, Limits, NoScope, Router, Routes,
-        Session, StopStatus,
+        demo_routes, Accounting, AccountingReport, Guarded, GuardedHeld, Limits, NoScope, Router,
+        Routes, Session, StopStatus,
     };
-    use reqguard::{AbortReason, AbortSignal, Admitted, Config, Ledger, Outcome, Refusal};
+    use reqguard::{AbortReason, AbortSignal, Config, Ledger, Outcome, Refusal};
     use std::cell::RefCell;
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::time::{Duration, Instant};
@@ -71,7 +71,7 @@ mod session_drop {
     }
 
     impl Accounting for Tallied {
-        type Held = Admitted<(), ()>;
+        type Held = GuardedHeld;
 
         fn admit(&mut self) -> Result<Self::Held, Refusal> {
             let held = self.inner.admit()?;
@@ -201,7 +201,7 @@ mod session_drop {
 
     /// A request's `Held` of the embedder's whose `Drop` panics (its accounting says
     /// `MAY_PANIC`, the default): else `Tallied`'s bundle.
-    struct PanickyHeld(#[allow(dead_code)] Admitted<(), ()>, drops::PanicsOnDrop);
+    struct PanickyHeld(#[allow(dead_code)] GuardedHeld, drops::PanicsOnDrop);
 
     /// An accounting whose requests hold a [`PanickyHeld`], ended by the default `end`
     /// (which drops it).

@@ -228,10 +228,10 @@ mod hyper_lent_bundle {
 mod read_ended_calls {
     use reqguard::engines::Embedded;
     use reqguard::http::{
-        demo_routes, Accounting, AccountingReport, Guarded, Limits, NoScope, Router, Routes,
-        Session, StopStatus,
+        demo_routes, Accounting, AccountingReport, Guarded, GuardedHeld, Limits, NoScope, Router,
+        Routes, Session, StopStatus,
     };
-    use reqguard::{AbortSignal, Admitted, Config, Ledger, Outcome, Refusal};
+    use reqguard::{AbortSignal, Config, Ledger, Outcome, Refusal};
     use std::any::Any;
     use std::time::{Duration, Instant};
 
@@ -242,7 +242,7 @@ mod read_ended_calls {
     }
 
     impl Accounting for Counting {
-        type Held = Admitted<(), ()>;
+        type Held = GuardedHeld;
         const MAY_PANIC: bool = false;
 
         fn admit(&mut self) -> Result<Self::Held, Refusal> {

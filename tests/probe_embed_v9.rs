@@ -408,7 +408,7 @@ impl Flaky {
 }
 
 impl Accounting for Flaky {
-    type Held = (reqguard::Admitted<(), ()>, std::rc::Rc<Cell<u32>>);
+    type Held = (reqguard::http::GuardedHeld, std::rc::Rc<Cell<u32>>);
 
     fn admit(&mut self) -> Result<Self::Held, Refusal> {
         self.maybe_panic(7);

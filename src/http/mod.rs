@@ -62,10 +62,10 @@ mod timer;
 mod uri;
 mod waits;
 
+pub use crate::admit::GuardedHeld;
 pub use accounting::{
     Accounting, AccountingReport, Guarded, NoScope, ScopeProvider, StopStatus, Unaccounted,
 };
-pub use crate::admit::GuardedHeld;
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use connection::Connection;
 pub use dispatch::{Dispatcher, Stats};
