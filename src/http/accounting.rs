@@ -167,8 +167,27 @@ pub trait Accounting {
     /// ([`Request::this`](crate::http::Request::this)), until [`handled`](Accounting::handled)
     /// ([`Guarded`]: until [`read_ended`](Accounting::read_ended)). `None` unless the
     /// accounting has one.
+    ///
+    /// The server calls it when a handler asks ([`Request::this`](crate::http::Request::this)),
+    /// within the handler's call (a panic there is the handler's: its request is answered
+    /// `500`), unless [`MAY_PANIC`](Accounting::MAY_PANIC): then once per request before the
+    /// handler's call, caught (see `# Panics` above).
     fn this(&self) -> Option<&dyn Any> {
         None
+    }
+
+    /// Sealed: where the server's [`Request::this`](crate::http::Request::this) reads `this`
+    /// from when a handler asks, so a request whose handler does not ask pays nothing for it:
+    /// [`this`](Accounting::this) itself for every accounting but [`Unaccounted`], which has
+    /// none. Nothing outside the crate can call it nor override it (its parameter is of a type
+    /// no one outside the crate can name, as [`end_here`](Accounting::end_here)'s).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn this_source(&self, _: ThisAsked) -> Option<&dyn ThisSource>
+    where
+        Self: Sized,
+    {
+        Some(self)
     }
 
     /// The handler of the last admitted request has returned: `this` may be let go, so a
@@ -205,6 +224,55 @@ pub trait Accounting {
 }
 
 mod seal {
+    use std::any::Any;
+
+    /// Seals [`Accounting::this_source`](super::Accounting::this_source), as
+    /// [`AdmittedHere`] seals `end_here`: made by the server alone, where it builds a
+    /// request.
+    #[allow(unreachable_pub)] // unnameable outside the crate: that is what seals the method
+    #[derive(Debug)]
+    pub struct ThisAsked(());
+
+    impl ThisAsked {
+        #[inline(always)]
+        pub(crate) const fn new() -> Self {
+            ThisAsked(())
+        }
+    }
+
+    /// Where a request's `this` is read from when its handler asks: the accounting
+    /// ([`Accounting::this`](super::Accounting::this), called then), or its value read before
+    /// the handler's call ([`ThisRead`]).
+    #[allow(unreachable_pub)] // unnameable outside the crate
+    pub trait ThisSource {
+        /// The handler's `this`, now.
+        fn this_now(&self) -> Option<&dyn Any>;
+    }
+
+    impl<A: super::Accounting> ThisSource for A {
+        #[inline]
+        fn this_now(&self) -> Option<&dyn Any> {
+            self.this()
+        }
+    }
+
+    /// A `this` read before the handler's call (an accounting whose `this` may panic: the
+    /// read is caught).
+    pub(crate) struct ThisRead<'a>(pub(crate) Option<&'a dyn Any>);
+
+    impl ThisSource for ThisRead<'_> {
+        #[inline]
+        fn this_now(&self) -> Option<&dyn Any> {
+            self.0
+        }
+    }
+
+    impl std::fmt::Debug for dyn ThisSource + '_ {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.this_now().fmt(f)
+        }
+    }
+
     /// Seals [`Accounting::end_here`](super::Accounting::end_here): only the crate can make
     /// one, and no one outside it can name the type, so no one else can call the method nor
     /// override it. Made where the server ends a request it admitted through the same
@@ -223,7 +291,7 @@ mod seal {
     }
 }
 
-pub(crate) use seal::AdmittedHere;
+pub(crate) use seal::{AdmittedHere, ThisAsked, ThisRead, ThisSource};
 
 /// `accounting.admit()`, with a panic caught (user code: an embedder's accounting, or the
 /// [`ScopeProvider`] inside [`Guarded`]'s) and answered as [`Refusal::PANICKED`] (`500`,
@@ -695,6 +763,12 @@ impl Accounting for Unaccounted {
     }
 
     fn signal(_: &()) -> Option<&AbortSignal> {
+        None
+    }
+
+    /// No `this`: nothing for a handler to ask.
+    #[inline(always)]
+    fn this_source(&self, _: ThisAsked) -> Option<&dyn ThisSource> {
         None
     }
 

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::accounting::{
     admit_caught, end_request, end_request_here, ended_by, per_request, Accounting, AdmittedHere,
+    ThisAsked, ThisRead, ThisSource,
 };
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
@@ -1024,7 +1025,14 @@ impl<'r, H> Connection<'r, H> {
         let input = &input[self.start..];
         let panics = &mut d.stats.panics;
         let signal = per_request::<A, _>(panics, None, || A::signal(&held));
-        let this = per_request::<A, _>(panics, None, || d.accounting.this());
+        // `this` read when the handler asks; before its call, caught, if it may panic.
+        let read;
+        let this = if A::MAY_PANIC {
+            read = ThisRead(per_request::<A, _>(panics, None, || d.accounting.this()));
+            Some(&read as &dyn ThisSource)
+        } else {
+            d.accounting.this_source(ThisAsked::new())
+        };
         let request = Request::new(input, head, &d.fields, &self.body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let after = &mut d.after;

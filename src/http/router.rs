@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use typed_arena::Arena;
 
+use super::accounting::ThisSource;
 use super::parse::{FieldSlots, Framing, Head};
 use super::response::Response;
 use crate::callback::{call_caught, drop_caught};
@@ -56,7 +57,9 @@ pub struct Request<'a> {
     /// A chunked body, decoded (a `Content-Length` body is the input after the head).
     pub(crate) decoded: &'a [u8],
     pub(crate) signal: Option<&'a AbortSignal>,
-    pub(crate) this: Option<&'a dyn Any>,
+    /// Where `this` is read from when the handler asks (nothing is read for a handler that
+    /// does not).
+    pub(crate) this: Option<&'a dyn ThisSource>,
 }
 
 /// An origin's path and query (after `?`), without its fragment if it has one (a `#` and what
@@ -87,7 +90,7 @@ impl<'a> Request<'a> {
         fields: &'a FieldSlots,
         decoded: &'a [u8],
         signal: Option<&'a AbortSignal>,
-        this: Option<&'a dyn Any>,
+        this: Option<&'a dyn ThisSource>,
     ) -> Self {
         Request {
             input,
@@ -216,7 +219,7 @@ impl<'a> Request<'a> {
     /// embedded engine, [`Handle`](crate::engines::Handle)`<W>`); under
     /// [`Unaccounted`](crate::http::Unaccounted) there is none.
     pub fn this<T: Any>(&self) -> Option<&'a T> {
-        self.this?.downcast_ref()
+        self.this?.this_now()?.downcast_ref()
     }
 
     /// The value of query parameter `name` (no percent-decoding).
