@@ -78,7 +78,9 @@ pub struct AccountingReport {
 /// [`Unaccounted`] do: the catch costs instructions on every request): a panicking `signal` or
 /// `this` reads as `None`, `handled` and `read_ended` as done, and `end` as ended (the
 /// request was answered, its `Held` dropped by the unwinding). Set it `false` only
-/// if they cannot panic: a panic there then unwinds out of the loop's turn, which
+/// if they cannot panic: `this` is then read when a handler asks for it, inside the handler's
+/// call (its panic is the handler's: that request is answered `500`), and a panic in the
+/// others unwinds out of the loop's turn, which
 /// [`Server::run`](crate::http::Server::run) catches once around all its turns (no cost per
 /// request): it counts the panic in [`Stats::panics`](crate::http::Stats::panics), closes
 /// every connection open at that moment (it cannot tell which one the panic left half-done:
