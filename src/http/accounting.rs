@@ -144,7 +144,7 @@ pub trait Accounting {
     /// The request's abort signal, if this accounting has signals.
     fn signal(held: &Self::Held) -> Option<&AbortSignal>;
 
-    /// Ends an admitted request with `outcome` (see [`Admitted::end`]); the default drops it.
+    /// Ends an admitted request with `outcome` (see [`Admitted::end`](crate::Admitted::end)); the default drops it.
     fn end(held: Self::Held, outcome: Outcome) {
         let _ = outcome;
         drop(held);
