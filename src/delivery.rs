@@ -45,16 +45,20 @@ struct Mark {
     answers: u64,
 }
 
-/// One connection's marks (see the module's invariants).
+/// One connection's marks (see the module's invariants). Laid out by hand: what
+/// [`mark`](Delivery::mark) reads on every write first, then its ring (one slot per new
+/// mark), then what only a settled mark or a close reads (the mio server keeps it inside
+/// each connection's socket, whose lines an event touches: docs/benchmarks.md, round 27).
 #[derive(Clone, Debug, Default)]
+#[repr(C)]
 pub(crate) struct Delivery {
     /// The newest mark.
     head: Mark,
-    /// The marks before it, a ring; `recent_next % RECENT` is the oldest (the next replaced).
-    recent: [Mark; RECENT],
     recent_next: usize,
     /// A mark at or past this offset is settled: [`SPACING`] past the last one settled.
     settle_at: u64,
+    /// The marks before it, a ring; `recent_next % RECENT` is the oldest (the next replaced).
+    recent: [Mark; RECENT],
     /// The settled marks, a ring; `next` is the oldest (the next one replaced).
     settled: [Mark; MARKS],
     next: usize,
@@ -118,6 +122,21 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `mark` reads on every write leads the marks, in their first 32 bytes, and the
+    /// ring of recent marks comes before the settled ones (see `Delivery`).
+    #[test]
+    fn a_writes_mark_reads_the_first_bytes() {
+        use std::mem::offset_of;
+        let per_write = [
+            offset_of!(Delivery, head),
+            offset_of!(Delivery, recent_next),
+            offset_of!(Delivery, settle_at),
+        ];
+        assert!(per_write.iter().all(|&at| at < 32));
+        assert!(offset_of!(Delivery, recent) < offset_of!(Delivery, settled));
+        assert!(offset_of!(Delivery, recent) < offset_of!(Delivery, floor));
+    }
 
     #[test]
     fn answers_within_the_delivered_bytes_are_delivered_and_the_rest_lost() {

@@ -128,66 +128,77 @@ impl Owed {
 }
 
 /// One accepted connection: its socket and its sans-IO state.
+///
+/// Laid out by hand: the connection first (at offset 0, so a call on it is passed the socket's
+/// own address: elsewhere, an instruction more per event), which ends with its per-read fields
+/// (`Connection`'s layout); right after them what every event reads and writes of the socket
+/// (its deadlines and counts, the descriptor, the flags); then the delivery marks (their head
+/// first); then what only a close, a linger or a stall reads; and each socket begins a cache
+/// line. Left to the compiler, the flags every event reads lay in the last of 17 lines and the
+/// deadlines and counts in four others: with 64 connections, each event's lines are out of
+/// the L1 cache, evicted by the other connections' and the kernel's work in between
+/// (docs/benchmarks.md, round 27, HTTP path).
+#[repr(C, align(64))]
 struct Socket<'r, H> {
-    stream: TcpStream,
     http: Connection<'r, H>,
-    /// The client closed its side.
-    eof: bool,
     /// We are done with it (every answer written to the socket) and close it at this instant
     /// at the latest; reads are discarded ([`begin_linger`]).
     lingering: Option<Instant>,
-    /// When its linger began plus [`LINGER_LIMIT`]: input after our FIN moves `lingering` on,
-    /// never past this.
-    linger_limit: Option<Instant>,
-    /// Lingering while the socket has not sent everything written to it (our FIN waits).
-    unsent: bool,
-    /// Its client closed its side before its last answer was written, and the client's TCP
-    /// has not acknowledged it all yet: when to look again, and the step to the look after
-    /// ([`acknowledged_or_gone`]).
-    ack_check: Option<(Instant, Duration)>,
-    /// Bytes read and dropped while lingering (at most [`LINGER_DISCARD`], then no more reads).
-    discarded: u64,
     /// The earliest timer entry for this connection not yet fired.
     scheduled: Option<Instant>,
-    /// The connection's idle timeout alone was found at or after `scheduled`. It never moves
-    /// earlier (its last activity only moves on), so while the connection stays alone after
-    /// its answers this need not be computed again on every turn.
-    idle_covers_scheduled: bool,
-    /// The socket may have input we have not read (edge-triggered: no new event will say so).
-    read_ready: bool,
-    /// An event said the client closed its side (or the socket failed): read until the end,
-    /// whatever a short read suggests (the FIN comes with no further event).
-    read_closed: bool,
+    /// Since when answers wait for a client reading them slowly: a write hit `WouldBlock` and
+    /// the answers have not all gone out since. The client's reading is judged over windows of
+    /// the idle timeout from then ([`Limits::min_send_rate`](super::Limits::with_min_send_rate)).
+    write_stalled: Option<Instant>,
     /// What is left of its [`READ_BUDGET`]: reads that did not empty the socket take from it;
     /// spent, it is filled again and the connection `read_cut`. Kept from one handling to the
     /// next (no store per event): a connection may be cut short sooner than one budget into a
     /// handling, never later.
     budget: usize,
+    /// Bytes written to the socket since it was accepted.
+    sent: u64,
+    stream: TcpStream,
+    /// The client closed its side.
+    eof: bool,
+    /// The socket may have input we have not read (edge-triggered: no new event will say so).
+    read_ready: bool,
+    /// An event said the client closed its side (or the socket failed): read until the end,
+    /// whatever a short read suggests (the FIN comes with no further event).
+    read_closed: bool,
     /// Its reading stopped at its budget with input maybe left in the socket (`read_ready`
     /// turned off meanwhile): the loop must come back to it itself (edge-triggered: no new
     /// event will say so).
     read_cut: bool,
-    /// It is in `EventLoop::revisits`, queued in the turn of this clock: to be read again on a
-    /// later turn, unless it was read again meanwhile (then `None`, or queued anew).
-    revisit: Option<Instant>,
-    /// Since when answers wait for a client reading them slowly: a write hit `WouldBlock` and
-    /// the answers have not all gone out since. The client's reading is judged over windows of
-    /// the idle timeout from then ([`Limits::min_send_rate`](super::Limits::with_min_send_rate)).
-    write_stalled: Option<Instant>,
-    /// Bytes written to the socket since it was accepted.
-    sent: u64,
-    /// Where its answers end in what it wrote, for a close that drops output undelivered
-    /// ([`count_undelivered`]).
-    delivery: Delivery,
-    /// `sent` when the current window of `write_stalled` began.
-    sent_at_stall: u64,
+    /// The connection's idle timeout alone was found at or after `scheduled`. It never moves
+    /// earlier (its last activity only moves on), so while the connection stays alone after
+    /// its answers this need not be computed again on every turn.
+    idle_covers_scheduled: bool,
+    /// Lingering while the socket has not sent everything written to it (our FIN waits).
+    unsent: bool,
     /// Over the connection limit: only here to deliver its `503` (or an evicted head's `408`).
     refused: bool,
     /// That answer's count, taken once the socket has taken it whole (`begin_linger`): an
     /// answer that did not go out (the client reset first) was no answer.
     owed: Option<Owed>,
+    /// Where its answers end in what it wrote, for a close that drops output undelivered
+    /// ([`count_undelivered`]).
+    delivery: Delivery,
     /// When the loop accepted it.
     accepted: Instant,
+    /// When its linger began plus [`LINGER_LIMIT`]: input after our FIN moves `lingering` on,
+    /// never past this.
+    linger_limit: Option<Instant>,
+    /// Its client closed its side before its last answer was written, and the client's TCP
+    /// has not acknowledged it all yet: when to look again, and the step to the look after
+    /// ([`acknowledged_or_gone`]).
+    ack_check: Option<(Instant, Duration)>,
+    /// It is in `EventLoop::revisits`, queued in the turn of this clock: to be read again on a
+    /// later turn, unless it was read again meanwhile (then `None`, or queued anew).
+    revisit: Option<Instant>,
+    /// Bytes read and dropped while lingering (at most [`LINGER_DISCARD`], then no more reads).
+    discarded: u64,
+    /// `sent` when the current window of `write_stalled` began.
+    sent_at_stall: u64,
 }
 
 impl<'r, H> Socket<'r, H> {
@@ -1833,6 +1844,45 @@ mod tests {
         // And every backlog is answered in the end.
         let (backlogs, seen) = (&mut clients[..BACKLOGS], &mut seen[..BACKLOGS]);
         turn_until(&mut server, backlogs, seen, before + PIPELINED);
+    }
+
+    /// What an event reads and writes of its socket follows the connection's per-read fields
+    /// (its end) within two cache lines, ahead of the delivery marks and of what only a close,
+    /// a linger or a stall reads; the connection begins the socket, and a socket begins a
+    /// cache line (see `Socket`).
+    #[test]
+    fn an_events_fields_follow_the_connections() {
+        use std::mem::{align_of, offset_of, size_of};
+        type S = Socket<'static, ()>;
+        assert_eq!(align_of::<S>(), 64);
+        assert_eq!(offset_of!(S, http), 0);
+        let after_http = size_of::<Connection<'static, ()>>();
+        let per_event = [
+            offset_of!(S, lingering),
+            offset_of!(S, scheduled),
+            offset_of!(S, write_stalled),
+            offset_of!(S, budget),
+            offset_of!(S, sent),
+            offset_of!(S, stream),
+            offset_of!(S, eof),
+            offset_of!(S, read_ready),
+            offset_of!(S, read_closed),
+            offset_of!(S, read_cut),
+            offset_of!(S, idle_covers_scheduled),
+        ];
+        let delivery = offset_of!(S, delivery);
+        assert!(per_event
+            .iter()
+            .all(|&at| at >= after_http && at < after_http + 128 && at < delivery));
+        let seldom = [
+            offset_of!(S, accepted),
+            offset_of!(S, linger_limit),
+            offset_of!(S, ack_check),
+            offset_of!(S, revisit),
+            offset_of!(S, discarded),
+            offset_of!(S, sent_at_stall),
+        ];
+        assert!(seldom.iter().all(|&at| at > delivery));
     }
 
     /// A connection per request (`ab` without `-k`): each closed connection left its
