@@ -1,6 +1,6 @@
-//! The floor (`common/floor.rs`: read, count requests, write a fixed `200 hello`; no parsing,
-//! no accounting, never closes) as a server of its own, for load runs with outside clients
-//! (wrk, h2load) beside `reqguard-demo serve` and plain hyper (docs/benchmarks.md section 9e).
+//! The floor (`common/floor.rs`: read, count requests, write a fixed `200 hello`; no parsing, no
+//! accounting, never closes) as a server of its own, for load runs with outside clients (wrk,
+//! h2load) beside `reqguard-demo serve` and plain hyper (docs/benchmarks-history.md section 9e).
 //!
 //! ```text
 //! REQGUARD_FLOOR_SERVE=1 cargo bench --features server --bench floor_server

@@ -1,5 +1,5 @@
 //! Plain hyper 1.x serving `GET /` (`hello`) and `POST /echo` (the request body, collected),
-//! the baseline of the load runs in docs/benchmarks.md section 9d: what a Rust user writes
+//! the baseline of the load runs in docs/benchmarks-history.md section 9d: what a Rust user writes
 //! (`http1`, tokio current-thread runtime + `LocalSet`, one local task per connection, a
 //! `service_fn` handler that owns the request; no limits, no graceful shutdown, no checks).
 //!

@@ -48,7 +48,7 @@ struct Mark {
 /// One connection's marks (see the module's invariants). Laid out by hand: what
 /// [`mark`](Delivery::mark) reads on every write first, then its ring (one slot per new
 /// mark), then what only a settled mark or a close reads (the mio server keeps it inside
-/// each connection's socket, whose lines an event touches: docs/benchmarks.md, round 27).
+/// each connection's socket, whose lines an event touches: docs/benchmarks-history.md, round 27).
 #[derive(Clone, Debug, Default)]
 #[repr(C)]
 pub(crate) struct Delivery {

@@ -1,5 +1,5 @@
 //! Round 21's load checks, over real sockets on 127.0.0.1 (benches/load/load21.py found them;
-//! docs/benchmarks.md, 9g). Every wait is bounded.
+//! docs/benchmarks-history.md, 9g). Every wait is bounded.
 #![cfg(feature = "hyper")]
 
 mod util;

@@ -1,5 +1,5 @@
-//! QA load round 10: what the load runs (wrk, ab, h2load and Python clients beside plain hyper
-//! and the raw floor; /work/notes/qa-load10.md, docs/benchmarks.md section 9e) found, each over
+//! QA load round 10: what the load runs (wrk, ab, h2load and Python clients beside plain hyper and
+//! the raw floor; /work/notes/qa-load10.md, docs/benchmarks-history.md section 9e) found, each over
 //! real sockets, small and bounded.
 #![cfg(all(feature = "server", feature = "hyper"))]
 

@@ -1,8 +1,8 @@
-//! Round 27 of the cost work (docs/benchmarks.md, "Round 27 (the guard)"): `Guarded`'s `Held`
-//! is a [`GuardedHeld`], the bundle of an `Admitted` without a payload (an `Admitted<C, ()>`
-//! carried a flag saying whether its `()` was handed off, made and stored at every
-//! admission). It is one pointer, and it accounts as the `Admitted` did: a request object
-//! counted with it until it ends, one outcome, its signal fired once unless completed.
+//! Round 27 of the cost work (docs/benchmarks-history.md, "Round 27 (the guard)"): `Guarded`'s
+//! `Held` is a [`GuardedHeld`], the bundle of an `Admitted` without a payload (an `Admitted<C, ()>`
+//! carried a flag saying whether its `()` was handed off, made and stored at every admission). It
+//! is one pointer, and it accounts as the `Admitted` did: a request object counted with it until it
+//! ends, one outcome, its signal fired once unless completed.
 #![cfg(feature = "server")]
 
 use std::mem::size_of;

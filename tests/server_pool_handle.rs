@@ -1,16 +1,15 @@
-//! Rounds 25 and 26 of the cost work (docs/benchmarks.md, "Round 25 (the guard)" and "Round 26
-//! (the guard)"): a request the server answers in the call that admitted it is ended through
-//! its accounting's sealed `end_here`, which gives a [`Guarded`] bundle's pooled slot back with
-//! the slot's handle on the pool still in it, so the next request takes it with no `Rc` count
+//! Rounds 25 and 26 of the cost work (docs/benchmarks-history.md, "Round 25 (the guard)" and "Round
+//! 26 (the guard)"): a request the server answers in the call that admitted it is ended through its
+//! accounting's sealed `end_here`, which gives a [`Guarded`] bundle's pooled slot back with the
+//! slot's handle on the pool still in it, so the next request takes it with no `Rc` count
 //! (invariant 7 of `src/pool/slots.rs`), and with no check that the slot is the pool's own: the
-//! seal says so. That handle makes a cycle (the pool, the slot it keeps last, the pool) that
-//! only the server core's drop breaks. These tests pin G5 through every order that cycle
-//! opens: the pool (and the server's shared state it holds) lives exactly until the last
-//! bundle or standalone context out ends, whatever the embedder drops first, and is freed then
-//! (each pooled context's `Drop` runs), not kept alive by its own slot; and a request parked in
-//! its connection, whose dispatcher's accounting the embedder swapped meanwhile, goes back to
-//! its own pool and ledger. That the embedder can neither call `end_here` nor override it is
-//! `tests/ui/seal_end_here.rs`.
+//! seal says so. That handle makes a cycle (the pool, the slot it keeps last, the pool) that only
+//! the server core's drop breaks. These tests pin G5 through every order that cycle opens: the pool
+//! (and the server's shared state it holds) lives exactly until the last bundle or standalone
+//! context out ends, whatever the embedder drops first, and is freed then (each pooled context's
+//! `Drop` runs), not kept alive by its own slot; and a request parked in its connection, whose
+//! dispatcher's accounting the embedder swapped meanwhile, goes back to its own pool and ledger.
+//! That the embedder can neither call `end_here` nor override it is `tests/ui/seal_end_here.rs`.
 
 #![cfg(feature = "server")]
 

@@ -1,10 +1,10 @@
-//! Round 19 of the cost work (docs/benchmarks.md): `Guarded` admits the requests pipelined in
-//! one read with one upgrade of the wrapper. The strong handle the first request was admitted
+//! Round 19 of the cost work (docs/benchmarks-history.md): `Guarded` admits the requests pipelined
+//! in one read with one upgrade of the wrapper. The strong handle the first request was admitted
 //! with (its handler's `this`) is kept until the read's requests are all handled
-//! (`Accounting::read_ended`) and is the proof for the next request of the same read, while
-//! the server is not stopped (its wrapper cell is strong then: an upgrade would only clone it).
-//! Each request's handler still gets the wrapper as its `this`; nothing of it is kept past the
-//! read; a stop, a trace or a refused admission goes back to a real upgrade.
+//! (`Accounting::read_ended`) and is the proof for the next request of the same read, while the
+//! server is not stopped (its wrapper cell is strong then: an upgrade would only clone it). Each
+//! request's handler still gets the wrapper as its `this`; nothing of it is kept past the read; a
+//! stop, a trace or a refused admission goes back to a real upgrade.
 #![cfg(feature = "server")]
 
 use std::cell::Cell;

@@ -1,8 +1,8 @@
-//! Round 27 of the cost work (docs/benchmarks.md, "Round 27 (the guard)"): the server reads a
-//! request's `this` ([`Accounting::this`]) when its handler asks (`Request::this`), not before
-//! every handler's call, for an accounting whose per-request calls cannot panic
-//! (`MAY_PANIC` false, as `Guarded`'s): a handler that does not ask pays nothing for it.
-//! An accounting that may panic still has it read once before each handler's call, caught.
+//! Round 27 of the cost work (docs/benchmarks-history.md, "Round 27 (the guard)"): the server reads
+//! a request's `this` ([`Accounting::this`]) when its handler asks (`Request::this`), not before
+//! every handler's call, for an accounting whose per-request calls cannot panic (`MAY_PANIC` false,
+//! as `Guarded`'s): a handler that does not ask pays nothing for it. An accounting that may panic
+//! still has it read once before each handler's call, caught.
 #![cfg(feature = "server")]
 
 #[path = "util/quiet.rs"]

@@ -1,12 +1,12 @@
-//! Round 20 of the cost work (docs/benchmarks.md): a released bundle keeps its signal beside its
-//! context for the next request when the signal is as good as new (it never fired, nobody else
-//! holds it, no listener waits on it). A signal nothing touched since its reset (no handle was
-//! cloned from it, no listener added, no drain escalation listed it) is known to be so without
-//! counting its handles or reading its listener list; every one of those paths marks it
-//! touched, and a touched signal is checked in full. These tests pin each path: a signal kept
-//! by user code, or one with a listener, is never handed to the next request (so it never fires
-//! for a request it does not belong to: G8), a listener added and taken back leaves it
-//! reusable, and the escalation's own list keeps a signal from being reused under it (G5).
+//! Round 20 of the cost work (docs/benchmarks-history.md): a released bundle keeps its signal
+//! beside its context for the next request when the signal is as good as new (it never fired,
+//! nobody else holds it, no listener waits on it). A signal nothing touched since its reset (no
+//! handle was cloned from it, no listener added, no drain escalation listed it) is known to be so
+//! without counting its handles or reading its listener list; every one of those paths marks it
+//! touched, and a touched signal is checked in full. These tests pin each path: a signal kept by
+//! user code, or one with a listener, is never handed to the next request (so it never fires for a
+//! request it does not belong to: G8), a listener added and taken back leaves it reusable, and the
+//! escalation's own list keeps a signal from being reused under it (G5).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -575,7 +575,7 @@ impl<T: 'static> Guarded<Embedded<T>, NoScope> {
 /// `Guarded`'s `this` while its `ScopeProvider` runs: let go if the provider panics (it is
 /// forgotten when the scope returns). Not `scopeguard::guard` with `ScopeGuard::into_inner`:
 /// that shape costs the guarded server 6 instructions per request (callgrind, mio depth 16,
-/// 674.2 -> 680.2, docs/benchmarks.md round 21).
+/// 674.2 -> 680.2, docs/benchmarks-history.md round 21).
 struct LetGoOnUnwind<'a, T>(&'a mut Option<T>);
 
 impl<T> Drop for LetGoOnUnwind<'_, T> {

@@ -252,7 +252,7 @@ impl Answer<'static> {
 /// is written (and captured by reference where the answer is queued), three one-byte stores
 /// were read back as a two-byte and a one-byte load, and a load that spans two stores cannot
 /// be forwarded from them: it waited for them to reach the cache, a quarter of the dispatch's
-/// samples (`perf record`, floor bench, docs/benchmarks.md round 22).
+/// samples (`perf record`, floor bench, docs/benchmarks-history.md round 22).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Wire(u8);
 

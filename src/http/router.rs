@@ -276,7 +276,7 @@ impl<'a> Request<'a> {
 // compiler, the tag was the niche in `delay`'s 4-byte nanoseconds: `Reply::Now` one 4-byte
 // store, read back by an 8-byte load, which cannot be forwarded from a narrower store and
 // waited for it to reach the cache (a quarter of the reading loop's samples on the floor
-// bench; docs/benchmarks.md, round 24, HTTP path).
+// bench; docs/benchmarks-history.md, round 24, HTTP path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum Reply {
@@ -358,7 +358,7 @@ pub(crate) struct After {
 /// so what comes back through the dynamic call is one `bool` in a register, and a deferral's
 /// fields go to a slot the server passes. Called as `dyn Handler`, the 32-byte `Reply` came
 /// back through memory: the server loaded its tag back, and its `After` fields with it,
-/// spilled on the `Now` path too (docs/benchmarks.md, round 26, HTTP path).
+/// spilled on the `Now` path too (docs/benchmarks-history.md, round 26, HTTP path).
 pub(crate) trait Call {
     /// Calls [`Handler::handle`]: whether it deferred the answer, whose fields it then wrote
     /// to `after` (left as they were for `Reply::Now`).

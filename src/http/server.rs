@@ -137,7 +137,7 @@ impl Owed {
 /// line. Left to the compiler, the flags every event reads lay in the last of 17 lines and the
 /// deadlines and counts in four others: with 64 connections, each event's lines are out of
 /// the L1 cache, evicted by the other connections' and the kernel's work in between
-/// (docs/benchmarks.md, round 27, HTTP path).
+/// (docs/benchmarks-history.md, round 27, HTTP path).
 #[repr(C, align(64))]
 struct Socket<'r, H> {
     http: Connection<'r, H>,
