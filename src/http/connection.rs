@@ -948,7 +948,7 @@ impl<'r, H> Connection<'r, H> {
         let wire = head.wire(true);
         let total = match body {
             BodyReader::Length(n) if input.len() - after_head < *n => {
-                return self.await_body(expect);
+                return self.await_body(expect, d.now);
             }
             BodyReader::Length(n) => head.len + *n,
             BodyReader::Chunked { decoder, scanned } => {
@@ -960,7 +960,7 @@ impl<'r, H> Connection<'r, H> {
                     }
                 }
                 if !decoder.is_done() {
-                    return self.await_body(expect);
+                    return self.await_body(expect, d.now);
                 }
                 head.len + *scanned
             }
@@ -974,8 +974,10 @@ impl<'r, H> Connection<'r, H> {
     /// The body of the request in [`Reading::Body`] is not all here: a client that asked for
     /// `100 Continue` (`expect`) gets it now (`read_body` answered first a request no handler
     /// takes), and the wait.
-    fn await_body(&mut self, expect: bool) -> Step {
-        self.send_continue(expect);
+    fn await_body(&mut self, expect: bool, now: Instant) -> Step {
+        if expect && !self.continue_sent {
+            self.send_continue(now);
+        }
         Step::Wait
     }
 
@@ -1200,12 +1202,22 @@ impl<'r, H> Connection<'r, H> {
         }
     }
 
-    fn send_continue(&mut self, expect: bool) {
-        if expect && !self.continue_sent && self.answers.queue_len() == 0 {
+    /// The `100 Continue` of a request whose client asked for it (RFC 9110 §10.1.1), once no
+    /// earlier answer is pending (answers go in order). While it is held back the client may
+    /// be waiting for it, so the request's timeout does not run (QA client28-1: a `GET /delay`
+    /// longer than `request_timeout` before it made the client that waited get `408`); sent
+    /// later, the body is timed from it. Sent at once, the timeout still runs from the head's
+    /// first byte.
+    #[cold]
+    fn send_continue(&mut self, now: Instant) {
+        if self.answers.queue_len() == 0 {
             self.answers
                 .output
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             self.continue_sent = true;
+            self.request_started.get_or_insert(now);
+        } else {
+            self.request_started = None;
         }
     }
 
