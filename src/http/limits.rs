@@ -165,7 +165,9 @@ impl Limits {
     }
 
     /// How long a client may take to send a whole request (head and body) once it has started;
-    /// slower gets `408` and the connection is closed.
+    /// slower gets `408` and the connection is closed. A request whose `100 Continue` is held
+    /// back behind earlier answers is not timed while the client may be waiting for it; its
+    /// body is timed from the `100`.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
