@@ -650,10 +650,13 @@ impl Conn {
     /// first (the force-close of a second signal aborting its task, the client gone) is not
     /// counted: every refusal counted is one whose `503` reached the socket. (Counted when
     /// decided, 1 or 2 per forced run of the SIGTERM battery were counted and never sent.) One
-    /// that keeps the connection (none the adapter makes) is counted at once.
+    /// that keeps the connection (none the adapter makes) is counted at once. Whether it
+    /// closes is the answer's own rule (`service::refusal_closes`), not the core's
+    /// `Refusal::closes_connection`, which keeps the connection for the `500` of a panicking
+    /// admission that the adapter's answer closes (QA embed28-1: counted though lost).
     #[cold]
     pub(crate) fn refused(&self, refusal: Refusal) {
-        if refusal.closes_connection() {
+        if super::service::refusal_closes(refusal) {
             self.closing.set(Some(Closing::Refused(refusal)));
         } else {
             self.tally.count_refusal(refusal);

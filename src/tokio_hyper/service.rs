@@ -222,6 +222,17 @@ impl<E: Engine, C: Recycle, H, S> fmt::Debug for RequestService<E, C, H, S> {
     }
 }
 
+/// Whether the adapter's answer to `refusal` closes its connection: every refusal's does, the
+/// `500` of a panicking admission included (as on the mio server), though the core's
+/// [`Refusal::closes_connection`] keeps the connection for an engine's refusal. One rule for
+/// the answer (`Fixed::refusal`) and for when the refusal is counted
+/// (`Conn::refused`: once its answer is written): the
+/// two read different rules, and a panicking admission's `500` was counted `refused` when
+/// made, even when its connection was lost before it was written (QA embed28-1).
+pub(crate) fn refusal_closes(refusal: Refusal) -> bool {
+    refusal == Refusal::PANICKED || refusal.closes_connection()
+}
+
 pin_project! {
     /// The future of one request: the handler's future, with its panics caught (`500`), and
     /// the client-gone signal fired if hyper drops it before the handler answered.
@@ -896,9 +907,10 @@ impl Fixed {
 
     /// `503` (or the refusal's status), with `connection: close`: the refusal holds nothing.
     fn refusal(refusal: Refusal) -> Self {
+        let close = refusal_closes(refusal);
         if refusal == Refusal::PANICKED {
             return Fixed {
-                close: true,
+                close,
                 ..Fixed::internal_error()
             };
         }
@@ -906,7 +918,7 @@ impl Fixed {
             status: StatusCode::from_u16(refusal.status())
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             text: SERVICE_UNAVAILABLE,
-            close: refusal.closes_connection(),
+            close,
             allow: None,
         }
     }
