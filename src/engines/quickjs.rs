@@ -111,8 +111,10 @@ impl Engine for QuickJs {
     ///
     /// # Panics
     ///
-    /// If the context has no `WeakRef` intrinsic (`Context::full` has it; a `Context::custom`
-    /// needs `intrinsic::WeakRef`), or if `strong` belongs to another runtime.
+    /// If the context's global `WeakRef` is not a constructor: it has no `WeakRef` intrinsic
+    /// (`Context::full` has it; a `Context::custom` needs `intrinsic::WeakRef`), or a script
+    /// deleted or replaced the global (QA embed28-2); or if `strong` belongs to another
+    /// runtime.
     fn downgrade(ctx: &mut Ctx<'_>, strong: &JsStrong) -> JsWeakRef {
         let target = strong
             .restore(ctx)
@@ -229,7 +231,10 @@ impl fmt::Debug for JsStrong {
 /// The `WeakRef` itself is held strongly (it is small); the object it points at is not. The
 /// `deref` method is captured when the handle is made, so a script that later replaces
 /// `WeakRef.prototype.deref` cannot make upgrades lie. (A script that replaced the global
-/// `WeakRef` before the handle was made could; make the server core before running user code.)
+/// `WeakRef` before the handle was made can: a subclass whose `deref` returns another object
+/// makes an upgrade after the wrapper was freed succeed, with that object as `this`; one
+/// that deleted it makes the core's construction panic (QA embed28-2). Make the server core
+/// before running user code.)
 ///
 /// Like [`JsStrong`], it keeps its runtime alive and drops its `Persistent`s first, so any drop
 /// order is safe. Cloning it clones the handle, not the `WeakRef`.
