@@ -229,3 +229,37 @@ fn a_requests_own_activity_ends_with_its_outcome() {
     assert_eq!(core.ledger().outcomes().completed, 1);
     core.ledger().assert_quiescent();
 }
+
+/// A spilled context's signal is touched from its checkout (invariant 8 of the pool's slots,
+/// round 28): a release that finds its signal untouched checks its slot in as a pooled one,
+/// without reading its origin, so a spilled slot must never look untouched. Completed with
+/// nothing else touching its signal, a spilled context still goes back to the heap, and the
+/// next request past the capacity spills again. It fails when the spill's checkout leaves the
+/// flag down (debug builds: the pooled check-in's assertion; release builds: the spilled slot
+/// kept in the pool and handed out again, not counted as a spill).
+#[test]
+fn a_spilled_context_completed_untouched_goes_back_to_the_heap() {
+    let heap = Heap::new();
+    let config = Config::default()
+        .with_pool_capacity(1)
+        .unwrap()
+        .with_exhaustion(reqguard::Exhaustion::Spill);
+    let core = ServerCore::embedded(heap.alloc("server"), config);
+    let live = core.upgrade().unwrap();
+    for round in 1..=3u64 {
+        let pooled = live.admit(|_| Ok(())).unwrap();
+        let spilled = live.admit(|_| Ok(())).unwrap();
+        assert!(!pooled.is_spilled(), "round {round}");
+        assert!(spilled.is_spilled(), "round {round}");
+        spilled.complete();
+        pooled.complete();
+        let pool = core.pool_metrics();
+        assert_eq!(
+            (pool.in_use, pool.allocated, pool.spills),
+            (0, 1, round),
+            "round {round}: the spilled context went back to the heap, counted"
+        );
+    }
+    assert_eq!(core.ledger().outcomes().completed, 6);
+    core.ledger().assert_quiescent();
+}

@@ -394,14 +394,19 @@ pub(super) fn release_slot<C: Recycle, R>(
     // skips a request no longer out), so it stays beside the context (in the slot) for the
     // next request. A touched one (the hyper adapter's handler holds a clone) by the full
     // check, inline: kept when nobody else holds it any more and no listener waits.
+    // An untouched signal's slot is a pooled one (invariant 8 of the pool's slots: a
+    // spilled slot's signal is touched from its checkout): checked in without reading its
+    // origin.
     if touched {
         if Rc::strong_count(state) != 1 || !state.is_fresh() {
             release_unkept(pool, slot, &entry, had_request, Outcome::Completed);
             return;
         }
         state.untouch();
+        pool.checkin(slot);
+    } else {
+        pool.checkin_pooled(slot);
     }
-    pool.checkin(slot);
     pool.home()
         .release_bundle(&entry, had_request, Outcome::Completed);
 }

@@ -51,6 +51,11 @@
 //!    `RequestContext` lets go of it at its checkout, and the core's drop takes it from the
 //!    slot in `last`. So the one cycle (the pool, its `last`, the slot, the pool) lives only
 //!    while the core does, and the pool is freed with the last bundle out (G5).
+//! 8. A spilled slot's signal is touched (invariant 6 of `SignalState`) from its checkout
+//!    until its release: nothing clears the flag in between (only a release or a reset does,
+//!    and neither runs on a signal an admitted bundle holds). So a release that finds its
+//!    signal untouched (the mio server's common case) holds a pooled slot, and checks it in
+//!    without reading its origin ([`ContextPool::checkin_pooled`]).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -274,6 +279,9 @@ impl<C: Recycle> ContextPool<C> {
                     }
                     Slot::new(Origin::Spilled, AbortSignal::mint(&self.home))
                 };
+                // Touched until its release (invariant 8): the release's untouched path
+                // meets pooled slots only.
+                spilled.signal.state().touch();
                 self.spills.set(self.spills.get() + 1);
                 self.made();
                 Some(spilled)
@@ -291,7 +299,7 @@ impl<C: Recycle> ContextPool<C> {
     /// through the server's own accounting (invariant 7). `recycle` runs on its own: if it
     /// panics, the slot is freed and uncounted, so the pool keeps its capacity.
     #[inline(always)]
-    pub(crate) fn checkin(&self, mut slot: Box<Slot<C>>) {
+    pub(crate) fn checkin(&self, slot: Box<Slot<C>>) {
         if slot.origin == Origin::Spilled {
             self.spilled_out.set(self.spilled_out.get() - 1);
             // Freeing runs the context's `Drop` (user code) inside the request's release: a
@@ -299,6 +307,18 @@ impl<C: Recycle> ContextPool<C> {
             slot.free(&self.home);
             return;
         }
+        self.checkin_pooled(slot);
+    }
+
+    /// [`checkin`](ContextPool::checkin) of a slot known to be pooled: a release whose
+    /// signal was untouched (invariant 8: a spilled slot's never is), so the origin is not
+    /// read.
+    #[inline(always)]
+    pub(crate) fn checkin_pooled(&self, mut slot: Box<Slot<C>>) {
+        debug_assert!(
+            slot.origin != Origin::Spilled,
+            "a spilled slot checked in as pooled (its signal untouched: invariant 8)"
+        );
         if call_caught(|| slot.context.recycle()) {
             self.lose(slot);
             return;

@@ -44,8 +44,9 @@ pub(crate) type ListenerKey = usize;
 ///    (`AbortSignal::clone`), no listener was added, no escalation took it into its list
 ///    (`with_activity`), no abort. So an untouched state has no other handle, no listener and
 ///    no reason: it is as good as new without reading its handle count, listener list or
-///    reason (an admitted bundle's release reads this one flag). Set on those paths, cleared by
-///    a reset or when a release found it fresh by reading them.
+///    reason (an admitted bundle's release reads this one flag). Set on those paths, and at a
+///    spilled slot's checkout (invariant 8 of the pool's slots: so an untouched release's slot
+///    is a pooled one), cleared by a reset or when a release found it fresh by reading them.
 pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
     listeners: RefCell<Vec<Option<Listener>>>,
