@@ -585,7 +585,11 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             }
             return Err(err);
         }
-        for event in events.iter() {
+        // The turn's last event is handled whole at once: its connection is the turn's last
+        // read, so its writes wait behind no other read (and a turn of one event, as with a
+        // single busy connection, pays nothing for the deferral).
+        let last = events.iter().count().wrapping_sub(1);
+        for (i, event) in events.iter().enumerate() {
             match event.token() {
                 // New connections are waiting.
                 LISTENER => {
@@ -609,6 +613,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
                     self.stop(now);
                 }
                 // A client connection is readable or writable.
+                token if i == last => self.connection_event(token, Some(event), buf, now),
                 token => self.connection_read(token, event, buf, now),
             }
         }
@@ -901,6 +906,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         }
     }
 
+    #[inline(never)]
     fn connection_event(
         &mut self,
         token: Token,
@@ -913,18 +919,27 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             return;
         };
         mark_event(socket, event);
-        self.handle_socket(token.0, buf, now);
+        let handled = handle_socket_io(socket, &mut self.dispatcher, buf, now);
+        self.handled(token.0, handled, now);
     }
 
-    /// Connection `key`'s handling after its event's flags are marked: its reads, writes and
-    /// end ([`handle_socket_io`]), then its close or its timer.
+    /// Connection `key`'s handling deferred by [`connection_read`](EventLoop::connection_read):
+    /// its writes, reads again, end ([`handle_socket_io`]), then its close or its timer.
+    #[inline(never)]
     fn handle_socket(&mut self, key: usize, buf: &mut [u8], now: Instant) {
         // A key whose connection closed since (a duplicate event's: kqueue reports reading
         // and writing apart).
         let Some(socket) = self.sockets.get_mut(key) else {
             return;
         };
-        match handle_socket_io(socket, &mut self.dispatcher, buf, now) {
+        let handled = handle_socket_io(socket, &mut self.dispatcher, buf, now);
+        self.handled(key, handled, now);
+    }
+
+    /// After connection `key`'s handling: closed when done or failed, else its timer set.
+    #[inline(always)]
+    fn handled(&mut self, key: usize, handled: io::Result<bool>, now: Instant) {
+        match handled {
             Ok(true) => self.close(key),
             Ok(false) => self.reschedule(key, now),
             Err(_) => self.socket_failed(key),
@@ -944,7 +959,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         self.close(key);
     }
 
-    /// A connection's event in the turn's events: its input read and answered now, its
+    /// A connection's event in the turn's events (but the last): its input read and answered now, its
     /// writes and the rest of its handling (resuming, its end, its timer) deferred to
     /// [`write_deferred`](EventLoop::write_deferred), after the turn's other events are read.
     /// Each client is then woken by its answers only after the server has read every
@@ -972,15 +987,14 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     /// does.
     #[inline]
     fn write_deferred(&mut self, buf: &mut [u8], now: Instant) {
-        if self.deferred.is_empty() {
-            return;
-        }
-        let mut deferred = std::mem::take(&mut self.deferred);
-        for &key in &deferred {
+        // By index, the list left in place: its handling adds to no list (taken out and put
+        // back, the `Vec`'s three words were stored and loaded twice per turn).
+        let mut i = 0;
+        while let Some(&key) = self.deferred.get(i) {
             self.handle_socket(key, buf, now);
+            i += 1;
         }
-        deferred.clear();
-        self.deferred = deferred;
+        self.deferred.clear();
     }
 
     /// Queues connection `key`, whose reading its budget cut short in this turn, to be read on
@@ -1293,7 +1307,9 @@ fn mark_event<H>(socket: &mut Socket<'_, H>, event: Option<&Event>) {
 
 /// One connection's reads and writes after an event ([`mark_event`]) or a timer: reads and
 /// answers what there is, writes it, and again while the client's reading lets parsing
-/// resume; then, its work done, its end (linger, close). Whether to close it now.
+/// resume; then, its work done, its end (linger, close). Whether to close it now. Inlined
+/// into its two callers, as main's one caller had it: one lookup and no call per event.
+#[inline(always)]
 fn handle_socket_io<'r, A: Accounting>(
     socket: &mut Socket<'r, A::Held>,
     d: &mut Dispatcher<'r, A>,
@@ -1301,7 +1317,11 @@ fn handle_socket_io<'r, A: Accounting>(
     now: Instant,
 ) -> io::Result<bool> {
     loop {
-        read_available(socket, d, buf, now)?;
+        // Tested here too, not only in `read_available`: after a turn's deferred reads the
+        // socket is nearly always drained, and the call was paid for nothing.
+        if socket.read_ready {
+            read_available(socket, d, buf, now)?;
+        }
         write_pending(socket, now)?;
         // The client read enough for parsing to go on: answer what is buffered, then read
         // and write again (the readable edge was consumed while we paused).
