@@ -959,14 +959,14 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         self.close(key);
     }
 
-    /// A connection's event in the turn's events (but the last): its input read and answered now, its
-    /// writes and the rest of its handling (resuming, its end, its timer) deferred to
+    /// A connection's event in the turn's events, but the last: its input read and answered
+    /// now, its writes and the rest of its handling (resuming, its end, its timer) deferred to
     /// [`write_deferred`](EventLoop::write_deferred), after the turn's other events are read.
-    /// Each client is then woken by its answers only after the server has read every
-    /// connection of the turn, not in the middle of the turn (the floor with its writes so
-    /// deferred spent about 1.5 % less CPU per request: docs/benchmarks.md, round 28). Nothing
-    /// a connection writes or decides depends on another's: its own answers go out in order,
-    /// whole, as before.
+    /// Each client is then woken by its answers only once the server has read every
+    /// connection of the turn, not in the middle of it (the guarded server's CPU per request
+    /// fell about 4 % against the floor's with 64 connections: docs/benchmarks-history.md,
+    /// round 28, HTTP path). Nothing a connection writes or decides depends on another's: its
+    /// own answers go out in order, whole, as before.
     #[inline]
     fn connection_read(&mut self, token: Token, event: &Event, buf: &mut [u8], now: Instant) {
         // A stale event for a connection closed earlier in this turn.
@@ -1308,7 +1308,8 @@ fn mark_event<H>(socket: &mut Socket<'_, H>, event: Option<&Event>) {
 /// One connection's reads and writes after an event ([`mark_event`]) or a timer: reads and
 /// answers what there is, writes it, and again while the client's reading lets parsing
 /// resume; then, its work done, its end (linger, close). Whether to close it now. Inlined
-/// into its two callers, as main's one caller had it: one lookup and no call per event.
+/// into its two callers (one lookup and no call per event: out of line, a one-event turn paid
+/// about 12 instructions more, callgrind, depth 1).
 #[inline(always)]
 fn handle_socket_io<'r, A: Accounting>(
     socket: &mut Socket<'r, A::Held>,
