@@ -987,6 +987,10 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     /// does.
     #[inline]
     fn write_deferred(&mut self, buf: &mut [u8], now: Instant) {
+        // Nothing deferred (a turn of one event): not even the clear's store.
+        if self.deferred.is_empty() {
+            return;
+        }
         // By index, the list left in place: its handling adds to no list (taken out and put
         // back, the `Vec`'s three words were stored and loaded twice per turn).
         let mut i = 0;
