@@ -15,8 +15,11 @@ const PLAIN: &[u8; 42] = b"content-type: text/plain\r\ncontent-length: ";
 /// Length of [`DateLine::ok_plain`].
 pub(crate) const OK_PLAIN_LEN: usize = OK.len() + LINE_LEN + PLAIN.len();
 /// Bytes after [`DateLine::ok_plain`] copied with it by [`DateLine::ok_plain_and_room`]: room
-/// for a short answer's tail, written over in place.
-pub(crate) const TAIL_ROOM: usize = 32;
+/// for a short answer's tail (two length digits at most, the head's end, a body of at most
+/// `SHORT_BODY` bytes), written over in place. 16, not 32: the head and its room are then 112
+/// bytes, seven 16-byte moves instead of eight (4 instructions per request fewer, callgrind,
+/// depth 16, round 28), and bodies of 11 to 16 bytes take the general path.
+pub(crate) const TAIL_ROOM: usize = 16;
 
 /// The `date` field line (`date: <IMF-fixdate>\r\n`), kept inside the head of the most common
 /// answer (`200`, HTTP/1.1, `text/plain`) up to its length, so that head is one copy.

@@ -434,8 +434,10 @@ fn write_length_and_body<const LEND: bool>(out: &mut Vec<u8>, wire: Wire, body: 
     false
 }
 
-/// The longest body [`write_short_tail`] writes.
-const SHORT_BODY: usize = 16;
+/// The longest body [`write_short_tail`] writes: what [`TAIL_ROOM`] leaves after two length
+/// digits and the head's end.
+const SHORT_BODY: usize = 10;
+const _: () = assert!(2 + 4 + SHORT_BODY <= TAIL_ROOM);
 
 /// One decimal digit: the last of `n`.
 fn digit(n: usize) -> u8 {
