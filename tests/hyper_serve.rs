@@ -178,55 +178,7 @@ fn request_timeout_and_max_body_flags_bound_the_echo_body() {
 #[test]
 fn emfile_on_accept_pauses_instead_of_spinning_and_recovers() {
     let serve = start_hyper("ulimit -n 32 &&", "--max-connections 1000");
-    let mut clients: Vec<TcpStream> = (0..48)
-        .map(|_| TcpStream::connect(serve.addr).expect("the kernel backlog accepts"))
-        .collect();
-    let mut served = 0;
-    for stream in &clients {
-        let mut client = Client::from_stream(stream.try_clone().unwrap(), Duration::from_secs(2));
-        client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
-        if client.answer().is_err() {
-            break;
-        }
-        served += 1;
-        // A request in its handler: a connection the loop may not evict to make room (a body
-        // on its way is evicted once it arrives slower than 1 KiB/s: probe_client_v9). 3 s:
-        // past the CPU sample below, and over before the wait for a newcomer gives up.
-        client.send(b"GET /delay?ms=3000 HTTP/1.1\r\nhost: x\r\n\r\n");
-    }
-    assert!(served > 0 && served < clients.len(), "served {served}");
-
-    // While out of descriptors, the loop must not spin: sample its CPU time over a second.
-    let pid = serve.child.id();
-    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(1));
-    let ticks_per_s = (cpu_ticks(pid) - cpu0) as f64 / t0.elapsed().as_secs_f64();
-    assert!(
-        ticks_per_s < 50.0,
-        "{ticks_per_s} ticks/s of CPU: the loop spins"
-    );
-
-    clients.clear();
-    wait_until("a new connection to be served", || {
-        let Ok(stream) = TcpStream::connect(serve.addr) else {
-            return false;
-        };
-        let mut client = Client::from_stream(stream, Duration::from_secs(2));
-        client.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-        client.answer().is_ok_and(|a| a.status == 200)
-    });
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(ok, "{json}");
-    assert!(field(&json, "accept_backoffs") >= 1.0, "{json}");
-    assert_eq!(field(&json, "leaked"), 0.0);
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    util::serve::out_of_descriptors_pauses_then_recovers(serve);
 }
 
 #[test]

@@ -284,6 +284,106 @@ pub fn slow_heads_out_of_descriptors(serve: Serve) -> String {
     json
 }
 
+/// Out of descriptors (the caller's `ulimit -n 32`), with every connection the server holds
+/// busy in a handler, `serve` (started by the caller, either stack) must pause its accepts, not
+/// spin (under 50 ticks/s of CPU over a second), and serve a newcomer once the clients go;
+/// `accept_backoffs` counts the pauses. For tests/server_serve.rs and tests/hyper_serve.rs.
+///
+/// Every client's requests wait in its socket before the server accepts it: `GET /`, then one
+/// that stays in its handler until its client goes (a connection the loop may not evict to
+/// make room; a body on its way is evicted once it arrives slower than 1 KiB/s:
+/// probe_client_v9). Sent one client at a time to a running server, a client a loaded machine
+/// held back for 100 ms after its accept was a silent head at the descriptor limit, rightly
+/// evicted with `408` (`out_of_descriptors_the_slowest_head_makes_room_for_a_newcomer`), and
+/// the test's next write met the close: BrokenPipe (hyper: 6 of 6 runs at load average 18).
+pub fn out_of_descriptors_pauses_then_recovers(serve: Serve) -> String {
+    let mut clients: Vec<TcpStream> = serve.while_paused(|| {
+        (0..48)
+            .map(|_| {
+                let mut stream =
+                    TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
+                stream
+                    .write_all(
+                        b"GET / HTTP/1.1\r\nhost: x\r\n\r\n\
+                          GET /delay?ms=60000 HTTP/1.1\r\nhost: x\r\n\r\n",
+                    )
+                    .expect("the kernel buffers the requests");
+                stream
+            })
+            .collect()
+    });
+    // The event the rest needs: the server has filled its descriptor table (it accepts until
+    // `EMFILE`). Then each connection it holds is answered (10 s: on a loaded machine the
+    // answers come late; the wait is only paid for the first one still in the backlog).
+    // Connections are accepted in order, so the first one left unanswered ends the count.
+    let pid = serve.child.id();
+    super::wait_until("the server to run out of descriptors", || {
+        open_descriptors(pid) >= descriptor_limit(pid)
+    });
+    let mut served = 0;
+    for stream in &clients {
+        let mut client = Client::from_stream(stream.try_clone().unwrap(), Duration::from_secs(10));
+        if client.answer().is_err() {
+            break;
+        }
+        served += 1;
+    }
+    assert!(served > 0 && served < clients.len(), "served {served}");
+
+    // While out of descriptors, the loop must not spin: sample its CPU time over a second.
+    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks_per_s = (cpu_ticks(pid) - cpu0) as f64 / t0.elapsed().as_secs_f64();
+    assert!(
+        ticks_per_s < 50.0,
+        "{ticks_per_s} ticks/s of CPU: the loop spins"
+    );
+
+    // Descriptors come back as the clients go (their requests end, client gone): the server
+    // accepts again.
+    clients.clear();
+    super::wait_until("a new connection to be served", || {
+        let Ok(stream) = TcpStream::connect(serve.addr) else {
+            return false;
+        };
+        let mut client = Client::from_stream(stream, Duration::from_secs(2));
+        client.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        client.answer().is_ok_and(|a| a.status == 200)
+    });
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert!(field(&json, "accept_backoffs") >= 1.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+    json
+}
+
+/// The descriptors `pid` has open.
+pub fn open_descriptors(pid: u32) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc/PID/fd");
+    fds.count()
+}
+
+/// The soft limit on `pid`'s open descriptors (`ulimit -n`).
+pub fn descriptor_limit(pid: u32) -> usize {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc/PID/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let soft = line["Max open files".len()..].split_whitespace().next();
+    soft.and_then(|n| n.parse().ok()).expect("a number")
+}
+
+/// utime + stime of `pid`, in clock ticks (usually 100 per second).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 /// The tail of the stop probes QA client22-2 and client23-3: `fresh`, a head begun but not
 /// ended at the stop, gets nothing for 2.5 s; once it sends the head's end it is refused `503`
 /// and closed; the run then ends with `served` 2, `refused` 1, `rejected` 0 and `leaked` 0.
