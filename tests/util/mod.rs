@@ -167,10 +167,20 @@ pub fn answer_at(data: &[u8], at: usize) -> Option<(String, std::ops::Range<usiz
     Some((head, body_at..body_at + length))
 }
 
-/// Polls `done` every 5 ms until it holds, for at most 10 s; panics naming `what` otherwise.
-/// Waits on events, not on speed: the bound only keeps a broken test from hanging.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(10);
+/// Polls `done` every 5 ms until it holds, for at most [`WAIT_BOUND`]; panics naming `what`
+/// otherwise. Waits on events, not on speed: the bound only keeps a broken test from hanging.
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_until_within(what, WAIT_BOUND, done);
+}
+
+/// How long [`wait_until`] waits before it gives up: long enough for a loaded 2-core CI machine
+/// (load average 14 to 20, where a process may wait seconds for its turn), which a passing test
+/// never waits out.
+pub const WAIT_BOUND: Duration = Duration::from_secs(60);
+
+/// [`wait_until`] with its own bound, for an event that takes long on a loaded machine.
+pub fn wait_until_within(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + bound;
     while !done() {
         assert!(Instant::now() < until, "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
