@@ -7,6 +7,8 @@ mod util;
 
 use std::io::Read;
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -120,19 +122,32 @@ fn sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack() {
         // refused `503` + close; one still silent when the linger ends is closed without an
         // answer (hyper's graceful shutdown; RFC 9112 §9.6 lets a server close an idle
         // connection). With 400 client threads on 2 loaded cores a sender once stayed
-        // unscheduled past the default 1 s linger (25 of 200 connections, release build): 5 s
-        // here, which costs nothing when every connection closes sooner.
-        let serve = util::serve::Serve::start("", &format!("{stack} --idle-linger-ms 5000"));
+        // unscheduled past the default 1 s linger (25 of 200 connections, release build), and
+        // at load average 17 to 26 the drain of 200 uploads outlasted the default 5 s drain
+        // deadline (hyper: `drain_deadline_hit`, requests aborted and force-closed mid-answer,
+        // 173 connections cut short). The stop must end by its events here (every request in
+        // flight answered, every sender's next request refused), not by a deadline: 60 s and
+        // 300 s, which cost nothing when every connection closes sooner (at load average 29
+        // the hyper stack's stop took 115 to 133 s here, the mio stack's 9 s).
+        let serve = util::serve::Serve::start(
+            "",
+            &format!("{stack} --idle-linger-ms 60000 --drain-timeout-ms 300000"),
+        );
         let request = [
             format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {SIZE}\r\n\r\n").as_bytes(),
             &vec![b'a'; SIZE],
         ]
         .concat();
+        // Connections that have read the first bytes of an answer: the stop comes once every
+        // one is mid-pipeline (after a fixed 500 ms, senders a loaded machine had not run yet
+        // were still silent at the stop).
+        let begun = Arc::new(AtomicUsize::new(0));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 let stream = TcpStream::connect(serve.addr).unwrap();
+                // Only against a hang: the server's exit closes every connection.
                 stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .set_read_timeout(Some(Duration::from_secs(600)))
                     .unwrap();
                 let mut writer = stream.try_clone().unwrap();
                 let request = request.clone();
@@ -144,6 +159,7 @@ fn sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack() {
                         }
                     }
                 });
+                let begun = Arc::clone(&begun);
                 let reader = thread::spawn(move || {
                     let mut stream = stream;
                     let mut seen = Vec::new();
@@ -151,7 +167,12 @@ fn sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack() {
                     loop {
                         match stream.read(&mut chunk) {
                             Ok(0) => return (seen, None),
-                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                            Ok(n) => {
+                                if seen.is_empty() {
+                                    begun.fetch_add(1, Relaxed);
+                                }
+                                seen.extend_from_slice(&chunk[..n]);
+                            }
                             Err(err) => return (seen, Some(err)),
                         }
                     }
@@ -159,7 +180,12 @@ fn sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack() {
                 (sender, reader)
             })
             .collect();
-        thread::sleep(Duration::from_millis(500));
+        let all_begun = || begun.load(Relaxed) == CLIENTS;
+        util::wait_until_within(
+            "every connection's first answer",
+            Duration::from_secs(300),
+            all_begun,
+        );
         let (json, ok) = serve.signal_and_wait("TERM");
         assert!(ok, "{stack}: {json}");
         let (mut answered, mut reset) = (0, 0);
