@@ -6,7 +6,7 @@
 
 mod util;
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,21 @@ fn rest_of(stream: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
     }
 }
 
+/// How long a connection must have been silent to be evicted at the limit (both stacks).
+const EVICTABLE_AFTER: Duration = Duration::from_millis(100);
+
+/// Newcomers at the limit, one every 20 ms, until one is served (`200`): how many were asked,
+/// or `None` if none of `tries` was. Those refused (`503`) leave the connections as they were.
+fn newcomer_served_within(serve: &Serve, tries: usize) -> Option<usize> {
+    for asked in 1..=tries {
+        if newcomer_status(serve) == 200 {
+            return Some(asked);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// A newcomer at the limit, answered `connection: close`: its status.
 fn newcomer_status(serve: &Serve) -> u16 {
     let mut newcomer = Client::connect(serve.addr);
@@ -46,7 +61,12 @@ fn an_evicted_slow_head_gets_a_408_with_a_date() {
     let mut slow = StrictClient::connect(serve.addr);
     slow.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
     std::thread::sleep(Duration::from_millis(200)); // past the 100 ms of silence
-    assert_eq!(newcomer_status(&serve), 200);
+                                                    // ... counted from its accept, which a loaded machine may delay: a newcomer refused `503`
+                                                    // meanwhile leaves the slow head as it was, and the next one is asked.
+    assert!(
+        newcomer_served_within(&serve, 100).is_some(),
+        "no newcomer served in 100"
+    );
     let answer = slow.answer("GET"); // strict: exactly one IMF-fixdate `date`
     assert_eq!(answer.status, 408, "{answer:?}");
     assert!(answer.closes(), "{answer:?}");
@@ -71,15 +91,9 @@ fn an_idle_connection_answered_a_health_probe_is_evicted_without_an_unsolicited_
     assert_eq!(prober.answer("GET").status, 200);
     // An idle connection is evictable once the scan has seen it silent for 100 ms: the
     // first newcomer may be refused (503), a later one makes room.
-    let mut statuses = Vec::new();
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(150));
-        statuses.push(newcomer_status(&serve));
-        if statuses.last() == Some(&200) {
-            break;
-        }
-    }
-    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    std::thread::sleep(Duration::from_millis(150));
+    let tries = newcomer_served_within(&serve, 100);
+    assert!(tries.is_some(), "no newcomer served in 100");
     prober.expect_nothing_more(true, Duration::ZERO);
     let (json, ok) = serve.signal_and_wait("TERM");
     assert!(ok, "{json}");
@@ -100,11 +114,18 @@ fn a_slow_head_completed_before_the_newcomer_arrived_is_served_not_408() {
         std::thread::sleep(Duration::from_millis(150));
         slow.write_all(b"\r\n").unwrap();
         let newcomer = newcomer_status(&serve);
-        let (got, _) = rest_of(&mut slow, Duration::from_millis(500));
-        let got = String::from_utf8_lossy(&got);
+        // Its answer, however late a loaded machine writes it; then nothing more (an
+        // unsolicited `408` after it) in the next 500 ms.
+        slow.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
+        let mut reader = BufReader::new(slow.try_clone().unwrap());
+        let answer = util::strict::read_for(&mut reader, "GET");
+        let answer = answer.map(|a| (a.status, a.text().to_owned()));
+        let mut rest = reader.buffer().to_vec();
+        rest.extend(rest_of(&mut slow, Duration::from_millis(500)).0);
+        let rest = String::from_utf8_lossy(&rest);
         assert!(
-            got.starts_with("HTTP/1.1 200 OK\r\n") && got.ends_with("hello"),
-            "round {round}: the complete request got {got:?} (newcomer {newcomer})"
+            answer.as_ref().is_ok_and(|a| *a == (200, "hello".to_owned())) && rest.is_empty(),
+            "round {round}: the complete request got {answer:?}, then {rest:?} (newcomer {newcomer})"
         );
     }
     let (json, ok) = serve.signal_and_wait("TERM");
@@ -120,27 +141,39 @@ fn a_slow_head_completed_before_the_newcomer_arrived_is_served_not_408() {
 /// may retry only an idempotent request on such a close).
 fn request_on_an_idle_connection_chosen_for_eviction(stack: &str) {
     let serve = Serve::start("", &format!("{stack} --max-connections 1"));
-    let (mut evicting_rounds, mut rounds) = (0, 0);
+    let (mut evicting_rounds, mut rounds, mut setups) = (0, 0, 0);
     while evicting_rounds < 3 && rounds < 15 {
-        rounds += 1;
+        setups += 1;
+        assert!(setups <= 100, "{rounds} rounds in {setups} setups");
         // The last round's connections may still hold the one slot for a moment: until the
         // server has closed them, a new connection is refused `503` (bounded retry).
         let mut tries = 0;
-        let mut idle = loop {
+        let (mut idle, asked) = loop {
             let mut idle = Client::connect(serve.addr);
+            let asked = Instant::now();
             idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
             let status = idle.answer().expect("its first answer").status;
             tries += 1;
             if status == 200 {
-                break idle;
+                break (idle, asked);
             }
-            assert!(status == 503 && tries < 100, "its first answer: {status}");
+            assert!(status == 503 && tries < 1000, "its first answer: {status}");
             std::thread::sleep(Duration::from_millis(10));
         };
         if stack.contains("hyper") {
-            // The first newcomer after an answer sees it (503), one 100 ms later may evict it.
-            assert_eq!(newcomer_status(&serve), 503);
+            // The first newcomer after an answer sees it (503), one 100 ms later may evict it:
+            // on a loaded machine the newcomer can come that late (load average 30: 1 run in
+            // 10 failed here), and then the round cannot go on (its connection is gone). A
+            // newcomer served while less than 100 ms can have passed since the answer (since
+            // the request, which came before it) is still a failure.
+            let newcomer = newcomer_status(&serve);
+            let since_request = asked.elapsed();
+            if newcomer == 200 && since_request >= EVICTABLE_AFTER {
+                continue;
+            }
+            assert_eq!(newcomer, 503, "{since_request:?} after the request");
         }
+        rounds += 1;
         std::thread::sleep(Duration::from_millis(150));
         // The request and the newcomer reach the server in one poll of its reactor, where the
         // accept loop goes before the connections' tasks: it chooses the connection before its
