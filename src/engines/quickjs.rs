@@ -353,6 +353,10 @@ impl ServerCore<QuickJs> {
 
     /// As [`quickjs`](ServerCore::quickjs), pooling contexts of type `C`.
     ///
+    /// # Panics
+    ///
+    /// As [`quickjs`](ServerCore::quickjs)'s: if `wrapper` is not a value of `context`.
+    ///
     /// # Examples
     ///
     /// ```

@@ -720,6 +720,8 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> fmt::Debug for Guarded<E, S, C>
         f.debug_struct("Guarded")
             .field("core", &self.core)
             .field("drain", &self.drain)
+            .field("after_stop_set", &self.after_stop.is_some())
+            .field("after_drain_set", &self.after_drain.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -29,6 +29,7 @@ use super::report::ServerReport;
 use super::router::{serve_with_routes, Router};
 use super::running::{is_current, StopHandle};
 use super::server::Server;
+use super::settings::GroupSettings;
 use super::waits;
 use crate::callback::{drop_caught, thread_caught};
 
@@ -181,13 +182,9 @@ impl fmt::Debug for GroupStop {
 /// assert_eq!(report.totals.stats.served, 1);
 /// assert!(report.is_clean()); // nothing leaked on any loop
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoopGroup {
-    addr: SocketAddr,
-    loops: usize,
-    limits: Limits,
-    ladder: Ladder,
-    mode: ListenMode,
+    settings: GroupSettings,
 }
 
 impl Default for LoopGroup {
@@ -200,43 +197,45 @@ impl LoopGroup {
     /// One loop on `127.0.0.1:0` (a free port), default limits and ladder, `SO_REUSEPORT`.
     pub fn new() -> Self {
         LoopGroup {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            loops: 1,
-            limits: Limits::default(),
-            ladder: Ladder::default(),
-            mode: ListenMode::ReusePort,
+            settings: GroupSettings::initial(),
         }
     }
 
     /// The address every loop listens on.
     pub fn addr(mut self, addr: SocketAddr) -> Self {
-        self.addr = addr;
+        self.settings.addr = addr;
         self
     }
 
     /// How many loops (threads); one per core is the usual choice. Zero, or more than 1,024
     /// (more threads than any machine has cores: a mistake), is an error at spawn.
     pub fn loops(mut self, count: usize) -> Self {
-        self.loops = count;
+        self.settings.loops = count;
         self
     }
 
     /// The limits of every loop (the ladder's drain timeout and idle linger override theirs).
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.settings.limits = limits;
         self
     }
 
     /// The stop ladder.
     pub fn ladder(mut self, ladder: Ladder) -> Self {
-        self.ladder = ladder;
+        self.settings.ladder = ladder;
         self
     }
 
     /// How the loops share the port.
     pub fn listen_mode(mut self, mode: ListenMode) -> Self {
-        self.mode = mode;
+        self.settings.listen_mode = mode;
         self
+    }
+
+    /// What this group has been given, read back: each setter's value under the setter's
+    /// name (`.loops(n)` reads back as `.settings().loops()`; see [`GroupSettings`]).
+    pub fn settings(&self) -> &GroupSettings {
+        &self.settings
     }
 
     /// Binds the port and starts every loop on its own thread. `accounting` is called once per
@@ -255,10 +254,17 @@ impl LoopGroup {
         F: Fn(usize) -> A + Send + Sync + 'static,
         R: Fn(&mut Router<'_>) + Send + Sync + 'static,
     {
-        self.ladder
+        let GroupSettings {
+            addr,
+            loops,
+            limits,
+            ladder,
+            listen_mode,
+        } = self.settings;
+        ladder
             .validate()
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        if self.loops > MAX_LOOPS {
+        if loops > MAX_LOOPS {
             // Checked before anything is sized by it: a huge count would overflow (or exhaust)
             // the allocation of one listener and one thread per loop.
             return Err(io::Error::new(
@@ -266,16 +272,15 @@ impl LoopGroup {
                 "a loop group has at most 1,024 loops",
             ));
         }
-        let listeners = listener::bind(self.addr, self.loops, self.mode)?;
+        let listeners = listener::bind(addr, loops, listen_mode)?;
         let addr = listeners[0].local_addr()?;
-        let shared = Arc::new(GroupShared::new(self.loops));
+        let shared = Arc::new(GroupShared::new(loops));
         let (accounting, routes) = (Arc::new(accounting), Arc::new(routes));
-        let limits = self
-            .limits
-            .with_drain_timeout(self.ladder.drain_timeout())
-            .with_stop_linger(self.ladder.idle_linger());
+        let limits = limits
+            .with_drain_timeout(ladder.drain_timeout())
+            .with_stop_linger(ladder.idle_linger());
         let (ready, ready_rx) = mpsc::channel();
-        let mut threads = Vec::with_capacity(self.loops);
+        let mut threads = Vec::with_capacity(loops);
         let mut failure = None;
         for (index, listener) in listeners.into_iter().enumerate() {
             let start = LoopStart {
@@ -285,7 +290,7 @@ impl LoopGroup {
                 },
                 listener,
                 limits,
-                ladder: self.ladder,
+                ladder,
                 ready: ready.clone(),
             };
             match start.spawn(Arc::clone(&accounting), Arc::clone(&routes)) {

@@ -8,10 +8,10 @@
 //! | piece | what |
 //! |---|---|
 //! | [`Session`], [`Connection`], [`Dispatcher`] | the sans-IO core: bytes in, answers out (fuzzing, tests) |
-//! | [`Server`], [`ServerBuilder`], [`Running`], [`StopHandle`] | the mio loop, on a thread or the current one |
+//! | [`Server`], [`ServerBuilder`], [`Running`], [`StopHandle`] | the mio loop, on a thread or the current one; [`ServerSettings`] reads back what a builder was given |
 //! | [`Accounting`]: [`Guarded`], [`Unaccounted`] | admission through reqguard, or (benchmark baseline only) none |
 //! | [`Router`], [`Routes`], [`Handler`], [`Request`], [`Response`], [`Reply`] | routes and handlers; [`demo_routes`] |
-//! | [`LoopGroup`], [`GroupHandle`], [`GroupStop`], [`Ladder`], [`GroupReport`] | one loop per core on one port, and the stop ladder (unready, drain, abort, force) |
+//! | [`LoopGroup`], [`GroupHandle`], [`GroupStop`], [`Ladder`], [`GroupReport`] | one loop per core on one port, and the stop ladder (unready, drain, abort, force); [`GroupSettings`] reads back what a group was given |
 //! | [`Limits`], [`ServerReport`], [`Stats`] | knobs and figures |
 //! | [`ChunkedDecoder`] | incremental chunked body decoding, for a loop of your own |
 //!
@@ -57,6 +57,7 @@ mod running;
 mod scan;
 mod server;
 mod session;
+mod settings;
 mod signals;
 mod timer;
 mod uri;
@@ -89,6 +90,7 @@ pub use routes::{demo_routes, MAX_DELAY_MS};
 pub use running::{Running, ServerBuilder, StopHandle};
 pub use server::Server;
 pub use session::Session;
+pub use settings::{GroupSettings, ServerSettings};
 #[cfg(feature = "hyper")]
 pub(crate) use waits::begin as begin_wait;
 #[cfg(feature = "hyper")]

@@ -679,6 +679,11 @@ impl<'r> Router<'r> {
     /// path, `405` for a known path with another method (see [`allow`](Router::allow)), `501`
     /// for a method the server does not know. `HEAD` finds the `GET` route unless the path has
     /// a `HEAD` route of its own.
+    ///
+    /// # Errors
+    ///
+    /// The status to answer with when no route serves the request: `404`, `405` or `501`, as
+    /// above.
     pub fn find(&self, method: &str, path: &str) -> Result<&'r Route, u16> {
         let method = method.as_bytes();
         self.find_bytes(method, method_key(method), path.as_bytes())

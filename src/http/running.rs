@@ -17,6 +17,7 @@ use super::limits::{Limits, MAX_TIMEOUT};
 use super::report::ServerReport;
 use super::router::{serve_with_routes, Router};
 use super::server::{unserved, Server};
+use super::settings::ServerSettings;
 use super::waits;
 use crate::callback::{call_caught, panic_error, thread_caught};
 
@@ -221,11 +222,9 @@ impl fmt::Debug for StopHandle {
 /// let report = running.stop().unwrap();
 /// assert_eq!((report.stats.served, report.leaked), (1, 0));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerBuilder {
-    addr: SocketAddr,
-    limits: Limits,
-    signals: bool,
+    settings: ServerSettings,
 }
 
 impl Default for ServerBuilder {
@@ -238,28 +237,32 @@ impl ServerBuilder {
     /// Listens on `127.0.0.1:0` (a free port) with default limits, no signal handling.
     pub fn new() -> Self {
         ServerBuilder {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            limits: Limits::default(),
-            signals: false,
+            settings: ServerSettings::initial(),
         }
     }
 
     /// The address to listen on.
     pub fn addr(mut self, addr: SocketAddr) -> Self {
-        self.addr = addr;
+        self.settings.addr = addr;
         self
     }
 
     /// The limits and timeouts.
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.settings.limits = limits;
         self
     }
 
     /// Whether SIGINT and SIGTERM stop the server (see [`Server::handle_signals`]).
     pub fn handle_signals(mut self, on: bool) -> Self {
-        self.signals = on;
+        self.settings.handle_signals = on;
         self
+    }
+
+    /// What this builder has been given, read back: each setter's value under the setter's
+    /// name (`.limits(l)` reads back as `.settings().limits()`; see [`ServerSettings`]).
+    pub fn settings(&self) -> &ServerSettings {
+        &self.settings
     }
 
     /// Runs the server on a new thread. `accounting` and `routes` run on that thread, so the
@@ -330,8 +333,13 @@ impl ServerBuilder {
         accounting: A,
         ready: impl FnOnce(SocketAddr, StopHandle),
     ) -> io::Result<ServerReport> {
-        let mut server = Server::bind(self.addr, router, accounting, self.limits)?;
-        if self.signals {
+        let ServerSettings {
+            addr,
+            limits,
+            handle_signals,
+        } = self.settings;
+        let mut server = Server::bind(addr, router, accounting, limits)?;
+        if handle_signals {
             if let Err(err) = server.handle_signals() {
                 return Err(unserved(server, err));
             }

@@ -18,6 +18,7 @@ use super::handler::{EnterScope, Handler};
 use super::report::HyperReport;
 use super::room::Room;
 use super::server::{current_thread_runtime, GroupLinger, HyperServer};
+use super::settings::HyperGroupSettings;
 use crate::callback::{drop_caught, thread_caught};
 use crate::http::{awaited_by, begin_wait, Awaited, ListenMode};
 use crate::pool::Recycle;
@@ -45,20 +46,16 @@ use crate::wrapper::Engine;
 /// let report = group.wait().unwrap();
 /// assert_eq!((report.loops.len(), report.is_clean()), (2, true));
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HyperGroup {
-    addr: SocketAddr,
-    loops: usize,
-    mode: ListenMode,
+    settings: HyperGroupSettings,
 }
 
 impl Default for HyperGroup {
     /// One loop on `127.0.0.1:0` (a free port), `SO_REUSEPORT` mode.
     fn default() -> Self {
         HyperGroup {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            loops: 1,
-            mode: ListenMode::ReusePort,
+            settings: HyperGroupSettings::initial(),
         }
     }
 }
@@ -98,21 +95,27 @@ impl HyperGroup {
 
     /// Where to listen.
     pub fn addr(mut self, addr: SocketAddr) -> Self {
-        self.addr = addr;
+        self.settings.addr = addr;
         self
     }
 
     /// How many loops (threads): 1 to 1,024 (any other count is `InvalidInput` at
     /// [`spawn`](HyperGroup::spawn)).
     pub fn loops(mut self, loops: usize) -> Self {
-        self.loops = loops;
+        self.settings.loops = loops;
         self
     }
 
     /// How the loops share the port.
     pub fn listen_mode(mut self, mode: ListenMode) -> Self {
-        self.mode = mode;
+        self.settings.listen_mode = mode;
         self
+    }
+
+    /// What this group has been given, read back: each setter's value under the setter's
+    /// name (`.loops(n)` reads back as `.settings().loops()`; see [`HyperGroupSettings`]).
+    pub fn settings(&self) -> &HyperGroupSettings {
+        &self.settings
     }
 
     /// Binds the port and starts every loop: loop `i` runs the server `make(i)` builds on its
@@ -132,21 +135,26 @@ impl HyperGroup {
         H: Handler<E, C>,
         S: EnterScope<E>,
     {
-        let listeners = crate::http::bind_listeners(self.addr, self.loops, self.mode)?;
+        let HyperGroupSettings {
+            addr,
+            loops,
+            listen_mode,
+        } = self.settings;
+        let listeners = crate::http::bind_listeners(addr, loops, listen_mode)?;
         let addr = listeners[0].local_addr()?;
         let shared = Arc::new(Shared {
             phase: watch::Sender::new(Phase::Running),
             drained: watch::Sender::new(0),
-            loops: self.loops,
+            loops,
         });
         let make = Arc::new(make);
         let (ready_tx, ready) = mpsc::channel();
         let mut handle = HyperGroupHandle {
             addr,
             stop: HyperGroupStop(Arc::clone(&shared)),
-            threads: Vec::with_capacity(self.loops),
+            threads: Vec::with_capacity(loops),
         };
-        let rooms = Room::for_group(self.loops);
+        let rooms = Room::for_group(loops);
         let spawner = thread::current().id();
         for ((index, listener), room) in listeners.into_iter().enumerate().zip(rooms) {
             let (shared, make, ready) = (Arc::clone(&shared), Arc::clone(&make), ready_tx.clone());
@@ -174,7 +182,7 @@ impl HyperGroup {
         drop(ready_tx);
         // Should every loop have ended already, the last `Drop` of the factory is here.
         drop_caught(make);
-        for _ in 0..self.loops {
+        for _ in 0..loops {
             // A loop that ends before it is ready drops its sender without sending.
             if let Err(err) = ready.recv().unwrap_or_else(|_| Err(loop_died())) {
                 handle.stop.stop();
@@ -312,6 +320,12 @@ impl HyperGroupHandle {
     /// The bound address (the port picked when asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many loops run (as the mio stack's
+    /// [`GroupHandle::loops`](crate::http::GroupHandle::loops)).
+    pub fn loops(&self) -> usize {
+        self.stop.0.loops
     }
 
     /// A `Send + Sync + Clone` stop for the group (give it to a signal thread).

@@ -70,6 +70,8 @@ mod report;
 mod room;
 mod server;
 mod service;
+#[cfg(feature = "server")]
+mod settings;
 mod steps;
 mod tally;
 
@@ -84,4 +86,6 @@ pub use report::HyperGroupReport;
 pub use report::HyperReport;
 pub use server::{run, HyperServer, Options, DEFAULT_BUFFER, MIN_BUFFER};
 pub use service::{Dispatch, RequestService};
+#[cfg(feature = "server")]
+pub use settings::HyperGroupSettings;
 pub use tally::HyperStats;

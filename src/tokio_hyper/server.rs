@@ -555,6 +555,33 @@ where
         self
     }
 
+    /// The knobs set with [`options`](HyperServer::options) ([`Options::default`] until then),
+    /// read back: the setter takes the plain name, so the getter is this view, as the builders'
+    /// `settings()` (`LoopGroup`, `HyperGroup`, `ServerBuilder`).
+    ///
+    /// # Examples
+    ///
+    /// Change one knob of a server made elsewhere, keep the rest:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqguard::engines::Heap;
+    /// use reqguard::tokio_hyper::{demo_routes, HyperServer, Options};
+    /// use reqguard::{Config, ServerCore};
+    ///
+    /// let heap = Heap::new();
+    /// let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+    /// let server = HyperServer::new(core, demo_routes())
+    ///     .options(Options::default().with_max_connections(64));
+    /// let options = server.settings().with_drain_timeout(Duration::from_secs(2));
+    /// let server = server.options(options);
+    /// assert_eq!(server.settings().max_connections(), 64);
+    /// assert_eq!(server.settings().drain_timeout(), Duration::from_secs(2));
+    /// ```
+    pub fn settings(&self) -> &Options {
+        &self.options
+    }
+
     /// Runs `hook` right after [`ServerCore::stop`] (collect the wrapper there for the PR's
     /// scenario), after any hook set before. A hook that panics is caught: the others run and
     /// the stop goes on. If `serve`'s future is dropped before its stop (which stops the
@@ -643,6 +670,11 @@ where
     /// that resolves before `stop` (or with a `stop` that never does) stops the server too,
     /// straight to the force-close (admission closes, the [`after_stop`] hooks run), as
     /// `HyperGroupStop::force` does.
+    ///
+    /// # Panics
+    ///
+    /// As [`serve`](HyperServer::serve): at once with options that cannot serve, and outside a
+    /// `LocalSet` at the first connection accepted.
     ///
     /// [`after_stop`]: HyperServer::after_stop
     pub fn serve_with_force(
@@ -1619,6 +1651,8 @@ impl<E: Engine, C: Recycle, H, S> fmt::Debug for HyperServer<E, C, H, S> {
         f.debug_struct("HyperServer")
             .field("core", &self.core)
             .field("options", &self.options)
+            .field("after_stop_hooks", &self.after_stop.0.len())
+            .field("after_drain_hooks", &self.after_drain.0.len())
             .finish_non_exhaustive()
     }
 }
