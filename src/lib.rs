@@ -260,6 +260,22 @@ pub use crate::wrapper::{DowngradePolicy, Engine, Live, WrapperCell};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctest;
 
+/// docs/server.md's examples, compiled and run as doctests so they stay true.
+#[cfg(all(doctest, feature = "server", feature = "quickjs"))]
+#[doc = include_str!("../docs/server.md")]
+pub struct ServerMdDoctest;
+
+/// docs/hyper.md's examples, compiled and run as doctests so they stay true.
+#[cfg(all(doctest, feature = "hyper"))]
+#[doc = include_str!("../docs/hyper.md")]
+pub struct HyperMdDoctest;
+
+/// docs/engines.md's examples (the QuickJS adapter's; the v8 and Boa sketches are marked
+/// `ignore`), compiled and run as doctests so they stay true.
+#[cfg(all(doctest, feature = "quickjs"))]
+#[doc = include_str!("../docs/engines.md")]
+pub struct EnginesMdDoctest;
+
 mod assertions {
     //! Auto-trait and size facts the guarantees rest on.
     use super::engines::Embedded;
