@@ -50,6 +50,8 @@ fn on_request(
 fn main() {
     let rt = Runtime::new().expect("runtime");
     rt.set_gc_threshold(usize::MAX); // the cycle dies at the run_gc below, not before
+                                     // Once per runtime: the adapter keeps the engine's own `WeakRef`, whatever scripts do.
+    reqguard::engines::quickjs::prepare(&rt).expect("prepared");
     let context = Context::full(&rt).expect("context");
     let core = context.with(|ctx| {
         let server: Object<'_> = ctx.eval(SERVER_JS).expect("server object");
@@ -58,6 +60,7 @@ fn main() {
             server,
             Config::default().with_downgrade(DowngradePolicy::OnStop),
         )
+        .expect("core")
     });
 
     let in_flight = context.with(|ctx| {

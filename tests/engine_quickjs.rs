@@ -23,6 +23,7 @@ use rquickjs::{Context, Ctx, Function, Object, Persistent, Runtime};
 fn runtime() -> (Runtime, Context) {
     let rt = Runtime::new().expect("runtime");
     rt.set_gc_threshold(usize::MAX);
+    reqguard::engines::quickjs::prepare(&rt).expect("prepared");
     let context = Context::full(&rt).expect("context");
     (rt, context)
 }
@@ -46,6 +47,7 @@ fn core_in(context: &Context, cyclic: bool, policy: DowngradePolicy) -> ServerCo
             server_object(&ctx, cyclic),
             Config::default().with_downgrade(policy),
         )
+        .expect("core")
     })
 }
 
@@ -313,6 +315,7 @@ fn a_wrapper_js_still_references_survives_run_gc() {
             server,
             Config::default().with_downgrade(DowngradePolicy::OnStop),
         )
+        .expect("core")
     });
     let _drain = core.stop();
     rt.run_gc();

@@ -44,6 +44,7 @@ fn spawn(
     let accounting = move || {
         let rt = Runtime::new().expect("runtime");
         rt.set_gc_threshold(usize::MAX); // cycles die at the named run_gc only
+        reqguard::engines::quickjs::prepare(&rt).expect("prepared");
         let context = Context::full(&rt).expect("context");
         let core = context.with(|ctx| {
             let report = Function::new(ctx.clone(), move |held: String| {
@@ -63,6 +64,7 @@ fn spawn(
                 )
                 .expect("server object");
             ServerCore::quickjs(&context, server, Config::default().with_downgrade(policy))
+                .expect("core")
         });
         let guarded = Guarded::new(core, context.clone());
         if collect_on_stop {

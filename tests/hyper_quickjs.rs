@@ -46,6 +46,7 @@ fn spawn(
     thread::spawn(move || {
         let rt = Runtime::new().expect("runtime");
         rt.set_gc_threshold(usize::MAX); // the cycle dies at the named run_gc only
+        reqguard::engines::quickjs::prepare(&rt).expect("prepared");
         let context = Context::full(&rt).expect("context");
         let core = context.with(|ctx| {
             let report = Function::new(ctx.clone(), move |held: String| {
@@ -55,7 +56,7 @@ fn spawn(
             ctx.globals().set("report", report).expect("global");
             let server: Object<'_> = ctx.eval(SERVER_JS).expect("server object");
             let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
-            ServerCore::quickjs(&context, server, config)
+            ServerCore::quickjs(&context, server, config).expect("core")
         });
         let js = context.clone();
         // The embedder's handler: calls the JS `fetch` with the wrapper as `this`.

@@ -1325,10 +1325,12 @@ mod hyper_quickjs_dropped_serve {
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async {
                 let rt = Runtime::new().unwrap();
+                reqguard::engines::quickjs::prepare(&rt).unwrap();
                 let context = Context::full(&rt).unwrap();
                 let core = context.with(|ctx| {
                     let server: Object<'_> = ctx.eval("({ name: 'server' })").unwrap();
                     ServerCore::quickjs(&context, server, Config::default().with_downgrade(policy))
+                        .unwrap()
                 });
                 let server =
                     HyperServer::<QuickJs, (), _, _>::with_scope(core, hang, context.clone());

@@ -20,6 +20,7 @@ const CHILD: &str = "PROBE_QJS_CHILD";
 
 fn runtime() -> (Runtime, Context) {
     let rt = Runtime::new().expect("runtime");
+    reqguard::engines::quickjs::prepare(&rt).expect("prepared");
     let context = Context::full(&rt).expect("context");
     (rt, context)
 }
@@ -27,7 +28,7 @@ fn runtime() -> (Runtime, Context) {
 fn core_and_bundle(context: &Context) -> (ServerCore<QuickJs>, Admitted<(), ()>) {
     context.with(|ctx| {
         let server: Object<'_> = ctx.eval("({ served: 0 })").expect("object");
-        let core = ServerCore::quickjs(context, server, Config::default());
+        let core = ServerCore::quickjs(context, server, Config::default()).expect("core");
         let bundle = core
             .upgrade_in(&mut ctx.clone())
             .expect("strong")

@@ -3,6 +3,19 @@
 //! rquickjs gives Rust no native weak reference, so the adapter holds a JS `WeakRef` to the
 //! wrapper in a [`Persistent`], and upgrades by calling the intrinsic `WeakRef.prototype.deref`.
 //!
+//! # Preparing the runtime
+//!
+//! Call [`prepare`] once per [`Runtime`], outside `Context::with`, before making a server core
+//! in it. It keeps the engine's own `WeakRef` constructor and `WeakRef.prototype.deref`, taken
+//! from a context of the adapter's own in that runtime (a realm with its own globals, which no
+//! script ever sees), so what scripts do to their globals (`delete globalThis.WeakRef`, a
+//! subclass whose `deref` returns a decoy, a replaced `WeakRef.prototype.deref`, a getter or a
+//! `Proxy` in its place) changes nothing: the wrapper's `WeakRef` is the engine's, and an
+//! upgrade after the wrapper was freed fails. [`ServerCore::quickjs`] in a runtime not prepared
+//! returns [`SetupError::Unprepared`]; it never takes `WeakRef` from the scripts' globals
+//! (before round 29 it did: QA embed28-2). A context without the `WeakRef` intrinsic
+//! (`Context::base`) can hold a wrapper too, since the adapter's own context has it.
+//!
 //! # Lifetimes
 //!
 //! QuickJS frees an object the moment its reference count reaches zero; objects in a cycle wait
@@ -46,12 +59,14 @@
 //! use rquickjs::{Context, Object, Runtime};
 //!
 //! let rt = Runtime::new().unwrap();
+//! reqguard::engines::quickjs::prepare(&rt).unwrap(); // once per runtime, outside `with`
 //! let context = Context::full(&rt).unwrap();
 //! let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 //! let core = context.with(|ctx| {
 //!     let server: Object = ctx.eval("({ port: 8080 })").unwrap();
 //!     ServerCore::quickjs(&context, server, config)
-//! });
+//! })
+//! .unwrap();
 //!
 //! // A request callback: upgrade in a scope, answer 503 if the wrapper is gone.
 //! let on_request = |core: &ServerCore<QuickJs>| -> Result<i32, Refusal> {
@@ -74,12 +89,14 @@
 //! ```
 
 use std::fmt;
+use std::ops::Range;
 
+use rquickjs::context::intrinsic;
 use rquickjs::function::{Constructor, This};
 use rquickjs::{Context, Ctx, Error, Function, Object, Persistent, Runtime, Value};
 
 use crate::pool::Recycle;
-use crate::wrapper::{Engine, Live};
+use crate::wrapper::{Engine, Live, WrapperCell};
 use crate::{Config, ServerCore};
 
 /// The QuickJS engine (marker type): the wrapper is a JS object in an rquickjs runtime.
@@ -107,20 +124,22 @@ impl Engine for QuickJs {
     /// A clone is `JS_DupValue` and a `Runtime` clone: no code of the embedder's runs.
     const STRONG_CLONE_MAY_REENTER: bool = false;
 
-    /// Makes a JS `WeakRef` to the wrapper; it keeps the wrapper's runtime alive too.
+    /// Makes a JS `WeakRef` to the wrapper with the engine's own `WeakRef` (kept by
+    /// [`prepare`]); it keeps the wrapper's runtime alive too. Only [`ServerCore::new`] calls
+    /// it; [`ServerCore::quickjs`] makes the `WeakRef` itself and returns an error instead.
     ///
     /// # Panics
     ///
-    /// If the context's global `WeakRef` is not a constructor: it has no `WeakRef` intrinsic
-    /// (`Context::full` has it; a `Context::custom` needs `intrinsic::WeakRef`), or a script
-    /// deleted or replaced the global (QA embed28-2); or if `strong` belongs to another
-    /// runtime.
+    /// If the runtime was not [prepared](prepare), if `strong` belongs to another runtime, or
+    /// if QuickJS fails making the `WeakRef` (out of memory).
     fn downgrade(ctx: &mut Ctx<'_>, strong: &JsStrong) -> JsWeakRef {
         let target = strong
             .restore(ctx)
             .expect("the wrapper belongs to the runtime of the scope it is downgraded in");
-        JsWeakRef::in_runtime(strong.runtime.clone(), ctx, &target)
-            .expect("the context has the WeakRef intrinsic")
+        match JsWeakRef::in_runtime(strong.runtime.clone(), ctx, &target) {
+            Ok(weak) => weak,
+            Err(error) => panic!("downgrading a QuickJS wrapper: {error}"),
+        }
     }
 
     /// `weakRef.deref()`: a new strong reference, or `None` once QuickJS has freed the wrapper.
@@ -146,6 +165,80 @@ impl Engine for QuickJs {
             }
         }
     }
+}
+
+/// Prepares `runtime` for server cores: keeps the engine's own `WeakRef` constructor and
+/// `WeakRef.prototype.deref` in the runtime, for every [`JsWeakRef`] made in it.
+///
+/// Both are taken from a context the adapter makes for this alone (`Context::custom` with the
+/// `WeakRef` intrinsic), whose globals no script ever sees: so it may be called before or after
+/// scripts ran in the runtime's other contexts, and nothing they did or do to `WeakRef` changes
+/// what the adapter uses. That context lives as long as the runtime (a few hundred bytes:
+/// base objects and `WeakRef`). Calling it again does nothing.
+///
+/// Call it once, after `Runtime::new` and outside any `Context::with` of this runtime (like
+/// `Runtime::run_gc`, it takes the runtime's lock: rquickjs panics inside `with`).
+///
+/// # Errors
+///
+/// [`Error::Allocation`] if QuickJS cannot make the context (out of memory), or the error
+/// reading the two functions from it.
+///
+/// # Examples
+///
+/// A script that replaced `WeakRef` does not fool the adapter: once the wrapper is freed, the
+/// upgrade fails.
+///
+/// ```
+/// use reqguard::{Config, DowngradePolicy, ServerCore};
+/// use rquickjs::{Context, Object, Runtime};
+///
+/// let rt = Runtime::new().unwrap();
+/// let context = Context::full(&rt).unwrap();
+/// let _: () = context.with(|ctx| {
+///     ctx.eval("const decoy = {}; globalThis.WeakRef = class extends WeakRef { deref() { return decoy } }")
+/// }).unwrap();
+/// reqguard::engines::quickjs::prepare(&rt).unwrap(); // after the script: still the engine's own
+/// let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+/// let core = context.with(|ctx| {
+///     let server: Object = ctx.eval("({})").unwrap();
+///     ServerCore::quickjs(&context, server, config)
+/// })
+/// .unwrap();
+/// drop(core.stop()); // the last reference goes: QuickJS frees the wrapper
+/// context.with(|ctx| assert!(core.upgrade_in(&mut ctx.clone()).is_none()));
+/// ```
+pub fn prepare(runtime: &Runtime) -> rquickjs::Result<()> {
+    let own = Context::custom::<intrinsic::WeakRef>(runtime)?;
+    own.with(|ctx| {
+        if ctx.userdata::<Intrinsics<'_>>().is_some() {
+            return Ok(());
+        }
+        let ctor: Function<'_> = ctx.globals().get("WeakRef")?;
+        let prototype: Object<'_> = ctor.get("prototype")?;
+        let deref: Function<'_> = prototype.get("deref")?;
+        // Fails only while a guard of the userdata is held, which needs a `with`: not here.
+        ctx.store_userdata::<Intrinsics<'_>>(ctor..deref)
+            .map_err(|_| Error::Unknown)?;
+        Ok(())
+    })
+    // `own` goes, but its QuickJS context lives on: the kept functions hold it.
+}
+
+/// The engine's `WeakRef` constructor (`start`) and `WeakRef.prototype.deref` (`end`), kept in
+/// the runtime's userdata by [`prepare`].
+///
+/// A `Range` because rquickjs keys userdata by type and implements its `JsLifetime` (an
+/// `unsafe` trait) for its own and the standard types only: a type of this crate would need an
+/// `unsafe impl`, which the crate does not allow. No other code plausibly keeps a
+/// `Range<Function>` in a runtime.
+type Intrinsics<'js> = Range<Function<'js>>;
+
+/// The engine's `WeakRef` constructor and `deref`, if the runtime of `ctx` was prepared.
+fn intrinsics<'js>(ctx: &Ctx<'js>) -> Option<(Constructor<'js>, Function<'js>)> {
+    let kept = ctx.userdata::<Intrinsics<'js>>()?;
+    let ctor = kept.start.clone().into_value().into_constructor()?;
+    Some((ctor, kept.end.clone()))
 }
 
 /// Whether `object` is a value of `context` (same QuickJS context, so the same runtime).
@@ -228,13 +321,11 @@ impl fmt::Debug for JsStrong {
 /// A weak handle to a QuickJS object: a JS `WeakRef` held in a [`Persistent`], and a clone of
 /// its [`Runtime`].
 ///
-/// The `WeakRef` itself is held strongly (it is small); the object it points at is not. The
-/// `deref` method is captured when the handle is made, so a script that later replaces
-/// `WeakRef.prototype.deref` cannot make upgrades lie. (A script that replaced the global
-/// `WeakRef` before the handle was made can: a subclass whose `deref` returns another object
-/// makes an upgrade after the wrapper was freed succeed, with that object as `this`; one
-/// that deleted it makes the core's construction panic (QA embed28-2). Make the server core
-/// before running user code.)
+/// The `WeakRef` itself is held strongly (it is small); the object it points at is not. It is
+/// made with the engine's own `WeakRef` constructor and upgraded with the engine's own
+/// `WeakRef.prototype.deref`, both kept by [`prepare`] from the adapter's own context: no
+/// script can reach either, so nothing a script does to its globals, before or after, makes an
+/// upgrade lie (QA embed28-2).
 ///
 /// Like [`JsStrong`], it keeps its runtime alive and drops its `Persistent`s first, so any drop
 /// order is safe. Cloning it clones the handle, not the `WeakRef`.
@@ -247,23 +338,26 @@ pub struct JsWeakRef {
 }
 
 impl JsWeakRef {
-    /// `new WeakRef(target)`, using the context's `WeakRef` constructor; `target` is a value of
-    /// `context`, whose runtime the handle keeps alive.
+    /// A `WeakRef` to `target`, made with the engine's own `WeakRef` (whatever scripts did to
+    /// the global); `target` is a value of `context`, whose runtime the handle keeps alive.
     ///
     /// # Errors
     ///
-    /// [`Error::UnrelatedRuntime`] if `target` is not a value of `context`; an error if the
-    /// context has no `WeakRef` global, or it is not a constructor.
+    /// [`SetupError::UnrelatedContext`] if `target` is not a value of `context`;
+    /// [`SetupError::Unprepared`] if its runtime was not [prepared](prepare);
+    /// [`SetupError::Engine`] if QuickJS fails making it (out of memory).
     ///
     /// # Examples
     ///
     /// ```
-    /// use reqguard::engines::quickjs::JsWeakRef;
+    /// use reqguard::engines::quickjs::{prepare, JsWeakRef};
     /// use rquickjs::{Context, Object, Runtime};
     ///
     /// let rt = Runtime::new().unwrap();
+    /// prepare(&rt).unwrap();
     /// let context = Context::full(&rt).unwrap();
     /// context.with(|ctx| {
+    ///     let _: () = ctx.eval("delete globalThis.WeakRef").unwrap(); // changes nothing
     ///     let target: Object = ctx.eval("({})").unwrap();
     ///     let weak = JsWeakRef::new(&context, &target).unwrap();
     ///     assert!(weak.upgrade(&ctx).unwrap().is_some());
@@ -271,9 +365,9 @@ impl JsWeakRef {
     ///     assert!(weak.upgrade(&ctx).unwrap().is_none());
     /// });
     /// ```
-    pub fn new(context: &Context, target: &Object<'_>) -> rquickjs::Result<JsWeakRef> {
+    pub fn new(context: &Context, target: &Object<'_>) -> Result<JsWeakRef, SetupError> {
         if !belongs_to(context, target) {
-            return Err(Error::UnrelatedRuntime);
+            return Err(SetupError::UnrelatedContext);
         }
         JsWeakRef::in_runtime(context.runtime().clone(), target.ctx(), target)
     }
@@ -283,10 +377,15 @@ impl JsWeakRef {
         runtime: Runtime,
         ctx: &Ctx<'js>,
         target: &Object<'js>,
-    ) -> rquickjs::Result<JsWeakRef> {
-        let ctor: Constructor<'js> = ctx.globals().get("WeakRef")?;
-        let weak_ref: Object<'js> = ctor.construct((target.clone(),))?;
-        let deref: Function<'js> = weak_ref.get("deref")?;
+    ) -> Result<JsWeakRef, SetupError> {
+        let (ctor, deref) = intrinsics(ctx).ok_or(SetupError::Unprepared)?;
+        let weak_ref: Object<'js> = match ctor.construct((target.clone(),)) {
+            Ok(weak_ref) => weak_ref,
+            Err(error) => {
+                drop(ctx.catch()); // an exception, if any, is QuickJS's own (out of memory)
+                return Err(SetupError::Engine(error));
+            }
+        };
         Ok(JsWeakRef {
             weak_ref: Persistent::save(ctx, weak_ref),
             deref: Persistent::save(ctx, deref),
@@ -315,6 +414,44 @@ impl JsWeakRef {
     }
 }
 
+/// Why [`ServerCore::quickjs`] or [`JsWeakRef::new`] made nothing.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The runtime was not [prepared](prepare): the adapter has no `WeakRef` of the engine's
+    /// own, and does not take the one scripts may have replaced.
+    Unprepared,
+    /// The object is not a value of the context given with it (obtained inside that context's
+    /// `with`).
+    UnrelatedContext,
+    /// QuickJS failed making the `WeakRef` (out of memory).
+    Engine(Error),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Unprepared => f.write_str(
+                "the QuickJS runtime was not prepared: call \
+                 reqguard::engines::quickjs::prepare(&runtime) once, outside Context::with",
+            ),
+            SetupError::UnrelatedContext => {
+                f.write_str("the object is not a value of the context given with it")
+            }
+            SetupError::Engine(error) => write!(f, "QuickJS failed making a WeakRef: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Engine(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Debug for JsWeakRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsWeakRef").finish_non_exhaustive()
@@ -323,39 +460,54 @@ impl fmt::Debug for JsWeakRef {
 
 impl ServerCore<QuickJs> {
     /// A server core whose wrapper is `wrapper`, a JS object of `context` (obtained inside
-    /// `context.with`), with no per-request context.
+    /// `context.with`), with no per-request context. The runtime must be [prepared](prepare).
     ///
     /// The core and everything minted from it keep `context`'s runtime alive (see the
     /// [module docs](crate::engines::quickjs)), so the embedder may drop its `Runtime` and
-    /// `Context` in any order relative to the core.
+    /// `Context` in any order relative to the core. The wrapper's `WeakRef` is the engine's own
+    /// whatever scripts did to the global `WeakRef` (see [`prepare`]).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `wrapper` is not a value of `context`, or the context has no `WeakRef` intrinsic.
+    /// [`SetupError::Unprepared`] if the runtime was not prepared,
+    /// [`SetupError::UnrelatedContext`] if `wrapper` is not a value of `context`,
+    /// [`SetupError::Engine`] if QuickJS fails making the `WeakRef` (out of memory). Nothing
+    /// panics.
     ///
     /// # Examples
     ///
     /// ```
+    /// use reqguard::engines::quickjs::{prepare, SetupError};
     /// use reqguard::{Config, ServerCore};
     /// use rquickjs::{Context, Object, Runtime};
     ///
     /// let rt = Runtime::new().unwrap();
     /// let context = Context::full(&rt).unwrap();
-    /// context.with(|ctx| {
-    ///     let server: Object = ctx.eval("({})").unwrap();
-    ///     let core = ServerCore::quickjs(&context, server, Config::default());
-    ///     assert!(core.upgrade_in(&mut ctx.clone()).is_some());
-    /// });
+    /// let make = || {
+    ///     context.with(|ctx| {
+    ///         let server: Object = ctx.eval("({})").unwrap();
+    ///         let core = ServerCore::quickjs(&context, server, Config::default())?;
+    ///         assert!(core.upgrade_in(&mut ctx.clone()).is_some());
+    ///         Ok::<_, SetupError>(())
+    ///     })
+    /// };
+    /// assert!(matches!(make(), Err(SetupError::Unprepared)));
+    /// prepare(&rt).unwrap();
+    /// make().unwrap();
     /// ```
-    pub fn quickjs(context: &Context, wrapper: Object<'_>, config: Config) -> Self {
+    pub fn quickjs(
+        context: &Context,
+        wrapper: Object<'_>,
+        config: Config,
+    ) -> Result<Self, SetupError> {
         ServerCore::quickjs_with_context(context, wrapper, config)
     }
 
     /// As [`quickjs`](ServerCore::quickjs), pooling contexts of type `C`.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// As [`quickjs`](ServerCore::quickjs)'s: if `wrapper` is not a value of `context`.
+    /// As [`quickjs`](ServerCore::quickjs).
     ///
     /// # Examples
     ///
@@ -364,10 +516,12 @@ impl ServerCore<QuickJs> {
     /// use rquickjs::{Context, Object, Runtime};
     ///
     /// let rt = Runtime::new().unwrap();
+    /// reqguard::engines::quickjs::prepare(&rt).unwrap();
     /// let context = Context::full(&rt).unwrap();
     /// context.with(|ctx| {
     ///     let server: Object = ctx.eval("({})").unwrap();
-    ///     let core = ServerCore::quickjs_with_context::<Vec<u8>>(&context, server, Config::default());
+    ///     let config = Config::default();
+    ///     let core = ServerCore::quickjs_with_context::<Vec<u8>>(&context, server, config).unwrap();
     ///     let live = core.upgrade_in(&mut ctx.clone()).unwrap();
     ///     assert!(live.context(live.ticket().unwrap()).unwrap().is_empty());
     /// });
@@ -376,11 +530,14 @@ impl ServerCore<QuickJs> {
         context: &Context,
         wrapper: Object<'_>,
         config: Config,
-    ) -> ServerCore<QuickJs, C> {
-        let mut ctx = wrapper.ctx().clone();
-        let strong = JsStrong::new(context, wrapper)
-            .expect("the wrapper is a value of the context given with it (made in its `with`)");
-        ServerCore::new(&mut ctx, strong, config)
+    ) -> Result<ServerCore<QuickJs, C>, SetupError> {
+        // The weak handle first: it is what can fail, and the cell takes it made.
+        let weak = JsWeakRef::new(context, &wrapper)?;
+        let strong = JsStrong::new(context, wrapper).map_err(|_| SetupError::UnrelatedContext)?;
+        Ok(ServerCore::with_cell(
+            WrapperCell::from_handles(strong, weak),
+            config,
+        ))
     }
 }
 
@@ -411,12 +568,14 @@ impl<C: Recycle> Live<'_, QuickJs, C> {
 /// use rquickjs::{Context, Object, Runtime};
 ///
 /// let rt = Runtime::new().unwrap();
+/// reqguard::engines::quickjs::prepare(&rt).unwrap();
 /// let context = Context::full(&rt).unwrap();
 /// let core = context.with(|ctx| {
 ///     let server: Object = ctx.eval("({})").unwrap();
 ///     let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
 ///     ServerCore::quickjs(&context, server, config)
-/// });
+/// })
+/// .unwrap();
 /// let mut guarded = Guarded::new(core, context.clone());
 /// drop(guarded.admit().unwrap());
 /// guarded.stop(std::time::Instant::now()); // drops the last reference: QuickJS frees it
@@ -443,6 +602,7 @@ mod tests {
     #[test]
     fn replacing_deref_after_downgrade_does_not_fool_the_upgrade() {
         let rt = Runtime::new().unwrap();
+        prepare(&rt).unwrap();
         let context = Context::full(&rt).unwrap();
         context.with(|ctx| {
             let target: Object<'_> = ctx.eval("({})").unwrap();
@@ -458,23 +618,29 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "WeakRef intrinsic")]
-    fn a_context_without_weak_ref_cannot_hold_a_wrapper() {
+    fn a_context_without_weak_ref_holds_a_wrapper_once_the_runtime_is_prepared() {
         let rt = Runtime::new().unwrap();
         let context = Context::base(&rt).unwrap();
-        context.with(|ctx| {
-            let server: Object<'_> = Object::new(ctx.clone()).unwrap();
-            ServerCore::quickjs(&context, server, Config::default())
-        });
+        let make = || {
+            context.with(|ctx| {
+                let server: Object<'_> = Object::new(ctx.clone()).unwrap();
+                ServerCore::quickjs(&context, server, Config::default()).map(drop)
+            })
+        };
+        assert!(matches!(make(), Err(SetupError::Unprepared)));
+        prepare(&rt).unwrap();
+        prepare(&rt).unwrap(); // again: nothing changes
+        make().unwrap();
     }
 
     #[test]
     fn once_collected_the_upgrade_keeps_failing() {
         let rt = Runtime::new().unwrap();
+        prepare(&rt).unwrap();
         let context = Context::full(&rt).unwrap();
         let core = context.with(|ctx| {
             let server: Object<'_> = Object::new(ctx.clone()).unwrap();
-            ServerCore::quickjs(&context, server, Config::default())
+            ServerCore::quickjs(&context, server, Config::default()).unwrap()
         });
         let _drain = core.stop(); // OnDrain, nothing out: downgraded now, freed by refcount
         context.with(|ctx| {
@@ -489,6 +655,7 @@ mod tests {
     #[should_panic(expected = "another runtime")]
     fn upgrading_in_another_runtime_panics() {
         let rt = Runtime::new().unwrap();
+        prepare(&rt).unwrap();
         let context = Context::full(&rt).unwrap();
         let other_rt = Runtime::new().unwrap();
         let other = Context::full(&other_rt).unwrap();
@@ -502,6 +669,7 @@ mod tests {
     #[test]
     fn a_wrapper_of_another_context_is_refused() {
         let rt = Runtime::new().unwrap();
+        prepare(&rt).unwrap();
         let context = Context::full(&rt).unwrap();
         let other = Context::full(&rt).unwrap();
         other.with(|ctx| {
@@ -512,22 +680,24 @@ mod tests {
             ));
             assert!(matches!(
                 JsWeakRef::new(&context, &object),
-                Err(Error::UnrelatedRuntime)
+                Err(SetupError::UnrelatedContext)
             ));
             assert!(JsStrong::new(&other, object).is_ok());
         });
     }
 
     #[test]
-    #[should_panic(expected = "a value of the context given with it")]
-    fn a_core_of_a_wrapper_of_another_context_panics() {
+    fn a_core_of_a_wrapper_of_another_context_is_refused() {
         let rt = Runtime::new().unwrap();
+        prepare(&rt).unwrap();
         let context = Context::full(&rt).unwrap();
         let other_rt = Runtime::new().unwrap();
+        prepare(&other_rt).unwrap();
         let other = Context::full(&other_rt).unwrap();
         other.with(|ctx| {
             let server: Object<'_> = ctx.eval("({})").unwrap();
-            ServerCore::quickjs(&context, server, Config::default())
+            let refused = ServerCore::quickjs(&context, server, Config::default());
+            assert!(matches!(refused, Err(SetupError::UnrelatedContext)));
         });
     }
 
@@ -535,11 +705,12 @@ mod tests {
     #[test]
     fn the_runtime_lives_until_the_last_handle_and_no_longer() {
         let rt = Runtime::new().unwrap();
+        prepare(&rt).unwrap(); // what it keeps does not keep the runtime alive
         let freed = rt.weak();
         let context = Context::full(&rt).unwrap();
         let core = context.with(|ctx| {
             let server: Object<'_> = ctx.eval("({ port: 1 })").unwrap();
-            ServerCore::quickjs(&context, server, Config::default())
+            ServerCore::quickjs(&context, server, Config::default()).unwrap()
         });
         drop((rt, context)); // the embedder's handles first: the core keeps the runtime
         let runtime = freed.try_ref().expect("the core keeps the runtime alive");

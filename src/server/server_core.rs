@@ -47,6 +47,12 @@ pub struct ServerCore<E: Engine, C: Recycle = ()> {
 impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// A server core around the wrapper `strong` keeps alive; `scope` makes its weak handle.
     pub fn new(scope: &mut E::Scope<'_>, strong: E::Strong, config: Config) -> Self {
+        ServerCore::with_cell(WrapperCell::new(scope, strong), config)
+    }
+
+    /// A server core around a wrapper cell made by the caller (an adapter that made the weak
+    /// handle itself: [`WrapperCell::from_handles`]).
+    pub(crate) fn with_cell(cell: WrapperCell<E>, config: Config) -> Self {
         let shared = Rc::new(Shared::new(config.pool_capacity()));
         let pool = ContextPool::new(
             Rc::clone(&shared),
@@ -55,7 +61,7 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
         );
         pool.prewarm(config.prewarm());
         ServerCore {
-            wrapper: Rc::new(WrapperCell::new(scope, strong)),
+            wrapper: Rc::new(cell),
             shared,
             pool: Rc::new(pool),
             policy: config.downgrade(),

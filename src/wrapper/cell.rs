@@ -66,8 +66,16 @@ pub struct WrapperCell<E: Engine> {
 
 impl<E: Engine> WrapperCell<E> {
     pub(crate) fn new(scope: &mut E::Scope<'_>, strong: E::Strong) -> Self {
+        let weak = E::downgrade(scope, &strong);
+        WrapperCell::from_handles(strong, weak)
+    }
+
+    /// A cell of a strong handle and a weak handle to the same object, the weak one made by
+    /// the caller: an adapter whose downgrade can fail makes it first and refuses with an
+    /// error, instead of panicking in [`Engine::downgrade`].
+    pub(crate) fn from_handles(strong: E::Strong, weak: E::Weak) -> Self {
         WrapperCell {
-            weak: E::downgrade(scope, &strong),
+            weak,
             strong: RefCell::new(Some(strong)),
             downgrade_due: Cell::new(false),
         }
