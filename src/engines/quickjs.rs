@@ -211,18 +211,28 @@ impl Engine for QuickJs {
 pub fn prepare(runtime: &Runtime) -> rquickjs::Result<()> {
     let own = Context::custom::<intrinsic::WeakRef>(runtime)?;
     own.with(|ctx| {
-        if ctx.userdata::<Intrinsics<'_>>().is_some() {
-            return Ok(());
+        let kept = keep_intrinsics(&ctx);
+        if kept.is_err() {
+            drop(ctx.catch()); // out of memory: no exception left pending in the runtime
         }
-        let ctor: Function<'_> = ctx.globals().get("WeakRef")?;
-        let prototype: Object<'_> = ctor.get("prototype")?;
-        let deref: Function<'_> = prototype.get("deref")?;
-        // Fails only while a guard of the userdata is held, which needs a `with`: not here.
-        ctx.store_userdata::<Intrinsics<'_>>(ctor..deref)
-            .map_err(|_| Error::Unknown)?;
-        Ok(())
+        kept
     })
     // `own` goes, but its QuickJS context lives on: the kept functions hold it.
+}
+
+/// Reads `WeakRef` and its `deref` from `ctx`, the adapter's own context, into the runtime's
+/// userdata, unless an earlier [`prepare`] did.
+fn keep_intrinsics(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    if ctx.userdata::<Intrinsics<'_>>().is_some() {
+        return Ok(());
+    }
+    let ctor: Function<'_> = ctx.globals().get("WeakRef")?;
+    let prototype: Object<'_> = ctor.get("prototype")?;
+    let deref: Function<'_> = prototype.get("deref")?;
+    // Fails only while a guard of the userdata is held, which needs a `with`: not here.
+    ctx.store_userdata::<Intrinsics<'_>>(ctor..deref)
+        .map_err(|_| Error::Unknown)?;
+    Ok(())
 }
 
 /// The engine's `WeakRef` constructor (`start`) and `WeakRef.prototype.deref` (`end`), kept in
