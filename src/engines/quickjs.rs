@@ -41,6 +41,11 @@
 //!   a class instance of that runtime): the core keeps the runtime alive and the runtime keeps
 //!   the core, a cycle that leaks both. Own the core from Rust.
 //!
+//! The weak handle holds the adapter's own context (its `WeakRef` and `deref` are that realm's),
+//! never the context the core was made in: a wrapper kept in that context's globals goes with
+//! it once the embedder drops it and the server lets go (before round 29 the weak handle kept
+//! that realm alive, and with it everything its globals reach: QA embed29-1).
+//!
 //! # Threads
 //!
 //! `Persistent`, `Ctx` and (without rquickjs' `parallel` feature) `Runtime` are `!Send`, like
