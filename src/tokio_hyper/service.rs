@@ -140,7 +140,8 @@ where
         conn.set_http10(request.version() == Version::HTTP_10);
         // Whether hyper may still read a body of this request (`Conn::head_room`).
         conn.head_parsed(!hyper::body::Body::is_end_stream(request.body()));
-        if let Some(refused) = checks::refusal(&request, self.shared.max_head) {
+        let read_within_limit = || !conn.head_overdrawn();
+        if let Some(refused) = checks::refusal(&request, self.shared.max_head, read_within_limit) {
             // The mio server's head limits (414, 431) and the framing and `Host` hyper would
             // trust and the mio server refuses (400): close, nothing taken.
             drop(request);

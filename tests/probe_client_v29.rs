@@ -1,0 +1,83 @@
+//! qa-client29, round 29: what a hostile client sees through `reqguard-demo serve` (the process
+//! a user runs) beyond rounds 8 to 28. Answers are read by the strict client
+//! (tests/util/strict.rs).
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::time::Duration;
+
+use util::serve::{field, Serve};
+use util::strict::StrictClient;
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// The default `max_head` of both stacks (`Limits::max_head`, `Options::max_head`).
+const MAX_HEAD: usize = 8 * 1024;
+
+/// A `GET /` head of exactly `len` bytes: the request line, `host: x`, `fields` small fields
+/// written `name:value` (no whitespace: RFC 9112 §5.1 makes it optional) and a last field
+/// padded to the length, every line ended by `eol` (`\r\n`, or the bare `\n` a server MAY take
+/// for one: RFC 9112 §2.2).
+fn head_of(len: usize, eol: &str, fields: usize) -> Vec<u8> {
+    let mut head = format!("GET / HTTP/1.1{eol}host: x{eol}");
+    for i in 0..fields {
+        head.push_str(&format!("x-{i:02}:v{eol}"));
+    }
+    head.push_str("x-pad:");
+    let end = format!("{eol}{eol}");
+    let pad = len
+        .checked_sub(head.len() + end.len())
+        .expect("a length the fixed parts fit in");
+    head.push_str(&"p".repeat(pad));
+    head.push_str(&end);
+    assert_eq!(head.len(), len);
+    head.into_bytes()
+}
+
+/// QA client29-1. `max_head` is a number of bytes on both stacks (docs/server.md, "Limits";
+/// `Options::with_max_head`): a head of at most that many bytes is served whatever its shape
+/// (bare `LF` line ends, fields without the optional space after the colon), one byte more is
+/// `431` + close. The hyper adapter does not see the head's bytes (hyper gives it parsed) and
+/// estimated its length as if every line ended in `CRLF` and every field read `name: value`,
+/// so it refused such heads of 8,131 to 8,192 bytes `431` where the mio server served them:
+/// an `LF`-only head 4 bytes short of the limit, a `name:value` head with 61 fields 61 bytes
+/// short of it. Each head is sent alone on its connection, as a client sends one request.
+#[test]
+fn a_head_within_max_head_is_served_whatever_its_line_ends_and_separators_on_both_stacks() {
+    let shapes = [("\n", 0), ("\n", 60), ("\r\n", 61)];
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        for (eol, fields) in shapes {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(&head_of(MAX_HEAD, eol, fields));
+            let answer = client.answer("GET");
+            assert_eq!(
+                (answer.status, answer.text(), answer.closes()),
+                (200, "hello", false),
+                "{stack}: a {MAX_HEAD}-byte head, eol {eol:?}, {fields} fields: {answer:?}"
+            );
+            client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+            assert_eq!(
+                client.answer("GET").status,
+                200,
+                "{stack}: the connection serves on"
+            );
+            client.expect_nothing_more(false, Duration::from_millis(100));
+
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(&head_of(MAX_HEAD + 1, eol, fields));
+            let answer = client.answer("GET");
+            assert_eq!(
+                (answer.status, answer.closes()),
+                (431, true),
+                "{stack}: a head one byte past the limit, eol {eol:?}, {fields} fields: {answer:?}"
+            );
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 6.0, "{stack}: {json}");
+        assert_eq!(field(&json, "rejected"), 3.0, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    }
+}
