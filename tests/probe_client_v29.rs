@@ -81,3 +81,70 @@ fn a_head_within_max_head_is_served_whatever_its_line_ends_and_separators_on_bot
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
     }
 }
+
+/// QA client29-2. A request that is malformed (`400`: RFC 9112 §3.2 for its `Host`, §3.2.3 and
+/// §3.2.4 for its target's form) and also names a transfer coding the server does not decode
+/// before `chunked` (`501`, RFC 9112 §6.1's SHOULD) is answered `400` on both stacks: the
+/// mio server judges the head before its coding, and the hyper adapter says it checks "in the
+/// mio server's order" (src/tokio_hyper/checks.rs). It answered the coding's `501` first: to
+/// a request without a `Host`, with two, or with a target in a form its method does not take.
+#[test]
+fn a_malformed_request_with_an_unknown_coding_is_400_on_both_stacks() {
+    const CODING: &str = "transfer-encoding: gzip, chunked\r\n";
+    let cases = [
+        (format!("POST /echo HTTP/1.1\r\n{CODING}\r\n"), 400),
+        (
+            format!("POST /echo HTTP/1.1\r\nhost: x\r\nhost: y\r\n{CODING}\r\n"),
+            400,
+        ),
+        (
+            format!("POST /echo HTTP/1.1\r\nhost: x y\r\n{CODING}\r\n"),
+            400,
+        ),
+        (format!("POST * HTTP/1.1\r\nhost: x\r\n{CODING}\r\n"), 400),
+        (
+            format!("POST x:80 HTTP/1.1\r\nhost: x\r\n{CODING}\r\n"),
+            400,
+        ),
+        (
+            format!("POST ftp://x/ HTTP/1.1\r\nhost: x\r\n{CODING}\r\n"),
+            400,
+        ),
+        (
+            format!("CONNECT /echo HTTP/1.1\r\nhost: x\r\n{CODING}\r\n"),
+            400,
+        ),
+        // Well-formed otherwise: the coding's `501`.
+        (
+            format!("POST /echo HTTP/1.1\r\nhost: x\r\n{CODING}\r\n"),
+            501,
+        ),
+        (
+            format!("POST http://x/echo HTTP/1.1\r\nhost: y\r\n{CODING}\r\n"),
+            501,
+        ),
+    ];
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        for (head, status) in &cases {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(head.as_bytes());
+            let method = head.split(' ').next().unwrap();
+            let answer = client.answer(method);
+            assert_eq!(
+                (answer.status, answer.closes()),
+                (*status, true),
+                "{stack}: {head:?}: {answer:?}"
+            );
+            client.expect_nothing_more(true, Duration::ZERO);
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(
+            field(&json, "rejected"),
+            cases.len() as f64,
+            "{stack}: {json}"
+        );
+        assert_eq!(field(&json, "served"), 0.0, "{stack}: {json}");
+    }
+}

@@ -106,9 +106,19 @@ pub(crate) fn refusal<B>(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ));
     }
-    if let Some(refused) = fields.refusal(request.version()) {
-        return Some(refused);
-    }
+    let unknown_coding = match fields.refusal(request.version()) {
+        Ok(unknown_coding) => unknown_coding,
+        Err(refused) => return Some(refused),
+    };
+    // Every `400` before the coding's `501`, as on mio (QA client29-2: `gzip, chunked` without a
+    // `Host`, with two, or with `GET *` was `501` here and `400` there).
+    target_form_refusal(request).or_else(|| unknown_coding.then_some(Refused::UnknownCoding))
+}
+
+/// A target in no form its method takes, or one naming no valid `http`/`https` host: `400`.
+#[inline(always)]
+fn target_form_refusal<B>(request: &Request<B>) -> Option<Refused> {
+    let uri = request.uri();
     match uri.authority() {
         // An absolute-form (or CONNECT's authority-form) target names its host as the mio
         // server requires: a valid `host[:port]` with a host (RFC 9110 §4.2.1, §4.2.4).
@@ -136,7 +146,7 @@ pub(crate) fn refusal<B>(
         )),
         Some(_) => None,
         // An origin-form target is a path (nearly every request: one byte looked at).
-        None if path.starts_with('/') => None,
+        None if uri.path().starts_with('/') => None,
         None => asterisk_form_refusal(request),
     }
 }
@@ -200,29 +210,31 @@ impl<'h> Fields<'h> {
         fields
     }
 
-    /// Why the request is refused (`400`, or `501` for a coding), or `None`.
+    /// Why the fields make the request a `400`, or whether its codings name one before
+    /// `chunked` not decoded here (its `501`, which waits for the target's `400`s).
     #[inline(always)]
-    fn refusal(&self, version: Version) -> Option<Refused> {
+    fn refusal(&self, version: Version) -> Result<bool, Refused> {
+        let mut unknown_coding = false;
         if let Some(coding) = self.coding {
             // One field whose codings end in `chunked`, as on mio (src/codings.rs); hyper
             // frames by the last coding and would serve `gzip, chunked` undecoded.
             match (codings(coding.as_bytes()), self.codings) {
                 (Codings::Chunked, 1) => {}
-                (Codings::UnknownBeforeChunked, 1) => return Some(Refused::UnknownCoding),
+                (Codings::UnknownBeforeChunked, 1) => unknown_coding = true,
                 _ => {
                     let why = "transfer-encoding other than one list ending in chunked";
-                    return Some(Refused::BadRequest(why));
+                    return Err(Refused::BadRequest(why));
                 }
             }
         }
         let why = match (self.host, self.hosts) {
-            (Some(host), 1) if valid_authority(host.as_bytes()) => return None,
+            (Some(host), 1) if valid_authority(host.as_bytes()) => return Ok(unknown_coding),
             (Some(_), 1) => "invalid host",
             // `Host` is required from HTTP/1.1 on; when sent, it is judged in any version.
-            (None, _) if version != Version::HTTP_11 => return None,
+            (None, _) if version != Version::HTTP_11 => return Ok(unknown_coding),
             _ => "host missing or sent twice",
         };
-        Some(Refused::BadRequest(why))
+        Err(Refused::BadRequest(why))
     }
 }
 
