@@ -42,7 +42,8 @@ fn head_of(len: usize, eol: &str, fields: usize) -> Vec<u8> {
 /// estimated its length as if every line ended in `CRLF` and every field read `name: value`,
 /// so it refused such heads of 8,131 to 8,192 bytes `431` where the mio server served them:
 /// an `LF`-only head 4 bytes short of the limit, a `name:value` head with 61 fields 61 bytes
-/// short of it. Each head is sent alone on its connection, as a client sends one request.
+/// short of it. Each head is sent alone on its connection, as a client sends one request (a
+/// later head of a kept-alive connection is still judged by the estimate on hyper: docs/hyper.md).
 #[test]
 fn a_head_within_max_head_is_served_whatever_its_line_ends_and_separators_on_both_stacks() {
     let shapes = [("\n", 0), ("\n", 60), ("\r\n", 61)];

@@ -74,8 +74,10 @@ pub(crate) fn awaits_continue<B: hyper::body::Body>(request: &Request<B>) -> boo
 /// began (`Conn::head_room`: never fewer than the head) are at most `max_head`: then the head
 /// is within the limit whatever its shape, and the estimate, which a head with bare `LF` line
 /// ends or fields written `name:value` exceeds, is not asked (QA client29-1: such heads of
-/// 8,131 to 8,192 bytes were `431` here and served on mio). Asked only when the estimate is
-/// past the limit: nothing more on the common path.
+/// 8,131 to 8,192 bytes were `431` here and served on mio). The count runs from the accept
+/// and begins again only past the limit, so this holds for a connection's first head sent
+/// alone, not for a later head of a kept-alive connection (docs/hyper.md). Asked only when the
+/// estimate is past the limit: nothing more on the common path.
 #[inline]
 pub(crate) fn refusal<B>(
     request: &Request<B>,
