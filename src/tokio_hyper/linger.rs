@@ -657,6 +657,8 @@ pub(crate) fn linger(
             }
             if crate::unsent::watch(&stream) {
                 tokio::select! {
+                    // First: a turn whose read of the input yields (`drop_some`) reads once.
+                    biased;
                     () = all_sent(&stream) => {}
                     closed = drop_input(&stream, &mut discarded) => {
                         // false: it reset. A reset hyper read first (an idle connection's read
@@ -696,7 +698,6 @@ async fn send_owed(
     bytes: &mut u64,
     discarded: &mut u64,
 ) -> bool {
-    let mut sink = [0u8; 4096];
     let mut input_ended = false;
     while !rest.is_empty() {
         tokio::select! {
@@ -717,12 +718,11 @@ async fn send_owed(
                 if ready.is_err() {
                     return false;
                 }
-                match stream.try_read(&mut sink) {
+                match drop_some(stream, discarded).await {
                     // The client's FIN: it may still read what it is owed.
-                    Ok(0) => input_ended = true,
-                    Ok(n) => *discarded += n as u64,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return false,
+                    Input::Ended => input_ended = true,
+                    Input::Dropped | Input::Empty => {}
+                    Input::Failed => return false,
                 }
             }
         }
@@ -751,7 +751,6 @@ async fn all_sent(stream: &TcpStream) {
 /// socket would reset the connection, its next write would fail, and a client that reads its
 /// answer only once it has sent everything (as `http.client` does) would never read it.
 async fn drop_input_until_quiet(stream: &TcpStream, discarded: &mut u64) {
-    let mut sink = [0u8; 4096];
     let quiet = tokio::time::sleep(LINGER);
     tokio::pin!(quiet);
     while *discarded < LINGER_DISCARD {
@@ -763,14 +762,10 @@ async fn drop_input_until_quiet(stream: &TcpStream, discarded: &mut u64) {
                 }
             }
         }
-        match stream.try_read(&mut sink) {
-            Ok(0) => return,
-            Ok(n) => {
-                *discarded += n as u64;
-                quiet.as_mut().reset(tokio::time::Instant::now() + LINGER);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+        match drop_some(stream, discarded).await {
+            Input::Dropped => quiet.as_mut().reset(tokio::time::Instant::now() + LINGER),
+            Input::Empty => {}
+            Input::Ended | Input::Failed => return,
         }
     }
     quiet.await; // Past the discard bound: reads no more, and waits out the quiet time.
@@ -779,19 +774,64 @@ async fn drop_input_until_quiet(stream: &TcpStream, discarded: &mut u64) {
 /// Reads and drops what the client sends until it closes (true) or the socket fails (false);
 /// past [`LINGER_DISCARD`] bytes, reads no more and never resolves.
 async fn drop_input(stream: &TcpStream, discarded: &mut u64) -> bool {
-    let mut sink = [0u8; 4096];
     while *discarded < LINGER_DISCARD {
         if stream.readable().await.is_err() {
             return false;
         }
-        match stream.try_read(&mut sink) {
-            Ok(0) => return true,
-            Ok(n) => *discarded += n as u64,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
+        match drop_some(stream, discarded).await {
+            Input::Dropped | Input::Empty => {}
+            Input::Ended => return true,
+            Input::Failed => return false,
         }
     }
     std::future::pending().await
+}
+
+/// The most a lingering socket reads in one turn of its task: one read of this many bytes,
+/// as the mio loops read at most their 64 KiB buffer (`READ_BUDGET`) per connection and turn.
+/// Before, it read 4 KiB at a time until the socket was empty (tokio's `readable()` takes
+/// nothing from the task's budget): a client sending as fast as it was read kept one turn
+/// going up to the 16 MiB bound, and at the stop the sockets lingering after their last
+/// answer took the loop from the connections still answering (94% of the loop's CPU in the
+/// lingers' reads with 200 connections pipelining uploads: the answers still being written
+/// came seconds late, and the stop took 115 s at load average 29 where the mio loop's took
+/// 9 s; benches/load/hyper29_stop.py).
+pub(crate) const SINK_LEN: usize = 64 * 1024;
+
+thread_local! {
+    /// Where the loop's lingering sockets drop what they read: one per loop thread (a read
+    /// never waits while it is borrowed), not [`SINK_LEN`] in each lingering task.
+    static SINK: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; SINK_LEN].into_boxed_slice());
+}
+
+/// What a read of a lingering socket found.
+enum Input {
+    /// Bytes, read and dropped.
+    Dropped,
+    /// Nothing yet (the readiness was stale).
+    Empty,
+    /// The client's end of input.
+    Ended,
+    /// The socket failed (a reset).
+    Failed,
+}
+
+/// One read of what the client sends, dropped (counted in `discarded`). Then the task yields
+/// before its next read, so the loop's other tasks (the connections still answering) get
+/// their turn between: one read, at most [`SINK_LEN`] bytes, per turn.
+async fn drop_some(stream: &TcpStream, discarded: &mut u64) -> Input {
+    let read = SINK.with(|sink| stream.try_read(&mut sink.borrow_mut()));
+    match read {
+        Ok(0) => Input::Ended,
+        Ok(n) => {
+            *discarded += n as u64;
+            tokio::task::yield_now().await;
+            Input::Dropped
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Input::Empty,
+        Err(_) => Input::Failed,
+    }
 }
 
 impl AsyncRead for LingeringIo {
@@ -910,5 +950,94 @@ impl AsyncWrite for LingeringIo {
             Some(stream) if !crate::unsent::WATCHABLE => Pin::new(stream).poll_shutdown(cx),
             _ => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Round 29 (hyper29): a socket lingering after its last answer whose client has sent a
+    /// lot (here all that a loopback socket queues) reads at most [`SINK_LEN`] bytes per turn
+    /// of its task: a neighbour task on the same loop, as a connection still answering at the
+    /// stop, sees at most that much leave the socket's receive queue between two of its own
+    /// turns. Before, a lingering socket read 4 KiB at a time until its socket was empty (all
+    /// that was queued, 704 KiB here, in one turn; with a client sending on, up to 16 MiB):
+    /// 200 lingering sockets took 94% of the loop at the stop under pipelined uploads, the
+    /// answers still being written came seconds late, and the stop took 115 s at load
+    /// average 29 where the mio loop's took 9 s
+    /// (`probe_client_v11::sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack`,
+    /// benches/load/hyper29_stop.py).
+    #[test]
+    fn a_lingering_socket_reads_at_most_one_sink_per_turn_of_the_loop() {
+        let runtime = super::super::server::current_thread_runtime().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let (client, server) = loopback_pair();
+            let queued_now = || rustix::io::ioctl_fionread(&server).unwrap();
+            let queued = fill(&client, queued_now);
+            assert!(
+                queued >= 3 * SINK_LEN as u64,
+                "only {queued} bytes queued: too few to tell one read a turn from more"
+            );
+            let stream = server.try_clone().unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let stream = TcpStream::from_std(stream).unwrap();
+            let lingering = Rc::new(Cell::new(0));
+            let task = tokio::task::spawn_local(linger(stream, &lingering, None, None));
+            let (mut left, mut most, mut turns) = (queued, 0, 0);
+            // Until the linger has read everything, or ended (its quiet time ran out: a
+            // loaded machine's pause), or a bound far past the turns it needs.
+            while left > 0 && !task.is_finished() && turns < 100_000 {
+                tokio::task::yield_now().await;
+                let now = queued_now();
+                most = most.max(left.saturating_sub(now));
+                left = now;
+                turns += 1;
+            }
+            assert!(most > 0, "the linger read nothing in {turns} turns");
+            assert!(
+                most <= SINK_LEN as u64,
+                "{most} bytes read in one turn ({queued} queued, {left} left after {turns} turns)"
+            );
+            drop(client);
+        });
+    }
+
+    /// A connected pair on loopback, the server's side with a large receive buffer (as much as
+    /// the system allows of 4 MiB: it queues what its client sends, unread).
+    fn loopback_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4 << 20).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        socket.listen(1).unwrap();
+        let listener = std::net::TcpListener::from(socket);
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    /// Writes from `client` while the server's side queues all of it (`queued`): none left in
+    /// the client's buffers, so nothing arrives once the server begins to read. Returns what
+    /// is queued.
+    fn fill(client: &std::net::TcpStream, queued: impl Fn() -> u64) -> u64 {
+        client.set_nonblocking(true).unwrap();
+        let chunk = [b'a'; 16 * 1024];
+        let mut written = 0;
+        while written < 16 << 20 {
+            match (&*client).write(&chunk) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+            if queued() < written {
+                break;
+            }
+        }
+        queued()
     }
 }
