@@ -53,9 +53,19 @@ enum Read503 {
 }
 
 /// Each client sends an echo of its size and reads nothing, then the start of a head (held by
-/// the stop); then SIGTERM, and the clients read only once the stop's force step is past.
-/// Returns what each read, and the exit JSON.
-fn echoes_then_held_heads_at_the_stop(stack: &str, sizes: &[usize]) -> (Vec<Read503>, String) {
+/// the stop); then SIGTERM, and the clients read only once the stop's force step is past:
+/// `cut_first` waits for the event itself (the server's end of every connection closed, for a
+/// measure of what the sockets hold), else 2.5 s stand for it (the drain deadline, 500 ms, and
+/// the force step 1 s after it; on a loaded machine some client may read before the force
+/// step, which takes nothing from what it must read). Each client reads on its own thread, so
+/// none waits for the others' megabytes (read one after another under load, the last ones
+/// came to their `503` past the close step's linger limit). Returns what each read, and the
+/// exit JSON.
+fn echoes_then_held_heads_at_the_stop(
+    stack: &str,
+    sizes: &[usize],
+    cut_first: bool,
+) -> (Vec<Read503>, String) {
     let mut serve = Serve::start("", &format!("{FLAGS} {stack}"));
     let mut clients: Vec<TcpStream> = sizes
         .iter()
@@ -71,44 +81,69 @@ fn echoes_then_held_heads_at_the_stop(stack: &str, sizes: &[usize]) -> (Vec<Read
     }
     sleep(Duration::from_millis(300));
     send_signal(serve.child.id(), "TERM");
-    // The drain deadline (500 ms) and the force step (1 s after it) are past.
-    sleep(Duration::from_millis(2500));
-    let mut results = Vec::new();
-    for (client, &n) in clients.into_iter().zip(sizes) {
-        let mut reader = BufReader::new(client);
-        let mut head = Vec::new();
-        // The echo's head, then as much of its body as comes.
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            reader.read_exact(&mut byte).expect("the echo's head");
-            head.push(byte[0]);
+    if cut_first {
+        for client in &clients {
+            let ports = (
+                client.peer_addr().unwrap().port(),
+                client.local_addr().unwrap().port(),
+            );
+            // 0x01 is ESTABLISHED: closed with bytes unsent, the server's end is in FIN_WAIT1.
+            util::wait_until("the force step to close the connection", || {
+                util::tcp_socket(ports.0, ports.1).is_none_or(|(state, _, _)| state != 0x01)
+            });
         }
-        let head = String::from_utf8(head).unwrap();
-        assert!(head.starts_with("HTTP/1.1 200 "), "{stack}, {n}: {head}");
-        assert!(
-            head.contains(&format!("\r\ncontent-length: {n}\r\n")),
-            "{stack}: {head}"
-        );
-        let mut body = Vec::new();
-        let _ = reader.by_ref().take(n as u64).read_to_end(&mut body);
-        if body.len() < n {
-            results.push(Read503::Cut(body.len()));
-            continue;
-        }
-        if reader.fill_buf().map(|b| b.is_empty()).unwrap_or(false) {
-            results.push(Read503::WholeThenEof);
-            continue;
-        }
-        let refused = read_for(&mut reader, "GET")
-            .unwrap_or_else(|e| panic!("{stack}, {n}: a whole echo, then {e}"));
-        assert_eq!(refused.status, 503, "{stack}, {n}: {refused:?}");
-        assert!(refused.closes(), "{stack}, {n}: {refused:?}");
-        expect_clean_eof(&mut reader).unwrap_or_else(|e| panic!("{stack}, {n}: {e}"));
-        results.push(Read503::WholeThen503);
+    } else {
+        sleep(Duration::from_millis(2500));
     }
+    let stack_name = stack.to_string();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .zip(sizes.iter().copied())
+        .map(|(client, n)| {
+            let stack = stack_name.clone();
+            std::thread::spawn(move || read_echo_then_503(client, n, &stack))
+        })
+        .collect();
+    let results = readers
+        .into_iter()
+        .map(|reader| reader.join().expect("a client's read failed"))
+        .collect();
     let (json, ok) = serve.json_and_status();
     assert!(ok, "{stack}: {json}");
     (results, json)
+}
+
+/// What one client of [`echoes_then_held_heads_at_the_stop`] reads: its echo of `n` bytes,
+/// then a `503` + close read strictly and a clean FIN, or the end.
+fn read_echo_then_503(client: TcpStream, n: usize, stack: &str) -> Read503 {
+    let mut reader = BufReader::new(client);
+    let mut head = Vec::new();
+    // The echo's head, then as much of its body as comes.
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).expect("the echo's head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{stack}, {n}: {head}");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {n}\r\n")),
+        "{stack}: {head}"
+    );
+    let mut body = Vec::new();
+    let _ = reader.by_ref().take(n as u64).read_to_end(&mut body);
+    if body.len() < n {
+        return Read503::Cut(body.len());
+    }
+    if reader.fill_buf().map(|b| b.is_empty()).unwrap_or(false) {
+        return Read503::WholeThenEof;
+    }
+    let refused = read_for(&mut reader, "GET")
+        .unwrap_or_else(|e| panic!("{stack}, {n}: a whole echo, then {e}"));
+    assert_eq!(refused.status, 503, "{stack}, {n}: {refused:?}");
+    assert!(refused.closes(), "{stack}, {n}: {refused:?}");
+    expect_clean_eof(&mut reader).unwrap_or_else(|e| panic!("{stack}, {n}: {e}"));
+    Read503::WholeThen503
 }
 
 /// QA client24-1. A head held by the stop behind an answer its client has not read yet, the
@@ -126,7 +161,7 @@ fn echoes_then_held_heads_at_the_stop(stack: &str, sizes: &[usize]) -> (Vec<Read
 fn a_head_held_behind_an_unread_answer_gets_its_503_when_the_client_reads_on_both_stacks() {
     // What the sockets hold (the kernel's, either stack's): a longer echo to a client that
     // reads nothing is cut at hyper's force step.
-    let (cut, _) = echoes_then_held_heads_at_the_stop("--stack hyper", &[6_000_000]);
+    let (cut, _) = echoes_then_held_heads_at_the_stop("--stack hyper", &[6_000_000], true);
     let [Read503::Cut(held)] = cut[..] else {
         panic!("a 6 MB echo to a client that reads nothing was not cut: {cut:?}");
     };
@@ -137,12 +172,20 @@ fn a_head_held_behind_an_unread_answer_gets_its_503_when_the_client_reads_on_bot
     .filter_map(|&less| held.checked_sub(less))
     .collect();
     for stack in STACKS {
-        let (results, json) = echoes_then_held_heads_at_the_stop(stack, &sizes);
+        let (results, json) = echoes_then_held_heads_at_the_stop(stack, &sizes, false);
         eprintln!("{stack}: held {held}: {results:?}");
-        for (read, n) in results.iter().zip(&sizes) {
+        // An echo whole and then the end, no `503`: only a connection the server closed with
+        // its `503` still unsent, and counted so: the close step's linger limit (5 s) reached
+        // before its client read (a loaded machine), as a cut echo is (mio failed here once,
+        // its clients read one after another). Never one closed without a count.
+        let unanswered = results
+            .iter()
+            .filter(|read| matches!(read, Read503::WholeThenEof | Read503::Cut(_)))
+            .count();
+        if results.contains(&Read503::WholeThenEof) {
             assert!(
-                matches!(read, Read503::WholeThen503 | Read503::Cut(_)),
-                "{stack}, {n} (held {held}): {results:?} {json}"
+                field(&json, "force_closed") >= unanswered as f64,
+                "{stack}: {results:?} (held {held}) {json}"
             );
         }
         // Those well within what the sockets hold went whole (the `503` after each).

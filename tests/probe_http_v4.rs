@@ -500,11 +500,13 @@ fn kept_alive_then_a_head_begun(client: &mut StrictClient) -> Instant {
 }
 
 /// The request timeout shorter than the idle timeout: a head begun after answers gets its
-/// `408` at the request timeout, not when the idle timer set after the last answer fires.
+/// `408` at the request timeout, not when the idle timer set after the last answer fires. The
+/// idle timeout is past the client's read timeout (10 s), so a `408` read at all is the request
+/// timer's, however slow the machine; it never comes before that timer's 300 ms.
 #[test]
 fn a_head_begun_after_answers_gets_its_408_at_the_request_timeout() {
     let limits = Limits::default()
-        .with_idle_timeout(Duration::from_secs(6))
+        .with_idle_timeout(Duration::from_secs(60))
         .with_request_timeout(Duration::from_millis(300));
     let running = server_with(limits);
     let mut client = StrictClient::connect(running.addr());
@@ -513,8 +515,8 @@ fn a_head_begun_after_answers_gets_its_408_at_the_request_timeout() {
     let waited = begun.elapsed();
     assert_eq!((answer.status, answer.closes()), (408, true));
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
-        "408 after {waited:?}: the request timeout is 300 ms, the idle timeout 6 s"
+        waited >= Duration::from_millis(250),
+        "408 after {waited:?}: the request timeout is 300 ms"
     );
     client.expect_nothing_more(true, Duration::ZERO);
     finish(running);

@@ -192,9 +192,8 @@ fn a_second_sigterm_skips_the_drain_to_force() {
     let serve = Serve::start("", "--loops 2 --drain-timeout-ms 30000");
     let mut delayed = Client::connect(serve.addr);
     delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
-    // Another process: no event tells us the request was admitted; it is read within
-    // microseconds of arriving, and this leaves far more than that.
-    std::thread::sleep(Duration::from_millis(300));
+    // Another process: admitted in the turn that reads it.
+    util::wait_read_by_server(delayed.stream());
     send_signal(serve.child.id(), "TERM");
     wait_until("readiness to turn 503", || {
         util::get(serve.addr, "/healthz/ready").status == 503
@@ -225,8 +224,8 @@ fn the_drain_deadline_aborts_a_delay_request_and_the_report_names_it() {
     let serve = Serve::start("", "--loops 2 --drain-timeout-ms 300 --force-after-ms 200");
     let mut delayed = Client::connect(serve.addr);
     delayed.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: t\r\n\r\n");
-    // Another process: no event tells us the request was admitted (see above).
-    std::thread::sleep(Duration::from_millis(300));
+    // Another process: admitted in the turn that reads it (see above).
+    util::wait_read_by_server(delayed.stream());
     let stopped = Instant::now();
     let (json, ok) = serve.signal_and_wait("TERM");
     assert!(ok, "{json}");

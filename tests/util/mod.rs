@@ -113,6 +113,13 @@ impl Client {
         self.answer().expect("an answer")
     }
 
+    /// Sends `request` and reads its answer; `Err` if the connection was closed or reset
+    /// before or instead of the answer.
+    pub fn try_request(&mut self, request: &str) -> io::Result<Answer> {
+        self.reader.get_mut().write_all(request.as_bytes())?;
+        self.answer()
+    }
+
     /// Whether the server has closed the connection (EOF or reset), waiting up to the read
     /// timeout for it.
     pub fn is_closed_by_server(&mut self) -> bool {
@@ -215,6 +222,27 @@ pub fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
         let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
         Some((u8::from_str_radix(f[3], 16).unwrap(), hex(tx), hex(rx)))
     })
+}
+
+/// Waits until a server in another process has read all that `client` sent: the client's
+/// bytes are acknowledged (nothing unsent) and the server's end of the connection holds nothing
+/// unread (`/proc/net/tcp`). Both stacks admit a whole request in the turn that reads it, and a
+/// signal is handled at a later turn, so after this a request sent whole is admitted; no other
+/// event says so from outside the process (a sleep said it before, and assumed a quick machine).
+/// Without `/proc/net/tcp` (not Linux), a 300 ms pause stands in.
+pub fn wait_read_by_server(client: &TcpStream) {
+    let client_port = client.local_addr().unwrap().port();
+    let server_port = client.peer_addr().unwrap().port();
+    #[cfg(target_os = "linux")]
+    wait_until("the server to read what the client sent", || {
+        tcp_socket(client_port, server_port).is_some_and(|(_, unsent, _)| unsent == 0)
+            && tcp_socket(server_port, client_port).is_some_and(|(_, _, unread)| unread == 0)
+    });
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (client_port, server_port);
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to

@@ -229,8 +229,11 @@ pub fn have_curl() -> bool {
 /// Out of descriptors (the caller's `ulimit -n 32`), 60 slow heads hold every descriptor and
 /// queue in the backlog ahead of a newcomer: `serve` (started by the caller) must evict the
 /// slowest (`408`, closed at once: its descriptor is what is short) and serve the newcomer
-/// within 1.5 s. Checks the evicted ones read their `408` and the count in the exit JSON;
-/// returns that JSON. For both stacks: tests/probe_http_v6.rs, tests/probe_hyper_v7.rs.
+/// while the other slow heads still wait: before their request timeout (the callers' 30 s),
+/// which alone would free descriptors without an eviction (the newcomer waits 20 s at most).
+/// Checks the evicted ones read their `408`, the others nothing yet, and the count in the exit
+/// JSON; returns that JSON. For both stacks: tests/probe_http_v6.rs, tests/probe_hyper_v7.rs.
+/// No wall-clock bound: the order of the events is the behaviour (an eviction is not timed).
 pub fn slow_heads_out_of_descriptors(serve: Serve) -> String {
     let slow: Vec<TcpStream> = (0..60)
         .map(|_| {
@@ -243,20 +246,17 @@ pub fn slow_heads_out_of_descriptors(serve: Serve) -> String {
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let stream = TcpStream::connect(serve.addr).expect("the kernel backlog accepts");
-    let mut newcomer = Client::from_stream(stream, Duration::from_secs(8));
+    let mut newcomer = Client::from_stream(stream, Duration::from_secs(20));
     newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     let answer = newcomer.answer();
-    let waited = started.elapsed();
     assert!(
         answer.as_ref().is_ok_and(|a| a.status == 200),
-        "after {waited:?}: {answer:?}"
-    );
-    assert!(
-        waited < Duration::from_millis(1500),
-        "served after {waited:?}"
+        "after {:?}: {answer:?}",
+        started.elapsed()
     );
     // Each evicted slow head reads its `408` (written before the close), none a bare close; the
-    // others are still waiting.
+    // others are still waiting: the newcomer was served before any slow head's request timeout,
+    // so the room it got was an eviction's (the exit JSON counts each).
     let (mut timed_out, mut answered) = (0, 0);
     for stream in slow {
         let mut client = Client::from_stream(stream, Duration::from_millis(20));
