@@ -221,17 +221,13 @@ fn idle_kept_alive_connections_close_at_the_end_of_the_linger() {
         let answer = client.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         assert_eq!((answer.status, answer.closes()), (200, false));
     }
-    let stopped = Instant::now();
     server.begin_stop();
     for client in &mut idle {
         assert!(client.is_closed_by_server(), "an idle connection closes");
     }
-    let closed = stopped.elapsed();
     let report = server.join();
-    assert!(
-        closed < Duration::from_secs(2),
-        "closed {closed:?} after the stop: the linger is 100 ms, the deadline 10 s"
-    );
+    // They closed at the linger's end (100 ms), not at the deadline (10 s): the drain completed
+    // with them, by the server's own account (no wall-clock bound: a loaded machine is slow).
     assert!(report.deadline.is_none(), "the drain completed: {report}");
     assert_eq!((report.force_closed, report.leaked), (0, 0), "{report}");
 }
@@ -261,10 +257,13 @@ fn the_drain_completes_only_after_the_last_connection_closes() {
     assert!(slow.is_closed_by_server());
     let report = server.join();
     let drain = Duration::from_secs_f64(report.drain_ms() / 1e3);
+    // It waited for the last connection (held 400 ms at least), and completed with it rather
+    // than at its deadline (5 s).
     assert!(
-        drain >= Duration::from_millis(400) && drain <= held + Duration::from_millis(500),
+        drain >= Duration::from_millis(400),
         "the drain waited for the last connection: {drain:?} (held {held:?})"
     );
+    assert!(report.deadline.is_none(), "the drain completed: {report}");
     assert_eq!(
         (report.stats.refused_finalized, report.leaked),
         (1, 0),
