@@ -822,8 +822,10 @@ impl<'r, H> Connection<'r, H> {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
         let mut buf = &input[self.start..];
+        // One compare: every byte up to CR (LF among them) is looked at, the others found
+        // to start no empty line.
         let skipped = match buf.first() {
-            Some(b'\r' | b'\n') => leading_empty_lines(buf),
+            Some(&first) if first <= b'\r' => leading_empty_lines(buf),
             _ => 0,
         };
         if skipped > 0 {
@@ -870,7 +872,6 @@ impl<'r, H> Connection<'r, H> {
         now: Instant,
         parsed: &'p Result<Option<Head>, Reject>,
     ) -> HeadStep<'p> {
-        let buf = &input[self.start..];
         let head = match parsed {
             Ok(Some(head)) => {
                 self.head_tried = false;
@@ -882,7 +883,7 @@ impl<'r, H> Connection<'r, H> {
                 return HeadStep::Wait;
             }
             Err(reject) => {
-                let head = starts_head(buf);
+                let head = starts_head(&input[self.start..]);
                 self.reject(d, *reject, Wire::CLOSE.with_head(head));
                 return HeadStep::Wait;
             }
@@ -890,7 +891,9 @@ impl<'r, H> Connection<'r, H> {
         let body = match head.framing {
             // The whole body is already here (always, for a request without one): no need to
             // wait in `Reading::Body`.
-            Framing::Length(n) if buf.len() - head.len >= n => {
+            // The input's length after the head, not sliced again (a bounds check per
+            // request): `start` is within the input, the head was parsed from there.
+            Framing::Length(n) if input.len() - self.start - head.len >= n => {
                 let total = head.len + n;
                 return HeadStep::Request(head, total);
             }
@@ -1434,6 +1437,32 @@ mod tests {
             "given back: {}",
             c.input.capacity()
         );
+    }
+
+    /// Empty lines before a request line are dropped as they arrive (`CR LF` and `LF`, as
+    /// httparse skips them), and nothing else is: with every byte value first, alone or before
+    /// LF, the connection keeps nothing of what it read exactly when that was empty lines
+    /// (those up to CR, which one compare sends to the skip, included), and the request read
+    /// next is answered `200` exactly then (any other byte gets an error answer).
+    #[test]
+    fn only_empty_lines_are_dropped_before_a_request_line() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let mut d = Dispatcher::new(&router, Unaccounted::new(), Limits::default());
+        let now = Instant::now();
+        for first in 0..=u8::MAX {
+            for before in [&[first][..], &[first, b'\n']] {
+                let empty = matches!(before, b"\n" | b"\r\n" | b"\n\n");
+                let mut c = Connection::new(now);
+                c.receive(&mut d, before, now);
+                assert_eq!(c.input.len() == c.start, empty, "{before:?}: kept");
+                c.receive(&mut d, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
+                let out = c.pending_output();
+                assert!(out.starts_with(b"HTTP/1.1 "), "{before:?}: an answer");
+                assert_eq!(out.starts_with(b"HTTP/1.1 200 OK\r\n"), empty, "{before:?}");
+            }
+        }
     }
 
     /// A small deterministic generator for the split tests (xorshift64*).
