@@ -114,12 +114,13 @@ pub(crate) fn refusal<B>(
     };
     // Every `400` before the coding's `501`, as on mio (QA client29-2: `gzip, chunked` without a
     // `Host`, with two, or with `GET *` was `501` here and `400` there).
-    target_form_refusal(request).or_else(|| unknown_coding.then_some(Refused::UnknownCoding))
+    target_form_refusal(request, path).or_else(|| unknown_coding.then_some(Refused::UnknownCoding))
 }
 
-/// A target in no form its method takes, or one naming no valid `http`/`https` host: `400`.
+/// A target (`path`: its path and query) in no form its method takes, or one naming no valid
+/// `http`/`https` host: `400`.
 #[inline(always)]
-fn target_form_refusal<B>(request: &Request<B>) -> Option<Refused> {
+fn target_form_refusal<B>(request: &Request<B>, path: &str) -> Option<Refused> {
     let uri = request.uri();
     match uri.authority() {
         // An absolute-form (or CONNECT's authority-form) target names its host as the mio
@@ -148,7 +149,8 @@ fn target_form_refusal<B>(request: &Request<B>) -> Option<Refused> {
         )),
         Some(_) => None,
         // An origin-form target is a path (nearly every request: one byte looked at).
-        None if uri.path().starts_with('/') => None,
+        // (`path` is the target's path and query as sent: `Uri::path` would look for the `?`.)
+        None if path.starts_with('/') => None,
         None => asterisk_form_refusal(request),
     }
 }
