@@ -286,20 +286,24 @@ fn main() {
     let rounds = env_or("REQGUARD_HYPER_BENCH_ROUNDS", 7);
     let (rg_addr, rg_tid, rg_stop, rg_thread) = spawn_server("reqguard", serve_reqguard);
     let (bl_addr, bl_tid, bl_stop, bl_thread) = spawn_server("baseline", serve_baseline);
-    let mut rg = Client::connect(rg_addr);
-    let mut bl = Client::connect(bl_addr);
     println!("hyper adapter vs plain hyper + TaskTracker token + graceful shutdown");
     println!("{requests} keep-alive GET / per server per round, {rounds} rounds, paired");
     println!("round  reqguard ns/req  baseline ns/req  ratio   allocs/req reqguard  baseline");
     let (mut ratios, mut rg_allocs, mut bl_allocs) = (Vec::new(), Vec::new(), Vec::new());
+    // Each run on a connection made right before it (its warm-up request outside the
+    // measurement): one made at the start sat idle through the other server's run, and under
+    // callgrind on a loaded machine that run outlasted the servers' 5 s header read timeout,
+    // which closed it (`read_exact`: `UnexpectedEof`, 1 run in 4 at load average 20, round 29).
+    let rg = || measure(&mut Client::connect(rg_addr), rg_tid, requests);
+    let bl = || measure(&mut Client::connect(bl_addr), bl_tid, requests);
     for round in 0..rounds {
         // Alternate which goes first, so drift in the machine's load hits both alike.
         let (a, b) = if round % 2 == 0 {
-            let a = measure(&mut rg, rg_tid, requests);
-            (a, measure(&mut bl, bl_tid, requests))
+            let a = rg();
+            (a, bl())
         } else {
-            let b = measure(&mut bl, bl_tid, requests);
-            (measure(&mut rg, rg_tid, requests), b)
+            let b = bl();
+            (rg(), b)
         };
         let ratio = a.cpu_ns_per_request / b.cpu_ns_per_request;
         println!(
@@ -317,7 +321,6 @@ fn main() {
          reqguard adds {:.2} (target 0)",
         rg_a - bl_a
     );
-    drop((rg, bl));
     let _ = (rg_stop.send(()), bl_stop.send(()));
     rg_thread.join().unwrap();
     bl_thread.join().unwrap();
