@@ -141,7 +141,7 @@ impl Engine for QuickJs {
         let target = strong
             .restore(ctx)
             .expect("the wrapper belongs to the runtime of the scope it is downgraded in");
-        match JsWeakRef::in_runtime(strong.runtime.clone(), ctx, &target) {
+        match JsWeakRef::in_runtime(strong.runtime.clone(), strong.address, ctx, &target) {
             Ok(weak) => weak,
             Err(error) => panic!("downgrading a QuickJS wrapper: {error}"),
         }
@@ -160,6 +160,7 @@ impl Engine for QuickJs {
             Ok(object) => object.map(|object| JsStrong {
                 object: Persistent::save(ctx, object),
                 runtime: weak.runtime.clone(),
+                address: weak.address,
             }),
             Err(Error::UnrelatedRuntime) => {
                 panic!("upgraded a QuickJS wrapper in a context of another runtime")
@@ -263,6 +264,14 @@ fn belongs_to(context: &Context, object: &Object<'_>) -> bool {
     object.ctx().as_raw() == context.as_raw()
 }
 
+/// The address of `context`'s QuickJS runtime: its identity for as long as a handle keeps that
+/// runtime alive (every handle of the adapter does), so two contexts are of one runtime exactly
+/// when their addresses are equal. rquickjs has no safe way to compare two `Runtime`s, and a
+/// `Ctx` does not tell its runtime; a `Context` does (`get_runtime_ptr`, read, never followed).
+fn runtime_address(context: &Context) -> usize {
+    context.get_runtime_ptr().addr()
+}
+
 /// A strong handle to a QuickJS object: a [`Persistent`] and a clone of its [`Runtime`].
 ///
 /// The `Persistent` is dropped first, then the runtime clone, so the object is always released
@@ -274,6 +283,8 @@ pub struct JsStrong {
     // Field order is drop order: the `Persistent` before the runtime that frees it.
     object: Persistent<Object<'static>>,
     runtime: Runtime,
+    /// The runtime's address ([`runtime_address`]), to tell a scope of another runtime.
+    address: usize,
 }
 
 impl JsStrong {
@@ -309,6 +320,7 @@ impl JsStrong {
         Ok(JsStrong {
             object: Persistent::save(&ctx, object),
             runtime: context.runtime().clone(),
+            address: runtime_address(context),
         })
     }
 
@@ -350,6 +362,8 @@ pub struct JsWeakRef {
     weak_ref: Persistent<Object<'static>>,
     deref: Persistent<Function<'static>>,
     runtime: Runtime,
+    /// The runtime's address ([`runtime_address`]), to tell a scope of another runtime.
+    address: usize,
 }
 
 impl JsWeakRef {
@@ -384,12 +398,14 @@ impl JsWeakRef {
         if !belongs_to(context, target) {
             return Err(SetupError::UnrelatedContext);
         }
-        JsWeakRef::in_runtime(context.runtime().clone(), target.ctx(), target)
+        let address = runtime_address(context);
+        JsWeakRef::in_runtime(context.runtime().clone(), address, target.ctx(), target)
     }
 
-    /// As [`new`](JsWeakRef::new), with `runtime` already known to be `ctx`'s.
+    /// As [`new`](JsWeakRef::new), with `runtime` (at `address`) already known to be `ctx`'s.
     fn in_runtime<'js>(
         runtime: Runtime,
+        address: usize,
         ctx: &Ctx<'js>,
         target: &Object<'js>,
     ) -> Result<JsWeakRef, SetupError> {
@@ -405,6 +421,7 @@ impl JsWeakRef {
             weak_ref: Persistent::save(ctx, weak_ref),
             deref: Persistent::save(ctx, deref),
             runtime,
+            address,
         })
     }
 
@@ -427,6 +444,30 @@ impl JsWeakRef {
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
+
+    /// Whether `context` is a context of this handle's runtime: a scope it can be upgraded in
+    /// (any context of the runtime is, the one it was made in or another).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::engines::quickjs::{prepare, JsWeakRef};
+    /// use rquickjs::{Context, Object, Runtime};
+    ///
+    /// let rt = Runtime::new().unwrap();
+    /// prepare(&rt).unwrap();
+    /// let context = Context::full(&rt).unwrap();
+    /// let weak = context.with(|ctx| {
+    ///     let target: Object = ctx.eval("globalThis.kept = {}").unwrap();
+    ///     JsWeakRef::new(&context, &target).unwrap()
+    /// });
+    /// assert!(weak.is_of_runtime_of(&Context::full(&rt).unwrap()));
+    /// let other = Runtime::new().unwrap();
+    /// assert!(!weak.is_of_runtime_of(&Context::full(&other).unwrap()));
+    /// ```
+    pub fn is_of_runtime_of(&self, context: &Context) -> bool {
+        self.address == runtime_address(context)
+    }
 }
 
 /// Why [`ServerCore::quickjs`] or [`JsWeakRef::new`] made nothing.
@@ -441,6 +482,11 @@ pub enum SetupError {
     UnrelatedContext,
     /// QuickJS failed making the `WeakRef` (out of memory).
     Engine(Error),
+    /// The scope given to a server (`Guarded::quickjs`, `HyperServer::quickjs`) or to
+    /// [`ServerCore::check_scope`] is a context of another runtime than the wrapper's: no
+    /// upgrade could succeed in it (rquickjs refuses a handle of another runtime, and the
+    /// upgrade panics: every request past the downgrade would be answered `500`).
+    OtherRuntime,
 }
 
 impl fmt::Display for SetupError {
@@ -454,6 +500,10 @@ impl fmt::Display for SetupError {
                 f.write_str("the object is not a value of the context given with it")
             }
             SetupError::Engine(error) => write!(f, "QuickJS failed making a WeakRef: {error}"),
+            SetupError::OtherRuntime => f.write_str(
+                "the scope is a context of another QuickJS runtime than the server's wrapper: \
+                 give the server a context of the wrapper's runtime",
+            ),
         }
     }
 }
@@ -556,6 +606,118 @@ impl ServerCore<QuickJs> {
     }
 }
 
+impl<C: Recycle> ServerCore<QuickJs, C> {
+    /// Whether `context` can be the scope this core upgrades in: a context of the wrapper's
+    /// runtime (any of them: the one the core was made in, or another). The servers' QuickJS
+    /// constructors (`Guarded::quickjs`, `HyperServer::quickjs`) ask it at setup.
+    ///
+    /// While the server holds its wrapper strongly an upgrade does not use its scope, so a
+    /// context of another runtime shows only once the wrapper is downgraded: the upgrade then
+    /// panics (a bug of the embedder's, [`QuickJs::upgrade`](crate::Engine::upgrade)), and a
+    /// server answers every request `500`. This tells it before the first request.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::OtherRuntime`] if `context` belongs to another runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::engines::quickjs::{prepare, SetupError};
+    /// use reqguard::{Config, ServerCore};
+    /// use rquickjs::{Context, Object, Runtime};
+    ///
+    /// let rt = Runtime::new().unwrap();
+    /// prepare(&rt).unwrap();
+    /// let context = Context::full(&rt).unwrap();
+    /// let core = context.with(|ctx| {
+    ///     let server: Object = ctx.eval("({})").unwrap();
+    ///     ServerCore::quickjs(&context, server, Config::default())
+    /// })
+    /// .unwrap();
+    /// core.check_scope(&Context::full(&rt).unwrap()).unwrap(); // another context, same runtime
+    /// let elsewhere = Context::full(&Runtime::new().unwrap()).unwrap();
+    /// assert!(matches!(core.check_scope(&elsewhere), Err(SetupError::OtherRuntime)));
+    /// ```
+    pub fn check_scope(&self, context: &Context) -> Result<(), SetupError> {
+        if self.wrapper().weak().is_of_runtime_of(context) {
+            Ok(())
+        } else {
+            Err(SetupError::OtherRuntime)
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+impl<C: Recycle> crate::http::Guarded<QuickJs, Context, C> {
+    /// As [`Guarded::new`](crate::http::Guarded::new), for a wrapper in QuickJS: admission
+    /// through `core`, upgrading inside `context`, which must be a context of the wrapper's
+    /// runtime ([`ServerCore::check_scope`]). `Guarded::new` takes any scope provider and
+    /// cannot tell: with a context of another runtime it serves while the wrapper is strong
+    /// and answers `500` to every request after the downgrade.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::OtherRuntime`] if `context` belongs to another runtime (`core` is
+    /// dropped: nothing was admitted through it here).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reqguard::engines::quickjs::{prepare, SetupError};
+    /// use reqguard::http::Guarded;
+    /// use reqguard::{Config, ServerCore};
+    /// use rquickjs::{Context, Object, Runtime};
+    ///
+    /// let rt = Runtime::new().unwrap();
+    /// prepare(&rt).unwrap();
+    /// let context = Context::full(&rt).unwrap();
+    /// let make_core = || {
+    ///     context.with(|ctx| {
+    ///         let server: Object = ctx.eval("({})").unwrap();
+    ///         ServerCore::quickjs(&context, server, Config::default()).unwrap()
+    ///     })
+    /// };
+    /// let elsewhere = Context::full(&Runtime::new().unwrap()).unwrap();
+    /// let refused = Guarded::quickjs(make_core(), elsewhere);
+    /// assert!(matches!(refused, Err(SetupError::OtherRuntime)));
+    /// let _guarded = Guarded::quickjs(make_core(), context.clone()).unwrap();
+    /// ```
+    pub fn quickjs(core: ServerCore<QuickJs, C>, context: Context) -> Result<Self, SetupError> {
+        core.check_scope(&context)?;
+        Ok(crate::http::Guarded::new(core, context))
+    }
+}
+
+#[cfg(feature = "hyper")]
+impl<C, H> crate::tokio_hyper::HyperServer<QuickJs, C, H, Context>
+where
+    C: Recycle,
+    H: crate::tokio_hyper::Handler<QuickJs, C>,
+{
+    /// As [`HyperServer::with_scope`](crate::tokio_hyper::HyperServer::with_scope), for a
+    /// wrapper in QuickJS: `context` must be a context of the wrapper's runtime
+    /// ([`ServerCore::check_scope`]). `with_scope` takes any scope and cannot tell: with a
+    /// context of another runtime it serves while the wrapper is strong and answers `500` to
+    /// every request after the downgrade. Its requests' mint site is this call.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::OtherRuntime`] if `context` belongs to another runtime (`core` and
+    /// `handler` are dropped).
+    #[track_caller]
+    pub fn quickjs(
+        core: ServerCore<QuickJs, C>,
+        handler: H,
+        context: Context,
+    ) -> Result<Self, SetupError> {
+        core.check_scope(&context)?;
+        Ok(crate::tokio_hyper::HyperServer::with_scope(
+            core, handler, context,
+        ))
+    }
+}
+
 impl<C: Recycle> Live<'_, QuickJs, C> {
     /// The wrapper as an object of `ctx`: the `this` to call the JS handler with.
     ///
@@ -591,7 +753,7 @@ impl<C: Recycle> Live<'_, QuickJs, C> {
 ///     ServerCore::quickjs(&context, server, config)
 /// })
 /// .unwrap();
-/// let mut guarded = Guarded::new(core, context.clone());
+/// let mut guarded = Guarded::quickjs(core, context.clone()).unwrap(); // checks the runtime
 /// drop(guarded.admit().unwrap());
 /// guarded.stop(std::time::Instant::now()); // drops the last reference: QuickJS frees it
 /// assert_eq!(guarded.admit().unwrap_err(), reqguard::Refusal::WRAPPER_FINALIZED);
