@@ -159,3 +159,42 @@ fn an_upgraded_global_keeps_the_wrapper_alive_across_gc() {
     assert!(!alive(&core, isolate));
     drop(core);
 }
+
+/// QA embed30-2: a finalizer that panics, and another whose captures panic in `Drop` when it is
+/// cancelled unrun. V8 runs a guaranteed finalizer from a weak callback, an `extern "C"`
+/// function: before round 30 the panic aborted the process (the test binary died); now each is
+/// caught, the collection and the server go on. Never run here (no V8 links on this machine).
+#[test]
+fn a_panicking_finalizer_is_caught_not_an_abort() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("a cancelled finalizer's capture panics in drop (expected)");
+            }
+        }
+    }
+    platform();
+    let isolate = &mut v8::Isolate::new(v8::CreateParams::default());
+    let (core, _context) = server(isolate, DowngradePolicy::OnStop);
+    let ran = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&ran);
+    let finalizer = on_finalize(core.wrapper().weak(), move || {
+        flag.set(true);
+        panic!("the finalizer panics (expected)");
+    });
+    let capture = PanicsOnDrop;
+    let cancelled = on_finalize(core.wrapper().weak(), move || drop(capture));
+    drop(cancelled); // dropped unrun: its capture's panic is caught
+    let _drain = core.stop();
+    collect(isolate);
+    assert!(finalizer.is_collected());
+    assert!(
+        ran.get(),
+        "the finalizer ran, and its panic went no further"
+    );
+    assert!(core.upgrade_in(isolate).is_none());
+    core.ledger().assert_quiescent();
+    drop(finalizer);
+    drop(core);
+}

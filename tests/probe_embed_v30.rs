@@ -57,12 +57,18 @@ mod quickjs_scope_of_another_runtime {
         let refused = Guarded::quickjs(core, elsewhere.clone());
         let error = refused.err().expect("refused at setup");
         assert!(matches!(error, SetupError::OtherRuntime));
-        assert!(error.to_string().contains("another QuickJS runtime"), "{error}");
+        assert!(
+            error.to_string().contains("another QuickJS runtime"),
+            "{error}"
+        );
         // The core went with the refusal: the runtime it kept is not kept for good.
         drop((context, elsewhere));
         let freed = rt.weak();
         drop(rt);
-        assert!(freed.try_ref().is_none(), "the refused core kept its runtime");
+        assert!(
+            freed.try_ref().is_none(),
+            "the refused core kept its runtime"
+        );
     }
 
     /// A base context (no `WeakRef`, no globals a script set) of another runtime is refused
@@ -85,7 +91,8 @@ mod quickjs_scope_of_another_runtime {
         let context = Context::full(&rt).expect("context");
         let core = core_in(&context);
         let sibling = Context::base(&rt).expect("context");
-        core.check_scope(&sibling).expect("a context of the runtime");
+        core.check_scope(&sibling)
+            .expect("a context of the runtime");
         let mut guarded = Guarded::quickjs(core, sibling).expect("accepted");
         let held = guarded.admit().expect("admitted while strong");
         drop(held);
@@ -108,9 +115,8 @@ mod quickjs_scope_of_another_runtime {
         let mut guarded = Guarded::new(core_in(&context), elsewhere);
         drop(guarded.admit().expect("served while strong"));
         guarded.stop(Instant::now());
-        let admitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            guarded.admit().map(drop)
-        }));
+        let admitted =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guarded.admit().map(drop)));
         let payload = admitted.expect_err("the upgrade in another runtime panics");
         let message = payload
             .downcast_ref::<&str>()
@@ -140,9 +146,11 @@ mod quickjs_hyper_scope_of_another_runtime {
         Ok(bundle.respond(Response::new(Full::new(Bytes::from_static(b"hi")))))
     }
 
-    fn handler(_: JsStrong, _: Request<Incoming>, bundle: Bundle) -> impl std::future::Future<
-        Output = Result<Reply<Full<Bytes>>, HandlerError>,
-    > {
+    fn handler(
+        _: JsStrong,
+        _: Request<Incoming>,
+        bundle: Bundle,
+    ) -> impl std::future::Future<Output = Result<Reply<Full<Bytes>>, HandlerError>> {
         answer(bundle)
     }
 
@@ -226,7 +234,9 @@ mod guards_released_inside_a_quickjs_finalizer {
         let context = Context::full(&rt).expect("context");
         let drained = Rc::new(Cell::new(false));
         let freed_wrapper = context.with(|ctx| {
-            let server: Object<'_> = ctx.eval("globalThis.kept = 1; ({ port: 1 })").expect("server");
+            let server: Object<'_> = ctx
+                .eval("globalThis.kept = 1; ({ port: 1 })")
+                .expect("server");
             let config = Config::default()
                 .with_downgrade(DowngradePolicy::OnDrain)
                 .with_pool_capacity(1)

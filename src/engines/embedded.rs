@@ -201,6 +201,12 @@ impl<T> Handle<T> {
     }
 
     /// Runs `finalizer` when the object is collected (`FinalizationRegistry`).
+    ///
+    /// It runs caught: a finalizer that panics is counted ([`Heap::finalizer_panics`]) and
+    /// the collection goes on. One thing no catch can save: a finalizer that panics while it
+    /// owns a capture whose `Drop` panics too aborts the process (Rust's rule for a panic
+    /// while unwinding: the capture is dropped by the unwinding `FnOnce`). Keep such values
+    /// behind a reference (an `Rc` whose last handle is dropped elsewhere), or catch inside.
     pub fn on_finalize(&self, finalizer: impl FnOnce() + 'static) {
         self.object
             .finalizers

@@ -87,6 +87,7 @@
 
 use std::fmt;
 
+use crate::callback::call_caught;
 use crate::pool::Recycle;
 use crate::wrapper::{Engine, Live};
 
@@ -176,6 +177,14 @@ impl fmt::Debug for Finalizer {
 /// collected, the callback never runs. Pass the core's weak handle,
 /// `core.wrapper().weak()`; no scope is needed.
 ///
+/// V8 runs the callback from a weak callback, an `extern "C"` function that a panic cannot
+/// unwind through (the process would abort), so it runs caught: a panic in it (or in its
+/// captures' `Drop`, when it is dropped unrun) is reported by the panic hook and goes no
+/// further, as a panicking finalizer of the embedded heap's does
+/// ([`Handle::on_finalize`](crate::engines::Handle::on_finalize)). Until round 30 it aborted
+/// the process. As there, a finalizer that panics while it owns a capture whose `Drop` panics
+/// too still aborts (a panic while unwinding): no catch reaches it.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -208,8 +217,30 @@ impl fmt::Debug for Finalizer {
 /// drop(core); // before the isolate
 /// ```
 pub fn on_finalize(weak: &v8::Weak<v8::Object>, finalizer: impl FnOnce() + 'static) -> Finalizer {
+    let mut caught = CaughtFinalizer(Some(finalizer));
     Finalizer {
-        weak: weak.clone_with_guaranteed_finalizer(Box::new(finalizer)),
+        weak: weak.clone_with_guaranteed_finalizer(Box::new(move || caught.run())),
+    }
+}
+
+/// The embedder's finalizer, run and dropped caught: V8 calls it from a weak callback, an
+/// `extern "C"` function a panic cannot unwind through (the process would abort), and drops it
+/// unrun when its [`Finalizer`] is dropped first or the isolate goes.
+struct CaughtFinalizer<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> CaughtFinalizer<F> {
+    fn run(&mut self) {
+        if let Some(finalizer) = self.0.take() {
+            call_caught(finalizer);
+        }
+    }
+}
+
+impl<F: FnOnce()> Drop for CaughtFinalizer<F> {
+    fn drop(&mut self) {
+        if let Some(unrun) = self.0.take() {
+            call_caught(move || drop(unrun));
+        }
     }
 }
 
