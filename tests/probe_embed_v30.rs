@@ -55,7 +55,7 @@ mod quickjs_scope_of_another_runtime {
             Err(SetupError::OtherRuntime)
         ));
         let refused = Guarded::quickjs(core, elsewhere.clone());
-        let error = refused.err().expect("refused at setup");
+        let error = refused.expect_err("refused at setup");
         assert!(matches!(error, SetupError::OtherRuntime));
         assert!(
             error.to_string().contains("another QuickJS runtime"),
