@@ -291,3 +291,56 @@ mod guards_released_inside_a_quickjs_finalizer {
         );
     }
 }
+
+/// Pin (threads, G1): the public types that reach a server's loop-thread state and that no
+/// earlier assertion covers (`src/lib.rs`'s `mod assertions`, `tests/probe_auto_traits.rs`)
+/// stay on its thread: none is `Send` or `Sync`. The engines' handles too (a QuickJS handle
+/// dropped on another thread would free its value without the runtime's lock). Compile-time:
+/// the test binary does not build if one is. Passes on main's src.
+mod loop_thread_types {
+    use reqguard::engines::{Embedded, Handle, Heap, WeakHandle};
+    use reqguard::{Ledger, WrapperCell};
+    use static_assertions::assert_not_impl_any;
+
+    assert_not_impl_any!(WrapperCell<Embedded<()>>: Send, Sync);
+    assert_not_impl_any!(Heap: Send, Sync);
+    assert_not_impl_any!(Handle<()>: Send, Sync);
+    assert_not_impl_any!(WeakHandle<()>: Send, Sync);
+    assert_not_impl_any!(Ledger: Sync);
+
+    #[cfg(feature = "quickjs")]
+    mod quickjs {
+        use reqguard::engines::quickjs::{JsStrong, JsWeakRef};
+        use reqguard::engines::QuickJs;
+        use reqguard::{ServerCore, WrapperCell};
+        use static_assertions::assert_not_impl_any;
+
+        assert_not_impl_any!(JsStrong: Send, Sync);
+        assert_not_impl_any!(JsWeakRef: Send, Sync);
+        assert_not_impl_any!(WrapperCell<QuickJs>: Send, Sync);
+        assert_not_impl_any!(ServerCore<QuickJs>: Send, Sync);
+    }
+
+    #[cfg(feature = "server")]
+    mod server {
+        use reqguard::engines::Embedded;
+        use reqguard::http::{Guarded, GuardedHeld, NoScope, Session};
+        use static_assertions::assert_not_impl_any;
+
+        assert_not_impl_any!(Guarded<Embedded<()>, NoScope>: Send, Sync);
+        assert_not_impl_any!(GuardedHeld<()>: Send, Sync, Clone);
+        assert_not_impl_any!(Session<'static, Guarded<Embedded<()>, NoScope>>: Send, Sync);
+    }
+
+    #[cfg(feature = "hyper")]
+    mod hyper {
+        use reqguard::engines::Embedded;
+        use reqguard::tokio_hyper::{Bundle, GuardedBody, HyperServer, NoScope};
+        use static_assertions::assert_not_impl_any;
+
+        type Server = HyperServer<Embedded<()>, (), fn(), NoScope>;
+        assert_not_impl_any!(Bundle: Send, Sync);
+        assert_not_impl_any!(GuardedBody<http_body_util::Empty<bytes::Bytes>>: Send, Sync);
+        assert_not_impl_any!(Server: Send, Sync);
+    }
+}

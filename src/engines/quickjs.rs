@@ -461,11 +461,11 @@ impl JsWeakRef {
     ///     let target: Object = ctx.eval("globalThis.kept = {}").unwrap();
     ///     JsWeakRef::new(&context, &target).unwrap()
     /// });
-    /// assert!(weak.is_of_runtime_of(&Context::full(&rt).unwrap()));
+    /// assert!(weak.shares_runtime_with(&Context::full(&rt).unwrap()));
     /// let other = Runtime::new().unwrap();
-    /// assert!(!weak.is_of_runtime_of(&Context::full(&other).unwrap()));
+    /// assert!(!weak.shares_runtime_with(&Context::full(&other).unwrap()));
     /// ```
-    pub fn is_of_runtime_of(&self, context: &Context) -> bool {
+    pub fn shares_runtime_with(&self, context: &Context) -> bool {
         self.address == runtime_address(context)
     }
 }
@@ -640,7 +640,7 @@ impl<C: Recycle> ServerCore<QuickJs, C> {
     /// assert!(matches!(core.check_scope(&elsewhere), Err(SetupError::OtherRuntime)));
     /// ```
     pub fn check_scope(&self, context: &Context) -> Result<(), SetupError> {
-        if self.wrapper().weak().is_of_runtime_of(context) {
+        if self.wrapper().weak().shares_runtime_with(context) {
             Ok(())
         } else {
             Err(SetupError::OtherRuntime)
