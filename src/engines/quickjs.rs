@@ -185,6 +185,13 @@ impl Engine for QuickJs {
 /// Call it once, after `Runtime::new` and outside any `Context::with` of this runtime (like
 /// `Runtime::run_gc`, it takes the runtime's lock: rquickjs panics inside `with`).
 ///
+/// The two functions are kept in the runtime's userdata, which rquickjs keys by type, as a
+/// `std::ops::Range<rquickjs::Function>` (the only kind of type the crate can store there
+/// without `unsafe`). Do not store nor remove a userdata of that type in a prepared runtime
+/// yourself: `Ctx::store_userdata` replaces what is there without a word, and cores made
+/// afterwards would take your functions for the engine's `WeakRef` and `deref` (one stored
+/// before `prepare` is kept by it the same way). Cores made before keep their own.
+///
 /// # Errors
 ///
 /// [`Error::Allocation`] if QuickJS cannot make the context (out of memory), or the error
