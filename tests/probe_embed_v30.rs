@@ -344,3 +344,67 @@ mod loop_thread_types {
         assert_not_impl_any!(Server: Send, Sync);
     }
 }
+
+/// Pin (re-entrancy through the engine, G5/G8): the wrapper itself owns the last request out
+/// (a JS property holding a Rust closure that holds the admitted bundle: a runtime whose
+/// server object keeps its in-flight requests). Under `OnStop`, `stop()` lets the wrapper go,
+/// QuickJS frees it at once (acyclic), and with it the closure and the bundle: the request is
+/// released from inside the stop's own downgrade, inside QuickJS's finalizer. It ends once
+/// (`Dropped`, its listener fired once), the drain completes inside that `stop()`, and the
+/// handle it returns says so. Passes on main's src (nothing changed there for it).
+#[cfg(feature = "quickjs")]
+mod wrapper_owning_its_last_request {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use reqguard::engines::quickjs::prepare;
+    use reqguard::{AbortReason, Config, DowngradePolicy, ServerCore};
+    use rquickjs::{Context, Function, Object, Runtime};
+
+    #[test]
+    fn stop_releases_it_from_inside_the_downgrade() {
+        let rt = Runtime::new().expect("runtime");
+        prepare(&rt).expect("prepared");
+        let context = Context::full(&rt).expect("context");
+        let fired = Rc::new(Cell::new(Vec::<AbortReason>::new()));
+        let (core, weak) = context.with(|ctx| {
+            let server: Object<'_> = ctx.eval("({})").expect("server");
+            let config = Config::default().with_downgrade(DowngradePolicy::OnStop);
+            let core = ServerCore::quickjs(&context, server, config).expect("core");
+            let live = core.upgrade_in(&mut ctx.clone()).expect("live");
+            let bundle = live.admit(|_| Ok(())).expect("admitted");
+            let seen = Rc::clone(&fired);
+            bundle.signal().on_abort(move |reason| {
+                let mut all = seen.take();
+                all.push(reason);
+                seen.set(all);
+            });
+            let holder = Function::new(ctx.clone(), move || {
+                let _request = &bundle;
+            })
+            .expect("function");
+            live.object(&ctx)
+                .expect("this")
+                .set("inFlight", holder)
+                .expect("set");
+            drop(live); // the proof's strong handle goes: the core's is the wrapper's last root
+            let weak = core.wrapper().weak().clone();
+            (core, weak)
+        });
+        assert_eq!(
+            core.ledger().total_outstanding(),
+            4,
+            "ticket, context, activity ref, request object"
+        );
+        let drain = core.stop();
+        assert!(drain.is_complete(), "released inside stop's downgrade");
+        assert_eq!(fired.take(), vec![AbortReason::Dropped]);
+        let outcomes = core.ledger().outcomes();
+        assert_eq!((outcomes.dropped, outcomes.completed), (1, 0));
+        assert_eq!(drain.report().panicked_hooks, 0);
+        core.ledger().assert_quiescent();
+        context.with(|ctx| {
+            assert!(weak.upgrade(&ctx).expect("upgrade").is_none(), "freed");
+        });
+    }
+}
