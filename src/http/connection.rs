@@ -655,6 +655,28 @@ impl<'r, H> Connection<'r, H> {
         self.closed = true;
     }
 
+    /// The stop's force step on a connection that stays open: every request still waiting
+    /// ends with `reason` (guards released, signal fired, as [`abort`](Connection::abort)
+    /// ends it), with the answers queued behind it (they can no longer go out in order), and
+    /// nothing more is read; the answers already in its output still go out, then it closes
+    /// ([`is_done`](Connection::is_done)). Off the request path (the ladder's force step).
+    #[cold]
+    pub(crate) fn end_waiting<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        reason: AbortReason,
+    ) {
+        self.bind(d);
+        // A refusal is the last answer: queued, it goes with the queue, never written.
+        if self.answers.queue_len() > 0 {
+            if let Some(counted) = self.refusal.take() {
+                d.take_back_refusal(counted);
+            }
+        }
+        self.drop_held(d, reason);
+        self.closing = true;
+    }
+
     /// Binds the connection to `d` on first use; any other dispatcher later is a bug of the
     /// caller's (its counts would go wrong: `in_flight` below zero, a drain that never ends).
     #[inline(always)]

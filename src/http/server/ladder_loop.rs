@@ -14,10 +14,13 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{begin_linger, Connection, EventLoop, Server, CLOSE_LINGER, LINGER_LIMIT, STOP_TIMER};
+use super::{
+    begin_linger, Connection, EventLoop, Server, Socket, CLOSE_LINGER, LINGER_LIMIT, STOP_TIMER,
+};
 use crate::admit::OutcomeCounts;
-use crate::callback::caught;
+use crate::callback::{call_caught, caught};
 use crate::http::accounting::{Accounting, StopStatus};
+use crate::http::dispatch::Dispatcher;
 use crate::http::group::Member;
 use crate::http::ladder::{ConnState, HandlerRequest, Ladder, Outstanding, Step, StepRecord};
 use crate::http::running::Phase;
@@ -40,6 +43,10 @@ pub(crate) struct LoopLadder {
     drained: bool,
     /// When the close step ran.
     closed_at: Option<Instant>,
+    /// Connections the abort or close step found writing an answer with a request not whole
+    /// behind it (key, accept instant): each gets that step's `503` + close once its output is
+    /// written ([`EventLoop::answer_held_behind`]).
+    held_behind: Vec<(usize, Instant)>,
     /// The steps reached, for the report.
     pub(super) records: Vec<StepRecord>,
 }
@@ -55,6 +62,7 @@ impl LoopLadder {
             aborted_at: None,
             drained: false,
             closed_at: None,
+            held_behind: Vec::new(),
             records: Vec::new(),
         }
     }
@@ -124,11 +132,14 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         }
         let status = self.poll_drain(now, buf);
         if force && self.reached() < Some(Step::Force) || self.force_due(now) {
-            self.enter_force(now);
+            self.enter_force(now, buf, force);
         }
         self.report_drained_once(now, status);
         if shared.close_requested() && self.ladder().closed_at.is_none() {
             self.enter_close(now, buf);
+        }
+        if !self.ladder().held_behind.is_empty() {
+            self.answer_held_behind(now);
         }
         self.close_done(now)
     }
@@ -211,20 +222,57 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
                 .is_some_and(|at| now >= at + ladder.plan.force_after())
     }
 
-    /// Every connection closes now; each request still out ends force-closed (its guards are
-    /// released and its signal fires), and the report keeps what was out.
-    fn enter_force(&mut self, now: Instant) {
+    /// Each request still out ends force-closed (its guards are released and its signal
+    /// fires), and the report keeps what was out. Forced (a second signal), every connection
+    /// closes now. Reached by the ladder's time, only what is still out ends: a connection
+    /// with a request out closes once the answers before it are written, and the answers
+    /// already computed on every other connection (a `503` the abort step gave, an answer its
+    /// client reads slowly) go out as at the close step, within its linger (at most
+    /// [`LINGER_LIMIT`] after it): the force step closed them all, those answers cut or never
+    /// sent (QA client30-1).
+    fn enter_force(&mut self, now: Instant, buf: &mut [u8], forced: bool) {
         self.record(Step::Force, now, 0);
         // The deadline was hit if the abort step came first (`poll_drain` says so); forced
         // before it (a second signal), it was not, whatever is in flight: hyper's loops say
         // the same (`HyperReport::drain_deadline_hit`).
         let before = self.outcomes();
-        self.force_close_all();
+        if forced {
+            self.force_close_all();
+        } else {
+            self.end_what_is_out(now, buf);
+        }
         let _ = self.dispatcher.poll_stop(now, 0);
         let ended = since(self.outcomes(), before);
         if let Some(record) = self.ladder_mut().records.last_mut() {
             record.ended = ended;
         }
+    }
+
+    /// The force step the ladder's time reached: each connection with a request out (in its
+    /// handler, or answered and queued behind one) has those requests ended as the force-close
+    /// ends them, is counted force-closed, and closes once its output is written.
+    fn end_what_is_out(&mut self, now: Instant, buf: &mut [u8]) {
+        let keys: Vec<usize> = self
+            .sockets
+            .iter()
+            .filter(|(_, socket)| socket.http.waiting() > 0)
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            self.force_closed += 1;
+            let http = &mut self.sockets[key].http;
+            let dispatcher = &mut self.dispatcher;
+            // The accounting's `end` is the embedder's code: a panic is counted, and that
+            // connection closed as the forced path closes it.
+            if call_caught(move || http.end_waiting(dispatcher, AbortReason::DrainDeadline)) {
+                self.dispatcher.stats.panics += 1;
+                self.close(key);
+                continue;
+            }
+            self.connection_event(mio::Token(key), None, buf, now);
+        }
+        // Every request in flight was on one of them, whatever count a panic cut short.
+        self.dispatcher.in_flight = 0;
     }
 
     /// The outcomes counted so far on this loop (none when unaccounted).
@@ -309,37 +357,65 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             self.connection_event(mio::Token(key), None, buf, now);
         }
         let mut answered = 0;
-        self.dispatcher.date.refresh(now);
-        for (_, socket) in self.sockets.iter_mut() {
-            let (state, _) = socket.http.activity(now);
-            let unadmitted = state == ConnState::Reading || silent_too && state == ConnState::Idle;
-            if socket.lingering.is_some() || !unadmitted {
+        let mut held_behind = Vec::new();
+        for (key, socket) in self.sockets.iter_mut() {
+            if socket.lingering.is_some() {
                 continue;
             }
-            // Nothing of it was admitted (idle, or a request not yet whole): it gets the same
-            // dated 503 + close as a connection over the limit, then FIN and a short drain.
-            socket
-                .http
-                .abort(&mut self.dispatcher, AbortReason::Other("server closing"));
-            self.dispatcher.date.refresh(now);
-            socket.http = Connection::closing_after(&socket.http, now, self.dispatcher.date.line());
-            // Writable since it was accepted: no new edge will come, so write now. Whatever
-            // does not fit goes out on the writable event once the client reads. Counted only
-            // if the socket took it whole at once (a client gone has no answer).
-            if let Ok(n) = socket.stream.write(socket.http.pending_output()) {
-                answered += usize::from(n == socket.http.pending_output().len());
-                socket.http.consume_output(n);
-                socket.sent += n as u64;
+            match socket.http.activity(now).0 {
+                ConnState::Reading => {}
+                ConnState::Idle if silent_too => {}
+                // Nothing admitted, an answer still being written and maybe a request begun
+                // behind it: answered once that answer is written, or the force step and
+                // the close linger that follows cut an unfinished request's connection
+                // without a word where a whole one got its `503` (QA client30-1).
+                ConnState::Writing if !socket.http.is_closing() => {
+                    held_behind.push((key, socket.accepted));
+                    continue;
+                }
+                _ => continue,
             }
-            if socket.http.pending_output().is_empty() {
-                begin_linger(socket, now);
-            }
+            answered += usize::from(answer_503(socket, &mut self.dispatcher, now));
         }
+        self.ladder_mut().held_behind.extend(held_behind);
         let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.reschedule(key, now);
         }
         answered
+    }
+
+    /// The connections [`answer_unadmitted`](EventLoop::answer_unadmitted) found writing: each
+    /// whose output is written now with a request not whole (a head in progress, a body still
+    /// coming) gets its `503` + close, counted in the last step's `answered` if its socket takes
+    /// it whole at once; one closing (its request came whole and was refused, or its client
+    /// went) or idle after its answer (the stop's idle linger closes it) leaves the list.
+    fn answer_held_behind(&mut self, now: Instant) {
+        let held_behind = std::mem::take(&mut self.ladder_mut().held_behind);
+        let mut still = Vec::with_capacity(held_behind.len());
+        let mut answered = 0;
+        for (key, accepted) in held_behind {
+            let Some(socket) = self.sockets.get_mut(key) else {
+                continue;
+            };
+            if socket.accepted != accepted || socket.lingering.is_some() {
+                continue; // Closed since (its slot another's), or closing.
+            }
+            match socket.http.activity(now).0 {
+                _ if socket.http.is_closing() => {}
+                ConnState::Writing => still.push((key, accepted)),
+                ConnState::Reading => {
+                    answered += usize::from(answer_503(socket, &mut self.dispatcher, now));
+                    self.reschedule(key, now);
+                }
+                _ => {}
+            }
+        }
+        let ladder = self.ladder_mut();
+        ladder.held_behind = still;
+        if let Some(record) = ladder.records.last_mut() {
+            record.answered += answered;
+        }
     }
 
     /// After the close step, the loop ends when its last connection has closed: the answers
@@ -401,6 +477,34 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             ended: OutcomeCounts::default(),
         });
     }
+}
+
+/// Answers a connection with nothing admitted (idle, or a request not whole yet) the stop's
+/// `503` + `connection: close`, as one over the limit is answered, then FIN and a short drain.
+/// Whether its socket took the answer whole at once (a client gone has no answer).
+fn answer_503<'r, A: Accounting>(
+    socket: &mut Socket<'r, A::Held>,
+    dispatcher: &mut Dispatcher<'r, A>,
+    now: Instant,
+) -> bool {
+    socket
+        .http
+        .abort(dispatcher, AbortReason::Other("server closing"));
+    dispatcher.date.refresh(now);
+    socket.http = Connection::closing_after(&socket.http, now, dispatcher.date.line());
+    // Writable since it was accepted (or since its last answer was written): no new edge will
+    // come, so write now. Whatever does not fit goes out on the writable event once the client
+    // reads.
+    let mut whole = false;
+    if let Ok(n) = socket.stream.write(socket.http.pending_output()) {
+        whole = n == socket.http.pending_output().len();
+        socket.http.consume_output(n);
+        socket.sent += n as u64;
+    }
+    if socket.http.pending_output().is_empty() {
+        begin_linger(socket, now);
+    }
+    whole
 }
 
 /// The outcomes counted between `before` and `after`; none where `after` is lower (an
