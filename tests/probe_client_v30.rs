@@ -216,3 +216,93 @@ fn answers_computed_before_the_force_step_are_sent_after_it() {
         }
     }
 }
+
+/// The default `max_head` of both stacks (`Limits::max_head`, `Options::max_head`).
+const MAX_HEAD: usize = 8 * 1024;
+
+/// A `GET /` head of exactly `len` bytes (as in tests/probe_client_v29.rs): the request line,
+/// `host: x`, `fields` small fields written `name:value` and a last field padded to the
+/// length, every line ended by `eol`.
+fn head_of(len: usize, eol: &str, fields: usize) -> Vec<u8> {
+    let mut head = format!("GET / HTTP/1.1{eol}host: x{eol}");
+    for i in 0..fields {
+        head.push_str(&format!("x-{i:02}:v{eol}"));
+    }
+    head.push_str("x-pad:");
+    let end = format!("{eol}{eol}");
+    let pad = len
+        .checked_sub(head.len() + end.len())
+        .expect("a length the fixed parts fit in");
+    head.push_str(&"p".repeat(pad));
+    head.push_str(&end);
+    assert_eq!(head.len(), len);
+    head.into_bytes()
+}
+
+/// What goes before the large head on its connection, and how.
+#[derive(Debug, Clone, Copy)]
+enum Before {
+    /// A small `GET /`, answered and read before the large head is sent.
+    KeptAlive,
+    /// A `POST /echo` with a body, answered and read before.
+    KeptAliveAfterBody,
+    /// A small `GET /` in the same write as the large head (pipelined).
+    Pipelined,
+    /// Another head of the same size and shape, in the same write.
+    PipelinedTwice,
+}
+
+/// QA client30-2 (lead 2, left by QA client29-1). `max_head` is a number of bytes on both
+/// stacks for every head of a connection, not only its first: a head of at most that many
+/// bytes is served whatever its shape (bare `LF` line ends, fields without the optional space
+/// after the colon), behind a kept-alive answer or pipelined.
+#[test]
+fn a_later_head_within_max_head_is_served_whatever_its_shape_on_both_stacks() {
+    let shapes = [("\n", 0), ("\n", 60), ("\r\n", 61)];
+    let befores = [
+        Before::KeptAlive,
+        Before::KeptAliveAfterBody,
+        Before::Pipelined,
+        Before::PipelinedTwice,
+    ];
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        let mut failed = Vec::new();
+        for (eol, fields) in shapes {
+            for before in befores {
+                let big = head_of(MAX_HEAD, eol, fields);
+                let mut client = util::strict::StrictClient::connect(serve.addr);
+                let (first, method) = match before {
+                    Before::KeptAlive | Before::Pipelined => {
+                        (b"GET / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(), "GET")
+                    }
+                    Before::KeptAliveAfterBody => (echo(3000), "POST"),
+                    Before::PipelinedTwice => (big.clone(), "GET"),
+                };
+                if matches!(before, Before::Pipelined | Before::PipelinedTwice) {
+                    client.send(&[first, big].concat());
+                    let answer = client.answer(method);
+                    assert_eq!(answer.status, 200, "{stack} {before:?}: {answer:?}");
+                } else {
+                    client.send(&first);
+                    let answer = client.answer(method);
+                    assert_eq!(answer.status, 200, "{stack} {before:?}: {answer:?}");
+                    sleep(Duration::from_millis(20));
+                    client.send(&big);
+                }
+                let answer = client.answer("GET");
+                if (answer.status, answer.closes()) != (200, false) {
+                    failed.push(format!(
+                        "eol {eol:?}, {fields} fields, {before:?}: {} {}",
+                        answer.status,
+                        answer.text()
+                    ));
+                }
+            }
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(failed, Vec::<String>::new(), "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    }
+}
