@@ -178,3 +178,34 @@ fn a_spawned_group_runs_the_loops_its_settings_say_on_both_stacks() {
     handle.stopper().stop();
     assert!(handle.wait().unwrap().is_clean());
 }
+
+/// The server core reads back the `Config` it was made with (C-GETTER, as the builders'
+/// `settings()`): every knob set to a value other than its default, read back through the core
+/// itself and through each stack's server that holds it.
+#[test]
+fn a_server_core_reads_back_its_config_on_both_stacks() {
+    use reqguard::{DowngradePolicy, Exhaustion};
+
+    let config = Config::default()
+        .with_pool_capacity(37)
+        .unwrap()
+        .with_exhaustion(Exhaustion::Refuse)
+        .with_downgrade(DowngradePolicy::OnStop)
+        .with_prewarm(5);
+    assert_ne!(config.pool_capacity(), Config::default().pool_capacity());
+    assert_ne!(config.exhaustion(), Config::default().exhaustion());
+    assert_ne!(config.downgrade(), Config::default().downgrade());
+    assert_ne!(config.prewarm(), Config::default().prewarm());
+
+    let heap = Heap::new();
+    let core = ServerCore::embedded(heap.alloc("server"), config);
+    assert_eq!(*core.config(), config);
+    assert_eq!(core.downgrade_policy(), config.downgrade());
+    let defaults = ServerCore::embedded(heap.alloc("server"), Config::default());
+    assert_eq!(*defaults.config(), Config::default());
+
+    let guarded = Guarded::embedded("server", config);
+    assert_eq!(*guarded.core().config(), config);
+    let server = HyperServer::new(core, tokio_hyper::demo_routes());
+    assert_eq!(*server.core().config(), config);
+}

@@ -41,7 +41,8 @@ pub struct ServerCore<E: Engine, C: Recycle = ()> {
     wrapper: Rc<WrapperCell<E>>,
     shared: Rc<Shared>,
     pool: Rc<ContextPool<C>>,
-    policy: DowngradePolicy,
+    /// As given to the constructor, read back by [`config`](ServerCore::config).
+    config: Config,
 }
 
 impl<E: Engine, C: Recycle> ServerCore<E, C> {
@@ -64,7 +65,7 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
             wrapper: Rc::new(cell),
             shared,
             pool: Rc::new(pool),
-            policy: config.downgrade(),
+            config,
         }
     }
 
@@ -107,7 +108,7 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// and the stop goes on.
     pub fn stop(&self) -> Drain {
         if !self.shared.is_stopped() {
-            match self.policy {
+            match self.config.downgrade() {
                 // Dropping the last strong handle may finalize the wrapper (an engine's
                 // finalizer, user code): caught and counted, as the `OnDrain` hook's is, so
                 // the stop always happens (and never aborts the process while unwinding).
@@ -161,9 +162,34 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
         &self.wrapper
     }
 
-    /// The downgrade policy.
+    /// The downgrade policy: [`config().downgrade()`](Config::downgrade).
     pub fn downgrade_policy(&self) -> DowngradePolicy {
-        self.policy
+        self.config.downgrade()
+    }
+
+    /// The [`Config`] this core was made with, read back (plain name, C-GETTER, as the
+    /// builders' `settings()`): its capacity, exhaustion policy, downgrade policy and prewarm.
+    /// What the pool holds now is [`pool_metrics`](ServerCore::pool_metrics).
+    ///
+    /// # Examples
+    ///
+    /// A core made elsewhere (by an adapter, a server builder's factory) says how it pools:
+    ///
+    /// ```
+    /// use reqguard::{Config, DowngradePolicy, Exhaustion, ServerCore, engines::Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let config = Config::default()
+    ///     .with_pool_capacity(8)?
+    ///     .with_exhaustion(Exhaustion::Refuse)
+    ///     .with_downgrade(DowngradePolicy::OnStop);
+    /// let core = ServerCore::embedded(heap.alloc("server"), config);
+    /// assert_eq!(core.config(), &config);
+    /// assert_eq!(core.config().exhaustion(), Exhaustion::Refuse);
+    /// # Ok::<(), reqguard::ConfigError>(())
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub(crate) fn shared(&self) -> &Rc<Shared> {
