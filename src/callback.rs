@@ -77,6 +77,39 @@ pub(crate) fn drop_caught<T>(value: T) {
     call_caught(move || drop(value));
 }
 
+/// Holds a value of the embedder's whose `Drop` may panic (a handler, a scope, a factory, a
+/// group's share of one): it is dropped caught however its holder ends: a return, a future
+/// dropped mid-way, or a panic unwinding past it, where a panicking `Drop` would abort the
+/// process (a panic in a destructor during cleanup).
+pub(crate) struct DropCaught<T>(Option<T>);
+
+impl<T> DropCaught<T> {
+    pub(crate) fn new(value: T) -> Self {
+        DropCaught(Some(value))
+    }
+
+    /// The value, to be held (and dropped caught) elsewhere.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn into_inner(mut self) -> T {
+        self.0.take().expect("dropped only once")
+    }
+}
+
+impl<T> std::ops::Deref for DropCaught<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("dropped only once")
+    }
+}
+
+impl<T> Drop for DropCaught<T> {
+    fn drop(&mut self) {
+        let value = self.0.take();
+        call_caught(move || drop(value));
+    }
+}
+
 /// Lets go of `old`, the value an assignment replaced where the code's state says there is
 /// none (taken a moment before with nothing run in between, or a slot's checkout took it):
 /// checked in debug builds. Forgetting it spares a hot path the load, test and branch of a drop

@@ -409,7 +409,9 @@ fn a_serve_future_dropped_mid_drain_drops_its_hooks_caught() {
     quiet::quiet_panics();
     let dropped = Arc::new(AtomicUsize::new(0));
     let capture = PanicsOnDrop(Arc::clone(&dropped));
-    let ran = drop_serve_mid_drain(vec![Box::new(move || drop(capture))]);
+    // `FnMut` hooks (round 30): the capture is taken out of an `Option` to be dropped.
+    let mut capture = Some(capture);
+    let ran = drop_serve_mid_drain(vec![Box::new(move || drop(capture.take()))]);
     assert!(
         matches!(ran, Ok(false)),
         "a panic escaped the drop of serve's future (or serve returned): {ran:?}"
@@ -424,11 +426,12 @@ fn a_serve_future_dropped_mid_drain_drops_its_hooks_caught() {
 /// Serves with `after_drain` hooks and a handler that holds its request; once the request is
 /// admitted, stops, and drops `serve`'s future as soon as the stop has run (the drain under
 /// way, the request still out). The client is kept open until the drop is over.
-fn drop_serve_mid_drain(hooks: Vec<Box<dyn FnOnce() + Send>>) -> std::thread::Result<bool> {
+fn drop_serve_mid_drain(hooks: Vec<Box<dyn FnMut() + Send>>) -> std::thread::Result<bool> {
     let entered = Arc::new(AtomicUsize::new(0));
     let counts = Arc::clone(&entered);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut stopped_tx = Some(stopped_tx);
     let (client_tx, client_rx) = mpsc::channel();
     let ran = drop_serve_when(
         move |core| {
@@ -436,7 +439,9 @@ fn drop_serve_mid_drain(hooks: Vec<Box<dyn FnOnce() + Send>>) -> std::thread::Re
             let server = HyperServer::new(core, holds(counts))
                 .options(options)
                 .after_stop(move || {
-                    let _ = stopped_tx.send(());
+                    if let Some(stopped_tx) = stopped_tx.take() {
+                        let _ = stopped_tx.send(());
+                    }
                 });
             hooks.into_iter().fold(server, HyperServer::after_drain)
         },
@@ -543,9 +548,10 @@ fn a_serve_future_dropped_before_its_stop_drops_handler_and_hooks_caught() {
                     Ok::<_, HandlerError>(reply)
                 }
             };
+            let (mut in_stop_hook, mut in_drain_hook) = (Some(in_stop_hook), Some(in_drain_hook));
             HyperServer::new(core, handler)
-                .after_stop(move || drop(in_stop_hook))
-                .after_drain(move || drop(in_drain_hook))
+                .after_stop(move || drop(in_stop_hook.take()))
+                .after_drain(move || drop(in_drain_hook.take()))
         },
         move |_addr| {
             let _ = drop_tx.send(());
@@ -867,9 +873,10 @@ fn a_server_dropped_unserved_drops_its_hooks_caught() {
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let (mut first, mut second) = (Some(first), Some(second));
         let server = HyperServer::new(core, answers())
-            .after_stop(move || drop(first))
-            .after_drain(move || drop(second));
+            .after_stop(move || drop(first.take()))
+            .after_drain(move || drop(second.take()));
         drop(server);
     }));
     assert!(ran.is_ok(), "a panic escaped the server's drop");
@@ -908,10 +915,13 @@ fn a_serve_future_dropped_mid_drain_force_closes_its_connections() {
             }
         };
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut stopped_tx = Some(stopped_tx);
         let server = HyperServer::new(core, handler)
             .options(Options::default().with_drain_timeout(Duration::from_secs(3600)))
             .after_stop(move || {
-                let _ = stopped_tx.send(());
+                if let Some(stopped_tx) = stopped_tx.take() {
+                    let _ = stopped_tx.send(());
+                }
             });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

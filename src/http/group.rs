@@ -31,7 +31,7 @@ use super::running::{is_current, StopHandle};
 use super::server::Server;
 use super::settings::GroupSettings;
 use super::waits;
-use crate::callback::{drop_caught, thread_caught};
+use crate::callback::{drop_caught, thread_caught, DropCaught};
 
 /// What the loops of a group share: the stop instant and the group-wide commands.
 pub(crate) struct GroupShared {
@@ -366,6 +366,10 @@ impl LoopStart {
             }
             shared.report_drained(index);
         });
+        // This loop's shares of the factories, dropped caught even while a panic of theirs
+        // unwinds past them (the last share drops the factory's captures: a `Drop` of theirs
+        // that panicked there aborted the process).
+        let (accounting, routes) = (DropCaught::new(accounting), DropCaught::new(routes));
         thread::Builder::new()
             .name(format!("reqguard-loop-{index}"))
             .spawn(move || {
@@ -391,8 +395,8 @@ impl LoopStart {
                     );
                     // The factories, which the last loop to end drops, are the embedder's too:
                     // a `Drop` that panics must not lose the loop's report.
-                    drop_caught(routes);
-                    drop_caught(accounting);
+                    drop(routes);
+                    drop(accounting);
                     ran
                 })
             })

@@ -272,6 +272,13 @@ impl ServerBuilder {
     ///
     /// If the server cannot bind, the thread cannot start, or `accounting` or `routes` panics
     /// (the error names the panic, whatever its payload: none reaches the caller).
+    ///
+    /// # Aborts
+    ///
+    /// If `accounting` or `routes` panics while it owns a value whose `Drop` panics too: an
+    /// `FnOnce` drops its captures while its panic unwinds, and Rust aborts on a destructor's
+    /// panic there. A [`LoopGroup`](super::LoopGroup)'s factories are `Fn`, dropped caught by
+    /// the loops: that panic is its `spawn`'s error (docs/server.md, "Not done").
     pub fn spawn<A, F, R>(self, accounting: F, routes: R) -> io::Result<Running>
     where
         A: Accounting,

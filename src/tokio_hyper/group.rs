@@ -19,7 +19,7 @@ use super::report::HyperReport;
 use super::room::Room;
 use super::server::{current_thread_runtime, GroupLinger, HyperServer};
 use super::settings::HyperGroupSettings;
-use crate::callback::{drop_caught, thread_caught};
+use crate::callback::{drop_caught, thread_caught, DropCaught};
 use crate::http::{awaited_by, begin_wait, Awaited, ListenMode};
 use crate::pool::Recycle;
 use crate::wrapper::Engine;
@@ -157,7 +157,11 @@ impl HyperGroup {
         let rooms = Room::for_group(loops);
         let spawner = thread::current().id();
         for ((index, listener), room) in listeners.into_iter().enumerate().zip(rooms) {
-            let (shared, make, ready) = (Arc::clone(&shared), Arc::clone(&make), ready_tx.clone());
+            // This loop's share of the factory, dropped caught even while a panic of the
+            // factory unwinds past it (the last share drops the factory's captures: a `Drop`
+            // of theirs that panicked there aborted the process).
+            let make = DropCaught::new(Arc::clone(&make));
+            let (shared, ready) = (Arc::clone(&shared), ready_tx.clone());
             let start = LoopStart {
                 index,
                 listener,
@@ -173,7 +177,7 @@ impl HyperGroup {
                         let ran = run_loop(start, &shared, || make(index), awaited);
                         // The embedder's factory, which the last loop to end drops: a `Drop`
                         // that panics must not lose the loop's report.
-                        drop_caught(make);
+                        drop(make);
                         ran
                     })
                 })?;

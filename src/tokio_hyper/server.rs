@@ -22,7 +22,7 @@ use super::room::Room;
 use super::service::{made_here, MadeAt, RequestService, Shared};
 use super::steps::{StepKind, Steps};
 use super::tally::Tally;
-use crate::callback::{call_caught, caught};
+use crate::callback::{call_caught, caught, DropCaught};
 use crate::pool::Recycle;
 use crate::ticket::{Drain, DrainReport, DrainStatus};
 use crate::wrapper::Engine;
@@ -386,20 +386,27 @@ impl Options {
 
 /// The embedder's hooks of one kind, in the order set. Each runs on its own: a panic in one is
 /// caught (the panic hook has reported it) and keeps neither the others from running nor the
-/// stop from going on (as the mio stack's `Guarded` hooks). Hooks never run (the drain did not
-/// complete, or the server was dropped unserved) are dropped the same way, each caught: what
-/// they captured is the embedder's, and its `Drop` may panic.
+/// stop from going on (as the mio stack's `Guarded` hooks). A hook is `FnMut`, called through
+/// `&mut`: what it captured stays here while it runs, so a panic unwinds past none of it; each
+/// hook is dropped after its run, caught (what it captured is the embedder's, and its `Drop`
+/// may panic). An `FnOnce` hook owned its captures while it ran: one that panicked
+/// dropped them while the panic unwound, and a capture whose `Drop` panicked too aborted the
+/// process (a panic in a destructor during unwinding; api29, round 29). Hooks never run (the
+/// drain did not complete, or the server was dropped unserved) are dropped the same way.
 #[derive(Default)]
-struct Hooks(Vec<Box<dyn FnOnce()>>);
+struct Hooks(Vec<Box<dyn FnMut()>>);
 
 impl Hooks {
-    fn push(&mut self, hook: impl FnOnce() + 'static) {
+    fn push(&mut self, hook: impl FnMut() + 'static) {
         self.0.push(Box::new(hook));
     }
 
+    /// Runs each hook once, caught, and drops it, caught, before the next runs (what a hook
+    /// captured, a strong handle, is gone before a later hook collects).
     fn run(mut self) {
-        for hook in std::mem::take(&mut self.0) {
-            call_caught(hook);
+        for mut hook in std::mem::take(&mut self.0) {
+            call_caught(&mut hook);
+            call_caught(move || drop(hook));
         }
     }
 }
@@ -409,37 +416,6 @@ impl Drop for Hooks {
         for hook in std::mem::take(&mut self.0) {
             call_caught(move || drop(hook));
         }
-    }
-}
-
-/// Holds a value of the embedder's (`serve`'s handler and scope) whose `Drop` may panic: it is
-/// dropped caught, whether `serve` returns or its future is dropped mid-way, or the server is
-/// dropped unserved (`run` that cannot bind its address).
-struct DropCaught<T>(Option<T>);
-
-impl<T> DropCaught<T> {
-    fn new(value: T) -> Self {
-        DropCaught(Some(value))
-    }
-
-    /// The value, to be held (and dropped caught) elsewhere.
-    fn into_inner(mut self) -> T {
-        self.0.take().expect("dropped only once")
-    }
-}
-
-impl<T> std::ops::Deref for DropCaught<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        self.0.as_ref().expect("dropped only once")
-    }
-}
-
-impl<T> Drop for DropCaught<T> {
-    fn drop(&mut self) {
-        let value = self.0.take();
-        call_caught(move || drop(value));
     }
 }
 
@@ -588,7 +564,14 @@ where
     /// server and force-closes its connections), the hooks run in that drop, right after its
     /// stop, before any [`after_drain`](HyperServer::after_drain) hook; a future dropped
     /// before its first poll served nothing and stops nothing: its hooks are dropped unrun.
-    pub fn after_stop(mut self, hook: impl FnOnce() + 'static) -> Self {
+    ///
+    /// The hook is `FnMut` (called once), as the mio stack's `Guarded::after_stop`: the
+    /// server keeps what it captured while it runs and drops it afterwards, caught, so a hook
+    /// that panics while it owns a value whose `Drop` panics too is one caught panic and a
+    /// caught drop, not a process abort. A hook that used to move a capture out (`FnOnce`)
+    /// takes it out of an `Option` instead
+    /// (`move || if let Some(tx) = tx.take() { let _ = tx.send(()); }`).
+    pub fn after_stop(mut self, hook: impl FnMut() + 'static) -> Self {
         self.after_stop.push(hook);
         self
     }
@@ -598,7 +581,9 @@ where
     /// before it returns (which stops the server and force-closes its connections), the hooks
     /// not run yet run when that drain completes, as the connections' tasks let their requests
     /// go; they are dropped unrun (caught) only if it never completes (a leak).
-    pub fn after_drain(mut self, hook: impl FnOnce() + 'static) -> Self {
+    ///
+    /// `FnMut` (called once), for the reason [`after_stop`](HyperServer::after_stop) gives.
+    pub fn after_drain(mut self, hook: impl FnMut() + 'static) -> Self {
         self.after_drain.push(hook);
         self
     }
