@@ -6,6 +6,10 @@
 //! dropped by that unwinding: the server keeps them (`FnMut`, `Fn`, called through a
 //! reference) and drops them afterwards, caught.
 //!
+//! Where the crate keeps a one-shot `FnOnce` (`ServerBuilder::spawn`'s factories, abort
+//! listeners, drain hooks, finalizers: the lead's decision, round 30), the abort is documented,
+//! and pinned here by tests that assert it.
+//!
 //! Each scenario runs in a child process (this test binary, re-run with one scenario named in
 //! `PROBE_HOOKS_CHILD`), because the failure mode is a process abort; the child prints `done`
 //! after the server's report or error came back.
@@ -296,32 +300,6 @@ fn a_panicking_ready_of_run_reaches_its_caller_without_an_abort() {
     );
 }
 
-/// Not fixed (hooks30, round 30): an `FnOnce` factory owns its captures while it runs, so its
-/// panic drops them as it unwinds, and a `Drop` that panics there aborts the process instead
-/// of the documented error. An `FnMut` bound would break every factory that moves a capture
-/// into what it builds, and still drop a capture moved out before the panic: see
-/// docs/server.md. Shows the hole; ignored.
-#[test]
-#[ignore = "hole: ServerBuilder::spawn's factories are FnOnce (hooks30, round 30, not fixed)"]
-fn a_spawn_accounting_factory_that_panics_owning_a_panicking_drop_is_an_error() {
-    let out = assert_survives("spawn accounting factory");
-    assert!(
-        out.contains("error: the server thread panicked: the accounting factory panics on purpose"),
-        "{out}"
-    );
-}
-
-/// Not fixed: as the accounting factory, the routes closure (`FnOnce`).
-#[test]
-#[ignore = "hole: ServerBuilder::spawn's factories are FnOnce (hooks30, round 30, not fixed)"]
-fn a_spawn_routes_closure_that_panics_owning_a_panicking_drop_is_an_error() {
-    let out = assert_survives("spawn routes");
-    assert!(
-        out.contains("error: the server thread panicked: the routes closure panics on purpose"),
-        "{out}"
-    );
-}
-
 /// Before: the loop's thread dropped its share of the factory (the last) while the factory's
 /// panic unwound: an abort instead of the documented error.
 #[test]
@@ -337,28 +315,51 @@ fn a_hyper_group_factory_that_panics_owning_a_panicking_drop_is_an_error() {
     assert!(out.contains("error: "), "{out}");
 }
 
-/// Not fixed this round (the core's signal and drain: see docs/design.md): an abort listener
-/// that panics while it owns a value whose `Drop` panics aborts the process. Shows the hole;
-/// ignored until the bound is `FnMut`.
-#[test]
-#[ignore = "hole: the core's abort listeners are FnOnce (hooks30, round 30, not fixed)"]
-fn a_core_abort_listener_that_panics_owning_a_panicking_drop_does_not_abort() {
-    let out = assert_survives("core abort listener");
-    assert!(out.contains("panicked listeners 1"), "{out}");
+/// Documented, kept (the lead's decision, round 30): a one-shot callback the crate takes as
+/// `FnOnce` (as `std::thread::spawn` and `tokio::spawn` do) owns its captures while it runs, so
+/// one that panics drops them as the panic unwinds, and a capture whose `Drop` panics too
+/// aborts the process: Rust's rule, before any catch of ours. These pin that documented abort
+/// (docs/design.md, "Callbacks that own a panicking `Drop`"): a change of it shows here, and
+/// the docs must follow.
+fn assert_documented_abort(name: &str) {
+    let (code, out) = in_child(name);
+    assert_eq!(
+        code, None,
+        "{name}: the documented abort (a signal, no exit code): {out}"
+    );
+    assert!(
+        out.contains("panic in a destructor during cleanup"),
+        "{name}: {out}"
+    );
 }
 
-/// Not fixed this round: as the abort listener, a drain hook (`Drain::on_complete`).
+/// `ServerBuilder::spawn`'s `accounting` factory (`FnOnce`; a `LoopGroup`'s is `Fn` and its
+/// panic is `spawn`'s error, above). Its `# Aborts` says so.
 #[test]
-#[ignore = "hole: the core's drain hooks are FnOnce (hooks30, round 30, not fixed)"]
-fn a_core_drain_hook_that_panics_owning_a_panicking_drop_does_not_abort() {
-    let out = assert_survives("core drain hook");
-    assert!(out.contains("panicked hooks 1"), "{out}");
+fn a_spawn_accounting_factory_that_panics_owning_a_panicking_drop_aborts_as_documented() {
+    assert_documented_abort("spawn accounting factory");
 }
 
-/// Not fixed this round (the embedded engine's finalizers are `FnOnce`, as the core's abort
-/// listeners and drain hooks).
+/// `ServerBuilder::spawn`'s `routes` closure (`FnOnce`).
 #[test]
-#[ignore = "hole: the embedded engine's finalizers are FnOnce (hooks30, round 30, not fixed)"]
-fn an_embedded_finalizer_that_panics_owning_a_panicking_drop_does_not_abort() {
-    assert_survives("embedded finalizer");
+fn a_spawn_routes_closure_that_panics_owning_a_panicking_drop_aborts_as_documented() {
+    assert_documented_abort("spawn routes");
+}
+
+/// `AbortSignal::on_abort` (`FnOnce(AbortReason)`).
+#[test]
+fn a_core_abort_listener_that_panics_owning_a_panicking_drop_aborts_as_documented() {
+    assert_documented_abort("core abort listener");
+}
+
+/// `Drain::on_complete` (`FnOnce`).
+#[test]
+fn a_core_drain_hook_that_panics_owning_a_panicking_drop_aborts_as_documented() {
+    assert_documented_abort("core drain hook");
+}
+
+/// The embedded engine's `Handle::on_finalize` (`FnOnce`).
+#[test]
+fn an_embedded_finalizer_that_panics_owning_a_panicking_drop_aborts_as_documented() {
+    assert_documented_abort("embedded finalizer");
 }

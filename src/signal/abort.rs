@@ -376,6 +376,12 @@ impl AbortSignal {
     /// reads `request.signal`) is not kept alive for good by that cycle. Those of any other
     /// outcome run once, at its end, with the outcome's reason.
     ///
+    /// A listener that panics is caught and counted
+    /// ([`DrainReport::panicked_listeners`](crate::DrainReport::panicked_listeners)); it is
+    /// `FnOnce`, so it drops what it captured while its panic unwinds, and a capture whose `Drop`
+    /// panics too aborts the process (Rust's rule, before any catch; docs/design.md, "Callbacks
+    /// that own a panicking `Drop`").
+    ///
     /// Returns `false`, and drops `listener` without running it, if the signal is already aborted
     /// (as the DOM's `addEventListener("abort")` does), or if its admitted request has ended,
     /// whatever its outcome.

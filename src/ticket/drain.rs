@@ -312,7 +312,10 @@ impl Drain {
     /// Runs `hook` when the drain completes (now, if it has): resolve `server.stop()`'s promise here.
     ///
     /// Hooks run after every waiting task has been woken, each on its own: one that panics is
-    /// counted in [`DrainReport::panicked_hooks`] and the others still run.
+    /// counted in [`DrainReport::panicked_hooks`] and the others still run. A hook is `FnOnce`:
+    /// one that panics drops what it captured while its panic unwinds, so a capture whose `Drop`
+    /// panics too aborts the process (Rust's rule, before any catch; docs/design.md, "Callbacks
+    /// that own a panicking `Drop`").
     pub fn on_complete(&self, hook: impl FnOnce() + 'static) {
         self.shared.drain.on_drained(Box::new(hook));
     }
