@@ -262,7 +262,7 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
                 return Self::build(core, pool, taken, entry, None, build, admitted);
             }
         }
-        let noted = Self::take_noted(core, site)?;
+        let noted = Self::take_noted(core, site).map_err(ColdRefusal::refusal)?;
         Self::build(
             core,
             core.pool(),
@@ -282,9 +282,9 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     fn take_noted(
         core: &ServerCore<E, C>,
         site: &'static Location<'static>,
-    ) -> Result<Noted<C>, Refusal> {
+    ) -> Result<Noted<C>, ColdRefusal> {
         if core.is_stopped() {
-            return Err(Refusal::new(RefusalReason::Stopped));
+            return Err(ColdRefusal::Stopped);
         }
         let taken = match core.pool().pop() {
             Some(slot) => slot,
@@ -362,14 +362,12 @@ impl<'a, E: Engine, C: Recycle> Live<'a, E, C> {
     /// and nothing may be minted, so the context goes back and the request is refused.
     #[cold]
     #[inline(never)]
-    fn checkout_made(core: &ServerCore<E, C>) -> Result<Box<Slot<C>>, Refusal> {
+    fn checkout_made(core: &ServerCore<E, C>) -> Result<Box<Slot<C>>, ColdRefusal> {
         let pool = core.pool();
-        let slot = pool
-            .checkout_new()
-            .ok_or(Refusal::new(RefusalReason::PoolExhausted))?;
+        let slot = pool.checkout_new().ok_or(ColdRefusal::PoolExhausted)?;
         if core.is_stopped() {
             pool.checkin(slot);
-            return Err(Refusal::new(RefusalReason::Stopped));
+            return Err(ColdRefusal::Stopped);
         }
         Ok(slot)
     }
@@ -422,6 +420,28 @@ struct Noted<C> {
     slot: Box<Slot<C>>,
     entry: BundleEntry,
     mark: Option<TraceMark>,
+}
+
+/// The refusals of [`Live::admit`]'s cold first steps (`take_noted`): a fieldless enum, so
+/// that the admission, which inlines the refusal's making, knows every value the cold path can
+/// return. Returned as a [`Refusal`] (several words, read back from the cold call's memory),
+/// the refusal's first word is also the niche of the admission's `Result` (its `Ok`): the
+/// admission tested for an `Ok` that no refusal can be, and the bundle it took that way was
+/// a pointer from memory, tested again at the release (`GuardedHeld`'s slot).
+#[derive(Clone, Copy)]
+enum ColdRefusal {
+    Stopped,
+    PoolExhausted,
+}
+
+impl ColdRefusal {
+    #[inline(always)]
+    fn refusal(self) -> Refusal {
+        Refusal::new(match self {
+            ColdRefusal::Stopped => RefusalReason::Stopped,
+            ColdRefusal::PoolExhausted => RefusalReason::PoolExhausted,
+        })
+    }
 }
 
 impl<E: Engine, C: Recycle> fmt::Debug for Live<'_, E, C> {
