@@ -8,7 +8,7 @@
 use std::mem::size_of;
 
 use reqguard::http::{Accounting, Guarded, GuardedHeld, NoScope};
-use reqguard::{AbortReason, Admitted, Config, GuardKind, Outcome};
+use reqguard::{AbortReason, Admitted, Config, Exhaustion, GuardKind, Outcome, RefusalReason};
 
 type Embedded = reqguard::engines::Embedded<&'static str>;
 
@@ -62,6 +62,45 @@ fn a_guarded_held_ends_once_with_its_request_object() {
     );
     guarded.ledger().unwrap().assert_quiescent();
     assert_eq!(guarded.report().leaked, 0);
+}
+
+/// Round 30: the admission's cold first steps (the free list empty, the server stopped) refuse
+/// with a two-value enum of their own, turned into the `Refusal` inside the inlined admission
+/// (so it knows no refusal reads as its `Ok`). Each keeps its reason, through `Guarded` (the mio
+/// server's path) and `Live::admit` (the core's): the pool exhausted under `Refuse` is
+/// `PoolExhausted`, a stop through the core (not `Guarded::stop`, which refuses before the
+/// core is asked) is `Stopped`; both `503`, holding nothing.
+#[test]
+fn the_admissions_cold_refusals_keep_their_reasons() {
+    let config = Config::default()
+        .with_pool_capacity(1)
+        .unwrap()
+        .with_exhaustion(Exhaustion::Refuse);
+    let mut guarded = Guarded::embedded("server", config);
+    let held = guarded.admit().unwrap();
+    let refused = guarded.admit().unwrap_err();
+    assert_eq!(
+        (refused.reason(), refused.status()),
+        (RefusalReason::PoolExhausted, 503)
+    );
+    let live = guarded.core().upgrade().unwrap();
+    let refused = live.admit(|_| Ok(())).unwrap_err();
+    assert_eq!(refused.reason(), RefusalReason::PoolExhausted);
+    drop(live);
+    // The one admitted, nothing more.
+    assert_eq!(guarded_ledger_counts(&guarded), (4, 1));
+    // Stopped through the core while `held` is out: the drain waits for it, and the cold
+    // path's refusal is the stop's.
+    let drain = guarded.core().stop();
+    let refused = guarded.admit().unwrap_err();
+    assert_eq!(
+        (refused.reason(), refused.status()),
+        (RefusalReason::Stopped, 503)
+    );
+    assert_eq!(guarded_ledger_counts(&guarded), (4, 1));
+    held.complete();
+    assert!(drain.is_complete());
+    guarded.ledger().unwrap().assert_quiescent();
 }
 
 /// Guards out in all, and request objects out.
