@@ -843,21 +843,13 @@ impl<'r, H> Connection<'r, H> {
     ) -> Option<&'i [u8]> {
         // Empty lines before a request line end nothing (httparse skips them too): dropped as
         // they arrive, so they are not searched or parsed again.
-        let mut buf = &input[self.start..];
-        // One compare: every byte up to CR (LF among them) is looked at, the others found
-        // to start no empty line.
-        let skipped = match buf.first() {
-            Some(&first) if first <= b'\r' => leading_empty_lines(buf),
-            _ => 0,
+        let buf = &input[self.start..];
+        // One compare: every byte up to CR (LF among them) is looked at, out of line, the
+        // others found to start no empty line.
+        let buf = match buf.first() {
+            Some(&first) if first <= b'\r' => self.drop_empty_lines(buf, now),
+            _ => buf,
         };
-        if skipped > 0 {
-            buf = &buf[skipped..];
-            self.start += skipped;
-            self.head_searched = self.head_searched.saturating_sub(skipped);
-            // Empty lines are a request's first bytes: its timeout runs from them (a client
-            // sending nothing else must not hold the connection forever).
-            self.request_started.get_or_insert(now);
-        }
         if buf.is_empty() {
             // `request_started` stays as it is: a dispatched or refused request reset it.
             return None;
@@ -877,9 +869,25 @@ impl<'r, H> Connection<'r, H> {
             self.request_started.get_or_insert(now);
             return None;
         }
-        self.head_tried = true;
+        // `head_tried` is set when this parse finds the head's end missing (`read_parsed`):
+        // a head parsed whole, or refused, is not waited for.
         d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
         Some(buf)
+    }
+
+    /// The input to parse a head from, `buf` after the empty lines it begins with (dropped).
+    #[cold]
+    #[inline(never)]
+    fn drop_empty_lines<'i>(&mut self, buf: &'i [u8], now: Instant) -> &'i [u8] {
+        let skipped = leading_empty_lines(buf);
+        if skipped > 0 {
+            self.start += skipped;
+            self.head_searched = self.head_searched.saturating_sub(skipped);
+            // Empty lines are a request's first bytes: its timeout runs from them (a client
+            // sending nothing else must not hold the connection forever).
+            self.request_started.get_or_insert(now);
+        }
+        &buf[skipped..]
     }
 
     /// State [`Reading::Head`], after the parse (`parsed`, of the input at `start`): read the
@@ -901,6 +909,7 @@ impl<'r, H> Connection<'r, H> {
                 head
             }
             Ok(None) => {
+                self.head_tried = true;
                 self.request_started.get_or_insert(now);
                 return HeadStep::Wait;
             }
