@@ -43,7 +43,7 @@ use super::dispatch::{
 };
 use super::ladder::ConnState;
 use super::limits::{MAX_TIMEOUT, MIN_BODY_RATE, SLOW_BODY_GRACE};
-use super::parse::{parse_head, starts_head, Framing, Head, HeaderSpan, Reject};
+use super::parse::{parse_head_counted, starts_head, Framing, Head, HeaderSpan, Reject};
 use super::response::{
     write_response, write_response_lending, write_status, Answer, DateLine, Response, Wire,
 };
@@ -519,8 +519,8 @@ impl<'r, H> Connection<'r, H> {
             return Reject::Timeout;
         }
         let buf = &self.input[self.start..];
-        d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
-        match parse_head(buf, &d.limits, &mut d.fields) {
+        let parsed = &mut d.stats.head_bytes_parsed;
+        match parse_head_counted(buf, &d.limits, &mut d.fields, parsed) {
             Err(reject) => reject,
             Ok(_) => Reject::Timeout,
         }
@@ -796,7 +796,12 @@ impl<'r, H> Connection<'r, H> {
             let mut awaited = None;
             let parsed = match self.reading {
                 Reading::Head => match self.head_to_parse(d, input, now) {
-                    Some(buf) => parse_head(buf, &d.limits, &mut d.fields),
+                    Some(buf) => parse_head_counted(
+                        buf,
+                        &d.limits,
+                        &mut d.fields,
+                        &mut d.stats.head_bytes_parsed,
+                    ),
                     None => break,
                 },
                 Reading::Body { .. } => match self.read_body(d, input) {
@@ -870,8 +875,8 @@ impl<'r, H> Connection<'r, H> {
             return None;
         }
         // `head_tried` is set when this parse finds the head's end missing (`read_parsed`):
-        // a head parsed whole, or refused, is not waited for.
-        d.stats.head_bytes_parsed += parsed_len(buf, &d.limits);
+        // a head parsed whole, or refused, is not waited for. The parse counts the bytes it
+        // reads (`head_bytes_parsed`).
         Some(buf)
     }
 
@@ -1404,12 +1409,6 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
         rest = tail;
     }
     buf.len() - rest.len()
-}
-
-/// The bytes of `buf` a parse of its head reads: at most the head limit.
-#[inline]
-fn parsed_len(buf: &[u8], limits: &super::Limits) -> u64 {
-    u64::try_from(buf.len().min(limits.max_head())).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
