@@ -348,6 +348,35 @@ fn a_head_that_trickles_in_is_parsed_a_bounded_number_of_times() {
     });
 }
 
+/// `head_bytes_parsed` counts, for every parse, the input it is handed up to the head limit:
+/// each request of a pipelined read is parsed from its own start to the read's end. Pinned
+/// exactly (round 30 moved the count into the parse): fails if the count is dropped, or taken
+/// past the limit, or from the head alone.
+#[test]
+fn each_parse_counts_the_input_it_reads_up_to_the_head_limit() {
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nx-pad: aaaaaaaaaaaaaa\r\n\r\n";
+    assert_eq!(GET.len(), 50);
+    let parsed_after = |limits: Limits, reads: &[&[u8]]| {
+        let mut parsed = 0;
+        with_session(limits, Config::default(), |s| {
+            for read in reads {
+                s.feed(read);
+            }
+            let answers = text(s.take_output()).matches("HTTP/1.1 200 OK\r\n").count();
+            assert_eq!(answers, reads.concat().len() / GET.len());
+            parsed = s.stats().head_bytes_parsed;
+        });
+        parsed
+    };
+    let three = GET.repeat(3);
+    assert_eq!(parsed_after(Limits::default(), &[GET]), 50);
+    assert_eq!(parsed_after(Limits::default(), &[GET, GET]), 50 + 50);
+    assert_eq!(parsed_after(Limits::default(), &[&three]), 150 + 100 + 50);
+    // The smallest head limit (64): each of the first two parses reads 64 bytes.
+    let limited = Limits::default().with_max_head(64);
+    assert_eq!(parsed_after(limited, &[&three]), 64 + 64 + 50);
+}
+
 /// What a fresh session answers to `pieces`, fed in order (then 11 s pass).
 fn answer_in(limits: Limits, pieces: &[&[u8]]) -> String {
     let mut answer = String::new();
