@@ -307,3 +307,38 @@ fn a_later_head_within_max_head_is_served_whatever_its_shape_on_both_stacks() {
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
     }
 }
+
+/// `serve` whose stdout reader has gone (a pipe closed early, `serve | head -1`) stops cleanly at
+/// SIGTERM on both stacks: exit 0 and no panic. Before, the exit JSON's `println!` panicked on
+/// `EPIPE` (exit 101) after a clean stop.
+#[test]
+fn serve_stops_cleanly_when_its_stdout_reader_has_gone() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    for stack in STACKS {
+        let script = format!(
+            "exec '{}' serve --addr 127.0.0.1:0 {stack}",
+            util::serve::BIN
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn reqguard-demo serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("the first line");
+        assert!(line.starts_with("listening on "), "{stack}: {line:?}");
+        drop(stdout); // the reader goes away: the exit JSON meets a closed pipe
+        send_signal(child.id(), "TERM");
+        let out = child.wait_with_output().expect("wait for serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stack}: {stderr}");
+        assert!(out.status.success(), "{stack}: {:?}\n{stderr}", out.status);
+        assert!(
+            stderr.contains("a line was not printed"),
+            "{stack}: {stderr}"
+        );
+    }
+}

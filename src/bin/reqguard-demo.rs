@@ -255,7 +255,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
         move || force.force(),
         || group.wait(),
     )?;
-    println!("{}", report.to_json());
+    say(report.to_json());
     for (index, loop_report) in report.loops.iter().enumerate() {
         if loop_report.leaked > 0 {
             eprintln!("loop {index}: {}", loop_report.leaks);
@@ -274,6 +274,16 @@ fn downgrade_policy(collect_on_stop: bool) -> DowngradePolicy {
     }
 }
 
+/// Prints one line of `serve`'s output (both stacks). A reader that has gone away (a closed
+/// pipe) must not turn a clean stop into a panic at exit (`println!` panics on `EPIPE`): the
+/// line is given up, stderr says so, and the exit code still tells whether the run was clean.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    if let Err(err) = writeln!(io::stdout().lock(), "{line}") {
+        eprintln!("reqguard-demo: stdout: {err}: a line was not printed");
+    }
+}
+
 /// `serve` on both stacks: watches SIGINT and SIGTERM (the first calls `stop`, a later one
 /// `force`) before it prints `listening on`, so a signal right after that line stops the
 /// server rather than kill it; then waits for the report and removes the handlers.
@@ -284,7 +294,7 @@ fn wait_watched<R>(
     wait: impl FnOnce() -> io::Result<R>,
 ) -> io::Result<R> {
     let unwatch = watch_signals(move |first| if first { stop() } else { force() })?;
-    println!("listening on {addr}");
+    say(format_args!("listening on {addr}"));
     let report = wait();
     unwatch();
     report

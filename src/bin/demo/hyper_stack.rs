@@ -160,7 +160,7 @@ fn serve(args: &[String]) -> io::Result<bool> {
         move || force.force(),
         || group.wait(),
     )?;
-    println!("{}", report.to_json());
+    super::super::say(report.to_json());
     for (index, report) in report.loops.iter().enumerate() {
         if let Some(found) = &report.deadline {
             // What was still out when the deadline (or the second signal) ended the drain.
