@@ -5,23 +5,17 @@
 mod util;
 
 use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use util::serve::{
     close_steps_answered, each_gets_the_deadlines_503, field, steps_answered, Serve,
 };
+use util::small_window::{echo, small_window_client};
 use util::strict::{connect_each, read_for, StrictClient};
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
-
-/// The segment size and receive buffer of [`small_window_client`]: with them the kernel holds a
-/// few tens of KiB of one connection's answers (the client's window plus the server's send
-/// buffer, which Linux sizes from the segment size), the same number on every connection.
-const SMALL_MSS: u32 = 536;
-const SMALL_RCVBUF: usize = 2048;
 
 /// The stop's timing for both runs: the deadline's `503` comes 500 ms after the stop, the force
 /// step 500 ms after that.
@@ -30,27 +24,6 @@ const STOP_FLAGS: &str = "--stack hyper --drain-timeout-ms 500 --force-after-ms 
 /// A health probe whose body is still coming at the drain deadline (answered `503` + close).
 const PROBE_BODY_COMING: &[u8] =
     b"POST /healthz/live HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc";
-
-/// A connection that reads nothing and takes few bytes in flight (its segment size and receive
-/// buffer set before it connects), so that what the server writes fills the socket at a size
-/// [`socket_capacity`] measures.
-fn small_window_client(addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket.set_tcp_mss(SMALL_MSS).unwrap();
-    socket.set_recv_buffer_size(SMALL_RCVBUF).unwrap();
-    socket.connect(&addr.into()).expect("connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
-    stream
-}
-
-fn echo(body_len: usize) -> Vec<u8> {
-    let mut request =
-        format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {body_len}\r\n\r\n")
-            .into_bytes();
-    request.resize(request.len() + body_len, b'e');
-    request
-}
 
 /// Everything the server sent on `stream` until its FIN.
 fn all_sent(mut stream: TcpStream) -> Vec<u8> {

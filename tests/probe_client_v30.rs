@@ -6,41 +6,16 @@
 mod util;
 
 use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use util::heads::head_of;
 use util::serve::{field, send_signal, Serve};
+use util::small_window::{echo, small_window_client};
 use util::strict::read_for;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
-
-/// The segment size and receive buffer of [`small_window_client`]: with them the kernel holds a
-/// few tens of KiB of one connection's answers, the same number on every connection (as in
-/// tests/probe_client_v27.rs).
-const SMALL_MSS: u32 = 536;
-const SMALL_RCVBUF: usize = 2048;
-
-/// A connection that reads nothing and takes few bytes in flight, so that what the server
-/// writes fills the socket at a size [`socket_capacity`] measures.
-fn small_window_client(addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket.set_tcp_mss(SMALL_MSS).unwrap();
-    socket.set_recv_buffer_size(SMALL_RCVBUF).unwrap();
-    socket.connect(&addr.into()).expect("connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
-    stream
-}
-
-fn echo(body_len: usize) -> Vec<u8> {
-    let mut request =
-        format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {body_len}\r\n\r\n")
-            .into_bytes();
-    request.resize(request.len() + body_len, b'e');
-    request
-}
 
 /// Everything the server sent on `stream` until its FIN (or a reset: what came before it).
 fn all_sent(mut stream: TcpStream) -> Vec<u8> {
@@ -219,25 +194,6 @@ fn answers_computed_before_the_force_step_are_sent_after_it() {
 
 /// The default `max_head` of both stacks (`Limits::max_head`, `Options::max_head`).
 const MAX_HEAD: usize = 8 * 1024;
-
-/// A `GET /` head of exactly `len` bytes (as in tests/probe_client_v29.rs): the request line,
-/// `host: x`, `fields` small fields written `name:value` and a last field padded to the
-/// length, every line ended by `eol`.
-fn head_of(len: usize, eol: &str, fields: usize) -> Vec<u8> {
-    let mut head = format!("GET / HTTP/1.1{eol}host: x{eol}");
-    for i in 0..fields {
-        head.push_str(&format!("x-{i:02}:v{eol}"));
-    }
-    head.push_str("x-pad:");
-    let end = format!("{eol}{eol}");
-    let pad = len
-        .checked_sub(head.len() + end.len())
-        .expect("a length the fixed parts fit in");
-    head.push_str(&"p".repeat(pad));
-    head.push_str(&end);
-    assert_eq!(head.len(), len);
-    head.into_bytes()
-}
 
 /// What goes before the large head on its connection, and how.
 #[derive(Debug, Clone, Copy)]

@@ -15,7 +15,9 @@
 //! after the server's report or error came back.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
-use std::process::Command;
+#[path = "util/child.rs"]
+mod child;
+
 use std::time::Duration;
 
 use reqguard::engines::Heap;
@@ -226,15 +228,7 @@ fn run_child(name: &str) {
 
 /// Runs `name` in a child process; its exit status and output.
 fn in_child(name: &str) -> (Option<i32>, String) {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("child runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code(), text)
+    child::output_in_child(CHILD, name, "child")
 }
 
 /// The child entry point: does nothing unless a parent named a scenario.

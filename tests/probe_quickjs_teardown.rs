@@ -10,7 +10,8 @@
 //! `PROBE_QJS_CHILD`), because the failure mode is a process abort.
 #![cfg(feature = "quickjs")]
 
-use std::process::Command;
+#[path = "util/child.rs"]
+mod child;
 
 use reqguard::engines::QuickJs;
 use reqguard::{Admitted, Config, GuardKind, ServerCore};
@@ -109,14 +110,7 @@ fn run_child(name: &str) {
 
 /// Runs `name` in a child process; its exit status and output.
 fn in_child(name: &str) -> (Option<i32>, String) {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .output()
-        .expect("child runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code(), text)
+    child::output_in_child(CHILD, name, "child")
 }
 
 /// The child entry point: does nothing unless a parent named a scenario.

@@ -31,3 +31,18 @@ pub(crate) fn assert_passes_in_child(var: &str, path: &str) {
         "the child ran no test {path}:\n{out}"
     );
 }
+
+/// Runs the test `path` alone in a child process with `var` set to `value` (which scenario it
+/// plays): its exit code (`None` when a signal ended it, as an abort does) and its stdout then
+/// its stderr, for a test that asserts how the child ended.
+pub(crate) fn output_in_child(var: &str, value: &str, path: &str) -> (Option<i32>, String) {
+    let out = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", path, "--nocapture", "--test-threads=1"])
+        .env(var, value)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the child test runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}

@@ -6,10 +6,13 @@
 #[cfg(feature = "hyper")]
 pub mod bodies;
 pub mod bounded;
+pub mod heads;
 #[cfg(feature = "hyper")]
 pub mod hyper_thread;
 #[cfg(feature = "server")]
 pub mod serve;
+#[cfg(feature = "server")]
+pub mod small_window;
 pub mod strict;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
