@@ -202,8 +202,11 @@ impl Limits {
         self
     }
 
-    /// How long a graceful stop waits for in-flight requests before it aborts them and
-    /// force-closes every connection.
+    /// How long a graceful stop waits for in-flight requests before it aborts them. At this
+    /// deadline a [`Server`](crate::http::Server) ends the requests still out (their
+    /// connections close once the answers before them are written), answers every connection
+    /// with nothing admitted `503` + close, and lets the answers already computed go out within
+    /// the close linger (at most 5 s), as a loop group's force and close steps do.
     pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self

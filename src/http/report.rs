@@ -25,9 +25,11 @@ pub struct ServerReport {
     /// Whether the drain deadline passed with requests in flight (they were aborted); not
     /// when a loop group's force step (a second signal) ended them before it.
     pub drain_deadline_hit: bool,
-    /// Connections closed by the server at the end of the drain (its deadline, or the ladder's
-    /// force step) while still open: idle, reading, or with a request out. Not those it had
-    /// closed already (answered with `connection: close`, waiting for the client's FIN). Also
+    /// Connections with a request still out when the drain ended (a lone server's deadline, or
+    /// a loop group's force step), each ended there (closed once the answers before it were
+    /// written; at once when forced by a second signal), and those still open when the close
+    /// linger ran out (5 s after the close). Not those the server answered and closed (the
+    /// `503` and close of the deadline or the close step, a `connection: close` answer). Also
     /// every connection open when a panic unwound out of a turn of the loop (an accounting
     /// whose [`MAY_PANIC`](crate::http::Accounting::MAY_PANIC) is `false` that panicked: the
     /// loop closes them all and serves on).

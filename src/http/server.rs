@@ -35,6 +35,8 @@ use crate::callback::{call_caught, caught};
 use crate::delivery::Delivery;
 use crate::signal::AbortReason;
 
+// The end of a stop, a lone server's and a group loop's (src/http/server/ending.rs).
+mod ending;
 // The stop ladder as one loop of a group runs it (src/http/server/ladder_loop.rs).
 mod ladder_loop;
 
@@ -296,6 +298,8 @@ struct EventLoop<'r, A: Accounting> {
     clock: Instant,
     /// The group's stop ladder, when this loop is one of a [`LoopGroup`](super::LoopGroup).
     ladder: Option<Box<ladder_loop::LoopLadder>>,
+    /// The end of its stop: the close, and the connections held behind an answer.
+    ending: ending::Ending,
     /// Connections whose reading stopped at their budget (`Socket::read_cut`), read again on
     /// the next turn, after its events. While there are any, a [`REVISIT_TIMER`] entry is due
     /// (set when the first is queued: the poll does not wait). A key may be stale: its
@@ -392,6 +396,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             started: Instant::now(),
             clock: Instant::now(),
             ladder: None,
+            ending: ending::Ending::default(),
             revisits: Vec::new(),
             deferred: Vec::new(),
         };
@@ -626,7 +631,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         if self.ladder.is_some() {
             return Ok(self.ladder_turn(now, buf));
         }
-        Ok(self.stop_deadline.is_some() && self.poll_stop(now))
+        Ok(self.stop_deadline.is_some() && self.poll_stop(now, buf))
     }
 
     /// [`Server::stop`], from the loop's events, a handler's `stop_server`, or a stop begun
@@ -1202,8 +1207,20 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         }
     }
 
-    /// Checks the stop; true when the loop may end.
-    fn poll_stop(&mut self, now: Instant) -> bool {
+    /// Checks the stop; true when the loop may end. At the drain deadline the stop ends as a
+    /// group's ladder ends it at its force and close steps (`server/ending.rs`): the requests
+    /// still out end, every connection with nothing admitted gets `503` + close, and the
+    /// answers already computed go out, the loop ending once every connection has closed or
+    /// [`LINGER_LIMIT`] later. It closed every connection at the deadline before, cutting
+    /// answers already computed (a client reading slowly) and leaving a head in progress
+    /// without a word (stop31).
+    fn poll_stop(&mut self, now: Instant, buf: &mut [u8]) -> bool {
+        if self.ending.closing() {
+            if self.ending.holds_some() {
+                self.answer_held_behind(now);
+            }
+            return self.close_done(now);
+        }
         let in_flight = self.dispatcher.in_flight;
         let deadline_passed = self.stop_deadline.is_some_and(|d| now >= d);
         let status = match self.dispatcher.poll_stop(now, in_flight) {
@@ -1216,25 +1233,23 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         match status {
             // Drained and every connection closed (answered, idle linger over, or gone).
             StopStatus::Complete if self.sockets.is_empty() => true,
-            // Drained, but idle connections outlived the deadline: close them.
-            StopStatus::Complete if deadline_passed => {
+            StopStatus::Complete | StopStatus::Pending if !deadline_passed => false,
+            // Past the deadline: drained, but connections outlived it (idle, or answers still
+            // being written), or requests still in flight, their signals aborted. The
+            // server's own deadline and count rule: an accounting still pending past it is
+            // escalated all the same, and one that says complete with requests in flight
+            // has them ended.
+            status => {
                 // An embedder's accounting may say complete with requests still in flight:
                 // the server's own count says whether the deadline ended some.
-                self.deadline_hit |= in_flight > 0;
-                self.force_close_all();
-                true
-            }
-            StopStatus::Complete => false,
-            StopStatus::Pending if !deadline_passed => false,
-            // The deadline passed with requests in flight: their signals were aborted; now
-            // force-close every connection, which releases their guards. The server's own
-            // deadline rules: an accounting still pending past it is escalated all the same.
-            StopStatus::Pending | StopStatus::Expired { .. } => {
-                self.deadline_hit = true;
-                self.force_close_all();
-                let in_flight = self.dispatcher.in_flight;
-                let _ = self.dispatcher.poll_stop(now, in_flight);
-                true
+                self.deadline_hit |= in_flight > 0 || status != StopStatus::Complete;
+                self.end_what_is_out(now, buf);
+                if status != StopStatus::Complete {
+                    // The accounting sees its requests ended (its drain completes).
+                    let _ = self.dispatcher.poll_stop(now, self.dispatcher.in_flight);
+                }
+                self.begin_close(now, buf);
+                self.close_done(now)
             }
         }
     }

@@ -10,22 +10,17 @@
 //! 3. Nothing here runs before the group's stop: until then [`EventLoop::ladder_turn`] returns
 //!    at its first check, so the request path touches no atomic.
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{
-    begin_linger, Connection, EventLoop, Server, Socket, CLOSE_LINGER, LINGER_LIMIT, STOP_TIMER,
-};
+use super::{EventLoop, Server, CLOSE_LINGER, STOP_TIMER};
 use crate::admit::OutcomeCounts;
-use crate::callback::{call_caught, caught};
+use crate::callback::caught;
 use crate::http::accounting::{Accounting, StopStatus};
-use crate::http::dispatch::Dispatcher;
 use crate::http::group::Member;
-use crate::http::ladder::{ConnState, HandlerRequest, Ladder, Outstanding, Step, StepRecord};
+use crate::http::ladder::{HandlerRequest, Ladder, Outstanding, Step, StepRecord};
 use crate::http::running::Phase;
 use crate::ledger::Ledger;
-use crate::signal::AbortReason;
 
 /// One loop's place on the ladder.
 pub(crate) struct LoopLadder {
@@ -41,12 +36,6 @@ pub(crate) struct LoopLadder {
     aborted_at: Option<Instant>,
     /// Told the group this loop has drained.
     drained: bool,
-    /// When the close step ran.
-    closed_at: Option<Instant>,
-    /// Connections the abort or close step found writing an answer with a request not whole
-    /// behind it (key, accept instant): each gets that step's `503` + close once its output is
-    /// written ([`EventLoop::answer_held_behind`]).
-    held_behind: Vec<(usize, Instant)>,
     /// The steps reached, for the report.
     pub(super) records: Vec<StepRecord>,
 }
@@ -61,8 +50,6 @@ impl LoopLadder {
             drain_began: None,
             aborted_at: None,
             drained: false,
-            closed_at: None,
-            held_behind: Vec::new(),
             records: Vec::new(),
         }
     }
@@ -135,11 +122,14 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             self.enter_force(now, buf, force);
         }
         self.report_drained_once(now, status);
-        if shared.close_requested() && self.ladder().closed_at.is_none() {
+        if shared.close_requested() && !self.ending.closing() {
             self.enter_close(now, buf);
         }
-        if !self.ladder().held_behind.is_empty() {
-            self.answer_held_behind(now);
+        if self.ending.holds_some() {
+            let answered = self.answer_held_behind(now);
+            if let Some(record) = self.ladder_mut().records.last_mut() {
+                record.answered += answered;
+            }
         }
         self.close_done(now)
     }
@@ -228,7 +218,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     /// with a request out closes once the answers before it are written, and the answers
     /// already computed on every other connection (a `503` the abort step gave, an answer its
     /// client reads slowly) go out as at the close step, within its linger (at most
-    /// [`LINGER_LIMIT`] after it): the force step closed them all, those answers cut or never
+    /// [`LINGER_LIMIT`](super::LINGER_LIMIT) after it): the force step closed them all, those answers cut or never
     /// sent (QA client30-1).
     fn enter_force(&mut self, now: Instant, buf: &mut [u8], forced: bool) {
         self.record(Step::Force, now, 0);
@@ -246,33 +236,6 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         if let Some(record) = self.ladder_mut().records.last_mut() {
             record.ended = ended;
         }
-    }
-
-    /// The force step the ladder's time reached: each connection with a request out (in its
-    /// handler, or answered and queued behind one) has those requests ended as the force-close
-    /// ends them, is counted force-closed, and closes once its output is written.
-    fn end_what_is_out(&mut self, now: Instant, buf: &mut [u8]) {
-        let keys: Vec<usize> = self
-            .sockets
-            .iter()
-            .filter(|(_, socket)| socket.http.waiting() > 0)
-            .map(|(key, _)| key)
-            .collect();
-        for key in keys {
-            self.force_closed += 1;
-            let http = &mut self.sockets[key].http;
-            let dispatcher = &mut self.dispatcher;
-            // The accounting's `end` is the embedder's code: a panic is counted, and that
-            // connection closed as the forced path closes it.
-            if call_caught(move || http.end_waiting(dispatcher, AbortReason::DrainDeadline)) {
-                self.dispatcher.stats.panics += 1;
-                self.close(key);
-                continue;
-            }
-            self.connection_event(mio::Token(key), None, buf, now);
-        }
-        // Every request in flight was on one of them, whatever count a panic cut short.
-        self.dispatcher.in_flight = 0;
     }
 
     /// The outcomes counted so far on this loop (none when unaccounted).
@@ -325,117 +288,16 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     }
 
     /// The whole group has drained: take what is in the accept queue, close the listener,
-    /// read what has arrived, answer every connection still open and silent `503` +
-    /// `connection: close`.
+    /// then the close a lone server's deadline reaches too ([`EventLoop::begin_close`]: read
+    /// what has arrived, answer every connection still open and silent `503` +
+    /// `connection: close`, let the answers being written go out).
     fn enter_close(&mut self, now: Instant, buf: &mut [u8]) {
         self.accept_from_backlog(now, false);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let answered = self.answer_unadmitted(now, buf, true);
+        let answered = self.begin_close(now, buf);
         self.record(Step::Close, now, answered);
-        self.ladder_mut().closed_at = Some(now);
-        self.timers.schedule(now + LINGER_LIMIT, STOP_TIMER);
-    }
-
-    /// Answers `503` + `connection: close` on every open connection with nothing admitted on
-    /// it: a request not whole yet (a head in progress, a body still coming), and with
-    /// `silent_too` one idle or silent since its accept. Returns how many sockets took their
-    /// answer whole at once (the step's `answered`).
-    fn answer_unadmitted(&mut self, now: Instant, buf: &mut [u8], silent_too: bool) -> usize {
-        // A request may be in its socket unread (a connection accepted in this very turn, its
-        // readable event not handled yet): read first, so that a whole request is refused
-        // as a late one is, and counted in `refused`. Only what has sent nothing whole is
-        // answered below, uncounted but for the step's `answered`.
-        let open: Vec<usize> = self
-            .sockets
-            .iter()
-            .filter(|(_, socket)| socket.lingering.is_none())
-            .map(|(key, _)| key)
-            .collect();
-        for key in open {
-            self.connection_event(mio::Token(key), None, buf, now);
-        }
-        let mut answered = 0;
-        let mut held_behind = Vec::new();
-        for (key, socket) in self.sockets.iter_mut() {
-            if socket.lingering.is_some() {
-                continue;
-            }
-            match socket.http.activity(now).0 {
-                ConnState::Reading => {}
-                ConnState::Idle if silent_too => {}
-                // Nothing admitted, an answer still being written and maybe a request begun
-                // behind it: answered once that answer is written, or the force step and
-                // the close linger that follows cut an unfinished request's connection
-                // without a word where a whole one got its `503` (QA client30-1).
-                ConnState::Writing if !socket.http.is_closing() => {
-                    held_behind.push((key, socket.accepted));
-                    continue;
-                }
-                _ => continue,
-            }
-            answered += usize::from(answer_503(socket, &mut self.dispatcher, now));
-        }
-        self.ladder_mut().held_behind.extend(held_behind);
-        let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.reschedule(key, now);
-        }
-        answered
-    }
-
-    /// The connections [`answer_unadmitted`](EventLoop::answer_unadmitted) found writing: each
-    /// whose output is written now with a request not whole (a head in progress, a body still
-    /// coming) gets its `503` + close, counted in the last step's `answered` if its socket takes
-    /// it whole at once; one closing (its request came whole and was refused, or its client
-    /// went) or idle after its answer (the stop's idle linger closes it) leaves the list.
-    fn answer_held_behind(&mut self, now: Instant) {
-        let held_behind = std::mem::take(&mut self.ladder_mut().held_behind);
-        let mut still = Vec::with_capacity(held_behind.len());
-        let mut answered = 0;
-        for (key, accepted) in held_behind {
-            let Some(socket) = self.sockets.get_mut(key) else {
-                continue;
-            };
-            if socket.accepted != accepted || socket.lingering.is_some() {
-                continue; // Closed since (its slot another's), or closing.
-            }
-            match socket.http.activity(now).0 {
-                _ if socket.http.is_closing() => {}
-                ConnState::Writing => still.push((key, accepted)),
-                ConnState::Reading => {
-                    answered += usize::from(answer_503(socket, &mut self.dispatcher, now));
-                    self.reschedule(key, now);
-                }
-                _ => {}
-            }
-        }
-        let ladder = self.ladder_mut();
-        ladder.held_behind = still;
-        if let Some(record) = ladder.records.last_mut() {
-            record.answered += answered;
-        }
-    }
-
-    /// After the close step, the loop ends when its last connection has closed: the answers
-    /// still being written go out, and each connection lingers until its socket has sent them
-    /// (`begin_linger`); or, whatever is left, [`LINGER_LIMIT`] after the close step. Closing
-    /// one earlier under a client still sending reset it, and the reset dropped answers the
-    /// socket had not sent yet, counted `served` (`benches/load/qa11_trunc.py`).
-    fn close_done(&mut self, now: Instant) -> bool {
-        let Some(closed_at) = self.ladder().closed_at else {
-            return false;
-        };
-        if self.sockets.is_empty() {
-            return true;
-        }
-        if now >= closed_at + LINGER_LIMIT {
-            // What lingers after its last answer (its client keeps it open) closes uncounted.
-            self.force_close_all();
-            return true;
-        }
-        false
     }
 
     /// What is outstanding on this loop now: admitted requests, guards, connections by state.
@@ -477,34 +339,6 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             ended: OutcomeCounts::default(),
         });
     }
-}
-
-/// Answers a connection with nothing admitted (idle, or a request not whole yet) the stop's
-/// `503` + `connection: close`, as one over the limit is answered, then FIN and a short drain.
-/// Whether its socket took the answer whole at once (a client gone has no answer).
-fn answer_503<'r, A: Accounting>(
-    socket: &mut Socket<'r, A::Held>,
-    dispatcher: &mut Dispatcher<'r, A>,
-    now: Instant,
-) -> bool {
-    socket
-        .http
-        .abort(dispatcher, AbortReason::Other("server closing"));
-    dispatcher.date.refresh(now);
-    socket.http = Connection::closing_after(&socket.http, now, dispatcher.date.line());
-    // Writable since it was accepted (or since its last answer was written): no new edge will
-    // come, so write now. Whatever does not fit goes out on the writable event once the client
-    // reads.
-    let mut whole = false;
-    if let Ok(n) = socket.stream.write(socket.http.pending_output()) {
-        whole = n == socket.http.pending_output().len();
-        socket.http.consume_output(n);
-        socket.sent += n as u64;
-    }
-    if socket.http.pending_output().is_empty() {
-        begin_linger(socket, now);
-    }
-    whole
 }
 
 /// The outcomes counted between `before` and `after`; none where `after` is lower (an
