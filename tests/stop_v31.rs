@@ -55,10 +55,11 @@ const ECHO: usize = 200_000;
 
 /// A lone server at its drain deadline: a client reading slowly has three echoes computed and a
 /// `GET /delay` still out behind them, another an echo computed and a head in progress behind
-/// it, a third is idle after its answer, a fourth holds a `GET /delay` alone (its end tells the
-/// test the deadline has come). Every echo arrives whole and in order; the slow reader's delayed
-/// request alone ends (its connection closed once the echoes before it are written); the head in
-/// progress gets `503` + close after its echo, as does the idle connection; nothing leaked,
+/// it, a third an echo computed and nothing behind it, a fourth is idle after its answer, a
+/// fifth holds a `GET /delay` alone (its end tells the test the deadline has come). Every echo
+/// arrives whole and in order; the slow reader's delayed request alone ends (its connection
+/// closed once the echoes before it are written); the head in progress gets `503` + close after
+/// its echo, as do the connection idle after its echo and the idle connection; nothing leaked,
 /// nothing undelivered. On main's src the deadline closed every connection at once: the echoes
 /// cut (a reset or a FIN mid-answer), no `503` to the head in progress or the idle connection.
 #[test]
@@ -92,7 +93,10 @@ fn a_lone_servers_deadline_ends_only_what_is_out_and_sends_every_answer_computed
     begun.write_all(&echo_of(ECHO, b'd')).unwrap();
     begun.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
 
-    for client in [&held, &slow, &begun] {
+    let mut alone = small_window_client(addr);
+    alone.write_all(&echo_of(ECHO, b'e')).unwrap();
+
+    for client in [&held, &slow, &begun, &alone] {
         wait_read_by_server(client);
     }
     let stop = running.stop_handle();
@@ -105,7 +109,7 @@ fn a_lone_servers_deadline_ends_only_what_is_out_and_sends_every_answer_computed
     held.read_to_end(&mut rest).expect("a FIN");
     assert!(rest.is_empty(), "the delayed request answered");
 
-    let readers: Vec<_> = [slow, begun]
+    let readers: Vec<_> = [slow, begun, alone]
         .into_iter()
         .map(|stream| std::thread::spawn(move || all_sent(stream)))
         .collect();
@@ -123,6 +127,10 @@ fn a_lone_servers_deadline_ends_only_what_is_out_and_sends_every_answer_computed
     let begun = answers(&sent.next().unwrap(), &["POST", "GET"]);
     assert_eq!(begun[0].body, vec![b'd'; ECHO]);
     assert_eq!((begun[1].status, begun[1].closes()), (503, true));
+    // Idle once its echo is written: the close's `503`, as an idle connection gets it.
+    let alone = answers(&sent.next().unwrap(), &["POST", "GET"]);
+    assert_eq!(alone[0].body, vec![b'e'; ECHO]);
+    assert_eq!((alone[1].status, alone[1].closes()), (503, true));
 
     let closing = idle.answer("GET");
     assert_eq!((closing.status, closing.closes()), (503, true));
@@ -135,13 +143,13 @@ fn a_lone_servers_deadline_ends_only_what_is_out_and_sends_every_answer_computed
     assert_eq!(report.force_closed, 2, "{report}");
     assert_eq!(
         (report.stats.served, report.stats.undelivered),
-        (5, 0),
+        (6, 0),
         "{report}"
     );
     let o = report.outcomes;
     assert_eq!(
         (o.completed, o.deadline_aborted, o.total()),
-        (5, 2, 7),
+        (6, 2, 8),
         "{report}"
     );
 }

@@ -432,7 +432,8 @@ pub(crate) fn is_current<T>(thread: &JoinHandle<T>) -> bool {
 }
 
 impl Drop for Running {
-    /// Stops the server and waits for its thread (bounded by the drain timeout). Dropped on
+    /// Stops the server and waits for its thread (bounded by the drain timeout, and the close
+    /// linger's 5 s after it while answers already made go out). Dropped on
     /// the server's own thread (by a handler), it asks for the stop and does not wait: the
     /// loop stops once the handler returns. So too on a thread the server's loop waits for,
     /// directly or through other servers' handles (two servers whose handlers drop each

@@ -124,13 +124,17 @@ impl<A: Accounting> EventLoop<'_, A> {
 
     /// The connections [`answer_unadmitted`](EventLoop::answer_unadmitted) found writing: each
     /// whose output is written now with a request not whole (a head in progress, a body still
-    /// coming) gets its `503` + close, counted in the last step's `answered` if its socket takes
-    /// it whole at once; one closing (its request came whole and was refused, or its client
-    /// went) or idle after its answer (the stop's idle linger closes it) leaves the list.
+    /// coming), or idle after it once the close has begun, gets its `503` + close, counted in
+    /// the last step's `answered` if its socket takes it whole at once (the close step answers
+    /// an idle connection so: one found writing was left to the close linger's end, then closed
+    /// without a word); one closing (its request came whole and was refused, or its client went)
+    /// or idle after its answer before the close (the stop's idle linger closes it) leaves the
+    /// list.
     pub(super) fn answer_held_behind(&mut self, now: Instant) -> usize {
         let held_behind = std::mem::take(&mut self.ending.held_behind);
         let mut still = Vec::with_capacity(held_behind.len());
         let mut answered = 0;
+        let closing = self.ending.closing();
         for (key, accepted) in held_behind {
             let Some(socket) = self.sockets.get_mut(key) else {
                 continue;
@@ -138,10 +142,11 @@ impl<A: Accounting> EventLoop<'_, A> {
             if socket.accepted != accepted || socket.lingering.is_some() {
                 continue; // Closed since (its slot another's), or closing.
             }
-            match socket.http.activity(now).0 {
+            let state = socket.http.activity(now).0;
+            match state {
                 _ if socket.http.is_closing() => {}
                 ConnState::Writing => still.push((key, accepted)),
-                ConnState::Reading => {
+                ConnState::Reading | ConnState::Idle if state == ConnState::Reading || closing => {
                     answered += usize::from(answer_503(socket, &mut self.dispatcher, now));
                     self.reschedule(key, now);
                 }
