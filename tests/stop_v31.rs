@@ -59,9 +59,9 @@ const ECHO: usize = 200_000;
 /// fifth holds a `GET /delay` alone (its end tells the test the deadline has come). Every echo
 /// arrives whole and in order; the slow reader's delayed request alone ends (its connection
 /// closed once the echoes before it are written); the head in progress gets `503` + close after
-/// its echo, as do the connection idle after its echo and the idle connection; nothing leaked,
-/// nothing undelivered. On main's src the deadline closed every connection at once: the echoes
-/// cut (a reset or a FIN mid-answer), no `503` to the head in progress or the idle connection.
+/// its echo; the connection idle after its echo, and the idle one, close with a clean FIN;
+/// nothing leaked, nothing undelivered. On main's src the deadline closed every connection at
+/// once: the echoes cut (a reset or a FIN mid-answer), no `503` to the head in progress.
 #[test]
 fn a_lone_servers_deadline_ends_only_what_is_out_and_sends_every_answer_computed() {
     let limits = Limits::default()
@@ -127,13 +127,13 @@ fn a_lone_servers_deadline_ends_only_what_is_out_and_sends_every_answer_computed
     let begun = answers(&sent.next().unwrap(), &["POST", "GET"]);
     assert_eq!(begun[0].body, vec![b'd'; ECHO]);
     assert_eq!((begun[1].status, begun[1].closes()), (503, true));
-    // Idle once its echo is written: the close's `503`, as an idle connection gets it.
-    let alone = answers(&sent.next().unwrap(), &["POST", "GET"]);
+    // Idle once its echo is written: closed as an idle connection is, a clean FIN.
+    let alone = answers(&sent.next().unwrap(), &["POST"]);
     assert_eq!(alone[0].body, vec![b'e'; ECHO]);
-    assert_eq!((alone[1].status, alone[1].closes()), (503, true));
 
-    let closing = idle.answer("GET");
-    assert_eq!((closing.status, closing.closes()), (503, true));
+    // Idle (its stop linger longer than the drain): closed at the deadline, a clean FIN, as its
+    // idle linger would close it (a loop group's close step answers it `503` instead: its
+    // listener was open through the drain).
     idle.expect_nothing_more(true, Duration::from_secs(10));
 
     let report = report.join().unwrap().expect("the report");

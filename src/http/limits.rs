@@ -204,9 +204,9 @@ impl Limits {
 
     /// How long a graceful stop waits for in-flight requests before it aborts them. At this
     /// deadline a [`Server`](crate::http::Server) ends the requests still out (their
-    /// connections close once the answers before them are written), answers every connection
-    /// with nothing admitted `503` + close, and lets the answers already computed go out within
-    /// the close linger (at most 5 s), as a loop group's force and close steps do.
+    /// connections close once the answers before them are written), answers a request not
+    /// whole `503` + close, closes idle connections, and lets the answers already computed go
+    /// out within the close linger (at most 5 s), as a loop group's force and close steps do.
     pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self

@@ -28,8 +28,9 @@ pub struct ServerReport {
     /// Connections with a request still out when the drain ended (a lone server's deadline, or
     /// a loop group's force step), each ended there (closed once the answers before it were
     /// written; at once when forced by a second signal), and those still open when the close
-    /// linger ran out (5 s after the close). Not those the server answered and closed (the
-    /// `503` and close of the deadline or the close step, a `connection: close` answer). Also
+    /// linger ran out (5 s after the close). Not those the server answered or closed cleanly
+    /// (the `503` and close of the deadline or the close step, an idle connection a lone
+    /// server closes at its deadline, a `connection: close` answer). Also
     /// every connection open when a panic unwound out of a turn of the loop (an accounting
     /// whose [`MAY_PANIC`](crate::http::Accounting::MAY_PANIC) is `false` that panicked: the
     /// loop closes them all and serves on).

@@ -1209,9 +1209,9 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
 
     /// Checks the stop; true when the loop may end. At the drain deadline the stop ends as a
     /// group's ladder ends it at its force and close steps (`server/ending.rs`): the requests
-    /// still out end, every connection with nothing admitted gets `503` + close, and the
-    /// answers already computed go out, the loop ending once every connection has closed or
-    /// [`LINGER_LIMIT`] later. It closed every connection at the deadline before, cutting
+    /// still out end, every request not whole gets `503` + close, idle connections close (as
+    /// the stop's idle linger closes them), and the answers already computed go out, the loop
+    /// ending once every connection has closed or [`LINGER_LIMIT`] later. It closed every connection at the deadline before, cutting
     /// answers already computed (a client reading slowly) and leaving a head in progress
     /// without a word (stop31).
     fn poll_stop(&mut self, now: Instant, buf: &mut [u8]) -> bool {
@@ -1248,7 +1248,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
                     // The accounting sees its requests ended (its drain completes).
                     let _ = self.dispatcher.poll_stop(now, self.dispatcher.in_flight);
                 }
-                self.begin_close(now, buf);
+                self.begin_close(now, buf, ending::Idle::Closed);
                 self.close_done(now)
             }
         }

@@ -28,6 +28,24 @@ pub(super) struct Ending {
     /// When the close began: the loop ends once its last connection has closed, or
     /// [`LINGER_LIMIT`] after this ([`EventLoop::close_done`]).
     closed_at: Option<Instant>,
+    /// What the close does with a connection idle once its answers are written.
+    idle: Idle,
+}
+
+/// What the end of a stop does with a connection idle (kept alive after its answers, or silent
+/// since its accept): nothing begun on it, nothing to write.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Idle {
+    /// Left to the stop's idle linger (the ladder's abort step: the close comes later).
+    #[default]
+    Left,
+    /// Answered `503` + close (a group's close step: its listener was open through the drain,
+    /// and a connection accepted then may be about to send its request).
+    Answered,
+    /// Closed (our FIN, then the close linger), as the stop's idle linger closes it (a lone
+    /// server's close: its listener closed at the stop, so an idle connection is a kept-alive
+    /// one after its answers, and closes as keep-alive connections close).
+    Closed,
 }
 
 impl Ending {
@@ -70,16 +88,10 @@ impl<A: Accounting> EventLoop<'_, A> {
         self.dispatcher.in_flight = 0;
     }
 
-    /// Answers `503` + `connection: close` on every open connection with nothing admitted on
-    /// it: a request not whole yet (a head in progress, a body still coming), and with
-    /// `silent_too` one idle or silent since its accept. Returns how many sockets took their
-    /// answer whole at once (the step's `answered`).
-    pub(super) fn answer_unadmitted(
-        &mut self,
-        now: Instant,
-        buf: &mut [u8],
-        silent_too: bool,
-    ) -> usize {
+    /// Answers `503` + `connection: close` on every open connection with a request not whole
+    /// yet (a head in progress, a body still coming), and ends each idle one as `idle` says.
+    /// Returns how many sockets took their `503` whole at once (the step's `answered`).
+    pub(super) fn answer_unadmitted(&mut self, now: Instant, buf: &mut [u8], idle: Idle) -> usize {
         // A request may be in its socket unread (a connection accepted in this very turn, its
         // readable event not handled yet): read first, so that a whole request is refused
         // as a late one is, and counted in `refused`. Only what has sent nothing whole is
@@ -100,19 +112,19 @@ impl<A: Accounting> EventLoop<'_, A> {
                 continue;
             }
             match socket.http.activity(now).0 {
-                ConnState::Reading => {}
-                ConnState::Idle if silent_too => {}
+                state @ (ConnState::Reading | ConnState::Idle) => {
+                    let d = &mut self.dispatcher;
+                    answered += usize::from(end_unadmitted(socket, d, state, idle, now));
+                }
                 // Nothing admitted, an answer still being written and maybe a request begun
                 // behind it: answered once that answer is written, or the force step and
                 // the close linger that follows cut an unfinished request's connection
                 // without a word where a whole one got its `503` (QA client30-1).
                 ConnState::Writing if !socket.http.is_closing() => {
                     held_behind.push((key, socket.accepted));
-                    continue;
                 }
-                _ => continue,
+                _ => {}
             }
-            answered += usize::from(answer_503(socket, &mut self.dispatcher, now));
         }
         self.ending.held_behind.extend(held_behind);
         let keys: Vec<usize> = self.sockets.iter().map(|(k, _)| k).collect();
@@ -124,17 +136,16 @@ impl<A: Accounting> EventLoop<'_, A> {
 
     /// The connections [`answer_unadmitted`](EventLoop::answer_unadmitted) found writing: each
     /// whose output is written now with a request not whole (a head in progress, a body still
-    /// coming), or idle after it once the close has begun, gets its `503` + close, counted in
-    /// the last step's `answered` if its socket takes it whole at once (the close step answers
-    /// an idle connection so: one found writing was left to the close linger's end, then closed
-    /// without a word); one closing (its request came whole and was refused, or its client went)
-    /// or idle after its answer before the close (the stop's idle linger closes it) leaves the
-    /// list.
+    /// coming) gets its `503` + close, counted in the last step's `answered` if its socket
+    /// takes it whole at once; one idle once it is written is ended as the close ends an idle
+    /// connection, once the close has begun (it was left to the close linger's end, then
+    /// closed without a word), or left to the stop's idle linger before; one closing (its
+    /// request came whole and was refused, or its client went) leaves the list.
     pub(super) fn answer_held_behind(&mut self, now: Instant) -> usize {
         let held_behind = std::mem::take(&mut self.ending.held_behind);
         let mut still = Vec::with_capacity(held_behind.len());
         let mut answered = 0;
-        let closing = self.ending.closing();
+        let idle = self.ending.idle;
         for (key, accepted) in held_behind {
             let Some(socket) = self.sockets.get_mut(key) else {
                 continue;
@@ -142,12 +153,12 @@ impl<A: Accounting> EventLoop<'_, A> {
             if socket.accepted != accepted || socket.lingering.is_some() {
                 continue; // Closed since (its slot another's), or closing.
             }
-            let state = socket.http.activity(now).0;
-            match state {
+            match socket.http.activity(now).0 {
                 _ if socket.http.is_closing() => {}
                 ConnState::Writing => still.push((key, accepted)),
-                ConnState::Reading | ConnState::Idle if state == ConnState::Reading || closing => {
-                    answered += usize::from(answer_503(socket, &mut self.dispatcher, now));
+                state @ (ConnState::Reading | ConnState::Idle) => {
+                    let d = &mut self.dispatcher;
+                    answered += usize::from(end_unadmitted(socket, d, state, idle, now));
                     self.reschedule(key, now);
                 }
                 _ => {}
@@ -177,16 +188,44 @@ impl<A: Accounting> EventLoop<'_, A> {
         false
     }
 
-    /// The close: every connection still open with nothing admitted (silent, idle, or a
-    /// request not whole yet) gets `503` + close, at once or once the answer it is writing is
-    /// written; answers still being written go out, and the loop ends when its last connection
-    /// has closed, at most [`LINGER_LIMIT`] from now ([`close_done`](EventLoop::close_done)).
-    /// Returns how many sockets took their `503` whole at once.
-    pub(super) fn begin_close(&mut self, now: Instant, buf: &mut [u8]) -> usize {
-        let answered = self.answer_unadmitted(now, buf, true);
+    /// The close: every connection still open with a request not whole yet gets `503` +
+    /// close, and each idle one is ended as `idle` says, at once or once the answer it is
+    /// writing is written; answers still being written go out, and the loop ends when its last
+    /// connection has closed, at most [`LINGER_LIMIT`] from now
+    /// ([`close_done`](EventLoop::close_done)). Returns how many sockets took their `503` whole
+    /// at once.
+    pub(super) fn begin_close(&mut self, now: Instant, buf: &mut [u8], idle: Idle) -> usize {
+        self.ending.idle = idle;
+        let answered = self.answer_unadmitted(now, buf, idle);
         self.ending.closed_at = Some(now);
         self.timers.schedule(now + LINGER_LIMIT, STOP_TIMER);
         answered
+    }
+}
+
+/// Ends a connection with nothing admitted in `state` (reading or idle): a request not whole
+/// yet gets the stop's `503` + close, an idle connection what `idle` says. Whether its socket
+/// took a `503` whole at once.
+fn end_unadmitted<'r, A: Accounting>(
+    socket: &mut Socket<'r, A::Held>,
+    dispatcher: &mut Dispatcher<'r, A>,
+    state: ConnState,
+    idle: Idle,
+    now: Instant,
+) -> bool {
+    match (state, idle) {
+        (ConnState::Reading, _) | (ConnState::Idle, Idle::Answered) => {
+            answer_503(socket, dispatcher, now)
+        }
+        (ConnState::Idle, Idle::Closed) => {
+            // Nothing is held on it: the abort only marks it closed.
+            socket
+                .http
+                .abort(dispatcher, AbortReason::Other("server closing"));
+            begin_linger(socket, now);
+            false
+        }
+        _ => false,
     }
 }
 

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ending::Idle;
 use super::{EventLoop, Server, CLOSE_LINGER, STOP_TIMER};
 use crate::admit::OutcomeCounts;
 use crate::callback::caught;
@@ -195,7 +196,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
             // A request not whole at the deadline gets its `503` now, as the close step gives
             // it when nothing was out (and as hyper's abort step does): the force step, which
             // comes first when something is still out, closed it without a word (QA client27-1).
-            let answered = self.answer_unadmitted(now, buf, false);
+            let answered = self.answer_unadmitted(now, buf, Idle::Left);
             self.push_record(Step::Abort, now, outstanding, answered);
             self.ladder_mut().aborted_at = Some(now);
             let force_at = now + self.ladder().plan.force_after();
@@ -296,7 +297,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let answered = self.begin_close(now, buf);
+        let answered = self.begin_close(now, buf, Idle::Answered);
         self.record(Step::Close, now, answered);
     }
 
