@@ -96,6 +96,8 @@ serve options:
   --max-body BYTES        largest request body; larger gets 413
   --max-output BYTES      unsent answers buffered per connection before reading pauses
                           (limits: docs/server.md, \"Limits\"; invalid ones are refused at start)
+  --half-close            a client that shuts down its write side (nc -N) still gets the
+                          answers to its requests in their handler (off: it is taken for gone)
   at start, the open-file soft limit is raised to the hard one (as Go does): a connection
   flood meets --max-connections, not the end of the process's descriptors
 
@@ -171,6 +173,7 @@ fn parse_serve(args: &[String]) -> io::Result<ServeOptions> {
             "--request-timeout-ms" => o.limits = o.limits.with_request_timeout(ms(value()?)?),
             "--max-body" => o.limits = o.limits.with_max_body(size(number(value()?)?)?),
             "--max-output" => o.limits = o.limits.with_max_output(size(number(value()?)?)?),
+            "--half-close" => o.limits = o.limits.with_half_close(true),
             other => {
                 return Err(io::Error::other(format!(
                     "unknown option {other:?}\n{USAGE}"

@@ -615,6 +615,9 @@ impl<'r, H> Connection<'r, H> {
 
     /// The client went away (read end closed): waiting requests are aborted with
     /// [`AbortReason::ClientDisconnected`]; what is already answered may still be written.
+    /// With [`Limits::half_close`](crate::http::Limits::with_half_close) on, the client only
+    /// shut its write side: waiting requests are answered, and the connection is done once
+    /// their answers are written. Either way nothing more is parsed.
     pub fn peer_closed<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
         self.bind(d);
         self.peer_closed_unchecked(d);
@@ -626,7 +629,9 @@ impl<'r, H> Connection<'r, H> {
         &mut self,
         d: &mut Dispatcher<'r, A>,
     ) {
-        self.drop_held(d, AbortReason::ClientDisconnected);
+        if !d.limits.half_close() {
+            self.drop_held(d, AbortReason::ClientDisconnected);
+        }
         self.closing = true;
     }
 
@@ -1264,7 +1269,10 @@ impl<'r, H> Connection<'r, H> {
     /// stop, the last of them carries `connection: close` (the ones before it still go out).
     fn complete_due<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>, now: Instant) {
         while let Some(slot) = self.answers.pop_due(now) {
-            let closes_at_stop = d.closes_connections() && self.answers.queue_len() == 0;
+            // Stopping, or closing with answers still to make (the client's end of input with
+            // `Limits::half_close`): the last answer says `connection: close`.
+            let closes_at_stop =
+                (d.closes_connections() || self.closing) && self.answers.queue_len() == 0;
             let close = match slot {
                 Slot::Ready { bytes, close, held } => {
                     self.answers.write_out(bytes, closes_at_stop && !close);

@@ -34,7 +34,8 @@ use std::time::Duration;
 ///     .with_idle_timeout(Duration::from_secs(3))
 ///     .with_min_send_rate(512)
 ///     .with_stop_linger(Duration::from_millis(250))
-///     .with_drain_timeout(Duration::from_secs(4));
+///     .with_drain_timeout(Duration::from_secs(4))
+///     .with_half_close(true);
 /// assert_eq!(limits.max_head(), 4 * 1024);
 /// assert_eq!(limits.max_body(), 64 * 1024);
 /// assert_eq!(limits.max_chunk_overhead(), 96 * 1024);
@@ -48,6 +49,7 @@ use std::time::Duration;
 /// assert_eq!(limits.min_send_rate(), 512);
 /// assert_eq!(limits.stop_linger(), Duration::from_millis(250));
 /// assert_eq!(limits.drain_timeout(), Duration::from_secs(4));
+/// assert!(limits.half_close());
 /// assert!(limits.validate().is_ok());
 /// assert!(limits.with_max_head(10).validate().is_err()); // no request line fits in 10 bytes
 /// ```
@@ -66,6 +68,7 @@ pub struct Limits {
     min_send_rate: u64,
     stop_linger: Duration,
     drain_timeout: Duration,
+    half_close: bool,
 }
 
 /// The smallest [`Limits::max_head`](Limits::with_max_head) that [`Limits::validate`] accepts: room
@@ -90,7 +93,8 @@ impl Default for Limits {
     /// 8 KiB of headers, 1 MiB of body (2 MiB of chunk framing, 16 KiB of chunk extensions,
     /// 8 KiB of trailers), 64 KiB of unsent answers before reading pauses, 1,024 connections, 32
     /// pipelined requests, 10 s to send a whole request, 5 s idle keep-alive, answers read at
-    /// 1 KiB/s at least, 1 s of linger for idle connections after stop, 5 s of drain.
+    /// 1 KiB/s at least, 1 s of linger for idle connections after stop, 5 s of drain, no
+    /// half-close (a client's end of input drops the requests still in their handler).
     fn default() -> Self {
         Limits {
             max_head: 8 * 1024,
@@ -106,6 +110,7 @@ impl Default for Limits {
             min_send_rate: 1024,
             stop_linger: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(5),
+            half_close: false,
         }
     }
 }
@@ -212,6 +217,24 @@ impl Limits {
         self
     }
 
+    /// Whether a client that shuts down its write side (a FIN after its request:
+    /// `shutdown(SHUT_WR)`, `nc -N`, some HTTP/1.0 tools and scripts) still gets the answers to
+    /// the requests in their handler then. Off (the default, as hyper's
+    /// `http1::Builder::half_close(false)`): its end of input is taken for a client gone, and
+    /// those requests end *client gone* (their abort signals fire), unanswered. On: they are
+    /// answered, each bounded as any request is (its handler, the drain deadline), the answers
+    /// written, then the connection closes; nothing more is read or parsed after the end of
+    /// input (a request not whole then, or held back unread by
+    /// [`max_pipeline`](Limits::with_max_pipeline) or [`max_output`](Limits::with_max_output),
+    /// is dropped). A client that closes with nothing in its handler is closed as without it,
+    /// after the answers already made are written. A client that closed both sides, not just
+    /// its write side, resets the connection when the answer reaches it: the answer is counted
+    /// `undelivered`, not `served`.
+    pub fn with_half_close(mut self, on: bool) -> Self {
+        self.half_close = on;
+        self
+    }
+
     /// See [`with_max_head`](Limits::with_max_head).
     #[inline]
     pub fn max_head(&self) -> usize {
@@ -294,6 +317,12 @@ impl Limits {
     #[inline]
     pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout
+    }
+
+    /// See [`with_half_close`](Limits::with_half_close).
+    #[inline]
+    pub fn half_close(&self) -> bool {
+        self.half_close
     }
 
     /// Checks that these limits can serve a request: `max_head` of at least [`MIN_HEAD`], no

@@ -69,11 +69,13 @@ use crate::ServerCore;
 /// assert_eq!(options.probe_body_timeout(), Duration::from_secs(7));
 ///
 /// // The switches, off by default, each turned on alone:
-/// let switches = |o: Options| (o.keep_listening(), o.health_checks(), o.record_activity());
-/// assert_eq!(switches(Options::default()), (false, false, false));
-/// assert_eq!(switches(options.with_keep_listening(true)), (true, false, false));
-/// assert_eq!(switches(options.with_health_checks(true)), (false, true, false));
-/// assert_eq!(switches(options.with_record_activity(true)), (false, false, true));
+/// let switches =
+///     |o: Options| (o.keep_listening(), o.health_checks(), o.record_activity(), o.half_close());
+/// assert_eq!(switches(Options::default()), (false, false, false, false));
+/// assert_eq!(switches(options.with_keep_listening(true)), (true, false, false, false));
+/// assert_eq!(switches(options.with_health_checks(true)), (false, true, false, false));
+/// assert_eq!(switches(options.with_record_activity(true)), (false, false, true, false));
+/// assert_eq!(switches(options.with_half_close(true)), (false, false, false, true));
 ///
 /// let never = Options::default().with_drain_timeout(Duration::MAX);
 /// assert_eq!(never.drain_timeout(), Duration::from_secs(365 * 24 * 3600));
@@ -93,6 +95,7 @@ pub struct Options {
     health_checks: bool,
     probe_body: ProbeBody,
     record_activity: bool,
+    half_close: bool,
 }
 
 /// The body of a health probe, which the adapter reads and drops itself
@@ -139,6 +142,7 @@ impl Default for Options {
                 timeout: super::ECHO_BODY_TIMEOUT,
             },
             record_activity: false,
+            half_close: false,
         }
     }
 }
@@ -269,6 +273,18 @@ impl Options {
         self
     }
 
+    /// Whether a client that shuts down its write side (a FIN after its request:
+    /// `shutdown(SHUT_WR)`, `nc -N`) still gets the answer to the request in its handler then,
+    /// as the mio server's `Limits::with_half_close`: hyper's `http1::Builder::half_close`.
+    /// Off by default (hyper's default): its end of input is taken for a client gone, and that
+    /// request ends *client gone*, unanswered. On: it is answered (bounded as any request is:
+    /// its handler, the drain deadline and the force step), then the connection closes. A
+    /// client that half-closes with nothing in its handler is closed as without it.
+    pub fn with_half_close(mut self, on: bool) -> Self {
+        self.half_close = on;
+        self
+    }
+
     /// Whether these options can serve, by the rules the mio server's `Limits::validate` checks
     /// its own by (`src/knobs.rs`): `InvalidInput` naming the first knob out of range, for a
     /// `max_connections` of 0 (QA embed17-1: every connection was refused `503`), a `max_head`
@@ -365,6 +381,11 @@ impl Options {
     /// See [`with_record_activity`](Options::with_record_activity).
     pub fn record_activity(&self) -> bool {
         self.record_activity
+    }
+
+    /// See [`with_half_close`](Options::with_half_close).
+    pub fn half_close(&self) -> bool {
+        self.half_close
     }
 }
 
@@ -1301,6 +1322,7 @@ fn hyper_http1(options: Options, keep_alive: bool, conn: &Conn) -> http1::Builde
         .timer(HeadTimer::of(conn))
         .header_read_timeout(options.idle_timeout)
         .max_buf_size(options.max_buffer)
+        .half_close(options.half_close)
         .keep_alive(keep_alive);
     builder
 }

@@ -10,7 +10,7 @@
 //! `--drain-timeout-ms`, `--idle-timeout-ms` and `--request-timeout-ms` (hyper has one timer for
 //! both: the shorter wins), `--max-connections`, `--max-body` (the `/echo` limit), `--max-output`
 //! (hyper's buffer limit, at least 8 KiB), `--unready-ms`, `--idle-linger-ms`,
-//! `--force-after-ms`, `--loops N` and `--listen reuseport|shared` (a
+//! `--force-after-ms`, `--half-close`, `--loops N` and `--listen reuseport|shared` (a
 //! [`HyperGroup`]: one thread, runtime, `LocalSet` and server core per loop, on the mio group's
 //! listeners). As on mio: the port stays open in the drain until every loop has drained,
 //! `/healthz/ready` turns 503 at the first signal, `/healthz/live` answers 200, a second signal
@@ -116,6 +116,7 @@ fn parse(args: &[String]) -> io::Result<ServeArgs> {
             "--unready-ms" => parsed.options = o.with_unready(ms(value()?)?),
             "--idle-linger-ms" => parsed.options = o.with_stop_linger(ms(value()?)?),
             "--force-after-ms" => parsed.options = o.with_force_after(ms(value()?)?),
+            "--half-close" => parsed.options = o.with_half_close(true),
             // Each loop: a thread with its own runtime, LocalSet and server core.
             "--loops" => parsed.loops = super::super::parse_loops(number(value()?)?)?,
             "--listen" => parsed.mode = super::super::parse_listen(value()?)?,

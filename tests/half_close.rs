@@ -1,0 +1,90 @@
+//! stop31, round 31: the half-close opt-in (`Limits::with_half_close`, hyper's
+//! `Options::with_half_close`, `serve --half-close`) on both stacks, through `reqguard-demo
+//! serve` over real sockets. A client that sends a request and shuts down its write side
+//! (`shutdown(SHUT_WR)`, as `nc -N` and some HTTP/1.0 tools do) while its handler works gets its
+//! answer with the knob on, then the connection closes; off (the default, hyper's too) its end
+//! of input is taken for a client gone and the request ends *client gone*, unanswered.
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::io::Read;
+use std::time::Duration;
+
+use util::serve::{field, Serve};
+use util::strict::StrictClient;
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// A deferred request (`GET /delay`, 300 ms in its handler), then the client's FIN at once.
+fn delayed_then_fin(serve: &Serve) -> StrictClient {
+    let mut client = StrictClient::connect(serve.addr);
+    client.send(b"GET /delay?ms=300 HTTP/1.1\r\nhost: x\r\n\r\n");
+    client.send_fin();
+    client
+}
+
+/// `"outcomes":{...}`'s field `key` in the exit JSON (the totals' come first).
+fn outcome(json: &str, key: &str) -> f64 {
+    let outcomes = &json[json.find("\"outcomes\":").expect("outcomes")..];
+    field(outcomes, key)
+}
+
+#[test]
+fn with_half_close_a_request_in_its_handler_at_the_clients_fin_is_answered_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start("", &format!("{stack} --half-close"));
+        let mut client = delayed_then_fin(&serve);
+        let answer = client.answer("GET");
+        assert_eq!(
+            (answer.status, answer.text()),
+            (200, "delayed 300 ms"),
+            "{stack}"
+        );
+        assert!(answer.closes(), "{stack}: the last answer says close");
+        client.expect_nothing_more(true, Duration::from_secs(10));
+
+        // Nothing in its handler: a half-close is closed as without the knob.
+        let mut idle = StrictClient::connect(serve.addr);
+        idle.send_fin();
+        idle.expect_nothing_more(true, Duration::from_secs(10));
+
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 1.0, "{stack}: {json}");
+        assert_eq!(
+            (outcome(&json, "completed"), outcome(&json, "client_gone")),
+            (1.0, 0.0),
+            "{stack}: {json}"
+        );
+    }
+}
+
+#[test]
+fn without_half_close_a_request_in_its_handler_at_the_clients_fin_ends_client_gone_on_both_stacks()
+{
+    for stack in STACKS {
+        let serve = Serve::start("", stack);
+        let mut client = delayed_then_fin(&serve);
+        let mut rest = Vec::new();
+        client
+            .reader_mut()
+            .read_to_end(&mut rest)
+            .expect("a clean close");
+        assert!(
+            rest.is_empty(),
+            "{stack}: answered: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        assert_eq!(field(&json, "served"), 0.0, "{stack}: {json}");
+        assert_eq!(
+            (outcome(&json, "completed"), outcome(&json, "client_gone")),
+            (0.0, 1.0),
+            "{stack}: {json}"
+        );
+    }
+}
