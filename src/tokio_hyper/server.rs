@@ -278,7 +278,8 @@ impl Options {
     /// as the mio server's `Limits::with_half_close`: hyper's `http1::Builder::half_close`.
     /// Off by default (hyper's default): its end of input is taken for a client gone, and that
     /// request ends *client gone*, unanswered. On: it is answered (bounded as any request is:
-    /// its handler, the drain deadline and the force step), then the connection closes. A
+    /// its handler, the drain deadline and the force step), then the connection closes (the
+    /// answer carries no `connection: close`: hyper adds none for an end of input). A
     /// client that half-closes with nothing in its handler is closed as without it.
     pub fn with_half_close(mut self, on: bool) -> Self {
         self.half_close = on;
