@@ -39,7 +39,10 @@
 //!   ledger reports, never an abort at teardown.
 //! - **Do not store a server core inside its own runtime** (in a closure of a JS function or in
 //!   a class instance of that runtime): the core keeps the runtime alive and the runtime keeps
-//!   the core, a cycle that leaks both. Own the core from Rust.
+//!   the core, a cycle that leaks both while the server holds its wrapper strongly (until it is
+//!   stopped, and under `OnDrain` drained). Once it lets go, the wrapper, what it holds and the
+//!   runtime are freed as usual, so such a core must be stopped before the runtime is torn
+//!   down; a core never stopped keeps the runtime for good. Own the core from Rust.
 //!
 //! The weak handle holds the adapter's own context (its `WeakRef` and `deref` are that realm's),
 //! never the context the core was made in: a wrapper kept in that context's globals goes with
