@@ -330,9 +330,6 @@ mod router_build_is_linear {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no figure: {out}"));
         // Linear: under a kilobyte per route (0.7 MB). Main: 13.9 MB.
-        assert!(
-            allocated < 4 << 20,
-            "{allocated} bytes for {ROUTES} routes"
-        );
+        assert!(allocated < 4 << 20, "{allocated} bytes for {ROUTES} routes");
     }
 }
