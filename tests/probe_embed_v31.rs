@@ -333,3 +333,40 @@ mod router_build_is_linear {
         assert!(allocated < 4 << 20, "{allocated} bytes for {ROUTES} routes");
     }
 }
+
+/// A context whose `Default` panics, with the pool prewarmed: the constructor's panic is the
+/// caller's (documented under `ServerCore::new`'s `# Panics`), and nothing it took is kept:
+/// the wrapper handle it was given goes with the unwinding (collectable), no slot or signal
+/// stays counted anywhere. Held on main (the `# Panics` is new).
+mod a_panicking_default_while_prewarming {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use reqguard::engines::Heap;
+    use reqguard::{Config, Recycle, ServerCore};
+
+    struct Bad;
+
+    impl Default for Bad {
+        fn default() -> Self {
+            panic!("no context today");
+        }
+    }
+
+    impl Recycle for Bad {
+        fn recycle(&mut self) {}
+    }
+
+    #[test]
+    fn the_constructor_panics_and_keeps_nothing() {
+        let heap = Heap::new();
+        let wrapper = heap.alloc("server");
+        let weak = wrapper.downgrade();
+        let config = Config::default().with_prewarm(2);
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            ServerCore::embedded_with_context::<Bad>(wrapper, config)
+        }));
+        assert!(made.is_err(), "the Default's panic reaches the caller");
+        assert_eq!(heap.collect(), 1, "the wrapper was let go");
+        assert!(weak.is_finalized());
+    }
+}

@@ -117,7 +117,9 @@ impl Config {
 
     /// How many pooled contexts to allocate up front (capped at the capacity), each with its
     /// abort signal beside it (every pooled slot holds one from the moment it is made): the
-    /// first requests allocate neither.
+    /// first requests allocate neither. The contexts are made (`C::default`, your code) by the
+    /// server core's constructor: a `Default` that panics makes the constructor panic, and
+    /// nothing is kept (the wrapper handle it was given goes with the unwinding).
     pub fn with_prewarm(mut self, count: usize) -> Self {
         self.prewarm = count;
         self

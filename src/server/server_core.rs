@@ -47,6 +47,13 @@ pub struct ServerCore<E: Engine, C: Recycle = ()> {
 
 impl<E: Engine, C: Recycle> ServerCore<E, C> {
     /// A server core around the wrapper `strong` keeps alive; `scope` makes its weak handle.
+    ///
+    /// # Panics
+    ///
+    /// If the engine's [`downgrade`](Engine::downgrade) panics (see the engine's docs), or if
+    /// `C::default` panics making the contexts [`Config::with_prewarm`] asks for: the panic is
+    /// the caller's, and nothing is kept (`strong` goes with the unwinding). So do the other
+    /// constructors (`embedded`, `quickjs`, ...) when `C::default` panics.
     pub fn new(scope: &mut E::Scope<'_>, strong: E::Strong, config: Config) -> Self {
         ServerCore::with_cell(WrapperCell::new(scope, strong), config)
     }
