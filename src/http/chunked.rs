@@ -70,6 +70,9 @@ impl std::error::Error for ChunkedError {}
 /// chunk-ext    = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] )
 /// trailer      = *( field-name ":" OWS field-value OWS CRLF )
 /// ```
+///
+/// One leniency, as hyper's decoder has it: whitespace may also end a size line, after the
+/// size or an extension (`3 \r\n`), as the `BWS` before a `;` that does not come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Before the first hex digit of a size.
@@ -438,6 +441,9 @@ mod tests {
             b"5;a=\r\nhello\r\n",
             b"5;a=\"x\r\nhello\r\n",
             b"5;a b\r\nhello\r\n",
+            b"5;=b\r\nhello\r\n",
+            b"5;a=\"b\"c\r\nhello\r\n",
+            b"5; \r\nhello\r\n",
             b"5;a\x01\r\nhello\r\n",
             b"0\r\nno colon\r\n\r\n",
             b"0\r\nNoColon\r\n\r\n",
