@@ -75,8 +75,9 @@ pub(crate) fn awaits_continue<B: hyper::body::Body>(request: &Request<B>) -> boo
 /// is within the limit whatever its shape, and the estimate, which a head with bare `LF` line
 /// ends or fields written `name:value` exceeds, is not asked (QA client29-1: such heads of
 /// 8,131 to 8,192 bytes were `431` here and served on mio). The count runs from the accept
-/// and begins again only past the limit, so this holds for a connection's first head sent
-/// alone, not for a later head of a kept-alive connection (docs/hyper.md). Asked only when the
+/// and begins again at each read that waits inside a request (hyper's buffer empty), so this
+/// holds for a connection's first head sent alone and a later one sent after its answer was
+/// read (QA client30-2), not for a pipelined head (docs/hyper.md). Asked only when the
 /// estimate is past the limit: nothing more on the common path.
 #[inline]
 pub(crate) fn refusal<B>(

@@ -866,7 +866,15 @@ impl AsyncRead for LingeringIo {
                 }
             },
             Poll::Pending if this.conn.head_overdrawn() => return this.head_past_limit(),
-            Poll::Pending => true,
+            // A read that waits inside a request finds hyper's buffer empty: the count of the
+            // next head begins here (QA client30-2: begun only once overdrawn, it held the
+            // requests before, and a later head within the limit was judged by the estimate).
+            Poll::Pending => {
+                if this.conn.inside_a_request() {
+                    this.conn.head_began();
+                }
+                true
+            }
             Poll::Ready(Err(_)) => false,
         };
         polled
