@@ -583,6 +583,20 @@ impl Conn {
             .set(self.head_room.get().wrapping_sub_unsigned(bytes));
     }
 
+    /// What is left of `max_head` after the bytes read since the count began
+    /// ([`Conn::head_room`]; below zero, past it).
+    #[inline]
+    pub(crate) fn head_room(&self) -> isize {
+        self.head_room.get()
+    }
+
+    /// Whether a read of up to `room` bytes could take the count past `max_head`
+    /// ([`Conn::head_room`]): `LingeringIo::read_near_head_limit`.
+    #[inline]
+    pub(crate) fn head_room_under(&self, room: usize) -> bool {
+        self.head_room.get() < room as isize
+    }
+
     /// Whether more than `max_head` bytes were read since the count began ([`Conn::head_room`]).
     #[inline]
     pub(crate) fn head_overdrawn(&self) -> bool {
@@ -1344,6 +1358,28 @@ impl Connections {
                 conn.wake_task();
             }
         }
+    }
+
+    /// The force step the stop's time reaches: aborts the task of each open connection with
+    /// a request still out (admitted, its bundle alive) and no answer waiting for the socket
+    /// (its last write did not find the socket full), as the mio loops' force step ends only
+    /// what is still out; returns how many. The others are left to write what they have
+    /// computed (an answer to a client reading slowly, a `503` of the adapter's own) and close,
+    /// keep-alive being off, bounded by the stop (`Stopper::force_close`). Before, every task
+    /// was aborted, and an answer hyper had not written whole was cut (QA client30-1).
+    #[cold]
+    pub(crate) fn abort_what_is_out(&self) -> usize {
+        let open = self.open.borrow();
+        let mut aborted = 0;
+        for (_, slot) in open.iter() {
+            let conn = &slot.conn;
+            if let (Some(handle), true) = (&slot.abort, conn.is_busy() && !conn.write_is_pending())
+            {
+                handle.abort();
+                aborted += 1;
+            }
+        }
+        aborted
     }
 
     /// Aborts every open connection's task (hyper drops the connection, its request futures

@@ -78,6 +78,9 @@ pub(crate) struct LingeringIo {
     /// or bytes or the end of input wait in the socket, hyper's to read (a read that filled
     /// hyper's buffer, a peek that found either): what comes behind, hyper sees when it reads.
     covered: bool,
+    /// hyper's reads ended with the count of the head in progress at `max_head` and a byte
+    /// more waiting ([`Self::read_near_head_limit`]).
+    head_continues: bool,
 }
 
 /// What a socket took from hyper, and where the connection's answers end in it: for the answers
@@ -169,6 +172,7 @@ impl LingeringIo {
             sent_in_window: 0,
             eof_seen: false,
             covered: false,
+            head_continues: false,
             written: Written::default(),
         }
     }
@@ -523,6 +527,80 @@ impl LingeringIo {
         }
     }
 
+    /// hyper asks for up to `buf`'s room while the count of the head in progress has less
+    /// left before `max_head` ([`Conn::head_room_under`]). Inside a request
+    /// (`Conn::inside_a_request`) hyper reads only with its buffer empty (for the client's
+    /// end, or a body): the count of the next head begins here, and the read goes on as usual
+    /// (`None`). QA client30-2: begun only once past the limit, the count held the requests
+    /// before, and a later head within the limit, judged by its estimate, was `431`.
+    ///
+    /// Else hyper reads a head, with what it has of it in its buffer (never more than the
+    /// count: [`Conn::head_room`]), and the read takes at most what is left before `max_head`:
+    /// the count never passes the limit while a head is read, so a head hyper parses whole is
+    /// within it by its bytes, whatever its estimate (before, pipelined heads were judged by
+    /// the estimate: the count held the requests read with them). With nothing left, the
+    /// socket is peeked: a byte more (the head is not whole) ends hyper's reads
+    /// ([`Self::head_past_limit`]), and its buffer is judged by its bytes (past the limit:
+    /// `431`, `414` or `501` + close; within it, the count held other requests: given back
+    /// to hyper, the count begun again at the head, `server::reads_ended`); nothing yet waits.
+    #[cold]
+    #[inline(never)]
+    fn read_near_head_limit(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Option<Poll<io::Result<()>>> {
+        if self.conn.inside_a_request() {
+            self.conn.head_began();
+            return None;
+        }
+        let left = usize::try_from(self.conn.head_room()).ok()?;
+        let stream = self.stream.as_mut()?;
+        if left == 0 {
+            let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+            return match stream.poll_peek(cx, &mut ReadBuf::uninit(&mut byte)) {
+                Poll::Pending => {
+                    self.covered = true;
+                    Some(Poll::Pending)
+                }
+                Poll::Ready(Ok(1..)) => {
+                    self.head_continues = true;
+                    Some(self.head_past_limit())
+                }
+                // The end of input, or a failed socket: the read says so, as usual.
+                Poll::Ready(_) => None,
+            };
+        }
+        // Its room initialized first (no `unsafe` here): off the common path.
+        let mut within = ReadBuf::new(buf.initialize_unfilled_to(left));
+        let polled = Pin::new(stream).poll_read(cx, &mut within);
+        let read = within.filled().len();
+        buf.advance(read);
+        match polled {
+            Poll::Ready(Ok(())) if read == 0 => None, // the end of input: read again as usual
+            Poll::Ready(Ok(())) => {
+                self.conn.read_for_hyper(read);
+                self.covered = read == left;
+                Some(Poll::Ready(Ok(())))
+            }
+            Poll::Pending => {
+                self.covered = true;
+                Some(Poll::Pending)
+            }
+            Poll::Ready(Err(e)) => {
+                self.covered = false;
+                Some(Poll::Ready(Err(e)))
+            }
+        }
+    }
+
+    /// Whether the head given back to hyper goes on past its bytes ([`Self::read_near_head_limit`]
+    /// found a byte more with none left before `max_head`): then a head of `max_head` bytes
+    /// is past the limit. Read and cleared as hyper's reads end.
+    pub(crate) fn take_head_continues(&mut self) -> bool {
+        std::mem::take(&mut self.head_continues)
+    }
+
     /// hyper's reads end for a head counted past `max_head` ([`Reads::HeadTooLong`]), unless
     /// hyper is inside a request, an answer's write waits, or the server ends its reads
     /// otherwise already. Returns whether they ended.
@@ -846,11 +924,18 @@ impl AsyncRead for LingeringIo {
                 return end;
             }
         }
+        let room = buf.remaining();
+        // A read that could take the count of a head past `max_head` (or one inside a
+        // request, where it begins again): off the common path.
+        if this.conn.head_room_under(room) {
+            if let Some(end) = this.read_near_head_limit(cx, buf) {
+                return end;
+            }
+        }
         let Some(stream) = &mut this.stream else {
             return Poll::Ready(Ok(()));
         };
         let filled = buf.filled().len();
-        let room = buf.remaining();
         let polled = Pin::new(stream).poll_read(cx, buf);
         // Hyper waits on the socket, or read all the room it gave (tokio then keeps the
         // socket readable: bytes may wait): the client need not be watched (`covered`).
@@ -866,15 +951,7 @@ impl AsyncRead for LingeringIo {
                 }
             },
             Poll::Pending if this.conn.head_overdrawn() => return this.head_past_limit(),
-            // A read that waits inside a request finds hyper's buffer empty: the count of the
-            // next head begins here (QA client30-2: begun only once overdrawn, it held the
-            // requests before, and a later head within the limit was judged by the estimate).
-            Poll::Pending => {
-                if this.conn.inside_a_request() {
-                    this.conn.head_began();
-                }
-                true
-            }
+            Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
         };
         polled

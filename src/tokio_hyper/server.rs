@@ -1354,8 +1354,22 @@ where
     S: EnterScope<E>,
 {
     let parts = connection.into_parts();
-    let io = parts.io.into_inner();
+    let mut io = parts.io.into_inner();
+    let max_head = parts.service.max_head();
+    // A head of `max_head` bytes with a byte more waiting is past the limit too.
+    let at_limit = io.take_head_continues() && after_empty_lines(&parts.read_buf).len() >= max_head;
+    let past = at_limit || past_max_head(&parts.read_buf, max_head);
     let answer = match io.conn().reads() {
+        // A head in progress the stop reaches past the drain deadline (behind an answer the
+        // force step let go out: `Connections::abort_what_is_out`): the deadline's `503` +
+        // close now, as the mio loops answer it once that answer is written. Held for the
+        // deadline gone by, it waited for hyper's header timeout and was closed unanswered at
+        // the close linger's end.
+        Reads::Stop if io.reads_ended() && held_past_deadline(&io, &parts.read_buf) => {
+            let refused = closing_answer("503 Service Unavailable", "");
+            let _ = io.answer_ended(Some(&refused), Tally::answered_at_end);
+            return None;
+        }
         Reads::Stop if io.reads_ended() && !parts.read_buf.is_empty() => {
             let io = io.replay(parts.read_buf);
             let http1 = hyper_http1(options, false, io.conn());
@@ -1369,9 +1383,7 @@ where
             let _ = io.answer_ended(Some(&refused), Tally::answered_at_end);
             return None;
         }
-        Reads::HeadTooLong if past_max_head(&parts.read_buf, parts.service.max_head()) => Some(
-            timed_out_head_answer(&parts.read_buf, parts.service.max_head()),
-        ),
+        Reads::HeadTooLong if past => Some(head_answer(&parts.read_buf, max_head, true)),
         // The stop reached the connection while an answer was on its way, and the count
         // ended hyper's reads as that answer went out: the head is the stop's to keep, as its
         // keep-alive step keeps one (held: `503` + close at the drain deadline; an idle
@@ -1379,6 +1391,11 @@ where
         // deadline passed it by, and it was force-closed or timed out `408` where mio answers
         // `503` (QA client21-3).
         Reads::HeadTooLong if io.conn().stop_reached() => {
+            if held_past_deadline(&io, &parts.read_buf) {
+                let refused = closing_answer("503 Service Unavailable", "");
+                let _ = io.answer_ended(Some(&refused), Tally::answered_at_end);
+                return None;
+            }
             if parts.read_buf.is_empty() {
                 None
             } else {
@@ -1407,6 +1424,12 @@ where
     None
 }
 
+/// Whether the stop keeps `buf`, a head in progress, for a drain deadline already gone by
+/// (reached behind an answer the force step let go out): it gets the deadline's `503` now.
+fn held_past_deadline(io: &LingeringIo, buf: &[u8]) -> bool {
+    !buf.is_empty() && io.conn().tally.is_past_deadline()
+}
+
 /// What the mio loops answer the head `buf` begins (after any empty lines), incomplete when its
 /// time ran out: `408`, unless it is already longer than `max_head`, which mio refuses as soon
 /// as it is (src/http/parse.rs, `too_large`): `501` if the method does not end within
@@ -1415,10 +1438,15 @@ where
 /// alone. Before, the `408` went to every head, its body to a `HEAD` too (a strict client read
 /// it as the start of the next answer).
 fn timed_out_head_answer(buf: &[u8], max_head: usize) -> Vec<u8> {
+    head_answer(buf, max_head, past_max_head(buf, max_head))
+}
+
+/// What the mio loops answer the head `buf` begins, incomplete: `408`, or if it is `past`
+/// `max_head`, as [`timed_out_head_answer`] says.
+fn head_answer(buf: &[u8], max_head: usize, past: bool) -> Vec<u8> {
     let head = after_empty_lines(buf);
     let window = &head[..head.len().min(max_head)];
     let mut spaces = window.iter().enumerate().filter(|(_, byte)| **byte == b' ');
-    let past = past_max_head(head, max_head);
     let (status, explanation) = match (past, spaces.next(), spaces.next()) {
         (false, ..) => ("408 Request Timeout", "Request Timeout"),
         (true, None, _) => ("501 Not Implemented", "Not Implemented"),
@@ -1550,9 +1578,31 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
         tokio::task::yield_now().await;
         let before = ledger.outcomes();
         self.steps.record(StepKind::Force, ledger, self.connections);
-        let force_closed = self.force_close().await;
+        let force_closed = self.force_what_is_out().await;
         self.steps.set_ended(before, ledger.outcomes());
         self.stopped(stopped_at, found, (false, requests_out), force_closed)
+    }
+
+    /// The force step the stop's time reaches: ends what is still out (the tasks of the
+    /// connections with a request out and no answer waiting for the socket), and lets the
+    /// others write the answers they have computed and close (keep-alive is off), as the mio
+    /// loops' force step does; what is still open [`LINGER_LIMIT`] later (a client that does
+    /// not read), or at a force signal meanwhile (a second SIGTERM), is closed then. Returns
+    /// how many connections the server closed. Before, every connection was closed here, and
+    /// an answer hyper had not written whole into the socket was cut, counted `undelivered`
+    /// (QA client30-1).
+    async fn force_what_is_out(&self) -> u64 {
+        if self.connections.len() == 0 {
+            return 0;
+        }
+        self.shared.tally.set_force_closing();
+        let out = self.connections.abort_what_is_out() as u64;
+        tokio::select! {
+            () = self.connections.drained() => {}
+            () = tokio::time::sleep(LINGER_LIMIT) => {}
+            () = self.forced.fired() => {}
+        }
+        out + self.force_close().await
     }
 
     /// Closes every connection still open (their tasks are aborted); returns how many.
