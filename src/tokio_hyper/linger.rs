@@ -554,7 +554,9 @@ impl LingeringIo {
             self.conn.head_began();
             return None;
         }
-        let left = usize::try_from(self.conn.head_room()).ok()?;
+        // Past the limit already (a read inside a request brought more than `max_head`, the
+        // head after its body among it): judged as at it.
+        let left = usize::try_from(self.conn.head_room()).unwrap_or(0);
         let stream = self.stream.as_mut()?;
         if left == 0 {
             let mut byte = [std::mem::MaybeUninit::uninit(); 1];
