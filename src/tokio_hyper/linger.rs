@@ -573,11 +573,15 @@ impl LingeringIo {
                 Poll::Ready(_) => None,
             };
         }
-        // Its room initialized first (no `unsafe` here): off the common path.
-        let mut within = ReadBuf::new(buf.initialize_unfilled_to(left));
-        let polled = Pin::new(stream).poll_read(cx, &mut within);
-        let read = within.filled().len();
-        buf.advance(read);
+        // Read through the loop's sink and copied (no `unsafe` here, nor a fill of hyper's
+        // room before each read): what is read is a head, small.
+        let (polled, read) = SINK.with(|sink| {
+            let mut sink = sink.borrow_mut();
+            let mut within = ReadBuf::new(&mut sink[..left.min(SINK_LEN)]);
+            let polled = Pin::new(stream).poll_read(cx, &mut within);
+            buf.put_slice(within.filled());
+            (polled, within.filled().len())
+        });
         match polled {
             Poll::Ready(Ok(())) if read == 0 => None, // the end of input: read again as usual
             Poll::Ready(Ok(())) => {
