@@ -527,15 +527,10 @@ impl LingeringIo {
         }
     }
 
-    /// hyper asks for up to `buf`'s room while the count of the head in progress has less
-    /// left before `max_head` ([`Conn::head_room_under`]). Inside a request
-    /// (`Conn::inside_a_request`) hyper reads only with its buffer empty (for the client's
-    /// end, or a body): the count of the next head begins here, and the read goes on as usual
-    /// (`None`). QA client30-2: begun only once past the limit, the count held the requests
-    /// before, and a later head within the limit, judged by its estimate, was `431`.
-    ///
-    /// Else hyper reads a head, with what it has of it in its buffer (never more than the
-    /// count: [`Conn::head_room`]), and the read takes at most what is left before `max_head`:
+    /// hyper asks for up to `buf`'s room to read a head while the count of the head in
+    /// progress has less left before `max_head` ([`Conn::head_room_under`]), with what it has
+    /// of it in its buffer (never more than the count: [`Conn::head_room`]): the read takes
+    /// at most what is left before `max_head`:
     /// the count never passes the limit while a head is read, so a head hyper parses whole is
     /// within it by its bytes, whatever its estimate (before, pipelined heads were judged by
     /// the estimate: the count held the requests read with them). With nothing left, the
@@ -550,10 +545,6 @@ impl LingeringIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Option<Poll<io::Result<()>>> {
-        if self.conn.inside_a_request() {
-            self.conn.head_began();
-            return None;
-        }
         // Past the limit already (a read inside a request brought more than `max_head`, the
         // head after its body among it): judged as at it.
         let left = usize::try_from(self.conn.head_room()).unwrap_or(0);
@@ -931,10 +922,16 @@ impl AsyncRead for LingeringIo {
             }
         }
         let room = buf.remaining();
-        // A read that could take the count of a head past `max_head` (or one inside a
-        // request, where it begins again): off the common path.
+        // A read that could take the count of a head past `max_head`. Inside a request
+        // (`Conn::inside_a_request`) hyper reads only with its buffer empty (for the client's
+        // end, or a body): the count of the next head begins here (QA client30-2: begun only
+        // once past the limit, it held the requests before, and a later head within the
+        // limit, judged by its estimate, was `431`). Else hyper reads a head: off the common
+        // path.
         if this.conn.head_room_under(room) {
-            if let Some(end) = this.read_near_head_limit(cx, buf) {
+            if this.conn.inside_a_request() {
+                this.conn.head_began();
+            } else if let Some(end) = this.read_near_head_limit(cx, buf) {
                 return end;
             }
         }
