@@ -74,11 +74,13 @@ pub(crate) fn awaits_continue<B: hyper::body::Body>(request: &Request<B>) -> boo
 /// began (`Conn::head_room`: never fewer than the head) are at most `max_head`: then the head
 /// is within the limit whatever its shape, and the estimate, which a head with bare `LF` line
 /// ends or fields written `name:value` exceeds, is not asked (QA client29-1: such heads of
-/// 8,131 to 8,192 bytes were `431` here and served on mio). The count runs from the accept
-/// and begins again at each read that waits inside a request (hyper's buffer empty), so this
-/// holds for a connection's first head sent alone and a later one sent after its answer was
-/// read (QA client30-2), not for a pipelined head (docs/hyper.md). Asked only when the
-/// estimate is past the limit: nothing more on the common path.
+/// 8,131 to 8,192 bytes were `431` here and served on mio). The count runs from the accept,
+/// begins again at each read hyper makes inside a request (its buffer is empty then), and
+/// never passes `max_head` while hyper reads a head (`LingeringIo::read_near_head_limit`), so
+/// this holds for every head hyper reads as one: first, kept-alive or pipelined (QA
+/// client30-2), but one read whole in a read with more than `max_head` bytes of a body before
+/// it (docs/hyper.md). Asked only when the estimate is past the limit: nothing more on the
+/// common path.
 #[inline]
 pub(crate) fn refusal<B>(
     request: &Request<B>,

@@ -151,14 +151,15 @@ pub(crate) struct Conn {
     /// the dispatch's state, whose drop every request pays (a variant holding it cost 5
     /// instructions per request).
     probe: Cell<Option<Box<Probing>>>,
-    /// `Options::max_head` less the bytes read from the socket since a read that waited
-    /// found a request out, or a body that may still be read ([`Conn::head_began`]; hyper
+    /// `Options::max_head` less the bytes read from the socket since a read hyper made inside
+    /// a request (a request out, or a body that may still be read: [`Conn::head_began`]; hyper
     /// reads the socket then only with its buffer empty: for the client's end, or the body),
     /// and less a head given back to hyper ([`LingeringIo::give_back`]), plus the data of a
     /// request body read to its end since it began ([`Conn::body_ended`]): below zero, hyper,
     /// asking for more while no request is out and no body may be read, holds a head in
     /// progress past `max_head`, which the mio loops refuse at once
-    /// (`LingeringIo::head_past_limit`). The count is of bytes read, not of hyper's buffer:
+    /// (`LingeringIo::head_past_limit`); while hyper reads a head, a read takes at most what is
+    /// left (`LingeringIo::read_near_head_limit`). The count is of bytes read, not of hyper's buffer:
     /// never less than the head in progress, and more after requests read in one go with it
     /// and answered without admission (pipelined health probes); the buffer, taken back,
     /// tells those apart and goes back to hyper (`server::reads_ended`). Not reset when a
@@ -528,9 +529,9 @@ impl Conn {
         self.ended.set(self.ended.get() + 1);
     }
 
-    /// A read that waited found a request out, or a body that may still be read: hyper's
-    /// buffer is empty, and what hyper reads from here on is counted against `max_head`
-    /// ([`Conn::head_room`]).
+    /// hyper reads inside a request (a request out, or a body that may still be read), or
+    /// a head is given back to it: hyper's buffer is empty (or is that head), and what hyper
+    /// reads from here on is counted against `max_head` ([`Conn::head_room`]).
     #[inline]
     pub(crate) fn head_began(&self) {
         self.head_room.set(self.max_head);
