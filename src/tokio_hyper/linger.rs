@@ -552,6 +552,9 @@ impl LingeringIo {
         if left == 0 {
             let mut byte = [std::mem::MaybeUninit::uninit(); 1];
             return match stream.poll_peek(cx, &mut ReadBuf::uninit(&mut byte)) {
+                // Past the limit already, the socket empty: hyper's buffer is judged now, as
+                // a head past the limit is refused at once (QA client20-1).
+                Poll::Pending if self.conn.head_overdrawn() => Some(self.head_past_limit()),
                 Poll::Pending => {
                     self.covered = true;
                     Some(Poll::Pending)

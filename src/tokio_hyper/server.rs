@@ -1357,7 +1357,8 @@ where
     let mut io = parts.io.into_inner();
     let max_head = parts.service.max_head();
     // A head of `max_head` bytes with a byte more waiting is past the limit too.
-    let at_limit = io.take_head_continues() && after_empty_lines(&parts.read_buf).len() >= max_head;
+    let continues = io.take_head_continues();
+    let at_limit = continues && after_empty_lines(&parts.read_buf).len() >= max_head;
     let past = at_limit || past_max_head(&parts.read_buf, max_head);
     let answer = match io.conn().reads() {
         // A head in progress the stop reaches past the drain deadline (behind an answer the
@@ -1396,7 +1397,9 @@ where
                 let _ = io.answer_ended(Some(&refused), Tally::answered_at_end);
                 return None;
             }
-            if parts.read_buf.is_empty() {
+            // Nothing of a head in hyper's buffer (it had empty lines alone), but more waits
+            // in the socket: kept too (`read_near_head_limit`).
+            if parts.read_buf.is_empty() && !continues {
                 None
             } else {
                 let io = io.replay(parts.read_buf);
