@@ -85,6 +85,9 @@ struct Slot {
     seen: (u64, Instant),
     /// Chosen for eviction.
     evicted: bool,
+    /// Its task aborted ([`Connections::abort_what_is_out`], [`Connections::abort_all`]):
+    /// counted once, its task dropped at its next turn.
+    aborted: bool,
 }
 
 /// What the requests of one connection share: the server's tally and, with
@@ -1241,6 +1244,7 @@ impl Connections {
             conn: Rc::clone(&conn),
             seen: (0, Instant::now()),
             evicted: false,
+            aborted: false,
         });
         self.late.set(self.late.get() + usize::from(late));
         let registered = Registered {
@@ -1370,13 +1374,14 @@ impl Connections {
     /// was aborted, and an answer hyper had not written whole was cut (QA client30-1).
     #[cold]
     pub(crate) fn abort_what_is_out(&self) -> usize {
-        let open = self.open.borrow();
+        let mut open = self.open.borrow_mut();
         let mut aborted = 0;
-        for (_, slot) in open.iter() {
+        for (_, slot) in open.iter_mut() {
             let conn = &slot.conn;
-            if let (Some(handle), true) = (&slot.abort, conn.is_busy() && !conn.write_is_pending())
-            {
+            let out = conn.is_busy() && !conn.write_is_pending();
+            if let (Some(handle), true) = (&slot.abort, out) {
                 handle.abort();
+                slot.aborted = true;
                 aborted += 1;
             }
         }
@@ -1384,15 +1389,18 @@ impl Connections {
     }
 
     /// Aborts every open connection's task (hyper drops the connection, its request futures
-    /// and its response bodies); returns how many.
+    /// and its response bodies); returns how many, not counting those aborted already.
     pub(crate) fn abort_all(&self) -> usize {
-        let open = self.open.borrow();
-        for (_, slot) in open.iter() {
+        let mut open = self.open.borrow_mut();
+        let mut aborted = 0;
+        for (_, slot) in open.iter_mut() {
             if let Some(handle) = &slot.abort {
                 handle.abort();
             }
+            aborted += usize::from(!slot.aborted);
+            slot.aborted = true;
         }
-        open.len()
+        aborted
     }
 
     /// Each open connection's route in its handler (if any) and age, from its activity

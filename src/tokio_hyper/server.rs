@@ -1595,8 +1595,10 @@ impl<E: Engine, C: Recycle, H, S> Stopper<'_, '_, E, C, H, S> {
     /// an answer hyper had not written whole into the socket was cut, counted `undelivered`
     /// (QA client30-1).
     async fn force_what_is_out(&self) -> u64 {
-        if self.connections.len() == 0 {
-            return 0;
+        // A force signal by now (it cut the `force_after` wait short): every connection closes
+        // at once, as at any step.
+        if self.connections.len() == 0 || self.forced.fired_by_now().await {
+            return self.force_close().await;
         }
         self.shared.tally.set_force_closing();
         let out = self.connections.abort_what_is_out() as u64;
