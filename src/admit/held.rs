@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::bundle::{release_owned, release_slot};
 use super::outcome::Outcome;
+use crate::ledger::Ledger;
 use crate::pool::{ContextPool, Origin, Recycle, Slot};
 use crate::signal::{AbortSignal, ActivityRef};
 
@@ -94,6 +95,20 @@ impl<C: Recycle> GuardedHeld<C> {
             .as_ref()
             .expect("a bundle's slot holds its pool's handle");
         ActivityRef::mint_owned(slot.signal.clone(), pool.home(), Location::caller())
+    }
+
+    /// No bundle: what a [`KeptBundle`] holds when it keeps none, and the mio server's
+    /// stand-in for the bundle `Guarded` keeps (its `Drop` and its release do nothing).
+    #[inline(always)]
+    pub(crate) const fn none() -> Self {
+        GuardedHeld { slot: None }
+    }
+
+    /// Lets go of a stand-in (`none`), which holds nothing.
+    #[inline(always)]
+    pub(crate) fn forget_empty(self) {
+        debug_assert!(self.slot.is_none(), "a bundle let go of as a stand-in");
+        std::mem::forget(self);
     }
 
     /// The pooled context.
@@ -190,6 +205,94 @@ impl<C: Recycle> fmt::Debug for GuardedHeld<C> {
                     .as_ref()
                     .map(|slot| slot.origin == Origin::Spilled),
             )
+            .finish()
+    }
+}
+
+/// The bundle of the request the mio server's [`Guarded`](crate::http::Guarded) is
+/// dispatching, kept in the accounting (not moved through the dispatch), and after its answer
+/// for the next request of the same pass over the input to take as it is (a renewal): a
+/// pipeline's requests share one pooled slot, with no check-in, checkout, nor request flag of
+/// its signal moved between them. One word: an empty [`GuardedHeld`] when it keeps none.
+///
+/// # Invariants
+///
+/// 1. It keeps a bundle from its request's admission to the next request's admission, or to
+///    the pass's end, within one pass over a connection's input, unless the request is
+///    parked (deferred, queued behind another: the bundle goes with it). No user code runs
+///    between an answer and the next admission (the handlers run inside a dispatch), and
+///    `renew` checks what a renewal needs (the ledger plain, the signal untouched) then.
+/// 2. A kept bundle whose request was answered is still out, in the ledger and for its
+///    signal (`request_out`): it ends *completed* at its renewal (one count standing for
+///    its outcome and the next request's mint, invariant 7 of the ledger's book), at the
+///    pass's end, or when its keeper goes (`Drop`).
+pub(crate) struct KeptBundle<C: Recycle>(GuardedHeld<C>);
+
+impl<C: Recycle> KeptBundle<C> {
+    pub(crate) const fn new() -> Self {
+        KeptBundle(GuardedHeld::none())
+    }
+
+    /// Keeps `held`, just admitted, for the request being dispatched.
+    #[inline(always)]
+    pub(crate) fn keep(&mut self, held: GuardedHeld<C>) {
+        let before = std::mem::replace(&mut self.0, held);
+        // Empty: `renew` found none, or the one it found ended (invariant 1).
+        debug_assert!(before.slot.is_none(), "a bundle kept over another");
+        std::mem::forget(before);
+    }
+
+    /// Whether the kept bundle is renewed for the request about to be dispatched: one is
+    /// kept, the ledger is plain (not stopped, not tracing: a stop or a trace begun since it
+    /// was kept, by whatever code, is seen here) and its signal untouched (nobody else holds it, no
+    /// listener, it never fired), so the next request's handler finds it as a fresh
+    /// admission would. Its request completes and the next one is minted into it, one count
+    /// in the ledger. `Err` when one is kept that may not be renewed: to be ended.
+    #[inline(always)]
+    pub(crate) fn renew(&mut self, ledger: &Ledger) -> Result<bool, ()> {
+        let Some(slot) = self.0.slot.as_deref() else {
+            return Ok(false);
+        };
+        if slot.signal.state().is_touched() || !ledger.is_plain() {
+            return Err(());
+        }
+        ledger.renew_bundle();
+        Ok(true)
+    }
+
+    /// The kept bundle's signal, if one is kept.
+    #[inline(always)]
+    pub(crate) fn signal(&self) -> Option<&AbortSignal> {
+        self.0.signal_in_slot()
+    }
+
+    /// The kept bundle, if one is kept: its request parked, or ended.
+    #[inline(always)]
+    pub(crate) fn take(&mut self) -> Option<GuardedHeld<C>> {
+        let held = std::mem::replace(&mut self.0, GuardedHeld::none());
+        if held.slot.is_none() {
+            std::mem::forget(held); // nothing to release
+            return None;
+        }
+        Some(held)
+    }
+}
+
+/// A keeper going with a bundle kept (a panic unwound out of the pass before its end): its
+/// request, answered, ends *completed* as the pass's end would have ended it (or as its
+/// signal's abort says, if it fired: the first cause wins).
+impl<C: Recycle> Drop for KeptBundle<C> {
+    fn drop(&mut self) {
+        if let Some(held) = self.take() {
+            held.complete();
+        }
+    }
+}
+
+impl<C: Recycle> fmt::Debug for KeptBundle<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeptBundle")
+            .field("kept", &self.0.slot.is_some())
             .finish()
     }
 }

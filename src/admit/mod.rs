@@ -12,6 +12,8 @@ pub use bundle::Admitted;
 pub(crate) use bundle::Parts;
 #[cfg(feature = "server")]
 pub use held::GuardedHeld;
+#[cfg(feature = "server")]
+pub(crate) use held::KeptBundle;
 pub use outcome::{Outcome, OutcomeCounts};
 pub use refusal::{Refusal, RefusalReason};
 pub use request::RequestObject;

@@ -9,7 +9,7 @@ use std::fmt;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
-use crate::admit::{GuardedHeld, Outcome, OutcomeCounts, Refusal, RefusalReason};
+use crate::admit::{GuardedHeld, KeptBundle, Outcome, OutcomeCounts, Refusal, RefusalReason};
 use crate::callback::{call_caught, caught};
 use crate::engines::{Embedded, Handle, Heap};
 use crate::ledger::{LeakReport, Ledger};
@@ -163,6 +163,60 @@ pub trait Accounting {
     #[inline(always)]
     fn end_here(&self, held: Self::Held, outcome: Outcome, _: AdmittedHere) {
         Self::end(held, outcome);
+    }
+
+    /// Sealed: whether the accounting keeps the bundles of the requests the server dispatches
+    /// ([`keep_here`](Accounting::keep_here)), so that the `Held` the server holds for a
+    /// request answered at once is an empty stand-in, with nothing to end. `false` for every
+    /// accounting but [`Guarded`] with the server's context, `()`.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn keeps(_: AdmittedHere) -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
+
+    /// Sealed: the bundle kept in this pass renewed for the request about to be dispatched
+    /// (its own request ends *completed*, this one is minted into it), or `None`: the server
+    /// admits the request. `None` for every accounting but [`Guarded`], which keeps the bundle
+    /// of the request the server dispatches ([`keep_here`](Accounting::keep_here)) and after
+    /// its answer for the next request of the same pass over the input, ending it at the
+    /// pass's end ([`read_ended`](Accounting::read_ended)); its `Some` is an empty stand-in,
+    /// the bundle staying where it is kept. Nothing outside the crate can call these sealed
+    /// methods nor override them: their last parameter is of a type no one outside the crate
+    /// can name, as [`end_here`](Accounting::end_here)'s.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn renew_here(&mut self, _: AdmittedHere) -> Option<Self::Held> {
+        None
+    }
+
+    /// Sealed: `held`, just admitted through `self` for the request being dispatched, kept
+    /// by the accounting (an empty stand-in returned) or returned as it is (every accounting
+    /// but [`Guarded`]).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn keep_here(&mut self, held: Self::Held, _: AdmittedHere) -> Self::Held {
+        held
+    }
+
+    /// Sealed: the signal of the request being dispatched, whose bundle is `held` or the one
+    /// kept for it ([`keep_here`](Accounting::keep_here)): [`signal`](Accounting::signal) of
+    /// `held` for every accounting but [`Guarded`].
+    #[doc(hidden)]
+    #[inline(always)]
+    fn signal_here<'a>(&'a self, held: &'a Self::Held, _: AdmittedHere) -> Option<&'a AbortSignal> {
+        Self::signal(held)
+    }
+
+    /// Sealed: the bundle of the request being dispatched, which is parked (deferred, or
+    /// queued behind another answer): `held`, or the one kept for it, taken out.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn take_kept(&mut self, held: Self::Held, _: AdmittedHere) -> Self::Held {
+        held
     }
 
     /// The wrapper the last admitted request's handler is called with, its `this`
@@ -494,6 +548,10 @@ impl Drop for Chain {
 /// assert_eq!(guarded.report().leaked, 0);
 /// ```
 pub struct Guarded<E: Engine, S: ScopeProvider<E>, C: Recycle = ()> {
+    /// The bundle of the pass's last request answered at once, for the next request of the
+    /// same pass (`keep_here`, `renew_here`); ended at the pass's end. First: it goes before
+    /// the core.
+    kept: KeptBundle<C>,
     core: ServerCore<E, C>,
     scope: S,
     /// The wrapper while a handler runs: its `this`.
@@ -507,6 +565,7 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
     /// Admission through `core`, upgrading inside `scope`.
     pub fn new(core: ServerCore<E, C>, scope: S) -> Self {
         Guarded {
+            kept: KeptBundle::new(),
             core,
             scope,
             this: None,
@@ -588,7 +647,11 @@ impl<T> Drop for LetGoOnUnwind<'_, T> {
 /// The handler's `this` is the strong handle the proof holds
 /// ([`Live::wrapper`](crate::Live::wrapper)), kept from the upgrade until the connection's
 /// read is all handled ([`read_ended`](Accounting::read_ended)): the requests pipelined in one
-/// read are admitted with one upgrade.
+/// read are admitted with one upgrade. In the mio server (not through `admit`, which an
+/// embedder driving `Guarded` itself calls), they share one bundle too: the next request of a
+/// read takes the bundle of the one answered before it, as it is, while the ledger is plain and
+/// that bundle's signal untouched (one ledger count for the answered request's *completed* and
+/// the next one's mint); the bundle kept last ends *completed* at `read_ended` (or at `stop`).
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
 where
     E::Strong: 'static,
@@ -648,6 +711,61 @@ where
         held.end_in(self.core.pool(), outcome);
     }
 
+    #[inline(always)]
+    fn keeps(_: AdmittedHere) -> bool {
+        C::SKIPPED.0
+    }
+
+    /// Renewed while the ledger is plain and the kept bundle's signal untouched
+    /// (`KeptBundle::renew`); else a kept bundle ends here, out of line, and the request is
+    /// admitted. `this` is the one the renewed bundle's request was admitted with, kept until
+    /// `read_ended`. Only with the server's context, `()` (`Recycle::SKIPPED`): a renewal
+    /// skips the context's recycling, which for `()` does nothing; any other context is
+    /// recycled between two requests (nothing is kept).
+    #[inline(always)]
+    fn renew_here(&mut self, _: AdmittedHere) -> Option<Self::Held> {
+        if !C::SKIPPED.0 {
+            return None;
+        }
+        match self.kept.renew(&self.core.shared().ledger) {
+            Ok(true) => {
+                debug_assert!(self.this.is_some(), "renewed with no `this`");
+                Some(GuardedHeld::none())
+            }
+            Ok(false) => None,
+            Err(()) => {
+                self.not_renewed();
+                None
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn keep_here(&mut self, held: Self::Held, _: AdmittedHere) -> Self::Held {
+        if !C::SKIPPED.0 {
+            return held;
+        }
+        self.kept.keep(held);
+        GuardedHeld::none()
+    }
+
+    #[inline(always)]
+    fn signal_here<'a>(&'a self, held: &'a Self::Held, _: AdmittedHere) -> Option<&'a AbortSignal> {
+        if !C::SKIPPED.0 {
+            return held.signal_in_slot();
+        }
+        self.kept.signal()
+    }
+
+    #[inline(always)]
+    fn take_kept(&mut self, held: Self::Held, _: AdmittedHere) -> Self::Held {
+        if !C::SKIPPED.0 {
+            return held;
+        }
+        held.forget_empty();
+        self.kept.take().unwrap_or_else(GuardedHeld::none)
+    }
+
     fn this(&self) -> Option<&dyn Any> {
         self.this.as_ref().map(|this| this as &dyn Any)
     }
@@ -658,12 +776,16 @@ where
     /// admission: the unwinding drops it).
     #[inline]
     fn read_ended(&mut self) {
+        self.end_kept();
         self.this = None;
     }
 
     fn stop(&mut self, deadline: Instant) {
-        // No handler runs now: a `this` kept for the read's next request (or left by an
-        // `admit` without `read_ended`) must not keep the wrapper alive past the downgrade.
+        // No handler runs now: a bundle kept for the read's next request (only if a panic
+        // unwound out of the read's pass) ends first, its request answered.
+        self.end_kept();
+        // A `this` kept for the read's next request (or left by an `admit` without
+        // `read_ended`) must not keep the wrapper alive past the downgrade.
         self.this = None;
         if self.drain.is_some() {
             return;
@@ -711,6 +833,24 @@ where
             drain_time: self.drain.as_ref().and_then(Drain::drain_time),
             pool: Some(self.core.pool_metrics()),
             outcomes: ledger.outcomes(),
+        }
+    }
+}
+
+impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
+    /// A kept bundle `renew_here` cannot renew ends *completed* (unless its signal fired
+    /// first: the first cause wins), out of line: off a pipeline's common path.
+    #[cold]
+    #[inline(never)]
+    fn not_renewed(&mut self) {
+        self.end_kept();
+    }
+
+    /// The bundle kept in this pass, if any, ends *completed* (unless its signal fired).
+    #[inline]
+    fn end_kept(&mut self) {
+        if let Some(held) = self.kept.take() {
+            held.end_in(self.core.pool(), Outcome::Completed);
         }
     }
 }

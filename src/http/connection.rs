@@ -1063,20 +1063,30 @@ impl<'r, H> Connection<'r, H> {
         if d.in_group && self.answer_probe(d, input, head, total) {
             return;
         }
-        // Upgrade first, then take the bundle: a refusal has taken nothing.
-        let held = match admit_caught(&mut d.accounting) {
-            Ok(held) => held,
-            Err(refusal) => {
-                self.start += total;
-                self.refuse(d, refusal, head.wire(true));
-                return;
-            }
+        // The bundle of the pass's last request answered at once, renewed for this one where
+        // the accounting keeps it (`Guarded`: a pipeline); else upgrade first, then take the
+        // bundle (which such an accounting keeps, giving a stand-in): a refusal has taken
+        // nothing. Through `d.accounting`, kept in place until the request is parked or
+        // answered: the sealed calls' seal holds.
+        let held = match d.accounting.renew_here(AdmittedHere::new()) {
+            Some(held) => held,
+            None => match admit_caught(&mut d.accounting) {
+                Ok(held) => d.accounting.keep_here(held, AdmittedHere::new()),
+                Err(refusal) => {
+                    self.start += total;
+                    self.refuse(d, refusal, head.wire(true));
+                    return;
+                }
+            },
         };
         d.in_flight += 1;
         // The head's spans, and its body's length, say where everything is in it.
         let input = &input[self.start..];
         let panics = &mut d.stats.panics;
-        let signal = per_request::<A, _>(panics, None, || A::signal(&held));
+        let accounting = &d.accounting;
+        let signal = per_request::<A, _>(panics, None, || {
+            accounting.signal_here(&held, AdmittedHere::new())
+        });
         // `this` read when the handler asks; before its call, caught, if it may panic.
         let read;
         let this = if A::MAY_PANIC {
@@ -1102,7 +1112,8 @@ impl<'r, H> Connection<'r, H> {
         let wire = head.wire(close);
         match (reply, route) {
             (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {
-                held,
+                // Parked: its bundle goes with it.
+                held: d.accounting.take_kept(held, AdmittedHere::new()),
                 due: later(d.now, delay),
                 route,
                 token,
@@ -1117,10 +1128,14 @@ impl<'r, H> Connection<'r, H> {
                         self.lend(d);
                     }
                     // Admitted through `d.accounting` above, which `d`'s borrow has kept
-                    // in place since: `end_here`'s seal holds.
+                    // in place since: `end_here`'s seal holds. A stand-in for a bundle the
+                    // accounting keeps ends nothing: that one ends when the pass's next
+                    // request renews it, or at the pass's end.
                     answered_here(d, held, AdmittedHere::new());
                     self.served += 1;
                 } else {
+                    // Queued behind another answer: its bundle goes with it.
+                    let held = d.accounting.take_kept(held, AdmittedHere::new());
                     self.answers.push(close, Some(held), |out| {
                         write_response(out, wire, date, response.answer());
                     });
@@ -1331,6 +1346,11 @@ fn answered<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held) {
 fn answered_here<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held, here: AdmittedHere) {
     d.stats.served += 1;
     d.in_flight -= 1;
+    if A::keeps(AdmittedHere::new()) {
+        // A stand-in: the bundle is kept for the pass's next request (`Accounting::keeps`).
+        std::mem::forget(held);
+        return;
+    }
     // `Completed`, unless its signal already fired (a handler panic: `Dropped`).
     end_request_here(
         &d.accounting,

@@ -28,6 +28,10 @@
 //!    (`note_stopped`, called by the stop before anything else). The bundles' hot paths
 //!    (admission, release) check it alone; when it is false they take the path that checks the
 //!    stop (refusal, drain completion) and records the trace.
+//! 7. A renewal (`bundles_renewed`) is a bundle released *completed* with its request object
+//!    and a bundle minted, counted once: it adds one to `bundles_minted` and one to the
+//!    completed cell of `outcomes`' second column for every reader (`minted`, `outcomes`), and
+//!    cancels out of the bundles out (invariant 5), which do not read it.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -102,6 +106,10 @@ pub struct Ledger {
     bundles_minted: Cell<u64>,
     bundles_from_tickets: Cell<u64>,
     bundles_refused: Cell<u64>,
+    /// Requests answered at once whose bundle the next request of the same read took as it
+    /// was (`renew_bundle`): each one more bundle minted and one more released *completed*
+    /// with its request object (invariant 7).
+    bundles_renewed: Cell<u64>,
     /// Bundles' request objects handed off (those released with their bundle are counted in
     /// `outcomes`' second column).
     bundle_hand_offs: Cell<u64>,
@@ -134,6 +142,7 @@ impl Ledger {
             bundles_minted: Cell::new(0),
             bundles_from_tickets: Cell::new(0),
             bundles_refused: Cell::new(0),
+            bundles_renewed: Cell::new(0),
             bundle_hand_offs: Cell::new(0),
             outcomes: Default::default(),
             #[cfg(any(debug_assertions, feature = "leak-check"))]
@@ -217,6 +226,15 @@ impl Ledger {
         debug_assert!(self.is_plain());
         self.bundles_minted.set(self.bundles_minted.get() + 1);
         self.bundle_entry(site)
+    }
+
+    /// A request answered at once ends *completed* with its request object, and the next
+    /// request of the same read is minted into its bundle as it is: one count for both
+    /// (invariant 7). Only while [plain](Ledger::is_plain).
+    #[inline(always)]
+    pub(crate) fn renew_bundle(&self) {
+        debug_assert!(self.is_plain());
+        self.bundles_renewed.set(self.bundles_renewed.get() + 1);
     }
 
     /// Mints one bundle, before `build` runs: a ticket, a context, an activity ref and the slot
@@ -474,7 +492,7 @@ impl Ledger {
             without.get() + with.get()
         };
         OutcomeCounts {
-            completed: get(Outcome::Completed),
+            completed: get(Outcome::Completed) + self.bundles_renewed.get(),
             client_gone: get(Outcome::ClientGone),
             deadline_aborted: get(Outcome::DeadlineAborted),
             force_closed: get(Outcome::ForceClosed),
@@ -489,7 +507,7 @@ impl Ledger {
 
     /// Guards of `kind` minted since the server core was created.
     pub fn minted(&self, kind: GuardKind) -> u64 {
-        let bundles = self.bundles_minted.get();
+        let bundles = self.bundles_minted.get() + self.bundles_renewed.get();
         let in_bundles = match kind {
             // A bundle made from a saved request's ticket did not mint another ticket.
             GuardKind::Ticket => bundles - self.bundles_from_tickets.get(),
