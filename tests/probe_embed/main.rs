@@ -1,0 +1,45 @@
+//! The hostile-embedder probes of rounds 9 to 29 (`tests/probe_embed/vN.rs`, one module per
+//! round), built as one test binary: each file was a binary of its own, and each compiled and
+//! linked hyper, tokio and QuickJS again (docs/reliability.md, "CI time"). Run one round with
+//! `cargo test --features server,quickjs,hyper --test probe_embed v20::`. A probe that needs a
+//! process of its own (it sets a resource limit, handles signals, or runs itself again as a
+//! child by name) stays a file of its own in tests/.
+
+#[cfg(feature = "server")]
+#[path = "../util/accountings.rs"]
+mod accountings;
+#[path = "../util/drops.rs"]
+mod drops;
+#[cfg(feature = "server")]
+#[allow(dead_code)]
+#[path = "../util/handlers.rs"]
+mod handlers;
+#[cfg(feature = "hyper")]
+#[allow(dead_code)]
+#[path = "../util/local_set.rs"]
+mod local_set;
+#[allow(dead_code)]
+#[path = "../util/quiet.rs"]
+mod quiet;
+#[path = "../util/reentrant_engine.rs"]
+mod reentrant_engine;
+#[path = "../util/mod.rs"]
+mod util;
+
+mod v10;
+mod v11;
+mod v12;
+mod v14;
+mod v14b;
+mod v17;
+mod v20;
+mod v21;
+mod v22;
+mod v23;
+mod v24;
+mod v25;
+mod v26;
+mod v27;
+mod v28;
+mod v29;
+mod v9;
