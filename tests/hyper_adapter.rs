@@ -7,7 +7,7 @@ mod util;
 
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -295,8 +295,20 @@ fn streaming(
     every: Duration,
     aborts: mpsc::Sender<AbortReason>,
 ) -> impl Handler<E, Body = ChannelBody> {
+    streaming_noting_its_end(chunks, every, aborts, Arc::default())
+}
+
+/// [`streaming`], noting in `ended` when the last chunk was sent (the body ends as its sender
+/// drops, right after).
+fn streaming_noting_its_end(
+    chunks: usize,
+    every: Duration,
+    aborts: mpsc::Sender<AbortReason>,
+    ended: Arc<Mutex<Option<Instant>>>,
+) -> impl Handler<E, Body = ChannelBody> {
     move |_: This, _: Request<Incoming>, bundle: Bundle| {
         let aborts = aborts.clone();
+        let ended = ended.clone();
         async move {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             bundle
@@ -314,6 +326,7 @@ fn streaming(
                         return;
                     }
                 }
+                *ended.lock().unwrap() = Some(Instant::now());
             });
             Ok::<_, HandlerError>(bundle.respond(Response::new(ChannelBody(rx))))
         }
@@ -395,9 +408,14 @@ fn a_client_gone_while_the_handler_awaits_drops_its_future_and_the_handler_sees_
 #[test]
 fn a_streaming_body_keeps_the_ticket_until_its_last_frame() {
     let (aborts_tx, aborts) = mpsc::channel();
+    let last_frame = Arc::new(Mutex::new(None));
+    let drained = Arc::new(Mutex::new(None));
+    let (sent, noted) = (last_frame.clone(), drained.clone());
     let mut server = TestServer::spawn(move || {
-        let handler = streaming(8, Duration::from_millis(60), aborts_tx);
-        HyperServer::new(core(false).0, handler).options(fast_stop())
+        let handler = streaming_noting_its_end(8, Duration::from_millis(60), aborts_tx, sent);
+        HyperServer::new(core(false).0, handler)
+            .options(fast_stop())
+            .after_drain(move || *noted.lock().unwrap() = Some(Instant::now()))
     });
     let mut client = Client::connect(server.addr);
     client.send(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n");
@@ -405,17 +423,22 @@ fn a_streaming_body_keeps_the_ticket_until_its_last_frame() {
     std::io::Read::read(&mut client.stream(), &mut first).expect("the head");
     // The handler has returned; its body is streaming. Stop: the drain must wait for it.
     server.begin_stop();
-    let stopped = Instant::now();
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut client.stream(), &mut rest).expect("the whole body");
-    let streamed = stopped.elapsed();
     let body = String::from_utf8_lossy(&rest);
     assert!(body.contains("chunk 7\n"), "{body}");
     let report = server.join();
-    let drain = Duration::from_secs_f64(report.drain_ms() / 1e3);
+    // Events, not durations: the drain ended (its after_drain hook ran) after the body's
+    // last chunk was sent (a client-side clock read 30 ms late under load before).
+    let (last_frame, drained) = (last_frame.lock().unwrap(), drained.lock().unwrap());
+    let (last_frame, drained) = (
+        last_frame.expect("the last chunk was sent"),
+        drained.expect("the drain ended"),
+    );
     assert!(
-        drain + Duration::from_millis(30) >= streamed,
-        "the drain ended with the last frame: drain {drain:?}, body streamed {streamed:?}"
+        drained >= last_frame,
+        "the drain ended with the last frame: drained {:?} before it",
+        last_frame - drained
     );
     assert_eq!(
         (report.outcomes.completed, report.outcomes.total()),
