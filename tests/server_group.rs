@@ -564,19 +564,27 @@ fn no_connection_is_lost_between_loops_across_the_stop() {
 
 #[test]
 fn a_loop_that_panics_before_ready_fails_the_spawn_without_hanging() {
-    let started = Instant::now();
-    let spawned = LoopGroup::new().loops(2).spawn(
-        |_| Guarded::embedded("server", Config::default()),
-        |router: &mut Router<'_>| {
-            if std::thread::current().name() == Some("reqguard-loop-1") {
-                panic!("routes of loop 1 fail on purpose");
-            }
-            demo_routes(router);
-        },
-    );
+    // Without hanging: the spawn returns within [`util::WAIT_BOUND`], which a passing test
+    // never waits out (a 10 s bound on its time stood here, which a loaded machine could
+    // outlast).
+    let (done, spawned) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let spawned = LoopGroup::new().loops(2).spawn(
+            |_| Guarded::embedded("server", Config::default()),
+            |router: &mut Router<'_>| {
+                if std::thread::current().name() == Some("reqguard-loop-1") {
+                    panic!("routes of loop 1 fail on purpose");
+                }
+                demo_routes(router);
+            },
+        );
+        let _ = done.send(spawned.map(drop).map_err(|e| e.to_string()));
+    });
+    let spawned = spawned
+        .recv_timeout(util::WAIT_BOUND)
+        .expect("the spawn returned");
     let err = spawned.expect_err("a loop died before it was ready");
-    assert!(err.to_string().contains("before it was ready"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(err.contains("before it was ready"), "{err}");
 }
 
 /// `running.stop()`, failing the test rather than hanging it if the stop never ends (the bound
