@@ -7,6 +7,8 @@ mod util;
 
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use util::serve::{curl, field, have_curl, loop_objects, per_loop, send_signal, Serve, BIN};
@@ -328,8 +330,10 @@ fn no_connection_is_lost_between_loops_across_sigterm() {
         let mut holder = Client::connect(addr);
         holder.send(b"GET /delay?ms=4000 HTTP/1.1\r\nhost: x\r\n\r\n");
         let storm_until = Instant::now() + Duration::from_millis(2500);
+        let storming = Arc::new(AtomicUsize::new(0));
         let storm: Vec<_> = (0..4)
             .map(|_| {
+                let storming = storming.clone();
                 std::thread::spawn(move || {
                     let (mut answered, mut refused) = (0, 0);
                     while Instant::now() < storm_until && refused < 25 {
@@ -341,12 +345,18 @@ fn no_connection_is_lost_between_loops_across_sigterm() {
                             }
                             other => panic!("connection {answered} lost: {other:?}"),
                         }
+                        storming.fetch_add(1, Ordering::Relaxed);
                     }
                     answered
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        // The signal comes once the storm has had the answers it needs to mean something (an
+        // event; a 300 ms sleep before, which a loaded machine could spend on a few answers), or
+        // when the storm ends without them (the assertion below then says so).
+        wait_until("the storm's answers", || {
+            storming.load(Ordering::Relaxed) > 100 || Instant::now() >= storm_until
+        });
         send_signal(serve.child.id(), "TERM");
         let answered: usize = storm
             .into_iter()
@@ -404,13 +414,18 @@ fn connections_queued_when_the_listener_closes_are_answered_not_reset() {
         let mut serve = start_hyper("", "--loops 1");
         let addr = serve.addr;
         let until = Instant::now() + Duration::from_secs(5);
+        let storming = Arc::new(AtomicUsize::new(0));
         let storm: Vec<_> = (0..6)
             .map(|_| {
+                let storming = storming.clone();
                 std::thread::spawn(move || {
                     let (mut answered, mut lost) = (0, Vec::new());
                     while Instant::now() < until && answered < 20_000 {
                         match try_get(addr, "/") {
-                            Ok((200, _)) | Ok((503, true)) => answered += 1,
+                            Ok((200, _)) | Ok((503, true)) => {
+                                answered += 1;
+                                storming.fetch_add(1, Ordering::Relaxed);
+                            }
                             // The listener has closed: the stop is over.
                             Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
                                 break
@@ -422,7 +437,12 @@ fn connections_queued_when_the_listener_closes_are_answered_not_reset() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(200));
+        // The signal comes once the storm has had the answers it needs to mean something (an
+        // event; a 200 ms sleep before, which a loaded machine could spend on a few answers), or
+        // when the storm ends without them (the assertion below then says so).
+        wait_until("the storm's answers", || {
+            storming.load(Ordering::Relaxed) > 100 || Instant::now() >= until
+        });
         send_signal(serve.child.id(), "TERM");
         let (mut answered, mut lost) = (0, Vec::new());
         for thread in storm {
