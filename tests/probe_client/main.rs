@@ -1,4 +1,4 @@
-//! The hostile-client probes of rounds 8 to 29 (`tests/probe_client/vN.rs`, one module per
+//! The hostile-client probes of rounds 8 to 30 (`tests/probe_client/vN.rs`, one module per
 //! round), built as one test binary: each file was a binary of its own, and each compiled and
 //! linked hyper, tokio and QuickJS again (docs/reliability.md, "CI time"). Run one round with
 //! `cargo test --features server,quickjs,hyper --test probe_client v20::`.
@@ -32,5 +32,6 @@ mod v26;
 mod v27;
 mod v28;
 mod v29;
+mod v30;
 mod v8;
 mod v9;

@@ -1,13 +1,17 @@
-//! The hostile-embedder probes of rounds 9 to 29 (`tests/probe_embed/vN.rs`, one module per
+//! The hostile-embedder probes of rounds 9 to 30 (`tests/probe_embed/vN.rs`, one module per
 //! round), built as one test binary: each file was a binary of its own, and each compiled and
 //! linked hyper, tokio and QuickJS again (docs/reliability.md, "CI time"). Run one round with
-//! `cargo test --features server,quickjs,hyper --test probe_embed v20::`. A probe that needs a
-//! process of its own (it sets a resource limit, handles signals, or runs itself again as a
-//! child by name) stays a file of its own in tests/.
+//! `cargo test --features server,quickjs,hyper --test probe_embed v20::`. `hooks_v30` is
+//! round 30's probe of the panic holes of hooks (it was tests/probe_hooks_v30.rs). A probe
+//! that needs a process of its own (it sets a resource limit or handles signals) stays a file
+//! of its own in tests/; one that runs a test again in a child process (tests/util/child.rs)
+//! names that test by its path in this binary (`v30::...`, `hooks_v30::child`).
 
 #[cfg(feature = "server")]
 #[path = "../util/accountings.rs"]
 mod accountings;
+#[path = "../util/child.rs"]
+mod child;
 #[path = "../util/drops.rs"]
 mod drops;
 #[cfg(feature = "server")]
@@ -26,6 +30,7 @@ mod reentrant_engine;
 #[path = "../util/mod.rs"]
 mod util;
 
+mod hooks_v30;
 mod v10;
 mod v11;
 mod v12;
@@ -42,4 +47,5 @@ mod v26;
 mod v27;
 mod v28;
 mod v29;
+mod v30;
 mod v9;

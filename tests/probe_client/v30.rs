@@ -3,7 +3,7 @@
 //! (tests/util/strict.rs).
 #![cfg(all(feature = "server", feature = "hyper"))]
 
-mod util;
+use crate::util;
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;

@@ -15,8 +15,7 @@
 //! after the server's report or error came back.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
-#[path = "util/child.rs"]
-mod child;
+use crate::child;
 
 use std::time::Duration;
 
@@ -228,7 +227,7 @@ fn run_child(name: &str) {
 
 /// Runs `name` in a child process; its exit status and output.
 fn in_child(name: &str) -> (Option<i32>, String) {
-    child::output_in_child(CHILD, name, "child")
+    child::output_in_child(CHILD, name, "hooks_v30::child")
 }
 
 /// The child entry point: does nothing unless a parent named a scenario.

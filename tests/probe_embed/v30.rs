@@ -2,9 +2,6 @@
 //! Public API only. Each module's doc says whether it found a bug (and how it failed on `main`
 //! before its fix) or pins a documented behaviour.
 
-#[path = "util/child.rs"]
-mod child;
-
 /// QA embed30-1 (found and fixed round 30): a server given a QuickJS context of another
 /// runtime than its wrapper's as its scope was made without a word, served while the wrapper
 /// was strong (an upgrade then only clones the strong handle, the scope unused), and answered
@@ -195,7 +192,7 @@ mod guards_released_inside_a_quickjs_finalizer {
     use reqguard::{Config, DowngradePolicy, Recycle, ServerCore};
     use rquickjs::{Context, Function, Object, Runtime};
 
-    use super::child::{assert_passes_in_child, is_child};
+    use crate::child::{assert_passes_in_child, is_child};
 
     const CHILD: &str = "REQGUARD_QA_EMBED30_FINALIZER_CHILD";
 
@@ -287,7 +284,7 @@ mod guards_released_inside_a_quickjs_finalizer {
         }
         assert_passes_in_child(
             CHILD,
-            "guards_released_inside_a_quickjs_finalizer::every_release_inside_the_finalizer_catches_its_callbacks",
+            "v30::guards_released_inside_a_quickjs_finalizer::every_release_inside_the_finalizer_catches_its_callbacks",
         );
     }
 }
