@@ -36,7 +36,7 @@ fn framing_hyper_would_trust_is_a_400_that_closes() {
     let server = spawn_demo();
     let addr = server.addr;
     let post = "POST /echo HTTP/1.1\r\nhost: x\r\n";
-    // Transfer-Encoding twice, and chunked twice (`gzip, chunked` is 501: probe_client_v8).
+    // Transfer-Encoding twice, and chunked twice (`gzip, chunked` is 501: probe_client::v8).
     expect_400_close(
         addr,
         &format!("{post}transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"),

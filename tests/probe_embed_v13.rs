@@ -46,7 +46,7 @@ const CHILD: &str = "REQGUARD_PROBE_V13_CHILD";
 
 /// QA embed13-1. `ServerBuilder::spawn` whose routes or accounting closure panics with a
 /// payload whose `Drop` panics (on the server's thread, before it serves) is an error, as
-/// with any other panic there (`probe_embed_v11::builder_closures_that_panic_before_serving_are_errors`),
+/// with any other panic there (`probe_embed::v11::builder_closures_that_panic_before_serving_are_errors`),
 /// and the process lives on. Before the fix, `spawn` dropped the thread's handle unjoined:
 /// std drops a detached thread's payload itself and aborts the process when that drop
 /// panics ("thread result panicked on drop"): the child died of SIGABRT.

@@ -85,7 +85,7 @@ mod session {
     /// server refuses or that cut every request (the drain deadline at once, no pipeline, no
     /// output room), with the default pool and a pool of one that refuses, then a stop, its
     /// deadline and a disconnect. (No bug found; the
-    /// extremes' probe in `probe_embed_v10` checks that none panics, not the counts.)
+    /// extremes' probe in `probe_embed::v10` checks that none panics, not the counts.)
     #[test]
     fn a_session_counts_each_admitted_request_once_whatever_the_order_and_limits() {
         quiet::quiet_panics();

@@ -593,7 +593,7 @@ fn a_session_deadline_holds_when_the_accounting_says_complete_early() {
 /// A stop handle of a server whose loop met a panic it was told not to expect does not wait
 /// for a stop that can never begin. Before, the loop died and its phase stayed "running":
 /// `stop_and_wait(Duration::MAX)` waited forever and `is_stopping` said false. (Since
-/// probe_embed_v10's round the loop survives the panic: the stop is a plain one.)
+/// probe_embed::v10's round the loop survives the panic: the stop is a plain one.)
 #[test]
 fn a_stop_handle_of_a_loop_that_died_does_not_wait_forever() {
     quiet::quiet_panics();
@@ -606,8 +606,8 @@ fn a_stop_handle_of_a_loop_that_died_does_not_wait_forever() {
     let waited = within(HANG, move || waiting.stop_and_wait(Duration::MAX));
     assert_eq!(waited, Some(true), "stop_and_wait waited for a dead loop");
     assert!(stop.is_stopping());
-    // The dead thread panicked through join until probe_embed_v9's round, was an error until
-    // probe_embed_v10's; the loop now survives, and join has its report.
+    // The dead thread panicked through join until probe_embed::v9's round, was an error until
+    // probe_embed::v10's; the loop now survives, and join has its report.
     let joined = std::panic::catch_unwind(AssertUnwindSafe(move || running.join()));
     assert!(
         matches!(&joined, Ok(Ok(report)) if report.stats.panics == 1),

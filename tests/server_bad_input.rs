@@ -40,7 +40,7 @@ fn malformed_request_line_or_headers_get_400() {
         400,
     );
     rejected(&running, b"G@T / HTTP/1.1\r\nhost: x\r\n\r\n", 400);
-    rejected(&running, b"GET / HTTP/x.1\r\n\r\n", 400); // HTTP/9.1: 505 (probe_client_v8)
+    rejected(&running, b"GET / HTTP/x.1\r\n\r\n", 400); // HTTP/9.1: 505 (probe_client::v8)
     rejected(
         &running,
         b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",

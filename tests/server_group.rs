@@ -714,7 +714,7 @@ impl reqguard::http::Accounting for PanicsOnHandled {
 }
 
 /// A loop whose accounting panics where it said it cannot survives it, and so does the group:
-/// `wait` has every loop's report, each panic counted. Until probe_embed_v10's round the loop
+/// `wait` has every loop's report, each panic counted. Until probe_embed::v10's round the loop
 /// died of it, and the group stopped with it (`wait` returned the loop's error): that path
 /// stays for a loop thread that panics otherwise.
 #[test]

@@ -184,7 +184,7 @@ fn oracle(input: &[u8], max_head: usize) -> Oracle {
         ),
         Ok(httparse::Status::Partial) => Oracle::Partial(input.len() > window.len()),
         // `HTTP/1.2` and later minor versions are read as HTTP/1.1 (RFC 9110 §2.5; another
-        // major version is `505`, tests/probe_client_v8.rs).
+        // major version is `505`, tests/probe_client/v8.rs).
         Err(httparse::Error::Version) => match later_minor_version(window) {
             Some(at) => {
                 let mut as_http11 = input.to_vec();

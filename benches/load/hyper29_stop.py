@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """hyper29_stop: the stop under pipelined uploads, both stacks side by side (issue 10, round 29).
 
-The scenario of tests/probe_client_v11.rs's
+The scenario of tests/probe_client/v11.rs's
 `sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack`: CLIENTS
 connections each pipeline up to UPLOADS `POST /echo` of SIZE bytes (a sender thread writes
 until a write fails) and read their answers (a reader thread, until EOF); once every

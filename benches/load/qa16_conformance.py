@@ -9,7 +9,7 @@ that stay: HTTP/1.0 persistence, `100 Continue` for a body sent with its head, s
 hyper's close after a trailer section). Then each exit JSON's counts.
 Round 16 found: `Host: [zz]` (and `[::1::2]`, `[1.2.3.4]`, `http://[zz]/`) served 200 on both
 stacks (RFC 9112 §3.2: 400); `GET /panic` with a broken chunked body 500 without close then a
-close on hyper (mio 400 + close). Both fixed (tests/probe_client_v16.rs).
+close on hyper (mio 400 + close). Both fixed (tests/probe_client/v16.rs).
 usage: BIN=target/release/reqguard-demo qa16_conformance.py [CASE NAME...]"""
 import os
 import sys

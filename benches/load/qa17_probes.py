@@ -6,7 +6,7 @@ Round 17 found: a probe with a failing body (broken chunked framing, a declared 
 max_body) is 400/413 + close on mio (it reads the body first) and the probe's own answer
 (GET/HEAD 200, OPTIONS 204, POST 405) + close on hyper (the adapter answers from the head);
 a whole chunked body after a probe closes the connection on hyper. Not fixed: docs/server.md
-"Not done", tests/probe_client_v17.rs (ignored on hyper). The `/delay` query variants differ
+"Not done", tests/probe_client/v17.rs (ignored on hyper). The `/delay` query variants differ
 in counting alone (a route's own 400 is `rejected` on hyper, `served` on mio: docs/server.md).
 usage: BIN=target/release/reqguard-demo qa17_probes.py [CASE NAME...]"""
 import os

@@ -756,7 +756,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     /// Clients that connect and go at once
     /// (TCP health checks, port scans, clients that gave up) wait in the backlog with their FIN
     /// or reset behind them, and their slots are free once read; refusing the newcomer now
-    /// answered `503` to live clients behind a burst of them (`probe_client_v15::
+    /// answered `503` to live clients behind a burst of them (`probe_client::v15::
     /// clients_gone_in_the_backlog_do_not_lock_a_newcomer_out_on_either_stack`). So it waits,
     /// and accepting stops (a listener's event in the next turn may come before those events),
     /// until the next turn's timers ([`ACCEPT_TIMER`], due then: the poll does not wait), after

@@ -766,8 +766,8 @@ fn body_waited(
 // the section at the LF gets an EOF for the request it forwarded, not the next client's
 // answer). An empty trailers frame (the section began with the LF, `0\r\n\n`: no
 // well-formed body makes one, no field: no frame) is a framing error: `/echo` answers it
-// `400`, as on mio (`probe_client_v8::a_trailer_section_beginning_with_a_bare_lf_swallows_no_request`,
-// `probe_client_v12::a_bare_lf_inside_a_trailer_section_swallows_no_request_on_either_stack`).
+// `400`, as on mio (`probe_client::v8::a_trailer_section_beginning_with_a_bare_lf_swallows_no_request`,
+// `probe_client::v12::a_bare_lf_inside_a_trailer_section_swallows_no_request_on_either_stack`).
 
 fn closing<C: Recycle>(mut reply: Reply<Full<Bytes>, C>) -> Reply<Full<Bytes>, C> {
     reply

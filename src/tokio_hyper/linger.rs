@@ -1058,7 +1058,7 @@ mod tests {
     /// 200 lingering sockets took 94% of the loop at the stop under pipelined uploads, the
     /// answers still being written came seconds late, and the stop took 115 s at load
     /// average 29 where the mio loop's took 9 s
-    /// (`probe_client_v11::sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack`,
+    /// (`probe_client::v11::sigterm_under_many_pipelined_uploads_resets_no_connection_on_either_stack`,
     /// benches/load/hyper29_stop.py).
     #[test]
     fn a_lingering_socket_reads_at_most_one_sink_per_turn_of_the_loop() {

@@ -295,7 +295,7 @@ impl Options {
     pub(crate) fn check(&self) -> io::Result<()> {
         let knobs = crate::knobs::Knobs {
             // No size rule: hyper's buffers grow as they fill, so a size past `isize::MAX` (no
-            // limit) serves here (probe_embed_v14b::options_at_their_extremes_serve_and_stop).
+            // limit) serves here (probe_embed::v14b::options_at_their_extremes_serve_and_stop).
             sizes: &[],
             max_head: self.max_head,
             max_connections: self.max_connections,
@@ -1098,7 +1098,7 @@ where
     /// At the limit with none to evict and connections just accepted and not read yet: clients that
     /// connected and went at once (TCP health checks, port scans, clients that gave up; their FIN
     /// or reset behind them in the backlog) hold slots that are free once read, and a newcomer
-    /// refused now was refused for nothing (`probe_client_v15::
+    /// refused now was refused for nothing (`probe_client::v15::
     /// clients_gone_in_the_backlog_do_not_lock_a_newcomer_out_on_either_stack`). Yields to their
     /// tasks (tokio defers a yield until its reactor has been polled) until a slot is free, or
     /// [`UNREAD_YIELDS`] yields in a row freed none.
@@ -1298,7 +1298,7 @@ type HyperConnection<E, C, H, S> =
 /// loops answer a head still incomplete at their request timeout (RFC 9110 §15.5.9); an idle
 /// connection (nothing of a head) just closes, as there. hyper writes no answer at its timeout:
 /// before, the slow head got an EOF on hyper, `408` on mio
-/// (`probe_client_v18::a_slow_head_gets_408_and_an_idle_connection_an_eof_on_hyper`).
+/// (`probe_client::v18::a_slow_head_gets_408_and_an_idle_connection_an_eof_on_hyper`).
 #[cold]
 #[inline(never)]
 fn head_timed_out<E, C, H, S>(connection: HyperConnection<E, C, H, S>)

@@ -820,7 +820,7 @@ fn counts_rejected<B>(response: &Response<B>) -> bool {
 /// too slowly or too large, which the mio server refuses before any handler runs). Before, the
 /// adapter counted every handler's `400`, `408`, `413` and `431` `rejected` (mio: `served`),
 /// and the demo routes marked their own `400` for a query they could not use the other way
-/// (`probe_client_v18::a_routes_own_400_is_counted_served_on_hyper`; QA embed22-4).
+/// (`probe_client::v18::a_routes_own_400_is_counted_served_on_hyper`; QA embed22-4).
 ///
 /// [`Reply::count_rejected`]: super::Reply::count_rejected
 #[derive(Clone, Copy, Debug)]
@@ -952,7 +952,7 @@ impl Fixed {
 /// probe was answered from its head, the body never read: `200` + close to a broken chunked
 /// body or one past the limit (mio: `400`, `413`), and a whole chunked body closed the
 /// connection, losing the request behind it
-/// (`probe_client_v17::a_probe_with_a_body_is_answered_for_its_body_on_hyper`).
+/// (`probe_client::v17::a_probe_with_a_body_is_answered_for_its_body_on_hyper`).
 pub(crate) struct Probing {
     answer: Fixed,
     body: BodyLeft,

@@ -222,7 +222,7 @@ fn a_fragment_in_the_target_is_dropped_alike_on_both_stacks() {
 /// sent a byte at a time) holding every slot must not lock newcomers out until the body
 /// timeout, on either stack: at the limit the body arriving the slowest under 1 KiB/s (after
 /// its first second) is evicted, `408` + close, and the newcomer is served. The mio stack
-/// did so since round 8 (probe_client_v8); before, the hyper stack never evicted a
+/// did so since round 8 (probe_client::v8); before, the hyper stack never evicted a
 /// connection with a request admitted, so `serve --stack hyper --max-connections 3` answered
 /// the newcomer `503` until the slow bodies' 10 s timeout. Now the demo's routes note how a
 /// body they wait for arrives (`Conn::body_awaited`), and the eviction chooses a slow one.

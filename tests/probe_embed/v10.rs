@@ -329,9 +329,9 @@ mod hyper_embed {
                 Options::default().with_force_after(Duration::ZERO),
             ),
             // `max_connections 0` is invalid input since QA embed17-1 (`serve` panics, `run`
-            // errs): probe_embed_v17::hyper_options::a_max_connections_of_zero_is_invalid_input.
+            // errs): probe_embed::v17::hyper_options::a_max_connections_of_zero_is_invalid_input.
             // So are `idle_timeout 0` and `max_head 0` since QA client26-1, as on mio:
-            // probe_client_v26::both_builders_refuse_the_same_absurd_knobs_with_the_same_words.
+            // probe_client::v26::both_builders_refuse_the_same_absurd_knobs_with_the_same_words.
             (
                 "max_connections MAX",
                 Options::default().with_max_connections(usize::MAX),

@@ -588,9 +588,9 @@ fn assert_counted_once(report: &HyperReport) {
 /// counts each admitted request once. None panics at build (hyper's `max_buf_size` panics
 /// below 8 KiB: raised), none hangs the stop. (`with_max_connections(0)` served, refusing every
 /// connection `503`, until QA embed17-1 made it invalid input, as on mio:
-/// `probe_embed_v17::hyper_options::a_max_connections_of_zero_is_invalid_input`; `with_max_head(0)`
+/// `probe_embed::v17::hyper_options::a_max_connections_of_zero_is_invalid_input`; `with_max_head(0)`
 /// (every request `501`) and `with_idle_timeout(0)` too since QA client26-1:
-/// `probe_client_v26::both_builders_refuse_the_same_absurd_knobs_with_the_same_words`.)
+/// `probe_client::v26::both_builders_refuse_the_same_absurd_knobs_with_the_same_words`.)
 #[test]
 fn options_at_their_extremes_serve_and_stop() {
     let zero = Duration::ZERO;

@@ -296,7 +296,7 @@ mod hyper_completed_elsewhere {
             "{report}"
         );
         // X's client got no answer: counted in `aborted` since QA embed22-1 (round 21 left it
-        // in none of `served`, `rejected` and `aborted`: `probe_embed_v22`).
+        // in none of `served`, `rejected` and `aborted`: `probe_embed::v22`).
         assert_eq!((report.stats.served, report.aborted()), (1, 1), "{report}");
     }
 }

@@ -120,7 +120,7 @@ mod hyper_lent {
         counted_once(&report);
     }
 
-    /// QA embed23-1, the other end (round 22's pin, `probe_embed_v22`'s
+    /// QA embed23-1, the other end (round 22's pin, `probe_embed::v22`'s
     /// `a_lent_bundle_cut_short_elsewhere_after_its_own_client_went_is_counted_once`, with a
     /// handler that would answer): X's client goes first, then Y's with X's bundle half
     /// written: X's own client did go, so X's request ends *client gone* (its signal fired

@@ -247,7 +247,7 @@ fn outcome_counts_saturate() {
 
 /// `Running::stop` and `join` of a server whose accounting said it cannot panic, and did, do
 /// not panic in the embedder's thread. Before this round both panicked ("the server thread
-/// panicked"); from it until probe_embed_v10's round they returned an error (the loop had
+/// panicked"); from it until probe_embed::v10's round they returned an error (the loop had
 /// died); now the loop survives the panic, and they return its report, the panic counted.
 #[test]
 fn running_stop_and_join_of_a_loop_whose_accounting_panicked_do_not_panic() {

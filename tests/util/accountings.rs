@@ -65,7 +65,7 @@ pub(crate) use passes_on;
 
 /// An accounting that tells the server its per-request calls cannot panic (`MAY_PANIC`
 /// false), and whose `handled` panics all the same, on every request: its loop died of it
-/// until probe_embed_v10's round; it now survives it, closing the connections open then.
+/// until probe_embed::v10's round; it now survives it, closing the connections open then.
 pub(crate) struct DiesOnHandled(pub(crate) Unaccounted);
 
 impl Accounting for DiesOnHandled {

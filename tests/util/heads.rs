@@ -1,5 +1,5 @@
-//! Request heads of an exact length and shape, for probes of `max_head` (tests/probe_client_v29.rs,
-//! tests/probe_client_v30.rs).
+//! Request heads of an exact length and shape, for probes of `max_head` (tests/probe_client/v29.rs,
+//! tests/probe_client/v30.rs).
 
 /// A `GET /` head of exactly `len` bytes: the request line, `host: x`, `fields` small fields
 /// written `name:value` (no whitespace: RFC 9112 §5.1 makes it optional) and a last field

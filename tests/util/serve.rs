@@ -292,7 +292,7 @@ pub fn slow_heads_out_of_descriptors(serve: Serve) -> String {
 /// Every client's requests wait in its socket before the server accepts it: `GET /`, then one
 /// that stays in its handler until its client goes (a connection the loop may not evict to
 /// make room; a body on its way is evicted once it arrives slower than 1 KiB/s:
-/// probe_client_v9). Sent one client at a time to a running server, a client a loaded machine
+/// probe_client::v9). Sent one client at a time to a running server, a client a loaded machine
 /// held back for 100 ms after its accept was a silent head at the descriptor limit, rightly
 /// evicted with `408` (`out_of_descriptors_the_slowest_head_makes_room_for_a_newcomer`), and
 /// the test's next write met the close: BrokenPipe (hyper: 6 of 6 runs at load average 18).

@@ -1,6 +1,6 @@
 //! A client whose socket takes few bytes in flight, and the echo requests that fill it: for
-//! probes of what a server does with answers a client does not read yet (tests/probe_client_v27.rs,
-//! tests/probe_client_v30.rs).
+//! probes of what a server does with answers a client does not read yet (tests/probe_client/v27.rs,
+//! tests/probe_client/v30.rs).
 
 use std::net::{SocketAddr, TcpStream};
 
