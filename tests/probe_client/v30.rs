@@ -211,9 +211,11 @@ enum Before {
 /// QA client30-2 (lead 2, left by QA client29-1). `max_head` is a number of bytes on both
 /// stacks for every head of a connection, not only its first: a head of at most that many
 /// bytes is served whatever its shape (bare `LF` line ends, fields without the optional space
-/// after the colon), behind a kept-alive answer or pipelined.
+/// after the colon), behind a kept-alive answer or pipelined. Fixed in round 31 (hyper31): on
+/// hyper, 12 of 12 cases were `431` (the head judged by its length as written with `CRLF` and
+/// `: `, the count of bytes read holding the requests before it); tests/hyper_v31.rs pins the
+/// byte past the limit too.
 #[test]
-#[ignore = "QA client30-2, not fixed: hyper judges a later head by an estimate (docs/hyper.md)"]
 fn a_later_head_within_max_head_is_served_whatever_its_shape_on_both_stacks() {
     let shapes = [("\n", 0), ("\n", 60), ("\r\n", 61)];
     let befores = [
