@@ -1,4 +1,4 @@
-//! The hostile-embedder probes of rounds 9 to 30 (`tests/probe_embed/vN.rs`, one module per
+//! The hostile-embedder probes of rounds 8 to 30 (`tests/probe_embed/vN.rs`, one module per
 //! round), built as one test binary: each file was a binary of its own, and each compiled and
 //! linked hyper, tokio and QuickJS again (docs/reliability.md, "CI time"). Run one round with
 //! `cargo test --features server,quickjs,hyper --test probe_embed v20::`. `hooks_v30` is
@@ -34,9 +34,13 @@ mod hooks_v30;
 mod v10;
 mod v11;
 mod v12;
+mod v13;
 mod v14;
 mod v14b;
+mod v15;
 mod v17;
+mod v19;
+mod v19b;
 mod v20;
 mod v21;
 mod v22;
@@ -48,4 +52,5 @@ mod v27;
 mod v28;
 mod v29;
 mod v30;
+mod v8;
 mod v9;

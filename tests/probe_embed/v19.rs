@@ -6,12 +6,9 @@
 //! test's doc says so); the others pin a documented behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
-#[path = "util/child.rs"]
-mod child;
-#[path = "util/drops.rs"]
-mod drops;
-#[path = "util/quiet.rs"]
-mod quiet;
+use crate::child;
+use crate::drops;
+use crate::quiet;
 
 const CHILD: &str = "REQGUARD_PROBE_V19_CHILD";
 
@@ -279,7 +276,7 @@ mod session_drop {
         if !child::is_child(CHILD) {
             child::assert_passes_in_child(
                 CHILD,
-                "session_drop::a_session_unwound_leaves_the_embedders_panic",
+                "v19::session_drop::a_session_unwound_leaves_the_embedders_panic",
             );
             return;
         }

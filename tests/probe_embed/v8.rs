@@ -19,20 +19,12 @@
 //!   deadline; two handlers whose `Drop` panics aborted the process.
 #![cfg(feature = "server")]
 
-#[path = "util/accountings.rs"]
-mod accountings;
-#[path = "util/child.rs"]
-mod child;
-#[path = "util/drops.rs"]
-mod drops;
-#[path = "util/handlers.rs"]
-mod handlers;
-#[cfg(feature = "hyper")]
-#[path = "util/local_set.rs"]
-mod local_set;
-#[path = "util/quiet.rs"]
-mod quiet;
-mod util;
+use crate::accountings;
+use crate::child;
+use crate::drops;
+use crate::handlers;
+use crate::quiet;
+use crate::util;
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
@@ -540,7 +532,7 @@ fn two_handlers_whose_drop_panics_do_not_abort_the_process() {
     }
     child::assert_passes_in_child(
         CHILD,
-        "two_handlers_whose_drop_panics_do_not_abort_the_process",
+        "v8::two_handlers_whose_drop_panics_do_not_abort_the_process",
     );
 }
 

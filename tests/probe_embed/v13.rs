@@ -5,13 +5,10 @@
 //! (the test's doc says so); the others pin what was found to hold.
 #![cfg(feature = "server")]
 
-#[path = "util/child.rs"]
-mod child;
-#[path = "util/drops.rs"]
-mod drops;
-#[path = "util/quiet.rs"]
-mod quiet;
-mod util;
+use crate::child;
+use crate::drops;
+use crate::quiet;
+use crate::util;
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -55,7 +52,7 @@ fn a_server_builder_closure_whose_panic_payload_panics_on_drop_is_an_error() {
     if !child::is_child(CHILD) {
         child::assert_passes_in_child(
             CHILD,
-            "a_server_builder_closure_whose_panic_payload_panics_on_drop_is_an_error",
+            "v13::a_server_builder_closure_whose_panic_payload_panics_on_drop_is_an_error",
         );
         return;
     }

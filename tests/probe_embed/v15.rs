@@ -6,15 +6,11 @@
 //! the others pin a documented behaviour no other test pinned.
 #![cfg(all(feature = "server", feature = "hyper"))]
 
-#[path = "util/child.rs"]
-mod child;
-#[path = "util/drops.rs"]
-mod drops;
-#[path = "util/handlers.rs"]
-mod handlers;
-#[path = "util/quiet.rs"]
-mod quiet;
-mod util;
+use crate::child;
+use crate::drops;
+use crate::handlers;
+use crate::quiet;
+use crate::util;
 
 use std::time::Duration;
 
@@ -349,7 +345,7 @@ mod hyper_embed {
         if !child::is_child(CHILD) {
             child::assert_passes_in_child(
                 CHILD,
-                "hyper_embed::run_that_cannot_bind_returns_its_error_whatever_its_handler_and_scope_drop",
+                "v15::hyper_embed::run_that_cannot_bind_returns_its_error_whatever_its_handler_and_scope_drop",
             );
             return;
         }
