@@ -373,13 +373,15 @@ fn a_client_gone_mid_body_fires_the_abort_once_and_ends_as_client_gone() {
 #[test]
 fn a_client_gone_while_the_handler_awaits_drops_its_future_and_the_handler_sees_the_abort() {
     let (aborts_tx, aborts) = mpsc::channel();
+    let (awaiting_tx, awaiting) = mpsc::channel();
     let server = TestServer::spawn(move || {
         let handler = move |_: This, _: Request<Incoming>, bundle: Bundle| {
-            let aborts = aborts_tx.clone();
+            let (aborts, awaiting) = (aborts_tx.clone(), awaiting_tx.clone());
             async move {
                 bundle
                     .signal()
                     .on_abort(move |reason| aborts.send(reason).unwrap());
+                awaiting.send(()).unwrap();
                 tokio::time::sleep(Duration::from_secs(30)).await; // never reached
                 Ok::<_, HandlerError>(bundle.respond(Response::new(Empty::<Bytes>::new())))
             }
@@ -388,7 +390,9 @@ fn a_client_gone_while_the_handler_awaits_drops_its_future_and_the_handler_sees_
     });
     let mut client = Client::connect(server.addr);
     client.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n");
-    thread::sleep(Duration::from_millis(100)); // the handler is awaiting
+    awaiting
+        .recv_timeout(util::WAIT_BOUND)
+        .expect("the handler is awaiting");
     drop(client);
     let reason = aborts
         .recv_timeout(Duration::from_secs(10))
@@ -579,14 +583,16 @@ fn a_bounded_stop_under_load_leaks_nothing() {
 #[test]
 fn the_deadline_aborts_then_force_closes_and_reports_what_was_out() {
     let (aborts_tx, aborts) = mpsc::channel();
+    let (awaiting_tx, awaiting) = mpsc::channel();
     let mut server = TestServer::spawn(move || {
         // A handler that ignores its signal: only the force-close ends its request.
         let handler = move |_: This, _: Request<Incoming>, bundle: Bundle| {
-            let aborts = aborts_tx.clone();
+            let (aborts, awaiting) = (aborts_tx.clone(), awaiting_tx.clone());
             async move {
                 bundle
                     .signal()
                     .on_abort(move |reason| aborts.send(reason).unwrap());
+                awaiting.send(()).unwrap();
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Ok::<_, HandlerError>(bundle.respond(Response::new(Empty::<Bytes>::new())))
             }
@@ -596,7 +602,9 @@ fn the_deadline_aborts_then_force_closes_and_reports_what_was_out() {
     });
     let mut stuck = Client::connect(server.addr);
     stuck.send(b"GET /stuck HTTP/1.1\r\nhost: x\r\n\r\n");
-    thread::sleep(Duration::from_millis(100));
+    awaiting
+        .recv_timeout(util::WAIT_BOUND)
+        .expect("the handler is awaiting");
     server.begin_stop();
     assert!(stuck.is_closed_by_server(), "force-closed");
     let report = server.join();
