@@ -177,16 +177,18 @@ fn busy_keep_alive_connections_are_not_evicted_by_newcomers() {
 #[test]
 fn a_request_arriving_on_the_idle_connection_chosen_for_eviction_is_served() {
     use reqguard::http::{Reply, Request, Response, Router};
+    let (blocking_tx, blocking) = std::sync::mpsc::channel();
     let running = ServerBuilder::new()
         .limits(Limits::default().with_max_connections(2))
         .spawn(
             || Guarded::embedded("server", Config::default()),
-            |router: &mut Router<'_>| {
+            move |router: &mut Router<'_>| {
                 demo_routes(router);
                 router.route(
                     "GET",
                     "/block",
-                    |_: &Request<'_>, res: &mut Response<'_>| {
+                    move |_: &Request<'_>, res: &mut Response<'_>| {
+                        blocking_tx.send(()).unwrap();
                         thread::sleep(Duration::from_millis(300)); // holds the loop
                         res.write(b"unblocked");
                         Reply::Now
@@ -201,7 +203,9 @@ fn a_request_arriving_on_the_idle_connection_chosen_for_eviction_is_served() {
     thread::sleep(Duration::from_millis(150)); // idle long enough to be evicted
     let mut blocker = StrictClient::connect(running.addr());
     blocker.send(b"GET /block HTTP/1.1\r\nhost: t\r\n\r\n");
-    thread::sleep(Duration::from_millis(100)); // the loop is in the blocking handler
+    blocking
+        .recv_timeout(util::WAIT_BOUND)
+        .expect("the loop is in the blocking handler");
     let mut newcomer = StrictClient::connect(running.addr());
     settle();
     idle.send(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n");
