@@ -217,20 +217,26 @@ fn expect_100_continue_during_the_drain_gets_the_503_at_once() {
 #[test]
 fn a_request_waiting_in_the_accept_queue_at_the_close_step_is_counted_refused() {
     use reqguard::http::{demo_routes, Ladder, LoopGroup};
+    let (in_hook_tx, in_hook) = std::sync::mpsc::channel();
     let running = LoopGroup::new()
         .loops(1)
         .ladder(Ladder::default())
         .spawn(
-            |_| {
-                Guarded::embedded("server", Config::default())
-                    .after_drain(|| thread::sleep(Duration::from_millis(300)))
+            move |_| {
+                let in_hook = in_hook_tx.clone();
+                Guarded::embedded("server", Config::default()).after_drain(move || {
+                    in_hook.send(()).unwrap();
+                    thread::sleep(Duration::from_millis(300));
+                })
             },
             demo_routes,
         )
         .expect("spawn the group");
     let addr = running.addr();
     running.stopper().stop();
-    thread::sleep(Duration::from_millis(100)); // in the drain's hook
+    in_hook
+        .recv_timeout(util::WAIT_BOUND)
+        .expect("the loop is in the drain's hook");
     let mut newcomer = StrictClient::connect(addr);
     newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     let answer = newcomer.answer("GET");
