@@ -585,7 +585,10 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
 
     /// Runs `hook` once, when the drain has completed (e.g. a garbage collection), after any
     /// hook set before (such as [`embedded`](Guarded::embedded)'s collection). A hook that
-    /// panics is caught: the others run and the loop ends as it would have.
+    /// panics is caught: the others run and the loop ends as it would have. A server that
+    /// ends its stop before the drain completes (a request admitted through
+    /// [`core`](Guarded::core), out of every connection, still out past the deadline) leaves
+    /// the hook to the drain: it runs when that request ends (QA embed32-1).
     pub fn after_drain(mut self, hook: impl FnMut() + 'static) -> Self {
         self.after_drain = Some(chain(self.after_drain.take(), hook));
         self
@@ -851,6 +854,23 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
     fn end_kept(&mut self) {
         if let Some(held) = self.kept.take() {
             held.end_in(self.core.pool(), Outcome::Completed);
+        }
+    }
+}
+
+/// QA embed32-1. The `after_drain` hooks run "once, when the drain has completed", and
+/// [`poll_stop`](Accounting::poll_stop) runs them when it finds it complete; a server that
+/// returned at its deadline with a request still out of every connection (one the embedder
+/// admitted through [`core`](Guarded::core): a runtime's `server.fetch()`, a saved request)
+/// polls no more, and dropped them unrun though that drain completed once the request ended
+/// (a runtime's `server.stop()` promise never resolved). Handed to the drain now: they run when
+/// it completes (at once if it has), each caught; dropped unrun (caught, with the drain's
+/// state) only if it never does (a leak). Once per server, off the request path.
+impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Drop for Guarded<E, S, C> {
+    fn drop(&mut self) {
+        if let (Some(drain), Some(mut hook)) = (self.drain.as_ref(), self.after_drain.take()) {
+            // `Chain` runs each hook caught, and drops each caught with the closure.
+            drain.on_complete(move || hook());
         }
     }
 }

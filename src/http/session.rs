@@ -67,8 +67,12 @@ pub struct Session<'r, A: Accounting> {
 struct Run<'r, H> {
     connection: Connection<'r, H>,
     now: Instant,
-    /// The stop has run its course: drained, or ended at its deadline.
+    /// The stop has run its course: the accounting's drain completed (its hooks run).
     drained: bool,
+    /// The stop ended at its deadline: what the connection held is ended; the accounting's
+    /// drain is still polled at each call, until it completes (a request out of the
+    /// connection, admitted through the accounting's core: QA embed32-1).
+    ended: bool,
     /// Answers counted `served` that the client has taken ([`take_output`](Session::take_output)
     /// or [`clear_output`](Session::clear_output) empty the output): those it disconnects
     /// with are the rest, `undelivered`.
@@ -85,6 +89,7 @@ impl<'r, A: Accounting> Session<'r, A> {
                 connection: Connection::new(now),
                 now,
                 drained: false,
+                ended: false,
                 served_taken: 0,
             },
         }
@@ -230,6 +235,10 @@ impl<'r, H> Run<'r, H> {
             return;
         }
         let (now, in_flight) = (self.now, d.in_flight);
+        if self.ended {
+            self.drained = matches!(d.poll_stop(now, in_flight), StopStatus::Complete);
+            return;
+        }
         let timeout = d.limits().drain_timeout();
         let passed = stopped_at.checked_add(timeout).is_some_and(|at| now >= at);
         match d.poll_stop(now, in_flight) {
@@ -244,10 +253,14 @@ impl<'r, H> Run<'r, H> {
                 // The connection closes, as a server's force-close at its deadline: what the
                 // client had not taken is lost.
                 self.drop_untaken(d);
-                // Every request has ended now: the drain completes (its hooks run).
+                // Every request of the connection has ended now: the drain completes (its
+                // hooks run), unless a request out of the connection is still out (admitted
+                // through the accounting's core: a runtime's `server.fetch()`); later calls
+                // poll it until it completes (QA embed32-1: it was never polled again, and
+                // `Guarded::after_drain`'s hooks never ran).
                 let in_flight = d.in_flight;
-                let _ = d.poll_stop(now, in_flight);
-                self.drained = true;
+                self.drained = matches!(d.poll_stop(now, in_flight), StopStatus::Complete);
+                self.ended = true;
             }
         }
     }

@@ -602,7 +602,10 @@ where
     /// is caught: the others run and `serve` returns its report. If `serve`'s future is dropped
     /// before it returns (which stops the server and force-closes its connections), the hooks
     /// not run yet run when that drain completes, as the connections' tasks let their requests
-    /// go; they are dropped unrun (caught) only if it never completes (a leak).
+    /// go; they are dropped unrun (caught) only if it never completes (a leak). So too when
+    /// `serve` returns before the drain completes (a bundle a handler's task kept past the
+    /// force step, or a request admitted through [`core`](HyperServer::core)): they run when
+    /// that request ends (QA embed32-1).
     ///
     /// `FnMut` (called once), for the reason [`after_stop`](HyperServer::after_stop) gives.
     pub fn after_drain(mut self, hook: impl FnMut() + 'static) -> Self {
@@ -832,12 +835,12 @@ where
         }
         abandoned.armed.set(false);
         let after_drain = abandoned.after_drain.take().unwrap_or_default();
-        if drain.is_complete() {
-            after_drain.run();
-        } else {
-            // Not run (something leaked): dropped, each caught.
-            drop(after_drain);
-        }
+        // Now if the drain is complete; else when it completes (a request out of every
+        // connection past the force: a handler's task that kept its bundle, one admitted
+        // through `core`), as a dropped future's hooks do (QA embed32-1: they were dropped
+        // unrun, though the drain completed once that request ended). Dropped unrun, each
+        // caught, only if it never completes (a leak).
+        drain.on_complete(move || after_drain.run());
         let report = report(&shared, stopped, started, steps);
         drop(abandoned);
         drop(shared);
