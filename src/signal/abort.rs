@@ -35,10 +35,14 @@ pub(crate) type ListenerKey = usize;
 /// 4. `home` is the server that allocated the state, for its whole life (reuse keeps it): weak,
 ///    because that server's spare list owns states, and a signal is not a guard (it does not
 ///    keep the server alive). Hot paths reach the server through the guard that holds it.
-/// 5. A listener's index in `listeners` is its key: listeners are only pushed, a removed one
-///    leaves `None` (popped when it is last), and the list is emptied only by the abort or a
-///    reset (which needs the signal's last handle: a keyed listener's owner holds one); a
-///    completed request's release takes its listeners out and leaves their places.
+/// 5. A listener's index in `listeners` is its key: a listener added with `on_abort` is
+///    pushed, a removed one leaves `None` (popped when it is last), and the list is emptied
+///    only by the abort or a reset (which needs the signal's last handle: a keyed listener's
+///    owner holds one); a completed request's release takes its listeners out and leaves their
+///    places. `free` (hyper) holds the places keyed listeners left, each `None` and within the
+///    list, each once: a keyed listener (an `Aborted` future's waker, whose order among the
+///    listeners does not matter) takes one before the list grows, so the list is no longer
+///    than the most listeners held at once, however the futures are dropped (QA embed32-2).
 /// 6. `touched` is false only while nothing but the handle it was minted into has held this
 ///    state since its last reset and it has not fired: no handle was cloned from it
 ///    (`AbortSignal::clone`), no listener was added, no escalation took it into its list
@@ -50,6 +54,9 @@ pub(crate) type ListenerKey = usize;
 pub(crate) struct SignalState {
     reason: Cell<Option<AbortReason>>,
     listeners: RefCell<Vec<Option<Listener>>>,
+    /// Places of `listeners` that keyed listeners left (invariant 5).
+    #[cfg(feature = "hyper")]
+    free: RefCell<Vec<ListenerKey>>,
     activity: Cell<usize>,
     request_out: Cell<Request>,
     touched: Cell<bool>,
@@ -77,6 +84,8 @@ impl SignalState {
         SignalState {
             reason: Cell::new(None),
             listeners: RefCell::new(Vec::new()),
+            #[cfg(feature = "hyper")]
+            free: RefCell::new(Vec::new()),
             activity: Cell::new(0),
             request_out: Cell::new(Request::None),
             touched: Cell::new(false),
@@ -109,6 +118,8 @@ impl SignalState {
         // its own: its `Drop` is user code, and a panic there must not escape the request's
         // release (nor skip the other listeners).
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
+        #[cfg(feature = "hyper")]
+        self.free.borrow_mut().clear();
         for listener in listeners.drain(..).flatten() {
             call_caught(move || drop(listener));
         }
@@ -232,6 +243,8 @@ impl SignalState {
         }
         // Listeners may touch this signal again (add a listener, abort): run them unborrowed.
         let mut listeners = std::mem::take(&mut *self.listeners.borrow_mut());
+        #[cfg(feature = "hyper")]
+        self.free.borrow_mut().clear();
         let mut panicked = 0;
         for listener in listeners.drain(..).flatten() {
             if call_caught(|| listener(reason)) {
@@ -408,7 +421,15 @@ impl AbortSignal {
             return None;
         }
         self.state.touch();
-        let mut listeners = self.state().listeners.borrow_mut();
+        let state = self.state();
+        let mut listeners = state.listeners.borrow_mut();
+        // A place a keyed listener left, if any (invariant 5): a future made and dropped per
+        // turn while others are held does not grow the list.
+        if let Some(key) = state.free.borrow_mut().pop() {
+            debug_assert!(listeners[key].is_none(), "a free place is empty");
+            listeners[key] = Some(Box::new(listener));
+            return Some(key);
+        }
         listeners.push(Some(Box::new(listener)));
         Some(listeners.len() - 1)
     }
@@ -422,10 +443,20 @@ impl AbortSignal {
             return; // the abort ran it, or a listener of it is dropping this one now
         }
         let removed = {
-            let mut listeners = self.state().listeners.borrow_mut();
+            let state = self.state();
+            let mut listeners = state.listeners.borrow_mut();
             let removed = listeners.get_mut(key).and_then(Option::take);
-            while matches!(listeners.last(), Some(None)) {
-                listeners.pop();
+            let mut free = state.free.borrow_mut();
+            if removed.is_some() {
+                free.push(key); // taken before the list grows again (invariant 5)
+            }
+            if matches!(listeners.last(), Some(None)) {
+                while matches!(listeners.last(), Some(None)) {
+                    listeners.pop();
+                }
+                // The places popped are no longer free (each place there once).
+                let len = listeners.len();
+                free.retain(|&place| place < len);
             }
             removed
         };
@@ -529,6 +560,42 @@ mod tests {
         third.end(Outcome::ClientGone);
         assert_eq!(ran.get(), 0, "a completed request's listener ran");
         assert_eq!(core.ledger().outcomes().completed, 2);
+        core.ledger().assert_quiescent();
+    }
+
+    /// Keyed listeners taken back out of order (QA embed32-2): a new one takes a place one
+    /// left, so the list stays as long as the most held at once; every listener still in
+    /// place runs once at the abort, and taking one back never takes another's.
+    #[test]
+    fn keyed_listeners_reuse_the_places_others_left() {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let bundle = core.upgrade().unwrap().admit(|_| Ok(())).unwrap();
+        let signal = bundle.signal();
+        let ran = Rc::new(Cell::new(0u32));
+        let key = |signal: &super::AbortSignal, bit: u32| {
+            let r = Rc::clone(&ran);
+            signal
+                .on_abort_keyed(move |_| r.set(r.get() | bit))
+                .unwrap()
+        };
+        let held = key(signal, 1);
+        let mut last = key(signal, 2);
+        for _ in 0..1000 {
+            let next = key(signal, 4);
+            signal.remove_listener(last);
+            last = next;
+        }
+        assert!(signal.state().listeners.borrow().len() <= 3);
+        let unkeyed = Rc::clone(&ran);
+        assert!(signal.on_abort(move |_| unkeyed.set(unkeyed.get() | 8)));
+        let other = key(signal, 16);
+        signal.remove_listener(held);
+        let reused = key(signal, 32);
+        assert_eq!(reused, held, "the place the held one left");
+        signal.remove_listener(other);
+        bundle.end(Outcome::ClientGone);
+        assert_eq!(ran.get(), 4 | 8 | 32, "the listeners in place ran, once");
         core.ledger().assert_quiescent();
     }
 }
