@@ -588,7 +588,10 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
     /// panics is caught: the others run and the loop ends as it would have. A server that
     /// ends its stop before the drain completes (a request admitted through
     /// [`core`](Guarded::core), out of every connection, still out past the deadline) leaves
-    /// the hook to the drain: it runs when that request ends (QA embed32-1).
+    /// the hook to the drain: it runs when that request ends (QA embed32-1), where the
+    /// embedder lets it go (inside a QuickJS `Context::with`, a hook that takes the
+    /// runtime's lock, `Runtime::run_gc`, panics: caught and counted in
+    /// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks)).
     pub fn after_drain(mut self, hook: impl FnMut() + 'static) -> Self {
         self.after_drain = Some(chain(self.after_drain.take(), hook));
         self

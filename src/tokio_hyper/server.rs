@@ -605,7 +605,9 @@ where
     /// go; they are dropped unrun (caught) only if it never completes (a leak). So too when
     /// `serve` returns before the drain completes (a bundle a handler's task kept past the
     /// force step, or a request admitted through [`core`](HyperServer::core)): they run when
-    /// that request ends (QA embed32-1).
+    /// that request ends, where the embedder lets it go (QA embed32-1; inside a QuickJS
+    /// `Context::with`, a hook that takes the runtime's lock, `Runtime::run_gc`, panics:
+    /// caught and counted in [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks)).
     ///
     /// `FnMut` (called once), for the reason [`after_stop`](HyperServer::after_stop) gives.
     pub fn after_drain(mut self, hook: impl FnMut() + 'static) -> Self {
