@@ -81,6 +81,11 @@ struct Run<'r, H> {
 
 impl<'r, A: Accounting> Session<'r, A> {
     /// A session answering with `router`, admitting through `accounting`.
+    ///
+    /// `limits` are taken as they are: unlike a server's ([`Server::bind`](crate::http::Server::bind)),
+    /// a session does not [validate](Limits::validate) them (a fuzz target may try any), and
+    /// `max_connections` means nothing to its one connection. Check them first if they come
+    /// from a user.
     pub fn new(router: &'r Router<'r>, accounting: A, limits: Limits) -> Self {
         let now = Instant::now();
         Session {
