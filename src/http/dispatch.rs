@@ -72,6 +72,14 @@ pub struct Stats {
     /// [`ScopeProvider`](crate::http::ScopeProvider) or `admit`): those are answered `500` and
     /// counted in `refused` and `panics`, their outcome *dropped* (the server cannot tell
     /// whether a panicking admission had taken one).
+    ///
+    /// An outcome of *deadline aborted* is not always here: a request whose signal the
+    /// embedder's own escalation aborted before the server's deadline (`Drain::escalate` or
+    /// `poll_deadline` on the core's drain, through `Guarded::core`) is still answered if its
+    /// handler answers it (a deferred answer coming due), and that answer is counted in
+    /// `served` though its outcome is *deadline aborted* (the first cause), as the hyper
+    /// adapter counts an answer made after the deadline's abort (docs/hyper.md; checked with a
+    /// `Session` in round 32). The server's own deadline ends what is out unanswered.
     pub aborted: u64,
     /// The most bytes one connection held in its buffers at once (input, decoded body,
     /// answers; by capacity). Back-pressure keeps it bounded whatever a client sends: see the
