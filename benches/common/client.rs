@@ -71,6 +71,11 @@ impl ThreadClock {
             .map_or(0, |ticks| ticks * 10_000_000)
     }
 
+    /// The thread's Linux id (`None` if `/proc` could not say).
+    pub fn tid(&self) -> Option<u32> {
+        self.dir.as_deref()?.rsplit('/').next()?.parse().ok()
+    }
+
     fn read(&self, file: &str) -> Option<String> {
         std::fs::read_to_string(format!("{}/{file}", self.dir.as_deref()?)).ok()
     }
