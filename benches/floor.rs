@@ -28,7 +28,7 @@
 //! ratio of the sums the tables give, per side, the ratio to the floor **within each
 //! alternation** (the two ran seconds apart at most): the first table the median, the quartiles
 //! and the share of alternations at or above the throughput target; the second (`paired`) the
-//! median, the minimum and the maximum of user CPU (perf, and ticks), on-CPU time and throughput
+//! median, the minimum and the maximum (and the quartiles) of user CPU (perf, and ticks), on-CPU time and throughput
 //! against the floor, and the ratio of the sums of perf samples with its ±2 sigma (a sample
 //! count's sigma is its square root). Only the ratios mean something; the absolute figures move
 //! with the load.
@@ -210,17 +210,14 @@ fn quartiles(values: &mut [f64]) -> [f64; 3] {
     [at(0.25), at(0.5), at(0.75)]
 }
 
-/// The minimum, the median and the maximum of `values` (sorted here; NaN if empty).
-fn spread(values: &mut [f64]) -> [f64; 3] {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => [f64::NAN; 3],
-        len => [
-            values[0],
-            values[((len - 1) as f64 * 0.5).round() as usize],
-            values[len - 1],
-        ],
+/// The minimum, the quartiles and the maximum of `values` (sorted here; NaN if empty),
+/// nearest rank.
+fn spread(values: &mut [f64]) -> [f64; 5] {
+    if values.is_empty() {
+        return [f64::NAN; 5];
     }
+    let [q1, median, q3] = quartiles(values);
+    [values[0], q1, median, q3, values[values.len() - 1]]
 }
 
 /// Per alternation, `side`'s figure `f` over the floor's in the same one, where the floor's
@@ -501,7 +498,7 @@ fn main() {
         second.extend(report_paired(conns, depth, n, &sides, period, outside));
     }
     println!();
-    println!("paired: per alternation, each side against the floor in the same alternation, median [min, max] over {pairs} alternations; perf's sums ±2 sigma");
+    println!("paired: per alternation, each side against the floor in the same alternation, median [min, max] (quartiles) over {pairs} alternations; perf's sums ±2 sigma");
     println!("| connections | depth | side | user CPU ns/request, perf | user CPU / floor, perf: sums ±2σ | paired user CPU / floor, perf | paired user CPU / floor, ticks | paired on-CPU / floor | paired throughput / floor | perf samples, ticks (sums) |");
     println!("|---:|---:|---|---:|---|---|---|---|---|---|");
     for row in second {
@@ -558,11 +555,11 @@ fn report_paired(
 ) -> Vec<String> {
     let floor = &sides[0];
     let show = |mut v: Vec<f64>| {
-        let [lo, mid, hi] = spread(&mut v);
+        let [lo, q1, mid, q3, hi] = spread(&mut v);
         if v.is_empty() {
             "-".to_string()
         } else {
-            format!("{mid:.3} [{lo:.3}, {hi:.3}]")
+            format!("{mid:.3} [{lo:.3}, {hi:.3}] ({q1:.3}-{q3:.3})")
         }
     };
     let ticks = |s: &Side| s.user_ns() / 10_000_000;
