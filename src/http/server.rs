@@ -12,7 +12,7 @@
 //! and write (a turn's events read every connection first, then write each: see
 //! `EventLoop::connection_read`). The HTTP work itself is sans-IO, in [`Connection`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1509,7 +1509,7 @@ fn read_available<'r, A: Accounting>(
                 continue;
             }
         }
-        match socket.stream.read(buf) {
+        match read_socket(&socket.stream, buf) {
             // The client closed its side: waiting requests are aborted (their signals fire),
             // what is already answered may still be written.
             Ok(0) => {
@@ -1601,6 +1601,40 @@ fn written_whole(stream: &mut TcpStream, answer: &[u8]) -> bool {
     stream.write(answer).is_ok_and(|n| n == answer.len())
 }
 
+/// One `read(2)` of the connection's socket into `buf`, the system call made by rustix
+/// itself: libc's `recv` wrapper and its cancellation point (`__pthread_enable_asynccancel` and
+/// `disable`) with std's around it took about 77 instructions a call, callgrind, mio depth 16
+/// (docs/benchmarks-history.md, round 32, HTTP path). What it returns is what `recv` with no
+/// flags returns on a stream socket.
+#[cfg(unix)]
+#[inline(always)]
+fn read_socket(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    rustix::io::read(stream, buf).map_err(io::Error::from)
+}
+
+/// One read of the connection's socket into `buf` (std's).
+#[cfg(not(unix))]
+fn read_socket(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    io::Read::read(&mut stream, buf)
+}
+
+/// One `send(2)` of `out` on the connection's socket with `MSG_NOSIGNAL`, as std's `write` makes
+/// it on Linux (a client gone is `EPIPE`, never `SIGPIPE`, whatever the embedder does with that
+/// signal), the system call made by rustix itself: no libc wrapper, no cancellation point (see
+/// [`read_socket`]).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline(always)]
+fn write_socket(stream: &TcpStream, out: &[u8]) -> io::Result<usize> {
+    rustix::net::send(stream, out, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
+}
+
+/// One write of `out` on the connection's socket (std's: `SO_NOSIGPIPE` where there is no
+/// `MSG_NOSIGNAL`).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn write_socket(mut stream: &TcpStream, out: &[u8]) -> io::Result<usize> {
+    stream.write(out)
+}
+
 /// One read into `input`'s spare capacity (no zeroed room to fill first: rustix's
 /// `spare_capacity` sets the length to what the read wrote).
 #[cfg(unix)]
@@ -1614,7 +1648,7 @@ fn read_spare(stream: &TcpStream, input: &mut Vec<u8>) -> io::Result<usize> {
 fn read_spare(mut stream: &TcpStream, input: &mut Vec<u8>) -> io::Result<usize> {
     let len = input.len();
     input.resize(input.capacity(), 0);
-    let read = stream.read(&mut input[len..]);
+    let read = io::Read::read(&mut stream, &mut input[len..]);
     input.truncate(len + *read.as_ref().unwrap_or(&0));
     read
 }
@@ -1631,7 +1665,7 @@ fn write_pending<H>(socket: &mut Socket<'_, H>, now: Instant) -> io::Result<()> 
             }
             return Ok(());
         }
-        match socket.stream.write(socket.http.pending_output()) {
+        match write_socket(&socket.stream, socket.http.pending_output()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 socket.http.consume_unlent(n);
