@@ -23,6 +23,9 @@ pub(crate) struct CommonCounts {
     pub(crate) drain_deadline_hit: bool,
     /// Answers a close dropped undelivered (`Stats::undelivered`, `HyperStats::undelivered`).
     pub(crate) undelivered: u64,
+    /// Of `rejected`: admitted requests whose handler refused their input (hyper's
+    /// `HyperStats::rejected_admitted`; 0 on mio, which rejects bad input before admission).
+    pub(crate) rejected_admitted: u64,
 }
 
 /// The [`CommonCounts`] of a stack's report (`http::ServerReport`, `tokio_hyper::HyperReport`),
@@ -30,7 +33,7 @@ pub(crate) struct CommonCounts {
 /// stats are public types with public fields that keep these counts under the same names, so
 /// a macro lists them once where a function would need a trait of eleven getters.
 macro_rules! common_counts {
-    ($report:expr, aborted: $aborted:expr) => {{
+    ($report:expr, aborted: $aborted:expr, rejected_admitted: $rejected_admitted:expr) => {{
         let report = $report;
         let s = &report.stats;
         $crate::report_json::CommonCounts {
@@ -50,6 +53,7 @@ macro_rules! common_counts {
             force_closed: report.force_closed,
             drain_deadline_hit: report.drain_deadline_hit,
             undelivered: s.undelivered,
+            rejected_admitted: $rejected_admitted,
         }
     }};
 }
@@ -62,7 +66,8 @@ pub(crate) fn drain_ms(drain_time: Option<Duration>) -> f64 {
 }
 
 impl CommonCounts {
-    /// `{"served":N,...,"drain_deadline_hit":B,"undelivered":N` with no closing brace: the stack appends its
+    /// `{"served":N,...,"drain_deadline_hit":B,"undelivered":N,"rejected_admitted":N` with no
+    /// closing brace: the stack appends its
     /// own keys, the outcomes and the steps, then closes it.
     pub(crate) fn open_json(&self) -> String {
         let mut json = String::with_capacity(400);
@@ -71,7 +76,8 @@ impl CommonCounts {
             "{{\"served\":{},\"refused\":{},\"aborted\":{},\"leaked\":{},\"drain_ms\":{:.3},\
              \"rejected\":{},\"panics\":{},\"refused_finalized\":{},\"refused_stopped\":{},\
              \"connections\":{},\"connections_refused\":{},\"connections_evicted\":{},\
-             \"accept_backoffs\":{},\"force_closed\":{},\"drain_deadline_hit\":{},\"undelivered\":{}",
+             \"accept_backoffs\":{},\"force_closed\":{},\"drain_deadline_hit\":{},\"undelivered\":{},\
+             \"rejected_admitted\":{}",
             self.served,
             self.refused,
             self.aborted,
@@ -88,6 +94,7 @@ impl CommonCounts {
             self.force_closed,
             self.drain_deadline_hit,
             self.undelivered,
+            self.rejected_admitted,
         );
         json
     }

@@ -287,7 +287,7 @@ mod exit_json {
     }
 
     /// The keys both stacks' exit JSON starts with, in order (`src/report_json.rs`).
-    const COMMON: [&str; 16] = [
+    const COMMON: [&str; 17] = [
         "served",
         "refused",
         "aborted",
@@ -304,6 +304,7 @@ mod exit_json {
         "force_closed",
         "drain_deadline_hit",
         "undelivered",
+        "rejected_admitted", // since round 32: the identity's term (docs/server.md)
     ];
 
     /// The exit JSON of both stacks, key by key, as docs/hyper.md describes it: the same

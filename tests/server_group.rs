@@ -300,13 +300,18 @@ fn ladder_round(scale: u32, last: bool) -> bool {
     // The abort step names what was out: one request in its handler, its guards and sites.
     let abort = &held.steps[2];
     assert_eq!(abort.outstanding.in_flight, 1);
-    let named: Vec<&str> = abort
+    let named: Vec<(&str, usize)> = abort
         .outstanding
         .in_handler
         .iter()
-        .map(|r| r.route.as_str())
+        .map(|r| (r.route.as_str(), r.count))
         .collect();
-    assert_eq!(named, ["GET /watch"], "the abort step names the request");
+    assert_eq!(
+        named,
+        [("GET /watch", 1)],
+        "the abort step names the request"
+    );
+    assert_eq!(abort.outstanding.in_handler_other.count, 0);
     assert_eq!(
         abort.outstanding.connections_in(ConnState::InHandler).count,
         1

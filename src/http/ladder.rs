@@ -20,6 +20,7 @@
 //! timeline from the group's stop instant and records each step it reaches as a [`StepRecord`]
 //! in its [`ServerReport::steps`](crate::http::ServerReport::steps).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -262,6 +263,12 @@ pub struct StateCount {
 }
 
 /// What was outstanding on one loop when a step began.
+///
+/// Its size is bounded whatever the clients do: counts, guards by kind and mint site (sites are
+/// places in the code), four connection states, and at most [`Outstanding::MAX_ROUTES`] routes
+/// of at most [`Outstanding::MAX_ROUTE_LEN`] bytes each in [`in_handler`](Outstanding::in_handler),
+/// the requests on any other route summed in
+/// [`in_handler_other`](Outstanding::in_handler_other).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Outstanding {
@@ -271,21 +278,111 @@ pub struct Outstanding {
     pub guards: LeakReport,
     /// Open connections by state, indexed like [`ConnState::ALL`].
     pub connections: [StateCount; 4],
-    /// The requests still in their handler (deferred answers), by route.
-    pub in_handler: Vec<HandlerRequest>,
+    /// The requests still in their handler (deferred answers), grouped by route: one
+    /// [`HandlerRoute`] per route with its count and oldest age, the routes with the most
+    /// requests first (then the oldest, then by name), at most [`Outstanding::MAX_ROUTES`].
+    pub in_handler: Vec<HandlerRoute>,
+    /// The requests in their handler on the routes past the first
+    /// [`MAX_ROUTES`](Outstanding::MAX_ROUTES): how many, and the oldest age among them.
+    pub in_handler_other: StateCount,
 }
 
-/// A request still in its handler when a step began.
+/// The requests still in their handler on one route when a step began.
+///
+/// Before 0.3 the report listed each request (`HandlerRequest { route, age }`), so its size
+/// grew with the clients: 6,400 requests in their handlers printed about 1 MB per step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HandlerRequest {
-    /// Its route, as `METHOD /path` (`GET /delay`).
+pub struct HandlerRoute {
+    /// The route, as `METHOD /path` (`GET /delay`), cut to at most
+    /// [`Outstanding::MAX_ROUTE_LEN`] bytes (on the hyper adapter the path is the client's).
     pub route: String,
-    /// How long its connection had waited for it (since the connection's last input).
-    pub age: Duration,
+    /// How many requests on this route were in their handler.
+    pub count: usize,
+    /// The longest any of them had waited (since its connection's last input).
+    pub oldest: Duration,
+}
+
+/// The 0.2 name of [`HandlerRoute`], which now groups the requests of a route: `age` is
+/// [`HandlerRoute::oldest`], and [`HandlerRoute::count`] says how many.
+#[deprecated(
+    since = "0.3.0",
+    note = "in-handler requests are grouped by route: `HandlerRoute` (`count`, `oldest`)"
+)]
+pub type HandlerRequest = HandlerRoute;
+
+/// Groups the requests in their handler by route as a step is recorded (both stacks):
+/// memory for the routes seen, only while the step is recorded.
+#[derive(Default)]
+pub(crate) struct HandlerTally {
+    routes: HashMap<String, StateCount>,
+}
+
+impl HandlerTally {
+    /// One request in its handler on `route` (cut to [`Outstanding::MAX_ROUTE_LEN`]), waiting
+    /// for `age`. Allocates only for a route not seen yet.
+    pub(crate) fn add(&mut self, route: &str, age: Duration) {
+        let route = cut(route, Outstanding::MAX_ROUTE_LEN);
+        let group = match self.routes.get_mut(route) {
+            Some(group) => group,
+            None => self.routes.entry(route.to_owned()).or_default(),
+        };
+        group.count += 1;
+        group.oldest = group.oldest.max(age);
+    }
+
+    /// The groups into `outstanding`: the [`Outstanding::MAX_ROUTES`] with the most requests
+    /// (then the oldest, then by name), the rest summed in `in_handler_other`.
+    pub(crate) fn finish(self, outstanding: &mut Outstanding) {
+        let mut routes: Vec<HandlerRoute> = self
+            .routes
+            .into_iter()
+            .map(|(route, c)| HandlerRoute {
+                route,
+                count: c.count,
+                oldest: c.oldest,
+            })
+            .collect();
+        routes.sort_by(|a, b| {
+            (b.count, b.oldest)
+                .cmp(&(a.count, a.oldest))
+                .then_with(|| a.route.cmp(&b.route))
+        });
+        let keep = routes.len().min(Outstanding::MAX_ROUTES);
+        let other = &mut outstanding.in_handler_other;
+        for rest in routes.drain(keep..) {
+            other.count += rest.count;
+            other.oldest = other.oldest.max(rest.oldest);
+        }
+        outstanding.in_handler = routes;
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl Outstanding {
+    /// At most this many routes in [`in_handler`](Outstanding::in_handler) (the others are
+    /// summed in [`in_handler_other`](Outstanding::in_handler_other)).
+    pub const MAX_ROUTES: usize = 16;
+
+    /// A route in [`in_handler`](Outstanding::in_handler) is cut to at most this many bytes.
+    pub const MAX_ROUTE_LEN: usize = 128;
+
+    /// The requests in their handler, on every route.
+    pub fn requests_in_handler(&self) -> usize {
+        self.in_handler.iter().map(|r| r.count).sum::<usize>() + self.in_handler_other.count
+    }
+
     /// The connections in `state`.
     pub fn connections_in(&self, state: ConnState) -> StateCount {
         self.connections[state as usize]
@@ -348,16 +445,31 @@ impl StepRecord {
             );
         }
         json.push_str("],\"in_handler\":[");
-        for (i, request) in o.in_handler.iter().enumerate() {
+        for (i, group) in o.in_handler.iter().enumerate() {
             let comma = if i > 0 { "," } else { "" };
+            let route: String = group
+                .route
+                .chars()
+                .map(|c| match c {
+                    '\\' | '"' => '_',
+                    c if c.is_control() => '_',
+                    c => c,
+                })
+                .collect();
             let _ = write!(
                 json,
-                "{comma}{{\"route\":\"{}\",\"age_ms\":{:.3}}}",
-                request.route.replace(['\\', '"'], "_"),
-                request.age.as_secs_f64() * 1e3
+                "{comma}{{\"route\":\"{route}\",\"count\":{},\"oldest_ms\":{:.3}}}",
+                group.count,
+                group.oldest.as_secs_f64() * 1e3
             );
         }
-        json.push_str("],\"connections\":{");
+        let other = o.in_handler_other;
+        let _ = write!(
+            json,
+            "],\"in_handler_other\":{{\"count\":{},\"oldest_ms\":{:.3}}},\"connections\":{{",
+            other.count,
+            other.oldest.as_secs_f64() * 1e3
+        );
         for (i, state) in ConnState::ALL.iter().enumerate() {
             let comma = if i > 0 { "," } else { "" };
             let c = o.connections_in(*state);
@@ -402,12 +514,22 @@ impl fmt::Display for StepRecord {
         if self.ended != OutcomeCounts::default() {
             write!(f, "; ended: {}", self.ended)?;
         }
-        for request in &o.in_handler {
+        for group in &o.in_handler {
             write!(
                 f,
-                "\n           {} in its handler for {:.0} ms",
-                request.route,
-                request.age.as_secs_f64() * 1e3
+                "\n           {} {} in its handler, the oldest for {:.0} ms",
+                group.count,
+                group.route,
+                group.oldest.as_secs_f64() * 1e3
+            )?;
+        }
+        let other = o.in_handler_other;
+        if other.count > 0 {
+            write!(
+                f,
+                "\n           {} on other routes in their handler, the oldest for {:.0} ms",
+                other.count,
+                other.oldest.as_secs_f64() * 1e3
             )?;
         }
         for site in o.guards.sites() {

@@ -76,7 +76,11 @@ pub use group_report::GroupReport;
 pub(crate) use group_report::{
     add_pool, json_with_loops, merge_leaks, sum_loops, write_group, LoopReport,
 };
-pub use ladder::{ConnState, HandlerRequest, Ladder, Outstanding, StateCount, Step, StepRecord};
+#[allow(deprecated)] // the 0.2 name, kept one release
+pub use ladder::HandlerRequest;
+#[cfg(feature = "hyper")]
+pub(crate) use ladder::HandlerTally;
+pub use ladder::{ConnState, HandlerRoute, Ladder, Outstanding, StateCount, Step, StepRecord};
 pub use limits::{Limits, LimitsError, MAX_TIMEOUT, MIN_HEAD};
 #[cfg(feature = "hyper")]
 pub(crate) use listener::bind as bind_listeners;

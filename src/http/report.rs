@@ -59,6 +59,31 @@ impl ServerReport {
         report_json::drain_ms(self.drain_time)
     }
 
+    /// Admitted requests as the exit JSON counts them, each once: `served + undelivered +
+    /// aborted` ([`Stats::served`](super::Stats::served), [`Stats::undelivered`](super::Stats::undelivered),
+    /// [`Stats::aborted`](super::Stats::aborted); the JSON's `rejected_admitted` is always 0
+    /// here: this server rejects bad input before admission, where the hyper adapter's handlers
+    /// may refuse it after). It equals [`outcomes.total()`](OutcomeCounts::total) (one outcome
+    /// per admitted request, guarded accounting), less the admissions that panicked after
+    /// taking their bundle (an embedder's [`ScopeProvider`](crate::http::ScopeProvider) or
+    /// `admit`): those are answered `500` and counted in `refused` and `panics`, their outcome
+    /// *dropped*.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use reqguard::http::{ServerBuilder, Unaccounted, demo_routes};
+    /// let running = ServerBuilder::new().spawn(Unaccounted::new, demo_routes).unwrap();
+    /// let report = running.stop().unwrap();
+    /// assert_eq!(report.admitted_counted(), report.outcomes.total());
+    /// ```
+    pub fn admitted_counted(&self) -> u64 {
+        let s = &self.stats;
+        s.served
+            .saturating_add(s.undelivered)
+            .saturating_add(s.aborted)
+    }
+
     /// One JSON line: `served`, `refused`, `aborted`, `leaked`, `drain_ms`, the rest (`undelivered`
     /// among them: [`Stats::undelivered`](super::Stats::undelivered)), and last
     /// `"outcomes":{"completed":N,"client_gone":N,"deadline_aborted":N,"force_closed":N,"dropped":N}`.
@@ -84,7 +109,7 @@ impl ServerReport {
 
     /// The counts both stacks print first (`aborted` is the loop's own count).
     fn common(&self) -> CommonCounts {
-        common_counts!(self, aborted: self.stats.aborted)
+        common_counts!(self, aborted: self.stats.aborted, rejected_admitted: 0)
     }
 
     fn steps_json(&self) -> String {

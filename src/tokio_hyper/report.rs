@@ -94,6 +94,31 @@ impl HyperReport {
             .saturating_sub(self.stats.aborted_after_head)
     }
 
+    /// Admitted requests as the exit JSON counts them, each once: `served + undelivered +
+    /// rejected_admitted + aborted` ([`HyperReport::aborted`]). It equals
+    /// [`outcomes.total()`](OutcomeCounts::total) (one outcome per admitted request), less
+    /// the admissions that panicked after taking their bundle (an embedder's
+    /// [`EnterScope`](super::EnterScope)): those are answered `500` and counted in `refused`
+    /// and `panics`, their outcome *dropped*. The mio server's
+    /// [`ServerReport::admitted_counted`](crate::http::ServerReport::admitted_counted) is the
+    /// same sum (its `rejected_admitted` is 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use reqguard::tokio_hyper::HyperReport;
+    /// fn adds_up(report: &HyperReport) -> bool {
+    ///     report.admitted_counted() == report.outcomes.total()
+    /// }
+    /// ```
+    pub fn admitted_counted(&self) -> u64 {
+        let s = &self.stats;
+        s.served
+            .saturating_add(s.undelivered)
+            .saturating_add(s.rejected_admitted)
+            .saturating_add(self.aborted())
+    }
+
     /// One JSON line with the mio server's keys (`served`, `refused`, `aborted`, `leaked`,
     /// `drain_ms`, ...) and the outcome counts.
     pub fn to_json(&self) -> String {
@@ -118,7 +143,11 @@ impl HyperReport {
 
     /// The counts both stacks print first (`aborted` as [`HyperReport::aborted`] sums it).
     fn common(&self) -> CommonCounts {
-        common_counts!(self, aborted: self.aborted())
+        common_counts!(
+            self,
+            aborted: self.aborted(),
+            rejected_admitted: self.stats.rejected_admitted
+        )
     }
 }
 
@@ -305,6 +334,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
         unanswered_not_aborted,
         failed,
         rejected,
+        rejected_admitted,
         connections,
         connections_refused,
         connections_evicted,
@@ -321,6 +351,7 @@ fn add_stats(total: &mut HyperStats, s: &HyperStats) {
     total.unanswered_not_aborted += unanswered_not_aborted;
     total.failed += failed;
     total.rejected += rejected;
+    total.rejected_admitted += rejected_admitted;
     total.connections += connections;
     total.connections_refused += connections_refused;
     total.connections_evicted += connections_evicted;

@@ -457,6 +457,7 @@ where
         } else {
             if !plain && counts_rejected(&response) {
                 tally.bump(|s| &mut s.rejected); // as the mio server counts them
+                tally.bump(|s| &mut s.rejected_admitted); // admitted: its outcome is counted
             } else {
                 tally.bump(|s| &mut s.served);
                 this.conn.served_one();

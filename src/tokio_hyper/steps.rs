@@ -115,6 +115,7 @@ impl Steps {
             ..Outstanding::default()
         };
         let now = Instant::now();
+        let mut tally = crate::http::HandlerTally::default();
         for (at, activity) in connections.activities(now).into_iter().enumerate() {
             let Some((route, age)) = activity else {
                 // No record kept: one of the requests in flight, or idle; no age.
@@ -129,13 +130,14 @@ impl Steps {
             match route {
                 Some(route) => {
                     outstanding.count(ConnState::InHandler, age);
-                    outstanding
-                        .in_handler
-                        .push(crate::http::HandlerRequest { route, age });
+                    // Grouped by route, at most `Outstanding::MAX_ROUTES` of them, each cut
+                    // to `MAX_ROUTE_LEN`: the path here is the client's.
+                    tally.add(&route, age);
                 }
                 None => outstanding.count(ConnState::Idle, age),
             }
         }
+        tally.finish(&mut outstanding);
         StepRecord {
             step,
             at: self

@@ -88,6 +88,13 @@ pub struct HyperStats {
     /// answer is made, read or not (a reset does not take it back, as on the mio loops); an
     /// evicted head's `408` once the socket has taken it whole.
     pub rejected: u64,
+    /// Of `rejected`: admitted requests whose handler marked its answer as refusing the
+    /// client's input ([`Reply::count_rejected`](super::Reply::count_rejected)), each also
+    /// counted in the outcomes (*completed*, or the abort's). With it the exit JSON adds up:
+    /// `served + undelivered + rejected_admitted + aborted` is the outcomes' total (see
+    /// [`HyperReport::admitted_counted`](super::HyperReport::admitted_counted)). The mio
+    /// server rejects bad input before admission: its JSON prints `0`.
+    pub rejected_admitted: u64,
     /// Connections accepted.
     pub connections: u64,
     /// Connections over the limit, answered `503` and closed: counted once the socket has

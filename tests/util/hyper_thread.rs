@@ -103,15 +103,14 @@ impl Drop for HyperThread {
     }
 }
 
-/// Each admitted request counted once: in `served`, `rejected` or `aborted` (docs/hyper.md,
-/// "When does the request end?"; issue 9 item 1). For reports with no undelivered answer, no
-/// adapter refusal and no panicking admission.
+/// Each admitted request counted once: in `served`, `undelivered`, `rejected_admitted` or
+/// `aborted` (docs/hyper.md, "When does the request end?"; issue 9 item 1;
+/// `HyperReport::admitted_counted`). For reports with no panicking admission.
 pub fn counted_once(report: &HyperReport) {
-    let s = &report.stats;
     assert_eq!(
-        s.served + s.rejected + report.aborted(),
+        report.admitted_counted(),
         report.outcomes.total(),
-        "served + rejected + aborted is not the admitted requests: {report}"
+        "served + undelivered + rejected_admitted + aborted is not the admitted requests: {report}"
     );
 }
 
