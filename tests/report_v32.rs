@@ -221,3 +221,65 @@ fn a_hyper_step_lists_at_most_max_routes_each_cut_to_max_route_len() {
     assert!(json.len() < 4096, "{} bytes: {json}", json.len());
     drop(clients);
 }
+
+/// The loop's response buffer (where every handler writes its body) kept the capacity of the
+/// largest answer it ever made for the rest of the run: one 512 KiB answer, then small ones,
+/// and half a megabyte stayed held per loop. Now, over 64 KiB, it is given back to 16 KiB once
+/// no answer needed it for a second (`Stats::response_buffer`, `response_buffer_shrinks`). A
+/// `HEAD` to the large route grows it as much (the handler writes the body; none goes out):
+/// given back alike. The wait is an event: the connection's idle timeout (1.5 s after its last
+/// answer) comes after the buffer's timer (1 s after the large answer), and the loop fires its
+/// timers in order, so once the server has closed the connection the buffer has been looked at.
+#[test]
+fn the_response_buffer_is_given_back_after_one_large_answer() {
+    use reqguard::http::{Guarded, Limits, Reply, Request, Response, Router, ServerBuilder};
+    use reqguard::Config;
+    use util::strict::StrictClient;
+
+    const LARGE: usize = 512 * 1024;
+    fn routes(router: &mut Router<'_>) {
+        router.route(
+            "GET",
+            "/large",
+            |_: &Request<'_>, res: &mut Response<'_>| {
+                res.write(&[b'x'; LARGE]);
+                Reply::Now
+            },
+        );
+        router.route(
+            "GET",
+            "/small",
+            |_: &Request<'_>, res: &mut Response<'_>| {
+                res.write(b"small");
+                Reply::Now
+            },
+        );
+    }
+    for method in ["GET", "HEAD"] {
+        let limits = Limits::default().with_idle_timeout(Duration::from_millis(1500));
+        let running = ServerBuilder::new()
+            .limits(limits)
+            .spawn(|| Guarded::embedded("server", Config::default()), routes)
+            .expect("spawn");
+        let mut client = StrictClient::connect(running.addr());
+        client.send(format!("{method} /large HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes());
+        let answer = client.answer(method);
+        assert_eq!(answer.status, 200, "{method}");
+        let expected = if method == "GET" { LARGE } else { 0 };
+        assert_eq!(answer.body.len(), expected, "{method}");
+        client.send(b"GET /small HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(client.answer("GET").status, 200, "{method}");
+        // The idle timeout closes it, after the buffer's timer has fired.
+        client.expect_nothing_more(true, Duration::ZERO);
+        let report = running.stop().expect("the report");
+        assert_eq!(
+            report.stats.response_buffer_shrinks, 1,
+            "{method}: {report}"
+        );
+        assert!(
+            report.stats.response_buffer <= 16 * 1024,
+            "{method}: {} bytes held",
+            report.stats.response_buffer
+        );
+    }
+}

@@ -39,7 +39,7 @@ use super::accounting::{
 use super::answers::{shrink, Answers, Slot};
 use super::chunked::ChunkedDecoder;
 use super::dispatch::{
-    call_resume, probe_response, route_and_call, Dispatcher, DispatcherId, RefusalCount,
+    call_resume, probe_response, route_and_call, Dispatcher, DispatcherId, RefusalCount, ASK_STOP,
 };
 use super::ladder::ConnState;
 use super::limits::{MAX_TIMEOUT, MIN_BODY_RATE, SLOW_BODY_GRACE};
@@ -1105,7 +1105,7 @@ impl<'r, H> Connection<'r, H> {
         // The common answer (nothing but its body set) asks for neither: one load.
         let plain = response.is_plain();
         if !plain && response.wants_stop() {
-            d.stop_requested = true;
+            d.asks |= ASK_STOP;
         }
         // Unready or stopping: every answer closes its connection (keep-alive off).
         let close = !head.keep_alive || d.keep_alive_off || (!plain && response.wants_close());
@@ -1125,7 +1125,7 @@ impl<'r, H> Connection<'r, H> {
                 if let Some(out) = self.answers.next_out() {
                     if write_response_lending(out, wire, date, response.answer()) {
                         // `response` (which borrows the scratch) is not used again.
-                        self.lend(d);
+                        self.lend(d, wire);
                     }
                     // Admitted through `d.accounting` above, which `d`'s borrow has kept
                     // in place since: `end_here`'s seal holds. A stand-in for a bundle the
@@ -1139,6 +1139,7 @@ impl<'r, H> Connection<'r, H> {
                     self.answers.push(close, Some(held), |out| {
                         write_response(out, wire, date, response.answer());
                     });
+                    d.note_scratch();
                 }
             }
         }
@@ -1175,10 +1176,16 @@ impl<'r, H> Connection<'r, H> {
     /// A large body was left out of the answer whose head was just written at the end of the
     /// output: lent to the output when longer than the dispatcher's `lend_over` (see
     /// [`Answers::lend`]; longer than `max_output`, it makes back-pressure pause the parsing
-    /// until it is written), else copied after the head.
+    /// until it is written), else copied after the head; to a `HEAD`, nothing (its head says
+    /// the length). The loop is told if the response buffer is left over its keep
+    /// ([`Dispatcher::note_scratch`]).
     #[cold]
     #[inline(never)]
-    fn lend<A: Accounting>(&mut self, d: &mut Dispatcher<'r, A>) {
+    fn lend<A: Accounting>(&mut self, d: &mut Dispatcher<'r, A>, wire: Wire) {
+        d.note_scratch();
+        if wire.head() {
+            return;
+        }
         let len = d.scratch.len();
         if len > d.lend_over && self.answers.lend(&mut d.scratch) {
             d.stats.body_bytes_lent += len as u64;
@@ -1380,7 +1387,7 @@ fn resume<A: Accounting>(
     }
     // A promise that resolves into `server.stop()`, as a handler's `stop_server` is.
     if response.wants_stop() {
-        d.stop_requested = true;
+        d.asks |= ASK_STOP;
     }
     let close = wire.close() || response.wants_close();
     write_response(
@@ -1389,6 +1396,7 @@ fn resume<A: Accounting>(
         d.date.line(),
         response.answer(),
     );
+    d.note_scratch();
     close
 }
 

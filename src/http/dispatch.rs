@@ -4,7 +4,7 @@
 use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::accounting::{Accounting, AccountingReport, StopStatus};
 use super::date::DateCache;
@@ -101,6 +101,16 @@ pub struct Stats {
     /// filled, and written from there after their head (one vectored write), rather than
     /// copied after the head: bodies longer than [`Limits::max_output`](Limits::with_max_output).
     pub body_bytes_lent: u64,
+    /// Bytes the loop's response buffer held at the end of the run (its capacity; every
+    /// handler of a loop writes its body there): at most 64 KiB kept, more only if an answer
+    /// needed it within the last second or two (see `response_buffer_shrinks`). 0 in a
+    /// [`Session`](crate::http::Session)'s stats.
+    pub response_buffer: u64,
+    /// Times the loop gave its response buffer back to 16 KiB: grown past 64 KiB by an answer
+    /// (a large body), it is given back once no answer needed it for a second (between one and
+    /// two seconds after the last that did), where it kept the largest answer's size for the
+    /// rest of the run (docs/server.md, "Memory per connection").
+    pub response_buffer_shrinks: u64,
 }
 
 impl Stats {
@@ -179,7 +189,11 @@ pub struct Dispatcher<'r, A: Accounting> {
     pub(crate) now: Instant,
     pub(crate) in_flight: usize,
     pub(crate) stopped_at: Option<Instant>,
-    pub(crate) stop_requested: bool,
+    /// What the loop sees to at the turn's end, set off the hot path (one byte the loop reads
+    /// once a turn): [`ASK_STOP`], a handler asked for a stop ([`Response::stop_server`]);
+    /// [`ASK_SCRATCH`], an answer left `scratch` over [`SCRATCH_KEEP`] bytes (the loop gives
+    /// it back once no answer needed it for [`SCRATCH_IDLE`]).
+    pub(crate) asks: u8,
     /// A loop of a group: answers `GET /healthz/live` and `/healthz/ready` before admission,
     /// and keeps connections that have sent nothing yet open through the drain (the group's
     /// listeners keep accepting, so their first request is on its way).
@@ -195,6 +209,20 @@ pub struct Dispatcher<'r, A: Accounting> {
     /// [`Connection`]: crate::http::Connection
     pub(crate) id: DispatcherId,
 }
+
+/// [`Dispatcher::asks`]: a handler asked for a stop.
+pub(crate) const ASK_STOP: u8 = 1;
+/// [`Dispatcher::asks`]: an answer left the response buffer over [`SCRATCH_KEEP`].
+pub(crate) const ASK_SCRATCH: u8 = 2;
+
+/// The response buffer (`scratch`, where every handler of a loop writes its body) keeps up to
+/// this capacity; past it, grown by a large answer, it is given back to a quarter of it once no
+/// answer needed it for [`SCRATCH_IDLE`] (docs/server.md, "Memory per connection").
+pub(crate) const SCRATCH_KEEP: usize = 64 * 1024;
+/// How long the response buffer stays over [`SCRATCH_KEEP`] with no answer needing it before
+/// the loop gives it back: between one and two of these after the last such answer (a client
+/// sending large bodies one after another keeps it: no regrowth per answer).
+pub(crate) const SCRATCH_IDLE: Duration = Duration::from_secs(1);
 
 /// A dispatcher's identity ([`Dispatcher::id`]), unique in the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,7 +253,7 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
             now: Instant::now(),
             in_flight: 0,
             stopped_at: None,
-            stop_requested: false,
+            asks: 0,
             in_group: false,
             unready: false,
             keep_alive_off: false,
@@ -321,7 +349,30 @@ impl<'r, A: Accounting> Dispatcher<'r, A> {
 
     /// Whether a handler asked the server to stop ([`Response::stop_server`]); clears the flag.
     pub fn take_stop_request(&mut self) -> bool {
-        std::mem::take(&mut self.stop_requested)
+        let stop = self.asks & ASK_STOP != 0;
+        self.asks &= !ASK_STOP;
+        stop
+    }
+
+    /// An answer was just made in `scratch` off the hot path (a body lent or copied past
+    /// [`LEND_FROM`](super::response::LEND_FROM), an answer queued or deferred): if it left
+    /// the buffer over [`SCRATCH_KEEP`], the loop is told ([`ASK_SCRATCH`]).
+    #[inline]
+    pub(crate) fn note_scratch(&mut self) {
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.asks |= ASK_SCRATCH;
+        }
+    }
+
+    /// Gives back the response buffer's capacity over [`SCRATCH_KEEP`] / 4 if it holds more
+    /// than [`SCRATCH_KEEP`] (the loop: once no answer needed it for [`SCRATCH_IDLE`]).
+    #[cold]
+    pub(crate) fn shrink_scratch(&mut self) {
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch.clear();
+            self.scratch.shrink_to(SCRATCH_KEEP / 4);
+            self.stats.response_buffer_shrinks += 1;
+        }
     }
 
     /// Whether answers close their connection now (unready, or stopping).

@@ -200,6 +200,8 @@ fn add_stats(total: &mut Stats, s: &Stats) {
         head_bytes_parsed,
         body_bytes_read_in_place,
         body_bytes_lent,
+        response_buffer,
+        response_buffer_shrinks,
     } = *s;
     total.connections += connections;
     total.connections_refused += connections_refused;
@@ -216,6 +218,8 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     total.head_bytes_parsed += head_bytes_parsed;
     total.body_bytes_read_in_place += body_bytes_read_in_place;
     total.body_bytes_lent += body_bytes_lent;
+    total.response_buffer += response_buffer;
+    total.response_buffer_shrinks += response_buffer_shrinks;
     // Per connection, so the group's is the largest of the loops'.
     total.buffered_high_water = total.buffered_high_water.max(buffered_high_water);
 }

@@ -322,7 +322,8 @@ pub(crate) fn write_response(out: &mut Vec<u8>, wire: Wire, date: &DateLine, ans
 
 /// As [`write_response`], but a body on the wire longer than [`LEND_FROM`] is left out (the
 /// head says its length): returns true, and the caller lends the body to the connection's
-/// output ([`Answers::lend`](super::answers::Answers::lend)) or copies it after the head.
+/// output ([`Answers::lend`](super::answers::Answers::lend)) or copies it after the head. True
+/// also for a body longer than that to a `HEAD` (none goes out): the caller writes nothing.
 #[inline(always)]
 pub(crate) fn write_response_lending(
     out: &mut Vec<u8>,
@@ -425,7 +426,9 @@ fn write_length_and_body<const LEND: bool>(out: &mut Vec<u8>, wire: Wire, body: 
         }
     }
     if wire.head() {
-        return false;
+        // No body on the wire; a large one is still reported (the caller writes nothing of
+        // it, but sees the response buffer it grew: `Connection::lend`).
+        return LEND && body.len() > LEND_FROM;
     }
     if LEND && body.len() > LEND_FROM {
         return true;

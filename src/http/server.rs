@@ -24,7 +24,7 @@ use slab::Slab;
 
 use super::accounting::{Accounting, StopStatus};
 use super::connection::{earliest, Connection};
-use super::dispatch::{Dispatcher, DispatcherId};
+use super::dispatch::{Dispatcher, DispatcherId, ASK_SCRATCH, ASK_STOP, SCRATCH_IDLE};
 use super::limits::Limits;
 use super::report::ServerReport;
 use super::router::Router;
@@ -49,6 +49,9 @@ const STOP_TIMER: usize = usize::MAX - 2;
 /// Due at the turn that queued connections in `EventLoop::revisits`: the next turn's poll does
 /// not wait, and its timers read them on (`EventLoop::revisit`).
 const REVISIT_TIMER: usize = usize::MAX;
+/// Due [`SCRATCH_IDLE`] after an answer left the response buffer over its keep: it is given
+/// back then if no answer needed it meanwhile (`EventLoop::scratch_idle`).
+const SCRATCH_TIMER: usize = usize::MAX - 3;
 
 /// How long accepting pauses after `accept` failed (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -312,6 +315,9 @@ struct EventLoop<'r, A: Accounting> {
     /// reads are done, or before anything else of the turn (an accept, a stop) could close or
     /// reuse its slot.
     deferred: Vec<usize>,
+    /// The response buffer's [`SCRATCH_TIMER`] is set (`Some`), and whether an answer needed
+    /// the buffer over its keep since it was (`Some(true)`: set again when it fires).
+    scratch_timer: Option<bool>,
 }
 
 /// A server that could not be made or run: its accounting (the embedder's: a `Drop` of what
@@ -399,6 +405,7 @@ impl<'r, A: Accounting> Server<'r, A> {
             ending: ending::Ending::default(),
             revisits: Vec::new(),
             deferred: Vec::new(),
+            scratch_timer: None,
         };
         Ok(Server {
             own: event_loop.dispatcher.id,
@@ -624,14 +631,50 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         }
         self.write_deferred(buf, now);
         self.fire_timers(now, buf);
-        // A handler asked for a stop (`Response::stop_server`): the stop from the loop.
-        if self.dispatcher.take_stop_request() {
-            self.stop(now);
+        // A handler asked for a stop, or an answer grew the response buffer: one byte read.
+        if self.dispatcher.asks != 0 {
+            self.answer_asks(now);
         }
         if self.ladder.is_some() {
             return Ok(self.ladder_turn(now, buf));
         }
         Ok(self.stop_deadline.is_some() && self.poll_stop(now, buf))
+    }
+
+    /// What the turn's answers asked of the loop ([`Dispatcher::asks`]): the response buffer
+    /// over its keep (its [`SCRATCH_TIMER`] set, or noted for it), then a handler's stop
+    /// (`Response::stop_server`).
+    #[cold]
+    #[inline(never)]
+    fn answer_asks(&mut self, now: Instant) {
+        let asks = std::mem::take(&mut self.dispatcher.asks);
+        if asks & ASK_SCRATCH != 0 {
+            match self.scratch_timer {
+                Some(_) => self.scratch_timer = Some(true),
+                None => {
+                    self.scratch_timer = Some(false);
+                    self.timers
+                        .schedule(later(now, SCRATCH_IDLE), SCRATCH_TIMER);
+                }
+            }
+        }
+        if asks & ASK_STOP != 0 {
+            self.stop(now);
+        }
+    }
+
+    /// [`SCRATCH_TIMER`]: the response buffer is given back if no answer needed it over its
+    /// keep since the timer was set, else the timer is set again.
+    #[cold]
+    fn scratch_idle(&mut self, now: Instant) {
+        if self.scratch_timer == Some(true) {
+            self.scratch_timer = Some(false);
+            self.timers
+                .schedule(later(now, SCRATCH_IDLE), SCRATCH_TIMER);
+        } else {
+            self.scratch_timer = None;
+            self.dispatcher.shrink_scratch();
+        }
     }
 
     /// [`Server::stop`], from the loop's events, a handler's `stop_server`, or a stop begun
@@ -1068,6 +1111,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
                     self.accept(now);
                 }
                 STOP_TIMER => {} // `poll_stop` checks the deadline on every turn.
+                SCRATCH_TIMER => self.scratch_idle(now),
                 REVISIT_TIMER => {
                     if !self.revisit(at, buf, now) {
                         break;
@@ -1184,7 +1228,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     fn prune_timers(&mut self) {
         let sockets = &self.sockets;
         self.timers.retain(|at, key| match key {
-            ACCEPT_TIMER | STOP_TIMER | REVISIT_TIMER => true,
+            ACCEPT_TIMER | STOP_TIMER | REVISIT_TIMER | SCRATCH_TIMER => true,
             key => sockets.get(key).is_some_and(|s| s.scheduled == Some(at)),
         });
     }
@@ -1289,6 +1333,8 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     fn finish(mut self) -> ServerReport {
         self.force_close_all();
         let accounting = self.dispatcher.accounting_report();
+        let scratch = self.dispatcher.scratch.capacity();
+        self.dispatcher.stats.response_buffer = u64::try_from(scratch).unwrap_or(u64::MAX);
         let report = ServerReport {
             stats: self.dispatcher.stats,
             leaked: accounting.leaked,
