@@ -24,6 +24,44 @@ fn step<'a>(json: &'a str, name: &str) -> &'a str {
     &json[at..at + 1 + rest.find("{\"step\":").unwrap_or(rest.len())]
 }
 
+/// `util::wait_read_by_server` for many clients at once: one read of `/proc/net/tcp` per look
+/// (200 looks each reading the table took longer than the requests' delay under load).
+fn all_read_by_server(clients: &[Client]) {
+    let ports: Vec<(u16, u16)> = clients
+        .iter()
+        .map(|c| {
+            let s = c.stream();
+            (
+                s.local_addr().unwrap().port(),
+                s.peer_addr().unwrap().port(),
+            )
+        })
+        .collect();
+    util::wait_until("the server to read every request", || {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let queues: std::collections::HashMap<(u16, u16), (u64, u64)> = table
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let port =
+                    |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap();
+                let (tx, rx) = f[4].split_once(':').unwrap();
+                let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
+                ((port(f[1]), port(f[2])), (hex(tx), hex(rx)))
+            })
+            .collect();
+        ports.iter().all(|&(client, server)| {
+            queues
+                .get(&(client, server))
+                .is_some_and(|&(unsent, _)| unsent == 0)
+                && queues
+                    .get(&(server, client))
+                    .is_some_and(|&(_, unread)| unread == 0)
+        })
+    });
+}
+
 /// 6,400 requests in their handlers printed about 1 MB per step (one entry each, in every
 /// step until the force step ended them): a client-driven size. Now each step lists each route
 /// once with its count and oldest age (at most `Outstanding::MAX_ROUTES` routes), so the line's
@@ -39,14 +77,12 @@ fn the_exit_json_groups_requests_in_their_handlers_by_route_on_both_stacks() {
         let held: Vec<Client> = (0..HELD)
             .map(|_| {
                 let mut client = Client::connect(serve.addr);
-                client.send(b"GET /delay?ms=30000 HTTP/1.1\r\nhost: x\r\n\r\n");
+                client.send(b"GET /delay?ms=60000 HTTP/1.1\r\nhost: x\r\n\r\n");
                 client
             })
             .collect();
-        for client in &held {
-            // Another process: a request read whole is admitted in the turn that reads it.
-            util::wait_read_by_server(client.stream());
-        }
+        // Another process: a request read whole is admitted in the turn that reads it.
+        all_read_by_server(&held);
         let (json, ok) = serve.signal_and_wait("TERM");
         assert!(ok, "{stack}: {json}");
         let abort = step(&json, "abort");

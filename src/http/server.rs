@@ -39,6 +39,8 @@ use crate::signal::AbortReason;
 mod ending;
 // The stop ladder as one loop of a group runs it (src/http/server/ladder_loop.rs).
 mod ladder_loop;
+// The oldest idle and lingering connections, without a scan (src/http/server/oldest.rs).
+mod oldest;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -318,6 +320,12 @@ struct EventLoop<'r, A: Accounting> {
     /// The response buffer's [`SCRATCH_TIMER`] is set (`Some`), and whether an answer needed
     /// the buffer over its keep since it was (`Some(true)`: set again when it fires).
     scratch_timer: Option<bool>,
+    /// The connections idle or reading their head, oldest first, for eviction (a snapshot:
+    /// `oldest.rs`, invariant 2).
+    oldest_idle: oldest::Oldest,
+    /// The lingering connections that may close, the one lingering longest first (`oldest.rs`,
+    /// invariant 1).
+    oldest_lingering: oldest::Oldest,
 }
 
 /// A server that could not be made or run: its accounting (the embedder's: a `Drop` of what
@@ -406,6 +414,8 @@ impl<'r, A: Accounting> Server<'r, A> {
             revisits: Vec::new(),
             deferred: Vec::new(),
             scratch_timer: None,
+            oldest_idle: oldest::Oldest::snapshot(),
+            oldest_lingering: oldest::Oldest::eager(),
         };
         Ok(Server {
             own: event_loop.dispatcher.id,
@@ -880,13 +890,19 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     /// connections refused at 1,024 slots). Refused connections keep their linger (outside
     /// the limit). False if none lingers.
     fn close_oldest_lingering(&mut self) -> bool {
-        let oldest = self
-            .sockets
-            .iter()
-            // Not one whose socket has not sent its answers yet: closing it would lose them.
-            .filter(|(_, socket)| !socket.refused && !socket.unsent && socket.ack_check.is_none())
-            .filter_map(|(key, socket)| socket.lingering.map(|until| (until, key)))
-            .min();
+        // The least `(linger end, key)` over those that may close, as a scan of every
+        // connection found it (`oldest.rs`).
+        let sockets = &self.sockets;
+        let oldest = self.oldest_lingering.least(
+            self.clock,
+            Duration::ZERO,
+            |key| sockets.get(key).and_then(closable_at),
+            || {
+                sockets
+                    .iter()
+                    .filter_map(|(k, s)| closable_at(s).map(|at| (k, at)))
+            },
+        );
         let Some((_, key)) = oldest else {
             return false;
         };
@@ -896,13 +912,21 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
 
     /// The connection idle or reading its head the longest, if held so for at least
     /// [`EVICT_MIN_IDLE`]: since when, and its key.
-    fn oldest_evictable(&self, now: Instant) -> Option<(Instant, usize)> {
-        let oldest = self
-            .sockets
-            .iter()
-            .filter(|(_, socket)| !socket.refused && socket.lingering.is_none())
-            .filter_map(|(key, socket)| socket.http.evictable_since().map(|since| (since, key)))
-            .min();
+    fn oldest_evictable(&mut self, now: Instant) -> Option<(Instant, usize)> {
+        // The least `(since, key)` over the evictable connections, as a scan of every
+        // connection found it, from a snapshot built at most once per `EVICT_MIN_IDLE`
+        // (`oldest.rs`, invariant 2).
+        let sockets = &self.sockets;
+        let oldest = self.oldest_idle.least(
+            now,
+            EVICT_MIN_IDLE,
+            |key| sockets.get(key).and_then(evictable_at),
+            || {
+                sockets
+                    .iter()
+                    .filter_map(|(k, s)| evictable_at(s).map(|at| (k, at)))
+            },
+        );
         // Only a slot held without a request for a while: a connection idle or silent for less
         // is between two requests, or its request is not read yet (accepted in the same burst).
         // Evicting those closed busy clients' connections under them, and with more clients
@@ -1169,9 +1193,25 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
 
     #[inline(never)]
     fn reschedule_anew(&mut self, key: usize, now: Instant) {
-        let Some(socket) = self.sockets.get_mut(key) else {
+        let Some(socket) = self.sockets.get(key) else {
             return;
         };
+        // Its instants as the eviction and the lingering close order them: noted where the
+        // heaps need them (`oldest.rs`: invariants 1 and 2; the fast path above never changes
+        // them so).
+        let (evictable, closable) = (evictable_at(socket), closable_at(socket));
+        let (sockets, open) = (&self.sockets, self.sockets.len());
+        self.oldest_idle.note(key, evictable, open, || {
+            sockets
+                .iter()
+                .filter_map(|(k, s)| evictable_at(s).map(|at| (k, at)))
+        });
+        self.oldest_lingering.note(key, closable, open, || {
+            sockets
+                .iter()
+                .filter_map(|(k, s)| closable_at(s).map(|at| (k, at)))
+        });
+        let socket = &mut self.sockets[key];
         if socket.read_cut {
             self.queue_revisit(key, now);
         }
@@ -1353,6 +1393,26 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         call_caught(move || drop(self));
         report
     }
+}
+
+/// Since when `socket` may be evicted for a newcomer at the limit (`Server::evict_oldest`):
+/// idle or reading its head (or a body too slowly) since then; `None` if it may not be
+/// (a request out, an answer being written, lingering, refused).
+fn evictable_at<H>(socket: &Socket<'_, H>) -> Option<Instant> {
+    if socket.refused || socket.lingering.is_some() {
+        return None;
+    }
+    socket.http.evictable_since()
+}
+
+/// Until when `socket` lingers, if it may be closed for a newcomer at the limit
+/// (`EventLoop::close_oldest_lingering`): not one refused, nor one whose socket has not sent
+/// its answers yet (closing it would lose them).
+fn closable_at<H>(socket: &Socket<'_, H>) -> Option<Instant> {
+    if socket.refused || socket.unsent || socket.ack_check.is_some() {
+        return None;
+    }
+    socket.lingering
 }
 
 /// What an event says of a connection's socket (`event` is `None` when a timer, not the
@@ -2198,5 +2258,134 @@ mod tests {
             server.timers.len(),
             server.sockets.len()
         );
+    }
+
+    /// One turn that sleeps at most 50 ms when nothing happens (a `STOP_TIMER` entry, which
+    /// fires as nothing).
+    fn bounded_turn<A: Accounting>(server: &mut EventLoop<'_, A>) {
+        let (mut events, mut buf) = (Events::with_capacity(256), vec![0; 64 * 1024]);
+        let wake = Instant::now() + Duration::from_millis(50);
+        server.timers.schedule(wake, STOP_TIMER);
+        assert!(!server.turn(&mut events, &mut buf).unwrap());
+    }
+
+    /// The choice the loop made by a scan of every connection before round 32.
+    fn scanned_choice<A: Accounting>(
+        server: &EventLoop<'_, A>,
+        now: Instant,
+    ) -> Option<(Instant, usize)> {
+        server
+            .sockets
+            .iter()
+            .filter(|(_, socket)| !socket.refused && socket.lingering.is_none())
+            .filter_map(|(key, socket)| socket.http.evictable_since().map(|since| (since, key)))
+            .min()
+            .filter(|(since, _)| later(*since, EVICT_MIN_IDLE) <= now)
+    }
+
+    /// At the connection limit each newcomer scanned every connection twice (the lingering
+    /// ones, then the evictable ones): 10,000 connections held made each newcomer read 20,000.
+    /// `oldest.rs` keeps them in heaps: the choice is the scan's (checked against it below,
+    /// with connections idle since their accept, others answered since, heads begun, clients
+    /// gone), and the connections read per newcomer are a few (one scan per `EVICT_MIN_IDLE`
+    /// at most, amortized over the newcomers it serves). On main: 2 x 300 per newcomer.
+    #[test]
+    fn at_the_limit_a_newcomer_does_not_read_every_connection() {
+        const HELD: usize = 300;
+        const NEWCOMERS: usize = 100;
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let accounting = Guarded::embedded("server", Config::default());
+        let limits = Limits::default()
+            .with_max_connections(HELD)
+            .with_idle_timeout(Duration::from_secs(300));
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let mut server = Server::bind(addr, &router, accounting, limits)
+            .unwrap()
+            .into_loop();
+        let mut clients: Vec<StdStream> = Vec::new();
+        for i in 0..HELD {
+            clients.push(StdStream::connect(server.local_addr).unwrap());
+            if i % 32 == 31 {
+                bounded_turn(&mut server); // the backlog is short: accept as they come
+            }
+        }
+        for turn in 0.. {
+            if server.sockets.len() >= HELD {
+                break;
+            }
+            assert!(turn < 1_000, "accepted {} of {HELD}", server.sockets.len());
+            bounded_turn(&mut server);
+        }
+        // Older than `EVICT_MIN_IDLE`: the condition is the time itself.
+        std::thread::sleep(EVICT_MIN_IDLE + Duration::from_millis(20));
+        // Some answered since (newer), some with a head begun, some gone.
+        for client in &mut clients[..40] {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .unwrap();
+        }
+        for client in &mut clients[40..80] {
+            client.write_all(b"GET / HTTP/1.1\r\nho").unwrap();
+        }
+        for client in clients.drain(80..90) {
+            drop(client);
+        }
+        for turn in 0.. {
+            let stats = &server.dispatcher.stats;
+            if stats.served >= 40 && server.sockets.len() <= HELD - 10 {
+                break;
+            }
+            assert!(turn < 1_000, "{stats:?}, {} open", server.sockets.len());
+            bounded_turn(&mut server);
+        }
+        // Back to the limit, with connections newer than the rest.
+        let mut newcomers = Vec::new();
+        for turn in 0.. {
+            if server.sockets.len() >= HELD {
+                break;
+            }
+            assert!(turn < 1_000, "{} open", server.sockets.len());
+            newcomers.push(StdStream::connect(server.local_addr).unwrap());
+            bounded_turn(&mut server);
+        }
+        let examined = |server: &EventLoop<'_, _>| {
+            server.oldest_idle.examined + server.oldest_lingering.examined
+        };
+        let mut by_newcomers = 0;
+        for i in 0..NEWCOMERS {
+            // The heaps' choice is the scan's, at each step.
+            let now = Instant::now();
+            assert_eq!(
+                server.oldest_evictable(now),
+                scanned_choice(&server, now),
+                "{i}"
+            );
+            newcomers.push(StdStream::connect(server.local_addr).unwrap());
+            let before = examined(&server);
+            let evicted = server.dispatcher.stats.connections_evicted;
+            for turn in 0.. {
+                let stats = &server.dispatcher.stats;
+                if stats.connections_evicted > evicted || stats.connections_refused > 0 {
+                    break;
+                }
+                assert!(turn < 1_000, "newcomer {i}: {stats:?}");
+                bounded_turn(&mut server);
+            }
+            by_newcomers += examined(&server) - before;
+        }
+        assert_eq!(server.dispatcher.stats.connections_refused, 0);
+        assert_eq!(
+            server.dispatcher.stats.connections_evicted,
+            NEWCOMERS as u64
+        );
+        // At most one scan (the first newcomer's) and a few reads per newcomer; the scan read
+        // 2 x HELD per newcomer.
+        assert!(
+            by_newcomers <= HELD + 8 * NEWCOMERS,
+            "{by_newcomers} connections read for {NEWCOMERS} newcomers"
+        );
+        eprintln!("{by_newcomers} connections read for {NEWCOMERS} newcomers at {HELD} held");
     }
 }
