@@ -118,6 +118,10 @@ pub(crate) struct Conn {
     evicted_at: Cell<u64>,
     /// Evicted for its descriptor (the process is out of them): closed at once, no linger.
     close_at_once: Cell<bool>,
+    /// hyper shut its socket's write side (`LingeringIo::poll_shutdown`): it ended the
+    /// connection as at any close. hyper ends one on which a request asked for an upgrade
+    /// without it (`server::Acceptor::spawn`, QA client32-1).
+    shut_by_hyper: Cell<bool>,
     /// The socket, once hyper has closed it with input maybe still coming: the connection's
     /// task lingers on it (`linger.rs`), with what was written to it. Boxed: `Written` is 448
     /// bytes, used once at the connection's end, and inline it spread the fields every request
@@ -844,6 +848,17 @@ impl Conn {
 
     /// Whether hyper reads its socket as usual (not evicted, stopping, or replaying a head).
     #[inline]
+    /// hyper shut the socket's write side.
+    #[cold]
+    pub(crate) fn shut_by_hyper(&self) {
+        self.shut_by_hyper.set(true);
+    }
+
+    /// Whether hyper shut the socket's write side.
+    pub(crate) fn was_shut_by_hyper(&self) -> bool {
+        self.shut_by_hyper.get()
+    }
+
     pub(crate) fn reads_as_usual(&self) -> bool {
         self.reads.get() == Reads::Hyper
     }
@@ -1220,6 +1235,7 @@ impl Connections {
             reads: Cell::new(Reads::Hyper),
             evicted_at: Cell::new(0),
             close_at_once: Cell::new(false),
+            shut_by_hyper: Cell::new(false),
             handoff: Cell::new(None),
             served: Cell::new(0),
             whole: Cell::new(0),

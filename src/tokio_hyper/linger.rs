@@ -1034,6 +1034,7 @@ impl AsyncWrite for LingeringIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.shut = true;
+        this.conn.shut_by_hyper();
         this.conn.closing_written();
         match &mut this.stream {
             // Ended by the server's read: its answer is still to be written (`answer_ended`).
