@@ -1237,32 +1237,39 @@ where
         let options = self.options;
         let task = tokio::task::spawn_local(async move {
             loop {
-                let mut ended = InPlace(&mut conn).await;
-                if ended.is_ok() && !handoff.was_shut_by_hyper() && handoff.reads_as_usual() {
-                    // hyper ended the connection cleanly without shutting its socket's write
-                    // side: a request on it asked for an upgrade (a `CONNECT`, or an `Upgrade`
-                    // field in HTTP/1.1), which hyper 1.x arms and never disarms when the
-                    // answer is not a `101` (or a `2xx` to `CONNECT`); at the connection's end
-                    // it hands the socket to that upgrade (`Dispatched::Upgrade`, its buffer
-                    // not flushed), which the adapter never takes (no `with_upgrades`). The
-                    // socket was closed as an aborted one: what hyper had not flushed was
-                    // lost, and with input unread the close reset the connection, dropping
-                    // what the socket had not sent (a client reading a 256 KiB echo answer
-                    // through a small window read 47 to 133 KiB of it, then the reset; QA
-                    // client32-1). Polled once more, hyper finds the upgrade gone and ends as
-                    // at any close: it flushes, shuts the write side, and the socket lingers.
-                    ended = InPlace(&mut conn).await;
-                }
+                let ended = InPlace(&mut conn).await;
+                // hyper answered 400 or 431 (not to an HTTP/2 preface, which it closes on
+                // without a word: counted, the exit JSON had a rejection no client saw).
+                let answered_bad_input = ended.as_ref().is_err_and(|err| {
+                    (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2()
+                });
                 if let Err(err) = &ended {
-                    // hyper answered 400 or 431; not to an HTTP/2 preface, which it closes on
-                    // without a word (counted, the exit JSON had a rejection no client saw).
-                    if (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2() {
+                    if answered_bad_input {
                         tally.bump(|s| &mut s.rejected);
                     }
                     if err.is_timeout() {
                         head_timed_out(conn.into_connection());
                         break;
                     }
+                }
+                if (ended.is_ok() || answered_bad_input)
+                    && !handoff.was_shut_by_hyper()
+                    && handoff.reads_as_usual()
+                {
+                    // hyper ended the connection by its choice without shutting its socket's
+                    // write side: a request on it asked for an upgrade (a `CONNECT`, or an
+                    // `Upgrade` field in HTTP/1.1), which hyper 1.x arms and never disarms when
+                    // the answer is not a `101` (or a `2xx` to `CONNECT`); at the connection's
+                    // end (an answer that closes, its own `400`) it hands the socket to that
+                    // upgrade (`Dispatched::Upgrade`, its buffer not flushed), which the
+                    // adapter never takes (no `with_upgrades`). The socket was closed as an
+                    // aborted one: what hyper had not flushed was lost, and with input unread
+                    // the close reset the connection, dropping what the socket had not sent (a
+                    // client reading a 256 KiB echo answer through a small window read 47 to
+                    // 133 KiB of it, then the reset; QA client32-1). Polled once more, hyper
+                    // finds the upgrade gone and ends as at any close: it flushes, shuts the
+                    // write side, and the socket lingers.
+                    let _ = InPlace(&mut conn).await;
                 }
                 if handoff.reads_as_usual() {
                     drop(conn);
