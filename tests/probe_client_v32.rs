@@ -201,9 +201,10 @@ fn a_bad_head_behind_a_request_that_asked_for_an_upgrade_ends_cleanly_on_both_st
                 "{stack} {method}: after the 400: {end:?}, {} bytes",
                 rest.len()
             );
-            sending.join().unwrap().unwrap_or_else(|e| {
-                panic!("{stack} {method}: reset while the client sent: {e}")
-            });
+            sending
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{stack} {method}: reset while the client sent: {e}"));
         }
         let (json, clean) = serve.signal_and_wait("TERM");
         assert!(clean, "{stack}: {json}");
