@@ -41,9 +41,9 @@ fn with_half_close_a_request_in_its_handler_at_the_clients_fin_is_answered_on_bo
             (200, "delayed 300 ms"),
             "{stack}"
         );
-        // mio's last answer says it closes; hyper's does not (hyper adds no `connection: close`
-        // for an end of input): both close once it is written.
-        assert_eq!(answer.closes(), stack == "--stack mio", "{stack}");
+        // The last answer says it closes, on both stacks (hyper's said nothing before round 32:
+        // tests/hyper_v32.rs), and both close once it is written.
+        assert!(answer.closes(), "{stack}");
         client.expect_nothing_more(true, Duration::from_secs(10));
 
         // Nothing in its handler: a half-close is closed as without the knob.

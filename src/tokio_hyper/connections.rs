@@ -201,6 +201,14 @@ pub(crate) struct Conn {
     lent: Cell<Vec<Lent>>,
     /// `Options::max_head`.
     max_head: isize,
+    /// `Options::half_close`: a client's end of input read while a request of it is out is
+    /// held back from hyper ([`Conn::client_ended`]).
+    half_close: bool,
+    /// With [`Conn::half_close`], hyper read the client's end of input (its buffer empty:
+    /// nothing of a request left to serve) while a request of it was out: the answers made
+    /// from now on say `connection: close` (RFC 9112 section 9.6: the server closes after
+    /// them), as the mio loops' last answer does.
+    client_ended: Cell<bool>,
 }
 
 /// A request's bundle moved between connections (see `Conn::lent`).
@@ -840,6 +848,28 @@ impl Conn {
         self.ended.get() == 0 && self.head_room.get() != self.max_head
     }
 
+    /// hyper read the client's end of input: with [`Conn::half_close`] and a request of it
+    /// out, the end is noted ([`Conn::client_ended`]) and held back from hyper (true): hyper
+    /// reads the socket inside a request only with its buffer empty (its
+    /// `mid_message_detect_eof`, run with its own `half_close` off; or the body the handler
+    /// asks for), so no request it holds is lost, and the request out is answered, with
+    /// `connection: close`, as on the mio loops. False: hyper is told, as without the knob.
+    #[cold]
+    pub(crate) fn holds_client_end(&self) -> bool {
+        if self.half_close && self.is_busy() {
+            self.client_ended.set(true);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the client's end of input was held back from hyper ([`Conn::holds_client_end`]):
+    /// the answers made from now on close the connection.
+    #[inline]
+    pub(crate) fn client_ended(&self) -> bool {
+        self.client_ended.get()
+    }
+
     /// Whether a request of it is out (admitted, its bundle alive).
     #[inline]
     pub(crate) fn is_busy(&self) -> bool {
@@ -1218,6 +1248,7 @@ impl Connections {
         activity: bool,
         late: bool,
         max_head: usize,
+        half_close: bool,
     ) -> (Registered, Rc<Conn>) {
         let graceful = if tally.is_stopping() {
             Graceful::Unwatched
@@ -1253,6 +1284,8 @@ impl Connections {
             unadmitted_out: Cell::new(false),
             lent: Cell::new(Vec::new()),
             max_head: max_head.try_into().unwrap_or(isize::MAX),
+            half_close,
+            client_ended: Cell::new(false),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,
@@ -1515,7 +1548,7 @@ mod tests {
     fn a_probes_deadline_503_counts_once_written_not_when_made() {
         let connections = Rc::new(Connections::default());
         let tally = Rc::new(Tally::default());
-        let (registered, conn) = connections.register(&tally, false, false, 8192);
+        let (registered, conn) = connections.register(&tally, false, false, 8192, false);
         conn.answered_at_end();
         assert_eq!(tally.answered_at_end_count(), 0, "made, not written");
         conn.closing_written();
@@ -1524,7 +1557,7 @@ mod tests {
         assert_eq!(tally.answered_at_end_count(), 1, "counted once");
         drop((registered, conn));
 
-        let (registered, lost) = connections.register(&tally, false, false, 8192);
+        let (registered, lost) = connections.register(&tally, false, false, 8192, false);
         lost.answered_at_end();
         drop((registered, lost)); // its task aborted at the force step, nothing flushed
         assert_eq!(
@@ -1543,7 +1576,7 @@ mod tests {
     fn a_body_arriving_too_slowly_is_chosen_and_its_route_told() {
         let connections = Rc::new(Connections::default());
         let tally = Rc::new(Tally::default());
-        let (_registered, conn) = connections.register(&tally, false, false, 8192);
+        let (_registered, conn) = connections.register(&tally, false, false, 8192, false);
         *conn.waker.borrow_mut() = Some(Waker::noop().clone());
         conn.request_began();
         let t0 = Instant::now();

@@ -204,6 +204,12 @@ impl LingeringIo {
         if self.conn.head_overdrawn() && self.end_reads_past_limit() {
             return Poll::Ready(Ok(()));
         }
+        if self.conn.holds_client_end() {
+            // `Options::with_half_close`: the request out is answered, with close; hyper is
+            // woken by it (its answer, or its body's next frame), and reads the end again
+            // once no request is out.
+            return Poll::Pending;
+        }
         if self.eof_seen {
             if self.stalling {
                 return Poll::Pending;

@@ -275,12 +275,14 @@ impl Options {
 
     /// Whether a client that shuts down its write side (a FIN after its request:
     /// `shutdown(SHUT_WR)`, `nc -N`) still gets the answer to the request in its handler then,
-    /// as the mio server's `Limits::with_half_close`: hyper's `http1::Builder::half_close`.
+    /// as the mio server's `Limits::with_half_close`.
     /// Off by default (hyper's default): its end of input is taken for a client gone, and that
     /// request ends *client gone*, unanswered. On: it is answered (bounded as any request is:
-    /// its handler, the drain deadline and the force step), then the connection closes (the
-    /// answer carries no `connection: close`: hyper adds none for an end of input). A
-    /// client that half-closes with nothing in its handler is closed as without it.
+    /// its handler, the drain deadline and the force step), with `connection: close` (RFC 9112
+    /// section 9.6), then the connection closes; requests it sent before its end of input and
+    /// hyper has not read yet are served first, in order. A client that half-closes with
+    /// nothing in its handler is closed as without it. (hyper's own `half_close` stays off:
+    /// the adapter holds the end of input back from hyper while a request is out.)
     pub fn with_half_close(mut self, on: bool) -> Self {
         self.half_close = on;
         self
@@ -1141,6 +1143,7 @@ where
             self.options.record_activity,
             late,
             self.options.max_head,
+            self.options.half_close,
         );
         let watched = Rc::clone(&conn);
         let handoff = Rc::clone(&conn);
@@ -1350,7 +1353,10 @@ fn hyper_http1(options: Options, keep_alive: bool, conn: &Conn) -> http1::Builde
         .timer(HeadTimer::of(conn))
         .header_read_timeout(options.idle_timeout)
         .max_buf_size(options.max_buffer)
-        .half_close(options.half_close)
+        // The adapter's half-close is its own (`Conn::holds_client_end`): hyper, with its
+        // own off, reads the socket inside a request only with its buffer empty, which tells
+        // the adapter that the client's end of input comes after every request it sent.
+        .half_close(false)
         .keep_alive(keep_alive);
     builder
 }

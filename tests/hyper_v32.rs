@@ -1,0 +1,102 @@
+//! hyper32, round 32: the hyper adapter's leftovers where it differed from the mio server,
+//! through `reqguard-demo serve` over real sockets, on both stacks where they should agree.
+//! Answers are read by the strict client (tests/util/strict.rs).
+#![cfg(all(feature = "server", feature = "hyper"))]
+
+mod util;
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use util::serve::{field, Serve};
+use util::strict::{read_for, StrictClient};
+
+const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
+
+/// `"outcomes":{...}`'s field `key` in the exit JSON (the totals' come first).
+fn outcome(json: &str, key: &str) -> f64 {
+    let outcomes = &json[json.find("\"outcomes\":").expect("outcomes")..];
+    field(outcomes, key)
+}
+
+/// Item (c). With `--half-close`, the answer to a request in its handler when the client shut
+/// its write side says `connection: close` on both stacks (RFC 9112 section 9.6: the server
+/// closes after it), then the connection closes cleanly. Before, hyper's said nothing (hyper,
+/// with its own `half_close` on, never read the end of input while the request was out), and
+/// closed after it all the same. Also with a body whole before the end of input (`POST /echo`).
+#[test]
+fn with_half_close_the_answer_to_a_half_closed_client_says_close_on_both_stacks() {
+    for stack in STACKS {
+        let serve = Serve::start("", &format!("{stack} --half-close"));
+        for request in [
+            &b"GET /delay?ms=300 HTTP/1.1\r\nhost: x\r\n\r\n"[..],
+            b"GET /delay?ms=300 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello",
+        ] {
+            let mut client = StrictClient::connect(serve.addr);
+            client.send(request);
+            client.send_fin();
+            let answer = client.answer("GET");
+            assert_eq!(
+                (answer.status, answer.text(), answer.closes()),
+                (200, "delayed 300 ms", true),
+                "{stack}: {answer:?}"
+            );
+            client.expect_nothing_more(true, Duration::ZERO);
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+    }
+}
+
+/// `requests` pipelined `GET /` behind a `GET /delay?ms=300`, sent in one go with the client's
+/// FIN behind them, the answers read once all is sent: every answer that came, in order, up to
+/// the server's close.
+fn pipelined_then_fin(serve: &Serve, requests: usize) -> Vec<(u16, bool)> {
+    let mut stream = TcpStream::connect(serve.addr).unwrap();
+    stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
+    let mut all = b"GET /delay?ms=300 HTTP/1.1\r\nhost: x\r\n\r\n".to_vec();
+    for _ in 0..requests {
+        all.extend_from_slice(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    }
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&all).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut sent = Vec::new();
+    stream.read_to_end(&mut sent).expect("a clean close");
+    sender.join().unwrap();
+    let mut reader = BufReader::new(&sent[..]);
+    let mut answers = Vec::new();
+    while !reader.buffer().is_empty() || !reader.get_ref().is_empty() {
+        let answer = read_for(&mut reader, "GET").expect("a strict answer");
+        answers.push((answer.status, answer.closes()));
+    }
+    answers
+}
+
+/// Item (d), hyper's side. With `--half-close`, requests pipelined behind one in its handler,
+/// received before the client's FIN and not yet read by hyper (its buffer and the socket hold
+/// them: hyper reads one request at a time), are all served in order at the FIN, the last
+/// answer with `connection: close` (item c); the exit JSON counts each `served`, *completed*.
+/// 400 of them are more than hyper's 64 KiB buffer holds at once. (The mio loops parse at most
+/// `max_pipeline`, 32, ahead and drop the rest at the end of input: docs/server.md, limits
+/// table, `half_close`; not changed here.)
+#[test]
+fn with_half_close_pipelined_requests_before_the_fin_are_all_served_in_order_on_hyper() {
+    let serve = Serve::start("", "--stack hyper --half-close");
+    for requests in [3, 400, 3000] {
+        let answers = pipelined_then_fin(&serve, requests);
+        let mut want = vec![(200, false); requests + 1];
+        want[requests] = (200, true);
+        assert_eq!(answers.len(), want.len(), "{requests} pipelined");
+        assert_eq!(answers, want, "{requests} pipelined");
+    }
+    let (json, ok) = serve.signal_and_wait("TERM");
+    assert!(ok, "{json}");
+    assert_eq!(field(&json, "served"), 3406.0, "{json}");
+    assert_eq!(outcome(&json, "completed"), 3406.0, "{json}");
+    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
+}
