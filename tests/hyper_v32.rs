@@ -100,3 +100,66 @@ fn with_half_close_pipelined_requests_before_the_fin_are_all_served_in_order_on_
     assert_eq!(outcome(&json, "completed"), 3406.0, "{json}");
     assert_eq!(field(&json, "leaked"), 0.0, "{json}");
 }
+
+/// Item (a). A client that waits for `100 Continue`, then sends a chunked body whose chunk size
+/// takes it past `max_body` (and waits): `413` + close at the size line on both stacks, counted
+/// `rejected` (never `served`), the connection closed cleanly after it. Before, hyper's routes
+/// waited for the chunk's data (hyper hands a route data only): `408` at the body timeout,
+/// here 30 s, past the client's 10 s read timeout. On every route that reads a body (`/echo`,
+/// and `GET /`, `/delay`, `/panic`, which read and drop it), for one chunk past the limit and
+/// for a second chunk that takes the body past it.
+#[test]
+fn a_chunk_size_past_max_body_after_100_continue_is_413_at_once_on_both_stacks() {
+    let bodies: [&[u8]; 2] = [b"7d0\r\nabc", b"200\r\n"];
+    for stack in STACKS {
+        let serve = Serve::start(
+            "",
+            &format!("{stack} --max-body 1000 --request-timeout-ms 30000"),
+        );
+        let mut refused = 0.0;
+        for (method, path) in [
+            ("POST", "/echo"),
+            ("GET", "/"),
+            ("GET", "/delay?ms=10"),
+            ("GET", "/panic"),
+        ] {
+            for body in bodies {
+                let mut client = StrictClient::connect(serve.addr);
+                client.send(
+                    format!(
+                        "{method} {path} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\
+                         transfer-encoding: chunked\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                let go_on = client.answer(method);
+                assert_eq!(go_on.status, 100, "{stack} {method} {path}");
+                if body == b"200\r\n" {
+                    // 512 bytes within the limit, then 768 more past it.
+                    client.send(&[&b"200\r\n"[..], &[b'a'; 512], b"\r\n300\r\nabc"].concat());
+                } else {
+                    client.send(body);
+                }
+                let answer = client.answer(method);
+                assert_eq!(
+                    (answer.status, answer.closes()),
+                    (413, true),
+                    "{stack} {method} {path}: {answer:?}"
+                );
+                client.expect_nothing_more(true, Duration::ZERO);
+                refused += 1.0;
+            }
+        }
+        let (json, ok) = serve.signal_and_wait("TERM");
+        assert!(ok, "{stack}: {json}");
+        assert_eq!(
+            (
+                field(&json, "rejected"),
+                field(&json, "served"),
+                field(&json, "leaked")
+            ),
+            (refused, 0.0, 0.0),
+            "{stack}: {json}"
+        );
+    }
+}

@@ -49,6 +49,7 @@ use slab::Slab;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
+use super::chunks::{ChunkWatch, Scan};
 use super::gate::same_waker;
 use super::linger::{Owed, Written};
 use super::service::Probing;
@@ -209,6 +210,10 @@ pub(crate) struct Conn {
     /// from now on say `connection: close` (RFC 9112 section 9.6: the server closes after
     /// them), as the mio loops' last answer does.
     client_ended: Cell<bool>,
+    /// The chunk sizes of the body a route reads, watched against its limit
+    /// ([`Conn::watch_chunks`]); and whether one took it past ([`Conn::chunk_past_limit`]).
+    chunks: Cell<Option<Box<ChunkWatch>>>,
+    chunk_past: Cell<bool>,
 }
 
 /// A request's bundle moved between connections (see `Conn::lent`).
@@ -317,6 +322,9 @@ pub(crate) enum Reads {
     /// it at once (`501`, `414` or `431` + close), or gives hyper's buffer back to a new hyper
     /// connection when what it holds is within the limit (the count held more than the head).
     HeadTooLong,
+    /// hyper reads the socket as usual, and the chunk sizes of the body its route reads are
+    /// watched as it reads them ([`Conn::watch_chunks`]).
+    Chunked,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -870,6 +878,53 @@ impl Conn {
         self.client_ended.get()
     }
 
+    /// A route begins to read a chunked body whose first byte hyper has not read yet (its
+    /// client waits for `100 Continue`: `demo`'s routes): its chunk sizes are watched as hyper
+    /// reads them ([`Reads::Chunked`], `LingeringIo`), and one that takes the body past
+    /// `max_body` is told at once ([`Conn::chunk_past_limit`]), as the mio server answers `413`
+    /// at the size line; hyper hands the route data only, and it waited for the chunk's data.
+    /// Not if the server ends hyper's reads otherwise.
+    #[cold]
+    pub(crate) fn watch_chunks(&self, max_body: u64) {
+        if self.reads.get() == Reads::Hyper {
+            self.chunks.set(Some(Box::new(ChunkWatch::new(max_body))));
+            self.chunk_past.set(false);
+            self.reads.set(Reads::Chunked);
+        }
+    }
+
+    /// hyper read `bytes` while the chunk sizes are watched ([`Conn::watch_chunks`]).
+    #[cold]
+    pub(crate) fn scan_chunks(&self, bytes: &[u8]) {
+        let Some(mut watch) = self.chunks.take() else {
+            return self.unwatch_chunks();
+        };
+        match watch.scan(bytes) {
+            Scan::Within => self.chunks.set(Some(watch)),
+            Scan::PastLimit => {
+                self.unwatch_chunks();
+                self.chunk_past.set(true);
+            }
+            Scan::Ended => self.unwatch_chunks(),
+        }
+    }
+
+    /// Whether a chunk size took the body watched past its limit (told once).
+    #[cold]
+    pub(crate) fn chunk_past_limit(&self) -> bool {
+        self.chunk_past.take()
+    }
+
+    /// The route is done with the body ([`Conn::watch_chunks`]): its chunks are not watched.
+    #[cold]
+    pub(crate) fn unwatch_chunks(&self) {
+        self.chunks.set(None);
+        self.chunk_past.set(false);
+        if self.reads.get() == Reads::Chunked {
+            self.reads.set(Reads::Hyper);
+        }
+    }
+
     /// Whether a request of it is out (admitted, its bundle alive).
     #[inline]
     pub(crate) fn is_busy(&self) -> bool {
@@ -1286,6 +1341,8 @@ impl Connections {
             max_head: max_head.try_into().unwrap_or(isize::MAX),
             half_close,
             client_ended: Cell::new(false),
+            chunks: Cell::new(None),
+            chunk_past: Cell::new(false),
         });
         let key = self.open.borrow_mut().insert(Slot {
             late,
@@ -1397,7 +1454,9 @@ impl Connections {
         let open = self.open.borrow();
         open.iter().any(|(_, slot)| {
             let conn = &slot.conn;
-            conn.reads.get() == Reads::Hyper && !conn.answer_on_its_way() && conn.head_begun()
+            matches!(conn.reads.get(), Reads::Hyper | Reads::Chunked)
+                && !conn.answer_on_its_way()
+                && conn.head_begun()
         })
     }
 
@@ -1407,7 +1466,7 @@ impl Connections {
         let open = self.open.borrow();
         for (_, slot) in open.iter() {
             let conn = &slot.conn;
-            if conn.reads.get() == Reads::Hyper && chosen(conn) {
+            if matches!(conn.reads.get(), Reads::Hyper | Reads::Chunked) && chosen(conn) {
                 conn.reads.set(Reads::Deadline);
                 conn.wake_task();
             }

@@ -136,7 +136,36 @@ fn route<C: Recycle>(
             answer
         }
     };
+    if checks::awaits_continue(&request) {
+        watch_chunks(&request, bundle_conn(&answer), limits);
+    }
     answered(answer, request.into_body(), limits)
+}
+
+/// The connection of a route's answer (the demo's answers hold their request's bundle).
+fn bundle_conn<C: Recycle>(answer: &Reply<Full<Bytes>, C>) -> Option<&Conn> {
+    answer
+        .response
+        .body()
+        .bundle()
+        .map(|bundle| &**bundle.conn())
+}
+
+/// A request whose client waits for `100 Continue` before it sends a chunked body: hyper reads
+/// nothing of the body before the route asks for it, so the connection watches its chunk
+/// sizes from its first byte (`Conn::watch_chunks`), and a size that takes the body past
+/// `max_body` is answered `413` + close at once ([`BodyLeft`], [`Echo`]), as the mio server
+/// answers it at the size line. Before, the route waited for the chunk's data (`408` at the
+/// body timeout). A body sent without waiting may be in hyper's buffer already: not watched,
+/// as before (its sizes are hyper's alone).
+#[cold]
+#[inline(never)]
+fn watch_chunks(request: &Request<Incoming>, conn: Option<&Conn>, limits: EchoLimits) {
+    use hyper::body::Body as _;
+    // hyper frames a request body by its `content-length` (an exact size) or as chunked.
+    if let (Some(conn), None) = (conn, request.body().size_hint().exact()) {
+        conn.watch_chunks(limits.max_body as u64);
+    }
 }
 
 /// An answer decided from the head alone, to a client waiting for `100 Continue`: given now,
@@ -221,6 +250,9 @@ impl<C: Recycle> Panics<C> {
     /// `answered` refuses it).
     fn route(bundle: Bundle<C>, request: Request<Incoming>, limits: EchoLimits) -> Routed<C> {
         use hyper::body::Body as _;
+        if checks::awaits_continue(&request) {
+            watch_chunks(&request, Some(bundle.conn()), limits);
+        }
         let body = request.into_body();
         if body.size_hint().lower() > limits.max_body as u64 {
             let refused = closing(error(bundle, StatusCode::PAYLOAD_TOO_LARGE));
@@ -352,6 +384,19 @@ impl BodyLeft {
         signal: Option<&AbortSignal>,
         cx: &mut Context<'_>,
     ) -> Poll<BodyEnd> {
+        let end = ready!(self.read_on(conn, signal, cx));
+        if let Some(conn) = conn {
+            conn.unwatch_chunks();
+        }
+        Poll::Ready(end)
+    }
+
+    fn read_on(
+        &mut self,
+        conn: Option<&Conn>,
+        signal: Option<&AbortSignal>,
+        cx: &mut Context<'_>,
+    ) -> Poll<BodyEnd> {
         use hyper::body::Body as _;
         loop {
             let len = match Pin::new(&mut self.body).poll_frame(cx) {
@@ -370,6 +415,10 @@ impl BodyLeft {
                 },
                 Poll::Ready(Some(Err(err))) => return Poll::Ready(BodyEnd::Broken(err)),
                 Poll::Pending => {
+                    // A chunk size past the limit (`watch_chunks`): `413` now, as on mio.
+                    if conn.is_some_and(Conn::chunk_past_limit) {
+                        return Poll::Ready(BodyEnd::Failed(StatusCode::PAYLOAD_TOO_LARGE));
+                    }
                     // Evicted at the limit for a body too slow: as at the body timeout.
                     if conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
                         return Poll::Ready(BodyEnd::Failed(StatusCode::REQUEST_TIMEOUT));
@@ -526,6 +575,9 @@ async fn delay<C: Recycle>(
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|ms| *ms <= MAX_DELAY_MS);
     // The body first (`BodyLeft`): the route answers a request once it is whole, as on mio.
+    if checks::awaits_continue(&request) {
+        watch_chunks(&request, Some(bundle.conn()), limits);
+    }
     let body = request.into_body();
     if body.size_hint().lower() > limits.max_body as u64 {
         return Ok(closing(error(bundle, StatusCode::PAYLOAD_TOO_LARGE)));
@@ -568,6 +620,9 @@ fn echo<C: Recycle>(
     if request.body().size_hint().lower() > limits.max_body as u64 {
         let refused = closing(error(bundle, StatusCode::PAYLOAD_TOO_LARGE));
         return Routed::Answered(Some(refused), request.into_body());
+    }
+    if checks::awaits_continue(&request) {
+        watch_chunks(&request, Some(bundle.conn()), limits);
     }
     let body = Counted {
         body: request.into_body(),
@@ -637,12 +692,23 @@ struct Echo<C: Recycle> {
 
 impl<C: Recycle> Echo<C> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Reply<Full<Bytes>, C>> {
+        let reply = ready!(self.poll_on(cx));
+        if let Some(bundle) = reply.response.body().bundle() {
+            bundle.conn().unwatch_chunks();
+        }
+        Poll::Ready(reply)
+    }
+
+    fn poll_on(&mut self, cx: &mut Context<'_>) -> Poll<Reply<Full<Bytes>, C>> {
         let collected = match Pin::new(&mut self.body).poll(cx) {
             Poll::Ready(collected) => collected,
             Poll::Pending => {
-                // Evicted at the limit for a body too slow: as at the body timeout.
                 let conn = self.bundle.as_ref().map(|bundle| bundle.conn());
-                let status = if conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
+                // A chunk size past the limit (`watch_chunks`): `413` now, as on mio.
+                let status = if conn.is_some_and(|conn| conn.chunk_past_limit()) {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                // Evicted at the limit for a body too slow: as at the body timeout.
+                } else if conn.is_some_and(|conn| conn.body_awaited(Instant::now())) {
                     StatusCode::REQUEST_TIMEOUT
                 } else {
                     let signal = self.bundle.as_ref().map(Bundle::signal);

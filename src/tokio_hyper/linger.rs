@@ -347,6 +347,12 @@ impl LingeringIo {
             Reads::Replay => self.read_replay(buf),
             Reads::Evicted | Reads::Stop => self.read_evicted(cx, buf),
             Reads::Deadline | Reads::HeadTooLong => self.read_to_end(cx, buf),
+            Reads::Chunked => {
+                let filled = buf.filled().len();
+                let polled = self.read_as_usual(cx, buf);
+                self.conn.scan_chunks(&buf.filled()[filled..]);
+                Some(polled)
+            }
         }
     }
 
@@ -930,6 +936,19 @@ impl AsyncRead for LingeringIo {
                 return end;
             }
         }
+        this.read_as_usual(cx, buf)
+    }
+}
+
+impl LingeringIo {
+    /// hyper's read of the socket, as usual.
+    #[inline(always)]
+    fn read_as_usual(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         let room = buf.remaining();
         // A read that could take the count of a head past `max_head`. Inside a request
         // (`Conn::inside_a_request`) hyper reads only with its buffer empty (for the client's

@@ -59,6 +59,7 @@
 mod body;
 mod bundle;
 mod checks;
+mod chunks;
 mod connections;
 mod demo;
 mod gate;

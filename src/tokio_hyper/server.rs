@@ -1409,7 +1409,7 @@ where
             let http1 = hyper_http1(options, false, io.conn());
             return Some(http1.serve_connection(TokioIo::new(io), parts.service));
         }
-        Reads::Stop | Reads::Hyper | Reads::Replay => None,
+        Reads::Stop | Reads::Hyper | Reads::Replay | Reads::Chunked => None,
         // Counted in no total, as the mio loops' close step counts its `503`s only in its
         // step's `answered`: here in the last step's (QA load21-2: in none before).
         Reads::Deadline => {
