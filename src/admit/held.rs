@@ -1,6 +1,7 @@
 //! The bundle of a request the server's own accounting admitted: an [`Admitted`] without a
 //! payload.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
@@ -213,63 +214,98 @@ impl<C: Recycle> fmt::Debug for GuardedHeld<C> {
 /// dispatching, kept in the accounting (not moved through the dispatch), and after its answer
 /// for the next request of the same pass over the input to take as it is (a renewal): a
 /// pipeline's requests share one pooled slot, with no check-in, checkout, nor request flag of
-/// its signal moved between them. One word: an empty [`GuardedHeld`] when it keeps none.
+/// its signal moved between them. A word and a flag: an empty [`GuardedHeld`] when it keeps
+/// none, and whether the one kept may be renewed.
 ///
 /// # Invariants
 ///
 /// 1. It keeps a bundle from its request's admission to the next request's admission, or to
 ///    the pass's end, within one pass over a connection's input, unless the request is
 ///    parked (deferred, queued behind another: the bundle goes with it). No user code runs
-///    between an answer and the next admission (the handlers run inside a dispatch), and
-///    `renew` checks what a renewal needs (the ledger plain, the signal untouched) then.
+///    between an answer and the next admission (the handlers run inside a dispatch).
 /// 2. A kept bundle whose request was answered is still out, in the ledger and for its
 ///    signal (`request_out`): it ends *completed* at its renewal (one count standing for
 ///    its outcome and the next request's mint, invariant 7 of the ledger's book), at the
 ///    pass's end, or when its keeper goes (`Drop`).
-pub(crate) struct KeptBundle<C: Recycle>(GuardedHeld<C>);
+/// 3. `renewable` is true only while a bundle is kept, was kept with the ledger plain and its
+///    signal untouched, and nobody has been lent that signal since (`lend_signal`: the
+///    handler's `Request::signal`, the server's abort of a panicking handler's signal), in the
+///    pass that kept it (`pass_begins` clears it). Nothing else can touch the kept signal or
+///    make the ledger not plain within a pass: the signal is reached only through
+///    `lend_signal` (the handler holds no bundle, an escalation needs a drain, which exists
+///    only after a stop, and no bundle is kept after a stop), and no code a pass runs can
+///    reach the server core to stop it or its ledger to start a trace (the handlers, the
+///    scope provider and the listeners hold neither; a stop through the accounting ends the
+///    kept bundle first). So a renewable bundle is as its admission left it: one flag says
+///    what the ledger's flag and the signal's said (round 32).
+pub(crate) struct KeptBundle<C: Recycle> {
+    held: GuardedHeld<C>,
+    renewable: Cell<bool>,
+}
 
 impl<C: Recycle> KeptBundle<C> {
     pub(crate) const fn new() -> Self {
-        KeptBundle(GuardedHeld::none())
+        KeptBundle {
+            held: GuardedHeld::none(),
+            renewable: Cell::new(false),
+        }
     }
 
-    /// Keeps `held`, just admitted, for the request being dispatched.
+    /// Keeps `held`, just admitted through `ledger`'s core, for the request being
+    /// dispatched: renewable if the ledger is plain and its signal untouched (invariant 3).
     #[inline(always)]
-    pub(crate) fn keep(&mut self, held: GuardedHeld<C>) {
-        let before = std::mem::replace(&mut self.0, held);
+    pub(crate) fn keep(&mut self, held: GuardedHeld<C>, ledger: &Ledger) {
+        let renewable = match held.slot.as_deref() {
+            Some(slot) => ledger.is_plain() && !slot.signal.state().is_touched(),
+            None => false,
+        };
+        let before = std::mem::replace(&mut self.held, held);
+        self.renewable.set(renewable);
         // Empty: `renew` found none, or the one it found ended (invariant 1).
         debug_assert!(before.slot.is_none(), "a bundle kept over another");
         std::mem::forget(before);
     }
 
-    /// Whether the kept bundle is renewed for the request about to be dispatched: one is
-    /// kept, the ledger is plain (not stopped, not tracing: a stop or a trace begun since it
-    /// was kept, by whatever code, is seen here) and its signal untouched (nobody else holds it, no
-    /// listener, it never fired), so the next request's handler finds it as a fresh
-    /// admission would. Its request completes and the next one is minted into it, one count
-    /// in the ledger. `Err` when one is kept that may not be renewed: to be ended.
+    /// Whether the kept bundle is renewed for the request about to be dispatched (one flag:
+    /// invariant 3), its request completed and the next one minted into it, one count in the
+    /// ledger. Else `false`: none is kept, or the one kept is to be ended (`take`).
     #[inline(always)]
-    pub(crate) fn renew(&mut self, ledger: &Ledger) -> Result<bool, ()> {
-        let Some(slot) = self.0.slot.as_deref() else {
-            return Ok(false);
-        };
-        if slot.signal.state().is_touched() || !ledger.is_plain() {
-            return Err(());
+    pub(crate) fn renew(&self, ledger: &Ledger) -> bool {
+        if !self.renewable.get() {
+            return false;
         }
+        debug_assert!(self.held.slot.is_some(), "renewable with no bundle kept");
+        debug_assert!(ledger.is_plain(), "renewable with the ledger not plain");
         ledger.renew_bundle();
-        Ok(true)
+        true
     }
 
-    /// The kept bundle's signal, if one is kept.
+    /// A pass over a connection's input begins: a bundle kept from an earlier one (a panic
+    /// unwound out of it) is not renewed (invariant 3: user code may have run since).
     #[inline(always)]
-    pub(crate) fn signal(&self) -> Option<&AbortSignal> {
-        self.0.signal_in_slot()
+    pub(crate) fn pass_begins(&self) {
+        self.renewable.set(false);
+    }
+
+    /// The kept bundle's signal lent out (a handler's `Request::signal`): it may be touched
+    /// from now on, so the bundle is not renewed (invariant 3).
+    #[inline]
+    pub(crate) fn lend_signal(&self) -> Option<&AbortSignal> {
+        self.renewable.set(false);
+        self.held.signal_in_slot()
+    }
+
+    /// Whether a bundle is kept.
+    #[inline(always)]
+    pub(crate) fn is_kept(&self) -> bool {
+        self.held.slot.is_some()
     }
 
     /// The kept bundle, if one is kept: its request parked, or ended.
     #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<GuardedHeld<C>> {
-        let held = std::mem::replace(&mut self.0, GuardedHeld::none());
+        self.renewable.set(false);
+        let held = std::mem::replace(&mut self.held, GuardedHeld::none());
         if held.slot.is_none() {
             std::mem::forget(held); // nothing to release
             return None;
@@ -292,7 +328,8 @@ impl<C: Recycle> Drop for KeptBundle<C> {
 impl<C: Recycle> fmt::Debug for KeptBundle<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeptBundle")
-            .field("kept", &self.0.slot.is_some())
+            .field("kept", &self.held.slot.is_some())
+            .field("renewable", &self.renewable.get())
             .finish()
     }
 }

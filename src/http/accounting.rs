@@ -202,13 +202,34 @@ pub trait Accounting {
         held
     }
 
-    /// Sealed: the signal of the request being dispatched, whose bundle is `held` or the one
-    /// kept for it ([`keep_here`](Accounting::keep_here)): [`signal`](Accounting::signal) of
-    /// `held` for every accounting but [`Guarded`].
+    /// Sealed: the signal of the request being dispatched, whose bundle is `held`, for its
+    /// handler's [`Request`](crate::http::Request): [`signal`](Accounting::signal) of `held`
+    /// for every accounting but [`Guarded`] with the server's context, which keeps the bundle
+    /// and lends its signal when the handler asks ([`signal_lent`](Accounting::signal_lent)):
+    /// `None` here.
     #[doc(hidden)]
     #[inline(always)]
     fn signal_here<'a>(&'a self, held: &'a Self::Held, _: AdmittedHere) -> Option<&'a AbortSignal> {
         Self::signal(held)
+    }
+
+    /// Sealed: a pass over a connection's input begins (the reading loop's start, before
+    /// its first request). Nothing for every accounting but [`Guarded`], whose bundle kept
+    /// from an earlier pass (one a panic unwound out of) is not renewed from here.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn pass_begins(&mut self, _: AdmittedHere) {}
+
+    /// Sealed: the signal of the request being dispatched whose bundle the accounting keeps
+    /// ([`keep_here`](Accounting::keep_here)), lent to its handler
+    /// ([`Request::signal`](crate::http::Request::signal), read through the request's
+    /// [`this_source`](Accounting::this_source) when a handler asks): `None` for every
+    /// accounting but [`Guarded`] with the server's context, whose dispatch gives the handler
+    /// no signal of its own (so a request whose handler does not ask pays nothing for it).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn signal_lent(&self, _: ThisAsked) -> Option<&AbortSignal> {
+        None
     }
 
     /// Sealed: the bundle of the request being dispatched, which is parked (deferred, or
@@ -282,6 +303,8 @@ pub trait Accounting {
 mod seal {
     use std::any::Any;
 
+    use crate::signal::AbortSignal;
+
     /// Seals [`Accounting::this_source`](super::Accounting::this_source), as
     /// [`AdmittedHere`] seals `end_here`: made by the server alone, where it builds a
     /// request.
@@ -303,12 +326,23 @@ mod seal {
     pub trait ThisSource {
         /// The handler's `this`, now.
         fn this_now(&self) -> Option<&dyn Any>;
+
+        /// The request's signal, when the dispatch gave the request none of its own (an
+        /// accounting that keeps the bundle: [`Accounting::signal_lent`]).
+        fn signal_now(&self) -> Option<&AbortSignal> {
+            None
+        }
     }
 
     impl<A: super::Accounting> ThisSource for A {
         #[inline]
         fn this_now(&self) -> Option<&dyn Any> {
             self.this()
+        }
+
+        #[inline]
+        fn signal_now(&self) -> Option<&AbortSignal> {
+            self.signal_lent(ThisAsked::new())
         }
     }
 
@@ -733,17 +767,29 @@ where
         if !C::SKIPPED.0 {
             return None;
         }
-        match self.kept.renew(&self.core.shared().ledger) {
-            Ok(true) => {
-                debug_assert!(self.this.is_some(), "renewed with no `this`");
-                Some(GuardedHeld::none())
-            }
-            Ok(false) => None,
-            Err(()) => {
-                self.not_renewed();
-                None
-            }
+        if self.kept.renew(&self.core.shared().ledger) {
+            debug_assert!(self.this.is_some(), "renewed with no `this`");
+            return Some(GuardedHeld::none());
         }
+        // One kept that may not be renewed ends first: its slot back in the pool for the
+        // admission.
+        if self.kept.is_kept() {
+            self.not_renewed();
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn pass_begins(&mut self, _: AdmittedHere) {
+        self.kept.pass_begins();
+    }
+
+    #[inline]
+    fn signal_lent(&self, _: ThisAsked) -> Option<&AbortSignal> {
+        if !C::SKIPPED.0 {
+            return None;
+        }
+        self.kept.lend_signal()
     }
 
     #[inline(always)]
@@ -751,7 +797,7 @@ where
         if !C::SKIPPED.0 {
             return held;
         }
-        self.kept.keep(held);
+        self.kept.keep(held, &self.core.shared().ledger);
         GuardedHeld::none()
     }
 
@@ -760,7 +806,8 @@ where
         if !C::SKIPPED.0 {
             return held.signal_in_slot();
         }
-        self.kept.signal()
+        // Lent when the handler asks (`signal_lent`).
+        None
     }
 
     #[inline(always)]

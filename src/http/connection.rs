@@ -783,6 +783,8 @@ impl<'r, H> Connection<'r, H> {
     ) {
         d.date.refresh(now);
         d.now = now;
+        // Nothing kept from an earlier pass is renewed in this one (`Guarded`).
+        d.accounting.pass_begins(AdmittedHere::new());
         while !self.closing && !self.closed {
             if !self.may_parse(d) {
                 self.paused = true;

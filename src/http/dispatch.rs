@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::accounting::{Accounting, AccountingReport, StopStatus};
+use super::accounting::{Accounting, AccountingReport, StopStatus, ThisSource};
 use super::date::DateCache;
 use super::limits::Limits;
 use super::parse::{FieldSlots, Head, NO_FIELDS};
@@ -551,11 +551,24 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
         }
         Err(()) => {
             stats.panics += 1;
-            if let Some(signal) = request.signal() {
+            if let Some(signal) = request.signal {
                 signal.abort(AbortReason::Dropped);
+            } else if let Some(this) = request.this {
+                abort_lent(this);
             }
             (Reply::Now, None)
         }
+    }
+}
+
+/// A panicking handler's request whose signal its accounting lends
+/// ([`Accounting::signal_lent`](super::Accounting::signal_lent)): it fires
+/// ([`AbortReason::Dropped`]). Out of line.
+#[cold]
+#[inline(never)]
+fn abort_lent(this: &dyn ThisSource) {
+    if let Some(signal) = this.signal_now() {
+        signal.abort(AbortReason::Dropped);
     }
 }
 

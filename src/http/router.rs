@@ -57,9 +57,11 @@ pub struct Request<'a> {
     pub(crate) fields: &'a FieldSlots,
     /// A chunked body, decoded (a `Content-Length` body is the input after the head).
     pub(crate) decoded: &'a [u8],
+    /// The request's signal, or `None` where it is read from `this` when the handler asks
+    /// (an accounting that keeps the request's bundle: `Accounting::signal_lent`).
     pub(crate) signal: Option<&'a AbortSignal>,
     /// Where `this` is read from when the handler asks (nothing is read for a handler that
-    /// does not).
+    /// does not), and the signal if `signal` is `None`.
     pub(crate) this: Option<&'a dyn ThisSource>,
 }
 
@@ -266,8 +268,20 @@ impl<'a> Request<'a> {
     /// The request's abort signal: aborted when the client disconnects or the drain deadline
     /// passes. `None` under [`Unaccounted`](crate::http::Unaccounted), which has no signals.
     pub fn signal(&self) -> Option<&'a AbortSignal> {
-        self.signal
+        match (self.signal, self.this) {
+            (Some(signal), _) => Some(signal),
+            // The accounting keeps the request's bundle (`Guarded`): lent from there when
+            // asked, so a handler that does not ask pays nothing for it.
+            (None, Some(this)) => lent_signal(this),
+            (None, None) => None,
+        }
     }
+}
+
+/// [`Request::signal`] read from its `this` source (`Accounting::signal_lent`): out of line.
+#[inline(never)]
+fn lent_signal<'a>(this: &'a dyn ThisSource) -> Option<&'a AbortSignal> {
+    this.signal_now()
 }
 
 /// When the response is ready.
