@@ -767,13 +767,14 @@ where
         if !C::SKIPPED.0 {
             return None;
         }
-        if self.kept.renew(&self.core.shared().ledger) {
+        let ledger = &self.core.shared().ledger;
+        // Renewable (invariant 3 of `KeptBundle`), or just admitted and found fresh (once
+        // per pass, at its second request).
+        if self.kept.renew(ledger) || self.kept.renew_admitted(ledger) {
             debug_assert!(self.this.is_some(), "renewed with no `this`");
             return Some(GuardedHeld::none());
         }
-        // One kept that may not be renewed ends first: its slot back in the pool for the
-        // admission.
-        if self.kept.is_kept() {
+        if self.kept.keeps() {
             self.not_renewed();
         }
         None
@@ -797,7 +798,7 @@ where
         if !C::SKIPPED.0 {
             return held;
         }
-        self.kept.keep(held, &self.core.shared().ledger);
+        self.kept.keep(held);
         GuardedHeld::none()
     }
 
@@ -892,7 +893,8 @@ where
 
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
     /// A kept bundle `renew_here` cannot renew ends *completed* (unless its signal fired
-    /// first: the first cause wins), out of line: off a pipeline's common path.
+    /// first: the first cause wins), its slot back in the pool for the admission. Out of
+    /// line: off a pipeline's common path.
     #[cold]
     #[inline(never)]
     fn not_renewed(&mut self) {
