@@ -227,9 +227,8 @@ impl<C: Recycle> fmt::Debug for GuardedHeld<C> {
 ///    signal (`request_out`): it ends *completed* at its renewal (one count standing for
 ///    its outcome and the next request's mint, invariant 7 of the ledger's book), at the
 ///    pass's end, or when its keeper goes (`Drop`).
-/// 3. `keep` says what may be done with the bundle kept (see [`Keep`]): it is
-///    [`Keep::Renewable`] only while a bundle is kept that was found, after its admission in
-///    this pass, with the ledger plain and its signal untouched, and nobody has been lent
+/// 3. `renewable` is true only while a bundle is kept that was found, after its admission
+///    in this pass, with the ledger plain and its signal untouched, and nobody has been lent
 ///    that signal since (`lend_signal`: the handler's `Request::signal`, the server's abort
 ///    of a panicking handler's signal). Nothing else can touch the kept signal or make the
 ///    ledger not plain within a pass: the signal is reached only through `lend_signal` (the
@@ -237,35 +236,39 @@ impl<C: Recycle> fmt::Debug for GuardedHeld<C> {
 ///    and no bundle is kept after a stop), and no code a pass runs can reach the server core
 ///    to stop it or its ledger to start a trace (the handlers, the scope provider and the
 ///    listeners hold neither; a stop through the accounting ends the kept bundle first). A
-///    bundle left kept by a pass a panic unwound out of is [`Keep::Ending`] from the next
-///    pass's start (`pass_begins`: user code may have run between). So a renewable bundle is
-///    as its admission left it: one flag says what the ledger's flag and the signal's said
-///    (round 32).
+///    pass's start clears it (`pass_begins`: a bundle left kept by a pass a panic unwound
+///    out of is checked again, or ended, user code may have run since). So a renewable
+///    bundle is as its admission left it: one flag says what the ledger's flag and the
+///    signal's said (round 32).
+/// 4. `keep` is [`Keep::Nothing`] exactly while no bundle is kept, [`Keep::Admitted`] while
+///    the one kept has not been checked since its admission (it is checked at the pass's
+///    next request, if any), and [`Keep::Checked`] once it has been: renewable then unless
+///    `renewable` was cleared since, when it ends before the next admission.
 pub(crate) struct KeptBundle<C: Recycle> {
     held: GuardedHeld<C>,
+    /// The renewal's one test (invariant 3); a field of its own, not a state of `keep`: one
+    /// compare, where the states of one byte made a jump table.
+    renewable: Cell<bool>,
     keep: Cell<Keep>,
 }
 
-/// What may be done with the bundle a [`KeptBundle`] keeps (invariant 3): one byte, the
-/// renewal's one test.
+/// Where the bundle a [`KeptBundle`] keeps stands (invariant 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keep {
     /// None is kept.
     Nothing,
-    /// One is kept, and is renewed for the next request of the pass.
-    Renewable,
     /// One is kept, just admitted: renewable if the ledger is plain and its signal untouched
     /// (checked at the next request of the pass, if any).
     Admitted,
-    /// One is kept that is not to be renewed (its signal lent, or kept from an earlier pass):
-    /// it ends before the next admission.
-    Ending,
+    /// One is kept and was checked: renewable while `renewable` says so, else it ends.
+    Checked,
 }
 
 impl<C: Recycle> KeptBundle<C> {
     pub(crate) const fn new() -> Self {
         KeptBundle {
             held: GuardedHeld::none(),
+            renewable: Cell::new(false),
             keep: Cell::new(Keep::Nothing),
         }
     }
@@ -275,17 +278,20 @@ impl<C: Recycle> KeptBundle<C> {
     pub(crate) fn keep(&mut self, held: GuardedHeld<C>) {
         let before = std::mem::replace(&mut self.held, held);
         self.keep.set(Keep::Admitted);
-        // Empty: `renew` found none, or the one it found ended (invariant 1).
+        // Empty: `renew` found none, or the one it found ended (invariant 1); and so not
+        // renewable (`renew_here` admits only then).
         debug_assert!(before.slot.is_none(), "a bundle kept over another");
+        debug_assert!(!self.renewable.get(), "a renewable bundle kept over");
         std::mem::forget(before);
     }
 
     /// Whether the kept bundle is renewed for the request about to be dispatched (one flag:
     /// invariant 3), its request completed and the next one minted into it, one count in the
-    /// ledger. Else `false`: see [`keeps`](KeptBundle::keeps).
+    /// ledger. Else `false`: see [`renew_admitted`](KeptBundle::renew_admitted) and
+    /// [`keeps`](KeptBundle::keeps).
     #[inline(always)]
     pub(crate) fn renew(&self, ledger: &Ledger) -> bool {
-        if self.keep.get() != Keep::Renewable {
+        if !self.renewable.get() {
             return false;
         }
         debug_assert!(self.held.slot.is_some(), "renewable with no bundle kept");
@@ -294,19 +300,15 @@ impl<C: Recycle> KeptBundle<C> {
         true
     }
 
-    /// Whether one is kept that `renew` did not renew (to be checked, or ended).
-    #[inline(always)]
-    pub(crate) fn keeps(&self) -> bool {
-        self.keep.get() != Keep::Nothing
-    }
-
-    /// The bundle kept just admitted, renewed if the ledger is plain and its signal untouched
-    /// (then renewable for the rest of the pass, invariant 3). Else `false`: to be ended.
+    /// The bundle kept just admitted (invariant 4), renewed if the ledger is plain and its
+    /// signal untouched: then renewable for the rest of the pass (invariant 3). Else `false`:
+    /// to be ended, if one is kept.
     #[inline(always)]
     pub(crate) fn renew_admitted(&self, ledger: &Ledger) -> bool {
         if self.keep.get() != Keep::Admitted {
             return false;
         }
+        self.keep.set(Keep::Checked);
         let fresh = match self.held.slot.as_deref() {
             Some(slot) => ledger.is_plain() && !slot.signal.state().is_touched(),
             None => false,
@@ -314,27 +316,33 @@ impl<C: Recycle> KeptBundle<C> {
         if !fresh {
             return false;
         }
-        self.keep.set(Keep::Renewable);
+        self.renewable.set(true);
         ledger.renew_bundle();
         true
     }
 
+    /// Whether one is kept.
+    #[inline(always)]
+    pub(crate) fn keeps(&self) -> bool {
+        self.keep.get() != Keep::Nothing
+    }
+
     /// A pass over a connection's input begins: a bundle kept from an earlier one (a panic
-    /// unwound out of it) is not renewed (invariant 3: user code may have run since).
+    /// unwound out of it) is not renewed unchecked (invariant 3: user code may have run
+    /// since).
     #[inline(always)]
     pub(crate) fn pass_begins(&self) {
-        if self.keep.get() != Keep::Nothing {
-            self.keep.set(Keep::Ending);
-        }
+        self.renewable.set(false);
     }
 
     /// The kept bundle's signal lent out (a handler's `Request::signal`): it may be touched
     /// from now on, so the bundle is not renewed (invariant 3).
     #[inline]
     pub(crate) fn lend_signal(&self) -> Option<&AbortSignal> {
+        self.renewable.set(false);
         let signal = self.held.signal_in_slot();
         if signal.is_some() {
-            self.keep.set(Keep::Ending);
+            self.keep.set(Keep::Checked);
         }
         signal
     }
@@ -342,6 +350,7 @@ impl<C: Recycle> KeptBundle<C> {
     /// The kept bundle, if one is kept: its request parked, or ended.
     #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<GuardedHeld<C>> {
+        self.renewable.set(false);
         self.keep.set(Keep::Nothing);
         let held = std::mem::replace(&mut self.held, GuardedHeld::none());
         if held.slot.is_none() {
@@ -367,6 +376,7 @@ impl<C: Recycle> fmt::Debug for KeptBundle<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeptBundle")
             .field("kept", &self.held.slot.is_some())
+            .field("renewable", &self.renewable.get())
             .field("keep", &self.keep.get())
             .finish()
     }
