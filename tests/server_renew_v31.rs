@@ -32,7 +32,7 @@ struct Seen {
     aborted: RefCell<Vec<bool>>,
 }
 
-/// The demo routes (`/`, `/delay`, `/panic`) and three that use the request's signal.
+/// The demo routes (`/`, `/delay`, `/panic`) and four that use the request's signal.
 fn routes<'r>(router: &mut Router<'r>, seen: &Rc<Seen>) {
     demo_routes(router);
     let keep = Rc::clone(seen);
@@ -56,6 +56,16 @@ fn routes<'r>(router: &mut Router<'r>, seen: &Rc<Seen>) {
                 .unwrap()
                 .on_abort(move |reason| heard.set(Some(reason))));
             res.write(b"listening");
+            Reply::Now
+        },
+    );
+    router.route(
+        "GET",
+        "/abort",
+        move |req: &Request<'_>, res: &mut Response<'_>| {
+            // Its own signal, borrowed (no clone): fired by its handler.
+            assert!(req.signal().unwrap().abort(AbortReason::HandlerFailed));
+            res.write(b"aborted");
             Reply::Now
         },
     );
@@ -218,5 +228,25 @@ fn a_trace_records_every_request_of_a_read() {
             assert_eq!(count(LedgerEvent::Released(kind)), 3, "{kind:?}: {trace:?}");
         }
         assert_eq!(outcomes(s), (5, 0));
+    });
+}
+
+/// Round 32: the handler's signal is lent from the kept bundle when the handler asks
+/// (`Request::signal`), and a bundle whose signal was lent is not renewed. A handler that
+/// fires its own request's signal through the borrowed handle (no clone): the next requests
+/// of the read get signals that never fired, each request ends once, and the one whose
+/// signal fired is not counted completed by a renewal (the first cause wins).
+#[test]
+fn a_signal_its_handler_fired_is_never_handed_to_the_next_request() {
+    with_session(|s, seen| {
+        s.feed(&pipeline(&["/fresh", "/abort", "/fresh", "/", "/fresh"]));
+        assert_eq!(statuses(&s.take_output()), [200; 5]);
+        assert_eq!(*seen.aborted.borrow(), [false, false, false]);
+        let ledger = s.ledger().unwrap();
+        let outcomes = ledger.outcomes();
+        assert_eq!(outcomes.completed, 4, "{outcomes:?}");
+        assert_eq!(outcomes.total(), 5, "{outcomes:?}");
+        assert_eq!(ledger.minted(GuardKind::Ticket), 5);
+        assert_eq!(ledger.total_outstanding(), 0);
     });
 }

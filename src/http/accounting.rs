@@ -690,8 +690,9 @@ impl<T> Drop for LetGoOnUnwind<'_, T> {
 /// read are admitted with one upgrade. In the mio server (not through `admit`, which an
 /// embedder driving `Guarded` itself calls), they share one bundle too: the next request of a
 /// read takes the bundle of the one answered before it, as it is, while the ledger is plain and
-/// that bundle's signal untouched (one ledger count for the answered request's *completed* and
-/// the next one's mint); the bundle kept last ends *completed* at `read_ended` (or at `stop`).
+/// that bundle's signal untouched and not lent to a handler (one ledger count for the answered
+/// request's *completed* and the next one's mint); the bundle kept last ends *completed* at
+/// `read_ended` (or at `stop`). The handler gets that signal when it asks (`signal_lent`).
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Accounting for Guarded<E, S, C>
 where
     E::Strong: 'static,
@@ -756,9 +757,10 @@ where
         C::SKIPPED.0
     }
 
-    /// Renewed while the ledger is plain and the kept bundle's signal untouched
-    /// (`KeptBundle::renew`); else a kept bundle ends here, out of line, and the request is
-    /// admitted. `this` is the one the renewed bundle's request was admitted with, kept until
+    /// Renewed on the kept bundle's one flag (`KeptBundle::renew`, invariant 3: found with the
+    /// ledger plain and its signal untouched at the pass's second request,
+    /// `KeptBundle::renew_admitted`, and its signal not lent since); else a kept bundle ends
+    /// here, out of line, and the request is admitted. `this` is the one the renewed bundle's request was admitted with, kept until
     /// `read_ended`. Only with the server's context, `()` (`Recycle::SKIPPED`): a renewal
     /// skips the context's recycling, which for `()` does nothing; any other context is
     /// recycled between two requests (nothing is kept).

@@ -1100,7 +1100,9 @@ impl<'r, H> Connection<'r, H> {
         let request = Request::new(input, head, &d.fields, &self.body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let after = &mut d.after;
-        let (reply, route) = route_and_call(d.router, &mut d.stats, &request, &mut response, after);
+        let lent = A::keeps(AdmittedHere::new());
+        let (reply, route) =
+            route_and_call(d.router, &mut d.stats, &request, &mut response, after, lent);
         let accounting = &mut d.accounting;
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.handled());
         self.start += total;

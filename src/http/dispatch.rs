@@ -526,7 +526,9 @@ fn find_route_whole<'r>(router: &'r Router<'r>, request: &Request<'_>) -> Result
 /// answer, or `404`, `405` (with `allow`), `501`, `204` with `allow` for an `OPTIONS` no route
 /// answers, or the `500` of a panic (counted in `stats`,
 /// the request's signal aborted). Returns the reply and, for a handler that ran, its route;
-/// `after` is where the handler's call leaves a deferral's fields.
+/// `after` is where the handler's call leaves a deferral's fields; `lent`, whether the
+/// request's signal is lent by its `this` source when it has none of its own (an accounting
+/// that keeps its bundles: `Accounting::keeps`).
 #[inline(always)]
 pub(crate) fn route_and_call<'r: 'a, 'a>(
     router: &'r Router<'r>,
@@ -534,6 +536,7 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     request: &Request<'_>,
     response: &mut Response<'a>,
     after: &mut After,
+    lent: bool,
 ) -> (Reply, Option<&'r Route>) {
     let route = match find_route(router, request) {
         Ok(route) => route,
@@ -553,8 +556,10 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
             stats.panics += 1;
             if let Some(signal) = request.signal {
                 signal.abort(AbortReason::Dropped);
-            } else if let Some(this) = request.this {
-                abort_lent(this);
+            } else if lent {
+                if let Some(this) = request.this {
+                    abort_lent(this);
+                }
             }
             (Reply::Now, None)
         }
@@ -741,8 +746,14 @@ mod tests {
             let mut scratch = Vec::new();
             let mut response = Response::new(&mut scratch);
             let (mut stats, mut after) = (Stats::default(), unset);
-            let (got, got_route) =
-                route_and_call(&router, &mut stats, &request, &mut response, &mut after);
+            let (got, got_route) = route_and_call(
+                &router,
+                &mut stats,
+                &request,
+                &mut response,
+                &mut after,
+                false,
+            );
             let same_route = match (got_route, route) {
                 (Some(got), Some(route)) => std::ptr::eq(got, route),
                 (got, route) => got.is_none() && route.is_none(),
