@@ -280,7 +280,7 @@ impl<'a> Request<'a> {
 
 /// [`Request::signal`] read from its `this` source (`Accounting::signal_lent`): out of line.
 #[inline(never)]
-fn lent_signal<'a>(this: &'a dyn ThisSource) -> Option<&'a AbortSignal> {
+fn lent_signal(this: &dyn ThisSource) -> Option<&AbortSignal> {
     this.signal_now()
 }
 
