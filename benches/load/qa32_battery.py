@@ -282,7 +282,8 @@ def main():
     nbad = ndiff = 0
     for n, _ in todo:
         m, h = out["mio"][n], out["hyper"][n]
-        flag = "!!" if m[0] != h[0] else "  "
+        # hyper answers HTTP/1.0 requests `HTTP/1.0` (docs/hyper.md, differences that stay).
+        flag = "!!" if m[0] != h[0].replace("/1.0", "") else "  "
         ndiff += flag == "!!"
         for stack, r in (("mio", m), ("hyper", h)):
             for b in r[1]:
