@@ -625,14 +625,15 @@ pub struct Router<'r> {
     allow: HashMap<Box<str>, Allow>,
     /// Every route's methods: the `allow` of `OPTIONS *`.
     allow_all: Allow,
-    /// Every method some route answers (tokens or not): what [`knows`](Router::knows) asks
+    /// Every method some route answers (a token: see [`route`](Router::route)): what [`knows`](Router::knows) asks
     /// beside the standard ones (it asked every route).
     methods: HashSet<&'static str>,
 }
 
 /// The methods of some routes, in the order added (`HEAD` after `GET`, which implies it), and
 /// their `allow` value. A route whose method is not a token answers no request and is left
-/// out: written into the field, a CR or LF in it would inject others.
+/// out (by [`Router::route`], and here again): written into the field, a CR or LF in it would
+/// inject others.
 #[derive(Default)]
 struct Allow {
     methods: HashSet<&'static str>,
@@ -677,8 +678,10 @@ impl<'r> Router<'r> {
     /// Adds a route and returns it (a reference that stays valid as long as `routes`).
     ///
     /// A `method` that is not a token (RFC 9110 §5.6.2: empty, or with a space, CR, LF...)
-    /// answers no request, since a request's method always is one, and is left out of every
-    /// `allow` value.
+    /// answers no request, since a request's method always is one: the route is not put in the
+    /// table, is left out of every `allow` value and of the methods the router
+    /// [knows](Router::knows), so a path whose routes all have such a method is a path with no
+    /// route (`404`, [`allow`](Router::allow) `None`; it was `405` with an empty `allow`).
     pub fn route(
         &mut self,
         method: &'static str,
@@ -690,8 +693,11 @@ impl<'r> Router<'r> {
             path: path.into(),
             handler: Box::new(handler),
         });
-        self.table.push(Entry::new(route));
-        self.note_allowed(path, method);
+        // Left out at build time, so the lookup never asks whether a method is a token.
+        if is_token(method) {
+            self.table.push(Entry::new(route));
+            self.note_allowed(path, method);
+        }
         route
     }
 
@@ -710,7 +716,8 @@ impl<'r> Router<'r> {
         self.methods.insert(method);
     }
 
-    /// The routes, in the order added.
+    /// The routes that answer requests (every one but those whose method is not a token), in
+    /// the order added.
     fn routes(&self) -> impl Iterator<Item = &'r Route> + '_ {
         self.table.iter().map(|entry| entry.route)
     }

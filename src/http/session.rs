@@ -2,6 +2,7 @@
 //! and docs.
 
 use std::fmt;
+use std::io;
 use std::time::{Duration, Instant};
 
 use super::accounting::{Accounting, StopStatus};
@@ -84,8 +85,10 @@ impl<'r, A: Accounting> Session<'r, A> {
     ///
     /// `limits` are taken as they are: unlike a server's ([`Server::bind`](crate::http::Server::bind)),
     /// a session does not [validate](Limits::validate) them (a fuzz target may try any), and
-    /// `max_connections` means nothing to its one connection. Check them first if they come
-    /// from a user.
+    /// `max_connections` means nothing to its one connection. Limits a server refuses make a
+    /// session that serves nothing useful (a `max_head` of 0 answers every request `501`, a
+    /// zero timeout times every request out): for limits that come from a user, build with
+    /// [`try_new`](Session::try_new), which refuses them as a server does.
     pub fn new(router: &'r Router<'r>, accounting: A, limits: Limits) -> Self {
         let now = Instant::now();
         Session {
@@ -98,6 +101,24 @@ impl<'r, A: Accounting> Session<'r, A> {
                 served_taken: 0,
             },
         }
+    }
+
+    /// [`new`](Session::new), with `limits` checked first as [`Server::bind`](crate::http::Server::bind)
+    /// checks a server's ([`Limits::validate`]; `max_connections` too, although a session has
+    /// one connection).
+    ///
+    /// # Errors
+    ///
+    /// What `Server::bind` returns for the same limits: [`InvalidInput`](io::ErrorKind::InvalidInput)
+    /// carrying the [`LimitsError`](crate::http::LimitsError) that names the knob. The
+    /// accounting is then dropped, a panic of its `Drop` caught (as a server that fails to
+    /// start drops it).
+    pub fn try_new(router: &'r Router<'r>, accounting: A, limits: Limits) -> io::Result<Self> {
+        if let Err(err) = limits.validate() {
+            call_caught(move || drop(accounting));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, err));
+        }
+        Ok(Session::new(router, accounting, limits))
     }
 
     /// Delivers bytes from the client.
