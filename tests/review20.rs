@@ -56,7 +56,8 @@ fn a_head_past_max_head_behind_requests_read_with_it_is_refused_at_once_on_both_
                 let answer = client.answer("GET");
                 assert_eq!((answer.status, answer.closes()), (200, false), "{shown}");
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // The first part read on its own (the server's socket empty), then the second.
+            util::wait_read_by_server(client.reader_mut().get_ref());
             client.send(second.as_bytes());
             let refused = client.answer("GET");
             assert_eq!(
