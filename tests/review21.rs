@@ -102,8 +102,9 @@ fn a_body_that_reads_as_a_request_is_never_answered_as_one_on_both_stacks() {
                     )
                 };
                 client.send(first.as_bytes());
-                // Apart, so that the server reads the body's end on its own.
-                std::thread::sleep(Duration::from_millis(100));
+                // Apart, so that the server reads the body's end on its own: the first part read
+                // (the server's socket empty) before the second is sent.
+                util::wait_read_by_server(client.reader_mut().get_ref());
                 client.send(second.as_bytes());
                 let echoed = client.answer("POST");
                 assert_eq!(
@@ -148,9 +149,10 @@ fn chunked_framing_past_max_head_then_a_trickled_head_is_served_on_both_stacks()
             client.send(upload.as_bytes());
             let echoed = client.answer("POST");
             assert_eq!((echoed.status, echoed.body.len()), (200, 4000), "{shown}");
-            std::thread::sleep(Duration::from_millis(100));
+            // Each part of the trickled head read (the server's socket empty) before the next.
+            util::wait_read_by_server(client.reader_mut().get_ref());
             client.send(b"bc HTTP/1.1\r\nhost");
-            std::thread::sleep(Duration::from_millis(100));
+            util::wait_read_by_server(client.reader_mut().get_ref());
             client.send(b": x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
             assert_eq!(client.answer("GET").status, 404, "{shown}");
             let last = client.answer("GET");
