@@ -67,9 +67,9 @@ fn a_request_on_a_connection_accepted_before_sigterm_is_answered_on_both_stacks(
     for stack in ["--stack mio", "--stack hyper"] {
         let mut serve = Serve::start("", stack);
         let mut early = Client::connect(serve.addr);
-        std::thread::sleep(Duration::from_millis(150)); // another process: let it accept
+        util::wait_accepted(early.stream()); // another process: accepted before the stop
         send_signal(serve.child.id(), "TERM");
-        std::thread::sleep(Duration::from_millis(100)); // the drain has begun
+        wait_until_the_drain_has_begun(serve.addr);
         early.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         let answer = early.answer();
         let (json, ok) = serve.json_and_status();
@@ -103,7 +103,7 @@ fn a_503_refusing_an_upload_during_the_drain_is_not_reset_by_the_exit() {
             "{stack}"
         );
         send_signal(serve.child.id(), "TERM");
-        std::thread::sleep(Duration::from_millis(100)); // the drain has begun
+        wait_until_the_drain_has_begun(serve.addr);
         const BODY: usize = 256 * 1024;
         client.send(
             format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {BODY}\r\n\r\n").as_bytes(),
@@ -131,4 +131,14 @@ fn a_503_refusing_an_upload_during_the_drain_is_not_reset_by_the_exit() {
         // reads the answer: the body must go out whole, not be reset.
         assert_eq!(sent, BODY, "{stack}: reset after {sent} bytes of the body");
     }
+}
+
+/// Waits until a `serve` process signalled to stop has begun its drain: its readiness probe
+/// turns `503` (on both stacks, from the drain's first turn), or a probe finds the listener
+/// closed (the stop is past its drain).
+#[cfg(feature = "hyper")]
+fn wait_until_the_drain_has_begun(addr: std::net::SocketAddr) {
+    util::wait_until("the drain to begin (readiness 503)", || {
+        matches!(util::try_get(addr, "/healthz/ready"), Ok((503, _)) | Err(_))
+    });
 }

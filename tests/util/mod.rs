@@ -248,6 +248,34 @@ pub fn wait_read_by_server(client: &TcpStream) {
     }
 }
 
+/// Waits until a server (in this process or another) has accepted every connection made to
+/// `client`'s server port so far: its listening socket's accept queue is empty
+/// (`/proc/net/tcp` gives a listener's queued connections as its `rx_queue`). With one
+/// listener on the port (one loop), `client`'s connection is then the server's. Without
+/// `/proc/net/tcp` (not Linux), a 300 ms pause stands in.
+pub fn wait_accepted(client: &TcpStream) {
+    let server_port = client.peer_addr().unwrap().port();
+    #[cfg(target_os = "linux")]
+    wait_until("the server to accept the connection", || {
+        tcp_socket(server_port, 0).is_some_and(|(state, _, queued)| state == 0x0A && queued == 0)
+    });
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = server_port;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Whether the server has neither closed `stream` nor sent anything on it so far: a read now
+/// would block. Looks without waiting, and leaves the stream blocking.
+pub fn open_and_silent(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let silent = matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    silent
+}
+
 /// The heads past `max_head` (8 KiB) the mio loops refuse at once, what they answer, and to
 /// which method: `431` when the request line has ended, `414` when the target has not, `501`
 /// when the method has not (to a `HEAD`, the explanation's length alone).
