@@ -176,8 +176,9 @@ fn hyper_slow_readers_of_pipelined_uploads_get_every_counted_answer_at_a_stop() 
 
 /// Pauses `serve` (`SIGSTOP`), runs `connect` (the kernel completes its connections while the
 /// server sleeps), resets the connections `connect` gives up and lets the server go on (`SIGCONT`),
-/// 50 ms between the steps: the server meets the resets only once it goes on. Returns what
-/// `connect` keeps.
+/// each step once the last is seen done in `/proc/net/tcp` (the server's end of each connection
+/// given up established, then gone with the reset): the server meets the resets only once it
+/// goes on. Returns what `connect` keeps.
 fn reset_while_paused<T>(serve: &Serve, connect: impl FnOnce() -> (T, Vec<TcpStream>)) -> T {
     let pid = serve.child.id();
     send_signal(pid, "STOP");
@@ -187,9 +188,27 @@ fn reset_while_paused<T>(serve: &Serve, connect: impl FnOnce() -> (T, Vec<TcpStr
         all_threads_stopped(pid)
     });
     let (kept, gone) = connect();
-    thread::sleep(Duration::from_millis(50));
+    // (server port, client port) of each connection given up.
+    let ends: Vec<(u16, u16)> = gone
+        .iter()
+        .map(|s| {
+            (
+                s.peer_addr().unwrap().port(),
+                s.local_addr().unwrap().port(),
+            )
+        })
+        .collect();
+    let established = |&(server, client): &(u16, u16)| {
+        util::tcp_socket(server, client).is_some_and(|(state, _, _)| state == 0x01)
+    };
+    wait_until("the server's end of every connection established", || {
+        ends.iter().all(established)
+    });
     gone.into_iter().for_each(reset);
-    thread::sleep(Duration::from_millis(50));
+    wait_until(
+        "every reset to end the server's end of its connection",
+        || !ends.iter().any(established),
+    );
     send_signal(pid, "CONT");
     kept
 }
@@ -223,7 +242,7 @@ fn an_over_limit_503_to_a_client_gone_is_not_counted(args: &str) {
     holder
         .write_all(b"GET /delay?ms=1000 HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
-    thread::sleep(Duration::from_millis(300));
+    util::wait_read_by_server(&holder); // another process: read is admitted
     reset_while_paused(&serve, || {
         let gone = (0..70).map(|_| TcpStream::connect(serve.addr).unwrap());
         ((), gone.collect())
@@ -252,6 +271,9 @@ fn an_evicted_head_reset_before_its_408_is_not_counted(args: &str) {
     let serve = Serve::start("", &format!("--max-connections 1 {args}"));
     let mut slow = TcpStream::connect(serve.addr).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
+    util::wait_read_by_server(&slow);
+    // Its age, not a synchronisation: past the 100 ms that make it evictable (longer on a
+    // loaded machine is as good).
     thread::sleep(Duration::from_millis(400));
     let mut newcomer = reset_while_paused(&serve, || {
         (TcpStream::connect(serve.addr).unwrap(), vec![slow])
