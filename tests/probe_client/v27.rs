@@ -39,7 +39,8 @@ fn socket_capacity() -> usize {
     let serve = Serve::start("", STOP_FLAGS);
     let mut stream = small_window_client(serve.addr);
     stream.write_all(&echo(400_000)).unwrap();
-    sleep(Duration::from_millis(500));
+    // The echo read whole: its answer written in that turn, as far as the socket takes it.
+    util::wait_read_by_server(&stream);
     let (json, ok) = serve.signal_and_wait("TERM");
     assert!(ok, "{json}");
     let capacity = all_sent(stream).len();

@@ -36,9 +36,14 @@ fn socket_capacity() -> usize {
     let serve = Serve::start("", "--drain-timeout-ms 20000 --min-send-rate 0");
     let mut stream = small_window_client(serve.addr);
     stream.write_all(&echo(400_000)).unwrap();
-    sleep(Duration::from_millis(500));
+    // The echo read whole (its answer written in that turn, as far as the socket takes it),
+    // then the drain begun (its readiness `503`) before the second signal, which a signal
+    // still pending would otherwise merge with the first.
+    util::wait_read_by_server(&stream);
     send_signal(serve.child.id(), "TERM");
-    sleep(Duration::from_millis(200));
+    util::wait_until("the drain to begin (readiness 503)", || {
+        matches!(util::try_get(serve.addr, "/healthz/ready"), Ok((503, _)))
+    });
     let (json, ok) = serve.signal_and_wait("TERM");
     assert!(ok, "{json}");
     let capacity = all_sent(stream).len();
