@@ -779,7 +779,11 @@ fn at_the_limit_a_slow_head_is_evicted_with_408_for_a_newcomer() {
             client
         })
         .collect();
-    thread::sleep(Duration::from_millis(250)); // past the 100 ms a connection must be silent
+    // Both heads read by the server (its sockets empty), then past the 100 ms a connection
+    // must be silent: an age, not a synchronisation (longer on a loaded machine is as good).
+    slow.iter()
+        .for_each(|client| util::wait_read_by_server(client.stream()));
+    thread::sleep(Duration::from_millis(250));
     let mut newcomer = Client::connect(server.addr);
     let answer = newcomer.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     assert_eq!((answer.status, answer.text()), (200, "hello"));
@@ -827,6 +831,11 @@ fn at_the_limit_requests_in_progress_and_answers_on_their_way_are_never_evicted(
     waiting.send(b"GET /wait HTTP/1.1\r\nhost: x\r\n\r\n");
     let mut reader = Client::connect(server.addr);
     reader.send(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n"); // not read yet
+                                                          // Both requests read by the server (its sockets empty): one in its handler, the other's
+                                                          // answer filling its socket. Then past the 100 ms that make a silent connection evictable:
+                                                          // an age, not a synchronisation (longer on a loaded machine is as good).
+    util::wait_read_by_server(waiting.stream());
+    util::wait_read_by_server(reader.stream());
     thread::sleep(Duration::from_millis(300));
     let mut newcomer = Client::connect(server.addr);
     newcomer.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
