@@ -96,7 +96,10 @@ fn a_closing_answer_to_an_http_1_0_keep_alive_request_says_close_alone_on_both_s
         ask(serve.addr, &too_long, 413, &format!("{stack} 413"));
         // Unready: keep-alive is off, every answer closes.
         util::serve::send_signal(serve.child.id(), "TERM");
-        std::thread::sleep(Duration::from_millis(200));
+        // The unready step begun: its readiness probe answers `503`.
+        util::wait_until("the unready step (readiness 503)", || {
+            matches!(util::try_get(serve.addr, "/healthz/ready"), Ok((503, _)))
+        });
         let get = format!("GET / HTTP/1.0\r\n{KEEP}\r\n");
         ask(serve.addr, &get, 200, &format!("{stack} unready GET"));
         let (json, ok) = serve.json_and_status();
