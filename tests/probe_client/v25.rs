@@ -5,7 +5,6 @@
 
 use crate::util;
 
-use std::thread::sleep;
 use std::time::Duration;
 
 use util::serve::{close_steps_answered, each_gets_the_deadlines_503, field, Serve};
@@ -65,8 +64,11 @@ fn a_request_whose_body_is_still_coming_at_the_drain_deadline_gets_its_503_on_bo
         let flags = format!("--drain-timeout-ms 500 --force-after-ms 6000 {stack}");
         let mut serve = Serve::start("", &flags);
         let mut clients = connect_each(serve.addr, &BODIES_COMING);
-        // Every head read and its route waiting for the body.
-        sleep(Duration::from_millis(300));
+        // Every head read and its route waiting for the body: all each client sent read by the
+        // server (another process: util::wait_read_by_server).
+        for (_, client) in &mut clients {
+            util::wait_read_by_server(client.reader_mut().get_ref());
+        }
         // At the deadline (500 ms), long before the force step (6.5 s).
         each_gets_the_deadlines_503(&serve, &mut clients, Duration::from_millis(4000), stack);
         let (json, ok) = serve.json_and_status();

@@ -172,8 +172,13 @@ fn a_request_not_whole_at_the_deadline_gets_its_503_while_a_handler_holds_the_dr
         let mut held = StrictClient::connect(serve.addr);
         held.send(b"GET /delay?ms=20000 HTTP/1.1\r\nhost: x\r\n\r\n");
         let mut clients = connect_each(serve.addr, &NOT_WHOLE);
-        sleep(Duration::from_millis(300)); // every head read
-                                           // At the deadline (500 ms), not at the force step (4.5 s).
+        // Every head read: all each client sent read by the server (another process:
+        // util::wait_read_by_server), the held request admitted.
+        util::wait_read_by_server(held.reader_mut().get_ref());
+        for (_, client) in &mut clients {
+            util::wait_read_by_server(client.reader_mut().get_ref());
+        }
+        // At the deadline (500 ms), not at the force step (4.5 s).
         each_gets_the_deadlines_503(&serve, &mut clients, Duration::from_millis(3500), stack);
         held.expect_nothing_more(true, Duration::ZERO); // forced: no answer, a FIN
         let (json, ok) = serve.json_and_status();
