@@ -20,8 +20,7 @@ mod after_drain_with_a_request_out_of_every_connection {
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
-    use reqguard::engines::Heap;
-    use reqguard::{AbortReason, Config, ServerCore};
+    use reqguard::{AbortReason, Config};
 
     /// An `after_drain` hook of the embedder's that counts its runs.
     fn counter() -> (Rc<Cell<u32>>, impl FnMut() + 'static) {
@@ -105,7 +104,9 @@ mod after_drain_with_a_request_out_of_every_connection {
     #[cfg(feature = "hyper")]
     #[test]
     fn on_a_hyper_server() {
+        use reqguard::engines::Heap;
         use reqguard::tokio_hyper::{demo_routes, HyperServer, Options};
+        use reqguard::ServerCore;
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("server"), Config::default());
         let (ran, hook) = counter();
