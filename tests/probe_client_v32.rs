@@ -139,6 +139,9 @@ fn refused_uploads_that_asked_for_an_upgrade_end_cleanly_and_are_counted_on_both
         // A request in its handler holds the drain open (its answer read at the end).
         let mut holding = util::strict::StrictClient::connect(serve.addr);
         holding.send(b"GET /delay?ms=3000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        // Another process: read is admitted. Without the wait the signal could be handled
+        // before the head was read, and the holding request was refused `503` (CI, stop 40).
+        util::wait_read_by_server(holding.reader_mut().get_ref());
         util::serve::send_signal(serve.child.id(), "TERM");
         // Until the drain has begun (admission closed), an upload within `max_body` that says
         // `close` is echoed; in the drain it is refused `503` (on hyper at its head, the body
