@@ -1009,11 +1009,6 @@ impl Conn {
         self.write_pending.get()
     }
 
-    /// Whether no request has ended on it (no answer written: evicted, it gets `408`).
-    pub(crate) fn never_answered(&self) -> bool {
-        self.ended.get() == 0
-    }
-
     /// Chosen for eviction (or reached by the stop's keep-alive step, [`Reads::Stop`]), whether
     /// a request began on it since: its head had arrived by the time its task read the socket.
     /// If so the eviction (the end of hyper's reads) is called off for this request, which is
@@ -1230,7 +1225,8 @@ impl Connections {
     /// At the connection limit: chooses the connection that has shown no sign of life the
     /// longest (at least [`EVICTABLE_AFTER`]) among those idle or reading a head (no request
     /// admitted, no answer waiting for the socket), and wakes its task, whose socket then ends
-    /// it (`408` if it never finished a request, as a slow head on the mio loops gets).
+    /// it (`408` if it holds part of a head, as a slow head on the mio loops gets; else closed
+    /// without an answer, whether it answered requests before or never sent a byte).
     /// Returns whether one was chosen.
     ///
     /// A connection's sign of life is a request ended on it: the scan notes each one's count

@@ -1365,8 +1365,8 @@ fn hyper_http1(options: Options, keep_alive: bool, conn: &Conn) -> http1::Builde
 /// connections.rs); its read buffer is taken back. Evicted: a head in progress there is
 /// answered as the mio loops answer it at their request timeout (`408`; a head already past
 /// `max_head` `501`, `414` or `431`; to a `HEAD` without a body: `timed_out_head_answer`), and
-/// a connection with nothing of a head gets `408` if it never finished a request, else
-/// closes. Before, the adapter answered the eviction from its socket, not seeing hyper's
+/// a connection with nothing of a head closes without an answer (since round 33 also one
+/// that never sent a byte, as on the mio loops: it got `408` before). Before, the adapter answered the eviction from its socket, not seeing hyper's
 /// buffer: `408` with its body to a `HEAD` (a strict client read the body as the start of the
 /// next answer: QA client19-1), and no answer to a head begun after an earlier answer (mio:
 /// `408`). The stop: a connection with nothing of a head closes (as hyper's graceful shutdown
@@ -1450,10 +1450,11 @@ where
             &parts.read_buf,
             parts.service.max_head(),
         )),
-        Reads::Evicted => {
-            let never = io.conn().never_answered();
-            never.then(|| closing_answer("408 Request Timeout", "Request Timeout"))
-        }
+        // Nothing of a request (idle after an answer, or silent since its accept): closed
+        // without an answer, as on the mio loops. A `408` there answers no request, and a
+        // client that opened the connection to send on it reads it as the answer to its
+        // first request (it was written to a connection that never spoke before round 33).
+        Reads::Evicted => None,
     };
     // Bad input, as the mio loops count it.
     let _ = io.answer_ended(answer.as_deref(), |tally| tally.bump(|s| &mut s.rejected));
