@@ -280,6 +280,9 @@ impl<'r, H> Connection<'r, H> {
         now: Instant,
     ) {
         self.bind(d);
+        if self.input_ended {
+            return; // After the client's end of input (`peer_closed`): nothing more is its.
+        }
         self.receive_unchecked(d, bytes, now);
     }
 
@@ -674,8 +677,11 @@ impl<'r, H> Connection<'r, H> {
     /// The client went away (read end closed): waiting requests are aborted with
     /// [`AbortReason::ClientDisconnected`]; what is already answered may still be written.
     /// With [`Limits::half_close`](crate::http::Limits::with_half_close) on, the client only
-    /// shut its write side: waiting requests are answered, and the connection is done once
-    /// their answers are written. Either way nothing more is parsed.
+    /// shut its write side: waiting requests are answered, and so are the whole requests that
+    /// back-pressure held in the input (parsed as [`resume`](Connection::resume) and
+    /// [`on_timer`](Connection::on_timer) find room, the last answer saying `connection:
+    /// close`); the connection is done once their answers are written. Nothing more is
+    /// received after it, and with the knob off nothing more is parsed.
     pub fn peer_closed<A: Accounting<Held = H>>(&mut self, d: &mut Dispatcher<'r, A>) {
         self.bind(d);
         self.peer_closed_unchecked(d);
