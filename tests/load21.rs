@@ -81,7 +81,7 @@ fn at_the_limit_an_evictable_connection_makes_room_without_waiting_turns_on_hype
     });
     let addr = server.addr;
     // `A`, silent: accepted before `D`'s request is read (the queue is taken in order).
-    let mut a = Client::connect(addr);
+    let a = Client::connect(addr);
     let mut d = Client::connect(addr);
     d.send(b"GET /block HTTP/1.1\r\nhost: x\r\n\r\n");
     blocked

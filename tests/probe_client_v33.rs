@@ -125,6 +125,9 @@ fn a_connection_with_nothing_of_a_request_is_evicted_without_an_answer_on_both_s
     }
 }
 
+/// Requests to pipeline: each one's bytes and its method.
+type Requests<'a> = Vec<(&'a [u8], &'a str)>;
+
 /// `requests` (each a request's bytes and its method) sent in one go from another thread with
 /// the client's FIN behind them, the answers read meanwhile: each answer's (status, closes,
 /// body length), in order, up to the server's close (a clean FIN).
@@ -179,7 +182,7 @@ fn with_half_close_every_request_whole_before_the_fin_is_answered_on_both_stacks
                     5\r\nhello\r\n0\r\n\r\n";
     let cut: &[u8] = b"GET / HTTP/1.1\r\nhos";
     // (name, requests, how many are whole)
-    let mut cases: Vec<(&str, Vec<(&[u8], &str)>, usize)> = Vec::new();
+    let mut cases: Vec<(&str, Requests<'_>, usize)> = Vec::new();
     let mut behind_delay = vec![(DELAY, "GET")];
     behind_delay.extend((0..400).map(|i| {
         if i % 7 == 3 {
