@@ -11,7 +11,7 @@ mod util;
 use std::io::Read;
 use std::time::Duration;
 
-use util::serve::{field, Serve};
+use util::serve::{field, outcome, Serve};
 use util::strict::StrictClient;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
@@ -22,12 +22,6 @@ fn delayed_then_fin(serve: &Serve) -> StrictClient {
     client.send(b"GET /delay?ms=300 HTTP/1.1\r\nhost: x\r\n\r\n");
     client.send_fin();
     client
-}
-
-/// `"outcomes":{...}`'s field `key` in the exit JSON (the totals' come first).
-fn outcome(json: &str, key: &str) -> f64 {
-    let outcomes = &json[json.find("\"outcomes\":").expect("outcomes")..];
-    field(outcomes, key)
 }
 
 #[test]
@@ -51,9 +45,7 @@ fn with_half_close_a_request_in_its_handler_at_the_clients_fin_is_answered_on_bo
         idle.send_fin();
         idle.expect_nothing_more(true, Duration::from_secs(10));
 
-        let (json, ok) = serve.signal_and_wait("TERM");
-        assert!(ok, "{stack}: {json}");
-        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        let json = serve.term_clean(stack);
         assert_eq!(field(&json, "served"), 1.0, "{stack}: {json}");
         assert_eq!(
             (outcome(&json, "completed"), outcome(&json, "client_gone")),
@@ -79,9 +71,7 @@ fn without_half_close_a_request_in_its_handler_at_the_clients_fin_ends_client_go
             "{stack}: answered: {:?}",
             String::from_utf8_lossy(&rest)
         );
-        let (json, ok) = serve.signal_and_wait("TERM");
-        assert!(ok, "{stack}: {json}");
-        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        let json = serve.term_clean(stack);
         assert_eq!(field(&json, "served"), 0.0, "{stack}: {json}");
         assert_eq!(
             (outcome(&json, "completed"), outcome(&json, "client_gone")),

@@ -5,20 +5,12 @@
 
 mod util;
 
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use util::serve::{field, Serve};
-use util::strict::{read_for, StrictClient};
+use util::serve::{field, outcome, Serve};
+use util::strict::{read_all_for, StrictClient};
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
-
-/// `"outcomes":{...}`'s field `key` in the exit JSON (the totals' come first).
-fn outcome(json: &str, key: &str) -> f64 {
-    let outcomes = &json[json.find("\"outcomes\":").expect("outcomes")..];
-    field(outcomes, key)
-}
 
 /// Item (c). With `--half-close`, the answer to a request in its handler when the client shut
 /// its write side says `connection: close` on both stacks (RFC 9112 section 9.6: the server
@@ -44,9 +36,7 @@ fn with_half_close_the_answer_to_a_half_closed_client_says_close_on_both_stacks(
             );
             client.expect_nothing_more(true, Duration::ZERO);
         }
-        let (json, ok) = serve.signal_and_wait("TERM");
-        assert!(ok, "{stack}: {json}");
-        assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
+        serve.term_clean(stack);
     }
 }
 
@@ -54,27 +44,15 @@ fn with_half_close_the_answer_to_a_half_closed_client_says_close_on_both_stacks(
 /// FIN behind them, the answers read once all is sent: every answer that came, in order, up to
 /// the server's close.
 fn pipelined_then_fin(serve: &Serve, requests: usize) -> Vec<(u16, bool)> {
-    let mut stream = TcpStream::connect(serve.addr).unwrap();
-    stream.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
     let mut all = b"GET /delay?ms=300 HTTP/1.1\r\nhost: x\r\n\r\n".to_vec();
     for _ in 0..requests {
         all.extend_from_slice(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     }
-    let mut writer = stream.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&all).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut sent = Vec::new();
-    stream.read_to_end(&mut sent).expect("a clean close");
-    sender.join().unwrap();
-    let mut reader = BufReader::new(&sent[..]);
-    let mut answers = Vec::new();
-    while !reader.buffer().is_empty() || !reader.get_ref().is_empty() {
-        let answer = read_for(&mut reader, "GET").expect("a strict answer");
-        answers.push((answer.status, answer.closes()));
-    }
-    answers
+    let sent = util::send_all_then_fin(serve.addr, all);
+    read_all_for(&sent, "GET")
+        .iter()
+        .map(|answer| (answer.status, answer.closes()))
+        .collect()
 }
 
 /// Item (d), hyper's side. With `--half-close`, requests pipelined behind one in its handler,
@@ -94,11 +72,9 @@ fn with_half_close_pipelined_requests_before_the_fin_are_all_served_in_order_on_
         assert_eq!(answers.len(), want.len(), "{requests} pipelined");
         assert_eq!(answers, want, "{requests} pipelined");
     }
-    let (json, ok) = serve.signal_and_wait("TERM");
-    assert!(ok, "{json}");
+    let json = serve.term_clean("hyper");
     assert_eq!(field(&json, "served"), 3406.0, "{json}");
     assert_eq!(outcome(&json, "completed"), 3406.0, "{json}");
-    assert_eq!(field(&json, "leaked"), 0.0, "{json}");
 }
 
 /// Item (a). A client that waits for `100 Continue`, then sends a chunked body whose chunk size
@@ -150,15 +126,10 @@ fn a_chunk_size_past_max_body_after_100_continue_is_413_at_once_on_both_stacks()
                 refused += 1.0;
             }
         }
-        let (json, ok) = serve.signal_and_wait("TERM");
-        assert!(ok, "{stack}: {json}");
+        let json = serve.term_clean(stack);
         assert_eq!(
-            (
-                field(&json, "rejected"),
-                field(&json, "served"),
-                field(&json, "leaked")
-            ),
-            (refused, 0.0, 0.0),
+            (field(&json, "rejected"), field(&json, "served")),
+            (refused, 0.0),
             "{stack}: {json}"
         );
     }

@@ -20,7 +20,8 @@ mod after_drain_with_a_request_out_of_every_connection {
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
-    use reqguard::{AbortReason, Config};
+    use reqguard::engines::Embedded;
+    use reqguard::{AbortReason, Admitted, Config, ServerCore};
 
     /// An `after_drain` hook of the embedder's that counts its runs.
     fn counter() -> (Rc<Cell<u32>>, impl FnMut() + 'static) {
@@ -29,76 +30,87 @@ mod after_drain_with_a_request_out_of_every_connection {
         (ran, move || counted.set(counted.get() + 1))
     }
 
+    /// The mio stacks' accounting, `Guarded::embedded`, with a [`counter`] as its `after_drain`
+    /// hook: the count and the accounting.
+    #[cfg(feature = "server")]
+    fn counted_accounting() -> (
+        Rc<Cell<u32>>,
+        reqguard::http::Guarded<Embedded<&'static str>, reqguard::http::NoScope>,
+    ) {
+        let (ran, hook) = counter();
+        let guarded = reqguard::http::Guarded::embedded("server", Config::default());
+        (ran, guarded.after_drain(hook))
+    }
+
+    /// `server.fetch()`: a request no connection holds, admitted through the server's `core`.
+    #[track_caller]
+    fn fetch(core: &ServerCore<Embedded<&'static str>>) -> Admitted<(), ()> {
+        core.upgrade().unwrap().admit(|_| Ok(())).expect("admitted")
+    }
+
     #[cfg(feature = "server")]
     #[test]
     fn on_a_mio_server() {
-        use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Server};
-        let routes = Routes::new();
-        let mut router = Router::new(&routes);
-        demo_routes(&mut router);
-        let (ran, hook) = counter();
-        let accounting = Guarded::embedded("server", Config::default()).after_drain(hook);
-        let limits = Limits::default().with_drain_timeout(Duration::from_millis(50));
-        let addr = "127.0.0.1:0".parse().unwrap();
-        let mut server = Server::bind(addr, &router, accounting, limits).expect("bound");
-        // `server.fetch()`: a request no connection holds, admitted through the core.
-        let core = server.dispatcher().accounting().core();
-        let fetch = core.upgrade().unwrap().admit(|_| Ok(())).expect("admitted");
-        server.stop(Instant::now());
-        let report = server.run().expect("served");
-        assert!(report.drain_deadline_hit);
-        assert_eq!(fetch.signal().reason(), Some(AbortReason::DrainDeadline));
-        assert_eq!(
-            ran.get(),
-            0,
-            "the drain has not completed: the request is out"
-        );
-        drop(fetch); // the runtime lets its request go
-        assert_eq!(ran.get(), 1, "the drain completed: its hook runs");
+        use reqguard::http::{Limits, Server};
+        crate::util::with_demo_router(|router| {
+            let (ran, accounting) = counted_accounting();
+            let limits = Limits::default().with_drain_timeout(Duration::from_millis(50));
+            let addr = "127.0.0.1:0".parse().unwrap();
+            let mut server = Server::bind(addr, router, accounting, limits).expect("bound");
+            let fetch = fetch(server.dispatcher().accounting().core());
+            server.stop(Instant::now());
+            let report = server.run().expect("served");
+            assert!(report.drain_deadline_hit);
+            assert_eq!(fetch.signal().reason(), Some(AbortReason::DrainDeadline));
+            assert_eq!(
+                ran.get(),
+                0,
+                "the drain has not completed: the request is out"
+            );
+            drop(fetch); // the runtime lets its request go
+            assert_eq!(ran.get(), 1, "the drain completed: its hook runs");
+        });
     }
 
     #[cfg(feature = "server")]
     #[test]
     fn on_a_session() {
-        use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Session};
-        let routes = Routes::new();
-        let mut router = Router::new(&routes);
-        demo_routes(&mut router);
-        let (ran, hook) = counter();
-        let accounting = Guarded::embedded("server", Config::default()).after_drain(hook);
-        let limits = Limits::default().with_drain_timeout(Duration::from_millis(100));
-        let mut session = Session::new(&router, accounting, limits);
-        let core = session.dispatcher().accounting().core();
-        let fetch = core.upgrade().unwrap().admit(|_| Ok(())).expect("admitted");
-        session.feed(b"GET /delay?ms=500 HTTP/1.1\r\nhost: x\r\n\r\n");
-        session.stop();
-        session.advance(Duration::from_millis(200)); // past the deadline
-        assert_eq!(fetch.signal().reason(), Some(AbortReason::DrainDeadline));
-        assert_eq!(session.stats().aborted, 1, "the deferred request");
-        assert_eq!(
-            ran.get(),
-            0,
-            "the drain has not completed: the fetch is out"
-        );
-        drop(fetch);
-        session.advance(Duration::ZERO); // the next call polls the drain
-        assert_eq!(ran.get(), 1);
-        drop(session);
-        assert_eq!(ran.get(), 1, "once");
+        use reqguard::http::{Limits, Session};
+        crate::util::with_demo_router(|router| {
+            // A session with a fetch out, its drain timeout 100 ms.
+            let with_a_fetch_out = || {
+                let (ran, accounting) = counted_accounting();
+                let limits = Limits::default().with_drain_timeout(Duration::from_millis(100));
+                let mut session = Session::new(router, accounting, limits);
+                let fetch = fetch(session.dispatcher().accounting().core());
+                (ran, session, fetch)
+            };
+            let (ran, mut session, fetch) = with_a_fetch_out();
+            session.feed(b"GET /delay?ms=500 HTTP/1.1\r\nhost: x\r\n\r\n");
+            session.stop();
+            session.advance(Duration::from_millis(200)); // past the deadline
+            assert_eq!(fetch.signal().reason(), Some(AbortReason::DrainDeadline));
+            assert_eq!(session.stats().aborted, 1, "the deferred request");
+            assert_eq!(
+                ran.get(),
+                0,
+                "the drain has not completed: the fetch is out"
+            );
+            drop(fetch);
+            session.advance(Duration::ZERO); // the next call polls the drain
+            assert_eq!(ran.get(), 1);
+            drop(session);
+            assert_eq!(ran.get(), 1, "once");
 
-        // Dropped before its next call: the hooks run with the accounting's drop.
-        let (ran, hook) = counter();
-        let accounting = Guarded::embedded("server", Config::default()).after_drain(hook);
-        let limits = Limits::default().with_drain_timeout(Duration::from_millis(100));
-        let mut session = Session::new(&router, accounting, limits);
-        let core = session.dispatcher().accounting().core();
-        let fetch = core.upgrade().unwrap().admit(|_| Ok(())).expect("admitted");
-        session.stop();
-        session.advance(Duration::from_millis(200));
-        drop(session);
-        assert_eq!(ran.get(), 0);
-        drop(fetch);
-        assert_eq!(ran.get(), 1);
+            // Dropped before its next call: the hooks run with the accounting's drop.
+            let (ran, mut session, fetch) = with_a_fetch_out();
+            session.stop();
+            session.advance(Duration::from_millis(200));
+            drop(session);
+            assert_eq!(ran.get(), 0);
+            drop(fetch);
+            assert_eq!(ran.get(), 1);
+        });
     }
 
     #[cfg(feature = "hyper")]
@@ -106,7 +118,6 @@ mod after_drain_with_a_request_out_of_every_connection {
     fn on_a_hyper_server() {
         use reqguard::engines::Heap;
         use reqguard::tokio_hyper::{demo_routes, HyperServer, Options};
-        use reqguard::ServerCore;
         let heap = Heap::new();
         let core = ServerCore::embedded(heap.alloc("server"), Config::default());
         let (ran, hook) = counter();
@@ -116,7 +127,7 @@ mod after_drain_with_a_request_out_of_every_connection {
         let server = HyperServer::new(core, demo_routes())
             .options(options)
             .after_drain(hook);
-        let fetch = server.core().upgrade().unwrap().admit(|_| Ok(())).unwrap();
+        let fetch = fetch(server.core());
         let report = crate::local_set::block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             Box::new(server.serve(listener, std::future::ready(())).await)

@@ -142,6 +142,24 @@ pub fn get(addr: SocketAddr, path: &str) -> Answer {
     ))
 }
 
+/// Sends all of `bytes` on a fresh connection to `addr`, then the client's FIN, from a thread
+/// of its own while this one reads (the server may answer before it has read them all, and a
+/// window full of answers must not stop the sending), and returns all that came up to the
+/// server's close, which must be clean (no reset, within [`READ_TIMEOUT`] of each read).
+pub fn send_all_then_fin(addr: SocketAddr, bytes: Vec<u8>) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&bytes).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut sent = Vec::new();
+    stream.read_to_end(&mut sent).expect("a clean close");
+    sender.join().unwrap();
+    sent
+}
+
 /// `GET path` on a fresh connection with `Connection: close`, errors as values: (status,
 /// whether the answer was complete and carried `connection: close`). A reset or an early close
 /// is an `Err`: the connection was lost.
@@ -207,6 +225,17 @@ pub fn demo_server(limits: reqguard::http::Limits) -> reqguard::http::Running {
             reqguard::http::demo_routes,
         )
         .expect("spawn the server")
+}
+
+/// Runs `f` with a router of the demo routes (`reqguard::http::demo_routes`), over a route
+/// store that lives as long as the call: the setup of a `Server::bind` or a `Session` that
+/// serves what `reqguard-demo` serves.
+#[cfg(feature = "server")]
+pub fn with_demo_router<T>(f: impl FnOnce(&reqguard::http::Router<'_>) -> T) -> T {
+    let routes = reqguard::http::Routes::new();
+    let mut router = reqguard::http::Router::new(&routes);
+    reqguard::http::demo_routes(&mut router);
+    f(&router)
 }
 
 /// `(state, send queue, receive queue)` of the IPv4 TCP socket from `local` to `remote` (ports),

@@ -73,6 +73,15 @@ impl Serve {
         self.json_and_status()
     }
 
+    /// Sends `SIGTERM`, waits for the exit and asserts a clean one: status 0 and nothing
+    /// `leaked` in the exit JSON, which it returns. `what` names the case in the failures.
+    pub fn term_clean(self, what: &str) -> String {
+        let (json, ok) = self.signal_and_wait("TERM");
+        assert!(ok, "{what}: {json}");
+        assert_eq!(field(&json, "leaked"), 0.0, "{what}: {json}");
+        json
+    }
+
     /// Reads the JSON line and waits for the exit: (the line, whether the status was 0).
     pub fn json_and_status(&mut self) -> (String, bool) {
         let mut json = String::new();
@@ -161,6 +170,13 @@ pub fn field(json: &str, key: &str) -> f64 {
     let rest = &json[start..];
     let end = rest.find([',', '}']).unwrap();
     rest[..end].parse().unwrap()
+}
+
+/// The field `key` of the exit JSON's `"outcomes":{...}` (the totals' come first: the first
+/// `outcomes` object is the whole server's).
+pub fn outcome(json: &str, key: &str) -> f64 {
+    let outcomes = &json[json.find("\"outcomes\":").expect("outcomes")..];
+    field(outcomes, key)
 }
 
 /// The `answered` of each loop's close step in `serve`'s exit JSON, summed.

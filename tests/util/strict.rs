@@ -248,6 +248,17 @@ pub fn parse_imf_fixdate(date: &str) -> Option<u64> {
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
+/// Every answer in `data` (what a client read: answers back to back, to requests with
+/// `method`), each read strictly, in order; panics on anything not strictly an answer.
+pub fn read_all_for(data: &[u8], method: &str) -> Vec<Strict> {
+    let mut reader = BufReader::new(data);
+    let mut answers = Vec::new();
+    while !reader.buffer().is_empty() || !reader.get_ref().is_empty() {
+        answers.push(read_for(&mut reader, method).expect("a strict answer"));
+    }
+    answers
+}
+
 /// One connection per request of `requests` (its method, its bytes), each request sent: the
 /// method with its connection, to read its answer by.
 pub fn connect_each<'a>(
