@@ -6,7 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop, probe  # noqa: E402
+from qa11lib import side_by_side  # noqa: E402
 
 H = b"host: x\r\n"
 CASES = [
@@ -121,20 +121,7 @@ CASES = [
 
 
 def main():
-    flt = sys.argv[1] if len(sys.argv) > 1 else ""
-    servers = {st: start(st) for st in ("mio", "hyper")}
-    diffs = 0
-    for name, data in CASES:
-        if flt not in name:
-            continue
-        got = {st: probe(addr, data) for st, (_, addr) in servers.items()}
-        mark = "  " if got["mio"] == got["hyper"] else "!="
-        diffs += mark == "!="
-        print(f"{mark} {name:28} mio: {got['mio']:30} hyper: {got['hyper']}")
-    reports = {st: stop(p) for st, (p, _) in servers.items()}
-    for st, rep in reports.items():
-        print(st, {k: rep[k] for k in ("served", "refused", "rejected", "aborted", "leaked", "panics")})
-    print(f"{len(CASES)} cases, {diffs} differ")
+    side_by_side(CASES, sys.argv[1] if len(sys.argv) > 1 else "")
 
 
 main()

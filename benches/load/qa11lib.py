@@ -219,6 +219,81 @@ def h11_check(raw, methods):
         return f"h11: {e}"
 
 
+# The mutations `mutate` draws from, by name (the fuzzers' own lists: qa12_fuzz, qa14_fuzzdiff).
+MUTATIONS = ("set", "insert", "delete", "dup-line", "crlf", "splice")
+
+
+def mutate(rng, data, seeds, alphabet, most=4, ops=MUTATIONS):
+    """`data` mutated 1 to `most` times, each a draw from `ops`: a byte set to one of `alphabet`,
+    one inserted, 1 to 3 deleted, a line (CRLF-ended) doubled, the first CRLF made LF or the first
+    LF CRLF, or (`splice`, and a set or delete on empty data) 1 to 20 bytes of one of `seeds`
+    spliced in. The same `rng` draws give the same mutations."""
+    data = bytearray(data)
+    for _ in range(rng.randint(1, most)):
+        op = ops[rng.randrange(len(ops))]
+        i = rng.randrange(len(data) + 1)
+        if op == "set" and data:
+            data[min(i, len(data) - 1)] = rng.choice(alphabet)
+        elif op == "insert":
+            data[i:i] = bytes([rng.choice(alphabet)])
+        elif op == "delete" and data:
+            del data[i:i + rng.randint(1, 3)]
+        elif op == "dup-line":
+            lines = bytes(data).split(b"\r\n")
+            k = rng.randrange(len(lines))
+            lines.insert(k, lines[k])
+            data = bytearray(b"\r\n".join(lines))
+        elif op == "crlf":
+            data = bytearray(bytes(data).replace(b"\r\n", b"\n", 1) if rng.random() < 0.5
+                             else bytes(data).replace(b"\n", b"\r\n", 1))
+        else:
+            other = rng.choice(seeds)
+            j = rng.randrange(len(other))
+            data[i:i] = other[j:j + rng.randint(1, 20)]
+    return bytes(data)
+
+
+REPORT_KEYS = ("served", "refused", "rejected", "aborted", "leaked", "panics")
+
+
+def side_by_side(cases, flt="", widths=(28, 30, 0), h11_methods=None, plain=None,
+                 keys=REPORT_KEYS, outcomes=False):
+    """Sends each of `cases` ((name, bytes); those whose name holds `flt`) to both stacks, each
+    on a fresh connection, and prints a line a case: `!=` where the two stacks' answers (probe)
+    differ, the name and each stack's answers (`widths`: of the name, of mio's and of hyper's
+    answers). With `h11_methods` (a pattern whose group is a request line's method), every byte
+    a stack sent back is also fed to h11 as the client of those requests (read_all, h11_check)
+    and its complaint added; with `plain` ((host, port), a server started by hand), a third
+    column. Then each stack's exit JSON (its `keys`, and its outcomes if `outcomes`) and how
+    many cases ran and differed."""
+    servers = {st: start(st) for st in ("mio", "hyper")}
+    diffs = ran = 0
+    for name, data in cases:
+        if flt not in name:
+            continue
+        ran += 1
+        got = {}
+        for st, (_, addr) in servers.items():
+            got[st] = probe(addr, data)
+            if h11_methods is not None:
+                methods = [m.decode() for m in re.findall(h11_methods, data)]
+                complaint = h11_check(read_all(addr, data, wait=0.6), methods)
+                if complaint:
+                    got[st] += " " + complaint[:80]
+        mark = "  " if got["mio"] == got["hyper"] else "!="
+        diffs += mark == "!="
+        third = f"   plain: {probe(plain, data)}" if plain else ""
+        wn, wm, wh = widths
+        print(f"{mark} {name:{wn}} mio: {got['mio']:{wm}} hyper: {got['hyper']:{wh}}{third}", flush=True)
+    reports = {st: stop(p) for st, (p, _) in servers.items()}
+    for st, rep in reports.items():
+        if outcomes:
+            print(st, {k: rep[k] for k in keys}, rep.get("outcomes"))
+        else:
+            print(st, {k: rep[k] for k in keys})
+    print(f"{ran} cases, {diffs} differ")
+
+
 def post(path, body, extra=b""):
     return (b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n%s\r\n" % (path, len(body), extra)) + body
 

@@ -11,6 +11,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
+import qa11lib  # noqa: E402
 from qa11lib import GET, start, stop, read_all, h11_statuses  # noqa: E402
 
 import h11  # pip install h11
@@ -30,29 +31,7 @@ ALPHABET = b"\r\n \t:;,=\"0123456789aAfFxX-+/\x00\x7f\x80\xff"
 
 
 def mutate(rng, data):
-    data = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(6)
-        i = rng.randrange(len(data) + 1)
-        if op == 0 and data:
-            data[min(i, len(data) - 1)] = rng.choice(ALPHABET)
-        elif op == 1:
-            data[i:i] = bytes([rng.choice(ALPHABET)])
-        elif op == 2 and data:
-            del data[i:i + rng.randint(1, 3)]
-        elif op == 3:
-            lines = bytes(data).split(b"\r\n")
-            k = rng.randrange(len(lines))
-            lines.insert(k, lines[k])
-            data = bytearray(b"\r\n".join(lines))
-        elif op == 4:
-            data = bytearray(bytes(data).replace(b"\r\n", b"\n", 1) if rng.random() < 0.5
-                             else bytes(data).replace(b"\n", b"\r\n", 1))
-        else:
-            other = rng.choice(SEEDS)
-            j = rng.randrange(len(other))
-            data[i:i] = other[j:j + rng.randint(1, 20)]
-    return bytes(data)
+    return qa11lib.mutate(rng, data, SEEDS, ALPHABET, most=4)
 
 
 def check(got, data):

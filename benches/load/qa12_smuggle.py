@@ -12,11 +12,10 @@ hand: REQGUARD_PLAIN_HYPER_ADDR=127.0.0.1:PORT cargo bench --features hyper --be
 plain_hyper_echo), the reference; it routes `GET /` and `POST /echo` only.
 usage: qa12_smuggle.py [FILTER]"""
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import start, stop, probe, read_all, h11_check  # noqa: E402
+from qa11lib import side_by_side  # noqa: E402
 
 P = b"POST /echo HTTP/1.1\r\nhost: x\r\n"
 CH = b"3\r\nabc\r\n0\r\n\r\n"
@@ -142,32 +141,12 @@ CASES = [
 
 
 def main():
-    flt = sys.argv[1] if len(sys.argv) > 1 else ""
-    servers = {st: start(st) for st in ("mio", "hyper")}
-    diffs = 0
-    ran = 0
-    for name, data in CASES:
-        if flt not in name:
-            continue
-        ran += 1
-        got = {}
-        for st, (_, addr) in servers.items():
-            got[st] = probe(addr, data)
-            methods = [m.decode() for m in re.findall(rb"(?:^|\n)([A-Z]+) [^ \r\n]+ HTTP/", data)]
-            complaint = h11_check(read_all(addr, data, wait=0.6), methods)
-            if complaint:
-                got[st] += " " + complaint[:80]
-        mark = "  " if got["mio"] == got["hyper"] else "!="
-        diffs += mark == "!="
-        plain = ""
-        if os.environ.get("PLAIN"):
-            host, port = os.environ["PLAIN"].split(":")
-            plain = "   plain: " + probe((host, int(port)), data)
-        print(f"{mark} {name:26} mio: {got['mio']:28} hyper: {got['hyper']:28}{plain}", flush=True)
-    reports = {st: stop(p) for st, (p, _) in servers.items()}
-    for st, rep in reports.items():
-        print(st, {k: rep[k] for k in ("served", "refused", "rejected", "aborted", "leaked", "panics")})
-    print(f"{ran} cases, {diffs} differ")
+    plain = None
+    if os.environ.get("PLAIN"):
+        host, port = os.environ["PLAIN"].split(":")
+        plain = (host, int(port))
+    side_by_side(CASES, sys.argv[1] if len(sys.argv) > 1 else "", widths=(26, 28, 28),
+                 h11_methods=rb"(?:^|\n)([A-Z]+) [^ \r\n]+ HTTP/", plain=plain)
 
 
 main()

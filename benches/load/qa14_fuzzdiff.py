@@ -9,6 +9,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
+import qa11lib  # noqa: E402
 from qa11lib import probe, start, stop  # noqa: E402
 
 SEEDS = [
@@ -27,21 +28,7 @@ NEXT = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
 
 
 def mutate(rng, data):
-    data = bytearray(data)
-    for _ in range(rng.randint(1, 3)):
-        op = rng.randrange(4)
-        i = rng.randrange(len(data) + 1)
-        if op == 0 and data:
-            data[min(i, len(data) - 1)] = rng.choice(ALPHABET)
-        elif op == 1:
-            data[i:i] = bytes([rng.choice(ALPHABET)])
-        elif op == 2 and data:
-            del data[i:i + rng.randint(1, 3)]
-        else:
-            other = rng.choice(SEEDS)
-            j = rng.randrange(len(other))
-            data[i:i] = other[j:j + rng.randint(1, 20)]
-    return bytes(data)
+    return qa11lib.mutate(rng, data, SEEDS, ALPHABET, most=3, ops=("set", "insert", "delete", "splice"))
 
 
 def shape(answer):

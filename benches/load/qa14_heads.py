@@ -3,11 +3,10 @@
 answer read strictly (qa11lib.probe) and by h11; one line per case with what each stack gave.
 usage: BIN=target/release/reqguard-demo qa14_heads.py [FILTER]"""
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from qa11lib import h11_check, probe, read_all, start, stop  # noqa: E402
+from qa11lib import side_by_side  # noqa: E402
 
 NEXT = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
 P = b"POST /echo HTTP/1.1\r\nhost: x\r\n"
@@ -147,28 +146,10 @@ CASES = [
 
 
 def main():
-    flt = sys.argv[1] if len(sys.argv) > 1 else ""
-    servers = {st: start(st) for st in ("mio", "hyper")}
-    diffs = ran = 0
-    for name, data in CASES:
-        if flt not in name:
-            continue
-        ran += 1
-        got = {}
-        for st, (_, addr) in servers.items():
-            got[st] = probe(addr, data)
-            methods = [m.decode() for m in re.findall(rb"(?:^|\n)([A-Za-z]+) [^ \r\n]+ HTTP/", data)]
-            complaint = h11_check(read_all(addr, data, wait=0.6), methods)
-            if complaint:
-                got[st] += " " + complaint[:80]
-        mark = "  " if got["mio"] == got["hyper"] else "!="
-        diffs += mark == "!="
-        print(f"{mark} {name:30} mio: {got['mio']:30} hyper: {got['hyper']}", flush=True)
-    reports = {st: stop(p) for st, (p, _) in servers.items()}
-    for st, rep in reports.items():
-        print(st, {k: rep[k] for k in ("served", "undelivered", "refused", "rejected", "aborted", "leaked", "panics")},
-              rep.get("outcomes"))
-    print(f"{ran} cases, {diffs} differ")
+    side_by_side(CASES, sys.argv[1] if len(sys.argv) > 1 else "", widths=(30, 30, 0),
+                 h11_methods=rb"(?:^|\n)([A-Za-z]+) [^ \r\n]+ HTTP/",
+                 keys=("served", "undelivered", "refused", "rejected", "aborted", "leaked", "panics"),
+                 outcomes=True)
 
 
 main()
