@@ -31,6 +31,8 @@ mod reentrant_engine;
 mod util;
 
 mod hooks_v30;
+#[cfg(all(feature = "server", feature = "hyper"))]
+mod lending;
 mod v10;
 mod v11;
 mod v12;

@@ -125,16 +125,14 @@ mod session_drop_mid_stop {
 
 mod hyper_lent_bundle {
     use super::*;
+    use crate::lending::Lent;
     use bytes::Bytes;
     use hyper::body::Incoming;
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
-    use std::cell::RefCell;
     use std::io::Write;
     use std::net::TcpStream;
-    use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::UnboundedSender;
-    use util::bounded;
     use util::hyper_thread::HyperThread;
 
     use util::bodies::Gated;
@@ -156,15 +154,15 @@ mod hyper_lent_bundle {
     fn an_answer_with_a_bundle_of_another_connection_leaves_that_connections_answer_whole() {
         let (gate_tx, gate_rx) = mpsc::channel::<UnboundedSender<Bytes>>();
         let server = HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let gate_tx = gate_tx.clone();
                 let path = request.uri().path().to_owned();
                 async move {
                     match path.as_str() {
                         "/lend" => {
-                            *lent.borrow_mut() = Some(bundle);
+                            lent.lend(bundle);
                             Err::<Reply<Gated>, HandlerError>("lent its bundle".into())
                         }
                         "/stream" => {
@@ -172,12 +170,7 @@ mod hyper_lent_bundle {
                             gate_tx.send(rest).unwrap();
                             Ok(bundle.respond(hyper::Response::new(body)))
                         }
-                        _ => {
-                            drop(bundle);
-                            let other = lent.borrow_mut().take().expect("lent first");
-                            let (body, _) = Gated::new(b"abc", 3);
-                            Ok(other.respond(hyper::Response::new(body)))
-                        }
+                        _ => Ok(lent.swap(bundle, || Gated::new(b"abc", 3).0)),
                     }
                 }
             };
@@ -214,7 +207,7 @@ mod hyper_lent_bundle {
             "X's answer was cut: {text:?}"
         );
         drop(x);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (outcomes.total(), outcomes.completed, outcomes.dropped),

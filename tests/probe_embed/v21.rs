@@ -16,18 +16,16 @@ const HANG: Duration = Duration::from_secs(20);
 
 mod hyper_reused_slot {
     use super::*;
+    use crate::lending::Lent;
     use bytes::Bytes;
     use hyper::body::Incoming;
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
     use reqguard::Config;
-    use std::cell::RefCell;
     use std::io::Write;
     use std::net::TcpStream;
-    use std::rc::Rc;
     use std::sync::{mpsc, Arc};
     use tokio::sync::mpsc::UnboundedSender;
     use tokio::sync::Notify;
-    use util::bounded;
     use util::hyper_thread::HyperThread;
 
     use util::bodies::Gated;
@@ -60,9 +58,9 @@ mod hyper_reused_slot {
         let go_handler = Arc::clone(&go);
         let config = Config::default().with_pool_capacity(1).unwrap();
         let server = HyperThread::spawn_with(config, move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let gate_tx = gate_tx.clone();
                 let dropped_tx = dropped_tx.clone();
                 let go = Arc::clone(&go_handler);
@@ -70,7 +68,7 @@ mod hyper_reused_slot {
                 async move {
                     match path.as_str() {
                         "/lend" => {
-                            *lent.borrow_mut() = Some(bundle);
+                            lent.lend(bundle);
                             Err::<Reply<Gated>, HandlerError>("lent its bundle".into())
                         }
                         "/stream" => {
@@ -82,7 +80,7 @@ mod hyper_reused_slot {
                             drop(bundle); // its slot is free for the next admission
                             dropped_tx.send(()).unwrap();
                             go.notified().await;
-                            let other = lent.borrow_mut().take().expect("lent first");
+                            let other = lent.take();
                             let (body, _) = Gated::new(b"abc", 3);
                             Ok(other.respond(hyper::Response::new(body)))
                         }
@@ -121,7 +119,7 @@ mod hyper_reused_slot {
             "Y's answer was cut: {text:?}"
         );
         drop((x, y));
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (outcomes.total(), outcomes.completed, outcomes.dropped),
@@ -216,19 +214,16 @@ mod guarded_scope_panics {
 
 mod hyper_completed_elsewhere {
     use super::*;
+    use crate::lending::{abc, lend_watched_and_wait, Lent};
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::body::Incoming;
     use reqguard::tokio_hyper::{Bundle, HyperServer, Reply};
     use reqguard::AbortReason;
-    use std::cell::RefCell;
     use std::io::Write;
     use std::net::TcpStream;
-    use std::rc::Rc;
     use std::sync::mpsc;
-    use util::bounded;
     use util::hyper_thread::HyperThread;
-    use util::Gone;
 
     /// QA embed21-3 (G8). hyper adapter: a handler (`/lend`, connection X) gives its bundle
     /// away and waits (a runtime whose `Response` for X was made from another `Request`
@@ -246,29 +241,27 @@ mod hyper_completed_elsewhere {
         let (lent_tx, lent_rx) = mpsc::channel::<()>();
         let (gone_tx, gone_rx) = mpsc::channel::<()>();
         let server = HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let fired_tx = fired_tx.clone();
                 let lent_tx = lent_tx.clone();
                 let gone_tx = gone_tx.clone();
                 let path = request.uri().path().to_owned();
                 async move {
                     if path == "/lend" {
-                        bundle.signal().on_abort(move |reason| {
-                            let _ = fired_tx.send(reason);
-                        });
-                        *lent.borrow_mut() = Some(bundle);
-                        lent_tx.send(()).unwrap();
-                        // Told when hyper drops this future (X's client went away).
-                        let _gone = Gone(gone_tx);
-                        std::future::pending::<()>().await;
-                        unreachable!()
+                        // Its future's drop told: hyper drops it when X's client goes away.
+                        return lend_watched_and_wait(
+                            bundle,
+                            &lent,
+                            fired_tx,
+                            &lent_tx,
+                            Some(gone_tx),
+                        )
+                        .await;
                     }
-                    drop(bundle);
-                    let other = lent.borrow_mut().take().expect("lent first");
                     Ok::<Reply<Full<Bytes>>, reqguard::tokio_hyper::HandlerError>(
-                        other.respond(hyper::Response::new(Full::new(Bytes::from_static(b"abc")))),
+                        lent.swap(bundle, abc),
                     )
                 }
             };
@@ -286,7 +279,7 @@ mod hyper_completed_elsewhere {
         gone_rx
             .recv_timeout(HANG)
             .expect("hyper dropped X's handler");
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let fired: Vec<AbortReason> = fired_rx.try_iter().collect();
         assert_eq!(fired, [], "a completed request's signal fired: {report}");
         let outcomes = &report.outcomes;

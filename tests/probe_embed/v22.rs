@@ -15,6 +15,7 @@ const HANG: Duration = Duration::from_secs(20);
 
 mod hyper_unanswered {
     use super::*;
+    use crate::lending::{abc, gated_ab, hang, lend_watched_and_wait, Lent};
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::body::Incoming;
@@ -26,7 +27,6 @@ mod hyper_unanswered {
     use std::sync::mpsc;
     use tokio::sync::mpsc::UnboundedSender;
     use util::bodies::Gated;
-    use util::bounded;
     use util::hyper_thread::{counted_once, send, HyperThread};
     use util::{hang_up, read_past_head, Gone};
 
@@ -49,25 +49,21 @@ mod hyper_unanswered {
         let (lent_tx, lent_rx) = mpsc::channel::<()>();
         let (gone_tx, gone_rx) = mpsc::channel::<()>();
         let server = HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let lent_tx = lent_tx.clone();
                 let gone_tx = gone_tx.clone();
                 let path = request.uri().path().to_owned();
                 async move {
                     if path == "/lend" {
-                        *lent.borrow_mut() = Some(bundle);
+                        lent.lend(bundle);
                         lent_tx.send(()).unwrap();
                         let _gone = Gone(gone_tx);
                         std::future::pending::<()>().await;
                         unreachable!()
                     }
-                    drop(bundle);
-                    let other = lent.borrow_mut().take().expect("lent first");
-                    Ok::<Reply<Full<Bytes>>, HandlerError>(
-                        other.respond(hyper::Response::new(Full::new(Bytes::from_static(b"abc")))),
-                    )
+                    Ok::<Reply<Full<Bytes>>, HandlerError>(lent.swap(bundle, abc))
                 }
             };
             HyperServer::new(core, handler)
@@ -77,7 +73,7 @@ mod hyper_unanswered {
         let swapped = util::get(server.addr, "/swap");
         assert_eq!((swapped.status, swapped.text()), (200, "abc"));
         client_goes(x, &gone_rx);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (outcomes.total(), outcomes.completed, outcomes.dropped),
@@ -112,7 +108,7 @@ mod hyper_unanswered {
         let x = send(server.addr, "/");
         dropped_rx.recv_timeout(HANG).unwrap();
         client_goes(x, &gone_rx);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         assert_eq!(
             (report.outcomes.total(), report.outcomes.dropped),
             (1, 1),
@@ -145,39 +141,22 @@ mod hyper_unanswered {
         gate_tx: mpsc::Sender<UnboundedSender<Bytes>>,
     ) -> HyperThread {
         HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let (lent_tx, fired_tx) = (lent_tx.clone(), fired_tx.clone());
                 let (gone_tx, gate_tx) = (gone_tx.clone(), gate_tx.clone());
                 let path = request.uri().path().to_owned();
                 async move {
                     match path.as_str() {
                         "/lend" => {
-                            bundle.signal().on_abort(move |reason| {
-                                let _ = fired_tx.send(reason);
-                            });
-                            *lent.borrow_mut() = Some(bundle);
-                            lent_tx.send(()).unwrap();
-                            let _gone = Gone(gone_tx);
-                            std::future::pending::<()>().await;
-                            unreachable!()
+                            lend_watched_and_wait(bundle, &lent, fired_tx, &lent_tx, Some(gone_tx))
+                                .await
                         }
-                        "/hang" => {
-                            let _gone = Gone(gone_tx);
-                            let _kept = bundle;
-                            std::future::pending::<()>().await;
-                            unreachable!()
-                        }
-                        _ => {
-                            drop(bundle);
-                            let other = lent.borrow_mut().take().expect("lent first");
-                            let (body, rest) = Gated::new(b"ab", 4);
-                            gate_tx.send(rest).unwrap();
-                            Ok::<Reply<Gated>, HandlerError>(
-                                other.respond(hyper::Response::new(body)),
-                            )
-                        }
+                        "/hang" => hang(bundle, gone_tx, None).await,
+                        _ => Ok::<Reply<Gated>, HandlerError>(
+                            lent.swap(bundle, || gated_ab(&gate_tx)),
+                        ),
                     }
                 }
             };
@@ -218,7 +197,7 @@ mod hyper_unanswered {
             "{text:?}"
         );
         drop(y);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let fired: Vec<AbortReason> = fired_rx.try_iter().collect();
         assert_eq!(
             fired,
@@ -262,7 +241,7 @@ mod hyper_unanswered {
             .recv_timeout(HANG)
             .expect("X's request was cut short");
         assert_eq!(fired, AbortReason::ClientDisconnected);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         assert_eq!(fired_rx.try_iter().count(), 0, "fired twice: {report}");
         let outcomes = &report.outcomes;
         assert_eq!(
@@ -288,27 +267,18 @@ mod hyper_unanswered {
         let (fired_tx, fired_rx) = mpsc::channel::<AbortReason>();
         let (gate_tx, gate_rx) = mpsc::channel::<UnboundedSender<Bytes>>();
         let mut server = HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let (lent_tx, fired_tx) = (lent_tx.clone(), fired_tx.clone());
                 let gate_tx = gate_tx.clone();
                 let path = request.uri().path().to_owned();
                 async move {
                     if path == "/lend" {
-                        bundle.signal().on_abort(move |reason| {
-                            let _ = fired_tx.send(reason);
-                        });
-                        *lent.borrow_mut() = Some(bundle);
-                        lent_tx.send(()).unwrap();
-                        std::future::pending::<()>().await;
-                        unreachable!()
+                        return lend_watched_and_wait(bundle, &lent, fired_tx, &lent_tx, None)
+                            .await;
                     }
-                    drop(bundle);
-                    let other = lent.borrow_mut().take().expect("lent first");
-                    let (body, rest) = Gated::new(b"ab", 4);
-                    gate_tx.send(rest).unwrap();
-                    Ok::<Reply<Gated>, HandlerError>(other.respond(hyper::Response::new(body)))
+                    Ok::<Reply<Gated>, HandlerError>(lent.swap(bundle, || gated_ab(&gate_tx)))
                 }
             };
             HyperServer::new(core, handler)
@@ -321,7 +291,7 @@ mod hyper_unanswered {
         read_past_head(&mut y, &mut buf, 2);
         let _rest = gate_rx.recv_timeout(HANG).unwrap();
         server.begin_stop();
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let fired: Vec<AbortReason> = fired_rx.try_iter().collect();
         assert_eq!(fired, [AbortReason::DrainDeadline], "{report}");
         let outcomes = &report.outcomes;
@@ -352,18 +322,17 @@ mod hyper_unanswered {
     fn a_handler_that_lends_its_bundle_and_panics_before_its_future_is_counted_once() {
         let (gate_tx, gate_rx) = mpsc::channel::<UnboundedSender<Bytes>>();
         let server = HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
                 if request.uri().path() == "/lend" {
-                    *lent.borrow_mut() = Some(bundle);
+                    lent.lend(bundle);
                     panic!("this handler panics on purpose, its bundle lent");
                 }
                 drop(bundle);
-                let other = lent.borrow_mut().take().expect("lent first");
+                let other = lent.take();
                 let gate_tx = gate_tx.clone();
                 async move {
-                    let (body, rest) = Gated::new(b"ab", 4);
-                    gate_tx.send(rest).unwrap();
+                    let body = gated_ab(&gate_tx);
                     Ok::<Reply<Gated>, HandlerError>(other.respond(hyper::Response::new(body)))
                 }
             };
@@ -376,7 +345,7 @@ mod hyper_unanswered {
         read_past_head(&mut y, &mut buf, 2);
         let _rest = gate_rx.recv_timeout(HANG).unwrap();
         hang_up(y);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (outcomes.total(), outcomes.client_gone, outcomes.dropped),
@@ -422,8 +391,7 @@ mod hyper_unanswered {
                                 }
                                 ready.notified().await;
                             };
-                            let (body, rest) = Gated::new(b"ab", 4);
-                            gate_tx.send(rest).unwrap();
+                            let body = gated_ab(&gate_tx);
                             Ok::<Reply<Gated>, HandlerError>(
                                 other.respond(hyper::Response::new(body)),
                             )
@@ -435,13 +403,7 @@ mod hyper_unanswered {
                             let (body, _) = Gated::new(b"abcd", 4);
                             Ok(other.respond(hyper::Response::new(body)))
                         }
-                        _ => {
-                            let _gone = Gone(gone_tx);
-                            let _kept = bundle;
-                            hang_tx.send(()).unwrap();
-                            std::future::pending::<()>().await;
-                            unreachable!()
-                        }
+                        _ => hang(bundle, gone_tx, Some(&hang_tx)).await,
                     }
                 }
             };
@@ -458,7 +420,7 @@ mod hyper_unanswered {
         read_past_head(&mut x, &mut buf, 2);
         let _rest = gate_rx.recv_timeout(HANG).unwrap();
         hang_up(x);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (
@@ -482,7 +444,6 @@ mod hyper_handlers_own_4xx {
     use hyper::body::Incoming;
     use hyper::StatusCode;
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
-    use util::bounded;
     use util::hyper_thread::{counted_once, HyperThread};
 
     /// A handler that answers `/<status>` with that status, marked `count_rejected` if the
@@ -520,7 +481,7 @@ mod hyper_handlers_own_4xx {
             let answer = util::get(server.addr, &format!("/{status}"));
             assert_eq!((answer.status, answer.text()), (status, "verdict"));
         }
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         assert_eq!(
             (report.stats.served, report.stats.rejected),
             (4, 0),
@@ -540,7 +501,7 @@ mod hyper_handlers_own_4xx {
             let answer = util::get(server.addr, &format!("/{status}?mark"));
             assert_eq!(answer.status, status);
         }
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         assert_eq!(
             (report.stats.served, report.stats.rejected),
             (2, 3),

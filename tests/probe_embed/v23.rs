@@ -16,18 +16,16 @@ const HANG: Duration = Duration::from_secs(20);
 
 mod hyper_lent {
     use super::*;
+    use crate::lending::{abc, gated_ab, hang, lend_watched_and_wait, one_client_gone, Lent};
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::body::Incoming;
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
     use reqguard::{AbortReason, AbortSignal};
-    use std::cell::RefCell;
     use std::io::Read;
-    use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
     use util::bodies::Gated;
-    use util::bounded;
     use util::hyper_thread::{counted_once, send, HyperThread};
     use util::{hang_up, read_past_head, Gone};
 
@@ -42,16 +40,16 @@ mod hyper_lent {
         gate_tx: mpsc::Sender<UnboundedSender<Bytes>>,
     ) -> HyperThread {
         HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let (lent_tx, fired_tx) = (lent_tx.clone(), fired_tx.clone());
                 let gate_tx = gate_tx.clone();
                 let path = request.uri().path().to_owned();
                 async move {
                     if path == "/lend" {
                         let aborted = bundle.aborted();
-                        *lent.borrow_mut() = Some(bundle);
+                        lent.lend(bundle);
                         lent_tx.send(()).unwrap();
                         let reason = aborted.await;
                         let _ = fired_tx.send(reason);
@@ -59,11 +57,7 @@ mod hyper_lent {
                             format!("my bundle was cut short: {reason:?}").into(),
                         );
                     }
-                    drop(bundle);
-                    let other = lent.borrow_mut().take().expect("lent first");
-                    let (body, rest) = Gated::new(b"ab", 4);
-                    gate_tx.send(rest).unwrap();
-                    Ok(other.respond(hyper::Response::new(body)))
+                    Ok(lent.swap(bundle, || gated_ab(&gate_tx)))
                 }
             };
             HyperServer::new(core, handler)
@@ -105,7 +99,7 @@ mod hyper_lent {
         let x_answer = util::answer_text(&mut x);
         assert!(x_answer.starts_with("HTTP/1.1 500"), "{x_answer:?}");
         drop(x);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (outcomes.total(), outcomes.dropped, outcomes.client_gone),
@@ -133,28 +127,24 @@ mod hyper_lent {
         let (gate_tx, gate_rx) = mpsc::channel();
         let (gone_tx, gone_rx) = mpsc::channel();
         let server = HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                let lent = Rc::clone(&lent);
+                let lent = lent.clone();
                 let (lent_tx, fired_tx) = (lent_tx.clone(), fired_tx.clone());
                 let (gate_tx, gone_tx) = (gate_tx.clone(), gone_tx.clone());
                 let path = request.uri().path().to_owned();
                 async move {
                     if path == "/lend" {
-                        bundle.signal().on_abort(move |reason| {
-                            let _ = fired_tx.send(reason);
-                        });
-                        *lent.borrow_mut() = Some(bundle);
-                        lent_tx.send(()).unwrap();
-                        let _gone = Gone(gone_tx);
-                        std::future::pending::<()>().await;
-                        unreachable!()
+                        return lend_watched_and_wait(
+                            bundle,
+                            &lent,
+                            fired_tx,
+                            &lent_tx,
+                            Some(gone_tx),
+                        )
+                        .await;
                     }
-                    drop(bundle);
-                    let other = lent.borrow_mut().take().expect("lent first");
-                    let (body, rest) = Gated::new(b"ab", 4);
-                    gate_tx.send(rest).unwrap();
-                    Ok::<Reply<Gated>, HandlerError>(other.respond(hyper::Response::new(body)))
+                    Ok::<Reply<Gated>, HandlerError>(lent.swap(bundle, || gated_ab(&gate_tx)))
                 }
             };
             HyperServer::new(core, handler)
@@ -174,7 +164,7 @@ mod hyper_lent {
             .recv_timeout(HANG)
             .expect("X's bundle was cut short");
         assert_eq!(fired, AbortReason::ClientDisconnected);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         assert_eq!(fired_rx.try_iter().count(), 0, "fired twice: {report}");
         let outcomes = &report.outcomes;
         assert_eq!(
@@ -209,68 +199,43 @@ mod hyper_lent {
         gone_tx: mpsc::Sender<()>,
     ) -> HyperThread {
         HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
-            let handler =
-                move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                    let lent = Rc::clone(&lent);
-                    let (lent_tx, go_tx) = (lent_tx.clone(), go_tx.clone());
-                    let (fired_tx, gone_tx) = (fired_tx.clone(), gone_tx.clone());
-                    let path = request.uri().path().to_owned();
-                    async move {
-                        match path.as_str() {
-                            "/lend" => {
-                                let _gone = Gone(gone_tx);
-                                let signal: AbortSignal = bundle.signal().clone();
-                                let (tx, mut go) = unbounded_channel();
-                                go_tx.send(tx).unwrap();
-                                *lent.borrow_mut() = Some(bundle);
-                                lent_tx.send(()).unwrap();
-                                let abort = async move {
-                                    let reason = go.recv().await.expect("the test's word");
-                                    fired_tx.send(signal.abort(reason)).unwrap();
-                                };
-                                match then {
-                                    Then::AnswerThenAbort => {
-                                        tokio::task::spawn_local(abort);
-                                    }
-                                    Then::AbortAndWait => {
-                                        abort.await;
-                                        std::future::pending::<()>().await;
-                                    }
+            let lent = Lent::default();
+            let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
+                let lent = lent.clone();
+                let (lent_tx, go_tx) = (lent_tx.clone(), go_tx.clone());
+                let (fired_tx, gone_tx) = (fired_tx.clone(), gone_tx.clone());
+                let path = request.uri().path().to_owned();
+                async move {
+                    match path.as_str() {
+                        "/lend" => {
+                            let _gone = Gone(gone_tx);
+                            let signal: AbortSignal = bundle.signal().clone();
+                            let (tx, mut go) = unbounded_channel();
+                            go_tx.send(tx).unwrap();
+                            lent.lend(bundle);
+                            lent_tx.send(()).unwrap();
+                            let abort = async move {
+                                let reason = go.recv().await.expect("the test's word");
+                                fired_tx.send(signal.abort(reason)).unwrap();
+                            };
+                            match then {
+                                Then::AnswerThenAbort => {
+                                    tokio::task::spawn_local(abort);
                                 }
-                                Err::<Reply<Full<Bytes>>, HandlerError>("my own 500".into())
+                                Then::AbortAndWait => {
+                                    abort.await;
+                                    std::future::pending::<()>().await;
+                                }
                             }
-                            "/hang" => {
-                                let _gone = Gone(gone_tx);
-                                let _kept = bundle;
-                                lent_tx.send(()).unwrap();
-                                std::future::pending::<()>().await;
-                                unreachable!()
-                            }
-                            _ => {
-                                drop(bundle);
-                                let other = lent.borrow_mut().take().expect("lent first");
-                                Ok(other.respond(hyper::Response::new(Full::new(
-                                    Bytes::from_static(b"abc"),
-                                ))))
-                            }
+                            Err::<Reply<Full<Bytes>>, HandlerError>("my own 500".into())
                         }
+                        "/hang" => hang(bundle, gone_tx, Some(&lent_tx)).await,
+                        _ => Ok(lent.swap(bundle, abc)),
                     }
-                };
+                }
+            };
             HyperServer::new(core, handler)
         })
-    }
-
-    /// A request on `/hang` whose client then goes: one *client gone*, counted in `aborted`.
-    fn one_client_gone(
-        addr: std::net::SocketAddr,
-        lent_rx: &mpsc::Receiver<()>,
-        gone_rx: &mpsc::Receiver<()>,
-    ) {
-        let hang = send(addr, "/hang");
-        lent_rx.recv_timeout(HANG).unwrap();
-        hang_up(hang);
-        gone_rx.recv_timeout(HANG).expect("/hang's future dropped");
     }
 
     /// QA embed23-2 (G8; round 22's "Found and not fixed"). hyper adapter: X's handler
@@ -301,7 +266,7 @@ mod hyper_lent {
         gone_rx
             .recv_timeout(HANG)
             .expect("X's handler future dropped");
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (outcomes.total(), outcomes.completed, outcomes.dropped),
@@ -341,7 +306,7 @@ mod hyper_lent {
         go.send(AbortReason::ClientDisconnected).unwrap();
         let fired = fired_rx.recv_timeout(HANG).unwrap();
         drop(x);
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         let outcomes = &report.outcomes;
         assert_eq!(
             (

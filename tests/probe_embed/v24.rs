@@ -14,6 +14,7 @@ const HANG: Duration = Duration::from_secs(20);
 
 mod hyper_after_end {
     use super::*;
+    use crate::lending::{abc, hang, one_client_gone, Lent};
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::body::Incoming;
@@ -24,7 +25,6 @@ mod hyper_after_end {
     use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
-    use util::bounded;
     use util::hyper_thread::{counted_once, send, HyperThread};
     use util::{hang_up, Gone};
 
@@ -51,74 +51,49 @@ mod hyper_after_end {
         gone_tx: mpsc::Sender<()>,
     ) -> HyperThread {
         HyperThread::spawn(move |core| {
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
+            let lent = Lent::default();
             let parked: Rc<RefCell<Option<Bundle>>> = Rc::default();
-            let handler =
-                move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
-                    let (lent, parked) = (Rc::clone(&lent), Rc::clone(&parked));
-                    let (lent_tx, go_tx) = (lent_tx.clone(), go_tx.clone());
-                    let (fired_tx, gone_tx) = (fired_tx.clone(), gone_tx.clone());
-                    let path = request.uri().path().to_owned();
-                    async move {
-                        match path.as_str() {
-                            "/lend" => {
-                                let signal: AbortSignal = bundle.signal().clone();
-                                let (tx, mut go) = unbounded_channel();
-                                go_tx.send(tx).unwrap();
-                                *lent.borrow_mut() = Some(bundle);
-                                lent_tx.send(()).unwrap();
-                                let reason = go.recv().await.expect("the test's word");
-                                fired_tx.send(signal.abort(reason)).unwrap();
-                                match then {
-                                    Then::Fail => Err::<Reply<Full<Bytes>>, HandlerError>(
-                                        "my own 500, after my own abort".into(),
-                                    ),
-                                    Then::Other => {
-                                        let other = parked.borrow_mut().take().expect("parked");
-                                        Ok(other.respond(hyper::Response::new(Full::new(
-                                            Bytes::from_static(b"ok"),
-                                        ))))
-                                    }
+            let handler = move |_this, request: hyper::Request<Incoming>, bundle: Bundle| {
+                let (lent, parked) = (lent.clone(), Rc::clone(&parked));
+                let (lent_tx, go_tx) = (lent_tx.clone(), go_tx.clone());
+                let (fired_tx, gone_tx) = (fired_tx.clone(), gone_tx.clone());
+                let path = request.uri().path().to_owned();
+                async move {
+                    match path.as_str() {
+                        "/lend" => {
+                            let signal: AbortSignal = bundle.signal().clone();
+                            let (tx, mut go) = unbounded_channel();
+                            go_tx.send(tx).unwrap();
+                            lent.lend(bundle);
+                            lent_tx.send(()).unwrap();
+                            let reason = go.recv().await.expect("the test's word");
+                            fired_tx.send(signal.abort(reason)).unwrap();
+                            match then {
+                                Then::Fail => Err::<Reply<Full<Bytes>>, HandlerError>(
+                                    "my own 500, after my own abort".into(),
+                                ),
+                                Then::Other => {
+                                    let other = parked.borrow_mut().take().expect("parked");
+                                    Ok(other.respond(hyper::Response::new(Full::new(
+                                        Bytes::from_static(b"ok"),
+                                    ))))
                                 }
                             }
-                            "/park" => {
-                                let _gone = Gone(gone_tx);
-                                *parked.borrow_mut() = Some(bundle);
-                                lent_tx.send(()).unwrap();
-                                std::future::pending::<()>().await;
-                                unreachable!()
-                            }
-                            "/hang" => {
-                                let _gone = Gone(gone_tx);
-                                let _kept = bundle;
-                                lent_tx.send(()).unwrap();
-                                std::future::pending::<()>().await;
-                                unreachable!()
-                            }
-                            _ => {
-                                drop(bundle);
-                                let other = lent.borrow_mut().take().expect("lent first");
-                                Ok(other.respond(hyper::Response::new(Full::new(
-                                    Bytes::from_static(b"abc"),
-                                ))))
-                            }
                         }
+                        "/park" => {
+                            let _gone = Gone(gone_tx);
+                            *parked.borrow_mut() = Some(bundle);
+                            lent_tx.send(()).unwrap();
+                            std::future::pending::<()>().await;
+                            unreachable!()
+                        }
+                        "/hang" => hang(bundle, gone_tx, Some(&lent_tx)).await,
+                        _ => Ok(lent.swap(bundle, abc)),
                     }
-                };
+                }
+            };
             HyperServer::new(core, handler)
         })
-    }
-
-    /// A request on `/hang` whose client then goes: one *client gone*, counted in `aborted`.
-    fn one_client_gone(
-        addr: std::net::SocketAddr,
-        lent_rx: &mpsc::Receiver<()>,
-        gone_rx: &mpsc::Receiver<()>,
-    ) {
-        let hang = send(addr, "/hang");
-        lent_rx.recv_timeout(HANG).unwrap();
-        hang_up(hang);
-        gone_rx.recv_timeout(HANG).expect("/hang's future dropped");
     }
 
     /// X (`/lend`) lends its bundle, Y (`/swap`) answers with it whole (X ends *completed*),
@@ -159,7 +134,7 @@ mod hyper_after_end {
             hang_up(parked);
             gone_rx.recv_timeout(HANG).expect("/park's future dropped");
         }
-        let report = bounded::within(HANG, move || server.stop()).expect("the stop hung");
+        let report = server.stop_within(HANG);
         (x_answer, report)
     }
 
@@ -340,20 +315,19 @@ mod core_stop_order {
 /// the answer of a request of the other.
 mod hyper_two_servers {
     use super::*;
+    use crate::lending::{gated_ab, lend_watched_and_wait, Lent};
     use bytes::Bytes;
     use hyper::body::Incoming;
     use reqguard::engines::{Embedded, Heap};
     use reqguard::tokio_hyper::{Bundle, HandlerError, HyperReport, HyperServer, Reply};
     use reqguard::{AbortReason, Config, ServerCore};
-    use std::cell::RefCell;
     use std::net::SocketAddr;
-    use std::rc::Rc;
     use std::sync::mpsc;
     use tokio::sync::mpsc::UnboundedSender;
     use tokio::sync::oneshot;
     use util::bodies::Gated;
     use util::hyper_thread::send;
-    use util::{hang_up, read_past_head, Gone};
+    use util::{hang_up, read_past_head};
 
     /// A round 23 leftover (qa-embed24, A2; QA embed23-1's cross-server corner). hyper
     /// adapter: X's handler (`/lend`, server A) gives its bundle away; Y's handler (`/swap`,
@@ -382,37 +356,33 @@ mod hyper_two_servers {
                 ServerCore::embedded(heap.alloc("a"), Config::default());
             let core_b: ServerCore<Embedded<&'static str>> =
                 ServerCore::embedded(heap.alloc("b"), Config::default());
-            let lent: Rc<RefCell<Option<Bundle>>> = Rc::default();
-            let theirs = Rc::clone(&lent);
+            let lent = Lent::default();
+            let theirs = lent.clone();
             let a = HyperServer::new(
                 core_a,
                 move |_this, _request: hyper::Request<Incoming>, bundle: Bundle| {
-                    let lent = Rc::clone(&theirs);
+                    let lent = theirs.clone();
                     let (lent_tx, fired_tx, gone_tx) =
                         (lent_tx.clone(), fired_tx.clone(), gone_tx.clone());
                     async move {
-                        bundle.signal().on_abort(move |reason| {
-                            let _ = fired_tx.send(reason);
-                        });
-                        *lent.borrow_mut() = Some(bundle);
-                        lent_tx.send(()).unwrap();
-                        let _gone = Gone(gone_tx);
-                        std::future::pending::<()>().await;
-                        Err::<Reply<Gated>, HandlerError>("unreachable".into())
+                        lend_watched_and_wait::<Result<Reply<Gated>, HandlerError>>(
+                            bundle,
+                            &lent,
+                            fired_tx,
+                            &lent_tx,
+                            Some(gone_tx),
+                        )
+                        .await
                     }
                 },
             );
             let b = HyperServer::new(
                 core_b,
                 move |_this, _request: hyper::Request<Incoming>, bundle: Bundle| {
-                    let lent = Rc::clone(&lent);
+                    let lent = lent.clone();
                     let gate_tx = gate_tx.clone();
                     async move {
-                        drop(bundle);
-                        let other = lent.borrow_mut().take().expect("lent first");
-                        let (body, rest) = Gated::new(b"ab", 4);
-                        gate_tx.send(rest).unwrap();
-                        Ok::<Reply<Gated>, HandlerError>(other.respond(hyper::Response::new(body)))
+                        Ok::<Reply<Gated>, HandlerError>(lent.swap(bundle, || gated_ab(&gate_tx)))
                     }
                 },
             );

@@ -90,6 +90,16 @@ impl HyperThread {
         );
         report
     }
+
+    /// [`stop`](Self::stop), waited for at most `bound` on a thread of its own: a stop that
+    /// hangs on a broken build fails the test instead of hanging it.
+    ///
+    /// # Panics
+    ///
+    /// As `stop`, and past `bound` ("the stop hung").
+    pub fn stop_within(self, bound: Duration) -> HyperReport {
+        super::bounded::within(bound, move || self.stop()).expect("the stop hung")
+    }
 }
 
 impl Drop for HyperThread {
