@@ -33,6 +33,8 @@ mod util;
 mod hooks_v30;
 #[cfg(all(feature = "server", feature = "hyper"))]
 mod lending;
+#[cfg(feature = "hyper")]
+mod one_request;
 mod v10;
 mod v11;
 mod v12;

@@ -530,10 +530,12 @@ mod hyper_embed {
     use hyper::body::Incoming;
     use hyper::{Request, Response};
     use reqguard::engines::{Embedded, Handle, Heap};
-    use reqguard::tokio_hyper::{Bundle, Handler, HandlerError, HyperReport, HyperServer, Reply};
+    use reqguard::tokio_hyper::{Bundle, Handler, HandlerError, HyperServer, Reply};
     use reqguard::{AbortReason, Config, ServerCore};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    use crate::one_request::serve_one;
 
     /// A waker of the test's own: counts its wakes; its `Arc`'s strong count says how many
     /// clones of it are held anywhere.
@@ -544,38 +546,6 @@ mod hyper_embed {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
-    }
-
-    /// Serves one `GET /` with `handler` on a fresh current-thread runtime and `LocalSet`,
-    /// then stops: the answer as text, and the report.
-    fn serve_one<H: Handler<Embedded<&'static str>>>(handler: H) -> (String, HyperReport) {
-        crate::local_set::block_on(async {
-            let heap = Heap::new();
-            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
-            let server = HyperServer::new(core, handler);
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let client = async move {
-                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
-                stream.write_all(request).await.unwrap();
-                let mut answer = Vec::new();
-                let read = stream.read_to_end(&mut answer);
-                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
-                let _ = tx.send(String::from_utf8_lossy(&answer).into_owned());
-            };
-            tokio::task::spawn_local(client);
-            let mut answer = String::new();
-            let stop = async {
-                answer = rx.await.unwrap_or_default();
-            };
-            let serve = server.serve(listener, stop);
-            let report = tokio::time::timeout(Duration::from_secs(20), serve)
-                .await
-                .expect("the server stopped");
-            (answer, report)
-        })
     }
 
     /// How many listeners `Bundle::aborted` futures that were polled once and dropped leave
