@@ -4,7 +4,12 @@
 //!
 //! ```text
 //! REQGUARD_FLOOR_SERVE=1 cargo bench --features server --bench floor_server
+//! REQGUARD_FLOOR_SERVE=1 REQGUARD_FLOOR_CLOSE=1 cargo bench --features server --bench floor_server   # a connection per request
 //! ```
+//!
+//! With `REQGUARD_FLOOR_CLOSE` set it closes every connection once its answers are written (no
+//! linger): the floor of connection churn (`ab` without `-k`, `connection: close`;
+//! `benches/load/shapes.py`).
 //!
 //! Prints `listening on 127.0.0.1:PORT` (a free port) and serves until killed. Without
 //! `REQGUARD_FLOOR_SERVE` it prints this hint and exits, so `cargo bench` does not hang on it.
@@ -20,7 +25,11 @@ fn main() {
         println!("floor_server: set REQGUARD_FLOOR_SERVE=1 to serve (see the file's header)");
         return;
     }
-    let floor = Floor::start();
+    let floor = if std::env::var_os("REQGUARD_FLOOR_CLOSE").is_some() {
+        Floor::start_closing()
+    } else {
+        Floor::start()
+    };
     println!("listening on {}", floor.addr);
     let _ = std::io::stdout().flush();
     // The floor serves on its own thread; this one only keeps the process alive.

@@ -23,6 +23,11 @@ use super::client::{ThreadClock, IO_TIMEOUT};
 pub const FLOOR_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
 content-type: text/plain\r\ncontent-length: 5\r\n\r\nhello";
 
+/// The closing floor's answer: the same with `connection: close`, so that clients reconnect
+/// rather than take the close for an error (`wrk`, `h2load`).
+const FLOOR_ANSWER_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+content-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
+
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 
@@ -38,6 +43,18 @@ pub struct Floor {
 impl Floor {
     /// Starts the floor on `127.0.0.1:0`.
     pub fn start() -> Floor {
+        Floor::start_with(false)
+    }
+
+    /// Starts the floor on `127.0.0.1:0`; with `close`, every connection is closed once the
+    /// answers to what it sent are written (the floor of a connection per request: `ab`
+    /// without `-k`, `connection: close`), with no linger: the least a server does.
+    #[allow(dead_code)] // Only `floor_server` closes.
+    pub fn start_closing() -> Floor {
+        Floor::start_with(true)
+    }
+
+    fn start_with(close: bool) -> Floor {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
@@ -50,7 +67,7 @@ impl Floor {
                     .register(&mut listener, LISTENER, Interest::READABLE)?;
                 let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
                 let _ = tx.send((listener.local_addr()?, waker, ThreadClock::current()));
-                serve(poll, listener, &stopped)
+                serve(poll, listener, &stopped, close)
             })
             .expect("spawn the floor thread");
         let (addr, waker, clock) = rx.recv_timeout(IO_TIMEOUT).expect("the floor listens");
@@ -90,9 +107,11 @@ struct Conn {
     written: usize,
     /// The last 3 bytes read, so an empty line split across two reads is still found.
     tail: Vec<u8>,
+    /// It has had an answer (the closing floor closes it once every answer is written).
+    answered: bool,
 }
 
-fn serve(mut poll: Poll, listener: TcpListener, stop: &AtomicBool) -> io::Result<u64> {
+fn serve(mut poll: Poll, listener: TcpListener, stop: &AtomicBool, close: bool) -> io::Result<u64> {
     let mut events = Events::with_capacity(1024);
     let mut conns: Slab<Conn> = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -114,9 +133,10 @@ fn serve(mut poll: Poll, listener: TcpListener, stop: &AtomicBool) -> io::Result
                     let Some(conn) = conns.get_mut(key) else {
                         continue;
                     };
-                    match exchange(conn, &mut buf, &finder) {
-                        Ok(n) => answered += n,
-                        Err(_) => {
+                    match exchange(conn, &mut buf, &finder, close) {
+                        Ok(n) if !(close && conn.answered_all()) => answered += n,
+                        result => {
+                            answered += result.unwrap_or(0);
                             let mut conn = conns.remove(key);
                             let _ = poll.registry().deregister(&mut conn.stream);
                         }
@@ -143,6 +163,7 @@ fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) -> io::Re
                     out: Vec::with_capacity(4096),
                     written: 0,
                     tail: Vec::with_capacity(8),
+                    answered: false,
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -151,9 +172,22 @@ fn accept(poll: &Poll, listener: &TcpListener, conns: &mut Slab<Conn>) -> io::Re
     }
 }
 
+impl Conn {
+    /// Something was answered and every answer is written.
+    fn answered_all(&self) -> bool {
+        self.answered && self.out.is_empty()
+    }
+}
+
 /// Reads what there is, answers every request in it, writes what it can. `Err` when the
 /// connection is done.
-fn exchange(conn: &mut Conn, buf: &mut [u8], finder: &memmem::Finder<'_>) -> io::Result<u64> {
+fn exchange(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    finder: &memmem::Finder<'_>,
+    close: bool,
+) -> io::Result<u64> {
+    let answer = if close { FLOOR_ANSWER_CLOSE } else { FLOOR_ANSWER };
     let mut answered = 0;
     loop {
         let n = match conn.stream.read(buf) {
@@ -171,9 +205,10 @@ fn exchange(conn: &mut Conn, buf: &mut [u8], finder: &memmem::Finder<'_>) -> io:
         let requests = finder.find_iter(&joint[..conn.tail.len() + head]).count()
             + finder.find_iter(&buf[..n]).count();
         for _ in 0..requests {
-            conn.out.extend_from_slice(FLOOR_ANSWER);
+            conn.out.extend_from_slice(answer);
         }
         answered += requests as u64;
+        conn.answered |= requests > 0;
         // Keep the last 3 bytes of everything read so far.
         conn.tail.extend_from_slice(&buf[n.saturating_sub(3)..n]);
         let excess = conn.tail.len().saturating_sub(3);
