@@ -105,9 +105,25 @@ const EVICT_TRIES: usize = 4;
 /// turn, after the events that came meanwhile (`EventLoop::revisits`, [`REVISIT_TIMER`]). Reading every ready
 /// connection until `WouldBlock` made one turn as long as all of them took: 200 clients
 /// pipelining 4 x 256 KiB echoes held a fast client's `GET /` ~0.5 s under load
-/// (docs/benchmarks.md 9e, 9f). One 64 KiB read buffer's worth: a socket with less than that
-/// is drained in one read, which takes nothing from the budget (small requests never count).
+/// (docs/benchmarks.md 9e, 9f). Half the loop's [`READ_BUFFER`]: a socket with less than that
+/// buffer is drained in one read, which takes nothing from the budget (small requests never
+/// count); a read that fills the buffer spends it all at once.
 const READ_BUDGET: usize = 64 * 1024;
+
+/// The loop's read buffer, shared by its connections: a request is parsed where a read left it
+/// here, and only what it leaves unanswered is kept. Twice [`READ_BUDGET`], so that a read that
+/// brings a 64 KiB body and its head is short (the socket emptied) and answered at once: with a
+/// 64 KiB buffer it filled the buffer, spent the budget and was cut to the next turn (a poll
+/// that does not wait, a read of the head's worth of body left, and a read that found
+/// nothing): 5.2 system calls per 64 KiB `POST /echo` where plain hyper makes 2.2
+/// (`benches/load/shapes.py`, docs/benchmarks.md "Load shapes"). Allocated zeroed, once per
+/// loop: the allocator maps fresh pages for it, touched as far as reads fill it.
+const READ_BUFFER: usize = 2 * READ_BUDGET;
+
+/// A loop's read buffer ([`READ_BUFFER`]).
+fn read_buffer() -> Vec<u8> {
+    vec![0; READ_BUFFER]
+}
 
 /// Timer entries allowed beyond twice the open connections before the stale ones are pruned.
 const PRUNE_SLACK: usize = 64;
@@ -535,7 +551,7 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
     /// [`Server::run`].
     fn run(mut self) -> io::Result<ServerReport> {
         let mut events = Events::with_capacity(1024);
-        let mut buf = vec![0; 64 * 1024];
+        let mut buf = read_buffer();
         self.clock = Instant::now();
         // A stop the embedder began through `dispatcher()` before the loop ran (nothing else
         // reaches the dispatcher once it runs) is the server's stop: its deadline, the
@@ -1939,6 +1955,45 @@ mod tests {
         }
         let (_, socket) = server.sockets.iter().next().unwrap();
         assert!(socket.stream.nodelay().unwrap());
+    }
+
+    /// A 64 KiB `POST /echo` that arrived whole, head and body, is read in one read of the
+    /// loop's buffer and answered in the turn that reads it (round 33, load33). With a 64 KiB
+    /// buffer that read filled it, spent the connection's read budget and was cut to the next
+    /// turn, which read the body's last bytes in place and then found nothing: a poll and two
+    /// reads more per 64 KiB echo than plain hyper makes (docs/benchmarks.md, "Load shapes").
+    #[test]
+    fn a_64_kib_post_that_arrived_whole_is_answered_in_the_turn_that_reads_it() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let accounting = Guarded::embedded("server", Config::default());
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let mut server = Server::bind(addr, &router, accounting, Limits::default())
+            .unwrap()
+            .into_loop();
+        let mut client = StdStream::connect(server.local_addr).unwrap();
+        let (mut events, mut buf) = (Events::with_capacity(8), read_buffer());
+        while server.sockets.is_empty() {
+            assert!(!server.turn(&mut events, &mut buf).unwrap());
+        }
+        let body = vec![b'a'; 64 * 1024];
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        client
+            .write_all(&[head.as_bytes(), &body].concat())
+            .unwrap();
+        // All of it in the server's socket before the turn that reads it.
+        wait_delivered([&client]);
+        assert!(!server.turn(&mut events, &mut buf).unwrap());
+        let stats = &server.dispatcher.stats;
+        assert_eq!(stats.served, 1, "answered in the turn that read it");
+        assert_eq!(
+            stats.body_bytes_read_in_place, 0,
+            "the body came in the one read"
+        );
     }
 
     /// Answers small whatever the body (no back-pressure however many are pipelined).
