@@ -187,7 +187,11 @@ fn exchange(
     finder: &memmem::Finder<'_>,
     close: bool,
 ) -> io::Result<u64> {
-    let answer = if close { FLOOR_ANSWER_CLOSE } else { FLOOR_ANSWER };
+    let answer = if close {
+        FLOOR_ANSWER_CLOSE
+    } else {
+        FLOOR_ANSWER
+    };
     let mut answered = 0;
     loop {
         let n = match conn.stream.read(buf) {

@@ -8,8 +8,9 @@ connections; each server against the raw mio floor and plain hyper, as ratios wi
 Servers as in run.py (mio, rghyper, hyper, floor, or NAME=CMD), each started fresh per case and
 round on 127.0.0.1 and stopped by its PID (the demo's exit JSON must say leaked 0). For the churn
 cases the floor closes every connection once answered (`REQGUARD_FLOOR_CLOSE`); it answers GET
-only (no post case). The demo stacks get `--max-connections 16000 --idle-timeout-ms 60000` in the
-idle cases only (the defaults are 1,024 and 5 s).
+only (no post case). The demo stacks (and any NAME=CMD whose program's name has `demo` in it)
+get `--max-connections 16000 --idle-timeout-ms 60000` in the idle cases only (the defaults are
+1,024 and 5 s).
 With --pin S:L (default 0:1) the server runs on CPU S (`taskset -c S`) and the load tool (and the
 idle holder) on CPU L: two cores, one each.
 Cases (every count bounded; a tool's run is bounded by --dur or its request count and a timeout):
@@ -121,7 +122,7 @@ def one(name, spec, case, opts, tmp):
     if kind == "idle":
         _, k, case = case.split(":", 2)
         idle = int(k)
-        if name in ("mio", "rghyper") or "reqguard-demo" in " ".join(words):
+        if name in ("mio", "rghyper") or "demo" in os.path.basename(words[0]):
             words = words + IDLE_ARGS
         kind = case.split(":")[0]
     if name == "floor" and kind in ("close", "ab", "h2close"):
