@@ -203,13 +203,17 @@ pub(crate) struct Conn {
     /// `Options::max_head`.
     max_head: isize,
     /// `Options::half_close`: a client's end of input read while a request of it is out is
-    /// held back from hyper ([`Conn::client_ended`]).
+    /// held back from hyper ([`Conn::holds_client_end`]).
     half_close: bool,
-    /// With [`Conn::half_close`], hyper read the client's end of input (its buffer empty:
-    /// nothing of a request left to serve) while a request of it was out: the answers made
-    /// from now on say `connection: close` (RFC 9112 section 9.6: the server closes after
-    /// them), as the mio loops' last answer does.
-    client_ended: Cell<bool>,
+    /// The answers made from now on say `connection: close` ([`Conn::answers_close`]): the
+    /// server is unready or stopping (its tally's [`is_closing`](Tally::is_closing), set on
+    /// every open connection by [`Connections::answers_close`] and at the register of one
+    /// accepted later), or, with [`Conn::half_close`], hyper read the client's end of input
+    /// (its buffer empty: nothing of a request left to serve) while a request of it was out
+    /// (RFC 9112 section 9.6: the server closes after them, as the mio loops' last answer
+    /// does). One flag, so that an answer asks one question (callgrind section 9, round 33:
+    /// the tally's flag and the half-close's apart were a load and compare more per answer).
+    answers_close: Cell<bool>,
     /// The chunk sizes of the body a route reads, watched against its limit
     /// ([`Conn::watch_chunks`]); and whether one took it past ([`Conn::chunk_past_limit`]).
     chunks: Cell<Option<Box<ChunkWatch>>>,
@@ -857,7 +861,7 @@ impl Conn {
     }
 
     /// hyper read the client's end of input: with [`Conn::half_close`] and a request of it
-    /// out, the end is noted ([`Conn::client_ended`]) and held back from hyper (true): hyper
+    /// out, the end is noted ([`Conn::answers_close`]) and held back from hyper (true): hyper
     /// reads the socket inside a request only with its buffer empty (its
     /// `mid_message_detect_eof`, run with its own `half_close` off; or the body the handler
     /// asks for), so no request it holds is lost, and the request out is answered, with
@@ -865,17 +869,18 @@ impl Conn {
     #[cold]
     pub(crate) fn holds_client_end(&self) -> bool {
         if self.half_close && self.is_busy() {
-            self.client_ended.set(true);
+            self.answers_close.set(true);
             return true;
         }
         false
     }
 
-    /// Whether the client's end of input was held back from hyper ([`Conn::holds_client_end`]):
-    /// the answers made from now on close the connection.
+    /// Whether the answers made from now on close the connection: the server is unready or
+    /// stopping (keep-alive is off), or the client's end of input was held back from hyper
+    /// ([`Conn::holds_client_end`]).
     #[inline]
-    pub(crate) fn client_ended(&self) -> bool {
-        self.client_ended.get()
+    pub(crate) fn answers_close(&self) -> bool {
+        self.answers_close.get()
     }
 
     /// A route begins to read a chunked body whose first byte hyper has not read yet (its
@@ -1336,7 +1341,7 @@ impl Connections {
             lent: Cell::new(Vec::new()),
             max_head: max_head.try_into().unwrap_or(isize::MAX),
             half_close,
-            client_ended: Cell::new(false),
+            answers_close: Cell::new(tally.is_closing()),
             chunks: Cell::new(None),
             chunk_past: Cell::new(false),
         });
@@ -1490,6 +1495,16 @@ impl Connections {
             }
         }
         aborted
+    }
+
+    /// Keep-alive goes off (the server's tally is closing: unready, or stopping): every open
+    /// connection's answers from now on say `connection: close` ([`Conn::answers_close`]);
+    /// one accepted later is registered with it set.
+    #[cold]
+    pub(crate) fn answers_close(&self) {
+        for (_, slot) in self.open.borrow().iter() {
+            slot.conn.answers_close.set(true);
+        }
     }
 
     /// Aborts every open connection's task (hyper drops the connection, its request futures

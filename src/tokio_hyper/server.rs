@@ -793,6 +793,7 @@ where
         if !options.unready.is_zero() && !forced.fired_by_now().await {
             steps.record(StepKind::Unready, shared.core.ledger(), &connections);
             shared.tally.set_unready();
+            connections.answers_close();
             let unready = async {
                 tokio::select! {
                     () = tokio::time::sleep(options.unready) => {}
@@ -804,6 +805,7 @@ where
 
         steps.record(StepKind::Drain, shared.core.ledger(), &connections);
         shared.tally.set_stopping();
+        connections.answers_close();
         let drain = shared.core.stop();
         if let Some(after_stop) = abandoned.after_stop.take() {
             after_stop.run();
@@ -876,6 +878,7 @@ impl<E: Engine, C: Recycle, H, S> Drop for Abandoned<'_, E, C, H, S> {
         if self.armed.get() {
             let tally = &self.shared.tally;
             tally.set_stopping();
+            self.connections.answers_close();
             tally.set_force_closing();
             let drain = self.shared.core.stop();
             if let Some(hooks) = self.after_stop.take() {
@@ -1239,40 +1242,51 @@ where
         let lingering = Rc::clone(&self.refusing);
         let options = self.options;
         let task = tokio::task::spawn_local(async move {
+            // Whether the poll below is hyper's second after its end (the upgrade's close).
+            let mut polled_again = false;
             loop {
+                // The one place the task awaits hyper: with a second one for the re-poll
+                // below (`let _ = InPlace(&mut conn).await`, round 32), `Watched::poll` was
+                // no longer inlined here and every wake of the task paid a call of its own,
+                // about 25 instructions per request (callgrind section 9, round 33).
                 let ended = InPlace(&mut conn).await;
-                // hyper answered 400 or 431 (not to an HTTP/2 preface, which it closes on
-                // without a word: counted, the exit JSON had a rejection no client saw).
-                let answered_bad_input = ended.as_ref().is_err_and(|err| {
-                    (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2()
-                });
-                if let Err(err) = &ended {
-                    if answered_bad_input {
-                        tally.bump(|s| &mut s.rejected);
+                if !std::mem::take(&mut polled_again) {
+                    // hyper answered 400 or 431 (not to an HTTP/2 preface, which it closes on
+                    // without a word: counted, the exit JSON had a rejection no client saw).
+                    let answered_bad_input = ended.as_ref().is_err_and(|err| {
+                        (err.is_parse() || err.is_parse_too_large()) && !err.is_parse_version_h2()
+                    });
+                    if let Err(err) = &ended {
+                        if answered_bad_input {
+                            tally.bump(|s| &mut s.rejected);
+                        }
+                        if err.is_timeout() {
+                            head_timed_out(conn.into_connection());
+                            break;
+                        }
                     }
-                    if err.is_timeout() {
-                        head_timed_out(conn.into_connection());
-                        break;
+                    if (ended.is_ok() || answered_bad_input)
+                        && !handoff.was_shut_by_hyper()
+                        && handoff.reads_as_usual()
+                    {
+                        // hyper ended the connection by its choice without shutting its
+                        // socket's write side: a request on it asked for an upgrade (a
+                        // `CONNECT`, or an `Upgrade` field in HTTP/1.1), which hyper 1.x arms
+                        // and never disarms when the answer is not a `101` (or a `2xx` to
+                        // `CONNECT`); at the connection's end (an answer that closes, its own
+                        // `400`) it hands the socket to that upgrade (`Dispatched::Upgrade`,
+                        // its buffer not flushed), which the adapter never takes (no
+                        // `with_upgrades`). The socket was closed as an aborted one: what hyper
+                        // had not flushed was lost, and with input unread the close reset the
+                        // connection, dropping what the socket had not sent (a client reading a
+                        // 256 KiB echo answer through a small window read 47 to 133 KiB of it,
+                        // then the reset; QA client32-1). Polled once more (the loop's await
+                        // again, its outcome not looked at), hyper finds the upgrade gone and
+                        // ends as at any close: it flushes, shuts the write side, and the
+                        // socket lingers.
+                        polled_again = true;
+                        continue;
                     }
-                }
-                if (ended.is_ok() || answered_bad_input)
-                    && !handoff.was_shut_by_hyper()
-                    && handoff.reads_as_usual()
-                {
-                    // hyper ended the connection by its choice without shutting its socket's
-                    // write side: a request on it asked for an upgrade (a `CONNECT`, or an
-                    // `Upgrade` field in HTTP/1.1), which hyper 1.x arms and never disarms when
-                    // the answer is not a `101` (or a `2xx` to `CONNECT`); at the connection's
-                    // end (an answer that closes, its own `400`) it hands the socket to that
-                    // upgrade (`Dispatched::Upgrade`, its buffer not flushed), which the
-                    // adapter never takes (no `with_upgrades`). The socket was closed as an
-                    // aborted one: what hyper had not flushed was lost, and with input unread
-                    // the close reset the connection, dropping what the socket had not sent (a
-                    // client reading a 256 KiB echo answer through a small window read 47 to
-                    // 133 KiB of it, then the reset; QA client32-1). Polled once more, hyper
-                    // finds the upgrade gone and ends as at any close: it flushes, shuts the
-                    // write side, and the socket lingers.
-                    let _ = InPlace(&mut conn).await;
                 }
                 if handoff.reads_as_usual() {
                     drop(conn);

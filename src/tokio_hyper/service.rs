@@ -471,7 +471,7 @@ where
                 tally.bump(|s| &mut s.answered_after_abort);
             }
         }
-        if tally.is_closing() || this.conn.client_ended() {
+        if this.conn.answers_close() {
             // Keep-alive is off once the server is unready or stopped, or the client has
             // half-closed (`Options::with_half_close`): every answer closes.
             closing_answer(&mut response, this.conn);
@@ -626,7 +626,7 @@ fn fixed_response<B: hyper::body::Body, C: Recycle>(
     answer: Fixed,
     conn: &Conn,
 ) -> Response<GuardedBody<B, C>> {
-    let mut response = answer.response(conn.tally.is_closing() || conn.client_ended());
+    let mut response = answer.response(conn.answers_close());
     if conn.is_http10() {
         http10_closing(&mut response);
     }
