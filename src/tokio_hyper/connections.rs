@@ -1068,10 +1068,7 @@ impl<F: GracefulConnection> Future for Watched<F> {
         // task, whatever its functions' addresses (`same_waker` compares those too, four
         // loads and compares more per poll, callgrind section 9, round 33).
         let mut waker = this.conn.waker.borrow_mut();
-        if !waker
-            .as_ref()
-            .is_some_and(|w| w.data() == cx.waker().data())
-        {
+        if waker.as_ref().is_none_or(|w| w.data() != cx.waker().data()) {
             *waker = Some(cx.waker().clone());
         }
         drop(waker);
