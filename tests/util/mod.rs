@@ -13,6 +13,8 @@ pub mod hyper_thread;
 pub mod serve;
 #[cfg(feature = "server")]
 pub mod small_window;
+#[cfg(all(target_os = "linux", any(feature = "server", feature = "hyper")))]
+pub mod sock_diag;
 pub mod strict;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -240,25 +242,66 @@ pub fn with_demo_router<T>(f: impl FnOnce(&reqguard::http::Router<'_>) -> T) -> 
 
 /// `(state, send queue, receive queue)` of the IPv4 TCP socket from `local` to `remote` (ports),
 /// as `/proc/net/tcp` tells them (`tx_queue`: written and not acknowledged; `rx_queue`:
-/// received and not read; state `0A` is a listener, whose remote port is 0).
+/// received and not read; state `0A` is a listener, whose remote port is 0, and whose receive
+/// queue is its accept queue). Asked of the kernel for that socket alone (netlink `sock_diag`,
+/// [`sock_diag`]): reading `/proc/net/tcp` walks every socket of the machine, 0.2-0.3 s with
+/// 16,000 of them at load 20, and a wait's polls let a server's timers run out (round 32).
+/// Without the crate's `rustix` (no `server` nor `hyper` feature), `/proc/net/tcp` is read.
 #[cfg(target_os = "linux")]
 pub fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
+    #[cfg(any(feature = "server", feature = "hyper"))]
+    {
+        sock_diag::tcp_socket(local, remote).expect("netlink sock_diag")
+    }
+    #[cfg(not(any(feature = "server", feature = "hyper")))]
+    {
+        proc_net_tcp(|l, r| (l, r) == (local, remote)).into_iter().next()
+    }
+}
+
+/// Every IPv4 listener on port `local` (one per loop when `SO_REUSEPORT` spreads a port over
+/// several): `(state, send queue, accept queue)` each, as [`tcp_socket`] gives them.
+#[cfg(target_os = "linux")]
+pub fn tcp_listeners(local: u16) -> Vec<(u8, u64, u64)> {
+    #[cfg(any(feature = "server", feature = "hyper"))]
+    {
+        sock_diag::listeners(local).expect("netlink sock_diag")
+    }
+    #[cfg(not(any(feature = "server", feature = "hyper")))]
+    {
+        proc_net_tcp(|l, r| l == local && r == 0)
+            .into_iter()
+            .filter(|&(state, _, _)| state == 0x0A)
+            .collect()
+    }
+}
+
+/// The sockets of `/proc/net/tcp` whose (local, remote) ports `wanted` takes, in its order.
+#[cfg(all(
+    target_os = "linux",
+    not(any(feature = "server", feature = "hyper"))
+))]
+fn proc_net_tcp(wanted: impl Fn(u16, u16) -> bool) -> Vec<(u8, u64, u64)> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if port(f[1]) != local || port(f[2]) != remote {
-            return None;
-        }
-        let (tx, rx) = f[4].split_once(':').unwrap();
-        let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
-        Some((u8::from_str_radix(f[3], 16).unwrap(), hex(tx), hex(rx)))
-    })
+    let hex = |v: &str| u64::from_str_radix(v, 16).unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if !wanted(port(f[1]), port(f[2])) {
+                return None;
+            }
+            let (tx, rx) = f[4].split_once(':').unwrap();
+            Some((u8::from_str_radix(f[3], 16).unwrap(), hex(tx), hex(rx)))
+        })
+        .collect()
 }
 
 /// Waits until a server in another process has read all that `client` sent: the client's
 /// bytes are acknowledged (nothing unsent) and the server's end of the connection holds nothing
-/// unread (`/proc/net/tcp`). Both stacks admit a whole request in the turn that reads it, and a
+/// unread ([`tcp_socket`]). Both stacks admit a whole request in the turn that reads it, and a
 /// signal is handled at a later turn, so after this a request sent whole is admitted; no other
 /// event says so from outside the process (a sleep said it before, and assumed a quick machine).
 /// Without `/proc/net/tcp` (not Linux), a 300 ms pause stands in.
@@ -278,15 +321,16 @@ pub fn wait_read_by_server(client: &TcpStream) {
 }
 
 /// Waits until a server (in this process or another) has accepted every connection made to
-/// `client`'s server port so far: its listening socket's accept queue is empty
-/// (`/proc/net/tcp` gives a listener's queued connections as its `rx_queue`). With one
-/// listener on the port (one loop), `client`'s connection is then the server's. Without
+/// `client`'s server port so far: the accept queue of each listener on the port is empty
+/// ([`tcp_listeners`]; a loop group with `SO_REUSEPORT` has one per loop, and the kernel hashed
+/// `client` to any of them). `client`'s connection is then the server's. Without
 /// `/proc/net/tcp` (not Linux), a 300 ms pause stands in.
 pub fn wait_accepted(client: &TcpStream) {
     let server_port = client.peer_addr().unwrap().port();
     #[cfg(target_os = "linux")]
     wait_until("the server to accept the connection", || {
-        tcp_socket(server_port, 0).is_some_and(|(state, _, queued)| state == 0x0A && queued == 0)
+        let listeners = tcp_listeners(server_port);
+        !listeners.is_empty() && listeners.iter().all(|&(_, _, queued)| queued == 0)
     });
     #[cfg(not(target_os = "linux"))]
     {
