@@ -223,11 +223,20 @@ fn echoes_held_at_the_force_step(stack: &str) -> (Serve, Vec<TcpStream>) {
             stream
         })
         .collect();
-    sleep(Duration::from_millis(500)); // every echo answered, as far as its socket takes it
+    // Before the signal: the delayed request admitted (read), and every echo answered (both
+    // stacks read a body whole before the answer's first byte): its client has that byte.
+    util::wait_read_by_server(&held);
+    for client in &clients {
+        util::wait_until("the echo's answer begun", || !util::open_and_silent(client));
+    }
     for mut client in &clients {
         client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
     }
-    sleep(Duration::from_millis(200)); // every head begun read
+    // Each head begun is in the server's socket: read at once, or (an echo past the stack's
+    // output bound still being written) once the echo is written, after the force step.
+    for client in &clients {
+        util::wait_sent(client);
+    }
     send_signal(serve.child.id(), "TERM");
     let mut rest = Vec::new();
     let _ = held.read_to_end(&mut rest);

@@ -142,12 +142,21 @@ fn the_503s_of_the_stops_end_are_in_the_close_steps_answered_on_both_stacks() {
         kept.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
         let mut fresh = StrictClient::connect(serve.addr);
         fresh.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
-        let silent = [0; 3].map(|_| StrictClient::connect(serve.addr));
+        let mut silent = [0; 3].map(|_| StrictClient::connect(serve.addr));
         // Each is accepted (answered on its own connection) before the signal.
         for _ in 0..4 {
             let mut probe = StrictClient::connect(serve.addr);
             probe.send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
             assert_eq!(probe.answer("GET").status, 200, "{stack}");
+        }
+        // The probes' answers said nothing of the other loop (`SO_REUSEPORT` hashes each
+        // connection to one): before the signal, each head begun is read (one not read yet is
+        // an idle connection's) and every silent connection accepted by its loop.
+        for client in [&mut kept, &mut fresh] {
+            util::wait_read_by_server(client.reader_mut().get_ref());
+        }
+        for client in &mut silent {
+            util::wait_accepted(client.reader_mut().get_ref());
         }
         send_signal(serve.child.id(), "TERM");
         let mut seen = 0;

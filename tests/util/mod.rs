@@ -255,7 +255,9 @@ pub fn tcp_socket(local: u16, remote: u16) -> Option<(u8, u64, u64)> {
     }
     #[cfg(not(any(feature = "server", feature = "hyper")))]
     {
-        proc_net_tcp(|l, r| (l, r) == (local, remote)).into_iter().next()
+        proc_net_tcp(|l, r| (l, r) == (local, remote))
+            .into_iter()
+            .next()
     }
 }
 
@@ -277,10 +279,7 @@ pub fn tcp_listeners(local: u16) -> Vec<(u8, u64, u64)> {
 }
 
 /// The sockets of `/proc/net/tcp` whose (local, remote) ports `wanted` takes, in its order.
-#[cfg(all(
-    target_os = "linux",
-    not(any(feature = "server", feature = "hyper"))
-))]
+#[cfg(all(target_os = "linux", not(any(feature = "server", feature = "hyper"))))]
 fn proc_net_tcp(wanted: impl Fn(u16, u16) -> bool) -> Vec<(u8, u64, u64)> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
@@ -312,6 +311,24 @@ pub fn wait_read_by_server(client: &TcpStream) {
     wait_until("the server to read what the client sent", || {
         tcp_socket(client_port, server_port).is_some_and(|(_, unsent, _)| unsent == 0)
             && tcp_socket(server_port, client_port).is_some_and(|(_, _, unread)| unread == 0)
+    });
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (client_port, server_port);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Waits until all that `client` sent is in the server's socket: acknowledged by its kernel,
+/// nothing left unsent ([`tcp_socket`]), whether or not the server has read it (one writing an
+/// answer its client does not read may read nothing more until it has written it). Without
+/// `/proc/net/tcp` (not Linux), a 300 ms pause stands in.
+pub fn wait_sent(client: &TcpStream) {
+    let client_port = client.local_addr().unwrap().port();
+    let server_port = client.peer_addr().unwrap().port();
+    #[cfg(target_os = "linux")]
+    wait_until("the server's socket to take what the client sent", || {
+        tcp_socket(client_port, server_port).is_some_and(|(_, unsent, _)| unsent == 0)
     });
     #[cfg(not(target_os = "linux"))]
     {

@@ -61,7 +61,12 @@ fn request(local: u16, remote: u16, dump_states: Option<u32>) -> Vec<u8> {
 /// lookup that finds nothing is an empty list (`ENOENT`).
 fn ask(message: &[u8], dump: bool) -> io::Result<Vec<(u16, u16, Queues)>> {
     let diag: OwnedFd = socket(AddressFamily::NETLINK, SocketType::DGRAM, Some(SOCK_DIAG))?;
-    sendto(&diag, message, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))?;
+    sendto(
+        &diag,
+        message,
+        SendFlags::empty(),
+        &SocketAddrNetlink::new(0, 0),
+    )?;
     let mut found = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -90,7 +95,11 @@ fn ask(message: &[u8], dump: bool) -> io::Result<Vec<(u16, u16, Queues)>> {
                     // A listener's wqueue is its backlog's bound: /proc/net/tcp says 0.
                     let port = |i: usize| u16::from_be_bytes([buf[i], buf[i + 1]]);
                     let state = buf[payload + 1];
-                    let unsent = if state == LISTEN { 0 } else { u32_at(payload + 60) };
+                    let unsent = if state == LISTEN {
+                        0
+                    } else {
+                        u32_at(payload + 60)
+                    };
                     let queues = (state, u64::from(unsent), u64::from(u32_at(payload + 56)));
                     found.push((port(payload + 4), port(payload + 6), queues));
                 }
