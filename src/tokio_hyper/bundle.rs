@@ -294,10 +294,19 @@ impl Future for Aborted {
         if let Some(reason) = self.signal.reason() {
             return Poll::Ready(reason);
         }
+        // Cloning the waker is the executor's code, which may abort this signal (QA
+        // embed33-1: read before the clone only, the abort came with no listener in place and
+        // the future waited for a wake-up that never came): cloned first, read again after.
+        let waker = cx.waker().clone();
+        if let Some(reason) = self.signal.reason() {
+            return Poll::Ready(reason);
+        }
         match &self.waker {
-            Some((slot, _)) => slot.set(Some(cx.waker().clone())),
+            // The waker it replaces is dropped (the executor's code again): an abort from there
+            // finds this one in place and wakes it.
+            Some((slot, _)) => slot.set(Some(waker)),
             None => {
-                let slot = Rc::new(Cell::new(Some(cx.waker().clone())));
+                let slot = Rc::new(Cell::new(Some(waker)));
                 let listener = Rc::clone(&slot);
                 let key = self.signal.on_abort_keyed(move |_| {
                     if let Some(waker) = listener.take() {

@@ -1,4 +1,4 @@
-//! The hostile-embedder probes of rounds 8 to 32 (`tests/probe_embed/vN.rs`, one module per
+//! The hostile-embedder probes of rounds 8 to 33 (`tests/probe_embed/vN.rs`, one module per
 //! round), built as one test binary: each file was a binary of its own, and each compiled and
 //! linked hyper, tokio and QuickJS again (docs/reliability.md, "CI time"). Run one round with
 //! `cargo test --features server,quickjs,hyper --test probe_embed v20::`. `hooks_v30` is
@@ -57,5 +57,6 @@ mod v28;
 mod v29;
 mod v30;
 mod v32;
+mod v33;
 mod v8;
 mod v9;

@@ -1,0 +1,125 @@
+//! QA probes, round 33, of the public API as a hostile embedder (a JS runtime author) uses it.
+//! Public API only. Each module's doc says whether it found a bug (and how it failed on `main`
+//! before its fix) or pins a documented behaviour.
+
+/// QA embed33-1 (G8, G9; found and fixed round 33). hyper adapter: `Bundle::aborted()`'s future
+/// read the signal, then cloned the task's waker (the executor's code: a `RawWaker`'s `clone`)
+/// to register its listener. A clone that aborted the signal (an executor whose waker holds
+/// the request's signal and aborts it when the task is scheduled away, as a runtime's
+/// cancellation does) came between the two: on a first poll the listener was refused (the
+/// signal had fired) and the future returned `Pending` with nothing registered, on a later
+/// poll the listener woke the waker it was replacing; either way the task that polled it was
+/// never woken for an abort that had happened (on main 8232323: `Pending`, the signal aborted,
+/// 0 wakes, both tests). The drain's own future had the same hole closed in round 19 (QA
+/// embed19b-2). Now the waker is cloned first and the signal read after.
+#[cfg(feature = "hyper")]
+mod aborted_with_a_waker_whose_clone_aborts {
+    use std::cell::{Cell, RefCell};
+    use std::future::Future;
+    use std::io::{Read, Write};
+    use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use reqguard::engines::Heap;
+    use reqguard::tokio_hyper::{Bundle, HandlerError, HyperServer, Reply};
+    use reqguard::{AbortReason, AbortSignal, Config, ServerCore};
+
+    thread_local! {
+        /// The signal the waker's clone aborts.
+        static SIGNAL: RefCell<Option<AbortSignal>> = const { RefCell::new(None) };
+        static WAKES: Cell<u32> = const { Cell::new(0) };
+        /// What the handler saw: the poll's result, whether the signal fired, the wakes.
+        static SEEN: RefCell<Option<(Poll<AbortReason>, bool, u32)>> = const { RefCell::new(None) };
+    }
+
+    fn clone_aborting(_: *const ()) -> RawWaker {
+        SIGNAL.with(|signal| {
+            if let Some(signal) = signal.borrow().as_ref() {
+                signal.abort(AbortReason::ClientDisconnected);
+            }
+        });
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+
+    fn wake(_: *const ()) {
+        WAKES.with(|wakes| wakes.set(wakes.get() + 1));
+    }
+
+    fn nothing(_: *const ()) {}
+
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_aborting, wake, wake, nothing);
+
+    /// Polls the request's `aborted()` with the aborting waker (after one poll with a waker that
+    /// does nothing, if `second`), and notes what came of it.
+    async fn handler(bundle: Bundle, second: bool) -> Result<Reply<Full<Bytes>>, HandlerError> {
+        WAKES.with(|wakes| wakes.set(0));
+        let mut aborted = Box::pin(bundle.aborted());
+        if second {
+            let mut idle = Context::from_waker(Waker::noop());
+            assert!(aborted.as_mut().poll(&mut idle).is_pending());
+        }
+        SIGNAL.with(|signal| *signal.borrow_mut() = Some(bundle.signal().clone()));
+        #[allow(unsafe_code)]
+        // SAFETY: the vtable's functions touch no data (the pointer is null and never read).
+        let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+        let polled = aborted.as_mut().poll(&mut Context::from_waker(&waker));
+        let seen = (polled, bundle.signal().is_aborted(), WAKES.with(Cell::get));
+        SEEN.with(|slot| *slot.borrow_mut() = Some(seen));
+        SIGNAL.with(|signal| signal.borrow_mut().take());
+        drop(aborted);
+        let body = Full::new(Bytes::from_static(b"done"));
+        Ok(bundle.respond(hyper::Response::new(body)))
+    }
+
+    /// Serves one request with [`handler`], then stops: what the handler saw.
+    fn poll_in_a_handler(second: bool) -> (Poll<AbortReason>, bool, u32) {
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let server = HyperServer::new(core, move |_, _, bundle| handler(bundle, second));
+        crate::local_set::block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (done, answered) = tokio::sync::oneshot::channel::<()>();
+            let client = std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .unwrap();
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer);
+                let _ = done.send(());
+            });
+            // Stops once the client has its answer (or its connection closed).
+            let report = server
+                .serve(listener, async move {
+                    let _ = answered.await;
+                })
+                .await;
+            client.join().unwrap();
+            assert_eq!(report.leaked, 0);
+        });
+        SEEN.with(|slot| slot.borrow_mut().take())
+            .expect("the handler ran")
+    }
+
+    /// The abort a poll's waker clone makes is seen by that poll, or wakes the waker it was
+    /// polled with.
+    fn assert_not_lost((polled, fired, wakes): (Poll<AbortReason>, bool, u32)) {
+        assert!(fired, "the clone aborted the signal");
+        assert!(
+            polled == Poll::Ready(AbortReason::ClientDisconnected) || wakes > 0,
+            "an abort lost: the poll returned {polled:?} and its waker was woken {wakes} times"
+        );
+    }
+
+    #[test]
+    fn on_the_first_poll() {
+        assert_not_lost(poll_in_a_handler(false));
+    }
+
+    #[test]
+    fn on_a_later_poll_with_another_waker() {
+        assert_not_lost(poll_in_a_handler(true));
+    }
+}
