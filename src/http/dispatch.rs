@@ -71,7 +71,11 @@ pub struct Stats {
     /// admissions that panicked after taking their bundle (an embedder's
     /// [`ScopeProvider`](crate::http::ScopeProvider) or `admit`): those are answered `500` and
     /// counted in `refused` and `panics`, their outcome *dropped* (the server cannot tell
-    /// whether a panicking admission had taken one).
+    /// whether a panicking admission had taken one); and less the requests the embedder
+    /// admitted itself through the core ([`Guarded::core`](crate::http::Guarded::core): a
+    /// runtime's `server.fetch()`), which have outcomes in the core's ledger but were no
+    /// request of a connection: counted in none of the three, however they end (QA
+    /// embed33-2).
     ///
     /// An outcome of *deadline aborted* is not always here: a request whose signal the
     /// embedder's own escalation aborted before the server's deadline (`Drain::escalate` or

@@ -67,7 +67,12 @@ impl ServerReport {
     /// per admitted request, guarded accounting), less the admissions that panicked after
     /// taking their bundle (an embedder's [`ScopeProvider`](crate::http::ScopeProvider) or
     /// `admit`): those are answered `500` and counted in `refused` and `panics`, their outcome
-    /// *dropped*.
+    /// *dropped*; and less the requests the embedder admitted itself through the server's core
+    /// ([`Guarded::core`](crate::http::Guarded::core): a runtime's `server.fetch()`, a saved
+    /// request) that ended before this report was made: `outcomes` is the core's ledger, which
+    /// counts theirs, but the server answered none of them and counts them nowhere else (the
+    /// hyper adapter, whose `aborted` is made from the outcomes, counts those that ended
+    /// otherwise than *completed* in its `aborted`: QA embed33-2).
     ///
     /// # Examples
     ///

@@ -81,6 +81,13 @@ impl HyperReport {
     /// as another request's answer, or its handler dropped it, before its client went away),
     /// in [`HyperStats::unanswered_not_aborted`].
     ///
+    /// Made from the outcomes, which are the core's ledger's: a request the embedder admitted
+    /// itself through [`HyperServer::core`](super::HyperServer::core) (a runtime's
+    /// `server.fetch()`, a saved request) and ended otherwise than *completed* before the
+    /// report is counted here too, though no connection of the server had it; one it ended
+    /// *completed* is counted nowhere but in `outcomes` (the mio server counts neither in its
+    /// `Stats::aborted`: QA embed33-2).
+    ///
     /// [`HyperStats::unanswered_not_aborted`]: super::HyperStats::unanswered_not_aborted
     /// [`HyperStats::answered_after_abort`]: super::HyperStats::answered_after_abort
     /// [`HyperStats::aborted_after_head`]: super::HyperStats::aborted_after_head
@@ -99,7 +106,10 @@ impl HyperReport {
     /// [`outcomes.total()`](OutcomeCounts::total) (one outcome per admitted request), less
     /// the admissions that panicked after taking their bundle (an embedder's
     /// [`EnterScope`](super::EnterScope)): those are answered `500` and counted in `refused`
-    /// and `panics`, their outcome *dropped*. The mio server's
+    /// and `panics`, their outcome *dropped*; and less the requests the embedder admitted
+    /// itself through [`HyperServer::core`](super::HyperServer::core) that ended *completed*
+    /// before the report (see [`aborted`](HyperReport::aborted) for those that ended
+    /// otherwise: QA embed33-2). The mio server's
     /// [`ServerReport::admitted_counted`](crate::http::ServerReport::admitted_counted) is the
     /// same sum (its `rejected_admitted` is 0).
     ///

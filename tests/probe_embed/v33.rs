@@ -123,3 +123,68 @@ mod aborted_with_a_waker_whose_clone_aborts {
         assert_not_lost(poll_in_a_handler(true));
     }
 }
+
+/// QA embed33-2 (G8, documented, not fixed; found round 33). `admitted_counted()` ("admitted
+/// requests as the exit JSON counts them, each once") was documented equal to
+/// `outcomes.total()` but for admissions that panicked. A request the embedder admits itself
+/// through the server's core (`Guarded::core`, `HyperServer::core`: a runtime's
+/// `server.fetch()`, as `v32` does) has its outcome in the core's ledger, which the reports'
+/// `outcomes` are, but no connection had it: the mio server counts it in none of `served`,
+/// `undelivered`, `aborted`; the hyper adapter, whose `aborted` is made from the outcomes,
+/// counts it in `aborted` when it ended otherwise than *completed*. The same two requests (one
+/// completed, one ended *client gone*) make `"aborted":0` on mio, `"aborted":1` on hyper. Said
+/// now in `ServerReport::admitted_counted`, `Stats::aborted`, `HyperReport::aborted` and
+/// `admitted_counted`, design.md's G8 row; pinned here so a change shows.
+#[cfg(all(feature = "server", feature = "hyper"))]
+mod requests_admitted_out_of_every_connection {
+    use std::time::{Duration, Instant};
+
+    use reqguard::engines::Heap;
+    use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Server};
+    use reqguard::{Config, Outcome, ServerCore};
+
+    #[test]
+    fn are_in_the_outcomes_and_in_hypers_aborted_only() {
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let limits = Limits::default().with_drain_timeout(Duration::from_millis(50));
+        let accounting = Guarded::embedded("server", Config::default());
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let mut server = Server::bind(addr, &router, accounting, limits).expect("bound");
+        let live = server.dispatcher().accounting().core().upgrade().unwrap();
+        live.admit(|_| Ok(())).unwrap().complete();
+        live.admit(|_| Ok(())).unwrap().end(Outcome::ClientGone);
+        drop(live);
+        server.stop(Instant::now());
+        let mio = server.run().expect("served");
+        assert_eq!(mio.outcomes.total(), 2);
+        assert_eq!(mio.admitted_counted(), 0, "mio counts neither");
+        assert!(mio
+            .to_json()
+            .starts_with("{\"served\":0,\"refused\":0,\"aborted\":0,"));
+
+        let heap = Heap::new();
+        let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+        let server =
+            reqguard::tokio_hyper::HyperServer::new(core, reqguard::tokio_hyper::demo_routes());
+        let live = server.core().upgrade().unwrap();
+        live.admit(|_| Ok(())).unwrap().complete();
+        live.admit(|_| Ok(())).unwrap().end(Outcome::ClientGone);
+        drop(live);
+        let hyper = crate::local_set::block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            Box::new(server.serve(listener, std::future::ready(())).await)
+        });
+        assert_eq!(hyper.outcomes.total(), 2);
+        assert_eq!(
+            hyper.aborted(),
+            1,
+            "hyper counts the one that did not complete"
+        );
+        assert_eq!(hyper.admitted_counted(), 1);
+        assert!(hyper
+            .to_json()
+            .starts_with("{\"served\":0,\"refused\":0,\"aborted\":1,"));
+    }
+}
