@@ -523,10 +523,13 @@ impl<T: 'static> ScopeProvider<Embedded<T>> for NoScope {
     }
 }
 
-type Hook = Box<dyn FnMut()>;
+/// Hooks chained: each run returns how many of them panicked (each caught).
+type Hook = Box<dyn FnMut() -> u64>;
 
 /// `first` (if any), then `then`, each on its own: a panic in one is caught (the panic hook
-/// has reported it) and does not keep the other from running nor unwind into the loop.
+/// has reported it) and does not keep the other from running nor unwind into the loop; the
+/// chain's run says how many panicked, counted in the core's
+/// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks) (QA embed33-3).
 fn chain(first: Option<Hook>, then: impl FnMut() + 'static) -> Hook {
     let mut hooks = Chain {
         first,
@@ -537,15 +540,22 @@ fn chain(first: Option<Hook>, then: impl FnMut() + 'static) -> Hook {
 
 /// Two hooks, run in turn and dropped in turn, each on its own.
 struct Chain {
+    /// The hooks set before (a chain).
     first: Option<Hook>,
-    then: Option<Hook>,
+    then: Option<Box<dyn FnMut()>>,
 }
 
 impl Chain {
-    fn run(&mut self) {
-        for hook in [&mut self.first, &mut self.then].into_iter().flatten() {
-            call_caught(hook);
+    /// Runs both; how many of the embedder's hooks panicked.
+    fn run(&mut self) -> u64 {
+        let mut panicked = 0;
+        if let Some(first) = self.first.as_mut() {
+            panicked += caught(first).unwrap_or(1);
         }
+        if let Some(then) = self.then.as_mut() {
+            panicked += u64::from(call_caught(then));
+        }
+        panicked
     }
 }
 
@@ -611,7 +621,9 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
 
     /// Runs `hook` right after [`ServerCore::stop`] (e.g. a garbage collection), after any
     /// hook set before (such as [`embedded`](Guarded::embedded)'s collection). A hook that
-    /// panics is caught: the others run and the stop goes on.
+    /// panics is caught, and counted in the core's
+    /// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks): the others run and
+    /// the stop goes on.
     pub fn after_stop(mut self, hook: impl FnMut() + 'static) -> Self {
         self.after_stop = Some(chain(self.after_stop.take(), hook));
         self
@@ -619,7 +631,9 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
 
     /// Runs `hook` once, when the drain has completed (e.g. a garbage collection), after any
     /// hook set before (such as [`embedded`](Guarded::embedded)'s collection). A hook that
-    /// panics is caught: the others run and the loop ends as it would have. A server that
+    /// panics is caught, and counted in the core's
+    /// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks) (QA embed33-3): the
+    /// others run and the loop ends as it would have. A server that
     /// ends its stop before the drain completes (a request admitted through
     /// [`core`](Guarded::core), out of every connection, still out past the deadline) leaves
     /// the hook to the drain: it runs when that request ends (QA embed32-1), where the
@@ -848,9 +862,10 @@ where
         }
         let drain = self.core.stop();
         drain.set_deadline(deadline);
-        self.drain = Some(drain);
+        let drain = self.drain.insert(drain);
         if let Some(hook) = self.after_stop.as_mut() {
-            hook();
+            // Each caught; those that panicked counted by the core (QA embed33-3).
+            drain.count_hook_panics(hook());
         }
     }
 
@@ -861,11 +876,13 @@ where
         match drain.poll_deadline(now) {
             DrainStatus::Complete => {
                 if let Some(mut hook) = self.after_drain.take() {
-                    // Run (each hook caught), then dropped: what the hooks captured is the
+                    // Run now (the drain is complete; each hook caught, those that panicked
+                    // counted: QA embed33-3), then dropped: what the hooks captured is the
                     // embedder's, and a `Drop` of it may panic too.
-                    call_caught(move || {
-                        hook();
+                    drain.on_complete_counted(move || {
+                        let panicked = hook();
                         drop(hook);
+                        panicked
                     });
                 }
                 StopStatus::Complete
@@ -922,9 +939,10 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
 /// state) only if it never does (a leak). Once per server, off the request path.
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Drop for Guarded<E, S, C> {
     fn drop(&mut self) {
-        if let (Some(drain), Some(hook)) = (self.drain.as_ref(), self.after_drain.take()) {
-            // `Chain` runs each hook caught, and drops each caught with the closure.
-            drain.on_complete(hook);
+        if let (Some(drain), Some(mut hook)) = (self.drain.as_ref(), self.after_drain.take()) {
+            // `Chain` runs each hook caught (those that panicked counted by the drain: QA
+            // embed33-3), and drops each caught with the closure.
+            drain.on_complete_counted(move || hook());
         }
     }
 }

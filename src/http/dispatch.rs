@@ -59,8 +59,8 @@ pub struct Stats {
     /// Panics caught in the embedder's code: handlers (answered `500`), and the accounting's
     /// `admit` (answered `500`, counted in `refused` too), `stop`, `poll_stop`, `report` and
     /// `ledger` (read by a loop group's stop ladder). Not the core's: abort listeners and
-    /// drain hooks that panic are counted in `DrainReport::panicked_listeners` /
-    /// `panicked_hooks`, which this report does not carry (docs/hyper.md, "Limits").
+    /// drain hooks (`Guarded::after_stop` and `after_drain` among them) that panic are counted
+    /// in `DrainReport::panicked_listeners` / `panicked_hooks`, which this report does not carry (docs/hyper.md, "Limits").
     pub panics: u64,
     /// Admitted requests whose response was never completed: the client went away, the drain
     /// deadline passed, or the stop force-closed their connection (the outcomes *client gone*,

@@ -133,9 +133,10 @@ impl<E: Engine, C: Recycle> ServerCore<E, C> {
                     // Strong: the cell (and its strong handle) lives until the drain completes,
                     // whoever drops what first.
                     let cell = Rc::clone(&self.wrapper);
-                    self.shared
-                        .drain
-                        .on_drained(Box::new(move || cell.downgrade()));
+                    self.shared.drain.on_drained(Box::new(move || {
+                        cell.downgrade();
+                        0
+                    }));
                 }
             }
             self.shared.stop();

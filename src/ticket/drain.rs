@@ -128,8 +128,10 @@ pub struct DrainReport {
     /// Abort listeners of this server's signals that panicked so far (caught; the other
     /// listeners and every other signal were still aborted).
     pub panicked_listeners: u64,
-    /// Drain hooks ([`Drain::on_complete`]) that panicked (caught; the others still ran), and
-    /// the wrapper's downgrade if it panicked (an engine's finalizer, at stop or at the drain's
+    /// Drain hooks ([`Drain::on_complete`]) that panicked (caught; the others still ran), the
+    /// servers' own hooks of the embedder's that panicked (`Guarded::after_stop` and
+    /// `after_drain`, `HyperServer::after_stop` and `after_drain`: each caught, the others still
+    /// ran; QA embed33-3), and the wrapper's downgrade if it panicked (an engine's finalizer, at stop or at the drain's
     /// end as the [`DowngradePolicy`](crate::DowngradePolicy) says; caught, the stop went on).
     pub panicked_hooks: u64,
     /// Guards still outstanding, with their mint sites in leak-check mode.
@@ -317,7 +319,25 @@ impl Drain {
     /// panics too aborts the process (Rust's rule, before any catch; docs/design.md, "Callbacks
     /// that own a panicking `Drop`").
     pub fn on_complete(&self, hook: impl FnOnce() + 'static) {
+        self.shared.drain.on_drained(Box::new(move || {
+            hook();
+            0
+        }));
+    }
+
+    /// As [`on_complete`](Drain::on_complete), for a server's own hooks (`after_drain`), which
+    /// run the embedder's callbacks each caught: `hook` says how many of them panicked, counted
+    /// in [`DrainReport::panicked_hooks`] (QA embed33-3: they were counted nowhere).
+    #[cfg(any(feature = "server", feature = "hyper"))]
+    pub(crate) fn on_complete_counted(&self, hook: impl FnOnce() -> u64 + 'static) {
         self.shared.drain.on_drained(Box::new(hook));
+    }
+
+    /// Counts `panicked` of a server's own hooks of the embedder's (`after_stop`, `after_drain`
+    /// run by the server itself), which panicked, caught, in [`DrainReport::panicked_hooks`].
+    #[cfg(any(feature = "server", feature = "hyper"))]
+    pub(crate) fn count_hook_panics(&self, panicked: u64) {
+        self.shared.drain.count_hook_panics(panicked);
     }
 
     /// Tasks whose wakers the drain holds now (one per polled, pending, undropped handle).

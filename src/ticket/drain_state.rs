@@ -24,9 +24,12 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use crate::callback::call_caught;
+use crate::callback::{call_caught, caught};
 
-pub(crate) type DrainHook = Box<dyn FnOnce()>;
+/// A hook to run when the drain completes: how many of the embedder's callbacks it ran
+/// panicked (caught inside it: a server's own hooks, each run caught), counted with it
+/// panicking itself in `hook_panics`.
+pub(crate) type DrainHook = Box<dyn FnOnce() -> u64>;
 
 #[derive(Default)]
 pub(crate) struct DrainState {
@@ -108,7 +111,15 @@ impl DrainState {
     }
 
     fn run_hook(&self, hook: DrainHook) {
-        self.run_caught(hook);
+        let panicked = caught(hook).unwrap_or(1);
+        self.count_hook_panics(panicked);
+    }
+
+    /// Counts `panicked` hooks of the embedder's that panicked, caught by whoever ran them (a
+    /// server's `after_stop` / `after_drain` hooks: QA embed33-3).
+    pub(crate) fn count_hook_panics(&self, panicked: u64) {
+        self.hook_panics
+            .set(self.hook_panics.get().saturating_add(panicked));
     }
 
     /// Runs `callback` (user code: a hook, the wrapper's downgrade and with it the engine's

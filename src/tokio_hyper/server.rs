@@ -426,12 +426,16 @@ impl Hooks {
     }
 
     /// Runs each hook once, caught, and drops it, caught, before the next runs (what a hook
-    /// captured, a strong handle, is gone before a later hook collects).
-    fn run(mut self) {
+    /// captured, a strong handle, is gone before a later hook collects): how many panicked,
+    /// for the core's [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks) (QA
+    /// embed33-3).
+    fn run(mut self) -> u64 {
+        let mut panicked = 0;
         for mut hook in std::mem::take(&mut self.0) {
-            call_caught(&mut hook);
+            panicked += u64::from(call_caught(&mut hook));
             call_caught(move || drop(hook));
         }
+        panicked
     }
 }
 
@@ -583,8 +587,9 @@ where
     }
 
     /// Runs `hook` right after [`ServerCore::stop`] (collect the wrapper there for the PR's
-    /// scenario), after any hook set before. A hook that panics is caught: the others run and
-    /// the stop goes on. If `serve`'s future is dropped before its stop (which stops the
+    /// scenario), after any hook set before. A hook that panics is caught, and counted in the
+    /// core's [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks) (QA
+    /// embed33-3): the others run and the stop goes on. If `serve`'s future is dropped before its stop (which stops the
     /// server and force-closes its connections), the hooks run in that drop, right after its
     /// stop, before any [`after_drain`](HyperServer::after_drain) hook; a future dropped
     /// before its first poll served nothing and stops nothing: its hooks are dropped unrun.
@@ -601,7 +606,9 @@ where
     }
 
     /// Runs `hook` once the drain has completed, after any hook set before. A hook that panics
-    /// is caught: the others run and `serve` returns its report. If `serve`'s future is dropped
+    /// is caught, and counted in the core's
+    /// [`DrainReport::panicked_hooks`](crate::DrainReport::panicked_hooks) (QA embed33-3): the
+    /// others run and `serve` returns its report. If `serve`'s future is dropped
     /// before it returns (which stops the server and force-closes its connections), the hooks
     /// not run yet run when that drain completes, as the connections' tasks let their requests
     /// go; they are dropped unrun (caught) only if it never completes (a leak). So too when
@@ -808,7 +815,7 @@ where
         connections.answers_close();
         let drain = shared.core.stop();
         if let Some(after_stop) = abandoned.after_stop.take() {
-            after_stop.run();
+            drain.count_hook_panics(after_stop.run());
         }
         let stopper = Stopper {
             shared: &shared,
@@ -846,7 +853,7 @@ where
         // through `core`), as a dropped future's hooks do (QA embed32-1: they were dropped
         // unrun, though the drain completed once that request ended). Dropped unrun, each
         // caught, only if it never completes (a leak).
-        drain.on_complete(move || after_drain.run());
+        drain.on_complete_counted(move || after_drain.run());
         let report = report(&shared, stopped, started, steps);
         drop(abandoned);
         drop(shared);
@@ -882,10 +889,10 @@ impl<E: Engine, C: Recycle, H, S> Drop for Abandoned<'_, E, C, H, S> {
             tally.set_force_closing();
             let drain = self.shared.core.stop();
             if let Some(hooks) = self.after_stop.take() {
-                hooks.run();
+                drain.count_hook_panics(hooks.run());
             }
             if let Some(hooks) = self.after_drain.take() {
-                drain.on_complete(move || hooks.run());
+                drain.on_complete_counted(move || hooks.run());
             }
             self.connections.abort_all();
         }

@@ -48,7 +48,7 @@ pub struct HyperStats {
     pub refused_stopped: u64,
     /// Handlers, and admissions, that panicked (answered `500`); also a handler's future whose
     /// `Drop` panicked (its answer, if it made one, still sent). Not abort listeners nor
-    /// drain hooks: the core counts those, in [`HyperReport::deadline`](super::HyperReport)'s
+    /// drain hooks (the server's `after_stop` and `after_drain` among them): the core counts those, in [`HyperReport::deadline`](super::HyperReport)'s
     /// `panicked_listeners` / `panicked_hooks` when the deadline passed.
     pub panics: u64,
     /// Of `served` and `rejected`: answers a handler made after its request's signal was

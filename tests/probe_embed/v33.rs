@@ -188,3 +188,102 @@ mod requests_admitted_out_of_every_connection {
             .starts_with("{\"served\":0,\"refused\":0,\"aborted\":1,"));
     }
 }
+
+/// QA embed33-3 (G9; found and fixed round 33). The servers' own hooks (`Guarded::after_stop`
+/// and `after_drain` on mio and in a `Session`, `HyperServer::after_stop` and `after_drain`)
+/// run each of the embedder's hooks caught, so one that panics keeps no other from running; but
+/// such a panic was counted nowhere: not in `Stats::panics` / `HyperStats::panics` (which say
+/// the core counts drain hooks), and not in the core's `DrainReport::panicked_hooks`, though
+/// both stacks' `after_drain` docs said a hook left to the drain (a request out of every
+/// connection at the server's end, QA embed32-1) that panics is "caught and counted in
+/// `DrainReport::panicked_hooks`". On main 8232323 every count below is 0. Now each server
+/// hook that panics is counted there, in the core's drain, whenever it runs.
+mod server_hooks_that_panic_are_counted {
+    use std::time::Duration;
+
+    use reqguard::{Config, Drain};
+
+    use crate::quiet::quiet_panics;
+
+    #[cfg(feature = "server")]
+    fn session_drain(fetch_out: bool) -> Drain {
+        use reqguard::http::{demo_routes, Guarded, Limits, Router, Routes, Session};
+        quiet_panics();
+        let routes = Routes::new();
+        let mut router = Router::new(&routes);
+        demo_routes(&mut router);
+        let accounting = Guarded::embedded("server", Config::default())
+            .after_stop(|| panic!("an after_stop hook panics"))
+            .after_drain(|| panic!("an after_drain hook panics"));
+        let limits = Limits::default().with_drain_timeout(Duration::from_millis(100));
+        let mut session = Session::new(&router, accounting, limits);
+        let core = session.dispatcher().accounting().core();
+        // `server.fetch()`: out of every connection, still out at the deadline.
+        let fetch = fetch_out.then(|| core.upgrade().unwrap().admit(|_| Ok(())).unwrap());
+        session.stop();
+        let drain = session.dispatcher().accounting().core().drain().unwrap();
+        session.advance(Duration::from_millis(200));
+        drop(session);
+        // With the fetch out, the after_drain hook waits for it (left to the drain).
+        let before = if fetch_out { 1 } else { 2 };
+        assert_eq!(
+            drain.report().panicked_hooks,
+            before,
+            "fetch out: {fetch_out}"
+        );
+        drop(fetch);
+        assert!(drain.is_complete());
+        drain
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn in_a_session() {
+        assert_eq!(session_drain(false).report().panicked_hooks, 2);
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn in_a_session_when_left_to_the_drain() {
+        assert_eq!(session_drain(true).report().panicked_hooks, 2);
+    }
+
+    #[cfg(feature = "hyper")]
+    #[test]
+    fn on_a_hyper_server_also_when_left_to_the_drain() {
+        use reqguard::engines::Heap;
+        use reqguard::tokio_hyper::{demo_routes, HyperServer, Options};
+        use reqguard::ServerCore;
+        quiet_panics();
+        for fetch_out in [false, true] {
+            let heap = Heap::new();
+            let core = ServerCore::embedded(heap.alloc("server"), Config::default());
+            let options = Options::default()
+                .with_drain_timeout(Duration::from_millis(50))
+                .with_force_after(Duration::from_millis(10));
+            let server = HyperServer::new(core, demo_routes())
+                .options(options)
+                .after_stop(|| panic!("an after_stop hook panics"))
+                .after_drain(|| panic!("an after_drain hook panics"));
+            let fetch =
+                fetch_out.then(|| server.core().upgrade().unwrap().admit(|_| Ok(())).unwrap());
+            // The embedder's handle on the drain: a stop before the server serves closes
+            // admission only (QA embed18-6); the server's own stop comes at once.
+            let drain = server.core().stop();
+            let report = crate::local_set::block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                Box::new(server.serve(listener, std::future::ready(())).await)
+            });
+            assert_eq!(report.stats.panics, 0, "not the handlers'");
+            let before = if fetch_out { 1 } else { 2 };
+            assert_eq!(
+                drain.report().panicked_hooks,
+                before,
+                "fetch out: {fetch_out}"
+            );
+            drop(fetch);
+            assert!(drain.is_complete());
+            assert_eq!(drain.report().panicked_hooks, 2, "fetch out: {fetch_out}");
+        }
+    }
+}
