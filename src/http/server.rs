@@ -24,7 +24,9 @@ use slab::Slab;
 
 use super::accounting::{Accounting, StopStatus};
 use super::connection::{earliest, Connection};
-use super::dispatch::{Dispatcher, DispatcherId, ASK_SCRATCH, ASK_STOP, SCRATCH_IDLE};
+use super::dispatch::{
+    Dispatcher, DispatcherId, ASK_SCRATCH, ASK_STOP, SCRATCH_IDLE, SCRATCH_KEEP,
+};
 use super::limits::Limits;
 use super::report::ServerReport;
 use super::router::Router;
@@ -658,7 +660,14 @@ impl<'r, A: Accounting> EventLoop<'r, A> {
         self.write_deferred(buf, now);
         self.fire_timers(now, buf);
         // A handler asked for a stop, or an answer grew the response buffer: one byte read.
+        // Else a buffer over its keep with no timer set was grown by a body that never went
+        // out (a handler that panicked, or took its body back), which no answer noted: its
+        // timer is set now (QA embed33-4: it was kept for the rest of the run).
         if self.dispatcher.asks != 0 {
+            self.answer_asks(now);
+        } else if self.scratch_timer.is_none() && self.dispatcher.scratch.capacity() > SCRATCH_KEEP
+        {
+            self.dispatcher.asks = ASK_SCRATCH;
             self.answer_asks(now);
         }
         if self.ladder.is_some() {

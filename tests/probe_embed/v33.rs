@@ -287,3 +287,85 @@ mod server_hooks_that_panic_are_counted {
         }
     }
 }
+
+/// QA embed33-4 (G9; found and fixed round 33). mio: the loop's response buffer (where every
+/// handler writes its body) is given back to 16 KiB once no answer needed more than 64 KiB for
+/// a second (`Stats::response_buffer`: "at most 64 KiB kept, more only if an answer needed it
+/// within the last second or two"; round 32). The loop heard of a large buffer only from an
+/// answer that went out large (a body lent or copied past the lend size, a queued or deferred
+/// answer): a handler that wrote a large body and then panicked (its answer the `500`), or
+/// took it back (`Response::body_mut().clear()`, an error answer instead), left the buffer as
+/// large for the rest of the run (on main 8232323: `response_buffer_shrinks` 0, 512 KiB held at
+/// the end, both routes). Now the loop also looks at the end of a turn in which no answer
+/// noted the buffer: over its keep with no timer set, it sets the timer.
+#[cfg(feature = "server")]
+mod response_buffer_after_a_large_body_not_sent {
+    use std::time::Duration;
+
+    use reqguard::http::{Guarded, Limits, Reply, Request, Response, Router, ServerBuilder};
+    use reqguard::Config;
+
+    use crate::quiet::quiet_panics;
+    use crate::util::strict::StrictClient;
+
+    const LARGE: usize = 512 * 1024;
+
+    fn routes(router: &mut Router<'_>) {
+        router.route(
+            "GET",
+            "/panics",
+            |_: &Request<'_>, res: &mut Response<'_>| -> Reply {
+                res.write(&[b'x'; LARGE]);
+                panic!("a handler that wrote a large body panics");
+            },
+        );
+        router.route(
+            "GET",
+            "/takes-it-back",
+            |_: &Request<'_>, res: &mut Response<'_>| {
+                res.write(&[b'x'; LARGE]);
+                res.body_mut().clear();
+                res.write(b"changed its mind");
+                Reply::Now
+            },
+        );
+        router.route(
+            "GET",
+            "/small",
+            |_: &Request<'_>, res: &mut Response<'_>| {
+                res.write(b"small");
+                Reply::Now
+            },
+        );
+    }
+
+    /// As `report_v32::the_response_buffer_is_given_back_after_one_large_answer`: the wait is an
+    /// event, the idle close (1.5 s after the last answer) coming after the buffer's timer (set
+    /// at the end of the large body's turn, fired 1 s later: no answer needed the buffer
+    /// meanwhile), and the loop fires its timers in order.
+    #[test]
+    fn is_given_back() {
+        quiet_panics();
+        for (path, status) in [("/panics", 500), ("/takes-it-back", 200)] {
+            let limits = Limits::default().with_idle_timeout(Duration::from_millis(1500));
+            let running = ServerBuilder::new()
+                .limits(limits)
+                .spawn(|| Guarded::embedded("server", Config::default()), routes)
+                .expect("spawn");
+            let mut client = StrictClient::connect(running.addr());
+            client.send(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes());
+            assert_eq!(client.answer("GET").status, status, "{path}");
+            client.send(b"GET /small HTTP/1.1\r\nhost: x\r\n\r\n");
+            assert_eq!(client.answer("GET").status, 200, "{path}");
+            // The idle timeout closes it, after the buffer's timer has fired.
+            client.expect_nothing_more(true, Duration::ZERO);
+            let report = running.stop().expect("the report");
+            assert_eq!(report.stats.response_buffer_shrinks, 1, "{path}: {report}");
+            assert!(
+                report.stats.response_buffer <= 16 * 1024,
+                "{path}: {} bytes held",
+                report.stats.response_buffer
+            );
+        }
+    }
+}
