@@ -939,10 +939,10 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
 /// state) only if it never does (a leak). Once per server, off the request path.
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Drop for Guarded<E, S, C> {
     fn drop(&mut self) {
-        if let (Some(drain), Some(mut hook)) = (self.drain.as_ref(), self.after_drain.take()) {
+        if let (Some(drain), Some(hook)) = (self.drain.as_ref(), self.after_drain.take()) {
             // `Chain` runs each hook caught (those that panicked counted by the drain: QA
             // embed33-3), and drops each caught with the closure.
-            drain.on_complete_counted(move || hook());
+            drain.on_complete_counted(hook);
         }
     }
 }
