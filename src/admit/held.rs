@@ -244,8 +244,19 @@ impl<C: Recycle> fmt::Debug for GuardedHeld<C> {
 ///    the one kept has not been checked since its admission (it is checked at the pass's
 ///    next request, if any), and [`Keep::Checked`] once it has been: renewable then unless
 ///    `renewable` was cleared since, when it ends before the next admission.
+/// 5. `pending` counts the renewals not yet in the ledger's `bundles_renewed`. They are put
+///    there ([`flush`](KeptBundle::flush)) wherever the ledger can be read from outside the
+///    accounting: `Guarded::core` (the only way to the server core and its ledger from
+///    outside; `Guarded::ledger` and `report` go through it), `Guarded::stop`, and
+///    `Guarded`'s `Drop` (a drain the embedder holds may outlive it). Inside, nothing reads
+///    the counts a renewal moves (`minted`, `outcomes`): the bundles out, which the drain and
+///    the admission read, do not count renewals (invariant 7 of the ledger's book). So every
+///    read of the ledger sees every renewal made before it, as when each renewal counted in
+///    the ledger at once (round 33: the count without the ledger's address loaded).
 pub(crate) struct KeptBundle<C: Recycle> {
     held: GuardedHeld<C>,
+    /// The renewals not yet in the ledger (invariant 5).
+    pending: Cell<u64>,
     /// The renewal's one test (invariant 3); a field of its own, not a state of `keep`: one
     /// compare, where the states of one byte made a jump table.
     renewable: Cell<bool>,
@@ -268,6 +279,7 @@ impl<C: Recycle> KeptBundle<C> {
     pub(crate) const fn new() -> Self {
         KeptBundle {
             held: GuardedHeld::none(),
+            pending: Cell::new(0),
             renewable: Cell::new(false),
             keep: Cell::new(Keep::Nothing),
         }
@@ -286,17 +298,16 @@ impl<C: Recycle> KeptBundle<C> {
     }
 
     /// Whether the kept bundle is renewed for the request about to be dispatched (one flag:
-    /// invariant 3), its request completed and the next one minted into it, one count in the
-    /// ledger. Else `false`: see [`renew_admitted`](KeptBundle::renew_admitted) and
-    /// [`keeps`](KeptBundle::keeps).
+    /// invariant 3), its request completed and the next one minted into it, one count
+    /// (`pending`, invariant 5). Else `false`: see
+    /// [`renew_admitted`](KeptBundle::renew_admitted) and [`keeps`](KeptBundle::keeps).
     #[inline(always)]
-    pub(crate) fn renew(&self, ledger: &Ledger) -> bool {
+    pub(crate) fn renew(&self) -> bool {
         if !self.renewable.get() {
             return false;
         }
         debug_assert!(self.held.slot.is_some(), "renewable with no bundle kept");
-        debug_assert!(ledger.is_plain(), "renewable with the ledger not plain");
-        ledger.renew_bundle();
+        self.pending.set(self.pending.get() + 1);
         true
     }
 
@@ -317,8 +328,17 @@ impl<C: Recycle> KeptBundle<C> {
             return false;
         }
         self.renewable.set(true);
-        ledger.renew_bundle();
+        self.pending.set(self.pending.get() + 1);
         true
+    }
+
+    /// The renewals counted since the last flush go into `ledger` (invariant 5).
+    #[inline]
+    pub(crate) fn flush(&self, ledger: &Ledger) {
+        let pending = self.pending.replace(0);
+        if pending != 0 {
+            ledger.renew_bundles(pending);
+        }
     }
 
     /// Whether one is kept.
@@ -376,6 +396,7 @@ impl<C: Recycle> fmt::Debug for KeptBundle<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeptBundle")
             .field("kept", &self.held.slot.is_some())
+            .field("pending", &self.pending.get())
             .field("renewable", &self.renewable.get())
             .field("keep", &self.keep.get())
             .finish()

@@ -10,7 +10,7 @@ use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use crate::admit::{GuardedHeld, KeptBundle, Outcome, OutcomeCounts, Refusal, RefusalReason};
-use crate::callback::{call_caught, caught};
+use crate::callback::{call_caught, caught, forget_none};
 use crate::engines::{Embedded, Handle, Heap};
 use crate::ledger::{LeakReport, Ledger};
 use crate::pool::{PoolMetrics, Recycle};
@@ -649,6 +649,8 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
     /// closes admission only: every request is refused `503` + `Connection: close`, and the
     /// server runs until its own stop (QA embed18-6).
     pub fn core(&self) -> &ServerCore<E, C> {
+        // The renewals a pipeline's requests made are in the ledger before anyone reads it.
+        self.kept.flush(&self.core.shared().ledger);
         &self.core
     }
 
@@ -729,9 +731,13 @@ where
             // it. Else (the first request of a read, a stop, a trace) upgrade first: a
             // finalized wrapper is a 503 that has taken nothing.
             if this.0.is_none() || !core.shared().ledger.is_plain() {
-                *this.0 = None; // kept from before a stop or a trace: let go first
+                // Kept from before a stop or a trace: let go first.
+                if let Some(kept) = this.0.take() {
+                    drop(kept);
+                }
                 let live = core.upgrade_in(scope).ok_or(Refusal::WRAPPER_FINALIZED)?;
-                *this.0 = Some(live.into_wrapper());
+                // Not an assignment, whose drop would test the field again (let go above).
+                forget_none(this.0.replace(live.into_wrapper()));
             }
             // Admitted with the strong handle where it is kept, for the whole admission (not
             // moved into a proof and back): a refusal lets it go.
@@ -783,11 +789,15 @@ where
         if !C::SKIPPED.0 {
             return None;
         }
-        let ledger = &self.core.shared().ledger;
         // Renewable (invariant 3 of `KeptBundle`), or just admitted and found fresh (once
-        // per pass, at its second request).
-        if self.kept.renew(ledger) || self.kept.renew_admitted(ledger) {
+        // per pass, at its second request). The renewal counted beside the flags, not in
+        // the ledger (invariant 5 of `KeptBundle`): no load of the ledger's address.
+        if self.kept.renew() || self.kept.renew_admitted(&self.core.shared().ledger) {
             debug_assert!(self.this.is_some(), "renewed with no `this`");
+            debug_assert!(
+                self.core.shared().ledger.is_plain(),
+                "renewed with the ledger not plain"
+            );
             return Some(GuardedHeld::none());
         }
         if self.kept.keeps() {
@@ -852,8 +862,10 @@ where
 
     fn stop(&mut self, deadline: Instant) {
         // No handler runs now: a bundle kept for the read's next request (only if a panic
-        // unwound out of the read's pass) ends first, its request answered.
+        // unwound out of the read's pass) ends first, its request answered; the renewals
+        // not yet in the ledger go there (the drain reads it).
         self.end_kept();
+        self.kept.flush(&self.core.shared().ledger);
         // A `this` kept for the read's next request (or left by an `admit` without
         // `read_ended`) must not keep the wrapper alive past the downgrade.
         self.this = None;
@@ -895,11 +907,11 @@ where
     }
 
     fn ledger(&self) -> Option<&Ledger> {
-        Some(self.core.ledger())
+        Some(self.core().ledger())
     }
 
     fn report(&self) -> AccountingReport {
-        let ledger = self.core.ledger();
+        let ledger = self.core().ledger();
         AccountingReport {
             leaked: ledger.total_outstanding(),
             leaks: ledger.report(),
@@ -939,6 +951,8 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
 /// state) only if it never does (a leak). Once per server, off the request path.
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Drop for Guarded<E, S, C> {
     fn drop(&mut self) {
+        // The ledger may outlive the accounting (a drain the embedder holds reads it).
+        self.kept.flush(&self.core.shared().ledger);
         if let (Some(drain), Some(hook)) = (self.drain.as_ref(), self.after_drain.take()) {
             // `Chain` runs each hook caught (those that panicked counted by the drain: QA
             // embed33-3), and drops each caught with the closure.

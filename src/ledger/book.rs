@@ -107,7 +107,7 @@ pub struct Ledger {
     bundles_from_tickets: Cell<u64>,
     bundles_refused: Cell<u64>,
     /// Requests answered at once whose bundle the next request of the same read took as it
-    /// was (`renew_bundle`): each one more bundle minted and one more released *completed*
+    /// was (`renew_bundles`): each one more bundle minted and one more released *completed*
     /// with its request object (invariant 7).
     bundles_renewed: Cell<u64>,
     /// Bundles' request objects handed off (those released with their bundle are counted in
@@ -228,13 +228,15 @@ impl Ledger {
         self.bundle_entry(site)
     }
 
-    /// A request answered at once ends *completed* with its request object, and the next
-    /// request of the same read is minted into its bundle as it is: one count for both
-    /// (invariant 7). Only while [plain](Ledger::is_plain).
-    #[inline(always)]
-    pub(crate) fn renew_bundle(&self) {
-        debug_assert!(self.is_plain());
-        self.bundles_renewed.set(self.bundles_renewed.get() + 1);
+    /// `renewed` requests answered at once ended *completed* with their request objects, and
+    /// the next request of the same pass was minted into each one's bundle as it was: one
+    /// count for both (invariant 7), counted by the keeper while the ledger was
+    /// [plain](Ledger::is_plain) and put here before the ledger is read (invariant 5 of
+    /// `KeptBundle`).
+    #[inline]
+    pub(crate) fn renew_bundles(&self, renewed: u64) {
+        self.bundles_renewed
+            .set(self.bundles_renewed.get() + renewed);
     }
 
     /// Mints one bundle, before `build` runs: a ticket, a context, an activity ref and the slot
