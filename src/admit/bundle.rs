@@ -411,6 +411,26 @@ pub(super) fn release_slot<C: Recycle, R>(
         .release_bundle(&entry, had_request, Outcome::Completed);
 }
 
+/// [`release_slot`] of the bundle `Guarded` kept for a pipeline (its request object held, its
+/// request answered): *completed*, unless `dropped` (asked only if the signal was touched, off
+/// the common path): its handler panicked, which marked the signal touched
+/// (`KeptBundle::handler_panicked`). The untouched release, nearly every one, tests nothing
+/// more than [`release_slot`]'s.
+#[cfg(feature = "server")]
+#[inline(always)]
+pub(super) fn release_kept<C: Recycle>(
+    pool: &ContextPool<C>,
+    mut slot: Box<Slot<C>>,
+    dropped: impl FnOnce() -> bool,
+) {
+    if slot.signal.state().is_touched() && dropped() {
+        let entry = std::mem::take(&mut slot.entry);
+        release_unclean(pool, slot, &entry, Some(()), Outcome::Dropped);
+        return;
+    }
+    release_slot(pool, slot, &mut Some(()), Outcome::Completed);
+}
+
 /// Drops a request object not handed off (user code, caught): whether there was one.
 #[inline(always)]
 fn drop_payload<R>(payload: Option<R>) -> bool {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
 
-use super::bundle::{release_owned, release_slot};
+use super::bundle::{release_kept, release_owned, release_slot};
 use super::outcome::Outcome;
 use crate::ledger::Ledger;
 use crate::pool::{ContextPool, Origin, Recycle, Slot};
@@ -175,6 +175,23 @@ impl<C: Recycle> GuardedHeld<C> {
         release_slot(pool, slot, &mut WITH_REQUEST.clone(), outcome);
     }
 
+    /// [`end_in`](GuardedHeld::end_in) for the bundle a [`KeptBundle`] kept, its request
+    /// answered: *completed*, or *dropped* if `dropped` says its handler panicked (asked only
+    /// if its signal was touched, which a panicking handler's is:
+    /// [`KeptBundle::handler_panicked`]).
+    #[inline(always)]
+    fn end_kept_in(self, pool: &Rc<ContextPool<C>>, dropped: impl FnOnce() -> bool) {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let Some(slot) = this.slot.take() else {
+            return; // never: released only here
+        };
+        debug_assert!(
+            slot.pool.as_ref().is_some_and(|own| Rc::ptr_eq(own, pool)),
+            "a kept bundle given back to a pool not its own"
+        );
+        release_kept(pool, slot, dropped);
+    }
+
     #[cold]
     #[inline(never)]
     fn release_dropped(&mut self) {
@@ -273,6 +290,9 @@ pub(crate) enum Keep {
     Admitted,
     /// One is kept and was checked: renewable while `renewable` says so, else it ends.
     Checked,
+    /// One is kept whose handler panicked (`handler_panicked`): not renewed, it ends
+    /// *dropped* (its signal aborted) before the next admission or at the pass's end.
+    Dropped,
 }
 
 impl<C: Recycle> KeptBundle<C> {
@@ -367,6 +387,45 @@ impl<C: Recycle> KeptBundle<C> {
         signal
     }
 
+    /// The handler of the request whose bundle is kept panicked: the bundle is not renewed
+    /// (invariant 3), and ends *dropped* ([`take_ended`](KeptBundle::take_ended)). Two
+    /// stores, no call: called on the handler's panic path inside the reading loop.
+    #[inline(always)]
+    pub(crate) fn handler_panicked(&self) {
+        debug_assert!(self.held.slot.is_some(), "a handler ran with no bundle kept");
+        self.renewable.set(false);
+        self.keep.set(Keep::Dropped);
+        // So that its release looks at `keep` ([`end_kept_in`](KeptBundle::end_kept_in)):
+        // touched is conservative (the release checks the signal's handles and listeners).
+        if let Some(slot) = self.held.slot.as_deref() {
+            slot.signal.state().touch();
+        }
+    }
+
+    /// The kept bundle, if one is kept, ends in `pool` (its own: the server core's that
+    /// admitted it): *completed* (its request answered; unless its signal fired: the first
+    /// cause wins), or *dropped* if its handler panicked (`handler_panicked`).
+    #[inline(always)]
+    pub(crate) fn end_kept_in(&mut self, pool: &Rc<ContextPool<C>>) {
+        // Read before `take` clears it, tested only where the signal was touched.
+        let keep = self.keep.get();
+        if let Some(held) = self.take() {
+            held.end_kept_in(pool, || keep == Keep::Dropped);
+        }
+    }
+
+    /// The kept bundle, if one is kept, with the outcome it ends with: *completed* (its
+    /// request answered; unless its signal fired: the first cause wins), or *dropped* if
+    /// its handler panicked.
+    #[inline(always)]
+    pub(crate) fn take_ended(&mut self) -> Option<(GuardedHeld<C>, Outcome)> {
+        let outcome = match self.keep.get() {
+            Keep::Dropped => Outcome::Dropped,
+            _ => Outcome::Completed,
+        };
+        self.take().map(|held| (held, outcome))
+    }
+
     /// The kept bundle, if one is kept: its request parked, or ended.
     #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<GuardedHeld<C>> {
@@ -386,8 +445,8 @@ impl<C: Recycle> KeptBundle<C> {
 /// signal's abort says, if it fired: the first cause wins).
 impl<C: Recycle> Drop for KeptBundle<C> {
     fn drop(&mut self) {
-        if let Some(held) = self.take() {
-            held.complete();
+        if let Some((held, outcome)) = self.take_ended() {
+            held.end(outcome);
         }
     }
 }

@@ -232,6 +232,16 @@ pub trait Accounting {
         None
     }
 
+    /// Sealed: the handler of the request being dispatched panicked, and the request has no
+    /// signal of its own ([`signal_here`](Accounting::signal_here) gave none): its bundle,
+    /// which the accounting keeps, ends *dropped* (its signal aborted) when it ends, before
+    /// the next request's admission or at the pass's end; it is not renewed. Nothing for
+    /// every accounting but [`Guarded`] with the server's context. No user code runs between
+    /// the panic and that end (the rest of the dispatch writes the `500`).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn handler_panicked(&self, _: AdmittedHere) {}
+
     /// Sealed: the bundle of the request being dispatched, which is parked (deferred, or
     /// queued behind another answer): `held`, or the one kept for it, taken out.
     #[doc(hidden)]
@@ -820,6 +830,13 @@ where
     }
 
     #[inline(always)]
+    fn handler_panicked(&self, _: AdmittedHere) {
+        if C::SKIPPED.0 {
+            self.kept.handler_panicked();
+        }
+    }
+
+    #[inline(always)]
     fn keep_here(&mut self, held: Self::Held, _: AdmittedHere) -> Self::Held {
         if !C::SKIPPED.0 {
             return held;
@@ -932,12 +949,11 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
         self.end_kept();
     }
 
-    /// The bundle kept in this pass, if any, ends *completed* (unless its signal fired).
+    /// The bundle kept in this pass, if any, ends *completed* (unless its signal fired), or
+    /// *dropped* if its handler panicked.
     #[inline]
     fn end_kept(&mut self) {
-        if let Some(held) = self.kept.take() {
-            held.end_in(self.core.pool(), Outcome::Completed);
-        }
+        self.kept.end_kept_in(self.core.pool());
     }
 }
 

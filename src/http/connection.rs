@@ -1169,9 +1169,13 @@ impl<'r, H> Connection<'r, H> {
         let request = Request::new(input, head, &d.fields, &self.body, signal, this);
         let mut response = Response::new(&mut d.scratch);
         let after = &mut d.after;
-        let lent = A::keeps(AdmittedHere::new());
+        // A panicking handler's request whose bundle the accounting keeps (its signal is
+        // not the request's: `signal_here`) ends *dropped*, its signal aborted, when that
+        // bundle ends (`Accounting::handler_panicked`).
+        let accounting = &d.accounting;
+        let panicked = || accounting.handler_panicked(AdmittedHere::new());
         let (reply, route) =
-            route_and_call(d.router, &mut d.stats, &request, &mut response, after, lent);
+            route_and_call(d.router, &mut d.stats, &request, &mut response, after, panicked);
         let accounting = &mut d.accounting;
         per_request::<A, _>(&mut d.stats.panics, (), || accounting.handled());
         self.start += total;

@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::accounting::{Accounting, AccountingReport, StopStatus, ThisSource};
+use super::accounting::{Accounting, AccountingReport, StopStatus};
 use super::date::DateCache;
 use super::limits::Limits;
 use super::parse::{FieldSlots, Head, NO_FIELDS};
@@ -529,10 +529,10 @@ fn find_route_whole<'r>(router: &'r Router<'r>, request: &Request<'_>) -> Result
 /// Finds the route for `request` and calls its handler, filling `response`: the handler's
 /// answer, or `404`, `405` (with `allow`), `501`, `204` with `allow` for an `OPTIONS` no route
 /// answers, or the `500` of a panic (counted in `stats`,
-/// the request's signal aborted). Returns the reply and, for a handler that ran, its route;
-/// `after` is where the handler's call leaves a deferral's fields; `lent`, whether the
-/// request's signal is lent by its `this` source when it has none of its own (an accounting
-/// that keeps its bundles: `Accounting::keeps`).
+/// the request's signal aborted, or `panicked` called where the request has no signal of its
+/// own: an accounting that keeps its bundles, `Accounting::keeps`). Returns the reply and, for
+/// a handler that ran, its route; `after` is where the handler's call leaves a deferral's
+/// fields.
 #[inline(always)]
 pub(crate) fn route_and_call<'r: 'a, 'a>(
     router: &'r Router<'r>,
@@ -540,7 +540,7 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
     request: &Request<'_>,
     response: &mut Response<'a>,
     after: &mut After,
-    lent: bool,
+    panicked: impl FnOnce(),
 ) -> (Reply, Option<&'r Route>) {
     let route = match find_route(router, request) {
         Ok(route) => route,
@@ -558,26 +558,16 @@ pub(crate) fn route_and_call<'r: 'a, 'a>(
         }
         Err(()) => {
             stats.panics += 1;
-            if let Some(signal) = request.signal {
-                signal.abort(AbortReason::Dropped);
-            } else if lent {
-                if let Some(this) = request.this {
-                    abort_lent(this);
+            match request.signal {
+                Some(signal) => {
+                    signal.abort(AbortReason::Dropped);
                 }
+                // No call here: one on this path, cold as it is, cost the reading loop four
+                // instructions per request in its registers (round 33).
+                None => panicked(),
             }
             (Reply::Now, None)
         }
-    }
-}
-
-/// A panicking handler's request whose signal its accounting lends
-/// ([`Accounting::signal_lent`](super::Accounting::signal_lent)): it fires
-/// ([`AbortReason::Dropped`]). Out of line.
-#[cold]
-#[inline(never)]
-fn abort_lent(this: &dyn ThisSource) {
-    if let Some(signal) = this.signal_now() {
-        signal.abort(AbortReason::Dropped);
     }
 }
 
@@ -756,7 +746,7 @@ mod tests {
                 &request,
                 &mut response,
                 &mut after,
-                false,
+                || {},
             );
             let same_route = match (got_route, route) {
                 (Some(got), Some(route)) => std::ptr::eq(got, route),
