@@ -802,7 +802,11 @@ where
         // Renewable (invariant 3 of `KeptBundle`), or just admitted and found fresh (once
         // per pass, at its second request). The renewal counted beside the flags, not in
         // the ledger (invariant 5 of `KeptBundle`): no load of the ledger's address.
-        if self.kept.renew() || self.kept.renew_admitted(&self.core.shared().ledger) {
+        if self.kept.renew() {
+            return Some(GuardedHeld::none());
+        }
+        cold();
+        if self.kept.renew_admitted(&self.core.shared().ledger) {
             debug_assert!(self.this.is_some(), "renewed with no `this`");
             debug_assert!(
                 self.core.shared().ledger.is_plain(),
@@ -938,6 +942,12 @@ where
         }
     }
 }
+
+/// Marks its caller's path as rare (an empty cold function: the branch into it is laid out
+/// out of the way, and the registers kept for the other).
+#[cold]
+#[inline]
+fn cold() {}
 
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Guarded<E, S, C> {
     /// A kept bundle `renew_here` cannot renew ends *completed* (unless its signal fired
