@@ -232,6 +232,15 @@ pub trait Accounting {
         None
     }
 
+    /// Sealed: the bundle of the request being dispatched, which the accounting keeps
+    /// ([`keeps`](Accounting::keeps)) and the request is parked (deferred, or queued behind
+    /// another answer): taken out. Never called for an accounting that keeps none.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn take_kept_here(&mut self, _: AdmittedHere) -> Self::Held {
+        unreachable!("a bundle taken from an accounting that keeps none")
+    }
+
     /// Sealed: the handler of the request being dispatched panicked, and the request has no
     /// signal of its own ([`signal_here`](Accounting::signal_here) gave none): its bundle,
     /// which the accounting keeps, ends *dropped* (its signal aborted) when it ends, before
@@ -831,6 +840,11 @@ where
             return None;
         }
         self.kept.lend_signal()
+    }
+
+    #[inline(always)]
+    fn take_kept_here(&mut self, _: AdmittedHere) -> Self::Held {
+        self.kept.take().unwrap_or_else(GuardedHeld::none)
     }
 
     #[inline(always)]

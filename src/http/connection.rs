@@ -49,7 +49,7 @@ use super::response::{
 };
 use super::router::{Reply, Request, Route};
 use crate::admit::{Outcome, Refusal};
-use crate::signal::AbortReason;
+use crate::signal::{AbortReason, AbortSignal};
 
 /// The most room [`Connection::receive_body_with`] makes in the input for one read of a body:
 /// what one read into the loop's buffer takes.
@@ -1150,14 +1150,34 @@ impl<'r, H> Connection<'r, H> {
                 }
             },
         };
+        if A::keeps(AdmittedHere::new()) {
+            // An empty stand-in (the bundle is the accounting's): let go of here, so that
+            // nothing is kept across the handler's call for an unwinding to drop (a store per
+            // request, round 33).
+            std::mem::forget(held);
+            self.dispatch_holding(d, input, head, total, InAccounting);
+        } else {
+            self.dispatch_holding(d, input, head, total, Own::<A>(held));
+        }
+    }
+
+    /// The rest of [`dispatch`](Connection::dispatch), with what it holds of the request's
+    /// bundle (`holding`): the bundle, or nothing where the accounting keeps it.
+    #[inline(always)]
+    fn dispatch_holding<A: Accounting<Held = H>>(
+        &mut self,
+        d: &mut Dispatcher<'r, A>,
+        input: &[u8],
+        head: &Head,
+        total: usize,
+        holding: impl Holding<A>,
+    ) {
         d.in_flight += 1;
         // The head's spans, and its body's length, say where everything is in it.
         let input = &input[self.start..];
         let panics = &mut d.stats.panics;
         let accounting = &d.accounting;
-        let signal = per_request::<A, _>(panics, None, || {
-            accounting.signal_here(&held, AdmittedHere::new())
-        });
+        let signal = per_request::<A, _>(panics, None, || holding.signal(accounting));
         // `this` read when the handler asks; before its call, caught, if it may panic.
         let read;
         let this = if A::MAY_PANIC {
@@ -1190,7 +1210,7 @@ impl<'r, H> Connection<'r, H> {
         match (reply, route) {
             (Reply::After { delay, token }, Some(route)) => self.answers.defer(Slot::Waiting {
                 // Parked: its bundle goes with it.
-                held: d.accounting.take_kept(held, AdmittedHere::new()),
+                held: holding.park(&mut d.accounting),
                 due: later(d.now, delay),
                 route,
                 token,
@@ -1208,11 +1228,11 @@ impl<'r, H> Connection<'r, H> {
                     // in place since: `end_here`'s seal holds. A stand-in for a bundle the
                     // accounting keeps ends nothing: that one ends when the pass's next
                     // request renews it, or at the pass's end.
-                    answered_here(d, held, AdmittedHere::new());
+                    holding.answered(d);
                     self.served += 1;
                 } else {
                     // Queued behind another answer: its bundle goes with it.
-                    let held = d.accounting.take_kept(held, AdmittedHere::new());
+                    let held = holding.park(&mut d.accounting);
                     self.answers.push(close, Some(held), |out| {
                         write_response(out, wire, date, response.answer());
                     });
@@ -1443,6 +1463,63 @@ fn answered_here<A: Accounting>(d: &mut Dispatcher<'_, A>, held: A::Held, here: 
         here,
         &mut d.stats.panics,
     );
+}
+
+/// What [`Connection::dispatch`] holds of the bundle of the request it dispatches, from its
+/// admission to its answer or parking.
+trait Holding<A: Accounting> {
+    /// The signal for the handler's `Request` ([`Accounting::signal_here`]).
+    fn signal<'a>(&'a self, accounting: &'a A) -> Option<&'a AbortSignal>;
+
+    /// The bundle, for the request parked (deferred, or queued behind another answer).
+    fn park(self, accounting: &mut A) -> A::Held;
+
+    /// The request was answered within the dispatch ([`answered_here`]).
+    fn answered(self, d: &mut Dispatcher<'_, A>);
+}
+
+/// The bundle itself: an accounting that keeps none ([`Accounting::keeps`]).
+struct Own<A: Accounting>(A::Held);
+
+impl<A: Accounting> Holding<A> for Own<A> {
+    #[inline(always)]
+    fn signal<'a>(&'a self, accounting: &'a A) -> Option<&'a AbortSignal> {
+        accounting.signal_here(&self.0, AdmittedHere::new())
+    }
+
+    #[inline(always)]
+    fn park(self, accounting: &mut A) -> A::Held {
+        accounting.take_kept(self.0, AdmittedHere::new())
+    }
+
+    #[inline(always)]
+    fn answered(self, d: &mut Dispatcher<'_, A>) {
+        answered_here(d, self.0, AdmittedHere::new());
+    }
+}
+
+/// Nothing: the accounting keeps the bundle ([`Accounting::keeps`], `Guarded` with the
+/// server's context), renewed for the pass's next request or ended at the pass's end; a value
+/// with no drop, so nothing is kept in memory across the handler's call for an unwinding.
+struct InAccounting;
+
+impl<A: Accounting> Holding<A> for InAccounting {
+    /// None: the accounting lends it when the handler asks ([`Accounting::signal_lent`]).
+    #[inline(always)]
+    fn signal<'a>(&'a self, _: &'a A) -> Option<&'a AbortSignal> {
+        None
+    }
+
+    #[inline(always)]
+    fn park(self, accounting: &mut A) -> A::Held {
+        accounting.take_kept_here(AdmittedHere::new())
+    }
+
+    #[inline(always)]
+    fn answered(self, d: &mut Dispatcher<'_, A>) {
+        d.stats.served += 1;
+        d.in_flight -= 1;
+    }
 }
 
 /// Completes one deferred response into `out`. Returns whether the answer closes the
