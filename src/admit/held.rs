@@ -392,7 +392,10 @@ impl<C: Recycle> KeptBundle<C> {
     /// stores, no call: called on the handler's panic path inside the reading loop.
     #[inline(always)]
     pub(crate) fn handler_panicked(&self) {
-        debug_assert!(self.held.slot.is_some(), "a handler ran with no bundle kept");
+        debug_assert!(
+            self.held.slot.is_some(),
+            "a handler ran with no bundle kept"
+        );
         self.renewable.set(false);
         self.keep.set(Keep::Dropped);
         // So that its release looks at `keep` ([`end_kept_in`](KeptBundle::end_kept_in)):

@@ -240,8 +240,14 @@ macro_rules! dispatch_holding {
         // bundle ends (`Accounting::handler_panicked`).
         let accounting = &$d.accounting;
         let panicked = || accounting.handler_panicked(AdmittedHere::new());
-        let (reply, route) =
-            route_and_call($d.router, &mut $d.stats, &request, &mut response, after, panicked);
+        let (reply, route) = route_and_call(
+            $d.router,
+            &mut $d.stats,
+            &request,
+            &mut response,
+            after,
+            panicked,
+        );
         let accounting = &mut $d.accounting;
         per_request::<A, _>(&mut $d.stats.panics, (), || accounting.handled());
         $this.start += $total;
