@@ -246,8 +246,10 @@ impl<C: Recycle> fmt::Debug for GuardedHeld<C> {
 ///    pass's end, or when its keeper goes (`Drop`).
 /// 3. `renewable` is true only while a bundle is kept that was found, after its admission
 ///    in this pass, with the ledger plain and its signal untouched, and nobody has been lent
-///    that signal since (`lend_signal`: the handler's `Request::signal`, the server's abort
-///    of a panicking handler's signal). Nothing else can touch the kept signal or make the
+///    that signal since (`lend_signal`: the handler's `Request::signal`) and its handler has
+///    not panicked (`handler_panicked`: the bundle then ends *dropped*, its signal aborted,
+///    before the next admission or at the pass's end; no user code runs between the panic
+///    and that end). Nothing else can touch the kept signal or make the
 ///    ledger not plain within a pass: the signal is reached only through `lend_signal` (the
 ///    handler holds no bundle; an escalation needs a drain, which exists only after a stop,
 ///    and no bundle is kept after a stop), and no code a pass runs can reach the server core

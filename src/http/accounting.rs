@@ -166,9 +166,10 @@ pub trait Accounting {
     }
 
     /// Sealed: whether the accounting keeps the bundles of the requests the server dispatches
-    /// ([`keep_here`](Accounting::keep_here)), so that the `Held` the server holds for a
-    /// request answered at once is an empty stand-in, with nothing to end. `false` for every
-    /// accounting but [`Guarded`] with the server's context, `()`.
+    /// ([`keep_here`](Accounting::keep_here)), so that the `Held` the server gets for a
+    /// request is an empty stand-in, with nothing to end: the dispatch lets it go at once and
+    /// holds nothing across the handler's call. `false` for every accounting but [`Guarded`]
+    /// with the server's context, `()`.
     #[doc(hidden)]
     #[inline(always)]
     fn keeps(_: AdmittedHere) -> bool
