@@ -1005,7 +1005,7 @@ impl<E: Engine, S: ScopeProvider<E>, C: Recycle> Drop for Guarded<E, S, C> {
 impl<E: Engine, S: ScopeProvider<E>, C: Recycle> fmt::Debug for Guarded<E, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guarded")
-            .field("core", &self.core)
+            .field("core", self.core())
             .field("drain", &self.drain)
             .field("after_stop_set", &self.after_stop.is_some())
             .field("after_drain_set", &self.after_drain.is_some())
