@@ -813,6 +813,10 @@ where
         // per pass, at its second request). The renewal counted beside the flags, not in
         // the ledger (invariant 5 of `KeptBundle`): no load of the ledger's address.
         if self.kept.renew() {
+            debug_assert!(
+                self.core.shared().ledger.is_plain(),
+                "renewable with the ledger not plain"
+            );
             return Some(GuardedHeld::none());
         }
         cold();
