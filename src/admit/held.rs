@@ -419,6 +419,27 @@ impl<C: Recycle> KeptBundle<C> {
         }
     }
 
+    /// The kept bundle, if one is kept, for its request parked (queued behind another
+    /// answer: a panicking handler's `500` may be): if its handler panicked, its signal fires
+    /// now (*dropped*, the first cause), before it leaves the keeper.
+    #[inline(always)]
+    pub(crate) fn take_parked(&mut self) -> Option<GuardedHeld<C>> {
+        if self.keep.get() == Keep::Dropped {
+            self.abort_dropped();
+        }
+        self.take()
+    }
+
+    /// [`take_parked`](KeptBundle::take_parked)'s abort of a panicking handler's signal. Out
+    /// of line.
+    #[cold]
+    #[inline(never)]
+    fn abort_dropped(&self) {
+        if let Some(slot) = self.held.slot.as_deref() {
+            slot.signal.abort(crate::signal::AbortReason::Dropped);
+        }
+    }
+
     /// The kept bundle, if one is kept, with the outcome it ends with: *completed* (its
     /// request answered; unless its signal fired: the first cause wins), or *dropped* if
     /// its handler panicked.

@@ -849,7 +849,7 @@ where
 
     #[inline(always)]
     fn take_kept_here(&mut self, _: AdmittedHere) -> Self::Held {
-        self.kept.take().unwrap_or_else(GuardedHeld::none)
+        self.kept.take_parked().unwrap_or_else(GuardedHeld::none)
     }
 
     #[inline(always)]
