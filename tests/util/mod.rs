@@ -9,6 +9,7 @@ pub mod bounded;
 pub mod heads;
 #[cfg(feature = "hyper")]
 pub mod hyper_thread;
+pub mod reads;
 #[cfg(feature = "server")]
 pub mod serve;
 #[cfg(feature = "server")]
