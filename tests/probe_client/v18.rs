@@ -218,6 +218,9 @@ fn a_ready_probe_is_judged_when_its_body_is_whole(stack: &str) {
     let serve = Serve::start("", &format!("{stack} --unready-ms 60000"));
     let mut client = StrictClient::connect(serve.addr);
     client.send(b"GET /healthz/ready HTTP/1.1\r\nhost: x\r\ncontent-length: 6\r\n\r\nabc");
+    // The head read before the stop (another process): a head read after it is judged in the
+    // unready step on either side of the fix, and the test would not tell them apart.
+    util::wait_read_by_server(client.reader_mut().get_ref());
     util::serve::send_signal(serve.child.id(), "TERM");
     // The unready phase has begun once a new probe says so (bounded).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

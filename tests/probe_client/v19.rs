@@ -120,6 +120,12 @@ fn a_head_in_progress_at_the_stop_is_answered_on_both_stacks() {
         let mut finished = clients.pop().unwrap();
         finished.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
         unfinished.send(b"GET / HTTP/1.1\r\n");
+        // Both heads begun as the server sees them (another process): a connection whose bytes
+        // are still unread at the stop is idle to the server, closed at its keep-alive step.
+        util::reads::wait_each_read(&[
+            finished.reader_mut().get_ref(),
+            unfinished.reader_mut().get_ref(),
+        ]);
         send_signal(serve.child.id(), "TERM");
         // The stop's keep-alive step has reached the connections once the idle one is closed.
         expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
@@ -171,10 +177,16 @@ fn a_head_still_in_progress_at_the_drain_deadline_gets_503_on_both_stacks() {
         kept.send(b"HEAD / HTTP/1.1\r\nhost: x\r\n");
         let mut fresh = StrictClient::connect(serve.addr);
         fresh.send(b"GET / HTTP/1.1\r\nhost: x\r\n");
-        let silent = StrictClient::connect(serve.addr);
+        let mut silent = StrictClient::connect(serve.addr);
         let mut idle = StrictClient::connect(serve.addr);
         idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         assert_eq!(idle.answer("GET").status, 200, "{stack}");
+        // Each head in progress read before the stop (another process; `idle`'s answer says
+        // nothing of the other connections' reads, on hyper each its own task): `kept` unread
+        // at the stop is an idle connection to the server, closed at the keep-alive step.
+        // `silent` is accepted by then (one listener, accepted in order before `idle`).
+        util::reads::wait_each_read(&[kept.reader_mut().get_ref(), fresh.reader_mut().get_ref()]);
+        util::wait_accepted(silent.reader_mut().get_ref());
         send_signal(serve.child.id(), "TERM");
         expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
         let late = [
@@ -221,6 +233,8 @@ fn a_request_sent_after_the_stop_on_a_silent_connection_is_refused_and_counted_o
         idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         assert_eq!(idle.answer("GET").status, 200, "{stack}");
         let mut silent = StrictClient::connect(serve.addr);
+        // Silent since its accept, which comes before the stop (another process).
+        util::wait_accepted(silent.reader_mut().get_ref());
         send_signal(serve.child.id(), "TERM");
         // The stop's keep-alive step has come once the idle connection is closed.
         expect_clean_eof(idle.reader_mut()).unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
