@@ -178,15 +178,22 @@ fn expect_100_continue_during_the_drain_gets_the_503_at_once() {
     for stack in STACKS {
         let serve = util::serve::Serve::start(
             "",
-            &format!("{stack} --drain-timeout-ms 5000 --idle-linger-ms 3000"),
+            &format!("{stack} --drain-timeout-ms 5000 --idle-linger-ms 20000"),
         );
+        // The holder's request holds the drain open while `late` sends into it: read (so
+        // admitted) before the stop, and long enough (3 s from its read) for what follows on a
+        // loaded machine; the idle linger keeps `late` open as long as that takes.
         let mut holder = StrictClient::connect(serve.addr);
-        holder.send(b"GET /delay?ms=1000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        holder.send(b"GET /delay?ms=3000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        util::wait_read_by_server(holder.reader_mut().get_ref());
         let mut late = StrictClient::connect(serve.addr);
         late.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
         assert_eq!(late.answer("GET").status, 200, "{stack}");
         util::serve::send_signal(serve.child.id(), "TERM");
-        thread::sleep(Duration::from_millis(200));
+        // The drain has begun once readiness says 503 (a probe counts in no total).
+        util::wait_until("the drain to begin (readiness 503)", || {
+            matches!(util::try_get(serve.addr, "/healthz/ready"), Ok((503, _)))
+        });
         late.send(
             b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
         );
@@ -408,7 +415,9 @@ fn a_reset_mid_body_is_counted_as_a_client_gone_not_an_answer() {
             )
             .unwrap();
             std::io::Write::write_all(&mut writer, &[b'x'; 50]).unwrap();
-            thread::sleep(Duration::from_millis(100)); // the route waits for the rest
+            // The head and the 50 bytes read (the route waits for the rest) before the reset:
+            // a reset met with the head unread can end the connection before its request is.
+            util::wait_read_by_server(&stream);
             socket2::SockRef::from(&stream)
                 .set_linger(Some(Duration::ZERO))
                 .unwrap();
