@@ -53,7 +53,7 @@ enum Read503 {
 }
 
 /// Each client sends an echo of its size and reads nothing, then the start of a head (held by
-/// the stop); then SIGTERM, and the clients read only once the stop's force step is past:
+/// the stop; the first `awaited` clients' heads read before it); then SIGTERM, and the clients read only once the stop's force step is past:
 /// `cut_first` waits for the event itself (the server's end of every connection closed, for a
 /// measure of what the sockets hold), else 2.5 s stand for it (the drain deadline, 500 ms, and
 /// the force step 1 s after it; on a loaded machine some client may read before the force
@@ -64,6 +64,7 @@ enum Read503 {
 fn echoes_then_held_heads_at_the_stop(
     stack: &str,
     sizes: &[usize],
+    awaited: usize,
     cut_first: bool,
 ) -> (Vec<Read503>, String) {
     let mut serve = Serve::start("", &format!("{FLAGS} {stack}"));
@@ -72,14 +73,23 @@ fn echoes_then_held_heads_at_the_stop(
         .map(|&n| {
             let mut client = small_window_client(serve.addr);
             client.write_all(&echo_of(n)).unwrap();
+            // The echo read whole (another process), so admitted, and answered in that turn
+            // as far as the socket takes it: a 1 s sleep stood here, and an echo whose head
+            // was still unread at the stop was refused `503` instead.
+            util::wait_read_by_server(&client);
             client
         })
         .collect();
-    sleep(Duration::from_millis(1000));
     for client in &mut clients {
         client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     }
-    sleep(Duration::from_millis(300));
+    // The heads begun, read before the stop where the server reads them then: behind an answer
+    // whole in the socket (mio reads while at most `max_output` is unsent, hyper once the
+    // answer is all in the socket), which the first `awaited` are by far. Behind an answer the
+    // socket cannot take, the head stays unread (a 300 ms sleep stood here, for all).
+    for client in &clients[..awaited] {
+        util::wait_read_by_server(client);
+    }
     send_signal(serve.child.id(), "TERM");
     if cut_first {
         for client in &clients {
@@ -161,7 +171,7 @@ fn read_echo_then_503(client: TcpStream, n: usize, stack: &str) -> Read503 {
 fn a_head_held_behind_an_unread_answer_gets_its_503_when_the_client_reads_on_both_stacks() {
     // What the sockets hold (the kernel's, either stack's): a longer echo to a client that
     // reads nothing is cut at hyper's force step.
-    let (cut, _) = echoes_then_held_heads_at_the_stop("--stack hyper", &[6_000_000], true);
+    let (cut, _) = echoes_then_held_heads_at_the_stop("--stack hyper", &[6_000_000], 0, true);
     let [Read503::Cut(held)] = cut[..] else {
         panic!("a 6 MB echo to a client that reads nothing was not cut: {cut:?}");
     };
@@ -172,7 +182,7 @@ fn a_head_held_behind_an_unread_answer_gets_its_503_when_the_client_reads_on_bot
     .filter_map(|&less| held.checked_sub(less))
     .collect();
     for stack in STACKS {
-        let (results, json) = echoes_then_held_heads_at_the_stop(stack, &sizes, false);
+        let (results, json) = echoes_then_held_heads_at_the_stop(stack, &sizes, 6, false);
         eprintln!("{stack}: held {held}: {results:?}");
         // An echo whole and then the end, no `503`: only a connection the server closed with
         // its `503` still unsent, and counted so: the close step's linger limit (5 s) reached

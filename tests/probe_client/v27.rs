@@ -6,7 +6,6 @@ use crate::util;
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::thread::sleep;
 use std::time::Duration;
 
 use util::serve::{
@@ -106,7 +105,17 @@ fn a_probes_deadline_503_is_counted_once_written_whole_not_when_made() {
             stream
         })
         .collect();
-    sleep(Duration::from_millis(800)); // every echo answered, every probe read that can be
+    // Every echo read whole (another process), so admitted, and its answer begun: an echo
+    // unread at the stop was refused `503` (an 800 ms sleep stood here). The probe behind it
+    // may stay unread (hyper reads it once the echo's answer is all in the socket), so only
+    // the echo is awaited; a probe that can be read is read in the same turn, long before the
+    // deadline (500 ms after the stop).
+    for stream in &clients {
+        util::reads::wait_read_but(stream, PROBE_BODY_COMING.len() as u64);
+        util::wait_until("the echo's answer to begin", || {
+            !util::open_and_silent(stream)
+        });
+    }
     util::serve::send_signal(serve.child.id(), "TERM");
     let (json, ok) = serve.json_and_status();
     assert!(ok, "{json}");

@@ -89,6 +89,32 @@ fn read_echo_then_503(sent: &[u8], body_len: usize) -> Got {
     }
 }
 
+/// The length of the head of the answer a [`small_window_client`] has begun to receive (it
+/// reads nothing: the head waits in its socket), peeked.
+fn answer_head_len(client: &TcpStream) -> usize {
+    let mut buf = [0u8; 1024];
+    let mut len = None;
+    util::wait_until("the echo's answer head", || {
+        let n = client.peek(&mut buf).expect("peek");
+        len = buf[..n].windows(4).position(|w| w == b"\r\n\r\n");
+        len.is_some()
+    });
+    len.unwrap() + 4
+}
+
+/// (bytes of its answers the kernel holds for `client`, which it reads nothing of: in its
+/// socket and unacknowledged in the server's; bytes the server has not read of what `client`
+/// sent).
+fn answer_in_kernel(client: &TcpStream) -> (u64, u64) {
+    let (local, server) = (
+        client.local_addr().unwrap().port(),
+        client.peer_addr().unwrap().port(),
+    );
+    let (_, _, received) = util::tcp_socket(local, server).expect("the client's socket");
+    let (_, unsent, unread) = util::tcp_socket(server, local).expect("the server's socket");
+    (received + unsent, unread)
+}
+
 /// The stop of [`answers_at_the_force_step`]: the deadline 500 ms after SIGTERM, the force step
 /// 500 ms after it; a reader of nothing kept; echoes up to 1 MB.
 const FORCE_FLAGS: &str = "--drain-timeout-ms 500 --force-after-ms 500 --min-send-rate 0 \
@@ -105,19 +131,40 @@ fn answers_at_the_force_step(stack: &str, bodies: &[usize]) -> (Vec<Got>, String
     held.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
     held.write_all(b"GET /delay?ms=20000 HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
+    // Read, so admitted, before the stop (another process): unread then, it was refused `503`.
+    util::wait_read_by_server(&held);
     let clients: Vec<TcpStream> = bodies
         .iter()
         .map(|&body_len| {
             let mut stream = small_window_client(serve.addr);
             stream.write_all(&echo(body_len)).unwrap();
+            // The echo read whole (so admitted) and its answer begun, as far as its socket
+            // takes it (an 800 ms sleep stood here for every echo).
+            util::wait_read_by_server(&stream);
+            util::wait_until("the echo's answer to begin", || {
+                !util::open_and_silent(&stream)
+            });
             stream
         })
         .collect();
-    sleep(Duration::from_millis(800)); // every echo answered, as far as its socket takes it
     for mut client in &clients {
         client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
     }
-    sleep(Duration::from_millis(300)); // every head begun read
+    // Every head begun read where the server reads it before the stop (a 300 ms sleep stood
+    // here). mio reads each (at most `max_output` is unsent behind these echoes). hyper reads
+    // one once the echo's answer is all in the socket, and never behind an answer the socket
+    // could not take: each wait ends at one of the two.
+    for (client, &body_len) in clients.iter().zip(bodies) {
+        if stack == "--stack mio" {
+            util::wait_read_by_server(client);
+        } else {
+            let whole = answer_head_len(client) + body_len;
+            util::wait_until("the head read, or the echo's answer stuck", || {
+                let (in_kernel, unread_by_server) = answer_in_kernel(client);
+                unread_by_server == 0 || in_kernel < whole as u64
+            });
+        }
+    }
     send_signal(serve.child.id(), "TERM");
     // The delayed request gets no answer: its connection ends at the force step.
     let mut rest = Vec::new();
