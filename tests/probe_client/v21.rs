@@ -199,11 +199,21 @@ fn a_head_given_back_after_an_answer_the_stop_waited_for_gets_503_at_the_deadlin
         let mut behind = "\r\n".repeat(4100).into_bytes();
         behind.extend_from_slice(b"GET / HTTP/1.1\r\nhost: x\r\n");
         stream.write_all(&behind).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        // In the server's socket (acknowledged; the server reads it only once its answer is
+        // out), where a 200 ms sleep stood.
+        util::wait_until("the head behind delivered", || {
+            util::tcp_socket(ports.1, ports.0).is_some_and(|(_, unsent, _)| unsent == 0)
+        });
+        // A kept-alive connection idle at the stop: closed at the stop's keep-alive step.
+        let mut idle = StrictClient::connect(serve.addr);
+        idle.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(idle.answer("GET").status, 200, "{stack}");
         util::serve::send_signal(serve.child.id(), "TERM");
-        // Past the stop's keep-alive step (100 ms of idle linger): the stop has reached the
-        // connection, whose answer is still on its way.
-        std::thread::sleep(Duration::from_millis(500));
+        // Past the stop's keep-alive step once the idle connection is closed (a 500 ms sleep
+        // stood here): the stop has reached the connections, this one's answer still on its
+        // way.
+        util::strict::expect_clean_eof(idle.reader_mut())
+            .unwrap_or_else(|e| panic!("{stack}, idle: {e}"));
         let mut reader = BufReader::new(stream);
         let echoed = read_for(&mut reader, "POST").expect("the echo");
         assert_eq!(
@@ -222,7 +232,8 @@ fn a_head_given_back_after_an_answer_the_stop_waited_for_gets_503_at_the_deadlin
         let (json, ok) = serve.json_and_status();
         assert!(ok, "{stack}: {json}");
         assert_eq!(field(&json, "leaked"), 0.0, "{stack}: {json}");
-        assert_eq!(field(&json, "served"), 1.0, "{stack}: {json}");
+        // The echo, and the idle connection's request.
+        assert_eq!(field(&json, "served"), 2.0, "{stack}: {json}");
     }
 }
 
