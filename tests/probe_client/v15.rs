@@ -9,26 +9,21 @@
 use crate::util;
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::serve::{field, send_signal, Serve};
 use util::strict::StrictClient;
 
 const STACKS: [&str; 2] = ["--stack mio", "--stack hyper"];
 
-/// Waits (bounded) until process `pid` is stopped by `SIGSTOP` (`T` in /proc/PID/stat), so that
-/// what the test connects meanwhile waits in the listener's backlog.
+/// Waits until every thread of process `pid` is stopped by `SIGSTOP`, so that what the test
+/// connects meanwhile waits in the listener's backlog. The process's own state (its main
+/// thread's, /proc/PID/stat) said `T` while another thread (hyper's accept loop, a tokio
+/// worker) could still run and accept.
 fn wait_stopped(pid: u32) {
-    let by = Instant::now() + util::READ_TIMEOUT;
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
-        if state == Some("T") {
-            return;
-        }
-        assert!(Instant::now() < by, "{pid} did not stop: {stat}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    util::wait_until("every thread of the server stopped", || {
+        util::serve::all_threads_stopped(pid)
+    });
 }
 
 /// Docs/server.md, "Accept": at `max_connections` a newcomer gets `503` only when no connection
