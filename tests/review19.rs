@@ -91,6 +91,11 @@ fn heads_finished_as_the_stops_keep_alive_step_comes_are_refused_503_on_both_sta
                 stream
             })
             .collect();
+        // Every head begun as the server sees it before the stop (another process): a head
+        // still unread at the stop leaves its connection idle to the server, closed at the
+        // keep-alive step, and its end then meets the close, not a `503`.
+        let streams: Vec<&TcpStream> = heads.iter().collect();
+        util::reads::wait_each_read(&streams);
         let mut idle = connect();
         idle.set_nonblocking(true).unwrap();
         send_signal(serve.child.id(), "TERM");
