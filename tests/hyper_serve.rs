@@ -71,8 +71,10 @@ fn serve_stack_hyper_under_curl_then_sigint_prints_json_and_exits_0() {
 
 #[test]
 fn collect_on_stop_answers_kept_alive_connections_503_after_sigterm() {
-    // Idle connections may linger 2 s into the drain, long enough for the late request.
-    let serve = start_hyper("", "--collect-on-stop --idle-linger-ms 2000");
+    // Idle connections may linger 20 s into the drain, long enough for the late request on a
+    // loaded machine (2 s before: the readiness probes and the request had to fit in them);
+    // the drain does not wait it out, `kept` is closed by its `503`.
+    let serve = start_hyper("", "--collect-on-stop --idle-linger-ms 20000");
     let mut kept = Client::connect(serve.addr);
     assert_eq!(
         kept.request("GET / HTTP/1.1\r\nhost: x\r\n\r\n").status,
@@ -330,7 +332,7 @@ fn no_connection_is_lost_between_loops_across_sigterm() {
     for mode in ["reuseport", "shared"] {
         let serve = start_hyper("", &format!("--loops 2 --listen {mode}"));
         let addr = serve.addr;
-        // One request holds one loop's drain open for 4 s; the other loop drains at once and
+        // One request holds one loop's drain open for 6 s; the other loop drains at once and
         // must keep accepting (503 + close) until the whole group closes (pingora#427). The
         // storm runs until each of its threads has been refused 25 times after the stop (or
         // 2.5 s at most): it does not depend on when the signal is handled (on a loaded machine
@@ -338,7 +340,11 @@ fn no_connection_is_lost_between_loops_across_sigterm() {
         // length had ended), and it ends well before the group closes (a connection started
         // after that is refused by design).
         let mut holder = Client::connect(addr);
-        holder.send(b"GET /delay?ms=4000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        holder.send(b"GET /delay?ms=6000 HTTP/1.1\r\nhost: x\r\n\r\n");
+        // Read, so admitted, before the stop (another process; the storm's answers may all
+        // come from the other loop): unread then, it was refused `503`. Its 6 s run from
+        // here, past the storm's 2.5 s and a slow signal.
+        util::wait_read_by_server(holder.stream());
         let storm_until = Instant::now() + Duration::from_millis(2500);
         let storming = Arc::new(AtomicUsize::new(0));
         let storm: Vec<_> = (0..4)

@@ -88,7 +88,10 @@ fn a_closing_answer_to_an_http_1_0_keep_alive_request_says_close_alone_on_both_s
     }
     const KEEP: &str = "connection: keep-alive\r\n";
     for stack in STACKS {
-        let mut serve = Serve::start("", &format!("{stack} --unready-ms 3000"));
+        // The unready step outlasts whatever a loaded machine takes between the readiness
+        // probe and the unready `GET` (3 s before: a window the `GET` had to fit in); a
+        // second signal ends it (the force step, nothing out).
+        let serve = Serve::start("", &format!("{stack} --unready-ms 60000"));
         // The adapter's own refusal (two `Host` fields), a route's (a length over the limit).
         let two_hosts = format!("GET / HTTP/1.0\r\n{KEEP}host: a\r\nhost: b\r\n\r\n");
         ask(serve.addr, &two_hosts, 400, &format!("{stack} two hosts"));
@@ -102,7 +105,7 @@ fn a_closing_answer_to_an_http_1_0_keep_alive_request_says_close_alone_on_both_s
         });
         let get = format!("GET / HTTP/1.0\r\n{KEEP}\r\n");
         ask(serve.addr, &get, 200, &format!("{stack} unready GET"));
-        let (json, ok) = serve.json_and_status();
+        let (json, ok) = serve.signal_and_wait("TERM");
         assert!(ok, "{stack}: {json}");
     }
 }
