@@ -116,9 +116,10 @@ fn answer_in_kernel(client: &TcpStream) -> (u64, u64) {
 }
 
 /// The stop of [`answers_at_the_force_step`]: the deadline 500 ms after SIGTERM, the force step
-/// 500 ms after it; a reader of nothing kept; echoes up to 1 MB.
+/// 500 ms after it; a reader of nothing kept; echoes up to 1 MB; no request timeout before
+/// the deadline (10 s by default, which a loaded machine can spend before the stop).
 const FORCE_FLAGS: &str = "--drain-timeout-ms 500 --force-after-ms 500 --min-send-rate 0 \
-                           --idle-timeout-ms 20000 --max-body 1000000";
+                           --idle-timeout-ms 20000 --request-timeout-ms 60000 --max-body 1000000";
 
 /// One `serve` on `stack`: a `GET /delay` that outlasts the drain (so the stop goes through its
 /// abort step and its force step), and one [`small_window_client`] per body length, each
